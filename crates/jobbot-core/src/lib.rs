@@ -1,0 +1,10 @@
+//! The pure core of jobbot.
+//!
+//! Everything here is a function of its inputs: configuration parsing, migration and validation,
+//! typed identifiers, and the port (`telegram`) that the Telegram back-ends implement. Nothing in
+//! this crate opens a file, a socket or reads the clock; callers pass `now` and data in.
+
+pub mod config;
+pub mod ids;
+pub mod login;
+pub mod telegram;

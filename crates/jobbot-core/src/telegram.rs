@@ -1,0 +1,417 @@
+//! The Telegram port: what one logged-in account can do, in jobbot's own types.
+//!
+//! Two back-ends implement it: `jobbot-telegram` (real MTProto accounts through grammers) and
+//! `jobbot-sim` (an in-process Telegram world for tests, benchmarks and the demo). No Telegram
+//! library type crosses this boundary, and every failure is a [`TelegramError`] value the
+//! scheduler can act on, never a string to parse.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::ids::{ChatId, ChatKind, PhoneNumber, Username};
+
+/// The caller-chosen `random_id` of a send. MTProto deduplicates sends by `random_id` per account
+/// (core.telegram.org/constructor/updateMessageID, "random ID deduplication"), so a retry of the
+/// same send on the same account with the same id cannot create a second message. The outbox
+/// stores it before the first attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RandomId(pub i64);
+
+/// A forum topic: the id of the topic's creation service message (core.telegram.org/api/forum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TopicId(pub i32);
+
+/// What kind of peer a username resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerKind {
+    User,
+    Bot,
+    /// A broadcast channel.
+    Channel,
+    /// A supergroup (forums are supergroups) or a basic group.
+    Group,
+}
+
+/// A peer as one account sees it. The access hash belongs to that account: Telegram refuses it
+/// from any other account or session ("Access hashes may not be reused across different accounts",
+/// core.telegram.org/api/peers), so a `PeerRef` must never be handed from one agent to another.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PeerRef {
+    pub id: ChatId,
+    pub access_hash: i64,
+}
+
+impl fmt::Debug for PeerRef {
+    // The access hash is an account's credential for a peer; keep it out of debug logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerRef").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// A resolved peer: who it is and how this account may address it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub peer: PeerRef,
+    pub kind: PeerKind,
+    pub username: Option<Username>,
+    /// First name of a user, or the title of a chat.
+    pub name: String,
+    pub last_name: Option<String>,
+}
+
+impl Peer {
+    pub fn id(&self) -> ChatId {
+        self.peer.id
+    }
+
+    pub fn full_name(&self) -> String {
+        match &self.last_name {
+            Some(last) if !last.is_empty() => format!("{} {}", self.name, last),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+/// The logged-in account itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub user_id: ChatId,
+    pub username: Option<Username>,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    /// Masked in `Display`; kept so the UI can show which number an agent is.
+    pub phone: Option<PhoneNumber>,
+}
+
+/// Formatting of a run of text. Offsets and lengths are in UTF-16 code units, as MTProto counts
+/// them (core.telegram.org/api/entities).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextEntity {
+    pub kind: EntityKind,
+    pub offset: u32,
+    pub length: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "url")]
+pub enum EntityKind {
+    Bold,
+    Italic,
+    Code,
+    Pre,
+    Url,
+    TextUrl(String),
+    Blockquote,
+}
+
+/// The text of an outgoing message with its formatting, sent as entities rather than markup so
+/// user text never needs escaping and cannot break the formatting.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MessageContent {
+    pub text: String,
+    pub entities: Vec<TextEntity>,
+    pub link_preview: bool,
+}
+
+impl MessageContent {
+    pub fn plain(text: impl Into<String>) -> Self {
+        Self { text: text.into(), entities: Vec::new(), link_preview: false }
+    }
+}
+
+impl From<&str> for MessageContent {
+    fn from(text: &str) -> Self {
+        Self::plain(text)
+    }
+}
+
+/// A message the account sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentMessage {
+    pub chat: ChatId,
+    pub message_id: i32,
+}
+
+/// How to join a chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinTarget {
+    /// The hash of an invite link (`t.me/+HASH` or `t.me/joinchat/HASH`).
+    InviteHash(String),
+    /// A public chat by username.
+    Username(Username),
+}
+
+/// Who wrote an incoming message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    pub id: ChatId,
+    pub kind: PeerKind,
+    pub username: Option<Username>,
+    pub first_name: String,
+    pub last_name: Option<String>,
+}
+
+/// Kinds of media the port reports. The relay forwards text; media are named so a label can say
+/// what was not copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Photo,
+    Video,
+    Document,
+    Voice,
+    Sticker,
+    Other,
+}
+
+/// A message that reached this account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomingMessage {
+    pub chat: ChatId,
+    pub chat_kind: PeerKind,
+    pub chat_title: Option<String>,
+    pub chat_username: Option<Username>,
+    pub message_id: i32,
+    pub sender: Option<Sender>,
+    /// Message text or media caption.
+    pub text: String,
+    pub media: Option<MediaKind>,
+    /// Unix seconds.
+    pub date: i64,
+    pub outgoing: bool,
+    /// A service message (join, pin, topic created, …), never a vacancy.
+    pub is_service: bool,
+    /// For a message in a forum supergroup: the topic it belongs to. `None` in the General topic
+    /// and everywhere else.
+    pub topic_id: Option<TopicId>,
+}
+
+impl IncomingMessage {
+    /// A private message to this account from someone else.
+    pub fn is_private(&self) -> bool {
+        self.chat.kind() == ChatKind::User && !self.outgoing
+    }
+}
+
+/// What an account's event stream delivers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum AccountEvent {
+    /// A new message in a chat this account is in: a watched channel, a private chat, or a forum
+    /// group (then `topic_id` says which topic).
+    NewMessage(IncomingMessage),
+    MessageEdited(IncomingMessage),
+    /// The connection dropped; the back-end is reconnecting.
+    ConnectionLost,
+    /// The connection is back (and missed updates were fetched where the back-end can).
+    ConnectionRestored,
+}
+
+/// Why an account can no longer be used. Each comes from a Telegram RPC error
+/// (core.telegram.org/api/errors): 401 `AUTH_KEY_UNREGISTERED`, `SESSION_REVOKED`,
+/// `USER_DEACTIVATED`, `USER_DEACTIVATED_BAN`, 406 `AUTH_KEY_DUPLICATED`, and the frozen-account
+/// `FROZEN_METHOD_INVALID` family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadReason {
+    Unregistered,
+    Revoked,
+    Deactivated,
+    Banned,
+    Frozen,
+    AuthKeyDuplicated,
+}
+
+impl fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unregistered => "the session's key is not registered (logged out elsewhere)",
+            Self::Revoked => "the session was revoked",
+            Self::Deactivated => "the account is deactivated",
+            Self::Banned => "the account is banned",
+            Self::Frozen => "the account is frozen",
+            Self::AuthKeyDuplicated => {
+                "the session was used from two connections at once and Telegram invalidated it"
+            }
+        })
+    }
+}
+
+/// A failed Telegram call, as a value the scheduler can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "error")]
+pub enum TelegramError {
+    /// 420 `FLOOD_WAIT_X` / `FLOOD_PREMIUM_WAIT_X`: this account must not repeat the call for X s.
+    #[error("flood wait of {seconds} s")]
+    FloodWait { seconds: u32 },
+    /// 420 `SLOWMODE_WAIT_X`: the chat's slow mode; other chats are not affected.
+    #[error("slow mode: wait {seconds} s in this chat")]
+    SlowMode { seconds: u32 },
+    /// 400 `PEER_FLOOD`: the account is limited from writing to people it has no chat with
+    /// (telegram.org/faq_spam); it may still answer people who wrote first.
+    #[error("the account is limited from writing first to strangers (PEER_FLOOD)")]
+    PeerFlood,
+    /// 403 `USER_PRIVACY_RESTRICTED` (or `PRIVACY_PREMIUM_REQUIRED`): the user refuses messages.
+    #[error("the user's privacy settings refuse this message")]
+    PrivacyRestricted,
+    /// `USERNAME_NOT_OCCUPIED` / `USERNAME_INVALID`: nobody has that username.
+    #[error("no Telegram account has this username")]
+    UsernameNotFound,
+    /// The peer is a bot, a channel or a group where a person was expected.
+    #[error("the peer is not a user")]
+    NotAUser,
+    /// The account is unusable until a new login.
+    #[error("account unusable: {reason}")]
+    AccountDead { reason: DeadReason },
+    /// `TOPIC_DELETED` / `MESSAGE_THREAD_INVALID`: the forum topic no longer exists.
+    #[error("the forum topic was deleted")]
+    TopicDeleted,
+    /// `CHAT_WRITE_FORBIDDEN`, `CHANNEL_PRIVATE`, `USER_BANNED_IN_CHANNEL`, not a participant …:
+    /// this account may not post in that chat.
+    #[error("this account may not write in that chat ({code})")]
+    ChatForbidden { code: String },
+    /// `INVITE_HASH_EXPIRED` / `INVITE_HASH_INVALID`.
+    #[error("the invite link is invalid or expired")]
+    InvalidInvite,
+    /// The connection failed or dropped; the same call may succeed after reconnecting.
+    #[error("network error: {message}")]
+    Network { message: String },
+    /// Anything else, with Telegram's error name where there is one.
+    #[error("telegram error: {message}")]
+    Other { message: String },
+}
+
+impl TelegramError {
+    /// Errors that say something about this account rather than about the recipient.
+    pub fn is_account_level(&self) -> bool {
+        matches!(self, Self::FloodWait { .. } | Self::PeerFlood | Self::AccountDead { .. } | Self::Network { .. })
+    }
+
+    /// Errors that will fail the same way on every account: do not fail over on them.
+    pub fn is_permanent_for_recipient(&self) -> bool {
+        matches!(self, Self::PrivacyRestricted | Self::UsernameNotFound | Self::NotAUser)
+    }
+}
+
+/// What one logged-in Telegram account can do. Implementations are cheap to share behind an
+/// `Arc`; each account has exactly one owner task in the engine (one connection per account).
+#[async_trait]
+pub trait TelegramAccount: Send + Sync {
+    /// Who this account is (also the health check: fails with `AccountDead` for a dead session).
+    async fn get_me(&self) -> Result<Me, TelegramError>;
+
+    /// Resolves a public username to a peer with this account's own access hash. Telegram punishes
+    /// this call hardest (`contacts.resolveUsername`), so implementations cache per account.
+    async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError>;
+
+    /// Sends a private message to a user. A repeat with the same `random_id` returns the first
+    /// message instead of sending a second one.
+    async fn send_direct(
+        &self,
+        to: PeerRef,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError>;
+
+    /// Shows "typing…" to a user (`messages.setTyping`); it lasts about 5 s or until a message.
+    async fn send_typing(&self, to: PeerRef) -> Result<(), TelegramError>;
+
+    /// Posts to a channel or group this account may write in, by its id. The account must have
+    /// seen the chat (it is a member), so no access hash is needed from the caller.
+    async fn post_to_chat(
+        &self,
+        chat: ChatId,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError>;
+
+    /// Creates a forum topic in a supergroup with topics enabled (`messages.createForumTopic`).
+    async fn create_forum_topic(
+        &self,
+        group: ChatId,
+        title: &str,
+        random_id: RandomId,
+    ) -> Result<TopicId, TelegramError>;
+
+    /// Posts into a forum topic (a reply to the topic's creation message, core.telegram.org/api/forum).
+    async fn post_to_topic(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError>;
+
+    /// Joins a chat. Joining a chat the account is already in succeeds (`USER_ALREADY_PARTICIPANT`
+    /// is not an error here), so callers may call it idempotently.
+    async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError>;
+
+    /// The account's event stream. There is one stream per account and one consumer (its owner
+    /// task): the first call returns it, later calls return `None`.
+    fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>>;
+}
+
+/// A failed login step. Each has a message a person can act on, and the step can be retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "error")]
+pub enum LoginError {
+    #[error("the phone number is not valid for Telegram (PHONE_NUMBER_INVALID)")]
+    InvalidPhone,
+    #[error("this phone number is banned by Telegram (PHONE_NUMBER_BANNED)")]
+    PhoneBanned,
+    #[error("no Telegram account uses this phone number; sign up in an official app first")]
+    SignUpRequired,
+    #[error("the code is wrong; check it and try again")]
+    InvalidCode,
+    #[error("the code has expired; request a new one")]
+    CodeExpired,
+    #[error("the 2FA password is wrong")]
+    InvalidPassword,
+    #[error("too many attempts: Telegram asks to wait {seconds} s")]
+    FloodWait { seconds: u32 },
+    #[error("this account cannot be used: {reason}")]
+    AccountDead { reason: DeadReason },
+    #[error("network error: {message}")]
+    Network { message: String },
+    #[error("login failed: {message}")]
+    Other { message: String },
+}
+
+/// What `submit_code` led to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum CodeOutcome {
+    SignedIn(Me),
+    /// The account has two-step verification; ask for the password, showing the hint.
+    PasswordRequired { hint: Option<String> },
+}
+
+/// The state of a session file before connecting it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum AuthorizationStatus {
+    Authorized(Me),
+    /// Never logged in (or logged out cleanly): `jobbot login` is the way forward.
+    NotLoggedIn,
+    /// It was logged in, and Telegram now refuses it (from `updates.getState`'s error): a new login
+    /// is needed, and the reason says why.
+    Dead(DeadReason),
+}
+
+/// The Telegram side of one login attempt, in the order a person goes through it. The pure state
+/// machine in [`crate::login`] drives it; the CLI and the web both use that machine.
+///
+/// Secrets (`code`, `password`) are passed by reference and must never be logged or stored.
+#[async_trait]
+pub trait LoginBackend: Send {
+    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError>;
+    async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError>;
+    async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError>;
+}
