@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::ids::{ChatId, ChatKind, PhoneNumber, Username};
+use std::sync::Arc;
+
+use crate::ids::{ChatId, ChatKind, PhoneNumber, SessionName, Username};
 
 /// The caller-chosen `random_id` of a send. MTProto deduplicates sends by `random_id` per account
 /// (core.telegram.org/constructor/updateMessageID, "random ID deduplication"), so a retry of the
@@ -356,6 +358,64 @@ pub trait TelegramAccount: Send + Sync {
     /// The account's event stream. There is one stream per account and one consumer (its owner
     /// task): the first call returns it, later calls return `None`.
     fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>>;
+
+    /// Closes the connection, saves what the back-end must keep (update state), and releases the
+    /// session so another owner may open it. Dropping the last handle releases it too.
+    async fn disconnect(&self);
+}
+
+/// How to connect one session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// `socks5://[user:pass@]host:port` (the only proxy scheme MTProto clients support here).
+    /// It may hold a password: never log it.
+    pub proxy: Option<String>,
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// Another owner (another process, or another pool in this one) holds the session. Telegram
+    /// invalidates a key used from two connections at once (`AUTH_KEY_DUPLICATED`), so the second
+    /// owner is refused before it connects.
+    #[error("session {session} is already in use by another jobbot process or pool; one session has exactly one owner")]
+    SessionBusy { session: SessionName },
+    #[error("session {session} is not logged in; run `jobbot login {session} --phone +…`")]
+    NotLoggedIn { session: SessionName },
+    #[error("session {session} can no longer be used ({reason}); log in again with `jobbot login {session} --phone +…`")]
+    Dead { session: SessionName, reason: DeadReason },
+    #[error("session {session}: {message}")]
+    Storage { session: SessionName, message: String },
+    #[error("network error: {message}")]
+    Network { message: String },
+}
+
+/// Opens sessions by name: the factory each back-end provides. The engine calls it once per
+/// session and keeps the account in one owner task.
+#[async_trait]
+pub trait AccountConnector: Send + Sync {
+    /// Opens and connects a logged-in session.
+    async fn connect(
+        &self,
+        session: &SessionName,
+        options: &ConnectOptions,
+    ) -> Result<Arc<dyn TelegramAccount>, ConnectError>;
+
+    /// Tells a session that never logged in from one Telegram now refuses, without keeping it
+    /// open. Takes the session's lock for the duration, like `connect`.
+    async fn check_authorization(
+        &self,
+        session: &SessionName,
+        options: &ConnectOptions,
+    ) -> Result<AuthorizationStatus, ConnectError>;
+
+    /// Starts a login for `session`, holding its lock until the returned backend is dropped.
+    /// On success the session is saved and can be `connect`ed.
+    async fn begin_login(
+        &self,
+        session: &SessionName,
+        options: &ConnectOptions,
+    ) -> Result<Box<dyn LoginBackend>, ConnectError>;
 }
 
 /// A failed login step. Each has a message a person can act on, and the step can be retried.
@@ -414,4 +474,17 @@ pub trait LoginBackend: Send {
     async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError>;
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError>;
     async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError>;
+}
+
+#[async_trait]
+impl<T: LoginBackend + ?Sized> LoginBackend for Box<T> {
+    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError> {
+        (**self).request_code(phone).await
+    }
+    async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError> {
+        (**self).submit_code(code).await
+    }
+    async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError> {
+        (**self).submit_password(password).await
+    }
 }
