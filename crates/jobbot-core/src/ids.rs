@@ -16,7 +16,10 @@ pub struct ParseIdError {
 
 impl ParseIdError {
     fn new(value: &str, reason: &'static str) -> Self {
-        Self { value: value.to_owned(), reason }
+        Self {
+            value: value.to_owned(),
+            reason,
+        }
     }
 }
 
@@ -29,7 +32,8 @@ impl ParseIdError {
 pub struct PhoneNumber(String);
 
 impl PhoneNumber {
-    pub const INVALID: &'static str = "is not a phone number in international format (+ and 8 to 15 digits)";
+    pub const INVALID: &'static str =
+        "is not a phone number in international format (+ and 8 to 15 digits)";
 
     pub fn parse(input: &str) -> Result<Self, ParseIdError> {
         let trimmed = input.trim();
@@ -74,7 +78,13 @@ pub fn mask_phone(raw: &str) -> String {
     chars
         .iter()
         .enumerate()
-        .map(|(i, c)| if i < keep_head || i >= chars.len() - 2 || !c.is_ascii_digit() { *c } else { '*' })
+        .map(|(i, c)| {
+            if i < keep_head || i >= chars.len() - 2 || !c.is_ascii_digit() {
+                *c
+            } else {
+                '*'
+            }
+        })
         .collect()
 }
 
@@ -116,8 +126,14 @@ impl SessionName {
     pub fn parse(input: &str) -> Result<Self, ParseIdError> {
         let ok = !input.is_empty()
             && input.len() <= 64
-            && input.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if ok { Ok(Self(input.to_owned())) } else { Err(ParseIdError::new(input, Self::INVALID)) }
+            && input
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if ok {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(ParseIdError::new(input, Self::INVALID))
+        }
     }
 
     pub fn main() -> Self {
@@ -176,7 +192,10 @@ impl Username {
         let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         let starts_with_letter = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
         if valid_len && valid_chars && starts_with_letter {
-            Ok(Self { display: name.to_owned(), key: name.to_ascii_lowercase() })
+            Ok(Self {
+                display: name.to_owned(),
+                key: name.to_ascii_lowercase(),
+            })
         } else {
             Err(ParseIdError::new(input, Self::INVALID))
         }
@@ -294,7 +313,7 @@ impl ChatId {
     fn kind_of(id: i64) -> Option<ChatKind> {
         if id > 0 {
             Some(ChatKind::User)
-        } else if id <= CHANNEL_OFFSET - 1 && id >= CHANNEL_OFFSET - MAX_BARE_CHANNEL {
+        } else if (CHANNEL_OFFSET - MAX_BARE_CHANNEL..CHANNEL_OFFSET).contains(&id) {
             Some(ChatKind::Channel)
         } else if id < 0 && id > -1_000_000_000_000 {
             Some(ChatKind::BasicGroup)
@@ -334,7 +353,11 @@ mod tests {
     #[test]
     fn phone_numbers() {
         let check = |input: &str, expected: Option<&str>| {
-            assert_eq!(PhoneNumber::parse(input).ok().map(|p| p.0), expected.map(str::to_owned), "{input}");
+            assert_eq!(
+                PhoneNumber::parse(input).ok().map(|p| p.0),
+                expected.map(str::to_owned),
+                "{input}"
+            );
         };
         check("+79991234567", Some("+79991234567"));
         check("+7 (999) 123-45-67", Some("+79991234567"));
@@ -348,7 +371,10 @@ mod tests {
 
     #[test]
     fn phone_masking_keeps_country_code_and_last_two_digits() {
-        assert_eq!(PhoneNumber::parse("+79991234567").unwrap().to_string(), "+79*******67");
+        assert_eq!(
+            PhoneNumber::parse("+79991234567").unwrap().to_string(),
+            "+79*******67"
+        );
         assert_eq!(mask_phone("+7999"), "*****");
     }
 
@@ -357,15 +383,31 @@ mod tests {
         for ok in ["agent_1", "agent-python-2", "A", "bot_session"] {
             assert!(SessionName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "../x", "a/b", "a\\b", ".", "..", "a b", "агент", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a\\b",
+            ".",
+            "..",
+            "a b",
+            "агент",
+            &"x".repeat(65),
+        ] {
             assert!(SessionName::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn usernames_compare_case_insensitively() {
-        assert_eq!(Username::parse("@Recruiter_Ivan").unwrap(), Username::parse("recruiter_ivan").unwrap());
-        assert_eq!(Username::parse("@Recruiter_Ivan").unwrap().to_string(), "@Recruiter_Ivan");
+        assert_eq!(
+            Username::parse("@Recruiter_Ivan").unwrap(),
+            Username::parse("recruiter_ivan").unwrap()
+        );
+        assert_eq!(
+            Username::parse("@Recruiter_Ivan").unwrap().to_string(),
+            "@Recruiter_Ivan"
+        );
         for bad in ["@abc", "1abcde", "abc-def", &"a".repeat(33), "@"] {
             assert!(Username::parse(bad).is_err(), "{bad}");
         }
@@ -378,7 +420,10 @@ mod tests {
         assert_eq!(channel.kind(), ChatKind::Channel);
         assert_eq!(channel.bare(), 1234567890);
         assert_eq!(ChatId::from_bot_api(-1001234567890), Some(channel));
-        assert_eq!(ChatId::from_bot_api(-123).unwrap().kind(), ChatKind::BasicGroup);
+        assert_eq!(
+            ChatId::from_bot_api(-123).unwrap().kind(),
+            ChatKind::BasicGroup
+        );
         assert_eq!(ChatId::from_bot_api(42).unwrap().kind(), ChatKind::User);
         assert_eq!(ChatId::from_bot_api(0), None);
         assert!(ChatId::parse_channel(-123).is_err());

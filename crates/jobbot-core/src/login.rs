@@ -15,9 +15,16 @@ use crate::telegram::{CodeOutcome, LoginBackend, LoginError, Me};
 pub enum LoginState {
     /// Waiting for a phone number. After an expired code the number is remembered so the person
     /// only has to confirm it to get a new code.
-    AwaitingPhone { last_phone: Option<PhoneNumber> },
-    AwaitingCode { phone: PhoneNumber },
-    AwaitingPassword { phone: PhoneNumber, hint: Option<String> },
+    AwaitingPhone {
+        last_phone: Option<PhoneNumber>,
+    },
+    AwaitingCode {
+        phone: PhoneNumber,
+    },
+    AwaitingPassword {
+        phone: PhoneNumber,
+        hint: Option<String>,
+    },
     SignedIn(Me),
 }
 
@@ -39,7 +46,10 @@ pub struct LoginFlow<B> {
 
 impl<B: LoginBackend> LoginFlow<B> {
     pub fn new(backend: B) -> Self {
-        Self { backend, state: LoginState::AwaitingPhone { last_phone: None } }
+        Self {
+            backend,
+            state: LoginState::AwaitingPhone { last_phone: None },
+        }
     }
 
     pub fn state(&self) -> &LoginState {
@@ -53,7 +63,10 @@ impl<B: LoginBackend> LoginFlow<B> {
     /// Sends the login code to `phone`. Allowed at the start, after an expired code, and while
     /// waiting for a code (to ask for a new one).
     pub async fn submit_phone(&mut self, phone: &str) -> Result<&LoginState, LoginStepError> {
-        if !matches!(self.state, LoginState::AwaitingPhone { .. } | LoginState::AwaitingCode { .. }) {
+        if !matches!(
+            self.state,
+            LoginState::AwaitingPhone { .. } | LoginState::AwaitingCode { .. }
+        ) {
             return Err(self.out_of_order());
         }
         let phone = PhoneNumber::parse(phone)?;
@@ -73,7 +86,9 @@ impl<B: LoginBackend> LoginFlow<B> {
                 self.state = LoginState::AwaitingPassword { phone, hint }
             }
             Err(LoginError::CodeExpired) => {
-                self.state = LoginState::AwaitingPhone { last_phone: Some(phone) };
+                self.state = LoginState::AwaitingPhone {
+                    last_phone: Some(phone),
+                };
                 return Err(LoginError::CodeExpired.into());
             }
             Err(error) => return Err(error.into()),
@@ -91,7 +106,9 @@ impl<B: LoginBackend> LoginFlow<B> {
     }
 
     fn out_of_order(&self) -> LoginStepError {
-        LoginStepError::OutOfOrder { expected: self.state.step_name() }
+        LoginStepError::OutOfOrder {
+            expected: self.state.step_name(),
+        }
     }
 }
 

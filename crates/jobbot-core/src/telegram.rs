@@ -52,7 +52,9 @@ pub struct PeerRef {
 impl fmt::Debug for PeerRef {
     // The access hash is an account's credential for a peer; keep it out of debug logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PeerRef").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("PeerRef")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,7 +125,11 @@ pub struct MessageContent {
 
 impl MessageContent {
     pub fn plain(text: impl Into<String>) -> Self {
-        Self { text: text.into(), entities: Vec::new(), link_preview: false }
+        Self {
+            text: text.into(),
+            entities: Vec::new(),
+            link_preview: false,
+        }
     }
 }
 
@@ -293,12 +299,21 @@ pub enum TelegramError {
 impl TelegramError {
     /// Errors that say something about this account rather than about the recipient.
     pub fn is_account_level(&self) -> bool {
-        matches!(self, Self::FloodWait { .. } | Self::PeerFlood | Self::AccountDead { .. } | Self::Network { .. })
+        matches!(
+            self,
+            Self::FloodWait { .. }
+                | Self::PeerFlood
+                | Self::AccountDead { .. }
+                | Self::Network { .. }
+        )
     }
 
     /// Errors that will fail the same way on every account: do not fail over on them.
     pub fn is_permanent_for_recipient(&self) -> bool {
-        matches!(self, Self::PrivacyRestricted | Self::UsernameNotFound | Self::NotAUser)
+        matches!(
+            self,
+            Self::PrivacyRestricted | Self::UsernameNotFound | Self::NotAUser
+        )
     }
 }
 
@@ -378,14 +393,24 @@ pub enum ConnectError {
     /// Another owner (another process, or another pool in this one) holds the session. Telegram
     /// invalidates a key used from two connections at once (`AUTH_KEY_DUPLICATED`), so the second
     /// owner is refused before it connects.
-    #[error("session {session} is already in use by another jobbot process or pool; one session has exactly one owner")]
+    #[error(
+        "session {session} is already in use by another jobbot process or pool; one session has exactly one owner"
+    )]
     SessionBusy { session: SessionName },
     #[error("session {session} is not logged in; run `jobbot login {session} --phone +…`")]
     NotLoggedIn { session: SessionName },
-    #[error("session {session} can no longer be used ({reason}); log in again with `jobbot login {session} --phone +…`")]
-    Dead { session: SessionName, reason: DeadReason },
+    #[error(
+        "session {session} can no longer be used ({reason}); log in again with `jobbot login {session} --phone +…`"
+    )]
+    Dead {
+        session: SessionName,
+        reason: DeadReason,
+    },
     #[error("session {session}: {message}")]
-    Storage { session: SessionName, message: String },
+    Storage {
+        session: SessionName,
+        message: String,
+    },
     #[error("network error: {message}")]
     Network { message: String },
 }
@@ -450,7 +475,9 @@ pub enum LoginError {
 pub enum CodeOutcome {
     SignedIn(Me),
     /// The account has two-step verification; ask for the password, showing the hint.
-    PasswordRequired { hint: Option<String> },
+    PasswordRequired {
+        hint: Option<String>,
+    },
 }
 
 /// The state of a session file before connecting it.

@@ -7,6 +7,8 @@
 
 mod migrate;
 mod model;
+#[cfg(test)]
+mod tests;
 mod typed;
 mod validate;
 
@@ -16,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use model::{
-    AgentDocument, ChannelDocument, ConfigDocument, DEFAULT_AUTO_RESPONSE_TEMPLATE, FiltersDocument,
-    HumanDelay, Pacing,
+    AgentDocument, ChannelDocument, ConfigDocument, DEFAULT_AUTO_RESPONSE_TEMPLATE,
+    FiltersDocument, HumanDelay, Pacing,
 };
 pub use typed::{Agent, Channel, Config, Filters, SourceRef};
 
@@ -32,13 +34,20 @@ pub struct ConfigProblem {
 
 impl ConfigProblem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -106,10 +115,23 @@ pub struct Loaded {
 /// Parses, migrates and validates a configuration file's text. On failure every problem found is
 /// returned, each with its path.
 pub fn load(text: &str) -> Result<Loaded, ConfigProblems> {
+    let (document, migrations) = parse_and_migrate(text)?;
+    let config = validate::validate(&document)?;
+    Ok(Loaded {
+        document,
+        config,
+        migrations,
+    })
+}
+
+/// The first half of [`load`]: text → migrated document, without validation. Returns the
+/// migration notes with it.
+pub fn parse_and_migrate(
+    text: &str,
+) -> Result<(ConfigDocument, Vec<ConfigProblem>), ConfigProblems> {
     let mut document = parse(text)?;
     let migrations = migrate::migrate(&mut document);
-    let config = validate::validate(&document)?;
-    Ok(Loaded { document, config, migrations })
+    Ok((document, migrations))
 }
 
 /// Validates a document built in memory (by the API or the web form) without going through text.
@@ -120,7 +142,8 @@ pub fn validate(document: &ConfigDocument) -> Result<Config, ConfigProblems> {
 /// Serialises a document the way the original system wrote it: two-space indentation, non-ASCII
 /// characters as they are (Python's `ensure_ascii=False`), a trailing newline.
 pub fn render(document: &ConfigDocument) -> String {
-    let mut text = serde_json::to_string_pretty(document).expect("a ConfigDocument always serialises");
+    let mut text =
+        serde_json::to_string_pretty(document).expect("a ConfigDocument always serialises");
     text.push('\n');
     text
 }
@@ -140,7 +163,8 @@ fn parse(text: &str) -> Result<ConfigDocument, ConfigProblems> {
             "the file must hold a JSON object with an \"output_channels\" list",
         )]));
     };
-    let channels = match root.remove("output_channels") {
+    // `shift_remove` keeps the order of the other keys (`remove` would swap the last key in).
+    let channels = match root.shift_remove("output_channels") {
         None => Vec::new(),
         Some(serde_json::Value::Array(channels)) => channels,
         Some(other) => {
@@ -167,11 +191,19 @@ fn parse(text: &str) -> Result<ConfigDocument, ConfigProblems> {
         }
     }
     let rest: ConfigDocument = serde_path_to_error::deserialize(serde_json::Value::Object(root))
-        .map_err(|error| ConfigProblems(vec![ConfigProblem::new(error.path().to_string(), error.into_inner().to_string())]))?;
+        .map_err(|error| {
+            ConfigProblems(vec![ConfigProblem::new(
+                error.path().to_string(),
+                error.into_inner().to_string(),
+            )])
+        })?;
     if !problems.is_empty() {
         return Err(ConfigProblems(problems));
     }
-    Ok(ConfigDocument { output_channels, ..rest })
+    Ok(ConfigDocument {
+        output_channels,
+        ..rest
+    })
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {

@@ -15,7 +15,11 @@ pub struct ConfigDocument {
     #[serde(default)]
     pub output_channels: Vec<ChannelDocument>,
     /// LLM provider presets, kept as written (jobbot does not use them yet).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub llm_providers: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -29,8 +33,13 @@ pub const DEFAULT_AUTO_RESPONSE_TEMPLATE: &str =
 /// One output channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelDocument {
+    // `id`, `name` and `telegram_id` are required, but a missing one is reported by validation
+    // (with the other problems of the file) rather than by the parser (which stops at the first).
+    #[serde(default)]
     pub id: String,
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub telegram_id: i64,
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -50,9 +59,17 @@ pub struct ChannelDocument {
     pub auto_response_template: String,
     #[serde(default = "default_true")]
     pub ai_conversation_enabled: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub ai_config: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub prompts: Option<Value>,
 
     // The legacy single-agent keys (seed "Backward Compatibility"). Loading migrates them into
@@ -143,7 +160,9 @@ impl Pacing {
             messages_per_minute: self.messages_per_minute.min(other.messages_per_minute),
             burst: self.burst.min(other.burst),
             cold_dms_per_day: self.cold_dms_per_day.min(other.cold_dms_per_day),
-            peer_flood_pause_hours: self.peer_flood_pause_hours.max(other.peer_flood_pause_hours),
+            peer_flood_pause_hours: self
+                .peer_flood_pause_hours
+                .max(other.peer_flood_pause_hours),
         }
     }
 }
@@ -175,7 +194,10 @@ impl HumanDelay {
 impl Default for HumanDelay {
     /// The original branch's common case (70 % of replies came after 3–10 s).
     fn default() -> Self {
-        Self { min_seconds: 3, max_seconds: 10 }
+        Self {
+            min_seconds: 3,
+            max_seconds: 10,
+        }
     }
 }
 
@@ -189,4 +211,10 @@ fn default_template() -> String {
 
 fn is_false(value: &bool) -> bool {
     !*value
+}
+
+/// A key that is present, even as `null`, is `Some`: the default `Option` handling would read an
+/// explicit `null` as absent and drop the key on the next write.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }

@@ -94,9 +94,13 @@ impl SourceRef {
             return None;
         }
         if let Ok(number) = text.parse::<i64>() {
-            return if number > 0 { ChatId::channel(number) } else { ChatId::from_bot_api(number) }
-                .filter(|id| id.kind() != crate::ids::ChatKind::User)
-                .map(Self::Id);
+            return if number > 0 {
+                ChatId::channel(number)
+            } else {
+                ChatId::from_bot_api(number)
+            }
+            .filter(|id| id.kind() != crate::ids::ChatKind::User)
+            .map(Self::Id);
         }
         if text.starts_with('@') {
             return Username::parse(text).ok().map(Self::Username);
@@ -110,9 +114,14 @@ impl SourceRef {
             .or_else(|| without_scheme.strip_prefix("telegram.me/"))
             .or_else(|| without_scheme.strip_prefix("www.t.me/"))?;
         let path = path.trim_end_matches('/');
-        if let Some(hash) = path.strip_prefix('+').or_else(|| path.strip_prefix("joinchat/")) {
+        if let Some(hash) = path
+            .strip_prefix('+')
+            .or_else(|| path.strip_prefix("joinchat/"))
+        {
             let valid = !hash.is_empty()
-                && hash.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                && hash
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             return valid.then(|| Self::Invite(hash.to_owned()));
         }
         if let Some(rest) = path.strip_prefix("c/") {
@@ -145,7 +154,9 @@ mod tests {
     fn sources_in_every_written_form() {
         let name = |n: &str| Some(SourceRef::Username(Username::parse(n).unwrap()));
         let id = |n: i64| Some(SourceRef::Id(ChatId::from_bot_api(n).unwrap()));
-        let check = |input: &str, expected: Option<SourceRef>| assert_eq!(SourceRef::parse(input), expected, "{input}");
+        let check = |input: &str, expected: Option<SourceRef>| {
+            assert_eq!(SourceRef::parse(input), expected, "{input}")
+        };
         check("@python_jobs", name("python_jobs"));
         check("t.me/python_jobs", name("python_jobs"));
         check("https://t.me/python_jobs", name("python_jobs"));
@@ -155,8 +166,14 @@ mod tests {
         check("1234567890", id(-1001234567890));
         check("https://t.me/c/1234567890/55", id(-1001234567890));
         check("-4012345", id(-4012345));
-        check("https://t.me/+AbCdEf123", Some(SourceRef::Invite("AbCdEf123".into())));
-        check("t.me/joinchat/AbCdEf123", Some(SourceRef::Invite("AbCdEf123".into())));
+        check(
+            "https://t.me/+AbCdEf123",
+            Some(SourceRef::Invite("AbCdEf123".into())),
+        );
+        check(
+            "t.me/joinchat/AbCdEf123",
+            Some(SourceRef::Invite("AbCdEf123".into())),
+        );
         check("python_jobs", None);
         check("@abc", None);
         check("https://example.com/python_jobs", None);
