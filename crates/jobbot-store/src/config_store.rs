@@ -66,7 +66,9 @@ impl Snapshot {
 pub enum StoreError {
     /// The file is not at the revision the writer read: someone else saved, or it was edited by
     /// hand. Nothing was written; reload the snapshot, reapply the change, and try again.
-    #[error("the configuration has changed since it was read (it is now at revision {current}); nothing was written")]
+    #[error(
+        "the configuration has changed since it was read (it is now at revision {current}); nothing was written"
+    )]
     Conflict { current: Revision },
     /// The edited configuration does not load; nothing was written.
     #[error("the edited configuration is not valid; nothing was written:\n{0}")]
@@ -74,7 +76,10 @@ pub enum StoreError {
     /// The file on disk does not load (at startup, on `migrate`, or because it was edited by hand
     /// since the last good snapshot). It was left as it is.
     #[error("{path} does not load; it was left as it is:\n{problems}")]
-    FileInvalid { path: PathBuf, problems: ConfigProblems },
+    FileInvalid {
+        path: PathBuf,
+        problems: ConfigProblems,
+    },
     #[error("could not read or write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -92,7 +97,10 @@ pub enum StoreError {
 
 impl StoreError {
     fn io(path: &Path, source: io::Error) -> Self {
-        Self::Io { path: path.to_owned(), source }
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 
@@ -125,12 +133,21 @@ impl ConfigStore {
         let path = path.into();
         let snapshot = match read_file(&path).await? {
             None => Snapshot::empty(),
-            Some(bytes) => load_bytes(&bytes)
-                .map_err(|problems| StoreError::FileInvalid { path: path.clone(), problems })?,
+            Some(bytes) => load_bytes(&bytes).map_err(|problems| StoreError::FileInvalid {
+                path: path.clone(),
+                problems,
+            })?,
         };
         let (snapshots, _) = watch::channel(Arc::new(snapshot));
         let (reload_problems, _) = watch::channel(None);
-        Ok(Self { shared: Arc::new(Shared { path, write_lock: Mutex::new(()), snapshots, reload_problems }) })
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path,
+                write_lock: Mutex::new(()),
+                snapshots,
+                reload_problems,
+            }),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -180,7 +197,9 @@ impl ConfigStore {
         // last: a hand edit the watcher has not reloaded yet (or no watcher at all) must still
         // make a stale write fail rather than be overwritten.
         let on_disk = read_file(&shared.path).await?;
-        let disk_revision = on_disk.as_deref().map_or_else(Revision::empty, Revision::of);
+        let disk_revision = on_disk
+            .as_deref()
+            .map_or_else(Revision::empty, Revision::of);
         let live = self.snapshot();
         if disk_revision != live.revision {
             // The file changed behind our back. Make the change live if it loads, so the caller's
@@ -196,13 +215,23 @@ impl ConfigStore {
                 Ok(snapshot) => self.publish(snapshot),
                 Err(problems) => {
                     self.report(problems.clone());
-                    return Err(StoreError::FileInvalid { path: shared.path.clone(), problems }.into());
+                    return Err(StoreError::FileInvalid {
+                        path: shared.path.clone(),
+                        problems,
+                    }
+                    .into());
                 }
             }
-            return Err(StoreError::Conflict { current: disk_revision }.into());
+            return Err(StoreError::Conflict {
+                current: disk_revision,
+            }
+            .into());
         }
         if *expected != disk_revision {
-            return Err(StoreError::Conflict { current: disk_revision }.into());
+            return Err(StoreError::Conflict {
+                current: disk_revision,
+            }
+            .into());
         }
 
         let mut document = live.document.clone();
@@ -223,7 +252,11 @@ impl ConfigStore {
     }
 
     /// Replaces the whole document (a web form that edits the file as a whole).
-    pub async fn replace(&self, expected: &Revision, document: ConfigDocument) -> Result<Revision, StoreError> {
+    pub async fn replace(
+        &self,
+        expected: &Revision,
+        document: ConfigDocument,
+    ) -> Result<Revision, StoreError> {
         self.update(expected, |current| {
             *current = document;
             Ok::<(), StoreError>(())
@@ -240,28 +273,42 @@ impl ConfigStore {
         let directory = directory_of(&self.shared.path);
         let file_name = self.shared.path.file_name().map(ToOwned::to_owned);
         let (changes_sender, changes) = mpsc::unbounded_channel();
-        let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| match result {
-            Ok(event) => {
-                let is_our_file =
-                    event.paths.iter().any(|path| path.file_name().is_some_and(|name| Some(name) == file_name.as_deref()));
-                if is_our_file && is_content_change(&event.kind) {
-                    // The receiver is gone only while the watch is being stopped.
-                    let _ = changes_sender.send(());
+        let mut watcher = notify::recommended_watcher(
+            move |result: notify::Result<notify::Event>| match result {
+                Ok(event) => {
+                    let is_our_file = event.paths.iter().any(|path| {
+                        path.file_name()
+                            .is_some_and(|name| Some(name) == file_name.as_deref())
+                    });
+                    if is_our_file && is_content_change(&event.kind) {
+                        // The receiver is gone only while the watch is being stopped.
+                        let _ = changes_sender.send(());
+                    }
                 }
-            }
-            Err(error) => tracing::warn!(%error, "configuration file watcher error"),
-        })
-        .map_err(|source| StoreError::Watch { path: directory.clone(), source })?;
+                Err(error) => tracing::warn!(%error, "configuration file watcher error"),
+            },
+        )
+        .map_err(|source| StoreError::Watch {
+            path: directory.clone(),
+            source,
+        })?;
         watcher
             .watch(&directory, RecursiveMode::NonRecursive)
-            .map_err(|source| StoreError::Watch { path: directory.clone(), source })?;
+            .map_err(|source| StoreError::Watch {
+                path: directory.clone(),
+                source,
+            })?;
 
         let (shutdown_sender, shutdown) = oneshot::channel::<()>();
         let task = tokio::spawn(run_reloads(self.clone(), changes, async move {
             // Resolves on an explicit stop and when the handle is dropped.
             let _ = shutdown.await;
         }));
-        Ok(ConfigWatch { _watcher: watcher, shutdown: Some(shutdown_sender), task: Some(task) })
+        Ok(ConfigWatch {
+            _watcher: watcher,
+            shutdown: Some(shutdown_sender),
+            task: Some(task),
+        })
     }
 
     /// Reads the file and makes it live if it changed and loads; otherwise keeps the last good
@@ -277,19 +324,27 @@ impl ConfigStore {
                 // moved away for a moment; keep running on the last good one instead.
                 self.report(ConfigProblems(vec![ConfigProblem::new(
                     "",
-                    format!("{} was removed; the last good configuration stays live", shared.path.display()),
+                    format!(
+                        "{} was removed; the last good configuration stays live",
+                        shared.path.display()
+                    ),
                 )]));
                 return;
             }
             Err(error) => {
-                self.report(ConfigProblems(vec![ConfigProblem::new("", error.to_string())]));
+                self.report(ConfigProblems(vec![ConfigProblem::new(
+                    "",
+                    error.to_string(),
+                )]));
                 return;
             }
         };
         if Revision::of(&bytes) == self.snapshot().revision {
             // Unchanged (often our own write coming back as an event), or restored by hand to the
             // live revision after a bad edit; either way the file is the live configuration again.
-            self.shared.reload_problems.send_if_modified(|problems| problems.take().is_some());
+            self.shared
+                .reload_problems
+                .send_if_modified(|problems| problems.take().is_some());
             return;
         }
         match load_bytes(&bytes) {
@@ -303,7 +358,9 @@ impl ConfigStore {
 
     fn publish(&self, snapshot: Snapshot) {
         self.shared.snapshots.send_replace(Arc::new(snapshot));
-        self.shared.reload_problems.send_if_modified(|problems| problems.take().is_some());
+        self.shared
+            .reload_problems
+            .send_if_modified(|problems| problems.take().is_some());
     }
 
     fn report(&self, problems: ConfigProblems) {
@@ -360,15 +417,26 @@ pub struct MigrationReport {
 /// the result up; it does not go through a [`ConfigStore`].
 pub async fn migrate_file(path: impl AsRef<Path>) -> Result<MigrationReport, StoreError> {
     let path = path.as_ref();
-    let bytes = read_file(path)
-        .await?
-        .ok_or_else(|| StoreError::io(path, io::Error::new(io::ErrorKind::NotFound, "there is no file to migrate")))?;
+    let bytes = read_file(path).await?.ok_or_else(|| {
+        StoreError::io(
+            path,
+            io::Error::new(io::ErrorKind::NotFound, "there is no file to migrate"),
+        )
+    })?;
     let previous = Revision::of(&bytes);
     let text = String::from_utf8_lossy(&bytes);
-    let loaded = config::load(&text).map_err(|problems| StoreError::FileInvalid { path: path.to_owned(), problems })?;
+    let loaded = config::load(&text).map_err(|problems| StoreError::FileInvalid {
+        path: path.to_owned(),
+        problems,
+    })?;
     let rendered = config::render(&loaded.document);
     if loaded.migrations.is_empty() && rendered.as_bytes() == bytes.as_slice() {
-        return Ok(MigrationReport { current: previous.clone(), previous, backup: None, migrations: Vec::new() });
+        return Ok(MigrationReport {
+            current: previous.clone(),
+            previous,
+            backup: None,
+            migrations: Vec::new(),
+        });
     }
     // Same check as a store write: what is written must load to the same document.
     let reloaded = load_bytes(rendered.as_bytes()).map_err(StoreError::Invalid)?;
@@ -380,11 +448,20 @@ pub async fn migrate_file(path: impl AsRef<Path>) -> Result<MigrationReport, Sto
     // at any point leaves the old configuration somewhere on disk.
     write_atomically(&backup, bytes).await?;
     write_atomically(path, rendered.into_bytes()).await?;
-    Ok(MigrationReport { previous, current: reloaded.revision, backup: Some(backup), migrations: loaded.migrations })
+    Ok(MigrationReport {
+        previous,
+        current: reloaded.revision,
+        backup: Some(backup),
+        migrations: loaded.migrations,
+    })
 }
 
 /// Debounces change events and reloads until `shutdown` resolves or the watcher goes away.
-async fn run_reloads(store: ConfigStore, mut changes: mpsc::UnboundedReceiver<()>, shutdown: impl Future<Output = ()>) {
+async fn run_reloads(
+    store: ConfigStore,
+    mut changes: mpsc::UnboundedReceiver<()>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     // Catch a change made between `open` and the start of the watch.
     store.reload().await;
@@ -411,15 +488,21 @@ async fn run_reloads(store: ConfigStore, mut changes: mpsc::UnboundedReceiver<()
 /// Events that may mean the file's bytes changed. Opening and reading (ours included) do not.
 fn is_content_change(kind: &EventKind) -> bool {
     match kind {
-        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => true,
+        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {
+            true
+        }
         EventKind::Access(_) => false,
         _ => true,
     }
 }
 
 fn load_bytes(bytes: &[u8]) -> Result<Snapshot, ConfigProblems> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|error| ConfigProblems(vec![ConfigProblem::new("", format!("not UTF-8 text: {error}"))]))?;
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        ConfigProblems(vec![ConfigProblem::new(
+            "",
+            format!("not UTF-8 text: {error}"),
+        )])
+    })?;
     let loaded = config::load(text)?;
     Ok(Snapshot {
         revision: Revision::of(bytes),
@@ -477,12 +560,15 @@ fn write_atomically_blocking(path: &Path, bytes: &[u8]) -> Result<(), StoreError
         // Keep the old file's permissions: the configuration can hold proxy credentials, and a
         // user who restricted it should not find it world-readable after a save.
         if let Ok(metadata) = std::fs::metadata(path) {
-            std::fs::set_permissions(&temporary, metadata.permissions()).map_err(|error| StoreError::io(&temporary, error))?;
+            std::fs::set_permissions(&temporary, metadata.permissions())
+                .map_err(|error| StoreError::io(&temporary, error))?;
         }
-        file.write_all(bytes).map_err(|error| StoreError::io(&temporary, error))?;
+        file.write_all(bytes)
+            .map_err(|error| StoreError::io(&temporary, error))?;
         // Without this fsync the rename can reach the disk before the data does, and a power cut
         // leaves an empty or partial file under the real name.
-        file.sync_all().map_err(|error| StoreError::io(&temporary, error))?;
+        file.sync_all()
+            .map_err(|error| StoreError::io(&temporary, error))?;
         drop(file);
         // The rename replaces the old file in one step: readers see the old or the new file, never
         // a mix, and never a missing file.

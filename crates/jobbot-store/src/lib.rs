@@ -12,7 +12,9 @@ mod sqlite;
 
 use std::path::PathBuf;
 
-pub use config_store::{ConfigStore, ConfigWatch, MigrationReport, Snapshot, StoreError, migrate_file};
+pub use config_store::{
+    ConfigStore, ConfigWatch, MigrationReport, Snapshot, StoreError, migrate_file,
+};
 pub use sqlite::SqliteStore;
 
 /// The operational store: everything the engine persists that is not configuration.
