@@ -6,6 +6,8 @@
 //! ([`LoginBackend`](jobbot_core::telegram::LoginBackend)), on session files of its own
 //! ([`session_store`]).
 
+pub mod convert;
+pub mod errors;
 pub mod session_store;
 
 pub use session_store::{SessionKey, SessionStore, SessionStoreError};
