@@ -6,8 +6,14 @@
 //! ([`LoginBackend`](jobbot_core::telegram::LoginBackend)), on session files of its own
 //! ([`session_store`]).
 
+pub mod account;
+pub mod connector;
 pub mod convert;
 pub mod errors;
+pub mod login;
 pub mod session_store;
 
 pub use session_store::{SessionKey, SessionStore, SessionStoreError};
+pub use account::GrammersAccount;
+pub use connector::{ConfigError, GrammersConfig, GrammersConnector, SurfaceFloodWaits};
+pub use login::GrammersLogin;
