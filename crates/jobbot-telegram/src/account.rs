@@ -23,8 +23,8 @@ use grammers_session::types::{PeerId, PeerInfo};
 use grammers_session::updates::UpdatesLike;
 use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountEvent, IncomingMessage, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef, RandomId, Sender,
-    SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountEvent, IncomingMessage, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef,
+    RandomId, Sender, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 
 use crate::connector::{Connection, get_me};
 use crate::convert::{
-    ChatInfo, chat_id_of, chats_of, incoming_message, input_peer, message_id_for_random_id, peer_from_chat,
-    peer_from_user, peer_id_of, tl_entities,
+    ChatInfo, chat_id_of, chats_of, incoming_message, input_peer, message_id_for_random_id,
+    peer_from_chat, peer_from_user, peer_id_of, tl_entities,
 };
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
@@ -76,13 +76,20 @@ impl GrammersAccount {
     }
 
     async fn invoke<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, TelegramError> {
-        self.client.invoke(request).await.map_err(|error| map_invocation_error(&error))
+        self.client
+            .invoke(request)
+            .await
+            .map_err(|error| map_invocation_error(&error))
     }
 
     /// Puts peers from a raw answer into the session's cache, as grammers does for its own
     /// high-level calls: later `post_to_chat` and update gaps need their access hashes.
     async fn cache_peers(&self, users: &[tl::enums::User], chats: &[tl::enums::Chat]) {
-        let peers: Vec<PeerInfo> = users.iter().map(PeerInfo::from).chain(chats.iter().map(PeerInfo::from)).collect();
+        let peers: Vec<PeerInfo> = users
+            .iter()
+            .map(PeerInfo::from)
+            .chain(chats.iter().map(PeerInfo::from))
+            .collect();
         if let Err(error) = self.store.cache_peers(peers).await {
             tracing::warn!(session = %self.session, %error, "could not cache peers");
         }
@@ -90,14 +97,24 @@ impl GrammersAccount {
 
     /// The input peer for a chat this account has seen. Basic groups need no access hash;
     /// channels and users need this account's, from the session cache.
-    async fn input_peer_for_chat(&self, chat: ChatId) -> Result<tl::enums::InputPeer, TelegramError> {
+    async fn input_peer_for_chat(
+        &self,
+        chat: ChatId,
+    ) -> Result<tl::enums::InputPeer, TelegramError> {
         if chat.kind() == ChatKind::BasicGroup {
-            return Ok(input_peer(PeerRef { id: chat, access_hash: 0 }));
+            return Ok(input_peer(PeerRef {
+                id: chat,
+                access_hash: 0,
+            }));
         }
         match self.store.peer_ref(peer_id_of(chat)).await {
             Ok(Some(peer)) => Ok(peer.into()),
-            Ok(None) => Err(TelegramError::ChatForbidden { code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into() }),
-            Err(error) => Err(TelegramError::Other { message: error.to_string() }),
+            Ok(None) => Err(TelegramError::ChatForbidden {
+                code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into(),
+            }),
+            Err(error) => Err(TelegramError::Other {
+                message: error.to_string(),
+            }),
         }
     }
 
@@ -109,19 +126,29 @@ impl GrammersAccount {
         random_id: RandomId,
         topic: Option<TopicId>,
     ) -> Result<SentMessage, TelegramError> {
-        let updates = self.invoke(&send_message_request(peer, content, random_id, topic)).await?;
-        let message_id = message_id_for_random_id(&updates, random_id.0)
-            .ok_or(TelegramError::Other { message: "Telegram's answer did not name the sent message".into() })?;
+        let updates = self
+            .invoke(&send_message_request(peer, content, random_id, topic))
+            .await?;
+        let message_id =
+            message_id_for_random_id(&updates, random_id.0).ok_or(TelegramError::Other {
+                message: "Telegram's answer did not name the sent message".into(),
+            })?;
         Ok(SentMessage { chat, message_id })
     }
 
     async fn join_by_invite(&self, hash: &str) -> Result<Peer, TelegramError> {
-        let joined = match self.client.invoke(&tl::functions::messages::ImportChatInvite { hash: hash.to_owned() }).await
+        let joined = match self
+            .client
+            .invoke(&tl::functions::messages::ImportChatInvite {
+                hash: hash.to_owned(),
+            })
+            .await
         {
             Ok(tl::enums::messages::ChatInviteJoinResult::Ok(result)) => Some(result.updates),
             Ok(tl::enums::messages::ChatInviteJoinResult::WebView(_)) => {
                 return Err(TelegramError::Other {
-                    message: "this invite asks for a bot's web view; join it in an official app".into(),
+                    message: "this invite asks for a bot's web view; join it in an official app"
+                        .into(),
                 });
             }
             Err(error) if error.is("USER_ALREADY_PARTICIPANT") => None,
@@ -132,25 +159,44 @@ impl GrammersAccount {
                 self.cache_peers(&[], chats_of(&updates)).await;
                 chats_of(&updates).iter().find_map(peer_from_chat)
             }
-            None => match self.invoke(&tl::functions::messages::CheckChatInvite { hash: hash.to_owned() }).await? {
+            None => match self
+                .invoke(&tl::functions::messages::CheckChatInvite {
+                    hash: hash.to_owned(),
+                })
+                .await?
+            {
                 tl::enums::ChatInvite::Already(already) => {
-                    self.cache_peers(&[], std::slice::from_ref(&already.chat)).await;
+                    self.cache_peers(&[], std::slice::from_ref(&already.chat))
+                        .await;
                     peer_from_chat(&already.chat)
                 }
                 tl::enums::ChatInvite::Peek(peek) => peer_from_chat(&peek.chat),
                 tl::enums::ChatInvite::Invite(_) => None,
             },
         };
-        chat.ok_or(TelegramError::Other { message: "Telegram's answer to the join did not name the chat".into() })
+        chat.ok_or(TelegramError::Other {
+            message: "Telegram's answer to the join did not name the chat".into(),
+        })
     }
 
     async fn join_by_username(&self, username: &Username) -> Result<Peer, TelegramError> {
         let peer = self.resolve_username(username).await?;
         if peer.id().kind() != ChatKind::Channel {
-            return Err(TelegramError::Other { message: format!("{username} is not a public channel or group") });
+            return Err(TelegramError::Other {
+                message: format!("{username} is not a public channel or group"),
+            });
         }
-        let channel = tl::types::InputChannel { channel_id: peer.id().bare(), access_hash: peer.peer.access_hash };
-        match self.client.invoke(&tl::functions::channels::JoinChannel { channel: channel.into() }).await {
+        let channel = tl::types::InputChannel {
+            channel_id: peer.id().bare(),
+            access_hash: peer.peer.access_hash,
+        };
+        match self
+            .client
+            .invoke(&tl::functions::channels::JoinChannel {
+                channel: channel.into(),
+            })
+            .await
+        {
             Ok(_) => Ok(peer),
             Err(error) if error.is("USER_ALREADY_PARTICIPANT") => Ok(peer),
             Err(error) => Err(map_invocation_error(&error)),
@@ -225,22 +271,35 @@ impl TelegramAccount for GrammersAccount {
     }
 
     async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
-        if let Some(peer) = self.resolved_usernames.lock().ok().and_then(|cache| cache.get(username.key()).cloned()) {
+        if let Some(peer) = self
+            .resolved_usernames
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(username.key()).cloned())
+        {
             return Ok(peer);
         }
-        let request = tl::functions::contacts::ResolveUsername { username: username.as_str().to_owned(), referer: None };
+        let request = tl::functions::contacts::ResolveUsername {
+            username: username.as_str().to_owned(),
+            referer: None,
+        };
         let tl::enums::contacts::ResolvedPeer::Peer(resolved) = self.invoke(&request).await?;
         self.cache_peers(&resolved.users, &resolved.chats).await;
         let target = PeerId::from(&resolved.peer);
         let peer = match target.kind() {
-            grammers_session::types::PeerKind::User => resolved
-                .users
-                .iter()
-                .find_map(|user| match user {
-                    tl::enums::User::User(user) if PeerId::user(user.id) == Some(target) => peer_from_user(user),
+            grammers_session::types::PeerKind::User => {
+                resolved.users.iter().find_map(|user| match user {
+                    tl::enums::User::User(user) if PeerId::user(user.id) == Some(target) => {
+                        peer_from_user(user)
+                    }
                     _ => None,
-                }),
-            _ => resolved.chats.iter().filter(|chat| PeerInfo::from(*chat).id() == target).find_map(peer_from_chat),
+                })
+            }
+            _ => resolved
+                .chats
+                .iter()
+                .filter(|chat| PeerInfo::from(*chat).id() == target)
+                .find_map(peer_from_chat),
         }
         .ok_or(TelegramError::UsernameNotFound)?;
         if let Ok(mut cache) = self.resolved_usernames.lock() {
@@ -258,7 +317,8 @@ impl TelegramAccount for GrammersAccount {
         if to.id.kind() != ChatKind::User {
             return Err(TelegramError::NotAUser);
         }
-        self.send(to.id, input_peer(to), content, random_id, None).await
+        self.send(to.id, input_peer(to), content, random_id, None)
+            .await
     }
 
     async fn send_typing(&self, to: PeerRef) -> Result<(), TelegramError> {
@@ -280,7 +340,12 @@ impl TelegramAccount for GrammersAccount {
         self.send(chat, peer, content, random_id, None).await
     }
 
-    async fn create_forum_topic(&self, group: ChatId, title: &str, random_id: RandomId) -> Result<TopicId, TelegramError> {
+    async fn create_forum_topic(
+        &self,
+        group: ChatId,
+        title: &str,
+        random_id: RandomId,
+    ) -> Result<TopicId, TelegramError> {
         let request = tl::functions::messages::CreateForumTopic {
             title_missing: false,
             peer: self.input_peer_for_chat(group).await?,
@@ -294,7 +359,9 @@ impl TelegramAccount for GrammersAccount {
         // The topic id is the id of its creation service message, named by updateMessageID.
         message_id_for_random_id(&updates, random_id.0)
             .map(TopicId)
-            .ok_or(TelegramError::Other { message: "Telegram's answer did not name the new topic".into() })
+            .ok_or(TelegramError::Other {
+                message: "Telegram's answer did not name the new topic".into(),
+            })
     }
 
     async fn post_to_topic(
@@ -305,7 +372,8 @@ impl TelegramAccount for GrammersAccount {
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError> {
         let peer = self.input_peer_for_chat(group).await?;
-        self.send(group, peer, content, random_id, Some(topic)).await
+        self.send(group, peer, content, random_id, Some(topic))
+            .await
     }
 
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
@@ -319,7 +387,13 @@ impl TelegramAccount for GrammersAccount {
         let updates = self.updates.lock().ok()?.take()?;
         let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run_event_loop(self.session.clone(), self.client.clone(), updates, events_tx, stop_rx));
+        let task = tokio::spawn(run_event_loop(
+            self.session.clone(),
+            self.client.clone(),
+            updates,
+            events_tx,
+            stop_rx,
+        ));
         if let Ok(mut slot) = self.event_task.lock() {
             *slot = Some((stop_tx, task));
         }
@@ -360,7 +434,10 @@ async fn run_event_loop(
     events: mpsc::Sender<AccountEvent>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut stream: UpdateStream = match client.stream_updates(updates, UpdatesConfiguration { catch_up: true }).await {
+    let mut stream: UpdateStream = match client
+        .stream_updates(updates, UpdatesConfiguration { catch_up: true })
+        .await
+    {
         Ok(stream) => stream,
         Err(error) => {
             // Only the session store can fail here (reading the saved update state).
@@ -424,7 +501,11 @@ async fn run_event_loop(
 
 /// Sends one event unless a stop comes first; `false` means "stop now". A consumer that went
 /// away is not a reason to stop: the stream must stay polled to keep the account connected.
-async fn deliver(events: &mpsc::Sender<AccountEvent>, event: AccountEvent, stop: &mut oneshot::Receiver<()>) -> bool {
+async fn deliver(
+    events: &mpsc::Sender<AccountEvent>,
+    event: AccountEvent,
+    stop: &mut oneshot::Receiver<()>,
+) -> bool {
     tokio::select! {
         biased;
         _ = stop => false,
@@ -443,7 +524,9 @@ fn event_of(update: Update) -> Option<AccountEvent> {
 fn incoming_of(message: &grammers_client::message::Message) -> Option<IncomingMessage> {
     let chat_id = chat_id_of(message.peer_id())?;
     let chat = message.peer().map(chat_info_of);
-    let sender = message.sender_id().and_then(|sender_id| sender_of(sender_id, message.sender()));
+    let sender = message
+        .sender_id()
+        .and_then(|sender_id| sender_of(sender_id, message.sender()));
     incoming_message(&message.raw, chat_id, chat, sender)
 }
 
@@ -451,41 +534,66 @@ fn chat_info_of(peer: &GrammersPeer) -> ChatInfo {
     let username = peer.username().and_then(|name| Username::parse(name).ok());
     match peer {
         GrammersPeer::User(user) => ChatInfo {
-            kind: if user.is_bot() { PeerKind::Bot } else { PeerKind::User },
+            kind: if user.is_bot() {
+                PeerKind::Bot
+            } else {
+                PeerKind::User
+            },
             title: Some(user.full_name()).filter(|name| !name.is_empty()),
             username,
         },
-        GrammersPeer::Channel(channel) => {
-            ChatInfo { kind: PeerKind::Channel, title: Some(channel.title().to_owned()), username }
-        }
-        GrammersPeer::Group(_) | GrammersPeer::Community(_) => {
-            ChatInfo { kind: PeerKind::Group, title: peer.name().map(str::to_owned), username }
-        }
+        GrammersPeer::Channel(channel) => ChatInfo {
+            kind: PeerKind::Channel,
+            title: Some(channel.title().to_owned()),
+            username,
+        },
+        GrammersPeer::Group(_) | GrammersPeer::Community(_) => ChatInfo {
+            kind: PeerKind::Group,
+            title: peer.name().map(str::to_owned),
+            username,
+        },
     }
 }
 
 /// The sender, or `None` for the self-user sentinel grammers uses for our own private messages.
 fn sender_of(sender_id: PeerId, sender: Option<&GrammersPeer>) -> Option<Sender> {
     let id = chat_id_of(sender_id)?;
-    let username = sender.and_then(|peer| peer.username()).and_then(|name| Username::parse(name).ok());
+    let username = sender
+        .and_then(|peer| peer.username())
+        .and_then(|name| Username::parse(name).ok());
     Some(match sender {
         Some(GrammersPeer::User(user)) => Sender {
             id,
-            kind: if user.is_bot() { PeerKind::Bot } else { PeerKind::User },
+            kind: if user.is_bot() {
+                PeerKind::Bot
+            } else {
+                PeerKind::User
+            },
             username,
             first_name: user.first_name().unwrap_or_default().to_owned(),
-            last_name: user.last_name().filter(|name| !name.is_empty()).map(str::to_owned),
+            last_name: user
+                .last_name()
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned),
         },
         Some(peer) => Sender {
             id,
-            kind: if matches!(peer, GrammersPeer::Channel(_)) { PeerKind::Channel } else { PeerKind::Group },
+            kind: if matches!(peer, GrammersPeer::Channel(_)) {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
             username,
             first_name: peer.name().unwrap_or_default().to_owned(),
             last_name: None,
         },
         None => Sender {
             id,
-            kind: if id.kind() == ChatKind::User { PeerKind::User } else { PeerKind::Group },
+            kind: if id.kind() == ChatKind::User {
+                PeerKind::User
+            } else {
+                PeerKind::Group
+            },
             username: None,
             first_name: String::new(),
             last_name: None,
@@ -503,10 +611,17 @@ mod tests {
     fn send_requests_carry_the_callers_random_id_entities_and_topic() {
         let content = MessageContent {
             text: "hello".into(),
-            entities: vec![TextEntity { kind: EntityKind::Bold, offset: 0, length: 5 }],
+            entities: vec![TextEntity {
+                kind: EntityKind::Bold,
+                offset: 0,
+                length: 5,
+            }],
             link_preview: false,
         };
-        let peer = input_peer(PeerRef { id: ChatId::channel(1234567890).unwrap(), access_hash: 9 });
+        let peer = input_peer(PeerRef {
+            id: ChatId::channel(1234567890).unwrap(),
+            access_hash: 9,
+        });
         let request = send_message_request(peer, &content, RandomId(-42), Some(TopicId(7)));
         assert_eq!(request.random_id, -42);
         assert!(request.no_webpage);
@@ -519,9 +634,15 @@ mod tests {
             other => panic!("expected a reply to the topic, got {other:?}"),
         }
 
-        let with_preview = MessageContent { link_preview: true, ..MessageContent::plain("https://example.org") };
+        let with_preview = MessageContent {
+            link_preview: true,
+            ..MessageContent::plain("https://example.org")
+        };
         let request = send_message_request(
-            input_peer(PeerRef { id: ChatId::user(42).unwrap(), access_hash: 1 }),
+            input_peer(PeerRef {
+                id: ChatId::user(42).unwrap(),
+                access_hash: 1,
+            }),
             &with_preview,
             RandomId(1),
             None,

@@ -14,12 +14,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use grammers_client::client::ClientConfiguration;
 use grammers_client::{Client, InvocationError, tl};
-use grammers_mtsender::{ConnectionParams, RetryContext, RetryPolicy, SenderPool, SenderPoolHandle};
+use grammers_mtsender::{
+    ConnectionParams, RetryContext, RetryPolicy, SenderPool, SenderPoolHandle,
+};
 use grammers_session::updates::UpdatesLike;
 use jobbot_core::ids::SessionName;
 use jobbot_core::telegram::{
-    AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions, DeadReason, LoginBackend, Me, TelegramAccount,
-    TelegramError,
+    AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions, DeadReason, LoginBackend,
+    Me, TelegramAccount, TelegramError,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -46,7 +48,10 @@ impl fmt::Debug for GrammersConfig {
             .field("sessions_dir", &self.sessions_dir)
             .field("api_id", &self.api_id)
             .field("api_hash", &"<redacted>")
-            .field("session_key", &self.session_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_key",
+                &self.session_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -56,7 +61,10 @@ pub enum ConfigError {
     #[error("environment variable {variable} is not set (get it from https://my.telegram.org)")]
     Missing { variable: &'static str },
     #[error("environment variable {variable} is invalid: {reason}")]
-    Invalid { variable: &'static str, reason: String },
+    Invalid {
+        variable: &'static str,
+        reason: String,
+    },
 }
 
 impl GrammersConfig {
@@ -80,24 +88,39 @@ impl GrammersConfig {
                 .ok_or(ConfigError::Missing { variable })
         };
         let api_id_text = read(Self::API_ID_VARIABLE)?;
-        let api_id = api_id_text.parse::<i32>().ok().filter(|id| *id > 0).ok_or(ConfigError::Invalid {
-            variable: Self::API_ID_VARIABLE,
-            reason: "must be a positive integer".into(),
-        })?;
+        let api_id =
+            api_id_text
+                .parse::<i32>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or(ConfigError::Invalid {
+                    variable: Self::API_ID_VARIABLE,
+                    reason: "must be a positive integer".into(),
+                })?;
         let api_hash = read(Self::API_HASH_VARIABLE)?;
         if api_hash.len() != 32 || !api_hash.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(ConfigError::Invalid { variable: Self::API_HASH_VARIABLE, reason: "must be 32 hex characters".into() });
+            return Err(ConfigError::Invalid {
+                variable: Self::API_HASH_VARIABLE,
+                reason: "must be 32 hex characters".into(),
+            });
         }
         let session_key = match lookup(crate::session_store::SESSION_KEY_VARIABLE) {
-            Some(text) if !text.trim().is_empty() => Some(SessionKey::from_hex(&text).map_err(|InvalidSessionKey| {
-                ConfigError::Invalid {
-                    variable: crate::session_store::SESSION_KEY_VARIABLE,
-                    reason: "must be 64 hex characters (32 bytes)".into(),
-                }
-            })?),
+            Some(text) if !text.trim().is_empty() => {
+                Some(SessionKey::from_hex(&text).map_err(|InvalidSessionKey| {
+                    ConfigError::Invalid {
+                        variable: crate::session_store::SESSION_KEY_VARIABLE,
+                        reason: "must be 64 hex characters (32 bytes)".into(),
+                    }
+                })?)
+            }
             _ => None,
         };
-        Ok(Self { sessions_dir: sessions_dir.into(), api_id, api_hash, session_key })
+        Ok(Self {
+            sessions_dir: sessions_dir.into(),
+            api_id,
+            api_hash,
+            session_key,
+        })
     }
 }
 
@@ -110,7 +133,9 @@ pub struct SurfaceFloodWaits;
 impl RetryPolicy for SurfaceFloodWaits {
     fn should_retry(&self, context: &RetryContext) -> ControlFlow<(), Duration> {
         match context.error {
-            InvocationError::Io(_) if context.fail_count.get() == 1 => ControlFlow::Continue(Duration::ZERO),
+            InvocationError::Io(_) if context.fail_count.get() == 1 => {
+                ControlFlow::Continue(Duration::ZERO)
+            }
             _ => ControlFlow::Break(()),
         }
     }
@@ -133,7 +158,11 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Stops the pool and releases the session lock once the runner no longer uses the session.
-    pub async fn shut_down(store: &SessionStore, handle: &SenderPoolHandle, runner: JoinHandle<()>) {
+    pub async fn shut_down(
+        store: &SessionStore,
+        handle: &SenderPoolHandle,
+        runner: JoinHandle<()>,
+    ) {
         handle.quit();
         if let Err(error) = runner.await {
             tracing::warn!(session = %store.name(), %error, "sender pool task failed");
@@ -150,7 +179,9 @@ impl Connection {
 
 impl GrammersConnector {
     pub fn new(config: GrammersConfig) -> Self {
-        Self { config: Arc::new(config) }
+        Self {
+            config: Arc::new(config),
+        }
     }
 
     pub fn config(&self) -> &GrammersConfig {
@@ -158,9 +189,13 @@ impl GrammersConnector {
     }
 
     fn open_store(&self, session: &SessionName) -> Result<Arc<SessionStore>, ConnectError> {
-        SessionStore::open(&self.config.sessions_dir, session, self.config.session_key.clone())
-            .map(Arc::new)
-            .map_err(|error| storage_error(session, error))
+        SessionStore::open(
+            &self.config.sessions_dir,
+            session,
+            self.config.session_key.clone(),
+        )
+        .map(Arc::new)
+        .map_err(|error| storage_error(session, error))
     }
 
     fn start(&self, store: Arc<SessionStore>, options: &ConnectOptions) -> Connection {
@@ -170,14 +205,28 @@ impl GrammersConnector {
             retry_policy: Box::new(SurfaceFloodWaits),
             ..Default::default()
         };
-        let SenderPool { runner, handle, updates } =
-            SenderPool::with_configuration(Arc::clone(&store), self.config.api_id, params);
+        let SenderPool {
+            runner,
+            handle,
+            updates,
+        } = SenderPool::with_configuration(Arc::clone(&store), self.config.api_id, params);
         let thin_handle = handle.thin.clone();
         // Caching every peer seen keeps access hashes for channels and groups this account is
         // in, which `post_to_chat` and update gaps need.
-        let client = Client::with_configuration(handle, ClientConfiguration { auto_cache_peers: true });
+        let client = Client::with_configuration(
+            handle,
+            ClientConfiguration {
+                auto_cache_peers: true,
+            },
+        );
         let runner = tokio::spawn(runner.run());
-        Connection { store, client, handle: thin_handle, updates, runner }
+        Connection {
+            store,
+            client,
+            handle: thin_handle,
+            updates,
+            runner,
+        }
     }
 
     /// Opens the session and asks Telegram what it thinks of it. The connection is returned only
@@ -191,7 +240,10 @@ impl GrammersConnector {
         if !store.is_logged_in() && !store.has_home_auth_key() {
             // Never connected and never logged in: nothing to ask Telegram, and asking would only
             // create an auth key for nobody.
-            store.close().await.map_err(|error| storage_error(session, error))?;
+            store
+                .close()
+                .await
+                .map_err(|error| storage_error(session, error))?;
             return Ok((AuthorizationStatus::NotLoggedIn, None));
         }
         let connection = self.start(store, options);
@@ -201,7 +253,11 @@ impl GrammersConnector {
                 if !connection.store.is_logged_in() {
                     // Authorized but never marked (e.g. the flag was lost): record it now so a
                     // later 401 is reported as dead rather than as "never logged in".
-                    connection.store.mark_logged_in().await.map_err(|error| storage_error(session, error))?;
+                    connection
+                        .store
+                        .mark_logged_in()
+                        .await
+                        .map_err(|error| storage_error(session, error))?;
                 }
                 Ok((AuthorizationStatus::Authorized(me), Some(connection)))
             }
@@ -216,12 +272,18 @@ impl GrammersConnector {
 fn storage_error(session: &SessionName, error: SessionStoreError) -> ConnectError {
     match error {
         SessionStoreError::Busy { session } => ConnectError::SessionBusy { session },
-        other => ConnectError::Storage { session: session.clone(), message: other.to_string() },
+        other => ConnectError::Storage {
+            session: session.clone(),
+            message: other.to_string(),
+        },
     }
 }
 
 /// `updates.getState` decides (grammers' `is_authorized` folds every 401 into `false`).
-async fn probe_authorization(client: &Client, store: &SessionStore) -> Result<AuthorizationStatus, ConnectError> {
+async fn probe_authorization(
+    client: &Client,
+    store: &SessionStore,
+) -> Result<AuthorizationStatus, ConnectError> {
     let logged_in_before = store.is_logged_in();
     if let Err(error) = client.invoke(&tl::functions::updates::GetState {}).await {
         return authorization_after_error(&error, logged_in_before);
@@ -229,7 +291,9 @@ async fn probe_authorization(client: &Client, store: &SessionStore) -> Result<Au
     match get_me(client).await {
         Ok(me) => Ok(AuthorizationStatus::Authorized(me)),
         Err(TelegramError::AccountDead { reason }) => Ok(AuthorizationStatus::Dead(reason)),
-        Err(error) => Err(ConnectError::Network { message: error.to_string() }),
+        Err(error) => Err(ConnectError::Network {
+            message: error.to_string(),
+        }),
     }
 }
 
@@ -241,22 +305,26 @@ pub fn authorization_after_error(
     logged_in_before: bool,
 ) -> Result<AuthorizationStatus, ConnectError> {
     match map_invocation_error(error) {
-        TelegramError::AccountDead { reason: DeadReason::Unregistered } if !logged_in_before => {
-            Ok(AuthorizationStatus::NotLoggedIn)
-        }
+        TelegramError::AccountDead {
+            reason: DeadReason::Unregistered,
+        } if !logged_in_before => Ok(AuthorizationStatus::NotLoggedIn),
         TelegramError::AccountDead { reason } => Ok(AuthorizationStatus::Dead(reason)),
         // Any other 401 (e.g. `SESSION_PASSWORD_NEEDED` from a login left half-way) before a
         // login is still "not logged in".
         _ if !logged_in_before && matches!(error, InvocationError::Rpc(rpc) if rpc.code == 401) => {
             Ok(AuthorizationStatus::NotLoggedIn)
         }
-        other => Err(ConnectError::Network { message: other.to_string() }),
+        other => Err(ConnectError::Network {
+            message: other.to_string(),
+        }),
     }
 }
 
 pub(crate) async fn get_me(client: &Client) -> Result<Me, TelegramError> {
     let users = client
-        .invoke(&tl::functions::users::GetUsers { id: vec![tl::enums::InputUser::UserSelf] })
+        .invoke(&tl::functions::users::GetUsers {
+            id: vec![tl::enums::InputUser::UserSelf],
+        })
         .await
         .map_err(|error| map_invocation_error(&error))?;
     users
@@ -265,7 +333,9 @@ pub(crate) async fn get_me(client: &Client) -> Result<Me, TelegramError> {
             tl::enums::User::User(user) => me_from_user(user),
             tl::enums::User::Empty(_) => None,
         })
-        .ok_or(TelegramError::Other { message: "users.getUsers returned no self user".into() })
+        .ok_or(TelegramError::Other {
+            message: "users.getUsers returned no self user".into(),
+        })
 }
 
 #[async_trait]
@@ -280,8 +350,13 @@ impl AccountConnector for GrammersConnector {
                 tracing::info!(session = %session, user_id = %me.user_id, "connected");
                 Ok(Arc::new(GrammersAccount::new(session.clone(), connection)))
             }
-            (AuthorizationStatus::Dead(reason), _) => Err(ConnectError::Dead { session: session.clone(), reason }),
-            _ => Err(ConnectError::NotLoggedIn { session: session.clone() }),
+            (AuthorizationStatus::Dead(reason), _) => Err(ConnectError::Dead {
+                session: session.clone(),
+                reason,
+            }),
+            _ => Err(ConnectError::NotLoggedIn {
+                session: session.clone(),
+            }),
         }
     }
 
@@ -304,7 +379,12 @@ impl AccountConnector for GrammersConnector {
     ) -> Result<Box<dyn LoginBackend>, ConnectError> {
         let store = self.open_store(session)?;
         let connection = self.start(store, options);
-        Ok(Box::new(GrammersLogin::new(session.clone(), self.config.api_id, self.config.api_hash.clone(), connection)))
+        Ok(Box::new(GrammersLogin::new(
+            session.clone(),
+            self.config.api_id,
+            self.config.api_hash.clone(),
+            connection,
+        )))
     }
 }
 
@@ -319,32 +399,81 @@ mod tests {
     use super::*;
 
     fn rpc(code: i32, name: &str) -> InvocationError {
-        InvocationError::Rpc(RpcError { code, name: name.into(), value: None, caused_by: None })
+        InvocationError::Rpc(RpcError {
+            code,
+            name: name.into(),
+            value: None,
+            caused_by: None,
+        })
     }
 
     #[test]
     fn get_state_errors_tell_never_logged_in_from_dead() {
-        let check = |error: InvocationError, logged_in_before: bool, expected: Result<AuthorizationStatus, ()>| {
+        let check = |error: InvocationError,
+                     logged_in_before: bool,
+                     expected: Result<AuthorizationStatus, ()>| {
             let actual = authorization_after_error(&error, logged_in_before).map_err(|_| ());
-            assert_eq!(actual, expected, "{error:?} logged_in_before={logged_in_before}");
+            assert_eq!(
+                actual, expected,
+                "{error:?} logged_in_before={logged_in_before}"
+            );
         };
-        check(rpc(401, "AUTH_KEY_UNREGISTERED"), false, Ok(AuthorizationStatus::NotLoggedIn));
-        check(rpc(401, "AUTH_KEY_UNREGISTERED"), true, Ok(AuthorizationStatus::Dead(DeadReason::Unregistered)));
-        check(rpc(401, "SESSION_PASSWORD_NEEDED"), false, Ok(AuthorizationStatus::NotLoggedIn));
-        check(rpc(401, "SESSION_REVOKED"), true, Ok(AuthorizationStatus::Dead(DeadReason::Revoked)));
-        check(rpc(401, "USER_DEACTIVATED_BAN"), false, Ok(AuthorizationStatus::Dead(DeadReason::Banned)));
-        check(rpc(406, "AUTH_KEY_DUPLICATED"), true, Ok(AuthorizationStatus::Dead(DeadReason::AuthKeyDuplicated)));
-        check(InvocationError::Io(io::Error::from(io::ErrorKind::ConnectionRefused)), true, Err(()));
+        check(
+            rpc(401, "AUTH_KEY_UNREGISTERED"),
+            false,
+            Ok(AuthorizationStatus::NotLoggedIn),
+        );
+        check(
+            rpc(401, "AUTH_KEY_UNREGISTERED"),
+            true,
+            Ok(AuthorizationStatus::Dead(DeadReason::Unregistered)),
+        );
+        check(
+            rpc(401, "SESSION_PASSWORD_NEEDED"),
+            false,
+            Ok(AuthorizationStatus::NotLoggedIn),
+        );
+        check(
+            rpc(401, "SESSION_REVOKED"),
+            true,
+            Ok(AuthorizationStatus::Dead(DeadReason::Revoked)),
+        );
+        check(
+            rpc(401, "USER_DEACTIVATED_BAN"),
+            false,
+            Ok(AuthorizationStatus::Dead(DeadReason::Banned)),
+        );
+        check(
+            rpc(406, "AUTH_KEY_DUPLICATED"),
+            true,
+            Ok(AuthorizationStatus::Dead(DeadReason::AuthKeyDuplicated)),
+        );
+        check(
+            InvocationError::Io(io::Error::from(io::ErrorKind::ConnectionRefused)),
+            true,
+            Err(()),
+        );
     }
 
     #[test]
     fn retry_policy_never_sleeps_on_flood_waits() {
-        let check = |error: InvocationError, fail_count: u32, expected: ControlFlow<(), Duration>| {
-            let context =
-                RetryContext { fail_count: NonZeroU32::new(fail_count).unwrap(), slept_so_far: Duration::ZERO, error };
-            assert_eq!(SurfaceFloodWaits.should_retry(&context), expected);
+        let check =
+            |error: InvocationError, fail_count: u32, expected: ControlFlow<(), Duration>| {
+                let context = RetryContext {
+                    fail_count: NonZeroU32::new(fail_count).unwrap(),
+                    slept_so_far: Duration::ZERO,
+                    error,
+                };
+                assert_eq!(SurfaceFloodWaits.should_retry(&context), expected);
+            };
+        let flood = || {
+            InvocationError::Rpc(RpcError {
+                code: 420,
+                name: "FLOOD_WAIT".into(),
+                value: Some(3),
+                caused_by: None,
+            })
         };
-        let flood = || InvocationError::Rpc(RpcError { code: 420, name: "FLOOD_WAIT".into(), value: Some(3), caused_by: None });
         let io_error = || InvocationError::Io(io::Error::from(io::ErrorKind::ConnectionReset));
         check(flood(), 1, ControlFlow::Break(()));
         check(rpc(420, "SLOWMODE_WAIT"), 1, ControlFlow::Break(()));
@@ -355,28 +484,58 @@ mod tests {
     #[test]
     fn config_reads_named_variables_and_names_the_bad_one() {
         let check = |variables: &[(&str, &str)], expected: Result<(i32, bool), ConfigError>| {
-            let map: HashMap<String, String> =
-                variables.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+            let map: HashMap<String, String> = variables
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect();
             let actual = GrammersConfig::from_lookup("sessions", |name| map.get(name).cloned())
                 .map(|config| (config.api_id, config.session_key.is_some()));
             assert_eq!(actual, expected, "{variables:?}");
         };
         let hash = "0123456789abcdef0123456789abcdef";
         let key = "ab".repeat(32);
-        check(&[("API_ID", "12345"), ("API_HASH", hash)], Ok((12345, false)));
-        check(&[("API_ID", "12345"), ("API_HASH", hash), ("JOBBOT_SESSION_KEY", &key)], Ok((12345, true)));
-        check(&[("API_HASH", hash)], Err(ConfigError::Missing { variable: "API_ID" }));
-        check(&[("API_ID", "12345")], Err(ConfigError::Missing { variable: "API_HASH" }));
+        check(
+            &[("API_ID", "12345"), ("API_HASH", hash)],
+            Ok((12345, false)),
+        );
+        check(
+            &[
+                ("API_ID", "12345"),
+                ("API_HASH", hash),
+                ("JOBBOT_SESSION_KEY", &key),
+            ],
+            Ok((12345, true)),
+        );
+        check(
+            &[("API_HASH", hash)],
+            Err(ConfigError::Missing { variable: "API_ID" }),
+        );
+        check(
+            &[("API_ID", "12345")],
+            Err(ConfigError::Missing {
+                variable: "API_HASH",
+            }),
+        );
         check(
             &[("API_ID", "abc"), ("API_HASH", hash)],
-            Err(ConfigError::Invalid { variable: "API_ID", reason: "must be a positive integer".into() }),
+            Err(ConfigError::Invalid {
+                variable: "API_ID",
+                reason: "must be a positive integer".into(),
+            }),
         );
         check(
             &[("API_ID", "12345"), ("API_HASH", "short")],
-            Err(ConfigError::Invalid { variable: "API_HASH", reason: "must be 32 hex characters".into() }),
+            Err(ConfigError::Invalid {
+                variable: "API_HASH",
+                reason: "must be 32 hex characters".into(),
+            }),
         );
         check(
-            &[("API_ID", "12345"), ("API_HASH", hash), ("JOBBOT_SESSION_KEY", "00")],
+            &[
+                ("API_ID", "12345"),
+                ("API_HASH", hash),
+                ("JOBBOT_SESSION_KEY", "00"),
+            ],
             Err(ConfigError::Invalid {
                 variable: "JOBBOT_SESSION_KEY",
                 reason: "must be 64 hex characters (32 bytes)".into(),

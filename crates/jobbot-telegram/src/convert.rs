@@ -8,7 +8,8 @@ use grammers_session::types::PeerId;
 use grammers_tl_types as tl;
 use jobbot_core::ids::{ChatId, ChatKind, PhoneNumber, Username};
 use jobbot_core::telegram::{
-    EntityKind, IncomingMessage, MediaKind, Me, Peer, PeerKind, PeerRef, Sender, TextEntity, TopicId,
+    EntityKind, IncomingMessage, Me, MediaKind, Peer, PeerKind, PeerRef, Sender, TextEntity,
+    TopicId,
 };
 
 /// A grammers peer id in jobbot's Bot API form (`None` for the self-user sentinel).
@@ -18,19 +19,27 @@ pub fn chat_id_of(peer: PeerId) -> Option<ChatId> {
 
 /// The id grammers uses for a jobbot chat id.
 pub fn peer_id_of(chat: ChatId) -> PeerId {
-    PeerId::from_bot_api_dialog_id(chat.get()).expect("a ChatId is a valid Bot API dialog id by construction")
+    PeerId::from_bot_api_dialog_id(chat.get())
+        .expect("a ChatId is a valid Bot API dialog id by construction")
 }
 
 /// The input peer for a peer this account resolved. The access hash is this account's own.
 pub fn input_peer(peer: PeerRef) -> tl::enums::InputPeer {
     match peer.id.kind() {
-        ChatKind::User => {
-            tl::types::InputPeerUser { user_id: peer.id.bare(), access_hash: peer.access_hash }.into()
+        ChatKind::User => tl::types::InputPeerUser {
+            user_id: peer.id.bare(),
+            access_hash: peer.access_hash,
         }
-        ChatKind::BasicGroup => tl::types::InputPeerChat { chat_id: peer.id.bare() }.into(),
-        ChatKind::Channel => {
-            tl::types::InputPeerChannel { channel_id: peer.id.bare(), access_hash: peer.access_hash }.into()
+        .into(),
+        ChatKind::BasicGroup => tl::types::InputPeerChat {
+            chat_id: peer.id.bare(),
         }
+        .into(),
+        ChatKind::Channel => tl::types::InputPeerChannel {
+            channel_id: peer.id.bare(),
+            access_hash: peer.access_hash,
+        }
+        .into(),
     }
 }
 
@@ -48,16 +57,25 @@ pub fn tl_entities(entities: &[TextEntity]) -> Option<Vec<tl::enums::MessageEnti
                     EntityKind::Bold => tl::types::MessageEntityBold { offset, length }.into(),
                     EntityKind::Italic => tl::types::MessageEntityItalic { offset, length }.into(),
                     EntityKind::Code => tl::types::MessageEntityCode { offset, length }.into(),
-                    EntityKind::Pre => {
-                        tl::types::MessageEntityPre { offset, length, language: String::new() }.into()
+                    EntityKind::Pre => tl::types::MessageEntityPre {
+                        offset,
+                        length,
+                        language: String::new(),
                     }
+                    .into(),
                     EntityKind::Url => tl::types::MessageEntityUrl { offset, length }.into(),
-                    EntityKind::TextUrl(url) => {
-                        tl::types::MessageEntityTextUrl { offset, length, url: url.clone() }.into()
+                    EntityKind::TextUrl(url) => tl::types::MessageEntityTextUrl {
+                        offset,
+                        length,
+                        url: url.clone(),
                     }
-                    EntityKind::Blockquote => {
-                        tl::types::MessageEntityBlockquote { collapsed: false, offset, length }.into()
+                    .into(),
+                    EntityKind::Blockquote => tl::types::MessageEntityBlockquote {
+                        collapsed: false,
+                        offset,
+                        length,
                     }
+                    .into(),
                 }
             })
             .collect(),
@@ -70,7 +88,9 @@ pub fn tl_entities(entities: &[TextEntity]) -> Option<Vec<tl::enums::MessageEnti
 pub fn message_id_for_random_id(updates: &tl::enums::Updates, random_id: i64) -> Option<i32> {
     let find = |list: &[tl::enums::Update]| {
         list.iter().find_map(|update| match update {
-            tl::enums::Update::MessageId(assigned) if assigned.random_id == random_id => Some(assigned.id),
+            tl::enums::Update::MessageId(assigned) if assigned.random_id == random_id => {
+                Some(assigned.id)
+            }
             _ => None,
         })
     };
@@ -103,7 +123,10 @@ pub fn me_from_user(user: &tl::types::User) -> Option<Me> {
         first_name: user.first_name.clone().unwrap_or_default(),
         last_name: user.last_name.clone().filter(|name| !name.is_empty()),
         // Telegram sends the number without '+'.
-        phone: user.phone.as_deref().and_then(|phone| PhoneNumber::parse(&format!("+{phone}")).ok()),
+        phone: user
+            .phone
+            .as_deref()
+            .and_then(|phone| PhoneNumber::parse(&format!("+{phone}")).ok()),
     })
 }
 
@@ -112,8 +135,15 @@ pub fn me_from_user(user: &tl::types::User) -> Option<Me> {
 pub fn peer_from_user(user: &tl::types::User) -> Option<Peer> {
     let access_hash = if user.min { None } else { user.access_hash };
     Some(Peer {
-        peer: PeerRef { id: ChatId::user(user.id)?, access_hash: access_hash? },
-        kind: if user.bot { PeerKind::Bot } else { PeerKind::User },
+        peer: PeerRef {
+            id: ChatId::user(user.id)?,
+            access_hash: access_hash?,
+        },
+        kind: if user.bot {
+            PeerKind::Bot
+        } else {
+            PeerKind::User
+        },
         username: username_of(user.username.as_deref()),
         name: user.first_name.clone().unwrap_or_default(),
         last_name: user.last_name.clone().filter(|name| !name.is_empty()),
@@ -122,29 +152,48 @@ pub fn peer_from_user(user: &tl::types::User) -> Option<Peer> {
 
 /// A chat as a peer this account can address. Basic groups need no access hash.
 pub fn peer_from_chat(chat: &tl::enums::Chat) -> Option<Peer> {
-    let group = |id: ChatId, access_hash: i64, kind: PeerKind, username: Option<&str>, title: &str| Peer {
-        peer: PeerRef { id, access_hash },
-        kind,
-        username: username_of(username),
-        name: title.to_owned(),
-        last_name: None,
-    };
+    let group =
+        |id: ChatId, access_hash: i64, kind: PeerKind, username: Option<&str>, title: &str| Peer {
+            peer: PeerRef { id, access_hash },
+            kind,
+            username: username_of(username),
+            name: title.to_owned(),
+            last_name: None,
+        };
     match chat {
-        tl::enums::Chat::Chat(chat) => Some(group(ChatId::basic_group(chat.id)?, 0, PeerKind::Group, None, &chat.title)),
-        tl::enums::Chat::Forbidden(chat) => {
-            Some(group(ChatId::basic_group(chat.id)?, 0, PeerKind::Group, None, &chat.title))
-        }
+        tl::enums::Chat::Chat(chat) => Some(group(
+            ChatId::basic_group(chat.id)?,
+            0,
+            PeerKind::Group,
+            None,
+            &chat.title,
+        )),
+        tl::enums::Chat::Forbidden(chat) => Some(group(
+            ChatId::basic_group(chat.id)?,
+            0,
+            PeerKind::Group,
+            None,
+            &chat.title,
+        )),
         tl::enums::Chat::Channel(channel) if !channel.min => Some(group(
             ChatId::channel(channel.id)?,
             channel.access_hash?,
-            if channel.broadcast { PeerKind::Channel } else { PeerKind::Group },
+            if channel.broadcast {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
             channel.username.as_deref(),
             &channel.title,
         )),
         tl::enums::Chat::ChannelForbidden(channel) => Some(group(
             ChatId::channel(channel.id)?,
             channel.access_hash,
-            if channel.broadcast { PeerKind::Channel } else { PeerKind::Group },
+            if channel.broadcast {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
             None,
             &channel.title,
         )),
@@ -172,9 +221,10 @@ pub fn topic_of(message: &tl::enums::Message) -> Option<TopicId> {
         return Some(TopicId(id));
     }
     match reply_to? {
-        tl::enums::MessageReplyHeader::Header(header) if header.forum_topic => {
-            header.reply_to_top_id.or(header.reply_to_msg_id).map(TopicId)
-        }
+        tl::enums::MessageReplyHeader::Header(header) if header.forum_topic => header
+            .reply_to_top_id
+            .or(header.reply_to_msg_id)
+            .map(TopicId),
         _ => None,
     }
 }
@@ -188,7 +238,10 @@ pub fn media_kind(media: &tl::enums::MessageMedia) -> Option<MediaKind> {
         } else if document.video || document.round {
             MediaKind::Video
         } else if let Some(tl::enums::Document::Document(inner)) = &document.document
-            && inner.attributes.iter().any(|attribute| matches!(attribute, tl::enums::DocumentAttribute::Sticker(_)))
+            && inner
+                .attributes
+                .iter()
+                .any(|attribute| matches!(attribute, tl::enums::DocumentAttribute::Sticker(_)))
         {
             MediaKind::Sticker
         } else {
@@ -226,7 +279,14 @@ pub fn incoming_message(
             message.media.as_ref().and_then(media_kind),
             false,
         ),
-        tl::enums::Message::Service(service) => (service.id, service.date, service.out, String::new(), None, true),
+        tl::enums::Message::Service(service) => (
+            service.id,
+            service.date,
+            service.out,
+            String::new(),
+            None,
+            true,
+        ),
         tl::enums::Message::Empty(_) => return None,
     };
     let chat = chat.unwrap_or(ChatInfo {
@@ -319,44 +379,107 @@ mod tests {
     #[test]
     fn input_peers_follow_the_chat_kind() {
         let check = |id: ChatId, expected: tl::enums::InputPeer| {
-            assert_eq!(format!("{:?}", input_peer(PeerRef { id, access_hash: 77 })), format!("{expected:?}"));
+            assert_eq!(
+                format!(
+                    "{:?}",
+                    input_peer(PeerRef {
+                        id,
+                        access_hash: 77
+                    })
+                ),
+                format!("{expected:?}")
+            );
         };
-        check(ChatId::user(42).unwrap(), tl::types::InputPeerUser { user_id: 42, access_hash: 77 }.into());
-        check(ChatId::basic_group(12).unwrap(), tl::types::InputPeerChat { chat_id: 12 }.into());
+        check(
+            ChatId::user(42).unwrap(),
+            tl::types::InputPeerUser {
+                user_id: 42,
+                access_hash: 77,
+            }
+            .into(),
+        );
+        check(
+            ChatId::basic_group(12).unwrap(),
+            tl::types::InputPeerChat { chat_id: 12 }.into(),
+        );
         check(
             ChatId::channel(1234567890).unwrap(),
-            tl::types::InputPeerChannel { channel_id: 1234567890, access_hash: 77 }.into(),
+            tl::types::InputPeerChannel {
+                channel_id: 1234567890,
+                access_hash: 77,
+            }
+            .into(),
         );
     }
 
     #[test]
     fn ids_convert_between_grammers_and_jobbot() {
-        for chat in [ChatId::user(42).unwrap(), ChatId::basic_group(12).unwrap(), ChatId::channel(1234567890).unwrap()] {
+        for chat in [
+            ChatId::user(42).unwrap(),
+            ChatId::basic_group(12).unwrap(),
+            ChatId::channel(1234567890).unwrap(),
+        ] {
             assert_eq!(chat_id_of(peer_id_of(chat)), Some(chat));
         }
         assert_eq!(chat_id_of(PeerId::self_user()), None);
-        assert_eq!(chat_id_of(PeerId::channel(1234567890).unwrap()).unwrap().get(), -1001234567890);
+        assert_eq!(
+            chat_id_of(PeerId::channel(1234567890).unwrap())
+                .unwrap()
+                .get(),
+            -1001234567890
+        );
     }
 
     #[test]
     fn entities_map_one_to_one() {
         assert_eq!(tl_entities(&[]), None);
         let entities = [
-            TextEntity { kind: EntityKind::Bold, offset: 0, length: 4 },
-            TextEntity { kind: EntityKind::TextUrl("https://example.org".into()), offset: 5, length: 3 },
-            TextEntity { kind: EntityKind::Blockquote, offset: 9, length: 2 },
+            TextEntity {
+                kind: EntityKind::Bold,
+                offset: 0,
+                length: 4,
+            },
+            TextEntity {
+                kind: EntityKind::TextUrl("https://example.org".into()),
+                offset: 5,
+                length: 3,
+            },
+            TextEntity {
+                kind: EntityKind::Blockquote,
+                offset: 9,
+                length: 2,
+            },
         ];
         let expected: Vec<tl::enums::MessageEntity> = vec![
-            tl::types::MessageEntityBold { offset: 0, length: 4 }.into(),
-            tl::types::MessageEntityTextUrl { offset: 5, length: 3, url: "https://example.org".into() }.into(),
-            tl::types::MessageEntityBlockquote { collapsed: false, offset: 9, length: 2 }.into(),
+            tl::types::MessageEntityBold {
+                offset: 0,
+                length: 4,
+            }
+            .into(),
+            tl::types::MessageEntityTextUrl {
+                offset: 5,
+                length: 3,
+                url: "https://example.org".into(),
+            }
+            .into(),
+            tl::types::MessageEntityBlockquote {
+                collapsed: false,
+                offset: 9,
+                length: 2,
+            }
+            .into(),
         ];
-        assert_eq!(format!("{:?}", tl_entities(&entities).unwrap()), format!("{expected:?}"));
+        assert_eq!(
+            format!("{:?}", tl_entities(&entities).unwrap()),
+            format!("{expected:?}")
+        );
     }
 
     #[test]
     fn sent_message_id_is_found_by_random_id() {
-        let assigned = |id, random_id| tl::enums::Update::MessageId(tl::types::UpdateMessageId { id, random_id });
+        let assigned = |id, random_id| {
+            tl::enums::Update::MessageId(tl::types::UpdateMessageId { id, random_id })
+        };
         let updates: tl::enums::Updates = tl::types::Updates {
             updates: vec![assigned(10, 111), assigned(11, 222)],
             users: vec![],
@@ -379,25 +502,45 @@ mod tests {
         }
         .into();
         assert_eq!(message_id_for_random_id(&short, 1), Some(99));
-        assert_eq!(message_id_for_random_id(&tl::enums::Updates::TooLong, 1), None);
+        assert_eq!(
+            message_id_for_random_id(&tl::enums::Updates::TooLong, 1),
+            None
+        );
     }
 
     #[test]
     fn users_become_me_and_peers() {
         let me = me_from_user(&user(42, Some(5), false, false)).unwrap();
         assert_eq!(me.user_id, ChatId::user(42).unwrap());
-        assert_eq!(me.username, Some(Username::parse("recruiter_ivan").unwrap()));
+        assert_eq!(
+            me.username,
+            Some(Username::parse("recruiter_ivan").unwrap())
+        );
         assert_eq!(me.last_name, None);
         assert_eq!(me.phone.unwrap().as_str(), "+79991234567");
 
         let peer = peer_from_user(&user(42, Some(5), false, true)).unwrap();
-        assert_eq!(peer.peer, PeerRef { id: ChatId::user(42).unwrap(), access_hash: 5 });
+        assert_eq!(
+            peer.peer,
+            PeerRef {
+                id: ChatId::user(42).unwrap(),
+                access_hash: 5
+            }
+        );
         assert_eq!(peer.kind, PeerKind::Bot);
-        assert_eq!(peer_from_user(&user(42, Some(5), true, false)), None, "min users are not addressable");
+        assert_eq!(
+            peer_from_user(&user(42, Some(5), true, false)),
+            None,
+            "min users are not addressable"
+        );
         assert_eq!(peer_from_user(&user(42, None, false, false)), None);
     }
 
-    fn reply_header(forum_topic: bool, reply_to_msg_id: Option<i32>, reply_to_top_id: Option<i32>) -> tl::enums::MessageReplyHeader {
+    fn reply_header(
+        forum_topic: bool,
+        reply_to_msg_id: Option<i32>,
+        reply_to_top_id: Option<i32>,
+    ) -> tl::enums::MessageReplyHeader {
         tl::types::MessageReplyHeader {
             reply_to_scheduled: false,
             forum_topic,
@@ -417,7 +560,11 @@ mod tests {
         .into()
     }
 
-    fn service(id: i32, action: tl::enums::MessageAction, reply_to: Option<tl::enums::MessageReplyHeader>) -> tl::enums::Message {
+    fn service(
+        id: i32,
+        action: tl::enums::MessageAction,
+        reply_to: Option<tl::enums::MessageReplyHeader>,
+    ) -> tl::enums::Message {
         tl::types::MessageService {
             out: false,
             mentioned: false,
@@ -428,7 +575,10 @@ mod tests {
             legacy: false,
             id,
             from_id: None,
-            peer_id: tl::types::PeerChannel { channel_id: 1234567890 }.into(),
+            peer_id: tl::types::PeerChannel {
+                channel_id: 1234567890,
+            }
+            .into(),
             saved_peer_id: None,
             reply_to,
             date: 1_700_000_000,
@@ -451,8 +601,13 @@ mod tests {
         check(Some(reply_header(false, Some(30), None)), None);
         let created = service(
             8,
-            tl::types::MessageActionTopicCreate { title_missing: false, title: "t".into(), icon_color: 0, icon_emoji_id: None }
-                .into(),
+            tl::types::MessageActionTopicCreate {
+                title_missing: false,
+                title: "t".into(),
+                icon_color: 0,
+                icon_emoji_id: None,
+            }
+            .into(),
             None,
         );
         assert_eq!(topic_of(&created), Some(TopicId(8)));
@@ -461,7 +616,11 @@ mod tests {
     #[test]
     fn service_messages_are_marked_and_kinds_fall_back_to_the_id() {
         let chat = ChatId::channel(1234567890).unwrap();
-        let message = service(50, tl::enums::MessageAction::PinMessage, Some(reply_header(true, Some(7), None)));
+        let message = service(
+            50,
+            tl::enums::MessageAction::PinMessage,
+            Some(reply_header(true, Some(7), None)),
+        );
         let incoming = incoming_message(&message, chat, None, None).unwrap();
         assert!(incoming.is_service);
         assert_eq!(incoming.chat_kind, PeerKind::Group);

@@ -29,28 +29,45 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
         InvocationError::Io(_) | InvocationError::Transport(_) | InvocationError::Dropped(_) => {
             // Transport covers `BadStatus` (e.g. 429 too many connections, 404 unknown key);
             // the runner reconnects, so the same call may succeed later.
-            return TelegramError::Network { message: error.to_string() };
+            return TelegramError::Network {
+                message: error.to_string(),
+            };
         }
         InvocationError::Session(_)
         | InvocationError::Deserialize(_)
         | InvocationError::InvalidDc
-        | InvocationError::Authentication(_) => return TelegramError::Other { message: error.to_string() },
+        | InvocationError::Authentication(_) => {
+            return TelegramError::Other {
+                message: error.to_string(),
+            };
+        }
     };
     if let Some(reason) = dead_reason(rpc) {
         return TelegramError::AccountDead { reason };
     }
     match rpc.name.as_str() {
-        "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" => TelegramError::FloodWait { seconds: wait_seconds(rpc) },
-        "SLOWMODE_WAIT" => TelegramError::SlowMode { seconds: wait_seconds(rpc) },
+        "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" => TelegramError::FloodWait {
+            seconds: wait_seconds(rpc),
+        },
+        "SLOWMODE_WAIT" => TelegramError::SlowMode {
+            seconds: wait_seconds(rpc),
+        },
         "PEER_FLOOD" => TelegramError::PeerFlood,
-        "USER_PRIVACY_RESTRICTED" | "PRIVACY_PREMIUM_REQUIRED" | "USER_IS_BLOCKED" => TelegramError::PrivacyRestricted,
+        "USER_PRIVACY_RESTRICTED" | "PRIVACY_PREMIUM_REQUIRED" | "USER_IS_BLOCKED" => {
+            TelegramError::PrivacyRestricted
+        }
         "USERNAME_NOT_OCCUPIED" | "USERNAME_INVALID" => TelegramError::UsernameNotFound,
         "TOPIC_DELETED" | "MESSAGE_THREAD_INVALID" => TelegramError::TopicDeleted,
-        "CHAT_WRITE_FORBIDDEN" | "CHANNEL_PRIVATE" | "USER_BANNED_IN_CHANNEL" | "CHAT_ADMIN_REQUIRED" => {
-            TelegramError::ChatForbidden { code: rpc.name.clone() }
-        }
+        "CHAT_WRITE_FORBIDDEN"
+        | "CHANNEL_PRIVATE"
+        | "USER_BANNED_IN_CHANNEL"
+        | "CHAT_ADMIN_REQUIRED" => TelegramError::ChatForbidden {
+            code: rpc.name.clone(),
+        },
         "INVITE_HASH_EXPIRED" | "INVITE_HASH_INVALID" => TelegramError::InvalidInvite,
-        _ => TelegramError::Other { message: rpc_description(rpc) },
+        _ => TelegramError::Other {
+            message: rpc_description(rpc),
+        },
     }
 }
 
@@ -61,9 +78,15 @@ pub fn map_login_error(error: &InvocationError) -> LoginError {
     let rpc = match error {
         InvocationError::Rpc(rpc) => rpc,
         InvocationError::Io(_) | InvocationError::Transport(_) | InvocationError::Dropped(_) => {
-            return LoginError::Network { message: error.to_string() };
+            return LoginError::Network {
+                message: error.to_string(),
+            };
         }
-        _ => return LoginError::Other { message: error.to_string() },
+        _ => {
+            return LoginError::Other {
+                message: error.to_string(),
+            };
+        }
     };
     if let Some(reason) = dead_reason(rpc) {
         return LoginError::AccountDead { reason };
@@ -75,8 +98,12 @@ pub fn map_login_error(error: &InvocationError) -> LoginError {
         "PHONE_CODE_INVALID" | "PHONE_CODE_EMPTY" => LoginError::InvalidCode,
         "PHONE_CODE_EXPIRED" => LoginError::CodeExpired,
         "PASSWORD_HASH_INVALID" => LoginError::InvalidPassword,
-        "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" => LoginError::FloodWait { seconds: wait_seconds(rpc) },
-        _ => LoginError::Other { message: rpc_description(rpc) },
+        "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" => LoginError::FloodWait {
+            seconds: wait_seconds(rpc),
+        },
+        _ => LoginError::Other {
+            message: rpc_description(rpc),
+        },
     }
 }
 
@@ -99,7 +126,12 @@ mod tests {
     use super::*;
 
     fn rpc(code: i32, name: &str, value: Option<u32>) -> InvocationError {
-        InvocationError::Rpc(RpcError { code, name: name.into(), value, caused_by: None })
+        InvocationError::Rpc(RpcError {
+            code,
+            name: name.into(),
+            value,
+            caused_by: None,
+        })
     }
 
     fn forbidden(code: &str) -> TelegramError {
@@ -115,42 +147,122 @@ mod tests {
         let check = |input: InvocationError, expected: TelegramError| {
             assert_eq!(map_invocation_error(&input), expected, "{input:?}");
         };
-        check(rpc(420, "FLOOD_WAIT", Some(31)), TelegramError::FloodWait { seconds: 31 });
-        check(rpc(420, "FLOOD_PREMIUM_WAIT", Some(5)), TelegramError::FloodWait { seconds: 5 });
-        check(rpc(420, "FLOOD_WAIT", None), TelegramError::FloodWait { seconds: 1 });
-        check(rpc(420, "SLOWMODE_WAIT", Some(10)), TelegramError::SlowMode { seconds: 10 });
+        check(
+            rpc(420, "FLOOD_WAIT", Some(31)),
+            TelegramError::FloodWait { seconds: 31 },
+        );
+        check(
+            rpc(420, "FLOOD_PREMIUM_WAIT", Some(5)),
+            TelegramError::FloodWait { seconds: 5 },
+        );
+        check(
+            rpc(420, "FLOOD_WAIT", None),
+            TelegramError::FloodWait { seconds: 1 },
+        );
+        check(
+            rpc(420, "SLOWMODE_WAIT", Some(10)),
+            TelegramError::SlowMode { seconds: 10 },
+        );
         check(rpc(400, "PEER_FLOOD", None), TelegramError::PeerFlood);
-        check(rpc(403, "USER_PRIVACY_RESTRICTED", None), TelegramError::PrivacyRestricted);
-        check(rpc(403, "PRIVACY_PREMIUM_REQUIRED", None), TelegramError::PrivacyRestricted);
-        check(rpc(400, "USER_IS_BLOCKED", None), TelegramError::PrivacyRestricted);
-        check(rpc(400, "USERNAME_NOT_OCCUPIED", None), TelegramError::UsernameNotFound);
-        check(rpc(400, "USERNAME_INVALID", None), TelegramError::UsernameNotFound);
-        check(rpc(401, "USER_DEACTIVATED", None), dead(DeadReason::Deactivated));
-        check(rpc(401, "USER_DEACTIVATED_BAN", None), dead(DeadReason::Banned));
-        check(rpc(401, "AUTH_KEY_UNREGISTERED", None), dead(DeadReason::Unregistered));
+        check(
+            rpc(403, "USER_PRIVACY_RESTRICTED", None),
+            TelegramError::PrivacyRestricted,
+        );
+        check(
+            rpc(403, "PRIVACY_PREMIUM_REQUIRED", None),
+            TelegramError::PrivacyRestricted,
+        );
+        check(
+            rpc(400, "USER_IS_BLOCKED", None),
+            TelegramError::PrivacyRestricted,
+        );
+        check(
+            rpc(400, "USERNAME_NOT_OCCUPIED", None),
+            TelegramError::UsernameNotFound,
+        );
+        check(
+            rpc(400, "USERNAME_INVALID", None),
+            TelegramError::UsernameNotFound,
+        );
+        check(
+            rpc(401, "USER_DEACTIVATED", None),
+            dead(DeadReason::Deactivated),
+        );
+        check(
+            rpc(401, "USER_DEACTIVATED_BAN", None),
+            dead(DeadReason::Banned),
+        );
+        check(
+            rpc(401, "AUTH_KEY_UNREGISTERED", None),
+            dead(DeadReason::Unregistered),
+        );
         check(rpc(401, "SESSION_REVOKED", None), dead(DeadReason::Revoked));
         check(rpc(401, "SESSION_EXPIRED", None), dead(DeadReason::Revoked));
-        check(rpc(406, "AUTH_KEY_DUPLICATED", None), dead(DeadReason::AuthKeyDuplicated));
-        check(rpc(420, "FROZEN_METHOD_INVALID", None), dead(DeadReason::Frozen));
-        check(rpc(400, "FROZEN_PARTICIPANT_MISSING", None), dead(DeadReason::Frozen));
+        check(
+            rpc(406, "AUTH_KEY_DUPLICATED", None),
+            dead(DeadReason::AuthKeyDuplicated),
+        );
+        check(
+            rpc(420, "FROZEN_METHOD_INVALID", None),
+            dead(DeadReason::Frozen),
+        );
+        check(
+            rpc(400, "FROZEN_PARTICIPANT_MISSING", None),
+            dead(DeadReason::Frozen),
+        );
         check(rpc(400, "TOPIC_DELETED", None), TelegramError::TopicDeleted);
-        check(rpc(400, "MESSAGE_THREAD_INVALID", None), TelegramError::TopicDeleted);
-        check(rpc(403, "CHAT_WRITE_FORBIDDEN", None), forbidden("CHAT_WRITE_FORBIDDEN"));
-        check(rpc(406, "CHANNEL_PRIVATE", None), forbidden("CHANNEL_PRIVATE"));
-        check(rpc(400, "USER_BANNED_IN_CHANNEL", None), forbidden("USER_BANNED_IN_CHANNEL"));
-        check(rpc(400, "CHAT_ADMIN_REQUIRED", None), forbidden("CHAT_ADMIN_REQUIRED"));
-        check(rpc(400, "INVITE_HASH_EXPIRED", None), TelegramError::InvalidInvite);
-        check(rpc(400, "INVITE_HASH_INVALID", None), TelegramError::InvalidInvite);
+        check(
+            rpc(400, "MESSAGE_THREAD_INVALID", None),
+            TelegramError::TopicDeleted,
+        );
+        check(
+            rpc(403, "CHAT_WRITE_FORBIDDEN", None),
+            forbidden("CHAT_WRITE_FORBIDDEN"),
+        );
+        check(
+            rpc(406, "CHANNEL_PRIVATE", None),
+            forbidden("CHANNEL_PRIVATE"),
+        );
+        check(
+            rpc(400, "USER_BANNED_IN_CHANNEL", None),
+            forbidden("USER_BANNED_IN_CHANNEL"),
+        );
+        check(
+            rpc(400, "CHAT_ADMIN_REQUIRED", None),
+            forbidden("CHAT_ADMIN_REQUIRED"),
+        );
+        check(
+            rpc(400, "INVITE_HASH_EXPIRED", None),
+            TelegramError::InvalidInvite,
+        );
+        check(
+            rpc(400, "INVITE_HASH_INVALID", None),
+            TelegramError::InvalidInvite,
+        );
         check(
             InvocationError::Io(io::Error::from(io::ErrorKind::ConnectionRefused)),
-            TelegramError::Network { message: "request error: connection refused".into() },
+            TelegramError::Network {
+                message: "request error: connection refused".into(),
+            },
         );
         check(
             InvocationError::Dropped("SenderPoolRunner was dropped at send"),
-            TelegramError::Network { message: "request error: dropped: SenderPoolRunner was dropped at send".into() },
+            TelegramError::Network {
+                message: "request error: dropped: SenderPoolRunner was dropped at send".into(),
+            },
         );
-        check(rpc(400, "MESSAGE_EMPTY", None), TelegramError::Other { message: "400 MESSAGE_EMPTY".into() });
-        check(InvocationError::InvalidDc, TelegramError::Other { message: "request error: invalid dc".into() });
+        check(
+            rpc(400, "MESSAGE_EMPTY", None),
+            TelegramError::Other {
+                message: "400 MESSAGE_EMPTY".into(),
+            },
+        );
+        check(
+            InvocationError::InvalidDc,
+            TelegramError::Other {
+                message: "request error: invalid dc".into(),
+            },
+        );
     }
 
     #[test]
@@ -158,20 +270,56 @@ mod tests {
         let check = |input: InvocationError, expected: LoginError| {
             assert_eq!(map_login_error(&input), expected, "{input:?}");
         };
-        check(rpc(400, "PHONE_NUMBER_INVALID", None), LoginError::InvalidPhone);
-        check(rpc(400, "PHONE_NUMBER_BANNED", None), LoginError::PhoneBanned);
-        check(rpc(400, "PHONE_NUMBER_UNOCCUPIED", None), LoginError::SignUpRequired);
-        check(rpc(400, "PHONE_CODE_INVALID", None), LoginError::InvalidCode);
+        check(
+            rpc(400, "PHONE_NUMBER_INVALID", None),
+            LoginError::InvalidPhone,
+        );
+        check(
+            rpc(400, "PHONE_NUMBER_BANNED", None),
+            LoginError::PhoneBanned,
+        );
+        check(
+            rpc(400, "PHONE_NUMBER_UNOCCUPIED", None),
+            LoginError::SignUpRequired,
+        );
+        check(
+            rpc(400, "PHONE_CODE_INVALID", None),
+            LoginError::InvalidCode,
+        );
         check(rpc(400, "PHONE_CODE_EMPTY", None), LoginError::InvalidCode);
-        check(rpc(400, "PHONE_CODE_EXPIRED", None), LoginError::CodeExpired);
-        check(rpc(400, "PASSWORD_HASH_INVALID", None), LoginError::InvalidPassword);
-        check(rpc(420, "FLOOD_WAIT", Some(300)), LoginError::FloodWait { seconds: 300 });
-        check(rpc(420, "FLOOD_PREMIUM_WAIT", Some(7)), LoginError::FloodWait { seconds: 7 });
-        check(rpc(401, "USER_DEACTIVATED_BAN", None), LoginError::AccountDead { reason: DeadReason::Banned });
+        check(
+            rpc(400, "PHONE_CODE_EXPIRED", None),
+            LoginError::CodeExpired,
+        );
+        check(
+            rpc(400, "PASSWORD_HASH_INVALID", None),
+            LoginError::InvalidPassword,
+        );
+        check(
+            rpc(420, "FLOOD_WAIT", Some(300)),
+            LoginError::FloodWait { seconds: 300 },
+        );
+        check(
+            rpc(420, "FLOOD_PREMIUM_WAIT", Some(7)),
+            LoginError::FloodWait { seconds: 7 },
+        );
+        check(
+            rpc(401, "USER_DEACTIVATED_BAN", None),
+            LoginError::AccountDead {
+                reason: DeadReason::Banned,
+            },
+        );
         check(
             InvocationError::Io(io::Error::from(io::ErrorKind::ConnectionRefused)),
-            LoginError::Network { message: "request error: connection refused".into() },
+            LoginError::Network {
+                message: "request error: connection refused".into(),
+            },
         );
-        check(rpc(400, "API_ID_INVALID", None), LoginError::Other { message: "400 API_ID_INVALID".into() });
+        check(
+            rpc(400, "API_ID_INVALID", None),
+            LoginError::Other {
+                message: "400 API_ID_INVALID".into(),
+            },
+        );
     }
 }

@@ -13,7 +13,7 @@ pub mod errors;
 pub mod login;
 pub mod session_store;
 
-pub use session_store::{SessionKey, SessionStore, SessionStoreError};
 pub use account::GrammersAccount;
 pub use connector::{ConfigError, GrammersConfig, GrammersConnector, SurfaceFloodWaits};
 pub use login::GrammersLogin;
+pub use session_store::{SessionKey, SessionStore, SessionStoreError};

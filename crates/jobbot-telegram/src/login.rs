@@ -44,15 +44,25 @@ pub struct GrammersLogin {
 
 enum Step {
     Start,
-    CodeSent { phone: String, phone_code_hash: String },
+    CodeSent {
+        phone: String,
+        phone_code_hash: String,
+    },
     /// `None` after a wrong password: the SRP parameters are single-use, so the next attempt
     /// fetches fresh ones.
-    PasswordRequired { token: Option<PasswordToken> },
+    PasswordRequired {
+        token: Option<PasswordToken>,
+    },
     Done,
 }
 
 impl GrammersLogin {
-    pub(crate) fn new(session: SessionName, api_id: i32, api_hash: String, connection: Connection) -> Self {
+    pub(crate) fn new(
+        session: SessionName,
+        api_id: i32,
+        api_hash: String,
+        connection: Connection,
+    ) -> Self {
         // Updates are not needed during a login; dropping the receiver makes the pool discard them.
         drop(connection.updates);
         Self {
@@ -89,10 +99,16 @@ impl GrammersLogin {
             // 303 PHONE_MIGRATE_X / NETWORK_MIGRATE_X: the account lives on DC X. Switch the
             // home DC, as grammers' request_login_code does, and ask there once.
             Err(InvocationError::Rpc(error)) if error.code == 303 && error.value.is_some() => {
-                let old_dc = self.store.home_dc_id().map_err(|e| InvocationError::Session(Box::new(e)))?;
+                let old_dc = self
+                    .store
+                    .home_dc_id()
+                    .map_err(|e| InvocationError::Session(Box::new(e)))?;
                 let new_dc = error.value.unwrap_or_default() as i32;
                 self.handle.disconnect_from_dc(old_dc);
-                self.store.set_home_dc_id(new_dc).await.map_err(|e| InvocationError::Session(Box::new(e)))?;
+                self.store
+                    .set_home_dc_id(new_dc)
+                    .await
+                    .map_err(|e| InvocationError::Session(Box::new(e)))?;
                 self.client.invoke(&request).await
             }
             other => other,
@@ -100,11 +116,20 @@ impl GrammersLogin {
     }
 
     /// What grammers' `complete_login` does after `auth.signIn`, then the common finish.
-    async fn complete_raw_sign_in(&mut self, authorization: tl::types::auth::Authorization) -> Result<Me, LoginError> {
+    async fn complete_raw_sign_in(
+        &mut self,
+        authorization: tl::types::auth::Authorization,
+    ) -> Result<Me, LoginError> {
         let tl::enums::User::User(user) = &authorization.user else {
-            return Err(LoginError::Other { message: "Telegram signed in an empty user".into() });
+            return Err(LoginError::Other {
+                message: "Telegram signed in an empty user".into(),
+            });
         };
-        let state = self.client.invoke(&tl::functions::updates::GetState {}).await.ok();
+        let state = self
+            .client
+            .invoke(&tl::functions::updates::GetState {})
+            .await
+            .ok();
         self.store
             .cache_peer(PeerInfo::User {
                 id: user.id,
@@ -126,7 +151,9 @@ impl GrammersLogin {
                 .await
                 .map_err(storage_error)?;
         }
-        let me = me_from_user(user).ok_or(LoginError::Other { message: "Telegram signed in an invalid user".into() })?;
+        let me = me_from_user(user).ok_or(LoginError::Other {
+            message: "Telegram signed in an invalid user".into(),
+        })?;
         self.finish(me).await
     }
 
@@ -134,7 +161,10 @@ impl GrammersLogin {
     /// can open it right away (the lock is released here, not at some later drop).
     async fn finish(&mut self, me: Me) -> Result<Me, LoginError> {
         self.store.mark_logged_in().await.map_err(storage_error)?;
-        let mut dialogs = self.client.iter_dialogs().limit(DIALOGS_TO_CACHE_AFTER_LOGIN);
+        let mut dialogs = self
+            .client
+            .iter_dialogs()
+            .limit(DIALOGS_TO_CACHE_AFTER_LOGIN);
         loop {
             match dialogs.next().await {
                 Ok(Some(_)) => {}
@@ -161,8 +191,11 @@ impl GrammersLogin {
             .await
             .map_err(|error| map_login_error(&error))?;
         // grammers' check_password unwraps these; an account without them has no 2FA password.
-        if password.current_algo.is_none() || password.srp_b.is_none() || password.srp_id.is_none() {
-            return Err(LoginError::Other { message: "Telegram asked for a 2FA password but described none".into() });
+        if password.current_algo.is_none() || password.srp_b.is_none() || password.srp_id.is_none()
+        {
+            return Err(LoginError::Other {
+                message: "Telegram asked for a 2FA password but described none".into(),
+            });
         }
         let hint = password.hint.clone();
         Ok((PasswordToken::new(password), hint))
@@ -170,11 +203,15 @@ impl GrammersLogin {
 }
 
 fn storage_error(error: crate::session_store::SessionStoreError) -> LoginError {
-    LoginError::Other { message: format!("could not save the session: {error}") }
+    LoginError::Other {
+        message: format!("could not save the session: {error}"),
+    }
 }
 
 fn out_of_order(expected: &str) -> LoginError {
-    LoginError::Other { message: format!("login step out of order: {expected}") }
+    LoginError::Other {
+        message: format!("login step out of order: {expected}"),
+    }
 }
 
 impl Drop for GrammersLogin {
@@ -193,7 +230,10 @@ impl LoginBackend for GrammersLogin {
             return Err(out_of_order("this login already finished"));
         }
         tracing::info!(session = %self.session, phone = %phone, "requesting a login code");
-        let sent = self.send_code(phone.as_str()).await.map_err(|error| map_login_error(&error))?;
+        let sent = self
+            .send_code(phone.as_str())
+            .await
+            .map_err(|error| map_login_error(&error))?;
         let phone_code_hash = match sent {
             tl::enums::auth::SentCode::Code(code) => code.phone_code_hash,
             tl::enums::auth::SentCode::PaymentRequired(_) => {
@@ -203,15 +243,24 @@ impl LoginBackend for GrammersLogin {
             }
             // Only answers a request carrying future-auth tokens, which this client never sends.
             tl::enums::auth::SentCode::Success(_) => {
-                return Err(LoginError::Other { message: "Telegram answered sendCode with an unexpected sign-in".into() });
+                return Err(LoginError::Other {
+                    message: "Telegram answered sendCode with an unexpected sign-in".into(),
+                });
             }
         };
-        self.step = Step::CodeSent { phone: phone.as_str().to_owned(), phone_code_hash };
+        self.step = Step::CodeSent {
+            phone: phone.as_str().to_owned(),
+            phone_code_hash,
+        };
         Ok(())
     }
 
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError> {
-        let Step::CodeSent { phone, phone_code_hash } = &self.step else {
+        let Step::CodeSent {
+            phone,
+            phone_code_hash,
+        } = &self.step
+        else {
             return Err(out_of_order("request a code first"));
         };
         let request = tl::functions::auth::SignIn {
@@ -221,10 +270,13 @@ impl LoginBackend for GrammersLogin {
             email_verification: None,
         };
         match self.client.invoke(&request).await {
-            Ok(tl::enums::auth::Authorization::Authorization(authorization)) => {
-                self.complete_raw_sign_in(authorization).await.map(CodeOutcome::SignedIn)
+            Ok(tl::enums::auth::Authorization::Authorization(authorization)) => self
+                .complete_raw_sign_in(authorization)
+                .await
+                .map(CodeOutcome::SignedIn),
+            Ok(tl::enums::auth::Authorization::SignUpRequired(_)) => {
+                Err(LoginError::SignUpRequired)
             }
-            Ok(tl::enums::auth::Authorization::SignUpRequired(_)) => Err(LoginError::SignUpRequired),
             Err(error) if error.is("SESSION_PASSWORD_NEEDED") => {
                 let (token, hint) = self.fresh_password_token().await?;
                 self.step = Step::PasswordRequired { token: Some(token) };
@@ -245,9 +297,13 @@ impl LoginBackend for GrammersLogin {
         match self.client.check_password(token, password.as_bytes()).await {
             Ok(user) => {
                 let tl::enums::User::User(raw) = &user.raw else {
-                    return Err(LoginError::Other { message: "Telegram signed in an empty user".into() });
+                    return Err(LoginError::Other {
+                        message: "Telegram signed in an empty user".into(),
+                    });
                 };
-                let me = me_from_user(raw).ok_or(LoginError::Other { message: "Telegram signed in an invalid user".into() })?;
+                let me = me_from_user(raw).ok_or(LoginError::Other {
+                    message: "Telegram signed in an invalid user".into(),
+                })?;
                 self.finish(me).await
             }
             Err(SignInError::InvalidPassword(_)) => Err(LoginError::InvalidPassword),

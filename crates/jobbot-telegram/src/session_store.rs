@@ -87,10 +87,16 @@ pub enum SessionStoreError {
     #[error("session {session} is already held by another owner")]
     Busy { session: SessionName },
     #[error("could not {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("{path} is encrypted; set {SESSION_KEY_VARIABLE} to the key it was written with")]
     KeyRequired { path: PathBuf },
-    #[error("cannot decrypt {path}: {SESSION_KEY_VARIABLE} is not the key it was written with, or the file was modified")]
+    #[error(
+        "cannot decrypt {path}: {SESSION_KEY_VARIABLE} is not the key it was written with, or the file was modified"
+    )]
     Decrypt { path: PathBuf },
     #[error("{path} is not a readable jobbot session file: {reason}")]
     Corrupt { path: PathBuf, reason: String },
@@ -126,14 +132,21 @@ struct SessionState {
 
 impl fmt::Debug for SessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionStore").field("name", &self.name).field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SessionStore")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
 impl SessionStore {
     /// Locks and loads `{dir}/{name}.session` (an absent file is a fresh session). Fails with
     /// [`SessionStoreError::Busy`] if anyone else holds the session; nothing is read then.
-    pub fn open(dir: &Path, name: &SessionName, key: Option<SessionKey>) -> Result<Self, SessionStoreError> {
+    pub fn open(
+        dir: &Path,
+        name: &SessionName,
+        key: Option<SessionKey>,
+    ) -> Result<Self, SessionStoreError> {
         create_private_dir(dir)?;
         let path = dir.join(name.file_name());
         let lock_path = dir.join(format!("{}.lock", name.file_name()));
@@ -142,19 +155,37 @@ impl SessionStore {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|source| SessionStoreError::Io { action: "open lock file", path: lock_path.clone(), source })?;
+            .map_err(|source| SessionStoreError::Io {
+                action: "open lock file",
+                path: lock_path.clone(),
+                source,
+            })?;
         match lock_file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(SessionStoreError::Busy { session: name.clone() }),
+            Err(TryLockError::WouldBlock) => {
+                return Err(SessionStoreError::Busy {
+                    session: name.clone(),
+                });
+            }
             Err(TryLockError::Error(source)) => {
-                return Err(SessionStoreError::Io { action: "lock", path: lock_path, source });
+                return Err(SessionStoreError::Io {
+                    action: "lock",
+                    path: lock_path,
+                    source,
+                });
             }
         }
 
         let snapshot = match fs::read(&path) {
             Ok(bytes) => Some(decode_file(&path, &bytes, key.as_ref())?),
             Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-            Err(source) => return Err(SessionStoreError::Io { action: "read", path, source }),
+            Err(source) => {
+                return Err(SessionStoreError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
         };
         let (data, logged_in) = match snapshot {
             Some(snapshot) => snapshot.into_session_data(&path)?,
@@ -164,7 +195,13 @@ impl SessionStore {
             name: name.clone(),
             path,
             key,
-            state: Mutex::new(SessionState { data, logged_in, generation: 0, unsaved_peer_changes: 0, closed: false }),
+            state: Mutex::new(SessionState {
+                data,
+                logged_in,
+                generation: 0,
+                unsaved_peer_changes: 0,
+                closed: false,
+            }),
             write_order: tokio::sync::Mutex::new(()),
             written_generation: AtomicU64::new(0),
             lock_file: Mutex::new(Some(lock_file)),
@@ -187,7 +224,13 @@ impl SessionStore {
     /// Whether the home DC has a permanent auth key (a session that never connected has none).
     pub fn has_home_auth_key(&self) -> bool {
         self.state()
-            .map(|state| state.data.dc_options.get(&state.data.home_dc).is_some_and(|dc| dc.auth_key.is_some()))
+            .map(|state| {
+                state
+                    .data
+                    .dc_options
+                    .get(&state.data.home_dc)
+                    .is_some_and(|dc| dc.auth_key.is_some())
+            })
             .unwrap_or(false)
     }
 
@@ -222,7 +265,9 @@ impl SessionStore {
     fn change(&self, apply: impl FnOnce(&mut SessionState)) -> Result<(), SessionStoreError> {
         let mut state = self.state()?;
         if state.closed {
-            return Err(SessionStoreError::Closed { session: self.name.clone() });
+            return Err(SessionStoreError::Closed {
+                session: self.name.clone(),
+            });
         }
         apply(&mut state);
         state.generation += 1;
@@ -237,7 +282,9 @@ impl SessionStore {
                 return Ok(());
             }
             if state.closed {
-                return Err(SessionStoreError::Closed { session: self.name.clone() });
+                return Err(SessionStoreError::Closed {
+                    session: self.name.clone(),
+                });
             }
             state.unsaved_peer_changes = 0;
             (state.generation, encode_file(&state, self.key.as_ref())?)
@@ -268,16 +315,27 @@ impl SessionStore {
         }
     }
 
-    async fn cache_peers_and_maybe_persist(&self, peers: Vec<PeerInfo>) -> Result<(), SessionStoreError> {
+    async fn cache_peers_and_maybe_persist(
+        &self,
+        peers: Vec<PeerInfo>,
+    ) -> Result<(), SessionStoreError> {
         let must_write = {
             let mut state = self.state()?;
             if state.closed {
-                return Err(SessionStoreError::Closed { session: self.name.clone() });
+                return Err(SessionStoreError::Closed {
+                    session: self.name.clone(),
+                });
             }
             let mut changed = 0;
             let mut self_changed = false;
             for peer in peers {
-                let is_self = matches!(peer, PeerInfo::User { is_self: Some(true), .. });
+                let is_self = matches!(
+                    peer,
+                    PeerInfo::User {
+                        is_self: Some(true),
+                        ..
+                    }
+                );
                 if Self::insert_peer(&mut state, peer) {
                     changed += 1;
                     self_changed |= is_self;
@@ -291,7 +349,11 @@ impl SessionStore {
             // it at once.
             self_changed || state.unsaved_peer_changes >= UNSAVED_PEER_CHANGES_BEFORE_WRITE
         };
-        if must_write { self.persist().await } else { Ok(()) }
+        if must_write {
+            self.persist().await
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -299,11 +361,14 @@ impl Drop for SessionStore {
     fn drop(&mut self) {
         // Best effort: the owner should have called `close`; a dropped store still saves what it
         // has (peer cache, update state) before the lock file closes and releases the lock.
-        let Ok(state) = self.state.get_mut() else { return };
+        let Ok(state) = self.state.get_mut() else {
+            return;
+        };
         if state.closed || state.generation <= *self.written_generation.get_mut() {
             return;
         }
-        let result = encode_file(state, self.key.as_ref()).and_then(|bytes| write_atomically(&self.path, &bytes));
+        let result = encode_file(state, self.key.as_ref())
+            .and_then(|bytes| write_atomically(&self.path, &bytes));
         if let Err(error) = result {
             tracing::warn!(session = %self.name, %error, "could not save the session on drop");
         }
@@ -348,7 +413,15 @@ impl Session for SessionStore {
                     .data
                     .peer_infos
                     .values()
-                    .find(|info| matches!(info, PeerInfo::User { is_self: Some(true), .. }))
+                    .find(|info| {
+                        matches!(
+                            info,
+                            PeerInfo::User {
+                                is_self: Some(true),
+                                ..
+                            }
+                        )
+                    })
                     .cloned());
             }
             Ok(state.data.peer_infos.get(&peer).cloned())
@@ -367,7 +440,10 @@ impl Session for SessionStore {
         Box::pin(async move { Ok(self.state()?.data.updates_state.clone()) })
     }
 
-    fn set_update_state(&self, update: UpdateState) -> BoxFuture<'_, Result<(), SessionStoreError>> {
+    fn set_update_state(
+        &self,
+        update: UpdateState,
+    ) -> BoxFuture<'_, Result<(), SessionStoreError>> {
         Box::pin(async move {
             self.change(|state| {
                 let updates = &mut state.data.updates_state;
@@ -445,9 +521,20 @@ struct StoredChannelState {
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum StoredPeer {
-    User { id: i64, access_hash: Option<i64>, bot: Option<bool>, is_self: Option<bool> },
-    Chat { id: i64 },
-    Channel { id: i64, access_hash: Option<i64>, channel_kind: Option<StoredChannelKind> },
+    User {
+        id: i64,
+        access_hash: Option<i64>,
+        bot: Option<bool>,
+        is_self: Option<bool>,
+    },
+    Chat {
+        id: i64,
+    },
+    Channel {
+        id: i64,
+        access_hash: Option<i64>,
+        channel_kind: Option<StoredChannelKind>,
+    },
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -473,7 +560,11 @@ impl SessionSnapshot {
             })
             .collect();
         dc_options.sort_by_key(|dc| dc.id);
-        let mut peers: Vec<StoredPeer> = data.peer_infos.values().map(StoredPeer::from_info).collect();
+        let mut peers: Vec<StoredPeer> = data
+            .peer_infos
+            .values()
+            .map(StoredPeer::from_info)
+            .collect();
         peers.sort_by_key(StoredPeer::sort_key);
         let updates = &data.updates_state;
         Self {
@@ -485,35 +576,71 @@ impl SessionSnapshot {
                 qts: updates.qts,
                 date: updates.date,
                 seq: updates.seq,
-                channels: updates.channels.iter().map(|c| StoredChannelState { id: c.id, pts: c.pts }).collect(),
+                channels: updates
+                    .channels
+                    .iter()
+                    .map(|c| StoredChannelState {
+                        id: c.id,
+                        pts: c.pts,
+                    })
+                    .collect(),
             },
             peers,
         }
     }
 
     fn into_session_data(self, path: &Path) -> Result<(SessionData, bool), SessionStoreError> {
-        let mut data = SessionData { home_dc: self.home_dc, ..SessionData::default() };
+        let mut data = SessionData {
+            home_dc: self.home_dc,
+            ..SessionData::default()
+        };
         for dc in self.dc_options {
             let auth_key = match dc.auth_key {
                 None => None,
                 Some(text) => {
                     let mut key = [0u8; 256];
-                    hex::decode_to_slice(&text, &mut key).map_err(|_| SessionStoreError::Corrupt {
-                        path: path.to_owned(),
-                        reason: format!("the auth key of DC {} is not 256 hex-encoded bytes", dc.id),
+                    hex::decode_to_slice(&text, &mut key).map_err(|_| {
+                        SessionStoreError::Corrupt {
+                            path: path.to_owned(),
+                            reason: format!(
+                                "the auth key of DC {} is not 256 hex-encoded bytes",
+                                dc.id
+                            ),
+                        }
                     })?;
                     Some(key)
                 }
             };
-            data.dc_options.insert(dc.id, DcOption { id: dc.id, ipv4: dc.ipv4, ipv6: dc.ipv6, auth_key });
+            data.dc_options.insert(
+                dc.id,
+                DcOption {
+                    id: dc.id,
+                    ipv4: dc.ipv4,
+                    ipv6: dc.ipv6,
+                    auth_key,
+                },
+            );
         }
-        data.peer_infos = self.peers.into_iter().map(StoredPeer::into_info).map(|info| (info.id(), info)).collect();
+        data.peer_infos = self
+            .peers
+            .into_iter()
+            .map(StoredPeer::into_info)
+            .map(|info| (info.id(), info))
+            .collect();
         data.updates_state = UpdatesState {
             pts: self.updates.pts,
             qts: self.updates.qts,
             date: self.updates.date,
             seq: self.updates.seq,
-            channels: self.updates.channels.into_iter().map(|c| ChannelState { id: c.id, pts: c.pts }).collect(),
+            channels: self
+                .updates
+                .channels
+                .into_iter()
+                .map(|c| ChannelState {
+                    id: c.id,
+                    pts: c.pts,
+                })
+                .collect(),
         };
         Ok((data, self.logged_in))
     }
@@ -522,9 +649,17 @@ impl SessionSnapshot {
 impl StoredPeer {
     fn from_info(info: &PeerInfo) -> Self {
         match *info {
-            PeerInfo::User { id, auth, bot, is_self } => {
-                Self::User { id, access_hash: auth.map(PeerAuth::hash), bot, is_self }
-            }
+            PeerInfo::User {
+                id,
+                auth,
+                bot,
+                is_self,
+            } => Self::User {
+                id,
+                access_hash: auth.map(PeerAuth::hash),
+                bot,
+                is_self,
+            },
             PeerInfo::Chat { id } => Self::Chat { id },
             PeerInfo::Channel { id, auth, kind } => Self::Channel {
                 id,
@@ -541,11 +676,23 @@ impl StoredPeer {
 
     fn into_info(self) -> PeerInfo {
         match self {
-            Self::User { id, access_hash, bot, is_self } => {
-                PeerInfo::User { id, auth: access_hash.map(PeerAuth::from_hash), bot, is_self }
-            }
+            Self::User {
+                id,
+                access_hash,
+                bot,
+                is_self,
+            } => PeerInfo::User {
+                id,
+                auth: access_hash.map(PeerAuth::from_hash),
+                bot,
+                is_self,
+            },
             Self::Chat { id } => PeerInfo::Chat { id },
-            Self::Channel { id, access_hash, channel_kind } => PeerInfo::Channel {
+            Self::Channel {
+                id,
+                access_hash,
+                channel_kind,
+            } => PeerInfo::Channel {
                 id,
                 auth: access_hash.map(PeerAuth::from_hash),
                 kind: channel_kind.map(|kind| match kind {
@@ -568,30 +715,58 @@ impl StoredPeer {
     }
 }
 
-fn encode_file(state: &SessionState, key: Option<&SessionKey>) -> Result<Vec<u8>, SessionStoreError> {
+fn encode_file(
+    state: &SessionState,
+    key: Option<&SessionKey>,
+) -> Result<Vec<u8>, SessionStoreError> {
     let snapshot = SessionSnapshot::from_state(state);
     let body = match key {
         None => FileBody::None { session: snapshot },
         Some(key) => {
-            let plaintext = serde_json::to_vec(&snapshot).expect("a session snapshot always serialises");
+            let plaintext =
+                serde_json::to_vec(&snapshot).expect("a session snapshot always serialises");
             let mut nonce = [0u8; 12];
             rand::rng().fill_bytes(&mut nonce);
             let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
             let ciphertext = cipher
-                .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plaintext, aad: ASSOCIATED_DATA })
+                .encrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: &plaintext,
+                        aad: ASSOCIATED_DATA,
+                    },
+                )
                 .expect("ChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
-            FileBody::Chacha20poly1305 { nonce: hex::encode(nonce), ciphertext: hex::encode(ciphertext) }
+            FileBody::Chacha20poly1305 {
+                nonce: hex::encode(nonce),
+                ciphertext: hex::encode(ciphertext),
+            }
         }
     };
-    let envelope = FileEnvelope { format: FORMAT.to_owned(), version: FORMAT_VERSION, body };
+    let envelope = FileEnvelope {
+        format: FORMAT.to_owned(),
+        version: FORMAT_VERSION,
+        body,
+    };
     Ok(serde_json::to_vec_pretty(&envelope).expect("a session file always serialises"))
 }
 
-fn decode_file(path: &Path, bytes: &[u8], key: Option<&SessionKey>) -> Result<SessionSnapshot, SessionStoreError> {
-    let corrupt = |reason: String| SessionStoreError::Corrupt { path: path.to_owned(), reason };
-    let envelope: FileEnvelope = serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
+fn decode_file(
+    path: &Path,
+    bytes: &[u8],
+    key: Option<&SessionKey>,
+) -> Result<SessionSnapshot, SessionStoreError> {
+    let corrupt = |reason: String| SessionStoreError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    let envelope: FileEnvelope =
+        serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
     if envelope.format != FORMAT || envelope.version != FORMAT_VERSION {
-        return Err(corrupt(format!("format {} version {} is not {FORMAT} {FORMAT_VERSION}", envelope.format, envelope.version)));
+        return Err(corrupt(format!(
+            "format {} version {} is not {FORMAT} {FORMAT_VERSION}",
+            envelope.format, envelope.version
+        )));
     }
     match envelope.body {
         // A plain file read with a key set is accepted and sealed on the next write: that is how
@@ -599,22 +774,38 @@ fn decode_file(path: &Path, bytes: &[u8], key: Option<&SessionKey>) -> Result<Se
         FileBody::None { session } => Ok(session),
         FileBody::Chacha20poly1305 { nonce, ciphertext } => {
             let Some(key) = key else {
-                return Err(SessionStoreError::KeyRequired { path: path.to_owned() });
+                return Err(SessionStoreError::KeyRequired {
+                    path: path.to_owned(),
+                });
             };
             let mut nonce_bytes = [0u8; 12];
-            hex::decode_to_slice(&nonce, &mut nonce_bytes).map_err(|_| corrupt("the nonce is not 12 hex bytes".into()))?;
-            let ciphertext = hex::decode(&ciphertext).map_err(|_| corrupt("the ciphertext is not hex".into()))?;
+            hex::decode_to_slice(&nonce, &mut nonce_bytes)
+                .map_err(|_| corrupt("the nonce is not 12 hex bytes".into()))?;
+            let ciphertext = hex::decode(&ciphertext)
+                .map_err(|_| corrupt("the ciphertext is not hex".into()))?;
             let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
             let plaintext = cipher
-                .decrypt(Nonce::from_slice(&nonce_bytes), Payload { msg: &ciphertext, aad: ASSOCIATED_DATA })
-                .map_err(|_| SessionStoreError::Decrypt { path: path.to_owned() })?;
+                .decrypt(
+                    Nonce::from_slice(&nonce_bytes),
+                    Payload {
+                        msg: &ciphertext,
+                        aad: ASSOCIATED_DATA,
+                    },
+                )
+                .map_err(|_| SessionStoreError::Decrypt {
+                    path: path.to_owned(),
+                })?;
             serde_json::from_slice(&plaintext).map_err(|error| corrupt(error.to_string()))
         }
     }
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), SessionStoreError> {
-    let io_error = |source| SessionStoreError::Io { action: "create directory", path: dir.to_owned(), source };
+    let io_error = |source| SessionStoreError::Io {
+        action: "create directory",
+        path: dir.to_owned(),
+        source,
+    };
     if dir.is_dir() {
         return Ok(());
     }
@@ -631,7 +822,11 @@ fn create_private_dir(dir: &Path) -> Result<(), SessionStoreError> {
 /// Temp file (mode 0600), fsync, rename over the old file, fsync the directory: a crash leaves
 /// either the old file or the new one, never a torn one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SessionStoreError> {
-    let io_error = |action, source| SessionStoreError::Io { action, path: path.to_owned(), source };
+    let io_error = |action, source| SessionStoreError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
     let temp_path = path.with_extension("session.tmp");
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -640,12 +835,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SessionStoreError> 
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(&temp_path).map_err(|e| io_error("create temporary file for", e))?;
+    let mut file = options
+        .open(&temp_path)
+        .map_err(|e| io_error("create temporary file for", e))?;
     #[cfg(unix)]
     {
         // `mode` applies only when the file is created; a stale temp file keeps its old mode.
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| io_error("set permissions of", e))?;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_error("set permissions of", e))?;
     }
     file.write_all(bytes).map_err(|e| io_error("write", e))?;
     file.sync_all().map_err(|e| io_error("fsync", e))?;
@@ -682,8 +880,17 @@ mod tests {
         store.set_dc_option(&sample_dc(4, 7)).await.unwrap();
         store
             .cache_peers(vec![
-                PeerInfo::User { id: 42, auth: Some(PeerAuth::from_hash(-5)), bot: Some(false), is_self: Some(true) },
-                PeerInfo::Channel { id: 777, auth: Some(PeerAuth::from_hash(99)), kind: Some(ChannelKind::Megagroup) },
+                PeerInfo::User {
+                    id: 42,
+                    auth: Some(PeerAuth::from_hash(-5)),
+                    bot: Some(false),
+                    is_self: Some(true),
+                },
+                PeerInfo::Channel {
+                    id: 777,
+                    auth: Some(PeerAuth::from_hash(99)),
+                    kind: Some(ChannelKind::Megagroup),
+                },
                 PeerInfo::Chat { id: 12 },
             ])
             .await
@@ -698,7 +905,10 @@ mod tests {
             }))
             .await
             .unwrap();
-        store.set_update_state(UpdateState::Channel { id: 777, pts: 56 }).await.unwrap();
+        store
+            .set_update_state(UpdateState::Channel { id: 777, pts: 56 })
+            .await
+            .unwrap();
         store.mark_logged_in().await.unwrap();
     }
 
@@ -711,11 +921,21 @@ mod tests {
         assert!(store.dc_option(1).unwrap().is_some());
         let me = store.peer(PeerId::self_user()).await.unwrap().unwrap();
         assert_eq!(me.id(), PeerId::user(42).unwrap());
-        let channel = store.peer_ref(PeerId::channel(777).unwrap()).await.unwrap().unwrap();
+        let channel = store
+            .peer_ref(PeerId::channel(777).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(channel.auth.hash(), 99);
-        assert_eq!(store.peer(PeerId::chat(12).unwrap()).await.unwrap(), Some(PeerInfo::Chat { id: 12 }));
+        assert_eq!(
+            store.peer(PeerId::chat(12).unwrap()).await.unwrap(),
+            Some(PeerInfo::Chat { id: 12 })
+        );
         let updates = store.updates_state().await.unwrap();
-        assert_eq!((updates.pts, updates.qts, updates.date, updates.seq), (10, 2, 1_700_000_000, 3));
+        assert_eq!(
+            (updates.pts, updates.qts, updates.date, updates.seq),
+            (10, 2, 1_700_000_000, 3)
+        );
         assert_eq!(updates.channels, vec![ChannelState { id: 777, pts: 56 }]);
     }
 
@@ -740,7 +960,10 @@ mod tests {
         store.cache_peer(PeerInfo::Chat { id: 5 }).await.unwrap();
         drop(store);
         let reopened = SessionStore::open(dir.path(), &name("agent_1"), None).unwrap();
-        assert_eq!(reopened.peer(PeerId::chat(5).unwrap()).await.unwrap(), Some(PeerInfo::Chat { id: 5 }));
+        assert_eq!(
+            reopened.peer(PeerId::chat(5).unwrap()).await.unwrap(),
+            Some(PeerInfo::Chat { id: 5 })
+        );
     }
 
     #[cfg(unix)]
@@ -768,7 +991,10 @@ mod tests {
 
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("chacha20poly1305"));
-        assert!(!text.contains(&hex::encode([7u8; 16])), "the auth key must not appear in clear");
+        assert!(
+            !text.contains(&hex::encode([7u8; 16])),
+            "the auth key must not appear in clear"
+        );
 
         let reopened = SessionStore::open(dir.path(), &name("agent_1"), Some(key)).unwrap();
         assert_filled(&reopened).await;
@@ -777,25 +1003,53 @@ mod tests {
     #[tokio::test]
     async fn wrong_key_missing_key_and_tampering_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SessionStore::open(dir.path(), &name("agent_1"), Some(SessionKey::from_bytes([3; 32]))).unwrap();
+        let store = SessionStore::open(
+            dir.path(),
+            &name("agent_1"),
+            Some(SessionKey::from_bytes([3; 32])),
+        )
+        .unwrap();
         fill(&store).await;
         store.close().await.unwrap();
         let path = store.path().to_owned();
         drop(store);
 
-        let wrong = SessionStore::open(dir.path(), &name("agent_1"), Some(SessionKey::from_bytes([4; 32])));
-        assert!(matches!(wrong, Err(SessionStoreError::Decrypt { .. })), "{wrong:?}");
+        let wrong = SessionStore::open(
+            dir.path(),
+            &name("agent_1"),
+            Some(SessionKey::from_bytes([4; 32])),
+        );
+        assert!(
+            matches!(wrong, Err(SessionStoreError::Decrypt { .. })),
+            "{wrong:?}"
+        );
         let missing = SessionStore::open(dir.path(), &name("agent_1"), None);
-        assert!(matches!(missing, Err(SessionStoreError::KeyRequired { .. })), "{missing:?}");
+        assert!(
+            matches!(missing, Err(SessionStoreError::KeyRequired { .. })),
+            "{missing:?}"
+        );
 
         // Flip one hex digit of the ciphertext.
-        let mut envelope: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let mut envelope: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         let ciphertext = envelope["ciphertext"].as_str().unwrap().to_owned();
-        let flipped = if ciphertext.starts_with('0') { "1" } else { "0" };
-        envelope["ciphertext"] = serde_json::Value::String(format!("{flipped}{}", &ciphertext[1..]));
+        let flipped = if ciphertext.starts_with('0') {
+            "1"
+        } else {
+            "0"
+        };
+        envelope["ciphertext"] =
+            serde_json::Value::String(format!("{flipped}{}", &ciphertext[1..]));
         fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
-        let tampered = SessionStore::open(dir.path(), &name("agent_1"), Some(SessionKey::from_bytes([3; 32])));
-        assert!(matches!(tampered, Err(SessionStoreError::Decrypt { .. })), "{tampered:?}");
+        let tampered = SessionStore::open(
+            dir.path(),
+            &name("agent_1"),
+            Some(SessionKey::from_bytes([3; 32])),
+        );
+        assert!(
+            matches!(tampered, Err(SessionStoreError::Decrypt { .. })),
+            "{tampered:?}"
+        );
     }
 
     #[tokio::test]
@@ -823,7 +1077,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("agent_1.session"), b"SQLite format 3\0").unwrap();
         let result = SessionStore::open(dir.path(), &name("agent_1"), None);
-        assert!(matches!(result, Err(SessionStoreError::Corrupt { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(SessionStoreError::Corrupt { .. })),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]
@@ -831,7 +1088,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = SessionStore::open(dir.path(), &name("agent_1"), None).unwrap();
         let second = SessionStore::open(dir.path(), &name("agent_1"), None);
-        assert!(matches!(second, Err(SessionStoreError::Busy { .. })), "{second:?}");
+        assert!(
+            matches!(second, Err(SessionStoreError::Busy { .. })),
+            "{second:?}"
+        );
         // Another session in the same directory is independent.
         SessionStore::open(dir.path(), &name("agent_2"), None).unwrap();
 
@@ -840,15 +1100,24 @@ mod tests {
         third.close().await.unwrap();
         // `close` releases the lock even while the store object is still alive.
         SessionStore::open(dir.path(), &name("agent_1"), None).unwrap();
-        assert!(matches!(third.set_home_dc_id(3).await, Err(SessionStoreError::Closed { .. })));
+        assert!(matches!(
+            third.set_home_dc_id(3).await,
+            Err(SessionStoreError::Closed { .. })
+        ));
     }
 
     #[test]
     fn session_keys_parse_from_hex_only() {
-        assert_eq!(SessionKey::from_hex(&"ab".repeat(32)).unwrap(), SessionKey::from_bytes([0xab; 32]));
+        assert_eq!(
+            SessionKey::from_hex(&"ab".repeat(32)).unwrap(),
+            SessionKey::from_bytes([0xab; 32])
+        );
         for bad in ["", "abc", &"zz".repeat(32), &"ab".repeat(33)] {
             assert_eq!(SessionKey::from_hex(bad), Err(InvalidSessionKey), "{bad}");
         }
-        assert_eq!(format!("{:?}", SessionKey::from_bytes([1; 32])), "SessionKey(<redacted>)");
+        assert_eq!(
+            format!("{:?}", SessionKey::from_bytes([1; 32])),
+            "SessionKey(<redacted>)"
+        );
     }
 }
