@@ -1,0 +1,662 @@
+//! [`GrammersAccount`]: one connected, logged-in account behind the port.
+//!
+//! Sends use raw TL (`messages.sendMessage` and friends) so that the caller's `random_id` is the
+//! one Telegram deduplicates by, and entities go out exactly as given. Responses still reach
+//! grammers' update machinery: the sender feeds every `Updates` result into the updates channel.
+//!
+//! Not verified offline (needs real Telegram): the shape of answers to a repeated `random_id`,
+//! forum-topic creation answers, and join results; they follow the layer-230 schema.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use grammers_client::client::UpdateStream;
+use grammers_client::peer::Peer as GrammersPeer;
+use grammers_client::update::Update;
+use grammers_client::{Client, InvocationError, tl};
+use grammers_mtsender::{SenderPoolHandle, UpdatesConfiguration};
+use grammers_session::Session;
+use grammers_session::types::{PeerId, PeerInfo};
+use grammers_session::updates::UpdatesLike;
+use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
+use jobbot_core::telegram::{
+    AccountEvent, IncomingMessage, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef,
+    RandomId, Sender, SentMessage, TelegramAccount, TelegramError, TopicId,
+};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::connector::{Connection, get_me};
+use crate::convert::{
+    ChatInfo, chat_id_of, chats_of, incoming_message, input_peer, message_id_for_random_id,
+    peer_from_chat, peer_from_user, peer_id_of, tl_entities,
+};
+use crate::errors::map_invocation_error;
+use crate::session_store::SessionStore;
+
+/// Events wait here for the owner task; when it lags, the update stream waits too (it is not
+/// dropped), and grammers buffers behind it.
+const EVENT_CHANNEL_CAPACITY: usize = 256;
+/// Back-off between failed polls of the update stream, so an unreachable Telegram is not
+/// hammered; reset by the first success.
+const POLL_RETRY_FIRST: Duration = Duration::from_secs(1);
+const POLL_RETRY_MAX: Duration = Duration::from_secs(60);
+
+pub struct GrammersAccount {
+    session: SessionName,
+    client: Client,
+    store: Arc<SessionStore>,
+    handle: SenderPoolHandle,
+    runner: Mutex<Option<JoinHandle<()>>>,
+    updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
+    event_task: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+    /// Username key → peer with this account's access hash. Access hashes are per account, so
+    /// this cache is too; `contacts.resolveUsername` is the call Telegram limits hardest.
+    resolved_usernames: Mutex<HashMap<String, Peer>>,
+    disconnected: AtomicBool,
+}
+
+impl GrammersAccount {
+    pub(crate) fn new(session: SessionName, connection: Connection) -> Self {
+        Self {
+            session,
+            client: connection.client,
+            store: connection.store,
+            handle: connection.handle,
+            runner: Mutex::new(Some(connection.runner)),
+            updates: Mutex::new(Some(connection.updates)),
+            event_task: Mutex::new(None),
+            resolved_usernames: Mutex::new(HashMap::new()),
+            disconnected: AtomicBool::new(false),
+        }
+    }
+
+    async fn invoke<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, TelegramError> {
+        self.client
+            .invoke(request)
+            .await
+            .map_err(|error| map_invocation_error(&error))
+    }
+
+    /// Puts peers from a raw answer into the session's cache, as grammers does for its own
+    /// high-level calls: later `post_to_chat` and update gaps need their access hashes.
+    async fn cache_peers(&self, users: &[tl::enums::User], chats: &[tl::enums::Chat]) {
+        let peers: Vec<PeerInfo> = users
+            .iter()
+            .map(PeerInfo::from)
+            .chain(chats.iter().map(PeerInfo::from))
+            .collect();
+        if let Err(error) = self.store.cache_peers(peers).await {
+            tracing::warn!(session = %self.session, %error, "could not cache peers");
+        }
+    }
+
+    /// The input peer for a chat this account has seen. Basic groups need no access hash;
+    /// channels and users need this account's, from the session cache.
+    async fn input_peer_for_chat(
+        &self,
+        chat: ChatId,
+    ) -> Result<tl::enums::InputPeer, TelegramError> {
+        if chat.kind() == ChatKind::BasicGroup {
+            return Ok(input_peer(PeerRef {
+                id: chat,
+                access_hash: 0,
+            }));
+        }
+        match self.store.peer_ref(peer_id_of(chat)).await {
+            Ok(Some(peer)) => Ok(peer.into()),
+            Ok(None) => Err(TelegramError::ChatForbidden {
+                code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into(),
+            }),
+            Err(error) => Err(TelegramError::Other {
+                message: error.to_string(),
+            }),
+        }
+    }
+
+    async fn send(
+        &self,
+        chat: ChatId,
+        peer: tl::enums::InputPeer,
+        content: &MessageContent,
+        random_id: RandomId,
+        topic: Option<TopicId>,
+    ) -> Result<SentMessage, TelegramError> {
+        let updates = self
+            .invoke(&send_message_request(peer, content, random_id, topic))
+            .await?;
+        let message_id =
+            message_id_for_random_id(&updates, random_id.0).ok_or(TelegramError::Other {
+                message: "Telegram's answer did not name the sent message".into(),
+            })?;
+        Ok(SentMessage { chat, message_id })
+    }
+
+    async fn join_by_invite(&self, hash: &str) -> Result<Peer, TelegramError> {
+        let joined = match self
+            .client
+            .invoke(&tl::functions::messages::ImportChatInvite {
+                hash: hash.to_owned(),
+            })
+            .await
+        {
+            Ok(tl::enums::messages::ChatInviteJoinResult::Ok(result)) => Some(result.updates),
+            Ok(tl::enums::messages::ChatInviteJoinResult::WebView(_)) => {
+                return Err(TelegramError::Other {
+                    message: "this invite asks for a bot's web view; join it in an official app"
+                        .into(),
+                });
+            }
+            Err(error) if error.is("USER_ALREADY_PARTICIPANT") => None,
+            Err(error) => return Err(map_invocation_error(&error)),
+        };
+        let chat = match joined {
+            Some(updates) => {
+                self.cache_peers(&[], chats_of(&updates)).await;
+                chats_of(&updates).iter().find_map(peer_from_chat)
+            }
+            None => match self
+                .invoke(&tl::functions::messages::CheckChatInvite {
+                    hash: hash.to_owned(),
+                })
+                .await?
+            {
+                tl::enums::ChatInvite::Already(already) => {
+                    self.cache_peers(&[], std::slice::from_ref(&already.chat))
+                        .await;
+                    peer_from_chat(&already.chat)
+                }
+                tl::enums::ChatInvite::Peek(peek) => peer_from_chat(&peek.chat),
+                tl::enums::ChatInvite::Invite(_) => None,
+            },
+        };
+        chat.ok_or(TelegramError::Other {
+            message: "Telegram's answer to the join did not name the chat".into(),
+        })
+    }
+
+    async fn join_by_username(&self, username: &Username) -> Result<Peer, TelegramError> {
+        let peer = self.resolve_username(username).await?;
+        if peer.id().kind() != ChatKind::Channel {
+            return Err(TelegramError::Other {
+                message: format!("{username} is not a public channel or group"),
+            });
+        }
+        let channel = tl::types::InputChannel {
+            channel_id: peer.id().bare(),
+            access_hash: peer.peer.access_hash,
+        };
+        match self
+            .client
+            .invoke(&tl::functions::channels::JoinChannel {
+                channel: channel.into(),
+            })
+            .await
+        {
+            Ok(_) => Ok(peer),
+            Err(error) if error.is("USER_ALREADY_PARTICIPANT") => Ok(peer),
+            Err(error) => Err(map_invocation_error(&error)),
+        }
+    }
+}
+
+impl Drop for GrammersAccount {
+    fn drop(&mut self) {
+        // Without `disconnect`, still stop the tasks: the runner then ends, drops its handle on
+        // the session, and the session's lock is released.
+        if let Ok(mut task) = self.event_task.lock()
+            && let Some((stop, _task)) = task.take()
+        {
+            let _ = stop.send(());
+        }
+        self.handle.quit();
+    }
+}
+
+/// `messages.sendMessage` with the caller's `random_id`. Posting into a forum topic replies to
+/// the topic's creation message (core.telegram.org/api/forum).
+pub fn send_message_request(
+    peer: tl::enums::InputPeer,
+    content: &MessageContent,
+    random_id: RandomId,
+    topic: Option<TopicId>,
+) -> tl::functions::messages::SendMessage {
+    tl::functions::messages::SendMessage {
+        no_webpage: !content.link_preview,
+        silent: false,
+        background: false,
+        clear_draft: false,
+        noforwards: false,
+        update_stickersets_order: false,
+        invert_media: false,
+        allow_paid_floodskip: false,
+        peer,
+        reply_to: topic.map(|topic| {
+            tl::types::InputReplyToMessage {
+                reply_to_msg_id: topic.0,
+                top_msg_id: None,
+                reply_to_peer_id: None,
+                quote_text: None,
+                quote_entities: None,
+                quote_offset: None,
+                monoforum_peer_id: None,
+                todo_item_id: None,
+                poll_option: None,
+            }
+            .into()
+        }),
+        message: content.text.clone(),
+        random_id: random_id.0,
+        reply_markup: None,
+        entities: tl_entities(&content.entities),
+        schedule_date: None,
+        schedule_repeat_period: None,
+        send_as: None,
+        quick_reply_shortcut: None,
+        effect: None,
+        allow_paid_stars: None,
+        suggested_post: None,
+        rich_message: None,
+    }
+}
+
+#[async_trait]
+impl TelegramAccount for GrammersAccount {
+    async fn get_me(&self) -> Result<Me, TelegramError> {
+        get_me(&self.client).await
+    }
+
+    async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
+        if let Some(peer) = self
+            .resolved_usernames
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(username.key()).cloned())
+        {
+            return Ok(peer);
+        }
+        let request = tl::functions::contacts::ResolveUsername {
+            username: username.as_str().to_owned(),
+            referer: None,
+        };
+        let tl::enums::contacts::ResolvedPeer::Peer(resolved) = self.invoke(&request).await?;
+        self.cache_peers(&resolved.users, &resolved.chats).await;
+        let target = PeerId::from(&resolved.peer);
+        let peer = match target.kind() {
+            grammers_session::types::PeerKind::User => {
+                resolved.users.iter().find_map(|user| match user {
+                    tl::enums::User::User(user) if PeerId::user(user.id) == Some(target) => {
+                        peer_from_user(user)
+                    }
+                    _ => None,
+                })
+            }
+            _ => resolved
+                .chats
+                .iter()
+                .filter(|chat| PeerInfo::from(*chat).id() == target)
+                .find_map(peer_from_chat),
+        }
+        .ok_or(TelegramError::UsernameNotFound)?;
+        if let Ok(mut cache) = self.resolved_usernames.lock() {
+            cache.insert(username.key().to_owned(), peer.clone());
+        }
+        Ok(peer)
+    }
+
+    async fn send_direct(
+        &self,
+        to: PeerRef,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError> {
+        if to.id.kind() != ChatKind::User {
+            return Err(TelegramError::NotAUser);
+        }
+        self.send(to.id, input_peer(to), content, random_id, None)
+            .await
+    }
+
+    async fn send_typing(&self, to: PeerRef) -> Result<(), TelegramError> {
+        let request = tl::functions::messages::SetTyping {
+            peer: input_peer(to),
+            top_msg_id: None,
+            action: tl::enums::SendMessageAction::SendMessageTypingAction,
+        };
+        self.invoke(&request).await.map(|_| ())
+    }
+
+    async fn post_to_chat(
+        &self,
+        chat: ChatId,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError> {
+        let peer = self.input_peer_for_chat(chat).await?;
+        self.send(chat, peer, content, random_id, None).await
+    }
+
+    async fn create_forum_topic(
+        &self,
+        group: ChatId,
+        title: &str,
+        random_id: RandomId,
+    ) -> Result<TopicId, TelegramError> {
+        let request = tl::functions::messages::CreateForumTopic {
+            title_missing: false,
+            peer: self.input_peer_for_chat(group).await?,
+            title: title.to_owned(),
+            icon_color: None,
+            icon_emoji_id: None,
+            random_id: random_id.0,
+            send_as: None,
+        };
+        let updates = self.invoke(&request).await?;
+        // The topic id is the id of its creation service message, named by updateMessageID.
+        message_id_for_random_id(&updates, random_id.0)
+            .map(TopicId)
+            .ok_or(TelegramError::Other {
+                message: "Telegram's answer did not name the new topic".into(),
+            })
+    }
+
+    async fn post_to_topic(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError> {
+        let peer = self.input_peer_for_chat(group).await?;
+        self.send(group, peer, content, random_id, Some(topic))
+            .await
+    }
+
+    async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
+        match target {
+            JoinTarget::InviteHash(hash) => self.join_by_invite(hash).await,
+            JoinTarget::Username(username) => self.join_by_username(username).await,
+        }
+    }
+
+    fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>> {
+        let updates = self.updates.lock().ok()?.take()?;
+        let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(run_event_loop(
+            self.session.clone(),
+            self.client.clone(),
+            updates,
+            events_tx,
+            stop_rx,
+        ));
+        if let Ok(mut slot) = self.event_task.lock() {
+            *slot = Some((stop_tx, task));
+        }
+        Some(events_rx)
+    }
+
+    async fn disconnect(&self) {
+        if self.disconnected.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let event_task = self.event_task.lock().ok().and_then(|mut slot| slot.take());
+        if let Some((stop, task)) = event_task {
+            let _ = stop.send(());
+            // The loop saves the update state on its way out.
+            if let Err(error) = task.await {
+                tracing::warn!(session = %self.session, %error, "event task failed");
+            }
+        }
+        let runner = self.runner.lock().ok().and_then(|mut slot| slot.take());
+        match runner {
+            Some(runner) => Connection::shut_down(&self.store, &self.handle, runner).await,
+            None => {
+                self.handle.quit();
+            }
+        }
+        tracing::info!(session = %self.session, "disconnected");
+    }
+}
+
+/// Keeps the update stream polled for the account's lifetime: polling is what reconnects the
+/// account and fetches missed updates (grammers resolves gaps with getDifference only while
+/// `next` is awaited). Errors are logged and retried with back-off, never the end of the loop;
+/// only a stop request or the end of the sender pool ends it.
+async fn run_event_loop(
+    session: SessionName,
+    client: Client,
+    updates: mpsc::Receiver<UpdatesLike>,
+    events: mpsc::Sender<AccountEvent>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut stream: UpdateStream = match client
+        .stream_updates(updates, UpdatesConfiguration { catch_up: true })
+        .await
+    {
+        Ok(stream) => stream,
+        Err(error) => {
+            // Only the session store can fail here (reading the saved update state).
+            tracing::error!(session = %session, %error, "cannot start the update stream");
+            return;
+        }
+    };
+    let mut connection_lost = false;
+    let mut retry_delay = POLL_RETRY_FIRST;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            next = stream.next() => next,
+        };
+        let event = match next {
+            Ok(update) => {
+                retry_delay = POLL_RETRY_FIRST;
+                if connection_lost {
+                    connection_lost = false;
+                    tracing::info!(session = %session, "connection restored");
+                    if !deliver(&events, AccountEvent::ConnectionRestored, &mut stop).await {
+                        break;
+                    }
+                }
+                event_of(update)
+            }
+            // The sender pool has ended (disconnect or drop): nothing is left to poll.
+            Err(InvocationError::Dropped(reason)) => {
+                tracing::debug!(session = %session, reason, "update stream ended");
+                break;
+            }
+            Err(error) => {
+                let mapped = map_invocation_error(&error);
+                tracing::warn!(session = %session, error = %mapped, "polling updates failed; retrying");
+                if matches!(mapped, TelegramError::Network { .. }) && !connection_lost {
+                    connection_lost = true;
+                    if !deliver(&events, AccountEvent::ConnectionLost, &mut stop).await {
+                        break;
+                    }
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(retry_delay) => {}
+                }
+                retry_delay = (retry_delay * 2).min(POLL_RETRY_MAX);
+                continue;
+            }
+        };
+        if let Some(event) = event
+            && !deliver(&events, event, &mut stop).await
+        {
+            break;
+        }
+    }
+    if let Err(error) = stream.sync_update_state().await {
+        tracing::warn!(session = %session, %error, "could not save the update state");
+    }
+}
+
+/// Sends one event unless a stop comes first; `false` means "stop now". A consumer that went
+/// away is not a reason to stop: the stream must stay polled to keep the account connected.
+async fn deliver(
+    events: &mpsc::Sender<AccountEvent>,
+    event: AccountEvent,
+    stop: &mut oneshot::Receiver<()>,
+) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop => false,
+        _ = events.send(event) => true,
+    }
+}
+
+fn event_of(update: Update) -> Option<AccountEvent> {
+    match update {
+        Update::NewMessage(message) => incoming_of(&message).map(AccountEvent::NewMessage),
+        Update::MessageEdited(message) => incoming_of(&message).map(AccountEvent::MessageEdited),
+        _ => None,
+    }
+}
+
+fn incoming_of(message: &grammers_client::message::Message) -> Option<IncomingMessage> {
+    let chat_id = chat_id_of(message.peer_id())?;
+    let chat = message.peer().map(chat_info_of);
+    let sender = message
+        .sender_id()
+        .and_then(|sender_id| sender_of(sender_id, message.sender()));
+    incoming_message(&message.raw, chat_id, chat, sender)
+}
+
+fn chat_info_of(peer: &GrammersPeer) -> ChatInfo {
+    let username = peer.username().and_then(|name| Username::parse(name).ok());
+    match peer {
+        GrammersPeer::User(user) => ChatInfo {
+            kind: if user.is_bot() {
+                PeerKind::Bot
+            } else {
+                PeerKind::User
+            },
+            title: Some(user.full_name()).filter(|name| !name.is_empty()),
+            username,
+        },
+        GrammersPeer::Channel(channel) => ChatInfo {
+            kind: PeerKind::Channel,
+            title: Some(channel.title().to_owned()),
+            username,
+        },
+        GrammersPeer::Group(_) | GrammersPeer::Community(_) => ChatInfo {
+            kind: PeerKind::Group,
+            title: peer.name().map(str::to_owned),
+            username,
+        },
+    }
+}
+
+/// The sender, or `None` for the self-user sentinel grammers uses for our own private messages.
+fn sender_of(sender_id: PeerId, sender: Option<&GrammersPeer>) -> Option<Sender> {
+    let id = chat_id_of(sender_id)?;
+    let username = sender
+        .and_then(|peer| peer.username())
+        .and_then(|name| Username::parse(name).ok());
+    Some(match sender {
+        Some(GrammersPeer::User(user)) => Sender {
+            id,
+            kind: if user.is_bot() {
+                PeerKind::Bot
+            } else {
+                PeerKind::User
+            },
+            username,
+            first_name: user.first_name().unwrap_or_default().to_owned(),
+            last_name: user
+                .last_name()
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned),
+        },
+        Some(peer) => Sender {
+            id,
+            kind: if matches!(peer, GrammersPeer::Channel(_)) {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
+            username,
+            first_name: peer.name().unwrap_or_default().to_owned(),
+            last_name: None,
+        },
+        None => Sender {
+            id,
+            kind: if id.kind() == ChatKind::User {
+                PeerKind::User
+            } else {
+                PeerKind::Group
+            },
+            username: None,
+            first_name: String::new(),
+            last_name: None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use jobbot_core::telegram::{EntityKind, TextEntity};
+
+    use super::*;
+
+    #[test]
+    fn send_requests_carry_the_callers_random_id_entities_and_topic() {
+        let content = MessageContent {
+            text: "hello".into(),
+            entities: vec![TextEntity {
+                kind: EntityKind::Bold,
+                offset: 0,
+                length: 5,
+            }],
+            link_preview: false,
+        };
+        let peer = input_peer(PeerRef {
+            id: ChatId::channel(1234567890).unwrap(),
+            access_hash: 9,
+        });
+        let request = send_message_request(peer, &content, RandomId(-42), Some(TopicId(7)));
+        assert_eq!(request.random_id, -42);
+        assert!(request.no_webpage);
+        assert_eq!(request.message, "hello");
+        assert_eq!(request.entities.as_ref().map(Vec::len), Some(1));
+        match request.reply_to {
+            Some(tl::enums::InputReplyTo::Message(reply)) => {
+                assert_eq!((reply.reply_to_msg_id, reply.top_msg_id), (7, None));
+            }
+            other => panic!("expected a reply to the topic, got {other:?}"),
+        }
+
+        let with_preview = MessageContent {
+            link_preview: true,
+            ..MessageContent::plain("https://example.org")
+        };
+        let request = send_message_request(
+            input_peer(PeerRef {
+                id: ChatId::user(42).unwrap(),
+                access_hash: 1,
+            }),
+            &with_preview,
+            RandomId(1),
+            None,
+        );
+        assert!(!request.no_webpage);
+        assert!(request.reply_to.is_none());
+        assert!(request.entities.is_none());
+    }
+
+    #[test]
+    fn senders_without_peer_details_fall_back_to_their_id() {
+        let sender = sender_of(PeerId::user(42).unwrap(), None).unwrap();
+        assert_eq!(sender.id, ChatId::user(42).unwrap());
+        assert_eq!(sender.kind, PeerKind::User);
+        assert_eq!(sender_of(PeerId::self_user(), None), None);
+    }
+}

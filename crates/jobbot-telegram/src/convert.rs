@@ -1,0 +1,631 @@
+//! Pure conversions between raw TL (layer 230, grammers-tl-types 0.11) and jobbot's port types.
+//!
+//! Raw TL is used where the port needs something grammers' friendly API does not expose (the
+//! caller's `random_id`, entities as given, forum topics), so these functions are the whole of
+//! the layer dependency outside the call sites.
+
+use grammers_session::types::PeerId;
+use grammers_tl_types as tl;
+use jobbot_core::ids::{ChatId, ChatKind, PhoneNumber, Username};
+use jobbot_core::telegram::{
+    EntityKind, IncomingMessage, Me, MediaKind, Peer, PeerKind, PeerRef, Sender, TextEntity,
+    TopicId,
+};
+
+/// A grammers peer id in jobbot's Bot API form (`None` for the self-user sentinel).
+pub fn chat_id_of(peer: PeerId) -> Option<ChatId> {
+    peer.bot_api_dialog_id().and_then(ChatId::from_bot_api)
+}
+
+/// The id grammers uses for a jobbot chat id.
+pub fn peer_id_of(chat: ChatId) -> PeerId {
+    PeerId::from_bot_api_dialog_id(chat.get())
+        .expect("a ChatId is a valid Bot API dialog id by construction")
+}
+
+/// The input peer for a peer this account resolved. The access hash is this account's own.
+pub fn input_peer(peer: PeerRef) -> tl::enums::InputPeer {
+    match peer.id.kind() {
+        ChatKind::User => tl::types::InputPeerUser {
+            user_id: peer.id.bare(),
+            access_hash: peer.access_hash,
+        }
+        .into(),
+        ChatKind::BasicGroup => tl::types::InputPeerChat {
+            chat_id: peer.id.bare(),
+        }
+        .into(),
+        ChatKind::Channel => tl::types::InputPeerChannel {
+            channel_id: peer.id.bare(),
+            access_hash: peer.access_hash,
+        }
+        .into(),
+    }
+}
+
+/// Entities as MTProto takes them (offsets are already in UTF-16 units on both sides).
+pub fn tl_entities(entities: &[TextEntity]) -> Option<Vec<tl::enums::MessageEntity>> {
+    if entities.is_empty() {
+        return None;
+    }
+    Some(
+        entities
+            .iter()
+            .map(|entity| {
+                let (offset, length) = (entity.offset as i32, entity.length as i32);
+                match &entity.kind {
+                    EntityKind::Bold => tl::types::MessageEntityBold { offset, length }.into(),
+                    EntityKind::Italic => tl::types::MessageEntityItalic { offset, length }.into(),
+                    EntityKind::Code => tl::types::MessageEntityCode { offset, length }.into(),
+                    EntityKind::Pre => tl::types::MessageEntityPre {
+                        offset,
+                        length,
+                        language: String::new(),
+                    }
+                    .into(),
+                    EntityKind::Url => tl::types::MessageEntityUrl { offset, length }.into(),
+                    EntityKind::TextUrl(url) => tl::types::MessageEntityTextUrl {
+                        offset,
+                        length,
+                        url: url.clone(),
+                    }
+                    .into(),
+                    EntityKind::Blockquote => tl::types::MessageEntityBlockquote {
+                        collapsed: false,
+                        offset,
+                        length,
+                    }
+                    .into(),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The id of the message created by a send with `random_id`, from the send's `Updates`
+/// (core.telegram.org/constructor/updateMessageID). A private-chat send may answer with the short
+/// `updateShortSentMessage`, which carries the id directly.
+pub fn message_id_for_random_id(updates: &tl::enums::Updates, random_id: i64) -> Option<i32> {
+    let find = |list: &[tl::enums::Update]| {
+        list.iter().find_map(|update| match update {
+            tl::enums::Update::MessageId(assigned) if assigned.random_id == random_id => {
+                Some(assigned.id)
+            }
+            _ => None,
+        })
+    };
+    match updates {
+        tl::enums::Updates::UpdateShortSentMessage(sent) => Some(sent.id),
+        tl::enums::Updates::Updates(all) => find(&all.updates),
+        tl::enums::Updates::Combined(all) => find(&all.updates),
+        tl::enums::Updates::UpdateShort(short) => find(std::slice::from_ref(&short.update)),
+        _ => None,
+    }
+}
+
+/// The chats in an `Updates`, e.g. the one just joined.
+pub fn chats_of(updates: &tl::enums::Updates) -> &[tl::enums::Chat] {
+    match updates {
+        tl::enums::Updates::Updates(all) => &all.chats,
+        tl::enums::Updates::Combined(all) => &all.chats,
+        _ => &[],
+    }
+}
+
+fn username_of(raw: Option<&str>) -> Option<Username> {
+    raw.and_then(|name| Username::parse(name).ok())
+}
+
+pub fn me_from_user(user: &tl::types::User) -> Option<Me> {
+    Some(Me {
+        user_id: ChatId::user(user.id)?,
+        username: username_of(user.username.as_deref()),
+        first_name: user.first_name.clone().unwrap_or_default(),
+        last_name: user.last_name.clone().filter(|name| !name.is_empty()),
+        // Telegram sends the number without '+'.
+        phone: user
+            .phone
+            .as_deref()
+            .and_then(|phone| PhoneNumber::parse(&format!("+{phone}")).ok()),
+    })
+}
+
+/// A user as a peer this account can address. `min` users carry an access hash that is only
+/// valid inside the message they came with, so they are not addressable.
+pub fn peer_from_user(user: &tl::types::User) -> Option<Peer> {
+    let access_hash = if user.min { None } else { user.access_hash };
+    Some(Peer {
+        peer: PeerRef {
+            id: ChatId::user(user.id)?,
+            access_hash: access_hash?,
+        },
+        kind: if user.bot {
+            PeerKind::Bot
+        } else {
+            PeerKind::User
+        },
+        username: username_of(user.username.as_deref()),
+        name: user.first_name.clone().unwrap_or_default(),
+        last_name: user.last_name.clone().filter(|name| !name.is_empty()),
+    })
+}
+
+/// A chat as a peer this account can address. Basic groups need no access hash.
+pub fn peer_from_chat(chat: &tl::enums::Chat) -> Option<Peer> {
+    let group =
+        |id: ChatId, access_hash: i64, kind: PeerKind, username: Option<&str>, title: &str| Peer {
+            peer: PeerRef { id, access_hash },
+            kind,
+            username: username_of(username),
+            name: title.to_owned(),
+            last_name: None,
+        };
+    match chat {
+        tl::enums::Chat::Chat(chat) => Some(group(
+            ChatId::basic_group(chat.id)?,
+            0,
+            PeerKind::Group,
+            None,
+            &chat.title,
+        )),
+        tl::enums::Chat::Forbidden(chat) => Some(group(
+            ChatId::basic_group(chat.id)?,
+            0,
+            PeerKind::Group,
+            None,
+            &chat.title,
+        )),
+        tl::enums::Chat::Channel(channel) if !channel.min => Some(group(
+            ChatId::channel(channel.id)?,
+            channel.access_hash?,
+            if channel.broadcast {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
+            channel.username.as_deref(),
+            &channel.title,
+        )),
+        tl::enums::Chat::ChannelForbidden(channel) => Some(group(
+            ChatId::channel(channel.id)?,
+            channel.access_hash,
+            if channel.broadcast {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
+            None,
+            &channel.title,
+        )),
+        // `min` channels, empty chats and communities (a layer-230 container of chats, not a
+        // place to post) are not addressable peers for jobbot.
+        _ => None,
+    }
+}
+
+/// The forum topic a message belongs to (core.telegram.org/api/forum): a message posted into a
+/// topic replies to the topic's creation message (`reply_to_msg_id`, with `forum_topic` set); a
+/// reply to another message inside the topic carries the topic in `reply_to_top_id`. The topic's
+/// own creation message belongs to itself.
+pub fn topic_of(message: &tl::enums::Message) -> Option<TopicId> {
+    let (reply_to, is_topic_creation, id) = match message {
+        tl::enums::Message::Message(message) => (message.reply_to.as_ref(), false, message.id),
+        tl::enums::Message::Service(service) => (
+            service.reply_to.as_ref(),
+            matches!(service.action, tl::enums::MessageAction::TopicCreate(_)),
+            service.id,
+        ),
+        tl::enums::Message::Empty(_) => return None,
+    };
+    if is_topic_creation {
+        return Some(TopicId(id));
+    }
+    match reply_to? {
+        tl::enums::MessageReplyHeader::Header(header) if header.forum_topic => header
+            .reply_to_top_id
+            .or(header.reply_to_msg_id)
+            .map(TopicId),
+        _ => None,
+    }
+}
+
+pub fn media_kind(media: &tl::enums::MessageMedia) -> Option<MediaKind> {
+    match media {
+        tl::enums::MessageMedia::Empty => None,
+        tl::enums::MessageMedia::Photo(_) => Some(MediaKind::Photo),
+        tl::enums::MessageMedia::Document(document) => Some(if document.voice {
+            MediaKind::Voice
+        } else if document.video || document.round {
+            MediaKind::Video
+        } else if let Some(tl::enums::Document::Document(inner)) = &document.document
+            && inner
+                .attributes
+                .iter()
+                .any(|attribute| matches!(attribute, tl::enums::DocumentAttribute::Sticker(_)))
+        {
+            MediaKind::Sticker
+        } else {
+            MediaKind::Document
+        }),
+        // Web page previews decorate text; they are not media the relay would miss.
+        tl::enums::MessageMedia::WebPage(_) => None,
+        _ => Some(MediaKind::Other),
+    }
+}
+
+/// What a chat looks like to jobbot, from the peers delivered with an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatInfo {
+    pub kind: PeerKind,
+    pub title: Option<String>,
+    pub username: Option<Username>,
+}
+
+/// An incoming or edited message in jobbot's form. `chat` and `sender` come from the peers sent
+/// with the update; when they are missing (a gap fetched without them) the ids still identify
+/// both, and the kind falls back to what the id says.
+pub fn incoming_message(
+    message: &tl::enums::Message,
+    chat_id: ChatId,
+    chat: Option<ChatInfo>,
+    sender: Option<Sender>,
+) -> Option<IncomingMessage> {
+    let (id, date, outgoing, text, media, is_service) = match message {
+        tl::enums::Message::Message(message) => (
+            message.id,
+            message.date,
+            message.out,
+            message.message.clone(),
+            message.media.as_ref().and_then(media_kind),
+            false,
+        ),
+        tl::enums::Message::Service(service) => (
+            service.id,
+            service.date,
+            service.out,
+            String::new(),
+            None,
+            true,
+        ),
+        tl::enums::Message::Empty(_) => return None,
+    };
+    let chat = chat.unwrap_or(ChatInfo {
+        kind: match chat_id.kind() {
+            ChatKind::User => PeerKind::User,
+            ChatKind::BasicGroup => PeerKind::Group,
+            // Without the chat object a channel and a supergroup look the same; a message with a
+            // topic can only be in a (forum) supergroup.
+            ChatKind::Channel => PeerKind::Group,
+        },
+        title: None,
+        username: None,
+    });
+    Some(IncomingMessage {
+        chat: chat_id,
+        chat_kind: chat.kind,
+        chat_title: chat.title,
+        chat_username: chat.username,
+        message_id: id,
+        sender,
+        text,
+        media,
+        date: i64::from(date),
+        outgoing,
+        is_service,
+        topic_id: topic_of(message),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: i64, access_hash: Option<i64>, min: bool, bot: bool) -> tl::types::User {
+        tl::types::User {
+            is_self: false,
+            contact: false,
+            mutual_contact: false,
+            deleted: false,
+            bot,
+            bot_chat_history: false,
+            bot_nochats: false,
+            verified: false,
+            restricted: false,
+            min,
+            bot_inline_geo: false,
+            support: false,
+            scam: false,
+            apply_min_photo: false,
+            fake: false,
+            bot_attach_menu: false,
+            premium: false,
+            attach_menu_enabled: false,
+            bot_can_edit: false,
+            close_friend: false,
+            stories_hidden: false,
+            stories_unavailable: false,
+            contact_require_premium: false,
+            bot_business: false,
+            bot_has_main_app: false,
+            bot_forum_view: false,
+            bot_forum_can_manage_topics: false,
+            bot_can_manage_bots: false,
+            bot_guestchat: false,
+            bot_guard: false,
+            id,
+            access_hash,
+            first_name: Some("Ivan".into()),
+            last_name: Some("".into()),
+            username: Some("Recruiter_Ivan".into()),
+            phone: Some("79991234567".into()),
+            photo: None,
+            status: None,
+            bot_info_version: None,
+            restriction_reason: None,
+            bot_inline_placeholder: None,
+            lang_code: None,
+            emoji_status: None,
+            usernames: None,
+            stories_max_id: None,
+            color: None,
+            profile_color: None,
+            bot_active_users: None,
+            bot_verification_icon: None,
+            send_paid_messages_stars: None,
+            linked_community_id: None,
+        }
+    }
+
+    #[test]
+    fn input_peers_follow_the_chat_kind() {
+        let check = |id: ChatId, expected: tl::enums::InputPeer| {
+            assert_eq!(
+                format!(
+                    "{:?}",
+                    input_peer(PeerRef {
+                        id,
+                        access_hash: 77
+                    })
+                ),
+                format!("{expected:?}")
+            );
+        };
+        check(
+            ChatId::user(42).unwrap(),
+            tl::types::InputPeerUser {
+                user_id: 42,
+                access_hash: 77,
+            }
+            .into(),
+        );
+        check(
+            ChatId::basic_group(12).unwrap(),
+            tl::types::InputPeerChat { chat_id: 12 }.into(),
+        );
+        check(
+            ChatId::channel(1234567890).unwrap(),
+            tl::types::InputPeerChannel {
+                channel_id: 1234567890,
+                access_hash: 77,
+            }
+            .into(),
+        );
+    }
+
+    #[test]
+    fn ids_convert_between_grammers_and_jobbot() {
+        for chat in [
+            ChatId::user(42).unwrap(),
+            ChatId::basic_group(12).unwrap(),
+            ChatId::channel(1234567890).unwrap(),
+        ] {
+            assert_eq!(chat_id_of(peer_id_of(chat)), Some(chat));
+        }
+        assert_eq!(chat_id_of(PeerId::self_user()), None);
+        assert_eq!(
+            chat_id_of(PeerId::channel(1234567890).unwrap())
+                .unwrap()
+                .get(),
+            -1001234567890
+        );
+    }
+
+    #[test]
+    fn entities_map_one_to_one() {
+        assert_eq!(tl_entities(&[]), None);
+        let entities = [
+            TextEntity {
+                kind: EntityKind::Bold,
+                offset: 0,
+                length: 4,
+            },
+            TextEntity {
+                kind: EntityKind::TextUrl("https://example.org".into()),
+                offset: 5,
+                length: 3,
+            },
+            TextEntity {
+                kind: EntityKind::Blockquote,
+                offset: 9,
+                length: 2,
+            },
+        ];
+        let expected: Vec<tl::enums::MessageEntity> = vec![
+            tl::types::MessageEntityBold {
+                offset: 0,
+                length: 4,
+            }
+            .into(),
+            tl::types::MessageEntityTextUrl {
+                offset: 5,
+                length: 3,
+                url: "https://example.org".into(),
+            }
+            .into(),
+            tl::types::MessageEntityBlockquote {
+                collapsed: false,
+                offset: 9,
+                length: 2,
+            }
+            .into(),
+        ];
+        assert_eq!(
+            format!("{:?}", tl_entities(&entities).unwrap()),
+            format!("{expected:?}")
+        );
+    }
+
+    #[test]
+    fn sent_message_id_is_found_by_random_id() {
+        let assigned = |id, random_id| {
+            tl::enums::Update::MessageId(tl::types::UpdateMessageId { id, random_id })
+        };
+        let updates: tl::enums::Updates = tl::types::Updates {
+            updates: vec![assigned(10, 111), assigned(11, 222)],
+            users: vec![],
+            chats: vec![],
+            date: 0,
+            seq: 0,
+        }
+        .into();
+        assert_eq!(message_id_for_random_id(&updates, 222), Some(11));
+        assert_eq!(message_id_for_random_id(&updates, 333), None);
+        let short: tl::enums::Updates = tl::types::UpdateShortSentMessage {
+            out: true,
+            id: 99,
+            pts: 1,
+            pts_count: 1,
+            date: 0,
+            media: None,
+            entities: None,
+            ttl_period: None,
+        }
+        .into();
+        assert_eq!(message_id_for_random_id(&short, 1), Some(99));
+        assert_eq!(
+            message_id_for_random_id(&tl::enums::Updates::TooLong, 1),
+            None
+        );
+    }
+
+    #[test]
+    fn users_become_me_and_peers() {
+        let me = me_from_user(&user(42, Some(5), false, false)).unwrap();
+        assert_eq!(me.user_id, ChatId::user(42).unwrap());
+        assert_eq!(
+            me.username,
+            Some(Username::parse("recruiter_ivan").unwrap())
+        );
+        assert_eq!(me.last_name, None);
+        assert_eq!(me.phone.unwrap().as_str(), "+79991234567");
+
+        let peer = peer_from_user(&user(42, Some(5), false, true)).unwrap();
+        assert_eq!(
+            peer.peer,
+            PeerRef {
+                id: ChatId::user(42).unwrap(),
+                access_hash: 5
+            }
+        );
+        assert_eq!(peer.kind, PeerKind::Bot);
+        assert_eq!(
+            peer_from_user(&user(42, Some(5), true, false)),
+            None,
+            "min users are not addressable"
+        );
+        assert_eq!(peer_from_user(&user(42, None, false, false)), None);
+    }
+
+    fn reply_header(
+        forum_topic: bool,
+        reply_to_msg_id: Option<i32>,
+        reply_to_top_id: Option<i32>,
+    ) -> tl::enums::MessageReplyHeader {
+        tl::types::MessageReplyHeader {
+            reply_to_scheduled: false,
+            forum_topic,
+            quote: false,
+            reply_to_ephemeral: false,
+            reply_to_msg_id,
+            reply_to_peer_id: None,
+            reply_from: None,
+            reply_media: None,
+            reply_to_top_id,
+            quote_text: None,
+            quote_entities: None,
+            quote_offset: None,
+            todo_item_id: None,
+            poll_option: None,
+        }
+        .into()
+    }
+
+    fn service(
+        id: i32,
+        action: tl::enums::MessageAction,
+        reply_to: Option<tl::enums::MessageReplyHeader>,
+    ) -> tl::enums::Message {
+        tl::types::MessageService {
+            out: false,
+            mentioned: false,
+            media_unread: false,
+            reactions_are_possible: false,
+            silent: false,
+            post: false,
+            legacy: false,
+            id,
+            from_id: None,
+            peer_id: tl::types::PeerChannel {
+                channel_id: 1234567890,
+            }
+            .into(),
+            saved_peer_id: None,
+            reply_to,
+            date: 1_700_000_000,
+            action,
+            reactions: None,
+            ttl_period: None,
+        }
+        .into()
+    }
+
+    #[test]
+    fn topics_come_from_the_reply_header() {
+        let check = |reply_to: Option<tl::enums::MessageReplyHeader>, expected: Option<i32>| {
+            let message = service(50, tl::enums::MessageAction::PinMessage, reply_to);
+            assert_eq!(topic_of(&message), expected.map(TopicId));
+        };
+        check(None, None);
+        check(Some(reply_header(true, Some(7), None)), Some(7));
+        check(Some(reply_header(true, Some(30), Some(7))), Some(7));
+        check(Some(reply_header(false, Some(30), None)), None);
+        let created = service(
+            8,
+            tl::types::MessageActionTopicCreate {
+                title_missing: false,
+                title: "t".into(),
+                icon_color: 0,
+                icon_emoji_id: None,
+            }
+            .into(),
+            None,
+        );
+        assert_eq!(topic_of(&created), Some(TopicId(8)));
+    }
+
+    #[test]
+    fn service_messages_are_marked_and_kinds_fall_back_to_the_id() {
+        let chat = ChatId::channel(1234567890).unwrap();
+        let message = service(
+            50,
+            tl::enums::MessageAction::PinMessage,
+            Some(reply_header(true, Some(7), None)),
+        );
+        let incoming = incoming_message(&message, chat, None, None).unwrap();
+        assert!(incoming.is_service);
+        assert_eq!(incoming.chat_kind, PeerKind::Group);
+        assert_eq!(incoming.topic_id, Some(TopicId(7)));
+        assert_eq!(incoming.date, 1_700_000_000);
+        assert_eq!(incoming.text, "");
+    }
+}
