@@ -65,8 +65,7 @@ impl TelegramAccount for SimAccount {
 
     async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
         self.call(|world, account, now| {
-            world.take_resolve(account, now)?;
-            let id = world.usernames.get(username).copied().ok_or(TelegramError::UsernameNotFound)?;
+            let id = world.resolve_with_cache(account, username, now)?;
             Ok(world.peer_seen_by(account, id).expect("usernames point into the world"))
         })
         .await
@@ -184,8 +183,7 @@ impl TelegramAccount for SimAccount {
                 },
                 JoinTarget::Username(username) => {
                     // Joining by username resolves it first: the same punished call.
-                    world.take_resolve(account, now)?;
-                    let id = world.usernames.get(username).copied().ok_or(TelegramError::UsernameNotFound)?;
+                    let id = world.resolve_with_cache(account, username, now)?;
                     if !world.chats.contains_key(&id) {
                         return Err(TelegramError::Other { message: "CHANNEL_INVALID".to_owned() });
                     }
@@ -274,14 +272,23 @@ impl WorldState {
         })
     }
 
-    fn take_resolve(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
+    /// `contacts.resolveUsername` behind the account's cache. Only a miss reaches Telegram and
+    /// spends the resolve limit; "not found" is not cached, so asking again costs again.
+    fn resolve_with_cache(&mut self, account: ChatId, username: &Username, now: Instant) -> Result<ChatId, TelegramError> {
+        if let Some(id) = self.user(account).limits.resolved_usernames.get(username) {
+            return Ok(*id);
+        }
         let params = self.params.resolve_username;
+        let found = self.usernames.get(username).copied();
         let user = self.user_mut(account);
         user.counters.resolves += 1;
         user.limits.resolve.take(&params, now).map_err(|seconds| {
             user.counters.resolve_flood_waits += 1;
             TelegramError::FloodWait { seconds }
-        })
+        })?;
+        let id = found.ok_or(TelegramError::UsernameNotFound)?;
+        user.limits.resolved_usernames.insert(username.clone(), id);
+        Ok(id)
     }
 
     fn take_create_topic(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {

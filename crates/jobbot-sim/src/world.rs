@@ -144,6 +144,10 @@ pub(crate) struct AccountLimits {
     /// MTProto deduplicates sends by `random_id` per account (updateMessageID, "random ID
     /// deduplication").
     pub(crate) by_random_id: BTreeMap<i64, Deduplicated>,
+    /// The adapter's per-account username cache, which the port requires ("implementations cache
+    /// per account"): a hit costs no `contacts.resolveUsername` call. Like a real cache it can be
+    /// stale: a username that changed hands still points at the old peer.
+    pub(crate) resolved_usernames: BTreeMap<Username, ChatId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
