@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, Username};
 use jobbot_core::telegram::{
-    AccountEvent, DeadReason, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef, RandomId, SentMessage,
-    TelegramAccount, TelegramError, TopicId,
+    AccountEvent, DeadReason, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef, RandomId,
+    SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -32,8 +32,16 @@ pub struct SimAccount {
 }
 
 impl SimAccount {
-    pub(crate) fn new(world: SimWorld, connection: ConnectionId, events: mpsc::Receiver<AccountEvent>) -> Self {
-        Self { world, connection, events: Mutex::new(Some(events)) }
+    pub(crate) fn new(
+        world: SimWorld,
+        connection: ConnectionId,
+        events: mpsc::Receiver<AccountEvent>,
+    ) -> Self {
+        Self {
+            world,
+            connection,
+            events: Mutex::new(Some(events)),
+        }
     }
 
     async fn call<R>(
@@ -60,13 +68,16 @@ impl Drop for SimAccount {
 #[async_trait]
 impl TelegramAccount for SimAccount {
     async fn get_me(&self) -> Result<Me, TelegramError> {
-        self.call(|world, account, _| Ok(world.me_of(account))).await
+        self.call(|world, account, _| Ok(world.me_of(account)))
+            .await
     }
 
     async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
         self.call(|world, account, now| {
             let id = world.resolve_with_cache(account, username, now)?;
-            Ok(world.peer_seen_by(account, id).expect("usernames point into the world"))
+            Ok(world
+                .peer_seen_by(account, id)
+                .expect("usernames point into the world"))
         })
         .await
     }
@@ -90,19 +101,34 @@ impl TelegramAccount for SimAccount {
             if peer.kind != PeerKind::User {
                 return Err(TelegramError::NotAUser);
             }
-            if world.user(to.id).dead.is_some_and(|reason| reason != DeadReason::Frozen) {
-                return Err(TelegramError::Other { message: "INPUT_USER_DEACTIVATED".to_owned() });
+            if world
+                .user(to.id)
+                .dead
+                .is_some_and(|reason| reason != DeadReason::Frozen)
+            {
+                return Err(TelegramError::Other {
+                    message: "INPUT_USER_DEACTIVATED".to_owned(),
+                });
             }
             check_content(content)?;
             world.check_may_write_privately(account, to.id, now)?;
             let (message_id, _) = world.deliver_private(account, to.id, &content.text, now);
-            Ok(world.record_sent(account, random_id, destination, SentMessage { chat: to.id, message_id }))
+            Ok(world.record_sent(
+                account,
+                random_id,
+                destination,
+                SentMessage {
+                    chat: to.id,
+                    message_id,
+                },
+            ))
         })
         .await
     }
 
     async fn send_typing(&self, to: PeerRef) -> Result<(), TelegramError> {
-        self.call(|world, account, _| world.check_access_hash(account, to).map(|_| ())).await
+        self.call(|world, account, _| world.check_access_hash(account, to).map(|_| ()))
+            .await
     }
 
     async fn post_to_chat(
@@ -120,12 +146,25 @@ impl TelegramAccount for SimAccount {
             world.check_may_post(account, chat)?;
             check_content(content)?;
             let message = world.post_in_chat(chat, Some(account), None, &content.text, false, now);
-            Ok(world.record_sent(account, random_id, destination, SentMessage { chat, message_id: message.message_id }))
+            Ok(world.record_sent(
+                account,
+                random_id,
+                destination,
+                SentMessage {
+                    chat,
+                    message_id: message.message_id,
+                },
+            ))
         })
         .await
     }
 
-    async fn create_forum_topic(&self, group: ChatId, title: &str, random_id: RandomId) -> Result<TopicId, TelegramError> {
+    async fn create_forum_topic(
+        &self,
+        group: ChatId,
+        title: &str,
+        random_id: RandomId,
+    ) -> Result<TopicId, TelegramError> {
         self.call(|world, account, now| {
             world.take_create_topic(account, now)?;
             let destination = Destination::NewTopic(group);
@@ -135,18 +174,32 @@ impl TelegramAccount for SimAccount {
             world.check_may_post(account, group)?;
             let record = world.chat(group);
             if !record.forum {
-                return Err(TelegramError::Other { message: "CHANNEL_FORUM_MISSING".to_owned() });
+                return Err(TelegramError::Other {
+                    message: "CHANNEL_FORUM_MISSING".to_owned(),
+                });
             }
             // Creating topics needs the `manage_topics` admin right unless the group's default
             // rights allow it (core.telegram.org/api/forum); our groups keep the default: admins.
             if !record.admins.contains(&account) {
-                return Err(TelegramError::ChatForbidden { code: "CHAT_ADMIN_REQUIRED".to_owned() });
+                return Err(TelegramError::ChatForbidden {
+                    code: "CHAT_ADMIN_REQUIRED".to_owned(),
+                });
             }
             if title.trim().is_empty() {
-                return Err(TelegramError::Other { message: "TOPIC_TITLE_EMPTY".to_owned() });
+                return Err(TelegramError::Other {
+                    message: "TOPIC_TITLE_EMPTY".to_owned(),
+                });
             }
             let topic = world.insert_topic(group, Some(account), title, now);
-            world.record_sent(account, random_id, destination, SentMessage { chat: group, message_id: topic.0 });
+            world.record_sent(
+                account,
+                random_id,
+                destination,
+                SentMessage {
+                    chat: group,
+                    message_id: topic.0,
+                },
+            );
             Ok(topic)
         })
         .await
@@ -168,8 +221,17 @@ impl TelegramAccount for SimAccount {
             world.check_may_post(account, group)?;
             world.check_topic_alive(group, topic)?;
             check_content(content)?;
-            let message = world.post_in_chat(group, Some(account), Some(topic), &content.text, false, now);
-            Ok(world.record_sent(account, random_id, destination, SentMessage { chat: group, message_id: message.message_id }))
+            let message =
+                world.post_in_chat(group, Some(account), Some(topic), &content.text, false, now);
+            Ok(world.record_sent(
+                account,
+                random_id,
+                destination,
+                SentMessage {
+                    chat: group,
+                    message_id: message.message_id,
+                },
+            ))
         })
         .await
     }
@@ -185,26 +247,39 @@ impl TelegramAccount for SimAccount {
                     // Joining by username resolves it first: the same punished call.
                     let id = world.resolve_with_cache(account, username, now)?;
                     if !world.chats.contains_key(&id) {
-                        return Err(TelegramError::Other { message: "CHANNEL_INVALID".to_owned() });
+                        return Err(TelegramError::Other {
+                            message: "CHANNEL_INVALID".to_owned(),
+                        });
                     }
                     id
                 }
             };
             if !world.chat(chat).members.contains(&account) {
-                let joined = world.chats.values().filter(|record| record.members.contains(&account)).count();
+                let joined = world
+                    .chats
+                    .values()
+                    .filter(|record| record.members.contains(&account))
+                    .count();
                 if joined >= MAX_CHANNELS_JOINED {
-                    return Err(TelegramError::Other { message: "CHANNELS_TOO_MUCH".to_owned() });
+                    return Err(TelegramError::Other {
+                        message: "CHANNELS_TOO_MUCH".to_owned(),
+                    });
                 }
                 world.chat_mut(chat).members.insert(account);
             }
             // USER_ALREADY_PARTICIPANT is success for the port: joining is idempotent.
-            Ok(world.peer_seen_by(account, chat).expect("chat is in the world"))
+            Ok(world
+                .peer_seen_by(account, chat)
+                .expect("chat is in the world"))
         })
         .await
     }
 
     fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>> {
-        self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     async fn disconnect(&self) {
@@ -216,7 +291,11 @@ impl TelegramAccount for SimAccount {
 /// `MESSAGE_EMPTY`, `MESSAGE_TOO_LONG` and `ENTITY_BOUNDS_INVALID` (entity offsets count UTF-16
 /// code units, core.telegram.org/api/entities).
 fn check_content(content: &MessageContent) -> Result<(), TelegramError> {
-    let other = |message: &str| Err(TelegramError::Other { message: message.to_owned() });
+    let other = |message: &str| {
+        Err(TelegramError::Other {
+            message: message.to_owned(),
+        })
+    };
     if content.text.trim().is_empty() {
         return other("MESSAGE_EMPTY");
     }
@@ -224,10 +303,9 @@ fn check_content(content: &MessageContent) -> Result<(), TelegramError> {
         return other("MESSAGE_TOO_LONG");
     }
     let utf16_length = content.text.encode_utf16().count() as u64;
-    let out_of_bounds = content
-        .entities
-        .iter()
-        .any(|entity| entity.length == 0 || u64::from(entity.offset) + u64::from(entity.length) > utf16_length);
+    let out_of_bounds = content.entities.iter().any(|entity| {
+        entity.length == 0 || u64::from(entity.offset) + u64::from(entity.length) > utf16_length
+    });
     if out_of_bounds {
         return other("ENTITY_BOUNDS_INVALID");
     }
@@ -236,19 +314,30 @@ fn check_content(content: &MessageContent) -> Result<(), TelegramError> {
 
 impl WorldState {
     /// The checks every call of a connection passes first, in the order a real client meets them.
-    pub(crate) fn begin_call(&mut self, connection: ConnectionId, _now: Instant) -> Result<ChatId, TelegramError> {
+    pub(crate) fn begin_call(
+        &mut self,
+        connection: ConnectionId,
+        _now: Instant,
+    ) -> Result<ChatId, TelegramError> {
         let Some(record) = self.connections.get(&connection) else {
-            return Err(TelegramError::Network { message: "the connection is closed".to_owned() });
+            return Err(TelegramError::Network {
+                message: "the connection is closed".to_owned(),
+            });
         };
         if self.connection_is_down(connection) == Some(true) {
-            return Err(TelegramError::Network { message: "connection lost; reconnecting".to_owned() });
+            return Err(TelegramError::Network {
+                message: "connection lost; reconnecting".to_owned(),
+            });
         }
         let account = record.user;
         let session_name = record.session.clone();
         if let Some(reason) = self.users.get(&account).and_then(|user| user.dead) {
             return Err(TelegramError::AccountDead { reason });
         }
-        let session = self.sessions.get_mut(&session_name).expect("a connection's session exists");
+        let session = self
+            .sessions
+            .get_mut(&session_name)
+            .expect("a connection's session exists");
         if let Some(reason) = session.dead {
             return Err(TelegramError::AccountDead { reason });
         }
@@ -257,7 +346,9 @@ impl WorldState {
         // (core.telegram.org/api/errors). The key is dead for good, for both connections.
         if session.live_connections.len() > 1 {
             session.dead = Some(DeadReason::AuthKeyDuplicated);
-            return Err(TelegramError::AccountDead { reason: DeadReason::AuthKeyDuplicated });
+            return Err(TelegramError::AccountDead {
+                reason: DeadReason::AuthKeyDuplicated,
+            });
         }
         self.user_mut(account).counters.calls += 1;
         Ok(account)
@@ -274,7 +365,12 @@ impl WorldState {
 
     /// `contacts.resolveUsername` behind the account's cache. Only a miss reaches Telegram and
     /// spends the resolve limit; "not found" is not cached, so asking again costs again.
-    fn resolve_with_cache(&mut self, account: ChatId, username: &Username, now: Instant) -> Result<ChatId, TelegramError> {
+    fn resolve_with_cache(
+        &mut self,
+        account: ChatId,
+        username: &Username,
+        now: Instant,
+    ) -> Result<ChatId, TelegramError> {
         if let Some(id) = self.user(account).limits.resolved_usernames.get(username) {
             return Ok(*id);
         }
@@ -294,10 +390,13 @@ impl WorldState {
     fn take_create_topic(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
         let params = self.params.create_forum_topic;
         let user = self.user_mut(account);
-        user.limits.create_topic.take(&params, now).map_err(|seconds| {
-            user.counters.other_flood_waits += 1;
-            TelegramError::FloodWait { seconds }
-        })
+        user.limits
+            .create_topic
+            .take(&params, now)
+            .map_err(|seconds| {
+                user.counters.other_flood_waits += 1;
+                TelegramError::FloodWait { seconds }
+            })
     }
 
     /// A repeat of a `random_id` to the same place returns the first message; reusing it for
@@ -315,7 +414,9 @@ impl WorldState {
                 user.counters.deduplicated_sends += 1;
                 Ok(Some(first.sent))
             }
-            Some(_) => Err(TelegramError::Other { message: "RANDOM_ID_DUPLICATE".to_owned() }),
+            Some(_) => Err(TelegramError::Other {
+                message: "RANDOM_ID_DUPLICATE".to_owned(),
+            }),
         }
     }
 
@@ -327,7 +428,9 @@ impl WorldState {
         sent: SentMessage,
     ) -> SentMessage {
         let user = self.user_mut(account);
-        user.limits.by_random_id.insert(random_id.0, Deduplicated { destination, sent });
+        user.limits
+            .by_random_id
+            .insert(random_id.0, Deduplicated { destination, sent });
         user.counters.messages_sent += 1;
         sent
     }
@@ -337,7 +440,9 @@ impl WorldState {
     fn check_access_hash(&self, account: ChatId, to: PeerRef) -> Result<Peer, TelegramError> {
         match self.peer_seen_by(account, to.id) {
             Some(peer) if peer.peer.access_hash == to.access_hash => Ok(peer),
-            _ => Err(TelegramError::Other { message: "PEER_ID_INVALID".to_owned() }),
+            _ => Err(TelegramError::Other {
+                message: "PEER_ID_INVALID".to_owned(),
+            }),
         }
     }
 
@@ -348,7 +453,12 @@ impl WorldState {
     /// `PEER_FLOOD` comes from writing to "too much non-mutual contacts". Only the start of a new
     /// chat with a stranger spends the daily budget; while limited, every message to a stranger
     /// is refused, including follow-ups to strangers written to before.
-    fn check_may_write_privately(&mut self, account: ChatId, recipient: ChatId, now: Instant) -> Result<(), TelegramError> {
+    fn check_may_write_privately(
+        &mut self,
+        account: ChatId,
+        recipient: ChatId,
+        now: Instant,
+    ) -> Result<(), TelegramError> {
         let recipient_record = self.user(recipient);
         let known = account == recipient
             || recipient_record.contacts.contains(&account)
@@ -369,7 +479,11 @@ impl WorldState {
         } else if already_wrote {
             true
         } else {
-            let started = user.limits.cold_dm.start_cold_chat(budget, limit_hours, now).is_ok();
+            let started = user
+                .limits
+                .cold_dm
+                .start_cold_chat(budget, limit_hours, now)
+                .is_ok();
             if started {
                 user.counters.cold_chats_started += 1;
             }

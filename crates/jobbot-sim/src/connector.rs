@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, SessionName};
 use jobbot_core::telegram::{
-    AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions, DeadReason, LoginBackend, TelegramAccount,
+    AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions, DeadReason, LoginBackend,
+    TelegramAccount,
 };
 
 use crate::account::SimAccount;
@@ -52,14 +53,23 @@ impl SessionLock {
     fn take(world: &SimWorld, session: &SessionName) -> Result<Self, ConnectError> {
         let holder = world.with(|state| {
             let id = state.next_handle();
-            let record = state.sessions.entry(session.clone()).or_insert_with(SessionRecord::empty);
+            let record = state
+                .sessions
+                .entry(session.clone())
+                .or_insert_with(SessionRecord::empty);
             if record.lock.is_some() {
-                return Err(ConnectError::SessionBusy { session: session.clone() });
+                return Err(ConnectError::SessionBusy {
+                    session: session.clone(),
+                });
             }
             record.lock = Some(id);
             Ok(id)
         })?;
-        Ok(Self { world: world.clone(), session: session.clone(), holder: Some(holder) })
+        Ok(Self {
+            world: world.clone(),
+            session: session.clone(),
+            holder: Some(holder),
+        })
     }
 
     pub(crate) fn id(&self) -> ConnectionId {
@@ -88,14 +98,23 @@ impl Drop for SessionLock {
 
 impl SessionRecord {
     pub(crate) fn empty() -> Self {
-        Self { user: None, dead: None, lock: None, live_connections: Default::default() }
+        Self {
+            user: None,
+            dead: None,
+            lock: None,
+            live_connections: Default::default(),
+        }
     }
 }
 
 impl WorldState {
     pub(crate) fn session_status(&self, session: &SessionName) -> SessionStatus {
-        let Some(record) = self.sessions.get(session) else { return SessionStatus::NotLoggedIn };
-        let Some(user) = record.user else { return SessionStatus::NotLoggedIn };
+        let Some(record) = self.sessions.get(session) else {
+            return SessionStatus::NotLoggedIn;
+        };
+        let Some(user) = record.user else {
+            return SessionStatus::NotLoggedIn;
+        };
         if let Some(reason) = record.dead.or(self.user(user).dead) {
             return SessionStatus::Dead(reason);
         }
@@ -131,11 +150,20 @@ impl AccountConnector for SimConnector {
     ) -> Result<Arc<dyn TelegramAccount>, ConnectError> {
         let lock = SessionLock::take(&self.world, session)?;
         tokio::time::sleep(self.world.call_latency()).await;
-        let opened = self.world.with(|state| match state.session_status(session) {
-            SessionStatus::NotLoggedIn => Err(ConnectError::NotLoggedIn { session: session.clone() }),
-            SessionStatus::Dead(reason) => Err(ConnectError::Dead { session: session.clone(), reason }),
-            SessionStatus::Authorized(user) => Ok(state.open_connection(lock.id(), session, user)),
-        })?;
+        let opened = self
+            .world
+            .with(|state| match state.session_status(session) {
+                SessionStatus::NotLoggedIn => Err(ConnectError::NotLoggedIn {
+                    session: session.clone(),
+                }),
+                SessionStatus::Dead(reason) => Err(ConnectError::Dead {
+                    session: session.clone(),
+                    reason,
+                }),
+                SessionStatus::Authorized(user) => {
+                    Ok(state.open_connection(lock.id(), session, user))
+                }
+            })?;
         let id = lock.hand_on();
         Ok(Arc::new(SimAccount::new(self.world.clone(), id, opened)))
     }
@@ -147,11 +175,15 @@ impl AccountConnector for SimConnector {
     ) -> Result<AuthorizationStatus, ConnectError> {
         let _lock = SessionLock::take(&self.world, session)?;
         tokio::time::sleep(self.world.call_latency()).await;
-        Ok(self.world.with(|state| match state.session_status(session) {
-            SessionStatus::NotLoggedIn => AuthorizationStatus::NotLoggedIn,
-            SessionStatus::Dead(reason) => AuthorizationStatus::Dead(reason),
-            SessionStatus::Authorized(user) => AuthorizationStatus::Authorized(state.me_of(user)),
-        }))
+        Ok(self
+            .world
+            .with(|state| match state.session_status(session) {
+                SessionStatus::NotLoggedIn => AuthorizationStatus::NotLoggedIn,
+                SessionStatus::Dead(reason) => AuthorizationStatus::Dead(reason),
+                SessionStatus::Authorized(user) => {
+                    AuthorizationStatus::Authorized(state.me_of(user))
+                }
+            }))
     }
 
     async fn begin_login(
@@ -161,6 +193,10 @@ impl AccountConnector for SimConnector {
     ) -> Result<Box<dyn LoginBackend>, ConnectError> {
         let lock = SessionLock::take(&self.world, session)?;
         tokio::time::sleep(self.world.call_latency()).await;
-        Ok(Box::new(SimLoginBackend::new(self.world.clone(), session.clone(), lock)))
+        Ok(Box::new(SimLoginBackend::new(
+            self.world.clone(),
+            session.clone(),
+            lock,
+        )))
     }
 }

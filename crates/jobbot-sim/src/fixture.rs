@@ -39,15 +39,31 @@ impl SimFixture {
         let world = SimWorld::new(params);
         let first = world.create_account(
             FIRST_ACCOUNT,
-            NewUser::named("Anna").last_name("Agent").username("agent_one_hr").phone("+79990000001"),
+            NewUser::named("Anna")
+                .last_name("Agent")
+                .username("agent_one_hr")
+                .phone("+79990000001"),
         );
-        let second =
-            world.create_account(SECOND_ACCOUNT, NewUser::named("Boris").username("agent_two_hr").phone("+79990000002"));
-        world.create_user(NewUser::named("Regular").last_name("Person").username("regular_person"));
-        world.create_user(NewUser::named("Private").username("private_person").refusing_strangers());
+        let second = world.create_account(
+            SECOND_ACCOUNT,
+            NewUser::named("Boris")
+                .username("agent_two_hr")
+                .phone("+79990000002"),
+        );
+        world.create_user(
+            NewUser::named("Regular")
+                .last_name("Person")
+                .username("regular_person"),
+        );
+        world.create_user(
+            NewUser::named("Private")
+                .username("private_person")
+                .refusing_strangers(),
+        );
         world.create_bot("jobs_helper_bot", "Jobs helper");
         world.create_channel("Public jobs", Some("public_jobs"), &[]);
-        let postable_channel = world.create_channel("Our vacancies", Some("our_vacancies"), &[first]);
+        let postable_channel =
+            world.create_channel("Our vacancies", Some("our_vacancies"), &[first]);
         world.add_member(postable_channel, second);
         let forum_group = world.create_group("CRM", None, true, &[first]);
         let forum_member = world.create_user(NewUser::named("Forum").username("forum_member"));
@@ -55,7 +71,11 @@ impl SimFixture {
         let private_group = world.create_group("Closed chat", None, false, &[forum_member]);
         let invite_hash = world.create_invite(private_group);
         world.create_user(NewUser::named("Plain").phone(PLAIN_PHONE));
-        world.create_user(NewUser::named("Careful").phone(TWO_FACTOR_PHONE).two_factor(TWO_FACTOR_PASSWORD, Some(TWO_FACTOR_HINT)));
+        world.create_user(
+            NewUser::named("Careful")
+                .phone(TWO_FACTOR_PHONE)
+                .two_factor(TWO_FACTOR_PASSWORD, Some(TWO_FACTOR_HINT)),
+        );
         world.ban_phone(&phone(BANNED_PHONE));
         Self {
             connector: SimConnector::new(world.clone()),
@@ -73,11 +93,15 @@ impl SimFixture {
     }
 
     fn user(&self, username: &Username) -> Result<ChatId, String> {
-        self.world.find_username(username.as_str()).ok_or_else(|| format!("no user {username} in the world"))
+        self.world
+            .find_username(username.as_str())
+            .ok_or_else(|| format!("no user {username} in the world"))
     }
 
     fn account(&self, session: &SessionName) -> ChatId {
-        self.world.user_of_session(session).unwrap_or_else(|| panic!("session {session} is not logged in"))
+        self.world
+            .user_of_session(session)
+            .unwrap_or_else(|| panic!("session {session} is not logged in"))
     }
 }
 
@@ -158,13 +182,19 @@ impl WorldControls for SimFixture {
             .map(|_| {
                 let index = self.strangers_created.fetch_add(1, Ordering::Relaxed);
                 let name = format!("stranger_{index:05}");
-                self.world.create_user(NewUser::named("Stranger").username(&name));
+                self.world
+                    .create_user(NewUser::named("Stranger").username(&name));
                 username(&name)
             })
             .collect()
     }
 
-    fn user_writes_to(&self, writer: &Username, account: &SessionName, text: &str) -> Result<(), String> {
+    fn user_writes_to(
+        &self,
+        writer: &Username,
+        account: &SessionName,
+        text: &str,
+    ) -> Result<(), String> {
         let writer = self.user(writer)?;
         self.world.send_direct(writer, self.account(account), text);
         Ok(())
@@ -175,8 +205,16 @@ impl WorldControls for SimFixture {
         Ok(())
     }
 
-    fn member_posts(&self, group: ChatId, topic: Option<TopicId>, text: &str) -> Result<(), String> {
-        self.world.group_post(group, self.forum_member, topic, text).map(|_| ()).map_err(|error| error.to_string())
+    fn member_posts(
+        &self,
+        group: ChatId,
+        topic: Option<TopicId>,
+        text: &str,
+    ) -> Result<(), String> {
+        self.world
+            .group_post(group, self.forum_member, topic, text)
+            .map(|_| ())
+            .map_err(|error| error.to_string())
     }
 
     fn delete_topic(&self, group: ChatId, topic: TopicId) -> Result<(), String> {
@@ -185,8 +223,14 @@ impl WorldControls for SimFixture {
     }
 
     fn messages_received(&self, recipient: &Username, from: &SessionName) -> Vec<String> {
-        let Ok(recipient) = self.user(recipient) else { return Vec::new() };
-        self.world.received_from(recipient, self.account(from)).into_iter().map(|message| message.text).collect()
+        let Ok(recipient) = self.user(recipient) else {
+            return Vec::new();
+        };
+        self.world
+            .received_from(recipient, self.account(from))
+            .into_iter()
+            .map(|message| message.text)
+            .collect()
     }
 
     fn ban(&self, account: &SessionName) {

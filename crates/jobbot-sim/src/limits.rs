@@ -31,7 +31,8 @@ impl FloodBucket {
         self.tokens = match self.last_refill {
             None => burst,
             Some(last) => {
-                let refilled = now.duration_since(last).as_secs_f64() * f64::from(params.per_minute) / 60.0;
+                let refilled =
+                    now.duration_since(last).as_secs_f64() * f64::from(params.per_minute) / 60.0;
                 (self.tokens + refilled).min(burst)
             }
         };
@@ -41,7 +42,11 @@ impl FloodBucket {
             return Ok(());
         }
         let memory = Duration::from_secs(u64::from(params.violation_memory_seconds));
-        while self.recent_violations.front().is_some_and(|first| now.duration_since(*first) >= memory) {
+        while self
+            .recent_violations
+            .front()
+            .is_some_and(|first| now.duration_since(*first) >= memory)
+        {
             self.recent_violations.pop_front();
         }
         self.recent_violations.push_back(now);
@@ -68,12 +73,21 @@ impl ColdDmLimit {
 
     /// Counts the start of a new chat with a stranger. Past the rolling daily budget the account
     /// is limited (`Err`) for `limit_hours`, doubled for every earlier limit (telegram.org/faq_spam).
-    pub(crate) fn start_cold_chat(&mut self, daily_budget: u32, limit_hours: u32, now: Instant) -> Result<(), ()> {
+    pub(crate) fn start_cold_chat(
+        &mut self,
+        daily_budget: u32,
+        limit_hours: u32,
+        now: Instant,
+    ) -> Result<(), ()> {
         if self.is_limited(now) {
             return Err(());
         }
         let day = Duration::from_secs(86_400);
-        while self.started.front().is_some_and(|first| now.duration_since(*first) >= day) {
+        while self
+            .started
+            .front()
+            .is_some_and(|first| now.duration_since(*first) >= day)
+        {
             self.started.pop_front();
         }
         if self.started.len() >= daily_budget as usize {
@@ -115,7 +129,10 @@ mod tests {
         }
         assert_eq!(bucket.take(&LIMIT, start), Err(30));
         // During the wait: the remaining time, not a new violation.
-        assert_eq!(bucket.take(&LIMIT, start + Duration::from_millis(10_500)), Err(20));
+        assert_eq!(
+            bucket.take(&LIMIT, start + Duration::from_millis(10_500)),
+            Err(20)
+        );
         let after = start + Duration::from_secs(30);
         for _ in 0..5 {
             assert_eq!(bucket.take(&LIMIT, after), Ok(()));
@@ -125,7 +142,11 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(bucket.take(&LIMIT, later), Ok(()));
         }
-        assert_eq!(bucket.take(&LIMIT, later), Err(100), "capped at max_wait_seconds");
+        assert_eq!(
+            bucket.take(&LIMIT, later),
+            Err(100),
+            "capped at max_wait_seconds"
+        );
     }
 
     #[test]
@@ -133,7 +154,11 @@ mod tests {
         let start = Instant::now();
         let mut bucket = FloodBucket::default();
         for call in 0..1_000u64 {
-            assert_eq!(bucket.take(&LIMIT, start + Duration::from_secs(3 * call)), Ok(()), "call {call}");
+            assert_eq!(
+                bucket.take(&LIMIT, start + Duration::from_secs(3 * call)),
+                Ok(()),
+                "call {call}"
+            );
         }
     }
 
@@ -165,14 +190,21 @@ mod tests {
             assert_eq!(limit.start_cold_chat(3, 24, next_day), Ok(()));
         }
         assert_eq!(limit.start_cold_chat(3, 24, next_day), Err(()));
-        assert!(limit.is_limited(next_day + Duration::from_secs(47 * 3_600)), "a repeat offence lasts twice as long");
+        assert!(
+            limit.is_limited(next_day + Duration::from_secs(47 * 3_600)),
+            "a repeat offence lasts twice as long"
+        );
     }
 
     #[test]
     fn waits_round_up_to_whole_seconds() {
         let now = Instant::now();
         let check = |millis: u64, expected: u32| {
-            assert_eq!(whole_seconds_until(now, now + Duration::from_millis(millis)), expected, "{millis} ms");
+            assert_eq!(
+                whole_seconds_until(now, now + Duration::from_millis(millis)),
+                expected,
+                "{millis} ms"
+            );
         };
         check(0, 1);
         check(1, 1);

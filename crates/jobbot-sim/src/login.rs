@@ -29,7 +29,13 @@ pub struct SimLoginBackend {
 
 impl SimLoginBackend {
     pub(crate) fn new(world: SimWorld, session: SessionName, lock: SessionLock) -> Self {
-        Self { world, session, _lock: lock, phone: None, awaiting_password_for: None }
+        Self {
+            world,
+            session,
+            _lock: lock,
+            phone: None,
+            awaiting_password_for: None,
+        }
     }
 
     async fn round_trip(&self) {
@@ -53,14 +59,22 @@ impl LoginBackend for SimLoginBackend {
             let per_hour = world.params.login_codes_per_hour;
             let wait = world.params.login_flood_wait_seconds;
             let attempts = world.login_attempts.entry(phone.clone()).or_default();
-            attempts.codes_requested.retain(|at| now.duration_since(*at) < Duration::from_secs(3_600));
+            attempts
+                .codes_requested
+                .retain(|at| now.duration_since(*at) < Duration::from_secs(3_600));
             if attempts.codes_requested.len() >= per_hour as usize {
                 attempts.blocked_until = Some(now + Duration::from_secs(u64::from(wait)));
                 return Err(LoginError::FloodWait { seconds: wait });
             }
             attempts.codes_requested.push(now);
             let code = format!("{:05}", world.rng.random_range(0..100_000));
-            world.login_codes.insert(phone.clone(), IssuedCode { code, issued_at: now });
+            world.login_codes.insert(
+                phone.clone(),
+                IssuedCode {
+                    code,
+                    issued_at: now,
+                },
+            );
             Ok(())
         })?;
         self.phone = Some(phone.clone());
@@ -71,7 +85,9 @@ impl LoginBackend for SimLoginBackend {
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError> {
         self.round_trip().await;
         let Some(phone) = self.phone.clone() else {
-            return Err(LoginError::Other { message: "no code was requested in this login".to_owned() });
+            return Err(LoginError::Other {
+                message: "no code was requested in this login".to_owned(),
+            });
         };
         let session = self.session.clone();
         let outcome = self.world.with(|world| {
@@ -110,13 +126,19 @@ impl LoginBackend for SimLoginBackend {
     async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError> {
         self.round_trip().await;
         let (Some(user), Some(phone)) = (self.awaiting_password_for, self.phone.clone()) else {
-            return Err(LoginError::Other { message: "no password is expected in this login now".to_owned() });
+            return Err(LoginError::Other {
+                message: "no password is expected in this login now".to_owned(),
+            });
         };
         let session = self.session.clone();
         let me = self.world.with(|world| {
             let now = Instant::now();
             world.check_login_flood(&phone, now)?;
-            let matches = world.user(user).two_factor.as_ref().is_some_and(|two_factor| two_factor.password == password);
+            let matches = world
+                .user(user)
+                .two_factor
+                .as_ref()
+                .is_some_and(|two_factor| two_factor.password == password);
             if !matches {
                 world.count_wrong_attempt(&phone, now);
                 return Err(LoginError::InvalidPassword);
@@ -130,8 +152,14 @@ impl LoginBackend for SimLoginBackend {
 
 impl WorldState {
     fn check_login_flood(&self, phone: &PhoneNumber, now: Instant) -> Result<(), LoginError> {
-        match self.login_attempts.get(phone).and_then(|attempts| attempts.blocked_until) {
-            Some(until) if now < until => Err(LoginError::FloodWait { seconds: whole_seconds_until(now, until) }),
+        match self
+            .login_attempts
+            .get(phone)
+            .and_then(|attempts| attempts.blocked_until)
+        {
+            Some(until) if now < until => Err(LoginError::FloodWait {
+                seconds: whole_seconds_until(now, until),
+            }),
             _ => Ok(()),
         }
     }

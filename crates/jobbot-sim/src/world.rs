@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountEvent, DeadReason, IncomingMessage, Me, Peer, PeerKind, PeerRef, SentMessage, Sender, TopicId,
+    AccountEvent, DeadReason, IncomingMessage, Me, Peer, PeerKind, PeerRef, Sender, SentMessage,
+    TopicId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -219,7 +220,10 @@ pub(crate) struct LoginAttempts {
 
 impl NewUser {
     pub fn named(first_name: &str) -> Self {
-        Self { first_name: first_name.to_owned(), ..Self::default() }
+        Self {
+            first_name: first_name.to_owned(),
+            ..Self::default()
+        }
     }
 
     pub fn last_name(mut self, last_name: &str) -> Self {
@@ -246,7 +250,10 @@ impl NewUser {
     }
 
     pub fn two_factor(mut self, password: &str, hint: Option<&str>) -> Self {
-        self.two_factor = Some(TwoFactor { password: password.to_owned(), hint: hint.map(str::to_owned) });
+        self.two_factor = Some(TwoFactor {
+            password: password.to_owned(),
+            hint: hint.map(str::to_owned),
+        });
         self
     }
 }
@@ -277,7 +284,9 @@ impl SimWorld {
             invites: BTreeMap::new(),
             wrote_to: BTreeSet::new(),
         };
-        Self { state: Arc::new(Mutex::new(state)) }
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
     }
 
     pub fn params(&self) -> SimParams {
@@ -291,14 +300,20 @@ impl SimWorld {
 
     fn lock(&self) -> MutexGuard<'_, WorldState> {
         // A panic in a test thread must not turn every later call into a second, misleading panic.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The latency of one call, drawn from the seeded generator.
     pub(crate) fn call_latency(&self) -> Duration {
         self.with(|world| {
             let jitter = world.params.call_latency_jitter_ms;
-            let extra = if jitter == 0 { 0 } else { world.rng.random_range(0..=jitter) };
+            let extra = if jitter == 0 {
+                0
+            } else {
+                world.rng.random_range(0..=jitter)
+            };
             Duration::from_millis(world.params.call_latency_ms + extra)
         })
     }
@@ -332,7 +347,13 @@ impl SimWorld {
     }
 
     /// A supergroup, a forum when `forum` is set (topics enabled).
-    pub fn create_group(&self, title: &str, username: Option<&str>, forum: bool, admins: &[ChatId]) -> ChatId {
+    pub fn create_group(
+        &self,
+        title: &str,
+        username: Option<&str>,
+        forum: bool,
+        admins: &[ChatId],
+    ) -> ChatId {
         self.with(|world| world.insert_chat(title, username, false, forum, admins))
     }
 
@@ -364,10 +385,18 @@ impl SimWorld {
     pub fn create_invite(&self, chat: ChatId) -> String {
         self.with(|world| {
             world.chat(chat);
-            const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-            let hash: String =
-                (0..16).map(|_| ALPHABET[world.rng.random_range(0..ALPHABET.len())] as char).collect();
-            world.invites.insert(hash.clone(), InviteRecord { chat, revoked: false });
+            const ALPHABET: &[u8] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+            let hash: String = (0..16)
+                .map(|_| ALPHABET[world.rng.random_range(0..ALPHABET.len())] as char)
+                .collect();
+            world.invites.insert(
+                hash.clone(),
+                InviteRecord {
+                    chat,
+                    revoked: false,
+                },
+            );
             hash
         })
     }
@@ -387,7 +416,9 @@ impl SimWorld {
     pub fn channel_post(&self, channel: ChatId, text: &str) -> i32 {
         self.with(|world| {
             let now = Instant::now();
-            world.post_in_chat(channel, None, None, text, false, now).message_id
+            world
+                .post_in_chat(channel, None, None, text, false, now)
+                .message_id
         })
     }
 
@@ -406,7 +437,9 @@ impl SimWorld {
             if let Some(topic) = topic {
                 world.check_topic_alive(group, topic)?;
             }
-            Ok(world.post_in_chat(group, Some(author), topic, text, false, now).message_id)
+            Ok(world
+                .post_in_chat(group, Some(author), topic, text, false, now)
+                .message_id)
         })
     }
 
@@ -422,7 +455,8 @@ impl SimWorld {
             if let Some(record) = chat.topics.get_mut(&topic) {
                 record.deleted = true;
             }
-            chat.messages.retain(|message| message.topic != Some(topic) && message.message_id != topic.0);
+            chat.messages
+                .retain(|message| message.topic != Some(topic) && message.message_id != topic.0);
         })
     }
 
@@ -436,7 +470,11 @@ impl SimWorld {
     pub fn edit_chat_message(&self, chat: ChatId, message_id: i32, text: &str) {
         self.with(|world| {
             let record = world.chat_mut(chat);
-            let Some(message) = record.messages.iter_mut().find(|message| message.message_id == message_id) else {
+            let Some(message) = record
+                .messages
+                .iter_mut()
+                .find(|message| message.message_id == message_id)
+            else {
                 panic!("chat {chat} has no message {message_id}");
             };
             message.text = text.to_owned();
@@ -527,7 +565,9 @@ impl SimWorld {
             tokio::time::sleep(delay).await;
             world.with(|world| {
                 for id in dropped {
-                    let Some(connection) = world.connections.get_mut(&id) else { continue };
+                    let Some(connection) = world.connections.get_mut(&id) else {
+                        continue;
+                    };
                     connection.down = false;
                     let _ = connection.events.try_send(AccountEvent::ConnectionRestored);
                     let user = connection.user;
@@ -543,7 +583,12 @@ impl SimWorld {
 
     /// The last login code sent to `phone` (what the person would read in their Telegram app).
     pub fn last_login_code(&self, phone: &PhoneNumber) -> Option<String> {
-        self.with(|world| world.login_codes.get(phone).map(|issued| issued.code.clone()))
+        self.with(|world| {
+            world
+                .login_codes
+                .get(phone)
+                .map(|issued| issued.code.clone())
+        })
     }
 
     pub fn user_of_session(&self, session: &SessionName) -> Option<ChatId> {
@@ -579,7 +624,13 @@ impl SimWorld {
 
     /// Whether `account` is currently limited from writing to strangers (`PEER_FLOOD`).
     pub fn is_peer_flooded(&self, account: ChatId) -> bool {
-        self.with(|world| world.user(account).limits.cold_dm.is_limited(Instant::now()))
+        self.with(|world| {
+            world
+                .user(account)
+                .limits
+                .cold_dm
+                .is_limited(Instant::now())
+        })
     }
 
     /// Simulated Unix time now.
@@ -603,7 +654,10 @@ impl WorldState {
         let id = ChatId::user(self.next_user_id).expect("positive");
         self.next_user_id += 1 + self.rng.random_range(0..1_000);
         if let Some(username) = &user.username {
-            assert!(!self.usernames.contains_key(username), "username {username} is taken");
+            assert!(
+                !self.usernames.contains_key(username),
+                "username {username} is taken"
+            );
             self.usernames.insert(username.clone(), id);
         }
         if let Some(phone) = &user.phone {
@@ -643,7 +697,10 @@ impl WorldState {
         self.next_channel_id += 1 + self.rng.random_range(0..1_000);
         let username = username.map(|name| Username::parse(name).expect("test username"));
         if let Some(username) = &username {
-            assert!(!self.usernames.contains_key(username), "username {username} is taken");
+            assert!(
+                !self.usernames.contains_key(username),
+                "username {username} is taken"
+            );
             self.usernames.insert(username.clone(), id);
         }
         for admin in admins {
@@ -669,12 +726,15 @@ impl WorldState {
 
     pub(crate) fn log_in(&mut self, session: &SessionName, user: ChatId) {
         self.user(user);
-        let record = self.sessions.entry(session.clone()).or_insert_with(|| SessionRecord {
-            user: None,
-            dead: None,
-            lock: None,
-            live_connections: BTreeSet::new(),
-        });
+        let record = self
+            .sessions
+            .entry(session.clone())
+            .or_insert_with(|| SessionRecord {
+                user: None,
+                dead: None,
+                lock: None,
+                live_connections: BTreeSet::new(),
+            });
         record.user = Some(user);
         record.dead = None;
     }
@@ -691,24 +751,35 @@ impl WorldState {
     }
 
     fn kill_session(&mut self, session: &SessionName, reason: DeadReason) {
-        let record = self.sessions.get_mut(session).unwrap_or_else(|| panic!("no session {session}"));
+        let record = self
+            .sessions
+            .get_mut(session)
+            .unwrap_or_else(|| panic!("no session {session}"));
         record.dead = Some(reason);
     }
 
     pub(crate) fn user(&self, id: ChatId) -> &UserRecord {
-        self.users.get(&id).unwrap_or_else(|| panic!("{id} is not a user of this world"))
+        self.users
+            .get(&id)
+            .unwrap_or_else(|| panic!("{id} is not a user of this world"))
     }
 
     pub(crate) fn user_mut(&mut self, id: ChatId) -> &mut UserRecord {
-        self.users.get_mut(&id).unwrap_or_else(|| panic!("{id} is not a user of this world"))
+        self.users
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("{id} is not a user of this world"))
     }
 
     pub(crate) fn chat(&self, id: ChatId) -> &ChatRecord {
-        self.chats.get(&id).unwrap_or_else(|| panic!("{id} is not a chat of this world"))
+        self.chats
+            .get(&id)
+            .unwrap_or_else(|| panic!("{id} is not a chat of this world"))
     }
 
     pub(crate) fn chat_mut(&mut self, id: ChatId) -> &mut ChatRecord {
-        self.chats.get_mut(&id).unwrap_or_else(|| panic!("{id} is not a chat of this world"))
+        self.chats
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("{id} is not a chat of this world"))
     }
 
     /// The access hash `account` gets for `peer`: stable per pair, different for every account
@@ -722,11 +793,18 @@ impl WorldState {
 
     /// A peer as `viewer` sees it, or `None` when `id` is not in the world.
     pub(crate) fn peer_seen_by(&self, viewer: ChatId, id: ChatId) -> Option<Peer> {
-        let peer = PeerRef { id, access_hash: self.access_hash(viewer, id) };
+        let peer = PeerRef {
+            id,
+            access_hash: self.access_hash(viewer, id),
+        };
         if let Some(user) = self.users.get(&id) {
             return Some(Peer {
                 peer,
-                kind: if user.is_bot { PeerKind::Bot } else { PeerKind::User },
+                kind: if user.is_bot {
+                    PeerKind::Bot
+                } else {
+                    PeerKind::User
+                },
                 username: user.username.clone(),
                 name: user.first_name.clone(),
                 last_name: user.last_name.clone(),
@@ -735,7 +813,11 @@ impl WorldState {
         let chat = self.chats.get(&id)?;
         Some(Peer {
             peer,
-            kind: if chat.broadcast { PeerKind::Channel } else { PeerKind::Group },
+            kind: if chat.broadcast {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
             username: chat.username.clone(),
             name: chat.title.clone(),
             last_name: None,
@@ -754,7 +836,9 @@ impl WorldState {
     }
 
     fn sender_of(&self, id: ChatId) -> Sender {
-        let peer = self.peer_seen_by(id, id).unwrap_or_else(|| panic!("{id} is not in this world"));
+        let peer = self
+            .peer_seen_by(id, id)
+            .unwrap_or_else(|| panic!("{id} is not in this world"));
         Sender {
             id,
             kind: peer.kind,
@@ -764,27 +848,47 @@ impl WorldState {
         }
     }
 
-    pub(crate) fn check_may_post(&self, author: ChatId, chat: ChatId) -> Result<(), jobbot_core::telegram::TelegramError> {
+    pub(crate) fn check_may_post(
+        &self,
+        author: ChatId,
+        chat: ChatId,
+    ) -> Result<(), jobbot_core::telegram::TelegramError> {
         use jobbot_core::telegram::TelegramError;
         let Some(record) = self.chats.get(&chat) else {
-            return Err(TelegramError::Other { message: "CHANNEL_INVALID".to_owned() });
+            return Err(TelegramError::Other {
+                message: "CHANNEL_INVALID".to_owned(),
+            });
         };
         if !record.members.contains(&author) {
             // A private chat is invisible to non-members; a public one refuses the write.
-            let code = if record.username.is_some() { "CHAT_WRITE_FORBIDDEN" } else { "CHANNEL_PRIVATE" };
-            return Err(TelegramError::ChatForbidden { code: code.to_owned() });
+            let code = if record.username.is_some() {
+                "CHAT_WRITE_FORBIDDEN"
+            } else {
+                "CHANNEL_PRIVATE"
+            };
+            return Err(TelegramError::ChatForbidden {
+                code: code.to_owned(),
+            });
         }
         if record.broadcast && !record.admins.contains(&author) {
-            return Err(TelegramError::ChatForbidden { code: "CHAT_ADMIN_REQUIRED".to_owned() });
+            return Err(TelegramError::ChatForbidden {
+                code: "CHAT_ADMIN_REQUIRED".to_owned(),
+            });
         }
         Ok(())
     }
 
-    pub(crate) fn check_topic_alive(&self, group: ChatId, topic: TopicId) -> Result<(), jobbot_core::telegram::TelegramError> {
+    pub(crate) fn check_topic_alive(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+    ) -> Result<(), jobbot_core::telegram::TelegramError> {
         use jobbot_core::telegram::TelegramError;
         let record = self.chat(group);
         if !record.forum {
-            return Err(TelegramError::Other { message: "CHANNEL_FORUM_MISSING".to_owned() });
+            return Err(TelegramError::Other {
+                message: "CHANNEL_FORUM_MISSING".to_owned(),
+            });
         }
         match record.topics.get(&topic) {
             Some(topic) if !topic.deleted => Ok(()),
@@ -830,12 +934,27 @@ impl WorldState {
         message
     }
 
-    pub(crate) fn insert_topic(&mut self, group: ChatId, author: Option<ChatId>, title: &str, now: Instant) -> TopicId {
+    pub(crate) fn insert_topic(
+        &mut self,
+        group: ChatId,
+        author: Option<ChatId>,
+        title: &str,
+        now: Instant,
+    ) -> TopicId {
         assert!(self.chat(group).forum, "{group} is not a forum");
         // A topic's id is the id of its creation service message (core.telegram.org/api/forum).
         let topic = TopicId(self.chat(group).next_message_id);
-        self.chat_mut(group).topics.insert(topic, TopicRecord { deleted: false });
-        self.post_in_chat(group, author, Some(topic), &format!("Topic created: {title}"), true, now);
+        self.chat_mut(group)
+            .topics
+            .insert(topic, TopicRecord { deleted: false });
+        self.post_in_chat(
+            group,
+            author,
+            Some(topic),
+            &format!("Topic created: {title}"),
+            true,
+            now,
+        );
         topic
     }
 
@@ -843,7 +962,11 @@ impl WorldState {
         let chat = self.chat(message.chat);
         IncomingMessage {
             chat: chat.id,
-            chat_kind: if chat.broadcast { PeerKind::Channel } else { PeerKind::Group },
+            chat_kind: if chat.broadcast {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
             chat_title: Some(chat.title.clone()),
             chat_username: chat.username.clone(),
             message_id: message.message_id,
@@ -859,7 +982,13 @@ impl WorldState {
 
     /// Stores a private message in both boxes (each with its own id) and delivers it to both
     /// sides' connections. Returns `(sender's id, recipient's id)`.
-    pub(crate) fn deliver_private(&mut self, from: ChatId, to: ChatId, text: &str, now: Instant) -> (i32, i32) {
+    pub(crate) fn deliver_private(
+        &mut self,
+        from: ChatId,
+        to: ChatId,
+        text: &str,
+        now: Instant,
+    ) -> (i32, i32) {
         let date = self.unix_time(now);
         self.wrote_to.insert((from, to));
         let mut ids = [0; 2];
@@ -914,7 +1043,12 @@ impl WorldState {
             .collect();
         for id in targets {
             let session = &self.connections[&id].session;
-            if self.sessions.get(session).is_none_or(|record| record.dead.is_some()) || self.user(user).dead.is_some() {
+            if self
+                .sessions
+                .get(session)
+                .is_none_or(|record| record.dead.is_some())
+                || self.user(user).dead.is_some()
+            {
                 continue;
             }
             let connection = self.connections.get_mut(&id).expect("listed above");
@@ -927,7 +1061,10 @@ impl WorldState {
     }
 
     fn send_event_on(&mut self, id: ConnectionId, user: ChatId, event: AccountEvent) {
-        let delivered = self.connections.get(&id).is_some_and(|connection| connection.events.try_send(event).is_ok());
+        let delivered = self
+            .connections
+            .get(&id)
+            .is_some_and(|connection| connection.events.try_send(event).is_ok());
         let counters = &mut self.user_mut(user).counters;
         if delivered {
             counters.events_delivered += 1;
@@ -945,16 +1082,30 @@ impl WorldState {
         user: ChatId,
     ) -> mpsc::Receiver<AccountEvent> {
         let (events, receiver) = mpsc::channel(self.params.event_buffer.max(1));
-        self.connections
-            .insert(id, ConnectionRecord { session: session.clone(), user, events, down: false, missed: Vec::new() });
-        self.sessions.get_mut(session).expect("checked by the caller").live_connections.insert(id);
+        self.connections.insert(
+            id,
+            ConnectionRecord {
+                session: session.clone(),
+                user,
+                events,
+                down: false,
+                missed: Vec::new(),
+            },
+        );
+        self.sessions
+            .get_mut(session)
+            .expect("checked by the caller")
+            .live_connections
+            .insert(id);
         receiver
     }
 
     /// Closes a connection and releases the session lock if this connection held it. Dropping the
     /// event sender ends the owner's stream.
     pub(crate) fn close_connection(&mut self, id: ConnectionId) {
-        let Some(connection) = self.connections.remove(&id) else { return };
+        let Some(connection) = self.connections.remove(&id) else {
+            return;
+        };
         if let Some(session) = self.sessions.get_mut(&connection.session) {
             session.live_connections.remove(&id);
             if session.lock == Some(id) {
