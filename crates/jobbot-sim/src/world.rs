@@ -541,6 +541,7 @@ impl SimWorld {
     /// Drops every live connection of `session`: its stream gets `ConnectionLost`, calls fail with
     /// `Network`, and after `reconnect_delay_ms` the stream gets `ConnectionRestored` followed by
     /// the updates missed meanwhile (what `updates.getDifference` returns after a reconnect).
+    /// Call it inside a tokio runtime: the reconnect is a spawned task on tokio time.
     pub fn drop_connection(&self, session: &SessionName) {
         let dropped: Vec<ConnectionId> = self.with(|world| {
             let ids: Vec<ConnectionId> = world

@@ -449,3 +449,28 @@ async fn the_same_seed_gives_the_same_run() {
     );
     assert_ne!(first, scripted_run(43).await, "the seed matters");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_edited_post_reaches_members_as_an_edit() {
+    let world = SimWorld::new(SimParams::default());
+    let account_id = world.create_account("agent", NewUser::named("Agent"));
+    let channel = world.create_channel("Jobs", Some("jobs_feed"), &[account_id]);
+    let account = connect(&world, "agent").await;
+    let mut events = account.take_events().unwrap();
+    let message_id = world.channel_post(channel, "Rust dev, 3k");
+    world.edit_chat_message(channel, message_id, "Rust dev, 4k");
+    let AccountEvent::NewMessage(posted) = events.recv().await.unwrap() else {
+        panic!("expected the post")
+    };
+    let AccountEvent::MessageEdited(edited) = events.recv().await.unwrap() else {
+        panic!("expected the edit")
+    };
+    assert_eq!(
+        (posted.message_id, posted.text.as_str()),
+        (message_id, "Rust dev, 3k")
+    );
+    assert_eq!(
+        (edited.message_id, edited.text.as_str()),
+        (message_id, "Rust dev, 4k")
+    );
+}
