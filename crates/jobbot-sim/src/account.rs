@@ -1,0 +1,499 @@
+//! One connection of one session to the simulated Telegram: the port's [`TelegramAccount`].
+//!
+//! Every call waits the simulated round trip first (on tokio time), then decides under the world
+//! lock in Telegram's order: connection, account state, per-method flood limit, `random_id`
+//! deduplication, then the call's own checks.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use jobbot_core::ids::{ChatId, Username};
+use jobbot_core::telegram::{
+    AccountEvent, DeadReason, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef, RandomId,
+    SentMessage, TelegramAccount, TelegramError, TopicId,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::world::{ConnectionId, Deduplicated, Destination, SimWorld, WorldState};
+
+/// Longest message text (`MESSAGE_TOO_LONG` past it), core.telegram.org/method/messages.sendMessage.
+const MAX_MESSAGE_LENGTH: usize = 4_096;
+/// `CHANNELS_TOO_MUCH`: an account may be in at most 500 channels and supergroups
+/// (core.telegram.org/api/config, `channels_limit_default`).
+const MAX_CHANNELS_JOINED: usize = 500;
+
+/// A live connection. Dropping it (or calling `disconnect`) closes the connection, ends its event
+/// stream and releases the session lock.
+pub struct SimAccount {
+    world: SimWorld,
+    connection: ConnectionId,
+    events: Mutex<Option<mpsc::Receiver<AccountEvent>>>,
+}
+
+impl SimAccount {
+    pub(crate) fn new(
+        world: SimWorld,
+        connection: ConnectionId,
+        events: mpsc::Receiver<AccountEvent>,
+    ) -> Self {
+        Self {
+            world,
+            connection,
+            events: Mutex::new(Some(events)),
+        }
+    }
+
+    async fn call<R>(
+        &self,
+        operation: impl FnOnce(&mut WorldState, ChatId, Instant) -> Result<R, TelegramError>,
+    ) -> Result<R, TelegramError> {
+        tokio::time::sleep(self.world.call_latency()).await;
+        let connection = self.connection;
+        self.world.with(|world| {
+            let now = Instant::now();
+            let account = world.begin_call(connection, now)?;
+            operation(world, account, now)
+        })
+    }
+}
+
+impl Drop for SimAccount {
+    fn drop(&mut self) {
+        let connection = self.connection;
+        self.world.with(|world| world.close_connection(connection));
+    }
+}
+
+#[async_trait]
+impl TelegramAccount for SimAccount {
+    async fn get_me(&self) -> Result<Me, TelegramError> {
+        self.call(|world, account, _| Ok(world.me_of(account)))
+            .await
+    }
+
+    async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
+        self.call(|world, account, now| {
+            let id = world.resolve_with_cache(account, username, now)?;
+            Ok(world
+                .peer_seen_by(account, id)
+                .expect("usernames point into the world"))
+        })
+        .await
+    }
+
+    async fn send_direct(
+        &self,
+        to: PeerRef,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError> {
+        self.call(|world, account, now| {
+            world.take_send(account, now)?;
+            let destination = Destination::Direct(to.id);
+            if let Some(first) = world.deduplicate(account, random_id, destination)? {
+                return Ok(first);
+            }
+            let peer = world.check_access_hash(account, to)?;
+            // The port's send_direct is for people. Real Telegram accepts a private message to a
+            // bot (that is how /start works), so the grammers adapter must check the resolved
+            // peer's kind before sending; the port contract, which the sim enforces, is NotAUser.
+            if peer.kind != PeerKind::User {
+                return Err(TelegramError::NotAUser);
+            }
+            if world
+                .user(to.id)
+                .dead
+                .is_some_and(|reason| reason != DeadReason::Frozen)
+            {
+                return Err(TelegramError::Other {
+                    message: "INPUT_USER_DEACTIVATED".to_owned(),
+                });
+            }
+            check_content(content)?;
+            world.check_may_write_privately(account, to.id, now)?;
+            let (message_id, _) = world.deliver_private(account, to.id, &content.text, now);
+            Ok(world.record_sent(
+                account,
+                random_id,
+                destination,
+                SentMessage {
+                    chat: to.id,
+                    message_id,
+                },
+            ))
+        })
+        .await
+    }
+
+    async fn send_typing(&self, to: PeerRef) -> Result<(), TelegramError> {
+        self.call(|world, account, _| world.check_access_hash(account, to).map(|_| ()))
+            .await
+    }
+
+    async fn post_to_chat(
+        &self,
+        chat: ChatId,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError> {
+        self.call(|world, account, now| {
+            world.take_send(account, now)?;
+            let destination = Destination::Chat(chat);
+            if let Some(first) = world.deduplicate(account, random_id, destination)? {
+                return Ok(first);
+            }
+            world.check_may_post(account, chat)?;
+            check_content(content)?;
+            let message = world.post_in_chat(chat, Some(account), None, &content.text, false, now);
+            Ok(world.record_sent(
+                account,
+                random_id,
+                destination,
+                SentMessage {
+                    chat,
+                    message_id: message.message_id,
+                },
+            ))
+        })
+        .await
+    }
+
+    async fn create_forum_topic(
+        &self,
+        group: ChatId,
+        title: &str,
+        random_id: RandomId,
+    ) -> Result<TopicId, TelegramError> {
+        self.call(|world, account, now| {
+            world.take_create_topic(account, now)?;
+            let destination = Destination::NewTopic(group);
+            if let Some(first) = world.deduplicate(account, random_id, destination)? {
+                return Ok(TopicId(first.message_id));
+            }
+            world.check_may_post(account, group)?;
+            let record = world.chat(group);
+            if !record.forum {
+                return Err(TelegramError::Other {
+                    message: "CHANNEL_FORUM_MISSING".to_owned(),
+                });
+            }
+            // Creating topics needs the `manage_topics` admin right unless the group's default
+            // rights allow it (core.telegram.org/api/forum); our groups keep the default: admins.
+            if !record.admins.contains(&account) {
+                return Err(TelegramError::ChatForbidden {
+                    code: "CHAT_ADMIN_REQUIRED".to_owned(),
+                });
+            }
+            if title.trim().is_empty() {
+                return Err(TelegramError::Other {
+                    message: "TOPIC_TITLE_EMPTY".to_owned(),
+                });
+            }
+            let topic = world.insert_topic(group, Some(account), title, now);
+            world.record_sent(
+                account,
+                random_id,
+                destination,
+                SentMessage {
+                    chat: group,
+                    message_id: topic.0,
+                },
+            );
+            Ok(topic)
+        })
+        .await
+    }
+
+    async fn post_to_topic(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError> {
+        self.call(|world, account, now| {
+            world.take_send(account, now)?;
+            let destination = Destination::Topic(group, topic);
+            if let Some(first) = world.deduplicate(account, random_id, destination)? {
+                return Ok(first);
+            }
+            world.check_may_post(account, group)?;
+            world.check_topic_alive(group, topic)?;
+            check_content(content)?;
+            let message =
+                world.post_in_chat(group, Some(account), Some(topic), &content.text, false, now);
+            Ok(world.record_sent(
+                account,
+                random_id,
+                destination,
+                SentMessage {
+                    chat: group,
+                    message_id: message.message_id,
+                },
+            ))
+        })
+        .await
+    }
+
+    async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
+        self.call(|world, account, now| {
+            let chat = match target {
+                JoinTarget::InviteHash(hash) => match world.invites.get(hash) {
+                    Some(invite) if !invite.revoked => invite.chat,
+                    _ => return Err(TelegramError::InvalidInvite),
+                },
+                JoinTarget::Username(username) => {
+                    // Joining by username resolves it first: the same punished call.
+                    let id = world.resolve_with_cache(account, username, now)?;
+                    if !world.chats.contains_key(&id) {
+                        return Err(TelegramError::Other {
+                            message: "CHANNEL_INVALID".to_owned(),
+                        });
+                    }
+                    id
+                }
+            };
+            if !world.chat(chat).members.contains(&account) {
+                let joined = world
+                    .chats
+                    .values()
+                    .filter(|record| record.members.contains(&account))
+                    .count();
+                if joined >= MAX_CHANNELS_JOINED {
+                    return Err(TelegramError::Other {
+                        message: "CHANNELS_TOO_MUCH".to_owned(),
+                    });
+                }
+                world.chat_mut(chat).members.insert(account);
+            }
+            // USER_ALREADY_PARTICIPANT is success for the port: joining is idempotent.
+            Ok(world
+                .peer_seen_by(account, chat)
+                .expect("chat is in the world"))
+        })
+        .await
+    }
+
+    fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>> {
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    async fn disconnect(&self) {
+        let connection = self.connection;
+        self.world.with(|world| world.close_connection(connection));
+    }
+}
+
+/// `MESSAGE_EMPTY`, `MESSAGE_TOO_LONG` and `ENTITY_BOUNDS_INVALID` (entity offsets count UTF-16
+/// code units, core.telegram.org/api/entities).
+fn check_content(content: &MessageContent) -> Result<(), TelegramError> {
+    let other = |message: &str| {
+        Err(TelegramError::Other {
+            message: message.to_owned(),
+        })
+    };
+    if content.text.trim().is_empty() {
+        return other("MESSAGE_EMPTY");
+    }
+    if content.text.chars().count() > MAX_MESSAGE_LENGTH {
+        return other("MESSAGE_TOO_LONG");
+    }
+    let utf16_length = content.text.encode_utf16().count() as u64;
+    let out_of_bounds = content.entities.iter().any(|entity| {
+        entity.length == 0 || u64::from(entity.offset) + u64::from(entity.length) > utf16_length
+    });
+    if out_of_bounds {
+        return other("ENTITY_BOUNDS_INVALID");
+    }
+    Ok(())
+}
+
+impl WorldState {
+    /// The checks every call of a connection passes first, in the order a real client meets them.
+    pub(crate) fn begin_call(
+        &mut self,
+        connection: ConnectionId,
+        _now: Instant,
+    ) -> Result<ChatId, TelegramError> {
+        let Some(record) = self.connections.get(&connection) else {
+            return Err(TelegramError::Network {
+                message: "the connection is closed".to_owned(),
+            });
+        };
+        if self.connection_is_down(connection) == Some(true) {
+            return Err(TelegramError::Network {
+                message: "connection lost; reconnecting".to_owned(),
+            });
+        }
+        let account = record.user;
+        let session_name = record.session.clone();
+        if let Some(reason) = self.users.get(&account).and_then(|user| user.dead) {
+            return Err(TelegramError::AccountDead { reason });
+        }
+        let session = self
+            .sessions
+            .get_mut(&session_name)
+            .expect("a connection's session exists");
+        if let Some(reason) = session.dead {
+            return Err(TelegramError::AccountDead { reason });
+        }
+        // 406 AUTH_KEY_DUPLICATED: "an authorized session is sending requests in parallel from two
+        // separate TCP connections … the session was already invalidated by the server"
+        // (core.telegram.org/api/errors). The key is dead for good, for both connections.
+        if session.live_connections.len() > 1 {
+            session.dead = Some(DeadReason::AuthKeyDuplicated);
+            return Err(TelegramError::AccountDead {
+                reason: DeadReason::AuthKeyDuplicated,
+            });
+        }
+        self.user_mut(account).counters.calls += 1;
+        Ok(account)
+    }
+
+    fn take_send(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
+        let params = self.params.send_messages;
+        let user = self.user_mut(account);
+        user.limits.send.take(&params, now).map_err(|seconds| {
+            user.counters.send_flood_waits += 1;
+            TelegramError::FloodWait { seconds }
+        })
+    }
+
+    /// `contacts.resolveUsername` behind the account's cache. Only a miss reaches Telegram and
+    /// spends the resolve limit; "not found" is not cached, so asking again costs again.
+    fn resolve_with_cache(
+        &mut self,
+        account: ChatId,
+        username: &Username,
+        now: Instant,
+    ) -> Result<ChatId, TelegramError> {
+        if let Some(id) = self.user(account).limits.resolved_usernames.get(username) {
+            return Ok(*id);
+        }
+        let params = self.params.resolve_username;
+        let found = self.usernames.get(username).copied();
+        let user = self.user_mut(account);
+        user.counters.resolves += 1;
+        user.limits.resolve.take(&params, now).map_err(|seconds| {
+            user.counters.resolve_flood_waits += 1;
+            TelegramError::FloodWait { seconds }
+        })?;
+        let id = found.ok_or(TelegramError::UsernameNotFound)?;
+        user.limits.resolved_usernames.insert(username.clone(), id);
+        Ok(id)
+    }
+
+    fn take_create_topic(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
+        let params = self.params.create_forum_topic;
+        let user = self.user_mut(account);
+        user.limits
+            .create_topic
+            .take(&params, now)
+            .map_err(|seconds| {
+                user.counters.other_flood_waits += 1;
+                TelegramError::FloodWait { seconds }
+            })
+    }
+
+    /// A repeat of a `random_id` to the same place returns the first message; reusing it for
+    /// another message is `RANDOM_ID_DUPLICATE` (core.telegram.org/method/messages.sendMessage).
+    fn deduplicate(
+        &mut self,
+        account: ChatId,
+        random_id: RandomId,
+        destination: Destination,
+    ) -> Result<Option<SentMessage>, TelegramError> {
+        let user = self.user_mut(account);
+        match user.limits.by_random_id.get(&random_id.0) {
+            None => Ok(None),
+            Some(first) if first.destination == destination => {
+                user.counters.deduplicated_sends += 1;
+                Ok(Some(first.sent))
+            }
+            Some(_) => Err(TelegramError::Other {
+                message: "RANDOM_ID_DUPLICATE".to_owned(),
+            }),
+        }
+    }
+
+    fn record_sent(
+        &mut self,
+        account: ChatId,
+        random_id: RandomId,
+        destination: Destination,
+        sent: SentMessage,
+    ) -> SentMessage {
+        let user = self.user_mut(account);
+        user.limits
+            .by_random_id
+            .insert(random_id.0, Deduplicated { destination, sent });
+        user.counters.messages_sent += 1;
+        sent
+    }
+
+    /// The peer, if `to` carries this account's own access hash for it; `PEER_ID_INVALID`
+    /// otherwise (a hash from another account, or a made-up id).
+    fn check_access_hash(&self, account: ChatId, to: PeerRef) -> Result<Peer, TelegramError> {
+        match self.peer_seen_by(account, to.id) {
+            Some(peer) if peer.peer.access_hash == to.access_hash => Ok(peer),
+            _ => Err(TelegramError::Other {
+                message: "PEER_ID_INVALID".to_owned(),
+            }),
+        }
+    }
+
+    /// Privacy and the spam limit for a private message from `account` to `recipient`.
+    ///
+    /// telegram.org/faq_spam: a limited account "can send messages to people who have their number
+    /// saved as a contact" and "can also always reply to anyone who messages you first"; tdlib#797:
+    /// `PEER_FLOOD` comes from writing to "too much non-mutual contacts". Only the start of a new
+    /// chat with a stranger spends the daily budget; while limited, every message to a stranger
+    /// is refused, including follow-ups to strangers written to before.
+    fn check_may_write_privately(
+        &mut self,
+        account: ChatId,
+        recipient: ChatId,
+        now: Instant,
+    ) -> Result<(), TelegramError> {
+        let recipient_record = self.user(recipient);
+        let known = account == recipient
+            || recipient_record.contacts.contains(&account)
+            || self.wrote_to.contains(&(recipient, account));
+        if known {
+            return Ok(());
+        }
+        if recipient_record.refuses_strangers {
+            self.user_mut(account).counters.privacy_refusals += 1;
+            return Err(TelegramError::PrivacyRestricted);
+        }
+        let already_wrote = self.wrote_to.contains(&(account, recipient));
+        let budget = self.params.cold_dm_daily_budget;
+        let limit_hours = self.params.peer_flood_hours;
+        let user = self.user_mut(account);
+        let allowed = if user.limits.cold_dm.is_limited(now) {
+            false
+        } else if already_wrote {
+            true
+        } else {
+            let started = user
+                .limits
+                .cold_dm
+                .start_cold_chat(budget, limit_hours, now)
+                .is_ok();
+            if started {
+                user.counters.cold_chats_started += 1;
+            }
+            started
+        };
+        if allowed {
+            Ok(())
+        } else {
+            user.counters.peer_floods += 1;
+            Err(TelegramError::PeerFlood)
+        }
+    }
+}

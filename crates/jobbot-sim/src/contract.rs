@@ -1,0 +1,1217 @@
+//! A conformance suite for the Telegram port, written only against
+//! [`jobbot_core::telegram`]'s traits so the same checks can run against the simulator (from
+//! `tests/sim.rs`) and, from another crate, against real Telegram with test accounts.
+//!
+//! Each check is a `pub async fn` over a [`ContractFixture`]. Checks that need to make the world
+//! do something (a stranger writes, an admin deletes a topic, an account is banned) use
+//! [`ContractFixture::controls`]; against real Telegram that is `None` and the check reports
+//! [`CheckOutcome::Skipped`] rather than passing. Every check wants a fresh fixture: several of
+//! them spend an account's limits on purpose.
+//!
+//! The checks pace themselves as a careful client would (a resolve every 15 s, a send every 4 s,
+//! and they wait out any flood wait they are given), except where provoking the limit is the
+//! point. On paused tokio time the waits cost nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
+use jobbot_core::login::{LoginFlow, LoginState, LoginStepError};
+use jobbot_core::telegram::{
+    AccountConnector, AccountEvent, AuthorizationStatus, ConnectError, ConnectOptions, DeadReason,
+    IncomingMessage, JoinTarget, LoginError, MessageContent, Peer, PeerKind, PeerRef, RandomId,
+    SentMessage, TelegramAccount, TelegramError, TopicId,
+};
+use tokio::sync::mpsc;
+use tokio::time::{Duration, sleep, timeout};
+
+/// What a check concluded when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Passed,
+    /// The fixture cannot do what the check needs (usually: no world controls against real
+    /// Telegram). Not a pass.
+    Skipped(&'static str),
+}
+
+/// `Err` holds a message saying what Telegram (or the simulator) did instead.
+pub type CheckResult = Result<CheckOutcome, String>;
+
+/// Phone numbers for the login checks. Not `Debug`: it holds a 2FA password.
+pub struct LoginPhones {
+    /// A registered account without two-step verification.
+    pub plain: PhoneNumber,
+    /// A registered account with two-step verification.
+    pub two_factor: PhoneNumber,
+    pub password: String,
+    pub hint: Option<String>,
+    /// A number Telegram refuses (`PHONE_NUMBER_BANNED`).
+    pub banned: PhoneNumber,
+    /// A valid number with no account.
+    pub unregistered: PhoneNumber,
+}
+
+/// What the suite needs to know about the world it runs against.
+pub trait ContractFixture: Send + Sync {
+    fn connector(&self) -> Arc<dyn AccountConnector>;
+    /// A logged-in account: admin of [`Self::postable_channel`] and [`Self::forum_group`].
+    fn first_account(&self) -> SessionName;
+    /// Another logged-in account: a plain member of [`Self::postable_channel`].
+    fn second_account(&self) -> SessionName;
+    /// A session that was never logged in, for the login checks.
+    fn spare_session(&self) -> SessionName;
+    /// A person who accepts messages from strangers.
+    fn regular_user(&self) -> Username;
+    /// A person who accepts messages only from contacts.
+    fn private_user(&self) -> Username;
+    fn bot(&self) -> Username;
+    /// A public broadcast channel neither account is in.
+    fn public_channel(&self) -> Username;
+    /// A well-formed username nobody has.
+    fn missing_username(&self) -> Username;
+    fn postable_channel(&self) -> ChatId;
+    /// A forum supergroup.
+    fn forum_group(&self) -> ChatId;
+    /// An invite link hash to a chat the second account is not in.
+    fn invite_hash(&self) -> String;
+    /// Where random ids start; real-Telegram fixtures must not reuse ids across runs.
+    fn random_id_base(&self) -> i64;
+    fn login_phones(&self) -> Option<LoginPhones>;
+    fn controls(&self) -> Option<&dyn WorldControls>;
+}
+
+/// Things only a simulated world can be made to do.
+pub trait WorldControls: Send + Sync {
+    fn cold_dm_budget(&self) -> u32;
+    /// New people who accept messages and have never talked to anyone.
+    fn fresh_strangers(&self, count: usize) -> Vec<Username>;
+    /// `writer` sends `account` a private message.
+    fn user_writes_to(
+        &self,
+        writer: &Username,
+        account: &SessionName,
+        text: &str,
+    ) -> Result<(), String>;
+    /// The channel publishes a post.
+    fn channel_posts(&self, channel: ChatId, text: &str) -> Result<(), String>;
+    /// A member (not one of the accounts) writes in the group, in `topic` when given.
+    fn member_posts(&self, group: ChatId, topic: Option<TopicId>, text: &str)
+    -> Result<(), String>;
+    /// An admin deletes the topic and its history.
+    fn delete_topic(&self, group: ChatId, topic: TopicId) -> Result<(), String>;
+    /// Texts of the private messages `recipient` got from `from`.
+    fn messages_received(&self, recipient: &Username, from: &SessionName) -> Vec<String>;
+    fn ban(&self, account: &SessionName);
+    fn drop_connection(&self, account: &SessionName);
+    /// A second connection with the same session key, as from a copied session file.
+    fn duplicate_connection(&self, account: &SessionName) -> Arc<dyn TelegramAccount>;
+    fn last_login_code(&self, phone: &PhoneNumber) -> Option<String>;
+    fn login_code_lifetime(&self) -> Duration;
+}
+
+/// A careful client's spacing of `resolveUsername` calls.
+pub const RESOLVE_SPACING: Duration = Duration::from_secs(15);
+/// A careful client's spacing of sends.
+pub const SEND_SPACING: Duration = Duration::from_secs(4);
+/// How long a check waits for an event that should arrive.
+const EVENT_DEADLINE: Duration = Duration::from_secs(60);
+
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
+// ----- Pacing and flood waits -----
+
+/// Sending too fast gives `FloodWait` as a typed value with seconds; while it lasts, the call
+/// gets the remaining wait; after it, sending works again; refused sends deliver nothing.
+pub async fn flood_wait_is_a_typed_value_with_seconds(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let ids = RandomIds::new(fixture);
+    let account = connect(fixture, &fixture.first_account()).await?;
+    let peer = resolve_paced(&*account, &fixture.regular_user())
+        .await
+        .map_err(failed("resolve"))?;
+    let mut delivered = 0;
+    let mut first_wait = None;
+    for attempt in 0..500 {
+        match account
+            .send_direct(peer.peer, &text(&format!("pacing {attempt}")), ids.next())
+            .await
+        {
+            Ok(_) => delivered += 1,
+            Err(TelegramError::FloodWait { seconds }) => {
+                first_wait = Some(seconds);
+                break;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "send {attempt} failed with {error:?} instead of a flood wait"
+                ));
+            }
+        }
+    }
+    let Some(seconds) = first_wait else {
+        return Err("500 sends back to back never got a flood wait".into());
+    };
+    ensure!(seconds > 0, "a flood wait of 0 s");
+    match account
+        .send_direct(peer.peer, &text("during the wait"), ids.next())
+        .await
+    {
+        Err(TelegramError::FloodWait { seconds: remaining }) if remaining <= seconds => {}
+        other => {
+            return Err(format!(
+                "a send during a {seconds} s flood wait gave {other:?}"
+            ));
+        }
+    }
+    sleep(Duration::from_secs(u64::from(seconds))).await;
+    account
+        .send_direct(peer.peer, &text("after the wait"), ids.next())
+        .await
+        .map_err(|error| format!("a send after waiting the flood wait out failed: {error:?}"))?;
+    delivered += 1;
+    if let Some(controls) = fixture.controls() {
+        let received = controls
+            .messages_received(&fixture.regular_user(), &fixture.first_account())
+            .len();
+        ensure!(
+            received == delivered,
+            "{delivered} sends succeeded but {received} messages arrived"
+        );
+    }
+    Ok(CheckOutcome::Passed)
+}
+
+/// Resolving many different usernames quickly gets a flood wait (the adapter's cache does not
+/// help with names it has not seen).
+pub async fn resolving_many_usernames_quickly_gets_a_flood_wait(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs fresh usernames"));
+    };
+    let account = connect(fixture, &fixture.first_account()).await?;
+    for (index, username) in controls.fresh_strangers(200).iter().enumerate() {
+        match account.resolve_username(username).await {
+            Ok(_) => {}
+            Err(TelegramError::FloodWait { seconds }) if seconds > 0 => {
+                return Ok(CheckOutcome::Passed);
+            }
+            Err(error) => {
+                return Err(format!(
+                    "resolve {index} failed with {error:?} instead of a flood wait"
+                ));
+            }
+        }
+    }
+    Err("200 different usernames resolved back to back without a flood wait".into())
+}
+
+/// A resend with the same `random_id` returns the first message and creates no second one; the
+/// same id for a different message is refused.
+pub async fn resending_a_random_id_creates_no_second_message(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let ids = RandomIds::new(fixture);
+    let account = connect(fixture, &fixture.first_account()).await?;
+    let peer = resolve_paced(&*account, &fixture.regular_user())
+        .await
+        .map_err(failed("resolve"))?;
+    let random_id = ids.next();
+    let first = send_paced(&*account, peer.peer, "only once", random_id)
+        .await
+        .map_err(failed("send"))?;
+    let again = send_paced(&*account, peer.peer, "only once", random_id)
+        .await
+        .map_err(failed("resend"))?;
+    ensure!(
+        again == first,
+        "the resend returned {again:?}, the first send {first:?}"
+    );
+    let channel = fixture.postable_channel();
+    match account
+        .post_to_chat(channel, &text("reusing an id"), random_id)
+        .await
+    {
+        Err(_) => {}
+        Ok(sent) => {
+            return Err(format!(
+                "a random_id used for a direct message posted {sent:?} in a channel"
+            ));
+        }
+    }
+    sleep(SEND_SPACING).await;
+    let post_id = ids.next();
+    let post = account
+        .post_to_chat(channel, &text("one post"), post_id)
+        .await
+        .map_err(|e| format!("post: {e:?}"))?;
+    sleep(SEND_SPACING).await;
+    let repost = account
+        .post_to_chat(channel, &text("one post"), post_id)
+        .await
+        .map_err(|e| format!("repost: {e:?}"))?;
+    ensure!(
+        repost == post,
+        "the repost returned {repost:?}, the first post {post:?}"
+    );
+    if let Some(controls) = fixture.controls() {
+        let received =
+            controls.messages_received(&fixture.regular_user(), &fixture.first_account());
+        ensure!(received == ["only once"], "the recipient got {received:?}");
+    }
+    Ok(CheckOutcome::Passed)
+}
+
+// ----- Session ownership -----
+
+/// A session has one owner: a second `connect`, `check_authorization` or `begin_login` is refused
+/// with `SessionBusy` before connecting (the first connection keeps working, so its key was not
+/// burnt), and disconnecting or dropping the owner releases the session.
+pub async fn a_second_owner_of_a_session_is_refused_before_connecting(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let connector = fixture.connector();
+    let session = fixture.first_account();
+    let options = ConnectOptions::default();
+    let owner = connect(fixture, &session).await?;
+    match connector.connect(&session, &options).await {
+        Err(ConnectError::SessionBusy { .. }) => {}
+        Err(error) => {
+            return Err(format!(
+                "a second connect failed with {error:?}, not SessionBusy"
+            ));
+        }
+        Ok(_) => return Err("a second connect of a held session succeeded: two owners".into()),
+    }
+    match connector.check_authorization(&session, &options).await {
+        Err(ConnectError::SessionBusy { .. }) => {}
+        other => {
+            return Err(format!(
+                "check_authorization of a held session gave {other:?}"
+            ));
+        }
+    }
+    match connector.begin_login(&session, &options).await {
+        Err(ConnectError::SessionBusy { .. }) => {}
+        Err(error) => {
+            return Err(format!(
+                "begin_login of a held session failed with {error:?}"
+            ));
+        }
+        Ok(_) => return Err("begin_login of a held session succeeded".into()),
+    }
+    owner
+        .get_me()
+        .await
+        .map_err(|error| format!("the first owner broke after the refusals: {error:?}"))?;
+    owner.disconnect().await;
+    drop(owner);
+    let next_owner = connect(fixture, &session).await?;
+    next_owner
+        .get_me()
+        .await
+        .map_err(|error| format!("after disconnect: {error:?}"))?;
+    drop(next_owner);
+    let third_owner = connect(fixture, &session).await?;
+    third_owner
+        .get_me()
+        .await
+        .map_err(|error| format!("after drop: {error:?}"))?;
+    Ok(CheckOutcome::Passed)
+}
+
+/// `check_authorization` tells a logged-in session from one never logged in, and releases the
+/// session afterwards.
+pub async fn check_authorization_tells_logged_in_from_not(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let connector = fixture.connector();
+    let options = ConnectOptions::default();
+    match connector
+        .check_authorization(&fixture.first_account(), &options)
+        .await
+    {
+        Ok(AuthorizationStatus::Authorized(_)) => {}
+        other => return Err(format!("a logged-in session was reported as {other:?}")),
+    }
+    match connector
+        .check_authorization(&fixture.spare_session(), &options)
+        .await
+    {
+        Ok(AuthorizationStatus::NotLoggedIn) => {}
+        other => {
+            return Err(format!(
+                "a never-logged-in session was reported as {other:?}"
+            ));
+        }
+    }
+    match connector.connect(&fixture.spare_session(), &options).await {
+        Err(ConnectError::NotLoggedIn { .. }) => {}
+        Err(error) => {
+            return Err(format!(
+                "connecting a never-logged-in session failed with {error:?}"
+            ));
+        }
+        Ok(_) => return Err("a never-logged-in session connected".into()),
+    }
+    connect(fixture, &fixture.first_account()).await?;
+    Ok(CheckOutcome::Passed)
+}
+
+/// A session used from two connections at once is burnt for good (`AUTH_KEY_DUPLICATED`).
+pub async fn a_duplicated_connection_burns_the_session(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("would burn a real session"));
+    };
+    let session = fixture.first_account();
+    let owner = connect(fixture, &session).await?;
+    let copy = controls.duplicate_connection(&session);
+    let burnt = TelegramError::AccountDead {
+        reason: DeadReason::AuthKeyDuplicated,
+    };
+    let on_owner = owner.get_me().await;
+    ensure!(
+        on_owner.as_ref().err() == Some(&burnt),
+        "the owner's call gave {on_owner:?}"
+    );
+    let on_copy = copy.get_me().await;
+    ensure!(
+        on_copy.as_ref().err() == Some(&burnt),
+        "the copy's call gave {on_copy:?}"
+    );
+    drop((owner, copy));
+    let connector = fixture.connector();
+    match connector
+        .check_authorization(&session, &ConnectOptions::default())
+        .await
+    {
+        Ok(AuthorizationStatus::Dead(DeadReason::AuthKeyDuplicated)) => {}
+        other => {
+            return Err(format!(
+                "after AUTH_KEY_DUPLICATED the session is reported as {other:?}"
+            ));
+        }
+    }
+    match connector
+        .connect(&session, &ConnectOptions::default())
+        .await
+    {
+        Err(ConnectError::Dead {
+            reason: DeadReason::AuthKeyDuplicated,
+            ..
+        }) => Ok(CheckOutcome::Passed),
+        Err(error) => Err(format!("connecting a burnt session failed with {error:?}")),
+        Ok(_) => Err("a burnt session connected".into()),
+    }
+}
+
+/// A banned account gets `AccountDead { Banned }` from every call, and cannot connect again.
+pub async fn a_banned_account_is_dead_on_every_call(fixture: &impl ContractFixture) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs a ban"));
+    };
+    let session = fixture.first_account();
+    let account = connect(fixture, &session).await?;
+    controls.ban(&session);
+    let banned = TelegramError::AccountDead {
+        reason: DeadReason::Banned,
+    };
+    let results = [
+        account.get_me().await.err(),
+        account
+            .resolve_username(&fixture.regular_user())
+            .await
+            .err(),
+        account
+            .post_to_chat(
+                fixture.postable_channel(),
+                &text("x"),
+                RandomIds::new(fixture).next(),
+            )
+            .await
+            .err(),
+        account
+            .join_chat(&JoinTarget::InviteHash(fixture.invite_hash()))
+            .await
+            .err(),
+    ];
+    for (call, result) in results.iter().enumerate() {
+        ensure!(
+            result.as_ref() == Some(&banned),
+            "call {call} of a banned account gave {result:?}"
+        );
+    }
+    drop(account);
+    match fixture
+        .connector()
+        .connect(&session, &ConnectOptions::default())
+        .await
+    {
+        Err(ConnectError::Dead {
+            reason: DeadReason::Banned,
+            ..
+        }) => Ok(CheckOutcome::Passed),
+        Err(error) => Err(format!("connecting a banned account failed with {error:?}")),
+        Ok(_) => Err("a banned account connected".into()),
+    }
+}
+
+// ----- Who may be written to -----
+
+/// Past the daily budget of chats with strangers the account gets `PEER_FLOOD`, for new strangers
+/// and follow-ups alike, while a reply to someone who wrote first still goes through
+/// (telegram.org/faq_spam).
+pub async fn peer_flood_after_the_cold_dm_budget_but_replies_still_work(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("would limit a real account"));
+    };
+    let ids = RandomIds::new(fixture);
+    let session = fixture.first_account();
+    let budget = controls.cold_dm_budget() as usize;
+    let strangers = controls.fresh_strangers(budget + 1);
+    let writer = controls.fresh_strangers(1).remove(0);
+    let account = connect(fixture, &session).await?;
+    let mut first_peer = None;
+    for (index, stranger) in strangers[..budget].iter().enumerate() {
+        let peer = resolve_paced(&*account, stranger)
+            .await
+            .map_err(failed("resolve"))?;
+        send_paced(
+            &*account,
+            peer.peer,
+            "hello, about your vacancy",
+            ids.next(),
+        )
+        .await
+        .map_err(|error| format!("cold DM {index} of a budget of {budget}: {error:?}"))?;
+        first_peer.get_or_insert(peer.peer);
+    }
+    let over_budget = resolve_paced(&*account, &strangers[budget])
+        .await
+        .map_err(failed("resolve"))?;
+    match send_paced(&*account, over_budget.peer, "one too many", ids.next()).await {
+        Err(TelegramError::PeerFlood) => {}
+        other => {
+            return Err(format!(
+                "the cold DM past the budget gave {other:?}, not PeerFlood"
+            ));
+        }
+    }
+    if let Some(first_peer) = first_peer {
+        match send_paced(&*account, first_peer, "a follow-up", ids.next()).await {
+            Err(TelegramError::PeerFlood) => {}
+            other => {
+                return Err(format!(
+                    "a follow-up to a stranger while limited gave {other:?}"
+                ));
+            }
+        }
+    }
+    controls.user_writes_to(&writer, &session, "Hi! Is the job still open?")?;
+    let writer_peer = resolve_paced(&*account, &writer)
+        .await
+        .map_err(failed("resolve"))?;
+    send_paced(&*account, writer_peer.peer, "Yes, it is!", ids.next())
+        .await
+        .map_err(|error| format!("a reply to someone who wrote first, while limited: {error:?}"))?;
+    let refused = controls.messages_received(&strangers[budget], &session);
+    ensure!(refused.is_empty(), "the refused stranger got {refused:?}");
+    Ok(CheckOutcome::Passed)
+}
+
+/// A person who accepts messages only from contacts refuses a cold DM.
+pub async fn a_private_user_refuses_a_cold_dm(fixture: &impl ContractFixture) -> CheckResult {
+    let account = connect(fixture, &fixture.first_account()).await?;
+    let peer = resolve_paced(&*account, &fixture.private_user())
+        .await
+        .map_err(failed("resolve"))?;
+    match account
+        .send_direct(peer.peer, &text("hello"), RandomIds::new(fixture).next())
+        .await
+    {
+        Err(TelegramError::PrivacyRestricted) => {}
+        other => return Err(format!("a DM to a private user gave {other:?}")),
+    }
+    if let Some(controls) = fixture.controls() {
+        let received =
+            controls.messages_received(&fixture.private_user(), &fixture.first_account());
+        ensure!(received.is_empty(), "the private user got {received:?}");
+    }
+    Ok(CheckOutcome::Passed)
+}
+
+pub async fn an_unknown_username_is_not_found(fixture: &impl ContractFixture) -> CheckResult {
+    let account = connect(fixture, &fixture.first_account()).await?;
+    match resolve_paced(&*account, &fixture.missing_username()).await {
+        Err(TelegramError::UsernameNotFound) => Ok(CheckOutcome::Passed),
+        other => Err(format!("resolving a missing username gave {other:?}")),
+    }
+}
+
+/// Bots and channels resolve with their kind, and a direct message to them is `NotAUser` (the
+/// port's contract; real Telegram would deliver a DM to a bot, so the adapter checks the kind).
+pub async fn a_direct_message_to_a_bot_or_channel_is_not_a_user(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let ids = RandomIds::new(fixture);
+    let account = connect(fixture, &fixture.first_account()).await?;
+    for (username, kind) in [
+        (fixture.bot(), PeerKind::Bot),
+        (fixture.public_channel(), PeerKind::Channel),
+    ] {
+        let peer = resolve_paced(&*account, &username)
+            .await
+            .map_err(failed("resolve"))?;
+        ensure!(
+            peer.kind == kind,
+            "{username} resolved as {:?}, expected {kind:?}",
+            peer.kind
+        );
+        match account
+            .send_direct(peer.peer, &text("hello"), ids.next())
+            .await
+        {
+            Err(TelegramError::NotAUser) => {}
+            other => return Err(format!("a DM to {username} ({kind:?}) gave {other:?}")),
+        }
+    }
+    Ok(CheckOutcome::Passed)
+}
+
+/// An access hash belongs to the account that resolved it: another account is refused with it
+/// (`PEER_ID_INVALID`) and must resolve the peer itself.
+pub async fn an_access_hash_from_another_account_is_refused(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let ids = RandomIds::new(fixture);
+    let first = connect(fixture, &fixture.first_account()).await?;
+    let second = connect(fixture, &fixture.second_account()).await?;
+    let seen_by_first = resolve_paced(&*first, &fixture.regular_user())
+        .await
+        .map_err(failed("resolve"))?;
+    match second
+        .send_direct(seen_by_first.peer, &text("borrowed hash"), ids.next())
+        .await
+    {
+        Err(TelegramError::Other { .. }) => {}
+        other => {
+            return Err(format!(
+                "a send with another account's access hash gave {other:?}"
+            ));
+        }
+    }
+    if let Some(controls) = fixture.controls() {
+        let received =
+            controls.messages_received(&fixture.regular_user(), &fixture.second_account());
+        ensure!(
+            received.is_empty(),
+            "a send with a borrowed hash delivered {received:?}"
+        );
+    }
+    let seen_by_second = resolve_paced(&*second, &fixture.regular_user())
+        .await
+        .map_err(failed("resolve"))?;
+    ensure!(
+        seen_by_second.id() == seen_by_first.id(),
+        "the two accounts resolved different ids"
+    );
+    send_paced(&*second, seen_by_second.peer, "own hash", ids.next())
+        .await
+        .map_err(failed("send with own hash"))?;
+    Ok(CheckOutcome::Passed)
+}
+
+/// Posting in a broadcast channel needs admin rights.
+pub async fn a_plain_member_may_not_post_in_a_channel(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let member = connect(fixture, &fixture.second_account()).await?;
+    match member
+        .post_to_chat(
+            fixture.postable_channel(),
+            &text("hi"),
+            RandomIds::new(fixture).next(),
+        )
+        .await
+    {
+        Err(TelegramError::ChatForbidden { .. }) => Ok(CheckOutcome::Passed),
+        other => Err(format!("a non-admin post in a channel gave {other:?}")),
+    }
+}
+
+// ----- Chats and forum topics -----
+
+/// Joining by invite, or by username, twice succeeds twice with the same chat; a bad invite is
+/// `InvalidInvite`.
+pub async fn joining_is_idempotent(fixture: &impl ContractFixture) -> CheckResult {
+    let account = connect(fixture, &fixture.second_account()).await?;
+    let invite = JoinTarget::InviteHash(fixture.invite_hash());
+    let first = account
+        .join_chat(&invite)
+        .await
+        .map_err(|error| format!("join by invite: {error:?}"))?;
+    let again = account
+        .join_chat(&invite)
+        .await
+        .map_err(|error| format!("second join by invite: {error:?}"))?;
+    ensure!(
+        first.id() == again.id(),
+        "two joins of one invite gave {} and {}",
+        first.id(),
+        again.id()
+    );
+    match account
+        .join_chat(&JoinTarget::InviteHash("AAAAAAAAAAAAAAAAAAAAAA".into()))
+        .await
+    {
+        Err(TelegramError::InvalidInvite) => {}
+        other => return Err(format!("a made-up invite gave {other:?}")),
+    }
+    let by_name = JoinTarget::Username(fixture.public_channel());
+    sleep(RESOLVE_SPACING).await;
+    let channel = account
+        .join_chat(&by_name)
+        .await
+        .map_err(|error| format!("join by username: {error:?}"))?;
+    ensure!(
+        channel.kind == PeerKind::Channel,
+        "joined {:?}, expected a channel",
+        channel.kind
+    );
+    sleep(RESOLVE_SPACING).await;
+    let channel_again = account
+        .join_chat(&by_name)
+        .await
+        .map_err(|error| format!("rejoin by username: {error:?}"))?;
+    ensure!(
+        channel_again.id() == channel.id(),
+        "two joins by username gave different chats"
+    );
+    Ok(CheckOutcome::Passed)
+}
+
+/// A topic can be created (once per `random_id`) and posted to.
+pub async fn a_forum_topic_can_be_created_and_posted_to(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let ids = RandomIds::new(fixture);
+    let account = connect(fixture, &fixture.first_account()).await?;
+    let group = fixture.forum_group();
+    let random_id = ids.next();
+    let topic = account
+        .create_forum_topic(group, "Contract check", random_id)
+        .await
+        .map_err(|e| format!("create: {e:?}"))?;
+    let again = account
+        .create_forum_topic(group, "Contract check", random_id)
+        .await
+        .map_err(|e| format!("recreate: {e:?}"))?;
+    ensure!(
+        again == topic,
+        "the same random_id created a second topic ({topic:?}, {again:?})"
+    );
+    let sent = account
+        .post_to_topic(
+            group,
+            topic,
+            &text("first message in the topic"),
+            ids.next(),
+        )
+        .await
+        .map_err(|error| format!("post to topic: {error:?}"))?;
+    ensure!(sent.chat == group, "a topic post landed in {}", sent.chat);
+    Ok(CheckOutcome::Passed)
+}
+
+/// After an admin deletes a topic, posting into it is `TopicDeleted`.
+pub async fn a_deleted_topic_is_refused(fixture: &impl ContractFixture) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs an admin deletion"));
+    };
+    let ids = RandomIds::new(fixture);
+    let account = connect(fixture, &fixture.first_account()).await?;
+    let group = fixture.forum_group();
+    let topic = account
+        .create_forum_topic(group, "Soon gone", ids.next())
+        .await
+        .map_err(|e| format!("create: {e:?}"))?;
+    controls.delete_topic(group, topic)?;
+    match account
+        .post_to_topic(group, topic, &text("anyone here?"), ids.next())
+        .await
+    {
+        Err(TelegramError::TopicDeleted) => Ok(CheckOutcome::Passed),
+        other => Err(format!("a post into a deleted topic gave {other:?}")),
+    }
+}
+
+// ----- Events -----
+
+/// A channel post reaches a member account's stream; the account's own post arrives as outgoing,
+/// with the id `post_to_chat` returned (the way to recognise one's own messages).
+pub async fn a_channel_post_reaches_a_member_accounts_stream(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs a channel post"));
+    };
+    let account = connect(fixture, &fixture.first_account()).await?;
+    let mut events = account
+        .take_events()
+        .ok_or("the first take_events returned None")?;
+    ensure!(
+        account.take_events().is_none(),
+        "a second take_events returned a second stream"
+    );
+    let channel = fixture.postable_channel();
+    controls.channel_posts(channel, "Rust developer wanted")?;
+    let post = next_message(&mut events, |message| {
+        message.text == "Rust developer wanted"
+    })
+    .await?;
+    ensure!(
+        post.chat == channel && post.chat_kind == PeerKind::Channel,
+        "the post arrived as {post:?}"
+    );
+    ensure!(
+        !post.outgoing && !post.is_service && !post.is_private(),
+        "the post arrived as {post:?}"
+    );
+    let sent = account
+        .post_to_chat(
+            channel,
+            &text("our own post"),
+            RandomIds::new(fixture).next(),
+        )
+        .await
+        .map_err(|error| format!("own post: {error:?}"))?;
+    let echo = next_message(&mut events, |message| message.text == "our own post").await?;
+    ensure!(
+        echo.outgoing && echo.message_id == sent.message_id,
+        "own post came back as {echo:?} for {sent:?}"
+    );
+    Ok(CheckOutcome::Passed)
+}
+
+/// A private message to an account arrives as a private message from its sender.
+pub async fn a_direct_message_arrives_as_a_private_message(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs someone to write"));
+    };
+    let account = connect(fixture, &fixture.first_account()).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    let writer = controls.fresh_strangers(1).remove(0);
+    controls.user_writes_to(
+        &writer,
+        &fixture.first_account(),
+        "Hello! About the vacancy",
+    )?;
+    let message = next_message(&mut events, |message| {
+        message.text == "Hello! About the vacancy"
+    })
+    .await?;
+    ensure!(message.is_private(), "the DM arrived as {message:?}");
+    let sender = message.sender.as_ref().ok_or("a DM without a sender")?;
+    ensure!(
+        sender.username.as_ref() == Some(&writer),
+        "the DM's sender is {sender:?}"
+    );
+    ensure!(
+        sender.kind == PeerKind::User && sender.id == message.chat,
+        "the DM arrived as {message:?}"
+    );
+    Ok(CheckOutcome::Passed)
+}
+
+/// Messages in a forum carry their topic: the creation is a service message in the new topic,
+/// a member's message in the topic has its id, one in General has none.
+pub async fn a_topic_message_carries_its_topic_id(fixture: &impl ContractFixture) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs a member to write"));
+    };
+    let account = connect(fixture, &fixture.first_account()).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    let group = fixture.forum_group();
+    let topic = account
+        .create_forum_topic(group, "Candidate Ivan", RandomIds::new(fixture).next())
+        .await
+        .map_err(|error| format!("create: {error:?}"))?;
+    let created = next_message(&mut events, |message| message.is_service).await?;
+    ensure!(
+        created.topic_id == Some(topic) && created.chat == group,
+        "topic creation arrived as {created:?}"
+    );
+    controls.member_posts(group, Some(topic), "in the topic")?;
+    let in_topic = next_message(&mut events, |message| message.text == "in the topic").await?;
+    ensure!(
+        in_topic.topic_id == Some(topic) && !in_topic.outgoing,
+        "topic message arrived as {in_topic:?}"
+    );
+    controls.member_posts(group, None, "in general")?;
+    let in_general = next_message(&mut events, |message| message.text == "in general").await?;
+    ensure!(
+        in_general.topic_id.is_none(),
+        "a General message arrived with {:?}",
+        in_general.topic_id
+    );
+    Ok(CheckOutcome::Passed)
+}
+
+/// A dropped connection: `ConnectionLost`, calls fail with `Network`, then `ConnectionRestored`
+/// and the updates missed meanwhile.
+pub async fn a_dropped_connection_is_lost_then_restored(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs a network cut"));
+    };
+    let session = fixture.first_account();
+    let account = connect(fixture, &session).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    controls.drop_connection(&session);
+    let lost = next_event(&mut events).await?;
+    ensure!(
+        lost == AccountEvent::ConnectionLost,
+        "expected ConnectionLost, got {lost:?}"
+    );
+    match account.get_me().await {
+        Err(TelegramError::Network { .. }) => {}
+        other => return Err(format!("a call while disconnected gave {other:?}")),
+    }
+    controls.channel_posts(fixture.postable_channel(), "posted during the outage")?;
+    let restored = next_event(&mut events).await?;
+    ensure!(
+        restored == AccountEvent::ConnectionRestored,
+        "expected ConnectionRestored, got {restored:?}"
+    );
+    next_message(&mut events, |message| {
+        message.text == "posted during the outage"
+    })
+    .await?;
+    account
+        .get_me()
+        .await
+        .map_err(|error| format!("a call after reconnecting: {error:?}"))?;
+    Ok(CheckOutcome::Passed)
+}
+
+// ----- Login -----
+
+/// A wrong code is refused and the right one then signs in; the session is locked while the login
+/// runs and connects afterwards as the person who logged in.
+pub async fn login_with_a_wrong_code_then_the_right_one(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let (Some(phones), Some(controls)) = (fixture.login_phones(), fixture.controls()) else {
+        return Ok(CheckOutcome::Skipped("needs login phones and their codes"));
+    };
+    let connector = fixture.connector();
+    let session = fixture.spare_session();
+    let mut flow = LoginFlow::new(begin_login(fixture).await?);
+    match connector
+        .connect(&session, &ConnectOptions::default())
+        .await
+    {
+        Err(ConnectError::SessionBusy { .. }) => {}
+        Err(error) => {
+            return Err(format!(
+                "connecting a session during its login failed with {error:?}"
+            ));
+        }
+        Ok(_) => return Err("a session connected while its login was running".into()),
+    }
+    flow.submit_phone(phones.plain.as_str())
+        .await
+        .map_err(|error| format!("phone: {error}"))?;
+    let code = controls
+        .last_login_code(&phones.plain)
+        .ok_or("no code was sent")?;
+    match flow.submit_code(&wrong_code(&code)).await {
+        Err(LoginStepError::Telegram(LoginError::InvalidCode)) => {}
+        other => return Err(format!("a wrong code gave {other:?}")),
+    }
+    ensure!(
+        matches!(flow.state(), LoginState::AwaitingCode { .. }),
+        "after a wrong code: {:?}",
+        flow.state()
+    );
+    match flow.submit_code(&code).await {
+        Ok(LoginState::SignedIn(me)) if me.phone.as_ref() == Some(&phones.plain) => {}
+        other => return Err(format!("the right code gave {other:?}")),
+    }
+    drop(flow);
+    let account = connect(fixture, &session).await?;
+    let me = account
+        .get_me()
+        .await
+        .map_err(|error| format!("get_me after login: {error:?}"))?;
+    ensure!(
+        me.phone.as_ref() == Some(&phones.plain),
+        "logged in as {me:?}"
+    );
+    Ok(CheckOutcome::Passed)
+}
+
+/// An expired code sends the login back to the phone step, remembering the number; a new code
+/// then works.
+pub async fn login_with_an_expired_code(fixture: &impl ContractFixture) -> CheckResult {
+    let (Some(phones), Some(controls)) = (fixture.login_phones(), fixture.controls()) else {
+        return Ok(CheckOutcome::Skipped("needs login phones and their codes"));
+    };
+    let mut flow = LoginFlow::new(begin_login(fixture).await?);
+    flow.submit_phone(phones.plain.as_str())
+        .await
+        .map_err(|error| format!("phone: {error}"))?;
+    let code = controls
+        .last_login_code(&phones.plain)
+        .ok_or("no code was sent")?;
+    sleep(controls.login_code_lifetime() + Duration::from_secs(1)).await;
+    match flow.submit_code(&code).await {
+        Err(LoginStepError::Telegram(LoginError::CodeExpired)) => {}
+        other => return Err(format!("an expired code gave {other:?}")),
+    }
+    match flow.state() {
+        LoginState::AwaitingPhone {
+            last_phone: Some(phone),
+        } if phone == &phones.plain => {}
+        state => return Err(format!("after an expired code the login is at {state:?}")),
+    }
+    flow.submit_phone(phones.plain.as_str())
+        .await
+        .map_err(|error| format!("phone again: {error}"))?;
+    let fresh = controls
+        .last_login_code(&phones.plain)
+        .ok_or("no new code was sent")?;
+    match flow.submit_code(&fresh).await {
+        Ok(LoginState::SignedIn(_)) => Ok(CheckOutcome::Passed),
+        other => Err(format!("the new code gave {other:?}")),
+    }
+}
+
+/// Two-step verification: the password step shows the hint, a wrong password is refused and the
+/// right one signs in.
+pub async fn login_with_two_step_verification(fixture: &impl ContractFixture) -> CheckResult {
+    let (Some(phones), Some(controls)) = (fixture.login_phones(), fixture.controls()) else {
+        return Ok(CheckOutcome::Skipped("needs login phones and their codes"));
+    };
+    let mut flow = LoginFlow::new(begin_login(fixture).await?);
+    flow.submit_phone(phones.two_factor.as_str())
+        .await
+        .map_err(|error| format!("phone: {error}"))?;
+    let code = controls
+        .last_login_code(&phones.two_factor)
+        .ok_or("no code was sent")?;
+    match flow.submit_code(&code).await {
+        Ok(LoginState::AwaitingPassword { hint, .. }) if hint == &phones.hint => {}
+        other => return Err(format!("the code of a 2FA account gave {other:?}")),
+    }
+    match flow.submit_password("certainly not the password").await {
+        Err(LoginStepError::Telegram(LoginError::InvalidPassword)) => {}
+        other => return Err(format!("a wrong password gave {other:?}")),
+    }
+    ensure!(
+        matches!(flow.state(), LoginState::AwaitingPassword { .. }),
+        "after a wrong password: {:?}",
+        flow.state()
+    );
+    match flow.submit_password(&phones.password).await {
+        Ok(LoginState::SignedIn(me)) if me.phone.as_ref() == Some(&phones.two_factor) => {
+            Ok(CheckOutcome::Passed)
+        }
+        other => Err(format!("the right password gave {other:?}")),
+    }
+}
+
+/// A banned number is refused at the phone step; an unregistered one gets a code and then needs a
+/// sign-up (core.telegram.org/api/auth).
+pub async fn login_with_a_banned_or_unregistered_phone(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let (Some(phones), Some(controls)) = (fixture.login_phones(), fixture.controls()) else {
+        return Ok(CheckOutcome::Skipped("needs login phones and their codes"));
+    };
+    let mut flow = LoginFlow::new(begin_login(fixture).await?);
+    match flow.submit_phone(phones.banned.as_str()).await {
+        Err(LoginStepError::Telegram(LoginError::PhoneBanned)) => {}
+        other => return Err(format!("a banned phone gave {other:?}")),
+    }
+    ensure!(
+        matches!(flow.state(), LoginState::AwaitingPhone { .. }),
+        "after a banned phone: {:?}",
+        flow.state()
+    );
+    flow.submit_phone(phones.unregistered.as_str())
+        .await
+        .map_err(|error| format!("unregistered phone: {error}"))?;
+    let code = controls
+        .last_login_code(&phones.unregistered)
+        .ok_or("no code was sent")?;
+    match flow.submit_code(&code).await {
+        Err(LoginStepError::Telegram(LoginError::SignUpRequired)) => Ok(CheckOutcome::Passed),
+        other => Err(format!("the code of an unregistered phone gave {other:?}")),
+    }
+}
+
+/// Guessing codes is stopped with a flood wait, which then also refuses the right code.
+pub async fn login_guessing_codes_gets_a_flood_wait(fixture: &impl ContractFixture) -> CheckResult {
+    let (Some(phones), Some(controls)) = (fixture.login_phones(), fixture.controls()) else {
+        return Ok(CheckOutcome::Skipped("needs login phones and their codes"));
+    };
+    let mut flow = LoginFlow::new(begin_login(fixture).await?);
+    flow.submit_phone(phones.plain.as_str())
+        .await
+        .map_err(|error| format!("phone: {error}"))?;
+    let code = controls
+        .last_login_code(&phones.plain)
+        .ok_or("no code was sent")?;
+    for guess in 0..50 {
+        match flow.submit_code(&wrong_code(&code)).await {
+            Err(LoginStepError::Telegram(LoginError::InvalidCode)) => {}
+            Err(LoginStepError::Telegram(LoginError::FloodWait { seconds })) if seconds > 0 => {
+                return match flow.submit_code(&code).await {
+                    Err(LoginStepError::Telegram(LoginError::FloodWait { .. })) => {
+                        Ok(CheckOutcome::Passed)
+                    }
+                    other => Err(format!(
+                        "the right code during the login flood wait gave {other:?}"
+                    )),
+                };
+            }
+            other => return Err(format!("guess {guess} gave {other:?}")),
+        }
+    }
+    Err("50 wrong codes without a flood wait".into())
+}
+
+// ----- Helpers -----
+
+/// Unique random ids from the fixture's base, for one check.
+struct RandomIds(AtomicI64);
+
+impl RandomIds {
+    fn new(fixture: &impl ContractFixture) -> Self {
+        Self(AtomicI64::new(fixture.random_id_base()))
+    }
+
+    fn next(&self) -> RandomId {
+        RandomId(self.0.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+fn text(text: &str) -> MessageContent {
+    MessageContent::plain(text)
+}
+
+/// A code that differs from `code` in its first digit.
+fn wrong_code(code: &str) -> String {
+    let mut digits: Vec<char> = code.chars().collect();
+    if let Some(first) = digits.first_mut() {
+        *first = if *first == '1' { '2' } else { '1' };
+    }
+    digits.into_iter().collect()
+}
+
+async fn connect(
+    fixture: &impl ContractFixture,
+    session: &SessionName,
+) -> Result<Arc<dyn TelegramAccount>, String> {
+    fixture
+        .connector()
+        .connect(session, &ConnectOptions::default())
+        .await
+        .map_err(|error| format!("connect {session}: {error}"))
+}
+
+async fn begin_login(
+    fixture: &impl ContractFixture,
+) -> Result<Box<dyn jobbot_core::telegram::LoginBackend>, String> {
+    fixture
+        .connector()
+        .begin_login(&fixture.spare_session(), &ConnectOptions::default())
+        .await
+        .map_err(|error| format!("begin_login: {error}"))
+}
+
+/// Resolves like a careful client: spaced out, waiting out up to three flood waits.
+async fn resolve_paced(
+    account: &dyn TelegramAccount,
+    username: &Username,
+) -> Result<Peer, TelegramError> {
+    let mut attempts = 0;
+    loop {
+        sleep(RESOLVE_SPACING).await;
+        match account.resolve_username(username).await {
+            Err(TelegramError::FloodWait { seconds }) if attempts < 3 => {
+                attempts += 1;
+                sleep(Duration::from_secs(u64::from(seconds))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Sends like a careful client: spaced out, waiting out up to three flood waits.
+async fn send_paced(
+    account: &dyn TelegramAccount,
+    to: PeerRef,
+    body: &str,
+    random_id: RandomId,
+) -> Result<SentMessage, TelegramError> {
+    let mut attempts = 0;
+    loop {
+        sleep(SEND_SPACING).await;
+        match account.send_direct(to, &text(body), random_id).await {
+            Err(TelegramError::FloodWait { seconds }) if attempts < 3 => {
+                attempts += 1;
+                sleep(Duration::from_secs(u64::from(seconds))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Turns a port error into a check failure that says which step failed.
+fn failed(step: &'static str) -> impl Fn(TelegramError) -> String {
+    move |error| format!("{step}: {error:?}")
+}
+
+async fn next_event(events: &mut mpsc::Receiver<AccountEvent>) -> Result<AccountEvent, String> {
+    match timeout(EVENT_DEADLINE, events.recv()).await {
+        Ok(Some(event)) => Ok(event),
+        Ok(None) => Err("the event stream ended".into()),
+        Err(_) => Err(format!("no event within {EVENT_DEADLINE:?}")),
+    }
+}
+
+/// The next new message matching `wanted`, skipping other events.
+async fn next_message(
+    events: &mut mpsc::Receiver<AccountEvent>,
+    wanted: impl Fn(&IncomingMessage) -> bool,
+) -> Result<IncomingMessage, String> {
+    let search = async {
+        while let Some(event) = events.recv().await {
+            if let AccountEvent::NewMessage(message) = event
+                && wanted(&message)
+            {
+                return Ok(message);
+            }
+        }
+        Err("the event stream ended".to_owned())
+    };
+    timeout(EVENT_DEADLINE, search)
+        .await
+        .map_err(|_| format!("no matching message within {EVENT_DEADLINE:?}"))?
+}

@@ -1,0 +1,255 @@
+//! A ready-made world for the [`crate::contract`] suite (and a small demo world): two agent
+//! accounts, people with and without strict privacy, a bot, channels, a forum, and login phones.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
+use jobbot_core::telegram::{AccountConnector, TelegramAccount, TopicId};
+use tokio::time::Duration;
+
+use crate::contract::{ContractFixture, LoginPhones, WorldControls};
+use crate::{NewUser, SimConnector, SimParams, SimWorld};
+
+/// The simulator's [`ContractFixture`], with every [`WorldControls`] available.
+pub struct SimFixture {
+    world: SimWorld,
+    connector: SimConnector,
+    postable_channel: ChatId,
+    forum_group: ChatId,
+    forum_member: ChatId,
+    invite_hash: String,
+    strangers_created: AtomicUsize,
+}
+
+const FIRST_ACCOUNT: &str = "agent_one";
+const SECOND_ACCOUNT: &str = "agent_two";
+const SPARE_SESSION: &str = "agent_spare";
+const PLAIN_PHONE: &str = "+79990000101";
+const TWO_FACTOR_PHONE: &str = "+79990000102";
+const BANNED_PHONE: &str = "+79990000103";
+const UNREGISTERED_PHONE: &str = "+79990000104";
+// Test-only credentials of a simulated account.
+const TWO_FACTOR_PASSWORD: &str = "correct horse battery";
+const TWO_FACTOR_HINT: &str = "the horse";
+
+impl SimFixture {
+    /// Builds the world. Must run inside a tokio runtime (the world's clock is tokio's).
+    pub fn new(params: SimParams) -> Self {
+        let world = SimWorld::new(params);
+        let first = world.create_account(
+            FIRST_ACCOUNT,
+            NewUser::named("Anna")
+                .last_name("Agent")
+                .username("agent_one_hr")
+                .phone("+79990000001"),
+        );
+        let second = world.create_account(
+            SECOND_ACCOUNT,
+            NewUser::named("Boris")
+                .username("agent_two_hr")
+                .phone("+79990000002"),
+        );
+        world.create_user(
+            NewUser::named("Regular")
+                .last_name("Person")
+                .username("regular_person"),
+        );
+        world.create_user(
+            NewUser::named("Private")
+                .username("private_person")
+                .refusing_strangers(),
+        );
+        world.create_bot("jobs_helper_bot", "Jobs helper");
+        world.create_channel("Public jobs", Some("public_jobs"), &[]);
+        let postable_channel =
+            world.create_channel("Our vacancies", Some("our_vacancies"), &[first]);
+        world.add_member(postable_channel, second);
+        let forum_group = world.create_group("CRM", None, true, &[first]);
+        let forum_member = world.create_user(NewUser::named("Forum").username("forum_member"));
+        world.add_member(forum_group, forum_member);
+        let private_group = world.create_group("Closed chat", None, false, &[forum_member]);
+        let invite_hash = world.create_invite(private_group);
+        world.create_user(NewUser::named("Plain").phone(PLAIN_PHONE));
+        world.create_user(
+            NewUser::named("Careful")
+                .phone(TWO_FACTOR_PHONE)
+                .two_factor(TWO_FACTOR_PASSWORD, Some(TWO_FACTOR_HINT)),
+        );
+        world.ban_phone(&phone(BANNED_PHONE));
+        Self {
+            connector: SimConnector::new(world.clone()),
+            world,
+            postable_channel,
+            forum_group,
+            forum_member,
+            invite_hash,
+            strangers_created: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn world(&self) -> &SimWorld {
+        &self.world
+    }
+
+    fn user(&self, username: &Username) -> Result<ChatId, String> {
+        self.world
+            .find_username(username.as_str())
+            .ok_or_else(|| format!("no user {username} in the world"))
+    }
+
+    fn account(&self, session: &SessionName) -> ChatId {
+        self.world
+            .user_of_session(session)
+            .unwrap_or_else(|| panic!("session {session} is not logged in"))
+    }
+}
+
+fn phone(raw: &str) -> PhoneNumber {
+    PhoneNumber::parse(raw).expect("fixture phone")
+}
+
+fn username(raw: &str) -> Username {
+    Username::parse(raw).expect("fixture username")
+}
+
+fn session(raw: &str) -> SessionName {
+    SessionName::parse(raw).expect("fixture session")
+}
+
+impl ContractFixture for SimFixture {
+    fn connector(&self) -> Arc<dyn AccountConnector> {
+        Arc::new(self.connector.clone())
+    }
+    fn first_account(&self) -> SessionName {
+        session(FIRST_ACCOUNT)
+    }
+    fn second_account(&self) -> SessionName {
+        session(SECOND_ACCOUNT)
+    }
+    fn spare_session(&self) -> SessionName {
+        session(SPARE_SESSION)
+    }
+    fn regular_user(&self) -> Username {
+        username("regular_person")
+    }
+    fn private_user(&self) -> Username {
+        username("private_person")
+    }
+    fn bot(&self) -> Username {
+        username("jobs_helper_bot")
+    }
+    fn public_channel(&self) -> Username {
+        username("public_jobs")
+    }
+    fn missing_username(&self) -> Username {
+        username("nobody_has_this_name")
+    }
+    fn postable_channel(&self) -> ChatId {
+        self.postable_channel
+    }
+    fn forum_group(&self) -> ChatId {
+        self.forum_group
+    }
+    fn invite_hash(&self) -> String {
+        self.invite_hash.clone()
+    }
+    fn random_id_base(&self) -> i64 {
+        1_000
+    }
+    fn login_phones(&self) -> Option<LoginPhones> {
+        Some(LoginPhones {
+            plain: phone(PLAIN_PHONE),
+            two_factor: phone(TWO_FACTOR_PHONE),
+            password: TWO_FACTOR_PASSWORD.to_owned(),
+            hint: Some(TWO_FACTOR_HINT.to_owned()),
+            banned: phone(BANNED_PHONE),
+            unregistered: phone(UNREGISTERED_PHONE),
+        })
+    }
+    fn controls(&self) -> Option<&dyn WorldControls> {
+        Some(self)
+    }
+}
+
+impl WorldControls for SimFixture {
+    fn cold_dm_budget(&self) -> u32 {
+        self.world.params().cold_dm_daily_budget
+    }
+
+    fn fresh_strangers(&self, count: usize) -> Vec<Username> {
+        (0..count)
+            .map(|_| {
+                let index = self.strangers_created.fetch_add(1, Ordering::Relaxed);
+                let name = format!("stranger_{index:05}");
+                self.world
+                    .create_user(NewUser::named("Stranger").username(&name));
+                username(&name)
+            })
+            .collect()
+    }
+
+    fn user_writes_to(
+        &self,
+        writer: &Username,
+        account: &SessionName,
+        text: &str,
+    ) -> Result<(), String> {
+        let writer = self.user(writer)?;
+        self.world.send_direct(writer, self.account(account), text);
+        Ok(())
+    }
+
+    fn channel_posts(&self, channel: ChatId, text: &str) -> Result<(), String> {
+        self.world.channel_post(channel, text);
+        Ok(())
+    }
+
+    fn member_posts(
+        &self,
+        group: ChatId,
+        topic: Option<TopicId>,
+        text: &str,
+    ) -> Result<(), String> {
+        self.world
+            .group_post(group, self.forum_member, topic, text)
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+
+    fn delete_topic(&self, group: ChatId, topic: TopicId) -> Result<(), String> {
+        self.world.delete_topic(group, topic);
+        Ok(())
+    }
+
+    fn messages_received(&self, recipient: &Username, from: &SessionName) -> Vec<String> {
+        let Ok(recipient) = self.user(recipient) else {
+            return Vec::new();
+        };
+        self.world
+            .received_from(recipient, self.account(from))
+            .into_iter()
+            .map(|message| message.text)
+            .collect()
+    }
+
+    fn ban(&self, account: &SessionName) {
+        self.world.ban(self.account(account));
+    }
+
+    fn drop_connection(&self, account: &SessionName) {
+        self.world.drop_connection(account);
+    }
+
+    fn duplicate_connection(&self, account: &SessionName) -> Arc<dyn TelegramAccount> {
+        self.world.duplicate_connect(account)
+    }
+
+    fn last_login_code(&self, phone: &PhoneNumber) -> Option<String> {
+        self.world.last_login_code(phone)
+    }
+
+    fn login_code_lifetime(&self) -> Duration {
+        Duration::from_secs(self.world.params().login_code_lifetime_seconds)
+    }
+}

@@ -1,0 +1,187 @@
+//! Logging a session in: the port's [`LoginBackend`] over the simulated world.
+//!
+//! Follows core.telegram.org/api/auth: `auth.sendCode` sends a code even to a number with no
+//! account, and `auth.signIn` then answers `auth.authorizationSignUpRequired` (so an unknown
+//! number is [`LoginError::SignUpRequired`] at the code step, never at the phone step);
+//! `PHONE_NUMBER_INVALID` and `PHONE_NUMBER_BANNED` come from `auth.sendCode`;
+//! `PHONE_CODE_INVALID`, `PHONE_CODE_EXPIRED`, `SESSION_PASSWORD_NEEDED` (with the password
+//! hint from `account.getPassword`) and `PASSWORD_HASH_INVALID` from the later steps. A new code
+//! replaces the previous one, and a code is good for one sign-in.
+
+use async_trait::async_trait;
+use jobbot_core::ids::{ChatId, PhoneNumber, SessionName};
+use jobbot_core::telegram::{CodeOutcome, LoginBackend, LoginError, Me};
+use rand::Rng;
+use tokio::time::{Duration, Instant};
+
+use crate::connector::SessionLock;
+use crate::limits::whole_seconds_until;
+use crate::world::{IssuedCode, SimWorld, WorldState};
+
+/// One login attempt. Holds the session lock until dropped.
+pub struct SimLoginBackend {
+    world: SimWorld,
+    session: SessionName,
+    _lock: SessionLock,
+    phone: Option<PhoneNumber>,
+    awaiting_password_for: Option<ChatId>,
+}
+
+impl SimLoginBackend {
+    pub(crate) fn new(world: SimWorld, session: SessionName, lock: SessionLock) -> Self {
+        Self {
+            world,
+            session,
+            _lock: lock,
+            phone: None,
+            awaiting_password_for: None,
+        }
+    }
+
+    async fn round_trip(&self) {
+        tokio::time::sleep(self.world.call_latency()).await;
+    }
+}
+
+#[async_trait]
+impl LoginBackend for SimLoginBackend {
+    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError> {
+        self.round_trip().await;
+        self.world.with(|world| {
+            let now = Instant::now();
+            world.check_login_flood(phone, now)?;
+            if world.invalid_phones.contains(phone) {
+                return Err(LoginError::InvalidPhone);
+            }
+            if world.banned_phones.contains(phone) {
+                return Err(LoginError::PhoneBanned);
+            }
+            let per_hour = world.params.login_codes_per_hour;
+            let wait = world.params.login_flood_wait_seconds;
+            let attempts = world.login_attempts.entry(phone.clone()).or_default();
+            attempts
+                .codes_requested
+                .retain(|at| now.duration_since(*at) < Duration::from_secs(3_600));
+            if attempts.codes_requested.len() >= per_hour as usize {
+                attempts.blocked_until = Some(now + Duration::from_secs(u64::from(wait)));
+                return Err(LoginError::FloodWait { seconds: wait });
+            }
+            attempts.codes_requested.push(now);
+            let code = format!("{:05}", world.rng.random_range(0..100_000));
+            world.login_codes.insert(
+                phone.clone(),
+                IssuedCode {
+                    code,
+                    issued_at: now,
+                },
+            );
+            Ok(())
+        })?;
+        self.phone = Some(phone.clone());
+        self.awaiting_password_for = None;
+        Ok(())
+    }
+
+    async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError> {
+        self.round_trip().await;
+        let Some(phone) = self.phone.clone() else {
+            return Err(LoginError::Other {
+                message: "no code was requested in this login".to_owned(),
+            });
+        };
+        let session = self.session.clone();
+        let outcome = self.world.with(|world| {
+            let now = Instant::now();
+            world.check_login_flood(&phone, now)?;
+            let lifetime = Duration::from_secs(world.params.login_code_lifetime_seconds);
+            let Some(issued) = world.login_codes.get(&phone) else {
+                return Err(LoginError::CodeExpired);
+            };
+            if now.duration_since(issued.issued_at) >= lifetime {
+                world.login_codes.remove(&phone);
+                return Err(LoginError::CodeExpired);
+            }
+            if issued.code != code {
+                world.count_wrong_attempt(&phone, now);
+                return Err(LoginError::InvalidCode);
+            }
+            world.login_codes.remove(&phone);
+            let Some(user) = world.phones.get(&phone).copied() else {
+                return Err(LoginError::SignUpRequired);
+            };
+            if let Some(two_factor) = &world.user(user).two_factor {
+                return Ok(Err((user, two_factor.hint.clone())));
+            }
+            Ok(Ok(world.finish_login(&session, &phone, user)))
+        })?;
+        match outcome {
+            Ok(me) => Ok(CodeOutcome::SignedIn(me)),
+            Err((user, hint)) => {
+                self.awaiting_password_for = Some(user);
+                Ok(CodeOutcome::PasswordRequired { hint })
+            }
+        }
+    }
+
+    async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError> {
+        self.round_trip().await;
+        let (Some(user), Some(phone)) = (self.awaiting_password_for, self.phone.clone()) else {
+            return Err(LoginError::Other {
+                message: "no password is expected in this login now".to_owned(),
+            });
+        };
+        let session = self.session.clone();
+        let me = self.world.with(|world| {
+            let now = Instant::now();
+            world.check_login_flood(&phone, now)?;
+            let matches = world
+                .user(user)
+                .two_factor
+                .as_ref()
+                .is_some_and(|two_factor| two_factor.password == password);
+            if !matches {
+                world.count_wrong_attempt(&phone, now);
+                return Err(LoginError::InvalidPassword);
+            }
+            Ok(world.finish_login(&session, &phone, user))
+        })?;
+        self.awaiting_password_for = None;
+        Ok(me)
+    }
+}
+
+impl WorldState {
+    fn check_login_flood(&self, phone: &PhoneNumber, now: Instant) -> Result<(), LoginError> {
+        match self
+            .login_attempts
+            .get(phone)
+            .and_then(|attempts| attempts.blocked_until)
+        {
+            Some(until) if now < until => Err(LoginError::FloodWait {
+                seconds: whole_seconds_until(now, until),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Wrong codes and wrong passwords count together; past the limit the phone waits
+    /// (Telegram answers `FLOOD_WAIT_X` to repeated guesses).
+    fn count_wrong_attempt(&mut self, phone: &PhoneNumber, now: Instant) {
+        let limit = self.params.login_max_wrong_attempts;
+        let wait = Duration::from_secs(u64::from(self.params.login_flood_wait_seconds));
+        let attempts = self.login_attempts.entry(phone.clone()).or_default();
+        attempts.wrong_attempts += 1;
+        if attempts.wrong_attempts >= limit {
+            attempts.wrong_attempts = 0;
+            attempts.blocked_until = Some(now + wait);
+        }
+    }
+
+    fn finish_login(&mut self, session: &SessionName, phone: &PhoneNumber, user: ChatId) -> Me {
+        if let Some(attempts) = self.login_attempts.get_mut(phone) {
+            attempts.wrong_attempts = 0;
+        }
+        self.log_in(session, user);
+        self.me_of(user)
+    }
+}

@@ -1,0 +1,114 @@
+//! The simulator's knobs. Every number Telegram does not publish is a documented guess here, in
+//! one place, so a benchmark can print exactly which world it ran against.
+
+use serde::{Deserialize, Serialize};
+
+/// A per-account, per-method rate limit: a token bucket refilled at `per_minute` and holding at
+/// most `burst` calls, plus the flood-wait penalty for a call made with the bucket empty.
+///
+/// Telegram's flood limits are per account and per method ("The maximum allowed number of attempts
+/// to invoke the given method with the given input parameters has been exceeded",
+/// core.telegram.org/api/errors, 420 FLOOD). The numbers are not published; the penalty grows on
+/// repeated violations, as reported by users (tg_content_factory#495: a run of short waits ended in
+/// a 53,123 s wait; telethon-floodgate: repeated `resolveUsername` floods escalating to 15–18 h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitParams {
+    /// Sustained calls per minute the bucket refills.
+    pub per_minute: u32,
+    /// Calls allowed back to back from a full bucket.
+    pub burst: u32,
+    /// The wait (`FLOOD_WAIT_X`) for the first violation.
+    pub first_wait_seconds: u32,
+    /// Ceiling of the doubling wait. Telethon caps its own auto-sleep at one day, the longest wait
+    /// its users reported.
+    pub max_wait_seconds: u32,
+    /// Violations within this window count towards doubling the wait.
+    pub violation_memory_seconds: u32,
+}
+
+/// Everything the simulated Telegram does that Telegram does not document with a number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimParams {
+    /// Seeds the world's only random generator (latency jitter, login codes, invite hashes, access
+    /// hashes): the same seed and the same calls give the same results.
+    pub seed: u64,
+    /// Round-trip time of every call, waited with `tokio::time::sleep`.
+    pub call_latency_ms: u64,
+    /// Uniform extra latency in `0..=jitter`, drawn from the seeded generator.
+    pub call_latency_jitter_ms: u64,
+    /// `messages.sendMessage` (direct messages, channel posts and topic posts share it). Default
+    /// 20/min with a burst of 5: Bot API FAQ allows 20 messages per minute in a group, and
+    /// telethon-floodgate's default for user accounts is 30/min; we stay below both.
+    pub send_messages: RateLimitParams,
+    /// `contacts.resolveUsername`, Telegram's most punished call. Telethon's `get_entity` docstring:
+    /// "will start hitting flood waits around 50 usernames in a short period of time"; the
+    /// telethon-floodgate README reports 160+ calls escalating to 15–18 h waits. The default (5 per
+    /// minute, burst 5, first wait 10 min) is deliberately stricter, so code that resolves in a
+    /// loop fails here before it fails in production.
+    pub resolve_username: RateLimitParams,
+    /// `messages.createForumTopic`. No number is published; this one is a guess.
+    pub create_forum_topic: RateLimitParams,
+    /// New private chats with people who never wrote to this account and do not have it as a
+    /// contact, per rolling 24 h, before `PEER_FLOOD` (tdlib#797: "too much non-mutual contacts";
+    /// Telethon#397 saw limits after about 50 DMs, Telethon#4009 after 5).
+    pub cold_dm_daily_budget: u32,
+    /// How long a `PEER_FLOOD` limit lasts the first time; it doubles on every repeat offence
+    /// (telegram.org/faq_spam: "a few days or so", longer for repeated offences).
+    pub peer_flood_hours: u32,
+    /// How long a dropped connection stays down before `ConnectionRestored`.
+    pub reconnect_delay_ms: u64,
+    /// How long a login code is accepted (`PHONE_CODE_EXPIRED` after). Not published.
+    pub login_code_lifetime_seconds: u64,
+    /// `auth.sendCode` calls per phone per hour before a flood wait. Not published.
+    pub login_codes_per_hour: u32,
+    /// Wrong codes plus wrong passwords per phone before a flood wait. Not published.
+    pub login_max_wrong_attempts: u32,
+    /// The wait imposed on a phone after too many login attempts.
+    pub login_flood_wait_seconds: u32,
+    /// Capacity of each connection's event channel. When the owner does not read, later events are
+    /// dropped and counted (Telegram's `updatesTooLong`, without the catch-up).
+    pub event_buffer: usize,
+    /// The Unix time at which simulated time starts (message dates are this plus elapsed time).
+    pub start_unix_time: i64,
+}
+
+impl Default for SimParams {
+    fn default() -> Self {
+        Self {
+            seed: 0x6a6f_6262_6f74,
+            call_latency_ms: 5,
+            call_latency_jitter_ms: 5,
+            send_messages: RateLimitParams {
+                per_minute: 20,
+                burst: 5,
+                first_wait_seconds: 30,
+                max_wait_seconds: 86_400,
+                violation_memory_seconds: 3_600,
+            },
+            resolve_username: RateLimitParams {
+                per_minute: 5,
+                burst: 5,
+                first_wait_seconds: 600,
+                max_wait_seconds: 64_800,
+                violation_memory_seconds: 86_400,
+            },
+            create_forum_topic: RateLimitParams {
+                per_minute: 10,
+                burst: 5,
+                first_wait_seconds: 60,
+                max_wait_seconds: 86_400,
+                violation_memory_seconds: 3_600,
+            },
+            cold_dm_daily_budget: 40,
+            peer_flood_hours: 24,
+            reconnect_delay_ms: 5_000,
+            login_code_lifetime_seconds: 300,
+            login_codes_per_hour: 5,
+            login_max_wrong_attempts: 5,
+            login_flood_wait_seconds: 3_600,
+            event_buffer: 1_024,
+            start_unix_time: 1_750_000_000,
+        }
+    }
+}

@@ -1,0 +1,1129 @@
+//! The simulated Telegram: users, bots, channels, forum groups, sessions and their connections,
+//! behind one `std::sync::Mutex`. The lock is never held across an `.await`: every call takes it,
+//! decides, records and delivers, and releases it before any sleep.
+//!
+//! Collections are `BTreeMap`s so iteration (and therefore event delivery order) does not depend
+//! on a per-process hash seed: the same `SimParams::seed` and the same calls give the same world.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
+use jobbot_core::telegram::{
+    AccountEvent, DeadReason, IncomingMessage, Me, Peer, PeerKind, PeerRef, Sender, SentMessage,
+    TopicId,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
+
+use crate::limits::{ColdDmLimit, FloodBucket};
+use crate::params::SimParams;
+
+/// The whole simulated Telegram. Cheap to clone; all clones are the same world.
+#[derive(Clone)]
+pub struct SimWorld {
+    state: Arc<Mutex<WorldState>>,
+}
+
+/// A user to create, built with chained calls: `NewUser::named("Ivan").username("ivan_hr")`.
+/// Not `Debug`: it may hold a 2FA password.
+#[derive(Clone, Default)]
+pub struct NewUser {
+    first_name: String,
+    last_name: Option<String>,
+    username: Option<Username>,
+    phone: Option<PhoneNumber>,
+    refuses_strangers: bool,
+    two_factor: Option<TwoFactor>,
+}
+
+/// A message as the world stores it: for tests and the demo to inspect what really arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageRecord {
+    /// The chat as the box's owner sees it: the other user for a private message, else the chat.
+    pub chat: ChatId,
+    pub message_id: i32,
+    /// Who the message is from as Telegram shows it (a broadcast channel's posts are from the
+    /// channel itself).
+    pub sender: Option<ChatId>,
+    /// The user who actually sent it, where one did (the admin behind a channel post).
+    pub author: Option<ChatId>,
+    pub text: String,
+    pub topic: Option<TopicId>,
+    pub date: i64,
+    pub is_service: bool,
+    pub edited: bool,
+}
+
+/// What happened to one account, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AccountCounters {
+    pub calls: u64,
+    pub messages_sent: u64,
+    pub send_flood_waits: u64,
+    pub resolve_flood_waits: u64,
+    pub other_flood_waits: u64,
+    pub peer_floods: u64,
+    pub privacy_refusals: u64,
+    pub cold_chats_started: u64,
+    pub resolves: u64,
+    pub deduplicated_sends: u64,
+    pub events_delivered: u64,
+    pub events_dropped: u64,
+}
+
+impl AccountCounters {
+    pub fn flood_waits(&self) -> u64 {
+        self.send_flood_waits + self.resolve_flood_waits + self.other_flood_waits
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct TwoFactor {
+    pub(crate) password: String,
+    pub(crate) hint: Option<String>,
+}
+
+pub(crate) type ConnectionId = u64;
+
+pub(crate) struct WorldState {
+    pub(crate) params: SimParams,
+    pub(crate) rng: StdRng,
+    started_at: Instant,
+    access_hash_salt: u64,
+    next_user_id: i64,
+    next_channel_id: i64,
+    next_handle_id: u64,
+    pub(crate) users: BTreeMap<ChatId, UserRecord>,
+    pub(crate) chats: BTreeMap<ChatId, ChatRecord>,
+    pub(crate) usernames: BTreeMap<Username, ChatId>,
+    pub(crate) phones: BTreeMap<PhoneNumber, ChatId>,
+    pub(crate) banned_phones: BTreeSet<PhoneNumber>,
+    pub(crate) invalid_phones: BTreeSet<PhoneNumber>,
+    pub(crate) login_codes: BTreeMap<PhoneNumber, IssuedCode>,
+    pub(crate) login_attempts: BTreeMap<PhoneNumber, LoginAttempts>,
+    pub(crate) sessions: BTreeMap<SessionName, SessionRecord>,
+    pub(crate) connections: BTreeMap<ConnectionId, ConnectionRecord>,
+    pub(crate) invites: BTreeMap<String, InviteRecord>,
+    /// `(writer, recipient)`: the writer has sent the recipient a private message. Decides who
+    /// "wrote first" (telegram.org/faq_spam) and who already has a chat.
+    pub(crate) wrote_to: BTreeSet<(ChatId, ChatId)>,
+}
+
+pub(crate) struct UserRecord {
+    pub(crate) first_name: String,
+    pub(crate) last_name: Option<String>,
+    pub(crate) username: Option<Username>,
+    pub(crate) phone: Option<PhoneNumber>,
+    pub(crate) is_bot: bool,
+    /// "Who can send me messages: my contacts" (core.telegram.org/api/privacy,
+    /// `new_noncontact_peers_require_premium`; refused with `PRIVACY_PREMIUM_REQUIRED` /
+    /// `USER_PRIVACY_RESTRICTED`).
+    pub(crate) refuses_strangers: bool,
+    pub(crate) two_factor: Option<TwoFactor>,
+    /// Banned, deactivated or frozen: applies to every session of the account.
+    pub(crate) dead: Option<DeadReason>,
+    /// People whose number this user saved.
+    pub(crate) contacts: BTreeSet<ChatId>,
+    /// Private messages in and out. Telegram numbers them per user, not per chat, so the same
+    /// message has a different id in the sender's and the recipient's box.
+    pub(crate) private_box: Vec<MessageRecord>,
+    next_private_message_id: i32,
+    pub(crate) limits: AccountLimits,
+    pub(crate) counters: AccountCounters,
+}
+
+#[derive(Default)]
+pub(crate) struct AccountLimits {
+    pub(crate) send: FloodBucket,
+    pub(crate) resolve: FloodBucket,
+    pub(crate) create_topic: FloodBucket,
+    pub(crate) cold_dm: ColdDmLimit,
+    /// MTProto deduplicates sends by `random_id` per account (updateMessageID, "random ID
+    /// deduplication").
+    pub(crate) by_random_id: BTreeMap<i64, Deduplicated>,
+    /// The adapter's per-account username cache, which the port requires ("implementations cache
+    /// per account"): a hit costs no `contacts.resolveUsername` call. Like a real cache it can be
+    /// stale: a username that changed hands still points at the old peer.
+    pub(crate) resolved_usernames: BTreeMap<Username, ChatId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Destination {
+    Direct(ChatId),
+    Chat(ChatId),
+    Topic(ChatId, TopicId),
+    NewTopic(ChatId),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deduplicated {
+    pub(crate) destination: Destination,
+    pub(crate) sent: SentMessage,
+}
+
+pub(crate) struct ChatRecord {
+    pub(crate) id: ChatId,
+    pub(crate) title: String,
+    pub(crate) username: Option<Username>,
+    /// A broadcast channel (only admins post) rather than a supergroup.
+    pub(crate) broadcast: bool,
+    pub(crate) forum: bool,
+    pub(crate) admins: BTreeSet<ChatId>,
+    pub(crate) members: BTreeSet<ChatId>,
+    pub(crate) messages: Vec<MessageRecord>,
+    next_message_id: i32,
+    pub(crate) topics: BTreeMap<TopicId, TopicRecord>,
+}
+
+pub(crate) struct TopicRecord {
+    pub(crate) deleted: bool,
+}
+
+pub(crate) struct SessionRecord {
+    pub(crate) user: Option<ChatId>,
+    /// Revoked, logged out elsewhere, or burnt by `AUTH_KEY_DUPLICATED`: this key only.
+    pub(crate) dead: Option<DeadReason>,
+    /// The exclusive session lock jobbot takes before connecting (one owner per session).
+    pub(crate) lock: Option<ConnectionId>,
+    /// Connections using this session's key right now; more than one is `AUTH_KEY_DUPLICATED`.
+    pub(crate) live_connections: BTreeSet<ConnectionId>,
+}
+
+pub(crate) struct ConnectionRecord {
+    pub(crate) session: SessionName,
+    pub(crate) user: ChatId,
+    events: mpsc::Sender<AccountEvent>,
+    down: bool,
+    missed: Vec<AccountEvent>,
+}
+
+pub(crate) struct InviteRecord {
+    pub(crate) chat: ChatId,
+    pub(crate) revoked: bool,
+}
+
+pub(crate) struct IssuedCode {
+    pub(crate) code: String,
+    pub(crate) issued_at: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct LoginAttempts {
+    pub(crate) codes_requested: Vec<Instant>,
+    pub(crate) wrong_attempts: u32,
+    pub(crate) blocked_until: Option<Instant>,
+}
+
+impl NewUser {
+    pub fn named(first_name: &str) -> Self {
+        Self {
+            first_name: first_name.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub fn last_name(mut self, last_name: &str) -> Self {
+        self.last_name = Some(last_name.to_owned());
+        self
+    }
+
+    /// Panics on an invalid username: this is test set-up.
+    pub fn username(mut self, username: &str) -> Self {
+        self.username = Some(Username::parse(username).expect("test username"));
+        self
+    }
+
+    /// Panics on an invalid phone number: this is test set-up.
+    pub fn phone(mut self, phone: &str) -> Self {
+        self.phone = Some(PhoneNumber::parse(phone).expect("test phone number"));
+        self
+    }
+
+    /// Only contacts (and people this user wrote to) may message this user.
+    pub fn refusing_strangers(mut self) -> Self {
+        self.refuses_strangers = true;
+        self
+    }
+
+    pub fn two_factor(mut self, password: &str, hint: Option<&str>) -> Self {
+        self.two_factor = Some(TwoFactor {
+            password: password.to_owned(),
+            hint: hint.map(str::to_owned),
+        });
+        self
+    }
+}
+
+impl SimWorld {
+    /// A new, empty world. Its clock starts at the current `tokio::time::Instant`.
+    pub fn new(params: SimParams) -> Self {
+        let mut rng = StdRng::seed_from_u64(params.seed);
+        let access_hash_salt = rng.random();
+        let state = WorldState {
+            params,
+            rng,
+            started_at: Instant::now(),
+            access_hash_salt,
+            next_user_id: 5_000_001,
+            next_channel_id: 1_700_000_001,
+            next_handle_id: 1,
+            users: BTreeMap::new(),
+            chats: BTreeMap::new(),
+            usernames: BTreeMap::new(),
+            phones: BTreeMap::new(),
+            banned_phones: BTreeSet::new(),
+            invalid_phones: BTreeSet::new(),
+            login_codes: BTreeMap::new(),
+            login_attempts: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            invites: BTreeMap::new(),
+            wrote_to: BTreeSet::new(),
+        };
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    pub fn params(&self) -> SimParams {
+        self.with(|world| world.params.clone())
+    }
+
+    /// Runs `f` on the world under its lock. `f` must not block or await.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut WorldState) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WorldState> {
+        // A panic in a test thread must not turn every later call into a second, misleading panic.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The latency of one call, drawn from the seeded generator.
+    pub(crate) fn call_latency(&self) -> Duration {
+        self.with(|world| {
+            let jitter = world.params.call_latency_jitter_ms;
+            let extra = if jitter == 0 {
+                0
+            } else {
+                world.rng.random_range(0..=jitter)
+            };
+            Duration::from_millis(world.params.call_latency_ms + extra)
+        })
+    }
+
+    // ----- Creating the world -----
+
+    pub fn create_user(&self, user: NewUser) -> ChatId {
+        self.with(|world| world.insert_user(user, false))
+    }
+
+    /// A user with a logged-in session called `session` (as after `jobbot login`).
+    pub fn create_account(&self, session: &str, user: NewUser) -> ChatId {
+        let id = self.create_user(user);
+        self.log_in_session(session, id);
+        id
+    }
+
+    /// Puts a fresh, logged-in key for `user` into the session `session`.
+    pub fn log_in_session(&self, session: &str, user: ChatId) {
+        let session = SessionName::parse(session).expect("test session name");
+        self.with(|world| world.log_in(&session, user));
+    }
+
+    pub fn create_bot(&self, username: &str, name: &str) -> ChatId {
+        self.with(|world| world.insert_user(NewUser::named(name).username(username), true))
+    }
+
+    /// A broadcast channel. Admins are members and may post.
+    pub fn create_channel(&self, title: &str, username: Option<&str>, admins: &[ChatId]) -> ChatId {
+        self.with(|world| world.insert_chat(title, username, true, false, admins))
+    }
+
+    /// A supergroup, a forum when `forum` is set (topics enabled).
+    pub fn create_group(
+        &self,
+        title: &str,
+        username: Option<&str>,
+        forum: bool,
+        admins: &[ChatId],
+    ) -> ChatId {
+        self.with(|world| world.insert_chat(title, username, false, forum, admins))
+    }
+
+    pub fn add_member(&self, chat: ChatId, user: ChatId) {
+        self.with(|world| {
+            world.user(user);
+            world.chat_mut(chat).members.insert(user);
+        })
+    }
+
+    pub fn add_admin(&self, chat: ChatId, user: ChatId) {
+        self.with(|world| {
+            let record = world.chat_mut(chat);
+            record.members.insert(user);
+            record.admins.insert(user);
+        })
+    }
+
+    /// `owner` saves `contact`'s number. A user accepts messages from people in their contacts
+    /// even when limited or private (telegram.org/faq_spam).
+    pub fn add_contact(&self, owner: ChatId, contact: ChatId) {
+        self.with(|world| {
+            world.user(contact);
+            world.user_mut(owner).contacts.insert(contact);
+        })
+    }
+
+    /// A new invite link hash for `chat` (the part after `t.me/+`).
+    pub fn create_invite(&self, chat: ChatId) -> String {
+        self.with(|world| {
+            world.chat(chat);
+            const ALPHABET: &[u8] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+            let hash: String = (0..16)
+                .map(|_| ALPHABET[world.rng.random_range(0..ALPHABET.len())] as char)
+                .collect();
+            world.invites.insert(
+                hash.clone(),
+                InviteRecord {
+                    chat,
+                    revoked: false,
+                },
+            );
+            hash
+        })
+    }
+
+    pub fn revoke_invite(&self, hash: &str) {
+        self.with(|world| {
+            if let Some(invite) = world.invites.get_mut(hash) {
+                invite.revoked = true;
+            }
+        })
+    }
+
+    // ----- Making things happen -----
+
+    /// The channel publishes a post (as a channel does: from the channel, no author shown).
+    /// Every member account's stream gets it.
+    pub fn channel_post(&self, channel: ChatId, text: &str) -> i32 {
+        self.with(|world| {
+            let now = Instant::now();
+            world
+                .post_in_chat(channel, None, None, text, false, now)
+                .message_id
+        })
+    }
+
+    /// `author` writes in a supergroup, into `topic` when given. Fails like Telegram would if the
+    /// topic was deleted or the author is not a member.
+    pub fn group_post(
+        &self,
+        group: ChatId,
+        author: ChatId,
+        topic: Option<TopicId>,
+        text: &str,
+    ) -> Result<i32, jobbot_core::telegram::TelegramError> {
+        self.with(|world| {
+            let now = Instant::now();
+            world.check_may_post(author, group)?;
+            if let Some(topic) = topic {
+                world.check_topic_alive(group, topic)?;
+            }
+            Ok(world
+                .post_in_chat(group, Some(author), topic, text, false, now)
+                .message_id)
+        })
+    }
+
+    /// `author` creates a forum topic (as an admin of `group`), returning its id.
+    pub fn create_topic(&self, group: ChatId, author: ChatId, title: &str) -> TopicId {
+        self.with(|world| world.insert_topic(group, Some(author), title, Instant::now()))
+    }
+
+    /// An admin deletes a forum topic and its history (`channels.deleteTopicHistory`).
+    pub fn delete_topic(&self, group: ChatId, topic: TopicId) {
+        self.with(|world| {
+            let chat = world.chat_mut(group);
+            if let Some(record) = chat.topics.get_mut(&topic) {
+                record.deleted = true;
+            }
+            chat.messages
+                .retain(|message| message.topic != Some(topic) && message.message_id != topic.0);
+        })
+    }
+
+    /// `from` sends a private message to `to` (usually an account). Returns the message id in
+    /// the recipient's box.
+    pub fn send_direct(&self, from: ChatId, to: ChatId, text: &str) -> i32 {
+        self.with(|world| world.deliver_private(from, to, text, Instant::now()).1)
+    }
+
+    /// Edits a chat message; members receive `MessageEdited`.
+    pub fn edit_chat_message(&self, chat: ChatId, message_id: i32, text: &str) {
+        self.with(|world| {
+            let record = world.chat_mut(chat);
+            let Some(message) = record
+                .messages
+                .iter_mut()
+                .find(|message| message.message_id == message_id)
+            else {
+                panic!("chat {chat} has no message {message_id}");
+            };
+            message.text = text.to_owned();
+            message.edited = true;
+            let message = message.clone();
+            let members: Vec<ChatId> = record.members.iter().copied().collect();
+            for member in members {
+                let incoming = world.chat_incoming(member, &message);
+                world.deliver_event(member, AccountEvent::MessageEdited(incoming));
+            }
+        })
+    }
+
+    // ----- Ending accounts (core.telegram.org/api/errors, 401 and 406) -----
+
+    /// `USER_DEACTIVATED_BAN` on every session; the phone number is banned for new logins
+    /// (`PHONE_NUMBER_BANNED`) and the username disappears.
+    pub fn ban(&self, user: ChatId) {
+        self.with(|world| {
+            world.kill_user(user, DeadReason::Banned);
+            if let Some(phone) = world.user(user).phone.clone() {
+                world.banned_phones.insert(phone);
+            }
+        })
+    }
+
+    /// A frozen account (`FROZEN_METHOD_INVALID`): every call of the port is refused. Real
+    /// Telegram still allows a few read-only methods, none of which the port uses.
+    pub fn freeze(&self, user: ChatId) {
+        self.with(|world| world.kill_user(user, DeadReason::Frozen))
+    }
+
+    /// The person deleted the account (`USER_DEACTIVATED`): the number is free again, so a new
+    /// login with it needs a sign-up.
+    pub fn deactivate(&self, user: ChatId) {
+        self.with(|world| {
+            world.kill_user(user, DeadReason::Deactivated);
+            if let Some(phone) = world.user(user).phone.clone() {
+                world.phones.remove(&phone);
+            }
+        })
+    }
+
+    /// The session was terminated from another device (`SESSION_REVOKED`).
+    pub fn revoke(&self, session: &SessionName) {
+        self.with(|world| world.kill_session(session, DeadReason::Revoked))
+    }
+
+    /// The key was logged out elsewhere (`AUTH_KEY_UNREGISTERED`).
+    pub fn unregister(&self, session: &SessionName) {
+        self.with(|world| world.kill_session(session, DeadReason::Unregistered))
+    }
+
+    /// `auth.sendCode` answers `PHONE_NUMBER_BANNED` for this number.
+    pub fn ban_phone(&self, phone: &PhoneNumber) {
+        self.with(|world| world.banned_phones.insert(phone.clone()));
+    }
+
+    /// `auth.sendCode` answers `PHONE_NUMBER_INVALID` for this number.
+    pub fn mark_phone_invalid(&self, phone: &PhoneNumber) {
+        self.with(|world| world.invalid_phones.insert(phone.clone()));
+    }
+
+    /// Drops every live connection of `session`: its stream gets `ConnectionLost`, calls fail with
+    /// `Network`, and after `reconnect_delay_ms` the stream gets `ConnectionRestored` followed by
+    /// the updates missed meanwhile (what `updates.getDifference` returns after a reconnect).
+    /// Call it inside a tokio runtime: the reconnect is a spawned task on tokio time.
+    pub fn drop_connection(&self, session: &SessionName) {
+        let dropped: Vec<ConnectionId> = self.with(|world| {
+            let ids: Vec<ConnectionId> = world
+                .connections
+                .iter()
+                .filter(|(_, connection)| &connection.session == session && !connection.down)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                let connection = world.connections.get_mut(id).expect("listed above");
+                connection.down = true;
+                let _ = connection.events.try_send(AccountEvent::ConnectionLost);
+            }
+            ids
+        });
+        if dropped.is_empty() {
+            return;
+        }
+        let world = self.clone();
+        let delay = Duration::from_millis(self.params().reconnect_delay_ms);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            world.with(|world| {
+                for id in dropped {
+                    let Some(connection) = world.connections.get_mut(&id) else {
+                        continue;
+                    };
+                    connection.down = false;
+                    let _ = connection.events.try_send(AccountEvent::ConnectionRestored);
+                    let user = connection.user;
+                    for event in std::mem::take(&mut connection.missed) {
+                        world.send_event_on(id, user, event);
+                    }
+                }
+            });
+        });
+    }
+
+    // ----- Inspecting -----
+
+    /// The last login code sent to `phone` (what the person would read in their Telegram app).
+    pub fn last_login_code(&self, phone: &PhoneNumber) -> Option<String> {
+        self.with(|world| {
+            world
+                .login_codes
+                .get(phone)
+                .map(|issued| issued.code.clone())
+        })
+    }
+
+    pub fn user_of_session(&self, session: &SessionName) -> Option<ChatId> {
+        self.with(|world| world.sessions.get(session).and_then(|record| record.user))
+    }
+
+    pub fn find_username(&self, username: &str) -> Option<ChatId> {
+        let username = Username::parse(username).ok()?;
+        self.with(|world| world.usernames.get(&username).copied())
+    }
+
+    /// Every message in a channel or group, in order.
+    pub fn chat_messages(&self, chat: ChatId) -> Vec<MessageRecord> {
+        self.with(|world| world.chat(chat).messages.clone())
+    }
+
+    /// Every private message `user` sent or received, in order, with `user`'s own ids.
+    pub fn private_messages(&self, user: ChatId) -> Vec<MessageRecord> {
+        self.with(|world| world.user(user).private_box.clone())
+    }
+
+    /// The private messages `recipient` received from `sender`.
+    pub fn received_from(&self, recipient: ChatId, sender: ChatId) -> Vec<MessageRecord> {
+        self.private_messages(recipient)
+            .into_iter()
+            .filter(|message| message.chat == sender && message.sender == Some(sender))
+            .collect()
+    }
+
+    pub fn counters(&self, user: ChatId) -> AccountCounters {
+        self.with(|world| world.user(user).counters)
+    }
+
+    /// Whether `account` is currently limited from writing to strangers (`PEER_FLOOD`).
+    pub fn is_peer_flooded(&self, account: ChatId) -> bool {
+        self.with(|world| {
+            world
+                .user(account)
+                .limits
+                .cold_dm
+                .is_limited(Instant::now())
+        })
+    }
+
+    /// Simulated Unix time now.
+    pub fn now_unix(&self) -> i64 {
+        self.with(|world| world.unix_time(Instant::now()))
+    }
+}
+
+impl WorldState {
+    pub(crate) fn unix_time(&self, now: Instant) -> i64 {
+        self.params.start_unix_time + now.duration_since(self.started_at).as_secs() as i64
+    }
+
+    pub(crate) fn next_handle(&mut self) -> ConnectionId {
+        let id = self.next_handle_id;
+        self.next_handle_id += 1;
+        id
+    }
+
+    fn insert_user(&mut self, user: NewUser, is_bot: bool) -> ChatId {
+        let id = ChatId::user(self.next_user_id).expect("positive");
+        self.next_user_id += 1 + self.rng.random_range(0..1_000);
+        if let Some(username) = &user.username {
+            assert!(
+                !self.usernames.contains_key(username),
+                "username {username} is taken"
+            );
+            self.usernames.insert(username.clone(), id);
+        }
+        if let Some(phone) = &user.phone {
+            assert!(!self.phones.contains_key(phone), "phone {phone} is taken");
+            self.phones.insert(phone.clone(), id);
+        }
+        self.users.insert(
+            id,
+            UserRecord {
+                first_name: user.first_name,
+                last_name: user.last_name,
+                username: user.username,
+                phone: user.phone,
+                is_bot,
+                refuses_strangers: user.refuses_strangers,
+                two_factor: user.two_factor,
+                dead: None,
+                contacts: BTreeSet::new(),
+                private_box: Vec::new(),
+                next_private_message_id: 1,
+                limits: AccountLimits::default(),
+                counters: AccountCounters::default(),
+            },
+        );
+        id
+    }
+
+    fn insert_chat(
+        &mut self,
+        title: &str,
+        username: Option<&str>,
+        broadcast: bool,
+        forum: bool,
+        admins: &[ChatId],
+    ) -> ChatId {
+        let id = ChatId::channel(self.next_channel_id).expect("in the Bot API range");
+        self.next_channel_id += 1 + self.rng.random_range(0..1_000);
+        let username = username.map(|name| Username::parse(name).expect("test username"));
+        if let Some(username) = &username {
+            assert!(
+                !self.usernames.contains_key(username),
+                "username {username} is taken"
+            );
+            self.usernames.insert(username.clone(), id);
+        }
+        for admin in admins {
+            self.user(*admin);
+        }
+        self.chats.insert(
+            id,
+            ChatRecord {
+                id,
+                title: title.to_owned(),
+                username,
+                broadcast,
+                forum,
+                admins: admins.iter().copied().collect(),
+                members: admins.iter().copied().collect(),
+                messages: Vec::new(),
+                next_message_id: 1,
+                topics: BTreeMap::new(),
+            },
+        );
+        id
+    }
+
+    pub(crate) fn log_in(&mut self, session: &SessionName, user: ChatId) {
+        self.user(user);
+        let record = self
+            .sessions
+            .entry(session.clone())
+            .or_insert_with(|| SessionRecord {
+                user: None,
+                dead: None,
+                lock: None,
+                live_connections: BTreeSet::new(),
+            });
+        record.user = Some(user);
+        record.dead = None;
+    }
+
+    fn kill_user(&mut self, user: ChatId, reason: DeadReason) {
+        let record = self.user_mut(user);
+        record.dead = Some(reason);
+        if matches!(reason, DeadReason::Banned | DeadReason::Deactivated)
+            && let Some(username) = record.username.clone()
+        {
+            // A deleted or banned account's username is released ("Deleted Account").
+            self.usernames.remove(&username);
+        }
+    }
+
+    fn kill_session(&mut self, session: &SessionName, reason: DeadReason) {
+        let record = self
+            .sessions
+            .get_mut(session)
+            .unwrap_or_else(|| panic!("no session {session}"));
+        record.dead = Some(reason);
+    }
+
+    pub(crate) fn user(&self, id: ChatId) -> &UserRecord {
+        self.users
+            .get(&id)
+            .unwrap_or_else(|| panic!("{id} is not a user of this world"))
+    }
+
+    pub(crate) fn user_mut(&mut self, id: ChatId) -> &mut UserRecord {
+        self.users
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("{id} is not a user of this world"))
+    }
+
+    pub(crate) fn chat(&self, id: ChatId) -> &ChatRecord {
+        self.chats
+            .get(&id)
+            .unwrap_or_else(|| panic!("{id} is not a chat of this world"))
+    }
+
+    pub(crate) fn chat_mut(&mut self, id: ChatId) -> &mut ChatRecord {
+        self.chats
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("{id} is not a chat of this world"))
+    }
+
+    /// The access hash `account` gets for `peer`: stable per pair, different for every account
+    /// ("Access hashes may not be reused across different accounts", core.telegram.org/api/peers).
+    pub(crate) fn access_hash(&self, account: ChatId, peer: ChatId) -> i64 {
+        let mixed = self.access_hash_salt
+            ^ (account.get() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (peer.get() as u64).rotate_left(29);
+        split_mix(mixed) as i64
+    }
+
+    /// A peer as `viewer` sees it, or `None` when `id` is not in the world.
+    pub(crate) fn peer_seen_by(&self, viewer: ChatId, id: ChatId) -> Option<Peer> {
+        let peer = PeerRef {
+            id,
+            access_hash: self.access_hash(viewer, id),
+        };
+        if let Some(user) = self.users.get(&id) {
+            return Some(Peer {
+                peer,
+                kind: if user.is_bot {
+                    PeerKind::Bot
+                } else {
+                    PeerKind::User
+                },
+                username: user.username.clone(),
+                name: user.first_name.clone(),
+                last_name: user.last_name.clone(),
+            });
+        }
+        let chat = self.chats.get(&id)?;
+        Some(Peer {
+            peer,
+            kind: if chat.broadcast {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
+            username: chat.username.clone(),
+            name: chat.title.clone(),
+            last_name: None,
+        })
+    }
+
+    pub(crate) fn me_of(&self, user: ChatId) -> Me {
+        let record = self.user(user);
+        Me {
+            user_id: user,
+            username: record.username.clone(),
+            first_name: record.first_name.clone(),
+            last_name: record.last_name.clone(),
+            phone: record.phone.clone(),
+        }
+    }
+
+    fn sender_of(&self, id: ChatId) -> Sender {
+        let peer = self
+            .peer_seen_by(id, id)
+            .unwrap_or_else(|| panic!("{id} is not in this world"));
+        Sender {
+            id,
+            kind: peer.kind,
+            username: peer.username,
+            first_name: peer.name,
+            last_name: peer.last_name,
+        }
+    }
+
+    pub(crate) fn check_may_post(
+        &self,
+        author: ChatId,
+        chat: ChatId,
+    ) -> Result<(), jobbot_core::telegram::TelegramError> {
+        use jobbot_core::telegram::TelegramError;
+        let Some(record) = self.chats.get(&chat) else {
+            return Err(TelegramError::Other {
+                message: "CHANNEL_INVALID".to_owned(),
+            });
+        };
+        if !record.members.contains(&author) {
+            // A private chat is invisible to non-members; a public one refuses the write.
+            let code = if record.username.is_some() {
+                "CHAT_WRITE_FORBIDDEN"
+            } else {
+                "CHANNEL_PRIVATE"
+            };
+            return Err(TelegramError::ChatForbidden {
+                code: code.to_owned(),
+            });
+        }
+        if record.broadcast && !record.admins.contains(&author) {
+            return Err(TelegramError::ChatForbidden {
+                code: "CHAT_ADMIN_REQUIRED".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_topic_alive(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+    ) -> Result<(), jobbot_core::telegram::TelegramError> {
+        use jobbot_core::telegram::TelegramError;
+        let record = self.chat(group);
+        if !record.forum {
+            return Err(TelegramError::Other {
+                message: "CHANNEL_FORUM_MISSING".to_owned(),
+            });
+        }
+        match record.topics.get(&topic) {
+            Some(topic) if !topic.deleted => Ok(()),
+            // A deleted topic and an id that never was one both fail (TOPIC_DELETED /
+            // MESSAGE_THREAD_INVALID); the port maps both to TopicDeleted.
+            _ => Err(TelegramError::TopicDeleted),
+        }
+    }
+
+    /// Stores a message in a chat and delivers it to every member's connections. Broadcast posts
+    /// come from the channel; the author (if any) sees them as outgoing.
+    pub(crate) fn post_in_chat(
+        &mut self,
+        chat: ChatId,
+        author: Option<ChatId>,
+        topic: Option<TopicId>,
+        text: &str,
+        is_service: bool,
+        now: Instant,
+    ) -> MessageRecord {
+        let date = self.unix_time(now);
+        let record = self.chat_mut(chat);
+        let message_id = record.next_message_id;
+        record.next_message_id += 1;
+        let sender = if record.broadcast { Some(chat) } else { author };
+        let message = MessageRecord {
+            chat,
+            message_id,
+            sender,
+            author,
+            text: text.to_owned(),
+            topic,
+            date,
+            is_service,
+            edited: false,
+        };
+        record.messages.push(message.clone());
+        let members: Vec<ChatId> = record.members.iter().copied().collect();
+        for member in members {
+            let incoming = self.chat_incoming(member, &message);
+            self.deliver_event(member, AccountEvent::NewMessage(incoming));
+        }
+        message
+    }
+
+    pub(crate) fn insert_topic(
+        &mut self,
+        group: ChatId,
+        author: Option<ChatId>,
+        title: &str,
+        now: Instant,
+    ) -> TopicId {
+        assert!(self.chat(group).forum, "{group} is not a forum");
+        // A topic's id is the id of its creation service message (core.telegram.org/api/forum).
+        let topic = TopicId(self.chat(group).next_message_id);
+        self.chat_mut(group)
+            .topics
+            .insert(topic, TopicRecord { deleted: false });
+        self.post_in_chat(
+            group,
+            author,
+            Some(topic),
+            &format!("Topic created: {title}"),
+            true,
+            now,
+        );
+        topic
+    }
+
+    fn chat_incoming(&self, viewer: ChatId, message: &MessageRecord) -> IncomingMessage {
+        let chat = self.chat(message.chat);
+        IncomingMessage {
+            chat: chat.id,
+            chat_kind: if chat.broadcast {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
+            chat_title: Some(chat.title.clone()),
+            chat_username: chat.username.clone(),
+            message_id: message.message_id,
+            sender: message.sender.map(|sender| self.sender_of(sender)),
+            text: message.text.clone(),
+            media: None,
+            date: message.date,
+            outgoing: message.author == Some(viewer),
+            is_service: message.is_service,
+            topic_id: message.topic,
+        }
+    }
+
+    /// Stores a private message in both boxes (each with its own id) and delivers it to both
+    /// sides' connections. Returns `(sender's id, recipient's id)`.
+    pub(crate) fn deliver_private(
+        &mut self,
+        from: ChatId,
+        to: ChatId,
+        text: &str,
+        now: Instant,
+    ) -> (i32, i32) {
+        let date = self.unix_time(now);
+        self.wrote_to.insert((from, to));
+        let mut ids = [0; 2];
+        for (index, (owner, other)) in [(from, to), (to, from)].into_iter().enumerate() {
+            if index == 1 && from == to {
+                ids[1] = ids[0];
+                break;
+            }
+            let record = self.user_mut(owner);
+            let message_id = record.next_private_message_id;
+            record.next_private_message_id += 1;
+            ids[index] = message_id;
+            let message = MessageRecord {
+                chat: other,
+                message_id,
+                sender: Some(from),
+                author: Some(from),
+                text: text.to_owned(),
+                topic: None,
+                date,
+                is_service: false,
+                edited: false,
+            };
+            record.private_box.push(message.clone());
+            let incoming = IncomingMessage {
+                chat: other,
+                chat_kind: self.peer_seen_by(owner, other).expect("in the world").kind,
+                chat_title: None,
+                chat_username: self.user(other).username.clone(),
+                message_id,
+                sender: Some(self.sender_of(from)),
+                text: text.to_owned(),
+                media: None,
+                date,
+                outgoing: owner == from,
+                is_service: false,
+                topic_id: None,
+            };
+            self.deliver_event(owner, AccountEvent::NewMessage(incoming));
+        }
+        (ids[0], ids[1])
+    }
+
+    /// Sends an event to every live connection of `user`. A dropped connection keeps it for its
+    /// reconnect; a connection of a dead session gets nothing (Telegram closes it).
+    pub(crate) fn deliver_event(&mut self, user: ChatId, event: AccountEvent) {
+        let targets: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| connection.user == user)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in targets {
+            let session = &self.connections[&id].session;
+            if self
+                .sessions
+                .get(session)
+                .is_none_or(|record| record.dead.is_some())
+                || self.user(user).dead.is_some()
+            {
+                continue;
+            }
+            let connection = self.connections.get_mut(&id).expect("listed above");
+            if connection.down {
+                connection.missed.push(event.clone());
+                continue;
+            }
+            self.send_event_on(id, user, event.clone());
+        }
+    }
+
+    fn send_event_on(&mut self, id: ConnectionId, user: ChatId, event: AccountEvent) {
+        let delivered = self
+            .connections
+            .get(&id)
+            .is_some_and(|connection| connection.events.try_send(event).is_ok());
+        let counters = &mut self.user_mut(user).counters;
+        if delivered {
+            counters.events_delivered += 1;
+        } else {
+            counters.events_dropped += 1;
+        }
+    }
+
+    /// Opens a connection record `id` for `session` (already checked to be logged in, or opened
+    /// on purpose without the lock by `duplicate_connect`).
+    pub(crate) fn open_connection(
+        &mut self,
+        id: ConnectionId,
+        session: &SessionName,
+        user: ChatId,
+    ) -> mpsc::Receiver<AccountEvent> {
+        let (events, receiver) = mpsc::channel(self.params.event_buffer.max(1));
+        self.connections.insert(
+            id,
+            ConnectionRecord {
+                session: session.clone(),
+                user,
+                events,
+                down: false,
+                missed: Vec::new(),
+            },
+        );
+        self.sessions
+            .get_mut(session)
+            .expect("checked by the caller")
+            .live_connections
+            .insert(id);
+        receiver
+    }
+
+    /// Closes a connection and releases the session lock if this connection held it. Dropping the
+    /// event sender ends the owner's stream.
+    pub(crate) fn close_connection(&mut self, id: ConnectionId) {
+        let Some(connection) = self.connections.remove(&id) else {
+            return;
+        };
+        if let Some(session) = self.sessions.get_mut(&connection.session) {
+            session.live_connections.remove(&id);
+            if session.lock == Some(id) {
+                session.lock = None;
+            }
+        }
+    }
+
+    pub(crate) fn connection_is_down(&self, id: ConnectionId) -> Option<bool> {
+        self.connections.get(&id).map(|connection| connection.down)
+    }
+}
+
+/// SplitMix64's finaliser: a good bijective scramble for derived ids.
+fn split_mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}

@@ -1,0 +1,476 @@
+//! The simulator's integration tests: the port contract suite on paused tokio time, then rules
+//! the contract cannot state for every back-end (exact budgets, counters, determinism).
+
+use jobbot_sim::SimParams;
+use jobbot_sim::contract::{self, CheckOutcome};
+use jobbot_sim::fixture::SimFixture;
+
+/// One test per contract check, each on a fresh world and paused time.
+macro_rules! contract_checks {
+    ($($check:ident),+ $(,)?) => {
+        mod contract_suite {
+            use super::*;
+            $(
+                #[tokio::test(start_paused = true)]
+                async fn $check() {
+                    let fixture = SimFixture::new(SimParams::default());
+                    match contract::$check(&fixture).await {
+                        Ok(CheckOutcome::Passed) => {}
+                        Ok(CheckOutcome::Skipped(why)) => panic!("skipped against the simulator: {why}"),
+                        Err(failure) => panic!("{failure}"),
+                    }
+                }
+            )+
+        }
+    };
+}
+
+contract_checks!(
+    flood_wait_is_a_typed_value_with_seconds,
+    resolving_many_usernames_quickly_gets_a_flood_wait,
+    resending_a_random_id_creates_no_second_message,
+    a_second_owner_of_a_session_is_refused_before_connecting,
+    check_authorization_tells_logged_in_from_not,
+    a_duplicated_connection_burns_the_session,
+    a_banned_account_is_dead_on_every_call,
+    peer_flood_after_the_cold_dm_budget_but_replies_still_work,
+    a_private_user_refuses_a_cold_dm,
+    an_unknown_username_is_not_found,
+    a_direct_message_to_a_bot_or_channel_is_not_a_user,
+    an_access_hash_from_another_account_is_refused,
+    a_plain_member_may_not_post_in_a_channel,
+    joining_is_idempotent,
+    a_forum_topic_can_be_created_and_posted_to,
+    a_deleted_topic_is_refused,
+    a_channel_post_reaches_a_member_accounts_stream,
+    a_direct_message_arrives_as_a_private_message,
+    a_topic_message_carries_its_topic_id,
+    a_dropped_connection_is_lost_then_restored,
+    login_with_a_wrong_code_then_the_right_one,
+    login_with_an_expired_code,
+    login_with_two_step_verification,
+    login_with_a_banned_or_unregistered_phone,
+    login_guessing_codes_gets_a_flood_wait,
+);
+
+// ----- Rules with the simulator's exact numbers -----
+
+use std::sync::Arc;
+
+use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
+use jobbot_core::telegram::{
+    AccountConnector, AccountEvent, AuthorizationStatus, ConnectError, ConnectOptions, DeadReason,
+    LoginBackend, LoginError, MessageContent, PeerRef, RandomId, TelegramAccount, TelegramError,
+};
+use jobbot_sim::{NewUser, SimConnector, SimWorld};
+use tokio::time::{Duration, Instant, sleep};
+
+async fn connect(world: &SimWorld, session: &str) -> Arc<dyn TelegramAccount> {
+    SimConnector::new(world.clone())
+        .connect(
+            &SessionName::parse(session).unwrap(),
+            &ConnectOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("connect {session}: {error}"))
+}
+
+async fn resolve(account: &dyn TelegramAccount, username: &str) -> PeerRef {
+    account
+        .resolve_username(&Username::parse(username).unwrap())
+        .await
+        .expect("resolve")
+        .peer
+}
+
+fn text(body: &str) -> MessageContent {
+    MessageContent::plain(body)
+}
+
+/// A world with one account and `strangers` people who accept messages, named `person_00000`….
+fn world_with_strangers(params: SimParams, strangers: usize) -> (SimWorld, ChatId) {
+    let world = SimWorld::new(params);
+    let account = world.create_account("agent", NewUser::named("Agent").username("agent_hr"));
+    for index in 0..strangers {
+        world.create_user(NewUser::named("Person").username(&format!("person_{index:05}")));
+    }
+    (world, account)
+}
+
+#[tokio::test(start_paused = true)]
+async fn sends_beyond_the_burst_wait_thirty_seconds_then_twice_as_long() {
+    let (world, account_id) = world_with_strangers(SimParams::default(), 1);
+    let account = connect(&world, "agent").await;
+    let peer = resolve(&*account, "person_00000").await;
+    let mut random_ids = 0..;
+    let mut send = async || {
+        account
+            .send_direct(peer, &text("hi"), RandomId(random_ids.next().unwrap()))
+            .await
+    };
+    for _ in 0..5 {
+        send().await.expect("within the burst of 5");
+    }
+    assert_eq!(send().await, Err(TelegramError::FloodWait { seconds: 30 }));
+    sleep(Duration::from_secs(30)).await;
+    for _ in 0..5 {
+        send().await.expect("the bucket refilled during the wait");
+    }
+    assert_eq!(
+        send().await,
+        Err(TelegramError::FloodWait { seconds: 60 }),
+        "a repeat within the hour doubles"
+    );
+    let counters = world.counters(account_id);
+    assert_eq!((counters.messages_sent, counters.send_flood_waits), (10, 2));
+    assert_eq!(
+        world
+            .received_from(world.find_username("person_00000").unwrap(), account_id)
+            .len(),
+        10
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn sending_at_the_sustained_rate_never_floods() {
+    let (world, account_id) = world_with_strangers(SimParams::default(), 1);
+    let account = connect(&world, "agent").await;
+    let peer = resolve(&*account, "person_00000").await;
+    for index in 0..300 {
+        sleep(Duration::from_secs(3)).await;
+        account
+            .send_direct(peer, &text("steady"), RandomId(index))
+            .await
+            .expect("20 per minute is allowed");
+    }
+    assert_eq!(world.counters(account_id).flood_waits(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cold_dm_budget_is_exact_and_the_limit_lifts_after_peer_flood_hours() {
+    let params = SimParams {
+        cold_dm_daily_budget: 3,
+        peer_flood_hours: 24,
+        ..SimParams::default()
+    };
+    let (world, account_id) = world_with_strangers(params, 6);
+    let contact = world.create_user(NewUser::named("Friend").username("friend_with_number"));
+    world.add_contact(contact, account_id);
+    let account = connect(&world, "agent").await;
+    let mut outcomes = Vec::new();
+    for index in 0..5 {
+        sleep(Duration::from_secs(60)).await;
+        let peer = resolve(&*account, &format!("person_{index:05}")).await;
+        outcomes.push(
+            account
+                .send_direct(peer, &text("hello"), RandomId(index))
+                .await
+                .map(|_| ()),
+        );
+    }
+    let expected = [
+        Ok(()),
+        Ok(()),
+        Ok(()),
+        Err(TelegramError::PeerFlood),
+        Err(TelegramError::PeerFlood),
+    ];
+    assert_eq!(outcomes, expected);
+    assert!(world.is_peer_flooded(account_id));
+    // Someone who saved the account's number may still be written to (telegram.org/faq_spam).
+    let friend = resolve(&*account, "friend_with_number").await;
+    account
+        .send_direct(friend, &text("hi friend"), RandomId(100))
+        .await
+        .expect("contacts are exempt");
+    sleep(Duration::from_secs(24 * 3_600)).await;
+    assert!(!world.is_peer_flooded(account_id));
+    let next = resolve(&*account, "person_00005").await;
+    account
+        .send_direct(next, &text("a day later"), RandomId(101))
+        .await
+        .expect("the limit lifted");
+    let counters = world.counters(account_id);
+    assert_eq!((counters.cold_chats_started, counters.peer_floods), (4, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resend_is_deduplicated_in_both_boxes_and_ids_differ_per_box() {
+    let (world, account_id) = world_with_strangers(SimParams::default(), 1);
+    let person = world.find_username("person_00000").unwrap();
+    world.send_direct(person, person, "a note to self");
+    let account = connect(&world, "agent").await;
+    let peer = resolve(&*account, "person_00000").await;
+    let first = account
+        .send_direct(peer, &text("once"), RandomId(7))
+        .await
+        .unwrap();
+    let again = account
+        .send_direct(peer, &text("once"), RandomId(7))
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let received = world.received_from(person, account_id);
+    assert_eq!(received.len(), 1, "exactly one message arrived");
+    // Telegram numbers private messages per user: the recipient's box already held one message.
+    assert_eq!((first.message_id, received[0].message_id), (1, 2));
+    assert_eq!(world.counters(account_id).deduplicated_sends, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resolving_a_cached_username_costs_nothing() {
+    let (world, account_id) = world_with_strangers(SimParams::default(), 1);
+    let account = connect(&world, "agent").await;
+    for _ in 0..50 {
+        resolve(&*account, "person_00000").await;
+    }
+    let counters = world.counters(account_id);
+    assert_eq!((counters.resolves, counters.resolve_flood_waits), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sixth_quick_resolve_waits_ten_minutes() {
+    let (world, _) = world_with_strangers(SimParams::default(), 10);
+    let account = connect(&world, "agent").await;
+    let mut outcomes = Vec::new();
+    for index in 0..7 {
+        let username = Username::parse(&format!("person_{index:05}")).unwrap();
+        outcomes.push(account.resolve_username(&username).await.map(|_| ()).err());
+    }
+    let wait = Some(TelegramError::FloodWait { seconds: 600 });
+    assert_eq!(outcomes[..5], [None, None, None, None, None]);
+    assert_eq!(outcomes[5], wait);
+    assert!(matches!(outcomes[6], Some(TelegramError::FloodWait { seconds }) if seconds <= 600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_accounts_and_sessions_report_their_reason() {
+    let world = SimWorld::new(SimParams::default());
+    let revoked = world.create_account("revoked", NewUser::named("R").username("revoked_hr"));
+    world.log_in_session("revoked_other", revoked);
+    let frozen = world.create_account("frozen", NewUser::named("F"));
+    let deleted = world.create_account(
+        "deleted",
+        NewUser::named("D")
+            .username("deleted_hr")
+            .phone("+79990000201"),
+    );
+    let sessions = ["revoked", "revoked_other", "frozen", "deleted"];
+    let mut accounts = Vec::new();
+    for session in sessions {
+        accounts.push(connect(&world, session).await);
+    }
+    world.revoke(&SessionName::parse("revoked").unwrap());
+    world.freeze(frozen);
+    world.deactivate(deleted);
+    let dead = |reason| Err(TelegramError::AccountDead { reason });
+    assert_eq!(accounts[0].get_me().await, dead(DeadReason::Revoked));
+    assert!(
+        accounts[1].get_me().await.is_ok(),
+        "revoking one session leaves the account's others alive"
+    );
+    assert_eq!(accounts[2].get_me().await, dead(DeadReason::Frozen));
+    assert_eq!(accounts[3].get_me().await, dead(DeadReason::Deactivated));
+    assert_eq!(
+        world.find_username("deleted_hr"),
+        None,
+        "a deleted account's username is released"
+    );
+    drop(accounts);
+    let connector = SimConnector::new(world.clone());
+    let check = async |session: &str| {
+        connector
+            .check_authorization(
+                &SessionName::parse(session).unwrap(),
+                &ConnectOptions::default(),
+            )
+            .await
+    };
+    assert_eq!(
+        check("revoked").await,
+        Ok(AuthorizationStatus::Dead(DeadReason::Revoked))
+    );
+    assert_eq!(
+        check("frozen").await,
+        Ok(AuthorizationStatus::Dead(DeadReason::Frozen))
+    );
+    assert!(matches!(
+        check("revoked_other").await,
+        Ok(AuthorizationStatus::Authorized(_))
+    ));
+    // The number of a deleted account is free: logging in with it needs a sign-up.
+    let phone = PhoneNumber::parse("+79990000201").unwrap();
+    let mut login = connector
+        .begin_login(
+            &SessionName::parse("new_one").unwrap(),
+            &ConnectOptions::default(),
+        )
+        .await
+        .unwrap();
+    login.request_code(&phone).await.unwrap();
+    let code = world.last_login_code(&phone).unwrap();
+    assert_eq!(
+        login.submit_code(&code).await,
+        Err(LoginError::SignUpRequired)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_beyond_an_unread_buffer_are_dropped_and_counted() {
+    let world = SimWorld::new(SimParams {
+        event_buffer: 2,
+        ..SimParams::default()
+    });
+    let account_id = world.create_account("agent", NewUser::named("Agent"));
+    let channel = world.create_channel("Jobs", Some("jobs_feed"), &[account_id]);
+    let account = connect(&world, "agent").await;
+    for index in 0..5 {
+        world.channel_post(channel, &format!("post {index}"));
+    }
+    let counters = world.counters(account_id);
+    assert_eq!((counters.events_delivered, counters.events_dropped), (2, 3));
+    let mut events = account.take_events().unwrap();
+    let AccountEvent::NewMessage(first) = events.recv().await.unwrap() else {
+        panic!("not a message")
+    };
+    assert_eq!(first.text, "post 0");
+    assert_eq!(
+        world.chat_messages(channel).len(),
+        5,
+        "the chat itself has every post"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn connecting_a_dead_session_is_refused_with_its_reason() {
+    let world = SimWorld::new(SimParams::default());
+    let account = world.create_account("agent", NewUser::named("Agent"));
+    world.ban(account);
+    let result = SimConnector::new(world.clone())
+        .connect(
+            &SessionName::parse("agent").unwrap(),
+            &ConnectOptions::default(),
+        )
+        .await
+        .map(|_| ());
+    assert_eq!(
+        result,
+        Err(ConnectError::Dead {
+            session: SessionName::parse("agent").unwrap(),
+            reason: DeadReason::Banned
+        })
+    );
+}
+
+#[test]
+fn params_serialise_for_benchmark_reports() {
+    let params = SimParams::default();
+    let json = serde_json::to_string(&params).unwrap();
+    assert_eq!(serde_json::from_str::<SimParams>(&json).unwrap(), params);
+    let partial: SimParams = serde_json::from_str(r#"{"seed": 9}"#).unwrap();
+    assert_eq!(
+        partial,
+        SimParams {
+            seed: 9,
+            ..SimParams::default()
+        }
+    );
+}
+
+// ----- Determinism -----
+
+/// A busy scripted run: two accounts sending concurrently into limits, resolves, a login code,
+/// an invite, and when each thing happened. Everything observable goes into the transcript.
+async fn scripted_run(seed: u64) -> Vec<String> {
+    let params = SimParams {
+        seed,
+        cold_dm_daily_budget: 4,
+        ..SimParams::default()
+    };
+    let (world, _) = world_with_strangers(params, 12);
+    world.create_account("agent_b", NewUser::named("B"));
+    let channel = world.create_channel("Feed", None, &[]);
+    let start = Instant::now();
+    let mut transcript = vec![format!("invite {}", world.create_invite(channel))];
+    let mut tasks = Vec::new();
+    for (session, offset) in [("agent", 0), ("agent_b", 6)] {
+        let world = world.clone();
+        tasks.push(tokio::spawn(async move {
+            let account = connect(&world, session).await;
+            let mut lines = Vec::new();
+            for step in 0..6 {
+                let username = Username::parse(&format!("person_{:05}", offset + step)).unwrap();
+                let line = match account.resolve_username(&username).await {
+                    Ok(peer) => {
+                        let sent = account
+                            .send_direct(peer.peer, &text("hi"), RandomId(step as i64))
+                            .await;
+                        format!(
+                            "{session} {username} hash {} -> {sent:?}",
+                            peer.peer.access_hash
+                        )
+                    }
+                    Err(error) => format!("{session} {username} -> {error:?}"),
+                };
+                lines.push(format!("{line} at {:?}", Instant::now() - start));
+            }
+            lines
+        }));
+    }
+    for task in tasks {
+        transcript.extend(task.await.unwrap());
+    }
+    let phone = PhoneNumber::parse("+79990000301").unwrap();
+    world.create_user(NewUser::named("Login").phone(phone.as_str()));
+    let mut login = SimConnector::new(world.clone())
+        .begin_login(
+            &SessionName::parse("fresh").unwrap(),
+            &ConnectOptions::default(),
+        )
+        .await
+        .unwrap();
+    login.request_code(&phone).await.unwrap();
+    transcript.push(format!(
+        "code {:?} at {:?}",
+        world.last_login_code(&phone),
+        Instant::now() - start
+    ));
+    transcript
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_seed_gives_the_same_run() {
+    let first = scripted_run(42).await;
+    let second = scripted_run(42).await;
+    assert_eq!(first, second);
+    assert!(
+        first.iter().any(|line| line.contains("FloodWait")),
+        "the run reaches a limit: {first:#?}"
+    );
+    assert_ne!(first, scripted_run(43).await, "the seed matters");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edited_post_reaches_members_as_an_edit() {
+    let world = SimWorld::new(SimParams::default());
+    let account_id = world.create_account("agent", NewUser::named("Agent"));
+    let channel = world.create_channel("Jobs", Some("jobs_feed"), &[account_id]);
+    let account = connect(&world, "agent").await;
+    let mut events = account.take_events().unwrap();
+    let message_id = world.channel_post(channel, "Rust dev, 3k");
+    world.edit_chat_message(channel, message_id, "Rust dev, 4k");
+    let AccountEvent::NewMessage(posted) = events.recv().await.unwrap() else {
+        panic!("expected the post")
+    };
+    let AccountEvent::MessageEdited(edited) = events.recv().await.unwrap() else {
+        panic!("expected the edit")
+    };
+    assert_eq!(
+        (posted.message_id, posted.text.as_str()),
+        (message_id, "Rust dev, 3k")
+    );
+    assert_eq!(
+        (edited.message_id, edited.text.as_str()),
+        (message_id, "Rust dev, 4k")
+    );
+}
