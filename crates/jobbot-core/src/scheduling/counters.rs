@@ -116,20 +116,26 @@ impl ColdDmWindow {
         u32::try_from(in_window).unwrap_or(u32::MAX)
     }
 
-    /// When the next cold DM fits under `cap`: `None` if it fits now, `Some(at)` (exact) if the
-    /// window is full, and `Some(Millis::NEVER)` for a cap of zero.
-    pub(super) fn blocked_until(&self, now: Millis, cap: u32) -> Option<Millis> {
+    /// The instant from which a cold DM fits under `cap` (`ZERO` when it already fits whatever
+    /// the time, `NEVER` for a cap of zero). It only changes when a cold DM is recorded or the
+    /// cap changes, so the scheduler can cache it.
+    pub(super) fn fits_from(&self, cap: u32) -> Millis {
         if cap == 0 {
-            return Some(Millis::NEVER);
+            return Millis::NEVER;
         }
         let cap = cap as usize;
         if self.sent_at.len() < cap {
-            return None;
+            return Millis::ZERO;
         }
+        Millis(self.sent_at[self.sent_at.len() - cap].0 + COLD_DM_WINDOW_MS)
+    }
+
+    /// When the next cold DM fits under `cap`: `None` if it fits now, `Some(at)` (exact) if the
+    /// window is full, and `Some(Millis::NEVER)` for a cap of zero.
+    pub(super) fn blocked_until(&self, now: Millis, cap: u32) -> Option<Millis> {
         // The window holds `cap` or more sends while the `cap`-th newest is younger than 24 h.
-        let oldest_that_matters = self.sent_at[self.sent_at.len() - cap];
-        let frees_at = Millis(oldest_that_matters.0 + COLD_DM_WINDOW_MS);
-        (frees_at > now).then_some(frees_at)
+        let fits_from = self.fits_from(cap);
+        (fits_from > now).then_some(fits_from)
     }
 }
 
