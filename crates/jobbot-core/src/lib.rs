@@ -7,4 +7,5 @@
 pub mod config;
 pub mod ids;
 pub mod login;
+pub mod scheduling;
 pub mod telegram;

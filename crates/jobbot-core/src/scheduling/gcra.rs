@@ -1,0 +1,188 @@
+//! The generic cell rate algorithm (GCRA): a token bucket kept as one timestamp.
+//!
+//! With emission interval `T = 60 s / messages_per_minute` and tolerance `tau = T * (burst - 1)`,
+//! a send at `now` conforms when `now >= tat - tau`, and taking it moves the theoretical arrival
+//! time to `max(tat, now) + T`. This is exactly a bucket of `burst` tokens refilled one per `T`
+//! (docs.rs/governor `_guide`; redis-cell `CL.THROTTLE`), but it needs no refill timer and gives
+//! the exact instant the next send conforms, which is what lets the pool sleep precisely instead
+//! of polling or backing off blindly.
+//!
+//! The guarantee the tests check: over any interval of length `W`, at most
+//! `burst + floor(W / T)` sends conform.
+
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+
+const MILLIS_PER_MINUTE: u64 = 60_000;
+
+/// A per-agent pacing limiter. All arithmetic is in whole milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gcra {
+    /// `T`: the steady-state spacing between sends.
+    emission_interval_ms: u64,
+    /// `tau = T * (burst - 1)`: how far ahead of the steady rate a burst may run.
+    tolerance_ms: u64,
+    burst: u32,
+    /// Theoretical arrival time: when the bucket would be full again if nothing more were sent.
+    tat: Millis,
+}
+
+impl Gcra {
+    /// A limiter for `messages_per_minute` with bursts of up to `burst` back-to-back sends.
+    ///
+    /// `T` is rounded *up* to a whole millisecond so the enforced rate is never above the
+    /// configured one (20/min gives exactly 3000 ms). Zero values are treated as 1: configuration
+    /// validation refuses them, and a limiter that divides by zero or never conforms would only
+    /// turn a config mistake into a stuck pool.
+    pub fn new(messages_per_minute: u32, burst: u32) -> Self {
+        let per_minute = u64::from(messages_per_minute.max(1));
+        let burst = burst.max(1);
+        let emission_interval_ms = MILLIS_PER_MINUTE.div_ceil(per_minute);
+        Self {
+            emission_interval_ms,
+            tolerance_ms: emission_interval_ms * u64::from(burst - 1),
+            burst,
+            tat: Millis::ZERO,
+        }
+    }
+
+    /// The same limiter at a new rate, for a pacing edit at runtime. The tokens already used
+    /// stay used (re-priced at the new interval), so an edit never hands out a fresh burst.
+    pub fn with_rate(self, messages_per_minute: u32, burst: u32, now: Millis) -> Self {
+        let mut changed = Self::new(messages_per_minute, burst);
+        let debt_ms = self.tat.0.saturating_sub(now.0);
+        let tokens_used = debt_ms.div_ceil(self.emission_interval_ms);
+        changed.tat = Millis(now.0 + tokens_used * changed.emission_interval_ms);
+        changed
+    }
+
+    pub fn emission_interval_ms(&self) -> u64 {
+        self.emission_interval_ms
+    }
+
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// Whether a send conforms at `now`, without taking it. `Err(at)` is the exact earliest
+    /// instant it will conform if nothing else is sent meanwhile; `at > now` always.
+    pub fn check(&self, now: Millis) -> Result<(), Millis> {
+        let earliest = self.earliest();
+        if now >= earliest {
+            Ok(())
+        } else {
+            Err(earliest)
+        }
+    }
+
+    /// The first instant a send conforms (may be in the past).
+    pub fn earliest(&self) -> Millis {
+        Millis(self.tat.0.saturating_sub(self.tolerance_ms))
+    }
+
+    /// Takes one send at `now`. The caller checks first; taking a non-conforming send still
+    /// advances `tat` (the send happened, so the limiter must account for it).
+    pub fn take(&mut self, now: Millis) {
+        self.tat = Millis(self.tat.max(now).0 + self.emission_interval_ms);
+    }
+
+    /// Checks and takes in one step.
+    pub fn try_take(&mut self, now: Millis) -> Result<(), Millis> {
+        self.check(now)?;
+        self.take(now);
+        Ok(())
+    }
+
+    /// How many sends would conform back to back at `now`: `0..=burst`. The least-busy score
+    /// prefers agents with more headroom, so bursts are spread instead of drained one by one.
+    pub fn headroom(&self, now: Millis) -> u32 {
+        let start = self.tat.max(now).0;
+        let limit = now.0 + self.tolerance_ms;
+        if limit < start {
+            return 0;
+        }
+        let sends = (limit - start) / self.emission_interval_ms + 1;
+        u32::try_from(sends).unwrap_or(u32::MAX).min(self.burst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twenty_per_minute_with_burst_three_lets_three_through_then_one_every_three_seconds() {
+        let mut gcra = Gcra::new(20, 3);
+        let now = Millis(1_000_000);
+        assert_eq!(gcra.headroom(now), 3);
+        for expected_headroom_after in [2, 1, 0] {
+            assert_eq!(gcra.try_take(now), Ok(()));
+            assert_eq!(gcra.headroom(now), expected_headroom_after);
+        }
+        let earliest = gcra.check(now).unwrap_err();
+        assert_eq!(earliest, Millis(now.0 + 3_000));
+        assert_eq!(gcra.check(Millis(earliest.0 - 1)), Err(earliest));
+        assert_eq!(gcra.try_take(earliest), Ok(()));
+        assert_eq!(gcra.check(earliest), Err(Millis(earliest.0 + 3_000)));
+    }
+
+    #[test]
+    fn headroom_refills_one_token_per_interval_up_to_burst() {
+        let mut gcra = Gcra::new(20, 3);
+        let start = Millis(0);
+        for _ in 0..3 {
+            gcra.take(start);
+        }
+        let check =
+            |at: u64, expected: u32| assert_eq!(gcra.headroom(Millis(at)), expected, "at {at} ms");
+        check(0, 0);
+        check(2_999, 0);
+        check(3_000, 1);
+        check(5_999, 1);
+        check(6_000, 2);
+        check(9_000, 3);
+        check(1_000_000, 3);
+    }
+
+    #[test]
+    fn emission_interval_rounds_up_and_zero_values_are_clamped() {
+        let check = |per_minute: u32, burst: u32, interval: u64, tolerance: u64| {
+            let gcra = Gcra::new(per_minute, burst);
+            assert_eq!(
+                (gcra.emission_interval_ms, gcra.tolerance_ms),
+                (interval, tolerance),
+                "{per_minute}/min burst {burst}"
+            );
+        };
+        check(20, 3, 3_000, 6_000);
+        check(7, 1, 8_572, 0);
+        check(0, 0, 60_000, 0);
+        check(60_000, 2, 1, 1);
+        check(u32::MAX, 1, 1, 0);
+    }
+
+    #[test]
+    fn changing_the_rate_keeps_history_so_no_fresh_burst_is_granted() {
+        let mut gcra = Gcra::new(20, 3);
+        for _ in 0..3 {
+            gcra.take(Millis(0));
+        }
+        let check = |per_minute: u32, burst: u32, headroom: u32, earliest: u64| {
+            let changed = gcra.with_rate(per_minute, burst, Millis(0));
+            assert_eq!(
+                changed.headroom(Millis(0)),
+                headroom,
+                "{per_minute}/min burst {burst}"
+            );
+            assert_eq!(
+                changed.earliest(),
+                Millis(earliest),
+                "{per_minute}/min burst {burst}"
+            );
+        };
+        check(10, 3, 0, 6_000);
+        check(10, 5, 2, 0);
+        check(60, 1, 0, 3_000);
+    }
+}
