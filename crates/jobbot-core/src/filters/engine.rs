@@ -113,14 +113,17 @@ impl<K: Clone> FilterEngine<K> {
     /// Compiles every channel's keywords. Fails on the first keyword [`parse_keyword`] refuses.
     pub fn compile(channels: &[(K, &Filters)]) -> Result<Self, CompileError> {
         let mut patterns: Vec<String> = Vec::new();
-        let mut pattern_of: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut pattern_of: std::collections::HashMap<String, u32> =
+            std::collections::HashMap::new();
         let mut uses_by_pattern: Vec<Vec<PatternUse>> = Vec::new();
         let mut compiled_channels = Vec::with_capacity(channels.len());
         let mut channels_without_includes = Vec::new();
 
         for (channel_index, (key, filters)) in channels.iter().enumerate() {
             let channel = to_u32(channel_index);
-            let mut compile_list = |written: &[String], list: List| -> Result<Vec<CompiledKeyword>, CompileError> {
+            let mut compile_list = |written: &[String],
+                                    list: List|
+             -> Result<Vec<CompiledKeyword>, CompileError> {
                 let mut compiled = Vec::with_capacity(written.len());
                 for (position, text) in written.iter().enumerate() {
                     let keyword = parse_keyword(text).map_err(|error| CompileError {
@@ -281,12 +284,16 @@ impl<K> FilterEngine<K> {
                     .collect();
                 let (matched, missing): (Vec<&CompiledKeyword>, Vec<&CompiledKeyword>) =
                     channel.includes.iter().partition(|keyword| found(keyword));
-                let matched_includes: Vec<&str> = matched.iter().map(|k| k.keyword.written()).collect();
+                let matched_includes: Vec<&str> =
+                    matched.iter().map(|k| k.keyword.written()).collect();
+                let includes_satisfied = if channel.require_all_includes {
+                    missing.is_empty()
+                } else {
+                    !matched.is_empty() || channel.includes.is_empty()
+                };
                 let verdict = if !excludes_found.is_empty() {
                     Verdict::Excluded { excludes_found }
-                } else if channel.includes.is_empty()
-                    || (!matched.is_empty() && !(channel.require_all_includes && !missing.is_empty()))
-                {
+                } else if includes_satisfied {
                     Verdict::Matched { matched_includes }
                 } else {
                     Verdict::IncludesMissing {
@@ -295,7 +302,11 @@ impl<K> FilterEngine<K> {
                         require_all_includes: channel.require_all_includes,
                     }
                 };
-                ChannelVerdict { index, channel: &channel.key, verdict }
+                ChannelVerdict {
+                    index,
+                    channel: &channel.key,
+                    verdict,
+                }
             })
             .collect()
     }
@@ -361,7 +372,12 @@ fn to_u32(value: usize) -> u32 {
 /// differs from Python's `str.lower` only for the Greek final sigma. Quotes are not special here.
 /// Returns the indices of the matching channels.
 pub fn naive_matches<K>(channels: &[(K, &Filters)], text: &str) -> Vec<usize> {
-    let lowercase = |value: &str| value.chars().flat_map(char::to_lowercase).collect::<String>();
+    let lowercase = |value: &str| {
+        value
+            .chars()
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
     channels
         .iter()
         .enumerate()
@@ -381,7 +397,11 @@ pub fn naive_matches<K>(channels: &[(K, &Filters)], text: &str) -> Vec<usize> {
                 .include_keywords
                 .iter()
                 .map(|keyword| text_lower.contains(&lowercase(keyword)));
-            if filters.require_all_includes { includes.all(|found| found) } else { includes.any(|found| found) }
+            if filters.require_all_includes {
+                includes.all(|found| found)
+            } else {
+                includes.any(|found| found)
+            }
         })
         .map(|(index, _)| index)
         .collect()
@@ -409,10 +429,16 @@ mod tests {
         let go = filters(&["\"go\""], &[], false);
         let everything = filters(&[], &["казино"], false);
         let senior_python = filters(&["python", "senior"], &[], true);
-        let engine =
-            FilterEngine::compile(&[("py", &python), ("go", &go), ("all", &everything), ("senior", &senior_python)])
-                .unwrap();
-        let check = |text: &str, expected: &[usize]| assert_eq!(matched_indices(&engine, text), expected, "{text}");
+        let engine = FilterEngine::compile(&[
+            ("py", &python),
+            ("go", &go),
+            ("all", &everything),
+            ("senior", &senior_python),
+        ])
+        .unwrap();
+        let check = |text: &str, expected: &[usize]| {
+            assert_eq!(matched_indices(&engine, text), expected, "{text}")
+        };
         check("Senior Python/Django developer", &[0, 2, 3]);
         check("Ищем Go-разработчика", &[1, 2]);
         check("Google ищет python стажёра, стажировка", &[2]);
@@ -426,7 +452,10 @@ mod tests {
         let python = filters(&["Django", "\"Python\"", "FastAPI"], &[], false);
         let engine = FilterEngine::compile(&[("py", &python)]).unwrap();
         let found = engine.evaluate("fastapi and PYTHON, no django-less");
-        assert_eq!(found[0].matched_keywords, vec!["Django", "\"Python\"", "FastAPI"]);
+        assert_eq!(
+            found[0].matched_keywords,
+            vec!["Django", "\"Python\"", "FastAPI"]
+        );
         let found = engine.evaluate("FastAPI, python3");
         assert_eq!(found[0].matched_keywords, vec!["FastAPI"]);
     }
@@ -436,7 +465,11 @@ mod tests {
         let check = |keyword: &str, text: &str, expected: bool| {
             let channel = filters(&[keyword], &[], false);
             let engine = FilterEngine::compile(&[("c", &channel)]).unwrap();
-            assert_eq!(!engine.evaluate(text).is_empty(), expected, "{keyword} in {text}");
+            assert_eq!(
+                !engine.evaluate(text).is_empty(),
+                expected,
+                "{keyword} in {text}"
+            );
         };
         check("\"go\"", "Go developer", true);
         check("\"go\"", "(Go)", true);
@@ -460,7 +493,9 @@ mod tests {
         let verdict = |text: &str| engine.explain(text).remove(0).verdict;
         assert_eq!(
             verdict("Rust + Tokio, Web3 crypto"),
-            Verdict::Excluded { excludes_found: vec!["crypto", "web3"] }
+            Verdict::Excluded {
+                excludes_found: vec!["crypto", "web3"]
+            }
         );
         assert_eq!(
             verdict("Rust + Tokio asynchronous"),
@@ -472,7 +507,9 @@ mod tests {
         );
         assert_eq!(
             verdict("Rust, tokio, async"),
-            Verdict::Matched { matched_includes: vec!["rust", "tokio", "\"async\""] }
+            Verdict::Matched {
+                matched_includes: vec!["rust", "tokio", "\"async\""]
+            }
         );
     }
 
@@ -482,7 +519,13 @@ mod tests {
         let b = filters(&[], &["python"], false);
         let c = filters(&["\"go\"", "rust"], &[], true);
         let engine = FilterEngine::compile(&[("a", &a), ("b", &b), ("c", &c)]).unwrap();
-        for text in ["python junior", "python", "go rust", "golang rust", "nothing"] {
+        for text in [
+            "python junior",
+            "python",
+            "go rust",
+            "golang rust",
+            "nothing",
+        ] {
             let explained: Vec<usize> = engine
                 .explain(text)
                 .iter()
@@ -507,14 +550,21 @@ mod tests {
         let open = filters(&[], &[], false);
         let engine = FilterEngine::compile(&[("a", &open), ("b", &open)]).unwrap();
         assert_eq!(matched_indices(&engine, "anything"), vec![0, 1]);
-        assert_eq!(naive_matches(&[("a", &open), ("b", &open)], "anything"), vec![0, 1]);
+        assert_eq!(
+            naive_matches(&[("a", &open), ("b", &open)], "anything"),
+            vec![0, 1]
+        );
     }
 
     #[test]
     fn the_naive_loop_is_the_original_substring_semantics() {
         let channel = filters(&["Python", "go"], &["Junior"], false);
         let check = |text: &str, expected: bool| {
-            assert_eq!(naive_matches(&[("c", &channel)], text) == vec![0], expected, "{text}");
+            assert_eq!(
+                naive_matches(&[("c", &channel)], text) == vec![0],
+                expected,
+                "{text}"
+            );
         };
         check("PYTHON dev", true);
         check("Google", true);

@@ -25,7 +25,9 @@
 mod engine;
 mod pre_filter;
 
-pub use engine::{ChannelMatch, ChannelVerdict, CompileError, FilterEngine, Verdict, naive_matches};
+pub use engine::{
+    ChannelMatch, ChannelVerdict, CompileError, FilterEngine, Verdict, naive_matches,
+};
 pub use pre_filter::{PreFilterRejection, PreFilterSettings, pre_filter};
 
 /// A parsed filter keyword: the text the user wrote, and how it is matched.
@@ -61,7 +63,9 @@ pub enum KeywordError {
     Blank,
     #[error("a whole-word keyword needs a word between the quotes, e.g. \"go\"")]
     EmptyQuoted,
-    #[error("a keyword has an unbalanced double quote; write a whole word as \"go\" (quotes on both sides)")]
+    #[error(
+        "a keyword has an unbalanced double quote; write a whole word as \"go\" (quotes on both sides)"
+    )]
     UnbalancedQuote,
     #[error("a whole-word keyword may not contain a double quote inside the quotes")]
     QuoteInsideQuotes,
@@ -144,7 +148,11 @@ mod tests {
     fn keywords_parse_into_substring_or_whole_word() {
         let check = |input: &str, expected: Result<(&str, bool), KeywordError>| {
             let actual = parse_keyword(input).map(|keyword| (keyword.needle, keyword.whole_word));
-            assert_eq!(actual, expected.map(|(needle, whole)| (needle.to_owned(), whole)), "{input:?}");
+            assert_eq!(
+                actual,
+                expected.map(|(needle, whole)| (needle.to_owned(), whole)),
+                "{input:?}"
+            );
         };
         check("Python", Ok(("python", false)));
         check(" go ", Ok((" go ", false)));
@@ -171,7 +179,10 @@ mod tests {
 
     #[test]
     fn normalisation_folds_case_and_yo() {
-        assert_eq!(normalize("ЁЖИК Ёлка ПРИВЕТ Straße ΣΑΣ"), "ежик елка привет straße σασ");
+        assert_eq!(
+            normalize("ЁЖИК Ёлка ПРИВЕТ Straße ΣΑΣ"),
+            "ежик елка привет straße σασ"
+        );
         // İ lower-cases to two characters; the byte length changes and nothing breaks.
         assert_eq!(normalize("İ"), "i\u{307}");
     }

@@ -15,7 +15,10 @@ pub struct PreFilterSettings {
 
 impl Default for PreFilterSettings {
     fn default() -> Self {
-        Self { min_text_chars: 50, max_age_hours: 24 }
+        Self {
+            min_text_chars: 50,
+            max_age_hours: 24,
+        }
     }
 }
 
@@ -31,7 +34,10 @@ pub enum PreFilterRejection {
     #[error("text too short ({chars} characters, at least {minimum} needed)")]
     TooShort { chars: usize, minimum: usize },
     #[error("too old ({age_seconds} s, at most {max_age_seconds} s)")]
-    TooOld { age_seconds: i64, max_age_seconds: i64 },
+    TooOld {
+        age_seconds: i64,
+        max_age_seconds: i64,
+    },
 }
 
 /// Accepts a message for filtering, or says why not. `now` is unix seconds.
@@ -55,12 +61,18 @@ pub fn pre_filter(
     // Counting stops at the minimum: a 4,000-character post needs no full count.
     let chars = text.chars().take(settings.min_text_chars).count();
     if chars < settings.min_text_chars {
-        return Err(PreFilterRejection::TooShort { chars, minimum: settings.min_text_chars });
+        return Err(PreFilterRejection::TooShort {
+            chars,
+            minimum: settings.min_text_chars,
+        });
     }
     let age_seconds = now.saturating_sub(message.date);
     let max_age_seconds = i64::from(settings.max_age_hours) * 3600;
     if age_seconds > max_age_seconds {
-        return Err(PreFilterRejection::TooOld { age_seconds, max_age_seconds });
+        return Err(PreFilterRejection::TooOld {
+            age_seconds,
+            max_age_seconds,
+        });
     }
     Ok(())
 }
@@ -95,28 +107,57 @@ mod tests {
         let settings = PreFilterSettings::default();
         let long = "Ищем Python-разработчика в команду платформы, удалёнка, 300к";
         let check = |message: IncomingMessage, expected: Result<(), PreFilterRejection>| {
-            assert_eq!(pre_filter(&message, &settings, NOW), expected, "{:?}", message.text);
+            assert_eq!(
+                pre_filter(&message, &settings, NOW),
+                expected,
+                "{:?}",
+                message.text
+            );
         };
         check(message(long, 60), Ok(()));
         check(message(long, 24 * 3600), Ok(()));
         check(message(long, -300), Ok(()));
         check(
             message(long, 24 * 3600 + 1),
-            Err(PreFilterRejection::TooOld { age_seconds: 24 * 3600 + 1, max_age_seconds: 24 * 3600 }),
+            Err(PreFilterRejection::TooOld {
+                age_seconds: 24 * 3600 + 1,
+                max_age_seconds: 24 * 3600,
+            }),
         );
         check(message("   \n ", 0), Err(PreFilterRejection::NoText));
         check(message("", 0), Err(PreFilterRejection::NoText));
         // 49 Cyrillic letters are 98 bytes but still too short.
         let short = format!("  {}  ", "ж".repeat(49));
-        check(message(&short, 0), Err(PreFilterRejection::TooShort { chars: 49, minimum: 50 }));
+        check(
+            message(&short, 0),
+            Err(PreFilterRejection::TooShort {
+                chars: 49,
+                minimum: 50,
+            }),
+        );
         check(message(&"ж".repeat(50), 0), Ok(()));
-        check(IncomingMessage { is_service: true, ..message(long, 0) }, Err(PreFilterRejection::ServiceMessage));
-        check(IncomingMessage { outgoing: true, ..message(long, 0) }, Err(PreFilterRejection::Outgoing));
+        check(
+            IncomingMessage {
+                is_service: true,
+                ..message(long, 0)
+            },
+            Err(PreFilterRejection::ServiceMessage),
+        );
+        check(
+            IncomingMessage {
+                outgoing: true,
+                ..message(long, 0)
+            },
+            Err(PreFilterRejection::Outgoing),
+        );
     }
 
     #[test]
     fn limits_are_configurable() {
-        let settings = PreFilterSettings { min_text_chars: 5, max_age_hours: 1 };
+        let settings = PreFilterSettings {
+            min_text_chars: 5,
+            max_age_hours: 1,
+        };
         assert_eq!(pre_filter(&message("hello", 3600), &settings, NOW), Ok(()));
         assert!(matches!(
             pre_filter(&message("hello", 3601), &settings, NOW),
