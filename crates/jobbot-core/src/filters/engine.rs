@@ -220,7 +220,9 @@ impl<K> FilterEngine<K> {
                 touches.push((pattern_use.channel, pattern_use.list, pattern_use.position));
             }
         }
-        touches.sort_unstable();
+        // Stable sort on purpose: each pattern's uses are stored in channel order, so `touches`
+        // is a few sorted runs back to back, which the stable sort merges in O(n log runs).
+        touches.sort();
         touches.dedup();
 
         let mut matches = Vec::new();
