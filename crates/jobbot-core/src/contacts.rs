@@ -310,7 +310,7 @@ fn inside(ranges: &[Range<usize>], position: usize) -> bool {
 fn find_emails(text: &str) -> Vec<Range<usize>> {
     let bytes = text.as_bytes();
     let mut found: Vec<Range<usize>> = Vec::new();
-    for at in memchr_all(bytes, b'@') {
+    for at in positions_of(bytes, b'@') {
         if found.last().is_some_and(|last| last.end > at) {
             continue;
         }
@@ -353,7 +353,7 @@ fn find_emails(text: &str) -> Vec<Range<usize>> {
 fn find_at_mentions(text: &str, email_ranges: &[Range<usize>]) -> Vec<TelegramMention> {
     let bytes = text.as_bytes();
     let mut mentions = Vec::new();
-    for at in memchr_all(bytes, b'@') {
+    for at in positions_of(bytes, b'@') {
         if inside(email_ranges, at) {
             continue;
         }
@@ -426,11 +426,12 @@ fn find_links(text: &str, email_ranges: &[Range<usize>]) -> Vec<TelegramMention>
         if inside(email_ranges, host_start) {
             continue;
         }
-        let link_start = if text[..host_start].to_ascii_lowercase().ends_with("www.") {
-            host_start - 4
-        } else {
-            host_start
-        };
+        let link_start =
+            if host_start >= 4 && bytes[host_start - 4..host_start].eq_ignore_ascii_case(b"www.") {
+                host_start - 4
+            } else {
+                host_start
+            };
         let glued = link_start > 0 && {
             let before = bytes[link_start - 1];
             before.is_ascii_alphanumeric() || matches!(before, b'.' | b'-' | b'_' | b'@')
@@ -484,7 +485,7 @@ fn find_links(text: &str, email_ranges: &[Range<usize>]) -> Vec<TelegramMention>
     mentions
 }
 
-fn memchr_all(bytes: &[u8], needle: u8) -> impl Iterator<Item = usize> + '_ {
+fn positions_of(bytes: &[u8], needle: u8) -> impl Iterator<Item = usize> + '_ {
     bytes
         .iter()
         .enumerate()
@@ -688,8 +689,10 @@ struct MentionContext {
     channel_word: bool,
 }
 
-/// Words that introduce a contact. Stems match the start of a word ("пиш" covers "пишите",
-/// "пишите"…); exact words must be the whole word ("dm" must not match "dmitry").
+/// Words that introduce a contact. Stems match the start of a word ("пишит" covers "пишите",
+/// "отклик" covers "откликнуться" and "отклики"); short words must be the whole word, so "dm"
+/// does not match "dmitry" nor "hr" match "hrefs". Words are compared after
+/// [`crate::filters::normalize`].
 const CONTACT_CUE_STEMS: &[&str] = &[
     "пиши",
     "пишит",
@@ -723,7 +726,6 @@ const CONTACT_CUE_WORDS: &[&str] = &[
     "личку",
     "личные",
     "send",
-    "пиши",
 ];
 /// Words that present a mention as a channel or a group.
 const CHANNEL_STEMS: &[&str] = &[
