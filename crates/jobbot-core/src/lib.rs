@@ -5,6 +5,8 @@
 //! this crate opens a file, a socket or reads the clock; callers pass `now` and data in.
 
 pub mod config;
+pub mod contacts;
+pub mod filters;
 pub mod ids;
 pub mod login;
 pub mod scheduling;
