@@ -1,6 +1,6 @@
 //! The command line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use crate::config_command;
 
 #[derive(Debug, Parser)]
-#[command(name = "jobbot", version, about = "Telegram job channels: watch sources, post vacancies, answer authors through agent pools")]
+#[command(
+    name = "jobbot",
+    version,
+    about = "Telegram job channels: watch sources, post vacancies, answer authors through agent pools"
+)]
 pub struct Cli {
     /// The directory holding `configs/`, `sessions/` and `data/`.
     #[arg(long, global = true, default_value = ".", env = "JOBBOT_DATA_DIR")]
@@ -64,10 +68,6 @@ impl DataDir {
     #[allow(dead_code)] // used by the commands that open the store
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

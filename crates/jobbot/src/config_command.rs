@@ -8,7 +8,8 @@ use jobbot_core::config::{self, Revision};
 
 /// Prints every problem with its path and exits 1, or a summary and exits 0.
 pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(file).with_context(|| format!("could not read {}", file.display()))?;
+    let bytes =
+        std::fs::read(file).with_context(|| format!("could not read {}", file.display()))?;
     let text = String::from_utf8(bytes.clone())
         .map_err(|error| anyhow::anyhow!("{} is not UTF-8 text: {error}", file.display()))?;
     match config::load(&text) {
@@ -27,7 +28,9 @@ pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
                 println!("note: {note}");
             }
             if !loaded.migrations.is_empty() {
-                println!("note: `jobbot config migrate` writes these changes to the file (keeping a backup)");
+                println!(
+                    "note: `jobbot config migrate` writes these changes to the file (keeping a backup)"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -46,19 +49,27 @@ pub async fn migrate(file: &Path) -> anyhow::Result<ExitCode> {
     let report = match jobbot_store::migrate_file(file).await {
         Ok(report) => report,
         Err(jobbot_store::StoreError::FileInvalid { problems, .. }) => {
-            println!("{}: not migrated; fix these problems first:", file.display());
+            println!(
+                "{}: not migrated; fix these problems first:",
+                file.display()
+            );
             for problem in &problems.0 {
                 println!("  {problem}");
             }
             return Ok(ExitCode::FAILURE);
         }
-        Err(error) => return Err(error).with_context(|| format!("could not migrate {}", file.display())),
+        Err(error) => {
+            return Err(error).with_context(|| format!("could not migrate {}", file.display()));
+        }
     };
     for note in &report.migrations {
         println!("{note}");
     }
     match &report.backup {
-        None => println!("{}: already in the current format; nothing written", file.display()),
+        None => println!(
+            "{}: already in the current format; nothing written",
+            file.display()
+        ),
         Some(backup) => println!(
             "{}: rewritten (revision {} -> {}); the original is kept as {}",
             file.display(),
