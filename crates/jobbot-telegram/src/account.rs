@@ -75,6 +75,14 @@ impl GrammersAccount {
         }
     }
 
+    fn resolved_as_bot(&self, id: ChatId) -> bool {
+        self.resolved_usernames.lock().is_ok_and(|cache| {
+            cache
+                .values()
+                .any(|peer| peer.id() == id && peer.kind == PeerKind::Bot)
+        })
+    }
+
     async fn invoke<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, TelegramError> {
         self.client
             .invoke(request)
@@ -314,7 +322,10 @@ impl TelegramAccount for GrammersAccount {
         content: &MessageContent,
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError> {
-        if to.id.kind() != ChatKind::User {
+        // The port sends private messages to people only. Telegram itself would deliver to a bot
+        // (the original system sent its template to `@…bot` mentions that way), so the kind is
+        // checked here: channels by their id, bots by what this account resolved.
+        if to.id.kind() != ChatKind::User || self.resolved_as_bot(to.id) {
             return Err(TelegramError::NotAUser);
         }
         self.send(to.id, input_peer(to), content, random_id, None)

@@ -27,6 +27,16 @@ pub enum Command {
     /// Check or migrate the channel configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Log a Telegram account in and save its session as DATA_DIR/sessions/SESSION.session:
+    /// phone, then the code Telegram sends, then the two-step verification password if any.
+    /// Needs API_ID and API_HASH (from my.telegram.org) in the environment or DATA_DIR/.env.
+    Login {
+        /// The session name: `bot_session` for the main account, or an agent's session_name.
+        session: String,
+        /// The account's phone number in international format (asked for when omitted).
+        #[arg(long)]
+        phone: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,7 +70,6 @@ impl DataDir {
         self.root.join("configs").join("channels_config.json")
     }
 
-    #[allow(dead_code)] // used by the commands that open sessions
     pub fn sessions(&self) -> PathBuf {
         self.root.join("sessions")
     }
@@ -68,6 +77,97 @@ impl DataDir {
     #[allow(dead_code)] // used by the commands that open the store
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
+    }
+
+    /// Reads a variable from the environment, else from `DATA_DIR/.env` (`KEY=value` lines,
+    /// `#` comments, optional quotes). The environment wins, as with dotenv.
+    pub fn variables(&self) -> impl Fn(&str) -> Option<String> + use<> {
+        let file = std::fs::read_to_string(self.root.join(".env")).unwrap_or_default();
+        let from_file: Vec<(String, String)> = file
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .filter_map(|line| line.strip_prefix("export ").unwrap_or(line).split_once('='))
+            .map(|(key, value)| (key.trim().to_owned(), unquote(value.trim()).to_owned()))
+            .collect();
+        move |name: &str| {
+            std::env::var(name).ok().or_else(|| {
+                from_file
+                    .iter()
+                    .rev()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.clone())
+            })
+        }
+    }
+}
+
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
+            return inner;
+        }
+    }
+    value
+}
+
+async fn login(
+    data_dir: &DataDir,
+    session: &str,
+    phone: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use crate::login_command::{LoginOutcome, TerminalPrompter};
+    let session = jobbot_core::ids::SessionName::parse(session)
+        .map_err(|error| anyhow::anyhow!("SESSION: {error}"))?;
+    let config =
+        jobbot_telegram::GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+    let connector = jobbot_telegram::GrammersConnector::new(config);
+    let outcome = crate::login_command::login(
+        &connector,
+        &session,
+        phone,
+        &mut TerminalPrompter,
+        &mut std::io::stdout(),
+    )
+    .await?;
+    let path = data_dir.sessions().join(session.file_name());
+    match outcome {
+        LoginOutcome::SignedIn(me) => {
+            println!(
+                "Signed in as {}; the session is saved as {}",
+                describe(&me),
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        LoginOutcome::AlreadyAuthorized(me) => {
+            println!(
+                "{} is already logged in as {}",
+                path.display(),
+                describe(&me)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        LoginOutcome::Cancelled => {
+            println!("Login cancelled; nothing was saved.");
+            Ok(ExitCode::FAILURE)
+        }
+        LoginOutcome::MustWait { seconds } => {
+            println!(
+                "Telegram asks to wait {seconds} s before the next login attempt; try again later."
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn describe(me: &jobbot_core::telegram::Me) -> String {
+    match &me.username {
+        Some(username) => format!("{} ({username})", me.first_name),
+        None => me.first_name.clone(),
     }
 }
 
@@ -80,5 +180,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Migrate { file }) => {
             config_command::migrate(&file.unwrap_or_else(|| data_dir.config_file())).await
         }
+        Command::Login { session, phone } => login(&data_dir, &session, phone).await,
     }
 }

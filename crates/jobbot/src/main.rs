@@ -3,6 +3,7 @@
 
 mod cli;
 mod config_command;
+mod login_command;
 
 use std::process::ExitCode;
 

@@ -270,7 +270,13 @@ fn every_validation_rule_names_the_path_and_value() {
         vec![channel_json(
             json!({"filters": {"include_keywords": ["python", " "]}}),
         )],
-        "output_channels[0].filters.include_keywords[1]: empty keyword (it would match every message)",
+        "output_channels[0].filters.include_keywords[1]: \" \": a keyword may not be only spaces",
+    );
+    check(
+        vec![channel_json(
+            json!({"filters": {"exclude_keywords": ["\"go"]}}),
+        )],
+        "output_channels[0].filters.exclude_keywords[0]: \"\\\"go\": a keyword has an unbalanced double quote; write a whole word as \"go\" (quotes on both sides)",
     );
     check(
         vec![channel_json(

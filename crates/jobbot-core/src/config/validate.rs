@@ -177,10 +177,10 @@ fn parse_channel_id(id: i64) -> Result<ChatId, String> {
 fn validate_filters(path: &str, channel: &ChannelDocument, problems: &mut Problems) -> Filters {
     let mut keywords = |field: &str, list: &[String]| -> Vec<String> {
         for (index, keyword) in list.iter().enumerate() {
-            if keyword.trim().is_empty() {
+            if let Err(error) = crate::filters::parse_keyword(keyword) {
                 problems.add(
                     format!("{path}.filters.{field}[{index}]"),
-                    "empty keyword (it would match every message)",
+                    format!("{keyword:?}: {error}"),
                 );
             }
         }

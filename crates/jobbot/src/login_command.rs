@@ -1,0 +1,343 @@
+//! `jobbot login SESSION --phone +…`: an interactive walk through the login state machine.
+//!
+//! Every failure prints what happened and asks again (a wrong code, a wrong password, an invalid
+//! or banned phone, an expired code, which sends a new one); nothing here panics on Telegram's
+//! answers. The same [`LoginFlow`] is what the web interface drives.
+
+use std::io::{self, BufRead, Write};
+
+use jobbot_core::ids::SessionName;
+use jobbot_core::login::{LoginFlow, LoginState, LoginStepError};
+use jobbot_core::telegram::{
+    AccountConnector, AuthorizationStatus, ConnectOptions, LoginBackend, LoginError, Me,
+};
+
+/// Where answers come from: the terminal, or a script in tests.
+pub trait Prompter {
+    /// Asks for a line. `Ok(None)` means the person gave up (end of input or an empty answer).
+    fn ask(&mut self, prompt: &str) -> io::Result<Option<String>>;
+    /// Asks for a secret (the 2FA password) without echoing it where the terminal allows.
+    fn ask_secret(&mut self, prompt: &str) -> io::Result<Option<String>>;
+}
+
+/// How a login ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginOutcome {
+    SignedIn(Me),
+    AlreadyAuthorized(Me),
+    Cancelled,
+    /// Telegram asks to wait before trying again; retrying now would only extend the wait.
+    MustWait {
+        seconds: u32,
+    },
+}
+
+pub async fn login(
+    connector: &dyn AccountConnector,
+    session: &SessionName,
+    phone: Option<String>,
+    prompter: &mut dyn Prompter,
+    out: &mut dyn Write,
+) -> anyhow::Result<LoginOutcome> {
+    let options = ConnectOptions::default();
+    match connector.check_authorization(session, &options).await? {
+        AuthorizationStatus::Authorized(me) => return Ok(LoginOutcome::AlreadyAuthorized(me)),
+        AuthorizationStatus::Dead(reason) => {
+            writeln!(
+                out,
+                "The session {session} can no longer be used ({reason}); logging in again."
+            )?;
+        }
+        AuthorizationStatus::NotLoggedIn => {}
+    }
+    let backend = connector.begin_login(session, &options).await?;
+    drive(LoginFlow::new(backend), phone, prompter, out).await
+}
+
+/// Runs the state machine to its end, asking the prompter for each missing answer.
+pub async fn drive<B: LoginBackend>(
+    mut flow: LoginFlow<B>,
+    mut phone: Option<String>,
+    prompter: &mut dyn Prompter,
+    out: &mut dyn Write,
+) -> anyhow::Result<LoginOutcome> {
+    loop {
+        let step = match flow.state().clone() {
+            LoginState::SignedIn(me) => return Ok(LoginOutcome::SignedIn(me)),
+            LoginState::AwaitingPhone { last_phone } => {
+                let number = match (phone.take(), last_phone) {
+                    (Some(number), _) => number,
+                    (None, Some(last)) => {
+                        writeln!(out, "Requesting a new code for {last}.")?;
+                        last.as_str().to_owned()
+                    }
+                    (None, None) => match prompter
+                        .ask("Phone number (international format, e.g. +79991234567): ")?
+                    {
+                        Some(number) => number,
+                        None => return Ok(LoginOutcome::Cancelled),
+                    },
+                };
+                let result = flow.submit_phone(&number).await.map(|_| ());
+                if result.is_ok() {
+                    writeln!(
+                        out,
+                        "Telegram sent a login code to the Telegram app (or by SMS)."
+                    )?;
+                }
+                result
+            }
+            LoginState::AwaitingCode { .. } => match prompter.ask("Login code: ")? {
+                Some(code) => flow.submit_code(&code).await.map(|_| ()),
+                None => return Ok(LoginOutcome::Cancelled),
+            },
+            LoginState::AwaitingPassword { hint, .. } => {
+                let prompt = match hint {
+                    Some(hint) if !hint.is_empty() => {
+                        format!("Two-step verification password (hint: {hint}): ")
+                    }
+                    _ => "Two-step verification password: ".to_owned(),
+                };
+                match prompter.ask_secret(&prompt)? {
+                    Some(password) => flow.submit_password(&password).await.map(|_| ()),
+                    None => return Ok(LoginOutcome::Cancelled),
+                }
+            }
+        };
+        match step {
+            Ok(()) => {}
+            Err(LoginStepError::Telegram(LoginError::FloodWait { seconds })) => {
+                return Ok(LoginOutcome::MustWait { seconds });
+            }
+            Err(error) => {
+                writeln!(out, "{}", advice(&error))?;
+            }
+        }
+    }
+}
+
+fn advice(error: &LoginStepError) -> String {
+    match error {
+        LoginStepError::Telegram(LoginError::CodeExpired) => {
+            "The code has expired; a new one will be requested.".to_owned()
+        }
+        LoginStepError::Telegram(
+            LoginError::PhoneBanned | LoginError::InvalidPhone | LoginError::SignUpRequired,
+        ) => {
+            format!("{error}. Enter another phone number, or press Enter to stop.")
+        }
+        LoginStepError::Telegram(LoginError::AccountDead { .. }) => {
+            format!("{error}. Enter another phone number, or press Enter to stop.")
+        }
+        _ => format!("{error}. Try again (press Enter to stop)."),
+    }
+}
+
+/// The terminal: answers from stdin, the password read without echo when stdin is a terminal.
+pub struct TerminalPrompter;
+
+impl Prompter for TerminalPrompter {
+    fn ask(&mut self, prompt: &str) -> io::Result<Option<String>> {
+        eprint!("{prompt}");
+        io::stderr().flush()?;
+        let mut line = String::new();
+        if io::stdin().lock().read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim().to_owned();
+        Ok((!line.is_empty()).then_some(line))
+    }
+
+    fn ask_secret(&mut self, prompt: &str) -> io::Result<Option<String>> {
+        let password = rpassword::prompt_password(prompt)?;
+        Ok((!password.is_empty()).then_some(password))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use jobbot_core::ids::PhoneNumber;
+    use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
+
+    use super::*;
+
+    /// Answers from a script; `CODE` is replaced by the code the simulated Telegram sent.
+    struct Scripted {
+        world: SimWorld,
+        phone: PhoneNumber,
+        answers: VecDeque<&'static str>,
+        asked: Vec<String>,
+    }
+
+    impl Prompter for Scripted {
+        fn ask(&mut self, prompt: &str) -> io::Result<Option<String>> {
+            self.asked.push(prompt.to_owned());
+            Ok(self.answers.pop_front().map(|answer| match answer {
+                "CODE" => self
+                    .world
+                    .last_login_code(&self.phone)
+                    .expect("a code was sent"),
+                other => other.to_owned(),
+            }))
+        }
+        fn ask_secret(&mut self, prompt: &str) -> io::Result<Option<String>> {
+            self.ask(prompt)
+        }
+    }
+
+    fn world_with(phone: &str, user: NewUser) -> (SimWorld, PhoneNumber) {
+        let world = SimWorld::new(SimParams::default());
+        world.create_user(user.phone(phone));
+        (world, PhoneNumber::parse(phone).unwrap())
+    }
+
+    async fn run(
+        world: &SimWorld,
+        phone: &PhoneNumber,
+        answers: &[&'static str],
+    ) -> (LoginOutcome, String, Vec<String>) {
+        let connector = SimConnector::new(world.clone());
+        let mut prompter = Scripted {
+            world: world.clone(),
+            phone: phone.clone(),
+            answers: answers.iter().copied().collect(),
+            asked: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let session = SessionName::parse("agent_1").unwrap();
+        let outcome = login(&connector, &session, None, &mut prompter, &mut out)
+            .await
+            .expect("no crash");
+        (outcome, String::from_utf8(out).unwrap(), prompter.asked)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wrong_code_is_reported_and_asked_again() {
+        let (world, phone) = world_with(
+            "+79991234567",
+            NewUser::named("Ivan").username("ivan_agent"),
+        );
+        let (outcome, out, _) = run(&world, &phone, &["+7 999 123-45-67", "00000", "CODE"]).await;
+        assert!(
+            matches!(outcome, LoginOutcome::SignedIn(ref me) if me.first_name == "Ivan"),
+            "{outcome:?}"
+        );
+        assert!(out.contains("the code is wrong"), "{out}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_factor_shows_the_hint_and_retries_a_wrong_password() {
+        let (world, phone) = world_with(
+            "+79991234568",
+            NewUser::named("Olga").two_factor("correct horse", Some("the horse")),
+        );
+        let (outcome, out, asked) = run(
+            &world,
+            &phone,
+            &["+79991234568", "CODE", "hunter2-wrong", "correct horse"],
+        )
+        .await;
+        assert!(matches!(outcome, LoginOutcome::SignedIn(_)), "{outcome:?}");
+        assert!(out.contains("2FA password is wrong"), "{out}");
+        assert!(
+            asked
+                .iter()
+                .any(|prompt| prompt.contains("hint: the horse")),
+            "{asked:?}"
+        );
+        assert!(
+            !out.contains("correct horse") && !out.contains("hunter2"),
+            "the password is never printed: {out}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalid_phone_is_asked_again_and_empty_input_cancels() {
+        let (world, phone) = world_with("+79991234569", NewUser::named("Petr"));
+        let (outcome, out, _) = run(&world, &phone, &["+7999", ""]).await;
+        assert_eq!(outcome, LoginOutcome::Cancelled);
+        assert!(
+            out.contains("is not a phone number in international format"),
+            "{out}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_banned_phone_gets_a_clear_message() {
+        let (world, phone) = world_with("+79991234570", NewUser::named("Spam"));
+        world.ban_phone(&phone);
+        let (outcome, out, _) = run(&world, &phone, &["+79991234570", ""]).await;
+        assert_eq!(outcome, LoginOutcome::Cancelled);
+        assert!(out.contains("banned"), "{out}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_code_requests_a_new_one() {
+        let (world, phone) = world_with("+79991234571", NewUser::named("Anna"));
+        let connector = SimConnector::new(world.clone());
+        let session = SessionName::parse("agent_2").unwrap();
+        let backend = connector
+            .begin_login(&session, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let mut flow = LoginFlow::new(backend);
+        flow.submit_phone(phone.as_str()).await.unwrap();
+        let stale_code = world.last_login_code(&phone).unwrap();
+        tokio::time::advance(std::time::Duration::from_secs(
+            world.params().login_code_lifetime_seconds + 1,
+        ))
+        .await;
+        let mut prompter = Scripted {
+            world: world.clone(),
+            phone: phone.clone(),
+            answers: [
+                Box::leak(stale_code.into_boxed_str()) as &'static str,
+                "CODE",
+            ]
+            .into_iter()
+            .collect(),
+            asked: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let outcome = drive(flow, None, &mut prompter, &mut out).await.unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            matches!(outcome, LoginOutcome::SignedIn(_)),
+            "{outcome:?} {out}"
+        );
+        assert!(
+            out.contains("expired") && out.contains("Requesting a new code"),
+            "{out}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_authorized_session_is_not_logged_in_twice() {
+        let world = SimWorld::new(SimParams::default());
+        let user = world.create_account("agent_1", NewUser::named("Ivan").phone("+79991234572"));
+        let _ = user;
+        let connector = SimConnector::new(world.clone());
+        let mut prompter = Scripted {
+            world: world.clone(),
+            phone: PhoneNumber::parse("+79991234572").unwrap(),
+            answers: VecDeque::new(),
+            asked: Vec::new(),
+        };
+        let outcome = login(
+            &connector,
+            &SessionName::parse("agent_1").unwrap(),
+            None,
+            &mut prompter,
+            &mut Vec::new(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(outcome, LoginOutcome::AlreadyAuthorized(_)),
+            "{outcome:?}"
+        );
+        assert!(prompter.asked.is_empty());
+    }
+}
