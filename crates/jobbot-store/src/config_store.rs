@@ -285,7 +285,7 @@ impl ConfigStore {
                         let _ = changes_sender.send(());
                     }
                 }
-                Err(error) => tracing::warn!(%error, "configuration file watcher error"),
+                Err(error) => tracing::warn!(target: "config_store", %error, "configuration file watcher error"),
             },
         )
         .map_err(|source| StoreError::Watch {
@@ -349,7 +349,7 @@ impl ConfigStore {
         }
         match load_bytes(&bytes) {
             Ok(snapshot) => {
-                tracing::info!(path = %shared.path.display(), revision = %snapshot.revision, "configuration reloaded");
+                tracing::info!(target: "config_store", path = %shared.path.display(), revision = %snapshot.revision, "configuration reloaded");
                 self.publish(snapshot);
             }
             Err(problems) => self.report(problems),
@@ -364,7 +364,7 @@ impl ConfigStore {
     }
 
     fn report(&self, problems: ConfigProblems) {
-        tracing::warn!(
+        tracing::warn!(target: "config_store",
             path = %self.shared.path.display(),
             live_revision = %self.snapshot().revision,
             "the configuration file does not load; the last good configuration stays live and the file was not changed:\n{problems}"

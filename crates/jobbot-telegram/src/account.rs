@@ -99,7 +99,7 @@ impl GrammersAccount {
             .chain(chats.iter().map(PeerInfo::from))
             .collect();
         if let Err(error) = self.store.cache_peers(peers).await {
-            tracing::warn!(session = %self.session, %error, "could not cache peers");
+            tracing::warn!(target: "telegram", session = %self.session, %error, "could not cache peers");
         }
     }
 
@@ -420,7 +420,7 @@ impl TelegramAccount for GrammersAccount {
             let _ = stop.send(());
             // The loop saves the update state on its way out.
             if let Err(error) = task.await {
-                tracing::warn!(session = %self.session, %error, "event task failed");
+                tracing::warn!(target: "telegram", session = %self.session, %error, "event task failed");
             }
         }
         let runner = self.runner.lock().ok().and_then(|mut slot| slot.take());
@@ -430,7 +430,7 @@ impl TelegramAccount for GrammersAccount {
                 self.handle.quit();
             }
         }
-        tracing::info!(session = %self.session, "disconnected");
+        tracing::info!(target: "telegram", session = %self.session, "disconnected");
     }
 }
 
@@ -452,7 +452,7 @@ async fn run_event_loop(
         Ok(stream) => stream,
         Err(error) => {
             // Only the session store can fail here (reading the saved update state).
-            tracing::error!(session = %session, %error, "cannot start the update stream");
+            tracing::error!(target: "telegram", session = %session, %error, "cannot start the update stream");
             return;
         }
     };
@@ -469,7 +469,7 @@ async fn run_event_loop(
                 retry_delay = POLL_RETRY_FIRST;
                 if connection_lost {
                     connection_lost = false;
-                    tracing::info!(session = %session, "connection restored");
+                    tracing::info!(target: "telegram", session = %session, "connection restored");
                     if !deliver(&events, AccountEvent::ConnectionRestored, &mut stop).await {
                         break;
                     }
@@ -478,12 +478,12 @@ async fn run_event_loop(
             }
             // The sender pool has ended (disconnect or drop): nothing is left to poll.
             Err(InvocationError::Dropped(reason)) => {
-                tracing::debug!(session = %session, reason, "update stream ended");
+                tracing::debug!(target: "telegram", session = %session, reason, "update stream ended");
                 break;
             }
             Err(error) => {
                 let mapped = map_invocation_error(&error);
-                tracing::warn!(session = %session, error = %mapped, "polling updates failed; retrying");
+                tracing::warn!(target: "telegram", session = %session, error = %mapped, "polling updates failed; retrying");
                 if matches!(mapped, TelegramError::Network { .. }) && !connection_lost {
                     connection_lost = true;
                     if !deliver(&events, AccountEvent::ConnectionLost, &mut stop).await {
@@ -506,7 +506,7 @@ async fn run_event_loop(
         }
     }
     if let Err(error) = stream.sync_update_state().await {
-        tracing::warn!(session = %session, %error, "could not save the update state");
+        tracing::warn!(target: "telegram", session = %session, %error, "could not save the update state");
     }
 }
 

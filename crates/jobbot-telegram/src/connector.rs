@@ -165,10 +165,10 @@ impl Connection {
     ) {
         handle.quit();
         if let Err(error) = runner.await {
-            tracing::warn!(session = %store.name(), %error, "sender pool task failed");
+            tracing::warn!(target: "telegram", session = %store.name(), %error, "sender pool task failed");
         }
         if let Err(error) = store.close().await {
-            tracing::warn!(session = %store.name(), %error, "could not save the session");
+            tracing::warn!(target: "telegram", session = %store.name(), %error, "could not save the session");
         }
     }
 
@@ -347,7 +347,7 @@ impl AccountConnector for GrammersConnector {
     ) -> Result<Arc<dyn TelegramAccount>, ConnectError> {
         match self.open_and_probe(session, options).await? {
             (AuthorizationStatus::Authorized(me), Some(connection)) => {
-                tracing::info!(session = %session, user_id = %me.user_id, "connected");
+                tracing::info!(target: "telegram", session = %session, user_id = %me.user_id, "connected");
                 Ok(Arc::new(GrammersAccount::new(session.clone(), connection)))
             }
             (AuthorizationStatus::Dead(reason), _) => Err(ConnectError::Dead {

@@ -171,7 +171,7 @@ impl GrammersLogin {
                 Ok(None) => break,
                 Err(error) => {
                     // Only a warm-up: the account works without it.
-                    tracing::warn!(session = %self.session, %error, "could not load dialogs after login");
+                    tracing::warn!(target: "telegram", session = %self.session, %error, "could not load dialogs after login");
                     break;
                 }
             }
@@ -180,7 +180,7 @@ impl GrammersLogin {
         if let Some(runner) = self.runner.take() {
             Connection::shut_down(&self.store, &self.handle, runner).await;
         }
-        tracing::info!(session = %self.session, user_id = %me.user_id, "logged in");
+        tracing::info!(target: "telegram", session = %self.session, user_id = %me.user_id, "logged in");
         Ok(me)
     }
 
@@ -229,7 +229,7 @@ impl LoginBackend for GrammersLogin {
         if matches!(self.step, Step::Done) {
             return Err(out_of_order("this login already finished"));
         }
-        tracing::info!(session = %self.session, phone = %phone, "requesting a login code");
+        tracing::info!(target: "telegram", session = %self.session, phone = %phone, "requesting a login code");
         let sent = self
             .send_code(phone.as_str())
             .await

@@ -370,7 +370,7 @@ impl Drop for SessionStore {
         let result = encode_file(state, self.key.as_ref())
             .and_then(|bytes| write_atomically(&self.path, &bytes));
         if let Err(error) = result {
-            tracing::warn!(session = %self.name, %error, "could not save the session on drop");
+            tracing::warn!(target: "telegram", session = %self.name, %error, "could not save the session on drop");
         }
     }
 }
