@@ -10,4 +10,5 @@ pub mod filters;
 pub mod ids;
 pub mod login;
 pub mod scheduling;
+pub mod store;
 pub mod telegram;

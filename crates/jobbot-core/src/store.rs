@@ -1,0 +1,294 @@
+//! The store port: what the engine persists besides configuration. `jobbot-store` implements it
+//! (SQLite now, PostgreSQL next); nothing outside that crate writes SQL. Methods are shaped by
+//! the domain (`enqueue`, `mark_sent`), never by tables, so backends stay interchangeable.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ChatId, SessionName, Username};
+use crate::telegram::{MessageContent, PeerRef, RandomId, SentMessage, TopicId};
+
+/// Wall-clock time in milliseconds since the Unix epoch. The engine derives it from tokio time,
+/// so on paused time it advances with the simulation.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct UnixMillis(pub i64);
+
+impl UnixMillis {
+    pub fn plus_seconds(self, seconds: u64) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)),
+        )
+    }
+
+    pub fn as_seconds(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+}
+
+/// The id of an outbox message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OutboxId(pub i64);
+
+impl fmt::Display for OutboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What an outgoing message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxKind {
+    /// A vacancy notification to an output channel, sent by the main account.
+    Notification,
+    /// The first message to a vacancy's author, from one of the channel's agents.
+    AutoResponse,
+    /// An operator's reply relayed from a CRM topic to the contact, by the conversation's agent.
+    RelayToContact,
+    /// A post into a CRM topic (info post, mirrored message).
+    TopicPost,
+    /// Anything else (benchmarks, tools).
+    Other,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Notification => "notification",
+            Self::AutoResponse => "auto_response",
+            Self::RelayToContact => "relay_to_contact",
+            Self::TopicPost => "topic_post",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Notification,
+            Self::AutoResponse,
+            Self::RelayToContact,
+            Self::TopicPost,
+            Self::Other,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// Where an outgoing message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Recipient {
+    /// A person by public username. The sending agent resolves it itself: access hashes belong to
+    /// one account, so no resolved peer is stored for "whichever agent sends".
+    Username { username: Username },
+    /// A person as one agent already knows them (they wrote to it). Valid only for that agent,
+    /// so the message must be sticky to it.
+    KnownPeer { peer: PeerRef },
+    /// A channel or group the sender is in.
+    Chat { chat: ChatId },
+    /// A forum topic of a supergroup.
+    Topic { group: ChatId, topic: TopicId },
+}
+
+/// Who may send a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum SenderSelection {
+    /// The main account (`bot_session`).
+    MainAccount,
+    /// Any agent of the channel's pool (load-balanced), or exactly `sticky` when set.
+    ChannelAgents { sticky: Option<SessionName> },
+}
+
+/// A message to put in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOutboxMessage {
+    /// The output channel this message belongs to (its config `id`).
+    pub channel_id: String,
+    pub kind: OutboxKind,
+    pub sender: SenderSelection,
+    pub recipient: Recipient,
+    pub content: MessageContent,
+    /// A first message to someone who never wrote to the sending account (Telegram limits these
+    /// with `PEER_FLOOD`).
+    pub first_contact: bool,
+    /// At most one message per key, ever: e.g. `auto_response:<channel>:<user>`. Enqueueing a key
+    /// that exists returns the existing message.
+    pub idempotency_key: Option<String>,
+    pub created_at: UnixMillis,
+    /// Not sent before this instant (human-like delays are scheduled, not slept).
+    pub not_before: Option<UnixMillis>,
+    /// After this instant the message ends as expired, with the reason it could not go out.
+    pub expires_at: UnixMillis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    Pending,
+    Sent,
+    /// Failed for good (the recipient refuses messages, the username does not exist, …).
+    Failed,
+    /// Its TTL passed before any agent could deliver it.
+    Expired,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Sent, Self::Failed, Self::Expired]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+
+    pub fn is_final(self) -> bool {
+        self != Self::Pending
+    }
+}
+
+/// A message in the outbox, with what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub id: OutboxId,
+    #[serde(flatten)]
+    pub message: NewOutboxMessage,
+    pub status: OutboxStatus,
+    /// Sends attempted (each attempt reached, or may have reached, Telegram).
+    pub attempts: u32,
+    /// The agent it was last tried with.
+    pub last_agent: Option<SessionName>,
+    pub sent: Option<SentRecord>,
+    /// Why it failed or expired; the last error while pending.
+    pub reason: Option<String>,
+    pub updated_at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRecord {
+    pub agent: SessionName,
+    pub message: SentMessage,
+    pub at: UnixMillis,
+}
+
+/// What `enqueue` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    New(OutboxId),
+    /// The idempotency key was taken; this is the message that holds it.
+    Existing(OutboxId, OutboxStatus),
+}
+
+impl Enqueued {
+    pub fn id(self) -> OutboxId {
+        match self {
+            Self::New(id) | Self::Existing(id, _) => id,
+        }
+    }
+}
+
+/// Counts of outbox messages by status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub expired: u64,
+}
+
+/// What `health` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// `"sqlite"` or `"postgres"`.
+    pub backend: String,
+    /// The version of the last migration applied.
+    pub schema_version: i64,
+}
+
+/// A failure of the store. The message names what was being done; it never holds credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not {operation}: {message}")]
+pub struct StoreError {
+    pub operation: &'static str,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(operation: &'static str, message: impl fmt::Display) -> Self {
+        Self {
+            operation,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The operational store. Callers hold an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Checks that the database answers and has jobbot's schema.
+    async fn health(&self) -> Result<StoreHealth, StoreError>;
+
+    // ----- The outbox -----
+
+    /// Stores a message before anything is sent. With an idempotency key that is already taken,
+    /// stores nothing and returns the message holding the key, whatever its status.
+    async fn enqueue(&self, message: NewOutboxMessage) -> Result<Enqueued, StoreError>;
+
+    /// Every pending message, oldest first (what a restart resumes).
+    async fn pending_outbox(&self) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    async fn outbox_message(&self, id: OutboxId) -> Result<Option<OutboxMessage>, StoreError>;
+
+    /// Records an attempt on `agent` before it is made and returns the `random_id` to send with:
+    /// the one this agent was given for this message before, if any, else `proposed`. A retry on
+    /// the same account therefore repeats its `random_id`, and Telegram drops the duplicate.
+    async fn begin_attempt(
+        &self,
+        id: OutboxId,
+        agent: &SessionName,
+        proposed: RandomId,
+        at: UnixMillis,
+    ) -> Result<RandomId, StoreError>;
+
+    /// Notes an error on a pending message that will be retried.
+    async fn note_error(
+        &self,
+        id: OutboxId,
+        reason: &str,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    async fn mark_sent(
+        &self,
+        id: OutboxId,
+        agent: &SessionName,
+        sent: SentMessage,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Ends a message as `Failed` or `Expired` with its reason.
+    async fn mark_final(
+        &self,
+        id: OutboxId,
+        status: OutboxStatus,
+        reason: &str,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+}
