@@ -1094,3 +1094,460 @@ fn random_traffic_keeps_the_cache_in_step_and_every_decision_matches_a_brute_for
         "sends {sends}, waits {waits}, gave up {gave_up}"
     );
 }
+
+#[test]
+fn an_agent_shared_by_two_pools_spends_one_pacing_budget() {
+    // Two channels list the same account and both ask for a send every tick for an hour: the
+    // account still sends at its own rate in total, never at twice it.
+    let window = HOUR;
+    let tick = 100;
+    let pacing = Pacing::default();
+    let interval = 60_000 / u64::from(pacing.messages_per_minute);
+    let burst = u64::from(pacing.burst);
+    let (first_pool, second_pool) = (PoolId(1), PoolId(2));
+
+    let mut rng = rng(30);
+    let mut scheduler = AgentScheduler::new(SchedulerSettings::default());
+    let shared = scheduler.add_agent(session(0), pacing, Millis::ZERO);
+    // The second channel's add_agent for the same account gets the same key.
+    assert_eq!(
+        scheduler.add_agent(session(0), pacing, Millis::ZERO),
+        shared
+    );
+    scheduler.set_connection_state(shared, ConnectionState::Ready);
+    scheduler.set_pool(first_pool, &[shared]).unwrap();
+    scheduler.set_pool(second_pool, &[shared]).unwrap();
+
+    let request = Request::new(SendKind::Reply);
+    let mut sends: Vec<Millis> = Vec::new();
+    let mut per_pool: HashMap<PoolId, u64> = HashMap::new();
+    for step in 0..window / tick {
+        let now = Millis(step * tick);
+        // Random order, so that both get some of the budget (a permit frees every 30 ticks,
+        // so alternating by tick parity would hand every one to the same pool).
+        let order = if rng.random_bool(0.5) {
+            [first_pool, second_pool]
+        } else {
+            [second_pool, first_pool]
+        };
+        for pool in order {
+            if let Decision::Send(agent) = scheduler.pick(pool, &request, now, &mut rng) {
+                assert_eq!(agent, shared);
+                scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+                sends.push(now);
+                *per_pool.entry(pool).or_default() += 1;
+            }
+        }
+    }
+    assert_conforms(&sends, interval, pacing.burst, shared);
+    assert_eq!(sends.len() as u64, burst + window / interval - 1);
+    assert!(
+        per_pool.values().all(|&count| count > 100),
+        "both pools sent: {per_pool:?}"
+    );
+    // Both pools report the one state of the account.
+    let now = Millis(window);
+    let first = scheduler.pool_status(first_pool, now).unwrap();
+    let second = scheduler.pool_status(second_pool, now).unwrap();
+    assert_eq!(first.agents, second.agents);
+    // The day counter has whole-hour buckets, so an hour of traffic is all in it.
+    assert_eq!(first.agents[0].sent_last_day as usize, sends.len());
+}
+
+#[test]
+fn a_pool_never_picks_a_non_member() {
+    let mut rng = rng(31);
+    let mut scheduler = ready_pool(10, pacing(6_000, 100, 1_000));
+    let channel = PoolId(7);
+    let members = [AgentKey(2), AgentKey(5), AgentKey(7)];
+    scheduler.set_pool(channel, &members).unwrap();
+    let kinds = [
+        SendKind::FirstContact,
+        SendKind::Reply,
+        SendKind::ChannelPost,
+    ];
+    let mut seen = HashSet::new();
+    for step in 0..2_000u64 {
+        let now = Millis(step * 50);
+        let request = Request::new(kinds[rng.random_range(0..kinds.len())]);
+        // Traffic in the all-agents pool too, so the members' load moves under the channel.
+        if let Decision::Send(agent) = scheduler.pick(POOL, &request, now, &mut rng) {
+            scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+        }
+        if let Decision::Send(agent) = scheduler.pick(channel, &request, now, &mut rng) {
+            assert!(members.contains(&agent), "step {step}: picked {agent}");
+            seen.insert(agent);
+            scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+        }
+    }
+    assert_eq!(seen, HashSet::from(members));
+
+    // A conversation of another channel's agent is refused, not moved.
+    let outsider = Request::in_conversation(SendKind::Reply, AgentKey(0));
+    assert_eq!(
+        scheduler.pick(channel, &outsider, Millis(HOUR), &mut rng),
+        Decision::NoAgent(NoAgentReason::StickyAgentNotInPool {
+            agent: AgentKey(0),
+            pool: channel
+        })
+    );
+    assert_eq!(
+        scheduler.pick(POOL, &outsider, Millis(HOUR), &mut rng),
+        Decision::Send(AgentKey(0))
+    );
+
+    // Replacing the membership takes effect at once; a bad list changes nothing.
+    scheduler
+        .set_pool(channel, &[AgentKey(1), AgentKey(1)])
+        .unwrap();
+    assert_eq!(scheduler.pool_members(channel), Some(&[AgentKey(1)][..]));
+    assert_eq!(
+        scheduler.set_pool(channel, &[AgentKey(3), AgentKey(99)]),
+        Err(PoolError::UnknownAgent {
+            agent: AgentKey(99)
+        })
+    );
+    assert_eq!(scheduler.pool_members(channel), Some(&[AgentKey(1)][..]));
+    let request = Request::first_contact();
+    for step in 0..50 {
+        let now = Millis(2 * HOUR + step * SECOND);
+        let agent = expect_send(scheduler.pick(channel, &request, now, &mut rng));
+        assert_eq!(agent, AgentKey(1));
+        scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+    }
+    assert!(scheduler.remove_pool(channel));
+    assert_eq!(
+        scheduler.pick(
+            channel,
+            &Request::first_contact(),
+            Millis(3 * HOUR),
+            &mut rng
+        ),
+        Decision::NoAgent(NoAgentReason::UnknownPool { pool: channel })
+    );
+    assert!(!scheduler.remove_pool(channel));
+    assert_indexes_consistent(&scheduler);
+}
+
+#[test]
+fn removing_an_agent_mid_flight_absorbs_its_late_outcome_and_retries_elsewhere() {
+    let now = Millis(HOUR);
+    let check = |outcome: SendOutcome, sticky: bool, expected: OutcomeAction| {
+        let mut rng = rng(32);
+        let mut scheduler = ready_pool(2, Pacing::default());
+        let request = if sticky {
+            Request::in_conversation(SendKind::Reply, A)
+        } else {
+            Request::first_contact()
+        };
+        // Reserve on A, then the configuration drops A before the send reports back.
+        expect_send(scheduler.pick(
+            POOL,
+            &Request::in_conversation(SendKind::Reply, A),
+            now,
+            &mut rng,
+        ));
+        assert!(scheduler.remove_agent(A));
+        let label = format!("{outcome:?} sticky={sticky}");
+        let action = scheduler.on_outcome(A, &request, outcome, now);
+        assert_eq!(action, expected, "{label}");
+        assert_eq!(scheduler.agents[A.0 as usize].in_flight, 0, "{label}");
+        if action == OutcomeAction::RetryOtherAgent {
+            let retry = request.avoiding(A);
+            assert_eq!(
+                scheduler.pick(POOL, &retry, now, &mut rng),
+                Decision::Send(B)
+            );
+        }
+        // A is gone for every later request.
+        for _ in 0..20 {
+            let picked = scheduler.pick(POOL, &Request::new(SendKind::ChannelPost), now, &mut rng);
+            assert_ne!(picked, Decision::Send(A), "{label}");
+        }
+        assert_eq!(
+            scheduler.pick(
+                POOL,
+                &Request::in_conversation(SendKind::Reply, A),
+                now,
+                &mut rng
+            ),
+            Decision::NoAgent(NoAgentReason::UnknownAgent { agent: A })
+        );
+        assert_indexes_consistent(&scheduler);
+    };
+    let removed = OutcomeAction::FailPermanently {
+        reason: FailureReason::StickyAgentRemoved,
+    };
+    let flood = || SendOutcome::Failed(TelegramError::FloodWait { seconds: 30 });
+    let network = || {
+        SendOutcome::Failed(TelegramError::Network {
+            message: "reset".into(),
+        })
+    };
+    check(SendOutcome::Sent, false, OutcomeAction::Done);
+    check(SendOutcome::NotAttempted, true, OutcomeAction::Done);
+    check(flood(), false, OutcomeAction::RetryOtherAgent);
+    check(flood(), true, removed.clone());
+    check(network(), false, OutcomeAction::RetryOtherAgent);
+    check(network(), true, removed.clone());
+    check(
+        SendOutcome::Failed(TelegramError::PeerFlood),
+        false,
+        OutcomeAction::RetryOtherAgent,
+    );
+    check(SendOutcome::Failed(TelegramError::PeerFlood), true, removed);
+    check(
+        SendOutcome::Failed(TelegramError::PrivacyRestricted),
+        false,
+        OutcomeAction::FailRecipient {
+            error: TelegramError::PrivacyRestricted,
+        },
+    );
+    check(
+        SendOutcome::Failed(TelegramError::AccountDead {
+            reason: DeadReason::Banned,
+        }),
+        true,
+        OutcomeAction::FailPermanently {
+            reason: FailureReason::StickyAgentDead {
+                dead_reason: DeadReason::Banned,
+            },
+        },
+    );
+}
+
+#[test]
+fn lookups_and_status_forget_a_removed_agent_and_a_re_added_session_gets_its_key_and_cooldowns_back()
+ {
+    let mut rng = rng(33);
+    let mut scheduler = ready_pool(2, Pacing::default());
+    let now = Millis(HOUR);
+    assert_eq!(scheduler.agent_key(&session(0)), Some(A));
+    assert_eq!(scheduler.agent_key(&session(5)), None);
+
+    let request = Request::in_conversation(SendKind::Reply, A);
+    expect_send(scheduler.pick(POOL, &request, now, &mut rng));
+    scheduler.on_outcome(
+        A,
+        &request,
+        SendOutcome::Failed(TelegramError::FloodWait { seconds: 100 }),
+        now,
+    );
+    let flood_end = Millis(now.0 + 111 * SECOND);
+
+    assert!(scheduler.remove_agent(A));
+    assert!(!scheduler.remove_agent(A));
+    assert_eq!(scheduler.agent_key(&session(0)), None);
+    assert!(scheduler.agent(A).is_none());
+    assert_eq!(scheduler.len(), 1);
+    assert_eq!(
+        scheduler
+            .status(now)
+            .iter()
+            .map(|s| s.agent)
+            .collect::<Vec<_>>(),
+        [B]
+    );
+    assert_eq!(scheduler.pool_members(POOL), Some(&[B][..]));
+    assert_eq!(
+        scheduler.set_pool(PoolId(3), &[A]),
+        Err(PoolError::UnknownAgent { agent: A })
+    );
+    // A late connection report for the removed agent must not put it back in a pool.
+    scheduler.set_connection_state(A, ConnectionState::Ready);
+    assert_indexes_consistent(&scheduler);
+
+    // The session comes back: same key, same FloodWait (Telegram remembers it), not connected,
+    // in no pool until the caller says so, with the new pacing.
+    let faster = pacing(30, 2, 10);
+    assert_eq!(scheduler.add_agent(session(0), faster, now), A);
+    let revived = scheduler.agent(A).unwrap();
+    assert_eq!(revived.flood_wait_until(), flood_end);
+    assert_eq!(revived.connection(), ConnectionState::Connecting);
+    assert_eq!(revived.pacing(), faster);
+    assert_eq!(scheduler.pool_members(POOL), Some(&[B][..]));
+    assert_eq!(scheduler.len(), 2);
+
+    // Adding a present session again only updates its pacing.
+    assert_eq!(scheduler.add_agent(session(1), faster, now), B);
+    assert_eq!(scheduler.agent(B).unwrap().pacing(), faster);
+    assert_eq!(
+        scheduler.agent(B).unwrap().connection(),
+        ConnectionState::Ready
+    );
+    assert_eq!(scheduler.add_agent(session(2), faster, now), C);
+
+    scheduler.set_connection_state(A, ConnectionState::Ready);
+    scheduler.set_pool(POOL, &[A, B, C]).unwrap();
+    let status = scheduler.pool_status(POOL, now).unwrap();
+    // B is ready and idle; A is flooded; C is still connecting.
+    assert_eq!((status.total, status.available_now), (3, 1));
+    assert_eq!(
+        status.agents.iter().map(|s| s.agent).collect::<Vec<_>>(),
+        [A, B, C]
+    );
+    assert_eq!(status.agents[0].flood_wait_until, Some(flood_end));
+    assert!(scheduler.pool_status(PoolId(99), now).is_none());
+    assert_indexes_consistent(&scheduler);
+}
+
+#[test]
+fn pool_indexes_match_a_brute_force_model_under_random_churn() {
+    // The model: pool member lists, connection states and the configured sessions, kept the
+    // obvious way. Every operation is applied to both; after each, the scheduler's indexes must
+    // agree with the model, and a pick from any pool must return a ready member.
+    let mut rng = rng(34);
+    let mut scheduler = AgentScheduler::new(SchedulerSettings::default());
+    let mut model_pools: HashMap<PoolId, Vec<AgentKey>> = HashMap::new();
+    let mut model_state: Vec<ConnectionState> = Vec::new();
+    let mut model_active: Vec<bool> = Vec::new();
+    let mut model_keys: HashMap<usize, AgentKey> = HashMap::new();
+    let states = [
+        ConnectionState::Ready,
+        ConnectionState::Ready,
+        ConnectionState::Connecting,
+        ConnectionState::Disconnected,
+        ConnectionState::Paused,
+        ConnectionState::Dead {
+            reason: DeadReason::Frozen,
+        },
+    ];
+    let fast = pacing(60_000, 1_000, 1_000_000);
+    let (mut sends, mut removals, mut revivals) = (0u32, 0u32, 0u32);
+    for step in 0..4_000u64 {
+        let now = Millis(step * 10);
+        let issued = model_state.len() as u32;
+        match rng.random_range(0..100) {
+            0..10 => {
+                let index = rng.random_range(0..12);
+                let key = scheduler.add_agent(session(index), fast, now);
+                match model_keys.get(&index) {
+                    Some(&known) => {
+                        assert_eq!(key, known, "step {step}: a session changed key");
+                        if !model_active[key.0 as usize] {
+                            model_active[key.0 as usize] = true;
+                            model_state[key.0 as usize] = ConnectionState::Connecting;
+                            revivals += 1;
+                        }
+                    }
+                    None => {
+                        assert_eq!(key, AgentKey(issued), "step {step}: keys are never reused");
+                        model_keys.insert(index, key);
+                        model_state.push(ConnectionState::Connecting);
+                        model_active.push(true);
+                    }
+                }
+            }
+            10..55 if issued > 0 => {
+                let agent = AgentKey(rng.random_range(0..issued));
+                let state = states[rng.random_range(0..states.len())];
+                scheduler.set_connection_state(agent, state);
+                model_state[agent.0 as usize] = state;
+            }
+            55..70 => {
+                let pool = PoolId(rng.random_range(0..4));
+                let count = rng.random_range(0..6);
+                let count = if issued == 0 { 0 } else { count };
+                let members: Vec<AgentKey> = (0..count)
+                    .map(|_| AgentKey(rng.random_range(0..issued)))
+                    .collect();
+                let result = scheduler.set_pool(pool, &members);
+                match members.iter().find(|a| !model_active[a.0 as usize]) {
+                    Some(&agent) => assert_eq!(result, Err(PoolError::UnknownAgent { agent })),
+                    None => {
+                        result.unwrap();
+                        let mut unique = Vec::new();
+                        for agent in members {
+                            if !unique.contains(&agent) {
+                                unique.push(agent);
+                            }
+                        }
+                        model_pools.insert(pool, unique);
+                    }
+                }
+            }
+            70..74 => {
+                let pool = PoolId(rng.random_range(0..4));
+                assert_eq!(
+                    scheduler.remove_pool(pool),
+                    model_pools.remove(&pool).is_some()
+                );
+            }
+            74..80 if issued > 0 => {
+                let agent = AgentKey(rng.random_range(0..issued));
+                let was_active = model_active[agent.0 as usize];
+                assert_eq!(scheduler.remove_agent(agent), was_active);
+                model_active[agent.0 as usize] = false;
+                for members in model_pools.values_mut() {
+                    members.retain(|&member| member != agent);
+                }
+                removals += u32::from(was_active);
+            }
+            _ => {
+                let pool = PoolId(rng.random_range(0..4));
+                let request = Request::new(SendKind::Reply);
+                let decision = scheduler.pick(pool, &request, now, &mut rng);
+                if let Decision::Send(agent) = decision {
+                    let members = &model_pools[&pool];
+                    assert!(
+                        members.contains(&agent),
+                        "step {step}: {agent} not in {pool}"
+                    );
+                    assert_eq!(model_state[agent.0 as usize], ConnectionState::Ready);
+                    scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+                    sends += 1;
+                } else if let Some(members) = model_pools.get(&pool) {
+                    // Pacing is far above this traffic: a ready member would have been chosen.
+                    assert!(
+                        members
+                            .iter()
+                            .all(|a| model_state[a.0 as usize] != ConnectionState::Ready),
+                        "step {step}: {decision:?} with a ready member in {pool}"
+                    );
+                } else {
+                    assert_eq!(
+                        decision,
+                        Decision::NoAgent(NoAgentReason::UnknownPool { pool })
+                    );
+                }
+            }
+        }
+
+        assert_indexes_consistent(&scheduler);
+        let mut pools: Vec<PoolId> = scheduler.pools().collect();
+        pools.sort();
+        let mut expected_pools: Vec<PoolId> = model_pools.keys().copied().collect();
+        expected_pools.sort();
+        assert_eq!(pools, expected_pools, "step {step}");
+        for (&pool, members) in &model_pools {
+            assert_eq!(
+                scheduler.pool_members(pool),
+                Some(&members[..]),
+                "step {step}"
+            );
+            let ready: HashSet<AgentKey> = scheduler.pools[&pool].ready.iter().copied().collect();
+            let expected: HashSet<AgentKey> = members
+                .iter()
+                .copied()
+                .filter(|a| model_state[a.0 as usize] == ConnectionState::Ready)
+                .collect();
+            assert_eq!(ready, expected, "step {step}: ready index of {pool}");
+        }
+        for (&index, &key) in &model_keys {
+            let expected = model_active[key.0 as usize].then_some(key);
+            assert_eq!(
+                scheduler.agent_key(&session(index)),
+                expected,
+                "step {step}"
+            );
+        }
+        assert_eq!(
+            scheduler.len(),
+            model_active.iter().filter(|&&active| active).count()
+        );
+    }
+    assert!(
+        sends > 100 && removals > 20 && revivals > 10,
+        "sends {sends}, removals {removals}, revivals {revivals}"
+    );
+}
