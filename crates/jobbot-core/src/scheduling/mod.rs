@@ -8,17 +8,22 @@
 //! ```
 //! use jobbot_core::config::Pacing;
 //! use jobbot_core::ids::SessionName;
-//! use jobbot_core::scheduling::{AgentScheduler, ConnectionState, Decision, Millis, OutcomeAction, Request, SendOutcome, SchedulerSettings};
+//! use jobbot_core::scheduling::{AgentScheduler, ConnectionState, Decision, Millis, OutcomeAction, PoolId, Request, SendOutcome, SchedulerSettings};
 //! use rand::SeedableRng;
 //!
 //! let mut rng = rand::rngs::StdRng::seed_from_u64(7);
 //! let mut scheduler = AgentScheduler::new(SchedulerSettings::default());
-//! let agent = scheduler.add_agent(SessionName::parse("agent_1").unwrap(), Pacing::default());
-//! scheduler.set_connection_state(agent, ConnectionState::Ready);
-//!
 //! let now = Millis(0);
+//! let session = SessionName::parse("agent_1").unwrap();
+//! let agent = scheduler.add_agent(session.clone(), Pacing::default(), now);
+//! assert_eq!(scheduler.agent_key(&session), Some(agent));
+//! scheduler.set_connection_state(agent, ConnectionState::Ready);
+//! // One pool per channel (and one for the main account); an agent may be in several.
+//! let channel = PoolId(1);
+//! scheduler.set_pool(channel, &[agent]).unwrap();
+//!
 //! let request = Request::first_contact();
-//! match scheduler.pick(&request, now, &mut rng) {
+//! match scheduler.pick(channel, &request, now, &mut rng) {
 //!     // `Send` holds a reservation: report exactly one outcome for it.
 //!     Decision::Send(chosen) => {
 //!         let action = scheduler.on_outcome(chosen, &request, SendOutcome::Sent, now);
@@ -29,6 +34,17 @@
 //!     Decision::NoAgent(reason) => panic!("{reason}"),
 //! }
 //! ```
+//!
+//! # Pools
+//!
+//! One [`AgentScheduler`] holds every agent account of the process, and each account has one
+//! state (pacing limiter, FloodWait, PeerFlood pause, cold-DM window, in-flight count) however
+//! many channels it serves: two channels sharing an account together get the account's rate,
+//! not twice it. A pool ([`PoolId`], [`AgentScheduler::set_pool`]) is the subset of agents a
+//! channel may use; the main account that posts notifications is a pool of one. A pick is made
+//! for a pool and chooses only among its members. Pools and agents change at runtime:
+//! [`AgentScheduler::add_agent`] is idempotent per session, [`AgentScheduler::remove_agent`]
+//! takes an agent out of every pool while its in-flight sends still report their outcomes.
 //!
 //! # Policy
 //!
@@ -57,16 +73,17 @@
 //!
 //! # Cost of a pick
 //!
-//! The table keeps an index of `Ready` agents (O(1) insert and remove) and, per agent, a cached
-//! pair of instants from which its time-based limits allow a send (`SendableAt`, 16 bytes).
-//! A pick samples the ready index uniformly, rejecting agents that cannot send now, until it has
+//! Each pool keeps an index of its `Ready` members (O(1) insert and remove per pool, and an agent
+//! is in few pools) and the table keeps, per agent, a cached pair of instants from which its
+//! time-based limits allow a send (`SendableAt`, 16 bytes). A pick samples the pool's ready
+//! index uniformly, rejecting agents that cannot send now, until it has
 //! two distinct candidates or has made [`SchedulerSettings::sampling_attempts`] draws. When a
 //! fraction `p` of ready agents can send, that takes `2 / p` draws on average, so the common case
 //! (most agents have a permit) is O(1) whatever the pool size: about 0.4–2 µs per pick and
 //! outcome at 10,000 agents in a release build on the shared 2-core box. Only when candidates are
 //! rare (`p` well under `2 / sampling_attempts`) or absent does it fall back to one scan of the
-//! cached instants, which also yields the exact earliest instant to wait for: about 10–30 µs at
-//! 10,000 agents. That is the saturated case, where the pool sleeps until the returned instant
+//! pool's cached instants, which also yields the exact earliest instant to wait for: about
+//! 10–30 µs at 10,000 agents. That is the saturated case, where the pool sleeps until the returned instant
 //! anyway; if the benchmark shows it matters, a min-heap of cached instants (lazily re-keyed)
 //! makes it O(log n).
 //!
@@ -81,6 +98,7 @@ mod gcra;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -273,8 +291,17 @@ pub enum NoAgentReason {
     },
     #[error("the conversation's agent ({agent}) is paused; resume it to continue the conversation")]
     StickyAgentPaused { agent: AgentKey },
-    #[error("the conversation's agent ({agent}) is no longer in this pool")]
+    /// The key was never issued, or its agent was removed from the configuration
+    /// ([`AgentScheduler::remove_agent`]).
+    #[error("the conversation's agent ({agent}) is no longer configured")]
     UnknownAgent { agent: AgentKey },
+    /// The agent exists but the pool the request was made for does not contain it (the
+    /// conversation belongs to another channel, or the channel's agent list was edited).
+    #[error("the conversation's agent ({agent}) is not in {pool}")]
+    StickyAgentNotInPool { agent: AgentKey, pool: PoolId },
+    /// [`AgentScheduler::set_pool`] was never called for this pool, or it was removed.
+    #[error("{pool} does not exist")]
+    UnknownPool { pool: PoolId },
     #[error(
         "the conversation's agent ({agent}) may not write first to strangers (cold-DM cap of 0)"
     )]
@@ -335,6 +362,12 @@ pub enum FailureReason {
         "the conversation's agent is dead ({dead_reason}); the conversation cannot move to another account"
     )]
     StickyAgentDead { dead_reason: DeadReason },
+    /// The conversation's agent was removed from the configuration while this send was in flight
+    /// and it would have had to retry on that agent.
+    #[error(
+        "the conversation's agent was removed from the configuration; the conversation cannot move to another account"
+    )]
+    StickyAgentRemoved,
     #[error("this agent may not write in that chat: {error}")]
     ChatForbidden { error: TelegramError },
     /// An error the policy has no rule for; not retried blindly, so a recipient-level failure
@@ -480,6 +513,24 @@ impl AgentState {
         SendableAt { any, first_contact }
     }
 
+    fn status(&self, agent: AgentKey, now: Millis) -> AgentStatus {
+        AgentStatus {
+            agent,
+            session: self.session.clone(),
+            state: self.connection,
+            in_flight: self.in_flight,
+            flood_wait_until: (self.flood_wait_until > now).then_some(self.flood_wait_until),
+            peer_flood_until: (self.peer_flood_until > now).then_some(self.peer_flood_until),
+            pacing_headroom: self.gcra.headroom(now),
+            cold_dms_last_day: self.cold_dms.count(now),
+            cold_dms_per_day: self.pacing.cold_dms_per_day,
+            sent_last_minute: self.recent_sends.last_minute(now),
+            sent_last_hour: self.recent_sends.last_hour(now),
+            sent_last_day: self.recent_sends.last_day(now),
+            last_error: self.last_error.clone(),
+        }
+    }
+
     /// The least-busy order: fewer in-flight sends, then more pacing headroom, then fewer sends
     /// in the last minute. Smaller is less busy.
     fn load(&self, now: Millis) -> (u32, std::cmp::Reverse<u32>, u32) {
@@ -535,17 +586,86 @@ pub struct AgentStatus {
     pub last_error: Option<LastError>,
 }
 
-/// The scheduling state of one pool's agents. See the module documentation.
+/// A set of agents a request may be sent through: one channel's agent list, or the main account
+/// alone. Chosen by the caller (the engine numbers its channels); only compared and hashed here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PoolId(pub u32);
+
+impl fmt::Display for PoolId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pool #{}", self.0)
+    }
+}
+
+/// A snapshot of one pool for the web status page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    pub pool: PoolId,
+    /// Members of the pool, whatever their state.
+    pub total: u32,
+    /// Members that could send a first contact at `now` (ready, outside every cooldown, pacing
+    /// permit and cold-DM slot available): the pool's capacity for new vacancies right now.
+    pub available_now: u32,
+    /// The members, in the order given to [`AgentScheduler::set_pool`].
+    pub agents: Vec<AgentStatus>,
+}
+
+/// Why [`AgentScheduler::set_pool`] refused a membership list. Nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("{agent} is not configured (never added, or removed)")]
+    UnknownAgent { agent: AgentKey },
+}
+
+/// One pool: its members and, among them, the `Ready` ones.
+#[derive(Debug, Clone, Default)]
+struct Pool {
+    /// Every member, in the caller's order, without duplicates. Scanned only to explain why
+    /// nothing can send and for the status page.
+    members: Vec<AgentKey>,
+    /// The `Ready` members, in no particular order, for O(1) uniform sampling.
+    /// Invariant: `ready[p] == k` iff `k`'s membership of this pool has `ready_position == Some(p)`.
+    ready: Vec<AgentKey>,
+}
+
+/// An agent's place in one pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Membership {
+    pool: PoolId,
+    ready_position: Option<u32>,
+}
+
+/// The scheduler's bookkeeping for one agent key, beside its [`AgentState`].
+#[derive(Debug, Clone, Default)]
+struct AgentLinks {
+    /// The pools that contain the agent; an agent is in few pools (the channels it serves), so
+    /// the linear searches over this list are O(1) in practice.
+    memberships: Vec<Membership>,
+    /// Removed from the configuration: in no pool, invisible to lookups and status, but its state
+    /// is kept so late outcomes are absorbed and a re-added session gets its cooldowns back.
+    retired: bool,
+}
+
+/// The scheduling state of every agent account, and the pools that share them. See the module
+/// documentation.
+///
+/// There is one table for the whole process, not one per channel: an account that serves several
+/// channels has one pacing limiter, one FloodWait and one cold-DM window, so the channels
+/// together cannot exceed what the account may send.
 #[derive(Debug, Clone)]
 pub struct AgentScheduler {
     settings: SchedulerSettings,
+    /// Indexed by agent key. Keys are never removed from here (see [`Self::remove_agent`]).
     agents: Vec<AgentState>,
-    /// The `Ready` agents, in no particular order, for O(1) uniform sampling.
-    ready: Vec<AgentKey>,
-    /// Each agent's position in `ready`, or `None`. Invariant: `ready[ready_position[k]] == k`.
-    ready_position: Vec<Option<u32>>,
+    /// Indexed by agent key.
+    links: Vec<AgentLinks>,
     /// Indexed by agent key; see [`SendableAt`].
     sendable_at: Vec<SendableAt>,
+    /// Every session ever added, retired or not, so a re-added session gets its old key back.
+    keys_by_session: HashMap<SessionName, AgentKey>,
+    pools: HashMap<PoolId, Pool>,
+    active_agents: usize,
 }
 
 impl AgentScheduler {
@@ -553,9 +673,11 @@ impl AgentScheduler {
         Self {
             settings,
             agents: Vec::new(),
-            ready: Vec::new(),
-            ready_position: Vec::new(),
+            links: Vec::new(),
             sendable_at: Vec::new(),
+            keys_by_session: HashMap::new(),
+            pools: HashMap::new(),
+            active_agents: 0,
         }
     }
 
@@ -563,37 +685,152 @@ impl AgentScheduler {
         &self.settings
     }
 
-    /// Adds an agent in the `Connecting` state.
-    pub fn add_agent(&mut self, session: SessionName, pacing: Pacing) -> AgentKey {
+    /// Adds the agent for `session`, or returns the key it already has.
+    ///
+    /// * New session: a new key, `Connecting`, in no pool.
+    /// * Session already present: its key, with `pacing` applied as by [`Self::set_pacing`];
+    ///   connection state, cooldowns and pools are untouched (this is how a second channel that
+    ///   lists the same account gets the shared key).
+    /// * Session removed earlier ([`Self::remove_agent`]): the *same* key comes back, with its
+    ///   FloodWait, PeerFlood, pacing and cold-DM history kept (Telegram still remembers them for
+    ///   that account), `Connecting`, in no pool. Reusing the key is safe because it names the
+    ///   same account: a late outcome of a send from before the removal updates the right state.
+    pub fn add_agent(&mut self, session: SessionName, pacing: Pacing, now: Millis) -> AgentKey {
+        if let Some(&key) = self.keys_by_session.get(&session) {
+            let links = &mut self.links[key.0 as usize];
+            if links.retired {
+                links.retired = false;
+                self.active_agents += 1;
+                self.agents[key.0 as usize].connection = ConnectionState::Connecting;
+            }
+            self.set_pacing(key, pacing, now);
+            return key;
+        }
         let key = AgentKey(u32::try_from(self.agents.len()).expect("fewer than 2^32 agents"));
-        let state = AgentState::new(session, pacing);
+        let state = AgentState::new(session.clone(), pacing);
         self.sendable_at.push(state.sendable_at());
         self.agents.push(state);
-        self.ready_position.push(None);
+        self.links.push(AgentLinks::default());
+        self.keys_by_session.insert(session, key);
+        self.active_agents += 1;
         key
     }
 
+    /// The key of a configured (not removed) session.
+    pub fn agent_key(&self, session: &SessionName) -> Option<AgentKey> {
+        self.keys_by_session
+            .get(session)
+            .copied()
+            .filter(|key| self.is_active(*key))
+    }
+
+    /// Takes an agent out of the configuration: it leaves every pool, so no pick returns it and
+    /// sticky requests for it answer [`NoAgentReason::UnknownAgent`]. Returns `false` if it was
+    /// not configured.
+    ///
+    /// Sends already reserved on it may still report their outcome to [`Self::on_outcome`]: its
+    /// in-flight count and cooldowns are updated as usual, and an action that would retry on this
+    /// agent becomes [`OutcomeAction::RetryOtherAgent`] for a load-balanced request, or
+    /// [`FailureReason::StickyAgentRemoved`] for a conversation bound to it. Cost: O(size of its
+    /// pools), a configuration change.
+    pub fn remove_agent(&mut self, agent: AgentKey) -> bool {
+        if !self.is_active(agent) {
+            return false;
+        }
+        self.remove_ready(agent);
+        let memberships = std::mem::take(&mut self.links[agent.0 as usize].memberships);
+        for membership in memberships {
+            if let Some(pool) = self.pools.get_mut(&membership.pool) {
+                pool.members.retain(|&member| member != agent);
+            }
+        }
+        self.links[agent.0 as usize].retired = true;
+        self.active_agents -= 1;
+        true
+    }
+
+    /// Creates `pool`, or replaces its membership. Duplicates in `members` count once; an empty
+    /// list is a valid pool whose picks answer [`NoAgentReason::EmptyPool`]. Fails, changing
+    /// nothing, if a member is not a configured agent. Cost: O(old + new members).
+    pub fn set_pool(&mut self, pool: PoolId, members: &[AgentKey]) -> Result<(), PoolError> {
+        if let Some(&agent) = members.iter().find(|&&agent| !self.is_active(agent)) {
+            return Err(PoolError::UnknownAgent { agent });
+        }
+        self.remove_pool(pool);
+        let mut entry = Pool::default();
+        for &agent in members {
+            let links = &mut self.links[agent.0 as usize];
+            if links.memberships.iter().any(|m| m.pool == pool) {
+                continue;
+            }
+            let ready_position =
+                (self.agents[agent.0 as usize].connection == ConnectionState::Ready).then(|| {
+                    entry.ready.push(agent);
+                    (entry.ready.len() - 1) as u32
+                });
+            links.memberships.push(Membership {
+                pool,
+                ready_position,
+            });
+            entry.members.push(agent);
+        }
+        self.pools.insert(pool, entry);
+        Ok(())
+    }
+
+    /// Deletes a pool; its agents stay configured (and in their other pools). Returns `false` if
+    /// it did not exist.
+    pub fn remove_pool(&mut self, pool: PoolId) -> bool {
+        let Some(entry) = self.pools.remove(&pool) else {
+            return false;
+        };
+        for agent in entry.members {
+            let memberships = &mut self.links[agent.0 as usize].memberships;
+            if let Some(index) = memberships.iter().position(|m| m.pool == pool) {
+                memberships.swap_remove(index);
+            }
+        }
+        true
+    }
+
+    /// A pool's members in the order given to [`Self::set_pool`], or `None` if it does not exist.
+    pub fn pool_members(&self, pool: PoolId) -> Option<&[AgentKey]> {
+        self.pools.get(&pool).map(|entry| entry.members.as_slice())
+    }
+
+    /// The pools, in no particular order.
+    pub fn pools(&self) -> impl Iterator<Item = PoolId> + '_ {
+        self.pools.keys().copied()
+    }
+
+    /// Configured (not removed) agents.
     pub fn len(&self) -> usize {
-        self.agents.len()
+        self.active_agents
     }
 
     pub fn is_empty(&self) -> bool {
-        self.agents.is_empty()
+        self.active_agents == 0
     }
 
+    /// A configured agent's state; `None` for a removed or unknown key.
     pub fn agent(&self, agent: AgentKey) -> Option<&AgentState> {
-        self.agents.get(agent.0 as usize)
+        self.is_active(agent)
+            .then(|| &self.agents[agent.0 as usize])
     }
 
+    /// Configured agents, in key order.
     pub fn agents(&self) -> impl Iterator<Item = (AgentKey, &AgentState)> {
         self.agents
             .iter()
+            .zip(&self.links)
             .enumerate()
-            .map(|(index, state)| (AgentKey(index as u32), state))
+            .filter(|(_, (_, links))| !links.retired)
+            .map(|(index, (state, _))| (AgentKey(index as u32), state))
     }
 
     /// Records a connection change reported by the agent's owner task (connected, dropped,
-    /// paused or resumed by the operator, found dead at login).
+    /// paused or resumed by the operator, found dead at login). Updates the ready index of every
+    /// pool that contains the agent, O(its pools).
     pub fn set_connection_state(&mut self, agent: AgentKey, state: ConnectionState) {
         let Some(entry) = self.agents.get_mut(agent.0 as usize) else {
             return;
@@ -628,19 +865,25 @@ impl AgentScheduler {
         self.refresh_sendable_at(agent);
     }
 
-    /// Chooses the agent for `request` at `now` and, on [`Decision::Send`], reserves it (pacing
-    /// permit, cold-DM slot, in-flight count) so that concurrent picks see it as used.
+    /// Chooses an agent of `pool` for `request` at `now` and, on [`Decision::Send`], reserves it
+    /// (pacing permit, cold-DM slot, in-flight count) so that concurrent picks, from this pool or
+    /// any other that shares the agent, see it as used.
+    ///
+    /// Only members of `pool` are considered. A sticky request whose agent is not a member
+    /// answers [`NoAgentReason::StickyAgentNotInPool`] (or [`NoAgentReason::UnknownAgent`] if
+    /// the agent was removed); an unknown pool answers [`NoAgentReason::UnknownPool`].
     ///
     /// The permit and the cold-DM slot stay spent whatever the outcome: the attempt reached
     /// Telegram, and counting attempts rather than deliveries is the safe side of an anti-spam
     /// budget whose exact accounting Telegram does not publish.
     pub fn pick<R: Rng + ?Sized>(
         &mut self,
+        pool: PoolId,
         request: &Request,
         now: Millis,
         rng: &mut R,
     ) -> Decision {
-        let decision = self.choose(request, now, rng);
+        let decision = self.choose(pool, request, now, rng);
         if let Decision::Send(agent) = decision {
             let kind = request.kind;
             let entry = &mut self.agents[agent.0 as usize];
@@ -656,7 +899,44 @@ impl AgentScheduler {
 
     /// Applies the failover rules to the outcome of a send `pick` gave to `agent`, and says what
     /// the pool does with the message next.
+    ///
+    /// If `agent` was removed since the pick ([`Self::remove_agent`]), its state is updated as
+    /// usual, but a retry on it is impossible: [`OutcomeAction::RetrySameAgentAfter`] and
+    /// [`OutcomeAction::RetrySameAgentAfterReconnect`] become [`OutcomeAction::RetryOtherAgent`]
+    /// for a load-balanced request (after a dropped connection that risks a duplicate message;
+    /// the account is gone, so it is that or losing the message) and
+    /// [`FailureReason::StickyAgentRemoved`] for a conversation bound to it.
     pub fn on_outcome(
+        &mut self,
+        agent: AgentKey,
+        request: &Request,
+        outcome: SendOutcome,
+        now: Millis,
+    ) -> OutcomeAction {
+        let action = self.apply_outcome(agent, request, outcome, now);
+        let removed = self
+            .links
+            .get(agent.0 as usize)
+            .is_some_and(|links| links.retired);
+        if !removed {
+            return action;
+        }
+        match action {
+            OutcomeAction::RetrySameAgentAfter { .. }
+            | OutcomeAction::RetrySameAgentAfterReconnect => {
+                if request.sticky_agent.is_some() {
+                    OutcomeAction::FailPermanently {
+                        reason: FailureReason::StickyAgentRemoved,
+                    }
+                } else {
+                    OutcomeAction::RetryOtherAgent
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn apply_outcome(
         &mut self,
         agent: AgentKey,
         request: &Request,
@@ -750,38 +1030,72 @@ impl AgentScheduler {
         action
     }
 
-    /// Every agent's status at `now`, in key order.
+    /// Every configured agent's status at `now`, in key order.
     pub fn status(&self, now: Millis) -> Vec<AgentStatus> {
         self.agents()
-            .map(|(key, state)| AgentStatus {
-                agent: key,
-                session: state.session.clone(),
-                state: state.connection,
-                in_flight: state.in_flight,
-                flood_wait_until: (state.flood_wait_until > now).then_some(state.flood_wait_until),
-                peer_flood_until: (state.peer_flood_until > now).then_some(state.peer_flood_until),
-                pacing_headroom: state.gcra.headroom(now),
-                cold_dms_last_day: state.cold_dms.count(now),
-                cold_dms_per_day: state.pacing.cold_dms_per_day,
-                sent_last_minute: state.recent_sends.last_minute(now),
-                sent_last_hour: state.recent_sends.last_hour(now),
-                sent_last_day: state.recent_sends.last_day(now),
-                last_error: state.last_error.clone(),
-            })
+            .map(|(key, state)| state.status(key, now))
             .collect()
     }
 
-    fn choose<R: Rng + ?Sized>(&self, request: &Request, now: Millis, rng: &mut R) -> Decision {
+    /// A pool's status at `now`, or `None` if it does not exist.
+    pub fn pool_status(&self, pool: PoolId, now: Millis) -> Option<PoolStatus> {
+        let entry = self.pools.get(&pool)?;
+        let available_now = entry
+            .ready
+            .iter()
+            .filter(|agent| self.sendable_at[agent.0 as usize].first_contact <= now)
+            .count();
+        Some(PoolStatus {
+            pool,
+            total: entry.members.len() as u32,
+            available_now: available_now as u32,
+            agents: entry
+                .members
+                .iter()
+                .map(|&agent| self.agents[agent.0 as usize].status(agent, now))
+                .collect(),
+        })
+    }
+
+    fn is_active(&self, agent: AgentKey) -> bool {
+        self.links
+            .get(agent.0 as usize)
+            .is_some_and(|links| !links.retired)
+    }
+
+    fn is_member(&self, agent: AgentKey, pool: PoolId) -> bool {
+        self.links[agent.0 as usize]
+            .memberships
+            .iter()
+            .any(|m| m.pool == pool)
+    }
+
+    fn choose<R: Rng + ?Sized>(
+        &self,
+        pool: PoolId,
+        request: &Request,
+        now: Millis,
+        rng: &mut R,
+    ) -> Decision {
+        let Some(entry) = self.pools.get(&pool) else {
+            return Decision::NoAgent(NoAgentReason::UnknownPool { pool });
+        };
         if let Some(agent) = request.sticky_agent {
+            if !self.is_active(agent) {
+                return Decision::NoAgent(NoAgentReason::UnknownAgent { agent });
+            }
+            if !self.is_member(agent, pool) {
+                return Decision::NoAgent(NoAgentReason::StickyAgentNotInPool { agent, pool });
+            }
             return self.choose_sticky(agent, request.kind, now);
         }
-        if self.agents.is_empty() {
+        if entry.members.is_empty() {
             return Decision::NoAgent(NoAgentReason::EmptyPool);
         }
-        if let Some(decision) = self.choose_by_sampling(request, now, rng) {
+        if let Some(decision) = self.choose_by_sampling(&entry.ready, request, now, rng) {
             return decision;
         }
-        self.choose_by_scan(request, now, rng)
+        self.choose_by_scan(entry, request, now, rng)
     }
 
     fn choose_sticky(&self, agent: AgentKey, kind: SendKind, now: Millis) -> Decision {
@@ -826,16 +1140,17 @@ impl AgentScheduler {
     /// `None` when the draws ran out; the scan then decides.
     fn choose_by_sampling<R: Rng + ?Sized>(
         &self,
+        ready: &[AgentKey],
         request: &Request,
         now: Millis,
         rng: &mut R,
     ) -> Option<Decision> {
-        if self.ready.len() < 2 {
+        if ready.len() < 2 {
             return None;
         }
         let mut first: Option<AgentKey> = None;
         for _ in 0..self.settings.sampling_attempts {
-            let agent = self.ready[rng.random_range(0..self.ready.len())];
+            let agent = ready[rng.random_range(0..ready.len())];
             if first == Some(agent) || !self.is_candidate(agent, request, now) {
                 continue;
             }
@@ -847,17 +1162,18 @@ impl AgentScheduler {
         None
     }
 
-    /// The exhaustive path: every ready agent is looked at once. Chooses by P2C among all
-    /// candidates if there are any, else computes the exact earliest instant.
+    /// The exhaustive path: every ready agent of the pool is looked at once. Chooses by P2C
+    /// among all candidates if there are any, else computes the exact earliest instant.
     fn choose_by_scan<R: Rng + ?Sized>(
         &self,
+        pool: &Pool,
         request: &Request,
         now: Millis,
         rng: &mut R,
     ) -> Decision {
         let mut candidates: Vec<AgentKey> = Vec::new();
         let mut earliest: Option<(Millis, AgentKey)> = None;
-        for &agent in &self.ready {
+        for &agent in &pool.ready {
             if request.avoid_agent == Some(agent) {
                 continue;
             }
@@ -895,22 +1211,23 @@ impl AgentScheduler {
             };
             return Decision::WaitUntil { at, reason };
         }
-        self.explain_no_candidate(request, earliest.is_some())
+        self.explain_no_candidate(pool, request, earliest.is_some())
     }
 
     /// Nothing can send and no ready agent will at a known instant: say whether waiting for a
     /// connection helps, or why only the operator can.
     fn explain_no_candidate(
         &self,
+        pool: &Pool,
         request: &Request,
         some_ready_agent_never_qualifies: bool,
     ) -> Decision {
         let (mut dead, mut paused, mut connecting) = (0u32, 0u32, 0u32);
-        for (key, state) in self.agents() {
+        for &key in &pool.members {
             if request.avoid_agent == Some(key) {
                 continue;
             }
-            match state.connection {
+            match self.agents[key.0 as usize].connection {
                 ConnectionState::Dead { .. } => dead += 1,
                 ConnectionState::Paused => paused += 1,
                 ConnectionState::Connecting | ConnectionState::Disconnected => connecting += 1,
@@ -955,21 +1272,51 @@ impl AgentScheduler {
         }
     }
 
+    /// Adds a `Ready` agent to the ready index of each of its pools (where it is not already).
     fn insert_ready(&mut self, agent: AgentKey) {
-        let position = &mut self.ready_position[agent.0 as usize];
-        if position.is_none() {
-            *position = Some(self.ready.len() as u32);
-            self.ready.push(agent);
+        let Some(links) = self.links.get_mut(agent.0 as usize) else {
+            return;
+        };
+        for membership in &mut links.memberships {
+            if membership.ready_position.is_some() {
+                continue;
+            }
+            let Some(pool) = self.pools.get_mut(&membership.pool) else {
+                continue;
+            };
+            membership.ready_position = Some(pool.ready.len() as u32);
+            pool.ready.push(agent);
         }
     }
 
+    /// Takes an agent out of the ready index of each of its pools: a swap-remove per pool, and
+    /// the agent moved into the hole has its position in that pool updated.
     fn remove_ready(&mut self, agent: AgentKey) {
-        let Some(position) = self.ready_position[agent.0 as usize].take() else {
+        let Some(count) = self
+            .links
+            .get(agent.0 as usize)
+            .map(|links| links.memberships.len())
+        else {
             return;
         };
-        self.ready.swap_remove(position as usize);
-        if let Some(&moved) = self.ready.get(position as usize) {
-            self.ready_position[moved.0 as usize] = Some(position);
+        for index in 0..count {
+            let membership = &mut self.links[agent.0 as usize].memberships[index];
+            let pool_id = membership.pool;
+            let Some(position) = membership.ready_position.take() else {
+                continue;
+            };
+            let Some(pool) = self.pools.get_mut(&pool_id) else {
+                continue;
+            };
+            pool.ready.swap_remove(position as usize);
+            if let Some(&moved) = pool.ready.get(position as usize)
+                && let Some(moved_membership) = self.links[moved.0 as usize]
+                    .memberships
+                    .iter_mut()
+                    .find(|m| m.pool == pool_id)
+            {
+                moved_membership.ready_position = Some(position);
+            }
         }
     }
 }

@@ -23,16 +23,23 @@ fn pacing(messages_per_minute: u32, burst: u32, cold_dms_per_day: u32) -> Pacing
     }
 }
 
-/// A scheduler with `count` ready agents named `agent_0`…, all with `pacing`.
+/// The pool [`ready_pool`] puts every agent in.
+const POOL: PoolId = PoolId(0);
+
+fn session(index: usize) -> SessionName {
+    SessionName::parse(&format!("agent_{index}")).unwrap()
+}
+
+/// A scheduler with `count` ready agents named `agent_0`…, all with `pacing`, all in [`POOL`].
 fn ready_pool(count: usize, pacing: Pacing) -> AgentScheduler {
     let mut scheduler = AgentScheduler::new(SchedulerSettings::default());
+    let mut members = Vec::new();
     for index in 0..count {
-        let agent = scheduler.add_agent(
-            SessionName::parse(&format!("agent_{index}")).unwrap(),
-            pacing,
-        );
+        let agent = scheduler.add_agent(session(index), pacing, Millis::ZERO);
         scheduler.set_connection_state(agent, ConnectionState::Ready);
+        members.push(agent);
     }
+    scheduler.set_pool(POOL, &members).unwrap();
     scheduler
 }
 
@@ -50,7 +57,7 @@ fn send_now(
     now: Millis,
     rng: &mut StdRng,
 ) -> AgentKey {
-    let agent = expect_send(scheduler.pick(request, now, rng));
+    let agent = expect_send(scheduler.pick(POOL, request, now, rng));
     assert_eq!(
         scheduler.on_outcome(agent, request, SendOutcome::Sent, now),
         OutcomeAction::Done
@@ -69,7 +76,7 @@ fn flood_wait_fails_over_to_another_agent_at_once_and_the_message_is_delivered_o
     let now = Millis(10 * SECOND);
     let request = Request::first_contact();
 
-    let first = expect_send(scheduler.pick(&request, now, &mut rng));
+    let first = expect_send(scheduler.pick(POOL, &request, now, &mut rng));
     let flood = SendOutcome::Failed(TelegramError::FloodWait { seconds: 30 });
     assert_eq!(
         scheduler.on_outcome(first, &request, flood, now),
@@ -77,7 +84,7 @@ fn flood_wait_fails_over_to_another_agent_at_once_and_the_message_is_delivered_o
     );
 
     let retry = request.avoiding(first);
-    let second = expect_send(scheduler.pick(&retry, now, &mut rng));
+    let second = expect_send(scheduler.pick(POOL, &retry, now, &mut rng));
     assert_ne!(second, first);
     assert_eq!(
         scheduler.on_outcome(second, &retry, SendOutcome::Sent, now),
@@ -100,7 +107,7 @@ fn a_flooded_agent_is_skipped_until_its_wait_plus_margin_has_passed_then_picked_
     let mut scheduler = ready_pool(2, pacing(6_000, 100, 1_000));
     let start = Millis(0);
     let request = Request::new(SendKind::Reply);
-    let flooded = expect_send(scheduler.pick(&request, start, &mut rng));
+    let flooded = expect_send(scheduler.pick(POOL, &request, start, &mut rng));
     scheduler.on_outcome(
         flooded,
         &request,
@@ -143,7 +150,7 @@ fn a_lone_flooded_agent_gives_the_exact_end_of_its_wait_and_sends_then() {
     let mut scheduler = ready_pool(1, Pacing::default());
     let request = Request::first_contact();
     let now = Millis(5 * SECOND);
-    expect_send(scheduler.pick(&request, now, &mut rng));
+    expect_send(scheduler.pick(POOL, &request, now, &mut rng));
     scheduler.on_outcome(
         A,
         &request,
@@ -157,13 +164,13 @@ fn a_lone_flooded_agent_gives_the_exact_end_of_its_wait_and_sends_then() {
         at: flood_end,
         reason: WaitReason::FloodWait,
     };
-    assert_eq!(scheduler.pick(&request, now, &mut rng), waiting);
+    assert_eq!(scheduler.pick(POOL, &request, now, &mut rng), waiting);
     assert_eq!(
-        scheduler.pick(&request, Millis(flood_end.0 - 1), &mut rng),
+        scheduler.pick(POOL, &request, Millis(flood_end.0 - 1), &mut rng),
         waiting
     );
     assert_eq!(
-        scheduler.pick(&request, flood_end, &mut rng),
+        scheduler.pick(POOL, &request, flood_end, &mut rng),
         Decision::Send(A)
     );
 }
@@ -189,7 +196,7 @@ fn a_sticky_conversation_never_switches_agent() {
             Setup::Idle => {}
             Setup::PacedOut | Setup::BusyAndPacedOut => {
                 for _ in 0..3 {
-                    expect_send(scheduler.pick(&reply, now, &mut rng));
+                    expect_send(scheduler.pick(POOL, &reply, now, &mut rng));
                 }
                 if matches!(setup, Setup::PacedOut) {
                     for _ in 0..3 {
@@ -198,7 +205,7 @@ fn a_sticky_conversation_never_switches_agent() {
                 }
             }
             Setup::Flooded => {
-                expect_send(scheduler.pick(&reply, now, &mut rng));
+                expect_send(scheduler.pick(POOL, &reply, now, &mut rng));
                 let action = scheduler.on_outcome(
                     B,
                     &reply,
@@ -222,7 +229,11 @@ fn a_sticky_conversation_never_switches_agent() {
             Setup::Disconnected => scheduler.set_connection_state(B, ConnectionState::Disconnected),
         }
         // Idle agents A and C are always available; the sticky request must not use them.
-        assert_eq!(scheduler.pick(&reply, now, &mut rng), expected, "{setup:?}");
+        assert_eq!(
+            scheduler.pick(POOL, &reply, now, &mut rng),
+            expected,
+            "{setup:?}"
+        );
     };
     check(Setup::Idle, Decision::Send(B));
     let paced = Decision::WaitUntil {
@@ -262,7 +273,7 @@ fn dead_and_paused_agents_are_skipped() {
     let mut rng = rng(5);
     let mut scheduler = ready_pool(3, pacing(6_000, 100, 1_000));
     let request = Request::first_contact();
-    let dying = expect_send(scheduler.pick(&request, Millis(0), &mut rng));
+    let dying = expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
     let dead = SendOutcome::Failed(TelegramError::AccountDead {
         reason: DeadReason::Banned,
     });
@@ -286,7 +297,7 @@ fn dead_and_paused_agents_are_skipped() {
         },
     );
     assert_eq!(
-        scheduler.pick(&request, Millis(HOUR), &mut rng),
+        scheduler.pick(POOL, &request, Millis(HOUR), &mut rng),
         Decision::NoAgent(NoAgentReason::AllUnavailable { dead: 2, paused: 1 })
     );
 }
@@ -307,6 +318,7 @@ fn when_nothing_can_send_the_wait_ends_exactly_when_the_first_agent_can() {
         let neutral = Request::new(SendKind::ChannelPost);
         // A: flooded for `flood_seconds`.
         scheduler.pick(
+            POOL,
             &Request::in_conversation(SendKind::ChannelPost, A),
             start,
             &mut rng,
@@ -323,6 +335,7 @@ fn when_nothing_can_send_the_wait_ends_exactly_when_the_first_agent_can() {
         if paced_out {
             for _ in 0..3 {
                 scheduler.pick(
+                    POOL,
                     &Request::in_conversation(SendKind::ChannelPost, B),
                     Millis(start.0 + 2 * SECOND),
                     &mut rng,
@@ -332,6 +345,7 @@ fn when_nothing_can_send_the_wait_ends_exactly_when_the_first_agent_can() {
         // C: PEER_FLOOD, which blocks first contacts for 24 h but not the other kinds.
         if peer_flood {
             scheduler.pick(
+                POOL,
                 &Request::in_conversation(SendKind::ChannelPost, C),
                 start,
                 &mut rng,
@@ -343,11 +357,13 @@ fn when_nothing_can_send_the_wait_ends_exactly_when_the_first_agent_can() {
                 start,
             );
             scheduler.pick(
+                POOL,
                 &Request::in_conversation(SendKind::ChannelPost, C),
                 start,
                 &mut rng,
             );
             scheduler.pick(
+                POOL,
                 &Request::in_conversation(SendKind::ChannelPost, C),
                 start,
                 &mut rng,
@@ -357,21 +373,21 @@ fn when_nothing_can_send_the_wait_ends_exactly_when_the_first_agent_can() {
         let now = Millis(start.0 + 2 * SECOND);
         let at = Millis(start.0 + expected.0);
         assert_eq!(
-            scheduler.pick(&request, now, &mut rng),
+            scheduler.pick(POOL, &request, now, &mut rng),
             Decision::WaitUntil {
                 at,
                 reason: expected.1
             }
         );
         assert_eq!(
-            scheduler.pick(&request, Millis(at.0 - 1), &mut rng),
+            scheduler.pick(POOL, &request, Millis(at.0 - 1), &mut rng),
             Decision::WaitUntil {
                 at,
                 reason: expected.1
             }
         );
         assert_eq!(
-            scheduler.pick(&request, at, &mut rng),
+            scheduler.pick(POOL, &request, at, &mut rng),
             Decision::Send(expected_agent)
         );
     };
@@ -410,7 +426,7 @@ fn peer_flood_blocks_first_contacts_on_that_agent_but_not_replies() {
     let mut scheduler = ready_pool(1, Pacing::default());
     let now = Millis(HOUR);
     let first_contact = Request::first_contact();
-    expect_send(scheduler.pick(&first_contact, now, &mut rng));
+    expect_send(scheduler.pick(POOL, &first_contact, now, &mut rng));
     let action = scheduler.on_outcome(
         A,
         &first_contact,
@@ -421,22 +437,27 @@ fn peer_flood_blocks_first_contacts_on_that_agent_but_not_replies() {
 
     let pause_end = Millis(now.0 + 24 * HOUR);
     assert_eq!(
-        scheduler.pick(&first_contact, now, &mut rng),
+        scheduler.pick(POOL, &first_contact, now, &mut rng),
         Decision::WaitUntil {
             at: pause_end,
             reason: WaitReason::PeerFlood
         }
     );
     assert_eq!(
-        scheduler.pick(&Request::new(SendKind::Reply), now, &mut rng),
+        scheduler.pick(POOL, &Request::new(SendKind::Reply), now, &mut rng),
         Decision::Send(A)
     );
     assert_eq!(
-        scheduler.pick(&Request::in_conversation(SendKind::Reply, A), now, &mut rng),
+        scheduler.pick(
+            POOL,
+            &Request::in_conversation(SendKind::Reply, A),
+            now,
+            &mut rng
+        ),
         Decision::Send(A)
     );
     assert_eq!(
-        scheduler.pick(&first_contact, pause_end, &mut rng),
+        scheduler.pick(POOL, &first_contact, pause_end, &mut rng),
         Decision::Send(A)
     );
 }
@@ -452,7 +473,7 @@ fn the_cold_dm_cap_is_a_rolling_24_hours_and_spares_replies() {
     let now = Millis(3 * MINUTE);
     let frees_at = Millis(COLD_DM_WINDOW_MS);
     assert_eq!(
-        scheduler.pick(&first_contact, now, &mut rng),
+        scheduler.pick(POOL, &first_contact, now, &mut rng),
         Decision::WaitUntil {
             at: frees_at,
             reason: WaitReason::ColdDmDailyCap
@@ -474,7 +495,7 @@ fn the_cold_dm_cap_is_a_rolling_24_hours_and_spares_replies() {
     );
     // The next slot frees 24 h after the second send, not at midnight.
     assert_eq!(
-        scheduler.pick(&first_contact, frees_at, &mut rng),
+        scheduler.pick(POOL, &first_contact, frees_at, &mut rng),
         Decision::WaitUntil {
             at: Millis(MINUTE + COLD_DM_WINDOW_MS),
             reason: WaitReason::ColdDmDailyCap
@@ -516,7 +537,7 @@ fn over_a_simulated_hour_no_agent_exceeds_its_rate_and_the_pool_sends_at_its_ful
     let request = Request::new(SendKind::Reply);
     for step in 0..window / tick {
         let now = Millis(step * tick);
-        if let Decision::Send(agent) = scheduler.pick(&request, now, &mut rng) {
+        if let Decision::Send(agent) = scheduler.pick(POOL, &request, now, &mut rng) {
             scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
             sends.entry(agent).or_default().push(now);
         }
@@ -540,7 +561,7 @@ fn over_a_simulated_hour_no_agent_exceeds_its_rate_and_the_pool_sends_at_its_ful
     let mut total = 0u64;
     let mut just_woke = false;
     while now.0 < window {
-        match scheduler.pick(&request, now, &mut rng) {
+        match scheduler.pick(POOL, &request, now, &mut rng) {
             Decision::Send(agent) => {
                 scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
                 total += 1;
@@ -591,7 +612,7 @@ fn two_idle_agents_are_not_always_picked_in_the_same_order() {
     let picked: HashSet<AgentKey> = (0..32)
         .map(|_| {
             let mut scheduler = ready_pool(2, Pacing::default());
-            expect_send(scheduler.pick(&Request::first_contact(), Millis(0), &mut rng))
+            expect_send(scheduler.pick(POOL, &Request::first_contact(), Millis(0), &mut rng))
         })
         .collect();
     assert_eq!(picked, HashSet::from([A, B]));
@@ -613,7 +634,7 @@ fn recipient_level_failures_fail_the_recipient_and_leave_the_agent_untouched() {
         let mut rng = rng(14);
         let mut scheduler = ready_pool(2, Pacing::default());
         let request = Request::first_contact();
-        let agent = expect_send(scheduler.pick(&request, Millis(0), &mut rng));
+        let agent = expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
         let mut expected = scheduler.status(Millis(0));
         expected[agent.0 as usize].in_flight = 0;
         let action = scheduler.on_outcome(
@@ -639,29 +660,32 @@ fn recipient_level_failures_fail_the_recipient_and_leave_the_agent_untouched() {
 #[test]
 fn outcomes_map_to_actions_and_agent_states() {
     let now = Millis(HOUR);
-    let check = |error: TelegramError,
-                 sticky: bool,
-                 action: OutcomeAction,
-                 state: ConnectionState| {
-        let mut rng = rng(15);
-        let mut scheduler = ready_pool(2, Pacing::default());
-        let request = if sticky {
-            Request::in_conversation(SendKind::Reply, A)
-        } else {
-            Request::new(SendKind::Reply)
+    let check =
+        |error: TelegramError, sticky: bool, action: OutcomeAction, state: ConnectionState| {
+            let mut rng = rng(15);
+            let mut scheduler = ready_pool(2, Pacing::default());
+            let request = if sticky {
+                Request::in_conversation(SendKind::Reply, A)
+            } else {
+                Request::new(SendKind::Reply)
+            };
+            // Reserve on A specifically, whatever the kind of request.
+            expect_send(scheduler.pick(
+                POOL,
+                &Request::in_conversation(SendKind::Reply, A),
+                now,
+                &mut rng,
+            ));
+            assert_eq!(
+                scheduler.on_outcome(A, &request, SendOutcome::Failed(error.clone()), now),
+                action,
+                "{error:?} sticky={sticky}"
+            );
+            let agent = scheduler.agent(A).unwrap();
+            assert_eq!(agent.connection(), state, "{error:?} sticky={sticky}");
+            assert_eq!(agent.in_flight(), 0);
+            assert_eq!(agent.last_error().map(|last| &last.error), Some(&error));
         };
-        // Reserve on A specifically, whatever the kind of request.
-        expect_send(scheduler.pick(&Request::in_conversation(SendKind::Reply, A), now, &mut rng));
-        assert_eq!(
-            scheduler.on_outcome(A, &request, SendOutcome::Failed(error.clone()), now),
-            action,
-            "{error:?} sticky={sticky}"
-        );
-        let agent = scheduler.agent(A).unwrap();
-        assert_eq!(agent.connection(), state, "{error:?} sticky={sticky}");
-        assert_eq!(agent.in_flight(), 0);
-        assert_eq!(agent.last_error().map(|last| &last.error), Some(&error));
-    };
     let ready = ConnectionState::Ready;
     let flood = TelegramError::FloodWait { seconds: 100 };
     check(flood.clone(), false, OutcomeAction::RetryOtherAgent, ready);
@@ -761,7 +785,7 @@ fn a_slow_mode_wait_does_not_cool_the_agent_down() {
     let mut rng = rng(16);
     let mut scheduler = ready_pool(1, Pacing::default());
     let request = Request::new(SendKind::ChannelPost);
-    expect_send(scheduler.pick(&request, Millis(0), &mut rng));
+    expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
     scheduler.on_outcome(
         A,
         &request,
@@ -769,7 +793,7 @@ fn a_slow_mode_wait_does_not_cool_the_agent_down() {
         Millis(0),
     );
     assert_eq!(
-        scheduler.pick(&request, Millis(0), &mut rng),
+        scheduler.pick(POOL, &request, Millis(0), &mut rng),
         Decision::Send(A)
     );
 }
@@ -780,7 +804,10 @@ fn when_no_agent_will_ever_qualify_the_reason_says_why() {
         let mut rng = rng(17);
         let mut scheduler = ready_pool(2, pacing(20, 3, 40));
         setup(&mut scheduler);
-        assert_eq!(scheduler.pick(&request, Millis(0), &mut rng), expected);
+        assert_eq!(
+            scheduler.pick(POOL, &request, Millis(0), &mut rng),
+            expected
+        );
     };
     let first_contact = Request::first_contact();
     check(
@@ -819,9 +846,14 @@ fn when_no_agent_will_ever_qualify_the_reason_says_why() {
         Request::in_conversation(SendKind::Reply, AgentKey(9)),
         Decision::NoAgent(NoAgentReason::UnknownAgent { agent: AgentKey(9) }),
     );
-    let empty = AgentScheduler::new(SchedulerSettings::default());
+    let mut empty = AgentScheduler::new(SchedulerSettings::default());
     assert_eq!(
-        empty.clone().pick(&first_contact, Millis(0), &mut rng(0)),
+        empty.pick(POOL, &first_contact, Millis(0), &mut rng(0)),
+        Decision::NoAgent(NoAgentReason::UnknownPool { pool: POOL })
+    );
+    empty.set_pool(POOL, &[]).unwrap();
+    assert_eq!(
+        empty.pick(POOL, &first_contact, Millis(0), &mut rng(0)),
         Decision::NoAgent(NoAgentReason::EmptyPool)
     );
 }
@@ -847,18 +879,61 @@ fn the_ready_index_follows_connection_changes() {
             .filter(|(_, state)| state.connection() == ConnectionState::Ready)
             .map(|(key, _)| key)
             .collect();
-        let indexed: HashSet<AgentKey> = scheduler.ready.iter().copied().collect();
+        let indexed: HashSet<AgentKey> = scheduler.pools[&POOL].ready.iter().copied().collect();
         assert_eq!(indexed, expected);
+        assert_indexes_consistent(&scheduler);
+    }
+}
+
+/// Checks every index of the table against its definition: each pool's ready list holds exactly
+/// its `Ready` members, once each, at the positions their memberships record, and memberships
+/// and pool member lists mirror each other.
+fn assert_indexes_consistent(scheduler: &AgentScheduler) {
+    for (&pool_id, pool) in &scheduler.pools {
+        let members: HashSet<AgentKey> = pool.members.iter().copied().collect();
         assert_eq!(
-            scheduler.ready.len(),
-            expected.len(),
-            "no duplicates in the index"
+            members.len(),
+            pool.members.len(),
+            "{pool_id}: duplicate member"
         );
-        for (position, agent) in scheduler.ready.iter().enumerate() {
-            assert_eq!(
-                scheduler.ready_position[agent.0 as usize],
-                Some(position as u32)
+        let expected: HashSet<AgentKey> = pool
+            .members
+            .iter()
+            .copied()
+            .filter(|&agent| {
+                scheduler.agents[agent.0 as usize].connection == ConnectionState::Ready
+            })
+            .collect();
+        let indexed: HashSet<AgentKey> = pool.ready.iter().copied().collect();
+        assert_eq!(indexed, expected, "{pool_id}: ready index");
+        assert_eq!(
+            pool.ready.len(),
+            expected.len(),
+            "{pool_id}: duplicate in ready index"
+        );
+        for (position, agent) in pool.ready.iter().enumerate() {
+            let membership = scheduler.links[agent.0 as usize]
+                .memberships
+                .iter()
+                .find(|m| m.pool == pool_id)
+                .unwrap_or_else(|| panic!("{pool_id}: {agent} indexed without membership"));
+            assert_eq!(membership.ready_position, Some(position as u32));
+        }
+    }
+    for (index, links) in scheduler.links.iter().enumerate() {
+        let agent = AgentKey(index as u32);
+        if links.retired {
+            assert!(
+                links.memberships.is_empty(),
+                "{agent} removed but in a pool"
             );
+        }
+        for membership in &links.memberships {
+            let pool = &scheduler.pools[&membership.pool];
+            assert!(pool.members.contains(&agent), "{agent}: stale membership");
+            if membership.ready_position.is_none() {
+                assert!(!pool.ready.contains(&agent));
+            }
         }
     }
 }
@@ -869,7 +944,7 @@ fn status_reports_cooldowns_headroom_and_counts_and_serialises() {
     let mut scheduler = ready_pool(1, Pacing::default());
     let request = Request::first_contact();
     send_now(&mut scheduler, &request, Millis(0), &mut rng);
-    expect_send(scheduler.pick(&request, Millis(0), &mut rng));
+    expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
     scheduler.on_outcome(
         A,
         &request,
@@ -918,7 +993,7 @@ fn pick_cost_at_ten_thousand_agents_is_printed_not_asserted() {
     let waits = 200u32;
     let started = std::time::Instant::now();
     for _ in 0..waits {
-        let decision = scheduler.pick(&request, Millis(0), &mut rng);
+        let decision = scheduler.pick(POOL, &request, Millis(0), &mut rng);
         assert_eq!(
             decision,
             Decision::WaitUntil {
@@ -978,7 +1053,7 @@ fn random_traffic_keeps_the_cache_in_step_and_every_decision_matches_a_brute_for
                 Err((at, _)) => at,
             })
             .min();
-        match scheduler.pick(&request, now, &mut rng) {
+        match scheduler.pick(POOL, &request, now, &mut rng) {
             Decision::Send(agent) => {
                 assert_eq!(
                     oracle,
@@ -1017,5 +1092,462 @@ fn random_traffic_keeps_the_cache_in_step_and_every_decision_matches_a_brute_for
     assert!(
         sends > 100 && waits > 100 && gave_up > 0,
         "sends {sends}, waits {waits}, gave up {gave_up}"
+    );
+}
+
+#[test]
+fn an_agent_shared_by_two_pools_spends_one_pacing_budget() {
+    // Two channels list the same account and both ask for a send every tick for an hour: the
+    // account still sends at its own rate in total, never at twice it.
+    let window = HOUR;
+    let tick = 100;
+    let pacing = Pacing::default();
+    let interval = 60_000 / u64::from(pacing.messages_per_minute);
+    let burst = u64::from(pacing.burst);
+    let (first_pool, second_pool) = (PoolId(1), PoolId(2));
+
+    let mut rng = rng(30);
+    let mut scheduler = AgentScheduler::new(SchedulerSettings::default());
+    let shared = scheduler.add_agent(session(0), pacing, Millis::ZERO);
+    // The second channel's add_agent for the same account gets the same key.
+    assert_eq!(
+        scheduler.add_agent(session(0), pacing, Millis::ZERO),
+        shared
+    );
+    scheduler.set_connection_state(shared, ConnectionState::Ready);
+    scheduler.set_pool(first_pool, &[shared]).unwrap();
+    scheduler.set_pool(second_pool, &[shared]).unwrap();
+
+    let request = Request::new(SendKind::Reply);
+    let mut sends: Vec<Millis> = Vec::new();
+    let mut per_pool: HashMap<PoolId, u64> = HashMap::new();
+    for step in 0..window / tick {
+        let now = Millis(step * tick);
+        // Random order, so that both get some of the budget (a permit frees every 30 ticks,
+        // so alternating by tick parity would hand every one to the same pool).
+        let order = if rng.random_bool(0.5) {
+            [first_pool, second_pool]
+        } else {
+            [second_pool, first_pool]
+        };
+        for pool in order {
+            if let Decision::Send(agent) = scheduler.pick(pool, &request, now, &mut rng) {
+                assert_eq!(agent, shared);
+                scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+                sends.push(now);
+                *per_pool.entry(pool).or_default() += 1;
+            }
+        }
+    }
+    assert_conforms(&sends, interval, pacing.burst, shared);
+    assert_eq!(sends.len() as u64, burst + window / interval - 1);
+    assert!(
+        per_pool.values().all(|&count| count > 100),
+        "both pools sent: {per_pool:?}"
+    );
+    // Both pools report the one state of the account.
+    let now = Millis(window);
+    let first = scheduler.pool_status(first_pool, now).unwrap();
+    let second = scheduler.pool_status(second_pool, now).unwrap();
+    assert_eq!(first.agents, second.agents);
+    // The day counter has whole-hour buckets, so an hour of traffic is all in it.
+    assert_eq!(first.agents[0].sent_last_day as usize, sends.len());
+}
+
+#[test]
+fn a_pool_never_picks_a_non_member() {
+    let mut rng = rng(31);
+    let mut scheduler = ready_pool(10, pacing(6_000, 100, 1_000));
+    let channel = PoolId(7);
+    let members = [AgentKey(2), AgentKey(5), AgentKey(7)];
+    scheduler.set_pool(channel, &members).unwrap();
+    let kinds = [
+        SendKind::FirstContact,
+        SendKind::Reply,
+        SendKind::ChannelPost,
+    ];
+    let mut seen = HashSet::new();
+    for step in 0..2_000u64 {
+        let now = Millis(step * 50);
+        let request = Request::new(kinds[rng.random_range(0..kinds.len())]);
+        // Traffic in the all-agents pool too, so the members' load moves under the channel.
+        if let Decision::Send(agent) = scheduler.pick(POOL, &request, now, &mut rng) {
+            scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+        }
+        if let Decision::Send(agent) = scheduler.pick(channel, &request, now, &mut rng) {
+            assert!(members.contains(&agent), "step {step}: picked {agent}");
+            seen.insert(agent);
+            scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+        }
+    }
+    assert_eq!(seen, HashSet::from(members));
+
+    // A conversation of another channel's agent is refused, not moved.
+    let outsider = Request::in_conversation(SendKind::Reply, AgentKey(0));
+    assert_eq!(
+        scheduler.pick(channel, &outsider, Millis(HOUR), &mut rng),
+        Decision::NoAgent(NoAgentReason::StickyAgentNotInPool {
+            agent: AgentKey(0),
+            pool: channel
+        })
+    );
+    assert_eq!(
+        scheduler.pick(POOL, &outsider, Millis(HOUR), &mut rng),
+        Decision::Send(AgentKey(0))
+    );
+
+    // Replacing the membership takes effect at once; a bad list changes nothing.
+    scheduler
+        .set_pool(channel, &[AgentKey(1), AgentKey(1)])
+        .unwrap();
+    assert_eq!(scheduler.pool_members(channel), Some(&[AgentKey(1)][..]));
+    assert_eq!(
+        scheduler.set_pool(channel, &[AgentKey(3), AgentKey(99)]),
+        Err(PoolError::UnknownAgent {
+            agent: AgentKey(99)
+        })
+    );
+    assert_eq!(scheduler.pool_members(channel), Some(&[AgentKey(1)][..]));
+    let request = Request::first_contact();
+    for step in 0..50 {
+        let now = Millis(2 * HOUR + step * SECOND);
+        let agent = expect_send(scheduler.pick(channel, &request, now, &mut rng));
+        assert_eq!(agent, AgentKey(1));
+        scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+    }
+    assert!(scheduler.remove_pool(channel));
+    assert_eq!(
+        scheduler.pick(
+            channel,
+            &Request::first_contact(),
+            Millis(3 * HOUR),
+            &mut rng
+        ),
+        Decision::NoAgent(NoAgentReason::UnknownPool { pool: channel })
+    );
+    assert!(!scheduler.remove_pool(channel));
+    assert_indexes_consistent(&scheduler);
+}
+
+#[test]
+fn removing_an_agent_mid_flight_absorbs_its_late_outcome_and_retries_elsewhere() {
+    let now = Millis(HOUR);
+    let check = |outcome: SendOutcome, sticky: bool, expected: OutcomeAction| {
+        let mut rng = rng(32);
+        let mut scheduler = ready_pool(2, Pacing::default());
+        let request = if sticky {
+            Request::in_conversation(SendKind::Reply, A)
+        } else {
+            Request::first_contact()
+        };
+        // Reserve on A, then the configuration drops A before the send reports back.
+        expect_send(scheduler.pick(
+            POOL,
+            &Request::in_conversation(SendKind::Reply, A),
+            now,
+            &mut rng,
+        ));
+        assert!(scheduler.remove_agent(A));
+        let label = format!("{outcome:?} sticky={sticky}");
+        let action = scheduler.on_outcome(A, &request, outcome, now);
+        assert_eq!(action, expected, "{label}");
+        assert_eq!(scheduler.agents[A.0 as usize].in_flight, 0, "{label}");
+        if action == OutcomeAction::RetryOtherAgent {
+            let retry = request.avoiding(A);
+            assert_eq!(
+                scheduler.pick(POOL, &retry, now, &mut rng),
+                Decision::Send(B)
+            );
+        }
+        // A is gone for every later request.
+        for _ in 0..20 {
+            let picked = scheduler.pick(POOL, &Request::new(SendKind::ChannelPost), now, &mut rng);
+            assert_ne!(picked, Decision::Send(A), "{label}");
+        }
+        assert_eq!(
+            scheduler.pick(
+                POOL,
+                &Request::in_conversation(SendKind::Reply, A),
+                now,
+                &mut rng
+            ),
+            Decision::NoAgent(NoAgentReason::UnknownAgent { agent: A })
+        );
+        assert_indexes_consistent(&scheduler);
+    };
+    let removed = OutcomeAction::FailPermanently {
+        reason: FailureReason::StickyAgentRemoved,
+    };
+    let flood = || SendOutcome::Failed(TelegramError::FloodWait { seconds: 30 });
+    let network = || {
+        SendOutcome::Failed(TelegramError::Network {
+            message: "reset".into(),
+        })
+    };
+    check(SendOutcome::Sent, false, OutcomeAction::Done);
+    check(SendOutcome::NotAttempted, true, OutcomeAction::Done);
+    check(flood(), false, OutcomeAction::RetryOtherAgent);
+    check(flood(), true, removed.clone());
+    check(network(), false, OutcomeAction::RetryOtherAgent);
+    check(network(), true, removed.clone());
+    check(
+        SendOutcome::Failed(TelegramError::PeerFlood),
+        false,
+        OutcomeAction::RetryOtherAgent,
+    );
+    check(SendOutcome::Failed(TelegramError::PeerFlood), true, removed);
+    check(
+        SendOutcome::Failed(TelegramError::PrivacyRestricted),
+        false,
+        OutcomeAction::FailRecipient {
+            error: TelegramError::PrivacyRestricted,
+        },
+    );
+    check(
+        SendOutcome::Failed(TelegramError::AccountDead {
+            reason: DeadReason::Banned,
+        }),
+        true,
+        OutcomeAction::FailPermanently {
+            reason: FailureReason::StickyAgentDead {
+                dead_reason: DeadReason::Banned,
+            },
+        },
+    );
+}
+
+#[test]
+fn lookups_and_status_forget_a_removed_agent_and_a_re_added_session_gets_its_key_and_cooldowns_back()
+ {
+    let mut rng = rng(33);
+    let mut scheduler = ready_pool(2, Pacing::default());
+    let now = Millis(HOUR);
+    assert_eq!(scheduler.agent_key(&session(0)), Some(A));
+    assert_eq!(scheduler.agent_key(&session(5)), None);
+
+    let request = Request::in_conversation(SendKind::Reply, A);
+    expect_send(scheduler.pick(POOL, &request, now, &mut rng));
+    scheduler.on_outcome(
+        A,
+        &request,
+        SendOutcome::Failed(TelegramError::FloodWait { seconds: 100 }),
+        now,
+    );
+    let flood_end = Millis(now.0 + 111 * SECOND);
+
+    assert!(scheduler.remove_agent(A));
+    assert!(!scheduler.remove_agent(A));
+    assert_eq!(scheduler.agent_key(&session(0)), None);
+    assert!(scheduler.agent(A).is_none());
+    assert_eq!(scheduler.len(), 1);
+    assert_eq!(
+        scheduler
+            .status(now)
+            .iter()
+            .map(|s| s.agent)
+            .collect::<Vec<_>>(),
+        [B]
+    );
+    assert_eq!(scheduler.pool_members(POOL), Some(&[B][..]));
+    assert_eq!(
+        scheduler.set_pool(PoolId(3), &[A]),
+        Err(PoolError::UnknownAgent { agent: A })
+    );
+    // A late connection report for the removed agent must not put it back in a pool.
+    scheduler.set_connection_state(A, ConnectionState::Ready);
+    assert_indexes_consistent(&scheduler);
+
+    // The session comes back: same key, same FloodWait (Telegram remembers it), not connected,
+    // in no pool until the caller says so, with the new pacing.
+    let faster = pacing(30, 2, 10);
+    assert_eq!(scheduler.add_agent(session(0), faster, now), A);
+    let revived = scheduler.agent(A).unwrap();
+    assert_eq!(revived.flood_wait_until(), flood_end);
+    assert_eq!(revived.connection(), ConnectionState::Connecting);
+    assert_eq!(revived.pacing(), faster);
+    assert_eq!(scheduler.pool_members(POOL), Some(&[B][..]));
+    assert_eq!(scheduler.len(), 2);
+
+    // Adding a present session again only updates its pacing.
+    assert_eq!(scheduler.add_agent(session(1), faster, now), B);
+    assert_eq!(scheduler.agent(B).unwrap().pacing(), faster);
+    assert_eq!(
+        scheduler.agent(B).unwrap().connection(),
+        ConnectionState::Ready
+    );
+    assert_eq!(scheduler.add_agent(session(2), faster, now), C);
+
+    scheduler.set_connection_state(A, ConnectionState::Ready);
+    scheduler.set_pool(POOL, &[A, B, C]).unwrap();
+    let status = scheduler.pool_status(POOL, now).unwrap();
+    // B is ready and idle; A is flooded; C is still connecting.
+    assert_eq!((status.total, status.available_now), (3, 1));
+    assert_eq!(
+        status.agents.iter().map(|s| s.agent).collect::<Vec<_>>(),
+        [A, B, C]
+    );
+    assert_eq!(status.agents[0].flood_wait_until, Some(flood_end));
+    assert!(scheduler.pool_status(PoolId(99), now).is_none());
+    assert_indexes_consistent(&scheduler);
+}
+
+#[test]
+fn pool_indexes_match_a_brute_force_model_under_random_churn() {
+    // The model: pool member lists, connection states and the configured sessions, kept the
+    // obvious way. Every operation is applied to both; after each, the scheduler's indexes must
+    // agree with the model, and a pick from any pool must return a ready member.
+    let mut rng = rng(34);
+    let mut scheduler = AgentScheduler::new(SchedulerSettings::default());
+    let mut model_pools: HashMap<PoolId, Vec<AgentKey>> = HashMap::new();
+    let mut model_state: Vec<ConnectionState> = Vec::new();
+    let mut model_active: Vec<bool> = Vec::new();
+    let mut model_keys: HashMap<usize, AgentKey> = HashMap::new();
+    let states = [
+        ConnectionState::Ready,
+        ConnectionState::Ready,
+        ConnectionState::Connecting,
+        ConnectionState::Disconnected,
+        ConnectionState::Paused,
+        ConnectionState::Dead {
+            reason: DeadReason::Frozen,
+        },
+    ];
+    let fast = pacing(60_000, 1_000, 1_000_000);
+    let (mut sends, mut removals, mut revivals) = (0u32, 0u32, 0u32);
+    for step in 0..4_000u64 {
+        let now = Millis(step * 10);
+        let issued = model_state.len() as u32;
+        match rng.random_range(0..100) {
+            0..10 => {
+                let index = rng.random_range(0..12);
+                let key = scheduler.add_agent(session(index), fast, now);
+                match model_keys.get(&index) {
+                    Some(&known) => {
+                        assert_eq!(key, known, "step {step}: a session changed key");
+                        if !model_active[key.0 as usize] {
+                            model_active[key.0 as usize] = true;
+                            model_state[key.0 as usize] = ConnectionState::Connecting;
+                            revivals += 1;
+                        }
+                    }
+                    None => {
+                        assert_eq!(key, AgentKey(issued), "step {step}: keys are never reused");
+                        model_keys.insert(index, key);
+                        model_state.push(ConnectionState::Connecting);
+                        model_active.push(true);
+                    }
+                }
+            }
+            10..55 if issued > 0 => {
+                let agent = AgentKey(rng.random_range(0..issued));
+                let state = states[rng.random_range(0..states.len())];
+                scheduler.set_connection_state(agent, state);
+                model_state[agent.0 as usize] = state;
+            }
+            55..70 => {
+                let pool = PoolId(rng.random_range(0..4));
+                let count = rng.random_range(0..6);
+                let count = if issued == 0 { 0 } else { count };
+                let members: Vec<AgentKey> = (0..count)
+                    .map(|_| AgentKey(rng.random_range(0..issued)))
+                    .collect();
+                let result = scheduler.set_pool(pool, &members);
+                match members.iter().find(|a| !model_active[a.0 as usize]) {
+                    Some(&agent) => assert_eq!(result, Err(PoolError::UnknownAgent { agent })),
+                    None => {
+                        result.unwrap();
+                        let mut unique = Vec::new();
+                        for agent in members {
+                            if !unique.contains(&agent) {
+                                unique.push(agent);
+                            }
+                        }
+                        model_pools.insert(pool, unique);
+                    }
+                }
+            }
+            70..74 => {
+                let pool = PoolId(rng.random_range(0..4));
+                assert_eq!(
+                    scheduler.remove_pool(pool),
+                    model_pools.remove(&pool).is_some()
+                );
+            }
+            74..80 if issued > 0 => {
+                let agent = AgentKey(rng.random_range(0..issued));
+                let was_active = model_active[agent.0 as usize];
+                assert_eq!(scheduler.remove_agent(agent), was_active);
+                model_active[agent.0 as usize] = false;
+                for members in model_pools.values_mut() {
+                    members.retain(|&member| member != agent);
+                }
+                removals += u32::from(was_active);
+            }
+            _ => {
+                let pool = PoolId(rng.random_range(0..4));
+                let request = Request::new(SendKind::Reply);
+                let decision = scheduler.pick(pool, &request, now, &mut rng);
+                if let Decision::Send(agent) = decision {
+                    let members = &model_pools[&pool];
+                    assert!(
+                        members.contains(&agent),
+                        "step {step}: {agent} not in {pool}"
+                    );
+                    assert_eq!(model_state[agent.0 as usize], ConnectionState::Ready);
+                    scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+                    sends += 1;
+                } else if let Some(members) = model_pools.get(&pool) {
+                    // Pacing is far above this traffic: a ready member would have been chosen.
+                    assert!(
+                        members
+                            .iter()
+                            .all(|a| model_state[a.0 as usize] != ConnectionState::Ready),
+                        "step {step}: {decision:?} with a ready member in {pool}"
+                    );
+                } else {
+                    assert_eq!(
+                        decision,
+                        Decision::NoAgent(NoAgentReason::UnknownPool { pool })
+                    );
+                }
+            }
+        }
+
+        assert_indexes_consistent(&scheduler);
+        let mut pools: Vec<PoolId> = scheduler.pools().collect();
+        pools.sort();
+        let mut expected_pools: Vec<PoolId> = model_pools.keys().copied().collect();
+        expected_pools.sort();
+        assert_eq!(pools, expected_pools, "step {step}");
+        for (&pool, members) in &model_pools {
+            assert_eq!(
+                scheduler.pool_members(pool),
+                Some(&members[..]),
+                "step {step}"
+            );
+            let ready: HashSet<AgentKey> = scheduler.pools[&pool].ready.iter().copied().collect();
+            let expected: HashSet<AgentKey> = members
+                .iter()
+                .copied()
+                .filter(|a| model_state[a.0 as usize] == ConnectionState::Ready)
+                .collect();
+            assert_eq!(ready, expected, "step {step}: ready index of {pool}");
+        }
+        for (&index, &key) in &model_keys {
+            let expected = model_active[key.0 as usize].then_some(key);
+            assert_eq!(
+                scheduler.agent_key(&session(index)),
+                expected,
+                "step {step}"
+            );
+        }
+        assert_eq!(
+            scheduler.len(),
+            model_active.iter().filter(|&&active| active).count()
+        );
+    }
+    assert!(
+        sends > 100 && removals > 20 && revivals > 10,
+        "sends {sends}, removals {removals}, revivals {revivals}"
     );
 }
