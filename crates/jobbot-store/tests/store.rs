@@ -5,7 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jobbot_core::config::{self, ConfigDocument, ConfigProblems, Revision};
-use jobbot_store::{ConfigStore, SqliteStore, Store, StoreError, migrate_file};
+use jobbot_core::ids::{ChatId, SessionName, Username};
+use jobbot_core::store::{
+    Enqueued, NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage, OutboxStatus,
+    Recipient, SenderSelection, SentRecord, Store, UnixMillis,
+};
+use jobbot_core::telegram::{
+    EntityKind, MessageContent, PeerRef, RandomId, SentMessage, TextEntity, TopicId,
+};
+use jobbot_store::{ConfigStore, SqliteStore, StoreError, migrate_file};
 use tempfile::TempDir;
 
 /// Generous: these waits end as soon as the watcher reports; the limit only turns a hang into a
@@ -553,7 +561,9 @@ async fn migrate_file_leaves_a_file_that_does_not_load_alone() {
 // ---------------------------------------------------------------------------------------------
 // Operational store
 
-/// The checks every [`Store`] backend must pass. The PostgreSQL backend will run these too.
+/// The checks every [`Store`] backend must pass; the PostgreSQL backend will run these too. Each
+/// check other than `check_store` expects a store with an empty outbox. Times are small made-up
+/// instants, so a backend that read the real clock instead of the `at` it is given fails.
 mod conformance {
     use super::*;
 
@@ -566,6 +576,478 @@ mod conformance {
         assert_eq!(first.unwrap(), health);
         assert_eq!(second.unwrap(), health);
     }
+
+    pub fn agent(name: &str) -> SessionName {
+        SessionName::parse(name).unwrap()
+    }
+
+    pub fn channel(bare: i64) -> ChatId {
+        ChatId::channel(bare).unwrap()
+    }
+
+    /// A plain auto-response with an optional idempotency key, created at `created_at`.
+    pub fn message(key: Option<&str>, created_at: i64) -> NewOutboxMessage {
+        NewOutboxMessage {
+            channel_id: "channel_1".to_owned(),
+            kind: OutboxKind::AutoResponse,
+            sender: SenderSelection::ChannelAgents { sticky: None },
+            recipient: Recipient::Username {
+                username: Username::parse("alice_dev").unwrap(),
+            },
+            content: MessageContent::plain("Hello"),
+            first_contact: true,
+            idempotency_key: key.map(str::to_owned),
+            created_at: UnixMillis(created_at),
+            not_before: None,
+            expires_at: UnixMillis(created_at + 60_000),
+        }
+    }
+
+    fn sent_to(message_id: i32) -> SentMessage {
+        SentMessage {
+            chat: ChatId::user(42).unwrap(),
+            message_id,
+        }
+    }
+
+    async fn stored(store: &dyn Store, id: OutboxId) -> OutboxMessage {
+        store
+            .outbox_message(id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} is stored"))
+    }
+
+    async fn enqueue_new(store: &dyn Store, message: NewOutboxMessage) -> OutboxId {
+        match store.enqueue(message).await.unwrap() {
+            Enqueued::New(id) => id,
+            other => panic!("expected a new message, got {other:?}"),
+        }
+    }
+
+    pub async fn a_taken_idempotency_key_returns_its_holder_whatever_its_status(store: &dyn Store) {
+        let check = async |key: &str, end: Option<OutboxStatus>| {
+            let id = enqueue_new(store, message(Some(key), 1_000)).await;
+            match end {
+                Some(OutboxStatus::Sent) => store
+                    .mark_sent(id, &agent("agent_1"), sent_to(7), UnixMillis(2_000))
+                    .await
+                    .unwrap(),
+                Some(status) => store
+                    .mark_final(id, status, "gone", UnixMillis(2_000))
+                    .await
+                    .unwrap(),
+                None => {}
+            }
+            let before = stored(store, id).await;
+            let mut again = message(Some(key), 5_000);
+            again.content = MessageContent::plain("A different text");
+
+            let outcome = store.enqueue(again).await.unwrap();
+
+            let status = end.unwrap_or(OutboxStatus::Pending);
+            assert_eq!(outcome, Enqueued::Existing(id, status), "{key}");
+            assert_eq!(outcome.id(), id);
+            assert_eq!(
+                stored(store, id).await,
+                before,
+                "{key}: the holder is unchanged"
+            );
+        };
+        check("pending", None).await;
+        check("sent", Some(OutboxStatus::Sent)).await;
+        check("failed", Some(OutboxStatus::Failed)).await;
+        check("expired", Some(OutboxStatus::Expired)).await;
+        // Only the four originals were stored.
+        assert_eq!(
+            store.outbox_counts().await.unwrap(),
+            OutboxCounts {
+                pending: 1,
+                sent: 1,
+                failed: 1,
+                expired: 1
+            }
+        );
+
+        // Without a key nothing is deduplicated.
+        let first = enqueue_new(store, message(None, 1_000)).await;
+        let second = enqueue_new(store, message(None, 1_000)).await;
+        assert_ne!(first, second);
+        assert_eq!(store.outbox_counts().await.unwrap().pending, 3);
+    }
+
+    pub async fn concurrent_enqueues_of_one_key_store_one_message(store: &dyn Store) {
+        for round in 0..5 {
+            let key = format!("auto_response:channel_1:{round}");
+            let (first, second) = tokio::join!(
+                store.enqueue(message(Some(&key), 1_000)),
+                store.enqueue(message(Some(&key), 1_000)),
+            );
+            let (first, second) = (first.unwrap(), second.unwrap());
+            assert_eq!(first.id(), second.id(), "{key}");
+            let new = [first, second]
+                .iter()
+                .filter(|outcome| matches!(outcome, Enqueued::New(_)))
+                .count();
+            assert_eq!(new, 1, "{key}: {first:?} {second:?}");
+        }
+        assert_eq!(store.outbox_counts().await.unwrap().pending, 5);
+    }
+
+    pub async fn pending_messages_come_back_oldest_first_with_every_field(store: &dyn Store) {
+        let group = channel(1_234_567);
+        let mut all_fields = message(Some("notification:channel_1:55"), 1_000);
+        all_fields.kind = OutboxKind::Notification;
+        all_fields.sender = SenderSelection::MainAccount;
+        all_fields.recipient = Recipient::Chat { chat: group };
+        all_fields.first_contact = false;
+        all_fields.not_before = Some(UnixMillis(1_500));
+        all_fields.content = MessageContent {
+            text: "Вакансия: Rust 🦀 — подробнее".to_owned(),
+            entities: vec![
+                TextEntity {
+                    kind: EntityKind::Bold,
+                    offset: 0,
+                    length: 8,
+                },
+                TextEntity {
+                    kind: EntityKind::TextUrl("https://t.me/python_jobs/55".to_owned()),
+                    offset: 19,
+                    length: 9,
+                },
+            ],
+            link_preview: true,
+        };
+        let mut known_peer = message(None, 2_000);
+        known_peer.kind = OutboxKind::RelayToContact;
+        known_peer.sender = SenderSelection::ChannelAgents {
+            sticky: Some(agent("agent_2")),
+        };
+        known_peer.recipient = Recipient::KnownPeer {
+            peer: PeerRef {
+                id: ChatId::user(777).unwrap(),
+                access_hash: -8_765_432_101_234,
+            },
+        };
+        let mut topic = message(Some("topic_post:channel_1:9"), 3_000);
+        topic.kind = OutboxKind::TopicPost;
+        topic.recipient = Recipient::Topic {
+            group,
+            topic: TopicId(17),
+        };
+        let username = message(Some("auto_response:channel_1:alice"), 4_000);
+        let mut other = message(None, 5_000);
+        other.kind = OutboxKind::Other;
+        let enqueued = [all_fields, known_peer, topic, username, other];
+        let mut ids = Vec::new();
+        for message in &enqueued {
+            ids.push(enqueue_new(store, message.clone()).await);
+        }
+        // A message that ended is not pending.
+        let ended = enqueue_new(store, message(None, 500)).await;
+        store
+            .mark_final(ended, OutboxStatus::Expired, "too late", UnixMillis(600))
+            .await
+            .unwrap();
+
+        let pending = store.pending_outbox().await.unwrap();
+
+        let expected: Vec<OutboxMessage> = ids
+            .iter()
+            .zip(&enqueued)
+            .map(|(id, message)| OutboxMessage {
+                id: *id,
+                message: message.clone(),
+                status: OutboxStatus::Pending,
+                attempts: 0,
+                last_agent: None,
+                sent: None,
+                reason: None,
+                updated_at: message.created_at,
+            })
+            .collect();
+        assert_eq!(pending, expected);
+        for message in &expected {
+            assert_eq!(&stored(store, message.id).await, message);
+        }
+        let missing = OutboxId(ended.0 + 1_000);
+        assert_eq!(store.outbox_message(missing).await.unwrap(), None);
+    }
+
+    pub async fn begin_attempt_keeps_each_agents_first_random_id(store: &dyn Store) {
+        let id = enqueue_new(store, message(Some("a"), 1_000)).await;
+        let other = enqueue_new(store, message(Some("b"), 1_000)).await;
+        let check = async |id: OutboxId, name: &str, proposed: i64, at: i64, expected: i64| {
+            let random_id = store
+                .begin_attempt(id, &agent(name), RandomId(proposed), UnixMillis(at))
+                .await
+                .unwrap();
+            assert_eq!(random_id, RandomId(expected), "{id} {name} {proposed}");
+        };
+        check(id, "agent_1", 111, 2_000, 111).await;
+        check(id, "agent_1", 222, 3_000, 111).await;
+        check(id, "agent_2", 333, 4_000, 333).await;
+        check(id, "agent_2", 444, 5_000, 333).await;
+        check(id, "agent_1", 555, 6_000, 111).await;
+        // Random ids are per message: the same agent gets its own for another one.
+        check(other, "agent_1", 666, 7_000, 666).await;
+
+        let message = stored(store, id).await;
+        assert_eq!(message.attempts, 5);
+        assert_eq!(message.last_agent, Some(agent("agent_1")));
+        assert_eq!(message.updated_at, UnixMillis(6_000));
+        assert_eq!(message.status, OutboxStatus::Pending);
+        assert_eq!(stored(store, other).await.attempts, 1);
+    }
+
+    pub async fn begin_attempt_refuses_a_message_that_ended_or_does_not_exist(store: &dyn Store) {
+        let sent = enqueue_new(store, message(Some("sent"), 1_000)).await;
+        store
+            .begin_attempt(sent, &agent("agent_1"), RandomId(1), UnixMillis(2_000))
+            .await
+            .unwrap();
+        store
+            .mark_sent(sent, &agent("agent_1"), sent_to(9), UnixMillis(3_000))
+            .await
+            .unwrap();
+        let failed = enqueue_new(store, message(Some("failed"), 1_000)).await;
+        store
+            .mark_final(
+                failed,
+                OutboxStatus::Failed,
+                "USER_PRIVACY_RESTRICTED",
+                UnixMillis(2_000),
+            )
+            .await
+            .unwrap();
+        let check = async |id: OutboxId, expected_words: &str| {
+            let before = store.outbox_message(id).await.unwrap();
+            let error = store
+                .begin_attempt(id, &agent("agent_1"), RandomId(2), UnixMillis(9_000))
+                .await
+                .unwrap_err();
+            assert!(error.to_string().contains(expected_words), "{id}: {error}");
+            assert_eq!(store.outbox_message(id).await.unwrap(), before, "{id}");
+        };
+        check(sent, "already sent").await;
+        check(failed, "already failed").await;
+        check(OutboxId(failed.0 + 1_000), "does not exist").await;
+    }
+
+    pub async fn a_message_ends_once(store: &dyn Store) {
+        let agent_1 = agent("agent_1");
+        let id = enqueue_new(store, message(Some("k"), 1_000)).await;
+
+        store
+            .note_error(id, "FLOOD_WAIT_30", UnixMillis(2_000))
+            .await
+            .unwrap();
+        let noted = stored(store, id).await;
+        assert_eq!(noted.reason.as_deref(), Some("FLOOD_WAIT_30"));
+        assert_eq!(noted.status, OutboxStatus::Pending);
+        assert_eq!(noted.updated_at, UnixMillis(2_000));
+
+        // Neither pending nor sent is a way to end: pending is not an end, and sent needs the
+        // sent record that only `mark_sent` carries.
+        for status in [OutboxStatus::Pending, OutboxStatus::Sent] {
+            let error = store
+                .mark_final(id, status, "no", UnixMillis(2_500))
+                .await
+                .unwrap_err();
+            assert!(error.to_string().contains(status.as_str()), "{error}");
+        }
+        assert_eq!(stored(store, id).await, noted);
+
+        store
+            .mark_sent(id, &agent_1, sent_to(31), UnixMillis(3_000))
+            .await
+            .unwrap();
+        let sent = stored(store, id).await;
+        assert_eq!(sent.status, OutboxStatus::Sent);
+        assert_eq!(
+            sent.sent,
+            Some(SentRecord {
+                agent: agent_1.clone(),
+                message: sent_to(31),
+                at: UnixMillis(3_000),
+            })
+        );
+        assert_eq!(sent.updated_at, UnixMillis(3_000));
+        // The last error while pending is kept: it explains why the send took retries.
+        assert_eq!(sent.reason.as_deref(), Some("FLOOD_WAIT_30"));
+
+        let expired = enqueue_new(store, message(Some("e"), 1_000)).await;
+        store
+            .mark_final(
+                expired,
+                OutboxStatus::Expired,
+                "no agent in time",
+                UnixMillis(4_000),
+            )
+            .await
+            .unwrap();
+        let ended = stored(store, expired).await;
+        assert_eq!(ended.status, OutboxStatus::Expired);
+        assert_eq!(ended.reason.as_deref(), Some("no agent in time"));
+        assert_eq!(ended.updated_at, UnixMillis(4_000));
+        assert_eq!(ended.sent, None);
+
+        for id in [id, expired] {
+            let before = stored(store, id).await;
+            let attempts = [
+                store
+                    .mark_sent(id, &agent_1, sent_to(99), UnixMillis(5_000))
+                    .await,
+                store
+                    .mark_final(id, OutboxStatus::Failed, "late", UnixMillis(5_000))
+                    .await,
+                store.note_error(id, "late", UnixMillis(5_000)).await,
+            ];
+            for result in attempts {
+                let error = result.unwrap_err();
+                assert!(error.to_string().contains("already"), "{id}: {error}");
+            }
+            assert_eq!(stored(store, id).await, before, "{id}");
+        }
+        let missing = OutboxId(expired.0 + 1_000);
+        let error = store
+            .mark_sent(missing, &agent_1, sent_to(1), UnixMillis(5_000))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("does not exist"), "{error}");
+    }
+
+    pub async fn outbox_counts_count_by_status(store: &dyn Store) {
+        assert_eq!(
+            store.outbox_counts().await.unwrap(),
+            OutboxCounts::default()
+        );
+        let mut ids = Vec::new();
+        for created_at in 0..7 {
+            ids.push(enqueue_new(store, message(None, created_at)).await);
+        }
+        let at = UnixMillis(100);
+        store
+            .mark_sent(ids[0], &agent("agent_1"), sent_to(1), at)
+            .await
+            .unwrap();
+        store
+            .mark_sent(ids[1], &agent("agent_2"), sent_to(2), at)
+            .await
+            .unwrap();
+        store
+            .mark_final(ids[2], OutboxStatus::Failed, "USERNAME_NOT_OCCUPIED", at)
+            .await
+            .unwrap();
+        store
+            .mark_final(ids[3], OutboxStatus::Expired, "ttl", at)
+            .await
+            .unwrap();
+        store
+            .mark_final(ids[4], OutboxStatus::Expired, "ttl", at)
+            .await
+            .unwrap();
+        store
+            .mark_final(ids[5], OutboxStatus::Expired, "ttl", at)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.outbox_counts().await.unwrap(),
+            OutboxCounts {
+                pending: 1,
+                sent: 2,
+                failed: 1,
+                expired: 3
+            }
+        );
+    }
+
+    /// What `after_restart` needs to know about the store `before_restart` filled.
+    pub struct BeforeRestart {
+        id: OutboxId,
+        pending: Vec<OutboxMessage>,
+    }
+
+    /// Enqueues a message and begins an attempt on it, as the engine does just before a send
+    /// that a crash interrupts.
+    pub async fn before_restart(store: &dyn Store) -> BeforeRestart {
+        let id = enqueue_new(store, message(Some("auto_response:channel_1:bob"), 1_000)).await;
+        let random_id = store
+            .begin_attempt(id, &agent("agent_1"), RandomId(424_242), UnixMillis(2_000))
+            .await
+            .unwrap();
+        assert_eq!(random_id, RandomId(424_242));
+        BeforeRestart {
+            id,
+            pending: store.pending_outbox().await.unwrap(),
+        }
+    }
+
+    /// On a new store over the same database: the message is still pending, and a retry on the
+    /// same agent repeats the random id, so Telegram drops the second copy if the first went out.
+    /// A restart therefore cannot double-send.
+    pub async fn after_restart(store: &dyn Store, before: BeforeRestart) {
+        assert_eq!(store.pending_outbox().await.unwrap(), before.pending);
+        let random_id = store
+            .begin_attempt(
+                before.id,
+                &agent("agent_1"),
+                RandomId(999),
+                UnixMillis(3_000),
+            )
+            .await
+            .unwrap();
+        assert_eq!(random_id, RandomId(424_242));
+        assert_eq!(stored(store, before.id).await.attempts, 2);
+        assert_eq!(
+            store
+                .enqueue(message(Some("auto_response:channel_1:bob"), 4_000))
+                .await
+                .unwrap(),
+            Enqueued::Existing(before.id, OutboxStatus::Pending)
+        );
+    }
+}
+
+/// Runs each conformance check on its own fresh SQLite store.
+macro_rules! sqlite_conformance {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite_conformance {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let directory = tempfile::tempdir().unwrap();
+                    let store = jobbot_store::SqliteStore::open(directory.path()).await.unwrap();
+                    super::conformance::$check(&store).await;
+                    store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+sqlite_conformance!(
+    a_taken_idempotency_key_returns_its_holder_whatever_its_status,
+    concurrent_enqueues_of_one_key_store_one_message,
+    pending_messages_come_back_oldest_first_with_every_field,
+    begin_attempt_keeps_each_agents_first_random_id,
+    begin_attempt_refuses_a_message_that_ended_or_does_not_exist,
+    a_message_ends_once,
+    outbox_counts_count_by_status,
+);
+
+#[tokio::test]
+async fn a_reopened_sqlite_store_resumes_pending_messages_with_their_random_ids() {
+    let directory = tempfile::tempdir().unwrap();
+    let first = SqliteStore::open(directory.path()).await.unwrap();
+    let before = conformance::before_restart(&first).await;
+    first.close().await;
+    drop(first);
+
+    let reopened = SqliteStore::open(directory.path()).await.unwrap();
+    conformance::after_restart(&reopened, before).await;
+    reopened.close().await;
 }
 
 async fn raw_connection(path: &Path) -> sqlx::SqliteConnection {
