@@ -1,0 +1,982 @@
+//! The outbox dispatcher: one task that owns the scheduling table, the agent owners and the
+//! queue of pending outbox messages, and turns the policy's decisions into sends.
+//!
+//! Every message is in the store before it is sent (`Store::enqueue`), and every attempt is
+//! recorded with its agent and `random_id` before the call (`Store::begin_attempt`), so a crash
+//! at any point resumes from the store without losing or double-sending. Waiting is exact: the
+//! task sleeps until the earliest instant the policy names (a pacing permit, a flood wait's end,
+//! a delayed message's time, a TTL), or until something changes.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use jobbot_core::config::Pacing;
+use jobbot_core::ids::SessionName;
+use jobbot_core::scheduling::{
+    AgentKey, AgentScheduler, AgentStatus, ConnectionState, Decision, Millis, NoAgentReason,
+    OutcomeAction, PoolId, Request, SendKind, SendOutcome, WaitReason,
+};
+use jobbot_core::store::{
+    OutboxId, OutboxMessage, OutboxStatus, Recipient, SenderSelection, Store,
+};
+use jobbot_core::telegram::{RandomId, SentMessage, TelegramError};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::clock::EngineClock;
+use crate::events::EngineEvent;
+use crate::owner::{LinkState, OwnerCommand, OwnerContext, OwnerHandle, SendJob, spawn_owner};
+
+/// Reasons written to the store for attempts Telegram refused without delivering: a restart
+/// may move such a message to another agent. Any other last attempt is in doubt (the process
+/// may have died mid-send), and a restart retries it on the same agent with the same
+/// `random_id`, which Telegram deduplicates.
+pub(crate) const NOT_DELIVERED_BY: &str = "not delivered by ";
+
+/// The pool of the main account (notifications).
+pub(crate) const MAIN_POOL: PoolId = PoolId(0);
+
+/// How a message ended, for those awaiting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Sent {
+        agent: SessionName,
+        message: SentMessage,
+    },
+    Failed {
+        reason: String,
+    },
+    Expired {
+        reason: String,
+    },
+}
+
+/// The desired set of agents and pools, from a configuration snapshot.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Topology {
+    /// Every account with its pacing and connection options.
+    pub accounts: BTreeMap<SessionName, (Pacing, jobbot_core::telegram::ConnectOptions)>,
+    /// Each channel's agents, in configuration order.
+    pub channels: BTreeMap<String, Vec<SessionName>>,
+    pub main_account: Option<SessionName>,
+}
+
+pub(crate) enum Command {
+    Enqueued(Box<OutboxMessage>, Option<oneshot::Sender<Delivery>>),
+    /// Await a message already enqueued (possibly already final).
+    Await(OutboxId, oneshot::Sender<Delivery>),
+    Reconfigure(Topology),
+    AgentsStatus(oneshot::Sender<Vec<AgentView>>),
+    PoolStatus(String, oneshot::Sender<Option<PoolView>>),
+    /// Which agent a first contact of this channel would go to now, without reserving it.
+    PeekAgent(String, oneshot::Sender<Option<SessionName>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+enum Internal {
+    Outcome {
+        id: OutboxId,
+        agent: AgentKey,
+        result: Result<SentMessage, TelegramError>,
+    },
+}
+
+/// An agent as the status API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentView {
+    pub session: SessionName,
+    pub link: LinkState,
+    pub channels: Vec<String>,
+    #[serde(flatten)]
+    pub scheduling: AgentStatus,
+    /// Wall-clock forms of the scheduler's instants.
+    pub flood_wait_until_unix_ms: Option<i64>,
+    pub peer_flood_until_unix_ms: Option<i64>,
+}
+
+/// A channel's pool as `get_status()` shows it (the seed's shape).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PoolView {
+    pub channel_id: String,
+    pub total_agents: usize,
+    pub available_agents: usize,
+    pub agents: Vec<AgentView>,
+}
+
+/// Which queue a message waits in: messages in one queue are interchangeable for the policy, so
+/// when the head cannot go, none behind it can, and the dispatcher stops looking (no O(n) scan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct QueueKey {
+    pool: PoolId,
+    sticky: Option<AgentKey>,
+    first_contact: bool,
+    chat_post: bool,
+}
+
+struct Queued {
+    message: OutboxMessage,
+    request: Request,
+    queue: QueueKey,
+    /// Restart resumed an attempt that may have been delivered: keep it on that agent unless the
+    /// agent is gone for good.
+    resumed_in_doubt: bool,
+    /// Noted in the store already, so a parked message is not rewritten on every pass.
+    last_noted: Option<String>,
+}
+
+pub(crate) struct Dispatcher {
+    clock: EngineClock,
+    store: Arc<dyn Store>,
+    scheduler: AgentScheduler,
+    rng: StdRng,
+    owner_context: Arc<dyn Fn() -> OwnerContext + Send + Sync>,
+    owners: HashMap<SessionName, OwnerHandle>,
+    links: HashMap<SessionName, LinkState>,
+    topology: Topology,
+    pools: HashMap<String, PoolId>,
+    next_pool: u32,
+    messages: HashMap<OutboxId, Queued>,
+    queues: BTreeMap<QueueKey, VecDeque<OutboxId>>,
+    /// Queues that cannot send before an instant (pacing, flood waits).
+    blocked_until: HashMap<QueueKey, Millis>,
+    /// Queues that wait for an agent to change state.
+    parked: HashSet<QueueKey>,
+    delayed: BinaryHeap<Reverse<(Millis, OutboxId, bool)>>,
+    expiries: BinaryHeap<Reverse<(Millis, OutboxId)>>,
+    in_flight: HashSet<OutboxId>,
+    waiters: HashMap<OutboxId, Vec<oneshot::Sender<Delivery>>>,
+    events: broadcast::Sender<EngineEvent>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    states_rx: mpsc::UnboundedReceiver<(SessionName, LinkState)>,
+    /// Pools already reported as fully in FloodWait (logged once per episode).
+    flood_logged: HashSet<PoolId>,
+}
+
+pub(crate) struct DispatcherParts {
+    pub clock: EngineClock,
+    pub store: Arc<dyn Store>,
+    pub scheduler: AgentScheduler,
+    pub seed: u64,
+    pub events: broadcast::Sender<EngineEvent>,
+    pub owner_context: Arc<dyn Fn() -> OwnerContext + Send + Sync>,
+    pub states_rx: mpsc::UnboundedReceiver<(SessionName, LinkState)>,
+}
+
+impl Dispatcher {
+    pub fn new(parts: DispatcherParts) -> Self {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        Self {
+            clock: parts.clock,
+            store: parts.store,
+            scheduler: parts.scheduler,
+            rng: StdRng::seed_from_u64(parts.seed),
+            owner_context: parts.owner_context,
+            owners: HashMap::new(),
+            links: HashMap::new(),
+            topology: Topology::default(),
+            pools: HashMap::new(),
+            next_pool: 1,
+            messages: HashMap::new(),
+            queues: BTreeMap::new(),
+            blocked_until: HashMap::new(),
+            parked: HashSet::new(),
+            delayed: BinaryHeap::new(),
+            expiries: BinaryHeap::new(),
+            in_flight: HashSet::new(),
+            waiters: HashMap::new(),
+            events: parts.events,
+            internal_tx,
+            internal_rx,
+            states_rx: parts.states_rx,
+            flood_logged: HashSet::new(),
+        }
+    }
+
+    /// Loads what a previous run left pending.
+    pub async fn resume(&mut self, pending: Vec<OutboxMessage>) {
+        if !pending.is_empty() {
+            tracing::info!(target: "agent_pool", count = pending.len(), "📬 {} сообщений в очереди после перезапуска", pending.len());
+        }
+        for message in pending {
+            let in_doubt = message.attempts > 0
+                && message.last_agent.as_ref().is_some_and(|agent| {
+                    !message.reason.as_deref().is_some_and(|reason| {
+                        reason.starts_with(&format!("{NOT_DELIVERED_BY}{agent}:"))
+                    })
+                });
+            self.admit(message, in_doubt);
+        }
+    }
+
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let now = self.clock.now();
+            self.release_delayed(now);
+            self.expire(now).await;
+            self.dispatch(now).await;
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                Some(internal) = self.internal_rx.recv() => self.handle_internal(internal).await,
+                Some((session, state)) = self.states_rx.recv() => self.on_link_state(session, state),
+                command = commands.recv() => match command {
+                    None => break,
+                    Some(Command::Shutdown(done)) => {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.handle_command(command).await,
+                },
+                _ = sleep_until_opt(wake.map(|at| self.clock.instant(at))) => {}
+            }
+        }
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        let owners: Vec<OwnerHandle> = self.owners.drain().map(|(_, owner)| owner).collect();
+        for owner in owners {
+            drop(owner.commands);
+            let _ = owner.task.await;
+        }
+    }
+
+    fn next_wake(&self) -> Option<Millis> {
+        let blocked = self
+            .blocked_until
+            .iter()
+            .filter(|(key, _)| self.queues.get(key).is_some_and(|queue| !queue.is_empty()))
+            .map(|(_, at)| *at)
+            .min();
+        [
+            blocked,
+            self.delayed.peek().map(|Reverse((at, ..))| *at),
+            self.expiries.peek().map(|Reverse((at, _))| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    async fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Enqueued(message, waiter) => {
+                let id = message.id;
+                if let Some(waiter) = waiter {
+                    self.waiters.entry(id).or_default().push(waiter);
+                }
+                if message.status.is_final() {
+                    self.notify_final(&message);
+                } else if !self.messages.contains_key(&id) && !self.in_flight.contains(&id) {
+                    self.admit(*message, false);
+                }
+            }
+            Command::Await(id, waiter) => {
+                if self.messages.contains_key(&id) || self.in_flight.contains(&id) {
+                    self.waiters.entry(id).or_default().push(waiter);
+                } else if let Ok(Some(message)) = self.store.outbox_message(id).await
+                    && let Some(delivery) = delivery_of(&message)
+                {
+                    let _ = waiter.send(delivery);
+                }
+            }
+            Command::Reconfigure(topology) => self.reconfigure(topology),
+            Command::AgentsStatus(reply) => {
+                let _ = reply.send(self.agent_views(None));
+            }
+            Command::PoolStatus(channel, reply) => {
+                let now = self.clock.now();
+                let view = self
+                    .pools
+                    .get(&channel)
+                    .and_then(|pool| self.scheduler.pool_status(*pool, now))
+                    .map(|status| {
+                        let agents = self.agent_views(Some(&channel));
+                        PoolView {
+                            channel_id: channel.clone(),
+                            total_agents: agents.len(),
+                            available_agents: status.available_now as usize,
+                            agents,
+                        }
+                    });
+                let _ = reply.send(view);
+            }
+            Command::PeekAgent(channel, reply) => {
+                let now = self.clock.now();
+                let agent = self.pools.get(&channel).and_then(|pool| {
+                    let mut scheduler = self.scheduler.clone();
+                    match scheduler.pick(*pool, &Request::first_contact(), now, &mut self.rng) {
+                        Decision::Send(agent) => {
+                            scheduler.agent(agent).map(|a| a.session().clone())
+                        }
+                        _ => None,
+                    }
+                });
+                let _ = reply.send(agent);
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    /// Puts a pending message in its queue (or among the delayed ones).
+    fn admit(&mut self, message: OutboxMessage, resumed_in_doubt: bool) {
+        let now = self.clock.now();
+        let expires = self.clock.from_unix(message.message.expires_at);
+        let id = message.id;
+        let (request, queue) = self.request_for(&message, resumed_in_doubt);
+        let not_before = message
+            .message
+            .not_before
+            .map(|at| self.clock.from_unix(at));
+        self.expiries.push(Reverse((expires, id)));
+        self.messages.insert(
+            id,
+            Queued {
+                message,
+                request,
+                queue,
+                resumed_in_doubt,
+                last_noted: None,
+            },
+        );
+        match not_before {
+            Some(at) if at > now => self.delayed.push(Reverse((at, id, false))),
+            _ => self.push_queue(id, false),
+        }
+    }
+
+    fn request_for(&self, message: &OutboxMessage, resumed_in_doubt: bool) -> (Request, QueueKey) {
+        let chat_post = matches!(
+            message.message.recipient,
+            Recipient::Chat { .. } | Recipient::Topic { .. }
+        );
+        let kind = if chat_post {
+            SendKind::ChannelPost
+        } else if message.message.first_contact {
+            SendKind::FirstContact
+        } else {
+            SendKind::Reply
+        };
+        let (pool, sticky_session) = match &message.message.sender {
+            SenderSelection::MainAccount => (MAIN_POOL, self.topology.main_account.clone()),
+            SenderSelection::ChannelAgents { sticky } => {
+                let pool = self
+                    .pools
+                    .get(&message.message.channel_id)
+                    .copied()
+                    .unwrap_or(PoolId(u32::MAX));
+                let sticky = sticky.clone().or_else(|| {
+                    resumed_in_doubt
+                        .then(|| message.last_agent.clone())
+                        .flatten()
+                });
+                (pool, sticky)
+            }
+        };
+        let sticky = match &message.message.sender {
+            SenderSelection::MainAccount => None,
+            SenderSelection::ChannelAgents { .. } => {
+                sticky_session.and_then(|s| self.scheduler.agent_key(&s))
+            }
+        };
+        let request = match sticky {
+            Some(agent) => Request::in_conversation(kind, agent),
+            None => Request::new(kind),
+        };
+        let queue = QueueKey {
+            pool,
+            sticky,
+            first_contact: kind == SendKind::FirstContact,
+            chat_post,
+        };
+        (request, queue)
+    }
+
+    fn push_queue(&mut self, id: OutboxId, front: bool) {
+        let Some(queued) = self.messages.get(&id) else {
+            return;
+        };
+        let queue = self.queues.entry(queued.queue).or_default();
+        if front {
+            queue.push_front(id)
+        } else {
+            queue.push_back(id)
+        }
+    }
+
+    fn release_delayed(&mut self, now: Millis) {
+        while let Some(Reverse((at, id, front))) = self.delayed.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.delayed.pop();
+            if self.messages.contains_key(&id) {
+                self.push_queue(id, front);
+            }
+        }
+    }
+
+    async fn expire(&mut self, now: Millis) {
+        while let Some(Reverse((at, id))) = self.expiries.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop();
+            if self.in_flight.contains(&id) {
+                continue; // the attempt decides; a delivered message is not expired
+            }
+            let Some(queued) = self.messages.remove(&id) else {
+                continue;
+            };
+            if let Some(queue) = self.queues.get_mut(&queued.queue) {
+                queue.retain(|queued_id| *queued_id != id);
+            }
+            let reason = format!(
+                "not delivered within its time to live: {}",
+                queued
+                    .message
+                    .reason
+                    .clone()
+                    .or(queued.last_noted.clone())
+                    .unwrap_or_else(|| "no agent could send it".into())
+            );
+            tracing::warn!(target: "agent_pool", id = %id, channel = %queued.message.message.channel_id, %reason, "⌛ сообщение истекло");
+            self.finish(queued.message, OutboxStatus::Expired, None, &reason)
+                .await;
+        }
+    }
+
+    async fn dispatch(&mut self, now: Millis) {
+        let keys: Vec<QueueKey> = self
+            .queues
+            .iter()
+            .filter(|(key, queue)| {
+                !queue.is_empty()
+                    && !self.parked.contains(key)
+                    && self.blocked_until.get(key).is_none_or(|at| *at <= now)
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in keys {
+            self.blocked_until.remove(&key);
+            self.drain_queue(key, now).await;
+        }
+    }
+
+    async fn drain_queue(&mut self, key: QueueKey, now: Millis) {
+        while let Some(&id) = self.queues.get(&key).and_then(VecDeque::front) {
+            let Some(queued) = self.messages.get(&id) else {
+                self.queues.get_mut(&key).map(VecDeque::pop_front);
+                continue;
+            };
+            let request = queued.request;
+            match self.scheduler.pick(key.pool, &request, now, &mut self.rng) {
+                Decision::Send(agent) => {
+                    self.flood_logged.remove(&key.pool);
+                    self.queues.get_mut(&key).map(VecDeque::pop_front);
+                    self.start_send(id, agent).await;
+                }
+                Decision::WaitUntil { at, reason } => {
+                    if reason == WaitReason::FloodWait && self.flood_logged.insert(key.pool) {
+                        tracing::warn!(target: "agent_pool", channel = %self.channel_of(key.pool), "⚠️ Все агенты недоступны (FloodWait)");
+                    }
+                    self.blocked_until.insert(key, at);
+                    return;
+                }
+                Decision::WaitForStateChange { reason } => {
+                    self.note(id, &format!("waiting: {reason}")).await;
+                    self.parked.insert(key);
+                    return;
+                }
+                Decision::NoAgent(reason) => {
+                    if self.messages.get(&id).is_some_and(|q| q.resumed_in_doubt)
+                        && matches!(
+                            reason,
+                            NoAgentReason::StickyAgentDead { .. }
+                                | NoAgentReason::UnknownAgent { .. }
+                        )
+                    {
+                        // The agent that may have sent it is gone for good: let the pool take it.
+                        self.queues.get_mut(&key).map(VecDeque::pop_front);
+                        self.unstick(id);
+                        continue;
+                    }
+                    self.note(id, &format!("waiting: {reason}")).await;
+                    self.parked.insert(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn unstick(&mut self, id: OutboxId) {
+        let Some(mut queued) = self.messages.remove(&id) else {
+            return;
+        };
+        queued.resumed_in_doubt = false;
+        let (request, queue) = self.request_for(&queued.message, false);
+        queued.request = request;
+        queued.queue = queue;
+        self.messages.insert(id, queued);
+        self.push_queue(id, true);
+    }
+
+    /// Notes a waiting reason once (for the status page and the expiry message).
+    async fn note(&mut self, id: OutboxId, reason: &str) {
+        let Some(queued) = self.messages.get_mut(&id) else {
+            return;
+        };
+        if queued.last_noted.as_deref() == Some(reason) {
+            return;
+        }
+        queued.last_noted = Some(reason.to_owned());
+        if let Err(error) = self
+            .store
+            .note_error(id, reason, self.clock.now_unix())
+            .await
+        {
+            tracing::error!(target: "agent_pool", %error, "could not note a waiting reason");
+        }
+    }
+
+    async fn start_send(&mut self, id: OutboxId, agent: AgentKey) {
+        let Some(queued) = self.messages.get(&id) else {
+            return;
+        };
+        let session = self
+            .scheduler
+            .agent(agent)
+            .map(|a| a.session().clone())
+            .expect("picked agents exist");
+        let proposed = RandomId(self.rng.random());
+        let random_id = match self
+            .store
+            .begin_attempt(id, &session, proposed, self.clock.now_unix())
+            .await
+        {
+            Ok(random_id) => random_id,
+            Err(error) => {
+                // Without the attempt on record a crash could double-send: do not send.
+                tracing::error!(target: "agent_pool", %error, id = %id, "could not record an attempt; the message stays queued");
+                let request = queued.request;
+                self.scheduler.on_outcome(
+                    agent,
+                    &request,
+                    SendOutcome::NotAttempted,
+                    self.clock.now(),
+                );
+                let key = queued.queue;
+                self.push_queue(id, true);
+                self.blocked_until.insert(
+                    key,
+                    self.clock
+                        .now()
+                        .saturating_add(std::time::Duration::from_secs(5)),
+                );
+                return;
+            }
+        };
+        let job = SendJob {
+            recipient: queued.message.message.recipient.clone(),
+            content: queued.message.message.content.clone(),
+            random_id,
+            typing: None,
+        };
+        self.in_flight.insert(id);
+        let commands = self
+            .owners
+            .get(&session)
+            .map(|owner| owner.commands.clone());
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let result = match commands {
+                None => Err(TelegramError::Network {
+                    message: "the agent is not running".into(),
+                }),
+                Some(commands) => {
+                    let (reply, response) = oneshot::channel();
+                    if commands
+                        .send(OwnerCommand::Send { job, reply })
+                        .await
+                        .is_err()
+                    {
+                        Err(TelegramError::Network {
+                            message: "the agent stopped".into(),
+                        })
+                    } else {
+                        response.await.unwrap_or_else(|_| {
+                            Err(TelegramError::Network {
+                                message: "the agent stopped".into(),
+                            })
+                        })
+                    }
+                }
+            };
+            let _ = internal.send(Internal::Outcome { id, agent, result });
+        });
+    }
+
+    async fn handle_internal(&mut self, internal: Internal) {
+        let Internal::Outcome { id, agent, result } = internal;
+        self.on_outcome(id, agent, result).await;
+    }
+
+    async fn on_outcome(
+        &mut self,
+        id: OutboxId,
+        agent: AgentKey,
+        result: Result<SentMessage, TelegramError>,
+    ) {
+        self.in_flight.remove(&id);
+        let now = self.clock.now();
+        let Some(queued) = self.messages.get(&id) else {
+            return;
+        };
+        let request = queued.request;
+        let session = self.scheduler.agent(agent).map(|a| a.session().clone());
+        let action =
+            self.scheduler
+                .on_outcome(agent, &request, SendOutcome::from(result.clone()), now);
+        let (Some(session), Err(error)) = (session.clone(), &result) else {
+            if let (Ok(sent), Some(session)) = (result, session) {
+                let queued = self.messages.remove(&id).expect("checked above");
+                self.finish_sent(queued.message, session, sent).await;
+            }
+            return;
+        };
+        match error {
+            TelegramError::FloodWait { seconds } => {
+                tracing::warn!(target: "agent_pool", session = %session, seconds, "⏳ FloodWait {seconds} с у агента {session}; сообщение уходит другому агенту");
+                let _ = self.events.send(EngineEvent::FloodWait {
+                    session: session.clone(),
+                    seconds: *seconds,
+                });
+            }
+            TelegramError::PeerFlood => {
+                tracing::warn!(target: "agent_pool", session = %session, "🚫 PeerFlood у агента {session}: первые сообщения приостановлены");
+                let _ = self.events.send(EngineEvent::PeerFlood {
+                    session: session.clone(),
+                });
+            }
+            _ => {}
+        }
+        let delivered_maybe = matches!(error, TelegramError::Network { .. });
+        let reason = if delivered_maybe {
+            format!("in doubt on {session}: {error}")
+        } else {
+            format!("{NOT_DELIVERED_BY}{session}: {error}")
+        };
+        match action {
+            OutcomeAction::Done => {
+                self.note(id, &reason).await;
+                self.push_queue(id, true);
+            }
+            OutcomeAction::RetryOtherAgent => {
+                self.note(id, &reason).await;
+                self.push_queue(id, true);
+            }
+            OutcomeAction::RetrySameAgentAfter { at } | OutcomeAction::RetryChatAfter { at } => {
+                self.note(id, &reason).await;
+                self.delayed.push(Reverse((at, id, true)));
+            }
+            OutcomeAction::RetrySameAgentAfterReconnect => {
+                self.note(id, &reason).await;
+                if let Some(queued) = self.messages.get_mut(&id) {
+                    queued.request = Request::in_conversation(request.kind, agent);
+                    queued.queue.sticky = Some(agent);
+                    queued.resumed_in_doubt = true;
+                }
+                self.push_queue(id, true);
+            }
+            OutcomeAction::FailRecipient { error } => {
+                let queued = self.messages.remove(&id).expect("checked above");
+                self.finish(
+                    queued.message,
+                    OutboxStatus::Failed,
+                    Some(session),
+                    &error.to_string(),
+                )
+                .await;
+            }
+            OutcomeAction::FailPermanently { reason } => {
+                let queued = self.messages.remove(&id).expect("checked above");
+                self.finish(
+                    queued.message,
+                    OutboxStatus::Failed,
+                    Some(session),
+                    &reason.to_string(),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn finish_sent(&mut self, message: OutboxMessage, agent: SessionName, sent: SentMessage) {
+        let at = self.clock.now_unix();
+        if let Err(error) = self.store.mark_sent(message.id, &agent, sent, at).await {
+            tracing::error!(target: "agent_pool", %error, id = %message.id, "could not record a sent message");
+        }
+        tracing::debug!(target: "agent_pool", id = %message.id, agent = %agent, "✉️ отправлено");
+        let _ = self.events.send(EngineEvent::OutboxFinished {
+            id: message.id,
+            channel_id: message.message.channel_id.clone(),
+            kind: message.message.kind,
+            status: OutboxStatus::Sent,
+            agent: Some(agent.clone()),
+        });
+        self.wake_waiters(
+            message.id,
+            Delivery::Sent {
+                agent,
+                message: sent,
+            },
+        );
+    }
+
+    async fn finish(
+        &mut self,
+        message: OutboxMessage,
+        status: OutboxStatus,
+        agent: Option<SessionName>,
+        reason: &str,
+    ) {
+        if let Err(error) = self
+            .store
+            .mark_final(message.id, status, reason, self.clock.now_unix())
+            .await
+        {
+            tracing::error!(target: "agent_pool", %error, id = %message.id, "could not record a final status");
+        }
+        if status == OutboxStatus::Failed {
+            tracing::warn!(target: "agent_pool", id = %message.id, %reason, "❌ сообщение не может быть доставлено");
+        }
+        let _ = self.events.send(EngineEvent::OutboxFinished {
+            id: message.id,
+            channel_id: message.message.channel_id.clone(),
+            kind: message.message.kind,
+            status,
+            agent,
+        });
+        let delivery = match status {
+            OutboxStatus::Expired => Delivery::Expired {
+                reason: reason.to_owned(),
+            },
+            _ => Delivery::Failed {
+                reason: reason.to_owned(),
+            },
+        };
+        self.wake_waiters(message.id, delivery);
+    }
+
+    fn notify_final(&mut self, message: &OutboxMessage) {
+        if let Some(delivery) = delivery_of(message) {
+            self.wake_waiters(message.id, delivery);
+        }
+    }
+
+    fn wake_waiters(&mut self, id: OutboxId, delivery: Delivery) {
+        for waiter in self.waiters.remove(&id).unwrap_or_default() {
+            let _ = waiter.send(delivery.clone());
+        }
+    }
+
+    fn on_link_state(&mut self, session: SessionName, state: LinkState) {
+        if let Some(agent) = self.scheduler.agent_key(&session) {
+            let connection = match &state {
+                LinkState::Ready { .. } => ConnectionState::Ready,
+                LinkState::Connecting => ConnectionState::Connecting,
+                LinkState::Dead { reason } => ConnectionState::Dead { reason: *reason },
+                LinkState::Disconnected { .. } | LinkState::NotLoggedIn | LinkState::Stopped => {
+                    ConnectionState::Disconnected
+                }
+            };
+            self.scheduler.set_connection_state(agent, connection);
+        }
+        if state.is_ready() {
+            // An agent came back: every waiting queue may move now.
+            self.parked.clear();
+            self.blocked_until.clear();
+        } else if matches!(state, LinkState::Dead { .. }) {
+            self.parked.clear();
+        }
+        self.links.insert(session, state);
+    }
+
+    /// Applies a new configuration: owners start and stop, pools change membership. Pending
+    /// messages stay queued; those of removed channels wait (and expire) rather than vanish.
+    fn reconfigure(&mut self, topology: Topology) {
+        let now = self.clock.now();
+        let wanted: BTreeMap<SessionName, _> = topology.accounts.clone();
+        let stale: Vec<SessionName> = self
+            .owners
+            .keys()
+            .filter(|session| !wanted.contains_key(*session))
+            .cloned()
+            .collect();
+        for session in stale {
+            if let Some(owner) = self.owners.remove(&session) {
+                tracing::info!(target: "agent_pool", session = %session, "агент {session} удалён из конфигурации");
+                drop(owner.commands); // the owner disconnects and releases the session
+            }
+            if let Some(agent) = self.scheduler.agent_key(&session) {
+                self.scheduler.remove_agent(agent);
+            }
+            self.links.remove(&session);
+        }
+        for (session, (pacing, options)) in &wanted {
+            self.scheduler.add_agent(session.clone(), *pacing, now);
+            if !self.owners.contains_key(session) {
+                let mut context = (self.owner_context)();
+                context.options = options.clone();
+                self.owners
+                    .insert(session.clone(), spawn_owner(session.clone(), context));
+                self.links.insert(session.clone(), LinkState::Connecting);
+            }
+        }
+        let main: Vec<SessionName> = topology.main_account.iter().cloned().collect();
+        self.set_pool(MAIN_POOL, &main);
+        let removed: Vec<String> = self
+            .pools
+            .keys()
+            .filter(|channel| !topology.channels.contains_key(*channel))
+            .cloned()
+            .collect();
+        for channel in removed {
+            if let Some(pool) = self.pools.remove(&channel) {
+                self.scheduler.remove_pool(pool);
+            }
+        }
+        for (channel, sessions) in &topology.channels {
+            let pool = match self.pools.get(channel) {
+                Some(pool) => *pool,
+                None => {
+                    let pool = PoolId(self.next_pool);
+                    self.next_pool += 1;
+                    self.pools.insert(channel.clone(), pool);
+                    pool
+                }
+            };
+            self.set_pool(pool, sessions);
+        }
+        self.topology = topology;
+        // Requests name pools and agents by key: recompute every waiting message's queue.
+        let ids: Vec<OutboxId> = self
+            .messages
+            .keys()
+            .copied()
+            .filter(|id| !self.in_flight.contains(id))
+            .collect();
+        self.queues.clear();
+        self.parked.clear();
+        self.blocked_until.clear();
+        let delayed: HashSet<OutboxId> =
+            self.delayed.iter().map(|Reverse((_, id, _))| *id).collect();
+        let mut ordered = ids;
+        ordered.sort();
+        for id in ordered {
+            let Some(mut queued) = self.messages.remove(&id) else {
+                continue;
+            };
+            let (request, queue) = self.request_for(&queued.message, queued.resumed_in_doubt);
+            queued.request = request;
+            queued.queue = queue;
+            self.messages.insert(id, queued);
+            if !delayed.contains(&id) {
+                self.push_queue(id, false);
+            }
+        }
+    }
+
+    fn set_pool(&mut self, pool: PoolId, sessions: &[SessionName]) {
+        let members: Vec<AgentKey> = sessions
+            .iter()
+            .filter_map(|session| self.scheduler.agent_key(session))
+            .collect();
+        if let Err(error) = self.scheduler.set_pool(pool, &members) {
+            tracing::error!(target: "agent_pool", %error, "could not set a pool's agents");
+        }
+    }
+
+    fn channel_of(&self, pool: PoolId) -> String {
+        if pool == MAIN_POOL {
+            return "main account".into();
+        }
+        self.pools
+            .iter()
+            .find(|(_, p)| **p == pool)
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default()
+    }
+
+    fn agent_views(&self, channel: Option<&str>) -> Vec<AgentView> {
+        let now = self.clock.now();
+        let sessions: Vec<SessionName> = match channel {
+            Some(channel) => self
+                .topology
+                .channels
+                .get(channel)
+                .cloned()
+                .unwrap_or_default(),
+            None => self.topology.accounts.keys().cloned().collect(),
+        };
+        let statuses: HashMap<AgentKey, AgentStatus> = self
+            .scheduler
+            .status(now)
+            .into_iter()
+            .map(|status| (status.agent, status))
+            .collect();
+        sessions
+            .into_iter()
+            .filter_map(|session| {
+                let agent = self.scheduler.agent_key(&session)?;
+                let scheduling = statuses.get(&agent)?.clone();
+                Some(AgentView {
+                    channels: self
+                        .topology
+                        .channels
+                        .iter()
+                        .filter(|(_, members)| members.contains(&session))
+                        .map(|(channel, _)| channel.clone())
+                        .collect(),
+                    link: self
+                        .links
+                        .get(&session)
+                        .cloned()
+                        .unwrap_or(LinkState::Stopped),
+                    flood_wait_until_unix_ms: scheduling
+                        .flood_wait_until
+                        .map(|at| self.clock.to_unix(at).0),
+                    peer_flood_until_unix_ms: scheduling
+                        .peer_flood_until
+                        .map(|at| self.clock.to_unix(at).0),
+                    scheduling,
+                    session,
+                })
+            })
+            .collect()
+    }
+}
+
+fn delivery_of(message: &OutboxMessage) -> Option<Delivery> {
+    let reason = message.reason.clone().unwrap_or_default();
+    match message.status {
+        OutboxStatus::Pending => None,
+        OutboxStatus::Sent => message.sent.as_ref().map(|sent| Delivery::Sent {
+            agent: sent.agent.clone(),
+            message: sent.message,
+        }),
+        OutboxStatus::Failed => Some(Delivery::Failed { reason }),
+        OutboxStatus::Expired => Some(Delivery::Expired { reason }),
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

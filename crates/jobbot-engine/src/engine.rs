@@ -1,0 +1,306 @@
+//! The engine's public face: start it with a connector, a store and a stream of configuration
+//! snapshots; enqueue messages; read status; subscribe to events; shut it down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobbot_core::config::{Config, Pacing};
+use jobbot_core::ids::{SessionName, mask_phone};
+use jobbot_core::scheduling::{AgentScheduler, SchedulerSettings};
+use jobbot_core::store::{NewOutboxMessage, OutboxId, Store, StoreError};
+use jobbot_core::telegram::{AccountConnector, ConnectOptions};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::EngineClock;
+use crate::dispatcher::{
+    AgentView, Command, Delivery, Dispatcher, DispatcherParts, PoolView, Topology,
+};
+use crate::events::EngineEvent;
+use crate::owner::{OwnerContext, OwnerSettings};
+use crate::pool::AgentPool;
+
+/// What the engine needs besides its ports.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// The main account's session (notifications); `None` runs agents only.
+    pub main_session: Option<SessionName>,
+    pub main_pacing: Pacing,
+    pub scheduler: SchedulerSettings,
+    pub owner: OwnerSettings,
+    /// How long a message may wait for an agent before it ends as expired.
+    pub message_ttl: Duration,
+    /// Seed of the scheduler's random choices (ties between equally busy agents).
+    pub seed: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            main_session: Some(SessionName::main()),
+            main_pacing: Pacing::default(),
+            scheduler: SchedulerSettings::default(),
+            owner: OwnerSettings::default(),
+            message_ttl: Duration::from_secs(24 * 3600),
+            seed: rand::random(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// A message in the outbox; await [`OutboxTicket::delivery`] for how it ended.
+#[derive(Debug)]
+pub struct OutboxTicket {
+    pub id: OutboxId,
+    /// `false` when the idempotency key was taken and this is the earlier message.
+    pub new: bool,
+    delivery: oneshot::Receiver<Delivery>,
+}
+
+impl OutboxTicket {
+    /// Waits until the message is sent, failed for good, or expired.
+    pub async fn delivery(self) -> Result<Delivery, EngineError> {
+        self.delivery.await.map_err(|_| EngineError::Stopped)
+    }
+}
+
+/// The running engine. Cheap to clone; every clone talks to the same dispatcher task.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<EngineEvent>,
+    store: Arc<dyn Store>,
+    clock: EngineClock,
+    settings: EngineSettings,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts the dispatcher, resumes what the store has pending, and follows the configuration.
+    pub async fn start(
+        settings: EngineSettings,
+        connector: Arc<dyn AccountConnector>,
+        store: Arc<dyn Store>,
+        mut config: watch::Receiver<Arc<Config>>,
+        clock: EngineClock,
+    ) -> Result<Self, EngineError> {
+        let (events, _) = broadcast::channel(4096);
+        let (states_tx, states_rx) = mpsc::unbounded_channel();
+        let owner_context = {
+            let events = events.clone();
+            let owner = settings.owner;
+            Arc::new(move || OwnerContext {
+                connector: Arc::clone(&connector),
+                options: ConnectOptions::default(),
+                events: events.clone(),
+                states: states_tx.clone(),
+                settings: owner,
+            })
+        };
+        let mut dispatcher = Dispatcher::new(DispatcherParts {
+            clock,
+            store: Arc::clone(&store),
+            scheduler: AgentScheduler::new(settings.scheduler),
+            seed: settings.seed,
+            events: events.clone(),
+            owner_context,
+            states_rx,
+        });
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let initial = config.borrow_and_update().clone();
+        commands
+            .send(Command::Reconfigure(topology(&initial, &settings)))
+            .map_err(|_| EngineError::Stopped)?;
+        log_pools(&initial);
+        dispatcher.resume(store.pending_outbox().await?).await;
+        let dispatcher_task = tokio::spawn(dispatcher.run(command_rx));
+        let follow = {
+            let commands = commands.clone();
+            let settings = settings.clone();
+            tokio::spawn(async move {
+                while config.changed().await.is_ok() {
+                    let snapshot = config.borrow_and_update().clone();
+                    log_pools(&snapshot);
+                    if commands
+                        .send(Command::Reconfigure(topology(&snapshot, &settings)))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                commands,
+                events,
+                store,
+                clock,
+                settings,
+                tasks: std::sync::Mutex::new(vec![dispatcher_task, follow]),
+            }),
+        })
+    }
+
+    /// The seed's per-channel pool surface for one output channel.
+    pub fn pool(&self, channel_id: &str) -> AgentPool {
+        AgentPool::new(self.clone(), channel_id.to_owned())
+    }
+
+    /// Stores a message durably, then queues it. Returns once it is in the store.
+    pub async fn enqueue(
+        &self,
+        mut message: NewOutboxMessage,
+    ) -> Result<OutboxTicket, EngineError> {
+        if message.expires_at.0 == 0 {
+            message.expires_at = message
+                .created_at
+                .plus_seconds(self.inner.settings.message_ttl.as_secs());
+        }
+        let enqueued = self.inner.store.enqueue(message).await?;
+        let id = enqueued.id();
+        let stored = self.inner.store.outbox_message(id).await?.ok_or_else(|| {
+            StoreError::new("read back an enqueued message", format!("{id} is missing"))
+        })?;
+        let (reply, delivery) = oneshot::channel();
+        self.send(Command::Enqueued(Box::new(stored), Some(reply)))?;
+        Ok(OutboxTicket {
+            id,
+            new: matches!(enqueued, jobbot_core::store::Enqueued::New(_)),
+            delivery,
+        })
+    }
+
+    /// Waits for a message enqueued earlier (by id) to end.
+    pub async fn await_delivery(&self, id: OutboxId) -> Result<Delivery, EngineError> {
+        let (reply, delivery) = oneshot::channel();
+        self.send(Command::Await(id, reply))?;
+        delivery.await.map_err(|_| EngineError::Stopped)
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentView>, EngineError> {
+        self.ask(Command::AgentsStatus).await
+    }
+
+    pub async fn pool_status(&self, channel_id: &str) -> Result<Option<PoolView>, EngineError> {
+        self.ask(|reply| Command::PoolStatus(channel_id.to_owned(), reply))
+            .await
+    }
+
+    pub(crate) async fn peek_agent(
+        &self,
+        channel_id: &str,
+    ) -> Result<Option<SessionName>, EngineError> {
+        self.ask(|reply| Command::PeekAgent(channel_id.to_owned(), reply))
+            .await
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn clock(&self) -> EngineClock {
+        self.inner.clock
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.inner.store)
+    }
+
+    /// Stops every owner (each disconnects and releases its session) and the dispatcher.
+    /// Pending messages stay in the store for the next start.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.inner.commands.send(Command::Shutdown(reply)).is_ok() {
+            let _ = done.await;
+        }
+        let tasks: Vec<JoinHandle<()>> = self
+            .inner
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), EngineError> {
+        self.inner
+            .commands
+            .send(command)
+            .map_err(|_| EngineError::Stopped)
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(command(reply))?;
+        answer.await.map_err(|_| EngineError::Stopped)
+    }
+}
+
+fn topology(config: &Config, settings: &EngineSettings) -> Topology {
+    let mut accounts: std::collections::BTreeMap<SessionName, (Pacing, ConnectOptions)> = config
+        .agent_accounts()
+        .into_iter()
+        .map(|(session, agent)| {
+            (
+                session,
+                (agent.pacing, ConnectOptions { proxy: agent.proxy }),
+            )
+        })
+        .collect();
+    if let Some(main) = &settings.main_session {
+        accounts.insert(
+            main.clone(),
+            (settings.main_pacing, ConnectOptions::default()),
+        );
+    }
+    Topology {
+        accounts,
+        channels: config
+            .enabled_channels()
+            .map(|channel| {
+                (
+                    channel.id.clone(),
+                    channel
+                        .agents
+                        .iter()
+                        .map(|a| a.session_name.clone())
+                        .collect(),
+                )
+            })
+            .collect(),
+        main_account: settings.main_session.clone(),
+    }
+}
+
+/// The seed's start-up lines, phone numbers masked.
+fn log_pools(config: &Config) {
+    let crm: Vec<_> = config
+        .enabled_channels()
+        .filter(|channel| channel.crm_enabled)
+        .collect();
+    tracing::info!(target: "agent_pool", "📊 CRM инициализирован для {} каналов", crm.len());
+    for channel in crm {
+        tracing::info!(target: "agent_pool", "  ✅ Пул агентов для '{}' инициализирован ({} агентов)", channel.name, channel.agents.len());
+        for agent in &channel.agents {
+            tracing::debug!(target: "agent_pool", "    агент {} ({})", agent.session_name, mask_phone(agent.phone.as_str()));
+        }
+    }
+}

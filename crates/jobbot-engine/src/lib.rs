@@ -1,0 +1,18 @@
+//! The async shell of jobbot: one owner task per Telegram account, the global agent registry and
+//! per-channel pools over it, the durable outbox dispatcher, health checks, and the events the
+//! web's live view follows. Ports (`AccountConnector`, `Store`) and configuration snapshots are
+//! injected; nothing here names grammers, sqlx or a file.
+
+mod clock;
+mod dispatcher;
+mod engine;
+mod events;
+mod owner;
+mod pool;
+
+pub use clock::EngineClock;
+pub use dispatcher::{AgentView, Delivery, PoolView};
+pub use engine::{Engine, EngineError, EngineSettings, OutboxTicket};
+pub use events::EngineEvent;
+pub use owner::{LinkState, OwnerSettings, SendJob};
+pub use pool::{AgentPool, PoolMessage};

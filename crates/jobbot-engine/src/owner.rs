@@ -1,0 +1,334 @@
+//! One owner task per Telegram session: the only code that holds the account.
+//!
+//! The owner connects (with back-off), keeps the account's event stream drained into the engine's
+//! broadcast, checks health periodically with `get_me`, executes the sends the dispatcher hands
+//! it, and publishes every change of its link state. One task per session is the fix for the
+//! original system's "database is locked" and `AUTH_KEY_DUPLICATED` troubles: nothing else in
+//! the process ever opens the session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobbot_core::ids::SessionName;
+use jobbot_core::store::Recipient;
+use jobbot_core::telegram::{
+    AccountConnector, ConnectError, ConnectOptions, DeadReason, Me, MessageContent, PeerKind,
+    PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError,
+};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::events::EngineEvent;
+
+/// How an owner's link to Telegram stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum LinkState {
+    Connecting,
+    Ready {
+        me: Me,
+    },
+    /// Not connected now; the owner retries by itself.
+    Disconnected {
+        reason: String,
+    },
+    /// The session has no login yet (`jobbot login` it); retried periodically.
+    NotLoggedIn,
+    /// Telegram refuses the session; a new login is needed.
+    Dead {
+        reason: DeadReason,
+    },
+    Stopped,
+}
+
+impl LinkState {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready { .. })
+    }
+}
+
+/// Timings of an owner. Defaults suit production; tests shorten nothing (they run on paused time).
+#[derive(Debug, Clone, Copy)]
+pub struct OwnerSettings {
+    /// How often a connected account is checked with `get_me`.
+    pub health_interval: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// How long to wait before trying a session that is not logged in, busy or dead again.
+    pub idle_retry: Duration,
+}
+
+impl Default for OwnerSettings {
+    fn default() -> Self {
+        Self {
+            health_interval: Duration::from_secs(300),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(120),
+            idle_retry: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A send the dispatcher asks an owner to make.
+#[derive(Debug, Clone)]
+pub struct SendJob {
+    pub recipient: Recipient,
+    pub content: MessageContent,
+    pub random_id: RandomId,
+    /// Show "typing…" for this long before sending (human-like replies).
+    pub typing: Option<Duration>,
+}
+
+pub(crate) enum OwnerCommand {
+    Send {
+        job: SendJob,
+        reply: oneshot::Sender<Result<SentMessage, TelegramError>>,
+    },
+}
+
+/// The engine's handle on an owner. Dropping it stops the owner, which disconnects and releases
+/// the session.
+pub(crate) struct OwnerHandle {
+    pub commands: mpsc::Sender<OwnerCommand>,
+    pub task: JoinHandle<()>,
+}
+
+pub(crate) struct OwnerContext {
+    pub connector: Arc<dyn AccountConnector>,
+    pub options: ConnectOptions,
+    pub events: broadcast::Sender<EngineEvent>,
+    /// Link-state changes for the dispatcher (which must see every one, so not the lossy broadcast).
+    pub states: mpsc::UnboundedSender<(SessionName, LinkState)>,
+    pub settings: OwnerSettings,
+}
+
+pub(crate) fn spawn_owner(session: SessionName, context: OwnerContext) -> OwnerHandle {
+    let (commands, receiver) = mpsc::channel(64);
+    let owner = Owner {
+        session,
+        context,
+        commands: receiver,
+    };
+    OwnerHandle {
+        commands,
+        task: tokio::spawn(owner.run()),
+    }
+}
+
+struct Owner {
+    session: SessionName,
+    context: OwnerContext,
+    commands: mpsc::Receiver<OwnerCommand>,
+}
+
+/// Why a connected session loop ended.
+enum Ended {
+    Stop,
+    Reconnect { reason: String },
+    Dead { reason: DeadReason },
+}
+
+impl Owner {
+    async fn run(mut self) {
+        let mut backoff = self.context.settings.reconnect_min;
+        loop {
+            self.publish(LinkState::Connecting);
+            let wait = match self
+                .context
+                .connector
+                .connect(&self.session, &self.context.options)
+                .await
+            {
+                Ok(account) => {
+                    backoff = self.context.settings.reconnect_min;
+                    let ended = self.serve(account.clone()).await;
+                    account.disconnect().await;
+                    match ended {
+                        Ended::Stop => break,
+                        Ended::Reconnect { reason } => {
+                            self.publish(LinkState::Disconnected { reason });
+                            backoff
+                        }
+                        Ended::Dead { reason } => {
+                            tracing::error!(target: "agent_pool", session = %self.session, %reason,
+                                "❌ Агент {} отключён: {reason}", self.session);
+                            self.publish(LinkState::Dead { reason });
+                            self.context.settings.idle_retry
+                        }
+                    }
+                }
+                Err(ConnectError::Network { message }) => {
+                    tracing::warn!(target: "agent_pool", session = %self.session, %message, "❌ Ошибка подключения агента");
+                    self.publish(LinkState::Disconnected { reason: message });
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(self.context.settings.reconnect_max);
+                    wait
+                }
+                Err(ConnectError::NotLoggedIn { .. }) => {
+                    tracing::warn!(target: "agent_pool", session = %self.session,
+                        "агент {} не авторизован: `jobbot login {}`", self.session, self.session);
+                    self.publish(LinkState::NotLoggedIn);
+                    self.context.settings.idle_retry
+                }
+                Err(ConnectError::Dead { reason, .. }) => {
+                    tracing::error!(target: "agent_pool", session = %self.session, %reason,
+                        "❌ Сессия агента {} недействительна: {reason}", self.session);
+                    self.publish(LinkState::Dead { reason });
+                    self.context.settings.idle_retry
+                }
+                Err(error @ (ConnectError::SessionBusy { .. } | ConnectError::Storage { .. })) => {
+                    tracing::error!(target: "agent_pool", session = %self.session, %error, "❌ Ошибка подключения агента");
+                    self.publish(LinkState::Disconnected {
+                        reason: error.to_string(),
+                    });
+                    self.context.settings.idle_retry
+                }
+            };
+            if !self.wait_refusing_sends(wait).await {
+                break;
+            }
+        }
+        self.publish(LinkState::Stopped);
+    }
+
+    /// Serves a connected account until it must reconnect or stop.
+    async fn serve(&mut self, account: Arc<dyn TelegramAccount>) -> Ended {
+        let me = match account.get_me().await {
+            Ok(me) => me,
+            Err(TelegramError::AccountDead { reason }) => return Ended::Dead { reason },
+            Err(error) => {
+                return Ended::Reconnect {
+                    reason: error.to_string(),
+                };
+            }
+        };
+        self.publish(LinkState::Ready { me: me.clone() });
+        let mut events = account.take_events();
+        let mut health = tokio::time::interval(self.context.settings.health_interval);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        health.tick().await; // the first tick is immediate; get_me just ran
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    None => return Ended::Stop,
+                    Some(OwnerCommand::Send { job, reply }) => {
+                        let result = execute(&*account, job).await;
+                        let ended = match &result {
+                            Err(TelegramError::AccountDead { reason }) => Some(Ended::Dead { reason: *reason }),
+                            Err(TelegramError::Network { message }) => Some(Ended::Reconnect { reason: message.clone() }),
+                            _ => None,
+                        };
+                        let _ = reply.send(result);
+                        if let Some(ended) = ended {
+                            return ended;
+                        }
+                    }
+                },
+                event = next_event(&mut events) => match event {
+                    Some(event) => {
+                        match &event {
+                            jobbot_core::telegram::AccountEvent::ConnectionLost => {
+                                self.publish(LinkState::Disconnected { reason: "connection lost; reconnecting".into() });
+                            }
+                            jobbot_core::telegram::AccountEvent::ConnectionRestored => {
+                                self.publish(LinkState::Ready { me: me.clone() });
+                            }
+                            _ => {}
+                        }
+                        let _ = self.context.events.send(EngineEvent::Telegram { session: self.session.clone(), event });
+                    }
+                    None => events = None,
+                },
+                _ = health.tick() => match account.get_me().await {
+                    Ok(_) => {}
+                    Err(TelegramError::AccountDead { reason }) => return Ended::Dead { reason },
+                    Err(error) => {
+                        tracing::warn!(target: "agent_pool", session = %self.session, %error, "health check failed; reconnecting");
+                        return Ended::Reconnect { reason: error.to_string() };
+                    }
+                },
+            }
+        }
+    }
+
+    /// Waits `duration`, answering any send that arrives meanwhile with a network error (the
+    /// dispatcher only sends to ready agents, but a send may cross a state change). Returns
+    /// `false` when the owner must stop.
+    async fn wait_refusing_sends(&mut self, duration: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + duration;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return true,
+                command = self.commands.recv() => match command {
+                    None => return false,
+                    Some(OwnerCommand::Send { reply, .. }) => {
+                        let _ = reply.send(Err(TelegramError::Network { message: "the agent is not connected".into() }));
+                    }
+                },
+            }
+        }
+    }
+
+    fn publish(&self, state: LinkState) {
+        let _ = self
+            .context
+            .states
+            .send((self.session.clone(), state.clone()));
+        let _ = self.context.events.send(EngineEvent::AgentState {
+            session: self.session.clone(),
+            state,
+        });
+    }
+}
+
+async fn next_event(
+    events: &mut Option<mpsc::Receiver<jobbot_core::telegram::AccountEvent>>,
+) -> Option<jobbot_core::telegram::AccountEvent> {
+    match events {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Makes one send on this account. A username is resolved by this account itself (access hashes
+/// are per account) and must be a person: the original system sent its template to bots and
+/// channels named in a post.
+async fn execute(
+    account: &dyn TelegramAccount,
+    job: SendJob,
+) -> Result<SentMessage, TelegramError> {
+    match &job.recipient {
+        Recipient::Chat { chat } => {
+            account
+                .post_to_chat(*chat, &job.content, job.random_id)
+                .await
+        }
+        Recipient::Topic { group, topic } => {
+            account
+                .post_to_topic(*group, *topic, &job.content, job.random_id)
+                .await
+        }
+        Recipient::KnownPeer { peer } => send_to_person(account, *peer, &job).await,
+        Recipient::Username { username } => {
+            let peer = account.resolve_username(username).await?;
+            if peer.kind != PeerKind::User {
+                return Err(TelegramError::NotAUser);
+            }
+            send_to_person(account, peer.peer, &job).await
+        }
+    }
+}
+
+async fn send_to_person(
+    account: &dyn TelegramAccount,
+    peer: PeerRef,
+    job: &SendJob,
+) -> Result<SentMessage, TelegramError> {
+    if let Some(typing) = job.typing {
+        // Typing is cosmetic: a failure here must not cost the message.
+        let _ = account.send_typing(peer).await;
+        tokio::time::sleep(typing).await;
+    }
+    account.send_direct(peer, &job.content, job.random_id).await
+}
