@@ -39,6 +39,8 @@ pub enum LinkState {
     Dead {
         reason: DeadReason,
     },
+    /// Paused by an operator: disconnected, its session released, until resumed.
+    Paused,
     Stopped,
 }
 
