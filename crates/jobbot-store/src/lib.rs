@@ -7,8 +7,11 @@
 //!   (the durable outbox now; processed messages, conversations and statistics as later issues
 //!   add them). A PostgreSQL backend comes later behind the same trait and runs the same
 //!   conformance checks (`tests/store.rs`).
+//! - [`MemoryStore`] implements the same port in memory, with the same semantics and the same
+//!   conformance checks, for the engine's paused-time tests and benchmarks. It persists nothing.
 
 mod config_store;
+mod memory;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -16,6 +19,7 @@ use std::path::PathBuf;
 pub use config_store::{
     ConfigStore, ConfigWatch, MigrationReport, Snapshot, StoreError, migrate_file,
 };
+pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// A failure to open the operational store. Messages name the database file; they never hold

@@ -13,7 +13,7 @@ use jobbot_core::store::{
 use jobbot_core::telegram::{
     EntityKind, MessageContent, PeerRef, RandomId, SentMessage, TextEntity, TopicId,
 };
-use jobbot_store::{ConfigStore, SqliteStore, StoreError, migrate_file};
+use jobbot_store::{ConfigStore, MemoryStore, SqliteStore, StoreError, migrate_file};
 use tempfile::TempDir;
 
 /// Generous: these waits end as soon as the watcher reports; the limit only turns a hang into a
@@ -1010,8 +1010,11 @@ mod conformance {
     }
 }
 
-/// Runs each conformance check on its own fresh SQLite store.
-macro_rules! sqlite_conformance {
+/// Runs each named conformance check on its own fresh store of every backend: `sqlite_conformance`
+/// and `memory_conformance` hold one test per check. The restart pair (`before_restart` and
+/// `after_restart`) is not listed: only SQLite outlives a reopen, and it runs them in
+/// `a_reopened_sqlite_store_resumes_pending_messages_with_their_random_ids`.
+macro_rules! conformance_on_every_backend {
     ($($check:ident),* $(,)?) => {
         mod sqlite_conformance {
             $(
@@ -1024,10 +1027,20 @@ macro_rules! sqlite_conformance {
                 }
             )*
         }
+
+        mod memory_conformance {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let store = jobbot_store::MemoryStore::new();
+                    super::conformance::$check(&store).await;
+                }
+            )*
+        }
     };
 }
 
-sqlite_conformance!(
+conformance_on_every_backend!(
     a_taken_idempotency_key_returns_its_holder_whatever_its_status,
     concurrent_enqueues_of_one_key_store_one_message,
     pending_messages_come_back_oldest_first_with_every_field,
@@ -1036,6 +1049,63 @@ sqlite_conformance!(
     a_message_ends_once,
     outbox_counts_count_by_status,
 );
+
+/// The memory store stands in for SQLite in the engine's tests, which may match on what a refusal
+/// says; so every refusal is compared word for word, not just by the substrings the conformance
+/// checks look for.
+#[tokio::test]
+async fn sqlite_and_memory_stores_refuse_in_the_same_words() {
+    async fn refusals(store: &dyn Store) -> Vec<String> {
+        use conformance::{agent, message};
+        let agent_1 = agent("agent_1");
+        let sent_message = SentMessage {
+            chat: ChatId::user(42).unwrap(),
+            message_id: 1,
+        };
+        let at = UnixMillis(2_000);
+        let pending = store.enqueue(message(None, 1_000)).await.unwrap().id();
+        let sent = store.enqueue(message(None, 1_000)).await.unwrap().id();
+        store
+            .mark_sent(sent, &agent_1, sent_message, at)
+            .await
+            .unwrap();
+        let expired = store.enqueue(message(None, 1_000)).await.unwrap().id();
+        store
+            .mark_final(expired, OutboxStatus::Expired, "ttl", at)
+            .await
+            .unwrap();
+        let missing = OutboxId(1_000);
+        let mut refusals = Vec::new();
+        for id in [pending, sent, expired, missing] {
+            for status in [OutboxStatus::Pending, OutboxStatus::Sent] {
+                refusals.push(store.mark_final(id, status, "no", at).await);
+            }
+            if id == pending {
+                continue;
+            }
+            refusals.push(
+                store
+                    .begin_attempt(id, &agent_1, RandomId(1), at)
+                    .await
+                    .map(|_| ()),
+            );
+            refusals.push(store.note_error(id, "late", at).await);
+            refusals.push(store.mark_sent(id, &agent_1, sent_message, at).await);
+            refusals.push(store.mark_final(id, OutboxStatus::Failed, "late", at).await);
+        }
+        refusals
+            .into_iter()
+            .map(|refusal| refusal.unwrap_err().to_string())
+            .collect()
+    }
+    let directory = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(directory.path()).await.unwrap();
+    let from_sqlite = refusals(&sqlite).await;
+    sqlite.close().await;
+    let from_memory = refusals(&MemoryStore::new()).await;
+    assert_eq!(from_memory.len(), 20);
+    assert_eq!(from_memory, from_sqlite);
+}
 
 #[tokio::test]
 async fn a_reopened_sqlite_store_resumes_pending_messages_with_their_random_ids() {
@@ -1066,6 +1136,13 @@ async fn sqlite_store_passes_the_conformance_checks() {
     conformance::check_store(&store, SqliteStore::latest_schema_version()).await;
     assert_eq!(store.health().await.unwrap().backend, "sqlite");
     store.close().await;
+}
+
+#[tokio::test]
+async fn memory_store_passes_the_conformance_checks() {
+    let store = MemoryStore::new();
+    conformance::check_store(&store, SqliteStore::latest_schema_version()).await;
+    assert_eq!(store.health().await.unwrap().backend, "memory");
 }
 
 #[tokio::test]
