@@ -324,8 +324,10 @@ impl Dispatcher {
                 let _ = reply.send(agent);
             }
             Command::SetPaused(sessions, pause, reply) => {
-                let known: Vec<SessionName> =
-                    sessions.into_iter().filter(|session| self.topology.accounts.contains_key(session)).collect();
+                let known: Vec<SessionName> = sessions
+                    .into_iter()
+                    .filter(|session| self.topology.accounts.contains_key(session))
+                    .collect();
                 for session in &known {
                     if pause {
                         self.pause(session);
@@ -922,17 +924,24 @@ impl Dispatcher {
             drop(owner.commands); // the owner disconnects and releases the session
         }
         if let Some(agent) = self.scheduler.agent_key(session) {
-            self.scheduler.set_connection_state(agent, ConnectionState::Paused);
+            self.scheduler
+                .set_connection_state(agent, ConnectionState::Paused);
         }
         self.links.insert(session.clone(), LinkState::Paused);
-        let _ = self.events.send(EngineEvent::AgentState { session: session.clone(), state: LinkState::Paused });
+        let _ = self.events.send(EngineEvent::AgentState {
+            session: session.clone(),
+            state: LinkState::Paused,
+        });
     }
 
     fn start_owner(&mut self, session: &SessionName) {
-        let Some((_, options)) = self.topology.accounts.get(session) else { return };
+        let Some((_, options)) = self.topology.accounts.get(session) else {
+            return;
+        };
         let mut context = (self.owner_context)();
         context.options = options.clone();
-        self.owners.insert(session.clone(), spawn_owner(session.clone(), context));
+        self.owners
+            .insert(session.clone(), spawn_owner(session.clone(), context));
         self.links.insert(session.clone(), LinkState::Connecting);
     }
 

@@ -208,12 +208,20 @@ impl Engine {
 
     /// Pauses agents: each disconnects and releases its session, and its messages wait (sticky
     /// ones) or go to other agents. Returns the sessions that are configured.
-    pub async fn pause_agents(&self, sessions: Vec<SessionName>) -> Result<Vec<SessionName>, EngineError> {
-        self.ask(|reply| Command::SetPaused(sessions, true, reply)).await
+    pub async fn pause_agents(
+        &self,
+        sessions: Vec<SessionName>,
+    ) -> Result<Vec<SessionName>, EngineError> {
+        self.ask(|reply| Command::SetPaused(sessions, true, reply))
+            .await
     }
 
-    pub async fn resume_agents(&self, sessions: Vec<SessionName>) -> Result<Vec<SessionName>, EngineError> {
-        self.ask(|reply| Command::SetPaused(sessions, false, reply)).await
+    pub async fn resume_agents(
+        &self,
+        sessions: Vec<SessionName>,
+    ) -> Result<Vec<SessionName>, EngineError> {
+        self.ask(|reply| Command::SetPaused(sessions, false, reply))
+            .await
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {

@@ -107,6 +107,16 @@ impl AgentPool {
     }
 
     async fn sessions(&self) -> Result<Vec<SessionName>, EngineError> {
-        Ok(self.get_status().await?.map(|status| status.agents.into_iter().map(|agent| agent.session).collect()).unwrap_or_default())
+        Ok(self
+            .get_status()
+            .await?
+            .map(|status| {
+                status
+                    .agents
+                    .into_iter()
+                    .map(|agent| agent.session)
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }
