@@ -9,10 +9,12 @@ mod engine;
 mod events;
 mod owner;
 mod pool;
+mod vacancy;
 
 pub use clock::EngineClock;
 pub use dispatcher::{AgentView, Delivery, PoolView};
 pub use engine::{Engine, EngineError, EngineSettings, OutboxTicket};
 pub use events::EngineEvent;
-pub use owner::{LinkState, OwnerSettings, SendJob};
+pub use owner::{ConnectedAccounts, LinkState, OwnerSettings, SendJob};
 pub use pool::{AgentPool, PoolMessage};
+pub use vacancy::Vacancy;
