@@ -9,6 +9,7 @@ mod engine;
 mod events;
 mod owner;
 mod pool;
+pub mod router;
 mod vacancy;
 
 pub use clock::EngineClock;
