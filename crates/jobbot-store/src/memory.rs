@@ -654,8 +654,8 @@ mod tests {
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};
 
-    use jobbot_core::ids::{ChatId, Username};
-    use jobbot_core::store::{OutboxKind, Recipient, SenderSelection};
+    use jobbot_core::ids::Username;
+    use jobbot_core::store::{Recipient, SenderSelection, VacancyContacts, VacancyStatus};
     use jobbot_core::telegram::MessageContent;
 
     use super::*;
@@ -715,6 +715,104 @@ mod tests {
             store.mark_final(id, OutboxStatus::Failed, "late", at),
         )
         .unwrap_err();
+        let source = ChatId::channel(1_111).unwrap();
+        let processed = ProcessedMessage {
+            source,
+            message_id: 5,
+            source_title: "Jobs".to_owned(),
+            link: "https://t.me/c/1111/5".to_owned(),
+            text: "Rust developer".to_owned(),
+            text_hash: "hash".to_owned(),
+            posted_at: at,
+            processed_at: at,
+            status: VacancyStatus::NotRelevant,
+            matched: Vec::new(),
+            contacts: VacancyContacts::default(),
+        };
+        assert!(
+            ready_on_first_poll("record_processed", store.record_processed(&processed)).unwrap()
+        );
+        ready_on_first_poll("is_processed", store.is_processed(source, 5)).unwrap();
+        ready_on_first_poll(
+            "claim_notification",
+            store.claim_notification("channel_1", "hash", at, at),
+        )
+        .unwrap();
+        ready_on_first_poll("vacancies", store.vacancies(&VacancyQuery::default())).unwrap();
+        let group = ChatId::channel(2_222).unwrap();
+        let contact = ChatId::user(42).unwrap();
+        let new = NewConversation {
+            channel_id: "channel_1".to_owned(),
+            group,
+            contact,
+            contact_username: None,
+            contact_name: "Alice".to_owned(),
+            agent: agent.clone(),
+            contact_peer: None,
+            created_at: at,
+        };
+        let (conversation, _) =
+            ready_on_first_poll("open_conversation", store.open_conversation(&new)).unwrap();
+        let conversation = conversation.id;
+        ready_on_first_poll("conversation", store.conversation(conversation)).unwrap();
+        ready_on_first_poll(
+            "conversation_by_contact",
+            store.conversation_by_contact(group, contact),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "set_conversation_topic",
+            store.set_conversation_topic(conversation, Some(TopicId(3))),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "conversation_by_topic",
+            store.conversation_by_topic(group, TopicId(3)),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "conversations_with_contact",
+            store.conversations_with_contact(&agent, contact),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "touch_conversation",
+            store.touch_conversation(conversation, at),
+        )
+        .unwrap();
+        let relay = RelayRecord {
+            conversation,
+            direction: RelayDirection::Service,
+            source: None,
+            outbox: Some(id),
+            at,
+        };
+        ready_on_first_poll("record_relay", store.record_relay(&relay)).unwrap();
+        ready_on_first_poll(
+            "record_own_post",
+            store.record_own_post(group, 9, Some(conversation)),
+        )
+        .unwrap();
+        ready_on_first_poll("is_own_post", store.is_own_post(group, 9)).unwrap();
+        ready_on_first_poll(
+            "record_auto_response",
+            store.record_auto_response("channel_1", contact, at),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "last_auto_response_to",
+            store.last_auto_response_to(contact),
+        )
+        .unwrap();
+        ready_on_first_poll("outbox_stats", store.outbox_stats(at)).unwrap();
+        let event = AgentEventRecord {
+            agent: agent.clone(),
+            kind: "flood_wait".to_owned(),
+            detail: "30 s".to_owned(),
+            at,
+        };
+        ready_on_first_poll("record_agent_event", store.record_agent_event(&event)).unwrap();
+        ready_on_first_poll("agent_events", store.agent_events(at, 0)).unwrap();
         let counts = ready_on_first_poll("outbox_counts", store.outbox_counts()).unwrap();
         assert_eq!(
             counts,
