@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// `invalid`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `revision_required`,
-    /// `file_invalid`, `session_in_use`, `too_many_requests`, `internal`.
+    /// `file_invalid`, `state_conflict` (e.g. a session in use, a login step out of order),
+    /// `too_many_requests`, `internal`.
     pub error: &'static str,
     pub message: String,
     /// For `invalid` and `file_invalid`: every problem, each with its field path.

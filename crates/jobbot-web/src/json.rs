@@ -15,7 +15,7 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let is_json = request
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
@@ -30,7 +30,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes = axum::body::to_bytes(request.into_body(), BODY_LIMIT)
             .await
             .map_err(|_| ApiError::invalid("", "the body is too large or was cut off"))?;
-        let _ = state;
         parse(&bytes).map(Self)
     }
 }

@@ -180,7 +180,7 @@ pub async fn submit_phone(
 ) -> Result<Json<LoginStatus>, ApiError> {
     let (session, flow) = flow_of(&state, &session)?;
     let mut flow = flow.lock().await;
-    let result = flow.submit_phone(&body.phone).await.map(Clone::clone);
+    let result = flow.submit_phone(&body.phone).await.cloned();
     tracing::info!(target: "web", session = %session, phone = %jobbot_core::ids::mask_phone(&body.phone),
         ok = result.is_ok(), "login: phone submitted");
     let login = result.map_err(|error| step_error(error, "phone"))?;
@@ -202,7 +202,7 @@ pub async fn submit_code(
         let mut flow = flow.lock().await;
         flow.submit_code(&body.code)
             .await
-            .map(Clone::clone)
+            .cloned()
             .map_err(|error| step_error(error, "code"))?
     };
     finish_if_signed_in(&state, &session, &login).await;
@@ -224,7 +224,7 @@ pub async fn submit_password(
         let mut flow = flow.lock().await;
         flow.submit_password(&body.password)
             .await
-            .map(Clone::clone)
+            .cloned()
             .map_err(|error| step_error(error, "password"))?
     };
     finish_if_signed_in(&state, &session, &login).await;
