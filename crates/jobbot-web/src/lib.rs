@@ -19,6 +19,7 @@ mod json;
 mod live;
 mod logins;
 mod stats;
+mod vacancies;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -195,6 +196,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::submit_code))
         .routes(routes!(logins::submit_password))
         .routes(routes!(stats::stats))
+        .routes(routes!(vacancies::list_vacancies))
         .routes(routes!(stats::metrics))
         .routes(routes!(live::live))
         .routes(routes!(openapi_json))

@@ -1,7 +1,7 @@
 //! Statistics for `/api/stats`, `/metrics` and the live view.
 //!
-//! The outbox counts by status come from the store (durable). Counts by kind, per agent and of
-//! flood events are kept here, since this process started, by one task that follows the
+//! Durable figures (outbox counts, messages by kind, sent per agent per hour, recorded flood
+//! events) come from the store. Live counters are kept here, since this process started, by one task that follows the
 //! engine's events and publishes every change to the live view. The engine's event broadcast may
 //! drop events for a slow subscriber; the task then notes the loss in `events_lost`, so a reader
 //! knows the counters are low.
@@ -257,13 +257,31 @@ pub struct Stats {
     pub channels_breakdown: Vec<ChannelBreakdown>,
     /// Outbox messages by status, from the store (all time).
     pub outbox: OutboxCountsView,
-    /// Since this process started.
+    /// Notifications and auto-responses sent, all time (from the store).
     pub notifications_sent: u64,
     pub auto_responses_sent: u64,
+    /// Messages by kind and final status, all time (from the store).
+    pub by_kind_and_status: Vec<FinishedCount>,
+    /// Sent per agent per hour over the last 7 days (from the store), oldest first.
+    pub sent_per_agent_hour: Vec<AgentHour>,
+    /// Sent per agent per day over the last 7 days.
+    pub sent_per_agent_day: Vec<AgentHour>,
+    /// Flood waits, PEER_FLOOD limits and deaths recorded over the last 7 days, newest first.
+    #[schema(value_type = Vec<Object>)]
+    pub flood_events: Vec<serde_json::Value>,
+    /// Since this process started.
     pub flood_waits_total: u64,
     pub peer_floods_total: u64,
-    /// Counters since start, with usage per agent over time.
+    /// Counters since start (live), with usage per agent over time.
     pub counters: CountersView,
+}
+
+/// Messages an agent sent in one hour (or day) starting at `start_unix_ms`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentHour {
+    pub session: String,
+    pub start_unix_ms: i64,
+    pub sent: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -299,7 +317,40 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiErro
         .iter()
         .flat_map(|c| c.agents.iter().map(|a| a.session_name.as_str()))
         .collect();
-    let counts = state.inner.engine.store().outbox_counts().await?;
+    let store = state.inner.engine.store();
+    let counts = store.outbox_counts().await?;
+    let totals = store.outbox_stats(UnixMillis(0)).await?;
+    let week_ago = UnixMillis(state.inner.engine.clock().now_unix().0 - 7 * DAY_MS);
+    let flood_events = store
+        .agent_events(week_ago, 500)
+        .await?
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
+    let sent_of = |wanted: OutboxKind| {
+        totals
+            .by_kind_and_status
+            .iter()
+            .filter(|(kind, status, _)| *kind == wanted && *status == OutboxStatus::Sent)
+            .map(|(_, _, count)| count)
+            .sum::<u64>()
+    };
+    let hours: Vec<AgentHour> = totals
+        .sent_per_agent_hour
+        .iter()
+        .filter(|(_, hour, _)| *hour >= week_ago)
+        .map(|(session, hour, sent)| AgentHour {
+            session: session.as_str().to_owned(),
+            start_unix_ms: hour.0,
+            sent: *sent,
+        })
+        .collect();
+    let mut days: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for hour in &hours {
+        let day = hour.start_unix_ms - hour.start_unix_ms.rem_euclid(DAY_MS);
+        *days.entry((day, hour.session.clone())).or_default() += hour.sent;
+    }
     let counters = (*state.inner.counters.view()).clone();
     Ok(Json(Stats {
         revision: snapshot.revision.to_string(),
@@ -325,8 +376,27 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiErro
             failed: counts.failed,
             expired: counts.expired,
         },
-        notifications_sent: counters.notifications_sent,
-        auto_responses_sent: counters.auto_responses_sent,
+        notifications_sent: sent_of(OutboxKind::Notification),
+        auto_responses_sent: sent_of(OutboxKind::AutoResponse),
+        by_kind_and_status: totals
+            .by_kind_and_status
+            .iter()
+            .map(|(kind, status, count)| FinishedCount {
+                kind: kind.as_str().to_owned(),
+                status: status.as_str().to_owned(),
+                count: *count,
+            })
+            .collect(),
+        sent_per_agent_hour: hours,
+        sent_per_agent_day: days
+            .into_iter()
+            .map(|((day, session), sent)| AgentHour {
+                session,
+                start_unix_ms: day,
+                sent,
+            })
+            .collect(),
+        flood_events,
         flood_waits_total: counters.flood_waits_total,
         peer_floods_total: counters.peer_floods_total,
         counters,

@@ -255,7 +255,12 @@ impl TestApp {
         }
     }
 
-    async fn enqueue(&self, kind: OutboxKind, recipient: usize, text: &str) {
+    async fn enqueue(
+        &self,
+        kind: OutboxKind,
+        recipient: usize,
+        text: &str,
+    ) -> jobbot_engine::OutboxTicket {
         let now = self.engine.clock().now_unix();
         self.engine
             .enqueue(NewOutboxMessage {
@@ -273,7 +278,7 @@ impl TestApp {
                 expires_at: UnixMillis(0),
             })
             .await
-            .expect("enqueued");
+            .expect("enqueued")
     }
 }
 
@@ -1082,7 +1087,15 @@ async fn logins_go_phone_code_password_without_showing_the_code_or_password() {
 #[tokio::test]
 async fn stats_and_metrics_show_configuration_outbox_and_agents() {
     let app = spawn_app().await;
-    app.enqueue(OutboxKind::AutoResponse, 0, "Hello!").await;
+    let ticket = app.enqueue(OutboxKind::AutoResponse, 0, "Hello!").await;
+    let delivery = tokio::time::timeout(Duration::from_secs(60), ticket.delivery())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(delivery, jobbot_engine::Delivery::Sent { .. }),
+        "{delivery:?}"
+    );
     let stats = app.get("/api/stats").await;
     assert_eq!(stats.status, StatusCode::OK);
     for key in [
@@ -1096,12 +1109,13 @@ async fn stats_and_metrics_show_configuration_outbox_and_agents() {
     }
     assert_eq!(stats.body["total_channels"], 1);
     assert_eq!(stats.body["total_agents"], 2);
-    let outbox = &stats.body["outbox"];
-    assert_eq!(
-        outbox["pending"].as_u64().unwrap() + outbox["sent"].as_u64().unwrap(),
-        1,
-        "{outbox}"
-    );
+    assert_eq!(stats.body["outbox"]["sent"], 1);
+    assert_eq!(stats.body["auto_responses_sent"], 1);
+    assert_eq!(stats.body["notifications_sent"], 0);
+    let hours = stats.body["sent_per_agent_hour"].as_array().unwrap();
+    assert_eq!(hours.len(), 1, "{hours:?}");
+    assert_eq!(hours[0]["sent"], 1);
+    assert_eq!(stats.body["sent_per_agent_day"][0]["sent"], 1);
 
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
@@ -1173,6 +1187,7 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "POST /api/logins/{session}/code",
         "POST /api/logins/{session}/password",
         "GET /api/stats",
+        "GET /api/vacancies",
         "GET /metrics",
         "GET /api/ws",
         "GET /api/openapi.json",
@@ -1264,4 +1279,83 @@ async fn the_live_websocket_shows_an_agent_getting_a_flood_wait() {
         .unwrap()
         .unwrap();
     let _ = &app.agents;
+}
+
+#[tokio::test]
+async fn vacancies_are_listed_newest_first_and_filtered() {
+    use jobbot_core::store::{MatchedChannel, ProcessedMessage, VacancyContacts, VacancyStatus};
+
+    let app = spawn_app().await;
+    let store = app.engine.store();
+    let source = ChatId::from_bot_api(-1001234567890).unwrap();
+    for (message_id, status) in [
+        (1, VacancyStatus::Relevant),
+        (2, VacancyStatus::NotRelevant),
+        (3, VacancyStatus::Relevant),
+    ] {
+        let matched = if status == VacancyStatus::Relevant {
+            vec![MatchedChannel {
+                channel_id: CHANNEL.into(),
+                keywords: vec!["python".into()],
+                notified: true,
+            }]
+        } else {
+            vec![]
+        };
+        let stored = store
+            .record_processed(&ProcessedMessage {
+                source,
+                message_id,
+                source_title: "Python Jobs".into(),
+                link: format!("https://t.me/python_jobs/{message_id}"),
+                text: format!("Vacancy {message_id}: python developer, write @hr_{message_id}"),
+                text_hash: format!("hash{message_id}"),
+                posted_at: UnixMillis(1_750_000_000_000 + i64::from(message_id)),
+                processed_at: UnixMillis(1_750_000_000_000 + i64::from(message_id)),
+                status,
+                matched,
+                contacts: VacancyContacts {
+                    telegram: vec![format!("@hr_{message_id}")],
+                    ..VacancyContacts::default()
+                },
+            })
+            .await
+            .unwrap();
+        assert!(stored);
+    }
+    let check = async |query: &str, expected: &[i64]| {
+        let reply = app.get(&format!("/api/vacancies{query}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
+        let ids: Vec<i64> = reply.body["vacancies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["message_id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids, expected, "{query}");
+        reply
+    };
+    check("", &[3, 2, 1]).await;
+    check("?status=relevant", &[3, 1]).await;
+    check("?status=not_relevant", &[2]).await;
+    check(&format!("?channel_id={CHANNEL}"), &[3, 1]).await;
+    check("?channel_id=other", &[]).await;
+    let first_page = check("?limit=2", &[3, 2]).await;
+    let next = first_page.body["next_before_id"].as_i64().unwrap();
+    check(&format!("?limit=2&before_id={next}"), &[1]).await;
+    let one = app.get("/api/vacancies?status=relevant&limit=1").await;
+    assert_eq!(
+        one.body["vacancies"][0]["matched"][0]["channel_id"],
+        CHANNEL
+    );
+    assert_eq!(
+        one.body["vacancies"][0]["contacts"]["telegram"],
+        json!(["@hr_3"])
+    );
+
+    let invalid = app
+        .get("/api/vacancies?status=maybe&limit=0&before_id=x")
+        .await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem_paths(&invalid), ["status", "before_id", "limit"]);
 }
