@@ -84,6 +84,13 @@ impl Harness {
     /// A world with three source channels the main account is in and two output channels it
     /// posts to; `configure` writes the channels' configuration from the harness's chat ids.
     async fn start(configure: impl FnOnce(&Harness) -> Arc<Config>) -> Self {
+        Self::start_with(MonitorSettings::default(), configure).await
+    }
+
+    async fn start_with(
+        settings: MonitorSettings,
+        configure: impl FnOnce(&Harness) -> Arc<Config>,
+    ) -> Self {
         let world = SimWorld::new(SimParams::default());
         let main = world.create_account("bot_session", NewUser::named("Jobbot"));
         let admin = world.create_user(NewUser::named("Admin"));
@@ -121,7 +128,7 @@ impl Harness {
             config: config_rx,
             events: monitor_rx,
             vacancies: Some(vacancy_tx),
-            settings: MonitorSettings::default(),
+            settings,
         });
         let reports = monitor.subscribe();
 
@@ -668,4 +675,50 @@ async fn the_history_lists_relevant_and_not_relevant_messages_with_their_contact
     assert_eq!(other.contacts.emails, vec!["design@yandex.ru"]);
     assert_eq!(other.contacts.phones, vec!["+79991234567"]);
     assert!(other.contacts.telegram.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn public_sources_are_joined_when_auto_join_is_on() {
+    let settings = MonitorSettings {
+        auto_join_public_sources: true,
+        ..MonitorSettings::default()
+    };
+    let mut harness = Harness::start_with(settings, |harness| {
+        // The main account is not a member of this one: without joining it would see nothing.
+        harness
+            .world
+            .create_channel("New Jobs", Some("new_jobs"), &[harness.admin]);
+        config(&[OutputChannel {
+            id: "python",
+            telegram_id: harness.out_python,
+            sources: vec!["@new_jobs".into(), "@no_such_channel".into()],
+            include: &["python"],
+        }])
+    })
+    .await;
+    let new_jobs = harness.world.find_username("new_jobs").unwrap();
+    let (mut joined, mut failed) = (false, false);
+    tokio::time::timeout(WAIT, async {
+        while !(joined && failed) {
+            match harness.reports.recv().await.unwrap() {
+                MonitorEvent::SourceResolved { source, chat } => {
+                    assert_eq!(source, SourceRef::Username(username("new_jobs")));
+                    assert_eq!(chat, new_jobs);
+                    joined = true;
+                }
+                MonitorEvent::SourceFailed { source, .. } => {
+                    assert_eq!(source, SourceRef::Username(username("no_such_channel")));
+                    failed = true;
+                }
+                MonitorEvent::Message { .. } => {}
+            }
+        }
+    })
+    .await
+    .expect("one source joined, one refused");
+
+    let (_, outcome) = harness.post(new_jobs, PYTHON_ONLY).await;
+    assert_eq!(outcome, processed(&["python"], &[]));
+    assert_eq!(harness.notifications_finished(1).await.len(), 1);
+    assert_eq!(harness.posted(harness.out_python).len(), 1);
 }
