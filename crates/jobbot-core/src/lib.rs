@@ -9,6 +9,7 @@ pub mod contacts;
 pub mod filters;
 pub mod ids;
 pub mod login;
+pub mod notification;
 pub mod scheduling;
 pub mod store;
 pub mod telegram;

@@ -7,6 +7,7 @@ mod clock;
 mod dispatcher;
 mod engine;
 mod events;
+mod monitor;
 mod owner;
 mod pool;
 pub mod router;
@@ -16,6 +17,9 @@ pub use clock::EngineClock;
 pub use dispatcher::{AgentView, Delivery, PoolView};
 pub use engine::{Engine, EngineError, EngineSettings, OutboxTicket};
 pub use events::EngineEvent;
+pub use monitor::{
+    MessageOutcome, Monitor, MonitorEvent, MonitorHandle, MonitorParts, MonitorSettings,
+};
 pub use owner::{ConnectedAccounts, LinkState, OwnerSettings, SendJob};
 pub use pool::{AgentPool, PoolMessage};
 pub use vacancy::Vacancy;
