@@ -12,3 +12,4 @@ pub mod login;
 pub mod scheduling;
 pub mod store;
 pub mod telegram;
+pub mod template;
