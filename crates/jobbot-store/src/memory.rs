@@ -1,16 +1,21 @@
 //! An in-process backend of the core's [`Store`] port, for tests and benchmarks.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
-use jobbot_core::ids::SessionName;
+use jobbot_core::ids::{ChatId, SessionName};
 use jobbot_core::store::{
-    Enqueued, NewOutboxMessage, OutboxCounts, OutboxId, OutboxMessage, OutboxStatus, SentRecord,
-    Store, StoreError, StoreHealth, UnixMillis,
+    AgentEventRecord, Conversation, ConversationId, ConversationStatus, Enqueued, NewConversation,
+    NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus,
+    ProcessedMessage, RelayDirection, RelayRecord, SentRecord, Store, StoreError, StoreHealth,
+    UnixMillis, VacancyQuery, VacancyRecord,
 };
-use jobbot_core::telegram::{RandomId, SentMessage};
+use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
 
-use crate::SqliteStore;
+use crate::{SqliteStore, no_conversation, no_outbox_message, page_size, topic_taken};
+
+/// The length of a `sent_per_agent_hour` bucket.
+const HOUR_MILLIS: i64 = 3_600_000;
 
 /// A [`Store`] held in memory, with exactly the semantics of [`SqliteStore`] (both pass the same
 /// conformance checks in `tests/store.rs`).
@@ -26,12 +31,68 @@ use crate::SqliteStore;
 /// [`SqliteStore`].
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    outbox: Mutex<Outbox>,
+    /// One lock over every table, so a method that reads one table and writes another (a relay
+    /// record checks its conversation and outbox message) sees them consistent, as a SQLite
+    /// transaction does.
+    tables: Mutex<Tables>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    outbox: Outbox,
+    vacancies: Vacancies,
+    conversations: Conversations,
+    /// The newest auto-response each contact got from any channel: all the cooldown reads.
+    last_auto_response: HashMap<ChatId, UnixMillis>,
+    /// Agent events by `(at, sequence)`, so "newest first" is a reverse walk from the end and
+    /// events at the same instant keep their recording order, like SQLite's `(at, id)`.
+    agent_events: BTreeMap<(UnixMillis, u64), AgentEventRecord>,
+    agent_event_count: u64,
+}
+
+/// The processed messages (`processed_messages`, `notification_claims`).
+#[derive(Debug, Default)]
+struct Vacancies {
+    records: BTreeMap<i64, VacancyRecord>,
+    /// `(source, message_id)` of every record: each message is processed once.
+    processed: HashSet<(ChatId, i32)>,
+    /// The last claim of each `(channel, text hash)`.
+    claims: HashMap<(String, String), UnixMillis>,
+    last_id: i64,
+}
+
+/// The CRM tables (`conversations`, `relays`, `own_posts`).
+#[derive(Debug, Default)]
+struct Conversations {
+    /// By `ConversationId.0`, which is not `Ord`; id order is creation order.
+    by_id: BTreeMap<i64, Conversation>,
+    by_contact: HashMap<(ChatId, ChatId), ConversationId>,
+    by_topic: HashMap<(ChatId, TopicId), ConversationId>,
+    /// The relayed source messages; nothing reads relay records back but their uniqueness.
+    relayed: HashSet<(ConversationId, RelayDirection, ChatId, i32)>,
+    own_posts: HashMap<(ChatId, i32), Option<ConversationId>>,
+    last_id: i64,
+}
+
+impl Conversations {
+    fn get_mut(
+        &mut self,
+        operation: &'static str,
+        id: ConversationId,
+    ) -> Result<&mut Conversation, StoreError> {
+        self.by_id
+            .get_mut(&id.0)
+            .ok_or_else(|| no_conversation(operation, id))
+    }
+
+    fn found(&self, id: Option<&ConversationId>) -> Option<Conversation> {
+        id.map(|id| self.by_id[&id.0].clone())
     }
 }
 
@@ -59,10 +120,7 @@ impl Outbox {
         id: OutboxId,
     ) -> Result<&mut OutboxMessage, StoreError> {
         match self.messages.get_mut(&id) {
-            None => Err(StoreError::new(
-                operation,
-                format!("outbox message {id} does not exist"),
-            )),
+            None => Err(no_outbox_message(operation, id)),
             Some(message) if message.status != OutboxStatus::Pending => Err(StoreError::new(
                 operation,
                 format!(
@@ -93,8 +151,8 @@ impl MemoryStore {
     /// Every method takes the lock, works, and drops the guard before returning, so it is never
     /// held across an await. A panic while holding it (a bug in this file) could leave the tables
     /// half-updated, so a poisoned lock is an error rather than data to trust.
-    fn lock(&self, operation: &'static str) -> Result<MutexGuard<'_, Outbox>, StoreError> {
-        self.outbox.lock().map_err(|_| {
+    fn lock(&self, operation: &'static str) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        self.tables.lock().map_err(|_| {
             StoreError::new(
                 operation,
                 "the in-memory store is unusable after a panic while it was being changed",
@@ -116,7 +174,8 @@ impl Store for MemoryStore {
     }
 
     async fn enqueue(&self, message: NewOutboxMessage) -> Result<Enqueued, StoreError> {
-        let mut outbox = self.lock("enqueue an outbox message")?;
+        let mut tables = self.lock("enqueue an outbox message")?;
+        let outbox = &mut tables.outbox;
         if let Some(key) = &message.idempotency_key
             && let Some(&holder) = outbox.idempotency_keys.get(key)
         {
@@ -148,7 +207,8 @@ impl Store for MemoryStore {
     }
 
     async fn pending_outbox(&self) -> Result<Vec<OutboxMessage>, StoreError> {
-        let outbox = self.lock("read the pending outbox")?;
+        let tables = self.lock("read the pending outbox")?;
+        let outbox = &tables.outbox;
         Ok(outbox
             .pending
             .iter()
@@ -157,8 +217,8 @@ impl Store for MemoryStore {
     }
 
     async fn outbox_message(&self, id: OutboxId) -> Result<Option<OutboxMessage>, StoreError> {
-        let outbox = self.lock("read an outbox message")?;
-        Ok(outbox.messages.get(&id).cloned())
+        let tables = self.lock("read an outbox message")?;
+        Ok(tables.outbox.messages.get(&id).cloned())
     }
 
     async fn begin_attempt(
@@ -169,7 +229,8 @@ impl Store for MemoryStore {
         at: UnixMillis,
     ) -> Result<RandomId, StoreError> {
         let operation = "begin a send attempt";
-        let mut outbox = self.lock(operation)?;
+        let mut tables = self.lock(operation)?;
+        let outbox = &mut tables.outbox;
         let message = outbox.pending_message(operation, id)?;
         message.attempts = message.attempts.saturating_add(1);
         message.last_agent = Some(agent.clone());
@@ -189,7 +250,8 @@ impl Store for MemoryStore {
         at: UnixMillis,
     ) -> Result<(), StoreError> {
         let operation = "note an outbox error";
-        let mut outbox = self.lock(operation)?;
+        let mut tables = self.lock(operation)?;
+        let outbox = &mut tables.outbox;
         let message = outbox.pending_message(operation, id)?;
         message.reason = Some(reason.to_owned());
         message.updated_at = at;
@@ -204,7 +266,8 @@ impl Store for MemoryStore {
         at: UnixMillis,
     ) -> Result<(), StoreError> {
         let operation = "mark an outbox message sent";
-        let mut outbox = self.lock(operation)?;
+        let mut tables = self.lock(operation)?;
+        let outbox = &mut tables.outbox;
         let message = outbox.pending_message(operation, id)?;
         message.status = OutboxStatus::Sent;
         // The last error while pending stays, as in SQLite: it explains why the send took retries.
@@ -242,7 +305,8 @@ impl Store for MemoryStore {
                 ));
             }
         }
-        let mut outbox = self.lock(operation)?;
+        let mut tables = self.lock(operation)?;
+        let outbox = &mut tables.outbox;
         let message = outbox.pending_message(operation, id)?;
         message.status = status;
         message.reason = Some(reason.to_owned());
@@ -252,7 +316,335 @@ impl Store for MemoryStore {
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        Ok(self.lock("count the outbox")?.counts)
+        Ok(self.lock("count the outbox")?.outbox.counts)
+    }
+
+    async fn record_processed(&self, message: &ProcessedMessage) -> Result<bool, StoreError> {
+        let mut tables = self.lock("record a processed message")?;
+        let vacancies = &mut tables.vacancies;
+        if !vacancies
+            .processed
+            .insert((message.source, message.message_id))
+        {
+            return Ok(false);
+        }
+        vacancies.last_id += 1;
+        let id = vacancies.last_id;
+        vacancies.records.insert(
+            id,
+            VacancyRecord {
+                id,
+                message: message.clone(),
+            },
+        );
+        Ok(true)
+    }
+
+    async fn is_processed(&self, source: ChatId, message_id: i32) -> Result<bool, StoreError> {
+        let tables = self.lock("check whether a message was processed")?;
+        Ok(tables.vacancies.processed.contains(&(source, message_id)))
+    }
+
+    async fn claim_notification(
+        &self,
+        channel_id: &str,
+        text_hash: &str,
+        window_start: UnixMillis,
+        at: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.lock("claim a notification")?;
+        let claims = &mut tables.vacancies.claims;
+        let key = (channel_id.to_owned(), text_hash.to_owned());
+        match claims.get(&key) {
+            Some(&claimed_at) if claimed_at >= window_start => Ok(false),
+            _ => {
+                claims.insert(key, at);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn vacancies(&self, query: &VacancyQuery) -> Result<Vec<VacancyRecord>, StoreError> {
+        let tables = self.lock("list vacancies")?;
+        let below = query.before_id.unwrap_or(i64::MAX);
+        let limit = usize::try_from(page_size(query.limit)).unwrap_or(usize::MAX);
+        Ok(tables
+            .vacancies
+            .records
+            .range(..below)
+            .rev()
+            .map(|(_, record)| record)
+            .filter(|record| {
+                query
+                    .status
+                    .is_none_or(|status| record.message.status == status)
+            })
+            .filter(|record| {
+                query.channel_id.as_ref().is_none_or(|channel_id| {
+                    record
+                        .message
+                        .matched
+                        .iter()
+                        .any(|matched| &matched.channel_id == channel_id)
+                })
+            })
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn open_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> Result<(Conversation, bool), StoreError> {
+        let mut tables = self.lock("open a conversation")?;
+        let conversations = &mut tables.conversations;
+        // An existing conversation keeps everything, its agent above all: the contact already
+        // talks to that account.
+        if let Some(existing) =
+            conversations.found(conversations.by_contact.get(&(new.group, new.contact)))
+        {
+            return Ok((existing, false));
+        }
+        conversations.last_id += 1;
+        let id = ConversationId(conversations.last_id);
+        let conversation = Conversation {
+            id,
+            channel_id: new.channel_id.clone(),
+            group: new.group,
+            topic: None,
+            contact: new.contact,
+            contact_username: new.contact_username.clone(),
+            contact_name: new.contact_name.clone(),
+            agent: new.agent.clone(),
+            contact_peer: new.contact_peer,
+            status: ConversationStatus::Active,
+            created_at: new.created_at,
+            last_message_at: new.created_at,
+        };
+        conversations
+            .by_contact
+            .insert((new.group, new.contact), id);
+        conversations.by_id.insert(id.0, conversation.clone());
+        Ok((conversation, true))
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        let tables = self.lock("read a conversation")?;
+        Ok(tables.conversations.by_id.get(&id.0).cloned())
+    }
+
+    async fn conversation_by_contact(
+        &self,
+        group: ChatId,
+        contact: ChatId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let tables = self.lock("find a contact's conversation")?;
+        let conversations = &tables.conversations;
+        Ok(conversations.found(conversations.by_contact.get(&(group, contact))))
+    }
+
+    async fn conversation_by_topic(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let tables = self.lock("find a topic's conversation")?;
+        let conversations = &tables.conversations;
+        Ok(conversations.found(conversations.by_topic.get(&(group, topic))))
+    }
+
+    async fn conversations_with_contact(
+        &self,
+        agent: &SessionName,
+        contact: ChatId,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let tables = self.lock("list a contact's conversations")?;
+        // A scan where SQLite has an index: a contact has a handful of conversations, and this
+        // store holds a test's worth of them.
+        Ok(tables
+            .conversations
+            .by_id
+            .values()
+            .filter(|conversation| {
+                &conversation.agent == agent
+                    && conversation.contact == contact
+                    && conversation.status == ConversationStatus::Active
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn set_conversation_topic(
+        &self,
+        id: ConversationId,
+        topic: Option<TopicId>,
+    ) -> Result<(), StoreError> {
+        let operation = "set a conversation's topic";
+        let mut tables = self.lock(operation)?;
+        let conversations = &mut tables.conversations;
+        let conversation = conversations.get_mut(operation, id)?;
+        let (group, previous) = (conversation.group, conversation.topic);
+        if let Some(topic) = topic
+            && let Some(&holder) = conversations.by_topic.get(&(group, topic))
+            && holder != id
+        {
+            return Err(topic_taken(operation, group, topic, holder));
+        }
+        if let Some(previous) = previous {
+            conversations.by_topic.remove(&(group, previous));
+        }
+        if let Some(topic) = topic {
+            conversations.by_topic.insert((group, topic), id);
+        }
+        conversations.get_mut(operation, id)?.topic = topic;
+        Ok(())
+    }
+
+    async fn touch_conversation(
+        &self,
+        id: ConversationId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "touch a conversation";
+        let mut tables = self.lock(operation)?;
+        let conversation = tables.conversations.get_mut(operation, id)?;
+        // Never backwards, as in SQLite.
+        conversation.last_message_at = conversation.last_message_at.max(at);
+        Ok(())
+    }
+
+    async fn record_relay(&self, record: &RelayRecord) -> Result<bool, StoreError> {
+        let operation = "record a relayed message";
+        let mut tables = self.lock(operation)?;
+        if !tables
+            .conversations
+            .by_id
+            .contains_key(&record.conversation.0)
+        {
+            return Err(no_conversation(operation, record.conversation));
+        }
+        if let Some(outbox) = record.outbox
+            && !tables.outbox.messages.contains_key(&outbox)
+        {
+            return Err(no_outbox_message(operation, outbox));
+        }
+        Ok(match record.source {
+            // Service posts have no source and are never deduplicated.
+            None => true,
+            Some((chat, message_id)) => tables.conversations.relayed.insert((
+                record.conversation,
+                record.direction,
+                chat,
+                message_id,
+            )),
+        })
+    }
+
+    async fn is_own_post(&self, group: ChatId, message_id: i32) -> Result<bool, StoreError> {
+        let tables = self.lock("check whether a post is jobbot's own")?;
+        Ok(tables
+            .conversations
+            .own_posts
+            .contains_key(&(group, message_id)))
+    }
+
+    async fn record_own_post(
+        &self,
+        group: ChatId,
+        message_id: i32,
+        conversation: Option<ConversationId>,
+    ) -> Result<(), StoreError> {
+        let operation = "record an own post";
+        let mut tables = self.lock(operation)?;
+        let conversations = &mut tables.conversations;
+        if let Some(id) = conversation
+            && !conversations.by_id.contains_key(&id.0)
+        {
+            return Err(no_conversation(operation, id));
+        }
+        // The first record stays, as in SQLite.
+        conversations
+            .own_posts
+            .entry((group, message_id))
+            .or_insert(conversation);
+        Ok(())
+    }
+
+    async fn last_auto_response_to(
+        &self,
+        contact: ChatId,
+    ) -> Result<Option<UnixMillis>, StoreError> {
+        let tables = self.lock("read a contact's last auto-response")?;
+        Ok(tables.last_auto_response.get(&contact).copied())
+    }
+
+    async fn record_auto_response(
+        &self,
+        _channel_id: &str,
+        contact: ChatId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.lock("record an auto-response")?;
+        let last = tables.last_auto_response.entry(contact).or_insert(at);
+        *last = (*last).max(at);
+        Ok(())
+    }
+
+    async fn outbox_stats(&self, since: UnixMillis) -> Result<OutboxStats, StoreError> {
+        let tables = self.lock("read the outbox statistics")?;
+        // The same choice as SQLite: pending messages always (the backlog now), ended ones when
+        // they ended at or after `since`. Keys sort by their text, as SQLite's ORDER BY does.
+        let mut by_kind: BTreeMap<(&str, &str), (OutboxKind, OutboxStatus, u64)> = BTreeMap::new();
+        let mut per_hour: BTreeMap<(UnixMillis, &SessionName), u64> = BTreeMap::new();
+        for message in tables.outbox.messages.values() {
+            if message.status == OutboxStatus::Pending || message.updated_at >= since {
+                let kind = message.message.kind;
+                by_kind
+                    .entry((kind.as_str(), message.status.as_str()))
+                    .or_insert((kind, message.status, 0))
+                    .2 += 1;
+            }
+            if let Some(sent) = &message.sent
+                && sent.at >= since
+            {
+                let hour = UnixMillis(sent.at.0.div_euclid(HOUR_MILLIS) * HOUR_MILLIS);
+                *per_hour.entry((hour, &sent.agent)).or_default() += 1;
+            }
+        }
+        Ok(OutboxStats {
+            by_kind_and_status: by_kind.into_values().collect(),
+            sent_per_agent_hour: per_hour
+                .into_iter()
+                .map(|((hour, agent), count)| (agent.clone(), hour, count))
+                .collect(),
+        })
+    }
+
+    async fn record_agent_event(&self, event: &AgentEventRecord) -> Result<(), StoreError> {
+        let mut tables = self.lock("record an agent event")?;
+        tables.agent_event_count += 1;
+        let sequence = tables.agent_event_count;
+        tables
+            .agent_events
+            .insert((event.at, sequence), event.clone());
+        Ok(())
+    }
+
+    async fn agent_events(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<AgentEventRecord>, StoreError> {
+        let tables = self.lock("list agent events")?;
+        let limit = usize::try_from(page_size(limit)).unwrap_or(usize::MAX);
+        Ok(tables
+            .agent_events
+            .range((since, 0)..)
+            .rev()
+            .take(limit)
+            .map(|(_, event)| event.clone())
+            .collect())
     }
 }
 
