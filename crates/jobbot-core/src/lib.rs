@@ -13,3 +13,4 @@ pub mod notification;
 pub mod scheduling;
 pub mod store;
 pub mod telegram;
+pub mod template;

@@ -604,7 +604,7 @@ impl Dispatcher {
             recipient: queued.message.message.recipient.clone(),
             content: queued.message.message.content.clone(),
             random_id,
-            typing: None,
+            typing: typing_for(&queued.message.message),
         };
         self.in_flight.insert(id);
         let commands = self
@@ -1026,6 +1026,23 @@ fn delivery_of(message: &OutboxMessage) -> Option<Delivery> {
         OutboxStatus::Failed => Some(Delivery::Failed { reason }),
         OutboxStatus::Expired => Some(Delivery::Expired { reason }),
     }
+}
+
+/// How long to show "typing…" before a message: only for a human-like message to a person
+/// (an auto-response or a relayed reply that was given a delay, i.e. not `instant_response`),
+/// sized to the text like a fast typist, and at most 5 s (about how long Telegram shows one
+/// typing action). Derived here rather than stored with the message, so the store's types (and
+/// both backends) stay as they are: the delay decides, and the delay is stored.
+fn typing_for(message: &jobbot_core::store::NewOutboxMessage) -> Option<std::time::Duration> {
+    use jobbot_core::store::OutboxKind;
+    let human = matches!(
+        message.kind,
+        OutboxKind::AutoResponse | OutboxKind::RelayToContact
+    ) && message.not_before.is_some();
+    human.then(|| {
+        let characters = message.content.text.chars().count() as u64;
+        std::time::Duration::from_millis((characters * 40).clamp(1_000, 5_000))
+    })
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {

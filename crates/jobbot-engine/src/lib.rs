@@ -4,6 +4,7 @@
 //! injected; nothing here names grammers, sqlx or a file.
 
 mod clock;
+mod crm;
 mod dispatcher;
 mod engine;
 mod events;
@@ -14,6 +15,7 @@ pub mod router;
 mod vacancy;
 
 pub use clock::EngineClock;
+pub use crm::{AutoReplier, Crm, CrmParts, CrmSettings, NoAutoReplies};
 pub use dispatcher::{AgentView, Delivery, PoolView};
 pub use engine::{Engine, EngineError, EngineSettings, OutboxTicket};
 pub use events::EngineEvent;
