@@ -1,6 +1,6 @@
 //! Wiring shared by `jobbot run` (real Telegram) and `jobbot demo` (the simulator): the config
-//! store feeding the engine live, and the engine's consumers. `main` stays thin; this is the one
-//! place that knows how the parts fit.
+//! store feeding the engine live, monitoring, the CRM, and the web server, all in one runtime.
+//! `main` stays thin; this is the one place that knows how the parts fit.
 
 use std::sync::Arc;
 
@@ -8,9 +8,14 @@ use anyhow::Context;
 use jobbot_core::config::Config;
 use jobbot_core::store::Store;
 use jobbot_core::telegram::AccountConnector;
-use jobbot_engine::{Engine, EngineClock, EngineSettings};
+use jobbot_engine::{
+    Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, NoAutoReplies, router,
+};
+use jobbot_engine::{Monitor, MonitorHandle, MonitorParts, MonitorSettings};
 use jobbot_store::{ConfigStore, ConfigWatch};
-use tokio::sync::watch;
+use jobbot_web::{AppState, Auth};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub struct AppParts {
@@ -18,11 +23,18 @@ pub struct AppParts {
     pub store: Arc<dyn Store>,
     pub config: ConfigStore,
     pub settings: EngineSettings,
+    pub monitor: MonitorSettings,
+    pub crm: CrmSettings,
     pub clock: EngineClock,
+    /// The web server's listener and credentials; `None` runs without the web interface.
+    pub web: Option<(TcpListener, Auth)>,
 }
 
 pub struct RunningApp {
     pub engine: Engine,
+    monitor: MonitorHandle,
+    crm: Crm,
+    web: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
     _config_watch: ConfigWatch,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -32,26 +44,71 @@ pub async fn start(parts: AppParts) -> anyhow::Result<RunningApp> {
         .config
         .watch()
         .context("could not watch the configuration file")?;
-    let config = follow_config(&parts.config);
+    let followed = follow_config(&parts.config);
+    let store = Arc::clone(&parts.store);
     let engine = Engine::start(
         parts.settings,
-        parts.connector,
+        Arc::clone(&parts.connector),
         parts.store,
-        config.receiver,
+        followed.receiver.clone(),
         parts.clock,
     )
     .await
     .context("could not start the engine")?;
+
+    let telegram = engine
+        .take_telegram_events()
+        .expect("a fresh engine has its event stream");
+    let (monitor_events, monitor_rx) = mpsc::unbounded_channel();
+    let (crm_events, crm_rx) = mpsc::unbounded_channel();
+    let fan_out = router::fan_out(telegram, vec![monitor_events, crm_events]);
+    let (vacancies, vacancy_rx) = mpsc::unbounded_channel();
+    let monitor = Monitor::spawn(MonitorParts {
+        engine: engine.clone(),
+        store,
+        config: followed.receiver.clone(),
+        events: monitor_rx,
+        vacancies: Some(vacancies),
+        settings: parts.monitor,
+    });
+    let crm = Crm::start(CrmParts {
+        engine: engine.clone(),
+        config: followed.receiver,
+        vacancies: vacancy_rx,
+        telegram: crm_rx,
+        replier: Arc::new(NoAutoReplies),
+        settings: parts.crm,
+    });
+    let web = parts.web.map(|(listener, auth)| {
+        let state = AppState::new(engine.clone(), parts.config.clone(), auth, parts.connector);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(jobbot_web::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        (stop, server)
+    });
     Ok(RunningApp {
         engine,
+        monitor,
+        crm,
+        web,
         _config_watch: config_watch,
-        tasks: vec![config.task],
+        tasks: vec![followed.task, fan_out],
     })
 }
 
 impl RunningApp {
-    /// Stops everything; pending messages stay in the store for the next start.
+    /// Stops everything in order (web, CRM, monitoring, engine); pending messages stay in the
+    /// store for the next start.
     pub async fn shutdown(self) {
+        if let Some((stop, server)) = self.web {
+            let _ = stop.send(());
+            if let Ok(Err(error)) = server.await {
+                tracing::warn!(%error, "the web server stopped with an error");
+            }
+        }
+        self.crm.shutdown().await;
+        self.monitor.stop().await;
         self.engine.shutdown().await;
         for task in self.tasks {
             task.abort();

@@ -33,7 +33,22 @@ pub enum Command {
     /// Run jobbot against real Telegram: monitor the sources, post vacancies, answer authors
     /// through the agent pools. Needs API_ID / API_HASH and a logged-in main account
     /// (`jobbot login bot_session --phone +…`).
-    Run,
+    Run {
+        /// Where the web interface listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+    /// Run the whole system on a simulated Telegram (no account needed), with the web interface.
+    /// Uses DATA_DIR/demo/, rebuilt on every start.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Milliseconds between two vacancies posted in the simulated sources.
+        #[arg(long, default_value_t = 3000)]
+        pace_ms: u64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     Login {
         /// The session name: `bot_session` for the main account, or an agent's session_name.
         session: String,
@@ -81,6 +96,11 @@ impl DataDir {
     #[allow(dead_code)] // used by the commands that open the store
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
+    }
+
+    /// Where `jobbot demo` keeps its own files.
+    pub fn demo(&self) -> PathBuf {
+        self.root.join("demo")
     }
 
     /// Reads a variable from the environment, else from `DATA_DIR/.env` (`KEY=value` lines,
@@ -185,6 +205,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config_command::migrate(&file.unwrap_or_else(|| data_dir.config_file())).await
         }
         Command::Login { session, phone } => login(&data_dir, &session, phone).await,
-        Command::Run => crate::run_command::run(&data_dir).await,
+        Command::Demo {
+            listen,
+            pace_ms,
+            seed,
+        } => {
+            let options = crate::demo::DemoOptions {
+                listen,
+                pace: std::time::Duration::from_millis(pace_ms.max(50)),
+                seed,
+            };
+            crate::demo::run(&data_dir, options).await
+        }
+        Command::Run { listen } => crate::run_command::run(&data_dir, listen).await,
     }
 }

@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 mod config_command;
+mod demo;
 mod login_command;
 mod run_command;
 

@@ -10,10 +10,69 @@ use jobbot_engine::{EngineClock, EngineSettings};
 use jobbot_store::{ConfigStore, SqliteStore};
 use jobbot_telegram::{GrammersConfig, GrammersConnector};
 
+use std::net::SocketAddr;
+
+use jobbot_engine::{CrmSettings, MonitorSettings};
+use jobbot_web::Auth;
+use tokio::net::TcpListener;
+
 use crate::app;
 use crate::cli::DataDir;
 
-pub async fn run(data_dir: &DataDir) -> anyhow::Result<ExitCode> {
+/// The web interface's credentials: `JOBBOT_ADMIN_PASSWORD` (environment or `.env`), else the
+/// password generated on the first start and kept in `DATA_DIR/data/admin_password` (mode 0600),
+/// printed that once. `JOBBOT_API_TOKEN` adds a token for scripts.
+pub fn web_access(data_dir: &DataDir, address: SocketAddr) -> anyhow::Result<Auth> {
+    let variables = data_dir.variables();
+    let token = variables("JOBBOT_API_TOKEN");
+    let password = match variables("JOBBOT_ADMIN_PASSWORD").filter(|p| !p.is_empty()) {
+        Some(password) => password,
+        None => stored_or_new_password(&data_dir.data().join("admin_password"), address)?,
+    };
+    Ok(Auth::new(Some(&password), token.as_deref()).0)
+}
+
+fn stored_or_new_password(file: &std::path::Path, address: SocketAddr) -> anyhow::Result<String> {
+    if let Ok(stored) = std::fs::read_to_string(file) {
+        let stored = stored.trim().to_owned();
+        if !stored.is_empty() {
+            eprintln!(
+                "Web interface: http://{address} (admin password in {})",
+                file.display()
+            );
+            return Ok(stored);
+        }
+    }
+    use rand::Rng;
+    let password: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect();
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("could not create {}", parent.display()))?;
+    }
+    write_private(file, &password)
+        .with_context(|| format!("could not write {}", file.display()))?;
+    // Printed once, on the first start, to the terminal (not to the log).
+    eprintln!(
+        "Web interface: http://{address}\n  admin password (generated now, kept in {}): {password}\n  set JOBBOT_ADMIN_PASSWORD to choose your own",
+        file.display()
+    );
+    Ok(password)
+}
+
+fn write_private(file: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(file)?.write_all(content.as_bytes())
+}
+
+pub async fn run(data_dir: &DataDir, listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
     let connector: Arc<dyn AccountConnector> = Arc::new(GrammersConnector::new(config));
     check_main_session(&*connector).await?;
@@ -24,12 +83,19 @@ pub async fn run(data_dir: &DataDir) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(data_dir.data())
         .await
         .context("could not open the database")?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("could not listen on {listen}"))?;
+    let auth = web_access(data_dir, listener.local_addr()?)?;
     let running = app::start(app::AppParts {
         connector,
         store: Arc::new(store),
         config,
         settings: EngineSettings::default(),
+        monitor: MonitorSettings::default(),
+        crm: CrmSettings::default(),
         clock: EngineClock::start(),
+        web: Some((listener, auth)),
     })
     .await?;
     tracing::info!("🚀 jobbot запущен; Ctrl-C для остановки");

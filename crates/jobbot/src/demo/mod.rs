@@ -1,0 +1,102 @@
+//! `jobbot demo`: the whole system on the Telegram simulator, with the web interface, so a
+//! newcomer sees it work without owning a Telegram account.
+//!
+//! Everything lives under `DATA_DIR/demo/` (its own configuration file and database, rebuilt on
+//! every start), so the demo never touches a real configuration.
+
+mod world;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use jobbot_engine::{CrmSettings, EngineClock, EngineSettings, MonitorSettings, OwnerSettings};
+use jobbot_sim::SimConnector;
+use jobbot_store::{ConfigStore, SqliteStore};
+use jobbot_web::Auth;
+use tokio::net::TcpListener;
+
+use crate::app;
+use crate::cli::DataDir;
+
+pub use world::DemoWorld;
+
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    /// Time between two vacancies posted in the sources.
+    pub pace: Duration,
+    pub seed: u64,
+}
+
+pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<ExitCode> {
+    let root = data_dir.demo();
+    if root.exists() {
+        std::fs::remove_dir_all(&root)
+            .with_context(|| format!("could not clear {}", root.display()))?;
+    }
+    let demo_dir = DataDir::new(&root);
+    let world = DemoWorld::build(options.seed);
+    let config_file = demo_dir.config_file();
+    std::fs::create_dir_all(config_file.parent().expect("configs/ has a parent"))?;
+    std::fs::write(&config_file, format!("{:#}\n", world.config_json()))
+        .with_context(|| format!("could not write {}", config_file.display()))?;
+    let config = ConfigStore::open(&config_file)
+        .await
+        .context("the demo configuration loads")?;
+    let store = SqliteStore::open(demo_dir.data())
+        .await
+        .context("could not open the demo database")?;
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", options.listen))?;
+    let address = listener.local_addr()?;
+    let variables = data_dir.variables();
+    let (auth, generated) = Auth::new(
+        variables("JOBBOT_ADMIN_PASSWORD").as_deref(),
+        variables("JOBBOT_API_TOKEN").as_deref(),
+    );
+    let running = app::start(app::AppParts {
+        connector: Arc::new(SimConnector::new(world.world.clone())),
+        store: Arc::new(store),
+        config,
+        settings: EngineSettings {
+            owner: OwnerSettings {
+                health_interval: Duration::from_secs(60),
+                ..OwnerSettings::default()
+            },
+            ..EngineSettings::default()
+        },
+        monitor: MonitorSettings::default(),
+        crm: CrmSettings {
+            seed: options.seed,
+            ..CrmSettings::default()
+        },
+        clock: EngineClock::start(),
+        web: Some((listener, auth)),
+    })
+    .await?;
+    println!(
+        "jobbot demo: a simulated Telegram with 3 sources, 2 output channels and a CRM channel with 3 agents"
+    );
+    println!("  web interface: http://{address}");
+    match generated {
+        Some(password) => println!("  admin password (generated for this run): {}", password.0),
+        None => println!("  admin password: the one in JOBBOT_ADMIN_PASSWORD"),
+    }
+    println!("  API: curl -H 'Authorization: Bearer $JOBBOT_API_TOKEN' http://{address}/api/stats");
+    println!(
+        "  files: {} (rebuilt on every start); Ctrl-C to stop",
+        root.display()
+    );
+    let activity = {
+        let pace = options.pace;
+        let seed = options.seed;
+        tokio::spawn(async move { world.run_activity(pace, seed).await })
+    };
+    crate::run_command::shutdown_signal().await;
+    activity.abort();
+    running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
