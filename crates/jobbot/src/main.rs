@@ -1,6 +1,7 @@
 //! The `jobbot` command: parses the command line, sets up logging, and hands off to the library
 //! crates. It holds no logic of its own beyond wiring.
 
+mod bench;
 mod cli;
 mod config_command;
 mod login_command;
