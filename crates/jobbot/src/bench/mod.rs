@@ -75,8 +75,8 @@ pub fn run_pick(agents: u32, iterations: u64, out: &mut impl Write) -> anyhow::R
     let report = pick::run(agents, iterations);
     writeln!(
         out,
-        "{} agents in one pool, {} picks in {} batches, {} ms of simulated time between picks (30 % of paced capacity)",
-        report.agents, report.iterations, report.batches, report.step_ms
+        "{} agents in one pool, {} picks ({} for the naive scan) in {} batches, {} ms of simulated time between picks (30 % of paced capacity)",
+        report.agents, report.iterations, report.naive_iterations, report.batches, report.step_ms
     )?;
     writeln!(
         out,
@@ -212,6 +212,9 @@ mod tests {
         }
         let printed = String::from_utf8(out).unwrap();
         assert!(printed.contains("delivered/min"), "{printed}");
-        assert_eq!(printed.lines().filter(|l| l.starts_with("seed ")).count(), 1);
+        assert_eq!(
+            printed.lines().filter(|l| l.starts_with("seed ")).count(),
+            1
+        );
     }
 }

@@ -147,13 +147,7 @@ pub fn run(policy: Policy, agents: u32, minutes: u32) -> anyhow::Result<PoolResu
             .iter()
             .map(|account| setup.world.counters(*account).flood_waits())
             .sum();
-        Ok::<_, anyhow::Error>(summarise(
-            policy,
-            &setup,
-            minutes,
-            tally,
-            flood_waits,
-        ))
+        Ok::<_, anyhow::Error>(summarise(policy, &setup, minutes, tally, flood_waits))
     })?;
     // Dropping the runtime cancels whatever was still queued or retrying.
     drop(runtime);
@@ -209,8 +203,8 @@ impl Setup {
         let recipients = (1..=recipients)
             .map(|index| {
                 let username = format!("bench_recipient_{index}");
-                let recipient =
-                    world.create_user(NewUser::named(&format!("Recipient {index}")).username(&username));
+                let recipient = world
+                    .create_user(NewUser::named(&format!("Recipient {index}")).username(&username));
                 for account in &accounts {
                     // The recipient saved the agent's number: the agent is not a stranger.
                     world.add_contact(recipient, *account);
@@ -224,7 +218,9 @@ impl Setup {
             phones,
             accounts,
             recipients,
-            offered_per_minute: u64::from(OVERLOAD_FACTOR) * u64::from(agents) * u64::from(safe_rate),
+            offered_per_minute: u64::from(OVERLOAD_FACTOR)
+                * u64::from(agents)
+                * u64::from(safe_rate),
             safe_rate,
         }
     }
@@ -528,7 +524,10 @@ impl SeedPool {
         };
         let random_id = RandomId(self.next_random_id.fetch_add(1, Ordering::Relaxed));
         let result = match peer {
-            Ok(peer) => account.send_direct(peer, content, random_id).await.map(|_| ()),
+            Ok(peer) => account
+                .send_direct(peer, content, random_id)
+                .await
+                .map(|_| ()),
             Err(error) => Err(error),
         };
         match result {
@@ -585,7 +584,11 @@ mod tests {
     fn percentiles_use_the_nearest_rank() {
         let check = |values: &[u64], percent: u64, expected: Option<f64>| {
             let sorted: Vec<Duration> = values.iter().map(|s| Duration::from_secs(*s)).collect();
-            assert_eq!(percentile(&sorted, percent), expected, "{values:?} p{percent}");
+            assert_eq!(
+                percentile(&sorted, percent),
+                expected,
+                "{values:?} p{percent}"
+            );
         };
         check(&[], 50, None);
         check(&[7], 50, Some(7.0));
@@ -640,7 +643,10 @@ mod tests {
                 jobbot.delivered as f64 <= jobbot.limit_per_min * 3.0 + f64::from(agents) * 3.0,
                 "jobbot cannot beat its own pacing: {jobbot:?}"
             );
-            assert!(seed.flood_waits > 0, "twice the safe load floods the seed: {seed:?}");
+            assert!(
+                seed.flood_waits > 0,
+                "twice the safe load floods the seed: {seed:?}"
+            );
         }
     }
 }
