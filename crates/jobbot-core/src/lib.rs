@@ -9,6 +9,8 @@ pub mod contacts;
 pub mod filters;
 pub mod ids;
 pub mod login;
+pub mod notification;
 pub mod scheduling;
 pub mod store;
 pub mod telegram;
+pub mod template;

@@ -237,6 +237,183 @@ impl StoreError {
     }
 }
 
+// ----- Processed messages (the vacancy history) -----
+
+/// What monitoring decided about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VacancyStatus {
+    /// Matched at least one output channel.
+    Relevant,
+    NotRelevant,
+}
+
+impl VacancyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Relevant => "relevant",
+            Self::NotRelevant => "not_relevant",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Relevant, Self::NotRelevant]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// An output channel a message matched, with the include keywords that decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchedChannel {
+    pub channel_id: String,
+    pub keywords: Vec<String>,
+    /// Whether a notification was queued (`false` when the same vacancy was already notified to
+    /// this channel from another source within the repost window).
+    pub notified: bool,
+}
+
+/// Contacts found in a message, as the web history shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VacancyContacts {
+    /// `@name` forms.
+    pub telegram: Vec<String>,
+    pub emails: Vec<String>,
+    pub phones: Vec<String>,
+    /// The ranked CRM target, `@name`, if any.
+    pub crm_target: Option<String>,
+}
+
+/// A message monitoring looked at. `(source, message_id)` is unique: a message is processed once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessedMessage {
+    pub source: ChatId,
+    pub message_id: i32,
+    pub source_title: String,
+    /// `https://t.me/<username>/<id>` or `https://t.me/c/<id>/<id>`.
+    pub link: String,
+    pub text: String,
+    /// Hash of the normalised text, for repost detection across sources.
+    pub text_hash: String,
+    /// When the message was posted.
+    pub posted_at: UnixMillis,
+    pub processed_at: UnixMillis,
+    pub status: VacancyStatus,
+    pub matched: Vec<MatchedChannel>,
+    pub contacts: VacancyContacts,
+}
+
+/// A processed message with its row id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VacancyRecord {
+    pub id: i64,
+    #[serde(flatten)]
+    pub message: ProcessedMessage,
+}
+
+/// Which vacancies to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VacancyQuery {
+    pub status: Option<VacancyStatus>,
+    /// Only messages that matched this channel.
+    pub channel_id: Option<String>,
+    /// Only rows with an id below this (paging).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+// ----- CRM conversations -----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConversationId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    Active,
+    Closed,
+}
+
+/// One contact's conversation in one CRM group: one topic, one agent (sticky, for good).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub channel_id: String,
+    pub group: ChatId,
+    /// `None` until the topic is created (or after it was found deleted, until recreated).
+    pub topic: Option<TopicId>,
+    pub contact: ChatId,
+    pub contact_username: Option<Username>,
+    pub contact_name: String,
+    /// The agent that talks to this contact; never changes.
+    pub agent: SessionName,
+    /// The contact as the agent knows them (access hash is the agent's own).
+    pub contact_peer: Option<PeerRef>,
+    pub status: ConversationStatus,
+    pub created_at: UnixMillis,
+    pub last_message_at: UnixMillis,
+}
+
+/// A conversation to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewConversation {
+    pub channel_id: String,
+    pub group: ChatId,
+    pub contact: ChatId,
+    pub contact_username: Option<Username>,
+    pub contact_name: String,
+    pub agent: SessionName,
+    pub contact_peer: Option<PeerRef>,
+    pub created_at: UnixMillis,
+}
+
+/// Which way a relayed message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayDirection {
+    /// From the contact's private chat into the topic.
+    ContactToTopic,
+    /// From an operator in the topic to the contact.
+    TopicToContact,
+    /// A post jobbot made in the topic itself (info post, mirrored auto-response): never relayed.
+    Service,
+}
+
+/// A message jobbot copied (or posted) for a conversation, both ends by id. Service posts are
+/// recognised by these ids, never by their text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRecord {
+    pub conversation: ConversationId,
+    pub direction: RelayDirection,
+    /// The message that was relayed (`None` for a service post).
+    pub source: Option<(ChatId, i32)>,
+    /// The outbox message that carries it.
+    pub outbox: Option<OutboxId>,
+    pub at: UnixMillis,
+}
+
+// ----- Statistics -----
+
+/// Counters and usage over time for the status API.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OutboxStats {
+    /// Messages by kind and final status, e.g. ("notification", "sent") → 12.
+    pub by_kind_and_status: Vec<(OutboxKind, OutboxStatus, u64)>,
+    /// Sent messages per agent per hour bucket (unix ms of the hour's start), newest last.
+    pub sent_per_agent_hour: Vec<(SessionName, UnixMillis, u64)>,
+}
+
+/// An agent event worth keeping (flood waits, PeerFlood, deaths) for the usage charts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentEventRecord {
+    pub agent: SessionName,
+    /// `flood_wait`, `peer_flood`, `dead`, …
+    pub kind: String,
+    pub detail: String,
+    pub at: UnixMillis,
+}
+
 /// The operational store. Callers hold an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -291,4 +468,109 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    // ----- Processed messages -----
+
+    /// Records a processed message. `false` (and nothing stored) when `(source, message_id)` was
+    /// processed before: each message is processed once, edits included.
+    async fn record_processed(&self, message: &ProcessedMessage) -> Result<bool, StoreError>;
+
+    async fn is_processed(&self, source: ChatId, message_id: i32) -> Result<bool, StoreError>;
+
+    /// Claims the right to notify `channel_id` of the text with `text_hash`: `true` (and the claim
+    /// recorded at `at`) unless that channel was already notified of it at or after
+    /// `window_start`. Atomic, so two sources posting the same vacancy at once notify once.
+    async fn claim_notification(
+        &self,
+        channel_id: &str,
+        text_hash: &str,
+        window_start: UnixMillis,
+        at: UnixMillis,
+    ) -> Result<bool, StoreError>;
+
+    async fn vacancies(&self, query: &VacancyQuery) -> Result<Vec<VacancyRecord>, StoreError>;
+
+    // ----- CRM conversations -----
+
+    /// Starts a conversation, or returns the one that exists for `(group, contact)`: one
+    /// conversation per contact per CRM group, even when several triggers race.
+    async fn open_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> Result<(Conversation, bool), StoreError>;
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
+
+    async fn conversation_by_contact(
+        &self,
+        group: ChatId,
+        contact: ChatId,
+    ) -> Result<Option<Conversation>, StoreError>;
+
+    async fn conversation_by_topic(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+    ) -> Result<Option<Conversation>, StoreError>;
+
+    /// Every active conversation of an agent's contact (a contact may talk to one agent in
+    /// several CRM groups).
+    async fn conversations_with_contact(
+        &self,
+        agent: &SessionName,
+        contact: ChatId,
+    ) -> Result<Vec<Conversation>, StoreError>;
+
+    /// Sets (or clears, after the topic was found deleted) a conversation's topic.
+    async fn set_conversation_topic(
+        &self,
+        id: ConversationId,
+        topic: Option<TopicId>,
+    ) -> Result<(), StoreError>;
+
+    async fn touch_conversation(
+        &self,
+        id: ConversationId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Records a relayed or service message. `false` when the same source message was relayed
+    /// for this conversation before (replays are skipped).
+    async fn record_relay(&self, record: &RelayRecord) -> Result<bool, StoreError>;
+
+    /// Whether a message in a CRM group is one jobbot posted (its id is on record).
+    async fn is_own_post(&self, group: ChatId, message_id: i32) -> Result<bool, StoreError>;
+
+    /// Remembers a message jobbot posted in a CRM group, by id.
+    async fn record_own_post(
+        &self,
+        group: ChatId,
+        message_id: i32,
+        conversation: Option<ConversationId>,
+    ) -> Result<(), StoreError>;
+
+    /// When `contact` last got an auto-response from any channel (for the cross-channel cooldown).
+    async fn last_auto_response_to(
+        &self,
+        contact: ChatId,
+    ) -> Result<Option<UnixMillis>, StoreError>;
+
+    async fn record_auto_response(
+        &self,
+        channel_id: &str,
+        contact: ChatId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    // ----- Statistics -----
+
+    async fn outbox_stats(&self, since: UnixMillis) -> Result<OutboxStats, StoreError>;
+
+    async fn record_agent_event(&self, event: &AgentEventRecord) -> Result<(), StoreError>;
+
+    async fn agent_events(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<AgentEventRecord>, StoreError>;
 }

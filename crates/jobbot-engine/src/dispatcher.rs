@@ -72,6 +72,9 @@ pub(crate) enum Command {
     PoolStatus(String, oneshot::Sender<Option<PoolView>>),
     /// Which agent a first contact of this channel would go to now, without reserving it.
     PeekAgent(String, oneshot::Sender<Option<SessionName>>),
+    /// Pauses (disconnects, releasing the session) or resumes agents; returns the sessions that
+    /// are configured (unknown names are ignored).
+    SetPaused(Vec<SessionName>, bool, oneshot::Sender<Vec<SessionName>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -134,6 +137,7 @@ pub(crate) struct Dispatcher {
     owner_context: Arc<dyn Fn() -> OwnerContext + Send + Sync>,
     owners: HashMap<SessionName, OwnerHandle>,
     links: HashMap<SessionName, LinkState>,
+    paused: HashSet<SessionName>,
     topology: Topology,
     pools: HashMap<String, PoolId>,
     next_pool: u32,
@@ -176,6 +180,7 @@ impl Dispatcher {
             owner_context: parts.owner_context,
             owners: HashMap::new(),
             links: HashMap::new(),
+            paused: HashSet::new(),
             topology: Topology::default(),
             pools: HashMap::new(),
             next_pool: 1,
@@ -317,6 +322,21 @@ impl Dispatcher {
                     }
                 });
                 let _ = reply.send(agent);
+            }
+            Command::SetPaused(sessions, pause, reply) => {
+                let known: Vec<SessionName> = sessions
+                    .into_iter()
+                    .filter(|session| self.topology.accounts.contains_key(session))
+                    .collect();
+                for session in &known {
+                    if pause {
+                        self.pause(session);
+                    } else if self.paused.remove(session) {
+                        tracing::info!(target: "agent_pool", session = %session, "▶️ агент {session} возобновлён");
+                        self.start_owner(session);
+                    }
+                }
+                let _ = reply.send(known);
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
@@ -584,7 +604,7 @@ impl Dispatcher {
             recipient: queued.message.message.recipient.clone(),
             content: queued.message.message.content.clone(),
             random_id,
-            typing: None,
+            typing: typing_for(&queued.message.message),
         };
         self.in_flight.insert(id);
         let commands = self
@@ -785,11 +805,15 @@ impl Dispatcher {
     }
 
     fn on_link_state(&mut self, session: SessionName, state: LinkState) {
+        if self.paused.contains(&session) {
+            return; // late reports of an owner stopped by a pause
+        }
         if let Some(agent) = self.scheduler.agent_key(&session) {
             let connection = match &state {
                 LinkState::Ready { .. } => ConnectionState::Ready,
                 LinkState::Connecting => ConnectionState::Connecting,
                 LinkState::Dead { reason } => ConnectionState::Dead { reason: *reason },
+                LinkState::Paused => ConnectionState::Paused,
                 LinkState::Disconnected { .. } | LinkState::NotLoggedIn | LinkState::Stopped => {
                     ConnectionState::Disconnected
                 }
@@ -891,6 +915,36 @@ impl Dispatcher {
         }
     }
 
+    fn pause(&mut self, session: &SessionName) {
+        if !self.paused.insert(session.clone()) {
+            return;
+        }
+        tracing::info!(target: "agent_pool", session = %session, "⏸️ агент {session} приостановлен");
+        if let Some(owner) = self.owners.remove(session) {
+            drop(owner.commands); // the owner disconnects and releases the session
+        }
+        if let Some(agent) = self.scheduler.agent_key(session) {
+            self.scheduler
+                .set_connection_state(agent, ConnectionState::Paused);
+        }
+        self.links.insert(session.clone(), LinkState::Paused);
+        let _ = self.events.send(EngineEvent::AgentState {
+            session: session.clone(),
+            state: LinkState::Paused,
+        });
+    }
+
+    fn start_owner(&mut self, session: &SessionName) {
+        let Some((_, options)) = self.topology.accounts.get(session) else {
+            return;
+        };
+        let mut context = (self.owner_context)();
+        context.options = options.clone();
+        self.owners
+            .insert(session.clone(), spawn_owner(session.clone(), context));
+        self.links.insert(session.clone(), LinkState::Connecting);
+    }
+
     fn set_pool(&mut self, pool: PoolId, sessions: &[SessionName]) {
         let members: Vec<AgentKey> = sessions
             .iter()
@@ -972,6 +1026,23 @@ fn delivery_of(message: &OutboxMessage) -> Option<Delivery> {
         OutboxStatus::Failed => Some(Delivery::Failed { reason }),
         OutboxStatus::Expired => Some(Delivery::Expired { reason }),
     }
+}
+
+/// How long to show "typing…" before a message: only for a human-like message to a person
+/// (an auto-response or a relayed reply that was given a delay, i.e. not `instant_response`),
+/// sized to the text like a fast typist, and at most 5 s (about how long Telegram shows one
+/// typing action). Derived here rather than stored with the message, so the store's types (and
+/// both backends) stay as they are: the delay decides, and the delay is stored.
+fn typing_for(message: &jobbot_core::store::NewOutboxMessage) -> Option<std::time::Duration> {
+    use jobbot_core::store::OutboxKind;
+    let human = matches!(
+        message.kind,
+        OutboxKind::AutoResponse | OutboxKind::RelayToContact
+    ) && message.not_before.is_some();
+    human.then(|| {
+        let characters = message.content.text.chars().count() as u64;
+        std::time::Duration::from_millis((characters * 40).clamp(1_000, 5_000))
+    })
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {

@@ -8,7 +8,7 @@ use jobbot_core::config::{Config, Pacing};
 use jobbot_core::ids::{SessionName, mask_phone};
 use jobbot_core::scheduling::{AgentScheduler, SchedulerSettings};
 use jobbot_core::store::{NewOutboxMessage, OutboxId, Store, StoreError};
-use jobbot_core::telegram::{AccountConnector, ConnectOptions};
+use jobbot_core::telegram::{AccountConnector, AccountEvent, ConnectOptions, TelegramAccount};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -17,7 +17,7 @@ use crate::dispatcher::{
     AgentView, Command, Delivery, Dispatcher, DispatcherParts, PoolView, Topology,
 };
 use crate::events::EngineEvent;
-use crate::owner::{OwnerContext, OwnerSettings};
+use crate::owner::{ConnectedAccounts, OwnerContext, OwnerSettings};
 use crate::pool::AgentPool;
 
 /// What the engine needs besides its ports.
@@ -83,6 +83,8 @@ struct Inner {
     store: Arc<dyn Store>,
     clock: EngineClock,
     settings: EngineSettings,
+    accounts: ConnectedAccounts,
+    telegram_events: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(SessionName, AccountEvent)>>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -97,14 +99,19 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let (events, _) = broadcast::channel(4096);
         let (states_tx, states_rx) = mpsc::unbounded_channel();
+        let (telegram_tx, telegram_rx) = mpsc::unbounded_channel();
+        let accounts = ConnectedAccounts::default();
         let owner_context = {
             let events = events.clone();
             let owner = settings.owner;
+            let accounts = Arc::clone(&accounts);
             Arc::new(move || OwnerContext {
                 connector: Arc::clone(&connector),
                 options: ConnectOptions::default(),
                 events: events.clone(),
                 states: states_tx.clone(),
+                telegram: telegram_tx.clone(),
+                accounts: Arc::clone(&accounts),
                 settings: owner,
             })
         };
@@ -148,6 +155,8 @@ impl Engine {
                 store,
                 clock,
                 settings,
+                accounts,
+                telegram_events: std::sync::Mutex::new(Some(telegram_rx)),
                 tasks: std::sync::Mutex::new(vec![dispatcher_task, follow]),
             }),
         })
@@ -204,6 +213,52 @@ impl Engine {
     ) -> Result<Option<SessionName>, EngineError> {
         self.ask(|reply| Command::PeekAgent(channel_id.to_owned(), reply))
             .await
+    }
+
+    /// Pauses agents: each disconnects and releases its session, and its messages wait (sticky
+    /// ones) or go to other agents. Returns the sessions that are configured.
+    pub async fn pause_agents(
+        &self,
+        sessions: Vec<SessionName>,
+    ) -> Result<Vec<SessionName>, EngineError> {
+        self.ask(|reply| Command::SetPaused(sessions, true, reply))
+            .await
+    }
+
+    pub async fn resume_agents(
+        &self,
+        sessions: Vec<SessionName>,
+    ) -> Result<Vec<SessionName>, EngineError> {
+        self.ask(|reply| Command::SetPaused(sessions, false, reply))
+            .await
+    }
+
+    /// A connected account, for calls that are not paced sends: resolving a source, joining a
+    /// chat, creating a forum topic. Sends go through [`Engine::enqueue`]. `None` while the
+    /// session is not connected.
+    pub fn account(&self, session: &SessionName) -> Option<Arc<dyn TelegramAccount>> {
+        self.inner
+            .accounts
+            .read()
+            .ok()
+            .and_then(|accounts| accounts.get(session).cloned())
+    }
+
+    /// The main account's session, if the engine runs one.
+    pub fn main_session(&self) -> Option<&SessionName> {
+        self.inner.settings.main_session.as_ref()
+    }
+
+    /// Everything that reaches any account, in order and without loss, for the one task that
+    /// routes it (monitoring, CRM). The first call gets the stream; later calls get `None`.
+    pub fn take_telegram_events(
+        &self,
+    ) -> Option<mpsc::UnboundedReceiver<(SessionName, AccountEvent)>> {
+        self.inner
+            .telegram_events
+            .lock()
+            .ok()
+            .and_then(|mut events| events.take())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {

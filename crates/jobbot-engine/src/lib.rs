@@ -4,15 +4,24 @@
 //! injected; nothing here names grammers, sqlx or a file.
 
 mod clock;
+mod crm;
 mod dispatcher;
 mod engine;
 mod events;
+mod monitor;
 mod owner;
 mod pool;
+pub mod router;
+mod vacancy;
 
 pub use clock::EngineClock;
+pub use crm::{AutoReplier, Crm, CrmParts, CrmSettings, NoAutoReplies};
 pub use dispatcher::{AgentView, Delivery, PoolView};
 pub use engine::{Engine, EngineError, EngineSettings, OutboxTicket};
 pub use events::EngineEvent;
-pub use owner::{LinkState, OwnerSettings, SendJob};
+pub use monitor::{
+    MessageOutcome, Monitor, MonitorEvent, MonitorHandle, MonitorParts, MonitorSettings,
+};
+pub use owner::{ConnectedAccounts, LinkState, OwnerSettings, SendJob};
 pub use pool::{AgentPool, PoolMessage};
+pub use vacancy::Vacancy;

@@ -12,8 +12,8 @@ use std::time::Duration;
 use jobbot_core::ids::SessionName;
 use jobbot_core::store::Recipient;
 use jobbot_core::telegram::{
-    AccountConnector, ConnectError, ConnectOptions, DeadReason, Me, MessageContent, PeerKind,
-    PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError,
+    AccountConnector, AccountEvent, ConnectError, ConnectOptions, DeadReason, Me, MessageContent,
+    PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError,
 };
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -39,6 +39,8 @@ pub enum LinkState {
     Dead {
         reason: DeadReason,
     },
+    /// Paused by an operator: disconnected, its session released, until resumed.
+    Paused,
     Stopped,
 }
 
@@ -100,8 +102,18 @@ pub(crate) struct OwnerContext {
     pub events: broadcast::Sender<EngineEvent>,
     /// Link-state changes for the dispatcher (which must see every one, so not the lossy broadcast).
     pub states: mpsc::UnboundedSender<(SessionName, LinkState)>,
+    /// Everything that reaches an account, losslessly, for the one consumer that routes it
+    /// (monitoring, CRM). The broadcast above may drop events for slow web clients; this may not.
+    pub telegram: mpsc::UnboundedSender<(SessionName, AccountEvent)>,
+    /// Connected accounts, for calls that are not paced sends (resolving a source, joining a
+    /// chat, creating a topic). The owner inserts its account when ready and removes it on leave.
+    pub accounts: ConnectedAccounts,
     pub settings: OwnerSettings,
 }
+
+/// The accounts that are connected now, by session.
+pub type ConnectedAccounts =
+    Arc<std::sync::RwLock<std::collections::HashMap<SessionName, Arc<dyn TelegramAccount>>>>;
 
 pub(crate) fn spawn_owner(session: SessionName, context: OwnerContext) -> OwnerHandle {
     let (commands, receiver) = mpsc::channel(64);
@@ -204,6 +216,17 @@ impl Owner {
             }
         };
         self.publish(LinkState::Ready { me: me.clone() });
+        if let Ok(mut accounts) = self.context.accounts.write() {
+            accounts.insert(self.session.clone(), Arc::clone(&account));
+        }
+        let ended = self.serve_ready(&account, &me).await;
+        if let Ok(mut accounts) = self.context.accounts.write() {
+            accounts.remove(&self.session);
+        }
+        ended
+    }
+
+    async fn serve_ready(&mut self, account: &Arc<dyn TelegramAccount>, me: &Me) -> Ended {
         let mut events = account.take_events();
         let mut health = tokio::time::interval(self.context.settings.health_interval);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -213,7 +236,7 @@ impl Owner {
                 command = self.commands.recv() => match command {
                     None => return Ended::Stop,
                     Some(OwnerCommand::Send { job, reply }) => {
-                        let result = execute(&*account, job).await;
+                        let result = execute(&**account, job).await;
                         let ended = match &result {
                             Err(TelegramError::AccountDead { reason }) => Some(Ended::Dead { reason: *reason }),
                             Err(TelegramError::Network { message }) => Some(Ended::Reconnect { reason: message.clone() }),
@@ -236,6 +259,7 @@ impl Owner {
                             }
                             _ => {}
                         }
+                        let _ = self.context.telegram.send((self.session.clone(), event.clone()));
                         let _ = self.context.events.send(EngineEvent::Telegram { session: self.session.clone(), event });
                     }
                     None => events = None,

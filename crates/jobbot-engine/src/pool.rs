@@ -92,4 +92,31 @@ impl AgentPool {
     pub async fn get_status(&self) -> Result<Option<PoolView>, EngineError> {
         self.engine.pool_status(&self.channel_id).await
     }
+
+    /// Disconnects every agent of this channel (the seed's `disconnect_all`). An agent is one
+    /// account shared by every channel that lists it, so this pauses it everywhere until
+    /// [`AgentPool::reconnect_all`] (or the engine restarts). Its queued messages are kept.
+    pub async fn disconnect_all(&self) -> Result<(), EngineError> {
+        let sessions = self.sessions().await?;
+        self.engine.pause_agents(sessions).await.map(|_| ())
+    }
+
+    pub async fn reconnect_all(&self) -> Result<(), EngineError> {
+        let sessions = self.sessions().await?;
+        self.engine.resume_agents(sessions).await.map(|_| ())
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionName>, EngineError> {
+        Ok(self
+            .get_status()
+            .await?
+            .map(|status| {
+                status
+                    .agents
+                    .into_iter()
+                    .map(|agent| agent.session)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
 }

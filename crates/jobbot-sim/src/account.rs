@@ -471,7 +471,10 @@ impl WorldState {
             return Err(TelegramError::PrivacyRestricted);
         }
         let already_wrote = self.wrote_to.contains(&(account, recipient));
-        let budget = self.params.cold_dm_daily_budget;
+        let budget = self
+            .user(account)
+            .cold_dm_budget
+            .unwrap_or(self.params.cold_dm_daily_budget);
         let limit_hours = self.params.peer_flood_hours;
         let user = self.user_mut(account);
         let allowed = if user.limits.cold_dm.is_limited(now) {

@@ -134,6 +134,10 @@ pub(crate) struct UserRecord {
     next_private_message_id: i32,
     pub(crate) limits: AccountLimits,
     pub(crate) counters: AccountCounters,
+    /// This account's own daily budget of chats with strangers, when it differs from the world's
+    /// (`SimParams::cold_dm_daily_budget`): Telegram's limits vary per account (age, reports,
+    /// number type — telegram.org/faq_spam), so a demo or test can give one account less.
+    pub(crate) cold_dm_budget: Option<u32>,
 }
 
 #[derive(Default)]
@@ -379,6 +383,12 @@ impl SimWorld {
             world.user(contact);
             world.user_mut(owner).contacts.insert(contact);
         })
+    }
+
+    /// Gives one account its own daily budget of chats with strangers (see
+    /// [`SimParams::cold_dm_daily_budget`]); past it the account gets `PEER_FLOOD`.
+    pub fn set_cold_dm_budget(&self, account: ChatId, budget: u32) {
+        self.with(|world| world.user_mut(account).cold_dm_budget = Some(budget))
     }
 
     /// A new invite link hash for `chat` (the part after `t.me/+`).
@@ -681,6 +691,7 @@ impl WorldState {
                 next_private_message_id: 1,
                 limits: AccountLimits::default(),
                 counters: AccountCounters::default(),
+                cold_dm_budget: None,
             },
         );
         id

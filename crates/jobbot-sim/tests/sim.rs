@@ -195,6 +195,25 @@ async fn the_cold_dm_budget_is_exact_and_the_limit_lifts_after_peer_flood_hours(
 }
 
 #[tokio::test(start_paused = true)]
+async fn one_account_can_have_a_smaller_cold_dm_budget_than_the_world() {
+    let (world, account_id) = world_with_strangers(SimParams::default(), 3);
+    world.set_cold_dm_budget(account_id, 1);
+    let account = connect(&world, "agent").await;
+    let mut outcomes = Vec::new();
+    for index in 0..2 {
+        sleep(Duration::from_secs(60)).await;
+        let peer = resolve(&*account, &format!("person_{index:05}")).await;
+        outcomes.push(
+            account
+                .send_direct(peer, &text("hello"), RandomId(index))
+                .await
+                .map(|_| ()),
+        );
+    }
+    assert_eq!(outcomes, [Ok(()), Err(TelegramError::PeerFlood)]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_resend_is_deduplicated_in_both_boxes_and_ids_differ_per_box() {
     let (world, account_id) = world_with_strangers(SimParams::default(), 1);
     let person = world.find_username("person_00000").unwrap();

@@ -3,19 +3,27 @@
 //! - [`ConfigStore`] is the single owner of `configs/channels_config.json`: it loads it, hands out
 //!   validated [`Snapshot`]s, refuses stale or invalid writes, writes atomically, and reloads hand
 //!   edits without ever writing over a file it could not load.
-//! - [`SqliteStore`] implements the core's operational store port, [`jobbot_core::store::Store`]
-//!   (the durable outbox now; processed messages, conversations and statistics as later issues
-//!   add them). A PostgreSQL backend comes later behind the same trait and runs the same
-//!   conformance checks (`tests/store.rs`).
+//! - [`SqliteStore`] implements the core's operational store port, [`jobbot_core::store::Store`]:
+//!   the durable outbox, processed messages and repost claims, CRM conversations with their
+//!   relay records, and statistics. A PostgreSQL backend comes later behind the same trait and
+//!   runs the same conformance checks (`tests/store.rs`).
+//! - [`MemoryStore`] implements the same port in memory, with the same semantics and the same
+//!   conformance checks, for the engine's paused-time tests and benchmarks. It persists nothing.
 
 mod config_store;
+mod memory;
 mod sqlite;
 
 use std::path::PathBuf;
 
+use jobbot_core::ids::ChatId;
+use jobbot_core::store::{ConversationId, OutboxId, StoreError as PortError};
+use jobbot_core::telegram::TopicId;
+
 pub use config_store::{
     ConfigStore, ConfigWatch, MigrationReport, Snapshot, StoreError, migrate_file,
 };
+pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// A failure to open the operational store. Messages name the database file; they never hold
@@ -41,4 +49,44 @@ pub enum DatabaseError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+}
+
+/// How many rows a listing (`vacancies`, `agent_events`) returns when its limit is 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// The most rows one listing returns, whatever it asks for: a page is for reading, and paging
+/// (`before_id`) reaches the rest.
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// The number of rows a listing asked for `limit` returns.
+pub fn page_size(limit: u32) -> u32 {
+    match limit {
+        0 => DEFAULT_PAGE_SIZE,
+        limit => limit.min(MAX_PAGE_SIZE),
+    }
+}
+
+/// The refusals both backends share, in one place so they say the same words (the engine's
+/// tests run on the memory store and may match on them).
+fn no_conversation(operation: &'static str, id: ConversationId) -> PortError {
+    PortError::new(operation, format!("conversation #{} does not exist", id.0))
+}
+
+fn no_outbox_message(operation: &'static str, id: OutboxId) -> PortError {
+    PortError::new(operation, format!("outbox message {id} does not exist"))
+}
+
+fn topic_taken(
+    operation: &'static str,
+    group: ChatId,
+    topic: TopicId,
+    holder: ConversationId,
+) -> PortError {
+    PortError::new(
+        operation,
+        format!(
+            "topic {} of group {group} already belongs to conversation #{}",
+            topic.0, holder.0
+        ),
+    )
 }

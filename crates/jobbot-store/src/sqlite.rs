@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jobbot_core::ids::{ChatId, SessionName};
+use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    Enqueued, NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage, OutboxStatus,
-    SentRecord, Store, StoreError, StoreHealth, UnixMillis,
+    AgentEventRecord, Conversation, ConversationId, ConversationStatus, Enqueued, NewConversation,
+    NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus,
+    ProcessedMessage, RelayDirection, RelayRecord, SentRecord, Store, StoreError, StoreHealth,
+    UnixMillis, VacancyQuery, VacancyRecord, VacancyStatus,
 };
-use jobbot_core::telegram::{RandomId, SentMessage};
+use jobbot_core::telegram::{PeerRef, RandomId, SentMessage, TopicId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::migrate::Migrator;
@@ -16,9 +18,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqliteExecutor};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteExecutor};
 
-use crate::DatabaseError;
+use crate::{DatabaseError, no_conversation, no_outbox_message, page_size, topic_taken};
 
 /// The migrations, embedded at compile time so the binary carries its schema.
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -233,6 +235,140 @@ async fn not_pending<'c>(
             format!("outbox message {id} is already {status}, and a message ends only once"),
         ),
     }
+}
+
+/// The columns `read_vacancy_row` reads.
+const VACANCY_COLUMNS: &str = "id, source, message_id, source_title, link, text, text_hash, \
+     posted_at, processed_at, status, matched, contacts";
+
+/// The columns `read_conversation_row` reads.
+const CONVERSATION_COLUMNS: &str = "id, channel_id, group_id, topic_id, contact, \
+     contact_username, contact_name, agent, contact_peer_id, contact_peer_access_hash, status, \
+     created_at, last_message_at";
+
+/// The length of a `sent_per_agent_hour` bucket.
+const HOUR_MILLIS: i64 = 3_600_000;
+
+fn chat_column(row: &SqliteRow, name: &str) -> Result<ChatId, String> {
+    let id: i64 = column(row, name)?;
+    ChatId::from_bot_api(id).ok_or_else(|| format!("column {name}: {id} is not a chat id"))
+}
+
+fn message_id_column(row: &SqliteRow, name: &str) -> Result<i32, String> {
+    let id: i64 = column(row, name)?;
+    i32::try_from(id).map_err(|_| format!("column {name}: {id} is out of range"))
+}
+
+fn read_vacancy_row(row: &SqliteRow) -> Result<VacancyRecord, String> {
+    let status: String = column(row, "status")?;
+    Ok(VacancyRecord {
+        id: column(row, "id")?,
+        message: ProcessedMessage {
+            source: chat_column(row, "source")?,
+            message_id: message_id_column(row, "message_id")?,
+            source_title: column(row, "source_title")?,
+            link: column(row, "link")?,
+            text: column(row, "text")?,
+            text_hash: column(row, "text_hash")?,
+            posted_at: UnixMillis(column(row, "posted_at")?),
+            processed_at: UnixMillis(column(row, "processed_at")?),
+            status: VacancyStatus::parse(&status)
+                .ok_or_else(|| format!("unknown vacancy status {status:?}"))?,
+            matched: json_column(row, "matched")?,
+            contacts: json_column(row, "contacts")?,
+        },
+    })
+}
+
+fn read_conversation_row(row: &SqliteRow) -> Result<Conversation, String> {
+    let status: String = column(row, "status")?;
+    let contact_peer = match column::<Option<i64>>(row, "contact_peer_id")? {
+        None => None,
+        Some(_) => Some(PeerRef {
+            id: chat_column(row, "contact_peer_id")?,
+            access_hash: column(row, "contact_peer_access_hash")?,
+        }),
+    };
+    let topic = column::<Option<i64>>(row, "topic_id")?
+        .map(|topic| {
+            i32::try_from(topic)
+                .map(TopicId)
+                .map_err(|_| format!("column topic_id: {topic} is out of range"))
+        })
+        .transpose()?;
+    let contact_username = column::<Option<String>>(row, "contact_username")?
+        .map(|name| {
+            Username::parse(&name).map_err(|error| format!("column contact_username: {error}"))
+        })
+        .transpose()?;
+    Ok(Conversation {
+        id: ConversationId(column(row, "id")?),
+        channel_id: column(row, "channel_id")?,
+        group: chat_column(row, "group_id")?,
+        topic,
+        contact: chat_column(row, "contact")?,
+        contact_username,
+        contact_name: column(row, "contact_name")?,
+        agent: session_column(row, "agent")?.ok_or("column agent: NULL")?,
+        contact_peer,
+        status: match status.as_str() {
+            "active" => ConversationStatus::Active,
+            "closed" => ConversationStatus::Closed,
+            other => return Err(format!("unknown conversation status {other:?}")),
+        },
+        created_at: UnixMillis(column(row, "created_at")?),
+        last_message_at: UnixMillis(column(row, "last_message_at")?),
+    })
+}
+
+/// Reads rows with `read`, naming the unreadable row by its `id` column.
+fn read_rows<T>(
+    operation: &'static str,
+    what: &str,
+    rows: &[SqliteRow],
+    read: impl Fn(&SqliteRow) -> Result<T, String>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            read(row).map_err(|problem| {
+                let id = row.try_get::<i64, _>("id").unwrap_or_default();
+                StoreError::new(operation, format!("{what} #{id} is unreadable: {problem}"))
+            })
+        })
+        .collect()
+}
+
+fn read_conversations(
+    operation: &'static str,
+    rows: &[SqliteRow],
+) -> Result<Vec<Conversation>, StoreError> {
+    read_rows(operation, "conversation", rows, read_conversation_row)
+}
+
+/// Whether conversation `id` exists, read inside the caller's transaction.
+async fn conversation_exists<'c>(
+    executor: impl SqliteExecutor<'c>,
+    operation: &'static str,
+    id: ConversationId,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = ?")
+        .bind(id.0)
+        .fetch_optional(executor)
+        .await
+        .map_err(failed(operation))?;
+    Ok(found.is_some())
+}
+
+fn relay_direction_text(direction: RelayDirection) -> &'static str {
+    match direction {
+        RelayDirection::ContactToTopic => "contact_to_topic",
+        RelayDirection::TopicToContact => "topic_to_contact",
+        RelayDirection::Service => "service",
+    }
+}
+
+fn as_count(count: i64) -> u64 {
+    u64::try_from(count).unwrap_or_default()
 }
 
 #[async_trait::async_trait]
@@ -494,6 +630,503 @@ impl Store for SqliteStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn record_processed(&self, message: &ProcessedMessage) -> Result<bool, StoreError> {
+        let operation = "record a processed message";
+        let matched = to_json(operation, "the matched channels", &message.matched)?;
+        let contacts = to_json(operation, "the contacts", &message.contacts)?;
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO processed_messages (source, message_id, source_title, link, text, \
+                 text_hash, posted_at, processed_at, status, matched, contacts) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (source, message_id) DO NOTHING \
+             RETURNING id",
+        )
+        .bind(message.source.get())
+        .bind(message.message_id)
+        .bind(&message.source_title)
+        .bind(&message.link)
+        .bind(&message.text)
+        .bind(&message.text_hash)
+        .bind(message.posted_at.0)
+        .bind(message.processed_at.0)
+        .bind(message.status.as_str())
+        .bind(matched)
+        .bind(contacts)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        let Some(id) = inserted else {
+            return Ok(false);
+        };
+        for channel in &message.matched {
+            // A channel listed twice is one channel for filtering.
+            sqlx::query(
+                "INSERT INTO vacancy_channels (channel_id, processed_id) VALUES (?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&channel.channel_id)
+            .bind(id)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+        }
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(true)
+    }
+
+    async fn is_processed(&self, source: ChatId, message_id: i32) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM processed_messages WHERE source = ? AND message_id = ?",
+        )
+        .bind(source.get())
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("check whether a message was processed"))?;
+        Ok(found.is_some())
+    }
+
+    async fn claim_notification(
+        &self,
+        channel_id: &str,
+        text_hash: &str,
+        window_start: UnixMillis,
+        at: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        // One statement, so it is atomic: it inserts the first claim, replaces one older than
+        // the window, and changes nothing (no row counted) when a claim inside the window holds.
+        let claimed = sqlx::query(
+            "INSERT INTO notification_claims (channel_id, text_hash, claimed_at) VALUES (?, ?, ?) \
+             ON CONFLICT (channel_id, text_hash) DO UPDATE SET claimed_at = excluded.claimed_at \
+             WHERE notification_claims.claimed_at < ?",
+        )
+        .bind(channel_id)
+        .bind(text_hash)
+        .bind(at.0)
+        .bind(window_start.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("claim a notification"))?;
+        Ok(claimed.rows_affected() > 0)
+    }
+
+    async fn vacancies(&self, query: &VacancyQuery) -> Result<Vec<VacancyRecord>, StoreError> {
+        let operation = "list vacancies";
+        let mut select = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {VACANCY_COLUMNS} FROM processed_messages WHERE 1 = 1"
+        ));
+        if let Some(status) = query.status {
+            select.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(channel_id) = &query.channel_id {
+            select
+                .push(" AND id IN (SELECT processed_id FROM vacancy_channels WHERE channel_id = ")
+                .push_bind(channel_id.as_str())
+                .push(")");
+        }
+        if let Some(before_id) = query.before_id {
+            select.push(" AND id < ").push_bind(before_id);
+        }
+        select
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(page_size(query.limit)));
+        let rows = select
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed(operation))?;
+        read_rows(operation, "processed message", &rows, read_vacancy_row)
+    }
+
+    async fn open_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> Result<(Conversation, bool), StoreError> {
+        let operation = "open a conversation";
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        // An existing conversation keeps everything, its agent above all: the contact already
+        // talks to that account. The SELECT runs under the same write lock, so a concurrent open
+        // either inserted first (and is found) or waits.
+        let inserted = sqlx::query(
+            "INSERT INTO conversations (channel_id, group_id, topic_id, contact, \
+                 contact_username, contact_name, agent, contact_peer_id, \
+                 contact_peer_access_hash, status, created_at, last_message_at) \
+             VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 'active', ?, ?) \
+             ON CONFLICT (group_id, contact) DO NOTHING",
+        )
+        .bind(&new.channel_id)
+        .bind(new.group.get())
+        .bind(new.contact.get())
+        .bind(new.contact_username.as_ref().map(Username::as_str))
+        .bind(&new.contact_name)
+        .bind(new.agent.as_str())
+        .bind(new.contact_peer.map(|peer| peer.id.get()))
+        .bind(new.contact_peer.map(|peer| peer.access_hash))
+        .bind(new.created_at.0)
+        .bind(new.created_at.0)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE group_id = ? AND contact = ?"
+        ))
+        .bind(new.group.get())
+        .bind(new.contact.get())
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        let conversation = read_conversations(operation, &rows)?
+            .pop()
+            .ok_or_else(|| StoreError::new(operation, "the conversation vanished"))?;
+        Ok((conversation, inserted.rows_affected() > 0))
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        let operation = "read a conversation";
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?"
+        ))
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_conversations(operation, &rows)?.pop())
+    }
+
+    async fn conversation_by_contact(
+        &self,
+        group: ChatId,
+        contact: ChatId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let operation = "find a contact's conversation";
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE group_id = ? AND contact = ?"
+        ))
+        .bind(group.get())
+        .bind(contact.get())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_conversations(operation, &rows)?.pop())
+    }
+
+    async fn conversation_by_topic(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let operation = "find a topic's conversation";
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE group_id = ? AND topic_id = ?"
+        ))
+        .bind(group.get())
+        .bind(topic.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_conversations(operation, &rows)?.pop())
+    }
+
+    async fn conversations_with_contact(
+        &self,
+        agent: &SessionName,
+        contact: ChatId,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let operation = "list a contact's conversations";
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE agent = ? AND contact = ? AND status = 'active' ORDER BY id"
+        ))
+        .bind(agent.as_str())
+        .bind(contact.get())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        read_conversations(operation, &rows)
+    }
+
+    async fn set_conversation_topic(
+        &self,
+        id: ConversationId,
+        topic: Option<TopicId>,
+    ) -> Result<(), StoreError> {
+        let operation = "set a conversation's topic";
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        let group: Option<i64> =
+            sqlx::query_scalar("SELECT group_id FROM conversations WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(failed(operation))?;
+        let Some(group) = group else {
+            return Err(no_conversation(operation, id));
+        };
+        if let Some(topic) = topic {
+            // The unique index refuses a topic held by another conversation too; asking first
+            // says which one, in the words the memory store uses.
+            let holder: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM conversations WHERE group_id = ? AND topic_id = ? AND id != ?",
+            )
+            .bind(group)
+            .bind(topic.0)
+            .bind(id.0)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+            if let Some(holder) = holder {
+                let group = ChatId::from_bot_api(group).ok_or_else(|| {
+                    StoreError::new(
+                        operation,
+                        format!("column group_id: {group} is not a chat id"),
+                    )
+                })?;
+                return Err(topic_taken(operation, group, topic, ConversationId(holder)));
+            }
+        }
+        sqlx::query("UPDATE conversations SET topic_id = ? WHERE id = ?")
+            .bind(topic.map(|topic| topic.0))
+            .bind(id.0)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn touch_conversation(
+        &self,
+        id: ConversationId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "touch a conversation";
+        // Never backwards: relays finishing out of order must not make a conversation look
+        // older than its newest message.
+        let touched = sqlx::query(
+            "UPDATE conversations SET last_message_at = MAX(last_message_at, ?) WHERE id = ?",
+        )
+        .bind(at.0)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        if touched.rows_affected() == 0 {
+            return Err(no_conversation(operation, id));
+        }
+        Ok(())
+    }
+
+    async fn record_relay(&self, record: &RelayRecord) -> Result<bool, StoreError> {
+        let operation = "record a relayed message";
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        if !conversation_exists(&mut *transaction, operation, record.conversation).await? {
+            return Err(no_conversation(operation, record.conversation));
+        }
+        if let Some(outbox) = record.outbox {
+            let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM outbox WHERE id = ?")
+                .bind(outbox.0)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(failed(operation))?;
+            if found.is_none() {
+                return Err(no_outbox_message(operation, outbox));
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO relays (conversation_id, direction, source_chat, source_message_id, \
+                 outbox_id, at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(record.conversation.0)
+        .bind(relay_direction_text(record.direction))
+        .bind(record.source.map(|(chat, _)| chat.get()))
+        .bind(record.source.map(|(_, message_id)| message_id))
+        .bind(record.outbox.map(|outbox| outbox.0))
+        .bind(record.at.0)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(inserted.rows_affected() > 0)
+    }
+
+    async fn is_own_post(&self, group: ChatId, message_id: i32) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM own_posts WHERE group_id = ? AND message_id = ?")
+                .bind(group.get())
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("check whether a post is jobbot's own"))?;
+        Ok(found.is_some())
+    }
+
+    async fn record_own_post(
+        &self,
+        group: ChatId,
+        message_id: i32,
+        conversation: Option<ConversationId>,
+    ) -> Result<(), StoreError> {
+        let operation = "record an own post";
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        if let Some(id) = conversation
+            && !conversation_exists(&mut *transaction, operation, id).await?
+        {
+            return Err(no_conversation(operation, id));
+        }
+        // Message ids are unique in a group, so a repeat is the same post: the first record stays.
+        sqlx::query(
+            "INSERT INTO own_posts (group_id, message_id, conversation_id) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(group.get())
+        .bind(message_id)
+        .bind(conversation.map(|id| id.0))
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn last_auto_response_to(
+        &self,
+        contact: ChatId,
+    ) -> Result<Option<UnixMillis>, StoreError> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(last_at) FROM auto_responses WHERE contact = ?")
+                .bind(contact.get())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(failed("read a contact's last auto-response"))?;
+        Ok(last.map(UnixMillis))
+    }
+
+    async fn record_auto_response(
+        &self,
+        channel_id: &str,
+        contact: ChatId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO auto_responses (contact, channel_id, last_at) VALUES (?, ?, ?) \
+             ON CONFLICT (contact, channel_id) \
+             DO UPDATE SET last_at = MAX(last_at, excluded.last_at)",
+        )
+        .bind(contact.get())
+        .bind(channel_id)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("record an auto-response"))?;
+        Ok(())
+    }
+
+    async fn outbox_stats(&self, since: UnixMillis) -> Result<OutboxStats, StoreError> {
+        let operation = "read the outbox statistics";
+        // Pending messages are the backlog now, whatever their age; an ended message's
+        // `updated_at` is when it ended, so the others count when they ended at or after `since`.
+        let by_kind: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT kind, status, COUNT(*) FROM outbox \
+             WHERE status = 'pending' OR updated_at >= ? \
+             GROUP BY kind, status ORDER BY kind, status",
+        )
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        // The euclidean remainder floors negative instants too, as the memory store's
+        // `div_euclid` does.
+        let per_hour: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT sent_agent, sent_at - ((sent_at % ?1) + ?1) % ?1 AS hour, COUNT(*) \
+             FROM outbox WHERE sent_at >= ?2 \
+             GROUP BY sent_agent, hour ORDER BY hour, sent_agent",
+        )
+        .bind(HOUR_MILLIS)
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        let mut stats = OutboxStats::default();
+        for (kind, status, count) in by_kind {
+            let kind = OutboxKind::parse(&kind).ok_or_else(|| {
+                StoreError::new(operation, format!("unknown outbox kind {kind:?}"))
+            })?;
+            let status =
+                parse_status(&status).map_err(|problem| StoreError::new(operation, problem))?;
+            stats
+                .by_kind_and_status
+                .push((kind, status, as_count(count)));
+        }
+        for (agent, hour, count) in per_hour {
+            let agent = SessionName::parse(&agent).map_err(|error| {
+                StoreError::new(operation, format!("column sent_agent: {error}"))
+            })?;
+            stats
+                .sent_per_agent_hour
+                .push((agent, UnixMillis(hour), as_count(count)));
+        }
+        Ok(stats)
+    }
+
+    async fn record_agent_event(&self, event: &AgentEventRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO agent_events (agent, kind, detail, at) VALUES (?, ?, ?, ?)")
+            .bind(event.agent.as_str())
+            .bind(&event.kind)
+            .bind(&event.detail)
+            .bind(event.at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("record an agent event"))?;
+        Ok(())
+    }
+
+    async fn agent_events(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<AgentEventRecord>, StoreError> {
+        let operation = "list agent events";
+        let rows = sqlx::query(
+            "SELECT id, agent, kind, detail, at FROM agent_events WHERE at >= ? \
+             ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(since.0)
+        .bind(i64::from(page_size(limit)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        read_rows(operation, "agent event", &rows, |row| {
+            Ok(AgentEventRecord {
+                agent: session_column(row, "agent")?.ok_or("column agent: NULL")?,
+                kind: column(row, "kind")?,
+                detail: column(row, "detail")?,
+                at: UnixMillis(column(row, "at")?),
+            })
+        })
     }
 }
 

@@ -7,13 +7,16 @@ use std::time::Duration;
 use jobbot_core::config::{self, ConfigDocument, ConfigProblems, Revision};
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    Enqueued, NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage, OutboxStatus,
-    Recipient, SenderSelection, SentRecord, Store, UnixMillis,
+    AgentEventRecord, Conversation, ConversationId, ConversationStatus, Enqueued, MatchedChannel,
+    NewConversation, NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage,
+    OutboxStats, OutboxStatus, ProcessedMessage, Recipient, RelayDirection, RelayRecord,
+    SenderSelection, SentRecord, Store, UnixMillis, VacancyContacts, VacancyQuery, VacancyRecord,
+    VacancyStatus,
 };
 use jobbot_core::telegram::{
     EntityKind, MessageContent, PeerRef, RandomId, SentMessage, TextEntity, TopicId,
 };
-use jobbot_store::{ConfigStore, SqliteStore, StoreError, migrate_file};
+use jobbot_store::{ConfigStore, MemoryStore, SqliteStore, StoreError, migrate_file};
 use tempfile::TempDir;
 
 /// Generous: these waits end as soon as the watcher reports; the limit only turns a hang into a
@@ -963,6 +966,735 @@ mod conformance {
         );
     }
 
+    // ----- Processed messages -----
+
+    /// A processed message from channel `source`; relevant when it matched any channel.
+    pub fn processed(source: i64, message_id: i32, matched: &[&str]) -> ProcessedMessage {
+        ProcessedMessage {
+            source: channel(source),
+            message_id,
+            source_title: "Python Jobs 🐍".to_owned(),
+            link: format!("https://t.me/c/{source}/{message_id}"),
+            text: format!("Вакансия {message_id}: Rust developer, remote"),
+            text_hash: format!("hash-{message_id}"),
+            posted_at: UnixMillis(1_000 + i64::from(message_id)),
+            processed_at: UnixMillis(2_000 + i64::from(message_id)),
+            status: if matched.is_empty() {
+                VacancyStatus::NotRelevant
+            } else {
+                VacancyStatus::Relevant
+            },
+            matched: matched
+                .iter()
+                .enumerate()
+                .map(|(index, channel_id)| MatchedChannel {
+                    channel_id: (*channel_id).to_owned(),
+                    keywords: vec!["rust".to_owned(), format!("keyword {index}")],
+                    notified: index % 2 == 0,
+                })
+                .collect(),
+            contacts: VacancyContacts::default(),
+        }
+    }
+
+    async fn all_vacancies(store: &dyn Store) -> Vec<VacancyRecord> {
+        store
+            .vacancies(&VacancyQuery {
+                limit: 500,
+                ..VacancyQuery::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn a_message_is_processed_once_and_comes_back_with_every_field(store: &dyn Store) {
+        let mut message = processed(1_111, 55, &["channel_1", "channel_2"]);
+        message.contacts = VacancyContacts {
+            telegram: vec!["@alice_dev".to_owned(), "@hr_team".to_owned()],
+            emails: vec!["jobs@example.com".to_owned()],
+            phones: vec!["+7 999 123-45-67".to_owned()],
+            crm_target: Some("@alice_dev".to_owned()),
+        };
+        assert!(!store.is_processed(message.source, 55).await.unwrap());
+
+        assert!(store.record_processed(&message).await.unwrap());
+
+        assert!(store.is_processed(message.source, 55).await.unwrap());
+        let check = async |source: ChatId, message_id: i32, expected: bool| {
+            assert_eq!(
+                store.is_processed(source, message_id).await.unwrap(),
+                expected,
+                "{source} {message_id}"
+            );
+        };
+        check(message.source, 56, false).await;
+        check(channel(2_222), 55, false).await;
+        let stored = all_vacancies(store).await;
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].message, message);
+
+        // The same message again (an edit, a replay) stores nothing, whatever it says now.
+        let mut edited = message.clone();
+        edited.text = "Edited text".to_owned();
+        edited.matched.clear();
+        edited.status = VacancyStatus::NotRelevant;
+        assert!(!store.record_processed(&edited).await.unwrap());
+        assert_eq!(all_vacancies(store).await, stored);
+    }
+
+    pub async fn vacancies_list_newest_first_filtered_by_status_channel_and_id(store: &dyn Store) {
+        let messages = [
+            processed(1_111, 1, &["channel_1"]),
+            processed(1_111, 2, &[]),
+            processed(2_222, 1, &["channel_2", "channel_1"]),
+            processed(2_222, 2, &["channel_2"]),
+            processed(1_111, 3, &[]),
+        ];
+        for message in &messages {
+            assert!(store.record_processed(message).await.unwrap());
+        }
+        let ids: Vec<i64> = all_vacancies(store)
+            .await
+            .iter()
+            .map(|record| record.id)
+            .collect();
+        assert_eq!(ids.len(), 5);
+        assert!(ids.windows(2).all(|pair| pair[0] > pair[1]), "{ids:?}");
+        // `ids` is newest first; `nth(0)` is the first message recorded.
+        let nth = |index: usize| ids[ids.len() - 1 - index];
+
+        let check = async |query: VacancyQuery, expected: Vec<i64>| {
+            let found: Vec<i64> = store
+                .vacancies(&query)
+                .await
+                .unwrap()
+                .iter()
+                .map(|record| record.id)
+                .collect();
+            assert_eq!(found, expected, "{query:?}");
+        };
+        let query = |status, channel_id: Option<&str>, before_id, limit| VacancyQuery {
+            status,
+            channel_id: channel_id.map(str::to_owned),
+            before_id,
+            limit,
+        };
+        let relevant = Some(VacancyStatus::Relevant);
+        let not_relevant = Some(VacancyStatus::NotRelevant);
+        check(query(None, None, None, 0), ids.clone()).await;
+        check(query(None, None, None, 2), vec![nth(4), nth(3)]).await;
+        check(query(relevant, None, None, 0), vec![nth(3), nth(2), nth(0)]).await;
+        check(query(not_relevant, None, None, 0), vec![nth(4), nth(1)]).await;
+        check(
+            query(None, Some("channel_1"), None, 0),
+            vec![nth(2), nth(0)],
+        )
+        .await;
+        check(
+            query(None, Some("channel_2"), None, 0),
+            vec![nth(3), nth(2)],
+        )
+        .await;
+        check(query(None, Some("channel_9"), None, 0), vec![]).await;
+        check(query(not_relevant, Some("channel_1"), None, 0), vec![]).await;
+        check(
+            query(None, None, Some(nth(3)), 0),
+            vec![nth(2), nth(1), nth(0)],
+        )
+        .await;
+        check(query(None, None, Some(nth(3)), 1), vec![nth(2)]).await;
+        check(
+            query(relevant, Some("channel_2"), Some(nth(3)), 0),
+            vec![nth(2)],
+        )
+        .await;
+        check(query(None, None, Some(nth(0)), 0), vec![]).await;
+    }
+
+    pub async fn a_vacancy_page_defaults_to_50_rows_and_holds_at_most_500(store: &dyn Store) {
+        for message_id in 0..501 {
+            store
+                .record_processed(&processed(1_111, message_id, &[]))
+                .await
+                .unwrap();
+        }
+        let check = async |limit: u32, expected: usize| {
+            let page = store
+                .vacancies(&VacancyQuery {
+                    limit,
+                    ..VacancyQuery::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(page.len(), expected, "limit {limit}");
+            assert_eq!(page[0].message.message_id, 500, "limit {limit}");
+        };
+        check(0, 50).await;
+        check(7, 7).await;
+        check(500, 500).await;
+        check(501, 500).await;
+        check(u32::MAX, 500).await;
+    }
+
+    pub async fn a_vacancy_is_notified_once_per_channel_within_the_repost_window(
+        store: &dyn Store,
+    ) {
+        let check = async |channel_id: &str,
+                           text_hash: &str,
+                           window_start: i64,
+                           at: i64,
+                           expected: bool| {
+            let claimed = store
+                .claim_notification(
+                    channel_id,
+                    text_hash,
+                    UnixMillis(window_start),
+                    UnixMillis(at),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                claimed, expected,
+                "{channel_id} {text_hash} window from {window_start} at {at}"
+            );
+        };
+        check("channel_1", "hash_a", 0, 1_000, true).await;
+        // Within the window (the claim at 1 000 is at or after its start).
+        check("channel_1", "hash_a", 500, 2_000, false).await;
+        check("channel_1", "hash_a", 1_000, 3_000, false).await;
+        // Other channels and other texts are independent.
+        check("channel_2", "hash_a", 500, 2_000, true).await;
+        check("channel_1", "hash_b", 500, 2_000, true).await;
+        // The last claim fell out of the window: claimed again, and recorded at 10 000.
+        check("channel_1", "hash_a", 1_001, 10_000, true).await;
+        check("channel_1", "hash_a", 9_000, 11_000, false).await;
+        check("channel_1", "hash_a", 10_000, 12_000, false).await;
+        check("channel_1", "hash_a", 10_001, 12_000, true).await;
+    }
+
+    pub async fn concurrent_claims_of_one_vacancy_notify_once(store: &dyn Store) {
+        for round in 0..5 {
+            let hash = format!("hash_{round}");
+            let (first, second) = tokio::join!(
+                store.claim_notification("channel_1", &hash, UnixMillis(0), UnixMillis(1_000)),
+                store.claim_notification("channel_1", &hash, UnixMillis(0), UnixMillis(1_000)),
+            );
+            let claims = [first.unwrap(), second.unwrap()];
+            assert_eq!(
+                claims.iter().filter(|claimed| **claimed).count(),
+                1,
+                "{hash}: {claims:?}"
+            );
+        }
+    }
+
+    // ----- CRM conversations -----
+
+    pub fn user(bare: i64) -> ChatId {
+        ChatId::user(bare).unwrap()
+    }
+
+    pub fn new_conversation(group: i64, contact: i64, agent_name: &str) -> NewConversation {
+        NewConversation {
+            channel_id: "channel_1".to_owned(),
+            group: channel(group),
+            contact: user(contact),
+            contact_username: Some(Username::parse("Alice_Dev").unwrap()),
+            contact_name: "Алиса 👩‍💻".to_owned(),
+            agent: agent(agent_name),
+            contact_peer: Some(PeerRef {
+                id: user(contact),
+                access_hash: -4_242_424_242,
+            }),
+            created_at: UnixMillis(1_000),
+        }
+    }
+
+    async fn open_new(store: &dyn Store, new: &NewConversation) -> Conversation {
+        let (conversation, created) = store.open_conversation(new).await.unwrap();
+        assert!(created, "{new:?}");
+        conversation
+    }
+
+    pub async fn a_conversation_opens_once_per_group_and_contact_and_keeps_its_agent(
+        store: &dyn Store,
+    ) {
+        let new = new_conversation(5_000, 42, "agent_1");
+        let (opened, created) = store.open_conversation(&new).await.unwrap();
+        assert!(created);
+        assert_eq!(
+            opened,
+            Conversation {
+                id: opened.id,
+                channel_id: new.channel_id.clone(),
+                group: new.group,
+                topic: None,
+                contact: new.contact,
+                contact_username: new.contact_username.clone(),
+                contact_name: new.contact_name.clone(),
+                agent: new.agent.clone(),
+                contact_peer: new.contact_peer,
+                status: ConversationStatus::Active,
+                created_at: UnixMillis(1_000),
+                last_message_at: UnixMillis(1_000),
+            }
+        );
+        assert_eq!(
+            opened.contact_username.as_ref().unwrap().as_str(),
+            "Alice_Dev"
+        );
+        store
+            .set_conversation_topic(opened.id, Some(TopicId(17)))
+            .await
+            .unwrap();
+        let with_topic = store.conversation(opened.id).await.unwrap().unwrap();
+
+        // Another trigger, another agent, another channel: the conversation is sticky.
+        let mut again = new_conversation(5_000, 42, "agent_2");
+        again.channel_id = "channel_2".to_owned();
+        again.contact_peer = None;
+        again.created_at = UnixMillis(9_000);
+        let (existing, created) = store.open_conversation(&again).await.unwrap();
+        assert!(!created);
+        assert_eq!(existing, with_topic);
+        assert_eq!(existing.agent, agent("agent_1"));
+
+        // The same contact in another group, and another contact in the same group, are new.
+        let other_group = open_new(store, &new_conversation(6_000, 42, "agent_2")).await;
+        let other_contact = open_new(store, &new_conversation(5_000, 43, "agent_1")).await;
+        let ids = [opened.id, other_group.id, other_contact.id];
+        assert!(
+            ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+            "{ids:?}"
+        );
+        // Optional fields round-trip when absent too.
+        let mut bare = new_conversation(5_000, 44, "agent_3");
+        bare.contact_username = None;
+        bare.contact_peer = None;
+        let bare_opened = open_new(store, &bare).await;
+        assert_eq!(bare_opened.contact_username, None);
+        assert_eq!(bare_opened.contact_peer, None);
+        assert_eq!(
+            store.conversation(bare_opened.id).await.unwrap(),
+            Some(bare_opened)
+        );
+        assert_eq!(
+            store.conversation(ConversationId(9_999)).await.unwrap(),
+            None
+        );
+    }
+
+    pub async fn concurrent_opens_of_one_conversation_store_one(store: &dyn Store) {
+        for contact in 1..=5 {
+            let first = new_conversation(5_000, contact, "agent_1");
+            let second = new_conversation(5_000, contact, "agent_2");
+            let (first, second) = tokio::join!(
+                store.open_conversation(&first),
+                store.open_conversation(&second),
+            );
+            let ((first, first_created), (second, second_created)) =
+                (first.unwrap(), second.unwrap());
+            assert_eq!(first, second, "contact {contact}");
+            assert!(first_created != second_created, "contact {contact}");
+        }
+        for contact in 1..=5 {
+            let found = store
+                .conversation_by_contact(channel(5_000), user(contact))
+                .await
+                .unwrap();
+            assert!(found.is_some(), "contact {contact}");
+        }
+    }
+
+    pub async fn conversations_are_found_by_contact_topic_and_agent(store: &dyn Store) {
+        let group = channel(5_000);
+        let first = open_new(store, &new_conversation(5_000, 42, "agent_1")).await;
+        let in_other_group = open_new(store, &new_conversation(6_000, 42, "agent_1")).await;
+        let other_agent = open_new(store, &new_conversation(7_000, 42, "agent_2")).await;
+        let other_contact = open_new(store, &new_conversation(5_000, 43, "agent_1")).await;
+
+        let by_contact = async |group: ChatId, contact: i64| {
+            store
+                .conversation_by_contact(group, user(contact))
+                .await
+                .unwrap()
+                .map(|conversation| conversation.id)
+        };
+        assert_eq!(by_contact(group, 42).await, Some(first.id));
+        assert_eq!(
+            by_contact(channel(6_000), 42).await,
+            Some(in_other_group.id)
+        );
+        assert_eq!(by_contact(group, 43).await, Some(other_contact.id));
+        assert_eq!(by_contact(group, 44).await, None);
+
+        let with_contact = async |agent_name: &str, contact: i64| {
+            store
+                .conversations_with_contact(&agent(agent_name), user(contact))
+                .await
+                .unwrap()
+                .iter()
+                .map(|conversation| conversation.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            with_contact("agent_1", 42).await,
+            vec![first.id, in_other_group.id]
+        );
+        assert_eq!(with_contact("agent_2", 42).await, vec![other_agent.id]);
+        assert_eq!(with_contact("agent_2", 43).await, vec![]);
+        assert_eq!(with_contact("agent_3", 42).await, vec![]);
+
+        let by_topic = async |group: ChatId, topic: i32| {
+            store
+                .conversation_by_topic(group, TopicId(topic))
+                .await
+                .unwrap()
+                .map(|conversation| conversation.id)
+        };
+        assert_eq!(by_topic(group, 17).await, None);
+        store
+            .set_conversation_topic(first.id, Some(TopicId(17)))
+            .await
+            .unwrap();
+        // Topic ids are per group: the same id in another group is another topic.
+        store
+            .set_conversation_topic(in_other_group.id, Some(TopicId(17)))
+            .await
+            .unwrap();
+        assert_eq!(by_topic(group, 17).await, Some(first.id));
+        assert_eq!(by_topic(channel(6_000), 17).await, Some(in_other_group.id));
+        assert_eq!(
+            store
+                .conversation_by_topic(group, TopicId(17))
+                .await
+                .unwrap()
+                .unwrap()
+                .topic,
+            Some(TopicId(17))
+        );
+
+        // A topic belongs to one conversation.
+        let error = store
+            .set_conversation_topic(other_contact.id, Some(TopicId(17)))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("already belongs"), "{error}");
+        assert_eq!(by_topic(group, 17).await, Some(first.id));
+        // Setting the topic a conversation already has changes nothing.
+        store
+            .set_conversation_topic(first.id, Some(TopicId(17)))
+            .await
+            .unwrap();
+
+        // The topic was deleted: cleared, and then recreated under a new id.
+        store.set_conversation_topic(first.id, None).await.unwrap();
+        assert_eq!(by_topic(group, 17).await, None);
+        assert_eq!(
+            store.conversation(first.id).await.unwrap().unwrap().topic,
+            None
+        );
+        store
+            .set_conversation_topic(first.id, Some(TopicId(23)))
+            .await
+            .unwrap();
+        assert_eq!(by_topic(group, 23).await, Some(first.id));
+        // A freed topic id can be taken by another conversation.
+        store
+            .set_conversation_topic(other_contact.id, Some(TopicId(17)))
+            .await
+            .unwrap();
+        assert_eq!(by_topic(group, 17).await, Some(other_contact.id));
+
+        let last_message_at = async |id: ConversationId| {
+            store
+                .conversation(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_message_at
+        };
+        store
+            .touch_conversation(first.id, UnixMillis(5_000))
+            .await
+            .unwrap();
+        assert_eq!(last_message_at(first.id).await, UnixMillis(5_000));
+        assert_eq!(last_message_at(other_contact.id).await, UnixMillis(1_000));
+        // Never backwards: a late touch from an earlier message keeps the newest time.
+        store
+            .touch_conversation(first.id, UnixMillis(4_000))
+            .await
+            .unwrap();
+        assert_eq!(last_message_at(first.id).await, UnixMillis(5_000));
+    }
+
+    pub async fn unknown_conversations_are_refused_naming_their_id(store: &dyn Store) {
+        let known = open_new(store, &new_conversation(5_000, 42, "agent_1")).await;
+        let missing = ConversationId(known.id.0 + 1_000);
+        let relay = RelayRecord {
+            conversation: missing,
+            direction: RelayDirection::ContactToTopic,
+            source: Some((user(42), 7)),
+            outbox: None,
+            at: UnixMillis(2_000),
+        };
+        let refusals = [
+            store
+                .set_conversation_topic(missing, Some(TopicId(1)))
+                .await
+                .unwrap_err(),
+            store
+                .set_conversation_topic(missing, None)
+                .await
+                .unwrap_err(),
+            store
+                .touch_conversation(missing, UnixMillis(2_000))
+                .await
+                .unwrap_err(),
+            store.record_relay(&relay).await.map(|_| ()).unwrap_err(),
+            store
+                .record_own_post(channel(5_000), 9, Some(missing))
+                .await
+                .unwrap_err(),
+        ];
+        let expected = format!("conversation #{} does not exist", missing.0);
+        for error in refusals {
+            assert!(error.to_string().contains(&expected), "{error}");
+        }
+        // Nothing was stored on the way.
+        assert!(!store.is_own_post(channel(5_000), 9).await.unwrap());
+        assert_eq!(
+            store.conversation(known.id).await.unwrap(),
+            Some(known.clone())
+        );
+        // A relay whose outbox message does not exist is refused too.
+        let error = store
+            .record_relay(&RelayRecord {
+                conversation: known.id,
+                outbox: Some(OutboxId(9_999)),
+                ..relay
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("#9999 does not exist"),
+            "{error}"
+        );
+    }
+
+    pub async fn a_source_message_is_relayed_once_and_service_posts_always(store: &dyn Store) {
+        let conversation = open_new(store, &new_conversation(5_000, 42, "agent_1")).await;
+        let other = open_new(store, &new_conversation(5_000, 43, "agent_1")).await;
+        let carrier = enqueue_new(store, message(None, 1_000)).await;
+        let check = async |conversation: ConversationId,
+                           direction: RelayDirection,
+                           source: Option<(ChatId, i32)>,
+                           expected: bool| {
+            let record = RelayRecord {
+                conversation,
+                direction,
+                source,
+                outbox: Some(carrier),
+                at: UnixMillis(2_000),
+            };
+            assert_eq!(
+                store.record_relay(&record).await.unwrap(),
+                expected,
+                "{record:?}"
+            );
+        };
+        let from_contact = Some((user(42), 7));
+        let from_topic = Some((channel(5_000), 7));
+        use RelayDirection::{ContactToTopic, Service, TopicToContact};
+        check(conversation.id, ContactToTopic, from_contact, true).await;
+        check(conversation.id, ContactToTopic, from_contact, false).await;
+        check(conversation.id, ContactToTopic, Some((user(42), 8)), true).await;
+        check(conversation.id, TopicToContact, from_topic, true).await;
+        check(conversation.id, TopicToContact, from_topic, false).await;
+        // The same source in the other direction, or for another conversation, is another relay.
+        check(conversation.id, TopicToContact, from_contact, true).await;
+        check(other.id, ContactToTopic, from_contact, true).await;
+        check(conversation.id, Service, None, true).await;
+        check(conversation.id, Service, None, true).await;
+        let without_outbox = RelayRecord {
+            conversation: conversation.id,
+            direction: Service,
+            source: None,
+            outbox: None,
+            at: UnixMillis(3_000),
+        };
+        assert!(store.record_relay(&without_outbox).await.unwrap());
+    }
+
+    pub async fn own_posts_are_recognised_by_group_and_message_id(store: &dyn Store) {
+        let conversation = open_new(store, &new_conversation(5_000, 42, "agent_1")).await;
+        let group = channel(5_000);
+        store
+            .record_own_post(group, 100, Some(conversation.id))
+            .await
+            .unwrap();
+        store.record_own_post(group, 101, None).await.unwrap();
+        // Recording a post twice is harmless.
+        store.record_own_post(group, 101, None).await.unwrap();
+        let check = async |group: ChatId, message_id: i32, expected: bool| {
+            assert_eq!(
+                store.is_own_post(group, message_id).await.unwrap(),
+                expected,
+                "{group} {message_id}"
+            );
+        };
+        check(group, 100, true).await;
+        check(group, 101, true).await;
+        check(group, 102, false).await;
+        check(channel(6_000), 100, false).await;
+    }
+
+    pub async fn the_last_auto_response_to_a_contact_is_the_newest_over_every_channel(
+        store: &dyn Store,
+    ) {
+        let (alice, bob) = (user(42), user(43));
+        assert_eq!(store.last_auto_response_to(alice).await.unwrap(), None);
+        let record = async |channel_id: &str, contact: ChatId, at: i64| {
+            store
+                .record_auto_response(channel_id, contact, UnixMillis(at))
+                .await
+                .unwrap();
+        };
+        record("channel_1", alice, 1_000).await;
+        record("channel_2", alice, 5_000).await;
+        record("channel_1", alice, 3_000).await;
+        record("channel_1", bob, 2_000).await;
+        assert_eq!(
+            store.last_auto_response_to(alice).await.unwrap(),
+            Some(UnixMillis(5_000))
+        );
+        assert_eq!(
+            store.last_auto_response_to(bob).await.unwrap(),
+            Some(UnixMillis(2_000))
+        );
+        assert_eq!(store.last_auto_response_to(user(44)).await.unwrap(), None);
+    }
+
+    // ----- Statistics -----
+
+    /// Pending messages count whatever their age; ended ones when they ended at or after `since`;
+    /// sends per agent per hour when they were sent at or after `since`.
+    pub async fn outbox_stats_count_by_kind_and_status_and_sends_per_agent_hour(store: &dyn Store) {
+        const HOUR: i64 = 3_600_000;
+        assert_eq!(
+            store.outbox_stats(UnixMillis(0)).await.unwrap(),
+            OutboxStats::default()
+        );
+        let enqueue = async |kind: OutboxKind| {
+            let mut new = message(None, 0);
+            new.kind = kind;
+            new.expires_at = UnixMillis(100 * HOUR);
+            enqueue_new(store, new).await
+        };
+        let send = async |kind: OutboxKind, agent_name: &str, at: i64| {
+            let id = enqueue(kind).await;
+            store
+                .mark_sent(id, &agent(agent_name), sent_to(1), UnixMillis(at))
+                .await
+                .unwrap();
+        };
+        // Before `since` (hour 1): counted in neither list.
+        send(OutboxKind::AutoResponse, "agent_1", HOUR - 1).await;
+        // Hour 1.
+        send(OutboxKind::AutoResponse, "agent_2", HOUR).await;
+        send(OutboxKind::AutoResponse, "agent_1", HOUR + 10).await;
+        send(OutboxKind::Notification, "agent_1", 2 * HOUR - 1).await;
+        // Hour 2.
+        send(OutboxKind::Notification, "main", 2 * HOUR).await;
+        send(OutboxKind::AutoResponse, "agent_1", 2 * HOUR + 5).await;
+        let failed = enqueue(OutboxKind::AutoResponse).await;
+        store
+            .mark_final(
+                failed,
+                OutboxStatus::Failed,
+                "USER_PRIVACY_RESTRICTED",
+                UnixMillis(HOUR),
+            )
+            .await
+            .unwrap();
+        let failed_early = enqueue(OutboxKind::AutoResponse).await;
+        store
+            .mark_final(failed_early, OutboxStatus::Failed, "gone", UnixMillis(10))
+            .await
+            .unwrap();
+        // Pending since the start: still the backlog.
+        enqueue(OutboxKind::TopicPost).await;
+        enqueue(OutboxKind::TopicPost).await;
+
+        let stats = store.outbox_stats(UnixMillis(HOUR)).await.unwrap();
+
+        assert_eq!(
+            stats,
+            OutboxStats {
+                by_kind_and_status: vec![
+                    (OutboxKind::AutoResponse, OutboxStatus::Failed, 1),
+                    (OutboxKind::AutoResponse, OutboxStatus::Sent, 3),
+                    (OutboxKind::Notification, OutboxStatus::Sent, 2),
+                    (OutboxKind::TopicPost, OutboxStatus::Pending, 2),
+                ],
+                sent_per_agent_hour: vec![
+                    (agent("agent_1"), UnixMillis(HOUR), 2),
+                    (agent("agent_2"), UnixMillis(HOUR), 1),
+                    (agent("agent_1"), UnixMillis(2 * HOUR), 1),
+                    (agent("main"), UnixMillis(2 * HOUR), 1),
+                ],
+            }
+        );
+        let everything = store.outbox_stats(UnixMillis(0)).await.unwrap();
+        assert_eq!(
+            everything.by_kind_and_status[..2],
+            [
+                (OutboxKind::AutoResponse, OutboxStatus::Failed, 2),
+                (OutboxKind::AutoResponse, OutboxStatus::Sent, 4),
+            ]
+        );
+        assert_eq!(
+            everything.sent_per_agent_hour[0],
+            (agent("agent_1"), UnixMillis(0), 1)
+        );
+    }
+
+    pub async fn agent_events_come_back_newest_first_since_an_instant(store: &dyn Store) {
+        let event = |agent_name: &str, kind: &str, at: i64| AgentEventRecord {
+            agent: agent(agent_name),
+            kind: kind.to_owned(),
+            detail: format!("{kind} at {at}"),
+            at: UnixMillis(at),
+        };
+        let recorded = [
+            event("agent_1", "flood_wait", 1_000),
+            event("agent_2", "peer_flood", 3_000),
+            // Recorded late, about an earlier instant: ordered by when it happened.
+            event("agent_1", "dead", 2_000),
+            // Two at one instant keep their recording order (newest recorded first).
+            event("agent_3", "flood_wait", 3_000),
+        ];
+        for event in &recorded {
+            store.record_agent_event(event).await.unwrap();
+        }
+        let check = async |since: i64, limit: u32, expected: &[usize]| {
+            let expected: Vec<AgentEventRecord> = expected
+                .iter()
+                .map(|index| recorded[*index].clone())
+                .collect();
+            assert_eq!(
+                store.agent_events(UnixMillis(since), limit).await.unwrap(),
+                expected,
+                "since {since}, limit {limit}"
+            );
+        };
+        check(0, 0, &[3, 1, 2, 0]).await;
+        check(0, 2, &[3, 1]).await;
+        check(2_000, 0, &[3, 1, 2]).await;
+        check(2_001, 0, &[3, 1]).await;
+        check(3_001, 0, &[]).await;
+    }
+
     /// What `after_restart` needs to know about the store `before_restart` filled.
     pub struct BeforeRestart {
         id: OutboxId,
@@ -1010,8 +1742,11 @@ mod conformance {
     }
 }
 
-/// Runs each conformance check on its own fresh SQLite store.
-macro_rules! sqlite_conformance {
+/// Runs each named conformance check on its own fresh store of every backend: `sqlite_conformance`
+/// and `memory_conformance` hold one test per check. The restart pair (`before_restart` and
+/// `after_restart`) is not listed: only SQLite outlives a reopen, and it runs them in
+/// `a_reopened_sqlite_store_resumes_pending_messages_with_their_random_ids`.
+macro_rules! conformance_on_every_backend {
     ($($check:ident),* $(,)?) => {
         mod sqlite_conformance {
             $(
@@ -1024,10 +1759,20 @@ macro_rules! sqlite_conformance {
                 }
             )*
         }
+
+        mod memory_conformance {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let store = jobbot_store::MemoryStore::new();
+                    super::conformance::$check(&store).await;
+                }
+            )*
+        }
     };
 }
 
-sqlite_conformance!(
+conformance_on_every_backend!(
     a_taken_idempotency_key_returns_its_holder_whatever_its_status,
     concurrent_enqueues_of_one_key_store_one_message,
     pending_messages_come_back_oldest_first_with_every_field,
@@ -1035,7 +1780,134 @@ sqlite_conformance!(
     begin_attempt_refuses_a_message_that_ended_or_does_not_exist,
     a_message_ends_once,
     outbox_counts_count_by_status,
+    a_message_is_processed_once_and_comes_back_with_every_field,
+    vacancies_list_newest_first_filtered_by_status_channel_and_id,
+    a_vacancy_page_defaults_to_50_rows_and_holds_at_most_500,
+    a_vacancy_is_notified_once_per_channel_within_the_repost_window,
+    concurrent_claims_of_one_vacancy_notify_once,
+    a_conversation_opens_once_per_group_and_contact_and_keeps_its_agent,
+    concurrent_opens_of_one_conversation_store_one,
+    conversations_are_found_by_contact_topic_and_agent,
+    unknown_conversations_are_refused_naming_their_id,
+    a_source_message_is_relayed_once_and_service_posts_always,
+    own_posts_are_recognised_by_group_and_message_id,
+    the_last_auto_response_to_a_contact_is_the_newest_over_every_channel,
+    outbox_stats_count_by_kind_and_status_and_sends_per_agent_hour,
+    agent_events_come_back_newest_first_since_an_instant,
 );
+
+/// The memory store stands in for SQLite in the engine's tests, which may match on what a refusal
+/// says; so every refusal is compared word for word, not just by the substrings the conformance
+/// checks look for.
+#[tokio::test]
+async fn sqlite_and_memory_stores_refuse_in_the_same_words() {
+    async fn refusals(store: &dyn Store) -> Vec<String> {
+        use conformance::{agent, message};
+        let agent_1 = agent("agent_1");
+        let sent_message = SentMessage {
+            chat: ChatId::user(42).unwrap(),
+            message_id: 1,
+        };
+        let at = UnixMillis(2_000);
+        let pending = store.enqueue(message(None, 1_000)).await.unwrap().id();
+        let sent = store.enqueue(message(None, 1_000)).await.unwrap().id();
+        store
+            .mark_sent(sent, &agent_1, sent_message, at)
+            .await
+            .unwrap();
+        let expired = store.enqueue(message(None, 1_000)).await.unwrap().id();
+        store
+            .mark_final(expired, OutboxStatus::Expired, "ttl", at)
+            .await
+            .unwrap();
+        let missing = OutboxId(1_000);
+        let mut refusals = Vec::new();
+        for id in [pending, sent, expired, missing] {
+            for status in [OutboxStatus::Pending, OutboxStatus::Sent] {
+                refusals.push(store.mark_final(id, status, "no", at).await);
+            }
+            if id == pending {
+                continue;
+            }
+            refusals.push(
+                store
+                    .begin_attempt(id, &agent_1, RandomId(1), at)
+                    .await
+                    .map(|_| ()),
+            );
+            refusals.push(store.note_error(id, "late", at).await);
+            refusals.push(store.mark_sent(id, &agent_1, sent_message, at).await);
+            refusals.push(store.mark_final(id, OutboxStatus::Failed, "late", at).await);
+        }
+        refusals
+            .into_iter()
+            .map(|refusal| refusal.unwrap_err().to_string())
+            .collect()
+    }
+    let directory = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(directory.path()).await.unwrap();
+    let from_sqlite = refusals(&sqlite).await;
+    sqlite.close().await;
+    let from_memory = refusals(&MemoryStore::new()).await;
+    assert_eq!(from_memory.len(), 20);
+    assert_eq!(from_memory, from_sqlite);
+}
+
+/// The same comparison for the conversation refusals.
+#[tokio::test]
+async fn sqlite_and_memory_stores_refuse_conversation_changes_in_the_same_words() {
+    async fn refusals(store: &dyn Store) -> Vec<String> {
+        use conformance::{new_conversation, user};
+        let (holder, _) = store
+            .open_conversation(&new_conversation(5_000, 42, "agent_1"))
+            .await
+            .unwrap();
+        let (other, _) = store
+            .open_conversation(&new_conversation(5_000, 43, "agent_1"))
+            .await
+            .unwrap();
+        store
+            .set_conversation_topic(holder.id, Some(TopicId(17)))
+            .await
+            .unwrap();
+        let missing = ConversationId(1_000);
+        let relay = |conversation, outbox| RelayRecord {
+            conversation,
+            direction: RelayDirection::ContactToTopic,
+            source: Some((user(42), 1)),
+            outbox,
+            at: UnixMillis(2_000),
+        };
+        let group = holder.group;
+        [
+            store
+                .set_conversation_topic(other.id, Some(TopicId(17)))
+                .await,
+            store.set_conversation_topic(missing, None).await,
+            store.touch_conversation(missing, UnixMillis(2_000)).await,
+            store.record_relay(&relay(missing, None)).await.map(|_| ()),
+            store
+                .record_relay(&relay(holder.id, Some(OutboxId(1_000))))
+                .await
+                .map(|_| ()),
+            store.record_own_post(group, 1, Some(missing)).await,
+        ]
+        .into_iter()
+        .map(|refusal| refusal.unwrap_err().to_string())
+        .collect()
+    }
+    let directory = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(directory.path()).await.unwrap();
+    let from_sqlite = refusals(&sqlite).await;
+    sqlite.close().await;
+    let from_memory = refusals(&MemoryStore::new()).await;
+    assert_eq!(from_memory, from_sqlite);
+    assert_eq!(
+        from_memory[0],
+        "could not set a conversation's topic: topic 17 of group -1000000005000 already belongs \
+         to conversation #1"
+    );
+}
 
 #[tokio::test]
 async fn a_reopened_sqlite_store_resumes_pending_messages_with_their_random_ids() {
@@ -1066,6 +1938,13 @@ async fn sqlite_store_passes_the_conformance_checks() {
     conformance::check_store(&store, SqliteStore::latest_schema_version()).await;
     assert_eq!(store.health().await.unwrap().backend, "sqlite");
     store.close().await;
+}
+
+#[tokio::test]
+async fn memory_store_passes_the_conformance_checks() {
+    let store = MemoryStore::new();
+    conformance::check_store(&store, SqliteStore::latest_schema_version()).await;
+    assert_eq!(store.health().await.unwrap().backend, "memory");
 }
 
 #[tokio::test]

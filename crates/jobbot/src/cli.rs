@@ -31,6 +31,10 @@ pub enum Command {
     /// Log a Telegram account in and save its session as DATA_DIR/sessions/SESSION.session:
     /// phone, then the code Telegram sends, then the two-step verification password if any.
     /// Needs API_ID and API_HASH (from my.telegram.org) in the environment or DATA_DIR/.env.
+    /// Run jobbot against real Telegram: monitor the sources, post vacancies, answer authors
+    /// through the agent pools. Needs API_ID / API_HASH and a logged-in main account
+    /// (`jobbot login bot_session --phone +…`).
+    Run,
     Login {
         /// The session name: `bot_session` for the main account, or an agent's session_name.
         session: String,
@@ -209,6 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config_command::migrate(&file.unwrap_or_else(|| data_dir.config_file())).await
         }
         Command::Login { session, phone } => login(&data_dir, &session, phone).await,
+        Command::Run => crate::run_command::run(&data_dir).await,
         Command::Bench(command) => {
             // The benchmarks build their own (paused-time) runtimes, which cannot be started
             // from inside this one's worker threads.

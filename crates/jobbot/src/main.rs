@@ -1,10 +1,12 @@
 //! The `jobbot` command: parses the command line, sets up logging, and hands off to the library
 //! crates. It holds no logic of its own beyond wiring.
 
+mod app;
 mod bench;
 mod cli;
 mod config_command;
 mod login_command;
+mod run_command;
 
 use std::process::ExitCode;
 

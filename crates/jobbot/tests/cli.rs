@@ -157,3 +157,31 @@ fn login_without_api_credentials_names_the_missing_variable() {
             .contains("SESSION: \"../x\" is not a session name")
     );
 }
+
+#[test]
+fn run_refuses_to_start_without_a_logged_in_main_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("run")
+        .env("API_ID", "12345")
+        .env("API_HASH", "0123456789abcdef0123456789abcdef")
+        .env_remove("JOBBOT_SESSION_KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the main account is not logged in"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("jobbot login bot_session --phone"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("0123456789abcdef"),
+        "the API hash is never printed: {stderr}"
+    );
+}

@@ -90,6 +90,10 @@ pub struct ChannelDocument {
     /// Pacing for this channel's agents, unless an agent sets its own.
     #[serde(default, skip_serializing_if = "Pacing::is_default")]
     pub agent_pacing: Pacing,
+    /// An invite link to the CRM group (`t.me/+HASH` or `t.me/joinchat/HASH`): when set, every
+    /// agent of the channel joins the group with it (idempotently) so it can post in the topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm_invite_link: Option<String>,
 
     #[serde(flatten)]
     pub extra: Map<String, Value>,

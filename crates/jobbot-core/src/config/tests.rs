@@ -321,6 +321,55 @@ fn every_validation_rule_names_the_path_and_value() {
 }
 
 #[test]
+fn templates_and_invite_links_are_validated() {
+    let check = |extra: Value, expected: &[&str]| {
+        let text = document_with(vec![channel_json(extra)]);
+        let lines = match load(&text) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.0.iter().map(ToString::to_string).collect(),
+        };
+        assert_eq!(lines, expected);
+    };
+    check(
+        json!({"auto_response_template": "Hi {first_name}, about {source_title}: {vacancy_link} ({channel_name}) {{ok}}"}),
+        &[],
+    );
+    check(
+        json!({"auto_response_template": "Salary {salary}?"}),
+        &[
+            "output_channels[0].auto_response_template: unknown placeholder {salary}; use {first_name}, {channel_name}, {source_title}, {vacancy_link}",
+        ],
+    );
+    // A broken template is reported even while auto-responses are off.
+    check(
+        json!({"auto_response_enabled": false, "auto_response_template": "Hi {name"}),
+        &[
+            "output_channels[0].auto_response_template: a '{' is not closed; write {{ for a literal brace",
+        ],
+    );
+    check(json!({"crm_invite_link": "https://t.me/+AbC_d-9"}), &[]);
+    check(json!({"crm_invite_link": "t.me/joinchat/AbC"}), &[]);
+    check(
+        json!({"crm_invite_link": "@crm_group"}),
+        &[
+            "output_channels[0].crm_invite_link: \"@crm_group\" is not an invite link (t.me/+HASH or t.me/joinchat/HASH)",
+        ],
+    );
+    let loaded = load(&document_with(vec![channel_json(
+        json!({"crm_invite_link": "https://t.me/+AbC"}),
+    )]))
+    .unwrap();
+    assert_eq!(
+        loaded.config.channels[0].crm_invite_hash.as_deref(),
+        Some("AbC")
+    );
+    assert!(render(&loaded.document).contains("\"crm_invite_link\": \"https://t.me/+AbC\""));
+    // Absent, it is not written (files stay readable by the original system).
+    let plain = load(&document_with(vec![channel_json(json!({}))])).unwrap();
+    assert!(!render(&plain.document).contains("crm_invite_link"));
+}
+
+#[test]
 fn proxy_problems_never_echo_the_password() {
     let text = document_with(vec![channel_json(json!({
         "agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": "socks4://user:hunter2@host:1080"}]
@@ -563,6 +612,7 @@ fn channel_document(index: usize) -> impl Strategy<Value = ChannelDocument> {
                 instant_response: false,
                 human_delay: HumanDelay::default(),
                 agent_pacing: Pacing::default(),
+                crm_invite_link: None,
                 extra,
             },
         )

@@ -52,6 +52,8 @@ pub struct Channel {
     pub auto_response_template: String,
     pub instant_response: bool,
     pub human_delay: HumanDelay,
+    /// The hash of the CRM group's invite link, which agents join with.
+    pub crm_invite_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -144,6 +144,28 @@ fn validate_channel(
             "is empty, but auto_response_enabled is true",
         );
     }
+    // Checked even with auto-responses off: turning them on later must not reveal a broken
+    // template only when a recruiter is about to receive it.
+    problems.parsed(
+        format!("{path}.auto_response_template"),
+        crate::template::parse_template(&channel.auto_response_template),
+    );
+    let crm_invite_hash =
+        channel
+            .crm_invite_link
+            .as_deref()
+            .and_then(|link| match SourceRef::parse(link) {
+                Some(SourceRef::Invite(hash)) => Some(hash),
+                _ => {
+                    problems.add(
+                        format!("{path}.crm_invite_link"),
+                        format!(
+                            "{link:?} is not an invite link (t.me/+HASH or t.me/joinchat/HASH)"
+                        ),
+                    );
+                    None
+                }
+            });
     validate_human_delay(
         &format!("{path}.human_delay"),
         &channel.human_delay,
@@ -167,6 +189,7 @@ fn validate_channel(
         auto_response_template: channel.auto_response_template.clone(),
         instant_response: channel.instant_response,
         human_delay: channel.human_delay,
+        crm_invite_hash,
     })
 }
 

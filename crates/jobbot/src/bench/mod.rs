@@ -9,7 +9,6 @@
 
 mod pick;
 mod pool;
-mod store;
 
 use std::io::Write;
 use std::path::Path;

@@ -34,8 +34,6 @@ use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::store::BenchStore;
-
 /// Offered load as a multiple of the pool's safe capacity.
 pub const OVERLOAD_FACTOR: u32 = 2;
 /// The output channel whose pool the benchmark loads.
@@ -256,6 +254,7 @@ impl Setup {
                 auto_response_template: "Hello! Tell me more about the vacancy?".into(),
                 instant_response: true,
                 human_delay: HumanDelay::default(),
+                crm_invite_hash: None,
             }],
         }
     }
@@ -331,7 +330,9 @@ fn message_text(index: u64) -> MessageContent {
 
 async fn run_jobbot(setup: &Setup, window: Duration) -> anyhow::Result<Tally> {
     let params = setup.world.params();
-    let store: Arc<dyn Store> = Arc::new(BenchStore::default());
+    // In memory: SQLite answers from sqlx's worker thread, and while a task waits for it the
+    // paused clock would jump to the next timer.
+    let store: Arc<dyn Store> = Arc::new(jobbot_store::MemoryStore::new());
     let connector: Arc<dyn AccountConnector> = Arc::new(SimConnector::new(setup.world.clone()));
     let (_config_sender, config) = tokio::sync::watch::channel(Arc::new(setup.config()));
     let clock = EngineClock::starting_at(UnixMillis(params.start_unix_time * 1000));
@@ -343,6 +344,11 @@ async fn run_jobbot(setup: &Setup, window: Duration) -> anyhow::Result<Tally> {
     let engine = Engine::start(settings, connector, store, config, clock)
         .await
         .context("could not start the engine")?;
+    // In `jobbot run` the router reads every account's updates (here: the echo of each sent
+    // message); the engine buffers them without bound until someone does, so drain them.
+    if let Some(mut updates) = engine.take_telegram_events() {
+        tokio::spawn(async move { while updates.recv().await.is_some() {} });
+    }
     wait_until_all_ready(&engine, setup.sessions.len()).await?;
 
     let tally = SharedTally::default();

@@ -1,0 +1,650 @@
+//! The CRM workflow against the Telegram simulator and the in-memory store, on paused time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobbot_core::config::{self, Config};
+use jobbot_core::contacts::{Candidate, CandidateTarget};
+use jobbot_core::ids::{ChatId, Username};
+use jobbot_core::store::{
+    NewOutboxMessage, OutboxKind, OutboxStatus, Recipient, SenderSelection, Store, UnixMillis,
+};
+use jobbot_core::telegram::{MessageContent, TopicId};
+use jobbot_engine::{
+    Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, NoAutoReplies, Vacancy,
+};
+use jobbot_sim::{MessageRecord, NewUser, SimConnector, SimParams, SimWorld};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+const TEMPLATE: &str = "Hi {first_name}! Your vacancy in {source_title} ({vacancy_link}) caught the eye of {channel_name}.";
+
+struct World {
+    world: SimWorld,
+    main: ChatId,
+    agents: Vec<ChatId>,
+    group: ChatId,
+    invite: String,
+    recruiter: ChatId,
+    operator: ChatId,
+    source: ChatId,
+}
+
+/// A world with a main account (the CRM group's admin), two agents, a forum CRM group, a
+/// recruiter `@anna_hr` and an operator in the group. Agents are admins of the group when
+/// `agents_admin`, else they must join it by the invite link.
+fn world(agents_admin: bool) -> World {
+    let world = SimWorld::new(SimParams::default());
+    let main = world.create_account("bot_session", NewUser::named("Main").phone("+79990000001"));
+    let agents: Vec<ChatId> = ["agent_a", "agent_b"]
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            world.create_account(
+                name,
+                NewUser::named(&format!("Agent {index}")).phone(&format!("+7999100{index:04}")),
+            )
+        })
+        .collect();
+    let admins: Vec<ChatId> = if agents_admin {
+        std::iter::once(main).chain(agents.clone()).collect()
+    } else {
+        vec![main]
+    };
+    let group = world.create_group("CRM", None, true, &admins);
+    let invite = world.create_invite(group);
+    let recruiter = world.create_user(
+        NewUser::named("Anna")
+            .last_name("Smirnova")
+            .username("anna_hr"),
+    );
+    let operator = world.create_user(NewUser::named("Olga"));
+    world.add_member(group, operator);
+    let source = world.create_channel("Remote IT", Some("remote_it"), &[]);
+    World {
+        world,
+        main,
+        agents,
+        group,
+        invite,
+        recruiter,
+        operator,
+        source,
+    }
+}
+
+fn channel_json(id: &str, w: &World, extra: Value) -> Value {
+    let mut channel = json!({
+        "id": id, "name": format!("Jobs {id}"), "telegram_id": -1001234567890i64,
+        "input_sources": ["@remote_it"], "crm_enabled": true, "crm_group_id": w.group.get(),
+        "agents": [
+            {"phone": "+79991000000", "session_name": "agent_a"},
+            {"phone": "+79991000001", "session_name": "agent_b"}
+        ],
+        "auto_response_enabled": true, "auto_response_template": TEMPLATE,
+        "instant_response": true
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        channel[key] = value.clone();
+    }
+    channel
+}
+
+fn load(channels: Vec<Value>) -> Config {
+    config::load(&json!({ "output_channels": channels }).to_string())
+        .expect("test config is valid")
+        .config
+}
+
+struct Running {
+    engine: Engine,
+    crm: Crm,
+    vacancies: mpsc::UnboundedSender<Vacancy>,
+    _config: watch::Sender<Arc<Config>>,
+}
+
+async fn start(w: &World, config: Config, store: Arc<dyn Store>, settings: CrmSettings) -> Running {
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let engine = Engine::start(
+        EngineSettings {
+            seed: 7,
+            ..EngineSettings::default()
+        },
+        Arc::new(SimConnector::new(w.world.clone())),
+        store,
+        config_rx.clone(),
+        EngineClock::starting_at(UnixMillis(1_750_000_000_000)),
+    )
+    .await
+    .expect("engine starts");
+    let (vacancies, vacancy_rx) = mpsc::unbounded_channel();
+    let crm = Crm::start(CrmParts {
+        telegram: engine.take_telegram_events().expect("first taker"),
+        engine: engine.clone(),
+        config: config_rx,
+        vacancies: vacancy_rx,
+        replier: Arc::new(NoAutoReplies),
+        settings,
+    });
+    wait_until("every account connects", || {
+        let engine = engine.clone();
+        async move {
+            engine
+                .agents()
+                .await
+                .is_ok_and(|agents| agents.len() == 3 && agents.iter().all(|a| a.link.is_ready()))
+        }
+    })
+    .await;
+    Running {
+        engine,
+        crm,
+        vacancies,
+        _config: config_tx,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.crm.shutdown().await;
+        self.engine.shutdown().await;
+    }
+}
+
+fn settings() -> CrmSettings {
+    CrmSettings {
+        seed: 11,
+        ..CrmSettings::default()
+    }
+}
+
+fn vacancy(w: &World, message_id: i32, channels: &[&str], contact: &str) -> Vacancy {
+    Vacancy {
+        source: w.source,
+        source_title: "Remote IT".into(),
+        source_username: Some(Username::parse("remote_it").unwrap()),
+        message_id,
+        link: format!("https://t.me/remote_it/{message_id}"),
+        text: format!("Python developer wanted ({message_id}). Write to @{contact}"),
+        sender: None,
+        channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+        candidates: vec![Candidate {
+            target: CandidateTarget::Username(Username::parse(contact).unwrap()),
+            score: 80,
+            reasons: Vec::new(),
+        }],
+        posted_at: UnixMillis(1_750_000_000_000),
+    }
+}
+
+fn memory_store() -> Arc<dyn Store> {
+    Arc::new(jobbot_store::MemoryStore::new())
+}
+
+/// Polls `condition` on paused time (each poll lets every task run) for up to an hour.
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let waited = tokio::time::timeout(Duration::from_secs(3600), async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting until {what}");
+}
+
+impl World {
+    /// Private messages the recruiter received, as (agent index, text).
+    fn recruiter_inbox(&self) -> Vec<(usize, String)> {
+        self.inbox(self.recruiter)
+    }
+
+    fn inbox(&self, person: ChatId) -> Vec<(usize, String)> {
+        self.agents
+            .iter()
+            .enumerate()
+            .flat_map(|(index, agent)| {
+                self.world
+                    .received_from(person, *agent)
+                    .into_iter()
+                    .map(move |record| (index, record.text))
+            })
+            .collect()
+    }
+
+    /// Ids of the live topics of the CRM group (their creation messages survive).
+    fn topics(&self) -> Vec<TopicId> {
+        self.world
+            .chat_messages(self.group)
+            .into_iter()
+            .filter(|m| m.is_service && m.topic.is_some_and(|t| t.0 == m.message_id))
+            .map(|m| TopicId(m.message_id))
+            .collect()
+    }
+
+    fn topic_posts(&self, topic: TopicId) -> Vec<MessageRecord> {
+        self.world
+            .chat_messages(self.group)
+            .into_iter()
+            .filter(|m| m.topic == Some(topic) && !m.is_service)
+            .collect()
+    }
+
+    async fn wait_inbox(&self, person: ChatId, count: usize) {
+        wait_until(&format!("{count} messages arrive"), || async move {
+            self.inbox(person).len() >= count
+        })
+        .await;
+    }
+
+    async fn wait_topic_post(&self, containing: &str) -> (TopicId, MessageRecord) {
+        let mut found = None;
+        wait_until(&format!("a topic post with {containing:?}"), || {
+            found = self.topics().into_iter().find_map(|topic| {
+                self.topic_posts(topic)
+                    .into_iter()
+                    .find(|post| post.text.contains(containing))
+                    .map(|post| (topic, post))
+            });
+            let done = found.is_some();
+            async move { done }
+        })
+        .await;
+        found.unwrap()
+    }
+}
+
+/// The vacancy, the auto-response, the topic with its info post and mirror, the recruiter's
+/// reply in the topic, an operator's answer back to the recruiter from the same agent. With
+/// `restart`, the engine and the CRM restart (same store) before the recruiter replies.
+async fn full_flow(restart: bool) {
+    let w = world(false);
+    let store = memory_store();
+    let config = || {
+        load(vec![channel_json(
+            "channel_1",
+            &w,
+            json!({"crm_invite_link": format!("https://t.me/+{}", w.invite)}),
+        )])
+    };
+    let mut running = start(&w, config(), Arc::clone(&store), settings()).await;
+    running
+        .vacancies
+        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .unwrap();
+    w.wait_inbox(w.recruiter, 1).await;
+    let inbox = w.recruiter_inbox();
+    let (agent, auto_response) = inbox[0].clone();
+    assert_eq!(
+        auto_response,
+        "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/5) caught the eye of Jobs channel_1."
+    );
+    let (topic, info) = w.wait_topic_post("Новый контакт").await;
+    assert!(
+        info.text.contains("Anna Smirnova (@anna_hr)"),
+        "{}",
+        info.text
+    );
+    assert!(info.text.contains("https://t.me/remote_it/5"));
+    assert!(info.text.contains("Python developer wanted (5)"));
+    let agent_name = ["agent_a", "agent_b"][agent];
+    assert!(info.text.contains(agent_name), "{}", info.text);
+    let (mirror_topic, mirror) = w.wait_topic_post("Hi Anna!").await;
+    assert_eq!(mirror_topic, topic);
+    // Posted by the agent, which joined the group by its invite link; the main account (the
+    // group's admin) created the topic because the agent may not.
+    assert_eq!(info.author, Some(w.agents[agent]));
+    assert_eq!(mirror.author, Some(w.agents[agent]));
+    let topic_creator = w
+        .world
+        .chat_messages(w.group)
+        .into_iter()
+        .find(|m| m.message_id == topic.0)
+        .unwrap()
+        .author;
+    assert_eq!(topic_creator, Some(w.main));
+    assert_eq!(w.topics(), [topic]);
+
+    if restart {
+        running.stop().await;
+        running = start(&w, config(), Arc::clone(&store), settings()).await;
+    }
+
+    w.world.send_direct(
+        w.recruiter,
+        w.agents[agent],
+        "Tell me more about the salary",
+    );
+    let (reply_topic, reply) = w.wait_topic_post("Tell me more").await;
+    assert_eq!(reply_topic, topic);
+    assert_eq!(
+        reply.text,
+        "👤 Anna Smirnova (@anna_hr):\n\nTell me more about the salary"
+    );
+    w.world
+        .group_post(w.group, w.operator, Some(topic), "We pay 5000 EUR")
+        .unwrap();
+    w.wait_inbox(w.recruiter, 2).await;
+    // Let anything that would leak (a service post relayed back) have its chance.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(
+        w.recruiter_inbox(),
+        [
+            (agent, auto_response),
+            (agent, "We pay 5000 EUR".to_owned())
+        ],
+        "the same agent answered, and no service post reached the recruiter"
+    );
+    let conversation = store
+        .conversation_by_topic(w.group, topic)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conversation.agent.as_str(), agent_name);
+    assert_eq!(conversation.contact, w.recruiter);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_full_flow_from_vacancy_to_an_operators_answer() {
+    full_flow(false).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_conversation_keeps_its_agent_across_a_restart() {
+    full_flow(true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_message_per_channel_one_topic_per_group_and_the_cooldown() {
+    for cooldown in [None, Some(Duration::from_secs(24 * 3600))] {
+        let w = world(true);
+        let running = start(
+            &w,
+            load(vec![
+                channel_json("channel_1", &w, json!({})),
+                channel_json("channel_2", &w, json!({})),
+            ]),
+            memory_store(),
+            CrmSettings {
+                cross_channel_cooldown: cooldown,
+                ..settings()
+            },
+        )
+        .await;
+        running
+            .vacancies
+            .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+            .unwrap();
+        w.wait_topic_post("caught the eye of Jobs channel_1").await;
+        running
+            .vacancies
+            .send(vacancy(&w, 6, &["channel_2"], "anna_hr"))
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        // The same recruiter again in the first channel, from another post.
+        running
+            .vacancies
+            .send(vacancy(&w, 7, &["channel_1", "channel_2"], "anna_hr"))
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let texts: Vec<String> = w.recruiter_inbox().into_iter().map(|(_, t)| t).collect();
+        let expected = match cooldown {
+            None => vec![
+                "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/5) caught the eye of Jobs channel_1.",
+                "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/6) caught the eye of Jobs channel_2.",
+            ],
+            Some(_) => vec![
+                "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/5) caught the eye of Jobs channel_1.",
+            ],
+        };
+        assert_eq!(texts, expected, "cooldown {cooldown:?}");
+        // Both channels' auto-responses came from the conversation's one agent.
+        let agents: std::collections::HashSet<usize> =
+            w.recruiter_inbox().into_iter().map(|(a, _)| a).collect();
+        assert_eq!(agents.len(), 1);
+        assert_eq!(w.topics().len(), 1, "one topic per (group, contact)");
+        running.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn racing_triggers_create_one_topic_and_one_auto_response() {
+    let w = world(true);
+    let running = start(
+        &w,
+        load(vec![channel_json("channel_1", &w, json!({}))]),
+        memory_store(),
+        settings(),
+    )
+    .await;
+    for message_id in [5, 5, 6] {
+        running
+            .vacancies
+            .send(vacancy(&w, message_id, &["channel_1"], "anna_hr"))
+            .unwrap();
+    }
+    w.wait_topic_post("Python developer wanted (6)").await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(w.recruiter_inbox().len(), 1);
+    let topics = w.topics();
+    assert_eq!(topics.len(), 1);
+    let posts = w.topic_posts(topics[0]);
+    let infos = posts
+        .iter()
+        .filter(|p| p.text.contains("Новый контакт"))
+        .count();
+    let mirrors = posts.iter().filter(|p| p.text.contains("Hi Anna!")).count();
+    assert_eq!(
+        (infos, mirrors),
+        (2, 1),
+        "an info post per vacancy, one mirror"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_topic_is_recreated_on_the_next_message() {
+    let w = world(true);
+    let store = memory_store();
+    let running = start(
+        &w,
+        load(vec![channel_json("channel_1", &w, json!({}))]),
+        Arc::clone(&store),
+        settings(),
+    )
+    .await;
+    running
+        .vacancies
+        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .unwrap();
+    let (old_topic, _) = w.wait_topic_post("Hi Anna!").await;
+    let (agent, _) = w.recruiter_inbox()[0].clone();
+    w.world.delete_topic(w.group, old_topic);
+    w.world
+        .send_direct(w.recruiter, w.agents[agent], "Still there?");
+    let (new_topic, _) = w.wait_topic_post("Still there?").await;
+    assert_ne!(new_topic, old_topic);
+    assert_eq!(w.topics(), [new_topic]);
+    let conversation = store
+        .conversation_by_contact(w.group, w.recruiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conversation.topic, Some(new_topic));
+    // The new topic works both ways.
+    w.world
+        .group_post(w.group, w.operator, Some(new_topic), "Yes!")
+        .unwrap();
+    w.wait_inbox(w.recruiter, 2).await;
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bot_or_a_channel_as_the_only_contact_gets_nothing() {
+    let w = world(true);
+    let bot = w.world.create_bot("hr_helper_bot", "HR helper");
+    w.world.create_channel("HR news", Some("hr_news"), &[]);
+    let store = memory_store();
+    let running = start(
+        &w,
+        load(vec![channel_json("channel_1", &w, json!({}))]),
+        Arc::clone(&store),
+        settings(),
+    )
+    .await;
+    for (message_id, contact) in [(5, "hr_helper_bot"), (6, "hr_news"), (7, "nobody_here")] {
+        running
+            .vacancies
+            .send(vacancy(&w, message_id, &["channel_1"], contact))
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(w.inbox(bot).is_empty());
+    assert_eq!(
+        store.outbox_counts().await.unwrap(),
+        Default::default(),
+        "nothing was even queued"
+    );
+    assert!(w.topics().is_empty());
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_every_agent_in_a_flood_wait_the_auto_response_waits_and_goes_out() {
+    let w = world(true);
+    let store = memory_store();
+    // jobbot believes the agents may send 60 a minute in bursts of 10; the simulated Telegram
+    // allows bursts of 5, so both agents get a flood wait.
+    let pacing = json!({"agent_pacing": {"messages_per_minute": 60, "burst": 10}});
+    let running = start(
+        &w,
+        load(vec![channel_json("channel_1", &w, pacing)]),
+        Arc::clone(&store),
+        settings(),
+    )
+    .await;
+    for index in 0..24 {
+        running
+            .engine
+            .enqueue(NewOutboxMessage {
+                channel_id: "channel_1".into(),
+                kind: OutboxKind::Other,
+                sender: SenderSelection::ChannelAgents { sticky: None },
+                recipient: Recipient::Chat { chat: w.group },
+                content: MessageContent::plain(format!("filler {index}")),
+                first_contact: false,
+                idempotency_key: None,
+                created_at: running.engine.clock().now_unix(),
+                not_before: None,
+                expires_at: UnixMillis(0),
+            })
+            .await
+            .unwrap();
+    }
+    let flood_ends: Vec<i64> = tokio::time::timeout(Duration::from_secs(3600), async {
+        loop {
+            let agents = running.engine.agents().await.unwrap();
+            let ends: Vec<i64> = agents
+                .iter()
+                .filter_map(|a| a.flood_wait_until_unix_ms)
+                .collect();
+            if ends.len() == 2 {
+                return ends;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("both agents get a flood wait");
+    let queued_at = running.engine.clock().now_unix();
+    running
+        .vacancies
+        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .unwrap();
+    w.wait_inbox(w.recruiter, 1).await;
+    let auto_response = all_outbox(&store)
+        .await
+        .into_iter()
+        .find(|m| m.message.kind == OutboxKind::AutoResponse)
+        .expect("the auto-response is on record");
+    assert_eq!(auto_response.status, OutboxStatus::Sent);
+    let sent_at = auto_response.sent.unwrap().at;
+    let first_free = *flood_ends.iter().min().unwrap();
+    assert!(
+        sent_at.0 >= first_free,
+        "sent at {sent_at:?}, before the flood wait ended at {first_free}"
+    );
+    assert!(
+        queued_at.0 < first_free,
+        "it was queued while every agent waited"
+    );
+    assert_eq!(w.recruiter_inbox().len(), 1);
+    running.stop().await;
+}
+
+/// Every outbox message by id (ids are dense from 1).
+async fn all_outbox(store: &Arc<dyn Store>) -> Vec<jobbot_core::store::OutboxMessage> {
+    let mut all = Vec::new();
+    for id in 1..1000 {
+        match store
+            .outbox_message(jobbot_core::store::OutboxId(id))
+            .await
+            .unwrap()
+        {
+            Some(message) => all.push(message),
+            None => break,
+        }
+    }
+    all
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_human_like_delay_holds_the_auto_response_until_its_time() {
+    let w = world(true);
+    let store = memory_store();
+    let running = start(
+        &w,
+        load(vec![channel_json(
+            "channel_1",
+            &w,
+            json!({"instant_response": false, "human_delay": {"min_seconds": 40, "max_seconds": 90}}),
+        )]),
+        Arc::clone(&store),
+        settings(),
+    )
+    .await;
+    running
+        .vacancies
+        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .unwrap();
+    w.wait_inbox(w.recruiter, 1).await;
+    let auto_response = all_outbox(&store)
+        .await
+        .into_iter()
+        .find(|m| m.message.kind == OutboxKind::AutoResponse)
+        .unwrap();
+    let created = auto_response.message.created_at;
+    let not_before = auto_response.message.not_before.expect("a delay was set");
+    let delay = not_before.0 - created.0;
+    assert!((40_000..=90_000).contains(&delay), "delay {delay} ms");
+    let sent_at = auto_response.sent.unwrap().at;
+    assert!(
+        sent_at >= not_before,
+        "sent at {sent_at:?} before {not_before:?}"
+    );
+    // The recruiter's message date (simulated Unix seconds) agrees: not before the delay.
+    let arrived = w
+        .world
+        .received_from(w.recruiter, w.agents[0])
+        .into_iter()
+        .chain(w.world.received_from(w.recruiter, w.agents[1]))
+        .next()
+        .unwrap()
+        .date;
+    assert!(arrived * 1000 >= not_before.0 - 1000);
+    running.stop().await;
+}

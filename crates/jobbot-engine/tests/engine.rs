@@ -1,0 +1,556 @@
+//! The engine against the Telegram simulator, on paused tokio time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobbot_core::config::{self, Config};
+use jobbot_core::ids::{ChatId, SessionName, Username};
+use jobbot_core::store::{
+    NewOutboxMessage, OutboxKind, OutboxStatus, Recipient, SenderSelection, Store, UnixMillis,
+};
+use jobbot_core::telegram::{AccountConnector, ConnectOptions, MessageContent, RandomId};
+use jobbot_engine::{Delivery, Engine, EngineClock, EngineEvent, EngineSettings, LinkState};
+use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
+use tokio::sync::watch;
+
+const CHANNEL: &str = "channel_1";
+
+fn session(name: &str) -> SessionName {
+    SessionName::parse(name).unwrap()
+}
+
+/// A valid configuration with one CRM channel whose agents are `agents`, each with `pacing`.
+fn config(agents: &[&str], pacing: serde_json::Value) -> Config {
+    let agents: Vec<serde_json::Value> = agents
+        .iter()
+        .enumerate()
+        .map(|(index, name)| serde_json::json!({"phone": format!("+7999100{index:04}"), "session_name": name}))
+        .collect();
+    let text = serde_json::json!({
+        "output_channels": [{
+            "id": CHANNEL, "name": "Jobs", "telegram_id": -1001234567890i64,
+            "input_sources": ["@python_jobs"], "crm_enabled": true, "crm_group_id": -1002345678901i64,
+            "agents": agents, "agent_pacing": pacing
+        }]
+    });
+    config::load(&text.to_string())
+        .expect("test config is valid")
+        .config
+}
+
+struct Harness {
+    world: SimWorld,
+    engine: Engine,
+    store: Arc<dyn Store>,
+    agents: Vec<ChatId>,
+    recipients: Vec<(ChatId, Username)>,
+    _config: watch::Sender<Arc<Config>>,
+}
+
+impl Harness {
+    /// A world with `agents` logged-in accounts and `recipients` people who have every agent in
+    /// their contacts (so writing to them is not a cold DM), and an engine over it.
+    async fn start(
+        params: SimParams,
+        agents: &[&str],
+        recipients: usize,
+        pacing: serde_json::Value,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        let world = SimWorld::new(params);
+        let agent_ids: Vec<ChatId> = agents
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                world.create_account(
+                    name,
+                    NewUser::named(&format!("Agent {index}")).phone(&format!("+7999100{index:04}")),
+                )
+            })
+            .collect();
+        let recipients: Vec<(ChatId, Username)> = (0..recipients)
+            .map(|index| {
+                let username = format!("recruiter_{index:03}");
+                let id = world.create_user(NewUser::named("Recruiter").username(&username));
+                for agent in &agent_ids {
+                    world.add_contact(*agent, id);
+                }
+                (id, Username::parse(&username).unwrap())
+            })
+            .collect();
+        let engine = start_engine(&world, agents, pacing, Arc::clone(&store)).await;
+        let (_config, _) = watch::channel(Arc::new(config(agents, serde_json::json!({}))));
+        Self {
+            world,
+            engine,
+            store,
+            agents: agent_ids,
+            recipients,
+            _config,
+        }
+    }
+
+    async fn send(
+        &self,
+        recipient: usize,
+        sticky: Option<&str>,
+        text: &str,
+    ) -> jobbot_engine::OutboxTicket {
+        let now = self.engine.clock().now_unix();
+        self.engine
+            .enqueue(NewOutboxMessage {
+                channel_id: CHANNEL.into(),
+                kind: OutboxKind::Other,
+                sender: SenderSelection::ChannelAgents {
+                    sticky: sticky.map(session),
+                },
+                recipient: Recipient::Username {
+                    username: self.recipients[recipient].1.clone(),
+                },
+                content: MessageContent::plain(text),
+                first_contact: false,
+                idempotency_key: None,
+                created_at: now,
+                not_before: None,
+                expires_at: UnixMillis(0),
+            })
+            .await
+            .expect("enqueued")
+    }
+
+    /// Every text each agent delivered to `recipient`.
+    fn received(&self, recipient: usize) -> Vec<(usize, String)> {
+        let (recipient, _) = self.recipients[recipient];
+        self.agents
+            .iter()
+            .enumerate()
+            .flat_map(|(index, agent)| {
+                self.world
+                    .received_from(recipient, *agent)
+                    .into_iter()
+                    .map(move |record| (index, record.text))
+            })
+            .collect()
+    }
+}
+
+async fn start_engine(
+    world: &SimWorld,
+    agents: &[&str],
+    pacing: serde_json::Value,
+    store: Arc<dyn Store>,
+) -> Engine {
+    let (config_tx, config_rx) = watch::channel(Arc::new(config(agents, pacing)));
+    // The sender must outlive the engine's follower task; leak it for the test's lifetime.
+    std::mem::forget(config_tx);
+    Engine::start(
+        EngineSettings {
+            main_session: None,
+            seed: 7,
+            ..EngineSettings::default()
+        },
+        Arc::new(SimConnector::new(world.clone())),
+        store,
+        config_rx,
+        EngineClock::starting_at(UnixMillis(1_750_000_000_000)),
+    )
+    .await
+    .expect("engine starts")
+}
+
+/// Paused-time tests use the in-memory store: sqlx's SQLite runs queries on a worker thread, and
+/// the paused clock would jump ahead during each one.
+fn memory_store() -> Arc<dyn Store> {
+    Arc::new(jobbot_store::MemoryStore::new())
+}
+
+async fn sqlite_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    Arc::new(
+        jobbot_store::SqliteStore::open(dir)
+            .await
+            .expect("store opens"),
+    )
+}
+
+/// Waits for every agent of the channel to be connected.
+async fn wait_ready(engine: &Engine, count: usize) {
+    let pool = engine.pool(CHANNEL);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(Some(status)) = pool.get_status().await
+                && status
+                    .agents
+                    .iter()
+                    .filter(|agent| agent.link.is_ready())
+                    .count()
+                    == count
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("agents connect");
+}
+
+#[tokio::test(start_paused = true)]
+async fn flood_waits_fail_over_to_other_agents_without_losing_or_repeating_a_message() {
+    // jobbot is told the accounts can do 60 a minute in bursts of 10; the simulated Telegram
+    // allows 20 with bursts of 5, so flood waits are certain.
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b", "agent_c"],
+        10,
+        serde_json::json!({"messages_per_minute": 60, "burst": 10}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 3).await;
+    let mut events = harness.engine.subscribe();
+    let mut tickets = Vec::new();
+    for index in 0..60 {
+        tickets.push(
+            harness
+                .send(index % 10, None, &format!("message {index}"))
+                .await,
+        );
+    }
+    for ticket in tickets {
+        let delivery = tokio::time::timeout(Duration::from_secs(3600), ticket.delivery())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(delivery, Delivery::Sent { .. }), "{delivery:?}");
+    }
+    let mut flood_waits = 0;
+    while let Ok(event) = events.try_recv() {
+        if matches!(event, EngineEvent::FloodWait { .. }) {
+            flood_waits += 1;
+        }
+    }
+    assert!(flood_waits > 0, "the test must provoke flood waits");
+    let mut texts: Vec<String> = (0..10)
+        .flat_map(|r| harness.received(r))
+        .map(|(_, text)| text)
+        .collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..60).map(|index| format!("message {index}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected, "every message arrived exactly once");
+    let counts = harness.store.outbox_counts().await.unwrap();
+    assert_eq!(
+        (counts.sent, counts.pending, counts.failed, counts.expired),
+        (60, 0, 0, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn paced_like_the_simulator_the_pool_never_gets_a_flood_wait_and_uses_every_agent() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b", "agent_c"],
+        5,
+        serde_json::json!({"messages_per_minute": 20, "burst": 3}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 3).await;
+    let mut tickets = Vec::new();
+    for index in 0..90 {
+        tickets.push(harness.send(index % 5, None, &format!("m{index}")).await);
+    }
+    for ticket in tickets {
+        assert!(matches!(
+            ticket.delivery().await.unwrap(),
+            Delivery::Sent { .. }
+        ));
+    }
+    let flood_waits: u64 = harness
+        .agents
+        .iter()
+        .map(|agent| harness.world.counters(*agent).flood_waits())
+        .sum();
+    assert_eq!(flood_waits, 0);
+    let per_agent: Vec<usize> = (0..3)
+        .map(|agent| {
+            (0..5)
+                .flat_map(|r| harness.received(r))
+                .filter(|(index, _)| *index == agent)
+                .count()
+        })
+        .collect();
+    assert_eq!(per_agent.iter().sum::<usize>(), 90);
+    assert!(
+        per_agent.iter().all(|count| *count >= 20),
+        "load is spread: {per_agent:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sticky_conversation_never_switches_agent_even_in_a_flood_wait() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        3,
+        serde_json::json!({"messages_per_minute": 60, "burst": 10}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    let mut tickets = Vec::new();
+    for index in 0..15 {
+        tickets.push(
+            harness
+                .send(index % 3, Some("agent_b"), &format!("reply {index}"))
+                .await,
+        );
+    }
+    for ticket in tickets {
+        match ticket.delivery().await.unwrap() {
+            Delivery::Sent { agent, .. } => assert_eq!(agent.as_str(), "agent_b"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let senders: Vec<usize> = (0..3)
+        .flat_map(|r| harness.received(r))
+        .map(|(agent, _)| agent)
+        .collect();
+    assert_eq!(senders.len(), 15);
+    assert!(
+        senders.iter().all(|agent| *agent == 1),
+        "only agent_b wrote: {senders:?}"
+    );
+    assert!(
+        harness.world.counters(harness.agents[1]).flood_waits() > 0,
+        "agent_b was made to wait"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_agent_is_skipped_and_shown_dead() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        2,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    harness.world.ban(harness.agents[0]);
+    let mut tickets = Vec::new();
+    for index in 0..10 {
+        tickets.push(harness.send(index % 2, None, &format!("m{index}")).await);
+    }
+    for ticket in tickets {
+        match ticket.delivery().await.unwrap() {
+            Delivery::Sent { agent, .. } => assert_eq!(agent.as_str(), "agent_b"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let status = harness
+        .engine
+        .pool(CHANNEL)
+        .get_status()
+        .await
+        .unwrap()
+        .unwrap();
+    let agent_a = status
+        .agents
+        .iter()
+        .find(|agent| agent.session.as_str() == "agent_a")
+        .unwrap();
+    assert!(
+        matches!(agent_a.link, LinkState::Dead { .. }),
+        "{:?}",
+        agent_a.link
+    );
+    assert_eq!(status.total_agents, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recipient_who_refuses_messages_fails_once_without_burning_other_agents() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    harness.world.create_user(
+        NewUser::named("Private")
+            .username("private_person")
+            .refusing_strangers(),
+    );
+    let ticket = harness
+        .engine
+        .enqueue(NewOutboxMessage {
+            channel_id: CHANNEL.into(),
+            kind: OutboxKind::AutoResponse,
+            sender: SenderSelection::ChannelAgents { sticky: None },
+            recipient: Recipient::Username {
+                username: Username::parse("private_person").unwrap(),
+            },
+            content: MessageContent::plain("hello"),
+            first_contact: true,
+            idempotency_key: Some("auto_response:channel_1:private_person".into()),
+            created_at: harness.engine.clock().now_unix(),
+            not_before: None,
+            expires_at: UnixMillis(0),
+        })
+        .await
+        .unwrap();
+    let id = ticket.id;
+    assert!(matches!(
+        ticket.delivery().await.unwrap(),
+        Delivery::Failed { .. }
+    ));
+    let message = harness.store.outbox_message(id).await.unwrap().unwrap();
+    assert_eq!(message.status, OutboxStatus::Failed);
+    assert_eq!(message.attempts, 1, "no second agent was tried");
+}
+
+/// Messages queued before a crash go out after the restart, none twice, including one whose
+/// send may already have reached Telegram when the process died. On real time: the SQLite store
+/// runs its queries on a worker thread, and paused tokio time would jump ahead during each one.
+#[tokio::test]
+async fn a_restart_resumes_the_queue_and_sends_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = SimWorld::new(SimParams::default());
+    let agent = world.create_account("agent_a", NewUser::named("Agent").phone("+79991000000"));
+    let recruiter = world.create_user(NewUser::named("Recruiter").username("recruiter_000"));
+    world.add_contact(agent, recruiter);
+    let recruiter_name = Username::parse("recruiter_000").unwrap();
+    let store = sqlite_store(dir.path()).await;
+    let clock = EngineClock::starting_at(UnixMillis(1_750_000_000_000));
+    let message = |text: &str| NewOutboxMessage {
+        channel_id: CHANNEL.into(),
+        kind: OutboxKind::Other,
+        sender: SenderSelection::ChannelAgents { sticky: None },
+        recipient: Recipient::Username {
+            username: recruiter_name.clone(),
+        },
+        content: MessageContent::plain(text),
+        first_contact: false,
+        idempotency_key: None,
+        created_at: clock.now_unix(),
+        not_before: None,
+        expires_at: clock.now_unix().plus_seconds(86_400),
+    };
+    // The first run queued three messages and crashed: the first mid-send (attempt recorded and
+    // the message delivered, but not marked sent), the others before they were tried.
+    let in_doubt = store.enqueue(message("first")).await.unwrap().id();
+    store.enqueue(message("second")).await.unwrap();
+    store.enqueue(message("third")).await.unwrap();
+    let random_id = store
+        .begin_attempt(
+            in_doubt,
+            &session("agent_a"),
+            RandomId(4242),
+            clock.now_unix(),
+        )
+        .await
+        .unwrap();
+    {
+        let connector = SimConnector::new(world.clone());
+        let account = connector
+            .connect(&session("agent_a"), &ConnectOptions::default())
+            .await
+            .unwrap();
+        let peer = account.resolve_username(&recruiter_name).await.unwrap();
+        account
+            .send_direct(peer.peer, &MessageContent::plain("first"), random_id)
+            .await
+            .unwrap();
+        account.disconnect().await;
+    }
+    assert_eq!(world.received_from(recruiter, agent).len(), 1);
+
+    // The restart.
+    let engine = start_engine(
+        &world,
+        &["agent_a"],
+        serde_json::json!({}),
+        Arc::clone(&store),
+    )
+    .await;
+    let pending = store.pending_outbox().await.unwrap();
+    assert_eq!(pending.len(), 3);
+    for message in pending {
+        let delivery = engine.await_delivery(message.id).await.unwrap();
+        assert!(matches!(delivery, Delivery::Sent { .. }), "{delivery:?}");
+    }
+    let texts: Vec<String> = world
+        .received_from(recruiter, agent)
+        .into_iter()
+        .map(|record| record.text)
+        .collect();
+    assert_eq!(texts, ["first", "second", "third"]);
+    assert_eq!(store.outbox_counts().await.unwrap().sent, 3);
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idempotency_key_sends_at_most_once() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    let make = || NewOutboxMessage {
+        channel_id: CHANNEL.into(),
+        kind: OutboxKind::AutoResponse,
+        sender: SenderSelection::ChannelAgents { sticky: None },
+        recipient: Recipient::Username {
+            username: harness.recipients[0].1.clone(),
+        },
+        content: MessageContent::plain("hello once"),
+        first_contact: false,
+        idempotency_key: Some("auto_response:channel_1:recruiter_000".into()),
+        created_at: harness.engine.clock().now_unix(),
+        not_before: None,
+        expires_at: UnixMillis(0),
+    };
+    let first = harness.engine.enqueue(make()).await.unwrap();
+    let second = harness.engine.enqueue(make()).await.unwrap();
+    assert!(first.new && !second.new);
+    assert_eq!(first.id, second.id);
+    first.delivery().await.unwrap();
+    let third = harness.engine.enqueue(make()).await.unwrap();
+    assert!(matches!(
+        third.delivery().await.unwrap(),
+        Delivery::Sent { .. }
+    ));
+    assert_eq!(harness.received(0).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_nobody_can_send_expires_with_its_reason() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    harness.world.ban(harness.agents[0]);
+    let ticket = harness.send(0, None, "too late").await;
+    let delivery = tokio::time::timeout(Duration::from_secs(2 * 86_400), ticket.delivery())
+        .await
+        .unwrap()
+        .unwrap();
+    match delivery {
+        Delivery::Expired { reason } => assert!(reason.contains("time to live"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(harness.store.outbox_counts().await.unwrap().expired, 1);
+}

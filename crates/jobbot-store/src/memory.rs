@@ -1,0 +1,825 @@
+//! An in-process backend of the core's [`Store`] port, for tests and benchmarks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use jobbot_core::ids::{ChatId, SessionName};
+use jobbot_core::store::{
+    AgentEventRecord, Conversation, ConversationId, ConversationStatus, Enqueued, NewConversation,
+    NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus,
+    ProcessedMessage, RelayDirection, RelayRecord, SentRecord, Store, StoreError, StoreHealth,
+    UnixMillis, VacancyQuery, VacancyRecord,
+};
+use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
+
+use crate::{SqliteStore, no_conversation, no_outbox_message, page_size, topic_taken};
+
+/// The length of a `sent_per_agent_hour` bucket.
+const HOUR_MILLIS: i64 = 3_600_000;
+
+/// A [`Store`] held in memory, with exactly the semantics of [`SqliteStore`] (both pass the same
+/// conformance checks in `tests/store.rs`).
+///
+/// It exists for the engine's paused-time tests and benchmarks. sqlx runs every SQLite query on a
+/// worker thread, so each call parks the calling task; with every runtime task parked, tokio's
+/// paused clock auto-advances, and simulated time jumps forward in the middle of a store call.
+/// Every method here finishes on its first poll: it takes a `std::sync::Mutex`, does its work and
+/// releases the lock without awaiting anything, so it never yields and the clock moves only when
+/// the test or the engine waits on purpose.
+///
+/// It persists nothing: dropping it loses the outbox. A test of what survives a restart must use
+/// [`SqliteStore`].
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    /// One lock over every table, so a method that reads one table and writes another (a relay
+    /// record checks its conversation and outbox message) sees them consistent, as a SQLite
+    /// transaction does.
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    outbox: Outbox,
+    vacancies: Vacancies,
+    conversations: Conversations,
+    /// The newest auto-response each contact got from any channel: all the cooldown reads.
+    last_auto_response: HashMap<ChatId, UnixMillis>,
+    /// Agent events by `(at, sequence)`, so "newest first" is a reverse walk from the end and
+    /// events at the same instant keep their recording order, like SQLite's `(at, id)`.
+    agent_events: BTreeMap<(UnixMillis, u64), AgentEventRecord>,
+    agent_event_count: u64,
+}
+
+/// The processed messages (`processed_messages`, `notification_claims`).
+#[derive(Debug, Default)]
+struct Vacancies {
+    records: BTreeMap<i64, VacancyRecord>,
+    /// `(source, message_id)` of every record: each message is processed once.
+    processed: HashSet<(ChatId, i32)>,
+    /// The last claim of each `(channel, text hash)`.
+    claims: HashMap<(String, String), UnixMillis>,
+    last_id: i64,
+}
+
+/// The CRM tables (`conversations`, `relays`, `own_posts`).
+#[derive(Debug, Default)]
+struct Conversations {
+    /// By `ConversationId.0`, which is not `Ord`; id order is creation order.
+    by_id: BTreeMap<i64, Conversation>,
+    by_contact: HashMap<(ChatId, ChatId), ConversationId>,
+    by_topic: HashMap<(ChatId, TopicId), ConversationId>,
+    /// The relayed source messages; nothing reads relay records back but their uniqueness.
+    relayed: HashSet<(ConversationId, RelayDirection, ChatId, i32)>,
+    own_posts: HashMap<(ChatId, i32), Option<ConversationId>>,
+    last_id: i64,
+}
+
+impl Conversations {
+    fn get_mut(
+        &mut self,
+        operation: &'static str,
+        id: ConversationId,
+    ) -> Result<&mut Conversation, StoreError> {
+        self.by_id
+            .get_mut(&id.0)
+            .ok_or_else(|| no_conversation(operation, id))
+    }
+
+    fn found(&self, id: Option<&ConversationId>) -> Option<Conversation> {
+        id.map(|id| self.by_id[&id.0].clone())
+    }
+}
+
+/// The outbox's tables. Nothing is ever deleted, so ids (like SQLite's `AUTOINCREMENT`) start at
+/// 1 and are never reused, and id order is enqueue order.
+#[derive(Debug, Default)]
+struct Outbox {
+    messages: BTreeMap<OutboxId, OutboxMessage>,
+    /// Which message holds each idempotency key; messages without a key are not here.
+    idempotency_keys: HashMap<String, OutboxId>,
+    /// The ids of the pending messages, so reading the backlog costs the backlog, not the history
+    /// (SQLite's partial index `outbox_pending`).
+    pending: BTreeSet<OutboxId>,
+    /// The random id each agent was first given for each message (`outbox_attempts`).
+    random_ids: HashMap<(OutboxId, SessionName), RandomId>,
+    counts: OutboxCounts,
+    last_id: i64,
+}
+
+impl Outbox {
+    /// The message `id`, if it is pending; else the same error [`SqliteStore`] gives.
+    fn pending_message(
+        &mut self,
+        operation: &'static str,
+        id: OutboxId,
+    ) -> Result<&mut OutboxMessage, StoreError> {
+        match self.messages.get_mut(&id) {
+            None => Err(no_outbox_message(operation, id)),
+            Some(message) if message.status != OutboxStatus::Pending => Err(StoreError::new(
+                operation,
+                format!(
+                    "outbox message {id} is already {}, and a message ends only once",
+                    message.status.as_str()
+                ),
+            )),
+            Some(message) => Ok(message),
+        }
+    }
+
+    /// Moves the bookkeeping of a message that just ended from pending to `status`.
+    fn count_end(&mut self, id: OutboxId, status: OutboxStatus) {
+        self.pending.remove(&id);
+        self.counts.pending -= 1;
+        match status {
+            OutboxStatus::Pending => {
+                unreachable!("callers end messages as sent, failed or expired")
+            }
+            OutboxStatus::Sent => self.counts.sent += 1,
+            OutboxStatus::Failed => self.counts.failed += 1,
+            OutboxStatus::Expired => self.counts.expired += 1,
+        }
+    }
+}
+
+impl MemoryStore {
+    /// Every method takes the lock, works, and drops the guard before returning, so it is never
+    /// held across an await. A panic while holding it (a bug in this file) could leave the tables
+    /// half-updated, so a poisoned lock is an error rather than data to trust.
+    fn lock(&self, operation: &'static str) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        self.tables.lock().map_err(|_| {
+            StoreError::new(
+                operation,
+                "the in-memory store is unusable after a panic while it was being changed",
+            )
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    /// Reports the schema version of the SQLite migrations whose behaviour this store mirrors.
+    async fn health(&self) -> Result<StoreHealth, StoreError> {
+        // The only way this store can be unhealthy is a poisoned lock.
+        drop(self.lock("check the database's health")?);
+        Ok(StoreHealth {
+            backend: "memory".to_owned(),
+            schema_version: SqliteStore::latest_schema_version(),
+        })
+    }
+
+    async fn enqueue(&self, message: NewOutboxMessage) -> Result<Enqueued, StoreError> {
+        let mut tables = self.lock("enqueue an outbox message")?;
+        let outbox = &mut tables.outbox;
+        if let Some(key) = &message.idempotency_key
+            && let Some(&holder) = outbox.idempotency_keys.get(key)
+        {
+            let status = outbox.messages[&holder].status;
+            return Ok(Enqueued::Existing(holder, status));
+        }
+        outbox.last_id += 1;
+        let id = OutboxId(outbox.last_id);
+        if let Some(key) = &message.idempotency_key {
+            outbox.idempotency_keys.insert(key.clone(), id);
+        }
+        let updated_at = message.created_at;
+        outbox.messages.insert(
+            id,
+            OutboxMessage {
+                id,
+                message,
+                status: OutboxStatus::Pending,
+                attempts: 0,
+                last_agent: None,
+                sent: None,
+                reason: None,
+                updated_at,
+            },
+        );
+        outbox.pending.insert(id);
+        outbox.counts.pending += 1;
+        Ok(Enqueued::New(id))
+    }
+
+    async fn pending_outbox(&self) -> Result<Vec<OutboxMessage>, StoreError> {
+        let tables = self.lock("read the pending outbox")?;
+        let outbox = &tables.outbox;
+        Ok(outbox
+            .pending
+            .iter()
+            .map(|id| outbox.messages[id].clone())
+            .collect())
+    }
+
+    async fn outbox_message(&self, id: OutboxId) -> Result<Option<OutboxMessage>, StoreError> {
+        let tables = self.lock("read an outbox message")?;
+        Ok(tables.outbox.messages.get(&id).cloned())
+    }
+
+    async fn begin_attempt(
+        &self,
+        id: OutboxId,
+        agent: &SessionName,
+        proposed: RandomId,
+        at: UnixMillis,
+    ) -> Result<RandomId, StoreError> {
+        let operation = "begin a send attempt";
+        let mut tables = self.lock(operation)?;
+        let outbox = &mut tables.outbox;
+        let message = outbox.pending_message(operation, id)?;
+        message.attempts = message.attempts.saturating_add(1);
+        message.last_agent = Some(agent.clone());
+        message.updated_at = at;
+        // The first id this agent was given wins: re-sending with it lets Telegram drop the
+        // duplicate if the earlier attempt did get through.
+        Ok(*outbox
+            .random_ids
+            .entry((id, agent.clone()))
+            .or_insert(proposed))
+    }
+
+    async fn note_error(
+        &self,
+        id: OutboxId,
+        reason: &str,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "note an outbox error";
+        let mut tables = self.lock(operation)?;
+        let outbox = &mut tables.outbox;
+        let message = outbox.pending_message(operation, id)?;
+        message.reason = Some(reason.to_owned());
+        message.updated_at = at;
+        Ok(())
+    }
+
+    async fn mark_sent(
+        &self,
+        id: OutboxId,
+        agent: &SessionName,
+        sent: SentMessage,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "mark an outbox message sent";
+        let mut tables = self.lock(operation)?;
+        let outbox = &mut tables.outbox;
+        let message = outbox.pending_message(operation, id)?;
+        message.status = OutboxStatus::Sent;
+        // The last error while pending stays, as in SQLite: it explains why the send took retries.
+        message.sent = Some(SentRecord {
+            agent: agent.clone(),
+            message: sent,
+            at,
+        });
+        message.updated_at = at;
+        outbox.count_end(id, OutboxStatus::Sent);
+        Ok(())
+    }
+
+    async fn mark_final(
+        &self,
+        id: OutboxId,
+        status: OutboxStatus,
+        reason: &str,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "end an outbox message";
+        // Checked before the message is looked at, in the same order and words as SQLite.
+        match status {
+            OutboxStatus::Failed | OutboxStatus::Expired => {}
+            OutboxStatus::Pending => {
+                return Err(StoreError::new(
+                    operation,
+                    format!("{id} cannot end as pending; use failed or expired"),
+                ));
+            }
+            OutboxStatus::Sent => {
+                return Err(StoreError::new(
+                    operation,
+                    format!("{id} cannot end as sent without its sent record; use mark_sent"),
+                ));
+            }
+        }
+        let mut tables = self.lock(operation)?;
+        let outbox = &mut tables.outbox;
+        let message = outbox.pending_message(operation, id)?;
+        message.status = status;
+        message.reason = Some(reason.to_owned());
+        message.updated_at = at;
+        outbox.count_end(id, status);
+        Ok(())
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        Ok(self.lock("count the outbox")?.outbox.counts)
+    }
+
+    async fn record_processed(&self, message: &ProcessedMessage) -> Result<bool, StoreError> {
+        let mut tables = self.lock("record a processed message")?;
+        let vacancies = &mut tables.vacancies;
+        if !vacancies
+            .processed
+            .insert((message.source, message.message_id))
+        {
+            return Ok(false);
+        }
+        vacancies.last_id += 1;
+        let id = vacancies.last_id;
+        vacancies.records.insert(
+            id,
+            VacancyRecord {
+                id,
+                message: message.clone(),
+            },
+        );
+        Ok(true)
+    }
+
+    async fn is_processed(&self, source: ChatId, message_id: i32) -> Result<bool, StoreError> {
+        let tables = self.lock("check whether a message was processed")?;
+        Ok(tables.vacancies.processed.contains(&(source, message_id)))
+    }
+
+    async fn claim_notification(
+        &self,
+        channel_id: &str,
+        text_hash: &str,
+        window_start: UnixMillis,
+        at: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.lock("claim a notification")?;
+        let claims = &mut tables.vacancies.claims;
+        let key = (channel_id.to_owned(), text_hash.to_owned());
+        match claims.get(&key) {
+            Some(&claimed_at) if claimed_at >= window_start => Ok(false),
+            _ => {
+                claims.insert(key, at);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn vacancies(&self, query: &VacancyQuery) -> Result<Vec<VacancyRecord>, StoreError> {
+        let tables = self.lock("list vacancies")?;
+        let below = query.before_id.unwrap_or(i64::MAX);
+        let limit = usize::try_from(page_size(query.limit)).unwrap_or(usize::MAX);
+        Ok(tables
+            .vacancies
+            .records
+            .range(..below)
+            .rev()
+            .map(|(_, record)| record)
+            .filter(|record| {
+                query
+                    .status
+                    .is_none_or(|status| record.message.status == status)
+            })
+            .filter(|record| {
+                query.channel_id.as_ref().is_none_or(|channel_id| {
+                    record
+                        .message
+                        .matched
+                        .iter()
+                        .any(|matched| &matched.channel_id == channel_id)
+                })
+            })
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn open_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> Result<(Conversation, bool), StoreError> {
+        let mut tables = self.lock("open a conversation")?;
+        let conversations = &mut tables.conversations;
+        // An existing conversation keeps everything, its agent above all: the contact already
+        // talks to that account.
+        if let Some(existing) =
+            conversations.found(conversations.by_contact.get(&(new.group, new.contact)))
+        {
+            return Ok((existing, false));
+        }
+        conversations.last_id += 1;
+        let id = ConversationId(conversations.last_id);
+        let conversation = Conversation {
+            id,
+            channel_id: new.channel_id.clone(),
+            group: new.group,
+            topic: None,
+            contact: new.contact,
+            contact_username: new.contact_username.clone(),
+            contact_name: new.contact_name.clone(),
+            agent: new.agent.clone(),
+            contact_peer: new.contact_peer,
+            status: ConversationStatus::Active,
+            created_at: new.created_at,
+            last_message_at: new.created_at,
+        };
+        conversations
+            .by_contact
+            .insert((new.group, new.contact), id);
+        conversations.by_id.insert(id.0, conversation.clone());
+        Ok((conversation, true))
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        let tables = self.lock("read a conversation")?;
+        Ok(tables.conversations.by_id.get(&id.0).cloned())
+    }
+
+    async fn conversation_by_contact(
+        &self,
+        group: ChatId,
+        contact: ChatId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let tables = self.lock("find a contact's conversation")?;
+        let conversations = &tables.conversations;
+        Ok(conversations.found(conversations.by_contact.get(&(group, contact))))
+    }
+
+    async fn conversation_by_topic(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let tables = self.lock("find a topic's conversation")?;
+        let conversations = &tables.conversations;
+        Ok(conversations.found(conversations.by_topic.get(&(group, topic))))
+    }
+
+    async fn conversations_with_contact(
+        &self,
+        agent: &SessionName,
+        contact: ChatId,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let tables = self.lock("list a contact's conversations")?;
+        // A scan where SQLite has an index: a contact has a handful of conversations, and this
+        // store holds a test's worth of them.
+        Ok(tables
+            .conversations
+            .by_id
+            .values()
+            .filter(|conversation| {
+                &conversation.agent == agent
+                    && conversation.contact == contact
+                    && conversation.status == ConversationStatus::Active
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn set_conversation_topic(
+        &self,
+        id: ConversationId,
+        topic: Option<TopicId>,
+    ) -> Result<(), StoreError> {
+        let operation = "set a conversation's topic";
+        let mut tables = self.lock(operation)?;
+        let conversations = &mut tables.conversations;
+        let conversation = conversations.get_mut(operation, id)?;
+        let (group, previous) = (conversation.group, conversation.topic);
+        if let Some(topic) = topic
+            && let Some(&holder) = conversations.by_topic.get(&(group, topic))
+            && holder != id
+        {
+            return Err(topic_taken(operation, group, topic, holder));
+        }
+        if let Some(previous) = previous {
+            conversations.by_topic.remove(&(group, previous));
+        }
+        if let Some(topic) = topic {
+            conversations.by_topic.insert((group, topic), id);
+        }
+        conversations.get_mut(operation, id)?.topic = topic;
+        Ok(())
+    }
+
+    async fn touch_conversation(
+        &self,
+        id: ConversationId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "touch a conversation";
+        let mut tables = self.lock(operation)?;
+        let conversation = tables.conversations.get_mut(operation, id)?;
+        // Never backwards, as in SQLite.
+        conversation.last_message_at = conversation.last_message_at.max(at);
+        Ok(())
+    }
+
+    async fn record_relay(&self, record: &RelayRecord) -> Result<bool, StoreError> {
+        let operation = "record a relayed message";
+        let mut tables = self.lock(operation)?;
+        if !tables
+            .conversations
+            .by_id
+            .contains_key(&record.conversation.0)
+        {
+            return Err(no_conversation(operation, record.conversation));
+        }
+        if let Some(outbox) = record.outbox
+            && !tables.outbox.messages.contains_key(&outbox)
+        {
+            return Err(no_outbox_message(operation, outbox));
+        }
+        Ok(match record.source {
+            // Service posts have no source and are never deduplicated.
+            None => true,
+            Some((chat, message_id)) => tables.conversations.relayed.insert((
+                record.conversation,
+                record.direction,
+                chat,
+                message_id,
+            )),
+        })
+    }
+
+    async fn is_own_post(&self, group: ChatId, message_id: i32) -> Result<bool, StoreError> {
+        let tables = self.lock("check whether a post is jobbot's own")?;
+        Ok(tables
+            .conversations
+            .own_posts
+            .contains_key(&(group, message_id)))
+    }
+
+    async fn record_own_post(
+        &self,
+        group: ChatId,
+        message_id: i32,
+        conversation: Option<ConversationId>,
+    ) -> Result<(), StoreError> {
+        let operation = "record an own post";
+        let mut tables = self.lock(operation)?;
+        let conversations = &mut tables.conversations;
+        if let Some(id) = conversation
+            && !conversations.by_id.contains_key(&id.0)
+        {
+            return Err(no_conversation(operation, id));
+        }
+        // The first record stays, as in SQLite.
+        conversations
+            .own_posts
+            .entry((group, message_id))
+            .or_insert(conversation);
+        Ok(())
+    }
+
+    async fn last_auto_response_to(
+        &self,
+        contact: ChatId,
+    ) -> Result<Option<UnixMillis>, StoreError> {
+        let tables = self.lock("read a contact's last auto-response")?;
+        Ok(tables.last_auto_response.get(&contact).copied())
+    }
+
+    async fn record_auto_response(
+        &self,
+        _channel_id: &str,
+        contact: ChatId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.lock("record an auto-response")?;
+        let last = tables.last_auto_response.entry(contact).or_insert(at);
+        *last = (*last).max(at);
+        Ok(())
+    }
+
+    async fn outbox_stats(&self, since: UnixMillis) -> Result<OutboxStats, StoreError> {
+        let tables = self.lock("read the outbox statistics")?;
+        // The same choice as SQLite: pending messages always (the backlog now), ended ones when
+        // they ended at or after `since`. Keys sort by their text, as SQLite's ORDER BY does.
+        let mut by_kind: BTreeMap<(&str, &str), (OutboxKind, OutboxStatus, u64)> = BTreeMap::new();
+        let mut per_hour: BTreeMap<(UnixMillis, &SessionName), u64> = BTreeMap::new();
+        for message in tables.outbox.messages.values() {
+            if message.status == OutboxStatus::Pending || message.updated_at >= since {
+                let kind = message.message.kind;
+                by_kind
+                    .entry((kind.as_str(), message.status.as_str()))
+                    .or_insert((kind, message.status, 0))
+                    .2 += 1;
+            }
+            if let Some(sent) = &message.sent
+                && sent.at >= since
+            {
+                let hour = UnixMillis(sent.at.0.div_euclid(HOUR_MILLIS) * HOUR_MILLIS);
+                *per_hour.entry((hour, &sent.agent)).or_default() += 1;
+            }
+        }
+        Ok(OutboxStats {
+            by_kind_and_status: by_kind.into_values().collect(),
+            sent_per_agent_hour: per_hour
+                .into_iter()
+                .map(|((hour, agent), count)| (agent.clone(), hour, count))
+                .collect(),
+        })
+    }
+
+    async fn record_agent_event(&self, event: &AgentEventRecord) -> Result<(), StoreError> {
+        let mut tables = self.lock("record an agent event")?;
+        tables.agent_event_count += 1;
+        let sequence = tables.agent_event_count;
+        tables
+            .agent_events
+            .insert((event.at, sequence), event.clone());
+        Ok(())
+    }
+
+    async fn agent_events(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<AgentEventRecord>, StoreError> {
+        let tables = self.lock("list agent events")?;
+        let limit = usize::try_from(page_size(limit)).unwrap_or(usize::MAX);
+        Ok(tables
+            .agent_events
+            .range((since, 0)..)
+            .rev()
+            .take(limit)
+            .map(|(_, event)| event.clone())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use jobbot_core::ids::Username;
+    use jobbot_core::store::{Recipient, SenderSelection, VacancyContacts, VacancyStatus};
+    use jobbot_core::telegram::MessageContent;
+
+    use super::*;
+
+    /// Polls `future` exactly once and returns its output, failing if it would have yielded.
+    fn ready_on_first_poll<T>(what: &str, future: impl Future<Output = T>) -> T {
+        let mut context = Context::from_waker(Waker::noop());
+        match pin!(future).poll(&mut context) {
+            Poll::Ready(output) => output,
+            Poll::Pending => panic!("{what} yielded; paused time would advance under it"),
+        }
+    }
+
+    /// The reason this store exists: no method ever returns `Pending`, so no runtime is needed
+    /// at all, and on paused time the clock cannot auto-advance during a store call.
+    #[test]
+    fn every_method_completes_on_its_first_poll() {
+        let store = MemoryStore::new();
+        let agent = SessionName::parse("agent_1").unwrap();
+        let message = NewOutboxMessage {
+            channel_id: "channel_1".to_owned(),
+            kind: OutboxKind::AutoResponse,
+            sender: SenderSelection::ChannelAgents { sticky: None },
+            recipient: Recipient::Username {
+                username: Username::parse("alice_dev").unwrap(),
+            },
+            content: MessageContent::plain("Hello"),
+            first_contact: true,
+            idempotency_key: Some("auto_response:channel_1:alice".to_owned()),
+            created_at: UnixMillis(1_000),
+            not_before: None,
+            expires_at: UnixMillis(61_000),
+        };
+        let at = UnixMillis(2_000);
+
+        ready_on_first_poll("health", store.health()).unwrap();
+        let id = ready_on_first_poll("enqueue", store.enqueue(message.clone()))
+            .unwrap()
+            .id();
+        let again = ready_on_first_poll("enqueue of a taken key", store.enqueue(message)).unwrap();
+        assert_eq!(again, Enqueued::Existing(id, OutboxStatus::Pending));
+        ready_on_first_poll("pending_outbox", store.pending_outbox()).unwrap();
+        ready_on_first_poll("outbox_message", store.outbox_message(id)).unwrap();
+        ready_on_first_poll(
+            "begin_attempt",
+            store.begin_attempt(id, &agent, RandomId(7), at),
+        )
+        .unwrap();
+        ready_on_first_poll("note_error", store.note_error(id, "FLOOD_WAIT_3", at)).unwrap();
+        let sent = SentMessage {
+            chat: ChatId::user(42).unwrap(),
+            message_id: 1,
+        };
+        ready_on_first_poll("mark_sent", store.mark_sent(id, &agent, sent, at)).unwrap();
+        ready_on_first_poll(
+            "mark_final",
+            store.mark_final(id, OutboxStatus::Failed, "late", at),
+        )
+        .unwrap_err();
+        let source = ChatId::channel(1_111).unwrap();
+        let processed = ProcessedMessage {
+            source,
+            message_id: 5,
+            source_title: "Jobs".to_owned(),
+            link: "https://t.me/c/1111/5".to_owned(),
+            text: "Rust developer".to_owned(),
+            text_hash: "hash".to_owned(),
+            posted_at: at,
+            processed_at: at,
+            status: VacancyStatus::NotRelevant,
+            matched: Vec::new(),
+            contacts: VacancyContacts::default(),
+        };
+        assert!(
+            ready_on_first_poll("record_processed", store.record_processed(&processed)).unwrap()
+        );
+        ready_on_first_poll("is_processed", store.is_processed(source, 5)).unwrap();
+        ready_on_first_poll(
+            "claim_notification",
+            store.claim_notification("channel_1", "hash", at, at),
+        )
+        .unwrap();
+        ready_on_first_poll("vacancies", store.vacancies(&VacancyQuery::default())).unwrap();
+        let group = ChatId::channel(2_222).unwrap();
+        let contact = ChatId::user(42).unwrap();
+        let new = NewConversation {
+            channel_id: "channel_1".to_owned(),
+            group,
+            contact,
+            contact_username: None,
+            contact_name: "Alice".to_owned(),
+            agent: agent.clone(),
+            contact_peer: None,
+            created_at: at,
+        };
+        let (conversation, _) =
+            ready_on_first_poll("open_conversation", store.open_conversation(&new)).unwrap();
+        let conversation = conversation.id;
+        ready_on_first_poll("conversation", store.conversation(conversation)).unwrap();
+        ready_on_first_poll(
+            "conversation_by_contact",
+            store.conversation_by_contact(group, contact),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "set_conversation_topic",
+            store.set_conversation_topic(conversation, Some(TopicId(3))),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "conversation_by_topic",
+            store.conversation_by_topic(group, TopicId(3)),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "conversations_with_contact",
+            store.conversations_with_contact(&agent, contact),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "touch_conversation",
+            store.touch_conversation(conversation, at),
+        )
+        .unwrap();
+        let relay = RelayRecord {
+            conversation,
+            direction: RelayDirection::Service,
+            source: None,
+            outbox: Some(id),
+            at,
+        };
+        ready_on_first_poll("record_relay", store.record_relay(&relay)).unwrap();
+        ready_on_first_poll(
+            "record_own_post",
+            store.record_own_post(group, 9, Some(conversation)),
+        )
+        .unwrap();
+        ready_on_first_poll("is_own_post", store.is_own_post(group, 9)).unwrap();
+        ready_on_first_poll(
+            "record_auto_response",
+            store.record_auto_response("channel_1", contact, at),
+        )
+        .unwrap();
+        ready_on_first_poll(
+            "last_auto_response_to",
+            store.last_auto_response_to(contact),
+        )
+        .unwrap();
+        ready_on_first_poll("outbox_stats", store.outbox_stats(at)).unwrap();
+        let event = AgentEventRecord {
+            agent: agent.clone(),
+            kind: "flood_wait".to_owned(),
+            detail: "30 s".to_owned(),
+            at,
+        };
+        ready_on_first_poll("record_agent_event", store.record_agent_event(&event)).unwrap();
+        ready_on_first_poll("agent_events", store.agent_events(at, 0)).unwrap();
+        let counts = ready_on_first_poll("outbox_counts", store.outbox_counts()).unwrap();
+        assert_eq!(
+            counts,
+            OutboxCounts {
+                sent: 1,
+                ..OutboxCounts::default()
+            }
+        );
+    }
+}

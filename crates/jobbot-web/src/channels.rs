@@ -1,0 +1,710 @@
+//! Output channels and their agent lists. Reads come from the config store's live snapshot;
+//! every write goes through [`ConfigStore::update`] with the revision the client read, so a
+//! stale write is refused (409) instead of undoing someone else's change, and the engine picks
+//! the change up from the store's snapshot stream at once.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jobbot_core::config::{
+    AgentDocument, ChannelDocument, ConfigDocument, HumanDelay, Pacing, Revision,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
+
+/// The fields of a channel a request may set. On `POST` the missing ones take their defaults; on
+/// `PUT` the missing ones keep their values. Unknown fields are refused (a typo must not become a
+/// key nobody reads).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelFields {
+    /// The configuration revision this change is based on (or send `If-Match`).
+    pub revision: Option<String>,
+    /// `POST` only; `channel_<8 hex>` when absent.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// Where notifications go (`-100…`).
+    pub telegram_id: Option<i64>,
+    pub enabled: Option<bool>,
+    pub input_sources: Option<Vec<String>>,
+    pub include_keywords: Option<Vec<String>>,
+    pub exclude_keywords: Option<Vec<String>>,
+    pub require_all_includes: Option<bool>,
+    pub crm_enabled: Option<bool>,
+    pub crm_group_id: Option<i64>,
+    pub agents: Option<Vec<AgentFields>>,
+    pub auto_response_enabled: Option<bool>,
+    pub auto_response_template: Option<String>,
+    pub ai_conversation_enabled: Option<bool>,
+    pub instant_response: Option<bool>,
+    /// `{min_seconds, max_seconds}`.
+    #[schema(value_type = Option<Object>)]
+    pub human_delay: Option<HumanDelay>,
+    /// `{messages_per_minute, burst, cold_dms_per_day, peer_flood_pause_hours}`.
+    #[schema(value_type = Option<Object>)]
+    pub agent_pacing: Option<Pacing>,
+}
+
+/// An agent of a channel.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFields {
+    /// `+` and 8 to 15 digits.
+    pub phone: String,
+    /// The session file's name, `sessions/{session_name}.session`.
+    pub session_name: String,
+    /// `socks5://[user:pass@]host:port`. Responses mask the password; sending the masked form
+    /// back keeps the stored one.
+    pub proxy: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub pacing: Option<Pacing>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddAgentRequest {
+    pub revision: Option<String>,
+    pub phone: String,
+    pub session_name: String,
+    pub proxy: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub pacing: Option<Pacing>,
+}
+
+/// Several agent changes to one channel in one write.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkAgentsRequest {
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub add: Vec<AgentFields>,
+    /// Session names to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RevisionQuery {
+    /// The configuration revision the deletion is based on (or send `If-Match`).
+    pub revision: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelsResponse {
+    pub revision: String,
+    /// Channels as in the configuration file, proxy passwords masked.
+    #[schema(value_type = Vec<Object>)]
+    pub channels: Vec<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelResponse {
+    pub revision: String,
+    #[schema(value_type = Object)]
+    pub channel: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentsResponse {
+    pub revision: String,
+    #[schema(value_type = Vec<Object>)]
+    pub agents: Vec<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevisionResponse {
+    /// The configuration's revision after the write.
+    pub revision: String,
+}
+
+/// Every output channel.
+#[utoipa::path(get, path = "/api/channels", tag = "channels",
+    responses((status = 200, body = ChannelsResponse, description = "With the revision as ETag")))]
+pub async fn list_channels(State(state): State<AppState>) -> Response {
+    let snapshot = state.inner.config.snapshot();
+    let channels = snapshot
+        .document
+        .output_channels
+        .iter()
+        .map(channel_view)
+        .collect();
+    with_etag(
+        &snapshot.revision,
+        ChannelsResponse {
+            revision: snapshot.revision.to_string(),
+            channels,
+        },
+    )
+}
+
+/// Creates a channel.
+#[utoipa::path(post, path = "/api/channels", tag = "channels", request_body = ChannelFields,
+    params(("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
+    responses((status = 201, body = ChannelResponse), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+pub async fn create_channel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(mut fields): ApiJson<ChannelFields>,
+) -> Result<Response, ApiError> {
+    let expected = expected_revision(&headers, fields.revision.take())?;
+    let id = match fields.id.take() {
+        Some(id) if id.trim().is_empty() => {
+            return Err(ApiError::invalid("id", "must not be empty"));
+        }
+        Some(id) => id,
+        None => format!("channel_{}", random_hex(4)),
+    };
+    let mut index = 0;
+    let revision = state
+        .inner
+        .config
+        .update(&expected, |document: &mut ConfigDocument| {
+            if document
+                .output_channels
+                .iter()
+                .any(|channel| channel.id == id)
+            {
+                return Err(ApiError::invalid(
+                    "id",
+                    format!("a channel with id {id:?} exists"),
+                ));
+            }
+            let mut channel = new_channel_document(&id);
+            apply_fields(&mut channel, fields)?;
+            index = document.output_channels.len();
+            document.output_channels.push(channel);
+            Ok(())
+        })
+        .await
+        .map_err(|error| relative_paths(error, |path| strip_prefix(path, &channel_path(index))))?;
+    let channel = find_channel(&state, &id)?;
+    let mut response = with_etag(
+        &revision,
+        ChannelResponse {
+            revision: revision.to_string(),
+            channel: channel_view(&channel),
+        },
+    );
+    *response.status_mut() = StatusCode::CREATED;
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/channels/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// One channel.
+#[utoipa::path(get, path = "/api/channels/{id}", tag = "channels",
+    params(("id" = String, Path, description = "The channel's id")),
+    responses((status = 200, body = ChannelResponse), (status = 404, body = ErrorBody)))]
+pub async fn get_channel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let snapshot = state.inner.config.snapshot();
+    let channel = snapshot
+        .document
+        .output_channels
+        .iter()
+        .find(|channel| channel.id == id)
+        .ok_or_else(|| no_channel(&id))?;
+    Ok(with_etag(
+        &snapshot.revision,
+        ChannelResponse {
+            revision: snapshot.revision.to_string(),
+            channel: channel_view(channel),
+        },
+    ))
+}
+
+/// Changes the fields given; the others keep their values.
+#[utoipa::path(put, path = "/api/channels/{id}", tag = "channels", request_body = ChannelFields,
+    params(("id" = String, Path, description = "The channel's id"),
+           ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
+    responses((status = 200, body = ChannelResponse), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+pub async fn update_channel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(mut fields): ApiJson<ChannelFields>,
+) -> Result<Response, ApiError> {
+    let expected = expected_revision(&headers, fields.revision.take())?;
+    if fields.id.as_ref().is_some_and(|given| *given != id) {
+        return Err(ApiError::invalid("id", "a channel's id cannot be changed"));
+    }
+    let mut index = 0;
+    let revision = state
+        .inner
+        .config
+        .update(&expected, |document: &mut ConfigDocument| {
+            index = channel_index(document, &id)?;
+            apply_fields(&mut document.output_channels[index], fields)
+        })
+        .await
+        .map_err(|error| relative_paths(error, |path| strip_prefix(path, &channel_path(index))))?;
+    let channel = find_channel(&state, &id)?;
+    Ok(with_etag(
+        &revision,
+        ChannelResponse {
+            revision: revision.to_string(),
+            channel: channel_view(&channel),
+        },
+    ))
+}
+
+/// Removes a channel from the configuration (its Telegram channel and CRM group stay).
+#[utoipa::path(delete, path = "/api/channels/{id}", tag = "channels",
+    params(("id" = String, Path, description = "The channel's id"), RevisionQuery,
+           ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
+    responses((status = 200, body = RevisionResponse), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 428, body = ErrorBody)))]
+pub async fn delete_channel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<RevisionQuery>,
+) -> Result<Response, ApiError> {
+    let expected = expected_revision(&headers, query.revision)?;
+    let revision = state
+        .inner
+        .config
+        .update(&expected, |document: &mut ConfigDocument| {
+            let index = channel_index(document, &id)?;
+            document.output_channels.remove(index);
+            Ok::<(), ApiError>(())
+        })
+        .await?;
+    tracing::info!(target: "web", channel = %id, "channel removed from the configuration");
+    Ok(revision_response(&revision))
+}
+
+/// A channel's agents as configured.
+#[utoipa::path(get, path = "/api/channels/{id}/agents", tag = "channels",
+    params(("id" = String, Path, description = "The channel's id")),
+    responses((status = 200, body = AgentsResponse), (status = 404, body = ErrorBody)))]
+pub async fn list_channel_agents(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let snapshot = state.inner.config.snapshot();
+    let channel = snapshot
+        .document
+        .output_channels
+        .iter()
+        .find(|channel| channel.id == id)
+        .ok_or_else(|| no_channel(&id))?;
+    Ok(with_etag(
+        &snapshot.revision,
+        AgentsResponse {
+            revision: snapshot.revision.to_string(),
+            agents: channel.agents.iter().map(agent_view).collect(),
+        },
+    ))
+}
+
+/// Adds an agent to a channel.
+#[utoipa::path(post, path = "/api/channels/{id}/agents", tag = "channels", request_body = AddAgentRequest,
+    params(("id" = String, Path, description = "The channel's id"),
+           ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
+    responses((status = 201, body = AgentsResponse), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+pub async fn add_channel_agent(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AddAgentRequest>,
+) -> Result<Response, ApiError> {
+    let expected = expected_revision(&headers, body.revision)?;
+    let agent = AgentFields {
+        phone: body.phone,
+        session_name: body.session_name,
+        proxy: body.proxy,
+        pacing: body.pacing,
+    };
+    let mut prefix = String::new();
+    let revision = state
+        .inner
+        .config
+        .update(&expected, |document: &mut ConfigDocument| {
+            let index = channel_index(document, &id)?;
+            let channel = &mut document.output_channels[index];
+            if channel
+                .agents
+                .iter()
+                .any(|a| a.session_name == agent.session_name)
+            {
+                return Err(ApiError::invalid(
+                    "session_name",
+                    "this session is already an agent of the channel",
+                ));
+            }
+            prefix = format!("{}.agents[{}]", channel_path(index), channel.agents.len());
+            let agent = agent_document(agent, &channel.agents);
+            channel.agents.push(agent);
+            Ok(())
+        })
+        .await
+        .map_err(|error| relative_paths(error, |path| strip_prefix(path, &prefix)))?;
+    let mut response = agents_response(&state, &id, &revision)?;
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// Removes an agent from a channel.
+#[utoipa::path(delete, path = "/api/channels/{id}/agents/{session}", tag = "channels",
+    params(("id" = String, Path, description = "The channel's id"),
+           ("session" = String, Path, description = "The agent's session name"), RevisionQuery,
+           ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
+    responses((status = 200, body = AgentsResponse), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+pub async fn remove_channel_agent(
+    State(state): State<AppState>,
+    Path((id, session)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(query): Query<RevisionQuery>,
+) -> Result<Response, ApiError> {
+    let expected = expected_revision(&headers, query.revision)?;
+    let revision = state
+        .inner
+        .config
+        .update(&expected, |document: &mut ConfigDocument| {
+            let index = channel_index(document, &id)?;
+            let agents = &mut document.output_channels[index].agents;
+            let before = agents.len();
+            agents.retain(|agent| agent.session_name != session);
+            if agents.len() == before {
+                return Err(ApiError::NotFound(format!(
+                    "{session:?} is not an agent of channel {id:?}"
+                )));
+            }
+            Ok(())
+        })
+        .await?;
+    agents_response(&state, &id, &revision)
+}
+
+/// Adds and removes several agents of a channel in one write.
+#[utoipa::path(post, path = "/api/channels/{id}/agents/bulk", tag = "channels", request_body = BulkAgentsRequest,
+    params(("id" = String, Path, description = "The channel's id"),
+           ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
+    responses((status = 200, body = AgentsResponse), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+pub async fn bulk_channel_agents(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<BulkAgentsRequest>,
+) -> Result<Response, ApiError> {
+    let expected = expected_revision(&headers, body.revision)?;
+    let mut kept = 0;
+    let mut prefix = String::new();
+    let revision = state
+        .inner
+        .config
+        .update(&expected, |document: &mut ConfigDocument| {
+            let index = channel_index(document, &id)?;
+            let channel = &mut document.output_channels[index];
+            let mut problems = Vec::new();
+            for (position, session) in body.remove.iter().enumerate() {
+                if !channel
+                    .agents
+                    .iter()
+                    .any(|agent| agent.session_name == *session)
+                {
+                    problems.push(crate::error::Problem::new(
+                        format!("remove[{position}]"),
+                        "is not an agent of this channel",
+                    ));
+                }
+            }
+            if !problems.is_empty() {
+                return Err(ApiError::Invalid(problems));
+            }
+            let previous = std::mem::take(&mut channel.agents);
+            channel.agents = previous
+                .iter()
+                .filter(|agent| !body.remove.contains(&agent.session_name))
+                .cloned()
+                .collect();
+            kept = channel.agents.len();
+            prefix = format!("{}.agents", channel_path(index));
+            for agent in body.add {
+                let agent = agent_document(agent, &previous);
+                channel.agents.push(agent);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|error| {
+            relative_paths(error, |path| {
+                // `agents[k]` with k past the kept ones is the request's `add[k - kept]`.
+                let rest = path.strip_prefix(&prefix)?.strip_prefix('[')?;
+                let (number, tail) = rest.split_once(']')?;
+                let position = number.parse::<usize>().ok()?.checked_sub(kept)?;
+                Some(format!("add[{position}]{tail}"))
+            })
+        })?;
+    agents_response(&state, &id, &revision)
+}
+
+/// The live state of a channel's agent pool: total and available agents, and per agent its link
+/// state, flood wait, pacing headroom and messages sent in the last minute, hour and day.
+#[utoipa::path(get, path = "/api/channels/{id}/agents/status", tag = "channels",
+    params(("id" = String, Path, description = "The channel's id")),
+    responses((status = 200, description = "The pool's status (the seed's `get_status()` shape)", body = Object),
+              (status = 404, body = ErrorBody)))]
+pub async fn channel_agents_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let configured = state.inner.config.snapshot().config.channel(&id).is_some();
+    if !configured {
+        return Err(no_channel(&id));
+    }
+    let status = match state.inner.engine.pool_status(&id).await? {
+        Some(pool) => serde_json::to_value(pool).map_err(ApiError::internal)?,
+        // A disabled channel has no pool.
+        None => serde_json::json!({
+            "channel_id": id, "total_agents": 0, "available_agents": 0, "agents": [], "active": false
+        }),
+    };
+    Ok(Json(status))
+}
+
+/// The revision a write is based on: `If-Match` (an ETag from a GET) or the body's `revision`.
+pub(crate) fn expected_revision(
+    headers: &HeaderMap,
+    from_body: Option<String>,
+) -> Result<Revision, ApiError> {
+    let from_header = headers
+        .get(header::IF_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_owned()
+        });
+    let (text, path) = match (from_header, from_body) {
+        (Some(text), _) => (text, "If-Match"),
+        (None, Some(text)) => (text, "revision"),
+        (None, None) => return Err(ApiError::RevisionRequired),
+    };
+    Revision::parse(&text)
+        .ok_or_else(|| ApiError::invalid(path, "is not a configuration revision (16 hex digits)"))
+}
+
+fn with_etag(revision: &Revision, body: impl Serialize) -> Response {
+    let mut response = Json(body).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+fn revision_response(revision: &Revision) -> Response {
+    with_etag(
+        revision,
+        RevisionResponse {
+            revision: revision.to_string(),
+        },
+    )
+}
+
+fn agents_response(state: &AppState, id: &str, revision: &Revision) -> Result<Response, ApiError> {
+    let channel = find_channel(state, id)?;
+    Ok(with_etag(
+        revision,
+        AgentsResponse {
+            revision: revision.to_string(),
+            agents: channel.agents.iter().map(agent_view).collect(),
+        },
+    ))
+}
+
+fn find_channel(state: &AppState, id: &str) -> Result<ChannelDocument, ApiError> {
+    state
+        .inner
+        .config
+        .snapshot()
+        .document
+        .output_channels
+        .iter()
+        .find(|channel| channel.id == id)
+        .cloned()
+        .ok_or_else(|| no_channel(id))
+}
+
+fn channel_index(document: &ConfigDocument, id: &str) -> Result<usize, ApiError> {
+    document
+        .output_channels
+        .iter()
+        .position(|channel| channel.id == id)
+        .ok_or_else(|| no_channel(id))
+}
+
+fn no_channel(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no channel with id {id:?}"))
+}
+
+fn channel_path(index: usize) -> String {
+    format!("output_channels[{index}]")
+}
+
+/// `output_channels[2].agents[1].phone` under prefix `output_channels[2]` is `agents[1].phone`.
+fn strip_prefix(path: &str, prefix: &str) -> Option<String> {
+    let rest = path.strip_prefix(prefix)?;
+    if rest.is_empty() {
+        return Some(String::new());
+    }
+    rest.strip_prefix('.')
+        .map(str::to_owned)
+        .or_else(|| rest.starts_with('[').then(|| rest.to_owned()))
+}
+
+/// Rewrites the configuration paths of validation problems into the request's terms where the
+/// problem is about what the request touched; each keeps its `config_path`.
+fn relative_paths(error: ApiError, map: impl Fn(&str) -> Option<String>) -> ApiError {
+    match error {
+        ApiError::Invalid(problems) => ApiError::Invalid(
+            problems
+                .into_iter()
+                .map(|mut problem| {
+                    if let Some(config_path) = &problem.config_path
+                        && let Some(path) = map(config_path)
+                    {
+                        problem.path = path;
+                    }
+                    problem
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn new_channel_document(id: &str) -> ChannelDocument {
+    let mut channel: ChannelDocument = serde_json::from_value(serde_json::json!({}))
+        .expect("a channel has defaults for every field");
+    channel.id = id.to_owned();
+    channel
+}
+
+fn apply_fields(channel: &mut ChannelDocument, fields: ChannelFields) -> Result<(), ApiError> {
+    let ChannelFields {
+        revision: _,
+        id: _,
+        name,
+        telegram_id,
+        enabled,
+        input_sources,
+        include_keywords,
+        exclude_keywords,
+        require_all_includes,
+        crm_enabled,
+        crm_group_id,
+        agents,
+        auto_response_enabled,
+        auto_response_template,
+        ai_conversation_enabled,
+        instant_response,
+        human_delay,
+        agent_pacing,
+    } = fields;
+    set(&mut channel.name, name);
+    set(&mut channel.telegram_id, telegram_id);
+    set(&mut channel.enabled, enabled);
+    set(&mut channel.input_sources, input_sources);
+    set(&mut channel.filters.include_keywords, include_keywords);
+    set(&mut channel.filters.exclude_keywords, exclude_keywords);
+    set(
+        &mut channel.filters.require_all_includes,
+        require_all_includes,
+    );
+    set(&mut channel.crm_enabled, crm_enabled);
+    set(&mut channel.crm_group_id, crm_group_id);
+    set(&mut channel.auto_response_enabled, auto_response_enabled);
+    set(&mut channel.auto_response_template, auto_response_template);
+    set(
+        &mut channel.ai_conversation_enabled,
+        ai_conversation_enabled,
+    );
+    set(&mut channel.instant_response, instant_response);
+    set(&mut channel.human_delay, human_delay);
+    set(&mut channel.agent_pacing, agent_pacing);
+    if let Some(agents) = agents {
+        let previous = std::mem::take(&mut channel.agents);
+        channel.agents = agents
+            .into_iter()
+            .map(|agent| agent_document(agent, &previous))
+            .collect();
+    }
+    Ok(())
+}
+
+fn set<T>(target: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *target = value;
+    }
+}
+
+/// The document of an agent from a request. A proxy sent back in its masked form keeps the
+/// stored one, so a client can round-trip what it read without knowing the password.
+fn agent_document(agent: AgentFields, previous: &[AgentDocument]) -> AgentDocument {
+    let stored = previous
+        .iter()
+        .find(|known| known.session_name == agent.session_name);
+    let proxy = match (agent.proxy, stored.and_then(|known| known.proxy.as_ref())) {
+        (Some(given), Some(stored)) if given == mask_proxy(stored) => Some(stored.clone()),
+        (given, _) => given,
+    };
+    AgentDocument {
+        phone: agent.phone,
+        session_name: agent.session_name,
+        proxy,
+        pacing: agent.pacing,
+        extra: stored.map(|known| known.extra.clone()).unwrap_or_default(),
+    }
+}
+
+fn channel_view(channel: &ChannelDocument) -> Value {
+    let mut value = serde_json::to_value(channel).unwrap_or(Value::Null);
+    if let Some(agents) = value.get_mut("agents") {
+        *agents = Value::Array(channel.agents.iter().map(agent_view).collect());
+    }
+    value
+}
+
+fn agent_view(agent: &AgentDocument) -> Value {
+    let mut masked = agent.clone();
+    masked.proxy = masked.proxy.as_deref().map(mask_proxy);
+    serde_json::to_value(masked).unwrap_or(Value::Null)
+}
+
+/// `socks5://user:secret@host:1080` → `socks5://user:***@host:1080`.
+pub(crate) fn mask_proxy(proxy: &str) -> String {
+    let Some((scheme, rest)) = proxy.split_once("://") else {
+        return proxy.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return proxy.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => proxy.to_owned(),
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::fill(&mut buffer[..]);
+    hex::encode(buffer)
+}

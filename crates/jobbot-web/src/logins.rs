@@ -1,0 +1,286 @@
+//! Telegram logins through the web: the main account's and agents', phone → code → 2FA password,
+//! driving the core's [`LoginFlow`] over the engine's connector.
+//!
+//! `begin_login` takes the session's lock, the same lock the engine's owner of that session
+//! holds while connected. So a login of a connected account is refused with 409 ("session in
+//! use; pause the agent first") rather than done behind the owner's back: the operator pauses the
+//! agent (`POST /api/agents/pause`), logs in, and the login restarts its owner. Pausing
+//! automatically instead would take a working agent offline on a mistyped session name.
+//!
+//! Codes and passwords are passed to the backend and dropped; they are never logged, stored or
+//! echoed. Phone numbers are masked in logs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use jobbot_core::ids::SessionName;
+use jobbot_core::login::{LoginFlow, LoginState, LoginStepError};
+use jobbot_core::telegram::{ConnectError, ConnectOptions, LoginBackend, LoginError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
+
+type Flow = LoginFlow<Box<dyn LoginBackend>>;
+
+/// Logins in progress, by session. Each flow holds its session's lock until it ends or is
+/// cancelled.
+#[derive(Default)]
+pub struct LoginRegistry {
+    flows: Mutex<HashMap<SessionName, Arc<tokio::sync::Mutex<Flow>>>>,
+}
+
+impl LoginRegistry {
+    fn get(&self, session: &SessionName) -> Option<Arc<tokio::sync::Mutex<Flow>>> {
+        self.flows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session)
+            .cloned()
+    }
+
+    fn insert(&self, session: SessionName, flow: Flow) {
+        self.flows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(session, Arc::new(tokio::sync::Mutex::new(flow)));
+    }
+
+    fn remove(&self, session: &SessionName) -> bool {
+        self.flows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session)
+            .is_some()
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BeginLoginRequest {
+    /// `bot_session` for the main account, or an agent's session name.
+    pub session: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneRequest {
+    pub phone: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// The code Telegram sent to the account's app.
+    pub code: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    /// The account's two-step verification password.
+    pub password: String,
+}
+
+/// Where a login stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginStatus {
+    pub session: String,
+    /// `{"state": "awaiting_phone" | "awaiting_code" | "awaiting_password" | "signed_in", …}`.
+    #[schema(value_type = Object)]
+    pub login: Value,
+}
+
+/// Starts a login for a session (replacing one in progress for it).
+#[utoipa::path(post, path = "/api/logins", tag = "logins", request_body = BeginLoginRequest,
+    responses((status = 201, body = LoginStatus), (status = 409, body = ErrorBody, description = "The session is in use"),
+              (status = 422, body = ErrorBody)))]
+pub async fn begin_login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<BeginLoginRequest>,
+) -> Result<(StatusCode, Json<LoginStatus>), ApiError> {
+    let session = SessionName::parse(&body.session)
+        .map_err(|error| ApiError::invalid("session", error.to_string()))?;
+    // A login in progress for the session holds its lock; end it first.
+    state.inner.logins.remove(&session);
+    let proxy = state
+        .inner
+        .config
+        .snapshot()
+        .config
+        .agent_accounts()
+        .get(&session)
+        .and_then(|agent| agent.proxy.clone());
+    let backend = state
+        .inner
+        .connector
+        .begin_login(&session, &ConnectOptions { proxy })
+        .await
+        .map_err(|error| match error {
+            ConnectError::SessionBusy { .. } => ApiError::StateConflict(format!(
+                "session {session} is in use; pause the agent first (POST /api/agents/pause)"
+            )),
+            ConnectError::Network { .. } | ConnectError::Storage { .. } => {
+                tracing::warn!(target: "web", session = %session, %error, "could not start a login");
+                ApiError::Invalid(vec![crate::error::Problem::new(
+                    "session",
+                    "could not start the login (network or session storage); try again",
+                )])
+            }
+            other => ApiError::invalid("session", other.to_string()),
+        })?;
+    let flow = LoginFlow::new(backend);
+    let status = status_of(&session, flow.state());
+    state.inner.logins.insert(session.clone(), flow);
+    tracing::info!(target: "web", session = %session, "login started through the web");
+    Ok((StatusCode::CREATED, Json(status)))
+}
+
+/// The state of a login in progress.
+#[utoipa::path(get, path = "/api/logins/{session}", tag = "logins",
+    params(("session" = String, Path, description = "The session being logged in")),
+    responses((status = 200, body = LoginStatus), (status = 404, body = ErrorBody)))]
+pub async fn login_status(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+) -> Result<Json<LoginStatus>, ApiError> {
+    let (session, flow) = flow_of(&state, &session)?;
+    let flow = flow.lock().await;
+    Ok(Json(status_of(&session, flow.state())))
+}
+
+/// Cancels a login in progress and releases the session.
+#[utoipa::path(delete, path = "/api/logins/{session}", tag = "logins",
+    params(("session" = String, Path, description = "The session being logged in")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn cancel_login(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (session, _) = flow_of(&state, &session)?;
+    state.inner.logins.remove(&session);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends the login code to a phone number (again, to get a new code).
+#[utoipa::path(post, path = "/api/logins/{session}/phone", tag = "logins", request_body = PhoneRequest,
+    params(("session" = String, Path, description = "The session being logged in")),
+    responses((status = 200, body = LoginStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn submit_phone(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+    ApiJson(body): ApiJson<PhoneRequest>,
+) -> Result<Json<LoginStatus>, ApiError> {
+    let (session, flow) = flow_of(&state, &session)?;
+    let mut flow = flow.lock().await;
+    let result = flow.submit_phone(&body.phone).await.cloned();
+    tracing::info!(target: "web", session = %session, phone = %jobbot_core::ids::mask_phone(&body.phone),
+        ok = result.is_ok(), "login: phone submitted");
+    let login = result.map_err(|error| step_error(error, "phone"))?;
+    Ok(Json(status_of(&session, &login)))
+}
+
+/// Submits the login code.
+#[utoipa::path(post, path = "/api/logins/{session}/code", tag = "logins", request_body = CodeRequest,
+    params(("session" = String, Path, description = "The session being logged in")),
+    responses((status = 200, body = LoginStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn submit_code(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+    ApiJson(body): ApiJson<CodeRequest>,
+) -> Result<Json<LoginStatus>, ApiError> {
+    let (session, flow) = flow_of(&state, &session)?;
+    let login = {
+        let mut flow = flow.lock().await;
+        flow.submit_code(&body.code)
+            .await
+            .cloned()
+            .map_err(|error| step_error(error, "code"))?
+    };
+    finish_if_signed_in(&state, &session, &login).await;
+    Ok(Json(status_of(&session, &login)))
+}
+
+/// Submits the 2FA password.
+#[utoipa::path(post, path = "/api/logins/{session}/password", tag = "logins", request_body = PasswordRequest,
+    params(("session" = String, Path, description = "The session being logged in")),
+    responses((status = 200, body = LoginStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn submit_password(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+    ApiJson(body): ApiJson<PasswordRequest>,
+) -> Result<Json<LoginStatus>, ApiError> {
+    let (session, flow) = flow_of(&state, &session)?;
+    let login = {
+        let mut flow = flow.lock().await;
+        flow.submit_password(&body.password)
+            .await
+            .cloned()
+            .map_err(|error| step_error(error, "password"))?
+    };
+    finish_if_signed_in(&state, &session, &login).await;
+    Ok(Json(status_of(&session, &login)))
+}
+
+/// A signed-in login releases the session, and the engine's owner of it (if the engine runs it)
+/// restarts to connect now instead of at its next retry.
+async fn finish_if_signed_in(state: &AppState, session: &SessionName, login: &LoginState) {
+    if !matches!(login, LoginState::SignedIn(_)) {
+        return;
+    }
+    state.inner.logins.remove(session);
+    tracing::info!(target: "web", session = %session, "login completed through the web");
+    let engine = &state.inner.engine;
+    if let Ok(known) = engine.pause_agents(vec![session.clone()]).await
+        && !known.is_empty()
+    {
+        let _ = engine.resume_agents(known).await;
+    }
+}
+
+fn flow_of(
+    state: &AppState,
+    session: &str,
+) -> Result<(SessionName, Arc<tokio::sync::Mutex<Flow>>), ApiError> {
+    let session = SessionName::parse(session)
+        .map_err(|error| ApiError::invalid("session", error.to_string()))?;
+    let flow = state.inner.logins.get(&session).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no login in progress for {session}; start one with POST /api/logins"
+        ))
+    })?;
+    Ok((session, flow))
+}
+
+fn status_of(session: &SessionName, login: &LoginState) -> LoginStatus {
+    LoginStatus {
+        session: session.as_str().to_owned(),
+        login: serde_json::to_value(login).unwrap_or(Value::Null),
+    }
+}
+
+/// A failed step as an API error. `field` is the request field the step took.
+fn step_error(error: LoginStepError, field: &'static str) -> ApiError {
+    match error {
+        LoginStepError::Phone(error) => ApiError::invalid("phone", error.reason),
+        LoginStepError::OutOfOrder { .. } => ApiError::StateConflict(error.to_string()),
+        LoginStepError::Telegram(LoginError::FloodWait { seconds }) => ApiError::TooManyRequests {
+            retry_after_seconds: u64::from(seconds),
+        },
+        LoginStepError::Telegram(
+            error @ (LoginError::InvalidPhone
+            | LoginError::PhoneBanned
+            | LoginError::SignUpRequired),
+        ) => ApiError::invalid("phone", error.to_string()),
+        LoginStepError::Telegram(error) => ApiError::invalid(field, error.to_string()),
+    }
+}
