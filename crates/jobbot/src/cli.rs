@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config_command;
@@ -27,9 +28,6 @@ pub enum Command {
     /// Check or migrate the channel configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Log a Telegram account in and save its session as DATA_DIR/sessions/SESSION.session:
-    /// phone, then the code Telegram sends, then the two-step verification password if any.
-    /// Needs API_ID and API_HASH (from my.telegram.org) in the environment or DATA_DIR/.env.
     /// Run jobbot against real Telegram: monitor the sources, post vacancies, answer authors
     /// through the agent pools. Needs API_ID / API_HASH and a logged-in main account
     /// (`jobbot login bot_session --phone +…`).
@@ -49,12 +47,42 @@ pub enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Log a Telegram account in and save its session as DATA_DIR/sessions/SESSION.session:
+    /// phone, then the code Telegram sends, then the two-step verification password if any.
+    /// Needs API_ID and API_HASH (from my.telegram.org) in the environment or DATA_DIR/.env.
     Login {
         /// The session name: `bot_session` for the main account, or an agent's session_name.
         session: String,
         /// The account's phone number in international format (asked for when omitted).
         #[arg(long)]
         phone: Option<String>,
+    },
+    /// Benchmarks on the Telegram simulator and of the scheduling policy (no network).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The seed's agent pool against jobbot's, at twice the pool's safe load, on paused time.
+    Pool {
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Pool sizes to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,3,10,100")]
+        agents: Vec<u32>,
+        /// Simulated minutes per run.
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
+    },
+    /// The cost of one scheduling pick in a large pool, against a naive full scan.
+    Pick {
+        #[arg(long, default_value_t = 10_000)]
+        agents: u32,
+        /// Picks per policy, split into batches.
+        #[arg(long, default_value_t = 1_000_000)]
+        iterations: u64,
     },
 }
 
@@ -218,5 +246,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::demo::run(&data_dir, options).await
         }
         Command::Run { listen } => crate::run_command::run(&data_dir, listen).await,
+        Command::Bench(command) => {
+            // The benchmarks build their own (paused-time) runtimes, which cannot be started
+            // from inside this one's worker threads.
+            tokio::task::spawn_blocking(move || bench(command))
+                .await
+                .context("the benchmark thread panicked")?
+        }
     }
+}
+
+fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        BenchCommand::Pool {
+            json,
+            agents,
+            minutes,
+        } => {
+            crate::bench::run_pool(&agents, minutes, json.as_deref(), &mut out)?;
+        }
+        BenchCommand::Pick { agents, iterations } => {
+            crate::bench::run_pick(agents, iterations, &mut out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

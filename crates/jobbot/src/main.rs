@@ -2,6 +2,7 @@
 //! crates. It holds no logic of its own beyond wiring.
 
 mod app;
+mod bench;
 mod cli;
 mod config_command;
 mod demo;
