@@ -47,9 +47,15 @@ const RECRUITER_NAMES: [(&str, &str); 12] = [
 
 impl DemoWorld {
     pub fn build(seed: u64) -> Self {
-        // The simulator's documented defaults, except a seed of the demo's own.
+        // The simulator's documented defaults, except a seed of the demo's own and today's date
+        // (messages are dated by the simulator's clock; monitoring ignores old ones).
+        let start_unix_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs() as i64)
+            .unwrap_or_default();
         let world = SimWorld::new(SimParams {
             seed,
+            start_unix_time,
             ..SimParams::default()
         });
         let main_account = world.create_account(
@@ -88,6 +94,11 @@ impl DemoWorld {
         let operator = world.create_user(NewUser::named("Оператор"));
         let crm_group =
             world.create_group("Python — CRM (демо)", None, true, &[main_account, operator]);
+        // The group's owner made the agents admins with the right to manage topics (creating a
+        // topic needs it); they also have the invite link the configuration names.
+        for (_, _, agent) in &agents {
+            world.add_admin(crm_group, *agent);
+        }
         let crm_invite = world.create_invite(crm_group);
         let recruiters = RECRUITER_NAMES
             .iter()
