@@ -37,6 +37,23 @@ pub enum Command {
         #[arg(long)]
         phone: Option<String>,
     },
+    /// Show what routing would do with one message read from stdin, as JSON: the channels it
+    /// matches and the keywords that decided each, why every other channel did not take it, the
+    /// contacts in it and whom the CRM would write to. Works without a configuration (then only
+    /// contacts are shown).
+    Inspect {
+        /// The source channel the message came from (`@name`, a t.me link or an id): only the
+        /// channels listing it are considered, and its own username is never the CRM target.
+        #[arg(long)]
+        source: Option<String>,
+        /// The configuration (default: DATA_DIR/configs/channels_config.json when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Benchmark the keyword filters against the original per-channel substring loop.
+    // Temporary top-level name: it becomes `jobbot bench filters` when merged with the `bench`
+    // command group.
+    BenchFilters(crate::bench_filters::FiltersBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,5 +198,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config_command::migrate(&file.unwrap_or_else(|| data_dir.config_file())).await
         }
         Command::Login { session, phone } => login(&data_dir, &session, phone).await,
+        Command::Inspect { source, config } => {
+            crate::inspect::run(&data_dir.config_file(), config, source.as_deref())
+        }
+        Command::BenchFilters(args) => crate::bench_filters::run_filters_bench(args),
     }
 }

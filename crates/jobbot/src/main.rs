@@ -1,8 +1,10 @@
 //! The `jobbot` command: parses the command line, sets up logging, and hands off to the library
 //! crates. It holds no logic of its own beyond wiring.
 
+mod bench_filters;
 mod cli;
 mod config_command;
+mod inspect;
 mod login_command;
 
 use std::process::ExitCode;
