@@ -51,7 +51,11 @@ pub fn run(
 /// Channels are taken the way routing takes them: only enabled channels are evaluated, and with
 /// a `source` only the channels whose `input_sources` list it (in any written form, since both
 /// sides are [`SourceRef`]s).
-pub fn inspect(text: &str, config: Option<&Config>, source: Option<&SourceRef>) -> anyhow::Result<Value> {
+pub fn inspect(
+    text: &str,
+    config: Option<&Config>,
+    source: Option<&SourceRef>,
+) -> anyhow::Result<Value> {
     let mut matched_channels = Vec::new();
     let mut explain = Vec::new();
     if let Some(config) = config {
