@@ -57,6 +57,19 @@ pub enum Command {
         #[arg(long)]
         phone: Option<String>,
     },
+    /// Show what routing would do with one message read from stdin, as JSON: the channels it
+    /// matches and the keywords that decided each, why every other channel did not take it, the
+    /// contacts in it and whom the CRM would write to. Works without a configuration (then only
+    /// contacts are shown).
+    Inspect {
+        /// The source channel the message came from (`@name`, a t.me link or an id): only the
+        /// channels listing it are considered, and its own username is never the CRM target.
+        #[arg(long)]
+        source: Option<String>,
+        /// The configuration (default: DATA_DIR/configs/channels_config.json when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Benchmarks on the Telegram simulator and of the scheduling policy (no network).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -76,6 +89,8 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 60)]
         minutes: u32,
     },
+    /// The keyword filters against the original per-channel substring loop.
+    Filters(crate::bench_filters::FiltersBenchArgs),
     /// The cost of one scheduling pick in a large pool, against a naive full scan.
     Pick {
         #[arg(long, default_value_t = 10_000)]
@@ -253,6 +268,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .context("the benchmark thread panicked")?
         }
+        Command::Inspect { source, config } => {
+            crate::inspect::run(&data_dir.config_file(), config, source.as_deref())
+        }
     }
 }
 
@@ -268,6 +286,10 @@ fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Pick { agents, iterations } => {
             crate::bench::run_pick(agents, iterations, &mut out)?;
+        }
+        BenchCommand::Filters(args) => {
+            drop(out);
+            return crate::bench_filters::run_filters_bench(args);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -3,9 +3,11 @@
 
 mod app;
 mod bench;
+mod bench_filters;
 mod cli;
 mod config_command;
 mod demo;
+mod inspect;
 mod login_command;
 mod run_command;
 

@@ -185,3 +185,227 @@ fn run_refuses_to_start_without_a_logged_in_main_account() {
         "the API hash is never printed: {stderr}"
     );
 }
+
+/// Runs `jobbot inspect` with `text` on stdin; returns the exit status, the parsed JSON (Null
+/// when stdout is not JSON) and stderr.
+fn inspect(data_dir: &Path, args: &[&str], text: &str) -> (Output, serde_json::Value) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("inspect")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the jobbot binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (output, report)
+}
+
+fn channel_ids(list: &serde_json::Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|channel| channel["id"].as_str().unwrap())
+        .collect()
+}
+
+/// Two enabled channels with different sources, in the current format.
+const INSPECT_CONFIG: &str = r#"{
+  "output_channels": [
+    {
+      "id": "python", "name": "Python Jobs", "telegram_id": -1001234567890, "enabled": true,
+      "input_sources": ["https://t.me/python_jobs_feed", "@remote_it_vacancies"],
+      "filters": {"include_keywords": ["Python", "django"], "exclude_keywords": ["стажировка"]}
+    },
+    {
+      "id": "rust", "name": "Rust Jobs", "telegram_id": -1001234567891, "enabled": true,
+      "input_sources": ["@remote_it_vacancies"],
+      "filters": {"include_keywords": ["rust", "\"async\""], "require_all_includes": true}
+    }
+  ]
+}"#;
+
+#[test]
+fn inspect_without_a_configuration_shows_contacts_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "Ищем Python-разработчика. Резюме на hr@gmail.com, вопросы в t.me/recruiter_ivan, \
+                тел. 8 (999) 123-45-67";
+    let (output, report) = inspect(dir.path(), &[], text);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report["matched_channels"], serde_json::json!([]));
+    assert_eq!(report["explain"], serde_json::json!([]));
+    assert_eq!(
+        report["contacts"],
+        serde_json::json!({
+            "telegram": ["@recruiter_ivan"],
+            "emails": ["hr@gmail.com"],
+            "phones": ["+79991234567"],
+        })
+    );
+    assert_eq!(report["crm_target"], "@recruiter_ivan");
+
+    let (_, nobody) = inspect(
+        dir.path(),
+        &[],
+        "Подписывайтесь на наш канал @it_jobs_channel",
+    );
+    assert_eq!(nobody["crm_target"], serde_json::Value::Null);
+}
+
+#[test]
+fn inspect_names_the_matched_keywords_and_explains_the_channels_that_did_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), INSPECT_CONFIG);
+    let (output, report) = inspect(
+        dir.path(),
+        &[],
+        "Senior Python/Django + Rust developer, asynchronous everything. Пишите @hr_anna_petrova",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        report["matched_channels"],
+        serde_json::json!([{"id": "python", "name": "Python Jobs", "keywords": ["Python", "django"]}])
+    );
+    assert_eq!(
+        report["explain"],
+        serde_json::json!([{
+            "id": "rust",
+            "name": "Rust Jobs",
+            "reason": "include_keywords_missing",
+            "require_all_includes": true,
+            "matched_includes": ["rust"],
+            "missing_includes": ["\"async\""],
+        }])
+    );
+    assert_eq!(report["crm_target"], "@hr_anna_petrova");
+
+    let (_, excluded) = inspect(dir.path(), &[], "Стажировка: Python, Rust, async");
+    assert_eq!(channel_ids(&excluded["matched_channels"]), vec!["rust"]);
+    assert_eq!(excluded["explain"][0]["reason"], "exclude_keyword_found");
+    assert_eq!(
+        excluded["explain"][0]["excludes_found"],
+        serde_json::json!(["стажировка"])
+    );
+}
+
+#[test]
+fn inspect_with_a_source_considers_only_the_channels_listing_it_in_any_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), INSPECT_CONFIG);
+    let text = "Python and Rust, async, remote";
+    let check = |source: &str, expected_matched: &[&str]| {
+        let (output, report) = inspect(
+            dir.path(),
+            &["--source", source, "--config", config.to_str().unwrap()],
+            text,
+        );
+        assert!(output.status.success(), "{source}");
+        assert_eq!(
+            channel_ids(&report["matched_channels"]),
+            expected_matched,
+            "{source}"
+        );
+        report
+    };
+    let only_python = check("@Python_Jobs_Feed", &["python"]);
+    assert_eq!(only_python["source"], "@Python_Jobs_Feed");
+    assert_eq!(
+        only_python["explain"],
+        serde_json::json!([{"id": "rust", "name": "Rust Jobs", "reason": "source_not_listed"}])
+    );
+    check("https://t.me/remote_it_vacancies/42", &["python", "rust"]);
+    check("@somewhere_else", &[]);
+
+    let (bad, _) = inspect(dir.path(), &["--source", "not a source"], text);
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn inspect_refuses_an_invalid_configuration_listing_its_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &INSPECT_CONFIG
+            .replace("-1001234567891", "12345")
+            .replace("\"\\\"async\\\"\"", "\"\\\"\\\"\""),
+    );
+    let (output, _) = inspect(dir.path(), &[], "Python");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("output_channels[1].telegram_id"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("between the quotes"), "{stderr}");
+
+    let (missing, _) = inspect(dir.path(), &["--config", "/nonexistent/config.json"], "x");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("could not read"),
+        "an explicit --config must exist"
+    );
+}
+
+#[test]
+fn filters_benchmark_writes_one_result_per_channel_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_file = dir.path().join("bench.json");
+    let output = jobbot(
+        dir.path(),
+        &[
+            "bench",
+            "filters",
+            "--channels",
+            "10,30",
+            "--iterations",
+            "2",
+            "--json",
+            json_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout(&output).contains("jobbot msg/s"),
+        "{}",
+        stdout(&output)
+    );
+    let document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
+    let results = document["results"].as_array().unwrap();
+    let channels: Vec<u64> = results
+        .iter()
+        .map(|result| result["channels"].as_u64().unwrap())
+        .collect();
+    assert_eq!(channels, vec![10, 30]);
+    for result in results {
+        assert_eq!(result["keywords_per_channel"], 20);
+        for field in ["jobbot_msgs_per_s", "naive_msgs_per_s", "ratio"] {
+            let value = result[field].as_f64().unwrap_or(-1.0);
+            assert!(value > 0.0 && value.is_finite(), "{field} in {result}");
+        }
+    }
+}

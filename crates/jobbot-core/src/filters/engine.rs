@@ -7,8 +7,13 @@
 //! answer). Channels whose keywords do not occur in the text cost nothing.
 //!
 //! Layout: every distinct normalised keyword is one automaton pattern. `uses` lists, for each
-//! pattern, the (channel, include/exclude, position) entries that use it, flattened into one
-//! array indexed by `use_starts` so the hot loop touches contiguous memory.
+//! pattern, the (channel, include/exclude) entries that use it, flattened into one array indexed
+//! by `use_starts` so the hot loop touches contiguous memory.
+//!
+//! Per message, [`FilterEngine::evaluate`] keeps one counter per channel (found includes, or
+//! "excluded") and the list of channels touched, then sorts only that list. Sorting every
+//! (channel, keyword) touch instead cost more than the automaton itself at 1,000 channels, where
+//! a message touches over a thousand keyword uses.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -75,6 +80,10 @@ pub struct CompileError {
 struct CompiledChannel<K> {
     key: K,
     includes: Vec<CompiledKeyword>,
+    /// `includes` again, compact: [`Scan::flags`] index and the flag that keyword needs. Listing
+    /// a matched channel's keywords reads this, and at 1,000 channels a message matches hundreds
+    /// of channels, so it must stay small and contiguous.
+    include_lookups: Vec<(u32, u8)>,
     excludes: Vec<CompiledKeyword>,
     require_all_includes: bool,
 }
@@ -85,9 +94,8 @@ struct CompiledKeyword {
     pattern: u32,
 }
 
-/// Which list of a channel a keyword is in. Excludes sort first so a channel's group of touches
-/// starts with its excludes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Which list of a channel a keyword is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum List {
     Exclude,
     Include,
@@ -97,16 +105,42 @@ enum List {
 struct PatternUse {
     channel: u32,
     list: List,
-    /// Position of the keyword in its list.
-    position: u32,
     whole_word: bool,
 }
 
-/// A pattern found in the text, and whether at least one occurrence was a whole word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct PatternHit {
-    pattern: u32,
-    as_whole_word: bool,
+/// The patterns found in one text.
+struct Scan {
+    /// Per pattern: [`OCCURS`] and [`OCCURS_AS_WHOLE_WORD`] bits.
+    flags: Vec<u8>,
+    /// The distinct patterns found, in order of first occurrence.
+    found: Vec<u32>,
+}
+
+const OCCURS: u8 = 1;
+const OCCURS_AS_WHOLE_WORD: u8 = 2;
+
+/// The counter of a channel that an exclude keyword occurred in.
+const EXCLUDED: u32 = u32::MAX;
+
+impl Scan {
+    fn contains(&self, keyword: &CompiledKeyword) -> bool {
+        self.has(keyword.pattern, needed_flag(&keyword.keyword))
+    }
+
+    fn has(&self, pattern: u32, needed: u8) -> bool {
+        self.flags
+            .get(pattern as usize)
+            .is_some_and(|flags| flags & needed != 0)
+    }
+}
+
+/// The [`Scan::flags`] bit a keyword needs in order to count as found.
+fn needed_flag(keyword: &Keyword) -> u8 {
+    if keyword.whole_word {
+        OCCURS_AS_WHOLE_WORD
+    } else {
+        OCCURS
+    }
 }
 
 impl<K: Clone> FilterEngine<K> {
@@ -125,7 +159,7 @@ impl<K: Clone> FilterEngine<K> {
                                     list: List|
              -> Result<Vec<CompiledKeyword>, CompileError> {
                 let mut compiled = Vec::with_capacity(written.len());
-                for (position, text) in written.iter().enumerate() {
+                for text in written {
                     let keyword = parse_keyword(text).map_err(|error| CompileError {
                         channel_index,
                         keyword: text.clone(),
@@ -139,7 +173,6 @@ impl<K: Clone> FilterEngine<K> {
                     uses_by_pattern[pattern as usize].push(PatternUse {
                         channel,
                         list,
-                        position: to_u32(position),
                         whole_word: keyword.whole_word,
                     });
                     compiled.push(CompiledKeyword { keyword, pattern });
@@ -153,6 +186,10 @@ impl<K: Clone> FilterEngine<K> {
             }
             compiled_channels.push(CompiledChannel {
                 key: key.clone(),
+                include_lookups: includes
+                    .iter()
+                    .map(|keyword| (keyword.pattern, needed_flag(&keyword.keyword)))
+                    .collect(),
                 includes,
                 excludes,
                 require_all_includes: filters.require_all_includes,
@@ -207,32 +244,35 @@ impl<K> FilterEngine<K> {
 
     /// Every channel whose filters the text passes, in channel order.
     pub fn evaluate(&self, text: &str) -> Vec<ChannelMatch<'_, K>> {
-        let hits = self.scan(text);
+        let scan = self.scan(text);
 
-        // One entry per (channel, list, keyword position) that occurred; sorted, a channel's
-        // entries are adjacent, its excludes first.
-        let mut touches: Vec<(u32, List, u32)> = Vec::new();
-        for hit in &hits {
-            for pattern_use in self.uses_of(hit.pattern) {
-                if pattern_use.whole_word && !hit.as_whole_word {
+        // Per channel: how many of its include keywords occurred, or EXCLUDED. A channel's
+        // include positions are distinct keyword uses, so the count reaches `includes.len()`
+        // exactly when every include occurred.
+        let mut found_includes = vec![0u32; self.channels.len()];
+        let mut touched: Vec<u32> = Vec::new();
+        for &pattern in &scan.found {
+            let as_whole_word = scan.flags[pattern as usize] & OCCURS_AS_WHOLE_WORD != 0;
+            for pattern_use in self.uses_of(pattern) {
+                if pattern_use.whole_word && !as_whole_word {
                     continue;
                 }
-                touches.push((pattern_use.channel, pattern_use.list, pattern_use.position));
+                let counter = &mut found_includes[pattern_use.channel as usize];
+                if *counter == 0 {
+                    touched.push(pattern_use.channel);
+                }
+                *counter = match pattern_use.list {
+                    List::Exclude => EXCLUDED,
+                    List::Include if *counter == EXCLUDED => EXCLUDED,
+                    List::Include => *counter + 1,
+                };
             }
         }
-        // Stable sort on purpose: each pattern's uses are stored in channel order, so `touches`
-        // is a few sorted runs back to back, which the stable sort merges in O(n log runs).
-        touches.sort();
-        touches.dedup();
+        touched.sort_unstable();
 
         let mut matches = Vec::new();
         let mut defaults = self.channels_without_includes.iter().copied().peekable();
-        let mut rest = touches.as_slice();
-        while !rest.is_empty() {
-            let channel = rest[0].0;
-            let group_length = rest.iter().take_while(|touch| touch.0 == channel).count();
-            let (group, after) = rest.split_at(group_length);
-            rest = after;
+        for channel in touched {
             // Default-matching channels before this one had no occurrence at all: they match.
             while let Some(&default) = defaults.peek().filter(|&&default| default < channel) {
                 matches.push(self.default_match(default));
@@ -241,24 +281,27 @@ impl<K> FilterEngine<K> {
             if defaults.peek() == Some(&channel) {
                 defaults.next();
             }
-            if group[0].1 == List::Exclude {
+            let includes_found = found_includes[channel as usize];
+            if includes_found == EXCLUDED {
                 continue;
             }
             let compiled = &self.channels[channel as usize];
-            let includes_found = group.len();
             let passes = if compiled.require_all_includes {
-                includes_found == compiled.includes.len()
+                includes_found as usize == compiled.includes.len()
             } else {
                 includes_found > 0 || compiled.includes.is_empty()
             };
             if passes {
+                let mut matched_keywords = Vec::with_capacity(includes_found as usize);
+                for (position, &(pattern, needed)) in compiled.include_lookups.iter().enumerate() {
+                    if scan.has(pattern, needed) {
+                        matched_keywords.push(compiled.includes[position].keyword.written());
+                    }
+                }
                 matches.push(ChannelMatch {
                     index: channel as usize,
                     channel: &compiled.key,
-                    matched_keywords: group
-                        .iter()
-                        .map(|touch| compiled.includes[touch.2 as usize].keyword.written())
-                        .collect(),
+                    matched_keywords,
                 });
             }
         }
@@ -269,11 +312,8 @@ impl<K> FilterEngine<K> {
     /// The verdict of every channel on the text, matched or not, with the keywords that
     /// decided it. Slower than [`Self::evaluate`] (it visits every channel); for diagnostics.
     pub fn explain(&self, text: &str) -> Vec<ChannelVerdict<'_, K>> {
-        let hits = self.scan(text);
-        let found = |keyword: &CompiledKeyword| {
-            hits.binary_search_by_key(&keyword.pattern, |hit| hit.pattern)
-                .is_ok_and(|at| hits[at].as_whole_word || !keyword.keyword.whole_word)
-        };
+        let scan = self.scan(text);
+        let found = |keyword: &CompiledKeyword| scan.contains(keyword);
         self.channels
             .iter()
             .enumerate()
@@ -327,31 +367,33 @@ impl<K> FilterEngine<K> {
         &self.uses[start..end]
     }
 
-    /// The distinct patterns occurring in the text, sorted by pattern id.
-    fn scan(&self, text: &str) -> Vec<PatternHit> {
+    /// The patterns occurring in the text, and whether each occurred as a whole word.
+    fn scan(&self, text: &str) -> Scan {
         let Some(automaton) = &self.automaton else {
-            return Vec::new();
+            return Scan {
+                flags: Vec::new(),
+                found: Vec::new(),
+            };
         };
         let mut normalized = String::with_capacity(text.len() + text.len() / 8);
         normalize_into(text, &mut normalized);
-        let mut hits: Vec<PatternHit> = automaton
-            .find_overlapping_iter(normalized.as_str())
-            .map(|found| PatternHit {
-                pattern: found.pattern().as_u32(),
-                as_whole_word: is_whole_word_at(&normalized, found.start(), found.end()),
-            })
-            .collect();
-        // Sorting puts a pattern's whole-word occurrence last in its run; keep that flag.
-        hits.sort_unstable();
-        hits.dedup_by(|later, earlier| {
-            if later.pattern == earlier.pattern {
-                earlier.as_whole_word |= later.as_whole_word;
-                true
-            } else {
-                false
+        let mut flags = vec![0u8; automaton.patterns_len()];
+        let mut found = Vec::new();
+        for occurrence in automaton.find_overlapping_iter(normalized.as_str()) {
+            let pattern = occurrence.pattern().as_u32();
+            let pattern_flags = &mut flags[pattern as usize];
+            if *pattern_flags == 0 {
+                found.push(pattern);
             }
-        });
-        hits
+            // The boundary check is needed only until one whole-word occurrence is seen.
+            if *pattern_flags & OCCURS_AS_WHOLE_WORD == 0
+                && is_whole_word_at(&normalized, occurrence.start(), occurrence.end())
+            {
+                *pattern_flags |= OCCURS_AS_WHOLE_WORD;
+            }
+            *pattern_flags |= OCCURS;
+        }
+        Scan { flags, found }
     }
 }
 
