@@ -409,3 +409,90 @@ fn filters_benchmark_writes_one_result_per_channel_count() {
         }
     }
 }
+
+/// `GET path` with a bearer token over plain HTTP/1.1; the body.
+fn http_get(address: &str, path: &str, token: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// The README's main command: the demo serves the API, and within a minute of simulated
+/// Telegram traffic it has sent notifications and delivered auto-responses. (The deadline only
+/// bounds the wait; nothing is asserted about how long it took.)
+#[test]
+fn the_demo_sends_notifications_and_auto_responses() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "demo-test-token-0123456789";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["demo", "--listen", "127.0.0.1:0", "--pace-ms", "300"])
+        .env("JOBBOT_API_TOKEN", token)
+        .env("JOBBOT_ADMIN_PASSWORD", "demo-admin-password")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut address = None;
+    let mut printed = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(url) = line.trim().strip_prefix("web interface: http://") {
+            address = Some(url.to_owned());
+        }
+        printed.push(line);
+        if address.is_some() && printed.iter().any(|l| l.contains("Ctrl-C")) {
+            break;
+        }
+    }
+    let address = address.unwrap_or_else(|| panic!("the demo printed its address: {printed:?}"));
+    assert!(
+        printed.iter().any(|line| line.contains("admin password")),
+        "{printed:?}"
+    );
+    assert!(
+        !printed
+            .iter()
+            .any(|line| line.contains("demo-admin-password")),
+        "the password is not echoed"
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut last = String::new();
+    let reached = loop {
+        if let Some(body) = http_get(&address, "/api/stats", token) {
+            let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let notifications = stats["notifications_sent"].as_u64().unwrap_or(0);
+            let auto_responses = stats["auto_responses_sent"].as_u64().unwrap_or(0);
+            if notifications > 0 && auto_responses > 0 {
+                break true;
+            }
+            last = body;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        reached,
+        "no notification and auto-response in the demo's stats: {last}"
+    );
+}
