@@ -92,7 +92,7 @@ pub async fn run(data_dir: &DataDir, listen: SocketAddr) -> anyhow::Result<ExitC
         store: Arc::new(store),
         config,
         settings: EngineSettings::default(),
-        monitor: MonitorSettings::default(),
+        monitor: monitor_settings(data_dir)?,
         crm: CrmSettings::default(),
         clock: EngineClock::start(),
         web: Some((listener, auth)),
@@ -103,6 +103,17 @@ pub async fn run(data_dir: &DataDir, listen: SocketAddr) -> anyhow::Result<ExitC
     tracing::info!("остановка…");
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `MAX_MESSAGE_AGE_HOURS` (the original's variable) from the environment or `.env`.
+fn monitor_settings(data_dir: &DataDir) -> anyhow::Result<MonitorSettings> {
+    let mut settings = MonitorSettings::default();
+    if let Some(hours) = data_dir.variables()("MAX_MESSAGE_AGE_HOURS") {
+        settings.max_age_hours = hours.trim().parse().map_err(|_| {
+            anyhow::anyhow!("MAX_MESSAGE_AGE_HOURS: {hours:?} is not a whole number of hours")
+        })?;
+    }
+    Ok(settings)
 }
 
 /// Refuses to start without a usable main account, pointing at `jobbot login`.
