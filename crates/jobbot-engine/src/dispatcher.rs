@@ -311,16 +311,29 @@ impl Dispatcher {
                 let _ = reply.send(view);
             }
             Command::PeekAgent(channel, reply) => {
+                // Informational (the seed's `get_available_agent`): the least busy member that
+                // could send a first contact now, without reserving anything.
                 let now = self.clock.now();
-                let agent = self.pools.get(&channel).and_then(|pool| {
-                    let mut scheduler = self.scheduler.clone();
-                    match scheduler.pick(*pool, &Request::first_contact(), now, &mut self.rng) {
-                        Decision::Send(agent) => {
-                            scheduler.agent(agent).map(|a| a.session().clone())
-                        }
-                        _ => None,
-                    }
-                });
+                let agent = self
+                    .pools
+                    .get(&channel)
+                    .and_then(|pool| self.scheduler.pool_status(*pool, now))
+                    .and_then(|status| {
+                        status
+                            .agents
+                            .into_iter()
+                            .filter(|agent| {
+                                agent.state == ConnectionState::Ready
+                                    && agent.flood_wait_until.is_none()
+                                    && agent.peer_flood_until.is_none()
+                                    && agent.pacing_headroom > 0
+                                    && agent.cold_dms_last_day < agent.cold_dms_per_day
+                            })
+                            .min_by_key(|agent| {
+                                (agent.in_flight, std::cmp::Reverse(agent.pacing_headroom))
+                            })
+                            .map(|agent| agent.session)
+                    });
                 let _ = reply.send(agent);
             }
             Command::SetPaused(sessions, pause, reply) => {
@@ -452,9 +465,8 @@ impl Dispatcher {
             let Some(queued) = self.messages.remove(&id) else {
                 continue;
             };
-            if let Some(queue) = self.queues.get_mut(&queued.queue) {
-                queue.retain(|queued_id| *queued_id != id);
-            }
+            // Its id stays in its queue; `drain_queue` drops ids with no message (removing it
+            // here would cost a scan of the queue per expired message).
             let reason = format!(
                 "not delivered within its time to live: {}",
                 queued
