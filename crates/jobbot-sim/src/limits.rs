@@ -163,12 +163,19 @@ mod tests {
         assert_eq!(bucket.take(&LIMIT, start), Err(40));
         // A shorter block does not cut a longer one short.
         bucket.block_until(start + Duration::from_secs(5));
-        assert_eq!(bucket.take(&LIMIT, start + Duration::from_secs(10)), Err(30));
+        assert_eq!(
+            bucket.take(&LIMIT, start + Duration::from_secs(10)),
+            Err(30)
+        );
         let after = start + Duration::from_secs(40);
         for _ in 0..5 {
             assert_eq!(bucket.take(&LIMIT, after), Ok(()));
         }
-        assert_eq!(bucket.take(&LIMIT, after), Err(30), "the first violation: not doubled");
+        assert_eq!(
+            bucket.take(&LIMIT, after),
+            Err(30),
+            "the first violation: not doubled"
+        );
     }
 
     #[test]

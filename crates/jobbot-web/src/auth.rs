@@ -490,7 +490,9 @@ pub async fn revoke_token(
 #[utoipa::path(get, path = "/login", tag = "auth",
     responses((status = 200, content_type = "text/html", description = "The login form")))]
 pub async fn login_page(headers: HeaderMap) -> Html<String> {
-    Html(crate::pages::admin_login_page(crate::pages::lang_of(&headers)))
+    Html(crate::pages::admin_login_page(crate::pages::lang_of(
+        &headers,
+    )))
 }
 
 fn digest(secret: &str) -> Digest32 {

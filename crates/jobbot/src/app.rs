@@ -48,10 +48,7 @@ pub async fn start(parts: AppParts) -> anyhow::Result<RunningApp> {
 }
 
 /// [`start`], with `extra` web routes beside the API (behind the same authentication).
-pub async fn start_with(
-    parts: AppParts,
-    extra: Option<ExtraRoutes>,
-) -> anyhow::Result<RunningApp> {
+pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::Result<RunningApp> {
     let config_watch = parts
         .config
         .watch()

@@ -60,7 +60,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("excluded", "Исключить", "Exclude"),
     ("edit", "Редактировать", "Edit"),
     ("delete", "Удалить", "Delete"),
-    ("confirm_delete", "Удалить канал «{name}»?", "Delete channel “{name}”?"),
+    (
+        "confirm_delete",
+        "Удалить канал «{name}»?",
+        "Delete channel “{name}”?",
+    ),
     ("no_channels", "Каналов пока нет.", "No channels yet."),
     ("form_new_title", "Новый канал", "New channel"),
     ("form_edit_title", "Редактирование канала", "Edit channel"),
@@ -68,7 +72,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("field_id", "ID канала", "Channel ID"),
     ("field_id_help", "Пусто — сгенерировать", "Empty: generated"),
     ("field_name", "Название канала", "Channel name"),
-    ("field_telegram_id", "Telegram ID канала", "Telegram channel ID"),
+    (
+        "field_telegram_id",
+        "Telegram ID канала",
+        "Telegram channel ID",
+    ),
     ("field_enabled", "Канал активен", "Channel enabled"),
     ("section_sources", "Источники", "Input sources"),
     (
@@ -93,7 +101,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "Require all include keywords",
     ),
     ("section_crm", "CRM", "CRM"),
-    ("field_crm_enabled", "CRM Функциональность", "CRM functionality"),
+    (
+        "field_crm_enabled",
+        "CRM Функциональность",
+        "CRM functionality",
+    ),
     ("field_crm_group", "ID CRM группы", "CRM group ID"),
     ("agents_label", "Агенты", "Agents"),
     ("add_agent", "Добавить агента", "Add agent"),
@@ -101,8 +113,16 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("agent_session", "Имя сессии", "Session name"),
     ("remove_agent", "Удалить агента", "Remove agent"),
     ("section_responses", "Автоответ", "Auto-response"),
-    ("field_auto_response", "Автоответ включён", "Auto-response enabled"),
-    ("field_template", "Шаблон автоответа", "Auto-response template"),
+    (
+        "field_auto_response",
+        "Автоответ включён",
+        "Auto-response enabled",
+    ),
+    (
+        "field_template",
+        "Шаблон автоответа",
+        "Auto-response template",
+    ),
     ("field_ai", "AI-диалог", "AI conversation"),
     (
         "field_instant",
@@ -142,14 +162,22 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "Conflict: the channel changed after this form was opened. Your changes were not saved — reload the page and make them again.",
     ),
     ("reload", "Перезагрузить", "Reload"),
-    ("errors_below", "Исправьте отмеченные поля.", "Fix the marked fields."),
+    (
+        "errors_below",
+        "Исправьте отмеченные поля.",
+        "Fix the marked fields.",
+    ),
     ("error_generic", "Ошибка", "Error"),
     ("agents_title", "Агенты", "Agents"),
     ("col_agent", "Агент", "Agent"),
     ("col_channels", "Каналы", "Channels"),
     ("col_state", "Состояние", "State"),
     ("col_headroom", "Запас темпа", "Pacing headroom"),
-    ("col_sent", "Отправлено мин / час / день", "Sent min / hour / day"),
+    (
+        "col_sent",
+        "Отправлено мин / час / день",
+        "Sent min / hour / day",
+    ),
     ("col_error", "Последняя ошибка", "Last error"),
     ("col_actions", "Действия", "Actions"),
     ("pause", "Пауза", "Pause"),
@@ -186,7 +214,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ),
     ("bulk_added", "Добавлено: {count}", "Added: {count}"),
     ("chart_title", "Отправлено по часам", "Sent per hour"),
-    ("chart_empty", "Пока ничего не отправлено.", "Nothing sent yet."),
+    (
+        "chart_empty",
+        "Пока ничего не отправлено.",
+        "Nothing sent yet.",
+    ),
     ("no_agents", "Агентов нет.", "No agents."),
     (
         "confirm_remove_agent",
@@ -259,7 +291,10 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for (key, ru, en) in LABELS {
             assert!(seen.insert(*key), "{key} twice");
-            assert!(!ru.is_empty() && !en.is_empty(), "{key} lacks a translation");
+            assert!(
+                !ru.is_empty() && !en.is_empty(),
+                "{key} lacks a translation"
+            );
         }
     }
 

@@ -118,8 +118,16 @@ fn is_local_path(path: &str) -> bool {
 
 const ASSETS: &[(&str, &str, &str)] = &[
     ("app.css", "text/css", include_str!("assets/app.css")),
-    ("common.js", "text/javascript", include_str!("assets/common.js")),
-    ("login.js", "text/javascript", include_str!("assets/login.js")),
+    (
+        "common.js",
+        "text/javascript",
+        include_str!("assets/common.js"),
+    ),
+    (
+        "login.js",
+        "text/javascript",
+        include_str!("assets/login.js"),
+    ),
     (
         "channels.js",
         "text/javascript",
@@ -130,20 +138,31 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript",
         include_str!("assets/channel_form.js"),
     ),
-    ("agents.js", "text/javascript", include_str!("assets/agents.js")),
+    (
+        "agents.js",
+        "text/javascript",
+        include_str!("assets/agents.js"),
+    ),
     (
         "vacancies.js",
         "text/javascript",
         include_str!("assets/vacancies.js"),
     ),
-    ("logins.js", "text/javascript", include_str!("assets/logins.js")),
+    (
+        "logins.js",
+        "text/javascript",
+        include_str!("assets/logins.js"),
+    ),
 ];
 
 async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(known, _, _)| *known == name) {
         Some((_, content_type, body)) => (
             [
-                (header::CONTENT_TYPE, format!("{content_type}; charset=utf-8")),
+                (
+                    header::CONTENT_TYPE,
+                    format!("{content_type}; charset=utf-8"),
+                ),
                 (header::CACHE_CONTROL, "no-cache".to_owned()),
             ],
             *body,
@@ -205,11 +224,12 @@ impl Layout<'_> {
         let mut links = String::new();
         if self.csrf.is_some() {
             for (href, page, key) in nav {
-                let current = if self.page == page || (page == "channels" && self.page == "channel_form") {
-                    " class=\"active\" aria-current=\"page\""
-                } else {
-                    ""
-                };
+                let current =
+                    if self.page == page || (page == "channels" && self.page == "channel_form") {
+                        " class=\"active\" aria-current=\"page\""
+                    } else {
+                        ""
+                    };
                 links.push_str(&format!(
                     "<a href=\"{href}\"{current}>{}</a>",
                     esc(t(lang, key))
@@ -312,7 +332,10 @@ async fn channels_page(
         ("stat_agents", sessions.len()),
         (
             "stat_crm",
-            channels.iter().filter(|channel| channel.crm_enabled).count(),
+            channels
+                .iter()
+                .filter(|channel| channel.crm_enabled)
+                .count(),
         ),
     ];
     let mut body = format!(
@@ -642,7 +665,11 @@ fn channel_form(
             channel.filters.require_all_includes
         ),
         section_crm = esc(t(lang, "section_crm")),
-        crm_field = checkbox(t(lang, "field_crm_enabled"), "crm_enabled", channel.crm_enabled),
+        crm_field = checkbox(
+            t(lang, "field_crm_enabled"),
+            "crm_enabled",
+            channel.crm_enabled
+        ),
         crm_group_field = field(
             t(lang, "field_crm_group"),
             "crm_group_id",
@@ -875,7 +902,10 @@ async fn logins_page(
     )];
     for channel in &snapshot.document.output_channels {
         for agent in &channel.agents {
-            if !accounts.iter().any(|(session, _)| *session == agent.session_name) {
+            if !accounts
+                .iter()
+                .any(|(session, _)| *session == agent.session_name)
+            {
                 accounts.push((agent.session_name.clone(), agent.phone.clone()));
             }
         }
@@ -932,7 +962,8 @@ mod tests {
 
     #[test]
     fn the_language_switch_only_returns_to_local_paths() {
-        let check = |path: &str, expected: bool| assert_eq!(is_local_path(path), expected, "{path}");
+        let check =
+            |path: &str, expected: bool| assert_eq!(is_local_path(path), expected, "{path}");
         check("/channels/x", true);
         check("/", true);
         check("//evil.example/", false);

@@ -56,7 +56,12 @@ async fn flood_wait(
             "session",
             format!(
                 "not a demo agent (one of {})",
-                controls.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+                controls
+                    .agents
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )]));
     };

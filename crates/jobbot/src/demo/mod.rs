@@ -74,25 +74,28 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
             crm_group,
         })
     });
-    let running = app::start_with(app::AppParts {
-        connector: Arc::new(SimConnector::new(world.world.clone())),
-        store: Arc::new(store),
-        config,
-        settings: EngineSettings {
-            owner: OwnerSettings {
-                health_interval: Duration::from_secs(60),
-                ..OwnerSettings::default()
+    let running = app::start_with(
+        app::AppParts {
+            connector: Arc::new(SimConnector::new(world.world.clone())),
+            store: Arc::new(store),
+            config,
+            settings: EngineSettings {
+                owner: OwnerSettings {
+                    health_interval: Duration::from_secs(60),
+                    ..OwnerSettings::default()
+                },
+                ..EngineSettings::default()
             },
-            ..EngineSettings::default()
+            monitor: MonitorSettings::default(),
+            crm: CrmSettings {
+                seed: options.seed,
+                ..CrmSettings::default()
+            },
+            clock: EngineClock::start(),
+            web: Some((listener, auth)),
         },
-        monitor: MonitorSettings::default(),
-        crm: CrmSettings {
-            seed: options.seed,
-            ..CrmSettings::default()
-        },
-        clock: EngineClock::start(),
-        web: Some((listener, auth)),
-    }, Some(extra))
+        Some(extra),
+    )
     .await?;
     println!(
         "jobbot demo: a simulated Telegram with 3 sources, 2 output channels and a CRM channel with 3 agents"

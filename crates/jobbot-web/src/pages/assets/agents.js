@@ -12,10 +12,12 @@ const agents = new Map();
 function stateOf(agent, now) {
   const live = agent.live;
   if (!live) return {key: 'idle'};
+  const link = (live.link && live.link.state) || 'connecting';
+  // What the operator did, or a session that cannot work, says more than a cooldown.
+  if (['paused', 'dead', 'not_logged_in', 'stopped'].includes(link)) return {key: link};
   if (live.flood_wait_until_unix_ms && live.flood_wait_until_unix_ms > now) {
     return {key: 'flood_wait', until: live.flood_wait_until_unix_ms};
   }
-  const link = (live.link && live.link.state) || 'connecting';
   if (link === 'ready' && live.peer_flood_until_unix_ms && live.peer_flood_until_unix_ms > now) {
     return {key: 'peer_flood', until: live.peer_flood_until_unix_ms};
   }
@@ -33,38 +35,54 @@ function countdown(until, now) {
 function stateCell(agent, now) {
   const state = stateOf(agent, now);
   const badge = el('span', {class: 'badge state-' + state.key, text: t('state_' + state.key)});
-  const cell = el('td', {class: 'state-cell'}, badge);
+  const cell = el('td', {class: 'state-cell', 'data-label': t('col_state')}, badge);
   if (state.until) cell.append(' ', el('span', {class: 'countdown mono', text: countdown(state.until, now)}));
   const paused = agent.live && agent.live.link && agent.live.link.state === 'paused';
   return {cell, key: state.key, paused};
 }
 
+// Updates the table in place: a row per agent, and its buttons are replaced only when what
+// they do changes, so a live update never swallows a click.
 function render() {
   const now = Date.now();
-  tableBody.textContent = '';
   document.getElementById('no-agents').hidden = agents.size > 0;
-  for (const agent of [...agents.values()].sort((a, b) => a.session_name.localeCompare(b.session_name))) {
+  const sorted = [...agents.values()].sort((a, b) => a.session_name.localeCompare(b.session_name));
+  const wanted = new Set(sorted.map((agent) => agent.session_name));
+  tableBody.querySelectorAll('tr[data-session]').forEach((row) => {
+    if (!wanted.has(row.dataset.session)) row.remove();
+  });
+  for (const agent of sorted) {
+    let row = tableBody.querySelector(`tr[data-session="${CSS.escape(agent.session_name)}"]`);
+    if (!row) {
+      row = el('tr', {'data-session': agent.session_name},
+        el('td', {'data-label': t('col_agent')}), el('td', {class: 'channels-cell'}), el('td', {class: 'state-cell'}),
+        el('td', {class: 'num', 'data-label': t('col_headroom')}), el('td', {class: 'num', 'data-label': t('col_sent')}),
+        el('td', {class: 'error-cell'}), el('td', {class: 'actions-cell'}));
+    }
+    tableBody.append(row); // keeps the sorted order
+    const cells = row.children;
     const live = agent.live || {};
     const state = stateCell(agent, now);
-    const channels = el('td', {class: 'channels-cell'}, (agent.channels || []).map((channel) =>
-      el('span', {class: 'tag'}, channel, ' ', el('button', {type: 'button', class: 'tag-remove',
-        title: t('remove'), 'aria-label': t('remove') + ' ' + channel,
-        onclick: () => removeFromChannel(agent.session_name, channel)}, '✕'))));
-    const lastError = live.last_error ? describeError(live.last_error.error) : '';
-    const headroom = agent.live ? String(live.pacing_headroom) : '–';
-    const sent = agent.live ? `${live.sent_last_minute} / ${live.sent_last_hour} / ${live.sent_last_day}` : '–';
-    const toggle = state.paused
-      ? el('button', {type: 'button', class: 'resume', onclick: () => pauseOrResume('resume', agent.session_name)}, t('resume'))
-      : el('button', {type: 'button', class: 'pause', onclick: () => pauseOrResume('pause', agent.session_name)}, t('pause'));
-    tableBody.append(el('tr', {'data-session': agent.session_name, 'data-state': state.key},
-      el('td', {'data-label': t('col_agent')}, el('b', {}, agent.session_name), el('br'),
-        el('span', {class: 'muted mono'}, agent.phone || '')),
-      channels,
-      state.cell,
-      el('td', {class: 'num', 'data-label': t('col_headroom')}, headroom),
-      el('td', {class: 'num', 'data-label': t('col_sent')}, sent),
-      el('td', {class: 'error-cell'}, lastError),
-      el('td', {}, toggle)));
+    row.dataset.state = state.key;
+    cells[0].replaceChildren(el('b', {}, agent.session_name), el('br'), el('span', {class: 'muted mono'}, agent.phone || ''));
+    const channelsKey = (agent.channels || []).join(',');
+    if (cells[1].dataset.key !== channelsKey) {
+      cells[1].dataset.key = channelsKey;
+      cells[1].replaceChildren(...(agent.channels || []).map((channel) =>
+        el('span', {class: 'tag'}, channel, ' ', el('button', {type: 'button', class: 'tag-remove',
+          title: t('remove'), 'aria-label': t('remove') + ' ' + channel,
+          onclick: () => removeFromChannel(agent.session_name, channel)}, '✕'))));
+    }
+    cells[2].replaceWith(state.cell);
+    cells[3].textContent = agent.live ? String(live.pacing_headroom) : '–';
+    cells[4].textContent = agent.live ? `${live.sent_last_minute} / ${live.sent_last_hour} / ${live.sent_last_day}` : '–';
+    cells[5].textContent = live.last_error ? describeError(live.last_error.error) : '';
+    const action = state.paused ? 'resume' : 'pause';
+    if (cells[6].dataset.action !== action) {
+      cells[6].dataset.action = action;
+      cells[6].replaceChildren(el('button', {type: 'button', class: action,
+        onclick: () => pauseOrResume(action, agent.session_name)}, t(action)));
+    }
   }
 }
 
