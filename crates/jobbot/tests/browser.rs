@@ -97,10 +97,7 @@ fn http(
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(end) = data.windows(2).position(|window| window == b"\r\n") else {
-            break;
-        };
+    while let Some(end) = data.windows(2).position(|window| window == b"\r\n") {
         let size =
             usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
@@ -444,7 +441,7 @@ fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() {
         browser.text("label[for=f-crm_enabled], [data-field=crm_enabled] label"),
         "CRM Функциональность"
     );
-    assert_eq!(browser.text("#add-agent"), "➕ Добавить агента");
+    assert_eq!(browser.text("#add-agent"), "+ Добавить агента");
     browser.click("#f-crm_enabled");
     browser.type_into("#f-crm_group_id", "-1009876543210");
     browser.click("#add-agent");
@@ -569,7 +566,7 @@ fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() {
     // English and back.
     browser.click("#lang-switch");
     browser.wait("English labels", |b| {
-        (b.text("#add-agent") == "➕ Add agent").then_some(())
+        (b.text("#add-agent") == "+ Add agent").then_some(())
     });
     assert_eq!(
         browser.js("return document.documentElement.lang;", json!([])),
@@ -578,7 +575,7 @@ fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() {
     assert_eq!(browser.path(), "/channels/channel_python");
     browser.click("#lang-switch");
     browser.wait("Russian labels again", |b| {
-        (b.text("#add-agent") == "➕ Добавить агента").then_some(())
+        (b.text("#add-agent") == "+ Добавить агента").then_some(())
     });
 
     // On a phone the form fits the width.

@@ -112,6 +112,18 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("agent_phone", "Телефон агента", "Agent phone"),
     ("agent_session", "Имя сессии", "Session name"),
     ("remove_agent", "Удалить агента", "Remove agent"),
+    ("pacing_mpm", "Сообщений в минуту", "Messages per minute"),
+    ("pacing_burst", "Подряд (burst)", "Burst"),
+    (
+        "pacing_cold",
+        "Первых сообщений в день",
+        "First messages per day",
+    ),
+    (
+        "pacing_pause",
+        "Пауза после PeerFlood, ч",
+        "Pause after PeerFlood, h",
+    ),
     ("section_responses", "Автоответ", "Auto-response"),
     (
         "field_auto_response",
@@ -310,10 +322,19 @@ mod tests {
             include_str!("assets/logins.js"),
         ];
         for script in scripts {
-            for part in script.split("t('").skip(1) {
-                let key = part.split('\'').next().unwrap_or_default();
+            for (at, _) in script.match_indices("t('") {
+                // `t(` itself, not the end of `split(` or `text(`.
+                let before = script[..at].chars().next_back().unwrap_or(' ');
+                if before.is_alphanumeric() || before == '_' || before == '.' {
+                    continue;
+                }
+                let key = script[at + 3..].split('\'').next().unwrap_or_default();
+                // `t('state_' + state.key)`: a prefix of several keys.
+                let prefix = script[at + 3 + key.len()..].starts_with("' +");
                 assert!(
-                    LABELS.iter().any(|(known, _, _)| *known == key),
+                    LABELS
+                        .iter()
+                        .any(|(known, _, _)| *known == key || (prefix && known.starts_with(key))),
                     "a script uses the label {key:?}, which the table lacks"
                 );
             }

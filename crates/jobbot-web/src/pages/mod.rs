@@ -599,7 +599,7 @@ fn channel_form(
 <div class="field" data-field="agents"><span class="label">{agents_label}</span>
 <div id="agents-list" class="agents-list">{agents}</div>
 <p class="error" data-error-for="agents"></p>
-<button type="button" id="add-agent" onclick="addAgent()">➕ {add_agent}</button></div>
+<button type="button" id="add-agent" onclick="addAgent()">+ {add_agent}</button></div>
 <div class="grid4">{mpm}{burst}{cold}{pause}</div>
 </fieldset>
 <fieldset class="card"><legend>{section_responses}</legend>
@@ -683,7 +683,7 @@ fn channel_form(
         agents = agents,
         add_agent = esc(t(lang, "add_agent")),
         mpm = field(
-            "messages_per_minute",
+            t(lang, "pacing_mpm"),
             "agent_pacing.messages_per_minute",
             &number(
                 "agent_pacing.messages_per_minute",
@@ -691,17 +691,17 @@ fn channel_form(
             )
         ),
         burst = field(
-            "burst",
+            t(lang, "pacing_burst"),
             "agent_pacing.burst",
             &number("agent_pacing.burst", pacing.burst)
         ),
         cold = field(
-            "cold_dms_per_day",
+            t(lang, "pacing_cold"),
             "agent_pacing.cold_dms_per_day",
             &number("agent_pacing.cold_dms_per_day", pacing.cold_dms_per_day)
         ),
         pause = field(
-            "peer_flood_pause_hours",
+            t(lang, "pacing_pause"),
             "agent_pacing.peer_flood_pause_hours",
             &number(
                 "agent_pacing.peer_flood_pause_hours",
