@@ -17,6 +17,12 @@ pub(crate) struct FloodBucket {
 }
 
 impl FloodBucket {
+    /// Blocks the bucket until `until` (or longer, if it is blocked longer already): every call
+    /// before then gets the remaining wait. Not a violation: it does not double later waits.
+    pub(crate) fn block_until(&mut self, until: Instant) {
+        self.blocked_until = Some(self.blocked_until.map_or(until, |known| known.max(until)));
+    }
+
     /// Takes one call from the bucket, or returns the flood wait in seconds. While a wait is
     /// active every call gets the remaining time, as Telegram answers (and as Telethon records in
     /// `_flood_waited_requests`); such calls are not new violations.
@@ -146,6 +152,29 @@ mod tests {
             bucket.take(&LIMIT, later),
             Err(100),
             "capped at max_wait_seconds"
+        );
+    }
+
+    #[test]
+    fn an_imposed_block_answers_the_remaining_wait_then_lifts_without_counting_a_violation() {
+        let start = Instant::now();
+        let mut bucket = FloodBucket::default();
+        bucket.block_until(start + Duration::from_secs(40));
+        assert_eq!(bucket.take(&LIMIT, start), Err(40));
+        // A shorter block does not cut a longer one short.
+        bucket.block_until(start + Duration::from_secs(5));
+        assert_eq!(
+            bucket.take(&LIMIT, start + Duration::from_secs(10)),
+            Err(30)
+        );
+        let after = start + Duration::from_secs(40);
+        for _ in 0..5 {
+            assert_eq!(bucket.take(&LIMIT, after), Ok(()));
+        }
+        assert_eq!(
+            bucket.take(&LIMIT, after),
+            Err(30),
+            "the first violation: not doubled"
         );
     }
 

@@ -391,6 +391,17 @@ impl SimWorld {
         self.with(|world| world.user_mut(account).cold_dm_budget = Some(budget))
     }
 
+    /// Gives `account` a flood wait of `seconds` on sending messages, starting now: its next
+    /// sends get `FLOOD_WAIT_X` with the remaining time, as Telegram punishes an account after a
+    /// burst it judged too fast. A control for tests and the demo (to show a flood wait on
+    /// demand); the simulator's own limits still apply afterwards.
+    pub fn impose_flood_wait(&self, account: ChatId, seconds: u32) {
+        self.with(|world| {
+            let until = Instant::now() + Duration::from_secs(u64::from(seconds));
+            world.user_mut(account).limits.send.block_until(until);
+        })
+    }
+
     /// A new invite link hash for `chat` (the part after `t.me/+`).
     pub fn create_invite(&self, chat: ChatId) -> String {
         self.with(|world| {

@@ -165,6 +165,13 @@ impl Auth {
         Some(session.csrf.clone())
     }
 
+    /// The CSRF token of the cookie session a page request carries (refreshing its idle timer);
+    /// `None` when there is none, and the page sends the browser to the login page.
+    pub(crate) fn page_session(&self, headers: &HeaderMap) -> Option<String> {
+        let id = session_cookie(headers)?;
+        self.touch_session(&id, Instant::now())
+    }
+
     fn close_session(&self, id: &str) {
         self.sessions().remove(&digest(id));
     }
@@ -482,29 +489,11 @@ pub async fn revoke_token(
 /// The login page: the one page served without authentication.
 #[utoipa::path(get, path = "/login", tag = "auth",
     responses((status = 200, content_type = "text/html", description = "The login form")))]
-pub async fn login_page() -> Html<&'static str> {
-    Html(LOGIN_PAGE)
+pub async fn login_page(headers: HeaderMap) -> Html<String> {
+    Html(crate::pages::admin_login_page(crate::pages::lang_of(
+        &headers,
+    )))
 }
-
-const LOGIN_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>jobbot — log in</title></head>
-<body>
-<form id="login"><label>Admin password <input type="password" name="password" autocomplete="current-password" required></label>
-<button type="submit">Log in</button></form>
-<p id="status" role="status"></p>
-<script>
-document.getElementById('login').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const password = new FormData(event.target).get('password');
-  const response = await fetch('/api/login', {method: 'POST', headers: {'Content-Type': 'application/json'},
-    body: JSON.stringify({password})});
-  const body = await response.json();
-  document.getElementById('status').textContent = response.ok ? 'Logged in.' : body.message;
-  if (response.ok) { sessionStorage.setItem('csrf', body.csrf_token); location.href = '/'; }
-});
-</script>
-</body></html>
-"#;
 
 fn digest(secret: &str) -> Digest32 {
     Sha256::digest(secret.as_bytes()).into()

@@ -7,7 +7,8 @@
 //!   (status, pause/resume, logins through the engine's connector) and the [`ConfigStore`] (every
 //!   write, with the revision it was based on). A write is live as soon as the store publishes it;
 //!   nothing restarts.
-//! - Every route but the login page and the login call requires authentication (see [`auth`]).
+//! - Every route but the login page and the login call requires authentication (see [`auth`]);
+//!   the admin pages ([`pages`]) send a browser without a session to the login page.
 //! - No response or log line holds a session id, an API token (except once, when created), the
 //!   admin password, a login code or a 2FA password; phone numbers in logs are masked.
 
@@ -18,6 +19,7 @@ mod error;
 mod json;
 mod live;
 mod logins;
+pub mod pages;
 mod stats;
 mod vacancies;
 
@@ -39,6 +41,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{Auth, GeneratedPassword};
+/// The web framework, for callers that build extra routes for [`serve_with`].
+pub use axum;
 pub use error::{ApiError, ErrorBody, Problem};
 
 /// What the handlers share. Cheap to clone.
@@ -89,6 +93,22 @@ impl AppState {
 /// The whole HTTP surface. Serve it with connect info (see [`serve`]) so login attempts are
 /// limited per client address.
 pub fn app(state: AppState) -> Router {
+    app_with(state, None)
+}
+
+/// [`app`] plus `extra` routes (with their own state applied) behind the same authentication
+/// and CSRF check as the API; `jobbot demo` mounts its simulator controls this way. They are
+/// not in the OpenAPI document.
+pub fn app_with(state: AppState, extra: Option<Router>) -> Router {
+    // An empty router cannot take a route layer.
+    let extra = extra
+        .map(|extra| {
+            extra.route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_auth,
+            ))
+        })
+        .unwrap_or_default();
     let (protected, _) = protected_routes().split_for_parts();
     let _ = state.inner.openapi.get_or_init(|| {
         openapi()
@@ -102,7 +122,10 @@ pub fn app(state: AppState) -> Router {
             auth::require_auth,
         ))
         .merge(public)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(pages::protected_pages(state))
+        .merge(pages::public_pages())
+        .merge(extra)
 }
 
 /// The OpenAPI document of every route.
@@ -117,8 +140,18 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// [`serve`] with `extra` routes (see [`app_with`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    extra: Option<Router>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let stop = state.inner.shutdown.clone();
-    let router = app(state);
+    let router = app_with(state, extra);
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -39,7 +39,16 @@ pub struct RunningApp {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Extra authenticated web routes built once the engine runs (`jobbot demo`'s simulator
+/// controls).
+pub type ExtraRoutes = Box<dyn FnOnce(&Engine) -> jobbot_web::axum::Router + Send>;
+
 pub async fn start(parts: AppParts) -> anyhow::Result<RunningApp> {
+    start_with(parts, None).await
+}
+
+/// [`start`], with `extra` web routes beside the API (behind the same authentication).
+pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::Result<RunningApp> {
     let config_watch = parts
         .config
         .watch()
@@ -81,8 +90,9 @@ pub async fn start(parts: AppParts) -> anyhow::Result<RunningApp> {
     });
     let web = parts.web.map(|(listener, auth)| {
         let state = AppState::new(engine.clone(), parts.config.clone(), auth, parts.connector);
+        let extra = extra.map(|build| build(&engine));
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(jobbot_web::serve(listener, state, async move {
+        let server = tokio::spawn(jobbot_web::serve_with(listener, state, extra, async move {
             let _ = stopped.await;
         }));
         (stop, server)

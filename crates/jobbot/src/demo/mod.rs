@@ -4,6 +4,7 @@
 //! Everything lives under `DATA_DIR/demo/` (its own configuration file and database, rebuilt on
 //! every start), so the demo never touches a real configuration.
 
+mod controls;
 mod world;
 
 use std::net::SocketAddr;
@@ -57,25 +58,44 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
         variables("JOBBOT_ADMIN_PASSWORD").as_deref(),
         variables("JOBBOT_API_TOKEN").as_deref(),
     );
-    let running = app::start(app::AppParts {
-        connector: Arc::new(SimConnector::new(world.world.clone())),
-        store: Arc::new(store),
-        config,
-        settings: EngineSettings {
-            owner: OwnerSettings {
-                health_interval: Duration::from_secs(60),
-                ..OwnerSettings::default()
+    let controls_world = world.world.clone();
+    let controls_agents = world
+        .agents
+        .iter()
+        .map(|(session, _, account)| (session.clone(), *account))
+        .collect();
+    let crm_group = world.crm_group;
+    let extra: app::ExtraRoutes = Box::new(move |engine| {
+        controls::routes(controls::DemoControls {
+            world: controls_world,
+            engine: engine.clone(),
+            agents: controls_agents,
+            channel_id: "channel_python".to_owned(),
+            crm_group,
+        })
+    });
+    let running = app::start_with(
+        app::AppParts {
+            connector: Arc::new(SimConnector::new(world.world.clone())),
+            store: Arc::new(store),
+            config,
+            settings: EngineSettings {
+                owner: OwnerSettings {
+                    health_interval: Duration::from_secs(60),
+                    ..OwnerSettings::default()
+                },
+                ..EngineSettings::default()
             },
-            ..EngineSettings::default()
+            monitor: MonitorSettings::default(),
+            crm: CrmSettings {
+                seed: options.seed,
+                ..CrmSettings::default()
+            },
+            clock: EngineClock::start(),
+            web: Some((listener, auth)),
         },
-        monitor: MonitorSettings::default(),
-        crm: CrmSettings {
-            seed: options.seed,
-            ..CrmSettings::default()
-        },
-        clock: EngineClock::start(),
-        web: Some((listener, auth)),
-    })
+        Some(extra),
+    )
     .await?;
     println!(
         "jobbot demo: a simulated Telegram with 3 sources, 2 output channels and a CRM channel with 3 agents"
@@ -86,6 +106,9 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
         None => println!("  admin password: the one in JOBBOT_ADMIN_PASSWORD"),
     }
     println!("  API: curl -H 'Authorization: Bearer $JOBBOT_API_TOKEN' http://{address}/api/stats");
+    println!(
+        "  demo control: POST /api/demo/flood-wait {{\"session\": \"agent_demo_1\", \"seconds\": 60}} gives an agent a flood wait now"
+    );
     println!(
         "  files: {} (rebuilt on every start); Ctrl-C to stop",
         root.display()

@@ -1,0 +1,216 @@
+// The channel form: every field of the channel, the CRM agent list of the seed (addAgent,
+// removeAgent, collectAgents), validation here and again on the server with each message next
+// to its field, and saving at the revision the form was rendered from (a stale save shows the
+// conflict instead of overwriting).
+'use strict';
+
+const form = document.getElementById('channel-form');
+const agentsList = document.getElementById('agents-list');
+const formStatus = document.getElementById('form-status');
+
+// Adds an empty agent row (phone + session name) and focuses its phone.
+function addAgent() {
+  const template = document.getElementById('agent-row-template');
+  const row = template.content.firstElementChild.cloneNode(true);
+  agentsList.append(row);
+  row.querySelector('input[name="phone"]').focus();
+  clearError('agents');
+  return row;
+}
+
+// Removes the row of the ✕ button that was clicked.
+function removeAgent(button) {
+  const row = button.closest('.agent-row');
+  if (row) row.remove();
+}
+
+const PHONE = /^\+[1-9][0-9]{7,14}$/;
+const SESSION = /^[A-Za-z0-9_-]{1,64}$/;
+
+// The agent list as the API takes it, and a problem for every row field that is missing or
+// malformed: a half-filled row is never dropped silently.
+function collectAgents() {
+  const agents = [];
+  const problems = [];
+  const seen = new Set();
+  agentsList.querySelectorAll('.agent-row').forEach((row, index) => {
+    const phone = row.querySelector('input[name="phone"]').value.trim();
+    const session = row.querySelector('input[name="session_name"]').value.trim();
+    const proxy = row.querySelector('input[name="proxy"]').value.trim();
+    const compactPhone = phone.replace(/[\s().-]/g, '');
+    if (!phone) problems.push({path: `agents[${index}].phone`, message: t('err_required')});
+    else if (!PHONE.test(compactPhone)) problems.push({path: `agents[${index}].phone`, message: t('err_phone')});
+    if (!session) problems.push({path: `agents[${index}].session_name`, message: t('err_required')});
+    else if (!SESSION.test(session)) problems.push({path: `agents[${index}].session_name`, message: t('err_session')});
+    else if (seen.has(session)) problems.push({path: `agents[${index}].session_name`, message: t('err_duplicate_session')});
+    seen.add(session);
+    const agent = {phone, session_name: session};
+    if (proxy) agent.proxy = proxy;
+    if (row.dataset.pacing) agent.pacing = JSON.parse(row.dataset.pacing);
+    agents.push(agent);
+  });
+  return {agents, problems};
+}
+
+function value(name) {
+  return form.elements[name].value.trim();
+}
+
+function checked(name) {
+  return form.elements[name].checked;
+}
+
+function words(text) {
+  return text.split(',').map((word) => word.trim()).filter((word) => word);
+}
+
+// The request body and every problem the browser can see by itself.
+function collectChannel() {
+  const problems = [];
+  const integer = (name, required) => {
+    const text = value(name);
+    if (!text) {
+      if (required) problems.push({path: name, message: t('err_required')});
+      return 0;
+    }
+    if (!/^-?[0-9]+$/.test(text)) {
+      problems.push({path: name, message: t('err_number')});
+      return 0;
+    }
+    return Number(text);
+  };
+  const count = (name) => {
+    const text = value(name);
+    if (!/^[0-9]+$/.test(text)) {
+      problems.push({path: name, message: t('err_number')});
+      return 0;
+    }
+    return Number(text);
+  };
+  const body = {
+    name: value('name'),
+    telegram_id: integer('telegram_id', true),
+    enabled: checked('enabled'),
+    input_sources: value('input_sources').split('\n').map((line) => line.trim()).filter((line) => line),
+    include_keywords: words(value('include_keywords')),
+    exclude_keywords: words(value('exclude_keywords')),
+    require_all_includes: checked('require_all_includes'),
+    crm_enabled: checked('crm_enabled'),
+    crm_group_id: integer('crm_group_id', checked('crm_enabled')),
+    auto_response_enabled: checked('auto_response_enabled'),
+    auto_response_template: form.elements['auto_response_template'].value,
+    ai_conversation_enabled: checked('ai_conversation_enabled'),
+    instant_response: checked('instant_response'),
+    human_delay: {
+      min_seconds: count('human_delay.min_seconds'),
+      max_seconds: count('human_delay.max_seconds'),
+    },
+    agent_pacing: {
+      messages_per_minute: count('agent_pacing.messages_per_minute'),
+      burst: count('agent_pacing.burst'),
+      cold_dms_per_day: count('agent_pacing.cold_dms_per_day'),
+      peer_flood_pause_hours: count('agent_pacing.peer_flood_pause_hours'),
+    },
+  };
+  if (!body.name) problems.push({path: 'name', message: t('err_required')});
+  const collected = collectAgents();
+  body.agents = collected.agents;
+  problems.push(...collected.problems);
+  if (body.crm_enabled && body.agents.length === 0) {
+    problems.push({path: 'agents', message: t('err_crm_agents')});
+  }
+  if (form.dataset.mode === 'new' && value('id')) body.id = value('id');
+  return {body, problems};
+}
+
+// The paragraph a problem's message goes to: `agents[1].phone` is the second row's phone,
+// `filters.include_keywords[0]` and `input_sources[2]` the field itself.
+function errorSlot(path) {
+  const row = /^agents\[(\d+)\](?:\.(\w+))?/.exec(path);
+  if (row) {
+    const rows = agentsList.querySelectorAll('.agent-row');
+    const target = rows[Number(row[1])];
+    if (target) {
+      const field = ['phone', 'session_name', 'proxy'].includes(row[2]) ? row[2] : 'session_name';
+      return target.querySelector(`[data-error-for="${field}"]`);
+    }
+    return form.querySelector('[data-error-for="agents"]');
+  }
+  const plain = path.replace(/^filters\./, '');
+  const base = plain.replace(/\[\d+\].*$/, '');
+  return form.querySelector(`[data-error-for="${CSS.escape(plain)}"]`)
+    || form.querySelector(`[data-error-for="${CSS.escape(base)}"]`);
+}
+
+function clearError(path) {
+  const slot = form.querySelector(`[data-error-for="${path}"]`);
+  if (slot) slot.textContent = '';
+}
+
+function clearErrors() {
+  form.querySelectorAll('.error').forEach((slot) => { slot.textContent = ''; });
+  form.querySelectorAll('.invalid').forEach((field) => field.classList.remove('invalid'));
+  formStatus.textContent = '';
+}
+
+function showProblems(problems) {
+  const unplaced = [];
+  for (const problem of problems) {
+    const slot = errorSlot(problem.path);
+    if (slot) {
+      slot.textContent = slot.textContent ? slot.textContent + '; ' + problem.message : problem.message;
+      slot.closest('.field').classList.add('invalid');
+    } else {
+      unplaced.push(problem.path + ': ' + problem.message);
+    }
+  }
+  formStatus.textContent = [t('errors_below'), ...unplaced].join(' ');
+  const first = form.querySelector('.invalid input, .invalid textarea, .invalid');
+  if (first && first.focus) first.focus();
+}
+
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  clearErrors();
+  const {body, problems} = collectChannel();
+  if (problems.length) {
+    showProblems(problems);
+    return;
+  }
+  body.revision = form.dataset.revision;
+  const editing = form.dataset.mode === 'edit';
+  const path = editing ? '/api/channels/' + encodeURIComponent(value('id')) : '/api/channels';
+  const saveButton = document.getElementById('save');
+  saveButton.disabled = true;
+  const reply = await api(editing ? 'PUT' : 'POST', path, body);
+  saveButton.disabled = false;
+  if (reply.ok) {
+    if (!editing) {
+      location.href = '/channels/' + encodeURIComponent(reply.body.channel.id);
+      return;
+    }
+    form.dataset.revision = reply.body.revision;
+    formStatus.textContent = t('saved');
+    formStatus.classList.add('success');
+    return;
+  }
+  formStatus.classList.remove('success');
+  if (reply.status === 409) {
+    // Someone saved since this form was rendered: show it, keep the typed values, overwrite nothing.
+    document.getElementById('conflict').hidden = false;
+    formStatus.textContent = t('conflict');
+  } else if (reply.status === 422 && reply.body && reply.body.problems) {
+    showProblems(reply.body.problems);
+  } else {
+    formStatus.textContent = errorMessage(reply);
+  }
+});
+
+// Typing in a field clears its message.
+form.addEventListener('input', (event) => {
+  const field = event.target.closest('.field');
+  if (field) {
+    field.classList.remove('invalid');
+    field.querySelectorAll(':scope > .error').forEach((slot) => { slot.textContent = ''; });
+  }
+});

@@ -1,0 +1,350 @@
+//! Every label of the pages, Russian (the seed's language, the default) and English, in one
+//! table. Server-rendered text and the pages' scripts read the same table: the scripts get the
+//! current language's column as JSON in the page.
+
+/// The language of the pages, from the `lang` cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Ru,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ru => "ru",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        match code {
+            "ru" => Some(Lang::Ru),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            Lang::Ru => Lang::En,
+            Lang::En => Lang::Ru,
+        }
+    }
+}
+
+/// `(key, ru, en)`.
+pub const LABELS: &[(&str, &str, &str)] = &[
+    ("lang_name", "Русский", "English"),
+    ("nav_channels", "Каналы", "Channels"),
+    ("nav_agents", "Агенты", "Agents"),
+    ("nav_vacancies", "Вакансии", "Vacancies"),
+    ("nav_logins", "Вход в Telegram", "Telegram logins"),
+    ("logout", "Выйти", "Log out"),
+    ("admin_login_title", "Вход в jobbot", "Log in to jobbot"),
+    ("admin_password", "Пароль администратора", "Admin password"),
+    ("admin_login_button", "Войти", "Log in"),
+    ("channels_title", "Выходные каналы", "Output channels"),
+    ("new_channel", "Добавить канал", "Add channel"),
+    ("stat_channels", "Всего каналов", "Channels"),
+    ("stat_enabled", "Активных", "Enabled"),
+    ("stat_sources", "Источников", "Input sources"),
+    ("stat_agents", "Агентов", "Agents"),
+    ("stat_crm", "С CRM", "With CRM"),
+    ("badge_enabled", "Активен", "Enabled"),
+    ("badge_disabled", "Выключен", "Disabled"),
+    ("badge_crm", "CRM", "CRM"),
+    ("sources_count", "Источники", "Sources"),
+    ("agents_count", "Агенты", "Agents"),
+    ("keywords", "Ключевые слова", "Keywords"),
+    ("excluded", "Исключить", "Exclude"),
+    ("edit", "Редактировать", "Edit"),
+    ("delete", "Удалить", "Delete"),
+    (
+        "confirm_delete",
+        "Удалить канал «{name}»?",
+        "Delete channel “{name}”?",
+    ),
+    ("no_channels", "Каналов пока нет.", "No channels yet."),
+    ("form_new_title", "Новый канал", "New channel"),
+    ("form_edit_title", "Редактирование канала", "Edit channel"),
+    ("section_basic", "Основное", "Basics"),
+    ("field_id", "ID канала", "Channel ID"),
+    ("field_id_help", "Пусто — сгенерировать", "Empty: generated"),
+    ("field_name", "Название канала", "Channel name"),
+    (
+        "field_telegram_id",
+        "Telegram ID канала",
+        "Telegram channel ID",
+    ),
+    ("field_enabled", "Канал активен", "Channel enabled"),
+    ("section_sources", "Источники", "Input sources"),
+    (
+        "field_input_sources",
+        "Каналы-источники (по одному в строке: @username или https://t.me/…)",
+        "Source channels (one per line: @username or https://t.me/…)",
+    ),
+    ("section_filters", "Фильтры", "Filters"),
+    (
+        "field_include",
+        "Ключевые слова (через запятую)",
+        "Include keywords (comma-separated)",
+    ),
+    (
+        "field_exclude",
+        "Слова-исключения (через запятую)",
+        "Exclude keywords (comma-separated)",
+    ),
+    (
+        "field_require_all",
+        "Требовать все ключевые слова",
+        "Require all include keywords",
+    ),
+    ("section_crm", "CRM", "CRM"),
+    (
+        "field_crm_enabled",
+        "CRM Функциональность",
+        "CRM functionality",
+    ),
+    ("field_crm_group", "ID CRM группы", "CRM group ID"),
+    ("agents_label", "Агенты", "Agents"),
+    ("add_agent", "Добавить агента", "Add agent"),
+    ("agent_phone", "Телефон агента", "Agent phone"),
+    ("agent_session", "Имя сессии", "Session name"),
+    ("remove_agent", "Удалить агента", "Remove agent"),
+    ("pacing_mpm", "Сообщений в минуту", "Messages per minute"),
+    ("pacing_burst", "Подряд (burst)", "Burst"),
+    (
+        "pacing_cold",
+        "Первых сообщений в день",
+        "First messages per day",
+    ),
+    (
+        "pacing_pause",
+        "Пауза после PeerFlood, ч",
+        "Pause after PeerFlood, h",
+    ),
+    ("section_responses", "Автоответ", "Auto-response"),
+    (
+        "field_auto_response",
+        "Автоответ включён",
+        "Auto-response enabled",
+    ),
+    (
+        "field_template",
+        "Шаблон автоответа",
+        "Auto-response template",
+    ),
+    ("field_ai", "AI-диалог", "AI conversation"),
+    (
+        "field_instant",
+        "Мгновенный ответ (без задержки)",
+        "Instant response (no delay)",
+    ),
+    ("field_delay_min", "Задержка от, с", "Delay from, s"),
+    ("field_delay_max", "Задержка до, с", "Delay to, s"),
+    ("save", "Сохранить", "Save"),
+    ("cancel", "Отмена", "Cancel"),
+    ("saved", "Сохранено", "Saved"),
+    ("err_required", "Обязательное поле", "Required"),
+    (
+        "err_phone",
+        "Телефон: + и от 8 до 15 цифр",
+        "Phone: + and 8 to 15 digits",
+    ),
+    (
+        "err_session",
+        "Имя сессии: латинские буквы, цифры, _ или -",
+        "Session name: letters, digits, _ or -",
+    ),
+    (
+        "err_crm_agents",
+        "CRM включена — нужен хотя бы один агент",
+        "CRM is enabled: add at least one agent",
+    ),
+    ("err_number", "Нужно целое число", "Must be a whole number"),
+    (
+        "err_duplicate_session",
+        "Эта сессия уже в списке",
+        "This session is listed already",
+    ),
+    (
+        "conflict",
+        "Конфликт: канал изменили после открытия формы. Ваши изменения не сохранены — перезагрузите страницу и внесите их снова.",
+        "Conflict: the channel changed after this form was opened. Your changes were not saved — reload the page and make them again.",
+    ),
+    ("reload", "Перезагрузить", "Reload"),
+    (
+        "errors_below",
+        "Исправьте отмеченные поля.",
+        "Fix the marked fields.",
+    ),
+    ("error_generic", "Ошибка", "Error"),
+    ("agents_title", "Агенты", "Agents"),
+    ("col_agent", "Агент", "Agent"),
+    ("col_channels", "Каналы", "Channels"),
+    ("col_state", "Состояние", "State"),
+    ("col_headroom", "Запас темпа", "Pacing headroom"),
+    (
+        "col_sent",
+        "Отправлено мин / час / день",
+        "Sent min / hour / day",
+    ),
+    ("col_error", "Последняя ошибка", "Last error"),
+    ("col_actions", "Действия", "Actions"),
+    ("pause", "Пауза", "Pause"),
+    ("resume", "Возобновить", "Resume"),
+    ("remove", "Удалить", "Remove"),
+    ("state_ready", "Готов", "Ready"),
+    ("state_connecting", "Подключение", "Connecting"),
+    ("state_disconnected", "Отключён", "Disconnected"),
+    ("state_not_logged_in", "Нет входа", "Not logged in"),
+    ("state_dead", "Сессия недействительна", "Session dead"),
+    ("state_paused", "На паузе", "Paused"),
+    ("state_stopped", "Остановлен", "Stopped"),
+    ("state_idle", "Не запущен", "Not running"),
+    ("state_flood_wait", "FloodWait", "FloodWait"),
+    ("state_peer_flood", "PeerFlood", "PeerFlood"),
+    ("live_connected", "Онлайн", "Live"),
+    (
+        "live_disconnected",
+        "Нет связи, переподключение…",
+        "Disconnected, reconnecting…",
+    ),
+    ("bulk_title", "Массовое добавление", "Bulk add"),
+    (
+        "bulk_help",
+        "По строке на агента: «+79991234567 session_name»",
+        "One agent per line: “+79991234567 session_name”",
+    ),
+    ("bulk_channel", "Канал", "Channel"),
+    ("bulk_add", "Добавить агентов", "Add agents"),
+    (
+        "bulk_line_error",
+        "Строка {line}: нужно «телефон имя_сессии»",
+        "Line {line}: expected “phone session_name”",
+    ),
+    ("bulk_added", "Добавлено: {count}", "Added: {count}"),
+    ("chart_title", "Отправлено по часам", "Sent per hour"),
+    (
+        "chart_empty",
+        "Пока ничего не отправлено.",
+        "Nothing sent yet.",
+    ),
+    ("no_agents", "Агентов нет.", "No agents."),
+    (
+        "confirm_remove_agent",
+        "Удалить агента {name} из канала {channel}?",
+        "Remove agent {name} from channel {channel}?",
+    ),
+    ("vacancies_title", "История вакансий", "Vacancy history"),
+    ("filter_status", "Статус", "Status"),
+    ("filter_channel", "Канал", "Channel"),
+    ("status_all", "Все", "All"),
+    ("status_relevant", "Подходящие", "Relevant"),
+    ("status_not_relevant", "Неподходящие", "Not relevant"),
+    ("col_time", "Время", "Time"),
+    ("col_source", "Источник", "Source"),
+    ("col_text", "Текст", "Text"),
+    ("col_matched", "Каналы", "Channels"),
+    ("col_contacts", "Контакты", "Contacts"),
+    ("more", "Ещё", "More"),
+    ("no_vacancies", "Вакансий пока нет.", "No vacancies yet."),
+    ("logins_title", "Вход в Telegram", "Telegram logins"),
+    ("login_main", "Основной аккаунт", "Main account"),
+    ("login_start", "Начать вход", "Start login"),
+    ("login_phone", "Номер телефона", "Phone number"),
+    ("login_code", "Код из Telegram", "Code from Telegram"),
+    ("login_password", "Пароль 2FA", "2FA password"),
+    ("login_next", "Далее", "Next"),
+    ("login_cancel", "Отменить", "Cancel"),
+    ("login_signed_in", "Вход выполнен", "Signed in"),
+    ("login_hint", "Подсказка", "Hint"),
+    ("login_idle", "Вход не начат", "No login in progress"),
+];
+
+/// The label `key` in `lang`; the key itself when the table lacks it (a test keeps every key
+/// the pages use in the table).
+pub fn t(lang: Lang, key: &str) -> &'static str {
+    LABELS
+        .iter()
+        .find(|(known, _, _)| *known == key)
+        .map(|(_, ru, en)| match lang {
+            Lang::Ru => *ru,
+            Lang::En => *en,
+        })
+        .unwrap_or_else(|| {
+            debug_assert!(false, "no label {key:?}");
+            ""
+        })
+}
+
+/// The whole column of `lang` as a JSON object, for the pages' scripts.
+pub fn labels_json(lang: Lang) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = LABELS
+        .iter()
+        .map(|(key, ru, en)| {
+            let text = match lang {
+                Lang::Ru => ru,
+                Lang::En => en,
+            };
+            ((*key).to_owned(), serde_json::Value::from(*text))
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_unique_and_has_both_languages() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, ru, en) in LABELS {
+            assert!(seen.insert(*key), "{key} twice");
+            assert!(
+                !ru.is_empty() && !en.is_empty(),
+                "{key} lacks a translation"
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_the_scripts_use_is_in_the_table() {
+        // The scripts call `t('key')`; a missing key would show nothing.
+        let scripts = [
+            include_str!("assets/common.js"),
+            include_str!("assets/channels.js"),
+            include_str!("assets/channel_form.js"),
+            include_str!("assets/agents.js"),
+            include_str!("assets/vacancies.js"),
+            include_str!("assets/logins.js"),
+        ];
+        for script in scripts {
+            for (at, _) in script.match_indices("t('") {
+                // `t(` itself, not the end of `split(` or `text(`.
+                let before = script[..at].chars().next_back().unwrap_or(' ');
+                if before.is_alphanumeric() || before == '_' || before == '.' {
+                    continue;
+                }
+                let key = script[at + 3..].split('\'').next().unwrap_or_default();
+                // `t('state_' + state.key)`: a prefix of several keys.
+                let prefix = script[at + 3 + key.len()..].starts_with("' +");
+                assert!(
+                    LABELS
+                        .iter()
+                        .any(|(known, _, _)| *known == key || (prefix && known.starts_with(key))),
+                    "a script uses the label {key:?}, which the table lacks"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_seed_labels_are_the_russian_ones() {
+        assert_eq!(t(Lang::Ru, "field_crm_enabled"), "CRM Функциональность");
+        assert_eq!(t(Lang::Ru, "add_agent"), "Добавить агента");
+        assert_eq!(t(Lang::En, "add_agent"), "Add agent");
+    }
+}
