@@ -208,12 +208,7 @@ pub async fn get_channel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let snapshot = state.inner.config.snapshot();
-    let channel = snapshot
-        .document
-        .output_channels
-        .iter()
-        .find(|channel| channel.id == id)
-        .ok_or_else(|| no_channel(&id))?;
+    let channel = channel_in(&snapshot.document, &id)?;
     Ok(with_etag(
         &snapshot.revision,
         ChannelResponse {
@@ -294,12 +289,7 @@ pub async fn list_channel_agents(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let snapshot = state.inner.config.snapshot();
-    let channel = snapshot
-        .document
-        .output_channels
-        .iter()
-        .find(|channel| channel.id == id)
-        .ok_or_else(|| no_channel(&id))?;
+    let channel = channel_in(&snapshot.document, &id)?;
     Ok(with_etag(
         &snapshot.revision,
         AgentsResponse {
@@ -531,15 +521,17 @@ fn agents_response(state: &AppState, id: &str, revision: &Revision) -> Result<Re
 }
 
 fn find_channel(state: &AppState, id: &str) -> Result<ChannelDocument, ApiError> {
-    state
-        .inner
-        .config
-        .snapshot()
-        .document
+    channel_in(&state.inner.config.snapshot().document, id).cloned()
+}
+
+fn channel_in<'document>(
+    document: &'document ConfigDocument,
+    id: &str,
+) -> Result<&'document ChannelDocument, ApiError> {
+    document
         .output_channels
         .iter()
         .find(|channel| channel.id == id)
-        .cloned()
         .ok_or_else(|| no_channel(id))
 }
 
