@@ -366,7 +366,7 @@ fn inspect_refuses_an_invalid_configuration_listing_its_problems() {
 }
 
 #[test]
-fn filters_benchmark_writes_one_result_per_channel_count() {
+fn filters_benchmark_writes_one_result_per_workload_and_channel_count() {
     let dir = tempfile::tempdir().unwrap();
     let json_file = dir.path().join("bench.json");
     let output = jobbot(
@@ -396,14 +396,33 @@ fn filters_benchmark_writes_one_result_per_channel_count() {
     let document: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
     let results = document["results"].as_array().unwrap();
-    let channels: Vec<u64> = results
+    let rows: Vec<(&str, u64)> = results
         .iter()
-        .map(|result| result["channels"].as_u64().unwrap())
+        .map(|result| {
+            (
+                result["workload"].as_str().unwrap(),
+                result["channels"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(channels, vec![10, 30]);
+    assert_eq!(
+        rows,
+        vec![
+            ("topical", 10),
+            ("topical", 30),
+            ("niche", 10),
+            ("niche", 30)
+        ]
+    );
     for result in results {
         assert_eq!(result["keywords_per_channel"], 20);
-        for field in ["jobbot_msgs_per_s", "naive_msgs_per_s", "ratio"] {
+        for field in [
+            "jobbot_msgs_per_s",
+            "jobbot_evaluate_msgs_per_s",
+            "naive_msgs_per_s",
+            "ratio",
+            "mean_matched_channels",
+        ] {
             let value = result[field].as_f64().unwrap_or(-1.0);
             assert!(value > 0.0 && value.is_finite(), "{field} in {result}");
         }

@@ -3,17 +3,20 @@
 //! Why one automaton: the original looped over channels and, for each, over its keywords with a
 //! substring search, so a message cost `channels × keywords` scans of the text. Here a message
 //! costs one pass over its normalised text, plus work per keyword occurrence found, plus the
-//! channels that have no include keywords (they match by default, so they are part of the
-//! answer). Channels whose keywords do not occur in the text cost nothing.
+//! size of the answer (the matched channels and their keywords). Channels whose keywords do not
+//! occur in the text cost nothing, apart from one bit each in a bitset walked per message.
 //!
 //! Layout: every distinct normalised keyword is one automaton pattern. `uses` lists, for each
-//! pattern, the (channel, include/exclude) entries that use it, flattened into one array indexed
-//! by `use_starts` so the hot loop touches contiguous memory.
+//! pattern, the (channel, include/exclude, position) entries that use it, flattened into one
+//! array indexed by `use_starts` so the hot loop touches contiguous memory.
 //!
-//! Per message, [`FilterEngine::evaluate`] keeps one counter per channel (found includes, or
-//! "excluded") and the list of channels touched, then sorts only that list. Sorting every
-//! (channel, keyword) touch instead cost more than the automaton itself at 1,000 channels, where
-//! a message touches over a thousand keyword uses.
+//! Per message, [`FilterEngine::evaluate_into`] keeps a tally per channel (how many includes
+//! were found and which, or "excluded") and a bitset of the channels touched. Walking the bitset
+//! visits channels in ascending order, so nothing is sorted; the tallies, bits and pattern flags
+//! are reset as they are read, so the buffers in [`Matches`] are reused without being cleared
+//! wholesale. The matched keywords of all channels go into one flat buffer: at 1,000 topical
+//! channels a message matches about two hundred of them, and one `Vec` per matched channel cost
+//! more than everything else together.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -30,11 +33,20 @@ pub struct FilterEngine<K> {
     use_starts: Vec<u32>,
     uses: Vec<PatternUse>,
     channels: Vec<CompiledChannel<K>>,
-    /// Channels with no include keyword, ascending: they match unless an exclude occurs.
-    channels_without_includes: Vec<u32>,
+    /// Per channel, what deciding it and listing its keywords needs, apart from the rest: at
+    /// 1,000 channels a message matches hundreds, and reading these scattered over the
+    /// channels' own allocations was half of an evaluation's time (cache misses).
+    rules: Vec<ChannelRule>,
+    /// Every channel's include keywords as written, one channel after the other; channel `c`'s
+    /// are `includes_written[rules[c].includes_start..][..rules[c].includes_len]`.
+    includes_written: Vec<Box<str>>,
+    /// One bit per channel (bit `c % 64` of word `c / 64`), set for the channels with no include
+    /// keyword: they match unless an exclude occurs, so every message visits them.
+    channels_without_includes: Vec<u64>,
 }
 
-/// A channel the text passed the filters of.
+/// A channel the text passed the filters of, owning its keyword list; what
+/// [`FilterEngine::evaluate`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelMatch<'engine, K> {
     /// Position of the channel in the slice given to [`FilterEngine::compile`].
@@ -43,6 +55,37 @@ pub struct ChannelMatch<'engine, K> {
     /// The include keywords found, as the user wrote them, in configuration order. Empty for a
     /// channel without include keywords.
     pub matched_keywords: Vec<&'engine str>,
+}
+
+/// A channel the text passed the filters of, borrowed from a [`Matches`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchedChannel<'a, K> {
+    /// Position of the channel in the slice given to [`FilterEngine::compile`].
+    pub index: usize,
+    pub channel: &'a K,
+    /// The include keywords found, as the user wrote them, in configuration order. Empty for a
+    /// channel without include keywords.
+    pub matched_keywords: &'a [&'a str],
+}
+
+/// The channels one text passed, in channel order, written by [`FilterEngine::evaluate_into`];
+/// also the buffers that evaluation works in. Keep one and pass it to every call: after the
+/// first few messages an evaluation allocates nothing.
+#[derive(Debug)]
+pub struct Matches<'engine, K> {
+    found: Vec<FoundChannel<'engine, K>>,
+    /// The matched keywords of every found channel, one channel after the other.
+    keywords: Vec<&'engine str>,
+    scratch: Scratch,
+}
+
+#[derive(Debug)]
+struct FoundChannel<'engine, K> {
+    index: u32,
+    channel: &'engine K,
+    /// `Matches::keywords[keywords_start..keywords_end]`.
+    keywords_start: u32,
+    keywords_end: u32,
 }
 
 /// Why one channel did or did not take a text; for `jobbot inspect`.
@@ -80,11 +123,14 @@ pub struct CompileError {
 struct CompiledChannel<K> {
     key: K,
     includes: Vec<CompiledKeyword>,
-    /// `includes` again, compact: [`Scan::flags`] index and the flag that keyword needs. Listing
-    /// a matched channel's keywords reads this, and at 1,000 channels a message matches hundreds
-    /// of channels, so it must stay small and contiguous.
-    include_lookups: Vec<(u32, u8)>,
     excludes: Vec<CompiledKeyword>,
+    require_all_includes: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChannelRule {
+    includes_start: u32,
+    includes_len: u32,
     require_all_includes: bool,
 }
 
@@ -104,42 +150,125 @@ enum List {
 #[derive(Debug, Clone, Copy)]
 struct PatternUse {
     channel: u32,
+    /// Position of the keyword in its channel's list.
+    position: u32,
     list: List,
     whole_word: bool,
 }
 
-/// The patterns found in one text.
-struct Scan {
+/// The working memory of one evaluation. Between evaluations every `flags` byte, `tallies`
+/// entry and `touched` bit is zero: each evaluation resets what it set while reading it back, so
+/// the next one starts clean without a pass over the whole buffers.
+#[derive(Debug, Default)]
+struct Scratch {
+    normalized: String,
     /// Per pattern: [`OCCURS`] and [`OCCURS_AS_WHOLE_WORD`] bits.
     flags: Vec<u8>,
     /// The distinct patterns found, in order of first occurrence.
-    found: Vec<u32>,
+    found_patterns: Vec<u32>,
+    /// Per channel.
+    tallies: Vec<Tally>,
+    /// One bit per channel that a found keyword is used by.
+    touched: Vec<u64>,
+}
+
+/// What the found keywords did to one channel.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    /// How many of its include keywords occurred, or [`EXCLUDED`]. A channel's include
+    /// positions are distinct keyword uses, so the count reaches `includes.len()` exactly when
+    /// every include occurred.
+    includes_found: u32,
+    /// Bit `i` set when include `i` occurred, for the first [`POSITION_BITS`] includes; listing
+    /// the matched keywords of a channel then costs the keywords found, not the configured ones.
+    positions_found: u64,
 }
 
 const OCCURS: u8 = 1;
 const OCCURS_AS_WHOLE_WORD: u8 = 2;
 
-/// The counter of a channel that an exclude keyword occurred in.
+/// The tally of a channel that an exclude keyword occurred in.
 const EXCLUDED: u32 = u32::MAX;
 
-impl Scan {
-    fn contains(&self, keyword: &CompiledKeyword) -> bool {
-        self.has(keyword.pattern, needed_flag(&keyword.keyword))
-    }
+/// Channels with more includes than this list their matched keywords by testing each include.
+const POSITION_BITS: usize = 64;
 
+impl Scratch {
     fn has(&self, pattern: u32, needed: u8) -> bool {
         self.flags
             .get(pattern as usize)
             .is_some_and(|flags| flags & needed != 0)
     }
+
+    fn contains(&self, keyword: &CompiledKeyword) -> bool {
+        self.has(keyword.pattern, needed_flag(&keyword.keyword))
+    }
 }
 
-/// The [`Scan::flags`] bit a keyword needs in order to count as found.
+/// The [`Scratch::flags`] bit a keyword needs in order to count as found.
 fn needed_flag(keyword: &Keyword) -> u8 {
     if keyword.whole_word {
         OCCURS_AS_WHOLE_WORD
     } else {
         OCCURS
+    }
+}
+
+/// Makes `buffer` `len` long and all default, reusing it when it already is that long (it is
+/// then all default already: see [`Scratch`]).
+fn fit<T: Copy + Default>(buffer: &mut Vec<T>, len: usize) {
+    if buffer.len() != len {
+        buffer.clear();
+        buffer.resize(len, T::default());
+    }
+}
+
+impl<'engine, K> Matches<'engine, K> {
+    pub fn new() -> Self {
+        Self {
+            found: Vec::new(),
+            keywords: Vec::new(),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// How many channels matched.
+    pub fn len(&self) -> usize {
+        self.found.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
+    /// The matched channels, in channel order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = MatchedChannel<'_, K>> + '_ {
+        self.found.iter().map(|found| MatchedChannel {
+            index: found.index as usize,
+            channel: found.channel,
+            matched_keywords: &self.keywords
+                [found.keywords_start as usize..found.keywords_end as usize],
+        })
+    }
+
+    /// The matches as owned [`ChannelMatch`]es, borrowing the engine rather than `self`.
+    pub fn to_channel_matches(&self) -> Vec<ChannelMatch<'engine, K>> {
+        self.found
+            .iter()
+            .map(|found| ChannelMatch {
+                index: found.index as usize,
+                channel: found.channel,
+                matched_keywords: self.keywords
+                    [found.keywords_start as usize..found.keywords_end as usize]
+                    .to_vec(),
+            })
+            .collect()
+    }
+}
+
+impl<K> Default for Matches<'_, K> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -151,7 +280,9 @@ impl<K: Clone> FilterEngine<K> {
             std::collections::HashMap::new();
         let mut uses_by_pattern: Vec<Vec<PatternUse>> = Vec::new();
         let mut compiled_channels = Vec::with_capacity(channels.len());
-        let mut channels_without_includes = Vec::new();
+        let mut channels_without_includes = vec![0u64; channels.len().div_ceil(64)];
+        let mut rules = Vec::with_capacity(channels.len());
+        let mut includes_written: Vec<Box<str>> = Vec::new();
 
         for (channel_index, (key, filters)) in channels.iter().enumerate() {
             let channel = to_u32(channel_index);
@@ -159,7 +290,7 @@ impl<K: Clone> FilterEngine<K> {
                                     list: List|
              -> Result<Vec<CompiledKeyword>, CompileError> {
                 let mut compiled = Vec::with_capacity(written.len());
-                for text in written {
+                for (position, text) in written.iter().enumerate() {
                     let keyword = parse_keyword(text).map_err(|error| CompileError {
                         channel_index,
                         keyword: text.clone(),
@@ -172,6 +303,7 @@ impl<K: Clone> FilterEngine<K> {
                     });
                     uses_by_pattern[pattern as usize].push(PatternUse {
                         channel,
+                        position: to_u32(position),
                         list,
                         whole_word: keyword.whole_word,
                     });
@@ -182,14 +314,20 @@ impl<K: Clone> FilterEngine<K> {
             let includes = compile_list(&filters.include_keywords, List::Include)?;
             let excludes = compile_list(&filters.exclude_keywords, List::Exclude)?;
             if includes.is_empty() {
-                channels_without_includes.push(channel);
+                channels_without_includes[channel_index / 64] |= 1 << (channel_index % 64);
             }
+            rules.push(ChannelRule {
+                includes_start: to_u32(includes_written.len()),
+                includes_len: to_u32(includes.len()),
+                require_all_includes: filters.require_all_includes,
+            });
+            includes_written.extend(
+                includes
+                    .iter()
+                    .map(|keyword| keyword.keyword.written().into()),
+            );
             compiled_channels.push(CompiledChannel {
                 key: key.clone(),
-                include_lookups: includes
-                    .iter()
-                    .map(|keyword| (keyword.pattern, needed_flag(&keyword.keyword)))
-                    .collect(),
                 includes,
                 excludes,
                 require_all_includes: filters.require_all_includes,
@@ -221,6 +359,8 @@ impl<K: Clone> FilterEngine<K> {
             use_starts,
             uses,
             channels: compiled_channels,
+            rules,
+            includes_written,
             channels_without_includes,
         })
     }
@@ -242,77 +382,110 @@ impl<K> FilterEngine<K> {
         self.channels.len()
     }
 
-    /// Every channel whose filters the text passes, in channel order.
+    /// Every channel whose filters the text passes, in channel order. Allocates the answer; a
+    /// caller evaluating many texts should keep a [`Matches`] and call [`Self::evaluate_into`].
     pub fn evaluate(&self, text: &str) -> Vec<ChannelMatch<'_, K>> {
-        let scan = self.scan(text);
+        let mut matches = Matches::new();
+        self.evaluate_into(text, &mut matches);
+        matches.to_channel_matches()
+    }
 
-        // Per channel: how many of its include keywords occurred, or EXCLUDED. A channel's
-        // include positions are distinct keyword uses, so the count reaches `includes.len()`
-        // exactly when every include occurred.
-        let mut found_includes = vec![0u32; self.channels.len()];
-        let mut touched: Vec<u32> = Vec::new();
-        for &pattern in &scan.found {
-            let as_whole_word = scan.flags[pattern as usize] & OCCURS_AS_WHOLE_WORD != 0;
+    /// Every channel whose filters the text passes, in channel order, written into `matches`
+    /// (replacing what it held). Reusing one `matches` reuses all of its buffers.
+    pub fn evaluate_into<'engine>(&'engine self, text: &str, matches: &mut Matches<'engine, K>) {
+        let Matches {
+            found,
+            keywords,
+            scratch,
+        } = matches;
+        found.clear();
+        keywords.clear();
+        self.scan_into(text, scratch);
+        fit(&mut scratch.tallies, self.channels.len());
+        fit(&mut scratch.touched, self.channels_without_includes.len());
+
+        for &pattern in &scratch.found_patterns {
+            let as_whole_word = scratch.flags[pattern as usize] & OCCURS_AS_WHOLE_WORD != 0;
             for pattern_use in self.uses_of(pattern) {
                 if pattern_use.whole_word && !as_whole_word {
                     continue;
                 }
-                let counter = &mut found_includes[pattern_use.channel as usize];
-                if *counter == 0 {
-                    touched.push(pattern_use.channel);
-                }
-                *counter = match pattern_use.list {
-                    List::Exclude => EXCLUDED,
-                    List::Include if *counter == EXCLUDED => EXCLUDED,
-                    List::Include => *counter + 1,
-                };
-            }
-        }
-        touched.sort_unstable();
-
-        let mut matches = Vec::new();
-        let mut defaults = self.channels_without_includes.iter().copied().peekable();
-        for channel in touched {
-            // Default-matching channels before this one had no occurrence at all: they match.
-            while let Some(&default) = defaults.peek().filter(|&&default| default < channel) {
-                matches.push(self.default_match(default));
-                defaults.next();
-            }
-            if defaults.peek() == Some(&channel) {
-                defaults.next();
-            }
-            let includes_found = found_includes[channel as usize];
-            if includes_found == EXCLUDED {
-                continue;
-            }
-            let compiled = &self.channels[channel as usize];
-            let passes = if compiled.require_all_includes {
-                includes_found as usize == compiled.includes.len()
-            } else {
-                includes_found > 0 || compiled.includes.is_empty()
-            };
-            if passes {
-                let mut matched_keywords = Vec::with_capacity(includes_found as usize);
-                for (position, &(pattern, needed)) in compiled.include_lookups.iter().enumerate() {
-                    if scan.has(pattern, needed) {
-                        matched_keywords.push(compiled.includes[position].keyword.written());
+                let channel = pattern_use.channel as usize;
+                scratch.touched[channel / 64] |= 1 << (channel % 64);
+                let tally = &mut scratch.tallies[channel];
+                match pattern_use.list {
+                    List::Exclude => tally.includes_found = EXCLUDED,
+                    List::Include => {
+                        if tally.includes_found != EXCLUDED {
+                            tally.includes_found += 1;
+                        }
+                        if (pattern_use.position as usize) < POSITION_BITS {
+                            tally.positions_found |= 1 << pattern_use.position;
+                        }
                     }
                 }
-                matches.push(ChannelMatch {
-                    index: channel as usize,
-                    channel: &compiled.key,
-                    matched_keywords,
+            }
+        }
+
+        // Ascending channel order falls out of walking the bits; the default-matching channels
+        // join here, untouched ones with an empty tally.
+        for (word, &defaults) in self.channels_without_includes.iter().enumerate() {
+            let mut channels = std::mem::take(&mut scratch.touched[word]) | defaults;
+            while channels != 0 {
+                let channel = word * 64 + channels.trailing_zeros() as usize;
+                channels &= channels - 1;
+                let tally = std::mem::take(&mut scratch.tallies[channel]);
+                if tally.includes_found == EXCLUDED {
+                    continue;
+                }
+                let rule = self.rules[channel];
+                let passes = if rule.require_all_includes {
+                    tally.includes_found == rule.includes_len
+                } else {
+                    tally.includes_found > 0 || rule.includes_len == 0
+                };
+                if !passes {
+                    continue;
+                }
+                let keywords_start = keywords.len();
+                let written = &self.includes_written[rule.includes_start as usize..]
+                    [..rule.includes_len as usize];
+                if written.len() <= POSITION_BITS {
+                    let mut positions = tally.positions_found;
+                    while positions != 0 {
+                        let position = positions.trailing_zeros() as usize;
+                        positions &= positions - 1;
+                        keywords.push(&written[position]);
+                    }
+                } else {
+                    keywords.extend(
+                        self.channels[channel]
+                            .includes
+                            .iter()
+                            .filter(|keyword| scratch.contains(keyword))
+                            .map(|keyword| keyword.keyword.written()),
+                    );
+                }
+                found.push(FoundChannel {
+                    index: to_u32(channel),
+                    channel: &self.channels[channel].key,
+                    keywords_start: to_u32(keywords_start),
+                    keywords_end: to_u32(keywords.len()),
                 });
             }
         }
-        matches.extend(defaults.map(|default| self.default_match(default)));
-        matches
+
+        for &pattern in &scratch.found_patterns {
+            scratch.flags[pattern as usize] = 0;
+        }
+        scratch.found_patterns.clear();
     }
 
     /// The verdict of every channel on the text, matched or not, with the keywords that
     /// decided it. Slower than [`Self::evaluate`] (it visits every channel); for diagnostics.
     pub fn explain(&self, text: &str) -> Vec<ChannelVerdict<'_, K>> {
-        let scan = self.scan(text);
+        let mut scan = Scratch::default();
+        self.scan_into(text, &mut scan);
         let found = |keyword: &CompiledKeyword| scan.contains(keyword);
         self.channels
             .iter()
@@ -353,47 +526,41 @@ impl<K> FilterEngine<K> {
             .collect()
     }
 
-    fn default_match(&self, channel: u32) -> ChannelMatch<'_, K> {
-        ChannelMatch {
-            index: channel as usize,
-            channel: &self.channels[channel as usize].key,
-            matched_keywords: Vec::new(),
-        }
-    }
-
     fn uses_of(&self, pattern: u32) -> &[PatternUse] {
         let start = self.use_starts[pattern as usize] as usize;
         let end = self.use_starts[pattern as usize + 1] as usize;
         &self.uses[start..end]
     }
 
-    /// The patterns occurring in the text, and whether each occurred as a whole word.
-    fn scan(&self, text: &str) -> Scan {
+    /// Sets `scratch.flags` and `scratch.found_patterns` to the patterns occurring in the text,
+    /// and whether each occurred as a whole word. Expects them clean (see [`Scratch`]).
+    fn scan_into(&self, text: &str, scratch: &mut Scratch) {
         let Some(automaton) = &self.automaton else {
-            return Scan {
-                flags: Vec::new(),
-                found: Vec::new(),
-            };
+            return;
         };
-        let mut normalized = String::with_capacity(text.len() + text.len() / 8);
-        normalize_into(text, &mut normalized);
-        let mut flags = vec![0u8; automaton.patterns_len()];
-        let mut found = Vec::new();
+        let Scratch {
+            normalized,
+            flags,
+            found_patterns,
+            ..
+        } = scratch;
+        normalized.clear();
+        normalize_into(text, normalized);
+        fit(flags, automaton.patterns_len());
         for occurrence in automaton.find_overlapping_iter(normalized.as_str()) {
             let pattern = occurrence.pattern().as_u32();
             let pattern_flags = &mut flags[pattern as usize];
             if *pattern_flags == 0 {
-                found.push(pattern);
+                found_patterns.push(pattern);
             }
             // The boundary check is needed only until one whole-word occurrence is seen.
             if *pattern_flags & OCCURS_AS_WHOLE_WORD == 0
-                && is_whole_word_at(&normalized, occurrence.start(), occurrence.end())
+                && is_whole_word_at(normalized, occurrence.start(), occurrence.end())
             {
                 *pattern_flags |= OCCURS_AS_WHOLE_WORD;
             }
             *pattern_flags |= OCCURS;
         }
-        Scan { flags, found }
     }
 }
 
@@ -578,6 +745,75 @@ mod tests {
                 .collect();
             assert_eq!(explained, matched_indices(&engine, text), "{text}");
         }
+    }
+
+    #[test]
+    fn a_reused_matches_answers_each_text_as_a_fresh_evaluation() {
+        let python = filters(&["python", "django"], &["junior"], false);
+        let go = filters(&["\"go\"", "grpc"], &[], true);
+        let open = filters(&[], &["casino"], false);
+        // More includes than the position bits: keywords are listed by testing each one.
+        let many: Vec<String> = (0..70).map(|n| format!("k{n:02}x")).collect();
+        let many_refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let wide = filters(&many_refs, &[], false);
+        let small =
+            FilterEngine::compile(&[("py", &python), ("go", &go), ("open", &open)]).unwrap();
+        let large = FilterEngine::compile(&[
+            ("open", &open),
+            ("wide", &wide),
+            ("py", &python),
+            ("go", &go),
+            ("wide2", &wide),
+        ])
+        .unwrap();
+        let texts = [
+            "Python/Django, go and grpc",
+            "junior python casino",
+            "golang grpc",
+            "k00x k69x k64x k63x python",
+            "",
+            "go grpc",
+        ];
+        // One Matches for both engines and every text, in both orders: no state may leak from
+        // one evaluation into the next.
+        let mut small_matches = Matches::new();
+        let mut large_matches = Matches::new();
+        for text in texts.iter().chain(texts.iter().rev()) {
+            for (engine, matches) in [(&small, &mut small_matches), (&large, &mut large_matches)] {
+                engine.evaluate_into(text, matches);
+                let reused: Vec<(usize, Vec<&str>)> = matches
+                    .iter()
+                    .map(|m| (m.index, m.matched_keywords.to_vec()))
+                    .collect();
+                let fresh: Vec<(usize, Vec<&str>)> = engine
+                    .evaluate(text)
+                    .into_iter()
+                    .map(|m| (m.index, m.matched_keywords))
+                    .collect();
+                assert_eq!(reused, fresh, "{text}");
+                assert_eq!(matches.len(), fresh.len());
+                let explained: Vec<(usize, Vec<&str>)> = engine
+                    .explain(text)
+                    .into_iter()
+                    .filter_map(|v| match v.verdict {
+                        Verdict::Matched { matched_includes } => Some((v.index, matched_includes)),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(reused, explained, "{text}");
+            }
+        }
+        large.evaluate_into("k69x, K03X and k64x", &mut large_matches);
+        let wide_keywords: Vec<&[&str]> =
+            large_matches.iter().map(|m| m.matched_keywords).collect();
+        assert_eq!(
+            wide_keywords,
+            vec![
+                &[][..],
+                &["k03x", "k64x", "k69x"][..],
+                &["k03x", "k64x", "k69x"][..]
+            ]
+        );
     }
 
     #[test]

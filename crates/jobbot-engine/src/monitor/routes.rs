@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use jobbot_core::config::{Config, Filters, SourceRef};
-use jobbot_core::filters::{CompileError, FilterEngine};
+use jobbot_core::filters::{CompileError, FilterEngine, Matches};
 use jobbot_core::ids::{ChatId, Username};
 
 /// An enabled output channel, as monitoring needs it.
@@ -120,9 +120,12 @@ impl Routes {
     /// The channels among `candidates` whose filters take the text; one pass over the text
     /// decides every channel.
     pub fn matching(&self, text: &str, candidates: &BTreeSet<usize>) -> Vec<RoutedMatch> {
-        self.filters
-            .evaluate(text)
-            .into_iter()
+        // A fresh `Matches` per message: messages arrive at Telegram's pace, and keeping one
+        // across messages would tie it to this snapshot of the routes.
+        let mut matches = Matches::new();
+        self.filters.evaluate_into(text, &mut matches);
+        matches
+            .iter()
             .filter(|found| candidates.contains(found.channel))
             .map(|found| RoutedMatch {
                 channel: *found.channel,
