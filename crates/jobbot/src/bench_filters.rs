@@ -98,6 +98,8 @@ pub struct FiltersBenchResult {
     /// How many channels a message matched on average: the size of the answer, which any
     /// engine has to produce, so throughput cannot stay flat when it grows with the channels.
     pub mean_matched_channels: f64,
+    /// How many (channel, keyword) pairs the answer to a message listed on average.
+    pub mean_matched_keywords: f64,
     pub compile_ms: f64,
 }
 
@@ -135,7 +137,7 @@ pub fn run_filters_bench(args: FiltersBenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "{:>8} {:>8} {:>9} {:>14} {:>14} {:>14} {:>8} {:>13} {:>11}",
+        "{:>8} {:>8} {:>9} {:>14} {:>14} {:>14} {:>8} {:>13} {:>13} {:>11}",
         "workload",
         "channels",
         "keywords",
@@ -144,6 +146,7 @@ pub fn run_filters_bench(args: FiltersBenchArgs) -> anyhow::Result<ExitCode> {
         "naive msg/s",
         "ratio",
         "matches/msg",
+        "keywords/msg",
         "compile ms"
     );
     let mut results = Vec::new();
@@ -176,7 +179,7 @@ pub fn run_filters_bench(args: FiltersBenchArgs) -> anyhow::Result<ExitCode> {
                 &args,
             )?;
             println!(
-                "{:>8} {:>8} {:>9} {:>14.0} {:>14.0} {:>14.0} {:>7.1}x {:>13.1} {:>11.2}",
+                "{:>8} {:>8} {:>9} {:>14.0} {:>14.0} {:>14.0} {:>7.1}x {:>13.1} {:>13.1} {:>11.2}",
                 result.workload.name(),
                 result.channels,
                 result.keywords_per_channel,
@@ -185,6 +188,7 @@ pub fn run_filters_bench(args: FiltersBenchArgs) -> anyhow::Result<ExitCode> {
                 result.naive_msgs_per_s,
                 result.ratio,
                 result.mean_matched_channels,
+                result.mean_matched_keywords,
                 result.compile_ms
             );
             results.push(result);
@@ -203,6 +207,7 @@ pub fn run_filters_bench(args: FiltersBenchArgs) -> anyhow::Result<ExitCode> {
                     "naive_msgs_per_s": result.naive_msgs_per_s,
                     "ratio": result.ratio,
                     "mean_matched_channels": result.mean_matched_channels,
+                    "mean_matched_keywords": result.mean_matched_keywords,
                     "compile_ms": result.compile_ms,
                 }))
                 .collect::<Vec<_>>(),
@@ -226,6 +231,7 @@ fn measure(
     let compile_ms = compile_started.elapsed().as_secs_f64() * 1000.0;
 
     let mut total_matches = 0usize;
+    let mut total_keywords = 0usize;
     let mut matches = Matches::new();
     for (number, text) in corpus.iter().enumerate() {
         engine.evaluate_into(text, &mut matches);
@@ -244,6 +250,10 @@ fn measure(
             );
         }
         total_matches += ours.len();
+        total_keywords += matches
+            .iter()
+            .map(|found| found.matched_keywords.len())
+            .sum::<usize>();
     }
 
     let budget = Duration::from_secs_f64(args.seconds.max(0.0));
@@ -279,6 +289,7 @@ fn measure(
         naive_msgs_per_s,
         ratio: jobbot_msgs_per_s / naive_msgs_per_s,
         mean_matched_channels: total_matches as f64 / corpus.len() as f64,
+        mean_matched_keywords: total_keywords as f64 / corpus.len() as f64,
         compile_ms,
     })
 }

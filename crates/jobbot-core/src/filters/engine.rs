@@ -37,9 +37,14 @@ pub struct FilterEngine<K> {
     /// 1,000 channels a message matches hundreds, and reading these scattered over the
     /// channels' own allocations was half of an evaluation's time (cache misses).
     rules: Vec<ChannelRule>,
-    /// Every channel's include keywords as written, one channel after the other; channel `c`'s
-    /// are `includes_written[rules[c].includes_start..][..rules[c].includes_len]`.
-    includes_written: Vec<Box<str>>,
+    /// Every channel's include keywords, one channel after the other, as indices into
+    /// `written`; channel `c`'s are `include_written_ids[rules[c].includes_start..]
+    /// [..rules[c].includes_len]`. Channels share most keywords when there are many of them, so
+    /// the distinct texts stay few and in cache while each channel's list is four bytes a
+    /// keyword.
+    include_written_ids: Vec<u32>,
+    /// The distinct include keywords as written.
+    written: Vec<Box<str>>,
     /// One bit per channel (bit `c % 64` of word `c / 64`), set for the channels with no include
     /// keyword: they match unless an exclude occurs, so every message visits them.
     channels_without_includes: Vec<u64>,
@@ -282,7 +287,10 @@ impl<K: Clone> FilterEngine<K> {
         let mut compiled_channels = Vec::with_capacity(channels.len());
         let mut channels_without_includes = vec![0u64; channels.len().div_ceil(64)];
         let mut rules = Vec::with_capacity(channels.len());
-        let mut includes_written: Vec<Box<str>> = Vec::new();
+        let mut include_written_ids: Vec<u32> = Vec::new();
+        let mut written: Vec<Box<str>> = Vec::new();
+        let mut written_id_of: std::collections::HashMap<String, u32> =
+            std::collections::HashMap::new();
 
         for (channel_index, (key, filters)) in channels.iter().enumerate() {
             let channel = to_u32(channel_index);
@@ -317,15 +325,18 @@ impl<K: Clone> FilterEngine<K> {
                 channels_without_includes[channel_index / 64] |= 1 << (channel_index % 64);
             }
             rules.push(ChannelRule {
-                includes_start: to_u32(includes_written.len()),
+                includes_start: to_u32(include_written_ids.len()),
                 includes_len: to_u32(includes.len()),
                 require_all_includes: filters.require_all_includes,
             });
-            includes_written.extend(
-                includes
-                    .iter()
-                    .map(|keyword| keyword.keyword.written().into()),
-            );
+            for keyword in &includes {
+                let text = keyword.keyword.written();
+                let id = *written_id_of.entry(text.to_owned()).or_insert_with(|| {
+                    written.push(text.into());
+                    to_u32(written.len() - 1)
+                });
+                include_written_ids.push(id);
+            }
             compiled_channels.push(CompiledChannel {
                 key: key.clone(),
                 includes,
@@ -360,7 +371,8 @@ impl<K: Clone> FilterEngine<K> {
             uses,
             channels: compiled_channels,
             rules,
-            includes_written,
+            include_written_ids,
+            written,
             channels_without_includes,
         })
     }
@@ -448,14 +460,14 @@ impl<K> FilterEngine<K> {
                     continue;
                 }
                 let keywords_start = keywords.len();
-                let written = &self.includes_written[rule.includes_start as usize..]
+                let written_ids = &self.include_written_ids[rule.includes_start as usize..]
                     [..rule.includes_len as usize];
-                if written.len() <= POSITION_BITS {
+                if written_ids.len() <= POSITION_BITS {
                     let mut positions = tally.positions_found;
                     while positions != 0 {
                         let position = positions.trailing_zeros() as usize;
                         positions &= positions - 1;
-                        keywords.push(&written[position]);
+                        keywords.push(&self.written[written_ids[position] as usize]);
                     }
                 } else {
                     keywords.extend(
