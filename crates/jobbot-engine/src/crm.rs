@@ -38,12 +38,11 @@ use jobbot_core::telegram::{
 use jobbot_core::template::{TemplateValues, parse_template};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::dispatcher::Delivery;
+use crate::dispatcher::{Delivery, LinkStates};
 use crate::engine::{Engine, EngineError};
-use crate::events::EngineEvent;
 use crate::owner::LinkState;
 use crate::router::TelegramEvents;
 use crate::vacancy::Vacancy;
@@ -121,7 +120,7 @@ impl Crm {
     pub fn start(parts: CrmParts) -> Self {
         let shared = Arc::new(Shared {
             store: parts.engine.store(),
-            engine_events: Mutex::new(Some(parts.engine.subscribe())),
+            links: Mutex::new(Some(parts.engine.link_states())),
             engine: parts.engine,
             config: parts.config,
             replier: parts.replier,
@@ -152,7 +151,8 @@ struct Shared {
     config: watch::Receiver<Arc<Config>>,
     replier: Arc<dyn AutoReplier>,
     settings: CrmSettings,
-    engine_events: Mutex<Option<broadcast::Receiver<EngineEvent>>>,
+    /// The accounts' link states (lossless): an agent that becomes ready joins its CRM groups.
+    links: Mutex<Option<watch::Receiver<LinkStates>>>,
     rng: Mutex<StdRng>,
     /// Serialises topic creation per conversation, so racing triggers create one topic.
     topic_locks: Mutex<HashMap<ConversationId, Arc<tokio::sync::Mutex<()>>>>,
@@ -198,11 +198,10 @@ impl Shared {
         mut telegram: TelegramEvents,
     ) {
         let mut config = self.config.clone();
-        let mut engine_events = lock(&self.engine_events)
-            .take()
-            .expect("run is called once");
+        let mut links = lock(&self.links).take().expect("run is called once");
+        let mut ready = self.ready_agents(&mut links);
         self.spawn(Arc::clone(&self).join_crm_groups(None));
-        let (mut vacancies_open, mut telegram_open, mut config_open, mut events_open) =
+        let (mut vacancies_open, mut telegram_open, mut config_open, mut links_open) =
             (true, true, true, true);
         while vacancies_open || telegram_open {
             tokio::select! {
@@ -218,19 +217,34 @@ impl Shared {
                     Ok(()) => self.spawn(Arc::clone(&self).join_crm_groups(None)),
                     Err(_) => config_open = false,
                 },
-                event = engine_events.recv(), if events_open => match event {
-                    Ok(EngineEvent::AgentState { session, state: LinkState::Ready { me } }) => {
-                        lock(&self.own_users).insert(me.user_id);
-                        self.spawn(Arc::clone(&self).join_crm_groups(Some(session)));
+                changed = links.changed(), if links_open => match changed {
+                    Ok(()) => {
+                        let now_ready = self.ready_agents(&mut links);
+                        for session in now_ready.difference(&ready) {
+                            self.spawn(Arc::clone(&self).join_crm_groups(Some(session.clone())));
+                        }
+                        ready = now_ready;
                     }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        self.spawn(Arc::clone(&self).join_crm_groups(None));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => events_open = false,
+                    Err(_) => links_open = false,
                 },
             }
         }
+    }
+
+    /// The agents ready now; their users are remembered as jobbot's own.
+    fn ready_agents(&self, links: &mut watch::Receiver<LinkStates>) -> HashSet<SessionName> {
+        let links = links.borrow_and_update();
+        let mut own = lock(&self.own_users);
+        links
+            .iter()
+            .filter_map(|(session, state)| match state {
+                LinkState::Ready { me } => {
+                    own.insert(me.user_id);
+                    Some(session.clone())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -836,16 +850,8 @@ impl Shared {
             if lock(&self.joined).contains(&(agent.clone(), hash.clone())) {
                 continue;
             }
-            // The owner announces Ready just before it lists its account; give it that moment.
-            let mut account = self.engine.account(&agent);
-            for _ in 0..10 {
-                if account.is_some() || only.is_none() {
-                    break;
-                }
-                tokio::task::yield_now().await;
-                account = self.engine.account(&agent);
-            }
-            let Some(account) = account else {
+            // An owner lists its account before it announces it ready.
+            let Some(account) = self.engine.account(&agent) else {
                 continue;
             };
             match account

@@ -23,11 +23,18 @@ use jobbot_core::store::{
 use jobbot_core::telegram::{RandomId, SentMessage, TelegramError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::clock::EngineClock;
 use crate::events::EngineEvent;
-use crate::owner::{LinkState, OwnerCommand, OwnerContext, OwnerHandle, SendJob, spawn_owner};
+use crate::owner::{
+    LinkReport, LinkState, OwnerCommand, OwnerContext, OwnerHandle, SendJob, spawn_owner,
+};
+
+/// Every configured account's link state, as the dispatcher holds it. Published through a
+/// `watch` channel: a reader always gets the latest map, never a stream it could fall behind on.
+pub type LinkStates = BTreeMap<SessionName, LinkState>;
 
 /// Reasons written to the store for attempts Telegram refused without delivering: a restart
 /// may move such a message to another agent. Any other last attempt is in doubt (the process
@@ -136,7 +143,13 @@ pub(crate) struct Dispatcher {
     rng: StdRng,
     owner_context: Arc<dyn Fn() -> OwnerContext + Send + Sync>,
     owners: HashMap<SessionName, OwnerHandle>,
-    links: HashMap<SessionName, LinkState>,
+    /// Stopped owners whose tasks may still be disconnecting: the session's next owner waits for
+    /// them, and shutdown awaits them, so a session is never held twice.
+    retired: HashMap<SessionName, Vec<JoinHandle<()>>>,
+    next_generation: u64,
+    links: watch::Sender<LinkStates>,
+    /// Paused by an operator. A pause outlives configuration changes: a paused session gets no
+    /// owner until it is resumed, whatever the configuration says.
     paused: HashSet<SessionName>,
     topology: Topology,
     pools: HashMap<String, PoolId>,
@@ -154,7 +167,7 @@ pub(crate) struct Dispatcher {
     events: broadcast::Sender<EngineEvent>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
-    states_rx: mpsc::UnboundedReceiver<(SessionName, LinkState)>,
+    states_rx: mpsc::UnboundedReceiver<LinkReport>,
     /// Pools already reported as fully in FloodWait (logged once per episode).
     flood_logged: HashSet<PoolId>,
 }
@@ -166,7 +179,8 @@ pub(crate) struct DispatcherParts {
     pub seed: u64,
     pub events: broadcast::Sender<EngineEvent>,
     pub owner_context: Arc<dyn Fn() -> OwnerContext + Send + Sync>,
-    pub states_rx: mpsc::UnboundedReceiver<(SessionName, LinkState)>,
+    pub states_rx: mpsc::UnboundedReceiver<LinkReport>,
+    pub links: watch::Sender<LinkStates>,
 }
 
 impl Dispatcher {
@@ -179,7 +193,9 @@ impl Dispatcher {
             rng: StdRng::seed_from_u64(parts.seed),
             owner_context: parts.owner_context,
             owners: HashMap::new(),
-            links: HashMap::new(),
+            retired: HashMap::new(),
+            next_generation: 0,
+            links: parts.links,
             paused: HashSet::new(),
             topology: Topology::default(),
             pools: HashMap::new(),
@@ -226,7 +242,7 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 Some(internal) = self.internal_rx.recv() => self.handle_internal(internal).await,
-                Some((session, state)) = self.states_rx.recv() => self.on_link_state(session, state),
+                Some(report) = self.states_rx.recv() => self.on_link_report(report),
                 command = commands.recv() => match command {
                     None => break,
                     Some(Command::Shutdown(done)) => {
@@ -243,10 +259,14 @@ impl Dispatcher {
     }
 
     async fn shutdown(&mut self) {
-        let owners: Vec<OwnerHandle> = self.owners.drain().map(|(_, owner)| owner).collect();
-        for owner in owners {
-            drop(owner.commands);
-            let _ = owner.task.await;
+        let sessions: Vec<SessionName> = self.owners.keys().cloned().collect();
+        for session in &sessions {
+            self.retire_owner(session);
+        }
+        for (_, tasks) in self.retired.drain() {
+            for task in tasks {
+                let _ = task.await;
+            }
         }
     }
 
@@ -346,6 +366,10 @@ impl Dispatcher {
                         self.pause(session);
                     } else if self.paused.remove(session) {
                         tracing::info!(target: "agent_pool", session = %session, "▶️ агент {session} возобновлён");
+                        if let Some(agent) = self.scheduler.agent_key(session) {
+                            self.scheduler
+                                .set_connection_state(agent, ConnectionState::Connecting);
+                        }
                         self.start_owner(session);
                     }
                 }
@@ -816,10 +840,19 @@ impl Dispatcher {
         }
     }
 
-    fn on_link_state(&mut self, session: SessionName, state: LinkState) {
-        if self.paused.contains(&session) {
-            return; // late reports of an owner stopped by a pause
+    /// Applies an owner's report, unless the owner was stopped since (paused, removed, replaced):
+    /// then the report is stale and the session's state is what the dispatcher set.
+    fn on_link_report(&mut self, report: LinkReport) {
+        let current = self
+            .owners
+            .get(&report.session)
+            .is_some_and(|owner| owner.generation == report.generation);
+        if current {
+            self.on_link_state(report.session, report.state);
         }
+    }
+
+    fn on_link_state(&mut self, session: SessionName, state: LinkState) {
         if let Some(agent) = self.scheduler.agent_key(&session) {
             let connection = match &state {
                 LinkState::Ready { .. } => ConnectionState::Ready,
@@ -839,7 +872,33 @@ impl Dispatcher {
         } else if matches!(state, LinkState::Dead { .. }) {
             self.parked.clear();
         }
-        self.links.insert(session, state);
+        self.set_link(session, state);
+    }
+
+    /// Records and publishes an agent's link state (the watch for readers of state, the event for
+    /// the live feed).
+    fn set_link(&mut self, session: SessionName, state: LinkState) {
+        let changed = self.links.send_if_modified(|links| {
+            if links.get(&session) == Some(&state) {
+                return false;
+            }
+            links.insert(session.clone(), state.clone());
+            true
+        });
+        if changed {
+            let _ = self.events.send(EngineEvent::AgentState { session, state });
+        }
+    }
+
+    /// Stops a session's owner: it disconnects and releases the session in the background, and
+    /// the session's next owner waits for that.
+    fn retire_owner(&mut self, session: &SessionName) {
+        if let Some(owner) = self.owners.remove(session) {
+            drop(owner.commands); // the owner disconnects and releases the session
+            let tasks = self.retired.entry(session.clone()).or_default();
+            tasks.retain(|task| !task.is_finished());
+            tasks.push(owner.task);
+        }
     }
 
     /// Applies a new configuration: owners start and stop, pools change membership. Pending
@@ -853,24 +912,56 @@ impl Dispatcher {
             .filter(|session| !wanted.contains_key(*session))
             .cloned()
             .collect();
-        for session in stale {
-            if let Some(owner) = self.owners.remove(&session) {
+        let removed: Vec<SessionName> = self
+            .links
+            .borrow()
+            .keys()
+            .filter(|session| !wanted.contains_key(*session))
+            .cloned()
+            .collect();
+        for session in stale.iter().chain(&removed) {
+            if self.owners.contains_key(session) {
                 tracing::info!(target: "agent_pool", session = %session, "агент {session} удалён из конфигурации");
-                drop(owner.commands); // the owner disconnects and releases the session
+                self.retire_owner(session);
             }
-            if let Some(agent) = self.scheduler.agent_key(&session) {
+            if let Some(agent) = self.scheduler.agent_key(session) {
                 self.scheduler.remove_agent(agent);
             }
-            self.links.remove(&session);
+            if self
+                .links
+                .send_if_modified(|links| links.remove(session).is_some())
+            {
+                let _ = self.events.send(EngineEvent::AgentState {
+                    session: session.clone(),
+                    state: LinkState::Stopped,
+                });
+            }
         }
-        for (session, (pacing, options)) in &wanted {
-            self.scheduler.add_agent(session.clone(), *pacing, now);
-            if !self.owners.contains_key(session) {
-                let mut context = (self.owner_context)();
-                context.options = options.clone();
-                self.owners
-                    .insert(session.clone(), spawn_owner(session.clone(), context));
-                self.links.insert(session.clone(), LinkState::Connecting);
+        let options_changed: Vec<SessionName> = wanted
+            .iter()
+            .filter(|(session, (_, options))| {
+                self.topology
+                    .accounts
+                    .get(*session)
+                    .is_some_and(|(_, old)| old != options)
+            })
+            .map(|(session, _)| session.clone())
+            .collect();
+        self.topology.accounts = wanted.clone();
+        for (session, (pacing, _)) in &wanted {
+            let agent = self.scheduler.add_agent(session.clone(), *pacing, now);
+            if self.paused.contains(session) {
+                // A configuration change never undoes a pause.
+                self.scheduler
+                    .set_connection_state(agent, ConnectionState::Paused);
+                self.set_link(session.clone(), LinkState::Paused);
+            } else if !self.owners.contains_key(session) {
+                self.start_owner(session);
+            } else if options_changed.contains(session) {
+                // A new proxy: reconnect through it (the old owner releases the session first).
+                tracing::info!(target: "agent_pool", session = %session, "агент {session}: новые параметры подключения");
+                self.retire_owner(session);
+                self.start_owner(session);
             }
         }
         let main: Vec<SessionName> = topology.main_account.iter().cloned().collect();
@@ -932,29 +1023,32 @@ impl Dispatcher {
             return;
         }
         tracing::info!(target: "agent_pool", session = %session, "⏸️ агент {session} приостановлен");
-        if let Some(owner) = self.owners.remove(session) {
-            drop(owner.commands); // the owner disconnects and releases the session
-        }
+        self.retire_owner(session);
         if let Some(agent) = self.scheduler.agent_key(session) {
             self.scheduler
                 .set_connection_state(agent, ConnectionState::Paused);
         }
-        self.links.insert(session.clone(), LinkState::Paused);
-        let _ = self.events.send(EngineEvent::AgentState {
-            session: session.clone(),
-            state: LinkState::Paused,
-        });
+        self.set_link(session.clone(), LinkState::Paused);
     }
 
+    /// Starts the owner of a configured, unpaused session that has none. It connects once the
+    /// session's earlier owners (if any are still disconnecting) have released it.
     fn start_owner(&mut self, session: &SessionName) {
+        if self.paused.contains(session) || self.owners.contains_key(session) {
+            return;
+        }
         let Some((_, options)) = self.topology.accounts.get(session) else {
             return;
         };
         let mut context = (self.owner_context)();
         context.options = options.clone();
-        self.owners
-            .insert(session.clone(), spawn_owner(session.clone(), context));
-        self.links.insert(session.clone(), LinkState::Connecting);
+        let predecessors = self.retired.remove(session).unwrap_or_default();
+        self.next_generation += 1;
+        self.owners.insert(
+            session.clone(),
+            spawn_owner(session.clone(), context, self.next_generation, predecessors),
+        );
+        self.set_link(session.clone(), LinkState::Connecting);
     }
 
     fn set_pool(&mut self, pool: PoolId, sessions: &[SessionName]) {
@@ -1010,6 +1104,7 @@ impl Dispatcher {
                         .collect(),
                     link: self
                         .links
+                        .borrow()
                         .get(&session)
                         .cloned()
                         .unwrap_or(LinkState::Stopped),

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::EngineClock;
 use crate::dispatcher::{
-    AgentView, Command, Delivery, Dispatcher, DispatcherParts, PoolView, Topology,
+    AgentView, Command, Delivery, Dispatcher, DispatcherParts, LinkStates, PoolView, Topology,
 };
 use crate::events::EngineEvent;
 use crate::owner::{ConnectedAccounts, OwnerContext, OwnerSettings};
@@ -80,6 +80,7 @@ pub struct Engine {
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<EngineEvent>,
+    links: watch::Receiver<LinkStates>,
     store: Arc<dyn Store>,
     clock: EngineClock,
     settings: EngineSettings,
@@ -101,6 +102,7 @@ impl Engine {
         let (states_tx, states_rx) = mpsc::unbounded_channel();
         let (telegram_tx, telegram_rx) = mpsc::unbounded_channel();
         let accounts = ConnectedAccounts::default();
+        let (links_tx, links) = watch::channel(LinkStates::new());
         let owner_context = {
             let events = events.clone();
             let owner = settings.owner;
@@ -123,6 +125,7 @@ impl Engine {
             events: events.clone(),
             owner_context,
             states_rx,
+            links: links_tx,
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
         let initial = config.borrow_and_update().clone();
@@ -152,6 +155,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 commands,
                 events,
+                links,
                 store,
                 clock,
                 settings,
@@ -261,8 +265,31 @@ impl Engine {
             .and_then(|mut events| events.take())
     }
 
+    /// The live feed: every change as it happens. Lossy by design (a slow reader gets `Lagged`
+    /// and misses events), so it is for showing changes, never for deciding on state: read state
+    /// from [`Engine::link_states`], [`Engine::agents`] or the store.
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Every configured account's link state, always the latest (a `watch`: a reader that looks
+    /// late sees the current map, never a backlog it could fall behind on).
+    pub fn link_states(&self) -> watch::Receiver<LinkStates> {
+        self.inner.links.clone()
+    }
+
+    /// Waits until the accounts' link states satisfy `condition` (checked now, then on every
+    /// change), and returns them.
+    pub async fn wait_for_links(
+        &self,
+        mut condition: impl FnMut(&LinkStates) -> bool,
+    ) -> Result<LinkStates, EngineError> {
+        let mut links = self.link_states();
+        let links = links
+            .wait_for(|links| condition(links))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(links.clone())
     }
 
     pub fn clock(&self) -> EngineClock {

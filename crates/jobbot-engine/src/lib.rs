@@ -16,7 +16,7 @@ mod vacancy;
 
 pub use clock::EngineClock;
 pub use crm::{AutoReplier, Crm, CrmParts, CrmSettings, NoAutoReplies};
-pub use dispatcher::{AgentView, Delivery, PoolView};
+pub use dispatcher::{AgentView, Delivery, LinkStates, PoolView};
 pub use engine::{Engine, EngineError, EngineSettings, OutboxTicket};
 pub use events::EngineEvent;
 pub use monitor::{

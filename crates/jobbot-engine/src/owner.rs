@@ -2,9 +2,15 @@
 //!
 //! The owner connects (with back-off), keeps the account's event stream drained into the engine's
 //! broadcast, checks health periodically with `get_me`, executes the sends the dispatcher hands
-//! it, and publishes every change of its link state. One task per session is the fix for the
-//! original system's "database is locked" and `AUTH_KEY_DUPLICATED` troubles: nothing else in
-//! the process ever opens the session.
+//! it, and reports every change of its link state to the dispatcher. One task per session is the
+//! fix for the original system's "database is locked" and `AUTH_KEY_DUPLICATED` troubles: nothing
+//! else in the process ever opens the session.
+//!
+//! Owners of one session never overlap: an owner started after another was stopped (a pause and
+//! a resume, an agent removed and added again) first waits until its predecessors have
+//! disconnected and released the session. Each owner has a generation, and the dispatcher applies
+//! only the reports of the session's current owner, so a late report of a stopped owner can never
+//! overwrite the state of its successor.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,14 +100,25 @@ pub(crate) enum OwnerCommand {
 pub(crate) struct OwnerHandle {
     pub commands: mpsc::Sender<OwnerCommand>,
     pub task: JoinHandle<()>,
+    pub generation: u64,
+}
+
+/// A link-state change of one owner, for the dispatcher.
+#[derive(Debug)]
+pub(crate) struct LinkReport {
+    pub session: SessionName,
+    /// The reporting owner's generation: reports of owners that were since replaced are stale.
+    pub generation: u64,
+    pub state: LinkState,
 }
 
 pub(crate) struct OwnerContext {
     pub connector: Arc<dyn AccountConnector>,
     pub options: ConnectOptions,
     pub events: broadcast::Sender<EngineEvent>,
-    /// Link-state changes for the dispatcher (which must see every one, so not the lossy broadcast).
-    pub states: mpsc::UnboundedSender<(SessionName, LinkState)>,
+    /// Link-state changes for the dispatcher (which must see every one, so not the lossy
+    /// broadcast). The dispatcher is the one that publishes them: it drops stale ones first.
+    pub states: mpsc::UnboundedSender<LinkReport>,
     /// Everything that reaches an account, losslessly, for the one consumer that routes it
     /// (monitoring, CRM). The broadcast above may drop events for slow web clients; this may not.
     pub telegram: mpsc::UnboundedSender<(SessionName, AccountEvent)>,
@@ -115,16 +132,25 @@ pub(crate) struct OwnerContext {
 pub type ConnectedAccounts =
     Arc<std::sync::RwLock<std::collections::HashMap<SessionName, Arc<dyn TelegramAccount>>>>;
 
-pub(crate) fn spawn_owner(session: SessionName, context: OwnerContext) -> OwnerHandle {
+/// Starts the owner of `session`. It connects only once every task in `predecessors` (earlier
+/// owners of the same session, stopped) has ended, so two owners never hold the session at once.
+pub(crate) fn spawn_owner(
+    session: SessionName,
+    context: OwnerContext,
+    generation: u64,
+    predecessors: Vec<JoinHandle<()>>,
+) -> OwnerHandle {
     let (commands, receiver) = mpsc::channel(64);
     let owner = Owner {
         session,
         context,
         commands: receiver,
+        generation,
     };
     OwnerHandle {
         commands,
-        task: tokio::spawn(owner.run()),
+        task: tokio::spawn(owner.run(predecessors)),
+        generation,
     }
 }
 
@@ -132,6 +158,7 @@ struct Owner {
     session: SessionName,
     context: OwnerContext,
     commands: mpsc::Receiver<OwnerCommand>,
+    generation: u64,
 }
 
 /// Why a connected session loop ended.
@@ -142,7 +169,11 @@ enum Ended {
 }
 
 impl Owner {
-    async fn run(mut self) {
+    async fn run(mut self, predecessors: Vec<JoinHandle<()>>) {
+        if !self.await_predecessors(predecessors).await {
+            self.publish(LinkState::Stopped);
+            return;
+        }
         let mut backoff = self.context.settings.reconnect_min;
         loop {
             self.publish(LinkState::Connecting);
@@ -204,8 +235,30 @@ impl Owner {
         self.publish(LinkState::Stopped);
     }
 
+    /// Waits until the earlier owners of this session have released it, refusing sends
+    /// meanwhile. Returns `false` when this owner was stopped before it could start.
+    async fn await_predecessors(&mut self, predecessors: Vec<JoinHandle<()>>) -> bool {
+        for mut predecessor in predecessors {
+            loop {
+                tokio::select! {
+                    _ = &mut predecessor => break,
+                    command = self.commands.recv() => match command {
+                        None => return false,
+                        Some(OwnerCommand::Send { reply, .. }) => {
+                            let _ = reply.send(Err(TelegramError::Network { message: "the agent is not connected yet".into() }));
+                        }
+                    },
+                }
+            }
+        }
+        true
+    }
+
     /// Serves a connected account until it must reconnect or stop.
     async fn serve(&mut self, account: Arc<dyn TelegramAccount>) -> Ended {
+        if self.commands.is_closed() {
+            return Ended::Stop; // stopped while connecting: never announce a stopped owner ready
+        }
         let me = match account.get_me().await {
             Ok(me) => me,
             Err(TelegramError::AccountDead { reason }) => return Ended::Dead { reason },
@@ -215,10 +268,11 @@ impl Owner {
                 };
             }
         };
-        self.publish(LinkState::Ready { me: me.clone() });
+        // Listed before it is announced: whoever sees the agent ready finds its account.
         if let Ok(mut accounts) = self.context.accounts.write() {
             accounts.insert(self.session.clone(), Arc::clone(&account));
         }
+        self.publish(LinkState::Ready { me: me.clone() });
         let ended = self.serve_ready(&account, &me).await;
         if let Ok(mut accounts) = self.context.accounts.write() {
             accounts.remove(&self.session);
@@ -295,12 +349,9 @@ impl Owner {
     }
 
     fn publish(&self, state: LinkState) {
-        let _ = self
-            .context
-            .states
-            .send((self.session.clone(), state.clone()));
-        let _ = self.context.events.send(EngineEvent::AgentState {
+        let _ = self.context.states.send(LinkReport {
             session: self.session.clone(),
+            generation: self.generation,
             state,
         });
     }

@@ -41,21 +41,16 @@ impl AgentPool {
     /// Waits until at least one of the channel's agents is connected; `false` if the channel has
     /// no pool (unknown, disabled) or no agent connects within `timeout`.
     pub async fn initialize(&self, timeout: std::time::Duration) -> bool {
-        let mut events = self.engine.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match self.get_status().await {
-                Ok(Some(status)) if status.agents.iter().any(|agent| agent.link.is_ready()) => {
-                    return true;
-                }
-                Ok(Some(_)) => {}
-                _ => return false,
-            }
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-                _ => return false,
-            }
-        }
+        let Ok(Some(status)) = self.get_status().await else {
+            return false;
+        };
+        let members: Vec<SessionName> = status.agents.into_iter().map(|a| a.session).collect();
+        let ready = self.engine.wait_for_links(|links| {
+            members
+                .iter()
+                .any(|member| links.get(member).is_some_and(|link| link.is_ready()))
+        });
+        matches!(tokio::time::timeout(timeout, ready).await, Ok(Ok(_)))
     }
 
     /// The agent a first contact would go to right now, if any (the seed's

@@ -9,7 +9,7 @@ use jobbot_core::store::{
     NewOutboxMessage, OutboxKind, OutboxStatus, Recipient, SenderSelection, Store, UnixMillis,
 };
 use jobbot_core::telegram::{AccountConnector, ConnectOptions, MessageContent, RandomId};
-use jobbot_engine::{Delivery, Engine, EngineClock, EngineEvent, EngineSettings, LinkState};
+use jobbot_engine::{Delivery, Engine, EngineClock, EngineSettings, LinkState};
 use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
 use tokio::sync::watch;
 
@@ -44,7 +44,8 @@ struct Harness {
     store: Arc<dyn Store>,
     agents: Vec<ChatId>,
     recipients: Vec<(ChatId, Username)>,
-    _config: watch::Sender<Arc<Config>>,
+    /// The configuration the engine follows.
+    config: watch::Sender<Arc<Config>>,
 }
 
 impl Harness {
@@ -78,15 +79,14 @@ impl Harness {
                 (id, Username::parse(&username).unwrap())
             })
             .collect();
-        let engine = start_engine(&world, agents, pacing, Arc::clone(&store)).await;
-        let (_config, _) = watch::channel(Arc::new(config(agents, serde_json::json!({}))));
+        let (engine, config) = start_engine(&world, agents, pacing, Arc::clone(&store)).await;
         Self {
             world,
             engine,
             store,
             agents: agent_ids,
             recipients,
-            _config,
+            config,
         }
     }
 
@@ -139,11 +139,9 @@ async fn start_engine(
     agents: &[&str],
     pacing: serde_json::Value,
     store: Arc<dyn Store>,
-) -> Engine {
+) -> (Engine, watch::Sender<Arc<Config>>) {
     let (config_tx, config_rx) = watch::channel(Arc::new(config(agents, pacing)));
-    // The sender must outlive the engine's follower task; leak it for the test's lifetime.
-    std::mem::forget(config_tx);
-    Engine::start(
+    let engine = Engine::start(
         EngineSettings {
             main_session: None,
             seed: 7,
@@ -155,7 +153,8 @@ async fn start_engine(
         EngineClock::starting_at(UnixMillis(1_750_000_000_000)),
     )
     .await
-    .expect("engine starts")
+    .expect("engine starts");
+    (engine, config_tx)
 }
 
 /// Paused-time tests use the in-memory store: sqlx's SQLite runs queries on a worker thread, and
@@ -207,7 +206,6 @@ async fn flood_waits_fail_over_to_other_agents_without_losing_or_repeating_a_mes
     )
     .await;
     wait_ready(&harness.engine, 3).await;
-    let mut events = harness.engine.subscribe();
     let mut tickets = Vec::new();
     for index in 0..60 {
         tickets.push(
@@ -223,12 +221,12 @@ async fn flood_waits_fail_over_to_other_agents_without_losing_or_repeating_a_mes
             .unwrap();
         assert!(matches!(delivery, Delivery::Sent { .. }), "{delivery:?}");
     }
-    let mut flood_waits = 0;
-    while let Ok(event) = events.try_recv() {
-        if matches!(event, EngineEvent::FloodWait { .. }) {
-            flood_waits += 1;
-        }
-    }
+    // Counted by the simulated Telegram itself, which records every flood wait it gave.
+    let flood_waits: u64 = harness
+        .agents
+        .iter()
+        .map(|agent| harness.world.counters(*agent).flood_waits())
+        .sum();
     assert!(flood_waits > 0, "the test must provoke flood waits");
     let mut texts: Vec<String> = (0..10)
         .flat_map(|r| harness.received(r))
@@ -470,7 +468,7 @@ async fn a_restart_resumes_the_queue_and_sends_nothing_twice() {
     assert_eq!(world.received_from(recruiter, agent).len(), 1);
 
     // The restart.
-    let engine = start_engine(
+    let (engine, _config) = start_engine(
         &world,
         &["agent_a"],
         serde_json::json!({}),
@@ -553,4 +551,148 @@ async fn a_message_nobody_can_send_expires_with_its_reason() {
         other => panic!("{other:?}"),
     }
     assert_eq!(harness.store.outbox_counts().await.unwrap().expired, 1);
+}
+
+/// Waits (on the engine's link-state watch) until `session`'s link satisfies `wanted`.
+async fn wait_link(
+    engine: &Engine,
+    session_name: &str,
+    wanted: impl Fn(Option<&LinkState>) -> bool,
+) {
+    let name = session(session_name);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.wait_for_links(|links| wanted(links.get(&name))),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        let now = engine.link_states().borrow().get(&name).cloned();
+        panic!("{session_name} never reached the wanted state; it is {now:?}")
+    })
+    .expect("the engine runs");
+}
+
+/// Regression test for issue #11: a pause is an operator's decision, and neither a configuration
+/// change nor a quick resume may undo or break it. Before the fix, any configuration snapshot
+/// started a new owner for a paused agent, and a resume right after a pause started the new owner
+/// while the old one still held the session (`SessionBusy`, then a 10-minute idle retry).
+#[tokio::test(start_paused = true)]
+async fn a_pause_survives_configuration_changes_and_a_quick_resume_reconnects() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        2,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    for round in 0..5 {
+        let paused = harness
+            .engine
+            .pause_agents(vec![session("agent_a")])
+            .await
+            .unwrap();
+        assert_eq!(paused, [session("agent_a")]);
+        // A configuration change (new pacing), as any save in the web would make.
+        let per_minute = 10 + round;
+        harness.config.send_replace(Arc::new(config(
+            &["agent_a", "agent_b"],
+            serde_json::json!({"messages_per_minute": per_minute}),
+        )));
+        // Plenty of (paused) time for a wrongly started owner to connect.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(
+            harness
+                .engine
+                .link_states()
+                .borrow()
+                .get(&session("agent_a")),
+            Some(&LinkState::Paused),
+            "round {round}: a configuration change undid the pause"
+        );
+        assert!(harness.engine.account(&session("agent_a")).is_none());
+        assert_eq!(
+            harness.world.open_connections(&session("agent_a")),
+            0,
+            "round {round}: a paused agent holds no connection"
+        );
+        // Messages meanwhile go to the other agent.
+        let ticket = harness
+            .send(0, None, &format!("while paused {round}"))
+            .await;
+        match ticket.delivery().await.unwrap() {
+            Delivery::Sent { agent, .. } => assert_eq!(agent.as_str(), "agent_b"),
+            other => panic!("{other:?}"),
+        }
+        // Resume at once, then pause and resume again before anything had time to settle: the
+        // last owner connects once its predecessors have released the session.
+        harness
+            .engine
+            .resume_agents(vec![session("agent_a")])
+            .await
+            .unwrap();
+        harness
+            .engine
+            .pause_agents(vec![session("agent_a")])
+            .await
+            .unwrap();
+        harness
+            .engine
+            .resume_agents(vec![session("agent_a")])
+            .await
+            .unwrap();
+        wait_link(&harness.engine, "agent_a", |link| {
+            link.is_some_and(LinkState::is_ready)
+        })
+        .await;
+        assert_eq!(harness.world.open_connections(&session("agent_a")), 1);
+    }
+}
+
+/// A pause that arrives while a just-added agent is still connecting wins: the agent is never
+/// announced ready and ends holding no connection.
+#[tokio::test(start_paused = true)]
+async fn a_pause_during_the_first_connect_wins() {
+    let params = SimParams {
+        call_latency_ms: 2_000,
+        call_latency_jitter_ms: 0,
+        ..SimParams::default()
+    };
+    let harness = Harness::start(
+        params,
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    harness
+        .world
+        .create_account("agent_b", NewUser::named("Agent B").phone("+79991000001"));
+    harness.config.send_replace(Arc::new(config(
+        &["agent_a", "agent_b"],
+        serde_json::json!({}),
+    )));
+    wait_link(&harness.engine, "agent_b", |link| {
+        link == Some(&LinkState::Connecting)
+    })
+    .await;
+    harness
+        .engine
+        .pause_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        harness
+            .engine
+            .link_states()
+            .borrow()
+            .get(&session("agent_b")),
+        Some(&LinkState::Paused)
+    );
+    assert!(harness.engine.account(&session("agent_b")).is_none());
+    assert_eq!(harness.world.open_connections(&session("agent_b")), 0);
 }

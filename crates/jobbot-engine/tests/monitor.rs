@@ -7,16 +7,14 @@ use std::time::Duration;
 use jobbot_core::config::{self, Config, SourceRef};
 use jobbot_core::filters::PreFilterRejection;
 use jobbot_core::ids::{ChatId, SessionName, Username};
-use jobbot_core::store::{
-    OutboxKind, OutboxStatus, Store, UnixMillis, VacancyQuery, VacancyStatus,
-};
+use jobbot_core::store::{Store, UnixMillis, VacancyQuery, VacancyStatus};
 use jobbot_core::telegram::EntityKind;
 use jobbot_engine::{
-    Engine, EngineClock, EngineEvent, EngineSettings, MessageOutcome, Monitor, MonitorEvent,
-    MonitorHandle, MonitorParts, MonitorSettings, Vacancy, router,
+    Engine, EngineClock, EngineSettings, MessageOutcome, Monitor, MonitorEvent, MonitorHandle,
+    MonitorParts, MonitorSettings, Vacancy, router,
 };
 use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 const WAIT: Duration = Duration::from_secs(600);
 
@@ -63,8 +61,8 @@ struct Harness {
     _engine: Engine,
     store: Arc<dyn Store>,
     monitor: MonitorHandle,
-    reports: broadcast::Receiver<MonitorEvent>,
-    engine_events: broadcast::Receiver<EngineEvent>,
+    /// Every report of the monitor, losslessly.
+    reports: mpsc::UnboundedReceiver<MonitorEvent>,
     config: watch::Sender<Arc<Config>>,
     vacancies: mpsc::UnboundedReceiver<Vacancy>,
     main: ChatId,
@@ -118,33 +116,32 @@ impl Harness {
         )
         .await
         .expect("engine starts");
-        let mut engine_events = engine.subscribe();
         let (monitor_tx, monitor_rx) = mpsc::unbounded_channel();
         router::fan_out(engine.take_telegram_events().unwrap(), vec![monitor_tx]);
         let (vacancy_tx, vacancies) = mpsc::unbounded_channel();
+        let (reports_tx, reports) = mpsc::unbounded_channel();
         let monitor = Monitor::spawn(MonitorParts {
             engine: engine.clone(),
             store: Arc::clone(&store),
             config: config_rx,
             events: monitor_rx,
             vacancies: Some(vacancy_tx),
+            reports: Some(reports_tx),
             settings,
         });
-        let reports = monitor.subscribe();
 
         // Telegram delivers updates only to connected sessions: wait for the main account.
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Ok(EngineEvent::AgentState { session, state }) = engine_events.recv().await
-                    && session.as_str() == "bot_session"
-                    && state.is_ready()
-                {
-                    return;
-                }
-            }
-        })
+        tokio::time::timeout(
+            WAIT,
+            engine.wait_for_links(|links| {
+                links
+                    .get(&session("bot_session"))
+                    .is_some_and(|link| link.is_ready())
+            }),
+        )
         .await
-        .expect("the main account connects");
+        .expect("the main account connects")
+        .expect("the engine runs");
 
         let harness = Self {
             world,
@@ -152,7 +149,6 @@ impl Harness {
             store,
             monitor,
             reports,
-            engine_events,
             config: config_tx,
             vacancies,
             main,
@@ -219,24 +215,18 @@ impl Harness {
         (id, outcome)
     }
 
-    /// Waits until `count` notifications have ended, and returns the ids of those sent.
-    async fn notifications_finished(&mut self, count: usize) -> Vec<jobbot_core::store::OutboxId> {
+    /// Waits (on the store's state, polled on paused time) until nothing is pending and at least
+    /// `count` messages have ended, and returns how many were sent. Only notifications go through
+    /// the outbox here: no CRM runs.
+    async fn notifications_finished(&mut self, count: u64) -> u64 {
         tokio::time::timeout(WAIT, async {
-            let mut sent = Vec::new();
-            let mut finished = 0;
-            while finished < count {
-                if let Ok(EngineEvent::OutboxFinished {
-                    id, kind, status, ..
-                }) = self.engine_events.recv().await
-                    && kind == OutboxKind::Notification
-                {
-                    finished += 1;
-                    if status == OutboxStatus::Sent {
-                        sent.push(id);
-                    }
+            loop {
+                let counts = self.store.outbox_counts().await.unwrap();
+                if counts.pending == 0 && counts.sent + counts.failed + counts.expired >= count {
+                    return counts.sent;
                 }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            sent
         })
         .await
         .expect("the notifications are delivered")
@@ -282,7 +272,7 @@ async fn a_post_reaches_every_matching_output_channel_once() {
     let (_, outcome) = harness.post(source, NEITHER).await;
     assert_eq!(outcome, processed(&[], &[]));
 
-    assert_eq!(harness.notifications_finished(3).await.len(), 3);
+    assert_eq!(harness.notifications_finished(3).await, 3);
     let python = harness.posted(harness.out_python);
     let backend = harness.posted(harness.out_backend);
     assert_eq!(python.len(), 2, "{python:#?}");
@@ -327,7 +317,7 @@ async fn a_vacancy_reposted_in_another_source_is_notified_once_per_channel() {
     let (_, outcome) = harness.post(harness.go_jobs, &repost).await;
     assert_eq!(outcome, processed(&[], &["python", "backend"]));
 
-    assert_eq!(harness.notifications_finished(2).await.len(), 2);
+    assert_eq!(harness.notifications_finished(2).await, 2);
     assert_eq!(harness.posted(harness.out_python).len(), 1);
     assert_eq!(harness.posted(harness.out_backend).len(), 1);
     // Both are on record; the repost knows it was not notified.
@@ -379,7 +369,7 @@ async fn an_edit_does_not_notify_again_but_a_message_completed_by_an_edit_counts
         (true, processed(&["python", "backend"], &[]))
     );
 
-    assert_eq!(harness.notifications_finished(3).await.len(), 3);
+    assert_eq!(harness.notifications_finished(3).await, 3);
     assert_eq!(harness.posted(harness.out_python).len(), 2);
     harness.assert_outbox_drained(3).await;
 }
@@ -408,7 +398,7 @@ async fn sources_route_however_they_were_written() {
     let (_, outcome) = harness.post(harness.private_jobs, NEITHER).await;
     assert_eq!(outcome, processed(&["bare"], &[]));
 
-    assert_eq!(harness.notifications_finished(4).await.len(), 4);
+    assert_eq!(harness.notifications_finished(4).await, 4);
     assert_eq!(harness.posted(harness.out_python).len(), 3);
     let private_link = format!("https://t.me/c/{}/", harness.private_jobs.bare());
     assert!(harness.posted(harness.out_python)[2].contains(&private_link));
@@ -528,7 +518,7 @@ async fn sources_added_and_dropped_by_a_config_change_take_effect_live() {
     let (_, outcome) = harness.post(harness.go_jobs, NEITHER).await;
     assert_eq!(outcome, processed(&[], &[]));
 
-    assert_eq!(harness.notifications_finished(2).await.len(), 2);
+    assert_eq!(harness.notifications_finished(2).await, 2);
     assert_eq!(harness.posted(harness.out_python).len(), 2);
     let history = harness
         .store
@@ -546,17 +536,19 @@ async fn the_notification_quotes_the_vacancy_with_its_link_keywords_and_contacts
     let mut harness = Harness::start(Harness::two_channels).await;
     let text = format!("{PYTHON_AND_DJANGO}. *Бонусы* _и_ [плюшки]");
     let (id, _) = harness.post(harness.python_jobs, &text).await;
-    let sent = harness.notifications_finished(2).await;
-    assert_eq!(sent.len(), 2);
+    assert_eq!(harness.notifications_finished(2).await, 2);
 
+    // The store numbers outbox messages from 1.
     let mut backend = None;
-    for outbox_id in sent {
-        let message = harness
+    for raw in 1.. {
+        let Some(message) = harness
             .store
-            .outbox_message(outbox_id)
+            .outbox_message(jobbot_core::store::OutboxId(raw))
             .await
             .unwrap()
-            .unwrap();
+        else {
+            break;
+        };
         if message.message.channel_id == "backend" {
             backend = Some(message);
         }
@@ -719,6 +711,6 @@ async fn public_sources_are_joined_when_auto_join_is_on() {
 
     let (_, outcome) = harness.post(new_jobs, PYTHON_ONLY).await;
     assert_eq!(outcome, processed(&["python"], &[]));
-    assert_eq!(harness.notifications_finished(1).await.len(), 1);
+    assert_eq!(harness.notifications_finished(1).await, 1);
     assert_eq!(harness.posted(harness.out_python).len(), 1);
 }

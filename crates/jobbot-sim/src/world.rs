@@ -613,6 +613,17 @@ impl SimWorld {
         })
     }
 
+    /// How many connections of `session` are open now (a logged-in session held by one owner has
+    /// one; two would burn the key on Telegram).
+    pub fn open_connections(&self, session: &SessionName) -> usize {
+        self.with(|world| {
+            world
+                .sessions
+                .get(session)
+                .map_or(0, |record| record.live_connections.len())
+        })
+    }
+
     pub fn user_of_session(&self, session: &SessionName) -> Option<ChatId> {
         self.with(|world| world.sessions.get(session).and_then(|record| record.user))
     }

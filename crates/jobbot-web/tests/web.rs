@@ -15,7 +15,7 @@ use jobbot_core::config::Config;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::store::{NewOutboxMessage, OutboxKind, Recipient, SenderSelection, UnixMillis};
 use jobbot_core::telegram::MessageContent;
-use jobbot_engine::{Engine, EngineClock, EngineEvent, EngineSettings};
+use jobbot_engine::{Engine, EngineClock, EngineSettings, LinkState};
 use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
 use jobbot_store::ConfigStore;
 use jobbot_web::{AppState, Auth};
@@ -283,37 +283,23 @@ impl TestApp {
 }
 
 /// Waits for an engine event matching `wanted`, for at most a minute.
-async fn wait_for_event(
-    events: &mut tokio::sync::broadcast::Receiver<EngineEvent>,
-    wanted: impl Fn(&EngineEvent) -> bool,
-) {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match events.recv().await {
-                Ok(event) if wanted(&event) => return,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(error) => panic!("the engine stopped: {error}"),
-            }
-        }
-    })
+/// Waits until `session`'s link state satisfies `wanted` (`None`: not configured), reading the
+/// engine's state (a watch, checked now and on every change), never a stream of events.
+async fn wait_link(app: &TestApp, session: &str, wanted: impl Fn(Option<&LinkState>) -> bool) {
+    let session = SessionName::parse(session).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        app.engine
+            .wait_for_links(|links| wanted(links.get(&session))),
+    )
     .await
-    .expect("the event arrives");
+    .unwrap_or_else(|_| panic!("{session} reaches the wanted state"))
+    .expect("the engine runs");
 }
 
 /// Waits until the engine has `session` connected.
 async fn wait_ready(app: &TestApp, session: &str) {
-    let mut events = app.engine.subscribe();
-    let ready = app
-        .engine
-        .agents()
-        .await
-        .unwrap()
-        .iter()
-        .any(|a| a.session.as_str() == session && a.link.is_ready());
-    if !ready {
-        wait_for_event(&mut events, |event| matches!(event,
-            EngineEvent::AgentState { session: s, state } if s.as_str() == session && state.is_ready())).await;
-    }
+    wait_link(app, session, |link| link.is_some_and(LinkState::is_ready)).await;
 }
 
 fn problem_paths(reply: &Reply) -> Vec<String> {
@@ -857,7 +843,6 @@ async fn validation_errors_name_each_field_in_the_request() {
 #[tokio::test]
 async fn agents_are_added_removed_paused_and_resumed_live() {
     let app = spawn_app().await;
-    let mut events = app.engine.subscribe();
     app.world
         .create_account("agent_c", NewUser::named("Agent C").phone("+79991000002"));
 
@@ -874,8 +859,7 @@ async fn agents_are_added_removed_paused_and_resumed_live() {
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
     assert_eq!(added.body["agents"].as_array().unwrap().len(), 3);
     // Hot reload: the engine connects the new agent without a restart.
-    wait_for_event(&mut events, |event| matches!(event,
-        EngineEvent::AgentState { session, state } if session.as_str() == "agent_c" && state.is_ready())).await;
+    wait_ready(&app, "agent_c").await;
 
     let status = app
         .get(&format!("/api/channels/{CHANNEL}/agents/status"))
@@ -910,8 +894,35 @@ async fn agents_are_added_removed_paused_and_resumed_live() {
         paused.body,
         json!({"affected": ["agent_c"], "unknown": ["agent_unknown"]})
     );
-    wait_for_event(&mut events, |event| matches!(event,
-        EngineEvent::AgentState { session, state } if session.as_str() == "agent_c" && *state == jobbot_engine::LinkState::Paused)).await;
+    wait_link(&app, "agent_c", |link| link == Some(&LinkState::Paused)).await;
+    // Saving a channel (any configuration change) keeps the pause (issue #11: it used to start
+    // the agent's owner again).
+    let saved = app
+        .send(
+            Method::PUT,
+            &format!("/api/channels/{CHANNEL}"),
+            json!({"revision": app.revision().await, "name": "Jobs, renamed"}),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    wait_link(&app, "agent_b", |link| {
+        link.is_some_and(LinkState::is_ready)
+    })
+    .await;
+    let agents = app.get("/api/agents").await;
+    let agent_c = agents.body["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["session_name"] == "agent_c")
+        .unwrap()
+        .clone();
+    assert_eq!(agent_c["live"]["link"]["state"], "paused", "{agent_c}");
+    assert_eq!(
+        app.world
+            .open_connections(&SessionName::parse("agent_c").unwrap()),
+        0
+    );
     let resumed = app
         .send(
             Method::POST,
@@ -920,10 +931,9 @@ async fn agents_are_added_removed_paused_and_resumed_live() {
         )
         .await;
     assert_eq!(resumed.body["affected"], json!(["agent_c"]));
-    wait_for_event(&mut events, |event| matches!(event,
-        EngineEvent::AgentState { session, state } if session.as_str() == "agent_c" && state.is_ready())).await;
+    wait_ready(&app, "agent_c").await;
 
-    let revision = added.body["revision"].as_str().unwrap();
+    let revision = saved.body["revision"].as_str().unwrap();
     let removed = app
         .call(
             Method::DELETE,
@@ -934,8 +944,7 @@ async fn agents_are_added_removed_paused_and_resumed_live() {
         .await;
     assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
     assert_eq!(removed.body["agents"].as_array().unwrap().len(), 2);
-    wait_for_event(&mut events, |event| matches!(event,
-        EngineEvent::AgentState { session, state } if session.as_str() == "agent_c" && *state == jobbot_engine::LinkState::Stopped)).await;
+    wait_link(&app, "agent_c", |link| link.is_none()).await;
     let revision = removed.body["revision"].as_str().unwrap();
     let gone = app
         .call(

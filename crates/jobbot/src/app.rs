@@ -78,6 +78,7 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         config: followed.receiver.clone(),
         events: monitor_rx,
         vacancies: Some(vacancies),
+        reports: None,
         settings: parts.monitor,
     });
     let crm = Crm::start(CrmParts {

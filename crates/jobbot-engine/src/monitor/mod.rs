@@ -44,7 +44,7 @@ use jobbot_core::store::{
     Store, StoreError, UnixMillis, VacancyContacts, VacancyStatus,
 };
 use jobbot_core::telegram::{AccountEvent, IncomingMessage};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
@@ -91,6 +91,9 @@ pub struct MonitorParts {
     pub events: mpsc::UnboundedReceiver<(SessionName, AccountEvent)>,
     /// Where matched vacancies go for the CRM; `None` runs without CRM.
     pub vacancies: Option<mpsc::UnboundedSender<Vacancy>>,
+    /// Where every report goes, in order and without loss (an unbounded channel: one consumer
+    /// that must see each report, such as a test or an audit log); `None` reports nothing.
+    pub reports: Option<mpsc::UnboundedSender<MonitorEvent>>,
     pub settings: MonitorSettings,
 }
 
@@ -132,14 +135,9 @@ pub enum MessageOutcome {
 pub struct MonitorHandle {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    events: broadcast::Sender<MonitorEvent>,
 }
 
 impl MonitorHandle {
-    pub fn subscribe(&self) -> broadcast::Receiver<MonitorEvent> {
-        self.events.subscribe()
-    }
-
     /// Stops after the message being processed, if any.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -161,28 +159,23 @@ pub struct Monitor;
 
 impl Monitor {
     pub fn spawn(parts: MonitorParts) -> MonitorHandle {
-        let (events, _) = broadcast::channel(1024);
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run(parts, events.clone(), stop_rx));
+        let task = tokio::spawn(run(parts, stop_rx));
         MonitorHandle {
             stop: Some(stop),
             task,
-            events,
         }
     }
 }
 
-async fn run(
-    parts: MonitorParts,
-    reports: broadcast::Sender<MonitorEvent>,
-    mut stop: oneshot::Receiver<()>,
-) {
+async fn run(parts: MonitorParts, mut stop: oneshot::Receiver<()>) {
     let MonitorParts {
         engine,
         store,
         mut config,
         mut events,
         vacancies,
+        reports,
         settings,
     } = parts;
     let Some(main) = engine.main_session().cloned() else {
@@ -258,7 +251,7 @@ struct MonitorState {
     store: Arc<dyn Store>,
     settings: MonitorSettings,
     vacancies: Option<mpsc::UnboundedSender<Vacancy>>,
-    reports: broadcast::Sender<MonitorEvent>,
+    reports: Option<mpsc::UnboundedSender<MonitorEvent>>,
     /// `None` only if the very first snapshot's filters did not compile.
     routes: Option<Routes>,
     /// Which configured sources (usernames, invites) each chat was resolved from. Kept across
@@ -331,8 +324,10 @@ impl MonitorState {
     }
 
     fn report(&self, event: MonitorEvent) {
-        // Nobody listening is normal.
-        let _ = self.reports.send(event);
+        if let Some(reports) = &self.reports {
+            // A consumer that went away is not monitoring's concern.
+            let _ = reports.send(event);
+        }
     }
 
     /// `None` for a message that is not from a source.
