@@ -12,15 +12,20 @@ mod monitor;
 mod owner;
 mod pool;
 pub mod router;
+pub mod supervisor;
 mod vacancy;
 
 pub use clock::EngineClock;
-pub use crm::{AutoReplier, Crm, CrmParts, CrmSettings, NoAutoReplies};
-pub use dispatcher::{AgentView, Delivery, LinkStates, PoolView};
-pub use engine::{Engine, EngineError, EngineSettings, OutboxTicket};
+pub use crm::{
+    AutoReplier, Crm, CrmError, CrmHandle, CrmParts, CrmSettings, NoAutoReplies, RunningCrm,
+};
+pub use dispatcher::{AgentView, LinkStates, PoolView};
+pub use engine::{DispatcherEnd, Engine, EngineError, EngineSettings, OutboxTicket};
 pub use events::EngineEvent;
+pub use jobbot_core::store::Delivery;
 pub use monitor::{
-    MessageOutcome, Monitor, MonitorEvent, MonitorHandle, MonitorParts, MonitorSettings,
+    MessageOutcome, Monitor, MonitorError, MonitorEvent, MonitorHandle, MonitorParts,
+    MonitorSettings,
 };
 pub use owner::{ConnectedAccounts, LinkState, OwnerSettings, SendJob};
 pub use pool::{AgentPool, PoolMessage};

@@ -11,11 +11,12 @@ use jobbot_core::store::{
 };
 use jobbot_core::telegram::{MessageContent, TopicId};
 use jobbot_engine::{
-    Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, NoAutoReplies, Vacancy,
+    Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, NoAutoReplies, RunningCrm,
+    Vacancy,
 };
 use jobbot_sim::{MessageRecord, NewUser, SimConnector, SimParams, SimWorld};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 const TEMPLATE: &str = "Hi {first_name}! Your vacancy in {source_title} ({vacancy_link}) caught the eye of {channel_name}.";
 
@@ -98,8 +99,7 @@ fn load(channels: Vec<Value>) -> Config {
 
 struct Running {
     engine: Engine,
-    crm: Crm,
-    vacancies: mpsc::UnboundedSender<Vacancy>,
+    crm: RunningCrm,
     _config: watch::Sender<Arc<Config>>,
 }
 
@@ -117,15 +117,15 @@ async fn start(w: &World, config: Config, store: Arc<dyn Store>, settings: CrmSe
     )
     .await
     .expect("engine starts");
-    let (vacancies, vacancy_rx) = mpsc::unbounded_channel();
     let crm = Crm::start(CrmParts {
         telegram: engine.take_telegram_events().expect("first taker"),
         engine: engine.clone(),
         config: config_rx,
-        vacancies: vacancy_rx,
         replier: Arc::new(NoAutoReplies),
         settings,
-    });
+    })
+    .await
+    .expect("the CRM starts");
     wait_until("every account connects", || {
         let engine = engine.clone();
         async move {
@@ -139,12 +139,16 @@ async fn start(w: &World, config: Config, store: Arc<dyn Store>, settings: CrmSe
     Running {
         engine,
         crm,
-        vacancies,
         _config: config_tx,
     }
 }
 
 impl Running {
+    /// Hands a vacancy over as monitoring does: its workflows are stored, then run.
+    async fn submit(&self, vacancy: Vacancy) {
+        self.crm.crm().submit_vacancy(&vacancy).await.unwrap();
+    }
+
     async fn stop(self) {
         self.crm.shutdown().await;
         self.engine.shutdown().await;
@@ -271,10 +275,7 @@ async fn full_flow(restart: bool) {
         )])
     };
     let mut running = start(&w, config(), Arc::clone(&store), settings()).await;
-    running
-        .vacancies
-        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-        .unwrap();
+    running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
     w.wait_inbox(w.recruiter, 1).await;
     let inbox = w.recruiter_inbox();
     let (agent, auto_response) = inbox[0].clone();
@@ -375,21 +376,12 @@ async fn one_message_per_channel_one_topic_per_group_and_the_cooldown() {
             },
         )
         .await;
-        running
-            .vacancies
-            .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-            .unwrap();
+        running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
         w.wait_topic_post("caught the eye of Jobs channel_1").await;
-        running
-            .vacancies
-            .send(vacancy(&w, 6, &["channel_2"], "anna_hr"))
-            .unwrap();
+        running.submit(vacancy(&w, 6, &["channel_2"], "anna_hr")).await;
         tokio::time::sleep(Duration::from_secs(600)).await;
         // The same recruiter again in the first channel, from another post.
-        running
-            .vacancies
-            .send(vacancy(&w, 7, &["channel_1", "channel_2"], "anna_hr"))
-            .unwrap();
+        running.submit(vacancy(&w, 7, &["channel_1", "channel_2"], "anna_hr")).await;
         tokio::time::sleep(Duration::from_secs(600)).await;
         let texts: Vec<String> = w.recruiter_inbox().into_iter().map(|(_, t)| t).collect();
         let expected = match cooldown {
@@ -422,10 +414,7 @@ async fn racing_triggers_create_one_topic_and_one_auto_response() {
     )
     .await;
     for message_id in [5, 5, 6] {
-        running
-            .vacancies
-            .send(vacancy(&w, message_id, &["channel_1"], "anna_hr"))
-            .unwrap();
+        running.submit(vacancy(&w, message_id, &["channel_1"], "anna_hr")).await;
     }
     w.wait_topic_post("Python developer wanted (6)").await;
     tokio::time::sleep(Duration::from_secs(600)).await;
@@ -457,10 +446,7 @@ async fn a_deleted_topic_is_recreated_on_the_next_message() {
         settings(),
     )
     .await;
-    running
-        .vacancies
-        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-        .unwrap();
+    running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
     let (old_topic, _) = w.wait_topic_post("Hi Anna!").await;
     let (agent, _) = w.recruiter_inbox()[0].clone();
     w.world.delete_topic(w.group, old_topic);
@@ -497,10 +483,7 @@ async fn a_bot_or_a_channel_as_the_only_contact_gets_nothing() {
     )
     .await;
     for (message_id, contact) in [(5, "hr_helper_bot"), (6, "hr_news"), (7, "nobody_here")] {
-        running
-            .vacancies
-            .send(vacancy(&w, message_id, &["channel_1"], contact))
-            .unwrap();
+        running.submit(vacancy(&w, message_id, &["channel_1"], contact)).await;
     }
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert!(w.inbox(bot).is_empty());
@@ -561,10 +544,7 @@ async fn with_every_agent_in_a_flood_wait_the_auto_response_waits_and_goes_out()
     .await
     .expect("both agents get a flood wait");
     let queued_at = running.engine.clock().now_unix();
-    running
-        .vacancies
-        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-        .unwrap();
+    running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
     w.wait_inbox(w.recruiter, 1).await;
     let auto_response = all_outbox(&store)
         .await
@@ -617,10 +597,7 @@ async fn a_human_like_delay_holds_the_auto_response_until_its_time() {
         settings(),
     )
     .await;
-    running
-        .vacancies
-        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-        .unwrap();
+    running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
     w.wait_inbox(w.recruiter, 1).await;
     let auto_response = all_outbox(&store)
         .await

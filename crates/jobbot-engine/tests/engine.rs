@@ -546,10 +546,15 @@ async fn a_message_nobody_can_send_expires_with_its_reason() {
         .await
         .unwrap()
         .unwrap();
-    match delivery {
-        Delivery::Expired { reason } => assert!(reason.contains("time to live"), "{reason}"),
-        other => panic!("{other:?}"),
-    }
+    // Typed: what held it up last, the only agent being dead.
+    assert_eq!(
+        delivery,
+        Delivery::Expired {
+            last_holdup: Some(jobbot_core::store::Holdup::Waiting {
+                reason: jobbot_core::store::Unavailable::AllUnavailable { dead: 1, paused: 0 }
+            })
+        }
+    );
     assert_eq!(harness.store.outbox_counts().await.unwrap().expired, 1);
 }
 

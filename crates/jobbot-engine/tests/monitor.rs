@@ -9,9 +9,10 @@ use jobbot_core::filters::PreFilterRejection;
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{Store, UnixMillis, VacancyQuery, VacancyStatus};
 use jobbot_core::telegram::EntityKind;
+use jobbot_core::workflow::Workflow;
 use jobbot_engine::{
-    Engine, EngineClock, EngineSettings, MessageOutcome, Monitor, MonitorEvent, MonitorHandle,
-    MonitorParts, MonitorSettings, Vacancy, router,
+    Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, MessageOutcome, Monitor,
+    MonitorEvent, MonitorHandle, MonitorParts, MonitorSettings, NoAutoReplies, router,
 };
 use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
 use tokio::sync::{mpsc, watch};
@@ -42,13 +43,19 @@ struct OutputChannel<'a> {
     include: &'a [&'a str],
 }
 
+/// Every channel answers vacancies' authors through a CRM group (its agent never connects here:
+/// monitoring only hands the auto-responses over, and no CRM executes them).
 fn config(channels: &[OutputChannel<'_>]) -> Arc<Config> {
     let channels: Vec<serde_json::Value> = channels
         .iter()
         .map(|channel| {
             serde_json::json!({
                 "id": channel.id, "name": channel.id, "telegram_id": channel.telegram_id.get(),
-                "input_sources": channel.sources, "filters": {"include_keywords": channel.include}
+                "input_sources": channel.sources, "filters": {"include_keywords": channel.include},
+                "crm_enabled": true, "crm_group_id": -1009999999999i64,
+                "agents": [{"phone": "+79990000999", "session_name": "agent_offline"}],
+                "auto_response_enabled": true,
+                "auto_response_template": "Hi {first_name}!"
             })
         })
         .collect();
@@ -64,7 +71,6 @@ struct Harness {
     /// Every report of the monitor, losslessly.
     reports: mpsc::UnboundedReceiver<MonitorEvent>,
     config: watch::Sender<Arc<Config>>,
-    vacancies: mpsc::UnboundedReceiver<Vacancy>,
     main: ChatId,
     admin: ChatId,
     /// `@python_jobs`, public.
@@ -116,16 +122,24 @@ impl Harness {
         )
         .await
         .expect("engine starts");
-        let (monitor_tx, monitor_rx) = mpsc::unbounded_channel();
-        router::fan_out(engine.take_telegram_events().unwrap(), vec![monitor_tx]);
-        let (vacancy_tx, vacancies) = mpsc::unbounded_channel();
+        let (_router, mut streams) = router::fan_out(engine.take_telegram_events().unwrap(), 2);
+        // The CRM takes the hand-over; it does not run here, so its workflows stay stored.
+        let crm = Crm::new(CrmParts {
+            engine: engine.clone(),
+            config: config_rx.clone(),
+            telegram: streams.pop().unwrap(),
+            replier: Arc::new(NoAutoReplies),
+            settings: CrmSettings::default(),
+        })
+        .await
+        .unwrap();
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let monitor = Monitor::spawn(MonitorParts {
             engine: engine.clone(),
             store: Arc::clone(&store),
             config: config_rx,
-            events: monitor_rx,
-            vacancies: Some(vacancy_tx),
+            events: streams.pop().unwrap(),
+            crm: Some(crm.handle()),
             reports: Some(reports_tx),
             settings,
         });
@@ -150,7 +164,6 @@ impl Harness {
             monitor,
             reports,
             config: config_tx,
-            vacancies,
             main,
             admin,
             python_jobs,
@@ -282,25 +295,32 @@ async fn a_post_reaches_every_matching_output_channel_once() {
     assert!(backend[0].contains(PYTHON_AND_DJANGO));
     harness.assert_outbox_drained(3).await;
 
-    // The CRM gets each relevant vacancy once, with the channels it went to and its candidates.
-    let first = harness.vacancies.recv().await.unwrap();
+    // The CRM's auto-responses are on record with the notifications: one per channel notified,
+    // each to the vacancy's best contact, nothing for the third message.
+    let handed_over: Vec<(String, i32, String, String)> = harness
+        .store
+        .active_workflows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| match record.state {
+            Workflow::AutoResponse(workflow) => (
+                workflow.channel_id,
+                workflow.vacancy.message_id,
+                workflow.contact.as_str().to_owned(),
+                workflow.vacancy.link,
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let link = |id: i32| format!("https://t.me/python_jobs/{id}");
     assert_eq!(
-        (first.message_id, first.channels.clone()),
-        (both, vec!["python".to_owned(), "backend".to_owned()])
-    );
-    assert_eq!(first.link, format!("https://t.me/python_jobs/{both}"));
-    assert_eq!(
-        first.candidates[0].target,
-        jobbot_core::contacts::CandidateTarget::Username(username("anna_hr"))
-    );
-    let second = harness.vacancies.recv().await.unwrap();
-    assert_eq!(
-        (second.message_id, second.channels),
-        (one, vec!["python".to_owned()])
-    );
-    assert!(
-        harness.vacancies.try_recv().is_err(),
-        "nothing for the third"
+        handed_over,
+        [
+            ("python".to_owned(), both, "anna_hr".to_owned(), link(both)),
+            ("backend".to_owned(), both, "anna_hr".to_owned(), link(both)),
+            ("python".to_owned(), one, "ivan_recruiter".to_owned(), link(one)),
+        ]
     );
     harness.monitor.stop().await;
 }

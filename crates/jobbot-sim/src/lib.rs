@@ -22,6 +22,7 @@ pub mod fixture;
 mod limits;
 mod login;
 mod params;
+mod updates;
 mod world;
 
 pub use account::SimAccount;

@@ -21,6 +21,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::limits::{ColdDmLimit, FloodBucket};
 use crate::params::SimParams;
+use crate::updates::{StreamPosition, UpdateLog};
 
 /// The whole simulated Telegram. Cheap to clone; all clones are the same world.
 #[derive(Clone)]
@@ -111,6 +112,8 @@ pub(crate) struct WorldState {
     /// `(writer, recipient)`: the writer has sent the recipient a private message. Decides who
     /// "wrote first" (telegram.org/faq_spam) and who already has a chat.
     pub(crate) wrote_to: BTreeSet<(ChatId, ChatId)>,
+    /// The last checkpoint handed out, over every connection.
+    pub(crate) next_checkpoint: u64,
 }
 
 pub(crate) struct UserRecord {
@@ -134,6 +137,8 @@ pub(crate) struct UserRecord {
     next_private_message_id: i32,
     pub(crate) limits: AccountLimits,
     pub(crate) counters: AccountCounters,
+    /// Every update to this account with its position, for catch-up.
+    pub(crate) updates: UpdateLog,
     /// This account's own daily budget of chats with strangers, when it differs from the world's
     /// (`SimParams::cold_dm_daily_budget`): Telegram's limits vary per account (age, reports,
     /// number type — telegram.org/faq_spam), so a demo or test can give one account less.
@@ -149,6 +154,8 @@ pub(crate) struct AccountLimits {
     /// MTProto deduplicates sends by `random_id` per account (updateMessageID, "random ID
     /// deduplication").
     pub(crate) by_random_id: BTreeMap<i64, Deduplicated>,
+    /// Sends being processed now, by `random_id`: a repeat meanwhile is `RANDOM_ID_DUPLICATE`.
+    pub(crate) in_progress: BTreeSet<i64>,
     /// The adapter's per-account username cache, which the port requires ("implementations cache
     /// per account"): a hit costs no `contacts.resolveUsername` call. Like a real cache it can be
     /// stale: a username that changed hands still points at the old peer.
@@ -195,14 +202,17 @@ pub(crate) struct SessionRecord {
     pub(crate) lock: Option<ConnectionId>,
     /// Connections using this session's key right now; more than one is `AUTH_KEY_DUPLICATED`.
     pub(crate) live_connections: BTreeSet<ConnectionId>,
+    /// The update position saved in the session (the last committed checkpoint's), where the
+    /// next connection catches up from. `None` until the session first connects.
+    pub(crate) saved_position: Option<u64>,
 }
 
 pub(crate) struct ConnectionRecord {
     pub(crate) session: SessionName,
     pub(crate) user: ChatId,
-    events: mpsc::Sender<AccountEvent>,
+    pub(crate) events: mpsc::Sender<AccountEvent>,
     down: bool,
-    missed: Vec<AccountEvent>,
+    pub(crate) position: StreamPosition,
 }
 
 pub(crate) struct InviteRecord {
@@ -287,6 +297,7 @@ impl SimWorld {
             connections: BTreeMap::new(),
             invites: BTreeMap::new(),
             wrote_to: BTreeSet::new(),
+            next_checkpoint: 0,
         };
         Self {
             state: Arc::new(Mutex::new(state)),
@@ -592,9 +603,11 @@ impl SimWorld {
                     };
                     connection.down = false;
                     let _ = connection.events.try_send(AccountEvent::ConnectionRestored);
-                    let user = connection.user;
-                    for event in std::mem::take(&mut connection.missed) {
-                        world.send_event_on(id, user, event);
+                    let (user, delivered) = (connection.user, connection.position.delivered);
+                    let missed: Vec<(u64, AccountEvent)> =
+                        world.user(user).updates.after(delivered).cloned().collect();
+                    for (pts, event) in missed {
+                        world.send_event_on(id, user, pts, event);
                     }
                 }
             });
@@ -713,6 +726,7 @@ impl WorldState {
                 next_private_message_id: 1,
                 limits: AccountLimits::default(),
                 counters: AccountCounters::default(),
+                updates: UpdateLog::default(),
                 cold_dm_budget: None,
             },
         );
@@ -763,14 +777,11 @@ impl WorldState {
         let record = self
             .sessions
             .entry(session.clone())
-            .or_insert_with(|| SessionRecord {
-                user: None,
-                dead: None,
-                lock: None,
-                live_connections: BTreeSet::new(),
-            });
+            .or_insert_with(SessionRecord::empty);
         record.user = Some(user);
         record.dead = None;
+        // A new login starts from the account's current position, as grammers' sign-in does.
+        record.saved_position = None;
     }
 
     fn kill_user(&mut self, user: ChatId, reason: DeadReason) {
@@ -1066,9 +1077,12 @@ impl WorldState {
         (ids[0], ids[1])
     }
 
-    /// Sends an event to every live connection of `user`. A dropped connection keeps it for its
-    /// reconnect; a connection of a dead session gets nothing (Telegram closes it).
+    /// Logs an update to `user` and sends it to every live connection. A dropped connection gets
+    /// it from the log when it is back; a connection of a dead session gets nothing (Telegram
+    /// closes it).
     pub(crate) fn deliver_event(&mut self, user: ChatId, event: AccountEvent) {
+        let limit = self.params.update_log_limit;
+        let pts = self.user_mut(user).updates.append(event.clone(), limit);
         let targets: Vec<ConnectionId> = self
             .connections
             .iter()
@@ -1085,20 +1099,23 @@ impl WorldState {
             {
                 continue;
             }
-            let connection = self.connections.get_mut(&id).expect("listed above");
-            if connection.down {
-                connection.missed.push(event.clone());
+            if self.connections[&id].down {
                 continue;
             }
-            self.send_event_on(id, user, event.clone());
+            self.send_event_on(id, user, pts, event.clone());
         }
     }
 
-    fn send_event_on(&mut self, id: ConnectionId, user: ChatId, event: AccountEvent) {
-        let delivered = self
-            .connections
-            .get(&id)
-            .is_some_and(|connection| connection.events.try_send(event).is_ok());
+    /// Puts update `pts` into a connection's stream. A full stream drops it (counted), as
+    /// grammers drops updates past its channel's capacity; the position moves on either way.
+    fn send_event_on(&mut self, id: ConnectionId, user: ChatId, pts: u64, event: AccountEvent) {
+        let delivered = match self.connections.get_mut(&id) {
+            Some(connection) => {
+                connection.position.delivered = connection.position.delivered.max(pts);
+                connection.events.try_send(event).is_ok()
+            }
+            None => false,
+        };
         let counters = &mut self.user_mut(user).counters;
         if delivered {
             counters.events_delivered += 1;
@@ -1116,6 +1133,15 @@ impl WorldState {
         user: ChatId,
     ) -> mpsc::Receiver<AccountEvent> {
         let (events, receiver) = mpsc::channel(self.params.event_buffer.max(1));
+        let (missed, delivered) = self.catch_up(session, user);
+        for event in missed {
+            // The same capacity rule as live updates.
+            if events.try_send(event).is_ok() {
+                self.user_mut(user).counters.events_delivered += 1;
+            } else {
+                self.user_mut(user).counters.events_dropped += 1;
+            }
+        }
         self.connections.insert(
             id,
             ConnectionRecord {
@@ -1123,7 +1149,10 @@ impl WorldState {
                 user,
                 events,
                 down: false,
-                missed: Vec::new(),
+                position: StreamPosition {
+                    delivered,
+                    ..StreamPosition::default()
+                },
             },
         );
         self.sessions

@@ -46,6 +46,8 @@ contract_checks!(
     a_direct_message_arrives_as_a_private_message,
     a_topic_message_carries_its_topic_id,
     a_dropped_connection_is_lost_then_restored,
+    the_next_connection_catches_up_from_the_committed_checkpoint,
+    a_send_already_on_its_way_is_a_duplicate_not_a_second_message,
     login_with_a_wrong_code_then_the_right_one,
     login_with_an_expired_code,
     login_with_two_step_verification,

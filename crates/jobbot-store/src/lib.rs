@@ -16,8 +16,8 @@ mod sqlite;
 
 use std::path::PathBuf;
 
-use jobbot_core::ids::ChatId;
-use jobbot_core::store::{ConversationId, OutboxId, StoreError as PortError};
+use jobbot_core::ids::{ChatId, SessionName};
+use jobbot_core::store::{ConversationId, OutboxId, StoreError as PortError, WorkflowId};
 use jobbot_core::telegram::TopicId;
 
 pub use config_store::{
@@ -74,6 +74,27 @@ fn no_conversation(operation: &'static str, id: ConversationId) -> PortError {
 
 fn no_outbox_message(operation: &'static str, id: OutboxId) -> PortError {
     PortError::new(operation, format!("outbox message {id} does not exist"))
+}
+
+fn never_attempted(operation: &'static str, id: OutboxId, agent: &SessionName) -> PortError {
+    PortError::new(
+        operation,
+        format!("{id} was never attempted on {agent}, so it cannot be in doubt there"),
+    )
+}
+
+fn no_workflow(operation: &'static str, id: WorkflowId) -> PortError {
+    PortError::new(operation, format!("workflow #{} does not exist", id.0))
+}
+
+fn finished_workflow(operation: &'static str, id: WorkflowId) -> PortError {
+    PortError::new(
+        operation,
+        format!(
+            "workflow #{} has finished, and a finished workflow stays so",
+            id.0
+        ),
+    )
 }
 
 fn topic_taken(

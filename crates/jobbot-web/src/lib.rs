@@ -19,6 +19,7 @@ mod error;
 mod json;
 mod live;
 mod logins;
+mod outbox;
 pub mod pages;
 mod stats;
 mod vacancies;
@@ -33,6 +34,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use jobbot_core::telegram::AccountConnector;
 use jobbot_engine::Engine;
+use jobbot_engine::supervisor::TaskStatus;
 use jobbot_store::ConfigStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -64,6 +66,8 @@ struct StateInner {
     /// Flips to `true` when the server shuts down, so long-lived WebSockets close and graceful
     /// shutdown does not wait for them forever.
     shutdown: watch::Sender<bool>,
+    /// The process's supervised tasks, when the process supervises them (`jobbot run`).
+    tasks: OnceLock<watch::Receiver<Vec<TaskStatus>>>,
 }
 
 impl AppState {
@@ -85,8 +89,22 @@ impl AppState {
                 counters,
                 openapi: OnceLock::new(),
                 shutdown: watch::channel(false).0,
+                tasks: OnceLock::new(),
             }),
         }
+    }
+
+    /// Shows the supervised tasks' states in `/api/stats` and `/metrics` (set once).
+    pub fn set_tasks(&self, tasks: watch::Receiver<Vec<TaskStatus>>) {
+        let _ = self.inner.tasks.set(tasks);
+    }
+
+    fn tasks(&self) -> Vec<TaskStatus> {
+        self.inner
+            .tasks
+            .get()
+            .map(|tasks| tasks.borrow().clone())
+            .unwrap_or_default()
     }
 }
 
@@ -230,6 +248,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::submit_password))
         .routes(routes!(stats::stats))
         .routes(routes!(vacancies::list_vacancies))
+        .routes(routes!(outbox::list_ended))
         .routes(routes!(stats::metrics))
         .routes(routes!(live::live))
         .routes(routes!(openapi_json))

@@ -266,9 +266,14 @@ pub struct Stats {
     pub sent_per_agent_hour: Vec<AgentHour>,
     /// Sent per agent per day over the last 7 days.
     pub sent_per_agent_day: Vec<AgentHour>,
-    /// Flood waits, PEER_FLOOD limits and deaths recorded over the last 7 days, newest first.
+    /// Agent events recorded over the last 7 days, newest first: flood waits (`seconds`),
+    /// `PEER_FLOOD` limits, deaths (`reason`) and reconnects, each with `agent`, `kind` and `at`.
     #[schema(value_type = Vec<Object>)]
     pub flood_events: Vec<serde_json::Value>,
+    /// The process's background tasks: `name`, `state` (`running`, `restarting`, `stopped`,
+    /// `failed`), `restarts` and the last failure.
+    #[schema(value_type = Vec<Object>)]
+    pub tasks: Vec<jobbot_engine::supervisor::TaskStatus>,
     /// Since this process started.
     pub flood_waits_total: u64,
     pub peer_floods_total: u64,
@@ -400,6 +405,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiErro
         flood_waits_total: counters.flood_waits_total,
         peer_floods_total: counters.peer_floods_total,
         counters,
+        tasks: state.tasks(),
     }))
 }
 
@@ -497,6 +503,30 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             text,
             "jobbot_agent_sent_last_hour{{session=\"{}\"}} {}",
             agent.session, agent.scheduling.sent_last_hour
+        );
+    }
+    let tasks = state.tasks();
+    family(
+        &mut text,
+        "jobbot_task_up",
+        "gauge",
+        "1 while a supervised background task runs, 0 while it restarts or after it failed.",
+    );
+    for task in &tasks {
+        let up = u8::from(task.state == jobbot_engine::supervisor::TaskState::Running);
+        let _ = writeln!(text, "jobbot_task_up{{task=\"{}\"}} {up}", task.name);
+    }
+    family(
+        &mut text,
+        "jobbot_task_restarts_total",
+        "counter",
+        "Restarts of a supervised background task after a failure, since start.",
+    );
+    for task in &tasks {
+        let _ = writeln!(
+            text,
+            "jobbot_task_restarts_total{{task=\"{}\"}} {}",
+            task.name, task.restarts
         );
     }
     Ok((

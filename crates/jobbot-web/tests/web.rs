@@ -1197,6 +1197,7 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "POST /api/logins/{session}/password",
         "GET /api/stats",
         "GET /api/vacancies",
+        "GET /api/outbox/ended",
         "GET /metrics",
         "GET /api/ws",
         "GET /api/openapi.json",

@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 
 use crate::app;
 use crate::cli::DataDir;
+use crate::data_lock::DataDirLock;
+use jobbot_engine::supervisor::SupervisorSettings;
 
 /// The web interface's credentials: `JOBBOT_ADMIN_PASSWORD` (environment or `.env`), else the
 /// password generated on the first start and kept in `DATA_DIR/data/admin_password` (mode 0600),
@@ -73,6 +75,8 @@ fn write_private(file: &std::path::Path, content: &str) -> std::io::Result<()> {
 }
 
 pub async fn run(data_dir: &DataDir, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    // Before anything is opened: one process per data directory.
+    let _lock = DataDirLock::acquire(&data_dir.data().join(DataDirLock::FILE_NAME), "run")?;
     let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
     let connector: Arc<dyn AccountConnector> = Arc::new(GrammersConnector::new(config));
     check_main_session(&*connector).await?;
@@ -89,20 +93,33 @@ pub async fn run(data_dir: &DataDir, listen: SocketAddr) -> anyhow::Result<ExitC
     let auth = web_access(data_dir, listener.local_addr()?)?;
     let running = app::start(app::AppParts {
         connector,
-        store: Arc::new(store),
+        store: Arc::new(store.clone()),
         config,
         settings: EngineSettings::default(),
         monitor: monitor_settings(data_dir)?,
         crm: CrmSettings::default(),
+        supervisor: SupervisorSettings::default(),
         clock: EngineClock::start(),
         web: Some((listener, auth)),
     })
     .await?;
     tracing::info!("🚀 jobbot запущен; Ctrl-C для остановки");
-    shutdown_signal().await;
+    let stopped = running.run_until(shutdown_signal()).await;
     tracing::info!("остановка…");
     running.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    store.close().await;
+    Ok(exit_code(&stopped))
+}
+
+/// 0 after an asked-for stop; 1 when a part failed for good (so a service manager restarts it).
+pub fn exit_code(stopped: &app::Stopped) -> ExitCode {
+    match stopped {
+        app::Stopped::Asked => ExitCode::SUCCESS,
+        app::Stopped::Failed(fatal) => {
+            eprintln!("error: {fatal}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `MAX_MESSAGE_AGE_HOURS` (the original's variable) from the environment or `.env`.

@@ -805,7 +805,14 @@ async fn agents_page(
 <div class="field" data-field="channel"><label for="bulk-channel">{bulk_channel}</label><select id="bulk-channel">{options}</select></div>
 <div class="field" data-field="lines"><label for="bulk-lines">{bulk_help}</label><textarea id="bulk-lines" rows="4" placeholder="+79991234567 agent_session"></textarea><p class="error" data-error-for="lines"></p></div>
 <div class="actions"><button type="submit" class="primary">{bulk_add}</button> <span id="bulk-result" class="muted"></span></div>
-</form></section></div>"#,
+</form></section></div>
+<div class="two">
+<section class="card"><h2>{events_title}</h2><ul id="agent-events" class="plain"></ul></section>
+<section class="card"><h2>{undelivered_title}</h2><ul id="undelivered" class="plain"></ul>
+<h2>{tasks_title}</h2><ul id="tasks" class="plain"></ul></section></div>"#,
+        events_title = esc(t(lang, "events_title")),
+        undelivered_title = esc(t(lang, "undelivered_title")),
+        tasks_title = esc(t(lang, "tasks_title")),
         title = esc(t(lang, "agents_title")),
         offline = esc(t(lang, "live_disconnected")),
         no_agents = esc(t(lang, "no_agents")),
