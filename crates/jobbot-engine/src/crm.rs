@@ -39,9 +39,9 @@ use jobbot_core::config::{Channel, Config};
 use jobbot_core::contacts::{Candidate, CandidateTarget, crm_target};
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    Conversation, ConversationId, NewConversation, NewOutboxMessage,
-    NewWorkflow, OutboxId, OutboxKind, Recipient, RelayDirection, RelayRecord, SenderSelection,
-    Store, StoreError, UnixMillis, WorkflowId, WorkflowRecord,
+    Conversation, ConversationId, NewConversation, NewOutboxMessage, NewWorkflow, OutboxId,
+    OutboxKind, Recipient, RelayDirection, RelayRecord, SenderSelection, Store, StoreError,
+    UnixMillis, WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{
     AccountEvent, IncomingMessage, JoinTarget, MediaKind, MessageContent, Peer, PeerKind, RandomId,
@@ -560,7 +560,11 @@ impl Shared {
         result
     }
 
-    async fn perform(self: &Arc<Self>, state: &Workflow, effect: Effect) -> Result<Event, CrmError> {
+    async fn perform(
+        self: &Arc<Self>,
+        state: &Workflow,
+        effect: Effect,
+    ) -> Result<Event, CrmError> {
         Ok(match effect {
             Effect::Finished => Event::Woke,
             Effect::SleepUntil(at) => {
@@ -601,7 +605,9 @@ impl Shared {
                 };
                 self.queue_auto_response(workflow, &peer).await?
             }
-            Effect::AwaitOutbox(outbox) => Event::Delivered(self.engine.await_delivery(outbox).await?),
+            Effect::AwaitOutbox(outbox) => {
+                Event::Delivered(self.engine.await_delivery(outbox).await?)
+            }
             Effect::OpenConversation {
                 agent,
                 resolver,
@@ -622,13 +628,19 @@ impl Shared {
                 post,
                 topic,
                 replaced,
-            } => self.queue_post(state, conversation, &post, topic, replaced).await?,
+            } => {
+                self.queue_post(state, conversation, &post, topic, replaced)
+                    .await?
+            }
             Effect::RecordPost {
                 conversation,
                 post,
                 outbox,
                 message,
-            } => self.record_post(state, conversation, &post, outbox, message).await?,
+            } => {
+                self.record_post(state, conversation, &post, outbox, message)
+                    .await?
+            }
             Effect::FindConversations => {
                 let Workflow::RelayToTopic(relay) = state else {
                     return Ok(Event::Woke);
@@ -737,7 +749,9 @@ impl Shared {
         let Some(channel) = self.answering_channel(&workflow.channel_id) else {
             return skipped(SkipReason::ChannelOff);
         };
-        let group = channel.crm_group_id.expect("answering channels have a CRM group");
+        let group = channel
+            .crm_group_id
+            .expect("answering channels have a CRM group");
         let contact = peer.id();
         let key = format!("auto_response:{}:{}", channel.id, contact.get());
         // The channel's message to this contact, if it exists (a repeat of this step after a

@@ -164,6 +164,9 @@ pub(crate) struct Dispatcher {
     in_flight: HashMap<OutboxId, RandomId>,
     /// Set by shutdown: no new send starts.
     stopping: bool,
+    /// Messages bound to an agent that is no longer configured (a conversation's, or the agent
+    /// of a doubtful attempt): in no queue, settled by `settle_orphans`.
+    orphans: HashSet<OutboxId>,
     waiters: HashMap<OutboxId, Vec<oneshot::Sender<Delivery>>>,
     events: broadcast::Sender<EngineEvent>,
     internal_tx: mpsc::UnboundedSender<Internal>,
@@ -211,6 +214,7 @@ impl Dispatcher {
             expiries: BinaryHeap::new(),
             in_flight: HashMap::new(),
             stopping: false,
+            orphans: HashSet::new(),
             waiters: HashMap::new(),
             events: parts.events,
             internal_tx,
@@ -235,6 +239,7 @@ impl Dispatcher {
             let now = self.clock.now();
             self.release_delayed(now);
             self.expire(now).await;
+            self.settle_orphans().await;
             self.dispatch(now).await;
             let wake = self.next_wake();
             tokio::select! {
@@ -454,9 +459,68 @@ impl Dispatcher {
                 last_noted: None,
             },
         );
+        if self.orphan_agent(id).is_some() {
+            self.orphans.insert(id);
+            return;
+        }
         match not_before {
             Some(at) if at > now => self.delayed.push(Reverse((at, id, false))),
             _ => self.push_queue(id, false),
+        }
+    }
+
+    /// The agent a message is bound to (its conversation's, or its doubtful attempt's), when
+    /// that agent is no longer configured.
+    fn orphan_agent(&self, id: OutboxId) -> Option<SessionName> {
+        let queued = self.messages.get(&id)?;
+        let bound = queued
+            .in_doubt
+            .as_ref()
+            .map(|doubt| doubt.agent.clone())
+            .or_else(|| match &queued.message.message.sender {
+                SenderSelection::ChannelAgents { sticky } => sticky.clone(),
+                SenderSelection::MainAccount => None,
+            })?;
+        self.scheduler.agent_key(&bound).is_none().then_some(bound)
+    }
+
+    /// Messages whose agent was removed: one in doubt ends, saying so (moving it could deliver
+    /// it twice); a conversation's waits, saying why, until its agent is configured again or it
+    /// expires.
+    async fn settle_orphans(&mut self) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        let mut orphans: Vec<OutboxId> = self.orphans.iter().copied().collect();
+        orphans.sort();
+        for id in orphans {
+            let Some(agent) = self.orphan_agent(id) else {
+                self.orphans.remove(&id);
+                continue;
+            };
+            let in_doubt = self
+                .messages
+                .get(&id)
+                .and_then(|queued| queued.in_doubt.clone());
+            let unavailable = Unavailable::StickyAgentRemoved { agent };
+            match in_doubt.and_then(|doubt| in_doubt_stuck(&doubt, &unavailable)) {
+                Some(end) => {
+                    self.orphans.remove(&id);
+                    if let Some(queued) = self.messages.remove(&id) {
+                        tracing::warn!(target: "agent_pool", id = %id, %end, "⚠️ сообщение, возможно, доставлено аккаунтом, которого больше нет");
+                        self.finish(queued.message, None, end).await;
+                    }
+                }
+                None => {
+                    self.note(
+                        id,
+                        Holdup::Waiting {
+                            reason: unavailable,
+                        },
+                    )
+                    .await;
+                }
+            }
         }
     }
 
@@ -641,7 +705,9 @@ impl Dispatcher {
     fn waiting_reason(&self, reason: StateChangeReason, request: &Request) -> Unavailable {
         match (
             reason,
-            request.sticky_agent.and_then(|agent| self.session_of(agent)),
+            request
+                .sticky_agent
+                .and_then(|agent| self.session_of(agent)),
         ) {
             (StateChangeReason::StickyAgentNotConnected, Some(agent)) => {
                 Unavailable::StickyAgentNotConnected { agent }
@@ -688,9 +754,9 @@ impl Dispatcher {
                 },
                 None => Unavailable::AgentsNotConnected,
             },
-            NoAgentReason::StickyAgentPaused { agent } => {
-                or_waiting(named(*agent), |agent| Unavailable::StickyAgentPaused { agent })
-            }
+            NoAgentReason::StickyAgentPaused { agent } => or_waiting(named(*agent), |agent| {
+                Unavailable::StickyAgentPaused { agent }
+            }),
             NoAgentReason::UnknownAgent { .. } => {
                 or_waiting(sticky(), |agent| Unavailable::StickyAgentRemoved { agent })
             }
@@ -1098,7 +1164,7 @@ impl Dispatcher {
 
     /// Applies a new configuration: owners start and stop, pools change membership. Pending
     /// messages stay queued; those of removed channels wait (and expire) rather than vanish.
-    fn reconfigure(&mut self, topology: Topology) {
+    pub(crate) fn reconfigure(&mut self, topology: Topology) {
         let now = self.clock.now();
         let wanted: BTreeMap<SessionName, _> = topology.accounts.clone();
         let stale: Vec<SessionName> = self
@@ -1207,7 +1273,9 @@ impl Dispatcher {
             queued.request = request;
             queued.queue = queue;
             self.messages.insert(id, queued);
-            if !delayed.contains(&id) {
+            if self.orphan_agent(id).is_some() {
+                self.orphans.insert(id);
+            } else if self.orphans.remove(&id) || !delayed.contains(&id) {
                 self.push_queue(id, false);
             }
         }

@@ -151,9 +151,8 @@ impl Engine {
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
         let initial = config.borrow_and_update().clone();
-        commands
-            .send(Command::Reconfigure(topology(&initial, &settings)))
-            .map_err(|_| EngineError::Stopped)?;
+        // The topology first: what resumes is queued for the agents and pools configured now.
+        dispatcher.reconfigure(topology(&initial, &settings));
         log_pools(&initial);
         dispatcher.resume(store.pending_outbox().await?).await;
         let (ended_tx, ended) = watch::channel(None);

@@ -186,10 +186,18 @@ mod tests {
         SessionName::parse("main").unwrap()
     }
 
-    fn stream() -> (mpsc::UnboundedSender<Routed>, TelegramEvents, Arc<CommitGate>) {
+    fn stream() -> (
+        mpsc::UnboundedSender<Routed>,
+        TelegramEvents,
+        Arc<CommitGate>,
+    ) {
         let gate = Arc::new(CommitGate::default());
         let (sender, receiver) = mpsc::unbounded_channel();
-        (sender, TelegramEvents::new(receiver, Arc::clone(&gate)), gate)
+        (
+            sender,
+            TelegramEvents::new(receiver, Arc::clone(&gate)),
+            gate,
+        )
     }
 
     fn checkpoint(commits: &Arc<AtomicU32>, gate: &Arc<CommitGate>) -> Routed {
@@ -225,7 +233,11 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(commits.load(Ordering::SeqCst), 0);
         first.recv().await.unwrap();
-        assert_eq!(commits.load(Ordering::SeqCst), 0, "one consumer is still busy");
+        assert_eq!(
+            commits.load(Ordering::SeqCst),
+            0,
+            "one consumer is still busy"
+        );
         second.recv().await.unwrap();
         assert_eq!(commits.load(Ordering::SeqCst), 1);
     }

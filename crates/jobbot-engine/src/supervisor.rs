@@ -63,7 +63,9 @@ pub struct TaskStatus {
 pub enum TaskState {
     Running,
     /// Failed; starts again at this instant.
-    Restarting { at_unix_ms: i64 },
+    Restarting {
+        at_unix_ms: i64,
+    },
     /// Ended at shutdown.
     Stopped,
     /// Failed too often: the process is shutting down.
@@ -158,7 +160,9 @@ impl Supervisor {
                     Ok(Ok(())) if *stop.borrow() => None,
                     Ok(Ok(())) => Some("it ended by itself".to_owned()),
                     Ok(Err(error)) => Some(error.to_string()),
-                    Err(error) if error.is_panic() => Some(format!("panicked: {}", panic_text(error))),
+                    Err(error) if error.is_panic() => {
+                        Some(format!("panicked: {}", panic_text(error)))
+                    }
                     Err(error) => Some(error.to_string()),
                 };
                 let Some(failure) = failure else {
@@ -366,7 +370,10 @@ mod tests {
 
     /// A task that fails `failing` times (panicking, erroring, or ending by itself), then runs
     /// until shutdown.
-    fn flaky(runs: Arc<AtomicU32>, failing: u32) -> impl FnMut(ShutdownSignal) -> futures_like::Run {
+    fn flaky(
+        runs: Arc<AtomicU32>,
+        failing: u32,
+    ) -> impl FnMut(ShutdownSignal) -> futures_like::Run {
         move |mut signal| {
             let run = runs.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
@@ -384,7 +391,8 @@ mod tests {
     }
 
     mod futures_like {
-        pub type Run = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+        pub type Run =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
     }
 
     #[tokio::test(start_paused = true)]
@@ -401,7 +409,10 @@ mod tests {
             .clone();
         // 1 s, 2 s, 4 s of back-off before the fourth run.
         assert!(Instant::now() - started >= Duration::from_secs(7));
-        assert_eq!(running[0].last_failure.as_deref(), Some("it ended by itself"));
+        assert_eq!(
+            running[0].last_failure.as_deref(),
+            Some("it ended by itself")
+        );
         assert_eq!(runs.load(Ordering::SeqCst), 4);
         supervisor.shutdown().await;
         assert_eq!(supervisor.status().borrow()[0].state, TaskState::Stopped);

@@ -275,7 +275,9 @@ async fn full_flow(restart: bool) {
         )])
     };
     let mut running = start(&w, config(), Arc::clone(&store), settings()).await;
-    running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
+    running
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
     w.wait_inbox(w.recruiter, 1).await;
     let inbox = w.recruiter_inbox();
     let (agent, auto_response) = inbox[0].clone();
@@ -376,12 +378,18 @@ async fn one_message_per_channel_one_topic_per_group_and_the_cooldown() {
             },
         )
         .await;
-        running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
+        running
+            .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+            .await;
         w.wait_topic_post("caught the eye of Jobs channel_1").await;
-        running.submit(vacancy(&w, 6, &["channel_2"], "anna_hr")).await;
+        running
+            .submit(vacancy(&w, 6, &["channel_2"], "anna_hr"))
+            .await;
         tokio::time::sleep(Duration::from_secs(600)).await;
         // The same recruiter again in the first channel, from another post.
-        running.submit(vacancy(&w, 7, &["channel_1", "channel_2"], "anna_hr")).await;
+        running
+            .submit(vacancy(&w, 7, &["channel_1", "channel_2"], "anna_hr"))
+            .await;
         tokio::time::sleep(Duration::from_secs(600)).await;
         let texts: Vec<String> = w.recruiter_inbox().into_iter().map(|(_, t)| t).collect();
         let expected = match cooldown {
@@ -414,7 +422,9 @@ async fn racing_triggers_create_one_topic_and_one_auto_response() {
     )
     .await;
     for message_id in [5, 5, 6] {
-        running.submit(vacancy(&w, message_id, &["channel_1"], "anna_hr")).await;
+        running
+            .submit(vacancy(&w, message_id, &["channel_1"], "anna_hr"))
+            .await;
     }
     w.wait_topic_post("Python developer wanted (6)").await;
     tokio::time::sleep(Duration::from_secs(600)).await;
@@ -446,7 +456,9 @@ async fn a_deleted_topic_is_recreated_on_the_next_message() {
         settings(),
     )
     .await;
-    running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
+    running
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
     let (old_topic, _) = w.wait_topic_post("Hi Anna!").await;
     let (agent, _) = w.recruiter_inbox()[0].clone();
     w.world.delete_topic(w.group, old_topic);
@@ -483,7 +495,9 @@ async fn a_bot_or_a_channel_as_the_only_contact_gets_nothing() {
     )
     .await;
     for (message_id, contact) in [(5, "hr_helper_bot"), (6, "hr_news"), (7, "nobody_here")] {
-        running.submit(vacancy(&w, message_id, &["channel_1"], contact)).await;
+        running
+            .submit(vacancy(&w, message_id, &["channel_1"], contact))
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert!(w.inbox(bot).is_empty());
@@ -544,7 +558,9 @@ async fn with_every_agent_in_a_flood_wait_the_auto_response_waits_and_goes_out()
     .await
     .expect("both agents get a flood wait");
     let queued_at = running.engine.clock().now_unix();
-    running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
+    running
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
     w.wait_inbox(w.recruiter, 1).await;
     let auto_response = all_outbox(&store)
         .await
@@ -597,7 +613,9 @@ async fn a_human_like_delay_holds_the_auto_response_until_its_time() {
         settings(),
     )
     .await;
-    running.submit(vacancy(&w, 5, &["channel_1"], "anna_hr")).await;
+    running
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
     w.wait_inbox(w.recruiter, 1).await;
     let auto_response = all_outbox(&store)
         .await

@@ -319,7 +319,12 @@ async fn a_post_reaches_every_matching_output_channel_once() {
         [
             ("python".to_owned(), both, "anna_hr".to_owned(), link(both)),
             ("backend".to_owned(), both, "anna_hr".to_owned(), link(both)),
-            ("python".to_owned(), one, "ivan_recruiter".to_owned(), link(one)),
+            (
+                "python".to_owned(),
+                one,
+                "ivan_recruiter".to_owned(),
+                link(one)
+            ),
         ]
     );
     harness.monitor.stop().await;

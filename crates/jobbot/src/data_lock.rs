@@ -60,8 +60,7 @@ impl DataDirLock {
                 bail!("{}", refusal(path, holder.as_ref(), now_unix()));
             }
             Err(TryLockError::Error(error)) => {
-                return Err(error)
-                    .with_context(|| format!("could not lock {}", path.display()));
+                return Err(error).with_context(|| format!("could not lock {}", path.display()));
             }
         }
         let holder = Holder {
@@ -173,7 +172,10 @@ mod tests {
         // `flock` locks belong to an open file description: a second open in this process is
         // refused like another process would be.
         let error = DataDirLock::acquire(&path, "run").unwrap_err().to_string();
-        assert!(error.contains(&format!("pid {}", std::process::id())), "{error}");
+        assert!(
+            error.contains(&format!("pid {}", std::process::id())),
+            "{error}"
+        );
         assert!(error.contains("`jobbot run`"), "{error}");
         assert!(error.contains("is in use by another jobbot"), "{error}");
         drop(first);

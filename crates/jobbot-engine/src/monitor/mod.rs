@@ -197,11 +197,8 @@ impl Monitor {
     pub fn spawn(parts: MonitorParts) -> MonitorHandle {
         let monitor = Self::new(parts);
         let (stop, signal) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            monitor
-                .run(ShutdownSignal::from_watch(signal))
-                .await
-        });
+        let task =
+            tokio::spawn(async move { monitor.run(ShutdownSignal::from_watch(signal)).await });
         MonitorHandle { stop, task }
     }
 
