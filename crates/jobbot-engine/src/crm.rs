@@ -915,7 +915,8 @@ impl Shared {
             let Some(account) = self.engine.account(&creator) else {
                 continue;
             };
-            let proposed = RandomId(lock(&self.rng).random());
+            // Not from the seeded generator (a restart would repeat it); the store keeps it.
+            let proposed = RandomId(rand::random());
             let random_id = self
                 .store
                 .begin_topic_creation(id, stale, &creator, proposed)

@@ -25,8 +25,8 @@ use jobbot_core::store::{
     OutboxMessage, OutboxStatus, Recipient, SenderSelection, Store, Unavailable,
 };
 use jobbot_core::telegram::{RandomId, SentMessage, TelegramError};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -818,7 +818,10 @@ impl Dispatcher {
             .agent(agent)
             .map(|a| a.session().clone())
             .expect("picked agents exist");
-        let proposed = RandomId(self.rng.random());
+        // From the OS, not the seeded generator: a restart with the same seed would repeat the
+        // same ids, and Telegram would take a new message for a repeat of an old one. The id
+        // need not be reproducible: the store keeps the one given.
+        let proposed = RandomId(rand::random());
         let random_id = match self
             .store
             .begin_attempt(id, &session, proposed, self.clock.now_unix())

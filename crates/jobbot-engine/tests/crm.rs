@@ -643,3 +643,242 @@ async fn a_human_like_delay_holds_the_auto_response_until_its_time() {
     assert!(arrived * 1000 >= not_before.0 - 1000);
     running.stop().await;
 }
+
+/// A crash between the auto-response's delivery and anything after it (the conversation, its
+/// topic, the posts): the workflow is stored at the step it was at, and the restart resumes it.
+/// The recruiter answers while jobbot is down; the restart catches up on the answer from the
+/// agent's saved update position, and the answer waits for the conversation if it comes first.
+/// Everything happens once: one auto-response, one topic with its info post and mirror, the
+/// answer in the topic, and the operator's reply back through the agent that delivered it.
+#[tokio::test(start_paused = true)]
+async fn a_restart_between_the_delivery_and_the_conversation_loses_nothing() {
+    use jobbot_core::store::NewWorkflow;
+    use jobbot_core::workflow::{AutoResponse, AutoResponseStep, VacancyRef, Workflow};
+
+    let w = world(true);
+    let store = memory_store();
+    let config = || load(vec![channel_json("channel_1", &w, json!({}))]);
+
+    // The first run, as far as it got: the auto-response queued by its workflow and delivered,
+    // the workflow stored at its "queued" step. Then the crash (no orderly shutdown of the CRM:
+    // there is none running).
+    let (_config_tx, config_rx) = watch::channel(Arc::new(config()));
+    let engine = Engine::start(
+        EngineSettings {
+            seed: 7,
+            ..EngineSettings::default()
+        },
+        Arc::new(SimConnector::new(w.world.clone())),
+        Arc::clone(&store),
+        config_rx,
+        EngineClock::starting_at(UnixMillis(1_750_000_000_000)),
+    )
+    .await
+    .unwrap();
+    wait_until("every account connects", || {
+        let engine = engine.clone();
+        async move {
+            engine
+                .agents()
+                .await
+                .is_ok_and(|agents| agents.len() == 3 && agents.iter().all(|a| a.link.is_ready()))
+        }
+    })
+    .await;
+    let resolver = jobbot_core::ids::SessionName::parse("agent_a").unwrap();
+    let peer = engine
+        .account(&resolver)
+        .unwrap()
+        .resolve_username(&Username::parse("anna_hr").unwrap())
+        .await
+        .unwrap();
+    let now = engine.clock().now_unix();
+    let ticket = engine
+        .enqueue(NewOutboxMessage {
+            channel_id: "channel_1".into(),
+            kind: OutboxKind::AutoResponse,
+            sender: SenderSelection::ChannelAgents { sticky: None },
+            recipient: Recipient::Username {
+                username: Username::parse("anna_hr").unwrap(),
+            },
+            content: MessageContent::plain(
+                "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/5) caught the eye of Jobs channel_1.",
+            ),
+            first_contact: true,
+            idempotency_key: Some(format!("auto_response:channel_1:{}", peer.id().get())),
+            created_at: now,
+            not_before: None,
+            expires_at: UnixMillis(0),
+        })
+        .await
+        .unwrap();
+    let mut workflow = AutoResponse::new(
+        "channel_1".into(),
+        VacancyRef {
+            source: w.source,
+            message_id: 5,
+            source_title: "Remote IT".into(),
+            link: "https://t.me/remote_it/5".into(),
+            text: "Python developer wanted (5). Write to @anna_hr".into(),
+        },
+        Username::parse("anna_hr").unwrap(),
+        now,
+        Duration::from_secs(3600),
+    );
+    workflow.step = AutoResponseStep::Queued {
+        resolver,
+        peer,
+        outbox: ticket.id,
+    };
+    store
+        .start_workflow(&NewWorkflow {
+            key: AutoResponse::key("channel_1", w.source, 5),
+            state: Workflow::AutoResponse(workflow),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let jobbot_engine::Delivery::Sent {
+        agent: delivered_by,
+        ..
+    } = ticket.delivery().await.unwrap()
+    else {
+        panic!("the auto-response goes out");
+    };
+    engine.shutdown().await;
+    let agent = ["agent_a", "agent_b"]
+        .iter()
+        .position(|name| *name == delivered_by.as_str())
+        .unwrap();
+
+    // While jobbot is down, the recruiter answers.
+    w.world.send_direct(
+        w.recruiter,
+        w.agents[agent],
+        "Tell me more about the salary",
+    );
+
+    let running = start(&w, config(), Arc::clone(&store), settings()).await;
+    let (topic, reply) = w.wait_topic_post("Tell me more").await;
+    assert_eq!(
+        reply.text,
+        "👤 Anna Smirnova (@anna_hr):\n\nTell me more about the salary"
+    );
+    w.wait_topic_post("Новый контакт").await;
+    w.wait_topic_post("Hi Anna!").await;
+    w.world
+        .group_post(w.group, w.operator, Some(topic), "We pay 5000 EUR")
+        .unwrap();
+    w.wait_inbox(w.recruiter, 2).await;
+    // Let anything that would happen twice have its chance.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        w.recruiter_inbox(),
+        [
+            (
+                agent,
+                "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/5) caught the eye of Jobs channel_1.".to_owned()
+            ),
+            (agent, "We pay 5000 EUR".to_owned())
+        ]
+    );
+    assert_eq!(w.topics(), [topic]);
+    let mut posts: Vec<String> = w
+        .topic_posts(topic)
+        .into_iter()
+        .filter(|post| post.author == Some(w.agents[agent]))
+        .map(|post| post.text.lines().next().unwrap_or_default().to_owned())
+        .collect();
+    posts.sort();
+    assert_eq!(
+        posts,
+        [
+            "👤 Anna Smirnova (@anna_hr):",
+            "📌 Новый контакт: Anna Smirnova (@anna_hr)",
+            "🤖 Агент (agent_b):"
+                .replace("agent_b", delivered_by.as_str())
+                .as_str(),
+        ],
+        "the info post, the mirror and the answer, once each"
+    );
+    let conversation = store
+        .conversation_by_topic(w.group, topic)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conversation.agent, delivered_by);
+    assert!(
+        store.active_workflows().await.unwrap().is_empty(),
+        "every workflow finished"
+    );
+    running.stop().await;
+}
+
+/// A contact who writes to the agent before their conversation is on record (here: before the
+/// auto-response's human-like delay has even passed) is not dropped: the message waits for the
+/// conversation and lands in its topic once it opens.
+#[tokio::test(start_paused = true)]
+async fn an_answer_before_the_conversation_opens_waits_for_it() {
+    use jobbot_core::workflow::{AutoResponse, AutoResponseStep, Workflow};
+
+    let w = world(true);
+    let store = memory_store();
+    let running = start(
+        &w,
+        load(vec![channel_json(
+            "channel_1",
+            &w,
+            json!({"instant_response": false, "human_delay": {"min_seconds": 600, "max_seconds": 600}}),
+        )]),
+        Arc::clone(&store),
+        settings(),
+    )
+    .await;
+    // Only agent_a sends, so the recruiter knows whom to write to.
+    running
+        .engine
+        .pause_agents(vec![
+            jobbot_core::ids::SessionName::parse("agent_b").unwrap(),
+        ])
+        .await
+        .unwrap();
+    running
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
+    wait_until("the auto-response is queued", || {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .active_workflows()
+                .await
+                .unwrap()
+                .iter()
+                .any(|record| {
+                    matches!(
+                        &record.state,
+                        Workflow::AutoResponse(AutoResponse {
+                            step: AutoResponseStep::Queued { .. },
+                            ..
+                        })
+                    )
+                })
+        }
+    })
+    .await;
+    assert!(w.recruiter_inbox().is_empty(), "not sent yet");
+    w.world.send_direct(
+        w.recruiter,
+        w.agents[0],
+        "Hello, is this about the Python job?",
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(w.topics().is_empty(), "no conversation yet, so no topic");
+    let (topic, early) = w.wait_topic_post("is this about the Python job").await;
+    assert_eq!(
+        early.text,
+        "👤 Anna Smirnova (@anna_hr):\n\nHello, is this about the Python job?"
+    );
+    assert_eq!(w.recruiter_inbox().len(), 1);
+    assert_eq!(w.topics(), [topic]);
+    running.stop().await;
+}

@@ -739,3 +739,173 @@ async fn public_sources_are_joined_when_auto_join_is_on() {
     assert_eq!(harness.notifications_finished(1).await, 1);
     assert_eq!(harness.posted(harness.out_python).len(), 1);
 }
+
+/// Monitoring over an engine on `world` and `store`, checkpointing every `checkpoint_interval`.
+async fn start_monitoring(
+    world: &SimWorld,
+    store: &Arc<dyn Store>,
+    config: Arc<Config>,
+    checkpoint_interval: Duration,
+) -> (Engine, MonitorHandle, mpsc::UnboundedReceiver<MonitorEvent>) {
+    let (_config_tx, config_rx) = watch::channel(config);
+    // The sender is dropped: the configuration stays as it is (the engine keeps the last).
+    let engine = Engine::start(
+        EngineSettings {
+            main_session: Some(session("bot_session")),
+            seed: 7,
+            owner: jobbot_engine::OwnerSettings {
+                checkpoint_interval,
+                ..jobbot_engine::OwnerSettings::default()
+            },
+            ..EngineSettings::default()
+        },
+        Arc::new(SimConnector::new(world.clone())),
+        Arc::clone(store),
+        config_rx.clone(),
+        EngineClock::starting_at(UnixMillis(world.now_unix() * 1000)),
+    )
+    .await
+    .unwrap();
+    let (reports_tx, reports) = mpsc::unbounded_channel();
+    let monitor = Monitor::spawn(MonitorParts {
+        engine: engine.clone(),
+        store: Arc::clone(store),
+        config: config_rx,
+        events: engine.take_telegram_events().unwrap(),
+        crm: None,
+        reports: Some(reports_tx),
+        settings: MonitorSettings::default(),
+    });
+    tokio::time::timeout(
+        WAIT,
+        engine.wait_for_links(|links| {
+            links
+                .get(&session("bot_session"))
+                .is_some_and(|link| link.is_ready())
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    (engine, monitor, reports)
+}
+
+/// The messages monitoring reported, as (message id, outcome), until `quiet` passes without one.
+async fn reported(
+    reports: &mut mpsc::UnboundedReceiver<MonitorEvent>,
+    quiet: Duration,
+) -> Vec<(i32, MessageOutcome)> {
+    let mut seen = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout(quiet, reports.recv()).await {
+        if let MonitorEvent::Message {
+            message_id,
+            outcome,
+            ..
+        } = event
+        {
+            seen.push((message_id, outcome));
+        }
+    }
+    seen
+}
+
+/// The update position is saved while running: a checkpoint every interval, committed once
+/// monitoring has every message before it on record. A restart (here without any orderly
+/// shutdown of the positions) catches up on what was posted while jobbot was down, and what was
+/// handled before the last saved position is not delivered again. Without a saved position past
+/// a message, it is delivered again and the processed record absorbs it: nothing is notified
+/// twice, nothing is lost.
+#[tokio::test(start_paused = true)]
+async fn a_restart_catches_up_from_the_saved_update_position() {
+    for (checkpoint_interval, replayed) in [
+        (Duration::from_secs(10), false),
+        (Duration::from_secs(24 * 3600), true),
+    ] {
+        let world = SimWorld::new(SimParams::default());
+        let main = world.create_account("bot_session", NewUser::named("Jobbot"));
+        let admin = world.create_user(NewUser::named("Admin"));
+        let source = world.create_channel("Python Jobs", Some("python_jobs"), &[admin]);
+        world.add_member(source, main);
+        let out = world.create_channel("Python vacancies", None, &[main]);
+        let store: Arc<dyn Store> = Arc::new(jobbot_store::MemoryStore::new());
+        let config = || {
+            let channels = serde_json::json!({"output_channels": [{
+                "id": "python", "name": "python", "telegram_id": out.get(),
+                "input_sources": ["@python_jobs"], "filters": {"include_keywords": ["python"]}
+            }]});
+            Arc::new(config::load(&channels.to_string()).unwrap().config)
+        };
+
+        let (engine, monitor, mut reports) =
+            start_monitoring(&world, &store, config(), checkpoint_interval).await;
+        let before = world.channel_post(source, PYTHON_ONLY);
+        assert_eq!(
+            reported(&mut reports, Duration::from_secs(60)).await,
+            [(before, processed(&["python"], &[]))]
+        );
+        // A crash-like stop: nothing flushes the position.
+        monitor.stop().await;
+        engine.shutdown().await;
+
+        let during = world.channel_post(source, PYTHON_AND_DJANGO);
+        let (engine, monitor, mut reports) =
+            start_monitoring(&world, &store, config(), checkpoint_interval).await;
+        let seen = reported(&mut reports, Duration::from_secs(60)).await;
+        let mut expected = Vec::new();
+        if replayed {
+            expected.push((before, MessageOutcome::AlreadyProcessed));
+        }
+        expected.push((during, processed(&["python"], &[])));
+        assert_eq!(seen, expected, "checkpoints every {checkpoint_interval:?}");
+        tokio::time::timeout(WAIT, async {
+            while world.chat_messages(out).len() < 2 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("both are notified");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(world.chat_messages(out).len(), 2, "each notified once");
+        monitor.stop().await;
+        engine.shutdown().await;
+    }
+}
+
+/// An orderly stop saves the position of everything taken in: the next start replays nothing.
+#[tokio::test(start_paused = true)]
+async fn flushing_the_positions_leaves_nothing_to_replay() {
+    let world = SimWorld::new(SimParams::default());
+    let main = world.create_account("bot_session", NewUser::named("Jobbot"));
+    let admin = world.create_user(NewUser::named("Admin"));
+    let source = world.create_channel("Python Jobs", Some("python_jobs"), &[admin]);
+    world.add_member(source, main);
+    let out = world.create_channel("Python vacancies", None, &[main]);
+    let store: Arc<dyn Store> = Arc::new(jobbot_store::MemoryStore::new());
+    let channels = serde_json::json!({"output_channels": [{
+        "id": "python", "name": "python", "telegram_id": out.get(),
+        "input_sources": ["@python_jobs"], "filters": {"include_keywords": ["python"]}
+    }]});
+    let config = Arc::new(config::load(&channels.to_string()).unwrap().config);
+    // Periodic checkpoints far apart: only the flush saves the position.
+    let hours = Duration::from_secs(24 * 3600);
+    let (engine, monitor, mut reports) =
+        start_monitoring(&world, &store, Arc::clone(&config), hours).await;
+    let first = world.channel_post(source, PYTHON_ONLY);
+    assert_eq!(
+        reported(&mut reports, Duration::from_secs(60)).await,
+        [(first, processed(&["python"], &[]))]
+    );
+    assert_eq!(
+        engine
+            .flush_positions(Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
+    monitor.stop().await;
+    engine.shutdown().await;
+    let (engine, monitor, mut reports) = start_monitoring(&world, &store, config, hours).await;
+    assert_eq!(reported(&mut reports, Duration::from_secs(60)).await, []);
+    monitor.stop().await;
+    engine.shutdown().await;
+}
