@@ -1,6 +1,7 @@
 //! The async shell of jobbot: one owner task per Telegram account, the global agent registry and
-//! per-channel pools over it, the durable outbox dispatcher, health checks, and the events the
-//! web's live view follows. Ports (`AccountConnector`, `Store`) and configuration snapshots are
+//! per-channel pools over it, the durable outbox dispatcher, the executor of the stored CRM
+//! workflows, the supervisor of the background tasks, health checks, and the events the web's
+//! live view follows. Ports (`AccountConnector`, `Store`) and configuration snapshots are
 //! injected; nothing here names grammers, sqlx or a file.
 
 mod clock;

@@ -24,7 +24,7 @@ pub use config_store::{
     ConfigStore, ConfigWatch, MigrationReport, Snapshot, StoreError, migrate_file,
 };
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};
 
 /// A failure to open the operational store. Messages name the database file; they never hold
 /// connection credentials. (Once open, the store's methods fail with the core's

@@ -44,12 +44,32 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// When a commit counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk when the commit returns (`synchronous=FULL`): what jobbot runs with. Several
+    /// commits record what already happened in Telegram (an attempt begun before its send, a
+    /// message marked sent), and losing one to a power cut could send a message twice.
+    Full,
+    /// `synchronous=NORMAL`: a power cut may lose the last commits. Only for `jobbot bench
+    /// store`, to measure what `Full` costs.
+    Normal,
+}
+
 impl SqliteStore {
     pub const FILE_NAME: &'static str = "jobbot.sqlite";
 
     /// Opens (creating it and `data_dir` if needed) `data_dir/jobbot.sqlite` and applies the
     /// migrations it has not seen yet.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, DatabaseError> {
+        Self::open_with(data_dir, Durability::Full).await
+    }
+
+    /// [`SqliteStore::open`] with a chosen durability.
+    pub async fn open_with(
+        data_dir: impl AsRef<Path>,
+        durability: Durability,
+    ) -> Result<Self, DatabaseError> {
         let data_dir = data_dir.as_ref();
         tokio::fs::create_dir_all(data_dir)
             .await
@@ -63,12 +83,11 @@ impl SqliteStore {
             .create_if_missing(true)
             // WAL: readers and the writer do not block each other, and a commit is one append.
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk when it returns. With NORMAL a power cut may lose the last
-            // commits of the WAL, and some of those record what already happened in Telegram (a
-            // message marked sent, an attempt begun before the send): losing one could send a
-            // message twice. jobbot commits a few times per message, far below what an fsync per
-            // commit allows (see ARCHITECTURE.md, "SQLite durability", for the measurement).
-            .synchronous(SqliteSynchronous::Full)
+            // See `Durability`; ARCHITECTURE.md has the measurement (`jobbot bench store`).
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
             // SQLite leaves foreign keys off unless asked, per connection.
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);

@@ -435,11 +435,13 @@ impl TelegramAccount for GrammersAccount {
             return Ok(());
         };
         self.store
-            .set_update_state(UpdateState::All(position))
+            .set_update_state(UpdateState::All(position.clone()))
             .await
             .map_err(|error| TelegramError::Other {
                 message: format!("could not save the update position: {error}"),
-            })
+            })?;
+        self.positions.saved(position);
+        Ok(())
     }
 
     async fn disconnect(&self) {
@@ -474,6 +476,9 @@ impl TelegramAccount for GrammersAccount {
 struct Positions {
     next: std::sync::atomic::AtomicU64,
     pending: Mutex<std::collections::BTreeMap<u64, UpdatesState>>,
+    /// The position last written, so an idle account does not rewrite its session file at every
+    /// checkpoint.
+    saved: Mutex<Option<UpdatesState>>,
 }
 
 impl Positions {
@@ -492,7 +497,18 @@ impl Positions {
         let mut pending = self.pending.lock().ok()?;
         let position = pending.remove(&checkpoint.0)?;
         pending.retain(|id, _| *id > checkpoint.0);
-        Some(position)
+        let unchanged = self
+            .saved
+            .lock()
+            .ok()
+            .is_some_and(|saved| saved.as_ref() == Some(&position));
+        (!unchanged).then_some(position)
+    }
+
+    fn saved(&self, position: UpdatesState) {
+        if let Ok(mut saved) = self.saved.lock() {
+            *saved = Some(position);
+        }
     }
 }
 
@@ -879,9 +895,14 @@ mod tests {
         let second = positions.checkpoint(at(2));
         let third = positions.checkpoint(at(3));
         assert_eq!(positions.take(second).map(|p| p.pts), Some(2));
+        positions.saved(at(2));
         assert_eq!(positions.take(first), None, "covered by the later commit");
         assert_eq!(positions.take(second), None, "committed once");
         assert_eq!(positions.take(Checkpoint(99)), None, "not handed out");
         assert_eq!(positions.take(third).map(|p| p.pts), Some(3));
+        positions.saved(at(3));
+        // Nothing new since: nothing to write.
+        let idle = positions.checkpoint(at(3));
+        assert_eq!(positions.take(idle), None);
     }
 }
