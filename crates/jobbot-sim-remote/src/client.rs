@@ -101,6 +101,8 @@ impl RemoteConnector {
             return Ok(Arc::clone(client));
         }
         let (sender, receiver) = WsTransportClientBuilder::default()
+            .max_request_size(crate::server::MAX_MESSAGE_BYTES)
+            .max_response_size(crate::server::MAX_MESSAGE_BYTES)
             .build(self.inner.url.clone())
             .await
             .map_err(|error| {

@@ -367,11 +367,17 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 // ----- Connections -----
 
+/// The largest JSON-RPC message either side accepts: a long crash-suite run's record of one chat
+/// or of every connection can pass jsonrpsee's default of 10 MB.
+pub(crate) const MAX_MESSAGE_BYTES: u32 = 256 * 1024 * 1024;
+
 async fn accept(listener: TcpListener, shared: Arc<Shared>, stop: StopHandle) {
     // WebSocket only (a client is a session), with pings so a peer that vanished without closing
     // its socket is noticed and its sessions are released.
     let config = ServerConfig::builder()
         .ws_only()
+        .max_request_body_size(MAX_MESSAGE_BYTES)
+        .max_response_body_size(MAX_MESSAGE_BYTES)
         .enable_ws_ping(
             PingConfig::new()
                 .ping_interval(Duration::from_secs(5))
