@@ -112,6 +112,13 @@ impl RemoteConnector {
             ClientBuilder::default()
                 .set_rpc_middleware(RpcServiceBuilder::new())
                 .request_timeout(Duration::from_secs(120))
+                // A simulator that vanished without closing the socket is noticed (as the
+                // server notices such a client): its accounts report the loss.
+                .enable_ws_ping(
+                    jsonrpsee::async_client::PingConfig::new()
+                        .ping_interval(Duration::from_secs(5))
+                        .inactive_limit(Duration::from_secs(20)),
+                )
                 .build_with_tokio(sender, receiver),
         );
         *current = Some(Arc::clone(&client));
