@@ -5,7 +5,6 @@
 //! every start), so the demo never touches a real configuration.
 
 mod controls;
-mod world;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,7 +21,7 @@ use tokio::net::TcpListener;
 use crate::app;
 use crate::cli::DataDir;
 
-pub use world::DemoWorld;
+pub use jobbot_sim::scenario::DemoWorld;
 
 pub struct DemoOptions {
     pub listen: SocketAddr,
