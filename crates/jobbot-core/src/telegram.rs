@@ -229,9 +229,30 @@ pub enum AccountEvent {
 
 /// A position in an account's event stream, as the back-end that delivered it knows it. Valid
 /// only with the connection that produced it: a checkpoint of an earlier connection is ignored.
+/// On the wire, `{"event": "checkpoint", "checkpoint": N}` (an internally tagged variant needs
+/// a map, not a bare number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "CheckpointFields", from = "CheckpointFields")]
 pub struct Checkpoint(pub u64);
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointFields {
+    checkpoint: u64,
+}
+
+impl From<Checkpoint> for CheckpointFields {
+    fn from(checkpoint: Checkpoint) -> Self {
+        Self {
+            checkpoint: checkpoint.0,
+        }
+    }
+}
+
+impl From<CheckpointFields> for Checkpoint {
+    fn from(fields: CheckpointFields) -> Self {
+        Self(fields.checkpoint)
+    }
+}
 
 /// Why an account can no longer be used. Each comes from a Telegram RPC error
 /// (core.telegram.org/api/errors): 401 `AUTH_KEY_UNREGISTERED`, `SESSION_REVOKED`,
@@ -416,8 +437,10 @@ pub struct ConnectOptions {
     pub proxy: Option<String>,
 }
 
-/// Why a session could not be opened.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a session could not be opened. Serialisable so a remote back-end (the simulator in its own
+/// process) hands it over as this type, never as text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "error")]
 pub enum ConnectError {
     /// Another owner (another process, or another pool in this one) holds the session. Telegram
     /// invalidates a key used from two connections at once (`AUTH_KEY_DUPLICATED`), so the second
@@ -542,5 +565,52 @@ impl<T: LoginBackend + ?Sized> LoginBackend for Box<T> {
     }
     async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError> {
         (**self).submit_password(password).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events cross the wire to the remote back-end: every kind round-trips through JSON.
+    #[test]
+    fn account_events_round_trip_through_json() {
+        let message = IncomingMessage {
+            chat: ChatId::user(5).unwrap(),
+            chat_kind: PeerKind::User,
+            chat_title: None,
+            chat_username: None,
+            message_id: 1,
+            sender: None,
+            text: "hi".into(),
+            media: None,
+            date: 0,
+            outgoing: false,
+            is_service: false,
+            topic_id: None,
+        };
+        for event in [
+            AccountEvent::NewMessage(message.clone()),
+            AccountEvent::MessageEdited(message),
+            AccountEvent::ConnectionLost,
+            AccountEvent::ConnectionRestored,
+            AccountEvent::Checkpoint(Checkpoint(7)),
+        ] {
+            let text = serde_json::to_string(&event).unwrap();
+            assert_eq!(
+                serde_json::from_str::<AccountEvent>(&text).unwrap(),
+                event,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_string(&AccountEvent::Checkpoint(Checkpoint(7))).unwrap(),
+            r#"{"event":"checkpoint","checkpoint":7}"#
+        );
+        let duplicate = serde_json::to_string(&TelegramError::RandomIdDuplicate).unwrap();
+        assert_eq!(
+            serde_json::from_str::<TelegramError>(&duplicate).unwrap(),
+            TelegramError::RandomIdDuplicate
+        );
     }
 }

@@ -17,8 +17,9 @@ use jobbot_core::telegram::{AccountEvent, Checkpoint};
 
 use crate::world::{ConnectionId, WorldState};
 
-/// An account's update log: the last updates with their positions.
-#[derive(Default)]
+/// An account's update log: the last updates with their positions. Saved with the world, so a
+/// simulator that restarts still lets its clients catch up.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct UpdateLog {
     /// The position of the newest update (0: none yet).
     pub(crate) pts: u64,

@@ -74,11 +74,26 @@ fn write_private(file: &std::path::Path, content: &str) -> std::io::Result<()> {
     options.open(file)?.write_all(content.as_bytes())
 }
 
-pub async fn run(data_dir: &DataDir, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+/// `telegram`: `None` for real Telegram, or `sim://HOST:PORT` for `jobbot sim serve`.
+pub async fn run(
+    data_dir: &DataDir,
+    listen: SocketAddr,
+    telegram: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     // Before anything is opened: one process per data directory.
     let _lock = DataDirLock::acquire(&data_dir.data().join(DataDirLock::FILE_NAME), "run")?;
-    let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
-    let connector: Arc<dyn AccountConnector> = Arc::new(GrammersConnector::new(config));
+    let connector: Arc<dyn AccountConnector> = match telegram {
+        Some(url) => {
+            let connector =
+                jobbot_sim_remote::RemoteConnector::from_url(url).context("--telegram")?;
+            tracing::info!("Telegram: the simulator at {url}");
+            Arc::new(connector)
+        }
+        None => {
+            let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+            Arc::new(GrammersConnector::new(config))
+        }
+    };
     check_main_session(&*connector).await?;
     let config_file = data_dir.config_file();
     let config = ConfigStore::open(&config_file)

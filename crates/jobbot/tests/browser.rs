@@ -95,6 +95,32 @@ fn http(
     (status, String::from_utf8_lossy(&body).to_string())
 }
 
+/// Whether chromedriver answers `GET /status` with `"ready":true`. Any failure (not listening
+/// yet, a reset while it starts up on a busy machine) means "not yet": the caller retries until
+/// its deadline.
+fn driver_ready(address: &str) -> bool {
+    let probe = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "GET /status HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )?;
+        // chromedriver may keep the connection open: read until the answer is in.
+        let mut response = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let read = stream.read(&mut buffer)?;
+            response.extend_from_slice(&buffer[..read]);
+            let text = String::from_utf8_lossy(&response);
+            if read == 0 || text.contains("\"ready\":") {
+                return Ok(text.contains("\"ready\":true"));
+            }
+        }
+    };
+    probe().unwrap_or(false)
+}
+
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(end) = data.windows(2).position(|window| window == b"\r\n") {
@@ -347,29 +373,34 @@ fn start() -> (Processes, Browser, String) {
         .recv_timeout(DEADLINE)
         .expect("the demo prints its web address");
 
-    let port = free_port();
-    let driver = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    processes.children.push(driver);
-    let driver_address = format!("127.0.0.1:{port}");
+    // A free port can be taken between our probe and chromedriver's bind (the other browser test
+    // starts one too): a driver that exited is started again on another port, so each test talks
+    // to its own driver.
     let start = Instant::now();
-    loop {
-        if TcpStream::connect(&driver_address).is_ok() {
-            let (_, status) = http(&driver_address, "GET", "/status", None, &[]);
-            if status.contains("\"ready\":true") {
-                break;
+    let driver_address = 'started: loop {
+        let port = free_port();
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver_address = format!("127.0.0.1:{port}");
+        loop {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "chromedriver did not become ready"
+            );
+            if driver.try_wait().expect("chromedriver's status").is_some() {
+                continue 'started;
             }
+            if driver_ready(&driver_address) {
+                processes.children.push(driver);
+                break 'started driver_address;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "chromedriver did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    };
     let capabilities = json!({"capabilities": {"alwaysMatch": {
         "browserName": "chrome",
         "goog:chromeOptions": {

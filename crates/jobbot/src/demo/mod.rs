@@ -7,7 +7,6 @@
 //! same data directory is refused and never wipes the first one's files.
 
 mod controls;
-mod world;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -26,7 +25,7 @@ use crate::cli::DataDir;
 use crate::data_lock::DataDirLock;
 use jobbot_engine::supervisor::SupervisorSettings;
 
-pub use world::DemoWorld;
+pub use jobbot_sim::scenario::DemoWorld;
 
 pub struct DemoOptions {
     pub listen: SocketAddr,
