@@ -296,10 +296,6 @@ pub enum Unavailable {
     AgentsNotConnected,
     #[error("the conversation's agent {agent} is not connected yet")]
     StickyAgentNotConnected { agent: SessionName },
-    #[error("a flood wait, pacing or a daily cap holds every agent back ({limit:?})")]
-    Limited {
-        limit: crate::scheduling::WaitReason,
-    },
     #[error("the channel has no agents")]
     EmptyPool,
     #[error("every agent is dead or paused ({dead} dead, {paused} paused)")]

@@ -1061,6 +1061,19 @@ mod conformance {
             .unwrap_err();
         assert!(error.to_string().contains("never attempted"), "{error}");
         assert_eq!(stored(store, id).await.in_doubt, in_doubt("agent_1", 11));
+        // A later attempt that was never made (the agent was not connected) says nothing about
+        // the earlier one's delivery either: only the agent's own refusal settles a doubt.
+        store
+            .note_holdup(
+                id,
+                &Holdup::NotAttempted {
+                    agent: agent("agent_2"),
+                },
+                UnixMillis(2_700),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored(store, id).await.in_doubt, in_doubt("agent_1", 11));
         // The doubt ends with the message, either way.
         let gone = OutboxEnd::Failed {
             failure: OutboxFailure::InDoubtAccountGone {
