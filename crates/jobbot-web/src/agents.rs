@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use jobbot_core::ids::SessionName;
+use jobbot_engine::LinkState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, Problem};
+use crate::error::{ApiError, ErrorBody, Problem, Reason};
 use crate::json::ApiJson;
 
 /// An agent account: its configuration and, while the engine runs it, its live state.
@@ -34,6 +35,7 @@ pub struct AgentSummary {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentsList {
+    pub success: bool,
     pub agents: Vec<AgentSummary>,
 }
 
@@ -45,6 +47,7 @@ pub struct SessionsRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsOutcome {
+    pub success: bool,
     /// The sessions the engine runs, now paused (or resumed).
     pub affected: Vec<String>,
     /// Sessions the engine does not run (not configured, or only in disabled channels).
@@ -85,6 +88,7 @@ pub async fn list_agents(State(state): State<AppState>) -> Result<Json<AgentsLis
             .live = Some(live);
     }
     Ok(Json(AgentsList {
+        success: true,
         agents: agents.into_values().collect(),
     }))
 }
@@ -120,14 +124,14 @@ fn parse_sessions(sessions: &[String]) -> Result<Vec<SessionName>, ApiError> {
     let mut parsed = Vec::new();
     let mut problems = Vec::new();
     if sessions.is_empty() {
-        problems.push(Problem::new("sessions", "name at least one session"));
+        problems.push(Problem::because("sessions", Reason::Required));
     }
     for (index, session) in sessions.iter().enumerate() {
         match SessionName::parse(session) {
             Ok(session) => parsed.push(session),
-            Err(error) => problems.push(Problem::new(
+            Err(_) => problems.push(Problem::because(
                 format!("sessions[{index}]"),
-                error.to_string(),
+                Reason::NotSessionName,
             )),
         }
     }
@@ -140,6 +144,7 @@ fn parse_sessions(sessions: &[String]) -> Result<Vec<SessionName>, ApiError> {
 
 fn outcome(requested: Vec<SessionName>, affected: Vec<SessionName>) -> SessionsOutcome {
     SessionsOutcome {
+        success: true,
         unknown: requested
             .iter()
             .filter(|session| !affected.contains(session))
@@ -149,5 +154,18 @@ fn outcome(requested: Vec<SessionName>, affected: Vec<SessionName>) -> SessionsO
             .iter()
             .map(|session| session.as_str().to_owned())
             .collect(),
+    }
+}
+
+/// The name of a link state (`ready`, `paused`, …), as its JSON `state` field says it.
+pub(crate) fn link_state_name(link: &LinkState) -> &'static str {
+    match link {
+        LinkState::Connecting => "connecting",
+        LinkState::Ready { .. } => "ready",
+        LinkState::Disconnected { .. } => "disconnected",
+        LinkState::NotLoggedIn => "not_logged_in",
+        LinkState::Dead { .. } => "dead",
+        LinkState::Paused => "paused",
+        LinkState::Stopped => "stopped",
     }
 }

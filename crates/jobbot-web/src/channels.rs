@@ -1,21 +1,27 @@
-//! Output channels and their agent lists. Reads come from the config store's live snapshot;
-//! every write goes through [`ConfigStore::update`] with the revision the client read, so a
-//! stale write is refused (409) instead of undoing someone else's change, and the engine picks
-//! the change up from the store's snapshot stream at once.
+//! Output channels and their agent lists, with the seed's paths and bodies. Reads come from the
+//! config store's live snapshot. A write that names the revision it read (`If-Match` or a
+//! `revision` field) goes through [`ConfigStore::update`], so a stale write is refused (409)
+//! instead of undoing someone else's change; a write without one (the seed's requests) is
+//! applied to the configuration as it is now, read and written under the store's lock
+//! ([`ConfigStore::modify`]), so two concurrent changes both land. The engine picks every change
+//! up from the store's snapshot stream at once.
+//!
+//! [`ConfigStore::update`]: jobbot_store::ConfigStore::update
+//! [`ConfigStore::modify`]: jobbot_store::ConfigStore::modify
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jobbot_core::config::{
-    AgentDocument, ChannelDocument, ConfigDocument, HumanDelay, Pacing, Revision,
+    AgentDocument, ChannelDocument, ConfigDocument, HumanDelay, MASK, Pacing, Revision, mask_proxy,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, Problem, Reason};
 use crate::json::ApiJson;
 
 /// The fields of a channel a request may set. On `POST` the missing ones take their defaults; on
@@ -38,7 +44,12 @@ pub struct ChannelFields {
     pub require_all_includes: Option<bool>,
     pub crm_enabled: Option<bool>,
     pub crm_group_id: Option<i64>,
+    /// `https://t.me/+HASH`: agents join the CRM group with it. An empty string removes it.
+    pub crm_invite_link: Option<String>,
     pub agents: Option<Vec<AgentFields>>,
+    /// The seed's old single-agent form: with `agent_session_name`, one more agent.
+    pub agent_phone: Option<String>,
+    pub agent_session_name: Option<String>,
     pub auto_response_enabled: Option<bool>,
     pub auto_response_template: Option<String>,
     pub ai_conversation_enabled: Option<bool>,
@@ -97,6 +108,7 @@ pub struct RevisionQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChannelsResponse {
+    pub success: bool,
     pub revision: String,
     /// Channels as in the configuration file, proxy passwords masked.
     #[schema(value_type = Vec<Object>)]
@@ -105,6 +117,9 @@ pub struct ChannelsResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChannelResponse {
+    pub success: bool,
+    pub message: String,
+    pub channel_id: String,
     pub revision: String,
     #[schema(value_type = Object)]
     pub channel: Value,
@@ -112,6 +127,7 @@ pub struct ChannelResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentsResponse {
+    pub success: bool,
     pub revision: String,
     #[schema(value_type = Vec<Object>)]
     pub agents: Vec<Value>,
@@ -119,6 +135,8 @@ pub struct AgentsResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RevisionResponse {
+    pub success: bool,
+    pub message: String,
     /// The configuration's revision after the write.
     pub revision: String,
 }
@@ -137,6 +155,7 @@ pub async fn list_channels(State(state): State<AppState>) -> Response {
     with_etag(
         &snapshot.revision,
         ChannelsResponse {
+            success: true,
             revision: snapshot.revision.to_string(),
             channels,
         },
@@ -156,38 +175,36 @@ pub async fn create_channel(
     let expected = expected_revision(&headers, fields.revision.take())?;
     let id = match fields.id.take() {
         Some(id) if id.trim().is_empty() => {
-            return Err(ApiError::invalid("id", "must not be empty"));
+            return Err(ApiError::invalid_because("id", Reason::Required));
         }
         Some(id) => id,
-        None => format!("channel_{}", random_hex(4)),
+        None => format!("channel_{}", crate::auth::random_hex(4)),
     };
     let mut index = 0;
-    let revision = state
-        .inner
-        .config
-        .update(&expected, |document: &mut ConfigDocument| {
-            if document
-                .output_channels
-                .iter()
-                .any(|channel| channel.id == id)
-            {
-                return Err(ApiError::invalid(
-                    "id",
-                    format!("a channel with id {id:?} exists"),
-                ));
-            }
-            let mut channel = new_channel_document(&id);
-            apply_fields(&mut channel, fields)?;
-            index = document.output_channels.len();
-            document.output_channels.push(channel);
-            Ok(())
-        })
-        .await
-        .map_err(|error| relative_paths(error, |path| strip_prefix(path, &channel_path(index))))?;
+    let revision = write(&state, expected, |document: &mut ConfigDocument| {
+        if document
+            .output_channels
+            .iter()
+            .any(|channel| channel.id == id)
+        {
+            return Err(ApiError::invalid_because("id", Reason::ChannelExists));
+        }
+        let mut channel = new_channel_document(&id);
+        let proxies = StoredProxies::of(document);
+        apply_fields(&mut channel, fields, &proxies)?;
+        index = document.output_channels.len();
+        document.output_channels.push(channel);
+        Ok(())
+    })
+    .await
+    .map_err(|error| relative_paths(error, |path| strip_prefix(path, &channel_path(index))))?;
     let channel = find_channel(&state, &id)?;
     let mut response = with_etag(
         &revision,
         ChannelResponse {
+            success: true,
+            message: format!("channel {id} created"),
+            channel_id: id.clone(),
             revision: revision.to_string(),
             channel: channel_view(&channel),
         },
@@ -212,6 +229,9 @@ pub async fn get_channel(
     Ok(with_etag(
         &snapshot.revision,
         ChannelResponse {
+            success: true,
+            message: String::new(),
+            channel_id: id.clone(),
             revision: snapshot.revision.to_string(),
             channel: channel_view(channel),
         },
@@ -232,22 +252,23 @@ pub async fn update_channel(
 ) -> Result<Response, ApiError> {
     let expected = expected_revision(&headers, fields.revision.take())?;
     if fields.id.as_ref().is_some_and(|given| *given != id) {
-        return Err(ApiError::invalid("id", "a channel's id cannot be changed"));
+        return Err(ApiError::invalid_because("id", Reason::IdFixed));
     }
     let mut index = 0;
-    let revision = state
-        .inner
-        .config
-        .update(&expected, |document: &mut ConfigDocument| {
-            index = channel_index(document, &id)?;
-            apply_fields(&mut document.output_channels[index], fields)
-        })
-        .await
-        .map_err(|error| relative_paths(error, |path| strip_prefix(path, &channel_path(index))))?;
+    let revision = write(&state, expected, |document: &mut ConfigDocument| {
+        index = channel_index(document, &id)?;
+        let proxies = StoredProxies::of(document);
+        apply_fields(&mut document.output_channels[index], fields, &proxies)
+    })
+    .await
+    .map_err(|error| relative_paths(error, |path| strip_prefix(path, &channel_path(index))))?;
     let channel = find_channel(&state, &id)?;
     Ok(with_etag(
         &revision,
         ChannelResponse {
+            success: true,
+            message: format!("channel {id} updated"),
+            channel_id: id.clone(),
             revision: revision.to_string(),
             channel: channel_view(&channel),
         },
@@ -267,17 +288,21 @@ pub async fn delete_channel(
     Query(query): Query<RevisionQuery>,
 ) -> Result<Response, ApiError> {
     let expected = expected_revision(&headers, query.revision)?;
-    let revision = state
-        .inner
-        .config
-        .update(&expected, |document: &mut ConfigDocument| {
-            let index = channel_index(document, &id)?;
-            document.output_channels.remove(index);
-            Ok::<(), ApiError>(())
-        })
-        .await?;
+    let revision = write(&state, expected, |document: &mut ConfigDocument| {
+        let index = channel_index(document, &id)?;
+        document.output_channels.remove(index);
+        Ok::<(), ApiError>(())
+    })
+    .await?;
     tracing::info!(target: "web", channel = %id, "channel removed from the configuration");
-    Ok(revision_response(&revision))
+    Ok(with_etag(
+        &revision,
+        RevisionResponse {
+            success: true,
+            message: format!("channel {id} removed"),
+            revision: revision.to_string(),
+        },
+    ))
 }
 
 /// A channel's agents as configured.
@@ -293,6 +318,7 @@ pub async fn list_channel_agents(
     Ok(with_etag(
         &snapshot.revision,
         AgentsResponse {
+            success: true,
             revision: snapshot.revision.to_string(),
             agents: channel.agents.iter().map(agent_view).collect(),
         },
@@ -319,29 +345,27 @@ pub async fn add_channel_agent(
         pacing: body.pacing,
     };
     let mut prefix = String::new();
-    let revision = state
-        .inner
-        .config
-        .update(&expected, |document: &mut ConfigDocument| {
-            let index = channel_index(document, &id)?;
-            let channel = &mut document.output_channels[index];
-            if channel
-                .agents
-                .iter()
-                .any(|a| a.session_name == agent.session_name)
-            {
-                return Err(ApiError::invalid(
-                    "session_name",
-                    "this session is already an agent of the channel",
-                ));
-            }
-            prefix = format!("{}.agents[{}]", channel_path(index), channel.agents.len());
-            let agent = agent_document(agent, &channel.agents);
-            channel.agents.push(agent);
-            Ok(())
-        })
-        .await
-        .map_err(|error| relative_paths(error, |path| strip_prefix(path, &prefix)))?;
+    let revision = write(&state, expected, |document: &mut ConfigDocument| {
+        let index = channel_index(document, &id)?;
+        let proxies = StoredProxies::of(document);
+        let channel = &mut document.output_channels[index];
+        if channel
+            .agents
+            .iter()
+            .any(|a| a.session_name == agent.session_name)
+        {
+            return Err(ApiError::invalid_because(
+                "session_name",
+                Reason::AlreadyAgent,
+            ));
+        }
+        prefix = format!("{}.agents[{}]", channel_path(index), channel.agents.len());
+        let agent = agent_document(agent, &channel.agents, &proxies);
+        channel.agents.push(agent);
+        Ok(())
+    })
+    .await
+    .map_err(|error| relative_paths(error, |path| strip_prefix(path, &prefix)))?;
     let mut response = agents_response(&state, &id, &revision)?;
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
@@ -361,22 +385,19 @@ pub async fn remove_channel_agent(
     Query(query): Query<RevisionQuery>,
 ) -> Result<Response, ApiError> {
     let expected = expected_revision(&headers, query.revision)?;
-    let revision = state
-        .inner
-        .config
-        .update(&expected, |document: &mut ConfigDocument| {
-            let index = channel_index(document, &id)?;
-            let agents = &mut document.output_channels[index].agents;
-            let before = agents.len();
-            agents.retain(|agent| agent.session_name != session);
-            if agents.len() == before {
-                return Err(ApiError::NotFound(format!(
-                    "{session:?} is not an agent of channel {id:?}"
-                )));
-            }
-            Ok(())
-        })
-        .await?;
+    let revision = write(&state, expected, |document: &mut ConfigDocument| {
+        let index = channel_index(document, &id)?;
+        let agents = &mut document.output_channels[index].agents;
+        let before = agents.len();
+        agents.retain(|agent| agent.session_name != session);
+        if agents.len() == before {
+            return Err(ApiError::NotFound(format!(
+                "{session:?} is not an agent of channel {id:?}"
+            )));
+        }
+        Ok(())
+    })
+    .await?;
     agents_response(&state, &id, &revision)
 }
 
@@ -395,52 +416,50 @@ pub async fn bulk_channel_agents(
     let expected = expected_revision(&headers, body.revision)?;
     let mut kept = 0;
     let mut prefix = String::new();
-    let revision = state
-        .inner
-        .config
-        .update(&expected, |document: &mut ConfigDocument| {
-            let index = channel_index(document, &id)?;
-            let channel = &mut document.output_channels[index];
-            let mut problems = Vec::new();
-            for (position, session) in body.remove.iter().enumerate() {
-                if !channel
-                    .agents
-                    .iter()
-                    .any(|agent| agent.session_name == *session)
-                {
-                    problems.push(crate::error::Problem::new(
-                        format!("remove[{position}]"),
-                        "is not an agent of this channel",
-                    ));
-                }
-            }
-            if !problems.is_empty() {
-                return Err(ApiError::Invalid(problems));
-            }
-            let previous = std::mem::take(&mut channel.agents);
-            channel.agents = previous
+    let revision = write(&state, expected, |document: &mut ConfigDocument| {
+        let index = channel_index(document, &id)?;
+        let proxies = StoredProxies::of(document);
+        let channel = &mut document.output_channels[index];
+        let mut problems = Vec::new();
+        for (position, session) in body.remove.iter().enumerate() {
+            if !channel
+                .agents
                 .iter()
-                .filter(|agent| !body.remove.contains(&agent.session_name))
-                .cloned()
-                .collect();
-            kept = channel.agents.len();
-            prefix = format!("{}.agents", channel_path(index));
-            for agent in body.add {
-                let agent = agent_document(agent, &previous);
-                channel.agents.push(agent);
+                .any(|agent| agent.session_name == *session)
+            {
+                problems.push(Problem::new(
+                    format!("remove[{position}]"),
+                    "is not an agent of this channel",
+                ));
             }
-            Ok(())
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid(problems));
+        }
+        let previous = std::mem::take(&mut channel.agents);
+        channel.agents = previous
+            .iter()
+            .filter(|agent| !body.remove.contains(&agent.session_name))
+            .cloned()
+            .collect();
+        kept = channel.agents.len();
+        prefix = format!("{}.agents", channel_path(index));
+        for agent in body.add {
+            let agent = agent_document(agent, &previous, &proxies);
+            channel.agents.push(agent);
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|error| {
+        relative_paths(error, |path| {
+            // `agents[k]` with k past the kept ones is the request's `add[k - kept]`.
+            let rest = path.strip_prefix(&prefix)?.strip_prefix('[')?;
+            let (number, tail) = rest.split_once(']')?;
+            let position = number.parse::<usize>().ok()?.checked_sub(kept)?;
+            Some(format!("add[{position}]{tail}"))
         })
-        .await
-        .map_err(|error| {
-            relative_paths(error, |path| {
-                // `agents[k]` with k past the kept ones is the request's `add[k - kept]`.
-                let rest = path.strip_prefix(&prefix)?.strip_prefix('[')?;
-                let (number, tail) = rest.split_once(']')?;
-                let position = number.parse::<usize>().ok()?.checked_sub(kept)?;
-                Some(format!("add[{position}]{tail}"))
-            })
-        })?;
+    })?;
     agents_response(&state, &id, &revision)
 }
 
@@ -468,11 +487,12 @@ pub async fn channel_agents_status(
     Ok(Json(status))
 }
 
-/// The revision a write is based on: `If-Match` (an ETag from a GET) or the body's `revision`.
+/// The revision a write is based on: `If-Match` (an ETag from a GET) or the body's `revision`;
+/// `None` when the request names none (then the change applies to the configuration as it is).
 pub(crate) fn expected_revision(
     headers: &HeaderMap,
     from_body: Option<String>,
-) -> Result<Revision, ApiError> {
+) -> Result<Option<Revision>, ApiError> {
     let from_header = headers
         .get(header::IF_MATCH)
         .and_then(|value| value.to_str().ok())
@@ -486,10 +506,25 @@ pub(crate) fn expected_revision(
     let (text, path) = match (from_header, from_body) {
         (Some(text), _) => (text, "If-Match"),
         (None, Some(text)) => (text, "revision"),
-        (None, None) => return Err(ApiError::RevisionRequired),
+        (None, None) => return Ok(None),
     };
     Revision::parse(&text)
-        .ok_or_else(|| ApiError::invalid(path, "is not a configuration revision (16 hex digits)"))
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid_because(path, Reason::NotRevision))
+}
+
+/// Writes `edit` at revision `expected` (refused if the file moved on), or without one as one
+/// atomic change to the current configuration.
+async fn write(
+    state: &AppState,
+    expected: Option<Revision>,
+    edit: impl FnOnce(&mut ConfigDocument) -> Result<(), ApiError>,
+) -> Result<Revision, ApiError> {
+    let config = &state.inner.config;
+    match expected {
+        Some(expected) => config.update(&expected, edit).await,
+        None => config.modify(edit).await,
+    }
 }
 
 fn with_etag(revision: &Revision, body: impl Serialize) -> Response {
@@ -500,20 +535,12 @@ fn with_etag(revision: &Revision, body: impl Serialize) -> Response {
     response
 }
 
-fn revision_response(revision: &Revision) -> Response {
-    with_etag(
-        revision,
-        RevisionResponse {
-            revision: revision.to_string(),
-        },
-    )
-}
-
 fn agents_response(state: &AppState, id: &str, revision: &Revision) -> Result<Response, ApiError> {
     let channel = find_channel(state, id)?;
     Ok(with_etag(
         revision,
         AgentsResponse {
+            success: true,
             revision: revision.to_string(),
             agents: channel.agents.iter().map(agent_view).collect(),
         },
@@ -590,7 +617,11 @@ fn new_channel_document(id: &str) -> ChannelDocument {
     channel
 }
 
-fn apply_fields(channel: &mut ChannelDocument, fields: ChannelFields) -> Result<(), ApiError> {
+fn apply_fields(
+    channel: &mut ChannelDocument,
+    fields: ChannelFields,
+    proxies: &StoredProxies,
+) -> Result<(), ApiError> {
     let ChannelFields {
         revision: _,
         id: _,
@@ -603,7 +634,10 @@ fn apply_fields(channel: &mut ChannelDocument, fields: ChannelFields) -> Result<
         require_all_includes,
         crm_enabled,
         crm_group_id,
+        crm_invite_link,
         agents,
+        agent_phone,
+        agent_session_name,
         auto_response_enabled,
         auto_response_template,
         ai_conversation_enabled,
@@ -623,6 +657,10 @@ fn apply_fields(channel: &mut ChannelDocument, fields: ChannelFields) -> Result<
     );
     set(&mut channel.crm_enabled, crm_enabled);
     set(&mut channel.crm_group_id, crm_group_id);
+    if let Some(link) = crm_invite_link {
+        let link = link.trim();
+        channel.crm_invite_link = (!link.is_empty()).then(|| link.to_owned());
+    }
     set(&mut channel.auto_response_enabled, auto_response_enabled);
     set(&mut channel.auto_response_template, auto_response_template);
     set(
@@ -632,12 +670,39 @@ fn apply_fields(channel: &mut ChannelDocument, fields: ChannelFields) -> Result<
     set(&mut channel.instant_response, instant_response);
     set(&mut channel.human_delay, human_delay);
     set(&mut channel.agent_pacing, agent_pacing);
+    let previous = channel.agents.clone();
     if let Some(agents) = agents {
-        let previous = std::mem::take(&mut channel.agents);
         channel.agents = agents
             .into_iter()
-            .map(|agent| agent_document(agent, &previous))
+            .map(|agent| agent_document(agent, &previous, proxies))
             .collect();
+    }
+    // The seed's old single-agent form becomes one more agent, as `jobbot config migrate` does
+    // with such a file (unless the list has that session already). One without the other is
+    // refused by validation, as in a file.
+    match (agent_phone, agent_session_name) {
+        (Some(phone), Some(session_name)) => {
+            if !channel
+                .agents
+                .iter()
+                .any(|agent| agent.session_name == session_name)
+            {
+                let agent = AgentFields {
+                    phone,
+                    session_name,
+                    proxy: None,
+                    pacing: None,
+                };
+                channel
+                    .agents
+                    .push(agent_document(agent, &previous, proxies));
+            }
+        }
+        (None, None) => {}
+        (phone, session_name) => {
+            channel.agent_phone = phone;
+            channel.agent_session_name = session_name;
+        }
     }
     Ok(())
 }
@@ -648,16 +713,66 @@ fn set<T>(target: &mut T, value: Option<T>) {
     }
 }
 
+/// Every proxy in the configuration before a change, for telling a masked proxy sent back
+/// (`socks5://user:***@host:1080`) from a new one.
+struct StoredProxies(Vec<(String, String)>);
+
+impl StoredProxies {
+    fn of(document: &ConfigDocument) -> Self {
+        Self(
+            document
+                .output_channels
+                .iter()
+                .flat_map(|channel| &channel.agents)
+                .filter_map(|agent| {
+                    agent
+                        .proxy
+                        .clone()
+                        .map(|proxy| (agent.session_name.clone(), proxy))
+                })
+                .collect(),
+        )
+    }
+
+    /// The stored proxy whose masked form is `given`: the session's own if it has one, else the
+    /// only one with that masked form (a renamed session keeps its proxy). `None` when nothing
+    /// or several different ones match: then the masked text stays, and validation refuses it
+    /// (never saved as a password).
+    fn unmask(&self, session: &str, given: &str) -> Option<String> {
+        let matching: Vec<&(String, String)> = self
+            .0
+            .iter()
+            .filter(|(_, stored)| mask_proxy(stored) == given)
+            .collect();
+        if let Some((_, own)) = matching.iter().find(|(name, _)| name == session) {
+            return Some(own.clone());
+        }
+        let mut distinct: Vec<&String> = matching.iter().map(|(_, proxy)| proxy).collect();
+        distinct.dedup();
+        match distinct.as_slice() {
+            [only] => Some((*only).clone()),
+            _ => None,
+        }
+    }
+}
+
 /// The document of an agent from a request. A proxy sent back in its masked form keeps the
 /// stored one, so a client can round-trip what it read without knowing the password.
-fn agent_document(agent: AgentFields, previous: &[AgentDocument]) -> AgentDocument {
+fn agent_document(
+    agent: AgentFields,
+    previous: &[AgentDocument],
+    proxies: &StoredProxies,
+) -> AgentDocument {
     let stored = previous
         .iter()
         .find(|known| known.session_name == agent.session_name);
-    let proxy = match (agent.proxy, stored.and_then(|known| known.proxy.as_ref())) {
-        (Some(given), Some(stored)) if given == mask_proxy(stored) => Some(stored.clone()),
-        (given, _) => given,
-    };
+    let proxy = agent.proxy.map(|given| {
+        if given.contains(MASK) {
+            proxies.unmask(&agent.session_name, &given).unwrap_or(given)
+        } else {
+            given
+        }
+    });
     AgentDocument {
         phone: agent.phone,
         session_name: agent.session_name,
@@ -679,24 +794,4 @@ fn agent_view(agent: &AgentDocument) -> Value {
     let mut masked = agent.clone();
     masked.proxy = masked.proxy.as_deref().map(mask_proxy);
     serde_json::to_value(masked).unwrap_or(Value::Null)
-}
-
-/// `socks5://user:secret@host:1080` → `socks5://user:***@host:1080`.
-pub(crate) fn mask_proxy(proxy: &str) -> String {
-    let Some((scheme, rest)) = proxy.split_once("://") else {
-        return proxy.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return proxy.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => proxy.to_owned(),
-    }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    rand::fill(&mut buffer[..]);
-    hex::encode(buffer)
 }

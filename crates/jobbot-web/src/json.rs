@@ -5,10 +5,10 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Reason};
 
 /// Largest accepted request body. A whole configuration is a few kilobytes.
-const BODY_LIMIT: usize = 1 << 20;
+pub const BODY_LIMIT: usize = 1 << 20;
 
 pub struct ApiJson<T>(pub T);
 
@@ -22,16 +22,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("application/json"));
         if !is_json {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid_because(
                 "",
-                "the body must be JSON (Content-Type: application/json)",
+                Reason::Json("the body must be JSON (Content-Type: application/json)".into()),
             ));
         }
         let bytes = axum::body::to_bytes(request.into_body(), BODY_LIMIT)
             .await
-            .map_err(|_| ApiError::invalid("", "the body is too large or was cut off"))?;
+            .map_err(|error| body_error(&error))?;
         parse(&bytes).map(Self)
     }
+}
+
+/// Why a body could not be read: too slow (tower-http's body timeout), too large (the limit
+/// here or tower-http's), or cut off.
+fn body_error(error: &axum::Error) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::RequestTimeout;
+        }
+        if current.is::<http_body_util::LengthLimitError>() {
+            return ApiError::PayloadTooLarge { limit: BODY_LIMIT };
+        }
+        cause = current.source();
+    }
+    ApiError::invalid_because("", Reason::Json("the body was cut off".into()))
 }
 
 pub fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
@@ -39,7 +55,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ApiError::invalid(path, scrub(error.into_inner().to_string()))
+        ApiError::invalid_because(path, Reason::Json(scrub(error.into_inner().to_string())))
     })
 }
 

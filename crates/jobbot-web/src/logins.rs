@@ -24,7 +24,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, Reason};
 use crate::json::ApiJson;
 
 type Flow = LoginFlow<Box<dyn LoginBackend>>;
@@ -91,6 +91,7 @@ pub struct PasswordRequest {
 /// Where a login stands.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoginStatus {
+    pub success: bool,
     pub session: String,
     /// `{"state": "awaiting_phone" | "awaiting_code" | "awaiting_password" | "signed_in", …}`.
     #[schema(value_type = Object)]
@@ -106,7 +107,7 @@ pub async fn begin_login(
     ApiJson(body): ApiJson<BeginLoginRequest>,
 ) -> Result<(StatusCode, Json<LoginStatus>), ApiError> {
     let session = SessionName::parse(&body.session)
-        .map_err(|error| ApiError::invalid("session", error.to_string()))?;
+        .map_err(|_| ApiError::invalid_because("session", Reason::NotSessionName))?;
     // A login in progress for the session holds its lock; end it first.
     state.inner.logins.remove(&session);
     let proxy = state
@@ -252,7 +253,7 @@ fn flow_of(
     session: &str,
 ) -> Result<(SessionName, Arc<tokio::sync::Mutex<Flow>>), ApiError> {
     let session = SessionName::parse(session)
-        .map_err(|error| ApiError::invalid("session", error.to_string()))?;
+        .map_err(|_| ApiError::invalid_because("session", Reason::NotSessionName))?;
     let flow = state.inner.logins.get(&session).ok_or_else(|| {
         ApiError::NotFound(format!(
             "no login in progress for {session}; start one with POST /api/logins"
@@ -263,6 +264,7 @@ fn flow_of(
 
 fn status_of(session: &SessionName, login: &LoginState) -> LoginStatus {
     LoginStatus {
+        success: true,
         session: session.as_str().to_owned(),
         login: serde_json::to_value(login).unwrap_or(Value::Null),
     }

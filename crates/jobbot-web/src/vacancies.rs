@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, Problem};
+use crate::error::{ApiError, ErrorBody, Problem, Reason};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
@@ -30,6 +30,7 @@ pub struct VacancyFilters {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VacancyPage {
+    pub success: bool,
     /// Processed messages: source, link, text, status, matched channels (with keywords and
     /// whether a notification was queued) and contacts.
     #[schema(value_type = Vec<Object>)]
@@ -57,6 +58,7 @@ pub async fn list_vacancies(
         .collect::<Result<_, _>>()
         .map_err(ApiError::internal)?;
     Ok(Json(VacancyPage {
+        success: true,
         vacancies,
         next_before_id,
     }))
@@ -67,14 +69,23 @@ fn parse(filters: VacancyFilters) -> Result<VacancyQuery, ApiError> {
     let status = filters.status.as_deref().and_then(|text| {
         let status = VacancyStatus::parse(text);
         if status.is_none() {
-            problems.push(Problem::new("status", "must be relevant or not_relevant"));
+            problems.push(Problem::because(
+                "status",
+                Reason::OneOf(&["relevant", "not_relevant"]),
+            ));
         }
         status
     });
     let before_id = filters.before_id.as_deref().and_then(|text| {
         let id = text.parse::<i64>().ok();
         if id.is_none() {
-            problems.push(Problem::new("before_id", "must be a whole number"));
+            problems.push(Problem::because(
+                "before_id",
+                Reason::Range {
+                    min: i64::MIN,
+                    max: i64::MAX,
+                },
+            ));
         }
         id
     });
@@ -83,7 +94,13 @@ fn parse(filters: VacancyFilters) -> Result<VacancyQuery, ApiError> {
         Some(text) => match text.parse::<u32>() {
             Ok(limit @ 1..=MAX_LIMIT) => limit,
             _ => {
-                problems.push(Problem::new("limit", format!("must be 1 to {MAX_LIMIT}")));
+                problems.push(Problem::because(
+                    "limit",
+                    Reason::Range {
+                        min: 1,
+                        max: i64::from(MAX_LIMIT),
+                    },
+                ));
                 DEFAULT_LIMIT
             }
         },

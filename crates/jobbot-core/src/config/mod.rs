@@ -92,6 +92,8 @@ pub enum ProblemKind {
     },
     /// Not `socks5://[user:pass@]host:port`.
     NotProxy,
+    /// The masked password (`***`) sent back where a password belongs.
+    ProxyMasked,
     /// A count that must be at least 1.
     AtLeastOne,
     /// `min_seconds` above `max_seconds`.

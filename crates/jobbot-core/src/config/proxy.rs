@@ -8,9 +8,18 @@
 pub const MASK: &str = "***";
 
 /// Why a proxy address was refused. The address itself is never quoted: it may hold a password.
-pub(crate) fn check_proxy(proxy: &str) -> Result<(), &'static str> {
-    const INVALID: &str = "is not a socks5://[user:password@]host:port proxy address (no path, query or spaces; write @ and : in a password as %40 and %3A)";
-    const MASKED: &str = "holds the masked password (***); type the password again";
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ProxyError {
+    #[error(
+        "is not a socks5://[user:password@]host:port proxy address (no path, query or spaces; write @ and : in a password as %40 and %3A)"
+    )]
+    Invalid,
+    #[error("holds the masked password (***); type the password again")]
+    Masked,
+}
+
+pub(crate) fn check_proxy(proxy: &str) -> Result<(), ProxyError> {
+    const INVALID: ProxyError = ProxyError::Invalid;
     let rest = proxy.strip_prefix("socks5://").ok_or(INVALID)?;
     let (credentials, host_port) = match rest.rsplit_once('@') {
         Some((credentials, host_port)) => (Some(credentials), host_port),
@@ -26,7 +35,7 @@ pub(crate) fn check_proxy(proxy: &str) -> Result<(), &'static str> {
             return Err(INVALID);
         }
         if password.unwrap_or(user) == MASK {
-            return Err(MASKED);
+            return Err(ProxyError::Masked);
         }
     }
     let (host, port) = host_port.rsplit_once(':').ok_or(INVALID)?;
@@ -174,7 +183,7 @@ mod tests {
         assert!(check_proxy("socks5://***@host:1080").is_err());
         assert_eq!(
             check_proxy("socks5://user:***@host:1080"),
-            Err("holds the masked password (***); type the password again")
+            Err(ProxyError::Masked)
         );
     }
 

@@ -314,7 +314,10 @@ fn validate_agents(
             problems
                 .parsed(
                     format!("{agent_path}.proxy"),
-                    |_| ProblemKind::NotProxy,
+                    |error| match error {
+                        super::proxy::ProxyError::Invalid => ProblemKind::NotProxy,
+                        super::proxy::ProxyError::Masked => ProblemKind::ProxyMasked,
+                    },
                     super::proxy::check_proxy(proxy),
                 )
                 .map(|()| proxy.to_owned())

@@ -60,6 +60,8 @@ function render() {
         el('td', {class: 'error-cell'}), el('td', {class: 'actions-cell'}));
     }
     tableBody.append(row); // keeps the sorted order
+    const loginRow = tableBody.querySelector(`tr[data-login-for="${CSS.escape(agent.session_name)}"]`);
+    if (loginRow) tableBody.append(loginRow);
     const cells = row.children;
     const live = agent.live || {};
     const state = stateCell(agent, now);
@@ -78,12 +80,32 @@ function render() {
     cells[4].textContent = agent.live ? `${live.sent_last_minute} / ${live.sent_last_hour} / ${live.sent_last_day}` : '–';
     cells[5].textContent = live.last_error ? describeError(live.last_error.error) : '';
     const action = state.paused ? 'resume' : 'pause';
-    if (cells[6].dataset.action !== action) {
-      cells[6].dataset.action = action;
+    // A session without a (working) login gets its login flow right here.
+    const canLogIn = state.key === 'not_logged_in' || state.key === 'dead';
+    const actions = action + (canLogIn ? ' login' : '');
+    if (cells[6].dataset.action !== actions) {
+      cells[6].dataset.action = actions;
       cells[6].replaceChildren(el('button', {type: 'button', class: action,
-        onclick: () => pauseOrResume(action, agent.session_name)}, t(action)));
+        onclick: () => pauseOrResume(action, agent.session_name)}, t(action)),
+      canLogIn ? el('button', {type: 'button', class: 'login',
+        onclick: () => openLogin(agent.session_name)}, t('agent_login')) : null);
     }
   }
+}
+
+// Opens the login flow of `session` in a row under the agent's, and starts it.
+function openLogin(session) {
+  const selector = `tr[data-login-for="${CSS.escape(session)}"]`;
+  const open = tableBody.querySelector(selector);
+  if (open) open.remove();
+  const row = el('tr', {class: 'login-row', 'data-login-for': session});
+  const cell = el('td', {colspan: '7'});
+  cell.append(loginFlow(session, () => {
+    loadAgents();
+  }, true));
+  row.append(cell);
+  const agentRow = tableBody.querySelector(`tr[data-session="${CSS.escape(session)}"]`);
+  if (agentRow) agentRow.after(row); else tableBody.append(row);
 }
 
 function describeError(error) {
