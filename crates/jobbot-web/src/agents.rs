@@ -15,6 +15,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::constraints::{self, Checks};
 use crate::error::{ApiError, ErrorBody, Problem, Reason};
 use crate::json::ApiJson;
 
@@ -42,6 +43,8 @@ pub struct AgentsList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionsRequest {
+    /// At least one session name.
+    #[schema(schema_with = crate::constraints::session_names_schema)]
     pub sessions: Vec<String>,
 }
 
@@ -121,25 +124,16 @@ pub async fn resume_agents(
 }
 
 fn parse_sessions(sessions: &[String]) -> Result<Vec<SessionName>, ApiError> {
-    let mut parsed = Vec::new();
-    let mut problems = Vec::new();
+    let mut checks = Checks::new();
     if sessions.is_empty() {
-        problems.push(Problem::because("sessions", Reason::Required));
+        checks.add(Problem::because("sessions", Reason::Required));
     }
-    for (index, session) in sessions.iter().enumerate() {
-        match SessionName::parse(session) {
-            Ok(session) => parsed.push(session),
-            Err(_) => problems.push(Problem::because(
-                format!("sessions[{index}]"),
-                Reason::NotSessionName,
-            )),
-        }
-    }
-    if problems.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(ApiError::Invalid(problems))
-    }
+    checks.each("sessions", sessions, constraints::SESSION_NAME);
+    checks.finish()?;
+    Ok(sessions
+        .iter()
+        .filter_map(|session| SessionName::parse(session).ok())
+        .collect())
 }
 
 fn outcome(requested: Vec<SessionName>, affected: Vec<SessionName>) -> SessionsOutcome {

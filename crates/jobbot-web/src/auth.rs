@@ -37,6 +37,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::client::{Bucket, ClientInfo};
+use crate::constraints::Checks;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::metrics::WebMetrics;
@@ -592,11 +593,11 @@ pub struct TokenList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenRequest {
-    /// What the token is for (shown in the list): 1 to 100 characters, not only spaces.
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    /// What the token is for (shown in the list): 1 to 100 characters, not only blanks.
+    #[schema(schema_with = crate::constraints::token_name_schema)]
     name: String,
     /// Days until it stops working: 1 to 365; 90 when absent.
-    #[schema(minimum = 1, maximum = 365)]
+    #[schema(schema_with = crate::constraints::token_days_schema)]
     expires_in_days: Option<u32>,
 }
 
@@ -648,23 +649,18 @@ pub async fn create_token(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let name = body.name.trim();
-    if name.is_empty() || body.name.chars().count() > 100 {
-        return Err(ApiError::invalid_because(
-            "name",
-            crate::error::Reason::Length { min: 1, max: 100 },
-        ));
-    }
     let days = body.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
-    if !(1..=MAX_TOKEN_DAYS).contains(&days) {
-        return Err(ApiError::invalid_because(
-            "expires_in_days",
-            crate::error::Reason::Range {
-                min: 1,
-                max: i64::from(MAX_TOKEN_DAYS),
-            },
-        ));
-    }
+    let mut checks = Checks::new();
+    checks.length(
+        "name",
+        &body.name,
+        1,
+        crate::constraints::TOKEN_NAME_MAX,
+    );
+    checks.rule("name", &body.name, crate::constraints::NON_BLANK);
+    checks.range("expires_in_days", i64::from(days), 1, i64::from(MAX_TOKEN_DAYS));
+    checks.finish()?;
+    let name = body.name.trim();
     let auth = &state.inner.auth;
     let token = format!("jbt_{}", random_hex(32));
     let id = format!("tok_{}", random_hex(6));

@@ -10,6 +10,7 @@
 //! [`ConfigStore::modify`]: jobbot_store::ConfigStore::modify
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,70 +22,236 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::constraints::{self, Checks};
 use crate::error::{ApiError, ErrorBody, Problem, Reason};
 use crate::json::ApiJson;
 
-/// The fields of a channel a request may set. On `POST` the missing ones take their defaults; on
-/// `PUT` the missing ones keep their values. Unknown fields are refused (a typo must not become a
-/// key nobody reads).
+/// The fields of a channel a `PUT` may set; the missing ones keep their values. Unknown fields
+/// are refused (a typo must not become a key nobody reads).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelFields {
-    /// The configuration revision this change is based on (or send `If-Match`).
+    /// The configuration revision this change is based on (or send `If-Match`); without one the
+    /// change applies to the configuration as it is now.
+    #[schema(schema_with = constraints::optional_revision_schema)]
     pub revision: Option<String>,
-    /// `POST` only; `channel_<8 hex>` when absent.
+    /// Only the channel's own id (it cannot change).
+    #[schema(schema_with = constraints::optional_non_blank_schema)]
     pub id: Option<String>,
+    #[schema(schema_with = constraints::optional_non_blank_schema)]
     pub name: Option<String>,
-    /// Where notifications go (`-100…`).
+    /// Where notifications go: a channel id in Bot API form (`-100…`).
+    #[schema(schema_with = constraints::optional_channel_id_schema)]
     pub telegram_id: Option<i64>,
     pub enabled: Option<bool>,
+    /// `@username`, t.me links or ids.
+    #[schema(schema_with = constraints::optional_sources_schema)]
     pub input_sources: Option<Vec<String>>,
+    #[schema(schema_with = constraints::optional_keywords_schema)]
     pub include_keywords: Option<Vec<String>>,
+    #[schema(schema_with = constraints::optional_keywords_schema)]
     pub exclude_keywords: Option<Vec<String>>,
     pub require_all_includes: Option<bool>,
     pub crm_enabled: Option<bool>,
+    /// The CRM forum supergroup (`-100…`), or 0 for none.
+    #[schema(schema_with = constraints::optional_group_id_schema)]
     pub crm_group_id: Option<i64>,
     /// `https://t.me/+HASH`: agents join the CRM group with it. An empty string removes it.
+    #[schema(schema_with = constraints::optional_invite_link_schema)]
     pub crm_invite_link: Option<String>,
     pub agents: Option<Vec<AgentFields>>,
     /// The seed's old single-agent form: with `agent_session_name`, one more agent.
+    #[schema(schema_with = constraints::optional_phone_schema)]
     pub agent_phone: Option<String>,
+    #[schema(schema_with = constraints::optional_session_name_schema)]
     pub agent_session_name: Option<String>,
     pub auto_response_enabled: Option<bool>,
+    /// Text with `{first_name}`, `{channel_name}`, `{source_title}`, `{vacancy_link}`.
+    #[schema(schema_with = constraints::optional_template_schema)]
     pub auto_response_template: Option<String>,
     pub ai_conversation_enabled: Option<bool>,
     pub instant_response: Option<bool>,
-    /// `{min_seconds, max_seconds}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = constraints::optional_delay_schema)]
     pub human_delay: Option<HumanDelay>,
-    /// `{messages_per_minute, burst, cold_dms_per_day, peer_flood_pause_hours}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = constraints::optional_pacing_schema)]
     pub agent_pacing: Option<Pacing>,
+}
+
+/// A new channel: `name` and `telegram_id` are required, the other fields take their defaults
+/// when missing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewChannel {
+    /// The configuration revision this change is based on (or send `If-Match`); without one the
+    /// channel is added to the configuration as it is now.
+    #[schema(schema_with = constraints::optional_revision_schema)]
+    pub revision: Option<String>,
+    /// `channel_<8 hex>` when absent.
+    #[schema(schema_with = constraints::optional_non_blank_schema)]
+    pub id: Option<String>,
+    #[schema(schema_with = constraints::non_blank_schema, required = true)]
+    pub name: Option<String>,
+    /// Where notifications go: a channel id in Bot API form (`-100…`).
+    #[schema(schema_with = constraints::channel_id_schema, required = true)]
+    pub telegram_id: Option<i64>,
+    pub enabled: Option<bool>,
+    #[schema(schema_with = constraints::optional_sources_schema)]
+    pub input_sources: Option<Vec<String>>,
+    #[schema(schema_with = constraints::optional_keywords_schema)]
+    pub include_keywords: Option<Vec<String>>,
+    #[schema(schema_with = constraints::optional_keywords_schema)]
+    pub exclude_keywords: Option<Vec<String>>,
+    pub require_all_includes: Option<bool>,
+    pub crm_enabled: Option<bool>,
+    #[schema(schema_with = constraints::optional_group_id_schema)]
+    pub crm_group_id: Option<i64>,
+    #[schema(schema_with = constraints::optional_invite_link_schema)]
+    pub crm_invite_link: Option<String>,
+    pub agents: Option<Vec<AgentFields>>,
+    #[schema(schema_with = constraints::optional_phone_schema)]
+    pub agent_phone: Option<String>,
+    #[schema(schema_with = constraints::optional_session_name_schema)]
+    pub agent_session_name: Option<String>,
+    pub auto_response_enabled: Option<bool>,
+    #[schema(schema_with = constraints::optional_template_schema)]
+    pub auto_response_template: Option<String>,
+    pub ai_conversation_enabled: Option<bool>,
+    pub instant_response: Option<bool>,
+    #[schema(schema_with = constraints::optional_delay_schema)]
+    pub human_delay: Option<HumanDelay>,
+    #[schema(schema_with = constraints::optional_pacing_schema)]
+    pub agent_pacing: Option<Pacing>,
+}
+
+impl From<NewChannel> for ChannelFields {
+    fn from(new: NewChannel) -> Self {
+        Self {
+            revision: new.revision,
+            id: new.id,
+            name: new.name,
+            telegram_id: new.telegram_id,
+            enabled: new.enabled,
+            input_sources: new.input_sources,
+            include_keywords: new.include_keywords,
+            exclude_keywords: new.exclude_keywords,
+            require_all_includes: new.require_all_includes,
+            crm_enabled: new.crm_enabled,
+            crm_group_id: new.crm_group_id,
+            crm_invite_link: new.crm_invite_link,
+            agents: new.agents,
+            agent_phone: new.agent_phone,
+            agent_session_name: new.agent_session_name,
+            auto_response_enabled: new.auto_response_enabled,
+            auto_response_template: new.auto_response_template,
+            ai_conversation_enabled: new.ai_conversation_enabled,
+            instant_response: new.instant_response,
+            human_delay: new.human_delay,
+            agent_pacing: new.agent_pacing,
+        }
+    }
+}
+
+impl ChannelFields {
+    /// Every value against its pattern or range (422); rules across fields come later (409).
+    fn check(&self) -> Result<(), ApiError> {
+        let mut checks = Checks::new();
+        checks.optional("revision", self.revision.as_deref(), constraints::REVISION);
+        checks.optional("id", self.id.as_deref(), constraints::NON_BLANK);
+        checks.optional("name", self.name.as_deref(), constraints::NON_BLANK);
+        if let Some(id) = self.telegram_id {
+            checks.channel_id("telegram_id", id);
+        }
+        if let Some(id) = self.crm_group_id.filter(|id| *id != 0) {
+            checks.channel_id("crm_group_id", id);
+        }
+        if let Some(sources) = &self.input_sources {
+            checks.each("input_sources", sources, constraints::SOURCE);
+        }
+        if let Some(keywords) = &self.include_keywords {
+            checks.each("include_keywords", keywords, constraints::KEYWORD);
+        }
+        if let Some(keywords) = &self.exclude_keywords {
+            checks.each("exclude_keywords", keywords, constraints::KEYWORD);
+        }
+        checks.optional(
+            "crm_invite_link",
+            self.crm_invite_link.as_deref(),
+            constraints::INVITE_LINK,
+        );
+        for (index, agent) in self.agents.iter().flatten().enumerate() {
+            agent.check(&mut checks, &format!("agents[{index}]"));
+        }
+        checks.optional("agent_phone", self.agent_phone.as_deref(), constraints::PHONE);
+        checks.optional(
+            "agent_session_name",
+            self.agent_session_name.as_deref(),
+            constraints::SESSION_NAME,
+        );
+        checks.optional(
+            "auto_response_template",
+            self.auto_response_template.as_deref(),
+            constraints::TEMPLATE,
+        );
+        if let Some(delay) = &self.human_delay {
+            checks.human_delay("human_delay", delay);
+        }
+        if let Some(pacing) = &self.agent_pacing {
+            checks.pacing("agent_pacing", pacing);
+        }
+        checks.finish()
+    }
 }
 
 /// An agent of a channel.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentFields {
-    /// `+` and 8 to 15 digits.
+    /// `+` and 8 to 15 digits (spaces, dots, dashes and brackets between are fine).
+    #[schema(schema_with = constraints::phone_schema)]
     pub phone: String,
     /// The session file's name, `sessions/{session_name}.session`.
+    #[schema(schema_with = constraints::session_name_schema)]
     pub session_name: String,
     /// `socks5://[user:pass@]host:port`. Responses mask the password; sending the masked form
     /// back keeps the stored one.
+    #[schema(schema_with = constraints::optional_proxy_schema)]
     pub proxy: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = constraints::optional_pacing_schema)]
     pub pacing: Option<Pacing>,
 }
 
+impl AgentFields {
+    fn check(&self, checks: &mut Checks, path: &str) {
+        checks.rule(format!("{path}.phone"), &self.phone, constraints::PHONE);
+        checks.rule(
+            format!("{path}.session_name"),
+            &self.session_name,
+            constraints::SESSION_NAME,
+        );
+        checks.optional(
+            format!("{path}.proxy"),
+            self.proxy.as_deref(),
+            constraints::PROXY,
+        );
+        if let Some(pacing) = &self.pacing {
+            checks.pacing(&format!("{path}.pacing"), pacing);
+        }
+    }
+}
+
+/// The seed's `AgentConfig`, plus an optional revision, proxy and pacing.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddAgentRequest {
+    #[schema(schema_with = constraints::optional_revision_schema)]
     pub revision: Option<String>,
+    #[schema(schema_with = constraints::phone_schema)]
     pub phone: String,
+    #[schema(schema_with = constraints::session_name_schema)]
     pub session_name: String,
+    #[schema(schema_with = constraints::optional_proxy_schema)]
     pub proxy: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = constraints::optional_pacing_schema)]
     pub pacing: Option<Pacing>,
 }
 
@@ -92,17 +259,22 @@ pub struct AddAgentRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkAgentsRequest {
+    #[schema(schema_with = constraints::optional_revision_schema)]
     pub revision: Option<String>,
     #[serde(default)]
     pub add: Vec<AgentFields>,
     /// Session names to remove.
     #[serde(default)]
+    #[schema(schema_with = constraints::session_names_or_none_schema)]
     pub remove: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevisionQuery {
-    /// The configuration revision the deletion is based on (or send `If-Match`).
+    /// The configuration revision the deletion is based on (or send `If-Match`); without one
+    /// the deletion applies to the configuration as it is now.
+    #[param(value_type = String, required = false)]
     pub revision: Option<String>,
 }
 
@@ -163,15 +335,27 @@ pub async fn list_channels(State(state): State<AppState>) -> Response {
 }
 
 /// Creates a channel.
-#[utoipa::path(post, path = "/api/channels", tag = "channels", request_body = ChannelFields,
+#[utoipa::path(post, path = "/api/channels", tag = "channels", request_body = NewChannel,
     params(("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
-    responses((status = 201, body = ChannelResponse), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+    responses((status = 201, body = ChannelResponse), (status = 409, body = ErrorBody,
+               description = "The revision is stale (`conflict`), or the channel breaks a rule of the configuration (`rejected`)"),
+              (status = 422, body = ErrorBody)))]
 pub async fn create_channel(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(mut fields): ApiJson<ChannelFields>,
+    ApiJson(new): ApiJson<NewChannel>,
 ) -> Result<Response, ApiError> {
+    // Required, checked here so that a missing one is named like any other field.
+    let mut checks = Checks::new();
+    if new.name.is_none() {
+        checks.add(Problem::because("name", Reason::Required));
+    }
+    if new.telegram_id.is_none() {
+        checks.add(Problem::because("telegram_id", Reason::Required));
+    }
+    checks.finish()?;
+    let mut fields = ChannelFields::from(new);
+    fields.check()?;
     let expected = expected_revision(&headers, fields.revision.take())?;
     let id = match fields.id.take() {
         Some(id) if id.trim().is_empty() => {
@@ -187,7 +371,7 @@ pub async fn create_channel(
             .iter()
             .any(|channel| channel.id == id)
         {
-            return Err(ApiError::invalid_because("id", Reason::ChannelExists));
+            return Err(ApiError::rejected("id", Reason::ChannelExists));
         }
         let mut channel = new_channel_document(&id);
         let proxies = StoredProxies::of(document);
@@ -243,16 +427,19 @@ pub async fn get_channel(
     params(("id" = String, Path, description = "The channel's id"),
            ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
     responses((status = 200, body = ChannelResponse), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+              (status = 409, body = ErrorBody,
+               description = "The revision is stale (`conflict`), or the change breaks a rule of the configuration (`rejected`)"),
+              (status = 422, body = ErrorBody)))]
 pub async fn update_channel(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(mut fields): ApiJson<ChannelFields>,
 ) -> Result<Response, ApiError> {
+    fields.check()?;
     let expected = expected_revision(&headers, fields.revision.take())?;
     if fields.id.as_ref().is_some_and(|given| *given != id) {
-        return Err(ApiError::invalid_because("id", Reason::IdFixed));
+        return Err(ApiError::rejected("id", Reason::IdFixed));
     }
     let mut index = 0;
     let revision = write(&state, expected, |document: &mut ConfigDocument| {
@@ -280,13 +467,14 @@ pub async fn update_channel(
     params(("id" = String, Path, description = "The channel's id"), RevisionQuery,
            ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
     responses((status = 200, body = RevisionResponse), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 428, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn delete_channel(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Query(query): Query<RevisionQuery>,
+    query: Result<Query<RevisionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(crate::json::query_error)?;
     let expected = expected_revision(&headers, query.revision)?;
     let revision = write(&state, expected, |document: &mut ConfigDocument| {
         let index = channel_index(document, &id)?;
@@ -330,13 +518,18 @@ pub async fn list_channel_agents(
     params(("id" = String, Path, description = "The channel's id"),
            ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
     responses((status = 201, body = AgentsResponse), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+              (status = 409, body = ErrorBody,
+               description = "The revision is stale, the session is an agent of the channel already, or the agent breaks a rule of the configuration"),
+              (status = 422, body = ErrorBody)))]
 pub async fn add_channel_agent(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<AddAgentRequest>,
 ) -> Result<Response, ApiError> {
+    let mut checks = Checks::new();
+    checks.optional("revision", body.revision.as_deref(), constraints::REVISION);
+    checks.finish()?;
     let expected = expected_revision(&headers, body.revision)?;
     let agent = AgentFields {
         phone: body.phone,
@@ -344,6 +537,14 @@ pub async fn add_channel_agent(
         proxy: body.proxy,
         pacing: body.pacing,
     };
+    let mut checks = Checks::new();
+    checks.rule("phone", &agent.phone, constraints::PHONE);
+    checks.rule("session_name", &agent.session_name, constraints::SESSION_NAME);
+    checks.optional("proxy", agent.proxy.as_deref(), constraints::PROXY);
+    if let Some(pacing) = &agent.pacing {
+        checks.pacing("pacing", pacing);
+    }
+    checks.finish()?;
     let mut prefix = String::new();
     let revision = write(&state, expected, |document: &mut ConfigDocument| {
         let index = channel_index(document, &id)?;
@@ -354,10 +555,7 @@ pub async fn add_channel_agent(
             .iter()
             .any(|a| a.session_name == agent.session_name)
         {
-            return Err(ApiError::invalid_because(
-                "session_name",
-                Reason::AlreadyAgent,
-            ));
+            return Err(ApiError::rejected("session_name", Reason::AlreadyAgent));
         }
         prefix = format!("{}.agents[{}]", channel_path(index), channel.agents.len());
         let agent = agent_document(agent, &channel.agents, &proxies);
@@ -377,13 +575,15 @@ pub async fn add_channel_agent(
            ("session" = String, Path, description = "The agent's session name"), RevisionQuery,
            ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
     responses((status = 200, body = AgentsResponse), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn remove_channel_agent(
     State(state): State<AppState>,
     Path((id, session)): Path<(String, String)>,
     headers: HeaderMap,
-    Query(query): Query<RevisionQuery>,
+    query: Result<Query<RevisionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(crate::json::query_error)?;
+    constraints::session_name("session", &session)?;
     let expected = expected_revision(&headers, query.revision)?;
     let revision = write(&state, expected, |document: &mut ConfigDocument| {
         let index = channel_index(document, &id)?;
@@ -406,13 +606,22 @@ pub async fn remove_channel_agent(
     params(("id" = String, Path, description = "The channel's id"),
            ("If-Match" = Option<String>, Header, description = "The revision the change is based on")),
     responses((status = 200, body = AgentsResponse), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
+              (status = 409, body = ErrorBody,
+               description = "The revision is stale, a session to remove is not an agent, or the result breaks a rule of the configuration"),
+              (status = 422, body = ErrorBody)))]
 pub async fn bulk_channel_agents(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<BulkAgentsRequest>,
 ) -> Result<Response, ApiError> {
+    let mut checks = Checks::new();
+    checks.optional("revision", body.revision.as_deref(), constraints::REVISION);
+    for (index, agent) in body.add.iter().enumerate() {
+        agent.check(&mut checks, &format!("add[{index}]"));
+    }
+    checks.each("remove", &body.remove, constraints::SESSION_NAME);
+    checks.finish()?;
     let expected = expected_revision(&headers, body.revision)?;
     let mut kept = 0;
     let mut prefix = String::new();
@@ -434,7 +643,7 @@ pub async fn bulk_channel_agents(
             }
         }
         if !problems.is_empty() {
-            return Err(ApiError::Invalid(problems));
+            return Err(ApiError::Rejected(problems));
         }
         let previous = std::mem::take(&mut channel.agents);
         channel.agents = previous
@@ -493,24 +702,23 @@ pub(crate) fn expected_revision(
     headers: &HeaderMap,
     from_body: Option<String>,
 ) -> Result<Option<Revision>, ApiError> {
-    let from_header = headers
-        .get(header::IF_MATCH)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| {
-            value
-                .trim()
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .to_owned()
-        });
-    let (text, path) = match (from_header, from_body) {
-        (Some(text), _) => (text, "If-Match"),
-        (None, Some(text)) => (text, "revision"),
-        (None, None) => return Ok(None),
-    };
-    Revision::parse(&text)
-        .map(Some)
-        .ok_or_else(|| ApiError::invalid_because(path, Reason::NotRevision))
+    if let Some(value) = headers.get(header::IF_MATCH) {
+        let text = value.to_str().unwrap_or_default();
+        let mut checks = Checks::new();
+        checks.rule("If-Match", text, constraints::IF_MATCH);
+        checks.finish()?;
+        let bare = text.trim_start_matches("W/").trim_matches('"');
+        return Ok(Revision::parse(bare));
+    }
+    match from_body {
+        Some(text) => {
+            let mut checks = Checks::new();
+            checks.rule("revision", &text, constraints::REVISION);
+            checks.finish()?;
+            Ok(Revision::parse(&text))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Writes `edit` at revision `expected` (refused if the file moved on), or without one as one
@@ -592,20 +800,22 @@ fn strip_prefix(path: &str, prefix: &str) -> Option<String> {
 /// Rewrites the configuration paths of validation problems into the request's terms where the
 /// problem is about what the request touched; each keeps its `config_path`.
 fn relative_paths(error: ApiError, map: impl Fn(&str) -> Option<String>) -> ApiError {
+    let relative = |problems: Vec<Problem>| -> Vec<Problem> {
+        problems
+            .into_iter()
+            .map(|mut problem| {
+                if let Some(config_path) = &problem.config_path
+                    && let Some(path) = map(config_path)
+                {
+                    problem.path = path;
+                }
+                problem
+            })
+            .collect()
+    };
     match error {
-        ApiError::Invalid(problems) => ApiError::Invalid(
-            problems
-                .into_iter()
-                .map(|mut problem| {
-                    if let Some(config_path) = &problem.config_path
-                        && let Some(path) = map(config_path)
-                    {
-                        problem.path = path;
-                    }
-                    problem
-                })
-                .collect(),
-        ),
+        ApiError::Invalid(problems) => ApiError::Invalid(relative(problems)),
+        ApiError::Rejected(problems) => ApiError::Rejected(relative(problems)),
         other => other,
     }
 }
@@ -658,8 +868,7 @@ fn apply_fields(
     set(&mut channel.crm_enabled, crm_enabled);
     set(&mut channel.crm_group_id, crm_group_id);
     if let Some(link) = crm_invite_link {
-        let link = link.trim();
-        channel.crm_invite_link = (!link.is_empty()).then(|| link.to_owned());
+        channel.crm_invite_link = (!link.is_empty()).then_some(link);
     }
     set(&mut channel.auto_response_enabled, auto_response_enabled);
     set(&mut channel.auto_response_template, auto_response_template);

@@ -20,8 +20,10 @@ use crate::i18n::{Lang, reason_message};
 pub struct ErrorBody {
     /// Always `false`.
     pub success: bool,
-    /// `invalid`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `revision_required`,
-    /// `file_invalid`, `state_conflict` (e.g. a session in use, a login step out of order),
+    /// `invalid` (422: a value breaks the schema), `rejected` (409: the change breaks a rule of
+    /// the configuration across fields or channels), `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict` (409: the configuration changed since the stated revision), `file_invalid`,
+    /// `state_conflict` (409: a session in use, a login step out of order), `upgrade_required`,
     /// `too_many_requests`, `request_timeout`, `payload_too_large`, `unavailable`, `internal`.
     pub error: &'static str,
     pub message: String,
@@ -76,6 +78,8 @@ pub enum Reason {
     IdFixed,
     /// The body is not the JSON the operation takes; serde's words (values never quoted).
     Json(String),
+    /// The query string does not fit the operation's parameters; axum's words.
+    Query(String),
     /// Only these words say it (English).
     Text(String),
 }
@@ -94,6 +98,7 @@ impl Reason {
             Reason::ChannelExists => "channel_exists",
             Reason::IdFixed => "id_fixed",
             Reason::Json(_) => "json",
+            Reason::Query(_) => "query",
             Reason::Text(_) => "other",
         }
     }
@@ -172,8 +177,14 @@ impl From<ConfigProblem> for Problem {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
+    /// A value breaks the request's schema (a pattern, a range, a type): 422.
     #[error("invalid request")]
     Invalid(Vec<Problem>),
+    /// The request is well-formed, but the change would break a rule of the configuration that
+    /// involves other fields or channels, or the state says no (a duplicate, a login code
+    /// Telegram refused): 409, each problem with its path.
+    #[error("the change was refused")]
+    Rejected(Vec<Problem>),
     #[error("authentication required")]
     Unauthorized,
     #[error("{0}")]
@@ -182,10 +193,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("the configuration has changed since it was read")]
     Conflict { current: Revision },
-    #[error(
-        "state the revision this change is based on: an If-Match header or a \"revision\" field"
-    )]
-    RevisionRequired,
+    #[error("this route speaks WebSocket: send an upgrade request")]
+    UpgradeRequired,
     #[error("the configuration file on disk does not load; fix it before saving")]
     FileInvalid(ConfigProblems),
     #[error("{0}")]
@@ -212,6 +221,10 @@ impl ApiError {
         Self::Invalid(vec![Problem::because(path, reason)])
     }
 
+    pub fn rejected(path: impl Into<String>, reason: Reason) -> Self {
+        Self::Rejected(vec![Problem::because(path, reason)])
+    }
+
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self::Internal(cause.to_string())
     }
@@ -219,11 +232,12 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::Rejected(_) => (StatusCode::CONFLICT, "rejected"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-            Self::RevisionRequired => (StatusCode::PRECONDITION_REQUIRED, "revision_required"),
+            Self::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             Self::FileInvalid(_) => (StatusCode::CONFLICT, "file_invalid"),
             Self::StateConflict(_) => (StatusCode::CONFLICT, "state_conflict"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
@@ -238,7 +252,9 @@ impl ApiError {
     fn body(&self, lang: Lang) -> ErrorBody {
         let (_, code) = self.status_and_code();
         let problems = match self {
-            Self::Invalid(problems) => problems.iter().map(|p| p.body(lang)).collect(),
+            Self::Invalid(problems) | Self::Rejected(problems) => {
+                problems.iter().map(|p| p.body(lang)).collect()
+            }
             Self::FileInvalid(problems) => problems
                 .0
                 .iter()
@@ -275,6 +291,11 @@ impl ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Self::UpgradeRequired => {
+                let headers = response.headers_mut();
+                headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            }
             _ => {}
         }
         response
@@ -286,8 +307,10 @@ impl From<jobbot_store::StoreError> for ApiError {
         use jobbot_store::StoreError;
         match error {
             StoreError::Conflict { current } => Self::Conflict { current },
+            // The request passed its schema, so what the configuration refuses is a rule across
+            // fields or channels.
             StoreError::Invalid(problems) => {
-                Self::Invalid(problems.0.into_iter().map(Problem::from).collect())
+                Self::Rejected(problems.0.into_iter().map(Problem::from).collect())
             }
             StoreError::FileInvalid { problems, .. } => Self::FileInvalid(problems),
             other => Self::internal(other),

@@ -11,10 +11,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::AppState;
+use crate::constraints;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Alive {
@@ -80,10 +81,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// The paths served without login.
 const PUBLIC_PATHS: &[&str] = &["/api/login", "/login", "/healthz", "/readyz"];
 
-/// Adds the responses that do not depend on the handler: 401 and 429 (a bearer token that does
-/// not work, too many of them) on every authenticated operation, 403 (a cookie session without
-/// its CSRF token) on every authenticated write, 408 and 413 on every operation with a body, and
-/// 503 (the server is at its connection cap) everywhere.
+/// Adds what does not depend on the handler: the patterns of the shared parameters (`If-Match`,
+/// a `revision` query, a `session` in the path) with the 422 they can give; 401 and 429 (a
+/// bearer token that does not work, too many of them) on every authenticated operation, 403 (a
+/// cookie session without its CSRF token) on every authenticated write, 408, 413 and 422 on
+/// every operation with a body, and 503 (the server is at its connection cap) everywhere.
 pub(crate) fn document_common_responses(document: &mut utoipa::openapi::OpenApi) {
     for (path, item) in document.paths.paths.iter_mut() {
         let public = PUBLIC_PATHS.contains(&path.as_str());
@@ -117,6 +119,9 @@ pub(crate) fn document_common_responses(document: &mut utoipa::openapi::OpenApi)
                     );
                 }
             }
+            if constrain_parameters(operation) {
+                add(operation, "422", "A parameter breaks its pattern");
+            }
             if operation.request_body.is_some() {
                 add(operation, "408", "The request body did not arrive in time");
                 add(operation, "413", "The request body is over 1 MiB");
@@ -149,4 +154,20 @@ fn add(operation: &mut Operation, status: &str, description: &str) {
                     .build(),
             )
         });
+}
+
+/// Gives the shared parameters their patterns; `true` when the operation has one.
+fn constrain_parameters(operation: &mut Operation) -> bool {
+    let mut constrained = false;
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let rule = match (&parameter.parameter_in, parameter.name.as_str()) {
+            (ParameterIn::Header, "If-Match") => constraints::IF_MATCH,
+            (ParameterIn::Query, "revision") => constraints::REVISION,
+            (ParameterIn::Path, "session") => constraints::SESSION_NAME,
+            _ => continue,
+        };
+        parameter.schema = Some(rule.schema().into());
+        constrained = true;
+    }
+    constrained
 }

@@ -333,6 +333,10 @@ pub fn reason_message(reason: &Reason, lang: Lang) -> String {
             "a channel's id cannot be changed".to_owned(),
         ),
         Reason::Json(detail) => pick(format!("Неверный JSON: {detail}"), detail.clone()),
+        Reason::Query(detail) => pick(
+            format!("Неверные параметры запроса: {detail}"),
+            detail.clone(),
+        ),
         Reason::Text(text) => text.clone(),
     }
 }
@@ -397,16 +401,14 @@ pub fn error_message(error: &ApiError, lang: Lang) -> String {
     }
     match error {
         ApiError::Invalid(_) => "Неверные данные: исправьте отмеченные поля".to_owned(),
+        ApiError::Rejected(_) => "Изменение отклонено: исправьте отмеченные поля".to_owned(),
         ApiError::Unauthorized => "Нужен вход".to_owned(),
         ApiError::Forbidden(_) => {
             "Запрос с cookie сессии должен нести заголовок X-CSRF-Token этой сессии".to_owned()
         }
         ApiError::NotFound(detail) => format!("Не найдено: {detail}"),
         ApiError::Conflict { .. } => t(Lang::Ru, "conflict").to_owned(),
-        ApiError::RevisionRequired => {
-            "Укажите ревизию, на которой основано изменение: заголовок If-Match или поле revision"
-                .to_owned()
-        }
+        ApiError::UpgradeRequired => "Этот адрес работает по WebSocket".to_owned(),
         ApiError::FileInvalid(_) => {
             "Файл конфигурации на диске не загружается; исправьте его перед сохранением".to_owned()
         }

@@ -51,12 +51,37 @@ fn body_error(error: &axum::Error) -> ApiError {
 }
 
 pub fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
+        ApiError::invalid_because("", Reason::Json(scrub(error.to_string())))
+    })?;
+    whole_numbers_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
         ApiError::invalid_because(path, Reason::Json(scrub(error.into_inner().to_string())))
     })
+}
+
+/// JSON Schema counts `1.0` as the integer 1 (an integer is a number with a zero fraction);
+/// serde does not. Such numbers become integers before the body is read, so what the document
+/// calls an integer is taken as one. The API has no fractional fields.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => {
+            if let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0) {
+                if float >= 0.0 && float < 1.8e19 {
+                    *value = serde_json::Value::from(float as u64);
+                } else if float < 0.0 && float >= -9.2e18 {
+                    *value = serde_json::Value::from(float as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(whole_numbers_as_integers)
+        }
+        _ => {}
+    }
 }
 
 /// serde's "invalid type" and "invalid value" messages quote the value that was sent; a
@@ -85,4 +110,10 @@ fn scrub(message: String) -> String {
         }
     }
     scrubbed
+}
+
+/// A query string that does not fit its parameters (a name twice, a value of the wrong type),
+/// in the API's shape.
+pub fn query_error(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::invalid_because("", Reason::Query(rejection.body_text()))
 }

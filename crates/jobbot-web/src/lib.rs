@@ -20,6 +20,7 @@ mod agents;
 pub mod auth;
 mod channels;
 pub mod client;
+mod constraints;
 mod error;
 mod health;
 pub mod i18n;

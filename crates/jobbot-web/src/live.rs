@@ -8,6 +8,7 @@
 //! WebSocket closes when the session ends.
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
@@ -25,15 +26,16 @@ use crate::error::ApiError;
 /// `agent_state`, `flood_wait`, `peer_flood`, `outbox_finished`.
 #[utoipa::path(get, path = "/api/ws", tag = "status",
     responses((status = 101, description = "Switching to the WebSocket protocol"),
-              (status = 400, description = "Not a WebSocket upgrade request"),
+              (status = 426, body = crate::error::ErrorBody, description = "Not a WebSocket upgrade request"),
               (status = 403, body = crate::error::ErrorBody, description = "Cross-origin upgrade refused"),
               (status = 503, body = crate::error::ErrorBody, description = "Too many live WebSockets")))]
 pub async fn live(
     State(state): State<AppState>,
     principal: axum::Extension<Principal>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
     check_origin(&headers)?;
     let permit = Arc::clone(&state.inner.websockets)
         .try_acquire_owned()

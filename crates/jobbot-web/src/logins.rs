@@ -24,6 +24,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::constraints::{self, Checks};
 use crate::error::{ApiError, ErrorBody, Reason};
 use crate::json::ApiJson;
 
@@ -65,12 +66,15 @@ impl LoginRegistry {
 #[serde(deny_unknown_fields)]
 pub struct BeginLoginRequest {
     /// `bot_session` for the main account, or an agent's session name.
+    #[schema(schema_with = crate::constraints::session_name_schema)]
     pub session: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneRequest {
+    /// The account's phone number in international format.
+    #[schema(schema_with = crate::constraints::phone_schema)]
     pub phone: String,
 }
 
@@ -106,8 +110,7 @@ pub async fn begin_login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<BeginLoginRequest>,
 ) -> Result<(StatusCode, Json<LoginStatus>), ApiError> {
-    let session = SessionName::parse(&body.session)
-        .map_err(|_| ApiError::invalid_because("session", Reason::NotSessionName))?;
+    let session = constraints::session_name("session", &body.session)?;
     // A login in progress for the session holds its lock; end it first.
     state.inner.logins.remove(&session);
     let proxy = state
@@ -129,12 +132,11 @@ pub async fn begin_login(
             )),
             ConnectError::Network { .. } | ConnectError::Storage { .. } => {
                 tracing::warn!(target: "web", session = %session, %error, "could not start a login");
-                ApiError::Invalid(vec![crate::error::Problem::new(
-                    "session",
+                ApiError::Unavailable(
                     "could not start the login (network or session storage); try again",
-                )])
+                )
             }
-            other => ApiError::invalid("session", other.to_string()),
+            other => ApiError::rejected("session", Reason::Text(other.to_string())),
         })?;
     let flow = LoginFlow::new(backend);
     let status = status_of(&session, flow.state());
@@ -179,6 +181,9 @@ pub async fn submit_phone(
     Path(session): Path<String>,
     ApiJson(body): ApiJson<PhoneRequest>,
 ) -> Result<Json<LoginStatus>, ApiError> {
+    let mut checks = Checks::new();
+    checks.rule("phone", &body.phone, constraints::PHONE);
+    checks.finish()?;
     let (session, flow) = flow_of(&state, &session)?;
     let mut flow = flow.lock().await;
     let result = flow.submit_phone(&body.phone).await.cloned();
@@ -252,8 +257,7 @@ fn flow_of(
     state: &AppState,
     session: &str,
 ) -> Result<(SessionName, Arc<tokio::sync::Mutex<Flow>>), ApiError> {
-    let session = SessionName::parse(session)
-        .map_err(|_| ApiError::invalid_because("session", Reason::NotSessionName))?;
+    let session = constraints::session_name("session", session)?;
     let flow = state.inner.logins.get(&session).ok_or_else(|| {
         ApiError::NotFound(format!(
             "no login in progress for {session}; start one with POST /api/logins"
@@ -273,7 +277,9 @@ fn status_of(session: &SessionName, login: &LoginState) -> LoginStatus {
 /// A failed step as an API error. `field` is the request field the step took.
 fn step_error(error: LoginStepError, field: &'static str) -> ApiError {
     match error {
-        LoginStepError::Phone(error) => ApiError::invalid("phone", error.reason),
+        LoginStepError::Phone(error) => {
+            ApiError::invalid_because("phone", Reason::Text(error.reason.to_owned()))
+        }
         LoginStepError::OutOfOrder { .. } => ApiError::StateConflict(error.to_string()),
         LoginStepError::Telegram(LoginError::FloodWait { seconds }) => ApiError::TooManyRequests {
             retry_after_seconds: u64::from(seconds),
@@ -282,7 +288,8 @@ fn step_error(error: LoginStepError, field: &'static str) -> ApiError {
             error @ (LoginError::InvalidPhone
             | LoginError::PhoneBanned
             | LoginError::SignUpRequired),
-        ) => ApiError::invalid("phone", error.to_string()),
-        LoginStepError::Telegram(error) => ApiError::invalid(field, error.to_string()),
+        ) => ApiError::rejected("phone", Reason::Text(error.to_string())),
+        // Telegram refused a well-formed value (a wrong or expired code, a wrong password).
+        LoginStepError::Telegram(error) => ApiError::rejected(field, Reason::Text(error.to_string())),
     }
 }

@@ -2,6 +2,7 @@
 //! the contacts found. The store answers the query; this module only parses the filters.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use jobbot_core::store::{VacancyQuery, VacancyStatus};
 use serde::{Deserialize, Serialize};
@@ -17,15 +18,29 @@ const MAX_LIMIT: u32 = 500;
 /// Filters, all optional. Taken as text and parsed here so a bad value is a field error in the
 /// API's shape, not a plain-text rejection.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VacancyFilters {
-    /// `relevant` or `not_relevant`.
+    /// Only relevant or only not relevant messages.
+    #[param(value_type = VacancyStatusParam, inline, required = false)]
     pub status: Option<String>,
     /// Only messages that matched this output channel.
+    #[param(value_type = String, required = false)]
     pub channel_id: Option<String>,
     /// Paging: only rows with an id below this (the previous page's `next_before_id`).
+    #[param(value_type = i64, required = false)]
     pub before_id: Option<String>,
     /// 1 to 500; 50 when absent.
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
+}
+
+/// A vacancy's status as a filter.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // documents the accepted words; `VacancyStatus::parse` reads them
+#[serde(rename_all = "snake_case")]
+pub enum VacancyStatusParam {
+    Relevant,
+    NotRelevant,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,8 +60,9 @@ pub struct VacancyPage {
     responses((status = 200, body = VacancyPage), (status = 422, body = ErrorBody)))]
 pub async fn list_vacancies(
     State(state): State<AppState>,
-    Query(filters): Query<VacancyFilters>,
+    filters: Result<Query<VacancyFilters>, QueryRejection>,
 ) -> Result<Json<VacancyPage>, ApiError> {
+    let Query(filters) = filters.map_err(crate::json::query_error)?;
     let query = parse(filters)?;
     let records = state.inner.engine.store().vacancies(&query).await?;
     let next_before_id = (records.len() == query.limit as usize)
@@ -77,7 +93,7 @@ fn parse(filters: VacancyFilters) -> Result<VacancyQuery, ApiError> {
         status
     });
     let before_id = filters.before_id.as_deref().and_then(|text| {
-        let id = text.parse::<i64>().ok();
+        let id = whole_number(text);
         if id.is_none() {
             problems.push(Problem::because(
                 "before_id",
@@ -91,8 +107,8 @@ fn parse(filters: VacancyFilters) -> Result<VacancyQuery, ApiError> {
     });
     let limit = match filters.limit.as_deref() {
         None => DEFAULT_LIMIT,
-        Some(text) => match text.parse::<u32>() {
-            Ok(limit @ 1..=MAX_LIMIT) => limit,
+        Some(text) => match whole_number(text).and_then(|n| u32::try_from(n).ok()) {
+            Some(limit @ 1..=MAX_LIMIT) => limit,
             _ => {
                 problems.push(Problem::because(
                     "limit",
@@ -114,4 +130,15 @@ fn parse(filters: VacancyFilters) -> Result<VacancyQuery, ApiError> {
         before_id,
         limit,
     })
+}
+
+/// A whole number as a query writes it: `12`, `-3`, or `12.0` (JSON Schema's integers include
+/// numbers with a zero fraction).
+fn whole_number(text: &str) -> Option<i64> {
+    if let Ok(number) = text.parse::<i64>() {
+        return Some(number);
+    }
+    let float = text.parse::<f64>().ok().filter(|f| f.is_finite() && f.fract() == 0.0)?;
+    // Beyond ±2^63 a float no longer names one whole number.
+    (float.abs() < 9.2e18).then_some(float as i64)
 }

@@ -732,12 +732,17 @@ async fn validation_errors_name_each_field_in_the_request() {
     let agents = format!("/api/channels/{CHANNEL}/agents");
     let bulk = format!("/api/channels/{CHANNEL}/agents/bulk");
     let good_agent = json!({"phone": "+79991000000", "session_name": "agent_a"});
-    let cases: Vec<(Method, &str, Value, Vec<&str>)> = vec![
+    // 422: a value breaks its pattern or type; 409: the change breaks a rule across fields or the
+    // state (a duplicate, an id that cannot change).
+    let invalid = StatusCode::UNPROCESSABLE_ENTITY;
+    let rejected = StatusCode::CONFLICT;
+    let mut cases: Vec<(Method, &str, Value, Vec<&str>, StatusCode)> = vec![
         (
             Method::POST,
             "/api/channels",
             json!({"revision": revision, "name": "", "telegram_id": -1001234567899i64}),
             vec!["name"],
+            invalid,
         ),
         (
             Method::POST,
@@ -745,101 +750,126 @@ async fn validation_errors_name_each_field_in_the_request() {
             json!({"revision": revision, "name": "X", "telegram_id": -1001234567899i64,
             "agents": [{"phone": "+7999", "session_name": "agent_x"}]}),
             vec!["agents[0].phone"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/channels",
             json!({"revision": revision, "telegram_id": "not a number"}),
             vec!["telegram_id"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/channels",
             json!({"revision": revision, "id": CHANNEL, "name": "Dup", "telegram_id": -1001234567899i64}),
             vec!["id"],
+            rejected,
         ),
         (
             Method::POST,
             "/api/channels",
-            json!({"revision": "not-a-revision", "name": "X"}),
+            json!({"revision": "not-a-revision", "name": "X", "telegram_id": -1001234567899i64}),
             vec!["revision"],
+            invalid,
         ),
         (
             Method::PUT,
             &channel,
             json!({"revision": revision, "agents": [good_agent, {"phone": "12", "session_name": "agent_c"}]}),
             vec!["agents[1].phone"],
+            invalid,
         ),
         (
             Method::PUT,
             &channel,
             json!({"revision": revision, "id": "channel_other"}),
             vec!["id"],
+            rejected,
         ),
         (
             Method::POST,
             &agents,
             json!({"revision": revision, "phone": "+7999", "session_name": "agent_c"}),
             vec!["phone"],
+            invalid,
         ),
         (
             Method::POST,
             &agents,
             json!({"revision": revision, "phone": "+79991000000", "session_name": "agent_a"}),
             vec!["session_name"],
+            rejected,
         ),
         (
             Method::POST,
             &bulk,
             json!({"revision": revision, "add": [{"phone": "+79991000009", "session_name": "bad/name"}]}),
             vec!["add[0].session_name"],
+            invalid,
         ),
         (
             Method::POST,
             &bulk,
             json!({"revision": revision, "remove": ["agent_a", "agent_zz"]}),
             vec!["remove[1]"],
+            rejected,
         ),
         (
             Method::POST,
             "/api/agents/pause",
             json!({"sessions": ["agent_a", "../etc"]}),
             vec!["sessions[1]"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/agents/resume",
             json!({"sessions": []}),
             vec!["sessions"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/logins",
             json!({"session": "a/b"}),
             vec!["session"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/tokens",
             json!({"name": " "}),
             vec!["name"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/tokens",
             json!({"name": "x", "scope": "all"}),
             vec!["scope"],
+            invalid,
         ),
     ];
-    for (method, uri, body, expected) in cases {
+    cases.push((
+        Method::PUT,
+        &channel,
+        json!({"revision": revision, "crm_enabled": true, "agents": []}),
+        vec!["agents"],
+        rejected,
+    ));
+    cases.push((
+        Method::POST,
+        "/api/channels",
+        json!({"revision": revision, "telegram_id": -1001234567899i64}),
+        vec!["name"],
+        invalid,
+    ));
+    for (method, uri, body, expected, status) in cases {
         let reply = app.send(method.clone(), uri, body.clone()).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{method} {uri} {body}: {}",
-            reply.body
-        );
-        assert_eq!(reply.body["error"], "invalid");
+        assert_eq!(reply.status, status, "{method} {uri} {body}: {}", reply.body);
+        let code = if status == invalid { "invalid" } else { "rejected" };
+        assert_eq!(reply.body["error"], code, "{method} {uri} {body}");
         assert_eq!(
             problem_paths(&reply),
             expected,
@@ -1965,7 +1995,7 @@ async fn proxies_are_validated_masked_and_round_trip_without_their_password() {
             json!({"phone": "+79991000009", "session_name": "agent_c", "proxy": "socks5://other:***@10.0.0.1:1080"}),
         )
         .await;
-    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown.status, StatusCode::CONFLICT);
     assert_eq!(unknown.body["problems"][0]["code"], "proxy_masked");
     // A user name without a password (a token-style credential) is masked whole.
     let token_proxy = app

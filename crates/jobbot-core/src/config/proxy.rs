@@ -80,7 +80,6 @@ fn is_host(host: &str) -> bool {
         return inner.parse::<std::net::Ipv6Addr>().is_ok();
     }
     !host.is_empty()
-        && host.len() <= 253
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
