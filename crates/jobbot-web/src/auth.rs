@@ -651,14 +651,14 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let days = body.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
     let mut checks = Checks::new();
-    checks.length(
-        "name",
-        &body.name,
-        1,
-        crate::constraints::TOKEN_NAME_MAX,
-    );
+    checks.length("name", &body.name, 1, crate::constraints::TOKEN_NAME_MAX);
     checks.rule("name", &body.name, crate::constraints::NON_BLANK);
-    checks.range("expires_in_days", i64::from(days), 1, i64::from(MAX_TOKEN_DAYS));
+    checks.range(
+        "expires_in_days",
+        i64::from(days),
+        1,
+        i64::from(MAX_TOKEN_DAYS),
+    );
     checks.finish()?;
     let name = body.name.trim();
     let auth = &state.inner.auth;

@@ -181,7 +181,11 @@ impl ChannelFields {
         for (index, agent) in self.agents.iter().flatten().enumerate() {
             agent.check(&mut checks, &format!("agents[{index}]"));
         }
-        checks.optional("agent_phone", self.agent_phone.as_deref(), constraints::PHONE);
+        checks.optional(
+            "agent_phone",
+            self.agent_phone.as_deref(),
+            constraints::PHONE,
+        );
         checks.optional(
             "agent_session_name",
             self.agent_session_name.as_deref(),
@@ -539,7 +543,11 @@ pub async fn add_channel_agent(
     };
     let mut checks = Checks::new();
     checks.rule("phone", &agent.phone, constraints::PHONE);
-    checks.rule("session_name", &agent.session_name, constraints::SESSION_NAME);
+    checks.rule(
+        "session_name",
+        &agent.session_name,
+        constraints::SESSION_NAME,
+    );
     checks.optional("proxy", agent.proxy.as_deref(), constraints::PROXY);
     if let Some(pacing) = &agent.pacing {
         checks.pacing("pacing", pacing);

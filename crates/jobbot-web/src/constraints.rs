@@ -194,7 +194,8 @@ pub const KEYWORD: Rule = Rule {
         "])?$"
     ),
     reason: || {
-        let detail = "a word or phrase without blanks or quotes at its ends, or a \"whole word\" in quotes";
+        let detail =
+            "a word or phrase without blanks or quotes at its ends, or a \"whole word\" in quotes";
         config(
             ProblemKind::NotKeyword {
                 detail: detail.into(),
@@ -247,7 +248,9 @@ impl Rule {
 fn compiled(pattern: &'static str) -> &'static Regex {
     static CACHE: LazyLock<Mutex<HashMap<&'static str, &'static Regex>>> =
         LazyLock::new(Mutex::default);
-    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     cache.entry(pattern).or_insert_with(|| {
         Box::leak(Box::new(
             Regex::new(pattern).expect("the constraint patterns compile"),
@@ -293,7 +296,10 @@ impl Checks {
         if !(CHANNEL_ID_MIN..=CHANNEL_ID_MAX).contains(&value) {
             self.0.push(Problem::because(
                 path,
-                config(ProblemKind::NotChannelId, jobbot_core::ids::ChatId::NOT_CHANNEL),
+                config(
+                    ProblemKind::NotChannelId,
+                    jobbot_core::ids::ChatId::NOT_CHANNEL,
+                ),
             ));
         }
     }
@@ -542,7 +548,13 @@ mod tests {
             assert!(PHONE.matches(phone), "{phone}");
             assert!(PhoneNumber::parse(phone).is_ok(), "{phone}");
         }
-        for phone in ["79991234567", "+0999123456", "+7999", " +79991234567", "+7999123456789012"] {
+        for phone in [
+            "79991234567",
+            "+0999123456",
+            "+7999",
+            " +79991234567",
+            "+7999123456789012",
+        ] {
             assert!(!PHONE.matches(phone), "{phone}");
         }
         for source in [
@@ -560,23 +572,50 @@ mod tests {
             assert!(SOURCE.matches(source), "{source}");
             assert!(SourceRef::parse(source).is_some(), "{source}");
         }
-        for source in ["python_jobs", "@abc", "0", "-1000000000000", "https://example.com/x", " @python_jobs"] {
+        for source in [
+            "python_jobs",
+            "@abc",
+            "0",
+            "-1000000000000",
+            "https://example.com/x",
+            " @python_jobs",
+        ] {
             assert!(!SOURCE.matches(source), "{source}");
         }
         for keyword in ["python", "senior rust", "\"go\"", "\" go \"", "a\"b", "x"] {
             assert!(KEYWORD.matches(keyword), "{keyword:?}");
-            assert!(jobbot_core::filters::parse_keyword(keyword).is_ok(), "{keyword:?}");
+            assert!(
+                jobbot_core::filters::parse_keyword(keyword).is_ok(),
+                "{keyword:?}"
+            );
         }
-        for keyword in ["", " ", "\"", "\"go", "go\"", "\"\"", "\" \"", "\"a\"b\"", " go", "go\u{3000}"] {
+        for keyword in [
+            "",
+            " ",
+            "\"",
+            "\"go",
+            "go\"",
+            "\"\"",
+            "\" \"",
+            "\"a\"b\"",
+            " go",
+            "go\u{3000}",
+        ] {
             assert!(!KEYWORD.matches(keyword), "{keyword:?}");
         }
         for template in ["Hello {first_name}!", "{{literal}}", "{ vacancy_link }", ""] {
             assert!(TEMPLATE.matches(template), "{template}");
-            assert!(jobbot_core::template::parse_template(template).is_ok(), "{template}");
+            assert!(
+                jobbot_core::template::parse_template(template).is_ok(),
+                "{template}"
+            );
         }
         for template in ["{unknown}", "{", "}", "{{first_name}", "{first_name}}"] {
             assert!(!TEMPLATE.matches(template), "{template}");
-            assert!(jobbot_core::template::parse_template(template).is_err(), "{template}");
+            assert!(
+                jobbot_core::template::parse_template(template).is_err(),
+                "{template}"
+            );
         }
         for proxy in [
             "socks5://127.0.0.1:1080",
@@ -600,8 +639,55 @@ mod tests {
         assert!(!NON_BLANK.matches("") && !NON_BLANK.matches(" \u{85}\u{feff}\u{3000}"));
         assert!(INVITE_LINK.matches("") && INVITE_LINK.matches("https://t.me/+AbC"));
         assert!(!INVITE_LINK.matches("@crm_group"));
-        assert!(IF_MATCH.matches("\"0123456789abcdef\"") && IF_MATCH.matches("W/\"0123456789abcdef\""));
-        assert!(IF_MATCH.matches("0123456789abcdef") && !IF_MATCH.matches("") && !IF_MATCH.matches("\"0123\""));
+        assert!(
+            IF_MATCH.matches("\"0123456789abcdef\"") && IF_MATCH.matches("W/\"0123456789abcdef\"")
+        );
+        assert!(
+            IF_MATCH.matches("0123456789abcdef")
+                && !IF_MATCH.matches("")
+                && !IF_MATCH.matches("\"0123\"")
+        );
+    }
+
+    /// The document states the very patterns the handlers check.
+    #[test]
+    fn the_openapi_document_states_the_checked_patterns() {
+        let document = serde_json::to_value(crate::openapi()).unwrap();
+        let schemas = &document["components"]["schemas"];
+        let property = |schema: &str, field: &str| schemas[schema]["properties"][field].clone();
+        assert_eq!(property("AgentFields", "phone")["pattern"], PHONE.pattern);
+        assert_eq!(
+            property("AgentFields", "session_name")["pattern"],
+            SESSION_NAME.pattern
+        );
+        assert_eq!(property("AgentFields", "proxy")["pattern"], PROXY.pattern);
+        assert_eq!(
+            property("ChannelFields", "input_sources")["items"]["pattern"],
+            SOURCE.pattern
+        );
+        assert_eq!(
+            property("ChannelFields", "include_keywords")["items"]["pattern"],
+            KEYWORD.pattern
+        );
+        assert_eq!(
+            property("ChannelFields", "auto_response_template")["pattern"],
+            TEMPLATE.pattern
+        );
+        assert_eq!(
+            property("NewChannel", "telegram_id")["maximum"],
+            CHANNEL_ID_MAX
+        );
+        let required = schemas["NewChannel"]["required"].as_array().unwrap();
+        assert!(required.contains(&"name".into()) && required.contains(&"telegram_id".into()));
+        assert_eq!(schemas["AgentFields"]["additionalProperties"], false);
+        let parameters = &document["paths"]["/api/channels/{id}"]["put"]["parameters"];
+        let if_match = parameters
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|parameter| parameter["name"] == "If-Match")
+            .unwrap();
+        assert_eq!(if_match["schema"]["pattern"], IF_MATCH.pattern);
     }
 
     /// Random strings: whatever the proxy pattern takes, the configuration's proxy check takes.

@@ -51,9 +51,8 @@ fn body_error(error: &axum::Error) -> ApiError {
 }
 
 pub fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
-        ApiError::invalid_because("", Reason::Json(scrub(error.to_string())))
-    })?;
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::invalid_because("", Reason::Json(scrub(error.to_string()))))?;
     whole_numbers_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
@@ -69,9 +68,9 @@ fn whole_numbers_as_integers(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Number(number) if number.is_f64() => {
             if let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0) {
-                if float >= 0.0 && float < 1.8e19 {
+                if (0.0..1.8e19).contains(&float) {
                     *value = serde_json::Value::from(float as u64);
-                } else if float < 0.0 && float >= -9.2e18 {
+                } else if (-9.2e18..0.0).contains(&float) {
                     *value = serde_json::Value::from(float as i64);
                 }
             }

@@ -290,6 +290,8 @@ fn step_error(error: LoginStepError, field: &'static str) -> ApiError {
             | LoginError::SignUpRequired),
         ) => ApiError::rejected("phone", Reason::Text(error.to_string())),
         // Telegram refused a well-formed value (a wrong or expired code, a wrong password).
-        LoginStepError::Telegram(error) => ApiError::rejected(field, Reason::Text(error.to_string())),
+        LoginStepError::Telegram(error) => {
+            ApiError::rejected(field, Reason::Text(error.to_string()))
+        }
     }
 }

@@ -138,7 +138,10 @@ fn whole_number(text: &str) -> Option<i64> {
     if let Ok(number) = text.parse::<i64>() {
         return Some(number);
     }
-    let float = text.parse::<f64>().ok().filter(|f| f.is_finite() && f.fract() == 0.0)?;
+    let float = text
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && f.fract() == 0.0)?;
     // Beyond ±2^63 a float no longer names one whole number.
     (float.abs() < 9.2e18).then_some(float as i64)
 }

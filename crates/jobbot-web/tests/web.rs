@@ -867,8 +867,16 @@ async fn validation_errors_name_each_field_in_the_request() {
     ));
     for (method, uri, body, expected, status) in cases {
         let reply = app.send(method.clone(), uri, body.clone()).await;
-        assert_eq!(reply.status, status, "{method} {uri} {body}: {}", reply.body);
-        let code = if status == invalid { "invalid" } else { "rejected" };
+        assert_eq!(
+            reply.status, status,
+            "{method} {uri} {body}: {}",
+            reply.body
+        );
+        let code = if status == invalid {
+            "invalid"
+        } else {
+            "rejected"
+        };
         assert_eq!(reply.body["error"], code, "{method} {uri} {body}");
         assert_eq!(
             problem_paths(&reply),

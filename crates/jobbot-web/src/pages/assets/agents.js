@@ -85,10 +85,13 @@ function render() {
     const actions = action + (canLogIn ? ' login' : '');
     if (cells[6].dataset.action !== actions) {
       cells[6].dataset.action = actions;
-      cells[6].replaceChildren(el('button', {type: 'button', class: action,
-        onclick: () => pauseOrResume(action, agent.session_name)}, t(action)),
-      canLogIn ? el('button', {type: 'button', class: 'login',
-        onclick: () => openLogin(agent.session_name)}, t('agent_login')) : null);
+      const buttons = [el('button', {type: 'button', class: action,
+        onclick: () => pauseOrResume(action, agent.session_name)}, t(action))];
+      if (canLogIn) {
+        buttons.push(' ', el('button', {type: 'button', class: 'login',
+          onclick: () => openLogin(agent.session_name)}, t('agent_login')));
+      }
+      cells[6].replaceChildren(...buttons);
     }
   }
 }
@@ -248,7 +251,7 @@ document.getElementById('bulk-form').addEventListener('submit', async (event) =>
     result.textContent = t('bulk_added', {count: add.length});
     document.getElementById('bulk-lines').value = '';
     loadAgents();
-  } else if (reply.status === 422 && reply.body && reply.body.problems) {
+  } else if (reply.body && reply.body.problems) {
     slot.textContent = reply.body.problems.map((problem) => {
       const match = /^add\[(\d+)\]/.exec(problem.path);
       const where = match ? t('bulk_line_error', {line: lineOf[Number(match[1])]}).split(':')[0] : problem.path;
@@ -258,6 +261,7 @@ document.getElementById('bulk-form').addEventListener('submit', async (event) =>
     slot.textContent = reply.status === 409 ? t('conflict') : errorMessage(reply);
   }
 });
+
 
 // Sent per hour over the last day, summed over the agents: inline SVG bars, no library.
 async function loadChart() {

@@ -203,11 +203,12 @@ form.addEventListener('submit', async (event) => {
     return;
   }
   formStatus.classList.remove('success');
-  if (reply.status === 409) {
+  if (reply.status === 409 && reply.body && reply.body.error === 'conflict') {
     // Someone saved since this form was rendered: show it, keep the typed values, overwrite nothing.
     document.getElementById('conflict').hidden = false;
     formStatus.textContent = t('conflict');
-  } else if (reply.status === 422 && reply.body && reply.body.problems) {
+  } else if (reply.body && reply.body.problems) {
+    // 422: a value is malformed; 409 `rejected`: a rule across fields or channels.
     showProblems(reply.body.problems);
   } else {
     formStatus.textContent = errorMessage(reply);

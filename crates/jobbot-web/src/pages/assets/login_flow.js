@@ -29,6 +29,8 @@ function loginFlow(session, onSignedIn, start) {
   function show(login) {
     const step = login && LOGIN_STEPS[login.state];
     error.textContent = '';
+    // While a step waits for its value, "start" would only begin again.
+    startButton.hidden = Boolean(step);
     if (!login) {
       stateText.textContent = t('login_idle');
       form.hidden = true;
