@@ -398,8 +398,10 @@ impl std::fmt::Debug for ConnectOptions {
     }
 }
 
-/// Why a session could not be opened.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a session could not be opened. Serialisable so a remote back-end (the simulator in its own
+/// process) hands it over as this type, never as text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "error")]
 pub enum ConnectError {
     /// Another owner (another process, or another pool in this one) holds the session. Telegram
     /// invalidates a key used from two connections at once (`AUTH_KEY_DUPLICATED`), so the second

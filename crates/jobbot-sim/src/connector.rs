@@ -22,11 +22,25 @@ use crate::world::{ConnectionId, SessionRecord, SimWorld, WorldState};
 #[derive(Clone)]
 pub struct SimConnector {
     world: SimWorld,
+    /// Who connects through this connector, written into the connection history.
+    client: Option<Arc<str>>,
 }
 
 impl SimConnector {
     pub fn new(world: SimWorld) -> Self {
-        Self { world }
+        Self {
+            world,
+            client: None,
+        }
+    }
+
+    /// The same connector, naming `client` in the history of every connection it opens (the
+    /// simulator's server names the process and address behind each remote connection).
+    pub fn for_client(&self, client: &str) -> Self {
+        Self {
+            world: self.world.clone(),
+            client: Some(client.into()),
+        }
     }
 
     pub fn world(&self) -> &SimWorld {
@@ -161,7 +175,11 @@ impl AccountConnector for SimConnector {
                     reason,
                 }),
                 SessionStatus::Authorized(user) => {
-                    Ok(state.open_connection(lock.id(), session, user))
+                    let events = state.open_connection(lock.id(), session, user);
+                    if let Some(client) = &self.client {
+                        state.history.set_client(lock.id(), client);
+                    }
+                    Ok(events)
                 }
             })?;
         let id = lock.hand_on();

@@ -78,6 +78,29 @@ pub trait ContractFixture: Send + Sync {
     fn random_id_base(&self) -> i64;
     fn login_phones(&self) -> Option<LoginPhones>;
     fn controls(&self) -> Option<&dyn WorldControls>;
+    /// How the checks space their calls: a careful client's spacing by default. A fixture whose
+    /// world has faster limits (the simulator in its own process, on real time) may space them
+    /// closer, as long as the spacing stays within its limits.
+    fn pacing(&self) -> Pacing {
+        Pacing::CAREFUL
+    }
+}
+
+/// The spacing of the checks' calls (see [`ContractFixture::pacing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Before each `resolveUsername`.
+    pub resolve: Duration,
+    /// Before each send.
+    pub send: Duration,
+}
+
+impl Pacing {
+    /// A careful client against real Telegram: [`RESOLVE_SPACING`] and [`SEND_SPACING`].
+    pub const CAREFUL: Pacing = Pacing {
+        resolve: RESOLVE_SPACING,
+        send: SEND_SPACING,
+    };
 }
 
 /// Things only a simulated world can be made to do.
@@ -109,6 +132,41 @@ pub trait WorldControls: Send + Sync {
     fn login_code_lifetime(&self) -> Duration;
 }
 
+/// Calls `$callback!` with the name of every check, so each back-end's test file runs them all
+/// (one test per check) and a new check runs everywhere: `contract_checks!(my_macro);`.
+#[macro_export]
+macro_rules! contract_checks {
+    ($callback:ident) => {
+        $callback!(
+            flood_wait_is_a_typed_value_with_seconds,
+            resolving_many_usernames_quickly_gets_a_flood_wait,
+            resending_a_random_id_creates_no_second_message,
+            a_second_owner_of_a_session_is_refused_before_connecting,
+            check_authorization_tells_logged_in_from_not,
+            a_duplicated_connection_burns_the_session,
+            a_banned_account_is_dead_on_every_call,
+            peer_flood_after_the_cold_dm_budget_but_replies_still_work,
+            a_private_user_refuses_a_cold_dm,
+            an_unknown_username_is_not_found,
+            a_direct_message_to_a_bot_or_channel_is_not_a_user,
+            an_access_hash_from_another_account_is_refused,
+            a_plain_member_may_not_post_in_a_channel,
+            joining_is_idempotent,
+            a_forum_topic_can_be_created_and_posted_to,
+            a_deleted_topic_is_refused,
+            a_channel_post_reaches_a_member_accounts_stream,
+            a_direct_message_arrives_as_a_private_message,
+            a_topic_message_carries_its_topic_id,
+            a_dropped_connection_is_lost_then_restored,
+            login_with_a_wrong_code_then_the_right_one,
+            login_with_an_expired_code,
+            login_with_two_step_verification,
+            login_with_a_banned_or_unregistered_phone,
+            login_guessing_codes_gets_a_flood_wait,
+        );
+    };
+}
+
 /// A careful client's spacing of `resolveUsername` calls.
 pub const RESOLVE_SPACING: Duration = Duration::from_secs(15);
 /// A careful client's spacing of sends.
@@ -133,7 +191,7 @@ pub async fn flood_wait_is_a_typed_value_with_seconds(
 ) -> CheckResult {
     let ids = RandomIds::new(fixture);
     let account = connect(fixture, &fixture.first_account()).await?;
-    let peer = resolve_paced(&*account, &fixture.regular_user())
+    let peer = resolve_paced(fixture, &*account, &fixture.regular_user())
         .await
         .map_err(failed("resolve"))?;
     let mut delivered = 0;
@@ -220,14 +278,14 @@ pub async fn resending_a_random_id_creates_no_second_message(
 ) -> CheckResult {
     let ids = RandomIds::new(fixture);
     let account = connect(fixture, &fixture.first_account()).await?;
-    let peer = resolve_paced(&*account, &fixture.regular_user())
+    let peer = resolve_paced(fixture, &*account, &fixture.regular_user())
         .await
         .map_err(failed("resolve"))?;
     let random_id = ids.next();
-    let first = send_paced(&*account, peer.peer, "only once", random_id)
+    let first = send_paced(fixture, &*account, peer.peer, "only once", random_id)
         .await
         .map_err(failed("send"))?;
-    let again = send_paced(&*account, peer.peer, "only once", random_id)
+    let again = send_paced(fixture, &*account, peer.peer, "only once", random_id)
         .await
         .map_err(failed("resend"))?;
     ensure!(
@@ -246,13 +304,13 @@ pub async fn resending_a_random_id_creates_no_second_message(
             ));
         }
     }
-    sleep(SEND_SPACING).await;
+    sleep(fixture.pacing().send).await;
     let post_id = ids.next();
     let post = account
         .post_to_chat(channel, &text("one post"), post_id)
         .await
         .map_err(|e| format!("post: {e:?}"))?;
-    sleep(SEND_SPACING).await;
+    sleep(fixture.pacing().send).await;
     let repost = account
         .post_to_chat(channel, &text("one post"), post_id)
         .await
@@ -484,10 +542,11 @@ pub async fn peer_flood_after_the_cold_dm_budget_but_replies_still_work(
     let account = connect(fixture, &session).await?;
     let mut first_peer = None;
     for (index, stranger) in strangers[..budget].iter().enumerate() {
-        let peer = resolve_paced(&*account, stranger)
+        let peer = resolve_paced(fixture, &*account, stranger)
             .await
             .map_err(failed("resolve"))?;
         send_paced(
+            fixture,
             &*account,
             peer.peer,
             "hello, about your vacancy",
@@ -497,10 +556,18 @@ pub async fn peer_flood_after_the_cold_dm_budget_but_replies_still_work(
         .map_err(|error| format!("cold DM {index} of a budget of {budget}: {error:?}"))?;
         first_peer.get_or_insert(peer.peer);
     }
-    let over_budget = resolve_paced(&*account, &strangers[budget])
+    let over_budget = resolve_paced(fixture, &*account, &strangers[budget])
         .await
         .map_err(failed("resolve"))?;
-    match send_paced(&*account, over_budget.peer, "one too many", ids.next()).await {
+    match send_paced(
+        fixture,
+        &*account,
+        over_budget.peer,
+        "one too many",
+        ids.next(),
+    )
+    .await
+    {
         Err(TelegramError::PeerFlood) => {}
         other => {
             return Err(format!(
@@ -509,7 +576,7 @@ pub async fn peer_flood_after_the_cold_dm_budget_but_replies_still_work(
         }
     }
     if let Some(first_peer) = first_peer {
-        match send_paced(&*account, first_peer, "a follow-up", ids.next()).await {
+        match send_paced(fixture, &*account, first_peer, "a follow-up", ids.next()).await {
             Err(TelegramError::PeerFlood) => {}
             other => {
                 return Err(format!(
@@ -519,12 +586,18 @@ pub async fn peer_flood_after_the_cold_dm_budget_but_replies_still_work(
         }
     }
     controls.user_writes_to(&writer, &session, "Hi! Is the job still open?")?;
-    let writer_peer = resolve_paced(&*account, &writer)
+    let writer_peer = resolve_paced(fixture, &*account, &writer)
         .await
         .map_err(failed("resolve"))?;
-    send_paced(&*account, writer_peer.peer, "Yes, it is!", ids.next())
-        .await
-        .map_err(|error| format!("a reply to someone who wrote first, while limited: {error:?}"))?;
+    send_paced(
+        fixture,
+        &*account,
+        writer_peer.peer,
+        "Yes, it is!",
+        ids.next(),
+    )
+    .await
+    .map_err(|error| format!("a reply to someone who wrote first, while limited: {error:?}"))?;
     let refused = controls.messages_received(&strangers[budget], &session);
     ensure!(refused.is_empty(), "the refused stranger got {refused:?}");
     Ok(CheckOutcome::Passed)
@@ -533,7 +606,7 @@ pub async fn peer_flood_after_the_cold_dm_budget_but_replies_still_work(
 /// A person who accepts messages only from contacts refuses a cold DM.
 pub async fn a_private_user_refuses_a_cold_dm(fixture: &impl ContractFixture) -> CheckResult {
     let account = connect(fixture, &fixture.first_account()).await?;
-    let peer = resolve_paced(&*account, &fixture.private_user())
+    let peer = resolve_paced(fixture, &*account, &fixture.private_user())
         .await
         .map_err(failed("resolve"))?;
     match account
@@ -553,7 +626,7 @@ pub async fn a_private_user_refuses_a_cold_dm(fixture: &impl ContractFixture) ->
 
 pub async fn an_unknown_username_is_not_found(fixture: &impl ContractFixture) -> CheckResult {
     let account = connect(fixture, &fixture.first_account()).await?;
-    match resolve_paced(&*account, &fixture.missing_username()).await {
+    match resolve_paced(fixture, &*account, &fixture.missing_username()).await {
         Err(TelegramError::UsernameNotFound) => Ok(CheckOutcome::Passed),
         other => Err(format!("resolving a missing username gave {other:?}")),
     }
@@ -570,7 +643,7 @@ pub async fn a_direct_message_to_a_bot_or_channel_is_not_a_user(
         (fixture.bot(), PeerKind::Bot),
         (fixture.public_channel(), PeerKind::Channel),
     ] {
-        let peer = resolve_paced(&*account, &username)
+        let peer = resolve_paced(fixture, &*account, &username)
             .await
             .map_err(failed("resolve"))?;
         ensure!(
@@ -597,7 +670,7 @@ pub async fn an_access_hash_from_another_account_is_refused(
     let ids = RandomIds::new(fixture);
     let first = connect(fixture, &fixture.first_account()).await?;
     let second = connect(fixture, &fixture.second_account()).await?;
-    let seen_by_first = resolve_paced(&*first, &fixture.regular_user())
+    let seen_by_first = resolve_paced(fixture, &*first, &fixture.regular_user())
         .await
         .map_err(failed("resolve"))?;
     match second
@@ -619,16 +692,22 @@ pub async fn an_access_hash_from_another_account_is_refused(
             "a send with a borrowed hash delivered {received:?}"
         );
     }
-    let seen_by_second = resolve_paced(&*second, &fixture.regular_user())
+    let seen_by_second = resolve_paced(fixture, &*second, &fixture.regular_user())
         .await
         .map_err(failed("resolve"))?;
     ensure!(
         seen_by_second.id() == seen_by_first.id(),
         "the two accounts resolved different ids"
     );
-    send_paced(&*second, seen_by_second.peer, "own hash", ids.next())
-        .await
-        .map_err(failed("send with own hash"))?;
+    send_paced(
+        fixture,
+        &*second,
+        seen_by_second.peer,
+        "own hash",
+        ids.next(),
+    )
+    .await
+    .map_err(failed("send with own hash"))?;
     Ok(CheckOutcome::Passed)
 }
 
@@ -679,7 +758,7 @@ pub async fn joining_is_idempotent(fixture: &impl ContractFixture) -> CheckResul
         other => return Err(format!("a made-up invite gave {other:?}")),
     }
     let by_name = JoinTarget::Username(fixture.public_channel());
-    sleep(RESOLVE_SPACING).await;
+    sleep(fixture.pacing().resolve).await;
     let channel = account
         .join_chat(&by_name)
         .await
@@ -689,7 +768,7 @@ pub async fn joining_is_idempotent(fixture: &impl ContractFixture) -> CheckResul
         "joined {:?}, expected a channel",
         channel.kind
     );
-    sleep(RESOLVE_SPACING).await;
+    sleep(fixture.pacing().resolve).await;
     let channel_again = account
         .join_chat(&by_name)
         .await
@@ -1147,12 +1226,13 @@ async fn begin_login(
 
 /// Resolves like a careful client: spaced out, waiting out up to three flood waits.
 async fn resolve_paced(
+    fixture: &impl ContractFixture,
     account: &dyn TelegramAccount,
     username: &Username,
 ) -> Result<Peer, TelegramError> {
     let mut attempts = 0;
     loop {
-        sleep(RESOLVE_SPACING).await;
+        sleep(fixture.pacing().resolve).await;
         match account.resolve_username(username).await {
             Err(TelegramError::FloodWait { seconds }) if attempts < 3 => {
                 attempts += 1;
@@ -1165,6 +1245,7 @@ async fn resolve_paced(
 
 /// Sends like a careful client: spaced out, waiting out up to three flood waits.
 async fn send_paced(
+    fixture: &impl ContractFixture,
     account: &dyn TelegramAccount,
     to: PeerRef,
     body: &str,
@@ -1172,7 +1253,7 @@ async fn send_paced(
 ) -> Result<SentMessage, TelegramError> {
     let mut attempts = 0;
     loop {
-        sleep(SEND_SPACING).await;
+        sleep(fixture.pacing().send).await;
         match account.send_direct(to, &text(body), random_id).await {
             Err(TelegramError::FloodWait { seconds }) if attempts < 3 => {
                 attempts += 1;

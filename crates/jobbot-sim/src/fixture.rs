@@ -1,5 +1,9 @@
 //! A ready-made world for the [`crate::contract`] suite (and a small demo world): two agent
 //! accounts, people with and without strict privacy, a bot, channels, a forum, and login phones.
+//!
+//! The fixture builds and drives its world only through [`FixtureWorld`], so the same fixture
+//! runs the suite against the in-process [`SimWorld`] and against a simulator in another process
+//! (`jobbot-sim-remote` implements [`FixtureWorld`] over its admin interface).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,13 +12,139 @@ use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{AccountConnector, TelegramAccount, TopicId};
 use tokio::time::Duration;
 
-use crate::contract::{ContractFixture, LoginPhones, WorldControls};
-use crate::{NewUser, SimConnector, SimParams, SimWorld};
+use crate::admin::Admin;
+use crate::contract::{ContractFixture, LoginPhones, Pacing, WorldControls};
+use crate::{MessageRecord, NewUser, SimConnector, SimParams, SimWorld};
+
+/// What the fixture needs from a world: building it, making things happen, and reading what
+/// arrived. Set-up failures panic (they are test set-up); the controls' failures are text for
+/// the check's report.
+pub trait FixtureWorld: Send + Sync + 'static {
+    fn create_user(&self, user: NewUser) -> ChatId;
+    fn create_account(&self, session: &str, user: NewUser) -> ChatId;
+    fn create_bot(&self, username: &str, name: &str) -> ChatId;
+    fn create_channel(&self, title: &str, username: Option<&str>, admins: &[ChatId]) -> ChatId;
+    fn create_group(
+        &self,
+        title: &str,
+        username: Option<&str>,
+        forum: bool,
+        admins: &[ChatId],
+    ) -> ChatId;
+    fn add_member(&self, chat: ChatId, user: ChatId);
+    fn create_invite(&self, chat: ChatId) -> String;
+    fn ban_phone(&self, phone: &PhoneNumber);
+    fn params(&self) -> SimParams;
+    fn find_username(&self, username: &str) -> Option<ChatId>;
+    fn user_of_session(&self, session: &SessionName) -> Option<ChatId>;
+    fn send_direct(&self, from: ChatId, to: ChatId, text: &str) -> Result<(), String>;
+    fn channel_post(&self, channel: ChatId, text: &str) -> Result<(), String>;
+    fn group_post(
+        &self,
+        group: ChatId,
+        author: ChatId,
+        topic: Option<TopicId>,
+        text: &str,
+    ) -> Result<(), String>;
+    fn delete_topic(&self, group: ChatId, topic: TopicId) -> Result<(), String>;
+    fn received_from(&self, recipient: ChatId, sender: ChatId) -> Vec<MessageRecord>;
+    fn ban(&self, user: ChatId);
+    fn drop_connection(&self, session: &SessionName);
+    /// A second connection of `session` that bypasses the session lock (a copied session file).
+    fn duplicate_connect(&self, session: &SessionName) -> Arc<dyn TelegramAccount>;
+    fn last_login_code(&self, phone: &PhoneNumber) -> Option<String>;
+}
+
+/// The in-process world, through [`Admin`]'s checks.
+impl FixtureWorld for SimWorld {
+    fn create_user(&self, user: NewUser) -> ChatId {
+        Admin::new(self.clone())
+            .create_user(&user)
+            .expect("fixture user")
+    }
+    fn create_account(&self, session_name: &str, user: NewUser) -> ChatId {
+        Admin::new(self.clone())
+            .create_account(&session(session_name), &user)
+            .expect("fixture account")
+    }
+    fn create_bot(&self, username: &str, name: &str) -> ChatId {
+        SimWorld::create_bot(self, username, name)
+    }
+    fn create_channel(&self, title: &str, username: Option<&str>, admins: &[ChatId]) -> ChatId {
+        SimWorld::create_channel(self, title, username, admins)
+    }
+    fn create_group(
+        &self,
+        title: &str,
+        username: Option<&str>,
+        forum: bool,
+        admins: &[ChatId],
+    ) -> ChatId {
+        SimWorld::create_group(self, title, username, forum, admins)
+    }
+    fn add_member(&self, chat: ChatId, user: ChatId) {
+        SimWorld::add_member(self, chat, user)
+    }
+    fn create_invite(&self, chat: ChatId) -> String {
+        SimWorld::create_invite(self, chat)
+    }
+    fn ban_phone(&self, phone: &PhoneNumber) {
+        SimWorld::ban_phone(self, phone)
+    }
+    fn params(&self) -> SimParams {
+        SimWorld::params(self)
+    }
+    fn find_username(&self, username: &str) -> Option<ChatId> {
+        SimWorld::find_username(self, username)
+    }
+    fn user_of_session(&self, session: &SessionName) -> Option<ChatId> {
+        SimWorld::user_of_session(self, session)
+    }
+    fn send_direct(&self, from: ChatId, to: ChatId, text: &str) -> Result<(), String> {
+        SimWorld::send_direct(self, from, to, text);
+        Ok(())
+    }
+    fn channel_post(&self, channel: ChatId, text: &str) -> Result<(), String> {
+        SimWorld::channel_post(self, channel, text);
+        Ok(())
+    }
+    fn group_post(
+        &self,
+        group: ChatId,
+        author: ChatId,
+        topic: Option<TopicId>,
+        text: &str,
+    ) -> Result<(), String> {
+        SimWorld::group_post(self, group, author, topic, text)
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+    fn delete_topic(&self, group: ChatId, topic: TopicId) -> Result<(), String> {
+        SimWorld::delete_topic(self, group, topic);
+        Ok(())
+    }
+    fn received_from(&self, recipient: ChatId, sender: ChatId) -> Vec<MessageRecord> {
+        SimWorld::received_from(self, recipient, sender)
+    }
+    fn ban(&self, user: ChatId) {
+        SimWorld::ban(self, user)
+    }
+    fn drop_connection(&self, session: &SessionName) {
+        SimWorld::drop_connection(self, session)
+    }
+    fn duplicate_connect(&self, session: &SessionName) -> Arc<dyn TelegramAccount> {
+        SimWorld::duplicate_connect(self, session)
+    }
+    fn last_login_code(&self, phone: &PhoneNumber) -> Option<String> {
+        SimWorld::last_login_code(self, phone)
+    }
+}
 
 /// The simulator's [`ContractFixture`], with every [`WorldControls`] available.
-pub struct SimFixture {
-    world: SimWorld,
-    connector: SimConnector,
+pub struct SimFixture<W: FixtureWorld = SimWorld> {
+    world: W,
+    connector: Arc<dyn AccountConnector>,
+    pacing: Pacing,
     postable_channel: ChatId,
     forum_group: ChatId,
     forum_member: ChatId,
@@ -33,10 +163,19 @@ const UNREGISTERED_PHONE: &str = "+79990000104";
 const TWO_FACTOR_PASSWORD: &str = "correct horse battery";
 const TWO_FACTOR_HINT: &str = "the horse";
 
-impl SimFixture {
-    /// Builds the world. Must run inside a tokio runtime (the world's clock is tokio's).
+impl SimFixture<SimWorld> {
+    /// Builds the world in process. Must run inside a tokio runtime (the world's clock is tokio's).
     pub fn new(params: SimParams) -> Self {
         let world = SimWorld::new(params);
+        let connector = Arc::new(SimConnector::new(world.clone()));
+        Self::build(world, connector, Pacing::CAREFUL)
+    }
+}
+
+impl<W: FixtureWorld> SimFixture<W> {
+    /// Builds the fixture's people, chats and phones in `world` (which must be empty of them),
+    /// opening its sessions through `connector`; the checks space their calls by `pacing`.
+    pub fn build(world: W, connector: Arc<dyn AccountConnector>, pacing: Pacing) -> Self {
         let first = world.create_account(
             FIRST_ACCOUNT,
             NewUser::named("Anna")
@@ -78,8 +217,9 @@ impl SimFixture {
         );
         world.ban_phone(&phone(BANNED_PHONE));
         Self {
-            connector: SimConnector::new(world.clone()),
             world,
+            connector,
+            pacing,
             postable_channel,
             forum_group,
             forum_member,
@@ -88,7 +228,7 @@ impl SimFixture {
         }
     }
 
-    pub fn world(&self) -> &SimWorld {
+    pub fn world(&self) -> &W {
         &self.world
     }
 
@@ -117,9 +257,9 @@ fn session(raw: &str) -> SessionName {
     SessionName::parse(raw).expect("fixture session")
 }
 
-impl ContractFixture for SimFixture {
+impl<W: FixtureWorld> ContractFixture for SimFixture<W> {
     fn connector(&self) -> Arc<dyn AccountConnector> {
-        Arc::new(self.connector.clone())
+        Arc::clone(&self.connector)
     }
     fn first_account(&self) -> SessionName {
         session(FIRST_ACCOUNT)
@@ -170,9 +310,12 @@ impl ContractFixture for SimFixture {
     fn controls(&self) -> Option<&dyn WorldControls> {
         Some(self)
     }
+    fn pacing(&self) -> Pacing {
+        self.pacing
+    }
 }
 
-impl WorldControls for SimFixture {
+impl<W: FixtureWorld> WorldControls for SimFixture<W> {
     fn cold_dm_budget(&self) -> u32 {
         self.world.params().cold_dm_daily_budget
     }
@@ -196,13 +339,11 @@ impl WorldControls for SimFixture {
         text: &str,
     ) -> Result<(), String> {
         let writer = self.user(writer)?;
-        self.world.send_direct(writer, self.account(account), text);
-        Ok(())
+        self.world.send_direct(writer, self.account(account), text)
     }
 
     fn channel_posts(&self, channel: ChatId, text: &str) -> Result<(), String> {
-        self.world.channel_post(channel, text);
-        Ok(())
+        self.world.channel_post(channel, text)
     }
 
     fn member_posts(
@@ -211,15 +352,11 @@ impl WorldControls for SimFixture {
         topic: Option<TopicId>,
         text: &str,
     ) -> Result<(), String> {
-        self.world
-            .group_post(group, self.forum_member, topic, text)
-            .map(|_| ())
-            .map_err(|error| error.to_string())
+        self.world.group_post(group, self.forum_member, topic, text)
     }
 
     fn delete_topic(&self, group: ChatId, topic: TopicId) -> Result<(), String> {
-        self.world.delete_topic(group, topic);
-        Ok(())
+        self.world.delete_topic(group, topic)
     }
 
     fn messages_received(&self, recipient: &Username, from: &SessionName) -> Vec<String> {

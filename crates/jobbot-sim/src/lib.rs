@@ -14,18 +14,29 @@
 //!
 //! [`contract`] is a suite written only against the port, run here against the simulator
 //! ([`fixture::SimFixture`]) and reusable against real Telegram.
+//!
+//! For a simulator in its own process (`jobbot sim serve`, crate `jobbot-sim-remote`): a world
+//! saves and loads itself ([`SimWorld::save_state`]), records every connection
+//! ([`SimWorld::connection_history`]), and offers fallible administration with serialisable
+//! inputs ([`admin`]); [`scenario`] holds the demo's world and its scripted activity.
 
 mod account;
+pub mod admin;
 mod connector;
 pub mod contract;
 pub mod fixture;
+mod history;
 mod limits;
 mod login;
 mod params;
+mod persist;
+pub mod scenario;
 mod world;
 
 pub use account::SimAccount;
 pub use connector::SimConnector;
+pub use history::ConnectionEntry;
 pub use login::SimLoginBackend;
 pub use params::{RateLimitParams, SimParams};
+pub use persist::LoadError;
 pub use world::{AccountCounters, MessageRecord, NewUser, SimWorld};

@@ -3,16 +3,21 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
 use crate::params::RateLimitParams;
 
 /// A token bucket with an escalating flood-wait penalty (see [`RateLimitParams`]).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct FloodBucket {
     tokens: f64,
+    #[serde(with = "crate::persist::option_instant")]
     last_refill: Option<Instant>,
+    #[serde(with = "crate::persist::option_instant")]
     blocked_until: Option<Instant>,
+    #[serde(with = "crate::persist::instants")]
     recent_violations: VecDeque<Instant>,
 }
 
@@ -65,9 +70,12 @@ impl FloodBucket {
 }
 
 /// The cold-DM budget and the `PEER_FLOOD` limit of one account.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct ColdDmLimit {
+    #[serde(with = "crate::persist::instants")]
     started: VecDeque<Instant>,
+    #[serde(with = "crate::persist::option_instant")]
     limited_until: Option<Instant>,
     limits_imposed: u32,
 }

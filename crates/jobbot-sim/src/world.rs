@@ -15,10 +15,11 @@ use jobbot_core::telegram::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 
+use crate::history::ConnectionHistory;
 use crate::limits::{ColdDmLimit, FloodBucket};
 use crate::params::SimParams;
 
@@ -29,19 +30,21 @@ pub struct SimWorld {
 }
 
 /// A user to create, built with chained calls: `NewUser::named("Ivan").username("ivan_hr")`.
-/// Not `Debug`: it may hold a 2FA password.
-#[derive(Clone, Default)]
+/// Serialisable for the simulator's admin interface (a username or phone that does not parse is
+/// refused when it is read). Not `Debug`: it may hold a 2FA password.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewUser {
-    first_name: String,
+    pub(crate) first_name: String,
     last_name: Option<String>,
-    username: Option<Username>,
-    phone: Option<PhoneNumber>,
+    pub(crate) username: Option<Username>,
+    pub(crate) phone: Option<PhoneNumber>,
     refuses_strangers: bool,
     two_factor: Option<TwoFactor>,
 }
 
 /// A message as the world stores it: for tests and the demo to inspect what really arrived.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {
     /// The chat as the box's owner sees it: the other user for a private message, else the chat.
     pub chat: ChatId,
@@ -59,7 +62,8 @@ pub struct MessageRecord {
 }
 
 /// What happened to one account, for tests and benchmarks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AccountCounters {
     pub calls: u64,
     pub messages_sent: u64,
@@ -81,7 +85,7 @@ impl AccountCounters {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct TwoFactor {
     pub(crate) password: String,
     pub(crate) hint: Option<String>,
@@ -89,10 +93,17 @@ pub(crate) struct TwoFactor {
 
 pub(crate) type ConnectionId = u64;
 
+// Saved by `persist` (serde). A field added here needs `#[serde(default)]` so older state files
+// still load; one that cannot outlive the process is `#[serde(skip)]`.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct WorldState {
     pub(crate) params: SimParams,
+    /// Reseeded from the saved seed on loading (see `persist`).
+    #[serde(skip, default = "unseeded")]
     pub(crate) rng: StdRng,
-    started_at: Instant,
+    /// Restored from the saved age of the world on loading.
+    #[serde(skip, default = "Instant::now")]
+    pub(crate) started_at: Instant,
     access_hash_salt: u64,
     next_user_id: i64,
     next_channel_id: i64,
@@ -106,13 +117,23 @@ pub(crate) struct WorldState {
     pub(crate) login_codes: BTreeMap<PhoneNumber, IssuedCode>,
     pub(crate) login_attempts: BTreeMap<PhoneNumber, LoginAttempts>,
     pub(crate) sessions: BTreeMap<SessionName, SessionRecord>,
+    /// Live connections die with the process.
+    #[serde(skip)]
     pub(crate) connections: BTreeMap<ConnectionId, ConnectionRecord>,
     pub(crate) invites: BTreeMap<String, InviteRecord>,
     /// `(writer, recipient)`: the writer has sent the recipient a private message. Decides who
     /// "wrote first" (telegram.org/faq_spam) and who already has a chat.
     pub(crate) wrote_to: BTreeSet<(ChatId, ChatId)>,
+    /// Every connection ever opened (see `history`).
+    #[serde(default)]
+    pub(crate) history: ConnectionHistory,
 }
 
+fn unseeded() -> StdRng {
+    StdRng::seed_from_u64(0)
+}
+
+#[derive(Serialize, Deserialize)]
 pub(crate) struct UserRecord {
     pub(crate) first_name: String,
     pub(crate) last_name: Option<String>,
@@ -140,7 +161,8 @@ pub(crate) struct UserRecord {
     pub(crate) cold_dm_budget: Option<u32>,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct AccountLimits {
     pub(crate) send: FloodBucket,
     pub(crate) resolve: FloodBucket,
@@ -155,7 +177,7 @@ pub(crate) struct AccountLimits {
     pub(crate) resolved_usernames: BTreeMap<Username, ChatId>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Destination {
     Direct(ChatId),
     Chat(ChatId),
@@ -163,12 +185,13 @@ pub(crate) enum Destination {
     NewTopic(ChatId),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Deduplicated {
     pub(crate) destination: Destination,
     pub(crate) sent: SentMessage,
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct ChatRecord {
     pub(crate) id: ChatId,
     pub(crate) title: String,
@@ -183,17 +206,24 @@ pub(crate) struct ChatRecord {
     pub(crate) topics: BTreeMap<TopicId, TopicRecord>,
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct TopicRecord {
     pub(crate) deleted: bool,
+    #[serde(default)]
+    pub(crate) title: String,
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct SessionRecord {
     pub(crate) user: Option<ChatId>,
     /// Revoked, logged out elsewhere, or burnt by `AUTH_KEY_DUPLICATED`: this key only.
     pub(crate) dead: Option<DeadReason>,
-    /// The exclusive session lock jobbot takes before connecting (one owner per session).
+    /// The exclusive session lock jobbot takes before connecting (one owner per session). Held
+    /// by a live holder only, so never saved.
+    #[serde(skip)]
     pub(crate) lock: Option<ConnectionId>,
     /// Connections using this session's key right now; more than one is `AUTH_KEY_DUPLICATED`.
+    #[serde(skip)]
     pub(crate) live_connections: BTreeSet<ConnectionId>,
 }
 
@@ -205,20 +235,26 @@ pub(crate) struct ConnectionRecord {
     missed: Vec<AccountEvent>,
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct InviteRecord {
     pub(crate) chat: ChatId,
     pub(crate) revoked: bool,
 }
 
+#[derive(Serialize, Deserialize)]
 pub(crate) struct IssuedCode {
     pub(crate) code: String,
+    #[serde(with = "crate::persist::instant")]
     pub(crate) issued_at: Instant,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct LoginAttempts {
+    #[serde(with = "crate::persist::instants")]
     pub(crate) codes_requested: Vec<Instant>,
     pub(crate) wrong_attempts: u32,
+    #[serde(with = "crate::persist::option_instant")]
     pub(crate) blocked_until: Option<Instant>,
 }
 
@@ -287,7 +323,12 @@ impl SimWorld {
             connections: BTreeMap::new(),
             invites: BTreeMap::new(),
             wrote_to: BTreeSet::new(),
+            history: ConnectionHistory::default(),
         };
+        Self::from_state(state)
+    }
+
+    pub(crate) fn from_state(state: WorldState) -> Self {
         Self {
             state: Arc::new(Mutex::new(state)),
         }
@@ -624,6 +665,18 @@ impl SimWorld {
         })
     }
 
+    /// Every connection the world has had, in the order they opened (kept across restarts of a
+    /// saved world).
+    pub fn connection_history(&self) -> Vec<crate::history::ConnectionEntry> {
+        self.with(|world| world.history.entries().to_vec())
+    }
+
+    /// How many connections opened while their session already had one open: each is a session
+    /// used twice at once (0 unless a session was copied, see `duplicate_connect`).
+    pub fn duplicate_connections(&self) -> u64 {
+        self.with(|world| world.history.duplicates())
+    }
+
     pub fn user_of_session(&self, session: &SessionName) -> Option<ChatId> {
         self.with(|world| world.sessions.get(session).and_then(|record| record.user))
     }
@@ -675,6 +728,10 @@ impl SimWorld {
 impl WorldState {
     pub(crate) fn unix_time(&self, now: Instant) -> i64 {
         self.params.start_unix_time + now.duration_since(self.started_at).as_secs() as i64
+    }
+
+    pub(crate) fn unix_millis(&self, now: Instant) -> i64 {
+        self.params.start_unix_time * 1_000 + now.duration_since(self.started_at).as_millis() as i64
     }
 
     pub(crate) fn next_handle(&mut self) -> ConnectionId {
@@ -978,9 +1035,13 @@ impl WorldState {
         assert!(self.chat(group).forum, "{group} is not a forum");
         // A topic's id is the id of its creation service message (core.telegram.org/api/forum).
         let topic = TopicId(self.chat(group).next_message_id);
-        self.chat_mut(group)
-            .topics
-            .insert(topic, TopicRecord { deleted: false });
+        self.chat_mut(group).topics.insert(
+            topic,
+            TopicRecord {
+                deleted: false,
+                title: title.to_owned(),
+            },
+        );
         self.post_in_chat(
             group,
             author,
@@ -1126,11 +1187,15 @@ impl WorldState {
                 missed: Vec::new(),
             },
         );
-        self.sessions
+        let live = &mut self
+            .sessions
             .get_mut(session)
             .expect("checked by the caller")
-            .live_connections
-            .insert(id);
+            .live_connections;
+        let others = live.iter().copied().collect();
+        live.insert(id);
+        let now = self.unix_millis(Instant::now());
+        self.history.opened(id, session, user, others, now);
         receiver
     }
 
@@ -1140,6 +1205,8 @@ impl WorldState {
         let Some(connection) = self.connections.remove(&id) else {
             return;
         };
+        let now = self.unix_millis(Instant::now());
+        self.history.closed(id, now);
         if let Some(session) = self.sessions.get_mut(&connection.session) {
             session.live_connections.remove(&id);
             if session.lock == Some(id) {

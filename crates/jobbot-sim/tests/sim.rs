@@ -6,7 +6,7 @@ use jobbot_sim::contract::{self, CheckOutcome};
 use jobbot_sim::fixture::SimFixture;
 
 /// One test per contract check, each on a fresh world and paused time.
-macro_rules! contract_checks {
+macro_rules! sim_contract_checks {
     ($($check:ident),+ $(,)?) => {
         mod contract_suite {
             use super::*;
@@ -25,33 +25,7 @@ macro_rules! contract_checks {
     };
 }
 
-contract_checks!(
-    flood_wait_is_a_typed_value_with_seconds,
-    resolving_many_usernames_quickly_gets_a_flood_wait,
-    resending_a_random_id_creates_no_second_message,
-    a_second_owner_of_a_session_is_refused_before_connecting,
-    check_authorization_tells_logged_in_from_not,
-    a_duplicated_connection_burns_the_session,
-    a_banned_account_is_dead_on_every_call,
-    peer_flood_after_the_cold_dm_budget_but_replies_still_work,
-    a_private_user_refuses_a_cold_dm,
-    an_unknown_username_is_not_found,
-    a_direct_message_to_a_bot_or_channel_is_not_a_user,
-    an_access_hash_from_another_account_is_refused,
-    a_plain_member_may_not_post_in_a_channel,
-    joining_is_idempotent,
-    a_forum_topic_can_be_created_and_posted_to,
-    a_deleted_topic_is_refused,
-    a_channel_post_reaches_a_member_accounts_stream,
-    a_direct_message_arrives_as_a_private_message,
-    a_topic_message_carries_its_topic_id,
-    a_dropped_connection_is_lost_then_restored,
-    login_with_a_wrong_code_then_the_right_one,
-    login_with_an_expired_code,
-    login_with_two_step_verification,
-    login_with_a_banned_or_unregistered_phone,
-    login_guessing_codes_gets_a_flood_wait,
-);
+jobbot_sim::contract_checks!(sim_contract_checks);
 
 // ----- Rules with the simulator's exact numbers -----
 
@@ -492,4 +466,162 @@ async fn an_edited_post_reaches_members_as_an_edit() {
         (edited.message_id, edited.text.as_str()),
         (message_id, "Rust dev, 4k")
     );
+}
+
+// ----- A world that outlives its process -----
+
+#[tokio::test(start_paused = true)]
+async fn a_saved_world_loads_with_its_people_messages_limits_and_connections() {
+    let (world, account_id) = world_with_strangers(SimParams::default(), 1);
+    let person = world.find_username("person_00000").unwrap();
+    let channel = world.create_channel("Jobs", Some("jobs_feed"), &[account_id]);
+    let account = connect(&world, "agent").await;
+    let peer = resolve(&*account, "person_00000").await;
+    let sent = account
+        .send_direct(peer, &text("hello"), RandomId(7))
+        .await
+        .unwrap();
+    world.channel_post(channel, "a vacancy");
+    world.impose_flood_wait(account_id, 600);
+    let now_before = world.now_unix();
+
+    // Saved while connected, through text, with a field from the future and one from the past
+    // removed: the state file of another version still loads.
+    let mut saved = world.save_state();
+    saved["world"]["a_field_from_a_later_version"] = serde_json::json!([1, 2]);
+    saved["world"]
+        .as_object_mut()
+        .unwrap()
+        .remove("history")
+        .unwrap();
+    let text_form = serde_json::to_string(&saved).unwrap();
+    let loaded = SimWorld::load_state(serde_json::from_str(&text_form).unwrap()).unwrap();
+    drop(account);
+
+    assert_eq!(loaded.chat_messages(channel), world.chat_messages(channel));
+    assert_eq!(
+        loaded.received_from(person, account_id),
+        world.received_from(person, account_id)
+    );
+    assert!(loaded.now_unix() >= now_before);
+    assert_eq!(
+        loaded.open_connections(&SessionName::parse("agent").unwrap()),
+        0
+    );
+    // The session was held when saved; the loaded world has no holder, so it connects.
+    let again = connect(&loaded, "agent").await;
+    match again
+        .send_direct(peer, &text("during the wait"), RandomId(8))
+        .await
+    {
+        Err(TelegramError::FloodWait { seconds }) => assert!((590..=600).contains(&seconds)),
+        other => panic!("the flood wait was lost: {other:?}"),
+    }
+    sleep(Duration::from_secs(600)).await;
+    // The access hash this account got before the restart still works, and the random id still
+    // deduplicates: no second message.
+    assert_eq!(
+        again.send_direct(peer, &text("hello"), RandomId(7)).await,
+        Ok(sent)
+    );
+    assert_eq!(loaded.received_from(person, account_id).len(), 1);
+    assert_eq!(loaded.duplicate_connections(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_connection_history_counts_a_session_used_twice_at_once_and_survives_saving() {
+    let world = SimWorld::new(SimParams::default());
+    world.create_account("agent", NewUser::named("Agent"));
+    let session = SessionName::parse("agent").unwrap();
+    let first = connect(&world, "agent").await;
+    drop(first);
+    let owner = connect(&world, "agent").await;
+    assert_eq!(
+        world.duplicate_connections(),
+        0,
+        "one after the other is fine"
+    );
+    let copy = world.duplicate_connect(&session);
+    assert_eq!(world.duplicate_connections(), 1);
+    let history = world.connection_history();
+    assert_eq!(history.len(), 3);
+    assert!(history[0].closed_at_ms.is_some() && history[1].closed_at_ms.is_none());
+    assert_eq!(history[2].concurrent_with, vec![history[1].id]);
+    let loaded = SimWorld::load_state(world.save_state()).unwrap();
+    drop((owner, copy));
+    assert_eq!(loaded.duplicate_connections(), 1);
+    assert!(
+        loaded
+            .connection_history()
+            .iter()
+            .all(|entry| entry.closed_at_ms.is_some()),
+        "a restart closes every connection"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_scripted_activity_posts_from_its_seed_and_replies_and_answers_once() {
+    use jobbot_sim::scenario::{DemoWorld, Scripted};
+    let run = |seed| {
+        let mut scripted = Scripted::new(DemoWorld::build(seed), seed, 3);
+        (0..5).for_each(|_| {
+            scripted.step();
+        });
+        let layout = &scripted.layout;
+        let posts: Vec<String> = layout
+            .sources
+            .iter()
+            .flat_map(|(_, source)| layout.world.chat_messages(*source))
+            .map(|message| message.text)
+            .collect();
+        (scripted, posts)
+    };
+    let (mut scripted, posts) = run(11);
+    assert_eq!(posts.len(), 3, "exactly the vacancies asked for");
+    assert_eq!(run(11).1, posts, "the same seed posts the same vacancies");
+    assert_ne!(run(12).1, posts);
+
+    let layout = scripted.layout.clone();
+    let (_, _, agent) = layout.agents[0];
+    let (_, recruiter) = layout.recruiters[0];
+    layout
+        .world
+        .send_direct(agent, recruiter, "Hello about your vacancy");
+    let topic = layout
+        .world
+        .create_topic(layout.crm_group, agent, "Recruiter");
+    layout
+        .world
+        .group_post(
+            layout.crm_group,
+            agent,
+            Some(topic),
+            "👤 Recruiter:\n\nYes, still open",
+        )
+        .unwrap();
+    let report = scripted.step();
+    assert_eq!(
+        (report.vacancies, report.replies, report.answers),
+        (0, 1, 1)
+    );
+
+    // Saved and restored (as a restarted simulator does), it owes nothing more.
+    let saved = serde_json::to_value(&scripted).unwrap();
+    let world = SimWorld::load_state(layout.world.save_state()).unwrap();
+    let mut restored: Scripted = serde_json::from_value(saved).unwrap();
+    restored.layout = restored.layout.attach(world.clone());
+    assert_eq!(restored.posted, 3);
+    let report = restored.step();
+    assert_eq!(
+        (report.vacancies, report.replies, report.answers),
+        (0, 0, 0)
+    );
+    assert_eq!(world.received_from(agent, recruiter).len(), 1);
+    let answers: Vec<_> = world
+        .chat_messages(layout.crm_group)
+        .into_iter()
+        .filter(|message| message.author == Some(layout.operator))
+        .collect();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].topic, Some(topic));
 }

@@ -37,7 +37,14 @@ pub enum Command {
     Run {
         #[command(flatten)]
         web: WebArgs,
+        /// Use a simulated Telegram run by `jobbot sim serve` instead of real Telegram:
+        /// `sim://127.0.0.1:PORT` (no API_ID / API_HASH or session files needed then).
+        #[arg(long, value_name = "sim://HOST:PORT")]
+        telegram: Option<String>,
     },
+    /// The Telegram simulator as its own process.
+    #[command(subcommand)]
+    Sim(SimCommand),
     /// Run the whole system on a simulated Telegram (no account needed), with the web interface.
     /// Uses DATA_DIR/demo/, rebuilt on every start.
     Demo {
@@ -130,6 +137,53 @@ impl WebArgs {
 
 fn parse_trusted_proxies(text: &str) -> Result<TrustedProxies, String> {
     TrustedProxies::parse(text)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Run a simulated Telegram that jobbot processes use with `--telegram sim://HOST:PORT`,
+    /// on real time, keeping its world in the state file (loaded at start when it exists, saved
+    /// periodically and on Ctrl-C or SIGTERM). Prints `sim://HOST:PORT` on one stdout line once
+    /// it listens.
+    Serve {
+        /// Where to listen (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:7100")]
+        listen: std::net::SocketAddr,
+        /// The world's state file.
+        #[arg(long)]
+        state: PathBuf,
+        /// Seeds a new world and its activity.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The world a new state file starts with: `empty` (built through the admin interface),
+        /// `demo` (jobbot demo's world and activity) or `scripted` (the demo's world with a
+        /// fixed, seeded, restart-safe activity: vacancies, recruiter replies, operator answers).
+        #[arg(long, value_enum, default_value_t = SimWorldArg::Empty)]
+        world: SimWorldArg,
+        /// Milliseconds between two steps of the demo's or the scripted activity.
+        #[arg(long, default_value_t = 1000)]
+        pace_ms: u64,
+        /// How many vacancies the scripted activity posts.
+        #[arg(long, default_value_t = 100)]
+        posts: u32,
+        /// The simulator's parameters for a new world, as JSON (`SimParams`; missing fields take
+        /// their defaults).
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// Milliseconds between two saves of the state file.
+        #[arg(long, default_value_t = 1000)]
+        save_interval_ms: u64,
+        /// Write the `channels_config.json` matching the demo or scripted world to this file.
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SimWorldArg {
+    Empty,
+    Demo,
+    Scripted,
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,7 +367,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::demo::run(&data_dir, options).await
         }
-        Command::Run { web } => crate::run_command::run(&data_dir, &web).await,
+        Command::Run { web, telegram } => {
+            crate::run_command::run(&data_dir, &web, telegram.as_deref()).await
+        }
+        Command::Sim(SimCommand::Serve {
+            listen,
+            state,
+            seed,
+            world,
+            pace_ms,
+            posts,
+            params,
+            save_interval_ms,
+            write_config,
+        }) => {
+            let options = jobbot_sim_remote::ServerOptions {
+                listen,
+                state_file: state,
+                world: match world {
+                    SimWorldArg::Empty => jobbot_sim_remote::WorldKind::Empty,
+                    SimWorldArg::Demo => jobbot_sim_remote::WorldKind::Demo,
+                    SimWorldArg::Scripted => jobbot_sim_remote::WorldKind::Scripted,
+                },
+                seed,
+                params: params
+                    .map(|file| crate::sim_command::read_params(&file, seed))
+                    .transpose()?,
+                pace: std::time::Duration::from_millis(pace_ms),
+                posts,
+                save_interval: std::time::Duration::from_millis(save_interval_ms),
+            };
+            crate::sim_command::serve(options, write_config.as_deref()).await
+        }
         Command::Bench(command) => {
             // The benchmarks build their own (paused-time) runtimes, which cannot be started
             // from inside this one's worker threads.

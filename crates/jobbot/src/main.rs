@@ -10,6 +10,7 @@ mod demo;
 mod inspect;
 mod login_command;
 mod run_command;
+mod sim_command;
 
 use std::process::ExitCode;
 

@@ -74,10 +74,25 @@ pub(crate) fn write_private(file: &std::path::Path, content: &str) -> std::io::R
     options.open(file)?.write_all(content.as_bytes())
 }
 
-pub async fn run(data_dir: &DataDir, web: &crate::cli::WebArgs) -> anyhow::Result<ExitCode> {
+/// `telegram`: `None` for real Telegram, or `sim://HOST:PORT` for `jobbot sim serve`.
+pub async fn run(
+    data_dir: &DataDir,
+    web: &crate::cli::WebArgs,
+    telegram: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let listen = web.listen_address()?;
-    let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
-    let connector: Arc<dyn AccountConnector> = Arc::new(GrammersConnector::new(config));
+    let connector: Arc<dyn AccountConnector> = match telegram {
+        Some(url) => {
+            let connector =
+                jobbot_sim_remote::RemoteConnector::from_url(url).context("--telegram")?;
+            tracing::info!("Telegram: the simulator at {url}");
+            Arc::new(connector)
+        }
+        None => {
+            let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+            Arc::new(GrammersConnector::new(config))
+        }
+    };
     check_main_session(&*connector).await?;
     let config_file = data_dir.config_file();
     let config = ConfigStore::open(&config_file)

@@ -91,14 +91,6 @@ async fn start() -> (Processes, Browser, String) {
         .unwrap()
         .expect("the demo prints its web address");
 
-    let port = free_port();
-    let driver = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    processes.children.push(driver);
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("browserName".into(), json!("chrome"));
     capabilities.insert(
@@ -111,14 +103,38 @@ async fn start() -> (Processes, Browser, String) {
                      format!("--user-data-dir={}", profile.path().display())]
         }),
     );
-    let url = format!("http://127.0.0.1:{port}");
     let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
     builder.capabilities(capabilities);
-    // chromedriver takes a moment to listen.
-    let client = poll("chromedriver and a browser session", || async {
-        builder.connect(&url).await.ok()
-    })
-    .await;
+    // A free port can be taken between our probe and chromedriver's bind (the other browser
+    // tests start drivers too): a driver that exited is started again on another port, so each
+    // test talks to its own driver. It takes a moment to listen, and may reset a connection
+    // while it starts on a busy machine: both are "not yet".
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let client = 'started: loop {
+        let port = free_port();
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
+            if let Ok(client) = builder.connect(&url).await {
+                processes.children.push(driver);
+                break 'started client;
+            }
+            if !matches!(driver.try_wait(), Ok(None)) {
+                let _ = driver.wait();
+                continue 'started;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
     let browser = Browser { client };
     browser
         .client

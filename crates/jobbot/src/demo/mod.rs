@@ -5,7 +5,6 @@
 //! every start), so the demo never touches a real configuration.
 
 mod controls;
-mod world;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use tokio::net::TcpListener;
 use crate::app;
 use crate::cli::DataDir;
 
-pub use world::DemoWorld;
+pub use jobbot_sim::scenario::DemoWorld;
 
 pub struct DemoOptions {
     pub web: crate::cli::WebArgs,

@@ -1,18 +1,35 @@
-//! The demo's simulated Telegram: sources posting realistic vacancies at a steady pace, two
-//! output channels, a CRM channel with three agents and its forum group, recruiters who
-//! sometimes reply, an operator who sometimes answers in topics, occasional flood waits, and one
-//! agent with a small cold-DM budget that ends in `PEER_FLOOD`.
+//! Ready-made worlds with their own activity, shared by `jobbot demo` (in process) and
+//! `jobbot sim serve --world demo|scripted` (in its own process).
+//!
+//! The layout ([`DemoWorld`]): three sources posting realistic vacancies, two output channels, a
+//! CRM channel with three agents and its forum group, recruiters (two of whom accept messages from
+//! contacts only), an operator, and one agent with a small cold-DM budget that ends in
+//! `PEER_FLOOD`. [`DemoWorld::config_json`] is the matching `channels_config.json`.
+//!
+//! Two activities drive it:
+//! - the demo's ([`DemoWorld::run_activity`]): a vacancy every `pace` in a random source,
+//!   recruiters who sometimes reply, an operator who sometimes answers in topics;
+//! - the scripted one ([`Scripted`]): a fixed number of vacancies, each drawn from the seed and
+//!   its index, every recruiter replying once to each agent that wrote to them, and the operator
+//!   answering every relayed contact message in its topic. Each step is derived from the world's
+//!   record plus a counter of posts made, so a restart (of the simulator or of jobbot) resumes
+//!   it without repeating or skipping anything: the crash suite's traffic.
 
 use std::time::Duration;
 
 use jobbot_core::ids::ChatId;
 use jobbot_core::telegram::TopicId;
-use jobbot_sim::{NewUser, SimParams, SimWorld};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
-/// Everything the demo needs to know about its world.
+use crate::{MessageRecord, NewUser, SimParams, SimWorld};
+
+/// Everything the demo needs to know about its world. The ids (everything but the world itself)
+/// serialise, so a saved world's scenario can be driven again after a restart.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct DemoWorld {
+    #[serde(skip, default = "detached")]
     pub world: SimWorld,
     pub agents: Vec<(String, String, ChatId)>,
     pub sources: Vec<(String, ChatId)>,
@@ -45,19 +62,32 @@ const RECRUITER_NAMES: [(&str, &str); 12] = [
     ("pavel_eng_manager", "Павел"),
 ];
 
+/// A placeholder until [`DemoWorld::attach`] puts the loaded world in.
+fn detached() -> SimWorld {
+    SimWorld::new(SimParams::default())
+}
+
 impl DemoWorld {
-    pub fn build(seed: u64) -> Self {
-        // The simulator's documented defaults, except a seed of the demo's own and today's date
-        // (messages are dated by the simulator's clock; monitoring ignores old ones).
+    /// The simulator's documented defaults, except a seed of the demo's own and today's date
+    /// (messages are dated by the simulator's clock; monitoring ignores old ones).
+    pub fn params(seed: u64) -> SimParams {
         let start_unix_time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| elapsed.as_secs() as i64)
             .unwrap_or_default();
-        let world = SimWorld::new(SimParams {
+        SimParams {
             seed,
             start_unix_time,
             ..SimParams::default()
-        });
+        }
+    }
+
+    pub fn build(seed: u64) -> Self {
+        Self::build_in(SimWorld::new(Self::params(seed)))
+    }
+
+    /// Builds the layout in `world` (which must not have its usernames or phones yet).
+    pub fn build_in(world: SimWorld) -> Self {
         let main_account = world.create_account(
             "bot_session",
             NewUser::named("Jobbot").phone("+79990000000"),
@@ -128,6 +158,12 @@ impl DemoWorld {
         }
     }
 
+    /// The same layout, driving `world` (a loaded copy of the world it was built in).
+    pub fn attach(mut self, world: SimWorld) -> Self {
+        self.world = world;
+        self
+    }
+
     /// The demo's configuration file: two output channels, the Python one with CRM and three
     /// agents. Pacing is the seed's 20 a minute, with a burst a little above what the simulated
     /// Telegram tolerates, so flood waits happen now and then and the failover shows.
@@ -179,7 +215,8 @@ impl DemoWorld {
             interval.tick().await;
             let (source_name, source) = &self.sources[rng.random_range(0..self.sources.len())];
             let (recruiter, _) = &self.recruiters[rng.random_range(0..self.recruiters.len())];
-            let text = vacancy_text(&mut rng, source_name, recruiter);
+            let reference = rng.random_range(1000..99999);
+            let text = vacancy_text(&mut rng, source_name, recruiter, reference);
             self.world.channel_post(*source, &text);
 
             // Recruiters who got a message reply now and then.
@@ -197,7 +234,7 @@ impl DemoWorld {
             let messages = self.world.chat_messages(self.crm_group);
             for message in messages.iter().rev().take(20) {
                 let Some(topic) = message.topic else { continue };
-                let from_contact = message.text.starts_with("👤");
+                let from_contact = is_relayed_contact_message(message);
                 if from_contact
                     && answered.insert((self.crm_group, message.message_id))
                     && rng.random_bool(0.6)
@@ -215,6 +252,127 @@ impl DemoWorld {
     }
 }
 
+/// The CRM relay copies a contact's message into its topic under this mark (jobbot-engine's
+/// `crm`): the messages an operator answers.
+const RELAYED_CONTACT_MARK: &str = "👤";
+
+fn is_relayed_contact_message(message: &MessageRecord) -> bool {
+    !message.is_service && message.text.starts_with(RELAYED_CONTACT_MARK)
+}
+
+/// The scripted activity over a [`DemoWorld`] layout (see the module documentation). It
+/// serialises with its progress, so a restarted simulator goes on where it stopped.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Scripted {
+    pub layout: DemoWorld,
+    pub seed: u64,
+    /// Vacancies to post in all.
+    pub posts: u32,
+    /// Vacancies posted so far.
+    #[serde(default)]
+    pub posted: u32,
+}
+
+/// What one [`Scripted::step`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub vacancies: u32,
+    pub replies: u32,
+    pub answers: u32,
+}
+
+impl Scripted {
+    pub fn new(layout: DemoWorld, seed: u64, posts: u32) -> Self {
+        Self {
+            layout,
+            seed,
+            posts,
+            posted: 0,
+        }
+    }
+
+    /// One step: the next vacancy while any are left, then every recruiter reply and operator
+    /// answer that is due. Everything but the vacancy counter is read from the world's record, so
+    /// a step repeated after a restart does nothing twice.
+    pub fn step(&mut self) -> StepReport {
+        let mut report = StepReport::default();
+        if self.posted < self.posts {
+            self.post_vacancy(self.posted);
+            self.posted += 1;
+            report.vacancies = 1;
+        }
+        report.replies = self.reply_to_first_messages();
+        report.answers = self.answer_relayed_messages();
+        report
+    }
+
+    /// Vacancy `index`, drawn from the seed and the index alone. Its `#reference` is unique, so
+    /// every post is a new vacancy, never a repost.
+    fn post_vacancy(&self, index: u32) {
+        let layout = &self.layout;
+        let mut rng =
+            StdRng::seed_from_u64(self.seed ^ u64::from(index).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (source_name, source) = &layout.sources[rng.random_range(0..layout.sources.len())];
+        let (recruiter, _) = &layout.recruiters[rng.random_range(0..layout.recruiters.len())];
+        let text = vacancy_text(&mut rng, source_name, recruiter, 100_000 + index);
+        layout.world.channel_post(*source, &text);
+    }
+
+    /// Every recruiter answers each agent that wrote to them, once: the reply names both, so it
+    /// can be found in the CRM topic it must be relayed to.
+    fn reply_to_first_messages(&self) -> u32 {
+        let layout = &self.layout;
+        let mut replies = 0;
+        for (index, (recruiter_name, recruiter)) in layout.recruiters.iter().enumerate() {
+            for (session, _, agent) in &layout.agents {
+                let wrote = !layout.world.received_from(*recruiter, *agent).is_empty();
+                let answered = !layout.world.received_from(*agent, *recruiter).is_empty();
+                if wrote && !answered {
+                    let reply = REPLIES[index % REPLIES.len()];
+                    let text = format!("{reply} [{recruiter_name} → {session}]");
+                    layout.world.send_direct(*recruiter, *agent, &text);
+                    replies += 1;
+                }
+            }
+        }
+        replies
+    }
+
+    /// In every live topic of the CRM group, the operator answers each relayed contact message
+    /// once (answers counted by the operator's own posts in that topic).
+    fn answer_relayed_messages(&self) -> u32 {
+        let layout = &self.layout;
+        let operator = layout.operator;
+        let group = layout.crm_group;
+        let mut per_topic: std::collections::BTreeMap<TopicId, (u32, u32)> = Default::default();
+        for message in layout.world.chat_messages(group) {
+            let Some(topic) = message.topic else { continue };
+            let (relayed, answered) = per_topic.entry(topic).or_default();
+            if message.author == Some(operator) {
+                *answered += 1;
+            } else if is_relayed_contact_message(&message) {
+                *relayed += 1;
+            }
+        }
+        let mut answers = 0;
+        for (topic, (relayed, answered)) in per_topic {
+            for number in answered..relayed {
+                let answer = OPERATOR_ANSWERS[number as usize % OPERATOR_ANSWERS.len()];
+                let text = format!("{answer} [answer {}-{}]", topic.0, number + 1);
+                // A topic deleted meanwhile refuses the post; nothing is due there any more.
+                if layout
+                    .world
+                    .group_post(group, operator, Some(topic), &text)
+                    .is_ok()
+                {
+                    answers += 1;
+                }
+            }
+        }
+        answers
+    }
+}
+
 const REPLIES: [&str; 4] = [
     "Добрый день! Да, вакансия актуальна. Пришлите, пожалуйста, резюме.",
     "Hi! Yes, still open. Could you share your CV and salary expectations?",
@@ -228,8 +386,8 @@ const OPERATOR_ANSWERS: [&str; 3] = [
     "Sure — tomorrow 11:00 CET works. I'll send the CV right away.",
 ];
 
-/// A realistic vacancy post for `source`, naming `recruiter` as the contact.
-fn vacancy_text(rng: &mut StdRng, source: &str, recruiter: &str) -> String {
+/// A realistic vacancy post for `source`, naming `recruiter` as the contact, tagged `#reference`.
+fn vacancy_text(rng: &mut StdRng, source: &str, recruiter: &str, reference: u32) -> String {
     let python = [
         "🐍 Python Backend Developer (Django/DRF)\n\nКомпания: финтех-стартап, удалённо по РФ.\nЗадачи: развитие API, интеграции с платёжными системами, PostgreSQL, Celery.\nЗП: 250–320 тыс. ₽ на руки.\n\nРезюме и вопросы: @{r}",
         "Senior Python Engineer — FastAPI, async, Kafka\nRemote (EU time zones), full-time, $5,000–6,500/month.\nWe build logistics APIs used by 300+ warehouses.\n\nApply: DM @{r} with your CV or write to jobs@example.com",
@@ -255,7 +413,6 @@ fn vacancy_text(rng: &mut StdRng, source: &str, recruiter: &str) -> String {
     };
     let template = pool[rng.random_range(0..pool.len())];
     // A unique tail keeps repeated templates from being taken for reposts of one vacancy.
-    let reference = rng.random_range(1000..99999);
     format!(
         "{}\n\n#вакансия #{reference}",
         template.replace("{r}", recruiter).replace("{s}", source)
