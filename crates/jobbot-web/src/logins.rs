@@ -211,6 +211,8 @@ pub async fn submit_code(
             .cloned()
             .map_err(|error| step_error(error, "code"))?
     };
+    // The flow holds the session's lock: let go of it before the engine's owner reconnects.
+    drop(flow);
     finish_if_signed_in(&state, &session, &login).await;
     Ok(Json(status_of(&session, &login)))
 }
@@ -233,12 +235,14 @@ pub async fn submit_password(
             .cloned()
             .map_err(|error| step_error(error, "password"))?
     };
+    drop(flow);
     finish_if_signed_in(&state, &session, &login).await;
     Ok(Json(status_of(&session, &login)))
 }
 
 /// A signed-in login releases the session, and the engine's owner of it (if the engine runs it)
-/// restarts to connect now instead of at its next retry.
+/// restarts to connect now instead of at its next retry. The caller has dropped its handle on
+/// the flow: the registry's is the last, and removing it releases the session's lock.
 async fn finish_if_signed_in(state: &AppState, session: &SessionName, login: &LoginState) {
     if !matches!(login, LoginState::SignedIn(_)) {
         return;

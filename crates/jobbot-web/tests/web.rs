@@ -2325,3 +2325,59 @@ async fn concurrent_agent_changes_without_a_revision_are_never_lost() {
     expected.sort();
     assert_eq!(sessions, expected);
 }
+
+/// An agent the engine runs but nobody logged in yet: logged in through the API, its owner
+/// connects at once (the login lets go of the session's lock before the owner retries), not at
+/// its next retry ten minutes later.
+#[tokio::test]
+async fn an_agent_logged_in_through_the_api_connects_at_once() {
+    let app = spawn_app().await;
+    let phone = "+79995550077";
+    app.world
+        .create_user(NewUser::named("Late agent").phone(phone));
+    let added = app
+        .send(
+            Method::POST,
+            &format!("/api/channels/{CHANNEL}/agents"),
+            json!({"phone": phone, "session_name": "agent_late"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    wait_link(&app, "agent_late", |link| {
+        matches!(link, Some(LinkState::NotLoggedIn))
+    })
+    .await;
+    let started = app
+        .send(
+            Method::POST,
+            "/api/logins",
+            json!({"session": "agent_late"}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let phone_step = app
+        .send(
+            Method::POST,
+            "/api/logins/agent_late/phone",
+            json!({"phone": phone}),
+        )
+        .await;
+    assert_eq!(phone_step.status, StatusCode::OK, "{}", phone_step.body);
+    let code = app
+        .world
+        .last_login_code(&PhoneNumber::parse(phone).unwrap())
+        .unwrap();
+    let signed_in = app
+        .send(
+            Method::POST,
+            "/api/logins/agent_late/code",
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(
+        signed_in.body["login"]["state"], "signed_in",
+        "{}",
+        signed_in.body
+    );
+    wait_ready(&app, "agent_late").await;
+}
