@@ -166,7 +166,7 @@ struct AuthInner {
 }
 
 /// How a request was authenticated; handlers that care take it from the request extensions.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Principal {
     Cookie {
         csrf: String,
@@ -176,6 +176,19 @@ pub enum Principal {
     Token {
         id: String,
     },
+}
+
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::Cookie { expires_at, .. } => f
+                .debug_struct("Cookie")
+                .field("csrf", &"<redacted>")
+                .field("expires_at", expires_at)
+                .finish(),
+            Principal::Token { id } => f.debug_struct("Token").field("id", id).finish(),
+        }
+    }
 }
 
 impl Auth {
@@ -438,7 +451,8 @@ fn session_cookie_header(id: Option<&str>, max_age: Duration, https: bool) -> He
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// No `Debug`: it holds a secret, which must never be printed.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The admin password.
@@ -446,8 +460,8 @@ pub struct LoginRequest {
     password: String,
 }
 
-/// The state of the caller's own authentication.
-#[derive(Debug, Serialize, ToSchema)]
+/// The state of the caller's own authentication (no `Debug`: it holds the CSRF token).
+#[derive(Serialize, ToSchema)]
 pub struct SessionInfo {
     pub success: bool,
     pub authenticated: bool,
@@ -601,8 +615,8 @@ pub struct NewTokenRequest {
     expires_in_days: Option<u32>,
 }
 
-/// A token just created: the only response that ever holds it.
-#[derive(Debug, Serialize, ToSchema)]
+/// A token just created: the only response that ever holds it (no `Debug`).
+#[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
     pub success: bool,
     pub id: String,
