@@ -6,6 +6,8 @@
 //!   typed failures ([`LlmError`]), keys resolved late and never logged.
 //! - [`ProviderServer`] — an OpenAI-compatible HTTP server for scripted models: the demo's
 //!   built-in provider ([`ScriptedModel`]) and the tests' fault-injecting [`Script`].
+//! - [`run_turn`] — one turn of a conversation: analysis, the phase's prompt, the reply; it reads
+//!   a snapshot and returns what the caller applies to the stored state.
 //! - [`knowledge`] — knowledge files from disk into the store's index, and the facts a message
 //!   finds.
 //!
@@ -17,6 +19,7 @@ mod error;
 pub mod knowledge;
 mod scripted;
 mod server;
+mod turn;
 pub mod wire;
 
 pub use client::{
@@ -26,3 +29,4 @@ pub use client::{
 pub use error::{ChainError, Failure, LlmError};
 pub use scripted::{Script, ScriptFallback, ScriptedModel};
 pub use server::{ProviderServer, ReceivedRequest, Reply, Responder, RetryAfter};
+pub use turn::{ANALYSIS_MAX_TOKENS, ANALYSIS_TEMPERATURE, TurnInput, TurnOutcome, run_turn};

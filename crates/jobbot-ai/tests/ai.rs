@@ -512,3 +512,148 @@ async fn knowledge_files_are_indexed_once_reindexed_when_changed_and_forgotten_w
             .is_empty()
     );
 }
+
+mod turns {
+    use super::*;
+    use jobbot_ai::{TurnInput, run_turn};
+    use jobbot_core::ai::prompt::{DEFAULT_CALL_READY, DEFAULT_DISCOVERY};
+    use jobbot_core::ai::{
+        AiConversation, AiMode, AiPolicy, AiSettings, AnalysisError, Author, ContactDecision,
+        HistoryEntry, Phase, ReplyDecision,
+    };
+
+    fn settings_for(provider: &str, analyse: bool) -> AiSettings {
+        AiSettings {
+            mode: AiMode::Auto,
+            primary: ModelChoice {
+                provider: provider.into(),
+                model: None,
+            },
+            use_state_analyzer: analyse,
+            ..AiSettings::default()
+        }
+    }
+
+    fn history(text: &str) -> Vec<HistoryEntry> {
+        vec![
+            HistoryEntry {
+                author: Author::Vacancy,
+                text: "Ищем маркетолога".into(),
+                at: UnixMillis(0),
+            },
+            HistoryEntry {
+                author: Author::Contact,
+                text: text.into(),
+                at: UnixMillis(1),
+            },
+        ]
+    }
+
+    fn system_of(request: &jobbot_ai::ReceivedRequest) -> &str {
+        &request.messages[0].content
+    }
+
+    #[tokio::test]
+    async fn the_reply_is_written_for_the_phase_the_analysis_found_and_the_caller_applies_both() {
+        let script = Script::new([
+            answer("```json\n{\"phase\": \"CALL_READY\", \"confidence\": 0.9}\n```"),
+            answer("Давайте созвонимся завтра в 11?"),
+        ]);
+        let setup = Providers::start(&[("a", script.clone())]).await;
+        let client = LlmClient::new(settings(), keys(&[("KEY_A", "k")])).unwrap();
+        let settings = settings_for("a", true);
+        let policy = AiPolicy::from_settings(&settings);
+        let mut state = AiConversation::new();
+        let text = "Интересно, можно обсудить голосом?";
+        let ContactDecision::Generate(turn) =
+            state.on_contact_message(text, &policy, UnixMillis(1))
+        else {
+            panic!("a turn starts")
+        };
+        let history = history(text);
+        let facts = ["Созвон длится 15 минут.".to_owned()];
+        let outcome = run_turn(
+            &client,
+            TurnInput {
+                settings: &settings,
+                providers: &setup.providers,
+                state: &state,
+                turn: turn.number,
+                history: &history,
+                facts: &facts,
+            },
+        )
+        .await;
+        let received = script.received();
+        assert_eq!(received.len(), 2);
+        assert!(system_of(&received[1]).contains(DEFAULT_CALL_READY));
+        assert!(
+            received[1]
+                .messages
+                .iter()
+                .any(|message| message.content.contains("Созвон длится 15 минут."))
+        );
+        assert!(outcome.usage().total_tokens > 0);
+        // What the caller does with the outcome, on the stored state.
+        let analysis = outcome.analysis.unwrap();
+        state.on_analysis(turn.number, analysis.as_ref(), &policy);
+        assert_eq!(state.phase, Phase::CallReady);
+        let reply = outcome.reply.unwrap();
+        let (decision, _) = state.on_reply(turn.number, &reply.text, &policy, UnixMillis(2));
+        assert_eq!(
+            decision,
+            ReplyDecision::Deliver {
+                text: "Давайте созвонимся завтра в 11?".into(),
+                mode: AiMode::Auto
+            }
+        );
+        state.on_ai_message_sent(&reply.text, UnixMillis(3));
+        assert_eq!(state.phase, Phase::CallPending);
+        setup.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_bad_analysis_keeps_the_phase_and_a_channel_without_analysis_asks_once() {
+        let script = Script::new([
+            answer("Фаза, по-моему, вторая."),
+            answer("Расскажите подробнее?"),
+        ]);
+        let setup = Providers::start(&[("a", script.clone())]).await;
+        let client = LlmClient::new(settings(), keys(&[("KEY_A", "k")])).unwrap();
+        let state = AiConversation::new();
+        let history = history("Привет");
+        let outcome = run_turn(
+            &client,
+            TurnInput {
+                settings: &settings_for("a", true),
+                providers: &setup.providers,
+                state: &state,
+                turn: 1,
+                history: &history,
+                facts: &[],
+            },
+        )
+        .await;
+        assert_eq!(outcome.analysis, Some(Err(AnalysisError::NoObject)));
+        assert!(system_of(&script.received()[1]).contains(DEFAULT_DISCOVERY));
+        assert_eq!(outcome.reply.unwrap().text, "Расскажите подробнее?");
+
+        script.push([answer("Одним запросом")]);
+        let outcome = run_turn(
+            &client,
+            TurnInput {
+                settings: &settings_for("a", false),
+                providers: &setup.providers,
+                state: &state,
+                turn: 1,
+                history: &history,
+                facts: &[],
+            },
+        )
+        .await;
+        assert!(outcome.analysis.is_none() && outcome.analysis_call.is_none());
+        assert_eq!(outcome.reply.unwrap().text, "Одним запросом");
+        assert_eq!(script.received().len(), 3);
+        setup.stop().await;
+    }
+}
