@@ -622,35 +622,31 @@ mod turns {
         let client = LlmClient::new(settings(), keys(&[("KEY_A", "k")])).unwrap();
         let state = AiConversation::new();
         let history = history("Привет");
-        let outcome = run_turn(
-            &client,
-            TurnInput {
-                settings: &settings_for("a", true),
-                providers: &setup.providers,
-                state: &state,
-                turn: 1,
-                history: &history,
-                facts: &[],
-            },
-        )
-        .await;
+        let turn = |analyse: bool| {
+            let settings = settings_for("a", analyse);
+            let (client, providers, state, history) = (&client, &setup.providers, &state, &history);
+            async move {
+                run_turn(
+                    client,
+                    TurnInput {
+                        settings: &settings,
+                        providers,
+                        state,
+                        turn: 1,
+                        history,
+                        facts: &[],
+                    },
+                )
+                .await
+            }
+        };
+        let outcome = turn(true).await;
         assert_eq!(outcome.analysis, Some(Err(AnalysisError::NoObject)));
         assert!(system_of(&script.received()[1]).contains(DEFAULT_DISCOVERY));
         assert_eq!(outcome.reply.unwrap().text, "Расскажите подробнее?");
 
         script.push([answer("Одним запросом")]);
-        let outcome = run_turn(
-            &client,
-            TurnInput {
-                settings: &settings_for("a", false),
-                providers: &setup.providers,
-                state: &state,
-                turn: 1,
-                history: &history,
-                facts: &[],
-            },
-        )
-        .await;
+        let outcome = turn(false).await;
         assert!(outcome.analysis.is_none() && outcome.analysis_call.is_none());
         assert_eq!(outcome.reply.unwrap().text, "Одним запросом");
         assert_eq!(script.received().len(), 3);
