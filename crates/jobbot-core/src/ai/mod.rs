@@ -19,4 +19,6 @@ pub use conversation::{
     AiControl, AiConversation, AiPolicy, ContactDecision, Phase, ReplyDecision, SkipReason, Turn,
 };
 pub use prompt::{Author, ChatMessage, ChatRole, HistoryEntry, Prompts};
-pub use settings::{AiMode, AiSettings, ApiKey, ApiKeySource, LlmProviders, ModelChoice, Provider};
+pub use settings::{
+    AiEdit, AiMode, AiSettings, ApiKey, ApiKeySource, LlmProviders, ModelChoice, Provider,
+};

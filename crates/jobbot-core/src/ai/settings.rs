@@ -267,6 +267,72 @@ impl Default for LlmProviders {
     }
 }
 
+/// A change to a channel's AI fields, as the channel form makes it: only what it sets changes,
+/// and every other key of `ai_config` and `prompts` (the original's Weaviate fields, keys jobbot
+/// does not know) stays as written. The result still goes through validation before it is saved.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AiEdit {
+    /// `ai_conversation_enabled` (the form's "AI-диалог").
+    pub enabled: Option<bool>,
+    pub mode: Option<AiMode>,
+    pub provider: Option<String>,
+    /// `Some(None)` removes `llm_model` (the provider's default model applies).
+    pub model: Option<Option<String>>,
+    /// All six texts, written as the original writes them (empty ones included).
+    pub prompts: Option<Prompts>,
+}
+
+impl AiEdit {
+    pub fn apply(&self, channel: &mut crate::config::ChannelDocument) {
+        if let Some(enabled) = self.enabled {
+            channel.ai_conversation_enabled = enabled;
+        }
+        if self.mode.is_some() || self.provider.is_some() || self.model.is_some() {
+            let fields = object_of(&mut channel.ai_config);
+            if let Some(mode) = self.mode {
+                fields.insert("mode".into(), Value::String(mode.as_str().into()));
+            }
+            if let Some(provider) = &self.provider {
+                fields.insert("llm_provider".into(), Value::String(provider.clone()));
+            }
+            match &self.model {
+                Some(Some(model)) => {
+                    fields.insert("llm_model".into(), Value::String(model.clone()));
+                }
+                Some(None) => {
+                    fields.shift_remove("llm_model");
+                }
+                None => {}
+            }
+        }
+        if let Some(prompts) = &self.prompts {
+            let fields = object_of(&mut channel.prompts);
+            for (key, text) in [
+                ("base_context", &prompts.base_context),
+                ("discovery", &prompts.discovery),
+                ("engagement", &prompts.engagement),
+                ("call_ready", &prompts.call_ready),
+                ("call_pending", &prompts.call_pending),
+                ("call_declined", &prompts.call_declined),
+            ] {
+                fields.insert(key.into(), Value::String(text.clone()));
+            }
+        }
+    }
+}
+
+/// The object a raw field holds, made one when it is absent or `null` (any other value would
+/// not have passed validation, so nothing written is replaced).
+fn object_of(field: &mut Option<Value>) -> &mut Map<String, Value> {
+    if !matches!(field, Some(Value::Object(_))) {
+        *field = Some(Value::Object(Map::new()));
+    }
+    match field {
+        Some(Value::Object(fields)) => fields,
+        _ => unreachable!("just made an object"),
+    }
+}
+
 /// Reads the top-level `llm_providers` over the presets.
 pub(crate) fn parse_providers(
     raw: Option<&Value>,
@@ -920,6 +986,49 @@ mod tests {
             problems[0].to_string(),
             "output_channels[0].ai_config.llm_model: is required: provider \"local\" has no default_model"
         );
+    }
+
+    #[test]
+    fn an_edit_changes_what_it_sets_and_keeps_every_other_key() {
+        let mut channel: crate::config::ChannelDocument = serde_json::from_value(json!({
+            "id": "c", "name": "n", "telegram_id": -1001,
+            "ai_config": {"llm_provider": "groq", "llm_model": "x", "weaviate_port": 8080,
+                          "mode": "auto", "x_future": [1]},
+            "prompts": {"base_context": "B", "x_note": "kept"}
+        }))
+        .unwrap();
+        AiEdit {
+            enabled: Some(false),
+            mode: Some(AiMode::Suggest),
+            model: Some(None),
+            prompts: Some(Prompts {
+                discovery: "D".into(),
+                ..Prompts::default()
+            }),
+            ..AiEdit::default()
+        }
+        .apply(&mut channel);
+        assert!(!channel.ai_conversation_enabled);
+        assert_eq!(
+            channel.ai_config,
+            Some(
+                json!({"llm_provider": "groq", "weaviate_port": 8080, "mode": "suggest",
+                        "x_future": [1]})
+            )
+        );
+        let prompts = channel.prompts.unwrap();
+        assert_eq!(prompts["x_note"], "kept");
+        assert_eq!(prompts["discovery"], "D");
+        assert_eq!(prompts["base_context"], "");
+        let mut bare: crate::config::ChannelDocument =
+            serde_json::from_value(json!({"id": "c", "name": "n", "telegram_id": -1001})).unwrap();
+        AiEdit {
+            provider: Some("ollama".into()),
+            ..AiEdit::default()
+        }
+        .apply(&mut bare);
+        assert_eq!(bare.ai_config, Some(json!({"llm_provider": "ollama"})));
+        assert_eq!(bare.prompts, None, "untouched fields stay absent");
     }
 
     #[test]
