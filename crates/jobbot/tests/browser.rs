@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -140,6 +141,17 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 struct Browser {
     driver: String,
     session: String,
+}
+
+impl Drop for Browser {
+    /// Ends the session, which makes chromedriver quit its Chromium: killing chromedriver alone
+    /// leaves the browser running (seen: hundreds of orphaned Chromium processes after repeated
+    /// runs, holding every inotify instance the user may have).
+    fn drop(&mut self) {
+        let path = format!("/session/{}", self.session);
+        let quit = std::panic::catch_unwind(|| http(&self.driver, "DELETE", &path, None, &[]));
+        let _ = quit;
+    }
 }
 
 impl Browser {
@@ -318,6 +330,12 @@ struct Processes {
 impl Drop for Processes {
     fn drop(&mut self) {
         for child in &mut self.children {
+            // Each child leads its own process group (chromedriver's Chromium is in it too):
+            // end the whole group, then reap the child.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -348,6 +366,7 @@ fn start() -> (Processes, Browser, String) {
     };
 
     let mut demo = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .process_group(0)
         .args(["--data-dir"])
         .arg(data.path())
         .args(["demo", "--listen", "127.0.0.1:0", "--pace-ms", "500"])
@@ -381,6 +400,7 @@ fn start() -> (Processes, Browser, String) {
         let port = free_port();
         let mut driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
