@@ -39,11 +39,20 @@ pub struct MemoryStore {
     /// record checks its conversation and outbox message) sees them consistent, as a SQLite
     /// transaction does.
     tables: Mutex<Tables>,
+    /// The knowledge files (`KnowledgeIndex`, in `knowledge.rs`): no method touches them and
+    /// another table together.
+    knowledge: Mutex<crate::knowledge::KnowledgeTables>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub(crate) fn knowledge(&self) -> MutexGuard<'_, crate::knowledge::KnowledgeTables> {
+        self.knowledge
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -2279,3 +2279,149 @@ async fn web_sessions_and_api_tokens_survive_a_reopen() {
     );
     reopened.close().await;
 }
+
+// ----- The knowledge index (`KnowledgeIndex`, #17 item 4) -----
+
+mod knowledge {
+    use jobbot_core::ai::knowledge::{
+        KnowledgeIndex, chunks_of, digest, query_terms, search_terms,
+    };
+    use jobbot_core::store::UnixMillis;
+    use jobbot_store::{MemoryStore, SqliteStore};
+
+    const PRICES: &str = "Стоимость ведения рекламы — от 50 000 ₽ в месяц.\n\n\
+        Запуск первой кампании занимает неделю.";
+    const CASES: &str = "Кейс: интернет-магазин одежды, цена заявки снизилась вдвое.\n\n\
+        Кейс: школа английского, 300 заявок в месяц.";
+
+    async fn index(store: &dyn KnowledgeIndex, channel: &str, source: &str, text: &str) {
+        store
+            .replace_knowledge(
+                channel,
+                source,
+                &digest(text),
+                &chunks_of(text),
+                UnixMillis(1),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn search(store: &dyn KnowledgeIndex, channel: &str, query: &str) -> Vec<String> {
+        store
+            .search_knowledge(channel, &query_terms(query), 5)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|hit| format!("{}#{}", hit.source, hit.position))
+            .collect()
+    }
+
+    /// Small chunks, so each paragraph is its own.
+    fn paragraphs(text: &str) -> Vec<jobbot_core::ai::knowledge::KnowledgeChunk> {
+        jobbot_core::ai::knowledge::chunk_text(text, 80)
+            .into_iter()
+            .enumerate()
+            .map(
+                |(position, text)| jobbot_core::ai::knowledge::KnowledgeChunk {
+                    position: position as u32,
+                    terms: search_terms(&text).join(" "),
+                    text,
+                },
+            )
+            .collect()
+    }
+
+    pub async fn checks(store: &dyn KnowledgeIndex) {
+        // Word forms meet: "цены"/"стоимость" in a question find the chunk that says "цена".
+        store
+            .replace_knowledge(
+                "c1",
+                "prices.md",
+                &digest(PRICES),
+                &paragraphs(PRICES),
+                UnixMillis(1),
+            )
+            .await
+            .unwrap();
+        store
+            .replace_knowledge(
+                "c1",
+                "cases.md",
+                &digest(CASES),
+                &paragraphs(CASES),
+                UnixMillis(2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            search(store, "c1", "Какая стоимость рекламы?").await[0],
+            "prices.md#0"
+        );
+        assert_eq!(
+            search(store, "c1", "сколько недель на запуск").await,
+            ["prices.md#1"]
+        );
+        // The chunk sharing more terms ranks first.
+        let hits = search(store, "c1", "кейсы заявок школы английского").await;
+        assert_eq!(hits[0], "cases.md#1", "{hits:?}");
+        assert!(hits.contains(&"cases.md#0".to_owned()), "{hits:?}");
+
+        // Channels do not see each other's knowledge.
+        index(store, "c2", "other.md", "Стоимость услуг по запросу.").await;
+        assert!(search(store, "c2", "рекламы кейс").await.is_empty());
+        assert_eq!(search(store, "c2", "стоимость").await, ["other.md#0"]);
+
+        // Nothing to search by, nothing found; query syntax is never interpreted.
+        assert!(search(store, "c1", "и в на").await.is_empty());
+        for hostile in ["\"", "*", "OR", "NEAR(a b)", "-x", "terms:цен", "a\"b"] {
+            store
+                .search_knowledge("c1", &[hostile.to_owned()], 5)
+                .await
+                .unwrap_or_else(|error| panic!("{hostile}: {error}"));
+        }
+        let limited = store
+            .search_knowledge("c1", &query_terms("кейс заявк реклам запуск"), 2)
+            .await
+            .unwrap();
+        assert_eq!(limited.len(), 2);
+        assert!(limited.iter().all(|hit| !hit.text.is_empty()));
+
+        // Replacing a file replaces its chunks; the listing says what is indexed.
+        index(store, "c1", "prices.md", "Цены изменились: от 70 000 ₽.").await;
+        assert!(search(store, "c1", "стоимость запуск").await.is_empty());
+        assert_eq!(
+            search(store, "c1", "цены изменились").await[0],
+            "prices.md#0"
+        );
+        let sources = store.knowledge_sources("c1").await.unwrap();
+        let names: Vec<(&str, u32)> = sources
+            .iter()
+            .map(|source| (source.source.as_str(), source.chunks))
+            .collect();
+        assert_eq!(names, [("cases.md", 2), ("prices.md", 1)]);
+        assert_eq!(sources[1].digest, digest("Цены изменились: от 70 000 ₽."));
+
+        // A forgotten file is gone from search and listing.
+        assert!(store.remove_knowledge("c1", "prices.md").await.unwrap());
+        assert!(!store.remove_knowledge("c1", "prices.md").await.unwrap());
+        assert!(search(store, "c1", "изменились").await.is_empty());
+        assert_eq!(store.knowledge_sources("c1").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn sqlite_knowledge_index_passes_the_checks_and_survives_a_reopen() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(directory.path()).await.unwrap();
+        checks(&store).await;
+        store.close().await;
+        let reopened = SqliteStore::open(directory.path()).await.unwrap();
+        assert_eq!(search(&reopened, "c1", "школа").await, ["cases.md#1"]);
+        reopened.close().await;
+    }
+
+    #[tokio::test]
+    async fn memory_knowledge_index_passes_the_checks() {
+        checks(&MemoryStore::new()).await;
+    }
+}

@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -33,6 +34,14 @@ struct Processes {
 impl Drop for Processes {
     fn drop(&mut self) {
         for child in &mut self.children {
+            // Each child leads its own process group (chromedriver's Chromium is in it too):
+            // killing chromedriver alone would leave its browser running (seen: hundreds of
+            // orphaned Chromium processes after repeated runs, holding every inotify instance the
+            // user may have). End the whole group, then reap the child.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -63,6 +72,7 @@ async fn start() -> (Processes, Browser, String) {
     };
 
     let mut demo = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .process_group(0)
         .args(["--data-dir"])
         .arg(data.path())
         .args(["demo", "--listen", "127.0.0.1:0", "--pace-ms", "500"])
@@ -114,6 +124,7 @@ async fn start() -> (Processes, Browser, String) {
         let port = free_port();
         let mut driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -172,6 +183,12 @@ struct Browser {
 }
 
 impl Browser {
+    /// Ends the WebDriver session, which makes chromedriver quit its Chromium (a failed test
+    /// skips this; its process group is killed then).
+    async fn quit(self) {
+        let _ = self.client.close().await;
+    }
+
     async fn goto(&self, url: &str) {
         self.client.goto(url).await.expect("navigate");
     }
@@ -635,6 +652,7 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
             .then_some(())
         })
         .await;
+    browser.quit().await;
 }
 
 /// Runs a login flow shown in `flow` (a card or a dashboard row) from its phone step: the
@@ -815,6 +833,7 @@ async fn agents_dashboard_shows_a_flood_wait_live_and_logs_an_agent_in_inline_in
             (row_state(b, "bulk_agent_1").await == json!("ready")).then_some(())
         })
         .await;
+    browser.quit().await;
 }
 
 #[tokio::test]
@@ -924,4 +943,5 @@ async fn vacancies_logins_and_the_login_redirect_in_chromium() {
         .await;
     browser.screenshot("logins.png").await;
     finish_login(&browser, card, "+79990000031").await;
+    browser.quit().await;
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::model::{AgentDocument, ChannelDocument, ConfigDocument, HumanDelay, Pacing};
 use super::typed::{Agent, Channel, Config, Filters, SourceRef};
 use super::{ConfigProblem, ConfigProblems, ProblemKind};
+use crate::ai::LlmProviders;
 use crate::ids::{ChatId, PhoneNumber, SessionName};
 
 /// The longest human-like delay that makes sense before a reply (an hour).
@@ -13,12 +14,19 @@ const MAX_HUMAN_DELAY_SECONDS: u32 = 3600;
 
 pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProblems> {
     let mut problems = Problems::default();
+    let llm_providers =
+        crate::ai::settings::parse_providers(document.llm_providers.as_ref(), &mut problems.0);
     let channels: Vec<Option<Channel>> = document
         .output_channels
         .iter()
         .enumerate()
         .map(|(index, channel)| {
-            validate_channel(&format!("output_channels[{index}]"), channel, &mut problems)
+            validate_channel(
+                &format!("output_channels[{index}]"),
+                channel,
+                &llm_providers,
+                &mut problems,
+            )
         })
         .collect();
     check_unique_channel_ids(document, &mut problems);
@@ -29,6 +37,7 @@ pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProble
                 .into_iter()
                 .map(|c| c.expect("no problems, so every channel validated"))
                 .collect(),
+            llm_providers,
         })
     } else {
         Err(ConfigProblems(problems.0))
@@ -59,6 +68,7 @@ impl Problems {
 fn validate_channel(
     path: &str,
     channel: &ChannelDocument,
+    llm_providers: &LlmProviders,
     problems: &mut Problems,
 ) -> Option<Channel> {
     let before = problems.0.len();
@@ -202,6 +212,15 @@ fn validate_channel(
         problems,
     );
 
+    let ai = crate::ai::settings::parse_channel_ai(
+        path,
+        channel.ai_conversation_enabled,
+        channel.ai_config.as_ref(),
+        channel.prompts.as_ref(),
+        llm_providers,
+        &mut problems.0,
+    );
+
     if problems.0.len() != before {
         return None;
     }
@@ -220,6 +239,7 @@ fn validate_channel(
         instant_response: channel.instant_response,
         human_delay: channel.human_delay,
         crm_invite_hash,
+        ai,
     })
 }
 
