@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::EngineClock;
 use crate::events::EngineEvent;
+use crate::metrics::EngineMetrics;
 use crate::owner::{
     LinkReport, LinkState, OwnerCommand, OwnerContext, OwnerHandle, SendJob, spawn_owner,
 };
@@ -165,6 +166,8 @@ pub(crate) struct Dispatcher {
     in_flight: HashSet<OutboxId>,
     waiters: HashMap<OutboxId, Vec<oneshot::Sender<Delivery>>>,
     events: broadcast::Sender<EngineEvent>,
+    /// Counted here, where messages end and Telegram pushes back (never from `events`).
+    metrics: Arc<EngineMetrics>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     states_rx: mpsc::UnboundedReceiver<LinkReport>,
@@ -178,6 +181,7 @@ pub(crate) struct DispatcherParts {
     pub scheduler: AgentScheduler,
     pub seed: u64,
     pub events: broadcast::Sender<EngineEvent>,
+    pub metrics: Arc<EngineMetrics>,
     pub owner_context: Arc<dyn Fn() -> OwnerContext + Send + Sync>,
     pub states_rx: mpsc::UnboundedReceiver<LinkReport>,
     pub links: watch::Sender<LinkStates>,
@@ -209,6 +213,7 @@ impl Dispatcher {
             in_flight: HashSet::new(),
             waiters: HashMap::new(),
             events: parts.events,
+            metrics: parts.metrics,
             internal_tx,
             internal_rx,
             states_rx: parts.states_rx,
@@ -706,6 +711,7 @@ impl Dispatcher {
         };
         match error {
             TelegramError::FloodWait { seconds } => {
+                self.metrics.flood_wait(&session);
                 tracing::warn!(target: "agent_pool", session = %session, seconds, "⏳ FloodWait {seconds} с у агента {session}; сообщение уходит другому агенту");
                 let _ = self.events.send(EngineEvent::FloodWait {
                     session: session.clone(),
@@ -713,6 +719,7 @@ impl Dispatcher {
                 });
             }
             TelegramError::PeerFlood => {
+                self.metrics.peer_flood(&session);
                 tracing::warn!(target: "agent_pool", session = %session, "🚫 PeerFlood у агента {session}: первые сообщения приостановлены");
                 let _ = self.events.send(EngineEvent::PeerFlood {
                     session: session.clone(),
@@ -777,6 +784,8 @@ impl Dispatcher {
             tracing::error!(target: "agent_pool", %error, id = %message.id, "could not record a sent message");
         }
         tracing::debug!(target: "agent_pool", id = %message.id, agent = %agent, "✉️ отправлено");
+        self.metrics
+            .finished(message.message.kind, OutboxStatus::Sent, Some(&agent));
         let _ = self.events.send(EngineEvent::OutboxFinished {
             id: message.id,
             channel_id: message.message.channel_id.clone(),
@@ -810,6 +819,8 @@ impl Dispatcher {
         if status == OutboxStatus::Failed {
             tracing::warn!(target: "agent_pool", id = %message.id, %reason, "❌ сообщение не может быть доставлено");
         }
+        self.metrics
+            .finished(message.message.kind, status, agent.as_ref());
         let _ = self.events.send(EngineEvent::OutboxFinished {
             id: message.id,
             channel_id: message.message.channel_id.clone(),

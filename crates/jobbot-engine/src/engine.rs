@@ -17,6 +17,7 @@ use crate::dispatcher::{
     AgentView, Command, Delivery, Dispatcher, DispatcherParts, LinkStates, PoolView, Topology,
 };
 use crate::events::EngineEvent;
+use crate::metrics::EngineMetrics;
 use crate::owner::{ConnectedAccounts, OwnerContext, OwnerSettings};
 use crate::pool::AgentPool;
 
@@ -32,6 +33,8 @@ pub struct EngineSettings {
     pub message_ttl: Duration,
     /// Seed of the scheduler's random choices (ties between equally busy agents).
     pub seed: u64,
+    /// Where the engine counts what it does (register it to serve it on `/metrics`).
+    pub metrics: Arc<EngineMetrics>,
 }
 
 impl Default for EngineSettings {
@@ -43,6 +46,7 @@ impl Default for EngineSettings {
             owner: OwnerSettings::default(),
             message_ttl: Duration::from_secs(24 * 3600),
             seed: rand::random(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -123,6 +127,7 @@ impl Engine {
             scheduler: AgentScheduler::new(settings.scheduler),
             seed: settings.seed,
             events: events.clone(),
+            metrics: Arc::clone(&settings.metrics),
             owner_context,
             states_rx,
             links: links_tx,
@@ -294,6 +299,11 @@ impl Engine {
 
     pub fn clock(&self) -> EngineClock {
         self.inner.clock
+    }
+
+    /// What the engine counted since it started.
+    pub fn metrics(&self) -> Arc<EngineMetrics> {
+        Arc::clone(&self.inner.settings.metrics)
     }
 
     pub fn store(&self) -> Arc<dyn Store> {

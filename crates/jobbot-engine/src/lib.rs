@@ -8,6 +8,7 @@ mod crm;
 mod dispatcher;
 mod engine;
 mod events;
+pub mod metrics;
 mod monitor;
 mod owner;
 mod pool;
@@ -19,6 +20,7 @@ pub use crm::{AutoReplier, Crm, CrmParts, CrmSettings, NoAutoReplies};
 pub use dispatcher::{AgentView, Delivery, LinkStates, PoolView};
 pub use engine::{Engine, EngineError, EngineSettings, OutboxTicket};
 pub use events::EngineEvent;
+pub use metrics::EngineMetrics;
 pub use monitor::{
     MessageOutcome, Monitor, MonitorEvent, MonitorHandle, MonitorParts, MonitorSettings,
 };

@@ -93,3 +93,14 @@ fn topic_taken(
         ),
     )
 }
+
+fn session_taken(operation: &'static str) -> PortError {
+    PortError::new(operation, "a session with this id exists")
+}
+
+fn token_taken(operation: &'static str, id: &str) -> PortError {
+    PortError::new(
+        operation,
+        format!("a token with id {id:?} or with this value exists"),
+    )
+}

@@ -13,7 +13,7 @@ use jobbot_engine::{
 };
 use jobbot_engine::{Monitor, MonitorHandle, MonitorParts, MonitorSettings};
 use jobbot_store::{ConfigStore, ConfigWatch};
-use jobbot_web::{AppState, Auth};
+use jobbot_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -26,8 +26,8 @@ pub struct AppParts {
     pub monitor: MonitorSettings,
     pub crm: CrmSettings,
     pub clock: EngineClock,
-    /// The web server's listener and credentials; `None` runs without the web interface.
-    pub web: Option<(TcpListener, Auth)>,
+    /// The web server's listener and settings; `None` runs without the web interface.
+    pub web: Option<(TcpListener, WebSettings)>,
 }
 
 pub struct RunningApp {
@@ -89,8 +89,13 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         replier: Arc::new(NoAutoReplies),
         settings: parts.crm,
     });
-    let web = parts.web.map(|(listener, auth)| {
-        let state = AppState::new(engine.clone(), parts.config.clone(), auth, parts.connector);
+    let web = parts.web.map(|(listener, settings)| {
+        let state = AppState::new(
+            engine.clone(),
+            parts.config.clone(),
+            settings,
+            parts.connector,
+        );
         let extra = extra.map(|build| build(&engine));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(jobbot_web::serve_with(listener, state, extra, async move {

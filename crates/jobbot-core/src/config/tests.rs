@@ -186,9 +186,10 @@ fn every_validation_rule_names_the_path_and_value() {
     let agent = |phone: &str, session: &str| json!({"phone": phone, "session_name": session});
     check(
         vec![channel_json(
-            json!({"agents": [agent("+79991234567", "a1"), agent("+7999", "a2")]}),
+            json!({"agents": [agent("+79991234567", "a1"), agent("+7999123", "a2")]}),
         )],
-        "output_channels[0].agents[1].phone: \"+7999\" is not a phone number in international format (+ and 8 to 15 digits)",
+        // Masked: validation messages reach logs.
+        "output_channels[0].agents[1].phone: \"+79***23\" is not a phone number in international format (+ and 8 to 15 digits)",
     );
     check(
         vec![channel_json(json!({"agents": [agent("", "a1")]}))],
@@ -221,7 +222,7 @@ fn every_validation_rule_names_the_path_and_value() {
             channel_json(json!({"agents": [agent("+79991234567", "shared")]})),
             channel_json(json!({"id": "channel_2", "agents": [agent("+79997654321", "shared")]})),
         ],
-        "output_channels[1].agents[0].phone: session \"shared\" has phone +79991234567 in output_channels[0].agents[0]; one session is one account, so its phone must be the same everywhere",
+        "output_channels[1].agents[0].phone: session \"shared\" has phone +79*******67 in output_channels[0].agents[0]; one session is one account, so its phone must be the same everywhere",
     );
     check(
         vec![
@@ -230,7 +231,7 @@ fn every_validation_rule_names_the_path_and_value() {
                 json!({"id": "channel_2", "agents": [agent("+7 999 123 45 67", "second")]}),
             ),
         ],
-        "output_channels[1].agents[0].session_name: phone +79991234567 already has session \"first\" in output_channels[0].agents[0]; one account must have one session",
+        "output_channels[1].agents[0].session_name: phone +79*******67 already has session \"first\" in output_channels[0].agents[0]; one account must have one session",
     );
     check(
         vec![channel_json(json!({})), channel_json(json!({}))],
@@ -288,7 +289,7 @@ fn every_validation_rule_names_the_path_and_value() {
         vec![channel_json(
             json!({"agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": "http://user:secret@host:1080"}]}),
         )],
-        "output_channels[0].agents[0].proxy: is not a socks5://[user:pass@]host:port proxy address",
+        "output_channels[0].agents[0].proxy: is not a socks5://[user:password@]host:port proxy address (no path, query or spaces; write @ and : in a password as %40 and %3A)",
     );
     check(
         vec![channel_json(
@@ -383,6 +384,50 @@ fn proxy_problems_never_echo_the_password() {
         "agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": "socks5://user:hunter2@127.0.0.1:1080"}]
     }))]);
     assert!(load(&valid).is_ok());
+    // Characters a URL parser reads as a query or fragment are refused, not quoted back.
+    for sneaky in [
+        "socks5://user:hunter2@host?x:1080",
+        "socks5://user:hunter2@host#x:1080",
+        "socks5://user:hun ter2@host:1080",
+    ] {
+        let text = document_with(vec![channel_json(json!({
+            "agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": sneaky}]
+        }))]);
+        let problems = load(&text).unwrap_err();
+        assert_eq!(problems.0[0].kind, ProblemKind::NotProxy, "{sneaky}");
+        assert!(!problems.to_string().contains("hunter"), "{problems}");
+    }
+}
+
+#[test]
+fn every_problem_says_what_is_wrong_as_data() {
+    let text = document_with(vec![channel_json(json!({
+        "crm_enabled": true,
+        "agents": [{"phone": "123", "session_name": "bot_session"}],
+        "human_delay": {"min_seconds": 10, "max_seconds": 5}
+    }))]);
+    let kinds: Vec<(String, ProblemKind)> = load(&text)
+        .unwrap_err()
+        .0
+        .into_iter()
+        .map(|problem| (problem.path, problem.kind))
+        .collect();
+    for expected in [
+        ("output_channels[0].agents[0].phone", ProblemKind::NotPhone),
+        (
+            "output_channels[0].agents[0].session_name",
+            ProblemKind::MainSession,
+        ),
+        (
+            "output_channels[0].human_delay.min_seconds",
+            ProblemKind::DelayOrder { max: 5 },
+        ),
+    ] {
+        assert!(
+            kinds.contains(&(expected.0.to_owned(), expected.1.clone())),
+            "{expected:?} not in {kinds:?}"
+        );
+    }
 }
 
 #[test]
