@@ -35,10 +35,12 @@ impl PhoneNumber {
     pub const INVALID: &'static str =
         "is not a phone number in international format (+ and 8 to 15 digits)";
 
+    /// A refused number is quoted masked in the error ([`mask_phone`]): errors reach logs.
     pub fn parse(input: &str) -> Result<Self, ParseIdError> {
+        let invalid = || ParseIdError::new(&mask_phone(input), Self::INVALID);
         let trimmed = input.trim();
         let Some(rest) = trimmed.strip_prefix('+') else {
-            return Err(ParseIdError::new(input, Self::INVALID));
+            return Err(invalid());
         };
         let mut digits = String::with_capacity(rest.len() + 1);
         digits.push('+');
@@ -46,12 +48,12 @@ impl PhoneNumber {
             match c {
                 '0'..='9' => digits.push(c),
                 ' ' | '-' | '(' | ')' | '.' => {}
-                _ => return Err(ParseIdError::new(input, Self::INVALID)),
+                _ => return Err(invalid()),
             }
         }
         let count = digits.len() - 1;
         if !(8..=15).contains(&count) || digits.as_bytes()[1] == b'0' {
-            return Err(ParseIdError::new(input, Self::INVALID));
+            return Err(invalid());
         }
         Ok(Self(digits))
     }

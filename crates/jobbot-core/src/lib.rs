@@ -4,6 +4,7 @@
 //! typed identifiers, and the port (`telegram`) that the Telegram back-ends implement. Nothing in
 //! this crate opens a file, a socket or reads the clock; callers pass `now` and data in.
 
+pub mod ai;
 pub mod config;
 pub mod contacts;
 pub mod filters;

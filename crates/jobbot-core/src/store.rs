@@ -707,6 +707,59 @@ pub enum IntakeOutcome {
     },
 }
 
+// ----- Web authentication -----
+
+/// The SHA-256 digest of a secret (a web session id, an API token). The store keeps only
+/// digests: reading the database gives no way in.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretDigest(pub [u8; 32]);
+
+impl SecretDigest {
+    pub fn of(secret: &str) -> Self {
+        use sha2::Digest as _;
+        Self(sha2::Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Compares in time independent of where the digests differ.
+    pub fn matches(&self, other: &SecretDigest) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl fmt::Debug for SecretDigest {
+    /// The first four bytes only: enough to tell two apart in a test failure.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretDigest({}…)", hex::encode(&self.0[..4]))
+    }
+}
+
+/// A browser session of the web interface, by the digest of its id. It ends at `expires_at`
+/// however active it is (an open tab that polls cannot keep it alive for ever); the web also
+/// ends it after a time without requests (`last_seen_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    pub digest: SecretDigest,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    pub last_seen_at: UnixMillis,
+}
+
+/// An API token for scripts, by the digest of its value (shown once, when created). It stops
+/// working at `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    pub id: String,
+    pub name: String,
+    pub digest: SecretDigest,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    pub last_used_at: Option<UnixMillis>,
+}
+
 /// The operational store. Callers hold an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -931,4 +984,49 @@ pub trait Store: Send + Sync {
         state: &Workflow,
         at: UnixMillis,
     ) -> Result<(), StoreError>;
+
+    // ----- Web authentication -----
+
+    /// Stores a new web session. A digest that exists already is refused.
+    async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError>;
+
+    /// The session with `digest`, unless it has expired by `now` (an expired one is as good as
+    /// gone, whether or not it was purged yet).
+    async fn web_session(
+        &self,
+        digest: &SecretDigest,
+        now: UnixMillis,
+    ) -> Result<Option<WebSession>, StoreError>;
+
+    /// Records a request on a session (`last_seen_at`, never moved back). Its expiry stays.
+    async fn touch_web_session(
+        &self,
+        digest: &SecretDigest,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Ends a session; `false` when there was none.
+    async fn end_web_session(&self, digest: &SecretDigest) -> Result<bool, StoreError>;
+
+    /// Stores a new API token. An id or digest that exists already is refused.
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), StoreError>;
+
+    /// Every token that has not expired by `now`, oldest first.
+    async fn api_tokens(&self, now: UnixMillis) -> Result<Vec<ApiTokenRecord>, StoreError>;
+
+    /// The token with `digest`, unless it has expired by `now`.
+    async fn api_token_by_digest(
+        &self,
+        digest: &SecretDigest,
+        now: UnixMillis,
+    ) -> Result<Option<ApiTokenRecord>, StoreError>;
+
+    /// Records a use of a token (`last_used_at`, never moved back).
+    async fn touch_api_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError>;
+
+    /// Revokes a token; `false` when there was none with that id.
+    async fn revoke_api_token(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Deletes the sessions and tokens that expired by `now`; returns how many.
+    async fn purge_expired_auth(&self, now: UnixMillis) -> Result<u64, StoreError>;
 }

@@ -430,11 +430,22 @@ pub trait TelegramAccount: Send + Sync {
 }
 
 /// How to connect one session.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ConnectOptions {
     /// `socks5://[user:pass@]host:port` (the only proxy scheme MTProto clients support here).
-    /// It may hold a password: never log it.
+    /// It may hold a password: never log it (`Debug` shows it masked).
     pub proxy: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field(
+                "proxy",
+                &self.proxy.as_deref().map(crate::config::mask_proxy),
+            )
+            .finish()
+    }
 }
 
 /// Why a session could not be opened. Serialisable so a remote back-end (the simulator in its own

@@ -1009,23 +1009,7 @@ impl Shared {
         };
         let ticket = self
             .engine
-            .enqueue(NewOutboxMessage {
-                channel_id: conversation.channel_id.clone(),
-                kind: OutboxKind::TopicPost,
-                sender: SenderSelection::ChannelAgents {
-                    sticky: Some(conversation.agent.clone()),
-                },
-                recipient: Recipient::Topic {
-                    group: conversation.group,
-                    topic,
-                },
-                content,
-                first_contact: false,
-                idempotency_key: Some(key),
-                created_at: self.now(),
-                not_before: None,
-                expires_at: UnixMillis(0),
-            })
+            .enqueue(topic_post(&conversation, topic, content, key, self.now()))
             .await?;
         Ok(Event::Queued { outbox: ticket.id })
     }
@@ -1091,26 +1075,13 @@ impl Shared {
         .await?;
         if let Some(topic) = conversation.topic {
             self.engine
-                .enqueue(NewOutboxMessage {
-                    channel_id: conversation.channel_id.clone(),
-                    kind: OutboxKind::TopicPost,
-                    sender: SenderSelection::ChannelAgents {
-                        sticky: Some(conversation.agent.clone()),
-                    },
-                    recipient: Recipient::Topic {
-                        group: conversation.group,
-                        topic,
-                    },
-                    content: MessageContent::plain(format!("🤖 Автоответ:\n\n{}", reply.text)),
-                    first_contact: false,
-                    idempotency_key: Some(format!(
-                        "auto_reply_mirror:{}:{}",
-                        id.0, incoming.message_id
-                    )),
-                    created_at: self.now(),
-                    not_before: None,
-                    expires_at: UnixMillis(0),
-                })
+                .enqueue(topic_post(
+                    &conversation,
+                    topic,
+                    MessageContent::plain(format!("🤖 Автоответ:\n\n{}", reply.text)),
+                    format!("auto_reply_mirror:{}:{}", id.0, incoming.message_id),
+                    self.now(),
+                ))
                 .await?;
         }
         Ok(())
@@ -1354,6 +1325,33 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+/// A post into a conversation's topic by the conversation's agent, at most once per `key`.
+fn topic_post(
+    conversation: &Conversation,
+    topic: TopicId,
+    content: MessageContent,
+    key: String,
+    now: UnixMillis,
+) -> NewOutboxMessage {
+    NewOutboxMessage {
+        channel_id: conversation.channel_id.clone(),
+        kind: OutboxKind::TopicPost,
+        sender: SenderSelection::ChannelAgents {
+            sticky: Some(conversation.agent.clone()),
+        },
+        recipient: Recipient::Topic {
+            group: conversation.group,
+            topic,
+        },
+        content,
+        first_contact: false,
+        idempotency_key: Some(key),
+        created_at: now,
+        not_before: None,
+        expires_at: UnixMillis(0),
     }
 }
 

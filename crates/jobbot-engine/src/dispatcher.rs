@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::EngineClock;
 use crate::events::EngineEvent;
+use crate::metrics::EngineMetrics;
 use crate::owner::{
     LinkReport, LinkState, OwnerCommand, OwnerContext, OwnerHandle, SendFailure, SendJob,
     spawn_owner,
@@ -169,6 +170,8 @@ pub(crate) struct Dispatcher {
     orphans: HashSet<OutboxId>,
     waiters: HashMap<OutboxId, Vec<oneshot::Sender<Delivery>>>,
     events: broadcast::Sender<EngineEvent>,
+    /// Counted here, where messages end and Telegram pushes back (never from `events`).
+    metrics: Arc<EngineMetrics>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     states_rx: mpsc::UnboundedReceiver<LinkReport>,
@@ -182,6 +185,7 @@ pub(crate) struct DispatcherParts {
     pub scheduler: AgentScheduler,
     pub seed: u64,
     pub events: broadcast::Sender<EngineEvent>,
+    pub metrics: Arc<EngineMetrics>,
     pub owner_context: Arc<dyn Fn() -> OwnerContext + Send + Sync>,
     pub states_rx: mpsc::UnboundedReceiver<LinkReport>,
     pub links: watch::Sender<LinkStates>,
@@ -217,6 +221,7 @@ impl Dispatcher {
             orphans: HashSet::new(),
             waiters: HashMap::new(),
             events: parts.events,
+            metrics: parts.metrics,
             internal_tx,
             internal_rx,
             states_rx: parts.states_rx,
@@ -1005,6 +1010,7 @@ impl Dispatcher {
     async fn report_refusal(&mut self, session: &SessionName, error: &TelegramError) {
         let event = match error {
             TelegramError::FloodWait { seconds } => {
+                self.metrics.flood_wait(session);
                 tracing::warn!(target: "agent_pool", session = %session, seconds, "⏳ FloodWait {seconds} с у агента {session}; сообщение уходит другому агенту");
                 let _ = self.events.send(EngineEvent::FloodWait {
                     session: session.clone(),
@@ -1013,6 +1019,7 @@ impl Dispatcher {
                 AgentEvent::FloodWait { seconds: *seconds }
             }
             TelegramError::PeerFlood => {
+                self.metrics.peer_flood(session);
                 tracing::warn!(target: "agent_pool", session = %session, "🚫 PeerFlood у агента {session}: первые сообщения приостановлены");
                 let _ = self.events.send(EngineEvent::PeerFlood {
                     session: session.clone(),
@@ -1046,6 +1053,8 @@ impl Dispatcher {
             tracing::error!(target: "agent_pool", %error, id = %message.id, "could not record a sent message");
         }
         tracing::debug!(target: "agent_pool", id = %message.id, agent = %agent, "✉️ отправлено");
+        self.metrics
+            .finished(message.message.kind, OutboxStatus::Sent, Some(&agent));
         let _ = self.events.send(EngineEvent::OutboxFinished {
             id: message.id,
             channel_id: message.message.channel_id.clone(),
@@ -1070,6 +1079,8 @@ impl Dispatcher {
         {
             tracing::error!(target: "agent_pool", %error, id = %message.id, "could not record how a message ended");
         }
+        self.metrics
+            .finished(message.message.kind, end.status(), agent.as_ref());
         let _ = self.events.send(EngineEvent::OutboxFinished {
             id: message.id,
             channel_id: message.message.channel_id.clone(),

@@ -17,6 +17,7 @@ use crate::dispatcher::{
     AgentView, Command, Dispatcher, DispatcherParts, LinkStates, PoolView, Topology,
 };
 use crate::events::EngineEvent;
+use crate::metrics::EngineMetrics;
 use crate::owner::{ConnectedAccounts, OwnerContext, OwnerSettings};
 use crate::pool::AgentPool;
 use crate::router::{CommitGate, TelegramEvents};
@@ -33,6 +34,8 @@ pub struct EngineSettings {
     pub message_ttl: Duration,
     /// Seed of the scheduler's random choices (ties between equally busy agents).
     pub seed: u64,
+    /// Where the engine counts what it does (register it to serve it on `/metrics`).
+    pub metrics: Arc<EngineMetrics>,
 }
 
 impl Default for EngineSettings {
@@ -44,6 +47,7 @@ impl Default for EngineSettings {
             owner: OwnerSettings::default(),
             message_ttl: Duration::from_secs(24 * 3600),
             seed: rand::random(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -144,6 +148,7 @@ impl Engine {
             scheduler: AgentScheduler::new(settings.scheduler),
             seed: settings.seed,
             events: events.clone(),
+            metrics: Arc::clone(&settings.metrics),
             owner_context,
             states_rx,
             links: links_tx,
@@ -376,6 +381,11 @@ impl Engine {
 
     pub fn clock(&self) -> EngineClock {
         self.inner.clock
+    }
+
+    /// What the engine counted since it started.
+    pub fn metrics(&self) -> Arc<EngineMetrics> {
+        Arc::clone(&self.inner.settings.metrics)
     }
 
     pub fn store(&self) -> Arc<dyn Store> {

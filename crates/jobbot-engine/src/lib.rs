@@ -9,6 +9,7 @@ mod crm;
 mod dispatcher;
 mod engine;
 mod events;
+pub mod metrics;
 mod monitor;
 mod owner;
 mod pool;
@@ -24,6 +25,7 @@ pub use dispatcher::{AgentView, LinkStates, PoolView};
 pub use engine::{DispatcherEnd, Engine, EngineError, EngineSettings, OutboxTicket};
 pub use events::EngineEvent;
 pub use jobbot_core::store::Delivery;
+pub use metrics::EngineMetrics;
 pub use monitor::{
     MessageOutcome, Monitor, MonitorError, MonitorEvent, MonitorHandle, MonitorParts,
     MonitorSettings,

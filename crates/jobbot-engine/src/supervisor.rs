@@ -8,14 +8,19 @@
 //! than run with a part missing. A task that cannot be restarted in place (the engine's
 //! dispatcher) is [`watched`](Supervisor::watch): its first failure is fatal.
 //!
-//! Every task's state is published in a `watch` ([`Supervisor::status`]) for the status API and
-//! `/metrics`.
+//! Every task's state is published in a `watch` ([`Supervisor::status`]) for the status API, and
+//! counted where it changes ([`SupervisorMetrics`]) for `/metrics`.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -72,6 +77,44 @@ pub enum TaskState {
     Failed,
 }
 
+/// A supervised task's label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TaskLabels {
+    pub task: String,
+}
+
+/// What the supervisor counts, as tasks change state.
+#[derive(Debug, Default)]
+pub struct SupervisorMetrics {
+    /// 1 while a task runs, 0 while it waits to restart, after it failed, or once stopped.
+    pub up: Family<TaskLabels, Gauge>,
+    /// Restarts of a task after a failure.
+    pub restarts: Family<TaskLabels, Counter>,
+}
+
+impl SupervisorMetrics {
+    /// Registers the families under the registry's prefix (`jobbot_task_up`,
+    /// `jobbot_task_restarts_total` in the binary).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "task_up",
+            "1 while a supervised background task runs, 0 while it restarts or after it failed",
+            self.up.clone(),
+        );
+        registry.register(
+            "task_restarts",
+            "Restarts of a supervised background task after a failure, since start",
+            self.restarts.clone(),
+        );
+    }
+
+    fn labels(name: &str) -> TaskLabels {
+        TaskLabels {
+            task: name.to_owned(),
+        }
+    }
+}
+
 /// Why the process must stop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the {task} task failed {failures} times (last: {last}); stopping")]
@@ -115,6 +158,7 @@ struct Inner {
     status: watch::Sender<Vec<TaskStatus>>,
     fatal: watch::Sender<Option<Fatal>>,
     tasks: Mutex<Vec<Entry>>,
+    metrics: Arc<SupervisorMetrics>,
 }
 
 /// A supervised task: its own stop signal and its supervising loop.
@@ -133,6 +177,7 @@ impl Supervisor {
                 status: watch::channel(Vec::new()).0,
                 fatal: watch::channel(None).0,
                 tasks: Mutex::new(Vec::new()),
+                metrics: Arc::default(),
             }),
         }
     }
@@ -180,21 +225,7 @@ impl Supervisor {
                 let count = u32::try_from(failures.len()).unwrap_or(u32::MAX);
                 tracing::error!(task = name, failures = count, %failure, "a background task failed");
                 if count > inner.settings.max_failures {
-                    inner.update(index, |status| {
-                        status.state = TaskState::Failed;
-                        status.last_failure = Some(failure.clone());
-                    });
-                    inner.fatal.send_if_modified(|fatal| {
-                        if fatal.is_some() {
-                            return false;
-                        }
-                        *fatal = Some(Fatal {
-                            task: name,
-                            failures: count,
-                            last: failure,
-                        });
-                        true
-                    });
+                    inner.give_up(index, name, count, failure);
                     return;
                 }
                 let restart_at = inner.clock.now_unix().plus(backoff);
@@ -205,6 +236,11 @@ impl Supervisor {
                     status.restarts += 1;
                     status.last_failure = Some(failure);
                 });
+                inner
+                    .metrics
+                    .restarts
+                    .get_or_create(&SupervisorMetrics::labels(name))
+                    .inc();
                 let mut shutdown = stop.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -233,25 +269,16 @@ impl Supervisor {
                 Ok(()) => inner.update(index, |status| status.state = TaskState::Stopped),
                 Err(failure) => {
                     tracing::error!(task = name, %failure, "a background task that cannot restart failed");
-                    inner.update(index, |status| {
-                        status.state = TaskState::Failed;
-                        status.last_failure = Some(failure.clone());
-                    });
-                    inner.fatal.send_if_modified(|fatal| {
-                        if fatal.is_some() {
-                            return false;
-                        }
-                        *fatal = Some(Fatal {
-                            task: name,
-                            failures: 1,
-                            last: failure,
-                        });
-                        true
-                    });
+                    inner.give_up(index, name, 1, failure);
                 }
             }
         });
         self.inner.keep(index, handle);
+    }
+
+    /// The counters and gauges of the tasks, to register for `/metrics`.
+    pub fn metrics(&self) -> Arc<SupervisorMetrics> {
+        Arc::clone(&self.inner.metrics)
     }
 
     /// Every task's state, always the latest.
@@ -313,6 +340,10 @@ impl Supervisor {
                 last_failure: None,
             });
         });
+        // Both families list every task from the start, at 1 and 0.
+        let labels = SupervisorMetrics::labels(name);
+        self.inner.metrics.up.get_or_create(&labels).set(1);
+        let _ = self.inner.metrics.restarts.get_or_create(&labels);
         let (stop, receiver) = watch::channel(false);
         if let Ok(mut tasks) = self.inner.tasks.lock() {
             tasks.push(Entry {
@@ -330,7 +361,31 @@ impl Inner {
         self.status.send_modify(|tasks| {
             if let Some(status) = tasks.get_mut(index) {
                 change(status);
+                self.metrics
+                    .up
+                    .get_or_create(&SupervisorMetrics::labels(status.name))
+                    .set(i64::from(status.state == TaskState::Running));
             }
+        });
+    }
+
+    /// Marks a task failed for good and reports it as fatal (the first fatal failure is the one
+    /// reported).
+    fn give_up(&self, index: usize, task: &'static str, failures: u32, last: String) {
+        self.update(index, |status| {
+            status.state = TaskState::Failed;
+            status.last_failure = Some(last.clone());
+        });
+        self.fatal.send_if_modified(|fatal| {
+            if fatal.is_some() {
+                return false;
+            }
+            *fatal = Some(Fatal {
+                task,
+                failures,
+                last,
+            });
+            true
         });
     }
 
@@ -414,8 +469,14 @@ mod tests {
             Some("it ended by itself")
         );
         assert_eq!(runs.load(Ordering::SeqCst), 4);
+        // Counted for `/metrics` where it happened.
+        let metrics = supervisor.metrics();
+        let labels = SupervisorMetrics::labels("monitor");
+        assert_eq!(metrics.restarts.get_or_create(&labels).get(), 3);
+        assert_eq!(metrics.up.get_or_create(&labels).get(), 1);
         supervisor.shutdown().await;
         assert_eq!(supervisor.status().borrow()[0].state, TaskState::Stopped);
+        assert_eq!(metrics.up.get_or_create(&labels).get(), 0);
     }
 
     #[tokio::test(start_paused = true)]

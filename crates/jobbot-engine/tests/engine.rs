@@ -251,6 +251,21 @@ async fn flood_waits_fail_over_to_other_agents_without_losing_or_repeating_a_mes
         .map(|agent| harness.world.counters(*agent).flood_waits())
         .sum();
     assert!(flood_waits > 0, "the test must provoke flood waits");
+    // The engine counts each at its source, as Telegram answered, never from the lossy feed.
+    let metrics = harness.engine.metrics();
+    assert_eq!(metrics.flood_waits_total.get(), flood_waits);
+    let sent_per_agent: u64 = ["agent_a", "agent_b", "agent_c"]
+        .iter()
+        .map(|session| {
+            metrics
+                .agent_sent
+                .get_or_create(&jobbot_engine::metrics::SessionLabels {
+                    session: (*session).to_owned(),
+                })
+                .get()
+        })
+        .sum();
+    assert_eq!(sent_per_agent, 60);
     let mut texts: Vec<String> = (0..10)
         .flat_map(|r| harness.received(r))
         .map(|(_, text)| text)

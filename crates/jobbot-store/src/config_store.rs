@@ -190,6 +190,34 @@ impl ConfigStore {
     where
         E: From<StoreError>,
     {
+        self.write(Some(expected), edit).await
+    }
+
+    /// Applies `edit` to the configuration as it is now, whatever its revision: the read, the
+    /// edit and the write happen under the store's write lock, so two concurrent changes both
+    /// land (no lost update). For changes that stand on their own, like adding or removing one
+    /// agent; a change computed from what a client read earlier must use [`ConfigStore::update`].
+    ///
+    /// A file edited by hand since the last snapshot is loaded first and the edit applies to it;
+    /// a file that does not load is refused ([`StoreError::FileInvalid`]), never written over.
+    pub async fn modify<E>(
+        &self,
+        edit: impl FnOnce(&mut ConfigDocument) -> Result<(), E>,
+    ) -> Result<Revision, E>
+    where
+        E: From<StoreError>,
+    {
+        self.write(None, edit).await
+    }
+
+    async fn write<E>(
+        &self,
+        expected: Option<&Revision>,
+        edit: impl FnOnce(&mut ConfigDocument) -> Result<(), E>,
+    ) -> Result<Revision, E>
+    where
+        E: From<StoreError>,
+    {
         let shared = &self.shared;
         let _write_guard = shared.write_lock.lock().await;
 
@@ -222,18 +250,24 @@ impl ConfigStore {
                     .into());
                 }
             }
-            return Err(StoreError::Conflict {
-                current: disk_revision,
+            if expected.is_some() {
+                return Err(StoreError::Conflict {
+                    current: disk_revision,
+                }
+                .into());
             }
-            .into());
         }
-        if *expected != disk_revision {
+        if let Some(expected) = expected
+            && *expected != disk_revision
+        {
             return Err(StoreError::Conflict {
                 current: disk_revision,
             }
             .into());
         }
 
+        // What is live now: the snapshot just published if the file changed behind our back.
+        let live = self.snapshot();
         let mut document = live.document.clone();
         edit(&mut document)?;
 
@@ -552,9 +586,12 @@ fn write_atomically_blocking(path: &Path, bytes: &[u8]) -> Result<(), StoreError
         TEMPORARY_FILE_COUNTER.fetch_add(1, Ordering::Relaxed),
     ));
     let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        // Created readable by its owner only: the configuration can hold proxy passwords.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
             .open(&temporary)
             .map_err(|error| StoreError::io(&temporary, error))?;
         // Keep the old file's permissions: the configuration can hold proxy credentials, and a

@@ -7,10 +7,13 @@
 //!   the durable outbox, processed messages and repost claims, CRM conversations with their
 //!   relay records, and statistics. A PostgreSQL backend comes later behind the same trait and
 //!   runs the same conformance checks (`tests/store.rs`).
+//! - Both also implement the core's [`jobbot_core::ai::knowledge::KnowledgeIndex`]: the AI's
+//!   knowledge files, searched with SQLite FTS5 (or BM25 in memory).
 //! - [`MemoryStore`] implements the same port in memory, with the same semantics and the same
 //!   conformance checks, for the engine's paused-time tests and benchmarks. It persists nothing.
 
 mod config_store;
+mod knowledge;
 mod memory;
 mod sqlite;
 
@@ -109,5 +112,16 @@ fn topic_taken(
             "topic {} of group {group} already belongs to conversation #{}",
             topic.0, holder.0
         ),
+    )
+}
+
+fn session_taken(operation: &'static str) -> PortError {
+    PortError::new(operation, "a session with this id exists")
+}
+
+fn token_taken(operation: &'static str, id: &str) -> PortError {
+    PortError::new(
+        operation,
+        format!("a token with id {id:?} or with this value exists"),
     )
 }

@@ -5,18 +5,18 @@ use std::sync::{Mutex, MutexGuard};
 
 use jobbot_core::ids::{ChatId, SessionName};
 use jobbot_core::store::{
-    AgentEventRecord, Conversation, ConversationId, ConversationStatus, Enqueued, Holdup, InDoubt,
-    IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts, OutboxEnd,
-    OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus, ProcessedMessage,
-    RelayDirection, RelayRecord, SentRecord, Store, StoreError, StoreHealth, UnixMillis,
-    VacancyIntake, VacancyQuery, VacancyRecord, WorkflowId, WorkflowRecord,
+    AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus, Enqueued,
+    Holdup, InDoubt, IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts,
+    OutboxEnd, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus, ProcessedMessage,
+    RelayDirection, RelayRecord, SecretDigest, SentRecord, Store, StoreError, StoreHealth,
+    UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, WebSession, WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
 use jobbot_core::workflow::Workflow;
 
 use crate::{
     SqliteStore, finished_workflow, never_attempted, no_conversation, no_outbox_message,
-    no_workflow, page_size, topic_taken,
+    no_workflow, page_size, session_taken, token_taken, topic_taken,
 };
 
 /// The length of a `sent_per_agent_hour` bucket.
@@ -40,11 +40,20 @@ pub struct MemoryStore {
     /// record checks its conversation and outbox message) sees them consistent, as a SQLite
     /// transaction does.
     tables: Mutex<Tables>,
+    /// The knowledge files (`KnowledgeIndex`, in `knowledge.rs`): no method touches them and
+    /// another table together.
+    knowledge: Mutex<crate::knowledge::KnowledgeTables>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub(crate) fn knowledge(&self) -> MutexGuard<'_, crate::knowledge::KnowledgeTables> {
+        self.knowledge
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -59,6 +68,10 @@ struct Tables {
     /// events at the same instant keep their recording order, like SQLite's `(at, id)`.
     agent_events: BTreeMap<(UnixMillis, u64), AgentEventRecord>,
     agent_event_count: u64,
+    /// Web sessions by digest (`web_sessions`).
+    web_sessions: HashMap<SecretDigest, WebSession>,
+    /// API tokens in creation order (`api_tokens`; few, so lookups walk the list).
+    api_tokens: Vec<ApiTokenRecord>,
     /// Paused agents with when they were paused.
     paused: BTreeMap<SessionName, UnixMillis>,
     workflows: Workflows,
@@ -914,6 +927,111 @@ impl Store for MemoryStore {
             workflows.active.remove(&id);
         }
         Ok(())
+    }
+
+    async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError> {
+        let operation = "create a web session";
+        let mut tables = self.lock(operation)?;
+        if tables.web_sessions.contains_key(&session.digest) {
+            return Err(session_taken(operation));
+        }
+        tables.web_sessions.insert(session.digest, session.clone());
+        Ok(())
+    }
+
+    async fn web_session(
+        &self,
+        digest: &SecretDigest,
+        now: UnixMillis,
+    ) -> Result<Option<WebSession>, StoreError> {
+        let tables = self.lock("read a web session")?;
+        Ok(tables
+            .web_sessions
+            .get(digest)
+            .filter(|session| session.expires_at > now)
+            .cloned())
+    }
+
+    async fn touch_web_session(
+        &self,
+        digest: &SecretDigest,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.lock("touch a web session")?;
+        if let Some(session) = tables.web_sessions.get_mut(digest) {
+            session.last_seen_at = session.last_seen_at.max(at);
+        }
+        Ok(())
+    }
+
+    async fn end_web_session(&self, digest: &SecretDigest) -> Result<bool, StoreError> {
+        let mut tables = self.lock("end a web session")?;
+        Ok(tables.web_sessions.remove(digest).is_some())
+    }
+
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), StoreError> {
+        let operation = "create an API token";
+        let mut tables = self.lock(operation)?;
+        if tables
+            .api_tokens
+            .iter()
+            .any(|known| known.id == token.id || known.digest == token.digest)
+        {
+            return Err(token_taken(operation, &token.id));
+        }
+        tables.api_tokens.push(token.clone());
+        Ok(())
+    }
+
+    async fn api_tokens(&self, now: UnixMillis) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let tables = self.lock("list API tokens")?;
+        let mut tokens: Vec<ApiTokenRecord> = tables
+            .api_tokens
+            .iter()
+            .filter(|token| token.expires_at > now)
+            .cloned()
+            .collect();
+        tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(tokens)
+    }
+
+    async fn api_token_by_digest(
+        &self,
+        digest: &SecretDigest,
+        now: UnixMillis,
+    ) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let tables = self.lock("read an API token")?;
+        Ok(tables
+            .api_tokens
+            .iter()
+            .find(|token| token.digest == *digest && token.expires_at > now)
+            .cloned())
+    }
+
+    async fn touch_api_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError> {
+        let mut tables = self.lock("touch an API token")?;
+        if let Some(token) = tables.api_tokens.iter_mut().find(|token| token.id == id) {
+            token.last_used_at = Some(token.last_used_at.map_or(at, |last| last.max(at)));
+        }
+        Ok(())
+    }
+
+    async fn revoke_api_token(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tables = self.lock("revoke an API token")?;
+        let before = tables.api_tokens.len();
+        tables.api_tokens.retain(|token| token.id != id);
+        Ok(tables.api_tokens.len() != before)
+    }
+
+    async fn purge_expired_auth(&self, now: UnixMillis) -> Result<u64, StoreError> {
+        let mut tables = self.lock("purge expired sessions and tokens")?;
+        let before = tables.web_sessions.len() + tables.api_tokens.len();
+        tables
+            .web_sessions
+            .retain(|_, session| session.expires_at > now);
+        tables.api_tokens.retain(|token| token.expires_at > now);
+        let after = tables.web_sessions.len() + tables.api_tokens.len();
+        Ok(u64::try_from(before - after).unwrap_or(u64::MAX))
     }
 }
 

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    AgentEvent, AgentEventRecord, Conversation, ConversationId, ConversationStatus, Enqueued,
-    Holdup, InDoubt, IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts,
-    OutboxEnd, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus, ProcessedMessage,
-    RelayDirection, RelayRecord, SentRecord, Store, StoreError, StoreHealth, UnixMillis,
-    VacancyIntake, VacancyQuery, VacancyRecord, VacancyStatus, WorkflowId, WorkflowRecord,
+    AgentEvent, AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus,
+    Enqueued, Holdup, InDoubt, IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow,
+    OutboxCounts, OutboxEnd, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus,
+    ProcessedMessage, RelayDirection, RelayRecord, SecretDigest, SentRecord, Store, StoreError,
+    StoreHealth, UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, VacancyStatus, WebSession,
+    WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{PeerRef, RandomId, SentMessage, TopicId};
 use jobbot_core::workflow::Workflow;
@@ -24,7 +25,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqliteExecutor};
 
 use crate::{
     DatabaseError, finished_workflow, never_attempted, no_conversation, no_outbox_message,
-    no_workflow, page_size, topic_taken,
+    no_workflow, page_size, session_taken, token_taken, topic_taken,
 };
 
 /// The migrations, embedded at compile time so the binary carries its schema.
@@ -40,7 +41,7 @@ const MAX_CONNECTIONS: u32 = 4;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     path: PathBuf,
 }
 
@@ -181,6 +182,51 @@ fn session_column(row: &SqliteRow, name: &str) -> Result<Option<SessionName>, St
     column::<Option<String>>(row, name)?
         .map(|text| SessionName::parse(&text).map_err(|error| format!("column {name}: {error}")))
         .transpose()
+}
+
+fn digest_column(row: &SqliteRow, name: &str) -> Result<SecretDigest, String> {
+    let bytes: Vec<u8> = column(row, name)?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(SecretDigest)
+        .map_err(|_| format!("column {name}: not a 32-byte digest"))
+}
+
+fn read_web_session(row: &SqliteRow) -> Result<WebSession, String> {
+    Ok(WebSession {
+        digest: digest_column(row, "digest")?,
+        created_at: UnixMillis(column(row, "created_at")?),
+        expires_at: UnixMillis(column(row, "expires_at")?),
+        last_seen_at: UnixMillis(column(row, "last_seen_at")?),
+    })
+}
+
+const API_TOKEN_COLUMNS: &str = "id, name, digest, created_at, expires_at, last_used_at";
+
+fn read_api_token(row: &SqliteRow) -> Result<ApiTokenRecord, String> {
+    Ok(ApiTokenRecord {
+        id: column(row, "id")?,
+        name: column(row, "name")?,
+        digest: digest_column(row, "digest")?,
+        created_at: UnixMillis(column(row, "created_at")?),
+        expires_at: UnixMillis(column(row, "expires_at")?),
+        last_used_at: column::<Option<i64>>(row, "last_used_at")?.map(UnixMillis),
+    })
+}
+
+/// Reads one row with `read`, for rows without a numeric `id` to name them by.
+fn read_row<T>(
+    operation: &'static str,
+    what: &str,
+    row: &SqliteRow,
+    read: impl Fn(&SqliteRow) -> Result<T, String>,
+) -> Result<T, StoreError> {
+    read(row)
+        .map_err(|problem| StoreError::new(operation, format!("{what} is unreadable: {problem}")))
+}
+
+/// A unique constraint refused the row (the caller's duplicate, not a broken database).
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database) if database.is_unique_violation())
 }
 
 fn parse_status(text: &str) -> Result<OutboxStatus, String> {
@@ -1371,6 +1417,174 @@ impl Store for SqliteStore {
         }
         transaction.commit().await.map_err(failed(operation))?;
         Ok(())
+    }
+
+    async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError> {
+        let operation = "create a web session";
+        sqlx::query(
+            "INSERT INTO web_sessions (digest, created_at, expires_at, last_seen_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(session.digest.0.as_slice())
+        .bind(session.created_at.0)
+        .bind(session.expires_at.0)
+        .bind(session.last_seen_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                session_taken(operation)
+            } else {
+                StoreError::new(operation, error)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn web_session(
+        &self,
+        digest: &SecretDigest,
+        now: UnixMillis,
+    ) -> Result<Option<WebSession>, StoreError> {
+        let operation = "read a web session";
+        let row = sqlx::query(
+            "SELECT digest, created_at, expires_at, last_seen_at FROM web_sessions \
+             WHERE digest = ? AND expires_at > ?",
+        )
+        .bind(digest.0.as_slice())
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        row.as_ref()
+            .map(|row| read_row(operation, "a web session", row, read_web_session))
+            .transpose()
+    }
+
+    async fn touch_web_session(
+        &self,
+        digest: &SecretDigest,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE web_sessions SET last_seen_at = MAX(last_seen_at, ?) WHERE digest = ?")
+            .bind(at.0)
+            .bind(digest.0.as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("touch a web session"))?;
+        Ok(())
+    }
+
+    async fn end_web_session(&self, digest: &SecretDigest) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM web_sessions WHERE digest = ?")
+            .bind(digest.0.as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("end a web session"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), StoreError> {
+        let operation = "create an API token";
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, digest, created_at, expires_at, last_used_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(token.digest.0.as_slice())
+        .bind(token.created_at.0)
+        .bind(token.expires_at.0)
+        .bind(token.last_used_at.map(|at| at.0))
+        .execute(&self.pool)
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                token_taken(operation, &token.id)
+            } else {
+                StoreError::new(operation, error)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn api_tokens(&self, now: UnixMillis) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let operation = "list API tokens";
+        let rows = sqlx::query(&format!(
+            "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE expires_at > ? \
+             ORDER BY created_at, id"
+        ))
+        .bind(now.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        rows.iter()
+            .map(|row| read_row(operation, "an API token", row, read_api_token))
+            .collect()
+    }
+
+    async fn api_token_by_digest(
+        &self,
+        digest: &SecretDigest,
+        now: UnixMillis,
+    ) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let operation = "read an API token";
+        let row = sqlx::query(&format!(
+            "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE digest = ? AND expires_at > ?"
+        ))
+        .bind(digest.0.as_slice())
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        row.as_ref()
+            .map(|row| read_row(operation, "an API token", row, read_api_token))
+            .transpose()
+    }
+
+    async fn touch_api_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = MAX(COALESCE(last_used_at, ?), ?) WHERE id = ?",
+        )
+        .bind(at.0)
+        .bind(at.0)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("touch an API token"))?;
+        Ok(())
+    }
+
+    async fn revoke_api_token(&self, id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM api_tokens WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("revoke an API token"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn purge_expired_auth(&self, now: UnixMillis) -> Result<u64, StoreError> {
+        let operation = "purge expired sessions and tokens";
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        let sessions = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= ?")
+            .bind(now.0)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?
+            .rows_affected();
+        let tokens = sqlx::query("DELETE FROM api_tokens WHERE expires_at <= ?")
+            .bind(now.0)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?
+            .rows_affected();
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(sessions + tokens)
     }
 }
 

@@ -7,12 +7,13 @@ use std::time::Duration;
 use jobbot_core::config::{self, ConfigDocument, ConfigProblems, Revision};
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    AccountGone, AgentEvent, AgentEventRecord, ChannelIntake, Conversation, ConversationId,
-    ConversationStatus, Delivery, Enqueued, Holdup, InDoubt, IntakeOutcome, MatchedChannel,
-    NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts, OutboxEnd, OutboxFailure,
-    OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus, ProcessedMessage, Recipient,
-    RelayDirection, RelayRecord, SenderSelection, SentRecord, Store, Unavailable, UnixMillis,
-    VacancyContacts, VacancyIntake, VacancyQuery, VacancyRecord, VacancyStatus,
+    AccountGone, AgentEvent, AgentEventRecord, ApiTokenRecord, ChannelIntake, Conversation,
+    ConversationId, ConversationStatus, Delivery, Enqueued, Holdup, InDoubt, IntakeOutcome,
+    MatchedChannel, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts, OutboxEnd,
+    OutboxFailure, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus,
+    ProcessedMessage, Recipient, RelayDirection, RelayRecord, SecretDigest, SenderSelection,
+    SentRecord, Store, Unavailable, UnixMillis, VacancyContacts, VacancyIntake, VacancyQuery,
+    VacancyRecord, VacancyStatus, WebSession,
 };
 use jobbot_core::telegram::{
     DeadReason, EntityKind, MessageContent, PeerRef, RandomId, SentMessage, TelegramError,
@@ -120,6 +121,13 @@ async fn a_missing_file_is_an_empty_configuration_and_the_first_write_creates_it
     assert_eq!(Revision::of(&written), revision);
     assert_eq!(store.snapshot().revision, revision);
     assert_eq!(store.snapshot().document.output_channels[0].name, "Python");
+    // It can hold proxy passwords: created readable by its owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
 }
 
 #[tokio::test]
@@ -208,6 +216,72 @@ async fn concurrent_writers_of_the_same_revision_one_wins_and_the_other_conflict
         "{loser:?}"
     );
     assert_eq!(fixture.channel_name_on_disk(), winner);
+}
+
+/// `modify` applies to the configuration as it is at the write, under the write lock: many
+/// concurrent additions (the seed's "add one agent" without a revision) all land.
+#[tokio::test]
+async fn concurrent_modifications_without_a_revision_all_land() {
+    let fixture = ConfigFixture::with_file(&valid_config("Original")).await;
+    let writers: Vec<_> = (0..20)
+        .map(|index| {
+            let store = fixture.store.clone();
+            tokio::spawn(async move {
+                store
+                    .modify(move |document: &mut ConfigDocument| {
+                        document.output_channels[0]
+                            .input_sources
+                            .push(format!("@source_{index:02}"));
+                        Ok::<(), StoreError>(())
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    let loaded = config::load(&String::from_utf8(fixture.bytes_on_disk()).unwrap()).unwrap();
+    let mut sources = loaded.document.output_channels[0].input_sources.clone();
+    sources.sort();
+    let mut expected: Vec<String> = (0..20).map(|index| format!("@source_{index:02}")).collect();
+    expected.insert(0, "@python_jobs".to_owned());
+    expected.sort();
+    assert_eq!(sources, expected);
+}
+
+/// A hand edit the store has not reloaded yet is the base of a `modify`, not overwritten by it;
+/// a broken one is refused and left alone.
+#[tokio::test]
+async fn a_modification_applies_to_a_hand_edit_and_never_writes_over_a_broken_file() {
+    let fixture = ConfigFixture::with_file(&valid_config("Original")).await;
+    fixture.edit_by_hand_with_rename(&valid_config("Edited by hand"));
+    fixture
+        .store
+        .modify(|document: &mut ConfigDocument| {
+            document.output_channels[0].enabled = false;
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .unwrap();
+    let loaded = config::load(&String::from_utf8(fixture.bytes_on_disk()).unwrap()).unwrap();
+    assert_eq!(loaded.document.output_channels[0].name, "Edited by hand");
+    assert!(!loaded.document.output_channels[0].enabled);
+
+    fixture.edit_by_hand_with_rename(MALFORMED_CONFIG);
+    let refused = fixture
+        .store
+        .modify(|document: &mut ConfigDocument| {
+            document.output_channels[0].enabled = true;
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::FileInvalid { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(fixture.bytes_on_disk(), MALFORMED_CONFIG.as_bytes());
 }
 
 #[tokio::test]
@@ -2197,6 +2271,163 @@ mod conformance {
         pending: Vec<OutboxMessage>,
     }
 
+    // ----- Web authentication -----
+
+    pub fn web_session(secret: &str, created_at: i64, expires_at: i64) -> WebSession {
+        WebSession {
+            digest: SecretDigest::of(secret),
+            created_at: UnixMillis(created_at),
+            expires_at: UnixMillis(expires_at),
+            last_seen_at: UnixMillis(created_at),
+        }
+    }
+
+    pub fn api_token(id: &str, secret: &str, created_at: i64, expires_at: i64) -> ApiTokenRecord {
+        ApiTokenRecord {
+            id: id.to_owned(),
+            name: format!("token {id}"),
+            digest: SecretDigest::of(secret),
+            created_at: UnixMillis(created_at),
+            expires_at: UnixMillis(expires_at),
+            last_used_at: None,
+        }
+    }
+
+    pub async fn web_sessions_are_found_by_digest_until_their_absolute_expiry(store: &dyn Store) {
+        let first = web_session("session-one", 1_000, 10_000);
+        let second = web_session("session-two", 2_000, 20_000);
+        store.create_web_session(&first).await.unwrap();
+        store.create_web_session(&second).await.unwrap();
+        // A digest is stored once.
+        let refused = store.create_web_session(&first).await.unwrap_err();
+        assert!(refused.to_string().contains("exists"), "{refused}");
+
+        let found = |secret: &'static str, now: i64| async move {
+            store
+                .web_session(&SecretDigest::of(secret), UnixMillis(now))
+                .await
+                .unwrap()
+        };
+        assert_eq!(found("session-one", 5_000).await, Some(first.clone()));
+        assert_eq!(found("no-such-session", 5_000).await, None);
+        // Requests move `last_seen_at` forward only, and never the expiry.
+        store
+            .touch_web_session(&first.digest, UnixMillis(7_000))
+            .await
+            .unwrap();
+        store
+            .touch_web_session(&first.digest, UnixMillis(6_000))
+            .await
+            .unwrap();
+        let touched = found("session-one", 7_500).await.unwrap();
+        assert_eq!(touched.last_seen_at, UnixMillis(7_000));
+        assert_eq!(touched.expires_at, UnixMillis(10_000));
+        // At its expiry the session is gone, however recently it was used.
+        store
+            .touch_web_session(&first.digest, UnixMillis(9_999))
+            .await
+            .unwrap();
+        assert_eq!(found("session-one", 10_000).await, None);
+        assert!(found("session-two", 10_000).await.is_some());
+
+        // Purging deletes what expired; ending deletes one.
+        assert_eq!(
+            store.purge_expired_auth(UnixMillis(10_000)).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            store.purge_expired_auth(UnixMillis(10_000)).await.unwrap(),
+            0
+        );
+        assert!(store.end_web_session(&second.digest).await.unwrap());
+        assert!(!store.end_web_session(&second.digest).await.unwrap());
+        assert_eq!(found("session-two", 10_000).await, None);
+    }
+
+    pub async fn api_tokens_are_listed_found_used_and_revoked_until_their_expiry(
+        store: &dyn Store,
+    ) {
+        let old = api_token("tok_old", "jbt_old_secret", 1_000, 50_000);
+        let new = api_token("tok_new", "jbt_new_secret", 2_000, 10_000);
+        store.create_api_token(&new).await.unwrap();
+        store.create_api_token(&old).await.unwrap();
+        // An id or a value is stored once.
+        for duplicate in [
+            api_token("tok_old", "jbt_other_secret", 3_000, 50_000),
+            api_token("tok_other", "jbt_new_secret", 3_000, 50_000),
+        ] {
+            let refused = store.create_api_token(&duplicate).await.unwrap_err();
+            assert!(refused.to_string().contains("exists"), "{refused}");
+        }
+        // Oldest first.
+        assert_eq!(
+            store.api_tokens(UnixMillis(5_000)).await.unwrap(),
+            vec![old.clone(), new.clone()]
+        );
+        assert_eq!(
+            store
+                .api_token_by_digest(&SecretDigest::of("jbt_new_secret"), UnixMillis(5_000))
+                .await
+                .unwrap(),
+            Some(new.clone())
+        );
+        assert_eq!(
+            store
+                .api_token_by_digest(&SecretDigest::of("jbt_guess"), UnixMillis(5_000))
+                .await
+                .unwrap(),
+            None
+        );
+        // Uses move `last_used_at` forward only.
+        store
+            .touch_api_token("tok_old", UnixMillis(6_000))
+            .await
+            .unwrap();
+        store
+            .touch_api_token("tok_old", UnixMillis(5_500))
+            .await
+            .unwrap();
+        let used = store
+            .api_token_by_digest(&old.digest, UnixMillis(6_000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(used.last_used_at, Some(UnixMillis(6_000)));
+        // An expired token neither lists nor authenticates.
+        assert_eq!(
+            store
+                .api_token_by_digest(&new.digest, UnixMillis(10_000))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .api_tokens(UnixMillis(10_000))
+                .await
+                .unwrap()
+                .iter()
+                .map(|token| token.id.as_str())
+                .collect::<Vec<_>>(),
+            ["tok_old"]
+        );
+        assert_eq!(
+            store.purge_expired_auth(UnixMillis(10_000)).await.unwrap(),
+            1
+        );
+        // Revoked is gone at once.
+        assert!(store.revoke_api_token("tok_old").await.unwrap());
+        assert!(!store.revoke_api_token("tok_old").await.unwrap());
+        assert_eq!(
+            store
+                .api_token_by_digest(&old.digest, UnixMillis(6_000))
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(store.api_tokens(UnixMillis(0)).await.unwrap().is_empty());
+    }
+
     /// Enqueues a message and begins an attempt on it, as the engine does just before a send
     /// that a crash interrupts.
     pub async fn before_restart(store: &dyn Store) -> BeforeRestart {
@@ -2306,6 +2537,8 @@ conformance_on_every_backend!(
     a_workflow_starts_once_per_key_and_ends_once,
     a_topic_creation_keeps_each_creators_first_random_id,
     a_delivered_post_is_recorded_once,
+    web_sessions_are_found_by_digest_until_their_absolute_expiry,
+    api_tokens_are_listed_found_used_and_revoked_until_their_expiry,
 );
 
 /// The memory store stands in for SQLite in the engine's tests, which may match on what a refusal
@@ -2711,4 +2944,179 @@ async fn an_old_database_keeps_its_messages_in_doubt_across_the_upgrade() {
         .id();
     assert_eq!(next, OutboxId(8));
     store.close().await;
+}
+
+/// Web sessions and API tokens outlive a restart: a browser stays logged in and a script's token
+/// keeps working after `jobbot run` restarts.
+#[tokio::test]
+async fn web_sessions_and_api_tokens_survive_a_reopen() {
+    let directory = tempfile::tempdir().unwrap();
+    let session = conformance::web_session("session-kept", 1_000, 100_000);
+    let token = conformance::api_token("tok_kept", "jbt_kept_secret", 1_000, 100_000);
+    let first = SqliteStore::open(directory.path()).await.unwrap();
+    first.create_web_session(&session).await.unwrap();
+    first.create_api_token(&token).await.unwrap();
+    first.close().await;
+    let reopened = SqliteStore::open(directory.path()).await.unwrap();
+    assert_eq!(
+        reopened
+            .web_session(&session.digest, UnixMillis(2_000))
+            .await
+            .unwrap(),
+        Some(session)
+    );
+    assert_eq!(
+        reopened
+            .api_token_by_digest(&token.digest, UnixMillis(2_000))
+            .await
+            .unwrap(),
+        Some(token)
+    );
+    reopened.close().await;
+}
+
+// ----- The knowledge index (`KnowledgeIndex`, #17 item 4) -----
+
+mod knowledge {
+    use jobbot_core::ai::knowledge::{
+        KnowledgeIndex, chunks_of, digest, query_terms, search_terms,
+    };
+    use jobbot_core::store::UnixMillis;
+    use jobbot_store::{MemoryStore, SqliteStore};
+
+    const PRICES: &str = "Стоимость ведения рекламы — от 50 000 ₽ в месяц.\n\n\
+        Запуск первой кампании занимает неделю.";
+    const CASES: &str = "Кейс: интернет-магазин одежды, цена заявки снизилась вдвое.\n\n\
+        Кейс: школа английского, 300 заявок в месяц.";
+
+    async fn index(store: &dyn KnowledgeIndex, channel: &str, source: &str, text: &str) {
+        store
+            .replace_knowledge(
+                channel,
+                source,
+                &digest(text),
+                &chunks_of(text),
+                UnixMillis(1),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn search(store: &dyn KnowledgeIndex, channel: &str, query: &str) -> Vec<String> {
+        store
+            .search_knowledge(channel, &query_terms(query), 5)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|hit| format!("{}#{}", hit.source, hit.position))
+            .collect()
+    }
+
+    /// Small chunks, so each paragraph is its own.
+    fn paragraphs(text: &str) -> Vec<jobbot_core::ai::knowledge::KnowledgeChunk> {
+        jobbot_core::ai::knowledge::chunk_text(text, 80)
+            .into_iter()
+            .enumerate()
+            .map(
+                |(position, text)| jobbot_core::ai::knowledge::KnowledgeChunk {
+                    position: position as u32,
+                    terms: search_terms(&text).join(" "),
+                    text,
+                },
+            )
+            .collect()
+    }
+
+    pub async fn checks(store: &dyn KnowledgeIndex) {
+        // Word forms meet: "цены"/"стоимость" in a question find the chunk that says "цена".
+        store
+            .replace_knowledge(
+                "c1",
+                "prices.md",
+                &digest(PRICES),
+                &paragraphs(PRICES),
+                UnixMillis(1),
+            )
+            .await
+            .unwrap();
+        store
+            .replace_knowledge(
+                "c1",
+                "cases.md",
+                &digest(CASES),
+                &paragraphs(CASES),
+                UnixMillis(2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            search(store, "c1", "Какая стоимость рекламы?").await[0],
+            "prices.md#0"
+        );
+        assert_eq!(
+            search(store, "c1", "сколько недель на запуск").await,
+            ["prices.md#1"]
+        );
+        // The chunk sharing more terms ranks first.
+        let hits = search(store, "c1", "кейсы заявок школы английского").await;
+        assert_eq!(hits[0], "cases.md#1", "{hits:?}");
+        assert!(hits.contains(&"cases.md#0".to_owned()), "{hits:?}");
+
+        // Channels do not see each other's knowledge.
+        index(store, "c2", "other.md", "Стоимость услуг по запросу.").await;
+        assert!(search(store, "c2", "рекламы кейс").await.is_empty());
+        assert_eq!(search(store, "c2", "стоимость").await, ["other.md#0"]);
+
+        // Nothing to search by, nothing found; query syntax is never interpreted.
+        assert!(search(store, "c1", "и в на").await.is_empty());
+        for hostile in ["\"", "*", "OR", "NEAR(a b)", "-x", "terms:цен", "a\"b"] {
+            store
+                .search_knowledge("c1", &[hostile.to_owned()], 5)
+                .await
+                .unwrap_or_else(|error| panic!("{hostile}: {error}"));
+        }
+        let limited = store
+            .search_knowledge("c1", &query_terms("кейс заявк реклам запуск"), 2)
+            .await
+            .unwrap();
+        assert_eq!(limited.len(), 2);
+        assert!(limited.iter().all(|hit| !hit.text.is_empty()));
+
+        // Replacing a file replaces its chunks; the listing says what is indexed.
+        index(store, "c1", "prices.md", "Цены изменились: от 70 000 ₽.").await;
+        assert!(search(store, "c1", "стоимость запуск").await.is_empty());
+        assert_eq!(
+            search(store, "c1", "цены изменились").await[0],
+            "prices.md#0"
+        );
+        let sources = store.knowledge_sources("c1").await.unwrap();
+        let names: Vec<(&str, u32)> = sources
+            .iter()
+            .map(|source| (source.source.as_str(), source.chunks))
+            .collect();
+        assert_eq!(names, [("cases.md", 2), ("prices.md", 1)]);
+        assert_eq!(sources[1].digest, digest("Цены изменились: от 70 000 ₽."));
+
+        // A forgotten file is gone from search and listing.
+        assert!(store.remove_knowledge("c1", "prices.md").await.unwrap());
+        assert!(!store.remove_knowledge("c1", "prices.md").await.unwrap());
+        assert!(search(store, "c1", "изменились").await.is_empty());
+        assert_eq!(store.knowledge_sources("c1").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn sqlite_knowledge_index_passes_the_checks_and_survives_a_reopen() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(directory.path()).await.unwrap();
+        checks(&store).await;
+        store.close().await;
+        let reopened = SqliteStore::open(directory.path()).await.unwrap();
+        assert_eq!(search(&reopened, "c1", "школа").await, ["cases.md#1"]);
+        reopened.close().await;
+    }
+
+    #[tokio::test]
+    async fn memory_knowledge_index_passes_the_checks() {
+        checks(&MemoryStore::new()).await;
+    }
 }

@@ -21,6 +21,13 @@ pub fn dead_reason(error: &RpcError) -> Option<DeadReason> {
     Some(reason)
 }
 
+/// The text of a network failure. grammers' proxy errors quote the proxy address (with its
+/// password) into the message, which then reaches logs, link states and the web; its
+/// credentials are masked here.
+fn network_message(error: &InvocationError) -> String {
+    jobbot_core::config::mask_urls_in(&error.to_string())
+}
+
 /// A failed call as a value the scheduler can act on. Secrets never reach the message: RPC
 /// errors carry only Telegram's error name.
 pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
@@ -30,7 +37,7 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
             // Transport covers `BadStatus` (e.g. 429 too many connections, 404 unknown key);
             // the runner reconnects, so the same call may succeed later.
             return TelegramError::Network {
-                message: error.to_string(),
+                message: network_message(error),
             };
         }
         InvocationError::Session(_)
@@ -82,7 +89,7 @@ pub fn map_login_error(error: &InvocationError) -> LoginError {
         InvocationError::Rpc(rpc) => rpc,
         InvocationError::Io(_) | InvocationError::Transport(_) | InvocationError::Dropped(_) => {
             return LoginError::Network {
-                message: error.to_string(),
+                message: network_message(error),
             };
         }
         _ => {
@@ -143,6 +150,27 @@ mod tests {
 
     fn dead(reason: DeadReason) -> TelegramError {
         TelegramError::AccountDead { reason }
+    }
+
+    #[test]
+    fn a_proxy_address_quoted_by_a_network_error_is_masked() {
+        let error = InvocationError::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            "proxy port is missing from url: socks5://user:hunter2@host?x:1080",
+        ));
+        for message in [
+            match map_invocation_error(&error) {
+                TelegramError::Network { message } => message,
+                other => panic!("{other:?}"),
+            },
+            match map_login_error(&error) {
+                LoginError::Network { message } => message,
+                other => panic!("{other:?}"),
+            },
+        ] {
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(message.contains("socks5://***@host"), "{message}");
+        }
     }
 
     #[test]

@@ -494,13 +494,25 @@ struct SessionSnapshot {
     peers: Vec<StoredPeer>,
 }
 
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(PartialEq, Serialize, Deserialize)]
 struct StoredDcOption {
     id: i32,
     ipv4: SocketAddrV4,
     ipv6: SocketAddrV6,
-    /// Hex; the account's credential, hence the file mode and the optional encryption.
+    /// Hex; the account's credential, hence the file mode and the optional encryption (and a
+    /// `Debug` that does not show it).
     auth_key: Option<String>,
+}
+
+impl fmt::Debug for StoredDcOption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredDcOption")
+            .field("id", &self.id)
+            .field("ipv4", &self.ipv4)
+            .field("ipv6", &self.ipv6)
+            .field("auth_key", &self.auth_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -873,6 +885,27 @@ mod tests {
             ipv6: "[::1]:1".parse().unwrap(),
             auth_key: Some([key_byte; 256]),
         }
+    }
+
+    #[test]
+    fn debug_of_a_stored_dc_option_hides_its_auth_key() {
+        let stored = StoredDcOption {
+            id: 4,
+            ipv4: "127.0.0.1:1".parse().unwrap(),
+            ipv6: "[::1]:1".parse().unwrap(),
+            auth_key: Some(hex::encode([0xab; 256])),
+        };
+        let shown = format!("{stored:?}");
+        assert!(!shown.contains("abab"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let options = jobbot_core::telegram::ConnectOptions {
+            proxy: Some("socks5://user:hunter2@127.0.0.1:1080".into()),
+        };
+        let shown = format!("{options:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("user:***@"),
+            "{shown}"
+        );
     }
 
     async fn fill(store: &SessionStore) {

@@ -9,12 +9,14 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use jobbot_core::ids::SessionName;
+use jobbot_engine::LinkState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, Problem};
+use crate::constraints::{self, Checks};
+use crate::error::{ApiError, ErrorBody, Problem, Reason};
 use crate::json::ApiJson;
 
 /// An agent account: its configuration and, while the engine runs it, its live state.
@@ -34,17 +36,21 @@ pub struct AgentSummary {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentsList {
+    pub success: bool,
     pub agents: Vec<AgentSummary>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionsRequest {
+    /// At least one session name.
+    #[schema(schema_with = crate::constraints::session_names_schema)]
     pub sessions: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsOutcome {
+    pub success: bool,
     /// The sessions the engine runs, now paused (or resumed).
     pub affected: Vec<String>,
     /// Sessions the engine does not run (not configured, or only in disabled channels).
@@ -85,6 +91,7 @@ pub async fn list_agents(State(state): State<AppState>) -> Result<Json<AgentsLis
             .live = Some(live);
     }
     Ok(Json(AgentsList {
+        success: true,
         agents: agents.into_values().collect(),
     }))
 }
@@ -117,29 +124,21 @@ pub async fn resume_agents(
 }
 
 fn parse_sessions(sessions: &[String]) -> Result<Vec<SessionName>, ApiError> {
-    let mut parsed = Vec::new();
-    let mut problems = Vec::new();
+    let mut checks = Checks::new();
     if sessions.is_empty() {
-        problems.push(Problem::new("sessions", "name at least one session"));
+        checks.add(Problem::because("sessions", Reason::Required));
     }
-    for (index, session) in sessions.iter().enumerate() {
-        match SessionName::parse(session) {
-            Ok(session) => parsed.push(session),
-            Err(error) => problems.push(Problem::new(
-                format!("sessions[{index}]"),
-                error.to_string(),
-            )),
-        }
-    }
-    if problems.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(ApiError::Invalid(problems))
-    }
+    checks.each("sessions", sessions, constraints::SESSION_NAME);
+    checks.finish()?;
+    Ok(sessions
+        .iter()
+        .filter_map(|session| SessionName::parse(session).ok())
+        .collect())
 }
 
 fn outcome(requested: Vec<SessionName>, affected: Vec<SessionName>) -> SessionsOutcome {
     SessionsOutcome {
+        success: true,
         unknown: requested
             .iter()
             .filter(|session| !affected.contains(session))
@@ -149,5 +148,18 @@ fn outcome(requested: Vec<SessionName>, affected: Vec<SessionName>) -> SessionsO
             .iter()
             .map(|session| session.as_str().to_owned())
             .collect(),
+    }
+}
+
+/// The name of a link state (`ready`, `paused`, …), as its JSON `state` field says it.
+pub(crate) fn link_state_name(link: &LinkState) -> &'static str {
+    match link {
+        LinkState::Connecting => "connecting",
+        LinkState::Ready { .. } => "ready",
+        LinkState::Disconnected { .. } => "disconnected",
+        LinkState::NotLoggedIn => "not_logged_in",
+        LinkState::Dead { .. } => "dead",
+        LinkState::Paused => "paused",
+        LinkState::Stopped => "stopped",
     }
 }

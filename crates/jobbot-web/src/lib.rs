@@ -1,51 +1,96 @@
 //! jobbot's web interface: the authenticated JSON API over the engine and the configuration
-//! store, a WebSocket with live agent states and counters, Prometheus metrics, and the OpenAPI
-//! document generated from the handlers.
+//! store, the admin pages, a WebSocket with live agent states, Prometheus metrics, health
+//! checks, and the OpenAPI document generated from the handlers.
 //!
 //! Invariants:
 //! - The web never opens a Telegram session or the configuration file itself: it asks the engine
 //!   (status, pause/resume, logins through the engine's connector) and the [`ConfigStore`] (every
-//!   write, with the revision it was based on). A write is live as soon as the store publishes it;
-//!   nothing restarts.
-//! - Every route but the login page and the login call requires authentication (see [`auth`]);
-//!   the admin pages ([`pages`]) send a browser without a session to the login page.
+//!   write, with the revision it was based on or as one atomic change to the current file). A
+//!   write is live as soon as the store publishes it; nothing restarts.
+//! - Every route but the login page and call, the health checks and the static assets requires
+//!   authentication (see [`auth`]); the admin pages ([`pages`]) send a browser without a
+//!   session to the login page.
 //! - No response or log line holds a session id, an API token (except once, when created), the
-//!   admin password, a login code or a 2FA password; phone numbers in logs are masked.
+//!   admin password, a login code, a 2FA password or a proxy password; phone numbers in logs
+//!   are masked.
+//! - A client cannot hold the server: headers, bodies and writes have time limits and
+//!   connections and WebSockets a cap ([`server`]).
 
 mod agents;
 pub mod auth;
 mod channels;
+pub mod client;
+mod constraints;
 mod error;
+mod health;
+pub mod i18n;
 mod json;
 mod live;
 mod logins;
+pub mod metrics;
 mod outbox;
 pub mod pages;
+mod server;
 mod stats;
 mod vacancies;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use jobbot_core::telegram::AccountConnector;
 use jobbot_engine::Engine;
 use jobbot_engine::supervisor::TaskStatus;
 use jobbot_store::ConfigStore;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{Auth, GeneratedPassword};
+pub use auth::{AuthSettings, GeneratedPassword, WeakSecret};
 /// The web framework, for callers that build extra routes for [`serve_with`].
 pub use axum;
-pub use error::{ApiError, ErrorBody, Problem};
+pub use client::TrustedProxies;
+pub use error::{ApiError, ErrorBody, Problem, Reason};
+/// The metrics library, for callers that register their own families in
+/// [`WebSettings::registry`].
+pub use prometheus_client;
+pub use server::ServerLimits;
+
+/// The Content-Security-Policy of every response: scripts, styles and connections from this
+/// origin only (no inline script or handler), no framing, no plugins.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// How the web starts.
+pub struct WebSettings {
+    pub auth: AuthSettings,
+    /// Proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (`--trusted-proxy`).
+    pub trusted_proxies: TrustedProxies,
+    pub limits: ServerLimits,
+    /// The process's metrics registry (prefix `jobbot`). Components other than the engine and
+    /// the web register their families here before the web starts; the web adds the engine's
+    /// and its own, and serves them all on `/metrics`.
+    pub registry: Registry,
+}
+
+impl WebSettings {
+    pub fn new(auth: AuthSettings) -> Self {
+        Self {
+            auth,
+            trusted_proxies: TrustedProxies::none(),
+            limits: ServerLimits::default(),
+            registry: Registry::with_prefix("jobbot"),
+        }
+    }
+}
 
 /// What the handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -56,13 +101,17 @@ pub struct AppState {
 struct StateInner {
     engine: Engine,
     config: ConfigStore,
-    auth: Auth,
+    auth: auth::Auth,
     /// The engine's connector, for logins only: `begin_login` takes the session's lock, so a
     /// login can never run beside the engine's owner of the same session.
     connector: Arc<dyn AccountConnector>,
     logins: logins::LoginRegistry,
-    counters: stats::Counters,
-    openapi: OnceLock<String>,
+    metrics: metrics::Metrics,
+    openapi: String,
+    trusted_proxies: TrustedProxies,
+    limits: ServerLimits,
+    /// Permits for live WebSockets.
+    websockets: Arc<Semaphore>,
     /// Flips to `true` when the server shuts down, so long-lived WebSockets close and graceful
     /// shutdown does not wait for them forever.
     shutdown: watch::Sender<bool>,
@@ -71,14 +120,19 @@ struct StateInner {
 }
 
 impl AppState {
-    /// Starts the counters task (it follows the engine's events), so call it inside the runtime.
     pub fn new(
         engine: Engine,
         config: ConfigStore,
-        auth: Auth,
+        settings: WebSettings,
         connector: Arc<dyn AccountConnector>,
     ) -> Self {
-        let counters = stats::Counters::start(&engine);
+        let metrics = metrics::Metrics::new(settings.registry, &engine.metrics());
+        let auth = auth::Auth::new(
+            &settings.auth,
+            engine.store(),
+            engine.clock(),
+            Arc::clone(&metrics.web),
+        );
         Self {
             inner: Arc::new(StateInner {
                 engine,
@@ -86,8 +140,13 @@ impl AppState {
                 auth,
                 connector,
                 logins: logins::LoginRegistry::default(),
-                counters,
-                openapi: OnceLock::new(),
+                metrics,
+                openapi: openapi()
+                    .to_pretty_json()
+                    .expect("the OpenAPI document serialises"),
+                trusted_proxies: settings.trusted_proxies,
+                limits: settings.limits,
+                websockets: Arc::new(Semaphore::new(settings.limits.max_websockets)),
                 shutdown: watch::channel(false).0,
                 tasks: OnceLock::new(),
             }),
@@ -108,8 +167,8 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface. Serve it with connect info (see [`serve`]) so login attempts are
-/// limited per client address.
+/// The whole HTTP surface. Serve it with [`serve`] (connect info, limits); routers driven
+/// without a socket see no client address.
 pub fn app(state: AppState) -> Router {
     app_with(state, None)
 }
@@ -128,12 +187,8 @@ pub fn app_with(state: AppState, extra: Option<Router>) -> Router {
         })
         .unwrap_or_default();
     let (protected, _) = protected_routes().split_for_parts();
-    let _ = state.inner.openapi.get_or_init(|| {
-        openapi()
-            .to_pretty_json()
-            .expect("the OpenAPI document serialises")
-    });
     let (public, _) = public_routes().split_for_parts();
+    let limits = state.inner.limits;
     protected
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -141,14 +196,51 @@ pub fn app_with(state: AppState, extra: Option<Router>) -> Router {
         ))
         .merge(public)
         .with_state(state.clone())
-        .merge(pages::protected_pages(state))
+        .merge(pages::protected_pages(state.clone()))
         .merge(pages::public_pages())
         .merge(extra)
+        .fallback(not_found)
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(RequestBodyLimitLayer::new(json::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(error::json_refusals))
+        .layer(axum::middleware::from_fn(error::localize))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        // Responses carry CSRF tokens, a new API token, live state: never cached (assets say
+        // otherwise themselves).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            client::identify,
+        ))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such page or API route".into())
 }
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    protected_routes().merge(public_routes()).into_openapi()
+    let mut document = protected_routes().merge(public_routes()).into_openapi();
+    health::document_common_responses(&mut document);
+    document
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then closes live WebSockets and waits
@@ -169,13 +261,12 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = state.inner.shutdown.clone();
+    // A server started again after a failure serves live WebSockets again.
+    stop.send_replace(false);
+    let limits = state.inner.limits;
+    let metrics = Arc::clone(&state.inner.metrics.web);
     let router = app_with(state, extra);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
+    server::serve(listener, router, limits, metrics, shutdown, move || {
         stop.send_replace(true);
     })
     .await
@@ -183,7 +274,8 @@ pub async fn serve_with(
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "jobbot", description = "Channels, agent pools, logins and live status of jobbot."),
+    info(title = "jobbot", description = "Channels, agent pools, logins and live status of jobbot. \
+        Errors are JSON (`ErrorBody`) with messages in the language of `Accept-Language` (ru or en)."),
     modifiers(&SecuritySchemes),
     security(("bearer" = []), ("session_cookie" = [])),
     tags(
@@ -192,6 +284,7 @@ pub async fn serve_with(
         (name = "agents", description = "Agent accounts and their live state"),
         (name = "logins", description = "Telegram logins of the main account and agents"),
         (name = "status", description = "Statistics, metrics, the live WebSocket and this document"),
+        (name = "health", description = "Liveness and readiness, without login"),
     )
 )]
 struct ApiDoc;
@@ -249,7 +342,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::stats))
         .routes(routes!(vacancies::list_vacancies))
         .routes(routes!(outbox::list_ended))
-        .routes(routes!(stats::metrics))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(live::live))
         .routes(routes!(openapi_json))
 }
@@ -258,12 +351,16 @@ fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(auth::login))
         .routes(routes!(auth::login_page))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
 }
 
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "status",
-    responses((status = 200, content_type = "application/json", description = "OpenAPI 3 document")))]
+    responses((status = 200, content_type = "application/json", body = Object, description = "OpenAPI 3 document")))]
 async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
-    let document = state.inner.openapi.get().cloned().unwrap_or_default();
-    ([(header::CONTENT_TYPE, "application/json")], document)
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.inner.openapi.clone(),
+    )
 }

@@ -1,8 +1,14 @@
-//! `/api/ws`: the live view. On connect it sends a snapshot (every agent's state and the
-//! counters), then agent state changes, flood events, finished outbox messages and counter
-//! updates as they happen. Raw Telegram events are never forwarded: they carry contacts' texts.
+//! `/api/ws`: the live view. On connect it sends a snapshot (every agent's state), then agent
+//! state changes, flood events and finished outbox messages as they happen, from the engine's
+//! display feed; when that feed drops events for this client, a fresh snapshot makes it whole.
+//! Raw Telegram events are never forwarded: they carry contacts' texts.
+//!
+//! At most [`crate::ServerLimits::max_websockets`] are open at once (one more is refused with
+//! 503), a client may send nothing larger than `websocket_max_message`, and a cookie session's
+//! WebSocket closes when the session ends.
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
@@ -10,21 +16,51 @@ use jobbot_engine::EngineEvent;
 use serde_json::json;
 use tokio::sync::broadcast;
 
+use std::sync::Arc;
+
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::ApiError;
 
 /// Upgrades to the live WebSocket. Messages are JSON objects with a `type`: `snapshot`,
-/// `agent_state`, `flood_wait`, `peer_flood`, `outbox_finished`, `counters`.
+/// `agent_state`, `flood_wait`, `peer_flood`, `outbox_finished`.
 #[utoipa::path(get, path = "/api/ws", tag = "status",
     responses((status = 101, description = "Switching to the WebSocket protocol"),
-              (status = 403, body = crate::error::ErrorBody, description = "Cross-origin upgrade refused")))]
+              (status = 426, body = crate::error::ErrorBody, description = "Not a WebSocket upgrade request"),
+              (status = 403, body = crate::error::ErrorBody, description = "Cross-origin upgrade refused"),
+              (status = 503, body = crate::error::ErrorBody, description = "Too many live WebSockets")))]
 pub async fn live(
     State(state): State<AppState>,
+    principal: axum::Extension<Principal>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
     check_origin(&headers)?;
-    Ok(upgrade.on_upgrade(move |socket| run(socket, state)))
+    let permit = Arc::clone(&state.inner.websockets)
+        .try_acquire_owned()
+        .map_err(|_| {
+            state.inner.metrics.web.websockets_refused.inc();
+            ApiError::Unavailable("too many live WebSockets; retry soon")
+        })?;
+    let ends = match principal.0 {
+        Principal::Cookie { expires_at, .. } => {
+            let clock = state.inner.engine.clock();
+            Some(clock.instant(clock.from_unix(expires_at)))
+        }
+        Principal::Token { .. } => None,
+    };
+    let limit = state.inner.limits.websocket_max_message;
+    Ok(upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            let metrics = Arc::clone(&state.inner.metrics.web);
+            metrics.websockets_open.inc();
+            run(socket, state, ends).await;
+            metrics.websockets_open.dec();
+            drop(permit);
+        }))
 }
 
 /// A browser always sends `Origin` with a WebSocket upgrade, and the cookie goes with it whatever
@@ -48,15 +84,20 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn run(mut socket: WebSocket, state: AppState) {
+async fn run(mut socket: WebSocket, state: AppState, ends: Option<tokio::time::Instant>) {
     // Subscribe before taking the snapshot, so no change between the two is lost.
     let mut events = state.inner.engine.subscribe();
-    let mut counters = state.inner.counters.subscribe();
     let mut shutdown = state.inner.shutdown.subscribe();
     if *shutdown.borrow_and_update() || send_snapshot(&mut socket, &state).await.is_err() {
         return;
     }
-    counters.mark_unchanged();
+    let session_end = async move {
+        match ends {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(session_end);
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -73,20 +114,12 @@ async fn run(mut socket: WebSocket, state: AppState) {
                     break;
                 }
             }
-            changed = counters.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let view = counters.borrow_and_update().clone();
-                if send(&mut socket, json!({"type": "counters", "counters": *view})).await.is_err() {
-                    break;
-                }
-            }
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(_)) => {}
             },
             _ = shutdown.changed() => break,
+            () = &mut session_end => break,
         }
     }
     let _ = socket.send(Message::Close(None)).await;
@@ -102,12 +135,7 @@ fn live_event(event: &EngineEvent) -> Option<serde_json::Value> {
 
 async fn send_snapshot(socket: &mut WebSocket, state: &AppState) -> Result<(), axum::Error> {
     let agents = state.inner.engine.agents().await.unwrap_or_default();
-    let counters = state.inner.counters.view();
-    send(
-        socket,
-        json!({"type": "snapshot", "agents": agents, "counters": *counters}),
-    )
-    .await
+    send(socket, json!({"type": "snapshot", "agents": agents})).await
 }
 
 async fn send(socket: &mut WebSocket, message: serde_json::Value) -> Result<(), axum::Error> {

@@ -24,7 +24,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::constraints::{self, Checks};
+use crate::error::{ApiError, ErrorBody, Reason};
 use crate::json::ApiJson;
 
 type Flow = LoginFlow<Box<dyn LoginBackend>>;
@@ -65,23 +66,28 @@ impl LoginRegistry {
 #[serde(deny_unknown_fields)]
 pub struct BeginLoginRequest {
     /// `bot_session` for the main account, or an agent's session name.
+    #[schema(schema_with = crate::constraints::session_name_schema)]
     pub session: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneRequest {
+    /// The account's phone number in international format.
+    #[schema(schema_with = crate::constraints::phone_schema)]
     pub phone: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// No `Debug`: it holds a secret, which must never be printed.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     /// The code Telegram sent to the account's app.
     pub code: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// No `Debug`: it holds a secret, which must never be printed.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
     /// The account's two-step verification password.
@@ -91,6 +97,7 @@ pub struct PasswordRequest {
 /// Where a login stands.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoginStatus {
+    pub success: bool,
     pub session: String,
     /// `{"state": "awaiting_phone" | "awaiting_code" | "awaiting_password" | "signed_in", …}`.
     #[schema(value_type = Object)]
@@ -105,8 +112,7 @@ pub async fn begin_login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<BeginLoginRequest>,
 ) -> Result<(StatusCode, Json<LoginStatus>), ApiError> {
-    let session = SessionName::parse(&body.session)
-        .map_err(|error| ApiError::invalid("session", error.to_string()))?;
+    let session = constraints::session_name("session", &body.session)?;
     // A login in progress for the session holds its lock; end it first.
     state.inner.logins.remove(&session);
     let proxy = state
@@ -128,12 +134,11 @@ pub async fn begin_login(
             )),
             ConnectError::Network { .. } | ConnectError::Storage { .. } => {
                 tracing::warn!(target: "web", session = %session, %error, "could not start a login");
-                ApiError::Invalid(vec![crate::error::Problem::new(
-                    "session",
+                ApiError::Unavailable(
                     "could not start the login (network or session storage); try again",
-                )])
+                )
             }
-            other => ApiError::invalid("session", other.to_string()),
+            other => ApiError::rejected("session", Reason::Text(other.to_string())),
         })?;
     let flow = LoginFlow::new(backend);
     let status = status_of(&session, flow.state());
@@ -178,6 +183,9 @@ pub async fn submit_phone(
     Path(session): Path<String>,
     ApiJson(body): ApiJson<PhoneRequest>,
 ) -> Result<Json<LoginStatus>, ApiError> {
+    let mut checks = Checks::new();
+    checks.rule("phone", &body.phone, constraints::PHONE);
+    checks.finish()?;
     let (session, flow) = flow_of(&state, &session)?;
     let mut flow = flow.lock().await;
     let result = flow.submit_phone(&body.phone).await.cloned();
@@ -205,6 +213,8 @@ pub async fn submit_code(
             .cloned()
             .map_err(|error| step_error(error, "code"))?
     };
+    // The flow holds the session's lock: let go of it before the engine's owner reconnects.
+    drop(flow);
     finish_if_signed_in(&state, &session, &login).await;
     Ok(Json(status_of(&session, &login)))
 }
@@ -227,12 +237,14 @@ pub async fn submit_password(
             .cloned()
             .map_err(|error| step_error(error, "password"))?
     };
+    drop(flow);
     finish_if_signed_in(&state, &session, &login).await;
     Ok(Json(status_of(&session, &login)))
 }
 
 /// A signed-in login releases the session, and the engine's owner of it (if the engine runs it)
-/// restarts to connect now instead of at its next retry.
+/// restarts to connect now instead of at its next retry. The caller has dropped its handle on
+/// the flow: the registry's is the last, and removing it releases the session's lock.
 async fn finish_if_signed_in(state: &AppState, session: &SessionName, login: &LoginState) {
     if !matches!(login, LoginState::SignedIn(_)) {
         return;
@@ -251,8 +263,7 @@ fn flow_of(
     state: &AppState,
     session: &str,
 ) -> Result<(SessionName, Arc<tokio::sync::Mutex<Flow>>), ApiError> {
-    let session = SessionName::parse(session)
-        .map_err(|error| ApiError::invalid("session", error.to_string()))?;
+    let session = constraints::session_name("session", session)?;
     let flow = state.inner.logins.get(&session).ok_or_else(|| {
         ApiError::NotFound(format!(
             "no login in progress for {session}; start one with POST /api/logins"
@@ -263,6 +274,7 @@ fn flow_of(
 
 fn status_of(session: &SessionName, login: &LoginState) -> LoginStatus {
     LoginStatus {
+        success: true,
         session: session.as_str().to_owned(),
         login: serde_json::to_value(login).unwrap_or(Value::Null),
     }
@@ -271,7 +283,9 @@ fn status_of(session: &SessionName, login: &LoginState) -> LoginStatus {
 /// A failed step as an API error. `field` is the request field the step took.
 fn step_error(error: LoginStepError, field: &'static str) -> ApiError {
     match error {
-        LoginStepError::Phone(error) => ApiError::invalid("phone", error.reason),
+        LoginStepError::Phone(error) => {
+            ApiError::invalid_because("phone", Reason::Text(error.reason.to_owned()))
+        }
         LoginStepError::OutOfOrder { .. } => ApiError::StateConflict(error.to_string()),
         LoginStepError::Telegram(LoginError::FloodWait { seconds }) => ApiError::TooManyRequests {
             retry_after_seconds: u64::from(seconds),
@@ -280,7 +294,10 @@ fn step_error(error: LoginStepError, field: &'static str) -> ApiError {
             error @ (LoginError::InvalidPhone
             | LoginError::PhoneBanned
             | LoginError::SignUpRequired),
-        ) => ApiError::invalid("phone", error.to_string()),
-        LoginStepError::Telegram(error) => ApiError::invalid(field, error.to_string()),
+        ) => ApiError::rejected("phone", Reason::Text(error.to_string())),
+        // Telegram refused a well-formed value (a wrong or expired code, a wrong password).
+        LoginStepError::Telegram(error) => {
+            ApiError::rejected(field, Reason::Text(error.to_string()))
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! gone since: jobbot never moves those to another account, so the operator checks them.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use jobbot_core::store::{OutboxEnd, OutboxFailure, UnixMillis};
 use serde::{Deserialize, Serialize};
@@ -11,17 +12,22 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, Problem};
+use crate::error::{ApiError, ErrorBody};
+use crate::vacancies::{bounded_number, page_limit};
 
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
+const DEFAULT_DAYS: i64 = 7;
+const MAX_DAYS: i64 = 90;
 const DAY_MS: i64 = 24 * 3_600_000;
 
+/// Taken as text and parsed here so a bad value is a field error in the API's shape.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EndedFilters {
     /// How far back, in days: 1 to 90; 7 when absent.
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 90)]
     pub days: Option<String>,
     /// 1 to 500; 50 when absent.
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 
@@ -53,29 +59,18 @@ pub struct EndedMessage {
     responses((status = 200, body = EndedPage), (status = 422, body = ErrorBody)))]
 pub async fn list_ended(
     State(state): State<AppState>,
-    Query(filters): Query<EndedFilters>,
+    filters: Result<Query<EndedFilters>, QueryRejection>,
 ) -> Result<Json<EndedPage>, ApiError> {
+    let Query(filters) = filters.map_err(crate::json::query_error)?;
     let mut problems = Vec::new();
-    let days = match filters.days.as_deref() {
-        None => 7,
-        Some(text) => match text.parse::<i64>() {
-            Ok(days @ 1..=90) => days,
-            _ => {
-                problems.push(Problem::new("days", "must be 1 to 90"));
-                7
-            }
-        },
-    };
-    let limit = match filters.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(text) => match text.parse::<u32>() {
-            Ok(limit @ 1..=MAX_LIMIT) => limit,
-            _ => {
-                problems.push(Problem::new("limit", format!("must be 1 to {MAX_LIMIT}")));
-                DEFAULT_LIMIT
-            }
-        },
-    };
+    let days = bounded_number(
+        &mut problems,
+        "days",
+        filters.days.as_deref(),
+        (1, MAX_DAYS),
+        DEFAULT_DAYS,
+    );
+    let limit = page_limit(&mut problems, filters.limit.as_deref());
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }

@@ -2,6 +2,7 @@
 //! the contacts found. The store answers the query; this module only parses the filters.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use jobbot_core::store::{VacancyQuery, VacancyStatus};
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, Problem};
+use crate::error::{ApiError, ErrorBody, Problem, Reason};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
@@ -17,19 +18,34 @@ const MAX_LIMIT: u32 = 500;
 /// Filters, all optional. Taken as text and parsed here so a bad value is a field error in the
 /// API's shape, not a plain-text rejection.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VacancyFilters {
-    /// `relevant` or `not_relevant`.
+    /// Only relevant or only not relevant messages.
+    #[param(value_type = VacancyStatusParam, inline, required = false)]
     pub status: Option<String>,
     /// Only messages that matched this output channel.
+    #[param(value_type = String, required = false)]
     pub channel_id: Option<String>,
     /// Paging: only rows with an id below this (the previous page's `next_before_id`).
+    #[param(value_type = i64, required = false)]
     pub before_id: Option<String>,
     /// 1 to 500; 50 when absent.
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
+}
+
+/// A vacancy's status as a filter.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // documents the accepted words; `VacancyStatus::parse` reads them
+#[serde(rename_all = "snake_case")]
+pub enum VacancyStatusParam {
+    Relevant,
+    NotRelevant,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VacancyPage {
+    pub success: bool,
     /// Processed messages: source, link, text, status, matched channels (with keywords and
     /// whether a notification was queued) and contacts.
     #[schema(value_type = Vec<Object>)]
@@ -44,8 +60,9 @@ pub struct VacancyPage {
     responses((status = 200, body = VacancyPage), (status = 422, body = ErrorBody)))]
 pub async fn list_vacancies(
     State(state): State<AppState>,
-    Query(filters): Query<VacancyFilters>,
+    filters: Result<Query<VacancyFilters>, QueryRejection>,
 ) -> Result<Json<VacancyPage>, ApiError> {
+    let Query(filters) = filters.map_err(crate::json::query_error)?;
     let query = parse(filters)?;
     let records = state.inner.engine.store().vacancies(&query).await?;
     let next_before_id = (records.len() == query.limit as usize)
@@ -57,6 +74,7 @@ pub async fn list_vacancies(
         .collect::<Result<_, _>>()
         .map_err(ApiError::internal)?;
     Ok(Json(VacancyPage {
+        success: true,
         vacancies,
         next_before_id,
     }))
@@ -67,27 +85,27 @@ fn parse(filters: VacancyFilters) -> Result<VacancyQuery, ApiError> {
     let status = filters.status.as_deref().and_then(|text| {
         let status = VacancyStatus::parse(text);
         if status.is_none() {
-            problems.push(Problem::new("status", "must be relevant or not_relevant"));
+            problems.push(Problem::because(
+                "status",
+                Reason::OneOf(&["relevant", "not_relevant"]),
+            ));
         }
         status
     });
     let before_id = filters.before_id.as_deref().and_then(|text| {
-        let id = text.parse::<i64>().ok();
+        let id = whole_number(text);
         if id.is_none() {
-            problems.push(Problem::new("before_id", "must be a whole number"));
+            problems.push(Problem::because(
+                "before_id",
+                Reason::Range {
+                    min: i64::MIN,
+                    max: i64::MAX,
+                },
+            ));
         }
         id
     });
-    let limit = match filters.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(text) => match text.parse::<u32>() {
-            Ok(limit @ 1..=MAX_LIMIT) => limit,
-            _ => {
-                problems.push(Problem::new("limit", format!("must be 1 to {MAX_LIMIT}")));
-                DEFAULT_LIMIT
-            }
-        },
-    };
+    let limit = page_limit(&mut problems, filters.limit.as_deref());
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
@@ -97,4 +115,51 @@ fn parse(filters: VacancyFilters) -> Result<VacancyQuery, ApiError> {
         before_id,
         limit,
     })
+}
+
+/// The `limit` of a listing: 1 to 500, 50 when absent.
+pub(crate) fn page_limit(problems: &mut Vec<Problem>, text: Option<&str>) -> u32 {
+    let limit = bounded_number(
+        problems,
+        "limit",
+        text,
+        (1, i64::from(MAX_LIMIT)),
+        i64::from(DEFAULT_LIMIT),
+    );
+    u32::try_from(limit).unwrap_or(DEFAULT_LIMIT)
+}
+
+/// An optional whole-number parameter within `min..=max`: `default` when absent; a problem
+/// naming `field` (and `default`) when it is not a whole number in range.
+pub(crate) fn bounded_number(
+    problems: &mut Vec<Problem>,
+    field: &'static str,
+    text: Option<&str>,
+    (min, max): (i64, i64),
+    default: i64,
+) -> i64 {
+    let Some(text) = text else {
+        return default;
+    };
+    match whole_number(text) {
+        Some(number) if (min..=max).contains(&number) => number,
+        _ => {
+            problems.push(Problem::because(field, Reason::Range { min, max }));
+            default
+        }
+    }
+}
+
+/// A whole number as a query writes it: `12`, `-3`, or `12.0` (JSON Schema's integers include
+/// numbers with a zero fraction).
+fn whole_number(text: &str) -> Option<i64> {
+    if let Ok(number) = text.parse::<i64>() {
+        return Some(number);
+    }
+    let float = text
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && f.fract() == 0.0)?;
+    // Beyond ±2^63 a float no longer names one whole number.
+    (float.abs() < 9.2e18).then_some(float as i64)
 }

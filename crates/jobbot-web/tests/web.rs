@@ -18,7 +18,7 @@ use jobbot_core::telegram::MessageContent;
 use jobbot_engine::{Engine, EngineClock, EngineSettings, LinkState};
 use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
 use jobbot_store::ConfigStore;
-use jobbot_web::{AppState, Auth};
+use jobbot_web::{AppState, AuthSettings, WebSettings};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -59,6 +59,14 @@ struct TestApp {
 /// file with one channel listing the agents (paced above what the simulator allows, so sends
 /// can provoke flood waits), a config store on it, an engine following the store, and the app.
 async fn spawn_app() -> TestApp {
+    spawn_app_with(Arc::new(jobbot_store::MemoryStore::new()), |_| {}).await
+}
+
+/// [`spawn_app`] over `store`, with the web settings changed by `configure`.
+async fn spawn_app_with(
+    store: Arc<dyn jobbot_core::store::Store>,
+    configure: impl FnOnce(&mut WebSettings),
+) -> TestApp {
     let world = SimWorld::new(SimParams::default());
     let agents: Vec<ChatId> = ["agent_a", "agent_b"]
         .iter()
@@ -102,15 +110,15 @@ async fn spawn_app() -> TestApp {
             ..EngineSettings::default()
         },
         connector.clone(),
-        Arc::new(jobbot_store::MemoryStore::new()),
+        store,
         follow(&config),
         EngineClock::start(),
     )
     .await
     .expect("the engine starts");
-    let (auth, generated) = Auth::new(Some(ADMIN_PASSWORD), Some(API_TOKEN));
-    assert!(generated.is_none());
-    let state = AppState::new(engine.clone(), config.clone(), auth, connector);
+    let mut settings = settings();
+    configure(&mut settings);
+    let state = AppState::new(engine.clone(), config.clone(), settings, connector);
     TestApp {
         world,
         engine,
@@ -121,6 +129,10 @@ async fn spawn_app() -> TestApp {
         seen: Mutex::default(),
         _dir: dir,
     }
+}
+
+fn settings() -> WebSettings {
+    WebSettings::new(AuthSettings::new(ADMIN_PASSWORD, Some(API_TOKEN)).unwrap())
 }
 
 /// The engine follows the store's snapshots, as `jobbot run` wires it.
@@ -218,6 +230,17 @@ impl TestApp {
     async fn send(&self, method: Method, uri: &str, body: Value) -> Reply {
         self.call(method, uri, Credentials::Bearer(API_TOKEN), Some(body))
             .await
+    }
+
+    /// `method path` with the cookie session `cookie` (no CSRF token).
+    async fn with_cookie(&self, method: Method, path: &str, cookie: &str) -> Reply {
+        self.call(
+            method,
+            path,
+            Credentials::Cookie { cookie, csrf: None },
+            None,
+        )
+        .await
     }
 
     async fn revision(&self) -> String {
@@ -335,8 +358,8 @@ async fn every_route_but_the_login_page_and_login_refuses_requests_without_crede
     let app = spawn_app().await;
     let routes = documented_routes();
     assert!(routes.len() >= 30, "{routes:?}");
-    for (method, path) in routes {
-        let public = path == "/login" || path == "/api/login";
+    for (index, (method, path)) in routes.into_iter().enumerate() {
+        let public = ["/login", "/api/login", "/healthz", "/readyz"].contains(&path.as_str());
         let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
         let reply = app
             .call(method.clone(), &path, Credentials::None, body.clone())
@@ -348,12 +371,17 @@ async fn every_route_but_the_login_page_and_login_refuses_requests_without_crede
         // 401 (not 404) also proves the documented route is served.
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path}");
         assert_eq!(reply.body["error"], "unauthorized", "{method} {path}");
+        assert_eq!(reply.body["success"], false, "{method} {path}");
+        // From a client of its own each time: unknown tokens are limited per client.
+        let client: SocketAddr = format!("198.51.{index}.7:40000").parse().unwrap();
         let reply = app
-            .call(
+            .call_with(
                 method.clone(),
                 &path,
                 Credentials::Bearer("jbt_wrong"),
                 body.clone(),
+                &[],
+                Some(client),
             )
             .await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path}");
@@ -391,17 +419,7 @@ async fn a_cookie_session_needs_its_csrf_token_for_writes_and_a_bearer_token_doe
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let (cookie, csrf) = app.log_in().await;
 
-    let session = app
-        .call(
-            Method::GET,
-            "/api/session",
-            Credentials::Cookie {
-                cookie: &cookie,
-                csrf: None,
-            },
-            None,
-        )
-        .await;
+    let session = app.with_cookie(Method::GET, "/api/session", &cookie).await;
     assert_eq!(session.status, StatusCode::OK);
     assert_eq!(session.body["method"], "cookie");
     assert_eq!(session.body["csrf_token"], csrf.as_str());
@@ -458,17 +476,7 @@ async fn a_cookie_session_needs_its_csrf_token_for_writes_and_a_bearer_token_doe
         )
         .await;
     assert_eq!(logout.status, StatusCode::NO_CONTENT);
-    let after = app
-        .call(
-            Method::GET,
-            "/api/session",
-            Credentials::Cookie {
-                cookie: &cookie,
-                csrf: None,
-            },
-            None,
-        )
-        .await;
+    let after = app.with_cookie(Method::GET, "/api/session", &cookie).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
     let session_id = cookie.split_once('=').unwrap().1;
     app.assert_never_shown(&[ADMIN_PASSWORD, API_TOKEN, session_id]);
@@ -534,8 +542,7 @@ async fn api_tokens_are_shown_once_and_stop_working_when_revoked() {
         .await;
     assert_eq!(session.body["token_id"], id.as_str());
     let list = app.get("/api/tokens").await;
-    let names: Vec<&str> = list
-        .body
+    let names: Vec<&str> = list.body["tokens"]
         .as_array()
         .unwrap()
         .iter()
@@ -592,8 +599,24 @@ async fn channels_are_created_read_changed_and_deleted_against_the_current_revis
     assert_eq!(proxy, "socks5://user:***@127.0.0.1:1080");
 
     let new = json!({"name": "Rust jobs", "telegram_id": -1003333333333i64, "input_sources": ["@rust_jobs"]});
-    let missing = app.send(Method::POST, "/api/channels", new.clone()).await;
-    assert_eq!(missing.status, StatusCode::PRECONDITION_REQUIRED);
+    // Without a revision (the seed's request) the channel is added to the configuration as it
+    // is now.
+    let unversioned = app
+        .send(
+            Method::POST,
+            "/api/channels",
+            json!({"id": "unversioned", "name": "Go jobs", "telegram_id": -1004444444444i64}),
+        )
+        .await;
+    assert_eq!(
+        unversioned.status,
+        StatusCode::CREATED,
+        "{}",
+        unversioned.body
+    );
+    assert_eq!(unversioned.body["success"], true);
+    assert_eq!(unversioned.body["channel_id"], "unversioned");
+    let revision = unversioned.body["revision"].as_str().unwrap().to_owned();
     let stale = app
         .call_with(
             Method::POST,
@@ -709,12 +732,17 @@ async fn validation_errors_name_each_field_in_the_request() {
     let agents = format!("/api/channels/{CHANNEL}/agents");
     let bulk = format!("/api/channels/{CHANNEL}/agents/bulk");
     let good_agent = json!({"phone": "+79991000000", "session_name": "agent_a"});
-    let cases: Vec<(Method, &str, Value, Vec<&str>)> = vec![
+    // 422: a value breaks its pattern or type; 409: the change breaks a rule across fields or the
+    // state (a duplicate, an id that cannot change).
+    let invalid = StatusCode::UNPROCESSABLE_ENTITY;
+    let rejected = StatusCode::CONFLICT;
+    let mut cases: Vec<(Method, &str, Value, Vec<&str>, StatusCode)> = vec![
         (
             Method::POST,
             "/api/channels",
             json!({"revision": revision, "name": "", "telegram_id": -1001234567899i64}),
             vec!["name"],
+            invalid,
         ),
         (
             Method::POST,
@@ -722,101 +750,134 @@ async fn validation_errors_name_each_field_in_the_request() {
             json!({"revision": revision, "name": "X", "telegram_id": -1001234567899i64,
             "agents": [{"phone": "+7999", "session_name": "agent_x"}]}),
             vec!["agents[0].phone"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/channels",
             json!({"revision": revision, "telegram_id": "not a number"}),
             vec!["telegram_id"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/channels",
             json!({"revision": revision, "id": CHANNEL, "name": "Dup", "telegram_id": -1001234567899i64}),
             vec!["id"],
+            rejected,
         ),
         (
             Method::POST,
             "/api/channels",
-            json!({"revision": "not-a-revision", "name": "X"}),
+            json!({"revision": "not-a-revision", "name": "X", "telegram_id": -1001234567899i64}),
             vec!["revision"],
+            invalid,
         ),
         (
             Method::PUT,
             &channel,
             json!({"revision": revision, "agents": [good_agent, {"phone": "12", "session_name": "agent_c"}]}),
             vec!["agents[1].phone"],
+            invalid,
         ),
         (
             Method::PUT,
             &channel,
             json!({"revision": revision, "id": "channel_other"}),
             vec!["id"],
+            rejected,
         ),
         (
             Method::POST,
             &agents,
             json!({"revision": revision, "phone": "+7999", "session_name": "agent_c"}),
             vec!["phone"],
+            invalid,
         ),
         (
             Method::POST,
             &agents,
             json!({"revision": revision, "phone": "+79991000000", "session_name": "agent_a"}),
             vec!["session_name"],
+            rejected,
         ),
         (
             Method::POST,
             &bulk,
             json!({"revision": revision, "add": [{"phone": "+79991000009", "session_name": "bad/name"}]}),
             vec!["add[0].session_name"],
+            invalid,
         ),
         (
             Method::POST,
             &bulk,
             json!({"revision": revision, "remove": ["agent_a", "agent_zz"]}),
             vec!["remove[1]"],
+            rejected,
         ),
         (
             Method::POST,
             "/api/agents/pause",
             json!({"sessions": ["agent_a", "../etc"]}),
             vec!["sessions[1]"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/agents/resume",
             json!({"sessions": []}),
             vec!["sessions"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/logins",
             json!({"session": "a/b"}),
             vec!["session"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/tokens",
             json!({"name": " "}),
             vec!["name"],
+            invalid,
         ),
         (
             Method::POST,
             "/api/tokens",
             json!({"name": "x", "scope": "all"}),
             vec!["scope"],
+            invalid,
         ),
     ];
-    for (method, uri, body, expected) in cases {
+    cases.push((
+        Method::PUT,
+        &channel,
+        json!({"revision": revision, "crm_enabled": true, "agents": []}),
+        vec!["agents"],
+        rejected,
+    ));
+    cases.push((
+        Method::POST,
+        "/api/channels",
+        json!({"revision": revision, "telegram_id": -1001234567899i64}),
+        vec!["name"],
+        invalid,
+    ));
+    for (method, uri, body, expected, status) in cases {
         let reply = app.send(method.clone(), uri, body.clone()).await;
         assert_eq!(
-            reply.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
+            reply.status, status,
             "{method} {uri} {body}: {}",
             reply.body
         );
-        assert_eq!(reply.body["error"], "invalid");
+        let code = if status == invalid {
+            "invalid"
+        } else {
+            "rejected"
+        };
+        assert_eq!(reply.body["error"], code, "{method} {uri} {body}");
         assert_eq!(
             problem_paths(&reply),
             expected,
@@ -892,7 +953,7 @@ async fn agents_are_added_removed_paused_and_resumed_live() {
     assert_eq!(paused.status, StatusCode::OK);
     assert_eq!(
         paused.body,
-        json!({"affected": ["agent_c"], "unknown": ["agent_unknown"]})
+        json!({"success": true, "affected": ["agent_c"], "unknown": ["agent_unknown"]})
     );
     wait_link(&app, "agent_c", |link| link == Some(&LinkState::Paused)).await;
     // Saving a channel (any configuration change) keeps the pause (issue #11: it used to start
@@ -1112,7 +1173,7 @@ async fn stats_and_metrics_show_configuration_outbox_and_agents() {
         "auto_responses_sent",
         "flood_waits_total",
         "outbox",
-        "counters",
+        "success",
     ] {
         assert!(stats.body.get(key).is_some(), "{key} in {}", stats.body);
     }
@@ -1128,21 +1189,34 @@ async fn stats_and_metrics_show_configuration_outbox_and_agents() {
 
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
-    assert!(
-        metrics.headers[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
+    assert_eq!(
+        metrics.headers[header::CONTENT_TYPE],
+        jobbot_web::metrics::CONTENT_TYPE
     );
     let text = metrics.body.as_str().unwrap();
     for line in [
+        // From the store, read when scraped.
         "# TYPE jobbot_outbox_messages gauge",
         "jobbot_outbox_messages{status=\"failed\"} 0",
-        "# TYPE jobbot_flood_waits_total counter",
-        "jobbot_agent_state{session=\"agent_a\",",
+        "jobbot_outbox_messages{status=\"sent\"} 1",
+        // Counted by the engine where the message was sent.
+        "# TYPE jobbot_outbox_finished counter",
+        "jobbot_outbox_finished_total{kind=\"auto_response\",status=\"sent\"} 1",
+        "jobbot_flood_waits_total 0",
+        // The engine's state, read when scraped.
+        "jobbot_agent_state{session=\"agent_a\",state=\"ready\"} 1",
+        // The web's own.
+        "# TYPE jobbot_http_connections_open gauge",
+        "# EOF",
     ] {
         assert!(text.contains(line), "{line} in\n{text}");
     }
+    let sent_by_agents: u64 = text
+        .lines()
+        .filter(|line| line.starts_with("jobbot_agent_sent_total{"))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(sent_by_agents, 1);
 }
 
 #[tokio::test]
@@ -1169,6 +1243,7 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         .collect();
     listed.sort();
     let mut expected = vec![
+        "GET /healthz",
         "GET /login",
         "POST /api/login",
         "POST /api/logout",
@@ -1187,6 +1262,7 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "GET /api/channels/{id}/agents/status",
         "POST /api/channels/{id}/agents/bulk",
         "GET /api/agents",
+        "GET /readyz",
         "POST /api/agents/pause",
         "POST /api/agents/resume",
         "POST /api/logins",
@@ -1219,7 +1295,7 @@ async fn the_live_websocket_shows_an_agent_getting_a_flood_wait() {
     let state = AppState::new(
         app.engine.clone(),
         app.config.clone(),
-        Auth::new(Some(ADMIN_PASSWORD), Some(API_TOKEN)).0,
+        settings(),
         Arc::new(SimConnector::new(app.world.clone())),
     );
     let server = tokio::spawn(jobbot_web::serve(listener, state, async {
@@ -1250,7 +1326,7 @@ async fn the_live_websocket_shows_an_agent_getting_a_flood_wait() {
     };
     let snapshot = next().await;
     assert_eq!(snapshot["type"], "snapshot");
-    assert!(snapshot["agents"].is_array() && snapshot["counters"].is_object());
+    assert!(snapshot["agents"].is_array());
 
     // jobbot is told the agents may send bursts of 10; the simulator allows 5. Twenty messages
     // between two agents make at least one flood wait certain.
@@ -1262,9 +1338,9 @@ async fn the_live_websocket_shows_an_agent_getting_a_flood_wait() {
         )
         .await;
     }
-    let mut saw_flood_wait = false;
-    let mut saw_counter = false;
-    while !(saw_flood_wait && saw_counter) {
+    // The flood wait shows either as its own message or, if this client fell behind the feed,
+    // in the fresh snapshot the server sends instead.
+    loop {
         let message = next().await;
         assert_ne!(
             message["type"], "telegram",
@@ -1274,14 +1350,21 @@ async fn the_live_websocket_shows_an_agent_getting_a_flood_wait() {
             "flood_wait" => {
                 assert!(message["session"].as_str().unwrap().starts_with("agent_"));
                 assert!(message["seconds"].as_u64().unwrap() > 0);
-                saw_flood_wait = true;
+                break;
             }
-            "counters" if message["counters"]["flood_waits_total"].as_u64().unwrap() > 0 => {
-                saw_counter = true
+            "snapshot"
+                if message["agents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|agent| agent["flood_wait_until_unix_ms"].is_i64()) =>
+            {
+                break;
             }
             _ => {}
         }
     }
+    assert!(app.engine.metrics().flood_waits_total.get() > 0);
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(30), server)
         .await
@@ -1368,4 +1451,1025 @@ async fn vacancies_are_listed_newest_first_and_filtered() {
         .await;
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem_paths(&invalid), ["status", "before_id", "limit"]);
+}
+
+/// Messages that ended undelivered are listed for the operator with their typed end, and one
+/// that may have been delivered by an account that is gone says so.
+#[tokio::test]
+async fn messages_that_ended_undelivered_are_listed_with_their_typed_end() {
+    use jobbot_core::store::{AccountGone, OutboxEnd, OutboxFailure};
+    use jobbot_core::telegram::{RandomId, TelegramError};
+
+    let app = spawn_app().await;
+    let store = app.engine.store();
+    let now = app.engine.clock().now_unix();
+    let mut ids = Vec::new();
+    for key in ["gone", "refused"] {
+        let enqueued = store
+            .enqueue(NewOutboxMessage {
+                channel_id: CHANNEL.into(),
+                kind: OutboxKind::AutoResponse,
+                sender: SenderSelection::ChannelAgents { sticky: None },
+                recipient: Recipient::Username {
+                    username: app.recipients[0].clone(),
+                },
+                content: MessageContent::plain("hello"),
+                first_contact: true,
+                idempotency_key: Some(format!("ended:{key}")),
+                created_at: now,
+                not_before: None,
+                expires_at: now.plus(Duration::from_secs(3600)),
+            })
+            .await
+            .unwrap();
+        ids.push(enqueued.id());
+    }
+    let agent = SessionName::parse("agent_gone").unwrap();
+    store
+        .mark_ended(
+            ids[0],
+            &OutboxEnd::Failed {
+                failure: OutboxFailure::InDoubtAccountGone {
+                    agent: agent.clone(),
+                    random_id: RandomId(77),
+                    account: AccountGone::Removed,
+                },
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .mark_ended(
+            ids[1],
+            &OutboxEnd::Failed {
+                failure: OutboxFailure::Recipient {
+                    agent: agent.clone(),
+                    error: TelegramError::PrivacyRestricted,
+                },
+            },
+            now,
+        )
+        .await
+        .unwrap();
+
+    let reply = app.get("/api/outbox/ended").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let messages = reply.body["messages"].as_array().unwrap();
+    let listed: Vec<(i64, bool)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_i64().unwrap(),
+                m["may_have_been_delivered"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 2, "{}", reply.body);
+    assert!(listed.contains(&(ids[0].0, true)), "{listed:?}");
+    assert!(listed.contains(&(ids[1].0, false)), "{listed:?}");
+    let gone = messages
+        .iter()
+        .find(|m| m["id"].as_i64() == Some(ids[0].0))
+        .unwrap();
+    assert_eq!(gone["status"], "failed");
+    assert_eq!(gone["end"]["failure"]["agent"], "agent_gone");
+    assert!(
+        gone["reason"].as_str().unwrap().contains("agent_gone"),
+        "{gone}"
+    );
+
+    let invalid = app.get("/api/outbox/ended?days=0&limit=x").await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem_paths(&invalid), ["days", "limit"]);
+}
+
+// ----- Hardening (issue 15) -----
+
+/// `app` served on a port-0 socket the way `jobbot run` serves it, with its own settings.
+struct Served {
+    address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    async fn start(app: &TestApp, configure: impl FnOnce(&mut WebSettings)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut settings = settings();
+        configure(&mut settings);
+        let state = AppState::new(
+            app.engine.clone(),
+            app.config.clone(),
+            settings,
+            Arc::new(SimConnector::new(app.world.clone())),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(jobbot_web::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            stop: Some(stop),
+            server,
+        }
+    }
+
+    async fn connect(&self) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(self.address).await.unwrap()
+    }
+
+    /// Sends `request` on a fresh connection and reads until the server closes it.
+    async fn exchange(&self, request: &str) -> String {
+        let mut stream = self.connect().await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        read_until_closed(&mut stream).await
+    }
+
+    async fn shut_down(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(60), self.server)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Everything the server sends until it closes the connection (a generous deadline turns a hang
+/// into a failure; nothing is asserted about how long it took).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(count) => received.extend_from_slice(&buffer[..count]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server never closed the connection");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn the_language_switch_never_redirects_to_another_site() {
+    let app = spawn_app().await;
+    for (back, expected) in [
+        ("/agents", "/agents"),
+        ("/channels/channel_1?x=1", "/channels/channel_1?x=1"),
+        // A tab, a line break or a backslash is dropped or read as `/` by browsers: `//evil`.
+        ("/%09/evil.example", "/"),
+        ("/%0A/evil.example", "/"),
+        ("/%0D/evil.example", "/"),
+        ("/%5Cevil.example", "/"),
+        ("%5C%5Cevil.example", "/"),
+        ("//evil.example", "/"),
+        ("%20//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("evil.example", "/"),
+    ] {
+        let reply = app
+            .call(
+                Method::GET,
+                &format!("/lang/en?back={back}"),
+                Credentials::None,
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{back}");
+        assert_eq!(reply.headers[header::LOCATION], expected, "{back}");
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_by_header_and_body_timeouts() {
+    let app = spawn_app().await;
+    let served = Served::start(&app, |settings| {
+        settings.limits.header_read_timeout = Duration::from_secs(1);
+        settings.limits.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // Headers that never end: the connection is closed.
+    let mut slow = served.connect().await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: jobbot\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_until_closed(&mut slow).await, "");
+    // A kept-alive connection that sends nothing more is closed after its answer.
+    let idle = served
+        .exchange("GET /healthz HTTP/1.1\r\nHost: jobbot\r\n\r\n")
+        .await;
+    assert!(idle.starts_with("HTTP/1.1 200 OK"), "{idle}");
+    // A body that never arrives in full: 408, in the API's shape.
+    let answer = served
+        .exchange(
+            "POST /api/login HTTP/1.1\r\nHost: jobbot\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"pass",
+        )
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
+    served.shut_down().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_get_503_until_one_closes() {
+    let app = spawn_app().await;
+    let served = Served::start(&app, |settings| {
+        settings.limits.max_connections = 2;
+        settings.limits.header_read_timeout = Duration::from_secs(120);
+    })
+    .await;
+    // Two clients hold the two connections (accepted in order, before the third).
+    let mut first = served.connect().await;
+    let mut second = served.connect().await;
+    first.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let refused = served
+        .exchange("GET /healthz HTTP/1.1\r\nHost: jobbot\r\n\r\n")
+        .await;
+    assert!(
+        refused.starts_with("HTTP/1.1 503 Service Unavailable"),
+        "{refused}"
+    );
+    assert!(refused.contains("Retry-After: 1"), "{refused}");
+    assert!(refused.contains("\"error\":\"unavailable\""), "{refused}");
+    // One leaves: the next client is served.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = served
+            .exchange("GET /healthz HTTP/1.1\r\nHost: jobbot\r\nConnection: close\r\n\r\n")
+            .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cap never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.write_all(b"Host: jobbot\r\n\r\n").await.unwrap();
+    let metrics = served
+        .exchange(&format!(
+            "GET /metrics HTTP/1.1\r\nHost: jobbot\r\nAuthorization: Bearer {API_TOKEN}\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+    assert!(
+        metrics.contains("jobbot_http_connections_refused_total "),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("jobbot_http_connections_refused_total 0\n"),
+        "{metrics}"
+    );
+    drop(second);
+    served.shut_down().await;
+}
+
+#[tokio::test]
+async fn guessing_api_tokens_is_limited_per_client_and_network() {
+    let app = spawn_app().await;
+    let guesser: SocketAddr = "203.0.113.5:4000".parse().unwrap();
+    let other: SocketAddr = "192.0.2.44:4000".parse().unwrap();
+    let call = |token: &'static str, client: SocketAddr| {
+        app.call_with(
+            Method::GET,
+            "/api/session",
+            Credentials::Bearer(token),
+            None,
+            &[],
+            Some(client),
+        )
+    };
+    for _ in 0..20 {
+        assert_eq!(
+            call("jbt_guess", guesser).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let limited = call("jbt_guess", guesser).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers.contains_key(header::RETRY_AFTER));
+    // While limited, even a good token from there is not checked; elsewhere it works.
+    assert_eq!(
+        call(API_TOKEN, guesser).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(call(API_TOKEN, other).await.status, StatusCode::OK);
+    // Rotating addresses within one IPv6 /64 is one client.
+    for host in 1..=20 {
+        let rotating: SocketAddr = format!("[2001:db8:5:6::{host:x}]:4000").parse().unwrap();
+        assert_eq!(
+            call("jbt_guess", rotating).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let rotated: SocketAddr = "[2001:db8:5:6::ffff]:4000".parse().unwrap();
+    assert_eq!(
+        call("jbt_guess", rotated).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let metrics = app.get("/metrics").await;
+    assert!(
+        metrics
+            .body
+            .as_str()
+            .unwrap()
+            .contains("jobbot_auth_failures_total{method=\"bearer\"} 40"),
+        "{}",
+        metrics.body
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_logins_are_limited_per_forwarded_client() {
+    let app = spawn_app_with(Arc::new(jobbot_store::MemoryStore::new()), |settings| {
+        settings.trusted_proxies = jobbot_web::TrustedProxies::parse("10.0.0.1").unwrap();
+    })
+    .await;
+    let proxy: SocketAddr = "10.0.0.1:50000".parse().unwrap();
+    let attempt = async |forwarded: &'static str, client: SocketAddr, password: &'static str| {
+        app.call_with(
+            Method::POST,
+            "/api/login",
+            Credentials::None,
+            Some(json!({"password": password})),
+            &[
+                ("x-forwarded-for", forwarded),
+                ("x-forwarded-proto", "https"),
+            ],
+            Some(client),
+        )
+        .await
+    };
+    for _ in 0..5 {
+        let reply = attempt("198.51.100.1", proxy, "guess").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        attempt("198.51.100.1", proxy, "guess").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another browser behind the same proxy is not locked out, and gets a Secure cookie.
+    let other = attempt("203.0.113.9", proxy, ADMIN_PASSWORD).await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+    let cookie = other.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    // Anyone else's forwarded headers are not believed: no Secure over plain HTTP, and forged
+    // addresses do not escape the limit.
+    let direct: SocketAddr = "192.0.2.77:50000".parse().unwrap();
+    let plain = attempt("203.0.113.10", direct, ADMIN_PASSWORD).await;
+    assert!(
+        !plain.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+    for forged in ["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4", "5.5.5.5"] {
+        let _ = attempt(forged, direct, "guess").await;
+    }
+    assert_eq!(
+        attempt("6.6.6.6", direct, "guess").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_ends_at_its_absolute_lifetime_however_often_the_page_polls() {
+    let app = spawn_app().await;
+    let login = app
+        .call(
+            Method::POST,
+            "/api/login",
+            Credentials::None,
+            Some(json!({"password": ADMIN_PASSWORD})),
+        )
+        .await;
+    let set_cookie = login.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.contains("Max-Age=43200"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let session = || app.with_cookie(Method::GET, "/api/session", &cookie);
+    // The dashboard polls every 15 s; poll every 15 min here for 11 h 45 min.
+    for _ in 0..47 {
+        tokio::time::advance(Duration::from_secs(15 * 60)).await;
+        assert_eq!(session().await.status, StatusCode::OK);
+    }
+    tokio::time::advance(Duration::from_secs(15 * 60)).await;
+    assert_eq!(session().await.status, StatusCode::UNAUTHORIZED);
+
+    // Without requests, a session ends after two idle hours.
+    let (idle_cookie, _) = app.log_in().await;
+    tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+    let idle = app
+        .with_cookie(Method::GET, "/api/session", &idle_cookie)
+        .await;
+    assert_eq!(idle.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sessions_and_tokens_survive_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let (cookie, token) = {
+        let store = jobbot_store::SqliteStore::open(data.path()).await.unwrap();
+        let app = spawn_app_with(Arc::new(store.clone()), |_| {}).await;
+        let (cookie, _) = app.log_in().await;
+        let created = app
+            .send(
+                Method::POST,
+                "/api/tokens",
+                json!({"name": "cron", "expires_in_days": 7}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        app.engine.shutdown().await;
+        store.close().await;
+        (cookie, created.body["token"].as_str().unwrap().to_owned())
+    };
+    let store = jobbot_store::SqliteStore::open(data.path()).await.unwrap();
+    let app = spawn_app_with(Arc::new(store.clone()), |_| {}).await;
+    let by_cookie = app.with_cookie(Method::GET, "/api/session", &cookie).await;
+    assert_eq!(by_cookie.status, StatusCode::OK, "{}", by_cookie.body);
+    let by_token = app
+        .call(
+            Method::GET,
+            "/api/session",
+            Credentials::Bearer(&token),
+            None,
+        )
+        .await;
+    assert_eq!(by_token.status, StatusCode::OK);
+    let list = app.get("/api/tokens").await;
+    let cron = list.body["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|token| token["name"] == "cron")
+        .cloned()
+        .unwrap();
+    let lifetime =
+        cron["expires_at_unix_ms"].as_i64().unwrap() - cron["created_at_unix_ms"].as_i64().unwrap();
+    assert_eq!(lifetime, 7 * 86_400_000);
+    // Logging out ends it in the store, for every later process too.
+    let out = app.with_cookie(Method::POST, "/api/logout", &cookie).await;
+    assert_eq!(
+        out.status,
+        StatusCode::FORBIDDEN,
+        "a write needs the CSRF token"
+    );
+    app.engine.shutdown().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let (cookie, _) = app.log_in().await;
+    let page = |path: &'static str| app.with_cookie(Method::GET, path, &cookie);
+    let replies = vec![
+        page("/").await,
+        page("/agents").await,
+        page("/static/agents.js").await,
+        app.get("/api/channels").await,
+        app.call(Method::GET, "/api/channels", Credentials::None, None)
+            .await,
+        app.call(Method::GET, "/healthz", Credentials::None, None)
+            .await,
+        app.call(Method::GET, "/login", Credentials::None, None)
+            .await,
+        app.call(Method::GET, "/no/such/page", Credentials::None, None)
+            .await,
+    ];
+    for reply in replies {
+        let csp = reply.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(reply.headers[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(reply.headers[header::REFERRER_POLICY], "no-referrer");
+    }
+    // The pages hold no inline script or handler for the policy to block.
+    for path in [
+        "/",
+        "/channels/channel_1",
+        "/agents",
+        "/vacancies",
+        "/logins",
+    ] {
+        let html = page(path).await.body.as_str().unwrap().to_owned();
+        assert!(!html.contains(" onclick="), "{path}");
+        for script in html.split("<script").skip(1) {
+            let tag = script.split('>').next().unwrap();
+            assert!(
+                tag.contains("src=") || tag.contains("application/json"),
+                "{path}: inline script <script{tag}>"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn websockets_are_capped_and_refuse_large_messages() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app = spawn_app().await;
+    let served = Served::start(&app, |settings| {
+        settings.limits.max_websockets = 1;
+        settings.limits.websocket_max_message = 1024;
+    })
+    .await;
+    let request = || {
+        let mut request = format!("ws://{}/api/ws", served.address)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {API_TOKEN}").parse().unwrap(),
+        );
+        request
+    };
+    let (mut first, _) = tokio_tungstenite::connect_async(request()).await.unwrap();
+    match tokio_tungstenite::connect_async(request()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        other => panic!(
+            "a second WebSocket was not refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    // A message over the limit closes the socket (here: its first, the snapshot, comes before).
+    first
+        .send(Message::Text("x".repeat(4096).into()))
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match first.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the oversized message did not close the socket"
+    );
+    // Its permit is back: a new one opens.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio_tungstenite::connect_async(request()).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the WebSocket cap never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    served.shut_down().await;
+}
+
+#[tokio::test]
+async fn proxies_are_validated_masked_and_round_trip_without_their_password() {
+    let app = spawn_app().await;
+    let revision = app.revision().await;
+    // A proxy a URL parser would read differently is refused without quoting it.
+    let sneaky = app
+        .send(
+            Method::PUT,
+            &format!("/api/channels/{CHANNEL}"),
+            json!({"revision": revision, "agents": [
+                {"phone": "+79991000000", "session_name": "agent_a"},
+                {"phone": "+79991000001", "session_name": "agent_b", "proxy": "socks5://user:hunter2@host?x:1080"}
+            ]}),
+        )
+        .await;
+    assert_eq!(sneaky.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(sneaky.body["problems"][0]["path"], "agents[1].proxy");
+    assert_eq!(sneaky.body["problems"][0]["code"], "not_proxy");
+    assert!(!sneaky.body.to_string().contains("hunter2"));
+
+    // Renaming the session while sending the masked proxy back keeps the stored password.
+    let renamed = app
+        .send(
+            Method::PUT,
+            &format!("/api/channels/{CHANNEL}"),
+            json!({"agents": [
+                {"phone": "+79991000000", "session_name": "agent_a"},
+                {"phone": "+79991000001", "session_name": "agent_b2", "proxy": "socks5://user:***@127.0.0.1:1080"}
+            ]}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    let on_disk = std::fs::read_to_string(app.config.path()).unwrap();
+    assert!(
+        on_disk.contains("socks5://user:proxy-secret@127.0.0.1:1080"),
+        "{on_disk}"
+    );
+    assert!(!on_disk.contains("***"), "{on_disk}");
+    // A masked form that matches no stored proxy is never saved as a password.
+    let unknown = app
+        .send(
+            Method::POST,
+            &format!("/api/channels/{CHANNEL}/agents"),
+            json!({"phone": "+79991000009", "session_name": "agent_c", "proxy": "socks5://other:***@10.0.0.1:1080"}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::CONFLICT);
+    assert_eq!(unknown.body["problems"][0]["code"], "proxy_masked");
+    // A user name without a password (a token-style credential) is masked whole.
+    let token_proxy = app
+        .send(
+            Method::POST,
+            &format!("/api/channels/{CHANNEL}/agents"),
+            json!({"phone": "+79991000009", "session_name": "agent_c", "proxy": "socks5://TOKEN1234secret@10.0.0.1:1080"}),
+        )
+        .await;
+    assert_eq!(
+        token_proxy.status,
+        StatusCode::CREATED,
+        "{}",
+        token_proxy.body
+    );
+    let listed = app.get("/api/channels").await.body.to_string();
+    assert!(listed.contains("socks5://***@10.0.0.1:1080"), "{listed}");
+    assert!(!listed.contains("TOKEN1234secret") && !listed.contains("proxy-secret"));
+    app.assert_never_shown(&["proxy-secret", "TOKEN1234secret", "hunter2"]);
+}
+
+#[tokio::test]
+async fn validation_messages_come_in_the_requested_language() {
+    let app = spawn_app().await;
+    let body = json!({"agents": [{"phone": "+7999", "session_name": "agent_a"}]});
+    let path = format!("/api/channels/{CHANNEL}");
+    let english = app.send(Method::PUT, &path, body.clone()).await;
+    let russian = app
+        .call_with(
+            Method::PUT,
+            &path,
+            Credentials::Bearer(API_TOKEN),
+            Some(body),
+            &[("accept-language", "ru-RU,ru;q=0.9,en;q=0.5")],
+            None,
+        )
+        .await;
+    for reply in [&english, &russian] {
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(reply.body["success"], false);
+        assert_eq!(reply.body["problems"][0]["path"], "agents[0].phone");
+        assert_eq!(reply.body["problems"][0]["code"], "not_phone");
+    }
+    assert!(
+        english.body["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not a phone number in international format")
+    );
+    assert_eq!(
+        russian.body["problems"][0]["message"],
+        "Телефон: + и от 8 до 15 цифр"
+    );
+    assert_eq!(
+        russian.body["message"],
+        "Неверные данные: исправьте отмеченные поля"
+    );
+    // The refused number is masked wherever it is quoted.
+    assert!(!english.body.to_string().contains("+7999\""));
+}
+
+#[tokio::test]
+async fn the_crm_invite_link_is_set_changed_and_removed_through_the_api() {
+    let app = spawn_app().await;
+    let path = format!("/api/channels/{CHANNEL}");
+    let set = app
+        .send(
+            Method::PUT,
+            &path,
+            json!({"crm_invite_link": "https://t.me/+AbCdEf123"}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(
+        set.body["channel"]["crm_invite_link"],
+        "https://t.me/+AbCdEf123"
+    );
+    let wrong = app
+        .send(Method::PUT, &path, json!({"crm_invite_link": "@crm_group"}))
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong.body["problems"][0]["path"], "crm_invite_link");
+    assert_eq!(wrong.body["problems"][0]["code"], "not_invite_link");
+    let removed = app
+        .send(Method::PUT, &path, json!({"crm_invite_link": ""}))
+        .await;
+    assert_eq!(removed.status, StatusCode::OK);
+    assert!(
+        removed.body["channel"]
+            .get("crm_invite_link")
+            .is_none_or(Value::is_null)
+    );
+    assert!(
+        !std::fs::read_to_string(app.config.path())
+            .unwrap()
+            .contains("crm_invite_link")
+    );
+}
+
+#[tokio::test]
+async fn health_checks_answer_without_login_and_without_data() {
+    let app = spawn_app().await;
+    let alive = app
+        .call(Method::GET, "/healthz", Credentials::None, None)
+        .await;
+    assert_eq!(alive.status, StatusCode::OK);
+    assert_eq!(alive.body, json!({"status": "alive"}));
+    let ready = app
+        .call(Method::GET, "/readyz", Credentials::None, None)
+        .await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(
+        ready.body,
+        json!({"ready": true, "checks": {"configuration": true, "store": true, "main_account": true}})
+    );
+
+    // An engine that runs a main account that is not logged in is not ready.
+    let config = app.config.clone();
+    let connector = Arc::new(SimConnector::new(app.world.clone()));
+    let engine = Engine::start(
+        EngineSettings {
+            seed: 7,
+            ..EngineSettings::default()
+        },
+        connector.clone(),
+        Arc::new(jobbot_store::MemoryStore::new()),
+        follow(&config),
+        EngineClock::start(),
+    )
+    .await
+    .unwrap();
+    let router = jobbot_web::app(AppState::new(engine.clone(), config, settings(), connector));
+    let main = SessionName::main();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.wait_for_links(|links| matches!(links.get(&main), Some(LinkState::NotLoggedIn))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let response = router
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["checks"]["main_account"], false);
+    assert_eq!(body["ready"], false);
+    engine.shutdown().await;
+}
+
+/// Every request of the seed's design note (`MULTI_AGENT_IMPLEMENTATION.md`, "API Endpoints",
+/// "Configuration Format", "Backward Compatibility", "Monitoring Agent Status"), sent as the seed
+/// writes it: no revision, its bodies, its paths; the answers carry its `success` field.
+#[tokio::test]
+async fn the_seeds_requests_work_as_the_seed_writes_them() {
+    let app = spawn_app().await;
+    // POST /api/channels: "Create channel with agents list", the seed's "New Multi-Agent Format"
+    // (plus the two ids every channel needs, which the seed's excerpt leaves out).
+    let created = app
+        .send(
+            Method::POST,
+            "/api/channels",
+            json!({
+                "id": "channel_123",
+                "name": "Python Jobs",
+                "telegram_id": -1001111111111i64,
+                "crm_group_id": -1002222222222i64,
+                "crm_enabled": true,
+                "agents": [
+                    {"phone": "+79991234567", "session_name": "agent_python_1"},
+                    {"phone": "+79997654321", "session_name": "agent_python_2"}
+                ]
+            }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["success"], true);
+    assert_eq!(created.body["channel_id"], "channel_123");
+    assert!(created.body["message"].is_string());
+
+    // GET /api/channels/{channel_id}/agents: `{success, agents[{phone, session_name}]}`.
+    let listed = app.get("/api/channels/channel_123/agents").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body["success"], true);
+    assert_eq!(
+        listed.body["agents"],
+        json!([
+            {"phone": "+79991234567", "session_name": "agent_python_1"},
+            {"phone": "+79997654321", "session_name": "agent_python_2"}
+        ])
+    );
+
+    // POST /api/channels/{channel_id}/agents with the seed's AgentConfig body.
+    let added = app
+        .send(
+            Method::POST,
+            "/api/channels/channel_123/agents",
+            json!({"phone": "+79995555555", "session_name": "agent_python_3"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    assert_eq!(added.body["success"], true);
+    assert_eq!(added.body["agents"].as_array().unwrap().len(), 3);
+
+    // DELETE /api/channels/{channel_id}/agents/{session}.
+    let removed = app
+        .call(
+            Method::DELETE,
+            "/api/channels/channel_123/agents/agent_python_2",
+            Credentials::Bearer(API_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    assert_eq!(removed.body["success"], true);
+
+    // PUT /api/channels/{id}: "Update channel with agents list", the seed's file example.
+    let updated = app
+        .send(
+            Method::PUT,
+            "/api/channels/channel_123",
+            json!({"agents": [
+                {"phone": "+79991234567", "session_name": "agent1"},
+                {"phone": "+79997654321", "session_name": "agent2"},
+                {"phone": "+79995555555", "session_name": "agent3"}
+            ]}),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.body["success"], true);
+    let sessions: Vec<&str> = updated.body["channel"]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|agent| agent["session_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(sessions, ["agent1", "agent2", "agent3"]);
+
+    // "Backward Compatibility": the old single-agent fields become an agent.
+    let legacy = app
+        .send(
+            Method::POST,
+            "/api/channels",
+            json!({
+                "id": "channel_legacy",
+                "name": "Python Jobs",
+                "telegram_id": -1003333333333i64,
+                "crm_group_id": -1004444444444i64,
+                "crm_enabled": true,
+                "agent_phone": "+79990000077",
+                "agent_session_name": "agent_python"
+            }),
+        )
+        .await;
+    assert_eq!(legacy.status, StatusCode::CREATED, "{}", legacy.body);
+    assert_eq!(
+        legacy.body["channel"]["agents"],
+        json!([{"phone": "+79990000077", "session_name": "agent_python"}])
+    );
+    assert!(legacy.body["channel"].get("agent_phone").is_none());
+
+    // "Monitoring Agent Status": `status['available_agents']` / `status['total_agents']`.
+    let status = app.get("/api/channels/channel_123/agents/status").await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert_eq!(status.body["total_agents"], 3);
+    assert!(status.body["available_agents"].is_u64());
+}
+
+/// Adding or removing one agent without a revision applies to the configuration as it is at
+/// that moment: many at once all land, none undoes another.
+#[tokio::test]
+async fn concurrent_agent_changes_without_a_revision_are_never_lost() {
+    let app = Arc::new(spawn_app().await);
+    let adds: Vec<_> = (0..12)
+        .map(|index| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                app.send(
+                    Method::POST,
+                    &format!("/api/channels/{CHANNEL}/agents"),
+                    json!({"phone": format!("+7999200{index:04}"), "session_name": format!("extra_{index}")}),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    let remove = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            app.call(
+                Method::DELETE,
+                &format!("/api/channels/{CHANNEL}/agents/agent_b"),
+                Credentials::Bearer(API_TOKEN),
+                None,
+            )
+            .await
+            .status
+        })
+    };
+    for add in adds {
+        assert_eq!(add.await.unwrap(), StatusCode::CREATED);
+    }
+    assert_eq!(remove.await.unwrap(), StatusCode::OK);
+    let listed = app.get(&format!("/api/channels/{CHANNEL}/agents")).await;
+    let mut sessions: Vec<String> = listed.body["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|agent| agent["session_name"].as_str().unwrap().to_owned())
+        .collect();
+    sessions.sort();
+    let mut expected: Vec<String> = (0..12).map(|index| format!("extra_{index}")).collect();
+    expected.push("agent_a".to_owned());
+    expected.sort();
+    assert_eq!(sessions, expected);
+}
+
+/// An agent the engine runs but nobody logged in yet: logged in through the API, its owner
+/// connects at once (the login lets go of the session's lock before the owner retries), not at
+/// its next retry ten minutes later.
+#[tokio::test]
+async fn an_agent_logged_in_through_the_api_connects_at_once() {
+    let app = spawn_app().await;
+    let phone = "+79995550077";
+    app.world
+        .create_user(NewUser::named("Late agent").phone(phone));
+    let added = app
+        .send(
+            Method::POST,
+            &format!("/api/channels/{CHANNEL}/agents"),
+            json!({"phone": phone, "session_name": "agent_late"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    wait_link(&app, "agent_late", |link| {
+        matches!(link, Some(LinkState::NotLoggedIn))
+    })
+    .await;
+    let started = app
+        .send(
+            Method::POST,
+            "/api/logins",
+            json!({"session": "agent_late"}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let phone_step = app
+        .send(
+            Method::POST,
+            "/api/logins/agent_late/phone",
+            json!({"phone": phone}),
+        )
+        .await;
+    assert_eq!(phone_step.status, StatusCode::OK, "{}", phone_step.body);
+    let code = app
+        .world
+        .last_login_code(&PhoneNumber::parse(phone).unwrap())
+        .unwrap();
+    let signed_in = app
+        .send(
+            Method::POST,
+            "/api/logins/agent_late/code",
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(
+        signed_in.body["login"]["state"], "signed_in",
+        "{}",
+        signed_in.body
+    );
+    wait_ready(&app, "agent_late").await;
 }

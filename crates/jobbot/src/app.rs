@@ -17,7 +17,7 @@ use jobbot_engine::{
 };
 use jobbot_engine::{Monitor, MonitorParts, MonitorSettings};
 use jobbot_store::{ConfigStore, ConfigWatch};
-use jobbot_web::{AppState, Auth};
+use jobbot_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -34,8 +34,8 @@ pub struct AppParts {
     pub crm: CrmSettings,
     pub supervisor: SupervisorSettings,
     pub clock: EngineClock,
-    /// The web server's listener and credentials; `None` runs without the web interface.
-    pub web: Option<(TcpListener, Auth)>,
+    /// The web server's listener and settings; `None` runs without the web interface.
+    pub web: Option<(TcpListener, WebSettings)>,
 }
 
 pub struct RunningApp {
@@ -130,8 +130,14 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         let crm = crm.clone();
         async move { crm.run_workflows(signal).await }
     });
-    if let Some((listener, auth)) = parts.web {
-        let state = AppState::new(engine.clone(), parts.config.clone(), auth, parts.connector);
+    if let Some((listener, mut settings)) = parts.web {
+        supervisor.metrics().register(&mut settings.registry);
+        let state = AppState::new(
+            engine.clone(),
+            parts.config.clone(),
+            settings,
+            parts.connector,
+        );
         state.set_tasks(supervisor.status());
         let extra = extra.map(|build| build(&engine));
         // The listener outlives a failed server: each run serves a clone of it.

@@ -1,10 +1,13 @@
 //! The command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+use jobbot_web::{AuthSettings, TrustedProxies, WebSettings};
 
 use crate::config_command;
 
@@ -32,9 +35,8 @@ pub enum Command {
     /// through the agent pools. Needs API_ID / API_HASH and a logged-in main account
     /// (`jobbot login bot_session --phone +…`).
     Run {
-        /// Where the web interface listens.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        web: WebArgs,
         /// Use a simulated Telegram run by `jobbot sim serve` instead of real Telegram:
         /// `sim://127.0.0.1:PORT` (no API_ID / API_HASH or session files needed then).
         #[arg(long, value_name = "sim://HOST:PORT")]
@@ -46,8 +48,8 @@ pub enum Command {
     /// Run the whole system on a simulated Telegram (no account needed), with the web interface.
     /// Uses DATA_DIR/demo/, rebuilt on every start.
     Demo {
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        web: WebArgs,
         /// Milliseconds between two vacancies posted in the simulated sources.
         #[arg(long, default_value_t = 3000)]
         pace_ms: u64,
@@ -80,6 +82,61 @@ pub enum Command {
     /// Benchmarks on the Telegram simulator and of the scheduling policy (no network).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Where and how the web interface is served.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebArgs {
+    /// Where the web interface listens [default: 127.0.0.1:8080, or 0.0.0.0:$PORT when the
+    /// platform sets PORT].
+    #[arg(long, env = "JOBBOT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The reverse proxies in front of jobbot (addresses or CIDR ranges, comma-separated). Only
+    /// requests from them are judged by X-Forwarded-For (the client's address, for the login
+    /// limits) and X-Forwarded-Proto (`https` makes the session cookie `Secure`).
+    #[arg(long, env = "JOBBOT_TRUSTED_PROXY", value_parser = parse_trusted_proxies)]
+    pub trusted_proxy: Option<TrustedProxies>,
+}
+
+impl WebArgs {
+    /// `--listen` / `JOBBOT_LISTEN`, else every interface on `$PORT` (what container
+    /// platforms ask for), else the loopback default.
+    pub fn listen_address(&self) -> anyhow::Result<SocketAddr> {
+        if let Some(listen) = self.listen {
+            return Ok(listen);
+        }
+        match std::env::var("PORT") {
+            Ok(port) => {
+                let port: u16 = port
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("PORT: {port:?} is not a port number"))?;
+                Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+            }
+            Err(_) => Ok(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        }
+    }
+
+    /// The web settings these arguments give, with `auth`; warns when the server is reachable
+    /// beyond this machine and no proxy is trusted (then every client is judged by its socket
+    /// address, and cookies are never marked `Secure`).
+    pub fn settings(&self, auth: AuthSettings, listening: SocketAddr) -> WebSettings {
+        let trusted = self.trusted_proxy.clone().unwrap_or_default();
+        if !jobbot_web::client::is_loopback(listening.ip()) && trusted.is_empty() {
+            tracing::warn!(
+                target: "web",
+                address = %listening,
+                "the web interface listens beyond this machine without --trusted-proxy: put it behind a TLS reverse proxy and name it with --trusted-proxy (README: Running behind a reverse proxy)"
+            );
+        }
+        let mut settings = WebSettings::new(auth);
+        settings.trusted_proxies = trusted;
+        settings
+    }
+}
+
+fn parse_trusted_proxies(text: &str) -> Result<TrustedProxies, String> {
+    TrustedProxies::parse(text)
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,20 +367,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config_command::migrate(&file.unwrap_or_else(|| data_dir.config_file())).await
         }
         Command::Login { session, phone } => login(&data_dir, &session, phone).await,
-        Command::Demo {
-            listen,
-            pace_ms,
-            seed,
-        } => {
+        Command::Demo { web, pace_ms, seed } => {
             let options = crate::demo::DemoOptions {
-                listen,
+                web,
                 pace: std::time::Duration::from_millis(pace_ms.max(50)),
                 seed,
             };
             crate::demo::run(&data_dir, options).await
         }
-        Command::Run { listen, telegram } => {
-            crate::run_command::run(&data_dir, listen, telegram.as_deref()).await
+        Command::Run { web, telegram } => {
+            crate::run_command::run(&data_dir, &web, telegram.as_deref()).await
         }
         Command::Sim(SimCommand::Serve {
             listen,

@@ -13,7 +13,7 @@ use jobbot_telegram::{GrammersConfig, GrammersConnector};
 use std::net::SocketAddr;
 
 use jobbot_engine::{CrmSettings, MonitorSettings};
-use jobbot_web::Auth;
+use jobbot_web::AuthSettings;
 use tokio::net::TcpListener;
 
 use crate::app;
@@ -23,15 +23,16 @@ use jobbot_engine::supervisor::SupervisorSettings;
 
 /// The web interface's credentials: `JOBBOT_ADMIN_PASSWORD` (environment or `.env`), else the
 /// password generated on the first start and kept in `DATA_DIR/data/admin_password` (mode 0600),
-/// printed that once. `JOBBOT_API_TOKEN` adds a token for scripts.
-pub fn web_access(data_dir: &DataDir, address: SocketAddr) -> anyhow::Result<Auth> {
+/// printed that once. `JOBBOT_API_TOKEN` adds a token for scripts. Secrets that are too short
+/// stop the start.
+pub fn web_access(data_dir: &DataDir, address: SocketAddr) -> anyhow::Result<AuthSettings> {
     let variables = data_dir.variables();
     let token = variables("JOBBOT_API_TOKEN");
     let password = match variables("JOBBOT_ADMIN_PASSWORD").filter(|p| !p.is_empty()) {
         Some(password) => password,
         None => stored_or_new_password(&data_dir.data().join("admin_password"), address)?,
     };
-    Ok(Auth::new(Some(&password), token.as_deref()).0)
+    Ok(AuthSettings::new(&password, token.as_deref())?)
 }
 
 fn stored_or_new_password(file: &std::path::Path, address: SocketAddr) -> anyhow::Result<String> {
@@ -65,7 +66,8 @@ fn stored_or_new_password(file: &std::path::Path, address: SocketAddr) -> anyhow
     Ok(password)
 }
 
-fn write_private(file: &std::path::Path, content: &str) -> std::io::Result<()> {
+/// Creates `file` (it must not exist) readable and writable by its owner only.
+pub(crate) fn write_private(file: &std::path::Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -77,11 +79,12 @@ fn write_private(file: &std::path::Path, content: &str) -> std::io::Result<()> {
 /// `telegram`: `None` for real Telegram, or `sim://HOST:PORT` for `jobbot sim serve`.
 pub async fn run(
     data_dir: &DataDir,
-    listen: SocketAddr,
+    web: &crate::cli::WebArgs,
     telegram: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     // Before anything is opened: one process per data directory.
     let _lock = DataDirLock::acquire(&data_dir.data().join(DataDirLock::FILE_NAME), "run")?;
+    let listen = web.listen_address()?;
     let connector: Arc<dyn AccountConnector> = match telegram {
         Some(url) => {
             let connector =
@@ -105,7 +108,9 @@ pub async fn run(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
-    let auth = web_access(data_dir, listener.local_addr()?)?;
+    let address = listener.local_addr()?;
+    let auth = web_access(data_dir, address)?;
+    let web = web.settings(auth, address);
     let running = app::start(app::AppParts {
         connector,
         store: Arc::new(store.clone()),
@@ -115,7 +120,7 @@ pub async fn run(
         crm: CrmSettings::default(),
         supervisor: SupervisorSettings::default(),
         clock: EngineClock::start(),
-        web: Some((listener, auth)),
+        web: Some((listener, web)),
     })
     .await?;
     tracing::info!("🚀 jobbot запущен; Ctrl-C для остановки");

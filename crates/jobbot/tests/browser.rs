@@ -1,311 +1,27 @@
 //! End-to-end tests of the admin pages in real headless Chromium (Debian's `chromium` and
-//! `chromium-driver`; `bash .ci/test` installs them), driven over W3C WebDriver by the small
-//! client below, against `jobbot demo` on the simulator.
+//! `chromium-driver`; `bash .ci/test` installs them), driven over W3C WebDriver by fantoccini,
+//! against `jobbot demo` on the simulator.
 //!
 //! Every wait polls the page with a generous deadline; nothing sleeps and then asserts, and no
 //! assertion is about time. The screenshots in `docs/screenshots/` are written by these tests.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const PASSWORD: &str = "browser-test-password";
-const API_TOKEN: &str = "jbt_browser_test_token";
+const API_TOKEN: &str = "jbt_browser_test_token_0123456789abcdef";
 const DEADLINE: Duration = Duration::from_secs(60);
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-// ----- a minimal HTTP/1.1 client (loopback only) -----
-
-/// One request on a fresh connection (`Connection: close`); returns the status and the body.
-fn http(
-    address: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    headers: &[(&str, &str)],
-) -> (u16, String) {
-    let mut stream =
-        TcpStream::connect(address).unwrap_or_else(|error| panic!("connect {address}: {error}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("timeout");
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        payload.len()
-    );
-    if body.is_some() {
-        request.push_str("Content-Type: application/json; charset=utf-8\r\n");
-    }
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(&payload);
-    stream
-        .write_all(request.as_bytes())
-        .expect("send the request");
-    // Read the head, then exactly the body: a server may keep the connection open regardless.
-    let mut raw = Vec::new();
-    let mut buffer = [0u8; 16 * 1024];
-    let split = loop {
-        if let Some(split) = raw.windows(4).position(|window| window == b"\r\n\r\n") {
-            break split;
-        }
-        let read = stream.read(&mut buffer).expect("read the response");
-        assert!(read > 0, "the connection closed before the response head");
-        raw.extend_from_slice(&buffer[..read]);
-    };
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status code");
-    let length = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse::<usize>().ok());
-    let chunked = head.contains("transfer-encoding: chunked");
-    let mut body = raw[split + 4..].to_vec();
-    loop {
-        let complete = match length {
-            Some(length) => body.len() >= length,
-            None if chunked => body.ends_with(b"0\r\n\r\n"),
-            None => false,
-        };
-        if complete {
-            break;
-        }
-        let read = stream.read(&mut buffer).expect("read the response body");
-        if read == 0 {
-            break;
-        }
-        body.extend_from_slice(&buffer[..read]);
-    }
-    if chunked {
-        body = dechunk(&body);
-    }
-    (status, String::from_utf8_lossy(&body).to_string())
-}
-
-/// Whether chromedriver answers `GET /status` with `"ready":true`. Any failure (not listening
-/// yet, a reset while it starts up on a busy machine) means "not yet": the caller retries until
-/// its deadline.
-fn driver_ready(address: &str) -> bool {
-    let probe = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect(address)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "GET /status HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-        )?;
-        // chromedriver may keep the connection open: read until the answer is in.
-        let mut response = Vec::new();
-        let mut buffer = [0u8; 4096];
-        loop {
-            let read = stream.read(&mut buffer)?;
-            response.extend_from_slice(&buffer[..read]);
-            let text = String::from_utf8_lossy(&response);
-            if read == 0 || text.contains("\"ready\":") {
-                return Ok(text.contains("\"ready\":true"));
-            }
-        }
-    };
-    probe().unwrap_or(false)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|window| window == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&data[end + 2..end + 2 + size]);
-        data = &data[end + 2 + size + 2..];
-    }
-    out
-}
-
-// ----- a minimal W3C WebDriver client -----
-
-struct Browser {
-    driver: String,
-    session: String,
-}
-
-impl Browser {
-    fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("/session/{}{path}", self.session);
-        let body = body.or_else(|| (method == "POST").then(|| json!({})));
-        let (status, text) = http(&self.driver, method, &url, body.as_ref(), &[]);
-        let reply: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("WebDriver said {status}: {text}"));
-        assert!(status == 200, "WebDriver {method} {path}: {status} {reply}");
-        reply["value"].clone()
-    }
-
-    fn goto(&self, url: &str) {
-        self.command("POST", "/url", Some(json!({"url": url})));
-    }
-
-    fn refresh(&self) {
-        self.command("POST", "/refresh", None);
-    }
-
-    /// Runs `script` (a function body; `arguments` are `args`) in the page.
-    fn js(&self, script: &str, args: Value) -> Value {
-        self.command(
-            "POST",
-            "/execute/sync",
-            Some(json!({"script": script, "args": args})),
-        )
-    }
-
-    fn find(&self, css: &str) -> Value {
-        let element = self.command(
-            "POST",
-            "/element",
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        json!({ELEMENT: element[ELEMENT]})
-    }
-
-    /// Clicks `css`, finding it again if a live update replaced it in between.
-    fn click(&self, css: &str) {
-        let start = Instant::now();
-        while !self.try_click(css) {
-            assert!(start.elapsed() < DEADLINE, "could not click {css}");
-        }
-    }
-
-    fn try_click(&self, css: &str) -> bool {
-        let element = self.find(css);
-        let id = element[ELEMENT].as_str().expect("an element id").to_owned();
-        // To the middle of the screen, as a person would scroll: at the bottom edge the form's
-        // sticky save bar covers it.
-        self.js(
-            "arguments[0].scrollIntoView({block: 'center'});",
-            json!([element]),
-        );
-        let (status, text) = http(
-            &self.driver,
-            "POST",
-            &format!("/session/{}/element/{id}/click", self.session),
-            Some(&json!({})),
-            &[],
-        );
-        if status == 200 {
-            return true;
-        }
-        assert!(
-            text.contains("stale element reference"),
-            "click {css}: {status} {text}"
-        );
-        false
-    }
-
-    /// Replaces the value of the input `css` with `text`, as typing would.
-    fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css);
-        let id = element[ELEMENT].as_str().expect("an element id").to_owned();
-        self.command("POST", &format!("/element/{id}/clear"), None);
-        self.command(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(json!({"text": text})),
-        );
-    }
-
-    fn text(&self, css: &str) -> String {
-        self.js("const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;", json!([css]))
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    fn path(&self) -> String {
-        self.js("return location.pathname;", json!([]))
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    fn set_size(&self, width: u32, height: u32) {
-        self.command(
-            "POST",
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
-        );
-    }
-
-    fn screenshot(&self, file: &Path) {
-        let encoded = self.command("GET", "/screenshot", None);
-        let png = base64_decode(encoded.as_str().expect("base64 PNG"));
-        std::fs::create_dir_all(file.parent().expect("a parent")).expect("create docs/screenshots");
-        std::fs::write(file, &png).expect("write the screenshot");
-        assert!(
-            png.len() < 300_000,
-            "{} is {} bytes; keep screenshots small",
-            file.display(),
-            png.len()
-        );
-    }
-
-    /// Polls `check` until it returns `Some`, or fails with `what` after the deadline.
-    fn wait<T>(&self, what: &str, mut check: impl FnMut(&Browser) -> Option<T>) -> T {
-        let start = Instant::now();
-        loop {
-            if let Some(found) = check(self) {
-                return found;
-            }
-            assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_in(&self, base: &str, path: &str) {
-        self.goto(&format!("{base}{path}"));
-        self.wait("the login page", |b| (b.path() == "/login").then_some(()));
-        self.type_into("#password", PASSWORD);
-        self.click("#login button[type=submit]");
-        self.wait("back from the login page", |b| {
-            (b.path() == path).then_some(())
-        });
-    }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let digits: Vec<u32> = text.bytes().filter_map(value).collect();
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        let mut n = 0u32;
-        for (index, digit) in chunk.iter().enumerate() {
-            n |= digit << (18 - 6 * index);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..chunk.len().saturating_sub(1)]);
-    }
-    out
-}
 
 // ----- the processes under test -----
 
@@ -318,6 +34,14 @@ struct Processes {
 impl Drop for Processes {
     fn drop(&mut self) {
         for child in &mut self.children {
+            // Each child leads its own process group (chromedriver's Chromium is in it too):
+            // killing chromedriver alone would leave its browser running (seen: hundreds of
+            // orphaned Chromium processes after repeated runs, holding every inotify instance the
+            // user may have). End the whole group, then reap the child.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -332,8 +56,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A demo, a chromedriver and a browser session on it.
-fn start() -> (Processes, Browser, String) {
+/// A demo, a chromedriver and a browser session on it; the demo's base URL.
+async fn start() -> (Processes, Browser, String) {
     for tool in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             Path::new(tool).exists(),
@@ -348,12 +72,15 @@ fn start() -> (Processes, Browser, String) {
     };
 
     let mut demo = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .process_group(0)
         .args(["--data-dir"])
         .arg(data.path())
         .args(["demo", "--listen", "127.0.0.1:0", "--pace-ms", "500"])
         .env("JOBBOT_ADMIN_PASSWORD", PASSWORD)
         .env("JOBBOT_API_TOKEN", API_TOKEN)
         .env_remove("RUST_LOG")
+        .env_remove("PORT")
+        .env_remove("JOBBOT_LISTEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -369,67 +96,228 @@ fn start() -> (Processes, Browser, String) {
             }
         }
     });
-    let address = receiver
-        .recv_timeout(DEADLINE)
+    let address = tokio::task::spawn_blocking(move || receiver.recv_timeout(DEADLINE))
+        .await
+        .unwrap()
         .expect("the demo prints its web address");
 
-    // A free port can be taken between our probe and chromedriver's bind (the other browser test
-    // starts one too): a driver that exited is started again on another port, so each test talks
-    // to its own driver.
-    let start = Instant::now();
-    let driver_address = 'started: loop {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".into(), json!("chrome"));
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--hide-scrollbars",
+                     format!("--user-data-dir={}", profile.path().display())]
+        }),
+    );
+    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    builder.capabilities(capabilities);
+    // A free port can be taken between our probe and chromedriver's bind (the other browser
+    // tests start drivers too): a driver that exited is started again on another port, so each
+    // test talks to its own driver. It takes a moment to listen, and may reset a connection
+    // while it starts on a busy machine: both are "not yet".
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let client = 'started: loop {
         let port = free_port();
         let mut driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let driver_address = format!("127.0.0.1:{port}");
+        let url = format!("http://127.0.0.1:{port}");
         loop {
             assert!(
-                start.elapsed() < DEADLINE,
-                "chromedriver did not become ready"
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
             );
-            if driver.try_wait().expect("chromedriver's status").is_some() {
+            if let Ok(client) = builder.connect(&url).await {
+                processes.children.push(driver);
+                break 'started client;
+            }
+            if !matches!(driver.try_wait(), Ok(None)) {
+                let _ = driver.wait();
                 continue 'started;
             }
-            if driver_ready(&driver_address) {
-                processes.children.push(driver);
-                break 'started driver_address;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    let capabilities = json!({"capabilities": {"alwaysMatch": {
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--hide-scrollbars", format!("--user-data-dir={}", profile.path().display())]
-        }
-    }}});
-    let (status, text) = http(
-        &driver_address,
-        "POST",
-        "/session",
-        Some(&capabilities),
-        &[],
-    );
-    let reply: Value = serde_json::from_str(&text).expect("a WebDriver reply");
-    assert_eq!(status, 200, "new session: {reply}");
-    let browser = Browser {
-        driver: driver_address,
-        session: reply["value"]["sessionId"]
-            .as_str()
-            .expect("a session id")
-            .to_owned(),
-    };
-    browser.set_size(1280, 900);
+    let browser = Browser { client };
+    browser
+        .client
+        .set_window_size(1280, 900)
+        .await
+        .expect("window size");
     processes._dirs.push(data);
     processes._dirs.push(profile);
-    (processes, browser, address)
+    (processes, browser, format!("http://{address}"))
+}
+
+/// Polls `check` until it returns `Some`, or fails with `what` after the deadline.
+async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ----- the browser, through fantoccini -----
+
+struct Browser {
+    client: Client,
+}
+
+impl Browser {
+    /// Ends the WebDriver session, which makes chromedriver quit its Chromium (a failed test
+    /// skips this; its process group is killed then).
+    async fn quit(self) {
+        let _ = self.client.close().await;
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigate");
+    }
+
+    async fn refresh(&self) {
+        self.client.refresh().await.expect("refresh");
+    }
+
+    /// Runs `script` (a function body; `arguments` are `args`) in the page.
+    async fn js(&self, script: &str, args: Value) -> Value {
+        let args = match args {
+            Value::Array(args) => args,
+            other => vec![other],
+        };
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|error| panic!("script failed: {error}\n{script}"))
+    }
+
+    /// Calls the API from the page, with its session and CSRF token: `[status, body]`.
+    async fn api(&self, method: &str, path: &str, body: Value) -> (u64, Value) {
+        let reply = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 api(arguments[0], arguments[1], arguments[2] === null ? undefined : arguments[2])
+                   .then((reply) => done([reply.status, reply.body]));",
+                vec![json!(method), json!(path), body],
+            )
+            .await
+            .expect("the API call runs");
+        (reply[0].as_u64().unwrap_or(0), reply[1].clone())
+    }
+
+    async fn find(&self, css: &str) -> Element {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("find {css}: {error}"))
+    }
+
+    /// Clicks `css`, finding it again if a live update replaced it in between.
+    async fn click(&self, css: &str) {
+        poll(&format!("a click on {css}"), || async {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            // To the middle of the screen, as a person would scroll: at the bottom edge the
+            // form's sticky save bar covers it.
+            let _ = self
+                .client
+                .execute(
+                    "arguments[0].scrollIntoView({block: 'center'});",
+                    vec![serde_json::to_value(&element).ok()?],
+                )
+                .await;
+            match element.click().await {
+                Ok(()) => Some(()),
+                Err(error) if is_stale(&error) => None,
+                Err(error) => panic!("click {css}: {error}"),
+            }
+        })
+        .await
+    }
+
+    /// Replaces the value of the input `css` with `text`, as typing would.
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        element.clear().await.expect("clear");
+        element.send_keys(text).await.expect("type");
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.js(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;",
+            json!([css]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    async fn path(&self) -> String {
+        self.js("return location.pathname;", json!([]))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let file = screenshot_path(name);
+        std::fs::create_dir_all(file.parent().expect("a parent")).expect("create docs/screenshots");
+        std::fs::write(&file, &png).expect("write the screenshot");
+        assert!(
+            png.len() < 300_000,
+            "{} is {} bytes; keep screenshots small",
+            file.display(),
+            png.len()
+        );
+    }
+
+    /// Polls `check` (given the browser) until it returns `Some`.
+    async fn wait<T>(&self, what: &str, check: impl AsyncFn(&Browser) -> Option<T>) -> T {
+        poll(what, || check(self)).await
+    }
+
+    async fn log_in(&self, base: &str, path: &str) {
+        self.goto(&format!("{base}{path}")).await;
+        self.wait("the login page", async |b| {
+            (b.path().await == "/login").then_some(())
+        })
+        .await;
+        self.type_into("#password", PASSWORD).await;
+        self.click("#login button[type=submit]").await;
+        self.wait("back from the login page", async |b| {
+            (b.path().await == path).then_some(())
+        })
+        .await;
+    }
+
+    async fn alert_text(&self) -> Option<String> {
+        self.client.get_alert_text().await.ok()
+    }
+}
+
+fn is_stale(error: &CmdError) -> bool {
+    matches!(error, CmdError::Standard(error) if error.error == fantoccini::error::ErrorStatus::StaleElementReference)
 }
 
 fn screenshot_path(name: &str) -> PathBuf {
@@ -440,256 +328,425 @@ fn screenshot_path(name: &str) -> PathBuf {
 
 const AGENT_ROWS: &str = "return document.querySelectorAll('#agents-list .agent-row').length;";
 
-#[test]
-fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() {
-    let (_processes, browser, address) = start();
-    let base = format!("http://{address}");
-    browser.log_in(&base, "/channels/new");
+#[tokio::test]
+async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() {
+    let (_processes, browser, base) = start().await;
+    browser.log_in(&base, "/channels/new").await;
 
     // Create a channel.
-    browser.type_into("#f-name", "Browser test channel");
-    browser.type_into("#f-telegram_id", "-1001234567890");
-    browser.type_into(
-        "#f-input_sources",
-        "@python_jobs_demo\nhttps://t.me/remote_it_demo",
-    );
-    browser.type_into("#f-include_keywords", "python, rust");
-    browser.click("#save");
-    let id = browser.wait("the new channel's edit page", |b| {
-        let path = b.path();
-        (path.starts_with("/channels/") && path != "/channels/new")
-            .then(|| {
+    browser.type_into("#f-name", "Browser test channel").await;
+    browser.type_into("#f-telegram_id", "-1001234567890").await;
+    browser
+        .type_into(
+            "#f-input_sources",
+            "@python_jobs_demo\nhttps://t.me/remote_it_demo",
+        )
+        .await;
+    browser
+        .type_into("#f-include_keywords", "python, rust")
+        .await;
+    browser.click("#save").await;
+    let id = browser
+        .wait("the new channel's edit page", async |b| {
+            let path = b.path().await;
+            if path.starts_with("/channels/") && path != "/channels/new" {
                 b.js("return document.getElementById('f-id').value;", json!([]))
+                    .await
                     .as_str()
                     .map(str::to_owned)
-            })
-            .flatten()
-    });
+            } else {
+                None
+            }
+        })
+        .await;
     let edit = format!("/channels/{id}");
 
     // Enable CRM, add two agents with the seed's button, remove one, save.
     assert_eq!(
-        browser.text("label[for=f-crm_enabled], [data-field=crm_enabled] label"),
+        browser
+            .text("label[for=f-crm_enabled], [data-field=crm_enabled] label")
+            .await,
         "CRM Функциональность"
     );
-    assert_eq!(browser.text("#add-agent"), "+ Добавить агента");
-    browser.click("#f-crm_enabled");
-    browser.type_into("#f-crm_group_id", "-1009876543210");
-    browser.click("#add-agent");
-    browser.click("#add-agent");
-    assert_eq!(browser.js(AGENT_ROWS, json!([])), json!(2));
-    browser.type_into(".agent-row:nth-child(1) input[name=phone]", "+79990000011");
-    browser.type_into(
-        ".agent-row:nth-child(1) input[name=session_name]",
-        "agent_browser_1",
-    );
-    browser.type_into(".agent-row:nth-child(2) input[name=phone]", "+79990000012");
-    browser.type_into(
-        ".agent-row:nth-child(2) input[name=session_name]",
-        "agent_browser_2",
-    );
-    browser.click(".agent-row:nth-child(2) .remove-agent");
-    assert_eq!(browser.js(AGENT_ROWS, json!([])), json!(1));
-    browser.click("#save");
-    browser.wait("saved", |b| {
-        (b.text("#form-status") == "Сохранено").then_some(())
-    });
+    assert_eq!(browser.text("#add-agent").await, "+ Добавить агента");
+    browser.click("#f-crm_enabled").await;
+    browser.type_into("#f-crm_group_id", "-1009876543210").await;
+    browser
+        .type_into("#f-crm_invite_link", "https://t.me/+BrowserInvite1")
+        .await;
+    browser.click("#add-agent").await;
+    browser.click("#add-agent").await;
+    assert_eq!(browser.js(AGENT_ROWS, json!([])).await, json!(2));
+    browser
+        .type_into(".agent-row:nth-child(1) input[name=phone]", "+79990000011")
+        .await;
+    browser
+        .type_into(
+            ".agent-row:nth-child(1) input[name=session_name]",
+            "agent_browser_1",
+        )
+        .await;
+    browser
+        .type_into(".agent-row:nth-child(2) input[name=phone]", "+79990000012")
+        .await;
+    browser
+        .type_into(
+            ".agent-row:nth-child(2) input[name=session_name]",
+            "agent_browser_2",
+        )
+        .await;
+    browser.click(".agent-row:nth-child(2) .remove-agent").await;
+    assert_eq!(browser.js(AGENT_ROWS, json!([])).await, json!(1));
+    browser.click("#save").await;
+    browser
+        .wait("saved", async |b| {
+            (b.text("#form-status").await == "Сохранено").then_some(())
+        })
+        .await;
 
-    // Reload: exactly the one agent.
-    browser.refresh();
-    browser.wait("the form after reload", |b| {
-        (b.js(AGENT_ROWS, json!([])) == json!(1)).then_some(())
-    });
+    // Reload: exactly the one agent, and the invite link.
+    browser.refresh().await;
+    browser
+        .wait("the form after reload", async |b| {
+            (b.js(AGENT_ROWS, json!([])).await == json!(1)).then_some(())
+        })
+        .await;
     assert_eq!(
-        browser.js(
-            "return document.querySelector('.agent-row input[name=session_name]').value;",
-            json!([])
-        ),
+        browser
+            .js(
+                "return document.querySelector('.agent-row input[name=session_name]').value;",
+                json!([])
+            )
+            .await,
         json!("agent_browser_1")
+    );
+    assert_eq!(
+        browser
+            .js(
+                "return document.getElementById('f-crm_invite_link').value;",
+                json!([])
+            )
+            .await,
+        json!("https://t.me/+BrowserInvite1")
     );
 
     // A half-filled row is not dropped: its empty field gets the message.
-    browser.click("#add-agent");
-    browser.type_into(
-        ".agent-row:nth-child(2) input[name=session_name]",
-        "agent_browser_3",
-    );
-    browser.click("#save");
-    browser.wait("the error next to the empty phone", |b| {
-        (b.text(".agent-row:nth-child(2) [data-error-for=phone]") == "Обязательное поле")
-            .then_some(())
-    });
-    browser.click(".agent-row:nth-child(2) .remove-agent");
+    browser.click("#add-agent").await;
+    browser
+        .type_into(
+            ".agent-row:nth-child(2) input[name=session_name]",
+            "agent_browser_3",
+        )
+        .await;
+    browser.click("#save").await;
+    browser
+        .wait("the error next to the empty phone", async |b| {
+            (b.text(".agent-row:nth-child(2) [data-error-for=phone]")
+                .await
+                == "Обязательное поле")
+                .then_some(())
+        })
+        .await;
+    browser.click(".agent-row:nth-child(2) .remove-agent").await;
+
+    // The server's own refusal, in the page's language, next to its field: an invite link the
+    // browser does not check.
+    browser.type_into("#f-crm_invite_link", "@crm_group").await;
+    browser.click("#save").await;
+    browser
+        .wait("the server's message next to the invite link", async |b| {
+            let text = b.text("[data-error-for=crm_invite_link]").await;
+            text.starts_with("Нужна ссылка-приглашение").then_some(())
+        })
+        .await;
+    browser
+        .type_into("#f-crm_invite_link", "https://t.me/+BrowserInvite1")
+        .await;
 
     // CRM with no agents: the error is next to the agent list, and nothing is saved.
-    browser.click(".agent-row:nth-child(1) .remove-agent");
-    browser.click("#save");
-    browser.wait("the error next to the agent list", |b| {
-        let text = b.text("[data-field=agents] > [data-error-for=agents]");
-        text.contains("хотя бы один агент").then_some(())
-    });
-    // The server refuses it too, with the same field path (a form that skipped the browser check).
-    let server = browser.command("POST", "/execute/async", Some(json!({"script": "
-        const done = arguments[arguments.length - 1];
-        const form = document.getElementById('channel-form');
-        api('PUT', '/api/channels/' + arguments[0], {revision: form.dataset.revision, crm_enabled: true, agents: []})
-          .then((reply) => done([reply.status, (reply.body.problems || []).map((p) => p.path)]));",
-        "args": [id]})));
-    assert_eq!(server, json!([422, ["agents"]]));
-    browser.refresh();
-    browser.wait("the saved agent is still there", |b| {
-        (b.js(AGENT_ROWS, json!([])) == json!(1)).then_some(())
-    });
+    browser.click(".agent-row:nth-child(1) .remove-agent").await;
+    browser.click("#save").await;
+    browser
+        .wait("the error next to the agent list", async |b| {
+            let text = b
+                .text("[data-field=agents] > [data-error-for=agents]")
+                .await;
+            text.contains("хотя бы один агент").then_some(())
+        })
+        .await;
+    // The server refuses it too, with the same field path (a form that skipped the browser
+    // check): a rule across fields, so 409 `rejected`, worded in Russian.
+    let (status, body) = browser
+        .api(
+            "PUT",
+            &format!("/api/channels/{id}"),
+            json!({"crm_enabled": true, "agents": []}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "rejected");
+    assert_eq!(body["problems"][0]["path"], "agents");
+    assert_eq!(
+        body["problems"][0]["message"],
+        "CRM включена — нужен хотя бы один агент"
+    );
+    browser.refresh().await;
+    browser
+        .wait("the saved agent is still there", async |b| {
+            (b.js(AGENT_ROWS, json!([])).await == json!(1)).then_some(())
+        })
+        .await;
 
     // The same channel in two tabs: the second save shows the conflict and overwrites nothing.
-    let first = browser.command("GET", "/window", None);
-    let second = browser.command("POST", "/window/new", Some(json!({"type": "tab"})));
-    browser.command("POST", "/window", Some(json!({"handle": second["handle"]})));
-    browser.goto(&format!("{base}{edit}"));
-    browser.wait("the form in the second tab", |b| {
-        (b.js(AGENT_ROWS, json!([])) == json!(1)).then_some(())
-    });
-    browser.command("POST", "/window", Some(json!({"handle": first})));
-    browser.type_into("#f-name", "Renamed in the first tab");
-    browser.click("#save");
-    browser.wait("saved in the first tab", |b| {
-        (b.text("#form-status") == "Сохранено").then_some(())
-    });
-    browser.command("POST", "/window", Some(json!({"handle": second["handle"]})));
-    browser.type_into("#f-name", "Renamed in the second tab");
-    browser.click("#save");
-    browser.wait("the conflict in the second tab", |b| {
-        (b.js(
-            "return !document.getElementById('conflict').hidden;",
-            json!([]),
-        ) == json!(true))
-        .then_some(())
-    });
-    assert!(browser.text("#form-status").starts_with("Конфликт"));
-    browser.refresh();
-    browser.wait("the first tab's name kept", |b| {
-        (b.js("return document.getElementById('f-name').value;", json!([]))
-            == json!("Renamed in the first tab"))
-        .then_some(())
-    });
+    let first = browser.client.window().await.unwrap();
+    let second = browser.client.new_window(true).await.unwrap();
+    browser
+        .client
+        .switch_to_window(second.handle.clone())
+        .await
+        .unwrap();
+    browser.goto(&format!("{base}{edit}")).await;
+    browser
+        .wait("the form in the second tab", async |b| {
+            (b.js(AGENT_ROWS, json!([])).await == json!(1)).then_some(())
+        })
+        .await;
+    browser.client.switch_to_window(first).await.unwrap();
+    browser
+        .type_into("#f-name", "Renamed in the first tab")
+        .await;
+    browser.click("#save").await;
+    browser
+        .wait("saved in the first tab", async |b| {
+            (b.text("#form-status").await == "Сохранено").then_some(())
+        })
+        .await;
+    browser
+        .client
+        .switch_to_window(second.handle)
+        .await
+        .unwrap();
+    browser
+        .type_into("#f-name", "Renamed in the second tab")
+        .await;
+    browser.click("#save").await;
+    browser
+        .wait("the conflict in the second tab", async |b| {
+            (b.js(
+                "return !document.getElementById('conflict').hidden;",
+                json!([]),
+            )
+            .await
+                == json!(true))
+            .then_some(())
+        })
+        .await;
+    assert!(browser.text("#form-status").await.starts_with("Конфликт"));
+    browser.refresh().await;
+    browser
+        .wait("the first tab's name kept", async |b| {
+            (b.js("return document.getElementById('f-name').value;", json!([]))
+                .await
+                == json!("Renamed in the first tab"))
+            .then_some(())
+        })
+        .await;
 
     // The channel list shows it with its badges and counts.
-    browser.goto(&format!("{base}/"));
+    browser.goto(&format!("{base}/")).await;
     let card = format!("[data-channel=\"{id}\"]");
-    browser.wait("the channel's card", |b| {
-        b.text(&card)
-            .contains("Renamed in the first tab")
-            .then_some(())
-    });
-    assert!(browser.text(&format!("{card} .badges")).contains("CRM"));
+    browser
+        .wait("the channel's card", async |b| {
+            b.text(&card)
+                .await
+                .contains("Renamed in the first tab")
+                .then_some(())
+        })
+        .await;
+    assert!(
+        browser
+            .text(&format!("{card} .badges"))
+            .await
+            .contains("CRM")
+    );
 
     // The demo's CRM channel, for the README.
-    browser.goto(&format!("{base}/channels/channel_python"));
-    browser.wait("the demo channel's agents", |b| {
-        (b.js(AGENT_ROWS, json!([])) == json!(3)).then_some(())
-    });
-    browser.js(
-        "document.querySelector('fieldset.crm').scrollIntoView();",
-        json!([]),
-    );
-    browser.screenshot(&screenshot_path("channel-form.png"));
+    browser
+        .goto(&format!("{base}/channels/channel_python"))
+        .await;
+    browser
+        .wait("the demo channel's agents", async |b| {
+            (b.js(AGENT_ROWS, json!([])).await == json!(3)).then_some(())
+        })
+        .await;
+    browser
+        .js(
+            "document.querySelector('fieldset.crm').scrollIntoView();",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("channel-form.png").await;
 
     // English and back.
-    browser.click("#lang-switch");
-    browser.wait("English labels", |b| {
-        (b.text("#add-agent") == "+ Add agent").then_some(())
-    });
+    browser.click("#lang-switch").await;
+    browser
+        .wait("English labels", async |b| {
+            (b.text("#add-agent").await == "+ Add agent").then_some(())
+        })
+        .await;
     assert_eq!(
-        browser.js("return document.documentElement.lang;", json!([])),
+        browser
+            .js("return document.documentElement.lang;", json!([]))
+            .await,
         json!("en")
     );
-    assert_eq!(browser.path(), "/channels/channel_python");
-    browser.click("#lang-switch");
-    browser.wait("Russian labels again", |b| {
-        (b.text("#add-agent") == "+ Добавить агента").then_some(())
-    });
+    assert_eq!(browser.path().await, "/channels/channel_python");
+    browser.click("#lang-switch").await;
+    browser
+        .wait("Russian labels again", async |b| {
+            (b.text("#add-agent").await == "+ Добавить агента").then_some(())
+        })
+        .await;
 
     // On a phone the form fits the width.
-    browser.set_size(390, 844);
-    browser.refresh();
-    browser.wait("the form on a phone", |b| {
-        (b.js(AGENT_ROWS, json!([])) == json!(3)).then_some(())
-    });
-    let overflow = browser.js(
-        "return document.documentElement.scrollWidth - window.innerWidth;",
-        json!([]),
-    );
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.refresh().await;
+    browser
+        .wait("the form on a phone", async |b| {
+            (b.js(AGENT_ROWS, json!([])).await == json!(3)).then_some(())
+        })
+        .await;
+    let overflow = browser
+        .js(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            json!([]),
+        )
+        .await;
     assert!(
         overflow.as_i64().unwrap_or(1) <= 0,
         "horizontal scroll on a phone: {overflow}"
     );
 
     // Delete the test channel, confirming.
-    browser.set_size(1280, 900);
-    browser.goto(&format!("{base}/"));
-    browser.wait("the list", |b| (!b.text(&card).is_empty()).then_some(()));
-    browser.click(&format!("{card} button[data-delete]"));
-    let prompt = browser.wait("the confirmation", |b| {
-        let (status, text) = http(
-            &b.driver,
-            "GET",
-            &format!("/session/{}/alert/text", b.session),
-            None,
-            &[],
-        );
-        (status == 200)
-            .then(|| serde_json::from_str::<Value>(&text).expect("json")["value"].clone())
-    });
-    assert_eq!(prompt, json!("Удалить канал «Renamed in the first tab»?"));
-    browser.command("POST", "/alert/accept", None);
-    browser.wait("the card gone", |b| {
-        (b.js(
-            "return document.querySelector(arguments[0]) === null;",
-            json!([card]),
-        ) == json!(true))
-        .then_some(())
-    });
+    browser.client.set_window_size(1280, 900).await.unwrap();
+    browser.goto(&format!("{base}/")).await;
+    browser
+        .wait("the list", async |b| {
+            (!b.text(&card).await.is_empty()).then_some(())
+        })
+        .await;
+    browser.click(&format!("{card} button[data-delete]")).await;
+    let prompt = browser
+        .wait("the confirmation", async |b| b.alert_text().await)
+        .await;
+    assert_eq!(prompt, "Удалить канал «Renamed in the first tab»?");
+    browser.client.accept_alert().await.unwrap();
+    browser
+        .wait("the card gone", async |b| {
+            (b.js(
+                "return document.querySelector(arguments[0]) === null;",
+                json!([card]),
+            )
+            .await
+                == json!(true))
+            .then_some(())
+        })
+        .await;
+    browser.quit().await;
 }
 
-#[test]
-fn agents_dashboard_shows_a_flood_wait_live_in_chromium() {
-    let (_processes, browser, address) = start();
-    let base = format!("http://{address}");
-    browser.log_in(&base, "/agents");
-    browser.wait("live updates connected", |b| {
-        (b.js(
-            "return document.getElementById('live-status').dataset.live;",
-            json!([]),
-        ) == json!("on"))
-        .then_some(())
-    });
-    // An agent that is ready now (the demo's bursts give flood waits of their own now and then).
-    let session = browser.wait("a ready demo agent", |b| {
-        b.js("const row = [...document.querySelectorAll('#agents-body tr')]
-                .find((row) => row.dataset.session.startsWith('agent_demo_') && row.dataset.state === 'ready');
-              return row ? row.dataset.session : null;", json!([]))
-            .as_str()
-            .map(str::to_owned)
-    });
-    // Proves below that the page was not reloaded.
-    browser.js("window.notReloaded = true;", json!([]));
+/// Runs a login flow shown in `flow` (a card or a dashboard row) from its phone step: the
+/// phone, then the code the simulated Telegram sent, until it says signed in.
+async fn finish_login(browser: &Browser, flow: &str, phone: &str) {
+    browser
+        .type_into(&format!("{flow} input[name=value]"), phone)
+        .await;
+    browser
+        .click(&format!("{flow} form button[type=submit]"))
+        .await;
+    browser
+        .wait("the code step", async |b| {
+            (b.text(&format!("{flow} .step-label")).await == "Код из Telegram").then_some(())
+        })
+        .await;
+    let (status, code) = browser
+        .api(
+            "GET",
+            &format!("/api/demo/login-code?phone={}", phone.replace('+', "%2B")),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 200, "{code}");
+    browser
+        .type_into(
+            &format!("{flow} input[name=value]"),
+            code["code"].as_str().unwrap(),
+        )
+        .await;
+    browser
+        .click(&format!("{flow} form button[type=submit]"))
+        .await;
+    browser
+        .wait("signed in", async |b| {
+            (b.text(&format!("{flow} .login-state")).await == "Вход выполнен").then_some(())
+        })
+        .await;
+}
 
-    let (status, reply) = http(
-        &address,
-        "POST",
-        "/api/demo/flood-wait",
-        Some(&json!({"session": session, "seconds": 3000})),
-        &[("Authorization", &format!("Bearer {API_TOKEN}"))],
-    );
+/// The state a row of the dashboard shows.
+async fn row_state(browser: &Browser, session: &str) -> Value {
+    browser
+        .js(
+            "const r = document.querySelector(arguments[0]); return r && r.dataset.state;",
+            json!([format!("#agents-body tr[data-session=\"{session}\"]")]),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn agents_dashboard_shows_a_flood_wait_live_and_logs_an_agent_in_inline_in_chromium() {
+    let (_processes, browser, base) = start().await;
+    browser.log_in(&base, "/agents").await;
+    browser
+        .wait("live updates connected", async |b| {
+            (b.js(
+                "return document.getElementById('live-status').dataset.live;",
+                json!([]),
+            )
+            .await
+                == json!("on"))
+            .then_some(())
+        })
+        .await;
+    // An agent that is ready now (the demo's bursts give flood waits of their own now and then).
+    let session = browser
+        .wait("a ready demo agent", async |b| {
+            b.js("const row = [...document.querySelectorAll('#agents-body tr[data-session]')]
+                    .find((row) => row.dataset.session.startsWith('agent_demo_') && row.dataset.state === 'ready');
+                  return row ? row.dataset.session : null;", json!([]))
+                .await
+                .as_str()
+                .map(str::to_owned)
+        })
+        .await;
+    // Proves below that the page was not reloaded.
+    browser.js("window.notReloaded = true;", json!([])).await;
+
+    let (status, reply) = browser
+        .api(
+            "POST",
+            "/api/demo/flood-wait",
+            json!({"session": session, "seconds": 3000}),
+        )
+        .await;
     assert_eq!(status, 200, "{reply}");
     let row = format!("#agents-body tr[data-session=\"{session}\"]");
-    let countdown = browser.wait("the flood wait on the dashboard", |b| {
-        let state = b.js(
-            "const row = document.querySelector(arguments[0]); return row && row.dataset.state;",
-            json!([row]),
-        );
-        (state == json!("flood_wait")).then(|| b.text(&format!("{row} .countdown")))
-    });
+    let countdown = browser
+        .wait("the flood wait on the dashboard", async |b| {
+            (row_state(b, &session).await == json!("flood_wait")).then_some(())?;
+            Some(b.text(&format!("{row} .countdown")).await)
+        })
+        .await;
     // The imposed 50 minutes, not one of the demo's own short waits.
     let minutes: u32 = countdown
         .split(':')
@@ -698,11 +755,13 @@ fn agents_dashboard_shows_a_flood_wait_live_in_chromium() {
         .unwrap_or(0);
     assert!(minutes >= 40, "countdown {countdown}");
     assert_eq!(
-        browser.js("return window.notReloaded === true;", json!([])),
+        browser
+            .js("return window.notReloaded === true;", json!([]))
+            .await,
         json!(true)
     );
-    assert_eq!(browser.text(&format!("{row} .badge")), "FloodWait");
-    browser.screenshot(&screenshot_path("agents-dashboard.png"));
+    assert_eq!(browser.text(&format!("{row} .badge")).await, "FloodWait");
+    browser.screenshot("agents-dashboard.png").await;
 
     // Pause and resume another agent.
     let other = if session == "agent_demo_3" {
@@ -711,46 +770,178 @@ fn agents_dashboard_shows_a_flood_wait_live_in_chromium() {
         "agent_demo_3"
     };
     let other_row = format!("#agents-body tr[data-session=\"{other}\"]");
-    browser.wait("the other agent's pause button", |b| {
-        (b.js(
-            "return document.querySelector(arguments[0]) !== null;",
-            json!([format!("{other_row} button.pause")]),
-        ) == json!(true))
-        .then_some(())
-    });
-    browser.click(&format!("{other_row} button.pause"));
-    browser.wait("paused", |b| {
-        (b.js(
-            "const r = document.querySelector(arguments[0]); return r && r.dataset.state;",
-            json!([other_row]),
-        ) == json!("paused"))
-        .then_some(())
-    });
-    browser.click(&format!("{other_row} button.resume"));
-    browser.wait("resumed", |b| {
-        let state = b.js(
-            "const r = document.querySelector(arguments[0]); return r && r.dataset.state;",
-            json!([other_row]),
-        );
-        (state != json!("paused") && !state.is_null()).then_some(())
-    });
+    browser.click(&format!("{other_row} button.pause")).await;
+    browser
+        .wait("paused", async |b| {
+            (row_state(b, other).await == json!("paused")).then_some(())
+        })
+        .await;
+    browser.click(&format!("{other_row} button.resume")).await;
+    browser
+        .wait("resumed", async |b| {
+            let state = row_state(b, other).await;
+            (state != json!("paused") && !state.is_null()).then_some(())
+        })
+        .await;
 
-    // Bulk add two agents to the design channel.
-    browser.js(
-        "document.getElementById('bulk-channel').value = 'channel_design';",
-        json!([]),
-    );
-    browser.type_into(
-        "#bulk-lines",
-        "+79990000021 bulk_agent_1\n+79990000022 bulk_agent_2",
-    );
-    browser.click("#bulk-form button[type=submit]");
-    browser.wait("the bulk-added agents", |b| {
-        (b.js("return document.querySelectorAll('#agents-body tr[data-session^=bulk_agent_]').length;", json!([])) == json!(2))
-            .then_some(())
-    });
+    // A Telegram account nobody logged in yet, added as an agent with the bulk form.
+    let (status, reply) = browser
+        .api(
+            "POST",
+            "/api/demo/accounts",
+            json!({"phone": "+79990000021", "name": "New agent"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    browser
+        .js(
+            "document.getElementById('bulk-channel').value = 'channel_design';",
+            json!([]),
+        )
+        .await;
+    browser
+        .type_into(
+            "#bulk-lines",
+            "+79990000021 bulk_agent_1\n+79990000022 bulk_agent_2",
+        )
+        .await;
+    browser.click("#bulk-form button[type=submit]").await;
+    browser
+        .wait("the bulk-added agent, not logged in", async |b| {
+            (row_state(b, "bulk_agent_1").await == json!("not_logged_in")).then_some(())
+        })
+        .await;
     assert_eq!(
-        browser.js("return window.notReloaded === true;", json!([])),
+        browser
+            .js("return window.notReloaded === true;", json!([]))
+            .await,
         json!(true)
     );
+
+    // Its row offers the login, which runs right there: phone, then the code Telegram sent.
+    let new_row = "#agents-body tr[data-session=\"bulk_agent_1\"]";
+    browser.click(&format!("{new_row} button.login")).await;
+    let flow = "#agents-body tr[data-login-for=\"bulk_agent_1\"]";
+    browser
+        .wait("the phone step", async |b| {
+            (b.text(&format!("{flow} .step-label")).await == "Номер телефона").then_some(())
+        })
+        .await;
+    finish_login(&browser, flow, "+79990000021").await;
+    browser
+        .wait("the new agent connected", async |b| {
+            (row_state(b, "bulk_agent_1").await == json!("ready")).then_some(())
+        })
+        .await;
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn vacancies_logins_and_the_login_redirect_in_chromium() {
+    let (_processes, browser, base) = start().await;
+
+    // `next=` only ever leads to a page of this site: these would leave it in a browser that
+    // drops the tab or reads the backslash as a slash.
+    for next in [
+        "/%09/evil.example",
+        "/%5Cevil.example",
+        "//evil.example",
+        "https://evil.example/",
+    ] {
+        browser.goto(&format!("{base}/login?next={next}")).await;
+        browser.type_into("#password", PASSWORD).await;
+        browser.click("#login button[type=submit]").await;
+        browser
+            .wait("the landing page after the login", async |b| {
+                let url = b.client.current_url().await.ok()?;
+                (url.path() != "/login").then_some(url)
+            })
+            .await;
+        let url = browser.client.current_url().await.unwrap();
+        assert_eq!(
+            url.origin().ascii_serialization(),
+            base,
+            "next={next} led to {url}"
+        );
+        assert_eq!(url.path(), "/", "next={next}");
+        browser.api("POST", "/api/logout", Value::Null).await;
+    }
+    browser.log_in(&base, "/vacancies").await;
+
+    // The history fills from the demo's sources, newest first, filtered by status.
+    browser
+        .wait("vacancies in the history", async |b| {
+            let rows = b
+                .js(
+                    "return document.querySelectorAll('#vacancies-body tr').length;",
+                    json!([]),
+                )
+                .await;
+            (rows.as_u64().unwrap_or(0) >= 2).then_some(())
+        })
+        .await;
+    let first = browser.text("#vacancies-body tr:first-child .badge").await;
+    assert!(first == "Подходящие" || first == "Неподходящие", "{first}");
+    browser
+        .js(
+            "const select = document.querySelector('#vacancy-filters select[name=status]');
+             select.value = 'relevant'; select.dispatchEvent(new Event('change', {bubbles: true}));",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait("only relevant vacancies", async |b| {
+            let all_relevant = b
+                .js(
+                    "const rows = [...document.querySelectorAll('#vacancies-body tr')];
+                     return rows.length > 0 && rows.every((row) => row.classList.contains('relevant'));",
+                    json!([]),
+                )
+                .await;
+            (all_relevant == json!(true)).then_some(())
+        })
+        .await;
+    browser.screenshot("vacancies.png").await;
+
+    // The logins page: a new account logs in, phone → code, in its card.
+    let (status, reply) = browser
+        .api(
+            "POST",
+            "/api/demo/accounts",
+            json!({"phone": "+79990000031", "name": "Login page agent"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = browser
+        .api(
+            "POST",
+            "/api/channels/channel_design/agents",
+            json!({"phone": "+79990000031", "session_name": "logins_page_agent"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    browser.goto(&format!("{base}/logins")).await;
+    let card = ".login[data-session=\"logins_page_agent\"]";
+    browser.click(&format!("{card} .start-login")).await;
+    browser
+        .wait("the phone step", async |b| {
+            (b.text(&format!("{card} .step-label")).await == "Номер телефона").then_some(())
+        })
+        .await;
+    // A malformed number gets the server's message, in Russian, without a round trip lost.
+    browser
+        .type_into(&format!("{card} input[name=value]"), "12345")
+        .await;
+    browser
+        .click(&format!("{card} form button[type=submit]"))
+        .await;
+    browser
+        .wait("the phone's error", async |b| {
+            (b.text(&format!("{card} .step-error")).await == "Телефон: + и от 8 до 15 цифр")
+                .then_some(())
+        })
+        .await;
+    browser.screenshot("logins.png").await;
+    finish_login(&browser, card, "+79990000031").await;
+    browser.quit().await;
 }

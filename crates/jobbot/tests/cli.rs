@@ -46,7 +46,7 @@ fn config_check_accepts_the_bundled_example() {
 fn config_check_lists_every_problem_with_its_path_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let broken = EXAMPLE
-        .replace("\"+79997654321\"", "\"+7999\"")
+        .replace("\"+79997654321\"", "\"+7999876\"")
         .replace("-1001234567890", "12345")
         .replace("\"@design_jobs_ru\"", "\"design jobs\"");
     write_config(dir.path(), &broken);
@@ -56,7 +56,8 @@ fn config_check_lists_every_problem_with_its_path_and_fails() {
     for expected in [
         "3 problem(s):",
         "output_channels[0].telegram_id: 12345 is not a channel or supergroup id in Bot API form",
-        "output_channels[0].agents[1].phone: \"+7999\" is not a phone number in international format",
+        // Masked: the same message goes to the logs when the file is loaded.
+        "output_channels[0].agents[1].phone: \"+79***76\" is not a phone number in international format",
         "output_channels[1].input_sources[0]: \"design jobs\" is not a source",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -429,54 +430,43 @@ fn filters_benchmark_writes_one_result_per_workload_and_channel_count() {
     }
 }
 
-/// `GET path` with a bearer token over plain HTTP/1.1; the body.
+/// `GET path` with a bearer token over plain HTTP/1.1; the body of a 200.
 fn http_get(address: &str, path: &str, token: &str) -> Option<String> {
+    let (status, body) = http_request(address, path, Some(token))?;
+    (status == 200).then_some(body)
+}
+
+/// `GET path` over plain HTTP/1.1, with a bearer token if given: the status and the body.
+fn http_request(address: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .ok()?;
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
 }
 
-/// `jobbot demo` on `dir`, with its API token; returns the process and the web address once it
-/// printed them.
-fn start_demo(dir: &Path, token: &str) -> (std::process::Child, String, Vec<String>) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["demo", "--listen", "127.0.0.1:0", "--pace-ms", "300"])
-        .env("JOBBOT_API_TOKEN", token)
-        .env("JOBBOT_ADMIN_PASSWORD", "demo-admin-password")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut address = None;
-    let mut printed = Vec::new();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if let Some(url) = line.trim().strip_prefix("web interface: http://") {
-            address = Some(url.to_owned());
-        }
-        printed.push(line);
-        if address.is_some() && printed.iter().any(|l| l.contains("Ctrl-C")) {
-            break;
-        }
-    }
-    let address = address.unwrap_or_else(|| panic!("the demo printed its address: {printed:?}"));
-    (child, address, printed)
+/// A demo on `dir` that sends at a quick pace, with its API token `token`: the process, its web
+/// address, and what it printed.
+fn start_busy_demo(dir: &Path, token: &str) -> (std::process::Child, String, Vec<String>) {
+    start_demo(
+        dir,
+        &["--listen", "127.0.0.1:0", "--pace-ms", "300"],
+        // Little on stderr: the pipe is not read while the demo runs.
+        &[("JOBBOT_API_TOKEN", token), ("RUST_LOG", "error")],
+    )
 }
 
 /// Polls `/api/stats` until `done` says so (within 90 s); the last stats read.
@@ -511,8 +501,8 @@ fn sent(stats: &serde_json::Value, what: &str) -> u64 {
 #[test]
 fn the_demo_sends_notifications_and_auto_responses() {
     let dir = tempfile::tempdir().unwrap();
-    let token = "demo-test-token-0123456789";
-    let (mut child, address, printed) = start_demo(dir.path(), token);
+    let token = "demo-test-token-0123456789abcdefghij";
+    let (mut child, address, printed) = start_busy_demo(dir.path(), token);
     assert!(
         printed.iter().any(|line| line.contains("admin password")),
         "{printed:?}"
@@ -540,8 +530,8 @@ fn the_demo_sends_notifications_and_auto_responses() {
 #[test]
 fn a_second_demo_on_the_same_data_dir_is_refused_and_wipes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let token = "demo-test-token-0123456789";
-    let (mut first, address, _) = start_demo(dir.path(), token);
+    let token = "demo-test-token-0123456789abcdefghij";
+    let (mut first, address, _) = start_busy_demo(dir.path(), token);
     let (reached, before) = wait_for_stats(&address, token, |stats| {
         sent(stats, "notifications_sent") > 0
     });
@@ -598,4 +588,125 @@ fn a_second_demo_on_the_same_data_dir_is_refused_and_wipes_nothing() {
     assert!(terminated.success());
     let status = first.wait().unwrap();
     assert!(status.success(), "an asked-for stop exits 0: {status:?}");
+}
+
+/// A demo started in `dir` with `env`: the process, the address it printed, and every line it
+/// printed up to its Ctrl-C hint.
+fn start_demo(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, Vec<String>) {
+    use std::io::BufRead;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobbot"));
+    command
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("demo")
+        .args(args)
+        .env_remove("PORT")
+        .env_remove("JOBBOT_LISTEN")
+        .env("JOBBOT_ADMIN_PASSWORD", "demo-admin-password")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut address = None;
+    let mut printed = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(url) = line.trim().strip_prefix("web interface: http://") {
+            address = Some(url.to_owned());
+        }
+        let hint = line.contains("Ctrl-C");
+        printed.push(line);
+        if hint {
+            break;
+        }
+    }
+    let address = address.unwrap_or_else(|| panic!("the demo printed its address: {printed:?}"));
+    (child, address, printed)
+}
+
+#[test]
+fn secrets_that_are_too_short_stop_the_start_naming_the_variable() {
+    for (variable, value, expected) in [
+        (
+            "JOBBOT_ADMIN_PASSWORD",
+            "hunter2",
+            "JOBBOT_ADMIN_PASSWORD has 7 characters; it needs at least 12",
+        ),
+        (
+            "JOBBOT_API_TOKEN",
+            "short-token",
+            "JOBBOT_API_TOKEN has 11 characters; it needs at least 32",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["demo", "--listen", "127.0.0.1:0"])
+            .env("JOBBOT_ADMIN_PASSWORD", "a-long-enough-password")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{variable}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains(value), "the secret is echoed: {stderr}");
+    }
+}
+
+/// `$PORT` (what container platforms set) makes the demo listen on every interface, with a
+/// warning that no proxy is trusted; health checks answer without login, and the demo's
+/// configuration file is readable by its owner only.
+#[test]
+fn the_demo_listens_on_port_answers_health_checks_and_keeps_its_config_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address, _) = start_demo(dir.path(), &["--pace-ms", "60000"], &[("PORT", "0")]);
+    assert!(address.starts_with("0.0.0.0:"), "{address}");
+    let port = address.rsplit(':').next().unwrap();
+    let local = format!("127.0.0.1:{port}");
+    let (status, body) = http_request(&local, "/healthz", None).expect("an answer");
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"alive"}"#));
+    // Ready once the simulated main account is connected.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, body) = http_request(&local, "/readyz", None).expect("an answer");
+        if status == 200 {
+            assert!(body.contains("\"ready\":true"), "{body}");
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(std::time::Instant::now() < deadline, "never ready: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let config = dir.path().join("demo/configs/channels_config.json");
+        let mode = std::fs::metadata(config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without --trusted-proxy"), "{stderr}");
+
+    // JOBBOT_LISTEN wins over PORT, and loopback needs no warning.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address, _) = start_demo(
+        dir.path(),
+        &["--pace-ms", "60000"],
+        &[("PORT", "0"), ("JOBBOT_LISTEN", "127.0.0.1:0")],
+    );
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("without --trusted-proxy"));
 }

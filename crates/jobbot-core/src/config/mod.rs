@@ -7,6 +7,7 @@
 
 mod migrate;
 mod model;
+mod proxy;
 #[cfg(test)]
 mod tests;
 mod typed;
@@ -21,24 +22,102 @@ pub use model::{
     AgentDocument, ChannelDocument, ConfigDocument, DEFAULT_AUTO_RESPONSE_TEMPLATE,
     FiltersDocument, HumanDelay, Pacing,
 };
+pub use proxy::{MASK, mask_proxy, mask_urls_in};
 pub use typed::{Agent, Channel, Config, Filters, SourceRef};
 
 /// One problem in a configuration, with the JSON path of the value it is about, e.g.
-/// `output_channels[2].agents[1].phone: "+7999" is not a phone number in international format`.
+/// `output_channels[2].agents[1].phone: "+79*****67" is not a phone number in international
+/// format`. `kind` says what is wrong as data, so a reader can word it in another language
+/// without parsing `message` (English).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigProblem {
     /// Dotted path with indices; empty for the document as a whole.
     pub path: String,
     pub message: String,
+    #[serde(default)]
+    pub kind: ProblemKind,
 }
 
 impl ConfigProblem {
+    /// A problem only `message` describes ([`ProblemKind::Other`]).
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::of_kind(path, ProblemKind::Other, message)
+    }
+
+    pub fn of_kind(path: impl Into<String>, kind: ProblemKind, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             message: message.into(),
+            kind,
         }
     }
+}
+
+/// What is wrong with a value of the configuration. Phone numbers in it are masked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// Missing or empty.
+    Required,
+    /// Not a channel or supergroup id (`-100…`).
+    NotChannelId,
+    /// Not `@username`, a t.me link or a numeric id.
+    NotSource,
+    /// Keyword syntax; `detail` says what (English).
+    NotKeyword {
+        detail: String,
+    },
+    /// CRM is on without its group.
+    CrmGroupRequired,
+    /// CRM is on without an agent.
+    CrmAgentRequired,
+    /// An old-format channel has `present` but not this field.
+    LegacyAgentIncomplete {
+        present: String,
+    },
+    /// Auto-responses are on with an empty template.
+    TemplateEmpty,
+    /// Template syntax; `detail` says what (English).
+    NotTemplate {
+        detail: String,
+    },
+    NotInviteLink,
+    NotPhone,
+    NotSessionName,
+    /// An agent uses the main account's session.
+    MainSession,
+    /// The same session twice in one channel; `first` is the other index.
+    SessionTwice {
+        first: usize,
+    },
+    /// Not `socks5://[user:pass@]host:port`.
+    NotProxy,
+    /// The masked password (`***`) sent back where a password belongs.
+    ProxyMasked,
+    /// A count that must be at least 1.
+    AtLeastOne,
+    /// `min_seconds` above `max_seconds`.
+    DelayOrder {
+        max: u32,
+    },
+    /// A delay over an hour.
+    DelayTooLong,
+    /// The same channel id twice; `first` is the other index.
+    ChannelIdTwice {
+        first: usize,
+    },
+    /// A session with another phone at `there`.
+    SessionPhoneElsewhere {
+        there: String,
+    },
+    /// A phone with another session (`session`) at `there`.
+    PhoneSessionElsewhere {
+        session: String,
+        there: String,
+    },
+    /// Anything else (JSON syntax, the file's shape, a migration note): `message` says it.
+    #[default]
+    Other,
 }
 
 impl fmt::Display for ConfigProblem {

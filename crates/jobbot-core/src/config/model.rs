@@ -1,8 +1,9 @@
 //! The file model of `configs/channels_config.json`: exactly what the user wrote.
 //!
-//! Every struct keeps the keys it does not know in `extra` (flattened), and the AI fields jobbot
-//! does not use yet (`ai_config`, `prompts`, `llm_providers`) are kept as raw JSON, so a file goes
-//! through parse → serialise without losing a key or a value. Defaults are the original system's
+//! Every struct keeps the keys it does not know in `extra` (flattened), and the AI fields
+//! (`ai_config`, `prompts`, `llm_providers`) are kept as raw JSON (validation reads them into
+//! typed settings, `crate::ai::settings`), so a file goes through parse → serialise without
+//! losing a key or a value, the original's Weaviate fields included. Defaults are the original system's
 //! (`original-system.md` §1.2). Fields that jobbot added are written only when they differ from
 //! their defaults, so a file jobbot saves stays readable by the original system.
 
@@ -14,7 +15,7 @@ use serde_json::{Map, Value};
 pub struct ConfigDocument {
     #[serde(default)]
     pub output_channels: Vec<ChannelDocument>,
-    /// LLM provider presets, kept as written (jobbot does not use them yet).
+    /// LLM providers over the presets, kept as written (typed in `Config::llm_providers`).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

@@ -186,9 +186,10 @@ fn every_validation_rule_names_the_path_and_value() {
     let agent = |phone: &str, session: &str| json!({"phone": phone, "session_name": session});
     check(
         vec![channel_json(
-            json!({"agents": [agent("+79991234567", "a1"), agent("+7999", "a2")]}),
+            json!({"agents": [agent("+79991234567", "a1"), agent("+7999123", "a2")]}),
         )],
-        "output_channels[0].agents[1].phone: \"+7999\" is not a phone number in international format (+ and 8 to 15 digits)",
+        // Masked: validation messages reach logs.
+        "output_channels[0].agents[1].phone: \"+79***23\" is not a phone number in international format (+ and 8 to 15 digits)",
     );
     check(
         vec![channel_json(json!({"agents": [agent("", "a1")]}))],
@@ -221,7 +222,7 @@ fn every_validation_rule_names_the_path_and_value() {
             channel_json(json!({"agents": [agent("+79991234567", "shared")]})),
             channel_json(json!({"id": "channel_2", "agents": [agent("+79997654321", "shared")]})),
         ],
-        "output_channels[1].agents[0].phone: session \"shared\" has phone +79991234567 in output_channels[0].agents[0]; one session is one account, so its phone must be the same everywhere",
+        "output_channels[1].agents[0].phone: session \"shared\" has phone +79*******67 in output_channels[0].agents[0]; one session is one account, so its phone must be the same everywhere",
     );
     check(
         vec![
@@ -230,7 +231,7 @@ fn every_validation_rule_names_the_path_and_value() {
                 json!({"id": "channel_2", "agents": [agent("+7 999 123 45 67", "second")]}),
             ),
         ],
-        "output_channels[1].agents[0].session_name: phone +79991234567 already has session \"first\" in output_channels[0].agents[0]; one account must have one session",
+        "output_channels[1].agents[0].session_name: phone +79*******67 already has session \"first\" in output_channels[0].agents[0]; one account must have one session",
     );
     check(
         vec![channel_json(json!({})), channel_json(json!({}))],
@@ -288,7 +289,7 @@ fn every_validation_rule_names_the_path_and_value() {
         vec![channel_json(
             json!({"agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": "http://user:secret@host:1080"}]}),
         )],
-        "output_channels[0].agents[0].proxy: is not a socks5://[user:pass@]host:port proxy address",
+        "output_channels[0].agents[0].proxy: is not a socks5://[user:password@]host:port proxy address (no path, query or spaces; write @ and : in a password as %40 and %3A)",
     );
     check(
         vec![channel_json(
@@ -383,6 +384,50 @@ fn proxy_problems_never_echo_the_password() {
         "agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": "socks5://user:hunter2@127.0.0.1:1080"}]
     }))]);
     assert!(load(&valid).is_ok());
+    // Characters a URL parser reads as a query or fragment are refused, not quoted back.
+    for sneaky in [
+        "socks5://user:hunter2@host?x:1080",
+        "socks5://user:hunter2@host#x:1080",
+        "socks5://user:hun ter2@host:1080",
+    ] {
+        let text = document_with(vec![channel_json(json!({
+            "agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": sneaky}]
+        }))]);
+        let problems = load(&text).unwrap_err();
+        assert_eq!(problems.0[0].kind, ProblemKind::NotProxy, "{sneaky}");
+        assert!(!problems.to_string().contains("hunter"), "{problems}");
+    }
+}
+
+#[test]
+fn every_problem_says_what_is_wrong_as_data() {
+    let text = document_with(vec![channel_json(json!({
+        "crm_enabled": true,
+        "agents": [{"phone": "123", "session_name": "bot_session"}],
+        "human_delay": {"min_seconds": 10, "max_seconds": 5}
+    }))]);
+    let kinds: Vec<(String, ProblemKind)> = load(&text)
+        .unwrap_err()
+        .0
+        .into_iter()
+        .map(|problem| (problem.path, problem.kind))
+        .collect();
+    for expected in [
+        ("output_channels[0].agents[0].phone", ProblemKind::NotPhone),
+        (
+            "output_channels[0].agents[0].session_name",
+            ProblemKind::MainSession,
+        ),
+        (
+            "output_channels[0].human_delay.min_seconds",
+            ProblemKind::DelayOrder { max: 5 },
+        ),
+    ] {
+        assert!(
+            kinds.contains(&(expected.0.to_owned(), expected.1.clone())),
+            "{expected:?} not in {kinds:?}"
+        );
+    }
 }
 
 #[test]
@@ -501,6 +546,103 @@ fn extra_keys() -> impl Strategy<Value = serde_json::Map<String, Value>> {
         .prop_map(|map| map.into_iter().collect())
 }
 
+/// A valid `ai_config` with some of its known keys, in the original's spelling, and unknown ones
+/// of any shape (the original's Weaviate fields among them), or `null`.
+fn ai_config_value() -> impl Strategy<Value = Value> {
+    (
+        prop::option::of(prop::sample::select(vec!["manual", "suggest", "auto"])),
+        prop::option::of(prop::sample::select(vec![
+            "groq", "ollama", "openai", "gemini",
+        ])),
+        prop::option::of("[a-z0-9.:/-]{1,20}"),
+        prop::option::of((0u32..10, 0u32..30)),
+        prop::option::of(1u32..50),
+        prop::option::of(prop::collection::vec("[a-z]{1,8}/[a-z]{1,8}\\.md", 0..3)),
+        extra_keys(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(mode, provider, model, delay, window, files, extra, null)| {
+                if null {
+                    return Value::Null;
+                }
+                let mut object = extra;
+                let mut put = |key: &str, value: Option<Value>| {
+                    if let Some(value) = value {
+                        object.insert(key.to_owned(), value);
+                    }
+                };
+                put("mode", mode.map(|m| json!(m)));
+                put("llm_provider", provider.map(|p| json!(p)));
+                put("llm_model", model.map(|m| json!(m)));
+                put(
+                    "reply_delay_seconds",
+                    delay.map(|(min, extra)| json!([min, min + extra])),
+                );
+                put("context_window_messages", window.map(|w| json!(w)));
+                put("knowledge_files", files.map(|f| json!(f)));
+                put("weaviate_port", Some(json!(8080)));
+                Value::Object(object)
+            },
+        )
+}
+
+/// Texts for some of the six prompts, and unknown keys of any shape.
+fn prompts_value() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::btree_map(
+            prop::sample::select(vec![
+                "base_context",
+                "discovery",
+                "engagement",
+                "call_ready",
+                "call_pending",
+                "call_declined",
+            ]),
+            "\\PC{0,20}",
+            0..6,
+        ),
+        extra_keys(),
+    )
+        .prop_map(|(texts, mut object)| {
+            for (key, text) in texts {
+                object.insert(key.to_owned(), json!(text));
+            }
+            Value::Object(object)
+        })
+}
+
+/// Providers over the presets (a changed preset, a new one) with unknown keys.
+fn providers_value() -> impl Strategy<Value = Value> {
+    (
+        prop::option::of("\\$\\{[A-Z_]{1,10}\\}"),
+        prop::option::of("http://127\\.0\\.0\\.1:[1-9][0-9]{3}/v1"),
+        extra_keys(),
+    )
+        .prop_map(|(groq_key, local_url, extra)| {
+            // Unknown providers, each with its unknown keys.
+            let mut object: serde_json::Map<String, Value> = extra
+                .into_iter()
+                .map(|(name, value)| {
+                    let provider = json!({
+                        "base_url": "http://localhost:1/v1", "default_model": "x", "x_kept": value
+                    });
+                    (name, provider)
+                })
+                .collect();
+            if let Some(key) = groq_key {
+                object.insert("groq".into(), json!({"api_key": key}));
+            }
+            if let Some(url) = local_url {
+                object.insert(
+                    "local".into(),
+                    json!({"base_url": url, "api_key": "", "default_model": "m"}),
+                );
+            }
+            Value::Object(object)
+        })
+}
+
 fn agent_document(index: usize) -> impl Strategy<Value = AgentDocument> {
     (
         prop::option::of(Just("socks5://127.0.0.1:1080".to_owned())),
@@ -544,8 +686,8 @@ fn channel_document(index: usize) -> impl Strategy<Value = ChannelDocument> {
         ),
         (
             0usize..3,
-            prop::option::of(json_value()),
-            prop::option::of(json_value()),
+            prop::option::of(ai_config_value()),
+            prop::option::of(prompts_value()),
             extra_keys(),
             "\\PC{1,30}",
         ),
@@ -621,7 +763,13 @@ fn channel_document(index: usize) -> impl Strategy<Value = ChannelDocument> {
 fn config_document() -> impl Strategy<Value = ConfigDocument> {
     (0usize..4)
         .prop_flat_map(|count| (0..count).map(channel_document).collect::<Vec<_>>())
-        .prop_flat_map(|channels| (Just(channels), prop::option::of(json_value()), extra_keys()))
+        .prop_flat_map(|channels| {
+            (
+                Just(channels),
+                prop::option::of(providers_value()),
+                extra_keys(),
+            )
+        })
         .prop_map(|(output_channels, llm_providers, extra)| ConfigDocument {
             output_channels,
             llm_providers,
@@ -638,4 +786,49 @@ proptest! {
         prop_assert_eq!(render(&loaded.document), text);
         prop_assert_eq!(loaded.config.channels.len(), document.output_channels.len());
     }
+}
+
+#[test]
+fn the_examples_ai_fields_are_typed_and_kept_as_written() {
+    use crate::ai::{AiMode, ApiKeySource};
+    let loaded = load(EXAMPLE).expect("the example loads");
+    let first = &loaded.config.channels[0].ai;
+    assert_eq!(first.mode, AiMode::Auto);
+    assert_eq!(
+        first.primary.model.as_deref(),
+        Some("llama-3.3-70b-versatile")
+    );
+    assert!(first.prompts.base_context.contains("Лови Лидов"));
+    // `ai_config: {}` takes jobbot's defaults: suggestions, not automatic replies.
+    assert_eq!(loaded.config.channels[1].ai.mode, AiMode::Suggest);
+    let openai = loaded.config.llm_providers.get("openai").unwrap();
+    assert_eq!(
+        openai.api_key,
+        Some(ApiKeySource::Env("OPENAI_API_KEY".into()))
+    );
+    // The presets the file does not list are there too.
+    assert!(loaded.config.llm_providers.get("openrouter").is_some());
+    assert_eq!(render(&loaded.document), {
+        let value: Value = serde_json::from_str(EXAMPLE).unwrap();
+        let mut text = serde_json::to_string_pretty(&value).unwrap();
+        text.push('\n');
+        text
+    });
+}
+
+#[test]
+fn ai_problems_stop_the_load_with_their_paths() {
+    let text = document_with(vec![channel_json(json!({
+        "ai_config": {"mode": "always", "llm_provider": "nobody"},
+        "prompts": {"discovery": ["not", "a", "text"]}
+    }))]);
+    let lines = problem_lines(load(&text).map(|loaded| loaded.config));
+    assert_eq!(
+        lines,
+        [
+            "output_channels[0].prompts.discovery: must be a text, found a list",
+            "output_channels[0].ai_config.mode: \"always\" is not a mode: use manual, suggest or auto",
+            "output_channels[0].ai_config.llm_provider: \"nobody\" is not a provider (known: gemini, groq, lm_studio, ollama, openai, openrouter, together); add it under llm_providers",
+        ]
+    );
 }

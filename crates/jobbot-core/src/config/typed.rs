@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::ai::{AiSettings, LlmProviders};
 use crate::config::{HumanDelay, Pacing};
 use crate::ids::{ChatId, PhoneNumber, SessionName, Username};
 
@@ -10,6 +11,8 @@ use crate::ids::{ChatId, PhoneNumber, SessionName, Username};
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub channels: Vec<Channel>,
+    /// The LLM providers: the original's presets with the file's `llm_providers` over them.
+    pub llm_providers: LlmProviders,
 }
 
 impl Config {
@@ -54,6 +57,9 @@ pub struct Channel {
     pub human_delay: HumanDelay,
     /// The hash of the CRM group's invite link, which agents join with.
     pub crm_invite_hash: Option<String>,
+    /// `ai_conversation_enabled`, `ai_config` and `prompts`, typed (the file keeps them as
+    /// written).
+    pub ai: AiSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use super::model::{AgentDocument, ChannelDocument, ConfigDocument, HumanDelay, Pacing};
 use super::typed::{Agent, Channel, Config, Filters, SourceRef};
-use super::{ConfigProblem, ConfigProblems};
+use super::{ConfigProblem, ConfigProblems, ProblemKind};
+use crate::ai::LlmProviders;
 use crate::ids::{ChatId, PhoneNumber, SessionName};
 
 /// The longest human-like delay that makes sense before a reply (an hour).
@@ -13,12 +14,19 @@ const MAX_HUMAN_DELAY_SECONDS: u32 = 3600;
 
 pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProblems> {
     let mut problems = Problems::default();
+    let llm_providers =
+        crate::ai::settings::parse_providers(document.llm_providers.as_ref(), &mut problems.0);
     let channels: Vec<Option<Channel>> = document
         .output_channels
         .iter()
         .enumerate()
         .map(|(index, channel)| {
-            validate_channel(&format!("output_channels[{index}]"), channel, &mut problems)
+            validate_channel(
+                &format!("output_channels[{index}]"),
+                channel,
+                &llm_providers,
+                &mut problems,
+            )
         })
         .collect();
     check_unique_channel_ids(document, &mut problems);
@@ -29,6 +37,7 @@ pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProble
                 .into_iter()
                 .map(|c| c.expect("no problems, so every channel validated"))
                 .collect(),
+            llm_providers,
         })
     } else {
         Err(ConfigProblems(problems.0))
@@ -39,14 +48,19 @@ pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProble
 struct Problems(Vec<ConfigProblem>);
 
 impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigProblem::new(path, message));
+    fn add(&mut self, path: impl Into<String>, kind: ProblemKind, message: impl Into<String>) {
+        self.0.push(ConfigProblem::of_kind(path, kind, message));
     }
 
     /// Records the error of a parse and returns the value when it parsed.
-    fn parsed<T, E: std::fmt::Display>(&mut self, path: String, result: Result<T, E>) -> Option<T> {
+    fn parsed<T, E: std::fmt::Display>(
+        &mut self,
+        path: String,
+        kind: impl FnOnce(&E) -> ProblemKind,
+        result: Result<T, E>,
+    ) -> Option<T> {
         result
-            .map_err(|error| self.add(path, error.to_string()))
+            .map_err(|error| self.add(path, kind(&error), error.to_string()))
             .ok()
     }
 }
@@ -54,24 +68,35 @@ impl Problems {
 fn validate_channel(
     path: &str,
     channel: &ChannelDocument,
+    llm_providers: &LlmProviders,
     problems: &mut Problems,
 ) -> Option<Channel> {
     let before = problems.0.len();
     if channel.id.trim().is_empty() {
-        problems.add(format!("{path}.id"), "must not be empty");
+        problems.add(
+            format!("{path}.id"),
+            ProblemKind::Required,
+            "must not be empty",
+        );
     }
     if channel.name.trim().is_empty() {
-        problems.add(format!("{path}.name"), "must not be empty");
+        problems.add(
+            format!("{path}.name"),
+            ProblemKind::Required,
+            "must not be empty",
+        );
     }
     let telegram_id = if channel.telegram_id == 0 {
         problems.add(
             format!("{path}.telegram_id"),
+            ProblemKind::Required,
             "is required: the id of the channel notifications go to (-100…)",
         );
         None
     } else {
         problems.parsed(
             format!("{path}.telegram_id"),
+            |_| ProblemKind::NotChannelId,
             parse_channel_id(channel.telegram_id),
         )
     };
@@ -85,6 +110,7 @@ fn validate_channel(
             if parsed.is_none() {
                 problems.add(
                     format!("{path}.input_sources[{index}]"),
+                    ProblemKind::NotSource,
                     format!("{source:?} {}", SourceRef::INVALID),
                 );
             }
@@ -98,16 +124,22 @@ fn validate_channel(
         (0, true) => {
             problems.add(
                 format!("{path}.crm_group_id"),
+                ProblemKind::CrmGroupRequired,
                 "CRM is enabled, so the id of its forum supergroup (-100…) is needed",
             );
             None
         }
         (0, false) => None,
-        (id, _) => problems.parsed(format!("{path}.crm_group_id"), parse_channel_id(id)),
+        (id, _) => problems.parsed(
+            format!("{path}.crm_group_id"),
+            |_| ProblemKind::NotChannelId,
+            parse_channel_id(id),
+        ),
     };
     if channel.crm_enabled && channel.agents.is_empty() {
         problems.add(
             format!("{path}.agents"),
+            ProblemKind::CrmAgentRequired,
             "CRM is enabled, so at least one agent (phone and session_name) is needed",
         );
     }
@@ -127,6 +159,9 @@ fn validate_channel(
         };
         problems.add(
             format!("{path}.{missing}"),
+            ProblemKind::LegacyAgentIncomplete {
+                present: present.to_owned(),
+            },
             format!("missing: the old-format {present} needs it to become an agent"),
         );
     }
@@ -141,6 +176,7 @@ fn validate_channel(
     if channel.auto_response_enabled && channel.auto_response_template.trim().is_empty() {
         problems.add(
             format!("{path}.auto_response_template"),
+            ProblemKind::TemplateEmpty,
             "is empty, but auto_response_enabled is true",
         );
     }
@@ -148,6 +184,9 @@ fn validate_channel(
     // template only when a recruiter is about to receive it.
     problems.parsed(
         format!("{path}.auto_response_template"),
+        |error| ProblemKind::NotTemplate {
+            detail: error.to_string(),
+        },
         crate::template::parse_template(&channel.auto_response_template),
     );
     let crm_invite_hash =
@@ -159,6 +198,7 @@ fn validate_channel(
                 _ => {
                     problems.add(
                         format!("{path}.crm_invite_link"),
+                        ProblemKind::NotInviteLink,
                         format!(
                             "{link:?} is not an invite link (t.me/+HASH or t.me/joinchat/HASH)"
                         ),
@@ -170,6 +210,15 @@ fn validate_channel(
         &format!("{path}.human_delay"),
         &channel.human_delay,
         problems,
+    );
+
+    let ai = crate::ai::settings::parse_channel_ai(
+        path,
+        channel.ai_conversation_enabled,
+        channel.ai_config.as_ref(),
+        channel.prompts.as_ref(),
+        llm_providers,
+        &mut problems.0,
     );
 
     if problems.0.len() != before {
@@ -190,6 +239,7 @@ fn validate_channel(
         instant_response: channel.instant_response,
         human_delay: channel.human_delay,
         crm_invite_hash,
+        ai,
     })
 }
 
@@ -203,6 +253,9 @@ fn validate_filters(path: &str, channel: &ChannelDocument, problems: &mut Proble
             if let Err(error) = crate::filters::parse_keyword(keyword) {
                 problems.add(
                     format!("{path}.filters.{field}[{index}]"),
+                    ProblemKind::NotKeyword {
+                        detail: error.to_string(),
+                    },
                     format!("{keyword:?}: {error}"),
                 );
             }
@@ -227,20 +280,30 @@ fn validate_agents(
     for (index, agent) in agents.iter().enumerate() {
         let agent_path = format!("{path}.agents[{index}]");
         let phone = if agent.phone.trim().is_empty() {
-            problems.add(format!("{agent_path}.phone"), "is required");
+            problems.add(
+                format!("{agent_path}.phone"),
+                ProblemKind::Required,
+                "is required",
+            );
             None
         } else {
             problems.parsed(
                 format!("{agent_path}.phone"),
+                |_| ProblemKind::NotPhone,
                 PhoneNumber::parse(&agent.phone),
             )
         };
         let session = if agent.session_name.is_empty() {
-            problems.add(format!("{agent_path}.session_name"), "is required");
+            problems.add(
+                format!("{agent_path}.session_name"),
+                ProblemKind::Required,
+                "is required",
+            );
             None
         } else {
             problems.parsed(
                 format!("{agent_path}.session_name"),
+                |_| ProblemKind::NotSessionName,
                 SessionName::parse(&agent.session_name),
             )
         };
@@ -250,6 +313,7 @@ fn validate_agents(
         {
             problems.add(
                 format!("{agent_path}.session_name"),
+                ProblemKind::MainSession,
                 format!(
                     "{:?} is the main account's session; an agent needs its own",
                     SessionName::MAIN
@@ -259,6 +323,7 @@ fn validate_agents(
         if let Some(first) = seen.insert(agent.session_name.as_str(), index) {
             problems.add(
                 format!("{agent_path}.session_name"),
+                ProblemKind::SessionTwice { first },
                 format!(
                     "{:?} is listed twice in this channel (also agents[{first}])",
                     agent.session_name
@@ -267,7 +332,14 @@ fn validate_agents(
         }
         let proxy = agent.proxy.as_deref().and_then(|proxy| {
             problems
-                .parsed(format!("{agent_path}.proxy"), check_proxy(proxy))
+                .parsed(
+                    format!("{agent_path}.proxy"),
+                    |error| match error {
+                        super::proxy::ProxyError::Invalid => ProblemKind::NotProxy,
+                        super::proxy::ProxyError::Masked => ProblemKind::ProxyMasked,
+                    },
+                    super::proxy::check_proxy(proxy),
+                )
                 .map(|()| proxy.to_owned())
         });
         let pacing = match &agent.pacing {
@@ -286,26 +358,20 @@ fn validate_agents(
     valid
 }
 
-/// Accepts `socks5://[user:pass@]host:port`, the only proxy MTProto clients support here
-/// (grammers' `proxy` feature). The value is not echoed back: it may hold a password.
-fn check_proxy(proxy: &str) -> Result<(), String> {
-    const INVALID: &str = "is not a socks5://[user:pass@]host:port proxy address";
-    let rest = proxy.strip_prefix("socks5://").ok_or(INVALID)?;
-    let host_port = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let (host, port) = host_port.rsplit_once(':').ok_or(INVALID)?;
-    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
-    if host.is_empty() || !port_ok || host.contains('/') {
-        return Err(INVALID.into());
-    }
-    Ok(())
-}
-
 fn validate_pacing(path: &str, pacing: &Pacing, problems: &mut Problems) -> Pacing {
     if pacing.messages_per_minute == 0 {
-        problems.add(format!("{path}.messages_per_minute"), "must be at least 1");
+        problems.add(
+            format!("{path}.messages_per_minute"),
+            ProblemKind::AtLeastOne,
+            "must be at least 1",
+        );
     }
     if pacing.burst == 0 {
-        problems.add(format!("{path}.burst"), "must be at least 1");
+        problems.add(
+            format!("{path}.burst"),
+            ProblemKind::AtLeastOne,
+            "must be at least 1",
+        );
     }
     *pacing
 }
@@ -314,6 +380,9 @@ fn validate_human_delay(path: &str, delay: &HumanDelay, problems: &mut Problems)
     if delay.min_seconds > delay.max_seconds {
         problems.add(
             format!("{path}.min_seconds"),
+            ProblemKind::DelayOrder {
+                max: delay.max_seconds,
+            },
             format!(
                 "{} is more than max_seconds ({})",
                 delay.min_seconds, delay.max_seconds
@@ -323,6 +392,7 @@ fn validate_human_delay(path: &str, delay: &HumanDelay, problems: &mut Problems)
     if delay.max_seconds > MAX_HUMAN_DELAY_SECONDS {
         problems.add(
             format!("{path}.max_seconds"),
+            ProblemKind::DelayTooLong,
             format!("{} is more than an hour", delay.max_seconds),
         );
     }
@@ -337,6 +407,7 @@ fn check_unique_channel_ids(document: &ConfigDocument, problems: &mut Problems) 
         if let Some(first) = seen.insert(channel.id.as_str(), index) {
             problems.add(
                 format!("output_channels[{index}].id"),
+                ProblemKind::ChannelIdTwice { first },
                 format!(
                     "{:?} is also the id of output_channels[{first}]; channel ids must be unique",
                     channel.id
@@ -364,10 +435,12 @@ fn check_accounts_across_channels(document: &ConfigDocument, problems: &mut Prob
             match phone_of_session.get(agent.session_name.as_str()) {
                 Some((known_phone, there)) if *known_phone != phone => problems.add(
                     format!("{here}.phone"),
+                    ProblemKind::SessionPhoneElsewhere {
+                        there: there.clone(),
+                    },
                     format!(
-                        "session {:?} has phone {} in {there}; one session is one account, so its phone must be the same everywhere",
+                        "session {:?} has phone {known_phone} in {there}; one session is one account, so its phone must be the same everywhere",
                         agent.session_name,
-                        known_phone.as_str()
                     ),
                 ),
                 Some(_) => {}
@@ -378,9 +451,12 @@ fn check_accounts_across_channels(document: &ConfigDocument, problems: &mut Prob
             match session_of_phone.get(&phone) {
                 Some((known_session, there)) if *known_session != agent.session_name => problems.add(
                     format!("{here}.session_name"),
+                    ProblemKind::PhoneSessionElsewhere {
+                        session: (*known_session).to_owned(),
+                        there: there.clone(),
+                    },
                     format!(
-                        "phone {} already has session {known_session:?} in {there}; one account must have one session",
-                        phone.as_str()
+                        "phone {phone} already has session {known_session:?} in {there}; one account must have one session",
                     ),
                 ),
                 Some(_) => {}

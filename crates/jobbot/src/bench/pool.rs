@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use jobbot_core::ai::AiSettings;
 use jobbot_core::config::{Agent, Channel, Config, Filters, HumanDelay, Pacing};
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::store::{
@@ -255,7 +256,12 @@ impl Setup {
                 instant_response: true,
                 human_delay: HumanDelay::default(),
                 crm_invite_hash: None,
+                ai: AiSettings {
+                    enabled: false,
+                    ..AiSettings::default()
+                },
             }],
+            llm_providers: Default::default(),
         }
     }
 }

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use jobbot_core::ids::{ChatId, SessionName};
+use jobbot_core::ids::{ChatId, PhoneNumber, SessionName};
 use jobbot_core::store::{NewOutboxMessage, OutboxKind, Recipient, SenderSelection, UnixMillis};
 use jobbot_core::telegram::MessageContent;
 use jobbot_engine::Engine;
-use jobbot_sim::SimWorld;
-use jobbot_web::axum::extract::State;
-use jobbot_web::axum::routing::post;
+use jobbot_sim::{NewUser, SimWorld};
+use jobbot_web::axum::extract::{Query, State};
+use jobbot_web::axum::routing::{get, post};
 use jobbot_web::axum::{Json, Router};
 use jobbot_web::{ApiError, Problem};
 use serde::Deserialize;
@@ -36,11 +36,59 @@ struct FloodWaitRequest {
     seconds: u32,
 }
 
-/// `POST /api/demo/flood-wait {session, seconds}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountRequest {
+    phone: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct PhoneQuery {
+    phone: String,
+}
+
+/// `POST /api/demo/flood-wait {session, seconds}`, `POST /api/demo/accounts {phone, name}`,
+/// `GET /api/demo/login-code?phone=…`.
 pub fn routes(controls: DemoControls) -> Router {
     Router::new()
         .route("/api/demo/flood-wait", post(flood_wait))
+        .route("/api/demo/accounts", post(create_account))
+        .route("/api/demo/login-code", get(login_code))
         .with_state(controls)
+}
+
+fn parse_phone(phone: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(phone).map_err(|error| ApiError::invalid("phone", error.to_string()))
+}
+
+/// Creates a Telegram account (no session logged in to it) in the simulated world: an agent
+/// added with its phone can then be logged in from the web.
+async fn create_account(
+    State(controls): State<DemoControls>,
+    Json(request): Json<AccountRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let phone = parse_phone(&request.phone)?;
+    let id = controls
+        .world
+        .create_user(NewUser::named(&request.name).phone(phone.as_str()));
+    Ok(Json(
+        serde_json::json!({"success": true, "user_id": id.get()}),
+    ))
+}
+
+/// The last login code the simulated Telegram sent to `phone` (a real one arrives in the
+/// account's app).
+async fn login_code(
+    State(controls): State<DemoControls>,
+    Query(query): Query<PhoneQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let phone = parse_phone(&query.phone)?;
+    let code = controls
+        .world
+        .last_login_code(&phone)
+        .ok_or_else(|| ApiError::NotFound("no code was sent to this phone".into()))?;
+    Ok(Json(serde_json::json!({"success": true, "code": code})))
 }
 
 /// Gives an agent a flood wait in the simulated Telegram (as Telegram does after a burst), then

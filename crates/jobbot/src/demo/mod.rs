@@ -8,7 +8,6 @@
 
 mod controls;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use anyhow::Context;
 use jobbot_engine::{CrmSettings, EngineClock, EngineSettings, MonitorSettings, OwnerSettings};
 use jobbot_sim::SimConnector;
 use jobbot_store::{ConfigStore, SqliteStore};
-use jobbot_web::Auth;
+use jobbot_web::AuthSettings;
 use tokio::net::TcpListener;
 
 use crate::app;
@@ -28,7 +27,7 @@ use jobbot_engine::supervisor::SupervisorSettings;
 pub use jobbot_sim::scenario::DemoWorld;
 
 pub struct DemoOptions {
-    pub listen: SocketAddr,
+    pub web: crate::cli::WebArgs,
     /// Time between two vacancies posted in the sources.
     pub pace: Duration,
     pub seed: u64,
@@ -45,7 +44,8 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
     let world = DemoWorld::build(options.seed);
     let config_file = demo_dir.config_file();
     std::fs::create_dir_all(config_file.parent().expect("configs/ has a parent"))?;
-    std::fs::write(&config_file, format!("{:#}\n", world.config_json()))
+    // Readable by its owner only, like every configuration file jobbot writes.
+    crate::run_command::write_private(&config_file, &format!("{:#}\n", world.config_json()))
         .with_context(|| format!("could not write {}", config_file.display()))?;
     let config = ConfigStore::open(&config_file)
         .await
@@ -54,15 +54,17 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
         .await
         .context("could not open the demo database")?;
     let sqlite = store.clone();
-    let listener = TcpListener::bind(options.listen)
+    let listen = options.web.listen_address()?;
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("could not listen on {}", options.listen))?;
+        .with_context(|| format!("could not listen on {listen}"))?;
     let address = listener.local_addr()?;
     let variables = data_dir.variables();
-    let (auth, generated) = Auth::new(
+    let (auth, generated) = AuthSettings::or_generated(
         variables("JOBBOT_ADMIN_PASSWORD").as_deref(),
         variables("JOBBOT_API_TOKEN").as_deref(),
-    );
+    )?;
+    let web = options.web.settings(auth, address);
     let controls_world = world.world.clone();
     let controls_agents = world
         .agents
@@ -98,7 +100,7 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
             },
             supervisor: SupervisorSettings::default(),
             clock: EngineClock::start(),
-            web: Some((listener, auth)),
+            web: Some((listener, web)),
         },
         Some(extra),
     )

@@ -60,6 +60,8 @@ function render() {
         el('td', {class: 'error-cell'}), el('td', {class: 'actions-cell'}));
     }
     tableBody.append(row); // keeps the sorted order
+    const loginRow = tableBody.querySelector(`tr[data-login-for="${CSS.escape(agent.session_name)}"]`);
+    if (loginRow) tableBody.append(loginRow);
     const cells = row.children;
     const live = agent.live || {};
     const state = stateCell(agent, now);
@@ -78,12 +80,35 @@ function render() {
     cells[4].textContent = agent.live ? `${live.sent_last_minute} / ${live.sent_last_hour} / ${live.sent_last_day}` : '–';
     cells[5].textContent = live.last_error ? describeError(live.last_error.error) : '';
     const action = state.paused ? 'resume' : 'pause';
-    if (cells[6].dataset.action !== action) {
-      cells[6].dataset.action = action;
-      cells[6].replaceChildren(el('button', {type: 'button', class: action,
-        onclick: () => pauseOrResume(action, agent.session_name)}, t(action)));
+    // A session without a (working) login gets its login flow right here.
+    const canLogIn = state.key === 'not_logged_in' || state.key === 'dead';
+    const actions = action + (canLogIn ? ' login' : '');
+    if (cells[6].dataset.action !== actions) {
+      cells[6].dataset.action = actions;
+      const buttons = [el('button', {type: 'button', class: action,
+        onclick: () => pauseOrResume(action, agent.session_name)}, t(action))];
+      if (canLogIn) {
+        buttons.push(' ', el('button', {type: 'button', class: 'login',
+          onclick: () => openLogin(agent.session_name)}, t('agent_login')));
+      }
+      cells[6].replaceChildren(...buttons);
     }
   }
+}
+
+// Opens the login flow of `session` in a row under the agent's, and starts it.
+function openLogin(session) {
+  const selector = `tr[data-login-for="${CSS.escape(session)}"]`;
+  const open = tableBody.querySelector(selector);
+  if (open) open.remove();
+  const row = el('tr', {class: 'login-row', 'data-login-for': session});
+  const cell = el('td', {colspan: '7'});
+  cell.append(loginFlow(session, () => {
+    loadAgents();
+  }, true));
+  row.append(cell);
+  const agentRow = tableBody.querySelector(`tr[data-session="${CSS.escape(session)}"]`);
+  if (agentRow) agentRow.after(row); else tableBody.append(row);
 }
 
 function describeError(error) {
@@ -226,7 +251,7 @@ document.getElementById('bulk-form').addEventListener('submit', async (event) =>
     result.textContent = t('bulk_added', {count: add.length});
     document.getElementById('bulk-lines').value = '';
     loadAgents();
-  } else if (reply.status === 422 && reply.body && reply.body.problems) {
+  } else if (reply.body && reply.body.problems) {
     slot.textContent = reply.body.problems.map((problem) => {
       const match = /^add\[(\d+)\]/.exec(problem.path);
       const where = match ? t('bulk_line_error', {line: lineOf[Number(match[1])]}).split(':')[0] : problem.path;
@@ -236,6 +261,7 @@ document.getElementById('bulk-form').addEventListener('submit', async (event) =>
     slot.textContent = reply.status === 409 ? t('conflict') : errorMessage(reply);
   }
 });
+
 
 // Sent per hour over the last day, summed over the agents: inline SVG bars, no library.
 async function loadChart() {

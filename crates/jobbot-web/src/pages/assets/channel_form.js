@@ -24,6 +24,13 @@ function removeAgent(button) {
   if (row) row.remove();
 }
 
+// The seed's buttons, wired here: the Content-Security-Policy allows no inline handler.
+document.getElementById('add-agent').addEventListener('click', () => addAgent());
+agentsList.addEventListener('click', (event) => {
+  const button = event.target.closest('.remove-agent');
+  if (button) removeAgent(button);
+});
+
 const PHONE = /^\+[1-9][0-9]{7,14}$/;
 const SESSION = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -97,6 +104,7 @@ function collectChannel() {
     require_all_includes: checked('require_all_includes'),
     crm_enabled: checked('crm_enabled'),
     crm_group_id: integer('crm_group_id', checked('crm_enabled')),
+    crm_invite_link: value('crm_invite_link'),
     auto_response_enabled: checked('auto_response_enabled'),
     auto_response_template: form.elements['auto_response_template'].value,
     ai_conversation_enabled: checked('ai_conversation_enabled'),
@@ -195,11 +203,12 @@ form.addEventListener('submit', async (event) => {
     return;
   }
   formStatus.classList.remove('success');
-  if (reply.status === 409) {
+  if (reply.status === 409 && reply.body && reply.body.error === 'conflict') {
     // Someone saved since this form was rendered: show it, keep the typed values, overwrite nothing.
     document.getElementById('conflict').hidden = false;
     formStatus.textContent = t('conflict');
-  } else if (reply.status === 422 && reply.body && reply.body.problems) {
+  } else if (reply.body && reply.body.problems) {
+    // 422: a value is malformed; 409 `rejected`: a rule across fields or channels.
     showProblems(reply.body.problems);
   } else {
     formStatus.textContent = errorMessage(reply);

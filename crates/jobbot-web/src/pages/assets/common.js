@@ -17,7 +17,8 @@ const CSRF = (document.querySelector('meta[name="csrf-token"]') || {}).content |
 // Calls the JSON API with the cookie session. Resolves to {status, ok, body, etag}; a request
 // that never reached the server resolves to status 0 so callers show one kind of failure.
 async function api(method, path, body, options) {
-  const headers = {'Accept': 'application/json'};
+  // The API words its refusals in the page's language.
+  const headers = {'Accept': 'application/json', 'Accept-Language': document.documentElement.lang || 'ru'};
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && CSRF) headers['X-CSRF-Token'] = CSRF;
   if (options && options.ifMatch) headers['If-Match'] = '"' + options.ifMatch + '"';

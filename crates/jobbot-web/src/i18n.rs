@@ -1,6 +1,12 @@
-//! Every label of the pages, Russian (the seed's language, the default) and English, in one
-//! table. Server-rendered text and the pages' scripts read the same table: the scripts get the
-//! current language's column as JSON in the page.
+//! Every label of the pages and every message of the API's validation, Russian (the seed's
+//! language, the default of the pages) and English, in one place. Server-rendered text and the
+//! pages' scripts read the same label table (the scripts get the page language's column as JSON);
+//! API refusals are written in the language the request asks for (`Accept-Language`, which the
+//! pages set to their own), from the typed reason, never by translating English text.
+
+use jobbot_core::config::ProblemKind;
+
+use crate::error::{ApiError, Reason};
 
 /// The language of the pages, from the `lang` cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +36,19 @@ impl Lang {
             Lang::Ru => Lang::En,
             Lang::En => Lang::Ru,
         }
+    }
+
+    /// The language an API request asks for: the first tag of `Accept-Language` when it is
+    /// Russian or English, else English.
+    pub fn of_request(headers: &axum::http::HeaderMap) -> Self {
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .and_then(|tag| tag.split([';', '-', '_']).next())
+            .map(str::trim)
+            .and_then(|tag| Self::parse(&tag.to_ascii_lowercase()))
+            .unwrap_or(Lang::En)
     }
 }
 
@@ -107,6 +126,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "CRM functionality",
     ),
     ("field_crm_group", "ID CRM группы", "CRM group ID"),
+    (
+        "field_crm_invite_link",
+        "Ссылка-приглашение в CRM группу (агенты входят по ней)",
+        "CRM group invite link (agents join with it)",
+    ),
     ("agents_label", "Агенты", "Agents"),
     ("add_agent", "Добавить агента", "Add agent"),
     ("agent_phone", "Телефон агента", "Agent phone"),
@@ -292,7 +316,143 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("login_signed_in", "Вход выполнен", "Signed in"),
     ("login_hint", "Подсказка", "Hint"),
     ("login_idle", "Вход не начат", "No login in progress"),
+    ("agent_login", "Войти", "Log in"),
+    (
+        "login_pause_first",
+        "Сессия занята: поставьте агента на паузу и повторите",
+        "The session is in use: pause the agent and try again",
+    ),
 ];
+
+/// The message of a refused value in `lang`.
+pub fn reason_message(reason: &Reason, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    let pick = |ru_text: String, en_text: String| if ru { ru_text } else { en_text };
+    match reason {
+        Reason::Config(kind, english) => match (lang, kind) {
+            (Lang::En, _) | (_, ProblemKind::Other) => english.clone(),
+            (Lang::Ru, kind) => config_message_ru(kind),
+        },
+        Reason::Required => t(lang, "err_required").to_owned(),
+        Reason::Length { min, max } => pick(
+            format!("Нужно от {min} до {max} символов"),
+            format!("must be {min} to {max} characters"),
+        ),
+        Reason::Range { min, max } => pick(
+            format!("Нужно целое число от {min} до {max}"),
+            format!("must be a whole number from {min} to {max}"),
+        ),
+        Reason::OneOf(words) => pick(
+            format!("Допустимо: {}", words.join(", ")),
+            format!("must be one of: {}", words.join(", ")),
+        ),
+        Reason::NotRevision => pick(
+            "Это не ревизия конфигурации (16 шестнадцатеричных цифр)".to_owned(),
+            "is not a configuration revision (16 hex digits)".to_owned(),
+        ),
+        Reason::NotSessionName => t(lang, "err_session").to_owned(),
+        Reason::AlreadyAgent => pick(
+            "Эта сессия уже агент канала".to_owned(),
+            "this session is already an agent of the channel".to_owned(),
+        ),
+        Reason::ChannelExists => pick(
+            "Канал с таким ID уже есть".to_owned(),
+            "a channel with this id exists".to_owned(),
+        ),
+        Reason::IdFixed => pick(
+            "ID канала нельзя изменить".to_owned(),
+            "a channel's id cannot be changed".to_owned(),
+        ),
+        Reason::Json(detail) => pick(format!("Неверный JSON: {detail}"), detail.clone()),
+        Reason::Query(detail) => pick(
+            format!("Неверные параметры запроса: {detail}"),
+            detail.clone(),
+        ),
+        Reason::Text(text) => text.clone(),
+    }
+}
+
+fn config_message_ru(kind: &ProblemKind) -> String {
+    match kind {
+        ProblemKind::Required => "Обязательное поле".to_owned(),
+        ProblemKind::NotChannelId => {
+            "Нужен ID канала или супергруппы в формате Bot API: -100 и цифры".to_owned()
+        }
+        ProblemKind::NotSource => {
+            "Нужен @username, ссылка t.me/… или числовой ID (например, -1001234567890)".to_owned()
+        }
+        ProblemKind::NotKeyword { detail } => format!("Неверное ключевое слово: {detail}"),
+        ProblemKind::CrmGroupRequired => {
+            "CRM включена — нужен ID её форум-супергруппы (-100…)".to_owned()
+        }
+        ProblemKind::CrmAgentRequired => t(Lang::Ru, "err_crm_agents").to_owned(),
+        ProblemKind::LegacyAgentIncomplete { present } => {
+            format!("Не заполнено: без этого поля старое {present} не станет агентом")
+        }
+        ProblemKind::TemplateEmpty => "Шаблон пуст, а автоответ включён".to_owned(),
+        ProblemKind::NotTemplate { detail } => format!("Ошибка в шаблоне: {detail}"),
+        ProblemKind::NotInviteLink => {
+            "Нужна ссылка-приглашение: t.me/+ХЕШ или t.me/joinchat/ХЕШ".to_owned()
+        }
+        ProblemKind::NotPhone => t(Lang::Ru, "err_phone").to_owned(),
+        ProblemKind::NotSessionName => t(Lang::Ru, "err_session").to_owned(),
+        ProblemKind::MainSession => {
+            "bot_session — сессия основного аккаунта; агенту нужна своя".to_owned()
+        }
+        ProblemKind::SessionTwice { first } => {
+            format!("Эта сессия уже в списке (агент № {})", first + 1)
+        }
+        ProblemKind::NotProxy => "Нужен адрес socks5://[пользователь:пароль@]хост:порт (без пути, параметров и пробелов; @ и : в пароле — как %40 и %3A)".to_owned(),
+        ProblemKind::ProxyMasked => {
+            "Здесь скрытый пароль (***): введите пароль прокси заново".to_owned()
+        }
+        ProblemKind::AtLeastOne => "Должно быть не меньше 1".to_owned(),
+        ProblemKind::DelayOrder { max } => {
+            format!("Больше максимальной задержки ({max} с)")
+        }
+        ProblemKind::DelayTooLong => "Больше часа".to_owned(),
+        ProblemKind::ChannelIdTwice { first } => {
+            format!("Такой ID уже у канала output_channels[{first}]")
+        }
+        ProblemKind::SessionPhoneElsewhere { there } => format!(
+            "У этой сессии другой телефон в {there}: одна сессия — один аккаунт"
+        ),
+        ProblemKind::PhoneSessionElsewhere { session, there } => format!(
+            "У этого телефона уже есть сессия «{session}» в {there}: у аккаунта одна сессия"
+        ),
+        ProblemKind::Other => String::new(),
+    }
+}
+
+/// The top-level message of an API error in `lang`. Messages that carry names (not found, a
+/// state conflict) keep their English words in Russian too, after a Russian lead.
+pub fn error_message(error: &ApiError, lang: Lang) -> String {
+    if lang == Lang::En {
+        return error.to_string();
+    }
+    match error {
+        ApiError::Invalid(_) => "Неверные данные: исправьте отмеченные поля".to_owned(),
+        ApiError::Rejected(_) => "Изменение отклонено: исправьте отмеченные поля".to_owned(),
+        ApiError::Unauthorized => "Нужен вход".to_owned(),
+        ApiError::Forbidden(_) => {
+            "Запрос с cookie сессии должен нести заголовок X-CSRF-Token этой сессии".to_owned()
+        }
+        ApiError::NotFound(detail) => format!("Не найдено: {detail}"),
+        ApiError::Conflict { .. } => t(Lang::Ru, "conflict").to_owned(),
+        ApiError::UpgradeRequired => "Этот адрес работает по WebSocket".to_owned(),
+        ApiError::FileInvalid(_) => {
+            "Файл конфигурации на диске не загружается; исправьте его перед сохранением".to_owned()
+        }
+        ApiError::StateConflict(detail) => format!("Сейчас нельзя: {detail}"),
+        ApiError::TooManyRequests {
+            retry_after_seconds,
+        } => format!("Слишком много попыток; повторите через {retry_after_seconds} с"),
+        ApiError::RequestTimeout => "Тело запроса не пришло вовремя".to_owned(),
+        ApiError::PayloadTooLarge { limit } => format!("Тело запроса больше {limit} байт"),
+        ApiError::Unavailable(_) => "Сервер занят; повторите чуть позже".to_owned(),
+        ApiError::Internal(_) => "Внутренняя ошибка".to_owned(),
+    }
+}
 
 /// The label `key` in `lang`; the key itself when the table lacks it (a test keeps every key
 /// the pages use in the table).
@@ -345,12 +505,13 @@ mod tests {
     fn every_key_the_scripts_use_is_in_the_table() {
         // The scripts call `t('key')`; a missing key would show nothing.
         let scripts = [
-            include_str!("assets/common.js"),
-            include_str!("assets/channels.js"),
-            include_str!("assets/channel_form.js"),
-            include_str!("assets/agents.js"),
-            include_str!("assets/vacancies.js"),
-            include_str!("assets/logins.js"),
+            include_str!("pages/assets/common.js"),
+            include_str!("pages/assets/channels.js"),
+            include_str!("pages/assets/channel_form.js"),
+            include_str!("pages/assets/agents.js"),
+            include_str!("pages/assets/vacancies.js"),
+            include_str!("pages/assets/logins.js"),
+            include_str!("pages/assets/login_flow.js"),
         ];
         for script in scripts {
             for (at, _) in script.match_indices("t('") {

@@ -1,0 +1,84 @@
+// The Telegram login of one session (phone → code → 2FA password) through /api/logins, built
+// into any element: the logins page runs one per account card, the agents dashboard one inline
+// in an agent's row. Codes and passwords go to the server and are never kept here.
+'use strict';
+
+const LOGIN_STEPS = {
+  awaiting_phone: {label: 'login_phone', field: 'phone', type: 'tel'},
+  awaiting_code: {label: 'login_code', field: 'code', type: 'text'},
+  awaiting_password: {label: 'login_password', field: 'password', type: 'password'},
+};
+
+// The flow's elements for `session`; `onSignedIn` runs once the account is logged in. With
+// `start`, the login begins at once (the dashboard's "log in" button).
+function loginFlow(session, onSignedIn, start) {
+  const base = '/api/logins/' + encodeURIComponent(session);
+  const stateText = el('p', {class: 'login-state muted', text: t('login_idle')});
+  const stepLabel = el('span', {class: 'step-label'});
+  const input = el('input', {name: 'value', autocomplete: 'off'});
+  const error = el('p', {class: 'error step-error', role: 'status'});
+  const form = el('form', {class: 'login-step', novalidate: true, hidden: true},
+    el('label', {}, stepLabel, ' ', input),
+    el('button', {type: 'submit', class: 'primary'}, t('login_next')), ' ',
+    el('button', {type: 'button', class: 'cancel-login', onclick: cancel}, t('login_cancel')),
+    error);
+  const startButton = el('button', {type: 'button', class: 'start-login', onclick: begin}, t('login_start'));
+  const root = el('div', {class: 'login-flow', 'data-session': session},
+    stateText, form, el('div', {class: 'actions'}, startButton));
+
+  function show(login) {
+    const step = login && LOGIN_STEPS[login.state];
+    error.textContent = '';
+    // While a step waits for its value, "start" would only begin again.
+    startButton.hidden = Boolean(step);
+    if (!login) {
+      stateText.textContent = t('login_idle');
+      form.hidden = true;
+      return;
+    }
+    if (login.state === 'signed_in') {
+      stateText.textContent = t('login_signed_in');
+      form.hidden = true;
+      if (onSignedIn) onSignedIn(login);
+      return;
+    }
+    stateText.textContent = login.hint ? t('login_hint') + ': ' + login.hint : (login.phone || login.last_phone || '');
+    form.hidden = !step;
+    if (step) {
+      stepLabel.textContent = t(step.label);
+      input.type = step.type;
+      input.value = login.state === 'awaiting_phone' && login.last_phone ? login.last_phone : '';
+      form.dataset.field = step.field;
+      input.focus();
+    }
+  }
+
+  function refused(reply) {
+    form.hidden = false;
+    const problem = reply.body && reply.body.problems && reply.body.problems[0];
+    error.textContent = problem ? problem.message : ((reply.body && reply.body.message) || errorMessage(reply));
+  }
+
+  async function begin() {
+    const reply = await api('POST', '/api/logins', {session});
+    if (reply.ok) show(reply.body.login);
+    else refused(reply);
+  }
+
+  async function cancel() {
+    await api('DELETE', base);
+    show(null);
+  }
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const field = form.dataset.field;
+    if (!input.value.trim()) { error.textContent = t('err_required'); return; }
+    const reply = await api('POST', base + '/' + field, {[field]: input.value.trim()});
+    if (reply.ok) show(reply.body.login);
+    else refused(reply);
+  });
+
+  if (start) begin();
+  return root;
+}
