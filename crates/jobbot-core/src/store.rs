@@ -8,7 +8,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChatId, SessionName, Username};
-use crate::telegram::{MessageContent, PeerRef, RandomId, SentMessage, TopicId};
+use crate::scheduling::FailureReason;
+use crate::telegram::{
+    DeadReason, MessageContent, PeerRef, RandomId, SentMessage, TelegramError, TopicId,
+};
+use crate::workflow::Workflow;
 
 /// Wall-clock time in milliseconds since the Unix epoch. The engine derives it from tokio time,
 /// so on paused time it advances with the simulation.
@@ -23,6 +27,14 @@ impl UnixMillis {
         Self(
             self.0
                 .saturating_add(i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// This instant plus `duration` (saturating).
+    pub fn plus(self, duration: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
         )
     }
 
@@ -162,7 +174,8 @@ impl OutboxStatus {
     }
 }
 
-/// A message in the outbox, with what happened to it.
+/// A message in the outbox, with what happened to it. Everything about its fate is typed: no
+/// reason is a string to compare or parse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxMessage {
     pub id: OutboxId,
@@ -173,17 +186,205 @@ pub struct OutboxMessage {
     pub attempts: u32,
     /// The agent it was last tried with.
     pub last_agent: Option<SessionName>,
+    /// The attempt that may have reached Telegram without a known outcome (the process died
+    /// mid-send, or the connection dropped): the message is retried only on that agent with that
+    /// `random_id` (Telegram drops the repeat), never moved to another account.
+    pub in_doubt: Option<InDoubt>,
     pub sent: Option<SentRecord>,
-    /// Why it failed or expired; the last error while pending.
-    pub reason: Option<String>,
+    /// What held it up last while it was pending (kept once it ends: it explains the retries).
+    pub holdup: Option<Holdup>,
+    /// Why it failed or expired.
+    pub end: Option<OutboxEnd>,
     pub updated_at: UnixMillis,
+}
+
+impl OutboxMessage {
+    /// How it ended, or `None` while it is pending.
+    pub fn delivery(&self) -> Option<Delivery> {
+        match (&self.status, &self.sent, &self.end) {
+            (OutboxStatus::Pending, ..) => None,
+            (OutboxStatus::Sent, Some(sent), _) => Some(Delivery::Sent {
+                agent: sent.agent.clone(),
+                message: sent.message,
+            }),
+            (_, _, Some(end)) => Some(Delivery::from(end.clone())),
+            // A store never returns an ended message without its record; say so rather than
+            // invent one.
+            (status, ..) => Some(Delivery::Failed {
+                failure: OutboxFailure::Unrecorded { status: *status },
+            }),
+        }
+    }
+}
+
+/// An attempt that may have been delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InDoubt {
+    pub agent: SessionName,
+    /// The id the attempt was made with; a retry on `agent` repeats it.
+    pub random_id: RandomId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentRecord {
     pub agent: SessionName,
-    pub message: SentMessage,
+    /// `None` when Telegram said the send was already on its way (`RANDOM_ID_DUPLICATE`) without
+    /// naming the message: delivered, id unknown.
+    pub message: Option<SentMessage>,
     pub at: UnixMillis,
+}
+
+/// How a message ended, for those awaiting it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "delivery")]
+pub enum Delivery {
+    Sent {
+        agent: SessionName,
+        /// `None` when delivered by an earlier attempt whose id Telegram did not return.
+        message: Option<SentMessage>,
+    },
+    Failed {
+        failure: OutboxFailure,
+    },
+    Expired {
+        last_holdup: Option<Holdup>,
+    },
+}
+
+impl From<OutboxEnd> for Delivery {
+    fn from(end: OutboxEnd) -> Self {
+        match end {
+            OutboxEnd::Failed { failure } => Self::Failed { failure },
+            OutboxEnd::Expired { last_holdup } => Self::Expired { last_holdup },
+        }
+    }
+}
+
+/// Why a pending message is not out yet: the latest reason, for the status page and, if it
+/// expires, for its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "holdup")]
+pub enum Holdup {
+    /// Telegram refused the attempt on `agent` without delivering it (a flood wait, `PEER_FLOOD`,
+    /// a dead session, slow mode …): another agent, or a later attempt, may send it.
+    #[error("not delivered by {agent}: {error}")]
+    Refused {
+        agent: SessionName,
+        error: TelegramError,
+    },
+    /// The connection dropped mid-send: Telegram may have delivered it. It stays with `agent`.
+    #[error("in doubt on {agent}: {error}")]
+    InDoubt {
+        agent: SessionName,
+        error: TelegramError,
+    },
+    /// The attempt on `agent` was never made (the account was not connected when its turn
+    /// came): nothing reached Telegram.
+    #[error("not sent: {agent} was not connected")]
+    NotAttempted { agent: SessionName },
+    /// No agent can take it now.
+    #[error("waiting: {reason}")]
+    Waiting { reason: Unavailable },
+}
+
+/// Why no agent can take a message now, with agents named by session (the scheduler's own
+/// reasons name them by a key that means nothing after a restart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum Unavailable {
+    #[error("every agent that could send is connecting or reconnecting")]
+    AgentsNotConnected,
+    #[error("the conversation's agent {agent} is not connected yet")]
+    StickyAgentNotConnected { agent: SessionName },
+    #[error("the channel has no agents")]
+    EmptyPool,
+    #[error("every agent is dead or paused ({dead} dead, {paused} paused)")]
+    AllUnavailable { dead: u32, paused: u32 },
+    #[error("no agent may write first to strangers (every usable agent has a cold-DM cap of 0)")]
+    NoAgentMayWriteFirst,
+    #[error("no agent other than {agent} can take it")]
+    OnlyTheAvoidedAgent { agent: SessionName },
+    #[error("the conversation's agent {agent} is dead ({dead_reason}); log it in again")]
+    StickyAgentDead {
+        agent: SessionName,
+        dead_reason: DeadReason,
+    },
+    #[error("the conversation's agent {agent} is paused; resume it to continue")]
+    StickyAgentPaused { agent: SessionName },
+    #[error("the conversation's agent {agent} is no longer configured")]
+    StickyAgentRemoved { agent: SessionName },
+    #[error("the conversation's agent {agent} is not one of the channel's agents")]
+    StickyAgentNotInPool { agent: SessionName },
+    #[error("the conversation's agent {agent} may not write first to strangers (cold-DM cap 0)")]
+    StickyAgentMayNotWriteFirst { agent: SessionName },
+    #[error("the channel is not configured or not enabled")]
+    NoSuchChannel,
+}
+
+/// How a message ended without being sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "end")]
+pub enum OutboxEnd {
+    #[error("failed: {failure}")]
+    Failed { failure: OutboxFailure },
+    /// Its time to live passed before any agent could deliver it.
+    #[error("expired{}", .last_holdup.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Expired { last_holdup: Option<Holdup> },
+}
+
+impl OutboxEnd {
+    pub fn status(&self) -> OutboxStatus {
+        match self {
+            Self::Failed { .. } => OutboxStatus::Failed,
+            Self::Expired { .. } => OutboxStatus::Expired,
+        }
+    }
+}
+
+/// Why a message failed for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "failure")]
+pub enum OutboxFailure {
+    /// The recipient cannot be reached by any account (privacy settings, no such username, not a
+    /// person, a deleted topic).
+    #[error("{agent}: {error}")]
+    Recipient {
+        agent: SessionName,
+        error: TelegramError,
+    },
+    /// The policy gave up on it (the conversation's agent is dead or removed, a forbidden chat,
+    /// an error with no rule).
+    #[error("{agent}: {reason}")]
+    GaveUp {
+        agent: SessionName,
+        reason: FailureReason,
+    },
+    /// An attempt that may have been delivered, on an account that is gone: moving it to another
+    /// account could deliver it twice, so it ends here, for the operator to check.
+    #[error(
+        "may have been delivered by {agent} (random_id {}), which is {account}; not retried elsewhere",
+        .random_id.0
+    )]
+    InDoubtAccountGone {
+        agent: SessionName,
+        random_id: RandomId,
+        account: AccountGone,
+    },
+    /// Never produced by jobbot: a row ended without its record (hand-edited or a bug).
+    #[error("ended as {} with no record of why", .status.as_str())]
+    Unrecorded { status: OutboxStatus },
+}
+
+/// What became of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "account")]
+pub enum AccountGone {
+    #[error("no longer configured")]
+    Removed,
+    #[error("no longer one of the channel's agents")]
+    RemovedFromChannel,
+    #[error("dead ({reason})")]
+    Dead { reason: DeadReason },
 }
 
 /// What `enqueue` did.
@@ -404,14 +605,106 @@ pub struct OutboxStats {
     pub sent_per_agent_hour: Vec<(SessionName, UnixMillis, u64)>,
 }
 
-/// An agent event worth keeping (flood waits, PeerFlood, deaths) for the usage charts.
+/// An agent event worth keeping (flood waits, `PEER_FLOOD`, deaths, reconnects), for the usage
+/// charts and the dashboard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentEventRecord {
     pub agent: SessionName,
-    /// `flood_wait`, `peer_flood`, `dead`, …
-    pub kind: String,
-    pub detail: String,
+    #[serde(flatten)]
+    pub event: AgentEvent,
     pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AgentEvent {
+    /// Telegram told the agent to wait before repeating a call.
+    FloodWait { seconds: u32 },
+    /// Telegram limited the agent's first messages to strangers.
+    PeerFlood,
+    /// The session can no longer be used until a new login.
+    Dead { reason: DeadReason },
+    /// The agent is connected again after losing its connection.
+    Reconnected,
+}
+
+impl AgentEvent {
+    /// The event's kind as stored (and as the serde tag says it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::FloodWait { .. } => "flood_wait",
+            Self::PeerFlood => "peer_flood",
+            Self::Dead { .. } => "dead",
+            Self::Reconnected => "reconnected",
+        }
+    }
+}
+
+// ----- Workflows -----
+
+/// The id of a stored workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkflowId(pub i64);
+
+/// A workflow to start. At most one workflow per key, ever: starting a key that exists returns
+/// the existing one, so a replayed trigger starts nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewWorkflow {
+    pub key: String,
+    pub state: Workflow,
+    pub created_at: UnixMillis,
+}
+
+/// A stored workflow and its current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowRecord {
+    pub id: WorkflowId,
+    pub key: String,
+    pub state: Workflow,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+// ----- Monitoring's hand-over -----
+
+/// Everything monitoring decided about one source message, written in one transaction: the
+/// processed record, the repost claims, the notifications of the claimed channels and the CRM
+/// workflows they start. Either all of it is on record or none of it, so a crash can neither
+/// lose a notification (a claim without its message) nor a CRM hand-over (a record without it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VacancyIntake {
+    /// `matched[].notified` is decided by the claims in the transaction; what the caller put
+    /// there is ignored.
+    pub message: ProcessedMessage,
+    /// Claims older than this do not count (the repost window).
+    pub window_start: UnixMillis,
+    /// One per matched channel, in `message.matched` order.
+    pub channels: Vec<ChannelIntake>,
+}
+
+/// What one matched channel gets if its repost claim succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelIntake {
+    pub channel_id: String,
+    pub notification: NewOutboxMessage,
+    /// Started with the notification (the channel's auto-response, when it has CRM).
+    pub workflows: Vec<NewWorkflow>,
+}
+
+/// What [`Store::take_in_vacancy`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeOutcome {
+    /// `(source, message_id)` was processed before; nothing was written.
+    AlreadyProcessed,
+    Processed {
+        /// The claimed channels with their notifications.
+        notified: Vec<(String, Enqueued)>,
+        /// Matched channels that had this vacancy from another source within the window.
+        reposts: Vec<String>,
+        /// The workflows started (or found started).
+        workflows: Vec<WorkflowId>,
+    },
 }
 
 // ----- Web authentication -----
@@ -484,9 +777,14 @@ pub trait Store: Send + Sync {
 
     async fn outbox_message(&self, id: OutboxId) -> Result<Option<OutboxMessage>, StoreError>;
 
+    /// The message holding an idempotency key, if any.
+    async fn outbox_by_key(&self, key: &str) -> Result<Option<OutboxMessage>, StoreError>;
+
     /// Records an attempt on `agent` before it is made and returns the `random_id` to send with:
     /// the one this agent was given for this message before, if any, else `proposed`. A retry on
-    /// the same account therefore repeats its `random_id`, and Telegram drops the duplicate.
+    /// the same account therefore repeats its `random_id`, and Telegram drops the duplicate. The
+    /// attempt is in doubt (`in_doubt`) until its outcome is recorded, so a crash mid-send leaves
+    /// the message bound to this agent.
     async fn begin_attempt(
         &self,
         id: OutboxId,
@@ -495,30 +793,40 @@ pub trait Store: Send + Sync {
         at: UnixMillis,
     ) -> Result<RandomId, StoreError>;
 
-    /// Notes an error on a pending message that will be retried.
-    async fn note_error(
+    /// Notes what holds a pending message up. [`Holdup::Refused`] or [`Holdup::NotAttempted`]
+    /// by the in-doubt agent clears the doubt (the attempt was not delivered); [`Holdup::InDoubt`]
+    /// keeps the message bound to its agent; [`Holdup::Waiting`] leaves the doubt as it is.
+    async fn note_holdup(
         &self,
         id: OutboxId,
-        reason: &str,
+        holdup: &Holdup,
         at: UnixMillis,
     ) -> Result<(), StoreError>;
 
+    /// Ends a message as sent by `agent` (`message` is `None` when Telegram said an earlier
+    /// attempt was on its way without naming the message).
     async fn mark_sent(
         &self,
         id: OutboxId,
         agent: &SessionName,
-        sent: SentMessage,
+        message: Option<SentMessage>,
         at: UnixMillis,
     ) -> Result<(), StoreError>;
 
-    /// Ends a message as `Failed` or `Expired` with its reason.
-    async fn mark_final(
+    /// Ends a message as failed or expired, with why.
+    async fn mark_ended(
         &self,
         id: OutboxId,
-        status: OutboxStatus,
-        reason: &str,
+        end: &OutboxEnd,
         at: UnixMillis,
     ) -> Result<(), StoreError>;
+
+    /// The messages that ended as failed or expired, newest first (what the operator checks).
+    async fn ended_outbox(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
 
@@ -542,6 +850,10 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     async fn vacancies(&self, query: &VacancyQuery) -> Result<Vec<VacancyRecord>, StoreError>;
+
+    /// Records a processed message with its claims, notifications and CRM workflows in one
+    /// transaction (see [`VacancyIntake`]).
+    async fn take_in_vacancy(&self, intake: &VacancyIntake) -> Result<IntakeOutcome, StoreError>;
 
     // ----- CRM conversations -----
 
@@ -573,6 +885,18 @@ pub trait Store: Send + Sync {
         agent: &SessionName,
         contact: ChatId,
     ) -> Result<Vec<Conversation>, StoreError>;
+
+    /// Records that `creator` is about to create the topic of conversation `id` (the first one, or
+    /// the one replacing the deleted `replacing`) and returns the `random_id` to create it with:
+    /// the one this creator was given for it before, if any, else `proposed`. A retry after a crash
+    /// repeats it, and Telegram returns the topic already created instead of a second one.
+    async fn begin_topic_creation(
+        &self,
+        id: ConversationId,
+        replacing: Option<TopicId>,
+        creator: &SessionName,
+        proposed: RandomId,
+    ) -> Result<RandomId, StoreError>;
 
     /// Sets (or clears, after the topic was found deleted) a conversation's topic.
     async fn set_conversation_topic(
@@ -621,11 +945,45 @@ pub trait Store: Send + Sync {
 
     async fn record_agent_event(&self, event: &AgentEventRecord) -> Result<(), StoreError>;
 
+    /// Recorded agent events at or after `since`, newest first.
     async fn agent_events(
         &self,
         since: UnixMillis,
         limit: u32,
     ) -> Result<Vec<AgentEventRecord>, StoreError>;
+
+    // ----- Agent pauses -----
+
+    /// Records an operator's pause (or its end). A pause lasts until the operator resumes the
+    /// agent, across configuration changes and restarts.
+    async fn set_agent_paused(
+        &self,
+        agent: &SessionName,
+        paused: bool,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Every paused agent, by name.
+    async fn paused_agents(&self) -> Result<Vec<SessionName>, StoreError>;
+
+    // ----- Workflows -----
+
+    /// Starts a workflow, or returns the one holding its key (`false`: it existed).
+    async fn start_workflow(&self, new: &NewWorkflow) -> Result<(WorkflowId, bool), StoreError>;
+
+    /// Every workflow that has not finished, oldest first (what a restart resumes).
+    async fn active_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError>;
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, StoreError>;
+
+    /// Stores a workflow's new state. A finished state ([`Workflow::is_finished`]) is the last:
+    /// saving over a finished workflow is refused.
+    async fn save_workflow(
+        &self,
+        id: WorkflowId,
+        state: &Workflow,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
 
     // ----- Web authentication -----
 

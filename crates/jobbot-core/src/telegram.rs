@@ -220,6 +220,38 @@ pub enum AccountEvent {
     ConnectionLost,
     /// The connection is back (and missed updates were fetched where the back-end can).
     ConnectionRestored,
+    /// A mark in the stream, asked for with [`TelegramAccount::request_checkpoint`]: every event
+    /// before it was delivered before it. Once the consumer has handled all of them durably, it
+    /// commits the checkpoint ([`TelegramAccount::commit_checkpoint`]) and the session's next
+    /// connection catches up from there.
+    Checkpoint(Checkpoint),
+}
+
+/// A position in an account's event stream, as the back-end that delivered it knows it. Valid
+/// only with the connection that produced it: a checkpoint of an earlier connection is ignored.
+/// On the wire, `{"event": "checkpoint", "checkpoint": N}` (an internally tagged variant needs
+/// a map, not a bare number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "CheckpointFields", from = "CheckpointFields")]
+pub struct Checkpoint(pub u64);
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointFields {
+    checkpoint: u64,
+}
+
+impl From<Checkpoint> for CheckpointFields {
+    fn from(checkpoint: Checkpoint) -> Self {
+        Self {
+            checkpoint: checkpoint.0,
+        }
+    }
+}
+
+impl From<CheckpointFields> for Checkpoint {
+    fn from(fields: CheckpointFields) -> Self {
+        Self(fields.checkpoint)
+    }
 }
 
 /// Why an account can no longer be used. Each comes from a Telegram RPC error
@@ -291,6 +323,12 @@ pub enum TelegramError {
     /// The connection failed or dropped; the same call may succeed after reconnecting.
     #[error("network error: {message}")]
     Network { message: String },
+    /// 500 `RANDOM_ID_DUPLICATE`: a send with this `random_id` is already being processed on
+    /// this account (core.telegram.org/api/updates, "random ID deduplication": a repeat of a
+    /// finished send returns the first message instead). The message was delivered, or is being
+    /// delivered: it must never be sent again, from this account or any other.
+    #[error("a send with this random_id is already on its way (RANDOM_ID_DUPLICATE)")]
+    RandomIdDuplicate,
     /// Anything else, with Telegram's error name where there is one.
     #[error("telegram error: {message}")]
     Other { message: String },
@@ -374,8 +412,20 @@ pub trait TelegramAccount: Send + Sync {
     /// task): the first call returns it, later calls return `None`.
     fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>>;
 
-    /// Closes the connection, saves what the back-end must keep (update state), and releases the
-    /// session so another owner may open it. Dropping the last handle releases it too.
+    /// Asks for a [`AccountEvent::Checkpoint`] in the event stream after every event delivered
+    /// so far. Nothing happens if the stream is gone or full; the next request makes another.
+    fn request_checkpoint(&self);
+
+    /// Saves the position of `checkpoint` (delivered by this connection's stream) as the one the
+    /// session's next connection catches up from. Call it only once every event before the
+    /// checkpoint was handled durably: events after it are delivered again after a restart (at
+    /// least once), and none before it is. A checkpoint this connection did not deliver is
+    /// ignored.
+    async fn commit_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), TelegramError>;
+
+    /// Closes the connection and releases the session so another owner may open it. The update
+    /// position is the last committed checkpoint, never a later one: events delivered after it are
+    /// delivered again next time. Dropping the last handle releases the session too.
     async fn disconnect(&self);
 }
 
@@ -526,5 +576,52 @@ impl<T: LoginBackend + ?Sized> LoginBackend for Box<T> {
     }
     async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError> {
         (**self).submit_password(password).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events cross the wire to the remote back-end: every kind round-trips through JSON.
+    #[test]
+    fn account_events_round_trip_through_json() {
+        let message = IncomingMessage {
+            chat: ChatId::user(5).unwrap(),
+            chat_kind: PeerKind::User,
+            chat_title: None,
+            chat_username: None,
+            message_id: 1,
+            sender: None,
+            text: "hi".into(),
+            media: None,
+            date: 0,
+            outgoing: false,
+            is_service: false,
+            topic_id: None,
+        };
+        for event in [
+            AccountEvent::NewMessage(message.clone()),
+            AccountEvent::MessageEdited(message),
+            AccountEvent::ConnectionLost,
+            AccountEvent::ConnectionRestored,
+            AccountEvent::Checkpoint(Checkpoint(7)),
+        ] {
+            let text = serde_json::to_string(&event).unwrap();
+            assert_eq!(
+                serde_json::from_str::<AccountEvent>(&text).unwrap(),
+                event,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_string(&AccountEvent::Checkpoint(Checkpoint(7))).unwrap(),
+            r#"{"event":"checkpoint","checkpoint":7}"#
+        );
+        let duplicate = serde_json::to_string(&TelegramError::RandomIdDuplicate).unwrap();
+        assert_eq!(
+            serde_json::from_str::<TelegramError>(&duplicate).unwrap(),
+            TelegramError::RandomIdDuplicate
+        );
     }
 }

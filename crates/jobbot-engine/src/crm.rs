@@ -2,18 +2,29 @@
 //! channel's CRM group, and the two-way relay between the contact's private chat with *their*
 //! agent and that topic.
 //!
+//! Every step that must follow another is a stored workflow (`jobbot_core::workflow`), advanced
+//! by pure transitions and executed here; the executor resumes every unfinished workflow at start,
+//! so a crash between two steps (the auto-response delivered, its conversation not yet open) loses
+//! nothing. Taking an update in (a contact's message, an operator's answer) writes what must
+//! follow before the next update is taken, so the account's update position is saved only past
+//! updates on record.
+//!
 //! Invariants, each the fix of a bug of the original system (`original-system.md` §2b, §2c):
 //! - One auto-response per (channel, contact), ever: the outbox's idempotency key is
 //!   `auto_response:<channel>:<contact id>`, so a repost, a restart or two racing triggers cannot
 //!   send a second one. An optional cross-channel cooldown spares a recruiter five messages from
 //!   five channels.
-//! - Only people get it: the contact is resolved through the chosen agent first, and a bot, a
-//!   channel or a group is skipped before anything is queued.
+//! - Only people get it: the contact is resolved through one of the channel's agents first, and
+//!   a bot, a channel or a group is skipped before anything is queued.
 //! - A conversation's agent is the account that delivered the auto-response, persisted with the
 //!   conversation; replies from the topic always go out through it, across restarts.
 //! - One topic per (group, contact): the store's `open_conversation` returns the existing
-//!   conversation, and topics are created under a per-conversation lock, so racing triggers
-//!   create one topic. A topic an admin deleted is recreated on the next message.
+//!   conversation, topics are created under a per-conversation lock, and the creating account's
+//!   `random_id` is on record before the call, so a retry after a crash returns the same topic.
+//!   A topic an admin deleted is recreated on the next post (known by the typed
+//!   `TopicDeleted`, never by an error's text).
+//! - A contact who answers before their conversation is on record (the auto-response just went
+//!   out) is not dropped: their message waits for the conversation.
 //! - Nothing jobbot posts is relayed back: group messages from any of jobbot's own accounts and
 //!   messages whose ids are on record as jobbot's posts are ignored. No text-prefix matching.
 //! - Every send goes through the outbox (paced, durable, failed over); human-like delays are the
@@ -25,26 +36,32 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jobbot_core::config::{Channel, Config};
-use jobbot_core::contacts::{CandidateTarget, crm_target};
+use jobbot_core::contacts::{Candidate, CandidateTarget, crm_target};
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    Conversation, ConversationId, NewConversation, NewOutboxMessage, OutboxKind, Recipient,
-    RelayDirection, RelayRecord, SenderSelection, Store, StoreError, UnixMillis,
+    Conversation, ConversationId, NewConversation, NewOutboxMessage, NewWorkflow, OutboxId,
+    OutboxKind, Recipient, RelayDirection, RelayRecord, SenderSelection, Store, StoreError,
+    UnixMillis, WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{
     AccountEvent, IncomingMessage, JoinTarget, MediaKind, MessageContent, Peer, PeerKind, RandomId,
     SentMessage, TelegramError, TopicId,
 };
 use jobbot_core::template::{TemplateValues, parse_template};
+use jobbot_core::workflow::{
+    AutoResponse, AutoResponseStep, Effect, Event, PostKind, RelayStep, RelayToTopic, SkipReason,
+    VacancyRef, Workflow, WorkflowSettings,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::dispatcher::{Delivery, LinkStates};
+use crate::dispatcher::LinkStates;
 use crate::engine::{Engine, EngineError};
 use crate::owner::LinkState;
 use crate::router::TelegramEvents;
+use crate::supervisor::ShutdownSignal;
 use crate::vacancy::Vacancy;
 
 /// The seam for automatic replies in a conversation (AI replies come later). Called after a
@@ -81,68 +98,73 @@ pub struct CrmSettings {
     pub resolve_retry: Duration,
     /// … until this long after the vacancy arrived.
     pub resolve_give_up: Duration,
+    /// How long a contact's message waits for their conversation to open.
+    pub await_conversation: Duration,
+    /// When no account can create a topic now, try again after this long.
+    pub topic_retry: Duration,
+    /// A workflow whose step failed (the store, the engine) is tried again after this long.
+    pub failed_step_retry: Duration,
     /// Seed of the human-like delays and of topic creation ids.
     pub seed: u64,
 }
 
 impl Default for CrmSettings {
     fn default() -> Self {
+        let workflows = WorkflowSettings::default();
         Self {
             cross_channel_cooldown: None,
-            resolve_retry: Duration::from_secs(60),
+            resolve_retry: workflows.resolve_retry,
             resolve_give_up: Duration::from_secs(24 * 3600),
+            await_conversation: workflows.await_conversation,
+            topic_retry: workflows.topic_retry,
+            failed_step_retry: Duration::from_secs(30),
             seed: rand::random(),
         }
     }
 }
 
-/// Everything [`Crm::start`] takes.
+impl CrmSettings {
+    fn workflows(&self) -> WorkflowSettings {
+        WorkflowSettings {
+            resolve_retry: self.resolve_retry,
+            topic_retry: self.topic_retry,
+            await_conversation: self.await_conversation,
+            ..WorkflowSettings::default()
+        }
+    }
+}
+
+/// Everything [`Crm::new`] takes.
 pub struct CrmParts {
     pub engine: Engine,
     /// The same configuration snapshots the engine follows.
     pub config: watch::Receiver<Arc<Config>>,
-    /// Matched vacancies from monitoring.
-    pub vacancies: mpsc::UnboundedReceiver<Vacancy>,
     /// The CRM's share of the engine's Telegram events (`router::fan_out`).
     pub telegram: TelegramEvents,
     pub replier: Arc<dyn AutoReplier>,
     pub settings: CrmSettings,
 }
 
-/// The running CRM workflow.
+/// The CRM. [`Crm::run_intake`] takes updates in, [`Crm::run_workflows`] executes the stored
+/// workflows; each may be run again after a failure and goes on where the last run stopped.
+#[derive(Clone)]
 pub struct Crm {
-    run: JoinHandle<()>,
     shared: Arc<Shared>,
 }
 
-impl Crm {
-    /// Starts following vacancies and Telegram events, and joins agents to their CRM groups.
-    pub fn start(parts: CrmParts) -> Self {
-        let shared = Arc::new(Shared {
-            store: parts.engine.store(),
-            links: Mutex::new(Some(parts.engine.link_states())),
-            engine: parts.engine,
-            config: parts.config,
-            replier: parts.replier,
-            rng: Mutex::new(StdRng::seed_from_u64(parts.settings.seed)),
-            settings: parts.settings,
-            topic_locks: Mutex::new(HashMap::new()),
-            own_users: Mutex::new(HashSet::new()),
-            joined: Mutex::new(HashSet::new()),
-            tasks: Mutex::new(JoinSet::new()),
-        });
-        let run = tokio::spawn(Arc::clone(&shared).run(parts.vacancies, parts.telegram));
-        Self { run, shared }
-    }
+/// What monitoring hands vacancies to.
+#[derive(Clone)]
+pub struct CrmHandle {
+    shared: Arc<Shared>,
+}
 
-    /// Stops the workflow and every task it started. What is queued stays in the outbox.
-    pub async fn shutdown(self) {
-        self.run.abort();
-        let _ = self.run.await;
-        let mut tasks = std::mem::take(&mut *lock(&self.shared.tasks));
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-    }
+/// Why a CRM run or a workflow step stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CrmError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 struct Shared {
@@ -151,37 +173,26 @@ struct Shared {
     config: watch::Receiver<Arc<Config>>,
     replier: Arc<dyn AutoReplier>,
     settings: CrmSettings,
-    /// The accounts' link states (lossless): an agent that becomes ready joins its CRM groups.
-    links: Mutex<Option<watch::Receiver<LinkStates>>>,
+    workflows: WorkflowSettings,
+    events: tokio::sync::Mutex<TelegramEvents>,
+    /// Workflows to look at now (new, or due to retry). Unbounded: one message per started
+    /// workflow, drained by the executor.
+    wake: mpsc::UnboundedSender<WorkflowId>,
+    wakes: tokio::sync::Mutex<mpsc::UnboundedReceiver<WorkflowId>>,
+    /// The contact of every unfinished auto-response that is past resolving and has no
+    /// conversation yet: a private message from one of them is an early answer, kept until the
+    /// conversation opens.
+    answering: Mutex<HashMap<WorkflowId, ChatId>>,
+    /// Woken when a conversation opens (early answers look for it then).
+    conversation_opened: Notify,
     rng: Mutex<StdRng>,
-    /// Serialises topic creation per conversation, so racing triggers create one topic.
+    /// Serialises topic creation per conversation, so racing workflows create one topic.
     topic_locks: Mutex<HashMap<ConversationId, Arc<tokio::sync::Mutex<()>>>>,
     /// Telegram user ids of jobbot's own accounts, as they connected.
     own_users: Mutex<HashSet<ChatId>>,
     /// (agent, invite hash) joins done in this process.
     joined: Mutex<HashSet<(SessionName, String)>>,
-    tasks: Mutex<JoinSet<()>>,
-}
-
-/// Why a step of the workflow stopped early.
-#[derive(Debug, thiserror::Error)]
-enum CrmError {
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// How resolving a contact went.
-enum Resolution {
-    Resolved {
-        agent: SessionName,
-        peer: Peer,
-    },
-    /// No such username, or a failure that every agent would get.
-    Unreachable(TelegramError),
-    /// No agent could try now (none connected, or each refused for its own reasons).
-    NotNow,
+    joins: Mutex<JoinSet<()>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -191,37 +202,133 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Shared {
-    async fn run(
-        self: Arc<Self>,
-        mut vacancies: mpsc::UnboundedReceiver<Vacancy>,
-        mut telegram: TelegramEvents,
-    ) {
-        let mut config = self.config.clone();
-        let mut links = lock(&self.links).take().expect("run is called once");
-        let mut ready = self.ready_agents(&mut links);
-        self.spawn(Arc::clone(&self).join_crm_groups(None));
-        let (mut vacancies_open, mut telegram_open, mut config_open, mut links_open) =
-            (true, true, true, true);
-        while vacancies_open || telegram_open {
+/// A CRM started outside supervision (tests, tools): both runs in tasks of their own.
+pub struct RunningCrm {
+    crm: Crm,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<Result<(), CrmError>>>,
+}
+
+impl RunningCrm {
+    pub fn crm(&self) -> &Crm {
+        &self.crm
+    }
+
+    /// Stops both runs. What is queued stays in the outbox; what is unfinished stays stored.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.crm.shared.abort_joins().await;
+    }
+}
+
+impl Crm {
+    /// Loads what the unfinished workflows need to know before any update is taken in.
+    pub async fn new(parts: CrmParts) -> Result<Self, CrmError> {
+        let (wake, wakes) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: parts.engine.store(),
+            engine: parts.engine,
+            config: parts.config,
+            replier: parts.replier,
+            workflows: parts.settings.workflows(),
+            rng: Mutex::new(StdRng::seed_from_u64(parts.settings.seed)),
+            settings: parts.settings,
+            events: tokio::sync::Mutex::new(parts.telegram),
+            wake,
+            wakes: tokio::sync::Mutex::new(wakes),
+            answering: Mutex::new(HashMap::new()),
+            conversation_opened: Notify::new(),
+            topic_locks: Mutex::new(HashMap::new()),
+            own_users: Mutex::new(HashSet::new()),
+            joined: Mutex::new(HashSet::new()),
+            joins: Mutex::new(JoinSet::new()),
+        });
+        for record in shared.store.active_workflows().await? {
+            shared.track(record.id, &record.state);
+        }
+        Ok(Self { shared })
+    }
+
+    /// [`Crm::new`], with both runs in tasks of their own until [`RunningCrm::shutdown`].
+    pub async fn start(parts: CrmParts) -> Result<RunningCrm, CrmError> {
+        let crm = Self::new(parts).await?;
+        let (stop, signal) = watch::channel(false);
+        let tasks = vec![
+            {
+                let (crm, signal) = (crm.clone(), ShutdownSignal::from_watch(signal.clone()));
+                tokio::spawn(async move { crm.run_workflows(signal).await })
+            },
+            {
+                let (crm, signal) = (crm.clone(), ShutdownSignal::from_watch(signal));
+                tokio::spawn(async move { crm.run_intake(signal).await })
+            },
+        ];
+        Ok(RunningCrm { crm, stop, tasks })
+    }
+
+    pub fn handle(&self) -> CrmHandle {
+        CrmHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Starts the auto-response workflows of a vacancy (what monitoring's intake does in its own
+    /// transaction), for tools and tests.
+    pub async fn submit_vacancy(&self, vacancy: &Vacancy) -> Result<Vec<WorkflowId>, CrmError> {
+        let config = self.shared.config();
+        let now = self.shared.now();
+        let reference = VacancyRef {
+            source: vacancy.source,
+            message_id: vacancy.message_id,
+            source_title: vacancy.source_title.clone(),
+            link: vacancy.link.clone(),
+            text: vacancy.text.clone(),
+        };
+        let mut started = Vec::new();
+        for channel in &vacancy.channels {
+            let handle = self.handle();
+            for workflow in
+                handle.auto_responses(&config, channel, &reference, &vacancy.candidates, now)
+            {
+                started.push(self.shared.store.start_workflow(&workflow).await?.0);
+            }
+        }
+        self.handle().wake(&started);
+        Ok(started)
+    }
+
+    /// Takes Telegram updates in until `shutdown` (after the update being handled) or the end of
+    /// the stream, and joins agents to their CRM groups. An error means an update could not be
+    /// put on record; it is not skipped (no update position past it is saved).
+    pub async fn run_intake(&self, mut shutdown: ShutdownSignal) -> Result<(), CrmError> {
+        let shared = &self.shared;
+        let mut events = shared.events.lock().await;
+        events.recover();
+        let mut config = shared.config.clone();
+        let mut links = shared.engine.link_states();
+        let mut ready = shared.ready_agents(&mut links);
+        shared.spawn_join(None);
+        let (mut config_open, mut links_open) = (true, true);
+        loop {
             tokio::select! {
-                vacancy = vacancies.recv(), if vacancies_open => match vacancy {
-                    Some(vacancy) => self.on_vacancy(vacancy),
-                    None => vacancies_open = false,
-                },
-                event = telegram.recv(), if telegram_open => match event {
-                    Some((session, event)) => self.on_telegram(session, event).await,
-                    None => telegram_open = false,
+                biased;
+                _ = shutdown.requested() => return Ok(()),
+                event = events.recv() => match event {
+                    Some((session, event)) => shared.on_telegram(session, event).await?,
+                    None => return Ok(()),
                 },
                 changed = config.changed(), if config_open => match changed {
-                    Ok(()) => self.spawn(Arc::clone(&self).join_crm_groups(None)),
+                    Ok(()) => shared.spawn_join(None),
                     Err(_) => config_open = false,
                 },
                 changed = links.changed(), if links_open => match changed {
                     Ok(()) => {
-                        let now_ready = self.ready_agents(&mut links);
+                        let now_ready = shared.ready_agents(&mut links);
                         for session in now_ready.difference(&ready) {
-                            self.spawn(Arc::clone(&self).join_crm_groups(Some(session.clone())));
+                            shared.spawn_join(Some(session.clone()));
                         }
                         ready = now_ready;
                     }
@@ -229,6 +336,184 @@ impl Shared {
                 },
             }
         }
+    }
+
+    /// Executes every unfinished workflow, and each new one as it is started, until `shutdown`.
+    /// A workflow whose step fails is tried again later from its stored state.
+    pub async fn run_workflows(&self, mut shutdown: ShutdownSignal) -> Result<(), CrmError> {
+        let shared = &self.shared;
+        let mut wakes = shared.wakes.lock().await;
+        let mut running = Running::default();
+        for record in shared.store.active_workflows().await? {
+            running.start(shared, record);
+        }
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.requested() => break Ok(()),
+                Some(id) = wakes.recv() => {
+                    if running.active.contains(&id) {
+                        continue;
+                    }
+                    match shared.store.workflow(id).await {
+                        Ok(Some(record)) => running.start(shared, record),
+                        Ok(None) => {}
+                        Err(error) => break Err(error.into()),
+                    }
+                }
+                Some(done) = running.tasks.join_next_with_id() => {
+                    let (task, failure) = match done {
+                        Ok((task, Ok(()))) => (task, None),
+                        Ok((task, Err(error))) => (task, Some(error.to_string())),
+                        Err(error) => (error.id(), Some(format!("panicked: {error}"))),
+                    };
+                    let Some(id) = running.ids.remove(&task) else { continue };
+                    running.active.remove(&id);
+                    if let Some(failure) = failure {
+                        tracing::error!(target: "crm", workflow = id.0, %failure, "a workflow step failed; it is tried again later");
+                        shared.wake_later(id);
+                    }
+                }
+            }
+        };
+        // Unfinished workflows stay stored, at the step they were at.
+        running.tasks.shutdown().await;
+        result
+    }
+}
+
+/// The workflows being executed, one task each.
+#[derive(Default)]
+struct Running {
+    tasks: JoinSet<Result<(), CrmError>>,
+    ids: HashMap<tokio::task::Id, WorkflowId>,
+    active: HashSet<WorkflowId>,
+}
+
+impl Running {
+    fn start(&mut self, shared: &Arc<Shared>, record: WorkflowRecord) {
+        if record.state.is_finished() || !self.active.insert(record.id) {
+            return;
+        }
+        let shared = Arc::clone(shared);
+        let task = self
+            .tasks
+            .spawn(async move { shared.drive(record.id, record.state).await });
+        self.ids.insert(task.id(), record.id);
+    }
+}
+
+impl CrmHandle {
+    /// The configuration the CRM follows.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config()
+    }
+
+    /// The auto-response workflows a notified vacancy starts in `channel_id`: one when the
+    /// channel answers with CRM and the vacancy names someone to write to, by username.
+    pub fn auto_responses(
+        &self,
+        config: &Config,
+        channel_id: &str,
+        vacancy: &VacancyRef,
+        candidates: &[Candidate],
+        now: UnixMillis,
+    ) -> Vec<NewWorkflow> {
+        let Some(channel) = config.channel(channel_id) else {
+            return Vec::new();
+        };
+        if !answers(channel) {
+            return Vec::new();
+        }
+        let Some(candidate) = crm_target(candidates) else {
+            return Vec::new();
+        };
+        let username = match &candidate.target {
+            CandidateTarget::Username(username) => username.clone(),
+            CandidateTarget::Sender {
+                username: Some(username),
+                ..
+            } => username.clone(),
+            // An agent can address a person it never saw only by username.
+            CandidateTarget::Sender { id, username: None } => {
+                tracing::info!(target: "crm", contact = %id, "the vacancy's author has no username; no auto-response");
+                return Vec::new();
+            }
+        };
+        vec![NewWorkflow {
+            key: AutoResponse::key(channel_id, vacancy.source, vacancy.message_id),
+            state: Workflow::AutoResponse(AutoResponse::new(
+                channel_id.to_owned(),
+                vacancy.clone(),
+                username,
+                now,
+                self.shared.settings.resolve_give_up,
+            )),
+            created_at: now,
+        }]
+    }
+
+    /// Has the executor look at these workflows now (they were started elsewhere).
+    pub fn wake(&self, ids: &[WorkflowId]) {
+        for id in ids {
+            // The executor is gone only at shutdown; a restart finds the workflow anyway.
+            let _ = self.shared.wake.send(*id);
+        }
+    }
+}
+
+/// Whether a channel answers vacancies' authors through its CRM.
+fn answers(channel: &Channel) -> bool {
+    channel.enabled
+        && channel.crm_enabled
+        && channel.auto_response_enabled
+        && channel.crm_group_id.is_some()
+}
+
+impl Shared {
+    fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.engine.clock().now_unix()
+    }
+
+    fn wake_later(self: &Arc<Self>, id: WorkflowId) {
+        let (wake, delay) = (self.wake.clone(), self.settings.failed_step_retry);
+        self.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = wake.send(id);
+        });
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut joins = lock(&self.joins);
+        while joins.try_join_next().is_some() {}
+        joins.spawn(task);
+    }
+
+    async fn abort_joins(&self) {
+        let mut joins = std::mem::take(&mut *lock(&self.joins));
+        joins.abort_all();
+        while joins.join_next().await.is_some() {}
+    }
+
+    fn spawn_join(self: &Arc<Self>, only: Option<SessionName>) {
+        self.spawn(Arc::clone(self).join_crm_groups(only));
+    }
+
+    /// Keeps the index of contacts whose auto-response has no conversation yet.
+    fn track(&self, id: WorkflowId, state: &Workflow) {
+        let contact = match state {
+            Workflow::AutoResponse(workflow) => workflow.contact_id(),
+            Workflow::RelayToTopic(_) => None,
+        };
+        let mut answering = lock(&self.answering);
+        match contact {
+            Some(contact) => answering.insert(id, contact),
+            None => answering.remove(&id),
+        };
     }
 
     /// The agents ready now; their users are remembered as jobbot's own.
@@ -247,191 +532,178 @@ impl Shared {
             .collect()
     }
 
-    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        let mut tasks = lock(&self.tasks);
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(task);
+    // ----- The executor -----
+
+    /// Runs one workflow to its end or until a step fails, saving each new state before its
+    /// effect is performed.
+    async fn drive(self: Arc<Self>, id: WorkflowId, mut state: Workflow) -> Result<(), CrmError> {
+        self.track(id, &state);
+        let result = async {
+            loop {
+                let effect = state.effect(self.now());
+                if effect == Effect::Finished {
+                    return Ok(());
+                }
+                let event = self.perform(&state, effect).await?;
+                let now = self.now();
+                let next = state.clone().on(event, now, &self.workflows);
+                if next == state {
+                    continue;
+                }
+                self.store.save_workflow(id, &next, now).await?;
+                self.track(id, &next);
+                state = next;
+            }
+        }
+        .await;
+        lock(&self.answering).remove(&id);
+        result
     }
 
-    fn config(&self) -> Arc<Config> {
-        self.config.borrow().clone()
+    async fn perform(
+        self: &Arc<Self>,
+        state: &Workflow,
+        effect: Effect,
+    ) -> Result<Event, CrmError> {
+        Ok(match effect {
+            Effect::Finished => Event::Woke,
+            Effect::SleepUntil(at) => {
+                let clock = self.engine.clock();
+                let deadline = clock.instant(clock.from_unix(at));
+                let awaits_conversation = matches!(
+                    state,
+                    Workflow::RelayToTopic(RelayToTopic {
+                        step: RelayStep::AwaitConversation { .. },
+                        ..
+                    })
+                );
+                if awaits_conversation {
+                    // A conversation opening wakes it early.
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => {}
+                        _ = self.conversation_opened.notified() => {}
+                    }
+                } else {
+                    tokio::time::sleep_until(deadline).await;
+                }
+                Event::Woke
+            }
+            Effect::Resolve => {
+                let Workflow::AutoResponse(workflow) = state else {
+                    return Ok(Event::Woke);
+                };
+                match self.answering_channel(&workflow.channel_id) {
+                    Some(channel) => self.resolve(&channel, &workflow.contact).await,
+                    None => Event::Skipped {
+                        reason: SkipReason::ChannelOff,
+                    },
+                }
+            }
+            Effect::QueueAutoResponse { peer, .. } => {
+                let Workflow::AutoResponse(workflow) = state else {
+                    return Ok(Event::Woke);
+                };
+                self.queue_auto_response(workflow, &peer).await?
+            }
+            Effect::AwaitOutbox(outbox) => {
+                Event::Delivered(self.engine.await_delivery(outbox).await?)
+            }
+            Effect::OpenConversation {
+                agent,
+                resolver,
+                peer,
+            } => {
+                let Workflow::AutoResponse(workflow) = state else {
+                    return Ok(Event::Woke);
+                };
+                self.open_conversation(workflow, agent, &resolver, &peer)
+                    .await?
+            }
+            Effect::EnsureTopic {
+                conversation,
+                stale,
+            } => self.ensure_topic(conversation, stale).await?,
+            Effect::QueuePost {
+                conversation,
+                post,
+                topic,
+                replaced,
+            } => {
+                self.queue_post(state, conversation, &post, topic, replaced)
+                    .await?
+            }
+            Effect::RecordPost {
+                conversation,
+                post,
+                outbox,
+                message,
+            } => {
+                self.record_post(state, conversation, &post, outbox, message)
+                    .await?
+            }
+            Effect::FindConversations => {
+                let Workflow::RelayToTopic(relay) = state else {
+                    return Ok(Event::Woke);
+                };
+                let conversations = self
+                    .store
+                    .conversations_with_contact(&relay.agent, relay.message.chat)
+                    .await?
+                    .into_iter()
+                    .map(|conversation| conversation.id)
+                    .collect();
+                Event::ConversationsFound { conversations }
+            }
+            Effect::Fork { conversations } => {
+                let Workflow::RelayToTopic(relay) = state else {
+                    return Ok(Event::Woke);
+                };
+                let now = self.now();
+                let mut started = Vec::new();
+                for conversation in conversations {
+                    let (id, _) = self
+                        .store
+                        .start_workflow(&NewWorkflow {
+                            key: RelayToTopic::key(conversation, relay.message.message_id),
+                            state: Workflow::RelayToTopic(RelayToTopic::into_conversation(
+                                relay.agent.clone(),
+                                relay.message.clone(),
+                                conversation,
+                            )),
+                            created_at: now,
+                        })
+                        .await?;
+                    started.push(id);
+                }
+                for id in started {
+                    let _ = self.wake.send(id);
+                }
+                Event::Forked
+            }
+            Effect::AutoReply { conversation } => {
+                let Workflow::RelayToTopic(relay) = state else {
+                    return Ok(Event::Woke);
+                };
+                self.auto_reply(conversation, &relay.message).await?;
+                Event::Replied
+            }
+        })
     }
 
-    fn now(&self) -> UnixMillis {
-        self.engine.clock().now_unix()
+    /// The channel, if it still answers vacancies' authors with CRM.
+    fn answering_channel(&self, channel_id: &str) -> Option<Channel> {
+        self.config()
+            .channel(channel_id)
+            .filter(|channel| answers(channel))
+            .cloned()
     }
 
     // ----- Auto-responses -----
 
-    fn on_vacancy(self: &Arc<Self>, vacancy: Vacancy) {
-        let config = self.config();
-        let Some(candidate) = crm_target(&vacancy.candidates) else {
-            return;
-        };
-        let username = match &candidate.target {
-            CandidateTarget::Username(username) => username.clone(),
-            CandidateTarget::Sender {
-                username: Some(username),
-                ..
-            } => username.clone(),
-            // An agent can address a person it never saw only by username.
-            CandidateTarget::Sender { id, username: None } => {
-                tracing::info!(target: "crm", contact = %id, "the vacancy's author has no username; no auto-response");
-                return;
-            }
-        };
-        let vacancy = Arc::new(vacancy);
-        for channel_id in &vacancy.channels {
-            let Some(channel) = config.channel(channel_id) else {
-                continue;
-            };
-            if !(channel.enabled && channel.crm_enabled && channel.auto_response_enabled)
-                || channel.crm_group_id.is_none()
-            {
-                continue;
-            }
-            let (this, channel, vacancy, username) = (
-                Arc::clone(self),
-                channel.clone(),
-                Arc::clone(&vacancy),
-                username.clone(),
-            );
-            self.spawn(async move {
-                if let Err(error) = this.auto_respond(&channel, &vacancy, &username).await {
-                    tracing::error!(target: "crm", %error, channel = %channel.id, "auto-response workflow failed");
-                }
-            });
-        }
-    }
-
-    async fn auto_respond(
-        self: &Arc<Self>,
-        channel: &Channel,
-        vacancy: &Vacancy,
-        username: &Username,
-    ) -> Result<(), CrmError> {
-        let group = channel.crm_group_id.expect("checked by the caller");
-        let give_up = tokio::time::Instant::now() + self.settings.resolve_give_up;
-        let (resolver, peer) = loop {
-            match self.resolve(channel, username).await {
-                Resolution::Resolved { agent, peer } => break (agent, peer),
-                Resolution::Unreachable(error) => {
-                    tracing::info!(target: "crm", channel = %channel.id, contact = %username, %error, "no auto-response: the contact cannot be reached");
-                    return Ok(());
-                }
-                Resolution::NotNow if tokio::time::Instant::now() >= give_up => {
-                    tracing::warn!(target: "crm", channel = %channel.id, contact = %username, "no agent could resolve the contact in time; no auto-response");
-                    return Ok(());
-                }
-                Resolution::NotNow => tokio::time::sleep(self.settings.resolve_retry).await,
-            }
-        };
-        if peer.kind != PeerKind::User {
-            tracing::info!(target: "crm", channel = %channel.id, contact = %username, kind = ?peer.kind, "no auto-response: the contact is not a person");
-            return Ok(());
-        }
-        let contact = peer.id();
-        let key = format!("auto_response:{}:{}", channel.id, contact.get());
-        if let Some(cooldown) = self.settings.cross_channel_cooldown
-            && let Some(last) = self.store.last_auto_response_to(contact).await?
-            && self.now().0 < last.0.saturating_add(cooldown.as_millis() as i64)
-        {
-            tracing::info!(target: "crm", channel = %channel.id, contact = %username, "no auto-response: the contact got one from another channel recently");
-            return Ok(());
-        }
-        // A contact who already talks to one of this channel's agents in this group hears from
-        // that agent again, not from a stranger.
-        let existing = self.store.conversation_by_contact(group, contact).await?;
-        let sticky = existing.as_ref().map(|c| c.agent.clone()).filter(|agent| {
-            channel
-                .agents
-                .iter()
-                .any(|member| &member.session_name == agent)
-        });
-        let Ok(template) = parse_template(&channel.auto_response_template) else {
-            // Validation rejects such a configuration; this is a belt to its braces.
-            tracing::error!(target: "crm", channel = %channel.id, "the auto-response template does not parse");
-            return Ok(());
-        };
-        let text = template.render(&TemplateValues {
-            first_name: &peer.name,
-            channel_name: &channel.name,
-            source_title: &vacancy.source_title,
-            vacancy_link: &vacancy.link,
-        });
-        let now = self.now();
-        let ticket = self
-            .engine
-            .enqueue(NewOutboxMessage {
-                channel_id: channel.id.clone(),
-                kind: OutboxKind::AutoResponse,
-                first_contact: sticky.is_none(),
-                sender: SenderSelection::ChannelAgents { sticky },
-                recipient: Recipient::Username {
-                    username: peer.username.clone().unwrap_or_else(|| username.clone()),
-                },
-                content: MessageContent::plain(text.clone()),
-                idempotency_key: Some(key),
-                created_at: now,
-                not_before: self.human_delay(channel, now),
-                expires_at: UnixMillis(0),
-            })
-            .await?;
-        let outbox = ticket.id;
-        let (agent, sent) = match ticket.delivery().await? {
-            Delivery::Sent { agent, message } => (agent, message),
-            Delivery::Failed { reason } | Delivery::Expired { reason } => {
-                tracing::info!(target: "crm", channel = %channel.id, contact = %username, %reason, "the auto-response did not go out");
-                return Ok(());
-            }
-        };
-        self.store
-            .record_auto_response(&channel.id, contact, self.now())
-            .await?;
-        let (conversation, _) = self
-            .store
-            .open_conversation(&NewConversation {
-                channel_id: channel.id.clone(),
-                group,
-                contact: sent.chat,
-                contact_username: peer.username.clone().or_else(|| Some(username.clone())),
-                contact_name: peer.full_name(),
-                // The access hash is the resolving agent's own: keep it only for that agent.
-                contact_peer: (agent == resolver).then_some(peer.peer),
-                agent: agent.clone(),
-                created_at: self.now(),
-            })
-            .await?;
-        tracing::info!(target: "crm", channel = %channel.id, contact = %username, agent = %agent, "✅ автоответ отправлен");
-        let info = info_post(&conversation, channel, vacancy, &agent);
-        self.post_into_topic(
-            conversation.id,
-            info,
-            format!(
-                "crm_info:{}:{}:{}",
-                conversation.id.0,
-                vacancy.source.get(),
-                vacancy.message_id
-            ),
-            RelayDirection::Service,
-            None,
-        )
-        .await?;
-        self.post_into_topic(
-            conversation.id,
-            MessageContent::plain(format!("🤖 Агент ({agent}):\n\n{text}")),
-            format!("crm_mirror:{}:{}", conversation.id.0, outbox.0),
-            RelayDirection::Service,
-            None,
-        )
-        .await?;
-        Ok(())
-    }
-
     /// Resolves a contact through the agent a first contact would go to now, or failing that
     /// through any connected agent of the channel (resolving is limited apart from sending, so
     /// an agent waiting out a send flood may still resolve).
-    async fn resolve(&self, channel: &Channel, username: &Username) -> Resolution {
+    async fn resolve(&self, channel: &Channel, username: &Username) -> Event {
         let chosen = self
             .engine
             .pool(&channel.id)
@@ -450,14 +722,153 @@ impl Shared {
                 continue;
             };
             match account.resolve_username(username).await {
-                Ok(peer) => return Resolution::Resolved { agent, peer },
+                Ok(peer) => {
+                    if peer.kind != PeerKind::User {
+                        tracing::info!(target: "crm", channel = %channel.id, contact = %username, kind = ?peer.kind, "no auto-response: the contact is not a person");
+                    }
+                    return Event::Resolved { agent, peer };
+                }
                 Err(error) if error.is_account_level() => {
                     tracing::debug!(target: "crm", agent = %agent, %error, "could not resolve through this agent");
                 }
-                Err(error) => return Resolution::Unreachable(error),
+                Err(error) => {
+                    tracing::info!(target: "crm", channel = %channel.id, contact = %username, %error, "no auto-response: the contact cannot be reached");
+                    return Event::Unreachable { error };
+                }
             }
         }
-        Resolution::NotNow
+        Event::NoResolverNow
+    }
+
+    async fn queue_auto_response(
+        &self,
+        workflow: &AutoResponse,
+        peer: &Peer,
+    ) -> Result<Event, CrmError> {
+        let skipped = |reason| Ok(Event::Skipped { reason });
+        let Some(channel) = self.answering_channel(&workflow.channel_id) else {
+            return skipped(SkipReason::ChannelOff);
+        };
+        let group = channel
+            .crm_group_id
+            .expect("answering channels have a CRM group");
+        let contact = peer.id();
+        let key = format!("auto_response:{}:{}", channel.id, contact.get());
+        // The channel's message to this contact, if it exists (a repeat of this step after a
+        // crash, or an answer to an earlier vacancy): go on with it. Only a new one is subject to
+        // the cooldown, which that very message would otherwise trip.
+        if let Some(existing) = self.store.outbox_by_key(&key).await? {
+            return Ok(Event::Queued {
+                outbox: existing.id,
+            });
+        }
+        if let Some(cooldown) = self.settings.cross_channel_cooldown
+            && let Some(last) = self.store.last_auto_response_to(contact).await?
+            && self.now().0 < last.plus(cooldown).0
+        {
+            tracing::info!(target: "crm", channel = %channel.id, contact = %workflow.contact, "no auto-response: the contact got one from another channel recently");
+            return skipped(SkipReason::Cooldown);
+        }
+        // A contact who already talks to one of this channel's agents in this group hears from
+        // that agent again, not from a stranger.
+        let existing = self.store.conversation_by_contact(group, contact).await?;
+        let sticky = existing.as_ref().map(|c| c.agent.clone()).filter(|agent| {
+            channel
+                .agents
+                .iter()
+                .any(|member| &member.session_name == agent)
+        });
+        let Ok(template) = parse_template(&channel.auto_response_template) else {
+            // Validation rejects such a configuration; this is a belt to its braces.
+            tracing::error!(target: "crm", channel = %channel.id, "the auto-response template does not parse");
+            return skipped(SkipReason::TemplateInvalid);
+        };
+        let text = template.render(&TemplateValues {
+            first_name: &peer.name,
+            channel_name: &channel.name,
+            source_title: &workflow.vacancy.source_title,
+            vacancy_link: &workflow.vacancy.link,
+        });
+        let ticket = self
+            .engine
+            .enqueue(NewOutboxMessage {
+                idempotency_key: Some(key),
+                ..self.auto_response_message(&channel, workflow, peer, sticky, text)
+            })
+            .await?;
+        Ok(Event::Queued { outbox: ticket.id })
+    }
+
+    fn auto_response_message(
+        &self,
+        channel: &Channel,
+        workflow: &AutoResponse,
+        peer: &Peer,
+        sticky: Option<SessionName>,
+        text: String,
+    ) -> NewOutboxMessage {
+        let now = self.now();
+        NewOutboxMessage {
+            channel_id: channel.id.clone(),
+            kind: OutboxKind::AutoResponse,
+            first_contact: sticky.is_none(),
+            sender: SenderSelection::ChannelAgents { sticky },
+            recipient: Recipient::Username {
+                username: peer
+                    .username
+                    .clone()
+                    .unwrap_or_else(|| workflow.contact.clone()),
+            },
+            content: MessageContent::plain(text),
+            idempotency_key: None,
+            created_at: now,
+            not_before: self.human_delay(channel, now),
+            expires_at: UnixMillis(0),
+        }
+    }
+
+    async fn open_conversation(
+        &self,
+        workflow: &AutoResponse,
+        agent: SessionName,
+        resolver: &SessionName,
+        peer: &Peer,
+    ) -> Result<Event, CrmError> {
+        let config = self.config();
+        let Some(group) = config
+            .channel(&workflow.channel_id)
+            .and_then(|channel| channel.crm_group_id)
+        else {
+            return Ok(Event::Skipped {
+                reason: SkipReason::ChannelOff,
+            });
+        };
+        let now = self.now();
+        self.store
+            .record_auto_response(&workflow.channel_id, peer.id(), now)
+            .await?;
+        let (conversation, _) = self
+            .store
+            .open_conversation(&NewConversation {
+                channel_id: workflow.channel_id.clone(),
+                group,
+                contact: peer.id(),
+                contact_username: peer
+                    .username
+                    .clone()
+                    .or_else(|| Some(workflow.contact.clone())),
+                contact_name: peer.full_name(),
+                // The access hash is the resolving agent's own: keep it only for that agent.
+                contact_peer: (&agent == resolver).then_some(peer.peer),
+                agent: agent.clone(),
+                created_at: now,
+            })
+            .await?;
+        tracing::info!(target: "crm", channel = %workflow.channel_id, contact = %workflow.contact, agent = %agent, "✅ автоответ отправлен");
+        self.conversation_opened.notify_waiters();
+        Ok(Event::Opened {
+            conversation: conversation.id,
+        })
     }
 
     /// The instant a human-like message may go out: now plus the channel's random delay, or
@@ -474,21 +885,22 @@ impl Shared {
     // ----- Topics -----
 
     /// The conversation's topic, created if it has none or if `stale` (a topic found deleted) is
-    /// still the one on record. `None` when no account could create it now.
+    /// still the one on record. Each creator's `random_id` is on record before its call, so a
+    /// retry after a crash returns the topic created then instead of a second one.
     async fn ensure_topic(
         &self,
         id: ConversationId,
         stale: Option<TopicId>,
-    ) -> Result<Option<(Conversation, TopicId)>, CrmError> {
+    ) -> Result<Event, CrmError> {
         let topic_lock = Arc::clone(lock(&self.topic_locks).entry(id).or_default());
         let _guard = topic_lock.lock().await;
         let Some(conversation) = self.store.conversation(id).await? else {
-            return Ok(None);
+            return Ok(Event::NoConversation);
         };
         if let Some(topic) = conversation.topic
             && Some(topic) != stale
         {
-            return Ok(Some((conversation, topic)));
+            return Ok(Event::TopicReady { topic });
         }
         if conversation.topic.is_some() {
             self.store.set_conversation_topic(id, None).await?;
@@ -503,7 +915,12 @@ impl Shared {
             let Some(account) = self.engine.account(&creator) else {
                 continue;
             };
-            let random_id = RandomId(lock(&self.rng).random());
+            // Not from the seeded generator (a restart would repeat it); the store keeps it.
+            let proposed = RandomId(rand::random());
+            let random_id = self
+                .store
+                .begin_topic_creation(id, stale, &creator, proposed)
+                .await?;
             match account
                 .create_forum_topic(conversation.group, &title, random_id)
                 .await
@@ -511,112 +928,185 @@ impl Shared {
                 Ok(topic) => {
                     self.store.set_conversation_topic(id, Some(topic)).await?;
                     tracing::info!(target: "crm", group = %conversation.group, topic = topic.0, by = %creator, "📂 тема создана: {title}");
-                    let mut conversation = conversation;
-                    conversation.topic = Some(topic);
-                    return Ok(Some((conversation, topic)));
+                    return Ok(Event::TopicReady { topic });
                 }
+                // Being created by an earlier call with this id: ask again later, with it.
+                Err(TelegramError::RandomIdDuplicate) => return Ok(Event::NoTopicNow),
                 Err(error) => {
                     tracing::warn!(target: "crm", group = %conversation.group, by = %creator, %error, "could not create a topic");
                 }
             }
         }
-        Ok(None)
+        Ok(Event::NoTopicNow)
     }
 
-    /// Posts into the conversation's topic through the outbox (sticky to the conversation's
-    /// agent), recreating the topic once if it was deleted, and records the post's id so it is
-    /// never relayed back.
-    async fn post_into_topic(
+    /// Queues a post into the conversation's topic (sticky to the conversation's agent).
+    async fn queue_post(
+        &self,
+        state: &Workflow,
+        id: ConversationId,
+        post: &PostKind,
+        topic: TopicId,
+        replaced: bool,
+    ) -> Result<Event, CrmError> {
+        let Some(conversation) = self.store.conversation(id).await? else {
+            return Ok(Event::NoConversation);
+        };
+        let (key, content) = match (post, state) {
+            (
+                PostKind::Info,
+                Workflow::AutoResponse(AutoResponse {
+                    channel_id,
+                    vacancy,
+                    step: AutoResponseStep::Post { agent, .. },
+                    ..
+                }),
+            ) => {
+                let channel_name = self
+                    .config()
+                    .channel(channel_id)
+                    .map_or_else(|| channel_id.clone(), |channel| channel.name.clone());
+                (
+                    format!(
+                        "crm_info:{}:{}:{}",
+                        id.0,
+                        vacancy.source.get(),
+                        vacancy.message_id
+                    ),
+                    info_post(&conversation, &channel_name, vacancy, agent),
+                )
+            }
+            (
+                PostKind::Mirror,
+                Workflow::AutoResponse(AutoResponse {
+                    step: AutoResponseStep::Post { agent, outbox, .. },
+                    ..
+                }),
+            ) => {
+                let text = self
+                    .store
+                    .outbox_message(*outbox)
+                    .await?
+                    .map(|message| message.message.content.text)
+                    .unwrap_or_default();
+                (
+                    format!("crm_mirror:{}:{}", id.0, outbox.0),
+                    MessageContent::plain(format!("🤖 Агент ({agent}):\n\n{text}")),
+                )
+            }
+            (PostKind::ContactMessage, Workflow::RelayToTopic(relay)) => (
+                RelayToTopic::key(id, relay.message.message_id),
+                MessageContent::plain(contact_label(&relay.message).unwrap_or_default()),
+            ),
+            // A post that does not belong to its workflow: nothing to post.
+            _ => return Ok(Event::NoConversation),
+        };
+        // A post into a recreated topic needs its own key.
+        let key = if replaced {
+            format!("{key}:{}", topic.0)
+        } else {
+            key
+        };
+        let ticket = self
+            .engine
+            .enqueue(topic_post(&conversation, topic, content, key, self.now()))
+            .await?;
+        Ok(Event::Queued { outbox: ticket.id })
+    }
+
+    /// Remembers a delivered post as jobbot's own and as a relay record (both idempotent).
+    async fn record_post(
+        &self,
+        state: &Workflow,
+        id: ConversationId,
+        post: &PostKind,
+        outbox: OutboxId,
+        message: Option<SentMessage>,
+    ) -> Result<Event, CrmError> {
+        let Some(conversation) = self.store.conversation(id).await? else {
+            return Ok(Event::NoConversation);
+        };
+        if let Some(message) = message {
+            self.store
+                .record_own_post(conversation.group, message.message_id, Some(id))
+                .await?;
+        }
+        let (direction, source) = match (post, state) {
+            (PostKind::ContactMessage, Workflow::RelayToTopic(relay)) => (
+                RelayDirection::ContactToTopic,
+                Some((relay.message.chat, relay.message.message_id)),
+            ),
+            _ => (RelayDirection::Service, None),
+        };
+        let now = self.now();
+        self.store
+            .record_relay(&RelayRecord {
+                conversation: id,
+                direction,
+                source,
+                outbox: Some(outbox),
+                at: now,
+            })
+            .await?;
+        self.store.touch_conversation(id, now).await?;
+        Ok(Event::Recorded)
+    }
+
+    /// Asks the automatic replier about a relayed message and queues its answer (to the contact,
+    /// by the conversation's agent) with a mirror in the topic. Both are keyed by the message, so
+    /// a repeat queues nothing new.
+    async fn auto_reply(
         &self,
         id: ConversationId,
-        content: MessageContent,
-        key: String,
-        direction: RelayDirection,
-        source: Option<(ChatId, i32)>,
-    ) -> Result<Option<SentMessage>, CrmError> {
-        let mut stale = None;
-        for attempt in 0..2 {
-            let Some((conversation, topic)) = self.ensure_topic(id, stale).await? else {
-                tracing::warn!(target: "crm", conversation = id.0, "no topic to post into");
-                return Ok(None);
-            };
-            let ticket = self
-                .engine
-                .enqueue(NewOutboxMessage {
-                    channel_id: conversation.channel_id.clone(),
-                    kind: OutboxKind::TopicPost,
-                    sender: SenderSelection::ChannelAgents {
-                        sticky: Some(conversation.agent.clone()),
-                    },
-                    recipient: Recipient::Topic {
-                        group: conversation.group,
-                        topic,
-                    },
-                    content: content.clone(),
-                    first_contact: false,
-                    // A repost into a recreated topic needs its own key.
-                    idempotency_key: Some(if attempt == 0 {
-                        key.clone()
-                    } else {
-                        format!("{key}:{}", topic.0)
-                    }),
-                    created_at: self.now(),
-                    not_before: None,
-                    expires_at: UnixMillis(0),
-                })
+        incoming: &IncomingMessage,
+    ) -> Result<(), CrmError> {
+        let Some(conversation) = self.store.conversation(id).await? else {
+            return Ok(());
+        };
+        let Some(reply) = self.replier.reply(&conversation, incoming).await else {
+            return Ok(());
+        };
+        self.send_to_contact(
+            &conversation,
+            reply.clone(),
+            format!("auto_reply:{}:{}", id.0, incoming.message_id),
+            None,
+        )
+        .await?;
+        if let Some(topic) = conversation.topic {
+            self.engine
+                .enqueue(topic_post(
+                    &conversation,
+                    topic,
+                    MessageContent::plain(format!("🤖 Автоответ:\n\n{}", reply.text)),
+                    format!("auto_reply_mirror:{}:{}", id.0, incoming.message_id),
+                    self.now(),
+                ))
                 .await?;
-            let outbox = ticket.id;
-            match ticket.delivery().await? {
-                Delivery::Sent { message, .. } => {
-                    self.store
-                        .record_own_post(conversation.group, message.message_id, Some(id))
-                        .await?;
-                    self.store
-                        .record_relay(&RelayRecord {
-                            conversation: id,
-                            direction,
-                            source,
-                            outbox: Some(outbox),
-                            at: self.now(),
-                        })
-                        .await?;
-                    return Ok(Some(message));
-                }
-                // The dispatcher reports a failure as text; this compares with the port's own
-                // rendering of the error, not with a phrase of ours.
-                Delivery::Failed { reason }
-                    if reason == TelegramError::TopicDeleted.to_string() =>
-                {
-                    tracing::info!(target: "crm", conversation = id.0, topic = topic.0, "the topic was deleted; recreating it");
-                    stale = Some(topic);
-                }
-                Delivery::Failed { reason } | Delivery::Expired { reason } => {
-                    tracing::warn!(target: "crm", conversation = id.0, %reason, "could not post into the topic");
-                    return Ok(None);
-                }
-            }
         }
-        Ok(None)
+        Ok(())
     }
 
-    // ----- Relays -----
+    // ----- Taking updates in -----
 
-    async fn on_telegram(self: &Arc<Self>, session: SessionName, event: AccountEvent) {
+    /// Handles one update durably: what must follow it is on record when this returns.
+    async fn on_telegram(
+        self: &Arc<Self>,
+        session: SessionName,
+        event: AccountEvent,
+    ) -> Result<(), CrmError> {
         let AccountEvent::NewMessage(message) = event else {
-            return;
+            return Ok(());
         };
         if message.is_service || message.outgoing {
-            return;
+            return Ok(());
         }
-        let result = if message.is_private() {
+        if message.is_private() {
             self.on_private_message(session, message).await
         } else if message.topic_id.is_some() && self.is_crm_group(message.chat) {
             self.on_topic_message(message).await
         } else {
             Ok(())
-        };
-        if let Err(error) = result {
-            tracing::error!(target: "crm", %error, "could not route a message");
         }
     }
 
@@ -626,7 +1116,8 @@ impl Shared {
             .any(|channel| channel.crm_enabled && channel.crm_group_id == Some(chat))
     }
 
-    /// A contact wrote to an agent: into the topic of each of their conversations with it.
+    /// A contact wrote to an agent: into the topic of each of their conversations with it, or,
+    /// when their auto-response has no conversation yet, once it opens.
     async fn on_private_message(
         self: &Arc<Self>,
         session: SessionName,
@@ -638,70 +1129,58 @@ impl Shared {
         if sender.kind != PeerKind::User || self.own_user_ids().await.contains(&sender.id) {
             return Ok(());
         }
+        if contact_label(&message).is_none() {
+            return Ok(());
+        }
+        let now = self.now();
         let conversations = self
             .store
             .conversations_with_contact(&session, message.chat)
             .await?;
-        for conversation in conversations {
-            let (this, message) = (Arc::clone(self), message.clone());
-            self.spawn(async move {
-                if let Err(error) = this.relay_to_topic(conversation, message).await {
-                    tracing::error!(target: "crm", %error, "could not relay a contact's message");
-                }
-            });
+        let mut started = Vec::new();
+        for conversation in &conversations {
+            let (id, _) = self
+                .store
+                .start_workflow(&NewWorkflow {
+                    key: RelayToTopic::key(conversation.id, message.message_id),
+                    state: Workflow::RelayToTopic(RelayToTopic::into_conversation(
+                        session.clone(),
+                        message.clone(),
+                        conversation.id,
+                    )),
+                    created_at: now,
+                })
+                .await?;
+            started.push(id);
+        }
+        let answering = lock(&self.answering)
+            .values()
+            .any(|contact| *contact == message.chat);
+        if conversations.is_empty() && answering {
+            let (id, _) = self
+                .store
+                .start_workflow(&NewWorkflow {
+                    key: RelayToTopic::awaiting_key(&session, message.chat, message.message_id),
+                    state: Workflow::RelayToTopic(RelayToTopic::awaiting_conversation(
+                        session.clone(),
+                        message.clone(),
+                        now,
+                        &self.workflows,
+                    )),
+                    created_at: now,
+                })
+                .await?;
+            started.push(id);
+        }
+        for id in started {
+            let _ = self.wake.send(id);
         }
         Ok(())
     }
 
-    async fn relay_to_topic(
-        &self,
-        conversation: Conversation,
-        message: IncomingMessage,
-    ) -> Result<(), CrmError> {
-        let Some(text) = contact_label(&message) else {
-            return Ok(());
-        };
-        let posted = self
-            .post_into_topic(
-                conversation.id,
-                MessageContent::plain(text),
-                format!(
-                    "relay_to_topic:{}:{}",
-                    conversation.id.0, message.message_id
-                ),
-                RelayDirection::ContactToTopic,
-                Some((message.chat, message.message_id)),
-            )
-            .await?;
-        self.store
-            .touch_conversation(conversation.id, self.now())
-            .await?;
-        if posted.is_some()
-            && let Some(reply) = self.replier.reply(&conversation, &message).await
-        {
-            self.send_to_contact(
-                &conversation,
-                reply.clone(),
-                format!("auto_reply:{}:{}", conversation.id.0, message.message_id),
-                None,
-            )
-            .await?;
-            self.post_into_topic(
-                conversation.id,
-                MessageContent::plain(format!("🤖 Автоответ:\n\n{}", reply.text)),
-                format!(
-                    "auto_reply_mirror:{}:{}",
-                    conversation.id.0, message.message_id
-                ),
-                RelayDirection::Service,
-                None,
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// An operator wrote in a topic: to the contact, by the conversation's agent.
+    /// An operator wrote in a topic: to the contact, by the conversation's agent. Queued before
+    /// the next update is taken; the key makes the several accounts that see one group message
+    /// queue it once.
     async fn on_topic_message(self: &Arc<Self>, message: IncomingMessage) -> Result<(), CrmError> {
         let (group, Some(topic)) = (message.chat, message.topic_id) else {
             return Ok(());
@@ -728,25 +1207,17 @@ impl Shared {
             }
             return Ok(());
         }
-        let this = Arc::clone(self);
-        self.spawn(async move {
-            let result = this
-                .send_to_contact(
-                    &conversation,
-                    MessageContent::plain(message.text.clone()),
-                    format!("relay_to_contact:{}:{}", group.get(), message.message_id),
-                    Some((group, message.message_id)),
-                )
-                .await;
-            if let Err(error) = result {
-                tracing::error!(target: "crm", %error, "could not relay an operator's reply");
-            }
-        });
-        Ok(())
+        self.send_to_contact(
+            &conversation,
+            MessageContent::plain(message.text.clone()),
+            format!("relay_to_contact:{}:{}", group.get(), message.message_id),
+            Some((group, message.message_id)),
+        )
+        .await
     }
 
-    /// Sends to the contact by the conversation's agent, after the channel's human-like delay.
-    /// The idempotency key makes the several accounts that see one group message send it once.
+    /// Queues a message to the contact by the conversation's agent, after the channel's
+    /// human-like delay, and records the relay.
     async fn send_to_contact(
         &self,
         conversation: &Conversation,
@@ -786,31 +1257,18 @@ impl Shared {
                 expires_at: UnixMillis(0),
             })
             .await?;
-        if !ticket.new {
-            return Ok(());
+        if source.is_some() {
+            self.store
+                .record_relay(&RelayRecord {
+                    conversation: conversation.id,
+                    direction: RelayDirection::TopicToContact,
+                    source,
+                    outbox: Some(ticket.id),
+                    at: now,
+                })
+                .await?;
         }
-        let outbox = ticket.id;
-        match ticket.delivery().await? {
-            Delivery::Sent { .. } => {
-                if source.is_some() {
-                    self.store
-                        .record_relay(&RelayRecord {
-                            conversation: conversation.id,
-                            direction: RelayDirection::TopicToContact,
-                            source,
-                            outbox: Some(outbox),
-                            at: self.now(),
-                        })
-                        .await?;
-                }
-                self.store
-                    .touch_conversation(conversation.id, self.now())
-                    .await?;
-            }
-            Delivery::Failed { reason } | Delivery::Expired { reason } => {
-                tracing::warn!(target: "crm", conversation = conversation.id.0, %reason, "a reply did not reach the contact");
-            }
-        }
+        self.store.touch_conversation(conversation.id, now).await?;
         Ok(())
     }
 
@@ -870,6 +1328,33 @@ impl Shared {
     }
 }
 
+/// A post into a conversation's topic by the conversation's agent, at most once per `key`.
+fn topic_post(
+    conversation: &Conversation,
+    topic: TopicId,
+    content: MessageContent,
+    key: String,
+    now: UnixMillis,
+) -> NewOutboxMessage {
+    NewOutboxMessage {
+        channel_id: conversation.channel_id.clone(),
+        kind: OutboxKind::TopicPost,
+        sender: SenderSelection::ChannelAgents {
+            sticky: Some(conversation.agent.clone()),
+        },
+        recipient: Recipient::Topic {
+            group: conversation.group,
+            topic,
+        },
+        content,
+        first_contact: false,
+        idempotency_key: Some(key),
+        created_at: now,
+        not_before: None,
+        expires_at: UnixMillis(0),
+    }
+}
+
 /// `Name (@username)`, as Telegram allows a topic title (≤ 128 characters).
 fn topic_title(conversation: &Conversation) -> String {
     let name = if conversation.contact_name.trim().is_empty() {
@@ -887,8 +1372,8 @@ fn topic_title(conversation: &Conversation) -> String {
 /// The first post of a conversation's topic, one per vacancy: who, from where, through whom.
 fn info_post(
     conversation: &Conversation,
-    channel: &Channel,
-    vacancy: &Vacancy,
+    channel_name: &str,
+    vacancy: &VacancyRef,
     agent: &SessionName,
 ) -> MessageContent {
     const MAX_VACANCY_TEXT: usize = 3000; // Telegram allows 4096 characters in all
@@ -902,7 +1387,7 @@ fn info_post(
     }
     MessageContent::plain(format!(
         "📌 Новый контакт: {who}\n\n📍 Канал вакансии: {}\n🔗 Ссылка: {}\n📤 Канал: {}\n🤖 Агент: {agent}\n\n{text}",
-        vacancy.source_title, vacancy.link, channel.name
+        vacancy.source_title, vacancy.link, channel_name
     ))
 }
 

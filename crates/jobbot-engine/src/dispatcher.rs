@@ -3,9 +3,11 @@
 //!
 //! Every message is in the store before it is sent (`Store::enqueue`), and every attempt is
 //! recorded with its agent and `random_id` before the call (`Store::begin_attempt`), so a crash
-//! at any point resumes from the store without losing or double-sending. Waiting is exact: the
-//! task sleeps until the earliest instant the policy names (a pacing permit, a flood wait's end,
-//! a delayed message's time, a TTL), or until something changes.
+//! at any point resumes from the store without losing or double-sending. What each outcome means
+//! for the message is decided by the pure rules of `jobbot_core::outbox` and stored typed; this
+//! task keeps the queues and turns those decisions into sends. Waiting is exact: the task sleeps
+//! until the earliest instant the policy names (a pacing permit, a flood wait's end, a delayed
+//! message's time, a TTL), or until something changes.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -13,16 +15,18 @@ use std::sync::Arc;
 
 use jobbot_core::config::Pacing;
 use jobbot_core::ids::SessionName;
+use jobbot_core::outbox::{Retry, Verdict, in_doubt_stuck, judge_attempt};
 use jobbot_core::scheduling::{
     AgentKey, AgentScheduler, AgentStatus, ConnectionState, Decision, Millis, NoAgentReason,
-    OutcomeAction, PoolId, Request, SendKind, SendOutcome, WaitReason,
+    PoolId, Request, SendKind, SendOutcome, StateChangeReason, WaitReason,
 };
 use jobbot_core::store::{
-    OutboxId, OutboxMessage, OutboxStatus, Recipient, SenderSelection, Store,
+    AccountGone, AgentEvent, AgentEventRecord, Delivery, Holdup, InDoubt, OutboxEnd, OutboxId,
+    OutboxMessage, OutboxStatus, Recipient, SenderSelection, Store, Unavailable,
 };
 use jobbot_core::telegram::{RandomId, SentMessage, TelegramError};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -30,36 +34,21 @@ use crate::clock::EngineClock;
 use crate::events::EngineEvent;
 use crate::metrics::EngineMetrics;
 use crate::owner::{
-    LinkReport, LinkState, OwnerCommand, OwnerContext, OwnerHandle, SendJob, spawn_owner,
+    LinkReport, LinkState, OwnerCommand, OwnerContext, OwnerHandle, SendFailure, SendJob,
+    spawn_owner,
 };
 
 /// Every configured account's link state, as the dispatcher holds it. Published through a
 /// `watch` channel: a reader always gets the latest map, never a stream it could fall behind on.
 pub type LinkStates = BTreeMap<SessionName, LinkState>;
 
-/// Reasons written to the store for attempts Telegram refused without delivering: a restart
-/// may move such a message to another agent. Any other last attempt is in doubt (the process
-/// may have died mid-send), and a restart retries it on the same agent with the same
-/// `random_id`, which Telegram deduplicates.
-pub(crate) const NOT_DELIVERED_BY: &str = "not delivered by ";
-
 /// The pool of the main account (notifications).
 pub(crate) const MAIN_POOL: PoolId = PoolId(0);
 
-/// How a message ended, for those awaiting it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    Sent {
-        agent: SessionName,
-        message: SentMessage,
-    },
-    Failed {
-        reason: String,
-    },
-    Expired {
-        reason: String,
-    },
-}
+/// How long shutdown waits for the sends already handed to an account to come back, so their
+/// outcomes are recorded (a send that does not come back in time stays in doubt, and the next
+/// start repeats it on the same account with the same `random_id`).
+const SHUTDOWN_SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The desired set of agents and pools, from a configuration snapshot.
 #[derive(Debug, Clone, Default)]
@@ -80,9 +69,16 @@ pub(crate) enum Command {
     PoolStatus(String, oneshot::Sender<Option<PoolView>>),
     /// Which agent a first contact of this channel would go to now, without reserving it.
     PeekAgent(String, oneshot::Sender<Option<SessionName>>),
-    /// Pauses (disconnects, releasing the session) or resumes agents; returns the sessions that
-    /// are configured (unknown names are ignored).
-    SetPaused(Vec<SessionName>, bool, oneshot::Sender<Vec<SessionName>>),
+    /// Pauses (disconnects, releasing the session) or resumes agents, recording it in the store
+    /// first; returns the sessions that are configured (unknown names are ignored).
+    SetPaused(
+        Vec<SessionName>,
+        bool,
+        oneshot::Sender<Result<Vec<SessionName>, jobbot_core::store::StoreError>>,
+    ),
+    /// Asks every connected account to checkpoint its update position now; each answer comes
+    /// once that checkpoint is saved.
+    FlushPositions(oneshot::Sender<Vec<oneshot::Receiver<bool>>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -90,7 +86,7 @@ enum Internal {
     Outcome {
         id: OutboxId,
         agent: AgentKey,
-        result: Result<SentMessage, TelegramError>,
+        result: Result<SentMessage, SendFailure>,
     },
 }
 
@@ -130,11 +126,13 @@ struct Queued {
     message: OutboxMessage,
     request: Request,
     queue: QueueKey,
-    /// Restart resumed an attempt that may have been delivered: keep it on that agent unless the
-    /// agent is gone for good.
-    resumed_in_doubt: bool,
+    /// An attempt that may have been delivered: the message stays on that agent (with that
+    /// `random_id`) until Telegram refuses it, delivers it, or the account is gone.
+    in_doubt: Option<InDoubt>,
+    /// The doubt before the attempt in flight, restored if the attempt is never made.
+    doubt_before_attempt: Option<InDoubt>,
     /// Noted in the store already, so a parked message is not rewritten on every pass.
-    last_noted: Option<String>,
+    last_noted: Option<Holdup>,
 }
 
 pub(crate) struct Dispatcher {
@@ -163,7 +161,13 @@ pub(crate) struct Dispatcher {
     parked: HashSet<QueueKey>,
     delayed: BinaryHeap<Reverse<(Millis, OutboxId, bool)>>,
     expiries: BinaryHeap<Reverse<(Millis, OutboxId)>>,
-    in_flight: HashSet<OutboxId>,
+    /// Messages handed to an account, with the `random_id` of the attempt.
+    in_flight: HashMap<OutboxId, RandomId>,
+    /// Set by shutdown: no new send starts.
+    stopping: bool,
+    /// Messages bound to an agent that is no longer configured (a conversation's, or the agent
+    /// of a doubtful attempt): in no queue, settled by `settle_orphans`.
+    orphans: HashSet<OutboxId>,
     waiters: HashMap<OutboxId, Vec<oneshot::Sender<Delivery>>>,
     events: broadcast::Sender<EngineEvent>,
     /// Counted here, where messages end and Telegram pushes back (never from `events`).
@@ -185,6 +189,8 @@ pub(crate) struct DispatcherParts {
     pub owner_context: Arc<dyn Fn() -> OwnerContext + Send + Sync>,
     pub states_rx: mpsc::UnboundedReceiver<LinkReport>,
     pub links: watch::Sender<LinkStates>,
+    /// The operator's pauses, as the store kept them.
+    pub paused: HashSet<SessionName>,
 }
 
 impl Dispatcher {
@@ -200,7 +206,7 @@ impl Dispatcher {
             retired: HashMap::new(),
             next_generation: 0,
             links: parts.links,
-            paused: HashSet::new(),
+            paused: parts.paused,
             topology: Topology::default(),
             pools: HashMap::new(),
             next_pool: 1,
@@ -210,7 +216,9 @@ impl Dispatcher {
             parked: HashSet::new(),
             delayed: BinaryHeap::new(),
             expiries: BinaryHeap::new(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            stopping: false,
+            orphans: HashSet::new(),
             waiters: HashMap::new(),
             events: parts.events,
             metrics: parts.metrics,
@@ -227,13 +235,7 @@ impl Dispatcher {
             tracing::info!(target: "agent_pool", count = pending.len(), "📬 {} сообщений в очереди после перезапуска", pending.len());
         }
         for message in pending {
-            let in_doubt = message.attempts > 0
-                && message.last_agent.as_ref().is_some_and(|agent| {
-                    !message.reason.as_deref().is_some_and(|reason| {
-                        reason.starts_with(&format!("{NOT_DELIVERED_BY}{agent}:"))
-                    })
-                });
-            self.admit(message, in_doubt);
+            self.admit(message);
         }
     }
 
@@ -242,12 +244,13 @@ impl Dispatcher {
             let now = self.clock.now();
             self.release_delayed(now);
             self.expire(now).await;
+            self.settle_orphans().await;
             self.dispatch(now).await;
             let wake = self.next_wake();
             tokio::select! {
                 biased;
                 Some(internal) = self.internal_rx.recv() => self.handle_internal(internal).await,
-                Some(report) = self.states_rx.recv() => self.on_link_report(report),
+                Some(report) = self.states_rx.recv() => self.on_link_report(report).await,
                 command = commands.recv() => match command {
                     None => break,
                     Some(Command::Shutdown(done)) => {
@@ -263,7 +266,22 @@ impl Dispatcher {
         self.shutdown().await;
     }
 
+    /// Stops starting sends, waits (a bounded time) for the sends already handed to accounts so
+    /// their outcomes are recorded, then stops every owner (each disconnects and releases its
+    /// session) and waits until they have.
     async fn shutdown(&mut self) {
+        self.stopping = true;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_SEND_GRACE;
+        while !self.in_flight.is_empty() {
+            tokio::select! {
+                Some(internal) = self.internal_rx.recv() => self.handle_internal(internal).await,
+                Some(report) = self.states_rx.recv() => self.on_link_report(report).await,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(target: "agent_pool", count = self.in_flight.len(), "sends still in flight at shutdown stay in doubt; the next start repeats them on the same accounts");
+                    break;
+                }
+            }
+        }
         let sessions: Vec<SessionName> = self.owners.keys().cloned().collect();
         for session in &sessions {
             self.retire_owner(session);
@@ -301,18 +319,48 @@ impl Dispatcher {
                 }
                 if message.status.is_final() {
                     self.notify_final(&message);
-                } else if !self.messages.contains_key(&id) && !self.in_flight.contains(&id) {
-                    self.admit(*message, false);
+                } else if !self.messages.contains_key(&id) && !self.in_flight.contains_key(&id) {
+                    self.admit(*message);
                 }
             }
             Command::Await(id, waiter) => {
-                if self.messages.contains_key(&id) || self.in_flight.contains(&id) {
+                if self.messages.contains_key(&id) || self.in_flight.contains_key(&id) {
                     self.waiters.entry(id).or_default().push(waiter);
-                } else if let Ok(Some(message)) = self.store.outbox_message(id).await
-                    && let Some(delivery) = delivery_of(&message)
-                {
-                    let _ = waiter.send(delivery);
+                } else {
+                    match self.store.outbox_message(id).await {
+                        Ok(Some(message)) => match message.delivery() {
+                            Some(delivery) => {
+                                let _ = waiter.send(delivery);
+                            }
+                            // Pending in the store but not here (written by another path and
+                            // not admitted yet): admit it and wait.
+                            None => {
+                                self.waiters.entry(id).or_default().push(waiter);
+                                self.admit(message);
+                            }
+                        },
+                        // Dropping the waiter tells the caller the engine cannot say.
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::error!(target: "agent_pool", %error, id = %id, "could not read a message to await");
+                        }
+                    }
                 }
+            }
+            Command::FlushPositions(reply) => {
+                let answers = self
+                    .owners
+                    .values()
+                    .filter_map(|owner| {
+                        let (answer, receiver) = oneshot::channel();
+                        owner
+                            .commands
+                            .try_send(OwnerCommand::Flush { reply: answer })
+                            .ok()
+                            .map(|()| receiver)
+                    })
+                    .collect();
+                let _ = reply.send(answers);
             }
             Command::Reconfigure(topology) => self.reconfigure(topology),
             Command::AgentsStatus(reply) => {
@@ -366,6 +414,14 @@ impl Dispatcher {
                     .into_iter()
                     .filter(|session| self.topology.accounts.contains_key(session))
                     .collect();
+                // On record first: a pause that is not stored would end with the next restart.
+                let now = self.clock.now_unix();
+                for session in &known {
+                    if let Err(error) = self.store.set_agent_paused(session, pause, now).await {
+                        let _ = reply.send(Err(error));
+                        return;
+                    }
+                }
                 for session in &known {
                     if pause {
                         self.pause(session);
@@ -378,18 +434,20 @@ impl Dispatcher {
                         self.start_owner(session);
                     }
                 }
-                let _ = reply.send(known);
+                let _ = reply.send(Ok(known));
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
 
-    /// Puts a pending message in its queue (or among the delayed ones).
-    fn admit(&mut self, message: OutboxMessage, resumed_in_doubt: bool) {
+    /// Puts a pending message in its queue (or among the delayed ones). A message in doubt
+    /// stays with the agent of its doubtful attempt.
+    fn admit(&mut self, message: OutboxMessage) {
         let now = self.clock.now();
         let expires = self.clock.from_unix(message.message.expires_at);
         let id = message.id;
-        let (request, queue) = self.request_for(&message, resumed_in_doubt);
+        let in_doubt = message.in_doubt.clone();
+        let (request, queue) = self.request_for(&message, in_doubt.as_ref());
         let not_before = message
             .message
             .not_before
@@ -401,17 +459,81 @@ impl Dispatcher {
                 message,
                 request,
                 queue,
-                resumed_in_doubt,
+                in_doubt,
+                doubt_before_attempt: None,
                 last_noted: None,
             },
         );
+        if self.orphan_agent(id).is_some() {
+            self.orphans.insert(id);
+            return;
+        }
         match not_before {
             Some(at) if at > now => self.delayed.push(Reverse((at, id, false))),
             _ => self.push_queue(id, false),
         }
     }
 
-    fn request_for(&self, message: &OutboxMessage, resumed_in_doubt: bool) -> (Request, QueueKey) {
+    /// The agent a message is bound to (its conversation's, or its doubtful attempt's), when
+    /// that agent is no longer configured.
+    fn orphan_agent(&self, id: OutboxId) -> Option<SessionName> {
+        let queued = self.messages.get(&id)?;
+        let bound = queued
+            .in_doubt
+            .as_ref()
+            .map(|doubt| doubt.agent.clone())
+            .or_else(|| match &queued.message.message.sender {
+                SenderSelection::ChannelAgents { sticky } => sticky.clone(),
+                SenderSelection::MainAccount => None,
+            })?;
+        self.scheduler.agent_key(&bound).is_none().then_some(bound)
+    }
+
+    /// Messages whose agent was removed: one in doubt ends, saying so (moving it could deliver
+    /// it twice); a conversation's waits, saying why, until its agent is configured again or it
+    /// expires.
+    async fn settle_orphans(&mut self) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        let mut orphans: Vec<OutboxId> = self.orphans.iter().copied().collect();
+        orphans.sort();
+        for id in orphans {
+            let Some(agent) = self.orphan_agent(id) else {
+                self.orphans.remove(&id);
+                continue;
+            };
+            let in_doubt = self
+                .messages
+                .get(&id)
+                .and_then(|queued| queued.in_doubt.clone());
+            let unavailable = Unavailable::StickyAgentRemoved { agent };
+            match in_doubt.and_then(|doubt| in_doubt_stuck(&doubt, &unavailable)) {
+                Some(end) => {
+                    self.orphans.remove(&id);
+                    if let Some(queued) = self.messages.remove(&id) {
+                        tracing::warn!(target: "agent_pool", id = %id, %end, "⚠️ сообщение, возможно, доставлено аккаунтом, которого больше нет");
+                        self.finish(queued.message, None, end).await;
+                    }
+                }
+                None => {
+                    self.note(
+                        id,
+                        Holdup::Waiting {
+                            reason: unavailable,
+                        },
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    fn request_for(
+        &self,
+        message: &OutboxMessage,
+        in_doubt: Option<&InDoubt>,
+    ) -> (Request, QueueKey) {
         let chat_post = matches!(
             message.message.recipient,
             Recipient::Chat { .. } | Recipient::Topic { .. }
@@ -431,11 +553,9 @@ impl Dispatcher {
                     .get(&message.message.channel_id)
                     .copied()
                     .unwrap_or(PoolId(u32::MAX));
-                let sticky = sticky.clone().or_else(|| {
-                    resumed_in_doubt
-                        .then(|| message.last_agent.clone())
-                        .flatten()
-                });
+                let sticky = sticky
+                    .clone()
+                    .or_else(|| in_doubt.map(|doubt| doubt.agent.clone()));
                 (pool, sticky)
             }
         };
@@ -488,7 +608,7 @@ impl Dispatcher {
                 break;
             }
             self.expiries.pop();
-            if self.in_flight.contains(&id) {
+            if self.in_flight.contains_key(&id) {
                 continue; // the attempt decides; a delivered message is not expired
             }
             let Some(queued) = self.messages.remove(&id) else {
@@ -496,22 +616,21 @@ impl Dispatcher {
             };
             // Its id stays in its queue; `drain_queue` drops ids with no message (removing it
             // here would cost a scan of the queue per expired message).
-            let reason = format!(
-                "not delivered within its time to live: {}",
-                queued
-                    .message
-                    .reason
+            let end = OutboxEnd::Expired {
+                last_holdup: queued
+                    .last_noted
                     .clone()
-                    .or(queued.last_noted.clone())
-                    .unwrap_or_else(|| "no agent could send it".into())
-            );
-            tracing::warn!(target: "agent_pool", id = %id, channel = %queued.message.message.channel_id, %reason, "⌛ сообщение истекло");
-            self.finish(queued.message, OutboxStatus::Expired, None, &reason)
-                .await;
+                    .or_else(|| queued.message.holdup.clone()),
+            };
+            tracing::warn!(target: "agent_pool", id = %id, channel = %queued.message.message.channel_id, %end, "⌛ сообщение истекло");
+            self.finish(queued.message, None, end).await;
         }
     }
 
     async fn dispatch(&mut self, now: Millis) {
+        if self.stopping {
+            return;
+        }
         let keys: Vec<QueueKey> = self
             .queues
             .iter()
@@ -549,24 +668,37 @@ impl Dispatcher {
                     return;
                 }
                 Decision::WaitForStateChange { reason } => {
-                    self.note(id, &format!("waiting: {reason}")).await;
+                    let holdup = Holdup::Waiting {
+                        reason: self.waiting_reason(reason, &request),
+                    };
+                    self.note(id, holdup).await;
                     self.parked.insert(key);
                     return;
                 }
                 Decision::NoAgent(reason) => {
-                    if self.messages.get(&id).is_some_and(|q| q.resumed_in_doubt)
-                        && matches!(
-                            reason,
-                            NoAgentReason::StickyAgentDead { .. }
-                                | NoAgentReason::UnknownAgent { .. }
-                        )
-                    {
-                        // The agent that may have sent it is gone for good: let the pool take it.
+                    let unavailable = self.unavailable(&reason, id);
+                    let stuck = self
+                        .messages
+                        .get(&id)
+                        .and_then(|queued| queued.in_doubt.as_ref())
+                        .and_then(|doubt| in_doubt_stuck(doubt, &unavailable));
+                    if let Some(end) = stuck {
+                        // The account that may have sent it is gone: never moved elsewhere, it
+                        // ends in a state that says so, for the operator.
                         self.queues.get_mut(&key).map(VecDeque::pop_front);
-                        self.unstick(id);
+                        if let Some(queued) = self.messages.remove(&id) {
+                            tracing::warn!(target: "agent_pool", id = %id, %end, "⚠️ сообщение, возможно, доставлено аккаунтом, которого больше нет");
+                            self.finish(queued.message, None, end).await;
+                        }
                         continue;
                     }
-                    self.note(id, &format!("waiting: {reason}")).await;
+                    self.note(
+                        id,
+                        Holdup::Waiting {
+                            reason: unavailable,
+                        },
+                    )
+                    .await;
                     self.parked.insert(key);
                     return;
                 }
@@ -574,33 +706,111 @@ impl Dispatcher {
         }
     }
 
-    fn unstick(&mut self, id: OutboxId) {
-        let Some(mut queued) = self.messages.remove(&id) else {
-            return;
-        };
-        queued.resumed_in_doubt = false;
-        let (request, queue) = self.request_for(&queued.message, false);
-        queued.request = request;
-        queued.queue = queue;
-        self.messages.insert(id, queued);
-        self.push_queue(id, true);
+    /// The scheduler's reason to wait, with agents named by session.
+    fn waiting_reason(&self, reason: StateChangeReason, request: &Request) -> Unavailable {
+        match (
+            reason,
+            request
+                .sticky_agent
+                .and_then(|agent| self.session_of(agent)),
+        ) {
+            (StateChangeReason::StickyAgentNotConnected, Some(agent)) => {
+                Unavailable::StickyAgentNotConnected { agent }
+            }
+            _ => Unavailable::AgentsNotConnected,
+        }
     }
 
-    /// Notes a waiting reason once (for the status page and the expiry message).
-    async fn note(&mut self, id: OutboxId, reason: &str) {
+    /// The scheduler's reason why no agent can take message `id`, with agents named by session.
+    /// A key that is no longer in the table names the message's own sticky agent.
+    fn unavailable(&self, reason: &NoAgentReason, id: OutboxId) -> Unavailable {
+        let sticky = || {
+            self.messages.get(&id).and_then(|queued| {
+                queued
+                    .in_doubt
+                    .as_ref()
+                    .map(|doubt| doubt.agent.clone())
+                    .or_else(|| match &queued.message.message.sender {
+                        SenderSelection::ChannelAgents { sticky } => sticky.clone(),
+                        SenderSelection::MainAccount => self.topology.main_account.clone(),
+                    })
+            })
+        };
+        let named = |agent: AgentKey| self.session_of(agent).or_else(sticky);
+        let or_waiting = |agent: Option<SessionName>, make: fn(SessionName) -> Unavailable| {
+            agent.map_or(Unavailable::AgentsNotConnected, make)
+        };
+        match reason {
+            NoAgentReason::EmptyPool => Unavailable::EmptyPool,
+            NoAgentReason::AllUnavailable { dead, paused } => Unavailable::AllUnavailable {
+                dead: *dead,
+                paused: *paused,
+            },
+            NoAgentReason::NoAgentMayWriteFirst => Unavailable::NoAgentMayWriteFirst,
+            NoAgentReason::OnlyTheAvoidedAgent { avoided } => {
+                or_waiting(named(*avoided), |agent| Unavailable::OnlyTheAvoidedAgent {
+                    agent,
+                })
+            }
+            NoAgentReason::StickyAgentDead { agent, dead_reason } => match named(*agent) {
+                Some(agent) => Unavailable::StickyAgentDead {
+                    agent,
+                    dead_reason: *dead_reason,
+                },
+                None => Unavailable::AgentsNotConnected,
+            },
+            NoAgentReason::StickyAgentPaused { agent } => or_waiting(named(*agent), |agent| {
+                Unavailable::StickyAgentPaused { agent }
+            }),
+            NoAgentReason::UnknownAgent { .. } => {
+                or_waiting(sticky(), |agent| Unavailable::StickyAgentRemoved { agent })
+            }
+            NoAgentReason::StickyAgentNotInPool { agent, .. } => {
+                or_waiting(named(*agent), |agent| Unavailable::StickyAgentNotInPool {
+                    agent,
+                })
+            }
+            NoAgentReason::UnknownPool { .. } => Unavailable::NoSuchChannel,
+            NoAgentReason::StickyAgentMayNotWriteFirst { agent } => {
+                or_waiting(named(*agent), |agent| {
+                    Unavailable::StickyAgentMayNotWriteFirst { agent }
+                })
+            }
+        }
+    }
+
+    fn session_of(&self, agent: AgentKey) -> Option<SessionName> {
+        self.scheduler
+            .agent(agent)
+            .map(|state| state.session().clone())
+    }
+
+    /// Notes what holds a message up, once per change (for the status page and its expiry). A
+    /// refusal by the agent of a doubtful attempt settles the doubt (the store does the same).
+    async fn note(&mut self, id: OutboxId, holdup: Holdup) {
         let Some(queued) = self.messages.get_mut(&id) else {
             return;
         };
-        if queued.last_noted.as_deref() == Some(reason) {
+        // A wait is noted once per change; a refusal or a doubt is about the attempt just made,
+        // and settles (or sets) its doubt, so it is always written.
+        if matches!(holdup, Holdup::Waiting { .. }) && queued.last_noted.as_ref() == Some(&holdup) {
             return;
         }
-        queued.last_noted = Some(reason.to_owned());
+        if let Holdup::Refused { agent, .. } | Holdup::NotAttempted { agent } = &holdup
+            && queued
+                .in_doubt
+                .as_ref()
+                .is_some_and(|doubt| &doubt.agent == agent)
+        {
+            queued.in_doubt = None;
+        }
+        queued.last_noted = Some(holdup.clone());
         if let Err(error) = self
             .store
-            .note_error(id, reason, self.clock.now_unix())
+            .note_holdup(id, &holdup, self.clock.now_unix())
             .await
         {
-            tracing::error!(target: "agent_pool", %error, "could not note a waiting reason");
+            tracing::error!(target: "agent_pool", %error, "could not note what holds a message up");
         }
     }
 
@@ -613,7 +823,10 @@ impl Dispatcher {
             .agent(agent)
             .map(|a| a.session().clone())
             .expect("picked agents exist");
-        let proposed = RandomId(self.rng.random());
+        // From the OS, not the seeded generator: a restart with the same seed would repeat the
+        // same ids, and Telegram would take a new message for a repeat of an old one. The id
+        // need not be reproducible: the store keeps the one given.
+        let proposed = RandomId(rand::random());
         let random_id = match self
             .store
             .begin_attempt(id, &session, proposed, self.clock.now_unix())
@@ -641,13 +854,22 @@ impl Dispatcher {
                 return;
             }
         };
+        if let Some(queued) = self.messages.get_mut(&id) {
+            queued.doubt_before_attempt = queued.in_doubt.replace(InDoubt {
+                agent: session.clone(),
+                random_id,
+            });
+        }
+        let Some(queued) = self.messages.get(&id) else {
+            return;
+        };
         let job = SendJob {
             recipient: queued.message.message.recipient.clone(),
             content: queued.message.message.content.clone(),
             random_id,
             typing: typing_for(&queued.message.message),
         };
-        self.in_flight.insert(id);
+        self.in_flight.insert(id, random_id);
         let commands = self
             .owners
             .get(&session)
@@ -655,9 +877,7 @@ impl Dispatcher {
         let internal = self.internal_tx.clone();
         tokio::spawn(async move {
             let result = match commands {
-                None => Err(TelegramError::Network {
-                    message: "the agent is not running".into(),
-                }),
+                None => Err(SendFailure::NotAttempted),
                 Some(commands) => {
                     let (reply, response) = oneshot::channel();
                     if commands
@@ -665,14 +885,14 @@ impl Dispatcher {
                         .await
                         .is_err()
                     {
-                        Err(TelegramError::Network {
-                            message: "the agent stopped".into(),
-                        })
+                        Err(SendFailure::NotAttempted)
                     } else {
+                        // The owner took the send: without its answer, the call may have been
+                        // made.
                         response.await.unwrap_or_else(|_| {
-                            Err(TelegramError::Network {
-                                message: "the agent stopped".into(),
-                            })
+                            Err(SendFailure::Telegram(TelegramError::Network {
+                                message: "the agent stopped during the send".into(),
+                            }))
                         })
                     }
                 }
@@ -690,95 +910,144 @@ impl Dispatcher {
         &mut self,
         id: OutboxId,
         agent: AgentKey,
-        result: Result<SentMessage, TelegramError>,
+        result: Result<SentMessage, SendFailure>,
     ) {
-        self.in_flight.remove(&id);
+        let random_id = self.in_flight.remove(&id);
         let now = self.clock.now();
+        let agent_session = self.session_of(agent);
+        let Some(queued) = self.messages.get_mut(&id) else {
+            return;
+        };
+        let result = match result {
+            Ok(sent) => Ok(sent),
+            Err(SendFailure::Telegram(error)) => Err(error),
+            Err(SendFailure::NotAttempted) => {
+                // Nothing reached Telegram: the message is as it was before the attempt, and the
+                // agent is not usable until its owner says it is connected again.
+                let request = queued.request;
+                let earlier = queued.doubt_before_attempt.take();
+                queued.in_doubt = earlier.clone();
+                self.scheduler
+                    .on_outcome(agent, &request, SendOutcome::NotAttempted, now);
+                self.scheduler
+                    .set_connection_state(agent, ConnectionState::Disconnected);
+                if earlier.is_none()
+                    && let Some(session) = agent_session
+                {
+                    self.note(id, Holdup::NotAttempted { agent: session }).await;
+                }
+                self.push_queue(id, true);
+                return;
+            }
+        };
         let Some(queued) = self.messages.get(&id) else {
             return;
         };
         let request = queued.request;
-        let session = self.scheduler.agent(agent).map(|a| a.session().clone());
+        let channel_id = queued.message.message.channel_id.clone();
+        let Some(session) = self.session_of(agent) else {
+            return;
+        };
         let action =
             self.scheduler
                 .on_outcome(agent, &request, SendOutcome::from(result.clone()), now);
-        let (Some(session), Err(error)) = (session.clone(), &result) else {
-            if let (Ok(sent), Some(session)) = (result, session) {
+        if let Err(error) = &result {
+            self.report_refusal(&session, error).await;
+        }
+        let gone = self.account_gone(&session, &channel_id);
+        // `start_send` records the random id before the send; an outcome without one is a bug,
+        // and the id only names the attempt for the operator.
+        let random_id = random_id.unwrap_or(RandomId(0));
+        match judge_attempt(&session, random_id, result, action, gone) {
+            Verdict::Sent { message } => {
                 let queued = self.messages.remove(&id).expect("checked above");
-                self.finish_sent(queued.message, session, sent).await;
+                self.finish_sent(queued.message, session, message).await;
             }
-            return;
-        };
-        match error {
+            Verdict::Retry { holdup, retry } => {
+                self.note(id, holdup).await;
+                match retry {
+                    Retry::Now => self.push_queue(id, true),
+                    Retry::At(at) => self.delayed.push(Reverse((at, id, true))),
+                    Retry::SameAgentAfterReconnect => {
+                        if let Some(queued) = self.messages.get_mut(&id) {
+                            queued.request = Request::in_conversation(request.kind, agent);
+                            queued.queue.sticky = Some(agent);
+                            queued.in_doubt = Some(InDoubt {
+                                agent: session.clone(),
+                                random_id,
+                            });
+                        }
+                        self.push_queue(id, true);
+                    }
+                }
+            }
+            Verdict::End(end) => {
+                let queued = self.messages.remove(&id).expect("checked above");
+                if matches!(end, OutboxEnd::Failed { .. }) {
+                    tracing::warn!(target: "agent_pool", id = %id, %end, "❌ сообщение не может быть доставлено");
+                }
+                self.finish(queued.message, Some(session), end).await;
+            }
+        }
+    }
+
+    /// Whether `session` is gone for a message of `channel_id`: removed from the configuration,
+    /// or no longer the main account or one of the channel's agents.
+    fn account_gone(&self, session: &SessionName, channel_id: &str) -> Option<AccountGone> {
+        if !self.topology.accounts.contains_key(session) {
+            return Some(AccountGone::Removed);
+        }
+        let member = self
+            .topology
+            .channels
+            .get(channel_id)
+            .is_some_and(|members| members.contains(session));
+        let main = self.topology.main_account.as_ref() == Some(session);
+        (!member && !main).then_some(AccountGone::RemovedFromChannel)
+    }
+
+    /// Logs and records what a refusal says about the agent.
+    async fn report_refusal(&mut self, session: &SessionName, error: &TelegramError) {
+        let event = match error {
             TelegramError::FloodWait { seconds } => {
-                self.metrics.flood_wait(&session);
+                self.metrics.flood_wait(session);
                 tracing::warn!(target: "agent_pool", session = %session, seconds, "⏳ FloodWait {seconds} с у агента {session}; сообщение уходит другому агенту");
                 let _ = self.events.send(EngineEvent::FloodWait {
                     session: session.clone(),
                     seconds: *seconds,
                 });
+                AgentEvent::FloodWait { seconds: *seconds }
             }
             TelegramError::PeerFlood => {
-                self.metrics.peer_flood(&session);
+                self.metrics.peer_flood(session);
                 tracing::warn!(target: "agent_pool", session = %session, "🚫 PeerFlood у агента {session}: первые сообщения приостановлены");
                 let _ = self.events.send(EngineEvent::PeerFlood {
                     session: session.clone(),
                 });
+                AgentEvent::PeerFlood
             }
-            _ => {}
-        }
-        let delivered_maybe = matches!(error, TelegramError::Network { .. });
-        let reason = if delivered_maybe {
-            format!("in doubt on {session}: {error}")
-        } else {
-            format!("{NOT_DELIVERED_BY}{session}: {error}")
+            _ => return,
         };
-        match action {
-            OutcomeAction::Done => {
-                self.note(id, &reason).await;
-                self.push_queue(id, true);
-            }
-            OutcomeAction::RetryOtherAgent => {
-                self.note(id, &reason).await;
-                self.push_queue(id, true);
-            }
-            OutcomeAction::RetrySameAgentAfter { at } | OutcomeAction::RetryChatAfter { at } => {
-                self.note(id, &reason).await;
-                self.delayed.push(Reverse((at, id, true)));
-            }
-            OutcomeAction::RetrySameAgentAfterReconnect => {
-                self.note(id, &reason).await;
-                if let Some(queued) = self.messages.get_mut(&id) {
-                    queued.request = Request::in_conversation(request.kind, agent);
-                    queued.queue.sticky = Some(agent);
-                    queued.resumed_in_doubt = true;
-                }
-                self.push_queue(id, true);
-            }
-            OutcomeAction::FailRecipient { error } => {
-                let queued = self.messages.remove(&id).expect("checked above");
-                self.finish(
-                    queued.message,
-                    OutboxStatus::Failed,
-                    Some(session),
-                    &error.to_string(),
-                )
-                .await;
-            }
-            OutcomeAction::FailPermanently { reason } => {
-                let queued = self.messages.remove(&id).expect("checked above");
-                self.finish(
-                    queued.message,
-                    OutboxStatus::Failed,
-                    Some(session),
-                    &reason.to_string(),
-                )
-                .await;
-            }
+        self.record_agent_event(session, event).await;
+    }
+
+    async fn record_agent_event(&self, session: &SessionName, event: AgentEvent) {
+        let record = AgentEventRecord {
+            agent: session.clone(),
+            event,
+            at: self.clock.now_unix(),
+        };
+        if let Err(error) = self.store.record_agent_event(&record).await {
+            tracing::error!(target: "agent_pool", %error, "could not record an agent event");
         }
     }
 
-    async fn finish_sent(&mut self, message: OutboxMessage, agent: SessionName, sent: SentMessage) {
+    async fn finish_sent(
+        &mut self,
+        message: OutboxMessage,
+        agent: SessionName,
+        sent: Option<SentMessage>,
+    ) {
         let at = self.clock.now_unix();
         if let Err(error) = self.store.mark_sent(message.id, &agent, sent, at).await {
             tracing::error!(target: "agent_pool", %error, id = %message.id, "could not record a sent message");
@@ -802,45 +1071,28 @@ impl Dispatcher {
         );
     }
 
-    async fn finish(
-        &mut self,
-        message: OutboxMessage,
-        status: OutboxStatus,
-        agent: Option<SessionName>,
-        reason: &str,
-    ) {
+    async fn finish(&mut self, message: OutboxMessage, agent: Option<SessionName>, end: OutboxEnd) {
         if let Err(error) = self
             .store
-            .mark_final(message.id, status, reason, self.clock.now_unix())
+            .mark_ended(message.id, &end, self.clock.now_unix())
             .await
         {
-            tracing::error!(target: "agent_pool", %error, id = %message.id, "could not record a final status");
-        }
-        if status == OutboxStatus::Failed {
-            tracing::warn!(target: "agent_pool", id = %message.id, %reason, "❌ сообщение не может быть доставлено");
+            tracing::error!(target: "agent_pool", %error, id = %message.id, "could not record how a message ended");
         }
         self.metrics
-            .finished(message.message.kind, status, agent.as_ref());
+            .finished(message.message.kind, end.status(), agent.as_ref());
         let _ = self.events.send(EngineEvent::OutboxFinished {
             id: message.id,
             channel_id: message.message.channel_id.clone(),
             kind: message.message.kind,
-            status,
+            status: end.status(),
             agent,
         });
-        let delivery = match status {
-            OutboxStatus::Expired => Delivery::Expired {
-                reason: reason.to_owned(),
-            },
-            _ => Delivery::Failed {
-                reason: reason.to_owned(),
-            },
-        };
-        self.wake_waiters(message.id, delivery);
+        self.wake_waiters(message.id, Delivery::from(end));
     }
 
     fn notify_final(&mut self, message: &OutboxMessage) {
-        if let Some(delivery) = delivery_of(message) {
+        if let Some(delivery) = message.delivery() {
             self.wake_waiters(message.id, delivery);
         }
     }
@@ -853,17 +1105,17 @@ impl Dispatcher {
 
     /// Applies an owner's report, unless the owner was stopped since (paused, removed, replaced):
     /// then the report is stale and the session's state is what the dispatcher set.
-    fn on_link_report(&mut self, report: LinkReport) {
+    async fn on_link_report(&mut self, report: LinkReport) {
         let current = self
             .owners
             .get(&report.session)
             .is_some_and(|owner| owner.generation == report.generation);
         if current {
-            self.on_link_state(report.session, report.state);
+            self.on_link_state(report.session, report.state).await;
         }
     }
 
-    fn on_link_state(&mut self, session: SessionName, state: LinkState) {
+    async fn on_link_state(&mut self, session: SessionName, state: LinkState) {
         if let Some(agent) = self.scheduler.agent_key(&session) {
             let connection = match &state {
                 LinkState::Ready { .. } => ConnectionState::Ready,
@@ -882,6 +1134,18 @@ impl Dispatcher {
             self.blocked_until.clear();
         } else if matches!(state, LinkState::Dead { .. }) {
             self.parked.clear();
+        }
+        let previous = self.links.borrow().get(&session).cloned();
+        let event = match (&previous, &state) {
+            (Some(LinkState::Dead { .. }), LinkState::Dead { .. }) => None,
+            (_, LinkState::Dead { reason }) => Some(AgentEvent::Dead { reason: *reason }),
+            (Some(LinkState::Disconnected { .. }), LinkState::Ready { .. }) => {
+                Some(AgentEvent::Reconnected)
+            }
+            _ => None,
+        };
+        if let Some(event) = event {
+            self.record_agent_event(&session, event).await;
         }
         self.set_link(session, state);
     }
@@ -914,7 +1178,7 @@ impl Dispatcher {
 
     /// Applies a new configuration: owners start and stop, pools change membership. Pending
     /// messages stay queued; those of removed channels wait (and expire) rather than vanish.
-    fn reconfigure(&mut self, topology: Topology) {
+    pub(crate) fn reconfigure(&mut self, topology: Topology) {
         let now = self.clock.now();
         let wanted: BTreeMap<SessionName, _> = topology.accounts.clone();
         let stale: Vec<SessionName> = self
@@ -1006,7 +1270,7 @@ impl Dispatcher {
             .messages
             .keys()
             .copied()
-            .filter(|id| !self.in_flight.contains(id))
+            .filter(|id| !self.in_flight.contains_key(id))
             .collect();
         self.queues.clear();
         self.parked.clear();
@@ -1019,11 +1283,13 @@ impl Dispatcher {
             let Some(mut queued) = self.messages.remove(&id) else {
                 continue;
             };
-            let (request, queue) = self.request_for(&queued.message, queued.resumed_in_doubt);
+            let (request, queue) = self.request_for(&queued.message, queued.in_doubt.as_ref());
             queued.request = request;
             queued.queue = queue;
             self.messages.insert(id, queued);
-            if !delayed.contains(&id) {
+            if self.orphan_agent(id).is_some() {
+                self.orphans.insert(id);
+            } else if self.orphans.remove(&id) || !delayed.contains(&id) {
                 self.push_queue(id, false);
             }
         }
@@ -1130,19 +1396,6 @@ impl Dispatcher {
                 })
             })
             .collect()
-    }
-}
-
-fn delivery_of(message: &OutboxMessage) -> Option<Delivery> {
-    let reason = message.reason.clone().unwrap_or_default();
-    match message.status {
-        OutboxStatus::Pending => None,
-        OutboxStatus::Sent => message.sent.as_ref().map(|sent| Delivery::Sent {
-            agent: sent.agent.clone(),
-            message: sent.message,
-        }),
-        OutboxStatus::Failed => Some(Delivery::Failed { reason }),
-        OutboxStatus::Expired => Some(Delivery::Expired { reason }),
     }
 }
 

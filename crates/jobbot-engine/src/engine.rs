@@ -7,19 +7,20 @@ use std::time::Duration;
 use jobbot_core::config::{Config, Pacing};
 use jobbot_core::ids::{SessionName, mask_phone};
 use jobbot_core::scheduling::{AgentScheduler, SchedulerSettings};
-use jobbot_core::store::{NewOutboxMessage, OutboxId, Store, StoreError};
-use jobbot_core::telegram::{AccountConnector, AccountEvent, ConnectOptions, TelegramAccount};
+use jobbot_core::store::{Delivery, NewOutboxMessage, OutboxId, Store, StoreError};
+use jobbot_core::telegram::{AccountConnector, ConnectOptions, TelegramAccount};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::EngineClock;
 use crate::dispatcher::{
-    AgentView, Command, Delivery, Dispatcher, DispatcherParts, LinkStates, PoolView, Topology,
+    AgentView, Command, Dispatcher, DispatcherParts, LinkStates, PoolView, Topology,
 };
 use crate::events::EngineEvent;
 use crate::metrics::EngineMetrics;
 use crate::owner::{ConnectedAccounts, OwnerContext, OwnerSettings};
 use crate::pool::AgentPool;
+use crate::router::{CommitGate, TelegramEvents};
 
 /// What the engine needs besides its ports.
 #[derive(Debug, Clone)]
@@ -89,8 +90,22 @@ struct Inner {
     clock: EngineClock,
     settings: EngineSettings,
     accounts: ConnectedAccounts,
-    telegram_events: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(SessionName, AccountEvent)>>>,
-    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    telegram_events: std::sync::Mutex<Option<TelegramEvents>>,
+    /// Watches the dispatcher task and reports its end in `ended`.
+    dispatcher: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Follows the configuration.
+    follower: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// `Some` once the dispatcher task ended, with why (it ends only at shutdown otherwise).
+    ended: watch::Receiver<Option<DispatcherEnd>>,
+}
+
+/// How the dispatcher task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatcherEnd {
+    /// At [`Engine::shutdown`].
+    ShutDown,
+    /// It panicked or was aborted: the engine no longer works.
+    Failed(String),
 }
 
 impl Engine {
@@ -105,22 +120,28 @@ impl Engine {
         let (events, _) = broadcast::channel(4096);
         let (states_tx, states_rx) = mpsc::unbounded_channel();
         let (telegram_tx, telegram_rx) = mpsc::unbounded_channel();
+        let gate = Arc::new(CommitGate::default());
         let accounts = ConnectedAccounts::default();
         let (links_tx, links) = watch::channel(LinkStates::new());
         let owner_context = {
             let events = events.clone();
             let owner = settings.owner;
             let accounts = Arc::clone(&accounts);
+            let gate = Arc::clone(&gate);
             Arc::new(move || OwnerContext {
                 connector: Arc::clone(&connector),
                 options: ConnectOptions::default(),
                 events: events.clone(),
                 states: states_tx.clone(),
                 telegram: telegram_tx.clone(),
+                gate: Arc::clone(&gate),
                 accounts: Arc::clone(&accounts),
                 settings: owner,
             })
         };
+        // The operator's pauses come back before any owner starts: a paused agent never
+        // connects, not even for a moment after a restart.
+        let paused = store.paused_agents().await?.into_iter().collect();
         let mut dispatcher = Dispatcher::new(DispatcherParts {
             clock,
             store: Arc::clone(&store),
@@ -131,15 +152,28 @@ impl Engine {
             owner_context,
             states_rx,
             links: links_tx,
+            paused,
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
         let initial = config.borrow_and_update().clone();
-        commands
-            .send(Command::Reconfigure(topology(&initial, &settings)))
-            .map_err(|_| EngineError::Stopped)?;
+        // The topology first: what resumes is queued for the agents and pools configured now.
+        dispatcher.reconfigure(topology(&initial, &settings));
         log_pools(&initial);
         dispatcher.resume(store.pending_outbox().await?).await;
-        let dispatcher_task = tokio::spawn(dispatcher.run(command_rx));
+        let (ended_tx, ended) = watch::channel(None);
+        let dispatcher_task = {
+            let run = tokio::spawn(dispatcher.run(command_rx));
+            tokio::spawn(async move {
+                let end = match run.await {
+                    Ok(()) => DispatcherEnd::ShutDown,
+                    Err(error) => DispatcherEnd::Failed(error.to_string()),
+                };
+                if let DispatcherEnd::Failed(why) = &end {
+                    tracing::error!(target: "agent_pool", %why, "the dispatcher stopped");
+                }
+                ended_tx.send_replace(Some(end));
+            })
+        };
         let follow = {
             let commands = commands.clone();
             let settings = settings.clone();
@@ -165,8 +199,13 @@ impl Engine {
                 clock,
                 settings,
                 accounts,
-                telegram_events: std::sync::Mutex::new(Some(telegram_rx)),
-                tasks: std::sync::Mutex::new(vec![dispatcher_task, follow]),
+                telegram_events: std::sync::Mutex::new(Some(TelegramEvents::new(
+                    telegram_rx,
+                    gate,
+                ))),
+                dispatcher: std::sync::Mutex::new(Some(dispatcher_task)),
+                follower: std::sync::Mutex::new(Some(follow)),
+                ended,
             }),
         })
     }
@@ -176,16 +215,18 @@ impl Engine {
         AgentPool::new(self.clone(), channel_id.to_owned())
     }
 
-    /// Stores a message durably, then queues it. Returns once it is in the store.
-    pub async fn enqueue(
-        &self,
-        mut message: NewOutboxMessage,
-    ) -> Result<OutboxTicket, EngineError> {
+    /// The message with the engine's time to live when it names none (`expires_at` 0), for
+    /// messages written to the store by another path than [`Engine::enqueue`].
+    pub fn with_ttl(&self, mut message: NewOutboxMessage) -> NewOutboxMessage {
         if message.expires_at.0 == 0 {
-            message.expires_at = message
-                .created_at
-                .plus_seconds(self.inner.settings.message_ttl.as_secs());
+            message.expires_at = message.created_at.plus(self.inner.settings.message_ttl);
         }
+        message
+    }
+
+    /// Stores a message durably, then queues it. Returns once it is in the store.
+    pub async fn enqueue(&self, message: NewOutboxMessage) -> Result<OutboxTicket, EngineError> {
+        let message = self.with_ttl(message);
         let enqueued = self.inner.store.enqueue(message).await?;
         let id = enqueued.id();
         let stored = self.inner.store.outbox_message(id).await?.ok_or_else(|| {
@@ -198,6 +239,17 @@ impl Engine {
             new: matches!(enqueued, jobbot_core::store::Enqueued::New(_)),
             delivery,
         })
+    }
+
+    /// Hands messages already in the store (written in a transaction of their own, such as
+    /// monitoring's intake) to the dispatcher. A restart finds them anyway; this sends them now.
+    pub async fn admit_stored(&self, ids: &[OutboxId]) -> Result<(), EngineError> {
+        for id in ids {
+            if let Some(message) = self.inner.store.outbox_message(*id).await? {
+                self.send(Command::Enqueued(Box::new(message), None))?;
+            }
+        }
+        Ok(())
     }
 
     /// Waits for a message enqueued earlier (by id) to end.
@@ -226,20 +278,51 @@ impl Engine {
 
     /// Pauses agents: each disconnects and releases its session, and its messages wait (sticky
     /// ones) or go to other agents. Returns the sessions that are configured.
+    /// The pause is on record before it applies, and lasts until [`Engine::resume_agents`],
+    /// across configuration changes and restarts.
     pub async fn pause_agents(
         &self,
         sessions: Vec<SessionName>,
     ) -> Result<Vec<SessionName>, EngineError> {
-        self.ask(|reply| Command::SetPaused(sessions, true, reply))
-            .await
+        Ok(self
+            .ask(|reply| Command::SetPaused(sessions, true, reply))
+            .await??)
     }
 
     pub async fn resume_agents(
         &self,
         sessions: Vec<SessionName>,
     ) -> Result<Vec<SessionName>, EngineError> {
-        self.ask(|reply| Command::SetPaused(sessions, false, reply))
-            .await
+        Ok(self
+            .ask(|reply| Command::SetPaused(sessions, false, reply))
+            .await??)
+    }
+
+    /// Checkpoints every connected account's update position and waits (at most `within`) until
+    /// each is saved, which needs every consumer of the event stream to have handled what came
+    /// before. Returns how many accounts saved one. For an orderly shutdown: the next start then
+    /// replays (almost) nothing.
+    pub async fn flush_positions(&self, within: Duration) -> Result<usize, EngineError> {
+        let answers = self.ask(Command::FlushPositions).await?;
+        let mut saved = 0;
+        let deadline = tokio::time::Instant::now() + within;
+        for answer in answers {
+            if let Ok(Ok(true)) = tokio::time::timeout_at(deadline, answer).await {
+                saved += 1;
+            }
+        }
+        Ok(saved)
+    }
+
+    /// Resolves when the dispatcher task ends, saying why. Only [`Engine::shutdown`] ends it in
+    /// a working engine; anything else is a failure the process must not outlive.
+    pub async fn ended(&self) -> DispatcherEnd {
+        let mut ended = self.inner.ended.clone();
+        let result = ended.wait_for(Option::is_some).await;
+        match result {
+            Ok(end) => end.clone().unwrap_or(DispatcherEnd::ShutDown),
+            Err(_) => DispatcherEnd::Failed("the dispatcher's watch closed".to_owned()),
+        }
     }
 
     /// A connected account, for calls that are not paced sends: resolving a source, joining a
@@ -259,10 +342,9 @@ impl Engine {
     }
 
     /// Everything that reaches any account, in order and without loss, for the one task that
-    /// routes it (monitoring, CRM). The first call gets the stream; later calls get `None`.
-    pub fn take_telegram_events(
-        &self,
-    ) -> Option<mpsc::UnboundedReceiver<(SessionName, AccountEvent)>> {
+    /// routes it (monitoring, CRM; see [`crate::router::fan_out`]). The first call gets the
+    /// stream; later calls get `None`.
+    pub fn take_telegram_events(&self) -> Option<TelegramEvents> {
         self.inner
             .telegram_events
             .lock()
@@ -317,15 +399,17 @@ impl Engine {
         if self.inner.commands.send(Command::Shutdown(reply)).is_ok() {
             let _ = done.await;
         }
-        let tasks: Vec<JoinHandle<()>> = self
-            .inner
-            .tasks
-            .lock()
-            .map(|mut t| t.drain(..).collect())
-            .unwrap_or_default();
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
+        let take = |slot: &std::sync::Mutex<Option<JoinHandle<()>>>| {
+            slot.lock().ok().and_then(|mut task| task.take())
+        };
+        if let Some(follower) = take(&self.inner.follower) {
+            // It only waits for configuration changes.
+            follower.abort();
+            let _ = follower.await;
+        }
+        if let Some(watcher) = take(&self.inner.dispatcher) {
+            // It ends by itself once the dispatcher has.
+            let _ = watcher.await;
         }
     }
 

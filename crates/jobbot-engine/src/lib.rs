@@ -1,6 +1,7 @@
 //! The async shell of jobbot: one owner task per Telegram account, the global agent registry and
-//! per-channel pools over it, the durable outbox dispatcher, health checks, and the events the
-//! web's live view follows. Ports (`AccountConnector`, `Store`) and configuration snapshots are
+//! per-channel pools over it, the durable outbox dispatcher, the executor of the stored CRM
+//! workflows, the supervisor of the background tasks, health checks, and the events the web's
+//! live view follows. Ports (`AccountConnector`, `Store`) and configuration snapshots are
 //! injected; nothing here names grammers, sqlx or a file.
 
 mod clock;
@@ -13,16 +14,21 @@ mod monitor;
 mod owner;
 mod pool;
 pub mod router;
+pub mod supervisor;
 mod vacancy;
 
 pub use clock::EngineClock;
-pub use crm::{AutoReplier, Crm, CrmParts, CrmSettings, NoAutoReplies};
-pub use dispatcher::{AgentView, Delivery, LinkStates, PoolView};
-pub use engine::{Engine, EngineError, EngineSettings, OutboxTicket};
+pub use crm::{
+    AutoReplier, Crm, CrmError, CrmHandle, CrmParts, CrmSettings, NoAutoReplies, RunningCrm,
+};
+pub use dispatcher::{AgentView, LinkStates, PoolView};
+pub use engine::{DispatcherEnd, Engine, EngineError, EngineSettings, OutboxTicket};
 pub use events::EngineEvent;
+pub use jobbot_core::store::Delivery;
 pub use metrics::EngineMetrics;
 pub use monitor::{
-    MessageOutcome, Monitor, MonitorEvent, MonitorHandle, MonitorParts, MonitorSettings,
+    MessageOutcome, Monitor, MonitorError, MonitorEvent, MonitorHandle, MonitorParts,
+    MonitorSettings,
 };
 pub use owner::{ConnectedAccounts, LinkState, OwnerSettings, SendJob};
 pub use pool::{AgentPool, PoolMessage};

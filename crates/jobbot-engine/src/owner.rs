@@ -18,14 +18,15 @@ use std::time::Duration;
 use jobbot_core::ids::SessionName;
 use jobbot_core::store::Recipient;
 use jobbot_core::telegram::{
-    AccountConnector, AccountEvent, ConnectError, ConnectOptions, DeadReason, Me, MessageContent,
-    PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError,
+    AccountConnector, AccountEvent, Checkpoint, ConnectError, ConnectOptions, DeadReason, Me,
+    MessageContent, PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError,
 };
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::events::EngineEvent;
+use crate::router::{CheckpointAck, CommitGate, Routed};
 
 /// How an owner's link to Telegram stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,6 +66,10 @@ pub struct OwnerSettings {
     pub reconnect_max: Duration,
     /// How long to wait before trying a session that is not logged in, busy or dead again.
     pub idle_retry: Duration,
+    /// How often the account's update position is checkpointed (and saved once every event
+    /// before it was handled): at most about this much of the stream is delivered again after a
+    /// crash.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for OwnerSettings {
@@ -74,6 +79,7 @@ impl Default for OwnerSettings {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(120),
             idle_retry: Duration::from_secs(600),
+            checkpoint_interval: Duration::from_secs(10),
         }
     }
 }
@@ -88,11 +94,23 @@ pub struct SendJob {
     pub typing: Option<Duration>,
 }
 
+/// Why a send came back without a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SendFailure {
+    /// The account never made the call (not connected, stopping): nothing reached Telegram.
+    NotAttempted,
+    /// The call was made and failed (or its answer was lost: then it may have been delivered).
+    Telegram(TelegramError),
+}
+
 pub(crate) enum OwnerCommand {
     Send {
         job: SendJob,
-        reply: oneshot::Sender<Result<SentMessage, TelegramError>>,
+        reply: oneshot::Sender<Result<SentMessage, SendFailure>>,
     },
+    /// Checkpoint the update position now and answer once that checkpoint is saved (`false`
+    /// when the account is not connected to checkpoint anything).
+    Flush { reply: oneshot::Sender<bool> },
 }
 
 /// The engine's handle on an owner. Dropping it stops the owner, which disconnects and releases
@@ -121,7 +139,9 @@ pub(crate) struct OwnerContext {
     pub states: mpsc::UnboundedSender<LinkReport>,
     /// Everything that reaches an account, losslessly, for the one consumer that routes it
     /// (monitoring, CRM). The broadcast above may drop events for slow web clients; this may not.
-    pub telegram: mpsc::UnboundedSender<(SessionName, AccountEvent)>,
+    pub telegram: mpsc::UnboundedSender<Routed>,
+    /// Closed when a consumer lost an event: checkpoints are then never committed.
+    pub gate: Arc<CommitGate>,
     /// Connected accounts, for calls that are not paced sends (resolving a source, joining a
     /// chat, creating a topic). The owner inserts its account when ready and removes it on leave.
     pub accounts: ConnectedAccounts,
@@ -141,11 +161,16 @@ pub(crate) fn spawn_owner(
     predecessors: Vec<JoinHandle<()>>,
 ) -> OwnerHandle {
     let (commands, receiver) = mpsc::channel(64);
+    let (commits, commit_queue) = mpsc::unbounded_channel();
     let owner = Owner {
         session,
         context,
         commands: receiver,
         generation,
+        commits,
+        commit_queue,
+        connection: 0,
+        flush: None,
     };
     OwnerHandle {
         commands,
@@ -159,6 +184,22 @@ struct Owner {
     context: OwnerContext,
     commands: mpsc::Receiver<OwnerCommand>,
     generation: u64,
+    /// Checkpoints every consumer has passed, tagged with the connection that delivered them:
+    /// a checkpoint is meaningful only to its own connection. Unbounded: one per checkpoint
+    /// interval at most, drained by this task.
+    commits: mpsc::UnboundedSender<(u64, Checkpoint)>,
+    commit_queue: mpsc::UnboundedReceiver<(u64, Checkpoint)>,
+    /// Counts connections, to tell their checkpoints apart.
+    connection: u64,
+    flush: Option<Flush>,
+}
+
+/// A flush in progress: the checkpoint it asked for, then its commit.
+struct Flush {
+    reply: oneshot::Sender<bool>,
+    /// Checkpoints still to come before the flush's own (earlier requests come first).
+    checkpoints_ahead: u32,
+    checkpoint: Option<Checkpoint>,
 }
 
 /// Why a connected session loop ended.
@@ -245,7 +286,10 @@ impl Owner {
                     command = self.commands.recv() => match command {
                         None => return false,
                         Some(OwnerCommand::Send { reply, .. }) => {
-                            let _ = reply.send(Err(TelegramError::Network { message: "the agent is not connected yet".into() }));
+                            let _ = reply.send(Err(SendFailure::NotAttempted));
+                        }
+                        Some(OwnerCommand::Flush { reply }) => {
+                            let _ = reply.send(false);
                         }
                     },
                 }
@@ -281,14 +325,20 @@ impl Owner {
     }
 
     async fn serve_ready(&mut self, account: &Arc<dyn TelegramAccount>, me: &Me) -> Ended {
+        self.connection += 1;
+        let connection = self.connection;
+        let mut requested: u32 = 0;
         let mut events = account.take_events();
         let mut health = tokio::time::interval(self.context.settings.health_interval);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         health.tick().await; // the first tick is immediate; get_me just ran
-        loop {
+        let mut checkpoints = tokio::time::interval(self.context.settings.checkpoint_interval);
+        checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        checkpoints.tick().await;
+        let ended = loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
-                    None => return Ended::Stop,
+                    None => break Ended::Stop,
                     Some(OwnerCommand::Send { job, reply }) => {
                         let result = execute(&**account, job).await;
                         let ended = match &result {
@@ -296,38 +346,86 @@ impl Owner {
                             Err(TelegramError::Network { message }) => Some(Ended::Reconnect { reason: message.clone() }),
                             _ => None,
                         };
-                        let _ = reply.send(result);
+                        let _ = reply.send(result.map_err(SendFailure::Telegram));
                         if let Some(ended) = ended {
-                            return ended;
+                            break ended;
                         }
+                    }
+                    Some(OwnerCommand::Flush { reply }) => {
+                        if let Some(earlier) = self.flush.take() {
+                            let _ = earlier.reply.send(false);
+                        }
+                        account.request_checkpoint();
+                        requested += 1;
+                        self.flush = Some(Flush { reply, checkpoints_ahead: requested, checkpoint: None });
+                    }
+                },
+                Some((from, checkpoint)) = self.commit_queue.recv() => {
+                    if from != connection {
+                        continue; // an earlier connection's: meaningless to this one
+                    }
+                    if let Err(error) = account.commit_checkpoint(checkpoint).await {
+                        tracing::warn!(target: "telegram", session = %self.session, %error, "could not save the update position");
+                    }
+                    if self.flush.as_ref().is_some_and(|flush| flush.checkpoint.is_some_and(|flushed| flushed.0 <= checkpoint.0))
+                        && let Some(flush) = self.flush.take()
+                    {
+                        let _ = flush.reply.send(true);
                     }
                 },
                 event = next_event(&mut events) => match event {
                     Some(event) => {
-                        match &event {
-                            jobbot_core::telegram::AccountEvent::ConnectionLost => {
+                        let ack = match &event {
+                            AccountEvent::ConnectionLost => {
                                 self.publish(LinkState::Disconnected { reason: "connection lost; reconnecting".into() });
+                                None
                             }
-                            jobbot_core::telegram::AccountEvent::ConnectionRestored => {
+                            AccountEvent::ConnectionRestored => {
                                 self.publish(LinkState::Ready { me: me.clone() });
+                                None
                             }
-                            _ => {}
+                            AccountEvent::Checkpoint(checkpoint) => {
+                                requested = requested.saturating_sub(1);
+                                if let Some(flush) = &mut self.flush {
+                                    flush.checkpoints_ahead = flush.checkpoints_ahead.saturating_sub(1);
+                                    if flush.checkpoints_ahead == 0 && flush.checkpoint.is_none() {
+                                        flush.checkpoint = Some(*checkpoint);
+                                    }
+                                }
+                                let (commits, checkpoint) = (self.commits.clone(), *checkpoint);
+                                Some(CheckpointAck::new(1, Arc::clone(&self.context.gate), move || {
+                                    let _ = commits.send((connection, checkpoint));
+                                }))
+                            }
+                            _ => None,
+                        };
+                        let is_checkpoint = ack.is_some();
+                        let _ = self.context.telegram.send(Routed { session: self.session.clone(), event: event.clone(), ack });
+                        if !is_checkpoint {
+                            let _ = self.context.events.send(EngineEvent::Telegram { session: self.session.clone(), event });
                         }
-                        let _ = self.context.telegram.send((self.session.clone(), event.clone()));
-                        let _ = self.context.events.send(EngineEvent::Telegram { session: self.session.clone(), event });
                     }
                     None => events = None,
                 },
+                _ = checkpoints.tick() => {
+                    account.request_checkpoint();
+                    requested += 1;
+                },
                 _ = health.tick() => match account.get_me().await {
                     Ok(_) => {}
-                    Err(TelegramError::AccountDead { reason }) => return Ended::Dead { reason },
+                    Err(TelegramError::AccountDead { reason }) => break Ended::Dead { reason },
                     Err(error) => {
                         tracing::warn!(target: "agent_pool", session = %self.session, %error, "health check failed; reconnecting");
-                        return Ended::Reconnect { reason: error.to_string() };
+                        break Ended::Reconnect { reason: error.to_string() };
                     }
                 },
             }
+        };
+        // This connection's checkpoints can no longer be committed.
+        if let Some(flush) = self.flush.take() {
+            let _ = flush.reply.send(false);
         }
+        ended
     }
 
     /// Waits `duration`, answering any send that arrives meanwhile with a network error (the
@@ -341,7 +439,10 @@ impl Owner {
                 command = self.commands.recv() => match command {
                     None => return false,
                     Some(OwnerCommand::Send { reply, .. }) => {
-                        let _ = reply.send(Err(TelegramError::Network { message: "the agent is not connected".into() }));
+                        let _ = reply.send(Err(SendFailure::NotAttempted));
+                    }
+                    Some(OwnerCommand::Flush { reply }) => {
+                        let _ = reply.send(false);
                     }
                 },
             }

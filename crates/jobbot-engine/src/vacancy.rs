@@ -1,13 +1,14 @@
-//! The hand-over from monitoring to the CRM: a vacancy that matched output channels.
+//! A vacancy handed to the CRM by hand.
 
 use jobbot_core::contacts::Candidate;
 use jobbot_core::ids::{ChatId, Username};
 use jobbot_core::store::UnixMillis;
 use jobbot_core::telegram::Sender;
 
-/// A source message that matched at least one output channel. Monitoring sends one per
-/// processed message (never for an edit or a message seen before); the CRM workflow decides,
-/// for each matched channel with CRM and auto-responses on, whether to write to its author.
+/// A source message that matched output channels, handed to the CRM by hand
+/// ([`crate::Crm::submit_vacancy`], for tools and tests). Monitoring does not use it: its
+/// hand-over is the auto-response workflows it stores in the same transaction as the processed
+/// message (`Store::take_in_vacancy`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vacancy {
     pub source: ChatId,

@@ -11,11 +11,12 @@ use jobbot_core::store::{
 };
 use jobbot_core::telegram::{MessageContent, TopicId};
 use jobbot_engine::{
-    Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, NoAutoReplies, Vacancy,
+    Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, NoAutoReplies, RunningCrm,
+    Vacancy,
 };
 use jobbot_sim::{MessageRecord, NewUser, SimConnector, SimParams, SimWorld};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 const TEMPLATE: &str = "Hi {first_name}! Your vacancy in {source_title} ({vacancy_link}) caught the eye of {channel_name}.";
 
@@ -98,8 +99,7 @@ fn load(channels: Vec<Value>) -> Config {
 
 struct Running {
     engine: Engine,
-    crm: Crm,
-    vacancies: mpsc::UnboundedSender<Vacancy>,
+    crm: RunningCrm,
     _config: watch::Sender<Arc<Config>>,
 }
 
@@ -117,15 +117,15 @@ async fn start(w: &World, config: Config, store: Arc<dyn Store>, settings: CrmSe
     )
     .await
     .expect("engine starts");
-    let (vacancies, vacancy_rx) = mpsc::unbounded_channel();
     let crm = Crm::start(CrmParts {
         telegram: engine.take_telegram_events().expect("first taker"),
         engine: engine.clone(),
         config: config_rx,
-        vacancies: vacancy_rx,
         replier: Arc::new(NoAutoReplies),
         settings,
-    });
+    })
+    .await
+    .expect("the CRM starts");
     wait_until("every account connects", || {
         let engine = engine.clone();
         async move {
@@ -139,12 +139,16 @@ async fn start(w: &World, config: Config, store: Arc<dyn Store>, settings: CrmSe
     Running {
         engine,
         crm,
-        vacancies,
         _config: config_tx,
     }
 }
 
 impl Running {
+    /// Hands a vacancy over as monitoring does: its workflows are stored, then run.
+    async fn submit(&self, vacancy: Vacancy) {
+        self.crm.crm().submit_vacancy(&vacancy).await.unwrap();
+    }
+
     async fn stop(self) {
         self.crm.shutdown().await;
         self.engine.shutdown().await;
@@ -272,9 +276,8 @@ async fn full_flow(restart: bool) {
     };
     let mut running = start(&w, config(), Arc::clone(&store), settings()).await;
     running
-        .vacancies
-        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-        .unwrap();
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
     w.wait_inbox(w.recruiter, 1).await;
     let inbox = w.recruiter_inbox();
     let (agent, auto_response) = inbox[0].clone();
@@ -376,20 +379,17 @@ async fn one_message_per_channel_one_topic_per_group_and_the_cooldown() {
         )
         .await;
         running
-            .vacancies
-            .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-            .unwrap();
+            .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+            .await;
         w.wait_topic_post("caught the eye of Jobs channel_1").await;
         running
-            .vacancies
-            .send(vacancy(&w, 6, &["channel_2"], "anna_hr"))
-            .unwrap();
+            .submit(vacancy(&w, 6, &["channel_2"], "anna_hr"))
+            .await;
         tokio::time::sleep(Duration::from_secs(600)).await;
         // The same recruiter again in the first channel, from another post.
         running
-            .vacancies
-            .send(vacancy(&w, 7, &["channel_1", "channel_2"], "anna_hr"))
-            .unwrap();
+            .submit(vacancy(&w, 7, &["channel_1", "channel_2"], "anna_hr"))
+            .await;
         tokio::time::sleep(Duration::from_secs(600)).await;
         let texts: Vec<String> = w.recruiter_inbox().into_iter().map(|(_, t)| t).collect();
         let expected = match cooldown {
@@ -423,9 +423,8 @@ async fn racing_triggers_create_one_topic_and_one_auto_response() {
     .await;
     for message_id in [5, 5, 6] {
         running
-            .vacancies
-            .send(vacancy(&w, message_id, &["channel_1"], "anna_hr"))
-            .unwrap();
+            .submit(vacancy(&w, message_id, &["channel_1"], "anna_hr"))
+            .await;
     }
     w.wait_topic_post("Python developer wanted (6)").await;
     tokio::time::sleep(Duration::from_secs(600)).await;
@@ -458,9 +457,8 @@ async fn a_deleted_topic_is_recreated_on_the_next_message() {
     )
     .await;
     running
-        .vacancies
-        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-        .unwrap();
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
     let (old_topic, _) = w.wait_topic_post("Hi Anna!").await;
     let (agent, _) = w.recruiter_inbox()[0].clone();
     w.world.delete_topic(w.group, old_topic);
@@ -498,9 +496,8 @@ async fn a_bot_or_a_channel_as_the_only_contact_gets_nothing() {
     .await;
     for (message_id, contact) in [(5, "hr_helper_bot"), (6, "hr_news"), (7, "nobody_here")] {
         running
-            .vacancies
-            .send(vacancy(&w, message_id, &["channel_1"], contact))
-            .unwrap();
+            .submit(vacancy(&w, message_id, &["channel_1"], contact))
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert!(w.inbox(bot).is_empty());
@@ -562,9 +559,8 @@ async fn with_every_agent_in_a_flood_wait_the_auto_response_waits_and_goes_out()
     .expect("both agents get a flood wait");
     let queued_at = running.engine.clock().now_unix();
     running
-        .vacancies
-        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-        .unwrap();
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
     w.wait_inbox(w.recruiter, 1).await;
     let auto_response = all_outbox(&store)
         .await
@@ -618,9 +614,8 @@ async fn a_human_like_delay_holds_the_auto_response_until_its_time() {
     )
     .await;
     running
-        .vacancies
-        .send(vacancy(&w, 5, &["channel_1"], "anna_hr"))
-        .unwrap();
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
     w.wait_inbox(w.recruiter, 1).await;
     let auto_response = all_outbox(&store)
         .await
@@ -646,5 +641,244 @@ async fn a_human_like_delay_holds_the_auto_response_until_its_time() {
         .unwrap()
         .date;
     assert!(arrived * 1000 >= not_before.0 - 1000);
+    running.stop().await;
+}
+
+/// A crash between the auto-response's delivery and anything after it (the conversation, its
+/// topic, the posts): the workflow is stored at the step it was at, and the restart resumes it.
+/// The recruiter answers while jobbot is down; the restart catches up on the answer from the
+/// agent's saved update position, and the answer waits for the conversation if it comes first.
+/// Everything happens once: one auto-response, one topic with its info post and mirror, the
+/// answer in the topic, and the operator's reply back through the agent that delivered it.
+#[tokio::test(start_paused = true)]
+async fn a_restart_between_the_delivery_and_the_conversation_loses_nothing() {
+    use jobbot_core::store::NewWorkflow;
+    use jobbot_core::workflow::{AutoResponse, AutoResponseStep, VacancyRef, Workflow};
+
+    let w = world(true);
+    let store = memory_store();
+    let config = || load(vec![channel_json("channel_1", &w, json!({}))]);
+
+    // The first run, as far as it got: the auto-response queued by its workflow and delivered,
+    // the workflow stored at its "queued" step. Then the crash (no orderly shutdown of the CRM:
+    // there is none running).
+    let (_config_tx, config_rx) = watch::channel(Arc::new(config()));
+    let engine = Engine::start(
+        EngineSettings {
+            seed: 7,
+            ..EngineSettings::default()
+        },
+        Arc::new(SimConnector::new(w.world.clone())),
+        Arc::clone(&store),
+        config_rx,
+        EngineClock::starting_at(UnixMillis(1_750_000_000_000)),
+    )
+    .await
+    .unwrap();
+    wait_until("every account connects", || {
+        let engine = engine.clone();
+        async move {
+            engine
+                .agents()
+                .await
+                .is_ok_and(|agents| agents.len() == 3 && agents.iter().all(|a| a.link.is_ready()))
+        }
+    })
+    .await;
+    let resolver = jobbot_core::ids::SessionName::parse("agent_a").unwrap();
+    let peer = engine
+        .account(&resolver)
+        .unwrap()
+        .resolve_username(&Username::parse("anna_hr").unwrap())
+        .await
+        .unwrap();
+    let now = engine.clock().now_unix();
+    let ticket = engine
+        .enqueue(NewOutboxMessage {
+            channel_id: "channel_1".into(),
+            kind: OutboxKind::AutoResponse,
+            sender: SenderSelection::ChannelAgents { sticky: None },
+            recipient: Recipient::Username {
+                username: Username::parse("anna_hr").unwrap(),
+            },
+            content: MessageContent::plain(
+                "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/5) caught the eye of Jobs channel_1.",
+            ),
+            first_contact: true,
+            idempotency_key: Some(format!("auto_response:channel_1:{}", peer.id().get())),
+            created_at: now,
+            not_before: None,
+            expires_at: UnixMillis(0),
+        })
+        .await
+        .unwrap();
+    let mut workflow = AutoResponse::new(
+        "channel_1".into(),
+        VacancyRef {
+            source: w.source,
+            message_id: 5,
+            source_title: "Remote IT".into(),
+            link: "https://t.me/remote_it/5".into(),
+            text: "Python developer wanted (5). Write to @anna_hr".into(),
+        },
+        Username::parse("anna_hr").unwrap(),
+        now,
+        Duration::from_secs(3600),
+    );
+    workflow.step = AutoResponseStep::Queued {
+        resolver,
+        peer,
+        outbox: ticket.id,
+    };
+    store
+        .start_workflow(&NewWorkflow {
+            key: AutoResponse::key("channel_1", w.source, 5),
+            state: Workflow::AutoResponse(workflow),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let jobbot_engine::Delivery::Sent {
+        agent: delivered_by,
+        ..
+    } = ticket.delivery().await.unwrap()
+    else {
+        panic!("the auto-response goes out");
+    };
+    engine.shutdown().await;
+    let agent = ["agent_a", "agent_b"]
+        .iter()
+        .position(|name| *name == delivered_by.as_str())
+        .unwrap();
+
+    // While jobbot is down, the recruiter answers.
+    w.world.send_direct(
+        w.recruiter,
+        w.agents[agent],
+        "Tell me more about the salary",
+    );
+
+    let running = start(&w, config(), Arc::clone(&store), settings()).await;
+    let (topic, reply) = w.wait_topic_post("Tell me more").await;
+    assert_eq!(
+        reply.text,
+        "👤 Anna Smirnova (@anna_hr):\n\nTell me more about the salary"
+    );
+    w.wait_topic_post("Новый контакт").await;
+    w.wait_topic_post("Hi Anna!").await;
+    w.world
+        .group_post(w.group, w.operator, Some(topic), "We pay 5000 EUR")
+        .unwrap();
+    w.wait_inbox(w.recruiter, 2).await;
+    // Let anything that would happen twice have its chance.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        w.recruiter_inbox(),
+        [
+            (
+                agent,
+                "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/5) caught the eye of Jobs channel_1.".to_owned()
+            ),
+            (agent, "We pay 5000 EUR".to_owned())
+        ]
+    );
+    assert_eq!(w.topics(), [topic]);
+    let mut posts: Vec<String> = w
+        .topic_posts(topic)
+        .into_iter()
+        .filter(|post| post.author == Some(w.agents[agent]))
+        .map(|post| post.text.lines().next().unwrap_or_default().to_owned())
+        .collect();
+    posts.sort();
+    assert_eq!(
+        posts,
+        [
+            "👤 Anna Smirnova (@anna_hr):",
+            "📌 Новый контакт: Anna Smirnova (@anna_hr)",
+            "🤖 Агент (agent_b):"
+                .replace("agent_b", delivered_by.as_str())
+                .as_str(),
+        ],
+        "the info post, the mirror and the answer, once each"
+    );
+    let conversation = store
+        .conversation_by_topic(w.group, topic)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conversation.agent, delivered_by);
+    assert!(
+        store.active_workflows().await.unwrap().is_empty(),
+        "every workflow finished"
+    );
+    running.stop().await;
+}
+
+/// A contact who writes to the agent before their conversation is on record (here: before the
+/// auto-response's human-like delay has even passed) is not dropped: the message waits for the
+/// conversation and lands in its topic once it opens.
+#[tokio::test(start_paused = true)]
+async fn an_answer_before_the_conversation_opens_waits_for_it() {
+    use jobbot_core::workflow::{AutoResponse, AutoResponseStep, Workflow};
+
+    let w = world(true);
+    let store = memory_store();
+    let running = start(
+        &w,
+        load(vec![channel_json(
+            "channel_1",
+            &w,
+            json!({"instant_response": false, "human_delay": {"min_seconds": 600, "max_seconds": 600}}),
+        )]),
+        Arc::clone(&store),
+        settings(),
+    )
+    .await;
+    // Only agent_a sends, so the recruiter knows whom to write to.
+    running
+        .engine
+        .pause_agents(vec![
+            jobbot_core::ids::SessionName::parse("agent_b").unwrap(),
+        ])
+        .await
+        .unwrap();
+    running
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
+    wait_until("the auto-response is queued", || {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .active_workflows()
+                .await
+                .unwrap()
+                .iter()
+                .any(|record| {
+                    matches!(
+                        &record.state,
+                        Workflow::AutoResponse(AutoResponse {
+                            step: AutoResponseStep::Queued { .. },
+                            ..
+                        })
+                    )
+                })
+        }
+    })
+    .await;
+    assert!(w.recruiter_inbox().is_empty(), "not sent yet");
+    w.world.send_direct(
+        w.recruiter,
+        w.agents[0],
+        "Hello, is this about the Python job?",
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(w.topics().is_empty(), "no conversation yet, so no topic");
+    let (topic, early) = w.wait_topic_post("is this about the Python job").await;
+    assert_eq!(
+        early.text,
+        "👤 Anna Smirnova (@anna_hr):\n\nHello, is this about the Python job?"
+    );
+    assert_eq!(w.recruiter_inbox().len(), 1);
+    assert_eq!(w.topics(), [topic]);
     running.stop().await;
 }

@@ -8,7 +8,11 @@ use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
     NewOutboxMessage, OutboxKind, OutboxStatus, Recipient, SenderSelection, Store, UnixMillis,
 };
-use jobbot_core::telegram::{AccountConnector, ConnectOptions, MessageContent, RandomId};
+use jobbot_core::telegram::{
+    AccountConnector, AccountEvent, AuthorizationStatus, Checkpoint, ConnectError, ConnectOptions,
+    JoinTarget, LoginBackend, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage,
+    TelegramAccount, TelegramError, TopicId,
+};
 use jobbot_engine::{Delivery, Engine, EngineClock, EngineSettings, LinkState};
 use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
 use tokio::sync::watch;
@@ -58,6 +62,18 @@ impl Harness {
         pacing: serde_json::Value,
         store: Arc<dyn Store>,
     ) -> Self {
+        Self::start_with_faults(params, agents, recipients, pacing, store, None).await
+    }
+
+    /// [`Harness::start`], with the accounts behind `faults`.
+    async fn start_with_faults(
+        params: SimParams,
+        agents: &[&str],
+        recipients: usize,
+        pacing: serde_json::Value,
+        store: Arc<dyn Store>,
+        faults: Option<Faults>,
+    ) -> Self {
         let world = SimWorld::new(params);
         let agent_ids: Vec<ChatId> = agents
             .iter()
@@ -79,7 +95,14 @@ impl Harness {
                 (id, Username::parse(&username).unwrap())
             })
             .collect();
-        let (engine, config) = start_engine(&world, agents, pacing, Arc::clone(&store)).await;
+        let connector: Arc<dyn AccountConnector> = match faults {
+            Some(faults) => Arc::new(FaultyConnector {
+                sim: SimConnector::new(world.clone()),
+                faults,
+            }),
+            None => Arc::new(SimConnector::new(world.clone())),
+        };
+        let (engine, config) = start_engine(connector, agents, pacing, Arc::clone(&store)).await;
         Self {
             world,
             engine,
@@ -135,7 +158,7 @@ impl Harness {
 }
 
 async fn start_engine(
-    world: &SimWorld,
+    connector: Arc<dyn AccountConnector>,
     agents: &[&str],
     pacing: serde_json::Value,
     store: Arc<dyn Store>,
@@ -147,7 +170,7 @@ async fn start_engine(
             seed: 7,
             ..EngineSettings::default()
         },
-        Arc::new(SimConnector::new(world.clone())),
+        connector,
         store,
         config_rx,
         EngineClock::starting_at(UnixMillis(1_750_000_000_000)),
@@ -484,7 +507,7 @@ async fn a_restart_resumes_the_queue_and_sends_nothing_twice() {
 
     // The restart.
     let (engine, _config) = start_engine(
-        &world,
+        Arc::new(SimConnector::new(world.clone())),
         &["agent_a"],
         serde_json::json!({}),
         Arc::clone(&store),
@@ -561,10 +584,15 @@ async fn a_message_nobody_can_send_expires_with_its_reason() {
         .await
         .unwrap()
         .unwrap();
-    match delivery {
-        Delivery::Expired { reason } => assert!(reason.contains("time to live"), "{reason}"),
-        other => panic!("{other:?}"),
-    }
+    // Typed: what held it up last, the only agent being dead.
+    assert_eq!(
+        delivery,
+        Delivery::Expired {
+            last_holdup: Some(jobbot_core::store::Holdup::Waiting {
+                reason: jobbot_core::store::Unavailable::AllUnavailable { dead: 1, paused: 0 }
+            })
+        }
+    );
     assert_eq!(harness.store.outbox_counts().await.unwrap().expired, 1);
 }
 
@@ -710,4 +738,482 @@ async fn a_pause_during_the_first_connect_wins() {
     );
     assert!(harness.engine.account(&session("agent_b")).is_none());
     assert_eq!(harness.world.open_connections(&session("agent_b")), 0);
+}
+
+// ----- Faults the simulator cannot be made to produce on cue -----
+
+/// Faults to inject into the accounts of a [`FaultyConnector`].
+#[derive(Clone, Default)]
+struct Faults {
+    state: Arc<std::sync::Mutex<FaultState>>,
+}
+
+#[derive(Default)]
+struct FaultState {
+    /// A direct message with this text is sent, and then answered with this error instead of
+    /// the message (the answer lost on the way back, or Telegram's "already on its way").
+    after_send: std::collections::HashMap<String, AfterSend>,
+    /// Sessions whose `connect` fails (a network that stays down).
+    unreachable: std::collections::HashSet<SessionName>,
+}
+
+#[derive(Clone)]
+struct AfterSend {
+    error: TelegramError,
+    /// The sending account is banned right after the send (it dies before it can retry).
+    then_ban: Option<(SimWorld, ChatId)>,
+}
+
+impl Faults {
+    fn after_send(&self, text: &str, error: TelegramError, then_ban: Option<(SimWorld, ChatId)>) {
+        self.state
+            .lock()
+            .unwrap()
+            .after_send
+            .insert(text.to_owned(), AfterSend { error, then_ban });
+    }
+
+    fn unreachable(&self, session_name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .unreachable
+            .insert(session(session_name));
+    }
+}
+
+struct FaultyConnector {
+    sim: SimConnector,
+    faults: Faults,
+}
+
+#[async_trait::async_trait]
+impl AccountConnector for FaultyConnector {
+    async fn connect(
+        &self,
+        session: &SessionName,
+        options: &ConnectOptions,
+    ) -> Result<Arc<dyn TelegramAccount>, ConnectError> {
+        if self
+            .faults
+            .state
+            .lock()
+            .unwrap()
+            .unreachable
+            .contains(session)
+        {
+            return Err(ConnectError::Network {
+                message: "unreachable (test)".into(),
+            });
+        }
+        let inner = self.sim.connect(session, options).await?;
+        Ok(Arc::new(FaultyAccount {
+            inner,
+            faults: self.faults.clone(),
+        }))
+    }
+
+    async fn check_authorization(
+        &self,
+        session: &SessionName,
+        options: &ConnectOptions,
+    ) -> Result<AuthorizationStatus, ConnectError> {
+        self.sim.check_authorization(session, options).await
+    }
+
+    async fn begin_login(
+        &self,
+        session: &SessionName,
+        options: &ConnectOptions,
+    ) -> Result<Box<dyn LoginBackend>, ConnectError> {
+        self.sim.begin_login(session, options).await
+    }
+}
+
+struct FaultyAccount {
+    inner: Arc<dyn TelegramAccount>,
+    faults: Faults,
+}
+
+#[async_trait::async_trait]
+impl TelegramAccount for FaultyAccount {
+    async fn get_me(&self) -> Result<Me, TelegramError> {
+        self.inner.get_me().await
+    }
+    async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
+        self.inner.resolve_username(username).await
+    }
+    async fn send_direct(
+        &self,
+        to: PeerRef,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError> {
+        let sent = self.inner.send_direct(to, content, random_id).await?;
+        let fault = self
+            .faults
+            .state
+            .lock()
+            .unwrap()
+            .after_send
+            .remove(&content.text);
+        match fault {
+            None => Ok(sent),
+            Some(fault) => {
+                if let Some((world, account)) = fault.then_ban {
+                    world.ban(account);
+                }
+                Err(fault.error)
+            }
+        }
+    }
+    async fn send_typing(&self, to: PeerRef) -> Result<(), TelegramError> {
+        self.inner.send_typing(to).await
+    }
+    async fn post_to_chat(
+        &self,
+        chat: ChatId,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError> {
+        self.inner.post_to_chat(chat, content, random_id).await
+    }
+    async fn create_forum_topic(
+        &self,
+        group: ChatId,
+        title: &str,
+        random_id: RandomId,
+    ) -> Result<TopicId, TelegramError> {
+        self.inner.create_forum_topic(group, title, random_id).await
+    }
+    async fn post_to_topic(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+        content: &MessageContent,
+        random_id: RandomId,
+    ) -> Result<SentMessage, TelegramError> {
+        self.inner
+            .post_to_topic(group, topic, content, random_id)
+            .await
+    }
+    async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
+        self.inner.join_chat(target).await
+    }
+    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<AccountEvent>> {
+        self.inner.take_events()
+    }
+    fn request_checkpoint(&self) {
+        self.inner.request_checkpoint()
+    }
+    async fn commit_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), TelegramError> {
+        self.inner.commit_checkpoint(checkpoint).await
+    }
+    async fn disconnect(&self) {
+        self.inner.disconnect().await
+    }
+}
+
+/// `RANDOM_ID_DUPLICATE` says the send is already on its way: the message is delivered (its id
+/// unknown), not failed, and no other agent sends it again.
+#[tokio::test(start_paused = true)]
+async fn random_id_duplicate_is_a_delivery() {
+    let faults = Faults::default();
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults.clone()),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    faults.after_send("on its way", TelegramError::RandomIdDuplicate, None);
+    let ticket = harness.send(0, None, "on its way").await;
+    let id = ticket.id;
+    let Delivery::Sent { agent, message } = ticket.delivery().await.unwrap() else {
+        panic!("not sent");
+    };
+    assert_eq!(message, None, "Telegram did not name the message");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let received = harness.received(0);
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        session(["agent_a", "agent_b"][received[0].0]),
+        agent,
+        "recorded as sent by the agent that sent it"
+    );
+    let stored = harness.store.outbox_message(id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OutboxStatus::Sent);
+    assert_eq!(stored.attempts, 1);
+}
+
+/// A send whose answer is lost may have been delivered: it stays with its account (which
+/// cannot reconnect here) and never moves to another one, however long it waits; when that
+/// account is removed from the configuration, it ends in a state that says so, with the account
+/// and the random id, for the operator.
+#[tokio::test(start_paused = true)]
+async fn a_message_in_doubt_never_moves_and_ends_saying_so_when_its_account_is_removed() {
+    let faults = Faults::default();
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults.clone()),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    // agent_b paused: agent_a takes the message.
+    harness
+        .engine
+        .pause_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    faults.after_send(
+        "maybe delivered",
+        TelegramError::Network {
+            message: "connection reset (test)".into(),
+        },
+        None,
+    );
+    faults.unreachable("agent_a");
+    let ticket = harness.send(0, None, "maybe delivered").await;
+    let id = ticket.id;
+    let in_doubt = wait_in_doubt(&harness.store, id).await;
+    assert_eq!(in_doubt.agent, session("agent_a"));
+    harness
+        .engine
+        .resume_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    wait_link(&harness.engine, "agent_b", |link| {
+        link.is_some_and(LinkState::is_ready)
+    })
+    .await;
+    // An hour with agent_b ready and agent_a unreachable: the message waits for agent_a.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(harness.received(0), [(0, "maybe delivered".to_owned())]);
+    let waiting = harness.store.outbox_message(id).await.unwrap().unwrap();
+    assert_eq!(waiting.status, OutboxStatus::Pending);
+    assert_eq!(waiting.in_doubt.as_ref(), Some(&in_doubt));
+
+    harness
+        .config
+        .send_replace(Arc::new(config(&["agent_b"], serde_json::json!({}))));
+    let delivery = ticket.delivery().await.unwrap();
+    let expected = jobbot_core::store::OutboxFailure::InDoubtAccountGone {
+        agent: session("agent_a"),
+        random_id: in_doubt.random_id,
+        account: jobbot_core::store::AccountGone::Removed,
+    };
+    assert_eq!(
+        delivery,
+        Delivery::Failed {
+            failure: expected.clone()
+        }
+    );
+    assert_eq!(harness.received(0), [(0, "maybe delivered".to_owned())]);
+    // The operator's list shows it first.
+    let ended = harness.store.ended_outbox(UnixMillis(0), 10).await.unwrap();
+    assert_eq!(ended[0].id, id);
+    assert_eq!(
+        ended[0].end,
+        Some(jobbot_core::store::OutboxEnd::Failed { failure: expected })
+    );
+}
+
+/// The same when the account dies right after the send that may have been delivered.
+#[tokio::test(start_paused = true)]
+async fn a_message_in_doubt_ends_saying_so_when_its_account_dies() {
+    let faults = Faults::default();
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults.clone()),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    harness
+        .engine
+        .pause_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    faults.after_send(
+        "maybe delivered",
+        TelegramError::Network {
+            message: "connection reset (test)".into(),
+        },
+        Some((harness.world.clone(), harness.agents[0])),
+    );
+    let ticket = harness.send(0, None, "maybe delivered").await;
+    harness
+        .engine
+        .resume_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    let Delivery::Failed {
+        failure: jobbot_core::store::OutboxFailure::InDoubtAccountGone { agent, account, .. },
+    } = ticket.delivery().await.unwrap()
+    else {
+        panic!("not ended as in doubt");
+    };
+    assert_eq!(agent, session("agent_a"));
+    assert_eq!(
+        account,
+        jobbot_core::store::AccountGone::Dead {
+            reason: jobbot_core::telegram::DeadReason::Banned
+        }
+    );
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(harness.received(0), [(0, "maybe delivered".to_owned())]);
+}
+
+/// Waits until message `id`'s attempt came back in doubt, and returns on which agent and with
+/// which random id.
+async fn wait_in_doubt(
+    store: &Arc<dyn Store>,
+    id: jobbot_core::store::OutboxId,
+) -> jobbot_core::store::InDoubt {
+    tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            let message = store.outbox_message(id).await.unwrap().unwrap();
+            // In doubt from the attempt's start; a holdup once its outcome is on record.
+            if let (Some(in_doubt), Some(_)) = (message.in_doubt, message.holdup) {
+                return in_doubt;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the message gets in doubt")
+}
+
+/// A pause is on record: after a restart the agent stays paused (it never connects) until it is
+/// resumed, and a resume is on record too.
+#[tokio::test(start_paused = true)]
+async fn a_pause_is_kept_across_a_restart() {
+    let store = memory_store();
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        Arc::clone(&store),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    harness
+        .engine
+        .pause_agents(vec![session("agent_a")])
+        .await
+        .unwrap();
+    harness.engine.shutdown().await;
+
+    let restart = || async {
+        start_engine(
+            Arc::new(SimConnector::new(harness.world.clone())),
+            &["agent_a", "agent_b"],
+            serde_json::json!({}),
+            Arc::clone(&store),
+        )
+        .await
+    };
+    let (engine, _config) = restart().await;
+    wait_link(&engine, "agent_b", |link| {
+        link.is_some_and(LinkState::is_ready)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        engine.link_states().borrow().get(&session("agent_a")),
+        Some(&LinkState::Paused)
+    );
+    assert_eq!(harness.world.open_connections(&session("agent_a")), 0);
+    engine
+        .resume_agents(vec![session("agent_a")])
+        .await
+        .unwrap();
+    wait_link(&engine, "agent_a", |link| {
+        link.is_some_and(LinkState::is_ready)
+    })
+    .await;
+    engine.shutdown().await;
+
+    let (engine, _config) = restart().await;
+    wait_link(&engine, "agent_a", |link| {
+        link.is_some_and(LinkState::is_ready)
+    })
+    .await;
+    engine.shutdown().await;
+}
+
+/// Flood waits, `PEER_FLOOD`, reconnects and deaths are on record for the statistics.
+#[tokio::test(start_paused = true)]
+async fn agent_events_are_recorded() {
+    use jobbot_core::store::AgentEvent;
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    harness.world.impose_flood_wait(harness.agents[0], 30);
+    harness
+        .engine
+        .pause_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    let ticket = harness.send(0, None, "after the flood").await;
+    assert!(matches!(
+        ticket.delivery().await.unwrap(),
+        Delivery::Sent { .. }
+    ));
+    harness.world.drop_connection(&session("agent_a"));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    harness.world.ban(harness.agents[0]);
+    // The ban shows at the next call: a send.
+    let ticket = harness.send(0, None, "to a banned agent").await;
+    let _ = tokio::time::timeout(Duration::from_secs(60), ticket.delivery()).await;
+    let recorded = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            let events: Vec<AgentEvent> = harness
+                .store
+                .agent_events(UnixMillis(0), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .rev()
+                .filter(|event| event.agent == session("agent_a"))
+                .map(|event| event.event)
+                .collect();
+            if events
+                .iter()
+                .any(|event| matches!(event, AgentEvent::Dead { .. }))
+            {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the death is recorded");
+    assert_eq!(
+        recorded,
+        [
+            AgentEvent::FloodWait { seconds: 30 },
+            AgentEvent::Reconnected,
+            AgentEvent::Dead {
+                reason: jobbot_core::telegram::DeadReason::Banned
+            },
+        ]
+    );
 }

@@ -9,9 +9,10 @@ use jobbot_core::filters::PreFilterRejection;
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{Store, UnixMillis, VacancyQuery, VacancyStatus};
 use jobbot_core::telegram::EntityKind;
+use jobbot_core::workflow::Workflow;
 use jobbot_engine::{
-    Engine, EngineClock, EngineSettings, MessageOutcome, Monitor, MonitorEvent, MonitorHandle,
-    MonitorParts, MonitorSettings, Vacancy, router,
+    Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, MessageOutcome, Monitor,
+    MonitorEvent, MonitorHandle, MonitorParts, MonitorSettings, NoAutoReplies, router,
 };
 use jobbot_sim::{NewUser, SimConnector, SimParams, SimWorld};
 use tokio::sync::{mpsc, watch};
@@ -42,13 +43,19 @@ struct OutputChannel<'a> {
     include: &'a [&'a str],
 }
 
+/// Every channel answers vacancies' authors through a CRM group (its agent never connects here:
+/// monitoring only hands the auto-responses over, and no CRM executes them).
 fn config(channels: &[OutputChannel<'_>]) -> Arc<Config> {
     let channels: Vec<serde_json::Value> = channels
         .iter()
         .map(|channel| {
             serde_json::json!({
                 "id": channel.id, "name": channel.id, "telegram_id": channel.telegram_id.get(),
-                "input_sources": channel.sources, "filters": {"include_keywords": channel.include}
+                "input_sources": channel.sources, "filters": {"include_keywords": channel.include},
+                "crm_enabled": true, "crm_group_id": -1009999999999i64,
+                "agents": [{"phone": "+79990000999", "session_name": "agent_offline"}],
+                "auto_response_enabled": true,
+                "auto_response_template": "Hi {first_name}!"
             })
         })
         .collect();
@@ -64,7 +71,6 @@ struct Harness {
     /// Every report of the monitor, losslessly.
     reports: mpsc::UnboundedReceiver<MonitorEvent>,
     config: watch::Sender<Arc<Config>>,
-    vacancies: mpsc::UnboundedReceiver<Vacancy>,
     main: ChatId,
     admin: ChatId,
     /// `@python_jobs`, public.
@@ -116,16 +122,24 @@ impl Harness {
         )
         .await
         .expect("engine starts");
-        let (monitor_tx, monitor_rx) = mpsc::unbounded_channel();
-        router::fan_out(engine.take_telegram_events().unwrap(), vec![monitor_tx]);
-        let (vacancy_tx, vacancies) = mpsc::unbounded_channel();
+        let (_router, mut streams) = router::fan_out(engine.take_telegram_events().unwrap(), 2);
+        // The CRM takes the hand-over; it does not run here, so its workflows stay stored.
+        let crm = Crm::new(CrmParts {
+            engine: engine.clone(),
+            config: config_rx.clone(),
+            telegram: streams.pop().unwrap(),
+            replier: Arc::new(NoAutoReplies),
+            settings: CrmSettings::default(),
+        })
+        .await
+        .unwrap();
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let monitor = Monitor::spawn(MonitorParts {
             engine: engine.clone(),
             store: Arc::clone(&store),
             config: config_rx,
-            events: monitor_rx,
-            vacancies: Some(vacancy_tx),
+            events: streams.pop().unwrap(),
+            crm: Some(crm.handle()),
             reports: Some(reports_tx),
             settings,
         });
@@ -150,7 +164,6 @@ impl Harness {
             monitor,
             reports,
             config: config_tx,
-            vacancies,
             main,
             admin,
             python_jobs,
@@ -282,25 +295,37 @@ async fn a_post_reaches_every_matching_output_channel_once() {
     assert!(backend[0].contains(PYTHON_AND_DJANGO));
     harness.assert_outbox_drained(3).await;
 
-    // The CRM gets each relevant vacancy once, with the channels it went to and its candidates.
-    let first = harness.vacancies.recv().await.unwrap();
+    // The CRM's auto-responses are on record with the notifications: one per channel notified,
+    // each to the vacancy's best contact, nothing for the third message.
+    let handed_over: Vec<(String, i32, String, String)> = harness
+        .store
+        .active_workflows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| match record.state {
+            Workflow::AutoResponse(workflow) => (
+                workflow.channel_id,
+                workflow.vacancy.message_id,
+                workflow.contact.as_str().to_owned(),
+                workflow.vacancy.link,
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let link = |id: i32| format!("https://t.me/python_jobs/{id}");
     assert_eq!(
-        (first.message_id, first.channels.clone()),
-        (both, vec!["python".to_owned(), "backend".to_owned()])
-    );
-    assert_eq!(first.link, format!("https://t.me/python_jobs/{both}"));
-    assert_eq!(
-        first.candidates[0].target,
-        jobbot_core::contacts::CandidateTarget::Username(username("anna_hr"))
-    );
-    let second = harness.vacancies.recv().await.unwrap();
-    assert_eq!(
-        (second.message_id, second.channels),
-        (one, vec!["python".to_owned()])
-    );
-    assert!(
-        harness.vacancies.try_recv().is_err(),
-        "nothing for the third"
+        handed_over,
+        [
+            ("python".to_owned(), both, "anna_hr".to_owned(), link(both)),
+            ("backend".to_owned(), both, "anna_hr".to_owned(), link(both)),
+            (
+                "python".to_owned(),
+                one,
+                "ivan_recruiter".to_owned(),
+                link(one)
+            ),
+        ]
     );
     harness.monitor.stop().await;
 }
@@ -713,4 +738,174 @@ async fn public_sources_are_joined_when_auto_join_is_on() {
     assert_eq!(outcome, processed(&["python"], &[]));
     assert_eq!(harness.notifications_finished(1).await, 1);
     assert_eq!(harness.posted(harness.out_python).len(), 1);
+}
+
+/// Monitoring over an engine on `world` and `store`, checkpointing every `checkpoint_interval`.
+async fn start_monitoring(
+    world: &SimWorld,
+    store: &Arc<dyn Store>,
+    config: Arc<Config>,
+    checkpoint_interval: Duration,
+) -> (Engine, MonitorHandle, mpsc::UnboundedReceiver<MonitorEvent>) {
+    let (_config_tx, config_rx) = watch::channel(config);
+    // The sender is dropped: the configuration stays as it is (the engine keeps the last).
+    let engine = Engine::start(
+        EngineSettings {
+            main_session: Some(session("bot_session")),
+            seed: 7,
+            owner: jobbot_engine::OwnerSettings {
+                checkpoint_interval,
+                ..jobbot_engine::OwnerSettings::default()
+            },
+            ..EngineSettings::default()
+        },
+        Arc::new(SimConnector::new(world.clone())),
+        Arc::clone(store),
+        config_rx.clone(),
+        EngineClock::starting_at(UnixMillis(world.now_unix() * 1000)),
+    )
+    .await
+    .unwrap();
+    let (reports_tx, reports) = mpsc::unbounded_channel();
+    let monitor = Monitor::spawn(MonitorParts {
+        engine: engine.clone(),
+        store: Arc::clone(store),
+        config: config_rx,
+        events: engine.take_telegram_events().unwrap(),
+        crm: None,
+        reports: Some(reports_tx),
+        settings: MonitorSettings::default(),
+    });
+    tokio::time::timeout(
+        WAIT,
+        engine.wait_for_links(|links| {
+            links
+                .get(&session("bot_session"))
+                .is_some_and(|link| link.is_ready())
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    (engine, monitor, reports)
+}
+
+/// The messages monitoring reported, as (message id, outcome), until `quiet` passes without one.
+async fn reported(
+    reports: &mut mpsc::UnboundedReceiver<MonitorEvent>,
+    quiet: Duration,
+) -> Vec<(i32, MessageOutcome)> {
+    let mut seen = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout(quiet, reports.recv()).await {
+        if let MonitorEvent::Message {
+            message_id,
+            outcome,
+            ..
+        } = event
+        {
+            seen.push((message_id, outcome));
+        }
+    }
+    seen
+}
+
+/// The update position is saved while running: a checkpoint every interval, committed once
+/// monitoring has every message before it on record. A restart (here without any orderly
+/// shutdown of the positions) catches up on what was posted while jobbot was down, and what was
+/// handled before the last saved position is not delivered again. Without a saved position past
+/// a message, it is delivered again and the processed record absorbs it: nothing is notified
+/// twice, nothing is lost.
+#[tokio::test(start_paused = true)]
+async fn a_restart_catches_up_from_the_saved_update_position() {
+    for (checkpoint_interval, replayed) in [
+        (Duration::from_secs(10), false),
+        (Duration::from_secs(24 * 3600), true),
+    ] {
+        let world = SimWorld::new(SimParams::default());
+        let main = world.create_account("bot_session", NewUser::named("Jobbot"));
+        let admin = world.create_user(NewUser::named("Admin"));
+        let source = world.create_channel("Python Jobs", Some("python_jobs"), &[admin]);
+        world.add_member(source, main);
+        let out = world.create_channel("Python vacancies", None, &[main]);
+        let store: Arc<dyn Store> = Arc::new(jobbot_store::MemoryStore::new());
+        let config = || {
+            let channels = serde_json::json!({"output_channels": [{
+                "id": "python", "name": "python", "telegram_id": out.get(),
+                "input_sources": ["@python_jobs"], "filters": {"include_keywords": ["python"]}
+            }]});
+            Arc::new(config::load(&channels.to_string()).unwrap().config)
+        };
+
+        let (engine, monitor, mut reports) =
+            start_monitoring(&world, &store, config(), checkpoint_interval).await;
+        let before = world.channel_post(source, PYTHON_ONLY);
+        assert_eq!(
+            reported(&mut reports, Duration::from_secs(60)).await,
+            [(before, processed(&["python"], &[]))]
+        );
+        // A crash-like stop: nothing flushes the position.
+        monitor.stop().await;
+        engine.shutdown().await;
+
+        let during = world.channel_post(source, PYTHON_AND_DJANGO);
+        let (engine, monitor, mut reports) =
+            start_monitoring(&world, &store, config(), checkpoint_interval).await;
+        let seen = reported(&mut reports, Duration::from_secs(60)).await;
+        let mut expected = Vec::new();
+        if replayed {
+            expected.push((before, MessageOutcome::AlreadyProcessed));
+        }
+        expected.push((during, processed(&["python"], &[])));
+        assert_eq!(seen, expected, "checkpoints every {checkpoint_interval:?}");
+        tokio::time::timeout(WAIT, async {
+            while world.chat_messages(out).len() < 2 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("both are notified");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(world.chat_messages(out).len(), 2, "each notified once");
+        monitor.stop().await;
+        engine.shutdown().await;
+    }
+}
+
+/// An orderly stop saves the position of everything taken in: the next start replays nothing.
+#[tokio::test(start_paused = true)]
+async fn flushing_the_positions_leaves_nothing_to_replay() {
+    let world = SimWorld::new(SimParams::default());
+    let main = world.create_account("bot_session", NewUser::named("Jobbot"));
+    let admin = world.create_user(NewUser::named("Admin"));
+    let source = world.create_channel("Python Jobs", Some("python_jobs"), &[admin]);
+    world.add_member(source, main);
+    let out = world.create_channel("Python vacancies", None, &[main]);
+    let store: Arc<dyn Store> = Arc::new(jobbot_store::MemoryStore::new());
+    let channels = serde_json::json!({"output_channels": [{
+        "id": "python", "name": "python", "telegram_id": out.get(),
+        "input_sources": ["@python_jobs"], "filters": {"include_keywords": ["python"]}
+    }]});
+    let config = Arc::new(config::load(&channels.to_string()).unwrap().config);
+    // Periodic checkpoints far apart: only the flush saves the position.
+    let hours = Duration::from_secs(24 * 3600);
+    let (engine, monitor, mut reports) =
+        start_monitoring(&world, &store, Arc::clone(&config), hours).await;
+    let first = world.channel_post(source, PYTHON_ONLY);
+    assert_eq!(
+        reported(&mut reports, Duration::from_secs(60)).await,
+        [(first, processed(&["python"], &[]))]
+    );
+    assert_eq!(
+        engine
+            .flush_positions(Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
+    monitor.stop().await;
+    engine.shutdown().await;
+    let (engine, monitor, mut reports) = start_monitoring(&world, &store, config, hours).await;
+    assert_eq!(reported(&mut reports, Duration::from_secs(60)).await, []);
+    monitor.stop().await;
+    engine.shutdown().await;
 }

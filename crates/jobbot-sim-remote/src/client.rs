@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountConnector, AccountEvent, AuthorizationStatus, CodeOutcome, ConnectError, ConnectOptions,
-    JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage,
-    TelegramAccount, TelegramError, TopicId,
+    AccountConnector, AccountEvent, AuthorizationStatus, Checkpoint, CodeOutcome, ConnectError,
+    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef,
+    RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jsonrpsee::async_client::{Client, ClientBuilder};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
@@ -409,6 +409,22 @@ impl TelegramAccount for RemoteAccount {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
+    }
+
+    fn request_checkpoint(&self) {
+        // The port's request is fire-and-forget; the marker comes back through the event
+        // subscription, after every event the server delivered before it.
+        let (client, handle) = (Arc::clone(&self.client), self.handle);
+        tokio::spawn(async move {
+            let _ = client.request_checkpoint(handle).await;
+        });
+    }
+
+    async fn commit_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), TelegramError> {
+        transport(
+            self.client.commit_checkpoint(self.handle, checkpoint).await,
+            telegram_network,
+        )
     }
 
     async fn disconnect(&self) {

@@ -18,8 +18,8 @@
 
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountEvent, AuthorizationStatus, CodeOutcome, ConnectError, JoinTarget, LoginError, Me,
-    MessageContent, Peer, PeerRef, RandomId, SentMessage, TelegramError, TopicId,
+    AccountEvent, AuthorizationStatus, Checkpoint, CodeOutcome, ConnectError, JoinTarget,
+    LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{AdminError, TopicView};
 use jobbot_sim::scenario::DemoWorld;
@@ -134,6 +134,17 @@ pub trait TelegramRpc {
         account: AccountHandle,
         target: JoinTarget,
     ) -> RpcResult<Result<Peer, TelegramError>>;
+
+    /// Puts a checkpoint into the account's event stream (`TelegramAccount::request_checkpoint`).
+    #[method(name = "request_checkpoint")]
+    async fn request_checkpoint(&self, account: AccountHandle) -> RpcResult<()>;
+
+    #[method(name = "commit_checkpoint")]
+    async fn commit_checkpoint(
+        &self,
+        account: AccountHandle,
+        checkpoint: Checkpoint,
+    ) -> RpcResult<Result<(), TelegramError>>;
 
     /// Closes the connection and releases the session (`TelegramAccount::disconnect`, and what
     /// dropping the last handle does in process).

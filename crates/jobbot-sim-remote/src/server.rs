@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountConnector, AuthorizationStatus, CodeOutcome, ConnectError, ConnectOptions, JoinTarget,
-    LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage,
+    AccountConnector, AuthorizationStatus, Checkpoint, CodeOutcome, ConnectError, ConnectOptions,
+    JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage,
     TelegramAccount, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
@@ -747,6 +747,25 @@ impl TelegramRpcServer for Connection {
     ) -> RpcResult<Result<Peer, TelegramError>> {
         Ok(match self.account(account) {
             Ok(account) => account.join_chat(&target).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn request_checkpoint(&self, account: AccountHandle) -> RpcResult<()> {
+        // An account that is gone has no stream to mark: nothing to do, as in process.
+        if let Ok(account) = self.account(account) {
+            account.request_checkpoint();
+        }
+        Ok(())
+    }
+
+    async fn commit_checkpoint(
+        &self,
+        account: AccountHandle,
+        checkpoint: Checkpoint,
+    ) -> RpcResult<Result<(), TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.commit_checkpoint(checkpoint).await,
             Err(error) => Err(error),
         })
     }

@@ -9,10 +9,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, Username};
 use jobbot_core::telegram::{
-    AccountEvent, DeadReason, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef, RandomId,
-    SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountEvent, Checkpoint, DeadReason, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef,
+    RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::world::{ConnectionId, Deduplicated, Destination, SimWorld, WorldState};
@@ -58,6 +58,61 @@ impl SimAccount {
     }
 }
 
+impl SimAccount {
+    /// A call that carries a `random_id`. Once sent, the request is Telegram's: it is processed
+    /// over the round trip whatever becomes of the caller (a crash, a cancelled task), and while
+    /// it is, another send with the same `random_id` from the same account is refused with
+    /// `RANDOM_ID_DUPLICATE`; once it is done, a repeat returns the first message
+    /// (core.telegram.org/api/updates, "random ID deduplication").
+    async fn send_call<R: Send + 'static>(
+        &self,
+        random_id: RandomId,
+        operation: impl FnOnce(&mut WorldState, ChatId, Instant) -> Result<R, TelegramError>
+        + Send
+        + 'static,
+    ) -> Result<R, TelegramError> {
+        let world = self.world.clone();
+        let connection = self.connection;
+        let latency = world.call_latency();
+        let (reply, answer) = oneshot::channel();
+        tokio::spawn(async move {
+            let claim = world.with(|world| world.claim_random_id(connection, random_id));
+            tokio::time::sleep(latency).await;
+            let result = world.with(|world| {
+                let now = Instant::now();
+                let result = world
+                    .begin_call(connection, now)
+                    .and_then(|account| match claim {
+                        RandomIdClaim::InProgress => Err(TelegramError::RandomIdDuplicate),
+                        RandomIdClaim::Claimed(_) | RandomIdClaim::NoConnection => {
+                            operation(world, account, now)
+                        }
+                    });
+                if let RandomIdClaim::Claimed(account) = claim {
+                    world.release_random_id(account, random_id);
+                }
+                result
+            });
+            let _ = reply.send(result);
+        });
+        answer.await.unwrap_or_else(|_| {
+            Err(TelegramError::Network {
+                message: "the call was dropped".to_owned(),
+            })
+        })
+    }
+}
+
+/// Whether a send's `random_id` was free to work on.
+#[derive(Clone, Copy)]
+enum RandomIdClaim {
+    Claimed(ChatId),
+    /// The same account is already processing a send with this `random_id`.
+    InProgress,
+    /// The connection is gone; the call fails on its own checks.
+    NoConnection,
+}
+
 impl Drop for SimAccount {
     fn drop(&mut self) {
         let connection = self.connection;
@@ -88,7 +143,8 @@ impl TelegramAccount for SimAccount {
         content: &MessageContent,
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError> {
-        self.call(|world, account, now| {
+        let content = content.clone();
+        self.send_call(random_id, move |world, account, now| {
             world.take_send(account, now)?;
             let destination = Destination::Direct(to.id);
             if let Some(first) = world.deduplicate(account, random_id, destination)? {
@@ -110,7 +166,7 @@ impl TelegramAccount for SimAccount {
                     message: "INPUT_USER_DEACTIVATED".to_owned(),
                 });
             }
-            check_content(content)?;
+            check_content(&content)?;
             world.check_may_write_privately(account, to.id, now)?;
             let (message_id, _) = world.deliver_private(account, to.id, &content.text, now);
             Ok(world.record_sent(
@@ -137,14 +193,15 @@ impl TelegramAccount for SimAccount {
         content: &MessageContent,
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError> {
-        self.call(|world, account, now| {
+        let content = content.clone();
+        self.send_call(random_id, move |world, account, now| {
             world.take_send(account, now)?;
             let destination = Destination::Chat(chat);
             if let Some(first) = world.deduplicate(account, random_id, destination)? {
                 return Ok(first);
             }
             world.check_may_post(account, chat)?;
-            check_content(content)?;
+            check_content(&content)?;
             let message = world.post_in_chat(chat, Some(account), None, &content.text, false, now);
             Ok(world.record_sent(
                 account,
@@ -165,7 +222,8 @@ impl TelegramAccount for SimAccount {
         title: &str,
         random_id: RandomId,
     ) -> Result<TopicId, TelegramError> {
-        self.call(|world, account, now| {
+        let title = title.to_owned();
+        self.send_call(random_id, move |world, account, now| {
             world.take_create_topic(account, now)?;
             let destination = Destination::NewTopic(group);
             if let Some(first) = world.deduplicate(account, random_id, destination)? {
@@ -190,7 +248,7 @@ impl TelegramAccount for SimAccount {
                     message: "TOPIC_TITLE_EMPTY".to_owned(),
                 });
             }
-            let topic = world.insert_topic(group, Some(account), title, now);
+            let topic = world.insert_topic(group, Some(account), &title, now);
             world.record_sent(
                 account,
                 random_id,
@@ -212,7 +270,8 @@ impl TelegramAccount for SimAccount {
         content: &MessageContent,
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError> {
-        self.call(|world, account, now| {
+        let content = content.clone();
+        self.send_call(random_id, move |world, account, now| {
             world.take_send(account, now)?;
             let destination = Destination::Topic(group, topic);
             if let Some(first) = world.deduplicate(account, random_id, destination)? {
@@ -220,7 +279,7 @@ impl TelegramAccount for SimAccount {
             }
             world.check_may_post(account, group)?;
             world.check_topic_alive(group, topic)?;
-            check_content(content)?;
+            check_content(&content)?;
             let message =
                 world.post_in_chat(group, Some(account), Some(topic), &content.text, false, now);
             Ok(world.record_sent(
@@ -280,6 +339,19 @@ impl TelegramAccount for SimAccount {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
+    }
+
+    fn request_checkpoint(&self) {
+        let connection = self.connection;
+        self.world
+            .with(|world| world.request_checkpoint(connection));
+    }
+
+    async fn commit_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), TelegramError> {
+        let connection = self.connection;
+        self.world
+            .with(|world| world.commit_checkpoint(connection, checkpoint));
+        Ok(())
     }
 
     async fn disconnect(&self) {
@@ -399,8 +471,33 @@ impl WorldState {
             })
     }
 
+    /// Marks `random_id` as being processed for the connection's account (see
+    /// [`SimAccount::send_call`]).
+    fn claim_random_id(&mut self, connection: ConnectionId, random_id: RandomId) -> RandomIdClaim {
+        let Some(account) = self.connections.get(&connection).map(|record| record.user) else {
+            return RandomIdClaim::NoConnection;
+        };
+        if self
+            .user_mut(account)
+            .limits
+            .in_progress
+            .insert(random_id.0)
+        {
+            RandomIdClaim::Claimed(account)
+        } else {
+            RandomIdClaim::InProgress
+        }
+    }
+
+    fn release_random_id(&mut self, account: ChatId, random_id: RandomId) {
+        self.user_mut(account)
+            .limits
+            .in_progress
+            .remove(&random_id.0);
+    }
+
     /// A repeat of a `random_id` to the same place returns the first message; reusing it for
-    /// another message is `RANDOM_ID_DUPLICATE` (core.telegram.org/method/messages.sendMessage).
+    /// another place is `RANDOM_ID_DUPLICATE` (core.telegram.org/method/messages.sendMessage).
     fn deduplicate(
         &mut self,
         account: ChatId,
@@ -414,9 +511,7 @@ impl WorldState {
                 user.counters.deduplicated_sends += 1;
                 Ok(Some(first.sent))
             }
-            Some(_) => Err(TelegramError::Other {
-                message: "RANDOM_ID_DUPLICATE".to_owned(),
-            }),
+            Some(_) => Err(TelegramError::RandomIdDuplicate),
         }
     }
 

@@ -117,6 +117,7 @@ impl SessionRecord {
             dead: None,
             lock: None,
             live_connections: Default::default(),
+            saved_position: None,
         }
     }
 }

@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::login::{LoginFlow, LoginState, LoginStepError};
 use jobbot_core::telegram::{
-    AccountConnector, AccountEvent, AuthorizationStatus, ConnectError, ConnectOptions, DeadReason,
-    IncomingMessage, JoinTarget, LoginError, MessageContent, Peer, PeerKind, PeerRef, RandomId,
-    SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountConnector, AccountEvent, AuthorizationStatus, Checkpoint, ConnectError, ConnectOptions,
+    DeadReason, IncomingMessage, JoinTarget, LoginError, MessageContent, Peer, PeerKind, PeerRef,
+    RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Duration, sleep, timeout};
@@ -158,6 +158,8 @@ macro_rules! contract_checks {
             a_direct_message_arrives_as_a_private_message,
             a_topic_message_carries_its_topic_id,
             a_dropped_connection_is_lost_then_restored,
+            the_next_connection_catches_up_from_the_committed_checkpoint,
+            a_send_already_on_its_way_is_a_duplicate_not_a_second_message,
             login_with_a_wrong_code_then_the_right_one,
             login_with_an_expired_code,
             login_with_two_step_verification,
@@ -987,6 +989,131 @@ pub async fn a_dropped_connection_is_lost_then_restored(
     Ok(CheckOutcome::Passed)
 }
 
+// ----- Update positions -----
+
+/// A committed checkpoint is where the session's next connection catches up from: what came
+/// after it is delivered again (at least once), including what arrived while no connection was
+/// open, and nothing before it is.
+pub async fn the_next_connection_catches_up_from_the_committed_checkpoint(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs channel posts"));
+    };
+    let session = fixture.first_account();
+    let channel = fixture.postable_channel();
+    let account = connect(fixture, &session).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    controls.channel_posts(channel, "before the checkpoint")?;
+    next_message(&mut events, |message| {
+        message.text == "before the checkpoint"
+    })
+    .await
+    .map_err(|error| format!("the first post: {error}"))?;
+    account.request_checkpoint();
+    let checkpoint = next_checkpoint(&mut events)
+        .await
+        .map_err(|error| format!("the first checkpoint: {error}"))?;
+    account
+        .commit_checkpoint(checkpoint)
+        .await
+        .map_err(failed("commit"))?;
+    controls.channel_posts(channel, "after the checkpoint")?;
+    next_message(&mut events, |message| {
+        message.text == "after the checkpoint"
+    })
+    .await
+    .map_err(|error| format!("the second post: {error}"))?;
+    // A checkpoint asked for but never committed changes nothing.
+    account.request_checkpoint();
+    next_checkpoint(&mut events)
+        .await
+        .map_err(|error| format!("the second checkpoint: {error}"))?;
+    account.disconnect().await;
+    drop(account);
+    controls.channel_posts(channel, "while away")?;
+
+    let account = connect(fixture, &session).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        let event = next_event(&mut events)
+            .await
+            .map_err(|error| format!("after reconnecting, having seen {texts:?}: {error}"))?;
+        match event {
+            AccountEvent::NewMessage(message) => texts.push(message.text),
+            AccountEvent::Checkpoint(_)
+            | AccountEvent::ConnectionLost
+            | AccountEvent::ConnectionRestored
+            | AccountEvent::MessageEdited(_) => {}
+        }
+    }
+    ensure!(
+        texts == ["after the checkpoint", "while away"],
+        "after reconnecting the stream delivered {texts:?}"
+    );
+    // A checkpoint of the earlier connection is ignored.
+    account
+        .commit_checkpoint(checkpoint)
+        .await
+        .map_err(failed("commit of an old checkpoint"))?;
+    Ok(CheckOutcome::Passed)
+}
+
+/// Two sends with one `random_id` at once: one message arrives; the other call returns it or says
+/// it is already on its way (`RANDOM_ID_DUPLICATE`), never a second message.
+pub async fn a_send_already_on_its_way_is_a_duplicate_not_a_second_message(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let ids = RandomIds::new(fixture);
+    let account = connect(fixture, &fixture.first_account()).await?;
+    let peer = resolve_paced(fixture, &*account, &fixture.regular_user())
+        .await
+        .map_err(failed("resolve"))?;
+    let random_id = ids.next();
+    sleep(fixture.pacing().send).await;
+    let body = text("at once");
+    let (first, second) = tokio::join!(
+        account.send_direct(peer.peer, &body, random_id),
+        account.send_direct(peer.peer, &body, random_id),
+    );
+    let sent: Vec<SentMessage> = [&first, &second]
+        .into_iter()
+        .filter_map(|result| result.as_ref().ok().copied())
+        .collect();
+    ensure!(
+        !sent.is_empty(),
+        "neither send went out: {first:?} {second:?}"
+    );
+    ensure!(
+        sent.iter().all(|message| *message == sent[0]),
+        "two messages: {first:?} {second:?}"
+    );
+    for result in [&first, &second] {
+        ensure!(
+            matches!(result, Ok(_) | Err(TelegramError::RandomIdDuplicate)),
+            "a send answered {result:?}"
+        );
+    }
+    // Once the first is done, a repeat returns it.
+    sleep(fixture.pacing().send).await;
+    let again = account
+        .send_direct(peer.peer, &body, random_id)
+        .await
+        .map_err(failed("repeat"))?;
+    ensure!(
+        again == sent[0],
+        "the repeat returned {again:?}, not {:?}",
+        sent[0]
+    );
+    if let Some(controls) = fixture.controls() {
+        let received =
+            controls.messages_received(&fixture.regular_user(), &fixture.first_account());
+        ensure!(received == ["at once"], "the recipient got {received:?}");
+    }
+    Ok(CheckOutcome::Passed)
+}
+
 // ----- Login -----
 
 /// A wrong code is refused and the right one then signs in; the session is locked while the login
@@ -1274,6 +1401,15 @@ async fn next_event(events: &mut mpsc::Receiver<AccountEvent>) -> Result<Account
         Ok(Some(event)) => Ok(event),
         Ok(None) => Err("the event stream ended".into()),
         Err(_) => Err(format!("no event within {EVENT_DEADLINE:?}")),
+    }
+}
+
+/// The next checkpoint, skipping other events.
+async fn next_checkpoint(events: &mut mpsc::Receiver<AccountEvent>) -> Result<Checkpoint, String> {
+    loop {
+        if let AccountEvent::Checkpoint(checkpoint) = next_event(events).await? {
+            return Ok(checkpoint);
+        }
     }
 }
 

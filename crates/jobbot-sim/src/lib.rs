@@ -31,6 +31,7 @@ mod login;
 mod params;
 mod persist;
 pub mod scenario;
+mod updates;
 mod world;
 
 pub use account::SimAccount;

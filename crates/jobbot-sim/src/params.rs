@@ -67,8 +67,12 @@ pub struct SimParams {
     /// The wait imposed on a phone after too many login attempts.
     pub login_flood_wait_seconds: u32,
     /// Capacity of each connection's event channel. When the owner does not read, later events are
-    /// dropped and counted (Telegram's `updatesTooLong`, without the catch-up).
+    /// dropped and counted (grammers drops updates past its channel's capacity).
     pub event_buffer: usize,
+    /// How many updates per account a reconnecting session can still catch up on; past that,
+    /// Telegram answers `updates.differenceTooLong` (core.telegram.org/api/updates) and the gap
+    /// is lost. Not published; the default is generous.
+    pub update_log_limit: usize,
     /// The Unix time at which simulated time starts (message dates are this plus elapsed time).
     pub start_unix_time: i64,
 }
@@ -108,6 +112,7 @@ impl Default for SimParams {
             login_max_wrong_attempts: 5,
             login_flood_wait_seconds: 3_600,
             event_buffer: 1_024,
+            update_log_limit: 100_000,
             start_unix_time: 1_750_000_000,
         }
     }

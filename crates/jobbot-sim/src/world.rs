@@ -22,6 +22,7 @@ use tokio::time::{Duration, Instant};
 use crate::history::ConnectionHistory;
 use crate::limits::{ColdDmLimit, FloodBucket};
 use crate::params::SimParams;
+use crate::updates::{StreamPosition, UpdateLog};
 
 /// The whole simulated Telegram. Cheap to clone; all clones are the same world.
 #[derive(Clone)]
@@ -127,6 +128,9 @@ pub(crate) struct WorldState {
     /// Every connection ever opened (see `history`).
     #[serde(default)]
     pub(crate) history: ConnectionHistory,
+    /// The last checkpoint handed out, over every connection.
+    #[serde(default)]
+    pub(crate) next_checkpoint: u64,
 }
 
 fn unseeded() -> StdRng {
@@ -155,6 +159,9 @@ pub(crate) struct UserRecord {
     next_private_message_id: i32,
     pub(crate) limits: AccountLimits,
     pub(crate) counters: AccountCounters,
+    /// Every update to this account with its position, for catch-up.
+    #[serde(default)]
+    pub(crate) updates: UpdateLog,
     /// This account's own daily budget of chats with strangers, when it differs from the world's
     /// (`SimParams::cold_dm_daily_budget`): Telegram's limits vary per account (age, reports,
     /// number type — telegram.org/faq_spam), so a demo or test can give one account less.
@@ -171,6 +178,10 @@ pub(crate) struct AccountLimits {
     /// MTProto deduplicates sends by `random_id` per account (updateMessageID, "random ID
     /// deduplication").
     pub(crate) by_random_id: BTreeMap<i64, Deduplicated>,
+    /// Sends being processed now, by `random_id`: a repeat meanwhile is `RANDOM_ID_DUPLICATE`.
+    /// A call in progress dies with the process, so it is never saved.
+    #[serde(skip)]
+    pub(crate) in_progress: BTreeSet<i64>,
     /// The adapter's per-account username cache, which the port requires ("implementations cache
     /// per account"): a hit costs no `contacts.resolveUsername` call. Like a real cache it can be
     /// stale: a username that changed hands still points at the old peer.
@@ -225,14 +236,18 @@ pub(crate) struct SessionRecord {
     /// Connections using this session's key right now; more than one is `AUTH_KEY_DUPLICATED`.
     #[serde(skip)]
     pub(crate) live_connections: BTreeSet<ConnectionId>,
+    /// The update position saved in the session (the last committed checkpoint's), where the
+    /// next connection catches up from. `None` until the session first connects.
+    #[serde(default)]
+    pub(crate) saved_position: Option<u64>,
 }
 
 pub(crate) struct ConnectionRecord {
     pub(crate) session: SessionName,
     pub(crate) user: ChatId,
-    events: mpsc::Sender<AccountEvent>,
+    pub(crate) events: mpsc::Sender<AccountEvent>,
     down: bool,
-    missed: Vec<AccountEvent>,
+    pub(crate) position: StreamPosition,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -324,6 +339,7 @@ impl SimWorld {
             invites: BTreeMap::new(),
             wrote_to: BTreeSet::new(),
             history: ConnectionHistory::default(),
+            next_checkpoint: 0,
         };
         Self::from_state(state)
     }
@@ -633,9 +649,11 @@ impl SimWorld {
                     };
                     connection.down = false;
                     let _ = connection.events.try_send(AccountEvent::ConnectionRestored);
-                    let user = connection.user;
-                    for event in std::mem::take(&mut connection.missed) {
-                        world.send_event_on(id, user, event);
+                    let (user, delivered) = (connection.user, connection.position.delivered);
+                    let missed: Vec<(u64, AccountEvent)> =
+                        world.user(user).updates.after(delivered).cloned().collect();
+                    for (pts, event) in missed {
+                        world.send_event_on(id, user, pts, event);
                     }
                 }
             });
@@ -770,6 +788,7 @@ impl WorldState {
                 next_private_message_id: 1,
                 limits: AccountLimits::default(),
                 counters: AccountCounters::default(),
+                updates: UpdateLog::default(),
                 cold_dm_budget: None,
             },
         );
@@ -820,14 +839,11 @@ impl WorldState {
         let record = self
             .sessions
             .entry(session.clone())
-            .or_insert_with(|| SessionRecord {
-                user: None,
-                dead: None,
-                lock: None,
-                live_connections: BTreeSet::new(),
-            });
+            .or_insert_with(SessionRecord::empty);
         record.user = Some(user);
         record.dead = None;
+        // A new login starts from the account's current position, as grammers' sign-in does.
+        record.saved_position = None;
     }
 
     fn kill_user(&mut self, user: ChatId, reason: DeadReason) {
@@ -1127,9 +1143,12 @@ impl WorldState {
         (ids[0], ids[1])
     }
 
-    /// Sends an event to every live connection of `user`. A dropped connection keeps it for its
-    /// reconnect; a connection of a dead session gets nothing (Telegram closes it).
+    /// Logs an update to `user` and sends it to every live connection. A dropped connection gets
+    /// it from the log when it is back; a connection of a dead session gets nothing (Telegram
+    /// closes it).
     pub(crate) fn deliver_event(&mut self, user: ChatId, event: AccountEvent) {
+        let limit = self.params.update_log_limit;
+        let pts = self.user_mut(user).updates.append(event.clone(), limit);
         let targets: Vec<ConnectionId> = self
             .connections
             .iter()
@@ -1146,20 +1165,23 @@ impl WorldState {
             {
                 continue;
             }
-            let connection = self.connections.get_mut(&id).expect("listed above");
-            if connection.down {
-                connection.missed.push(event.clone());
+            if self.connections[&id].down {
                 continue;
             }
-            self.send_event_on(id, user, event.clone());
+            self.send_event_on(id, user, pts, event.clone());
         }
     }
 
-    fn send_event_on(&mut self, id: ConnectionId, user: ChatId, event: AccountEvent) {
-        let delivered = self
-            .connections
-            .get(&id)
-            .is_some_and(|connection| connection.events.try_send(event).is_ok());
+    /// Puts update `pts` into a connection's stream. A full stream drops it (counted), as
+    /// grammers drops updates past its channel's capacity; the position moves on either way.
+    fn send_event_on(&mut self, id: ConnectionId, user: ChatId, pts: u64, event: AccountEvent) {
+        let delivered = match self.connections.get_mut(&id) {
+            Some(connection) => {
+                connection.position.delivered = connection.position.delivered.max(pts);
+                connection.events.try_send(event).is_ok()
+            }
+            None => false,
+        };
         let counters = &mut self.user_mut(user).counters;
         if delivered {
             counters.events_delivered += 1;
@@ -1177,6 +1199,15 @@ impl WorldState {
         user: ChatId,
     ) -> mpsc::Receiver<AccountEvent> {
         let (events, receiver) = mpsc::channel(self.params.event_buffer.max(1));
+        let (missed, delivered) = self.catch_up(session, user);
+        for event in missed {
+            // The same capacity rule as live updates.
+            if events.try_send(event).is_ok() {
+                self.user_mut(user).counters.events_delivered += 1;
+            } else {
+                self.user_mut(user).counters.events_dropped += 1;
+            }
+        }
         self.connections.insert(
             id,
             ConnectionRecord {
@@ -1184,7 +1215,10 @@ impl WorldState {
                 user,
                 events,
                 down: false,
-                missed: Vec::new(),
+                position: StreamPosition {
+                    delivered,
+                    ..StreamPosition::default()
+                },
             },
         );
         let live = &mut self

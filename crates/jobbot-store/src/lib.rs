@@ -19,15 +19,15 @@ mod sqlite;
 
 use std::path::PathBuf;
 
-use jobbot_core::ids::ChatId;
-use jobbot_core::store::{ConversationId, OutboxId, StoreError as PortError};
+use jobbot_core::ids::{ChatId, SessionName};
+use jobbot_core::store::{ConversationId, OutboxId, StoreError as PortError, WorkflowId};
 use jobbot_core::telegram::TopicId;
 
 pub use config_store::{
     ConfigStore, ConfigWatch, MigrationReport, Snapshot, StoreError, migrate_file,
 };
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};
 
 /// A failure to open the operational store. Messages name the database file; they never hold
 /// connection credentials. (Once open, the store's methods fail with the core's
@@ -77,6 +77,27 @@ fn no_conversation(operation: &'static str, id: ConversationId) -> PortError {
 
 fn no_outbox_message(operation: &'static str, id: OutboxId) -> PortError {
     PortError::new(operation, format!("outbox message {id} does not exist"))
+}
+
+fn never_attempted(operation: &'static str, id: OutboxId, agent: &SessionName) -> PortError {
+    PortError::new(
+        operation,
+        format!("{id} was never attempted on {agent}, so it cannot be in doubt there"),
+    )
+}
+
+fn no_workflow(operation: &'static str, id: WorkflowId) -> PortError {
+    PortError::new(operation, format!("workflow #{} does not exist", id.0))
+}
+
+fn finished_workflow(operation: &'static str, id: WorkflowId) -> PortError {
+    PortError::new(
+        operation,
+        format!(
+            "workflow #{} has finished, and a finished workflow stays so",
+            id.0
+        ),
+    )
 }
 
 fn topic_taken(

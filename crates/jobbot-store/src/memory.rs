@@ -6,16 +6,17 @@ use std::sync::{Mutex, MutexGuard};
 use jobbot_core::ids::{ChatId, SessionName};
 use jobbot_core::store::{
     AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus, Enqueued,
-    NewConversation, NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage,
-    OutboxStats, OutboxStatus, ProcessedMessage, RelayDirection, RelayRecord, SecretDigest,
-    SentRecord, Store, StoreError, StoreHealth, UnixMillis, VacancyQuery, VacancyRecord,
-    WebSession,
+    Holdup, InDoubt, IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts,
+    OutboxEnd, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus, ProcessedMessage,
+    RelayDirection, RelayRecord, SecretDigest, SentRecord, Store, StoreError, StoreHealth,
+    UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, WebSession, WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
+use jobbot_core::workflow::Workflow;
 
 use crate::{
-    SqliteStore, no_conversation, no_outbox_message, page_size, session_taken, token_taken,
-    topic_taken,
+    SqliteStore, finished_workflow, never_attempted, no_conversation, no_outbox_message,
+    no_workflow, page_size, session_taken, token_taken, topic_taken,
 };
 
 /// The length of a `sent_per_agent_hour` bucket.
@@ -71,6 +72,43 @@ struct Tables {
     web_sessions: HashMap<SecretDigest, WebSession>,
     /// API tokens in creation order (`api_tokens`; few, so lookups walk the list).
     api_tokens: Vec<ApiTokenRecord>,
+    /// Paused agents with when they were paused.
+    paused: BTreeMap<SessionName, UnixMillis>,
+    workflows: Workflows,
+}
+
+/// The `workflows` table.
+#[derive(Debug, Default)]
+struct Workflows {
+    records: BTreeMap<WorkflowId, WorkflowRecord>,
+    by_key: HashMap<String, WorkflowId>,
+    active: BTreeSet<WorkflowId>,
+    last_id: i64,
+}
+
+impl Workflows {
+    fn start(&mut self, new: &NewWorkflow) -> (WorkflowId, bool) {
+        if let Some(&id) = self.by_key.get(&new.key) {
+            return (id, false);
+        }
+        self.last_id += 1;
+        let id = WorkflowId(self.last_id);
+        self.by_key.insert(new.key.clone(), id);
+        if !new.state.is_finished() {
+            self.active.insert(id);
+        }
+        self.records.insert(
+            id,
+            WorkflowRecord {
+                id,
+                key: new.key.clone(),
+                state: new.state.clone(),
+                created_at: new.created_at,
+                updated_at: new.created_at,
+            },
+        );
+        (id, true)
+    }
 }
 
 /// The processed messages (`processed_messages`, `notification_claims`).
@@ -84,6 +122,42 @@ struct Vacancies {
     last_id: i64,
 }
 
+impl Vacancies {
+    /// Records a processed message; `false` when it was processed before.
+    fn record(&mut self, message: &ProcessedMessage) -> bool {
+        if !self.processed.insert((message.source, message.message_id)) {
+            return false;
+        }
+        self.last_id += 1;
+        let id = self.last_id;
+        self.records.insert(
+            id,
+            VacancyRecord {
+                id,
+                message: message.clone(),
+            },
+        );
+        true
+    }
+
+    fn claim(
+        &mut self,
+        channel_id: &str,
+        text_hash: &str,
+        window_start: UnixMillis,
+        at: UnixMillis,
+    ) -> bool {
+        let key = (channel_id.to_owned(), text_hash.to_owned());
+        match self.claims.get(&key) {
+            Some(&claimed_at) if claimed_at >= window_start => false,
+            _ => {
+                self.claims.insert(key, at);
+                true
+            }
+        }
+    }
+}
+
 /// The CRM tables (`conversations`, `relays`, `own_posts`).
 #[derive(Debug, Default)]
 struct Conversations {
@@ -93,6 +167,10 @@ struct Conversations {
     by_topic: HashMap<(ChatId, TopicId), ConversationId>,
     /// The relayed source messages; nothing reads relay records back but their uniqueness.
     relayed: HashSet<(ConversationId, RelayDirection, ChatId, i32)>,
+    /// Outbox messages that carry a relay record: one record each.
+    relayed_outbox: HashSet<OutboxId>,
+    /// The random id each creator was given per `(conversation, replaced topic or 0)`.
+    topic_attempts: HashMap<(ConversationId, i32, SessionName), RandomId>,
     own_posts: HashMap<(ChatId, i32), Option<ConversationId>>,
     last_id: i64,
 }
@@ -130,6 +208,40 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// Enqueues, or finds the holder of the key.
+    fn enqueue(&mut self, message: NewOutboxMessage) -> Enqueued {
+        if let Some(key) = &message.idempotency_key
+            && let Some(&holder) = self.idempotency_keys.get(key)
+        {
+            let status = self.messages[&holder].status;
+            return Enqueued::Existing(holder, status);
+        }
+        self.last_id += 1;
+        let id = OutboxId(self.last_id);
+        if let Some(key) = &message.idempotency_key {
+            self.idempotency_keys.insert(key.clone(), id);
+        }
+        let updated_at = message.created_at;
+        self.messages.insert(
+            id,
+            OutboxMessage {
+                id,
+                message,
+                status: OutboxStatus::Pending,
+                attempts: 0,
+                last_agent: None,
+                in_doubt: None,
+                sent: None,
+                holdup: None,
+                end: None,
+                updated_at,
+            },
+        );
+        self.pending.insert(id);
+        self.counts.pending += 1;
+        Enqueued::New(id)
+    }
+
     /// The message `id`, if it is pending; else the same error [`SqliteStore`] gives.
     fn pending_message(
         &mut self,
@@ -192,35 +304,7 @@ impl Store for MemoryStore {
 
     async fn enqueue(&self, message: NewOutboxMessage) -> Result<Enqueued, StoreError> {
         let mut tables = self.lock("enqueue an outbox message")?;
-        let outbox = &mut tables.outbox;
-        if let Some(key) = &message.idempotency_key
-            && let Some(&holder) = outbox.idempotency_keys.get(key)
-        {
-            let status = outbox.messages[&holder].status;
-            return Ok(Enqueued::Existing(holder, status));
-        }
-        outbox.last_id += 1;
-        let id = OutboxId(outbox.last_id);
-        if let Some(key) = &message.idempotency_key {
-            outbox.idempotency_keys.insert(key.clone(), id);
-        }
-        let updated_at = message.created_at;
-        outbox.messages.insert(
-            id,
-            OutboxMessage {
-                id,
-                message,
-                status: OutboxStatus::Pending,
-                attempts: 0,
-                last_agent: None,
-                sent: None,
-                reason: None,
-                updated_at,
-            },
-        );
-        outbox.pending.insert(id);
-        outbox.counts.pending += 1;
-        Ok(Enqueued::New(id))
+        Ok(tables.outbox.enqueue(message))
     }
 
     async fn pending_outbox(&self) -> Result<Vec<OutboxMessage>, StoreError> {
@@ -236,6 +320,15 @@ impl Store for MemoryStore {
     async fn outbox_message(&self, id: OutboxId) -> Result<Option<OutboxMessage>, StoreError> {
         let tables = self.lock("read an outbox message")?;
         Ok(tables.outbox.messages.get(&id).cloned())
+    }
+
+    async fn outbox_by_key(&self, key: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        let tables = self.lock("find a message by its key")?;
+        let outbox = &tables.outbox;
+        Ok(outbox
+            .idempotency_keys
+            .get(key)
+            .map(|id| outbox.messages[id].clone()))
     }
 
     async fn begin_attempt(
@@ -254,23 +347,61 @@ impl Store for MemoryStore {
         message.updated_at = at;
         // The first id this agent was given wins: re-sending with it lets Telegram drop the
         // duplicate if the earlier attempt did get through.
-        Ok(*outbox
+        let random_id = *outbox
             .random_ids
             .entry((id, agent.clone()))
-            .or_insert(proposed))
+            .or_insert(proposed);
+        outbox
+            .messages
+            .get_mut(&id)
+            .expect("pending above")
+            .in_doubt = Some(InDoubt {
+            agent: agent.clone(),
+            random_id,
+        });
+        Ok(random_id)
     }
 
-    async fn note_error(
+    async fn note_holdup(
         &self,
         id: OutboxId,
-        reason: &str,
+        holdup: &Holdup,
         at: UnixMillis,
     ) -> Result<(), StoreError> {
-        let operation = "note an outbox error";
+        let operation = "note what holds a message up";
         let mut tables = self.lock(operation)?;
         let outbox = &mut tables.outbox;
+        outbox.pending_message(operation, id)?;
+        let random_id = match holdup {
+            Holdup::InDoubt { agent, .. } => Some(
+                outbox
+                    .random_ids
+                    .get(&(id, agent.clone()))
+                    .copied()
+                    .ok_or_else(|| never_attempted(operation, id, agent))?,
+            ),
+            _ => None,
+        };
         let message = outbox.pending_message(operation, id)?;
-        message.reason = Some(reason.to_owned());
+        match holdup {
+            Holdup::Refused { agent, .. } | Holdup::NotAttempted { agent } => {
+                if message
+                    .in_doubt
+                    .as_ref()
+                    .is_some_and(|doubt| &doubt.agent == agent)
+                {
+                    message.in_doubt = None;
+                }
+            }
+            Holdup::InDoubt { agent, .. } => {
+                message.in_doubt = random_id.map(|random_id| InDoubt {
+                    agent: agent.clone(),
+                    random_id,
+                });
+            }
+            Holdup::Waiting { .. } => {}
+        }
+        message.holdup = Some(holdup.clone());
         message.updated_at = at;
         Ok(())
     }
@@ -279,7 +410,7 @@ impl Store for MemoryStore {
         &self,
         id: OutboxId,
         agent: &SessionName,
-        sent: SentMessage,
+        sent: Option<SentMessage>,
         at: UnixMillis,
     ) -> Result<(), StoreError> {
         let operation = "mark an outbox message sent";
@@ -287,49 +418,55 @@ impl Store for MemoryStore {
         let outbox = &mut tables.outbox;
         let message = outbox.pending_message(operation, id)?;
         message.status = OutboxStatus::Sent;
-        // The last error while pending stays, as in SQLite: it explains why the send took retries.
+        // The last holdup stays, as in SQLite: it explains why the send took retries.
         message.sent = Some(SentRecord {
             agent: agent.clone(),
             message: sent,
             at,
         });
+        message.in_doubt = None;
         message.updated_at = at;
         outbox.count_end(id, OutboxStatus::Sent);
         Ok(())
     }
 
-    async fn mark_final(
+    async fn mark_ended(
         &self,
         id: OutboxId,
-        status: OutboxStatus,
-        reason: &str,
+        end: &OutboxEnd,
         at: UnixMillis,
     ) -> Result<(), StoreError> {
         let operation = "end an outbox message";
-        // Checked before the message is looked at, in the same order and words as SQLite.
-        match status {
-            OutboxStatus::Failed | OutboxStatus::Expired => {}
-            OutboxStatus::Pending => {
-                return Err(StoreError::new(
-                    operation,
-                    format!("{id} cannot end as pending; use failed or expired"),
-                ));
-            }
-            OutboxStatus::Sent => {
-                return Err(StoreError::new(
-                    operation,
-                    format!("{id} cannot end as sent without its sent record; use mark_sent"),
-                ));
-            }
-        }
         let mut tables = self.lock(operation)?;
         let outbox = &mut tables.outbox;
         let message = outbox.pending_message(operation, id)?;
-        message.status = status;
-        message.reason = Some(reason.to_owned());
+        message.status = end.status();
+        message.end = Some(end.clone());
+        message.in_doubt = None;
         message.updated_at = at;
-        outbox.count_end(id, status);
+        outbox.count_end(id, end.status());
         Ok(())
+    }
+
+    async fn ended_outbox(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let tables = self.lock("list the messages that ended undelivered")?;
+        let limit = usize::try_from(page_size(limit)).unwrap_or(usize::MAX);
+        let mut ended: Vec<&OutboxMessage> = tables
+            .outbox
+            .messages
+            .values()
+            .filter(|message| {
+                matches!(message.status, OutboxStatus::Failed | OutboxStatus::Expired)
+                    && message.updated_at >= since
+            })
+            .collect();
+        // Newest first, ties by id, as SQLite's `ORDER BY updated_at DESC, id DESC`.
+        ended.sort_by_key(|message| std::cmp::Reverse((message.updated_at, message.id)));
+        Ok(ended.into_iter().take(limit).cloned().collect())
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
@@ -338,23 +475,54 @@ impl Store for MemoryStore {
 
     async fn record_processed(&self, message: &ProcessedMessage) -> Result<bool, StoreError> {
         let mut tables = self.lock("record a processed message")?;
-        let vacancies = &mut tables.vacancies;
-        if !vacancies
+        Ok(tables.vacancies.record(message))
+    }
+
+    async fn take_in_vacancy(&self, intake: &VacancyIntake) -> Result<IntakeOutcome, StoreError> {
+        let mut tables = self.lock("take in a vacancy")?;
+        let message = &intake.message;
+        if tables
+            .vacancies
             .processed
-            .insert((message.source, message.message_id))
+            .contains(&(message.source, message.message_id))
         {
-            return Ok(false);
+            return Ok(IntakeOutcome::AlreadyProcessed);
         }
-        vacancies.last_id += 1;
-        let id = vacancies.last_id;
-        vacancies.records.insert(
-            id,
-            VacancyRecord {
-                id,
-                message: message.clone(),
-            },
-        );
-        Ok(true)
+        // Everything below happens under the one lock, as SQLite's one transaction.
+        let mut record = message.clone();
+        let mut notified = Vec::new();
+        let mut reposts = Vec::new();
+        let mut workflows = Vec::new();
+        for channel in &intake.channels {
+            let claimed = tables.vacancies.claim(
+                &channel.channel_id,
+                &message.text_hash,
+                intake.window_start,
+                message.processed_at,
+            );
+            for matched in record
+                .matched
+                .iter_mut()
+                .filter(|matched| matched.channel_id == channel.channel_id)
+            {
+                matched.notified = claimed;
+            }
+            if !claimed {
+                reposts.push(channel.channel_id.clone());
+                continue;
+            }
+            let enqueued = tables.outbox.enqueue(channel.notification.clone());
+            notified.push((channel.channel_id.clone(), enqueued));
+            for workflow in &channel.workflows {
+                workflows.push(tables.workflows.start(workflow).0);
+            }
+        }
+        tables.vacancies.record(&record);
+        Ok(IntakeOutcome::Processed {
+            notified,
+            reposts,
+            workflows,
+        })
     }
 
     async fn is_processed(&self, source: ChatId, message_id: i32) -> Result<bool, StoreError> {
@@ -370,15 +538,9 @@ impl Store for MemoryStore {
         at: UnixMillis,
     ) -> Result<bool, StoreError> {
         let mut tables = self.lock("claim a notification")?;
-        let claims = &mut tables.vacancies.claims;
-        let key = (channel_id.to_owned(), text_hash.to_owned());
-        match claims.get(&key) {
-            Some(&claimed_at) if claimed_at >= window_start => Ok(false),
-            _ => {
-                claims.insert(key, at);
-                Ok(true)
-            }
-        }
+        Ok(tables
+            .vacancies
+            .claim(channel_id, text_hash, window_start, at))
     }
 
     async fn vacancies(&self, query: &VacancyQuery) -> Result<Vec<VacancyRecord>, StoreError> {
@@ -492,6 +654,24 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn begin_topic_creation(
+        &self,
+        id: ConversationId,
+        replacing: Option<TopicId>,
+        creator: &SessionName,
+        proposed: RandomId,
+    ) -> Result<RandomId, StoreError> {
+        let operation = "record a topic creation";
+        let mut tables = self.lock(operation)?;
+        let conversations = &mut tables.conversations;
+        conversations.get_mut(operation, id)?;
+        let replacing = replacing.map_or(0, |topic| topic.0);
+        Ok(*conversations
+            .topic_attempts
+            .entry((id, replacing, creator.clone()))
+            .or_insert(proposed))
+    }
+
     async fn set_conversation_topic(
         &self,
         id: ConversationId,
@@ -546,16 +726,27 @@ impl Store for MemoryStore {
         {
             return Err(no_outbox_message(operation, outbox));
         }
-        Ok(match record.source {
-            // Service posts have no source and are never deduplicated.
+        let conversations = &mut tables.conversations;
+        // One record per outbox message, as SQLite's unique index.
+        if let Some(outbox) = record.outbox
+            && conversations.relayed_outbox.contains(&outbox)
+        {
+            return Ok(false);
+        }
+        let new = match record.source {
+            // Service posts have no source and are deduplicated only by their outbox message.
             None => true,
-            Some((chat, message_id)) => tables.conversations.relayed.insert((
+            Some((chat, message_id)) => conversations.relayed.insert((
                 record.conversation,
                 record.direction,
                 chat,
                 message_id,
             )),
-        })
+        };
+        if new && let Some(outbox) = record.outbox {
+            conversations.relayed_outbox.insert(outbox);
+        }
+        Ok(new)
     }
 
     async fn is_own_post(&self, group: ChatId, message_id: i32) -> Result<bool, StoreError> {
@@ -662,6 +853,80 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(_, event)| event.clone())
             .collect())
+    }
+
+    async fn set_agent_paused(
+        &self,
+        agent: &SessionName,
+        paused: bool,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.lock("record an agent's pause")?;
+        if paused {
+            tables.paused.entry(agent.clone()).or_insert(at);
+        } else {
+            tables.paused.remove(agent);
+        }
+        Ok(())
+    }
+
+    async fn paused_agents(&self) -> Result<Vec<SessionName>, StoreError> {
+        let tables = self.lock("list paused agents")?;
+        Ok(tables.paused.keys().cloned().collect())
+    }
+
+    async fn start_workflow(&self, new: &NewWorkflow) -> Result<(WorkflowId, bool), StoreError> {
+        let mut tables = self.lock("start a workflow")?;
+        Ok(tables.workflows.start(new))
+    }
+
+    async fn active_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let tables = self.lock("list active workflows")?;
+        let workflows = &tables.workflows;
+        Ok(workflows
+            .active
+            .iter()
+            .map(|id| workflows.records[id].clone())
+            .collect())
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, StoreError> {
+        let tables = self.lock("read a workflow")?;
+        Ok(tables.workflows.records.get(&id).cloned())
+    }
+
+    async fn save_workflow(
+        &self,
+        id: WorkflowId,
+        state: &Workflow,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "save a workflow";
+        let mut tables = self.lock(operation)?;
+        let workflows = &mut tables.workflows;
+        let Some(record) = workflows.records.get_mut(&id) else {
+            return Err(no_workflow(operation, id));
+        };
+        if record.state.is_finished() {
+            return Err(finished_workflow(operation, id));
+        }
+        if record.state.kind() != state.kind() {
+            return Err(StoreError::new(
+                operation,
+                format!(
+                    "workflow #{} is a {}, not a {}",
+                    id.0,
+                    record.state.kind(),
+                    state.kind()
+                ),
+            ));
+        }
+        record.state = state.clone();
+        record.updated_at = at;
+        if state.is_finished() {
+            workflows.active.remove(&id);
+        }
+        Ok(())
     }
 
     async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError> {
@@ -782,6 +1047,23 @@ mod tests {
 
     use super::*;
 
+    fn incoming() -> jobbot_core::telegram::IncomingMessage {
+        jobbot_core::telegram::IncomingMessage {
+            chat: ChatId::user(42).unwrap(),
+            chat_kind: jobbot_core::telegram::PeerKind::User,
+            chat_title: None,
+            chat_username: None,
+            message_id: 3,
+            sender: None,
+            text: "Hi".to_owned(),
+            media: None,
+            date: 0,
+            outgoing: false,
+            is_service: false,
+            topic_id: None,
+        }
+    }
+
     /// Polls `future` exactly once and returns its output, failing if it would have yielded.
     fn ready_on_first_poll<T>(what: &str, future: impl Future<Output = T>) -> T {
         let mut context = Context::from_waker(Waker::noop());
@@ -821,22 +1103,25 @@ mod tests {
         assert_eq!(again, Enqueued::Existing(id, OutboxStatus::Pending));
         ready_on_first_poll("pending_outbox", store.pending_outbox()).unwrap();
         ready_on_first_poll("outbox_message", store.outbox_message(id)).unwrap();
+        ready_on_first_poll("outbox_by_key", store.outbox_by_key("k")).unwrap();
         ready_on_first_poll(
             "begin_attempt",
             store.begin_attempt(id, &agent, RandomId(7), at),
         )
         .unwrap();
-        ready_on_first_poll("note_error", store.note_error(id, "FLOOD_WAIT_3", at)).unwrap();
+        let holdup = Holdup::Refused {
+            agent: agent.clone(),
+            error: jobbot_core::telegram::TelegramError::FloodWait { seconds: 3 },
+        };
+        ready_on_first_poll("note_holdup", store.note_holdup(id, &holdup, at)).unwrap();
         let sent = SentMessage {
             chat: ChatId::user(42).unwrap(),
             message_id: 1,
         };
-        ready_on_first_poll("mark_sent", store.mark_sent(id, &agent, sent, at)).unwrap();
-        ready_on_first_poll(
-            "mark_final",
-            store.mark_final(id, OutboxStatus::Failed, "late", at),
-        )
-        .unwrap_err();
+        ready_on_first_poll("mark_sent", store.mark_sent(id, &agent, Some(sent), at)).unwrap();
+        let expired = OutboxEnd::Expired { last_holdup: None };
+        ready_on_first_poll("mark_ended", store.mark_ended(id, &expired, at)).unwrap_err();
+        ready_on_first_poll("ended_outbox", store.ended_outbox(at, 0)).unwrap();
         let source = ChatId::channel(1_111).unwrap();
         let processed = ProcessedMessage {
             source,
@@ -854,6 +1139,7 @@ mod tests {
         assert!(
             ready_on_first_poll("record_processed", store.record_processed(&processed)).unwrap()
         );
+        let processed = processed.clone();
         ready_on_first_poll("is_processed", store.is_processed(source, 5)).unwrap();
         ready_on_first_poll(
             "claim_notification",
@@ -929,12 +1215,47 @@ mod tests {
         ready_on_first_poll("outbox_stats", store.outbox_stats(at)).unwrap();
         let event = AgentEventRecord {
             agent: agent.clone(),
-            kind: "flood_wait".to_owned(),
-            detail: "30 s".to_owned(),
+            event: jobbot_core::store::AgentEvent::FloodWait { seconds: 30 },
             at,
         };
         ready_on_first_poll("record_agent_event", store.record_agent_event(&event)).unwrap();
         ready_on_first_poll("agent_events", store.agent_events(at, 0)).unwrap();
+        ready_on_first_poll(
+            "begin_topic_creation",
+            store.begin_topic_creation(conversation, None, &agent, RandomId(5)),
+        )
+        .unwrap();
+        ready_on_first_poll("set_agent_paused", store.set_agent_paused(&agent, true, at)).unwrap();
+        ready_on_first_poll("paused_agents", store.paused_agents()).unwrap();
+        let intake = VacancyIntake {
+            message: ProcessedMessage {
+                message_id: 6,
+                ..processed.clone()
+            },
+            window_start: at,
+            channels: Vec::new(),
+        };
+        ready_on_first_poll("take_in_vacancy", store.take_in_vacancy(&intake)).unwrap();
+        let workflow = NewWorkflow {
+            key: "relay".to_owned(),
+            state: jobbot_core::workflow::Workflow::RelayToTopic(
+                jobbot_core::workflow::RelayToTopic::into_conversation(
+                    agent.clone(),
+                    incoming(),
+                    conversation,
+                ),
+            ),
+            created_at: at,
+        };
+        let (workflow_id, _) =
+            ready_on_first_poll("start_workflow", store.start_workflow(&workflow)).unwrap();
+        ready_on_first_poll("active_workflows", store.active_workflows()).unwrap();
+        ready_on_first_poll("workflow", store.workflow(workflow_id)).unwrap();
+        ready_on_first_poll(
+            "save_workflow",
+            store.save_workflow(workflow_id, &workflow.state, at),
+        )
+        .unwrap();
         let counts = ready_on_first_poll("outbox_counts", store.outbox_counts()).unwrap();
         assert_eq!(
             counts,

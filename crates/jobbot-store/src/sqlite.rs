@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus, Enqueued,
-    NewConversation, NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage,
-    OutboxStats, OutboxStatus, ProcessedMessage, RelayDirection, RelayRecord, SecretDigest,
-    SentRecord, Store, StoreError, StoreHealth, UnixMillis, VacancyQuery, VacancyRecord,
-    VacancyStatus, WebSession,
+    AgentEvent, AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus,
+    Enqueued, Holdup, InDoubt, IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow,
+    OutboxCounts, OutboxEnd, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus,
+    ProcessedMessage, RelayDirection, RelayRecord, SecretDigest, SentRecord, Store, StoreError,
+    StoreHealth, UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, VacancyStatus, WebSession,
+    WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{PeerRef, RandomId, SentMessage, TopicId};
+use jobbot_core::workflow::Workflow;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::migrate::Migrator;
@@ -19,11 +21,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteExecutor};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqliteExecutor};
 
 use crate::{
-    DatabaseError, no_conversation, no_outbox_message, page_size, session_taken, token_taken,
-    topic_taken,
+    DatabaseError, finished_workflow, never_attempted, no_conversation, no_outbox_message,
+    no_workflow, page_size, session_taken, token_taken, topic_taken,
 };
 
 /// The migrations, embedded at compile time so the binary carries its schema.
@@ -43,12 +45,32 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// When a commit counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk when the commit returns (`synchronous=FULL`): what jobbot runs with. Several
+    /// commits record what already happened in Telegram (an attempt begun before its send, a
+    /// message marked sent), and losing one to a power cut could send a message twice.
+    Full,
+    /// `synchronous=NORMAL`: a power cut may lose the last commits. Only for `jobbot bench
+    /// store`, to measure what `Full` costs.
+    Normal,
+}
+
 impl SqliteStore {
     pub const FILE_NAME: &'static str = "jobbot.sqlite";
 
     /// Opens (creating it and `data_dir` if needed) `data_dir/jobbot.sqlite` and applies the
     /// migrations it has not seen yet.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, DatabaseError> {
+        Self::open_with(data_dir, Durability::Full).await
+    }
+
+    /// [`SqliteStore::open`] with a chosen durability.
+    pub async fn open_with(
+        data_dir: impl AsRef<Path>,
+        durability: Durability,
+    ) -> Result<Self, DatabaseError> {
         let data_dir = data_dir.as_ref();
         tokio::fs::create_dir_all(data_dir)
             .await
@@ -62,10 +84,11 @@ impl SqliteStore {
             .create_if_missing(true)
             // WAL: readers and the writer do not block each other, and a commit is one append.
             .journal_mode(SqliteJournalMode::Wal)
-            // In WAL mode NORMAL is safe against corruption; a power cut can lose only the last
-            // commits, which the engine redoes (it dedupes by message id). FULL would fsync every
-            // commit for little gain here.
-            .synchronous(SqliteSynchronous::Normal)
+            // See `Durability`; ARCHITECTURE.md has the measurement (`jobbot bench store`).
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
             // SQLite leaves foreign keys off unless asked, per connection.
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
@@ -111,10 +134,13 @@ fn failed(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |error| StoreError::new(operation, error)
 }
 
-/// The columns `read_outbox_row` reads, in one place so every query selects the same.
+/// The columns `read_outbox_row` reads, in one place so every query selects the same. The
+/// in-doubt attempt's random id comes from `outbox_attempts`.
 const OUTBOX_COLUMNS: &str = "id, channel_id, kind, sender, recipient, content, first_contact, \
      idempotency_key, created_at, not_before, expires_at, status, attempts, last_agent, \
-     sent_agent, sent_chat, sent_message_id, sent_at, reason, updated_at";
+     in_doubt_agent, (SELECT random_id FROM outbox_attempts a \
+         WHERE a.outbox_id = outbox.id AND a.agent = outbox.in_doubt_agent) AS in_doubt_random_id, \
+     sent_agent, sent_chat, sent_message_id, sent_at, holdup, end_reason, updated_at";
 
 /// SQLite's default `BEGIN` is deferred: a transaction that reads first and writes later can find
 /// the database changed under it and fail at once with `SQLITE_BUSY` (the busy timeout does not
@@ -141,6 +167,15 @@ where
 fn json_column<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<T, String> {
     let text: String = column(row, name)?;
     serde_json::from_str(&text).map_err(|error| format!("column {name}: {error}"))
+}
+
+fn optional_json_column<T: DeserializeOwned>(
+    row: &SqliteRow,
+    name: &str,
+) -> Result<Option<T>, String> {
+    column::<Option<String>>(row, name)?
+        .map(|text| serde_json::from_str(&text).map_err(|error| format!("column {name}: {error}")))
+        .transpose()
 }
 
 fn session_column(row: &SqliteRow, name: &str) -> Result<Option<SessionName>, String> {
@@ -207,20 +242,35 @@ fn read_outbox_row(row: &SqliteRow) -> Result<OutboxMessage, String> {
     let sent = match session_column(row, "sent_agent")? {
         None => None,
         Some(agent) => {
-            let chat: i64 = column(row, "sent_chat")?;
-            let message_id: i64 = column(row, "sent_message_id")?;
+            let message = match column::<Option<i64>>(row, "sent_chat")? {
+                None => None,
+                Some(chat) => {
+                    let message_id: i64 = column(row, "sent_message_id")?;
+                    Some(SentMessage {
+                        chat: ChatId::from_bot_api(chat)
+                            .ok_or_else(|| format!("column sent_chat: {chat} is not a chat id"))?,
+                        message_id: i32::try_from(message_id).map_err(|_| {
+                            format!("column sent_message_id: {message_id} is out of range")
+                        })?,
+                    })
+                }
+            };
             Some(SentRecord {
                 agent,
-                message: SentMessage {
-                    chat: ChatId::from_bot_api(chat)
-                        .ok_or_else(|| format!("column sent_chat: {chat} is not a chat id"))?,
-                    message_id: i32::try_from(message_id).map_err(|_| {
-                        format!("column sent_message_id: {message_id} is out of range")
-                    })?,
-                },
+                message,
                 at: UnixMillis(column(row, "sent_at")?),
             })
         }
+    };
+    let in_doubt = match session_column(row, "in_doubt_agent")? {
+        None => None,
+        Some(agent) => Some(InDoubt {
+            agent,
+            random_id: RandomId(
+                column::<Option<i64>>(row, "in_doubt_random_id")?
+                    .ok_or("the in-doubt attempt has no random id on record")?,
+            ),
+        }),
     };
     Ok(OutboxMessage {
         id: OutboxId(column(row, "id")?),
@@ -241,8 +291,10 @@ fn read_outbox_row(row: &SqliteRow) -> Result<OutboxMessage, String> {
         attempts: u32::try_from(attempts)
             .map_err(|_| format!("column attempts: {attempts} is out of range"))?,
         last_agent: session_column(row, "last_agent")?,
+        in_doubt,
         sent,
-        reason: column(row, "reason")?,
+        holdup: optional_json_column(row, "holdup")?,
+        end: optional_json_column(row, "end_reason")?,
         updated_at: UnixMillis(column(row, "updated_at")?),
     })
 }
@@ -448,52 +500,12 @@ impl Store for SqliteStore {
 
     async fn enqueue(&self, message: NewOutboxMessage) -> Result<Enqueued, StoreError> {
         let operation = "enqueue an outbox message";
-        let sender = to_json(operation, "the sender", &message.sender)?;
-        let recipient = to_json(operation, "the recipient", &message.recipient)?;
-        let content = to_json(operation, "the content", &message.content)?;
         let mut transaction = self
             .pool
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(failed(operation))?;
-        // A taken key inserts nothing (and a NULL key never conflicts); the SELECT below then
-        // finds the holder. Both run under one write lock, so a concurrent enqueue of the same
-        // key either inserted before this one (and is found) or waits for it.
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO outbox (channel_id, kind, sender, recipient, content, first_contact, \
-                 idempotency_key, created_at, not_before, expires_at, status, attempts, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?) \
-             ON CONFLICT (idempotency_key) DO NOTHING \
-             RETURNING id",
-        )
-        .bind(&message.channel_id)
-        .bind(message.kind.as_str())
-        .bind(sender)
-        .bind(recipient)
-        .bind(content)
-        .bind(message.first_contact)
-        .bind(&message.idempotency_key)
-        .bind(message.created_at.0)
-        .bind(message.not_before.map(|at| at.0))
-        .bind(message.expires_at.0)
-        .bind(message.created_at.0)
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(failed(operation))?;
-        let outcome = match inserted {
-            Some(id) => Enqueued::New(OutboxId(id)),
-            None => {
-                let (id, status): (i64, String) =
-                    sqlx::query_as("SELECT id, status FROM outbox WHERE idempotency_key = ?")
-                        .bind(&message.idempotency_key)
-                        .fetch_one(&mut *transaction)
-                        .await
-                        .map_err(failed(operation))?;
-                let status =
-                    parse_status(&status).map_err(|problem| StoreError::new(operation, problem))?;
-                Enqueued::Existing(OutboxId(id), status)
-            }
-        };
+        let outcome = enqueue_in(&mut transaction, operation, &message).await?;
         transaction.commit().await.map_err(failed(operation))?;
         Ok(outcome)
     }
@@ -519,6 +531,18 @@ impl Store for SqliteStore {
         Ok(read_outbox_rows(operation, row.as_slice())?.pop())
     }
 
+    async fn outbox_by_key(&self, key: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        let operation = "find a message by its key";
+        let row = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE idempotency_key = ?"
+        ))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_outbox_rows(operation, row.as_slice())?.pop())
+    }
+
     async fn begin_attempt(
         &self,
         id: OutboxId,
@@ -533,9 +557,11 @@ impl Store for SqliteStore {
             .await
             .map_err(failed(operation))?;
         let counted = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_agent = ?, updated_at = ? \
+            "UPDATE outbox SET attempts = attempts + 1, last_agent = ?, in_doubt_agent = ?, \
+                 updated_at = ? \
              WHERE id = ? AND status = 'pending'",
         )
+        .bind(agent.as_str())
         .bind(agent.as_str())
         .bind(at.0)
         .bind(id.0)
@@ -571,25 +597,62 @@ impl Store for SqliteStore {
         Ok(RandomId(random_id))
     }
 
-    async fn note_error(
+    async fn note_holdup(
         &self,
         id: OutboxId,
-        reason: &str,
+        holdup: &Holdup,
         at: UnixMillis,
     ) -> Result<(), StoreError> {
-        let operation = "note an outbox error";
+        let operation = "note what holds a message up";
+        let text = to_json(operation, "the holdup", holdup)?;
+        // A refusal by the in-doubt agent settles the doubt; being in doubt sets it; waiting
+        // leaves it as it is.
+        let (effect, agent) = match holdup {
+            Holdup::Refused { agent, .. } | Holdup::NotAttempted { agent } => {
+                ("refused", Some(agent))
+            }
+            Holdup::InDoubt { agent, .. } => ("in_doubt", Some(agent)),
+            Holdup::Waiting { .. } => ("waiting", None),
+        };
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
         let noted = sqlx::query(
-            "UPDATE outbox SET reason = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
+            "UPDATE outbox SET holdup = ?1, updated_at = ?2, in_doubt_agent = CASE ?5 \
+                 WHEN 'refused' THEN \
+                     CASE WHEN in_doubt_agent = ?4 THEN NULL ELSE in_doubt_agent END \
+                 WHEN 'in_doubt' THEN ?4 \
+                 ELSE in_doubt_agent END \
+             WHERE id = ?3 AND status = 'pending'",
         )
-        .bind(reason)
+        .bind(text)
         .bind(at.0)
         .bind(id.0)
-        .execute(&self.pool)
+        .bind(agent.map(SessionName::as_str))
+        .bind(effect)
+        .execute(&mut *transaction)
         .await
         .map_err(failed(operation))?;
         if noted.rows_affected() == 0 {
-            return Err(not_pending(&self.pool, operation, id).await);
+            return Err(not_pending(&mut *transaction, operation, id).await);
         }
+        if let Holdup::InDoubt { agent, .. } = holdup {
+            // In doubt means an attempt was made there, with its random id on record.
+            let attempted: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM outbox_attempts WHERE outbox_id = ? AND agent = ?",
+            )
+            .bind(id.0)
+            .bind(agent.as_str())
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+            if attempted.is_none() {
+                return Err(never_attempted(operation, id, agent));
+            }
+        }
+        transaction.commit().await.map_err(failed(operation))?;
         Ok(())
     }
 
@@ -597,18 +660,18 @@ impl Store for SqliteStore {
         &self,
         id: OutboxId,
         agent: &SessionName,
-        sent: SentMessage,
+        message: Option<SentMessage>,
         at: UnixMillis,
     ) -> Result<(), StoreError> {
         let operation = "mark an outbox message sent";
         let marked = sqlx::query(
             "UPDATE outbox SET status = 'sent', sent_agent = ?, sent_chat = ?, \
-                 sent_message_id = ?, sent_at = ?, updated_at = ? \
+                 sent_message_id = ?, sent_at = ?, in_doubt_agent = NULL, updated_at = ? \
              WHERE id = ? AND status = 'pending'",
         )
         .bind(agent.as_str())
-        .bind(sent.chat.get())
-        .bind(sent.message_id)
+        .bind(message.map(|sent| sent.chat.get()))
+        .bind(message.map(|sent| sent.message_id))
         .bind(at.0)
         .bind(at.0)
         .bind(id.0)
@@ -621,35 +684,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn mark_final(
+    async fn mark_ended(
         &self,
         id: OutboxId,
-        status: OutboxStatus,
-        reason: &str,
+        end: &OutboxEnd,
         at: UnixMillis,
     ) -> Result<(), StoreError> {
         let operation = "end an outbox message";
-        match status {
-            OutboxStatus::Failed | OutboxStatus::Expired => {}
-            OutboxStatus::Pending => {
-                return Err(StoreError::new(
-                    operation,
-                    format!("{id} cannot end as pending; use failed or expired"),
-                ));
-            }
-            OutboxStatus::Sent => {
-                return Err(StoreError::new(
-                    operation,
-                    format!("{id} cannot end as sent without its sent record; use mark_sent"),
-                ));
-            }
-        }
+        let text = to_json(operation, "the end", end)?;
         let ended = sqlx::query(
-            "UPDATE outbox SET status = ?, reason = ?, updated_at = ? \
+            "UPDATE outbox SET status = ?, end_reason = ?, in_doubt_agent = NULL, updated_at = ? \
              WHERE id = ? AND status = 'pending'",
         )
-        .bind(status.as_str())
-        .bind(reason)
+        .bind(end.status().as_str())
+        .bind(text)
         .bind(at.0)
         .bind(id.0)
         .execute(&self.pool)
@@ -659,6 +707,25 @@ impl Store for SqliteStore {
             return Err(not_pending(&self.pool, operation, id).await);
         }
         Ok(())
+    }
+
+    async fn ended_outbox(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let operation = "list the messages that ended undelivered";
+        let rows = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox \
+             WHERE status IN ('failed', 'expired') AND updated_at >= ? \
+             ORDER BY updated_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(since.0)
+        .bind(i64::from(page_size(limit)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        read_outbox_rows(operation, &rows)
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
@@ -683,51 +750,73 @@ impl Store for SqliteStore {
 
     async fn record_processed(&self, message: &ProcessedMessage) -> Result<bool, StoreError> {
         let operation = "record a processed message";
-        let matched = to_json(operation, "the matched channels", &message.matched)?;
-        let contacts = to_json(operation, "the contacts", &message.contacts)?;
         let mut transaction = self
             .pool
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(failed(operation))?;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO processed_messages (source, message_id, source_title, link, text, \
-                 text_hash, posted_at, processed_at, status, matched, contacts) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (source, message_id) DO NOTHING \
-             RETURNING id",
+        let inserted = insert_processed_in(&mut transaction, operation, message).await?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(inserted)
+    }
+
+    async fn take_in_vacancy(&self, intake: &VacancyIntake) -> Result<IntakeOutcome, StoreError> {
+        let operation = "take in a vacancy";
+        let message = &intake.message;
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        let seen: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM processed_messages WHERE source = ? AND message_id = ?",
         )
         .bind(message.source.get())
         .bind(message.message_id)
-        .bind(&message.source_title)
-        .bind(&message.link)
-        .bind(&message.text)
-        .bind(&message.text_hash)
-        .bind(message.posted_at.0)
-        .bind(message.processed_at.0)
-        .bind(message.status.as_str())
-        .bind(matched)
-        .bind(contacts)
         .fetch_optional(&mut *transaction)
         .await
         .map_err(failed(operation))?;
-        let Some(id) = inserted else {
-            return Ok(false);
-        };
-        for channel in &message.matched {
-            // A channel listed twice is one channel for filtering.
-            sqlx::query(
-                "INSERT INTO vacancy_channels (channel_id, processed_id) VALUES (?, ?) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&channel.channel_id)
-            .bind(id)
-            .execute(&mut *transaction)
-            .await
-            .map_err(failed(operation))?;
+        if seen.is_some() {
+            return Ok(IntakeOutcome::AlreadyProcessed);
         }
+        let mut record = message.clone();
+        let mut notified = Vec::new();
+        let mut reposts = Vec::new();
+        let mut workflows = Vec::new();
+        for channel in &intake.channels {
+            let claimed = claim_in(
+                &mut transaction,
+                &channel.channel_id,
+                &message.text_hash,
+                intake.window_start,
+                message.processed_at,
+            )
+            .await?;
+            for matched in record
+                .matched
+                .iter_mut()
+                .filter(|matched| matched.channel_id == channel.channel_id)
+            {
+                matched.notified = claimed;
+            }
+            if !claimed {
+                reposts.push(channel.channel_id.clone());
+                continue;
+            }
+            let enqueued = enqueue_in(&mut transaction, operation, &channel.notification).await?;
+            notified.push((channel.channel_id.clone(), enqueued));
+            for workflow in &channel.workflows {
+                let (id, _) = start_workflow_in(&mut transaction, operation, workflow).await?;
+                workflows.push(id);
+            }
+        }
+        insert_processed_in(&mut transaction, operation, &record).await?;
         transaction.commit().await.map_err(failed(operation))?;
-        Ok(true)
+        Ok(IntakeOutcome::Processed {
+            notified,
+            reposts,
+            workflows,
+        })
     }
 
     async fn is_processed(&self, source: ChatId, message_id: i32) -> Result<bool, StoreError> {
@@ -749,21 +838,12 @@ impl Store for SqliteStore {
         window_start: UnixMillis,
         at: UnixMillis,
     ) -> Result<bool, StoreError> {
-        // One statement, so it is atomic: it inserts the first claim, replaces one older than
-        // the window, and changes nothing (no row counted) when a claim inside the window holds.
-        let claimed = sqlx::query(
-            "INSERT INTO notification_claims (channel_id, text_hash, claimed_at) VALUES (?, ?, ?) \
-             ON CONFLICT (channel_id, text_hash) DO UPDATE SET claimed_at = excluded.claimed_at \
-             WHERE notification_claims.claimed_at < ?",
-        )
-        .bind(channel_id)
-        .bind(text_hash)
-        .bind(at.0)
-        .bind(window_start.0)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("claim a notification"))?;
-        Ok(claimed.rows_affected() > 0)
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(failed("claim a notification"))?;
+        claim_in(&mut connection, channel_id, text_hash, window_start, at).await
     }
 
     async fn vacancies(&self, query: &VacancyQuery) -> Result<Vec<VacancyRecord>, StoreError> {
@@ -904,6 +984,49 @@ impl Store for SqliteStore {
         .await
         .map_err(failed(operation))?;
         read_conversations(operation, &rows)
+    }
+
+    async fn begin_topic_creation(
+        &self,
+        id: ConversationId,
+        replacing: Option<TopicId>,
+        creator: &SessionName,
+        proposed: RandomId,
+    ) -> Result<RandomId, StoreError> {
+        let operation = "record a topic creation";
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        if !conversation_exists(&mut *transaction, operation, id).await? {
+            return Err(no_conversation(operation, id));
+        }
+        let replacing = replacing.map_or(0, |topic| topic.0);
+        // The first id this creator was given wins, as for sends.
+        sqlx::query(
+            "INSERT INTO topic_attempts (conversation_id, replacing, creator, random_id) \
+             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(id.0)
+        .bind(replacing)
+        .bind(creator.as_str())
+        .bind(proposed.0)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        let random_id: i64 = sqlx::query_scalar(
+            "SELECT random_id FROM topic_attempts \
+             WHERE conversation_id = ? AND replacing = ? AND creator = ?",
+        )
+        .bind(id.0)
+        .bind(replacing)
+        .bind(creator.as_str())
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(RandomId(random_id))
     }
 
     async fn set_conversation_topic(
@@ -1142,14 +1265,16 @@ impl Store for SqliteStore {
     }
 
     async fn record_agent_event(&self, event: &AgentEventRecord) -> Result<(), StoreError> {
+        let operation = "record an agent event";
+        let detail = to_json(operation, "the event", &event.event)?;
         sqlx::query("INSERT INTO agent_events (agent, kind, detail, at) VALUES (?, ?, ?, ?)")
             .bind(event.agent.as_str())
-            .bind(&event.kind)
-            .bind(&event.detail)
+            .bind(event.event.kind())
+            .bind(detail)
             .bind(event.at.0)
             .execute(&self.pool)
             .await
-            .map_err(failed("record an agent event"))?;
+            .map_err(failed(operation))?;
         Ok(())
     }
 
@@ -1160,7 +1285,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<AgentEventRecord>, StoreError> {
         let operation = "list agent events";
         let rows = sqlx::query(
-            "SELECT id, agent, kind, detail, at FROM agent_events WHERE at >= ? \
+            "SELECT id, agent, detail, at FROM agent_events WHERE at >= ? \
              ORDER BY at DESC, id DESC LIMIT ?",
         )
         .bind(since.0)
@@ -1171,11 +1296,127 @@ impl Store for SqliteStore {
         read_rows(operation, "agent event", &rows, |row| {
             Ok(AgentEventRecord {
                 agent: session_column(row, "agent")?.ok_or("column agent: NULL")?,
-                kind: column(row, "kind")?,
-                detail: column(row, "detail")?,
+                event: json_column::<AgentEvent>(row, "detail")?,
                 at: UnixMillis(column(row, "at")?),
             })
         })
+    }
+
+    async fn set_agent_paused(
+        &self,
+        agent: &SessionName,
+        paused: bool,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "record an agent's pause";
+        let query = if paused {
+            // The first pause's time stays: pausing twice is one pause.
+            sqlx::query(
+                "INSERT INTO agent_pauses (agent, paused_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(agent.as_str())
+            .bind(at.0)
+        } else {
+            sqlx::query("DELETE FROM agent_pauses WHERE agent = ?").bind(agent.as_str())
+        };
+        query.execute(&self.pool).await.map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn paused_agents(&self) -> Result<Vec<SessionName>, StoreError> {
+        let operation = "list paused agents";
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT agent FROM agent_pauses ORDER BY agent")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed(operation))?;
+        names
+            .iter()
+            .map(|name| {
+                SessionName::parse(name)
+                    .map_err(|error| StoreError::new(operation, format!("column agent: {error}")))
+            })
+            .collect()
+    }
+
+    async fn start_workflow(&self, new: &NewWorkflow) -> Result<(WorkflowId, bool), StoreError> {
+        let operation = "start a workflow";
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        let started = start_workflow_in(&mut transaction, operation, new).await?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(started)
+    }
+
+    async fn active_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let operation = "list active workflows";
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE finished = 0 ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        read_rows(operation, "workflow", &rows, read_workflow_row)
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, StoreError> {
+        let operation = "read a workflow";
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?"
+        ))
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_rows(operation, "workflow", &rows, read_workflow_row)?.pop())
+    }
+
+    async fn save_workflow(
+        &self,
+        id: WorkflowId,
+        state: &Workflow,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "save a workflow";
+        let text = to_json(operation, "the state", state)?;
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        let saved = sqlx::query(
+            "UPDATE workflows SET state = ?, finished = ?, updated_at = ? \
+             WHERE id = ? AND finished = 0 AND kind = ?",
+        )
+        .bind(text)
+        .bind(state.is_finished())
+        .bind(at.0)
+        .bind(id.0)
+        .bind(state.kind())
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        if saved.rows_affected() == 0 {
+            let found: Option<(bool, String)> =
+                sqlx::query_as("SELECT finished, kind FROM workflows WHERE id = ?")
+                    .bind(id.0)
+                    .fetch_optional(&mut *transaction)
+                    .await
+                    .map_err(failed(operation))?;
+            return Err(match found {
+                None => no_workflow(operation, id),
+                Some((true, _)) => finished_workflow(operation, id),
+                Some((false, kind)) => StoreError::new(
+                    operation,
+                    format!("workflow #{} is a {kind}, not a {}", id.0, state.kind()),
+                ),
+            });
+        }
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(())
     }
 
     async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError> {
@@ -1347,6 +1588,175 @@ impl Store for SqliteStore {
     }
 }
 
+/// The columns `read_workflow_row` reads.
+const WORKFLOW_COLUMNS: &str = "id, key, state, created_at, updated_at";
+
+fn read_workflow_row(row: &SqliteRow) -> Result<WorkflowRecord, String> {
+    Ok(WorkflowRecord {
+        id: WorkflowId(column(row, "id")?),
+        key: column(row, "key")?,
+        state: json_column(row, "state")?,
+        created_at: UnixMillis(column(row, "created_at")?),
+        updated_at: UnixMillis(column(row, "updated_at")?),
+    })
+}
+
+/// Inserts an outbox message inside the caller's write transaction, or finds the one holding its
+/// idempotency key.
+async fn enqueue_in(
+    connection: &mut SqliteConnection,
+    operation: &'static str,
+    message: &NewOutboxMessage,
+) -> Result<Enqueued, StoreError> {
+    let sender = to_json(operation, "the sender", &message.sender)?;
+    let recipient = to_json(operation, "the recipient", &message.recipient)?;
+    let content = to_json(operation, "the content", &message.content)?;
+    // A taken key inserts nothing (and a NULL key never conflicts); the SELECT below then finds
+    // the holder. Both run under the caller's write lock, so a concurrent enqueue of the same key
+    // either inserted before this one (and is found) or waits for it.
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO outbox (channel_id, kind, sender, recipient, content, first_contact, \
+             idempotency_key, created_at, not_before, expires_at, status, attempts, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?) \
+         ON CONFLICT (idempotency_key) DO NOTHING \
+         RETURNING id",
+    )
+    .bind(&message.channel_id)
+    .bind(message.kind.as_str())
+    .bind(sender)
+    .bind(recipient)
+    .bind(content)
+    .bind(message.first_contact)
+    .bind(&message.idempotency_key)
+    .bind(message.created_at.0)
+    .bind(message.not_before.map(|at| at.0))
+    .bind(message.expires_at.0)
+    .bind(message.created_at.0)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(failed(operation))?;
+    Ok(match inserted {
+        Some(id) => Enqueued::New(OutboxId(id)),
+        None => {
+            let (id, status): (i64, String) =
+                sqlx::query_as("SELECT id, status FROM outbox WHERE idempotency_key = ?")
+                    .bind(&message.idempotency_key)
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(failed(operation))?;
+            let status =
+                parse_status(&status).map_err(|problem| StoreError::new(operation, problem))?;
+            Enqueued::Existing(OutboxId(id), status)
+        }
+    })
+}
+
+/// Starts a workflow inside the caller's write transaction, or finds the one holding its key.
+async fn start_workflow_in(
+    connection: &mut SqliteConnection,
+    operation: &'static str,
+    new: &NewWorkflow,
+) -> Result<(WorkflowId, bool), StoreError> {
+    let state = to_json(operation, "the state", &new.state)?;
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO workflows (key, kind, state, finished, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id",
+    )
+    .bind(&new.key)
+    .bind(new.state.kind())
+    .bind(state)
+    .bind(new.state.is_finished())
+    .bind(new.created_at.0)
+    .bind(new.created_at.0)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(failed(operation))?;
+    Ok(match inserted {
+        Some(id) => (WorkflowId(id), true),
+        None => {
+            let id: i64 = sqlx::query_scalar("SELECT id FROM workflows WHERE key = ?")
+                .bind(&new.key)
+                .fetch_one(&mut *connection)
+                .await
+                .map_err(failed(operation))?;
+            (WorkflowId(id), false)
+        }
+    })
+}
+
+/// Inserts a processed message and its channels inside the caller's write transaction; `false`
+/// (nothing written) when it was processed before.
+async fn insert_processed_in(
+    connection: &mut SqliteConnection,
+    operation: &'static str,
+    message: &ProcessedMessage,
+) -> Result<bool, StoreError> {
+    let matched = to_json(operation, "the matched channels", &message.matched)?;
+    let contacts = to_json(operation, "the contacts", &message.contacts)?;
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO processed_messages (source, message_id, source_title, link, text, \
+             text_hash, posted_at, processed_at, status, matched, contacts) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (source, message_id) DO NOTHING \
+         RETURNING id",
+    )
+    .bind(message.source.get())
+    .bind(message.message_id)
+    .bind(&message.source_title)
+    .bind(&message.link)
+    .bind(&message.text)
+    .bind(&message.text_hash)
+    .bind(message.posted_at.0)
+    .bind(message.processed_at.0)
+    .bind(message.status.as_str())
+    .bind(matched)
+    .bind(contacts)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(failed(operation))?;
+    let Some(id) = inserted else {
+        return Ok(false);
+    };
+    for channel in &message.matched {
+        // A channel listed twice is one channel for filtering.
+        sqlx::query(
+            "INSERT INTO vacancy_channels (channel_id, processed_id) VALUES (?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&channel.channel_id)
+        .bind(id)
+        .execute(&mut *connection)
+        .await
+        .map_err(failed(operation))?;
+    }
+    Ok(true)
+}
+
+/// Claims the right to notify `channel_id` of `text_hash` (see `Store::claim_notification`).
+async fn claim_in(
+    connection: &mut SqliteConnection,
+    channel_id: &str,
+    text_hash: &str,
+    window_start: UnixMillis,
+    at: UnixMillis,
+) -> Result<bool, StoreError> {
+    // One statement, so it is atomic: it inserts the first claim, replaces one older than the
+    // window, and changes nothing (no row counted) when a claim inside the window holds.
+    let claimed = sqlx::query(
+        "INSERT INTO notification_claims (channel_id, text_hash, claimed_at) VALUES (?, ?, ?) \
+         ON CONFLICT (channel_id, text_hash) DO UPDATE SET claimed_at = excluded.claimed_at \
+         WHERE notification_claims.claimed_at < ?",
+    )
+    .bind(channel_id)
+    .bind(text_hash)
+    .bind(at.0)
+    .bind(window_start.0)
+    .execute(&mut *connection)
+    .await
+    .map_err(failed("claim a notification"))?;
+    Ok(claimed.rows_affected() > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1354,15 +1764,15 @@ mod tests {
     /// These settings are per connection, so only a connection from the store's own pool shows
     /// them (the journal mode, stored in the file, is checked in `tests/store.rs`).
     #[tokio::test]
-    async fn every_connection_has_foreign_keys_normal_sync_and_a_busy_timeout() {
+    async fn every_connection_has_foreign_keys_full_sync_and_a_busy_timeout() {
         let directory = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(directory.path()).await.unwrap();
         let mut connection = store.pool.acquire().await.unwrap();
         let check = |pragma: &'static str, expected: i64| (pragma, expected);
         for (pragma, expected) in [
             check("PRAGMA foreign_keys", 1),
-            // NORMAL is 1 (OFF 0, FULL 2).
-            check("PRAGMA synchronous", 1),
+            // FULL is 2 (OFF 0, NORMAL 1).
+            check("PRAGMA synchronous", 2),
             check("PRAGMA busy_timeout", BUSY_TIMEOUT.as_millis() as i64),
         ] {
             let value: i64 = sqlx::query_scalar(pragma)

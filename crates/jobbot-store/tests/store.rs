@@ -7,14 +7,17 @@ use std::time::Duration;
 use jobbot_core::config::{self, ConfigDocument, ConfigProblems, Revision};
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus, Enqueued,
-    MatchedChannel, NewConversation, NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind,
-    OutboxMessage, OutboxStats, OutboxStatus, ProcessedMessage, Recipient, RelayDirection,
-    RelayRecord, SecretDigest, SenderSelection, SentRecord, Store, UnixMillis, VacancyContacts,
-    VacancyQuery, VacancyRecord, VacancyStatus, WebSession,
+    AccountGone, AgentEvent, AgentEventRecord, ApiTokenRecord, ChannelIntake, Conversation,
+    ConversationId, ConversationStatus, Delivery, Enqueued, Holdup, InDoubt, IntakeOutcome,
+    MatchedChannel, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts, OutboxEnd,
+    OutboxFailure, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus,
+    ProcessedMessage, Recipient, RelayDirection, RelayRecord, SecretDigest, SenderSelection,
+    SentRecord, Store, Unavailable, UnixMillis, VacancyContacts, VacancyIntake, VacancyQuery,
+    VacancyRecord, VacancyStatus, WebSession,
 };
 use jobbot_core::telegram::{
-    EntityKind, MessageContent, PeerRef, RandomId, SentMessage, TextEntity, TopicId,
+    DeadReason, EntityKind, MessageContent, PeerRef, RandomId, SentMessage, TelegramError,
+    TextEntity, TopicId,
 };
 use jobbot_store::{ConfigStore, MemoryStore, SqliteStore, StoreError, migrate_file};
 use tempfile::TempDir;
@@ -642,6 +645,10 @@ async fn migrate_file_leaves_a_file_that_does_not_load_alone() {
 /// instants, so a backend that read the real clock instead of the `at` it is given fails.
 mod conformance {
     use super::*;
+    use jobbot_core::store::WorkflowId;
+    use jobbot_core::workflow::{
+        AutoResponse, AutoResponseEnd, AutoResponseStep, VacancyRef, Workflow,
+    };
 
     pub async fn check_store(store: &dyn Store, expected_schema_version: i64) {
         let health = store.health().await.unwrap();
@@ -679,10 +686,44 @@ mod conformance {
         }
     }
 
-    fn sent_to(message_id: i32) -> SentMessage {
-        SentMessage {
+    pub fn sent_to(message_id: i32) -> Option<SentMessage> {
+        Some(SentMessage {
             chat: ChatId::user(42).unwrap(),
             message_id,
+        })
+    }
+
+    /// A recipient-level failure on agent_1.
+    pub fn failed(error: TelegramError) -> OutboxEnd {
+        OutboxEnd::Failed {
+            failure: OutboxFailure::Recipient {
+                agent: agent("agent_1"),
+                error,
+            },
+        }
+    }
+
+    pub fn expired() -> OutboxEnd {
+        OutboxEnd::Expired {
+            last_holdup: Some(Holdup::Waiting {
+                reason: Unavailable::AgentsNotConnected,
+            }),
+        }
+    }
+
+    /// An end with `status` (failed or expired).
+    pub fn end_as(status: OutboxStatus) -> OutboxEnd {
+        match status {
+            OutboxStatus::Failed => failed(TelegramError::PrivacyRestricted),
+            OutboxStatus::Expired => expired(),
+            other => panic!("{other:?} is not an end"),
+        }
+    }
+
+    pub fn flood_wait(name: &str) -> Holdup {
+        Holdup::Refused {
+            agent: agent(name),
+            error: TelegramError::FloodWait { seconds: 30 },
         }
     }
 
@@ -710,7 +751,7 @@ mod conformance {
                     .await
                     .unwrap(),
                 Some(status) => store
-                    .mark_final(id, status, "gone", UnixMillis(2_000))
+                    .mark_ended(id, &end_as(status), UnixMillis(2_000))
                     .await
                     .unwrap(),
                 None => {}
@@ -723,6 +764,11 @@ mod conformance {
 
             let status = end.unwrap_or(OutboxStatus::Pending);
             assert_eq!(outcome, Enqueued::Existing(id, status), "{key}");
+            assert_eq!(
+                store.outbox_by_key(key).await.unwrap(),
+                Some(before.clone()),
+                "{key}: found by its key"
+            );
             assert_eq!(outcome.id(), id);
             assert_eq!(
                 stored(store, id).await,
@@ -745,6 +791,7 @@ mod conformance {
             }
         );
 
+        assert_eq!(store.outbox_by_key("never used").await.unwrap(), None);
         // Without a key nothing is deduplicated.
         let first = enqueue_new(store, message(None, 1_000)).await;
         let second = enqueue_new(store, message(None, 1_000)).await;
@@ -822,7 +869,7 @@ mod conformance {
         // A message that ended is not pending.
         let ended = enqueue_new(store, message(None, 500)).await;
         store
-            .mark_final(ended, OutboxStatus::Expired, "too late", UnixMillis(600))
+            .mark_ended(ended, &expired(), UnixMillis(600))
             .await
             .unwrap();
 
@@ -837,8 +884,10 @@ mod conformance {
                 status: OutboxStatus::Pending,
                 attempts: 0,
                 last_agent: None,
+                in_doubt: None,
                 sent: None,
-                reason: None,
+                holdup: None,
+                end: None,
                 updated_at: message.created_at,
             })
             .collect();
@@ -888,10 +937,9 @@ mod conformance {
             .unwrap();
         let failed = enqueue_new(store, message(Some("failed"), 1_000)).await;
         store
-            .mark_final(
+            .mark_ended(
                 failed,
-                OutboxStatus::Failed,
-                "USER_PRIVACY_RESTRICTED",
+                &conformance::failed(TelegramError::PrivacyRestricted),
                 UnixMillis(2_000),
             )
             .await
@@ -915,24 +963,14 @@ mod conformance {
         let id = enqueue_new(store, message(Some("k"), 1_000)).await;
 
         store
-            .note_error(id, "FLOOD_WAIT_30", UnixMillis(2_000))
+            .note_holdup(id, &flood_wait("agent_1"), UnixMillis(2_000))
             .await
             .unwrap();
         let noted = stored(store, id).await;
-        assert_eq!(noted.reason.as_deref(), Some("FLOOD_WAIT_30"));
+        assert_eq!(noted.holdup, Some(flood_wait("agent_1")));
         assert_eq!(noted.status, OutboxStatus::Pending);
         assert_eq!(noted.updated_at, UnixMillis(2_000));
-
-        // Neither pending nor sent is a way to end: pending is not an end, and sent needs the
-        // sent record that only `mark_sent` carries.
-        for status in [OutboxStatus::Pending, OutboxStatus::Sent] {
-            let error = store
-                .mark_final(id, status, "no", UnixMillis(2_500))
-                .await
-                .unwrap_err();
-            assert!(error.to_string().contains(status.as_str()), "{error}");
-        }
-        assert_eq!(stored(store, id).await, noted);
+        assert_eq!(noted.delivery(), None);
 
         store
             .mark_sent(id, &agent_1, sent_to(31), UnixMillis(3_000))
@@ -949,35 +987,63 @@ mod conformance {
             })
         );
         assert_eq!(sent.updated_at, UnixMillis(3_000));
-        // The last error while pending is kept: it explains why the send took retries.
-        assert_eq!(sent.reason.as_deref(), Some("FLOOD_WAIT_30"));
+        // The last holdup while pending is kept: it explains why the send took retries.
+        assert_eq!(sent.holdup, Some(flood_wait("agent_1")));
+        assert_eq!(
+            sent.delivery(),
+            Some(Delivery::Sent {
+                agent: agent_1.clone(),
+                message: sent_to(31)
+            })
+        );
 
-        let expired = enqueue_new(store, message(Some("e"), 1_000)).await;
+        // Delivered without a known message id (RANDOM_ID_DUPLICATE).
+        let duplicate = enqueue_new(store, message(Some("d"), 1_000)).await;
         store
-            .mark_final(
-                expired,
-                OutboxStatus::Expired,
-                "no agent in time",
-                UnixMillis(4_000),
-            )
+            .mark_sent(duplicate, &agent_1, None, UnixMillis(3_500))
             .await
             .unwrap();
-        let ended = stored(store, expired).await;
+        assert_eq!(
+            stored(store, duplicate).await.sent,
+            Some(SentRecord {
+                agent: agent_1.clone(),
+                message: None,
+                at: UnixMillis(3_500),
+            })
+        );
+
+        let expired_id = enqueue_new(store, message(Some("e"), 1_000)).await;
+        store
+            .mark_ended(expired_id, &expired(), UnixMillis(4_000))
+            .await
+            .unwrap();
+        let ended = stored(store, expired_id).await;
         assert_eq!(ended.status, OutboxStatus::Expired);
-        assert_eq!(ended.reason.as_deref(), Some("no agent in time"));
+        assert_eq!(ended.end, Some(expired()));
         assert_eq!(ended.updated_at, UnixMillis(4_000));
         assert_eq!(ended.sent, None);
+        assert_eq!(ended.delivery(), Some(Delivery::from(expired())));
 
-        for id in [id, expired] {
+        let failed_id = enqueue_new(store, message(Some("f"), 1_000)).await;
+        let failure = failed(TelegramError::UsernameNotFound);
+        store
+            .mark_ended(failed_id, &failure, UnixMillis(4_500))
+            .await
+            .unwrap();
+        let ended = stored(store, failed_id).await;
+        assert_eq!(ended.status, OutboxStatus::Failed);
+        assert_eq!(ended.end, Some(failure));
+
+        for id in [id, expired_id, failed_id] {
             let before = stored(store, id).await;
             let attempts = [
                 store
                     .mark_sent(id, &agent_1, sent_to(99), UnixMillis(5_000))
                     .await,
+                store.mark_ended(id, &expired(), UnixMillis(5_000)).await,
                 store
-                    .mark_final(id, OutboxStatus::Failed, "late", UnixMillis(5_000))
+                    .note_holdup(id, &flood_wait("agent_1"), UnixMillis(5_000))
                     .await,
-                store.note_error(id, "late", UnixMillis(5_000)).await,
             ];
             for result in attempts {
                 let error = result.unwrap_err();
@@ -985,12 +1051,156 @@ mod conformance {
             }
             assert_eq!(stored(store, id).await, before, "{id}");
         }
-        let missing = OutboxId(expired.0 + 1_000);
+        let missing = OutboxId(failed_id.0 + 1_000);
         let error = store
             .mark_sent(missing, &agent_1, sent_to(1), UnixMillis(5_000))
             .await
             .unwrap_err();
         assert!(error.to_string().contains("does not exist"), "{error}");
+    }
+
+    /// An attempt is in doubt from its start until Telegram's refusal says it was not
+    /// delivered; a note that only says why the message waits never clears the doubt (the old
+    /// text encoding let any note overwrite it).
+    pub async fn an_attempt_stays_in_doubt_until_telegram_refuses_it(store: &dyn Store) {
+        let id = enqueue_new(store, message(Some("k"), 1_000)).await;
+        let in_doubt = |name: &str, random_id: i64| {
+            Some(InDoubt {
+                agent: agent(name),
+                random_id: RandomId(random_id),
+            })
+        };
+        assert_eq!(stored(store, id).await.in_doubt, None);
+        store
+            .begin_attempt(id, &agent("agent_1"), RandomId(11), UnixMillis(2_000))
+            .await
+            .unwrap();
+        assert_eq!(stored(store, id).await.in_doubt, in_doubt("agent_1", 11));
+        let waiting = Holdup::Waiting {
+            reason: Unavailable::StickyAgentNotConnected {
+                agent: agent("agent_1"),
+            },
+        };
+        store
+            .note_holdup(id, &waiting, UnixMillis(2_100))
+            .await
+            .unwrap();
+        assert_eq!(stored(store, id).await.in_doubt, in_doubt("agent_1", 11));
+        // Another agent's refusal says nothing about agent_1's attempt.
+        store
+            .note_holdup(id, &flood_wait("agent_2"), UnixMillis(2_200))
+            .await
+            .unwrap();
+        assert_eq!(stored(store, id).await.in_doubt, in_doubt("agent_1", 11));
+        store
+            .note_holdup(id, &flood_wait("agent_1"), UnixMillis(2_300))
+            .await
+            .unwrap();
+        let refused = stored(store, id).await;
+        assert_eq!(refused.in_doubt, None);
+        assert_eq!(refused.holdup, Some(flood_wait("agent_1")));
+        // A dropped connection sets it again, with the agent's first random id.
+        store
+            .begin_attempt(id, &agent("agent_1"), RandomId(99), UnixMillis(2_400))
+            .await
+            .unwrap();
+        store
+            .note_holdup(id, &flood_wait("agent_1"), UnixMillis(2_450))
+            .await
+            .unwrap();
+        let network = Holdup::InDoubt {
+            agent: agent("agent_1"),
+            error: TelegramError::Network {
+                message: "reset".into(),
+            },
+        };
+        store
+            .note_holdup(id, &network, UnixMillis(2_500))
+            .await
+            .unwrap();
+        assert_eq!(stored(store, id).await.in_doubt, in_doubt("agent_1", 11));
+        // In doubt needs an attempt on that agent.
+        let error = store
+            .note_holdup(
+                id,
+                &Holdup::InDoubt {
+                    agent: agent("agent_3"),
+                    error: TelegramError::Network {
+                        message: "reset".into(),
+                    },
+                },
+                UnixMillis(2_600),
+            )
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("never attempted"), "{error}");
+        assert_eq!(stored(store, id).await.in_doubt, in_doubt("agent_1", 11));
+        // A later attempt that was never made (the agent was not connected) says nothing about
+        // the earlier one's delivery either: only the agent's own refusal settles a doubt.
+        store
+            .note_holdup(
+                id,
+                &Holdup::NotAttempted {
+                    agent: agent("agent_2"),
+                },
+                UnixMillis(2_700),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored(store, id).await.in_doubt, in_doubt("agent_1", 11));
+        // The doubt ends with the message, either way.
+        let gone = OutboxEnd::Failed {
+            failure: OutboxFailure::InDoubtAccountGone {
+                agent: agent("agent_1"),
+                random_id: RandomId(11),
+                account: AccountGone::Dead {
+                    reason: DeadReason::Banned,
+                },
+            },
+        };
+        store
+            .mark_ended(id, &gone, UnixMillis(3_000))
+            .await
+            .unwrap();
+        let ended = stored(store, id).await;
+        assert_eq!((ended.in_doubt, ended.end), (None, Some(gone)));
+    }
+
+    /// The operator's list of messages that ended undelivered: newest first, since an instant.
+    pub async fn ended_messages_are_listed_newest_first(store: &dyn Store) {
+        let mut ended = Vec::new();
+        for (index, end) in [
+            expired(),
+            failed(TelegramError::PrivacyRestricted),
+            expired(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = enqueue_new(store, message(None, 1_000)).await;
+            store
+                .mark_ended(id, &end, UnixMillis(2_000 + index as i64))
+                .await
+                .unwrap();
+            ended.push(id);
+        }
+        let sent = enqueue_new(store, message(None, 1_000)).await;
+        store
+            .mark_sent(sent, &agent("agent_1"), sent_to(1), UnixMillis(9_000))
+            .await
+            .unwrap();
+        enqueue_new(store, message(None, 1_000)).await;
+        let ids = |messages: Vec<OutboxMessage>| -> Vec<OutboxId> {
+            messages.into_iter().map(|message| message.id).collect()
+        };
+        assert_eq!(
+            ids(store.ended_outbox(UnixMillis(0), 0).await.unwrap()),
+            [ended[2], ended[1], ended[0]]
+        );
+        assert_eq!(
+            ids(store.ended_outbox(UnixMillis(2_001), 1).await.unwrap()),
+            [ended[2]]
+        );
     }
 
     pub async fn outbox_counts_count_by_status(store: &dyn Store) {
@@ -1012,21 +1222,12 @@ mod conformance {
             .await
             .unwrap();
         store
-            .mark_final(ids[2], OutboxStatus::Failed, "USERNAME_NOT_OCCUPIED", at)
+            .mark_ended(ids[2], &failed(TelegramError::UsernameNotFound), at)
             .await
             .unwrap();
-        store
-            .mark_final(ids[3], OutboxStatus::Expired, "ttl", at)
-            .await
-            .unwrap();
-        store
-            .mark_final(ids[4], OutboxStatus::Expired, "ttl", at)
-            .await
-            .unwrap();
-        store
-            .mark_final(ids[5], OutboxStatus::Expired, "ttl", at)
-            .await
-            .unwrap();
+        for id in &ids[3..6] {
+            store.mark_ended(*id, &expired(), at).await.unwrap();
+        }
 
         assert_eq!(
             store.outbox_counts().await.unwrap(),
@@ -1558,7 +1759,8 @@ mod conformance {
     pub async fn a_source_message_is_relayed_once_and_service_posts_always(store: &dyn Store) {
         let conversation = open_new(store, &new_conversation(5_000, 42, "agent_1")).await;
         let other = open_new(store, &new_conversation(5_000, 43, "agent_1")).await;
-        let carrier = enqueue_new(store, message(None, 1_000)).await;
+        // Each relay has its own outbox message (one record per outbox message is checked in
+        // `a_delivered_post_is_recorded_once`).
         let check = async |conversation: ConversationId,
                            direction: RelayDirection,
                            source: Option<(ChatId, i32)>,
@@ -1567,7 +1769,7 @@ mod conformance {
                 conversation,
                 direction,
                 source,
-                outbox: Some(carrier),
+                outbox: Some(enqueue_new(store, message(None, 1_000)).await),
                 at: UnixMillis(2_000),
             };
             assert_eq!(
@@ -1682,17 +1884,12 @@ mod conformance {
         send(OutboxKind::AutoResponse, "agent_1", 2 * HOUR + 5).await;
         let failed = enqueue(OutboxKind::AutoResponse).await;
         store
-            .mark_final(
-                failed,
-                OutboxStatus::Failed,
-                "USER_PRIVACY_RESTRICTED",
-                UnixMillis(HOUR),
-            )
+            .mark_ended(failed, &end_as(OutboxStatus::Failed), UnixMillis(HOUR))
             .await
             .unwrap();
         let failed_early = enqueue(OutboxKind::AutoResponse).await;
         store
-            .mark_final(failed_early, OutboxStatus::Failed, "gone", UnixMillis(10))
+            .mark_ended(failed_early, &end_as(OutboxStatus::Failed), UnixMillis(10))
             .await
             .unwrap();
         // Pending since the start: still the backlog.
@@ -1733,19 +1930,24 @@ mod conformance {
     }
 
     pub async fn agent_events_come_back_newest_first_since_an_instant(store: &dyn Store) {
-        let event = |agent_name: &str, kind: &str, at: i64| AgentEventRecord {
+        let event = |agent_name: &str, event: AgentEvent, at: i64| AgentEventRecord {
             agent: agent(agent_name),
-            kind: kind.to_owned(),
-            detail: format!("{kind} at {at}"),
+            event,
             at: UnixMillis(at),
         };
         let recorded = [
-            event("agent_1", "flood_wait", 1_000),
-            event("agent_2", "peer_flood", 3_000),
+            event("agent_1", AgentEvent::FloodWait { seconds: 30 }, 1_000),
+            event("agent_2", AgentEvent::PeerFlood, 3_000),
             // Recorded late, about an earlier instant: ordered by when it happened.
-            event("agent_1", "dead", 2_000),
+            event(
+                "agent_1",
+                AgentEvent::Dead {
+                    reason: DeadReason::Banned,
+                },
+                2_000,
+            ),
             // Two at one instant keep their recording order (newest recorded first).
-            event("agent_3", "flood_wait", 3_000),
+            event("agent_3", AgentEvent::Reconnected, 3_000),
         ];
         for event in &recorded {
             store.record_agent_event(event).await.unwrap();
@@ -1766,6 +1968,301 @@ mod conformance {
         check(2_000, 0, &[3, 1, 2]).await;
         check(2_001, 0, &[3, 1]).await;
         check(3_001, 0, &[]).await;
+    }
+
+    // ----- Durable workflows -----
+
+    fn auto_response_workflow(message_id: i32) -> Workflow {
+        Workflow::AutoResponse(AutoResponse::new(
+            "channel_1".to_owned(),
+            VacancyRef {
+                source: channel(1_111),
+                message_id,
+                source_title: "Python Jobs 🐍".to_owned(),
+                link: format!("https://t.me/c/1111/{message_id}"),
+                text: "Rust developer".to_owned(),
+            },
+            Username::parse("alice_dev").unwrap(),
+            UnixMillis(1_000),
+            std::time::Duration::from_secs(3_600),
+        ))
+    }
+
+    fn new_workflow(key: &str, message_id: i32) -> NewWorkflow {
+        NewWorkflow {
+            key: key.to_owned(),
+            state: auto_response_workflow(message_id),
+            created_at: UnixMillis(1_000),
+        }
+    }
+
+    /// Monitoring's hand-over for processed message `message_id` matching `channels`.
+    fn intake(message_id: i32, channels: &[&str]) -> VacancyIntake {
+        let mut message = processed(1_111, message_id, channels);
+        message.text_hash = "same vacancy".to_owned();
+        VacancyIntake {
+            message,
+            window_start: UnixMillis(0),
+            channels: channels
+                .iter()
+                .map(|channel_id| {
+                    let mut notification = super::conformance::message(
+                        Some(&format!("notification:{channel_id}:1111:{message_id}")),
+                        1_000,
+                    );
+                    notification.channel_id = (*channel_id).to_owned();
+                    notification.kind = OutboxKind::Notification;
+                    ChannelIntake {
+                        channel_id: (*channel_id).to_owned(),
+                        notification,
+                        workflows: vec![new_workflow(
+                            &format!("auto_response:{channel_id}:1111:{message_id}"),
+                            message_id,
+                        )],
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    pub async fn a_vacancy_is_taken_in_with_its_claims_notifications_and_workflows_at_once(
+        store: &dyn Store,
+    ) {
+        let first = intake(5, &["channel_1", "channel_2"]);
+        let IntakeOutcome::Processed {
+            notified,
+            reposts,
+            workflows,
+        } = store.take_in_vacancy(&first).await.unwrap()
+        else {
+            panic!("the first intake processes");
+        };
+        assert!(reposts.is_empty());
+        assert_eq!(
+            notified.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+            ["channel_1", "channel_2"]
+        );
+        assert!(notified.iter().all(|(_, e)| matches!(e, Enqueued::New(_))));
+        assert_eq!(workflows.len(), 2);
+        let pending = store.pending_outbox().await.unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(store.active_workflows().await.unwrap().len(), 2);
+        let recorded = &store.vacancies(&VacancyQuery::default()).await.unwrap()[0];
+        // The store decided `notified`, whatever the caller said.
+        assert!(recorded.message.matched.iter().all(|m| m.notified));
+        assert!(store.is_processed(channel(1_111), 5).await.unwrap());
+
+        // A replay of the same message changes nothing.
+        assert_eq!(
+            store.take_in_vacancy(&first).await.unwrap(),
+            IntakeOutcome::AlreadyProcessed
+        );
+        assert_eq!(store.pending_outbox().await.unwrap(), pending);
+        assert_eq!(store.active_workflows().await.unwrap().len(), 2);
+
+        // The same vacancy from another message: a repost for both channels, nothing queued.
+        let repost = intake(6, &["channel_1", "channel_2"]);
+        let IntakeOutcome::Processed {
+            notified,
+            reposts,
+            workflows,
+        } = store.take_in_vacancy(&repost).await.unwrap()
+        else {
+            panic!("a new message processes");
+        };
+        assert!(notified.is_empty() && workflows.is_empty());
+        assert_eq!(reposts, ["channel_1", "channel_2"]);
+        assert_eq!(store.pending_outbox().await.unwrap().len(), 2);
+        let recorded = &store.vacancies(&VacancyQuery::default()).await.unwrap()[0];
+        assert_eq!(recorded.message.message_id, 6);
+        assert!(recorded.message.matched.iter().all(|m| !m.notified));
+    }
+
+    /// The claim and the notification are one write: a claim never exists without its message
+    /// (the old order, claim then enqueue, lost the notification of a crash in between).
+    pub async fn a_repost_claim_and_its_notification_go_together(store: &dyn Store) {
+        let mut vacancy = intake(7, &["channel_1"]);
+        // A notification whose key is held by an earlier message: still claimed and recorded,
+        // and the intake reports the holder.
+        let holder = store
+            .enqueue(vacancy.channels[0].notification.clone())
+            .await
+            .unwrap()
+            .id();
+        vacancy.channels[0].workflows.clear();
+        let IntakeOutcome::Processed { notified, .. } =
+            store.take_in_vacancy(&vacancy).await.unwrap()
+        else {
+            panic!("processed");
+        };
+        assert_eq!(
+            notified,
+            [(
+                "channel_1".to_owned(),
+                Enqueued::Existing(holder, OutboxStatus::Pending)
+            )]
+        );
+        // Concurrent intakes of one vacancy from two sources notify once.
+        let (eight, nine) = (intake(8, &["channel_2"]), intake(9, &["channel_2"]));
+        let (first, second) =
+            tokio::join!(store.take_in_vacancy(&eight), store.take_in_vacancy(&nine));
+        let notified: usize = [first.unwrap(), second.unwrap()]
+            .iter()
+            .map(|outcome| match outcome {
+                IntakeOutcome::Processed { notified, .. } => notified.len(),
+                IntakeOutcome::AlreadyProcessed => 0,
+            })
+            .sum();
+        assert_eq!(notified, 1);
+    }
+
+    pub async fn pauses_are_kept_until_resumed(store: &dyn Store) {
+        assert!(store.paused_agents().await.unwrap().is_empty());
+        let at = UnixMillis(1_000);
+        store
+            .set_agent_paused(&agent("agent_2"), true, at)
+            .await
+            .unwrap();
+        store
+            .set_agent_paused(&agent("agent_1"), true, at)
+            .await
+            .unwrap();
+        store
+            .set_agent_paused(&agent("agent_1"), true, at)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.paused_agents().await.unwrap(),
+            [agent("agent_1"), agent("agent_2")]
+        );
+        store
+            .set_agent_paused(&agent("agent_1"), false, at)
+            .await
+            .unwrap();
+        // Resuming an agent that is not paused is no error.
+        store
+            .set_agent_paused(&agent("agent_3"), false, at)
+            .await
+            .unwrap();
+        assert_eq!(store.paused_agents().await.unwrap(), [agent("agent_2")]);
+    }
+
+    pub async fn a_workflow_starts_once_per_key_and_ends_once(store: &dyn Store) {
+        let (id, new) = store.start_workflow(&new_workflow("a", 1)).await.unwrap();
+        assert!(new);
+        let (again, new) = store.start_workflow(&new_workflow("a", 2)).await.unwrap();
+        assert_eq!((again, new), (id, false));
+        let (other, _) = store.start_workflow(&new_workflow("b", 3)).await.unwrap();
+        let record = store.workflow(id).await.unwrap().unwrap();
+        assert_eq!(
+            record.state,
+            auto_response_workflow(1),
+            "the first state stays"
+        );
+        assert_eq!(record.key, "a");
+
+        let Workflow::AutoResponse(mut advanced) = auto_response_workflow(1) else {
+            unreachable!()
+        };
+        advanced.step = AutoResponseStep::Resolve {
+            retry_at: Some(UnixMillis(61_000)),
+            give_up_at: UnixMillis(3_601_000),
+        };
+        let advanced = Workflow::AutoResponse(advanced);
+        store
+            .save_workflow(id, &advanced, UnixMillis(2_000))
+            .await
+            .unwrap();
+        let active = store.active_workflows().await.unwrap();
+        assert_eq!(
+            active.iter().map(|w| w.id).collect::<Vec<_>>(),
+            [id, other],
+            "oldest first"
+        );
+        assert_eq!(active[0].state, advanced);
+        assert_eq!(active[0].updated_at, UnixMillis(2_000));
+
+        let finished = Workflow::AutoResponse(AutoResponse {
+            step: AutoResponseStep::Finished {
+                end: AutoResponseEnd::GaveUpResolving,
+            },
+            ..match auto_response_workflow(1) {
+                Workflow::AutoResponse(workflow) => workflow,
+                _ => unreachable!(),
+            }
+        });
+        store
+            .save_workflow(id, &finished, UnixMillis(3_000))
+            .await
+            .unwrap();
+        let active = store.active_workflows().await.unwrap();
+        assert_eq!(active.iter().map(|w| w.id).collect::<Vec<_>>(), [other]);
+        let error = store
+            .save_workflow(id, &advanced, UnixMillis(4_000))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("has finished"), "{error}");
+        assert_eq!(store.workflow(id).await.unwrap().unwrap().state, finished);
+        let error = store
+            .save_workflow(WorkflowId(999), &advanced, UnixMillis(4_000))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("does not exist"), "{error}");
+        // A key taken by a finished workflow still starts nothing.
+        assert_eq!(
+            store.start_workflow(&new_workflow("a", 1)).await.unwrap(),
+            (id, false)
+        );
+    }
+
+    pub async fn a_topic_creation_keeps_each_creators_first_random_id(store: &dyn Store) {
+        let conversation = open_new(store, &new_conversation(5, 6, "agent_1")).await.id;
+        let check = async |replacing: Option<TopicId>,
+                           creator: &str,
+                           proposed: i64,
+                           expected: i64| {
+            let random_id = store
+                .begin_topic_creation(conversation, replacing, &agent(creator), RandomId(proposed))
+                .await
+                .unwrap();
+            assert_eq!(
+                random_id,
+                RandomId(expected),
+                "{replacing:?} {creator} {proposed}"
+            );
+        };
+        check(None, "agent_1", 10, 10).await;
+        check(None, "agent_1", 11, 10).await;
+        check(None, "main", 12, 12).await;
+        // The topic replacing a deleted one is another creation.
+        check(Some(TopicId(7)), "agent_1", 13, 13).await;
+        check(Some(TopicId(7)), "agent_1", 14, 13).await;
+        let error = store
+            .begin_topic_creation(ConversationId(999), None, &agent("agent_1"), RandomId(1))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("does not exist"), "{error}");
+    }
+
+    /// Recording a delivered post again (a workflow resumed after a crash) adds nothing.
+    pub async fn a_delivered_post_is_recorded_once(store: &dyn Store) {
+        let conversation = open_new(store, &new_conversation(5, 6, "agent_1")).await.id;
+        let outbox = enqueue_new(store, message(None, 1_000)).await;
+        let record = RelayRecord {
+            conversation,
+            direction: RelayDirection::Service,
+            source: None,
+            outbox: Some(outbox),
+            at: UnixMillis(2_000),
+        };
+        assert!(store.record_relay(&record).await.unwrap());
+        assert!(!store.record_relay(&record).await.unwrap());
+        let without_outbox = RelayRecord {
+            outbox: None,
+            ..record
+        };
+        assert!(store.record_relay(&without_outbox).await.unwrap());
+        assert!(store.record_relay(&without_outbox).await.unwrap());
     }
 
     /// What `after_restart` needs to know about the store `before_restart` filled.
@@ -1951,6 +2448,14 @@ mod conformance {
     /// A restart therefore cannot double-send.
     pub async fn after_restart(store: &dyn Store, before: BeforeRestart) {
         assert_eq!(store.pending_outbox().await.unwrap(), before.pending);
+        assert_eq!(
+            stored(store, before.id).await.in_doubt,
+            Some(InDoubt {
+                agent: agent("agent_1"),
+                random_id: RandomId(424_242),
+            }),
+            "the interrupted attempt is in doubt after the restart"
+        );
         let random_id = store
             .begin_attempt(
                 before.id,
@@ -2024,6 +2529,14 @@ conformance_on_every_backend!(
     the_last_auto_response_to_a_contact_is_the_newest_over_every_channel,
     outbox_stats_count_by_kind_and_status_and_sends_per_agent_hour,
     agent_events_come_back_newest_first_since_an_instant,
+    an_attempt_stays_in_doubt_until_telegram_refuses_it,
+    ended_messages_are_listed_newest_first,
+    a_vacancy_is_taken_in_with_its_claims_notifications_and_workflows_at_once,
+    a_repost_claim_and_its_notification_go_together,
+    pauses_are_kept_until_resumed,
+    a_workflow_starts_once_per_key_and_ends_once,
+    a_topic_creation_keeps_each_creators_first_random_id,
+    a_delivered_post_is_recorded_once,
     web_sessions_are_found_by_digest_until_their_absolute_expiry,
     api_tokens_are_listed_found_used_and_revoked_until_their_expiry,
 );
@@ -2036,10 +2549,7 @@ async fn sqlite_and_memory_stores_refuse_in_the_same_words() {
     async fn refusals(store: &dyn Store) -> Vec<String> {
         use conformance::{agent, message};
         let agent_1 = agent("agent_1");
-        let sent_message = SentMessage {
-            chat: ChatId::user(42).unwrap(),
-            message_id: 1,
-        };
+        let sent_message = conformance::sent_to(1);
         let at = UnixMillis(2_000);
         let pending = store.enqueue(message(None, 1_000)).await.unwrap().id();
         let sent = store.enqueue(message(None, 1_000)).await.unwrap().id();
@@ -2049,15 +2559,19 @@ async fn sqlite_and_memory_stores_refuse_in_the_same_words() {
             .unwrap();
         let expired = store.enqueue(message(None, 1_000)).await.unwrap().id();
         store
-            .mark_final(expired, OutboxStatus::Expired, "ttl", at)
+            .mark_ended(expired, &conformance::expired(), at)
             .await
             .unwrap();
         let missing = OutboxId(1_000);
         let mut refusals = Vec::new();
+        let in_doubt = Holdup::InDoubt {
+            agent: agent("agent_2"),
+            error: TelegramError::Network {
+                message: "reset".into(),
+            },
+        };
         for id in [pending, sent, expired, missing] {
-            for status in [OutboxStatus::Pending, OutboxStatus::Sent] {
-                refusals.push(store.mark_final(id, status, "no", at).await);
-            }
+            refusals.push(store.note_holdup(id, &in_doubt, at).await);
             if id == pending {
                 continue;
             }
@@ -2067,9 +2581,13 @@ async fn sqlite_and_memory_stores_refuse_in_the_same_words() {
                     .await
                     .map(|_| ()),
             );
-            refusals.push(store.note_error(id, "late", at).await);
+            refusals.push(
+                store
+                    .note_holdup(id, &conformance::flood_wait("agent_1"), at)
+                    .await,
+            );
             refusals.push(store.mark_sent(id, &agent_1, sent_message, at).await);
-            refusals.push(store.mark_final(id, OutboxStatus::Failed, "late", at).await);
+            refusals.push(store.mark_ended(id, &conformance::expired(), at).await);
         }
         refusals
             .into_iter()
@@ -2081,7 +2599,7 @@ async fn sqlite_and_memory_stores_refuse_in_the_same_words() {
     let from_sqlite = refusals(&sqlite).await;
     sqlite.close().await;
     let from_memory = refusals(&MemoryStore::new()).await;
-    assert_eq!(from_memory.len(), 20);
+    assert_eq!(from_memory.len(), 16);
     assert_eq!(from_memory, from_sqlite);
 }
 
@@ -2248,6 +2766,183 @@ async fn a_database_that_is_not_jobbots_fails_the_health_check() {
 
     let error = store.health().await.unwrap_err();
     assert!(error.to_string().contains("jobbot.sqlite"), "{error}");
+    store.close().await;
+}
+
+/// A database written before the typed outbox (migrations up to 0003) upgrades without losing a
+/// doubt: pending messages whose last attempt was not refused stay bound to their agent, refused
+/// ones are free, ended ones keep their status, and the rows that point at the outbox
+/// (attempts, relays) survive the table's rebuild.
+#[tokio::test]
+async fn an_old_database_keeps_its_messages_in_doubt_across_the_upgrade() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join(SqliteStore::FILE_NAME);
+    {
+        let mut old = sqlx::migrate!("migrations/sqlite");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|migration| migration.version <= 3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        old.run(&pool).await.unwrap();
+        let insert = |id: i64,
+                      status: &'static str,
+                      attempts: i64,
+                      last_agent: Option<&'static str>,
+                      reason: Option<&'static str>| {
+            let sent = status == "sent";
+            sqlx::query(
+                "INSERT INTO outbox (id, channel_id, kind, sender, recipient, content, \
+                     first_contact, created_at, expires_at, status, attempts, last_agent, \
+                     sent_agent, sent_chat, sent_message_id, sent_at, reason, updated_at) \
+                 VALUES (?, 'channel_1', 'auto_response', '{\"type\":\"main_account\"}', \
+                     '{\"type\":\"chat\",\"chat\":-1001234}', '{\"text\":\"hi\",\"entities\":[],\"link_preview\":false}', \
+                     0, 1, 100, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(attempts)
+            .bind(last_agent)
+            .bind(sent.then_some("agent_1"))
+            .bind(sent.then_some(-1_001_234_i64))
+            .bind(sent.then_some(5_i64))
+            .bind(sent.then_some(2_i64))
+            .bind(reason)
+        };
+        for query in [
+            // Interrupted mid-send: no reason at all.
+            insert(1, "pending", 1, Some("agent_1"), None),
+            // The connection dropped: the old "in doubt" text.
+            insert(
+                2,
+                "pending",
+                1,
+                Some("agent_1"),
+                Some("in doubt on agent_1: network error"),
+            ),
+            // Refused by agent_1: free for other agents.
+            insert(
+                3,
+                "pending",
+                1,
+                Some("agent_1"),
+                Some("not delivered by agent_1: flood wait of 30 s"),
+            ),
+            // Refused by agent_2 earlier, then a note overwrote the reason.
+            insert(
+                4,
+                "pending",
+                2,
+                Some("agent_1"),
+                Some("waiting: every agent is connecting"),
+            ),
+            insert(5, "pending", 0, None, None),
+            insert(
+                6,
+                "failed",
+                1,
+                Some("agent_1"),
+                Some("the user's privacy settings refuse this message"),
+            ),
+            insert(7, "sent", 1, Some("agent_1"), None),
+        ] {
+            query.execute(&pool).await.unwrap();
+        }
+        for (id, random_id) in [(1, 11), (2, 22), (3, 33), (4, 44), (6, 66), (7, 77)] {
+            sqlx::query(
+                "INSERT INTO outbox_attempts (outbox_id, agent, random_id, first_attempt_at) \
+                 VALUES (?, 'agent_1', ?, 1)",
+            )
+            .bind(id)
+            .bind(random_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO conversations (id, channel_id, group_id, contact, contact_name, agent, \
+                 created_at, last_message_at) VALUES (1, 'channel_1', -1001234, 42, 'A', 'agent_1', 1, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO relays (conversation_id, direction, outbox_id, at) VALUES (1, 'service', 7, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+
+    let store = SqliteStore::open(directory.path()).await.unwrap();
+    let in_doubt = |random_id: i64| {
+        Some(InDoubt {
+            agent: SessionName::parse("agent_1").unwrap(),
+            random_id: RandomId(random_id),
+        })
+    };
+    for (id, expected) in [
+        (1, in_doubt(11)),
+        (2, in_doubt(22)),
+        (3, None),
+        (4, in_doubt(44)),
+        (5, None),
+    ] {
+        let message = store.outbox_message(OutboxId(id)).await.unwrap().unwrap();
+        assert_eq!(message.in_doubt, expected, "message {id}");
+        assert_eq!(message.status, OutboxStatus::Pending);
+    }
+    let failed = store.outbox_message(OutboxId(6)).await.unwrap().unwrap();
+    assert_eq!(failed.status, OutboxStatus::Failed);
+    assert_eq!(failed.in_doubt, None);
+    let sent = store.outbox_message(OutboxId(7)).await.unwrap().unwrap();
+    assert_eq!(
+        sent.delivery(),
+        Some(Delivery::Sent {
+            agent: SessionName::parse("agent_1").unwrap(),
+            message: Some(SentMessage {
+                chat: ChatId::from_bot_api(-1_001_234).unwrap(),
+                message_id: 5
+            })
+        })
+    );
+    // The attempts survived: a retry on agent_1 repeats its random id.
+    assert_eq!(
+        store
+            .begin_attempt(
+                OutboxId(1),
+                &SessionName::parse("agent_1").unwrap(),
+                RandomId(999),
+                UnixMillis(5)
+            )
+            .await
+            .unwrap(),
+        RandomId(11)
+    );
+    // The relay survived, and still names its outbox message.
+    let relay = RelayRecord {
+        conversation: ConversationId(1),
+        direction: RelayDirection::Service,
+        source: None,
+        outbox: Some(OutboxId(7)),
+        at: UnixMillis(9),
+    };
+    assert!(!store.record_relay(&relay).await.unwrap());
+    // New ids continue after the old ones.
+    let next = store
+        .enqueue(conformance::message(None, 10))
+        .await
+        .unwrap()
+        .id();
+    assert_eq!(next, OutboxId(8));
     store.close().await;
 }
 

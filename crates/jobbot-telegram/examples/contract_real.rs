@@ -185,6 +185,8 @@ async fn main() -> std::process::ExitCode {
         joining_is_idempotent,
         a_forum_topic_can_be_created_and_posted_to,
         resending_a_random_id_creates_no_second_message,
+        a_send_already_on_its_way_is_a_duplicate_not_a_second_message,
+        the_next_connection_catches_up_from_the_committed_checkpoint,
     );
     if failed == 0 {
         std::process::ExitCode::SUCCESS

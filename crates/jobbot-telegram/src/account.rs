@@ -19,12 +19,12 @@ use grammers_client::update::Update;
 use grammers_client::{Client, InvocationError, tl};
 use grammers_mtsender::{SenderPoolHandle, UpdatesConfiguration};
 use grammers_session::Session;
-use grammers_session::types::{PeerId, PeerInfo};
-use grammers_session::updates::UpdatesLike;
+use grammers_session::types::{ChannelState, PeerId, PeerInfo, UpdateState, UpdatesState};
+use grammers_session::updates::{MessageBox, State, UpdatesLike};
 use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountEvent, IncomingMessage, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef,
-    RandomId, Sender, SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountEvent, Checkpoint, IncomingMessage, JoinTarget, Me, MessageContent, Peer, PeerKind,
+    PeerRef, RandomId, Sender, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -54,6 +54,10 @@ pub struct GrammersAccount {
     runner: Mutex<Option<JoinHandle<()>>>,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
     event_task: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+    /// Asks the event loop for a checkpoint (see [`Positions`]).
+    checkpoint_requests: mpsc::UnboundedSender<()>,
+    checkpoint_requests_rx: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
+    positions: Arc<Positions>,
     /// Username key → peer with this account's access hash. Access hashes are per account, so
     /// this cache is too; `contacts.resolveUsername` is the call Telegram limits hardest.
     resolved_usernames: Mutex<HashMap<String, Peer>>,
@@ -62,6 +66,7 @@ pub struct GrammersAccount {
 
 impl GrammersAccount {
     pub(crate) fn new(session: SessionName, connection: Connection) -> Self {
+        let (checkpoint_requests, checkpoint_requests_rx) = mpsc::unbounded_channel();
         Self {
             session,
             client: connection.client,
@@ -70,6 +75,9 @@ impl GrammersAccount {
             runner: Mutex::new(Some(connection.runner)),
             updates: Mutex::new(Some(connection.updates)),
             event_task: Mutex::new(None),
+            checkpoint_requests,
+            checkpoint_requests_rx: Mutex::new(Some(checkpoint_requests_rx)),
+            positions: Arc::new(Positions::default()),
             resolved_usernames: Mutex::new(HashMap::new()),
             disconnected: AtomicBool::new(false),
         }
@@ -396,11 +404,17 @@ impl TelegramAccount for GrammersAccount {
 
     fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>> {
         let updates = self.updates.lock().ok()?.take()?;
+        let requests = self.checkpoint_requests_rx.lock().ok()?.take()?;
         let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(run_event_loop(
-            self.session.clone(),
-            self.client.clone(),
+            EventLoop {
+                session: self.session.clone(),
+                client: self.client.clone(),
+                store: Arc::clone(&self.store),
+                positions: Arc::clone(&self.positions),
+                requests,
+            },
             updates,
             events_tx,
             stop_rx,
@@ -411,6 +425,25 @@ impl TelegramAccount for GrammersAccount {
         Some(events_rx)
     }
 
+    fn request_checkpoint(&self) {
+        // The loop is gone once disconnected; then there is nothing to mark.
+        let _ = self.checkpoint_requests.send(());
+    }
+
+    async fn commit_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), TelegramError> {
+        let Some(position) = self.positions.take(checkpoint) else {
+            return Ok(());
+        };
+        self.store
+            .set_update_state(UpdateState::All(position.clone()))
+            .await
+            .map_err(|error| TelegramError::Other {
+                message: format!("could not save the update position: {error}"),
+            })?;
+        self.positions.saved(position);
+        Ok(())
+    }
+
     async fn disconnect(&self) {
         if self.disconnected.swap(true, Ordering::SeqCst) {
             return;
@@ -418,7 +451,8 @@ impl TelegramAccount for GrammersAccount {
         let event_task = self.event_task.lock().ok().and_then(|mut slot| slot.take());
         if let Some((stop, task)) = event_task {
             let _ = stop.send(());
-            // The loop saves the update state on its way out.
+            // The update position stays the last committed checkpoint: grammers' own state is
+            // ahead of what the engine has handled durably, so it is never saved.
             if let Err(error) = task.await {
                 tracing::warn!(target: "telegram", session = %self.session, %error, "event task failed");
             }
@@ -434,18 +468,119 @@ impl TelegramAccount for GrammersAccount {
     }
 }
 
+/// Update positions handed out as checkpoints, waiting for their commit. The position of a
+/// checkpoint is that of the last update delivered before it, tracked from the `State` grammers
+/// gives each update (never grammers' own message-box state, which runs ahead of delivery: it
+/// includes updates still buffered, and saving it could skip them after a crash).
+#[derive(Default)]
+struct Positions {
+    next: std::sync::atomic::AtomicU64,
+    pending: Mutex<std::collections::BTreeMap<u64, UpdatesState>>,
+    /// The position last written, so an idle account does not rewrite its session file at every
+    /// checkpoint.
+    saved: Mutex<Option<UpdatesState>>,
+}
+
+impl Positions {
+    /// Hands out a checkpoint for `position`.
+    fn checkpoint(&self, position: UpdatesState) -> Checkpoint {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(id, position);
+        }
+        Checkpoint(id)
+    }
+
+    /// The position of `checkpoint`, forgetting it and every earlier one (a later commit covers
+    /// them). `None` for a checkpoint this connection did not hand out, or one committed already.
+    fn take(&self, checkpoint: Checkpoint) -> Option<UpdatesState> {
+        let mut pending = self.pending.lock().ok()?;
+        let position = pending.remove(&checkpoint.0)?;
+        pending.retain(|id, _| *id > checkpoint.0);
+        let unchanged = self
+            .saved
+            .lock()
+            .ok()
+            .is_some_and(|saved| saved.as_ref() == Some(&position));
+        (!unchanged).then_some(position)
+    }
+
+    fn saved(&self, position: UpdatesState) {
+        if let Ok(mut saved) = self.saved.lock() {
+            *saved = Some(position);
+        }
+    }
+}
+
+/// Moves a tracked position past one delivered update. Every counter only moves forward.
+fn advance(position: &mut UpdatesState, state: &State) {
+    position.date = position.date.max(state.date);
+    position.seq = position.seq.max(state.seq);
+    match state.message_box {
+        Some(MessageBox::Common { pts }) => position.pts = position.pts.max(pts),
+        Some(MessageBox::Secondary { qts }) => position.qts = position.qts.max(qts),
+        Some(MessageBox::Channel { channel_id, pts }) => {
+            match position
+                .channels
+                .iter_mut()
+                .find(|channel| channel.id == channel_id)
+            {
+                Some(channel) => channel.pts = channel.pts.max(pts),
+                None => position.channels.push(ChannelState {
+                    id: channel_id,
+                    pts,
+                }),
+            }
+        }
+        None => {}
+    }
+}
+
+/// What the event loop works with besides its channels.
+struct EventLoop {
+    session: SessionName,
+    client: Client,
+    store: Arc<SessionStore>,
+    positions: Arc<Positions>,
+    requests: mpsc::UnboundedReceiver<()>,
+}
+
+impl EventLoop {
+    /// The position delivered so far, first read from the session (where grammers writes the
+    /// starting state of a fresh session before the first update). `None` while the session has
+    /// no position at all: a checkpoint of nothing would make the next start skip the catch-up.
+    async fn position<'a>(
+        &self,
+        tracked: &'a mut Option<UpdatesState>,
+    ) -> Option<&'a mut UpdatesState> {
+        if tracked.is_none() {
+            match self.store.updates_state().await {
+                Ok(state) if state.pts > 0 || !state.channels.is_empty() => *tracked = Some(state),
+                Ok(_) => return None,
+                Err(error) => {
+                    tracing::warn!(target: "telegram", session = %self.session, %error, "could not read the update position");
+                    return None;
+                }
+            }
+        }
+        tracked.as_mut()
+    }
+}
+
 /// Keeps the update stream polled for the account's lifetime: polling is what reconnects the
 /// account and fetches missed updates (grammers resolves gaps with getDifference only while
 /// `next` is awaited). Errors are logged and retried with back-off, never the end of the loop;
-/// only a stop request or the end of the sender pool ends it.
+/// only a stop request or the end of the sender pool ends it. Checkpoints asked for meanwhile go
+/// into the event stream after every update delivered before the request.
 async fn run_event_loop(
-    session: SessionName,
-    client: Client,
+    mut context: EventLoop,
     updates: mpsc::Receiver<UpdatesLike>,
     events: mpsc::Sender<AccountEvent>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut stream: UpdateStream = match client
+    let session = context.session.clone();
+    let mut stream: UpdateStream = match context
+        .client
         .stream_updates(updates, UpdatesConfiguration { catch_up: true })
         .await
     {
@@ -456,15 +591,25 @@ async fn run_event_loop(
             return;
         }
     };
+    let mut tracked: Option<UpdatesState> = None;
     let mut connection_lost = false;
     let mut retry_delay = POLL_RETRY_FIRST;
     loop {
         let next = tokio::select! {
             biased;
             _ = &mut stop => break,
+            Some(()) = context.requests.recv() => {
+                if let Some(position) = context.position(&mut tracked).await {
+                    let checkpoint = context.positions.checkpoint(position.clone());
+                    if !deliver(&events, AccountEvent::Checkpoint(checkpoint), &mut stop).await {
+                        break;
+                    }
+                }
+                continue;
+            }
             next = stream.next() => next,
         };
-        let event = match next {
+        match next {
             Ok(update) => {
                 retry_delay = POLL_RETRY_FIRST;
                 if connection_lost {
@@ -474,7 +619,18 @@ async fn run_event_loop(
                         break;
                     }
                 }
-                event_of(update)
+                let state = update.state().clone();
+                let event = event_of(update);
+                // Delivered (or skipped) before the position moves past it: a checkpoint taken
+                // after this point covers it.
+                if let Some(event) = event
+                    && !deliver(&events, event, &mut stop).await
+                {
+                    break;
+                }
+                if let Some(position) = context.position(&mut tracked).await {
+                    advance(position, &state);
+                }
             }
             // The sender pool has ended (disconnect or drop): nothing is left to poll.
             Err(InvocationError::Dropped(reason)) => {
@@ -496,17 +652,8 @@ async fn run_event_loop(
                     _ = tokio::time::sleep(retry_delay) => {}
                 }
                 retry_delay = (retry_delay * 2).min(POLL_RETRY_MAX);
-                continue;
             }
-        };
-        if let Some(event) = event
-            && !deliver(&events, event, &mut stop).await
-        {
-            break;
         }
-    }
-    if let Err(error) = stream.sync_update_state().await {
-        tracing::warn!(target: "telegram", session = %session, %error, "could not save the update state");
     }
 }
 
@@ -669,5 +816,93 @@ mod tests {
         assert_eq!(sender.id, ChatId::user(42).unwrap());
         assert_eq!(sender.kind, PeerKind::User);
         assert_eq!(sender_of(PeerId::self_user(), None), None);
+    }
+
+    fn state(date: i32, seq: i32, message_box: Option<MessageBox>) -> State {
+        State {
+            date,
+            seq,
+            message_box,
+        }
+    }
+
+    /// The tracked position moves past each delivered update, per box, and never back (updates
+    /// of a box arrive in order, but a channel's may interleave with the common box's).
+    #[test]
+    fn a_position_moves_past_each_delivered_update() {
+        let mut position = UpdatesState {
+            pts: 10,
+            qts: 2,
+            date: 100,
+            seq: 5,
+            channels: vec![ChannelState { id: 7, pts: 40 }],
+        };
+        advance(
+            &mut position,
+            &state(101, 6, Some(MessageBox::Common { pts: 11 })),
+        );
+        advance(
+            &mut position,
+            &state(
+                102,
+                0,
+                Some(MessageBox::Channel {
+                    channel_id: 7,
+                    pts: 41,
+                }),
+            ),
+        );
+        advance(
+            &mut position,
+            &state(
+                103,
+                0,
+                Some(MessageBox::Channel {
+                    channel_id: 9,
+                    pts: 3,
+                }),
+            ),
+        );
+        advance(
+            &mut position,
+            &state(99, 0, Some(MessageBox::Secondary { qts: 4 })),
+        );
+        advance(
+            &mut position,
+            &state(0, 0, Some(MessageBox::Common { pts: 9 })),
+        );
+        assert_eq!(
+            (position.pts, position.qts, position.date, position.seq),
+            (11, 4, 103, 6)
+        );
+        assert_eq!(
+            position.channels,
+            vec![
+                ChannelState { id: 7, pts: 41 },
+                ChannelState { id: 9, pts: 3 }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_is_committed_once_and_covers_the_earlier_ones() {
+        let positions = Positions::default();
+        let at = |pts: i32| UpdatesState {
+            pts,
+            ..UpdatesState::default()
+        };
+        let first = positions.checkpoint(at(1));
+        let second = positions.checkpoint(at(2));
+        let third = positions.checkpoint(at(3));
+        assert_eq!(positions.take(second).map(|p| p.pts), Some(2));
+        positions.saved(at(2));
+        assert_eq!(positions.take(first), None, "covered by the later commit");
+        assert_eq!(positions.take(second), None, "committed once");
+        assert_eq!(positions.take(Checkpoint(99)), None, "not handed out");
+        assert_eq!(positions.take(third).map(|p| p.pts), Some(3));
+        positions.saved(at(3));
+        // Nothing new since: nothing to write.
+        let idle = positions.checkpoint(at(3));
+        assert_eq!(positions.take(idle), None);
     }
 }

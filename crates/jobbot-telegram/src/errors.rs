@@ -72,6 +72,9 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
             code: rpc.name.clone(),
         },
         "INVITE_HASH_EXPIRED" | "INVITE_HASH_INVALID" => TelegramError::InvalidInvite,
+        // 500, yet not a server fault: a send with this random_id is already being processed
+        // (core.telegram.org/api/updates, random ID deduplication), so the message is on its way.
+        "RANDOM_ID_DUPLICATE" => TelegramError::RandomIdDuplicate,
         _ => TelegramError::Other {
             message: rpc_description(rpc),
         },
@@ -266,6 +269,10 @@ mod tests {
         check(
             rpc(400, "INVITE_HASH_INVALID", None),
             TelegramError::InvalidInvite,
+        );
+        check(
+            rpc(500, "RANDOM_ID_DUPLICATE", None),
+            TelegramError::RandomIdDuplicate,
         );
         check(
             InvocationError::Io(io::Error::from(io::ErrorKind::ConnectionRefused)),

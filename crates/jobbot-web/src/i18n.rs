@@ -256,6 +256,37 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "Nothing sent yet.",
     ),
     ("no_agents", "Агентов нет.", "No agents."),
+    ("events_title", "События агентов", "Agent events"),
+    ("events_empty", "Событий нет.", "No events."),
+    (
+        "event_flood_wait",
+        "FloodWait {seconds} с",
+        "Flood wait {seconds} s",
+    ),
+    ("event_peer_flood", "PeerFlood", "PeerFlood"),
+    ("event_dead", "Сессия недействительна", "Session dead"),
+    ("event_reconnected", "Переподключён", "Reconnected"),
+    (
+        "undelivered_title",
+        "Недоставленные сообщения",
+        "Undelivered messages",
+    ),
+    (
+        "undelivered_empty",
+        "Всё доставлено.",
+        "Nothing undelivered.",
+    ),
+    (
+        "may_have_been_delivered",
+        "возможно, доставлено — проверьте",
+        "may have been delivered — please check",
+    ),
+    ("tasks_title", "Фоновые задачи", "Background tasks"),
+    (
+        "task_restarts",
+        "перезапусков: {count}",
+        "restarts: {count}",
+    ),
     (
         "confirm_remove_agent",
         "Удалить агента {name} из канала {channel}?",

@@ -28,13 +28,14 @@ mod json;
 mod live;
 mod logins;
 pub mod metrics;
+mod outbox;
 pub mod pages;
 mod server;
 mod stats;
 mod vacancies;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -42,6 +43,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use jobbot_core::telegram::AccountConnector;
 use jobbot_engine::Engine;
+use jobbot_engine::supervisor::TaskStatus;
 use jobbot_store::ConfigStore;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -113,6 +115,8 @@ struct StateInner {
     /// Flips to `true` when the server shuts down, so long-lived WebSockets close and graceful
     /// shutdown does not wait for them forever.
     shutdown: watch::Sender<bool>,
+    /// The process's supervised tasks, when the process supervises them (`jobbot run`).
+    tasks: OnceLock<watch::Receiver<Vec<TaskStatus>>>,
 }
 
 impl AppState {
@@ -144,8 +148,22 @@ impl AppState {
                 limits: settings.limits,
                 websockets: Arc::new(Semaphore::new(settings.limits.max_websockets)),
                 shutdown: watch::channel(false).0,
+                tasks: OnceLock::new(),
             }),
         }
+    }
+
+    /// Shows the supervised tasks' states in `/api/stats` and `/metrics` (set once).
+    pub fn set_tasks(&self, tasks: watch::Receiver<Vec<TaskStatus>>) {
+        let _ = self.inner.tasks.set(tasks);
+    }
+
+    fn tasks(&self) -> Vec<TaskStatus> {
+        self.inner
+            .tasks
+            .get()
+            .map(|tasks| tasks.borrow().clone())
+            .unwrap_or_default()
     }
 }
 
@@ -243,6 +261,8 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = state.inner.shutdown.clone();
+    // A server started again after a failure serves live WebSockets again.
+    stop.send_replace(false);
     let limits = state.inner.limits;
     let metrics = Arc::clone(&state.inner.metrics.web);
     let router = app_with(state, extra);
@@ -321,6 +341,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::submit_password))
         .routes(routes!(stats::stats))
         .routes(routes!(vacancies::list_vacancies))
+        .routes(routes!(outbox::list_ended))
         .routes(routes!(metrics::metrics))
         .routes(routes!(live::live))
         .routes(routes!(openapi_json))

@@ -50,9 +50,14 @@ pub struct Stats {
     pub sent_per_agent_hour: Vec<AgentHour>,
     /// Sent per agent per day over the last 7 days.
     pub sent_per_agent_day: Vec<AgentHour>,
-    /// Flood waits, PEER_FLOOD limits and deaths recorded over the last 7 days, newest first.
+    /// Agent events recorded over the last 7 days, newest first: flood waits (`seconds`),
+    /// `PEER_FLOOD` limits, deaths (`reason`) and reconnects, each with `agent`, `kind` and `at`.
     #[schema(value_type = Vec<Object>)]
     pub flood_events: Vec<serde_json::Value>,
+    /// The process's background tasks: `name`, `state` (`running`, `restarting`, `stopped`,
+    /// `failed`), `restarts` and the last failure.
+    #[schema(value_type = Vec<Object>)]
+    pub tasks: Vec<jobbot_engine::supervisor::TaskStatus>,
     /// Flood waits Telegram gave any account since this process started.
     pub flood_waits_total: u64,
     /// PEER_FLOOD limits since this process started.
@@ -183,5 +188,6 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiErro
         flood_events,
         flood_waits_total: metrics.flood_waits_total.get(),
         peer_floods_total: metrics.peer_floods_total.get(),
+        tasks: state.tasks(),
     }))
 }

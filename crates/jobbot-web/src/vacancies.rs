@@ -105,22 +105,7 @@ fn parse(filters: VacancyFilters) -> Result<VacancyQuery, ApiError> {
         }
         id
     });
-    let limit = match filters.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(text) => match whole_number(text).and_then(|n| u32::try_from(n).ok()) {
-            Some(limit @ 1..=MAX_LIMIT) => limit,
-            _ => {
-                problems.push(Problem::because(
-                    "limit",
-                    Reason::Range {
-                        min: 1,
-                        max: i64::from(MAX_LIMIT),
-                    },
-                ));
-                DEFAULT_LIMIT
-            }
-        },
-    };
+    let limit = page_limit(&mut problems, filters.limit.as_deref());
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
@@ -130,6 +115,39 @@ fn parse(filters: VacancyFilters) -> Result<VacancyQuery, ApiError> {
         before_id,
         limit,
     })
+}
+
+/// The `limit` of a listing: 1 to 500, 50 when absent.
+pub(crate) fn page_limit(problems: &mut Vec<Problem>, text: Option<&str>) -> u32 {
+    let limit = bounded_number(
+        problems,
+        "limit",
+        text,
+        (1, i64::from(MAX_LIMIT)),
+        i64::from(DEFAULT_LIMIT),
+    );
+    u32::try_from(limit).unwrap_or(DEFAULT_LIMIT)
+}
+
+/// An optional whole-number parameter within `min..=max`: `default` when absent; a problem
+/// naming `field` (and `default`) when it is not a whole number in range.
+pub(crate) fn bounded_number(
+    problems: &mut Vec<Problem>,
+    field: &'static str,
+    text: Option<&str>,
+    (min, max): (i64, i64),
+    default: i64,
+) -> i64 {
+    let Some(text) = text else {
+        return default;
+    };
+    match whole_number(text) {
+        Some(number) if (min..=max).contains(&number) => number,
+        _ => {
+            problems.push(Problem::because(field, Reason::Range { min, max }));
+            default
+        }
+    }
 }
 
 /// A whole number as a query writes it: `12`, `-3`, or `12.0` (JSON Schema's integers include

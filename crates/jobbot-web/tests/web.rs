@@ -1273,6 +1273,7 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "POST /api/logins/{session}/password",
         "GET /api/stats",
         "GET /api/vacancies",
+        "GET /api/outbox/ended",
         "GET /metrics",
         "GET /api/ws",
         "GET /api/openapi.json",
@@ -1450,6 +1451,97 @@ async fn vacancies_are_listed_newest_first_and_filtered() {
         .await;
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem_paths(&invalid), ["status", "before_id", "limit"]);
+}
+
+/// Messages that ended undelivered are listed for the operator with their typed end, and one
+/// that may have been delivered by an account that is gone says so.
+#[tokio::test]
+async fn messages_that_ended_undelivered_are_listed_with_their_typed_end() {
+    use jobbot_core::store::{AccountGone, OutboxEnd, OutboxFailure};
+    use jobbot_core::telegram::{RandomId, TelegramError};
+
+    let app = spawn_app().await;
+    let store = app.engine.store();
+    let now = app.engine.clock().now_unix();
+    let mut ids = Vec::new();
+    for key in ["gone", "refused"] {
+        let enqueued = store
+            .enqueue(NewOutboxMessage {
+                channel_id: CHANNEL.into(),
+                kind: OutboxKind::AutoResponse,
+                sender: SenderSelection::ChannelAgents { sticky: None },
+                recipient: Recipient::Username {
+                    username: app.recipients[0].clone(),
+                },
+                content: MessageContent::plain("hello"),
+                first_contact: true,
+                idempotency_key: Some(format!("ended:{key}")),
+                created_at: now,
+                not_before: None,
+                expires_at: now.plus(Duration::from_secs(3600)),
+            })
+            .await
+            .unwrap();
+        ids.push(enqueued.id());
+    }
+    let agent = SessionName::parse("agent_gone").unwrap();
+    store
+        .mark_ended(
+            ids[0],
+            &OutboxEnd::Failed {
+                failure: OutboxFailure::InDoubtAccountGone {
+                    agent: agent.clone(),
+                    random_id: RandomId(77),
+                    account: AccountGone::Removed,
+                },
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .mark_ended(
+            ids[1],
+            &OutboxEnd::Failed {
+                failure: OutboxFailure::Recipient {
+                    agent: agent.clone(),
+                    error: TelegramError::PrivacyRestricted,
+                },
+            },
+            now,
+        )
+        .await
+        .unwrap();
+
+    let reply = app.get("/api/outbox/ended").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let messages = reply.body["messages"].as_array().unwrap();
+    let listed: Vec<(i64, bool)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_i64().unwrap(),
+                m["may_have_been_delivered"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 2, "{}", reply.body);
+    assert!(listed.contains(&(ids[0].0, true)), "{listed:?}");
+    assert!(listed.contains(&(ids[1].0, false)), "{listed:?}");
+    let gone = messages
+        .iter()
+        .find(|m| m["id"].as_i64() == Some(ids[0].0))
+        .unwrap();
+    assert_eq!(gone["status"], "failed");
+    assert_eq!(gone["end"]["failure"]["agent"], "agent_gone");
+    assert!(
+        gone["reason"].as_str().unwrap().contains("agent_gone"),
+        "{gone}"
+    );
+
+    let invalid = app.get("/api/outbox/ended?days=0&limit=x").await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem_paths(&invalid), ["days", "limit"]);
 }
 
 // ----- Hardening (issue 15) -----

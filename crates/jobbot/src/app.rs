@@ -1,22 +1,29 @@
 //! Wiring shared by `jobbot run` (real Telegram) and `jobbot demo` (the simulator): the config
-//! store feeding the engine live, monitoring, the CRM, and the web server, all in one runtime.
-//! `main` stays thin; this is the one place that knows how the parts fit.
+//! store feeding the engine live, monitoring, the CRM, and the web server, all in one runtime,
+//! each background part supervised. `main` stays thin; this is the one place that knows how the
+//! parts fit, and in which order they stop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use jobbot_core::config::Config;
 use jobbot_core::store::Store;
 use jobbot_core::telegram::AccountConnector;
+use jobbot_engine::supervisor::{Fatal, ShutdownSignal, Supervisor, SupervisorSettings};
 use jobbot_engine::{
-    Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, NoAutoReplies, router,
+    Crm, CrmParts, CrmSettings, DispatcherEnd, Engine, EngineClock, EngineSettings, NoAutoReplies,
+    router,
 };
-use jobbot_engine::{Monitor, MonitorHandle, MonitorParts, MonitorSettings};
+use jobbot_engine::{Monitor, MonitorParts, MonitorSettings};
 use jobbot_store::{ConfigStore, ConfigWatch};
 use jobbot_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// How long an orderly shutdown waits for every account's update position to be saved.
+const FLUSH_POSITIONS_WITHIN: Duration = Duration::from_secs(10);
 
 pub struct AppParts {
     pub connector: Arc<dyn AccountConnector>,
@@ -25,6 +32,7 @@ pub struct AppParts {
     pub settings: EngineSettings,
     pub monitor: MonitorSettings,
     pub crm: CrmSettings,
+    pub supervisor: SupervisorSettings,
     pub clock: EngineClock,
     /// The web server's listener and settings; `None` runs without the web interface.
     pub web: Option<(TcpListener, WebSettings)>,
@@ -32,11 +40,19 @@ pub struct AppParts {
 
 pub struct RunningApp {
     pub engine: Engine,
-    monitor: MonitorHandle,
-    crm: Crm,
-    web: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
+    supervisor: Supervisor,
     _config_watch: ConfigWatch,
-    tasks: Vec<JoinHandle<()>>,
+    follower: JoinHandle<()>,
+    fan_out: JoinHandle<()>,
+}
+
+/// Why the app stopped running.
+#[derive(Debug)]
+pub enum Stopped {
+    /// Ctrl-C, SIGTERM, or the caller's own reason.
+    Asked,
+    /// A part failed for good: the process must exit non-zero.
+    Failed(Fatal),
 }
 
 /// Extra authenticated web routes built once the engine runs (`jobbot demo`'s simulator
@@ -64,69 +80,124 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
     )
     .await
     .context("could not start the engine")?;
+    let supervisor = Supervisor::new(parts.supervisor, parts.clock);
+    {
+        let engine = engine.clone();
+        supervisor.watch("dispatcher", async move {
+            match engine.ended().await {
+                DispatcherEnd::ShutDown => Ok(()),
+                DispatcherEnd::Failed(why) => Err(why),
+            }
+        });
+    }
 
     let telegram = engine
         .take_telegram_events()
         .expect("a fresh engine has its event stream");
-    let (monitor_events, monitor_rx) = mpsc::unbounded_channel();
-    let (crm_events, crm_rx) = mpsc::unbounded_channel();
-    let fan_out = router::fan_out(telegram, vec![monitor_events, crm_events]);
-    let (vacancies, vacancy_rx) = mpsc::unbounded_channel();
-    let monitor = Monitor::spawn(MonitorParts {
+    let (fan_out, mut consumers) = router::fan_out(telegram, 2);
+    let crm_events = consumers.pop().expect("two consumers");
+    let monitor_events = consumers.pop().expect("two consumers");
+    let crm = Crm::new(CrmParts {
+        engine: engine.clone(),
+        config: followed.receiver.clone(),
+        telegram: crm_events,
+        replier: Arc::new(NoAutoReplies),
+        settings: parts.crm,
+    })
+    .await
+    .context("could not start the CRM")?;
+    let monitor = Monitor::new(MonitorParts {
         engine: engine.clone(),
         store,
-        config: followed.receiver.clone(),
-        events: monitor_rx,
-        vacancies: Some(vacancies),
+        config: followed.receiver,
+        events: monitor_events,
+        crm: Some(crm.handle()),
         reports: None,
         settings: parts.monitor,
     });
-    let crm = Crm::start(CrmParts {
-        engine: engine.clone(),
-        config: followed.receiver,
-        vacancies: vacancy_rx,
-        telegram: crm_rx,
-        replier: Arc::new(NoAutoReplies),
-        settings: parts.crm,
+    supervisor.spawn("monitor", move |signal| {
+        let monitor = monitor.clone();
+        async move { monitor.run(signal).await }
     });
-    let web = parts.web.map(|(listener, settings)| {
+    {
+        let crm = crm.clone();
+        supervisor.spawn("crm_intake", move |signal| {
+            let crm = crm.clone();
+            async move { crm.run_intake(signal).await }
+        });
+    }
+    supervisor.spawn("crm_workflows", move |signal| {
+        let crm = crm.clone();
+        async move { crm.run_workflows(signal).await }
+    });
+    if let Some((listener, mut settings)) = parts.web {
+        supervisor.metrics().register(&mut settings.registry);
         let state = AppState::new(
             engine.clone(),
             parts.config.clone(),
             settings,
             parts.connector,
         );
+        state.set_tasks(supervisor.status());
         let extra = extra.map(|build| build(&engine));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(jobbot_web::serve_with(listener, state, extra, async move {
-            let _ = stopped.await;
-        }));
-        (stop, server)
-    });
+        // The listener outlives a failed server: each run serves a clone of it.
+        let listener = listener
+            .into_std()
+            .context("could not keep the web listener")?;
+        supervisor.spawn("web", move |mut signal: ShutdownSignal| {
+            let (state, extra) = (state.clone(), extra.clone());
+            let listener = listener.try_clone().and_then(TcpListener::from_std);
+            async move {
+                let listener = listener?;
+                jobbot_web::serve_with(listener, state, extra, async move {
+                    signal.requested().await;
+                })
+                .await
+            }
+        });
+    }
     Ok(RunningApp {
         engine,
-        monitor,
-        crm,
-        web,
+        supervisor,
         _config_watch: config_watch,
-        tasks: vec![followed.task, fan_out],
+        follower: followed.task,
+        fan_out,
     })
 }
 
 impl RunningApp {
-    /// Stops everything in order (web, CRM, monitoring, engine); pending messages stay in the
-    /// store for the next start.
-    pub async fn shutdown(self) {
-        if let Some((stop, server)) = self.web {
-            let _ = stop.send(());
-            if let Ok(Err(error)) = server.await {
-                tracing::warn!(%error, "the web server stopped with an error");
+    /// Runs until `asked` resolves or a part fails for good.
+    pub async fn run_until(&self, asked: impl std::future::Future<Output = ()>) -> Stopped {
+        tokio::select! {
+            () = asked => Stopped::Asked,
+            fatal = self.supervisor.fatal() => {
+                tracing::error!(%fatal, "stopping: a part of jobbot failed for good");
+                Stopped::Failed(fatal)
             }
         }
-        self.crm.shutdown().await;
-        self.monitor.stop().await;
+    }
+
+    /// Stops everything in order, so that nothing is lost and little is redone:
+    /// 1. the web server (no new operator actions);
+    /// 2. the update positions, saved once monitoring and the CRM have taken in every update
+    ///    delivered so far (the next start then replays almost nothing);
+    /// 3. taking updates in, after the one being handled;
+    /// 4. the CRM's workflows (each stays stored at its step);
+    /// 5. the engine: no new send starts, the ones in flight come back and are recorded, then
+    ///    every account disconnects and releases its session.
+    ///
+    /// Pending messages and unfinished workflows stay in the store for the next start.
+    pub async fn shutdown(self) {
+        self.supervisor.stop(&["web"]).await;
+        match self.engine.flush_positions(FLUSH_POSITIONS_WITHIN).await {
+            Ok(saved) => tracing::info!(saved, "update positions saved"),
+            Err(error) => tracing::warn!(%error, "could not save the update positions"),
+        }
+        self.supervisor.stop(&["monitor", "crm_intake"]).await;
+        self.supervisor.stop(&["crm_workflows"]).await;
         self.engine.shutdown().await;
-        for task in self.tasks {
+        self.supervisor.shutdown().await;
+        for task in [self.follower, self.fan_out] {
             task.abort();
             let _ = task.await;
         }

@@ -202,6 +202,14 @@ pub enum BenchCommand {
     },
     /// The keyword filters against the original per-channel substring loop.
     Filters(crate::bench_filters::FiltersBenchArgs),
+    /// What SQLite commits that are on disk when they return (jobbot's setting) cost against
+    /// ones a power cut may lose, on the file system of DIRECTORY (default: the temp directory).
+    Store {
+        #[arg(long, default_value_t = 1_000)]
+        messages: u32,
+        #[arg(long)]
+        directory: Option<PathBuf>,
+    },
     /// The cost of one scheduling pick in a large pool, against a naive full scan.
     Pick {
         #[arg(long, default_value_t = 10_000)]
@@ -424,6 +432,12 @@ fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Pick { agents, iterations } => {
             crate::bench::run_pick(agents, iterations, &mut out)?;
+        }
+        BenchCommand::Store {
+            messages,
+            directory,
+        } => {
+            crate::bench::store::run(messages, directory.as_deref(), &mut out)?;
         }
         BenchCommand::Filters(args) => {
             drop(out);

@@ -6,6 +6,7 @@ mod bench;
 mod bench_filters;
 mod cli;
 mod config_command;
+mod data_lock;
 mod demo;
 mod inspect;
 mod login_command;

@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 
 use crate::app;
 use crate::cli::DataDir;
+use crate::data_lock::DataDirLock;
+use jobbot_engine::supervisor::SupervisorSettings;
 
 /// The web interface's credentials: `JOBBOT_ADMIN_PASSWORD` (environment or `.env`), else the
 /// password generated on the first start and kept in `DATA_DIR/data/admin_password` (mode 0600),
@@ -80,6 +82,8 @@ pub async fn run(
     web: &crate::cli::WebArgs,
     telegram: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
+    // Before anything is opened: one process per data directory.
+    let _lock = DataDirLock::acquire(&data_dir.data().join(DataDirLock::FILE_NAME), "run")?;
     let listen = web.listen_address()?;
     let connector: Arc<dyn AccountConnector> = match telegram {
         Some(url) => {
@@ -109,20 +113,33 @@ pub async fn run(
     let web = web.settings(auth, address);
     let running = app::start(app::AppParts {
         connector,
-        store: Arc::new(store),
+        store: Arc::new(store.clone()),
         config,
         settings: EngineSettings::default(),
         monitor: monitor_settings(data_dir)?,
         crm: CrmSettings::default(),
+        supervisor: SupervisorSettings::default(),
         clock: EngineClock::start(),
         web: Some((listener, web)),
     })
     .await?;
     tracing::info!("🚀 jobbot запущен; Ctrl-C для остановки");
-    shutdown_signal().await;
+    let stopped = running.run_until(shutdown_signal()).await;
     tracing::info!("остановка…");
     running.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    store.close().await;
+    Ok(exit_code(&stopped))
+}
+
+/// 0 after an asked-for stop; 1 when a part failed for good (so a service manager restarts it).
+pub fn exit_code(stopped: &app::Stopped) -> ExitCode {
+    match stopped {
+        app::Stopped::Asked => ExitCode::SUCCESS,
+        app::Stopped::Failed(fatal) => {
+            eprintln!("error: {fatal}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `MAX_MESSAGE_AGE_HOURS` (the original's variable) from the environment or `.env`.

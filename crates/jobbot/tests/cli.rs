@@ -458,39 +458,51 @@ fn http_request(address: &str, path: &str, token: Option<&str>) -> Option<(u16, 
     Some((status, body.to_owned()))
 }
 
+/// A demo on `dir` that sends at a quick pace, with its API token `token`: the process, its web
+/// address, and what it printed.
+fn start_busy_demo(dir: &Path, token: &str) -> (std::process::Child, String, Vec<String>) {
+    start_demo(
+        dir,
+        &["--listen", "127.0.0.1:0", "--pace-ms", "300"],
+        // Little on stderr: the pipe is not read while the demo runs.
+        &[("JOBBOT_API_TOKEN", token), ("RUST_LOG", "error")],
+    )
+}
+
+/// Polls `/api/stats` until `done` says so (within 90 s); the last stats read.
+fn wait_for_stats(
+    address: &str,
+    token: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> (bool, serde_json::Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut last = serde_json::Value::Null;
+    loop {
+        if let Some(body) = http_get(address, "/api/stats", token) {
+            last = serde_json::from_str(&body).unwrap();
+            if done(&last) {
+                return (true, last);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return (false, last);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+fn sent(stats: &serde_json::Value, what: &str) -> u64 {
+    stats[what].as_u64().unwrap_or(0)
+}
+
 /// The README's main command: the demo serves the API, and within a minute of simulated
 /// Telegram traffic it has sent notifications and delivered auto-responses. (The deadline only
 /// bounds the wait; nothing is asserted about how long it took.)
 #[test]
 fn the_demo_sends_notifications_and_auto_responses() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let token = "demo-test-token-0123456789abcdefghij";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["demo", "--listen", "127.0.0.1:0", "--pace-ms", "300"])
-        .env("JOBBOT_API_TOKEN", token)
-        .env("JOBBOT_ADMIN_PASSWORD", "demo-admin-password")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut address = None;
-    let mut printed = Vec::new();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if let Some(url) = line.trim().strip_prefix("web interface: http://") {
-            address = Some(url.to_owned());
-        }
-        printed.push(line);
-        if address.is_some() && printed.iter().any(|l| l.contains("Ctrl-C")) {
-            break;
-        }
-    }
-    let address = address.unwrap_or_else(|| panic!("the demo printed its address: {printed:?}"));
+    let (mut child, address, printed) = start_busy_demo(dir.path(), token);
     assert!(
         printed.iter().any(|line| line.contains("admin password")),
         "{printed:?}"
@@ -501,24 +513,9 @@ fn the_demo_sends_notifications_and_auto_responses() {
             .any(|line| line.contains("demo-admin-password")),
         "the password is not echoed"
     );
-
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    let mut last = String::new();
-    let reached = loop {
-        if let Some(body) = http_get(&address, "/api/stats", token) {
-            let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
-            let notifications = stats["notifications_sent"].as_u64().unwrap_or(0);
-            let auto_responses = stats["auto_responses_sent"].as_u64().unwrap_or(0);
-            if notifications > 0 && auto_responses > 0 {
-                break true;
-            }
-            last = body;
-        }
-        if std::time::Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    };
+    let (reached, last) = wait_for_stats(&address, token, |stats| {
+        sent(stats, "notifications_sent") > 0 && sent(stats, "auto_responses_sent") > 0
+    });
     let _ = child.kill();
     let _ = child.wait();
     assert!(
@@ -527,8 +524,79 @@ fn the_demo_sends_notifications_and_auto_responses() {
     );
 }
 
-/// A demo started in `dir` with `env`, and the address it printed.
-fn start_demo(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
+/// One process per data directory: a second demo on the same directory is refused, naming the
+/// first one, and wipes nothing of it. The first one shows its supervised tasks running, and a
+/// SIGTERM stops it in order with exit status 0.
+#[test]
+fn a_second_demo_on_the_same_data_dir_is_refused_and_wipes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "demo-test-token-0123456789abcdefghij";
+    let (mut first, address, _) = start_busy_demo(dir.path(), token);
+    let (reached, before) = wait_for_stats(&address, token, |stats| {
+        sent(stats, "notifications_sent") > 0
+    });
+    assert!(reached, "the first demo works: {before}");
+    let tasks: Vec<(String, String)> = before["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| {
+            (
+                task["name"].as_str().unwrap().to_owned(),
+                task["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for name in [
+        "dispatcher",
+        "monitor",
+        "crm_intake",
+        "crm_workflows",
+        "web",
+    ] {
+        assert!(
+            tasks.contains(&(name.to_owned(), "running".to_owned())),
+            "{name} runs: {tasks:?}"
+        );
+    }
+    let metrics = http_get(&address, "/metrics", token).unwrap();
+    assert!(
+        metrics.contains("jobbot_task_up{task=\"monitor\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("jobbot_task_restarts_total{task=\"web\"} 0"));
+
+    let second = jobbot(dir.path(), &["demo", "--listen", "127.0.0.1:0"]);
+    assert!(!second.status.success());
+    let error = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        error.contains("is in use by another jobbot")
+            && error.contains(&format!("pid {}", first.id()))
+            && error.contains("`jobbot demo`"),
+        "{error}"
+    );
+    // The first one's database is still there and still counts up.
+    let (still, after) = wait_for_stats(&address, token, |stats| {
+        sent(stats, "notifications_sent") > sent(&before, "notifications_sent")
+    });
+    assert!(still, "the first demo keeps its data and goes on: {after}");
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let status = first.wait().unwrap();
+    assert!(status.success(), "an asked-for stop exits 0: {status:?}");
+}
+
+/// A demo started in `dir` with `env`: the process, the address it printed, and every line it
+/// printed up to its Ctrl-C hint.
+fn start_demo(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, Vec<String>) {
     use std::io::BufRead;
     let mut command = Command::new(env!("CARGO_BIN_EXE_jobbot"));
     command
@@ -548,17 +616,20 @@ fn start_demo(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (std::process:
     let mut child = command.spawn().unwrap();
     let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut address = None;
+    let mut printed = Vec::new();
     for line in stdout.lines() {
         let line = line.unwrap();
         if let Some(url) = line.trim().strip_prefix("web interface: http://") {
             address = Some(url.to_owned());
         }
-        if line.contains("Ctrl-C") {
+        let hint = line.contains("Ctrl-C");
+        printed.push(line);
+        if hint {
             break;
         }
     }
-    let address = address.expect("the demo printed its address");
-    (child, address)
+    let address = address.unwrap_or_else(|| panic!("the demo printed its address: {printed:?}"));
+    (child, address, printed)
 }
 
 #[test]
@@ -597,7 +668,7 @@ fn secrets_that_are_too_short_stop_the_start_naming_the_variable() {
 #[test]
 fn the_demo_listens_on_port_answers_health_checks_and_keeps_its_config_private() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address) = start_demo(dir.path(), &["--pace-ms", "60000"], &[("PORT", "0")]);
+    let (mut child, address, _) = start_demo(dir.path(), &["--pace-ms", "60000"], &[("PORT", "0")]);
     assert!(address.starts_with("0.0.0.0:"), "{address}");
     let port = address.rsplit(':').next().unwrap();
     let local = format!("127.0.0.1:{port}");
@@ -629,7 +700,7 @@ fn the_demo_listens_on_port_answers_health_checks_and_keeps_its_config_private()
 
     // JOBBOT_LISTEN wins over PORT, and loopback needs no warning.
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address) = start_demo(
+    let (mut child, address, _) = start_demo(
         dir.path(),
         &["--pace-ms", "60000"],
         &[("PORT", "0"), ("JOBBOT_LISTEN", "127.0.0.1:0")],

@@ -321,7 +321,8 @@ pub enum SendOutcome {
 impl<T> From<Result<T, TelegramError>> for SendOutcome {
     fn from(result: Result<T, TelegramError>) -> Self {
         match result {
-            Ok(_) => Self::Sent,
+            // The send was already on its way: delivered, as far as pacing is concerned.
+            Ok(_) | Err(TelegramError::RandomIdDuplicate) => Self::Sent,
             Err(error) => Self::Failed(error),
         }
     }
@@ -1017,6 +1018,11 @@ impl AgentScheduler {
                     error: error.clone(),
                 },
             },
+            // An earlier attempt with this random_id is being delivered: the message went out.
+            TelegramError::RandomIdDuplicate => {
+                entry.recent_sends.record(now);
+                return OutcomeAction::Done;
+            }
             TelegramError::InvalidInvite | TelegramError::Other { .. } => {
                 OutcomeAction::FailPermanently {
                     reason: FailureReason::Unclassified {

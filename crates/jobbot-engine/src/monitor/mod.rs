@@ -11,19 +11,19 @@
 //! 6. per matched channel, a repost claim on the normalised text's hash: the same vacancy from
 //!    another source within `repost_window` is notified once per channel;
 //! 7. a notification per claimed channel into the durable outbox, sent by the main account;
-//! 8. the processed message on record, `relevant` or `not_relevant` (the original stored both;
+//! 8. the CRM's auto-response workflow per claimed channel with CRM (see [`crate::crm`]);
+//! 9. the processed message on record, `relevant` or `not_relevant` (the original stored both;
 //!    so do we: the web's history and statistics count what did not match too). Messages the
-//!    pre-filters reject are not stored, as in the original: they are not vacancies;
-//! 9. the [`Vacancy`] to the CRM, for the channels notified.
+//!    pre-filters reject are not stored, as in the original: they are not vacancies.
+//!
+//! Steps 6–9 are one transaction ([`Store::take_in_vacancy`]): a crash leaves all of them on
+//! record or none, so no claim exists without its notification and no processed message without
+//! its CRM hand-over. The message is handled before the next update is taken, so the account's
+//! update position is saved only past messages on record: a crash replays the rest, and the
+//! processed record makes a replay change nothing.
 //!
 //! An edit of a message never processed (a post whose caption arrives by edit, a message too
 //! short at first) is processed like a new one; the original ignored every edit.
-//!
-//! Order of 6–8, and why: claims, then the outbox, then the record. The outbox is durable and
-//! keyed per `(channel, source, message)`, so once a notification is enqueued a crash or a
-//! concurrent processor cannot lose or double it. Recording first would lose the notification of
-//! a crash between the record and the enqueue (the restart skips a message on record); the one
-//! window left is between a claim and its enqueue.
 
 mod resolver;
 mod routes;
@@ -37,18 +37,22 @@ use jobbot_core::contacts::{
     CandidateTarget, crm_target, extract_contacts_with_context, rank_crm_candidates,
 };
 use jobbot_core::filters::{PreFilterRejection, PreFilterSettings, pre_filter};
-use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
+use jobbot_core::ids::{ChatId, ChatKind, Username};
 use jobbot_core::notification::{Notification, format_notification, normalized_text_hash};
 use jobbot_core::store::{
-    MatchedChannel, NewOutboxMessage, OutboxKind, ProcessedMessage, Recipient, SenderSelection,
-    Store, StoreError, UnixMillis, VacancyContacts, VacancyStatus,
+    ChannelIntake, Enqueued, IntakeOutcome, MatchedChannel, NewOutboxMessage, OutboxKind,
+    ProcessedMessage, Recipient, SenderSelection, Store, StoreError, UnixMillis, VacancyContacts,
+    VacancyIntake, VacancyStatus,
 };
 use jobbot_core::telegram::{AccountEvent, IncomingMessage};
-use tokio::sync::{mpsc, oneshot, watch};
+use jobbot_core::workflow::VacancyRef;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::engine::Engine;
-use crate::vacancy::Vacancy;
+use crate::crm::CrmHandle;
+use crate::engine::{Engine, EngineError};
+use crate::router::TelegramEvents;
+use crate::supervisor::ShutdownSignal;
 use resolver::{Resolution, Resolver};
 use routes::Routes;
 
@@ -88,9 +92,10 @@ pub struct MonitorParts {
     pub config: watch::Receiver<Arc<Config>>,
     /// The engine's Telegram events (fanned out, [`crate::router::fan_out`]); only the main
     /// account's messages are looked at.
-    pub events: mpsc::UnboundedReceiver<(SessionName, AccountEvent)>,
-    /// Where matched vacancies go for the CRM; `None` runs without CRM.
-    pub vacancies: Option<mpsc::UnboundedSender<Vacancy>>,
+    pub events: TelegramEvents,
+    /// The CRM, whose auto-response workflows start with the notifications; `None` runs
+    /// without CRM.
+    pub crm: Option<CrmHandle>,
     /// Where every report goes, in order and without loss (an unbounded channel: one consumer
     /// that must see each report, such as a test or an audit log); `None` reports nothing.
     pub reports: Option<mpsc::UnboundedSender<MonitorEvent>>,
@@ -127,60 +132,98 @@ pub enum MessageOutcome {
         /// Channels that matched but had this vacancy already from another source.
         reposts: Vec<String>,
     },
-    /// The store failed; the message is not on record and may be processed when seen again.
+    /// The store failed; the message is not on record and is handled again after a restart.
     Failed(String),
 }
 
-/// The running monitor.
+/// Why monitoring stopped taking updates in.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// A message could not be put on record: monitoring stops before taking the next update,
+    /// so the message is not skipped (its supervisor starts monitoring again).
+    #[error("a message could not be put on record: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The running monitor, outside supervision (tests, tools).
 pub struct MonitorHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), MonitorError>>,
 }
 
 impl MonitorHandle {
     /// Stops after the message being processed, if any.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
     }
 }
 
-impl Drop for MonitorHandle {
-    fn drop(&mut self) {
-        if self.stop.is_some() {
-            self.task.abort();
-        }
-    }
+/// Monitoring: one per process. [`Monitor::run`] takes updates in until shutdown; after a
+/// failure it may be called again, and it goes on where the last run stopped.
+#[derive(Clone)]
+pub struct Monitor {
+    shared: Arc<Shared>,
 }
 
-pub struct Monitor;
+struct Shared {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    config: watch::Receiver<Arc<Config>>,
+    events: tokio::sync::Mutex<TelegramEvents>,
+    crm: Option<CrmHandle>,
+    reports: Option<mpsc::UnboundedSender<MonitorEvent>>,
+    settings: MonitorSettings,
+}
 
 impl Monitor {
-    pub fn spawn(parts: MonitorParts) -> MonitorHandle {
-        let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run(parts, stop_rx));
-        MonitorHandle {
-            stop: Some(stop),
-            task,
+    pub fn new(parts: MonitorParts) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                engine: parts.engine,
+                store: parts.store,
+                config: parts.config,
+                events: tokio::sync::Mutex::new(parts.events),
+                crm: parts.crm,
+                reports: parts.reports,
+                settings: parts.settings,
+            }),
         }
+    }
+
+    /// Runs a monitor in its own task until its handle stops it.
+    pub fn spawn(parts: MonitorParts) -> MonitorHandle {
+        let monitor = Self::new(parts);
+        let (stop, signal) = watch::channel(false);
+        let task =
+            tokio::spawn(async move { monitor.run(ShutdownSignal::from_watch(signal)).await });
+        MonitorHandle { stop, task }
+    }
+
+    /// Takes updates in until `shutdown` fires (after the message being processed) or the stream
+    /// ends. An error means a message could not be put on record.
+    pub async fn run(&self, shutdown: ShutdownSignal) -> Result<(), MonitorError> {
+        let mut events = self.shared.events.lock().await;
+        // A run that crashed mid-message may have lost it: no position past it is saved.
+        events.recover();
+        run(&self.shared, &mut events, shutdown).await
     }
 }
 
-async fn run(parts: MonitorParts, mut stop: oneshot::Receiver<()>) {
-    let MonitorParts {
-        engine,
-        store,
-        mut config,
-        mut events,
-        vacancies,
-        reports,
-        settings,
-    } = parts;
+async fn run(
+    shared: &Shared,
+    events: &mut TelegramEvents,
+    mut shutdown: ShutdownSignal,
+) -> Result<(), MonitorError> {
+    let engine = shared.engine.clone();
+    let mut config = shared.config.clone();
+    let settings = shared.settings.clone();
     let Some(main) = engine.main_session().cloned() else {
         tracing::warn!(target: "monitor", "⚠️ Основной аккаунт не настроен: мониторинг источников выключен");
-        return;
+        shutdown.requested().await;
+        return Ok(());
     };
     let (wanted, wanted_rx) = watch::channel(Arc::new(BTreeSet::new()));
     let (results, mut resolutions) = mpsc::unbounded_channel();
@@ -200,10 +243,10 @@ async fn run(parts: MonitorParts, mut stop: oneshot::Receiver<()>) {
 
     let mut monitor = MonitorState {
         engine,
-        store,
+        store: Arc::clone(&shared.store),
         settings,
-        vacancies,
-        reports,
+        crm: shared.crm.clone(),
+        reports: shared.reports.clone(),
         routes: None,
         resolved_as: HashMap::new(),
         wanted,
@@ -215,7 +258,7 @@ async fn run(parts: MonitorParts, mut stop: oneshot::Receiver<()>) {
     loop {
         tokio::select! {
             biased;
-            _ = &mut stop => break,
+            _ = shutdown.requested() => return Ok(()),
             changed = config.changed(), if config_open => match changed {
                 Ok(()) => {
                     let snapshot = config.borrow_and_update().clone();
@@ -226,11 +269,13 @@ async fn run(parts: MonitorParts, mut stop: oneshot::Receiver<()>) {
             },
             Some(resolution) = resolutions.recv() => monitor.resolved(resolution),
             event = events.recv() => match event {
-                None => break,
+                None => return Ok(()),
                 Some((session, event)) if session == main => match event {
-                    AccountEvent::NewMessage(message) => monitor.handle(message, false).await,
-                    AccountEvent::MessageEdited(message) => monitor.handle(message, true).await,
-                    AccountEvent::ConnectionLost | AccountEvent::ConnectionRestored => {}
+                    AccountEvent::NewMessage(message) => monitor.handle(message, false).await?,
+                    AccountEvent::MessageEdited(message) => monitor.handle(message, true).await?,
+                    AccountEvent::ConnectionLost
+                    | AccountEvent::ConnectionRestored
+                    | AccountEvent::Checkpoint(_) => {}
                 },
                 Some(_) => {}
             },
@@ -250,7 +295,7 @@ struct MonitorState {
     engine: Engine,
     store: Arc<dyn Store>,
     settings: MonitorSettings,
-    vacancies: Option<mpsc::UnboundedSender<Vacancy>>,
+    crm: Option<CrmHandle>,
     reports: Option<mpsc::UnboundedSender<MonitorEvent>>,
     /// `None` only if the very first snapshot's filters did not compile.
     routes: Option<Routes>,
@@ -311,9 +356,15 @@ impl MonitorState {
         }
     }
 
-    async fn handle(&mut self, message: IncomingMessage, edited: bool) {
-        let Some(outcome) = self.process(&message, edited).await else {
-            return;
+    /// Processes one message; an error means it is not on record, and monitoring must not take
+    /// the next update (its position would be saved past this one).
+    async fn handle(&mut self, message: IncomingMessage, edited: bool) -> Result<(), MonitorError> {
+        let Some(result) = self.process(&message, edited).await else {
+            return Ok(());
+        };
+        let (outcome, error) = match result {
+            Ok(outcome) => (outcome, None),
+            Err(error) => (MessageOutcome::Failed(error.to_string()), Some(error)),
         };
         self.report(MonitorEvent::Message {
             source: message.chat,
@@ -321,6 +372,7 @@ impl MonitorState {
             edited,
             outcome,
         });
+        error.map_or(Ok(()), Err)
     }
 
     fn report(&self, event: MonitorEvent) {
@@ -331,7 +383,11 @@ impl MonitorState {
     }
 
     /// `None` for a message that is not from a source.
-    async fn process(&self, message: &IncomingMessage, edited: bool) -> Option<MessageOutcome> {
+    async fn process(
+        &self,
+        message: &IncomingMessage,
+        edited: bool,
+    ) -> Option<Result<MessageOutcome, MonitorError>> {
         let routes = self.routes.as_ref()?;
         let resolved_as = self
             .resolved_as
@@ -351,20 +407,15 @@ impl MonitorState {
         };
         if let Err(rejection) = pre_filter(message, &limits, now.as_seconds()) {
             tracing::debug!(target: "monitor", "⏭ Пропущено сообщение {} из {title}: {rejection}", message.message_id);
-            return Some(MessageOutcome::Ignored(rejection));
+            return Some(Ok(MessageOutcome::Ignored(rejection)));
         }
-        Some(
-            match self
-                .process_candidate(message, edited, &title, routes, &candidates, now)
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    tracing::error!(target: "monitor", "❌ Сообщение {} из {title} не обработано: {error}", message.message_id);
-                    MessageOutcome::Failed(error.to_string())
-                }
-            },
-        )
+        let result = self
+            .process_candidate(message, edited, &title, routes, &candidates, now)
+            .await;
+        if let Err(error) = &result {
+            tracing::error!(target: "monitor", "❌ Сообщение {} из {title} не обработано: {error}", message.message_id);
+        }
+        Some(result)
     }
 
     async fn process_candidate(
@@ -375,7 +426,7 @@ impl MonitorState {
         routes: &Routes,
         candidates: &BTreeSet<usize>,
         now: UnixMillis,
-    ) -> Result<MessageOutcome, StoreError> {
+    ) -> Result<MessageOutcome, MonitorError> {
         if self
             .store
             .is_processed(message.chat, message.message_id)
@@ -406,59 +457,60 @@ impl MonitorState {
             now.0
                 .saturating_sub(i64::try_from(window).unwrap_or(i64::MAX)),
         );
+        let vacancy = VacancyRef {
+            source: message.chat,
+            message_id: message.message_id,
+            source_title: title.to_owned(),
+            link: link.clone(),
+            text: message.text.clone(),
+        };
+        let config = self.engine_config();
 
         let mut matched = Vec::with_capacity(matches.len());
+        let mut channels = Vec::with_capacity(matches.len());
         for found in &matches {
             let channel = &routes.channels[found.channel];
-            let notified = self
-                .store
-                .claim_notification(&channel.id, &text_hash, window_start, now)
-                .await?;
-            if notified {
-                let content = format_notification(&Notification {
-                    source_title: title,
-                    link: &link,
-                    matched_keywords: &found.keywords,
-                    sender: message.sender.as_ref(),
-                    contacts: &contacts.contacts,
-                    vacancy_text: &message.text,
-                });
-                let enqueued = self
-                    .engine
-                    .enqueue(NewOutboxMessage {
-                        channel_id: channel.id.clone(),
-                        kind: OutboxKind::Notification,
-                        sender: SenderSelection::MainAccount,
-                        recipient: Recipient::Chat {
-                            chat: channel.telegram_id,
-                        },
-                        content,
-                        first_contact: false,
-                        idempotency_key: Some(format!(
-                            "notification:{}:{}:{}",
-                            channel.id, message.chat, message.message_id
-                        )),
-                        created_at: now,
-                        not_before: None,
-                        // The engine's message TTL.
-                        expires_at: UnixMillis(0),
-                    })
-                    .await;
-                match enqueued {
-                    Ok(_) => {
-                        tracing::info!(target: "monitor", "📤 Уведомление для '{}' поставлено в очередь", channel.name)
-                    }
-                    Err(error) => {
-                        tracing::error!(target: "monitor", "❌ Уведомление для '{}' не поставлено в очередь: {error}", channel.name)
-                    }
+            let content = format_notification(&Notification {
+                source_title: title,
+                link: &link,
+                matched_keywords: &found.keywords,
+                sender: message.sender.as_ref(),
+                contacts: &contacts.contacts,
+                vacancy_text: &message.text,
+            });
+            let notification = self.engine.with_ttl(NewOutboxMessage {
+                channel_id: channel.id.clone(),
+                kind: OutboxKind::Notification,
+                sender: SenderSelection::MainAccount,
+                recipient: Recipient::Chat {
+                    chat: channel.telegram_id,
+                },
+                content,
+                first_contact: false,
+                idempotency_key: Some(format!(
+                    "notification:{}:{}:{}",
+                    channel.id, message.chat, message.message_id
+                )),
+                created_at: now,
+                not_before: None,
+                expires_at: UnixMillis(0),
+            });
+            let workflows = match (&self.crm, &config) {
+                (Some(crm), Some(config)) => {
+                    crm.auto_responses(config, &channel.id, &vacancy, &candidates_for_crm, now)
                 }
-            } else {
-                tracing::info!(target: "monitor", "🔁 Повтор вакансии из {title}: канал '{}' уже получил её", channel.name);
-            }
+                _ => Vec::new(),
+            };
+            channels.push(ChannelIntake {
+                channel_id: channel.id.clone(),
+                notification,
+                workflows,
+            });
             matched.push(MatchedChannel {
                 channel_id: channel.id.clone(),
                 keywords: found.keywords.clone(),
-                notified,
+                // Decided by the claim, in the store's transaction.
+                notified: false,
             });
         }
 
@@ -479,7 +531,7 @@ impl MonitorState {
             posted_at: UnixMillis(message.date.saturating_mul(1000)),
             processed_at: now,
             status,
-            matched: matched.clone(),
+            matched,
             contacts: VacancyContacts {
                 telegram: contacts
                     .contacts
@@ -499,34 +551,50 @@ impl MonitorState {
                 }),
             },
         };
-        let first = self.store.record_processed(&record).await?;
-        let (notified, reposts): (Vec<&MatchedChannel>, Vec<&MatchedChannel>) =
-            matched.iter().partition(|channel| channel.notified);
-        let notified: Vec<String> = notified.iter().map(|c| c.channel_id.clone()).collect();
-        if !first {
-            // Another processor recorded it meanwhile; its CRM hand-over is the one that counts.
-            tracing::debug!(target: "monitor", "сообщение {} из {title} уже обработано параллельно", message.message_id);
-        } else if !notified.is_empty()
-            && let Some(vacancies) = &self.vacancies
-        {
-            let _ = vacancies.send(Vacancy {
-                source: message.chat,
-                source_title: title.to_owned(),
-                source_username: message.chat_username.clone(),
-                message_id: message.message_id,
-                link,
-                text: message.text.clone(),
-                sender: message.sender.clone(),
-                channels: notified.clone(),
-                candidates: candidates_for_crm,
-                posted_at: record.posted_at,
-            });
+        let intake = VacancyIntake {
+            message: record,
+            window_start,
+            channels,
+        };
+        let (notified, reposts, workflows) = match self.store.take_in_vacancy(&intake).await? {
+            IntakeOutcome::AlreadyProcessed => {
+                // Another processor recorded it meanwhile; its hand-over is the one that counts.
+                tracing::debug!(target: "monitor", "сообщение {} из {title} уже обработано параллельно", message.message_id);
+                return Ok(MessageOutcome::AlreadyProcessed);
+            }
+            IntakeOutcome::Processed {
+                notified,
+                reposts,
+                workflows,
+            } => (notified, reposts, workflows),
+        };
+        for channel in &reposts {
+            tracing::info!(target: "monitor", "🔁 Повтор вакансии из {title}: канал '{channel}' уже получил её");
+        }
+        let new: Vec<_> = notified
+            .iter()
+            .filter_map(|(channel, enqueued)| match enqueued {
+                Enqueued::New(id) => {
+                    tracing::info!(target: "monitor", "📤 Уведомление для '{channel}' поставлено в очередь");
+                    Some(*id)
+                }
+                Enqueued::Existing(..) => None,
+            })
+            .collect();
+        // On record already: a restart finds them if these hand-overs do not happen.
+        self.engine.admit_stored(&new).await?;
+        if let Some(crm) = &self.crm {
+            crm.wake(&workflows);
         }
         Ok(MessageOutcome::Processed {
             status,
-            notified,
-            reposts: reposts.iter().map(|c| c.channel_id.clone()).collect(),
+            notified: notified.into_iter().map(|(channel, _)| channel).collect(),
+            reposts,
         })
+    }
+
+    fn engine_config(&self) -> Option<Arc<Config>> {
+        self.crm.as_ref().map(CrmHandle::config)
     }
 }
 

@@ -3,12 +3,14 @@
 //! - [`pool`]: the agent pool at twice its safe load for a simulated hour, the seed's algorithm
 //!   against jobbot's engine, on paused time.
 //! - [`pick`]: the cost of one pick at 10,000 agents against a naive full scan.
+//! - [`store`]: SQLite commits on disk when they return (`synchronous=FULL`) against `NORMAL`.
 //!
 //! Each benchmark builds its own runtimes (paused time for the pool), so the command runs them
 //! on a blocking thread, away from the process's multi-threaded runtime.
 
 mod pick;
 mod pool;
+pub mod store;
 
 use std::io::Write;
 use std::path::Path;

@@ -2,7 +2,9 @@
 //! newcomer sees it work without owning a Telegram account.
 //!
 //! Everything lives under `DATA_DIR/demo/` (its own configuration file and database, rebuilt on
-//! every start), so the demo never touches a real configuration.
+//! every start), so the demo never touches a real configuration. The rebuild happens only under
+//! the demo's lock (`DATA_DIR/demo.lock`, outside the directory it wipes): a second demo on the
+//! same data directory is refused and never wipes the first one's files.
 
 mod controls;
 
@@ -19,6 +21,8 @@ use tokio::net::TcpListener;
 
 use crate::app;
 use crate::cli::DataDir;
+use crate::data_lock::DataDirLock;
+use jobbot_engine::supervisor::SupervisorSettings;
 
 pub use jobbot_sim::scenario::DemoWorld;
 
@@ -31,6 +35,7 @@ pub struct DemoOptions {
 
 pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<ExitCode> {
     let root = data_dir.demo();
+    let _lock = DataDirLock::acquire(&root.with_extension("lock"), "demo")?;
     if root.exists() {
         std::fs::remove_dir_all(&root)
             .with_context(|| format!("could not clear {}", root.display()))?;
@@ -48,6 +53,7 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
     let store = SqliteStore::open(demo_dir.data())
         .await
         .context("could not open the demo database")?;
+    let sqlite = store.clone();
     let listen = options.web.listen_address()?;
     let listener = TcpListener::bind(listen)
         .await
@@ -92,6 +98,7 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
                 seed: options.seed,
                 ..CrmSettings::default()
             },
+            supervisor: SupervisorSettings::default(),
             clock: EngineClock::start(),
             web: Some((listener, web)),
         },
@@ -119,8 +126,11 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
         let seed = options.seed;
         tokio::spawn(async move { world.run_activity(pace, seed).await })
     };
-    crate::run_command::shutdown_signal().await;
+    let stopped = running
+        .run_until(crate::run_command::shutdown_signal())
+        .await;
     activity.abort();
     running.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    sqlite.close().await;
+    Ok(crate::run_command::exit_code(&stopped))
 }

@@ -315,6 +315,39 @@ async function loadChart() {
   chart.append(svg, el('p', {class: 'muted', text: 'max ' + max}));
 }
 
+// What needs a look: recent agent events, messages that ended undelivered (those that may have
+// been delivered by an account that is gone first), and the background tasks' states.
+function describeEvent(event) {
+  const key = 'event_' + event.kind;
+  return t(key, {seconds: event.seconds}) + (event.reason ? ` (${event.reason})` : '');
+}
+
+function fillList(list, items, empty) {
+  list.replaceChildren(...(items.length ? items : [el('li', {class: 'muted', text: t(empty)})]));
+}
+
+async function loadAttention() {
+  const stats = await api('GET', '/api/stats');
+  if (stats.ok) {
+    const time = (at) => new Date(at).toLocaleString();
+    fillList(document.getElementById('agent-events'), (stats.body.flood_events || []).slice(0, 20).map((event) =>
+      el('li', {}, el('span', {class: 'muted mono', text: time(event.at) + ' '}), el('b', {text: event.agent + ' '}), describeEvent(event))), 'events_empty');
+    fillList(document.getElementById('tasks'), (stats.body.tasks || []).map((task) =>
+      el('li', {'data-task': task.name}, el('b', {text: task.name + ' '}),
+        el('span', {class: 'badge state-' + task.state, text: task.state}),
+        ' ' + t('task_restarts', {count: task.restarts}) + (task.last_failure ? ' — ' + task.last_failure : ''))), 'events_empty');
+  }
+  const ended = await api('GET', '/api/outbox/ended');
+  if (ended.ok) {
+    const messages = ended.body.messages.slice().sort((a, b) => Number(b.may_have_been_delivered) - Number(a.may_have_been_delivered));
+    fillList(document.getElementById('undelivered'), messages.slice(0, 20).map((message) =>
+      el('li', {class: message.may_have_been_delivered ? 'warning' : ''},
+        el('span', {class: 'mono', text: `#${message.id} ${message.kind} · ${message.channel_id} `}),
+        message.may_have_been_delivered ? el('b', {text: t('may_have_been_delivered') + ': '}) : '',
+        message.reason)), 'undelivered_empty');
+  }
+}
+
 // Countdowns tick here, and a flood wait that ended flips back, without a request. Only the
 // state cells change, so a button under the pointer is never replaced mid-click.
 function tick() {
@@ -330,5 +363,7 @@ function tick() {
 setInterval(tick, 1000);
 setInterval(loadAgents, 15000);
 setInterval(loadChart, 60000);
+setInterval(loadAttention, 30000);
 loadAgents().then(connectLive);
 loadChart();
+loadAttention();

@@ -1,0 +1,789 @@
+//! Durable workflows: work that takes several steps, each of which must happen after the one
+//! before it, across crashes and restarts. A workflow is a stored record whose state says which
+//! step it is at; it advances by pure transitions:
+//!
+//! - [`Workflow::effect`]`(state, now)` names the one thing to do next (a Telegram call, a store
+//!   write, a message through the outbox, a wait) — a function of the state alone, so a restart
+//!   that loads the state does exactly what the crashed process was about to do;
+//! - [`Workflow::on`]`(state, event, now)` takes what happened and gives the next state.
+//!
+//! Together they are `(state, event, now) → (state, effect)`. The engine's executor performs the
+//! effect, feeds the outcome back as an event and saves the new state before performing its
+//! effect. Every effect is therefore performed at least once, and each is idempotent by a stored
+//! key (an outbox idempotency key, a stored `random_id`, a unique row), so each happens once.
+//!
+//! Two workflows exist:
+//! - [`AutoResponse`]: a vacancy's author gets one message from one of the channel's agents;
+//!   once it is delivered, the contact's conversation opens (one per contact per CRM group, with
+//!   the agent that delivered it, for good) and its forum topic gets an info post and a mirror of
+//!   the auto-response.
+//! - [`RelayToTopic`]: a contact's private message to an agent is copied into the topic of each
+//!   of their conversations with that agent (recreating a topic an admin deleted).
+//!
+//! Operators' answers from a topic need no workflow: their one step is an outbox message, queued
+//! (idempotently) while the update is taken in.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ChatId, SessionName, Username};
+use crate::store::{ConversationId, Delivery, OutboxFailure, OutboxId, UnixMillis};
+use crate::telegram::{IncomingMessage, Peer, PeerKind, SentMessage, TelegramError, TopicId};
+
+/// How long the workflows wait and retry. Durations, not instants: the state stores the
+/// instants they lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkflowSettings {
+    /// When no agent can resolve a contact now (none connected, all in a flood wait), try again
+    /// after this long …
+    pub resolve_retry: Duration,
+    /// When no account can create a topic now, try again after this long.
+    pub topic_retry: Duration,
+    /// How long a contact's message waits for their conversation to open (their auto-response
+    /// may still be on its way when they answer it).
+    pub await_conversation: Duration,
+    /// How often to look for that conversation meanwhile.
+    pub conversation_retry: Duration,
+}
+
+impl Default for WorkflowSettings {
+    fn default() -> Self {
+        Self {
+            resolve_retry: Duration::from_secs(60),
+            topic_retry: Duration::from_secs(60),
+            await_conversation: Duration::from_secs(24 * 3600),
+            conversation_retry: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A stored workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "workflow")]
+pub enum Workflow {
+    AutoResponse(AutoResponse),
+    RelayToTopic(RelayToTopic),
+}
+
+/// What a workflow's executor does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing until `at` (then feed [`Event::Woke`]).
+    SleepUntil(UnixMillis),
+    /// Resolve the auto-response's contact through one of the channel's agents.
+    Resolve,
+    /// Queue the auto-response (idempotency key `auto_response:<channel>:<contact id>`) to
+    /// `peer`, resolved by `resolver`; or answer why not ([`Event::Skipped`]).
+    QueueAutoResponse { resolver: SessionName, peer: Peer },
+    /// Wait until the outbox message ends.
+    AwaitOutbox(OutboxId),
+    /// Open the conversation with the auto-response's contact for `agent` (idempotent: one per
+    /// contact per CRM group) and record the auto-response for the cooldown.
+    OpenConversation {
+        agent: SessionName,
+        resolver: SessionName,
+        peer: Peer,
+    },
+    /// Make sure the conversation has a topic; `stale` is one found deleted, to replace.
+    EnsureTopic {
+        conversation: ConversationId,
+        stale: Option<TopicId>,
+    },
+    /// Queue `post` into `topic` (idempotency key: the post's key, plus `:<topic>` when the topic
+    /// replaced a deleted one).
+    QueuePost {
+        conversation: ConversationId,
+        post: PostKind,
+        topic: TopicId,
+        replaced: bool,
+    },
+    /// Remember a delivered post as jobbot's own (by id, never by text) and as a relay record.
+    RecordPost {
+        conversation: ConversationId,
+        post: PostKind,
+        outbox: OutboxId,
+        message: Option<SentMessage>,
+    },
+    /// Look for the conversations of a relayed message's contact with its agent.
+    FindConversations,
+    /// Start one relay per conversation (idempotent by key) and end this one.
+    Fork { conversations: Vec<ConversationId> },
+    /// Ask the automatic replier, and queue its answer with a mirror in the topic.
+    AutoReply { conversation: ConversationId },
+    /// Nothing more to do.
+    Finished,
+}
+
+/// What happened when an effect was performed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Woke,
+    Resolved {
+        agent: SessionName,
+        peer: Peer,
+    },
+    /// Telegram says nobody can reach this contact (no such username …).
+    Unreachable {
+        error: TelegramError,
+    },
+    /// No agent could try now.
+    NoResolverNow,
+    Skipped {
+        reason: SkipReason,
+    },
+    Queued {
+        outbox: OutboxId,
+    },
+    Delivered(Delivery),
+    Opened {
+        conversation: ConversationId,
+    },
+    TopicReady {
+        topic: TopicId,
+    },
+    /// No account could create the topic now.
+    NoTopicNow,
+    /// The conversation is gone (it never existed, or was removed by hand).
+    NoConversation,
+    Recorded,
+    ConversationsFound {
+        conversations: Vec<ConversationId>,
+    },
+    Forked,
+    Replied,
+}
+
+/// Which post into a conversation's topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "post")]
+pub enum PostKind {
+    /// Who the contact is, which vacancy brought them, through which agent.
+    Info,
+    /// The auto-response as the agent sent it.
+    Mirror,
+    /// A contact's private message.
+    ContactMessage,
+}
+
+/// Why an auto-response was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case", tag = "skip")]
+pub enum SkipReason {
+    #[error("the channel is gone, disabled, or no longer answers with CRM")]
+    ChannelOff,
+    #[error("the contact got an auto-response from another channel recently")]
+    Cooldown,
+    #[error("the auto-response template does not parse")]
+    TemplateInvalid,
+    /// The contact was answered from this channel before (the idempotency key is taken by a
+    /// message that ended earlier).
+    #[error("this channel answered the contact before")]
+    AnsweredBefore,
+}
+
+// ----- Posts into a topic -----
+
+/// One post into a conversation's topic: get the topic, queue the post, wait for it, record it.
+/// A topic found deleted is replaced once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum TopicPost {
+    /// Needs the conversation's topic; `stale` was found deleted. Retried at `retry_at` when no
+    /// account could create one.
+    NeedTopic {
+        stale: Option<TopicId>,
+        retry_at: Option<UnixMillis>,
+    },
+    Queue {
+        topic: TopicId,
+        replaced: bool,
+    },
+    Queued {
+        topic: TopicId,
+        replaced: bool,
+        outbox: OutboxId,
+    },
+    Record {
+        outbox: OutboxId,
+        message: Option<SentMessage>,
+    },
+    Posted {
+        message: Option<SentMessage>,
+    },
+    NotPosted {
+        delivery: Delivery,
+    },
+    /// The conversation disappeared.
+    NoConversation,
+}
+
+impl TopicPost {
+    pub fn new() -> Self {
+        Self::NeedTopic {
+            stale: None,
+            retry_at: None,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            Self::Posted { .. } | Self::NotPosted { .. } | Self::NoConversation
+        )
+    }
+
+    fn effect(&self, conversation: ConversationId, post: PostKind, now: UnixMillis) -> Effect {
+        match self {
+            Self::NeedTopic {
+                retry_at: Some(at), ..
+            } if *at > now => Effect::SleepUntil(*at),
+            Self::NeedTopic { stale, .. } => Effect::EnsureTopic {
+                conversation,
+                stale: *stale,
+            },
+            Self::Queue { topic, replaced } => Effect::QueuePost {
+                conversation,
+                post,
+                topic: *topic,
+                replaced: *replaced,
+            },
+            Self::Queued { outbox, .. } => Effect::AwaitOutbox(*outbox),
+            Self::Record { outbox, message } => Effect::RecordPost {
+                conversation,
+                post,
+                outbox: *outbox,
+                message: *message,
+            },
+            Self::Posted { .. } | Self::NotPosted { .. } | Self::NoConversation => Effect::Finished,
+        }
+    }
+
+    fn on(self, event: Event, now: UnixMillis, settings: &WorkflowSettings) -> Self {
+        match (self, event) {
+            (Self::NeedTopic { stale, .. }, Event::Woke) => Self::NeedTopic {
+                stale,
+                retry_at: None,
+            },
+            (Self::NeedTopic { stale, .. }, Event::TopicReady { topic }) => Self::Queue {
+                topic,
+                replaced: stale.is_some(),
+            },
+            (Self::NeedTopic { stale, .. }, Event::NoTopicNow) => Self::NeedTopic {
+                stale,
+                retry_at: Some(now.plus(settings.topic_retry)),
+            },
+            (_, Event::NoConversation) => Self::NoConversation,
+            (Self::Queue { topic, replaced }, Event::Queued { outbox }) => Self::Queued {
+                topic,
+                replaced,
+                outbox,
+            },
+            (Self::Queued { outbox, .. }, Event::Delivered(Delivery::Sent { message, .. })) => {
+                Self::Record { outbox, message }
+            }
+            // Typed, never by the error's text: the topic was deleted; replace it once.
+            (
+                Self::Queued {
+                    topic,
+                    replaced: false,
+                    ..
+                },
+                Event::Delivered(Delivery::Failed {
+                    failure:
+                        OutboxFailure::Recipient {
+                            error: TelegramError::TopicDeleted,
+                            ..
+                        },
+                }),
+            ) => Self::NeedTopic {
+                stale: Some(topic),
+                retry_at: None,
+            },
+            (Self::Queued { .. }, Event::Delivered(delivery)) => Self::NotPosted { delivery },
+            (Self::Record { message, .. }, Event::Recorded) => Self::Posted { message },
+            // An event that does not belong to this phase changes nothing; the effect repeats.
+            (phase, _) => phase,
+        }
+    }
+}
+
+impl Default for TopicPost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// ----- The auto-response -----
+
+/// The vacancy an auto-response answers, as its posts show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VacancyRef {
+    pub source: ChatId,
+    pub message_id: i32,
+    pub source_title: String,
+    /// `https://t.me/<username>/<id>` or `https://t.me/c/<id>/<id>`.
+    pub link: String,
+    pub text: String,
+}
+
+/// One channel's answer to one vacancy's author, and the conversation it opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoResponse {
+    pub channel_id: String,
+    pub vacancy: VacancyRef,
+    /// The author, by username: an agent can address a stranger only that way.
+    pub contact: Username,
+    pub step: AutoResponseStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum AutoResponseStep {
+    /// Find the contact through one of the channel's agents; when none can now, again at
+    /// `retry_at`, until `give_up_at`.
+    Resolve {
+        retry_at: Option<UnixMillis>,
+        give_up_at: UnixMillis,
+    },
+    /// Resolved by `resolver` (whose access hash `peer` carries): queue the auto-response.
+    Queue {
+        resolver: SessionName,
+        peer: Peer,
+    },
+    /// Queued as `outbox`: wait until it ends.
+    Queued {
+        resolver: SessionName,
+        peer: Peer,
+        outbox: OutboxId,
+    },
+    /// Delivered by `agent`: open the conversation.
+    Open {
+        resolver: SessionName,
+        peer: Peer,
+        agent: SessionName,
+        outbox: OutboxId,
+    },
+    /// The conversation is open: post the info post, then the mirror, into its topic.
+    Post {
+        conversation: ConversationId,
+        agent: SessionName,
+        outbox: OutboxId,
+        info: TopicPost,
+        mirror: TopicPost,
+    },
+    Finished {
+        end: AutoResponseEnd,
+    },
+}
+
+/// How an auto-response workflow ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "end")]
+pub enum AutoResponseEnd {
+    /// Delivered; the conversation is open and its posts are done (each ended as it says).
+    Completed {
+        conversation: ConversationId,
+        info: TopicPost,
+        mirror: TopicPost,
+    },
+    Skipped {
+        reason: SkipReason,
+    },
+    /// The outbox message ended without delivery (failed with its typed reason, or expired).
+    NotDelivered {
+        delivery: Delivery,
+    },
+    Unreachable {
+        error: TelegramError,
+    },
+    /// The username belongs to a bot, a channel or a group: only people get auto-responses.
+    NotAPerson {
+        kind: PeerKind,
+    },
+    /// No agent could resolve the contact before `give_up_at`.
+    GaveUpResolving,
+}
+
+impl AutoResponse {
+    /// A new workflow for `contact`, resolving at once and giving up after `give_up`.
+    pub fn new(
+        channel_id: String,
+        vacancy: VacancyRef,
+        contact: Username,
+        now: UnixMillis,
+        give_up: Duration,
+    ) -> Self {
+        Self {
+            channel_id,
+            vacancy,
+            contact,
+            step: AutoResponseStep::Resolve {
+                retry_at: None,
+                give_up_at: now.plus(give_up),
+            },
+        }
+    }
+
+    /// The key that makes the workflow start once per (channel, vacancy).
+    pub fn key(channel_id: &str, source: ChatId, message_id: i32) -> String {
+        format!("auto_response:{channel_id}:{source}:{message_id}")
+    }
+
+    /// The contact's user id, once resolved: what a reply arriving early is matched with.
+    pub fn contact_id(&self) -> Option<ChatId> {
+        match &self.step {
+            AutoResponseStep::Queue { peer, .. }
+            | AutoResponseStep::Queued { peer, .. }
+            | AutoResponseStep::Open { peer, .. } => Some(peer.id()),
+            AutoResponseStep::Resolve { .. }
+            | AutoResponseStep::Post { .. }
+            | AutoResponseStep::Finished { .. } => None,
+        }
+    }
+
+    fn effect(&self, now: UnixMillis) -> Effect {
+        match &self.step {
+            AutoResponseStep::Resolve {
+                retry_at: Some(at), ..
+            } if *at > now => Effect::SleepUntil(*at),
+            AutoResponseStep::Resolve { .. } => Effect::Resolve,
+            AutoResponseStep::Queue { resolver, peer } => Effect::QueueAutoResponse {
+                resolver: resolver.clone(),
+                peer: peer.clone(),
+            },
+            AutoResponseStep::Queued { outbox, .. } => Effect::AwaitOutbox(*outbox),
+            AutoResponseStep::Open {
+                resolver,
+                peer,
+                agent,
+                ..
+            } => Effect::OpenConversation {
+                agent: agent.clone(),
+                resolver: resolver.clone(),
+                peer: peer.clone(),
+            },
+            AutoResponseStep::Post {
+                conversation,
+                info,
+                mirror,
+                ..
+            } => {
+                // The info post first: operators read who the contact is before the message.
+                if !info.is_finished() {
+                    info.effect(*conversation, PostKind::Info, now)
+                } else {
+                    mirror.effect(*conversation, PostKind::Mirror, now)
+                }
+            }
+            AutoResponseStep::Finished { .. } => Effect::Finished,
+        }
+    }
+
+    fn on(self, event: Event, now: UnixMillis, settings: &WorkflowSettings) -> Self {
+        use AutoResponseStep as Step;
+        let step = match (self.step, event) {
+            // The channel went away (or stopped answering) before the conversation opened.
+            (
+                Step::Resolve { .. } | Step::Queue { .. } | Step::Queued { .. } | Step::Open { .. },
+                Event::Skipped { reason },
+            ) => Step::Finished {
+                end: AutoResponseEnd::Skipped { reason },
+            },
+            (Step::Resolve { give_up_at, .. }, Event::Woke) => Step::Resolve {
+                retry_at: None,
+                give_up_at,
+            },
+            (Step::Resolve { .. }, Event::Resolved { peer, .. }) if peer.kind != PeerKind::User => {
+                Step::Finished {
+                    end: AutoResponseEnd::NotAPerson { kind: peer.kind },
+                }
+            }
+            (Step::Resolve { .. }, Event::Resolved { agent, peer }) => Step::Queue {
+                resolver: agent,
+                peer,
+            },
+            (Step::Resolve { .. }, Event::Unreachable { error }) => Step::Finished {
+                end: AutoResponseEnd::Unreachable { error },
+            },
+            (Step::Resolve { give_up_at, .. }, Event::NoResolverNow) => {
+                let retry_at = now.plus(settings.resolve_retry);
+                if retry_at > give_up_at {
+                    Step::Finished {
+                        end: AutoResponseEnd::GaveUpResolving,
+                    }
+                } else {
+                    Step::Resolve {
+                        retry_at: Some(retry_at),
+                        give_up_at,
+                    }
+                }
+            }
+            (Step::Queue { resolver, peer }, Event::Queued { outbox }) => Step::Queued {
+                resolver,
+                peer,
+                outbox,
+            },
+            (
+                Step::Queued {
+                    resolver,
+                    peer,
+                    outbox,
+                },
+                Event::Delivered(Delivery::Sent { agent, .. }),
+            ) => Step::Open {
+                resolver,
+                peer,
+                agent,
+                outbox,
+            },
+            (Step::Queued { .. }, Event::Delivered(delivery)) => Step::Finished {
+                end: AutoResponseEnd::NotDelivered { delivery },
+            },
+            (Step::Open { agent, outbox, .. }, Event::Opened { conversation }) => Step::Post {
+                conversation,
+                agent,
+                outbox,
+                info: TopicPost::new(),
+                mirror: TopicPost::new(),
+            },
+            (
+                Step::Post {
+                    conversation,
+                    agent,
+                    outbox,
+                    info,
+                    mirror,
+                },
+                event,
+            ) => {
+                let (info, mirror) = if !info.is_finished() {
+                    (info.on(event, now, settings), mirror)
+                } else {
+                    (info, mirror.on(event, now, settings))
+                };
+                if info.is_finished() && mirror.is_finished() {
+                    Step::Finished {
+                        end: AutoResponseEnd::Completed {
+                            conversation,
+                            info,
+                            mirror,
+                        },
+                    }
+                } else {
+                    Step::Post {
+                        conversation,
+                        agent,
+                        outbox,
+                        info,
+                        mirror,
+                    }
+                }
+            }
+            // An event that does not belong to this step changes nothing; the effect repeats.
+            (step, _) => step,
+        };
+        Self { step, ..self }
+    }
+}
+
+// ----- A contact's message into the topic -----
+
+/// A contact's private message to an agent, copied into the topic of their conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayToTopic {
+    /// The agent the contact wrote to.
+    pub agent: SessionName,
+    pub message: IncomingMessage,
+    pub step: RelayStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum RelayStep {
+    /// The contact has no conversation with the agent yet: their auto-response is still on its
+    /// way (or its conversation is about to open). Look again at `retry_at`, until `until`.
+    AwaitConversation {
+        until: UnixMillis,
+        retry_at: Option<UnixMillis>,
+    },
+    /// Conversations were found: one relay each (started by key, so a replay starts none).
+    Fork {
+        conversations: Vec<ConversationId>,
+    },
+    Post {
+        conversation: ConversationId,
+        post: TopicPost,
+    },
+    /// Posted: the automatic replier may answer.
+    Reply {
+        conversation: ConversationId,
+        post: TopicPost,
+    },
+    Finished {
+        end: RelayEnd,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "end")]
+pub enum RelayEnd {
+    /// Copied into the topic (or not, as `post` says).
+    Done { post: TopicPost },
+    /// Handed to one relay per conversation.
+    Forked { conversations: Vec<ConversationId> },
+    /// No conversation opened in time: the message was not an answer to jobbot.
+    NoConversation,
+}
+
+impl RelayToTopic {
+    /// A relay into `conversation`'s topic.
+    pub fn into_conversation(
+        agent: SessionName,
+        message: IncomingMessage,
+        conversation: ConversationId,
+    ) -> Self {
+        Self {
+            agent,
+            message,
+            step: RelayStep::Post {
+                conversation,
+                post: TopicPost::new(),
+            },
+        }
+    }
+
+    /// A relay that waits for the contact's conversation to open.
+    pub fn awaiting_conversation(
+        agent: SessionName,
+        message: IncomingMessage,
+        now: UnixMillis,
+        settings: &WorkflowSettings,
+    ) -> Self {
+        Self {
+            agent,
+            message,
+            step: RelayStep::AwaitConversation {
+                until: now.plus(settings.await_conversation),
+                retry_at: None,
+            },
+        }
+    }
+
+    /// The key of the relay of `message_id` into `conversation`.
+    pub fn key(conversation: ConversationId, message_id: i32) -> String {
+        format!("relay_to_topic:{}:{message_id}", conversation.0)
+    }
+
+    /// The key of a relay still looking for its conversation.
+    pub fn awaiting_key(agent: &SessionName, contact: ChatId, message_id: i32) -> String {
+        format!("relay_awaiting:{agent}:{contact}:{message_id}")
+    }
+
+    fn effect(&self, now: UnixMillis) -> Effect {
+        match &self.step {
+            RelayStep::AwaitConversation {
+                retry_at: Some(at), ..
+            } if *at > now => Effect::SleepUntil(*at),
+            RelayStep::AwaitConversation { .. } => Effect::FindConversations,
+            RelayStep::Fork { conversations } => Effect::Fork {
+                conversations: conversations.clone(),
+            },
+            RelayStep::Post { conversation, post } => {
+                post.effect(*conversation, PostKind::ContactMessage, now)
+            }
+            RelayStep::Reply { conversation, .. } => Effect::AutoReply {
+                conversation: *conversation,
+            },
+            RelayStep::Finished { .. } => Effect::Finished,
+        }
+    }
+
+    fn on(self, event: Event, now: UnixMillis, settings: &WorkflowSettings) -> Self {
+        let step = match (self.step, event) {
+            (RelayStep::AwaitConversation { until, .. }, Event::Woke) => {
+                RelayStep::AwaitConversation {
+                    until,
+                    retry_at: None,
+                }
+            }
+            (RelayStep::AwaitConversation { .. }, Event::ConversationsFound { conversations })
+                if !conversations.is_empty() =>
+            {
+                RelayStep::Fork { conversations }
+            }
+            (RelayStep::AwaitConversation { until, .. }, Event::ConversationsFound { .. }) => {
+                let retry_at = now.plus(settings.conversation_retry);
+                if retry_at > until {
+                    RelayStep::Finished {
+                        end: RelayEnd::NoConversation,
+                    }
+                } else {
+                    RelayStep::AwaitConversation {
+                        until,
+                        retry_at: Some(retry_at),
+                    }
+                }
+            }
+            (RelayStep::Fork { conversations }, Event::Forked) => RelayStep::Finished {
+                end: RelayEnd::Forked { conversations },
+            },
+            (RelayStep::Post { conversation, post }, event) => {
+                let post = post.on(event, now, settings);
+                match post {
+                    post @ TopicPost::Posted { .. } => RelayStep::Reply { conversation, post },
+                    post if post.is_finished() => RelayStep::Finished {
+                        end: RelayEnd::Done { post },
+                    },
+                    post => RelayStep::Post { conversation, post },
+                }
+            }
+            (RelayStep::Reply { post, .. }, Event::Replied) => RelayStep::Finished {
+                end: RelayEnd::Done { post },
+            },
+            (step, _) => step,
+        };
+        Self { step, ..self }
+    }
+}
+
+// ----- The enum -----
+
+impl Workflow {
+    /// The kind, as stored.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::AutoResponse(_) => "auto_response",
+            Self::RelayToTopic(_) => "relay_to_topic",
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Self::AutoResponse(workflow) => {
+                matches!(workflow.step, AutoResponseStep::Finished { .. })
+            }
+            Self::RelayToTopic(workflow) => matches!(workflow.step, RelayStep::Finished { .. }),
+        }
+    }
+
+    /// The one thing to do next, from the state alone.
+    pub fn effect(&self, now: UnixMillis) -> Effect {
+        match self {
+            Self::AutoResponse(workflow) => workflow.effect(now),
+            Self::RelayToTopic(workflow) => workflow.effect(now),
+        }
+    }
+
+    /// The state after `event`. An event that does not fit the state changes nothing (the effect
+    /// is performed again).
+    pub fn on(self, event: Event, now: UnixMillis, settings: &WorkflowSettings) -> Self {
+        match self {
+            Self::AutoResponse(workflow) => Self::AutoResponse(workflow.on(event, now, settings)),
+            Self::RelayToTopic(workflow) => Self::RelayToTopic(workflow.on(event, now, settings)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

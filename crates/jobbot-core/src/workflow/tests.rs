@@ -1,0 +1,477 @@
+use std::time::Duration;
+
+use super::*;
+use crate::store::{Holdup, OutboxFailure};
+use crate::telegram::PeerRef;
+
+fn agent(name: &str) -> SessionName {
+    SessionName::parse(name).unwrap()
+}
+
+fn peer(kind: PeerKind) -> Peer {
+    Peer {
+        peer: PeerRef {
+            id: ChatId::user(5_000_123).unwrap(),
+            access_hash: 42,
+        },
+        kind,
+        username: Some(Username::parse("anna_hr").unwrap()),
+        name: "Anna".into(),
+        last_name: None,
+    }
+}
+
+fn settings() -> WorkflowSettings {
+    WorkflowSettings::default()
+}
+
+fn auto_response(now: UnixMillis) -> Workflow {
+    Workflow::AutoResponse(AutoResponse::new(
+        "channel_1".into(),
+        VacancyRef {
+            source: ChatId::channel(1_700_000_001).unwrap(),
+            message_id: 5,
+            source_title: "Remote IT".into(),
+            link: "https://t.me/remote_it/5".into(),
+            text: "Python developer".into(),
+        },
+        Username::parse("anna_hr").unwrap(),
+        now,
+        Duration::from_secs(3600),
+    ))
+}
+
+fn sent_message(id: i32) -> SentMessage {
+    SentMessage {
+        chat: ChatId::user(5_000_123).unwrap(),
+        message_id: id,
+    }
+}
+
+/// Drives `workflow` through `(event, expected effect after it)` pairs, checking that the state
+/// survives a serde round trip at every step (it is what a restart loads).
+fn drive(mut workflow: Workflow, now: UnixMillis, steps: Vec<(Event, Effect)>) -> Workflow {
+    for (event, expected) in steps {
+        workflow = workflow.on(event.clone(), now, &settings());
+        let stored = serde_json::to_string(&workflow).unwrap();
+        let loaded: Workflow = serde_json::from_str(&stored).unwrap();
+        assert_eq!(loaded, workflow, "the state round-trips");
+        assert_eq!(loaded.effect(now), expected, "after {event:?}");
+    }
+    workflow
+}
+
+#[test]
+fn an_auto_response_resolves_queues_opens_and_posts_in_order() {
+    let now = UnixMillis(1_000_000);
+    let workflow = auto_response(now);
+    assert_eq!(workflow.effect(now), Effect::Resolve);
+    let conversation = ConversationId(3);
+    let topic = TopicId(10);
+    let workflow = drive(
+        workflow,
+        now,
+        vec![
+            (
+                Event::Resolved {
+                    agent: agent("agent_a"),
+                    peer: peer(PeerKind::User),
+                },
+                Effect::QueueAutoResponse {
+                    resolver: agent("agent_a"),
+                    peer: peer(PeerKind::User),
+                },
+            ),
+            (
+                Event::Queued {
+                    outbox: OutboxId(7),
+                },
+                Effect::AwaitOutbox(OutboxId(7)),
+            ),
+            (
+                Event::Delivered(Delivery::Sent {
+                    agent: agent("agent_b"),
+                    message: Some(sent_message(1)),
+                }),
+                Effect::OpenConversation {
+                    agent: agent("agent_b"),
+                    resolver: agent("agent_a"),
+                    peer: peer(PeerKind::User),
+                },
+            ),
+            (
+                Event::Opened { conversation },
+                Effect::EnsureTopic {
+                    conversation,
+                    stale: None,
+                },
+            ),
+            (
+                Event::TopicReady { topic },
+                Effect::QueuePost {
+                    conversation,
+                    post: PostKind::Info,
+                    topic,
+                    replaced: false,
+                },
+            ),
+            (
+                Event::Queued {
+                    outbox: OutboxId(8),
+                },
+                Effect::AwaitOutbox(OutboxId(8)),
+            ),
+            (
+                Event::Delivered(Delivery::Sent {
+                    agent: agent("agent_b"),
+                    message: Some(sent_message(11)),
+                }),
+                Effect::RecordPost {
+                    conversation,
+                    post: PostKind::Info,
+                    outbox: OutboxId(8),
+                    message: Some(sent_message(11)),
+                },
+            ),
+            // The mirror follows the info post.
+            (
+                Event::Recorded,
+                Effect::EnsureTopic {
+                    conversation,
+                    stale: None,
+                },
+            ),
+            (
+                Event::TopicReady { topic },
+                Effect::QueuePost {
+                    conversation,
+                    post: PostKind::Mirror,
+                    topic,
+                    replaced: false,
+                },
+            ),
+            (
+                Event::Queued {
+                    outbox: OutboxId(9),
+                },
+                Effect::AwaitOutbox(OutboxId(9)),
+            ),
+            (
+                Event::Delivered(Delivery::Sent {
+                    agent: agent("agent_b"),
+                    message: None,
+                }),
+                Effect::RecordPost {
+                    conversation,
+                    post: PostKind::Mirror,
+                    outbox: OutboxId(9),
+                    message: None,
+                },
+            ),
+            (Event::Recorded, Effect::Finished),
+        ],
+    );
+    assert!(workflow.is_finished());
+    let Workflow::AutoResponse(AutoResponse {
+        step:
+            AutoResponseStep::Finished {
+                end:
+                    AutoResponseEnd::Completed {
+                        conversation: c, ..
+                    },
+            },
+        ..
+    }) = workflow
+    else {
+        panic!("{workflow:?}");
+    };
+    assert_eq!(c, conversation);
+}
+
+#[test]
+fn resolving_retries_until_it_gives_up() {
+    let start = UnixMillis(0);
+    let retry = settings().resolve_retry;
+    let mut workflow = auto_response(start);
+    let mut now = start;
+    let mut tries = 0;
+    while !workflow.is_finished() {
+        match workflow.effect(now) {
+            Effect::Resolve => {
+                tries += 1;
+                workflow = workflow.on(Event::NoResolverNow, now, &settings());
+            }
+            Effect::SleepUntil(at) => {
+                assert_eq!(at, now.plus(retry), "the retry comes one interval later");
+                now = at;
+                workflow = workflow.on(Event::Woke, now, &settings());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // An hour to give up, a try every minute: at once, then at 1 … 60 minutes.
+    assert_eq!(tries, 61);
+    assert!(matches!(
+        workflow,
+        Workflow::AutoResponse(AutoResponse {
+            step: AutoResponseStep::Finished {
+                end: AutoResponseEnd::GaveUpResolving
+            },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn only_people_get_an_auto_response_and_undelivered_ones_end_typed() {
+    let now = UnixMillis(0);
+    for kind in [PeerKind::Bot, PeerKind::Channel, PeerKind::Group] {
+        let workflow = auto_response(now).on(
+            Event::Resolved {
+                agent: agent("agent_a"),
+                peer: peer(kind),
+            },
+            now,
+            &settings(),
+        );
+        assert!(workflow.is_finished(), "{kind:?}");
+    }
+    let failure = OutboxFailure::Recipient {
+        agent: agent("agent_a"),
+        error: TelegramError::PrivacyRestricted,
+    };
+    let workflow = drive(
+        auto_response(now),
+        now,
+        vec![
+            (
+                Event::Resolved {
+                    agent: agent("agent_a"),
+                    peer: peer(PeerKind::User),
+                },
+                Effect::QueueAutoResponse {
+                    resolver: agent("agent_a"),
+                    peer: peer(PeerKind::User),
+                },
+            ),
+            (
+                Event::Queued {
+                    outbox: OutboxId(1),
+                },
+                Effect::AwaitOutbox(OutboxId(1)),
+            ),
+            (
+                Event::Delivered(Delivery::Failed {
+                    failure: failure.clone(),
+                }),
+                Effect::Finished,
+            ),
+        ],
+    );
+    assert_eq!(
+        workflow,
+        Workflow::AutoResponse(AutoResponse {
+            step: AutoResponseStep::Finished {
+                end: AutoResponseEnd::NotDelivered {
+                    delivery: Delivery::Failed { failure }
+                }
+            },
+            ..match auto_response(now) {
+                Workflow::AutoResponse(workflow) => workflow,
+                _ => unreachable!(),
+            }
+        })
+    );
+}
+
+#[test]
+fn a_deleted_topic_is_replaced_once_and_the_post_goes_into_the_new_one() {
+    let now = UnixMillis(0);
+    let conversation = ConversationId(1);
+    let deleted = || {
+        Event::Delivered(Delivery::Failed {
+            failure: OutboxFailure::Recipient {
+                agent: agent("agent_a"),
+                error: TelegramError::TopicDeleted,
+            },
+        })
+    };
+    let relay = Workflow::RelayToTopic(RelayToTopic::into_conversation(
+        agent("agent_a"),
+        incoming(),
+        conversation,
+    ));
+    let relay = drive(
+        relay,
+        now,
+        vec![
+            (
+                Event::TopicReady { topic: TopicId(4) },
+                Effect::QueuePost {
+                    conversation,
+                    post: PostKind::ContactMessage,
+                    topic: TopicId(4),
+                    replaced: false,
+                },
+            ),
+            (
+                Event::Queued {
+                    outbox: OutboxId(2),
+                },
+                Effect::AwaitOutbox(OutboxId(2)),
+            ),
+            (
+                deleted(),
+                Effect::EnsureTopic {
+                    conversation,
+                    stale: Some(TopicId(4)),
+                },
+            ),
+            (
+                Event::TopicReady { topic: TopicId(8) },
+                Effect::QueuePost {
+                    conversation,
+                    post: PostKind::ContactMessage,
+                    topic: TopicId(8),
+                    replaced: true,
+                },
+            ),
+            (
+                Event::Queued {
+                    outbox: OutboxId(3),
+                },
+                Effect::AwaitOutbox(OutboxId(3)),
+            ),
+            // Deleted again: no second replacement.
+            (deleted(), Effect::Finished),
+        ],
+    );
+    assert!(matches!(
+        relay,
+        Workflow::RelayToTopic(RelayToTopic {
+            step: RelayStep::Finished {
+                end: RelayEnd::Done {
+                    post: TopicPost::NotPosted { .. }
+                }
+            },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_topic_nobody_can_create_now_is_tried_again_later() {
+    let now = UnixMillis(0);
+    let conversation = ConversationId(1);
+    let relay = Workflow::RelayToTopic(RelayToTopic::into_conversation(
+        agent("agent_a"),
+        incoming(),
+        conversation,
+    ));
+    let later = now.plus(settings().topic_retry);
+    let relay = drive(
+        relay,
+        now,
+        vec![(Event::NoTopicNow, Effect::SleepUntil(later))],
+    );
+    let relay = relay.on(Event::Woke, later, &settings());
+    assert_eq!(
+        relay.effect(later),
+        Effect::EnsureTopic {
+            conversation,
+            stale: None
+        }
+    );
+}
+
+fn incoming() -> IncomingMessage {
+    IncomingMessage {
+        chat: ChatId::user(5_000_123).unwrap(),
+        chat_kind: PeerKind::User,
+        chat_title: None,
+        chat_username: None,
+        message_id: 12,
+        sender: None,
+        text: "Tell me more".into(),
+        media: None,
+        date: 0,
+        outgoing: false,
+        is_service: false,
+        topic_id: None,
+    }
+}
+
+#[test]
+fn a_reply_waits_for_its_conversation_then_forks_or_gives_up() {
+    let now = UnixMillis(0);
+    let waiting = Workflow::RelayToTopic(RelayToTopic::awaiting_conversation(
+        agent("agent_a"),
+        incoming(),
+        now,
+        &settings(),
+    ));
+    assert_eq!(waiting.effect(now), Effect::FindConversations);
+    let retry = now.plus(settings().conversation_retry);
+    let later = drive(
+        waiting.clone(),
+        now,
+        vec![(
+            Event::ConversationsFound {
+                conversations: Vec::new(),
+            },
+            Effect::SleepUntil(retry),
+        )],
+    );
+    let found = later.on(Event::Woke, retry, &settings()).on(
+        Event::ConversationsFound {
+            conversations: vec![ConversationId(3)],
+        },
+        retry,
+        &settings(),
+    );
+    assert_eq!(
+        found.effect(retry),
+        Effect::Fork {
+            conversations: vec![ConversationId(3)]
+        }
+    );
+    assert!(found.on(Event::Forked, retry, &settings()).is_finished());
+    // Past the deadline, the message was not an answer to jobbot.
+    let deadline = now.plus(settings().await_conversation);
+    let expired = waiting.on(
+        Event::ConversationsFound {
+            conversations: Vec::new(),
+        },
+        deadline,
+        &settings(),
+    );
+    assert!(matches!(
+        expired,
+        Workflow::RelayToTopic(RelayToTopic {
+            step: RelayStep::Finished {
+                end: RelayEnd::NoConversation
+            },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_event_that_does_not_fit_changes_nothing() {
+    let now = UnixMillis(0);
+    let workflow = auto_response(now);
+    for event in [
+        Event::Recorded,
+        Event::Forked,
+        Event::Queued {
+            outbox: OutboxId(1),
+        },
+        Event::Delivered(Delivery::Expired {
+            last_holdup: Some(Holdup::Waiting {
+                reason: crate::store::Unavailable::EmptyPool,
+            }),
+        }),
+    ] {
+        assert_eq!(workflow.clone().on(event, now, &settings()), workflow);
+    }
+}
