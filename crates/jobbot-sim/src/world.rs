@@ -21,7 +21,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::history::ConnectionHistory;
 use crate::limits::{ColdDmLimit, FloodBucket};
-use crate::params::SimParams;
+use crate::params::{AccountLimitDraw, RateLimitParams, SimParams};
 use crate::updates::{StreamPosition, UpdateLog};
 
 /// The whole simulated Telegram. Cheap to clone; all clones are the same world.
@@ -166,6 +166,10 @@ pub(crate) struct UserRecord {
     /// (`SimParams::cold_dm_daily_budget`): Telegram's limits vary per account (age, reports,
     /// number type — telegram.org/faq_spam), so a demo or test can give one account less.
     pub(crate) cold_dm_budget: Option<u32>,
+    /// This account's own `messages.sendMessage` limit, when drawn (see
+    /// [`crate::params::AccountLimitSpread`]); `None`: the world's `SimParams::send_messages`.
+    #[serde(default)]
+    pub(crate) send_limit: Option<RateLimitParams>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -388,8 +392,35 @@ impl SimWorld {
     /// A user with a logged-in session called `session` (as after `jobbot login`).
     pub fn create_account(&self, session: &str, user: NewUser) -> ChatId {
         let id = self.create_user(user);
+        self.with(|world| {
+            let Some(spread) = world.params.account_limits else {
+                return;
+            };
+            // Seeded by the world's seed and the account, not by the shared generator, so an
+            // account's limits do not depend on how many calls were jittered before it existed.
+            let mut rng = StdRng::seed_from_u64(
+                world.params.seed ^ (id.get() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            let drawn = spread.draw(&world.params.send_messages, &mut rng);
+            let record = world.user_mut(id);
+            record.send_limit = Some(drawn.send_messages);
+            record.cold_dm_budget = Some(drawn.cold_dm_daily_budget);
+        });
         self.log_in_session(session, id);
         id
+    }
+
+    /// The limits `account` is held to: its own where drawn or set, else the world's.
+    pub fn account_limits(&self, account: ChatId) -> AccountLimitDraw {
+        self.with(|world| {
+            let record = world.user(account);
+            AccountLimitDraw {
+                send_messages: record.send_limit.unwrap_or(world.params.send_messages),
+                cold_dm_daily_budget: record
+                    .cold_dm_budget
+                    .unwrap_or(world.params.cold_dm_daily_budget),
+            }
+        })
     }
 
     /// Puts a fresh, logged-in key for `user` into the session `session`.
@@ -790,6 +821,7 @@ impl WorldState {
                 counters: AccountCounters::default(),
                 updates: UpdateLog::default(),
                 cold_dm_budget: None,
+                send_limit: None,
             },
         );
         id

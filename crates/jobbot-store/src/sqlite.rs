@@ -12,6 +12,7 @@ use jobbot_core::store::{
     StoreHealth, UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, VacancyStatus, WebSession,
     WorkflowId, WorkflowRecord,
 };
+use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::telegram::{PeerRef, RandomId, SentMessage, TopicId};
 use jobbot_core::workflow::Workflow;
 use serde::Serialize;
@@ -1337,6 +1338,42 @@ impl Store for SqliteStore {
                     .map_err(|error| StoreError::new(operation, format!("column agent: {error}")))
             })
             .collect()
+    }
+
+    async fn save_learned_limits(
+        &self,
+        agent: &SessionName,
+        learned: &LearnedLimits,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "store an agent's learned limits";
+        let json = serde_json::to_string(learned)
+            .map_err(|error| StoreError::new(operation, error))?;
+        sqlx::query(
+            "INSERT INTO learned_limits (agent, learned, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (agent) DO UPDATE SET learned = excluded.learned, updated_at = excluded.updated_at",
+        )
+        .bind(agent.as_str())
+        .bind(json)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn learned_limits(&self) -> Result<Vec<(SessionName, LearnedLimits)>, StoreError> {
+        let operation = "list learned limits";
+        let rows = sqlx::query("SELECT agent, learned FROM learned_limits ORDER BY agent")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed(operation))?;
+        read_rows(operation, "learned limits", &rows, |row| {
+            Ok((
+                session_column(row, "agent")?.ok_or("column agent: NULL")?,
+                json_column::<LearnedLimits>(row, "learned")?,
+            ))
+        })
     }
 
     async fn start_workflow(&self, new: &NewWorkflow) -> Result<(WorkflowId, bool), StoreError> {
