@@ -214,3 +214,53 @@ impl Default for SimParams {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    #[test]
+    fn drawn_limits_centre_on_the_median_and_stay_in_their_ranges() {
+        let spread = AccountLimitSpread::default();
+        let base = SimParams::default().send_messages;
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut rates: Vec<u32> = Vec::new();
+        let mut budgets: Vec<u32> = Vec::new();
+        for _ in 0..2_001 {
+            let drawn = spread.draw(&base, &mut rng);
+            let send = drawn.send_messages;
+            assert!((3..=8).contains(&send.burst), "{send:?}");
+            assert!((10..=60).contains(&send.first_wait_seconds), "{send:?}");
+            assert!((1_800..=7_200).contains(&send.violation_memory_seconds));
+            assert!((4..=60).contains(&send.per_minute), "{send:?}");
+            assert_eq!(send.max_wait_seconds, base.max_wait_seconds);
+            rates.push(send.per_minute);
+            budgets.push(drawn.cold_dm_daily_budget);
+        }
+        rates.sort_unstable();
+        budgets.sort_unstable();
+        assert!((14..=16).contains(&rates[1_000]), "median {}", rates[1_000]);
+        assert!((28..=32).contains(&budgets[1_000]), "median {}", budgets[1_000]);
+        assert!(rates[100] < 12 && rates[1_900] > 18, "spread: {rates:?}");
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_world() {
+        let spread = AccountLimitSpread {
+            send_median_per_minute: 8.0,
+            ..AccountLimitSpread::default()
+        };
+        let base = SimParams::default().send_messages;
+        let draws = |seed: u64| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..20)
+                .map(|_| spread.draw(&base, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draws(5), draws(5));
+        assert_ne!(draws(5), draws(6));
+    }
+}
