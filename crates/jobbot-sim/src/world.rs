@@ -69,6 +69,9 @@ pub struct AccountCounters {
     pub calls: u64,
     pub messages_sent: u64,
     pub send_flood_waits: u64,
+    /// FloodWaits that started a new wait on any method (violations), as opposed to answers
+    /// repeating a wait already running.
+    pub flood_violations: u64,
     pub resolve_flood_waits: u64,
     pub other_flood_waits: u64,
     pub peer_floods: u64,
@@ -754,7 +757,16 @@ impl SimWorld {
     }
 
     pub fn counters(&self, user: ChatId) -> AccountCounters {
-        self.with(|world| world.user(user).counters)
+        self.with(|world| {
+            let record = world.user(user);
+            let limits = &record.limits;
+            AccountCounters {
+                flood_violations: limits.send.violations
+                    + limits.resolve.violations
+                    + limits.create_topic.violations,
+                ..record.counters
+            }
+        })
     }
 
     /// Whether `account` is currently limited from writing to strangers (`PEER_FLOOD`).

@@ -448,8 +448,8 @@ pub struct AgentState {
     /// The rate and first-message budget learned from outcomes (see the `adaptive` module); `gcra` paces
     /// at `learned.send_message`, and the cold-DM cap is `learned.first_messages`.
     learned: LearnedLimits,
-    /// Picks made while the limiter was in use (not full) whose outcome is still due: their
-    /// clean outcomes are evidence about the learned rate.
+    /// Picks made at pace (see `pick`) whose outcome is still due: their clean outcomes are
+    /// evidence about the learned rate.
     at_pace_in_flight: u32,
 }
 
@@ -995,7 +995,9 @@ impl AgentScheduler {
         if let Decision::Send(agent) = decision {
             let kind = request.kind;
             let entry = &mut self.agents[agent.0 as usize];
-            if entry.gcra.headroom(now) < entry.gcra.burst() {
+            // At pace: picked within one interval of the first instant the limiter allowed, so
+            // the account is sending as fast as it is paced (a busy agent), not idling.
+            if now.0 < entry.gcra.earliest().0 + entry.gcra.emission_interval_ms() {
                 entry.at_pace_in_flight += 1;
             }
             entry.gcra.take(now);
