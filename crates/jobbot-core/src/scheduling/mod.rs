@@ -598,6 +598,8 @@ impl AgentState {
             sent_last_hour: self.recent_sends.last_hour(now),
             sent_last_day: self.recent_sends.last_day(now),
             last_error: self.last_error.clone(),
+            learned_milli_per_minute: self.learned.send_message.milli_per_minute(),
+            learned_burst: self.learned.send_message.burst(),
         }
     }
 
@@ -654,6 +656,11 @@ pub struct AgentStatus {
     pub sent_last_hour: u32,
     pub sent_last_day: u32,
     pub last_error: Option<LastError>,
+    /// The `sendMessage` rate the agent is paced at now, learned from outcomes (thousandths of a
+    /// message per minute; never above the configured `messages_per_minute`).
+    pub learned_milli_per_minute: u32,
+    /// The burst allowed now (1 right after a flood wait).
+    pub learned_burst: u32,
 }
 
 /// A set of agents a request may be sent through: one channel's agent list, or the main account
