@@ -1237,7 +1237,11 @@ async fn learned_limits_survive_a_restart() {
     wait_ready(&harness.engine, 1).await;
     let mut tickets = Vec::new();
     for index in 0..30 {
-        tickets.push(harness.send(index % 3, None, &format!("message {index}")).await);
+        tickets.push(
+            harness
+                .send(index % 3, None, &format!("message {index}"))
+                .await,
+        );
     }
     for ticket in tickets {
         let delivery = tokio::time::timeout(Duration::from_secs(3600), ticket.delivery())

@@ -150,9 +150,10 @@ impl AccountLimitSpread {
         let burst = uniform(rng, self.burst_range).max(1);
         let first_wait_seconds = uniform(rng, self.first_wait_range).max(1);
         let violation_memory_seconds = uniform(rng, self.violation_memory_range);
-        let budget = (self.budget_median.max(1.0) * (self.budget_spread * standard_normal(rng)).exp())
-            .round()
-            .max(1.0) as u32;
+        let budget = (self.budget_median.max(1.0)
+            * (self.budget_spread * standard_normal(rng)).exp())
+        .round()
+        .max(1.0) as u32;
         AccountLimitDraw {
             send_messages: RateLimitParams {
                 per_minute,
@@ -243,7 +244,11 @@ mod tests {
         rates.sort_unstable();
         budgets.sort_unstable();
         assert!((14..=16).contains(&rates[1_000]), "median {}", rates[1_000]);
-        assert!((28..=32).contains(&budgets[1_000]), "median {}", budgets[1_000]);
+        assert!(
+            (28..=32).contains(&budgets[1_000]),
+            "median {}",
+            budgets[1_000]
+        );
         assert!(rates[100] < 12 && rates[1_900] > 18, "spread: {rates:?}");
     }
 

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use jobbot_core::ids::{ChatId, SessionName};
+use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::store::{
     AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus, Enqueued,
     Holdup, InDoubt, IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts,
@@ -11,7 +12,6 @@ use jobbot_core::store::{
     RelayDirection, RelayRecord, SecretDigest, SentRecord, Store, StoreError, StoreHealth,
     UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, WebSession, WorkflowId, WorkflowRecord,
 };
-use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
 use jobbot_core::workflow::Workflow;
 

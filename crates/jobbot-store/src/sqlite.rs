@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jobbot_core::ids::{ChatId, SessionName, Username};
+use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::store::{
     AgentEvent, AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus,
     Enqueued, Holdup, InDoubt, IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow,
@@ -12,7 +13,6 @@ use jobbot_core::store::{
     StoreHealth, UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, VacancyStatus, WebSession,
     WorkflowId, WorkflowRecord,
 };
-use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::telegram::{PeerRef, RandomId, SentMessage, TopicId};
 use jobbot_core::workflow::Workflow;
 use serde::Serialize;
@@ -1347,8 +1347,8 @@ impl Store for SqliteStore {
         at: UnixMillis,
     ) -> Result<(), StoreError> {
         let operation = "store an agent's learned limits";
-        let json = serde_json::to_string(learned)
-            .map_err(|error| StoreError::new(operation, error))?;
+        let json =
+            serde_json::to_string(learned).map_err(|error| StoreError::new(operation, error))?;
         sqlx::query(
             "INSERT INTO learned_limits (agent, learned, updated_at) VALUES (?, ?, ?) \
              ON CONFLICT (agent) DO UPDATE SET learned = excluded.learned, updated_at = excluded.updated_at",

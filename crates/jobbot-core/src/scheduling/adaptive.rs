@@ -461,7 +461,11 @@ mod tests {
         for second in 1..=100 {
             rate.on_clean(CEILING, true, Millis(3_600_000 + second * 1_000));
         }
-        assert_eq!(rate.milli_per_minute(), 5_000, "too soon after the last change");
+        assert_eq!(
+            rate.milli_per_minute(),
+            5_000,
+            "too soon after the last change"
+        );
     }
 
     #[test]
@@ -496,7 +500,11 @@ mod tests {
         assert_eq!(budget.on_peer_flood(26, Millis(0)), Change::Changed);
         assert_eq!(budget.per_day(), 25);
         budget.on_peer_flood(26, Millis(1));
-        assert_eq!(budget.per_day(), 18, "refused within the learned budget: x3/4");
+        assert_eq!(
+            budget.per_day(),
+            18,
+            "refused within the learned budget: x3/4"
+        );
         budget.on_peer_flood(1, Millis(2));
         assert_eq!(budget.per_day(), 1, "never below one");
         assert_eq!(budget.on_clean(40, Millis(3)), Change::Unchanged);
@@ -555,7 +563,11 @@ mod tests {
             }
             next = now + rate.emission_interval_ms();
         }
-        (sent_last_hour, floods_after_first_hour, rate.milli_per_minute())
+        (
+            sent_last_hour,
+            floods_after_first_hour,
+            rate.milli_per_minute(),
+        )
     }
 
     proptest! {

@@ -110,10 +110,8 @@ use crate::config::Pacing;
 use crate::ids::SessionName;
 use crate::telegram::{DeadReason, TelegramError};
 
+pub use adaptive::{AdaptiveBudget, AdaptiveRate, CallClass, Change, LearnedLimits, RateCeiling};
 use counters::{ColdDmWindow, RecentSends};
-pub use adaptive::{
-    AdaptiveBudget, AdaptiveRate, CallClass, Change, LearnedLimits, RateCeiling,
-};
 pub use gcra::Gcra;
 
 /// The configured pacing as the ceiling and starting guess of the learned send rate.
@@ -563,8 +561,7 @@ impl AgentState {
         }
         if kind == SendKind::FirstContact {
             consider(self.peer_flood_until, WaitReason::PeerFlood);
-            if let Some(at) = self.cold_dms.blocked_until(now, self.cold_dm_cap())
-            {
+            if let Some(at) = self.cold_dms.blocked_until(now, self.cold_dm_cap()) {
                 consider(at, WaitReason::ColdDmDailyCap);
             }
         }
@@ -1107,11 +1104,11 @@ impl AgentScheduler {
                 let violation = entry.flood_wait_until <= now;
                 if self.settings.learn_limits
                     && entry.learned.send_message.on_flood_wait(
-                    send_ceiling(entry.pacing),
-                    *seconds,
-                    violation,
-                    now,
-                ) == Change::Changed
+                        send_ceiling(entry.pacing),
+                        *seconds,
+                        violation,
+                        now,
+                    ) == Change::Changed
                 {
                     entry.repace(now);
                     self.learning_changed.push(agent);
@@ -1129,8 +1126,7 @@ impl AgentScheduler {
             TelegramError::PeerFlood => {
                 let attempted = entry.cold_dms.count(now);
                 if self.settings.learn_limits
-                    && entry.learned.first_messages.on_peer_flood(attempted, now)
-                        == Change::Changed
+                    && entry.learned.first_messages.on_peer_flood(attempted, now) == Change::Changed
                 {
                     entry.repace(now);
                     self.learning_changed.push(agent);

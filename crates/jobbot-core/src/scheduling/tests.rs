@@ -1581,7 +1581,11 @@ fn a_flood_wait_lowers_the_agents_pacing_and_it_gets_no_full_burst_after_the_wai
     assert_eq!(state.learned().send_message.milli_per_minute(), 10_000);
     assert_eq!(state.gcra().emission_interval_ms(), 6_000);
     let after_wait = state.flood_wait_until();
-    assert_eq!(state.gcra().headroom(after_wait), 1, "no full burst after the wait");
+    assert_eq!(
+        state.gcra().headroom(after_wait),
+        1,
+        "no full burst after the wait"
+    );
     // A FloodWait answering a call picked before the first was known is no new violation.
     scheduler.on_outcome(
         A,
@@ -1590,7 +1594,12 @@ fn a_flood_wait_lowers_the_agents_pacing_and_it_gets_no_full_burst_after_the_wai
         Millis(10),
     );
     assert_eq!(
-        scheduler.agent(A).unwrap().learned().send_message.milli_per_minute(),
+        scheduler
+            .agent(A)
+            .unwrap()
+            .learned()
+            .send_message
+            .milli_per_minute(),
         10_000
     );
     let changes = scheduler.take_learning_changes();

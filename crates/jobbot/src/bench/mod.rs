@@ -305,7 +305,10 @@ mod tests {
             .iter()
             .map(|r| r["policy"].as_str().unwrap())
             .collect();
-        assert_eq!(policies, ["seed", "seed-telethon", "jobbot-fixed", "jobbot"]);
+        assert_eq!(
+            policies,
+            ["seed", "seed-telethon", "jobbot-fixed", "jobbot"]
+        );
         for result in results {
             for key in [
                 "scenario",
@@ -331,7 +334,10 @@ mod tests {
         let printed = String::from_utf8(out).unwrap();
         assert!(printed.contains("deliv/min"), "{printed}");
         assert_eq!(
-            printed.lines().filter(|l| l.starts_with("steady  seed ")).count(),
+            printed
+                .lines()
+                .filter(|l| l.starts_with("steady  seed "))
+                .count(),
             1,
             "{printed}"
         );
