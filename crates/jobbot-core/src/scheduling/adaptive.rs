@@ -593,20 +593,28 @@ mod tests {
             }
         }
 
-        #[test]
-        fn against_a_true_bucket_the_learner_converges_near_the_limit(
-            true_per_minute in 4u32..=20,
-            true_burst in 3u32..=8,
-        ) {
-            let (sent_last_hour, floods_after_first_hour, _) =
-                learn_against(true_per_minute, true_burst, 6);
-            let capacity = f64::from(true_per_minute) * 60.0;
-            prop_assert!(
-                f64::from(sent_last_hour) >= 0.85 * capacity,
-                "{} of {} in the last hour", sent_last_hour, capacity
-            );
-            // At most one flood wait per hour after the first (the target).
-            prop_assert!(floods_after_first_hour <= 5, "{} floods after the first hour", floods_after_first_hour);
+    }
+
+    /// Every true rate from 4 to 20 a minute under a ceiling of 20, and every burst from 3 to 8
+    /// (all the combinations, so the check is exhaustive and deterministic).
+    #[test]
+    fn against_a_true_bucket_the_learner_converges_near_the_limit() {
+        for true_per_minute in 4u32..=20 {
+            for true_burst in 3u32..=8 {
+                let (sent_last_hour, floods_after_first_hour, _) =
+                    learn_against(true_per_minute, true_burst, 6);
+                let capacity = f64::from(true_per_minute) * 60.0;
+                assert!(
+                    f64::from(sent_last_hour) >= 0.85 * capacity,
+                    "{true_per_minute}/min burst {true_burst}: {sent_last_hour} of {capacity} in the last hour"
+                );
+                // About one flood wait an hour after the first: the periodic probe and the one
+                // it may cost on the way back (6 over hours 2 to 6 at worst).
+                assert!(
+                    floods_after_first_hour <= 6,
+                    "{true_per_minute}/min burst {true_burst}: {floods_after_first_hour} floods after the first hour"
+                );
+            }
         }
     }
 }
