@@ -153,13 +153,31 @@ fn monitor_settings(data_dir: &DataDir) -> anyhow::Result<MonitorSettings> {
     Ok(settings)
 }
 
+/// How long a busy main session is asked again at start before giving up.
+const BUSY_MAIN_SESSION_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Refuses to start without a usable main account, pointing at `jobbot login`.
+///
+/// A busy session is asked again for a little while: after a crash, the previous process's
+/// connection may still be registered until the other side notices it is gone.
 async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<()> {
     let main = SessionName::main();
-    match connector
-        .check_authorization(&main, &ConnectOptions::default())
-        .await
-    {
+    let mut wait = std::time::Duration::from_millis(100);
+    let give_up = tokio::time::Instant::now() + BUSY_MAIN_SESSION_PATIENCE;
+    let checked = loop {
+        let checked = connector
+            .check_authorization(&main, &ConnectOptions::default())
+            .await;
+        match checked {
+            Err(ConnectError::SessionBusy { .. }) if tokio::time::Instant::now() + wait < give_up => {
+                tracing::warn!("the main session is busy; asking again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            checked => break checked,
+        }
+    };
+    match checked {
         Ok(AuthorizationStatus::Authorized(me)) => {
             tracing::info!("основной аккаунт: {} (id {})", me.first_name, me.user_id);
             Ok(())
