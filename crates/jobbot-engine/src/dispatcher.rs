@@ -320,7 +320,18 @@ impl Dispatcher {
                 if message.status.is_final() {
                     self.notify_final(&message);
                 } else if !self.messages.contains_key(&id) && !self.in_flight.contains_key(&id) {
-                    self.admit(*message);
+                    // The message was read before this command was queued; meanwhile this
+                    // dispatcher may have sent it (it was pending at start, or admitted by another
+                    // path) and let it go. Admit what the store says now, never the old copy: a
+                    // message that has ended is only reported, never queued again.
+                    match self.store.outbox_message(id).await {
+                        Ok(Some(current)) if current.status.is_final() => self.notify_final(&current),
+                        Ok(Some(current)) => self.admit(current),
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::error!(target: "agent_pool", %error, id = %id, "could not read a message to admit; a restart admits it");
+                        }
+                    }
                 }
             }
             Command::Await(id, waiter) => {

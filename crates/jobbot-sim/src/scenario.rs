@@ -11,7 +11,8 @@
 //!   recruiters who sometimes reply, an operator who sometimes answers in topics;
 //! - the scripted one ([`Scripted`]): a fixed number of vacancies, each drawn from the seed and
 //!   its index, every recruiter replying once to each agent that wrote to them, and the operator
-//!   answering every relayed contact message in its topic. Each step is derived from the world's
+//!   answering every relayed contact message in its topic. The first vacancy waits until the
+//!   main account has connected once. Each step is derived from the world's
 //!   record plus a counter of posts made, so a restart (of the simulator or of jobbot) resumes
 //!   it without repeating or skipping anything: the crash suite's traffic.
 
@@ -296,7 +297,7 @@ impl Scripted {
     /// a step repeated after a restart does nothing twice.
     pub fn step(&mut self) -> StepReport {
         let mut report = StepReport::default();
-        if self.posted < self.posts {
+        if self.posted < self.posts && self.listened_to() {
             self.post_vacancy(self.posted);
             self.posted += 1;
             report.vacancies = 1;
@@ -304,6 +305,18 @@ impl Scripted {
         report.replies = self.reply_to_first_messages(Do::Act);
         report.answers = self.answer_relayed_messages(Do::Act);
         report
+    }
+
+    /// Whether the main account has ever connected. The sources wait for it: a session that never
+    /// connected has no update position to catch up from (Telegram's `updates.getState` starts
+    /// it), so posts before its first connection would be history, not traffic.
+    fn listened_to(&self) -> bool {
+        let main = jobbot_core::ids::SessionName::main();
+        self.layout
+            .world
+            .connection_history()
+            .iter()
+            .any(|entry| entry.session == main)
     }
 
     /// What the next step would do besides posting (recruiter replies and operator answers due

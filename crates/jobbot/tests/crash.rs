@@ -33,7 +33,7 @@ use common::{jobbot_run, sim_serve};
 use jobbot_core::ids::ChatId;
 use jobbot_core::store::{OutboxStatus, Store};
 use jobbot_core::workflow::{AutoResponseEnd, AutoResponseStep, Workflow};
-use jobbot_sim::MessageRecord;
+use jobbot_sim::{MessageRecord, RateLimitParams, SimParams};
 use jobbot_sim::scenario::DemoWorld;
 use jobbot_sim_remote::RemoteConnector;
 use jobbot_sim_remote::rpc::AdminRpcClient;
@@ -154,9 +154,13 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
         let _ = std::fs::remove_file(&file);
         file
     });
+    let params = dir.path().join("params.json");
+    std::fs::write(&params, serde_json::to_string(&world_params(seed)).unwrap()).unwrap();
     let (mut server, address) = sim_serve(
         &dir.path().join("sim-state.json"),
         &[
+            "--params",
+            params.to_str().unwrap(),
             "--world",
             "scripted",
             "--seed",
@@ -182,6 +186,12 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
     let mut moments = StdRng::seed_from_u64(seed ^ stop_salt(stop));
     for number in 1..=stops {
         let mut process = jobbot_run(&data, address, log.as_deref());
+        if stop == Stop::Term {
+            // A SIGTERM before the process listens for it ends it by the signal's default
+            // action: the moment counts from when it holds the data directory (it listens
+            // before it takes the lock). SIGKILL needs no such wait.
+            holds_data_dir(&data, process.pid()).await;
+        }
         tokio::time::sleep(Duration::from_millis(moments.random_range(LIFETIME_MS))).await;
         process.signal(stop.signal());
         let status = process.exited(Duration::from_secs(60)).await;
@@ -199,6 +209,10 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
     let give_up = tokio::time::Instant::now() + SETTLE;
     loop {
         if settled(&admin, &store, &layout, &config).await {
+            eprintln!(
+                "{stop:?} run: settled {:?} after the last start",
+                SETTLE - give_up.saturating_duration_since(tokio::time::Instant::now())
+            );
             break;
         }
         if tokio::time::Instant::now() > give_up {
@@ -230,11 +244,50 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
     tally
 }
 
+/// The scripted world's parameters with Telegram's limits scaled to the suite's minutes: the
+/// same kinds of answers (flood waits that double, `PEER_FLOOD` for the young agent), with waits
+/// of seconds instead of minutes, so the last process can finish within [`SETTLE`]. The limits
+/// themselves are tested elsewhere (the simulator's contract suite, the engine's tests).
+fn world_params(seed: u64) -> SimParams {
+    let defaults = DemoWorld::params(seed);
+    let scaled = |limit: RateLimitParams, per_minute: u32, first_wait_seconds: u32| {
+        RateLimitParams {
+            per_minute,
+            burst: limit.burst * 2,
+            first_wait_seconds,
+            max_wait_seconds: first_wait_seconds * 4,
+            violation_memory_seconds: 60,
+        }
+    };
+    SimParams {
+        send_messages: scaled(defaults.send_messages, 60, 3),
+        resolve_username: scaled(defaults.resolve_username, 30, 5),
+        create_forum_topic: scaled(defaults.create_forum_topic, 30, 3),
+        ..defaults
+    }
+}
+
 fn stop_salt(stop: Stop) -> u64 {
     match stop {
         Stop::Kill => 0x6b69_6c6c,
         Stop::Term => 0x7465_726d,
     }
+}
+
+/// Waits until the process `pid` holds the data directory's lock (it writes itself into it).
+async fn holds_data_dir(data: &Path, pid: i32) {
+    let lock = data.join("data").join("jobbot.lock");
+    common::wait_until(
+        "jobbot run takes the data directory's lock",
+        Duration::from_secs(60),
+        || async {
+            std::fs::read_to_string(&lock)
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .is_some_and(|holder| holder["pid"] == serde_json::json!(pid))
+        },
+    )
+    .await;
 }
 
 async fn open_store(data: &Path) -> SqliteStore {
