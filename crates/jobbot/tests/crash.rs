@@ -93,12 +93,17 @@ struct Tally {
     lost: u64,
     duplicated: u64,
     problems: Vec<String>,
+    /// Things found that happened, by kind: a run without traffic of every kind proves nothing.
+    seen: BTreeMap<&'static str, u64>,
 }
 
 impl Tally {
     /// Something that must have happened exactly `count == 1` times.
-    fn once(&mut self, count: usize, what: impl FnOnce() -> String) {
+    fn once(&mut self, kind: &'static str, count: usize, what: impl FnOnce() -> String) {
         self.checked += 1;
+        if count > 0 {
+            *self.seen.entry(kind).or_default() += 1;
+        }
         match count {
             1 => {}
             0 => self.lose(what()),
@@ -137,6 +142,9 @@ impl Tally {
         self.lost += other.lost;
         self.duplicated += other.duplicated;
         self.problems.extend(other.problems);
+        for (kind, count) in other.seen {
+            *self.seen.entry(kind).or_default() += count;
+        }
     }
 }
 
@@ -208,18 +216,14 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
     let store = open_store(&data).await;
     let give_up = tokio::time::Instant::now() + SETTLE;
     loop {
-        if settled(&admin, &store, &layout, &config).await {
-            eprintln!(
-                "{stop:?} run: settled {:?} after the last start",
-                SETTLE - give_up.saturating_duration_since(tokio::time::Instant::now())
-            );
-            break;
+        match settled(&admin, &store, &layout, &config).await {
+            Ok(()) => break,
+            Err(outstanding) if tokio::time::Instant::now() > give_up => {
+                eprintln!("{stop:?} run: not settled within {SETTLE:?}: {outstanding}");
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
-        if tokio::time::Instant::now() > give_up {
-            eprintln!("{stop:?} run: not settled within {SETTLE:?}; checking what there is");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     last.signal("TERM");
     let status = last.exited(Duration::from_secs(60)).await;
@@ -232,6 +236,18 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
         tally.duplicate(format!(
             "{overlaps} connection(s) opened while their session had another one open"
         ));
+    }
+    for kind in [
+        "notification",
+        "auto-response",
+        "relayed reply",
+        "operator answer",
+    ] {
+        assert!(
+            tally.seen.contains_key(kind),
+            "{stop:?} run: no {kind} happened at all, so none was checked: {:?}",
+            tally.seen
+        );
     }
     store.close().await;
     server.signal("TERM");
@@ -303,25 +319,37 @@ async fn open_store(data: &Path) -> SqliteStore {
 }
 
 /// Whether the world waits for nothing: the scripted activity has nothing left to do, jobbot
-/// has no workflow running and no message pending, and the checks miss nothing.
+/// has no workflow running and no message pending, and the checks miss nothing. Otherwise, what
+/// is outstanding.
 async fn settled(
     admin: &RpcClient,
     store: &SqliteStore,
     layout: &DemoWorld,
     config: &serde_json::Value,
-) -> bool {
+) -> Result<(), String> {
     let progress = admin.scripted_progress().await.unwrap().unwrap();
     let due = progress.due;
     if due.vacancies + due.replies + due.answers > 0 {
-        return false;
+        return Err(format!("the scripted world has this due: {due:?}"));
     }
-    let (Ok(active), Ok(pending)) = (store.active_workflows().await, store.pending_outbox().await)
-    else {
-        return false;
-    };
-    active.is_empty()
-        && pending.is_empty()
-        && check(admin, store, layout, config).await.lost == 0
+    let active = store.active_workflows().await.map_err(|error| error.to_string())?;
+    if !active.is_empty() {
+        let keys: Vec<_> = active.iter().map(|workflow| &workflow.key).collect();
+        return Err(format!("workflows running: {keys:?}"));
+    }
+    let pending = store.pending_outbox().await.map_err(|error| error.to_string())?;
+    if !pending.is_empty() {
+        let keys: Vec<_> = pending
+            .iter()
+            .map(|message| (message.id, &message.message.idempotency_key, &message.holdup))
+            .collect();
+        return Err(format!("messages pending: {keys:?}"));
+    }
+    let missing = check(admin, store, layout, config).await;
+    if missing.lost > 0 {
+        return Err(format!("missing: {:?}", missing.problems));
+    }
+    Ok(())
 }
 
 /// A channel's filters and sources, as the configuration has them.
@@ -441,7 +469,7 @@ async fn check(
                 .count();
             let what = || format!("notification of {} in {}", vacancy.tag, rule.id);
             if rule.matches(&vacancy.source_name, &vacancy.message.text) {
-                tally.once(count, what);
+                tally.once("notification", count, what);
             } else {
                 tally.never(count, what);
             }
@@ -501,7 +529,7 @@ async fn check(
             .unwrap();
         match (outbox.map(|message| message.status), delivered_by_contact.get(username)) {
             // Sent (Telegram answered): exactly once in the record.
-            (Some(OutboxStatus::Sent), _) => tally.once(received, what),
+            (Some(OutboxStatus::Sent), _) => tally.once("auto-response", received, what),
             // Ended failed or expired, typed (`OutboxEnd`): it may have gone out before the
             // answer was lost, never twice.
             (Some(OutboxStatus::Failed | OutboxStatus::Expired), _) => {
@@ -550,7 +578,7 @@ async fn check(
                     tally.checked += 1;
                     tally.lose(format!("{} (relayed elsewhere)", what()));
                 } else {
-                    tally.once(relayed.len(), what);
+                    tally.once("relayed reply", relayed.len(), what);
                 }
             }
         }
@@ -587,7 +615,9 @@ async fn check(
                 .filter(|message| message.text.contains(tag))
                 .count();
         }
-        tally.once(received, || format!("operator answer {tag} to @{username}"));
+        tally.once("operator answer", received, || {
+            format!("operator answer {tag} to @{username}")
+        });
     }
     tally
 }
