@@ -171,7 +171,9 @@ async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<
             .check_authorization(&main, &ConnectOptions::default())
             .await;
         match checked {
-            Err(ConnectError::SessionBusy { .. }) if tokio::time::Instant::now() + wait < give_up => {
+            Err(ConnectError::SessionBusy { .. })
+                if tokio::time::Instant::now() + wait < give_up =>
+            {
                 tracing::warn!("the main session is busy; asking again in {wait:?}");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(std::time::Duration::from_secs(5));

@@ -33,12 +33,12 @@ use common::{jobbot_run, sim_serve};
 use jobbot_core::ids::ChatId;
 use jobbot_core::store::{OutboxStatus, Store};
 use jobbot_core::workflow::{AutoResponseEnd, AutoResponseStep, Workflow};
-use jobbot_sim::{MessageRecord, RateLimitParams, SimParams};
 use jobbot_sim::scenario::DemoWorld;
+use jobbot_sim::{MessageRecord, RateLimitParams, SimParams};
 use jobbot_sim_remote::RemoteConnector;
+use jobbot_sim_remote::client::RpcClient;
 use jobbot_sim_remote::rpc::AdminRpcClient;
 use jobbot_store::SqliteStore;
-use jobbot_sim_remote::client::RpcClient;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -198,7 +198,7 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
             // A SIGTERM before the process listens for it ends it by the signal's default
             // action: the moment counts from when it holds the data directory (it listens
             // before it takes the lock). SIGKILL needs no such wait.
-            holds_data_dir(&data, process.pid()).await;
+            common::holds_data_dir(&data, process.pid()).await;
         }
         tokio::time::sleep(Duration::from_millis(moments.random_range(LIFETIME_MS))).await;
         process.signal(stop.signal());
@@ -266,15 +266,14 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
 /// themselves are tested elsewhere (the simulator's contract suite, the engine's tests).
 fn world_params(seed: u64) -> SimParams {
     let defaults = DemoWorld::params(seed);
-    let scaled = |limit: RateLimitParams, per_minute: u32, first_wait_seconds: u32| {
-        RateLimitParams {
+    let scaled =
+        |limit: RateLimitParams, per_minute: u32, first_wait_seconds: u32| RateLimitParams {
             per_minute,
             burst: limit.burst * 2,
             first_wait_seconds,
             max_wait_seconds: first_wait_seconds * 4,
             violation_memory_seconds: 60,
-        }
-    };
+        };
     SimParams {
         send_messages: scaled(defaults.send_messages, 60, 3),
         resolve_username: scaled(defaults.resolve_username, 30, 5),
@@ -288,22 +287,6 @@ fn stop_salt(stop: Stop) -> u64 {
         Stop::Kill => 0x6b69_6c6c,
         Stop::Term => 0x7465_726d,
     }
-}
-
-/// Waits until the process `pid` holds the data directory's lock (it writes itself into it).
-async fn holds_data_dir(data: &Path, pid: i32) {
-    let lock = data.join("data").join("jobbot.lock");
-    common::wait_until(
-        "jobbot run takes the data directory's lock",
-        Duration::from_secs(60),
-        || async {
-            std::fs::read_to_string(&lock)
-                .ok()
-                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-                .is_some_and(|holder| holder["pid"] == serde_json::json!(pid))
-        },
-    )
-    .await;
 }
 
 async fn open_store(data: &Path) -> SqliteStore {
@@ -332,16 +315,28 @@ async fn settled(
     if due.vacancies + due.replies + due.answers > 0 {
         return Err(format!("the scripted world has this due: {due:?}"));
     }
-    let active = store.active_workflows().await.map_err(|error| error.to_string())?;
+    let active = store
+        .active_workflows()
+        .await
+        .map_err(|error| error.to_string())?;
     if !active.is_empty() {
         let keys: Vec<_> = active.iter().map(|workflow| &workflow.key).collect();
         return Err(format!("workflows running: {keys:?}"));
     }
-    let pending = store.pending_outbox().await.map_err(|error| error.to_string())?;
+    let pending = store
+        .pending_outbox()
+        .await
+        .map_err(|error| error.to_string())?;
     if !pending.is_empty() {
         let keys: Vec<_> = pending
             .iter()
-            .map(|message| (message.id, &message.message.idempotency_key, &message.holdup))
+            .map(|message| {
+                (
+                    message.id,
+                    &message.message.idempotency_key,
+                    &message.holdup,
+                )
+            })
             .collect();
         return Err(format!("messages pending: {keys:?}"));
     }
@@ -527,7 +522,10 @@ async fn check(
             .outbox_by_key(&format!("auto_response:{CRM_CHANNEL}:{}", recruiter.get()))
             .await
             .unwrap();
-        match (outbox.map(|message| message.status), delivered_by_contact.get(username)) {
+        match (
+            outbox.map(|message| message.status),
+            delivered_by_contact.get(username),
+        ) {
             // Sent (Telegram answered): exactly once in the record.
             (Some(OutboxStatus::Sent), _) => tally.once("auto-response", received, what),
             // Ended failed or expired, typed (`OutboxEnd`): it may have gone out before the
@@ -544,7 +542,11 @@ async fn check(
 
     // The CRM: each contact's topic, recruiter replies in it, operator answers to the contact.
     let topics = admin.topics(layout.crm_group).await.unwrap().unwrap();
-    let group_messages = admin.chat_messages(layout.crm_group).await.unwrap().unwrap();
+    let group_messages = admin
+        .chat_messages(layout.crm_group)
+        .await
+        .unwrap()
+        .unwrap();
     let topic_of = |username: &str| {
         let suffix = format!("(@{username})");
         topics
@@ -557,7 +559,11 @@ async fn check(
         let own_topics = topic_of(username);
         tally.at_most_once(own_topics.len(), || format!("topic of @{username}"));
         for agent in &agents {
-            let replies = admin.received_from(*agent, *recruiter).await.unwrap().unwrap();
+            let replies = admin
+                .received_from(*agent, *recruiter)
+                .await
+                .unwrap()
+                .unwrap();
             for reply in replies {
                 let relayed: Vec<&MessageRecord> = group_messages
                     .iter()

@@ -190,3 +190,31 @@ async fn a_killed_client_releases_its_sessions_and_the_world_survives_a_server_r
     .await;
     assert_eq!(admin.duplicate_connections().await.unwrap(), 0);
 }
+
+/// `jobbot run` listens for SIGTERM from its first instant: a stop asked for while it is still
+/// starting (here: as soon as it holds its data directory, before it has connected anything) is
+/// an orderly one, with exit status 0, not the signal's default death. (The crash suite stops
+/// processes at random moments, many of them mid-start.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_jobbot_run_starts_is_an_orderly_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("configs")).unwrap();
+    let config = data.join("configs").join("channels_config.json");
+    let (_server, address) = sim_serve(
+        &dir.path().join("sim-state.json"),
+        &[
+            "--world",
+            "scripted",
+            "--posts",
+            "0",
+            "--write-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let mut client = common::jobbot_run(&data, address, None);
+    common::holds_data_dir(&data, client.pid()).await;
+    client.signal("TERM");
+    let status = client.exited(Duration::from_secs(60)).await;
+    assert!(status.success(), "{status}");
+}

@@ -111,6 +111,23 @@ pub fn jobbot_run(data: &Path, address: SocketAddr, log: Option<&Path>) -> Proce
     }
 }
 
+/// Waits until the process `pid` holds the lock of the data directory `data` (`jobbot run`
+/// writes itself into it once it holds it).
+pub async fn holds_data_dir(data: &Path, pid: i32) {
+    let lock = data.join("data").join("jobbot.lock");
+    wait_until(
+        "jobbot run takes the data directory's lock",
+        Duration::from_secs(60),
+        || async {
+            std::fs::read_to_string(&lock)
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .is_some_and(|holder| holder["pid"] == serde_json::json!(pid))
+        },
+    )
+    .await;
+}
+
 /// Polls `check` (on state) every 50 ms until it holds, failing after `deadline`.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)
 where
