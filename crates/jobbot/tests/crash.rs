@@ -429,6 +429,27 @@ fn has_tag(text: &str, tag: &str) -> bool {
     })
 }
 
+/// How many private messages `contact` received from any of `agents` containing `mark`.
+async fn received_from_agents(
+    admin: &RpcClient,
+    contact: ChatId,
+    agents: &[ChatId],
+    mark: &str,
+) -> usize {
+    let mut received = 0;
+    for agent in agents {
+        received += admin
+            .received_from(contact, *agent)
+            .await
+            .unwrap()
+            .unwrap()
+            .iter()
+            .filter(|message| message.text.contains(mark))
+            .count();
+    }
+    received
+}
+
 /// Everything the suite promises, checked from the record.
 async fn check(
     admin: &RpcClient,
@@ -506,17 +527,7 @@ async fn check(
         }
     }
     for (username, recruiter) in &layout.recruiters {
-        let mut received = 0;
-        for agent in &agents {
-            received += admin
-                .received_from(*recruiter, *agent)
-                .await
-                .unwrap()
-                .unwrap()
-                .iter()
-                .filter(|message| message.text.contains(AUTO_RESPONSE_MARK))
-                .count();
-        }
+        let received = received_from_agents(admin, *recruiter, &agents, AUTO_RESPONSE_MARK).await;
         let what = || format!("auto-response to @{username}");
         let outbox = store
             .outbox_by_key(&format!("auto_response:{CRM_CHANNEL}:{}", recruiter.get()))
@@ -610,17 +621,7 @@ async fn check(
         }) else {
             panic!("an operator answer {tag:?} in topic {topic:?} of nobody known");
         };
-        let mut received = 0;
-        for agent in &agents {
-            received += admin
-                .received_from(*recruiter, *agent)
-                .await
-                .unwrap()
-                .unwrap()
-                .iter()
-                .filter(|message| message.text.contains(tag))
-                .count();
-        }
+        let received = received_from_agents(admin, *recruiter, &agents, tag).await;
         tally.once("operator answer", received, || {
             format!("operator answer {tag} to @{username}")
         });
