@@ -218,3 +218,60 @@ async fn a_sigterm_while_jobbot_run_starts_is_an_orderly_stop() {
     let status = client.exited(Duration::from_secs(60)).await;
     assert!(status.success(), "{status}");
 }
+
+/// At start, a main session held by someone else (after a crash: the previous process's
+/// connection, until the simulator or Telegram notices it is gone) is asked again for a while
+/// instead of ending the start with an error; once released, `jobbot run` takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobbot_run_waits_for_a_busy_main_session_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("configs")).unwrap();
+    let config = data.join("configs").join("channels_config.json");
+    let (_server, address) = sim_serve(
+        &dir.path().join("sim-state.json"),
+        &[
+            "--world",
+            "scripted",
+            "--posts",
+            "0",
+            "--write-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let connector = RemoteConnector::new(address);
+    let admin = connector.client().await.unwrap();
+    let main = SessionName::main();
+    let holder = connector
+        .connect(&main, &ConnectOptions::default())
+        .await
+        .expect("the main session connects");
+    let log = dir.path().join("jobbot.log");
+    let mut client = common::Process {
+        child: common::jobbot_run_command(&data, address)
+            .env("RUST_LOG", "warn")
+            .stderr(common::append(&log))
+            .spawn()
+            .expect("jobbot run starts"),
+    };
+    wait_until(
+        "jobbot run finds the main session busy",
+        Duration::from_secs(60),
+        || async {
+            std::fs::read_to_string(&log).is_ok_and(|text| text.contains("main session is busy"))
+        },
+    )
+    .await;
+    holder.disconnect().await;
+    drop(holder);
+    wait_until(
+        "jobbot run holds the main session",
+        Duration::from_secs(60),
+        || async { admin.open_connections(main.clone()).await.unwrap() == 1 },
+    )
+    .await;
+    assert!(client.child.try_wait().unwrap().is_none(), "still running");
+    client.signal("TERM");
+    assert!(client.exited(Duration::from_secs(60)).await.success());
+    assert_eq!(admin.duplicate_connections().await.unwrap(), 0);
+}

@@ -84,9 +84,8 @@ pub fn sim_serve(state: &Path, args: &[&str]) -> (Process, SocketAddr) {
     (Process { child }, address)
 }
 
-/// Starts `jobbot --data-dir DATA run --telegram sim://ADDRESS` (its web on a free port), its
-/// log (`RUST_LOG`, when set) appended to `log` when given.
-pub fn jobbot_run(data: &Path, address: SocketAddr, log: Option<&Path>) -> Process {
+/// `jobbot --data-dir DATA run --telegram sim://ADDRESS` (its web on a free port), to spawn.
+pub fn jobbot_run_command(data: &Path, address: SocketAddr) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_jobbot"));
     command
         .arg("--data-dir")
@@ -95,20 +94,28 @@ pub fn jobbot_run(data: &Path, address: SocketAddr, log: Option<&Path>) -> Proce
         .arg(format!("sim://{address}"))
         .env("JOBBOT_ADMIN_PASSWORD", "not-used-by-this-test")
         .stdout(Stdio::null());
+    command
+}
+
+/// Starts [`jobbot_run_command`], its log (`RUST_LOG`, when set) appended to `log` when given.
+pub fn jobbot_run(data: &Path, address: SocketAddr, log: Option<&Path>) -> Process {
+    let mut command = jobbot_run_command(data, address);
     match log {
-        Some(file) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(file)
-                .expect("the log file opens");
-            command.stderr(file)
-        }
+        Some(file) => command.stderr(append(file)),
         None => command.env_remove("RUST_LOG").stderr(Stdio::null()),
     };
     Process {
         child: command.spawn().expect("jobbot run starts"),
     }
+}
+
+/// `file` opened for appending (created if missing).
+pub fn append(file: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .expect("the log file opens")
 }
 
 /// Waits until the process `pid` holds the lock of the data directory `data` (`jobbot run`
