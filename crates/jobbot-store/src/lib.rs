@@ -15,6 +15,7 @@
 mod config_store;
 mod knowledge;
 mod memory;
+mod rows;
 mod sqlite;
 
 use std::path::PathBuf;
