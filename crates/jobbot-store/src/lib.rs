@@ -15,6 +15,7 @@
 mod config_store;
 mod knowledge;
 mod memory;
+mod postgres;
 mod rows;
 mod sqlite;
 
@@ -28,6 +29,7 @@ pub use config_store::{
     ConfigStore, ConfigWatch, MigrationReport, Snapshot, StoreError, migrate_file,
 };
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::{Durability, SqliteStore};
 
 /// A failure to open the operational store. Messages name the database file; they never hold
@@ -50,6 +52,35 @@ pub enum DatabaseError {
     #[error("could not bring the database {path} up to date: {source}")]
     Migrate {
         path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error(
+        "the database URL's scheme {scheme:?} is not PostgreSQL's: give \
+         postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    )]
+    NotPostgres { scheme: String },
+    /// The database URL does not parse (the message describes the problem, not the URL, which
+    /// may hold a password).
+    #[error("the database URL is not a valid PostgreSQL URL: {source}")]
+    InvalidUrl {
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "the schema name {schema:?} is not a plain identifier (lower-case letters, digits and \
+         underscores, at most 63, not starting with a digit)"
+    )]
+    InvalidSchema { schema: String },
+    #[error("could not connect to the database {database}: {source}")]
+    Connect {
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("could not bring the database {database} up to date: {source}")]
+    MigrateDatabase {
+        database: String,
         #[source]
         source: sqlx::migrate::MigrateError,
     },
