@@ -5,10 +5,12 @@
 //!   edits without ever writing over a file it could not load.
 //! - [`SqliteStore`] implements the core's operational store port, [`jobbot_core::store::Store`]:
 //!   the durable outbox, processed messages and repost claims, CRM conversations with their
-//!   relay records, and statistics. A PostgreSQL backend comes later behind the same trait and
-//!   runs the same conformance checks (`tests/store.rs`).
-//! - Both also implement the core's [`jobbot_core::ai::knowledge::KnowledgeIndex`]: the AI's
-//!   knowledge files, searched with SQLite FTS5 (or BM25 in memory).
+//!   relay records, workflows, pauses, statistics, web sessions and API tokens.
+//! - [`PostgresStore`] implements the same port on PostgreSQL, with the same tables and the same
+//!   row reading (`rows.rs`), and passes the same conformance checks (`tests/store.rs`).
+//! - All of them also implement the core's [`jobbot_core::ai::knowledge::KnowledgeIndex`]: the
+//!   AI's knowledge files, searched with SQLite FTS5, PostgreSQL full-text search, or BM25 in
+//!   memory.
 //! - [`MemoryStore`] implements the same port in memory, with the same semantics and the same
 //!   conformance checks, for the engine's paused-time tests and benchmarks. It persists nothing.
 

@@ -642,7 +642,7 @@ async fn migrate_file_leaves_a_file_that_does_not_load_alone() {
 // ---------------------------------------------------------------------------------------------
 // Operational store
 
-/// The checks every [`Store`] backend must pass; the PostgreSQL backend will run these too. Each
+/// The checks every [`Store`] backend must pass (memory, SQLite, PostgreSQL). Each
 /// check other than `check_store` expects a store with an empty outbox. Times are small made-up
 /// instants, so a backend that read the real clock instead of the `at` it is given fails.
 mod conformance {
