@@ -9,12 +9,42 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use jobbot_core::ai::knowledge::{KnowledgeChunk, KnowledgeHit, KnowledgeIndex, KnowledgeSource};
 use jobbot_core::store::{StoreError, UnixMillis};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 
+use crate::rows::{StoredRow, column, failed, read_row};
 use crate::{MemoryStore, PostgresStore, SqliteStore};
 
-fn failed(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |error| StoreError::new(operation, error)
+fn read_source(row: &impl StoredRow) -> Result<KnowledgeSource, String> {
+    Ok(KnowledgeSource {
+        source: column(row, "source")?,
+        digest: column(row, "digest")?,
+        chunks: count_column(row, "chunks")?,
+        indexed_at: UnixMillis(column(row, "indexed_at")?),
+    })
+}
+
+fn read_hit(row: &impl StoredRow) -> Result<KnowledgeHit, String> {
+    Ok(KnowledgeHit {
+        source: column(row, "source")?,
+        position: count_column(row, "position")?,
+        text: column(row, "text")?,
+    })
+}
+
+fn count_column(row: &impl StoredRow, name: &str) -> Result<u32, String> {
+    let value: i64 = column(row, name)?;
+    u32::try_from(value).map_err(|_| format!("column {name}: {value} is out of range"))
+}
+
+/// Reads knowledge rows (they have no `id` to name them by).
+fn read_all<T, R: StoredRow>(
+    operation: &'static str,
+    rows: &[R],
+    read: impl Fn(&R) -> Result<T, String>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(|row| read_row(operation, "a knowledge row", row, &read))
+        .collect()
 }
 
 /// An FTS5 query matching any of `terms`, each quoted so no term is read as query syntax
@@ -109,15 +139,7 @@ impl KnowledgeIndex for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(failed("list knowledge files"))?;
-        Ok(rows
-            .iter()
-            .map(|row| KnowledgeSource {
-                source: row.get("source"),
-                digest: row.get("digest"),
-                chunks: row.get::<i64, _>("chunks") as u32,
-                indexed_at: UnixMillis(row.get("indexed_at")),
-            })
-            .collect())
+        read_all("list knowledge files", &rows, read_source)
     }
 
     async fn search_knowledge(
@@ -141,14 +163,7 @@ impl KnowledgeIndex for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(failed("search the knowledge files"))?;
-        Ok(rows
-            .iter()
-            .map(|row| KnowledgeHit {
-                source: row.get("source"),
-                position: row.get::<i64, _>("position") as u32,
-                text: row.get("text"),
-            })
-            .collect())
+        read_all("search the knowledge files", &rows, read_hit)
     }
 }
 
@@ -234,15 +249,7 @@ impl KnowledgeIndex for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(failed("list knowledge files"))?;
-        Ok(rows
-            .iter()
-            .map(|row| KnowledgeSource {
-                source: row.get("source"),
-                digest: row.get("digest"),
-                chunks: row.get::<i64, _>("chunks") as u32,
-                indexed_at: UnixMillis(row.get("indexed_at")),
-            })
-            .collect())
+        read_all("list knowledge files", &rows, read_source)
     }
 
     async fn search_knowledge(
@@ -284,14 +291,7 @@ impl KnowledgeIndex for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(failed("search the knowledge files"))?;
-        Ok(rows
-            .iter()
-            .map(|row| KnowledgeHit {
-                source: row.get("source"),
-                position: row.get::<i64, _>("position") as u32,
-                text: row.get("text"),
-            })
-            .collect())
+        read_all("search the knowledge files", &rows, read_hit)
     }
 }
 

@@ -6,10 +6,10 @@
 
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    ApiTokenRecord, Conversation, ConversationId, ConversationStatus, InDoubt, NewOutboxMessage,
-    OutboxId, OutboxKind, OutboxMessage, OutboxStatus, ProcessedMessage, RelayDirection,
-    SecretDigest, SentRecord, StoreError, UnixMillis, VacancyRecord, VacancyStatus, WebSession,
-    WorkflowId, WorkflowRecord,
+    AgentEvent, AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus,
+    InDoubt, NewOutboxMessage, OutboxCounts, OutboxId, OutboxKind, OutboxMessage, OutboxStats,
+    OutboxStatus, ProcessedMessage, RelayDirection, SecretDigest, SentRecord, StoreError,
+    UnixMillis, VacancyRecord, VacancyStatus, WebSession, WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{PeerRef, RandomId, SentMessage, TopicId};
 use serde::Serialize;
@@ -368,5 +368,72 @@ pub(crate) fn read_workflow_row(row: &impl StoredRow) -> Result<WorkflowRecord, 
         state: json_column(row, "state")?,
         created_at: UnixMillis(column(row, "created_at")?),
         updated_at: UnixMillis(column(row, "updated_at")?),
+    })
+}
+
+/// Counts by status from `(status, COUNT(*))` rows.
+pub(crate) fn outbox_counts_from(
+    operation: &'static str,
+    rows: Vec<(String, i64)>,
+) -> Result<OutboxCounts, StoreError> {
+    let mut counts = OutboxCounts::default();
+    for (status, count) in rows {
+        let count = as_count(count);
+        match parse_status(&status).map_err(|problem| StoreError::new(operation, problem))? {
+            OutboxStatus::Pending => counts.pending = count,
+            OutboxStatus::Sent => counts.sent = count,
+            OutboxStatus::Failed => counts.failed = count,
+            OutboxStatus::Expired => counts.expired = count,
+        }
+    }
+    Ok(counts)
+}
+
+/// The statistics from `(kind, status, COUNT(*))` and `(sent_agent, hour, COUNT(*))` rows.
+pub(crate) fn outbox_stats_from(
+    operation: &'static str,
+    by_kind: Vec<(String, String, i64)>,
+    per_hour: Vec<(String, i64, i64)>,
+) -> Result<OutboxStats, StoreError> {
+    let mut stats = OutboxStats::default();
+    for (kind, status, count) in by_kind {
+        let kind = OutboxKind::parse(&kind)
+            .ok_or_else(|| StoreError::new(operation, format!("unknown outbox kind {kind:?}")))?;
+        let status =
+            parse_status(&status).map_err(|problem| StoreError::new(operation, problem))?;
+        stats
+            .by_kind_and_status
+            .push((kind, status, as_count(count)));
+    }
+    for (agent, hour, count) in per_hour {
+        let agent = SessionName::parse(&agent)
+            .map_err(|error| StoreError::new(operation, format!("column sent_agent: {error}")))?;
+        stats
+            .sent_per_agent_hour
+            .push((agent, UnixMillis(hour), as_count(count)));
+    }
+    Ok(stats)
+}
+
+/// Session names read from column `agent`.
+pub(crate) fn agent_names(
+    operation: &'static str,
+    names: &[String],
+) -> Result<Vec<SessionName>, StoreError> {
+    names
+        .iter()
+        .map(|name| {
+            SessionName::parse(name)
+                .map_err(|error| StoreError::new(operation, format!("column agent: {error}")))
+        })
+        .collect()
+}
+
+/// Reads an `agent_events` row (`agent, detail, at`).
+pub(crate) fn read_agent_event(row: &impl StoredRow) -> Result<AgentEventRecord, String> {
+    Ok(AgentEventRecord {
+        agent: session_column(row, "agent")?.ok_or("column agent: NULL")?,
+        event: json_column::<AgentEvent>(row, "detail")?,
+        at: UnixMillis(column(row, "at")?),
     })
 }

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::store::{
-    AgentEvent, AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, Enqueued, Holdup,
+    AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, Enqueued, Holdup,
     IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts, OutboxEnd,
-    OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus, ProcessedMessage, RelayRecord,
-    SecretDigest, Store, StoreError, StoreHealth, UnixMillis, VacancyIntake, VacancyQuery,
-    VacancyRecord, WebSession, WorkflowId, WorkflowRecord,
+    OutboxId, OutboxMessage, OutboxStats, ProcessedMessage, RelayRecord, SecretDigest, Store,
+    StoreError, StoreHealth, UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, WebSession,
+    WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
 use jobbot_core::workflow::Workflow;
@@ -21,9 +21,10 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
 use crate::rows::{
     API_TOKEN_COLUMNS, CONVERSATION_COLUMNS, HOUR_MILLIS, OUTBOX_COLUMNS, VACANCY_COLUMNS,
-    WORKFLOW_COLUMNS, as_count, column, failed, is_unique_violation, json_column, parse_status,
-    read_api_token, read_conversations, read_outbox_rows, read_row, read_rows, read_vacancy_row,
-    read_web_session, read_workflow_row, relay_direction_text, session_column, to_json,
+    WORKFLOW_COLUMNS, agent_names, failed, is_unique_violation, outbox_counts_from,
+    outbox_stats_from, parse_status, read_agent_event, read_api_token, read_conversations,
+    read_outbox_rows, read_row, read_rows, read_vacancy_row, read_web_session, read_workflow_row,
+    relay_direction_text, to_json,
 };
 use crate::{
     DatabaseError, finished_workflow, never_attempted, no_conversation, no_outbox_message,
@@ -435,17 +436,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(failed(operation))?;
-        let mut counts = OutboxCounts::default();
-        for (status, count) in rows {
-            let count = u64::try_from(count).unwrap_or_default();
-            match parse_status(&status).map_err(|problem| StoreError::new(operation, problem))? {
-                OutboxStatus::Pending => counts.pending = count,
-                OutboxStatus::Sent => counts.sent = count,
-                OutboxStatus::Failed => counts.failed = count,
-                OutboxStatus::Expired => counts.expired = count,
-            }
-        }
-        Ok(counts)
+        outbox_counts_from(operation, rows)
     }
 
     async fn record_processed(&self, message: &ProcessedMessage) -> Result<bool, StoreError> {
@@ -942,26 +933,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(failed(operation))?;
-        let mut stats = OutboxStats::default();
-        for (kind, status, count) in by_kind {
-            let kind = OutboxKind::parse(&kind).ok_or_else(|| {
-                StoreError::new(operation, format!("unknown outbox kind {kind:?}"))
-            })?;
-            let status =
-                parse_status(&status).map_err(|problem| StoreError::new(operation, problem))?;
-            stats
-                .by_kind_and_status
-                .push((kind, status, as_count(count)));
-        }
-        for (agent, hour, count) in per_hour {
-            let agent = SessionName::parse(&agent).map_err(|error| {
-                StoreError::new(operation, format!("column sent_agent: {error}"))
-            })?;
-            stats
-                .sent_per_agent_hour
-                .push((agent, UnixMillis(hour), as_count(count)));
-        }
-        Ok(stats)
+        outbox_stats_from(operation, by_kind, per_hour)
     }
 
     async fn record_agent_event(&self, event: &AgentEventRecord) -> Result<(), StoreError> {
@@ -993,13 +965,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(failed(operation))?;
-        read_rows(operation, "agent event", &rows, |row| {
-            Ok(AgentEventRecord {
-                agent: session_column(row, "agent")?.ok_or("column agent: NULL")?,
-                event: json_column::<AgentEvent>(row, "detail")?,
-                at: UnixMillis(column(row, "at")?),
-            })
-        })
+        read_rows(operation, "agent event", &rows, read_agent_event)
     }
 
     async fn set_agent_paused(
@@ -1030,13 +996,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(failed(operation))?;
-        names
-            .iter()
-            .map(|name| {
-                SessionName::parse(name)
-                    .map_err(|error| StoreError::new(operation, format!("column agent: {error}")))
-            })
-            .collect()
+        agent_names(operation, &names)
     }
 
     async fn start_workflow(&self, new: &NewWorkflow) -> Result<(WorkflowId, bool), StoreError> {

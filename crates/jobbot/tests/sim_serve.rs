@@ -15,6 +15,7 @@ use jobbot_sim::contract::{self, CheckOutcome};
 use jobbot_sim_remote::RemoteConnector;
 use jobbot_sim_remote::fixture::{contract_params, remote_fixture};
 use jobbot_sim_remote::rpc::AdminRpcClient;
+use jobbot_store::PostgresStore;
 
 /// A `jobbot` child process, killed when dropped.
 struct Process {
@@ -276,4 +277,111 @@ async fn a_killed_client_releases_its_sessions_and_the_world_survives_a_server_r
     )
     .await;
     assert_eq!(admin.duplicate_connections().await.unwrap(), 0);
+}
+
+// ----- The operational store in PostgreSQL -----
+
+/// The PostgreSQL server of the store tests (`JOBBOT_TEST_DATABASE_URL`, checked by `.ci/test`).
+fn test_database_url() -> String {
+    std::env::var("JOBBOT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Runs SQL with `psql` (installed with `pg_isready`, which `.ci/test` requires), failing loudly.
+fn psql(url: &str, sql: &str) {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs (Debian: postgresql-client)");
+    assert!(
+        output.status.success(),
+        "this test needs PostgreSQL at {url} (JOBBOT_TEST_DATABASE_URL): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `DATABASE_URL=postgres://…` puts `jobbot run`'s records in PostgreSQL (here in a schema of
+/// its own, named by the URL's `options[search_path]`): the notifications it sends are on record
+/// there, and no SQLite file is created in the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobbot_run_keeps_its_records_in_postgresql_when_given_a_database_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sim-state.json");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("configs")).unwrap();
+    let config = data.join("configs").join("channels_config.json");
+    let (_server, address) = sim_serve(
+        &state,
+        &[
+            "--world",
+            "scripted",
+            "--seed",
+            "5",
+            // Posting goes on long after `jobbot run` connects (a session new to the world
+            // sees only what is posted after it connects).
+            "--pace-ms",
+            "500",
+            "--posts",
+            "200",
+            "--write-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let base = test_database_url();
+    let schema = format!("jobbot_cli_test_{}", std::process::id());
+    psql(
+        &base,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    );
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options[search_path]={schema}");
+    // The test's own view of the store; its migrations are the ones `jobbot run` finds applied.
+    let store = PostgresStore::connect(&url).await.unwrap();
+
+    let mut client = Process {
+        child: Command::new(env!("CARGO_BIN_EXE_jobbot"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["run", "--listen", "127.0.0.1:0", "--telegram"])
+            .arg(format!("sim://{address}"))
+            .env_remove("RUST_LOG")
+            .env("DATABASE_URL", &url)
+            .env("JOBBOT_ADMIN_PASSWORD", "not-used-by-this-test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("jobbot run starts"),
+    };
+    let admin = RemoteConnector::new(address).client().await.unwrap();
+    wait_until(
+        "jobbot run holds its main session",
+        Duration::from_secs(60),
+        || async { admin.open_connections(SessionName::main()).await.unwrap() == 1 },
+    )
+    .await;
+    wait_until(
+        "jobbot run records a sent notification in PostgreSQL",
+        Duration::from_secs(60),
+        || async {
+            use jobbot_core::store::Store as _;
+            store.outbox_counts().await.unwrap().sent > 0
+        },
+    )
+    .await;
+    use jobbot_core::store::Store as _;
+    assert!(
+        !store
+            .vacancies(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    client.signal("TERM");
+    assert!(client.wait_exit().success(), "a clean stop on SIGTERM");
+    assert!(
+        !data.join("data").join("jobbot.sqlite").exists(),
+        "no SQLite store beside PostgreSQL"
+    );
+    store.close().await;
+    psql(&base, &format!("DROP SCHEMA {schema} CASCADE"));
 }
