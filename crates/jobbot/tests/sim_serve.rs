@@ -300,6 +300,43 @@ fn psql(url: &str, sql: &str) {
     );
 }
 
+/// A schema of the test's own, dropped when the test ends, failed or not (declared before what
+/// uses it, so it is dropped after them).
+struct TestSchema {
+    base: String,
+    name: String,
+}
+
+impl TestSchema {
+    fn create(base: &str, name: String) -> Self {
+        psql(
+            base,
+            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
+        );
+        Self {
+            base: base.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let sql = format!(
+            "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {} CASCADE",
+            self.name
+        );
+        if std::thread::panicking() {
+            // Best effort: the test's own failure is the one to report.
+            let _ = Command::new("psql")
+                .args([self.base.as_str(), "-q", "-c", sql.as_str()])
+                .output();
+        } else {
+            psql(&self.base, &sql);
+        }
+    }
+}
+
 /// `DATABASE_URL=postgres://…` puts `jobbot run`'s records in PostgreSQL (here in a schema of
 /// its own, named by the URL's `options[search_path]`): the notifications it sends are on record
 /// there, and no SQLite file is created in the data directory.
@@ -328,13 +365,9 @@ async fn jobbot_run_keeps_its_records_in_postgresql_when_given_a_database_url() 
         ],
     );
     let base = test_database_url();
-    let schema = format!("jobbot_cli_test_{}", std::process::id());
-    psql(
-        &base,
-        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
-    );
+    let schema = TestSchema::create(&base, format!("jobbot_cli_test_{}", std::process::id()));
     let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}options[search_path]={schema}");
+    let url = format!("{base}{separator}options[search_path]={}", schema.name);
     // The test's own view of the store; its migrations are the ones `jobbot run` finds applied.
     let store = PostgresStore::connect(&url).await.unwrap();
 
@@ -383,5 +416,4 @@ async fn jobbot_run_keeps_its_records_in_postgresql_when_given_a_database_url() 
         "no SQLite store beside PostgreSQL"
     );
     store.close().await;
-    psql(&base, &format!("DROP SCHEMA {schema} CASCADE"));
 }
