@@ -1,5 +1,5 @@
 //! The store port: what the engine persists besides configuration. `jobbot-store` implements it
-//! (SQLite now, PostgreSQL next); nothing outside that crate writes SQL. Methods are shaped by
+//! (SQLite, PostgreSQL, and in memory); nothing outside that crate writes SQL. Methods are shaped by
 //! the domain (`enqueue`, `mark_sent`), never by tables, so backends stay interchangeable.
 
 use std::fmt;

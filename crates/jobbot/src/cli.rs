@@ -41,6 +41,13 @@ pub enum Command {
         /// `sim://127.0.0.1:PORT` (no API_ID / API_HASH or session files needed then).
         #[arg(long, value_name = "sim://HOST:PORT")]
         telegram: Option<String>,
+        /// Keep the operational store (outbox, vacancies, CRM records, workflows, pauses,
+        /// statistics, the web's sessions and API tokens) in PostgreSQL instead of
+        /// DATA_DIR/data/jobbot.sqlite: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
+        /// Default: DATABASE_URL from the environment or DATA_DIR/.env. The configuration file
+        /// and the session files stay in DATA_DIR.
+        #[arg(long, value_name = "postgres://…")]
+        database_url: Option<String>,
     },
     /// The Telegram simulator as its own process.
     #[command(subcommand)]
@@ -375,9 +382,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::demo::run(&data_dir, options).await
         }
-        Command::Run { web, telegram } => {
-            crate::run_command::run(&data_dir, &web, telegram.as_deref()).await
-        }
+        Command::Run {
+            web,
+            telegram,
+            database_url,
+        } => crate::run_command::run(&data_dir, &web, telegram.as_deref(), database_url).await,
         Command::Sim(SimCommand::Serve {
             listen,
             state,

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use jobbot_core::ids::SessionName;
+use jobbot_core::store::Store;
 use jobbot_core::telegram::{AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions};
 use jobbot_engine::{EngineClock, EngineSettings};
-use jobbot_store::{ConfigStore, SqliteStore};
+use jobbot_store::{ConfigStore, PostgresStore, SqliteStore};
 use jobbot_telegram::{GrammersConfig, GrammersConnector};
 
 use std::net::SocketAddr;
@@ -76,17 +77,63 @@ pub(crate) fn write_private(file: &std::path::Path, content: &str) -> std::io::R
     options.open(file)?.write_all(content.as_bytes())
 }
 
+/// The operational store `jobbot run` keeps its records in.
+enum OperationalStore {
+    /// `DATA_DIR/data/jobbot.sqlite`, the default.
+    Sqlite(SqliteStore),
+    /// `--database-url` / `DATABASE_URL`.
+    Postgres(PostgresStore),
+}
+
+impl OperationalStore {
+    /// PostgreSQL when a database URL is given (the flag, else `DATABASE_URL` from the
+    /// environment or `DATA_DIR/.env`), else SQLite in the data directory.
+    async fn open(data_dir: &DataDir, database_url: Option<String>) -> anyhow::Result<Self> {
+        let url = database_url
+            .or_else(|| data_dir.variables()("DATABASE_URL"))
+            .filter(|url| !url.trim().is_empty());
+        let Some(url) = url else {
+            let store = SqliteStore::open(data_dir.data())
+                .await
+                .context("could not open the database")?;
+            return Ok(Self::Sqlite(store));
+        };
+        let store = PostgresStore::connect(&url)
+            .await
+            .context("could not open the database (--database-url / DATABASE_URL)")?;
+        tracing::info!("operational store: {}", store.database());
+        Ok(Self::Postgres(store))
+    }
+
+    fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
+        }
+    }
+}
+
 /// `telegram`: `None` for real Telegram, or `sim://HOST:PORT` for `jobbot sim serve`.
+/// `database_url`: see [`OperationalStore::open`].
 pub async fn run(
     data_dir: &DataDir,
     web: &crate::cli::WebArgs,
     telegram: Option<&str>,
+    database_url: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     // First of all, so a stop asked for while starting is an orderly one.
     let stop = ShutdownSignal::install();
     // Before anything is opened: one process per data directory.
     let _lock = DataDirLock::acquire(&data_dir.data().join(DataDirLock::FILE_NAME), "run")?;
     let listen = web.listen_address()?;
+    let store = OperationalStore::open(data_dir, database_url).await?;
     let connector: Arc<dyn AccountConnector> = match telegram {
         Some(url) => {
             let connector =
@@ -104,9 +151,6 @@ pub async fn run(
     let config = ConfigStore::open(&config_file)
         .await
         .with_context(|| format!("could not load {}", config_file.display()))?;
-    let store = SqliteStore::open(data_dir.data())
-        .await
-        .context("could not open the database")?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
@@ -115,7 +159,7 @@ pub async fn run(
     let web = web.settings(auth, address);
     let running = app::start(app::AppParts {
         connector,
-        store: Arc::new(store.clone()),
+        store: store.shared(),
         config,
         settings: EngineSettings::default(),
         monitor: monitor_settings(data_dir)?,

@@ -187,6 +187,44 @@ fn run_refuses_to_start_without_a_logged_in_main_account() {
     );
 }
 
+/// A database URL that is not PostgreSQL, or a server that does not answer, stops `jobbot run`
+/// before anything else, naming the problem and never the URL's password.
+#[test]
+fn run_refuses_a_database_url_it_cannot_use_without_printing_its_password() {
+    let check = |flag: Option<&str>, variable: Option<&str>, expected: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jobbot"));
+        command.arg("--data-dir").arg(dir.path()).arg("run");
+        if let Some(url) = flag {
+            command.args(["--database-url", url]);
+        }
+        command.env_remove("DATABASE_URL").env_remove("RUST_LOG");
+        if let Some(url) = variable {
+            command.env("DATABASE_URL", url);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(
+            !dir.path().join("data").join("jobbot.sqlite").exists(),
+            "no SQLite store instead"
+        );
+    };
+    check(
+        Some("mysql://jobbot:hunter2@db/jobbot"),
+        None,
+        "scheme \"mysql\" is not PostgreSQL's",
+    );
+    // Nothing listens on port 1.
+    check(
+        None,
+        Some("postgres://jobbot:hunter2@127.0.0.1:1/jobbot"),
+        "could not connect to the database postgres://jobbot@127.0.0.1:1/jobbot",
+    );
+}
+
 /// Runs `jobbot inspect` with `text` on stdin; returns the exit status, the parsed JSON (Null
 /// when stdout is not JSON) and stderr.
 fn inspect(data_dir: &Path, args: &[&str], text: &str) -> (Output, serde_json::Value) {

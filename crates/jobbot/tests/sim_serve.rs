@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{sim_serve, wait_until};
@@ -15,6 +16,7 @@ use jobbot_sim::contract::{self, CheckOutcome};
 use jobbot_sim_remote::RemoteConnector;
 use jobbot_sim_remote::fixture::{contract_params, remote_fixture};
 use jobbot_sim_remote::rpc::AdminRpcClient;
+use jobbot_store::PostgresStore;
 
 fn write_params(dir: &Path) -> PathBuf {
     let file = dir.join("params.json");
@@ -274,4 +276,137 @@ async fn jobbot_run_waits_for_a_busy_main_session_at_start() {
     client.signal("TERM");
     assert!(client.exited(Duration::from_secs(60)).await.success());
     assert_eq!(admin.duplicate_connections().await.unwrap(), 0);
+}
+
+// ----- The operational store in PostgreSQL -----
+
+/// The PostgreSQL server of the store tests (`JOBBOT_TEST_DATABASE_URL`, checked by `.ci/test`).
+fn test_database_url() -> String {
+    std::env::var("JOBBOT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Runs SQL with `psql` (installed with `pg_isready`, which `.ci/test` requires), failing loudly.
+fn psql(url: &str, sql: &str) {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs (Debian: postgresql-client)");
+    assert!(
+        output.status.success(),
+        "this test needs PostgreSQL at {url} (JOBBOT_TEST_DATABASE_URL): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A schema of the test's own, dropped when the test ends, failed or not (declared before what
+/// uses it, so it is dropped after them).
+struct TestSchema {
+    base: String,
+    name: String,
+}
+
+impl TestSchema {
+    fn create(base: &str, name: String) -> Self {
+        psql(
+            base,
+            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
+        );
+        Self {
+            base: base.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let sql = format!(
+            "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {} CASCADE",
+            self.name
+        );
+        if std::thread::panicking() {
+            // Best effort: the test's own failure is the one to report.
+            let _ = Command::new("psql")
+                .args([self.base.as_str(), "-q", "-c", sql.as_str()])
+                .output();
+        } else {
+            psql(&self.base, &sql);
+        }
+    }
+}
+
+/// `DATABASE_URL=postgres://…` puts `jobbot run`'s records in PostgreSQL (here in a schema of
+/// its own, named by the URL's `options[search_path]`): the notifications it sends are on record
+/// there, and no SQLite file is created in the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobbot_run_keeps_its_records_in_postgresql_when_given_a_database_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sim-state.json");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("configs")).unwrap();
+    let config = data.join("configs").join("channels_config.json");
+    let (_server, address) = sim_serve(
+        &state,
+        &[
+            "--world",
+            "scripted",
+            "--seed",
+            "5",
+            // Posting goes on long after `jobbot run` connects (a session new to the world
+            // sees only what is posted after it connects).
+            "--pace-ms",
+            "500",
+            "--posts",
+            "200",
+            "--write-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let base = test_database_url();
+    let schema = TestSchema::create(&base, format!("jobbot_cli_test_{}", std::process::id()));
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options[search_path]={}", schema.name);
+    // The test's own view of the store; its migrations are the ones `jobbot run` finds applied.
+    let store = PostgresStore::connect(&url).await.unwrap();
+
+    let mut client = common::Process {
+        child: common::jobbot_run_command(&data, address)
+            .env_remove("RUST_LOG")
+            .env("DATABASE_URL", &url)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("jobbot run starts"),
+    };
+    let admin = RemoteConnector::new(address).client().await.unwrap();
+    wait_until(
+        "jobbot run holds its main session",
+        Duration::from_secs(60),
+        || async { admin.open_connections(SessionName::main()).await.unwrap() == 1 },
+    )
+    .await;
+    wait_until(
+        "jobbot run records a sent notification in PostgreSQL",
+        Duration::from_secs(60),
+        || async {
+            use jobbot_core::store::Store as _;
+            store.outbox_counts().await.unwrap().sent > 0
+        },
+    )
+    .await;
+    use jobbot_core::store::Store as _;
+    assert!(
+        !store
+            .vacancies(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    client.signal("TERM");
+    assert!(client.wait_exit().success(), "a clean stop on SIGTERM");
+    assert!(
+        !data.join("data").join("jobbot.sqlite").exists(),
+        "no SQLite store beside PostgreSQL"
+    );
+    store.close().await;
 }
