@@ -411,6 +411,9 @@ fn config_message_ru(kind: &ProblemKind) -> String {
             format!("Больше максимальной задержки ({max} с)")
         }
         ProblemKind::DelayTooLong => "Больше часа".to_owned(),
+        ProblemKind::TooLong { max_utf16 } => {
+            format!("Слишком длинно: Telegram принимает не больше {max_utf16} единиц UTF-16")
+        }
         ProblemKind::ChannelIdTwice { first } => {
             format!("Такой ID уже у канала output_channels[{first}]")
         }

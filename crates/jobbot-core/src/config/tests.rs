@@ -285,6 +285,17 @@ fn every_validation_rule_names_the_path_and_value() {
         )],
         "output_channels[0].auto_response_template: is empty, but auto_response_enabled is true",
     );
+    // Lengths count UTF-16 units, as Telegram does: 65 emoji are 130 units.
+    check(
+        vec![channel_json(json!({"name": "😀".repeat(65)}))],
+        "output_channels[0].name: is 130 UTF-16 units long; Telegram takes at most 128",
+    );
+    check(
+        vec![channel_json(
+            json!({"auto_response_template": "я😀".repeat(1_366)}),
+        )],
+        "output_channels[0].auto_response_template: is 4098 UTF-16 units long; Telegram takes at most 4096",
+    );
     check(
         vec![channel_json(
             json!({"agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": "http://user:secret@host:1080"}]}),

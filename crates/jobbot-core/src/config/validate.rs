@@ -11,6 +11,23 @@ use crate::ids::{ChatId, PhoneNumber, SessionName};
 
 /// The longest human-like delay that makes sense before a reply (an hour).
 const MAX_HUMAN_DELAY_SECONDS: u32 = 3600;
+/// A channel's name: Telegram's limit on a chat title (128 characters), in UTF-16 units so it
+/// also fits wherever a title goes (a topic title, a notification's header).
+pub const MAX_CHANNEL_NAME_UTF16: usize = 128;
+/// An auto-response template must fit a message by itself (4,096 UTF-16 units); what the
+/// placeholders add is cut when the message is composed.
+pub const MAX_TEMPLATE_UTF16: usize = crate::notification::MAX_MESSAGE_UTF16;
+
+fn check_utf16_length(path: String, value: &str, max_utf16: usize, problems: &mut Problems) {
+    let length = crate::notification::utf16_len(value);
+    if length > max_utf16 {
+        problems.add(
+            path,
+            ProblemKind::TooLong { max_utf16 },
+            format!("is {length} UTF-16 units long; Telegram takes at most {max_utf16}"),
+        );
+    }
+}
 
 pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProblems> {
     let mut problems = Problems::default();
@@ -86,6 +103,18 @@ fn validate_channel(
             "must not be empty",
         );
     }
+    check_utf16_length(
+        format!("{path}.name"),
+        &channel.name,
+        MAX_CHANNEL_NAME_UTF16,
+        problems,
+    );
+    check_utf16_length(
+        format!("{path}.auto_response_template"),
+        &channel.auto_response_template,
+        MAX_TEMPLATE_UTF16,
+        problems,
+    );
     let telegram_id = if channel.telegram_id == 0 {
         problems.add(
             format!("{path}.telegram_id"),
