@@ -16,6 +16,7 @@ mod config_store;
 mod knowledge;
 mod memory;
 mod sqlite;
+pub mod telethon;
 
 use std::path::PathBuf;
 
