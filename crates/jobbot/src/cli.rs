@@ -82,6 +82,26 @@ pub enum Command {
     /// Benchmarks on the Telegram simulator and of the scheduling policy (no network).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Session files: import the original system's (Telethon) sessions, show one.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Import a Telethon session file (the original system's `sessions/NAME.session`, SQLite
+    /// schema version 7) as DATA_DIR/sessions/NAME.session, so the account needs no new login.
+    /// FILE is only read. (Telethon files already in DATA_DIR/sessions are imported
+    /// automatically on first use, the original kept as NAME.session.telethon.)
+    Import {
+        file: PathBuf,
+        /// The session name to save it as (an agent's session_name, or bot_session).
+        #[arg(long)]
+        name: String,
+    },
+    /// Show a session: its data center, the user if known, and the auth key's id (the key's
+    /// fingerprint as MTProto defines it; never the key).
+    Show { name: String },
 }
 
 /// Where and how the web interface is served.
@@ -310,6 +330,11 @@ async fn login(
         .map_err(|error| anyhow::anyhow!("SESSION: {error}"))?;
     let config =
         jobbot_telegram::GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+    crate::session_command::import_legacy_sessions(
+        &config.sessions_dir,
+        config.session_key.clone(),
+    )
+    .await;
     let connector = jobbot_telegram::GrammersConnector::new(config);
     let outcome = crate::login_command::login(
         &connector,
@@ -413,6 +438,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || bench(command))
                 .await
                 .context("the benchmark thread panicked")?
+        }
+        Command::Session(SessionCommand::Import { file, name }) => {
+            crate::session_command::import(&data_dir, &file, &name).await
+        }
+        Command::Session(SessionCommand::Show { name }) => {
+            crate::session_command::show_session(&data_dir, &name).await
         }
         Command::Inspect { source, config } => {
             crate::inspect::run(&data_dir.config_file(), config, source.as_deref())

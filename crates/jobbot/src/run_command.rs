@@ -94,6 +94,12 @@ pub async fn run(
         }
         None => {
             let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+            // The original system's session files become jobbot's before anything opens them.
+            crate::session_command::import_legacy_sessions(
+                &config.sessions_dir,
+                config.session_key.clone(),
+            )
+            .await;
             Arc::new(GrammersConnector::new(config))
         }
     };

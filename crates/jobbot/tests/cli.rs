@@ -710,3 +710,94 @@ fn the_demo_listens_on_port_answers_health_checks_and_keeps_its_config_private()
     let output = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&output.stderr).contains("without --trusted-proxy"));
 }
+
+/// The original system's Telethon session in `sessions/` is imported on first use and shown
+/// with its DC and the auth key's MTProto id, never the key; `session import` takes a file from
+/// elsewhere under a new name, leaving the file as it was.
+#[test]
+fn telethon_sessions_are_imported_and_shown_by_key_id() {
+    use jobbot_core::legacy_session::{AuthKey, LegacySession};
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let mut key = [0u8; 256];
+    for (index, byte) in key.iter_mut().enumerate() {
+        *byte = (index * 13 + 5) as u8;
+    }
+    let legacy = LegacySession {
+        dc_id: 4,
+        server_address: "149.154.167.91".into(),
+        port: 443,
+        auth_key: AuthKey(key),
+        entities: Vec::new(),
+        update_state: None,
+        channel_states: Vec::new(),
+    };
+    let original = sessions.join("agent_1.session");
+    let elsewhere = dir.path().join("old_bot.session");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        jobbot_store::telethon::write_telethon_session(&original, &legacy)
+            .await
+            .unwrap();
+        jobbot_store::telethon::write_telethon_session(&elsewhere, &legacy)
+            .await
+            .unwrap();
+    });
+    let key_hex: String = key[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+
+    let output = jobbot(dir.path(), &["session", "show", "agent_1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!(
+            "session agent_1: DC 4 (149.154.167.91:443), user not known yet, auth key id {}, logged in",
+            legacy.auth_key.id()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&key_hex), "{text}");
+    assert!(
+        sessions.join("agent_1.session.telethon").exists(),
+        "the original is kept"
+    );
+
+    let output = jobbot(
+        dir.path(),
+        &[
+            "session",
+            "import",
+            elsewhere.to_str().unwrap(),
+            "--name",
+            "bot_session",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout(&output).contains(&format!("auth key id {}", legacy.auth_key.id())));
+    assert!(elsewhere.exists());
+    // A second import over a logged-in session is refused, naming it.
+    let output = jobbot(
+        dir.path(),
+        &[
+            "session",
+            "import",
+            elsewhere.to_str().unwrap(),
+            "--name",
+            "bot_session",
+        ],
+    );
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("already exists and is logged in"), "{error}");
+    assert!(!error.contains(&key_hex));
+}
