@@ -307,6 +307,7 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("no_vacancies", "Вакансий пока нет.", "No vacancies yet."),
     ("logins_title", "Вход в Telegram", "Telegram logins"),
     ("login_main", "Основной аккаунт", "Main account"),
+    ("phone_missing", "телефон не указан", "phone missing"),
     ("login_start", "Начать вход", "Start login"),
     ("login_phone", "Номер телефона", "Phone number"),
     ("login_code", "Код из Telegram", "Code from Telegram"),

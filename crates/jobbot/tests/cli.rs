@@ -801,3 +801,32 @@ fn telethon_sessions_are_imported_and_shown_by_key_id() {
     assert!(error.contains("already exists and is logged in"), "{error}");
     assert!(!error.contains(&key_hex));
 }
+
+/// A configuration saved by the original's channel wizard (agents with `"phone": ""`) is valid:
+/// the agent is kept with its phone missing; a malformed agent beside it is left out, named,
+/// and the rest of the file is used.
+#[test]
+fn the_original_wizards_configuration_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let wizard = EXAMPLE.replacen("\"+79991234567\"", "\"\"", 1).replacen(
+        "\"+79997654321\"",
+        "\"+7999\"",
+        1,
+    );
+    assert_ne!(wizard, EXAMPLE);
+    write_config(dir.path(), &wizard);
+    let output = jobbot(dir.path(), &["config", "check"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("valid (revision "), "{text}");
+    assert!(text.contains("1 agent accounts"), "{text}");
+    assert!(
+        text.contains("agent agent_python_1 has no phone (phone missing)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent left out: output_channels[0].agents[1].phone: ")
+            && !text.contains("+7999\""),
+        "{text}"
+    );
+}

@@ -31,6 +31,7 @@ fn check_utf16_length(path: String, value: &str, max_utf16: usize, problems: &mu
 
 pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProblems> {
     let mut problems = Problems::default();
+    let mut agent_problems = Problems::default();
     let llm_providers =
         crate::ai::settings::parse_providers(document.llm_providers.as_ref(), &mut problems.0);
     let channels: Vec<Option<Channel>> = document
@@ -43,6 +44,7 @@ pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProble
                 channel,
                 &llm_providers,
                 &mut problems,
+                &mut agent_problems,
             )
         })
         .collect();
@@ -55,10 +57,24 @@ pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProble
                 .map(|c| c.expect("no problems, so every channel validated"))
                 .collect(),
             llm_providers,
+            skipped_agents: agent_problems.0,
         })
     } else {
-        Err(ConfigProblems(problems.0))
+        // The file does not load: every problem at once, the agents' included, in file order.
+        let mut all = problems.0;
+        all.extend(agent_problems.0);
+        all.sort_by_key(|problem| problem_order(&problem.path));
+        Err(ConfigProblems(all))
     }
+}
+
+/// Problems in file order: by channel index, then as they were found (a stable sort keeps the
+/// order within a channel).
+fn problem_order(path: &str) -> usize {
+    path.strip_prefix("output_channels[")
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(index, _)| index.parse().ok())
+        .unwrap_or(usize::MAX)
 }
 
 #[derive(Default)]
@@ -87,6 +103,7 @@ fn validate_channel(
     channel: &ChannelDocument,
     llm_providers: &LlmProviders,
     problems: &mut Problems,
+    agent_problems: &mut Problems,
 ) -> Option<Channel> {
     let before = problems.0.len();
     if channel.id.trim().is_empty() {
@@ -200,7 +217,7 @@ fn validate_channel(
         &channel.agent_pacing,
         problems,
     );
-    let agents = validate_agents(path, &channel.agents, channel_pacing, problems);
+    let agents = validate_agents(path, &channel.agents, channel_pacing, agent_problems);
 
     if channel.auto_response_enabled && channel.auto_response_template.trim().is_empty() {
         problems.add(
@@ -308,12 +325,10 @@ fn validate_agents(
     let mut valid = Vec::with_capacity(agents.len());
     for (index, agent) in agents.iter().enumerate() {
         let agent_path = format!("{path}.agents[{index}]");
+        let before = problems.0.len();
+        // No phone is not a problem: the original's wizard saves agents that way, and the
+        // session (once logged in) is what jobbot uses.
         let phone = if agent.phone.trim().is_empty() {
-            problems.add(
-                format!("{agent_path}.phone"),
-                ProblemKind::Required,
-                "is required",
-            );
             None
         } else {
             problems.parsed(
@@ -375,7 +390,9 @@ fn validate_agents(
             Some(own) => validate_pacing(&format!("{agent_path}.pacing"), own, problems),
             None => channel_pacing,
         };
-        if let (Some(phone), Some(session_name)) = (phone, session) {
+        if let Some(session_name) = session
+            && problems.0.len() == before
+        {
             valid.push(Agent {
                 phone,
                 session_name,
