@@ -546,6 +546,9 @@ fn load_bytes(bytes: &[u8]) -> Result<Snapshot, ConfigProblems> {
         )])
     })?;
     let loaded = config::load(text)?;
+    for problem in &loaded.config.skipped_agents {
+        tracing::warn!(target: "config_store", "agent left out: {problem}");
+    }
     Ok(Snapshot {
         revision: Revision::of(bytes),
         document: loaded.document,
