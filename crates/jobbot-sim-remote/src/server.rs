@@ -123,7 +123,10 @@ struct Shared {
     scenario: Mutex<Scenario>,
     state_file: PathBuf,
     /// One writer of the state file at a time, in snapshot order.
-    saving: tokio::sync::Mutex<()>,
+    /// One writer of the state file at a time. The guard moves into the writing thread, so a
+    /// save whose task is aborted (the periodic save, at shutdown) still holds it until its
+    /// write has finished: the last save cannot race an earlier one on the temporary file.
+    saving: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Shared {
@@ -134,7 +137,7 @@ impl Shared {
     }
 
     async fn save(&self) -> Result<(), ServerError> {
-        let _one_writer = self.saving.lock().await;
+        let one_writer = Arc::clone(&self.saving).lock_owned().await;
         let bytes = {
             let scenario = self.scenario();
             let state = StateFile {
@@ -144,13 +147,17 @@ impl Shared {
             serde_json::to_vec(&state).expect("the state serialises")
         };
         let path = self.state_file.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-            .await
-            .expect("the writing thread does not panic")
-            .map_err(|source| ServerError::Write {
-                path: self.state_file.clone(),
-                source,
-            })
+        tokio::task::spawn_blocking(move || {
+            let written = write_atomically(&path, &bytes);
+            drop(one_writer);
+            written
+        })
+        .await
+        .expect("the writing thread does not panic")
+        .map_err(|source| ServerError::Write {
+            path: self.state_file.clone(),
+            source,
+        })
     }
 }
 
@@ -173,7 +180,7 @@ impl RunningServer {
             world,
             scenario: Mutex::new(scenario),
             state_file: options.state_file.clone(),
-            saving: tokio::sync::Mutex::new(()),
+            saving: Arc::new(tokio::sync::Mutex::new(())),
         });
         shared.save().await?;
         let listener =
