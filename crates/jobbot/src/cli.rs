@@ -32,8 +32,9 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Run jobbot against real Telegram: monitor the sources, post vacancies, answer authors
-    /// through the agent pools. Needs API_ID / API_HASH and a logged-in main account
-    /// (`jobbot login bot_session --phone +…`).
+    /// through the agent pools. Needs API_ID / API_HASH; without a logged-in main account it
+    /// starts and waits for one (log it in on the web interface's Logins page or with
+    /// `jobbot login bot_session --phone +…`).
     Run {
         #[command(flatten)]
         web: WebArgs,

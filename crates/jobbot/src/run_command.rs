@@ -159,9 +159,18 @@ fn monitor_settings(data_dir: &DataDir) -> anyhow::Result<MonitorSettings> {
     Ok(settings)
 }
 
-/// Refuses to start without a usable main account, pointing at `jobbot login`.
+/// Says how the main account stands. Without a usable one jobbot still starts and waits (its
+/// owner retries the session), so the first login can be done in the web interface; a session
+/// held by another process is refused.
 async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<()> {
     let main = SessionName::main();
+    let waiting = |why: String| {
+        let advice = format!(
+            "{why}: log in the main account in the web interface (Logins) or with `jobbot login {main} --phone +…`; jobbot waits for it"
+        );
+        tracing::warn!("{advice}");
+        eprintln!("{advice}");
+    };
     match connector
         .check_authorization(&main, &ConnectOptions::default())
         .await
@@ -170,14 +179,19 @@ async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<
             tracing::info!("основной аккаунт: {} (id {})", me.first_name, me.user_id);
             Ok(())
         }
-        Ok(AuthorizationStatus::NotLoggedIn) => bail!(
-            "the main account is not logged in (sessions/{}): run `jobbot login {} --phone +…` first",
-            main.file_name(),
-            main
-        ),
-        Ok(AuthorizationStatus::Dead(reason)) => bail!(
-            "the main account's session can no longer be used ({reason}): run `jobbot login {main} --phone +…` again"
-        ),
+        Ok(AuthorizationStatus::NotLoggedIn) => {
+            waiting(format!(
+                "the main account is not logged in (sessions/{})",
+                main.file_name()
+            ));
+            Ok(())
+        }
+        Ok(AuthorizationStatus::Dead(reason)) => {
+            waiting(format!(
+                "the main account's session can no longer be used ({reason})"
+            ));
+            Ok(())
+        }
         Err(error @ ConnectError::SessionBusy { .. }) => {
             bail!("{error} (is another `jobbot run` using this data directory?)")
         }

@@ -159,32 +159,61 @@ fn login_without_api_credentials_names_the_missing_variable() {
     );
 }
 
+/// Without a logged-in main account `jobbot run` starts anyway and waits: it says how to log in,
+/// serves the web interface (where the login can be done), and reports not ready with the main
+/// account as the reason, until stopped (#14 item 5).
 #[test]
-fn run_refuses_to_start_without_a_logged_in_main_account() {
+fn run_starts_without_a_logged_in_main_account_and_waits() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+    write_config(dir.path(), EXAMPLE);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
         .arg("--data-dir")
         .arg(dir.path())
-        .arg("run")
+        .args(["run", "--listen", "127.0.0.1:0"])
         .env("API_ID", "12345")
         .env("API_HASH", "0123456789abcdef0123456789abcdef")
+        .env("RUST_LOG", "error")
         .env_remove("JOBBOT_SESSION_KEY")
-        .output()
+        .env_remove("JOBBOT_ADMIN_PASSWORD")
+        .env_remove("PORT")
+        .env_remove("JOBBOT_LISTEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let address = loop {
+        let Some(line) = stderr.next() else {
+            panic!("jobbot run ended: {printed:?} {:?}", child.wait());
+        };
+        let line = line.unwrap();
+        if let Some(address) = line.trim().strip_prefix("Web interface: http://") {
+            break address.to_owned();
+        }
+        printed.push(line);
+    };
+    let text = printed.join("\n");
+    assert!(text.contains("the main account is not logged in"), "{text}");
+    assert!(text.contains("jobbot login bot_session --phone"), "{text}");
     assert!(
-        stderr.contains("the main account is not logged in"),
-        "{stderr}"
+        !text.contains("0123456789abcdef"),
+        "the API hash is never printed: {text}"
     );
+    let (status, body) = http_request(&address, "/readyz", None).expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"main_account\":false"), "{body}");
     assert!(
-        stderr.contains("jobbot login bot_session --phone"),
-        "{stderr}"
+        child.try_wait().unwrap().is_none(),
+        "still running, waiting"
     );
-    assert!(
-        !stderr.contains("0123456789abcdef"),
-        "the API hash is never printed: {stderr}"
-    );
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    assert!(child.wait().unwrap().success(), "an asked-for stop exits 0");
 }
 
 /// Runs `jobbot inspect` with `text` on stdin; returns the exit status, the parsed JSON (Null
