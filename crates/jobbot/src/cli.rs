@@ -337,9 +337,11 @@ async fn login(
     )
     .await;
     let connector = jobbot_telegram::GrammersConnector::new(config);
+    let options = login_options(data_dir, &session);
     let outcome = crate::login_command::login(
         &connector,
         &session,
+        &options,
         phone,
         &mut TerminalPrompter,
         &mut std::io::stdout(),
@@ -374,6 +376,34 @@ async fn login(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The agent's proxy from the configuration, so it logs in through the address it will work
+/// from (Telegram sees a login from one IP and then work from another otherwise). None for the
+/// main account, an agent without one, or no readable configuration.
+fn login_options(
+    data_dir: &DataDir,
+    session: &jobbot_core::ids::SessionName,
+) -> jobbot_core::telegram::ConnectOptions {
+    let proxy = std::fs::read_to_string(data_dir.config_file())
+        .ok()
+        .and_then(|text| jobbot_core::config::load(&text).ok())
+        .and_then(|loaded| {
+            loaded
+                .config
+                .channels
+                .iter()
+                .flat_map(|channel| &channel.agents)
+                .find(|agent| &agent.session_name == session)
+                .and_then(|agent| agent.proxy.clone())
+        });
+    if let Some(proxy) = &proxy {
+        println!(
+            "Logging in through the agent's proxy {}",
+            jobbot_core::config::mask_proxy(proxy)
+        );
+    }
+    jobbot_core::telegram::ConnectOptions { proxy }
 }
 
 fn describe(me: &jobbot_core::telegram::Me) -> String {

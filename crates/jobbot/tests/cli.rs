@@ -859,3 +859,39 @@ fn the_original_wizards_configuration_loads() {
         "{text}"
     );
 }
+
+/// `jobbot login` for an agent goes through the agent's proxy from the configuration (the
+/// account logs in from the address it works from); the proxy's password is never shown.
+#[test]
+fn login_goes_through_the_agents_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_proxy = EXAMPLE.replacen(
+        r#"{"phone": "+79991234567", "session_name": "agent_python_1"}"#,
+        r#"{"phone": "+79991234567", "session_name": "agent_python_1", "proxy": "socks5://user:hunter2@127.0.0.1:9"}"#,
+        1,
+    );
+    assert_ne!(with_proxy, EXAMPLE);
+    write_config(dir.path(), &with_proxy);
+    let output = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["login", "agent_python_1", "--phone", "+79991234567"])
+        .env("API_ID", "12345")
+        .env("API_HASH", "0123456789abcdef0123456789abcdef")
+        .env("RUST_LOG", "off")
+        .env_remove("JOBBOT_SESSION_KEY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("Logging in through the agent's proxy socks5://user:***@127.0.0.1:9"),
+        "{text}"
+    );
+    assert!(text.contains("Proxy server unreachable"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
