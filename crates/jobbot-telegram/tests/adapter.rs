@@ -204,6 +204,8 @@ async fn a_telethon_session_imports_with_the_same_auth_key_id() {
         .await
         .unwrap();
     assert_eq!(summary.auth_key_id, Some(written.auth_key.id()));
+    // Computed independently (Python's hashlib: the last 8 bytes of SHA-1, little-endian).
+    assert_eq!(summary.auth_key_id.unwrap().to_string(), "17d11fbb8182e11a");
     assert_eq!(summary.home_dc, 2);
     assert_eq!(summary.address.as_deref(), Some("149.154.167.51:443"));
     assert!(summary.logged_in);
