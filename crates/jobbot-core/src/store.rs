@@ -976,6 +976,9 @@ pub trait Store: Send + Sync {
 
     async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, StoreError>;
 
+    /// The workflow holding `key`, finished or not (how it ended, for tools and the crash suite).
+    async fn workflow_by_key(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError>;
+
     /// Stores a workflow's new state. A finished state ([`Workflow::is_finished`]) is the last:
     /// saving over a finished workflow is refused.
     async fn save_workflow(

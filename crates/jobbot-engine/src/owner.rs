@@ -261,7 +261,19 @@ impl Owner {
                     self.publish(LinkState::Dead { reason });
                     self.context.settings.idle_retry
                 }
-                Err(error @ (ConnectError::SessionBusy { .. } | ConnectError::Storage { .. })) => {
+                // Held by someone else: after a crash, usually the previous process, whose
+                // connection the other side releases as soon as it notices it is gone. Retried
+                // with the connection's back-off, not the idle retry.
+                Err(error @ ConnectError::SessionBusy { .. }) => {
+                    tracing::warn!(target: "agent_pool", session = %self.session, %error, "❌ Ошибка подключения агента");
+                    self.publish(LinkState::Disconnected {
+                        reason: error.to_string(),
+                    });
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(self.context.settings.reconnect_max);
+                    wait
+                }
+                Err(error @ ConnectError::Storage { .. }) => {
                     tracing::error!(target: "agent_pool", session = %self.session, %error, "❌ Ошибка подключения агента");
                     self.publish(LinkState::Disconnected {
                         reason: error.to_string(),
@@ -410,7 +422,9 @@ impl Owner {
                             let _ = self.context.events.send(EngineEvent::Telegram { session: self.session.clone(), event });
                         }
                     }
-                    None => events = None,
+                    // The stream ended: the connection behind it is gone (a remote back-end's
+                    // socket closed). Reconnect now rather than at the next send or health check.
+                    None => break Ended::Reconnect { reason: "the update stream ended".into() },
                 },
                 _ = checkpoints.tick() => {
                     account.request_checkpoint();

@@ -758,6 +758,13 @@ struct FaultState {
     /// The accounts' streams never say `ConnectionRestored` (a back-end that learns of a
     /// restored connection only from the next update, which a quiet account does not get).
     quiet_restores: bool,
+    /// Sessions whose next `connect`s answer `SessionBusy` (a crashed process's connection still
+    /// registered on the other side), with how many are left.
+    busy: std::collections::HashMap<SessionName, u32>,
+    /// Connects made (successful ones), per session.
+    connects: std::collections::HashMap<SessionName, u32>,
+    /// Ends the update stream of a session's current connection (its socket closed).
+    end_stream: std::collections::HashMap<SessionName, tokio::sync::oneshot::Sender<()>>,
 }
 
 #[derive(Clone)]
@@ -774,6 +781,34 @@ impl Faults {
             .unwrap()
             .after_send
             .insert(text.to_owned(), AfterSend { error, then_ban });
+    }
+
+    fn busy(&self, session_name: &str, times: u32) {
+        self.state
+            .lock()
+            .unwrap()
+            .busy
+            .insert(session(session_name), times);
+    }
+
+    fn connects(&self, session_name: &str) -> u32 {
+        let state = self.state.lock().unwrap();
+        state
+            .connects
+            .get(&session(session_name))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Ends the update stream of the session's current connection; `false` if it has none.
+    fn end_stream(&self, session_name: &str) -> bool {
+        let end = self
+            .state
+            .lock()
+            .unwrap()
+            .end_stream
+            .remove(&session(session_name));
+        end.is_some_and(|end| end.send(()).is_ok())
     }
 
     fn unreachable(&self, session_name: &str) {
@@ -809,10 +844,27 @@ impl AccountConnector for FaultyConnector {
                 message: "unreachable (test)".into(),
             });
         }
+        if let Some(left) = self.faults.state.lock().unwrap().busy.get_mut(session)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(ConnectError::SessionBusy {
+                session: session.clone(),
+            });
+        }
         let inner = self.sim.connect(session, options).await?;
+        *self
+            .faults
+            .state
+            .lock()
+            .unwrap()
+            .connects
+            .entry(session.clone())
+            .or_default() += 1;
         Ok(Arc::new(FaultyAccount {
             inner,
             faults: self.faults.clone(),
+            session: session.clone(),
         }))
     }
 
@@ -836,6 +888,7 @@ impl AccountConnector for FaultyConnector {
 struct FaultyAccount {
     inner: Arc<dyn TelegramAccount>,
     faults: Faults,
+    session: SessionName,
 }
 
 #[async_trait::async_trait]
@@ -903,16 +956,31 @@ impl TelegramAccount for FaultyAccount {
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
         self.inner.join_chat(target).await
     }
+    /// The inner stream, forwarded until [`Faults::end_stream`] ends it.
     fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<AccountEvent>> {
-        let mut events = self.inner.take_events()?;
-        if !self.faults.state.lock().unwrap().quiet_restores {
-            return Some(events);
-        }
-        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let mut inner = self.inner.take_events()?;
+        let (end, mut ended) = tokio::sync::oneshot::channel();
+        self.faults
+            .state
+            .lock()
+            .unwrap()
+            .end_stream
+            .insert(self.session.clone(), end);
+        let quiet = self.faults.state.lock().unwrap().quiet_restores;
+        let (events, receiver) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                if event != AccountEvent::ConnectionRestored && sender.send(event).await.is_err() {
-                    break;
+            loop {
+                tokio::select! {
+                    _ = &mut ended => return,
+                    event = inner.recv() => {
+                        let Some(event) = event else { return };
+                        if quiet && event == AccountEvent::ConnectionRestored {
+                            continue;
+                        }
+                        if events.send(event).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
         });
@@ -1231,6 +1299,88 @@ async fn agent_events_are_recorded() {
             },
         ]
     );
+}
+
+/// After a crash, the other side may still hold the previous process's connection for a moment
+/// (`SessionBusy`): the owner tries again with its short reconnect back-off, not after the
+/// 10-minute idle retry meant for sessions that need a person (not logged in, dead).
+#[tokio::test(start_paused = true)]
+async fn a_busy_session_is_tried_again_soon() {
+    let faults = Faults::default();
+    faults.busy("agent_a", 3);
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults.clone()),
+    )
+    .await;
+    // Within `wait_ready`'s minute of paused time: far less than the idle retry.
+    wait_ready(&harness.engine, 1).await;
+    assert_eq!(faults.connects("agent_a"), 1);
+}
+
+/// An account's update stream that ends (a remote back-end's socket closed) makes its owner
+/// reconnect at once, not at the next send or health check (every 5 minutes).
+#[tokio::test(start_paused = true)]
+async fn an_ended_update_stream_reconnects_at_once() {
+    let faults = Faults::default();
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults.clone()),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    assert_eq!(faults.connects("agent_a"), 1);
+    assert!(faults.end_stream("agent_a"));
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while faults.connects("agent_a") < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("reconnected within a minute, before any health check");
+    wait_ready(&harness.engine, 1).await;
+    // And it works: a send goes out on the new connection.
+    let ticket = harness.send(0, None, "after the reconnect").await;
+    assert!(matches!(
+        ticket.delivery().await.unwrap(),
+        Delivery::Sent { .. }
+    ));
+    assert_eq!(harness.received(0).len(), 1);
+}
+
+/// A message handed to the dispatcher again after it was sent (a resumed workflow queueing its
+/// message once more, monitoring's intake admitting it while the restart's queue already has
+/// it) is reported as sent, never queued or sent again: the dispatcher reads it from the store
+/// itself, so no copy older than the send can reach the queue.
+#[tokio::test(start_paused = true)]
+async fn a_message_admitted_again_after_it_was_sent_is_reported_not_resent() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    let ticket = harness.send(0, None, "once").await;
+    let id = ticket.id;
+    let sent = ticket.delivery().await.unwrap();
+    assert!(matches!(sent, Delivery::Sent { .. }));
+    harness.engine.admit_stored(&[id, id]).await.unwrap();
+    assert_eq!(harness.engine.await_delivery(id).await.unwrap(), sent);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(harness.received(0).len(), 1);
+    let stored = harness.store.outbox_message(id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.attempts), (OutboxStatus::Sent, 1));
 }
 
 /// A quiet account whose stream never announces the restored connection is ready again once a

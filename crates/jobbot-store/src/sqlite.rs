@@ -1374,6 +1374,18 @@ impl Store for SqliteStore {
         Ok(read_rows(operation, "workflow", &rows, read_workflow_row)?.pop())
     }
 
+    async fn workflow_by_key(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        let operation = "read a workflow";
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE key = ?"
+        ))
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_rows(operation, "workflow", &rows, read_workflow_row)?.pop())
+    }
+
     async fn save_workflow(
         &self,
         id: WorkflowId,

@@ -2203,6 +2203,14 @@ mod conformance {
             .unwrap_err();
         assert!(error.to_string().contains("has finished"), "{error}");
         assert_eq!(store.workflow(id).await.unwrap().unwrap().state, finished);
+        let by_key = store.workflow_by_key("a").await.unwrap().unwrap();
+        assert_eq!(
+            (by_key.id, &by_key.state),
+            (id, &finished),
+            "found by key once finished"
+        );
+        assert_eq!(store.workflow_by_key("b").await.unwrap().unwrap().id, other);
+        assert_eq!(store.workflow_by_key("c").await.unwrap(), None);
         let error = store
             .save_workflow(WorkflowId(999), &advanced, UnixMillis(4_000))
             .await

@@ -82,6 +82,8 @@ pub async fn run(
     web: &crate::cli::WebArgs,
     telegram: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
+    // First of all, so a stop asked for while starting is an orderly one.
+    let stop = ShutdownSignal::install();
     // Before anything is opened: one process per data directory.
     let _lock = DataDirLock::acquire(&data_dir.data().join(DataDirLock::FILE_NAME), "run")?;
     let listen = web.listen_address()?;
@@ -130,7 +132,7 @@ pub async fn run(
     })
     .await?;
     tracing::info!("🚀 jobbot запущен; Ctrl-C для остановки");
-    let stopped = running.run_until(shutdown_signal()).await;
+    let stopped = running.run_until(stop.received()).await;
     tracing::info!("остановка…");
     running.shutdown().await;
     store.close().await;
@@ -159,9 +161,15 @@ fn monitor_settings(data_dir: &DataDir) -> anyhow::Result<MonitorSettings> {
     Ok(settings)
 }
 
+/// How long a busy main session is asked again at start before giving up.
+const BUSY_MAIN_SESSION_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Says how the main account stands. Without a usable one jobbot still starts and waits (its
 /// owner retries the session), so the first login can be done in the web interface; a session
 /// held by another process is refused.
+///
+/// A busy session is asked again for a little while: after a crash, the previous process's
+/// connection may still be registered until the other side notices it is gone.
 async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<()> {
     let main = SessionName::main();
     let waiting = |why: String| {
@@ -171,10 +179,24 @@ async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<
         tracing::warn!("{advice}");
         eprintln!("{advice}");
     };
-    match connector
-        .check_authorization(&main, &ConnectOptions::default())
-        .await
-    {
+    let mut wait = std::time::Duration::from_millis(100);
+    let give_up = tokio::time::Instant::now() + BUSY_MAIN_SESSION_PATIENCE;
+    let checked = loop {
+        let checked = connector
+            .check_authorization(&main, &ConnectOptions::default())
+            .await;
+        match checked {
+            Err(ConnectError::SessionBusy { .. })
+                if tokio::time::Instant::now() + wait < give_up =>
+            {
+                tracing::warn!("the main session is busy; asking again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            checked => break checked,
+        }
+    };
+    match checked {
         Ok(AuthorizationStatus::Authorized(me)) => {
             tracing::info!("основной аккаунт: {} (id {})", me.first_name, me.user_id);
             Ok(())
@@ -201,22 +223,52 @@ async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<
 
 /// Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    ShutdownSignal::install().received().await
+}
+
+/// Ctrl-C or SIGTERM, listened for from the moment it is installed: a stop asked for while the
+/// process is still starting is kept, and honoured in order once it has started (without it,
+/// the signal's default action would end the process mid-start).
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    pub async fn received(mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.interrupt) => {},
+                () = next(&mut self.terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
