@@ -471,7 +471,7 @@ fn log_pools(config: &Config) {
     for channel in crm {
         tracing::info!(target: "agent_pool", "  ✅ Пул агентов для '{}' инициализирован ({} агентов)", channel.name, channel.agents.len());
         for agent in &channel.agents {
-            tracing::debug!(target: "agent_pool", "    агент {} ({})", agent.session_name, mask_phone(agent.phone.as_str()));
+            tracing::debug!(target: "agent_pool", "    агент {} ({})", agent.session_name, agent.phone.as_ref().map_or_else(|| "phone missing".to_owned(), |phone| mask_phone(phone.as_str())));
         }
     }
 }

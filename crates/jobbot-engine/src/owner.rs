@@ -347,6 +347,8 @@ impl Owner {
         let mut checkpoints = tokio::time::interval(self.context.settings.checkpoint_interval);
         checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         checkpoints.tick().await;
+        // The account's stream said the connection dropped, and nothing has shown it back yet.
+        let mut link_lost = false;
         let ended = loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -389,11 +391,14 @@ impl Owner {
                     Some(event) => {
                         let ack = match &event {
                             AccountEvent::ConnectionLost => {
+                                link_lost = true;
                                 self.publish(LinkState::Disconnected { reason: "connection lost; reconnecting".into() });
                                 None
                             }
                             AccountEvent::ConnectionRestored => {
-                                self.publish(LinkState::Ready { me: me.clone() });
+                                if std::mem::take(&mut link_lost) {
+                                    self.publish(LinkState::Ready { me: me.clone() });
+                                }
                                 None
                             }
                             AccountEvent::Checkpoint(checkpoint) => {
@@ -426,7 +431,14 @@ impl Owner {
                     requested += 1;
                 },
                 _ = health.tick() => match account.get_me().await {
-                    Ok(_) => {}
+                    // A call that works is the connection back, whether or not the stream has
+                    // said so yet (a quiet account may get no update for hours).
+                    Ok(_) => {
+                        if std::mem::take(&mut link_lost) {
+                            tracing::info!(target: "agent_pool", session = %self.session, "health check passed; connection restored");
+                            self.publish(LinkState::Ready { me: me.clone() });
+                        }
+                    }
                     Err(TelegramError::AccountDead { reason }) => break Ended::Dead { reason },
                     Err(error) => {
                         tracing::warn!(target: "agent_pool", session = %self.session, %error, "health check failed; reconnecting");

@@ -755,6 +755,9 @@ struct FaultState {
     after_send: std::collections::HashMap<String, AfterSend>,
     /// Sessions whose `connect` fails (a network that stays down).
     unreachable: std::collections::HashSet<SessionName>,
+    /// The accounts' streams never say `ConnectionRestored` (a back-end that learns of a
+    /// restored connection only from the next update, which a quiet account does not get).
+    quiet_restores: bool,
     /// Sessions whose next `connect`s answer `SessionBusy` (a crashed process's connection still
     /// registered on the other side), with how many are left.
     busy: std::collections::HashMap<SessionName, u32>,
@@ -963,6 +966,7 @@ impl TelegramAccount for FaultyAccount {
             .unwrap()
             .end_stream
             .insert(self.session.clone(), end);
+        let quiet = self.faults.state.lock().unwrap().quiet_restores;
         let (events, receiver) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             loop {
@@ -970,6 +974,9 @@ impl TelegramAccount for FaultyAccount {
                     _ = &mut ended => return,
                     event = inner.recv() => {
                         let Some(event) = event else { return };
+                        if quiet && event == AccountEvent::ConnectionRestored {
+                            continue;
+                        }
                         if events.send(event).await.is_err() {
                             return;
                         }
@@ -1374,4 +1381,147 @@ async fn a_message_admitted_again_after_it_was_sent_is_reported_not_resent() {
     assert_eq!(harness.received(0).len(), 1);
     let stored = harness.store.outbox_message(id).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.attempts), (OutboxStatus::Sent, 1));
+}
+
+/// A quiet account whose stream never announces the restored connection is ready again once a
+/// health check passes, on the same connection: an account that only sends does not stay
+/// "disconnected" waiting for an update (#14 item 1).
+#[tokio::test(start_paused = true)]
+async fn a_passing_health_check_restores_a_lost_link() {
+    let faults = Faults::default();
+    faults.state.lock().unwrap().quiet_restores = true;
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    let connections = harness.world.connection_history().len();
+    harness.world.drop_connection(&session("agent_a"));
+    wait_link(&harness.engine, "agent_a", |link| {
+        matches!(link, Some(LinkState::Disconnected { .. }))
+    })
+    .await;
+    // The health check runs every 5 minutes; an hour is twelve chances.
+    tokio::time::timeout(
+        Duration::from_secs(3600),
+        harness.engine.wait_for_links(|links| {
+            links
+                .get(&session("agent_a"))
+                .is_some_and(LinkState::is_ready)
+        }),
+    )
+    .await
+    .expect("the link was never restored")
+    .expect("the engine runs");
+    assert_eq!(
+        harness.world.connection_history().len(),
+        connections,
+        "restored on the same connection, not by reconnecting"
+    );
+}
+
+/// The errors the simulator injects, judged by the engine as their scope says (#14 item 4):
+/// a server error is in doubt and repeated on the same account (one message arrives); an
+/// invalid auth key kills the account and the message moves to another; a recipient who wants
+/// payment ends the message after one attempt, without trying the other account.
+#[tokio::test(start_paused = true)]
+async fn injected_telegram_errors_are_judged_by_their_scope() {
+    use jobbot_core::store::OutboxFailure;
+    use jobbot_core::telegram::DeadReason;
+
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        3,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    let (a, b) = (harness.agents[0], harness.agents[1]);
+    harness
+        .engine
+        .pause_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+
+    // 500: in doubt, repeated by agent_a with the same random_id.
+    harness
+        .world
+        .fail_next_sends(a, [TelegramError::ServerError { code: 500 }]);
+    let ticket = harness.send(0, None, "after a server error").await;
+    let id = ticket.id;
+    match ticket.delivery().await.unwrap() {
+        Delivery::Sent { agent, .. } => assert_eq!(agent, session("agent_a")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        harness.received(0),
+        [(0, "after a server error".to_owned())]
+    );
+    let stored = harness.store.outbox_message(id).await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 2);
+
+    // A recipient who wants Stars: ends at once, agent_b's queued refusal is never reached.
+    harness
+        .engine
+        .resume_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    wait_ready(&harness.engine, 2).await;
+    for agent in [a, b] {
+        harness
+            .world
+            .fail_next_sends(agent, [TelegramError::PaymentRequired { stars: 100 }]);
+    }
+    let ticket = harness.send(1, None, "paid").await;
+    let id = ticket.id;
+    match ticket.delivery().await.unwrap() {
+        Delivery::Failed {
+            failure: OutboxFailure::Recipient { error, .. },
+        } => assert_eq!(error, TelegramError::PaymentRequired { stars: 100 }),
+        other => panic!("{other:?}"),
+    }
+    let stored = harness.store.outbox_message(id).await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 1, "no failover on a recipient's refusal");
+    assert!(harness.received(1).is_empty());
+
+    // AUTH_KEY_INVALID: the account is dead (not a network retry) and another one sends.
+    harness
+        .engine
+        .pause_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    harness.world.fail_next_sends(b, []);
+    harness.world.fail_next_sends(
+        a,
+        [TelegramError::AccountDead {
+            reason: DeadReason::AuthKeyInvalid,
+        }],
+    );
+    let ticket = harness.send(2, None, "after a dead key").await;
+    wait_link(&harness.engine, "agent_a", |link| {
+        matches!(
+            link,
+            Some(LinkState::Dead {
+                reason: DeadReason::AuthKeyInvalid
+            })
+        )
+    })
+    .await;
+    harness
+        .engine
+        .resume_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    match ticket.delivery().await.unwrap() {
+        Delivery::Sent { agent, .. } => assert_eq!(agent, session("agent_b")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(harness.received(2), [(1, "after a dead key".to_owned())]);
 }

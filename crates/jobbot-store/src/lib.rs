@@ -20,6 +20,7 @@ mod memory;
 mod postgres;
 mod rows;
 mod sqlite;
+pub mod telethon;
 
 use std::path::PathBuf;
 

@@ -143,6 +143,12 @@ pub async fn run(
         }
         None => {
             let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+            // The original system's session files become jobbot's before anything opens them.
+            crate::session_command::import_legacy_sessions(
+                &config.sessions_dir,
+                config.session_key.clone(),
+            )
+            .await;
             Arc::new(GrammersConnector::new(config))
         }
     };
@@ -202,12 +208,21 @@ fn monitor_settings(data_dir: &DataDir) -> anyhow::Result<MonitorSettings> {
 /// How long a busy main session is asked again at start before giving up.
 const BUSY_MAIN_SESSION_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Refuses to start without a usable main account, pointing at `jobbot login`.
+/// Says how the main account stands. Without a usable one jobbot still starts and waits (its
+/// owner retries the session), so the first login can be done in the web interface; a session
+/// held by another process is refused.
 ///
 /// A busy session is asked again for a little while: after a crash, the previous process's
 /// connection may still be registered until the other side notices it is gone.
 async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<()> {
     let main = SessionName::main();
+    let waiting = |why: String| {
+        let advice = format!(
+            "{why}: log in the main account in the web interface (Logins) or with `jobbot login {main} --phone +…`; jobbot waits for it"
+        );
+        tracing::warn!("{advice}");
+        eprintln!("{advice}");
+    };
     let mut wait = std::time::Duration::from_millis(100);
     let give_up = tokio::time::Instant::now() + BUSY_MAIN_SESSION_PATIENCE;
     let checked = loop {
@@ -230,14 +245,19 @@ async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<
             tracing::info!("основной аккаунт: {} (id {})", me.first_name, me.user_id);
             Ok(())
         }
-        Ok(AuthorizationStatus::NotLoggedIn) => bail!(
-            "the main account is not logged in (sessions/{}): run `jobbot login {} --phone +…` first",
-            main.file_name(),
-            main
-        ),
-        Ok(AuthorizationStatus::Dead(reason)) => bail!(
-            "the main account's session can no longer be used ({reason}): run `jobbot login {main} --phone +…` again"
-        ),
+        Ok(AuthorizationStatus::NotLoggedIn) => {
+            waiting(format!(
+                "the main account is not logged in (sessions/{})",
+                main.file_name()
+            ));
+            Ok(())
+        }
+        Ok(AuthorizationStatus::Dead(reason)) => {
+            waiting(format!(
+                "the main account's session can no longer be used ({reason})"
+            ));
+            Ok(())
+        }
         Err(error @ ConnectError::SessionBusy { .. }) => {
             bail!("{error} (is another `jobbot run` using this data directory?)")
         }

@@ -245,7 +245,7 @@ impl Setup {
                     .iter()
                     .zip(&self.phones)
                     .map(|(session, phone)| Agent {
-                        phone: phone.clone(),
+                        phone: Some(phone.clone()),
                         session_name: session.clone(),
                         proxy: None,
                         pacing,
@@ -262,6 +262,7 @@ impl Setup {
                 },
             }],
             llm_providers: Default::default(),
+            skipped_agents: Vec::new(),
         }
     }
 }
