@@ -9,6 +9,7 @@ pub mod config;
 pub mod contacts;
 pub mod filters;
 pub mod ids;
+pub mod legacy_session;
 pub mod login;
 pub mod notification;
 pub mod outbox;

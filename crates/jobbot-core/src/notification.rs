@@ -140,10 +140,18 @@ pub fn utf16_len(text: &str) -> usize {
     text.chars().map(char::len_utf16).sum()
 }
 
+/// A whole message's text bounded to Telegram's limit ([`MAX_MESSAGE_UTF16`]) by cutting its
+/// end (see [`fit_to_utf16`]). Every text jobbot composes from parts it does not control (names,
+/// templates, a vacancy, a contact's message) goes through this or a tighter bound, so no send
+/// fails with `MESSAGE_TOO_LONG`.
+pub fn fit_message(text: &str) -> String {
+    fit_to_utf16(text, MAX_MESSAGE_UTF16)
+}
+
 /// The text itself if it fits in `max_units` UTF-16 units, else its longest prefix that fits
 /// together with "…". The cut falls between characters, so never inside a surrogate pair, and
 /// preferably at a space near the end so no word is halved.
-fn fit_to_utf16(text: &str, max_units: usize) -> String {
+pub fn fit_to_utf16(text: &str, max_units: usize) -> String {
     if utf16_len(text) <= max_units {
         return text.to_owned();
     }

@@ -116,11 +116,15 @@ pub fn judge_attempt(
     }
 }
 
-/// Whether Telegram may have delivered a send that failed this way: only when the connection
-/// dropped before the answer came back. Every other error is Telegram's answer, and an answer
-/// that is an error means nothing was sent.
+/// Whether Telegram may have delivered a send that failed this way: when the connection
+/// dropped before the answer came back, and when Telegram itself says it failed inside and does
+/// not know (5xx, -503 `Timeout`, core.telegram.org/api/errors). Every other error is Telegram's
+/// answer, and an answer that is an error means nothing was sent.
 pub fn may_have_been_delivered(error: &TelegramError) -> bool {
-    matches!(error, TelegramError::Network { .. })
+    matches!(
+        error,
+        TelegramError::Network { .. } | TelegramError::ServerError { .. }
+    )
 }
 
 /// The end of a message in doubt that no agent can take: its account is dead, removed, or no

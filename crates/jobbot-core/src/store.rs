@@ -1,5 +1,5 @@
 //! The store port: what the engine persists besides configuration. `jobbot-store` implements it
-//! (SQLite now, PostgreSQL next); nothing outside that crate writes SQL. Methods are shaped by
+//! (SQLite, PostgreSQL, and in memory); nothing outside that crate writes SQL. Methods are shaped by
 //! the domain (`enqueue`, `mark_sent`), never by tables, so backends stay interchangeable.
 
 use std::fmt;
@@ -989,6 +989,9 @@ pub trait Store: Send + Sync {
     async fn active_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError>;
 
     async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, StoreError>;
+
+    /// The workflow holding `key`, finished or not (how it ended, for tools and the crash suite).
+    async fn workflow_by_key(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError>;
 
     /// Stores a workflow's new state. A finished state ([`Workflow::is_finished`]) is the last:
     /// saving over a finished workflow is refused.

@@ -218,7 +218,8 @@ pub enum AccountEvent {
     MessageEdited(IncomingMessage),
     /// The connection dropped; the back-end is reconnecting.
     ConnectionLost,
-    /// The connection is back (and missed updates were fetched where the back-end can).
+    /// The connection is back: sent as soon as a call goes through again, whether or not an
+    /// update has arrived; the updates missed meanwhile follow, where the back-end can fetch them.
     ConnectionRestored,
     /// A mark in the stream, asked for with [`TelegramAccount::request_checkpoint`]: every event
     /// before it was delivered before it. Once the consumer has handled all of them durably, it
@@ -267,6 +268,8 @@ pub enum DeadReason {
     Banned,
     Frozen,
     AuthKeyDuplicated,
+    /// 401 `AUTH_KEY_INVALID`: Telegram no longer knows the session's key.
+    AuthKeyInvalid,
 }
 
 impl fmt::Display for DeadReason {
@@ -280,6 +283,7 @@ impl fmt::Display for DeadReason {
             Self::AuthKeyDuplicated => {
                 "the session was used from two connections at once and Telegram invalidated it"
             }
+            Self::AuthKeyInvalid => "Telegram no longer knows the session's key",
         })
     }
 }
@@ -329,29 +333,108 @@ pub enum TelegramError {
     /// delivered: it must never be sent again, from this account or any other.
     #[error("a send with this random_id is already on its way (RANDOM_ID_DUPLICATE)")]
     RandomIdDuplicate,
+    /// 403 `ALLOW_PAYMENT_REQUIRED_X`: the user accepts messages only for X Telegram Stars
+    /// (core.telegram.org/api/paid-messages); jobbot never pays.
+    #[error("the user accepts messages only for {stars} Telegram Stars")]
+    PaymentRequired { stars: u32 },
+    /// 400 `PEER_ID_INVALID`: this peer does not exist for this account (or the access hash is not
+    /// this account's own).
+    #[error("the peer is unknown to this account (PEER_ID_INVALID)")]
+    PeerInvalid,
+    /// 400 `INPUT_USER_DEACTIVATED`: the recipient deleted their account.
+    #[error("the recipient's account was deleted")]
+    RecipientDeactivated,
+    /// 400 `YOU_BLOCKED_USER`: this account has blocked the recipient; other accounts have not.
+    #[error("this account has blocked the recipient")]
+    YouBlockedUser,
+    /// 400 `MESSAGE_TOO_LONG`: the text exceeds 4,096 UTF-16 code units; no account can send it.
+    #[error("the message is too long (MESSAGE_TOO_LONG)")]
+    MessageTooLong,
+    /// 400 `CHANNELS_TOO_MUCH`: this account is in too many channels and supergroups to join one
+    /// more (core.telegram.org/api/config, `channels_limit_default`).
+    #[error("this account is in too many channels to join another (CHANNELS_TOO_MUCH)")]
+    TooManyChannels,
+    /// 400 `USER_CHANNELS_TOO_MUCH`: the user being added is in too many channels.
+    #[error("the user is in too many channels to be added (USER_CHANNELS_TOO_MUCH)")]
+    UserInTooManyChannels,
+    /// 400 `INVITE_REQUEST_SENT`: the chat approves new members by hand; the request is waiting.
+    #[error("the chat's admins must approve the join request (INVITE_REQUEST_SENT)")]
+    JoinRequestSent,
+    /// 5xx (`INTERNAL`, `*_CALL_ERROR` …) or -503 `Timeout`: Telegram failed inside; the call may
+    /// or may not have been executed (core.telegram.org/api/errors, 500 and -503).
+    #[error("Telegram server error {code}; the call may or may not have been executed")]
+    ServerError { code: i32 },
+    /// 303 `*_MIGRATE_X` outside login: the call belongs to DC X and was not executed.
+    #[error("the call must be made on data center {dc} (303 *_MIGRATE)")]
+    WrongDc { dc: u32 },
     /// Anything else, with Telegram's error name where there is one.
     #[error("telegram error: {message}")]
     Other { message: String },
 }
 
+/// Whom a failure is about, which decides what may be tried next. Every [`TelegramError`] has
+/// one; the scheduling policy and the outbox act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorScope {
+    /// The message went out (`RANDOM_ID_DUPLICATE`).
+    Delivered,
+    /// Permanent for this recipient or this message: every account would fail the same way, so
+    /// failing over only wastes accounts.
+    Recipient,
+    /// Passing: the same call may succeed later (the network, Telegram's servers, a wrong DC, a
+    /// chat's slow mode).
+    Temporary,
+    /// About this account (a flood wait, `PEER_FLOOD`, a dead session, a block it made, its
+    /// channel count): another account may succeed.
+    Account,
+    /// The chat refuses this post (no right to write, closed topic, unknown chat, …).
+    Chat,
+}
+
 impl TelegramError {
-    /// Errors that say something about this account rather than about the recipient.
-    pub fn is_account_level(&self) -> bool {
-        matches!(
-            self,
+    /// Whom this failure is about (see [`ErrorScope`]).
+    pub fn scope(&self) -> ErrorScope {
+        match self {
+            Self::RandomIdDuplicate => ErrorScope::Delivered,
+            Self::PrivacyRestricted
+            | Self::UsernameNotFound
+            | Self::NotAUser
+            | Self::PaymentRequired { .. }
+            | Self::PeerInvalid
+            | Self::RecipientDeactivated
+            | Self::MessageTooLong
+            | Self::UserInTooManyChannels
+            | Self::InvalidInvite => ErrorScope::Recipient,
+            Self::Network { .. }
+            | Self::ServerError { .. }
+            | Self::WrongDc { .. }
+            | Self::SlowMode { .. } => ErrorScope::Temporary,
             Self::FloodWait { .. }
-                | Self::PeerFlood
-                | Self::AccountDead { .. }
-                | Self::Network { .. }
-        )
+            | Self::PeerFlood
+            | Self::AccountDead { .. }
+            | Self::YouBlockedUser
+            | Self::TooManyChannels => ErrorScope::Account,
+            Self::TopicDeleted | Self::ChatForbidden { .. } | Self::JoinRequestSent => {
+                ErrorScope::Chat
+            }
+            // Unclassified: treated as the chat's, so it ends the message without burning every
+            // agent on it (the outbox can re-queue it by hand).
+            Self::Other { .. } => ErrorScope::Chat,
+        }
+    }
+}
+
+impl TelegramError {
+    /// Errors that say something about this account or the moment rather than about the
+    /// recipient: another account, or a later try, may succeed.
+    pub fn is_account_level(&self) -> bool {
+        matches!(self.scope(), ErrorScope::Account | ErrorScope::Temporary)
     }
 
     /// Errors that will fail the same way on every account: do not fail over on them.
     pub fn is_permanent_for_recipient(&self) -> bool {
-        matches!(
-            self,
-            Self::PrivacyRestricted | Self::UsernameNotFound | Self::NotAUser
-        )
+        self.scope() == ErrorScope::Recipient
     }
 }
 
@@ -524,6 +607,19 @@ pub enum LoginError {
     InvalidPassword,
     #[error("too many attempts: Telegram asks to wait {seconds} s")]
     FloodWait { seconds: u32 },
+    /// 400 `PHONE_NUMBER_FLOOD`: too many codes were asked for this number lately; Telegram names
+    /// no wait, and asking again extends it.
+    #[error(
+        "too many login codes were requested for this number; try again in a few hours (PHONE_NUMBER_FLOOD)"
+    )]
+    PhoneNumberFlood,
+    /// 400 `PHONE_PASSWORD_FLOOD`: too many wrong 2FA passwords.
+    #[error("too many wrong passwords; try again later (PHONE_PASSWORD_FLOOD)")]
+    PasswordFlood,
+    /// 400 `SRP_ID_INVALID` / `SRP_PASSWORD_CHANGED`: the password check's parameters expired or
+    /// the password changed meanwhile; entering the password again starts a fresh check.
+    #[error("the password check expired; enter the password again")]
+    PasswordCheckExpired,
     #[error("this account cannot be used: {reason}")]
     AccountDead { reason: DeadReason },
     #[error("network error: {message}")]

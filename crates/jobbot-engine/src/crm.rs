@@ -38,6 +38,7 @@ use async_trait::async_trait;
 use jobbot_core::config::{Channel, Config};
 use jobbot_core::contacts::{Candidate, CandidateTarget, crm_target};
 use jobbot_core::ids::{ChatId, SessionName, Username};
+use jobbot_core::notification::{MAX_MESSAGE_UTF16, fit_message, fit_to_utf16, utf16_len};
 use jobbot_core::store::{
     Conversation, ConversationId, NewConversation, NewOutboxMessage, NewWorkflow, OutboxId,
     OutboxKind, Recipient, RelayDirection, RelayRecord, SenderSelection, Store, StoreError,
@@ -819,7 +820,7 @@ impl Shared {
                     .clone()
                     .unwrap_or_else(|| workflow.contact.clone()),
             },
-            content: MessageContent::plain(text),
+            content: MessageContent::plain(fit_message(&text)),
             idempotency_key: None,
             created_at: now,
             not_before: self.human_delay(channel, now),
@@ -991,7 +992,7 @@ impl Shared {
                     .unwrap_or_default();
                 (
                     format!("crm_mirror:{}:{}", id.0, outbox.0),
-                    MessageContent::plain(format!("🤖 Агент ({agent}):\n\n{text}")),
+                    MessageContent::plain(fit_message(&format!("🤖 Агент ({agent}):\n\n{text}"))),
                 )
             }
             (PostKind::ContactMessage, Workflow::RelayToTopic(relay)) => (
@@ -1078,7 +1079,7 @@ impl Shared {
                 .enqueue(topic_post(
                     &conversation,
                     topic,
-                    MessageContent::plain(format!("🤖 Автоответ:\n\n{}", reply.text)),
+                    MessageContent::plain(fit_message(&format!("🤖 Автоответ:\n\n{}", reply.text))),
                     format!("auto_reply_mirror:{}:{}", id.0, incoming.message_id),
                     self.now(),
                 ))
@@ -1209,7 +1210,7 @@ impl Shared {
         }
         self.send_to_contact(
             &conversation,
-            MessageContent::plain(message.text.clone()),
+            MessageContent::plain(fit_message(&message.text)),
             format!("relay_to_contact:{}:{}", group.get(), message.message_id),
             Some((group, message.message_id)),
         )
@@ -1355,7 +1356,8 @@ fn topic_post(
     }
 }
 
-/// `Name (@username)`, as Telegram allows a topic title (≤ 128 characters).
+/// `Name (@username)`, as Telegram allows a topic title (≤ 128 characters), cut at 128 UTF-16
+/// units: never more characters than that, and never inside a surrogate pair.
 fn topic_title(conversation: &Conversation) -> String {
     let name = if conversation.contact_name.trim().is_empty() {
         format!("User {}", conversation.contact.get())
@@ -1366,7 +1368,7 @@ fn topic_title(conversation: &Conversation) -> String {
         Some(username) => format!("{name} ({})", username.with_at()),
         None => name,
     };
-    title.chars().take(128).collect()
+    fit_to_utf16(&title, 128)
 }
 
 /// The first post of a conversation's topic, one per vacancy: who, from where, through whom.
@@ -1376,19 +1378,22 @@ fn info_post(
     vacancy: &VacancyRef,
     agent: &SessionName,
 ) -> MessageContent {
-    const MAX_VACANCY_TEXT: usize = 3000; // Telegram allows 4096 characters in all
+    // Each field of the header is bounded, so the header always fits and the vacancy's text
+    // takes what is left of Telegram's 4,096 UTF-16 units.
+    const MAX_FIELD: usize = 256;
     let who = match &conversation.contact_username {
         Some(username) => format!("{} ({})", conversation.contact_name, username.with_at()),
         None => conversation.contact_name.clone(),
     };
-    let mut text: String = vacancy.text.chars().take(MAX_VACANCY_TEXT).collect();
-    if vacancy.text.chars().count() > MAX_VACANCY_TEXT {
-        text.push('…');
-    }
-    MessageContent::plain(format!(
-        "📌 Новый контакт: {who}\n\n📍 Канал вакансии: {}\n🔗 Ссылка: {}\n📤 Канал: {}\n🤖 Агент: {agent}\n\n{text}",
-        vacancy.source_title, vacancy.link, channel_name
-    ))
+    let header = format!(
+        "📌 Новый контакт: {}\n\n📍 Канал вакансии: {}\n🔗 Ссылка: {}\n📤 Канал: {}\n🤖 Агент: {agent}\n\n",
+        fit_to_utf16(&who, MAX_FIELD),
+        fit_to_utf16(&vacancy.source_title, MAX_FIELD),
+        fit_to_utf16(&vacancy.link, MAX_FIELD),
+        fit_to_utf16(channel_name, MAX_FIELD),
+    );
+    let room = MAX_MESSAGE_UTF16.saturating_sub(utf16_len(&header));
+    MessageContent::plain(format!("{header}{}", fit_to_utf16(&vacancy.text, room)))
 }
 
 /// A contact's message as it appears in the topic, or `None` when there is nothing to show.
@@ -1408,7 +1413,7 @@ fn contact_label(message: &IncomingMessage) -> Option<String> {
         (Some(media), true) => media_label(media).to_owned(),
         (Some(media), false) => format!("{}\n{}", media_label(media), message.text),
     };
-    Some(format!("👤 {who}:\n\n{body}"))
+    Some(fit_message(&format!("👤 {who}:\n\n{body}")))
 }
 
 /// The port relays text; media are named so operators know something was not copied.
@@ -1469,5 +1474,72 @@ mod tests {
             Some("👤 Anna Smirnova:\n\n[document]\ncv"),
         );
         check(incoming("  ", None, None), None);
+    }
+
+    /// Whatever the names and texts, every post the CRM composes fits Telegram's 4,096 UTF-16
+    /// units: emoji count 2 each, so texts of 4,096 characters are twice too long.
+    #[test]
+    fn crm_posts_are_bounded_in_utf16_units() {
+        use jobbot_core::notification::MAX_MESSAGE_UTF16;
+        use jobbot_core::store::{ConversationId, ConversationStatus, UnixMillis};
+        use jobbot_core::workflow::VacancyRef;
+
+        let huge = "😀".repeat(4_096);
+        let label =
+            contact_label(&incoming(&huge, Some(MediaKind::Photo), Some("anna_hr"))).unwrap();
+        assert!(
+            utf16_len(&label) <= MAX_MESSAGE_UTF16,
+            "{}",
+            utf16_len(&label)
+        );
+        assert!(label.starts_with("👤 Anna Smirnova (@anna_hr):"));
+        let conversation = Conversation {
+            id: ConversationId(1),
+            channel_id: "c".into(),
+            group: ChatId::parse_channel(-1_001_234_567_890).unwrap(),
+            topic: None,
+            contact: ChatId::user(5).unwrap(),
+            contact_username: None,
+            contact_name: huge.clone(),
+            agent: SessionName::parse("agent_1").unwrap(),
+            contact_peer: None,
+            status: ConversationStatus::Active,
+            created_at: UnixMillis(0),
+            last_message_at: UnixMillis(0),
+        };
+        let vacancy = VacancyRef {
+            source: ChatId::parse_channel(-1_001_234_567_891).unwrap(),
+            message_id: 1,
+            source_title: huge.clone(),
+            link: "https://t.me/jobs/1".into(),
+            text: huge.clone(),
+        };
+        let post = info_post(&conversation, &huge, &vacancy, &conversation.agent);
+        assert!(
+            utf16_len(&post.text) <= MAX_MESSAGE_UTF16,
+            "{}",
+            utf16_len(&post.text)
+        );
+        assert!(
+            post.text.contains("🔗 Ссылка: https://t.me/jobs/1"),
+            "the header survives"
+        );
+        let title = topic_title(&conversation);
+        assert!(utf16_len(&title) <= 128 && title.chars().count() <= 128);
+        // Short texts are left whole.
+        let short = VacancyRef {
+            text: "Rust developer".into(),
+            source_title: "Jobs".into(),
+            ..vacancy
+        };
+        let conversation = Conversation {
+            contact_name: "Anna".into(),
+            ..conversation
+        };
+        assert!(
+            info_post(&conversation, "Out", &short, &conversation.agent)
+                .text
+                .ends_with("\n\nRust developer")
+        );
     }
 }

@@ -61,9 +61,9 @@ pub(crate) struct Topology {
 }
 
 pub(crate) enum Command {
-    Enqueued(Box<OutboxMessage>, Option<oneshot::Sender<Delivery>>),
-    /// Await a message already enqueued (possibly already final).
-    Await(OutboxId, oneshot::Sender<Delivery>),
+    /// A message in the store, to send unless it has ended, and to report to the waiter (if any)
+    /// when it ends (at once if it has).
+    Enqueued(OutboxId, Option<oneshot::Sender<Delivery>>),
     Reconfigure(Topology),
     AgentsStatus(oneshot::Sender<Vec<AgentView>>),
     PoolStatus(String, oneshot::Sender<Option<PoolView>>),
@@ -318,37 +318,26 @@ impl Dispatcher {
 
     async fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Enqueued(message, waiter) => {
-                let id = message.id;
+            Command::Enqueued(id, waiter) => {
                 if let Some(waiter) = waiter {
                     self.waiters.entry(id).or_default().push(waiter);
                 }
-                if message.status.is_final() {
-                    self.notify_final(&message);
-                } else if !self.messages.contains_key(&id) && !self.in_flight.contains_key(&id) {
-                    self.admit(*message);
-                }
-            }
-            Command::Await(id, waiter) => {
-                if self.messages.contains_key(&id) || self.in_flight.contains_key(&id) {
-                    self.waiters.entry(id).or_default().push(waiter);
-                } else {
+                if !self.messages.contains_key(&id) && !self.in_flight.contains_key(&id) {
+                    // Read here, by the queue's one owner, never earlier by the caller: a copy
+                    // read before this command was queued may be pending while the message has
+                    // since been sent and let go, and queueing it again would strand its waiters.
                     match self.store.outbox_message(id).await {
-                        Ok(Some(message)) => match message.delivery() {
-                            Some(delivery) => {
-                                let _ = waiter.send(delivery);
-                            }
-                            // Pending in the store but not here (written by another path and
-                            // not admitted yet): admit it and wait.
-                            None => {
-                                self.waiters.entry(id).or_default().push(waiter);
-                                self.admit(message);
-                            }
-                        },
-                        // Dropping the waiter tells the caller the engine cannot say.
-                        Ok(None) => {}
+                        Ok(Some(message)) if message.status.is_final() => {
+                            self.notify_final(&message);
+                        }
+                        Ok(Some(message)) => self.admit(message),
+                        // Dropping the waiters tells the callers the engine cannot say.
+                        Ok(None) => {
+                            self.waiters.remove(&id);
+                        }
                         Err(error) => {
-                            tracing::error!(target: "agent_pool", %error, id = %id, "could not read a message to await");
+                            self.waiters.remove(&id);
+                            tracing::error!(target: "agent_pool", %error, id = %id, "could not read a message to admit; a restart admits it");
                         }
                     }
                 }

@@ -233,11 +233,8 @@ impl Engine {
         let message = self.with_ttl(message);
         let enqueued = self.inner.store.enqueue(message).await?;
         let id = enqueued.id();
-        let stored = self.inner.store.outbox_message(id).await?.ok_or_else(|| {
-            StoreError::new("read back an enqueued message", format!("{id} is missing"))
-        })?;
         let (reply, delivery) = oneshot::channel();
-        self.send(Command::Enqueued(Box::new(stored), Some(reply)))?;
+        self.send(Command::Enqueued(id, Some(reply)))?;
         Ok(OutboxTicket {
             id,
             new: matches!(enqueued, jobbot_core::store::Enqueued::New(_)),
@@ -249,9 +246,7 @@ impl Engine {
     /// monitoring's intake) to the dispatcher. A restart finds them anyway; this sends them now.
     pub async fn admit_stored(&self, ids: &[OutboxId]) -> Result<(), EngineError> {
         for id in ids {
-            if let Some(message) = self.inner.store.outbox_message(*id).await? {
-                self.send(Command::Enqueued(Box::new(message), None))?;
-            }
+            self.send(Command::Enqueued(*id, None))?;
         }
         Ok(())
     }
@@ -259,7 +254,7 @@ impl Engine {
     /// Waits for a message enqueued earlier (by id) to end.
     pub async fn await_delivery(&self, id: OutboxId) -> Result<Delivery, EngineError> {
         let (reply, delivery) = oneshot::channel();
-        self.send(Command::Await(id, reply))?;
+        self.send(Command::Enqueued(id, Some(reply)))?;
         delivery.await.map_err(|_| EngineError::Stopped)
     }
 
@@ -480,7 +475,7 @@ fn log_pools(config: &Config) {
     for channel in crm {
         tracing::info!(target: "agent_pool", "  ✅ Пул агентов для '{}' инициализирован ({} агентов)", channel.name, channel.agents.len());
         for agent in &channel.agents {
-            tracing::debug!(target: "agent_pool", "    агент {} ({})", agent.session_name, mask_phone(agent.phone.as_str()));
+            tracing::debug!(target: "agent_pool", "    агент {} ({})", agent.session_name, agent.phone.as_ref().map_or_else(|| "phone missing".to_owned(), |phone| mask_phone(phone.as_str())));
         }
     }
 }

@@ -261,7 +261,19 @@ impl Owner {
                     self.publish(LinkState::Dead { reason });
                     self.context.settings.idle_retry
                 }
-                Err(error @ (ConnectError::SessionBusy { .. } | ConnectError::Storage { .. })) => {
+                // Held by someone else: after a crash, usually the previous process, whose
+                // connection the other side releases as soon as it notices it is gone. Retried
+                // with the connection's back-off, not the idle retry.
+                Err(error @ ConnectError::SessionBusy { .. }) => {
+                    tracing::warn!(target: "agent_pool", session = %self.session, %error, "❌ Ошибка подключения агента");
+                    self.publish(LinkState::Disconnected {
+                        reason: error.to_string(),
+                    });
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(self.context.settings.reconnect_max);
+                    wait
+                }
+                Err(error @ ConnectError::Storage { .. }) => {
                     tracing::error!(target: "agent_pool", session = %self.session, %error, "❌ Ошибка подключения агента");
                     self.publish(LinkState::Disconnected {
                         reason: error.to_string(),
@@ -335,6 +347,8 @@ impl Owner {
         let mut checkpoints = tokio::time::interval(self.context.settings.checkpoint_interval);
         checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         checkpoints.tick().await;
+        // The account's stream said the connection dropped, and nothing has shown it back yet.
+        let mut link_lost = false;
         let ended = loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -377,11 +391,14 @@ impl Owner {
                     Some(event) => {
                         let ack = match &event {
                             AccountEvent::ConnectionLost => {
+                                link_lost = true;
                                 self.publish(LinkState::Disconnected { reason: "connection lost; reconnecting".into() });
                                 None
                             }
                             AccountEvent::ConnectionRestored => {
-                                self.publish(LinkState::Ready { me: me.clone() });
+                                if std::mem::take(&mut link_lost) {
+                                    self.publish(LinkState::Ready { me: me.clone() });
+                                }
                                 None
                             }
                             AccountEvent::Checkpoint(checkpoint) => {
@@ -405,14 +422,23 @@ impl Owner {
                             let _ = self.context.events.send(EngineEvent::Telegram { session: self.session.clone(), event });
                         }
                     }
-                    None => events = None,
+                    // The stream ended: the connection behind it is gone (a remote back-end's
+                    // socket closed). Reconnect now rather than at the next send or health check.
+                    None => break Ended::Reconnect { reason: "the update stream ended".into() },
                 },
                 _ = checkpoints.tick() => {
                     account.request_checkpoint();
                     requested += 1;
                 },
                 _ = health.tick() => match account.get_me().await {
-                    Ok(_) => {}
+                    // A call that works is the connection back, whether or not the stream has
+                    // said so yet (a quiet account may get no update for hours).
+                    Ok(_) => {
+                        if std::mem::take(&mut link_lost) {
+                            tracing::info!(target: "agent_pool", session = %self.session, "health check passed; connection restored");
+                            self.publish(LinkState::Ready { me: me.clone() });
+                        }
+                    }
                     Err(TelegramError::AccountDead { reason }) => break Ended::Dead { reason },
                     Err(error) => {
                         tracing::warn!(target: "agent_pool", session = %self.session, %error, "health check failed; reconnecting");

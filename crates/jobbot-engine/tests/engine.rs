@@ -755,6 +755,16 @@ struct FaultState {
     after_send: std::collections::HashMap<String, AfterSend>,
     /// Sessions whose `connect` fails (a network that stays down).
     unreachable: std::collections::HashSet<SessionName>,
+    /// The accounts' streams never say `ConnectionRestored` (a back-end that learns of a
+    /// restored connection only from the next update, which a quiet account does not get).
+    quiet_restores: bool,
+    /// Sessions whose next `connect`s answer `SessionBusy` (a crashed process's connection still
+    /// registered on the other side), with how many are left.
+    busy: std::collections::HashMap<SessionName, u32>,
+    /// Connects made (successful ones), per session.
+    connects: std::collections::HashMap<SessionName, u32>,
+    /// Ends the update stream of a session's current connection (its socket closed).
+    end_stream: std::collections::HashMap<SessionName, tokio::sync::oneshot::Sender<()>>,
 }
 
 #[derive(Clone)]
@@ -771,6 +781,34 @@ impl Faults {
             .unwrap()
             .after_send
             .insert(text.to_owned(), AfterSend { error, then_ban });
+    }
+
+    fn busy(&self, session_name: &str, times: u32) {
+        self.state
+            .lock()
+            .unwrap()
+            .busy
+            .insert(session(session_name), times);
+    }
+
+    fn connects(&self, session_name: &str) -> u32 {
+        let state = self.state.lock().unwrap();
+        state
+            .connects
+            .get(&session(session_name))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Ends the update stream of the session's current connection; `false` if it has none.
+    fn end_stream(&self, session_name: &str) -> bool {
+        let end = self
+            .state
+            .lock()
+            .unwrap()
+            .end_stream
+            .remove(&session(session_name));
+        end.is_some_and(|end| end.send(()).is_ok())
     }
 
     fn unreachable(&self, session_name: &str) {
@@ -806,10 +844,27 @@ impl AccountConnector for FaultyConnector {
                 message: "unreachable (test)".into(),
             });
         }
+        if let Some(left) = self.faults.state.lock().unwrap().busy.get_mut(session)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(ConnectError::SessionBusy {
+                session: session.clone(),
+            });
+        }
         let inner = self.sim.connect(session, options).await?;
+        *self
+            .faults
+            .state
+            .lock()
+            .unwrap()
+            .connects
+            .entry(session.clone())
+            .or_default() += 1;
         Ok(Arc::new(FaultyAccount {
             inner,
             faults: self.faults.clone(),
+            session: session.clone(),
         }))
     }
 
@@ -833,6 +888,7 @@ impl AccountConnector for FaultyConnector {
 struct FaultyAccount {
     inner: Arc<dyn TelegramAccount>,
     faults: Faults,
+    session: SessionName,
 }
 
 #[async_trait::async_trait]
@@ -900,8 +956,35 @@ impl TelegramAccount for FaultyAccount {
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
         self.inner.join_chat(target).await
     }
+    /// The inner stream, forwarded until [`Faults::end_stream`] ends it.
     fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<AccountEvent>> {
-        self.inner.take_events()
+        let mut inner = self.inner.take_events()?;
+        let (end, mut ended) = tokio::sync::oneshot::channel();
+        self.faults
+            .state
+            .lock()
+            .unwrap()
+            .end_stream
+            .insert(self.session.clone(), end);
+        let quiet = self.faults.state.lock().unwrap().quiet_restores;
+        let (events, receiver) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut ended => return,
+                    event = inner.recv() => {
+                        let Some(event) = event else { return };
+                        if quiet && event == AccountEvent::ConnectionRestored {
+                            continue;
+                        }
+                        if events.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Some(receiver)
     }
     fn request_checkpoint(&self) {
         self.inner.request_checkpoint()
@@ -1275,4 +1358,229 @@ async fn learned_limits_survive_a_restart() {
     wait_ready(&engine, 1).await;
     assert_eq!(learned_rate(engine.agents().await.unwrap()), before);
     engine.shutdown().await;
+}
+
+/// After a crash, the other side may still hold the previous process's connection for a moment
+/// (`SessionBusy`): the owner tries again with its short reconnect back-off, not after the
+/// 10-minute idle retry meant for sessions that need a person (not logged in, dead).
+#[tokio::test(start_paused = true)]
+async fn a_busy_session_is_tried_again_soon() {
+    let faults = Faults::default();
+    faults.busy("agent_a", 3);
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults.clone()),
+    )
+    .await;
+    // Within `wait_ready`'s minute of paused time: far less than the idle retry.
+    wait_ready(&harness.engine, 1).await;
+    assert_eq!(faults.connects("agent_a"), 1);
+}
+
+/// An account's update stream that ends (a remote back-end's socket closed) makes its owner
+/// reconnect at once, not at the next send or health check (every 5 minutes).
+#[tokio::test(start_paused = true)]
+async fn an_ended_update_stream_reconnects_at_once() {
+    let faults = Faults::default();
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults.clone()),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    assert_eq!(faults.connects("agent_a"), 1);
+    assert!(faults.end_stream("agent_a"));
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while faults.connects("agent_a") < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("reconnected within a minute, before any health check");
+    wait_ready(&harness.engine, 1).await;
+    // And it works: a send goes out on the new connection.
+    let ticket = harness.send(0, None, "after the reconnect").await;
+    assert!(matches!(
+        ticket.delivery().await.unwrap(),
+        Delivery::Sent { .. }
+    ));
+    assert_eq!(harness.received(0).len(), 1);
+}
+
+/// A message handed to the dispatcher again after it was sent (a resumed workflow queueing its
+/// message once more, monitoring's intake admitting it while the restart's queue already has
+/// it) is reported as sent, never queued or sent again: the dispatcher reads it from the store
+/// itself, so no copy older than the send can reach the queue.
+#[tokio::test(start_paused = true)]
+async fn a_message_admitted_again_after_it_was_sent_is_reported_not_resent() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    let ticket = harness.send(0, None, "once").await;
+    let id = ticket.id;
+    let sent = ticket.delivery().await.unwrap();
+    assert!(matches!(sent, Delivery::Sent { .. }));
+    harness.engine.admit_stored(&[id, id]).await.unwrap();
+    assert_eq!(harness.engine.await_delivery(id).await.unwrap(), sent);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(harness.received(0).len(), 1);
+    let stored = harness.store.outbox_message(id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.attempts), (OutboxStatus::Sent, 1));
+}
+
+/// A quiet account whose stream never announces the restored connection is ready again once a
+/// health check passes, on the same connection: an account that only sends does not stay
+/// "disconnected" waiting for an update (#14 item 1).
+#[tokio::test(start_paused = true)]
+async fn a_passing_health_check_restores_a_lost_link() {
+    let faults = Faults::default();
+    faults.state.lock().unwrap().quiet_restores = true;
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    let connections = harness.world.connection_history().len();
+    harness.world.drop_connection(&session("agent_a"));
+    wait_link(&harness.engine, "agent_a", |link| {
+        matches!(link, Some(LinkState::Disconnected { .. }))
+    })
+    .await;
+    // The health check runs every 5 minutes; an hour is twelve chances.
+    tokio::time::timeout(
+        Duration::from_secs(3600),
+        harness.engine.wait_for_links(|links| {
+            links
+                .get(&session("agent_a"))
+                .is_some_and(LinkState::is_ready)
+        }),
+    )
+    .await
+    .expect("the link was never restored")
+    .expect("the engine runs");
+    assert_eq!(
+        harness.world.connection_history().len(),
+        connections,
+        "restored on the same connection, not by reconnecting"
+    );
+}
+
+/// The errors the simulator injects, judged by the engine as their scope says (#14 item 4):
+/// a server error is in doubt and repeated on the same account (one message arrives); an
+/// invalid auth key kills the account and the message moves to another; a recipient who wants
+/// payment ends the message after one attempt, without trying the other account.
+#[tokio::test(start_paused = true)]
+async fn injected_telegram_errors_are_judged_by_their_scope() {
+    use jobbot_core::store::OutboxFailure;
+    use jobbot_core::telegram::DeadReason;
+
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        3,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    let (a, b) = (harness.agents[0], harness.agents[1]);
+    harness
+        .engine
+        .pause_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+
+    // 500: in doubt, repeated by agent_a with the same random_id.
+    harness
+        .world
+        .fail_next_sends(a, [TelegramError::ServerError { code: 500 }]);
+    let ticket = harness.send(0, None, "after a server error").await;
+    let id = ticket.id;
+    match ticket.delivery().await.unwrap() {
+        Delivery::Sent { agent, .. } => assert_eq!(agent, session("agent_a")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        harness.received(0),
+        [(0, "after a server error".to_owned())]
+    );
+    let stored = harness.store.outbox_message(id).await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 2);
+
+    // A recipient who wants Stars: ends at once, agent_b's queued refusal is never reached.
+    harness
+        .engine
+        .resume_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    wait_ready(&harness.engine, 2).await;
+    for agent in [a, b] {
+        harness
+            .world
+            .fail_next_sends(agent, [TelegramError::PaymentRequired { stars: 100 }]);
+    }
+    let ticket = harness.send(1, None, "paid").await;
+    let id = ticket.id;
+    match ticket.delivery().await.unwrap() {
+        Delivery::Failed {
+            failure: OutboxFailure::Recipient { error, .. },
+        } => assert_eq!(error, TelegramError::PaymentRequired { stars: 100 }),
+        other => panic!("{other:?}"),
+    }
+    let stored = harness.store.outbox_message(id).await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 1, "no failover on a recipient's refusal");
+    assert!(harness.received(1).is_empty());
+
+    // AUTH_KEY_INVALID: the account is dead (not a network retry) and another one sends.
+    harness
+        .engine
+        .pause_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    harness.world.fail_next_sends(b, []);
+    harness.world.fail_next_sends(
+        a,
+        [TelegramError::AccountDead {
+            reason: DeadReason::AuthKeyInvalid,
+        }],
+    );
+    let ticket = harness.send(2, None, "after a dead key").await;
+    wait_link(&harness.engine, "agent_a", |link| {
+        matches!(
+            link,
+            Some(LinkState::Dead {
+                reason: DeadReason::AuthKeyInvalid
+            })
+        )
+    })
+    .await;
+    harness
+        .engine
+        .resume_agents(vec![session("agent_b")])
+        .await
+        .unwrap();
+    match ticket.delivery().await.unwrap() {
+        Delivery::Sent { agent, .. } => assert_eq!(agent, session("agent_b")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(harness.received(2), [(1, "after a dead key".to_owned())]);
 }

@@ -43,6 +43,9 @@ pub struct LoginHandle(pub u64);
 pub struct ScriptedProgress {
     pub posted: u32,
     pub posts: u32,
+    /// What the next step would do (vacancies left to post, recruiter replies and operator
+    /// answers due now): all zero once the world waits for nothing.
+    pub due: jobbot_sim::scenario::StepReport,
 }
 
 /// The port of `jobbot_core::telegram`.

@@ -1089,6 +1089,7 @@ impl AdminRpcServer for Connection {
             Scenario::Scripted { scripted } => Some(ScriptedProgress {
                 posted: scripted.posted,
                 posts: scripted.posts,
+                due: scripted.due(),
             }),
             _ => None,
         })

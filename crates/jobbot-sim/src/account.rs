@@ -17,8 +17,10 @@ use tokio::time::Instant;
 
 use crate::world::{ConnectionId, Deduplicated, Destination, SimWorld, WorldState};
 
-/// Longest message text (`MESSAGE_TOO_LONG` past it), core.telegram.org/method/messages.sendMessage.
-const MAX_MESSAGE_LENGTH: usize = 4_096;
+/// Longest message text in UTF-16 code units (`MESSAGE_TOO_LONG` past it): `message_length_max`
+/// = 4096 (core.telegram.org/api/config), counted in UTF-16 units as MTProto counts text
+/// (core.telegram.org/api/entities), so an emoji outside the BMP counts 2.
+const MAX_MESSAGE_LENGTH: usize = jobbot_core::notification::MAX_MESSAGE_UTF16;
 /// `CHANNELS_TOO_MUCH`: an account may be in at most 500 channels and supergroups
 /// (core.telegram.org/api/config, `channels_limit_default`).
 const MAX_CHANNELS_JOINED: usize = 500;
@@ -82,6 +84,7 @@ impl SimAccount {
                 let now = Instant::now();
                 let result = world
                     .begin_call(connection, now)
+                    .and_then(|account| world.injected_failure(connection, account))
                     .and_then(|account| match claim {
                         RandomIdClaim::InProgress => Err(TelegramError::RandomIdDuplicate),
                         RandomIdClaim::Claimed(_) | RandomIdClaim::NoConnection => {
@@ -162,9 +165,7 @@ impl TelegramAccount for SimAccount {
                 .dead
                 .is_some_and(|reason| reason != DeadReason::Frozen)
             {
-                return Err(TelegramError::Other {
-                    message: "INPUT_USER_DEACTIVATED".to_owned(),
-                });
+                return Err(TelegramError::RecipientDeactivated);
             }
             check_content(&content)?;
             world.check_may_write_privately(account, to.id, now)?;
@@ -306,8 +307,8 @@ impl TelegramAccount for SimAccount {
                     // Joining by username resolves it first: the same punished call.
                     let id = world.resolve_with_cache(account, username, now)?;
                     if !world.chats.contains_key(&id) {
-                        return Err(TelegramError::Other {
-                            message: "CHANNEL_INVALID".to_owned(),
+                        return Err(TelegramError::ChatForbidden {
+                            code: "CHANNEL_INVALID".to_owned(),
                         });
                     }
                     id
@@ -320,9 +321,7 @@ impl TelegramAccount for SimAccount {
                     .filter(|record| record.members.contains(&account))
                     .count();
                 if joined >= MAX_CHANNELS_JOINED {
-                    return Err(TelegramError::Other {
-                        message: "CHANNELS_TOO_MUCH".to_owned(),
-                    });
+                    return Err(TelegramError::TooManyChannels);
                 }
                 world.chat_mut(chat).members.insert(account);
             }
@@ -371,10 +370,10 @@ fn check_content(content: &MessageContent) -> Result<(), TelegramError> {
     if content.text.trim().is_empty() {
         return other("MESSAGE_EMPTY");
     }
-    if content.text.chars().count() > MAX_MESSAGE_LENGTH {
-        return other("MESSAGE_TOO_LONG");
-    }
     let utf16_length = content.text.encode_utf16().count() as u64;
+    if utf16_length > MAX_MESSAGE_LENGTH as u64 {
+        return Err(TelegramError::MessageTooLong);
+    }
     let out_of_bounds = content.entities.iter().any(|entity| {
         entity.length == 0 || u64::from(entity.offset) + u64::from(entity.length) > utf16_length
     });
@@ -422,8 +421,27 @@ impl WorldState {
                 reason: DeadReason::AuthKeyDuplicated,
             });
         }
+
         self.user_mut(account).counters.calls += 1;
         Ok(account)
+    }
+
+    /// The next failure queued by [`SimWorld::fail_next_sends`] for `account`, if any.
+    fn injected_failure(
+        &mut self,
+        connection: ConnectionId,
+        account: ChatId,
+    ) -> Result<ChatId, TelegramError> {
+        let Some(error) = self.user_mut(account).limits.injected.pop_front() else {
+            return Ok(account);
+        };
+        if let TelegramError::AccountDead { reason } = error {
+            let session = self.connections[&connection].session.clone();
+            if let Some(session) = self.sessions.get_mut(&session) {
+                session.dead = Some(reason);
+            }
+        }
+        Err(error)
     }
 
     fn take_send(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
@@ -538,9 +556,7 @@ impl WorldState {
     fn check_access_hash(&self, account: ChatId, to: PeerRef) -> Result<Peer, TelegramError> {
         match self.peer_seen_by(account, to.id) {
             Some(peer) if peer.peer.access_hash == to.access_hash => Ok(peer),
-            _ => Err(TelegramError::Other {
-                message: "PEER_ID_INVALID".to_owned(),
-            }),
+            _ => Err(TelegramError::PeerInvalid),
         }
     }
 

@@ -151,6 +151,7 @@ macro_rules! contract_checks {
             a_direct_message_to_a_bot_or_channel_is_not_a_user,
             an_access_hash_from_another_account_is_refused,
             a_plain_member_may_not_post_in_a_channel,
+            message_length_is_counted_in_utf16_units,
             joining_is_idempotent,
             a_forum_topic_can_be_created_and_posted_to,
             a_deleted_topic_is_refused,
@@ -158,6 +159,7 @@ macro_rules! contract_checks {
             a_direct_message_arrives_as_a_private_message,
             a_topic_message_carries_its_topic_id,
             a_dropped_connection_is_lost_then_restored,
+            a_quiet_connection_is_restored_without_any_update,
             the_next_connection_catches_up_from_the_committed_checkpoint,
             a_send_already_on_its_way_is_a_duplicate_not_a_second_message,
             login_with_a_wrong_code_then_the_right_one,
@@ -679,7 +681,7 @@ pub async fn an_access_hash_from_another_account_is_refused(
         .send_direct(seen_by_first.peer, &text("borrowed hash"), ids.next())
         .await
     {
-        Err(TelegramError::Other { .. }) => {}
+        Err(TelegramError::PeerInvalid) => {}
         other => {
             return Err(format!(
                 "a send with another account's access hash gave {other:?}"
@@ -729,6 +731,31 @@ pub async fn a_plain_member_may_not_post_in_a_channel(
         Err(TelegramError::ChatForbidden { .. }) => Ok(CheckOutcome::Passed),
         other => Err(format!("a non-admin post in a channel gave {other:?}")),
     }
+}
+
+/// The 4,096 limit counts UTF-16 code units, not characters (core.telegram.org/api/entities):
+/// 2,049 emoji outside the BMP are 2,049 characters but 4,098 units, `MessageTooLong`, and
+/// nothing is posted; 2,048 of them are exactly 4,096 units and go out.
+pub async fn message_length_is_counted_in_utf16_units(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let ids = RandomIds::new(fixture);
+    let admin = connect(fixture, &fixture.first_account()).await?;
+    let too_long = "\u{1F600}".repeat(2_049);
+    match admin
+        .post_to_chat(fixture.postable_channel(), &text(&too_long), ids.next())
+        .await
+    {
+        Err(TelegramError::MessageTooLong) => {}
+        other => return Err(format!("a post of 4,098 UTF-16 units gave {other:?}")),
+    }
+    sleep(fixture.pacing().send).await;
+    let longest = "\u{1F600}".repeat(2_048);
+    admin
+        .post_to_chat(fixture.postable_channel(), &text(&longest), ids.next())
+        .await
+        .map_err(|error| format!("a post of exactly 4,096 UTF-16 units: {error:?}"))?;
+    Ok(CheckOutcome::Passed)
 }
 
 // ----- Chats and forum topics -----
@@ -986,6 +1013,36 @@ pub async fn a_dropped_connection_is_lost_then_restored(
         .get_me()
         .await
         .map_err(|error| format!("a call after reconnecting: {error:?}"))?;
+    Ok(CheckOutcome::Passed)
+}
+
+/// A connection that comes back is announced at once, with no update to carry the news: a
+/// quiet account (one that only sends) must not stay "disconnected" until someone writes to it.
+pub async fn a_quiet_connection_is_restored_without_any_update(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs a network cut"));
+    };
+    let session = fixture.first_account();
+    let account = connect(fixture, &session).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    controls.drop_connection(&session);
+    let lost = next_event(&mut events).await?;
+    ensure!(
+        lost == AccountEvent::ConnectionLost,
+        "expected ConnectionLost, got {lost:?}"
+    );
+    // Nothing is posted anywhere meanwhile.
+    let restored = next_event(&mut events).await?;
+    ensure!(
+        restored == AccountEvent::ConnectionRestored,
+        "expected ConnectionRestored with no update, got {restored:?}"
+    );
+    account
+        .get_me()
+        .await
+        .map_err(|error| format!("a call once restored: {error:?}"))?;
     Ok(CheckOutcome::Passed)
 }
 

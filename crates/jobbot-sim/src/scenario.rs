@@ -11,7 +11,8 @@
 //!   recruiters who sometimes reply, an operator who sometimes answers in topics;
 //! - the scripted one ([`Scripted`]): a fixed number of vacancies, each drawn from the seed and
 //!   its index, every recruiter replying once to each agent that wrote to them, and the operator
-//!   answering every relayed contact message in its topic. Each step is derived from the world's
+//!   answering every relayed contact message in its topic. The first vacancy waits until the
+//!   main account has connected once. Each step is derived from the world's
 //!   record plus a counter of posts made, so a restart (of the simulator or of jobbot) resumes
 //!   it without repeating or skipping anything: the crash suite's traffic.
 
@@ -296,14 +297,36 @@ impl Scripted {
     /// a step repeated after a restart does nothing twice.
     pub fn step(&mut self) -> StepReport {
         let mut report = StepReport::default();
-        if self.posted < self.posts {
+        if self.posted < self.posts && self.listened_to() {
             self.post_vacancy(self.posted);
             self.posted += 1;
             report.vacancies = 1;
         }
-        report.replies = self.reply_to_first_messages();
-        report.answers = self.answer_relayed_messages();
+        report.replies = self.reply_to_first_messages(Do::Act);
+        report.answers = self.answer_relayed_messages(Do::Act);
         report
+    }
+
+    /// Whether the main account has ever connected. The sources wait for it: a session that never
+    /// connected has no update position to catch up from (Telegram's `updates.getState` starts
+    /// it), so posts before its first connection would be history, not traffic.
+    fn listened_to(&self) -> bool {
+        let main = jobbot_core::ids::SessionName::main();
+        self.layout
+            .world
+            .connection_history()
+            .iter()
+            .any(|entry| entry.session == main)
+    }
+
+    /// What the next step would do besides posting (recruiter replies and operator answers due
+    /// now), without doing it: the crash suite waits until nothing is due and nothing is posted.
+    pub fn due(&self) -> StepReport {
+        StepReport {
+            vacancies: self.posts - self.posted.min(self.posts),
+            replies: self.reply_to_first_messages(Do::Count),
+            answers: self.answer_relayed_messages(Do::Count),
+        }
     }
 
     /// Vacancy `index`, drawn from the seed and the index alone. Its `#reference` is unique, so
@@ -320,7 +343,7 @@ impl Scripted {
 
     /// Every recruiter answers each agent that wrote to them, once: the reply names both, so it
     /// can be found in the CRM topic it must be relayed to.
-    fn reply_to_first_messages(&self) -> u32 {
+    fn reply_to_first_messages(&self, what: Do) -> u32 {
         let layout = &self.layout;
         let mut replies = 0;
         for (index, (recruiter_name, recruiter)) in layout.recruiters.iter().enumerate() {
@@ -328,10 +351,13 @@ impl Scripted {
                 let wrote = !layout.world.received_from(*recruiter, *agent).is_empty();
                 let answered = !layout.world.received_from(*agent, *recruiter).is_empty();
                 if wrote && !answered {
+                    replies += 1;
+                    if what == Do::Count {
+                        continue;
+                    }
                     let reply = REPLIES[index % REPLIES.len()];
                     let text = format!("{reply} [{recruiter_name} → {session}]");
                     layout.world.send_direct(*recruiter, *agent, &text);
-                    replies += 1;
                 }
             }
         }
@@ -340,7 +366,7 @@ impl Scripted {
 
     /// In every live topic of the CRM group, the operator answers each relayed contact message
     /// once (answers counted by the operator's own posts in that topic).
-    fn answer_relayed_messages(&self) -> u32 {
+    fn answer_relayed_messages(&self, what: Do) -> u32 {
         let layout = &self.layout;
         let operator = layout.operator;
         let group = layout.crm_group;
@@ -357,6 +383,10 @@ impl Scripted {
         let mut answers = 0;
         for (topic, (relayed, answered)) in per_topic {
             for number in answered..relayed {
+                if what == Do::Count {
+                    answers += 1;
+                    continue;
+                }
                 let answer = OPERATOR_ANSWERS[number as usize % OPERATOR_ANSWERS.len()];
                 let text = format!("{answer} [answer {}-{}]", topic.0, number + 1);
                 // A topic deleted meanwhile refuses the post; nothing is due there any more.
@@ -371,6 +401,13 @@ impl Scripted {
         }
         answers
     }
+}
+
+/// Whether a scripted step acts or only counts what it would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Do {
+    Act,
+    Count,
 }
 
 const REPLIES: [&str; 4] = [

@@ -5,13 +5,13 @@
 //! Collections are `BTreeMap`s so iteration (and therefore event delivery order) does not depend
 //! on a per-process hash seed: the same `SimParams::seed` and the same calls give the same world.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, DeadReason, IncomingMessage, Me, Peer, PeerKind, PeerRef, Sender, SentMessage,
-    TopicId,
+    TelegramError, TopicId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -193,6 +193,9 @@ pub(crate) struct AccountLimits {
     /// per account"): a hit costs no `contacts.resolveUsername` call. Like a real cache it can be
     /// stale: a username that changed hands still points at the old peer.
     pub(crate) resolved_usernames: BTreeMap<Username, ChatId>,
+    /// Answers for this account's next sends, in order, before any other check (see
+    /// [`SimWorld::fail_next_sends`]).
+    pub(crate) injected: VecDeque<TelegramError>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -491,6 +494,22 @@ impl SimWorld {
             let until = Instant::now() + Duration::from_secs(u64::from(seconds));
             world.user_mut(account).limits.send.block_until(until);
         })
+    }
+
+    /// Makes the account's next sends (the calls with a `random_id`: messages, posts, topics)
+    /// fail with `errors`, one send each, in order, before the send does anything (replacing
+    /// what was queued before; an empty list clears it). For the errors Telegram answers that the world has no rule of its own for
+    /// (core.telegram.org/api/errors: 500 `INTERNAL` and -503 `Timeout` "may or may not have
+    /// been executed" — here they are the "not executed" case —, 303 `*_MIGRATE`, 401
+    /// `AUTH_KEY_INVALID`, paid messages, `YOU_BLOCKED_USER`, closed topics …), so tests can
+    /// show what the engine does with each. An injected `AccountDead` kills the session's key
+    /// like Telegram's 401s do: every later call fails the same way.
+    pub fn fail_next_sends(
+        &self,
+        account: ChatId,
+        errors: impl IntoIterator<Item = TelegramError>,
+    ) {
+        self.with(|world| world.user_mut(account).limits.injected = errors.into_iter().collect())
     }
 
     /// A new invite link hash for `chat` (the part after `t.me/+`).
@@ -1006,8 +1025,8 @@ impl WorldState {
     ) -> Result<(), jobbot_core::telegram::TelegramError> {
         use jobbot_core::telegram::TelegramError;
         let Some(record) = self.chats.get(&chat) else {
-            return Err(TelegramError::Other {
-                message: "CHANNEL_INVALID".to_owned(),
+            return Err(TelegramError::ChatForbidden {
+                code: "CHANNEL_INVALID".to_owned(),
             });
         };
         if !record.members.contains(&author) {

@@ -561,12 +561,23 @@ async fn the_connection_history_counts_a_session_used_twice_at_once_and_survives
 
 #[tokio::test(start_paused = true)]
 async fn the_scripted_activity_posts_from_its_seed_and_replies_and_answers_once() {
+    use jobbot_core::ids::SessionName;
+    use jobbot_core::telegram::{AccountConnector, ConnectOptions};
     use jobbot_sim::scenario::{DemoWorld, Scripted};
-    let run = |seed| {
+    let run = |seed| async move {
         let mut scripted = Scripted::new(DemoWorld::build(seed), seed, 3);
+        // Nobody listens yet: the sources wait for the main account's first connection.
+        assert_eq!(scripted.step().vacancies, 0);
+        assert_eq!(scripted.due().vacancies, 3);
+        let main = jobbot_sim::SimConnector::new(scripted.layout.world.clone())
+            .connect(&SessionName::main(), &ConnectOptions::default())
+            .await
+            .unwrap();
+        main.disconnect().await;
         (0..5).for_each(|_| {
             scripted.step();
         });
+        assert_eq!(scripted.due().vacancies, 0);
         let layout = &scripted.layout;
         let posts: Vec<String> = layout
             .sources
@@ -576,10 +587,14 @@ async fn the_scripted_activity_posts_from_its_seed_and_replies_and_answers_once(
             .collect();
         (scripted, posts)
     };
-    let (mut scripted, posts) = run(11);
+    let (mut scripted, posts) = run(11).await;
     assert_eq!(posts.len(), 3, "exactly the vacancies asked for");
-    assert_eq!(run(11).1, posts, "the same seed posts the same vacancies");
-    assert_ne!(run(12).1, posts);
+    assert_eq!(
+        run(11).await.1,
+        posts,
+        "the same seed posts the same vacancies"
+    );
+    assert_ne!(run(12).await.1, posts);
 
     let layout = scripted.layout.clone();
     let (_, _, agent) = layout.agents[0];
@@ -599,10 +614,17 @@ async fn the_scripted_activity_posts_from_its_seed_and_replies_and_answers_once(
             "👤 Recruiter:\n\nYes, still open",
         )
         .unwrap();
+    let due = scripted.due();
     let report = scripted.step();
     assert_eq!(
         (report.vacancies, report.replies, report.answers),
         (0, 1, 1)
+    );
+    assert_eq!(due, report, "what was due is what the step did");
+    assert_eq!(
+        (scripted.due().replies, scripted.due().answers),
+        (0, 0),
+        "and then nothing is due"
     );
 
     // Saved and restored (as a restarted simulator does), it owes nothing more.

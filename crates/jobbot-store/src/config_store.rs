@@ -276,6 +276,14 @@ impl ConfigStore {
         // in through `extra` that shadows a modelled field, for example, is caught here).
         let text = config::render(&document);
         let snapshot = load_bytes(text.as_bytes()).map_err(StoreError::Invalid)?;
+        // Loading leaves a bad agent out so one agent never stops a running system; a save is
+        // refused instead, so nobody writes a broken agent.
+        if !snapshot.config.skipped_agents.is_empty() {
+            return Err(StoreError::Invalid(ConfigProblems(
+                snapshot.config.skipped_agents.clone(),
+            ))
+            .into());
+        }
         if snapshot.revision == live.revision {
             return Ok(snapshot.revision);
         }
@@ -538,6 +546,9 @@ fn load_bytes(bytes: &[u8]) -> Result<Snapshot, ConfigProblems> {
         )])
     })?;
     let loaded = config::load(text)?;
+    for problem in &loaded.config.skipped_agents {
+        tracing::warn!(target: "config_store", "agent left out: {problem}");
+    }
     Ok(Snapshot {
         revision: Revision::of(bytes),
         document: loaded.document,

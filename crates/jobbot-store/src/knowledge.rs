@@ -1,18 +1,50 @@
-//! The core's [`KnowledgeIndex`] port: SQLite FTS5 (migration `0050_knowledge.sql`) and the same
-//! semantics in memory. Both rank with BM25 over the chunks' search terms (FTS5's `bm25()`, and
-//! its formula in memory), best first, ties in file order.
+//! The core's [`KnowledgeIndex`] port: SQLite FTS5 (migration `0050_knowledge.sql`), PostgreSQL
+//! full-text search (its `0050_knowledge.sql`: a `tsvector` of the terms with a GIN index), and
+//! the same semantics in memory. SQLite and memory rank with BM25 over the chunks' search terms
+//! (FTS5's `bm25()`, and its formula in memory); PostgreSQL with `ts_rank` (term frequency
+//! scaled by the chunk's length; it has no corpus-wide IDF). Best first, ties in file order.
 
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use jobbot_core::ai::knowledge::{KnowledgeChunk, KnowledgeHit, KnowledgeIndex, KnowledgeSource};
 use jobbot_core::store::{StoreError, UnixMillis};
-use sqlx::Row;
+use sqlx::{Postgres, QueryBuilder};
 
-use crate::{MemoryStore, SqliteStore};
+use crate::rows::{StoredRow, column, failed, read_row};
+use crate::{MemoryStore, PostgresStore, SqliteStore};
 
-fn failed(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |error| StoreError::new(operation, error)
+fn read_source(row: &impl StoredRow) -> Result<KnowledgeSource, String> {
+    Ok(KnowledgeSource {
+        source: column(row, "source")?,
+        digest: column(row, "digest")?,
+        chunks: count_column(row, "chunks")?,
+        indexed_at: UnixMillis(column(row, "indexed_at")?),
+    })
+}
+
+fn read_hit(row: &impl StoredRow) -> Result<KnowledgeHit, String> {
+    Ok(KnowledgeHit {
+        source: column(row, "source")?,
+        position: count_column(row, "position")?,
+        text: column(row, "text")?,
+    })
+}
+
+fn count_column(row: &impl StoredRow, name: &str) -> Result<u32, String> {
+    let value: i64 = column(row, name)?;
+    u32::try_from(value).map_err(|_| format!("column {name}: {value} is out of range"))
+}
+
+/// Reads knowledge rows (they have no `id` to name them by).
+fn read_all<T, R: StoredRow>(
+    operation: &'static str,
+    rows: &[R],
+    read: impl Fn(&R) -> Result<T, String>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(|row| read_row(operation, "a knowledge row", row, &read))
+        .collect()
 }
 
 /// An FTS5 query matching any of `terms`, each quoted so no term is read as query syntax
@@ -107,15 +139,7 @@ impl KnowledgeIndex for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(failed("list knowledge files"))?;
-        Ok(rows
-            .iter()
-            .map(|row| KnowledgeSource {
-                source: row.get("source"),
-                digest: row.get("digest"),
-                chunks: row.get::<i64, _>("chunks") as u32,
-                indexed_at: UnixMillis(row.get("indexed_at")),
-            })
-            .collect())
+        read_all("list knowledge files", &rows, read_source)
     }
 
     async fn search_knowledge(
@@ -139,14 +163,135 @@ impl KnowledgeIndex for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(failed("search the knowledge files"))?;
-        Ok(rows
-            .iter()
-            .map(|row| KnowledgeHit {
-                source: row.get("source"),
-                position: row.get::<i64, _>("position") as u32,
-                text: row.get("text"),
-            })
-            .collect())
+        read_all("search the knowledge files", &rows, read_hit)
+    }
+}
+
+#[async_trait]
+impl KnowledgeIndex for PostgresStore {
+    async fn replace_knowledge(
+        &self,
+        channel_id: &str,
+        source: &str,
+        digest: &str,
+        chunks: &[KnowledgeChunk],
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "index a knowledge file";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        sqlx::query("DELETE FROM knowledge_chunks WHERE channel_id = $1 AND source = $2")
+            .bind(channel_id)
+            .bind(source)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+        for chunk in chunks {
+            sqlx::query(
+                "INSERT INTO knowledge_chunks (channel_id, source, position, text, terms) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(channel_id)
+            .bind(source)
+            .bind(i64::from(chunk.position))
+            .bind(&chunk.text)
+            .bind(&chunk.terms)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+        }
+        sqlx::query(
+            "INSERT INTO knowledge_sources (channel_id, source, digest, chunks, indexed_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (channel_id, source) DO UPDATE SET \
+             digest = excluded.digest, chunks = excluded.chunks, indexed_at = excluded.indexed_at",
+        )
+        .bind(channel_id)
+        .bind(source)
+        .bind(digest)
+        .bind(chunks.len() as i64)
+        .bind(at.0)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))
+    }
+
+    async fn remove_knowledge(&self, channel_id: &str, source: &str) -> Result<bool, StoreError> {
+        let operation = "forget a knowledge file";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        sqlx::query("DELETE FROM knowledge_chunks WHERE channel_id = $1 AND source = $2")
+            .bind(channel_id)
+            .bind(source)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+        let removed =
+            sqlx::query("DELETE FROM knowledge_sources WHERE channel_id = $1 AND source = $2")
+                .bind(channel_id)
+                .bind(source)
+                .execute(&mut *transaction)
+                .await
+                .map_err(failed(operation))?
+                .rows_affected();
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(removed > 0)
+    }
+
+    async fn knowledge_sources(
+        &self,
+        channel_id: &str,
+    ) -> Result<Vec<KnowledgeSource>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, digest, chunks, indexed_at FROM knowledge_sources \
+             WHERE channel_id = $1 ORDER BY source",
+        )
+        .bind(channel_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("list knowledge files"))?;
+        read_all("list knowledge files", &rows, read_source)
+    }
+
+    async fn search_knowledge(
+        &self,
+        channel_id: &str,
+        terms: &[String],
+        limit: u32,
+    ) -> Result<Vec<KnowledgeHit>, StoreError> {
+        if terms.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Any of the terms: each becomes a query of its own with `plainto_tsquery`, which reads
+        // no operators (so no term is query syntax) and never fails, and they are OR-ed (`||`).
+        let mut select =
+            QueryBuilder::<Postgres>::new("WITH query AS (SELECT (plainto_tsquery('simple', ");
+        let mut first = true;
+        for term in terms {
+            if !first {
+                select.push(") || plainto_tsquery('simple', ");
+            }
+            first = false;
+            select.push_bind(term.as_str());
+        }
+        select
+            .push(
+                ")) AS q) \
+                 SELECT c.source, c.position, c.text FROM knowledge_chunks AS c, query \
+                 WHERE c.channel_id = ",
+            )
+            .push_bind(channel_id)
+            .push(
+                " AND c.terms_vector @@ query.q \
+                 ORDER BY ts_rank(c.terms_vector, query.q, 1) DESC, c.source, c.position \
+                 LIMIT ",
+            )
+            .push_bind(i64::from(limit));
+        let rows = select
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("search the knowledge files"))?;
+        read_all("search the knowledge files", &rows, read_hit)
     }
 }
 

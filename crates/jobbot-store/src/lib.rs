@@ -5,17 +5,22 @@
 //!   edits without ever writing over a file it could not load.
 //! - [`SqliteStore`] implements the core's operational store port, [`jobbot_core::store::Store`]:
 //!   the durable outbox, processed messages and repost claims, CRM conversations with their
-//!   relay records, and statistics. A PostgreSQL backend comes later behind the same trait and
-//!   runs the same conformance checks (`tests/store.rs`).
-//! - Both also implement the core's [`jobbot_core::ai::knowledge::KnowledgeIndex`]: the AI's
-//!   knowledge files, searched with SQLite FTS5 (or BM25 in memory).
+//!   relay records, workflows, pauses, statistics, web sessions and API tokens.
+//! - [`PostgresStore`] implements the same port on PostgreSQL, with the same tables and the same
+//!   row reading (`rows.rs`), and passes the same conformance checks (`tests/store.rs`).
+//! - All of them also implement the core's [`jobbot_core::ai::knowledge::KnowledgeIndex`]: the
+//!   AI's knowledge files, searched with SQLite FTS5, PostgreSQL full-text search, or BM25 in
+//!   memory.
 //! - [`MemoryStore`] implements the same port in memory, with the same semantics and the same
 //!   conformance checks, for the engine's paused-time tests and benchmarks. It persists nothing.
 
 mod config_store;
 mod knowledge;
 mod memory;
+mod postgres;
+mod rows;
 mod sqlite;
+pub mod telethon;
 
 use std::path::PathBuf;
 
@@ -27,6 +32,7 @@ pub use config_store::{
     ConfigStore, ConfigWatch, MigrationReport, Snapshot, StoreError, migrate_file,
 };
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::{Durability, SqliteStore};
 
 /// A failure to open the operational store. Messages name the database file; they never hold
@@ -49,6 +55,35 @@ pub enum DatabaseError {
     #[error("could not bring the database {path} up to date: {source}")]
     Migrate {
         path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error(
+        "the database URL's scheme {scheme:?} is not PostgreSQL's: give \
+         postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    )]
+    NotPostgres { scheme: String },
+    /// The database URL does not parse (the message describes the problem, not the URL, which
+    /// may hold a password).
+    #[error("the database URL is not a valid PostgreSQL URL: {source}")]
+    InvalidUrl {
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "the schema name {schema:?} is not a plain identifier (lower-case letters, digits and \
+         underscores, at most 63, not starting with a digit)"
+    )]
+    InvalidSchema { schema: String },
+    #[error("could not connect to the database {database}: {source}")]
+    Connect {
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("could not bring the database {database} up to date: {source}")]
+    MigrateDatabase {
+        database: String,
         #[source]
         source: sqlx::migrate::MigrateError,
     },

@@ -918,6 +918,16 @@ impl Store for MemoryStore {
         Ok(tables.workflows.records.get(&id).cloned())
     }
 
+    async fn workflow_by_key(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        let tables = self.lock("read a workflow")?;
+        let workflows = &tables.workflows;
+        Ok(workflows
+            .by_key
+            .get(key)
+            .and_then(|id| workflows.records.get(id))
+            .cloned())
+    }
+
     async fn save_workflow(
         &self,
         id: WorkflowId,

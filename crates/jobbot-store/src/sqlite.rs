@@ -6,24 +6,27 @@ use std::time::Duration;
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::store::{
-    AgentEvent, AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus,
-    Enqueued, Holdup, InDoubt, IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow,
-    OutboxCounts, OutboxEnd, OutboxId, OutboxKind, OutboxMessage, OutboxStats, OutboxStatus,
-    ProcessedMessage, RelayDirection, RelayRecord, SecretDigest, SentRecord, Store, StoreError,
-    StoreHealth, UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, VacancyStatus, WebSession,
+    AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, Enqueued, Holdup,
+    IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts, OutboxEnd,
+    OutboxId, OutboxMessage, OutboxStats, ProcessedMessage, RelayRecord, SecretDigest, Store,
+    StoreError, StoreHealth, UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, WebSession,
     WorkflowId, WorkflowRecord,
 };
-use jobbot_core::telegram::{PeerRef, RandomId, SentMessage, TopicId};
+use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
 use jobbot_core::workflow::Workflow;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqliteExecutor};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
+use crate::rows::{
+    API_TOKEN_COLUMNS, CONVERSATION_COLUMNS, HOUR_MILLIS, OUTBOX_COLUMNS, VACANCY_COLUMNS,
+    WORKFLOW_COLUMNS, agent_names, failed, is_unique_violation, outbox_counts_from,
+    outbox_stats_from, parse_status, read_agent_event, read_api_token, read_conversations,
+    read_learned_limits, read_outbox_rows, read_row, read_rows, read_vacancy_row, read_web_session,
+    read_workflow_row, relay_direction_text, to_json,
+};
 use crate::{
     DatabaseError, finished_workflow, never_attempted, no_conversation, no_outbox_message,
     no_workflow, page_size, session_taken, token_taken, topic_taken,
@@ -130,192 +133,10 @@ impl SqliteStore {
     }
 }
 
-/// Maps a database failure to the core's error, naming what was being done.
-fn failed(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |error| StoreError::new(operation, error)
-}
-
-/// The columns `read_outbox_row` reads, in one place so every query selects the same. The
-/// in-doubt attempt's random id comes from `outbox_attempts`.
-const OUTBOX_COLUMNS: &str = "id, channel_id, kind, sender, recipient, content, first_contact, \
-     idempotency_key, created_at, not_before, expires_at, status, attempts, last_agent, \
-     in_doubt_agent, (SELECT random_id FROM outbox_attempts a \
-         WHERE a.outbox_id = outbox.id AND a.agent = outbox.in_doubt_agent) AS in_doubt_random_id, \
-     sent_agent, sent_chat, sent_message_id, sent_at, holdup, end_reason, updated_at";
-
 /// SQLite's default `BEGIN` is deferred: a transaction that reads first and writes later can find
 /// the database changed under it and fail at once with `SQLITE_BUSY` (the busy timeout does not
 /// apply). Taking the write lock up front makes concurrent writers queue instead.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-
-fn to_json<T: Serialize>(
-    operation: &'static str,
-    column: &str,
-    value: &T,
-) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::new(operation, format!("could not encode {column}: {error}")))
-}
-
-fn column<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, String>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    row.try_get(name)
-        .map_err(|error| format!("column {name}: {error}"))
-}
-
-fn json_column<T: DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<T, String> {
-    let text: String = column(row, name)?;
-    serde_json::from_str(&text).map_err(|error| format!("column {name}: {error}"))
-}
-
-fn optional_json_column<T: DeserializeOwned>(
-    row: &SqliteRow,
-    name: &str,
-) -> Result<Option<T>, String> {
-    column::<Option<String>>(row, name)?
-        .map(|text| serde_json::from_str(&text).map_err(|error| format!("column {name}: {error}")))
-        .transpose()
-}
-
-fn session_column(row: &SqliteRow, name: &str) -> Result<Option<SessionName>, String> {
-    column::<Option<String>>(row, name)?
-        .map(|text| SessionName::parse(&text).map_err(|error| format!("column {name}: {error}")))
-        .transpose()
-}
-
-fn digest_column(row: &SqliteRow, name: &str) -> Result<SecretDigest, String> {
-    let bytes: Vec<u8> = column(row, name)?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map(SecretDigest)
-        .map_err(|_| format!("column {name}: not a 32-byte digest"))
-}
-
-fn read_web_session(row: &SqliteRow) -> Result<WebSession, String> {
-    Ok(WebSession {
-        digest: digest_column(row, "digest")?,
-        created_at: UnixMillis(column(row, "created_at")?),
-        expires_at: UnixMillis(column(row, "expires_at")?),
-        last_seen_at: UnixMillis(column(row, "last_seen_at")?),
-    })
-}
-
-const API_TOKEN_COLUMNS: &str = "id, name, digest, created_at, expires_at, last_used_at";
-
-fn read_api_token(row: &SqliteRow) -> Result<ApiTokenRecord, String> {
-    Ok(ApiTokenRecord {
-        id: column(row, "id")?,
-        name: column(row, "name")?,
-        digest: digest_column(row, "digest")?,
-        created_at: UnixMillis(column(row, "created_at")?),
-        expires_at: UnixMillis(column(row, "expires_at")?),
-        last_used_at: column::<Option<i64>>(row, "last_used_at")?.map(UnixMillis),
-    })
-}
-
-/// Reads one row with `read`, for rows without a numeric `id` to name them by.
-fn read_row<T>(
-    operation: &'static str,
-    what: &str,
-    row: &SqliteRow,
-    read: impl Fn(&SqliteRow) -> Result<T, String>,
-) -> Result<T, StoreError> {
-    read(row)
-        .map_err(|problem| StoreError::new(operation, format!("{what} is unreadable: {problem}")))
-}
-
-/// A unique constraint refused the row (the caller's duplicate, not a broken database).
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(database) if database.is_unique_violation())
-}
-
-fn parse_status(text: &str) -> Result<OutboxStatus, String> {
-    OutboxStatus::parse(text).ok_or_else(|| format!("unknown outbox status {text:?}"))
-}
-
-/// Reads one `outbox` row selected with [`OUTBOX_COLUMNS`]. The error says which column is
-/// wrong; the caller adds which message and what it was doing.
-fn read_outbox_row(row: &SqliteRow) -> Result<OutboxMessage, String> {
-    let kind: String = column(row, "kind")?;
-    let status: String = column(row, "status")?;
-    let attempts: i64 = column(row, "attempts")?;
-    let sent = match session_column(row, "sent_agent")? {
-        None => None,
-        Some(agent) => {
-            let message = match column::<Option<i64>>(row, "sent_chat")? {
-                None => None,
-                Some(chat) => {
-                    let message_id: i64 = column(row, "sent_message_id")?;
-                    Some(SentMessage {
-                        chat: ChatId::from_bot_api(chat)
-                            .ok_or_else(|| format!("column sent_chat: {chat} is not a chat id"))?,
-                        message_id: i32::try_from(message_id).map_err(|_| {
-                            format!("column sent_message_id: {message_id} is out of range")
-                        })?,
-                    })
-                }
-            };
-            Some(SentRecord {
-                agent,
-                message,
-                at: UnixMillis(column(row, "sent_at")?),
-            })
-        }
-    };
-    let in_doubt = match session_column(row, "in_doubt_agent")? {
-        None => None,
-        Some(agent) => Some(InDoubt {
-            agent,
-            random_id: RandomId(
-                column::<Option<i64>>(row, "in_doubt_random_id")?
-                    .ok_or("the in-doubt attempt has no random id on record")?,
-            ),
-        }),
-    };
-    Ok(OutboxMessage {
-        id: OutboxId(column(row, "id")?),
-        message: NewOutboxMessage {
-            channel_id: column(row, "channel_id")?,
-            kind: OutboxKind::parse(&kind)
-                .ok_or_else(|| format!("unknown outbox kind {kind:?}"))?,
-            sender: json_column(row, "sender")?,
-            recipient: json_column(row, "recipient")?,
-            content: json_column(row, "content")?,
-            first_contact: column(row, "first_contact")?,
-            idempotency_key: column(row, "idempotency_key")?,
-            created_at: UnixMillis(column(row, "created_at")?),
-            not_before: column::<Option<i64>>(row, "not_before")?.map(UnixMillis),
-            expires_at: UnixMillis(column(row, "expires_at")?),
-        },
-        status: parse_status(&status)?,
-        attempts: u32::try_from(attempts)
-            .map_err(|_| format!("column attempts: {attempts} is out of range"))?,
-        last_agent: session_column(row, "last_agent")?,
-        in_doubt,
-        sent,
-        holdup: optional_json_column(row, "holdup")?,
-        end: optional_json_column(row, "end_reason")?,
-        updated_at: UnixMillis(column(row, "updated_at")?),
-    })
-}
-
-fn read_outbox_rows(
-    operation: &'static str,
-    rows: &[SqliteRow],
-) -> Result<Vec<OutboxMessage>, StoreError> {
-    rows.iter()
-        .map(|row| {
-            read_outbox_row(row).map_err(|problem| {
-                let id = row.try_get::<i64, _>("id").unwrap_or_default();
-                StoreError::new(
-                    operation,
-                    format!("outbox message #{id} is unreadable: {problem}"),
-                )
-            })
-        })
-        .collect()
-}
 
 /// Explains why an update that needed a pending message changed nothing: the message is missing,
 /// or it already ended (a message ends once).
@@ -339,114 +160,6 @@ async fn not_pending<'c>(
     }
 }
 
-/// The columns `read_vacancy_row` reads.
-const VACANCY_COLUMNS: &str = "id, source, message_id, source_title, link, text, text_hash, \
-     posted_at, processed_at, status, matched, contacts";
-
-/// The columns `read_conversation_row` reads.
-const CONVERSATION_COLUMNS: &str = "id, channel_id, group_id, topic_id, contact, \
-     contact_username, contact_name, agent, contact_peer_id, contact_peer_access_hash, status, \
-     created_at, last_message_at";
-
-/// The length of a `sent_per_agent_hour` bucket.
-const HOUR_MILLIS: i64 = 3_600_000;
-
-fn chat_column(row: &SqliteRow, name: &str) -> Result<ChatId, String> {
-    let id: i64 = column(row, name)?;
-    ChatId::from_bot_api(id).ok_or_else(|| format!("column {name}: {id} is not a chat id"))
-}
-
-fn message_id_column(row: &SqliteRow, name: &str) -> Result<i32, String> {
-    let id: i64 = column(row, name)?;
-    i32::try_from(id).map_err(|_| format!("column {name}: {id} is out of range"))
-}
-
-fn read_vacancy_row(row: &SqliteRow) -> Result<VacancyRecord, String> {
-    let status: String = column(row, "status")?;
-    Ok(VacancyRecord {
-        id: column(row, "id")?,
-        message: ProcessedMessage {
-            source: chat_column(row, "source")?,
-            message_id: message_id_column(row, "message_id")?,
-            source_title: column(row, "source_title")?,
-            link: column(row, "link")?,
-            text: column(row, "text")?,
-            text_hash: column(row, "text_hash")?,
-            posted_at: UnixMillis(column(row, "posted_at")?),
-            processed_at: UnixMillis(column(row, "processed_at")?),
-            status: VacancyStatus::parse(&status)
-                .ok_or_else(|| format!("unknown vacancy status {status:?}"))?,
-            matched: json_column(row, "matched")?,
-            contacts: json_column(row, "contacts")?,
-        },
-    })
-}
-
-fn read_conversation_row(row: &SqliteRow) -> Result<Conversation, String> {
-    let status: String = column(row, "status")?;
-    let contact_peer = match column::<Option<i64>>(row, "contact_peer_id")? {
-        None => None,
-        Some(_) => Some(PeerRef {
-            id: chat_column(row, "contact_peer_id")?,
-            access_hash: column(row, "contact_peer_access_hash")?,
-        }),
-    };
-    let topic = column::<Option<i64>>(row, "topic_id")?
-        .map(|topic| {
-            i32::try_from(topic)
-                .map(TopicId)
-                .map_err(|_| format!("column topic_id: {topic} is out of range"))
-        })
-        .transpose()?;
-    let contact_username = column::<Option<String>>(row, "contact_username")?
-        .map(|name| {
-            Username::parse(&name).map_err(|error| format!("column contact_username: {error}"))
-        })
-        .transpose()?;
-    Ok(Conversation {
-        id: ConversationId(column(row, "id")?),
-        channel_id: column(row, "channel_id")?,
-        group: chat_column(row, "group_id")?,
-        topic,
-        contact: chat_column(row, "contact")?,
-        contact_username,
-        contact_name: column(row, "contact_name")?,
-        agent: session_column(row, "agent")?.ok_or("column agent: NULL")?,
-        contact_peer,
-        status: match status.as_str() {
-            "active" => ConversationStatus::Active,
-            "closed" => ConversationStatus::Closed,
-            other => return Err(format!("unknown conversation status {other:?}")),
-        },
-        created_at: UnixMillis(column(row, "created_at")?),
-        last_message_at: UnixMillis(column(row, "last_message_at")?),
-    })
-}
-
-/// Reads rows with `read`, naming the unreadable row by its `id` column.
-fn read_rows<T>(
-    operation: &'static str,
-    what: &str,
-    rows: &[SqliteRow],
-    read: impl Fn(&SqliteRow) -> Result<T, String>,
-) -> Result<Vec<T>, StoreError> {
-    rows.iter()
-        .map(|row| {
-            read(row).map_err(|problem| {
-                let id = row.try_get::<i64, _>("id").unwrap_or_default();
-                StoreError::new(operation, format!("{what} #{id} is unreadable: {problem}"))
-            })
-        })
-        .collect()
-}
-
-fn read_conversations(
-    operation: &'static str,
-    rows: &[SqliteRow],
-) -> Result<Vec<Conversation>, StoreError> {
-    read_rows(operation, "conversation", rows, read_conversation_row)
-}
-
 /// Whether conversation `id` exists, read inside the caller's transaction.
 async fn conversation_exists<'c>(
     executor: impl SqliteExecutor<'c>,
@@ -459,18 +172,6 @@ async fn conversation_exists<'c>(
         .await
         .map_err(failed(operation))?;
     Ok(found.is_some())
-}
-
-fn relay_direction_text(direction: RelayDirection) -> &'static str {
-    match direction {
-        RelayDirection::ContactToTopic => "contact_to_topic",
-        RelayDirection::TopicToContact => "topic_to_contact",
-        RelayDirection::Service => "service",
-    }
-}
-
-fn as_count(count: i64) -> u64 {
-    u64::try_from(count).unwrap_or_default()
 }
 
 #[async_trait::async_trait]
@@ -736,17 +437,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(failed(operation))?;
-        let mut counts = OutboxCounts::default();
-        for (status, count) in rows {
-            let count = u64::try_from(count).unwrap_or_default();
-            match parse_status(&status).map_err(|problem| StoreError::new(operation, problem))? {
-                OutboxStatus::Pending => counts.pending = count,
-                OutboxStatus::Sent => counts.sent = count,
-                OutboxStatus::Failed => counts.failed = count,
-                OutboxStatus::Expired => counts.expired = count,
-            }
-        }
-        Ok(counts)
+        outbox_counts_from(operation, rows)
     }
 
     async fn record_processed(&self, message: &ProcessedMessage) -> Result<bool, StoreError> {
@@ -1243,26 +934,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(failed(operation))?;
-        let mut stats = OutboxStats::default();
-        for (kind, status, count) in by_kind {
-            let kind = OutboxKind::parse(&kind).ok_or_else(|| {
-                StoreError::new(operation, format!("unknown outbox kind {kind:?}"))
-            })?;
-            let status =
-                parse_status(&status).map_err(|problem| StoreError::new(operation, problem))?;
-            stats
-                .by_kind_and_status
-                .push((kind, status, as_count(count)));
-        }
-        for (agent, hour, count) in per_hour {
-            let agent = SessionName::parse(&agent).map_err(|error| {
-                StoreError::new(operation, format!("column sent_agent: {error}"))
-            })?;
-            stats
-                .sent_per_agent_hour
-                .push((agent, UnixMillis(hour), as_count(count)));
-        }
-        Ok(stats)
+        outbox_stats_from(operation, by_kind, per_hour)
     }
 
     async fn record_agent_event(&self, event: &AgentEventRecord) -> Result<(), StoreError> {
@@ -1294,13 +966,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(failed(operation))?;
-        read_rows(operation, "agent event", &rows, |row| {
-            Ok(AgentEventRecord {
-                agent: session_column(row, "agent")?.ok_or("column agent: NULL")?,
-                event: json_column::<AgentEvent>(row, "detail")?,
-                at: UnixMillis(column(row, "at")?),
-            })
-        })
+        read_rows(operation, "agent event", &rows, read_agent_event)
     }
 
     async fn set_agent_paused(
@@ -1331,13 +997,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(failed(operation))?;
-        names
-            .iter()
-            .map(|name| {
-                SessionName::parse(name)
-                    .map_err(|error| StoreError::new(operation, format!("column agent: {error}")))
-            })
-            .collect()
+        agent_names(operation, &names)
     }
 
     async fn save_learned_limits(
@@ -1347,8 +1007,7 @@ impl Store for SqliteStore {
         at: UnixMillis,
     ) -> Result<(), StoreError> {
         let operation = "store an agent's learned limits";
-        let json =
-            serde_json::to_string(learned).map_err(|error| StoreError::new(operation, error))?;
+        let json = to_json(operation, "learned", learned)?;
         sqlx::query(
             "INSERT INTO learned_limits (agent, learned, updated_at) VALUES (?, ?, ?) \
              ON CONFLICT (agent) DO UPDATE SET learned = excluded.learned, updated_at = excluded.updated_at",
@@ -1368,12 +1027,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(failed(operation))?;
-        read_rows(operation, "learned limits", &rows, |row| {
-            Ok((
-                session_column(row, "agent")?.ok_or("column agent: NULL")?,
-                json_column::<LearnedLimits>(row, "learned")?,
-            ))
-        })
+        read_rows(operation, "learned limits", &rows, read_learned_limits)
     }
 
     async fn start_workflow(&self, new: &NewWorkflow) -> Result<(WorkflowId, bool), StoreError> {
@@ -1405,6 +1059,18 @@ impl Store for SqliteStore {
             "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?"
         ))
         .bind(id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_rows(operation, "workflow", &rows, read_workflow_row)?.pop())
+    }
+
+    async fn workflow_by_key(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        let operation = "read a workflow";
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE key = ?"
+        ))
+        .bind(key)
         .fetch_all(&self.pool)
         .await
         .map_err(failed(operation))?;
@@ -1623,19 +1289,6 @@ impl Store for SqliteStore {
         transaction.commit().await.map_err(failed(operation))?;
         Ok(sessions + tokens)
     }
-}
-
-/// The columns `read_workflow_row` reads.
-const WORKFLOW_COLUMNS: &str = "id, key, state, created_at, updated_at";
-
-fn read_workflow_row(row: &SqliteRow) -> Result<WorkflowRecord, String> {
-    Ok(WorkflowRecord {
-        id: WorkflowId(column(row, "id")?),
-        key: column(row, "key")?,
-        state: json_column(row, "state")?,
-        created_at: UnixMillis(column(row, "created_at")?),
-        updated_at: UnixMillis(column(row, "updated_at")?),
-    })
 }
 
 /// Inserts an outbox message inside the caller's write transaction, or finds the one holding its

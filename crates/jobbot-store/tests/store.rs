@@ -19,7 +19,9 @@ use jobbot_core::telegram::{
     DeadReason, EntityKind, MessageContent, PeerRef, RandomId, SentMessage, TelegramError,
     TextEntity, TopicId,
 };
-use jobbot_store::{ConfigStore, MemoryStore, SqliteStore, StoreError, migrate_file};
+use jobbot_store::{
+    ConfigStore, MemoryStore, PostgresStore, SqliteStore, StoreError, migrate_file,
+};
 use tempfile::TempDir;
 
 /// Generous: these waits end as soon as the watcher reports; the limit only turns a hang into a
@@ -640,7 +642,7 @@ async fn migrate_file_leaves_a_file_that_does_not_load_alone() {
 // ---------------------------------------------------------------------------------------------
 // Operational store
 
-/// The checks every [`Store`] backend must pass; the PostgreSQL backend will run these too. Each
+/// The checks every [`Store`] backend must pass (memory, SQLite, PostgreSQL). Each
 /// check other than `check_store` expects a store with an empty outbox. Times are small made-up
 /// instants, so a backend that read the real clock instead of the `at` it is given fails.
 mod conformance {
@@ -2116,6 +2118,40 @@ mod conformance {
         assert_eq!(notified, 1);
     }
 
+    /// A message handed over twice at once (a replayed update racing the live one) is taken in
+    /// once: one intake processes it, the other finds it processed, and one notification and one
+    /// workflow per channel are stored.
+    pub async fn concurrent_intakes_of_one_message_take_it_in_once(store: &dyn Store) {
+        for message_id in 20..25 {
+            let vacancy = intake(message_id, &["channel_1", "channel_2"]);
+            let (first, second) = tokio::join!(
+                store.take_in_vacancy(&vacancy),
+                store.take_in_vacancy(&vacancy)
+            );
+            let outcomes = [first.unwrap(), second.unwrap()];
+            let processed = outcomes
+                .iter()
+                .filter(|outcome| matches!(outcome, IntakeOutcome::Processed { .. }))
+                .count();
+            assert_eq!(processed, 1, "{message_id}: {outcomes:?}");
+            assert!(
+                outcomes.contains(&IntakeOutcome::AlreadyProcessed),
+                "{message_id}: {outcomes:?}"
+            );
+        }
+        // The first message claimed the text for both channels; the others are its reposts.
+        assert_eq!(store.pending_outbox().await.unwrap().len(), 2);
+        assert_eq!(store.active_workflows().await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .vacancies(&VacancyQuery::default())
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
+    }
+
     pub async fn pauses_are_kept_until_resumed(store: &dyn Store) {
         assert!(store.paused_agents().await.unwrap().is_empty());
         let at = UnixMillis(1_000);
@@ -2247,6 +2283,14 @@ mod conformance {
             .unwrap_err();
         assert!(error.to_string().contains("has finished"), "{error}");
         assert_eq!(store.workflow(id).await.unwrap().unwrap().state, finished);
+        let by_key = store.workflow_by_key("a").await.unwrap().unwrap();
+        assert_eq!(
+            (by_key.id, &by_key.state),
+            (id, &finished),
+            "found by key once finished"
+        );
+        assert_eq!(store.workflow_by_key("b").await.unwrap().unwrap().id, other);
+        assert_eq!(store.workflow_by_key("c").await.unwrap(), None);
         let error = store
             .save_workflow(WorkflowId(999), &advanced, UnixMillis(4_000))
             .await
@@ -2521,10 +2565,11 @@ mod conformance {
     }
 }
 
-/// Runs each named conformance check on its own fresh store of every backend: `sqlite_conformance`
-/// and `memory_conformance` hold one test per check. The restart pair (`before_restart` and
-/// `after_restart`) is not listed: only SQLite outlives a reopen, and it runs them in
-/// `a_reopened_sqlite_store_resumes_pending_messages_with_their_random_ids`.
+/// Runs each named conformance check on its own fresh store of every backend:
+/// `sqlite_conformance`, `memory_conformance` and `postgres_conformance` hold one test per check
+/// (each PostgreSQL test in a schema of its own, dropped when it ends). The restart pair
+/// (`before_restart` and `after_restart`) is not listed: the memory store does not outlive a
+/// reopen, and the others run them in `a_reopened_*_store_resumes_pending_messages_*`.
 macro_rules! conformance_on_every_backend {
     ($($check:ident),* $(,)?) => {
         mod sqlite_conformance {
@@ -2545,6 +2590,17 @@ macro_rules! conformance_on_every_backend {
                 async fn $check() {
                     let store = jobbot_store::MemoryStore::new();
                     super::conformance::$check(&store).await;
+                }
+            )*
+        }
+
+        mod postgres_conformance {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let database = super::test_database::TestDatabase::create().await;
+                    super::conformance::$check(&database.store).await;
+                    database.close().await;
                 }
             )*
         }
@@ -2577,6 +2633,7 @@ conformance_on_every_backend!(
     ended_messages_are_listed_newest_first,
     a_vacancy_is_taken_in_with_its_claims_notifications_and_workflows_at_once,
     a_repost_claim_and_its_notification_go_together,
+    concurrent_intakes_of_one_message_take_it_in_once,
     pauses_are_kept_until_resumed,
     learned_limits_are_replaced_and_restored,
     a_workflow_starts_once_per_key_and_ends_once,
@@ -2586,11 +2643,11 @@ conformance_on_every_backend!(
     api_tokens_are_listed_found_used_and_revoked_until_their_expiry,
 );
 
-/// The memory store stands in for SQLite in the engine's tests, which may match on what a refusal
-/// says; so every refusal is compared word for word, not just by the substrings the conformance
+/// The memory store stands in for SQLite and PostgreSQL in the engine's tests, which may match on
+/// what a refusal says; so every refusal is compared word for word, not just by the substrings the conformance
 /// checks look for.
 #[tokio::test]
-async fn sqlite_and_memory_stores_refuse_in_the_same_words() {
+async fn every_store_refuses_in_the_same_words() {
     async fn refusals(store: &dyn Store) -> Vec<String> {
         use conformance::{agent, message};
         let agent_1 = agent("agent_1");
@@ -2646,11 +2703,14 @@ async fn sqlite_and_memory_stores_refuse_in_the_same_words() {
     let from_memory = refusals(&MemoryStore::new()).await;
     assert_eq!(from_memory.len(), 16);
     assert_eq!(from_memory, from_sqlite);
+    let postgres = test_database::TestDatabase::create().await;
+    assert_eq!(refusals(&postgres.store).await, from_memory);
+    postgres.close().await;
 }
 
 /// The same comparison for the conversation refusals.
 #[tokio::test]
-async fn sqlite_and_memory_stores_refuse_conversation_changes_in_the_same_words() {
+async fn every_store_refuses_conversation_changes_in_the_same_words() {
     async fn refusals(store: &dyn Store) -> Vec<String> {
         use conformance::{new_conversation, user};
         let (holder, _) = store
@@ -2697,6 +2757,9 @@ async fn sqlite_and_memory_stores_refuse_conversation_changes_in_the_same_words(
     sqlite.close().await;
     let from_memory = refusals(&MemoryStore::new()).await;
     assert_eq!(from_memory, from_sqlite);
+    let postgres = test_database::TestDatabase::create().await;
+    assert_eq!(refusals(&postgres.store).await, from_memory);
+    postgres.close().await;
     assert_eq!(
         from_memory[0],
         "could not set a conversation's topic: topic 17 of group -1000000005000 already belongs \
@@ -2715,6 +2778,120 @@ async fn a_reopened_sqlite_store_resumes_pending_messages_with_their_random_ids(
     let reopened = SqliteStore::open(directory.path()).await.unwrap();
     conformance::after_restart(&reopened, before).await;
     reopened.close().await;
+}
+
+#[tokio::test]
+async fn a_reconnected_postgres_store_resumes_pending_messages_with_their_random_ids() {
+    let database = test_database::TestDatabase::create().await;
+    let before = conformance::before_restart(&database.store).await;
+    database.store.close().await;
+
+    let reconnected = database.connect_again().await;
+    conformance::after_restart(&reconnected, before).await;
+    reconnected.close().await;
+    database.close().await;
+}
+
+#[tokio::test]
+async fn postgres_store_passes_the_conformance_checks_in_its_own_schema() {
+    let database = test_database::TestDatabase::create().await;
+    conformance::check_store(&database.store, PostgresStore::latest_schema_version()).await;
+    assert_eq!(database.store.health().await.unwrap().backend, "postgres");
+    // Its tables are in its schema, not in `public`.
+    let mut connection = database.raw_connection().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::TEXT FROM information_schema.tables WHERE table_schema = $1 \
+         ORDER BY table_name",
+    )
+    .bind(database.schema())
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    for table in [
+        "_sqlx_migrations",
+        "meta",
+        "outbox",
+        "workflows",
+        "knowledge_chunks",
+    ] {
+        assert!(tables.iter().any(|t| t == table), "{table}: {tables:?}");
+    }
+    database.close().await;
+}
+
+#[tokio::test]
+async fn reconnecting_to_a_postgres_schema_keeps_its_data_and_does_not_migrate_twice() {
+    let database = test_database::TestDatabase::create().await;
+    let session = conformance::web_session("session-kept", 1_000, 100_000);
+    database.store.create_web_session(&session).await.unwrap();
+    database.store.close().await;
+
+    let reconnected = database.connect_again().await;
+    conformance::check_store(&reconnected, PostgresStore::latest_schema_version()).await;
+    assert_eq!(
+        reconnected
+            .web_session(&session.digest, UnixMillis(2_000))
+            .await
+            .unwrap(),
+        Some(session)
+    );
+    let mut connection = database.raw_connection().await;
+    let applications: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {}.meta WHERE key = 'application'",
+        database.schema()
+    ))
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(applications, 1);
+    reconnected.close().await;
+    database.close().await;
+}
+
+#[tokio::test]
+async fn a_postgres_database_that_is_not_jobbots_fails_the_health_check_naming_it() {
+    let database = test_database::TestDatabase::create().await;
+    let mut connection = database.raw_connection().await;
+    sqlx::query(&format!("DELETE FROM {}.meta", database.schema()))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let error = database.store.health().await.unwrap_err().to_string();
+    assert!(error.contains("is not a jobbot database"), "{error}");
+    assert!(error.contains(database.schema()), "{error}");
+    database.close().await;
+}
+
+/// Bad input names what is wrong, and a password in the URL never appears in an error.
+#[tokio::test]
+async fn postgres_connection_errors_name_the_problem_and_never_the_password() {
+    let check = async |result: Result<PostgresStore, jobbot_store::DatabaseError>,
+                       expected: &str| {
+        let error = result.expect_err(expected).to_string();
+        assert!(error.contains(expected), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    };
+    check(
+        PostgresStore::connect("mysql://root:hunter2@localhost/x").await,
+        "scheme \"mysql\" is not PostgreSQL's",
+    )
+    .await;
+    check(
+        PostgresStore::connect("postgres://jobbot:hunter2@127.0.0.1:port/x").await,
+        "not a valid PostgreSQL URL",
+    )
+    .await;
+    check(
+        PostgresStore::connect_to_schema(&test_database::url(), "Robert'); DROP TABLE x").await,
+        "is not a plain identifier",
+    )
+    .await;
+    // Nothing listens on port 1.
+    check(
+        PostgresStore::connect("postgres://jobbot:hunter2@127.0.0.1:1/jobbot").await,
+        "could not connect to the database postgres://jobbot@127.0.0.1:1/jobbot",
+    )
+    .await;
 }
 
 async fn raw_connection(path: &Path) -> sqlx::SqliteConnection {
@@ -3161,7 +3338,138 @@ mod knowledge {
     }
 
     #[tokio::test]
+    async fn postgres_knowledge_index_passes_the_checks_and_survives_a_reconnect() {
+        let database = super::test_database::TestDatabase::create().await;
+        checks(&database.store).await;
+        database.store.close().await;
+        let reconnected = database.connect_again().await;
+        assert_eq!(search(&reconnected, "c1", "школа").await, ["cases.md#1"]);
+        reconnected.close().await;
+        database.close().await;
+    }
+
+    #[tokio::test]
     async fn memory_knowledge_index_passes_the_checks() {
         checks(&MemoryStore::new()).await;
+    }
+}
+
+/// A fresh PostgreSQL schema per test, so the tests run in parallel on one database and never see
+/// each other's data. The database is `JOBBOT_TEST_DATABASE_URL`, by default the local server
+/// CI runs (`.ci/run` checks it answers). Without it these tests fail, saying so: they never skip.
+mod test_database {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use jobbot_store::PostgresStore;
+    use sqlx::Connection;
+
+    pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+    pub fn url() -> String {
+        std::env::var("JOBBOT_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+    }
+
+    pub struct TestDatabase {
+        pub store: PostgresStore,
+        url: String,
+        schema: String,
+    }
+
+    impl TestDatabase {
+        /// Creates an empty schema (dropping a stale one of the same name) and a store in it.
+        pub async fn create() -> Self {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let url = url();
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let schema = format!(
+                "jobbot_test_{}_{}_{nanos}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let mut connection = connect(&url).await;
+            sqlx::raw_sql(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+            connection.close().await.unwrap();
+            // The store's connections carry the schema's name, so the cleanup can end them.
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let url = format!("{url}{separator}application_name={schema}");
+            let store = PostgresStore::connect_to_schema(&url, &schema)
+                .await
+                .unwrap_or_else(|error| panic!("{}", needs_postgres(&url, &error)));
+            Self { store, url, schema }
+        }
+
+        pub fn schema(&self) -> &str {
+            &self.schema
+        }
+
+        /// A second store over the same schema, as after a restart.
+        pub async fn connect_again(&self) -> PostgresStore {
+            PostgresStore::connect_to_schema(&self.url, &self.schema)
+                .await
+                .unwrap()
+        }
+
+        /// A connection outside the store, to look at or damage its tables.
+        pub async fn raw_connection(&self) -> sqlx::PgConnection {
+            connect(&self.url).await
+        }
+
+        /// Closes the store's connections; dropping then removes the schema.
+        pub async fn close(self) {
+            self.store.close().await;
+        }
+    }
+
+    impl Drop for TestDatabase {
+        /// Drops the schema, also when the test failed. `Drop` cannot await, so a thread of its
+        /// own runs the statements on a runtime of its own. The test's runtime is blocked
+        /// meanwhile, so the store's connections cannot finish what they were doing (a failed
+        /// test may leave one inside a transaction that holds locks): they are ended first.
+        fn drop(&mut self) {
+            let (url, schema) = (self.url.clone(), self.schema.clone());
+            let dropped = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        let mut connection = connect(&url).await;
+                        sqlx::raw_sql(&format!(
+                            "SET lock_timeout = '20s'; \
+                             SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                             WHERE application_name = '{schema}' AND pid <> pg_backend_pid(); \
+                             DROP SCHEMA IF EXISTS {schema} CASCADE"
+                        ))
+                        .execute(&mut connection)
+                        .await
+                        .map(drop)
+                    })
+            })
+            .join();
+            if !std::thread::panicking() {
+                dropped.unwrap().unwrap();
+            }
+        }
+    }
+
+    async fn connect(url: &str) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(url)
+            .await
+            .unwrap_or_else(|error| panic!("{}", needs_postgres(url, &error)))
+    }
+
+    fn needs_postgres(url: &str, error: &dyn std::fmt::Display) -> String {
+        format!(
+            "these tests need PostgreSQL at {url} (JOBBOT_TEST_DATABASE_URL, default \
+             {DEFAULT_URL}; trust authentication, or a password in the URL): {error}"
+        )
     }
 }

@@ -607,6 +607,15 @@ async fn run_event_loop(
                 }
                 continue;
             }
+            () = connection_back(&context.client, connection_lost) => {
+                connection_lost = false;
+                retry_delay = POLL_RETRY_FIRST;
+                tracing::info!(target: "telegram", session = %session, "connection restored");
+                if !deliver(&events, AccountEvent::ConnectionRestored, &mut stop).await {
+                    break;
+                }
+                continue;
+            }
             next = stream.next() => next,
         };
         match next {
@@ -654,6 +663,28 @@ async fn run_event_loop(
                 retry_delay = (retry_delay * 2).min(POLL_RETRY_MAX);
             }
         }
+    }
+}
+
+/// Resolves once a call goes through again after the connection was lost; never while it was
+/// not. The update stream alone would say so only with the next update, which a quiet account
+/// may not get for hours, and meanwhile the engine would keep the account "disconnected".
+/// `updates.getState` is the cheapest call that needs the account's own connection.
+async fn connection_back(client: &Client, lost: bool) {
+    if !lost {
+        return std::future::pending().await;
+    }
+    let mut delay = POLL_RETRY_FIRST;
+    loop {
+        tokio::time::sleep(delay).await;
+        if client
+            .invoke(&tl::functions::updates::GetState {})
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        delay = (delay * 2).min(POLL_RETRY_MAX);
     }
 }
 

@@ -15,6 +15,7 @@ pub fn dead_reason(error: &RpcError) -> Option<DeadReason> {
         "AUTH_KEY_UNREGISTERED" => DeadReason::Unregistered,
         "SESSION_REVOKED" | "SESSION_EXPIRED" => DeadReason::Revoked,
         "AUTH_KEY_DUPLICATED" => DeadReason::AuthKeyDuplicated,
+        "AUTH_KEY_INVALID" => DeadReason::AuthKeyInvalid,
         name if name.starts_with("FROZEN_") => DeadReason::Frozen,
         _ => return None,
     };
@@ -52,6 +53,18 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
     if let Some(reason) = dead_reason(rpc) {
         return TelegramError::AccountDead { reason };
     }
+    // 5xx and -503 `Timeout`: Telegram failed inside, whatever the name
+    // (core.telegram.org/api/errors: "500 INTERNAL", "-503 Timeout"). `RANDOM_ID_DUPLICATE`
+    // comes with 500 too, and is not a failure: it is matched by name first.
+    if rpc.name != "RANDOM_ID_DUPLICATE" && (rpc.code >= 500 || rpc.code == -503) {
+        return TelegramError::ServerError { code: rpc.code };
+    }
+    // 303 `*_MIGRATE_X`: the call belongs to DC X. grammers follows it during login itself.
+    if rpc.code == 303 || rpc.name.ends_with("_MIGRATE") {
+        return TelegramError::WrongDc {
+            dc: rpc.value.unwrap_or(0),
+        };
+    }
     match rpc.name.as_str() {
         "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" => TelegramError::FloodWait {
             seconds: wait_seconds(rpc),
@@ -64,11 +77,29 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
             TelegramError::PrivacyRestricted
         }
         "USERNAME_NOT_OCCUPIED" | "USERNAME_INVALID" => TelegramError::UsernameNotFound,
+        // Paid messages (core.telegram.org/api/paid-messages): the price in Stars is the number.
+        "ALLOW_PAYMENT_REQUIRED" => TelegramError::PaymentRequired {
+            stars: rpc.value.unwrap_or(0),
+        },
+        "PEER_ID_INVALID" | "USER_ID_INVALID" | "INPUT_USER_INVALID" => TelegramError::PeerInvalid,
+        "INPUT_USER_DEACTIVATED" => TelegramError::RecipientDeactivated,
+        "USER_IS_BOT" | "BOT_METHOD_INVALID" => TelegramError::NotAUser,
+        "YOU_BLOCKED_USER" => TelegramError::YouBlockedUser,
+        "MESSAGE_TOO_LONG" => TelegramError::MessageTooLong,
+        "CHANNELS_TOO_MUCH" => TelegramError::TooManyChannels,
+        "USER_CHANNELS_TOO_MUCH" => TelegramError::UserInTooManyChannels,
+        "INVITE_REQUEST_SENT" => TelegramError::JoinRequestSent,
         "TOPIC_DELETED" | "MESSAGE_THREAD_INVALID" => TelegramError::TopicDeleted,
         "CHAT_WRITE_FORBIDDEN"
         | "CHANNEL_PRIVATE"
+        | "CHANNEL_INVALID"
+        | "CHAT_ID_INVALID"
         | "USER_BANNED_IN_CHANNEL"
-        | "CHAT_ADMIN_REQUIRED" => TelegramError::ChatForbidden {
+        | "CHAT_ADMIN_REQUIRED"
+        | "TOPIC_CLOSED"
+        | "CHAT_SEND_PLAIN_FORBIDDEN"
+        | "CHAT_RESTRICTED"
+        | "CHAT_GUEST_SEND_FORBIDDEN" => TelegramError::ChatForbidden {
             code: rpc.name.clone(),
         },
         "INVITE_HASH_EXPIRED" | "INVITE_HASH_INVALID" => TelegramError::InvalidInvite,
@@ -111,6 +142,9 @@ pub fn map_login_error(error: &InvocationError) -> LoginError {
         "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" => LoginError::FloodWait {
             seconds: wait_seconds(rpc),
         },
+        "PHONE_NUMBER_FLOOD" => LoginError::PhoneNumberFlood,
+        "PHONE_PASSWORD_FLOOD" => LoginError::PasswordFlood,
+        "SRP_ID_INVALID" | "SRP_PASSWORD_CHANGED" => LoginError::PasswordCheckExpired,
         _ => LoginError::Other {
             message: rpc_description(rpc),
         },
@@ -298,6 +332,311 @@ mod tests {
                 message: "request error: invalid dc".into(),
             },
         );
+    }
+
+    /// What the engine does after a send failed this way, in the words of the issue's table.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Reaction {
+        /// Recorded as sent.
+        Delivered,
+        /// Ends at once for the recipient (or the message): no other account is tried.
+        EndsForRecipient,
+        /// Ends: the chat refuses.
+        EndsForChat,
+        /// Stays with this account and its random_id: it may have been delivered.
+        InDoubtOnThisAccount,
+        /// Another account takes it now; this one is left as it is.
+        OtherAccountNow,
+        /// Another account takes it now; this one is dead.
+        AccountDeadOtherAccountNow,
+    }
+
+    /// The engine's judgement of one failed non-sticky send from agent 0 of two ready agents:
+    /// the scheduling policy's outcome, then the outbox's verdict.
+    fn reaction(error: TelegramError) -> Reaction {
+        use jobbot_core::config::Pacing;
+        use jobbot_core::ids::SessionName;
+        use jobbot_core::outbox::{Retry, Verdict, judge_attempt};
+        use jobbot_core::scheduling::{
+            AgentScheduler, ConnectionState, Decision, Millis, PoolId, Request, SchedulerSettings,
+            SendOutcome,
+        };
+        use jobbot_core::store::{Holdup, OutboxEnd, OutboxFailure};
+        use jobbot_core::telegram::RandomId;
+        use rand::SeedableRng;
+
+        let mut scheduler = AgentScheduler::new(SchedulerSettings::default());
+        let agents: Vec<_> = (0..2)
+            .map(|index| {
+                let session = SessionName::parse(&format!("agent_{index}")).unwrap();
+                let agent = scheduler.add_agent(session, Pacing::default(), Millis::ZERO);
+                scheduler.set_connection_state(agent, ConnectionState::Ready);
+                agent
+            })
+            .collect();
+        scheduler.set_pool(PoolId(0), &agents).unwrap();
+        let request = Request::first_contact();
+        let now = Millis(1_000);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let Decision::Send(agent) = scheduler.pick(PoolId(0), &request, now, &mut rng) else {
+            panic!("no agent picked");
+        };
+        let action = scheduler.on_outcome(agent, &request, SendOutcome::Failed(error.clone()), now);
+        let session = scheduler.agent(agent).unwrap().session().clone();
+        let dead = matches!(
+            scheduler.agent(agent).unwrap().connection(),
+            ConnectionState::Dead { .. }
+        );
+        match judge_attempt(&session, RandomId(7), Err(error), action, None) {
+            Verdict::Sent { .. } => Reaction::Delivered,
+            Verdict::Retry {
+                holdup: Holdup::InDoubt { .. },
+                retry: Retry::SameAgentAfterReconnect,
+            } => Reaction::InDoubtOnThisAccount,
+            Verdict::Retry {
+                holdup: Holdup::Refused { .. },
+                retry: Retry::Now,
+            } if dead => Reaction::AccountDeadOtherAccountNow,
+            Verdict::Retry {
+                holdup: Holdup::Refused { .. },
+                retry: Retry::Now,
+            } => Reaction::OtherAccountNow,
+            Verdict::End(OutboxEnd::Failed {
+                failure: OutboxFailure::Recipient { .. },
+            }) => Reaction::EndsForRecipient,
+            Verdict::End(OutboxEnd::Failed {
+                failure: OutboxFailure::GaveUp { .. },
+            }) => Reaction::EndsForChat,
+            other => panic!("unexpected verdict {other:?}"),
+        }
+    }
+
+    /// Every error the issue lists, as Telegram writes it on the wire and grammers parses it
+    /// (`RpcError::from` the TL `rpc_error`), to jobbot's type, its scope, and what the engine
+    /// does with a send that failed with it.
+    #[test]
+    fn telegram_errors_are_classified_and_judged() {
+        use Reaction::*;
+        use grammers_tl_types as tl;
+        use jobbot_core::telegram::ErrorScope;
+
+        let table: &[(i32, &str, TelegramError, ErrorScope, Reaction)] = &[
+            (
+                500,
+                "RANDOM_ID_DUPLICATE",
+                TelegramError::RandomIdDuplicate,
+                ErrorScope::Delivered,
+                Delivered,
+            ),
+            (
+                403,
+                "ALLOW_PAYMENT_REQUIRED_250",
+                TelegramError::PaymentRequired { stars: 250 },
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "PEER_ID_INVALID",
+                TelegramError::PeerInvalid,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "INPUT_USER_DEACTIVATED",
+                TelegramError::RecipientDeactivated,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "USER_IS_BOT",
+                TelegramError::NotAUser,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                403,
+                "USER_PRIVACY_RESTRICTED",
+                TelegramError::PrivacyRestricted,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "MESSAGE_TOO_LONG",
+                TelegramError::MessageTooLong,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "USER_CHANNELS_TOO_MUCH",
+                TelegramError::UserInTooManyChannels,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "YOU_BLOCKED_USER",
+                TelegramError::YouBlockedUser,
+                ErrorScope::Account,
+                OtherAccountNow,
+            ),
+            (
+                400,
+                "CHANNELS_TOO_MUCH",
+                TelegramError::TooManyChannels,
+                ErrorScope::Account,
+                OtherAccountNow,
+            ),
+            (
+                420,
+                "FLOOD_WAIT_31",
+                TelegramError::FloodWait { seconds: 31 },
+                ErrorScope::Account,
+                OtherAccountNow,
+            ),
+            (
+                400,
+                "PEER_FLOOD",
+                TelegramError::PeerFlood,
+                ErrorScope::Account,
+                OtherAccountNow,
+            ),
+            (
+                400,
+                "TOPIC_CLOSED",
+                forbidden("TOPIC_CLOSED"),
+                ErrorScope::Chat,
+                EndsForChat,
+            ),
+            (
+                403,
+                "CHAT_SEND_PLAIN_FORBIDDEN",
+                forbidden("CHAT_SEND_PLAIN_FORBIDDEN"),
+                ErrorScope::Chat,
+                EndsForChat,
+            ),
+            (
+                400,
+                "CHAT_RESTRICTED",
+                forbidden("CHAT_RESTRICTED"),
+                ErrorScope::Chat,
+                EndsForChat,
+            ),
+            (
+                400,
+                "CHANNEL_INVALID",
+                forbidden("CHANNEL_INVALID"),
+                ErrorScope::Chat,
+                EndsForChat,
+            ),
+            (
+                400,
+                "INVITE_REQUEST_SENT",
+                TelegramError::JoinRequestSent,
+                ErrorScope::Chat,
+                EndsForChat,
+            ),
+            (
+                500,
+                "INTERNAL",
+                TelegramError::ServerError { code: 500 },
+                ErrorScope::Temporary,
+                InDoubtOnThisAccount,
+            ),
+            (
+                500,
+                "INTERDC_2_CALL_ERROR",
+                TelegramError::ServerError { code: 500 },
+                ErrorScope::Temporary,
+                InDoubtOnThisAccount,
+            ),
+            (
+                -503,
+                "Timeout",
+                TelegramError::ServerError { code: -503 },
+                ErrorScope::Temporary,
+                InDoubtOnThisAccount,
+            ),
+            (
+                303,
+                "NETWORK_MIGRATE_4",
+                TelegramError::WrongDc { dc: 4 },
+                ErrorScope::Temporary,
+                OtherAccountNow,
+            ),
+            (
+                303,
+                "USER_MIGRATE_2",
+                TelegramError::WrongDc { dc: 2 },
+                ErrorScope::Temporary,
+                OtherAccountNow,
+            ),
+            (
+                401,
+                "AUTH_KEY_INVALID",
+                dead(DeadReason::AuthKeyInvalid),
+                ErrorScope::Account,
+                AccountDeadOtherAccountNow,
+            ),
+            (
+                401,
+                "AUTH_KEY_UNREGISTERED",
+                dead(DeadReason::Unregistered),
+                ErrorScope::Account,
+                AccountDeadOtherAccountNow,
+            ),
+            (
+                401,
+                "USER_DEACTIVATED_BAN",
+                dead(DeadReason::Banned),
+                ErrorScope::Account,
+                AccountDeadOtherAccountNow,
+            ),
+        ];
+        for (code, message, expected, scope, judged) in table {
+            let error = InvocationError::Rpc(RpcError::from(tl::types::RpcError {
+                error_code: *code,
+                error_message: (*message).into(),
+            }));
+            let mapped = map_invocation_error(&error);
+            assert_eq!(&mapped, expected, "{message}");
+            assert_eq!(mapped.scope(), *scope, "{message}");
+            assert_eq!(reaction(mapped), *judged, "{message}");
+        }
+        // A dropped connection is not Telegram's answer: the send may have gone out.
+        assert_eq!(
+            reaction(map_invocation_error(&InvocationError::Io(io::Error::from(
+                io::ErrorKind::ConnectionReset
+            )))),
+            InDoubtOnThisAccount
+        );
+    }
+
+    #[test]
+    fn login_errors_from_the_wire() {
+        use grammers_tl_types as tl;
+        for (code, message, expected) in [
+            (400, "PHONE_NUMBER_FLOOD", LoginError::PhoneNumberFlood),
+            (400, "PHONE_PASSWORD_FLOOD", LoginError::PasswordFlood),
+            (400, "SRP_ID_INVALID", LoginError::PasswordCheckExpired),
+            (
+                401,
+                "AUTH_KEY_INVALID",
+                LoginError::AccountDead {
+                    reason: DeadReason::AuthKeyInvalid,
+                },
+            ),
+        ] {
+            let error = InvocationError::Rpc(RpcError::from(tl::types::RpcError {
+                error_code: code,
+                error_message: message.into(),
+            }));
+            assert_eq!(map_login_error(&error), expected, "{message}");
+        }
     }
 
     #[test]

@@ -10,10 +10,11 @@ pub mod account;
 pub mod connector;
 pub mod convert;
 pub mod errors;
+pub mod legacy;
 pub mod login;
 pub mod session_store;
 
 pub use account::GrammersAccount;
 pub use connector::{ConfigError, GrammersConfig, GrammersConnector, SurfaceFloodWaits};
 pub use login::GrammersLogin;
-pub use session_store::{SessionKey, SessionStore, SessionStoreError};
+pub use session_store::{SessionKey, SessionStore, SessionStoreError, SessionSummary};

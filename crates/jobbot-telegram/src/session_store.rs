@@ -30,6 +30,7 @@ use grammers_session::types::{
 };
 use grammers_session::{BoxFuture, Session, SessionData};
 use jobbot_core::ids::SessionName;
+use jobbot_core::legacy_session::{AuthKey, AuthKeyId};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -147,35 +148,8 @@ impl SessionStore {
         name: &SessionName,
         key: Option<SessionKey>,
     ) -> Result<Self, SessionStoreError> {
-        create_private_dir(dir)?;
+        let lock_file = lock_session(dir, name)?;
         let path = dir.join(name.file_name());
-        let lock_path = dir.join(format!("{}.lock", name.file_name()));
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| SessionStoreError::Io {
-                action: "open lock file",
-                path: lock_path.clone(),
-                source,
-            })?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(SessionStoreError::Busy {
-                    session: name.clone(),
-                });
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(SessionStoreError::Io {
-                    action: "lock",
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
-
         let snapshot = match fs::read(&path) {
             Ok(bytes) => Some(decode_file(&path, &bytes, key.as_ref())?),
             Err(error) if error.kind() == io::ErrorKind::NotFound => None,
@@ -191,7 +165,35 @@ impl SessionStore {
             Some(snapshot) => snapshot.into_session_data(&path)?,
             None => (SessionData::default(), false),
         };
-        Ok(Self {
+        Ok(Self::locked(name, path, key, lock_file, data, logged_in))
+    }
+
+    /// Locks `{dir}/{name}.session` and replaces whatever the file holds (nothing is read) with
+    /// `data`, logged in, written before this returns. For taking over a session logged in
+    /// elsewhere (an imported Telethon session): the caller has moved the original away first.
+    pub async fn create_logged_in(
+        dir: &Path,
+        name: &SessionName,
+        key: Option<SessionKey>,
+        data: SessionData,
+    ) -> Result<Self, SessionStoreError> {
+        let lock_file = lock_session(dir, name)?;
+        let path = dir.join(name.file_name());
+        let store = Self::locked(name, path, key, lock_file, data, true);
+        store.change(|_| {})?;
+        store.persist().await?;
+        Ok(store)
+    }
+
+    fn locked(
+        name: &SessionName,
+        path: PathBuf,
+        key: Option<SessionKey>,
+        lock_file: File,
+        data: SessionData,
+        logged_in: bool,
+    ) -> Self {
+        Self {
             name: name.clone(),
             path,
             key,
@@ -205,9 +207,84 @@ impl SessionStore {
             write_order: tokio::sync::Mutex::new(()),
             written_generation: AtomicU64::new(0),
             lock_file: Mutex::new(Some(lock_file)),
-        })
+        }
     }
 
+    /// What `jobbot session show` prints: never the key itself.
+    pub fn summary(&self) -> Result<SessionSummary, SessionStoreError> {
+        let state = self.state()?;
+        let data = &state.data;
+        let home = data.dc_options.get(&data.home_dc);
+        let user_id = data.peer_infos.values().find_map(|info| match info {
+            PeerInfo::User {
+                id,
+                is_self: Some(true),
+                ..
+            } => Some(*id),
+            _ => None,
+        });
+        Ok(SessionSummary {
+            logged_in: state.logged_in,
+            home_dc: data.home_dc,
+            address: home.map(|dc| dc.ipv4.to_string()),
+            auth_key_id: home.and_then(|dc| dc.auth_key).map(|key| AuthKey(key).id()),
+            user_id,
+            peers: data.peer_infos.len(),
+            pts: data.updates_state.pts,
+        })
+    }
+}
+
+/// A session as `jobbot session show` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub logged_in: bool,
+    pub home_dc: i32,
+    pub address: Option<String>,
+    /// The home DC's key, by its MTProto id.
+    pub auth_key_id: Option<AuthKeyId>,
+    /// The account's own user id, once a connection has seen it.
+    pub user_id: Option<i64>,
+    /// Peers in the cache.
+    pub peers: usize,
+    /// The saved update position.
+    pub pts: i32,
+}
+
+/// Takes the exclusive lock of `{dir}/{name}.session` ([`SessionStoreError::Busy`] if anyone
+/// holds it).
+fn lock_session(dir: &Path, name: &SessionName) -> Result<File, SessionStoreError> {
+    create_private_dir(dir)?;
+    let lock_path = dir.join(format!("{}.lock", name.file_name()));
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| SessionStoreError::Io {
+            action: "open lock file",
+            path: lock_path.clone(),
+            source,
+        })?;
+    match lock_file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(SessionStoreError::Busy {
+                session: name.clone(),
+            });
+        }
+        Err(TryLockError::Error(source)) => {
+            return Err(SessionStoreError::Io {
+                action: "lock",
+                path: lock_path,
+                source,
+            });
+        }
+    }
+    Ok(lock_file)
+}
+
+impl SessionStore {
     pub fn name(&self) -> &SessionName {
         &self.name
     }

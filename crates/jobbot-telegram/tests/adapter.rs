@@ -138,3 +138,134 @@ async fn an_unreachable_server_is_a_network_error_and_releases_the_session() {
         "a failed connection must not forget the login"
     );
 }
+
+// ----- Sessions of the original system (Telethon) -----
+
+fn telethon_sample() -> jobbot_core::legacy_session::LegacySession {
+    use jobbot_core::legacy_session::{AuthKey, LegacyEntity, LegacySession, LegacyUpdateState};
+    let mut key = [0u8; 256];
+    for (index, byte) in key.iter_mut().enumerate() {
+        *byte = (index * 31 + 11) as u8;
+    }
+    LegacySession {
+        dc_id: 2,
+        server_address: "149.154.167.51".into(),
+        port: 443,
+        auth_key: AuthKey(key),
+        entities: vec![
+            LegacyEntity {
+                id: -1_001_234_567_890,
+                access_hash: 4_242,
+                username: Some("jobs".into()),
+                name: Some("Jobs".into()),
+            },
+            LegacyEntity {
+                id: -4_321,
+                access_hash: 0,
+                username: None,
+                name: Some("old group".into()),
+            },
+            LegacyEntity {
+                id: 5_000_001,
+                access_hash: -77,
+                username: Some("anna_hr".into()),
+                name: Some("Anna".into()),
+            },
+        ],
+        update_state: Some(LegacyUpdateState {
+            pts: 120,
+            qts: 3,
+            date: 1_700_000_000,
+            seq: 4,
+        }),
+        channel_states: vec![(1_234_567_890, 55)],
+    }
+}
+
+/// The original system's session file (Telethon, SQLite schema 7), built here the way Telethon
+/// writes it, becomes a jobbot session on first use: same auth key (by its MTProto id), DC and
+/// address, its entities as the peer cache with the account's access hashes, its update
+/// position; the original is kept beside it as the backup, and nothing shown names the key.
+#[tokio::test]
+async fn a_telethon_session_imports_with_the_same_auth_key_id() {
+    use grammers_session::types::{PeerAuth, PeerId};
+    use jobbot_store::telethon::{is_sqlite, read_telethon_session, write_telethon_session};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let session = name("agent_1");
+    let original = sessions.join(session.file_name());
+    let written = telethon_sample();
+    write_telethon_session(&original, &written).await.unwrap();
+
+    let legacy = read_telethon_session(&original).await.unwrap();
+    let summary = jobbot_telegram::legacy::import_in_place(&sessions, &session, None, &legacy)
+        .await
+        .unwrap();
+    assert_eq!(summary.auth_key_id, Some(written.auth_key.id()));
+    // Computed independently (Python's hashlib: the last 8 bytes of SHA-1, little-endian).
+    assert_eq!(summary.auth_key_id.unwrap().to_string(), "17d11fbb8182e11a");
+    assert_eq!(summary.home_dc, 2);
+    assert_eq!(summary.address.as_deref(), Some("149.154.167.51:443"));
+    assert!(summary.logged_in);
+    assert_eq!(summary.peers, 3);
+    assert_eq!(summary.pts, 120);
+    let shown = format!("{summary:?}");
+    assert!(
+        !shown.contains(&hex_of(&written.auth_key.0)[..32]),
+        "{shown}"
+    );
+
+    // The original is the backup, untouched; the session file is jobbot's own now.
+    let backup = jobbot_telegram::legacy::backup_path(&sessions, &session);
+    assert!(is_sqlite(&std::fs::read(&backup).unwrap()));
+    assert_eq!(read_telethon_session(&backup).await.unwrap(), written);
+    assert!(!is_sqlite(&std::fs::read(&original).unwrap()));
+
+    let store = SessionStore::open(&sessions, &session, None).unwrap();
+    assert!(store.is_logged_in());
+    assert_eq!(store.home_dc_id().unwrap(), 2);
+    assert_eq!(
+        store.dc_option(2).unwrap().unwrap().auth_key,
+        Some(written.auth_key.0)
+    );
+    let anna = store
+        .peer_ref(PeerId::user(5_000_001).unwrap())
+        .await
+        .unwrap()
+        .expect("the entity is in the peer cache");
+    assert_eq!(anna.auth, PeerAuth::from_hash(-77));
+    let jobs = store
+        .peer_ref(PeerId::channel(1_234_567_890).unwrap())
+        .await
+        .unwrap()
+        .expect("the channel is in the peer cache");
+    assert_eq!(jobs.auth, PeerAuth::from_hash(4_242));
+    let state = store.updates_state().await.unwrap();
+    assert_eq!((state.pts, state.qts, state.seq), (120, 3, 4));
+    assert_eq!(state.channels.len(), 1);
+    drop(store);
+
+    // `jobbot session import` never throws a logged-in session away.
+    let error = jobbot_telegram::legacy::import(&sessions, &session, None, &legacy)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, jobbot_telegram::legacy::ImportError::Exists { .. }),
+        "{error}"
+    );
+    // Into a new name it works, with the same key id.
+    let summary = jobbot_telegram::legacy::import(&sessions, &name("agent_2"), None, &legacy)
+        .await
+        .unwrap();
+    assert_eq!(summary.auth_key_id, Some(written.auth_key.id()));
+    assert_eq!(
+        jobbot_telegram::legacy::describe(&sessions, &name("agent_2"), None).unwrap(),
+        summary
+    );
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

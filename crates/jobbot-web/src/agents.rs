@@ -70,7 +70,8 @@ pub async fn list_agents(State(state): State<AppState>) -> Result<Json<AgentsLis
                     .entry(agent.session_name.clone())
                     .or_insert_with(|| AgentSummary {
                         session_name: agent.session_name.clone(),
-                        phone: Some(agent.phone.clone()),
+                        // `None` is "phone missing" (the original wizard's `"phone": ""`).
+                        phone: Some(agent.phone.clone()).filter(|phone| !phone.is_empty()),
                         channels: Vec::new(),
                         live: None,
                     });

@@ -126,6 +126,7 @@ fn config_code(kind: &ProblemKind) -> &'static str {
         ProblemKind::AtLeastOne => "at_least_one",
         ProblemKind::DelayOrder { .. } => "delay_order",
         ProblemKind::DelayTooLong => "delay_too_long",
+        ProblemKind::TooLong { .. } => "too_long",
         ProblemKind::ChannelIdTwice { .. } => "channel_id_twice",
         ProblemKind::SessionPhoneElsewhere { .. } => "session_phone_elsewhere",
         ProblemKind::PhoneSessionElsewhere { .. } => "phone_session_elsewhere",

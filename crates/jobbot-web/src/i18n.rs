@@ -307,6 +307,7 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("no_vacancies", "Вакансий пока нет.", "No vacancies yet."),
     ("logins_title", "Вход в Telegram", "Telegram logins"),
     ("login_main", "Основной аккаунт", "Main account"),
+    ("phone_missing", "телефон не указан", "phone missing"),
     ("login_start", "Начать вход", "Start login"),
     ("login_phone", "Номер телефона", "Phone number"),
     ("login_code", "Код из Telegram", "Code from Telegram"),
@@ -411,6 +412,9 @@ fn config_message_ru(kind: &ProblemKind) -> String {
             format!("Больше максимальной задержки ({max} с)")
         }
         ProblemKind::DelayTooLong => "Больше часа".to_owned(),
+        ProblemKind::TooLong { max_utf16 } => {
+            format!("Слишком длинно: Telegram принимает не больше {max_utf16} единиц UTF-16")
+        }
         ProblemKind::ChannelIdTwice { first } => {
             format!("Такой ID уже у канала output_channels[{first}]")
         }

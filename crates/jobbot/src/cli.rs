@@ -32,8 +32,9 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Run jobbot against real Telegram: monitor the sources, post vacancies, answer authors
-    /// through the agent pools. Needs API_ID / API_HASH and a logged-in main account
-    /// (`jobbot login bot_session --phone +…`).
+    /// through the agent pools. Needs API_ID / API_HASH; without a logged-in main account it
+    /// starts and waits for one (log it in on the web interface's Logins page or with
+    /// `jobbot login bot_session --phone +…`).
     Run {
         #[command(flatten)]
         web: WebArgs,
@@ -41,6 +42,13 @@ pub enum Command {
         /// `sim://127.0.0.1:PORT` (no API_ID / API_HASH or session files needed then).
         #[arg(long, value_name = "sim://HOST:PORT")]
         telegram: Option<String>,
+        /// Keep the operational store (outbox, vacancies, CRM records, workflows, pauses,
+        /// statistics, the web's sessions and API tokens) in PostgreSQL instead of
+        /// DATA_DIR/data/jobbot.sqlite: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
+        /// Default: DATABASE_URL from the environment or DATA_DIR/.env. The configuration file
+        /// and the session files stay in DATA_DIR.
+        #[arg(long, value_name = "postgres://…")]
+        database_url: Option<String>,
     },
     /// The Telegram simulator as its own process.
     #[command(subcommand)]
@@ -82,6 +90,26 @@ pub enum Command {
     /// Benchmarks on the Telegram simulator and of the scheduling policy (no network).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Session files: import the original system's (Telethon) sessions, show one.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Import a Telethon session file (the original system's `sessions/NAME.session`, SQLite
+    /// schema version 7) as DATA_DIR/sessions/NAME.session, so the account needs no new login.
+    /// FILE is only read. (Telethon files already in DATA_DIR/sessions are imported
+    /// automatically on first use, the original kept as NAME.session.telethon.)
+    Import {
+        file: PathBuf,
+        /// The session name to save it as (an agent's session_name, or bot_session).
+        #[arg(long)]
+        name: String,
+    },
+    /// Show a session: its data center, the user if known, and the auth key's id (the key's
+    /// fingerprint as MTProto defines it; never the key).
+    Show { name: String },
 }
 
 /// Where and how the web interface is served.
@@ -329,10 +357,17 @@ async fn login(
         .map_err(|error| anyhow::anyhow!("SESSION: {error}"))?;
     let config =
         jobbot_telegram::GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+    crate::session_command::import_legacy_sessions(
+        &config.sessions_dir,
+        config.session_key.clone(),
+    )
+    .await;
     let connector = jobbot_telegram::GrammersConnector::new(config);
+    let options = login_options(data_dir, &session);
     let outcome = crate::login_command::login(
         &connector,
         &session,
+        &options,
         phone,
         &mut TerminalPrompter,
         &mut std::io::stdout(),
@@ -369,6 +404,34 @@ async fn login(
     }
 }
 
+/// The agent's proxy from the configuration, so it logs in through the address it will work
+/// from (Telegram sees a login from one IP and then work from another otherwise). None for the
+/// main account, an agent without one, or no readable configuration.
+fn login_options(
+    data_dir: &DataDir,
+    session: &jobbot_core::ids::SessionName,
+) -> jobbot_core::telegram::ConnectOptions {
+    let proxy = std::fs::read_to_string(data_dir.config_file())
+        .ok()
+        .and_then(|text| jobbot_core::config::load(&text).ok())
+        .and_then(|loaded| {
+            loaded
+                .config
+                .channels
+                .iter()
+                .flat_map(|channel| &channel.agents)
+                .find(|agent| &agent.session_name == session)
+                .and_then(|agent| agent.proxy.clone())
+        });
+    if let Some(proxy) = &proxy {
+        println!(
+            "Logging in through the agent's proxy {}",
+            jobbot_core::config::mask_proxy(proxy)
+        );
+    }
+    jobbot_core::telegram::ConnectOptions { proxy }
+}
+
 fn describe(me: &jobbot_core::telegram::Me) -> String {
     match &me.username {
         Some(username) => format!("{} ({username})", me.first_name),
@@ -394,9 +457,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::demo::run(&data_dir, options).await
         }
-        Command::Run { web, telegram } => {
-            crate::run_command::run(&data_dir, &web, telegram.as_deref()).await
-        }
+        Command::Run {
+            web,
+            telegram,
+            database_url,
+        } => crate::run_command::run(&data_dir, &web, telegram.as_deref(), database_url).await,
         Command::Sim(SimCommand::Serve {
             listen,
             state,
@@ -432,6 +497,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || bench(command))
                 .await
                 .context("the benchmark thread panicked")?
+        }
+        Command::Session(SessionCommand::Import { file, name }) => {
+            crate::session_command::import(&data_dir, &file, &name).await
+        }
+        Command::Session(SessionCommand::Show { name }) => {
+            crate::session_command::show_session(&data_dir, &name).await
         }
         Command::Inspect { source, config } => {
             crate::inspect::run(&data_dir.config_file(), config, source.as_deref())

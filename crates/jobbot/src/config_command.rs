@@ -27,6 +27,17 @@ pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
             for note in &loaded.migrations {
                 println!("note: {note}");
             }
+            for problem in &loaded.config.skipped_agents {
+                println!("agent left out: {problem}");
+            }
+            for channel in channels {
+                for agent in channel.agents.iter().filter(|agent| agent.phone.is_none()) {
+                    println!(
+                        "note: {}: agent {} has no phone (phone missing); it is used once its session is logged in",
+                        channel.id, agent.session_name
+                    );
+                }
+            }
             if !loaded.migrations.is_empty() {
                 println!(
                     "note: `jobbot config migrate` writes these changes to the file (keeping a backup)"

@@ -32,15 +32,16 @@ pub enum LoginOutcome {
     },
 }
 
+/// `options` carries the account's proxy: an account logs in from the address it works from.
 pub async fn login(
     connector: &dyn AccountConnector,
     session: &SessionName,
+    options: &ConnectOptions,
     phone: Option<String>,
     prompter: &mut dyn Prompter,
     out: &mut dyn Write,
 ) -> anyhow::Result<LoginOutcome> {
-    let options = ConnectOptions::default();
-    match connector.check_authorization(session, &options).await? {
+    match connector.check_authorization(session, options).await? {
         AuthorizationStatus::Authorized(me) => return Ok(LoginOutcome::AlreadyAuthorized(me)),
         AuthorizationStatus::Dead(reason) => {
             writeln!(
@@ -50,7 +51,7 @@ pub async fn login(
         }
         AuthorizationStatus::NotLoggedIn => {}
     }
-    let backend = connector.begin_login(session, &options).await?;
+    let backend = connector.begin_login(session, options).await?;
     drive(LoginFlow::new(backend), phone, prompter, out).await
 }
 
@@ -207,9 +208,16 @@ mod tests {
         };
         let mut out = Vec::new();
         let session = SessionName::parse("agent_1").unwrap();
-        let outcome = login(&connector, &session, None, &mut prompter, &mut out)
-            .await
-            .expect("no crash");
+        let outcome = login(
+            &connector,
+            &session,
+            &ConnectOptions::default(),
+            None,
+            &mut prompter,
+            &mut out,
+        )
+        .await
+        .expect("no crash");
         (outcome, String::from_utf8(out).unwrap(), prompter.asked)
     }
 
@@ -328,6 +336,7 @@ mod tests {
         let outcome = login(
             &connector,
             &SessionName::parse("agent_1").unwrap(),
+            &ConnectOptions::default(),
             None,
             &mut prompter,
             &mut Vec::new(),

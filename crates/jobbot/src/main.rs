@@ -11,6 +11,7 @@ mod demo;
 mod inspect;
 mod login_command;
 mod run_command;
+mod session_command;
 mod sim_command;
 
 use std::process::ExitCode;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use jobbot_core::ids::SessionName;
+use jobbot_core::store::Store;
 use jobbot_core::telegram::{AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions};
 use jobbot_engine::{EngineClock, EngineSettings};
-use jobbot_store::{ConfigStore, SqliteStore};
+use jobbot_store::{ConfigStore, PostgresStore, SqliteStore};
 use jobbot_telegram::{GrammersConfig, GrammersConnector};
 
 use std::net::SocketAddr;
@@ -76,15 +77,63 @@ pub(crate) fn write_private(file: &std::path::Path, content: &str) -> std::io::R
     options.open(file)?.write_all(content.as_bytes())
 }
 
+/// The operational store `jobbot run` keeps its records in.
+enum OperationalStore {
+    /// `DATA_DIR/data/jobbot.sqlite`, the default.
+    Sqlite(SqliteStore),
+    /// `--database-url` / `DATABASE_URL`.
+    Postgres(PostgresStore),
+}
+
+impl OperationalStore {
+    /// PostgreSQL when a database URL is given (the flag, else `DATABASE_URL` from the
+    /// environment or `DATA_DIR/.env`), else SQLite in the data directory.
+    async fn open(data_dir: &DataDir, database_url: Option<String>) -> anyhow::Result<Self> {
+        let url = database_url
+            .or_else(|| data_dir.variables()("DATABASE_URL"))
+            .filter(|url| !url.trim().is_empty());
+        let Some(url) = url else {
+            let store = SqliteStore::open(data_dir.data())
+                .await
+                .context("could not open the database")?;
+            return Ok(Self::Sqlite(store));
+        };
+        let store = PostgresStore::connect(&url)
+            .await
+            .context("could not open the database (--database-url / DATABASE_URL)")?;
+        tracing::info!("operational store: {}", store.database());
+        Ok(Self::Postgres(store))
+    }
+
+    fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
+        }
+    }
+}
+
 /// `telegram`: `None` for real Telegram, or `sim://HOST:PORT` for `jobbot sim serve`.
+/// `database_url`: see [`OperationalStore::open`].
 pub async fn run(
     data_dir: &DataDir,
     web: &crate::cli::WebArgs,
     telegram: Option<&str>,
+    database_url: Option<String>,
 ) -> anyhow::Result<ExitCode> {
+    // First of all, so a stop asked for while starting is an orderly one.
+    let stop = ShutdownSignal::install();
     // Before anything is opened: one process per data directory.
     let _lock = DataDirLock::acquire(&data_dir.data().join(DataDirLock::FILE_NAME), "run")?;
     let listen = web.listen_address()?;
+    let store = OperationalStore::open(data_dir, database_url).await?;
     let connector: Arc<dyn AccountConnector> = match telegram {
         Some(url) => {
             let connector =
@@ -94,6 +143,12 @@ pub async fn run(
         }
         None => {
             let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+            // The original system's session files become jobbot's before anything opens them.
+            crate::session_command::import_legacy_sessions(
+                &config.sessions_dir,
+                config.session_key.clone(),
+            )
+            .await;
             Arc::new(GrammersConnector::new(config))
         }
     };
@@ -102,9 +157,6 @@ pub async fn run(
     let config = ConfigStore::open(&config_file)
         .await
         .with_context(|| format!("could not load {}", config_file.display()))?;
-    let store = SqliteStore::open(data_dir.data())
-        .await
-        .context("could not open the database")?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
@@ -113,7 +165,7 @@ pub async fn run(
     let web = web.settings(auth, address);
     let running = app::start(app::AppParts {
         connector,
-        store: Arc::new(store.clone()),
+        store: store.shared(),
         config,
         settings: EngineSettings::default(),
         monitor: monitor_settings(data_dir)?,
@@ -124,7 +176,7 @@ pub async fn run(
     })
     .await?;
     tracing::info!("🚀 jobbot запущен; Ctrl-C для остановки");
-    let stopped = running.run_until(shutdown_signal()).await;
+    let stopped = running.run_until(stop.received()).await;
     tracing::info!("остановка…");
     running.shutdown().await;
     store.close().await;
@@ -153,25 +205,59 @@ fn monitor_settings(data_dir: &DataDir) -> anyhow::Result<MonitorSettings> {
     Ok(settings)
 }
 
-/// Refuses to start without a usable main account, pointing at `jobbot login`.
+/// How long a busy main session is asked again at start before giving up.
+const BUSY_MAIN_SESSION_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Says how the main account stands. Without a usable one jobbot still starts and waits (its
+/// owner retries the session), so the first login can be done in the web interface; a session
+/// held by another process is refused.
+///
+/// A busy session is asked again for a little while: after a crash, the previous process's
+/// connection may still be registered until the other side notices it is gone.
 async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<()> {
     let main = SessionName::main();
-    match connector
-        .check_authorization(&main, &ConnectOptions::default())
-        .await
-    {
+    let waiting = |why: String| {
+        let advice = format!(
+            "{why}: log in the main account in the web interface (Logins) or with `jobbot login {main} --phone +…`; jobbot waits for it"
+        );
+        tracing::warn!("{advice}");
+        eprintln!("{advice}");
+    };
+    let mut wait = std::time::Duration::from_millis(100);
+    let give_up = tokio::time::Instant::now() + BUSY_MAIN_SESSION_PATIENCE;
+    let checked = loop {
+        let checked = connector
+            .check_authorization(&main, &ConnectOptions::default())
+            .await;
+        match checked {
+            Err(ConnectError::SessionBusy { .. })
+                if tokio::time::Instant::now() + wait < give_up =>
+            {
+                tracing::warn!("the main session is busy; asking again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            checked => break checked,
+        }
+    };
+    match checked {
         Ok(AuthorizationStatus::Authorized(me)) => {
             tracing::info!("основной аккаунт: {} (id {})", me.first_name, me.user_id);
             Ok(())
         }
-        Ok(AuthorizationStatus::NotLoggedIn) => bail!(
-            "the main account is not logged in (sessions/{}): run `jobbot login {} --phone +…` first",
-            main.file_name(),
-            main
-        ),
-        Ok(AuthorizationStatus::Dead(reason)) => bail!(
-            "the main account's session can no longer be used ({reason}): run `jobbot login {main} --phone +…` again"
-        ),
+        Ok(AuthorizationStatus::NotLoggedIn) => {
+            waiting(format!(
+                "the main account is not logged in (sessions/{})",
+                main.file_name()
+            ));
+            Ok(())
+        }
+        Ok(AuthorizationStatus::Dead(reason)) => {
+            waiting(format!(
+                "the main account's session can no longer be used ({reason})"
+            ));
+            Ok(())
+        }
         Err(error @ ConnectError::SessionBusy { .. }) => {
             bail!("{error} (is another `jobbot run` using this data directory?)")
         }
@@ -181,22 +267,52 @@ async fn check_main_session(connector: &dyn AccountConnector) -> anyhow::Result<
 
 /// Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    ShutdownSignal::install().received().await
+}
+
+/// Ctrl-C or SIGTERM, listened for from the moment it is installed: a stop asked for while the
+/// process is still starting is kept, and honoured in order once it has started (without it,
+/// the signal's default action would end the process mid-start).
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    pub async fn received(mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.interrupt) => {},
+                () = next(&mut self.terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -159,31 +159,98 @@ fn login_without_api_credentials_names_the_missing_variable() {
     );
 }
 
+/// Without a logged-in main account `jobbot run` starts anyway and waits: it says how to log in,
+/// serves the web interface (where the login can be done), and reports not ready with the main
+/// account as the reason, until stopped (#14 item 5).
 #[test]
-fn run_refuses_to_start_without_a_logged_in_main_account() {
+fn run_starts_without_a_logged_in_main_account_and_waits() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+    write_config(dir.path(), EXAMPLE);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
         .arg("--data-dir")
         .arg(dir.path())
-        .arg("run")
+        .args(["run", "--listen", "127.0.0.1:0"])
         .env("API_ID", "12345")
         .env("API_HASH", "0123456789abcdef0123456789abcdef")
+        .env("RUST_LOG", "error")
         .env_remove("JOBBOT_SESSION_KEY")
-        .output()
+        .env_remove("JOBBOT_ADMIN_PASSWORD")
+        .env_remove("PORT")
+        .env_remove("JOBBOT_LISTEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let address = loop {
+        let Some(line) = stderr.next() else {
+            panic!("jobbot run ended: {printed:?} {:?}", child.wait());
+        };
+        let line = line.unwrap();
+        if let Some(address) = line.trim().strip_prefix("Web interface: http://") {
+            break address.to_owned();
+        }
+        printed.push(line);
+    };
+    let text = printed.join("\n");
+    assert!(text.contains("the main account is not logged in"), "{text}");
+    assert!(text.contains("jobbot login bot_session --phone"), "{text}");
     assert!(
-        stderr.contains("the main account is not logged in"),
-        "{stderr}"
+        !text.contains("0123456789abcdef"),
+        "the API hash is never printed: {text}"
     );
+    let (status, body) = http_request(&address, "/readyz", None).expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"main_account\":false"), "{body}");
     assert!(
-        stderr.contains("jobbot login bot_session --phone"),
-        "{stderr}"
+        child.try_wait().unwrap().is_none(),
+        "still running, waiting"
     );
-    assert!(
-        !stderr.contains("0123456789abcdef"),
-        "the API hash is never printed: {stderr}"
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    assert!(child.wait().unwrap().success(), "an asked-for stop exits 0");
+}
+
+/// A database URL that is not PostgreSQL, or a server that does not answer, stops `jobbot run`
+/// before anything else, naming the problem and never the URL's password.
+#[test]
+fn run_refuses_a_database_url_it_cannot_use_without_printing_its_password() {
+    let check = |flag: Option<&str>, variable: Option<&str>, expected: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jobbot"));
+        command.arg("--data-dir").arg(dir.path()).arg("run");
+        if let Some(url) = flag {
+            command.args(["--database-url", url]);
+        }
+        command.env_remove("DATABASE_URL").env_remove("RUST_LOG");
+        if let Some(url) = variable {
+            command.env("DATABASE_URL", url);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(
+            !dir.path().join("data").join("jobbot.sqlite").exists(),
+            "no SQLite store instead"
+        );
+    };
+    check(
+        Some("mysql://jobbot:hunter2@db/jobbot"),
+        None,
+        "scheme \"mysql\" is not PostgreSQL's",
+    );
+    // Nothing listens on port 1.
+    check(
+        None,
+        Some("postgres://jobbot:hunter2@127.0.0.1:1/jobbot"),
+        "could not connect to the database postgres://jobbot@127.0.0.1:1/jobbot",
     );
 }
 
@@ -709,4 +776,160 @@ fn the_demo_listens_on_port_answers_health_checks_and_keeps_its_config_private()
     let _ = child.kill();
     let output = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&output.stderr).contains("without --trusted-proxy"));
+}
+
+/// The original system's Telethon session in `sessions/` is imported on first use and shown
+/// with its DC and the auth key's MTProto id, never the key; `session import` takes a file from
+/// elsewhere under a new name, leaving the file as it was.
+#[test]
+fn telethon_sessions_are_imported_and_shown_by_key_id() {
+    use jobbot_core::legacy_session::{AuthKey, LegacySession};
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let mut key = [0u8; 256];
+    for (index, byte) in key.iter_mut().enumerate() {
+        *byte = (index * 13 + 5) as u8;
+    }
+    let legacy = LegacySession {
+        dc_id: 4,
+        server_address: "149.154.167.91".into(),
+        port: 443,
+        auth_key: AuthKey(key),
+        entities: Vec::new(),
+        update_state: None,
+        channel_states: Vec::new(),
+    };
+    let original = sessions.join("agent_1.session");
+    let elsewhere = dir.path().join("old_bot.session");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        jobbot_store::telethon::write_telethon_session(&original, &legacy)
+            .await
+            .unwrap();
+        jobbot_store::telethon::write_telethon_session(&elsewhere, &legacy)
+            .await
+            .unwrap();
+    });
+    let key_hex: String = key[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+
+    let output = jobbot(dir.path(), &["session", "show", "agent_1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!(
+            "session agent_1: DC 4 (149.154.167.91:443), user not known yet, auth key id {}, logged in",
+            legacy.auth_key.id()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&key_hex), "{text}");
+    assert!(
+        sessions.join("agent_1.session.telethon").exists(),
+        "the original is kept"
+    );
+
+    let output = jobbot(
+        dir.path(),
+        &[
+            "session",
+            "import",
+            elsewhere.to_str().unwrap(),
+            "--name",
+            "bot_session",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout(&output).contains(&format!("auth key id {}", legacy.auth_key.id())));
+    assert!(elsewhere.exists());
+    // A second import over a logged-in session is refused, naming it.
+    let output = jobbot(
+        dir.path(),
+        &[
+            "session",
+            "import",
+            elsewhere.to_str().unwrap(),
+            "--name",
+            "bot_session",
+        ],
+    );
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("already exists and is logged in"), "{error}");
+    assert!(!error.contains(&key_hex));
+}
+
+/// A configuration saved by the original's channel wizard (agents with `"phone": ""`) is valid:
+/// the agent is kept with its phone missing; a malformed agent beside it is left out, named,
+/// and the rest of the file is used.
+#[test]
+fn the_original_wizards_configuration_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let wizard = EXAMPLE.replacen("\"+79991234567\"", "\"\"", 1).replacen(
+        "\"+79997654321\"",
+        "\"+7999\"",
+        1,
+    );
+    assert_ne!(wizard, EXAMPLE);
+    write_config(dir.path(), &wizard);
+    let output = jobbot(dir.path(), &["config", "check"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("valid (revision "), "{text}");
+    assert!(text.contains("1 agent accounts"), "{text}");
+    assert!(
+        text.contains("agent agent_python_1 has no phone (phone missing)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent left out: output_channels[0].agents[1].phone: ")
+            && !text.contains("+7999\""),
+        "{text}"
+    );
+}
+
+/// `jobbot login` for an agent goes through the agent's proxy from the configuration (the
+/// account logs in from the address it works from); the proxy's password is never shown.
+#[test]
+fn login_goes_through_the_agents_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_proxy = EXAMPLE.replacen(
+        r#"{"phone": "+79991234567", "session_name": "agent_python_1"}"#,
+        r#"{"phone": "+79991234567", "session_name": "agent_python_1", "proxy": "socks5://user:hunter2@127.0.0.1:9"}"#,
+        1,
+    );
+    assert_ne!(with_proxy, EXAMPLE);
+    write_config(dir.path(), &with_proxy);
+    let output = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["login", "agent_python_1", "--phone", "+79991234567"])
+        .env("API_ID", "12345")
+        .env("API_HASH", "0123456789abcdef0123456789abcdef")
+        .env("RUST_LOG", "off")
+        .env_remove("JOBBOT_SESSION_KEY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("Logging in through the agent's proxy socks5://user:***@127.0.0.1:9"),
+        "{text}"
+    );
+    assert!(text.contains("Proxy server unreachable"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
 }

@@ -115,6 +115,10 @@ pub enum ProblemKind {
         session: String,
         there: String,
     },
+    /// Longer than Telegram takes, counted in UTF-16 code units as Telegram counts text.
+    TooLong {
+        max_utf16: usize,
+    },
     /// Anything else (JSON syntax, the file's shape, a migration note): `message` says it.
     #[default]
     Other,

@@ -174,8 +174,15 @@ fn render_writes_non_ascii_as_is_with_two_space_indent() {
 fn every_validation_rule_names_the_path_and_value() {
     let check = |channels: Vec<Value>, expected: &str| {
         let text = document_with(channels);
-        let lines = match load(&text) {
-            Ok(_) => Vec::new(),
+        // An agent's own problem leaves the agent out and the rest loads; either way the
+        // problem is reported with its path.
+        let lines: Vec<String> = match load(&text) {
+            Ok(loaded) => loaded
+                .config
+                .skipped_agents
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             Err(problems) => problems.0.iter().map(ToString::to_string).collect(),
         };
         assert!(
@@ -190,10 +197,6 @@ fn every_validation_rule_names_the_path_and_value() {
         )],
         // Masked: validation messages reach logs.
         "output_channels[0].agents[1].phone: \"+79***23\" is not a phone number in international format (+ and 8 to 15 digits)",
-    );
-    check(
-        vec![channel_json(json!({"agents": [agent("", "a1")]}))],
-        "output_channels[0].agents[0].phone: is required",
     );
     check(
         vec![channel_json(json!({"agents": [agent("+79991234567", "")]}))],
@@ -285,6 +288,17 @@ fn every_validation_rule_names_the_path_and_value() {
         )],
         "output_channels[0].auto_response_template: is empty, but auto_response_enabled is true",
     );
+    // Lengths count UTF-16 units, as Telegram does: 65 emoji are 130 units.
+    check(
+        vec![channel_json(json!({"name": "😀".repeat(65)}))],
+        "output_channels[0].name: is 130 UTF-16 units long; Telegram takes at most 128",
+    );
+    check(
+        vec![channel_json(
+            json!({"auto_response_template": "я😀".repeat(1_366)}),
+        )],
+        "output_channels[0].auto_response_template: is 4098 UTF-16 units long; Telegram takes at most 4096",
+    );
     check(
         vec![channel_json(
             json!({"agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": "http://user:secret@host:1080"}]}),
@@ -375,7 +389,8 @@ fn proxy_problems_never_echo_the_password() {
     let text = document_with(vec![channel_json(json!({
         "agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": "socks4://user:hunter2@host:1080"}]
     }))]);
-    let problems = load(&text).unwrap_err().to_string();
+    let skipped = |text: &str| ConfigProblems(load(text).unwrap().config.skipped_agents);
+    let problems = skipped(&text).to_string();
     assert!(
         problems.contains("proxy") && !problems.contains("hunter2"),
         "{problems}"
@@ -393,10 +408,44 @@ fn proxy_problems_never_echo_the_password() {
         let text = document_with(vec![channel_json(json!({
             "agents": [{"phone": "+79991234567", "session_name": "a1", "proxy": sneaky}]
         }))]);
-        let problems = load(&text).unwrap_err();
+        let problems = skipped(&text);
         assert_eq!(problems.0[0].kind, ProblemKind::NotProxy, "{sneaky}");
         assert!(!problems.to_string().contains("hunter"), "{problems}");
     }
+}
+
+/// The original's channel wizard saves agents with `"phone": ""`: such an agent is used (its
+/// session is what matters) with no phone; an agent whose own fields are wrong is left out with
+/// its problem, and the rest of the file loads.
+#[test]
+fn wizard_agents_without_a_phone_load_and_one_bad_agent_stops_nothing() {
+    let text = document_with(vec![channel_json(json!({
+        "crm_enabled": true,
+        "agents": [
+            {"phone": "", "session_name": "agent_wizard"},
+            {"phone": "+79991234567", "session_name": "bad/name"},
+            {"phone": "+79997654321", "session_name": "agent_ok"}
+        ]
+    }))]);
+    let loaded = load(&text).expect("one bad agent does not stop the file");
+    let agents = &loaded.config.channels[0].agents;
+    let sessions: Vec<&str> = agents.iter().map(|a| a.session_name.as_str()).collect();
+    assert_eq!(sessions, ["agent_wizard", "agent_ok"]);
+    assert_eq!(agents[0].phone, None, "phone missing");
+    assert_eq!(agents[1].phone.as_ref().unwrap().as_str(), "+79997654321");
+    let skipped: Vec<(String, ProblemKind)> = loaded
+        .config
+        .skipped_agents
+        .iter()
+        .map(|problem| (problem.path.clone(), problem.kind.clone()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [(
+            "output_channels[0].agents[1].session_name".to_owned(),
+            ProblemKind::NotSessionName
+        )]
+    );
 }
 
 #[test]

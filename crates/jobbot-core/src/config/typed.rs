@@ -13,6 +13,10 @@ pub struct Config {
     pub channels: Vec<Channel>,
     /// The LLM providers: the original's presets with the file's `llm_providers` over them.
     pub llm_providers: LlmProviders,
+    /// Agents left out because something about them alone is wrong (a malformed phone or
+    /// session name, a bad proxy …), each with its problem: one bad agent never stops the whole
+    /// file. Saving a configuration refuses them (`ConfigStore`); loading one only reports them.
+    pub skipped_agents: Vec<super::ConfigProblem>,
 }
 
 impl Config {
@@ -71,7 +75,9 @@ pub struct Filters {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
-    pub phone: PhoneNumber,
+    /// `None` when the file has none (`"phone": ""`, as the original's channel wizard saves
+    /// agents): shown as "phone missing"; the agent works once its session is logged in.
+    pub phone: Option<PhoneNumber>,
     pub session_name: SessionName,
     pub proxy: Option<String>,
     /// The effective pacing: the agent's own, else its channel's.

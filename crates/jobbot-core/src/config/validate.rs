@@ -11,9 +11,27 @@ use crate::ids::{ChatId, PhoneNumber, SessionName};
 
 /// The longest human-like delay that makes sense before a reply (an hour).
 const MAX_HUMAN_DELAY_SECONDS: u32 = 3600;
+/// A channel's name: Telegram's limit on a chat title (128 characters), in UTF-16 units so it
+/// also fits wherever a title goes (a topic title, a notification's header).
+pub const MAX_CHANNEL_NAME_UTF16: usize = 128;
+/// An auto-response template must fit a message by itself (4,096 UTF-16 units); what the
+/// placeholders add is cut when the message is composed.
+pub const MAX_TEMPLATE_UTF16: usize = crate::notification::MAX_MESSAGE_UTF16;
+
+fn check_utf16_length(path: String, value: &str, max_utf16: usize, problems: &mut Problems) {
+    let length = crate::notification::utf16_len(value);
+    if length > max_utf16 {
+        problems.add(
+            path,
+            ProblemKind::TooLong { max_utf16 },
+            format!("is {length} UTF-16 units long; Telegram takes at most {max_utf16}"),
+        );
+    }
+}
 
 pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProblems> {
     let mut problems = Problems::default();
+    let mut agent_problems = Problems::default();
     let llm_providers =
         crate::ai::settings::parse_providers(document.llm_providers.as_ref(), &mut problems.0);
     let channels: Vec<Option<Channel>> = document
@@ -26,6 +44,7 @@ pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProble
                 channel,
                 &llm_providers,
                 &mut problems,
+                &mut agent_problems,
             )
         })
         .collect();
@@ -38,10 +57,24 @@ pub(super) fn validate(document: &ConfigDocument) -> Result<Config, ConfigProble
                 .map(|c| c.expect("no problems, so every channel validated"))
                 .collect(),
             llm_providers,
+            skipped_agents: agent_problems.0,
         })
     } else {
-        Err(ConfigProblems(problems.0))
+        // The file does not load: every problem at once, the agents' included, in file order.
+        let mut all = problems.0;
+        all.extend(agent_problems.0);
+        all.sort_by_key(|problem| problem_order(&problem.path));
+        Err(ConfigProblems(all))
     }
+}
+
+/// Problems in file order: by channel index, then as they were found (a stable sort keeps the
+/// order within a channel).
+fn problem_order(path: &str) -> usize {
+    path.strip_prefix("output_channels[")
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(index, _)| index.parse().ok())
+        .unwrap_or(usize::MAX)
 }
 
 #[derive(Default)]
@@ -70,6 +103,7 @@ fn validate_channel(
     channel: &ChannelDocument,
     llm_providers: &LlmProviders,
     problems: &mut Problems,
+    agent_problems: &mut Problems,
 ) -> Option<Channel> {
     let before = problems.0.len();
     if channel.id.trim().is_empty() {
@@ -86,6 +120,18 @@ fn validate_channel(
             "must not be empty",
         );
     }
+    check_utf16_length(
+        format!("{path}.name"),
+        &channel.name,
+        MAX_CHANNEL_NAME_UTF16,
+        problems,
+    );
+    check_utf16_length(
+        format!("{path}.auto_response_template"),
+        &channel.auto_response_template,
+        MAX_TEMPLATE_UTF16,
+        problems,
+    );
     let telegram_id = if channel.telegram_id == 0 {
         problems.add(
             format!("{path}.telegram_id"),
@@ -171,7 +217,7 @@ fn validate_channel(
         &channel.agent_pacing,
         problems,
     );
-    let agents = validate_agents(path, &channel.agents, channel_pacing, problems);
+    let agents = validate_agents(path, &channel.agents, channel_pacing, agent_problems);
 
     if channel.auto_response_enabled && channel.auto_response_template.trim().is_empty() {
         problems.add(
@@ -279,12 +325,10 @@ fn validate_agents(
     let mut valid = Vec::with_capacity(agents.len());
     for (index, agent) in agents.iter().enumerate() {
         let agent_path = format!("{path}.agents[{index}]");
+        let before = problems.0.len();
+        // No phone is not a problem: the original's wizard saves agents that way, and the
+        // session (once logged in) is what jobbot uses.
         let phone = if agent.phone.trim().is_empty() {
-            problems.add(
-                format!("{agent_path}.phone"),
-                ProblemKind::Required,
-                "is required",
-            );
             None
         } else {
             problems.parsed(
@@ -346,7 +390,9 @@ fn validate_agents(
             Some(own) => validate_pacing(&format!("{agent_path}.pacing"), own, problems),
             None => channel_pacing,
         };
-        if let (Some(phone), Some(session_name)) = (phone, session) {
+        if let Some(session_name) = session
+            && problems.0.len() == before
+        {
             valid.push(Agent {
                 phone,
                 session_name,

@@ -1098,7 +1098,13 @@ impl AgentScheduler {
             TelegramError::PrivacyRestricted
             | TelegramError::UsernameNotFound
             | TelegramError::NotAUser
-            | TelegramError::TopicDeleted => return OutcomeAction::FailRecipient { error },
+            | TelegramError::TopicDeleted
+            | TelegramError::PaymentRequired { .. }
+            | TelegramError::PeerInvalid
+            | TelegramError::RecipientDeactivated
+            | TelegramError::MessageTooLong
+            | TelegramError::UserInTooManyChannels
+            | TelegramError::InvalidInvite => return OutcomeAction::FailRecipient { error },
             TelegramError::FloodWait { seconds } => {
                 // Already waiting: this answers a call picked before the wait was known.
                 let violation = entry.flood_wait_until <= now;
@@ -1159,14 +1165,41 @@ impl AgentScheduler {
                 self.set_connection_state(agent, ConnectionState::Disconnected);
                 OutcomeAction::RetrySameAgentAfterReconnect
             }
+            // Telegram failed inside and may have executed the send: only this account may
+            // repeat it (same random_id). The connection is fine; the agent's pacing spaces the
+            // repeats, since every attempt spends a permit.
+            TelegramError::ServerError { .. } => OutcomeAction::RetrySameAgentAfterReconnect,
+            // Not executed; this account's connection must move. Another account may send now.
+            TelegramError::WrongDc { .. } => {
+                if sticky {
+                    OutcomeAction::RetrySameAgentAfter {
+                        at: self.settings.flood_wait_end(now, 1),
+                    }
+                } else {
+                    OutcomeAction::RetryOtherAgent
+                }
+            }
+            // This account's own state refuses; another account may succeed. A conversation
+            // cannot move, so it ends with the agent's reason.
+            TelegramError::YouBlockedUser | TelegramError::TooManyChannels => {
+                if sticky {
+                    OutcomeAction::FailRecipient {
+                        error: error.clone(),
+                    }
+                } else {
+                    OutcomeAction::RetryOtherAgent
+                }
+            }
             TelegramError::SlowMode { seconds } => OutcomeAction::RetryChatAfter {
                 at: now.saturating_add(Duration::from_secs(u64::from(*seconds))),
             },
-            TelegramError::ChatForbidden { .. } => OutcomeAction::FailPermanently {
-                reason: FailureReason::ChatForbidden {
-                    error: error.clone(),
-                },
-            },
+            TelegramError::ChatForbidden { .. } | TelegramError::JoinRequestSent => {
+                OutcomeAction::FailPermanently {
+                    reason: FailureReason::ChatForbidden {
+                        error: error.clone(),
+                    },
+                }
+            }
             // An earlier attempt with this random_id is being delivered: the message went out.
             TelegramError::RandomIdDuplicate => {
                 entry.recent_sends.record(now);
@@ -1178,13 +1211,11 @@ impl AgentScheduler {
                 }
                 return OutcomeAction::Done;
             }
-            TelegramError::InvalidInvite | TelegramError::Other { .. } => {
-                OutcomeAction::FailPermanently {
-                    reason: FailureReason::Unclassified {
-                        error: error.clone(),
-                    },
-                }
-            }
+            TelegramError::Other { .. } => OutcomeAction::FailPermanently {
+                reason: FailureReason::Unclassified {
+                    error: error.clone(),
+                },
+            },
         };
         self.agents[agent.0 as usize].last_error = Some(LastError { at: now, error });
         self.refresh_sendable_at(agent);

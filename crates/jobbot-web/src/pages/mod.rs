@@ -607,7 +607,12 @@ async fn logins_page(
                 .iter()
                 .any(|(session, _)| *session == agent.session_name)
             {
-                accounts.push((agent.session_name.clone(), agent.phone.clone()));
+                let phone = if agent.phone.is_empty() {
+                    t(lang, "phone_missing").to_owned()
+                } else {
+                    agent.phone.clone()
+                };
+                accounts.push((agent.session_name.clone(), phone));
             }
         }
     }

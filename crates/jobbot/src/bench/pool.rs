@@ -380,7 +380,7 @@ impl Setup {
                     .iter()
                     .zip(&self.phones)
                     .map(|(session, phone)| Agent {
-                        phone: phone.clone(),
+                        phone: Some(phone.clone()),
                         session_name: session.clone(),
                         proxy: None,
                         pacing,
@@ -397,6 +397,7 @@ impl Setup {
                 },
             }],
             llm_providers: Default::default(),
+            skipped_agents: Vec::new(),
         }
     }
 }

@@ -1,0 +1,1481 @@
+//! The PostgreSQL backend of the core's [`Store`] port: the same tables as SQLite's (migrations
+//! in `migrations/postgres/`, numbered after the SQLite migration each matches), the same rows
+//! read by the same code (`rows.rs`), and SQL of its own where the dialects or their locking
+//! differ.
+//!
+//! Transactions run at PostgreSQL's default isolation, READ COMMITTED. Where SQLite serialises
+//! writers with `BEGIN IMMEDIATE`, this backend relies on row locks and unique indexes: an
+//! `INSERT … ON CONFLICT` on a key another open transaction inserted waits for it, then sees its
+//! row; an `UPDATE … WHERE status = 'pending'` locks the row, so a message ends once.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use jobbot_core::ids::{ChatId, SessionName, Username};
+use jobbot_core::scheduling::LearnedLimits;
+use jobbot_core::store::{
+    AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, Enqueued, Holdup,
+    IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts, OutboxEnd,
+    OutboxId, OutboxMessage, OutboxStats, ProcessedMessage, RelayRecord, SecretDigest, Store,
+    StoreError, StoreHealth, UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, WebSession,
+    WorkflowId, WorkflowRecord,
+};
+use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
+use jobbot_core::workflow::Workflow;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres, QueryBuilder};
+
+use crate::rows::{
+    API_TOKEN_COLUMNS, CONVERSATION_COLUMNS, HOUR_MILLIS, OUTBOX_COLUMNS, VACANCY_COLUMNS,
+    WORKFLOW_COLUMNS, agent_names, failed, is_unique_violation, outbox_counts_from,
+    outbox_stats_from, parse_status, read_agent_event, read_api_token, read_conversations,
+    read_learned_limits, read_outbox_rows, read_row, read_rows, read_vacancy_row, read_web_session,
+    read_workflow_row, relay_direction_text, to_json,
+};
+use crate::{
+    DatabaseError, finished_workflow, never_attempted, no_conversation, no_outbox_message,
+    no_workflow, page_size, session_taken, token_taken, topic_taken,
+};
+
+/// The migrations, embedded at compile time so the binary carries its schema.
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Connections per store. Unlike SQLite, writers run side by side; the engine, the web and the
+/// monitor rarely need more at once, and a database serves several nodes.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// How long a call waits for a free connection before failing: a wait this long means the
+/// database is unreachable or saturated, and failing says so.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The operational store in a PostgreSQL database, optionally in a schema of its own.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+    /// The database as messages name it: `postgres://user@host:port/database[?schema]`, never a
+    /// password.
+    database: String,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user[:password]@host[:port]/database`,
+    /// with libpq's parameters) and applies the migrations it has not seen yet. The tables go
+    /// in the schema the connection's `search_path` names first (`public` unless the URL says
+    /// otherwise).
+    pub async fn connect(url: &str) -> Result<Self, DatabaseError> {
+        Self::open(parse_url(url)?, None).await
+    }
+
+    /// [`PostgresStore::connect`] into schema `schema` (created if missing): its tables, and
+    /// its migrations' record, are apart from every other schema's. Several stores share one
+    /// database this way (the tests run each in a fresh schema).
+    pub async fn connect_to_schema(url: &str, schema: &str) -> Result<Self, DatabaseError> {
+        check_schema_name(schema)?;
+        Self::open(parse_url(url)?, Some(schema)).await
+    }
+
+    async fn open(options: PgConnectOptions, schema: Option<&str>) -> Result<Self, DatabaseError> {
+        let database = describe(&options, schema);
+        let open_failed = |source| DatabaseError::Connect {
+            database: database.clone(),
+            source,
+        };
+        let options = match schema {
+            None => options,
+            Some(schema) => {
+                // Created over a connection of its own, before the pool's connections name it.
+                let mut connection = PgConnection::connect_with(&options)
+                    .await
+                    .map_err(open_failed)?;
+                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                    .execute(&mut connection)
+                    .await
+                    .map_err(open_failed)?;
+                connection.close().await.map_err(open_failed)?;
+                options.options([("search_path", schema)])
+            }
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(open_failed)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| DatabaseError::MigrateDatabase {
+                database: database.clone(),
+                source,
+            })?;
+        Ok(Self { pool, database })
+    }
+
+    /// The database as messages name it (no password).
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The version of the newest migration this build carries.
+    pub fn latest_schema_version() -> i64 {
+        MIGRATOR
+            .iter()
+            .map(|migration| migration.version)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn parse_url(url: &str) -> Result<PgConnectOptions, DatabaseError> {
+    // sqlx reads any scheme as PostgreSQL's; a MySQL or SQLite URL here is a mistake to name.
+    // Only the scheme is echoed: the rest may hold a password.
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, Some("postgres" | "postgresql")) {
+        return Err(DatabaseError::NotPostgres {
+            scheme: scheme.unwrap_or_default().to_owned(),
+        });
+    }
+    // sqlx's parse errors describe the problem, never the URL.
+    PgConnectOptions::from_str(url).map_err(|source| DatabaseError::InvalidUrl { source })
+}
+
+/// A schema name used unquoted in SQL, so only plain identifiers are accepted.
+fn check_schema_name(schema: &str) -> Result<(), DatabaseError> {
+    let plain = !schema.is_empty()
+        && schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        Ok(())
+    } else {
+        Err(DatabaseError::InvalidSchema {
+            schema: schema.to_owned(),
+        })
+    }
+}
+
+fn describe(options: &PgConnectOptions, schema: Option<&str>) -> String {
+    let mut description = format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    );
+    if let Some(schema) = schema {
+        description.push_str(&format!(" (schema {schema})"));
+    }
+    description
+}
+
+fn chat_id(operation: &'static str, id: i64) -> Result<ChatId, StoreError> {
+    ChatId::from_bot_api(id).ok_or_else(|| {
+        StoreError::new(operation, format!("column group_id: {id} is not a chat id"))
+    })
+}
+
+/// Explains why an update that needed a pending message changed nothing: the message is missing,
+/// or it already ended (a message ends once).
+async fn not_pending<'c>(
+    executor: impl PgExecutor<'c>,
+    operation: &'static str,
+    id: OutboxId,
+) -> StoreError {
+    let status: Result<Option<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(executor)
+            .await;
+    match status {
+        Err(error) => StoreError::new(operation, error),
+        Ok(None) => StoreError::new(operation, format!("outbox message {id} does not exist")),
+        Ok(Some(status)) => StoreError::new(
+            operation,
+            format!("outbox message {id} is already {status}, and a message ends only once"),
+        ),
+    }
+}
+
+/// Whether conversation `id` exists, read inside the caller's transaction.
+async fn conversation_exists<'c>(
+    executor: impl PgExecutor<'c>,
+    operation: &'static str,
+    id: ConversationId,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1::BIGINT FROM conversations WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(executor)
+            .await
+            .map_err(failed(operation))?;
+    Ok(found.is_some())
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn health(&self) -> Result<StoreHealth, StoreError> {
+        let operation = "check the database's health";
+        let application: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'application'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed(operation))?;
+        if application.as_deref() != Some("jobbot") {
+            return Err(StoreError::new(
+                operation,
+                format!("{} is not a jobbot database", self.database),
+            ));
+        }
+        let schema_version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(failed(operation))?;
+        Ok(StoreHealth {
+            backend: "postgres".to_owned(),
+            schema_version: schema_version.unwrap_or(0),
+        })
+    }
+
+    async fn enqueue(&self, message: NewOutboxMessage) -> Result<Enqueued, StoreError> {
+        let operation = "enqueue an outbox message";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        let outcome = enqueue_in(&mut transaction, operation, &message).await?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(outcome)
+    }
+
+    async fn pending_outbox(&self) -> Result<Vec<OutboxMessage>, StoreError> {
+        let operation = "read the pending outbox";
+        let rows = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        read_outbox_rows(operation, &rows)
+    }
+
+    async fn outbox_message(&self, id: OutboxId) -> Result<Option<OutboxMessage>, StoreError> {
+        let operation = "read an outbox message";
+        let row = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_outbox_rows(operation, row.as_slice())?.pop())
+    }
+
+    async fn outbox_by_key(&self, key: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        let operation = "find a message by its key";
+        let row = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE idempotency_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_outbox_rows(operation, row.as_slice())?.pop())
+    }
+
+    async fn begin_attempt(
+        &self,
+        id: OutboxId,
+        agent: &SessionName,
+        proposed: RandomId,
+        at: UnixMillis,
+    ) -> Result<RandomId, StoreError> {
+        let operation = "begin a send attempt";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        let counted = sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_agent = $1, in_doubt_agent = $2, \
+                 updated_at = $3 \
+             WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(agent.as_str())
+        .bind(agent.as_str())
+        .bind(at.0)
+        .bind(id.0)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        if counted.rows_affected() == 0 {
+            // Dropping the transaction rolls it back; it changed nothing anyway.
+            return Err(not_pending(&mut *transaction, operation, id).await);
+        }
+        // The first id this agent was given wins: re-sending with it lets Telegram drop the
+        // duplicate if the earlier attempt did get through.
+        sqlx::query(
+            "INSERT INTO outbox_attempts (outbox_id, agent, random_id, first_attempt_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (outbox_id, agent) DO NOTHING",
+        )
+        .bind(id.0)
+        .bind(agent.as_str())
+        .bind(proposed.0)
+        .bind(at.0)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        let random_id: i64 = sqlx::query_scalar(
+            "SELECT random_id FROM outbox_attempts WHERE outbox_id = $1 AND agent = $2",
+        )
+        .bind(id.0)
+        .bind(agent.as_str())
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(RandomId(random_id))
+    }
+
+    async fn note_holdup(
+        &self,
+        id: OutboxId,
+        holdup: &Holdup,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "note what holds a message up";
+        let text = to_json(operation, "the holdup", holdup)?;
+        // A refusal by the in-doubt agent settles the doubt; being in doubt sets it; waiting
+        // leaves it as it is.
+        let (effect, agent) = match holdup {
+            Holdup::Refused { agent, .. } | Holdup::NotAttempted { agent } => {
+                ("refused", Some(agent))
+            }
+            Holdup::InDoubt { agent, .. } => ("in_doubt", Some(agent)),
+            Holdup::Waiting { .. } => ("waiting", None),
+        };
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        let noted = sqlx::query(
+            "UPDATE outbox SET holdup = $1, updated_at = $2, in_doubt_agent = CASE $5 \
+                 WHEN 'refused' THEN \
+                     CASE WHEN in_doubt_agent = $4 THEN NULL ELSE in_doubt_agent END \
+                 WHEN 'in_doubt' THEN $4 \
+                 ELSE in_doubt_agent END \
+             WHERE id = $3 AND status = 'pending'",
+        )
+        .bind(text)
+        .bind(at.0)
+        .bind(id.0)
+        .bind(agent.map(SessionName::as_str))
+        .bind(effect)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        if noted.rows_affected() == 0 {
+            return Err(not_pending(&mut *transaction, operation, id).await);
+        }
+        if let Holdup::InDoubt { agent, .. } = holdup {
+            // In doubt means an attempt was made there, with its random id on record.
+            let attempted: Option<i64> = sqlx::query_scalar(
+                "SELECT 1::BIGINT FROM outbox_attempts WHERE outbox_id = $1 AND agent = $2",
+            )
+            .bind(id.0)
+            .bind(agent.as_str())
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+            if attempted.is_none() {
+                return Err(never_attempted(operation, id, agent));
+            }
+        }
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn mark_sent(
+        &self,
+        id: OutboxId,
+        agent: &SessionName,
+        message: Option<SentMessage>,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "mark an outbox message sent";
+        let marked = sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_agent = $1, sent_chat = $2, \
+                 sent_message_id = $3, sent_at = $4, in_doubt_agent = NULL, updated_at = $5 \
+             WHERE id = $6 AND status = 'pending'",
+        )
+        .bind(agent.as_str())
+        .bind(message.map(|sent| sent.chat.get()))
+        .bind(message.map(|sent| sent.message_id))
+        .bind(at.0)
+        .bind(at.0)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        if marked.rows_affected() == 0 {
+            return Err(not_pending(&self.pool, operation, id).await);
+        }
+        Ok(())
+    }
+
+    async fn mark_ended(
+        &self,
+        id: OutboxId,
+        end: &OutboxEnd,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "end an outbox message";
+        let text = to_json(operation, "the end", end)?;
+        let ended = sqlx::query(
+            "UPDATE outbox SET status = $1, end_reason = $2, in_doubt_agent = NULL, updated_at = $3 \
+             WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(end.status().as_str())
+        .bind(text)
+        .bind(at.0)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        if ended.rows_affected() == 0 {
+            return Err(not_pending(&self.pool, operation, id).await);
+        }
+        Ok(())
+    }
+
+    async fn ended_outbox(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let operation = "list the messages that ended undelivered";
+        let rows = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox \
+             WHERE status IN ('failed', 'expired') AND updated_at >= $1 \
+             ORDER BY updated_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(since.0)
+        .bind(i64::from(page_size(limit)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        read_outbox_rows(operation, &rows)
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let operation = "count the outbox";
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM outbox GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed(operation))?;
+        outbox_counts_from(operation, rows)
+    }
+
+    async fn record_processed(&self, message: &ProcessedMessage) -> Result<bool, StoreError> {
+        let operation = "record a processed message";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        let inserted = insert_processed_in(&mut transaction, operation, message).await?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(inserted.is_some())
+    }
+
+    async fn take_in_vacancy(&self, intake: &VacancyIntake) -> Result<IntakeOutcome, StoreError> {
+        let operation = "take in a vacancy";
+        let message = &intake.message;
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        // The record goes in first: its unique `(source, message_id)` makes a concurrent intake of
+        // the same message wait for this transaction and then find it processed, so a message is
+        // taken in once. Its `matched[].notified` is written once the claims are decided.
+        let Some(processed_id) = insert_processed_in(&mut transaction, operation, message).await?
+        else {
+            return Ok(IntakeOutcome::AlreadyProcessed);
+        };
+        // Claims lock their rows until the commit; taking them in one order (by channel) means two
+        // intakes of the same text from different sources queue instead of deadlocking.
+        let mut claim_order: Vec<&str> = intake
+            .channels
+            .iter()
+            .map(|channel| channel.channel_id.as_str())
+            .collect();
+        claim_order.sort_unstable();
+        claim_order.dedup();
+        let mut claims = std::collections::HashMap::new();
+        for channel_id in claim_order {
+            let claimed = claim_in(
+                &mut transaction,
+                channel_id,
+                &message.text_hash,
+                intake.window_start,
+                message.processed_at,
+            )
+            .await?;
+            claims.insert(channel_id, claimed);
+        }
+        let mut record = message.clone();
+        let mut notified = Vec::new();
+        let mut reposts = Vec::new();
+        let mut workflows = Vec::new();
+        for channel in &intake.channels {
+            let claimed = claims[channel.channel_id.as_str()];
+            for matched in record
+                .matched
+                .iter_mut()
+                .filter(|matched| matched.channel_id == channel.channel_id)
+            {
+                matched.notified = claimed;
+            }
+            if !claimed {
+                reposts.push(channel.channel_id.clone());
+                continue;
+            }
+            let enqueued = enqueue_in(&mut transaction, operation, &channel.notification).await?;
+            notified.push((channel.channel_id.clone(), enqueued));
+            for workflow in &channel.workflows {
+                let (id, _) = start_workflow_in(&mut transaction, operation, workflow).await?;
+                workflows.push(id);
+            }
+        }
+        let matched = to_json(operation, "the matched channels", &record.matched)?;
+        sqlx::query("UPDATE processed_messages SET matched = $1 WHERE id = $2")
+            .bind(matched)
+            .bind(processed_id)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(IntakeOutcome::Processed {
+            notified,
+            reposts,
+            workflows,
+        })
+    }
+
+    async fn is_processed(&self, source: ChatId, message_id: i32) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::BIGINT FROM processed_messages WHERE source = $1 AND message_id = $2",
+        )
+        .bind(source.get())
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("check whether a message was processed"))?;
+        Ok(found.is_some())
+    }
+
+    async fn claim_notification(
+        &self,
+        channel_id: &str,
+        text_hash: &str,
+        window_start: UnixMillis,
+        at: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(failed("claim a notification"))?;
+        claim_in(&mut connection, channel_id, text_hash, window_start, at).await
+    }
+
+    async fn vacancies(&self, query: &VacancyQuery) -> Result<Vec<VacancyRecord>, StoreError> {
+        let operation = "list vacancies";
+        let mut select = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {VACANCY_COLUMNS} FROM processed_messages WHERE 1 = 1"
+        ));
+        if let Some(status) = query.status {
+            select.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(channel_id) = &query.channel_id {
+            select
+                .push(" AND id IN (SELECT processed_id FROM vacancy_channels WHERE channel_id = ")
+                .push_bind(channel_id.as_str())
+                .push(")");
+        }
+        if let Some(before_id) = query.before_id {
+            select.push(" AND id < ").push_bind(before_id);
+        }
+        select
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(page_size(query.limit)));
+        let rows = select
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed(operation))?;
+        read_rows(operation, "processed message", &rows, read_vacancy_row)
+    }
+
+    async fn open_conversation(
+        &self,
+        new: &NewConversation,
+    ) -> Result<(Conversation, bool), StoreError> {
+        let operation = "open a conversation";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        // An existing conversation keeps everything, its agent above all: the contact already
+        // talks to that account. The SELECT runs under the same write lock, so a concurrent open
+        // either inserted first (and is found) or waits.
+        let inserted = sqlx::query(
+            "INSERT INTO conversations (channel_id, group_id, topic_id, contact, \
+                 contact_username, contact_name, agent, contact_peer_id, \
+                 contact_peer_access_hash, status, created_at, last_message_at) \
+             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, 'active', $9, $10) \
+             ON CONFLICT (group_id, contact) DO NOTHING",
+        )
+        .bind(&new.channel_id)
+        .bind(new.group.get())
+        .bind(new.contact.get())
+        .bind(new.contact_username.as_ref().map(Username::as_str))
+        .bind(&new.contact_name)
+        .bind(new.agent.as_str())
+        .bind(new.contact_peer.map(|peer| peer.id.get()))
+        .bind(new.contact_peer.map(|peer| peer.access_hash))
+        .bind(new.created_at.0)
+        .bind(new.created_at.0)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE group_id = $1 AND contact = $2"
+        ))
+        .bind(new.group.get())
+        .bind(new.contact.get())
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        let conversation = read_conversations(operation, &rows)?
+            .pop()
+            .ok_or_else(|| StoreError::new(operation, "the conversation vanished"))?;
+        Ok((conversation, inserted.rows_affected() > 0))
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        let operation = "read a conversation";
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_conversations(operation, &rows)?.pop())
+    }
+
+    async fn conversation_by_contact(
+        &self,
+        group: ChatId,
+        contact: ChatId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let operation = "find a contact's conversation";
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE group_id = $1 AND contact = $2"
+        ))
+        .bind(group.get())
+        .bind(contact.get())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_conversations(operation, &rows)?.pop())
+    }
+
+    async fn conversation_by_topic(
+        &self,
+        group: ChatId,
+        topic: TopicId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let operation = "find a topic's conversation";
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE group_id = $1 AND topic_id = $2"
+        ))
+        .bind(group.get())
+        .bind(topic.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_conversations(operation, &rows)?.pop())
+    }
+
+    async fn conversations_with_contact(
+        &self,
+        agent: &SessionName,
+        contact: ChatId,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let operation = "list a contact's conversations";
+        let rows = sqlx::query(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE agent = $1 AND contact = $2 AND status = 'active' ORDER BY id"
+        ))
+        .bind(agent.as_str())
+        .bind(contact.get())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        read_conversations(operation, &rows)
+    }
+
+    async fn begin_topic_creation(
+        &self,
+        id: ConversationId,
+        replacing: Option<TopicId>,
+        creator: &SessionName,
+        proposed: RandomId,
+    ) -> Result<RandomId, StoreError> {
+        let operation = "record a topic creation";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        if !conversation_exists(&mut *transaction, operation, id).await? {
+            return Err(no_conversation(operation, id));
+        }
+        let replacing = replacing.map_or(0, |topic| topic.0);
+        // The first id this creator was given wins, as for sends.
+        sqlx::query(
+            "INSERT INTO topic_attempts (conversation_id, replacing, creator, random_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(id.0)
+        .bind(replacing)
+        .bind(creator.as_str())
+        .bind(proposed.0)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        let random_id: i64 = sqlx::query_scalar(
+            "SELECT random_id FROM topic_attempts \
+             WHERE conversation_id = $1 AND replacing = $2 AND creator = $3",
+        )
+        .bind(id.0)
+        .bind(replacing)
+        .bind(creator.as_str())
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(RandomId(random_id))
+    }
+
+    async fn set_conversation_topic(
+        &self,
+        id: ConversationId,
+        topic: Option<TopicId>,
+    ) -> Result<(), StoreError> {
+        let operation = "set a conversation's topic";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        let group: Option<i64> =
+            sqlx::query_scalar("SELECT group_id FROM conversations WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(failed(operation))?;
+        let Some(group) = group else {
+            return Err(no_conversation(operation, id));
+        };
+        if let Some(topic) = topic {
+            // The unique index refuses a topic held by another conversation too; asking first
+            // says which one, in the words the memory store uses.
+            let holder: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM conversations WHERE group_id = $1 AND topic_id = $2 AND id != $3",
+            )
+            .bind(group)
+            .bind(topic.0)
+            .bind(id.0)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(failed(operation))?;
+            if let Some(holder) = holder {
+                return Err(topic_taken(
+                    operation,
+                    chat_id(operation, group)?,
+                    topic,
+                    ConversationId(holder),
+                ));
+            }
+        }
+        let updated = sqlx::query("UPDATE conversations SET topic_id = $1 WHERE id = $2")
+            .bind(topic.map(|topic| topic.0))
+            .bind(id.0)
+            .execute(&mut *transaction)
+            .await;
+        match (updated, topic) {
+            // Another conversation took the topic after the check above (its transaction
+            // committed while this one waited on the unique index): say which, as above.
+            (Err(error), Some(topic)) if is_unique_violation(&error) => {
+                drop(transaction);
+                let holder: i64 = sqlx::query_scalar(
+                    "SELECT id FROM conversations WHERE group_id = $1 AND topic_id = $2",
+                )
+                .bind(group)
+                .bind(topic.0)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(failed(operation))?;
+                Err(topic_taken(
+                    operation,
+                    chat_id(operation, group)?,
+                    topic,
+                    ConversationId(holder),
+                ))
+            }
+            (Err(error), _) => Err(StoreError::new(operation, error)),
+            (Ok(_), _) => transaction.commit().await.map_err(failed(operation)),
+        }
+    }
+
+    async fn touch_conversation(
+        &self,
+        id: ConversationId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "touch a conversation";
+        // Never backwards: relays finishing out of order must not make a conversation look
+        // older than its newest message.
+        let touched = sqlx::query(
+            "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $1) WHERE id = $2",
+        )
+        .bind(at.0)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        if touched.rows_affected() == 0 {
+            return Err(no_conversation(operation, id));
+        }
+        Ok(())
+    }
+
+    async fn record_relay(&self, record: &RelayRecord) -> Result<bool, StoreError> {
+        let operation = "record a relayed message";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        if !conversation_exists(&mut *transaction, operation, record.conversation).await? {
+            return Err(no_conversation(operation, record.conversation));
+        }
+        if let Some(outbox) = record.outbox {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1::BIGINT FROM outbox WHERE id = $1")
+                    .bind(outbox.0)
+                    .fetch_optional(&mut *transaction)
+                    .await
+                    .map_err(failed(operation))?;
+            if found.is_none() {
+                return Err(no_outbox_message(operation, outbox));
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO relays (conversation_id, direction, source_chat, source_message_id, \
+                 outbox_id, at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(record.conversation.0)
+        .bind(relay_direction_text(record.direction))
+        .bind(record.source.map(|(chat, _)| chat.get()))
+        .bind(record.source.map(|(_, message_id)| message_id))
+        .bind(record.outbox.map(|outbox| outbox.0))
+        .bind(record.at.0)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(inserted.rows_affected() > 0)
+    }
+
+    async fn is_own_post(&self, group: ChatId, message_id: i32) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::BIGINT FROM own_posts WHERE group_id = $1 AND message_id = $2",
+        )
+        .bind(group.get())
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("check whether a post is jobbot's own"))?;
+        Ok(found.is_some())
+    }
+
+    async fn record_own_post(
+        &self,
+        group: ChatId,
+        message_id: i32,
+        conversation: Option<ConversationId>,
+    ) -> Result<(), StoreError> {
+        let operation = "record an own post";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        if let Some(id) = conversation
+            && !conversation_exists(&mut *transaction, operation, id).await?
+        {
+            return Err(no_conversation(operation, id));
+        }
+        // Message ids are unique in a group, so a repeat is the same post: the first record stays.
+        sqlx::query(
+            "INSERT INTO own_posts (group_id, message_id, conversation_id) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(group.get())
+        .bind(message_id)
+        .bind(conversation.map(|id| id.0))
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn last_auto_response_to(
+        &self,
+        contact: ChatId,
+    ) -> Result<Option<UnixMillis>, StoreError> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(last_at) FROM auto_responses WHERE contact = $1")
+                .bind(contact.get())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(failed("read a contact's last auto-response"))?;
+        Ok(last.map(UnixMillis))
+    }
+
+    async fn record_auto_response(
+        &self,
+        channel_id: &str,
+        contact: ChatId,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO auto_responses (contact, channel_id, last_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (contact, channel_id) \
+             DO UPDATE SET last_at = GREATEST(auto_responses.last_at, excluded.last_at)",
+        )
+        .bind(contact.get())
+        .bind(channel_id)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("record an auto-response"))?;
+        Ok(())
+    }
+
+    async fn outbox_stats(&self, since: UnixMillis) -> Result<OutboxStats, StoreError> {
+        let operation = "read the outbox statistics";
+        // Pending messages are the backlog now, whatever their age; an ended message's
+        // `updated_at` is when it ended, so the others count when they ended at or after `since`.
+        let by_kind: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT kind, status, COUNT(*) FROM outbox \
+             WHERE status = 'pending' OR updated_at >= $1 \
+             GROUP BY kind, status ORDER BY kind, status",
+        )
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        // The euclidean remainder floors negative instants too, as the memory store's
+        // `div_euclid` does.
+        let per_hour: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT sent_agent, sent_at - ((sent_at % $1) + $1) % $1 AS hour, COUNT(*) \
+             FROM outbox WHERE sent_at >= $2 \
+             GROUP BY sent_agent, hour ORDER BY hour, sent_agent",
+        )
+        .bind(HOUR_MILLIS)
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        outbox_stats_from(operation, by_kind, per_hour)
+    }
+
+    async fn record_agent_event(&self, event: &AgentEventRecord) -> Result<(), StoreError> {
+        let operation = "record an agent event";
+        let detail = to_json(operation, "the event", &event.event)?;
+        sqlx::query("INSERT INTO agent_events (agent, kind, detail, at) VALUES ($1, $2, $3, $4)")
+            .bind(event.agent.as_str())
+            .bind(event.event.kind())
+            .bind(detail)
+            .bind(event.at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn agent_events(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<AgentEventRecord>, StoreError> {
+        let operation = "list agent events";
+        let rows = sqlx::query(
+            "SELECT id, agent, detail, at FROM agent_events WHERE at >= $1 \
+             ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(since.0)
+        .bind(i64::from(page_size(limit)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        read_rows(operation, "agent event", &rows, read_agent_event)
+    }
+
+    async fn set_agent_paused(
+        &self,
+        agent: &SessionName,
+        paused: bool,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "record an agent's pause";
+        let query = if paused {
+            // The first pause's time stays: pausing twice is one pause.
+            sqlx::query(
+                "INSERT INTO agent_pauses (agent, paused_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(agent.as_str())
+            .bind(at.0)
+        } else {
+            sqlx::query("DELETE FROM agent_pauses WHERE agent = $1").bind(agent.as_str())
+        };
+        query.execute(&self.pool).await.map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn paused_agents(&self) -> Result<Vec<SessionName>, StoreError> {
+        let operation = "list paused agents";
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT agent FROM agent_pauses ORDER BY agent")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed(operation))?;
+        agent_names(operation, &names)
+    }
+
+    async fn save_learned_limits(
+        &self,
+        agent: &SessionName,
+        learned: &LearnedLimits,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "store an agent's learned limits";
+        let json = to_json(operation, "learned", learned)?;
+        sqlx::query(
+            "INSERT INTO learned_limits (agent, learned, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (agent) DO UPDATE SET learned = excluded.learned, updated_at = excluded.updated_at",
+        )
+        .bind(agent.as_str())
+        .bind(json)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn learned_limits(&self) -> Result<Vec<(SessionName, LearnedLimits)>, StoreError> {
+        let operation = "list learned limits";
+        let rows = sqlx::query("SELECT agent, learned FROM learned_limits ORDER BY agent")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed(operation))?;
+        read_rows(operation, "learned limits", &rows, read_learned_limits)
+    }
+
+    async fn start_workflow(&self, new: &NewWorkflow) -> Result<(WorkflowId, bool), StoreError> {
+        let operation = "start a workflow";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        let started = start_workflow_in(&mut transaction, operation, new).await?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(started)
+    }
+
+    async fn active_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let operation = "list active workflows";
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE NOT finished ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        read_rows(operation, "workflow", &rows, read_workflow_row)
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, StoreError> {
+        let operation = "read a workflow";
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_rows(operation, "workflow", &rows, read_workflow_row)?.pop())
+    }
+
+    async fn workflow_by_key(&self, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        let operation = "read a workflow";
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE key = $1"
+        ))
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(read_rows(operation, "workflow", &rows, read_workflow_row)?.pop())
+    }
+
+    async fn save_workflow(
+        &self,
+        id: WorkflowId,
+        state: &Workflow,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "save a workflow";
+        let text = to_json(operation, "the state", state)?;
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        let saved = sqlx::query(
+            "UPDATE workflows SET state = $1, finished = $2, updated_at = $3 \
+             WHERE id = $4 AND NOT finished AND kind = $5",
+        )
+        .bind(text)
+        .bind(state.is_finished())
+        .bind(at.0)
+        .bind(id.0)
+        .bind(state.kind())
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed(operation))?;
+        if saved.rows_affected() == 0 {
+            let found: Option<(bool, String)> =
+                sqlx::query_as("SELECT finished, kind FROM workflows WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(&mut *transaction)
+                    .await
+                    .map_err(failed(operation))?;
+            return Err(match found {
+                None => no_workflow(operation, id),
+                Some((true, _)) => finished_workflow(operation, id),
+                Some((false, kind)) => StoreError::new(
+                    operation,
+                    format!("workflow #{} is a {kind}, not a {}", id.0, state.kind()),
+                ),
+            });
+        }
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn create_web_session(&self, session: &WebSession) -> Result<(), StoreError> {
+        let operation = "create a web session";
+        sqlx::query(
+            "INSERT INTO web_sessions (digest, created_at, expires_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(session.digest.0.as_slice())
+        .bind(session.created_at.0)
+        .bind(session.expires_at.0)
+        .bind(session.last_seen_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                session_taken(operation)
+            } else {
+                StoreError::new(operation, error)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn web_session(
+        &self,
+        digest: &SecretDigest,
+        now: UnixMillis,
+    ) -> Result<Option<WebSession>, StoreError> {
+        let operation = "read a web session";
+        let row = sqlx::query(
+            "SELECT digest, created_at, expires_at, last_seen_at FROM web_sessions \
+             WHERE digest = $1 AND expires_at > $2",
+        )
+        .bind(digest.0.as_slice())
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        row.as_ref()
+            .map(|row| read_row(operation, "a web session", row, read_web_session))
+            .transpose()
+    }
+
+    async fn touch_web_session(
+        &self,
+        digest: &SecretDigest,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE web_sessions SET last_seen_at = GREATEST(last_seen_at, $1) WHERE digest = $2",
+        )
+        .bind(at.0)
+        .bind(digest.0.as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(failed("touch a web session"))?;
+        Ok(())
+    }
+
+    async fn end_web_session(&self, digest: &SecretDigest) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM web_sessions WHERE digest = $1")
+            .bind(digest.0.as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("end a web session"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn create_api_token(&self, token: &ApiTokenRecord) -> Result<(), StoreError> {
+        let operation = "create an API token";
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, digest, created_at, expires_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(token.digest.0.as_slice())
+        .bind(token.created_at.0)
+        .bind(token.expires_at.0)
+        .bind(token.last_used_at.map(|at| at.0))
+        .execute(&self.pool)
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                token_taken(operation, &token.id)
+            } else {
+                StoreError::new(operation, error)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn api_tokens(&self, now: UnixMillis) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let operation = "list API tokens";
+        let rows = sqlx::query(&format!(
+            "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE expires_at > $1 \
+             ORDER BY created_at, id"
+        ))
+        .bind(now.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        rows.iter()
+            .map(|row| read_row(operation, "an API token", row, read_api_token))
+            .collect()
+    }
+
+    async fn api_token_by_digest(
+        &self,
+        digest: &SecretDigest,
+        now: UnixMillis,
+    ) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let operation = "read an API token";
+        let row = sqlx::query(&format!(
+            "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE digest = $1 AND expires_at > $2"
+        ))
+        .bind(digest.0.as_slice())
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        row.as_ref()
+            .map(|row| read_row(operation, "an API token", row, read_api_token))
+            .transpose()
+    }
+
+    async fn touch_api_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = GREATEST(last_used_at, $1) WHERE id = $2",
+        )
+        .bind(at.0)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("touch an API token"))?;
+        Ok(())
+    }
+
+    async fn revoke_api_token(&self, id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("revoke an API token"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn purge_expired_auth(&self, now: UnixMillis) -> Result<u64, StoreError> {
+        let operation = "purge expired sessions and tokens";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        let sessions = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?
+            .rows_affected();
+        let tokens = sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed(operation))?
+            .rows_affected();
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(sessions + tokens)
+    }
+}
+
+/// Inserts an outbox message inside the caller's write transaction, or finds the one holding its
+/// idempotency key.
+async fn enqueue_in(
+    connection: &mut PgConnection,
+    operation: &'static str,
+    message: &NewOutboxMessage,
+) -> Result<Enqueued, StoreError> {
+    let sender = to_json(operation, "the sender", &message.sender)?;
+    let recipient = to_json(operation, "the recipient", &message.recipient)?;
+    let content = to_json(operation, "the content", &message.content)?;
+    // A taken key inserts nothing (and a NULL key never conflicts); the SELECT below then finds
+    // the holder. Both run under the caller's write lock, so a concurrent enqueue of the same key
+    // either inserted before this one (and is found) or waits for it.
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO outbox (channel_id, kind, sender, recipient, content, first_contact, \
+             idempotency_key, created_at, not_before, expires_at, status, attempts, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11) \
+         ON CONFLICT (idempotency_key) DO NOTHING \
+         RETURNING id",
+    )
+    .bind(&message.channel_id)
+    .bind(message.kind.as_str())
+    .bind(sender)
+    .bind(recipient)
+    .bind(content)
+    .bind(message.first_contact)
+    .bind(&message.idempotency_key)
+    .bind(message.created_at.0)
+    .bind(message.not_before.map(|at| at.0))
+    .bind(message.expires_at.0)
+    .bind(message.created_at.0)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(failed(operation))?;
+    Ok(match inserted {
+        Some(id) => Enqueued::New(OutboxId(id)),
+        None => {
+            let (id, status): (i64, String) =
+                sqlx::query_as("SELECT id, status FROM outbox WHERE idempotency_key = $1")
+                    .bind(&message.idempotency_key)
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(failed(operation))?;
+            let status =
+                parse_status(&status).map_err(|problem| StoreError::new(operation, problem))?;
+            Enqueued::Existing(OutboxId(id), status)
+        }
+    })
+}
+
+/// Starts a workflow inside the caller's write transaction, or finds the one holding its key.
+async fn start_workflow_in(
+    connection: &mut PgConnection,
+    operation: &'static str,
+    new: &NewWorkflow,
+) -> Result<(WorkflowId, bool), StoreError> {
+    let state = to_json(operation, "the state", &new.state)?;
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO workflows (key, kind, state, finished, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING RETURNING id",
+    )
+    .bind(&new.key)
+    .bind(new.state.kind())
+    .bind(state)
+    .bind(new.state.is_finished())
+    .bind(new.created_at.0)
+    .bind(new.created_at.0)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(failed(operation))?;
+    Ok(match inserted {
+        Some(id) => (WorkflowId(id), true),
+        None => {
+            let id: i64 = sqlx::query_scalar("SELECT id FROM workflows WHERE key = $1")
+                .bind(&new.key)
+                .fetch_one(&mut *connection)
+                .await
+                .map_err(failed(operation))?;
+            (WorkflowId(id), false)
+        }
+    })
+}
+
+/// Inserts a processed message and its channels inside the caller's write transaction; `false`
+/// (nothing written) when it was processed before.
+async fn insert_processed_in(
+    connection: &mut PgConnection,
+    operation: &'static str,
+    message: &ProcessedMessage,
+) -> Result<Option<i64>, StoreError> {
+    let matched = to_json(operation, "the matched channels", &message.matched)?;
+    let contacts = to_json(operation, "the contacts", &message.contacts)?;
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO processed_messages (source, message_id, source_title, link, text, \
+             text_hash, posted_at, processed_at, status, matched, contacts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (source, message_id) DO NOTHING \
+         RETURNING id",
+    )
+    .bind(message.source.get())
+    .bind(message.message_id)
+    .bind(&message.source_title)
+    .bind(&message.link)
+    .bind(&message.text)
+    .bind(&message.text_hash)
+    .bind(message.posted_at.0)
+    .bind(message.processed_at.0)
+    .bind(message.status.as_str())
+    .bind(matched)
+    .bind(contacts)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(failed(operation))?;
+    let Some(id) = inserted else {
+        return Ok(None);
+    };
+    for channel in &message.matched {
+        // A channel listed twice is one channel for filtering.
+        sqlx::query(
+            "INSERT INTO vacancy_channels (channel_id, processed_id) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&channel.channel_id)
+        .bind(id)
+        .execute(&mut *connection)
+        .await
+        .map_err(failed(operation))?;
+    }
+    Ok(Some(id))
+}
+
+/// Claims the right to notify `channel_id` of `text_hash` (see `Store::claim_notification`).
+async fn claim_in(
+    connection: &mut PgConnection,
+    channel_id: &str,
+    text_hash: &str,
+    window_start: UnixMillis,
+    at: UnixMillis,
+) -> Result<bool, StoreError> {
+    // One statement, so it is atomic: it inserts the first claim, replaces one older than the
+    // window, and changes nothing (no row counted) when a claim inside the window holds.
+    let claimed = sqlx::query(
+        "INSERT INTO notification_claims (channel_id, text_hash, claimed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (channel_id, text_hash) DO UPDATE SET claimed_at = excluded.claimed_at \
+         WHERE notification_claims.claimed_at < $4",
+    )
+    .bind(channel_id)
+    .bind(text_hash)
+    .bind(at.0)
+    .bind(window_start.0)
+    .execute(&mut *connection)
+    .await
+    .map_err(failed("claim a notification"))?;
+    Ok(claimed.rows_affected() > 0)
+}

@@ -1,0 +1,135 @@
+//! `jobbot session import|show`, and the automatic import of the original system's (Telethon)
+//! session files on first use.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use jobbot_core::ids::SessionName;
+use jobbot_store::telethon::{is_sqlite, read_telethon_session};
+use jobbot_telegram::SessionKey;
+use jobbot_telegram::legacy::{self, BACKUP_SUFFIX};
+
+use crate::cli::DataDir;
+
+fn session_key(data_dir: &DataDir) -> anyhow::Result<Option<SessionKey>> {
+    match data_dir.variables()(jobbot_telegram::session_store::SESSION_KEY_VARIABLE) {
+        Some(value) if !value.trim().is_empty() => Ok(Some(SessionKey::from_hex(&value)?)),
+        _ => Ok(None),
+    }
+}
+
+fn parse_name(name: &str) -> anyhow::Result<SessionName> {
+    SessionName::parse(name).map_err(|error| anyhow::anyhow!("NAME: {error}"))
+}
+
+/// `jobbot session import FILE --name NAME`.
+pub async fn import(data_dir: &DataDir, file: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let name = parse_name(name)?;
+    let legacy = read_telethon_session(file).await?;
+    let summary = legacy::import(&data_dir.sessions(), &name, session_key(data_dir)?, &legacy)
+        .await
+        .with_context(|| format!("could not import {}", file.display()))?;
+    println!(
+        "Imported {} as session {name} ({}); {} is left as it was.",
+        file.display(),
+        show(&summary),
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobbot session show NAME`.
+pub async fn show_session(data_dir: &DataDir, name: &str) -> anyhow::Result<ExitCode> {
+    let name = parse_name(name)?;
+    let sessions = data_dir.sessions();
+    let key = session_key(data_dir)?;
+    import_legacy_sessions(&sessions, key.clone()).await;
+    if !sessions.join(name.file_name()).exists() {
+        anyhow::bail!("there is no session {name} in {}", sessions.display());
+    }
+    let summary = legacy::describe(&sessions, &name, key)?;
+    println!("session {name}: {}", show(&summary));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line about a session: DC, address, user if known, auth key id. Never the key.
+pub fn show(summary: &jobbot_telegram::SessionSummary) -> String {
+    let user = summary.user_id.map_or_else(
+        || "user not known yet".to_owned(),
+        |id| format!("user {id}"),
+    );
+    let key = summary.auth_key_id.map_or_else(
+        || "no auth key".to_owned(),
+        |id| format!("auth key id {id}"),
+    );
+    format!(
+        "DC {}{}, {user}, {key}, {}, {} peers cached",
+        summary.home_dc,
+        summary
+            .address
+            .as_deref()
+            .map(|address| format!(" ({address})"))
+            .unwrap_or_default(),
+        if summary.logged_in {
+            "logged in"
+        } else {
+            "not logged in"
+        },
+        summary.peers
+    )
+}
+
+/// Takes over every Telethon session in `sessions` (the original system's files at
+/// `{name}.session`): each becomes a jobbot session with the same key, the original kept as
+/// `{name}.session.telethon`. Also finishes an import cut short after the original was moved.
+/// A file that cannot be imported is reported and left as it is; the others go on.
+pub async fn import_legacy_sessions(sessions: &Path, key: Option<SessionKey>) {
+    let Ok(entries) = std::fs::read_dir(sessions) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(file_name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        let (stem, from_backup) = if let Some(stem) = file_name
+            .strip_suffix(BACKUP_SUFFIX)
+            .and_then(|rest| rest.strip_suffix(".session"))
+        {
+            (stem, true)
+        } else if let Some(stem) = file_name.strip_suffix(".session") {
+            (stem, false)
+        } else {
+            continue;
+        };
+        let Ok(name) = SessionName::parse(stem) else {
+            continue;
+        };
+        let target = sessions.join(name.file_name());
+        if from_backup && target.exists() {
+            continue; // imported already; the backup stays
+        }
+        if !from_backup && !std::fs::read(&path).is_ok_and(|bytes| is_sqlite(&bytes)) {
+            continue; // jobbot's own
+        }
+        let result = async {
+            let legacy = read_telethon_session(&path).await?;
+            let summary = if from_backup {
+                legacy::import_from_backup(sessions, &name, key.clone(), &legacy).await?
+            } else {
+                legacy::import_in_place(sessions, &name, key.clone(), &legacy).await?
+            };
+            anyhow::Ok(summary)
+        }
+        .await;
+        match result {
+            Ok(summary) => {
+                tracing::info!(target: "telegram", session = %name, "imported the original system's session ({}); the original is kept as {}{BACKUP_SUFFIX}", show(&summary), name.file_name());
+            }
+            Err(error) => {
+                tracing::warn!(target: "telegram", session = %name, "could not import the original system's session: {error:#}");
+            }
+        }
+    }
+}

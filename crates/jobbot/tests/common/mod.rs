@@ -1,0 +1,152 @@
+//! What the tests that run real processes share: a child process that is killed when dropped,
+//! `jobbot sim serve` on a free port, `jobbot run` against it, and waiting on state.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// A `jobbot` child process, killed when dropped.
+pub struct Process {
+    pub child: Child,
+}
+
+impl Process {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal (`TERM` or `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {}", self.pid());
+    }
+
+    /// Waits (bounded) for the process to exit, returning its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("process {} did not exit within 30 s", self.pid());
+    }
+
+    /// [`Process::wait_exit`] without blocking the runtime's thread.
+    pub async fn exited(&mut self, within: Duration) -> ExitStatus {
+        let give_up = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "process {} did not exit within {within:?}",
+                self.pid()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `jobbot sim serve` with `args` on a free port and reads its address from stdout.
+pub fn sim_serve(state: &Path, args: &[&str]) -> (Process, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .args(["sim", "serve", "--listen", "127.0.0.1:0", "--state"])
+        .arg(state)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("jobbot sim serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("the address line");
+    let address = jobbot_sim_remote::parse_sim_url(line.trim())
+        .unwrap_or_else(|error| panic!("first stdout line {line:?}: {error}"));
+    (Process { child }, address)
+}
+
+/// `jobbot --data-dir DATA run --telegram sim://ADDRESS` (its web on a free port), to spawn.
+pub fn jobbot_run_command(data: &Path, address: SocketAddr) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobbot"));
+    command
+        .arg("--data-dir")
+        .arg(data)
+        .args(["run", "--listen", "127.0.0.1:0", "--telegram"])
+        .arg(format!("sim://{address}"))
+        .env("JOBBOT_ADMIN_PASSWORD", "not-used-by-this-test")
+        .stdout(Stdio::null());
+    command
+}
+
+/// Starts [`jobbot_run_command`], its log (`RUST_LOG`, when set) appended to `log` when given.
+pub fn jobbot_run(data: &Path, address: SocketAddr, log: Option<&Path>) -> Process {
+    let mut command = jobbot_run_command(data, address);
+    match log {
+        Some(file) => command.stderr(append(file)),
+        None => command.env_remove("RUST_LOG").stderr(Stdio::null()),
+    };
+    Process {
+        child: command.spawn().expect("jobbot run starts"),
+    }
+}
+
+/// `file` opened for appending (created if missing).
+pub fn append(file: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .expect("the log file opens")
+}
+
+/// Waits until the process `pid` holds the lock of the data directory `data` (`jobbot run`
+/// writes itself into it once it holds it).
+pub async fn holds_data_dir(data: &Path, pid: i32) {
+    let lock = data.join("data").join("jobbot.lock");
+    wait_until(
+        "jobbot run takes the data directory's lock",
+        Duration::from_secs(60),
+        || async {
+            std::fs::read_to_string(&lock)
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .is_some_and(|holder| holder["pid"] == serde_json::json!(pid))
+        },
+    )
+    .await;
+}
+
+/// Polls `check` (on state) every 50 ms until it holds, failing after `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "not within {deadline:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
