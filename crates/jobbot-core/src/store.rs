@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChatId, SessionName, Username};
-use crate::scheduling::FailureReason;
+use crate::scheduling::{FailureReason, LearnedLimits};
 use crate::telegram::{
     DeadReason, MessageContent, PeerRef, RandomId, SentMessage, TelegramError, TopicId,
 };
@@ -965,6 +965,20 @@ pub trait Store: Send + Sync {
 
     /// Every paused agent, by name.
     async fn paused_agents(&self) -> Result<Vec<SessionName>, StoreError>;
+
+    // ----- Learned limits -----
+
+    /// Stores what the scheduler learned about an agent's limits, replacing what was stored, so
+    /// a restart does not re-learn them by flooding the account again.
+    async fn save_learned_limits(
+        &self,
+        agent: &SessionName,
+        learned: &LearnedLimits,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Every agent's stored learned limits, by name.
+    async fn learned_limits(&self) -> Result<Vec<(SessionName, LearnedLimits)>, StoreError>;
 
     // ----- Workflows -----
 

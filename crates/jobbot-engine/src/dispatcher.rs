@@ -17,8 +17,8 @@ use jobbot_core::config::Pacing;
 use jobbot_core::ids::SessionName;
 use jobbot_core::outbox::{Retry, Verdict, in_doubt_stuck, judge_attempt};
 use jobbot_core::scheduling::{
-    AgentKey, AgentScheduler, AgentStatus, ConnectionState, Decision, Millis, NoAgentReason,
-    PoolId, Request, SendKind, SendOutcome, StateChangeReason, WaitReason,
+    AgentKey, AgentScheduler, AgentStatus, ConnectionState, Decision, LearnedLimits, Millis,
+    NoAgentReason, PoolId, Request, SendKind, SendOutcome, StateChangeReason, WaitReason,
 };
 use jobbot_core::store::{
     AccountGone, AgentEvent, AgentEventRecord, Delivery, Holdup, InDoubt, OutboxEnd, OutboxId,
@@ -150,6 +150,9 @@ pub(crate) struct Dispatcher {
     /// Paused by an operator. A pause outlives configuration changes: a paused session gets no
     /// owner until it is resumed, whatever the configuration says.
     paused: HashSet<SessionName>,
+    /// Learned limits from the store not yet given to the scheduler: each is restored when its
+    /// account is first configured.
+    stored_learning: HashMap<SessionName, LearnedLimits>,
     topology: Topology,
     pools: HashMap<String, PoolId>,
     next_pool: u32,
@@ -191,6 +194,8 @@ pub(crate) struct DispatcherParts {
     pub links: watch::Sender<LinkStates>,
     /// The operator's pauses, as the store kept them.
     pub paused: HashSet<SessionName>,
+    /// The learned limits, as the store kept them.
+    pub learned: HashMap<SessionName, LearnedLimits>,
 }
 
 impl Dispatcher {
@@ -207,6 +212,7 @@ impl Dispatcher {
             next_generation: 0,
             links: parts.links,
             paused: parts.paused,
+            stored_learning: parts.learned,
             topology: Topology::default(),
             pools: HashMap::new(),
             next_pool: 1,
@@ -943,6 +949,7 @@ impl Dispatcher {
         if let Err(error) = &result {
             self.report_refusal(&session, error).await;
         }
+        self.save_learning().await;
         let gone = self.account_gone(&session, &channel_id);
         // `start_send` records the random id before the send; an outcome without one is a bug,
         // and the id only names the attempt for the operator.
@@ -996,6 +1003,17 @@ impl Dispatcher {
     }
 
     /// Logs and records what a refusal says about the agent.
+    /// Stores what the scheduler learned since the last call. A lost write costs only a little
+    /// re-learning after a restart, so a store error is logged, not fatal.
+    async fn save_learning(&mut self) {
+        for (session, learned) in self.scheduler.take_learning_changes() {
+            let at = self.clock.now_unix();
+            if let Err(error) = self.store.save_learned_limits(&session, &learned, at).await {
+                tracing::error!(target: "agent_pool", %error, session = %session, "could not store learned limits");
+            }
+        }
+    }
+
     async fn report_refusal(&mut self, session: &SessionName, error: &TelegramError) {
         let event = match error {
             TelegramError::FloodWait { seconds } => {
@@ -1214,6 +1232,9 @@ impl Dispatcher {
         self.topology.accounts = wanted.clone();
         for (session, (pacing, _)) in &wanted {
             let agent = self.scheduler.add_agent(session.clone(), *pacing, now);
+            if let Some(learned) = self.stored_learning.remove(session) {
+                self.scheduler.restore_learned(agent, learned, now);
+            }
             if self.paused.contains(session) {
                 // A configuration change never undoes a pause.
                 self.scheduler

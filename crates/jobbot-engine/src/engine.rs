@@ -142,6 +142,9 @@ impl Engine {
         // The operator's pauses come back before any owner starts: a paused agent never
         // connects, not even for a moment after a restart.
         let paused = store.paused_agents().await?.into_iter().collect();
+        // What earlier runs learned about each account's limits, so a restart does not re-learn
+        // them by flooding the accounts again.
+        let learned = store.learned_limits().await?.into_iter().collect();
         let mut dispatcher = Dispatcher::new(DispatcherParts {
             clock,
             store: Arc::clone(&store),
@@ -153,6 +156,7 @@ impl Engine {
             states_rx,
             links: links_tx,
             paused,
+            learned,
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
         let initial = config.borrow_and_update().clone();

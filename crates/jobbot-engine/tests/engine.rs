@@ -1301,6 +1301,65 @@ async fn agent_events_are_recorded() {
     );
 }
 
+/// What the scheduler learned from flood waits is stored as it changes and restored at the next
+/// start, so a restart does not re-learn the account's limits by flooding it again.
+#[tokio::test(start_paused = true)]
+async fn learned_limits_survive_a_restart() {
+    let store = memory_store();
+    // Configured at 60 a minute in bursts of 10; the simulated Telegram allows 20 with bursts of
+    // 5, so the agent floods and learns a lower rate.
+    let pacing = serde_json::json!({"messages_per_minute": 60, "burst": 10});
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a"],
+        3,
+        pacing.clone(),
+        Arc::clone(&store),
+    )
+    .await;
+    wait_ready(&harness.engine, 1).await;
+    let mut tickets = Vec::new();
+    for index in 0..30 {
+        tickets.push(
+            harness
+                .send(index % 3, None, &format!("message {index}"))
+                .await,
+        );
+    }
+    for ticket in tickets {
+        let delivery = tokio::time::timeout(Duration::from_secs(3600), ticket.delivery())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(delivery, Delivery::Sent { .. }), "{delivery:?}");
+    }
+    assert!(harness.world.counters(harness.agents[0]).flood_waits() > 0);
+    let learned_rate = |agents: Vec<jobbot_engine::AgentView>| {
+        agents
+            .iter()
+            .find(|agent| agent.session == session("agent_a"))
+            .map(|agent| agent.scheduling.learned_milli_per_minute)
+            .unwrap()
+    };
+    let before = learned_rate(harness.engine.agents().await.unwrap());
+    assert!(before < 60_000, "learned {before}");
+    let stored = store.learned_limits().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1.send_message.milli_per_minute(), before);
+    harness.engine.shutdown().await;
+
+    let (engine, _config) = start_engine(
+        Arc::new(SimConnector::new(harness.world.clone())),
+        &["agent_a"],
+        pacing,
+        Arc::clone(&store),
+    )
+    .await;
+    wait_ready(&engine, 1).await;
+    assert_eq!(learned_rate(engine.agents().await.unwrap()), before);
+    engine.shutdown().await;
+}
+
 /// After a crash, the other side may still hold the previous process's connection for a moment
 /// (`SessionBusy`): the owner tries again with its short reconnect back-off, not after the
 /// 10-minute idle retry meant for sessions that need a person (not logged in, dead).

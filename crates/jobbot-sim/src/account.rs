@@ -445,7 +445,10 @@ impl WorldState {
     }
 
     fn take_send(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
-        let params = self.params.send_messages;
+        let params = self
+            .user(account)
+            .send_limit
+            .unwrap_or(self.params.send_messages);
         let user = self.user_mut(account);
         user.limits.send.take(&params, now).map_err(|seconds| {
             user.counters.send_flood_waits += 1;

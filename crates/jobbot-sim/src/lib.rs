@@ -38,6 +38,6 @@ pub use account::SimAccount;
 pub use connector::SimConnector;
 pub use history::ConnectionEntry;
 pub use login::SimLoginBackend;
-pub use params::{RateLimitParams, SimParams};
+pub use params::{AccountLimitDraw, AccountLimitSpread, RateLimitParams, SimParams};
 pub use persist::LoadError;
 pub use world::{AccountCounters, MessageRecord, NewUser, SimWorld};

@@ -19,6 +19,9 @@ pub(crate) struct FloodBucket {
     blocked_until: Option<Instant>,
     #[serde(with = "crate::persist::instants")]
     recent_violations: VecDeque<Instant>,
+    /// Calls that found the bucket empty and started a new wait (not the answers given during a
+    /// wait, which repeat it): the violations a benchmark counts.
+    pub(crate) violations: u64,
 }
 
 impl FloodBucket {
@@ -61,6 +64,7 @@ impl FloodBucket {
             self.recent_violations.pop_front();
         }
         self.recent_violations.push_back(now);
+        self.violations += 1;
         let doublings = (self.recent_violations.len() - 1).min(32) as u32;
         let seconds = (u64::from(params.first_wait_seconds.max(1)) << doublings)
             .min(u64::from(params.max_wait_seconds.max(1))) as u32;

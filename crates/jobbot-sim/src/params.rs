@@ -27,7 +27,7 @@ pub struct RateLimitParams {
 }
 
 /// Everything the simulated Telegram does that Telegram does not document with a number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SimParams {
     /// Seeds the world's only random generator (latency jitter, login codes, invite hashes, access
@@ -75,6 +75,103 @@ pub struct SimParams {
     pub update_log_limit: usize,
     /// The Unix time at which simulated time starts (message dates are this plus elapsed time).
     pub start_unix_time: i64,
+    /// When set, every account created with [`crate::SimWorld::create_account`] gets its own
+    /// `messages.sendMessage` limit and first-message budget, drawn from this distribution with
+    /// the world's seed. `None` (the default): every account has the world's figures above, as
+    /// before, so existing tests keep their numbers unless they opt in.
+    pub account_limits: Option<AccountLimitSpread>,
+}
+
+/// How per-account limits are drawn. Telegram's limits differ per account: "limits depend on the
+/// account's age, its past behaviour and reports against it" (telegram.org/faq_spam), premium
+/// accounts get higher ones (telegram.org/blog/700-million-and-premium: doubled limits), and
+/// users report the same call flooding one account and not another (Telethon#4009 after 5 cold
+/// DMs, Telethon#397 after about 50). No distribution is published; a log-normal, the usual model
+/// of a positive quantity shaped by many multiplicative factors, is our guess.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AccountLimitSpread {
+    /// Median sustained `messages.sendMessage` rate per account, per minute.
+    pub send_median_per_minute: f64,
+    /// Log-normal sigma of the send rate: 0.25 puts about two accounts in three within ±25 % of
+    /// the median. Drawn rates are clamped to `[median / 4, median * 4]` and at least 1 a minute.
+    pub send_spread: f64,
+    /// Burst of the send bucket, drawn uniformly in this inclusive range. Users report bursts of
+    /// "a few" messages before a FloodWait (telethon-floodgate's default burst is 5).
+    pub burst_range: (u32, u32),
+    /// The first violation's wait, drawn uniformly in this inclusive range (seconds). Reported
+    /// first waits for sends range from a few seconds to about a minute (Telethon#824, #1218).
+    pub first_wait_range: (u32, u32),
+    /// How long violations count towards doubling the wait, drawn uniformly (seconds): the
+    /// escalation differs per account (tg_content_factory#495 escalated within hours).
+    pub violation_memory_range: (u32, u32),
+    /// Median daily budget of first messages to strangers; drawn log-normal with `budget_spread`
+    /// (tdlib#797, Telethon#397, Telethon#4009: from about 5 to about 50), clamped to at least 1.
+    pub budget_median: f64,
+    pub budget_spread: f64,
+}
+
+impl Default for AccountLimitSpread {
+    fn default() -> Self {
+        Self {
+            send_median_per_minute: 15.0,
+            send_spread: 0.25,
+            burst_range: (3, 8),
+            first_wait_range: (10, 60),
+            violation_memory_range: (1_800, 7_200),
+            budget_median: 30.0,
+            budget_spread: 0.4,
+        }
+    }
+}
+
+/// The limits one account drew (see [`AccountLimitSpread`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountLimitDraw {
+    pub send_messages: RateLimitParams,
+    pub cold_dm_daily_budget: u32,
+}
+
+impl AccountLimitSpread {
+    /// Draws one account's limits, keeping `base`'s ceiling of the doubling wait.
+    pub fn draw<R: rand::Rng + ?Sized>(
+        &self,
+        base: &RateLimitParams,
+        rng: &mut R,
+    ) -> AccountLimitDraw {
+        let median = self.send_median_per_minute.max(1.0);
+        let per_minute = (median * (self.send_spread * standard_normal(rng)).exp())
+            .clamp(median / 4.0, median * 4.0)
+            .round()
+            .max(1.0) as u32;
+        let uniform = |rng: &mut R, (low, high): (u32, u32)| {
+            let (low, high) = (low.min(high), low.max(high));
+            rng.random_range(low..=high)
+        };
+        let burst = uniform(rng, self.burst_range).max(1);
+        let first_wait_seconds = uniform(rng, self.first_wait_range).max(1);
+        let violation_memory_seconds = uniform(rng, self.violation_memory_range);
+        let budget = (self.budget_median.max(1.0)
+            * (self.budget_spread * standard_normal(rng)).exp())
+        .round()
+        .max(1.0) as u32;
+        AccountLimitDraw {
+            send_messages: RateLimitParams {
+                per_minute,
+                burst,
+                first_wait_seconds,
+                max_wait_seconds: base.max_wait_seconds,
+                violation_memory_seconds,
+            },
+            cold_dm_daily_budget: budget,
+        }
+    }
+}
+
+/// A standard normal draw (Box–Muller), so no distribution crate is needed for one formula.
+fn standard_normal<R: rand::Rng + ?Sized>(rng: &mut R) -> f64 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 impl Default for SimParams {
@@ -114,6 +211,61 @@ impl Default for SimParams {
             event_buffer: 1_024,
             update_log_limit: 100_000,
             start_unix_time: 1_750_000_000,
+            account_limits: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    #[test]
+    fn drawn_limits_centre_on_the_median_and_stay_in_their_ranges() {
+        let spread = AccountLimitSpread::default();
+        let base = SimParams::default().send_messages;
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut rates: Vec<u32> = Vec::new();
+        let mut budgets: Vec<u32> = Vec::new();
+        for _ in 0..2_001 {
+            let drawn = spread.draw(&base, &mut rng);
+            let send = drawn.send_messages;
+            assert!((3..=8).contains(&send.burst), "{send:?}");
+            assert!((10..=60).contains(&send.first_wait_seconds), "{send:?}");
+            assert!((1_800..=7_200).contains(&send.violation_memory_seconds));
+            assert!((4..=60).contains(&send.per_minute), "{send:?}");
+            assert_eq!(send.max_wait_seconds, base.max_wait_seconds);
+            rates.push(send.per_minute);
+            budgets.push(drawn.cold_dm_daily_budget);
+        }
+        rates.sort_unstable();
+        budgets.sort_unstable();
+        assert!((14..=16).contains(&rates[1_000]), "median {}", rates[1_000]);
+        assert!(
+            (28..=32).contains(&budgets[1_000]),
+            "median {}",
+            budgets[1_000]
+        );
+        assert!(rates[100] < 12 && rates[1_900] > 18, "spread: {rates:?}");
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_world() {
+        let spread = AccountLimitSpread {
+            send_median_per_minute: 8.0,
+            ..AccountLimitSpread::default()
+        };
+        let base = SimParams::default().send_messages;
+        let draws = |seed: u64| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..20)
+                .map(|_| spread.draw(&base, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draws(5), draws(5));
+        assert_ne!(draws(5), draws(6));
     }
 }

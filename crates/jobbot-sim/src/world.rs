@@ -21,7 +21,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::history::ConnectionHistory;
 use crate::limits::{ColdDmLimit, FloodBucket};
-use crate::params::SimParams;
+use crate::params::{AccountLimitDraw, RateLimitParams, SimParams};
 use crate::updates::{StreamPosition, UpdateLog};
 
 /// The whole simulated Telegram. Cheap to clone; all clones are the same world.
@@ -69,6 +69,9 @@ pub struct AccountCounters {
     pub calls: u64,
     pub messages_sent: u64,
     pub send_flood_waits: u64,
+    /// FloodWaits that started a new wait on any method (violations), as opposed to answers
+    /// repeating a wait already running.
+    pub flood_violations: u64,
     pub resolve_flood_waits: u64,
     pub other_flood_waits: u64,
     pub peer_floods: u64,
@@ -166,6 +169,10 @@ pub(crate) struct UserRecord {
     /// (`SimParams::cold_dm_daily_budget`): Telegram's limits vary per account (age, reports,
     /// number type — telegram.org/faq_spam), so a demo or test can give one account less.
     pub(crate) cold_dm_budget: Option<u32>,
+    /// This account's own `messages.sendMessage` limit, when drawn (see
+    /// [`crate::params::AccountLimitSpread`]); `None`: the world's `SimParams::send_messages`.
+    #[serde(default)]
+    pub(crate) send_limit: Option<RateLimitParams>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -391,8 +398,35 @@ impl SimWorld {
     /// A user with a logged-in session called `session` (as after `jobbot login`).
     pub fn create_account(&self, session: &str, user: NewUser) -> ChatId {
         let id = self.create_user(user);
+        self.with(|world| {
+            let Some(spread) = world.params.account_limits else {
+                return;
+            };
+            // Seeded by the world's seed and the account, not by the shared generator, so an
+            // account's limits do not depend on how many calls were jittered before it existed.
+            let mut rng = StdRng::seed_from_u64(
+                world.params.seed ^ (id.get() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            let drawn = spread.draw(&world.params.send_messages, &mut rng);
+            let record = world.user_mut(id);
+            record.send_limit = Some(drawn.send_messages);
+            record.cold_dm_budget = Some(drawn.cold_dm_daily_budget);
+        });
         self.log_in_session(session, id);
         id
+    }
+
+    /// The limits `account` is held to: its own where drawn or set, else the world's.
+    pub fn account_limits(&self, account: ChatId) -> AccountLimitDraw {
+        self.with(|world| {
+            let record = world.user(account);
+            AccountLimitDraw {
+                send_messages: record.send_limit.unwrap_or(world.params.send_messages),
+                cold_dm_daily_budget: record
+                    .cold_dm_budget
+                    .unwrap_or(world.params.cold_dm_daily_budget),
+            }
+        })
     }
 
     /// Puts a fresh, logged-in key for `user` into the session `session`.
@@ -742,7 +776,16 @@ impl SimWorld {
     }
 
     pub fn counters(&self, user: ChatId) -> AccountCounters {
-        self.with(|world| world.user(user).counters)
+        self.with(|world| {
+            let record = world.user(user);
+            let limits = &record.limits;
+            AccountCounters {
+                flood_violations: limits.send.violations
+                    + limits.resolve.violations
+                    + limits.create_topic.violations,
+                ..record.counters
+            }
+        })
     }
 
     /// Whether `account` is currently limited from writing to strangers (`PEER_FLOOD`).
@@ -809,6 +852,7 @@ impl WorldState {
                 counters: AccountCounters::default(),
                 updates: UpdateLog::default(),
                 cold_dm_budget: None,
+                send_limit: None,
             },
         );
         id

@@ -647,3 +647,36 @@ async fn the_scripted_activity_posts_from_its_seed_and_replies_and_answers_once(
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].topic, Some(topic));
 }
+
+#[test]
+fn accounts_draw_their_own_limits_only_when_the_world_opts_in() {
+    use jobbot_sim::{AccountLimitSpread, NewUser, SimWorld};
+    let accounts = |params: SimParams| {
+        let world = SimWorld::new(params);
+        (0..10)
+            .map(|index| {
+                let account = world.create_account(
+                    &format!("agent_{index}"),
+                    NewUser::named("Agent").phone(&format!("+1555000{index:04}")),
+                );
+                world.account_limits(account)
+            })
+            .collect::<Vec<_>>()
+    };
+    let default = SimParams::default();
+    for limits in accounts(default.clone()) {
+        assert_eq!(limits.send_messages, default.send_messages);
+        assert_eq!(limits.cold_dm_daily_budget, default.cold_dm_daily_budget);
+    }
+    let drawn = SimParams {
+        account_limits: Some(AccountLimitSpread::default()),
+        ..SimParams::default()
+    };
+    let first = accounts(drawn.clone());
+    assert_eq!(first, accounts(drawn.clone()), "the seed fixes the world");
+    let rates: std::collections::BTreeSet<u32> =
+        first.iter().map(|l| l.send_messages.per_minute).collect();
+    assert!(rates.len() > 3, "accounts differ: {first:?}");
+    let other_seed = accounts(SimParams { seed: 7, ..drawn });
+    assert_ne!(first, other_seed);
+}

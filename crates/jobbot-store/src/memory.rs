@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use jobbot_core::ids::{ChatId, SessionName};
+use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::store::{
     AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, ConversationStatus, Enqueued,
     Holdup, InDoubt, IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts,
@@ -74,6 +75,8 @@ struct Tables {
     api_tokens: Vec<ApiTokenRecord>,
     /// Paused agents with when they were paused.
     paused: BTreeMap<SessionName, UnixMillis>,
+    /// Learned limits per agent (`learned_limits`).
+    learned: BTreeMap<SessionName, LearnedLimits>,
     workflows: Workflows,
 }
 
@@ -873,6 +876,26 @@ impl Store for MemoryStore {
     async fn paused_agents(&self) -> Result<Vec<SessionName>, StoreError> {
         let tables = self.lock("list paused agents")?;
         Ok(tables.paused.keys().cloned().collect())
+    }
+
+    async fn save_learned_limits(
+        &self,
+        agent: &SessionName,
+        learned: &LearnedLimits,
+        _at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.lock("store an agent's learned limits")?;
+        tables.learned.insert(agent.clone(), *learned);
+        Ok(())
+    }
+
+    async fn learned_limits(&self) -> Result<Vec<(SessionName, LearnedLimits)>, StoreError> {
+        let tables = self.lock("list learned limits")?;
+        Ok(tables
+            .learned
+            .iter()
+            .map(|(agent, learned)| (agent.clone(), *learned))
+            .collect())
     }
 
     async fn start_workflow(&self, new: &NewWorkflow) -> Result<(WorkflowId, bool), StoreError> {

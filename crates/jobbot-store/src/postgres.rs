@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use jobbot_core::ids::{ChatId, SessionName, Username};
+use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::store::{
     AgentEventRecord, ApiTokenRecord, Conversation, ConversationId, Enqueued, Holdup,
     IntakeOutcome, NewConversation, NewOutboxMessage, NewWorkflow, OutboxCounts, OutboxEnd,
@@ -29,8 +30,8 @@ use crate::rows::{
     API_TOKEN_COLUMNS, CONVERSATION_COLUMNS, HOUR_MILLIS, OUTBOX_COLUMNS, VACANCY_COLUMNS,
     WORKFLOW_COLUMNS, agent_names, failed, is_unique_violation, outbox_counts_from,
     outbox_stats_from, parse_status, read_agent_event, read_api_token, read_conversations,
-    read_outbox_rows, read_row, read_rows, read_vacancy_row, read_web_session, read_workflow_row,
-    relay_direction_text, to_json,
+    read_learned_limits, read_outbox_rows, read_row, read_rows, read_vacancy_row, read_web_session,
+    read_workflow_row, relay_direction_text, to_json,
 };
 use crate::{
     DatabaseError, finished_workflow, never_attempted, no_conversation, no_outbox_message,
@@ -1041,6 +1042,36 @@ impl Store for PostgresStore {
                 .await
                 .map_err(failed(operation))?;
         agent_names(operation, &names)
+    }
+
+    async fn save_learned_limits(
+        &self,
+        agent: &SessionName,
+        learned: &LearnedLimits,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let operation = "store an agent's learned limits";
+        let json = to_json(operation, "learned", learned)?;
+        sqlx::query(
+            "INSERT INTO learned_limits (agent, learned, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (agent) DO UPDATE SET learned = excluded.learned, updated_at = excluded.updated_at",
+        )
+        .bind(agent.as_str())
+        .bind(json)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(())
+    }
+
+    async fn learned_limits(&self) -> Result<Vec<(SessionName, LearnedLimits)>, StoreError> {
+        let operation = "list learned limits";
+        let rows = sqlx::query("SELECT agent, learned FROM learned_limits ORDER BY agent")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed(operation))?;
+        read_rows(operation, "learned limits", &rows, read_learned_limits)
     }
 
     async fn start_workflow(&self, new: &NewWorkflow) -> Result<(WorkflowId, bool), StoreError> {

@@ -430,6 +430,15 @@ pub(crate) fn agent_names(
 }
 
 /// Reads an `agent_events` row (`agent, detail, at`).
+pub(crate) fn read_learned_limits(
+    row: &impl StoredRow,
+) -> Result<(SessionName, jobbot_core::scheduling::LearnedLimits), String> {
+    Ok((
+        session_column(row, "agent")?.ok_or("column agent: NULL")?,
+        json_column(row, "learned")?,
+    ))
+}
+
 pub(crate) fn read_agent_event(row: &impl StoredRow) -> Result<AgentEventRecord, String> {
     Ok(AgentEventRecord {
         agent: session_column(row, "agent")?.ok_or("column agent: NULL")?,

@@ -2183,6 +2183,50 @@ mod conformance {
         assert_eq!(store.paused_agents().await.unwrap(), [agent("agent_2")]);
     }
 
+    pub async fn learned_limits_are_replaced_and_restored(store: &dyn Store) {
+        use jobbot_core::scheduling::{
+            AdaptiveBudget, AdaptiveRate, LearnedLimits, Millis, RateCeiling,
+        };
+        assert!(store.learned_limits().await.unwrap().is_empty());
+        let ceiling = RateCeiling::per_minute(20, 3);
+        let fresh = LearnedLimits {
+            send_message: AdaptiveRate::new(ceiling, Millis(0)),
+            first_messages: AdaptiveBudget::new(40, Millis(0)),
+        };
+        let mut flooded = fresh;
+        flooded
+            .send_message
+            .on_flood_wait(ceiling, 30, true, Millis(10));
+        flooded.first_messages.on_peer_flood(26, Millis(10));
+        let at = UnixMillis(1_000);
+        store
+            .save_learned_limits(&agent("agent_2"), &fresh, at)
+            .await
+            .unwrap();
+        store
+            .save_learned_limits(&agent("agent_1"), &fresh, at)
+            .await
+            .unwrap();
+        store
+            .save_learned_limits(&agent("agent_1"), &flooded, at)
+            .await
+            .unwrap();
+        let stored = store.learned_limits().await.unwrap();
+        assert_eq!(
+            stored
+                .iter()
+                .map(|(agent, _)| agent.clone())
+                .collect::<Vec<_>>(),
+            [agent("agent_1"), agent("agent_2")]
+        );
+        let restored = stored[0].1;
+        assert_eq!(restored.send_message.milli_per_minute(), 10_000);
+        assert_eq!(restored.send_message.burst(), 1);
+        assert_eq!(restored.send_message.flooded(), Some(20_000));
+        assert_eq!(restored.first_messages.per_day(), 25);
+        assert_eq!(stored[1].1.send_message.milli_per_minute(), 20_000);
+    }
+
     pub async fn a_workflow_starts_once_per_key_and_ends_once(store: &dyn Store) {
         let (id, new) = store.start_workflow(&new_workflow("a", 1)).await.unwrap();
         assert!(new);
@@ -2591,6 +2635,7 @@ conformance_on_every_backend!(
     a_repost_claim_and_its_notification_go_together,
     concurrent_intakes_of_one_message_take_it_in_once,
     pauses_are_kept_until_resumed,
+    learned_limits_are_replaced_and_restored,
     a_workflow_starts_once_per_key_and_ends_once,
     a_topic_creation_keeps_each_creators_first_random_id,
     a_delivered_post_is_recorded_once,

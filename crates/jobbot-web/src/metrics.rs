@@ -5,14 +5,16 @@
 //!   flood waits) and the web's own ([`WebMetrics`]: connections, refusals, authentication
 //!   failures). Nothing is counted from the engine's lossy event feed.
 //! - Gauges of durable or current state ([`StateGauges`]: outbox messages by status from the
-//!   store, each agent's link state and sends in the last hour from the engine's status) are
-//!   read when `/metrics` is scraped.
+//!   store, each agent's link state, sends in the last hour and learned limits from the engine's
+//!   status) are read when `/metrics` is scraped.
 //!
 //! The registry is built by whoever starts the web ([`crate::WebSettings::registry`], prefix
 //! `jobbot`) so that other components register their families in it first; the web adds the
 //! engine's and its own. Adding a metric is a field in its component's struct, one `register`
 //! line, and an increment at its source (or a `set` in [`StateGauges::refresh`] for a gauge
 //! read from state).
+
+use std::sync::atomic::AtomicU64;
 
 use axum::extract::State;
 use axum::http::header;
@@ -126,6 +128,10 @@ pub struct StateGauges {
     agent_state: Family<AgentStateLabels, Gauge>,
     /// Messages each agent sent in the last hour (the scheduler's view).
     agent_sent_last_hour: Family<SessionLabels, Gauge>,
+    /// The sendMessage rate each agent is paced at, as learned (messages per minute).
+    agent_learned_messages_per_minute: Family<SessionLabels, Gauge<f64, AtomicU64>>,
+    /// The daily budget of first messages each agent keeps to, as learned.
+    agent_learned_first_messages_per_day: Family<SessionLabels, Gauge>,
 }
 
 impl StateGauges {
@@ -144,6 +150,16 @@ impl StateGauges {
             "agent_sent_last_hour",
             "Messages an agent sent in the last hour (the scheduler's view)",
             self.agent_sent_last_hour.clone(),
+        );
+        registry.register(
+            "agent_learned_messages_per_minute",
+            "The sendMessage rate an agent is paced at, learned from flood waits (never above the configured one)",
+            self.agent_learned_messages_per_minute.clone(),
+        );
+        registry.register(
+            "agent_learned_first_messages_per_day",
+            "The daily budget of first messages an agent keeps to, learned from PEER_FLOOD",
+            self.agent_learned_first_messages_per_day.clone(),
         );
     }
 
@@ -166,7 +182,18 @@ impl StateGauges {
         }
         self.agent_state.clear();
         self.agent_sent_last_hour.clear();
+        self.agent_learned_messages_per_minute.clear();
+        self.agent_learned_first_messages_per_day.clear();
         for agent in &agents {
+            let labels = SessionLabels {
+                session: agent.session.as_str().to_owned(),
+            };
+            self.agent_learned_messages_per_minute
+                .get_or_create(&labels)
+                .set(f64::from(agent.scheduling.learned_milli_per_minute) / 1_000.0);
+            self.agent_learned_first_messages_per_day
+                .get_or_create(&labels)
+                .set(i64::from(agent.scheduling.cold_dms_per_day));
             let session = agent.session.as_str().to_owned();
             self.agent_state
                 .get_or_create(&AgentStateLabels {

@@ -1209,6 +1209,9 @@ async fn stats_and_metrics_show_configuration_outbox_and_agents() {
         "jobbot_flood_waits_total 0",
         // The engine's state, read when scraped.
         "jobbot_agent_state{session=\"agent_a\",state=\"ready\"} 1",
+        // The learned limits: an agent that was never refused is at its configured ceiling.
+        "jobbot_agent_learned_messages_per_minute{session=\"agent_a\"} 60.0",
+        "jobbot_agent_learned_first_messages_per_day{session=\"agent_a\"} 40",
         // The web's own.
         "# TYPE jobbot_http_connections_open gauge",
         "# EOF",

@@ -216,17 +216,36 @@ pub enum SimWorldArg {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// The seed's agent pool against jobbot's, at twice the pool's safe load, on paused time.
+    /// The seed's agent pool against jobbot's on accounts with drawn, unknown limits, on paused
+    /// time (scenarios steady, sweep, cold; policies seed, seed-telethon, jobbot-fixed, jobbot).
     Pool {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Pool sizes to run, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1,3,10,100")]
+        /// Seeds the drawn world (per-account limits, latency).
+        #[arg(long, default_value_t = jobbot_sim::SimParams::default().seed)]
+        seed: u64,
+        /// Median true sendMessage limit per account, per minute.
+        #[arg(long, default_value_t = jobbot_sim::AccountLimitSpread::default().send_median_per_minute)]
+        limit_median: f64,
+        /// Log-normal sigma of the true limits.
+        #[arg(long, default_value_t = jobbot_sim::AccountLimitSpread::default().send_spread)]
+        limit_spread: f64,
+        /// Scenarios to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "steady,sweep,cold")]
+        scenarios: Vec<String>,
+        /// `steady`: pool sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "3,10,100")]
         agents: Vec<u32>,
-        /// Simulated minutes per run.
-        #[arg(long, default_value_t = 60)]
+        /// `steady`: simulated minutes per run.
+        #[arg(long, default_value_t = 360)]
         minutes: u32,
+        /// `sweep`: simulated minutes per run.
+        #[arg(long, default_value_t = 180)]
+        sweep_minutes: u32,
+        /// `cold`: simulated minutes per run.
+        #[arg(long, default_value_t = 2_880)]
+        cold_minutes: u32,
     },
     /// The keyword filters against the original per-channel substring loop.
     Filters(crate::bench_filters::FiltersBenchArgs),
@@ -496,10 +515,48 @@ fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Pool {
             json,
+            seed,
+            limit_median,
+            limit_spread,
+            scenarios,
             agents,
             minutes,
+            sweep_minutes,
+            cold_minutes,
         } => {
-            crate::bench::run_pool(&agents, minutes, json.as_deref(), &mut out)?;
+            anyhow::ensure!(
+                limit_median.is_finite() && limit_median >= 1.0,
+                "--limit-median must be at least 1 (messages per minute), got {limit_median}"
+            );
+            anyhow::ensure!(
+                limit_spread.is_finite() && (0.0..=2.0).contains(&limit_spread),
+                "--limit-spread must be between 0 and 2, got {limit_spread}"
+            );
+            let scenarios = scenarios
+                .iter()
+                .map(|name| match name.as_str() {
+                    "steady" => Ok(crate::bench::Scenario::Steady),
+                    "sweep" => Ok(crate::bench::Scenario::Sweep),
+                    "cold" => Ok(crate::bench::Scenario::Cold),
+                    other => Err(anyhow::anyhow!(
+                        "--scenarios: unknown scenario {other:?} (known: steady, sweep, cold)"
+                    )),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let plan = crate::bench::PoolBenchPlan {
+                world: crate::bench::WorldSpec {
+                    seed,
+                    limit_median,
+                    limit_spread,
+                },
+                scenarios,
+                steady_agents: agents,
+                steady_minutes: minutes,
+                sweep_minutes,
+                cold_minutes,
+                ..crate::bench::PoolBenchPlan::default()
+            };
+            crate::bench::run_pool(&plan, json.as_deref(), &mut out)?;
         }
         BenchCommand::Pick { agents, iterations } => {
             crate::bench::run_pick(agents, iterations, &mut out)?;

@@ -37,8 +37,14 @@ impl Gcra {
     /// turn a config mistake into a stuck pool.
     pub fn new(messages_per_minute: u32, burst: u32) -> Self {
         let per_minute = u64::from(messages_per_minute.max(1));
+        Self::with_interval_ms(MILLIS_PER_MINUTE.div_ceil(per_minute), burst)
+    }
+
+    /// A limiter that spaces sends `emission_interval_ms` apart (at least 1 ms), for a learned
+    /// rate that is not a whole number per minute.
+    pub fn with_interval_ms(emission_interval_ms: u64, burst: u32) -> Self {
         let burst = burst.max(1);
-        let emission_interval_ms = MILLIS_PER_MINUTE.div_ceil(per_minute);
+        let emission_interval_ms = emission_interval_ms.max(1);
         Self {
             emission_interval_ms,
             tolerance_ms: emission_interval_ms * u64::from(burst - 1),
@@ -50,7 +56,15 @@ impl Gcra {
     /// The same limiter at a new rate, for a pacing edit at runtime. The tokens already used
     /// stay used (re-priced at the new interval), so an edit never hands out a fresh burst.
     pub fn with_rate(self, messages_per_minute: u32, burst: u32, now: Millis) -> Self {
-        let mut changed = Self::new(messages_per_minute, burst);
+        self.repriced(Self::new(messages_per_minute, burst), now)
+    }
+
+    /// [`Self::with_rate`] for an interval in milliseconds.
+    pub fn with_interval(self, emission_interval_ms: u64, burst: u32, now: Millis) -> Self {
+        self.repriced(Self::with_interval_ms(emission_interval_ms, burst), now)
+    }
+
+    fn repriced(self, mut changed: Self, now: Millis) -> Self {
         let debt_ms = self.tat.0.saturating_sub(now.0);
         let tokens_used = debt_ms.div_ceil(self.emission_interval_ms);
         changed.tat = Millis(now.0 + tokens_used * changed.emission_interval_ms);

@@ -92,6 +92,7 @@
 //! [`Millis`] is milliseconds since an epoch the caller chooses (e.g. the pool's start
 //! `tokio::time::Instant`). Nothing here reads a clock.
 
+mod adaptive;
 mod counters;
 mod gcra;
 
@@ -109,8 +110,14 @@ use crate::config::Pacing;
 use crate::ids::SessionName;
 use crate::telegram::{DeadReason, TelegramError};
 
+pub use adaptive::{AdaptiveBudget, AdaptiveRate, CallClass, Change, LearnedLimits, RateCeiling};
 use counters::{ColdDmWindow, RecentSends};
 pub use gcra::Gcra;
+
+/// The configured pacing as the ceiling and starting guess of the learned send rate.
+fn send_ceiling(pacing: Pacing) -> RateCeiling {
+    RateCeiling::per_minute(pacing.messages_per_minute, pacing.burst)
+}
 
 /// An instant, in milliseconds since an epoch the caller chooses.
 #[derive(
@@ -389,6 +396,10 @@ pub struct SchedulerSettings {
     pub flood_wait_margin_fixed: Duration,
     /// Random draws over the ready agents before a pick falls back to a scan.
     pub sampling_attempts: u32,
+    /// Learn each account's limits from outcomes (the `adaptive` module). `false` paces at
+    /// the configured rate whatever Telegram answers: the policy before issue #12, kept for the
+    /// benchmark's `jobbot-fixed` and for tests of the cooldown mechanics alone.
+    pub learn_limits: bool,
 }
 
 impl Default for SchedulerSettings {
@@ -397,6 +408,7 @@ impl Default for SchedulerSettings {
             flood_wait_margin_percent: 10,
             flood_wait_margin_fixed: Duration::from_secs(1),
             sampling_attempts: 16,
+            learn_limits: true,
         }
     }
 }
@@ -431,22 +443,79 @@ pub struct AgentState {
     cold_dms: ColdDmWindow,
     recent_sends: RecentSends,
     last_error: Option<LastError>,
+    /// The rate and first-message budget learned from outcomes (see the `adaptive` module); `gcra` paces
+    /// at `learned.send_message`, and the cold-DM cap is `learned.first_messages`.
+    learned: LearnedLimits,
+    /// Picks made at pace (see `pick`) whose outcome is still due: their clean outcomes are
+    /// evidence about the learned rate.
+    at_pace_in_flight: u32,
 }
 
 impl AgentState {
-    fn new(session: SessionName, pacing: Pacing) -> Self {
+    fn new(session: SessionName, pacing: Pacing, now: Millis) -> Self {
+        let learned = LearnedLimits {
+            send_message: AdaptiveRate::new(send_ceiling(pacing), now),
+            first_messages: AdaptiveBudget::new(pacing.cold_dms_per_day, now),
+        };
         Self {
             session,
             pacing,
             connection: ConnectionState::Connecting,
             in_flight: 0,
-            gcra: Gcra::new(pacing.messages_per_minute, pacing.burst),
+            gcra: Gcra::with_interval_ms(
+                learned.send_message.emission_interval_ms(),
+                learned.send_message.burst(),
+            ),
             flood_wait_until: Millis::ZERO,
             peer_flood_until: Millis::ZERO,
             cold_dms: ColdDmWindow::default(),
             recent_sends: RecentSends::new(),
             last_error: None,
+            learned,
+            at_pace_in_flight: 0,
         }
+    }
+
+    /// What this account has learned so far (stored by the engine, shown on the status page).
+    pub fn learned(&self) -> &LearnedLimits {
+        &self.learned
+    }
+
+    /// The first-message cap in force: the learned budget, never above the configured one.
+    fn cold_dm_cap(&self) -> u32 {
+        self.learned.first_messages.per_day()
+    }
+
+    /// Re-paces the limiter at the learned rate, keeping the tokens already used.
+    fn repace(&mut self, now: Millis) {
+        let rate = &self.learned.send_message;
+        self.gcra = self
+            .gcra
+            .with_interval(rate.emission_interval_ms(), rate.burst(), now);
+        self.cold_dms.truncate(self.cold_dm_cap());
+    }
+
+    /// Feeds a delivered send to the learners.
+    fn learn_clean(&mut self, kind: SendKind, now: Millis) -> Change {
+        let at_pace = self.at_pace_in_flight > 0;
+        self.at_pace_in_flight = self.at_pace_in_flight.saturating_sub(1);
+        let mut change =
+            self.learned
+                .send_message
+                .on_clean(send_ceiling(self.pacing), at_pace, now);
+        if kind == SendKind::FirstContact
+            && self
+                .learned
+                .first_messages
+                .on_clean(self.pacing.cold_dms_per_day, now)
+                == Change::Changed
+        {
+            change = Change::Changed;
+        }
+        if change == Change::Changed {
+            self.repace(now);
+        }
+        change
     }
 
     pub fn session(&self) -> &SessionName {
@@ -492,10 +561,7 @@ impl AgentState {
         }
         if kind == SendKind::FirstContact {
             consider(self.peer_flood_until, WaitReason::PeerFlood);
-            if let Some(at) = self
-                .cold_dms
-                .blocked_until(now, self.pacing.cold_dms_per_day)
-            {
+            if let Some(at) = self.cold_dms.blocked_until(now, self.cold_dm_cap()) {
                 consider(at, WaitReason::ColdDmDailyCap);
             }
         }
@@ -510,7 +576,7 @@ impl AgentState {
         let any = self.flood_wait_until.max(self.gcra.earliest());
         let first_contact = any
             .max(self.peer_flood_until)
-            .max(self.cold_dms.fits_from(self.pacing.cold_dms_per_day));
+            .max(self.cold_dms.fits_from(self.cold_dm_cap()));
         SendableAt { any, first_contact }
     }
 
@@ -524,11 +590,13 @@ impl AgentState {
             peer_flood_until: (self.peer_flood_until > now).then_some(self.peer_flood_until),
             pacing_headroom: self.gcra.headroom(now),
             cold_dms_last_day: self.cold_dms.count(now),
-            cold_dms_per_day: self.pacing.cold_dms_per_day,
+            cold_dms_per_day: self.cold_dm_cap(),
             sent_last_minute: self.recent_sends.last_minute(now),
             sent_last_hour: self.recent_sends.last_hour(now),
             sent_last_day: self.recent_sends.last_day(now),
             last_error: self.last_error.clone(),
+            learned_milli_per_minute: self.learned.send_message.milli_per_minute(),
+            learned_burst: self.learned.send_message.burst(),
         }
     }
 
@@ -585,6 +653,11 @@ pub struct AgentStatus {
     pub sent_last_hour: u32,
     pub sent_last_day: u32,
     pub last_error: Option<LastError>,
+    /// The `sendMessage` rate the agent is paced at now, learned from outcomes (thousandths of a
+    /// message per minute; never above the configured `messages_per_minute`).
+    pub learned_milli_per_minute: u32,
+    /// The burst allowed now (1 right after a flood wait).
+    pub learned_burst: u32,
 }
 
 /// A set of agents a request may be sent through: one channel's agent list, or the main account
@@ -667,6 +740,8 @@ pub struct AgentScheduler {
     keys_by_session: HashMap<SessionName, AgentKey>,
     pools: HashMap<PoolId, Pool>,
     active_agents: usize,
+    /// Agents whose learned limits changed since [`Self::take_learning_changes`].
+    learning_changed: Vec<AgentKey>,
 }
 
 impl AgentScheduler {
@@ -679,6 +754,7 @@ impl AgentScheduler {
             keys_by_session: HashMap::new(),
             pools: HashMap::new(),
             active_agents: 0,
+            learning_changed: Vec::new(),
         }
     }
 
@@ -708,7 +784,7 @@ impl AgentScheduler {
             return key;
         }
         let key = AgentKey(u32::try_from(self.agents.len()).expect("fewer than 2^32 agents"));
-        let state = AgentState::new(session.clone(), pacing);
+        let state = AgentState::new(session.clone(), pacing, now);
         self.sendable_at.push(state.sendable_at());
         self.agents.push(state);
         self.links.push(AgentLinks::default());
@@ -850,11 +926,46 @@ impl AgentScheduler {
             return;
         };
         entry.pacing = pacing;
-        entry.gcra = entry
-            .gcra
-            .with_rate(pacing.messages_per_minute, pacing.burst, now);
-        entry.cold_dms.truncate(pacing.cold_dms_per_day);
+        entry.learned.send_message.set_ceiling(send_ceiling(pacing));
+        entry
+            .learned
+            .first_messages
+            .set_ceiling(pacing.cold_dms_per_day);
+        entry.repace(now);
         self.refresh_sendable_at(agent);
+    }
+
+    /// Puts back what an earlier run learned about `agent` (within today's configured ceilings),
+    /// so a restart does not re-learn the account's limits by flooding it again.
+    pub fn restore_learned(&mut self, agent: AgentKey, learned: LearnedLimits, now: Millis) {
+        let Some(entry) = self.agents.get_mut(agent.0 as usize) else {
+            return;
+        };
+        entry.learned = LearnedLimits {
+            send_message: learned
+                .send_message
+                .restored(send_ceiling(entry.pacing), now),
+            first_messages: learned
+                .first_messages
+                .restored(entry.pacing.cold_dms_per_day, now),
+        };
+        entry.repace(now);
+        self.refresh_sendable_at(agent);
+    }
+
+    /// The agents whose learned limits changed since the last call, with what they learned:
+    /// the engine stores these.
+    pub fn take_learning_changes(&mut self) -> Vec<(SessionName, LearnedLimits)> {
+        let mut changed = std::mem::take(&mut self.learning_changed);
+        changed.sort_unstable();
+        changed.dedup();
+        changed
+            .into_iter()
+            .filter_map(|key| {
+                let state = self.agents.get(key.0 as usize)?;
+                Some((state.session.clone(), state.learned))
+            })
+            .collect()
     }
 
     /// Clears a FloodWait or PeerFlood pause by hand (the status page's "clear" button).
@@ -888,10 +999,16 @@ impl AgentScheduler {
         if let Decision::Send(agent) = decision {
             let kind = request.kind;
             let entry = &mut self.agents[agent.0 as usize];
+            // At pace: picked within one interval of the first instant the limiter allowed, so
+            // the account is sending as fast as it is paced (a busy agent), not idling.
+            if now.0 < entry.gcra.earliest().0 + entry.gcra.emission_interval_ms() {
+                entry.at_pace_in_flight += 1;
+            }
             entry.gcra.take(now);
             entry.in_flight += 1;
             if kind == SendKind::FirstContact {
-                entry.cold_dms.record(now, entry.pacing.cold_dms_per_day);
+                let cap = entry.cold_dm_cap();
+                entry.cold_dms.record(now, cap);
             }
             self.refresh_sendable_at(agent);
         }
@@ -958,11 +1075,23 @@ impl AgentScheduler {
         let error = match outcome {
             SendOutcome::Sent => {
                 entry.recent_sends.record(now);
+                if self.settings.learn_limits
+                    && entry.learn_clean(request.kind, now) == Change::Changed
+                {
+                    self.learning_changed.push(agent);
+                    self.refresh_sendable_at(agent);
+                }
                 return OutcomeAction::Done;
             }
-            SendOutcome::NotAttempted => return OutcomeAction::Done,
+            SendOutcome::NotAttempted => {
+                entry.at_pace_in_flight = entry.at_pace_in_flight.saturating_sub(1);
+                return OutcomeAction::Done;
+            }
             SendOutcome::Failed(error) => error,
         };
+        if !matches!(error, TelegramError::RandomIdDuplicate) {
+            entry.at_pace_in_flight = entry.at_pace_in_flight.saturating_sub(1);
+        }
         let action = match &error {
             // Recipient-level failures say nothing about the agent: leave its state alone, and
             // do not try the other agents, which would fail the same way.
@@ -977,6 +1106,19 @@ impl AgentScheduler {
             | TelegramError::UserInTooManyChannels
             | TelegramError::InvalidInvite => return OutcomeAction::FailRecipient { error },
             TelegramError::FloodWait { seconds } => {
+                // Already waiting: this answers a call picked before the wait was known.
+                let violation = entry.flood_wait_until <= now;
+                if self.settings.learn_limits
+                    && entry.learned.send_message.on_flood_wait(
+                        send_ceiling(entry.pacing),
+                        *seconds,
+                        violation,
+                        now,
+                    ) == Change::Changed
+                {
+                    entry.repace(now);
+                    self.learning_changed.push(agent);
+                }
                 let until = self.settings.flood_wait_end(now, *seconds);
                 entry.flood_wait_until = entry.flood_wait_until.max(until);
                 if sticky {
@@ -988,6 +1130,13 @@ impl AgentScheduler {
                 }
             }
             TelegramError::PeerFlood => {
+                let attempted = entry.cold_dms.count(now);
+                if self.settings.learn_limits
+                    && entry.learned.first_messages.on_peer_flood(attempted, now) == Change::Changed
+                {
+                    entry.repace(now);
+                    self.learning_changed.push(agent);
+                }
                 let pause =
                     Duration::from_secs(u64::from(entry.pacing.peer_flood_pause_hours) * 3600);
                 entry.peer_flood_until = entry.peer_flood_until.max(now.saturating_add(pause));
@@ -1054,6 +1203,12 @@ impl AgentScheduler {
             // An earlier attempt with this random_id is being delivered: the message went out.
             TelegramError::RandomIdDuplicate => {
                 entry.recent_sends.record(now);
+                if self.settings.learn_limits
+                    && entry.learn_clean(request.kind, now) == Change::Changed
+                {
+                    self.learning_changed.push(agent);
+                    self.refresh_sendable_at(agent);
+                }
                 return OutcomeAction::Done;
             }
             TelegramError::Other { .. } => OutcomeAction::FailPermanently {

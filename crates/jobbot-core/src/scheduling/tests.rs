@@ -32,7 +32,20 @@ fn session(index: usize) -> SessionName {
 
 /// A scheduler with `count` ready agents named `agent_0`…, all with `pacing`, all in [`POOL`].
 fn ready_pool(count: usize, pacing: Pacing) -> AgentScheduler {
-    let mut scheduler = AgentScheduler::new(SchedulerSettings::default());
+    ready_pool_with(count, pacing, SchedulerSettings::default())
+}
+
+/// A pool that paces at the configured rate whatever happens, for tests of the cooldowns alone.
+fn fixed_pool(count: usize, pacing: Pacing) -> AgentScheduler {
+    let settings = SchedulerSettings {
+        learn_limits: false,
+        ..SchedulerSettings::default()
+    };
+    ready_pool_with(count, pacing, settings)
+}
+
+fn ready_pool_with(count: usize, pacing: Pacing, settings: SchedulerSettings) -> AgentScheduler {
+    let mut scheduler = AgentScheduler::new(settings);
     let mut members = Vec::new();
     for index in 0..count {
         let agent = scheduler.add_agent(session(index), pacing, Millis::ZERO);
@@ -104,7 +117,7 @@ fn flood_wait_fails_over_to_another_agent_at_once_and_the_message_is_delivered_o
 fn a_flooded_agent_is_skipped_until_its_wait_plus_margin_has_passed_then_picked_again() {
     let mut rng = rng(2);
     // Fast pacing so that pacing never hides the FloodWait in this test.
-    let mut scheduler = ready_pool(2, pacing(6_000, 100, 1_000));
+    let mut scheduler = fixed_pool(2, pacing(6_000, 100, 1_000));
     let start = Millis(0);
     let request = Request::new(SendKind::Reply);
     let flooded = expect_send(scheduler.pick(POOL, &request, start, &mut rng));
@@ -314,7 +327,7 @@ fn when_nothing_can_send_the_wait_ends_exactly_when_the_first_agent_can() {
                  expected_agent: AgentKey,
                  expected: (u64, WaitReason)| {
         let mut rng = rng(6);
-        let mut scheduler = ready_pool(3, pacing(20, 3, 1_000));
+        let mut scheduler = fixed_pool(3, pacing(20, 3, 1_000));
         let neutral = Request::new(SendKind::ChannelPost);
         // A: flooded for `flood_seconds`.
         scheduler.pick(
@@ -941,7 +954,7 @@ fn assert_indexes_consistent(scheduler: &AgentScheduler) {
 #[test]
 fn status_reports_cooldowns_headroom_and_counts_and_serialises() {
     let mut rng = rng(19);
-    let mut scheduler = ready_pool(1, Pacing::default());
+    let mut scheduler = fixed_pool(1, Pacing::default());
     let request = Request::first_contact();
     send_now(&mut scheduler, &request, Millis(0), &mut rng);
     expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
@@ -1550,4 +1563,87 @@ fn pool_indexes_match_a_brute_force_model_under_random_churn() {
         sends > 100 && removals > 20 && revivals > 10,
         "sends {sends}, removals {removals}, revivals {revivals}"
     );
+}
+
+#[test]
+fn a_flood_wait_lowers_the_agents_pacing_and_it_gets_no_full_burst_after_the_wait() {
+    let mut rng = rng(31);
+    let mut scheduler = ready_pool(1, pacing(20, 3, 1_000));
+    let request = Request::new(SendKind::Reply);
+    expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
+    scheduler.on_outcome(
+        A,
+        &request,
+        SendOutcome::Failed(TelegramError::FloodWait { seconds: 30 }),
+        Millis(0),
+    );
+    let state = scheduler.agent(A).unwrap();
+    assert_eq!(state.learned().send_message.milli_per_minute(), 10_000);
+    assert_eq!(state.gcra().emission_interval_ms(), 6_000);
+    let after_wait = state.flood_wait_until();
+    assert_eq!(
+        state.gcra().headroom(after_wait),
+        1,
+        "no full burst after the wait"
+    );
+    // A FloodWait answering a call picked before the first was known is no new violation.
+    scheduler.on_outcome(
+        A,
+        &request,
+        SendOutcome::Failed(TelegramError::FloodWait { seconds: 30 }),
+        Millis(10),
+    );
+    assert_eq!(
+        scheduler
+            .agent(A)
+            .unwrap()
+            .learned()
+            .send_message
+            .milli_per_minute(),
+        10_000
+    );
+    let changes = scheduler.take_learning_changes();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].0, session(0));
+    assert!(scheduler.take_learning_changes().is_empty());
+}
+
+#[test]
+fn peer_flood_lowers_the_daily_first_message_cap_to_what_the_account_managed() {
+    let mut rng = rng(32);
+    let mut scheduler = ready_pool(1, pacing(6_000, 100, 40));
+    let request = Request::first_contact();
+    for _ in 0..10 {
+        let agent = expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
+        scheduler.on_outcome(agent, &request, SendOutcome::Sent, Millis(0));
+    }
+    expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
+    scheduler.on_outcome(
+        A,
+        &request,
+        SendOutcome::Failed(TelegramError::PeerFlood),
+        Millis(0),
+    );
+    let state = scheduler.agent(A).unwrap();
+    assert_eq!(state.learned().first_messages.per_day(), 10);
+    assert_eq!(scheduler.status(Millis(0))[0].cold_dms_per_day, 10);
+}
+
+#[test]
+fn learned_limits_are_restored_within_the_configured_ceiling() {
+    let mut scheduler = ready_pool(1, pacing(20, 3, 40));
+    let mut learned = *scheduler.agent(A).unwrap().learned();
+    learned
+        .send_message
+        .on_flood_wait(RateCeiling::per_minute(20, 3), 30, true, Millis(0));
+    learned.first_messages.on_peer_flood(13, Millis(0));
+    scheduler.restore_learned(A, learned, Millis(0));
+    let state = scheduler.agent(A).unwrap();
+    assert_eq!(state.gcra().emission_interval_ms(), 6_000);
+    assert_eq!(state.learned().first_messages.per_day(), 12);
+    // A lower ceiling set later still bounds the learned rate.
+    scheduler.set_pacing(A, pacing(4, 3, 5), Millis(0));
+    let state = scheduler.agent(A).unwrap();
+    assert_eq!(state.gcra().emission_interval_ms(), 15_000);
+    assert_eq!(state.learned().first_messages.per_day(), 5);
 }

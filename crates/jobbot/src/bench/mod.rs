@@ -19,42 +19,123 @@ use anyhow::Context;
 use jobbot_sim::SimParams;
 use serde::Serialize;
 
-pub use pool::Policy;
+pub use pool::{Policy, Scenario, WorldSpec};
 
 /// The JSON written by `bench pool --json FILE`, for scripts that compare runs.
 #[derive(Debug, Serialize)]
 pub struct PoolBenchReport {
     pub simulator: SimParams,
-    pub workload: pool::Workload,
+    pub world: WorldSpec,
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScenarioReport {
+    pub name: &'static str,
     pub results: Vec<pool::PoolResult>,
 }
 
-/// Runs both policies for each pool size, prints the table to `out` as each size finishes, and
-/// writes the JSON report to `json` if given.
+/// What `bench pool` runs.
+#[derive(Debug, Clone)]
+pub struct PoolBenchPlan {
+    pub world: WorldSpec,
+    pub scenarios: Vec<Scenario>,
+    /// `steady`: pool sizes and simulated minutes.
+    pub steady_agents: Vec<u32>,
+    pub steady_minutes: u32,
+    /// `sweep`: jobbot's ceiling as multiples of the median true limit, and simulated minutes.
+    pub sweep_factors: Vec<f64>,
+    pub sweep_minutes: u32,
+    /// `cold`: simulated minutes.
+    pub cold_minutes: u32,
+    pub policies: Vec<Policy>,
+}
+
+impl Default for PoolBenchPlan {
+    fn default() -> Self {
+        Self {
+            world: WorldSpec::default(),
+            scenarios: vec![Scenario::Steady, Scenario::Sweep, Scenario::Cold],
+            steady_agents: vec![3, 10, 100],
+            steady_minutes: 360,
+            sweep_factors: vec![0.5, 0.9, 1.0, 1.25, 2.0],
+            sweep_minutes: 180,
+            cold_minutes: 48 * 60,
+            policies: Policy::ALL.to_vec(),
+        }
+    }
+}
+
+/// The runs of one scenario.
+fn scenario_runs(plan: &PoolBenchPlan, scenario: Scenario) -> Vec<pool::RunSpec> {
+    let default_ceiling = jobbot_core::config::Pacing::default().messages_per_minute;
+    match scenario {
+        Scenario::Steady => plan
+            .steady_agents
+            .iter()
+            .map(|&agents| pool::RunSpec {
+                scenario,
+                agents,
+                minutes: plan.steady_minutes,
+                ceiling_per_min: default_ceiling,
+            })
+            .collect(),
+        Scenario::Sweep => plan
+            .sweep_factors
+            .iter()
+            .map(|&factor| pool::RunSpec {
+                scenario,
+                agents: 10,
+                minutes: plan.sweep_minutes,
+                ceiling_per_min: (factor * plan.world.limit_median).round().max(1.0) as u32,
+            })
+            .collect(),
+        Scenario::Cold => vec![pool::RunSpec {
+            scenario,
+            agents: 10,
+            minutes: plan.cold_minutes,
+            ceiling_per_min: default_ceiling,
+        }],
+    }
+}
+
+/// Runs every scenario of `plan` with every policy, prints the table to `out` as rows finish,
+/// and writes the JSON report to `json` if given.
 pub fn run_pool(
-    agent_counts: &[u32],
-    minutes: u32,
+    plan: &PoolBenchPlan,
     json: Option<&Path>,
     out: &mut impl Write,
 ) -> anyhow::Result<PoolBenchReport> {
-    let simulator = SimParams::default();
-    let workload = pool::workload(minutes, &simulator);
-    describe(&simulator, &workload, out)?;
+    let simulator = plan.world.params();
+    describe(&simulator, out)?;
     writeln!(out, "{}", table_header())?;
-    let mut results = Vec::new();
-    for &agents in agent_counts {
-        for policy in Policy::ALL {
-            let result = pool::run(policy, agents, minutes)
-                .with_context(|| format!("the {} run with {agents} agents", policy.name()))?;
-            writeln!(out, "{}", table_row(&result))?;
-            out.flush()?;
-            results.push(result);
+    let mut scenarios = Vec::new();
+    for &scenario in &plan.scenarios {
+        let mut results = Vec::new();
+        for spec in scenario_runs(plan, scenario) {
+            for &policy in &plan.policies {
+                let result = pool::run(&plan.world, spec, policy).with_context(|| {
+                    format!(
+                        "the {} run of {} with {} agents",
+                        policy.name(),
+                        scenario.name(),
+                        spec.agents
+                    )
+                })?;
+                writeln!(out, "{}", table_row(&result))?;
+                out.flush()?;
+                results.push(result);
+            }
         }
+        scenarios.push(ScenarioReport {
+            name: scenario.name(),
+            results,
+        });
     }
     let report = PoolBenchReport {
         simulator,
-        workload,
-        results,
+        world: plan.world,
+        scenarios,
     };
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -98,44 +179,44 @@ pub fn run_pick(agents: u32, iterations: u64, out: &mut impl Write) -> anyhow::R
     Ok(())
 }
 
-fn describe(
-    simulator: &SimParams,
-    workload: &pool::Workload,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
+fn describe(simulator: &SimParams, out: &mut impl Write) -> anyhow::Result<()> {
     let send = simulator.send_messages;
     let resolve = simulator.resolve_username;
+    let spread = simulator.account_limits.unwrap_or_default();
     writeln!(
         out,
-        "simulator (SimParams::default): sendMessage {}/min burst {}, flood wait {} s doubling up to {} s \
-         (violations remembered {} s); resolveUsername {}/min burst {}; latency {}+0..{} ms; \
-         cold-DM budget {}/day; seed {:#x}",
-        send.per_minute,
-        send.burst,
-        send.first_wait_seconds,
+        "world (seed {:#x}): per account, sendMessage limit log-normal median {}/min sigma {} \
+         (clamped to median/4..median*4), burst {}..={}, first flood wait {}..={} s doubling up to \
+         {} s while violations are remembered {}..={} s; first-message budget log-normal median \
+         {}/day sigma {}; PEER_FLOOD {} h doubling; resolveUsername {}/min burst {}; latency \
+         {}+0..{} ms",
+        simulator.seed,
+        spread.send_median_per_minute,
+        spread.send_spread,
+        spread.burst_range.0,
+        spread.burst_range.1,
+        spread.first_wait_range.0,
+        spread.first_wait_range.1,
         send.max_wait_seconds,
-        send.violation_memory_seconds,
+        spread.violation_memory_range.0,
+        spread.violation_memory_range.1,
+        spread.budget_median,
+        spread.budget_spread,
+        simulator.peer_flood_hours,
         resolve.per_minute,
         resolve.burst,
         simulator.call_latency_ms,
         simulator.call_latency_jitter_ms,
-        simulator.cold_dm_daily_budget,
-        simulator.seed,
     )?;
+    let pacing = jobbot_core::config::Pacing::default();
     writeln!(
         out,
-        "workload: {} simulated minutes, {} arrivals at {}× (agents × {}/min); {}",
-        workload.minutes,
-        workload.arrivals,
-        workload.overload_factor,
-        workload.safe_rate_per_agent_per_min,
-        workload.description
-    )?;
-    writeln!(
-        out,
-        "jobbot pacing: {}/min burst {} per agent; seed policy: min flood_wait_until, 3 attempts, \
-         2^attempt s sleeps when no agent, dropped after the last",
-        workload.jobbot_pacing.messages_per_minute, workload.jobbot_pacing.burst
+        "jobbot is not told the drawn limits: configured {}/min burst {} and {} first messages a \
+         day per agent (the ceiling; sweep changes the rate). steady/sweep: warm recipients at 2x \
+         the true capacity; cold: a new recruiter per message at 1.5x the drawn budgets. Seed: \
+         min flood_wait_until, 3 attempts, 2^attempt s sleeps, then dropped; seed-telethon also \
+         sleeps through flood waits <= 60 s inside the call",
+        pacing.messages_per_minute, pacing.burst, pacing.cold_dms_per_day
     )?;
     writeln!(out)?;
     Ok(())
@@ -143,16 +224,24 @@ fn describe(
 
 fn table_header() -> String {
     format!(
-        "{:<7} {:>6} {:>9} {:>13} {:>6} {:>11} {:>8} {:>10} {:>10} {:>8}",
+        "{:<7} {:<13} {:>6} {:>5} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7}",
+        "scen.",
         "policy",
         "agents",
-        "limit/min",
-        "delivered/min",
+        "ceil",
+        "true/min",
+        "deliv/min",
         "ratio",
-        "flood waits",
+        "floods",
+        "fw/a-h",
+        "fw/a-h>1",
+        "PF",
         "dropped",
-        "p50 wait s",
-        "p99 wait s",
+        "expired",
+        "queued",
+        "twice",
+        "p50 s",
+        "p99 s",
         "real s"
     )
 }
@@ -160,14 +249,24 @@ fn table_header() -> String {
 fn table_row(result: &pool::PoolResult) -> String {
     let seconds = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     format!(
-        "{:<7} {:>6} {:>9.0} {:>13.1} {:>6.3} {:>11} {:>8} {:>10} {:>10} {:>8.1}",
+        "{:<7} {:<13} {:>6} {:>5} {:>9.1} {:>9.2} {:>6.3} {:>6} {:>7.2} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7.1}",
+        result.scenario.name(),
         result.policy.name(),
         result.agents,
-        result.limit_per_min,
+        result.ceiling_per_min,
+        result.true_capacity_per_min,
         result.delivered_per_min,
         result.ratio,
         result.flood_waits,
+        result.flood_waits_per_agent_hour,
+        result
+            .flood_waits_per_agent_hour_after_first
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
+        result.peer_floods,
         result.dropped,
+        result.expired,
+        result.queued_at_end,
+        result.sent_twice,
         seconds(result.p50_wait_s),
         seconds(result.p99_wait_s),
         result.wall_clock_s,
@@ -183,39 +282,64 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("bench.json");
         let mut out = Vec::new();
-        run_pool(&[1], 1, Some(&path), &mut out).unwrap();
+        let plan = PoolBenchPlan {
+            scenarios: vec![Scenario::Steady, Scenario::Sweep],
+            steady_agents: vec![1],
+            steady_minutes: 2,
+            sweep_factors: vec![1.0],
+            sweep_minutes: 2,
+            ..PoolBenchPlan::default()
+        };
+        run_pool(&plan, Some(&path), &mut out).unwrap();
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(
-            json["simulator"]["send_messages"]["per_minute"],
-            serde_json::json!(20)
-        );
-        let results = json["results"].as_array().unwrap();
+        assert!(json["simulator"]["account_limits"].is_object(), "{json}");
+        let scenarios = json["scenarios"].as_array().unwrap();
+        let names: Vec<&str> = scenarios
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["steady", "sweep"]);
+        let results = scenarios[0]["results"].as_array().unwrap();
         let policies: Vec<&str> = results
             .iter()
             .map(|r| r["policy"].as_str().unwrap())
             .collect();
-        assert_eq!(policies, ["seed", "jobbot"]);
+        assert_eq!(
+            policies,
+            ["seed", "seed-telethon", "jobbot-fixed", "jobbot"]
+        );
         for result in results {
             for key in [
+                "scenario",
+                "policy",
                 "agents",
-                "limit_per_min",
+                "true_capacity_per_min",
                 "delivered_per_min",
                 "ratio",
                 "flood_waits",
+                "flood_waits_per_agent_hour",
+                "flood_waits_per_agent_hour_after_first",
+                "peer_floods",
                 "dropped",
+                "expired",
+                "queued_at_end",
+                "sent_twice",
                 "p50_wait_s",
                 "p99_wait_s",
-                "queued_at_end",
             ] {
                 assert!(result.get(key).is_some(), "{key} missing in {result}");
             }
         }
         let printed = String::from_utf8(out).unwrap();
-        assert!(printed.contains("delivered/min"), "{printed}");
+        assert!(printed.contains("deliv/min"), "{printed}");
         assert_eq!(
-            printed.lines().filter(|l| l.starts_with("seed ")).count(),
-            1
+            printed
+                .lines()
+                .filter(|l| l.starts_with("steady  seed "))
+                .count(),
+            1,
+            "{printed}"
         );
     }
 }

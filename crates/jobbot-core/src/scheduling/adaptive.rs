@@ -1,0 +1,620 @@
+//! Adaptive per-account limits: the rate jobbot learns for each account and each limited Telegram
+//! method from the only signals Telegram gives (FloodWait, `PEER_FLOOD`, and their absence).
+//!
+//! Telegram publishes no limits and they differ per account (age, premium, spam score) and over
+//! time, so a configured rate is only a *ceiling* and a starting guess: an account whose real limit
+//! is 5 % lower floods with every burst. This is the setting of congestion control with loss
+//! signals, and the rule is borrowed from it:
+//!
+//! * **Multiplicative decrease on a violation** (Jacobson, *Congestion Avoidance and Control*,
+//!   SIGCOMM 1988; Chiu & Jain, *Analysis of the Increase and Decrease Algorithms for Congestion
+//!   Avoidance in Computer Networks*, 1989: additive increase with multiplicative decrease is the
+//!   linear rule that converges to the efficient, fair point). A FloodWait at rate `R` sets the
+//!   rate to `max(proven, DECREASE × R)`, where `DECREASE` is [`DECREASE_SHORT_WAIT`] for a wait of
+//!   up to [`SHORT_WAIT_SECONDS`] and [`DECREASE_LONG_WAIT`] for a longer one: Telegram lengthens
+//!   the wait on repeated violations, so a long wait says the account has been over its limit for a
+//!   while and the step back must be larger. The allowed burst drops to 1, so an account never gets
+//!   a full burst right after a flood wait.
+//! * **Binary search between the proven and the flooded rate** (BIC-TCP, Xu, Harfoush & Rhee,
+//!   INFOCOM 2004; CUBIC, Ha, Rhee & Xu 2008, keep the same `W_max` memory): the lowest rate that
+//!   drew a FloodWait is remembered as `flooded`, the highest rate sustained cleanly as `proven`.
+//!   After a step of sustained clean calls the rate moves half way to `flooded`; within
+//!   [`CONVERGED_FRACTION`] of it, it stays. Plain AIMD would saw between half the limit and the
+//!   limit (on average 75 % of it); the search settles within a few percent below it.
+//! * **Careful increase when nothing is known above** (TCP congestion avoidance; BIC's "max
+//!   probing"): with no remembered flood (at the start, or once [`FORGET_FLOOD_AFTER_MS`] passed
+//!   since the last one, since limits change) the rate grows by [`INCREASE_FRACTION`] of itself
+//!   per step, up to the ceiling. A step proportional to the rate probes an account limited to
+//!   4/min as gently as one limited to 40/min. This is the periodic probe that finds a limit that
+//!   rose; it costs about one flood wait per forget period.
+//! * **A step needs evidence**: [`STEP_CALLS`] clean calls made *at pace* (the limiter was not
+//!   full, so the calls actually ran at the learned rate: RFC 7661's congestion window validation
+//!   grows only a window that is used) and [`STEP_MS`] since the last change. A rate a little above
+//!   the true one empties Telegram's bucket only slowly, so the evidence period is long enough
+//!   for a probe about 7 % too high to be caught before it is believed.
+//! * **Bounds**: never above the configured ceiling, never below [`FLOOR_FRACTION`] of it (at least
+//!   [`MIN_FLOOR_MILLI_PER_MINUTE`]): a run of flood waits must not silence an account for good.
+//! * A FloodWait that arrives while the account is already in one answers a call picked before the
+//!   first one was known; it is not a new violation (TCP's one reduction per window,
+//!   RFC 6582). The caller says which it is.
+//!
+//! `PEER_FLOOD` is a different signal: the account exceeded its rolling daily budget of first
+//! messages to strangers (telegram.org/faq_spam). [`AdaptiveBudget`] lowers that account's budget
+//! to the number it managed in the last day before the refusal, and by [`BUDGET_DECREASE`] if it
+//! was refused at or under the budget it had already learned; it grows back by one per
+//! [`BUDGET_INCREASE_AFTER_MS`] without a refusal, because a `PEER_FLOOD` costs a day or more of
+//! first messages.
+//!
+//! Everything here is a pure function of the state, the outcome and `now`.
+
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+
+/// Rates are kept in thousandths of a call per minute, so that 0.5/min and 19.5/min are exact.
+pub const MILLI: u32 = 1_000;
+/// Multiplicative decrease after a FloodWait of up to [`SHORT_WAIT_SECONDS`] (TCP's halving).
+pub const DECREASE_SHORT_WAIT: (u32, u32) = (1, 2);
+/// Multiplicative decrease after a longer FloodWait (an escalated penalty).
+pub const DECREASE_LONG_WAIT: (u32, u32) = (1, 4);
+/// Waits up to this long are a first violation's; longer ones are escalations or severe methods.
+pub const SHORT_WAIT_SECONDS: u32 = 120;
+/// A violation at or under the proven rate: that proof was wrong (the limit fell, or the
+/// evidence was too short); step just under the flooded rate.
+pub const DECREASE_UNDER_PROVEN: (u32, u32) = (9, 10);
+/// The search stops when the rate is within this fraction of the flooded rate.
+pub const CONVERGED_FRACTION: (u32, u32) = (1, 16);
+/// Increase per step, as a fraction of the current rate, when no flood is remembered.
+pub const INCREASE_FRACTION: (u32, u32) = (1, 16);
+/// Clean calls at pace needed for a step.
+pub const STEP_CALLS: u32 = 20;
+/// Time since the last change needed for a step.
+pub const STEP_MS: u64 = 5 * 60_000;
+/// A remembered flood is forgotten after this long without another, so a limit that rose is found.
+pub const FORGET_FLOOD_AFTER_MS: u64 = 120 * 60_000;
+/// The floor, as a fraction of the ceiling.
+pub const FLOOR_FRACTION: (u32, u32) = (1, 20);
+/// The floor never goes under this (0.2 calls a minute).
+pub const MIN_FLOOR_MILLI_PER_MINUTE: u32 = 200;
+/// `PEER_FLOOD` at or under the learned budget multiplies it by this.
+pub const BUDGET_DECREASE: (u32, u32) = (3, 4);
+/// One more first message a day after this long without `PEER_FLOOD`.
+pub const BUDGET_INCREASE_AFTER_MS: u64 = 7 * 24 * 3_600_000;
+
+/// The limited classes of call: one learned rate per account and class. Telegram's 420 FLOOD is
+/// per method (core.telegram.org/api/errors), so the classes follow methods: a message to a known
+/// peer, a first message to a stranger and a channel post are all `messages.sendMessage` and
+/// share one bucket in Telegram, so they share [`CallClass::SendMessage`]; what sets first
+/// messages apart is their daily budget ([`AdaptiveBudget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallClass {
+    SendMessage,
+    ResolveUsername,
+    JoinChannel,
+    CreateForumTopic,
+}
+
+impl CallClass {
+    pub const ALL: [Self; 4] = [
+        Self::SendMessage,
+        Self::ResolveUsername,
+        Self::JoinChannel,
+        Self::CreateForumTopic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SendMessage => "send_message",
+            Self::ResolveUsername => "resolve_username",
+            Self::JoinChannel => "join_channel",
+            Self::CreateForumTopic => "create_forum_topic",
+        }
+    }
+}
+
+/// What the operator configured for a class: the ceiling and starting guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateCeiling {
+    pub milli_per_minute: u32,
+    pub burst: u32,
+}
+
+impl RateCeiling {
+    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
+        Self {
+            milli_per_minute: per_minute.max(1).saturating_mul(MILLI),
+            burst: burst.max(1),
+        }
+    }
+
+    pub fn floor(self) -> u32 {
+        scale(self.milli_per_minute, FLOOR_FRACTION)
+            .max(MIN_FLOOR_MILLI_PER_MINUTE)
+            .min(self.milli_per_minute)
+    }
+}
+
+/// The learned rate of one class of call on one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdaptiveRate {
+    /// The rate calls are paced at now, thousandths per minute.
+    milli_per_minute: u32,
+    /// The burst allowed now: 1 right after a flood wait, back to the ceiling's step by step.
+    burst: u32,
+    /// The highest rate sustained cleanly (0: none yet).
+    proven: u32,
+    /// The lowest rate that drew a FloodWait and is still remembered.
+    flooded: Option<u32>,
+    #[serde(skip)]
+    clean_calls: u32,
+    /// Scheduler time of the last change (not stored: another process's epoch).
+    #[serde(skip)]
+    changed_at: Millis,
+    #[serde(skip)]
+    flooded_at: Millis,
+}
+
+/// What a learner did with an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    /// The rate or burst changed: re-pace with [`AdaptiveRate::milli_per_minute`] and
+    /// [`AdaptiveRate::burst`].
+    Changed,
+}
+
+impl AdaptiveRate {
+    /// Starts at the ceiling: the operator's figure is the first guess.
+    pub fn new(ceiling: RateCeiling, now: Millis) -> Self {
+        Self {
+            milli_per_minute: ceiling.milli_per_minute,
+            burst: ceiling.burst,
+            proven: 0,
+            flooded: None,
+            clean_calls: 0,
+            changed_at: now,
+            flooded_at: now,
+        }
+    }
+
+    pub fn milli_per_minute(&self) -> u32 {
+        self.milli_per_minute
+    }
+
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    pub fn flooded(&self) -> Option<u32> {
+        self.flooded
+    }
+
+    pub fn proven(&self) -> u32 {
+        self.proven
+    }
+
+    /// The steady spacing of calls at the learned rate, rounded up (never faster than learned).
+    pub fn emission_interval_ms(&self) -> u64 {
+        (60_000 * u64::from(MILLI)).div_ceil(u64::from(self.milli_per_minute.max(1)))
+    }
+
+    /// A state restored from the store, re-bounded by today's ceiling and restarted at `now`.
+    pub fn restored(self, ceiling: RateCeiling, now: Millis) -> Self {
+        let mut restored = Self {
+            clean_calls: 0,
+            changed_at: now,
+            flooded_at: now,
+            ..self
+        };
+        restored.bound(ceiling);
+        restored
+    }
+
+    /// Applies a new ceiling (a configuration edit): the learned rate never exceeds it. A raised
+    /// ceiling is not jumped to: the learner grows into it.
+    pub fn set_ceiling(&mut self, ceiling: RateCeiling) -> Change {
+        let before = *self;
+        self.bound(ceiling);
+        if before == *self {
+            Change::Unchanged
+        } else {
+            Change::Changed
+        }
+    }
+
+    /// A FloodWait of `wait_seconds` answered a call made at `now`. `violation` is false when the
+    /// account was already in a flood wait (a call from before it was known): such answers are
+    /// not new information.
+    pub fn on_flood_wait(
+        &mut self,
+        ceiling: RateCeiling,
+        wait_seconds: u32,
+        violation: bool,
+        now: Millis,
+    ) -> Change {
+        if !violation {
+            return Change::Unchanged;
+        }
+        let rate = self.milli_per_minute;
+        let next = if self.proven >= rate {
+            self.proven = scale(rate, DECREASE_UNDER_PROVEN);
+            self.proven
+        } else {
+            let factor = if wait_seconds <= SHORT_WAIT_SECONDS {
+                DECREASE_SHORT_WAIT
+            } else {
+                DECREASE_LONG_WAIT
+            };
+            scale(rate, factor).max(self.proven)
+        };
+        self.flooded = Some(rate);
+        self.milli_per_minute = next;
+        self.burst = 1;
+        self.clean_calls = 0;
+        self.changed_at = now;
+        self.flooded_at = now;
+        self.bound(ceiling);
+        Change::Changed
+    }
+
+    /// A call went through at `now`. `at_pace` says the limiter was in use (not full) when it was
+    /// picked, so the call is evidence about the learned rate.
+    pub fn on_clean(&mut self, ceiling: RateCeiling, at_pace: bool, now: Millis) -> Change {
+        if at_pace {
+            self.clean_calls = self.clean_calls.saturating_add(1);
+        }
+        if self.clean_calls < STEP_CALLS || now.0.saturating_sub(self.changed_at.0) < STEP_MS {
+            return Change::Unchanged;
+        }
+        let before = *self;
+        self.clean_calls = 0;
+        self.changed_at = now;
+        self.proven = self.proven.max(self.milli_per_minute);
+        if self.flooded.is_some()
+            && now.0.saturating_sub(self.flooded_at.0) >= FORGET_FLOOD_AFTER_MS
+        {
+            self.flooded = None;
+        }
+        self.burst = (self.burst + 1).min(ceiling.burst);
+        let rate = self.milli_per_minute;
+        self.milli_per_minute = match self.flooded {
+            Some(flooded) if flooded > rate => {
+                let gap = flooded - rate;
+                if gap <= scale(flooded, CONVERGED_FRACTION) {
+                    rate
+                } else {
+                    rate + gap / 2
+                }
+            }
+            Some(_) => rate,
+            None => rate.saturating_add(scale(rate, INCREASE_FRACTION).max(1)),
+        };
+        self.bound(ceiling);
+        if before.milli_per_minute == self.milli_per_minute && before.burst == self.burst {
+            Change::Unchanged
+        } else {
+            Change::Changed
+        }
+    }
+
+    fn bound(&mut self, ceiling: RateCeiling) {
+        self.milli_per_minute = self
+            .milli_per_minute
+            .clamp(ceiling.floor(), ceiling.milli_per_minute);
+        self.proven = self.proven.min(ceiling.milli_per_minute);
+        self.burst = self.burst.clamp(1, ceiling.burst);
+    }
+}
+
+/// The learned daily budget of first messages to strangers of one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdaptiveBudget {
+    per_day: u32,
+    /// Scheduler time of the last refusal or increase (not stored: another process's epoch).
+    #[serde(skip)]
+    changed_at: Millis,
+}
+
+impl AdaptiveBudget {
+    /// Starts at the configured budget.
+    pub fn new(configured: u32, now: Millis) -> Self {
+        Self {
+            per_day: configured,
+            changed_at: now,
+        }
+    }
+
+    pub fn per_day(&self) -> u32 {
+        self.per_day
+    }
+
+    pub fn restored(self, configured: u32, now: Millis) -> Self {
+        Self {
+            per_day: self.per_day.min(configured),
+            changed_at: now,
+        }
+    }
+
+    pub fn set_ceiling(&mut self, configured: u32) {
+        self.per_day = self.per_day.min(configured);
+    }
+
+    /// `PEER_FLOOD` answered a first message. `attempted_last_day` counts the account's first
+    /// messages of the last 24 h *including* the refused one; the account managed one fewer.
+    pub fn on_peer_flood(&mut self, attempted_last_day: u32, now: Millis) -> Change {
+        let managed = attempted_last_day.saturating_sub(1);
+        let before = self.per_day;
+        self.per_day = if managed < self.per_day {
+            managed
+        } else {
+            scale(self.per_day, BUDGET_DECREASE)
+        }
+        .max(1)
+        .min(before);
+        self.changed_at = now;
+        if before == self.per_day {
+            Change::Unchanged
+        } else {
+            Change::Changed
+        }
+    }
+
+    /// Called on a first message that went through: after a quiet week the budget grows by one.
+    pub fn on_clean(&mut self, configured: u32, now: Millis) -> Change {
+        if self.per_day >= configured
+            || now.0.saturating_sub(self.changed_at.0) < BUDGET_INCREASE_AFTER_MS
+        {
+            return Change::Unchanged;
+        }
+        self.per_day += 1;
+        self.changed_at = now;
+        Change::Changed
+    }
+}
+
+/// Everything learned about one account, as stored and restored across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedLimits {
+    pub send_message: AdaptiveRate,
+    pub first_messages: AdaptiveBudget,
+}
+
+/// `value × numerator / denominator`, rounded down, without overflow.
+fn scale(value: u32, (numerator, denominator): (u32, u32)) -> u32 {
+    (u64::from(value) * u64::from(numerator) / u64::from(denominator.max(1))) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CEILING: RateCeiling = RateCeiling {
+        milli_per_minute: 20_000,
+        burst: 3,
+    };
+
+    /// Feeds `calls` clean at-pace calls spread over `minutes` from `start`.
+    fn clean_for(rate: &mut AdaptiveRate, start: Millis, minutes: u64, calls: u64) -> Millis {
+        let step = minutes * 60_000 / calls.max(1);
+        let mut now = start;
+        for _ in 0..calls {
+            now = Millis(now.0 + step);
+            rate.on_clean(CEILING, true, now);
+        }
+        now
+    }
+
+    #[test]
+    fn a_flood_wait_halves_the_rate_and_allows_no_burst() {
+        let mut rate = AdaptiveRate::new(CEILING, Millis(0));
+        assert_eq!(rate.milli_per_minute(), 20_000);
+        assert_eq!(rate.burst(), 3);
+        assert_eq!(
+            rate.on_flood_wait(CEILING, 30, true, Millis(1_000)),
+            Change::Changed
+        );
+        assert_eq!(rate.milli_per_minute(), 10_000);
+        assert_eq!(rate.burst(), 1, "no full burst after a flood wait");
+        assert_eq!(rate.emission_interval_ms(), 6_000);
+        assert_eq!(rate.flooded(), Some(20_000));
+    }
+
+    #[test]
+    fn a_long_wait_cuts_deeper_and_an_answer_from_before_the_wait_changes_nothing() {
+        let mut rate = AdaptiveRate::new(CEILING, Millis(0));
+        assert_eq!(
+            rate.on_flood_wait(CEILING, 30, false, Millis(1)),
+            Change::Unchanged
+        );
+        assert_eq!(rate.milli_per_minute(), 20_000);
+        rate.on_flood_wait(CEILING, 3_600, true, Millis(1));
+        assert_eq!(rate.milli_per_minute(), 5_000);
+    }
+
+    #[test]
+    fn the_search_climbs_half_way_to_the_flooded_rate_then_stays_just_under_it() {
+        let mut rate = AdaptiveRate::new(CEILING, Millis(0));
+        rate.on_flood_wait(CEILING, 30, true, Millis(0));
+        let mut now = Millis(0);
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            now = clean_for(&mut rate, now, 5, 20);
+            seen.push(rate.milli_per_minute());
+        }
+        assert_eq!(seen, [15_000, 17_500, 18_750, 18_750, 18_750, 18_750]);
+        assert_eq!(rate.burst(), 3, "the burst comes back one step at a time");
+    }
+
+    #[test]
+    fn no_step_without_enough_calls_at_pace_or_enough_time() {
+        let mut rate = AdaptiveRate::new(CEILING, Millis(0));
+        rate.on_flood_wait(CEILING, 30, true, Millis(0));
+        for minute in 1..=60 {
+            rate.on_clean(CEILING, false, Millis(minute * 60_000));
+        }
+        assert_eq!(rate.milli_per_minute(), 10_000, "idle calls prove nothing");
+        rate.on_flood_wait(CEILING, 30, true, Millis(3_600_000));
+        assert_eq!(rate.milli_per_minute(), 5_000);
+        for second in 1..=100 {
+            rate.on_clean(CEILING, true, Millis(3_600_000 + second * 1_000));
+        }
+        assert_eq!(
+            rate.milli_per_minute(),
+            5_000,
+            "too soon after the last change"
+        );
+    }
+
+    #[test]
+    fn a_flood_at_a_proven_rate_steps_just_under_it() {
+        let mut rate = AdaptiveRate::new(CEILING, Millis(0));
+        rate.on_flood_wait(CEILING, 30, true, Millis(0));
+        let now = clean_for(&mut rate, Millis(0), 5, 20);
+        assert_eq!((rate.milli_per_minute(), rate.proven()), (15_000, 10_000));
+        let now = clean_for(&mut rate, now, 5, 20);
+        assert_eq!(rate.proven(), 15_000);
+        rate.on_flood_wait(CEILING, 30, true, now);
+        assert_eq!(rate.milli_per_minute(), 15_000, "back to the proven rate");
+        rate.on_flood_wait(CEILING, 60, true, now);
+        assert_eq!(rate.milli_per_minute(), 13_500, "the proof was wrong");
+    }
+
+    #[test]
+    fn the_flood_is_forgotten_after_a_long_clean_spell_and_the_rate_probes_upwards() {
+        let mut rate = AdaptiveRate::new(CEILING, Millis(0));
+        rate.on_flood_wait(CEILING, 30, true, Millis(0));
+        let now = clean_for(&mut rate, Millis(0), 120, 480);
+        assert_eq!(rate.flooded(), None);
+        let now = clean_for(&mut rate, now, 60, 240);
+        assert_eq!(rate.milli_per_minute(), 20_000, "back to the ceiling");
+        clean_for(&mut rate, now, 60, 240);
+        assert_eq!(rate.milli_per_minute(), 20_000, "never above it");
+    }
+
+    #[test]
+    fn budget_learns_what_the_account_managed_and_grows_back_slowly() {
+        let mut budget = AdaptiveBudget::new(40, Millis(0));
+        assert_eq!(budget.on_peer_flood(26, Millis(0)), Change::Changed);
+        assert_eq!(budget.per_day(), 25);
+        budget.on_peer_flood(26, Millis(1));
+        assert_eq!(
+            budget.per_day(),
+            18,
+            "refused within the learned budget: x3/4"
+        );
+        budget.on_peer_flood(1, Millis(2));
+        assert_eq!(budget.per_day(), 1, "never below one");
+        assert_eq!(budget.on_clean(40, Millis(3)), Change::Unchanged);
+        assert_eq!(
+            budget.on_clean(40, Millis(2 + BUDGET_INCREASE_AFTER_MS)),
+            Change::Changed
+        );
+        assert_eq!(budget.per_day(), 2);
+    }
+
+    #[test]
+    fn restoring_keeps_what_was_learned_within_todays_ceiling() {
+        let mut rate = AdaptiveRate::new(CEILING, Millis(0));
+        rate.on_flood_wait(CEILING, 30, true, Millis(5));
+        let json = serde_json::to_string(&rate).unwrap();
+        let stored: AdaptiveRate = serde_json::from_str(&json).unwrap();
+        let restored = stored.restored(CEILING, Millis(0));
+        assert_eq!(restored.milli_per_minute(), 10_000);
+        assert_eq!(restored.burst(), 1);
+        let lower = stored.restored(RateCeiling::per_minute(6, 3), Millis(0));
+        assert_eq!(lower.milli_per_minute(), 6_000);
+    }
+
+    /// A simulated account with a true token bucket: the learner must end up delivering close to
+    /// the true rate with few flood waits, whatever the true rate under the ceiling.
+    fn learn_against(true_per_minute: u32, true_burst: u32, hours: u64) -> (u32, u32, u32) {
+        let mut rate = AdaptiveRate::new(CEILING, Millis(0));
+        let mut tokens = f64::from(true_burst);
+        let mut last = 0u64;
+        let mut blocked_until = 0u64;
+        let mut next = 0u64;
+        let mut floods_after_first_hour = 0;
+        let mut sent_last_hour = 0;
+        let end = hours * 3_600_000;
+        while next < end {
+            let now = next;
+            if now < blocked_until {
+                next = blocked_until + 1_000;
+                continue;
+            }
+            tokens = (tokens + (now - last) as f64 * f64::from(true_per_minute) / 60_000.0)
+                .min(f64::from(true_burst));
+            last = now;
+            if tokens >= 1.0 {
+                tokens -= 1.0;
+                rate.on_clean(CEILING, true, Millis(now));
+                if now >= end - 3_600_000 {
+                    sent_last_hour += 1;
+                }
+            } else {
+                if now >= 3_600_000 {
+                    floods_after_first_hour += 1;
+                }
+                blocked_until = now + 30_000;
+                rate.on_flood_wait(CEILING, 30, true, Millis(now));
+            }
+            next = now + rate.emission_interval_ms();
+        }
+        (
+            sent_last_hour,
+            floods_after_first_hour,
+            rate.milli_per_minute(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn the_learned_rate_stays_within_floor_and_ceiling(
+            events in proptest::collection::vec((any::<bool>(), 0u32..100_000, any::<bool>()), 0..400),
+        ) {
+            let mut rate = AdaptiveRate::new(CEILING, Millis(0));
+            let mut now = 0u64;
+            for (flood, wait, at_pace) in events {
+                now += 20_000;
+                if flood {
+                    rate.on_flood_wait(CEILING, wait, true, Millis(now));
+                    prop_assert_eq!(rate.burst(), 1);
+                } else {
+                    rate.on_clean(CEILING, at_pace, Millis(now));
+                }
+                prop_assert!(rate.milli_per_minute() <= CEILING.milli_per_minute);
+                prop_assert!(rate.milli_per_minute() >= CEILING.floor());
+                prop_assert!(rate.burst() >= 1 && rate.burst() <= CEILING.burst);
+            }
+        }
+
+    }
+
+    /// Every true rate from 4 to 20 a minute under a ceiling of 20, and every burst from 3 to 8
+    /// (all the combinations, so the check is exhaustive and deterministic).
+    #[test]
+    fn against_a_true_bucket_the_learner_converges_near_the_limit() {
+        for true_per_minute in 4u32..=20 {
+            for true_burst in 3u32..=8 {
+                let (sent_last_hour, floods_after_first_hour, _) =
+                    learn_against(true_per_minute, true_burst, 6);
+                let capacity = f64::from(true_per_minute) * 60.0;
+                assert!(
+                    f64::from(sent_last_hour) >= 0.85 * capacity,
+                    "{true_per_minute}/min burst {true_burst}: {sent_last_hour} of {capacity} in the last hour"
+                );
+                // About one flood wait an hour after the first: the periodic probe and the one
+                // it may cost on the way back (6 over hours 2 to 6 at worst).
+                assert!(
+                    floods_after_first_hour <= 6,
+                    "{true_per_minute}/min burst {true_burst}: {floods_after_first_hour} floods after the first hour"
+                );
+            }
+        }
+    }
+}
