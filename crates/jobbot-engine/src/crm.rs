@@ -180,10 +180,6 @@ struct Shared {
     /// workflow, drained by the executor.
     wake: mpsc::UnboundedSender<WorkflowId>,
     wakes: tokio::sync::Mutex<mpsc::UnboundedReceiver<WorkflowId>>,
-    /// The contact of every unfinished auto-response that is past resolving and has no
-    /// conversation yet: a private message from one of them is an early answer, kept until the
-    /// conversation opens.
-    answering: Mutex<HashMap<WorkflowId, ChatId>>,
     /// Woken when a conversation opens (early answers look for it then).
     conversation_opened: Notify,
     rng: Mutex<StdRng>,
@@ -226,7 +222,7 @@ impl RunningCrm {
 }
 
 impl Crm {
-    /// Loads what the unfinished workflows need to know before any update is taken in.
+    /// The CRM over `parts`; unfinished workflows are resumed by [`Crm::run_workflows`].
     pub async fn new(parts: CrmParts) -> Result<Self, CrmError> {
         let (wake, wakes) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -240,16 +236,12 @@ impl Crm {
             events: tokio::sync::Mutex::new(parts.telegram),
             wake,
             wakes: tokio::sync::Mutex::new(wakes),
-            answering: Mutex::new(HashMap::new()),
             conversation_opened: Notify::new(),
             topic_locks: Mutex::new(HashMap::new()),
             own_users: Mutex::new(HashSet::new()),
             joined: Mutex::new(HashSet::new()),
             joins: Mutex::new(JoinSet::new()),
         });
-        for record in shared.store.active_workflows().await? {
-            shared.track(record.id, &record.state);
-        }
         Ok(Self { shared })
     }
 
@@ -504,17 +496,21 @@ impl Shared {
         self.spawn(Arc::clone(self).join_crm_groups(only));
     }
 
-    /// Keeps the index of contacts whose auto-response has no conversation yet.
-    fn track(&self, id: WorkflowId, state: &Workflow) {
-        let contact = match state {
-            Workflow::AutoResponse(workflow) => workflow.contact_id(),
-            Workflow::RelayToTopic(_) => None,
-        };
-        let mut answering = lock(&self.answering);
-        match contact {
-            Some(contact) => answering.insert(id, contact),
-            None => answering.remove(&id),
-        };
+    /// Whether an unfinished auto-response to `contact` is past resolving and has no
+    /// conversation yet: a private message from them is then an early answer, kept until the
+    /// conversation opens. Read from the store, not from the executor's memory: after a restart
+    /// the intake may take a caught-up answer before the executor has resumed its workflow, and a
+    /// workflow whose step failed waits, not running, for its retry.
+    async fn awaits_conversation(&self, contact: ChatId) -> Result<bool, CrmError> {
+        Ok(self
+            .store
+            .active_workflows()
+            .await?
+            .iter()
+            .any(|record| match &record.state {
+                Workflow::AutoResponse(workflow) => workflow.contact_id() == Some(contact),
+                Workflow::RelayToTopic(_) => false,
+            }))
     }
 
     /// The agents ready now; their users are remembered as jobbot's own.
@@ -538,27 +534,20 @@ impl Shared {
     /// Runs one workflow to its end or until a step fails, saving each new state before its
     /// effect is performed.
     async fn drive(self: Arc<Self>, id: WorkflowId, mut state: Workflow) -> Result<(), CrmError> {
-        self.track(id, &state);
-        let result = async {
-            loop {
-                let effect = state.effect(self.now());
-                if effect == Effect::Finished {
-                    return Ok(());
-                }
-                let event = self.perform(&state, effect).await?;
-                let now = self.now();
-                let next = state.clone().on(event, now, &self.workflows);
-                if next == state {
-                    continue;
-                }
-                self.store.save_workflow(id, &next, now).await?;
-                self.track(id, &next);
-                state = next;
+        loop {
+            let effect = state.effect(self.now());
+            if effect == Effect::Finished {
+                return Ok(());
             }
+            let event = self.perform(&state, effect).await?;
+            let now = self.now();
+            let next = state.clone().on(event, now, &self.workflows);
+            if next == state {
+                continue;
+            }
+            self.store.save_workflow(id, &next, now).await?;
+            state = next;
         }
-        .await;
-        lock(&self.answering).remove(&id);
-        result
     }
 
     async fn perform(
@@ -1134,6 +1123,9 @@ impl Shared {
             return Ok(());
         }
         let now = self.now();
+        // Asked before the conversations: an auto-response finishes only after its conversation
+        // is stored, so one of the two answers sees it.
+        let awaiting = self.awaits_conversation(message.chat).await?;
         let conversations = self
             .store
             .conversations_with_contact(&session, message.chat)
@@ -1154,10 +1146,7 @@ impl Shared {
                 .await?;
             started.push(id);
         }
-        let answering = lock(&self.answering)
-            .values()
-            .any(|contact| *contact == message.chat);
-        if conversations.is_empty() && answering {
+        if conversations.is_empty() && awaiting {
             let (id, _) = self
                 .store
                 .start_workflow(&NewWorkflow {

@@ -882,3 +882,82 @@ async fn an_answer_before_the_conversation_opens_waits_for_it() {
     assert_eq!(w.topics(), [topic]);
     running.stop().await;
 }
+
+/// An answer from a contact whose auto-response is on record (past resolving, no conversation
+/// yet) but not being executed right now — its step failed and waits for its retry, or the
+/// executor has not resumed it yet after a restart — is kept for the conversation, not dropped:
+/// whether a contact is awaited is read from the store, not from the executor's memory. (Found
+/// by the crash suite: a recruiter's reply lost once in a loaded SIGTERM run.)
+#[tokio::test(start_paused = true)]
+async fn an_answer_is_kept_for_an_auto_response_on_record_that_is_not_running() {
+    use jobbot_core::store::NewWorkflow;
+    use jobbot_core::workflow::{AutoResponse, AutoResponseStep, VacancyRef, Workflow};
+
+    let w = world(true);
+    let store = memory_store();
+    let running = start(
+        &w,
+        load(vec![channel_json("channel_1", &w, json!({}))]),
+        Arc::clone(&store),
+        settings(),
+    )
+    .await;
+    wait_until("every account connects", || {
+        let engine = running.engine.clone();
+        async move {
+            engine
+                .agents()
+                .await
+                .is_ok_and(|agents| agents.len() == 3 && agents.iter().all(|a| a.link.is_ready()))
+        }
+    })
+    .await;
+    let resolver = jobbot_core::ids::SessionName::parse("agent_a").unwrap();
+    let peer = running
+        .engine
+        .account(&resolver)
+        .unwrap()
+        .resolve_username(&Username::parse("anna_hr").unwrap())
+        .await
+        .unwrap();
+    let now = running.engine.clock().now_unix();
+    let mut workflow = AutoResponse::new(
+        "channel_1".into(),
+        VacancyRef {
+            source: w.source,
+            message_id: 5,
+            source_title: "Remote IT".into(),
+            link: "https://t.me/remote_it/5".into(),
+            text: "Python developer wanted (5). Write to @anna_hr".into(),
+        },
+        Username::parse("anna_hr").unwrap(),
+        now,
+        Duration::from_secs(3600),
+    );
+    workflow.step = AutoResponseStep::Queue { resolver, peer };
+    // On record, never handed to the running executor (nobody wakes it).
+    store
+        .start_workflow(&NewWorkflow {
+            key: AutoResponse::key("channel_1", w.source, 5),
+            state: Workflow::AutoResponse(workflow),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+
+    w.world
+        .send_direct(w.recruiter, w.agents[0], "Is the Python job still open?");
+    wait_until("the answer is kept until the conversation opens", || {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .active_workflows()
+                .await
+                .unwrap()
+                .iter()
+                .any(|record| matches!(record.state, Workflow::RelayToTopic(_)))
+        }
+    })
+    .await;
+    running.stop().await;
+}
