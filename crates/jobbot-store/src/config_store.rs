@@ -314,6 +314,12 @@ impl ConfigStore {
     pub fn watch(&self) -> Result<ConfigWatch, StoreError> {
         let directory = directory_of(&self.shared.path);
         let file_name = self.shared.path.file_name().map(ToOwned::to_owned);
+        // A fresh data dir has no `configs/` yet: the first save creates the file in it, and the
+        // watch must already be there to follow that file.
+        std::fs::create_dir_all(&directory).map_err(|source| StoreError::Watch {
+            path: directory.clone(),
+            source: notify::Error::io(source),
+        })?;
         let (changes_sender, changes) = mpsc::unbounded_channel();
         let mut watcher = notify::recommended_watcher(
             move |result: notify::Result<notify::Event>| match result {

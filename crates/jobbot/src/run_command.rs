@@ -59,9 +59,10 @@ fn stored_or_new_password(file: &std::path::Path, address: SocketAddr) -> anyhow
     }
     write_private(file, &password)
         .with_context(|| format!("could not write {}", file.display()))?;
-    // Printed once, on the first start, to the terminal (not to the log).
+    // The password itself is never printed: a service's terminal output usually ends up in a
+    // journal or log collector. It is read from the owner-only file.
     eprintln!(
-        "Web interface: http://{address}\n  admin password (generated now, kept in {}): {password}\n  set JOBBOT_ADMIN_PASSWORD to choose your own",
+        "Web interface: http://{address}\n  admin password generated now, kept in {} (readable by its owner only)\n  set JOBBOT_ADMIN_PASSWORD to choose your own",
         file.display()
     );
     Ok(password)

@@ -164,12 +164,55 @@ fn login_without_api_credentials_names_the_missing_variable() {
 /// account as the reason, until stopped (#14 item 5).
 #[test]
 fn run_starts_without_a_logged_in_main_account_and_waits() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), EXAMPLE);
+    let (mut child, address, text) = start_run(dir.path());
+    assert!(text.contains("the main account is not logged in"), "{text}");
+    assert!(text.contains("jobbot login bot_session --phone"), "{text}");
+    assert!(
+        !text.contains("0123456789abcdef"),
+        "the API hash is never printed: {text}"
+    );
+    let (status, body) = http_request(&address, "/readyz", None).expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"main_account\":false"), "{body}");
+    stop_run(&mut child);
+}
+
+/// A data dir that does not exist yet (no `configs/`, no `data/`) is a first start, not an
+/// error; the admin password generated for it is kept in an owner-only file and never printed
+/// (a service's terminal output ends up in its journal).
+#[test]
+fn run_starts_on_a_fresh_data_dir_without_printing_the_generated_password() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("fresh");
+    let (mut child, address, text) = start_run(&dir);
+    let file = dir.join("data").join("admin_password");
+    let password = std::fs::read_to_string(&file).expect("the generated password is kept");
+    assert!(password.trim().len() >= 12, "a usable password");
+    assert!(
+        !text.contains(password.trim()),
+        "the password is never printed: {text}"
+    );
+    assert!(text.contains(&file.display().to_string()), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "owner only: {mode:o}");
+    }
+    let (status, body) = http_request(&address, "/readyz", None).expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    stop_run(&mut child);
+}
+
+/// Starts `jobbot run` on `dir` with API credentials and no main-account session; returns the
+/// child, the web address and everything printed before it.
+fn start_run(dir: &Path) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(dir)
         .args(["run", "--listen", "127.0.0.1:0"])
         .env("API_ID", "12345")
         .env("API_HASH", "0123456789abcdef0123456789abcdef")
@@ -178,6 +221,7 @@ fn run_starts_without_a_logged_in_main_account_and_waits() {
         .env_remove("JOBBOT_ADMIN_PASSWORD")
         .env_remove("PORT")
         .env_remove("JOBBOT_LISTEN")
+        .env_remove("DATABASE_URL")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -189,21 +233,31 @@ fn run_starts_without_a_logged_in_main_account_and_waits() {
             panic!("jobbot run ended: {printed:?} {:?}", child.wait());
         };
         let line = line.unwrap();
-        if let Some(address) = line.trim().strip_prefix("Web interface: http://") {
-            break address.to_owned();
+        if let Some(rest) = line.trim().strip_prefix("Web interface: http://") {
+            let address = rest.split_whitespace().next().unwrap_or(rest).to_owned();
+            printed.push(line.clone());
+            // A generated password's two lines follow the address.
+            let generated = if line.contains("(admin password in") {
+                0
+            } else {
+                2
+            };
+            for _ in 0..generated {
+                if let Some(Ok(next)) = stderr.next() {
+                    printed.push(next);
+                }
+            }
+            break address;
         }
         printed.push(line);
     };
-    let text = printed.join("\n");
-    assert!(text.contains("the main account is not logged in"), "{text}");
-    assert!(text.contains("jobbot login bot_session --phone"), "{text}");
-    assert!(
-        !text.contains("0123456789abcdef"),
-        "the API hash is never printed: {text}"
-    );
-    let (status, body) = http_request(&address, "/readyz", None).expect("an answer");
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("\"main_account\":false"), "{body}");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr {});
+    (child, address, printed.join("\n"))
+}
+
+/// Asks `jobbot run` to stop; it must still be running and exit 0.
+fn stop_run(child: &mut std::process::Child) {
     assert!(
         child.try_wait().unwrap().is_none(),
         "still running, waiting"
