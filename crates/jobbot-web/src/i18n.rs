@@ -210,6 +210,12 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("col_state", "Состояние", "State"),
     ("col_headroom", "Запас темпа", "Pacing headroom"),
     (
+        "col_rate",
+        "Темп: выучен / потолок, в мин",
+        "Rate: learned / ceiling, per min",
+    ),
+    ("rate_resolve", "поиск", "resolve"),
+    (
         "col_sent",
         "Отправлено мин / час / день",
         "Sent min / hour / day",
