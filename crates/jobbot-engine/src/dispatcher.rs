@@ -602,10 +602,9 @@ impl Dispatcher {
                 sticky_session.and_then(|s| self.scheduler.agent_key(&s))
             }
         };
-        // A first message to a username is a resolve Telegram answers (the stranger is in no
-        // cache of this account); a known contact's username is answered from the account's cache.
-        let resolves = kind == SendKind::FirstContact
-            && matches!(message.message.recipient, Recipient::Username { .. });
+        // The agent resolves a username first: for a first message that takes a resolve permit
+        // (see `Request::resolves`).
+        let resolves = matches!(message.message.recipient, Recipient::Username { .. });
         let request = match sticky {
             Some(agent) => Request::in_conversation(kind, agent),
             None => Request::new(kind),

@@ -75,7 +75,7 @@
 //!
 //! Each pool keeps an index of its `Ready` members (O(1) insert and remove per pool, and an agent
 //! is in few pools) and the table keeps, per agent, a cached pair of instants from which its
-//! time-based limits allow a send (`SendableAt`, 24 bytes). A pick samples the pool's ready
+//! time-based limits allow a send (`SendableAt`, 32 bytes). A pick samples the pool's ready
 //! index uniformly, rejecting agents that cannot send now, until it has
 //! two distinct candidates or has made [`SchedulerSettings::sampling_attempts`] draws. When a
 //! fraction `p` of ready agents can send, that takes `2 / p` draws on average, so the common case
@@ -218,12 +218,13 @@ pub struct Request {
     /// An agent not to choose for a load-balanced request: the one that just failed it in a way
     /// its cooldowns do not already exclude (see [`OutcomeAction::RetryOtherAgent`]).
     pub avoid_agent: Option<AgentKey>,
-    /// The send resolves a username Telegram has not given this account before (a first
-    /// message to a stranger known by username only): the agent also needs a
-    /// [`CallClass::ResolveUsername`] permit. A send to a known contact's username is answered
-    /// from the account's own cache (the port's contract), so it needs none. Either way a failure
-    /// of the resolve step is reported as [`SendOutcome::ResolveFailed`] and belongs to the
-    /// resolve class.
+    /// The recipient is known by username only: the send resolves it first, and a failure of
+    /// that step is reported as [`SendOutcome::ResolveFailed`] and belongs to the resolve class.
+    /// A first message to a stranger is a resolve Telegram answers, so it also needs a
+    /// [`CallClass::ResolveUsername`] permit ([`Request::takes_resolve_permit`]); a known
+    /// contact's username is usually answered from the account's own cache (the port's
+    /// contract), so it needs none, but it waits out a flood wait on resolves (a cache miss
+    /// would only repeat it).
     #[serde(default)]
     pub resolves: bool,
 }
@@ -256,6 +257,12 @@ impl Request {
     /// The same request for a recipient known by username only (see [`Request::resolves`]).
     pub fn resolving(self, resolves: bool) -> Self {
         Self { resolves, ..self }
+    }
+
+    /// Whether a pick takes a [`CallClass::ResolveUsername`] permit too: a first message to a
+    /// username (see [`Request::resolves`]).
+    pub fn takes_resolve_permit(&self) -> bool {
+        self.resolves && self.kind == SendKind::FirstContact
     }
 
     /// The same request, to be retried away from `agent` (the pool applies this on
@@ -608,7 +615,9 @@ impl AgentState {
         if request.resolves {
             let resolve = self.limiter(CallClass::ResolveUsername);
             consider(resolve.flood_wait_until, WaitReason::FloodWait);
-            if let Err(at) = resolve.gcra.check(now) {
+            if request.takes_resolve_permit()
+                && let Err(at) = resolve.gcra.check(now)
+            {
                 consider(at, WaitReason::Pacing);
             }
         }
@@ -628,6 +637,7 @@ impl AgentState {
             any,
             first_contact,
             resolve: self.limiter(CallClass::ResolveUsername).allowed_from(),
+            resolve_flood: self.limiter(CallClass::ResolveUsername).flood_wait_until,
         }
     }
 
@@ -767,7 +777,7 @@ impl AgentState {
 }
 
 /// The first instant each kind of send is allowed by an agent's time-based limits, cached per
-/// agent in a compact array so that a scan over 10,000 agents reads 240 KB of these instead of
+/// agent in a compact array so that a scan over 10,000 agents reads 320 KB of these instead of
 /// every agent's whole state. Every limit is a fixed instant (GCRA earliest, FloodWait end,
 /// PeerFlood end, the cold-DM window's next free slot), so the cache only changes when the agent
 /// sends or an outcome or an edit changes a limit, and `refresh_sendable_at` runs at each.
@@ -776,8 +786,10 @@ impl AgentState {
 struct SendableAt {
     any: Millis,
     first_contact: Millis,
-    /// When the resolve a send to a username makes first is allowed.
+    /// When the resolve a first message to a username makes is allowed (pacing, flood wait).
     resolve: Millis,
+    /// When a flood wait on resolves ends (a send to a known contact's username waits for it).
+    resolve_flood: Millis,
 }
 
 impl SendableAt {
@@ -787,8 +799,10 @@ impl SendableAt {
         } else {
             self.any
         };
-        if request.resolves {
+        if request.takes_resolve_permit() {
             send.max(self.resolve)
+        } else if request.resolves {
+            send.max(self.resolve_flood)
         } else {
             send
         }
@@ -1186,7 +1200,7 @@ impl AgentScheduler {
                 let cap = entry.cold_dm_cap();
                 entry.cold_dms.record(now, cap);
             }
-            if request.resolves {
+            if request.takes_resolve_permit() {
                 entry.limiter_mut(CallClass::ResolveUsername).take(now);
             }
             self.refresh_sendable_at(agent);
@@ -1331,7 +1345,7 @@ impl AgentScheduler {
         entry.in_flight = entry.in_flight.saturating_sub(1);
         let learn = self.settings.learn_limits;
         // The resolve a send to a username makes first went through unless that step failed.
-        if request.resolves && !matches!(outcome, SendOutcome::ResolveFailed(_)) {
+        if request.takes_resolve_permit() && !matches!(outcome, SendOutcome::ResolveFailed(_)) {
             let resolved = !matches!(outcome, SendOutcome::NotAttempted);
             if learn && resolved {
                 if entry.learn_call_clean(CallClass::ResolveUsername, now) == Change::Changed {
@@ -1362,7 +1376,7 @@ impl AgentScheduler {
                     // The send itself was never made: no evidence about the send rate, and no
                     // wait for the send limiter (Telegram limits each method on its own).
                     entry.at_pace_in_flight = entry.at_pace_in_flight.saturating_sub(1);
-                    if request.resolves {
+                    if request.takes_resolve_permit() {
                         entry.limiter_mut(CallClass::ResolveUsername).settle();
                     }
                     let end = self.settings.flood_wait_end(now, seconds);
@@ -1382,7 +1396,7 @@ impl AgentScheduler {
                 }
                 // Any other answer means the same whichever step gave it (no such username,
                 // not a person, a dead session, a lost connection): judged below.
-                if request.resolves {
+                if request.takes_resolve_permit() {
                     entry.limiter_mut(CallClass::ResolveUsername).settle();
                 }
                 error

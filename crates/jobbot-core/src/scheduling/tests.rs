@@ -1593,15 +1593,7 @@ fn a_flood_wait_lowers_the_agents_pacing_and_it_gets_no_full_burst_after_the_wai
         SendOutcome::Failed(TelegramError::FloodWait { seconds: 30 }),
         Millis(10),
     );
-    assert_eq!(
-        scheduler
-            .agent(A)
-            .unwrap()
-            .learned()
-            .send_message
-            .milli_per_minute(),
-        10_000
-    );
+    assert_eq!(send_rate(&scheduler, A), 10_000);
     let changes = scheduler.take_learning_changes();
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].0, session(0));
@@ -1649,6 +1641,15 @@ fn learned_limits_are_restored_within_the_configured_ceiling() {
 }
 
 // ----- Every class of call through the account's table (issue #12 item 2) -----
+
+fn send_rate(scheduler: &AgentScheduler, agent: AgentKey) -> u32 {
+    scheduler
+        .agent(agent)
+        .unwrap()
+        .learned()
+        .send_message
+        .milli_per_minute()
+}
 
 fn resolve_rate(scheduler: &AgentScheduler, agent: AgentKey) -> u32 {
     scheduler
@@ -1894,4 +1895,44 @@ fn learned_call_rates_are_restored_and_rows_without_them_start_at_the_ceiling() 
             .milli_per_minute(),
         ceiling.milli_per_minute
     );
+}
+
+#[test]
+fn a_known_contacts_username_takes_no_resolve_permit_but_waits_out_a_resolve_flood() {
+    let mut rng = rng(43);
+    let mut scheduler = ready_pool(1, pacing(600, 100, 1_000));
+    let by_username = Request::new(SendKind::Reply).resolving(true);
+    let burst = default_call_ceiling(CallClass::ResolveUsername)
+        .unwrap()
+        .burst;
+    // Answered from the account's cache: more than a burst of resolves at once is fine.
+    for _ in 0..burst + 5 {
+        send_now(&mut scheduler, &by_username, Millis(0), &mut rng);
+    }
+    assert_eq!(
+        scheduler.reserve_call(A, CallClass::ResolveUsername, Millis(0)),
+        CallDecision::Go,
+        "no resolve permit was spent"
+    );
+    scheduler.on_call_outcome(A, CallClass::ResolveUsername, &SendOutcome::Sent, Millis(0));
+    // A cache miss that got a flood wait: the agent's username sends wait it out (another miss
+    // would only repeat it), its other sends do not.
+    expect_send(scheduler.pick(POOL, &by_username, Millis(0), &mut rng));
+    scheduler.on_outcome(
+        A,
+        &by_username,
+        SendOutcome::ResolveFailed(TelegramError::FloodWait { seconds: 60 }),
+        Millis(0),
+    );
+    match scheduler.pick(POOL, &by_username, Millis(1), &mut rng) {
+        Decision::WaitUntil { reason, .. } => assert_eq!(reason, WaitReason::FloodWait),
+        other => panic!("expected the resolve's flood wait, got {other:?}"),
+    }
+    send_now(
+        &mut scheduler,
+        &Request::new(SendKind::Reply),
+        Millis(1),
+        &mut rng,
+    );
+    assert_eq!(send_rate(&scheduler, A), 600_000);
 }
