@@ -13,12 +13,12 @@
 //! FloodWait, never figures copied from the simulator:
 //!
 //! * `contacts.resolveUsername`: 6 a minute, burst 3 — the spacing jobbot's monitor used before
-//!   (one resolve per 10 s). Telethon's `get_entity` documentation says flood waits start "around
-//!   50 usernames in a short period of time", and telethon-floodgate reports "160+
-//!   auth.resolveUsername calls in seconds escalated into 15–18 hour bans"
-//!   (docs/reference peers-and-algorithms.md); 6 a minute in bursts of 3 stays far under both.
+//!   (one resolve per 10 s). Telethon's `get_entity` docstring says flood waits start "around
+//!   50 usernames in a short period of time", and the telethon-floodgate README reports "160+
+//!   auth.resolveUsername calls in seconds escalated into 15–18 hour bans"; 6 a minute in bursts
+//!   of 3 stays far under both.
 //! * channel joins: 3 per 5 minutes (0.6 a minute), burst 3 — telethon-floodgate's
-//!   `channel_lifecycle` gate (same reference).
+//!   `channel_lifecycle` gate, set by the same team after their incidents.
 //! * `messages.createForumTopic`: 2 a minute, burst 3 — no published or reported figure; jobbot
 //!   creates one topic per new contact, and new contacts come at the first-message rate (tens a
 //!   day per account), so this leaves room while staying well under the send rate.
