@@ -214,7 +214,9 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "Темп: выучен / потолок, в мин",
         "Rate: learned / ceiling, per min",
     ),
-    ("rate_resolve", "поиск", "resolve"),
+    ("rate_resolve_username", "поиск", "resolve"),
+    ("rate_join_channel", "вступления", "joins"),
+    ("rate_create_forum_topic", "темы", "topics"),
     (
         "col_sent",
         "Отправлено мин / час / день",

@@ -120,16 +120,16 @@ function perMinute(milli) {
   return Number.isInteger(value) ? String(value) : value.toFixed(1);
 }
 
-// The learned send rate against its ceiling, and under it the resolve rate when it was lowered
-// (it is another method, limited on its own).
+// The learned send rate against its ceiling, and under it every other class of call (resolves,
+// joins, topics) whose rate was lowered: each is another method, limited on its own.
 function rateCell(live) {
   if (live.learned_milli_per_minute === undefined) return ['–'];
   const send = `${perMinute(live.learned_milli_per_minute)} / ${perMinute(live.ceiling_milli_per_minute)}`;
   const parts = [el('span', {class: 'mono'}, send)];
-  const resolve = (live.calls || []).find((call) => call.class === 'resolve_username');
-  if (resolve && resolve.learned_milli_per_minute < resolve.ceiling_milli_per_minute) {
-    parts.push(el('br'), el('span', {class: 'muted mono'},
-      `${t('rate_resolve')} ${perMinute(resolve.learned_milli_per_minute)} / ${perMinute(resolve.ceiling_milli_per_minute)}`));
+  for (const call of live.calls || []) {
+    if (call.class === 'send_message' || call.learned_milli_per_minute >= call.ceiling_milli_per_minute) continue;
+    parts.push(el('br'), el('span', {class: 'muted mono', 'data-class': call.class},
+      `${t('rate_' + call.class)} ${perMinute(call.learned_milli_per_minute)} / ${perMinute(call.ceiling_milli_per_minute)}`));
   }
   return parts;
 }
