@@ -39,6 +39,7 @@ use jobbot_core::config::{Channel, Config};
 use jobbot_core::contacts::{Candidate, CandidateTarget, crm_target};
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::notification::{MAX_MESSAGE_UTF16, fit_message, fit_to_utf16, utf16_len};
+use jobbot_core::scheduling::CallClass;
 use jobbot_core::store::{
     Conversation, ConversationId, NewConversation, NewOutboxMessage, NewWorkflow, OutboxId,
     OutboxKind, Recipient, RelayDirection, RelayRecord, SenderSelection, Store, StoreError,
@@ -87,6 +88,9 @@ impl AutoReplier for NoAutoReplies {
         None
     }
 }
+
+/// How long a join into a CRM group waits for the agent's join limiter.
+const JOIN_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// What the CRM needs besides its ports.
 #[derive(Debug, Clone)]
@@ -691,8 +695,10 @@ impl Shared {
     // ----- Auto-responses -----
 
     /// Resolves a contact through the agent a first contact would go to now, or failing that
-    /// through any connected agent of the channel (resolving is limited apart from sending, so
-    /// an agent waiting out a send flood may still resolve).
+    /// through any connected agent of the channel whose resolve limiter allows it (resolving is
+    /// limited apart from sending, so an agent waiting out a send flood may still resolve). Each
+    /// call is made with a permit of the agent's scheduler; when none allows one within
+    /// `resolve_retry`, the workflow tries again later.
     async fn resolve(&self, channel: &Channel, username: &Username) -> Event {
         let chosen = self
             .engine
@@ -707,11 +713,21 @@ impl Shared {
                 order.push(agent.session_name.clone());
             }
         }
-        for agent in order {
-            let Some(account) = self.engine.account(&agent) else {
-                continue;
-            };
-            match account.resolve_username(username).await {
+        while let Some(permit) = self
+            .engine
+            .call_permit(
+                &order,
+                CallClass::ResolveUsername,
+                Some(self.settings.resolve_retry),
+            )
+            .await
+        {
+            let agent = permit.session().clone();
+            // Tried once per step: an account-level failure moves on to the next agent.
+            order.retain(|other| other != &agent);
+            let result = permit.account().resolve_username(username).await;
+            permit.report(&result);
+            match result {
                 Ok(peer) => {
                     if peer.kind != PeerKind::User {
                         tracing::info!(target: "crm", channel = %channel.id, contact = %username, kind = ?peer.kind, "no auto-response: the contact is not a person");
@@ -902,7 +918,17 @@ impl Shared {
             .chain(self.engine.main_session().cloned())
             .collect::<Vec<_>>();
         for creator in creators {
-            let Some(account) = self.engine.account(&creator) else {
+            // Paced by the creator's scheduler; one that cannot create one within `topic_retry`
+            // leaves it to the next, or to the workflow's next try.
+            let Some(permit) = self
+                .engine
+                .call_permit(
+                    std::slice::from_ref(&creator),
+                    CallClass::CreateForumTopic,
+                    Some(self.settings.topic_retry),
+                )
+                .await
+            else {
                 continue;
             };
             // Not from the seeded generator (a restart would repeat it); the store keeps it.
@@ -911,10 +937,12 @@ impl Shared {
                 .store
                 .begin_topic_creation(id, stale, &creator, proposed)
                 .await?;
-            match account
+            let created = permit
+                .account()
                 .create_forum_topic(conversation.group, &title, random_id)
-                .await
-            {
+                .await;
+            permit.report(&created);
+            match created {
                 Ok(topic) => {
                     self.store.set_conversation_topic(id, Some(topic)).await?;
                     tracing::info!(target: "crm", group = %conversation.group, topic = topic.0, by = %creator, "📂 тема создана: {title}");
@@ -1298,14 +1326,26 @@ impl Shared {
             if lock(&self.joined).contains(&(agent.clone(), hash.clone())) {
                 continue;
             }
-            // An owner lists its account before it announces it ready.
-            let Some(account) = self.engine.account(&agent) else {
+            // An owner lists its account before it announces it ready. The join waits for the
+            // agent's join limiter, but not behind a long flood wait on joins: a join left out
+            // is tried again when the agent next connects or the configuration changes.
+            let Some(permit) = self
+                .engine
+                .call_permit(
+                    std::slice::from_ref(&agent),
+                    CallClass::JoinChannel,
+                    Some(JOIN_WAIT),
+                )
+                .await
+            else {
                 continue;
             };
-            match account
+            let joined = permit
+                .account()
                 .join_chat(&JoinTarget::InviteHash(hash.clone()))
-                .await
-            {
+                .await;
+            permit.report(&joined);
+            match joined {
                 Ok(group) => {
                     tracing::info!(target: "crm", agent = %agent, group = %group.id(), "агент в CRM-группе");
                     lock(&self.joined).insert((agent, hash));

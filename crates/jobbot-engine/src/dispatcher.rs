@@ -17,8 +17,9 @@ use jobbot_core::config::Pacing;
 use jobbot_core::ids::SessionName;
 use jobbot_core::outbox::{Retry, Verdict, in_doubt_stuck, judge_attempt};
 use jobbot_core::scheduling::{
-    AgentKey, AgentScheduler, AgentStatus, ConnectionState, Decision, LearnedLimits, Millis,
-    NoAgentReason, PoolId, Request, SendKind, SendOutcome, StateChangeReason, WaitReason,
+    AgentKey, AgentScheduler, AgentStatus, CallClass, CallDecision, ConnectionState, Decision,
+    LearnedLimits, Millis, NoAgentReason, PoolId, Request, SendKind, SendOutcome,
+    StateChangeReason, WaitReason,
 };
 use jobbot_core::store::{
     AccountGone, AgentEvent, AgentEventRecord, Delivery, Holdup, InDoubt, OutboxEnd, OutboxId,
@@ -79,6 +80,19 @@ pub(crate) enum Command {
     /// Asks every connected account to checkpoint its update position now; each answer comes
     /// once that checkpoint is saved.
     FlushPositions(oneshot::Sender<Vec<oneshot::Receiver<bool>>>),
+    /// Reserves a rate-limited call other than a send on an account (see
+    /// `AgentScheduler::reserve_call`); a `Go` must be followed by one `CallOutcome`.
+    ReserveCall {
+        session: SessionName,
+        class: CallClass,
+        reply: oneshot::Sender<CallDecision>,
+    },
+    /// How a reserved call went: its class learns from it.
+    CallOutcome {
+        session: SessionName,
+        class: CallClass,
+        outcome: SendOutcome,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -120,6 +134,8 @@ struct QueueKey {
     sticky: Option<AgentKey>,
     first_contact: bool,
     chat_post: bool,
+    /// The recipient is a username the agent resolves first (it needs a resolve permit too).
+    resolves: bool,
 }
 
 struct Queued {
@@ -358,6 +374,32 @@ impl Dispatcher {
                 let _ = reply.send(answers);
             }
             Command::Reconfigure(topology) => self.reconfigure(topology),
+            Command::ReserveCall {
+                session,
+                class,
+                reply,
+            } => {
+                let decision = match self.scheduler.agent_key(&session) {
+                    Some(agent) => self.scheduler.reserve_call(agent, class, self.clock.now()),
+                    None => CallDecision::NotReady,
+                };
+                let _ = reply.send(decision);
+            }
+            Command::CallOutcome {
+                session,
+                class,
+                outcome,
+            } => {
+                // The key of a removed session still names its state: a late outcome updates it.
+                if let Some(agent) = self.scheduler.agent_key(&session) {
+                    self.scheduler
+                        .on_call_outcome(agent, class, &outcome, self.clock.now());
+                }
+                if let SendOutcome::Failed(error) = &outcome {
+                    self.report_refusal(&session, error, class).await;
+                }
+                self.save_learning().await;
+            }
             Command::AgentsStatus(reply) => {
                 let _ = reply.send(self.agent_views(None));
             }
@@ -560,15 +602,20 @@ impl Dispatcher {
                 sticky_session.and_then(|s| self.scheduler.agent_key(&s))
             }
         };
+        // The agent resolves a username first: for a first message that takes a resolve permit
+        // (see `Request::resolves`).
+        let resolves = matches!(message.message.recipient, Recipient::Username { .. });
         let request = match sticky {
             Some(agent) => Request::in_conversation(kind, agent),
             None => Request::new(kind),
-        };
+        }
+        .resolving(resolves);
         let queue = QueueKey {
             pool,
             sticky,
             first_contact: kind == SendKind::FirstContact,
             chat_post,
+            resolves,
         };
         (request, queue)
     }
@@ -913,9 +960,15 @@ impl Dispatcher {
         let Some(queued) = self.messages.get_mut(&id) else {
             return;
         };
+        // Which method failed: the resolve a send to a username makes first has limits of its own.
+        let mut class = CallClass::SendMessage;
         let result = match result {
             Ok(sent) => Ok(sent),
             Err(SendFailure::Telegram(error)) => Err(error),
+            Err(SendFailure::Resolve(error)) => {
+                class = CallClass::ResolveUsername;
+                Err(error)
+            }
             Err(SendFailure::NotAttempted) => {
                 // Nothing reached Telegram: the message is as it was before the attempt, and the
                 // agent is not usable until its owner says it is connected again.
@@ -943,11 +996,13 @@ impl Dispatcher {
         let Some(session) = self.session_of(agent) else {
             return;
         };
-        let action =
-            self.scheduler
-                .on_outcome(agent, &request, SendOutcome::from(result.clone()), now);
+        let outcome = match (&result, class) {
+            (Err(error), CallClass::ResolveUsername) => SendOutcome::ResolveFailed(error.clone()),
+            _ => SendOutcome::from(result.clone()),
+        };
+        let action = self.scheduler.on_outcome(agent, &request, outcome, now);
         if let Err(error) = &result {
-            self.report_refusal(&session, error).await;
+            self.report_refusal(&session, error, class).await;
         }
         self.save_learning().await;
         let gone = self.account_gone(&session, &channel_id);
@@ -966,7 +1021,8 @@ impl Dispatcher {
                     Retry::At(at) => self.delayed.push(Reverse((at, id, true))),
                     Retry::SameAgentAfterReconnect => {
                         if let Some(queued) = self.messages.get_mut(&id) {
-                            queued.request = Request::in_conversation(request.kind, agent);
+                            queued.request = Request::in_conversation(request.kind, agent)
+                                .resolving(request.resolves);
                             queued.queue.sticky = Some(agent);
                             queued.in_doubt = Some(InDoubt {
                                 agent: session.clone(),
@@ -1014,7 +1070,22 @@ impl Dispatcher {
         }
     }
 
-    async fn report_refusal(&mut self, session: &SessionName, error: &TelegramError) {
+    /// A flood wait on another method than `messages.sendMessage` is counted and logged, but
+    /// is no agent-wide event: the account goes on sending.
+    async fn report_refusal(
+        &mut self,
+        session: &SessionName,
+        error: &TelegramError,
+        class: CallClass,
+    ) {
+        if let TelegramError::FloodWait { seconds } = error {
+            self.metrics.call_flood_wait(session, class);
+            if class != CallClass::SendMessage {
+                self.metrics.flood_wait(session);
+                tracing::warn!(target: "agent_pool", session = %session, seconds, class = class.as_str(), "⏳ FloodWait {seconds} с у агента {session} ({})", class.as_str());
+                return;
+            }
+        }
         let event = match error {
             TelegramError::FloodWait { seconds } => {
                 self.metrics.flood_wait(session);

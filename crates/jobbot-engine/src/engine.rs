@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use jobbot_core::config::{Config, Pacing};
 use jobbot_core::ids::{SessionName, mask_phone};
-use jobbot_core::scheduling::{AgentScheduler, SchedulerSettings};
+use jobbot_core::scheduling::{AgentScheduler, CallClass, CallDecision, SchedulerSettings};
 use jobbot_core::store::{Delivery, NewOutboxMessage, OutboxId, Store, StoreError};
 use jobbot_core::telegram::{AccountConnector, ConnectOptions, TelegramAccount};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::calls::{CallPermit, CallWait};
 use crate::clock::EngineClock;
 use crate::dispatcher::{
     AgentView, Command, Dispatcher, DispatcherParts, LinkStates, PoolView, Topology,
@@ -324,9 +325,73 @@ impl Engine {
         }
     }
 
-    /// A connected account, for calls that are not paced sends: resolving a source, joining a
-    /// chat, creating a forum topic. Sends go through [`Engine::enqueue`]. `None` while the
-    /// session is not connected.
+    /// A permit for one call of `class` on `session` now, or when one will be possible. Every
+    /// rate-limited call other than a send (resolving a username, joining, creating a topic) is
+    /// made with one, so the account's scheduler paces it and learns from its outcome.
+    pub async fn try_call(
+        &self,
+        session: &SessionName,
+        class: CallClass,
+    ) -> Result<CallPermit, CallWait> {
+        // Listed before its owner announces it ready, unlisted when it leaves.
+        let Some(account) = self.account(session) else {
+            return Err(CallWait::NotReady);
+        };
+        let decision = self
+            .ask(|reply| Command::ReserveCall {
+                session: session.clone(),
+                class,
+                reply,
+            })
+            .await
+            .map_err(|_| CallWait::NotReady)?;
+        match decision {
+            CallDecision::Go => Ok(CallPermit::new(
+                session.clone(),
+                class,
+                account,
+                self.inner.commands.clone(),
+            )),
+            CallDecision::WaitUntil { at, .. } => {
+                Err(CallWait::Until(self.inner.clock.instant(at)))
+            }
+            CallDecision::NotReady => Err(CallWait::NotReady),
+        }
+    }
+
+    /// A permit for a call of `class` on the first of `sessions` (in order of preference) whose
+    /// limiter allows one, waiting for the earliest one if none does now, for at most `within`
+    /// (`None`: as long as it takes). `None` when none of them is connected, or none allows a
+    /// call within the bound.
+    pub async fn call_permit(
+        &self,
+        sessions: &[SessionName],
+        class: CallClass,
+        within: Option<Duration>,
+    ) -> Option<CallPermit> {
+        let deadline = within.map(|within| tokio::time::Instant::now() + within);
+        loop {
+            let mut earliest: Option<tokio::time::Instant> = None;
+            for session in sessions {
+                match self.try_call(session, class).await {
+                    Ok(permit) => return Some(permit),
+                    Err(CallWait::Until(at)) => {
+                        earliest = Some(earliest.map_or(at, |known| known.min(at)));
+                    }
+                    Err(CallWait::NotReady) => {}
+                }
+            }
+            let at = earliest?;
+            if deadline.is_some_and(|deadline| at > deadline) {
+                return None;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// A connected account. Its rate-limited calls are made with a permit
+    /// ([`Engine::call_permit`]); sends go through [`Engine::enqueue`]. `None` while the session
+    /// is not connected.
     pub fn account(&self, session: &SessionName) -> Option<Arc<dyn TelegramAccount>> {
         self.inner
             .accounts

@@ -4,6 +4,7 @@
 //! live view follows. Ports (`AccountConnector`, `Store`) and configuration snapshots are
 //! injected; nothing here names grammers, sqlx or a file.
 
+mod calls;
 mod clock;
 mod crm;
 mod dispatcher;
@@ -17,6 +18,7 @@ pub mod router;
 pub mod supervisor;
 mod vacancy;
 
+pub use calls::{CallPermit, CallWait};
 pub use clock::EngineClock;
 pub use crm::{
     AutoReplier, Crm, CrmError, CrmHandle, CrmParts, CrmSettings, NoAutoReplies, RunningCrm,

@@ -15,12 +15,20 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use jobbot_core::ids::SessionName;
+use jobbot_core::scheduling::CallClass;
 use jobbot_core::store::{OutboxKind, OutboxStatus};
 
 /// An agent account's label.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SessionLabels {
     pub session: String,
+}
+
+/// An account and a class of rate-limited call (`jobbot_core::scheduling::CallClass`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CallLabels {
+    pub session: String,
+    pub class: String,
 }
 
 /// A finished message's labels.
@@ -37,8 +45,10 @@ pub struct EngineMetrics {
     pub messages_finished: Family<FinishedLabels, Counter>,
     /// Messages each agent account sent.
     pub agent_sent: Family<SessionLabels, Counter>,
-    /// Flood waits Telegram gave each account.
+    /// Flood waits Telegram gave each account, every method.
     pub flood_waits: Family<SessionLabels, Counter>,
+    /// Flood waits by account and class of call (sends, resolves, joins, topic creation).
+    pub call_flood_waits: Family<CallLabels, Counter>,
     /// PEER_FLOOD limits Telegram gave each account.
     pub peer_floods: Family<SessionLabels, Counter>,
     /// Flood waits over every account (what `/api/stats` shows as since start).
@@ -63,6 +73,11 @@ impl EngineMetrics {
             "agent_flood_waits",
             "Flood waits Telegram gave an account since start",
             self.flood_waits.clone(),
+        );
+        registry.register(
+            "agent_call_flood_waits",
+            "Flood waits Telegram gave an account since start, by class of call",
+            self.call_flood_waits.clone(),
         );
         registry.register(
             "agent_peer_floods",
@@ -103,6 +118,15 @@ impl EngineMetrics {
     pub(crate) fn flood_wait(&self, agent: &SessionName) {
         self.flood_waits.get_or_create(&session(agent)).inc();
         self.flood_waits_total.inc();
+    }
+
+    pub(crate) fn call_flood_wait(&self, agent: &SessionName, class: CallClass) {
+        self.call_flood_waits
+            .get_or_create(&CallLabels {
+                session: agent.as_str().to_owned(),
+                class: class.as_str().to_owned(),
+            })
+            .inc();
     }
 
     pub(crate) fn peer_flood(&self, agent: &SessionName) {

@@ -101,6 +101,20 @@ pub(crate) enum SendFailure {
     NotAttempted,
     /// The call was made and failed (or its answer was lost: then it may have been delivered).
     Telegram(TelegramError),
+    /// The username the send had to resolve first could not be resolved (a flood wait on
+    /// `contacts.resolveUsername` among others): the message was not sent, and the error is the
+    /// resolve's, not the send's, for the scheduler.
+    Resolve(TelegramError),
+}
+
+impl SendFailure {
+    /// The Telegram error, whichever step gave it.
+    pub(crate) fn telegram(&self) -> Option<&TelegramError> {
+        match self {
+            Self::NotAttempted => None,
+            Self::Telegram(error) | Self::Resolve(error) => Some(error),
+        }
+    }
 }
 
 pub(crate) enum OwnerCommand {
@@ -142,8 +156,10 @@ pub(crate) struct OwnerContext {
     pub telegram: mpsc::UnboundedSender<Routed>,
     /// Closed when a consumer lost an event: checkpoints are then never committed.
     pub gate: Arc<CommitGate>,
-    /// Connected accounts, for calls that are not paced sends (resolving a source, joining a
-    /// chat, creating a topic). The owner inserts its account when ready and removes it on leave.
+    /// Connected accounts, for the rate-limited calls that are not sends (resolving a source,
+    /// joining a chat, creating a topic), which callers make with a permit of the account's
+    /// scheduler (`Engine::call_permit`). The owner inserts its account when ready and removes it
+    /// on leave.
     pub accounts: ConnectedAccounts,
     pub settings: OwnerSettings,
 }
@@ -355,12 +371,12 @@ impl Owner {
                     None => break Ended::Stop,
                     Some(OwnerCommand::Send { job, reply }) => {
                         let result = execute(&**account, job).await;
-                        let ended = match &result {
-                            Err(TelegramError::AccountDead { reason }) => Some(Ended::Dead { reason: *reason }),
-                            Err(TelegramError::Network { message }) => Some(Ended::Reconnect { reason: message.clone() }),
+                        let ended = match result.as_ref().err().and_then(SendFailure::telegram) {
+                            Some(TelegramError::AccountDead { reason }) => Some(Ended::Dead { reason: *reason }),
+                            Some(TelegramError::Network { message }) => Some(Ended::Reconnect { reason: message.clone() }),
                             _ => None,
                         };
-                        let _ = reply.send(result.map_err(SendFailure::Telegram));
+                        let _ = reply.send(result);
                         if let Some(ended) = ended {
                             break ended;
                         }
@@ -495,12 +511,10 @@ async fn next_event(
 
 /// Makes one send on this account. A username is resolved by this account itself (access hashes
 /// are per account) and must be a person: the original system sent its template to bots and
-/// channels named in a post.
-async fn execute(
-    account: &dyn TelegramAccount,
-    job: SendJob,
-) -> Result<SentMessage, TelegramError> {
-    match &job.recipient {
+/// channels named in a post. The resolve's failure is told apart from the send's
+/// ([`SendFailure::Resolve`]): they are different methods with limits of their own.
+async fn execute(account: &dyn TelegramAccount, job: SendJob) -> Result<SentMessage, SendFailure> {
+    let sent = match &job.recipient {
         Recipient::Chat { chat } => {
             account
                 .post_to_chat(*chat, &job.content, job.random_id)
@@ -513,13 +527,17 @@ async fn execute(
         }
         Recipient::KnownPeer { peer } => send_to_person(account, *peer, &job).await,
         Recipient::Username { username } => {
-            let peer = account.resolve_username(username).await?;
+            let peer = account
+                .resolve_username(username)
+                .await
+                .map_err(SendFailure::Resolve)?;
             if peer.kind != PeerKind::User {
-                return Err(TelegramError::NotAUser);
+                return Err(SendFailure::Telegram(TelegramError::NotAUser));
             }
             send_to_person(account, peer.peer, &job).await
         }
-    }
+    };
+    sent.map_err(SendFailure::Telegram)
 }
 
 async fn send_to_person(

@@ -143,6 +143,17 @@ async fn start(w: &World, config: Config, store: Arc<dyn Store>, settings: CrmSe
     }
 }
 
+/// [`start`] with one channel of the defaults, a memory store and the test settings.
+async fn start_one_channel(w: &World) -> Running {
+    start(
+        w,
+        load(vec![channel_json("channel_1", w, json!({}))]),
+        memory_store(),
+        settings(),
+    )
+    .await
+}
+
 impl Running {
     /// Hands a vacancy over as monitoring does: its workflows are stored, then run.
     async fn submit(&self, vacancy: Vacancy) {
@@ -414,13 +425,7 @@ async fn one_message_per_channel_one_topic_per_group_and_the_cooldown() {
 #[tokio::test(start_paused = true)]
 async fn racing_triggers_create_one_topic_and_one_auto_response() {
     let w = world(true);
-    let running = start(
-        &w,
-        load(vec![channel_json("channel_1", &w, json!({}))]),
-        memory_store(),
-        settings(),
-    )
-    .await;
+    let running = start_one_channel(&w).await;
     for message_id in [5, 5, 6] {
         running
             .submit(vacancy(&w, message_id, &["channel_1"], "anna_hr"))
@@ -959,5 +964,75 @@ async fn an_answer_is_kept_for_an_auto_response_on_record_that_is_not_running() 
         }
     })
     .await;
+    running.stop().await;
+}
+
+/// The CRM resolves each vacancy's contact with a permit of the agent's scheduler: a burst of
+/// vacancies is resolved at the agents' resolve pace (a burst, then one per emission interval),
+/// never all at once as before, and every contact still gets its auto-response. The bound is
+/// jobbot's own ceiling, whatever the simulated Telegram allows.
+#[tokio::test(start_paused = true)]
+async fn crm_resolves_are_paced_by_each_agents_resolve_limiter() {
+    use jobbot_core::scheduling::{AdaptiveRate, CallClass, Millis, default_call_ceiling};
+    let w = world(true);
+    let recruiters: Vec<ChatId> = (0..8)
+        .map(|index| {
+            w.world
+                .create_user(NewUser::named("Recruiter").username(&format!("recruiter_{index}")))
+        })
+        .collect();
+    let running = start_one_channel(&w).await;
+    let ceiling = default_call_ceiling(CallClass::ResolveUsername).unwrap();
+    let interval_ms = AdaptiveRate::new(ceiling, Millis(0)).emission_interval_ms();
+    let resolves = |agent: ChatId| w.world.counters(agent).resolves;
+    let before: Vec<u64> = w.agents.iter().map(|agent| resolves(*agent)).collect();
+    let started = tokio::time::Instant::now();
+    for (index, _) in recruiters.iter().enumerate() {
+        running
+            .submit(vacancy(
+                &w,
+                100 + index as i32,
+                &["channel_1"],
+                &format!("recruiter_{index}"),
+            ))
+            .await;
+    }
+    let delivered = tokio::time::timeout(Duration::from_secs(3600), async {
+        loop {
+            let elapsed = started.elapsed().as_millis() as u64;
+            let allowed = u64::from(ceiling.burst) + elapsed / interval_ms;
+            for (index, agent) in w.agents.iter().enumerate() {
+                let made = resolves(*agent) - before[index];
+                assert!(
+                    made <= allowed,
+                    "agent {index} resolved {made} usernames in {elapsed} ms; its limiter allows {allowed}"
+                );
+            }
+            if recruiters.iter().all(|r| !w.inbox(*r).is_empty()) {
+                return elapsed;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("every recruiter gets an auto-response");
+    assert!(
+        delivered >= interval_ms,
+        "8 contacts through 2 agents need more than one burst of resolves"
+    );
+    // The pace is on show per class.
+    let agents = running.engine.agents().await.unwrap();
+    for agent in agents
+        .iter()
+        .filter(|a| a.session.as_str() != "bot_session")
+    {
+        let resolve = agent
+            .scheduling
+            .calls
+            .iter()
+            .find(|call| call.class == CallClass::ResolveUsername)
+            .expect("the resolve class is shown");
+        assert_eq!(resolve.ceiling_milli_per_minute, ceiling.milli_per_minute);
+    }
     running.stop().await;
 }

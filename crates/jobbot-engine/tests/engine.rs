@@ -141,6 +141,25 @@ impl Harness {
             .expect("enqueued")
     }
 
+    /// Stops the engine and starts a new one on the same world and store, once its agents are
+    /// connected (a restart of the process).
+    async fn restart(
+        self,
+        agents: &[&str],
+        pacing: serde_json::Value,
+    ) -> (Engine, watch::Sender<Arc<Config>>) {
+        self.engine.shutdown().await;
+        let (engine, config) = start_engine(
+            Arc::new(SimConnector::new(self.world.clone())),
+            agents,
+            pacing,
+            Arc::clone(&self.store),
+        )
+        .await;
+        wait_ready(&engine, agents.len()).await;
+        (engine, config)
+    }
+
     /// Every text each agent delivered to `recipient`.
     fn received(&self, recipient: usize) -> Vec<(usize, String)> {
         let (recipient, _) = self.recipients[recipient];
@@ -1346,16 +1365,7 @@ async fn learned_limits_survive_a_restart() {
     let stored = store.learned_limits().await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].1.send_message.milli_per_minute(), before);
-    harness.engine.shutdown().await;
-
-    let (engine, _config) = start_engine(
-        Arc::new(SimConnector::new(harness.world.clone())),
-        &["agent_a"],
-        pacing,
-        Arc::clone(&store),
-    )
-    .await;
-    wait_ready(&engine, 1).await;
+    let (engine, _config) = harness.restart(&["agent_a"], pacing).await;
     assert_eq!(learned_rate(engine.agents().await.unwrap()), before);
     engine.shutdown().await;
 }
@@ -1583,4 +1593,138 @@ async fn injected_telegram_errors_are_judged_by_their_scope() {
         other => panic!("{other:?}"),
     }
     assert_eq!(harness.received(2), [(1, "after a dead key".to_owned())]);
+}
+
+/// A flood wait on `contacts.resolveUsername` belongs to the resolve class: it lowers the
+/// account's resolve rate and holds its resolves, while its send rate and sends are untouched
+/// (Telegram limits each method on its own). What the resolve class learned is stored and
+/// restored after a restart.
+#[tokio::test(start_paused = true)]
+async fn a_resolve_flood_wait_lowers_the_resolve_rate_not_the_send_rate_and_survives_a_restart() {
+    use jobbot_core::scheduling::{CallClass, default_call_ceiling};
+    use jobbot_engine::CallWait;
+    let store = memory_store();
+    // A simulated Telegram far stricter on resolves than jobbot's starting guess: the second
+    // resolve in a row floods.
+    let params = SimParams {
+        resolve_username: jobbot_sim::RateLimitParams {
+            per_minute: 1,
+            burst: 1,
+            first_wait_seconds: 300,
+            max_wait_seconds: 86_400,
+            violation_memory_seconds: 3_600,
+        },
+        ..SimParams::default()
+    };
+    let pacing = serde_json::json!({"messages_per_minute": 20, "burst": 3});
+    let harness = Harness::start(params, &["agent_a"], 1, pacing.clone(), Arc::clone(&store)).await;
+    wait_ready(&harness.engine, 1).await;
+    let agent = [session("agent_a")];
+    let mut flooded = false;
+    for index in 0..3 {
+        let permit = harness
+            .engine
+            .call_permit(&agent, CallClass::ResolveUsername, None)
+            .await
+            .expect("the agent is connected");
+        let username = Username::parse(&format!("nobody_{index}")).unwrap();
+        let result = permit.account().resolve_username(&username).await;
+        flooded |= matches!(result, Err(TelegramError::FloodWait { .. }));
+        permit.report(&result);
+        if flooded {
+            break;
+        }
+    }
+    assert!(flooded, "the simulated Telegram refused a resolve");
+    let resolve_ceiling = default_call_ceiling(CallClass::ResolveUsername).unwrap();
+    let view = |agents: Vec<jobbot_engine::AgentView>| {
+        agents
+            .into_iter()
+            .find(|agent| agent.session == session("agent_a"))
+            .unwrap()
+    };
+    let resolve_of = |view: &jobbot_engine::AgentView| {
+        *view
+            .scheduling
+            .calls
+            .iter()
+            .find(|call| call.class == CallClass::ResolveUsername)
+            .unwrap()
+    };
+    let agent_view = view(harness.engine.agents().await.unwrap());
+    let resolve = resolve_of(&agent_view);
+    assert!(
+        resolve.learned_milli_per_minute < resolve_ceiling.milli_per_minute,
+        "{resolve:?}"
+    );
+    assert!(resolve.flood_wait_until.is_some());
+    assert_eq!(agent_view.scheduling.learned_milli_per_minute, 20_000);
+    assert_eq!(agent_view.flood_wait_until_unix_ms, None, "sends go on");
+    // Resolves wait for the flood wait's end (with its margin), and not a moment less.
+    match harness
+        .engine
+        .try_call(&agent[0], CallClass::ResolveUsername)
+        .await
+    {
+        Err(CallWait::Until(at)) => assert!(
+            at >= tokio::time::Instant::now() + Duration::from_secs(299),
+            "resolves must wait out the flood wait"
+        ),
+        Ok(_) => panic!("a resolve was allowed during its flood wait"),
+        Err(other) => panic!("{other:?}"),
+    }
+    // Another method is not held: topic creation is allowed at once.
+    let topic = harness
+        .engine
+        .try_call(&agent[0], CallClass::CreateForumTopic)
+        .await;
+    assert!(
+        topic.is_ok(),
+        "another class is not held by a resolve flood"
+    );
+    drop(topic);
+    // The send path: a message goes out at once (to a chat, no resolve involved).
+    let group = harness
+        .world
+        .create_group("Team", None, false, &[harness.agents[0]]);
+    let ticket = harness
+        .engine
+        .enqueue(NewOutboxMessage {
+            channel_id: CHANNEL.into(),
+            kind: OutboxKind::Other,
+            sender: SenderSelection::ChannelAgents { sticky: None },
+            recipient: Recipient::Chat { chat: group },
+            content: MessageContent::plain("still sending"),
+            first_contact: false,
+            idempotency_key: None,
+            created_at: harness.engine.clock().now_unix(),
+            not_before: None,
+            expires_at: UnixMillis(0),
+        })
+        .await
+        .unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), ticket.delivery())
+        .await
+        .expect("a send is not held by a resolve flood wait")
+        .unwrap();
+    assert!(matches!(delivery, Delivery::Sent { .. }), "{delivery:?}");
+
+    // Stored per class, restored after a restart.
+    let stored = store.learned_limits().await.unwrap();
+    let stored_resolve = stored[0]
+        .1
+        .calls
+        .get(CallClass::ResolveUsername)
+        .expect("the resolve class is stored")
+        .milli_per_minute();
+    assert_eq!(stored_resolve, resolve.learned_milli_per_minute);
+    assert_eq!(stored[0].1.send_message.milli_per_minute(), 20_000);
+    let (engine, _config) = harness.restart(&["agent_a"], pacing).await;
+    let restored = view(engine.agents().await.unwrap());
+    assert_eq!(
+        resolve_of(&restored).learned_milli_per_minute,
+        resolve.learned_milli_per_minute
+    );
+    assert_eq!(restored.scheduling.learned_milli_per_minute, 20_000);
+    engine.shutdown().await;
 }

@@ -65,7 +65,7 @@ fn config(channels: &[OutputChannel<'_>]) -> Arc<Config> {
 
 struct Harness {
     world: SimWorld,
-    _engine: Engine,
+    engine: Engine,
     store: Arc<dyn Store>,
     monitor: MonitorHandle,
     /// Every report of the monitor, losslessly.
@@ -95,7 +95,16 @@ impl Harness {
         settings: MonitorSettings,
         configure: impl FnOnce(&Harness) -> Arc<Config>,
     ) -> Self {
-        let world = SimWorld::new(SimParams::default());
+        Self::start_in(SimParams::default(), settings, configure).await
+    }
+
+    /// [`Harness::start_with`] in a simulated Telegram with `params`.
+    async fn start_in(
+        params: SimParams,
+        settings: MonitorSettings,
+        configure: impl FnOnce(&Harness) -> Arc<Config>,
+    ) -> Self {
+        let world = SimWorld::new(params);
         let main = world.create_account("bot_session", NewUser::named("Jobbot"));
         let admin = world.create_user(NewUser::named("Admin"));
         let python_jobs = world.create_channel("Python Jobs", Some("python_jobs"), &[admin]);
@@ -159,7 +168,7 @@ impl Harness {
 
         let harness = Self {
             world,
-            _engine: engine,
+            engine,
             store,
             monitor,
             reports,
@@ -738,6 +747,90 @@ async fn public_sources_are_joined_when_auto_join_is_on() {
     assert_eq!(outcome, processed(&["python"], &[]));
     assert_eq!(harness.notifications_finished(1).await, 1);
     assert_eq!(harness.posted(harness.out_python).len(), 1);
+}
+
+/// Joining sources is paced by the main account's join limiter: a flood wait on joins lowers
+/// the join rate only (the account's sends and their rate are untouched) and the remaining
+/// sources are joined once it is over, without asking Telegram during the wait.
+#[tokio::test(start_paused = true)]
+async fn a_join_flood_wait_lowers_the_join_rate_only_and_the_sources_are_joined_after_it() {
+    use jobbot_core::scheduling::{CallClass, default_call_ceiling};
+    // A simulated Telegram that allows two quick joins, then a 5-minute wait.
+    let params = SimParams {
+        join_channel: jobbot_sim::RateLimitParams {
+            per_minute: 1,
+            burst: 2,
+            first_wait_seconds: 300,
+            max_wait_seconds: 86_400,
+            violation_memory_seconds: 3_600,
+        },
+        ..SimParams::default()
+    };
+    let settings = MonitorSettings {
+        auto_join_public_sources: true,
+        ..MonitorSettings::default()
+    };
+    let names = ["jobs_a", "jobs_b", "jobs_c", "jobs_d"];
+    let mut harness = Harness::start_in(params, settings, |harness| {
+        for name in names {
+            harness
+                .world
+                .create_channel(name, Some(name), &[harness.admin]);
+        }
+        config(&[OutputChannel {
+            id: "python",
+            telegram_id: harness.out_python,
+            sources: names.iter().map(|name| format!("@{name}")).collect(),
+            include: &["python"],
+        }])
+    })
+    .await;
+    let mut joined = 0;
+    tokio::time::timeout(Duration::from_secs(3_600), async {
+        while joined < names.len() {
+            if let MonitorEvent::SourceResolved { .. } = harness.reports.recv().await.unwrap() {
+                joined += 1;
+            }
+        }
+    })
+    .await
+    .expect("every source is joined once the flood wait is over");
+    let counters = harness.world.counters(harness.main);
+    assert_eq!(
+        counters.flood_violations, 1,
+        "one flood wait, never repeated"
+    );
+    assert_eq!(
+        counters.other_flood_waits, 1,
+        "nothing asked during the wait"
+    );
+    let agents = harness.engine.agents().await.unwrap();
+    let account = agents
+        .iter()
+        .find(|agent| agent.session == session("bot_session"))
+        .unwrap();
+    let join = account
+        .scheduling
+        .calls
+        .iter()
+        .find(|call| call.class == CallClass::JoinChannel)
+        .unwrap();
+    assert!(
+        join.learned_milli_per_minute
+            < default_call_ceiling(CallClass::JoinChannel)
+                .unwrap()
+                .milli_per_minute,
+        "{join:?}"
+    );
+    assert_eq!(
+        account.scheduling.learned_milli_per_minute, account.scheduling.ceiling_milli_per_minute,
+        "the send rate is another method's"
+    );
+    // Sends (notifications) go on.
+    let jobs_a = harness.world.find_username("jobs_a").unwrap();
+    let (_, outcome) = harness.post(jobs_a, PYTHON_ONLY).await;
+    assert_eq!(outcome, processed(&["python"], &[]));
+    assert_eq!(harness.notifications_finished(1).await, 1);
 }
 
 /// Monitoring over an engine on `world` and `store`, checkpointing every `checkpoint_interval`.

@@ -38,6 +38,7 @@ pub fn contract_params() -> SimParams {
         send_messages: fast,
         resolve_username: fast,
         create_forum_topic: fast,
+        join_channel: fast,
         cold_dm_daily_budget: 3,
         reconnect_delay_ms: 2_000,
         login_code_lifetime_seconds: 3,

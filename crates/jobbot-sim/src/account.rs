@@ -315,6 +315,7 @@ impl TelegramAccount for SimAccount {
                 }
             };
             if !world.chat(chat).members.contains(&account) {
+                world.take_join(account, now)?;
                 let joined = world
                     .chats
                     .values()
@@ -478,6 +479,16 @@ impl WorldState {
         let id = found.ok_or(TelegramError::UsernameNotFound)?;
         user.limits.resolved_usernames.insert(username.clone(), id);
         Ok(id)
+    }
+
+    /// A join of a chat the account is not in yet (see `SimParams::join_channel`).
+    fn take_join(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
+        let params = self.params.join_channel;
+        let user = self.user_mut(account);
+        user.limits.join.take(&params, now).map_err(|seconds| {
+            user.counters.other_flood_waits += 1;
+            TelegramError::FloodWait { seconds }
+        })
     }
 
     fn take_create_topic(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {

@@ -181,6 +181,7 @@ pub(crate) struct AccountLimits {
     pub(crate) send: FloodBucket,
     pub(crate) resolve: FloodBucket,
     pub(crate) create_topic: FloodBucket,
+    pub(crate) join: FloodBucket,
     pub(crate) cold_dm: ColdDmLimit,
     /// MTProto deduplicates sends by `random_id` per account (updateMessageID, "random ID
     /// deduplication").
@@ -782,7 +783,8 @@ impl SimWorld {
             AccountCounters {
                 flood_violations: limits.send.violations
                     + limits.resolve.violations
-                    + limits.create_topic.violations,
+                    + limits.create_topic.violations
+                    + limits.join.violations,
                 ..record.counters
             }
         })

@@ -34,7 +34,8 @@ use std::sync::Arc;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AccountEvent, AuthorizationStatus, ConnectError, ConnectOptions, DeadReason,
-    LoginBackend, LoginError, MessageContent, PeerRef, RandomId, TelegramAccount, TelegramError,
+    JoinTarget, LoginBackend, LoginError, MessageContent, PeerRef, RandomId, TelegramAccount,
+    TelegramError,
 };
 use jobbot_sim::{NewUser, SimConnector, SimWorld};
 use tokio::time::{Duration, Instant, sleep};
@@ -234,6 +235,44 @@ async fn the_sixth_quick_resolve_waits_ten_minutes() {
     assert_eq!(outcomes[..5], [None, None, None, None, None]);
     assert_eq!(outcomes[5], wait);
     assert!(matches!(outcomes[6], Some(TelegramError::FloodWait { seconds }) if seconds <= 600));
+}
+
+/// Joins are limited per account like any method (`SimParams::join_channel`): the sixth quick
+/// join of a new chat waits, while joining a chat the account is already in costs nothing.
+#[tokio::test(start_paused = true)]
+async fn the_sixth_quick_join_waits_and_a_rejoin_costs_nothing() {
+    let world = SimWorld::new(SimParams::default());
+    let account_id = world.create_account("agent", NewUser::named("Agent").phone("+79990000001"));
+    let account = connect(&world, "agent").await;
+    let invites: Vec<String> = (0..7)
+        .map(|index| {
+            let group = world.create_group(&format!("Group {index}"), None, false, &[]);
+            world.create_invite(group)
+        })
+        .collect();
+    let first = JoinTarget::InviteHash(invites[0].clone());
+    account.join_chat(&first).await.expect("a first join");
+    for _ in 0..10 {
+        account
+            .join_chat(&first)
+            .await
+            .expect("already a member: no call spent");
+    }
+    let mut outcomes = Vec::new();
+    for invite in &invites[1..] {
+        outcomes.push(
+            account
+                .join_chat(&JoinTarget::InviteHash(invite.clone()))
+                .await
+                .map(|_| ())
+                .err(),
+        );
+    }
+    assert_eq!(outcomes[..4], [None, None, None, None]);
+    assert_eq!(outcomes[4], Some(TelegramError::FloodWait { seconds: 300 }));
+    let counters = world.counters(account_id);
+    assert_eq!(counters.other_flood_waits, 2);
+    assert_eq!(counters.flood_violations, 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -2185,15 +2185,22 @@ mod conformance {
 
     pub async fn learned_limits_are_replaced_and_restored(store: &dyn Store) {
         use jobbot_core::scheduling::{
-            AdaptiveBudget, AdaptiveRate, LearnedLimits, Millis, RateCeiling,
+            AdaptiveBudget, AdaptiveRate, CallClass, LearnedCalls, LearnedLimits, Millis,
+            RateCeiling,
         };
         assert!(store.learned_limits().await.unwrap().is_empty());
         let ceiling = RateCeiling::per_minute(20, 3);
         let fresh = LearnedLimits {
             send_message: AdaptiveRate::new(ceiling, Millis(0)),
             first_messages: AdaptiveBudget::new(40, Millis(0)),
+            calls: LearnedCalls::new(Millis(0)),
         };
         let mut flooded = fresh;
+        // Each class of call has its own learned rate, stored with the rest.
+        let resolve_ceiling = RateCeiling::per_minute(6, 3);
+        if let Some(resolve) = flooded.calls.resolve_username.as_mut() {
+            resolve.on_flood_wait(resolve_ceiling, 600, true, Millis(10));
+        }
         flooded
             .send_message
             .on_flood_wait(ceiling, 30, true, Millis(10));
@@ -2224,6 +2231,17 @@ mod conformance {
         assert_eq!(restored.send_message.burst(), 1);
         assert_eq!(restored.send_message.flooded(), Some(20_000));
         assert_eq!(restored.first_messages.per_day(), 25);
+        let resolve = restored.calls.get(CallClass::ResolveUsername).unwrap();
+        // A long wait (600 s) cuts to a quarter.
+        assert_eq!(resolve.milli_per_minute(), 1_500);
+        assert_eq!(resolve.flooded(), Some(6_000));
+        assert_eq!(
+            restored
+                .calls
+                .get(CallClass::CreateForumTopic)
+                .map(AdaptiveRate::milli_per_minute),
+            Some(2_000)
+        );
         assert_eq!(stored[1].1.send_message.milli_per_minute(), 20_000);
     }
 

@@ -210,6 +210,14 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("col_state", "Состояние", "State"),
     ("col_headroom", "Запас темпа", "Pacing headroom"),
     (
+        "col_rate",
+        "Темп: выучен / потолок, в мин",
+        "Rate: learned / ceiling, per min",
+    ),
+    ("rate_resolve_username", "поиск", "resolve"),
+    ("rate_join_channel", "вступления", "joins"),
+    ("rate_create_forum_topic", "темы", "topics"),
+    (
         "col_sent",
         "Отправлено мин / час / день",
         "Sent min / hour / day",

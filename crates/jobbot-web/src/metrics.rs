@@ -25,6 +25,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use jobbot_engine::metrics::CallLabels;
+
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -132,6 +134,10 @@ pub struct StateGauges {
     agent_learned_messages_per_minute: Family<SessionLabels, Gauge<f64, AtomicU64>>,
     /// The daily budget of first messages each agent keeps to, as learned.
     agent_learned_first_messages_per_day: Family<SessionLabels, Gauge>,
+    /// Every class of call's learned rate per agent (calls per minute).
+    agent_learned_calls_per_minute: Family<CallLabels, Gauge<f64, AtomicU64>>,
+    /// Every class of call's ceiling per agent (calls per minute).
+    agent_call_ceiling_per_minute: Family<CallLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl StateGauges {
@@ -161,6 +167,16 @@ impl StateGauges {
             "The daily budget of first messages an agent keeps to, learned from PEER_FLOOD",
             self.agent_learned_first_messages_per_day.clone(),
         );
+        registry.register(
+            "agent_learned_calls_per_minute",
+            "The rate an agent's calls of each class (send_message, resolve_username, join_channel, create_forum_topic) are paced at, learned from flood waits",
+            self.agent_learned_calls_per_minute.clone(),
+        );
+        registry.register(
+            "agent_call_ceiling_per_minute",
+            "The ceiling of each class of call's rate per agent: the configured pacing for sends, jobbot's conservative defaults for the others",
+            self.agent_call_ceiling_per_minute.clone(),
+        );
     }
 
     /// Reads the store and the engine's status into the gauges. Agents that left the
@@ -184,7 +200,21 @@ impl StateGauges {
         self.agent_sent_last_hour.clear();
         self.agent_learned_messages_per_minute.clear();
         self.agent_learned_first_messages_per_day.clear();
+        self.agent_learned_calls_per_minute.clear();
+        self.agent_call_ceiling_per_minute.clear();
         for agent in &agents {
+            for call in &agent.scheduling.calls {
+                let labels = CallLabels {
+                    session: agent.session.as_str().to_owned(),
+                    class: call.class.as_str().to_owned(),
+                };
+                self.agent_learned_calls_per_minute
+                    .get_or_create(&labels)
+                    .set(f64::from(call.learned_milli_per_minute) / 1_000.0);
+                self.agent_call_ceiling_per_minute
+                    .get_or_create(&labels)
+                    .set(f64::from(call.ceiling_milli_per_minute) / 1_000.0);
+            }
             let labels = SessionLabels {
                 session: agent.session.as_str().to_owned(),
             };

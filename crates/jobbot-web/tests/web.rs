@@ -1212,6 +1212,13 @@ async fn stats_and_metrics_show_configuration_outbox_and_agents() {
         // The learned limits: an agent that was never refused is at its configured ceiling.
         "jobbot_agent_learned_messages_per_minute{session=\"agent_a\"} 60.0",
         "jobbot_agent_learned_first_messages_per_day{session=\"agent_a\"} 40",
+        // Every class of call per agent, learned and ceiling: sends at the configured pacing,
+        // the others at jobbot's default ceilings.
+        "jobbot_agent_learned_calls_per_minute{session=\"agent_a\",class=\"send_message\"} 60.0",
+        "jobbot_agent_call_ceiling_per_minute{session=\"agent_a\",class=\"send_message\"} 60.0",
+        "jobbot_agent_learned_calls_per_minute{session=\"agent_a\",class=\"resolve_username\"} 6.0",
+        "jobbot_agent_call_ceiling_per_minute{session=\"agent_a\",class=\"join_channel\"} 0.6",
+        "jobbot_agent_learned_calls_per_minute{session=\"agent_a\",class=\"create_forum_topic\"} 2.0",
         // The web's own.
         "# TYPE jobbot_http_connections_open gauge",
         "# EOF",

@@ -761,6 +761,15 @@ async fn agents_dashboard_shows_a_flood_wait_live_and_logs_an_agent_in_inline_in
         json!(true)
     );
     assert_eq!(browser.text(&format!("{row} .badge")).await, "FloodWait");
+    // The learned send rate against its ceiling (per minute), never above it.
+    let rate = browser.text(&format!("{row} .rate-cell span.mono")).await;
+    let (learned, ceiling) = rate
+        .split_once(" / ")
+        .and_then(|(learned, ceiling)| {
+            Some((learned.parse::<f64>().ok()?, ceiling.parse::<f64>().ok()?))
+        })
+        .unwrap_or_else(|| panic!("the rate column shows learned / ceiling: {rate:?}"));
+    assert!(learned > 0.0 && learned <= ceiling, "{rate}");
     browser.screenshot("agents-dashboard.png").await;
 
     // Pause and resume another agent.

@@ -378,6 +378,10 @@ impl AdaptiveBudget {
 pub struct LearnedLimits {
     pub send_message: AdaptiveRate,
     pub first_messages: AdaptiveBudget,
+    /// The rates of the other classes (resolves, joins, topic creation). Absent in rows stored
+    /// before they were learned: those classes start at their ceiling.
+    #[serde(default)]
+    pub calls: super::LearnedCalls,
 }
 
 /// `value × numerator / denominator`, rounded down, without overflow.

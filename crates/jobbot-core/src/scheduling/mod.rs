@@ -75,7 +75,7 @@
 //!
 //! Each pool keeps an index of its `Ready` members (O(1) insert and remove per pool, and an agent
 //! is in few pools) and the table keeps, per agent, a cached pair of instants from which its
-//! time-based limits allow a send (`SendableAt`, 16 bytes). A pick samples the pool's ready
+//! time-based limits allow a send (`SendableAt`, 32 bytes). A pick samples the pool's ready
 //! index uniformly, rejecting agents that cannot send now, until it has
 //! two distinct candidates or has made [`SchedulerSettings::sampling_attempts`] draws. When a
 //! fraction `p` of ready agents can send, that takes `2 / p` draws on average, so the common case
@@ -93,6 +93,7 @@
 //! `tokio::time::Instant`). Nothing here reads a clock.
 
 mod adaptive;
+mod calls;
 mod counters;
 mod gcra;
 
@@ -111,8 +112,21 @@ use crate::ids::SessionName;
 use crate::telegram::{DeadReason, TelegramError};
 
 pub use adaptive::{AdaptiveBudget, AdaptiveRate, CallClass, Change, LearnedLimits, RateCeiling};
+pub use calls::{CallDecision, CallStatus, LearnedCalls, default_call_ceiling};
+use calls::{CallLimiter, OTHER_CLASSES, other_index};
 use counters::{ColdDmWindow, RecentSends};
 pub use gcra::Gcra;
+
+/// One limiter per class other than sends, pacing at the learned rates.
+fn call_limiters(learned: &LearnedCalls, now: Millis) -> [CallLimiter; 3] {
+    OTHER_CLASSES.map(|class| match learned.get(class) {
+        Some(rate) => CallLimiter::new(rate),
+        None => CallLimiter::new(&AdaptiveRate::new(
+            default_call_ceiling(class).unwrap_or(RateCeiling::per_minute(1, 1)),
+            now,
+        )),
+    })
+}
 
 /// The configured pacing as the ceiling and starting guess of the learned send rate.
 fn send_ceiling(pacing: Pacing) -> RateCeiling {
@@ -204,6 +218,15 @@ pub struct Request {
     /// An agent not to choose for a load-balanced request: the one that just failed it in a way
     /// its cooldowns do not already exclude (see [`OutcomeAction::RetryOtherAgent`]).
     pub avoid_agent: Option<AgentKey>,
+    /// The recipient is known by username only: the send resolves it first, and a failure of
+    /// that step is reported as [`SendOutcome::ResolveFailed`] and belongs to the resolve class.
+    /// A first message to a stranger is a resolve Telegram answers, so it also needs a
+    /// [`CallClass::ResolveUsername`] permit ([`Request::takes_resolve_permit`]); a known
+    /// contact's username is usually answered from the account's own cache (the port's
+    /// contract), so it needs none, but it waits out a flood wait on resolves (a cache miss
+    /// would only repeat it).
+    #[serde(default)]
+    pub resolves: bool,
 }
 
 impl Request {
@@ -212,6 +235,7 @@ impl Request {
             kind,
             sticky_agent: None,
             avoid_agent: None,
+            resolves: false,
         }
     }
 
@@ -226,7 +250,19 @@ impl Request {
             kind,
             sticky_agent: Some(agent),
             avoid_agent: None,
+            resolves: false,
         }
+    }
+
+    /// The same request for a recipient known by username only (see [`Request::resolves`]).
+    pub fn resolving(self, resolves: bool) -> Self {
+        Self { resolves, ..self }
+    }
+
+    /// Whether a pick takes a [`CallClass::ResolveUsername`] permit too: a first message to a
+    /// username (see [`Request::resolves`]).
+    pub fn takes_resolve_permit(&self) -> bool {
+        self.resolves && self.kind == SendKind::FirstContact
     }
 
     /// The same request, to be retried away from `agent` (the pool applies this on
@@ -320,6 +356,10 @@ pub enum NoAgentReason {
 pub enum SendOutcome {
     Sent,
     Failed(TelegramError),
+    /// The username the send had to resolve first could not be resolved: the message was not
+    /// sent, and the error belongs to [`CallClass::ResolveUsername`] (a flood wait lowers the
+    /// resolve rate, never the send rate).
+    ResolveFailed(TelegramError),
     /// The pool dropped the send before calling Telegram (shutdown, cancelled message). The
     /// permit stays taken: it is not worth un-spending a few seconds of pacing.
     NotAttempted,
@@ -449,6 +489,9 @@ pub struct AgentState {
     /// Picks made at pace (see `pick`) whose outcome is still due: their clean outcomes are
     /// evidence about the learned rate.
     at_pace_in_flight: u32,
+    /// The limiters of the other classes of call, indexed as `calls::OTHER_CLASSES`; each paces
+    /// at its rate in `learned.calls`.
+    calls: [CallLimiter; 3],
 }
 
 impl AgentState {
@@ -456,7 +499,9 @@ impl AgentState {
         let learned = LearnedLimits {
             send_message: AdaptiveRate::new(send_ceiling(pacing), now),
             first_messages: AdaptiveBudget::new(pacing.cold_dms_per_day, now),
+            calls: LearnedCalls::new(now),
         };
+        let calls = call_limiters(&learned.calls, now);
         Self {
             session,
             pacing,
@@ -473,6 +518,7 @@ impl AgentState {
             last_error: None,
             learned,
             at_pace_in_flight: 0,
+            calls,
         }
     }
 
@@ -548,7 +594,8 @@ impl AgentState {
 
     /// When this (ready) agent can next send a `kind` message: `Ok(())` now, or the exact instant
     /// and the limit that expires last. `Millis::NEVER` means never (a cold-DM cap of 0).
-    fn ready_at(&self, kind: SendKind, now: Millis) -> Result<(), (Millis, WaitReason)> {
+    fn ready_at(&self, request: &Request, now: Millis) -> Result<(), (Millis, WaitReason)> {
+        let kind = request.kind;
         let mut latest: Option<(Millis, WaitReason)> = None;
         let mut consider = |at: Millis, reason: WaitReason| {
             if at > now && latest.is_none_or(|(known, _)| at > known) {
@@ -565,6 +612,15 @@ impl AgentState {
                 consider(at, WaitReason::ColdDmDailyCap);
             }
         }
+        if request.resolves {
+            let resolve = self.limiter(CallClass::ResolveUsername);
+            consider(resolve.flood_wait_until, WaitReason::FloodWait);
+            if request.takes_resolve_permit()
+                && let Err(at) = resolve.gcra.check(now)
+            {
+                consider(at, WaitReason::Pacing);
+            }
+        }
         match latest {
             None => Ok(()),
             Some(wait) => Err(wait),
@@ -577,7 +633,114 @@ impl AgentState {
         let first_contact = any
             .max(self.peer_flood_until)
             .max(self.cold_dms.fits_from(self.cold_dm_cap()));
-        SendableAt { any, first_contact }
+        SendableAt {
+            any,
+            first_contact,
+            resolve: self.limiter(CallClass::ResolveUsername).allowed_from(),
+            resolve_flood: self.limiter(CallClass::ResolveUsername).flood_wait_until,
+        }
+    }
+
+    /// The limiter of a class other than sends (sends use `gcra` and `flood_wait_until`).
+    fn limiter(&self, class: CallClass) -> &CallLimiter {
+        &self.calls[other_index(class).unwrap_or(0)]
+    }
+
+    fn limiter_mut(&mut self, class: CallClass) -> &mut CallLimiter {
+        &mut self.calls[other_index(class).unwrap_or(0)]
+    }
+
+    /// When a call of `class` is allowed: `Ok(())` now, or the instant and the limit.
+    fn call_ready_at(&self, class: CallClass, now: Millis) -> Result<(), (Millis, WaitReason)> {
+        let (flood_wait_until, gcra) = match class {
+            CallClass::SendMessage => (self.flood_wait_until, &self.gcra),
+            other => {
+                let limiter = self.limiter(other);
+                (limiter.flood_wait_until, &limiter.gcra)
+            }
+        };
+        let paced = gcra.check(now).err();
+        match (flood_wait_until > now, paced) {
+            (true, Some(at)) if at > flood_wait_until => Err((at, WaitReason::Pacing)),
+            (true, _) => Err((flood_wait_until, WaitReason::FloodWait)),
+            (false, Some(at)) => Err((at, WaitReason::Pacing)),
+            (false, None) => Ok(()),
+        }
+    }
+
+    /// Feeds a clean call of a class other than sends to its learner.
+    fn learn_call_clean(&mut self, class: CallClass, now: Millis) -> Change {
+        let (Some(ceiling), Some(index)) = (default_call_ceiling(class), other_index(class)) else {
+            return Change::Unchanged;
+        };
+        let at_pace = self.calls[index].settle();
+        let Some(rate) = self.learned.calls.rate_mut(class, now) else {
+            return Change::Unchanged;
+        };
+        let change = rate.on_clean(ceiling, at_pace, now);
+        if change == Change::Changed {
+            let rate = *rate;
+            self.calls[index].repace(&rate, now);
+        }
+        change
+    }
+
+    /// A FloodWait of `seconds` answered a call of a class other than sends: that class's rate
+    /// learns from it (when `learn`) and waits it out; the send limiter is untouched.
+    fn call_flood_wait(
+        &mut self,
+        class: CallClass,
+        seconds: u32,
+        learn: bool,
+        end: Millis,
+        now: Millis,
+    ) -> Change {
+        let (Some(ceiling), Some(index)) = (default_call_ceiling(class), other_index(class)) else {
+            return Change::Unchanged;
+        };
+        let limiter = &mut self.calls[index];
+        let violation = limiter.flood_wait_until <= now;
+        limiter.flood_wait_until = limiter.flood_wait_until.max(end);
+        let Some(rate) = self.learned.calls.rate_mut(class, now) else {
+            return Change::Unchanged;
+        };
+        if !learn {
+            return Change::Unchanged;
+        }
+        let change = rate.on_flood_wait(ceiling, seconds, violation, now);
+        if change == Change::Changed {
+            let rate = *rate;
+            self.calls[index].repace(&rate, now);
+        }
+        change
+    }
+
+    /// Every class's learned rate, sends first.
+    fn call_statuses(&self, now: Millis) -> Vec<CallStatus> {
+        let send = &self.learned.send_message;
+        let mut statuses = vec![CallStatus {
+            class: CallClass::SendMessage,
+            learned_milli_per_minute: send.milli_per_minute(),
+            ceiling_milli_per_minute: send_ceiling(self.pacing).milli_per_minute,
+            learned_burst: send.burst(),
+            flood_wait_until: (self.flood_wait_until > now).then_some(self.flood_wait_until),
+        }];
+        for (index, class) in OTHER_CLASSES.into_iter().enumerate() {
+            let (Some(rate), Some(ceiling)) =
+                (self.learned.calls.get(class), default_call_ceiling(class))
+            else {
+                continue;
+            };
+            let until = self.calls[index].flood_wait_until;
+            statuses.push(CallStatus {
+                class,
+                learned_milli_per_minute: rate.milli_per_minute(),
+                ceiling_milli_per_minute: ceiling.milli_per_minute,
+                learned_burst: rate.burst(),
+                flood_wait_until: (until > now).then_some(until),
+            });
+        }
+        statuses
     }
 
     fn status(&self, agent: AgentKey, now: Millis) -> AgentStatus {
@@ -597,6 +760,8 @@ impl AgentState {
             last_error: self.last_error.clone(),
             learned_milli_per_minute: self.learned.send_message.milli_per_minute(),
             learned_burst: self.learned.send_message.burst(),
+            ceiling_milli_per_minute: send_ceiling(self.pacing).milli_per_minute,
+            calls: self.call_statuses(now),
         }
     }
 
@@ -612,7 +777,7 @@ impl AgentState {
 }
 
 /// The first instant each kind of send is allowed by an agent's time-based limits, cached per
-/// agent in a compact array so that a scan over 10,000 agents reads 160 KB of these instead of
+/// agent in a compact array so that a scan over 10,000 agents reads 320 KB of these instead of
 /// every agent's whole state. Every limit is a fixed instant (GCRA earliest, FloodWait end,
 /// PeerFlood end, the cold-DM window's next free slot), so the cache only changes when the agent
 /// sends or an outcome or an edit changes a limit, and `refresh_sendable_at` runs at each.
@@ -621,14 +786,25 @@ impl AgentState {
 struct SendableAt {
     any: Millis,
     first_contact: Millis,
+    /// When the resolve a first message to a username makes is allowed (pacing, flood wait).
+    resolve: Millis,
+    /// When a flood wait on resolves ends (a send to a known contact's username waits for it).
+    resolve_flood: Millis,
 }
 
 impl SendableAt {
-    fn for_kind(self, kind: SendKind) -> Millis {
-        if kind == SendKind::FirstContact {
+    fn for_request(self, request: &Request) -> Millis {
+        let send = if request.kind == SendKind::FirstContact {
             self.first_contact
         } else {
             self.any
+        };
+        if request.takes_resolve_permit() {
+            send.max(self.resolve)
+        } else if request.resolves {
+            send.max(self.resolve_flood)
+        } else {
+            send
         }
     }
 }
@@ -658,6 +834,11 @@ pub struct AgentStatus {
     pub learned_milli_per_minute: u32,
     /// The burst allowed now (1 right after a flood wait).
     pub learned_burst: u32,
+    /// The configured `messages_per_minute` (thousandths): the ceiling the learned rate grows
+    /// back to.
+    pub ceiling_milli_per_minute: u32,
+    /// Every class of call's learned rate, ceiling and flood wait, sends first.
+    pub calls: Vec<CallStatus>,
 }
 
 /// A set of agents a request may be sent through: one channel's agent list, or the main account
@@ -948,7 +1129,13 @@ impl AgentScheduler {
             first_messages: learned
                 .first_messages
                 .restored(entry.pacing.cold_dms_per_day, now),
+            calls: learned.calls.restored(now),
         };
+        for (index, class) in OTHER_CLASSES.into_iter().enumerate() {
+            if let Some(rate) = entry.learned.calls.get(class).copied() {
+                entry.calls[index].repace(&rate, now);
+            }
+        }
         entry.repace(now);
         self.refresh_sendable_at(agent);
     }
@@ -973,6 +1160,9 @@ impl AgentScheduler {
         if let Some(entry) = self.agents.get_mut(agent.0 as usize) {
             entry.flood_wait_until = Millis::ZERO;
             entry.peer_flood_until = Millis::ZERO;
+            for limiter in &mut entry.calls {
+                limiter.flood_wait_until = Millis::ZERO;
+            }
         }
         self.refresh_sendable_at(agent);
     }
@@ -1010,9 +1200,90 @@ impl AgentScheduler {
                 let cap = entry.cold_dm_cap();
                 entry.cold_dms.record(now, cap);
             }
+            if request.takes_resolve_permit() {
+                entry.limiter_mut(CallClass::ResolveUsername).take(now);
+            }
             self.refresh_sendable_at(agent);
         }
         decision
+    }
+
+    /// Reserves a call of `class` other than a send on `agent` (resolving a username, joining a
+    /// channel, creating a forum topic): the permit of that class's limiter is taken on
+    /// [`CallDecision::Go`], and exactly one outcome must follow ([`Self::on_call_outcome`],
+    /// `NotAttempted` if the call is not made). Sends go through [`Self::pick`]; for
+    /// [`CallClass::SendMessage`] this answers from the send limiter without reserving anything.
+    pub fn reserve_call(&mut self, agent: AgentKey, class: CallClass, now: Millis) -> CallDecision {
+        let Some(entry) = self
+            .is_active(agent)
+            .then(|| &mut self.agents[agent.0 as usize])
+        else {
+            return CallDecision::NotReady;
+        };
+        if entry.connection != ConnectionState::Ready {
+            return CallDecision::NotReady;
+        }
+        if let Err((at, reason)) = entry.call_ready_at(class, now) {
+            return CallDecision::WaitUntil { at, reason };
+        }
+        if class != CallClass::SendMessage {
+            entry.limiter_mut(class).take(now);
+            self.refresh_sendable_at(agent);
+        }
+        CallDecision::Go
+    }
+
+    /// The outcome of a call [`Self::reserve_call`] allowed. A FloodWait is the class's own: it
+    /// lowers that class's learned rate and stops only that class's calls for the wait; a clean
+    /// call is evidence for it. Other errors leave the limiter as it is (they are the caller's to
+    /// judge: a missing username is no sign of pace).
+    pub fn on_call_outcome(
+        &mut self,
+        agent: AgentKey,
+        class: CallClass,
+        outcome: &SendOutcome,
+        now: Millis,
+    ) {
+        if class == CallClass::SendMessage {
+            return;
+        }
+        let settings = self.settings;
+        let learn = settings.learn_limits;
+        let Some(entry) = self.agents.get_mut(agent.0 as usize) else {
+            return;
+        };
+        let change = match outcome {
+            SendOutcome::Sent => {
+                if learn {
+                    entry.learn_call_clean(class, now)
+                } else {
+                    entry.limiter_mut(class).settle();
+                    Change::Unchanged
+                }
+            }
+            SendOutcome::Failed(TelegramError::FloodWait { seconds })
+            | SendOutcome::ResolveFailed(TelegramError::FloodWait { seconds }) => {
+                entry.limiter_mut(class).settle();
+                let end = settings.flood_wait_end(now, *seconds);
+                entry.call_flood_wait(class, *seconds, learn, end, now)
+            }
+            SendOutcome::Failed(_) | SendOutcome::ResolveFailed(_) | SendOutcome::NotAttempted => {
+                entry.limiter_mut(class).settle();
+                Change::Unchanged
+            }
+        };
+        if let SendOutcome::Failed(error @ TelegramError::FloodWait { .. })
+        | SendOutcome::ResolveFailed(error @ TelegramError::FloodWait { .. }) = outcome
+        {
+            entry.last_error = Some(LastError {
+                at: now,
+                error: error.clone(),
+            });
+        }
+        if change == Change::Changed {
+            self.learning_changed.push(agent);
+        }
+        self.refresh_sendable_at(agent);
     }
 
     /// Applies the failover rules to the outcome of a send `pick` gave to `agent`, and says what
@@ -1072,22 +1343,64 @@ impl AgentScheduler {
             };
         };
         entry.in_flight = entry.in_flight.saturating_sub(1);
+        let learn = self.settings.learn_limits;
+        // The resolve a send to a username makes first went through unless that step failed.
+        if request.takes_resolve_permit() && !matches!(outcome, SendOutcome::ResolveFailed(_)) {
+            let resolved = !matches!(outcome, SendOutcome::NotAttempted);
+            if learn && resolved {
+                if entry.learn_call_clean(CallClass::ResolveUsername, now) == Change::Changed {
+                    self.learning_changed.push(agent);
+                }
+            } else {
+                entry.limiter_mut(CallClass::ResolveUsername).settle();
+            }
+            self.sendable_at[agent.0 as usize] = entry.sendable_at();
+        }
         let error = match outcome {
             SendOutcome::Sent => {
                 entry.recent_sends.record(now);
-                if self.settings.learn_limits
-                    && entry.learn_clean(request.kind, now) == Change::Changed
-                {
+                if learn && entry.learn_clean(request.kind, now) == Change::Changed {
                     self.learning_changed.push(agent);
-                    self.refresh_sendable_at(agent);
                 }
+                self.refresh_sendable_at(agent);
                 return OutcomeAction::Done;
             }
             SendOutcome::NotAttempted => {
                 entry.at_pace_in_flight = entry.at_pace_in_flight.saturating_sub(1);
+                self.refresh_sendable_at(agent);
                 return OutcomeAction::Done;
             }
             SendOutcome::Failed(error) => error,
+            SendOutcome::ResolveFailed(error) => {
+                if let TelegramError::FloodWait { seconds } = error {
+                    // The send itself was never made: no evidence about the send rate, and no
+                    // wait for the send limiter (Telegram limits each method on its own).
+                    entry.at_pace_in_flight = entry.at_pace_in_flight.saturating_sub(1);
+                    if request.takes_resolve_permit() {
+                        entry.limiter_mut(CallClass::ResolveUsername).settle();
+                    }
+                    let end = self.settings.flood_wait_end(now, seconds);
+                    if entry.call_flood_wait(CallClass::ResolveUsername, seconds, learn, end, now)
+                        == Change::Changed
+                    {
+                        self.learning_changed.push(agent);
+                    }
+                    let at = entry.limiter(CallClass::ResolveUsername).flood_wait_until;
+                    entry.last_error = Some(LastError { at: now, error });
+                    self.refresh_sendable_at(agent);
+                    return if sticky {
+                        OutcomeAction::RetrySameAgentAfter { at }
+                    } else {
+                        OutcomeAction::RetryOtherAgent
+                    };
+                }
+                // Any other answer means the same whichever step gave it (no such username,
+                // not a person, a dead session, a lost connection): judged below.
+                if request.takes_resolve_permit() {
+                    entry.limiter_mut(CallClass::ResolveUsername).settle();
+                }
+                error
+            }
         };
         if !matches!(error, TelegramError::RandomIdDuplicate) {
             entry.at_pace_in_flight = entry.at_pace_in_flight.saturating_sub(1);
@@ -1279,7 +1592,7 @@ impl AgentScheduler {
             if !self.is_member(agent, pool) {
                 return Decision::NoAgent(NoAgentReason::StickyAgentNotInPool { agent, pool });
             }
-            return self.choose_sticky(agent, request.kind, now);
+            return self.choose_sticky(agent, request, now);
         }
         if entry.members.is_empty() {
             return Decision::NoAgent(NoAgentReason::EmptyPool);
@@ -1290,7 +1603,7 @@ impl AgentScheduler {
         self.choose_by_scan(entry, request, now, rng)
     }
 
-    fn choose_sticky(&self, agent: AgentKey, kind: SendKind, now: Millis) -> Decision {
+    fn choose_sticky(&self, agent: AgentKey, request: &Request, now: Millis) -> Decision {
         let Some(state) = self.agent(agent) else {
             return Decision::NoAgent(NoAgentReason::UnknownAgent { agent });
         };
@@ -1307,7 +1620,7 @@ impl AgentScheduler {
                     reason: StateChangeReason::StickyAgentNotConnected,
                 }
             }
-            ConnectionState::Ready => match state.ready_at(kind, now) {
+            ConnectionState::Ready => match state.ready_at(request, now) {
                 Ok(()) => Decision::Send(agent),
                 Err((Millis::NEVER, _)) => {
                     Decision::NoAgent(NoAgentReason::StickyAgentMayNotWriteFirst { agent })
@@ -1319,7 +1632,7 @@ impl AgentScheduler {
 
     fn is_candidate(&self, agent: AgentKey, request: &Request, now: Millis) -> bool {
         request.avoid_agent != Some(agent)
-            && self.sendable_at[agent.0 as usize].for_kind(request.kind) <= now
+            && self.sendable_at[agent.0 as usize].for_request(request) <= now
     }
 
     fn refresh_sendable_at(&mut self, agent: AgentKey) {
@@ -1369,7 +1682,7 @@ impl AgentScheduler {
             if request.avoid_agent == Some(agent) {
                 continue;
             }
-            let at = self.sendable_at[agent.0 as usize].for_kind(request.kind);
+            let at = self.sendable_at[agent.0 as usize].for_request(request);
             if at <= now {
                 candidates.push(agent);
             } else if earliest.is_none_or(|(known, _)| at < known) {
@@ -1397,7 +1710,7 @@ impl AgentScheduler {
             && at != Millis::NEVER
         {
             // The reason is worked out for the one agent that matters, not during the scan.
-            let reason = match self.agents[agent.0 as usize].ready_at(request.kind, now) {
+            let reason = match self.agents[agent.0 as usize].ready_at(request, now) {
                 Err((_, reason)) => reason,
                 Ok(()) => WaitReason::Pacing,
             };

@@ -1061,7 +1061,7 @@ fn random_traffic_keeps_the_cache_in_step_and_every_decision_matches_a_brute_for
         let oracle = scheduler
             .agents()
             .filter(|(_, state)| state.connection() == ConnectionState::Ready)
-            .map(|(_, state)| match state.ready_at(request.kind, now) {
+            .map(|(_, state)| match state.ready_at(&request, now) {
                 Ok(()) => now,
                 Err((at, _)) => at,
             })
@@ -1593,15 +1593,7 @@ fn a_flood_wait_lowers_the_agents_pacing_and_it_gets_no_full_burst_after_the_wai
         SendOutcome::Failed(TelegramError::FloodWait { seconds: 30 }),
         Millis(10),
     );
-    assert_eq!(
-        scheduler
-            .agent(A)
-            .unwrap()
-            .learned()
-            .send_message
-            .milli_per_minute(),
-        10_000
-    );
+    assert_eq!(send_rate(&scheduler, A), 10_000);
     let changes = scheduler.take_learning_changes();
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].0, session(0));
@@ -1646,4 +1638,301 @@ fn learned_limits_are_restored_within_the_configured_ceiling() {
     let state = scheduler.agent(A).unwrap();
     assert_eq!(state.gcra().emission_interval_ms(), 15_000);
     assert_eq!(state.learned().first_messages.per_day(), 5);
+}
+
+// ----- Every class of call through the account's table (issue #12 item 2) -----
+
+fn send_rate(scheduler: &AgentScheduler, agent: AgentKey) -> u32 {
+    scheduler
+        .agent(agent)
+        .unwrap()
+        .learned()
+        .send_message
+        .milli_per_minute()
+}
+
+fn resolve_rate(scheduler: &AgentScheduler, agent: AgentKey) -> u32 {
+    scheduler
+        .agent(agent)
+        .unwrap()
+        .learned()
+        .calls
+        .get(CallClass::ResolveUsername)
+        .unwrap()
+        .milli_per_minute()
+}
+
+#[test]
+fn a_resolve_flood_wait_lowers_the_resolve_rate_and_not_the_send_rate() {
+    let mut rng = rng(41);
+    let mut scheduler = ready_pool(1, pacing(20, 3, 40));
+    let ceiling = default_call_ceiling(CallClass::ResolveUsername).unwrap();
+    assert_eq!(resolve_rate(&scheduler, A), ceiling.milli_per_minute);
+    assert_eq!(
+        scheduler.reserve_call(A, CallClass::ResolveUsername, Millis(0)),
+        CallDecision::Go
+    );
+    scheduler.on_call_outcome(
+        A,
+        CallClass::ResolveUsername,
+        &SendOutcome::Failed(TelegramError::FloodWait { seconds: 600 }),
+        Millis(0),
+    );
+    assert!(resolve_rate(&scheduler, A) < ceiling.milli_per_minute);
+    let state = scheduler.agent(A).unwrap();
+    assert_eq!(
+        state.learned().send_message.milli_per_minute(),
+        20_000,
+        "the send rate is another method's"
+    );
+    assert_eq!(state.flood_wait_until(), Millis::ZERO, "sends do not wait");
+    // The account still sends at once; its resolves wait out the flood.
+    send_now(
+        &mut scheduler,
+        &Request::first_contact(),
+        Millis(1),
+        &mut rng,
+    );
+    match scheduler.reserve_call(A, CallClass::ResolveUsername, Millis(1)) {
+        CallDecision::WaitUntil { at, reason } => {
+            assert_eq!(reason, WaitReason::FloodWait);
+            assert!(at >= Millis(600 * SECOND));
+        }
+        other => panic!("expected a wait, got {other:?}"),
+    }
+    // Joins and topics are other methods again.
+    assert_eq!(
+        scheduler.reserve_call(A, CallClass::CreateForumTopic, Millis(1)),
+        CallDecision::Go
+    );
+    let changes = scheduler.take_learning_changes();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        changes[0].1.calls.get(CallClass::ResolveUsername),
+        scheduler
+            .agent(A)
+            .unwrap()
+            .learned()
+            .calls
+            .get(CallClass::ResolveUsername)
+    );
+    let status = &scheduler.status(Millis(1))[0];
+    let resolve = status
+        .calls
+        .iter()
+        .find(|call| call.class == CallClass::ResolveUsername)
+        .unwrap();
+    assert_eq!(resolve.ceiling_milli_per_minute, ceiling.milli_per_minute);
+    assert!(resolve.flood_wait_until.is_some());
+    assert_eq!(status.calls[0].class, CallClass::SendMessage);
+    assert_eq!(status.ceiling_milli_per_minute, 20_000);
+}
+
+#[test]
+fn calls_of_a_class_are_paced_at_its_ceiling_and_an_unready_account_makes_none() {
+    let mut scheduler = ready_pool(1, pacing(20, 3, 40));
+    let ceiling = default_call_ceiling(CallClass::JoinChannel).unwrap();
+    for _ in 0..ceiling.burst {
+        assert_eq!(
+            scheduler.reserve_call(A, CallClass::JoinChannel, Millis(0)),
+            CallDecision::Go
+        );
+        scheduler.on_call_outcome(A, CallClass::JoinChannel, &SendOutcome::Sent, Millis(0));
+    }
+    let interval = AdaptiveRate::new(ceiling, Millis(0)).emission_interval_ms();
+    assert_eq!(
+        scheduler.reserve_call(A, CallClass::JoinChannel, Millis(0)),
+        CallDecision::WaitUntil {
+            at: Millis(interval),
+            reason: WaitReason::Pacing
+        }
+    );
+    assert_eq!(
+        scheduler.reserve_call(A, CallClass::JoinChannel, Millis(interval)),
+        CallDecision::Go
+    );
+    scheduler.set_connection_state(A, ConnectionState::Disconnected);
+    assert_eq!(
+        scheduler.reserve_call(A, CallClass::ResolveUsername, Millis(interval)),
+        CallDecision::NotReady
+    );
+}
+
+#[test]
+fn a_send_to_a_username_takes_a_resolve_permit_and_a_flood_on_its_resolve_is_the_resolves() {
+    let mut rng = rng(42);
+    let mut scheduler = ready_pool(2, pacing(600, 100, 1_000));
+    let by_username = Request::first_contact().resolving(true);
+    let burst = default_call_ceiling(CallClass::ResolveUsername)
+        .unwrap()
+        .burst;
+    // Two agents, each with a burst of resolves: then sends to usernames wait for a resolve
+    // permit, while sends to known peers go on.
+    for _ in 0..2 * burst {
+        send_now(&mut scheduler, &by_username, Millis(0), &mut rng);
+    }
+    match scheduler.pick(POOL, &by_username, Millis(0), &mut rng) {
+        Decision::WaitUntil { reason, .. } => assert_eq!(reason, WaitReason::Pacing),
+        other => panic!("expected a wait for a resolve permit, got {other:?}"),
+    }
+    send_now(
+        &mut scheduler,
+        &Request::first_contact(),
+        Millis(0),
+        &mut rng,
+    );
+    // A flood wait on the resolve step lowers the resolve rate, not the send rate, and the
+    // message goes to another agent.
+    let later = Millis(MINUTE);
+    let agent = expect_send(scheduler.pick(POOL, &by_username, later, &mut rng));
+    let before = resolve_rate(&scheduler, agent);
+    let action = scheduler.on_outcome(
+        agent,
+        &by_username,
+        SendOutcome::ResolveFailed(TelegramError::FloodWait { seconds: 60 }),
+        later,
+    );
+    assert_eq!(action, OutcomeAction::RetryOtherAgent);
+    assert!(resolve_rate(&scheduler, agent) < before);
+    let state = scheduler.agent(agent).unwrap();
+    assert_eq!(state.learned().send_message.milli_per_minute(), 600_000);
+    assert_eq!(state.flood_wait_until(), Millis::ZERO);
+    // That agent can still send to a known peer, but not to a username, until the wait ends.
+    let other = if agent == A { AgentKey(1) } else { A };
+    scheduler.set_connection_state(other, ConnectionState::Paused);
+    send_now(&mut scheduler, &Request::first_contact(), later, &mut rng);
+    match scheduler.pick(POOL, &by_username, later, &mut rng) {
+        Decision::WaitUntil { reason, at } => {
+            assert_eq!(reason, WaitReason::FloodWait);
+            assert!(at >= Millis(later.0 + 60 * SECOND));
+        }
+        other => panic!("expected the resolve's flood wait, got {other:?}"),
+    }
+    // A recipient-level answer of the resolve step ends the message as before.
+    let sticky = Request::in_conversation(SendKind::Reply, agent).resolving(true);
+    let much_later = Millis(later.0 + 10 * MINUTE);
+    expect_send(scheduler.pick(POOL, &sticky, much_later, &mut rng));
+    assert_eq!(
+        scheduler.on_outcome(
+            agent,
+            &sticky,
+            SendOutcome::ResolveFailed(TelegramError::UsernameNotFound),
+            much_later,
+        ),
+        OutcomeAction::FailRecipient {
+            error: TelegramError::UsernameNotFound
+        }
+    );
+}
+
+#[test]
+fn learned_call_rates_are_restored_and_rows_without_them_start_at_the_ceiling() {
+    let mut scheduler = ready_pool(1, pacing(20, 3, 40));
+    scheduler.reserve_call(A, CallClass::CreateForumTopic, Millis(0));
+    scheduler.on_call_outcome(
+        A,
+        CallClass::CreateForumTopic,
+        &SendOutcome::Failed(TelegramError::FloodWait { seconds: 30 }),
+        Millis(0),
+    );
+    let (_, learned) = scheduler.take_learning_changes().remove(0);
+    let stored = serde_json::to_string(&learned).unwrap();
+    let topic_rate = learned
+        .calls
+        .get(CallClass::CreateForumTopic)
+        .unwrap()
+        .milli_per_minute();
+    let ceiling = default_call_ceiling(CallClass::CreateForumTopic).unwrap();
+    assert!(topic_rate < ceiling.milli_per_minute);
+
+    // A restart: a new table, the stored row restored.
+    let mut restarted = ready_pool(1, pacing(20, 3, 40));
+    restarted.restore_learned(A, serde_json::from_str(&stored).unwrap(), Millis(0));
+    let calls = restarted.agent(A).unwrap().learned().calls;
+    assert_eq!(
+        calls
+            .get(CallClass::CreateForumTopic)
+            .unwrap()
+            .milli_per_minute(),
+        topic_rate
+    );
+    assert_eq!(
+        calls
+            .get(CallClass::ResolveUsername)
+            .unwrap()
+            .milli_per_minute(),
+        default_call_ceiling(CallClass::ResolveUsername)
+            .unwrap()
+            .milli_per_minute
+    );
+    // The restored rate paces: a burst of 1 after the flood, then the learned interval.
+    assert_eq!(
+        restarted.reserve_call(A, CallClass::CreateForumTopic, Millis(0)),
+        CallDecision::Go
+    );
+    assert!(matches!(
+        restarted.reserve_call(A, CallClass::CreateForumTopic, Millis(0)),
+        CallDecision::WaitUntil {
+            reason: WaitReason::Pacing,
+            ..
+        }
+    ));
+
+    // A row stored before the classes were learned (only sends and first messages).
+    let mut old: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    old.as_object_mut().unwrap().remove("calls");
+    let old: LearnedLimits = serde_json::from_value(old).unwrap();
+    let mut restarted = ready_pool(1, pacing(20, 3, 40));
+    restarted.restore_learned(A, old, Millis(0));
+    assert_eq!(
+        restarted
+            .agent(A)
+            .unwrap()
+            .learned()
+            .calls
+            .get(CallClass::CreateForumTopic)
+            .unwrap()
+            .milli_per_minute(),
+        ceiling.milli_per_minute
+    );
+}
+
+#[test]
+fn a_known_contacts_username_takes_no_resolve_permit_but_waits_out_a_resolve_flood() {
+    let mut rng = rng(43);
+    let mut scheduler = ready_pool(1, pacing(600, 100, 1_000));
+    let by_username = Request::new(SendKind::Reply).resolving(true);
+    let burst = default_call_ceiling(CallClass::ResolveUsername)
+        .unwrap()
+        .burst;
+    // Answered from the account's cache: more than a burst of resolves at once is fine.
+    for _ in 0..burst + 5 {
+        send_now(&mut scheduler, &by_username, Millis(0), &mut rng);
+    }
+    assert_eq!(
+        scheduler.reserve_call(A, CallClass::ResolveUsername, Millis(0)),
+        CallDecision::Go,
+        "no resolve permit was spent"
+    );
+    scheduler.on_call_outcome(A, CallClass::ResolveUsername, &SendOutcome::Sent, Millis(0));
+    // A cache miss that got a flood wait: the agent's username sends wait it out (another miss
+    // would only repeat it), its other sends do not.
+    expect_send(scheduler.pick(POOL, &by_username, Millis(0), &mut rng));
+    scheduler.on_outcome(
+        A,
+        &by_username,
+        SendOutcome::ResolveFailed(TelegramError::FloodWait { seconds: 60 }),
+        Millis(0),
+    );
+    match scheduler.pick(POOL, &by_username, Millis(1), &mut rng) {
+        Decision::WaitUntil { reason, .. } => assert_eq!(reason, WaitReason::FloodWait),
+        other => panic!("expected the resolve's flood wait, got {other:?}"),
+    }
+    send_now(
+        &mut scheduler,
+        &Request::new(SendKind::Reply),
+        Millis(1),
+        &mut rng,
+    );
+    assert_eq!(send_rate(&scheduler, A), 600_000);
 }

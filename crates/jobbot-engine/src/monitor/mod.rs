@@ -69,7 +69,9 @@ pub struct MonitorSettings {
     /// Join sources given by username (and invite link) instead of expecting the main account to
     /// be a member already, as the original did.
     pub auto_join_public_sources: bool,
-    /// Pause between two username resolutions (or joins) of the main account.
+    /// How long to wait before asking again while the main account is not connected. The
+    /// resolutions and joins themselves are paced by the main account's scheduler (its
+    /// `ResolveUsername` and `JoinChannel` limiters), with every other call of those classes.
     pub resolve_interval: Duration,
 }
 

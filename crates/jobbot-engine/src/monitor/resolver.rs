@@ -1,8 +1,10 @@
 //! Turns configured usernames (and, with auto-join, invite links) into chat ids through the main
 //! account, one call at a time.
 //!
-//! `contacts.resolveUsername` is the call Telegram punishes hardest, so this task makes at most
-//! one call per `interval`, honours a flood wait in full, never asks twice for a source it has
+//! `contacts.resolveUsername` is the call Telegram punishes hardest. Each call is made with a
+//! permit of the main account's scheduler (`Engine::call_permit`, class `ResolveUsername` or
+//! `JoinChannel`), which paces it with the account's other calls of that class, waits out a flood
+//! wait on that method in full and learns from it. This task never asks twice for a source it has
 //! resolved (the answer is cached for the process's life: a chat's id never changes), and asks
 //! again for one it failed only after the configuration changes. It runs beside the monitor so
 //! a slow call never holds up the messages.
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use jobbot_core::config::SourceRef;
 use jobbot_core::ids::{ChatId, SessionName};
+use jobbot_core::scheduling::CallClass;
 use jobbot_core::telegram::{JoinTarget, TelegramError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -40,6 +43,7 @@ pub(crate) struct Resolver {
     /// The sources the current configuration needs resolved.
     pub wanted: watch::Receiver<Arc<BTreeSet<SourceRef>>>,
     pub results: mpsc::UnboundedSender<Resolution>,
+    /// How long to wait before asking again while the main account is not connected.
     pub interval: Duration,
     /// Join public sources (and invite links) instead of only resolving them.
     pub join: bool,
@@ -49,7 +53,6 @@ impl Resolver {
     pub async fn run(mut self) {
         let mut done: HashSet<SourceRef> = HashSet::new();
         let mut failed: HashSet<SourceRef> = HashSet::new();
-        let mut next_call = Instant::now();
         loop {
             let next = self
                 .wanted
@@ -65,29 +68,38 @@ impl Resolver {
                 failed.clear();
                 continue;
             };
-            tokio::time::sleep_until(next_call).await;
-            // While the main account is disconnected there is nobody to ask; try again later.
-            let Some(account) = self.engine.account(&self.session) else {
-                next_call = Instant::now() + self.interval;
-                continue;
-            };
-            let result = match (&source, self.join) {
-                (SourceRef::Username(name), false) => account.resolve_username(name).await,
-                (SourceRef::Username(name), true) => {
-                    account.join_chat(&JoinTarget::Username(name.clone())).await
-                }
-                (SourceRef::Invite(hash), _) => {
-                    account
-                        .join_chat(&JoinTarget::InviteHash(hash.clone()))
-                        .await
-                }
+            let (class, join) = match (&source, self.join) {
+                (SourceRef::Username(_), false) => (CallClass::ResolveUsername, None),
+                (SourceRef::Username(name), true) => (
+                    CallClass::JoinChannel,
+                    Some(JoinTarget::Username(name.clone())),
+                ),
+                (SourceRef::Invite(hash), _) => (
+                    CallClass::JoinChannel,
+                    Some(JoinTarget::InviteHash(hash.clone())),
+                ),
                 // Ids are canonical already; they are never asked for.
                 (SourceRef::Id(_), _) => {
                     done.insert(source);
                     continue;
                 }
             };
-            next_call = Instant::now() + self.interval;
+            // While the main account is disconnected there is nobody to ask; try again later.
+            let Some(permit) = self
+                .engine
+                .call_permit(std::slice::from_ref(&self.session), class, None)
+                .await
+            else {
+                tokio::time::sleep_until(Instant::now() + self.interval).await;
+                continue;
+            };
+            let account = permit.account();
+            let result = match (&join, &source) {
+                (Some(target), _) => account.join_chat(target).await,
+                (None, SourceRef::Username(name)) => account.resolve_username(name).await,
+                (None, _) => continue,
+            };
+            permit.report(&result);
             match result {
                 Ok(peer) => {
                     done.insert(source.clone());
@@ -100,10 +112,9 @@ impl Resolver {
                         return;
                     }
                 }
+                // The scheduler holds this class's calls until the wait is over.
                 Err(TelegramError::FloodWait { seconds }) => {
                     tracing::warn!(target: "monitor", "⏳ FloodWait {seconds} с при поиске источника {source}");
-                    next_call =
-                        Instant::now() + Duration::from_secs(u64::from(seconds)).max(self.interval);
                 }
                 // The connection or the account is the problem, not the source: ask again.
                 Err(error) if error.is_account_level() => {

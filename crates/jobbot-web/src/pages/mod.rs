@@ -542,6 +542,7 @@ async fn agents_page(
             "col_channels",
             "col_state",
             "col_headroom",
+            "col_rate",
             "col_sent",
             "col_error",
             "col_actions",

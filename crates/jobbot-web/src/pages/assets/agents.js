@@ -56,7 +56,8 @@ function render() {
     if (!row) {
       row = el('tr', {'data-session': agent.session_name},
         el('td', {'data-label': t('col_agent')}), el('td', {class: 'channels-cell'}), el('td', {class: 'state-cell'}),
-        el('td', {class: 'num', 'data-label': t('col_headroom')}), el('td', {class: 'num', 'data-label': t('col_sent')}),
+        el('td', {class: 'num', 'data-label': t('col_headroom')}), el('td', {class: 'num rate-cell', 'data-label': t('col_rate')}),
+        el('td', {class: 'num', 'data-label': t('col_sent')}),
         el('td', {class: 'error-cell'}), el('td', {class: 'actions-cell'}));
     }
     tableBody.append(row); // keeps the sorted order
@@ -77,21 +78,22 @@ function render() {
     }
     cells[2].replaceWith(state.cell);
     cells[3].textContent = agent.live ? String(live.pacing_headroom) : '–';
-    cells[4].textContent = agent.live ? `${live.sent_last_minute} / ${live.sent_last_hour} / ${live.sent_last_day}` : '–';
-    cells[5].textContent = live.last_error ? describeError(live.last_error.error) : '';
+    cells[4].replaceChildren(...rateCell(live));
+    cells[5].textContent = agent.live ? `${live.sent_last_minute} / ${live.sent_last_hour} / ${live.sent_last_day}` : '–';
+    cells[6].textContent = live.last_error ? describeError(live.last_error.error) : '';
     const action = state.paused ? 'resume' : 'pause';
     // A session without a (working) login gets its login flow right here.
     const canLogIn = state.key === 'not_logged_in' || state.key === 'dead';
     const actions = action + (canLogIn ? ' login' : '');
-    if (cells[6].dataset.action !== actions) {
-      cells[6].dataset.action = actions;
+    if (cells[7].dataset.action !== actions) {
+      cells[7].dataset.action = actions;
       const buttons = [el('button', {type: 'button', class: action,
         onclick: () => pauseOrResume(action, agent.session_name)}, t(action))];
       if (canLogIn) {
         buttons.push(' ', el('button', {type: 'button', class: 'login',
           onclick: () => openLogin(agent.session_name)}, t('agent_login')));
       }
-      cells[6].replaceChildren(...buttons);
+      cells[7].replaceChildren(...buttons);
     }
   }
 }
@@ -102,13 +104,34 @@ function openLogin(session) {
   const open = tableBody.querySelector(selector);
   if (open) open.remove();
   const row = el('tr', {class: 'login-row', 'data-login-for': session});
-  const cell = el('td', {colspan: '7'});
+  const cell = el('td', {colspan: '8'});
   cell.append(loginFlow(session, () => {
     loadAgents();
   }, true));
   row.append(cell);
   const agentRow = tableBody.querySelector(`tr[data-session="${CSS.escape(session)}"]`);
   if (agentRow) agentRow.after(row); else tableBody.append(row);
+}
+
+// Rates are thousandths of a call a minute in the API; shown per minute, with one decimal when
+// the learner has settled between whole numbers.
+function perMinute(milli) {
+  const value = milli / 1000;
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
+
+// The learned send rate against its ceiling, and under it every other class of call (resolves,
+// joins, topics) whose rate was lowered: each is another method, limited on its own.
+function rateCell(live) {
+  if (live.learned_milli_per_minute === undefined) return ['–'];
+  const send = `${perMinute(live.learned_milli_per_minute)} / ${perMinute(live.ceiling_milli_per_minute)}`;
+  const parts = [el('span', {class: 'mono'}, send)];
+  for (const call of live.calls || []) {
+    if (call.class === 'send_message' || call.learned_milli_per_minute >= call.ceiling_milli_per_minute) continue;
+    parts.push(el('br'), el('span', {class: 'muted mono', 'data-class': call.class},
+      `${t('rate_' + call.class)} ${perMinute(call.learned_milli_per_minute)} / ${perMinute(call.ceiling_milli_per_minute)}`));
+  }
+  return parts;
 }
 
 function describeError(error) {
