@@ -146,6 +146,31 @@ pub struct SentMessage {
     pub message_id: i32,
 }
 
+/// What one account may do in a channel or group, as Telegram describes the chat to it
+/// (`channels.getChannels` / `messages.getChats`: the `left`, `creator`, `admin_rights`,
+/// `banned_rights` and `default_banned_rights` of the chat object). Reading it changes nothing,
+/// so `jobbot doctor` can ask it of every account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatAccess {
+    pub chat: ChatId,
+    pub kind: PeerKind,
+    pub title: String,
+    /// It has a public username (anyone may read it without joining).
+    pub public: bool,
+    /// A supergroup with topics enabled (core.telegram.org/api/forum).
+    pub forum: bool,
+    /// The account is in the chat (`left` is not set).
+    pub member: bool,
+    /// The creator, or an admin.
+    pub admin: bool,
+    /// It may post: in a broadcast channel the creator or an admin with `post_messages`; in a
+    /// group a member whose own and default banned rights leave `send_messages`.
+    pub can_post: bool,
+    /// It may create forum topics: a forum, and the creator, an admin with `manage_topics`, or a
+    /// member whose banned rights leave `manage_topics`.
+    pub can_create_topics: bool,
+}
+
 /// How to join a chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -486,6 +511,11 @@ pub trait TelegramAccount: Send + Sync {
         content: &MessageContent,
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError>;
+
+    /// What this account may do in a channel or group (see [`ChatAccess`]); nothing is changed.
+    /// A chat the account cannot see (private and not joined, or no such chat) is
+    /// `ChatForbidden`.
+    async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError>;
 
     /// Joins a chat. Joining a chat the account is already in succeeds (`USER_ALREADY_PARTICIPANT`
     /// is not an error here), so callers may call it idempotently.

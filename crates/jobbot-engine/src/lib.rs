@@ -7,6 +7,7 @@
 mod clock;
 mod crm;
 mod dispatcher;
+pub mod doctor;
 mod engine;
 mod events;
 pub mod metrics;

@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountConnector, AccountEvent, AuthorizationStatus, Checkpoint, CodeOutcome, ConnectError,
-    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef,
-    RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountConnector, AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome,
+    ConnectError, ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer,
+    PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jsonrpsee::async_client::{Client, ClientBuilder};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
@@ -400,6 +400,13 @@ impl TelegramAccount for RemoteAccount {
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
         transport(
             self.client.join_chat(self.handle, target.clone()).await,
+            telegram_network,
+        )
+    }
+
+    async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError> {
+        transport(
+            self.client.chat_access(self.handle, chat).await,
             telegram_network,
         )
     }

@@ -18,8 +18,9 @@
 
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountEvent, AuthorizationStatus, Checkpoint, CodeOutcome, ConnectError, JoinTarget,
-    LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage, TelegramError, TopicId,
+    AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
+    JoinTarget, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage,
+    TelegramError, TopicId,
 };
 use jobbot_sim::admin::{AdminError, TopicView};
 use jobbot_sim::scenario::DemoWorld;
@@ -137,6 +138,13 @@ pub trait TelegramRpc {
         account: AccountHandle,
         target: JoinTarget,
     ) -> RpcResult<Result<Peer, TelegramError>>;
+
+    #[method(name = "chat_access")]
+    async fn chat_access(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+    ) -> RpcResult<Result<ChatAccess, TelegramError>>;
 
     /// Puts a checkpoint into the account's event stream (`TelegramAccount::request_checkpoint`).
     #[method(name = "request_checkpoint")]

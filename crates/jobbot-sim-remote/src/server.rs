@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountConnector, AuthorizationStatus, Checkpoint, CodeOutcome, ConnectError, ConnectOptions,
-    JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage,
-    TelegramAccount, TelegramError, TopicId,
+    AccountConnector, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
+    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef,
+    RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
 use jobbot_sim::scenario::{DemoWorld, Scripted};
@@ -754,6 +754,17 @@ impl TelegramRpcServer for Connection {
     ) -> RpcResult<Result<Peer, TelegramError>> {
         Ok(match self.account(account) {
             Ok(account) => account.join_chat(&target).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn chat_access(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+    ) -> RpcResult<Result<ChatAccess, TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.chat_access(chat).await,
             Err(error) => Err(error),
         })
     }

@@ -151,6 +151,7 @@ macro_rules! contract_checks {
             a_direct_message_to_a_bot_or_channel_is_not_a_user,
             an_access_hash_from_another_account_is_refused,
             a_plain_member_may_not_post_in_a_channel,
+            chat_access_tells_admins_from_members_and_forums,
             message_length_is_counted_in_utf16_units,
             joining_is_idempotent,
             a_forum_topic_can_be_created_and_posted_to,
@@ -731,6 +732,47 @@ pub async fn a_plain_member_may_not_post_in_a_channel(
         Err(TelegramError::ChatForbidden { .. }) => Ok(CheckOutcome::Passed),
         other => Err(format!("a non-admin post in a channel gave {other:?}")),
     }
+}
+
+/// `chat_access` (what `jobbot doctor` asks) reads the rights the calls then enforce: the admin
+/// of a channel may post there and a plain member may not; the forum is a forum whose admin may
+/// create topics. Nothing is changed, so it can run against real accounts.
+pub async fn chat_access_tells_admins_from_members_and_forums(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let admin = connect(fixture, &fixture.first_account()).await?;
+    let member = connect(fixture, &fixture.second_account()).await?;
+    let channel = fixture.postable_channel();
+    let as_admin = admin
+        .chat_access(channel)
+        .await
+        .map_err(failed("the admin's chat_access"))?;
+    ensure!(
+        as_admin.chat == channel
+            && as_admin.kind == PeerKind::Channel
+            && as_admin.member
+            && as_admin.admin
+            && as_admin.can_post
+            && !as_admin.forum,
+        "the channel's admin sees {as_admin:?}"
+    );
+    let as_member = member
+        .chat_access(channel)
+        .await
+        .map_err(failed("the member's chat_access"))?;
+    ensure!(
+        as_member.member && !as_member.admin && !as_member.can_post,
+        "a plain member of the channel sees {as_member:?}"
+    );
+    let forum = admin
+        .chat_access(fixture.forum_group())
+        .await
+        .map_err(failed("chat_access of the forum"))?;
+    ensure!(
+        forum.kind == PeerKind::Group && forum.forum && forum.member && forum.can_create_topics,
+        "the forum's admin sees {forum:?}"
+    );
+    Ok(CheckOutcome::Passed)
 }
 
 /// The 4,096 limit counts UTF-16 code units, not characters (core.telegram.org/api/entities):

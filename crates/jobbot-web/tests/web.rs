@@ -1981,6 +1981,7 @@ async fn every_response_carries_the_security_headers() {
         "/agents",
         "/vacancies",
         "/logins",
+        "/doctor",
     ] {
         let html = page(path).await.body.as_str().unwrap().to_owned();
         assert!(!html.contains(" onclick="), "{path}");
@@ -2479,4 +2480,60 @@ async fn an_agent_logged_in_through_the_api_connects_at_once() {
         signed_in.body
     );
     wait_ready(&app, "agent_late").await;
+}
+
+/// The Doctor page and `/api/doctor` check the setup over the running engine's own connections
+/// (no second connection to any session): a connected agent passes, the main account the engine
+/// does not run is reported with its fix, chats nobody can see are reported per agent, and the
+/// proxy's password is never shown (#14 item 8).
+#[tokio::test]
+async fn the_doctor_reports_over_the_engines_own_connections() {
+    let app = spawn_app().await;
+    wait_ready(&app, "agent_a").await;
+    let reply = app.get("/api/doctor").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let findings = reply.body["findings"].as_array().unwrap();
+    let finding = |item: &str, key: &str, value: &str| {
+        findings
+            .iter()
+            .find(|finding| finding["subject"]["item"] == item && finding["subject"][key] == value)
+            .unwrap_or_else(|| panic!("no {item} {value}: {}", reply.body))
+    };
+    assert_eq!(
+        finding("session", "session", "agent_a")["verdict"]["verdict"],
+        "passed"
+    );
+    let main = finding("session", "session", "bot_session");
+    assert_eq!(main["verdict"]["problem"]["problem"], "session_unreachable");
+    assert!(main["fix"].as_str().unwrap().contains("jobbot doctor"));
+    let source = finding("source", "source", "@python_jobs");
+    assert_eq!(source["verdict"]["because"]["skip"], "account_unavailable");
+    let crm_agent = findings
+        .iter()
+        .find(|finding| {
+            finding["subject"]["item"] == "crm_agent" && finding["subject"]["session"] == "agent_a"
+        })
+        .unwrap();
+    assert_eq!(
+        crm_agent["verdict"]["problem"]["problem"], "agent_not_member",
+        "{crm_agent}"
+    );
+    assert!(
+        crm_agent["fix"]
+            .as_str()
+            .unwrap()
+            .contains("add agent_a to -1002345678901")
+    );
+    // The checks borrowed the owners' connections: still one per session.
+    let session = SessionName::parse("agent_a").unwrap();
+    assert_eq!(app.world.open_connections(&session), 1);
+
+    let (cookie, _) = app.log_in().await;
+    let page = app.with_cookie(Method::GET, "/doctor", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.body.as_str().unwrap();
+    assert!(html.contains("id=\"doctor-table\""), "{html}");
+    assert!(html.contains("data-status=\"failed\""), "{html}");
+    assert!(html.contains("add agent_a to -1002345678901"), "{html}");
+    app.assert_never_shown(&["proxy-secret"]);
 }

@@ -40,6 +40,7 @@ pub const NAV: &[(&str, &str, &str)] = &[
     ("/agents", "agents", "nav_agents"),
     ("/vacancies", "vacancies", "nav_vacancies"),
     ("/logins", "logins", "nav_logins"),
+    ("/doctor", "doctor", "nav_doctor"),
 ];
 
 /// The pages behind the cookie session.
@@ -51,6 +52,7 @@ pub(crate) fn protected_pages(state: AppState) -> Router {
         .route("/agents", get(agents_page))
         .route("/vacancies", get(vacancies_page))
         .route("/logins", get(logins_page))
+        .route("/doctor", get(doctor_page))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_page_session,
@@ -170,6 +172,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "logins.js",
         "text/javascript",
         include_str!("assets/logins.js"),
+    ),
+    (
+        "doctor.js",
+        "text/javascript",
+        include_str!("assets/doctor.js"),
     ),
 ];
 
@@ -619,6 +626,73 @@ async fn logins_page(
     render(LoginsPage {
         layout: Layout::new(lang, "logins", "logins_title", "/logins", csrf),
         accounts,
+    })
+}
+
+/// A finding as the Doctor page shows it. The item, the problem and its fix are the report's
+/// own (English) texts.
+struct DoctorRow {
+    status: &'static str,
+    badge: &'static str,
+    label: &'static str,
+    subject: String,
+    detail: String,
+    fix: String,
+}
+
+#[derive(Template)]
+#[template(path = "doctor.html")]
+struct DoctorPage {
+    layout: Layout,
+    rows: Vec<DoctorRow>,
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+/// Runs the checks (see [`crate::doctor`]) and shows each finding with its fix.
+async fn doctor_page(
+    State(state): State<AppState>,
+    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    headers: HeaderMap,
+) -> Response {
+    use jobbot_core::doctor::Verdict;
+    let lang = lang_of(&headers);
+    let report = crate::doctor::report(&state).await;
+    let rows: Vec<DoctorRow> = report
+        .findings
+        .iter()
+        .map(|finding| {
+            let (status, badge, label, detail) = match &finding.verdict {
+                Verdict::Passed { detail } => (
+                    "passed",
+                    "ok",
+                    "doctor_ok",
+                    detail.clone().unwrap_or_default(),
+                ),
+                Verdict::Failed { problem } => {
+                    ("failed", "state-dead", "doctor_fail", problem.to_string())
+                }
+                Verdict::Skipped { because } => ("skipped", "", "doctor_skip", because.to_string()),
+            };
+            DoctorRow {
+                status,
+                badge,
+                label,
+                subject: finding.subject.to_string(),
+                detail,
+                fix: finding.fix.clone().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let count = |status: &str| rows.iter().filter(|row| row.status == status).count();
+    let (passed, failed, skipped) = (count("passed"), count("failed"), count("skipped"));
+    render(DoctorPage {
+        layout: Layout::new(lang, "doctor", "doctor_title", "/doctor", csrf),
+        rows,
+        passed,
+        failed,
+        skipped,
     })
 }
 
