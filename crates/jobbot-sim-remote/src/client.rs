@@ -23,7 +23,7 @@ use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome,
     ConnectError, ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer,
-    PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
+    PeerRef, RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jsonrpsee::async_client::{Client, ClientBuilder};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
@@ -455,11 +455,15 @@ pub struct RemoteLogin {
 
 #[async_trait]
 impl LoginBackend for RemoteLogin {
-    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError> {
+    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<SentCode, LoginError> {
         transport(
             self.client.request_code(self.handle, phone.clone()).await,
             login_network,
         )
+    }
+
+    async fn resend_code(&mut self) -> Result<SentCode, LoginError> {
+        transport(self.client.resend_code(self.handle).await, login_network)
     }
 
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError> {

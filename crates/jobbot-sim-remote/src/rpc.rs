@@ -19,7 +19,7 @@
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
-    JoinTarget, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage,
+    JoinTarget, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentCode, SentMessage,
     TelegramError, TopicId,
 };
 use jobbot_sim::admin::{AdminError, TopicView};
@@ -168,7 +168,10 @@ pub trait TelegramRpc {
         &self,
         login: LoginHandle,
         phone: PhoneNumber,
-    ) -> RpcResult<Result<(), LoginError>>;
+    ) -> RpcResult<Result<SentCode, LoginError>>;
+
+    #[method(name = "resend_code")]
+    async fn resend_code(&self, login: LoginHandle) -> RpcResult<Result<SentCode, LoginError>>;
 
     #[method(name = "submit_code")]
     async fn submit_code(

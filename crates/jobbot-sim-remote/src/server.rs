@@ -23,7 +23,7 @@ use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
     ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef,
-    RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
+    RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
 use jobbot_sim::scenario::{DemoWorld, Scripted};
@@ -799,9 +799,16 @@ impl TelegramRpcServer for Connection {
         &self,
         login: LoginHandle,
         phone: PhoneNumber,
-    ) -> RpcResult<Result<(), LoginError>> {
+    ) -> RpcResult<Result<SentCode, LoginError>> {
         Ok(match self.login(login) {
             Ok(login) => login.lock().await.request_code(&phone).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn resend_code(&self, login: LoginHandle) -> RpcResult<Result<SentCode, LoginError>> {
+        Ok(match self.login(login) {
+            Ok(login) => login.lock().await.resend_code().await,
             Err(error) => Err(error),
         })
     }

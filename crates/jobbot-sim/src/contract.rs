@@ -164,6 +164,7 @@ macro_rules! contract_checks {
             the_next_connection_catches_up_from_the_committed_checkpoint,
             a_send_already_on_its_way_is_a_duplicate_not_a_second_message,
             login_with_a_wrong_code_then_the_right_one,
+            a_login_code_is_resent_the_way_telegram_offered,
             login_with_an_expired_code,
             login_with_two_step_verification,
             login_with_a_banned_or_unregistered_phone,
@@ -1214,6 +1215,44 @@ pub async fn a_send_already_on_its_way_is_a_duplicate_not_a_second_message(
 }
 
 // ----- Login -----
+
+/// `auth.resendCode` sends the code the way the previous answer's `next_type` named
+/// (core.telegram.org/api/auth), and the code still signs in; with no way left it is
+/// `ResendUnavailable` (`SEND_CODE_UNAVAILABLE`), the login still waiting for the code.
+pub async fn a_login_code_is_resent_the_way_telegram_offered(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let (Some(phones), Some(controls)) = (fixture.login_phones(), fixture.controls()) else {
+        return Ok(CheckOutcome::Skipped("needs login phones and their codes"));
+    };
+    let mut flow = LoginFlow::new(begin_login(fixture).await?);
+    let mut offered = match flow.submit_phone(phones.plain.as_str()).await {
+        Ok(LoginState::AwaitingCode { sent, .. }) => sent.next,
+        other => return Err(format!("phone: {other:?}")),
+    };
+    let mut resends = 0;
+    while let Some(next) = offered {
+        resends += 1;
+        ensure!(resends < 10, "Telegram offered another way {resends} times");
+        match flow.resend_code().await {
+            Ok(LoginState::AwaitingCode { sent, .. }) if sent.delivery == next => {
+                offered = sent.next;
+            }
+            other => return Err(format!("a resend offered as {next:?} gave {other:?}")),
+        }
+    }
+    match flow.resend_code().await {
+        Err(LoginStepError::Telegram(LoginError::ResendUnavailable)) => {}
+        other => return Err(format!("a resend with no way left gave {other:?}")),
+    }
+    let code = controls
+        .last_login_code(&phones.plain)
+        .ok_or("no code was sent")?;
+    match flow.submit_code(&code).await {
+        Ok(LoginState::SignedIn(_)) => Ok(CheckOutcome::Passed),
+        other => Err(format!("the code after resends gave {other:?}")),
+    }
+}
 
 /// A wrong code is refused and the right one then signs in; the session is locked while the login
 /// runs and connects afterwards as the person who logged in.

@@ -8,8 +8,8 @@ use grammers_session::types::PeerId;
 use grammers_tl_types as tl;
 use jobbot_core::ids::{ChatId, ChatKind, PhoneNumber, Username};
 use jobbot_core::telegram::{
-    ChatAccess, EntityKind, IncomingMessage, Me, MediaKind, Peer, PeerKind, PeerRef, Sender,
-    TelegramError, TextEntity, TopicId,
+    ChatAccess, CodeDelivery, EntityKind, IncomingMessage, Me, MediaKind, Peer, PeerKind, PeerRef,
+    Sender, SentCode, TelegramError, TextEntity, TopicId,
 };
 
 /// A grammers peer id in jobbot's Bot API form (`None` for the self-user sentinel).
@@ -200,6 +200,38 @@ pub fn peer_from_chat(chat: &tl::enums::Chat) -> Option<Peer> {
         // `min` channels, empty chats and communities (a layer-230 container of chats, not a
         // place to post) are not addressable peers for jobbot.
         _ => None,
+    }
+}
+
+/// Where a login code went and how a resend would send it (`auth.sentCode`'s `type`,
+/// `next_type` and `timeout`, core.telegram.org/api/auth).
+pub fn sent_code_of(code: &tl::types::auth::SentCode) -> SentCode {
+    use tl::enums::auth::SentCodeType as Sent;
+    let (delivery, length) = match &code.r#type {
+        Sent::App(app) => (CodeDelivery::App, Some(app.length)),
+        Sent::Sms(sms) => (CodeDelivery::Sms, Some(sms.length)),
+        Sent::FirebaseSms(sms) => (CodeDelivery::Sms, Some(sms.length)),
+        Sent::SmsWord(_) | Sent::SmsPhrase(_) => (CodeDelivery::Sms, None),
+        Sent::Call(call) => (CodeDelivery::Call, Some(call.length)),
+        Sent::FlashCall(_) => (CodeDelivery::MissedCall, None),
+        Sent::MissedCall(call) => (CodeDelivery::MissedCall, Some(call.length)),
+        Sent::EmailCode(email) => (CodeDelivery::Email, Some(email.length)),
+        Sent::FragmentSms(sms) => (CodeDelivery::Fragment, Some(sms.length)),
+        Sent::SetUpEmailRequired(_) => (CodeDelivery::Other, None),
+    };
+    let next = code.next_type.as_ref().map(|next| {
+        use tl::enums::auth::CodeType as Next;
+        match next {
+            Next::Sms | Next::FragmentSms => CodeDelivery::Sms,
+            Next::Call => CodeDelivery::Call,
+            Next::FlashCall | Next::MissedCall => CodeDelivery::MissedCall,
+        }
+    });
+    SentCode {
+        delivery,
+        length: length.and_then(|length| u32::try_from(length).ok()),
+        next,
+        resend_after_seconds: code.timeout.and_then(|seconds| u32::try_from(seconds).ok()),
     }
 }
 
@@ -898,5 +930,34 @@ mod tests {
                 code: "CHANNEL_PRIVATE".into()
             })
         );
+    }
+
+    /// `auth.sentCode` as Telegram sends it: the way the code went, its length, the next way
+    /// and when it may be asked for.
+    #[test]
+    fn a_sent_code_names_its_delivery_and_the_next_way() {
+        let sent = tl::types::auth::SentCode {
+            r#type: tl::types::auth::SentCodeTypeSms { length: 5 }.into(),
+            phone_code_hash: "hash".into(),
+            next_type: Some(tl::enums::auth::CodeType::Call),
+            timeout: Some(60),
+        };
+        assert_eq!(
+            sent_code_of(&sent),
+            SentCode {
+                delivery: CodeDelivery::Sms,
+                length: Some(5),
+                next: Some(CodeDelivery::Call),
+                resend_after_seconds: Some(60),
+            }
+        );
+        let in_app = tl::types::auth::SentCode {
+            r#type: tl::types::auth::SentCodeTypeApp { length: 5 }.into(),
+            phone_code_hash: "hash".into(),
+            next_type: None,
+            timeout: None,
+        };
+        assert_eq!(sent_code_of(&in_app).delivery, CodeDelivery::App);
+        assert_eq!(sent_code_of(&in_app).next, None);
     }
 }

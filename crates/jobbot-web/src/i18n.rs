@@ -307,6 +307,16 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("more", "Ещё", "More"),
     ("no_vacancies", "Вакансий пока нет.", "No vacancies yet."),
     ("logins_title", "Вход в Telegram", "Telegram logins"),
+    (
+        "main_login_needed",
+        "Основной аккаунт не вошёл в Telegram: jobbot ждёт его, чтобы читать источники и публиковать вакансии.",
+        "The main account is not logged in to Telegram: jobbot waits for it to read sources and post vacancies.",
+    ),
+    (
+        "main_login_link",
+        "Войти основным аккаунтом",
+        "Log in the main account",
+    ),
     ("doctor_title", "Диагностика настройки", "Setup doctor"),
     ("doctor_rerun", "Проверить снова", "Check again"),
     ("doctor_passed", "в порядке", "passed"),
@@ -329,6 +339,64 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("login_cancel", "Отменить", "Cancel"),
     ("login_signed_in", "Вход выполнен", "Signed in"),
     ("login_hint", "Подсказка", "Hint"),
+    (
+        "code_sent_app",
+        "Код отправлен в приложение Telegram на другом устройстве.",
+        "The code was sent to the Telegram app on another device.",
+    ),
+    (
+        "code_sent_sms",
+        "Код отправлен по SMS.",
+        "The code was sent by SMS.",
+    ),
+    (
+        "code_sent_call",
+        "Код продиктуют по телефону.",
+        "The code is dictated in a phone call.",
+    ),
+    (
+        "code_sent_missed_call",
+        "Код — последние цифры номера пропущенного звонка.",
+        "The code is the last digits of a missed call's number.",
+    ),
+    (
+        "code_sent_email",
+        "Код отправлен на почту для входа.",
+        "The code was sent to the login e-mail.",
+    ),
+    (
+        "code_sent_fragment",
+        "Код отправлен по SMS через fragment.com.",
+        "The code was sent by SMS through fragment.com.",
+    ),
+    (
+        "code_sent_other",
+        "Код отправлен способом, который jobbot не знает.",
+        "The code was sent in a way jobbot does not know.",
+    ),
+    ("code_resend_sms", "Прислать по SMS", "Send it by SMS"),
+    ("code_resend_call", "Позвонить", "Call me instead"),
+    (
+        "code_resend_missed_call",
+        "Пропущенный звонок",
+        "Missed call instead",
+    ),
+    (
+        "code_resend_app",
+        "Прислать в приложение",
+        "Send it to the app",
+    ),
+    (
+        "code_resend_email",
+        "Прислать на почту",
+        "Send it by e-mail",
+    ),
+    (
+        "code_resend_fragment",
+        "Прислать через fragment.com",
+        "Send it through fragment.com",
+    ),
+    ("code_resend_other", "Прислать иначе", "Send it another way"),
     ("login_idle", "Вход не начат", "No login in progress"),
     ("agent_login", "Войти", "Log in"),
     (

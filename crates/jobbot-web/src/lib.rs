@@ -349,6 +349,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::login_status, logins::cancel_login))
         .routes(routes!(logins::submit_phone))
         .routes(routes!(logins::submit_code))
+        .routes(routes!(logins::resend_code))
         .routes(routes!(logins::submit_password))
         .routes(routes!(stats::stats))
         .routes(routes!(vacancies::list_vacancies))

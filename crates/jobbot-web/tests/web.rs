@@ -1277,10 +1277,12 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "DELETE /api/logins/{session}",
         "POST /api/logins/{session}/phone",
         "POST /api/logins/{session}/code",
+        "POST /api/logins/{session}/resend",
         "POST /api/logins/{session}/password",
         "GET /api/stats",
         "GET /api/vacancies",
         "GET /api/outbox/ended",
+        "GET /api/doctor",
         "GET /metrics",
         "GET /api/ws",
         "GET /api/openapi.json",
@@ -2536,4 +2538,140 @@ async fn the_doctor_reports_over_the_engines_own_connections() {
     assert!(html.contains("data-status=\"failed\""), "{html}");
     assert!(html.contains("add agent_a to -1002345678901"), "{html}");
     app.assert_never_shown(&["proxy-secret"]);
+}
+
+/// While the engine's main account has no login, every page but the Logins page shows the
+/// banner linking there (`jobbot run` starts and waits for it, #14 item 5); without a main
+/// account to wait for, no page does.
+#[tokio::test]
+async fn pages_ask_for_the_main_accounts_login_while_it_has_none() {
+    let without_main = spawn_app().await;
+    let (cookie, _) = without_main.log_in().await;
+    let page = without_main
+        .with_cookie(Method::GET, "/agents", &cookie)
+        .await;
+    assert!(!page.body.as_str().unwrap().contains("main-login-banner"));
+
+    let world = SimWorld::new(SimParams::default());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("channels_config.json");
+    std::fs::write(&path, r#"{"output_channels": []}"#).unwrap();
+    let config = ConfigStore::open(&path).await.expect("the config loads");
+    let connector = Arc::new(SimConnector::new(world.clone()));
+    let engine = Engine::start(
+        EngineSettings {
+            main_session: Some(SessionName::main()),
+            seed: 7,
+            ..EngineSettings::default()
+        },
+        connector.clone(),
+        Arc::new(jobbot_store::MemoryStore::new()),
+        follow(&config),
+        EngineClock::start(),
+    )
+    .await
+    .expect("the engine starts");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.wait_for_links(|links| {
+            matches!(
+                links.get(&SessionName::main()),
+                Some(LinkState::NotLoggedIn)
+            )
+        }),
+    )
+    .await
+    .expect("the main account is seen as not logged in")
+    .unwrap();
+    let app = TestApp {
+        world,
+        engine: engine.clone(),
+        router: jobbot_web::app(AppState::new(engine, config.clone(), settings(), connector)),
+        config,
+        agents: Vec::new(),
+        recipients: Vec::new(),
+        seen: Mutex::default(),
+        _dir: dir,
+    };
+    let (cookie, _) = app.log_in().await;
+    for path in ["/", "/agents", "/doctor"] {
+        let html = app.with_cookie(Method::GET, path, &cookie).await.body;
+        let html = html.as_str().unwrap();
+        assert!(html.contains("id=\"main-login-banner\""), "{path}: {html}");
+        assert!(html.contains("href=\"/logins\""), "{path}");
+    }
+    let logins = app.with_cookie(Method::GET, "/logins", &cookie).await.body;
+    assert!(!logins.as_str().unwrap().contains("main-login-banner"));
+}
+
+/// A web login says how Telegram sent the code (`login.sent`) and asks for it the other way on
+/// offer; with none left the resend is refused and the code still signs in (#14 item 5).
+#[tokio::test]
+async fn a_web_login_shows_the_code_delivery_and_resends_it() {
+    let app = spawn_app().await;
+    let phone = "+79995550002";
+    app.world
+        .create_user(NewUser::named("Resender").phone(phone));
+    let started = app
+        .send(
+            Method::POST,
+            "/api/logins",
+            json!({"session": "agent_resend"}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let sent = app
+        .send(
+            Method::POST,
+            "/api/logins/agent_resend/phone",
+            json!({"phone": phone}),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert_eq!(
+        sent.body["login"]["sent"]["delivery"], "sms",
+        "{}",
+        sent.body
+    );
+    assert_eq!(sent.body["login"]["sent"]["next"], "call");
+    let resent = app
+        .call(
+            Method::POST,
+            "/api/logins/agent_resend/resend",
+            Credentials::Bearer(API_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(resent.status, StatusCode::OK, "{}", resent.body);
+    assert_eq!(resent.body["login"]["state"], "awaiting_code");
+    assert_eq!(resent.body["login"]["sent"]["delivery"], "call");
+    assert!(resent.body["login"]["sent"]["next"].is_null());
+    let refused = app
+        .call(
+            Method::POST,
+            "/api/logins/agent_resend/resend",
+            Credentials::Bearer(API_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("SEND_CODE_UNAVAILABLE"),
+        "{}",
+        refused.body
+    );
+    let phone = PhoneNumber::parse(phone).unwrap();
+    let code = app.world.last_login_code(&phone).unwrap();
+    let signed_in = app
+        .send(
+            Method::POST,
+            "/api/logins/agent_resend/code",
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(
+        signed_in.body["login"]["state"], "signed_in",
+        "{}",
+        signed_in.body
+    );
 }

@@ -30,9 +30,23 @@ use crate::AppState;
 pub use crate::i18n::Lang;
 use crate::i18n::{labels_json, t};
 
-/// The CSRF token of the session that asked for the page, put there by [`require_page_session`].
+/// What a page needs from the session that asked for it, put there by
+/// [`require_page_session`]: its CSRF token, and whether the main account still needs a login
+/// (every page then shows a banner linking to the Logins page).
 #[derive(Clone)]
-struct PageCsrf(String);
+struct PageCsrf {
+    csrf: String,
+    main_login_needed: bool,
+}
+
+impl From<String> for PageCsrf {
+    fn from(csrf: String) -> Self {
+        Self {
+            csrf,
+            main_login_needed: false,
+        }
+    }
+}
 
 /// The navigation: `(href, page, label key)`. A page's own entry is marked current.
 pub const NAV: &[(&str, &str, &str)] = &[
@@ -74,7 +88,11 @@ async fn require_page_session(
 ) -> Response {
     match state.inner.auth.page_session(request.headers()).await {
         Some(csrf) => {
-            request.extensions_mut().insert(PageCsrf(csrf));
+            let main_login_needed = main_login_needed(&state);
+            request.extensions_mut().insert(PageCsrf {
+                csrf,
+                main_login_needed,
+            });
             next.run(request).await
         }
         None => {
@@ -85,6 +103,18 @@ async fn require_page_session(
             Redirect::to(&format!("/login?next={}", url_encode(target))).into_response()
         }
     }
+}
+
+/// The engine runs a main account that has no usable login (never logged in, or refused by
+/// Telegram): `jobbot run` waits for it, and the pages say so.
+fn main_login_needed(state: &AppState) -> bool {
+    let engine = &state.inner.engine;
+    engine.main_session().is_some_and(|main| {
+        matches!(
+            engine.link_states().borrow().get(main),
+            Some(jobbot_engine::LinkState::NotLoggedIn | jobbot_engine::LinkState::Dead { .. })
+        )
+    })
 }
 
 /// The language of the `lang` cookie; Russian without one.
@@ -222,6 +252,8 @@ pub struct Layout {
     pub back: String,
     /// The session's CSRF token; empty on the login page.
     pub csrf: String,
+    /// Shows the "log in the main account" banner.
+    pub main_login_needed: bool,
 }
 
 /// A navigation entry as the template shows it.
@@ -232,13 +264,21 @@ pub struct NavLink {
 }
 
 impl Layout {
-    fn new(lang: Lang, page: &'static str, title_key: &str, path: &str, csrf: String) -> Self {
+    fn new(
+        lang: Lang,
+        page: &'static str,
+        title_key: &str,
+        path: &str,
+        session: impl Into<PageCsrf>,
+    ) -> Self {
+        let session = session.into();
         Self {
             lang,
             page,
             title: t(lang, title_key).to_owned(),
             back: url_encode(path),
-            csrf,
+            csrf: session.csrf,
+            main_login_needed: session.main_login_needed,
         }
     }
 
@@ -322,7 +362,7 @@ struct ChannelsPage {
 
 async fn channels_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     let lang = lang_of(&headers);
@@ -457,7 +497,7 @@ struct ChannelFormPage {
 
 fn channel_form(
     lang: Lang,
-    csrf: String,
+    csrf: PageCsrf,
     channel: &ChannelDocument,
     revision: String,
     editing: Option<&str>,
@@ -482,7 +522,7 @@ fn channel_form(
 
 async fn new_channel_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     let revision = state.inner.config.snapshot().revision.to_string();
@@ -494,7 +534,7 @@ async fn new_channel_page(
 
 async fn edit_channel_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -539,7 +579,7 @@ struct AgentsPage {
 
 async fn agents_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     render(AgentsPage {
@@ -567,7 +607,7 @@ struct VacanciesPage {
 
 async fn vacancies_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     render(VacanciesPage {
@@ -599,7 +639,7 @@ struct LoginsPage {
 
 async fn logins_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     let lang = lang_of(&headers);
@@ -653,7 +693,7 @@ struct DoctorPage {
 /// Runs the checks (see [`crate::doctor`]) and shows each finding with its fix.
 async fn doctor_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     use jobbot_core::doctor::Verdict;
@@ -742,7 +782,7 @@ mod tests {
 
     #[test]
     fn templates_escape_what_they_are_given() {
-        let layout = Layout::new(Lang::En, "channels", "channels_title", "/", "csrf".into());
+        let layout = Layout::new(Lang::En, "channels", "channels_title", "/", "csrf".to_owned());
         let html = ChannelsPage {
             layout,
             revision: "0123456789abcdef".into(),
