@@ -782,7 +782,13 @@ mod tests {
 
     #[test]
     fn templates_escape_what_they_are_given() {
-        let layout = Layout::new(Lang::En, "channels", "channels_title", "/", "csrf".to_owned());
+        let layout = Layout::new(
+            Lang::En,
+            "channels",
+            "channels_title",
+            "/",
+            "csrf".to_owned(),
+        );
         let html = ChannelsPage {
             layout,
             revision: "0123456789abcdef".into(),
