@@ -410,7 +410,7 @@ impl fmt::Display for Problem {
 }
 
 /// Why a chat cannot be seen, in Telegram's words where it gave some.
-fn invisible(error: &TelegramError) -> String {
+pub fn invisible(error: &TelegramError) -> String {
     match error {
         TelegramError::ChatForbidden { code } => code.clone(),
         other => other.to_string(),

@@ -2536,7 +2536,18 @@ async fn the_doctor_reports_over_the_engines_own_connections() {
     let html = page.body.as_str().unwrap();
     assert!(html.contains("id=\"doctor-table\""), "{html}");
     assert!(html.contains("data-status=\"failed\""), "{html}");
-    assert!(html.contains("add agent_a to -1002345678901"), "{html}");
+    // Russian by default (the `lang` cookie picks English), written from the typed problem.
+    assert!(html.contains("добавьте agent_a в -1002345678901"), "{html}");
+    let english = app
+        .with_cookie(Method::GET, "/doctor", &format!("{cookie}; lang=en"))
+        .await;
+    assert!(
+        english
+            .body
+            .as_str()
+            .unwrap()
+            .contains("add agent_a to -1002345678901")
+    );
     app.assert_never_shown(&["proxy-secret"]);
 }
 

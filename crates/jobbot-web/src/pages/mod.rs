@@ -669,8 +669,7 @@ async fn logins_page(
     })
 }
 
-/// A finding as the Doctor page shows it. The item, the problem and its fix are the report's
-/// own (English) texts.
+/// A finding as the Doctor page shows it, in the page's language.
 struct DoctorRow {
     status: &'static str,
     badge: &'static str,
@@ -703,25 +702,19 @@ async fn doctor_page(
         .findings
         .iter()
         .map(|finding| {
-            let (status, badge, label, detail) = match &finding.verdict {
-                Verdict::Passed { detail } => (
-                    "passed",
-                    "ok",
-                    "doctor_ok",
-                    detail.clone().unwrap_or_default(),
-                ),
-                Verdict::Failed { problem } => {
-                    ("failed", "state-dead", "doctor_fail", problem.to_string())
-                }
-                Verdict::Skipped { because } => ("skipped", "", "doctor_skip", because.to_string()),
+            let (status, badge, label) = match &finding.verdict {
+                Verdict::Passed { .. } => ("passed", "ok", "doctor_ok"),
+                Verdict::Failed { .. } => ("failed", "state-dead", "doctor_fail"),
+                Verdict::Skipped { .. } => ("skipped", "", "doctor_skip"),
             };
+            let (subject, detail, fix) = crate::i18n::doctor_texts(lang, finding);
             DoctorRow {
                 status,
                 badge,
                 label,
-                subject: finding.subject.to_string(),
+                subject,
                 detail,
-                fix: finding.fix.clone().unwrap_or_default(),
+                fix,
             }
         })
         .collect();
