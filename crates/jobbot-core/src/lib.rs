@@ -7,6 +7,7 @@
 pub mod ai;
 pub mod config;
 pub mod contacts;
+pub mod doctor;
 pub mod filters;
 pub mod ids;
 pub mod legacy_session;

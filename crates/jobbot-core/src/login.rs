@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::ids::PhoneNumber;
-use crate::telegram::{CodeOutcome, LoginBackend, LoginError, Me};
+use crate::telegram::{CodeOutcome, LoginBackend, LoginError, Me, SentCode};
 
 /// Where a login stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,6 +20,8 @@ pub enum LoginState {
     },
     AwaitingCode {
         phone: PhoneNumber,
+        /// Where Telegram sent the code, and how a resend would.
+        sent: SentCode,
     },
     AwaitingPassword {
         phone: PhoneNumber,
@@ -70,13 +72,24 @@ impl<B: LoginBackend> LoginFlow<B> {
             return Err(self.out_of_order());
         }
         let phone = PhoneNumber::parse(phone)?;
-        self.backend.request_code(&phone).await?;
-        self.state = LoginState::AwaitingCode { phone };
+        let sent = self.backend.request_code(&phone).await?;
+        self.state = LoginState::AwaitingCode { phone, sent };
+        Ok(&self.state)
+    }
+
+    /// Asks Telegram to send the code again, the other way it offered (`auth.resendCode`).
+    pub async fn resend_code(&mut self) -> Result<&LoginState, LoginStepError> {
+        let LoginState::AwaitingCode { phone, .. } = &self.state else {
+            return Err(self.out_of_order());
+        };
+        let phone = phone.clone();
+        let sent = self.backend.resend_code().await?;
+        self.state = LoginState::AwaitingCode { phone, sent };
         Ok(&self.state)
     }
 
     pub async fn submit_code(&mut self, code: &str) -> Result<&LoginState, LoginStepError> {
-        let LoginState::AwaitingCode { phone } = &self.state else {
+        let LoginState::AwaitingCode { phone, .. } = &self.state else {
             return Err(self.out_of_order());
         };
         let phone = phone.clone();

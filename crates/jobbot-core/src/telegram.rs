@@ -146,6 +146,31 @@ pub struct SentMessage {
     pub message_id: i32,
 }
 
+/// What one account may do in a channel or group, as Telegram describes the chat to it
+/// (`channels.getChannels` / `messages.getChats`: the `left`, `creator`, `admin_rights`,
+/// `banned_rights` and `default_banned_rights` of the chat object). Reading it changes nothing,
+/// so `jobbot doctor` can ask it of every account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatAccess {
+    pub chat: ChatId,
+    pub kind: PeerKind,
+    pub title: String,
+    /// It has a public username (anyone may read it without joining).
+    pub public: bool,
+    /// A supergroup with topics enabled (core.telegram.org/api/forum).
+    pub forum: bool,
+    /// The account is in the chat (`left` is not set).
+    pub member: bool,
+    /// The creator, or an admin.
+    pub admin: bool,
+    /// It may post: in a broadcast channel the creator or an admin with `post_messages`; in a
+    /// group a member whose own and default banned rights leave `send_messages`.
+    pub can_post: bool,
+    /// It may create forum topics: a forum, and the creator, an admin with `manage_topics`, or a
+    /// member whose banned rights leave `manage_topics`.
+    pub can_create_topics: bool,
+}
+
 /// How to join a chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -487,6 +512,11 @@ pub trait TelegramAccount: Send + Sync {
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError>;
 
+    /// What this account may do in a channel or group (see [`ChatAccess`]); nothing is changed.
+    /// A chat the account cannot see (private and not joined, or no such chat) is
+    /// `ChatForbidden`.
+    async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError>;
+
     /// Joins a chat. Joining a chat the account is already in succeeds (`USER_ALREADY_PARTICIPANT`
     /// is not an error here), so callers may call it idempotently.
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError>;
@@ -603,6 +633,11 @@ pub enum LoginError {
     InvalidCode,
     #[error("the code has expired; request a new one")]
     CodeExpired,
+    /// 400 `SEND_CODE_UNAVAILABLE`: every way of sending the code was used.
+    #[error(
+        "Telegram offers no other way to send the code (SEND_CODE_UNAVAILABLE); wait for the one sent"
+    )]
+    ResendUnavailable,
     #[error("the 2FA password is wrong")]
     InvalidPassword,
     #[error("too many attempts: Telegram asks to wait {seconds} s")]
@@ -626,6 +661,54 @@ pub enum LoginError {
     Network { message: String },
     #[error("login failed: {message}")]
     Other { message: String },
+}
+
+/// How Telegram delivered a login code: `auth.SentCodeType` (core.telegram.org/api/auth,
+/// "Sending the verification code"). Shown to the person so they know where to look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeDelivery {
+    /// `auth.sentCodeTypeApp`: a message from Telegram in an app already logged in.
+    App,
+    /// `auth.sentCodeTypeSms` (and the Firebase / word / phrase SMS variants).
+    Sms,
+    /// `auth.sentCodeTypeCall`: a voice call dictates the code.
+    Call,
+    /// `auth.sentCodeTypeFlashCall` / `MissedCall`: the code is in a calling number.
+    MissedCall,
+    /// `auth.sentCodeTypeEmailCode`: to the account's login e-mail.
+    Email,
+    /// `auth.sentCodeTypeFragmentSms`: an SMS through fragment.com (anonymous numbers).
+    Fragment,
+    /// A type this version does not know (or `SetUpEmailRequired`, which needs an official app).
+    Other,
+}
+
+impl fmt::Display for CodeDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::App => "in the Telegram app on another device",
+            Self::Sms => "by SMS",
+            Self::Call => "by a phone call",
+            Self::MissedCall => "as the last digits of a missed call's number",
+            Self::Email => "by e-mail",
+            Self::Fragment => "by SMS through fragment.com",
+            Self::Other => "in a way this version of jobbot does not know",
+        })
+    }
+}
+
+/// Telegram's answer to `auth.sendCode` / `auth.resendCode`: where the code went, and how a
+/// resend would deliver it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentCode {
+    pub delivery: CodeDelivery,
+    /// The code's length, when Telegram says.
+    pub length: Option<u32>,
+    /// `next_type`: what `auth.resendCode` would use; `None`: no other way is offered.
+    pub next: Option<CodeDelivery>,
+    /// `timeout`: seconds after which the next way may be asked for.
+    pub resend_after_seconds: Option<u32>,
 }
 
 /// What `submit_code` led to.
@@ -657,15 +740,20 @@ pub enum AuthorizationStatus {
 /// Secrets (`code`, `password`) are passed by reference and must never be logged or stored.
 #[async_trait]
 pub trait LoginBackend: Send {
-    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError>;
+    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<SentCode, LoginError>;
+    /// `auth.resendCode`: the same code again, the way [`SentCode::next`] said.
+    async fn resend_code(&mut self) -> Result<SentCode, LoginError>;
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError>;
     async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError>;
 }
 
 #[async_trait]
 impl<T: LoginBackend + ?Sized> LoginBackend for Box<T> {
-    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError> {
+    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<SentCode, LoginError> {
         (**self).request_code(phone).await
+    }
+    async fn resend_code(&mut self) -> Result<SentCode, LoginError> {
+        (**self).resend_code().await
     }
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError> {
         (**self).submit_code(code).await

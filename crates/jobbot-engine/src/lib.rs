@@ -8,6 +8,7 @@ mod calls;
 mod clock;
 mod crm;
 mod dispatcher;
+pub mod doctor;
 mod engine;
 mod events;
 pub mod metrics;

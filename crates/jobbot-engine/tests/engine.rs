@@ -975,6 +975,12 @@ impl TelegramAccount for FaultyAccount {
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
         self.inner.join_chat(target).await
     }
+    async fn chat_access(
+        &self,
+        chat: ChatId,
+    ) -> Result<jobbot_core::telegram::ChatAccess, TelegramError> {
+        self.inner.chat_access(chat).await
+    }
     /// The inner stream, forwarded until [`Faults::end_stream`] ends it.
     fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<AccountEvent>> {
         let mut inner = self.inner.take_events()?;

@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountConnector, AccountEvent, AuthorizationStatus, Checkpoint, CodeOutcome, ConnectError,
-    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef,
-    RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountConnector, AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome,
+    ConnectError, ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer,
+    PeerRef, RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jsonrpsee::async_client::{Client, ClientBuilder};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
@@ -404,6 +404,13 @@ impl TelegramAccount for RemoteAccount {
         )
     }
 
+    async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError> {
+        transport(
+            self.client.chat_access(self.handle, chat).await,
+            telegram_network,
+        )
+    }
+
     fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>> {
         self.events
             .lock()
@@ -448,11 +455,15 @@ pub struct RemoteLogin {
 
 #[async_trait]
 impl LoginBackend for RemoteLogin {
-    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError> {
+    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<SentCode, LoginError> {
         transport(
             self.client.request_code(self.handle, phone.clone()).await,
             login_network,
         )
+    }
+
+    async fn resend_code(&mut self) -> Result<SentCode, LoginError> {
+        transport(self.client.resend_code(self.handle).await, login_network)
     }
 
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError> {

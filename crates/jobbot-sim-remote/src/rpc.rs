@@ -18,8 +18,9 @@
 
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountEvent, AuthorizationStatus, Checkpoint, CodeOutcome, ConnectError, JoinTarget,
-    LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage, TelegramError, TopicId,
+    AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
+    JoinTarget, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentCode, SentMessage,
+    TelegramError, TopicId,
 };
 use jobbot_sim::admin::{AdminError, TopicView};
 use jobbot_sim::scenario::DemoWorld;
@@ -138,6 +139,13 @@ pub trait TelegramRpc {
         target: JoinTarget,
     ) -> RpcResult<Result<Peer, TelegramError>>;
 
+    #[method(name = "chat_access")]
+    async fn chat_access(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+    ) -> RpcResult<Result<ChatAccess, TelegramError>>;
+
     /// Puts a checkpoint into the account's event stream (`TelegramAccount::request_checkpoint`).
     #[method(name = "request_checkpoint")]
     async fn request_checkpoint(&self, account: AccountHandle) -> RpcResult<()>;
@@ -160,7 +168,10 @@ pub trait TelegramRpc {
         &self,
         login: LoginHandle,
         phone: PhoneNumber,
-    ) -> RpcResult<Result<(), LoginError>>;
+    ) -> RpcResult<Result<SentCode, LoginError>>;
+
+    #[method(name = "resend_code")]
+    async fn resend_code(&self, login: LoginHandle) -> RpcResult<Result<SentCode, LoginError>>;
 
     #[method(name = "submit_code")]
     async fn submit_code(

@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountConnector, AuthorizationStatus, Checkpoint, CodeOutcome, ConnectError, ConnectOptions,
-    JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentMessage,
-    TelegramAccount, TelegramError, TopicId,
+    AccountConnector, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
+    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef,
+    RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
 use jobbot_sim::scenario::{DemoWorld, Scripted};
@@ -758,6 +758,17 @@ impl TelegramRpcServer for Connection {
         })
     }
 
+    async fn chat_access(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+    ) -> RpcResult<Result<ChatAccess, TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.chat_access(chat).await,
+            Err(error) => Err(error),
+        })
+    }
+
     async fn request_checkpoint(&self, account: AccountHandle) -> RpcResult<()> {
         // An account that is gone has no stream to mark: nothing to do, as in process.
         if let Ok(account) = self.account(account) {
@@ -788,9 +799,16 @@ impl TelegramRpcServer for Connection {
         &self,
         login: LoginHandle,
         phone: PhoneNumber,
-    ) -> RpcResult<Result<(), LoginError>> {
+    ) -> RpcResult<Result<SentCode, LoginError>> {
         Ok(match self.login(login) {
             Ok(login) => login.lock().await.request_code(&phone).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn resend_code(&self, login: LoginHandle) -> RpcResult<Result<SentCode, LoginError>> {
+        Ok(match self.login(login) {
+            Ok(login) => login.lock().await.resend_code().await,
             Err(error) => Err(error),
         })
     }

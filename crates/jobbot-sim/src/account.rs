@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, Username};
 use jobbot_core::telegram::{
-    AccountEvent, Checkpoint, DeadReason, JoinTarget, Me, MessageContent, Peer, PeerKind, PeerRef,
-    RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountEvent, ChatAccess, Checkpoint, DeadReason, JoinTarget, Me, MessageContent, Peer,
+    PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -332,6 +332,11 @@ impl TelegramAccount for SimAccount {
                 .expect("chat is in the world"))
         })
         .await
+    }
+
+    async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError> {
+        self.call(|world, account, _| world.chat_access(account, chat))
+            .await
     }
 
     fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>> {

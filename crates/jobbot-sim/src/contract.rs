@@ -151,6 +151,7 @@ macro_rules! contract_checks {
             a_direct_message_to_a_bot_or_channel_is_not_a_user,
             an_access_hash_from_another_account_is_refused,
             a_plain_member_may_not_post_in_a_channel,
+            chat_access_tells_admins_from_members_and_forums,
             message_length_is_counted_in_utf16_units,
             joining_is_idempotent,
             a_forum_topic_can_be_created_and_posted_to,
@@ -163,6 +164,7 @@ macro_rules! contract_checks {
             the_next_connection_catches_up_from_the_committed_checkpoint,
             a_send_already_on_its_way_is_a_duplicate_not_a_second_message,
             login_with_a_wrong_code_then_the_right_one,
+            a_login_code_is_resent_the_way_telegram_offered,
             login_with_an_expired_code,
             login_with_two_step_verification,
             login_with_a_banned_or_unregistered_phone,
@@ -733,6 +735,47 @@ pub async fn a_plain_member_may_not_post_in_a_channel(
     }
 }
 
+/// `chat_access` (what `jobbot doctor` asks) reads the rights the calls then enforce: the admin
+/// of a channel may post there and a plain member may not; the forum is a forum whose admin may
+/// create topics. Nothing is changed, so it can run against real accounts.
+pub async fn chat_access_tells_admins_from_members_and_forums(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let admin = connect(fixture, &fixture.first_account()).await?;
+    let member = connect(fixture, &fixture.second_account()).await?;
+    let channel = fixture.postable_channel();
+    let as_admin = admin
+        .chat_access(channel)
+        .await
+        .map_err(failed("the admin's chat_access"))?;
+    ensure!(
+        as_admin.chat == channel
+            && as_admin.kind == PeerKind::Channel
+            && as_admin.member
+            && as_admin.admin
+            && as_admin.can_post
+            && !as_admin.forum,
+        "the channel's admin sees {as_admin:?}"
+    );
+    let as_member = member
+        .chat_access(channel)
+        .await
+        .map_err(failed("the member's chat_access"))?;
+    ensure!(
+        as_member.member && !as_member.admin && !as_member.can_post,
+        "a plain member of the channel sees {as_member:?}"
+    );
+    let forum = admin
+        .chat_access(fixture.forum_group())
+        .await
+        .map_err(failed("chat_access of the forum"))?;
+    ensure!(
+        forum.kind == PeerKind::Group && forum.forum && forum.member && forum.can_create_topics,
+        "the forum's admin sees {forum:?}"
+    );
+    Ok(CheckOutcome::Passed)
+}
+
 /// The 4,096 limit counts UTF-16 code units, not characters (core.telegram.org/api/entities):
 /// 2,049 emoji outside the BMP are 2,049 characters but 4,098 units, `MessageTooLong`, and
 /// nothing is posted; 2,048 of them are exactly 4,096 units and go out.
@@ -1172,6 +1215,44 @@ pub async fn a_send_already_on_its_way_is_a_duplicate_not_a_second_message(
 }
 
 // ----- Login -----
+
+/// `auth.resendCode` sends the code the way the previous answer's `next_type` named
+/// (core.telegram.org/api/auth), and the code still signs in; with no way left it is
+/// `ResendUnavailable` (`SEND_CODE_UNAVAILABLE`), the login still waiting for the code.
+pub async fn a_login_code_is_resent_the_way_telegram_offered(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let (Some(phones), Some(controls)) = (fixture.login_phones(), fixture.controls()) else {
+        return Ok(CheckOutcome::Skipped("needs login phones and their codes"));
+    };
+    let mut flow = LoginFlow::new(begin_login(fixture).await?);
+    let mut offered = match flow.submit_phone(phones.plain.as_str()).await {
+        Ok(LoginState::AwaitingCode { sent, .. }) => sent.next,
+        other => return Err(format!("phone: {other:?}")),
+    };
+    let mut resends = 0;
+    while let Some(next) = offered {
+        resends += 1;
+        ensure!(resends < 10, "Telegram offered another way {resends} times");
+        match flow.resend_code().await {
+            Ok(LoginState::AwaitingCode { sent, .. }) if sent.delivery == next => {
+                offered = sent.next;
+            }
+            other => return Err(format!("a resend offered as {next:?} gave {other:?}")),
+        }
+    }
+    match flow.resend_code().await {
+        Err(LoginStepError::Telegram(LoginError::ResendUnavailable)) => {}
+        other => return Err(format!("a resend with no way left gave {other:?}")),
+    }
+    let code = controls
+        .last_login_code(&phones.plain)
+        .ok_or("no code was sent")?;
+    match flow.submit_code(&code).await {
+        Ok(LoginState::SignedIn(_)) => Ok(CheckOutcome::Passed),
+        other => Err(format!("the code after resends gave {other:?}")),
+    }
+}
 
 /// A wrong code is refused and the right one then signs in; the session is locked while the login
 /// runs and connects afterwards as the person who logged in.

@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName};
-use jobbot_core::telegram::{CodeOutcome, LoginBackend, LoginError, Me};
+use jobbot_core::telegram::{CodeDelivery, CodeOutcome, LoginBackend, LoginError, Me, SentCode};
 use rand::Rng;
 use tokio::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ pub struct SimLoginBackend {
     _lock: SessionLock,
     phone: Option<PhoneNumber>,
     awaiting_password_for: Option<ChatId>,
+    /// How the last code went out, for `resend_code`.
+    sent: Option<SentCode>,
 }
 
 impl SimLoginBackend {
@@ -35,6 +37,7 @@ impl SimLoginBackend {
             _lock: lock,
             phone: None,
             awaiting_password_for: None,
+            sent: None,
         }
     }
 
@@ -45,9 +48,9 @@ impl SimLoginBackend {
 
 #[async_trait]
 impl LoginBackend for SimLoginBackend {
-    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError> {
+    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<SentCode, LoginError> {
         self.round_trip().await;
-        self.world.with(|world| {
+        let sent = self.world.with(|world| {
             let now = Instant::now();
             world.check_login_flood(phone, now)?;
             if world.invalid_phones.contains(phone) {
@@ -75,11 +78,43 @@ impl LoginBackend for SimLoginBackend {
                     issued_at: now,
                 },
             );
-            Ok(())
+            Ok(world.first_delivery(phone))
         })?;
         self.phone = Some(phone.clone());
         self.awaiting_password_for = None;
-        Ok(())
+        self.sent = Some(sent.clone());
+        Ok(sent)
+    }
+
+    /// `auth.resendCode` sends the same code the way the last answer's `next_type` named, and
+    /// `SEND_CODE_UNAVAILABLE` when it named none (core.telegram.org/method/auth.resendCode).
+    /// Here the ladder is app → SMS → call, as official clients show it; the code keeps its
+    /// lifetime from the first request.
+    async fn resend_code(&mut self) -> Result<SentCode, LoginError> {
+        self.round_trip().await;
+        let (Some(phone), Some(sent)) = (self.phone.clone(), self.sent.clone()) else {
+            return Err(LoginError::Other {
+                message: "no code was requested in this login".to_owned(),
+            });
+        };
+        let Some(delivery) = sent.next else {
+            return Err(LoginError::ResendUnavailable);
+        };
+        self.world.with(|world| {
+            world.check_login_flood(&phone, Instant::now())?;
+            if !world.login_codes.contains_key(&phone) {
+                return Err(LoginError::CodeExpired);
+            }
+            Ok(())
+        })?;
+        let resent = SentCode {
+            delivery,
+            length: sent.length,
+            next: next_delivery(delivery),
+            resend_after_seconds: None,
+        };
+        self.sent = Some(resent.clone());
+        Ok(resent)
     }
 
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError> {
@@ -150,7 +185,41 @@ impl LoginBackend for SimLoginBackend {
     }
 }
 
+/// After `delivery`, the way a resend uses (see `resend_code`).
+fn next_delivery(delivery: CodeDelivery) -> Option<CodeDelivery> {
+    match delivery {
+        CodeDelivery::App => Some(CodeDelivery::Sms),
+        CodeDelivery::Sms => Some(CodeDelivery::Call),
+        _ => None,
+    }
+}
+
 impl WorldState {
+    /// Telegram sends the first code to the account's other logged-in sessions when it has
+    /// any (`auth.sentCodeTypeApp`), else by SMS (core.telegram.org/api/auth).
+    fn first_delivery(&self, phone: &PhoneNumber) -> SentCode {
+        let logged_in_elsewhere = self.phones.get(phone).is_some_and(|user| {
+            self.users
+                .get(user)
+                .is_some_and(|record| record.dead.is_none())
+                && self
+                    .sessions
+                    .values()
+                    .any(|session| session.user == Some(*user) && session.dead.is_none())
+        });
+        let delivery = if logged_in_elsewhere {
+            CodeDelivery::App
+        } else {
+            CodeDelivery::Sms
+        };
+        SentCode {
+            delivery,
+            length: Some(5),
+            next: next_delivery(delivery),
+            resend_after_seconds: None,
+        }
+    }
+
     fn check_login_flood(&self, phone: &PhoneNumber, now: Instant) -> Result<(), LoginError> {
         match self
             .login_attempts

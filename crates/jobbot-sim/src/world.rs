@@ -1050,6 +1050,46 @@ impl WorldState {
         Ok(())
     }
 
+    /// What `account` may do in `chat`, by the rules `check_may_post` and topic creation
+    /// enforce. A private chat the account is not in is invisible (`CHANNEL_PRIVATE`, as
+    /// `channels.getChannels` answers with `channelForbidden`); an id that is no chat is
+    /// `CHANNEL_INVALID` (core.telegram.org/method/channels.getChannels).
+    pub(crate) fn chat_access(
+        &self,
+        account: ChatId,
+        chat: ChatId,
+    ) -> Result<jobbot_core::telegram::ChatAccess, jobbot_core::telegram::TelegramError> {
+        use jobbot_core::telegram::{ChatAccess, PeerKind, TelegramError};
+        let Some(record) = self.chats.get(&chat) else {
+            return Err(TelegramError::ChatForbidden {
+                code: "CHANNEL_INVALID".to_owned(),
+            });
+        };
+        let member = record.members.contains(&account);
+        if !member && record.username.is_none() {
+            return Err(TelegramError::ChatForbidden {
+                code: "CHANNEL_PRIVATE".to_owned(),
+            });
+        }
+        let admin = record.admins.contains(&account);
+        Ok(ChatAccess {
+            chat,
+            kind: if record.broadcast {
+                PeerKind::Channel
+            } else {
+                PeerKind::Group
+            },
+            title: record.title.clone(),
+            public: record.username.is_some(),
+            forum: record.forum,
+            member,
+            admin,
+            can_post: self.check_may_post(account, chat).is_ok(),
+            // Topic creation in this world needs an admin (see `create_forum_topic`).
+            can_create_topics: record.forum && member && admin,
+        })
+    }
+
     pub(crate) fn check_topic_alive(
         &self,
         group: ChatId,

@@ -23,8 +23,8 @@ use grammers_session::types::{ChannelState, PeerId, PeerInfo, UpdateState, Updat
 use grammers_session::updates::{MessageBox, State, UpdatesLike};
 use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountEvent, Checkpoint, IncomingMessage, JoinTarget, Me, MessageContent, Peer, PeerKind,
-    PeerRef, RandomId, Sender, SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountEvent, ChatAccess, Checkpoint, IncomingMessage, JoinTarget, Me, MessageContent, Peer,
+    PeerKind, PeerRef, RandomId, Sender, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 
 use crate::connector::{Connection, get_me};
 use crate::convert::{
-    ChatInfo, chat_id_of, chats_of, incoming_message, input_peer, message_id_for_random_id,
-    peer_from_chat, peer_from_user, peer_id_of, tl_entities,
+    ChatInfo, chat_access_of, chat_id_of, chat_id_of_chat, chats_of, incoming_message, input_peer,
+    message_id_for_random_id, peer_from_chat, peer_from_user, peer_id_of, tl_entities,
 };
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
@@ -399,6 +399,46 @@ impl TelegramAccount for GrammersAccount {
         match target {
             JoinTarget::InviteHash(hash) => self.join_by_invite(hash).await,
             JoinTarget::Username(username) => self.join_by_username(username).await,
+        }
+    }
+
+    async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError> {
+        let chats = if chat.kind() == ChatKind::BasicGroup {
+            self.invoke(&tl::functions::messages::GetChats {
+                id: vec![chat.bare()],
+            })
+            .await?
+        } else {
+            let peer = match self.store.peer_ref(peer_id_of(chat)).await {
+                Ok(Some(peer)) => peer,
+                Ok(None) => {
+                    return Err(TelegramError::ChatForbidden {
+                        code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into(),
+                    });
+                }
+                Err(error) => {
+                    return Err(TelegramError::Other {
+                        message: error.to_string(),
+                    });
+                }
+            };
+            self.invoke(&tl::functions::channels::GetChannels {
+                id: vec![peer.into()],
+            })
+            .await?
+        };
+        let chats = match chats {
+            tl::enums::messages::Chats::Chats(chats) => chats.chats,
+            tl::enums::messages::Chats::Slice(slice) => slice.chats,
+        };
+        match chats
+            .iter()
+            .find(|found| chat_id_of_chat(found) == Some(chat))
+        {
+            Some(found) => chat_access_of(found),
+            None => Err(TelegramError::ChatForbidden {
+                code: "CHANNEL_INVALID".into(),
+            }),
         }
     }
 

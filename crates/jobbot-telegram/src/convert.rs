@@ -8,8 +8,8 @@ use grammers_session::types::PeerId;
 use grammers_tl_types as tl;
 use jobbot_core::ids::{ChatId, ChatKind, PhoneNumber, Username};
 use jobbot_core::telegram::{
-    EntityKind, IncomingMessage, Me, MediaKind, Peer, PeerKind, PeerRef, Sender, TextEntity,
-    TopicId,
+    ChatAccess, CodeDelivery, EntityKind, IncomingMessage, Me, MediaKind, Peer, PeerKind, PeerRef,
+    Sender, SentCode, TelegramError, TextEntity, TopicId,
 };
 
 /// A grammers peer id in jobbot's Bot API form (`None` for the self-user sentinel).
@@ -200,6 +200,129 @@ pub fn peer_from_chat(chat: &tl::enums::Chat) -> Option<Peer> {
         // `min` channels, empty chats and communities (a layer-230 container of chats, not a
         // place to post) are not addressable peers for jobbot.
         _ => None,
+    }
+}
+
+/// Where a login code went and how a resend would send it (`auth.sentCode`'s `type`,
+/// `next_type` and `timeout`, core.telegram.org/api/auth).
+pub fn sent_code_of(code: &tl::types::auth::SentCode) -> SentCode {
+    use tl::enums::auth::SentCodeType as Sent;
+    let (delivery, length) = match &code.r#type {
+        Sent::App(app) => (CodeDelivery::App, Some(app.length)),
+        Sent::Sms(sms) => (CodeDelivery::Sms, Some(sms.length)),
+        Sent::FirebaseSms(sms) => (CodeDelivery::Sms, Some(sms.length)),
+        Sent::SmsWord(_) | Sent::SmsPhrase(_) => (CodeDelivery::Sms, None),
+        Sent::Call(call) => (CodeDelivery::Call, Some(call.length)),
+        Sent::FlashCall(_) => (CodeDelivery::MissedCall, None),
+        Sent::MissedCall(call) => (CodeDelivery::MissedCall, Some(call.length)),
+        Sent::EmailCode(email) => (CodeDelivery::Email, Some(email.length)),
+        Sent::FragmentSms(sms) => (CodeDelivery::Fragment, Some(sms.length)),
+        Sent::SetUpEmailRequired(_) => (CodeDelivery::Other, None),
+    };
+    let next = code.next_type.as_ref().map(|next| {
+        use tl::enums::auth::CodeType as Next;
+        match next {
+            Next::Sms | Next::FragmentSms => CodeDelivery::Sms,
+            Next::Call => CodeDelivery::Call,
+            Next::FlashCall | Next::MissedCall => CodeDelivery::MissedCall,
+        }
+    });
+    SentCode {
+        delivery,
+        length: length.and_then(|length| u32::try_from(length).ok()),
+        next,
+        resend_after_seconds: code.timeout.and_then(|seconds| u32::try_from(seconds).ok()),
+    }
+}
+
+/// The id of a chat object, whatever its kind.
+pub fn chat_id_of_chat(chat: &tl::enums::Chat) -> Option<ChatId> {
+    match chat {
+        tl::enums::Chat::Chat(chat) => ChatId::basic_group(chat.id),
+        tl::enums::Chat::Forbidden(chat) => ChatId::basic_group(chat.id),
+        tl::enums::Chat::Channel(channel) => ChatId::channel(channel.id),
+        tl::enums::Chat::ChannelForbidden(channel) => ChatId::channel(channel.id),
+        _ => None,
+    }
+}
+
+/// What this account may do in a chat, read from the chat object Telegram sends it
+/// (`channels.getChannels` / `messages.getChats`). Rights follow core.telegram.org/api/rights:
+/// the creator may do everything; an admin has what its `admin_rights` grant; anyone else is
+/// limited by their own `banned_rights` and the chat's `default_banned_rights`. A chat this
+/// account is not allowed to see (`channelForbidden`, `chatForbidden`) is `CHANNEL_PRIVATE`.
+pub fn chat_access_of(chat: &tl::enums::Chat) -> Result<ChatAccess, TelegramError> {
+    let private = || TelegramError::ChatForbidden {
+        code: "CHANNEL_PRIVATE".to_owned(),
+    };
+    let banned = |rights: &Option<tl::enums::ChatBannedRights>,
+                  right: fn(&tl::types::ChatBannedRights) -> bool| {
+        rights
+            .as_ref()
+            .is_some_and(|tl::enums::ChatBannedRights::Rights(rights)| right(rights))
+    };
+    let admin_may = |rights: &Option<tl::enums::ChatAdminRights>,
+                     right: fn(&tl::types::ChatAdminRights) -> bool| {
+        rights
+            .as_ref()
+            .is_some_and(|tl::enums::ChatAdminRights::Rights(rights)| right(rights))
+    };
+    match chat {
+        tl::enums::Chat::Channel(channel) => {
+            let id = ChatId::channel(channel.id).ok_or_else(private)?;
+            let member = !channel.left;
+            let admin = channel.creator || channel.admin_rights.is_some();
+            let may =
+                |admin_right: fn(&tl::types::ChatAdminRights) -> bool,
+                 banned_right: fn(&tl::types::ChatBannedRights) -> bool| {
+                    channel.creator
+                        || admin_may(&channel.admin_rights, admin_right)
+                        || (member
+                            && !banned(&channel.banned_rights, banned_right)
+                            && !banned(&channel.default_banned_rights, banned_right))
+                };
+            let can_post = if channel.broadcast {
+                channel.creator || admin_may(&channel.admin_rights, |rights| rights.post_messages)
+            } else {
+                member && may(|_| true, |rights| rights.send_messages)
+            };
+            Ok(ChatAccess {
+                chat: id,
+                kind: if channel.broadcast {
+                    PeerKind::Channel
+                } else {
+                    PeerKind::Group
+                },
+                title: channel.title.clone(),
+                public: channel.username.is_some(),
+                forum: channel.forum,
+                member,
+                admin,
+                can_post,
+                can_create_topics: channel.forum
+                    && member
+                    && may(|rights| rights.manage_topics, |rights| rights.manage_topics),
+            })
+        }
+        tl::enums::Chat::Chat(group) => {
+            let id = ChatId::basic_group(group.id).ok_or_else(private)?;
+            let member = !group.left && !group.deactivated;
+            let admin = group.creator || group.admin_rights.is_some();
+            Ok(ChatAccess {
+                chat: id,
+                kind: PeerKind::Group,
+                title: group.title.clone(),
+                public: false,
+                forum: false,
+                member,
+                admin,
+                can_post: member
+                    && (admin
+                        || !banned(&group.default_banned_rights, |rights| rights.send_messages)),
+                can_create_topics: false,
+            })
+        }
+        _ => Err(private()),
     }
 }
 
@@ -627,5 +750,214 @@ mod tests {
         assert_eq!(incoming.topic_id, Some(TopicId(7)));
         assert_eq!(incoming.date, 1_700_000_000);
         assert_eq!(incoming.text, "");
+    }
+
+    fn channel(
+        broadcast: bool,
+        forum: bool,
+        left: bool,
+        admin_rights: Option<tl::types::ChatAdminRights>,
+        default_banned_rights: Option<tl::types::ChatBannedRights>,
+    ) -> tl::enums::Chat {
+        tl::types::Channel {
+            creator: false,
+            left,
+            broadcast,
+            verified: false,
+            megagroup: !broadcast,
+            restricted: false,
+            signatures: false,
+            min: false,
+            scam: false,
+            has_link: false,
+            has_geo: false,
+            slowmode_enabled: false,
+            call_active: false,
+            call_not_empty: false,
+            fake: false,
+            gigagroup: false,
+            noforwards: false,
+            join_to_send: false,
+            join_request: false,
+            forum,
+            stories_hidden: false,
+            stories_hidden_min: false,
+            stories_unavailable: false,
+            signature_profiles: false,
+            autotranslation: false,
+            broadcast_messages_allowed: false,
+            monoforum: false,
+            forum_tabs: false,
+            id: 77,
+            access_hash: Some(5),
+            title: "Chat".into(),
+            username: None,
+            photo: tl::enums::ChatPhoto::Empty,
+            date: 0,
+            restriction_reason: None,
+            admin_rights: admin_rights.map(Into::into),
+            banned_rights: None,
+            default_banned_rights: default_banned_rights.map(Into::into),
+            participants_count: None,
+            usernames: None,
+            stories_max_id: None,
+            color: None,
+            profile_color: None,
+            emoji_status: None,
+            level: None,
+            subscription_until_date: None,
+            bot_verification_icon: None,
+            send_paid_messages_stars: None,
+            linked_monoforum_id: None,
+            linked_community_id: None,
+        }
+        .into()
+    }
+
+    fn admin_rights(post_messages: bool, manage_topics: bool) -> tl::types::ChatAdminRights {
+        tl::types::ChatAdminRights {
+            change_info: false,
+            post_messages,
+            edit_messages: false,
+            delete_messages: false,
+            ban_users: false,
+            invite_users: false,
+            pin_messages: false,
+            add_admins: false,
+            anonymous: false,
+            manage_call: false,
+            other: true,
+            manage_topics,
+            post_stories: false,
+            edit_stories: false,
+            delete_stories: false,
+            manage_direct_messages: false,
+            manage_ranks: false,
+            manage_linked_peers: false,
+            manage_welcome_messages: false,
+        }
+    }
+
+    fn no_topics_for_members() -> tl::types::ChatBannedRights {
+        tl::types::ChatBannedRights {
+            view_messages: false,
+            send_messages: false,
+            send_media: false,
+            send_stickers: false,
+            send_gifs: false,
+            send_games: false,
+            send_inline: false,
+            embed_links: false,
+            send_polls: false,
+            change_info: true,
+            invite_users: false,
+            pin_messages: true,
+            manage_topics: true,
+            send_photos: false,
+            send_videos: false,
+            send_roundvideos: false,
+            send_audios: false,
+            send_voices: false,
+            send_docs: false,
+            send_plain: false,
+            edit_rank: false,
+            send_reactions: false,
+            manage_linked_peers: false,
+            until_date: 0,
+        }
+    }
+
+    /// `jobbot doctor` reads rights from the chat object as core.telegram.org/api/rights
+    /// describes them.
+    #[test]
+    fn chat_access_follows_admin_and_banned_rights() {
+        let access = |chat| chat_access_of(&chat).unwrap();
+        // A broadcast channel: only an admin with post_messages posts.
+        let member = access(channel(true, false, false, None, None));
+        assert!(member.member && !member.can_post && member.kind == PeerKind::Channel);
+        let poster = access(channel(
+            true,
+            false,
+            false,
+            Some(admin_rights(true, false)),
+            None,
+        ));
+        assert!(poster.can_post && poster.admin);
+        let editor = access(channel(
+            true,
+            false,
+            false,
+            Some(admin_rights(false, false)),
+            None,
+        ));
+        assert!(!editor.can_post);
+        // A forum: members create topics unless the default rights forbid it.
+        let forum_member = access(channel(false, true, false, None, None));
+        assert!(forum_member.forum && forum_member.can_post && forum_member.can_create_topics);
+        let restricted = access(channel(
+            false,
+            true,
+            false,
+            None,
+            Some(no_topics_for_members()),
+        ));
+        assert!(restricted.can_post && !restricted.can_create_topics);
+        let topic_admin = access(channel(
+            false,
+            true,
+            false,
+            Some(admin_rights(false, true)),
+            Some(no_topics_for_members()),
+        ));
+        assert!(topic_admin.can_create_topics);
+        // Left: neither posts nor creates topics.
+        let left = access(channel(false, true, true, None, None));
+        assert!(!left.member && !left.can_post && !left.can_create_topics);
+        // A chat this account may not see.
+        let forbidden: tl::enums::Chat = tl::types::ChannelForbidden {
+            broadcast: true,
+            megagroup: false,
+            monoforum: false,
+            id: 77,
+            access_hash: 5,
+            title: "Gone".into(),
+            until_date: None,
+        }
+        .into();
+        assert_eq!(
+            chat_access_of(&forbidden),
+            Err(TelegramError::ChatForbidden {
+                code: "CHANNEL_PRIVATE".into()
+            })
+        );
+    }
+
+    /// `auth.sentCode` as Telegram sends it: the way the code went, its length, the next way
+    /// and when it may be asked for.
+    #[test]
+    fn a_sent_code_names_its_delivery_and_the_next_way() {
+        let sent = tl::types::auth::SentCode {
+            r#type: tl::types::auth::SentCodeTypeSms { length: 5 }.into(),
+            phone_code_hash: "hash".into(),
+            next_type: Some(tl::enums::auth::CodeType::Call),
+            timeout: Some(60),
+        };
+        assert_eq!(
+            sent_code_of(&sent),
+            SentCode {
+                delivery: CodeDelivery::Sms,
+                length: Some(5),
+                next: Some(CodeDelivery::Call),
+                resend_after_seconds: Some(60),
+            }
+        );
+        let in_app = tl::types::auth::SentCode {
+            r#type: tl::types::auth::SentCodeTypeApp { length: 5 }.into(),
+            phone_code_hash: "hash".into(),
+            next_type: None,
+            timeout: None,
+        };
+        assert_eq!(sent_code_of(&in_app).delivery, CodeDelivery::App);
+        assert_eq!(sent_code_of(&in_app).next, None);
     }
 }

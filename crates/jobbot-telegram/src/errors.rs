@@ -138,6 +138,7 @@ pub fn map_login_error(error: &InvocationError) -> LoginError {
         "PHONE_NUMBER_UNOCCUPIED" => LoginError::SignUpRequired,
         "PHONE_CODE_INVALID" | "PHONE_CODE_EMPTY" => LoginError::InvalidCode,
         "PHONE_CODE_EXPIRED" => LoginError::CodeExpired,
+        "SEND_CODE_UNAVAILABLE" => LoginError::ResendUnavailable,
         "PASSWORD_HASH_INVALID" => LoginError::InvalidPassword,
         "FLOOD_WAIT" | "FLOOD_PREMIUM_WAIT" => LoginError::FloodWait {
             seconds: wait_seconds(rpc),
@@ -668,6 +669,10 @@ mod tests {
         check(
             rpc(400, "PASSWORD_HASH_INVALID", None),
             LoginError::InvalidPassword,
+        );
+        check(
+            rpc(400, "SEND_CODE_UNAVAILABLE", None),
+            LoginError::ResendUnavailable,
         );
         check(
             rpc(420, "FLOOD_WAIT", Some(300)),

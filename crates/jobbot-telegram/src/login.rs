@@ -19,11 +19,11 @@ use grammers_mtsender::SenderPoolHandle;
 use grammers_session::Session;
 use grammers_session::types::{PeerAuth, PeerInfo, UpdateState, UpdatesState};
 use jobbot_core::ids::{PhoneNumber, SessionName};
-use jobbot_core::telegram::{CodeOutcome, LoginBackend, LoginError, Me};
+use jobbot_core::telegram::{CodeOutcome, LoginBackend, LoginError, Me, SentCode};
 use tokio::task::JoinHandle;
 
 use crate::connector::Connection;
-use crate::convert::me_from_user;
+use crate::convert::{me_from_user, sent_code_of};
 use crate::errors::map_login_error;
 use crate::session_store::SessionStore;
 
@@ -202,6 +202,25 @@ impl GrammersLogin {
     }
 }
 
+/// The hash and the delivery of a code Telegram sent (`auth.sendCode` / `auth.resendCode`).
+fn accepted_code(sent: tl::enums::auth::SentCode) -> Result<(String, SentCode), LoginError> {
+    match sent {
+        tl::enums::auth::SentCode::Code(code) => {
+            let sent = sent_code_of(&code);
+            Ok((code.phone_code_hash, sent))
+        }
+        tl::enums::auth::SentCode::PaymentRequired(_) => Err(LoginError::Other {
+            message:
+                "Telegram asks for a payment to send this code; log in with an official app first"
+                    .into(),
+        }),
+        // Only answers a request carrying future-auth tokens, which this client never sends.
+        tl::enums::auth::SentCode::Success(_) => Err(LoginError::Other {
+            message: "Telegram answered sendCode with an unexpected sign-in".into(),
+        }),
+    }
+}
+
 fn storage_error(error: crate::session_store::SessionStoreError) -> LoginError {
     LoginError::Other {
         message: format!("could not save the session: {error}"),
@@ -225,7 +244,7 @@ impl Drop for GrammersLogin {
 
 #[async_trait]
 impl LoginBackend for GrammersLogin {
-    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<(), LoginError> {
+    async fn request_code(&mut self, phone: &PhoneNumber) -> Result<SentCode, LoginError> {
         if matches!(self.step, Step::Done) {
             return Err(out_of_order("this login already finished"));
         }
@@ -234,25 +253,38 @@ impl LoginBackend for GrammersLogin {
             .send_code(phone.as_str())
             .await
             .map_err(|error| map_login_error(&error))?;
-        let phone_code_hash = match sent {
-            tl::enums::auth::SentCode::Code(code) => code.phone_code_hash,
-            tl::enums::auth::SentCode::PaymentRequired(_) => {
-                return Err(LoginError::Other {
-                    message: "Telegram asks for a payment to send this code; log in with an official app first".into(),
-                });
-            }
-            // Only answers a request carrying future-auth tokens, which this client never sends.
-            tl::enums::auth::SentCode::Success(_) => {
-                return Err(LoginError::Other {
-                    message: "Telegram answered sendCode with an unexpected sign-in".into(),
-                });
-            }
-        };
+        let (phone_code_hash, sent) = accepted_code(sent)?;
         self.step = Step::CodeSent {
             phone: phone.as_str().to_owned(),
             phone_code_hash,
         };
-        Ok(())
+        Ok(sent)
+    }
+
+    async fn resend_code(&mut self) -> Result<SentCode, LoginError> {
+        let Step::CodeSent {
+            phone,
+            phone_code_hash,
+        } = &self.step
+        else {
+            return Err(out_of_order("request a code first"));
+        };
+        let request = tl::functions::auth::ResendCode {
+            phone_number: phone.clone(),
+            phone_code_hash: phone_code_hash.clone(),
+            reason: None,
+        };
+        let answer = self
+            .client
+            .invoke(&request)
+            .await
+            .map_err(|error| map_login_error(&error))?;
+        let (phone_code_hash, sent) = accepted_code(answer)?;
+        self.step = Step::CodeSent {
+            phone: phone.clone(),
+            phone_code_hash,
+        };
+        Ok(sent)
     }
 
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError> {

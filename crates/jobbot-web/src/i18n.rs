@@ -59,6 +59,7 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("nav_agents", "Агенты", "Agents"),
     ("nav_vacancies", "Вакансии", "Vacancies"),
     ("nav_logins", "Вход в Telegram", "Telegram logins"),
+    ("nav_doctor", "Диагностика", "Doctor"),
     ("logout", "Выйти", "Log out"),
     ("admin_login_title", "Вход в jobbot", "Log in to jobbot"),
     ("admin_password", "Пароль администратора", "Admin password"),
@@ -314,6 +315,28 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("more", "Ещё", "More"),
     ("no_vacancies", "Вакансий пока нет.", "No vacancies yet."),
     ("logins_title", "Вход в Telegram", "Telegram logins"),
+    (
+        "main_login_needed",
+        "Основной аккаунт не вошёл в Telegram: jobbot ждёт его, чтобы читать источники и публиковать вакансии.",
+        "The main account is not logged in to Telegram: jobbot waits for it to read sources and post vacancies.",
+    ),
+    (
+        "main_login_link",
+        "Войти основным аккаунтом",
+        "Log in the main account",
+    ),
+    ("doctor_title", "Диагностика настройки", "Setup doctor"),
+    ("doctor_rerun", "Проверить снова", "Check again"),
+    ("doctor_passed", "в порядке", "passed"),
+    ("doctor_failed", "проблем", "problems"),
+    ("doctor_skipped", "не проверено", "not checked"),
+    ("doctor_col_result", "Итог", "Result"),
+    ("doctor_col_item", "Что проверено", "Item"),
+    ("doctor_col_detail", "Подробности", "Details"),
+    ("doctor_col_fix", "Как исправить", "How to fix"),
+    ("doctor_ok", "в порядке", "ok"),
+    ("doctor_fail", "проблема", "problem"),
+    ("doctor_skip", "пропущено", "skipped"),
     ("login_main", "Основной аккаунт", "Main account"),
     ("phone_missing", "телефон не указан", "phone missing"),
     ("login_start", "Начать вход", "Start login"),
@@ -324,6 +347,64 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("login_cancel", "Отменить", "Cancel"),
     ("login_signed_in", "Вход выполнен", "Signed in"),
     ("login_hint", "Подсказка", "Hint"),
+    (
+        "code_sent_app",
+        "Код отправлен в приложение Telegram на другом устройстве.",
+        "The code was sent to the Telegram app on another device.",
+    ),
+    (
+        "code_sent_sms",
+        "Код отправлен по SMS.",
+        "The code was sent by SMS.",
+    ),
+    (
+        "code_sent_call",
+        "Код продиктуют по телефону.",
+        "The code is dictated in a phone call.",
+    ),
+    (
+        "code_sent_missed_call",
+        "Код — последние цифры номера пропущенного звонка.",
+        "The code is the last digits of a missed call's number.",
+    ),
+    (
+        "code_sent_email",
+        "Код отправлен на почту для входа.",
+        "The code was sent to the login e-mail.",
+    ),
+    (
+        "code_sent_fragment",
+        "Код отправлен по SMS через fragment.com.",
+        "The code was sent by SMS through fragment.com.",
+    ),
+    (
+        "code_sent_other",
+        "Код отправлен способом, который jobbot не знает.",
+        "The code was sent in a way jobbot does not know.",
+    ),
+    ("code_resend_sms", "Прислать по SMS", "Send it by SMS"),
+    ("code_resend_call", "Позвонить", "Call me instead"),
+    (
+        "code_resend_missed_call",
+        "Пропущенный звонок",
+        "Missed call instead",
+    ),
+    (
+        "code_resend_app",
+        "Прислать в приложение",
+        "Send it to the app",
+    ),
+    (
+        "code_resend_email",
+        "Прислать на почту",
+        "Send it by e-mail",
+    ),
+    (
+        "code_resend_fragment",
+        "Прислать через fragment.com",
+        "Send it through fragment.com",
+    ),
+    ("code_resend_other", "Прислать иначе", "Send it another way"),
     ("login_idle", "Вход не начат", "No login in progress"),
     ("agent_login", "Войти", "Log in"),
     (
@@ -495,6 +576,205 @@ pub fn labels_json(lang: Lang) -> String {
         })
         .collect();
     serde_json::Value::Object(map).to_string()
+}
+
+/// A doctor's finding in `lang`: the item, what was found (a problem, a skip, or what passed)
+/// and the fix. English is the report's own text; Russian is written here from the typed
+/// values, never by translating the English.
+pub fn doctor_texts(
+    lang: Lang,
+    finding: &jobbot_core::doctor::Finding,
+) -> (String, String, String) {
+    use jobbot_core::doctor::Verdict;
+    if lang == Lang::En {
+        let detail = match &finding.verdict {
+            Verdict::Passed { detail } => detail.clone().unwrap_or_default(),
+            Verdict::Failed { problem } => problem.to_string(),
+            Verdict::Skipped { because } => because.to_string(),
+        };
+        return (
+            finding.subject.to_string(),
+            detail,
+            finding.fix.clone().unwrap_or_default(),
+        );
+    }
+    let detail = match &finding.verdict {
+        Verdict::Passed { detail } => detail.clone().unwrap_or_default(),
+        Verdict::Failed { problem } => doctor_problem_ru(problem),
+        Verdict::Skipped { because } => doctor_skip_ru(because),
+    };
+    let fix = match &finding.verdict {
+        Verdict::Failed { problem } => doctor_fix_ru(problem, &finding.subject),
+        _ => String::new(),
+    };
+    (doctor_subject_ru(&finding.subject), detail, fix)
+}
+
+fn doctor_subject_ru(subject: &jobbot_core::doctor::Subject) -> String {
+    use jobbot_core::doctor::Subject;
+    match subject {
+        Subject::ApiCredentials => "API_ID / API_HASH".to_owned(),
+        Subject::Session {
+            session,
+            main: true,
+        } => format!("сессия {session} (основной аккаунт)"),
+        Subject::Session { session, .. } => format!("сессия {session}"),
+        Subject::Proxy { session, proxy } => format!("прокси {session} ({proxy})"),
+        Subject::Source { source } => format!("источник {source}"),
+        Subject::OutputChannel { channel, chat } => {
+            format!("выходной канал {chat} канала {channel}")
+        }
+        Subject::CrmGroup { channel, group } => format!("CRM-группа {group} канала {channel}"),
+        Subject::CrmAgent {
+            channel,
+            group,
+            session,
+        } => format!("агент {session} в CRM-группе {group} канала {channel}"),
+    }
+}
+
+fn dead_reason_ru(reason: jobbot_core::telegram::DeadReason) -> &'static str {
+    use jobbot_core::telegram::DeadReason;
+    match reason {
+        DeadReason::Unregistered => "ключ сессии не зарегистрирован (выход на другом устройстве)",
+        DeadReason::Revoked => "сессия отозвана",
+        DeadReason::Deactivated => "аккаунт удалён",
+        DeadReason::Banned => "аккаунт заблокирован",
+        DeadReason::Frozen => "аккаунт заморожен",
+        DeadReason::AuthKeyDuplicated => {
+            "сессию использовали из двух подключений сразу, и Telegram её аннулировал"
+        }
+        DeadReason::AuthKeyInvalid => "Telegram больше не знает ключ сессии",
+    }
+}
+
+fn doctor_problem_ru(problem: &jobbot_core::doctor::Problem) -> String {
+    use jobbot_core::doctor::{Problem, invisible};
+    use jobbot_core::telegram::PeerKind;
+    match problem {
+        Problem::ApiCredentialsMissing { missing } => {
+            format!("{}: не заданы или неверны", missing.join(", "))
+        }
+        Problem::SessionMissing => "нет файла сессии".to_owned(),
+        Problem::SessionNotLoggedIn => "вход не выполнен".to_owned(),
+        Problem::SessionDead { reason } => {
+            format!("Telegram её не принимает: {}", dead_reason_ru(*reason))
+        }
+        Problem::SessionBusy => "занята другим процессом jobbot".to_owned(),
+        Problem::SessionUnreachable { message } => format!("не удалось подключиться: {message}"),
+        Problem::ProxyUnreachable { message } => format!("недоступен: {message}"),
+        Problem::SourceNotJoined | Problem::OutputNotJoined => {
+            "основной аккаунт в нём не состоит".to_owned()
+        }
+        Problem::SourceUnreadable { error } | Problem::OutputUnreachable { error } => {
+            format!("основной аккаунт его не видит ({})", invisible(error))
+        }
+        Problem::OutputCannotPost { .. } => "основному аккаунту нельзя там публиковать".to_owned(),
+        Problem::NotAForum {
+            kind: PeerKind::Channel,
+        } => "это канал-рассылка, а не форум".to_owned(),
+        Problem::NotAForum { .. } => "не форум (темы выключены)".to_owned(),
+        Problem::CrmGroupUnreachable { error } => {
+            format!("ни один аккаунт канала её не видит ({})", invisible(error))
+        }
+        Problem::AgentNotMember => "не участник".to_owned(),
+        Problem::AgentCannotCreateTopics => "участник, но не может создавать темы".to_owned(),
+        Problem::CheckFailed { error } => format!("проверка не удалась: {error}"),
+    }
+}
+
+fn doctor_skip_ru(skip: &jobbot_core::doctor::Skip) -> String {
+    use jobbot_core::doctor::Skip;
+    match skip {
+        Skip::AccountUnavailable { session } => format!("не проверено: {session} недоступен"),
+        Skip::ProxyUnreachable => "не проверено: прокси не отвечает".to_owned(),
+        Skip::Paused => "не проверено: агент на паузе".to_owned(),
+        Skip::InviteLink => {
+            "не проверено: в закрытый источник jobbot вступит по ссылке при запуске".to_owned()
+        }
+        Skip::Simulator => "не нужны для симулятора".to_owned(),
+        Skip::NoApiCredentials => "не проверено: нет API_ID / API_HASH".to_owned(),
+        Skip::NotAForum => "участник; темы проверим, когда группа станет форумом".to_owned(),
+    }
+}
+
+fn doctor_fix_ru(
+    problem: &jobbot_core::doctor::Problem,
+    subject: &jobbot_core::doctor::Subject,
+) -> String {
+    use jobbot_core::doctor::{Problem, Subject};
+    use jobbot_core::telegram::{DeadReason, PeerKind};
+    let session = match subject {
+        Subject::Session { session, .. }
+        | Subject::Proxy { session, .. }
+        | Subject::CrmAgent { session, .. } => session.to_string(),
+        _ => jobbot_core::ids::SessionName::MAIN.to_owned(),
+    };
+    let chat = match subject {
+        Subject::Source { source } => source.clone(),
+        Subject::OutputChannel { chat, .. } => chat.to_string(),
+        Subject::CrmGroup { group, .. } | Subject::CrmAgent { group, .. } => group.to_string(),
+        _ => String::new(),
+    };
+    let login = format!(
+        "выполните вход: `jobbot login {session} --phone +…` (или на странице «Вход в Telegram»)"
+    );
+    match problem {
+        Problem::ApiCredentialsMissing { missing } => format!(
+            "задайте {} в окружении или в DATA_DIR/.env (их выдают на https://my.telegram.org → API development tools)",
+            missing.join(" и ")
+        ),
+        Problem::SessionMissing | Problem::SessionNotLoggedIn => login,
+        Problem::SessionDead {
+            reason: DeadReason::Banned | DeadReason::Deactivated,
+        } => "аккаунт не вернуть: замените его другим (и его session_name)".to_owned(),
+        Problem::SessionDead { .. } => format!("сессия потеряна; {login}"),
+        Problem::SessionBusy => "сессию держит другой процесс jobbot: остановите его или откройте страницу «Диагностика» в его веб-интерфейсе".to_owned(),
+        Problem::SessionUnreachable { .. } => {
+            "проверьте сеть (и прокси агента) и запустите проверку снова".to_owned()
+        }
+        Problem::ProxyUnreachable { .. } => format!(
+            "запустите прокси или исправьте прокси {session} в агентах его канала (socks5://[user:password@]host:port)"
+        ),
+        Problem::SourceNotJoined => format!(
+            "вступите в {chat} основным аккаунтом (jobbot получает посты только из чатов, где состоит)"
+        ),
+        Problem::SourceUnreadable { .. } => format!(
+            "проверьте адрес источника; в закрытый канал основной аккаунт должен вступить (добавьте его или укажите источник ссылкой-приглашением t.me/+…): {chat}"
+        ),
+        Problem::OutputNotJoined => format!(
+            "добавьте основной аккаунт в {chat} администратором с правом публиковать сообщения"
+        ),
+        Problem::OutputCannotPost {
+            kind: PeerKind::Channel,
+        } => format!(
+            "сделайте основной аккаунт администратором {chat} с правом публиковать сообщения"
+        ),
+        Problem::OutputCannotPost { .. } => format!(
+            "разрешите основному аккаунту писать в {chat} (снимите ограничение или сделайте его администратором)"
+        ),
+        Problem::OutputUnreachable { .. } => format!(
+            "проверьте telegram_id канала и добавьте основной аккаунт в {chat} администратором"
+        ),
+        Problem::NotAForum {
+            kind: PeerKind::Channel,
+        } => format!(
+            "{chat} — канал-рассылка: CRM-группой (crm_group_id) должна быть супергруппа с включёнными темами"
+        ),
+        Problem::NotAForum { .. } => format!(
+            "включите темы в настройках {chat} (Изменить → Темы): CRM ведёт по теме на каждый контакт"
+        ),
+        Problem::CrmGroupUnreachable { .. } => format!(
+            "проверьте crm_group_id канала и добавьте основной аккаунт в {chat}"
+        ),
+        Problem::AgentNotMember => format!(
+            "добавьте {session} в {chat} (или задайте каналу crm_invite_link, чтобы агенты вступали по ней)"
+        ),
+        Problem::AgentCannotCreateTopics => format!(
+            "сделайте {session} администратором {chat} с правом управлять темами"
+        ),
+        Problem::CheckFailed { .. } => "запустите проверку позже ещё раз".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod auth;
 mod channels;
 pub mod client;
 mod constraints;
+mod doctor;
 mod error;
 mod health;
 pub mod i18n;
@@ -43,6 +44,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use jobbot_core::telegram::AccountConnector;
 use jobbot_engine::Engine;
+use jobbot_engine::doctor::ApiCredentials;
 use jobbot_engine::supervisor::TaskStatus;
 use jobbot_store::ConfigStore;
 use prometheus_client::registry::Registry;
@@ -79,6 +81,9 @@ pub struct WebSettings {
     /// the web register their families here before the web starts; the web adds the engine's
     /// and its own, and serves them all on `/metrics`.
     pub registry: Registry,
+    /// What the Doctor page reports about `API_ID` / `API_HASH` (`jobbot run` read them before
+    /// the web started); `NotNeeded` for a simulated Telegram.
+    pub api_credentials: ApiCredentials,
 }
 
 impl WebSettings {
@@ -88,6 +93,7 @@ impl WebSettings {
             trusted_proxies: TrustedProxies::none(),
             limits: ServerLimits::default(),
             registry: Registry::with_prefix("jobbot"),
+            api_credentials: ApiCredentials::NotNeeded,
         }
     }
 }
@@ -117,6 +123,9 @@ struct StateInner {
     shutdown: watch::Sender<bool>,
     /// The process's supervised tasks, when the process supervises them (`jobbot run`).
     tasks: OnceLock<watch::Receiver<Vec<TaskStatus>>>,
+    api_credentials: ApiCredentials,
+    /// Held while the doctor's checks run (one run at a time).
+    doctor_running: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -149,6 +158,8 @@ impl AppState {
                 websockets: Arc::new(Semaphore::new(settings.limits.max_websockets)),
                 shutdown: watch::channel(false).0,
                 tasks: OnceLock::new(),
+                api_credentials: settings.api_credentials,
+                doctor_running: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -338,10 +349,12 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::login_status, logins::cancel_login))
         .routes(routes!(logins::submit_phone))
         .routes(routes!(logins::submit_code))
+        .routes(routes!(logins::resend_code))
         .routes(routes!(logins::submit_password))
         .routes(routes!(stats::stats))
         .routes(routes!(vacancies::list_vacancies))
         .routes(routes!(outbox::list_ended))
+        .routes(routes!(doctor::doctor))
         .routes(routes!(metrics::metrics))
         .routes(routes!(live::live))
         .routes(routes!(openapi_json))

@@ -99,7 +99,10 @@ pub struct PasswordRequest {
 pub struct LoginStatus {
     pub success: bool,
     pub session: String,
-    /// `{"state": "awaiting_phone" | "awaiting_code" | "awaiting_password" | "signed_in", …}`.
+    /// `{"state": "awaiting_phone" | "awaiting_code" | "awaiting_password" | "signed_in", …}`;
+    /// `awaiting_code` carries `sent`: `{delivery, length, next, resend_after_seconds}`, where
+    /// `delivery` and `next` are `app`, `sms`, `call`, `missed_call`, `email`, `fragment` or
+    /// `other`.
     #[schema(value_type = Object)]
     pub login: Value,
 }
@@ -192,6 +195,24 @@ pub async fn submit_phone(
     tracing::info!(target: "web", session = %session, phone = %jobbot_core::ids::mask_phone(&body.phone),
         ok = result.is_ok(), "login: phone submitted");
     let login = result.map_err(|error| step_error(error, "phone"))?;
+    Ok(Json(status_of(&session, &login)))
+}
+
+/// Asks Telegram to send the code again, the other way it offered (`login.sent.next`:
+/// app → SMS → call); the answer says how it went this time (`login.sent.delivery`).
+#[utoipa::path(post, path = "/api/logins/{session}/resend", tag = "logins",
+    params(("session" = String, Path, description = "The session being logged in")),
+    responses((status = 200, body = LoginStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
+pub async fn resend_code(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+) -> Result<Json<LoginStatus>, ApiError> {
+    let (session, flow) = flow_of(&state, &session)?;
+    let mut flow = flow.lock().await;
+    let result = flow.resend_code().await.cloned();
+    tracing::info!(target: "web", session = %session, ok = result.is_ok(), "login: code resent");
+    let login = result.map_err(|error| step_error(error, "code"))?;
     Ok(Json(status_of(&session, &login)))
 }
 

@@ -1284,10 +1284,12 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "DELETE /api/logins/{session}",
         "POST /api/logins/{session}/phone",
         "POST /api/logins/{session}/code",
+        "POST /api/logins/{session}/resend",
         "POST /api/logins/{session}/password",
         "GET /api/stats",
         "GET /api/vacancies",
         "GET /api/outbox/ended",
+        "GET /api/doctor",
         "GET /metrics",
         "GET /api/ws",
         "GET /api/openapi.json",
@@ -1988,6 +1990,7 @@ async fn every_response_carries_the_security_headers() {
         "/agents",
         "/vacancies",
         "/logins",
+        "/doctor",
     ] {
         let html = page(path).await.body.as_str().unwrap().to_owned();
         assert!(!html.contains(" onclick="), "{path}");
@@ -2486,4 +2489,207 @@ async fn an_agent_logged_in_through_the_api_connects_at_once() {
         signed_in.body
     );
     wait_ready(&app, "agent_late").await;
+}
+
+/// The Doctor page and `/api/doctor` check the setup over the running engine's own connections
+/// (no second connection to any session): a connected agent passes, the main account the engine
+/// does not run is reported with its fix, chats nobody can see are reported per agent, and the
+/// proxy's password is never shown (#14 item 8).
+#[tokio::test]
+async fn the_doctor_reports_over_the_engines_own_connections() {
+    let app = spawn_app().await;
+    wait_ready(&app, "agent_a").await;
+    let reply = app.get("/api/doctor").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let findings = reply.body["findings"].as_array().unwrap();
+    let finding = |item: &str, key: &str, value: &str| {
+        findings
+            .iter()
+            .find(|finding| finding["subject"]["item"] == item && finding["subject"][key] == value)
+            .unwrap_or_else(|| panic!("no {item} {value}: {}", reply.body))
+    };
+    assert_eq!(
+        finding("session", "session", "agent_a")["verdict"]["verdict"],
+        "passed"
+    );
+    let main = finding("session", "session", "bot_session");
+    assert_eq!(main["verdict"]["problem"]["problem"], "session_unreachable");
+    assert!(main["fix"].as_str().unwrap().contains("jobbot doctor"));
+    let source = finding("source", "source", "@python_jobs");
+    assert_eq!(source["verdict"]["because"]["skip"], "account_unavailable");
+    let crm_agent = findings
+        .iter()
+        .find(|finding| {
+            finding["subject"]["item"] == "crm_agent" && finding["subject"]["session"] == "agent_a"
+        })
+        .unwrap();
+    assert_eq!(
+        crm_agent["verdict"]["problem"]["problem"], "agent_not_member",
+        "{crm_agent}"
+    );
+    assert!(
+        crm_agent["fix"]
+            .as_str()
+            .unwrap()
+            .contains("add agent_a to -1002345678901")
+    );
+    // The checks borrowed the owners' connections: still one per session.
+    let session = SessionName::parse("agent_a").unwrap();
+    assert_eq!(app.world.open_connections(&session), 1);
+
+    let (cookie, _) = app.log_in().await;
+    let page = app.with_cookie(Method::GET, "/doctor", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.body.as_str().unwrap();
+    assert!(html.contains("id=\"doctor-table\""), "{html}");
+    assert!(html.contains("data-status=\"failed\""), "{html}");
+    // Russian by default (the `lang` cookie picks English), written from the typed problem.
+    assert!(html.contains("добавьте agent_a в -1002345678901"), "{html}");
+    let english = app
+        .with_cookie(Method::GET, "/doctor", &format!("{cookie}; lang=en"))
+        .await;
+    assert!(
+        english
+            .body
+            .as_str()
+            .unwrap()
+            .contains("add agent_a to -1002345678901")
+    );
+    app.assert_never_shown(&["proxy-secret"]);
+}
+
+/// While the engine's main account has no login, every page but the Logins page shows the
+/// banner linking there (`jobbot run` starts and waits for it, #14 item 5); without a main
+/// account to wait for, no page does.
+#[tokio::test]
+async fn pages_ask_for_the_main_accounts_login_while_it_has_none() {
+    let without_main = spawn_app().await;
+    let (cookie, _) = without_main.log_in().await;
+    let page = without_main
+        .with_cookie(Method::GET, "/agents", &cookie)
+        .await;
+    assert!(!page.body.as_str().unwrap().contains("main-login-banner"));
+
+    let world = SimWorld::new(SimParams::default());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("channels_config.json");
+    std::fs::write(&path, r#"{"output_channels": []}"#).unwrap();
+    let config = ConfigStore::open(&path).await.expect("the config loads");
+    let connector = Arc::new(SimConnector::new(world.clone()));
+    let engine = Engine::start(
+        EngineSettings {
+            main_session: Some(SessionName::main()),
+            seed: 7,
+            ..EngineSettings::default()
+        },
+        connector.clone(),
+        Arc::new(jobbot_store::MemoryStore::new()),
+        follow(&config),
+        EngineClock::start(),
+    )
+    .await
+    .expect("the engine starts");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.wait_for_links(|links| {
+            matches!(
+                links.get(&SessionName::main()),
+                Some(LinkState::NotLoggedIn)
+            )
+        }),
+    )
+    .await
+    .expect("the main account is seen as not logged in")
+    .unwrap();
+    let app = TestApp {
+        world,
+        engine: engine.clone(),
+        router: jobbot_web::app(AppState::new(engine, config.clone(), settings(), connector)),
+        config,
+        agents: Vec::new(),
+        recipients: Vec::new(),
+        seen: Mutex::default(),
+        _dir: dir,
+    };
+    let (cookie, _) = app.log_in().await;
+    for path in ["/", "/agents", "/doctor"] {
+        let html = app.with_cookie(Method::GET, path, &cookie).await.body;
+        let html = html.as_str().unwrap();
+        assert!(html.contains("id=\"main-login-banner\""), "{path}: {html}");
+        assert!(html.contains("href=\"/logins\""), "{path}");
+    }
+    let logins = app.with_cookie(Method::GET, "/logins", &cookie).await.body;
+    assert!(!logins.as_str().unwrap().contains("main-login-banner"));
+}
+
+/// A web login says how Telegram sent the code (`login.sent`) and asks for it the other way on
+/// offer; with none left the resend is refused and the code still signs in (#14 item 5).
+#[tokio::test]
+async fn a_web_login_shows_the_code_delivery_and_resends_it() {
+    let app = spawn_app().await;
+    let phone = "+79995550002";
+    app.world
+        .create_user(NewUser::named("Resender").phone(phone));
+    let started = app
+        .send(
+            Method::POST,
+            "/api/logins",
+            json!({"session": "agent_resend"}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let sent = app
+        .send(
+            Method::POST,
+            "/api/logins/agent_resend/phone",
+            json!({"phone": phone}),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert_eq!(
+        sent.body["login"]["sent"]["delivery"], "sms",
+        "{}",
+        sent.body
+    );
+    assert_eq!(sent.body["login"]["sent"]["next"], "call");
+    let resent = app
+        .call(
+            Method::POST,
+            "/api/logins/agent_resend/resend",
+            Credentials::Bearer(API_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(resent.status, StatusCode::OK, "{}", resent.body);
+    assert_eq!(resent.body["login"]["state"], "awaiting_code");
+    assert_eq!(resent.body["login"]["sent"]["delivery"], "call");
+    assert!(resent.body["login"]["sent"]["next"].is_null());
+    let refused = app
+        .call(
+            Method::POST,
+            "/api/logins/agent_resend/resend",
+            Credentials::Bearer(API_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("SEND_CODE_UNAVAILABLE"),
+        "{}",
+        refused.body
+    );
+    let phone = PhoneNumber::parse(phone).unwrap();
+    let code = app.world.last_login_code(&phone).unwrap();
+    let signed_in = app
+        .send(
+            Method::POST,
+            "/api/logins/agent_resend/code",
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(
+        signed_in.body["login"]["state"], "signed_in",
+        "{}",
+        signed_in.body
+    );
 }

@@ -74,6 +74,21 @@ pub enum Command {
         #[arg(long)]
         phone: Option<String>,
     },
+    /// Check the setup and say how to fix what is wrong: API_ID / API_HASH, every session
+    /// (logged in, accepted by Telegram), the main account reading every source and posting to
+    /// every output channel, each CRM group a forum whose agents are members that can create
+    /// topics, each agent's proxy reachable. Nothing is changed. Exits 0 when nothing is wrong,
+    /// 1 when something is. (While `jobbot run` holds the sessions, use the web interface's
+    /// Doctor page instead.)
+    Doctor {
+        /// Check against the simulator run by `jobbot sim serve` (`sim://HOST:PORT`) instead
+        /// of real Telegram.
+        #[arg(long, value_name = "sim://HOST:PORT")]
+        telegram: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what routing would do with one message read from stdin, as JSON: the channels it
     /// matches and the keywords that decided each, why every other channel did not take it, the
     /// contacts in it and whom the CRM would write to. Works without a configuration (then only
@@ -503,6 +518,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Session(SessionCommand::Show { name }) => {
             crate::session_command::show_session(&data_dir, &name).await
+        }
+        Command::Doctor { telegram, json } => {
+            crate::doctor_command::doctor(&data_dir, telegram.as_deref(), json).await
         }
         Command::Inspect { source, config } => {
             crate::inspect::run(&data_dir.config_file(), config, source.as_deref())

@@ -80,18 +80,31 @@ pub async fn drive<B: LoginBackend>(
                     },
                 };
                 let result = flow.submit_phone(&number).await.map(|_| ());
-                if result.is_ok() {
-                    writeln!(
-                        out,
-                        "Telegram sent a login code to the Telegram app (or by SMS)."
-                    )?;
+                if let (Ok(()), LoginState::AwaitingCode { sent, .. }) = (&result, flow.state()) {
+                    writeln!(out, "{}", describe_sent_code(sent))?;
                 }
                 result
             }
-            LoginState::AwaitingCode { .. } => match prompter.ask("Login code: ")? {
-                Some(code) => flow.submit_code(&code).await.map(|_| ()),
-                None => return Ok(LoginOutcome::Cancelled),
-            },
+            LoginState::AwaitingCode { sent, .. } => {
+                let prompt = if sent.next.is_some() {
+                    "Login code (or `resend`): "
+                } else {
+                    "Login code: "
+                };
+                match prompter.ask(prompt)? {
+                    Some(answer) if answer.trim().eq_ignore_ascii_case("resend") => {
+                        let result = flow.resend_code().await.map(|_| ());
+                        if let (Ok(()), LoginState::AwaitingCode { sent, .. }) =
+                            (&result, flow.state())
+                        {
+                            writeln!(out, "{}", describe_sent_code(sent))?;
+                        }
+                        result
+                    }
+                    Some(code) => flow.submit_code(&code).await.map(|_| ()),
+                    None => return Ok(LoginOutcome::Cancelled),
+                }
+            }
             LoginState::AwaitingPassword { hint, .. } => {
                 let prompt = match hint {
                     Some(hint) if !hint.is_empty() => {
@@ -115,6 +128,23 @@ pub async fn drive<B: LoginBackend>(
             }
         }
     }
+}
+
+/// Where the code went, and the other way on offer (never the code itself).
+pub fn describe_sent_code(sent: &jobbot_core::telegram::SentCode) -> String {
+    let mut text = format!("Telegram sent the login code {}", sent.delivery);
+    if let Some(length) = sent.length {
+        text.push_str(&format!(" ({length} digits)"));
+    }
+    text.push('.');
+    if let Some(next) = sent.next {
+        text.push_str(&format!(" Type `resend` to get it {next} instead"));
+        if let Some(seconds) = sent.resend_after_seconds {
+            text.push_str(&format!(" (after {seconds} s)"));
+        }
+        text.push('.');
+    }
+    text
 }
 
 fn advice(error: &LoginStepError) -> String {
@@ -233,6 +263,34 @@ mod tests {
             "{outcome:?}"
         );
         assert!(out.contains("the code is wrong"), "{out}");
+    }
+
+    /// The person is told how the code went (SMS: the number has no other session) and can ask
+    /// for it the other way Telegram offers (a call); once no other way is left, `resend` is
+    /// refused with the reason and the code still works (#14 item 5).
+    #[tokio::test(start_paused = true)]
+    async fn the_code_delivery_is_shown_and_resend_asks_for_the_other_way() {
+        let (world, phone) = world_with("+79991234580", NewUser::named("Vera"));
+        let (outcome, out, asked) = run(
+            &world,
+            &phone,
+            &["+79991234580", "resend", "resend", "CODE"],
+        )
+        .await;
+        assert!(matches!(outcome, LoginOutcome::SignedIn(_)), "{outcome:?}");
+        assert!(
+            out.contains("Telegram sent the login code by SMS (5 digits). Type `resend` to get it by a phone call instead."),
+            "{out}"
+        );
+        assert!(
+            out.contains("Telegram sent the login code by a phone call (5 digits)."),
+            "{out}"
+        );
+        assert!(out.contains("SEND_CODE_UNAVAILABLE"), "{out}");
+        assert_eq!(asked[1], "Login code (or `resend`): ");
+        assert_eq!(asked[2], "Login code: ");
+        let code = world.last_login_code(&phone);
+        assert!(code.is_none_or(|code| !out.contains(&code)), "{out}");
     }
 
     #[tokio::test(start_paused = true)]

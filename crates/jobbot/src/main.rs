@@ -8,6 +8,7 @@ mod cli;
 mod config_command;
 mod data_lock;
 mod demo;
+mod doctor_command;
 mod inspect;
 mod login_command;
 mod run_command;

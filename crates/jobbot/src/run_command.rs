@@ -163,7 +163,12 @@ pub async fn run(
         .with_context(|| format!("could not listen on {listen}"))?;
     let address = listener.local_addr()?;
     let auth = web_access(data_dir, address)?;
-    let web = web.settings(auth, address);
+    let mut web = web.settings(auth, address);
+    // A real Telegram got this far only with API_ID / API_HASH read and valid.
+    web.api_credentials = match telegram {
+        Some(_) => jobbot_engine::doctor::ApiCredentials::NotNeeded,
+        None => jobbot_engine::doctor::ApiCredentials::Present,
+    };
     let running = app::start(app::AppParts {
         connector,
         store: store.shared(),

@@ -669,6 +669,9 @@ async fn finish_login(browser: &Browser, flow: &str, phone: &str) {
             (b.text(&format!("{flow} .step-label")).await == "Код из Telegram").then_some(())
         })
         .await;
+    // Where Telegram sent the code is shown (#14 item 5).
+    let delivery = browser.text(&format!("{flow} .code-delivery")).await;
+    assert!(delivery.starts_with("Код "), "{delivery:?}");
     let (status, code) = browser
         .api(
             "GET",

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
 fn jobbot(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jobbot"))
         .arg("--data-dir")
@@ -986,4 +988,173 @@ fn login_goes_through_the_agents_proxy() {
     );
     assert!(text.contains("Proxy server unreachable"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
+}
+
+/// `jobbot doctor --telegram sim://…` against `jobbot sim serve` with a broken setup: each fault
+/// is one `FAIL` line with its fix, the exit status is 1, no proxy password is printed; and the
+/// same setup made whole passes with status 0 (#14 item 8). The report printed here is the
+/// README's example.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_each_fault_of_a_simulated_setup_with_its_fix() {
+    use jobbot_core::ids::{ChatId, SessionName};
+    use jobbot_sim::NewUser;
+    use jobbot_sim_remote::RemoteConnector;
+    use jobbot_sim_remote::rpc::AdminRpcClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, address) = common::sim_serve(&dir.path().join("world.json"), &[]);
+    let admin = RemoteConnector::new(address).client().await.unwrap();
+    let account = |session: &'static str, name: &'static str| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .create_account(SessionName::parse(session).unwrap(), NewUser::named(name))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let main = account("bot_session", "Main").await;
+    let agent_ok = account("agent_anna", "Anna").await;
+    let member_only = account("agent_boris", "Boris").await;
+    let _outsider = account("agent_vera", "Vera").await;
+    let _revoked = account("agent_gleb", "Gleb").await;
+    admin
+        .revoke(SessionName::parse("agent_gleb").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let source = admin
+        .create_channel("Python jobs".into(), Some("python_jobs".into()), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    admin.add_member(source, main).await.unwrap().unwrap();
+    let private_source = admin
+        .create_channel("Closed jobs".into(), None, vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    let output = admin
+        .create_channel("Jobs digest".into(), None, vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    admin.add_member(output, main).await.unwrap().unwrap();
+    let forum = admin
+        .create_group("Python CRM".into(), None, true, vec![main, agent_ok])
+        .await
+        .unwrap()
+        .unwrap();
+    admin.add_member(forum, member_only).await.unwrap().unwrap();
+    let go_output = admin
+        .create_channel("Go digest".into(), None, vec![main])
+        .await
+        .unwrap()
+        .unwrap();
+    let plain_group = admin
+        .create_group("Go CRM".into(), None, false, vec![main, agent_ok])
+        .await
+        .unwrap()
+        .unwrap();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let channel = |id: &str, output: ChatId, sources: &[String], crm: ChatId, agents: &str| {
+        format!(
+            r#"{{"id": "{id}", "name": "{id}", "telegram_id": {output}, "input_sources": {sources:?},
+                "crm_enabled": true, "crm_group_id": {crm}, "agents": [{agents}]}}"#
+        )
+    };
+    let agent = |name: &str| format!(r#"{{"phone": "", "session_name": "{name}"}}"#);
+    let python_agents = [
+        agent("agent_anna"),
+        agent("agent_boris"),
+        agent("agent_vera"),
+        agent("agent_gleb"),
+        agent("agent_dima"),
+        format!(
+            r#"{{"phone": "", "session_name": "agent_anna2", "proxy": "socks5://user:hunter2@127.0.0.1:{closed_port}"}}"#
+        ),
+    ]
+    .join(", ");
+    let broken = format!(
+        r#"{{"output_channels": [{}, {}]}}"#,
+        channel(
+            "python",
+            output,
+            &["@python_jobs".into(), private_source.to_string()],
+            forum,
+            &python_agents
+        ),
+        channel(
+            "golang",
+            go_output,
+            &["@python_jobs".into()],
+            plain_group,
+            &agent("agent_anna")
+        ),
+    );
+    write_config(dir.path(), &broken);
+    let url = format!("sim://{address}");
+    let run = || {
+        let data_dir = dir.path().to_owned();
+        let url = url.clone();
+        std::thread::spawn(move || jobbot(&data_dir, &["doctor", "--telegram", &url]))
+            .join()
+            .unwrap()
+    };
+    let broken = run();
+    let text = stdout(&broken);
+    println!("{text}");
+    assert_eq!(broken.status.code(), Some(1), "{text}");
+    for expected in [
+        "ok    session bot_session (main account): Main",
+        "FAIL  session agent_gleb: Telegram refuses it: the session was revoked",
+        "FAIL  session agent_dima: not logged in",
+        "skip  session agent_anna2: not checked: its proxy does not answer",
+        "FAIL  proxy of agent_anna2 (socks5://user:***@127.0.0.1:",
+        "ok    source @python_jobs",
+        &format!("FAIL  source {private_source}: the main account cannot see it (CHANNEL_PRIVATE)"),
+        &format!("FAIL  output channel {output} of python: the main account may not post there"),
+        &format!("ok    output channel {go_output} of golang: Go digest"),
+        &format!("ok    CRM group {forum} of python: Python CRM"),
+        &format!("ok    agent agent_anna in the CRM group {forum} of python: admin"),
+        &format!(
+            "FAIL  agent agent_boris in the CRM group {forum} of python: a member, but may not create topics"
+        ),
+        &format!("FAIL  agent agent_vera in the CRM group {forum} of python: not a member"),
+        &format!("FAIL  CRM group {plain_group} of golang: not a forum (topics are off)"),
+        &format!(
+            "skip  agent agent_anna in the CRM group {plain_group} of golang: a member; topics are checked once the group is a forum"
+        ),
+        "fix: log it in: `jobbot login agent_dima --phone +…`",
+        "fix: make the main account an admin of",
+        "fix: turn on Topics in",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    assert!(!text.contains("hunter2"), "{text}");
+
+    // Made whole: the main account may post, the member may create topics, the unreadable
+    // source and the agents that cannot be repaired are left out, Go's CRM is off.
+    admin.add_admin(output, main).await.unwrap().unwrap();
+    admin.add_admin(forum, member_only).await.unwrap().unwrap();
+    let whole = format!(
+        r#"{{"output_channels": [{}]}}"#,
+        channel(
+            "python",
+            output,
+            &["@python_jobs".into()],
+            forum,
+            &[agent("agent_anna"), agent("agent_boris")].join(", ")
+        ),
+    );
+    write_config(dir.path(), &whole);
+    let healthy = run();
+    let text = stdout(&healthy);
+    assert_eq!(healthy.status.code(), Some(0), "{text}");
+    assert!(text.contains("0 problems"), "{text}");
 }

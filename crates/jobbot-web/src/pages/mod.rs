@@ -30,9 +30,23 @@ use crate::AppState;
 pub use crate::i18n::Lang;
 use crate::i18n::{labels_json, t};
 
-/// The CSRF token of the session that asked for the page, put there by [`require_page_session`].
+/// What a page needs from the session that asked for it, put there by
+/// [`require_page_session`]: its CSRF token, and whether the main account still needs a login
+/// (every page then shows a banner linking to the Logins page).
 #[derive(Clone)]
-struct PageCsrf(String);
+struct PageCsrf {
+    csrf: String,
+    main_login_needed: bool,
+}
+
+impl From<String> for PageCsrf {
+    fn from(csrf: String) -> Self {
+        Self {
+            csrf,
+            main_login_needed: false,
+        }
+    }
+}
 
 /// The navigation: `(href, page, label key)`. A page's own entry is marked current.
 pub const NAV: &[(&str, &str, &str)] = &[
@@ -40,6 +54,7 @@ pub const NAV: &[(&str, &str, &str)] = &[
     ("/agents", "agents", "nav_agents"),
     ("/vacancies", "vacancies", "nav_vacancies"),
     ("/logins", "logins", "nav_logins"),
+    ("/doctor", "doctor", "nav_doctor"),
 ];
 
 /// The pages behind the cookie session.
@@ -51,6 +66,7 @@ pub(crate) fn protected_pages(state: AppState) -> Router {
         .route("/agents", get(agents_page))
         .route("/vacancies", get(vacancies_page))
         .route("/logins", get(logins_page))
+        .route("/doctor", get(doctor_page))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_page_session,
@@ -72,7 +88,11 @@ async fn require_page_session(
 ) -> Response {
     match state.inner.auth.page_session(request.headers()).await {
         Some(csrf) => {
-            request.extensions_mut().insert(PageCsrf(csrf));
+            let main_login_needed = main_login_needed(&state);
+            request.extensions_mut().insert(PageCsrf {
+                csrf,
+                main_login_needed,
+            });
             next.run(request).await
         }
         None => {
@@ -83,6 +103,18 @@ async fn require_page_session(
             Redirect::to(&format!("/login?next={}", url_encode(target))).into_response()
         }
     }
+}
+
+/// The engine runs a main account that has no usable login (never logged in, or refused by
+/// Telegram): `jobbot run` waits for it, and the pages say so.
+fn main_login_needed(state: &AppState) -> bool {
+    let engine = &state.inner.engine;
+    engine.main_session().is_some_and(|main| {
+        matches!(
+            engine.link_states().borrow().get(main),
+            Some(jobbot_engine::LinkState::NotLoggedIn | jobbot_engine::LinkState::Dead { .. })
+        )
+    })
 }
 
 /// The language of the `lang` cookie; Russian without one.
@@ -171,6 +203,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript",
         include_str!("assets/logins.js"),
     ),
+    (
+        "doctor.js",
+        "text/javascript",
+        include_str!("assets/doctor.js"),
+    ),
 ];
 
 async fn asset(Path(name): Path<String>) -> Response {
@@ -215,6 +252,8 @@ pub struct Layout {
     pub back: String,
     /// The session's CSRF token; empty on the login page.
     pub csrf: String,
+    /// Shows the "log in the main account" banner.
+    pub main_login_needed: bool,
 }
 
 /// A navigation entry as the template shows it.
@@ -225,13 +264,21 @@ pub struct NavLink {
 }
 
 impl Layout {
-    fn new(lang: Lang, page: &'static str, title_key: &str, path: &str, csrf: String) -> Self {
+    fn new(
+        lang: Lang,
+        page: &'static str,
+        title_key: &str,
+        path: &str,
+        session: impl Into<PageCsrf>,
+    ) -> Self {
+        let session = session.into();
         Self {
             lang,
             page,
             title: t(lang, title_key).to_owned(),
             back: url_encode(path),
-            csrf,
+            csrf: session.csrf,
+            main_login_needed: session.main_login_needed,
         }
     }
 
@@ -315,7 +362,7 @@ struct ChannelsPage {
 
 async fn channels_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     let lang = lang_of(&headers);
@@ -450,7 +497,7 @@ struct ChannelFormPage {
 
 fn channel_form(
     lang: Lang,
-    csrf: String,
+    csrf: PageCsrf,
     channel: &ChannelDocument,
     revision: String,
     editing: Option<&str>,
@@ -475,7 +522,7 @@ fn channel_form(
 
 async fn new_channel_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     let revision = state.inner.config.snapshot().revision.to_string();
@@ -487,7 +534,7 @@ async fn new_channel_page(
 
 async fn edit_channel_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -532,7 +579,7 @@ struct AgentsPage {
 
 async fn agents_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     render(AgentsPage {
@@ -561,7 +608,7 @@ struct VacanciesPage {
 
 async fn vacancies_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     render(VacanciesPage {
@@ -593,7 +640,7 @@ struct LoginsPage {
 
 async fn logins_page(
     State(state): State<AppState>,
-    axum::Extension(PageCsrf(csrf)): axum::Extension<PageCsrf>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
     let lang = lang_of(&headers);
@@ -620,6 +667,66 @@ async fn logins_page(
     render(LoginsPage {
         layout: Layout::new(lang, "logins", "logins_title", "/logins", csrf),
         accounts,
+    })
+}
+
+/// A finding as the Doctor page shows it, in the page's language.
+struct DoctorRow {
+    status: &'static str,
+    badge: &'static str,
+    label: &'static str,
+    subject: String,
+    detail: String,
+    fix: String,
+}
+
+#[derive(Template)]
+#[template(path = "doctor.html")]
+struct DoctorPage {
+    layout: Layout,
+    rows: Vec<DoctorRow>,
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+/// Runs the checks (see [`crate::doctor`]) and shows each finding with its fix.
+async fn doctor_page(
+    State(state): State<AppState>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
+    headers: HeaderMap,
+) -> Response {
+    use jobbot_core::doctor::Verdict;
+    let lang = lang_of(&headers);
+    let report = crate::doctor::report(&state).await;
+    let rows: Vec<DoctorRow> = report
+        .findings
+        .iter()
+        .map(|finding| {
+            let (status, badge, label) = match &finding.verdict {
+                Verdict::Passed { .. } => ("passed", "ok", "doctor_ok"),
+                Verdict::Failed { .. } => ("failed", "state-dead", "doctor_fail"),
+                Verdict::Skipped { .. } => ("skipped", "", "doctor_skip"),
+            };
+            let (subject, detail, fix) = crate::i18n::doctor_texts(lang, finding);
+            DoctorRow {
+                status,
+                badge,
+                label,
+                subject,
+                detail,
+                fix,
+            }
+        })
+        .collect();
+    let count = |status: &str| rows.iter().filter(|row| row.status == status).count();
+    let (passed, failed, skipped) = (count("passed"), count("failed"), count("skipped"));
+    render(DoctorPage {
+        layout: Layout::new(lang, "doctor", "doctor_title", "/doctor", csrf),
+        rows,
+        passed,
+        failed,
+        skipped,
     })
 }
 
@@ -669,7 +776,13 @@ mod tests {
 
     #[test]
     fn templates_escape_what_they_are_given() {
-        let layout = Layout::new(Lang::En, "channels", "channels_title", "/", "csrf".into());
+        let layout = Layout::new(
+            Lang::En,
+            "channels",
+            "channels_title",
+            "/",
+            "csrf".to_owned(),
+        );
         let html = ChannelsPage {
             layout,
             revision: "0123456789abcdef".into(),

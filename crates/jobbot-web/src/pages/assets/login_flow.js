@@ -17,9 +17,14 @@ function loginFlow(session, onSignedIn, start) {
   const stepLabel = el('span', {class: 'step-label'});
   const input = el('input', {name: 'value', autocomplete: 'off'});
   const error = el('p', {class: 'error step-error', role: 'status'});
+  // Where the code went (`sent.delivery`), and a button for the other way Telegram offers.
+  const delivery = el('p', {class: 'code-delivery muted', hidden: true});
+  const resendButton = el('button', {type: 'button', class: 'resend-code', hidden: true, onclick: resend}, '');
   const form = el('form', {class: 'login-step', novalidate: true, hidden: true},
+    delivery,
     el('label', {}, stepLabel, ' ', input),
     el('button', {type: 'submit', class: 'primary'}, t('login_next')), ' ',
+    resendButton, ' ',
     el('button', {type: 'button', class: 'cancel-login', onclick: cancel}, t('login_cancel')),
     error);
   const startButton = el('button', {type: 'button', class: 'start-login', onclick: begin}, t('login_start'));
@@ -44,6 +49,13 @@ function loginFlow(session, onSignedIn, start) {
     }
     stateText.textContent = login.hint ? t('login_hint') + ': ' + login.hint : (login.phone || login.last_phone || '');
     form.hidden = !step;
+    const sent = login.state === 'awaiting_code' ? login.sent : null;
+    delivery.hidden = !sent;
+    resendButton.hidden = !(sent && sent.next);
+    if (sent) {
+      delivery.textContent = t('code_sent_' + sent.delivery);
+      if (sent.next) resendButton.textContent = t('code_resend_' + sent.next);
+    }
     if (step) {
       stepLabel.textContent = t(step.label);
       input.type = step.type;
@@ -61,6 +73,12 @@ function loginFlow(session, onSignedIn, start) {
 
   async function begin() {
     const reply = await api('POST', '/api/logins', {session});
+    if (reply.ok) show(reply.body.login);
+    else refused(reply);
+  }
+
+  async function resend() {
+    const reply = await api('POST', base + '/resend');
     if (reply.ok) show(reply.body.login);
     else refused(reply);
   }
