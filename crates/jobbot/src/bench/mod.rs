@@ -1,7 +1,8 @@
 //! `jobbot bench`: measurements on the simulator and of the scheduling policy.
 //!
-//! - [`pool`]: the agent pool at twice its safe load for a simulated hour, the seed's algorithm
-//!   against jobbot's engine, on paused time.
+//! - [`pool`]: the agent pool on accounts with drawn limits jobbot is not told (steady load,
+//!   ceiling sweep, first messages, churn, bursts), the seed's algorithm against jobbot's
+//!   engine, on paused time.
 //! - [`pick`]: the cost of one pick at 10,000 agents against a naive full scan.
 //! - [`store`]: SQLite commits on disk when they return (`synchronous=FULL`) against `NORMAL`.
 //!
@@ -48,6 +49,9 @@ pub struct PoolBenchPlan {
     pub sweep_minutes: u32,
     /// `cold`: simulated minutes.
     pub cold_minutes: u32,
+    /// `churn` and `burst`: simulated minutes.
+    pub churn_minutes: u32,
+    pub burst_minutes: u32,
     pub policies: Vec<Policy>,
 }
 
@@ -55,12 +59,14 @@ impl Default for PoolBenchPlan {
     fn default() -> Self {
         Self {
             world: WorldSpec::default(),
-            scenarios: vec![Scenario::Steady, Scenario::Sweep, Scenario::Cold],
+            scenarios: Scenario::ALL.to_vec(),
             steady_agents: vec![3, 10, 100],
             steady_minutes: 360,
             sweep_factors: vec![0.5, 0.9, 1.0, 1.25, 2.0],
             sweep_minutes: 180,
             cold_minutes: 48 * 60,
+            churn_minutes: 180,
+            burst_minutes: 180,
             policies: Policy::ALL.to_vec(),
         }
     }
@@ -94,6 +100,18 @@ fn scenario_runs(plan: &PoolBenchPlan, scenario: Scenario) -> Vec<pool::RunSpec>
             scenario,
             agents: 10,
             minutes: plan.cold_minutes,
+            ceiling_per_min: default_ceiling,
+        }],
+        Scenario::Churn => vec![pool::RunSpec {
+            scenario,
+            agents: 20,
+            minutes: plan.churn_minutes,
+            ceiling_per_min: default_ceiling,
+        }],
+        Scenario::Burst => vec![pool::RunSpec {
+            scenario,
+            agents: 10,
+            minutes: plan.burst_minutes,
             ceiling_per_min: default_ceiling,
         }],
     }
@@ -213,9 +231,11 @@ fn describe(simulator: &SimParams, out: &mut impl Write) -> anyhow::Result<()> {
         out,
         "jobbot is not told the drawn limits: configured {}/min burst {} and {} first messages a \
          day per agent (the ceiling; sweep changes the rate). steady/sweep: warm recipients at 2x \
-         the true capacity; cold: a new recruiter per message at 1.5x the drawn budgets. Seed: \
-         min flood_wait_until, 3 attempts, 2^attempt s sleeps, then dropped; seed-telethon also \
-         sleeps through flood waits <= 60 s inside the call",
+         the true capacity; cold: a new recruiter per message at 1.5x the drawn budgets; churn: \
+         20 agents shared by 3 channels at 2x, 10 % banned at random moments, connections \
+         dropped about once an agent-hour; burst: 0.2x with a 2-minute spike at 5x every 30 min. \
+         Seed: min flood_wait_until, 3 attempts, 2^attempt s sleeps, then dropped; \
+         seed-telethon also sleeps through flood waits <= 60 s inside the call",
         pacing.messages_per_minute, pacing.burst, pacing.cold_dms_per_day
     )?;
     writeln!(out)?;
