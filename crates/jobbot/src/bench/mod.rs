@@ -244,7 +244,7 @@ fn describe(simulator: &SimParams, out: &mut impl Write) -> anyhow::Result<()> {
 
 fn table_header() -> String {
     format!(
-        "{:<7} {:<13} {:>6} {:>5} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7}",
+        "{:<7} {:<13} {:>6} {:>5} {:>9} {:>9} {:>6} {:>6} {:>6} {:>7} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7}",
         "scen.",
         "policy",
         "agents",
@@ -252,6 +252,7 @@ fn table_header() -> String {
         "true/min",
         "deliv/min",
         "ratio",
+        "c.shr",
         "floods",
         "fw/a-h",
         "fw/a-h>1",
@@ -269,7 +270,7 @@ fn table_header() -> String {
 fn table_row(result: &pool::PoolResult) -> String {
     let seconds = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     format!(
-        "{:<7} {:<13} {:>6} {:>5} {:>9.1} {:>9.2} {:>6.3} {:>6} {:>7.2} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7.1}",
+        "{:<7} {:<13} {:>6} {:>5} {:>9.1} {:>9.2} {:>6.3} {:>6.3} {:>6} {:>7.2} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7.1}",
         result.scenario.name(),
         result.policy.name(),
         result.agents,
@@ -277,6 +278,7 @@ fn table_row(result: &pool::PoolResult) -> String {
         result.true_capacity_per_min,
         result.delivered_per_min,
         result.ratio,
+        result.ceiling_share,
         result.flood_waits,
         result.flood_waits_per_agent_hour,
         result
@@ -337,6 +339,7 @@ mod tests {
                 "true_capacity_per_min",
                 "delivered_per_min",
                 "ratio",
+                "ceiling_share",
                 "flood_waits",
                 "flood_waits_per_agent_hour",
                 "flood_waits_per_agent_hour_after_first",

@@ -224,6 +224,11 @@ pub struct PoolResult {
     pub delivered_per_min: f64,
     /// `delivered_per_min / true_capacity_per_min`.
     pub ratio: f64,
+    /// The highest `ratio` a policy that keeps to jobbot's configured ceilings can reach: the
+    /// true capacity with each account's limit cut to the ceiling (`messages_per_minute`, or
+    /// for `cold` `cold_dms_per_day`), over the true capacity. Below 1 where some accounts could
+    /// do more than the operator allows ("a ceiling below the truth delivers its own share").
+    pub ceiling_share: f64,
     /// FloodWaits that started a new wait (violations), not the answers repeating a running one.
     pub flood_waits: u64,
     pub flood_waits_per_agent_hour: f64,
@@ -296,6 +301,8 @@ struct Setup {
     arrivals: Arrivals,
     churn: Vec<ChurnEvent>,
     true_capacity_per_min: f64,
+    /// See [`PoolResult::ceiling_share`].
+    ceiling_share: f64,
     offered_per_min: f64,
 }
 
@@ -358,6 +365,29 @@ impl Setup {
                 (capacity, Arrivals::even(1.5 * capacity, window))
             }
         };
+        let pacing = jobbot_pacing(spec.ceiling_per_min);
+        let (truth, allowed): (Vec<f64>, Vec<f64>) = if spec.scenario == Scenario::Cold {
+            limits
+                .iter()
+                .map(|l| {
+                    let budget = f64::from(l.cold_dm_daily_budget);
+                    (budget, budget.min(f64::from(pacing.cold_dms_per_day)))
+                })
+                .unzip()
+        } else {
+            send_limits
+                .iter()
+                .enumerate()
+                .map(|(agent, limit)| {
+                    let alive = alive_share(&churn, agent, window);
+                    (
+                        limit * alive,
+                        limit.min(f64::from(pacing.messages_per_minute)) * alive,
+                    )
+                })
+                .unzip()
+        };
+        let ceiling_share = allowed.iter().sum::<f64>() / truth.iter().sum::<f64>();
         let offered_per_min = arrivals.count() as f64 / f64::from(spec.minutes);
         let recipients = if spec.scenario == Scenario::Cold {
             // A new recruiter per message: nobody has any agent in their contacts.
@@ -405,6 +435,7 @@ impl Setup {
             arrivals,
             churn,
             true_capacity_per_min,
+            ceiling_share,
             offered_per_min,
         }
     }
@@ -720,6 +751,7 @@ fn summarise(policy: Policy, setup: &Setup, mut tally: Tally) -> PoolResult {
         offered_per_min: setup.offered_per_min,
         delivered_per_min,
         ratio: delivered_per_min / setup.true_capacity_per_min,
+        ceiling_share: setup.ceiling_share,
         flood_waits,
         flood_waits_per_agent_hour: flood_waits as f64 / agent_hours,
         flood_waits_per_agent_hour_after_first: (hours > 1.0).then(|| {
