@@ -443,6 +443,9 @@ pub struct AgentState {
     cold_dms: ColdDmWindow,
     /// The first messages that went through in the last 24 h, stamped with their answers: what
     /// Telegram counted, for the budget learned from a `PEER_FLOOD` (`cold_dms` counts attempts).
+    /// The daily cap holds in both windows: Telegram counts a message when it handles the call,
+    /// after the pick, so a slot is free only 24 h after the answer (at the latest moment it
+    /// can have been counted), not 24 h after the pick.
     first_messages_through: ColdDmWindow,
     recent_sends: RecentSends,
     last_error: Option<LastError>,
@@ -565,7 +568,12 @@ impl AgentState {
         }
         if kind == SendKind::FirstContact {
             consider(self.peer_flood_until, WaitReason::PeerFlood);
-            if let Some(at) = self.cold_dms.blocked_until(now, self.cold_dm_cap()) {
+            let cap = self.cold_dm_cap();
+            if let Some(at) = self
+                .cold_dms
+                .blocked_until(now, cap)
+                .max(self.first_messages_through.blocked_until(now, cap))
+            {
                 consider(at, WaitReason::ColdDmDailyCap);
             }
         }
@@ -580,7 +588,8 @@ impl AgentState {
         let any = self.flood_wait_until.max(self.gcra.earliest());
         let first_contact = any
             .max(self.peer_flood_until)
-            .max(self.cold_dms.fits_from(self.cold_dm_cap()));
+            .max(self.cold_dms.fits_from(self.cold_dm_cap()))
+            .max(self.first_messages_through.fits_from(self.cold_dm_cap()));
         SendableAt { any, first_contact }
     }
 
@@ -1079,15 +1088,18 @@ impl AgentScheduler {
         let error = match outcome {
             SendOutcome::Sent => {
                 entry.recent_sends.record(now);
-                if request.kind == SendKind::FirstContact {
+                let first_contact = request.kind == SendKind::FirstContact;
+                if first_contact {
                     entry
                         .first_messages_through
                         .record(now, entry.pacing.cold_dms_per_day);
                 }
-                if self.settings.learn_limits
-                    && entry.learn_clean(request.kind, now) == Change::Changed
-                {
+                let learned = self.settings.learn_limits
+                    && entry.learn_clean(request.kind, now) == Change::Changed;
+                if learned {
                     self.learning_changed.push(agent);
+                }
+                if learned || first_contact {
                     self.refresh_sendable_at(agent);
                 }
                 return OutcomeAction::Done;

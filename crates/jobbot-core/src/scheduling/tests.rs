@@ -1667,6 +1667,25 @@ fn peer_flood_answers_from_before_the_pause_change_nothing_and_a_refusal_after_i
 }
 
 #[test]
+fn a_first_message_slot_frees_a_day_after_the_answer_not_the_pick() {
+    let mut rng = rng(34);
+    let mut scheduler = ready_pool(1, pacing(6_000, 100, 1));
+    let request = Request::first_contact();
+    let agent = expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
+    // Telegram counted it somewhere between the pick and the answer.
+    scheduler.on_outcome(agent, &request, SendOutcome::Sent, Millis(2_000));
+    let day = 24 * 3_600_000;
+    assert_eq!(
+        scheduler.pick(POOL, &request, Millis(day), &mut rng),
+        Decision::WaitUntil {
+            at: Millis(day + 2_000),
+            reason: WaitReason::ColdDmDailyCap
+        }
+    );
+    expect_send(scheduler.pick(POOL, &request, Millis(day + 2_000), &mut rng));
+}
+
+#[test]
 fn learned_limits_are_restored_within_the_configured_ceiling() {
     let mut scheduler = ready_pool(1, pacing(20, 3, 40));
     let mut learned = *scheduler.agent(A).unwrap().learned();
