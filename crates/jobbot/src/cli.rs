@@ -261,6 +261,9 @@ pub enum BenchCommand {
         /// `churn`: simulated minutes per run.
         #[arg(long, default_value_t = 180)]
         churn_minutes: u32,
+        /// Runs at a time, each on its own thread (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
         /// `burst`: simulated minutes per run.
         #[arg(long, default_value_t = 180)]
         burst_minutes: u32,
@@ -544,6 +547,7 @@ fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
             cold_minutes,
             churn_minutes,
             burst_minutes,
+            jobs,
         } => {
             anyhow::ensure!(
                 limit_median.is_finite() && limit_median >= 1.0,
@@ -587,6 +591,7 @@ fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 churn_minutes,
                 burst_minutes,
                 policies,
+                jobs: jobs.unwrap_or(crate::bench::PoolBenchPlan::default().jobs),
                 ..crate::bench::PoolBenchPlan::default()
             };
             crate::bench::run_pool(&plan, json.as_deref(), &mut out)?;

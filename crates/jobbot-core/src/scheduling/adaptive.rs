@@ -568,7 +568,11 @@ mod tests {
         );
         budget.on_peer_flood(1, true, Millis(2));
         assert_eq!(budget.per_day(), 1, "never below one");
-        assert_eq!(budget.on_clean(40, Millis(2)), Change::Changed, "the refusals end");
+        assert_eq!(
+            budget.on_clean(40, Millis(2)),
+            Change::Changed,
+            "the refusals end"
+        );
         assert_eq!(budget.on_clean(40, Millis(3)), Change::Unchanged);
         assert_eq!(
             budget.on_clean(40, Millis(2 + BUDGET_INCREASE_AFTER_MS)),
@@ -593,7 +597,11 @@ mod tests {
         }
         assert_eq!(budget.pause_ms(24), 16 * 24 * 3_600_000, "bounded");
         assert_eq!(budget.on_clean(40, after_pause), Change::Changed);
-        assert_eq!(budget.pause_ms(24), 24 * 3_600_000, "reset by a first message through");
+        assert_eq!(
+            budget.pause_ms(24),
+            24 * 3_600_000,
+            "reset by a first message through"
+        );
         assert_eq!(budget.per_day(), 25);
     }
 

@@ -53,6 +53,8 @@ pub struct PoolBenchPlan {
     pub churn_minutes: u32,
     pub burst_minutes: u32,
     pub policies: Vec<Policy>,
+    /// Runs at a time, each on its own thread.
+    pub jobs: usize,
 }
 
 impl Default for PoolBenchPlan {
@@ -68,6 +70,7 @@ impl Default for PoolBenchPlan {
             churn_minutes: 180,
             burst_minutes: 180,
             policies: Policy::ALL.to_vec(),
+            jobs: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -117,8 +120,13 @@ fn scenario_runs(plan: &PoolBenchPlan, scenario: Scenario) -> Vec<pool::RunSpec>
     }
 }
 
-/// Runs every scenario of `plan` with every policy, prints the table to `out` as rows finish,
-/// and writes the JSON report to `json` if given.
+/// Runs every scenario of `plan` with every policy, prints the table to `out` in plan order as
+/// rows finish, and writes the JSON report to `json` if given.
+///
+/// The runs are independent (each has its own world and its own paused-time runtime), so
+/// `plan.jobs` threads take them from a queue, the costliest first (longest processing time
+/// first keeps the last thread from finishing long after the others). A row's `wall_clock_s` is
+/// then measured with the other threads running.
 pub fn run_pool(
     plan: &PoolBenchPlan,
     json: Option<&Path>,
@@ -127,28 +135,87 @@ pub fn run_pool(
     let simulator = plan.world.params();
     describe(&simulator, out)?;
     writeln!(out, "{}", table_header())?;
-    let mut scenarios = Vec::new();
-    for &scenario in &plan.scenarios {
-        let mut results = Vec::new();
-        for spec in scenario_runs(plan, scenario) {
-            for &policy in &plan.policies {
-                let result = pool::run(&plan.world, spec, policy).with_context(|| {
-                    format!(
-                        "the {} run of {} with {} agents",
-                        policy.name(),
-                        scenario.name(),
-                        spec.agents
-                    )
-                })?;
-                writeln!(out, "{}", table_row(&result))?;
+    let runs: Vec<(Scenario, pool::RunSpec, Policy)> = plan
+        .scenarios
+        .iter()
+        .flat_map(|&scenario| {
+            scenario_runs(plan, scenario)
+                .into_iter()
+                .flat_map(move |spec| {
+                    plan.policies
+                        .iter()
+                        .map(move |&policy| (scenario, spec, policy))
+                })
+        })
+        .collect();
+    let mut by_cost: Vec<usize> = (0..runs.len()).collect();
+    by_cost.sort_by(|a, b| run_cost(&runs[*b].1).total_cmp(&run_cost(&runs[*a].1)));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut finished: Vec<Option<pool::PoolResult>> = runs.iter().map(|_| None).collect();
+    let mut printed = 0;
+    let mut failure = None;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for _ in 0..plan.jobs.clamp(1, runs.len().max(1)) {
+            let sender = sender.clone();
+            let (runs, by_cost, next) = (&runs, &by_cost, &next);
+            scope.spawn(move || {
+                loop {
+                    let taken = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&index) = by_cost.get(taken) else {
+                        return;
+                    };
+                    let (scenario, spec, policy) = runs[index];
+                    let result = pool::run(&plan.world, spec, policy).with_context(|| {
+                        format!(
+                            "the {} run of {} with {} agents",
+                            policy.name(),
+                            scenario.name(),
+                            spec.agents
+                        )
+                    });
+                    let failed = result.is_err();
+                    if sender.send((index, result)).is_err() || failed {
+                        // Stop the others taking more work: the run is lost anyway.
+                        next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for (index, result) in receiver {
+            match result {
+                Ok(result) => finished[index] = Some(result),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+            while let Some(Some(result)) = finished.get(printed) {
+                writeln!(out, "{}", table_row(result))?;
                 out.flush()?;
-                results.push(result);
+                printed += 1;
             }
         }
-        scenarios.push(ScenarioReport {
-            name: scenario.name(),
-            results,
-        });
+        Ok(())
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let mut finished = finished.into_iter();
+    let mut scenarios: Vec<ScenarioReport> = Vec::new();
+    for (scenario, ..) in &runs {
+        let result = finished
+            .next()
+            .flatten()
+            .context("a run ended without a result")?;
+        match scenarios.last_mut() {
+            Some(report) if report.name == scenario.name() => report.results.push(result),
+            _ => scenarios.push(ScenarioReport {
+                name: scenario.name(),
+                results: vec![result],
+            }),
+        }
     }
     let report = PoolBenchReport {
         simulator,
@@ -162,6 +229,17 @@ pub fn run_pool(
         writeln!(out, "JSON written to {}", path.display())?;
     }
     Ok(report)
+}
+
+/// A run's relative cost, for ordering: the messages it is offered (agent-minutes times the load
+/// per agent; `cold` offers a few a day).
+fn run_cost(spec: &pool::RunSpec) -> f64 {
+    let load = match spec.scenario {
+        Scenario::Cold => 0.001,
+        Scenario::Burst => 0.5,
+        Scenario::Steady | Scenario::Sweep | Scenario::Churn => 2.0,
+    };
+    f64::from(spec.agents) * f64::from(spec.minutes) * load
 }
 
 /// Times picks at `agents` agents and prints the result.
