@@ -2204,7 +2204,7 @@ mod conformance {
         flooded
             .send_message
             .on_flood_wait(ceiling, 30, true, Millis(10));
-        flooded.first_messages.on_peer_flood(26, Millis(10));
+        flooded.first_messages.on_peer_flood(25, true, Millis(10));
         let at = UnixMillis(1_000);
         store
             .save_learned_limits(&agent("agent_2"), &fresh, at)

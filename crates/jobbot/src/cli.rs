@@ -232,7 +232,8 @@ pub enum SimWorldArg {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// The seed's agent pool against jobbot's on accounts with drawn, unknown limits, on paused
-    /// time (scenarios steady, sweep, cold; policies seed, seed-telethon, jobbot-fixed, jobbot).
+    /// time (scenarios steady, sweep, cold, churn, burst; policies seed, seed-telethon,
+    /// jobbot-fixed, jobbot).
     Pool {
         /// Also write the results as JSON to this file.
         #[arg(long)]
@@ -247,8 +248,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = jobbot_sim::AccountLimitSpread::default().send_spread)]
         limit_spread: f64,
         /// Scenarios to run, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "steady,sweep,cold")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "steady,sweep,cold,churn,burst"
+        )]
         scenarios: Vec<String>,
+        /// Policies to run, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "seed,seed-telethon,jobbot-fixed,jobbot"
+        )]
+        policies: Vec<String>,
         /// `steady`: pool sizes, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "3,10,100")]
         agents: Vec<u32>,
@@ -261,6 +273,15 @@ pub enum BenchCommand {
         /// `cold`: simulated minutes per run.
         #[arg(long, default_value_t = 2_880)]
         cold_minutes: u32,
+        /// `churn`: simulated minutes per run.
+        #[arg(long, default_value_t = 180)]
+        churn_minutes: u32,
+        /// Runs at a time, each on its own thread (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// `burst`: simulated minutes per run.
+        #[arg(long, default_value_t = 180)]
+        burst_minutes: u32,
     },
     /// The keyword filters against the original per-channel substring loop.
     Filters(crate::bench_filters::FiltersBenchArgs),
@@ -537,10 +558,14 @@ fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
             limit_median,
             limit_spread,
             scenarios,
+            policies,
             agents,
             minutes,
             sweep_minutes,
             cold_minutes,
+            churn_minutes,
+            burst_minutes,
+            jobs,
         } => {
             anyhow::ensure!(
                 limit_median.is_finite() && limit_median >= 1.0,
@@ -552,13 +577,22 @@ fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
             );
             let scenarios = scenarios
                 .iter()
-                .map(|name| match name.as_str() {
-                    "steady" => Ok(crate::bench::Scenario::Steady),
-                    "sweep" => Ok(crate::bench::Scenario::Sweep),
-                    "cold" => Ok(crate::bench::Scenario::Cold),
-                    other => Err(anyhow::anyhow!(
-                        "--scenarios: unknown scenario {other:?} (known: steady, sweep, cold)"
-                    )),
+                .map(|name| {
+                    crate::bench::Scenario::parse(name).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--scenarios: unknown scenario {name:?} (known: steady, sweep, cold, churn, burst)"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let policies = policies
+                .iter()
+                .map(|name| {
+                    crate::bench::Policy::parse(name).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--policies: unknown policy {name:?} (known: seed, seed-telethon, jobbot-fixed, jobbot)"
+                        )
+                    })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let plan = crate::bench::PoolBenchPlan {
@@ -572,6 +606,10 @@ fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 steady_minutes: minutes,
                 sweep_minutes,
                 cold_minutes,
+                churn_minutes,
+                burst_minutes,
+                policies,
+                jobs: jobs.unwrap_or(crate::bench::PoolBenchPlan::default().jobs),
                 ..crate::bench::PoolBenchPlan::default()
             };
             crate::bench::run_pool(&plan, json.as_deref(), &mut out)?;

@@ -39,11 +39,26 @@
 //!   RFC 6582). The caller says which it is.
 //!
 //! `PEER_FLOOD` is a different signal: the account exceeded its rolling daily budget of first
-//! messages to strangers (telegram.org/faq_spam). [`AdaptiveBudget`] lowers that account's budget
-//! to the number it managed in the last day before the refusal, and by [`BUDGET_DECREASE`] if it
-//! was refused at or under the budget it had already learned; it grows back by one per
-//! [`BUDGET_INCREASE_AFTER_MS`] without a refusal, because a `PEER_FLOOD` costs a day or more of
-//! first messages.
+//! messages to strangers (telegram.org/faq_spam), and is restricted for a while. [`AdaptiveBudget`]
+//! reads it with the same care as a loss signal:
+//!
+//! * **The budget is what Telegram counted**: the first messages that *went through* in the last
+//!   24 h (the chats the account actually started), not the attempts, some of which failed for
+//!   other reasons (a flood wait on the resolve, a dropped connection) and started nothing. The
+//!   budget drops to that number, and by [`BUDGET_DECREASE`] if the account was refused at or
+//!   under the budget it had already learned (the budget fell). It grows back by one per
+//!   [`BUDGET_INCREASE_AFTER_MS`] without a refusal, because a `PEER_FLOOD` costs a day or more of
+//!   first messages.
+//! * **One reduction per refusal** (RFC 6582, as for flood waits): a `PEER_FLOOD` that answers a
+//!   call picked before the account's pause began is not new information; cutting the budget again
+//!   for each of them would take it below what the account proved it can do.
+//! * **A refusal before anything went through is the restriction still running, not a budget of
+//!   zero**: the pause was shorter than Telegram's restriction ("longer for repeated offences",
+//!   telegram.org/faq_spam). The budget stays, and the pause doubles, as a retransmission timer
+//!   backs off when the timer expires with no answer (RFC 6298 §5.5, binary exponential back-off),
+//!   up to [`MAX_PAUSE_DOUBLINGS`] doublings; the first first message that goes through again
+//!   resets it (RFC 6298 §5.7: a new measurement replaces the backed-off value). A first refusal
+//!   with nothing through in the last day (a restriction from before) changes the budget neither.
 //!
 //! Everything here is a pure function of the state, the outcome and `now`.
 
@@ -80,6 +95,8 @@ pub const MIN_FLOOR_MILLI_PER_MINUTE: u32 = 200;
 pub const BUDGET_DECREASE: (u32, u32) = (3, 4);
 /// One more first message a day after this long without `PEER_FLOOD`.
 pub const BUDGET_INCREASE_AFTER_MS: u64 = 7 * 24 * 3_600_000;
+/// The `PEER_FLOOD` pause doubles at most this many times (the configured pause × 16).
+pub const MAX_PAUSE_DOUBLINGS: u32 = 4;
 
 /// The limited classes of call: one learned rate per account and class. Telegram's 420 FLOOD is
 /// per method (core.telegram.org/api/errors), so the classes follow methods: a message to a known
@@ -307,10 +324,15 @@ impl AdaptiveRate {
     }
 }
 
-/// The learned daily budget of first messages to strangers of one account.
+/// The learned daily budget of first messages to strangers of one account, and how long its
+/// next `PEER_FLOOD` pause lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdaptiveBudget {
     per_day: u32,
+    /// Refusals in a row with no first message through in between: the pause is the configured
+    /// one doubled for each after the first.
+    #[serde(default)]
+    refusals_in_a_row: u32,
     /// Scheduler time of the last refusal or increase (not stored: another process's epoch).
     #[serde(skip)]
     changed_at: Millis,
@@ -321,6 +343,7 @@ impl AdaptiveBudget {
     pub fn new(configured: u32, now: Millis) -> Self {
         Self {
             per_day: configured,
+            refusals_in_a_row: 0,
             changed_at: now,
         }
     }
@@ -329,10 +352,20 @@ impl AdaptiveBudget {
         self.per_day
     }
 
+    /// How long to stop writing first after a refusal, given the configured pause.
+    pub fn pause_ms(&self, configured_hours: u32) -> u64 {
+        let doublings = self
+            .refusals_in_a_row
+            .saturating_sub(1)
+            .min(MAX_PAUSE_DOUBLINGS);
+        (u64::from(configured_hours) * 3_600_000) << doublings
+    }
+
     pub fn restored(self, configured: u32, now: Millis) -> Self {
         Self {
             per_day: self.per_day.min(configured),
             changed_at: now,
+            ..self
         }
     }
 
@@ -340,32 +373,54 @@ impl AdaptiveBudget {
         self.per_day = self.per_day.min(configured);
     }
 
-    /// `PEER_FLOOD` answered a first message. `attempted_last_day` counts the account's first
-    /// messages of the last 24 h *including* the refused one; the account managed one fewer.
-    pub fn on_peer_flood(&mut self, attempted_last_day: u32, now: Millis) -> Change {
-        let managed = attempted_last_day.saturating_sub(1);
-        let before = self.per_day;
-        self.per_day = if managed < self.per_day {
-            managed
-        } else {
-            scale(self.per_day, BUDGET_DECREASE)
+    /// `PEER_FLOOD` answered a first message. `delivered_last_day` counts the account's first
+    /// messages that went through in the last 24 h; `new_refusal` is false when the account was
+    /// already paused for an earlier one (an answer to a call picked before it was known).
+    pub fn on_peer_flood(
+        &mut self,
+        delivered_last_day: u32,
+        new_refusal: bool,
+        now: Millis,
+    ) -> Change {
+        if !new_refusal {
+            return Change::Unchanged;
         }
-        .max(1)
-        .min(before);
+        let before = *self;
         self.changed_at = now;
-        if before == self.per_day {
+        self.refusals_in_a_row = self
+            .refusals_in_a_row
+            .saturating_add(1)
+            .min(MAX_PAUSE_DOUBLINGS + 1);
+        // With nothing through in the last day the refusal is a restriction that outlasted the
+        // pause (or began elsewhere), not a budget of zero: the pause grows, the budget stays.
+        if delivered_last_day > 0 {
+            self.per_day = if delivered_last_day < self.per_day {
+                delivered_last_day
+            } else {
+                scale(self.per_day, BUDGET_DECREASE)
+            }
+            .max(1)
+            .min(self.per_day);
+        }
+        if before == *self {
             Change::Unchanged
         } else {
             Change::Changed
         }
     }
 
-    /// Called on a first message that went through: after a quiet week the budget grows by one.
+    /// Called on a first message that went through: the pause is back to the configured one,
+    /// and after a quiet week the budget grows by one.
     pub fn on_clean(&mut self, configured: u32, now: Millis) -> Change {
+        let mut change = Change::Unchanged;
+        if self.refusals_in_a_row > 0 {
+            self.refusals_in_a_row = 0;
+            change = Change::Changed;
+        }
         if self.per_day >= configured
             || now.0.saturating_sub(self.changed_at.0) < BUDGET_INCREASE_AFTER_MS
         {
-            return Change::Unchanged;
+            return change;
         }
         self.per_day += 1;
         self.changed_at = now;
@@ -501,22 +556,57 @@ mod tests {
     #[test]
     fn budget_learns_what_the_account_managed_and_grows_back_slowly() {
         let mut budget = AdaptiveBudget::new(40, Millis(0));
-        assert_eq!(budget.on_peer_flood(26, Millis(0)), Change::Changed);
+        assert_eq!(budget.on_peer_flood(25, true, Millis(0)), Change::Changed);
         assert_eq!(budget.per_day(), 25);
-        budget.on_peer_flood(26, Millis(1));
+        assert_eq!(
+            budget.on_peer_flood(25, false, Millis(0)),
+            Change::Unchanged,
+            "an answer to a call picked before the pause is no new refusal"
+        );
+        assert_eq!(budget.per_day(), 25);
+        budget.on_peer_flood(25, true, Millis(1));
         assert_eq!(
             budget.per_day(),
             18,
             "refused within the learned budget: x3/4"
         );
-        budget.on_peer_flood(1, Millis(2));
+        budget.on_peer_flood(1, true, Millis(2));
         assert_eq!(budget.per_day(), 1, "never below one");
+        assert_eq!(
+            budget.on_clean(40, Millis(2)),
+            Change::Changed,
+            "the refusals end"
+        );
         assert_eq!(budget.on_clean(40, Millis(3)), Change::Unchanged);
         assert_eq!(
             budget.on_clean(40, Millis(2 + BUDGET_INCREASE_AFTER_MS)),
             Change::Changed
         );
         assert_eq!(budget.per_day(), 2);
+    }
+
+    #[test]
+    fn a_refusal_before_anything_went_through_doubles_the_pause_and_keeps_the_budget() {
+        let mut budget = AdaptiveBudget::new(40, Millis(0));
+        assert_eq!(budget.pause_ms(24), 24 * 3_600_000);
+        budget.on_peer_flood(25, true, Millis(0));
+        assert_eq!(budget.pause_ms(24), 24 * 3_600_000, "a first refusal");
+        let after_pause = Millis(24 * 3_600_000);
+        assert_eq!(budget.on_peer_flood(0, true, after_pause), Change::Changed);
+        assert_eq!(budget.refusals_in_a_row, 2);
+        assert_eq!(budget.per_day(), 25, "not a budget of zero");
+        assert_eq!(budget.pause_ms(24), 48 * 3_600_000);
+        for _ in 0..10 {
+            budget.on_peer_flood(0, true, after_pause);
+        }
+        assert_eq!(budget.pause_ms(24), 16 * 24 * 3_600_000, "bounded");
+        assert_eq!(budget.on_clean(40, after_pause), Change::Changed);
+        assert_eq!(
+            budget.pause_ms(24),
+            24 * 3_600_000,
+            "reset by a first message through"
+        );
+        assert_eq!(budget.per_day(), 25);
     }
 
     #[test]

@@ -481,6 +481,12 @@ pub struct AgentState {
     flood_wait_until: Millis,
     peer_flood_until: Millis,
     cold_dms: ColdDmWindow,
+    /// The first messages that went through in the last 24 h, stamped with their answers: what
+    /// Telegram counted, for the budget learned from a `PEER_FLOOD` (`cold_dms` counts attempts).
+    /// The daily cap holds in both windows: Telegram counts a message when it handles the call,
+    /// after the pick, so a slot is free only 24 h after the answer (at the latest moment it
+    /// can have been counted), not 24 h after the pick.
+    first_messages_through: ColdDmWindow,
     recent_sends: RecentSends,
     last_error: Option<LastError>,
     /// The rate and first-message budget learned from outcomes (see the `adaptive` module); `gcra` paces
@@ -514,6 +520,7 @@ impl AgentState {
             flood_wait_until: Millis::ZERO,
             peer_flood_until: Millis::ZERO,
             cold_dms: ColdDmWindow::default(),
+            first_messages_through: ColdDmWindow::default(),
             recent_sends: RecentSends::new(),
             last_error: None,
             learned,
@@ -608,7 +615,12 @@ impl AgentState {
         }
         if kind == SendKind::FirstContact {
             consider(self.peer_flood_until, WaitReason::PeerFlood);
-            if let Some(at) = self.cold_dms.blocked_until(now, self.cold_dm_cap()) {
+            let cap = self.cold_dm_cap();
+            if let Some(at) = self
+                .cold_dms
+                .blocked_until(now, cap)
+                .max(self.first_messages_through.blocked_until(now, cap))
+            {
                 consider(at, WaitReason::ColdDmDailyCap);
             }
         }
@@ -632,7 +644,8 @@ impl AgentState {
         let any = self.flood_wait_until.max(self.gcra.earliest());
         let first_contact = any
             .max(self.peer_flood_until)
-            .max(self.cold_dms.fits_from(self.cold_dm_cap()));
+            .max(self.cold_dms.fits_from(self.cold_dm_cap()))
+            .max(self.first_messages_through.fits_from(self.cold_dm_cap()));
         SendableAt {
             any,
             first_contact,
@@ -1359,6 +1372,11 @@ impl AgentScheduler {
         let error = match outcome {
             SendOutcome::Sent => {
                 entry.recent_sends.record(now);
+                if request.kind == SendKind::FirstContact {
+                    entry
+                        .first_messages_through
+                        .record(now, entry.pacing.cold_dms_per_day);
+                }
                 if learn && entry.learn_clean(request.kind, now) == Change::Changed {
                     self.learning_changed.push(agent);
                 }
@@ -1443,15 +1461,28 @@ impl AgentScheduler {
                 }
             }
             TelegramError::PeerFlood => {
-                let attempted = entry.cold_dms.count(now);
-                if self.settings.learn_limits
-                    && entry.learned.first_messages.on_peer_flood(attempted, now) == Change::Changed
-                {
-                    entry.repace(now);
-                    self.learning_changed.push(agent);
-                }
-                let pause =
-                    Duration::from_secs(u64::from(entry.pacing.peer_flood_pause_hours) * 3600);
+                let through = entry.first_messages_through.count(now);
+                // Already paused: this answers a call picked before the refusal was known.
+                let new_refusal = entry.peer_flood_until <= now;
+                let pause = if self.settings.learn_limits {
+                    if entry
+                        .learned
+                        .first_messages
+                        .on_peer_flood(through, new_refusal, now)
+                        == Change::Changed
+                    {
+                        entry.repace(now);
+                        self.learning_changed.push(agent);
+                    }
+                    Duration::from_millis(
+                        entry
+                            .learned
+                            .first_messages
+                            .pause_ms(entry.pacing.peer_flood_pause_hours),
+                    )
+                } else {
+                    Duration::from_secs(u64::from(entry.pacing.peer_flood_pause_hours) * 3600)
+                };
                 entry.peer_flood_until = entry.peer_flood_until.max(now.saturating_add(pause));
                 if sticky {
                     OutcomeAction::RetrySameAgentAfter {

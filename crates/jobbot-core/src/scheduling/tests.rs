@@ -1622,13 +1622,69 @@ fn peer_flood_lowers_the_daily_first_message_cap_to_what_the_account_managed() {
 }
 
 #[test]
+fn peer_flood_answers_from_before_the_pause_change_nothing_and_a_refusal_after_it_doubles_it() {
+    let mut rng = rng(33);
+    let mut scheduler = ready_pool(1, pacing(6_000, 100, 40));
+    let request = Request::first_contact();
+    for _ in 0..10 {
+        let agent = expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
+        scheduler.on_outcome(agent, &request, SendOutcome::Sent, Millis(0));
+    }
+    // Two first messages in flight when the refusal comes: one refusal, one reduction.
+    let first = expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
+    let second = expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
+    for agent in [first, second] {
+        scheduler.on_outcome(
+            agent,
+            &request,
+            SendOutcome::Failed(TelegramError::PeerFlood),
+            Millis(0),
+        );
+    }
+    let day = Millis(24 * 3_600_000);
+    let state = scheduler.agent(A).unwrap();
+    assert_eq!(state.learned().first_messages.per_day(), 10);
+    assert_eq!(state.peer_flood_until(), day);
+    // Refused again before anything went through: Telegram's restriction outlasted the pause.
+    let agent = expect_send(scheduler.pick(POOL, &request, day, &mut rng));
+    scheduler.on_outcome(
+        agent,
+        &request,
+        SendOutcome::Failed(TelegramError::PeerFlood),
+        day,
+    );
+    let state = scheduler.agent(A).unwrap();
+    assert_eq!(state.learned().first_messages.per_day(), 10, "not zero");
+    assert_eq!(state.peer_flood_until(), Millis(day.0 + 48 * 3_600_000));
+}
+
+#[test]
+fn a_first_message_slot_frees_a_day_after_the_answer_not_the_pick() {
+    let mut rng = rng(34);
+    let mut scheduler = ready_pool(1, pacing(6_000, 100, 1));
+    let request = Request::first_contact();
+    let agent = expect_send(scheduler.pick(POOL, &request, Millis(0), &mut rng));
+    // Telegram counted it somewhere between the pick and the answer.
+    scheduler.on_outcome(agent, &request, SendOutcome::Sent, Millis(2_000));
+    let day = 24 * 3_600_000;
+    assert_eq!(
+        scheduler.pick(POOL, &request, Millis(day), &mut rng),
+        Decision::WaitUntil {
+            at: Millis(day + 2_000),
+            reason: WaitReason::ColdDmDailyCap
+        }
+    );
+    expect_send(scheduler.pick(POOL, &request, Millis(day + 2_000), &mut rng));
+}
+
+#[test]
 fn learned_limits_are_restored_within_the_configured_ceiling() {
     let mut scheduler = ready_pool(1, pacing(20, 3, 40));
     let mut learned = *scheduler.agent(A).unwrap().learned();
     learned
         .send_message
         .on_flood_wait(RateCeiling::per_minute(20, 3), 30, true, Millis(0));
-    learned.first_messages.on_peer_flood(13, Millis(0));
+    learned.first_messages.on_peer_flood(12, true, Millis(0));
     scheduler.restore_learned(A, learned, Millis(0));
     let state = scheduler.agent(A).unwrap();
     assert_eq!(state.gcra().emission_interval_ms(), 6_000);

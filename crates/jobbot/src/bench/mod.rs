@@ -1,7 +1,8 @@
 //! `jobbot bench`: measurements on the simulator and of the scheduling policy.
 //!
-//! - [`pool`]: the agent pool at twice its safe load for a simulated hour, the seed's algorithm
-//!   against jobbot's engine, on paused time.
+//! - [`pool`]: the agent pool on accounts with drawn limits jobbot is not told (steady load,
+//!   ceiling sweep, first messages, churn, bursts), the seed's algorithm against jobbot's
+//!   engine, on paused time.
 //! - [`pick`]: the cost of one pick at 10,000 agents against a naive full scan.
 //! - [`store`]: SQLite commits on disk when they return (`synchronous=FULL`) against `NORMAL`.
 //!
@@ -48,20 +49,28 @@ pub struct PoolBenchPlan {
     pub sweep_minutes: u32,
     /// `cold`: simulated minutes.
     pub cold_minutes: u32,
+    /// `churn` and `burst`: simulated minutes.
+    pub churn_minutes: u32,
+    pub burst_minutes: u32,
     pub policies: Vec<Policy>,
+    /// Runs at a time, each on its own thread.
+    pub jobs: usize,
 }
 
 impl Default for PoolBenchPlan {
     fn default() -> Self {
         Self {
             world: WorldSpec::default(),
-            scenarios: vec![Scenario::Steady, Scenario::Sweep, Scenario::Cold],
+            scenarios: Scenario::ALL.to_vec(),
             steady_agents: vec![3, 10, 100],
             steady_minutes: 360,
             sweep_factors: vec![0.5, 0.9, 1.0, 1.25, 2.0],
             sweep_minutes: 180,
             cold_minutes: 48 * 60,
+            churn_minutes: 180,
+            burst_minutes: 180,
             policies: Policy::ALL.to_vec(),
+            jobs: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -96,11 +105,28 @@ fn scenario_runs(plan: &PoolBenchPlan, scenario: Scenario) -> Vec<pool::RunSpec>
             minutes: plan.cold_minutes,
             ceiling_per_min: default_ceiling,
         }],
+        Scenario::Churn => vec![pool::RunSpec {
+            scenario,
+            agents: 20,
+            minutes: plan.churn_minutes,
+            ceiling_per_min: default_ceiling,
+        }],
+        Scenario::Burst => vec![pool::RunSpec {
+            scenario,
+            agents: 10,
+            minutes: plan.burst_minutes,
+            ceiling_per_min: default_ceiling,
+        }],
     }
 }
 
-/// Runs every scenario of `plan` with every policy, prints the table to `out` as rows finish,
-/// and writes the JSON report to `json` if given.
+/// Runs every scenario of `plan` with every policy, prints the table to `out` in plan order as
+/// rows finish, and writes the JSON report to `json` if given.
+///
+/// The runs are independent (each has its own world and its own paused-time runtime), so
+/// `plan.jobs` threads take them from a queue, the costliest first (longest processing time
+/// first keeps the last thread from finishing long after the others). A row's `wall_clock_s` is
+/// then measured with the other threads running.
 pub fn run_pool(
     plan: &PoolBenchPlan,
     json: Option<&Path>,
@@ -109,28 +135,87 @@ pub fn run_pool(
     let simulator = plan.world.params();
     describe(&simulator, out)?;
     writeln!(out, "{}", table_header())?;
-    let mut scenarios = Vec::new();
-    for &scenario in &plan.scenarios {
-        let mut results = Vec::new();
-        for spec in scenario_runs(plan, scenario) {
-            for &policy in &plan.policies {
-                let result = pool::run(&plan.world, spec, policy).with_context(|| {
-                    format!(
-                        "the {} run of {} with {} agents",
-                        policy.name(),
-                        scenario.name(),
-                        spec.agents
-                    )
-                })?;
-                writeln!(out, "{}", table_row(&result))?;
+    let runs: Vec<(Scenario, pool::RunSpec, Policy)> = plan
+        .scenarios
+        .iter()
+        .flat_map(|&scenario| {
+            scenario_runs(plan, scenario)
+                .into_iter()
+                .flat_map(move |spec| {
+                    plan.policies
+                        .iter()
+                        .map(move |&policy| (scenario, spec, policy))
+                })
+        })
+        .collect();
+    let mut by_cost: Vec<usize> = (0..runs.len()).collect();
+    by_cost.sort_by(|a, b| run_cost(&runs[*b].1).total_cmp(&run_cost(&runs[*a].1)));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut finished: Vec<Option<pool::PoolResult>> = runs.iter().map(|_| None).collect();
+    let mut printed = 0;
+    let mut failure = None;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for _ in 0..plan.jobs.clamp(1, runs.len().max(1)) {
+            let sender = sender.clone();
+            let (runs, by_cost, next) = (&runs, &by_cost, &next);
+            scope.spawn(move || {
+                loop {
+                    let taken = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&index) = by_cost.get(taken) else {
+                        return;
+                    };
+                    let (scenario, spec, policy) = runs[index];
+                    let result = pool::run(&plan.world, spec, policy).with_context(|| {
+                        format!(
+                            "the {} run of {} with {} agents",
+                            policy.name(),
+                            scenario.name(),
+                            spec.agents
+                        )
+                    });
+                    let failed = result.is_err();
+                    if sender.send((index, result)).is_err() || failed {
+                        // Stop the others taking more work: the run is lost anyway.
+                        next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for (index, result) in receiver {
+            match result {
+                Ok(result) => finished[index] = Some(result),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+            while let Some(Some(result)) = finished.get(printed) {
+                writeln!(out, "{}", table_row(result))?;
                 out.flush()?;
-                results.push(result);
+                printed += 1;
             }
         }
-        scenarios.push(ScenarioReport {
-            name: scenario.name(),
-            results,
-        });
+        Ok(())
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let mut finished = finished.into_iter();
+    let mut scenarios: Vec<ScenarioReport> = Vec::new();
+    for (scenario, ..) in &runs {
+        let result = finished
+            .next()
+            .flatten()
+            .context("a run ended without a result")?;
+        match scenarios.last_mut() {
+            Some(report) if report.name == scenario.name() => report.results.push(result),
+            _ => scenarios.push(ScenarioReport {
+                name: scenario.name(),
+                results: vec![result],
+            }),
+        }
     }
     let report = PoolBenchReport {
         simulator,
@@ -144,6 +229,17 @@ pub fn run_pool(
         writeln!(out, "JSON written to {}", path.display())?;
     }
     Ok(report)
+}
+
+/// A run's relative cost, for ordering: the messages it is offered (agent-minutes times the load
+/// per agent; `cold` offers a few a day).
+fn run_cost(spec: &pool::RunSpec) -> f64 {
+    let load = match spec.scenario {
+        Scenario::Cold => 0.001,
+        Scenario::Burst => 0.5,
+        Scenario::Steady | Scenario::Sweep | Scenario::Churn => 2.0,
+    };
+    f64::from(spec.agents) * f64::from(spec.minutes) * load
 }
 
 /// Times picks at `agents` agents and prints the result.
@@ -213,9 +309,11 @@ fn describe(simulator: &SimParams, out: &mut impl Write) -> anyhow::Result<()> {
         out,
         "jobbot is not told the drawn limits: configured {}/min burst {} and {} first messages a \
          day per agent (the ceiling; sweep changes the rate). steady/sweep: warm recipients at 2x \
-         the true capacity; cold: a new recruiter per message at 1.5x the drawn budgets. Seed: \
-         min flood_wait_until, 3 attempts, 2^attempt s sleeps, then dropped; seed-telethon also \
-         sleeps through flood waits <= 60 s inside the call",
+         the true capacity; cold: a new recruiter per message at 1.5x the drawn budgets; churn: \
+         20 agents shared by 3 channels at 2x, 10 % banned at random moments, connections \
+         dropped about once an agent-hour; burst: 0.2x with a 2-minute spike at 5x every 30 min. \
+         Seed: min flood_wait_until, 3 attempts, 2^attempt s sleeps, then dropped; \
+         seed-telethon also sleeps through flood waits <= 60 s inside the call",
         pacing.messages_per_minute, pacing.burst, pacing.cold_dms_per_day
     )?;
     writeln!(out)?;
@@ -224,7 +322,7 @@ fn describe(simulator: &SimParams, out: &mut impl Write) -> anyhow::Result<()> {
 
 fn table_header() -> String {
     format!(
-        "{:<7} {:<13} {:>6} {:>5} {:>9} {:>9} {:>6} {:>6} {:>7} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7}",
+        "{:<7} {:<13} {:>6} {:>5} {:>9} {:>9} {:>6} {:>6} {:>6} {:>7} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7}",
         "scen.",
         "policy",
         "agents",
@@ -232,6 +330,7 @@ fn table_header() -> String {
         "true/min",
         "deliv/min",
         "ratio",
+        "c.shr",
         "floods",
         "fw/a-h",
         "fw/a-h>1",
@@ -249,7 +348,7 @@ fn table_header() -> String {
 fn table_row(result: &pool::PoolResult) -> String {
     let seconds = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     format!(
-        "{:<7} {:<13} {:>6} {:>5} {:>9.1} {:>9.2} {:>6.3} {:>6} {:>7.2} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7.1}",
+        "{:<7} {:<13} {:>6} {:>5} {:>9.1} {:>9.2} {:>6.3} {:>6.3} {:>6} {:>7.2} {:>7} {:>4} {:>7} {:>7} {:>7} {:>5} {:>8} {:>8} {:>7.1}",
         result.scenario.name(),
         result.policy.name(),
         result.agents,
@@ -257,6 +356,7 @@ fn table_row(result: &pool::PoolResult) -> String {
         result.true_capacity_per_min,
         result.delivered_per_min,
         result.ratio,
+        result.ceiling_share,
         result.flood_waits,
         result.flood_waits_per_agent_hour,
         result
@@ -317,6 +417,7 @@ mod tests {
                 "true_capacity_per_min",
                 "delivered_per_min",
                 "ratio",
+                "ceiling_share",
                 "flood_waits",
                 "flood_waits_per_agent_hour",
                 "flood_waits_per_agent_hour_after_first",

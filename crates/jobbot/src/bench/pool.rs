@@ -20,6 +20,17 @@
 //! - `sweep`: `steady` with 10 agents and jobbot's ceiling at a multiple of the median true limit.
 //! - `cold`: every message to a new recruiter (resolveUsername + a first message), offered at 1.5×
 //!   the pool's drawn daily budgets of first messages.
+//! - `churn`: `steady` with 20 agents shared by 3 channels (every agent in each channel's pool:
+//!   one account, one set of limits, whatever the channel), messages spread over the channels
+//!   in turn. 10 % of the agents die (banned: `USER_DEACTIVATED_BAN`) at random moments, and every
+//!   agent loses its connection at random moments (Poisson, one drop per agent-hour on average;
+//!   the simulator restores it after its `reconnect_delay_ms`). The capacity counts each agent's
+//!   true limit for the part of the window it was alive. The deaths and drops are drawn from the
+//!   world's seed, the same for every policy.
+//! - `burst`: 10 agents, a quiet load (a fifth of the true capacity) with a 2-minute spike at 5×
+//!   the capacity every half hour (the first after 10 minutes). No policy can deliver more than
+//!   is offered, so `ratio` is bounded by the load (about 0.5); what matters is how long the
+//!   messages of a spike wait (`p50_wait_s`, `p99_wait_s`) and that nothing is left queued.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -51,6 +62,21 @@ const ENGINE_SEED: u64 = 0x00be_4c00;
 const WARM_RECIPIENTS: u32 = 5;
 /// Telethon's default `flood_sleep_threshold`: its client sleeps through shorter waits itself.
 const TELETHON_FLOOD_SLEEP_THRESHOLD_SECONDS: u32 = 60;
+/// `churn`: output channels sharing the agents.
+const CHURN_CHANNELS: u32 = 3;
+/// `churn`: the share of the agents that die during the window (at least one).
+const CHURN_DEATH_SHARE: f64 = 0.10;
+/// `churn`: connection drops per agent-hour (a Poisson process per agent).
+const CHURN_DROPS_PER_AGENT_HOUR: f64 = 1.0;
+/// Mixed into the world's seed for the churn plan, so it does not repeat the world's own draws.
+const CHURN_SEED_SALT: u64 = 0xc4_7a11;
+/// `burst`: the quiet load and the spikes' load, as multiples of the pool's true capacity.
+const BURST_QUIET_LOAD: f64 = 0.2;
+const BURST_SPIKE_LOAD: f64 = 5.0;
+/// `burst`: how long a spike lasts, how often one starts, and when the first does.
+const BURST_SPIKE: Duration = Duration::from_secs(2 * 60);
+const BURST_PERIOD: Duration = Duration::from_secs(30 * 60);
+const BURST_FIRST_SPIKE: Duration = Duration::from_secs(10 * 60);
 
 /// The scheduling policy under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,6 +109,11 @@ impl Policy {
             Self::JobbotFixed => "jobbot-fixed",
             Self::Jobbot => "jobbot",
         }
+    }
+
+    /// The policy called `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|policy| policy.name() == name)
     }
 }
 
@@ -128,14 +159,41 @@ pub enum Scenario {
     Steady,
     Sweep,
     Cold,
+    Churn,
+    Burst,
 }
 
 impl Scenario {
+    pub const ALL: [Self; 5] = [
+        Self::Steady,
+        Self::Sweep,
+        Self::Cold,
+        Self::Churn,
+        Self::Burst,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Steady => "steady",
             Self::Sweep => "sweep",
             Self::Cold => "cold",
+            Self::Churn => "churn",
+            Self::Burst => "burst",
+        }
+    }
+
+    /// The scenario called `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|scenario| scenario.name() == name)
+    }
+
+    /// How many output channels share the pool's agents.
+    fn channels(self) -> u32 {
+        match self {
+            Self::Churn => CHURN_CHANNELS,
+            _ => 1,
         }
     }
 }
@@ -166,6 +224,11 @@ pub struct PoolResult {
     pub delivered_per_min: f64,
     /// `delivered_per_min / true_capacity_per_min`.
     pub ratio: f64,
+    /// The highest `ratio` a policy that keeps to jobbot's configured ceilings can reach: the
+    /// true capacity with each account's limit cut to the ceiling (`messages_per_minute`, or
+    /// for `cold` `cold_dms_per_day`), over the true capacity. Below 1 where some accounts could
+    /// do more than the operator allows ("a ceiling below the truth delivers its own share").
+    pub ceiling_share: f64,
     /// FloodWaits that started a new wait (violations), not the answers repeating a running one.
     pub flood_waits: u64,
     pub flood_waits_per_agent_hour: f64,
@@ -224,8 +287,8 @@ pub fn run(world: &WorldSpec, spec: RunSpec, policy: Policy) -> anyhow::Result<P
     Ok(result)
 }
 
-/// The world every run starts from: `agents` logged-in accounts with drawn limits, and the
-/// recipients.
+/// The world every run starts from: `agents` logged-in accounts with drawn limits, the
+/// recipients, when messages arrive and (for `churn`) when agents die or lose their connection.
 struct Setup {
     spec: RunSpec,
     world: SimWorld,
@@ -233,12 +296,19 @@ struct Setup {
     phones: Vec<PhoneNumber>,
     accounts: Vec<ChatId>,
     recipients: Vec<(ChatId, Username)>,
+    /// The output channels whose pools share every agent.
+    channels: Vec<String>,
+    arrivals: Arrivals,
+    churn: Vec<ChurnEvent>,
     true_capacity_per_min: f64,
+    /// See [`PoolResult::ceiling_share`].
+    ceiling_share: f64,
     offered_per_min: f64,
 }
 
 impl Setup {
     fn new(params: SimParams, spec: RunSpec) -> Self {
+        let seed = params.seed;
         let world = SimWorld::new(params);
         let mut sessions = Vec::new();
         let mut phones = Vec::new();
@@ -253,27 +323,75 @@ impl Setup {
             sessions.push(SessionName::parse(&session).expect("a valid session name"));
             phones.push(PhoneNumber::parse(&phone).expect("a valid phone number"));
         }
+        let window = Duration::from_secs(u64::from(spec.minutes) * 60);
         let limits: Vec<_> = accounts.iter().map(|a| world.account_limits(*a)).collect();
-        let (true_capacity_per_min, offered_per_min) = match spec.scenario {
+        let send_limits: Vec<f64> = limits
+            .iter()
+            .map(|l| f64::from(l.send_messages.per_minute))
+            .collect();
+        let churn = if spec.scenario == Scenario::Churn {
+            churn_plan(seed, accounts.len(), window)
+        } else {
+            Vec::new()
+        };
+        let (true_capacity_per_min, arrivals) = match spec.scenario {
             Scenario::Steady | Scenario::Sweep => {
-                let capacity: f64 = limits
+                let capacity: f64 = send_limits.iter().sum();
+                (capacity, Arrivals::even(2.0 * capacity, window))
+            }
+            Scenario::Churn => {
+                // Offered at twice the capacity the pool starts with; measured against what its
+                // agents could deliver while they were alive.
+                let capacity = send_limits
                     .iter()
-                    .map(|l| f64::from(l.send_messages.per_minute))
+                    .enumerate()
+                    .map(|(agent, limit)| limit * alive_share(&churn, agent, window))
                     .sum();
-                (capacity, 2.0 * capacity)
+                (
+                    capacity,
+                    Arrivals::even(2.0 * send_limits.iter().sum::<f64>(), window),
+                )
+            }
+            Scenario::Burst => {
+                let capacity: f64 = send_limits.iter().sum();
+                (capacity, Arrivals::spikes(capacity, window))
             }
             Scenario::Cold => {
                 let per_day: f64 = limits
                     .iter()
                     .map(|l| f64::from(l.cold_dm_daily_budget))
                     .sum();
-                (per_day / 1_440.0, 1.5 * per_day / 1_440.0)
+                let capacity = per_day / 1_440.0;
+                (capacity, Arrivals::even(1.5 * capacity, window))
             }
         };
-        let offered = (offered_per_min * f64::from(spec.minutes)).floor() as u32;
+        let pacing = jobbot_pacing(spec.ceiling_per_min);
+        let (truth, allowed): (Vec<f64>, Vec<f64>) = if spec.scenario == Scenario::Cold {
+            limits
+                .iter()
+                .map(|l| {
+                    let budget = f64::from(l.cold_dm_daily_budget);
+                    (budget, budget.min(f64::from(pacing.cold_dms_per_day)))
+                })
+                .unzip()
+        } else {
+            send_limits
+                .iter()
+                .enumerate()
+                .map(|(agent, limit)| {
+                    let alive = alive_share(&churn, agent, window);
+                    (
+                        limit * alive,
+                        limit.min(f64::from(pacing.messages_per_minute)) * alive,
+                    )
+                })
+                .unzip()
+        };
+        let ceiling_share = allowed.iter().sum::<f64>() / truth.iter().sum::<f64>();
+        let offered_per_min = arrivals.count() as f64 / f64::from(spec.minutes);
         let recipients = if spec.scenario == Scenario::Cold {
             // A new recruiter per message: nobody has any agent in their contacts.
-            (1..=offered)
+            (1..=arrivals.count())
                 .map(|index| {
                     let username = format!("recruiter_{index}");
                     let id = world.create_user(
@@ -297,6 +415,15 @@ impl Setup {
                 })
                 .collect()
         };
+        let channels = (1..=spec.scenario.channels())
+            .map(|index| {
+                if index == 1 {
+                    CHANNEL_ID.to_owned()
+                } else {
+                    format!("{CHANNEL_ID}_{index}")
+                }
+            })
+            .collect();
         Self {
             spec,
             world,
@@ -304,13 +431,17 @@ impl Setup {
             phones,
             accounts,
             recipients,
+            channels,
+            arrivals,
+            churn,
             true_capacity_per_min,
+            ceiling_share,
             offered_per_min,
         }
     }
 
     fn offered(&self) -> u64 {
-        (self.offered_per_min * f64::from(self.spec.minutes)).floor() as u64
+        self.arrivals.count()
     }
 
     fn window(&self) -> Duration {
@@ -319,6 +450,11 @@ impl Setup {
 
     fn recipient(&self, index: u64) -> &Username {
         &self.recipients[(index % self.recipients.len() as u64) as usize].1
+    }
+
+    /// The channel message `index` is for: the channels take turns.
+    fn channel(&self, index: u64) -> &str {
+        &self.channels[(index % self.channels.len() as u64) as usize]
     }
 
     fn cold(&self) -> bool {
@@ -331,6 +467,23 @@ impl Setup {
             .iter()
             .map(|account| self.world.counters(*account).flood_violations)
             .sum()
+    }
+
+    /// Kills and disconnects agents as the churn plan says, from `start`.
+    fn spawn_churn(&self, start: Instant) -> tokio::task::JoinHandle<()> {
+        let world = self.world.clone();
+        let accounts = self.accounts.clone();
+        let sessions = self.sessions.clone();
+        let plan = self.churn.clone();
+        tokio::spawn(async move {
+            for event in plan {
+                tokio::time::sleep_until(start + event.at).await;
+                match event.action {
+                    ChurnAction::Dies => world.ban(accounts[event.agent]),
+                    ChurnAction::Drops => world.drop_connection(&sessions[event.agent]),
+                }
+            }
+        })
     }
 
     /// Sleeps through the window from `start`, noting the violations at the end of its first
@@ -365,41 +518,178 @@ impl Setup {
 
     fn config(&self) -> Config {
         let pacing = jobbot_pacing(self.spec.ceiling_per_min);
+        let agents: Vec<Agent> = self
+            .sessions
+            .iter()
+            .zip(&self.phones)
+            .map(|(session, phone)| Agent {
+                phone: Some(phone.clone()),
+                session_name: session.clone(),
+                proxy: None,
+                pacing,
+            })
+            .collect();
         Config {
-            channels: vec![Channel {
-                id: CHANNEL_ID.into(),
-                name: "Benchmark".into(),
-                telegram_id: ChatId::channel(1_000_000_001).expect("a channel id"),
-                enabled: true,
-                sources: Vec::new(),
-                filters: Filters::default(),
-                crm_enabled: true,
-                crm_group_id: ChatId::channel(1_000_000_002),
-                agents: self
-                    .sessions
-                    .iter()
-                    .zip(&self.phones)
-                    .map(|(session, phone)| Agent {
-                        phone: Some(phone.clone()),
-                        session_name: session.clone(),
-                        proxy: None,
-                        pacing,
-                    })
-                    .collect(),
-                auto_response_enabled: true,
-                auto_response_template: "Hello! Tell me more about the vacancy?".into(),
-                instant_response: true,
-                human_delay: HumanDelay::default(),
-                crm_invite_hash: None,
-                ai: AiSettings {
-                    enabled: false,
-                    ..AiSettings::default()
-                },
-            }],
+            channels: self
+                .channels
+                .iter()
+                .zip(0i64..)
+                .map(|(id, index)| Channel {
+                    id: id.clone(),
+                    name: format!("Benchmark {}", index + 1),
+                    telegram_id: ChatId::channel(1_000_000_001 + 2 * index).expect("a channel id"),
+                    enabled: true,
+                    sources: Vec::new(),
+                    filters: Filters::default(),
+                    crm_enabled: true,
+                    crm_group_id: ChatId::channel(1_000_000_002 + 2 * index),
+                    agents: agents.clone(),
+                    auto_response_enabled: true,
+                    auto_response_template: "Hello! Tell me more about the vacancy?".into(),
+                    instant_response: true,
+                    human_delay: HumanDelay::default(),
+                    crm_invite_hash: None,
+                    ai: AiSettings {
+                        enabled: false,
+                        ..AiSettings::default()
+                    },
+                })
+                .collect(),
             llm_providers: Default::default(),
             skipped_agents: Vec::new(),
         }
     }
+}
+
+/// When the messages of a run arrive, as offsets from its start.
+#[derive(Debug, Clone)]
+enum Arrivals {
+    /// `count` messages evenly spaced at `per_minute`; each offset is computed from the start so
+    /// that rounding does not drift over hours.
+    Even { per_minute: f64, count: u64 },
+    /// Listed offsets, in order.
+    Listed(Arc<[Duration]>),
+}
+
+impl Arrivals {
+    /// Evenly spaced at `per_minute` over `window`.
+    fn even(per_minute: f64, window: Duration) -> Self {
+        Self::Even {
+            per_minute,
+            count: (per_minute * window.as_secs_f64() / 60.0).floor() as u64,
+        }
+    }
+
+    /// `burst`: a quiet stream at [`BURST_QUIET_LOAD`] × `capacity_per_min` over the whole
+    /// window, and during each spike another stream that brings the load to
+    /// [`BURST_SPIKE_LOAD`] × the capacity.
+    fn spikes(capacity_per_min: f64, window: Duration) -> Self {
+        let quiet = BURST_QUIET_LOAD * capacity_per_min;
+        let extra = (BURST_SPIKE_LOAD - BURST_QUIET_LOAD) * capacity_per_min;
+        let mut offsets = evenly_spaced(quiet, Duration::ZERO, window);
+        let mut spike = BURST_FIRST_SPIKE;
+        while spike < window {
+            offsets.extend(evenly_spaced(
+                extra,
+                spike,
+                (spike + BURST_SPIKE).min(window),
+            ));
+            spike += BURST_PERIOD;
+        }
+        offsets.sort_unstable();
+        Self::Listed(offsets.into())
+    }
+
+    fn count(&self) -> u64 {
+        match self {
+            Self::Even { count, .. } => *count,
+            Self::Listed(offsets) => offsets.len() as u64,
+        }
+    }
+
+    fn offset(&self, index: u64) -> Duration {
+        match self {
+            Self::Even { per_minute, .. } => {
+                Duration::from_secs_f64(index as f64 * 60.0 / per_minute)
+            }
+            Self::Listed(offsets) => offsets[index as usize],
+        }
+    }
+}
+
+/// Instants at `per_minute` from `from` (included) to `to` (excluded).
+fn evenly_spaced(per_minute: f64, from: Duration, to: Duration) -> Vec<Duration> {
+    if per_minute <= 0.0 {
+        return Vec::new();
+    }
+    (0u64..)
+        .map(|index| from + Duration::from_secs_f64(index as f64 * 60.0 / per_minute))
+        .take_while(|at| *at < to)
+        .collect()
+}
+
+/// Something that happens to an agent during a `churn` run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ChurnEvent {
+    at: Duration,
+    agent: usize,
+    action: ChurnAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChurnAction {
+    /// The account is banned (`USER_DEACTIVATED_BAN` on every call from then on).
+    Dies,
+    /// Its connection drops (calls fail with a network error until the simulator restores it).
+    Drops,
+}
+
+/// The churn of a run, drawn from the world's seed and in time order: [`CHURN_DEATH_SHARE`] of
+/// the agents die at uniformly random moments of the window, and each agent's connection drops
+/// at the moments of a Poisson process ([`CHURN_DROPS_PER_AGENT_HOUR`]) until it dies.
+fn churn_plan(seed: u64, agents: usize, window: Duration) -> Vec<ChurnEvent> {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ CHURN_SEED_SALT);
+    let deaths = ((agents as f64 * CHURN_DEATH_SHARE).round() as usize).clamp(1, agents);
+    let mut order: Vec<usize> = (0..agents).collect();
+    order.shuffle(&mut rng);
+    let mut death_at = vec![window; agents];
+    let mut events = Vec::new();
+    for &agent in &order[..deaths] {
+        let at = window.mul_f64(rng.random_range(0.0..1.0));
+        death_at[agent] = at;
+        events.push(ChurnEvent {
+            at,
+            agent,
+            action: ChurnAction::Dies,
+        });
+    }
+    let mean_gap_s = 3_600.0 / CHURN_DROPS_PER_AGENT_HOUR;
+    for (agent, &dies) in death_at.iter().enumerate() {
+        let mut at = Duration::ZERO;
+        loop {
+            let uniform: f64 = rng.random_range(f64::EPSILON..1.0);
+            at += Duration::from_secs_f64(-uniform.ln() * mean_gap_s);
+            if at >= dies {
+                break;
+            }
+            events.push(ChurnEvent {
+                at,
+                agent,
+                action: ChurnAction::Drops,
+            });
+        }
+    }
+    events.sort_by_key(|event| (event.at, event.agent));
+    events
+}
+
+/// The share of the window `agent` was alive.
+fn alive_share(plan: &[ChurnEvent], agent: usize, window: Duration) -> f64 {
+    plan.iter()
+        .find(|event| event.agent == agent && event.action == ChurnAction::Dies)
+        .map_or(1.0, |event| event.at.as_secs_f64() / window.as_secs_f64())
 }
 
 /// What happened to the offered messages, as seen when the window closed.
@@ -461,6 +751,7 @@ fn summarise(policy: Policy, setup: &Setup, mut tally: Tally) -> PoolResult {
         offered_per_min: setup.offered_per_min,
         delivered_per_min,
         ratio: delivered_per_min / setup.true_capacity_per_min,
+        ceiling_share: setup.ceiling_share,
         flood_waits,
         flood_waits_per_agent_hour: flood_waits as f64 / agent_hours,
         flood_waits_per_agent_hour_after_first: (hours > 1.0).then(|| {
@@ -493,24 +784,23 @@ fn message_text(index: u64) -> MessageContent {
     MessageContent::plain(format!("Hello! Your vacancy interested me ({index})."))
 }
 
-/// When each message of a run arrives: evenly spaced, each instant computed from the start so
-/// that rounding does not drift over hours.
-#[derive(Clone, Copy)]
+/// When each message of a run arrives, from its start.
+#[derive(Clone)]
 struct ArrivalPlan {
     start: Instant,
-    per_minute: f64,
+    arrivals: Arrivals,
 }
 
 impl ArrivalPlan {
     fn of(setup: &Setup, start: Instant) -> Self {
         Self {
             start,
-            per_minute: setup.offered_per_min,
+            arrivals: setup.arrivals.clone(),
         }
     }
 
     fn at(&self, index: u64) -> Instant {
-        self.start + Duration::from_secs_f64(index as f64 * 60.0 / self.per_minute)
+        self.start + self.arrivals.offset(index)
     }
 }
 
@@ -547,11 +837,15 @@ async fn run_jobbot(setup: &Setup, policy: Policy) -> anyhow::Result<Tally> {
     let start = Instant::now();
     let offered = setup.offered();
     let cold = setup.cold();
+    let churn = setup.spawn_churn(start);
     let arrivals = {
         let engine = engine.clone();
         let tally = Arc::clone(&tally);
         let recipients: Vec<Username> = (0..setup.recipients.len() as u64)
             .map(|index| setup.recipient(index).clone())
+            .collect();
+        let channels: Vec<String> = (0..setup.channels.len() as u64)
+            .map(|index| setup.channel(index).to_owned())
             .collect();
         let plan = ArrivalPlan::of(setup, start);
         tokio::spawn(async move {
@@ -560,7 +854,7 @@ async fn run_jobbot(setup: &Setup, policy: Policy) -> anyhow::Result<Tally> {
                 tokio::time::sleep_until(arrived).await;
                 let ticket = engine
                     .enqueue(NewOutboxMessage {
-                        channel_id: CHANNEL_ID.into(),
+                        channel_id: channels[(index % channels.len() as u64) as usize].clone(),
                         kind: OutboxKind::Other,
                         sender: SenderSelection::ChannelAgents { sticky: None },
                         recipient: Recipient::Username {
@@ -589,6 +883,7 @@ async fn run_jobbot(setup: &Setup, policy: Policy) -> anyhow::Result<Tally> {
         })
     };
     let first_hour = setup.wait_window(start).await;
+    churn.abort();
     if arrivals.is_finished() {
         arrivals
             .await
@@ -624,6 +919,13 @@ async fn wait_until_all_ready(engine: &Engine, agents: usize) -> anyhow::Result<
 /// The seed's `AgentPool` over the simulator's accounts, algorithm for algorithm
 /// (`MULTI_AGENT_IMPLEMENTATION.md`, "Load Balancing Algorithm" and "Retry Logic";
 /// `original-system.md` §2d).
+///
+/// For `churn`, the channels' pools act as one: the seed's global registry shares each
+/// `AgentAccount` (with its `FloodWaitTracker`) between the channels that list it, and each
+/// channel's pool runs the same selection over the same accounts. A banned account stays
+/// "available": `AgentAccount.send_message` turns the error into `False`, and the health check
+/// that would mark it disconnected is never scheduled; Telethon reconnects a dropped connection
+/// by itself, and a call made meanwhile fails.
 struct SeedPool {
     accounts: Vec<Arc<dyn TelegramAccount>>,
     agents: Mutex<Vec<SeedAgent>>,
@@ -765,6 +1067,7 @@ async fn run_seed(setup: &Setup, policy: Policy) -> anyhow::Result<Tally> {
     let recipients: Vec<Username> = (0..setup.recipients.len() as u64)
         .map(|index| setup.recipient(index).clone())
         .collect();
+    let churn = setup.spawn_churn(start);
     let arrivals = {
         let tally = Arc::clone(&tally);
         tokio::spawn(async move {
@@ -788,6 +1091,7 @@ async fn run_seed(setup: &Setup, policy: Policy) -> anyhow::Result<Tally> {
         })
     };
     let first_hour = setup.wait_window(start).await;
+    churn.abort();
     arrivals.abort();
     Ok(take_tally(&tally, offered, first_hour))
 }
@@ -872,5 +1176,135 @@ mod tests {
                 assert_eq!(result.dropped, 0, "{result:?}");
             }
         }
+    }
+
+    #[test]
+    fn churn_kills_a_tenth_of_the_agents_once_and_drops_only_live_connections() {
+        let window = Duration::from_secs(3 * 3_600);
+        let plan = churn_plan(7, 20, window);
+        assert_eq!(plan, churn_plan(7, 20, window), "drawn from the seed");
+        assert_ne!(
+            plan,
+            churn_plan(8, 20, window),
+            "another seed, another plan"
+        );
+        let deaths: Vec<&ChurnEvent> = plan
+            .iter()
+            .filter(|event| event.action == ChurnAction::Dies)
+            .collect();
+        assert_eq!(deaths.len(), 2, "{plan:?}");
+        assert_ne!(deaths[0].agent, deaths[1].agent);
+        assert!(plan.windows(2).all(|pair| pair[0].at <= pair[1].at));
+        assert!(plan.iter().all(|event| event.at < window));
+        for death in &deaths {
+            assert!(
+                !plan.iter().any(|event| event.agent == death.agent
+                    && event.action == ChurnAction::Drops
+                    && event.at >= death.at),
+                "a dead agent's connection does not drop: {plan:?}"
+            );
+            let share = alive_share(&plan, death.agent, window);
+            assert_eq!(share, death.at.as_secs_f64() / window.as_secs_f64());
+        }
+        let drops = plan.len() - deaths.len();
+        // About one drop per agent-hour: 60 expected; far outside that means a wrong rate.
+        assert!((30..=90).contains(&drops), "{drops} drops");
+        assert_eq!(
+            churn_plan(7, 3, window)
+                .iter()
+                .filter(|e| e.action == ChurnAction::Dies)
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn bursts_are_five_times_the_capacity_for_two_minutes_every_half_hour() {
+        let window = Duration::from_secs(3_600);
+        let arrivals = Arrivals::spikes(60.0, window);
+        let count = |from: u64, to: u64| {
+            (0..arrivals.count())
+                .map(|index| arrivals.offset(index))
+                .filter(|at| *at >= Duration::from_secs(from) && *at < Duration::from_secs(to))
+                .count()
+        };
+        // Quiet: 0.2 × 60 = 12 a minute; a spike: 5 × 60 = 300 a minute.
+        assert_eq!(count(0, 600), 120);
+        assert_eq!(count(600, 720), 600);
+        assert_eq!(count(720, 2_400), 12 * 28);
+        assert_eq!(count(2_400, 2_520), 600);
+        assert_eq!(arrivals.count(), 12 * 60 + 2 * (600 - 24));
+        assert!(
+            (1..arrivals.count()).all(|index| arrivals.offset(index - 1) <= arrivals.offset(index))
+        );
+    }
+
+    /// The structural checks for the scenarios with churn and spikes, on small worlds: every
+    /// message is accounted for, an agent dies, jobbot neither drops nor sends twice, and the
+    /// channels share the agents.
+    #[test]
+    fn short_churn_and_burst_runs_account_for_every_message() {
+        let world = WorldSpec::default();
+        for (scenario, minutes) in [(Scenario::Churn, 30), (Scenario::Burst, 15)] {
+            let spec = RunSpec {
+                scenario,
+                agents: 4,
+                minutes,
+                ceiling_per_min: 20,
+            };
+            for policy in [Policy::Seed, Policy::Jobbot] {
+                let result = run(&world, spec, policy).unwrap();
+                assert_eq!(
+                    result.delivered + result.dropped + result.expired + result.queued_at_end,
+                    result.offered,
+                    "{result:?}"
+                );
+                assert!(result.delivered > 0, "{result:?}");
+                if policy == Policy::Jobbot {
+                    assert_eq!(result.dropped, 0, "{result:?}");
+                    assert_eq!(result.sent_twice, 0, "{result:?}");
+                }
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let spec = RunSpec {
+                scenario: Scenario::Churn,
+                agents: 4,
+                minutes: 30,
+                ceiling_per_min: 20,
+            };
+            let setup = Setup::new(world.params(), spec);
+            let config = setup.config();
+            assert_eq!(config.channels.len(), 3);
+            for channel in &config.channels {
+                assert_eq!(channel.agents, config.channels[0].agents);
+            }
+            let full: f64 = setup
+                .accounts
+                .iter()
+                .map(|a| f64::from(setup.world.account_limits(*a).send_messages.per_minute))
+                .sum();
+            assert!(
+                setup.true_capacity_per_min < full,
+                "a dead agent's time is not capacity"
+            );
+            let start = Instant::now();
+            setup.spawn_churn(start).await.unwrap();
+            let connector = SimConnector::new(setup.world.clone());
+            let mut dead = 0;
+            for session in &setup.sessions {
+                let alive = match connector.connect(session, &ConnectOptions::default()).await {
+                    Ok(account) => account.get_me().await.is_ok(),
+                    Err(_) => false,
+                };
+                dead += u32::from(!alive);
+            }
+            assert_eq!(dead, 1);
+        });
     }
 }
