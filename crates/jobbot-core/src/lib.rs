@@ -13,6 +13,7 @@ pub mod legacy_session;
 pub mod login;
 pub mod notification;
 pub mod outbox;
+pub mod peer_cache;
 pub mod scheduling;
 pub mod store;
 pub mod telegram;

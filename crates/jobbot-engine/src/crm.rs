@@ -1435,6 +1435,7 @@ mod tests {
                 username: username.map(|u| Username::parse(u).unwrap()),
                 first_name: "Anna".into(),
                 last_name: Some("Smirnova".into()),
+                peer: None,
             }),
             text: text.into(),
             media,

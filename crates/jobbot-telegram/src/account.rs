@@ -7,7 +7,6 @@
 //! Not verified offline (needs real Telegram): the shape of answers to a repeated `random_id`,
 //! forum-topic creation answers, and join results; they follow the layer-230 schema.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,6 +37,44 @@ use crate::convert::{
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
 
+/// A chat missing from the cache is looked for in the dialogs at most this often.
+const DIALOG_RESCAN: Duration = Duration::from_secs(15 * 60);
+/// `messages.getDialogs` answers at most 100 dialogs per call
+/// (core.telegram.org/method/messages.getDialogs).
+const DIALOG_PAGE: i32 = 100;
+/// A bound on one scan, whatever Telegram answers.
+const MAX_DIALOG_PAGES: usize = 100;
+
+/// Unix seconds now, for the username cache's age.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+/// Where the next page of dialogs starts: the date and id of the oldest top message on this page
+/// (`offset_date`, `offset_id` of messages.getDialogs).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct DialogOffset {
+    date: i32,
+    id: i32,
+}
+
+impl DialogOffset {
+    fn after(dialogs: &[tl::enums::Dialog], messages: &[tl::enums::Message]) -> Option<Self> {
+        let (peer, top) = dialogs.iter().rev().find_map(|dialog| match dialog {
+            tl::enums::Dialog::Dialog(dialog) => Some((dialog.peer.clone(), dialog.top_message)),
+            _ => None,
+        })?;
+        let date = messages.iter().find_map(|message| match message {
+            tl::enums::Message::Message(m) if m.id == top && m.peer_id == peer => Some(m.date),
+            tl::enums::Message::Service(m) if m.id == top && m.peer_id == peer => Some(m.date),
+            _ => None,
+        })?;
+        Some(Self { date, id: top })
+    }
+}
+
 /// Events wait here for the owner task; when it lags, the update stream waits too (it is not
 /// dropped), and grammers buffers behind it.
 const EVENT_CHANNEL_CAPACITY: usize = 256;
@@ -58,9 +95,10 @@ pub struct GrammersAccount {
     checkpoint_requests: mpsc::UnboundedSender<()>,
     checkpoint_requests_rx: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
     positions: Arc<Positions>,
-    /// Username key → peer with this account's access hash. Access hashes are per account, so
-    /// this cache is too; `contacts.resolveUsername` is the call Telegram limits hardest.
-    resolved_usernames: Mutex<HashMap<String, Peer>>,
+    /// When the dialogs were last scanned in full for a chat missing from the cache: a chat not
+    /// found then is not looked for there again for [`DIALOG_RESCAN`] (`messages.getDialogs` is
+    /// flood-limited, and a send retried against an unknown chat would repeat the scan).
+    last_dialog_scan: Mutex<Option<tokio::time::Instant>>,
     disconnected: AtomicBool,
 }
 
@@ -78,17 +116,49 @@ impl GrammersAccount {
             checkpoint_requests,
             checkpoint_requests_rx: Mutex::new(Some(checkpoint_requests_rx)),
             positions: Arc::new(Positions::default()),
-            resolved_usernames: Mutex::new(HashMap::new()),
+            last_dialog_scan: Mutex::new(None),
             disconnected: AtomicBool::new(false),
         }
     }
 
     fn resolved_as_bot(&self, id: ChatId) -> bool {
-        self.resolved_usernames.lock().is_ok_and(|cache| {
-            cache
-                .values()
-                .any(|peer| peer.id() == id && peer.kind == PeerKind::Bot)
-        })
+        self.store.resolved_as_bot(id)
+    }
+
+    /// `contacts.resolveUsername`, whatever the cache holds; the answer is cached in the session
+    /// (peers and the username, which the session file keeps).
+    async fn resolve_uncached(&self, username: &Username) -> Result<Peer, TelegramError> {
+        let request = tl::functions::contacts::ResolveUsername {
+            username: username.as_str().to_owned(),
+            referer: None,
+        };
+        let tl::enums::contacts::ResolvedPeer::Peer(resolved) = self.invoke(&request).await?;
+        self.cache_peers(&resolved.users, &resolved.chats).await;
+        let target = PeerId::from(&resolved.peer);
+        let peer = match target.kind() {
+            grammers_session::types::PeerKind::User => {
+                resolved.users.iter().find_map(|user| match user {
+                    tl::enums::User::User(user) if PeerId::user(user.id) == Some(target) => {
+                        peer_from_user(user)
+                    }
+                    _ => None,
+                })
+            }
+            _ => resolved
+                .chats
+                .iter()
+                .filter(|chat| PeerInfo::from(*chat).id() == target)
+                .find_map(peer_from_chat),
+        }
+        .ok_or(TelegramError::UsernameNotFound)?;
+        if let Err(error) = self
+            .store
+            .remember_username(username, peer.clone(), unix_now())
+            .await
+        {
+            tracing::warn!(target: "telegram", session = %self.session, %error, "could not save a resolved username");
+        }
+        Ok(peer)
     }
 
     async fn invoke<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, TelegramError> {
@@ -123,14 +193,128 @@ impl GrammersAccount {
                 access_hash: 0,
             }));
         }
+        if let Some(peer) = self.cached_peer(chat).await? {
+            return Ok(peer);
+        }
+        // Not in the session's cache (a session older than the chat, more than the warm-up's
+        // dialogs, an update that never came): look for it before failing, cheapest first.
+        tracing::info!(target: "telegram", session = %self.session, %chat, "chat not in the session's cache; looking for it");
+        if self.find_in_dialogs(chat).await?
+            && let Some(peer) = self.cached_peer(chat).await?
+        {
+            return Ok(peer);
+        }
+        if chat.kind() == ChatKind::Channel
+            && self.get_channel_without_hash(chat).await
+            && let Some(peer) = self.cached_peer(chat).await?
+        {
+            return Ok(peer);
+        }
+        for username in self.store.usernames_of(chat) {
+            match self.resolve_uncached(&username).await {
+                Ok(peer) if peer.id() == chat => return Ok(input_peer(peer.peer)),
+                Ok(_) | Err(TelegramError::UsernameNotFound) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Err(TelegramError::ChatForbidden {
+            code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into(),
+        })
+    }
+
+    async fn cached_peer(
+        &self,
+        chat: ChatId,
+    ) -> Result<Option<tl::enums::InputPeer>, TelegramError> {
         match self.store.peer_ref(peer_id_of(chat)).await {
-            Ok(Some(peer)) => Ok(peer.into()),
-            Ok(None) => Err(TelegramError::ChatForbidden {
-                code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into(),
-            }),
+            Ok(peer) => Ok(peer.map(Into::into)),
             Err(error) => Err(TelegramError::Other {
                 message: error.to_string(),
             }),
+        }
+    }
+
+    /// Pages through the dialogs (`messages.getDialogs`, caching every peer they show) until
+    /// `chat` is among them. Raw calls rather than grammers' `iter_dialogs`, which also writes
+    /// each channel's current `pts` into the session's update state: that would move the saved
+    /// position past updates never delivered. At most one full scan per [`DIALOG_RESCAN`].
+    async fn find_in_dialogs(&self, chat: ChatId) -> Result<bool, TelegramError> {
+        let now = tokio::time::Instant::now();
+        let recent = self
+            .last_dialog_scan
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|last| now.duration_since(last) < DIALOG_RESCAN);
+        if recent {
+            return Ok(false);
+        }
+        let target = peer_id_of(chat);
+        let mut offset = DialogOffset::default();
+        for _ in 0..MAX_DIALOG_PAGES {
+            let page = self
+                .invoke(&tl::functions::messages::GetDialogs {
+                    exclude_pinned: false,
+                    folder_id: None,
+                    offset_date: offset.date,
+                    offset_id: offset.id,
+                    offset_peer: tl::enums::InputPeer::Empty,
+                    limit: DIALOG_PAGE,
+                    hash: 0,
+                })
+                .await?;
+            let (dialogs, messages, chats, users, last_page) = match page {
+                tl::enums::messages::Dialogs::Dialogs(page) => {
+                    (page.dialogs, page.messages, page.chats, page.users, true)
+                }
+                tl::enums::messages::Dialogs::Slice(page) => {
+                    let last = page.dialogs.len() < DIALOG_PAGE as usize;
+                    (page.dialogs, page.messages, page.chats, page.users, last)
+                }
+                tl::enums::messages::Dialogs::NotModified(_) => break,
+            };
+            self.cache_peers(&users, &chats).await;
+            let found = dialogs.iter().any(|dialog| match dialog {
+                tl::enums::Dialog::Dialog(dialog) => PeerId::from(&dialog.peer) == target,
+                _ => false,
+            });
+            if found {
+                return Ok(true);
+            }
+            match DialogOffset::after(&dialogs, &messages) {
+                Some(next) if !last_page && next != offset => offset = next,
+                _ => break,
+            }
+        }
+        if let Ok(mut last) = self.last_dialog_scan.lock() {
+            *last = Some(now);
+        }
+        Ok(false)
+    }
+
+    /// `channels.getChannels` with no access hash: answers only where Telegram grants "ambient"
+    /// access (grammers' `PeerAuth::default`: bots, and channels the account may see without a
+    /// hash); one call, so worth a try before resolving. Caches what it finds.
+    async fn get_channel_without_hash(&self, chat: ChatId) -> bool {
+        let request = tl::functions::channels::GetChannels {
+            id: vec![
+                tl::types::InputChannel {
+                    channel_id: chat.bare(),
+                    access_hash: 0,
+                }
+                .into(),
+            ],
+        };
+        match self.client.invoke(&request).await {
+            Ok(tl::enums::messages::Chats::Chats(found)) => {
+                self.cache_peers(&[], &found.chats).await;
+                true
+            }
+            Ok(tl::enums::messages::Chats::Slice(found)) => {
+                self.cache_peers(&[], &found.chats).await;
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -287,41 +471,11 @@ impl TelegramAccount for GrammersAccount {
     }
 
     async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
-        if let Some(peer) = self
-            .resolved_usernames
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(username.key()).cloned())
-        {
+        // The session's cache first: it outlives the connection (see `jobbot_core::peer_cache`).
+        if let Some(peer) = self.store.cached_username(username, unix_now()) {
             return Ok(peer);
         }
-        let request = tl::functions::contacts::ResolveUsername {
-            username: username.as_str().to_owned(),
-            referer: None,
-        };
-        let tl::enums::contacts::ResolvedPeer::Peer(resolved) = self.invoke(&request).await?;
-        self.cache_peers(&resolved.users, &resolved.chats).await;
-        let target = PeerId::from(&resolved.peer);
-        let peer = match target.kind() {
-            grammers_session::types::PeerKind::User => {
-                resolved.users.iter().find_map(|user| match user {
-                    tl::enums::User::User(user) if PeerId::user(user.id) == Some(target) => {
-                        peer_from_user(user)
-                    }
-                    _ => None,
-                })
-            }
-            _ => resolved
-                .chats
-                .iter()
-                .filter(|chat| PeerInfo::from(*chat).id() == target)
-                .find_map(peer_from_chat),
-        }
-        .ok_or(TelegramError::UsernameNotFound)?;
-        if let Ok(mut cache) = self.resolved_usernames.lock() {
-            cache.insert(username.key().to_owned(), peer.clone());
-        }
-        Ok(peer)
+        self.resolve_uncached(username).await
     }
 
     async fn send_direct(
@@ -764,6 +918,11 @@ fn sender_of(sender_id: PeerId, sender: Option<&GrammersPeer>) -> Option<Sender>
                 .last_name()
                 .filter(|name| !name.is_empty())
                 .map(str::to_owned),
+            // The full user's hash; a `min` one cannot address them (core.telegram.org/api/min).
+            peer: match &user.raw {
+                tl::enums::User::User(raw) => peer_from_user(raw).map(|peer| peer.peer),
+                tl::enums::User::Empty(_) => None,
+            },
         },
         Some(peer) => Sender {
             id,
@@ -775,6 +934,7 @@ fn sender_of(sender_id: PeerId, sender: Option<&GrammersPeer>) -> Option<Sender>
             username,
             first_name: peer.name().unwrap_or_default().to_owned(),
             last_name: None,
+            peer: None,
         },
         None => Sender {
             id,
@@ -786,6 +946,7 @@ fn sender_of(sender_id: PeerId, sender: Option<&GrammersPeer>) -> Option<Sender>
             username: None,
             first_name: String::new(),
             last_name: None,
+            peer: None,
         },
     })
 }

@@ -29,8 +29,10 @@ use grammers_session::types::{
     ChannelKind, ChannelState, DcOption, PeerAuth, PeerId, PeerInfo, UpdateState, UpdatesState,
 };
 use grammers_session::{BoxFuture, Session, SessionData};
-use jobbot_core::ids::SessionName;
+use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::legacy_session::{AuthKey, AuthKeyId};
+use jobbot_core::peer_cache::UsernameCache;
+use jobbot_core::telegram::Peer;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +131,9 @@ struct SessionState {
     generation: u64,
     unsaved_peer_changes: usize,
     closed: bool,
+    /// Resolved usernames with this session's access hashes (see [`jobbot_core::peer_cache`]):
+    /// kept in the file so a restart does not repeat `contacts.resolveUsername`.
+    usernames: UsernameCache,
 }
 
 impl fmt::Debug for SessionStore {
@@ -161,11 +166,15 @@ impl SessionStore {
                 });
             }
         };
-        let (data, logged_in) = match snapshot {
+        let (data, logged_in, usernames) = match snapshot {
             Some(snapshot) => snapshot.into_session_data(&path)?,
-            None => (SessionData::default(), false),
+            None => (SessionData::default(), false, UsernameCache::default()),
         };
-        Ok(Self::locked(name, path, key, lock_file, data, logged_in))
+        let store = Self::locked(name, path, key, lock_file, data, logged_in);
+        if let Ok(mut state) = store.state.lock() {
+            state.usernames = usernames;
+        }
+        Ok(store)
     }
 
     /// Locks `{dir}/{name}.session` and replaces whatever the file holds (nothing is read) with
@@ -203,6 +212,7 @@ impl SessionStore {
                 generation: 0,
                 unsaved_peer_changes: 0,
                 closed: false,
+                usernames: UsernameCache::default(),
             }),
             write_order: tokio::sync::Mutex::new(()),
             written_generation: AtomicU64::new(0),
@@ -333,6 +343,36 @@ impl SessionStore {
             lock_file.take();
         }
         result
+    }
+
+    /// The peer `username` resolved to, when that is recent enough to use
+    /// ([`UsernameCache::fresh`]); `now` in Unix seconds.
+    pub fn cached_username(&self, username: &Username, now: i64) -> Option<Peer> {
+        let state = self.state().ok()?;
+        state.usernames.fresh(username, now).cloned()
+    }
+
+    /// Records a resolve and writes it out at once: the next start must not repeat it.
+    pub async fn remember_username(
+        &self,
+        username: &Username,
+        peer: Peer,
+        now: i64,
+    ) -> Result<(), SessionStoreError> {
+        self.change(|state| state.usernames.insert(username, peer, now))?;
+        self.persist().await
+    }
+
+    /// The usernames this session ever resolved to `chat` (fresh or not).
+    pub fn usernames_of(&self, chat: ChatId) -> Vec<Username> {
+        self.state()
+            .map(|state| state.usernames.usernames_of(chat).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a resolve said `id` is a bot.
+    pub fn resolved_as_bot(&self, id: ChatId) -> bool {
+        self.state().is_ok_and(|state| state.usernames.is_bot(id))
     }
 
     fn state(&self) -> Result<MutexGuard<'_, SessionState>, SessionStoreError> {
@@ -569,6 +609,9 @@ struct SessionSnapshot {
     dc_options: Vec<StoredDcOption>,
     updates: StoredUpdates,
     peers: Vec<StoredPeer>,
+    /// Resolved usernames; absent from files written before it existed.
+    #[serde(default)]
+    usernames: UsernameCache,
 }
 
 #[derive(PartialEq, Serialize, Deserialize)]
@@ -675,10 +718,14 @@ impl SessionSnapshot {
                     .collect(),
             },
             peers,
+            usernames: state.usernames.clone(),
         }
     }
 
-    fn into_session_data(self, path: &Path) -> Result<(SessionData, bool), SessionStoreError> {
+    fn into_session_data(
+        self,
+        path: &Path,
+    ) -> Result<(SessionData, bool, UsernameCache), SessionStoreError> {
         let mut data = SessionData {
             home_dc: self.home_dc,
             ..SessionData::default()
@@ -731,7 +778,7 @@ impl SessionSnapshot {
                 })
                 .collect(),
         };
-        Ok((data, self.logged_in))
+        Ok((data, self.logged_in, self.usernames))
     }
 }
 
@@ -1061,6 +1108,44 @@ mod tests {
 
         let reopened = SessionStore::open(dir.path(), &name("agent_1"), None).unwrap();
         assert_filled(&reopened).await;
+    }
+
+    /// Resolved usernames survive a restart, so it repeats no `contacts.resolveUsername`; past
+    /// their age they are no longer used, but still name the chat for the fallbacks.
+    #[tokio::test]
+    async fn resolved_usernames_are_kept_in_the_file_with_their_age() {
+        use jobbot_core::peer_cache::USERNAME_MAX_AGE_SECS;
+        use jobbot_core::telegram::{PeerKind, PeerRef};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path(), &name("agent_1"), None).unwrap();
+        let chat = ChatId::channel(777).unwrap();
+        let username = Username::parse("jobs_channel").unwrap();
+        let peer = Peer {
+            peer: PeerRef {
+                id: chat,
+                access_hash: 99,
+            },
+            kind: PeerKind::Channel,
+            username: Some(username.clone()),
+            name: "Jobs".into(),
+            last_name: None,
+        };
+        store
+            .remember_username(&username, peer.clone(), 1_000)
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+        drop(store);
+
+        let reopened = SessionStore::open(dir.path(), &name("agent_1"), None).unwrap();
+        assert_eq!(reopened.cached_username(&username, 1_500), Some(peer));
+        assert_eq!(
+            reopened.cached_username(&username, 1_001 + USERNAME_MAX_AGE_SECS),
+            None,
+            "too old to use"
+        );
+        assert_eq!(reopened.usernames_of(chat), vec![username]);
+        assert!(!reopened.resolved_as_bot(chat));
     }
 
     #[tokio::test]
