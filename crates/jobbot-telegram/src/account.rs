@@ -7,6 +7,7 @@
 //! Not verified offline (needs real Telegram): the shape of answers to a repeated `random_id`,
 //! forum-topic creation answers, and join results; they follow the layer-230 schema.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,8 +19,9 @@ use grammers_client::update::Update;
 use grammers_client::{Client, InvocationError, tl};
 use grammers_mtsender::{SenderPoolHandle, UpdatesConfiguration};
 use grammers_session::Session;
-use grammers_session::types::{ChannelState, PeerId, PeerInfo, UpdateState, UpdatesState};
+use grammers_session::types::{ChannelState, PeerId, PeerInfo, UpdatesState};
 use grammers_session::updates::{MessageBox, State, UpdatesLike};
+use jobbot_core::catch_up::{ChannelMarks, GapStep};
 use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, Checkpoint, IncomingMessage, JoinTarget, Me, MessageContent, Peer, PeerKind,
@@ -37,6 +39,9 @@ use crate::convert::{
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
 
+/// After a gap fill failed for another reason than a flood wait, it is tried again at the
+/// channel's first message after this many seconds.
+const FILL_RETRY_SECS: u32 = 60;
 /// A chat missing from the cache is looked for in the dialogs at most this often.
 const DIALOG_RESCAN: Duration = Duration::from_secs(15 * 60);
 /// `messages.getDialogs` answers at most 100 dialogs per call
@@ -589,7 +594,7 @@ impl TelegramAccount for GrammersAccount {
             return Ok(());
         };
         self.store
-            .set_update_state(UpdateState::All(position.clone()))
+            .save_position(position.updates.clone(), position.marks.clone())
             .await
             .map_err(|error| TelegramError::Other {
                 message: format!("could not save the update position: {error}"),
@@ -629,15 +634,23 @@ impl TelegramAccount for GrammersAccount {
 #[derive(Default)]
 struct Positions {
     next: std::sync::atomic::AtomicU64,
-    pending: Mutex<std::collections::BTreeMap<u64, UpdatesState>>,
+    pending: Mutex<BTreeMap<u64, SavedPosition>>,
     /// The position last written, so an idle account does not rewrite its session file at every
     /// checkpoint.
-    saved: Mutex<Option<UpdatesState>>,
+    saved: Mutex<Option<SavedPosition>>,
+}
+
+/// What a committed checkpoint saves: the update state and the channel marks
+/// ([`jobbot_core::catch_up`]), in one write.
+#[derive(Debug, Clone, PartialEq)]
+struct SavedPosition {
+    updates: UpdatesState,
+    marks: BTreeMap<i64, i32>,
 }
 
 impl Positions {
     /// Hands out a checkpoint for `position`.
-    fn checkpoint(&self, position: UpdatesState) -> Checkpoint {
+    fn checkpoint(&self, position: SavedPosition) -> Checkpoint {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(id, position);
@@ -647,7 +660,7 @@ impl Positions {
 
     /// The position of `checkpoint`, forgetting it and every earlier one (a later commit covers
     /// them). `None` for a checkpoint this connection did not hand out, or one committed already.
-    fn take(&self, checkpoint: Checkpoint) -> Option<UpdatesState> {
+    fn take(&self, checkpoint: Checkpoint) -> Option<SavedPosition> {
         let mut pending = self.pending.lock().ok()?;
         let position = pending.remove(&checkpoint.0)?;
         pending.retain(|id, _| *id > checkpoint.0);
@@ -659,7 +672,7 @@ impl Positions {
         (!unchanged).then_some(position)
     }
 
-    fn saved(&self, position: UpdatesState) {
+    fn saved(&self, position: SavedPosition) {
         if let Ok(mut saved) = self.saved.lock() {
             *saved = Some(position);
         }
@@ -746,6 +759,7 @@ async fn run_event_loop(
         }
     };
     let mut tracked: Option<UpdatesState> = None;
+    let mut marks = ChannelMarks::from_stored(context.store.channel_marks());
     let mut connection_lost = false;
     let mut retry_delay = POLL_RETRY_FIRST;
     loop {
@@ -754,7 +768,10 @@ async fn run_event_loop(
             _ = &mut stop => break,
             Some(()) = context.requests.recv() => {
                 if let Some(position) = context.position(&mut tracked).await {
-                    let checkpoint = context.positions.checkpoint(position.clone());
+                    let checkpoint = context.positions.checkpoint(SavedPosition {
+                        updates: position.clone(),
+                        marks: marks.stored().clone(),
+                    });
                     if !deliver(&events, AccountEvent::Checkpoint(checkpoint), &mut stop).await {
                         break;
                     }
@@ -783,6 +800,19 @@ async fn run_event_loop(
                     }
                 }
                 let state = update.state().clone();
+                let channel_message = channel_message_of(&update);
+                if let Some((channel, id, peer)) = channel_message
+                    && let GapStep::FillAfter(mark) = marks.on_message(channel, id, unix_now())
+                {
+                    match fill_gap(&context, peer, mark, id, &events, &mut stop).await {
+                        Fill::Done => marks.filled(channel, id - 1),
+                        Fill::Stopped { up_to, retry_after } => {
+                            marks.filled(channel, up_to);
+                            marks.fill_blocked(channel, unix_now() + i64::from(retry_after));
+                        }
+                        Fill::Ended => break,
+                    }
+                }
                 let event = event_of(update);
                 // Delivered (or skipped) before the position moves past it: a checkpoint taken
                 // after this point covers it.
@@ -790,6 +820,9 @@ async fn run_event_loop(
                     && !deliver(&events, event, &mut stop).await
                 {
                     break;
+                }
+                if let Some((channel, id, _)) = channel_message {
+                    marks.delivered(channel, id);
                 }
                 if let Some(position) = context.position(&mut tracked).await {
                     advance(position, &state);
@@ -853,6 +886,78 @@ async fn deliver(
         biased;
         _ = stop => false,
         _ = events.send(event) => true,
+    }
+}
+
+/// A new message in a channel or supergroup: (its bare id, the message id, the peer).
+fn channel_message_of(update: &Update) -> Option<(i64, i32, PeerId)> {
+    match update {
+        Update::NewMessage(message)
+            if message.peer_id().kind() == grammers_session::types::PeerKind::Channel =>
+        {
+            let peer = message.peer_id();
+            Some((peer.bare_id()?, message.id(), peer))
+        }
+        _ => None,
+    }
+}
+
+/// How a gap fill ended.
+enum Fill {
+    /// Every message before the new one is delivered.
+    Done,
+    /// Messages up to `up_to` are delivered; the rest waits `retry_after` seconds.
+    Stopped { up_to: i32, retry_after: u32 },
+    /// The loop must stop.
+    Ended,
+}
+
+/// Fills a channel's gap from its history (`messages.getHistory` after `mark`, oldest first)
+/// up to the message `before`, delivering each message (see [`jobbot_core::catch_up`]).
+async fn fill_gap(
+    context: &EventLoop,
+    peer: PeerId,
+    mark: i32,
+    before: i32,
+    events: &mpsc::Sender<AccountEvent>,
+    stop: &mut oneshot::Receiver<()>,
+) -> Fill {
+    let session = &context.session;
+    tracing::info!(target: "telegram", %session, channel = ?peer, after = mark, before, "filling a channel's gap from its history");
+    let Ok(Some(reference)) = context.store.peer_ref(peer).await else {
+        tracing::warn!(target: "telegram", %session, channel = ?peer, "cannot fill a gap: the channel is not in the session's cache");
+        return Fill::Stopped {
+            up_to: mark,
+            retry_after: FILL_RETRY_SECS,
+        };
+    };
+    let mut history = context
+        .client
+        .iter_messages(reference)
+        .offset_id(mark)
+        .reverse(true);
+    let mut up_to = mark;
+    loop {
+        match history.next().await {
+            Ok(Some(message)) if message.id() < before => {
+                if let Some(incoming) = incoming_of(&message)
+                    && !deliver(events, AccountEvent::NewMessage(incoming), stop).await
+                {
+                    return Fill::Ended;
+                }
+                up_to = message.id();
+            }
+            Ok(_) => return Fill::Done,
+            Err(error) => {
+                let mapped = map_invocation_error(&error);
+                tracing::warn!(target: "telegram", %session, channel = ?peer, error = %mapped, "filling a gap stopped; trying again later");
+                let retry_after = match mapped {
+                    TelegramError::FloodWait { seconds } => seconds,
+                    _ => FILL_RETRY_SECS,
+                };
+                return Fill::Stopped { up_to, retry_after };
+            }
+        }
     }
 }
 
@@ -1079,19 +1184,22 @@ mod tests {
     #[test]
     fn a_checkpoint_is_committed_once_and_covers_the_earlier_ones() {
         let positions = Positions::default();
-        let at = |pts: i32| UpdatesState {
-            pts,
-            ..UpdatesState::default()
+        let at = |pts: i32| SavedPosition {
+            updates: UpdatesState {
+                pts,
+                ..UpdatesState::default()
+            },
+            marks: BTreeMap::from([(7, pts * 10)]),
         };
         let first = positions.checkpoint(at(1));
         let second = positions.checkpoint(at(2));
         let third = positions.checkpoint(at(3));
-        assert_eq!(positions.take(second).map(|p| p.pts), Some(2));
+        assert_eq!(positions.take(second).map(|p| p.updates.pts), Some(2));
         positions.saved(at(2));
         assert_eq!(positions.take(first), None, "covered by the later commit");
         assert_eq!(positions.take(second), None, "committed once");
         assert_eq!(positions.take(Checkpoint(99)), None, "not handed out");
-        assert_eq!(positions.take(third).map(|p| p.pts), Some(3));
+        assert_eq!(positions.take(third).map(|p| p.updates.pts), Some(3));
         positions.saved(at(3));
         // Nothing new since: nothing to write.
         let idle = positions.checkpoint(at(3));

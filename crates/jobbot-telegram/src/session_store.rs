@@ -15,6 +15,7 @@
 //! - With a key, the file is ChaCha20-Poly1305 sealed; a wrong key or a modified file is an error,
 //!   never garbage.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
@@ -134,6 +135,9 @@ struct SessionState {
     /// Resolved usernames with this session's access hashes (see [`jobbot_core::peer_cache`]):
     /// kept in the file so a restart does not repeat `contacts.resolveUsername`.
     usernames: UsernameCache,
+    /// Per channel, the last message id up to which everything was handled, saved with the
+    /// update position (see [`jobbot_core::catch_up`]).
+    channel_marks: BTreeMap<i64, i32>,
 }
 
 impl fmt::Debug for SessionStore {
@@ -166,13 +170,14 @@ impl SessionStore {
                 });
             }
         };
-        let (data, logged_in, usernames) = match snapshot {
+        let (data, logged_in, extra) = match snapshot {
             Some(snapshot) => snapshot.into_session_data(&path)?,
-            None => (SessionData::default(), false, UsernameCache::default()),
+            None => (SessionData::default(), false, JobbotState::default()),
         };
         let store = Self::locked(name, path, key, lock_file, data, logged_in);
         if let Ok(mut state) = store.state.lock() {
-            state.usernames = usernames;
+            state.usernames = extra.usernames;
+            state.channel_marks = extra.channel_marks;
         }
         Ok(store)
     }
@@ -213,6 +218,7 @@ impl SessionStore {
                 unsaved_peer_changes: 0,
                 closed: false,
                 usernames: UsernameCache::default(),
+                channel_marks: BTreeMap::new(),
             }),
             write_order: tokio::sync::Mutex::new(()),
             written_generation: AtomicU64::new(0),
@@ -368,6 +374,26 @@ impl SessionStore {
         self.state()
             .map(|state| state.usernames.usernames_of(chat).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The channel marks saved with the update position.
+    pub fn channel_marks(&self) -> BTreeMap<i64, i32> {
+        self.state()
+            .map(|state| state.channel_marks.clone())
+            .unwrap_or_default()
+    }
+
+    /// Saves a committed position: the update state and the channel marks, in one write.
+    pub async fn save_position(
+        &self,
+        position: UpdatesState,
+        marks: BTreeMap<i64, i32>,
+    ) -> Result<(), SessionStoreError> {
+        self.change(|state| {
+            state.data.updates_state = position;
+            state.channel_marks = marks;
+        })?;
+        self.persist().await
     }
 
     /// Whether a resolve said `id` is a bot.
@@ -612,6 +638,23 @@ struct SessionSnapshot {
     /// Resolved usernames; absent from files written before it existed.
     #[serde(default)]
     usernames: UsernameCache,
+    /// Channel marks (see [`jobbot_core::catch_up`]); absent from older files. A list: the
+    /// envelope's `flatten` cannot read maps with integer keys.
+    #[serde(default)]
+    channel_marks: Vec<StoredMark>,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct StoredMark {
+    channel: i64,
+    message: i32,
+}
+
+/// What jobbot keeps in the session file beyond grammers' session data.
+#[derive(Default)]
+struct JobbotState {
+    usernames: UsernameCache,
+    channel_marks: BTreeMap<i64, i32>,
 }
 
 #[derive(PartialEq, Serialize, Deserialize)]
@@ -719,13 +762,21 @@ impl SessionSnapshot {
             },
             peers,
             usernames: state.usernames.clone(),
+            channel_marks: state
+                .channel_marks
+                .iter()
+                .map(|(channel, message)| StoredMark {
+                    channel: *channel,
+                    message: *message,
+                })
+                .collect(),
         }
     }
 
     fn into_session_data(
         self,
         path: &Path,
-    ) -> Result<(SessionData, bool, UsernameCache), SessionStoreError> {
+    ) -> Result<(SessionData, bool, JobbotState), SessionStoreError> {
         let mut data = SessionData {
             home_dc: self.home_dc,
             ..SessionData::default()
@@ -778,7 +829,18 @@ impl SessionSnapshot {
                 })
                 .collect(),
         };
-        Ok((data, self.logged_in, self.usernames))
+        Ok((
+            data,
+            self.logged_in,
+            JobbotState {
+                usernames: self.usernames,
+                channel_marks: self
+                    .channel_marks
+                    .into_iter()
+                    .map(|mark| (mark.channel, mark.message))
+                    .collect(),
+            },
+        ))
     }
 }
 
@@ -1113,7 +1175,7 @@ mod tests {
     /// Resolved usernames survive a restart, so it repeats no `contacts.resolveUsername`; past
     /// their age they are no longer used, but still name the chat for the fallbacks.
     #[tokio::test]
-    async fn resolved_usernames_are_kept_in_the_file_with_their_age() {
+    async fn resolved_usernames_and_channel_marks_are_kept_in_the_file() {
         use jobbot_core::peer_cache::USERNAME_MAX_AGE_SECS;
         use jobbot_core::telegram::{PeerKind, PeerRef};
         let dir = tempfile::tempdir().unwrap();
@@ -1134,6 +1196,15 @@ mod tests {
             .remember_username(&username, peer.clone(), 1_000)
             .await
             .unwrap();
+        let position = UpdatesState {
+            pts: 5,
+            channels: vec![ChannelState { id: 777, pts: 9 }],
+            ..UpdatesState::default()
+        };
+        store
+            .save_position(position.clone(), BTreeMap::from([(777, 42)]))
+            .await
+            .unwrap();
         store.close().await.unwrap();
         drop(store);
 
@@ -1145,6 +1216,9 @@ mod tests {
             "too old to use"
         );
         assert_eq!(reopened.usernames_of(chat), vec![username]);
+        // The channel marks are saved with the position, in the same write.
+        assert_eq!(reopened.updates_state().await.unwrap(), position);
+        assert_eq!(reopened.channel_marks(), BTreeMap::from([(777, 42)]));
         assert!(!reopened.resolved_as_bot(chat));
     }
 
