@@ -842,10 +842,20 @@ async fn run_event_loop(
                         break;
                     }
                 }
+                // A flood wait here comes from fetching a difference (at start, the saved
+                // position's getChannelDifference): asking again before it is over only extends
+                // it. grammers retries the same channel at the next poll, so until then every
+                // update waits (ARCHITECTURE.md, "Catch-up").
+                let pause = match mapped {
+                    TelegramError::FloodWait { seconds } => {
+                        retry_delay.max(Duration::from_secs(u64::from(seconds)))
+                    }
+                    _ => retry_delay,
+                };
                 tokio::select! {
                     biased;
                     _ = &mut stop => break,
-                    _ = tokio::time::sleep(retry_delay) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
                 retry_delay = (retry_delay * 2).min(POLL_RETRY_MAX);
             }
