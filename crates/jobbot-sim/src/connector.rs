@@ -118,7 +118,7 @@ impl SessionRecord {
             lock: None,
             live_connections: Default::default(),
             saved_position: None,
-            known_peers: Default::default(),
+            known_peers: Some(Default::default()),
             usernames: Default::default(),
             channel_marks: Default::default(),
         }

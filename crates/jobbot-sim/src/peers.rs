@@ -48,7 +48,9 @@ impl WorldState {
     pub(crate) fn learn(&mut self, user: ChatId, peers: &[ChatId]) {
         for session in self.sessions.values_mut() {
             if session.user == Some(user) && session.dead.is_none() {
-                session.known_peers.extend(peers.iter().copied());
+                if let Some(known) = &mut session.known_peers {
+                    known.extend(peers.iter().copied());
+                }
             }
         }
     }
@@ -96,7 +98,7 @@ impl WorldState {
             .chain(std::iter::once(user))
             .collect();
         if let Some(record) = self.sessions.get_mut(session) {
-            record.known_peers = known;
+            record.known_peers = Some(known);
         }
     }
 
@@ -107,15 +109,21 @@ impl WorldState {
     }
 
     fn session_knows(&self, connection: ConnectionId, peer: ChatId) -> bool {
-        self.session_record(connection)
-            .is_some_and(|record| record.known_peers.contains(&peer))
+        self.session_record(connection).is_some_and(|record| {
+            record
+                .known_peers
+                .as_ref()
+                .is_none_or(|known| known.contains(&peer))
+        })
     }
 
     fn session_learns(&mut self, connection: ConnectionId, peers: &[ChatId]) {
         if let Some(session) = self.session_of(connection)
             && let Some(record) = self.sessions.get_mut(&session)
         {
-            record.known_peers.extend(peers.iter().copied());
+            if let Some(known) = &mut record.known_peers {
+                known.extend(peers.iter().copied());
+            }
         }
     }
 

@@ -259,9 +259,11 @@ pub(crate) struct SessionRecord {
     #[serde(default)]
     pub(crate) saved_position: Option<u64>,
     /// The session file's peer cache: the users and chats this session has seen in full, the
-    /// only ones it can address (see `peers`). A new login starts it again.
+    /// only ones it can address (see `peers`). A new login starts it again. `None` in a state
+    /// saved before the simulator kept it: such a session is taken to know every peer, so a
+    /// saved world keeps working as it did.
     #[serde(default)]
-    pub(crate) known_peers: BTreeSet<ChatId>,
+    pub(crate) known_peers: Option<BTreeSet<ChatId>>,
     /// The session's username cache, kept with it as the adapter keeps it in the session file:
     /// a fresh hit costs no `contacts.resolveUsername`. Like a real cache it can be stale until it
     /// ages out: a username that changed hands still points at the old peer.
@@ -544,8 +546,7 @@ impl SimWorld {
                 .sessions
                 .get_mut(session)
                 .unwrap_or_else(|| panic!("no session {session}"))
-                .known_peers
-                .clear();
+                .known_peers = Some(BTreeSet::new());
         })
     }
 
