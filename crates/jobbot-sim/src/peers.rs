@@ -47,10 +47,11 @@ impl WorldState {
     /// mention (core.telegram.org/api/updates).
     pub(crate) fn learn(&mut self, user: ChatId, peers: &[ChatId]) {
         for session in self.sessions.values_mut() {
-            if session.user == Some(user) && session.dead.is_none() {
-                if let Some(known) = &mut session.known_peers {
-                    known.extend(peers.iter().copied());
-                }
+            if session.user == Some(user)
+                && session.dead.is_none()
+                && let Some(known) = &mut session.known_peers
+            {
+                known.extend(peers.iter().copied());
             }
         }
     }
@@ -120,10 +121,9 @@ impl WorldState {
     fn session_learns(&mut self, connection: ConnectionId, peers: &[ChatId]) {
         if let Some(session) = self.session_of(connection)
             && let Some(record) = self.sessions.get_mut(&session)
+            && let Some(known) = &mut record.known_peers
         {
-            if let Some(known) = &mut record.known_peers {
-                known.extend(peers.iter().copied());
-            }
+            known.extend(peers.iter().copied());
         }
     }
 
