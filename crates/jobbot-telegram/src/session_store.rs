@@ -190,11 +190,12 @@ impl SessionStore {
         name: &SessionName,
         key: Option<SessionKey>,
         data: SessionData,
+        usernames: UsernameCache,
     ) -> Result<Self, SessionStoreError> {
         let lock_file = lock_session(dir, name)?;
         let path = dir.join(name.file_name());
         let store = Self::locked(name, path, key, lock_file, data, true);
-        store.change(|_| {})?;
+        store.change(|state| state.usernames = usernames)?;
         store.persist().await?;
         Ok(store)
     }
