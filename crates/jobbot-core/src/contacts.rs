@@ -931,6 +931,7 @@ mod tests {
             username: username.map(|name| Username::parse(name).unwrap()),
             first_name: "Anna".into(),
             last_name: None,
+            peer: None,
         }
     }
 

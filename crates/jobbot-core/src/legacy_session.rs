@@ -67,6 +67,8 @@ pub struct LegacyEntity {
     pub access_hash: i64,
     pub username: Option<String>,
     pub name: Option<String>,
+    /// When Telethon last saw it (its `date` column, Unix seconds); `None` where it wrote 0.
+    pub seen_at: Option<i64>,
 }
 
 impl fmt::Debug for LegacyEntity {

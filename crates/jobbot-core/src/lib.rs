@@ -5,6 +5,7 @@
 //! this crate opens a file, a socket or reads the clock; callers pass `now` and data in.
 
 pub mod ai;
+pub mod catch_up;
 pub mod config;
 pub mod contacts;
 pub mod doctor;
@@ -14,6 +15,7 @@ pub mod legacy_session;
 pub mod login;
 pub mod notification;
 pub mod outbox;
+pub mod peer_cache;
 pub mod scheduling;
 pub mod store;
 pub mod telegram;

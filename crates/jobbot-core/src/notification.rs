@@ -351,6 +351,7 @@ mod tests {
             username: Some(Username::parse("anna_hr").unwrap()),
             first_name: "Анна".into(),
             last_name: Some("Петрова".into()),
+            peer: None,
         }
     }
 

@@ -878,6 +878,17 @@ pub trait Store: Send + Sync {
         topic: TopicId,
     ) -> Result<Option<Conversation>, StoreError>;
 
+    /// Keeps `peer`, the contact's own reference as the conversation's agent received it with a
+    /// private message of theirs ([`crate::telegram::Sender::peer`]), when the conversation has
+    /// none: the agent can then answer them by it, whatever becomes of their username. An
+    /// existing reference stays; a peer that is not the conversation's contact is ignored.
+    /// Returns whether it was kept.
+    async fn remember_contact_peer(
+        &self,
+        id: ConversationId,
+        peer: PeerRef,
+    ) -> Result<bool, StoreError>;
+
     /// Every active conversation of an agent's contact (a contact may talk to one agent in
     /// several CRM groups).
     async fn conversations_with_contact(

@@ -189,6 +189,14 @@ pub struct Sender {
     pub username: Option<Username>,
     pub first_name: String,
     pub last_name: Option<String>,
+    /// How this account may write to the sender: its own full reference (id and access hash),
+    /// as a private message always carries it. `None` when the sender came only as a `min`
+    /// constructor, as people in groups and channels usually do ("the provided access_hash may be
+    /// absent, or otherwise can't be used to generate a typical inputPeerUser constructor",
+    /// core.telegram.org/api/min): they are reached through their username, or by this account
+    /// once they wrote to it. Valid only with the account (and session) that received it.
+    #[serde(default)]
+    pub peer: Option<PeerRef>,
 }
 
 /// Kinds of media the port reports. The relay forwards text; media are named so a label can say

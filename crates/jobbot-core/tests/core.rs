@@ -336,6 +336,7 @@ fn corpus_crm_targets() {
         username: Some(Username::parse("dasha_ds").unwrap()),
         first_name: "Даша".into(),
         last_name: None,
+        peer: None,
     };
     let check =
         |name: &str, source: Option<&str>, sender: Option<&Sender>, expected: Option<&str>| {

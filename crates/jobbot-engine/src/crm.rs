@@ -1158,6 +1158,17 @@ impl Shared {
             .store
             .conversations_with_contact(&session, message.chat)
             .await?;
+        // Their own reference, as this agent received it: the agent can answer them by it even
+        // without their username (the conversation may have had only the username).
+        if let Some(peer) = sender.peer.filter(|peer| peer.id == message.chat) {
+            for conversation in &conversations {
+                if conversation.contact_peer.is_none() {
+                    self.store
+                        .remember_contact_peer(conversation.id, peer)
+                        .await?;
+                }
+            }
+        }
         let mut started = Vec::new();
         for conversation in &conversations {
             let (id, _) = self
@@ -1475,6 +1486,7 @@ mod tests {
                 username: username.map(|u| Username::parse(u).unwrap()),
                 first_name: "Anna".into(),
                 last_name: Some("Smirnova".into()),
+                peer: None,
             }),
             text: text.into(),
             media,

@@ -1036,3 +1036,51 @@ async fn crm_resolves_are_paced_by_each_agents_resolve_limiter() {
     }
     running.stop().await;
 }
+
+/// A contact who writes to the conversation's agent leaves it their own reference (the sender's
+/// access hash as that agent received it): a conversation that had only their username, because
+/// another agent resolved them, keeps it, so the agent can answer them whatever becomes of the
+/// username.
+#[tokio::test(start_paused = true)]
+async fn a_contacts_private_message_leaves_the_conversation_their_reference() {
+    let w = world(true);
+    let store = memory_store();
+    let running = start(
+        &w,
+        load(vec![channel_json("channel_1", &w, json!({}))]),
+        Arc::clone(&store),
+        settings(),
+    )
+    .await;
+    let (conversation, _) = store
+        .open_conversation(&jobbot_core::store::NewConversation {
+            channel_id: "channel_1".into(),
+            group: w.group,
+            contact: w.recruiter,
+            contact_username: Some(Username::parse("anna_hr").unwrap()),
+            contact_name: "Anna Smirnova".into(),
+            contact_peer: None,
+            agent: jobbot_core::ids::SessionName::parse("agent_a").unwrap(),
+            created_at: UnixMillis(1_750_000_000_000),
+        })
+        .await
+        .unwrap();
+    w.world
+        .send_direct(w.recruiter, w.agents[0], "Thanks, let's talk tomorrow");
+    wait_until("the conversation keeps the contact's reference", || {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .conversation(conversation.id)
+                .await
+                .unwrap()
+                .is_some_and(|stored| {
+                    stored
+                        .contact_peer
+                        .is_some_and(|peer| peer.id == conversation.contact)
+                })
+        }
+    })
+    .await;
+    running.stop().await;
+}

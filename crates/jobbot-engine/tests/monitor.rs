@@ -1002,3 +1002,105 @@ async fn flushing_the_positions_leaves_nothing_to_replay() {
     monitor.stop().await;
     engine.shutdown().await;
 }
+
+/// Catch-up after a restart neither stalls nor loses. A flood wait on one source's catch-up
+/// (`updates.getChannelDifference`) holds that source only: the other source's vacancy is taken
+/// in while it waits. The held source missed more messages than one channel difference returns
+/// (`channelDifferenceTooLong`): once its wait is over, every one of them is taken in, once, in
+/// order, from the channel's history.
+#[tokio::test(start_paused = true)]
+async fn catch_up_after_a_restart_neither_stalls_nor_loses() {
+    let world = SimWorld::new(SimParams::default());
+    let main = world.create_account("bot_session", NewUser::named("Jobbot"));
+    let admin = world.create_user(NewUser::named("Admin"));
+    let held = world.create_channel("Python Jobs", Some("python_jobs"), &[admin]);
+    let other = world.create_channel("Go Jobs", Some("go_jobs"), &[admin]);
+    for source in [held, other] {
+        world.add_member(source, main);
+    }
+    let out = world.create_channel("Python vacancies", None, &[main]);
+    let store: Arc<dyn Store> = Arc::new(jobbot_store::MemoryStore::new());
+    let channels = serde_json::json!({"output_channels": [{
+        "id": "python", "name": "python", "telegram_id": out.get(),
+        "input_sources": ["@python_jobs", "@go_jobs"],
+        "filters": {"include_keywords": ["python"]}
+    }]});
+    let config = Arc::new(config::load(&channels.to_string()).unwrap().config);
+    let interval = Duration::from_secs(10);
+
+    let (engine, monitor, mut reports) =
+        start_monitoring(&world, &store, Arc::clone(&config), interval).await;
+    let first = world.channel_post(held, PYTHON_ONLY);
+    assert_eq!(
+        next_report(&mut reports).await,
+        (held, first, processed(&["python"], &[]))
+    );
+    engine.flush_positions(WAIT).await.unwrap();
+    monitor.stop().await;
+    engine.shutdown().await;
+
+    // While jobbot is down: a long gap in one source, one vacancy in the other.
+    let gap = world.params().channel_difference_limit * 2;
+    let mut missed: Vec<i32> = (0..gap)
+        .map(|n| world.channel_post(held, &format!("{NEITHER} #{n}")))
+        .collect();
+    missed.push(world.channel_post(held, &format!("{PYTHON_ONLY} #last")));
+    let elsewhere = world.channel_post(other, PYTHON_AND_DJANGO);
+    world.flood_channel_catch_up(main, held, 300);
+
+    let (engine, monitor, mut reports) = start_monitoring(&world, &store, config, interval).await;
+    let (source, id, outcome) = next_report(&mut reports).await;
+    assert_eq!(
+        (source, id),
+        (other, elsewhere),
+        "the other source is taken in first, while the held one waits"
+    );
+    assert_eq!(outcome, processed(&["python"], &[]));
+    assert_eq!(world.counters(main).catch_up_flood_waits, 1);
+    let mut taken = Vec::new();
+    while taken.len() < missed.len() {
+        let (source, id, outcome) = next_report(&mut reports).await;
+        assert_eq!(source, held, "only the held source had anything left");
+        assert!(
+            matches!(outcome, MessageOutcome::Processed { .. }),
+            "{id}: {outcome:?}"
+        );
+        taken.push(id);
+    }
+    assert_eq!(taken, missed, "every missed message once, in order");
+    assert!(
+        world.counters(main).history_fills >= 1,
+        "filled from history"
+    );
+    tokio::time::timeout(WAIT, async {
+        while world.chat_messages(out).len() < 3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .await
+    .expect("the first vacancy, the other source's and the gap's last are notified");
+    monitor.stop().await;
+    engine.shutdown().await;
+    assert_eq!(world.chat_messages(out).len(), 3, "each notified once");
+}
+
+/// The next message monitoring reports, as (source, message id, outcome).
+async fn next_report(
+    reports: &mut mpsc::UnboundedReceiver<MonitorEvent>,
+) -> (ChatId, i32, MessageOutcome) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let MonitorEvent::Message {
+                source,
+                message_id,
+                outcome,
+                ..
+            } = reports.recv().await.expect("monitoring runs")
+            {
+                return (source, message_id, outcome);
+            }
+        }
+    })
+    .await
+    .expect("a message is reported")
+}

@@ -191,6 +191,15 @@ impl FixtureWorld for RemoteWorld {
         self.call(|c| async move { c.ban(user).await })
             .expect("ban a fixture account")
     }
+    fn flood_channel_catch_up(
+        &self,
+        account: ChatId,
+        channel: ChatId,
+        seconds: u32,
+    ) -> Result<(), String> {
+        self.call(|c| async move { c.flood_channel_catch_up(account, channel, seconds).await })
+            .map_err(|error| error.to_string())
+    }
     fn drop_connection(&self, session: &SessionName) {
         let session = session.clone();
         self.call(|c| async move { c.drop_connection(session).await })

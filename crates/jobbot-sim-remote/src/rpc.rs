@@ -252,6 +252,15 @@ pub trait AdminRpc {
     fn impose_flood_wait(&self, account: ChatId, seconds: u32)
     -> RpcResult<Result<(), AdminError>>;
 
+    /// The account's next catch-up of `channel` gets a flood wait of `seconds`.
+    #[method(name = "flood_channel_catch_up")]
+    fn flood_channel_catch_up(
+        &self,
+        account: ChatId,
+        channel: ChatId,
+        seconds: u32,
+    ) -> RpcResult<Result<(), AdminError>>;
+
     #[method(name = "create_invite")]
     fn create_invite(&self, chat: ChatId) -> RpcResult<Result<String, AdminError>>;
 

@@ -920,6 +920,18 @@ impl AdminRpcServer for Connection {
         Ok(self.shared.admin.impose_flood_wait(account, seconds))
     }
 
+    fn flood_channel_catch_up(
+        &self,
+        account: ChatId,
+        channel: ChatId,
+        seconds: u32,
+    ) -> RpcResult<Result<(), AdminError>> {
+        Ok(self
+            .shared
+            .admin
+            .flood_channel_catch_up(account, channel, seconds))
+    }
+
     fn create_invite(&self, chat: ChatId) -> RpcResult<Result<String, AdminError>> {
         Ok(self.shared.admin.create_invite(chat))
     }

@@ -131,8 +131,9 @@ impl TelegramAccount for SimAccount {
     }
 
     async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
+        let connection = self.connection;
         self.call(|world, account, now| {
-            let id = world.resolve_with_cache(account, username, now)?;
+            let id = world.resolve_with_cache(connection, account, username, now)?;
             Ok(world
                 .peer_seen_by(account, id)
                 .expect("usernames point into the world"))
@@ -147,13 +148,14 @@ impl TelegramAccount for SimAccount {
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError> {
         let content = content.clone();
+        let connection = self.connection;
         self.send_call(random_id, move |world, account, now| {
             world.take_send(account, now)?;
             let destination = Destination::Direct(to.id);
             if let Some(first) = world.deduplicate(account, random_id, destination)? {
                 return Ok(first);
             }
-            let peer = world.check_access_hash(account, to)?;
+            let peer = world.check_access_hash(connection, account, to)?;
             // The port's send_direct is for people. Real Telegram accepts a private message to a
             // bot (that is how /start works), so the grammers adapter must check the resolved
             // peer's kind before sending; the port contract, which the sim enforces, is NotAUser.
@@ -184,7 +186,8 @@ impl TelegramAccount for SimAccount {
     }
 
     async fn send_typing(&self, to: PeerRef) -> Result<(), TelegramError> {
-        self.call(|world, account, _| world.check_access_hash(account, to).map(|_| ()))
+        let connection = self.connection;
+        self.call(|world, account, _| world.check_access_hash(connection, account, to).map(|_| ()))
             .await
     }
 
@@ -195,12 +198,14 @@ impl TelegramAccount for SimAccount {
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError> {
         let content = content.clone();
+        let connection = self.connection;
         self.send_call(random_id, move |world, account, now| {
             world.take_send(account, now)?;
             let destination = Destination::Chat(chat);
             if let Some(first) = world.deduplicate(account, random_id, destination)? {
                 return Ok(first);
             }
+            world.input_chat(connection, account, chat, now)?;
             world.check_may_post(account, chat)?;
             check_content(&content)?;
             let message = world.post_in_chat(chat, Some(account), None, &content.text, false, now);
@@ -224,12 +229,14 @@ impl TelegramAccount for SimAccount {
         random_id: RandomId,
     ) -> Result<TopicId, TelegramError> {
         let title = title.to_owned();
+        let connection = self.connection;
         self.send_call(random_id, move |world, account, now| {
             world.take_create_topic(account, now)?;
             let destination = Destination::NewTopic(group);
             if let Some(first) = world.deduplicate(account, random_id, destination)? {
                 return Ok(TopicId(first.message_id));
             }
+            world.input_chat(connection, account, group, now)?;
             world.check_may_post(account, group)?;
             let record = world.chat(group);
             if !record.forum {
@@ -272,12 +279,14 @@ impl TelegramAccount for SimAccount {
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError> {
         let content = content.clone();
+        let connection = self.connection;
         self.send_call(random_id, move |world, account, now| {
             world.take_send(account, now)?;
             let destination = Destination::Topic(group, topic);
             if let Some(first) = world.deduplicate(account, random_id, destination)? {
                 return Ok(first);
             }
+            world.input_chat(connection, account, group, now)?;
             world.check_may_post(account, group)?;
             world.check_topic_alive(group, topic)?;
             check_content(&content)?;
@@ -297,6 +306,7 @@ impl TelegramAccount for SimAccount {
     }
 
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
+        let connection = self.connection;
         self.call(|world, account, now| {
             let chat = match target {
                 JoinTarget::InviteHash(hash) => match world.invites.get(hash) {
@@ -305,7 +315,7 @@ impl TelegramAccount for SimAccount {
                 },
                 JoinTarget::Username(username) => {
                     // Joining by username resolves it first: the same punished call.
-                    let id = world.resolve_with_cache(account, username, now)?;
+                    let id = world.resolve_with_cache(connection, account, username, now)?;
                     if !world.chats.contains_key(&id) {
                         return Err(TelegramError::ChatForbidden {
                             code: "CHANNEL_INVALID".to_owned(),
@@ -326,6 +336,8 @@ impl TelegramAccount for SimAccount {
                 }
                 world.chat_mut(chat).members.insert(account);
             }
+            // The join's answer carries the chat.
+            world.learn(account, &[chat]);
             // USER_ALREADY_PARTICIPANT is success for the port: joining is idempotent.
             Ok(world
                 .peer_seen_by(account, chat)
@@ -462,30 +474,6 @@ impl WorldState {
         })
     }
 
-    /// `contacts.resolveUsername` behind the account's cache. Only a miss reaches Telegram and
-    /// spends the resolve limit; "not found" is not cached, so asking again costs again.
-    fn resolve_with_cache(
-        &mut self,
-        account: ChatId,
-        username: &Username,
-        now: Instant,
-    ) -> Result<ChatId, TelegramError> {
-        if let Some(id) = self.user(account).limits.resolved_usernames.get(username) {
-            return Ok(*id);
-        }
-        let params = self.params.resolve_username;
-        let found = self.usernames.get(username).copied();
-        let user = self.user_mut(account);
-        user.counters.resolves += 1;
-        user.limits.resolve.take(&params, now).map_err(|seconds| {
-            user.counters.resolve_flood_waits += 1;
-            TelegramError::FloodWait { seconds }
-        })?;
-        let id = found.ok_or(TelegramError::UsernameNotFound)?;
-        user.limits.resolved_usernames.insert(username.clone(), id);
-        Ok(id)
-    }
-
     /// A join of a chat the account is not in yet (see `SimParams::join_channel`).
     fn take_join(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
         let params = self.params.join_channel;
@@ -565,15 +553,6 @@ impl WorldState {
             .insert(random_id.0, Deduplicated { destination, sent });
         user.counters.messages_sent += 1;
         sent
-    }
-
-    /// The peer, if `to` carries this account's own access hash for it; `PEER_ID_INVALID`
-    /// otherwise (a hash from another account, or a made-up id).
-    fn check_access_hash(&self, account: ChatId, to: PeerRef) -> Result<Peer, TelegramError> {
-        match self.peer_seen_by(account, to.id) {
-            Some(peer) if peer.peer.access_hash == to.access_hash => Ok(peer),
-            _ => Err(TelegramError::PeerInvalid),
-        }
     }
 
     /// Privacy and the spam limit for a private message from `account` to `recipient`.

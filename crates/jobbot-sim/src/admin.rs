@@ -231,6 +231,19 @@ impl Admin {
         Ok(())
     }
 
+    /// The account's next catch-up of `channel` gets a flood wait of `seconds`
+    /// ([`SimWorld::flood_channel_catch_up`]).
+    pub fn flood_channel_catch_up(
+        &self,
+        account: ChatId,
+        channel: ChatId,
+        seconds: u32,
+    ) -> Result<()> {
+        self.world
+            .flood_channel_catch_up(self.user(account)?, self.chat(channel)?, seconds);
+        Ok(())
+    }
+
     /// A new invite link hash (the part after `t.me/+`).
     pub fn create_invite(&self, chat: ChatId) -> Result<String> {
         Ok(self.world.create_invite(self.chat(chat)?))

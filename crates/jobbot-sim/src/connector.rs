@@ -118,6 +118,9 @@ impl SessionRecord {
             lock: None,
             live_connections: Default::default(),
             saved_position: None,
+            known_peers: Some(Default::default()),
+            usernames: Default::default(),
+            channel_marks: Default::default(),
         }
     }
 }
@@ -152,6 +155,7 @@ impl SimWorld {
             let events = state.open_connection(id, session, user);
             (id, events)
         });
+        self.schedule_deferred(id);
         Arc::new(SimAccount::new(self.clone(), id, events))
     }
 }
@@ -184,6 +188,7 @@ impl AccountConnector for SimConnector {
                 }
             })?;
         let id = lock.hand_on();
+        self.world.schedule_deferred(id);
         Ok(Arc::new(SimAccount::new(self.world.clone(), id, opened)))
     }
 

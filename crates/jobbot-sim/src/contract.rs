@@ -130,6 +130,16 @@ pub trait WorldControls: Send + Sync {
     fn duplicate_connection(&self, account: &SessionName) -> Arc<dyn TelegramAccount>;
     fn last_login_code(&self, phone: &PhoneNumber) -> Option<String>;
     fn login_code_lifetime(&self) -> Duration;
+    /// The account's next `updates.getChannelDifference` of `channel` answers a flood wait of
+    /// `seconds`. Only a simulated world in this process can; others say so.
+    fn flood_channel_catch_up(
+        &self,
+        _account: &SessionName,
+        _channel: ChatId,
+        _seconds: u32,
+    ) -> Result<(), String> {
+        Err("this world cannot impose a catch-up flood wait".into())
+    }
 }
 
 /// Calls `$callback!` with the name of every check, so each back-end's test file runs them all
@@ -162,6 +172,9 @@ macro_rules! contract_checks {
             a_dropped_connection_is_lost_then_restored,
             a_quiet_connection_is_restored_without_any_update,
             the_next_connection_catches_up_from_the_committed_checkpoint,
+            a_gap_longer_than_one_channel_difference_is_filled_from_history,
+            a_flood_wait_in_one_channels_catch_up_holds_only_that_channel,
+            a_private_message_carries_the_senders_own_reference,
             a_send_already_on_its_way_is_a_duplicate_not_a_second_message,
             login_with_a_wrong_code_then_the_right_one,
             a_login_code_is_resent_the_way_telegram_offered,
@@ -1157,6 +1170,182 @@ pub async fn the_next_connection_catches_up_from_the_committed_checkpoint(
         .commit_checkpoint(checkpoint)
         .await
         .map_err(failed("commit of an old checkpoint"))?;
+    Ok(CheckOutcome::Passed)
+}
+
+/// How many posts a channel gets while its reader is away, in the gap checks: more than one
+/// `updates.getChannelDifference` answers for a user client (its `limit` is 100 in grammers and
+/// Telethon; past it Telegram answers `channelDifferenceTooLong`,
+/// core.telegram.org/constructor/updates.channelDifferenceTooLong).
+const LONG_GAP: usize = 250;
+
+/// Reconnects `session` after a committed checkpoint while the channel got `posts` posts, and
+/// returns the new connection with its stream.
+async fn away_and_back(
+    fixture: &impl ContractFixture,
+    controls: &dyn WorldControls,
+    session: &SessionName,
+    while_away: impl FnOnce() -> Result<(), String>,
+) -> Result<(Arc<dyn TelegramAccount>, mpsc::Receiver<AccountEvent>), String> {
+    let channel = fixture.postable_channel();
+    let account = connect(fixture, session).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    controls.channel_posts(channel, "before leaving")?;
+    next_message(&mut events, |message| message.text == "before leaving")
+        .await
+        .map_err(|error| format!("the first post: {error}"))?;
+    account.request_checkpoint();
+    let checkpoint = next_checkpoint(&mut events).await?;
+    account
+        .commit_checkpoint(checkpoint)
+        .await
+        .map_err(failed("commit"))?;
+    account.disconnect().await;
+    drop(account);
+    while_away()?;
+    let account = connect(fixture, session).await?;
+    let events = account.take_events().ok_or("take_events returned None")?;
+    Ok((account, events))
+}
+
+/// More posts than one channel difference returns arrive anyway, each once and in order: the
+/// back-end fills a `channelDifferenceTooLong` gap from the channel's history, starting at the
+/// saved position.
+pub async fn a_gap_longer_than_one_channel_difference_is_filled_from_history(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs channel posts"));
+    };
+    let channel = fixture.postable_channel();
+    let (_account, mut events) = away_and_back(fixture, controls, &fixture.first_account(), || {
+        (0..LONG_GAP).try_for_each(|n| controls.channel_posts(channel, &format!("gap {n}")))
+    })
+    .await?;
+    let mut texts = Vec::new();
+    while texts.len() < LONG_GAP {
+        let message = next_message(&mut events, |message| message.chat == channel)
+            .await
+            .map_err(|error| format!("after {} of the gap: {error}", texts.len()))?;
+        texts.push(message.text);
+    }
+    let expected: Vec<String> = (0..LONG_GAP).map(|n| format!("gap {n}")).collect();
+    ensure!(
+        texts == expected,
+        "the gap arrived as {} messages, first {:?}, last {:?}",
+        texts.len(),
+        texts.first(),
+        texts.last()
+    );
+    Ok(CheckOutcome::Passed)
+}
+
+/// A flood wait on one channel's catch-up holds that channel only: the group's missed and live
+/// messages arrive meanwhile; a checkpoint committed meanwhile does not pass the held channel
+/// (a restart still gets its posts); once the wait is over, its posts arrive.
+pub async fn a_flood_wait_in_one_channels_catch_up_holds_only_that_channel(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs channel posts"));
+    };
+    let session = fixture.first_account();
+    let (channel, group) = (fixture.postable_channel(), fixture.forum_group());
+    // A wait the check outlasts within its deadline for events.
+    let wait = (EVENT_DEADLINE / 4).as_secs() as u32;
+    let mut refused = None;
+    let (account, mut events) = away_and_back(fixture, controls, &session, || {
+        controls.channel_posts(channel, "channel while away")?;
+        controls.member_posts(group, None, "group while away")?;
+        if let Err(error) = controls.flood_channel_catch_up(&session, channel, wait) {
+            refused = Some(error);
+        }
+        Ok(())
+    })
+    .await?;
+    if refused.is_some() {
+        return Ok(CheckOutcome::Skipped(
+            "the world cannot impose a catch-up flood wait",
+        ));
+    }
+    let mut seen = Vec::new();
+    let first = next_message(&mut events, |message| {
+        message.chat == channel || message.chat == group
+    })
+    .await?;
+    seen.push(first.text);
+    controls.member_posts(group, None, "group live")?;
+    let second = next_message(&mut events, |message| {
+        message.chat == channel || message.chat == group
+    })
+    .await?;
+    seen.push(second.text);
+    ensure!(
+        seen == ["group while away", "group live"],
+        "while the channel's catch-up waits, the stream delivered {seen:?}"
+    );
+    account.request_checkpoint();
+    let checkpoint = next_checkpoint(&mut events).await?;
+    account
+        .commit_checkpoint(checkpoint)
+        .await
+        .map_err(failed("commit"))?;
+    let held = next_message(&mut events, |message| message.chat == channel)
+        .await
+        .map_err(|error| format!("the held channel after its wait: {error}"))?;
+    ensure!(
+        held.text == "channel while away",
+        "after the wait the channel delivered {:?}",
+        held.text
+    );
+    account.disconnect().await;
+    drop(account);
+    // The checkpoint taken while the channel was held did not save past its post.
+    let account = connect(fixture, &session).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    let again = next_message(&mut events, |message| message.chat == channel)
+        .await
+        .map_err(|error| format!("the held post after a restart: {error}"))?;
+    ensure!(
+        again.text == "channel while away",
+        "after a restart the channel delivered {:?} first",
+        again.text
+    );
+    Ok(CheckOutcome::Passed)
+}
+
+/// A private message carries what the receiving account needs to answer its sender, even one
+/// without a username: the sender's reference with this account's own access hash.
+pub async fn a_private_message_carries_the_senders_own_reference(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs a stranger to write"));
+    };
+    let ids = RandomIds::new(fixture);
+    let session = fixture.first_account();
+    let account = connect(fixture, &session).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    let writer = controls
+        .fresh_strangers(1)
+        .pop()
+        .ok_or("no stranger was created")?;
+    controls.user_writes_to(&writer, &session, "hello first")?;
+    let message = next_message(&mut events, |message| message.text == "hello first").await?;
+    let sender = message.sender.ok_or("the message has no sender")?;
+    let peer = sender
+        .peer
+        .ok_or("a private message's sender carries no reference")?;
+    ensure!(peer.id == sender.id, "the reference names another peer");
+    sleep(fixture.pacing().send).await;
+    account
+        .send_direct(peer, &text("answer"), ids.next())
+        .await
+        .map_err(failed("answer through the sender's reference"))?;
+    ensure!(
+        controls.messages_received(&writer, &session) == ["answer"],
+        "the writer did not get the answer"
+    );
     Ok(CheckOutcome::Passed)
 }
 

@@ -53,6 +53,16 @@ pub trait FixtureWorld: Send + Sync + 'static {
     /// A second connection of `session` that bypasses the session lock (a copied session file).
     fn duplicate_connect(&self, session: &SessionName) -> Arc<dyn TelegramAccount>;
     fn last_login_code(&self, phone: &PhoneNumber) -> Option<String>;
+    /// The account's next catch-up of `channel` gets a flood wait of `seconds`
+    /// ([`SimWorld::flood_channel_catch_up`]); a world that cannot says so.
+    fn flood_channel_catch_up(
+        &self,
+        _account: ChatId,
+        _channel: ChatId,
+        _seconds: u32,
+    ) -> Result<(), String> {
+        Err("this world cannot impose a catch-up flood wait".into())
+    }
 }
 
 /// The in-process world, through [`Admin`]'s checks.
@@ -137,6 +147,15 @@ impl FixtureWorld for SimWorld {
     }
     fn last_login_code(&self, phone: &PhoneNumber) -> Option<String> {
         SimWorld::last_login_code(self, phone)
+    }
+    fn flood_channel_catch_up(
+        &self,
+        account: ChatId,
+        channel: ChatId,
+        seconds: u32,
+    ) -> Result<(), String> {
+        SimWorld::flood_channel_catch_up(self, account, channel, seconds);
+        Ok(())
     }
 }
 
@@ -388,5 +407,15 @@ impl<W: FixtureWorld> WorldControls for SimFixture<W> {
 
     fn login_code_lifetime(&self) -> Duration {
         Duration::from_secs(self.world.params().login_code_lifetime_seconds)
+    }
+
+    fn flood_channel_catch_up(
+        &self,
+        account: &SessionName,
+        channel: ChatId,
+        seconds: u32,
+    ) -> Result<(), String> {
+        self.world
+            .flood_channel_catch_up(self.account(account), channel, seconds)
     }
 }

@@ -29,6 +29,7 @@ mod history;
 mod limits;
 mod login;
 mod params;
+mod peers;
 mod persist;
 pub mod scenario;
 mod updates;

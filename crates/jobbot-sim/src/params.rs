@@ -82,6 +82,11 @@ pub struct SimParams {
     /// Telegram answers `updates.differenceTooLong` (core.telegram.org/api/updates) and the gap
     /// is lost. Not published; the default is generous.
     pub update_log_limit: usize,
+    /// How many updates one `updates.getChannelDifference` returns before Telegram answers
+    /// `updates.channelDifferenceTooLong` instead ("the provided pts + limit < remote pts",
+    /// core.telegram.org/constructor/updates.channelDifferenceTooLong): the `limit` a user client
+    /// passes, 100 in grammers (`USER_CHANNEL_DIFF_LIMIT`) and Telethon.
+    pub channel_difference_limit: usize,
     /// The Unix time at which simulated time starts (message dates are this plus elapsed time).
     pub start_unix_time: i64,
     /// When set, every account created with [`crate::SimWorld::create_account`] gets its own
@@ -226,6 +231,7 @@ impl Default for SimParams {
             login_flood_wait_seconds: 3_600,
             event_buffer: 1_024,
             update_log_limit: 100_000,
+            channel_difference_limit: 100,
             start_unix_time: 1_750_000_000,
             account_limits: None,
         }

@@ -81,6 +81,15 @@ pub struct AccountCounters {
     pub deduplicated_sends: u64,
     pub events_delivered: u64,
     pub events_dropped: u64,
+    /// Calls naming a chat this session had not seen, which looked for it (dialogs, username)
+    /// before posting or failing (see `peers`).
+    pub peer_fallbacks: u64,
+    /// Channel catch-ups that got a flood wait and waited it out (see `updates`).
+    pub catch_up_flood_waits: u64,
+    /// Channel gaps filled from the channel's history (`channelDifferenceTooLong`).
+    pub history_fills: u64,
+    /// `messages.getHistory` calls those fills made.
+    pub history_calls: u64,
 }
 
 impl AccountCounters {
@@ -190,13 +199,12 @@ pub(crate) struct AccountLimits {
     /// A call in progress dies with the process, so it is never saved.
     #[serde(skip)]
     pub(crate) in_progress: BTreeSet<i64>,
-    /// The adapter's per-account username cache, which the port requires ("implementations cache
-    /// per account"): a hit costs no `contacts.resolveUsername` call. Like a real cache it can be
-    /// stale: a username that changed hands still points at the old peer.
-    pub(crate) resolved_usernames: BTreeMap<Username, ChatId>,
     /// Answers for this account's next sends, in order, before any other check (see
     /// [`SimWorld::fail_next_sends`]).
     pub(crate) injected: VecDeque<TelegramError>,
+    /// A flood wait (seconds) the next `updates.getChannelDifference` of a channel answers (see
+    /// [`SimWorld::flood_channel_catch_up`]).
+    pub(crate) catch_up_floods: BTreeMap<ChatId, u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +259,21 @@ pub(crate) struct SessionRecord {
     /// next connection catches up from. `None` until the session first connects.
     #[serde(default)]
     pub(crate) saved_position: Option<u64>,
+    /// The session file's peer cache: the users and chats this session has seen in full, the
+    /// only ones it can address (see `peers`). A new login starts it again. `None` in a state
+    /// saved before the simulator kept it: such a session is taken to know every peer, so a
+    /// saved world keeps working as it did.
+    #[serde(default)]
+    pub(crate) known_peers: Option<BTreeSet<ChatId>>,
+    /// The session's username cache, kept with it as the adapter keeps it in the session file:
+    /// a fresh hit costs no `contacts.resolveUsername`. Like a real cache it can be stale until it
+    /// ages out: a username that changed hands still points at the old peer.
+    #[serde(default)]
+    pub(crate) usernames: jobbot_core::peer_cache::UsernameCache,
+    /// Per channel, the last message up to the saved position: where filling a too-long gap
+    /// from the channel's history starts (see `updates`).
+    #[serde(default)]
+    pub(crate) channel_marks: BTreeMap<ChatId, i32>,
 }
 
 pub(crate) struct ConnectionRecord {
@@ -456,10 +479,13 @@ impl SimWorld {
         self.with(|world| world.insert_chat(title, username, false, forum, admins))
     }
 
+    /// Adds `user` to the chat. The update that tells the account so carries the chat, so its
+    /// sessions learn it (see `peers`).
     pub fn add_member(&self, chat: ChatId, user: ChatId) {
         self.with(|world| {
             world.user(user);
             world.chat_mut(chat).members.insert(user);
+            world.learn(user, &[chat]);
         })
     }
 
@@ -468,6 +494,7 @@ impl SimWorld {
             let record = world.chat_mut(chat);
             record.members.insert(user);
             record.admins.insert(user);
+            world.learn(user, &[chat]);
         })
     }
 
@@ -495,6 +522,59 @@ impl SimWorld {
             let until = Instant::now() + Duration::from_secs(u64::from(seconds));
             world.user_mut(account).limits.send.block_until(until);
         })
+    }
+
+    /// Makes the next `updates.getChannelDifference` of `channel` by `account` (at its next
+    /// connection's catch-up) answer `FLOOD_WAIT_X` with `seconds`: that channel's catch-up then
+    /// waits, the others do not (see `updates`).
+    pub fn flood_channel_catch_up(&self, account: ChatId, channel: ChatId, seconds: u32) {
+        self.with(|world| {
+            world.chat(channel);
+            world
+                .user_mut(account)
+                .limits
+                .catch_up_floods
+                .insert(channel, seconds);
+        })
+    }
+
+    /// Empties a session's peer cache (its usernames stay), as for a session imported without
+    /// its entities or a cache lost some other way: the session can address only what it sees
+    /// again (see `peers`). Panics if there is no such session.
+    pub fn forget_session_peers(&self, session: &SessionName) {
+        self.with(|world| {
+            world
+                .sessions
+                .get_mut(session)
+                .unwrap_or_else(|| panic!("no session {session}"))
+                .known_peers = Some(BTreeSet::new());
+        })
+    }
+
+    /// Starts the deferred channel catch-ups of a new connection: each is released when its
+    /// flood wait is over. Call it inside a tokio runtime.
+    pub(crate) fn schedule_deferred(&self, connection: ConnectionId) {
+        let deferred: Vec<(ChatId, Instant)> = self.with(|world| {
+            world
+                .connections
+                .get(&connection)
+                .map(|record| {
+                    record
+                        .position
+                        .deferred
+                        .iter()
+                        .map(|(chat, deferred)| (*chat, deferred.until))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        for (chat, until) in deferred {
+            let world = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(until).await;
+                world.with(|state| state.release_deferred(connection, chat));
+            });
+        }
     }
 
     /// Makes the account's next sends (the calls with a `random_id`: messages, posts, topics)
@@ -896,6 +976,10 @@ impl WorldState {
                 topics: BTreeMap::new(),
             },
         );
+        // The creator and the admins see the new chat in an update.
+        for admin in admins {
+            self.learn(*admin, &[id]);
+        }
         id
     }
 
@@ -909,6 +993,10 @@ impl WorldState {
         record.dead = None;
         // A new login starts from the account's current position, as grammers' sign-in does.
         record.saved_position = None;
+        // A new session has an empty cache, then loads its newest dialogs.
+        record.usernames = Default::default();
+        record.channel_marks = Default::default();
+        self.warm_up(session, user);
     }
 
     fn kill_user(&mut self, user: ChatId, reason: DeadReason) {
@@ -1007,9 +1095,12 @@ impl WorldState {
         }
     }
 
-    fn sender_of(&self, id: ChatId) -> Sender {
+    /// The author of a message as `viewer` receives it: in a private chat the full user, with
+    /// `viewer`'s access hash; in a group or channel a `min` user, without one
+    /// (core.telegram.org/api/min).
+    fn sender_of(&self, viewer: ChatId, id: ChatId, private: bool) -> Sender {
         let peer = self
-            .peer_seen_by(id, id)
+            .peer_seen_by(viewer, id)
             .unwrap_or_else(|| panic!("{id} is not in this world"));
         Sender {
             id,
@@ -1017,6 +1108,7 @@ impl WorldState {
             username: peer.username,
             first_name: peer.name,
             last_name: peer.last_name,
+            peer: private.then_some(peer.peer),
         }
     }
 
@@ -1174,7 +1266,7 @@ impl WorldState {
         topic
     }
 
-    fn chat_incoming(&self, viewer: ChatId, message: &MessageRecord) -> IncomingMessage {
+    pub(crate) fn chat_incoming(&self, viewer: ChatId, message: &MessageRecord) -> IncomingMessage {
         let chat = self.chat(message.chat);
         IncomingMessage {
             chat: chat.id,
@@ -1186,7 +1278,9 @@ impl WorldState {
             chat_title: Some(chat.title.clone()),
             chat_username: chat.username.clone(),
             message_id: message.message_id,
-            sender: message.sender.map(|sender| self.sender_of(sender)),
+            sender: message
+                .sender
+                .map(|sender| self.sender_of(viewer, sender, false)),
             text: message.text.clone(),
             media: None,
             date: message.date,
@@ -1235,7 +1329,7 @@ impl WorldState {
                 chat_title: None,
                 chat_username: self.user(other).username.clone(),
                 message_id,
-                sender: Some(self.sender_of(from)),
+                sender: Some(self.sender_of(owner, from, true)),
                 text: text.to_owned(),
                 media: None,
                 date,
@@ -1252,6 +1346,7 @@ impl WorldState {
     /// it from the log when it is back; a connection of a dead session gets nothing (Telegram
     /// closes it).
     pub(crate) fn deliver_event(&mut self, user: ChatId, event: AccountEvent) {
+        self.learn(user, &Self::peers_shown_by(&event));
         let limit = self.params.update_log_limit;
         let pts = self.user_mut(user).updates.append(event.clone(), limit);
         let targets: Vec<ConnectionId> = self
@@ -1280,6 +1375,13 @@ impl WorldState {
     /// Puts update `pts` into a connection's stream. A full stream drops it (counted), as
     /// grammers drops updates past its channel's capacity; the position moves on either way.
     fn send_event_on(&mut self, id: ConnectionId, user: ChatId, pts: u64, event: AccountEvent) {
+        if self.held_back(id, &event) {
+            // Its channel's catch-up is waiting: it comes with it, in order.
+            if let Some(connection) = self.connections.get_mut(&id) {
+                connection.position.delivered = connection.position.delivered.max(pts);
+            }
+            return;
+        }
         let delivered = match self.connections.get_mut(&id) {
             Some(connection) => {
                 connection.position.delivered = connection.position.delivered.max(pts);
@@ -1304,8 +1406,9 @@ impl WorldState {
         user: ChatId,
     ) -> mpsc::Receiver<AccountEvent> {
         let (events, receiver) = mpsc::channel(self.params.event_buffer.max(1));
-        let (missed, delivered) = self.catch_up(session, user);
-        for event in missed {
+        let catch_up = self.catch_up(session, user, Instant::now());
+        let delivered = catch_up.delivered;
+        for event in catch_up.events {
             // The same capacity rule as live updates.
             if events.try_send(event).is_ok() {
                 self.user_mut(user).counters.events_delivered += 1;
@@ -1322,6 +1425,7 @@ impl WorldState {
                 down: false,
                 position: StreamPosition {
                     delivered,
+                    deferred: catch_up.deferred,
                     ..StreamPosition::default()
                 },
             },

@@ -719,3 +719,156 @@ fn accounts_draw_their_own_limits_only_when_the_world_opts_in() {
     let other_seed = accounts(SimParams { seed: 7, ..drawn });
     assert_ne!(first, other_seed);
 }
+
+// ----- Peers a session has seen (`peers`) -----
+
+/// A post to a chat the session's cache lost finds it in the dialogs (once), and a chat the
+/// account is not in and never resolved is unknown to it.
+#[tokio::test(start_paused = true)]
+async fn a_chat_missing_from_the_cache_is_found_in_the_dialogs_once() {
+    let world = SimWorld::new(SimParams::default());
+    let agent = world.create_account("agent", NewUser::named("Agent"));
+    let admin = world.create_user(NewUser::named("Admin"));
+    let group = world.create_group("Team", None, false, &[admin]);
+    world.add_member(group, agent);
+    let elsewhere = world.create_group("Closed", None, false, &[admin]);
+    world.forget_session_peers(&SessionName::parse("agent").unwrap());
+    let account = connect(&world, "agent").await;
+    for random_id in 1..=2 {
+        account
+            .post_to_chat(group, &text("hello"), RandomId(random_id))
+            .await
+            .expect("a chat the account is in");
+    }
+    assert_eq!(world.counters(agent).peer_fallbacks, 1, "looked for once");
+    match account
+        .post_to_chat(elsewhere, &text("hello"), RandomId(3))
+        .await
+    {
+        Err(TelegramError::ChatForbidden { code }) => {
+            assert_eq!(code, "CHAT_NOT_KNOWN_TO_ACCOUNT")
+        }
+        other => panic!("a chat never seen gave {other:?}"),
+    }
+}
+
+/// An access hash works only with the session that saw the peer: another session of the same
+/// account (a new login) must see the peer itself (core.telegram.org/api/peers).
+#[tokio::test(start_paused = true)]
+async fn a_peer_seen_by_another_session_of_the_account_is_refused() {
+    let (world, agent) = world_with_strangers(SimParams::default(), 1);
+    world.log_in_session("agent_again", agent);
+    let first = connect(&world, "agent").await;
+    let peer = resolve(&*first, "person_00000").await;
+    let second = connect(&world, "agent_again").await;
+    assert_eq!(
+        second.send_direct(peer, &text("hi"), RandomId(1)).await,
+        Err(TelegramError::PeerInvalid)
+    );
+    let own = resolve(&*second, "person_00000").await;
+    assert_eq!(
+        own, peer,
+        "the same account's hash, once this session has seen it"
+    );
+    second
+        .send_direct(own, &text("hi"), RandomId(2))
+        .await
+        .expect("seen by this session now");
+}
+
+/// Resolved usernames are kept with the session: a reconnect repeats no resolve; past the
+/// cache's age limit the username is resolved again.
+#[tokio::test(start_paused = true)]
+async fn resolved_usernames_outlive_the_connection_until_they_age_out() {
+    let (world, agent) = world_with_strangers(SimParams::default(), 1);
+    let account = connect(&world, "agent").await;
+    resolve(&*account, "person_00000").await;
+    account.disconnect().await;
+    drop(account);
+    let account = connect(&world, "agent").await;
+    resolve(&*account, "person_00000").await;
+    assert_eq!(
+        world.counters(agent).resolves,
+        1,
+        "a reconnect asks nothing"
+    );
+    sleep(jobbot_core::peer_cache::USERNAME_MAX_AGE + Duration::from_secs(1)).await;
+    resolve(&*account, "person_00000").await;
+    assert_eq!(world.counters(agent).resolves, 2, "aged out: asked again");
+}
+
+/// A private message carries its sender's full reference; a group message's author comes as a
+/// `min` user, without one (core.telegram.org/api/min).
+#[tokio::test(start_paused = true)]
+async fn only_a_private_messages_sender_carries_a_reference() {
+    let world = SimWorld::new(SimParams::default());
+    let agent = world.create_account("agent", NewUser::named("Agent"));
+    let person = world.create_user(NewUser::named("Person"));
+    let group = world.create_group("Team", None, false, &[person]);
+    world.add_member(group, agent);
+    let account = connect(&world, "agent").await;
+    let mut events = account.take_events().unwrap();
+    world
+        .group_post(group, person, None, "in the group")
+        .unwrap();
+    world.send_direct(person, agent, "in private");
+    let mut senders = Vec::new();
+    while senders.len() < 2 {
+        if let Some(AccountEvent::NewMessage(message)) = events.recv().await {
+            senders.push((message.text.clone(), message.sender.unwrap().peer.is_some()));
+        }
+    }
+    assert_eq!(
+        senders,
+        [
+            ("in the group".to_owned(), false),
+            ("in private".to_owned(), true)
+        ]
+    );
+}
+
+// ----- Channel catch-up (`updates`) -----
+
+/// A gap longer than one channel difference is filled from the channel's history with a few
+/// `messages.getHistory` calls; a short one needs none.
+#[tokio::test(start_paused = true)]
+async fn a_long_channel_gap_is_filled_from_history_and_a_short_one_is_not() {
+    let world = SimWorld::new(SimParams::default());
+    let reader = world.create_account("reader", NewUser::named("Reader"));
+    let channel = world.create_channel("Feed", None, &[]);
+    world.add_member(channel, reader);
+    let limit = world.params().channel_difference_limit;
+    for (gap, fills) in [(limit, 0), (limit + 1, 1)] {
+        let account = connect(&world, "reader").await;
+        let mut events = account.take_events().unwrap();
+        account.request_checkpoint();
+        let checkpoint = loop {
+            if let Some(AccountEvent::Checkpoint(checkpoint)) = events.recv().await {
+                break checkpoint;
+            }
+        };
+        account.commit_checkpoint(checkpoint).await.unwrap();
+        account.disconnect().await;
+        drop(account);
+        let before = world.counters(reader).history_fills;
+        for n in 0..gap {
+            world.channel_post(channel, &format!("post {n}"));
+        }
+        let account = connect(&world, "reader").await;
+        let mut events = account.take_events().unwrap();
+        let mut texts = Vec::new();
+        while texts.len() < gap {
+            if let Some(AccountEvent::NewMessage(message)) = events.recv().await {
+                texts.push(message.text);
+            }
+        }
+        let expected: Vec<String> = (0..gap).map(|n| format!("post {n}")).collect();
+        assert_eq!(texts, expected, "a gap of {gap}");
+        assert_eq!(
+            world.counters(reader).history_fills - before,
+            fills,
+            "a gap of {gap}"
+        );
+        account.disconnect().await;
+    }
+}

@@ -12,7 +12,7 @@ use jobbot_core::store::{
     RelayDirection, RelayRecord, SecretDigest, SentRecord, Store, StoreError, StoreHealth,
     UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, WebSession, WorkflowId, WorkflowRecord,
 };
-use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
+use jobbot_core::telegram::{PeerRef, RandomId, SentMessage, TopicId};
 use jobbot_core::workflow::Workflow;
 
 use crate::{
@@ -634,6 +634,23 @@ impl Store for MemoryStore {
         let tables = self.lock("find a topic's conversation")?;
         let conversations = &tables.conversations;
         Ok(conversations.found(conversations.by_topic.get(&(group, topic))))
+    }
+
+    async fn remember_contact_peer(
+        &self,
+        id: ConversationId,
+        peer: PeerRef,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.lock("remember a contact's peer")?;
+        match tables.conversations.by_id.get_mut(&id.0) {
+            Some(conversation)
+                if conversation.contact_peer.is_none() && conversation.contact == peer.id =>
+            {
+                conversation.contact_peer = Some(peer);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn conversations_with_contact(

@@ -20,7 +20,7 @@ use jobbot_core::store::{
     StoreError, StoreHealth, UnixMillis, VacancyIntake, VacancyQuery, VacancyRecord, WebSession,
     WorkflowId, WorkflowRecord,
 };
-use jobbot_core::telegram::{RandomId, SentMessage, TopicId};
+use jobbot_core::telegram::{PeerRef, RandomId, SentMessage, TopicId};
 use jobbot_core::workflow::Workflow;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions};
@@ -697,6 +697,26 @@ impl Store for PostgresStore {
         .await
         .map_err(failed(operation))?;
         Ok(read_conversations(operation, &rows)?.pop())
+    }
+
+    async fn remember_contact_peer(
+        &self,
+        id: ConversationId,
+        peer: PeerRef,
+    ) -> Result<bool, StoreError> {
+        let operation = "remember a contact's peer";
+        let updated = sqlx::query(
+            "UPDATE conversations SET contact_peer_id = $1, contact_peer_access_hash = $2 \
+             WHERE id = $3 AND contact = $4 AND contact_peer_id IS NULL",
+        )
+        .bind(peer.id.get())
+        .bind(peer.access_hash)
+        .bind(id.0)
+        .bind(peer.id.get())
+        .execute(&self.pool)
+        .await
+        .map_err(failed(operation))?;
+        Ok(updated.rows_affected() == 1)
     }
 
     async fn conversations_with_contact(

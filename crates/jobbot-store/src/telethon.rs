@@ -86,7 +86,7 @@ pub async fn read_telethon_session(path: &Path) -> Result<LegacySession, Teletho
         message: format!("{what} is out of range"),
     };
     let server_address: Option<String> = row.try_get("server_address").map_err(unreadable)?;
-    let entities = sqlx::query("SELECT id, hash, username, name FROM entities ORDER BY id")
+    let entities = sqlx::query("SELECT id, hash, username, name, date FROM entities ORDER BY id")
         .fetch_all(&mut connection)
         .await
         .map_err(unreadable)?
@@ -97,6 +97,9 @@ pub async fn read_telethon_session(path: &Path) -> Result<LegacySession, Teletho
                 access_hash: row.try_get("hash")?,
                 username: row.try_get("username")?,
                 name: row.try_get("name")?,
+                seen_at: row
+                    .try_get::<Option<i64>, _>("date")?
+                    .filter(|date| *date > 0),
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -169,11 +172,12 @@ pub async fn write_telethon_session(
         .execute(&mut connection)
         .await?;
     for entity in &session.entities {
-        sqlx::query("INSERT INTO entities VALUES (?, ?, ?, NULL, ?, 0)")
+        sqlx::query("INSERT INTO entities VALUES (?, ?, ?, NULL, ?, ?)")
             .bind(entity.id)
             .bind(entity.access_hash)
             .bind(&entity.username)
             .bind(&entity.name)
+            .bind(entity.seen_at.unwrap_or(0))
             .execute(&mut connection)
             .await?;
     }
@@ -218,12 +222,14 @@ mod tests {
                     access_hash: 99,
                     username: None,
                     name: Some("Jobs".into()),
+                    seen_at: None,
                 },
                 LegacyEntity {
                     id: 5_000_001,
                     access_hash: -77,
                     username: Some("anna_hr".into()),
                     name: Some("Anna".into()),
+                    seen_at: Some(1_700_000_000),
                 },
             ],
             update_state: Some(LegacyUpdateState {

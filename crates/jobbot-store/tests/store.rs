@@ -1492,6 +1492,58 @@ mod conformance {
         conversation
     }
 
+    /// A contact's own reference, learnt from their private message, is kept when the
+    /// conversation has none; an existing one stays, and another person's is ignored.
+    pub async fn a_contacts_peer_is_remembered_once(store: &dyn Store) {
+        let mut new = new_conversation(5_000, 42, "agent_1");
+        new.contact_peer = None;
+        let conversation = open_new(store, &new).await;
+        let peer = PeerRef {
+            id: user(42),
+            access_hash: 777,
+        };
+        let stranger = PeerRef {
+            id: user(43),
+            access_hash: 1,
+        };
+        assert!(
+            !store
+                .remember_contact_peer(conversation.id, stranger)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .remember_contact_peer(conversation.id, peer)
+                .await
+                .unwrap()
+        );
+        let other = PeerRef {
+            access_hash: 888,
+            ..peer
+        };
+        assert!(
+            !store
+                .remember_contact_peer(conversation.id, other)
+                .await
+                .unwrap()
+        );
+        let stored = store.conversation(conversation.id).await.unwrap().unwrap();
+        assert_eq!(stored.contact_peer, Some(peer));
+        assert_eq!(
+            stored.contact_peer.map(|peer| peer.access_hash),
+            Some(777),
+            "the first reference stays"
+        );
+        assert!(
+            !store
+                .remember_contact_peer(ConversationId(999_999), peer)
+                .await
+                .unwrap(),
+            "no such conversation"
+        );
+    }
+
     pub async fn a_conversation_opens_once_per_group_and_contact_and_keeps_its_agent(
         store: &dyn Store,
     ) {
@@ -2639,6 +2691,7 @@ conformance_on_every_backend!(
     a_vacancy_is_notified_once_per_channel_within_the_repost_window,
     concurrent_claims_of_one_vacancy_notify_once,
     a_conversation_opens_once_per_group_and_contact_and_keeps_its_agent,
+    a_contacts_peer_is_remembered_once,
     concurrent_opens_of_one_conversation_store_one,
     conversations_are_found_by_contact_topic_and_agent,
     unknown_conversations_are_refused_naming_their_id,

@@ -7,7 +7,7 @@
 //! Not verified offline (needs real Telegram): the shape of answers to a repeated `random_id`,
 //! forum-topic creation answers, and join results; they follow the layer-230 schema.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,8 +19,9 @@ use grammers_client::update::Update;
 use grammers_client::{Client, InvocationError, tl};
 use grammers_mtsender::{SenderPoolHandle, UpdatesConfiguration};
 use grammers_session::Session;
-use grammers_session::types::{ChannelState, PeerId, PeerInfo, UpdateState, UpdatesState};
+use grammers_session::types::{ChannelState, PeerId, PeerInfo, UpdatesState};
 use grammers_session::updates::{MessageBox, State, UpdatesLike};
+use jobbot_core::catch_up::{ChannelMarks, GapStep};
 use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, ChatAccess, Checkpoint, IncomingMessage, JoinTarget, Me, MessageContent, Peer,
@@ -37,6 +38,47 @@ use crate::convert::{
 };
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
+
+/// After a gap fill failed for another reason than a flood wait, it is tried again at the
+/// channel's first message after this many seconds.
+const FILL_RETRY_SECS: u32 = 60;
+/// A chat missing from the cache is looked for in the dialogs at most this often.
+const DIALOG_RESCAN: Duration = Duration::from_secs(15 * 60);
+/// `messages.getDialogs` answers at most 100 dialogs per call
+/// (core.telegram.org/method/messages.getDialogs).
+const DIALOG_PAGE: i32 = 100;
+/// A bound on one scan, whatever Telegram answers.
+const MAX_DIALOG_PAGES: usize = 100;
+
+/// Unix seconds now, for the username cache's age.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+/// Where the next page of dialogs starts: the date and id of the oldest top message on this page
+/// (`offset_date`, `offset_id` of messages.getDialogs).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct DialogOffset {
+    date: i32,
+    id: i32,
+}
+
+impl DialogOffset {
+    fn after(dialogs: &[tl::enums::Dialog], messages: &[tl::enums::Message]) -> Option<Self> {
+        let (peer, top) = dialogs.iter().rev().find_map(|dialog| match dialog {
+            tl::enums::Dialog::Dialog(dialog) => Some((dialog.peer.clone(), dialog.top_message)),
+            _ => None,
+        })?;
+        let date = messages.iter().find_map(|message| match message {
+            tl::enums::Message::Message(m) if m.id == top && m.peer_id == peer => Some(m.date),
+            tl::enums::Message::Service(m) if m.id == top && m.peer_id == peer => Some(m.date),
+            _ => None,
+        })?;
+        Some(Self { date, id: top })
+    }
+}
 
 /// Events wait here for the owner task; when it lags, the update stream waits too (it is not
 /// dropped), and grammers buffers behind it.
@@ -58,9 +100,10 @@ pub struct GrammersAccount {
     checkpoint_requests: mpsc::UnboundedSender<()>,
     checkpoint_requests_rx: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
     positions: Arc<Positions>,
-    /// Username key → peer with this account's access hash. Access hashes are per account, so
-    /// this cache is too; `contacts.resolveUsername` is the call Telegram limits hardest.
-    resolved_usernames: Mutex<HashMap<String, Peer>>,
+    /// When the dialogs were last scanned in full for a chat missing from the cache: a chat not
+    /// found then is not looked for there again for [`DIALOG_RESCAN`] (`messages.getDialogs` is
+    /// flood-limited, and a send retried against an unknown chat would repeat the scan).
+    last_dialog_scan: Mutex<Option<tokio::time::Instant>>,
     disconnected: AtomicBool,
 }
 
@@ -78,17 +121,49 @@ impl GrammersAccount {
             checkpoint_requests,
             checkpoint_requests_rx: Mutex::new(Some(checkpoint_requests_rx)),
             positions: Arc::new(Positions::default()),
-            resolved_usernames: Mutex::new(HashMap::new()),
+            last_dialog_scan: Mutex::new(None),
             disconnected: AtomicBool::new(false),
         }
     }
 
     fn resolved_as_bot(&self, id: ChatId) -> bool {
-        self.resolved_usernames.lock().is_ok_and(|cache| {
-            cache
-                .values()
-                .any(|peer| peer.id() == id && peer.kind == PeerKind::Bot)
-        })
+        self.store.resolved_as_bot(id)
+    }
+
+    /// `contacts.resolveUsername`, whatever the cache holds; the answer is cached in the session
+    /// (peers and the username, which the session file keeps).
+    async fn resolve_uncached(&self, username: &Username) -> Result<Peer, TelegramError> {
+        let request = tl::functions::contacts::ResolveUsername {
+            username: username.as_str().to_owned(),
+            referer: None,
+        };
+        let tl::enums::contacts::ResolvedPeer::Peer(resolved) = self.invoke(&request).await?;
+        self.cache_peers(&resolved.users, &resolved.chats).await;
+        let target = PeerId::from(&resolved.peer);
+        let peer = match target.kind() {
+            grammers_session::types::PeerKind::User => {
+                resolved.users.iter().find_map(|user| match user {
+                    tl::enums::User::User(user) if PeerId::user(user.id) == Some(target) => {
+                        peer_from_user(user)
+                    }
+                    _ => None,
+                })
+            }
+            _ => resolved
+                .chats
+                .iter()
+                .filter(|chat| PeerInfo::from(*chat).id() == target)
+                .find_map(peer_from_chat),
+        }
+        .ok_or(TelegramError::UsernameNotFound)?;
+        if let Err(error) = self
+            .store
+            .remember_username(username, peer.clone(), unix_now())
+            .await
+        {
+            tracing::warn!(target: "telegram", session = %self.session, %error, "could not save a resolved username");
+        }
+        Ok(peer)
     }
 
     async fn invoke<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, TelegramError> {
@@ -123,14 +198,128 @@ impl GrammersAccount {
                 access_hash: 0,
             }));
         }
+        if let Some(peer) = self.cached_peer(chat).await? {
+            return Ok(peer);
+        }
+        // Not in the session's cache (a session older than the chat, more than the warm-up's
+        // dialogs, an update that never came): look for it before failing, cheapest first.
+        tracing::info!(target: "telegram", session = %self.session, %chat, "chat not in the session's cache; looking for it");
+        if self.find_in_dialogs(chat).await?
+            && let Some(peer) = self.cached_peer(chat).await?
+        {
+            return Ok(peer);
+        }
+        if chat.kind() == ChatKind::Channel
+            && self.get_channel_without_hash(chat).await
+            && let Some(peer) = self.cached_peer(chat).await?
+        {
+            return Ok(peer);
+        }
+        for username in self.store.usernames_of(chat) {
+            match self.resolve_uncached(&username).await {
+                Ok(peer) if peer.id() == chat => return Ok(input_peer(peer.peer)),
+                Ok(_) | Err(TelegramError::UsernameNotFound) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Err(TelegramError::ChatForbidden {
+            code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into(),
+        })
+    }
+
+    async fn cached_peer(
+        &self,
+        chat: ChatId,
+    ) -> Result<Option<tl::enums::InputPeer>, TelegramError> {
         match self.store.peer_ref(peer_id_of(chat)).await {
-            Ok(Some(peer)) => Ok(peer.into()),
-            Ok(None) => Err(TelegramError::ChatForbidden {
-                code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into(),
-            }),
+            Ok(peer) => Ok(peer.map(Into::into)),
             Err(error) => Err(TelegramError::Other {
                 message: error.to_string(),
             }),
+        }
+    }
+
+    /// Pages through the dialogs (`messages.getDialogs`, caching every peer they show) until
+    /// `chat` is among them. Raw calls rather than grammers' `iter_dialogs`, which also writes
+    /// each channel's current `pts` into the session's update state: that would move the saved
+    /// position past updates never delivered. At most one full scan per [`DIALOG_RESCAN`].
+    async fn find_in_dialogs(&self, chat: ChatId) -> Result<bool, TelegramError> {
+        let now = tokio::time::Instant::now();
+        let recent = self
+            .last_dialog_scan
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|last| now.duration_since(last) < DIALOG_RESCAN);
+        if recent {
+            return Ok(false);
+        }
+        let target = peer_id_of(chat);
+        let mut offset = DialogOffset::default();
+        for _ in 0..MAX_DIALOG_PAGES {
+            let page = self
+                .invoke(&tl::functions::messages::GetDialogs {
+                    exclude_pinned: false,
+                    folder_id: None,
+                    offset_date: offset.date,
+                    offset_id: offset.id,
+                    offset_peer: tl::enums::InputPeer::Empty,
+                    limit: DIALOG_PAGE,
+                    hash: 0,
+                })
+                .await?;
+            let (dialogs, messages, chats, users, last_page) = match page {
+                tl::enums::messages::Dialogs::Dialogs(page) => {
+                    (page.dialogs, page.messages, page.chats, page.users, true)
+                }
+                tl::enums::messages::Dialogs::Slice(page) => {
+                    let last = page.dialogs.len() < DIALOG_PAGE as usize;
+                    (page.dialogs, page.messages, page.chats, page.users, last)
+                }
+                tl::enums::messages::Dialogs::NotModified(_) => break,
+            };
+            self.cache_peers(&users, &chats).await;
+            let found = dialogs.iter().any(|dialog| match dialog {
+                tl::enums::Dialog::Dialog(dialog) => PeerId::from(&dialog.peer) == target,
+                _ => false,
+            });
+            if found {
+                return Ok(true);
+            }
+            match DialogOffset::after(&dialogs, &messages) {
+                Some(next) if !last_page && next != offset => offset = next,
+                _ => break,
+            }
+        }
+        if let Ok(mut last) = self.last_dialog_scan.lock() {
+            *last = Some(now);
+        }
+        Ok(false)
+    }
+
+    /// `channels.getChannels` with no access hash: answers only where Telegram grants "ambient"
+    /// access (grammers' `PeerAuth::default`: bots, and channels the account may see without a
+    /// hash); one call, so worth a try before resolving. Caches what it finds.
+    async fn get_channel_without_hash(&self, chat: ChatId) -> bool {
+        let request = tl::functions::channels::GetChannels {
+            id: vec![
+                tl::types::InputChannel {
+                    channel_id: chat.bare(),
+                    access_hash: 0,
+                }
+                .into(),
+            ],
+        };
+        match self.client.invoke(&request).await {
+            Ok(tl::enums::messages::Chats::Chats(found)) => {
+                self.cache_peers(&[], &found.chats).await;
+                true
+            }
+            Ok(tl::enums::messages::Chats::Slice(found)) => {
+                self.cache_peers(&[], &found.chats).await;
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -287,41 +476,11 @@ impl TelegramAccount for GrammersAccount {
     }
 
     async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
-        if let Some(peer) = self
-            .resolved_usernames
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(username.key()).cloned())
-        {
+        // The session's cache first: it outlives the connection (see `jobbot_core::peer_cache`).
+        if let Some(peer) = self.store.cached_username(username, unix_now()) {
             return Ok(peer);
         }
-        let request = tl::functions::contacts::ResolveUsername {
-            username: username.as_str().to_owned(),
-            referer: None,
-        };
-        let tl::enums::contacts::ResolvedPeer::Peer(resolved) = self.invoke(&request).await?;
-        self.cache_peers(&resolved.users, &resolved.chats).await;
-        let target = PeerId::from(&resolved.peer);
-        let peer = match target.kind() {
-            grammers_session::types::PeerKind::User => {
-                resolved.users.iter().find_map(|user| match user {
-                    tl::enums::User::User(user) if PeerId::user(user.id) == Some(target) => {
-                        peer_from_user(user)
-                    }
-                    _ => None,
-                })
-            }
-            _ => resolved
-                .chats
-                .iter()
-                .filter(|chat| PeerInfo::from(*chat).id() == target)
-                .find_map(peer_from_chat),
-        }
-        .ok_or(TelegramError::UsernameNotFound)?;
-        if let Ok(mut cache) = self.resolved_usernames.lock() {
-            cache.insert(username.key().to_owned(), peer.clone());
-        }
-        Ok(peer)
+        self.resolve_uncached(username).await
     }
 
     async fn send_direct(
@@ -475,7 +634,7 @@ impl TelegramAccount for GrammersAccount {
             return Ok(());
         };
         self.store
-            .set_update_state(UpdateState::All(position.clone()))
+            .save_position(position.updates.clone(), position.marks.clone())
             .await
             .map_err(|error| TelegramError::Other {
                 message: format!("could not save the update position: {error}"),
@@ -515,15 +674,23 @@ impl TelegramAccount for GrammersAccount {
 #[derive(Default)]
 struct Positions {
     next: std::sync::atomic::AtomicU64,
-    pending: Mutex<std::collections::BTreeMap<u64, UpdatesState>>,
+    pending: Mutex<BTreeMap<u64, SavedPosition>>,
     /// The position last written, so an idle account does not rewrite its session file at every
     /// checkpoint.
-    saved: Mutex<Option<UpdatesState>>,
+    saved: Mutex<Option<SavedPosition>>,
+}
+
+/// What a committed checkpoint saves: the update state and the channel marks
+/// ([`jobbot_core::catch_up`]), in one write.
+#[derive(Debug, Clone, PartialEq)]
+struct SavedPosition {
+    updates: UpdatesState,
+    marks: BTreeMap<i64, i32>,
 }
 
 impl Positions {
     /// Hands out a checkpoint for `position`.
-    fn checkpoint(&self, position: UpdatesState) -> Checkpoint {
+    fn checkpoint(&self, position: SavedPosition) -> Checkpoint {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(id, position);
@@ -533,7 +700,7 @@ impl Positions {
 
     /// The position of `checkpoint`, forgetting it and every earlier one (a later commit covers
     /// them). `None` for a checkpoint this connection did not hand out, or one committed already.
-    fn take(&self, checkpoint: Checkpoint) -> Option<UpdatesState> {
+    fn take(&self, checkpoint: Checkpoint) -> Option<SavedPosition> {
         let mut pending = self.pending.lock().ok()?;
         let position = pending.remove(&checkpoint.0)?;
         pending.retain(|id, _| *id > checkpoint.0);
@@ -545,7 +712,7 @@ impl Positions {
         (!unchanged).then_some(position)
     }
 
-    fn saved(&self, position: UpdatesState) {
+    fn saved(&self, position: SavedPosition) {
         if let Ok(mut saved) = self.saved.lock() {
             *saved = Some(position);
         }
@@ -632,6 +799,7 @@ async fn run_event_loop(
         }
     };
     let mut tracked: Option<UpdatesState> = None;
+    let mut marks = ChannelMarks::from_stored(context.store.channel_marks());
     let mut connection_lost = false;
     let mut retry_delay = POLL_RETRY_FIRST;
     loop {
@@ -640,7 +808,10 @@ async fn run_event_loop(
             _ = &mut stop => break,
             Some(()) = context.requests.recv() => {
                 if let Some(position) = context.position(&mut tracked).await {
-                    let checkpoint = context.positions.checkpoint(position.clone());
+                    let checkpoint = context.positions.checkpoint(SavedPosition {
+                        updates: position.clone(),
+                        marks: marks.stored().clone(),
+                    });
                     if !deliver(&events, AccountEvent::Checkpoint(checkpoint), &mut stop).await {
                         break;
                     }
@@ -669,6 +840,19 @@ async fn run_event_loop(
                     }
                 }
                 let state = update.state().clone();
+                let channel_message = channel_message_of(&update);
+                if let Some((channel, id, peer)) = channel_message
+                    && let GapStep::FillAfter(mark) = marks.on_message(channel, id, unix_now())
+                {
+                    match fill_gap(&context, peer, mark, id, &events, &mut stop).await {
+                        Fill::Done => marks.filled(channel, id - 1),
+                        Fill::Stopped { up_to, retry_after } => {
+                            marks.filled(channel, up_to);
+                            marks.fill_blocked(channel, unix_now() + i64::from(retry_after));
+                        }
+                        Fill::Ended => break,
+                    }
+                }
                 let event = event_of(update);
                 // Delivered (or skipped) before the position moves past it: a checkpoint taken
                 // after this point covers it.
@@ -676,6 +860,9 @@ async fn run_event_loop(
                     && !deliver(&events, event, &mut stop).await
                 {
                     break;
+                }
+                if let Some((channel, id, _)) = channel_message {
+                    marks.delivered(channel, id);
                 }
                 if let Some(position) = context.position(&mut tracked).await {
                     advance(position, &state);
@@ -695,10 +882,20 @@ async fn run_event_loop(
                         break;
                     }
                 }
+                // A flood wait here comes from fetching a difference (at start, the saved
+                // position's getChannelDifference): asking again before it is over only extends
+                // it. grammers retries the same channel at the next poll, so until then every
+                // update waits (ARCHITECTURE.md, "Catch-up").
+                let pause = match mapped {
+                    TelegramError::FloodWait { seconds } => {
+                        retry_delay.max(Duration::from_secs(u64::from(seconds)))
+                    }
+                    _ => retry_delay,
+                };
                 tokio::select! {
                     biased;
                     _ = &mut stop => break,
-                    _ = tokio::time::sleep(retry_delay) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
                 retry_delay = (retry_delay * 2).min(POLL_RETRY_MAX);
             }
@@ -739,6 +936,78 @@ async fn deliver(
         biased;
         _ = stop => false,
         _ = events.send(event) => true,
+    }
+}
+
+/// A new message in a channel or supergroup: (its bare id, the message id, the peer).
+fn channel_message_of(update: &Update) -> Option<(i64, i32, PeerId)> {
+    match update {
+        Update::NewMessage(message)
+            if message.peer_id().kind() == grammers_session::types::PeerKind::Channel =>
+        {
+            let peer = message.peer_id();
+            Some((peer.bare_id()?, message.id(), peer))
+        }
+        _ => None,
+    }
+}
+
+/// How a gap fill ended.
+enum Fill {
+    /// Every message before the new one is delivered.
+    Done,
+    /// Messages up to `up_to` are delivered; the rest waits `retry_after` seconds.
+    Stopped { up_to: i32, retry_after: u32 },
+    /// The loop must stop.
+    Ended,
+}
+
+/// Fills a channel's gap from its history (`messages.getHistory` after `mark`, oldest first)
+/// up to the message `before`, delivering each message (see [`jobbot_core::catch_up`]).
+async fn fill_gap(
+    context: &EventLoop,
+    peer: PeerId,
+    mark: i32,
+    before: i32,
+    events: &mpsc::Sender<AccountEvent>,
+    stop: &mut oneshot::Receiver<()>,
+) -> Fill {
+    let session = &context.session;
+    tracing::info!(target: "telegram", %session, channel = ?peer, after = mark, before, "filling a channel's gap from its history");
+    let Ok(Some(reference)) = context.store.peer_ref(peer).await else {
+        tracing::warn!(target: "telegram", %session, channel = ?peer, "cannot fill a gap: the channel is not in the session's cache");
+        return Fill::Stopped {
+            up_to: mark,
+            retry_after: FILL_RETRY_SECS,
+        };
+    };
+    let mut history = context
+        .client
+        .iter_messages(reference)
+        .offset_id(mark)
+        .reverse(true);
+    let mut up_to = mark;
+    loop {
+        match history.next().await {
+            Ok(Some(message)) if message.id() < before => {
+                if let Some(incoming) = incoming_of(&message)
+                    && !deliver(events, AccountEvent::NewMessage(incoming), stop).await
+                {
+                    return Fill::Ended;
+                }
+                up_to = message.id();
+            }
+            Ok(_) => return Fill::Done,
+            Err(error) => {
+                let mapped = map_invocation_error(&error);
+                tracing::warn!(target: "telegram", %session, channel = ?peer, error = %mapped, "filling a gap stopped; trying again later");
+                let retry_after = match mapped {
+                    TelegramError::FloodWait { seconds } => seconds,
+                    _ => FILL_RETRY_SECS,
+                };
+                return Fill::Stopped { up_to, retry_after };
+            }
+        }
     }
 }
 
@@ -804,6 +1073,11 @@ fn sender_of(sender_id: PeerId, sender: Option<&GrammersPeer>) -> Option<Sender>
                 .last_name()
                 .filter(|name| !name.is_empty())
                 .map(str::to_owned),
+            // The full user's hash; a `min` one cannot address them (core.telegram.org/api/min).
+            peer: match &user.raw {
+                tl::enums::User::User(raw) => peer_from_user(raw).map(|peer| peer.peer),
+                tl::enums::User::Empty(_) => None,
+            },
         },
         Some(peer) => Sender {
             id,
@@ -815,6 +1089,7 @@ fn sender_of(sender_id: PeerId, sender: Option<&GrammersPeer>) -> Option<Sender>
             username,
             first_name: peer.name().unwrap_or_default().to_owned(),
             last_name: None,
+            peer: None,
         },
         None => Sender {
             id,
@@ -826,6 +1101,7 @@ fn sender_of(sender_id: PeerId, sender: Option<&GrammersPeer>) -> Option<Sender>
             username: None,
             first_name: String::new(),
             last_name: None,
+            peer: None,
         },
     })
 }
@@ -958,19 +1234,22 @@ mod tests {
     #[test]
     fn a_checkpoint_is_committed_once_and_covers_the_earlier_ones() {
         let positions = Positions::default();
-        let at = |pts: i32| UpdatesState {
-            pts,
-            ..UpdatesState::default()
+        let at = |pts: i32| SavedPosition {
+            updates: UpdatesState {
+                pts,
+                ..UpdatesState::default()
+            },
+            marks: BTreeMap::from([(7, pts * 10)]),
         };
         let first = positions.checkpoint(at(1));
         let second = positions.checkpoint(at(2));
         let third = positions.checkpoint(at(3));
-        assert_eq!(positions.take(second).map(|p| p.pts), Some(2));
+        assert_eq!(positions.take(second).map(|p| p.updates.pts), Some(2));
         positions.saved(at(2));
         assert_eq!(positions.take(first), None, "covered by the later commit");
         assert_eq!(positions.take(second), None, "committed once");
         assert_eq!(positions.take(Checkpoint(99)), None, "not handed out");
-        assert_eq!(positions.take(third).map(|p| p.pts), Some(3));
+        assert_eq!(positions.take(third).map(|p| p.updates.pts), Some(3));
         positions.saved(at(3));
         // Nothing new since: nothing to write.
         let idle = positions.checkpoint(at(3));

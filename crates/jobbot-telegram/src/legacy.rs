@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use grammers_session::SessionData;
 use grammers_session::types::{ChannelState, DcOption, PeerAuth, PeerInfo, UpdatesState};
-use jobbot_core::ids::SessionName;
+use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::legacy_session::{LegacyEntity, LegacySession};
+use jobbot_core::peer_cache::{CachedPeer, UsernameCache};
+use jobbot_core::telegram::{Peer, PeerKind, PeerRef};
 
 use crate::session_store::{SessionKey, SessionStore, SessionStoreError, SessionSummary};
 
@@ -93,6 +95,37 @@ pub fn session_data(legacy: &LegacySession) -> Result<SessionData, ImportError> 
     Ok(data)
 }
 
+/// The entities' usernames as the session's username cache, dated when Telethon last saw each
+/// (an undated one is too old to use, but still names its peer for the fallbacks): a migrated
+/// account does not resolve again the usernames the original resolved lately.
+pub fn username_cache(legacy: &LegacySession) -> UsernameCache {
+    UsernameCache::from_entries(legacy.entities.iter().filter_map(|entity| {
+        let username = Username::parse(entity.username.as_deref()?).ok()?;
+        let (id, kind) = if entity.id > 0 {
+            (ChatId::user(entity.id)?, PeerKind::User)
+        } else if entity.id < -CHANNEL_ID_OFFSET {
+            (
+                ChatId::channel(-entity.id - CHANNEL_ID_OFFSET)?,
+                PeerKind::Channel,
+            )
+        } else {
+            return None;
+        };
+        let peer = Peer {
+            peer: PeerRef {
+                id,
+                access_hash: entity.access_hash,
+            },
+            kind,
+            username: Some(username.clone()),
+            name: entity.name.clone().unwrap_or_default(),
+            last_name: None,
+        };
+        let resolved_at = entity.seen_at.unwrap_or(0);
+        Some((username, CachedPeer { peer, resolved_at }))
+    }))
+}
+
 /// A Telethon entity (a "marked" id and the account's access hash) as a cached peer.
 fn peer_info(entity: &LegacyEntity) -> PeerInfo {
     let auth = Some(PeerAuth::from_hash(entity.access_hash));
@@ -133,7 +166,8 @@ pub async fn import(
         }
         existing.close().await?;
     }
-    let store = SessionStore::create_logged_in(dir, name, key, data).await?;
+    let store =
+        SessionStore::create_logged_in(dir, name, key, data, username_cache(legacy)).await?;
     let summary = store.summary()?;
     store.close().await?;
     Ok(summary)
@@ -156,7 +190,7 @@ pub async fn import_in_place(
         to: backup,
         source,
     })?;
-    write_imported(dir, name, key, data).await
+    write_imported(dir, name, key, data, username_cache(legacy)).await
 }
 
 /// Finishes an automatic import that stopped after moving the original aside: `{name}.session`
@@ -167,7 +201,14 @@ pub async fn import_from_backup(
     key: Option<SessionKey>,
     legacy: &LegacySession,
 ) -> Result<SessionSummary, ImportError> {
-    write_imported(dir, name, key, session_data(legacy)?).await
+    write_imported(
+        dir,
+        name,
+        key,
+        session_data(legacy)?,
+        username_cache(legacy),
+    )
+    .await
 }
 
 async fn write_imported(
@@ -175,8 +216,9 @@ async fn write_imported(
     name: &SessionName,
     key: Option<SessionKey>,
     data: SessionData,
+    usernames: UsernameCache,
 ) -> Result<SessionSummary, ImportError> {
-    let store = SessionStore::create_logged_in(dir, name, key, data).await?;
+    let store = SessionStore::create_logged_in(dir, name, key, data, usernames).await?;
     let summary = store.summary()?;
     store.close().await?;
     Ok(summary)

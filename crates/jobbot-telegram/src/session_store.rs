@@ -15,6 +15,7 @@
 //! - With a key, the file is ChaCha20-Poly1305 sealed; a wrong key or a modified file is an error,
 //!   never garbage.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
@@ -29,8 +30,10 @@ use grammers_session::types::{
     ChannelKind, ChannelState, DcOption, PeerAuth, PeerId, PeerInfo, UpdateState, UpdatesState,
 };
 use grammers_session::{BoxFuture, Session, SessionData};
-use jobbot_core::ids::SessionName;
+use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::legacy_session::{AuthKey, AuthKeyId};
+use jobbot_core::peer_cache::UsernameCache;
+use jobbot_core::telegram::Peer;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +132,12 @@ struct SessionState {
     generation: u64,
     unsaved_peer_changes: usize,
     closed: bool,
+    /// Resolved usernames with this session's access hashes (see [`jobbot_core::peer_cache`]):
+    /// kept in the file so a restart does not repeat `contacts.resolveUsername`.
+    usernames: UsernameCache,
+    /// Per channel, the last message id up to which everything was handled, saved with the
+    /// update position (see [`jobbot_core::catch_up`]).
+    channel_marks: BTreeMap<i64, i32>,
 }
 
 impl fmt::Debug for SessionStore {
@@ -161,11 +170,16 @@ impl SessionStore {
                 });
             }
         };
-        let (data, logged_in) = match snapshot {
+        let (data, logged_in, extra) = match snapshot {
             Some(snapshot) => snapshot.into_session_data(&path)?,
-            None => (SessionData::default(), false),
+            None => (SessionData::default(), false, JobbotState::default()),
         };
-        Ok(Self::locked(name, path, key, lock_file, data, logged_in))
+        let store = Self::locked(name, path, key, lock_file, data, logged_in);
+        if let Ok(mut state) = store.state.lock() {
+            state.usernames = extra.usernames;
+            state.channel_marks = extra.channel_marks;
+        }
+        Ok(store)
     }
 
     /// Locks `{dir}/{name}.session` and replaces whatever the file holds (nothing is read) with
@@ -176,11 +190,12 @@ impl SessionStore {
         name: &SessionName,
         key: Option<SessionKey>,
         data: SessionData,
+        usernames: UsernameCache,
     ) -> Result<Self, SessionStoreError> {
         let lock_file = lock_session(dir, name)?;
         let path = dir.join(name.file_name());
         let store = Self::locked(name, path, key, lock_file, data, true);
-        store.change(|_| {})?;
+        store.change(|state| state.usernames = usernames)?;
         store.persist().await?;
         Ok(store)
     }
@@ -203,6 +218,8 @@ impl SessionStore {
                 generation: 0,
                 unsaved_peer_changes: 0,
                 closed: false,
+                usernames: UsernameCache::default(),
+                channel_marks: BTreeMap::new(),
             }),
             write_order: tokio::sync::Mutex::new(()),
             written_generation: AtomicU64::new(0),
@@ -333,6 +350,56 @@ impl SessionStore {
             lock_file.take();
         }
         result
+    }
+
+    /// The peer `username` resolved to, when that is recent enough to use
+    /// ([`UsernameCache::fresh`]); `now` in Unix seconds.
+    pub fn cached_username(&self, username: &Username, now: i64) -> Option<Peer> {
+        let state = self.state().ok()?;
+        state.usernames.fresh(username, now).cloned()
+    }
+
+    /// Records a resolve and writes it out at once: the next start must not repeat it.
+    pub async fn remember_username(
+        &self,
+        username: &Username,
+        peer: Peer,
+        now: i64,
+    ) -> Result<(), SessionStoreError> {
+        self.change(|state| state.usernames.insert(username, peer, now))?;
+        self.persist().await
+    }
+
+    /// The usernames this session ever resolved to `chat` (fresh or not).
+    pub fn usernames_of(&self, chat: ChatId) -> Vec<Username> {
+        self.state()
+            .map(|state| state.usernames.usernames_of(chat).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The channel marks saved with the update position.
+    pub fn channel_marks(&self) -> BTreeMap<i64, i32> {
+        self.state()
+            .map(|state| state.channel_marks.clone())
+            .unwrap_or_default()
+    }
+
+    /// Saves a committed position: the update state and the channel marks, in one write.
+    pub async fn save_position(
+        &self,
+        position: UpdatesState,
+        marks: BTreeMap<i64, i32>,
+    ) -> Result<(), SessionStoreError> {
+        self.change(|state| {
+            state.data.updates_state = position;
+            state.channel_marks = marks;
+        })?;
+        self.persist().await
+    }
+
+    /// Whether a resolve said `id` is a bot.
+    pub fn resolved_as_bot(&self, id: ChatId) -> bool {
+        self.state().is_ok_and(|state| state.usernames.is_bot(id))
     }
 
     fn state(&self) -> Result<MutexGuard<'_, SessionState>, SessionStoreError> {
@@ -569,6 +636,26 @@ struct SessionSnapshot {
     dc_options: Vec<StoredDcOption>,
     updates: StoredUpdates,
     peers: Vec<StoredPeer>,
+    /// Resolved usernames; absent from files written before it existed.
+    #[serde(default)]
+    usernames: UsernameCache,
+    /// Channel marks (see [`jobbot_core::catch_up`]); absent from older files. A list: the
+    /// envelope's `flatten` cannot read maps with integer keys.
+    #[serde(default)]
+    channel_marks: Vec<StoredMark>,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct StoredMark {
+    channel: i64,
+    message: i32,
+}
+
+/// What jobbot keeps in the session file beyond grammers' session data.
+#[derive(Default)]
+struct JobbotState {
+    usernames: UsernameCache,
+    channel_marks: BTreeMap<i64, i32>,
 }
 
 #[derive(PartialEq, Serialize, Deserialize)]
@@ -675,10 +762,22 @@ impl SessionSnapshot {
                     .collect(),
             },
             peers,
+            usernames: state.usernames.clone(),
+            channel_marks: state
+                .channel_marks
+                .iter()
+                .map(|(channel, message)| StoredMark {
+                    channel: *channel,
+                    message: *message,
+                })
+                .collect(),
         }
     }
 
-    fn into_session_data(self, path: &Path) -> Result<(SessionData, bool), SessionStoreError> {
+    fn into_session_data(
+        self,
+        path: &Path,
+    ) -> Result<(SessionData, bool, JobbotState), SessionStoreError> {
         let mut data = SessionData {
             home_dc: self.home_dc,
             ..SessionData::default()
@@ -731,7 +830,18 @@ impl SessionSnapshot {
                 })
                 .collect(),
         };
-        Ok((data, self.logged_in))
+        Ok((
+            data,
+            self.logged_in,
+            JobbotState {
+                usernames: self.usernames,
+                channel_marks: self
+                    .channel_marks
+                    .into_iter()
+                    .map(|mark| (mark.channel, mark.message))
+                    .collect(),
+            },
+        ))
     }
 }
 
@@ -1061,6 +1171,56 @@ mod tests {
 
         let reopened = SessionStore::open(dir.path(), &name("agent_1"), None).unwrap();
         assert_filled(&reopened).await;
+    }
+
+    /// Resolved usernames survive a restart, so it repeats no `contacts.resolveUsername`; past
+    /// their age they are no longer used, but still name the chat for the fallbacks.
+    #[tokio::test]
+    async fn resolved_usernames_and_channel_marks_are_kept_in_the_file() {
+        use jobbot_core::peer_cache::USERNAME_MAX_AGE_SECS;
+        use jobbot_core::telegram::{PeerKind, PeerRef};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path(), &name("agent_1"), None).unwrap();
+        let chat = ChatId::channel(777).unwrap();
+        let username = Username::parse("jobs_channel").unwrap();
+        let peer = Peer {
+            peer: PeerRef {
+                id: chat,
+                access_hash: 99,
+            },
+            kind: PeerKind::Channel,
+            username: Some(username.clone()),
+            name: "Jobs".into(),
+            last_name: None,
+        };
+        store
+            .remember_username(&username, peer.clone(), 1_000)
+            .await
+            .unwrap();
+        let position = UpdatesState {
+            pts: 5,
+            channels: vec![ChannelState { id: 777, pts: 9 }],
+            ..UpdatesState::default()
+        };
+        store
+            .save_position(position.clone(), BTreeMap::from([(777, 42)]))
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+        drop(store);
+
+        let reopened = SessionStore::open(dir.path(), &name("agent_1"), None).unwrap();
+        assert_eq!(reopened.cached_username(&username, 1_500), Some(peer));
+        assert_eq!(
+            reopened.cached_username(&username, 1_001 + USERNAME_MAX_AGE_SECS),
+            None,
+            "too old to use"
+        );
+        assert_eq!(reopened.usernames_of(chat), vec![username]);
+        // The channel marks are saved with the position, in the same write.
+        assert_eq!(reopened.updates_state().await.unwrap(), position);
+        assert_eq!(reopened.channel_marks(), BTreeMap::from([(777, 42)]));
+        assert!(!reopened.resolved_as_bot(chat));
     }
 
     #[tokio::test]

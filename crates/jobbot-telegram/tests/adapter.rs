@@ -156,20 +156,23 @@ fn telethon_sample() -> jobbot_core::legacy_session::LegacySession {
             LegacyEntity {
                 id: -1_001_234_567_890,
                 access_hash: 4_242,
-                username: Some("jobs".into()),
+                username: Some("jobs_".into()),
                 name: Some("Jobs".into()),
+                seen_at: Some(1_700_000_000),
             },
             LegacyEntity {
                 id: -4_321,
                 access_hash: 0,
                 username: None,
                 name: Some("old group".into()),
+                seen_at: None,
             },
             LegacyEntity {
                 id: 5_000_001,
                 access_hash: -77,
                 username: Some("anna_hr".into()),
                 name: Some("Anna".into()),
+                seen_at: None,
             },
         ],
         update_state: Some(LegacyUpdateState {
@@ -245,6 +248,20 @@ async fn a_telethon_session_imports_with_the_same_auth_key_id() {
     let state = store.updates_state().await.unwrap();
     assert_eq!((state.pts, state.qts, state.seq), (120, 3, 4));
     assert_eq!(state.channels.len(), 1);
+    // The usernames are the session's username cache, dated when Telethon saw them: `@jobs`
+    // is fresh a day after, `@anna_hr` (no date) only names its peer.
+    let username = |text: &str| jobbot_core::ids::Username::parse(text).unwrap();
+    let channel = jobbot_core::ids::ChatId::channel(1_234_567_890).unwrap();
+    let cached = store
+        .cached_username(&username("jobs_"), 1_700_000_000 + 3_600)
+        .expect("dated: fresh");
+    assert_eq!((cached.id(), cached.peer.access_hash), (channel, 4_242));
+    let anna = jobbot_core::ids::ChatId::user(5_000_001).unwrap();
+    assert_eq!(
+        store.cached_username(&username("anna_hr"), 1_700_000_000),
+        None
+    );
+    assert_eq!(store.usernames_of(anna), vec![username("anna_hr")]);
     drop(store);
 
     // `jobbot session import` never throws a logged-in session away.
