@@ -5,6 +5,7 @@
 //! this crate opens a file, a socket or reads the clock; callers pass `now` and data in.
 
 pub mod ai;
+pub mod cluster;
 pub mod config;
 pub mod contacts;
 pub mod filters;

@@ -2088,7 +2088,8 @@ async fn proxies_are_validated_masked_and_round_trip_without_their_password() {
         )
         .await;
     assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
-    let on_disk = std::fs::read_to_string(app.config.path()).unwrap();
+    let on_disk =
+        std::fs::read_to_string(app.config.path().expect("a configuration file")).unwrap();
     assert!(
         on_disk.contains("socks5://user:proxy-secret@127.0.0.1:1080"),
         "{on_disk}"
@@ -2196,7 +2197,7 @@ async fn the_crm_invite_link_is_set_changed_and_removed_through_the_api() {
             .is_none_or(Value::is_null)
     );
     assert!(
-        !std::fs::read_to_string(app.config.path())
+        !std::fs::read_to_string(app.config.path().expect("a configuration file"))
             .unwrap()
             .contains("crm_invite_link")
     );
