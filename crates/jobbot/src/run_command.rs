@@ -9,7 +9,7 @@ use jobbot_core::store::Store;
 use jobbot_core::telegram::{AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions};
 use jobbot_engine::{EngineClock, EngineSettings};
 use jobbot_store::{ConfigStore, PostgresStore, SqliteStore};
-use jobbot_telegram::{GrammersConfig, GrammersConnector};
+use jobbot_telegram::{GrammersConfig, GrammersConnector, VaultSessions};
 
 use std::net::SocketAddr;
 
@@ -85,14 +85,29 @@ enum OperationalStore {
     Postgres(PostgresStore),
 }
 
+/// The database URL: the flag, else `DATABASE_URL` from the environment or `DATA_DIR/.env`.
+fn database_url(data_dir: &DataDir, flag: Option<String>) -> Option<String> {
+    flag.or_else(|| data_dir.variables()("DATABASE_URL"))
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// The database the nodes share, for the commands that need one.
+pub async fn connect_database(
+    data_dir: &DataDir,
+    flag: Option<String>,
+) -> anyhow::Result<PostgresStore> {
+    let url = database_url(data_dir, flag)
+        .context("no database: give --database-url postgres://… or set DATABASE_URL")?;
+    PostgresStore::connect(&url)
+        .await
+        .context("could not open the database (--database-url / DATABASE_URL)")
+}
+
 impl OperationalStore {
     /// PostgreSQL when a database URL is given (the flag, else `DATABASE_URL` from the
     /// environment or `DATA_DIR/.env`), else SQLite in the data directory.
     async fn open(data_dir: &DataDir, database_url: Option<String>) -> anyhow::Result<Self> {
-        let url = database_url
-            .or_else(|| data_dir.variables()("DATABASE_URL"))
-            .filter(|url| !url.trim().is_empty());
-        let Some(url) = url else {
+        let Some(url) = self::database_url(data_dir, database_url) else {
             let store = SqliteStore::open(data_dir.data())
                 .await
                 .context("could not open the database")?;
@@ -142,21 +157,41 @@ pub async fn run(
             Arc::new(connector)
         }
         None => {
-            let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
-            // The original system's session files become jobbot's before anything opens them.
-            crate::session_command::import_legacy_sessions(
-                &config.sessions_dir,
-                config.session_key.clone(),
-            )
-            .await;
+            let mut config =
+                GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+            match &store {
+                OperationalStore::Postgres(database) => {
+                    // The sessions are the database's, sealed: the key is required.
+                    config.vault = Some(VaultSessions::new(
+                        Arc::new(database.clone()),
+                        config.session_key.clone(),
+                    )?);
+                }
+                OperationalStore::Sqlite(_) => {
+                    // The original system's session files become jobbot's before anything
+                    // opens them.
+                    crate::session_command::import_legacy_sessions(
+                        &config.sessions_dir,
+                        config.session_key.clone(),
+                    )
+                    .await;
+                }
+            }
             Arc::new(GrammersConnector::new(config))
         }
     };
     check_main_session(&*connector).await?;
-    let config_file = data_dir.config_file();
-    let config = ConfigStore::open(&config_file)
-        .await
-        .with_context(|| format!("could not load {}", config_file.display()))?;
+    let config = match &store {
+        OperationalStore::Postgres(database) => ConfigStore::open_in_database(database)
+            .await
+            .context("could not load the configuration from the database")?,
+        OperationalStore::Sqlite(_) => {
+            let config_file = data_dir.config_file();
+            ConfigStore::open(&config_file)
+                .await
+                .with_context(|| format!("could not load {}", config_file.display()))?
+        }
+    };
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;

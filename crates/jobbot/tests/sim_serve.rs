@@ -6,10 +6,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{sim_serve, wait_until};
+use common::{TestSchema, sim_serve, wait_until};
 use jobbot_core::ids::SessionName;
 use jobbot_core::telegram::{AccountConnector, ConnectError, ConnectOptions};
 use jobbot_sim::contract::{self, CheckOutcome};
@@ -287,58 +286,10 @@ fn test_database_url() -> String {
 }
 
 /// Runs SQL with `psql` (installed with `pg_isready`, which `.ci/test` requires), failing loudly.
-fn psql(url: &str, sql: &str) {
-    let output = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()
-        .expect("psql runs (Debian: postgresql-client)");
-    assert!(
-        output.status.success(),
-        "this test needs PostgreSQL at {url} (JOBBOT_TEST_DATABASE_URL): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A schema of the test's own, dropped when the test ends, failed or not (declared before what
-/// uses it, so it is dropped after them).
-struct TestSchema {
-    base: String,
-    name: String,
-}
-
-impl TestSchema {
-    fn create(base: &str, name: String) -> Self {
-        psql(
-            base,
-            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
-        );
-        Self {
-            base: base.to_owned(),
-            name,
-        }
-    }
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        let sql = format!(
-            "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {} CASCADE",
-            self.name
-        );
-        if std::thread::panicking() {
-            // Best effort: the test's own failure is the one to report.
-            let _ = Command::new("psql")
-                .args([self.base.as_str(), "-q", "-c", sql.as_str()])
-                .output();
-        } else {
-            psql(&self.base, &sql);
-        }
-    }
-}
-
-/// `DATABASE_URL=postgres://…` puts `jobbot run`'s records in PostgreSQL (here in a schema of
-/// its own, named by the URL's `options[search_path]`): the notifications it sends are on record
-/// there, and no SQLite file is created in the data directory.
+/// `DATABASE_URL=postgres://…` puts `jobbot run`'s records and configuration in PostgreSQL (here
+/// in a schema of its own, named by the URL's `options[search_path]`): it runs on the
+/// configuration stored there, the notifications it sends are on record there, and no SQLite
+/// file is created in the data directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobbot_run_keeps_its_records_in_postgresql_when_given_a_database_url() {
     let dir = tempfile::tempdir().unwrap();
@@ -369,6 +320,19 @@ async fn jobbot_run_keeps_its_records_in_postgresql_when_given_a_database_url() 
     let url = format!("{base}{separator}options[search_path]={}", schema.name);
     // The test's own view of the store; its migrations are the ones `jobbot run` finds applied.
     let store = PostgresStore::connect(&url).await.unwrap();
+    // With a database the configuration is the database's: the simulator's file goes there
+    // (what `jobbot config import` does).
+    let file = jobbot_store::ConfigStore::open(&config).await.unwrap();
+    let shared = jobbot_store::ConfigStore::open_in_database(&store)
+        .await
+        .unwrap();
+    shared
+        .replace(
+            &shared.snapshot().revision,
+            file.snapshot().document.clone(),
+        )
+        .await
+        .unwrap();
 
     let mut client = common::Process {
         child: common::jobbot_run_command(&data, address)
