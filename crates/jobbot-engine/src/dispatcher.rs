@@ -79,6 +79,9 @@ pub(crate) enum Command {
     /// Asks every connected account to checkpoint its update position now; each answer comes
     /// once that checkpoint is saved.
     FlushPositions(oneshot::Sender<Vec<oneshot::Receiver<bool>>>),
+    /// The sessions whose lease this node holds now: owners start for those gained and stop
+    /// for those lost (answered once the lost ones' owners are told to stop).
+    SetLeased(HashSet<SessionName>, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -150,6 +153,9 @@ pub(crate) struct Dispatcher {
     /// Paused by an operator. A pause outlives configuration changes: a paused session gets no
     /// owner until it is resumed, whatever the configuration says.
     paused: HashSet<SessionName>,
+    /// With several nodes: the sessions whose lease this node holds, the only ones it may own.
+    /// `None` on a node of its own, which may own every session.
+    leased: Option<HashSet<SessionName>>,
     /// Learned limits from the store not yet given to the scheduler: each is restored when its
     /// account is first configured.
     stored_learning: HashMap<SessionName, LearnedLimits>,
@@ -194,6 +200,8 @@ pub(crate) struct DispatcherParts {
     pub links: watch::Sender<LinkStates>,
     /// The operator's pauses, as the store kept them.
     pub paused: HashSet<SessionName>,
+    /// `Some` (empty at start) when sessions are used only under a lease.
+    pub leased: Option<HashSet<SessionName>>,
     /// The learned limits, as the store kept them.
     pub learned: HashMap<SessionName, LearnedLimits>,
 }
@@ -212,6 +220,7 @@ impl Dispatcher {
             next_generation: 0,
             links: parts.links,
             paused: parts.paused,
+            leased: parts.leased,
             stored_learning: parts.learned,
             topology: Topology::default(),
             pools: HashMap::new(),
@@ -430,6 +439,10 @@ impl Dispatcher {
                     }
                 }
                 let _ = reply.send(Ok(known));
+            }
+            Command::SetLeased(leased, reply) => {
+                self.set_leased(leased);
+                let _ = reply.send(());
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
@@ -1129,9 +1142,10 @@ impl Dispatcher {
                 LinkState::Connecting => ConnectionState::Connecting,
                 LinkState::Dead { reason } => ConnectionState::Dead { reason: *reason },
                 LinkState::Paused => ConnectionState::Paused,
-                LinkState::Disconnected { .. } | LinkState::NotLoggedIn | LinkState::Stopped => {
-                    ConnectionState::Disconnected
-                }
+                LinkState::Disconnected { .. }
+                | LinkState::NotLoggedIn
+                | LinkState::Stopped
+                | LinkState::ElsewhereInCluster => ConnectionState::Disconnected,
             };
             self.scheduler.set_connection_state(agent, connection);
         }
@@ -1240,6 +1254,10 @@ impl Dispatcher {
                 self.scheduler
                     .set_connection_state(agent, ConnectionState::Paused);
                 self.set_link(session.clone(), LinkState::Paused);
+            } else if !self.is_leased(session) {
+                self.scheduler
+                    .set_connection_state(agent, ConnectionState::Disconnected);
+                self.set_link(session.clone(), LinkState::ElsewhereInCluster);
             } else if !self.owners.contains_key(session) {
                 self.start_owner(session);
             } else if options_changed.contains(session) {
@@ -1305,6 +1323,42 @@ impl Dispatcher {
         }
     }
 
+    /// Whether this node may use `session`: always on a node of its own, else while it holds
+    /// the session's lease.
+    fn is_leased(&self, session: &SessionName) -> bool {
+        self.leased
+            .as_ref()
+            .is_none_or(|leased| leased.contains(session))
+    }
+
+    /// Stops the owners of sessions whose lease is gone (before the lease can expire: the keeper
+    /// sends this a drift margin ahead) and starts those of sessions newly leased.
+    fn set_leased(&mut self, leased: HashSet<SessionName>) {
+        let before = self.leased.replace(leased);
+        let configured: Vec<SessionName> = self.topology.accounts.keys().cloned().collect();
+        for session in &configured {
+            let was = before.as_ref().is_none_or(|set| set.contains(session));
+            let is = self.is_leased(session);
+            if was && !is {
+                tracing::info!(target: "agent_pool", session = %session, "агент {session}: аренда сессии у другого узла");
+                self.retire_owner(session);
+                if let Some(agent) = self.scheduler.agent_key(session) {
+                    self.scheduler
+                        .set_connection_state(agent, ConnectionState::Disconnected);
+                }
+                if !self.paused.contains(session) {
+                    self.set_link(session.clone(), LinkState::ElsewhereInCluster);
+                }
+            } else if is && !was && !self.paused.contains(session) {
+                if let Some(agent) = self.scheduler.agent_key(session) {
+                    self.scheduler
+                        .set_connection_state(agent, ConnectionState::Connecting);
+                }
+                self.start_owner(session);
+            }
+        }
+    }
+
     fn pause(&mut self, session: &SessionName) {
         if !self.paused.insert(session.clone()) {
             return;
@@ -1321,7 +1375,10 @@ impl Dispatcher {
     /// Starts the owner of a configured, unpaused session that has none. It connects once the
     /// session's earlier owners (if any are still disconnecting) have released it.
     fn start_owner(&mut self, session: &SessionName) {
-        if self.paused.contains(session) || self.owners.contains_key(session) {
+        if self.paused.contains(session)
+            || !self.is_leased(session)
+            || self.owners.contains_key(session)
+        {
             return;
         }
         let Some((_, options)) = self.topology.accounts.get(session) else {

@@ -36,6 +36,9 @@ pub struct EngineSettings {
     pub seed: u64,
     /// Where the engine counts what it does (register it to serve it on `/metrics`).
     pub metrics: Arc<EngineMetrics>,
+    /// Several nodes share the sessions: no owner starts until [`Engine::set_leased`] says this
+    /// node holds the session's lease (`jobbot_engine::lease`). `false` on a node of its own.
+    pub leases_required: bool,
 }
 
 impl Default for EngineSettings {
@@ -48,6 +51,7 @@ impl Default for EngineSettings {
             message_ttl: Duration::from_secs(24 * 3600),
             seed: rand::random(),
             metrics: Arc::default(),
+            leases_required: false,
         }
     }
 }
@@ -156,6 +160,7 @@ impl Engine {
             states_rx,
             links: links_tx,
             paused,
+            leased: settings.leases_required.then(Default::default),
             learned,
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -286,6 +291,15 @@ impl Engine {
         Ok(self
             .ask(|reply| Command::SetPaused(sessions, true, reply))
             .await??)
+    }
+
+    /// The sessions whose lease this node holds now (with [`EngineSettings::leases_required`]):
+    /// their owners start, the others' stop. Returns once the stops are ordered.
+    pub async fn set_leased(
+        &self,
+        sessions: std::collections::HashSet<SessionName>,
+    ) -> Result<(), EngineError> {
+        self.ask(|reply| Command::SetLeased(sessions, reply)).await
     }
 
     pub async fn resume_agents(

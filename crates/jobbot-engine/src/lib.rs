@@ -9,6 +9,7 @@ mod crm;
 mod dispatcher;
 mod engine;
 mod events;
+pub mod lease;
 pub mod metrics;
 mod monitor;
 mod owner;

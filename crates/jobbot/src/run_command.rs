@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use jobbot_core::cluster::{LeaseTimings, NodeId};
 use jobbot_core::ids::SessionName;
 use jobbot_core::store::Store;
 use jobbot_core::telegram::{AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions};
@@ -180,7 +181,18 @@ pub async fn run(
             Arc::new(GrammersConnector::new(config))
         }
     };
-    check_main_session(&*connector).await?;
+    let cluster = match &store {
+        // Several nodes may share the database: sessions are used only under their lease, so
+        // not even the start's check of the main account opens one outside it.
+        OperationalStore::Postgres(_) => Some(app::ClusterSettings {
+            node: node_name(data_dir)?,
+            timings: LeaseTimings::default(),
+        }),
+        OperationalStore::Sqlite(_) => {
+            check_main_session(&*connector).await?;
+            None
+        }
+    };
     let config = match &store {
         OperationalStore::Postgres(database) => ConfigStore::open_in_database(database)
             .await
@@ -208,6 +220,7 @@ pub async fn run(
         supervisor: SupervisorSettings::default(),
         clock: EngineClock::start(),
         web: Some((listener, web)),
+        cluster,
     })
     .await?;
     tracing::info!("🚀 jobbot запущен; Ctrl-C для остановки");
@@ -216,6 +229,32 @@ pub async fn run(
     running.shutdown().await;
     store.close().await;
     Ok(exit_code(&stopped))
+}
+
+/// This node's name among the nodes sharing the database: `JOBBOT_NODE`, else the host's name
+/// and the process id (unique while the process lives; a restarted node is a new node, whose
+/// predecessor's leases expire).
+fn node_name(data_dir: &DataDir) -> anyhow::Result<NodeId> {
+    if let Some(name) = data_dir.variables()("JOBBOT_NODE").filter(|name| !name.trim().is_empty()) {
+        return NodeId::parse(name.trim()).map_err(|error| anyhow::anyhow!("JOBBOT_NODE: {error}"));
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(40)
+        .collect();
+    let host = if host.is_empty() {
+        "node".to_owned()
+    } else {
+        host
+    };
+    NodeId::parse(&format!("{host}-{}", std::process::id()))
+        .map_err(|error| anyhow::anyhow!("the node's name: {error}"))
 }
 
 /// 0 after an asked-for stop; 1 when a part failed for good (so a service manager restarts it).
