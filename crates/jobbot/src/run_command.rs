@@ -186,7 +186,7 @@ pub async fn run(
         // not even the start's check of the main account opens one outside it.
         OperationalStore::Postgres(_) => Some(app::ClusterSettings {
             node: node_name(data_dir)?,
-            timings: LeaseTimings::default(),
+            timings: lease_timings(data_dir)?,
         }),
         OperationalStore::Sqlite(_) => {
             check_main_session(&*connector).await?;
@@ -229,6 +229,34 @@ pub async fn run(
     running.shutdown().await;
     store.close().await;
     Ok(exit_code(&stopped))
+}
+
+/// `JOBBOT_LEASE_SECONDS`: how long a session lease lasts without renewal (default 30): a dead
+/// node's sessions move after at most this long. Renewals come every sixth of it, and a holder
+/// stops a third of it before expiry (for clock drift and a send in flight). Every node of a
+/// cluster should use the same value.
+fn lease_timings(data_dir: &DataDir) -> anyhow::Result<LeaseTimings> {
+    let Some(text) = data_dir.variables()("JOBBOT_LEASE_SECONDS") else {
+        return Ok(LeaseTimings::default());
+    };
+    let seconds: u64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|seconds| (3..=3_600).contains(seconds))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "JOBBOT_LEASE_SECONDS: {text:?} is not a whole number of seconds from 3 to 3600"
+            )
+        })?;
+    let lease_time = std::time::Duration::from_secs(seconds);
+    Ok(LeaseTimings {
+        lease_time,
+        renew_every: lease_time / 6,
+        drift_margin: lease_time / 3,
+        node_time: lease_time,
+    }
+    .check()?)
 }
 
 /// This node's name among the nodes sharing the database: `JOBBOT_NODE`, else the host's name

@@ -151,7 +151,8 @@ where
     }
 }
 
-/// Runs `sql` with `psql` on `url`, failing the test (saying what it needs) if it cannot.
+/// Runs `sql` with `psql` on `url` (installed with `pg_isready`, which `.ci/test` requires),
+/// failing the test loudly, saying what it needs, if it cannot.
 pub fn psql(url: &str, sql: &str) {
     let output = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
