@@ -1090,6 +1090,17 @@ pub trait Store: Send + Sync {
         expires_at: UnixMillis,
     ) -> Result<Option<LeaseRecord>, StoreError>;
 
+    /// Whether `node` holds the lease of `session` with `token`, unexpired at `now`: the fence a
+    /// send passes before its attempt is recorded, so a node that lost a lease (paused past its
+    /// expiry, say) never sends on it.
+    async fn holds_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
+
     /// Gives back the lease `node` holds with `token`; `false` when it did not hold it.
     async fn release_lease(
         &self,

@@ -13,6 +13,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use jobbot_core::cluster::{FencingToken, NodeId};
 use jobbot_core::config::Pacing;
 use jobbot_core::ids::SessionName;
 use jobbot_core::outbox::{Retry, Verdict, in_doubt_stuck, judge_attempt};
@@ -81,7 +82,11 @@ pub(crate) enum Command {
     FlushPositions(oneshot::Sender<Vec<oneshot::Receiver<bool>>>),
     /// The sessions whose lease this node holds now: owners start for those gained and stop
     /// for those lost (answered once the lost ones' owners are told to stop).
-    SetLeased(HashSet<SessionName>, oneshot::Sender<()>),
+    SetLeased(
+        NodeId,
+        HashMap<SessionName, FencingToken>,
+        oneshot::Sender<()>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -153,9 +158,12 @@ pub(crate) struct Dispatcher {
     /// Paused by an operator. A pause outlives configuration changes: a paused session gets no
     /// owner until it is resumed, whatever the configuration says.
     paused: HashSet<SessionName>,
-    /// With several nodes: the sessions whose lease this node holds, the only ones it may own.
-    /// `None` on a node of its own, which may own every session.
-    leased: Option<HashSet<SessionName>>,
+    /// With several nodes: the sessions whose lease this node holds (with the lease's fencing
+    /// token), the only ones it may own. `None` on a node of its own, which may own every
+    /// session.
+    leased: Option<HashMap<SessionName, FencingToken>>,
+    /// This node's name, once the lease keeper has spoken.
+    lease_node: Option<NodeId>,
     /// Learned limits from the store not yet given to the scheduler: each is restored when its
     /// account is first configured.
     stored_learning: HashMap<SessionName, LearnedLimits>,
@@ -201,7 +209,7 @@ pub(crate) struct DispatcherParts {
     /// The operator's pauses, as the store kept them.
     pub paused: HashSet<SessionName>,
     /// `Some` (empty at start) when sessions are used only under a lease.
-    pub leased: Option<HashSet<SessionName>>,
+    pub leased: Option<HashMap<SessionName, FencingToken>>,
     /// The learned limits, as the store kept them.
     pub learned: HashMap<SessionName, LearnedLimits>,
 }
@@ -221,6 +229,7 @@ impl Dispatcher {
             links: parts.links,
             paused: parts.paused,
             leased: parts.leased,
+            lease_node: None,
             stored_learning: parts.learned,
             topology: Topology::default(),
             pools: HashMap::new(),
@@ -440,7 +449,8 @@ impl Dispatcher {
                 }
                 let _ = reply.send(Ok(known));
             }
-            Command::SetLeased(leased, reply) => {
+            Command::SetLeased(node, leased, reply) => {
+                self.lease_node = Some(node);
                 self.set_leased(leased);
                 let _ = reply.send(());
             }
@@ -822,6 +832,36 @@ impl Dispatcher {
         }
     }
 
+    /// With leases: the store must still say this node holds `session`'s lease with the token
+    /// it was taken with (a node paused past its lease's expiry finds another holder here).
+    async fn check_fence(
+        &self,
+        session: &SessionName,
+    ) -> Result<(), jobbot_core::store::StoreError> {
+        let Some(leased) = &self.leased else {
+            return Ok(());
+        };
+        let fence = |why: &str| {
+            jobbot_core::store::StoreError::new(
+                "check a session's lease",
+                format!("{session}: {why}"),
+            )
+        };
+        let (Some(node), Some(token)) = (&self.lease_node, leased.get(session)) else {
+            return Err(fence("this node holds no lease on it"));
+        };
+        match self
+            .store
+            .holds_lease(session, node, *token, self.clock.now_unix())
+            .await?
+        {
+            true => Ok(()),
+            false => Err(fence(&format!(
+                "the lease has moved or expired (fencing token {token})"
+            ))),
+        }
+    }
+
     async fn start_send(&mut self, id: OutboxId, agent: AgentKey) {
         let Some(queued) = self.messages.get(&id) else {
             return;
@@ -835,14 +875,19 @@ impl Dispatcher {
         // same ids, and Telegram would take a new message for a repeat of an old one. The id
         // need not be reproducible: the store keeps the one given.
         let proposed = RandomId(rand::random());
-        let random_id = match self
-            .store
-            .begin_attempt(id, &session, proposed, self.clock.now_unix())
-            .await
-        {
+        let attempt = match self.check_fence(&session).await {
+            Ok(()) => {
+                self.store
+                    .begin_attempt(id, &session, proposed, self.clock.now_unix())
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        let random_id = match attempt {
             Ok(random_id) => random_id,
             Err(error) => {
-                // Without the attempt on record a crash could double-send: do not send.
+                // Without the attempt on record a crash could double-send, and without the
+                // lease another node may be using the account: do not send.
                 tracing::error!(target: "agent_pool", %error, id = %id, "could not record an attempt; the message stays queued");
                 let request = queued.request;
                 self.scheduler.on_outcome(
@@ -1328,16 +1373,16 @@ impl Dispatcher {
     fn is_leased(&self, session: &SessionName) -> bool {
         self.leased
             .as_ref()
-            .is_none_or(|leased| leased.contains(session))
+            .is_none_or(|leased| leased.contains_key(session))
     }
 
     /// Stops the owners of sessions whose lease is gone (before the lease can expire: the keeper
     /// sends this a drift margin ahead) and starts those of sessions newly leased.
-    fn set_leased(&mut self, leased: HashSet<SessionName>) {
+    fn set_leased(&mut self, leased: HashMap<SessionName, FencingToken>) {
         let before = self.leased.replace(leased);
         let configured: Vec<SessionName> = self.topology.accounts.keys().cloned().collect();
         for session in &configured {
-            let was = before.as_ref().is_none_or(|set| set.contains(session));
+            let was = before.as_ref().is_none_or(|set| set.contains_key(session));
             let is = self.is_leased(session);
             if was && !is {
                 tracing::info!(target: "agent_pool", session = %session, "агент {session}: аренда сессии у другого узла");

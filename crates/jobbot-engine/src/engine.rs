@@ -1,6 +1,7 @@
 //! The engine's public face: start it with a connector, a store and a stream of configuration
 //! snapshots; enqueue messages; read status; subscribe to events; shut it down.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -297,9 +298,11 @@ impl Engine {
     /// their owners start, the others' stop. Returns once the stops are ordered.
     pub async fn set_leased(
         &self,
-        sessions: std::collections::HashSet<SessionName>,
+        node: jobbot_core::cluster::NodeId,
+        sessions: HashMap<SessionName, jobbot_core::cluster::FencingToken>,
     ) -> Result<(), EngineError> {
-        self.ask(|reply| Command::SetLeased(sessions, reply)).await
+        self.ask(|reply| Command::SetLeased(node, sessions, reply))
+            .await
     }
 
     pub async fn resume_agents(

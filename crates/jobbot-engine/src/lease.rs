@@ -13,7 +13,7 @@
 //! - the store refuses a renewal whose fencing token is not the lease's: a lease that moved is
 //!   never used again by its old holder.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -67,12 +67,13 @@ impl LeaseKeeper {
         &self.node
     }
 
-    /// The leases usable at `now` (taken or renewed, and not past `usable_until`).
-    pub fn usable(&self, now: UnixMillis) -> HashSet<SessionName> {
+    /// The leases usable at `now` (taken or renewed, and not past `usable_until`), with their
+    /// fencing tokens.
+    pub fn usable(&self, now: UnixMillis) -> HashMap<SessionName, FencingToken> {
         self.held
             .iter()
             .filter(|(_, lease)| now < lease.usable_until)
-            .map(|(session, _)| session.clone())
+            .map(|(session, lease)| (session.clone(), lease.token))
             .collect()
     }
 
@@ -158,7 +159,7 @@ pub async fn run_lease_keeper(
 ) -> LeaseKeeper {
     tokio::pin!(shutdown);
     let renew_every = keeper.timings.renew_every;
-    let mut told: Option<HashSet<SessionName>> = None;
+    let mut told: Option<HashMap<SessionName, FencingToken>> = None;
     let mut next_round = tokio::time::Instant::now();
     loop {
         let now = clock.now_unix();
@@ -171,7 +172,11 @@ pub async fn run_lease_keeper(
         }
         let usable = keeper.usable(clock.now_unix());
         if told.as_ref() != Some(&usable) {
-            if engine.set_leased(usable.clone()).await.is_err() {
+            if engine
+                .set_leased(keeper.node.clone(), usable.clone())
+                .await
+                .is_err()
+            {
                 return keeper;
             }
             told = Some(usable);

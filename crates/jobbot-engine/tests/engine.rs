@@ -102,7 +102,14 @@ impl Harness {
             }),
             None => Arc::new(SimConnector::new(world.clone())),
         };
-        let (engine, config) = start_engine(connector, agents, pacing, Arc::clone(&store)).await;
+        let (engine, config) = start_engine_with(
+            connector,
+            agents,
+            pacing,
+            Arc::clone(&store),
+            LEASES_REQUIRED.with(|required| required.get()),
+        )
+        .await;
         Self {
             world,
             engine,
@@ -163,11 +170,28 @@ async fn start_engine(
     pacing: serde_json::Value,
     store: Arc<dyn Store>,
 ) -> (Engine, watch::Sender<Arc<Config>>) {
+    start_engine_with(connector, agents, pacing, store, false).await
+}
+
+std::thread_local! {
+    /// Set by a test (on its own thread: paused-time tests run on one) for the harnesses it
+    /// starts: the engine uses sessions only under leases.
+    static LEASES_REQUIRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+async fn start_engine_with(
+    connector: Arc<dyn AccountConnector>,
+    agents: &[&str],
+    pacing: serde_json::Value,
+    store: Arc<dyn Store>,
+    leases_required: bool,
+) -> (Engine, watch::Sender<Arc<Config>>) {
     let (config_tx, config_rx) = watch::channel(Arc::new(config(agents, pacing)));
     let engine = Engine::start(
         EngineSettings {
             main_session: None,
             seed: 7,
+            leases_required,
             ..EngineSettings::default()
         },
         connector,
@@ -1722,4 +1746,79 @@ async fn two_nodes_split_the_sessions_by_lease_and_one_takes_over_when_the_other
             .iter()
             .all(|lease| lease.holder.is_none())
     );
+}
+
+/// The fence on sends: a session this node was told it holds is used for a send only while the
+/// store says its lease is this node's, with that token. A node that lost its lease (say, paused
+/// past the expiry while another node took it) sends nothing; the message waits for a holder.
+#[tokio::test(start_paused = true)]
+async fn a_send_needs_the_lease_on_record_with_its_token() {
+    use jobbot_core::cluster::{FencingToken, NodeId};
+    LEASES_REQUIRED.with(|required| required.set(true));
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    LEASES_REQUIRED.with(|required| required.set(false));
+    let (me, other) = (
+        NodeId::parse("node-1").unwrap(),
+        NodeId::parse("node-2").unwrap(),
+    );
+    let agent = session("agent_a");
+    let now = harness.engine.clock().now_unix();
+    let in_a_minute = UnixMillis(now.0 + 60_000);
+    // Another node holds the lease (token 1); this node believes it holds it with token 1.
+    harness
+        .store
+        .acquire_lease(&agent, &other, now, in_a_minute)
+        .await
+        .unwrap()
+        .unwrap();
+    harness
+        .engine
+        .set_leased(me.clone(), [(agent.clone(), FencingToken(1))].into())
+        .await
+        .unwrap();
+    wait_link(&harness.engine, "agent_a", |link| {
+        link.is_some_and(LinkState::is_ready)
+    })
+    .await;
+    let ticket = harness.send(0, None, "fenced").await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(harness.received(0).is_empty(), "sent without the lease");
+    assert_eq!(harness.store.outbox_counts().await.unwrap().pending, 1);
+
+    // The lease expires, this node takes it (token 2) and is told so: the message goes.
+    let later = UnixMillis(in_a_minute.0 + 1);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let taken = harness
+        .store
+        .acquire_lease(
+            &agent,
+            &me,
+            harness.engine.clock().now_unix().max(later),
+            UnixMillis(later.0 + 60_000),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.token, FencingToken(2));
+    harness
+        .engine
+        .set_leased(me, [(agent, FencingToken(2))].into())
+        .await
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(120), ticket.delivery())
+        .await
+        .expect("the message goes once the lease is held")
+        .unwrap()
+    {
+        Delivery::Sent { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(harness.received(0).len(), 1);
 }

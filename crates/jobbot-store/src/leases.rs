@@ -245,3 +245,32 @@ where
         .map_err(failed("give a session's lease back"))?;
     Ok(released.is_some())
 }
+
+pub(crate) async fn holds<'e, DB, E>(
+    executor: E,
+    session: &SessionName,
+    node: &NodeId,
+    token: FencingToken,
+    now: UnixMillis,
+) -> Result<bool, StoreError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    E: Executor<'e, Database = DB>,
+{
+    let held = sqlx::query(
+        "SELECT session FROM session_leases \
+         WHERE session = $1 AND holder = $2 AND token = $3 AND expires_at > $4",
+    )
+    .bind(session.as_str())
+    .bind(node.as_str())
+    .bind(token.0)
+    .bind(now.0)
+    .fetch_optional(executor)
+    .await
+    .map_err(failed("check a session's lease"))?;
+    Ok(held.is_some())
+}

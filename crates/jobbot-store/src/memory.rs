@@ -1205,6 +1205,20 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn holds_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .lock("check a session's lease")?
+            .leases
+            .get(session)
+            .is_some_and(|lease| lease.holder_at(now) == Some(node) && lease.token == token))
+    }
+
     async fn release_lease(
         &self,
         session: &SessionName,

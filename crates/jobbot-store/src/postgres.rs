@@ -1377,6 +1377,16 @@ impl Store for PostgresStore {
     ) -> Result<bool, StoreError> {
         leases::release(&self.pool, session, node, token).await
     }
+
+    async fn holds_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        leases::holds(&self.pool, session, node, token, now).await
+    }
 }
 
 /// Inserts an outbox message inside the caller's write transaction, or finds the one holding its

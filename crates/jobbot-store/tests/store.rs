@@ -2435,6 +2435,14 @@ mod conformance {
             (Some(b.clone()), FencingToken(2))
         );
         assert_eq!(moved.acquired_at, UnixMillis(35_000));
+        // The fence: only the holder, with the current token, before expiry.
+        let holds = |node, token, at| {
+            store.holds_lease(&session, node, FencingToken(token), UnixMillis(at))
+        };
+        assert!(holds(&b, 2, 35_000).await.unwrap());
+        assert!(!holds(&b, 2, 65_000).await.unwrap(), "expired");
+        assert!(!holds(&b, 1, 35_000).await.unwrap(), "an old token");
+        assert!(!holds(&a, 1, 34_000).await.unwrap(), "the old holder");
         assert_eq!(
             store
                 .renew_lease(
