@@ -226,6 +226,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("state_dead", "Сессия недействительна", "Session dead"),
     ("state_paused", "На паузе", "Paused"),
     ("state_stopped", "Остановлен", "Stopped"),
+    (
+        "state_elsewhere_in_cluster",
+        "На другом узле",
+        "On another node",
+    ),
     ("state_idle", "Не запущен", "Not running"),
     ("state_flood_wait", "FloodWait", "FloodWait"),
     ("state_peer_flood", "PeerFlood", "PeerFlood"),

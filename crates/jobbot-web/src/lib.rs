@@ -20,6 +20,7 @@ mod agents;
 pub mod auth;
 mod channels;
 pub mod client;
+mod cluster;
 mod constraints;
 mod error;
 mod health;
@@ -340,6 +341,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::submit_code))
         .routes(routes!(logins::submit_password))
         .routes(routes!(stats::stats))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(vacancies::list_vacancies))
         .routes(routes!(outbox::list_ended))
         .routes(routes!(metrics::metrics))

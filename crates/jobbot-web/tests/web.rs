@@ -1279,6 +1279,7 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "POST /api/logins/{session}/code",
         "POST /api/logins/{session}/password",
         "GET /api/stats",
+        "GET /api/cluster",
         "GET /api/vacancies",
         "GET /api/outbox/ended",
         "GET /metrics",
@@ -2480,4 +2481,43 @@ async fn an_agent_logged_in_through_the_api_connects_at_once() {
         signed_in.body
     );
     wait_ready(&app, "agent_late").await;
+}
+
+/// `/api/cluster` shows every node and who holds which session, with ages, from the store.
+#[tokio::test]
+async fn the_cluster_page_shows_nodes_and_who_holds_each_session() {
+    use jobbot_core::cluster::NodeId;
+    let app = spawn_app().await;
+    let alone = app.get("/api/cluster").await;
+    assert_eq!(alone.status, StatusCode::OK);
+    assert_eq!(alone.body["nodes"], serde_json::json!([]));
+    assert_eq!(alone.body["leases"], serde_json::json!([]));
+
+    let store = app.engine.store();
+    let now = app.engine.clock().now_unix();
+    let node = NodeId::parse("node-1").unwrap();
+    let later = UnixMillis(now.0 + 30_000);
+    store.heartbeat(&node, now, later).await.unwrap();
+    let agent_1 = jobbot_core::ids::SessionName::parse("agent_1").unwrap();
+    store
+        .acquire_lease(&agent_1, &node, now, later)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let view = app.get("/api/cluster").await;
+    assert_eq!(view.status, StatusCode::OK);
+    let nodes = view.body["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{}", view.body);
+    assert_eq!(nodes[0]["node"], "node-1");
+    assert_eq!(nodes[0]["alive"], true);
+    assert_eq!(nodes[0]["leases_held"], 1);
+    assert!(nodes[0]["heartbeat_age_ms"].as_i64().unwrap() >= 0);
+    let leases = view.body["leases"].as_array().unwrap();
+    assert_eq!(leases.len(), 1, "{}", view.body);
+    assert_eq!(leases[0]["session"], "agent_1");
+    assert_eq!(leases[0]["holder"], "node-1");
+    assert_eq!(leases[0]["token"], 1);
+    assert!(leases[0]["held_for_ms"].as_i64().unwrap() >= 0);
+    assert!(leases[0]["expires_in_ms"].as_i64().unwrap() > 0);
 }
