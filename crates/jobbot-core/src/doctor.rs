@@ -203,6 +203,8 @@ pub enum Skip {
     ProxyUnreachable,
     /// Paused by an operator: not connected.
     Paused,
+    /// Another node of the cluster holds the session's lease: that node's doctor checks it.
+    ElsewhereInCluster,
     /// A private source known by its invite link: only joining it would tell.
     InviteLink,
     /// The simulator needs no API credentials.
@@ -221,6 +223,9 @@ impl fmt::Display for Skip {
             }
             Self::ProxyUnreachable => f.write_str("not checked: its proxy does not answer"),
             Self::Paused => f.write_str("not checked: the agent is paused"),
+            Self::ElsewhereInCluster => {
+                f.write_str("not checked here: another node of the cluster holds it")
+            }
             Self::InviteLink => {
                 f.write_str("not checked: a private source is joined by its link when jobbot runs")
             }

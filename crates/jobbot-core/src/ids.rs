@@ -15,7 +15,7 @@ pub struct ParseIdError {
 }
 
 impl ParseIdError {
-    fn new(value: &str, reason: &'static str) -> Self {
+    pub(crate) fn new(value: &str, reason: &'static str) -> Self {
         Self {
             value: value.to_owned(),
             reason,

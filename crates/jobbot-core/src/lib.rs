@@ -6,6 +6,7 @@
 
 pub mod ai;
 pub mod catch_up;
+pub mod cluster;
 pub mod config;
 pub mod contacts;
 pub mod doctor;

@@ -7,6 +7,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::{FencingToken, LeaseRecord, NodeId, NodeRecord};
 use crate::ids::{ChatId, SessionName, Username};
 use crate::scheduling::{FailureReason, LearnedLimits};
 use crate::telegram::{
@@ -1057,4 +1058,86 @@ pub trait Store: Send + Sync {
 
     /// Deletes the sessions and tokens that expired by `now`; returns how many.
     async fn purge_expired_auth(&self, now: UnixMillis) -> Result<u64, StoreError>;
+
+    // ----- Nodes and session leases (`crate::cluster` decides; these only record) -----
+
+    /// Records that `node` is alive until `expires_at` (its row is created on the first one).
+    async fn heartbeat(
+        &self,
+        node: &NodeId,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Removes `node` and gives back every lease it holds (an orderly stop, so the others take
+    /// its sessions at once instead of after the leases expire).
+    async fn leave_cluster(&self, node: &NodeId) -> Result<(), StoreError>;
+
+    /// Every node on record, alive or not, by name.
+    async fn cluster_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Every lease on record, held or not, by session.
+    async fn session_leases(&self) -> Result<Vec<LeaseRecord>, StoreError>;
+
+    /// Takes the lease of `session` for `node` until `expires_at` if nobody holds it at `now`
+    /// (free, released or expired: with the next fencing token), or extends it when `node`
+    /// holds it already (same token). `None` when another node holds it.
+    async fn acquire_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Option<LeaseRecord>, StoreError>;
+
+    /// Extends the lease `node` holds with `token` until `expires_at`. `None` when the lease
+    /// has another holder or token: it was lost, and the session must not be used.
+    async fn renew_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Option<LeaseRecord>, StoreError>;
+
+    /// Whether `node` holds the lease of `session` with `token`, unexpired at `now`: the fence a
+    /// send passes before its attempt is recorded, so a node that lost a lease (paused past its
+    /// expiry, say) never sends on it.
+    async fn holds_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives back the lease `node` holds with `token`; `false` when it did not hold it.
+    async fn release_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Where Telegram sessions live when they are not files: the database every node shares
+/// (`--database-url`). It keeps each session's bytes as the session store sealed them
+/// (ChaCha20-Poly1305 with `JOBBOT_SESSION_KEY`): it never sees an auth key in the clear, and
+/// it never decides who may use a session (that is the session's lease).
+#[async_trait]
+pub trait SessionVault: Send + Sync + fmt::Debug {
+    /// The sealed bytes of session `name`, or `None` when there is none.
+    async fn load_session(&self, name: &SessionName) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Replaces the sealed bytes of session `name`.
+    async fn save_session(
+        &self,
+        name: &SessionName,
+        sealed: &[u8],
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+
+    /// Every stored session's name, in order.
+    async fn session_names(&self) -> Result<Vec<SessionName>, StoreError>;
 }

@@ -13,6 +13,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use jobbot_core::cluster::{FencingToken, NodeId};
 use jobbot_core::config::Pacing;
 use jobbot_core::ids::SessionName;
 use jobbot_core::outbox::{Retry, Verdict, in_doubt_stuck, judge_attempt};
@@ -93,6 +94,13 @@ pub(crate) enum Command {
         class: CallClass,
         outcome: SendOutcome,
     },
+    /// The sessions whose lease this node holds now: owners start for those gained and stop
+    /// for those lost (answered once the lost ones' owners are told to stop).
+    SetLeased(
+        NodeId,
+        HashMap<SessionName, FencingToken>,
+        oneshot::Sender<()>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -166,6 +174,12 @@ pub(crate) struct Dispatcher {
     /// Paused by an operator. A pause outlives configuration changes: a paused session gets no
     /// owner until it is resumed, whatever the configuration says.
     paused: HashSet<SessionName>,
+    /// With several nodes: the sessions whose lease this node holds (with the lease's fencing
+    /// token), the only ones it may own. `None` on a node of its own, which may own every
+    /// session.
+    leased: Option<HashMap<SessionName, FencingToken>>,
+    /// This node's name, once the lease keeper has spoken.
+    lease_node: Option<NodeId>,
     /// Learned limits from the store not yet given to the scheduler: each is restored when its
     /// account is first configured.
     stored_learning: HashMap<SessionName, LearnedLimits>,
@@ -210,6 +224,8 @@ pub(crate) struct DispatcherParts {
     pub links: watch::Sender<LinkStates>,
     /// The operator's pauses, as the store kept them.
     pub paused: HashSet<SessionName>,
+    /// `Some` (empty at start) when sessions are used only under a lease.
+    pub leased: Option<HashMap<SessionName, FencingToken>>,
     /// The learned limits, as the store kept them.
     pub learned: HashMap<SessionName, LearnedLimits>,
 }
@@ -228,6 +244,8 @@ impl Dispatcher {
             next_generation: 0,
             links: parts.links,
             paused: parts.paused,
+            leased: parts.leased,
+            lease_node: None,
             stored_learning: parts.learned,
             topology: Topology::default(),
             pools: HashMap::new(),
@@ -472,6 +490,11 @@ impl Dispatcher {
                     }
                 }
                 let _ = reply.send(Ok(known));
+            }
+            Command::SetLeased(node, leased, reply) => {
+                self.lease_node = Some(node);
+                self.set_leased(leased);
+                let _ = reply.send(());
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
@@ -856,6 +879,36 @@ impl Dispatcher {
         }
     }
 
+    /// With leases: the store must still say this node holds `session`'s lease with the token
+    /// it was taken with (a node paused past its lease's expiry finds another holder here).
+    async fn check_fence(
+        &self,
+        session: &SessionName,
+    ) -> Result<(), jobbot_core::store::StoreError> {
+        let Some(leased) = &self.leased else {
+            return Ok(());
+        };
+        let fence = |why: &str| {
+            jobbot_core::store::StoreError::new(
+                "check a session's lease",
+                format!("{session}: {why}"),
+            )
+        };
+        let (Some(node), Some(token)) = (&self.lease_node, leased.get(session)) else {
+            return Err(fence("this node holds no lease on it"));
+        };
+        match self
+            .store
+            .holds_lease(session, node, *token, self.clock.now_unix())
+            .await?
+        {
+            true => Ok(()),
+            false => Err(fence(&format!(
+                "the lease has moved or expired (fencing token {token})"
+            ))),
+        }
+    }
+
     async fn start_send(&mut self, id: OutboxId, agent: AgentKey) {
         let Some(queued) = self.messages.get(&id) else {
             return;
@@ -869,14 +922,19 @@ impl Dispatcher {
         // same ids, and Telegram would take a new message for a repeat of an old one. The id
         // need not be reproducible: the store keeps the one given.
         let proposed = RandomId(rand::random());
-        let random_id = match self
-            .store
-            .begin_attempt(id, &session, proposed, self.clock.now_unix())
-            .await
-        {
+        let attempt = match self.check_fence(&session).await {
+            Ok(()) => {
+                self.store
+                    .begin_attempt(id, &session, proposed, self.clock.now_unix())
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        let random_id = match attempt {
             Ok(random_id) => random_id,
             Err(error) => {
-                // Without the attempt on record a crash could double-send: do not send.
+                // Without the attempt on record a crash could double-send, and without the
+                // lease another node may be using the account: do not send.
                 tracing::error!(target: "agent_pool", %error, id = %id, "could not record an attempt; the message stays queued");
                 let request = queued.request;
                 self.scheduler.on_outcome(
@@ -1200,9 +1258,10 @@ impl Dispatcher {
                 LinkState::Connecting => ConnectionState::Connecting,
                 LinkState::Dead { reason } => ConnectionState::Dead { reason: *reason },
                 LinkState::Paused => ConnectionState::Paused,
-                LinkState::Disconnected { .. } | LinkState::NotLoggedIn | LinkState::Stopped => {
-                    ConnectionState::Disconnected
-                }
+                LinkState::Disconnected { .. }
+                | LinkState::NotLoggedIn
+                | LinkState::Stopped
+                | LinkState::ElsewhereInCluster => ConnectionState::Disconnected,
             };
             self.scheduler.set_connection_state(agent, connection);
         }
@@ -1311,6 +1370,10 @@ impl Dispatcher {
                 self.scheduler
                     .set_connection_state(agent, ConnectionState::Paused);
                 self.set_link(session.clone(), LinkState::Paused);
+            } else if !self.is_leased(session) {
+                self.scheduler
+                    .set_connection_state(agent, ConnectionState::Disconnected);
+                self.set_link(session.clone(), LinkState::ElsewhereInCluster);
             } else if !self.owners.contains_key(session) {
                 self.start_owner(session);
             } else if options_changed.contains(session) {
@@ -1376,6 +1439,42 @@ impl Dispatcher {
         }
     }
 
+    /// Whether this node may use `session`: always on a node of its own, else while it holds
+    /// the session's lease.
+    fn is_leased(&self, session: &SessionName) -> bool {
+        self.leased
+            .as_ref()
+            .is_none_or(|leased| leased.contains_key(session))
+    }
+
+    /// Stops the owners of sessions whose lease is gone (before the lease can expire: the keeper
+    /// sends this a drift margin ahead) and starts those of sessions newly leased.
+    fn set_leased(&mut self, leased: HashMap<SessionName, FencingToken>) {
+        let before = self.leased.replace(leased);
+        let configured: Vec<SessionName> = self.topology.accounts.keys().cloned().collect();
+        for session in &configured {
+            let was = before.as_ref().is_none_or(|set| set.contains_key(session));
+            let is = self.is_leased(session);
+            if was && !is {
+                tracing::info!(target: "agent_pool", session = %session, "агент {session}: аренда сессии у другого узла");
+                self.retire_owner(session);
+                if let Some(agent) = self.scheduler.agent_key(session) {
+                    self.scheduler
+                        .set_connection_state(agent, ConnectionState::Disconnected);
+                }
+                if !self.paused.contains(session) {
+                    self.set_link(session.clone(), LinkState::ElsewhereInCluster);
+                }
+            } else if is && !was && !self.paused.contains(session) {
+                if let Some(agent) = self.scheduler.agent_key(session) {
+                    self.scheduler
+                        .set_connection_state(agent, ConnectionState::Connecting);
+                }
+                self.start_owner(session);
+            }
+        }
+    }
+
     fn pause(&mut self, session: &SessionName) {
         if !self.paused.insert(session.clone()) {
             return;
@@ -1392,7 +1491,10 @@ impl Dispatcher {
     /// Starts the owner of a configured, unpaused session that has none. It connects once the
     /// session's earlier owners (if any are still disconnecting) have released it.
     fn start_owner(&mut self, session: &SessionName) {
-        if self.paused.contains(session) || self.owners.contains_key(session) {
+        if self.paused.contains(session)
+            || !self.is_leased(session)
+            || self.owners.contains_key(session)
+        {
             return;
         }
         let Some((_, options)) = self.topology.accounts.get(session) else {

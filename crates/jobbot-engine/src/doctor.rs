@@ -151,6 +151,9 @@ impl DoctorAccounts for EngineAccounts {
             Some(LinkState::NotLoggedIn) => Problem::SessionNotLoggedIn,
             Some(LinkState::Dead { reason }) => Problem::SessionDead { reason },
             Some(LinkState::Paused) => return Err(Unavailable::Skip(Skip::Paused)),
+            Some(LinkState::ElsewhereInCluster) => {
+                return Err(Unavailable::Skip(Skip::ElsewhereInCluster));
+            }
             Some(LinkState::Disconnected { reason }) => Problem::SessionUnreachable {
                 message: jobbot_core::config::mask_urls_in(&reason),
             },

@@ -1,6 +1,7 @@
 //! The engine's public face: start it with a connector, a store and a stream of configuration
 //! snapshots; enqueue messages; read status; subscribe to events; shut it down.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub struct EngineSettings {
     pub seed: u64,
     /// Where the engine counts what it does (register it to serve it on `/metrics`).
     pub metrics: Arc<EngineMetrics>,
+    /// Several nodes share the sessions: no owner starts until [`Engine::set_leased`] says this
+    /// node holds the session's lease (`jobbot_engine::lease`). `false` on a node of its own.
+    pub leases_required: bool,
 }
 
 impl Default for EngineSettings {
@@ -49,6 +53,7 @@ impl Default for EngineSettings {
             message_ttl: Duration::from_secs(24 * 3600),
             seed: rand::random(),
             metrics: Arc::default(),
+            leases_required: false,
         }
     }
 }
@@ -157,6 +162,7 @@ impl Engine {
             states_rx,
             links: links_tx,
             paused,
+            leased: settings.leases_required.then(Default::default),
             learned,
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -287,6 +293,17 @@ impl Engine {
         Ok(self
             .ask(|reply| Command::SetPaused(sessions, true, reply))
             .await??)
+    }
+
+    /// The sessions whose lease this node holds now (with [`EngineSettings::leases_required`]):
+    /// their owners start, the others' stop. Returns once the stops are ordered.
+    pub async fn set_leased(
+        &self,
+        node: jobbot_core::cluster::NodeId,
+        sessions: HashMap<SessionName, jobbot_core::cluster::FencingToken>,
+    ) -> Result<(), EngineError> {
+        self.ask(|reply| Command::SetLeased(node, sessions, reply))
+            .await
     }
 
     pub async fn resume_agents(

@@ -11,6 +11,7 @@ mod dispatcher;
 pub mod doctor;
 mod engine;
 mod events;
+pub mod lease;
 pub mod metrics;
 mod monitor;
 mod owner;

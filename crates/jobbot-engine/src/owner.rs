@@ -48,6 +48,9 @@ pub enum LinkState {
     },
     /// Paused by an operator: disconnected, its session released, until resumed.
     Paused,
+    /// Several nodes share the pool and this one does not hold the session's lease: another
+    /// node uses it (or will, once the lease is free).
+    ElsewhereInCluster,
     Stopped,
 }
 

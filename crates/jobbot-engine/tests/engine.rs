@@ -102,7 +102,14 @@ impl Harness {
             }),
             None => Arc::new(SimConnector::new(world.clone())),
         };
-        let (engine, config) = start_engine(connector, agents, pacing, Arc::clone(&store)).await;
+        let (engine, config) = start_engine_with(
+            connector,
+            agents,
+            pacing,
+            Arc::clone(&store),
+            LEASES_REQUIRED.with(|required| required.get()),
+        )
+        .await;
         Self {
             world,
             engine,
@@ -182,11 +189,28 @@ async fn start_engine(
     pacing: serde_json::Value,
     store: Arc<dyn Store>,
 ) -> (Engine, watch::Sender<Arc<Config>>) {
+    start_engine_with(connector, agents, pacing, store, false).await
+}
+
+std::thread_local! {
+    /// Set by a test (on its own thread: paused-time tests run on one) for the harnesses it
+    /// starts: the engine uses sessions only under leases.
+    static LEASES_REQUIRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+async fn start_engine_with(
+    connector: Arc<dyn AccountConnector>,
+    agents: &[&str],
+    pacing: serde_json::Value,
+    store: Arc<dyn Store>,
+    leases_required: bool,
+) -> (Engine, watch::Sender<Arc<Config>>) {
     let (config_tx, config_rx) = watch::channel(Arc::new(config(agents, pacing)));
     let engine = Engine::start(
         EngineSettings {
             main_session: None,
             seed: 7,
+            leases_required,
             ..EngineSettings::default()
         },
         connector,
@@ -1733,4 +1757,218 @@ async fn a_resolve_flood_wait_lowers_the_resolve_rate_not_the_send_rate_and_surv
     );
     assert_eq!(restored.scheduling.learned_milli_per_minute, 20_000);
     engine.shutdown().await;
+}
+
+/// How many of `engine`'s sessions are connected and ready.
+fn ready_sessions(engine: &Engine) -> Vec<SessionName> {
+    engine
+        .link_states()
+        .borrow()
+        .iter()
+        .filter(|(_, link)| link.is_ready())
+        .map(|(session, _)| session.clone())
+        .collect()
+}
+
+/// Several nodes on one store: a node connects a session only while it holds its lease, the
+/// leases are spread over the nodes, and when a node dies (no more renewals, its connections
+/// gone) another takes its sessions, but only once their leases have expired, with a new
+/// fencing token. Telegram never sees two connections on one session.
+#[tokio::test(start_paused = true)]
+async fn two_nodes_split_the_sessions_by_lease_and_one_takes_over_when_the_other_dies() {
+    use jobbot_core::cluster::{FencingToken, LeaseTimings, NodeId};
+    use jobbot_engine::lease::{LeaseKeeper, run_lease_keeper};
+
+    let world = SimWorld::new(SimParams::default());
+    let names = ["agent_a", "agent_b", "agent_c", "agent_d"];
+    for (index, name) in names.iter().enumerate() {
+        world.create_account(
+            name,
+            NewUser::named(&format!("Agent {index}")).phone(&format!("+7999100{index:04}")),
+        );
+    }
+    let store = memory_store();
+    let clock = EngineClock::starting_at(UnixMillis(1_750_000_000_000));
+    let wanted: Vec<SessionName> = names.iter().map(|name| session(name)).collect();
+    let (_wanted_tx, wanted_rx) = watch::channel(wanted.clone());
+    let (_config_tx, config_rx) = watch::channel(Arc::new(config(&names, serde_json::json!({}))));
+    let timings = LeaseTimings::default();
+    let mut nodes = Vec::new();
+    for name in ["node-1", "node-2"] {
+        let engine = Engine::start(
+            EngineSettings {
+                main_session: None,
+                seed: 7,
+                leases_required: true,
+                ..EngineSettings::default()
+            },
+            Arc::new(SimConnector::new(world.clone())),
+            Arc::clone(&store),
+            config_rx.clone(),
+            clock,
+        )
+        .await
+        .expect("engine starts");
+        // Before its keeper runs, a node connects nothing.
+        assert!(ready_sessions(&engine).is_empty());
+        let keeper = LeaseKeeper::new(Arc::clone(&store), NodeId::parse(name).unwrap(), timings);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_lease_keeper(
+            keeper,
+            engine.clone(),
+            clock,
+            wanted_rx.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        nodes.push((engine, stop, task));
+    }
+    let both_ready = |nodes: &Vec<(Engine, _, _)>| {
+        nodes
+            .iter()
+            .map(|(engine, _, _)| ready_sessions(engine).len())
+            .collect::<Vec<_>>()
+    };
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while both_ready(&nodes) != [2, 2] {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the sessions were never split 2/2: {:?}",
+            both_ready(&nodes)
+        )
+    });
+    let first: Vec<SessionName> = ready_sessions(&nodes[0].0);
+    for session in &wanted {
+        assert_eq!(world.open_connections(session), 1, "{session}");
+    }
+
+    // node-1 dies: no more renewals, its connections gone, its leases left to expire.
+    let (engine, stop, task) = nodes.remove(0);
+    drop(stop);
+    task.await.unwrap();
+    engine.shutdown().await;
+    let leases_before = store.session_leases().await.unwrap();
+    let survivor = &nodes[0].0;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while ready_sessions(survivor).len() != 4 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the survivor takes every session");
+    let leases_after = store.session_leases().await.unwrap();
+    for session in &first {
+        let before = leases_before
+            .iter()
+            .find(|l| &l.session == session)
+            .unwrap();
+        let after = leases_after.iter().find(|l| &l.session == session).unwrap();
+        assert_eq!(after.holder.as_ref().map(NodeId::as_str), Some("node-2"));
+        assert!(after.token > before.token, "{session}: a new fencing token");
+        assert!(
+            after.acquired_at >= before.expires_at,
+            "{session}: taken before the dead node's lease expired"
+        );
+    }
+    assert_eq!(
+        leases_after.iter().map(|l| l.token).max(),
+        Some(FencingToken(2))
+    );
+    assert_eq!(world.duplicate_connections(), 0);
+    for session in &wanted {
+        assert_eq!(world.open_connections(session), 1, "{session}");
+    }
+    let (engine, stop, task) = nodes.remove(0);
+    drop(stop);
+    let mut keeper = task.await.unwrap();
+    engine.shutdown().await;
+    keeper.leave().await.unwrap();
+    assert!(
+        store
+            .session_leases()
+            .await
+            .unwrap()
+            .iter()
+            .all(|lease| lease.holder.is_none())
+    );
+}
+
+/// The fence on sends: a session this node was told it holds is used for a send only while the
+/// store says its lease is this node's, with that token. A node that lost its lease (say, paused
+/// past the expiry while another node took it) sends nothing; the message waits for a holder.
+#[tokio::test(start_paused = true)]
+async fn a_send_needs_the_lease_on_record_with_its_token() {
+    use jobbot_core::cluster::{FencingToken, NodeId};
+    LEASES_REQUIRED.with(|required| required.set(true));
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    LEASES_REQUIRED.with(|required| required.set(false));
+    let (me, other) = (
+        NodeId::parse("node-1").unwrap(),
+        NodeId::parse("node-2").unwrap(),
+    );
+    let agent = session("agent_a");
+    let now = harness.engine.clock().now_unix();
+    let in_a_minute = UnixMillis(now.0 + 60_000);
+    // Another node holds the lease (token 1); this node believes it holds it with token 1.
+    harness
+        .store
+        .acquire_lease(&agent, &other, now, in_a_minute)
+        .await
+        .unwrap()
+        .unwrap();
+    harness
+        .engine
+        .set_leased(me.clone(), [(agent.clone(), FencingToken(1))].into())
+        .await
+        .unwrap();
+    wait_link(&harness.engine, "agent_a", |link| {
+        link.is_some_and(LinkState::is_ready)
+    })
+    .await;
+    let ticket = harness.send(0, None, "fenced").await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(harness.received(0).is_empty(), "sent without the lease");
+    assert_eq!(harness.store.outbox_counts().await.unwrap().pending, 1);
+
+    // The lease expires, this node takes it (token 2) and is told so: the message goes.
+    let later = UnixMillis(in_a_minute.0 + 1);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let taken = harness
+        .store
+        .acquire_lease(
+            &agent,
+            &me,
+            harness.engine.clock().now_unix().max(later),
+            UnixMillis(later.0 + 60_000),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.token, FencingToken(2));
+    harness
+        .engine
+        .set_leased(me, [(agent, FencingToken(2))].into())
+        .await
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(120), ticket.delivery())
+        .await
+        .expect("the message goes once the lease is held")
+        .unwrap()
+    {
+        Delivery::Sent { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(harness.received(0).len(), 1);
 }

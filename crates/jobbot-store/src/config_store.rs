@@ -1,4 +1,5 @@
-//! The single owner of `configs/channels_config.json`.
+//! The single owner of the configuration document: `configs/channels_config.json`, or with a
+//! database (`--database-url`) the `config_document` row shared by every node.
 //!
 //! The original system lost configuration three ways, and each step here exists to stop one:
 //! - a syntax error made it load an empty channel list, and the next save wrote that empty list
@@ -13,7 +14,14 @@
 //!   holds either the old or the new configuration, whole.
 //!
 //! Invariant: every [`Snapshot`] published was produced by [`jobbot_core::config::load`] from
-//! exactly the bytes on disk at its revision; what subscribers run on is always what the file says.
+//! exactly the bytes stored at its revision; what subscribers run on is always what the file (or
+//! the database) says.
+//!
+//! The revision check, validation, publication and reload logic is one, here; the two places the
+//! bytes can live are a [`Backend`] each, which only reads, writes under its lock and watches. In
+//! a database the write lock is PostgreSQL's (an advisory lock for the transaction), so writers on
+//! different nodes serialise like writers in one process, and a committed write is announced to
+//! every node with `NOTIFY` (see `postgres_documents.rs`).
 
 use std::future::Future;
 use std::io::{self, Write};
@@ -24,6 +32,8 @@ use std::time::Duration;
 
 use jobbot_core::config::{self, Config, ConfigDocument, ConfigProblem, ConfigProblems, Revision};
 use notify::{EventKind, RecursiveMode, Watcher};
+
+use crate::postgres_documents::{ConfigDocumentTable, LockedConfigDocument};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -86,6 +96,21 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The document stored in the database does not load (written there by hand, or by another
+    /// version). It was left as it is.
+    #[error("the configuration in {database} does not load; it was left as it is:\n{problems}")]
+    StoredInvalid {
+        database: String,
+        problems: ConfigProblems,
+    },
+    /// The database did not answer or refused; the message names the database, never its
+    /// password.
+    #[error("could not read or write the configuration in {database}: {source}")]
+    Database {
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// The directory of the file could not be watched for changes.
     #[error("could not watch {path} for changes: {source}")]
     Watch {
@@ -115,7 +140,7 @@ pub struct ConfigStore {
 
 #[derive(Debug)]
 struct Shared {
-    path: PathBuf,
+    backend: Backend,
     /// Held for the whole of every read-compare-write and every reload, so that a write and a
     /// reload never interleave and two writers never both pass the revision check.
     write_lock: Mutex<()>,
@@ -130,19 +155,26 @@ impl ConfigStore {
     /// that does not load is [`StoreError::FileInvalid`] with every problem, and is left as it is
     /// (the caller decides whether to stop; this store never overwrites it).
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let path = path.into();
-        let snapshot = match read_file(&path).await? {
+        Self::open_backend(Backend::File(path.into())).await
+    }
+
+    /// The configuration document of the database `store` is in (the same schema), shared by
+    /// every node on it. An absent document is an empty configuration, as for a file; one that
+    /// does not load is [`StoreError::StoredInvalid`].
+    pub async fn open_in_database(store: &crate::PostgresStore) -> Result<Self, StoreError> {
+        Self::open_backend(Backend::Database(ConfigDocumentTable::new(store))).await
+    }
+
+    async fn open_backend(backend: Backend) -> Result<Self, StoreError> {
+        let snapshot = match backend.read().await? {
             None => Snapshot::empty(),
-            Some(bytes) => load_bytes(&bytes).map_err(|problems| StoreError::FileInvalid {
-                path: path.clone(),
-                problems,
-            })?,
+            Some(bytes) => load_bytes(&bytes).map_err(|problems| backend.invalid(problems))?,
         };
         let (snapshots, _) = watch::channel(Arc::new(snapshot));
         let (reload_problems, _) = watch::channel(None);
         Ok(Self {
             shared: Arc::new(Shared {
-                path,
+                backend,
                 write_lock: Mutex::new(()),
                 snapshots,
                 reload_problems,
@@ -150,8 +182,17 @@ impl ConfigStore {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.shared.path
+    /// The file, for a store on a file; `None` for one in a database.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.shared.backend {
+            Backend::File(path) => Some(path),
+            Backend::Database(_) => None,
+        }
+    }
+
+    /// Where the document lives, for messages: the file's path, or the database (no password).
+    pub fn location(&self) -> String {
+        self.shared.backend.describe()
     }
 
     /// The live configuration.
@@ -221,10 +262,11 @@ impl ConfigStore {
         let shared = &self.shared;
         let _write_guard = shared.write_lock.lock().await;
 
-        // The revision check compares against the bytes on disk now, not against what we loaded
-        // last: a hand edit the watcher has not reloaded yet (or no watcher at all) must still
-        // make a stale write fail rather than be overwritten.
-        let on_disk = read_file(&shared.path).await?;
+        // The revision check compares against the bytes stored now, not against what we loaded
+        // last: a hand edit (or another node's write) not reloaded yet, or no watcher at all,
+        // must still make a stale write fail rather than be overwritten. In a database the
+        // stored bytes stay locked until the write below commits or this returns.
+        let (held, on_disk) = shared.backend.lock_and_read().await?;
         let disk_revision = on_disk
             .as_deref()
             .map_or_else(Revision::empty, Revision::of);
@@ -243,11 +285,7 @@ impl ConfigStore {
                 Ok(snapshot) => self.publish(snapshot),
                 Err(problems) => {
                     self.report(problems.clone());
-                    return Err(StoreError::FileInvalid {
-                        path: shared.path.clone(),
-                        problems,
-                    }
-                    .into());
+                    return Err(shared.backend.invalid(problems).into());
                 }
             }
             if expected.is_some() {
@@ -287,7 +325,7 @@ impl ConfigStore {
         if snapshot.revision == live.revision {
             return Ok(snapshot.revision);
         }
-        write_atomically(&shared.path, text.into_bytes()).await?;
+        held.write(text.into_bytes(), &snapshot.revision).await?;
         let revision = snapshot.revision.clone();
         self.publish(snapshot);
         Ok(revision)
@@ -311,9 +349,26 @@ impl ConfigStore {
     ///
     /// The directory is watched, not the file: editors and atomic writers replace the file by
     /// renaming another over it, which a watch on the old file would not follow.
+    ///
+    /// In a database, the store listens for the `NOTIFY` every write sends, so a change made on
+    /// one node is live on every other as soon as it commits.
     pub fn watch(&self) -> Result<ConfigWatch, StoreError> {
-        let directory = directory_of(&self.shared.path);
-        let file_name = self.shared.path.file_name().map(ToOwned::to_owned);
+        let path = match &self.shared.backend {
+            Backend::File(path) => path,
+            Backend::Database(table) => {
+                let (shutdown_sender, shutdown) = oneshot::channel::<()>();
+                let task = tokio::spawn(table.clone().listen(self.clone(), async move {
+                    let _ = shutdown.await;
+                }));
+                return Ok(ConfigWatch {
+                    _watcher: None,
+                    shutdown: Some(shutdown_sender),
+                    task: Some(task),
+                });
+            }
+        };
+        let directory = directory_of(path);
+        let file_name = path.file_name().map(ToOwned::to_owned);
         // A fresh data dir has no `configs/` yet: the first save creates the file in it, and the
         // watch must already be there to follow that file.
         std::fs::create_dir_all(&directory).map_err(|source| StoreError::Watch {
@@ -353,7 +408,7 @@ impl ConfigStore {
             let _ = shutdown.await;
         }));
         Ok(ConfigWatch {
-            _watcher: watcher,
+            _watcher: Some(watcher),
             shutdown: Some(shutdown_sender),
             task: Some(task),
         })
@@ -365,8 +420,9 @@ impl ConfigStore {
     pub async fn reload(&self) {
         let shared = &self.shared;
         let _write_guard = shared.write_lock.lock().await;
-        let bytes = match read_file(&shared.path).await {
+        let bytes = match shared.backend.read().await {
             Ok(Some(bytes)) => bytes,
+            Ok(None) if self.snapshot().revision == Revision::empty() => return,
             Ok(None) => {
                 // Publishing an empty configuration would stop every channel because a file was
                 // moved away for a moment; keep running on the last good one instead.
@@ -374,7 +430,7 @@ impl ConfigStore {
                     "",
                     format!(
                         "{} was removed; the last good configuration stays live",
-                        shared.path.display()
+                        shared.backend.describe()
                     ),
                 )]));
                 return;
@@ -397,7 +453,7 @@ impl ConfigStore {
         }
         match load_bytes(&bytes) {
             Ok(snapshot) => {
-                tracing::info!(target: "config_store", path = %shared.path.display(), revision = %snapshot.revision, "configuration reloaded");
+                tracing::info!(target: "config_store", location = %shared.backend.describe(), revision = %snapshot.revision, "configuration reloaded");
                 self.publish(snapshot);
             }
             Err(problems) => self.report(problems),
@@ -413,7 +469,7 @@ impl ConfigStore {
 
     fn report(&self, problems: ConfigProblems) {
         tracing::warn!(target: "config_store",
-            path = %self.shared.path.display(),
+            location = %self.shared.backend.describe(),
             live_revision = %self.snapshot().revision,
             "the configuration file does not load; the last good configuration stays live and the file was not changed:\n{problems}"
         );
@@ -421,12 +477,83 @@ impl ConfigStore {
     }
 }
 
+/// Where the document's bytes live. Everything else (revisions, validation, publication,
+/// reloads) is [`ConfigStore`]'s, the same for both.
+#[derive(Debug)]
+enum Backend {
+    /// A file, written atomically; one process writes it (the data directory's lock).
+    File(PathBuf),
+    /// The `config_document` row of a PostgreSQL database, shared by every node on it.
+    Database(ConfigDocumentTable),
+}
+
+/// What a writer holds between reading the stored bytes and writing new ones.
+enum Held<'a> {
+    /// The store's own write lock is enough: one process per data directory.
+    File(&'a Path),
+    /// The database's lock on the document, released when the transaction ends.
+    Database(LockedConfigDocument),
+}
+
+impl Held<'_> {
+    async fn write(self, bytes: Vec<u8>, revision: &Revision) -> Result<(), StoreError> {
+        match self {
+            Self::File(path) => write_atomically(path, bytes).await,
+            Self::Database(locked) => locked.write(bytes, revision).await,
+        }
+    }
+}
+
+impl Backend {
+    /// The stored bytes, or `None` when there is no document yet.
+    async fn read(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Self::File(path) => read_file(path).await,
+            Self::Database(table) => table.read().await,
+        }
+    }
+
+    /// The stored bytes, locked against every other writer (of any node) until the hold writes
+    /// or is dropped.
+    async fn lock_and_read(&self) -> Result<(Held<'_>, Option<Vec<u8>>), StoreError> {
+        match self {
+            Self::File(path) => Ok((Held::File(path), read_file(path).await?)),
+            Self::Database(table) => {
+                let (locked, bytes) = table.lock_and_read().await?;
+                Ok((Held::Database(locked), bytes))
+            }
+        }
+    }
+
+    /// The error for stored bytes that do not load.
+    fn invalid(&self, problems: ConfigProblems) -> StoreError {
+        match self {
+            Self::File(path) => StoreError::FileInvalid {
+                path: path.clone(),
+                problems,
+            },
+            Self::Database(table) => StoreError::StoredInvalid {
+                database: table.database().to_owned(),
+                problems,
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Database(table) => format!("the database {}", table.database()),
+        }
+    }
+}
+
 /// The running file watcher of a [`ConfigStore`]. Dropping it stops the watch; [`ConfigWatch::stop`]
 /// also waits for the reload task to finish.
 #[derive(Debug)]
 pub struct ConfigWatch {
-    // Dropping the watcher releases the OS watch.
-    _watcher: notify::RecommendedWatcher,
+    // Dropping the watcher releases the OS watch; `None` for a database, which is listened to
+    // by the task.
+    _watcher: Option<notify::RecommendedWatcher>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }

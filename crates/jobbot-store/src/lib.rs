@@ -1,8 +1,12 @@
 //! jobbot's storage, and the only crate with SQL.
 //!
-//! - [`ConfigStore`] is the single owner of `configs/channels_config.json`: it loads it, hands out
-//!   validated [`Snapshot`]s, refuses stale or invalid writes, writes atomically, and reloads hand
-//!   edits without ever writing over a file it could not load.
+//! - [`ConfigStore`] is the single owner of the configuration document (`configs/channels_config.json`,
+//!   or a row in PostgreSQL shared by every node): it loads it, hands out validated [`Snapshot`]s,
+//!   refuses stale or invalid writes, writes atomically, and reloads hand edits (or another
+//!   node's writes, announced with `NOTIFY`) without ever writing over a document it could not
+//!   load.
+//! - [`PostgresStore`] is also the [`jobbot_core::store::SessionVault`] of a node on PostgreSQL:
+//!   the sealed Telegram sessions.
 //! - [`SqliteStore`] implements the core's operational store port, [`jobbot_core::store::Store`]:
 //!   the durable outbox, processed messages and repost claims, CRM conversations with their
 //!   relay records, workflows, pauses, statistics, web sessions and API tokens.
@@ -16,8 +20,10 @@
 
 mod config_store;
 mod knowledge;
+mod leases;
 mod memory;
 mod postgres;
+mod postgres_documents;
 mod rows;
 mod sqlite;
 pub mod telethon;

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
+use jobbot_core::cluster::{FencingToken, LeaseRecord, NodeId, NodeRecord};
 use jobbot_core::ids::{ChatId, SessionName};
 use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::store::{
@@ -78,6 +79,11 @@ struct Tables {
     /// Learned limits per agent (`learned_limits`).
     learned: BTreeMap<SessionName, LearnedLimits>,
     workflows: Workflows,
+    /// Sealed session bytes (`SessionVault`, PostgreSQL's `session_data`).
+    sessions: BTreeMap<SessionName, Vec<u8>>,
+    /// `cluster_nodes` and `session_leases`.
+    nodes: BTreeMap<NodeId, NodeRecord>,
+    leases: BTreeMap<SessionName, LeaseRecord>,
 }
 
 /// The `workflows` table.
@@ -290,6 +296,35 @@ impl MemoryStore {
                 "the in-memory store is unusable after a panic while it was being changed",
             )
         })
+    }
+}
+
+/// PostgreSQL's `session_data` in memory, for the session store's tests.
+#[async_trait::async_trait]
+impl jobbot_core::store::SessionVault for MemoryStore {
+    async fn load_session(&self, name: &SessionName) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock("load a session")?.sessions.get(name).cloned())
+    }
+
+    async fn save_session(
+        &self,
+        name: &SessionName,
+        sealed: &[u8],
+        _now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.lock("save a session")?
+            .sessions
+            .insert(name.clone(), sealed.to_vec());
+        Ok(())
+    }
+
+    async fn session_names(&self) -> Result<Vec<SessionName>, StoreError> {
+        Ok(self
+            .lock("list the sessions")?
+            .sessions
+            .keys()
+            .cloned()
+            .collect())
     }
 }
 
@@ -1082,6 +1117,139 @@ impl Store for MemoryStore {
         tables.api_tokens.retain(|token| token.expires_at > now);
         let after = tables.web_sessions.len() + tables.api_tokens.len();
         Ok(u64::try_from(before - after).unwrap_or(u64::MAX))
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &NodeId,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.lock("record a node's heartbeat")?;
+        let record = tables
+            .nodes
+            .entry(node.clone())
+            .or_insert_with(|| NodeRecord {
+                node: node.clone(),
+                started_at: now,
+                heartbeat_at: now,
+                expires_at,
+            });
+        record.heartbeat_at = now;
+        record.expires_at = expires_at;
+        Ok(())
+    }
+
+    async fn leave_cluster(&self, node: &NodeId) -> Result<(), StoreError> {
+        let mut tables = self.lock("remove a node from the cluster")?;
+        tables.nodes.remove(node);
+        for lease in tables.leases.values_mut() {
+            if lease.holder.as_ref() == Some(node) {
+                lease.holder = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn cluster_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        Ok(self
+            .lock("list the cluster's nodes")?
+            .nodes
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    async fn session_leases(&self) -> Result<Vec<LeaseRecord>, StoreError> {
+        Ok(self
+            .lock("list the session leases")?
+            .leases
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    async fn acquire_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Option<LeaseRecord>, StoreError> {
+        let mut tables = self.lock("take a session's lease")?;
+        let Some(lease) = tables.leases.get_mut(session) else {
+            let lease = LeaseRecord {
+                session: session.clone(),
+                holder: Some(node.clone()),
+                token: FencingToken(1),
+                acquired_at: now,
+                renewed_at: now,
+                expires_at,
+            };
+            tables.leases.insert(session.clone(), lease.clone());
+            return Ok(Some(lease));
+        };
+        match lease.holder_at(now) {
+            Some(holder) if holder != node => return Ok(None),
+            Some(_) => {}
+            None => {
+                lease.token = FencingToken(lease.token.0 + 1);
+                lease.acquired_at = now;
+                lease.holder = Some(node.clone());
+            }
+        }
+        lease.renewed_at = now;
+        lease.expires_at = expires_at;
+        Ok(Some(lease.clone()))
+    }
+
+    async fn renew_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Option<LeaseRecord>, StoreError> {
+        let mut tables = self.lock("renew a session's lease")?;
+        match tables.leases.get_mut(session) {
+            Some(lease) if lease.holder.as_ref() == Some(node) && lease.token == token => {
+                lease.renewed_at = now;
+                lease.expires_at = expires_at;
+                Ok(Some(lease.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn holds_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .lock("check a session's lease")?
+            .leases
+            .get(session)
+            .is_some_and(|lease| lease.holder_at(now) == Some(node) && lease.token == token))
+    }
+
+    async fn release_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.lock("give a session's lease back")?;
+        match tables.leases.get_mut(session) {
+            Some(lease) if lease.holder.as_ref() == Some(node) && lease.token == token => {
+                lease.holder = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

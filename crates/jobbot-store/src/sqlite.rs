@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jobbot_core::cluster::{FencingToken, LeaseRecord, NodeId, NodeRecord};
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::store::{
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
+use crate::leases;
 use crate::rows::{
     API_TOKEN_COLUMNS, CONVERSATION_COLUMNS, HOUR_MILLIS, OUTBOX_COLUMNS, VACANCY_COLUMNS,
     WORKFLOW_COLUMNS, agent_names, failed, is_unique_violation, outbox_counts_from,
@@ -1308,6 +1310,73 @@ impl Store for SqliteStore {
             .rows_affected();
         transaction.commit().await.map_err(failed(operation))?;
         Ok(sessions + tokens)
+    }
+    async fn heartbeat(
+        &self,
+        node: &NodeId,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        leases::heartbeat(&self.pool, node, now, expires_at).await
+    }
+
+    async fn leave_cluster(&self, node: &NodeId) -> Result<(), StoreError> {
+        let operation = "remove a node from the cluster";
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        leases::leave::<sqlx::Sqlite>(&mut transaction, node).await?;
+        transaction.commit().await.map_err(failed(operation))
+    }
+
+    async fn cluster_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        leases::nodes(&self.pool).await
+    }
+
+    async fn session_leases(&self) -> Result<Vec<LeaseRecord>, StoreError> {
+        leases::leases(&self.pool).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Option<LeaseRecord>, StoreError> {
+        leases::acquire(&self.pool, session, node, now, expires_at).await
+    }
+
+    async fn renew_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Option<LeaseRecord>, StoreError> {
+        leases::renew(&self.pool, session, node, token, now, expires_at).await
+    }
+
+    async fn release_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+    ) -> Result<bool, StoreError> {
+        leases::release(&self.pool, session, node, token).await
+    }
+
+    async fn holds_lease(
+        &self,
+        session: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        leases::holds(&self.pool, session, node, token, now).await
     }
 }
 

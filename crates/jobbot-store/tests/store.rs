@@ -640,6 +640,193 @@ async fn migrate_file_leaves_a_file_that_does_not_load_alone() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The configuration in PostgreSQL: the same store logic, shared by every node on one database
+
+/// Waits until `store` runs on `revision`, from its own subscription (a watch: it sees the
+/// latest value, never misses the one waited for).
+async fn wait_for_revision(store: &ConfigStore, revision: &Revision) {
+    let mut snapshots = store.subscribe();
+    within_timeout("the other node to load the change", async {
+        snapshots
+            .wait_for(|snapshot| snapshot.revision == *revision)
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_configuration_change_on_one_node_is_live_on_the_other_at_once() {
+    let database = test_database::TestDatabase::create().await;
+    let second_connection = database.connect_again().await;
+    let first = ConfigStore::open_in_database(&database.store)
+        .await
+        .unwrap();
+    let second = ConfigStore::open_in_database(&second_connection)
+        .await
+        .unwrap();
+    assert_eq!(first.snapshot().revision, Revision::empty());
+    assert_eq!(first.path(), None);
+    assert!(
+        first.location().contains(database.schema()),
+        "{}",
+        first.location()
+    );
+    let first_watch = first.watch().unwrap();
+    let second_watch = second.watch().unwrap();
+
+    let document = config::load(&valid_config("Python")).unwrap().document;
+    let created = first.replace(&Revision::empty(), document).await.unwrap();
+    wait_for_revision(&second, &created).await;
+    assert_eq!(second.snapshot().document.output_channels[0].name, "Python");
+
+    let renamed = second
+        .update(&created, rename_channel("Rust"))
+        .await
+        .unwrap();
+    wait_for_revision(&first, &renamed).await;
+    assert_eq!(first.snapshot().document.output_channels[0].name, "Rust");
+
+    // A write based on what the other node replaced is refused, naming the revision now stored.
+    let stale = second.update(&created, rename_channel("Go")).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { ref current }) if *current == renamed),
+        "{stale:?}"
+    );
+    assert_eq!(first.snapshot().revision, renamed);
+
+    first_watch.stop().await;
+    second_watch.stop().await;
+    second_connection.close().await;
+    database.close().await;
+}
+
+#[tokio::test]
+async fn a_write_based_on_a_revision_another_node_replaced_conflicts_even_unheard() {
+    // No watch: the second node has not heard of the first's write, and still may not undo it.
+    let database = test_database::TestDatabase::create().await;
+    let first = ConfigStore::open_in_database(&database.store)
+        .await
+        .unwrap();
+    let second = ConfigStore::open_in_database(&database.store)
+        .await
+        .unwrap();
+    let document = config::load(&valid_config("Python")).unwrap().document;
+    let created = first
+        .replace(&Revision::empty(), document.clone())
+        .await
+        .unwrap();
+
+    let stale = second.replace(&Revision::empty(), document).await;
+
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { ref current }) if *current == created),
+        "{stale:?}"
+    );
+    // The refusal made the stored document live on the second node, for its retry.
+    assert_eq!(second.snapshot().revision, created);
+    database.close().await;
+}
+
+#[tokio::test]
+async fn concurrent_modifications_from_two_nodes_all_land() {
+    let database = test_database::TestDatabase::create().await;
+    let other_connection = database.connect_again().await;
+    let first = ConfigStore::open_in_database(&database.store)
+        .await
+        .unwrap();
+    let second = ConfigStore::open_in_database(&other_connection)
+        .await
+        .unwrap();
+    let document = config::load(&valid_config("Python")).unwrap().document;
+    first.replace(&Revision::empty(), document).await.unwrap();
+
+    let append = |suffix: &'static str| {
+        move |document: &mut ConfigDocument| {
+            document.output_channels[0].name.push_str(suffix);
+            Ok::<(), StoreError>(())
+        }
+    };
+    let mut edits = tokio::task::JoinSet::new();
+    for (index, suffix) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .into_iter()
+        .enumerate()
+    {
+        let store = if index % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        edits.spawn(async move { store.modify(append(suffix)).await });
+    }
+    while let Some(result) = edits.join_next().await {
+        result.unwrap().unwrap();
+    }
+
+    let stored = ConfigStore::open_in_database(&database.store)
+        .await
+        .unwrap();
+    let name = stored.snapshot().document.output_channels[0].name.clone();
+    assert_eq!(name.len(), "Python".len() + 8, "{name}");
+    for suffix in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        assert!(name.contains(suffix), "{name}");
+    }
+    other_connection.close().await;
+    database.close().await;
+}
+
+#[tokio::test]
+async fn an_invalid_configuration_is_never_written_to_the_database() {
+    let database = test_database::TestDatabase::create().await;
+    let store = ConfigStore::open_in_database(&database.store)
+        .await
+        .unwrap();
+    let document = config::load(&valid_config("Python")).unwrap().document;
+    let created = store.replace(&Revision::empty(), document).await.unwrap();
+
+    let refused = store
+        .update(&created, |document: &mut ConfigDocument| {
+            document.output_channels[0].name.clear();
+            Ok::<(), StoreError>(())
+        })
+        .await;
+
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    let reopened = ConfigStore::open_in_database(&database.store)
+        .await
+        .unwrap();
+    assert_eq!(reopened.snapshot().revision, created);
+
+    // A document put there by hand that does not load is an error naming the database, and is
+    // left as it is.
+    let mut raw = database.raw_connection().await;
+    sqlx::query(&format!(
+        "UPDATE {}.config_document SET body = $1",
+        database.schema()
+    ))
+    .bind(MALFORMED_CONFIG.as_bytes())
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    let error = ConfigStore::open_in_database(&database.store)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::StoredInvalid { ref database, .. } if database.contains("jobbot_test")),
+        "{error:?}"
+    );
+    let written = store.update(&created, rename_channel("Rust")).await;
+    assert!(
+        matches!(written, Err(StoreError::StoredInvalid { .. })),
+        "{written:?}"
+    );
+    database.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Operational store
 
 /// The checks every [`Store`] backend must pass (memory, SQLite, PostgreSQL). Each
@@ -2235,6 +2422,220 @@ mod conformance {
         assert_eq!(store.paused_agents().await.unwrap(), [agent("agent_2")]);
     }
 
+    fn node(name: &str) -> jobbot_core::cluster::NodeId {
+        jobbot_core::cluster::NodeId::parse(name).unwrap()
+    }
+
+    pub async fn a_session_lease_is_held_by_one_node_at_a_time_with_growing_tokens(
+        store: &dyn Store,
+    ) {
+        use jobbot_core::cluster::FencingToken;
+        let (a, b) = (node("node-a"), node("node-b"));
+        let session = agent("agent_1");
+        let taken = store
+            .acquire_lease(&session, &a, UnixMillis(1_000), UnixMillis(31_000))
+            .await
+            .unwrap()
+            .expect("a free lease is taken");
+        assert_eq!(taken.holder, Some(a.clone()));
+        assert_eq!(taken.token, FencingToken(1));
+        assert_eq!(
+            (taken.acquired_at, taken.renewed_at, taken.expires_at),
+            (UnixMillis(1_000), UnixMillis(1_000), UnixMillis(31_000))
+        );
+        // Held: another node is refused until it expires; the holder taking it again extends
+        // it with the same token.
+        assert_eq!(
+            store
+                .acquire_lease(&session, &b, UnixMillis(30_999), UnixMillis(60_999))
+                .await
+                .unwrap(),
+            None
+        );
+        let again = store
+            .acquire_lease(&session, &a, UnixMillis(2_000), UnixMillis(32_000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.token, again.acquired_at, again.expires_at),
+            (FencingToken(1), UnixMillis(1_000), UnixMillis(32_000))
+        );
+        let renewed = store
+            .renew_lease(
+                &session,
+                &a,
+                FencingToken(1),
+                UnixMillis(5_000),
+                UnixMillis(35_000),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (renewed.renewed_at, renewed.expires_at),
+            (UnixMillis(5_000), UnixMillis(35_000))
+        );
+        // Expired: b takes it with the next token, and a can neither renew nor release it.
+        let moved = store
+            .acquire_lease(&session, &b, UnixMillis(35_000), UnixMillis(65_000))
+            .await
+            .unwrap()
+            .expect("an expired lease is taken");
+        assert_eq!(
+            (moved.holder.clone(), moved.token),
+            (Some(b.clone()), FencingToken(2))
+        );
+        assert_eq!(moved.acquired_at, UnixMillis(35_000));
+        // The fence: only the holder, with the current token, before expiry.
+        let holds = |node, token, at| {
+            store.holds_lease(&session, node, FencingToken(token), UnixMillis(at))
+        };
+        assert!(holds(&b, 2, 35_000).await.unwrap());
+        assert!(!holds(&b, 2, 65_000).await.unwrap(), "expired");
+        assert!(!holds(&b, 1, 35_000).await.unwrap(), "an old token");
+        assert!(!holds(&a, 1, 34_000).await.unwrap(), "the old holder");
+        assert_eq!(
+            store
+                .renew_lease(
+                    &session,
+                    &a,
+                    FencingToken(1),
+                    UnixMillis(36_000),
+                    UnixMillis(66_000)
+                )
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            !store
+                .release_lease(&session, &a, FencingToken(1))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .release_lease(&session, &b, FencingToken(1))
+                .await
+                .unwrap()
+        );
+        // Released: free at once, and the next holder gets the next token.
+        assert!(
+            store
+                .release_lease(&session, &b, FencingToken(2))
+                .await
+                .unwrap()
+        );
+        let listed = store.session_leases().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].holder.clone(), listed[0].token),
+            (None, FencingToken(2))
+        );
+        let back = store
+            .acquire_lease(&session, &a, UnixMillis(36_000), UnixMillis(66_000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.token, FencingToken(3));
+        assert_eq!(store.session_leases().await.unwrap(), vec![back]);
+    }
+
+    pub async fn concurrent_takes_of_one_lease_grant_it_once(store: &dyn Store) {
+        let (a, b) = (node("node-a"), node("node-b"));
+        for round in 0..5 {
+            let session = agent(&format!("agent_{round}"));
+            let (first, second) = tokio::join!(
+                store.acquire_lease(&session, &a, UnixMillis(1_000), UnixMillis(31_000)),
+                store.acquire_lease(&session, &b, UnixMillis(1_000), UnixMillis(31_000)),
+            );
+            let granted = [first.unwrap(), second.unwrap()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
+            assert_eq!(granted.len(), 1, "{session}: {granted:?}");
+            assert_eq!(granted[0].token.0, 1);
+        }
+    }
+
+    pub async fn nodes_are_listed_with_their_heartbeats_and_a_leaving_node_frees_its_leases(
+        store: &dyn Store,
+    ) {
+        let (a, b) = (node("node-a"), node("node-b"));
+        store
+            .heartbeat(&b, UnixMillis(1_000), UnixMillis(31_000))
+            .await
+            .unwrap();
+        store
+            .heartbeat(&a, UnixMillis(2_000), UnixMillis(32_000))
+            .await
+            .unwrap();
+        store
+            .heartbeat(&a, UnixMillis(7_000), UnixMillis(37_000))
+            .await
+            .unwrap();
+        let nodes = store.cluster_nodes().await.unwrap();
+        assert_eq!(
+            nodes,
+            vec![
+                jobbot_core::cluster::NodeRecord {
+                    node: a.clone(),
+                    started_at: UnixMillis(2_000),
+                    heartbeat_at: UnixMillis(7_000),
+                    expires_at: UnixMillis(37_000),
+                },
+                jobbot_core::cluster::NodeRecord {
+                    node: b.clone(),
+                    started_at: UnixMillis(1_000),
+                    heartbeat_at: UnixMillis(1_000),
+                    expires_at: UnixMillis(31_000),
+                },
+            ]
+        );
+        for name in ["agent_1", "agent_2"] {
+            store
+                .acquire_lease(&agent(name), &a, UnixMillis(7_000), UnixMillis(37_000))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        store
+            .acquire_lease(&agent("agent_3"), &b, UnixMillis(7_000), UnixMillis(37_000))
+            .await
+            .unwrap()
+            .unwrap();
+
+        store.leave_cluster(&a).await.unwrap();
+
+        let nodes = store.cluster_nodes().await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].node, b);
+        let holders: Vec<_> = store
+            .session_leases()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|lease| (lease.session.to_string(), lease.holder))
+            .collect();
+        assert_eq!(
+            holders,
+            vec![
+                ("agent_1".to_owned(), None),
+                ("agent_2".to_owned(), None),
+                ("agent_3".to_owned(), Some(b.clone())),
+            ]
+        );
+        // Freed leases are taken at once, before their old expiry.
+        assert!(
+            store
+                .acquire_lease(&agent("agent_1"), &b, UnixMillis(8_000), UnixMillis(38_000))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
     pub async fn learned_limits_are_replaced_and_restored(store: &dyn Store) {
         use jobbot_core::scheduling::{
             AdaptiveBudget, AdaptiveRate, CallClass, LearnedCalls, LearnedLimits, Millis,
@@ -2712,6 +3113,9 @@ conformance_on_every_backend!(
     a_delivered_post_is_recorded_once,
     web_sessions_are_found_by_digest_until_their_absolute_expiry,
     api_tokens_are_listed_found_used_and_revoked_until_their_expiry,
+    a_session_lease_is_held_by_one_node_at_a_time_with_growing_tokens,
+    concurrent_takes_of_one_lease_grant_it_once,
+    nodes_are_listed_with_their_heartbeats_and_a_leaving_node_frees_its_leases,
 );
 
 /// The memory store stands in for SQLite and PostgreSQL in the engine's tests, which may match on

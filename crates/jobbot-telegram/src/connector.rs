@@ -19,6 +19,7 @@ use grammers_mtsender::{
 };
 use grammers_session::updates::UpdatesLike;
 use jobbot_core::ids::SessionName;
+use jobbot_core::store::SessionVault;
 use jobbot_core::telegram::{
     AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions, DeadReason, LoginBackend,
     Me, TelegramAccount, TelegramError,
@@ -40,6 +41,43 @@ pub struct GrammersConfig {
     pub api_id: i32,
     pub api_hash: String,
     pub session_key: Option<SessionKey>,
+    /// Sessions kept in a database instead of `sessions_dir` (a node on PostgreSQL).
+    pub vault: Option<VaultSessions>,
+}
+
+/// Sessions kept in a [`SessionVault`], always sealed: built only with a key.
+#[derive(Clone)]
+pub struct VaultSessions {
+    vault: Arc<dyn SessionVault>,
+    key: SessionKey,
+}
+
+impl fmt::Debug for VaultSessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultSessions")
+            .field("vault", &self.vault)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl VaultSessions {
+    /// Refuses a vault without a key, naming the variable to set: sessions in a database are
+    /// sealed at rest, always.
+    pub fn new(vault: Arc<dyn SessionVault>, key: Option<SessionKey>) -> Result<Self, ConfigError> {
+        let key = key.ok_or(ConfigError::KeyRequired {
+            variable: crate::session_store::SESSION_KEY_VARIABLE,
+        })?;
+        Ok(Self { vault, key })
+    }
+
+    pub fn vault(&self) -> &Arc<dyn SessionVault> {
+        &self.vault
+    }
+
+    pub fn key(&self) -> &SessionKey {
+        &self.key
+    }
 }
 
 impl fmt::Debug for GrammersConfig {
@@ -48,6 +86,7 @@ impl fmt::Debug for GrammersConfig {
             .field("sessions_dir", &self.sessions_dir)
             .field("api_id", &self.api_id)
             .field("api_hash", &"<redacted>")
+            .field("vault", &self.vault)
             .field(
                 "session_key",
                 &self.session_key.as_ref().map(|_| "<redacted>"),
@@ -65,6 +104,11 @@ pub enum ConfigError {
         variable: &'static str,
         reason: String,
     },
+    #[error(
+        "environment variable {variable} is not set: with a database, sessions are kept there \
+         sealed with it (64 hex characters, e.g. from `openssl rand -hex 32`; the same on every node)"
+    )]
+    KeyRequired { variable: &'static str },
 }
 
 impl GrammersConfig {
@@ -120,6 +164,7 @@ impl GrammersConfig {
             api_id,
             api_hash,
             session_key,
+            vault: None,
         })
     }
 }
@@ -188,14 +233,21 @@ impl GrammersConnector {
         &self.config
     }
 
-    fn open_store(&self, session: &SessionName) -> Result<Arc<SessionStore>, ConnectError> {
-        SessionStore::open(
-            &self.config.sessions_dir,
-            session,
-            self.config.session_key.clone(),
-        )
-        .map(Arc::new)
-        .map_err(|error| storage_error(session, error))
+    async fn open_store(&self, session: &SessionName) -> Result<Arc<SessionStore>, ConnectError> {
+        let opened = match &self.config.vault {
+            Some(sessions) => {
+                SessionStore::open_in_vault(sessions.vault.clone(), session, sessions.key.clone())
+                    .await
+            }
+            None => SessionStore::open(
+                &self.config.sessions_dir,
+                session,
+                self.config.session_key.clone(),
+            ),
+        };
+        opened
+            .map(Arc::new)
+            .map_err(|error| storage_error(session, error))
     }
 
     fn start(&self, store: Arc<SessionStore>, options: &ConnectOptions) -> Connection {
@@ -249,7 +301,7 @@ impl GrammersConnector {
         session: &SessionName,
         options: &ConnectOptions,
     ) -> Result<(AuthorizationStatus, Option<Connection>), ConnectError> {
-        let store = self.open_store(session)?;
+        let store = self.open_store(session).await?;
         if !store.is_logged_in() && !store.has_home_auth_key() {
             // Never connected and never logged in: nothing to ask Telegram, and asking would only
             // create an auth key for nobody.
@@ -390,7 +442,7 @@ impl AccountConnector for GrammersConnector {
         session: &SessionName,
         options: &ConnectOptions,
     ) -> Result<Box<dyn LoginBackend>, ConnectError> {
-        let store = self.open_store(session)?;
+        let store = self.open_store(session).await?;
         let connection = self.start(store, options);
         Ok(Box::new(GrammersLogin::new(
             session.clone(),
@@ -557,9 +609,32 @@ mod tests {
     }
 
     #[test]
+    fn sessions_in_a_database_need_the_session_key_and_never_show_it() {
+        let vault: Arc<dyn SessionVault> = Arc::new(jobbot_store::MemoryStore::new());
+        let refused = VaultSessions::new(vault.clone(), None).unwrap_err();
+        assert_eq!(
+            refused,
+            ConfigError::KeyRequired {
+                variable: "JOBBOT_SESSION_KEY"
+            }
+        );
+        assert!(
+            refused.to_string().contains("JOBBOT_SESSION_KEY"),
+            "{refused}"
+        );
+        let sessions = VaultSessions::new(vault, Some(SessionKey::from_bytes([0xab; 32]))).unwrap();
+        let shown = format!("{sessions:?}");
+        assert!(
+            !shown.contains("ab, ab") && !shown.contains("abab"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn config_debug_hides_secrets() {
         let config = GrammersConfig {
             sessions_dir: "sessions".into(),
+            vault: None,
             api_id: 1,
             api_hash: "0123456789abcdef0123456789abcdef".into(),
             session_key: Some(SessionKey::from_bytes([1; 32])),

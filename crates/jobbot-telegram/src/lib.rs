@@ -15,6 +15,8 @@ pub mod login;
 pub mod session_store;
 
 pub use account::GrammersAccount;
-pub use connector::{ConfigError, GrammersConfig, GrammersConnector, SurfaceFloodWaits};
+pub use connector::{
+    ConfigError, GrammersConfig, GrammersConnector, SurfaceFloodWaits, VaultSessions,
+};
 pub use login::GrammersLogin;
 pub use session_store::{SessionKey, SessionStore, SessionStoreError, SessionSummary};

@@ -1,5 +1,6 @@
 //! grammers' `Session` on jobbot's own storage: one JSON file per session, optionally encrypted,
-//! owned under an exclusive lock.
+//! owned under an exclusive lock; or, on a node that keeps its data in PostgreSQL, the same
+//! bytes, always sealed, in the database's [`SessionVault`].
 //!
 //! Why not grammers' `SqliteSession`: it is built on libsql, whose bundled SQLite fails to link
 //! next to sqlx's SQLite in one binary. A session is small (a few auth keys, the update state and
@@ -13,7 +14,10 @@
 //!   connections at once (`AUTH_KEY_DUPLICATED`), so a second owner is refused before it connects.
 //! - The file is never copied; it is written with mode 0600 and replaced atomically.
 //! - With a key, the file is ChaCha20-Poly1305 sealed; a wrong key or a modified file is an error,
-//!   never garbage.
+//!   never garbage. In a vault a key is required ([`SessionStore::open_in_vault`] takes one, not
+//!   an option), so the database never holds an auth key in the clear.
+//! - In a vault there is no file lock: who may use a session across nodes is decided by the
+//!   session's lease, and within the process by the engine's one owner per session.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +26,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -33,6 +37,7 @@ use grammers_session::{BoxFuture, Session, SessionData};
 use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::legacy_session::{AuthKey, AuthKeyId};
 use jobbot_core::peer_cache::UsernameCache;
+use jobbot_core::store::{SessionVault, UnixMillis};
 use jobbot_core::telegram::Peer;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -106,20 +111,31 @@ pub enum SessionStoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("session {session} is closed")]
     Closed { session: SessionName },
+    /// The database holding the sessions failed (the message names the operation, never a key).
+    #[error("could not {action} session {session} in the database: {source}")]
+    Vault {
+        action: &'static str,
+        session: SessionName,
+        source: jobbot_core::store::StoreError,
+    },
     #[error("session state lock is poisoned")]
     Poisoned,
 }
 
-/// A session's state, kept in memory and written to `{dir}/{name}.session`.
+/// A session's state, kept in memory and written to `{dir}/{name}.session` or to a vault.
 pub struct SessionStore {
     name: SessionName,
+    /// The file, or for a vault a description used in messages (`database:NAME`).
     path: PathBuf,
+    /// `Some` for a session kept in a database instead of a file.
+    vault: Option<Arc<dyn SessionVault>>,
     key: Option<SessionKey>,
     state: Mutex<SessionState>,
     /// Serialises writers so that files land in generation order.
     write_order: tokio::sync::Mutex<()>,
     written_generation: AtomicU64,
-    /// The open, `flock`ed lock file; `None` once closed. Dropping it releases the lock.
+    /// The open, `flock`ed lock file; `None` once closed, and for a vault. Dropping it releases
+    /// the lock.
     lock_file: Mutex<Option<File>>,
 }
 
@@ -174,11 +190,34 @@ impl SessionStore {
             Some(snapshot) => snapshot.into_session_data(&path)?,
             None => (SessionData::default(), false, JobbotState::default()),
         };
-        let store = Self::locked(name, path, key, lock_file, data, logged_in);
-        if let Ok(mut state) = store.state.lock() {
-            state.usernames = extra.usernames;
-            state.channel_marks = extra.channel_marks;
-        }
+        let store = Self::locked(name, path, key, Some(lock_file), data, logged_in);
+        store.restore(extra);
+        Ok(store)
+    }
+
+    /// Loads session `name` from `vault` (an absent one is a fresh session), sealed with `key`.
+    /// The caller must hold the session's lease: the vault locks nothing.
+    pub async fn open_in_vault(
+        vault: Arc<dyn SessionVault>,
+        name: &SessionName,
+        key: SessionKey,
+    ) -> Result<Self, SessionStoreError> {
+        let path = vault_description(name);
+        let bytes = vault
+            .load_session(name)
+            .await
+            .map_err(|source| SessionStoreError::Vault {
+                action: "load",
+                session: name.clone(),
+                source,
+            })?;
+        let (data, logged_in, extra) = match bytes {
+            Some(bytes) => decode_file(&path, &bytes, Some(&key))?.into_session_data(&path)?,
+            None => (SessionData::default(), false, JobbotState::default()),
+        };
+        let mut store = Self::locked(name, path, Some(key), None, data, logged_in);
+        store.restore(extra);
+        store.vault = Some(vault);
         Ok(store)
     }
 
@@ -194,23 +233,32 @@ impl SessionStore {
     ) -> Result<Self, SessionStoreError> {
         let lock_file = lock_session(dir, name)?;
         let path = dir.join(name.file_name());
-        let store = Self::locked(name, path, key, lock_file, data, true);
+        let store = Self::locked(name, path, key, Some(lock_file), data, true);
         store.change(|state| state.usernames = usernames)?;
         store.persist().await?;
         Ok(store)
+    }
+
+    /// Puts back what jobbot keeps beside grammers' data (the username cache, channel marks).
+    fn restore(&self, extra: JobbotState) {
+        if let Ok(mut state) = self.state.lock() {
+            state.usernames = extra.usernames;
+            state.channel_marks = extra.channel_marks;
+        }
     }
 
     fn locked(
         name: &SessionName,
         path: PathBuf,
         key: Option<SessionKey>,
-        lock_file: File,
+        lock_file: Option<File>,
         data: SessionData,
         logged_in: bool,
     ) -> Self {
         Self {
             name: name.clone(),
             path,
+            vault: None,
             key,
             state: Mutex::new(SessionState {
                 data,
@@ -223,7 +271,7 @@ impl SessionStore {
             }),
             write_order: tokio::sync::Mutex::new(()),
             written_generation: AtomicU64::new(0),
-            lock_file: Mutex::new(Some(lock_file)),
+            lock_file: Mutex::new(lock_file),
         }
     }
 
@@ -433,14 +481,26 @@ impl SessionStore {
             state.unsaved_peer_changes = 0;
             (state.generation, encode_file(&state, self.key.as_ref())?)
         };
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-            .await
-            .map_err(|join| SessionStoreError::Io {
-                action: "write",
-                path: self.path.clone(),
-                source: io::Error::other(join.to_string()),
-            })??;
+        match &self.vault {
+            Some(vault) => vault
+                .save_session(&self.name, &bytes, now_millis())
+                .await
+                .map_err(|source| SessionStoreError::Vault {
+                    action: "save",
+                    session: self.name.clone(),
+                    source,
+                })?,
+            None => {
+                let path = self.path.clone();
+                tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+                    .await
+                    .map_err(|join| SessionStoreError::Io {
+                        action: "write",
+                        path: self.path.clone(),
+                        source: io::Error::other(join.to_string()),
+                    })??;
+            }
+        }
         self.written_generation.store(generation, Ordering::Release);
         Ok(())
     }
@@ -511,8 +571,28 @@ impl Drop for SessionStore {
         if state.closed || state.generation <= *self.written_generation.get_mut() {
             return;
         }
-        let result = encode_file(state, self.key.as_ref())
-            .and_then(|bytes| write_atomically(&self.path, &bytes));
+        let encoded = encode_file(state, self.key.as_ref());
+        if let Some(vault) = self.vault.clone() {
+            // `Drop` cannot await: the save goes on the runtime, if there still is one.
+            match (encoded, tokio::runtime::Handle::try_current()) {
+                (Ok(bytes), Ok(runtime)) => {
+                    let name = self.name.clone();
+                    runtime.spawn(async move {
+                        if let Err(error) = vault.save_session(&name, &bytes, now_millis()).await {
+                            tracing::warn!(target: "telegram", session = %name, %error, "could not save the session on drop");
+                        }
+                    });
+                }
+                (Err(error), _) => {
+                    tracing::warn!(target: "telegram", session = %self.name, %error, "could not save the session on drop");
+                }
+                (Ok(_), Err(_)) => {
+                    tracing::warn!(target: "telegram", session = %self.name, "could not save the session on drop: no runtime");
+                }
+            }
+            return;
+        }
+        let result = encoded.and_then(|bytes| write_atomically(&self.path, &bytes));
         if let Err(error) = result {
             tracing::warn!(target: "telegram", session = %self.name, %error, "could not save the session on drop");
         }
@@ -999,6 +1079,68 @@ fn decode_file(
     }
 }
 
+/// How messages name a session kept in a vault (errors hold a path).
+fn vault_description(name: &SessionName) -> PathBuf {
+    PathBuf::from(format!("database:{name}"))
+}
+
+fn now_millis() -> UnixMillis {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    UnixMillis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Session bytes (a file's or a vault's) sealed again with `key`: a plain session is sealed, a
+/// sealed one is opened with `key` and sealed with a fresh nonce. For moving sessions between
+/// files and a database (`jobbot session push|pull`); `name` only names the session in errors.
+pub fn reseal(name: &str, bytes: &[u8], key: &SessionKey) -> Result<Vec<u8>, SessionStoreError> {
+    let path = PathBuf::from(name);
+    let snapshot = decode_file(&path, bytes, Some(key))?;
+    // What jobbot keeps beside grammers' data (the username cache, channel marks) moves too.
+    let (data, logged_in, extra) = snapshot.into_session_data(&path)?;
+    let state = SessionState {
+        data,
+        logged_in,
+        generation: 0,
+        unsaved_peer_changes: 0,
+        closed: false,
+        usernames: extra.usernames,
+        channel_marks: extra.channel_marks,
+    };
+    encode_file(&state, Some(key))
+}
+
+/// Writes session bytes to `{dir}/{name}.session` the way the store does (mode 0600, atomic),
+/// under the session's lock: [`SessionStoreError::Busy`] while anyone uses it.
+pub fn write_session_file(
+    dir: &Path,
+    name: &SessionName,
+    bytes: &[u8],
+) -> Result<(), SessionStoreError> {
+    let _lock = lock_session(dir, name)?;
+    write_atomically(&dir.join(name.file_name()), bytes)
+}
+
+/// Reads `{dir}/{name}.session` under the session's lock ([`SessionStoreError::Busy`] while
+/// anyone uses it); `None` when there is no such file.
+pub fn read_session_file(
+    dir: &Path,
+    name: &SessionName,
+) -> Result<Option<Vec<u8>>, SessionStoreError> {
+    let _lock = lock_session(dir, name)?;
+    let path = dir.join(name.file_name());
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SessionStoreError::Io {
+            action: "read",
+            path,
+            source,
+        }),
+    }
+}
+
 fn create_private_dir(dir: &Path) -> Result<(), SessionStoreError> {
     let io_error = |source| SessionStoreError::Io {
         action: "create directory",
@@ -1157,6 +1299,68 @@ mod tests {
             (10, 2, 1_700_000_000, 3)
         );
         assert_eq!(updates.channels, vec![ChannelState { id: 777, pts: 56 }]);
+    }
+
+    #[tokio::test]
+    async fn a_session_in_a_vault_round_trips_sealed_and_moves_to_a_file_and_back() {
+        let vault: Arc<jobbot_store::MemoryStore> = Arc::new(jobbot_store::MemoryStore::new());
+        let key = SessionKey::from_bytes([9; 32]);
+        let session = name("agent_1");
+        let store = SessionStore::open_in_vault(vault.clone(), &session, key.clone())
+            .await
+            .unwrap();
+        fill(&store).await;
+        store.close().await.unwrap();
+
+        let sealed = vault.load_session(&session).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&sealed);
+        assert!(text.contains("chacha20poly1305"), "{text}");
+        assert!(
+            !text.contains(&hex::encode([7u8; 16])),
+            "the auth key is in the clear"
+        );
+        let reopened = SessionStore::open_in_vault(vault.clone(), &session, key.clone())
+            .await
+            .unwrap();
+        assert_filled(&reopened).await;
+        drop(reopened);
+
+        // Another key cannot open it.
+        let wrong =
+            SessionStore::open_in_vault(vault.clone(), &session, SessionKey::from_bytes([8; 32]))
+                .await;
+        assert!(
+            matches!(wrong, Err(SessionStoreError::Decrypt { .. })),
+            "{wrong:?}"
+        );
+
+        // Pulled into a file and pushed back (sealed again with a fresh nonce), it is the same.
+        let dir = tempfile::tempdir().unwrap();
+        write_session_file(
+            dir.path(),
+            &session,
+            &reseal("agent_1", &sealed, &key).unwrap(),
+        )
+        .unwrap();
+        let from_file = SessionStore::open(dir.path(), &session, Some(key.clone())).unwrap();
+        assert_filled(&from_file).await;
+        let busy = read_session_file(dir.path(), &session);
+        assert!(
+            matches!(busy, Err(SessionStoreError::Busy { .. })),
+            "{busy:?}"
+        );
+        from_file.close().await.unwrap();
+        let file_bytes = read_session_file(dir.path(), &session).unwrap().unwrap();
+        let pushed = reseal("agent_1", &file_bytes, &key).unwrap();
+        assert_ne!(pushed, sealed, "a fresh nonce each time");
+        vault
+            .save_session(&session, &pushed, UnixMillis(1))
+            .await
+            .unwrap();
+        let reopened = SessionStore::open_in_vault(vault, &session, key)
+            .await
+            .unwrap();
+        assert_filled(&reopened).await;
     }
 
     #[tokio::test]

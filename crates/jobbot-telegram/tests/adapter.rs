@@ -16,6 +16,7 @@ fn connector(sessions_dir: &Path) -> GrammersConnector {
         api_id: 1,
         api_hash: "0123456789abcdef0123456789abcdef".into(),
         session_key: None,
+        vault: None,
     })
 }
 

@@ -161,6 +161,7 @@ pub(crate) fn link_state_name(link: &LinkState) -> &'static str {
         LinkState::NotLoggedIn => "not_logged_in",
         LinkState::Dead { .. } => "dead",
         LinkState::Paused => "paused",
+        LinkState::ElsewhereInCluster => "elsewhere_in_cluster",
         LinkState::Stopped => "stopped",
     }
 }

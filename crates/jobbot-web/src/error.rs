@@ -313,7 +313,8 @@ impl From<jobbot_store::StoreError> for ApiError {
             StoreError::Invalid(problems) => {
                 Self::Rejected(problems.0.into_iter().map(Problem::from).collect())
             }
-            StoreError::FileInvalid { problems, .. } => Self::FileInvalid(problems),
+            StoreError::FileInvalid { problems, .. }
+            | StoreError::StoredInvalid { problems, .. } => Self::FileInvalid(problems),
             other => Self::internal(other),
         }
     }

@@ -235,6 +235,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("state_dead", "Сессия недействительна", "Session dead"),
     ("state_paused", "На паузе", "Paused"),
     ("state_stopped", "Остановлен", "Stopped"),
+    (
+        "state_elsewhere_in_cluster",
+        "На другом узле",
+        "On another node",
+    ),
     ("state_idle", "Не запущен", "Not running"),
     ("state_flood_wait", "FloodWait", "FloodWait"),
     ("state_peer_flood", "PeerFlood", "PeerFlood"),
@@ -689,6 +694,7 @@ fn doctor_skip_ru(skip: &jobbot_core::doctor::Skip) -> String {
         Skip::AccountUnavailable { session } => format!("не проверено: {session} недоступен"),
         Skip::ProxyUnreachable => "не проверено: прокси не отвечает".to_owned(),
         Skip::Paused => "не проверено: агент на паузе".to_owned(),
+        Skip::ElsewhereInCluster => "не проверено здесь: сессию держит другой узел".to_owned(),
         Skip::InviteLink => {
             "не проверено: в закрытый источник jobbot вступит по ссылке при запуске".to_owned()
         }

@@ -20,6 +20,7 @@ mod agents;
 pub mod auth;
 mod channels;
 pub mod client;
+mod cluster;
 mod constraints;
 mod doctor;
 mod error;
@@ -352,6 +353,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::resend_code))
         .routes(routes!(logins::submit_password))
         .routes(routes!(stats::stats))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(vacancies::list_vacancies))
         .routes(routes!(outbox::list_ended))
         .routes(routes!(doctor::doctor))

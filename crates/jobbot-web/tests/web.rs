@@ -1287,6 +1287,7 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "POST /api/logins/{session}/resend",
         "POST /api/logins/{session}/password",
         "GET /api/stats",
+        "GET /api/cluster",
         "GET /api/vacancies",
         "GET /api/outbox/ended",
         "GET /api/doctor",
@@ -2098,7 +2099,8 @@ async fn proxies_are_validated_masked_and_round_trip_without_their_password() {
         )
         .await;
     assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
-    let on_disk = std::fs::read_to_string(app.config.path()).unwrap();
+    let on_disk =
+        std::fs::read_to_string(app.config.path().expect("a configuration file")).unwrap();
     assert!(
         on_disk.contains("socks5://user:proxy-secret@127.0.0.1:1080"),
         "{on_disk}"
@@ -2206,7 +2208,7 @@ async fn the_crm_invite_link_is_set_changed_and_removed_through_the_api() {
             .is_none_or(Value::is_null)
     );
     assert!(
-        !std::fs::read_to_string(app.config.path())
+        !std::fs::read_to_string(app.config.path().expect("a configuration file"))
             .unwrap()
             .contains("crm_invite_link")
     );
@@ -2692,4 +2694,43 @@ async fn a_web_login_shows_the_code_delivery_and_resends_it() {
         "{}",
         signed_in.body
     );
+}
+
+/// `/api/cluster` shows every node and who holds which session, with ages, from the store.
+#[tokio::test]
+async fn the_cluster_page_shows_nodes_and_who_holds_each_session() {
+    use jobbot_core::cluster::NodeId;
+    let app = spawn_app().await;
+    let alone = app.get("/api/cluster").await;
+    assert_eq!(alone.status, StatusCode::OK);
+    assert_eq!(alone.body["nodes"], serde_json::json!([]));
+    assert_eq!(alone.body["leases"], serde_json::json!([]));
+
+    let store = app.engine.store();
+    let now = app.engine.clock().now_unix();
+    let node = NodeId::parse("node-1").unwrap();
+    let later = UnixMillis(now.0 + 30_000);
+    store.heartbeat(&node, now, later).await.unwrap();
+    let agent_1 = jobbot_core::ids::SessionName::parse("agent_1").unwrap();
+    store
+        .acquire_lease(&agent_1, &node, now, later)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let view = app.get("/api/cluster").await;
+    assert_eq!(view.status, StatusCode::OK);
+    let nodes = view.body["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{}", view.body);
+    assert_eq!(nodes[0]["node"], "node-1");
+    assert_eq!(nodes[0]["alive"], true);
+    assert_eq!(nodes[0]["leases_held"], 1);
+    assert!(nodes[0]["heartbeat_age_ms"].as_i64().unwrap() >= 0);
+    let leases = view.body["leases"].as_array().unwrap();
+    assert_eq!(leases.len(), 1, "{}", view.body);
+    assert_eq!(leases[0]["session"], "agent_1");
+    assert_eq!(leases[0]["holder"], "node-1");
+    assert_eq!(leases[0]["token"], 1);
+    assert!(leases[0]["held_for_ms"].as_i64().unwrap() >= 0);
+    assert!(leases[0]["expires_in_ms"].as_i64().unwrap() > 0);
 }

@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use jobbot_core::cluster::{LeaseTimings, NodeId};
 use jobbot_core::config::Config;
+use jobbot_core::ids::SessionName;
 use jobbot_core::store::Store;
 use jobbot_core::telegram::AccountConnector;
+use jobbot_engine::lease::{LeaseKeeper, run_lease_keeper};
 use jobbot_engine::supervisor::{Fatal, ShutdownSignal, Supervisor, SupervisorSettings};
 use jobbot_engine::{
     Crm, CrmParts, CrmSettings, DispatcherEnd, Engine, EngineClock, EngineSettings, NoAutoReplies,
@@ -36,6 +39,21 @@ pub struct AppParts {
     pub clock: EngineClock,
     /// The web server's listener and settings; `None` runs without the web interface.
     pub web: Option<(TcpListener, WebSettings)>,
+    /// With several nodes on one database: this node's name and the lease clock. Sessions are
+    /// then used only under their lease (`jobbot_engine::lease`); `None` on a node of its own.
+    pub cluster: Option<ClusterSettings>,
+}
+
+pub struct ClusterSettings {
+    pub node: NodeId,
+    pub timings: LeaseTimings,
+}
+
+/// The running lease keeper: stopped after the engine, then the node leaves the cluster.
+struct RunningKeeper {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<LeaseKeeper>,
+    wanted: JoinHandle<()>,
 }
 
 pub struct RunningApp {
@@ -44,6 +62,7 @@ pub struct RunningApp {
     _config_watch: ConfigWatch,
     follower: JoinHandle<()>,
     fan_out: JoinHandle<()>,
+    keeper: Option<RunningKeeper>,
 }
 
 /// Why the app stopped running.
@@ -71,8 +90,11 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         .context("could not watch the configuration file")?;
     let followed = follow_config(&parts.config);
     let store = Arc::clone(&parts.store);
+    let mut settings = parts.settings;
+    settings.leases_required = parts.cluster.is_some();
+    let main_session = settings.main_session.clone();
     let engine = Engine::start(
-        parts.settings,
+        settings,
         Arc::clone(&parts.connector),
         parts.store,
         followed.receiver.clone(),
@@ -80,6 +102,16 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
     )
     .await
     .context("could not start the engine")?;
+    let keeper = parts.cluster.map(|cluster| {
+        start_keeper(
+            cluster,
+            &engine,
+            Arc::clone(&store),
+            parts.clock,
+            followed.receiver.clone(),
+            main_session,
+        )
+    });
     let supervisor = Supervisor::new(parts.supervisor, parts.clock);
     {
         let engine = engine.clone();
@@ -162,7 +194,52 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         _config_watch: config_watch,
         follower: followed.task,
         fan_out,
+        keeper,
     })
+}
+
+/// Every session the configuration wants connected: the main account's and the agents'.
+fn wanted_sessions(config: &Config, main: Option<&SessionName>) -> Vec<SessionName> {
+    let mut sessions: Vec<SessionName> = config.agent_accounts().into_keys().collect();
+    sessions.extend(main.cloned());
+    sessions.sort();
+    sessions.dedup();
+    sessions
+}
+
+fn start_keeper(
+    cluster: ClusterSettings,
+    engine: &Engine,
+    store: Arc<dyn Store>,
+    clock: EngineClock,
+    mut config: watch::Receiver<Arc<Config>>,
+    main: Option<SessionName>,
+) -> RunningKeeper {
+    tracing::info!(target: "cluster", node = %cluster.node, "sessions are used under leases shared with the other nodes");
+    let (wanted_tx, wanted_rx) =
+        watch::channel(wanted_sessions(&config.borrow_and_update(), main.as_ref()));
+    let wanted = tokio::spawn(async move {
+        while config.changed().await.is_ok() {
+            let sessions = wanted_sessions(&config.borrow_and_update(), main.as_ref());
+            wanted_tx.send_if_modified(|current| {
+                let changed = *current != sessions;
+                *current = sessions;
+                changed
+            });
+        }
+    });
+    let keeper = LeaseKeeper::new(store, cluster.node, cluster.timings);
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(run_lease_keeper(
+        keeper,
+        engine.clone(),
+        clock,
+        wanted_rx,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    RunningKeeper { stop, task, wanted }
 }
 
 impl RunningApp {
@@ -185,6 +262,8 @@ impl RunningApp {
     /// 4. the CRM's workflows (each stays stored at its step);
     /// 5. the engine: no new send starts, the ones in flight come back and are recorded, then
     ///    every account disconnects and releases its session.
+    /// 6. with several nodes, the lease keeper; then the node leaves the cluster, freeing its
+    ///    leases at once (nothing uses the sessions any more).
     ///
     /// Pending messages and unfinished workflows stay in the store for the next start.
     pub async fn shutdown(self) {
@@ -196,6 +275,19 @@ impl RunningApp {
         self.supervisor.stop(&["monitor", "crm_intake"]).await;
         self.supervisor.stop(&["crm_workflows"]).await;
         self.engine.shutdown().await;
+        if let Some(keeper) = self.keeper {
+            let _ = keeper.stop.send(());
+            keeper.wanted.abort();
+            match keeper.task.await {
+                Ok(mut keeper) => match keeper.leave().await {
+                    Ok(()) => tracing::info!(target: "cluster", "left the cluster; leases freed"),
+                    Err(error) => {
+                        tracing::warn!(target: "cluster", %error, "could not leave the cluster; the leases expire by themselves")
+                    }
+                },
+                Err(error) => tracing::error!(target: "cluster", %error, "the lease keeper failed"),
+            }
+        }
         self.supervisor.shutdown().await;
         for task in [self.follower, self.fan_out] {
             task.abort();

@@ -42,11 +42,13 @@ pub enum Command {
         /// `sim://127.0.0.1:PORT` (no API_ID / API_HASH or session files needed then).
         #[arg(long, value_name = "sim://HOST:PORT")]
         telegram: Option<String>,
-        /// Keep the operational store (outbox, vacancies, CRM records, workflows, pauses,
-        /// statistics, the web's sessions and API tokens) in PostgreSQL instead of
-        /// DATA_DIR/data/jobbot.sqlite: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
-        /// Default: DATABASE_URL from the environment or DATA_DIR/.env. The configuration file
-        /// and the session files stay in DATA_DIR.
+        /// Put the node on PostgreSQL, shared with the other nodes: the operational store
+        /// (outbox, vacancies, CRM records, workflows, pauses, statistics, the web's sessions
+        /// and API tokens), the configuration (`jobbot config import` puts a file there; a
+        /// change on one node is live on every node at once) and the Telegram sessions (`jobbot
+        /// session push`; sealed with JOBBOT_SESSION_KEY, which is then required):
+        /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`. Default: DATABASE_URL from the
+        /// environment or DATA_DIR/.env.
         #[arg(long, value_name = "postgres://…")]
         database_url: Option<String>,
     },
@@ -125,6 +127,24 @@ pub enum SessionCommand {
     /// Show a session: its data center, the user if known, and the auth key's id (the key's
     /// fingerprint as MTProto defines it; never the key).
     Show { name: String },
+    /// Copy session files (DATA_DIR/sessions/NAME.session) into the database the nodes share,
+    /// sealed with JOBBOT_SESSION_KEY (required). A session in use is refused. The files are
+    /// left as they are: stop using them (remove them) once the nodes run on the database, as
+    /// one key used from two places is destroyed by Telegram.
+    Push {
+        /// The sessions to copy (default: every session file).
+        names: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Copy sessions from the database into DATA_DIR/sessions, sealed with JOBBOT_SESSION_KEY
+    /// (required). The same warning as for push applies the other way.
+    Pull {
+        /// The sessions to copy (default: every session in the database).
+        names: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 /// Where and how the web interface is served.
@@ -317,6 +337,31 @@ pub enum ConfigCommand {
         /// The file to migrate (default: DATA_DIR/configs/channels_config.json).
         file: Option<PathBuf>,
     },
+    /// Copy a configuration file into the database the nodes share (`jobbot run
+    /// --database-url`), replacing what is there; every running node loads it at once. The
+    /// file is validated first and left as it is.
+    Import {
+        /// The file to import (default: DATA_DIR/configs/channels_config.json).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Copy the database's configuration into a file (written atomically, mode 0600).
+    Export {
+        /// The file to write (default: DATA_DIR/configs/channels_config.json).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// The database the nodes share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`. Default: DATABASE_URL from the
+    /// environment or DATA_DIR/.env.
+    #[arg(long, value_name = "postgres://…")]
+    pub database_url: Option<String>,
 }
 
 /// Where things live under the data directory (the original system's layout).
@@ -484,6 +529,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Migrate { file }) => {
             config_command::migrate(&file.unwrap_or_else(|| data_dir.config_file())).await
         }
+        Command::Config(ConfigCommand::Import { file, database }) => {
+            let file = file.unwrap_or_else(|| data_dir.config_file());
+            config_command::import(&file, &data_dir, database.database_url).await
+        }
+        Command::Config(ConfigCommand::Export { file, database }) => {
+            let file = file.unwrap_or_else(|| data_dir.config_file());
+            config_command::export(&file, &data_dir, database.database_url).await
+        }
         Command::Login { session, phone } => login(&data_dir, &session, phone).await,
         Command::Demo { web, pace_ms, seed } => {
             let options = crate::demo::DemoOptions {
@@ -542,6 +595,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor { telegram, json } => {
             crate::doctor_command::doctor(&data_dir, telegram.as_deref(), json).await
+        }
+        Command::Session(SessionCommand::Push { names, database }) => {
+            crate::session_command::push(&data_dir, &names, database.database_url).await
+        }
+        Command::Session(SessionCommand::Pull { names, database }) => {
+            crate::session_command::pull(&data_dir, &names, database.database_url).await
         }
         Command::Inspect { source, config } => {
             crate::inspect::run(&data_dir.config_file(), config, source.as_deref())

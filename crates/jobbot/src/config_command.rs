@@ -1,10 +1,13 @@
-//! `jobbot config check` and `jobbot config migrate`.
+//! `jobbot config check|migrate|import|export`.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use jobbot_core::config::{self, Revision};
+use jobbot_store::ConfigStore;
+
+use crate::cli::DataDir;
 
 /// Prints every problem with its path and exits 1, or a summary and exits 0.
 pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
@@ -90,4 +93,61 @@ pub async fn migrate(file: &Path) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `jobbot config import`: the file's configuration becomes the database's, whatever was there.
+/// It goes through the database's config store, so it is validated the same way and every
+/// running node hears of it.
+pub async fn import(
+    file: &Path,
+    data_dir: &DataDir,
+    database_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let source = ConfigStore::open(file)
+        .await
+        .with_context(|| format!("could not load {}", file.display()))?;
+    if source.path().is_some_and(|path| !path.exists()) {
+        anyhow::bail!("there is no configuration file {}", file.display());
+    }
+    let database = crate::run_command::connect_database(data_dir, database_url).await?;
+    let target = ConfigStore::open_in_database(&database)
+        .await
+        .context("could not load the database's configuration")?;
+    copy(&source, &target).await?;
+    database.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobbot config export`: the database's configuration becomes the file's.
+pub async fn export(
+    file: &Path,
+    data_dir: &DataDir,
+    database_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let database = crate::run_command::connect_database(data_dir, database_url).await?;
+    let source = ConfigStore::open_in_database(&database)
+        .await
+        .context("could not load the database's configuration")?;
+    let target = ConfigStore::open(file)
+        .await
+        .with_context(|| format!("could not load {}", file.display()))?;
+    copy(&source, &target).await?;
+    database.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replaces `target`'s document with `source`'s, validated and revision-checked by `target`.
+async fn copy(source: &ConfigStore, target: &ConfigStore) -> anyhow::Result<()> {
+    let document = source.snapshot().document.clone();
+    let before = target.snapshot().revision.clone();
+    let after = target
+        .replace(&before, document)
+        .await
+        .with_context(|| format!("could not write the configuration to {}", target.location()))?;
+    println!(
+        "{} -> {}: revision {before} -> {after}",
+        source.location(),
+        target.location()
+    );
+    Ok(())
 }

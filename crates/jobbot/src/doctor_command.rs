@@ -98,9 +98,9 @@ fn missing_credentials(
     .collect();
     if missing.is_empty() {
         missing.push(match error {
-            ConfigError::Missing { variable } | ConfigError::Invalid { variable, .. } => {
-                (*variable).to_owned()
-            }
+            ConfigError::Missing { variable }
+            | ConfigError::Invalid { variable, .. }
+            | ConfigError::KeyRequired { variable } => (*variable).to_owned(),
         });
     }
     ApiCredentials::Missing(missing)

@@ -4,12 +4,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use jobbot_core::cluster::{LeaseTimings, NodeId};
 use jobbot_core::ids::SessionName;
 use jobbot_core::store::Store;
 use jobbot_core::telegram::{AccountConnector, AuthorizationStatus, ConnectError, ConnectOptions};
 use jobbot_engine::{EngineClock, EngineSettings};
 use jobbot_store::{ConfigStore, PostgresStore, SqliteStore};
-use jobbot_telegram::{GrammersConfig, GrammersConnector};
+use jobbot_telegram::{GrammersConfig, GrammersConnector, VaultSessions};
 
 use std::net::SocketAddr;
 
@@ -86,14 +87,29 @@ enum OperationalStore {
     Postgres(PostgresStore),
 }
 
+/// The database URL: the flag, else `DATABASE_URL` from the environment or `DATA_DIR/.env`.
+fn database_url(data_dir: &DataDir, flag: Option<String>) -> Option<String> {
+    flag.or_else(|| data_dir.variables()("DATABASE_URL"))
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// The database the nodes share, for the commands that need one.
+pub async fn connect_database(
+    data_dir: &DataDir,
+    flag: Option<String>,
+) -> anyhow::Result<PostgresStore> {
+    let url = database_url(data_dir, flag)
+        .context("no database: give --database-url postgres://… or set DATABASE_URL")?;
+    PostgresStore::connect(&url)
+        .await
+        .context("could not open the database (--database-url / DATABASE_URL)")
+}
+
 impl OperationalStore {
     /// PostgreSQL when a database URL is given (the flag, else `DATABASE_URL` from the
     /// environment or `DATA_DIR/.env`), else SQLite in the data directory.
     async fn open(data_dir: &DataDir, database_url: Option<String>) -> anyhow::Result<Self> {
-        let url = database_url
-            .or_else(|| data_dir.variables()("DATABASE_URL"))
-            .filter(|url| !url.trim().is_empty());
-        let Some(url) = url else {
+        let Some(url) = self::database_url(data_dir, database_url) else {
             let store = SqliteStore::open(data_dir.data())
                 .await
                 .context("could not open the database")?;
@@ -143,21 +159,52 @@ pub async fn run(
             Arc::new(connector)
         }
         None => {
-            let config = GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
-            // The original system's session files become jobbot's before anything opens them.
-            crate::session_command::import_legacy_sessions(
-                &config.sessions_dir,
-                config.session_key.clone(),
-            )
-            .await;
+            let mut config =
+                GrammersConfig::from_lookup(data_dir.sessions(), data_dir.variables())?;
+            match &store {
+                OperationalStore::Postgres(database) => {
+                    // The sessions are the database's, sealed: the key is required.
+                    config.vault = Some(VaultSessions::new(
+                        Arc::new(database.clone()),
+                        config.session_key.clone(),
+                    )?);
+                }
+                OperationalStore::Sqlite(_) => {
+                    // The original system's session files become jobbot's before anything
+                    // opens them.
+                    crate::session_command::import_legacy_sessions(
+                        &config.sessions_dir,
+                        config.session_key.clone(),
+                    )
+                    .await;
+                }
+            }
             Arc::new(GrammersConnector::new(config))
         }
     };
-    check_main_session(&*connector).await?;
-    let config_file = data_dir.config_file();
-    let config = ConfigStore::open(&config_file)
-        .await
-        .with_context(|| format!("could not load {}", config_file.display()))?;
+    let cluster = match &store {
+        // Several nodes may share the database: sessions are used only under their lease, so
+        // not even the start's check of the main account opens one outside it.
+        OperationalStore::Postgres(_) => Some(app::ClusterSettings {
+            node: node_name(data_dir)?,
+            timings: lease_timings(data_dir)?,
+        }),
+        OperationalStore::Sqlite(_) => {
+            check_main_session(&*connector).await?;
+            None
+        }
+    };
+    let config = match &store {
+        OperationalStore::Postgres(database) => ConfigStore::open_in_database(database)
+            .await
+            .context("could not load the configuration from the database")?,
+        OperationalStore::Sqlite(_) => {
+            let config_file = data_dir.config_file();
+            ConfigStore::open(&config_file)
+                .await
+                .with_context(|| format!("could not load {}", config_file.display()))?
+        }
+    };
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
@@ -179,6 +226,7 @@ pub async fn run(
         supervisor: SupervisorSettings::default(),
         clock: EngineClock::start(),
         web: Some((listener, web)),
+        cluster,
     })
     .await?;
     tracing::info!("🚀 jobbot запущен; Ctrl-C для остановки");
@@ -187,6 +235,60 @@ pub async fn run(
     running.shutdown().await;
     store.close().await;
     Ok(exit_code(&stopped))
+}
+
+/// `JOBBOT_LEASE_SECONDS`: how long a session lease lasts without renewal (default 30): a dead
+/// node's sessions move after at most this long. Renewals come every sixth of it, and a holder
+/// stops a third of it before expiry (for clock drift and a send in flight). Every node of a
+/// cluster should use the same value.
+fn lease_timings(data_dir: &DataDir) -> anyhow::Result<LeaseTimings> {
+    let Some(text) = data_dir.variables()("JOBBOT_LEASE_SECONDS") else {
+        return Ok(LeaseTimings::default());
+    };
+    let seconds: u64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|seconds| (3..=3_600).contains(seconds))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "JOBBOT_LEASE_SECONDS: {text:?} is not a whole number of seconds from 3 to 3600"
+            )
+        })?;
+    let lease_time = std::time::Duration::from_secs(seconds);
+    Ok(LeaseTimings {
+        lease_time,
+        renew_every: lease_time / 6,
+        drift_margin: lease_time / 3,
+        node_time: lease_time,
+    }
+    .check()?)
+}
+
+/// This node's name among the nodes sharing the database: `JOBBOT_NODE`, else the host's name
+/// and the process id (unique while the process lives; a restarted node is a new node, whose
+/// predecessor's leases expire).
+fn node_name(data_dir: &DataDir) -> anyhow::Result<NodeId> {
+    if let Some(name) = data_dir.variables()("JOBBOT_NODE").filter(|name| !name.trim().is_empty()) {
+        return NodeId::parse(name.trim()).map_err(|error| anyhow::anyhow!("JOBBOT_NODE: {error}"));
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(40)
+        .collect();
+    let host = if host.is_empty() {
+        "node".to_owned()
+    } else {
+        host
+    };
+    NodeId::parse(&format!("{host}-{}", std::process::id()))
+        .map_err(|error| anyhow::anyhow!("the node's name: {error}"))
 }
 
 /// 0 after an asked-for stop; 1 when a part failed for good (so a service manager restarts it).

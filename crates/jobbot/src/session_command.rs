@@ -1,11 +1,12 @@
-//! `jobbot session import|show`, and the automatic import of the original system's (Telethon)
-//! session files on first use.
+//! `jobbot session import|show|push|pull`, and the automatic import of the original system's
+//! (Telethon) session files on first use.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use jobbot_core::ids::SessionName;
+use jobbot_core::store::SessionVault;
 use jobbot_store::telethon::{is_sqlite, read_telethon_session};
 use jobbot_telegram::SessionKey;
 use jobbot_telegram::legacy::{self, BACKUP_SUFFIX};
@@ -132,4 +133,113 @@ pub async fn import_legacy_sessions(sessions: &Path, key: Option<SessionKey>) {
             }
         }
     }
+}
+
+/// The key sessions in a database are sealed with: required, and named when missing.
+fn required_session_key(data_dir: &DataDir) -> anyhow::Result<SessionKey> {
+    session_key(data_dir)?.ok_or_else(|| {
+        anyhow::anyhow!(jobbot_telegram::ConfigError::KeyRequired {
+            variable: jobbot_telegram::session_store::SESSION_KEY_VARIABLE,
+        })
+    })
+}
+
+/// The session files in `DATA_DIR/sessions` (`NAME.session`), in order.
+fn session_files(data_dir: &DataDir) -> anyhow::Result<Vec<SessionName>> {
+    let sessions = data_dir.sessions();
+    let entries = match std::fs::read_dir(&sessions) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("could not list {}", sessions.display()));
+        }
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let file_name = entry
+            .with_context(|| format!("could not list {}", sessions.display()))?
+            .file_name();
+        if let Some(name) = file_name
+            .to_str()
+            .and_then(|name| name.strip_suffix(".session"))
+            && let Ok(name) = SessionName::parse(name)
+        {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn parse_names(names: &[String]) -> anyhow::Result<Vec<SessionName>> {
+    names.iter().map(|name| parse_name(name)).collect()
+}
+
+/// `jobbot session push [NAME…]`: session files into the database, sealed.
+pub async fn push(
+    data_dir: &DataDir,
+    names: &[String],
+    database_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let key = required_session_key(data_dir)?;
+    let names = match parse_names(names)? {
+        names if names.is_empty() => session_files(data_dir)?,
+        names => names,
+    };
+    let database = crate::run_command::connect_database(data_dir, database_url).await?;
+    let sessions = data_dir.sessions();
+    let now = jobbot_core::store::UnixMillis(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(i64::MAX),
+    );
+    for name in &names {
+        let bytes = jobbot_telegram::session_store::read_session_file(&sessions, name)?
+            .with_context(|| format!("there is no session {name} in {}", sessions.display()))?;
+        let sealed = jobbot_telegram::session_store::reseal(name.as_str(), &bytes, &key)?;
+        database
+            .save_session(name, &sealed, now)
+            .await
+            .with_context(|| format!("could not store session {name}"))?;
+        println!("session {name}: pushed to {}", database.database());
+    }
+    database.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobbot session pull [NAME…]`: sessions from the database into files, sealed.
+pub async fn pull(
+    data_dir: &DataDir,
+    names: &[String],
+    database_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let key = required_session_key(data_dir)?;
+    let database = crate::run_command::connect_database(data_dir, database_url).await?;
+    let names = match parse_names(names)? {
+        names if names.is_empty() => database
+            .session_names()
+            .await
+            .context("could not list the database's sessions")?,
+        names => names,
+    };
+    let sessions = data_dir.sessions();
+    for name in &names {
+        let bytes = database
+            .load_session(name)
+            .await
+            .with_context(|| format!("could not read session {name}"))?
+            .with_context(|| format!("there is no session {name} in {}", database.database()))?;
+        let sealed = jobbot_telegram::session_store::reseal(name.as_str(), &bytes, &key)?;
+        jobbot_telegram::session_store::write_session_file(&sessions, name, &sealed)?;
+        println!(
+            "session {name}: pulled into {}",
+            sessions.join(name.file_name()).display()
+        );
+    }
+    database.close().await;
+    Ok(ExitCode::SUCCESS)
 }

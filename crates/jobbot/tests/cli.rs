@@ -1,9 +1,9 @@
 //! The `jobbot` binary, run as a user runs it.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
-
-mod common;
 
 fn jobbot(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jobbot"))
@@ -1157,4 +1157,122 @@ async fn doctor_reports_each_fault_of_a_simulated_setup_with_its_fix() {
     let text = stdout(&healthy);
     assert_eq!(healthy.status.code(), Some(0), "{text}");
     assert!(text.contains("0 problems"), "{text}");
+}
+
+fn jobbot_with(data_dir: &Path, args: &[&str], key: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobbot"));
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("DATABASE_URL")
+        .env_remove("JOBBOT_SESSION_KEY");
+    if let Some(key) = key {
+        command.env("JOBBOT_SESSION_KEY", key);
+    }
+    command.output().expect("the jobbot binary runs")
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout(output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// With a database, the configuration and the sessions move between a data directory and
+/// PostgreSQL: `config import|export` (validated, revision-checked), `session push|pull`
+/// (sealed with JOBBOT_SESSION_KEY, which is required and never printed).
+#[test]
+fn configuration_and_sessions_move_between_a_data_directory_and_a_database() {
+    use jobbot_core::ids::SessionName;
+    use jobbot_telegram::{SessionKey, SessionStore};
+    let base = std::env::var("JOBBOT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema =
+        common::TestSchema::create(&base, format!("jobbot_cli_move_{}", std::process::id()));
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options[search_path]={}", schema.name);
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+
+    write_config(first.path(), EXAMPLE);
+    let imported = jobbot_with(
+        first.path(),
+        &["config", "import", "--database-url", &url],
+        None,
+    );
+    assert_success(&imported);
+    assert!(
+        stdout(&imported).contains("revision"),
+        "{}",
+        stdout(&imported)
+    );
+    let exported = jobbot_with(
+        second.path(),
+        &["config", "export", "--database-url", &url],
+        None,
+    );
+    assert_success(&exported);
+    let written = std::fs::read_to_string(second.path().join("configs/channels_config.json"))
+        .expect("export writes the configuration file");
+    assert_eq!(
+        jobbot_core::config::load(&written).unwrap().document,
+        jobbot_core::config::load(EXAMPLE).unwrap().document
+    );
+
+    // A logged-in session file, plain.
+    let session = SessionName::parse("agent_1").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = SessionStore::open(&first.path().join("sessions"), &session, None).unwrap();
+        store.mark_logged_in().await.unwrap();
+        store.close().await.unwrap();
+    });
+    let key = "5a".repeat(32);
+
+    let refused = jobbot_with(
+        first.path(),
+        &["session", "push", "--database-url", &url],
+        None,
+    );
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("JOBBOT_SESSION_KEY"), "{error}");
+
+    let pushed = jobbot_with(
+        first.path(),
+        &["session", "push", "--database-url", &url],
+        Some(&key),
+    );
+    assert_success(&pushed);
+    assert!(
+        stdout(&pushed).contains("session agent_1: pushed"),
+        "{}",
+        stdout(&pushed)
+    );
+    let pulled = jobbot_with(
+        second.path(),
+        &["session", "pull", "--database-url", &url],
+        Some(&key),
+    );
+    assert_success(&pulled);
+    for output in [&pushed, &pulled] {
+        assert!(!stdout(output).contains(&key));
+        assert!(!String::from_utf8_lossy(&output.stderr).contains(&key));
+    }
+    // Pulled sealed: it opens with the key only.
+    let sessions = second.path().join("sessions");
+    assert!(matches!(
+        SessionStore::open(&sessions, &session, None),
+        Err(jobbot_telegram::SessionStoreError::KeyRequired { .. })
+    ));
+    let key = SessionKey::from_hex(&key).unwrap();
+    let reopened = SessionStore::open(&sessions, &session, Some(key)).unwrap();
+    assert!(reopened.is_logged_in());
 }

@@ -101,6 +101,7 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
             supervisor: SupervisorSettings::default(),
             clock: EngineClock::start(),
             web: Some((listener, web)),
+            cluster: None,
         },
         Some(extra),
     )

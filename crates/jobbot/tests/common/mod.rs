@@ -150,3 +150,54 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs `sql` with `psql` on `url` (installed with `pg_isready`, which `.ci/test` requires),
+/// failing the test loudly, saying what it needs, if it cannot.
+pub fn psql(url: &str, sql: &str) {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs (Debian: postgresql-client)");
+    assert!(
+        output.status.success(),
+        "this test needs PostgreSQL at {url} (JOBBOT_TEST_DATABASE_URL): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A schema of the test's own, dropped when the test ends, failed or not (declared before what
+/// uses it, so it is dropped after them).
+pub struct TestSchema {
+    base: String,
+    pub name: String,
+}
+
+impl TestSchema {
+    pub fn create(base: &str, name: String) -> Self {
+        psql(
+            base,
+            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
+        );
+        Self {
+            base: base.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let sql = format!(
+            "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {} CASCADE",
+            self.name
+        );
+        if std::thread::panicking() {
+            // Best effort: the test's own failure is the one to report.
+            let _ = Command::new("psql")
+                .args([self.base.as_str(), "-q", "-c", sql.as_str()])
+                .output();
+        } else {
+            psql(&self.base, &sql);
+        }
+    }
+}

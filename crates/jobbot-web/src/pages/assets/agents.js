@@ -14,7 +14,9 @@ function stateOf(agent, now) {
   if (!live) return {key: 'idle'};
   const link = (live.link && live.link.state) || 'connecting';
   // What the operator did, or a session that cannot work, says more than a cooldown.
-  if (['paused', 'dead', 'not_logged_in', 'stopped'].includes(link)) return {key: link};
+  if (['paused', 'dead', 'not_logged_in', 'stopped', 'elsewhere_in_cluster'].includes(link)) {
+    return {key: link};
+  }
   if (live.flood_wait_until_unix_ms && live.flood_wait_until_unix_ms > now) {
     return {key: 'flood_wait', until: live.flood_wait_until_unix_ms};
   }
