@@ -658,14 +658,27 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
 /// Runs a login flow shown in `flow` (a card or a dashboard row) from its phone step: the
 /// phone, then the code the simulated Telegram sent, until it says signed in.
 async fn finish_login(browser: &Browser, flow: &str, phone: &str) {
-    browser
-        .type_into(&format!("{flow} input[name=value]"), phone)
-        .await;
+    let input = format!("{flow} input[name=value]");
+    browser.type_into(&input, phone).await;
+    // Every key landed: a live update of the page must not take the focus out of the field
+    // while it is typed into (a dashboard refresh used to move the login row and drop keys).
+    assert_eq!(
+        browser
+            .js(
+                "const e = document.querySelector(arguments[0]); return e && e.value;",
+                json!([input]),
+            )
+            .await,
+        json!(phone)
+    );
     browser
         .click(&format!("{flow} form button[type=submit]"))
         .await;
     browser
         .wait("the code step", async |b| {
+            // A refused phone would never get there: say why at once.
+            let error = b.text(&format!("{flow} .step-error")).await;
+            assert!(error.is_empty(), "the phone step refused {phone}: {error}");
             (b.text(&format!("{flow} .step-label")).await == "Код из Telegram").then_some(())
         })
         .await;

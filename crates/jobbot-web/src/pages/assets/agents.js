@@ -44,9 +44,17 @@ function stateCell(agent, now) {
 }
 
 // Updates the table in place: a row per agent, and its buttons are replaced only when what
-// they do changes, so a live update never swallows a click.
+// they do changes, so a live update never swallows a click. Rows already in their sorted
+// place are left where they are: moving a row (even to the same spot) takes the focus out of
+// it, and the keys typed into an inline login then land nowhere.
 function render() {
   const now = Date.now();
+  const focused = tableBody.contains(document.activeElement) ? document.activeElement : null;
+  let next = tableBody.firstElementChild;
+  const place = (node) => {
+    if (node === next) next = node.nextElementSibling;
+    else tableBody.insertBefore(node, next);
+  };
   document.getElementById('no-agents').hidden = agents.size > 0;
   const sorted = [...agents.values()].sort((a, b) => a.session_name.localeCompare(b.session_name));
   const wanted = new Set(sorted.map((agent) => agent.session_name));
@@ -62,9 +70,9 @@ function render() {
         el('td', {class: 'num', 'data-label': t('col_sent')}),
         el('td', {class: 'error-cell'}), el('td', {class: 'actions-cell'}));
     }
-    tableBody.append(row); // keeps the sorted order
+    place(row); // keeps the sorted order, the agent's login row (if open) right under it
     const loginRow = tableBody.querySelector(`tr[data-login-for="${CSS.escape(agent.session_name)}"]`);
-    if (loginRow) tableBody.append(loginRow);
+    if (loginRow) place(loginRow);
     const cells = row.children;
     const live = agent.live || {};
     const state = stateCell(agent, now);
@@ -98,6 +106,9 @@ function render() {
       cells[7].replaceChildren(...buttons);
     }
   }
+  // A row that did have to move (the order changed) gets its focus back in the same task, so
+  // no keystroke is lost.
+  if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
 }
 
 // Opens the login flow of `session` in a row under the agent's, and starts it.

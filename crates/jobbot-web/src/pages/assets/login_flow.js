@@ -91,6 +91,8 @@ function loginFlow(session, onSignedIn, start) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const field = form.dataset.field;
+    // The last refusal is about the value sent before, not this one.
+    error.textContent = '';
     if (!input.value.trim()) { error.textContent = t('err_required'); return; }
     const reply = await api('POST', base + '/' + field, {[field]: input.value.trim()});
     if (reply.ok) show(reply.body.login);
