@@ -15,8 +15,10 @@
 //!
 //! One run is stopped with SIGKILL (`KILLS` times), one with SIGTERM (each stop must be a clean
 //! exit). `JOBBOT_CRASH_SEED` picks the world's vacancies and the stop moments (default
-//! [`DEFAULT_SEED`]); `JOBBOT_CRASH_LOG=FILE` keeps jobbot's log (with `RUST_LOG`) in
-//! `FILE.kill` and `FILE.term`. The test prints one line,
+//! [`DEFAULT_SEED`]); jobbot's log (`RUST_LOG`, by default `info`) is always written, to the run's
+//! temporary directory or, with `JOBBOT_CRASH_LOG=FILE`, to `FILE.kill` and `FILE.term`; when a
+//! run fails (a process that does not exit, a world that does not settle) its last lines are
+//! printed with the failure, so a failure in CI can be read without running it again. The test prints one line,
 //! `crash suite: seed=S kills=K checked=M lost=L duplicated=D`, and fails unless L and D are 0.
 //!
 //! The stop moments are seeded delays after each start; everything else waits on state (the
@@ -155,13 +157,16 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
     let data = dir.path().join("data");
     std::fs::create_dir_all(data.join("configs")).unwrap();
     let config_file = data.join("configs").join("channels_config.json");
-    let log = std::env::var_os("JOBBOT_CRASH_LOG").map(|file| {
-        let mut file = PathBuf::from(file);
-        file.as_mut_os_string()
-            .push(format!(".{}", stop.signal().to_lowercase()));
-        let _ = std::fs::remove_file(&file);
-        file
-    });
+    let log = match std::env::var_os("JOBBOT_CRASH_LOG") {
+        Some(file) => {
+            let mut file = PathBuf::from(file);
+            file.as_mut_os_string()
+                .push(format!(".{}", stop.signal().to_lowercase()));
+            let _ = std::fs::remove_file(&file);
+            file
+        }
+        None => dir.path().join("jobbot.log"),
+    };
     let params = dir.path().join("params.json");
     std::fs::write(&params, serde_json::to_string(&world_params(seed)).unwrap()).unwrap();
     let (mut server, address) = sim_serve(
@@ -193,7 +198,7 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
     // The stops, at seeded moments after each start.
     let mut moments = StdRng::seed_from_u64(seed ^ stop_salt(stop));
     for number in 1..=stops {
-        let mut process = jobbot_run(&data, address, log.as_deref());
+        let mut process = jobbot_run(&data, address, Some(&log));
         if stop == Stop::Term {
             // A SIGTERM before the process listens for it ends it by the signal's default
             // action: the moment counts from when it holds the data directory (it listens
@@ -202,7 +207,8 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
         }
         tokio::time::sleep(Duration::from_millis(moments.random_range(LIFETIME_MS))).await;
         process.signal(stop.signal());
-        let status = process.exited(Duration::from_secs(60)).await;
+        let status =
+            exited_or_report(&mut process, &log, &format!("stop {number} ({stop:?})")).await;
         if stop == Stop::Term {
             assert!(
                 status.success(),
@@ -212,7 +218,7 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
     }
 
     // The last process: until nothing is due, nothing is pending and nothing is missing.
-    let mut last = jobbot_run(&data, address, log.as_deref());
+    let mut last = jobbot_run(&data, address, Some(&log));
     let store = open_store(&data).await;
     let give_up = tokio::time::Instant::now() + SETTLE;
     loop {
@@ -220,13 +226,18 @@ async fn crash_run(seed: u64, stop: Stop, stops: u32) -> Tally {
             Ok(()) => break,
             Err(outstanding) if tokio::time::Instant::now() > give_up => {
                 eprintln!("{stop:?} run: not settled within {SETTLE:?}: {outstanding}");
+                // What the scheduler had learned: a rate or budget it can no longer send at.
+                for (agent, learned) in store.learned_limits().await.unwrap_or_default() {
+                    eprintln!("learned limits of {agent}: {learned:?}");
+                }
+                eprintln!("{}", log_tail(&log));
                 break;
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
     last.signal("TERM");
-    let status = last.exited(Duration::from_secs(60)).await;
+    let status = exited_or_report(&mut last, &log, "the last process").await;
     assert!(status.success(), "the last process's SIGTERM: {status}");
 
     let mut tally = check(&admin, &store, &layout, &config).await;
@@ -280,6 +291,89 @@ fn world_params(seed: u64) -> SimParams {
         create_forum_topic: scaled(defaults.create_forum_topic, 30, 3),
         ..defaults
     }
+}
+
+/// How long a stopped process gets to exit.
+const EXIT_WITHIN: Duration = Duration::from_secs(60);
+
+/// Waits (bounded) for a stopped process to exit; if it does not, fails with what it was doing:
+/// its threads' states and the end of its log.
+async fn exited_or_report(
+    process: &mut common::Process,
+    log: &Path,
+    what: &str,
+) -> std::process::ExitStatus {
+    let give_up = tokio::time::Instant::now() + EXIT_WITHIN;
+    loop {
+        if let Some(status) = process.child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if tokio::time::Instant::now() > give_up {
+            let threads = thread_states(process.pid());
+            panic!(
+                "{what}: process {} did not exit within {EXIT_WITHIN:?}\nits threads: {threads}\n{}",
+                process.pid(),
+                log_tail(log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Each thread of `pid` with its scheduler state and kernel wait channel (Linux `/proc`).
+fn thread_states(pid: i32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "(no /proc entry)".to_owned();
+    };
+    let mut lines = Vec::new();
+    for task in tasks.flatten() {
+        let path = task.path();
+        let read = |name: &str| {
+            std::fs::read_to_string(path.join(name))
+                .map(|text| text.trim().to_owned())
+                .unwrap_or_default()
+        };
+        // `stat`: "tid (comm) state …"; the state follows the closing parenthesis.
+        let stat = read("stat");
+        let state = stat
+            .rsplit_once(") ")
+            .map(|(name, rest)| format!("{}) {}", name, rest.split(' ').next().unwrap_or("?")))
+            .unwrap_or(stat);
+        lines.push(format!("{state} wchan={}", read("wchan")));
+    }
+    lines.join("; ")
+}
+
+/// The last lines of jobbot's log, to read a failure by.
+fn log_tail(log: &Path) -> String {
+    const LINES: usize = 80;
+    let text = strip_colours(&std::fs::read_to_string(log).unwrap_or_default());
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(LINES);
+    format!(
+        "--- the last {} lines of jobbot's log ({}) ---\n{}",
+        lines.len() - from,
+        log.display(),
+        lines[from..].join("\n")
+    )
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … m`).
+fn strip_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 fn stop_salt(stop: Stop) -> u64 {
