@@ -101,6 +101,9 @@ pub(crate) enum Command {
         HashMap<SessionName, FencingToken>,
         oneshot::Sender<()>,
     ),
+    /// Start no send any more, and have the accounts hand back the sends they have not begun
+    /// (the first step of an orderly stop; see [`Dispatcher::stop_sending`]).
+    StopSending,
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -196,8 +199,10 @@ pub(crate) struct Dispatcher {
     expiries: BinaryHeap<Reverse<(Millis, OutboxId)>>,
     /// Messages handed to an account, with the `random_id` of the attempt.
     in_flight: HashMap<OutboxId, RandomId>,
-    /// Set by shutdown: no new send starts.
+    /// Set by [`Dispatcher::stop_sending`]: no new send starts.
     stopping: bool,
+    /// Tells the owners the same, so they hand back the sends they have not begun.
+    stop_sends: watch::Sender<bool>,
     /// Messages bound to an agent that is no longer configured (a conversation's, or the agent
     /// of a doubtful attempt): in no queue, settled by `settle_orphans`.
     orphans: HashSet<OutboxId>,
@@ -228,6 +233,8 @@ pub(crate) struct DispatcherParts {
     pub leased: Option<HashMap<SessionName, FencingToken>>,
     /// The learned limits, as the store kept them.
     pub learned: HashMap<SessionName, LearnedLimits>,
+    /// What the owners' [`OwnerContext::stop_sends`] watches.
+    pub stop_sends: watch::Sender<bool>,
 }
 
 impl Dispatcher {
@@ -258,6 +265,7 @@ impl Dispatcher {
             expiries: BinaryHeap::new(),
             in_flight: HashMap::new(),
             stopping: false,
+            stop_sends: parts.stop_sends,
             orphans: HashSet::new(),
             waiters: HashMap::new(),
             events: parts.events,
@@ -310,7 +318,7 @@ impl Dispatcher {
     /// their outcomes are recorded, then stops every owner (each disconnects and releases its
     /// session) and waits until they have.
     async fn shutdown(&mut self) {
-        self.stopping = true;
+        self.stop_sending();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_SEND_GRACE;
         while !self.in_flight.is_empty() {
             tokio::select! {
@@ -331,6 +339,16 @@ impl Dispatcher {
                 let _ = task.await;
             }
         }
+    }
+
+    /// No new send starts, and every owner answers a send it has not begun (one queued behind
+    /// another, or still showing "typing…") with [`SendFailure::NotAttempted`]: nothing of it
+    /// reached Telegram, so it stays pending for the next start. Only calls already made are
+    /// waited for, so a stop takes about one call, not a queue of human-like delays (a service
+    /// manager kills a process that takes too long to stop, e.g. systemd after 90 s).
+    fn stop_sending(&mut self) {
+        self.stopping = true;
+        self.stop_sends.send_replace(true);
     }
 
     fn next_wake(&self) -> Option<Millis> {
@@ -392,6 +410,7 @@ impl Dispatcher {
                 let _ = reply.send(answers);
             }
             Command::Reconfigure(topology) => self.reconfigure(topology),
+            Command::StopSending => self.stop_sending(),
             Command::ReserveCall {
                 session,
                 class,

@@ -129,6 +129,7 @@ impl Engine {
         let gate = Arc::new(CommitGate::default());
         let accounts = ConnectedAccounts::default();
         let (links_tx, links) = watch::channel(LinkStates::new());
+        let (stop_sends, stop_sends_rx) = watch::channel(false);
         let owner_context = {
             let events = events.clone();
             let owner = settings.owner;
@@ -143,6 +144,7 @@ impl Engine {
                 gate: Arc::clone(&gate),
                 accounts: Arc::clone(&accounts),
                 settings: owner,
+                stop_sends: stop_sends_rx.clone(),
             })
         };
         // The operator's pauses come back before any owner starts: a paused agent never
@@ -164,6 +166,7 @@ impl Engine {
             paused,
             leased: settings.leases_required.then(Default::default),
             learned,
+            stop_sends,
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
         let initial = config.borrow_and_update().clone();
@@ -475,6 +478,14 @@ impl Engine {
 
     /// Stops every owner (each disconnects and releases its session) and the dispatcher.
     /// Pending messages stay in the store for the next start.
+    /// The first step of an orderly stop: no new send starts, and the sends handed to accounts
+    /// but not begun (queued behind another, or still showing "typing…") come back unsent and
+    /// stay pending for the next start. Everything else keeps working (updates, checkpoints,
+    /// enqueueing), so what follows in a stop is quick. [`Engine::shutdown`] does this too.
+    pub fn stop_sending(&self) {
+        let _ = self.send(Command::StopSending);
+    }
+
     pub async fn shutdown(&self) {
         let (reply, done) = oneshot::channel();
         if self.inner.commands.send(Command::Shutdown(reply)).is_ok() {

@@ -22,7 +22,7 @@ use jobbot_core::telegram::{
     MessageContent, PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError,
 };
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::events::EngineEvent;
@@ -165,6 +165,9 @@ pub(crate) struct OwnerContext {
     /// on leave.
     pub accounts: ConnectedAccounts,
     pub settings: OwnerSettings,
+    /// `true` once the engine stops sending: a send not begun yet is handed back
+    /// ([`SendFailure::NotAttempted`]) instead of being made.
+    pub stop_sends: watch::Receiver<bool>,
 }
 
 /// The accounts that are connected now, by session.
@@ -373,7 +376,7 @@ impl Owner {
                 command = self.commands.recv() => match command {
                     None => break Ended::Stop,
                     Some(OwnerCommand::Send { job, reply }) => {
-                        let result = execute(&**account, job).await;
+                        let result = execute(&**account, job, self.context.stop_sends.clone()).await;
                         let ended = match result.as_ref().err().and_then(SendFailure::telegram) {
                             Some(TelegramError::AccountDead { reason }) => Some(Ended::Dead { reason: *reason }),
                             Some(TelegramError::Network { message }) => Some(Ended::Reconnect { reason: message.clone() }),
@@ -516,7 +519,18 @@ async fn next_event(
 /// are per account) and must be a person: the original system sent its template to bots and
 /// channels named in a post. The resolve's failure is told apart from the send's
 /// ([`SendFailure::Resolve`]): they are different methods with limits of their own.
-async fn execute(account: &dyn TelegramAccount, job: SendJob) -> Result<SentMessage, SendFailure> {
+///
+/// Once the engine stops sending (`stop`), a send not begun yet is handed back as
+/// [`SendFailure::NotAttempted`]; so is one still showing "typing…", whose message has not been
+/// sent. A call already made is always waited for.
+async fn execute(
+    account: &dyn TelegramAccount,
+    job: SendJob,
+    mut stop: watch::Receiver<bool>,
+) -> Result<SentMessage, SendFailure> {
+    if *stop.borrow_and_update() {
+        return Err(SendFailure::NotAttempted);
+    }
     let sent = match &job.recipient {
         Recipient::Chat { chat } => {
             account
@@ -528,7 +542,7 @@ async fn execute(account: &dyn TelegramAccount, job: SendJob) -> Result<SentMess
                 .post_to_topic(*group, *topic, &job.content, job.random_id)
                 .await
         }
-        Recipient::KnownPeer { peer } => send_to_person(account, *peer, &job).await,
+        Recipient::KnownPeer { peer } => return send_to_person(account, *peer, &job, stop).await,
         Recipient::Username { username } => {
             let peer = account
                 .resolve_username(username)
@@ -537,7 +551,7 @@ async fn execute(account: &dyn TelegramAccount, job: SendJob) -> Result<SentMess
             if peer.kind != PeerKind::User {
                 return Err(SendFailure::Telegram(TelegramError::NotAUser));
             }
-            send_to_person(account, peer.peer, &job).await
+            return send_to_person(account, peer.peer, &job, stop).await;
         }
     };
     sent.map_err(SendFailure::Telegram)
@@ -547,11 +561,19 @@ async fn send_to_person(
     account: &dyn TelegramAccount,
     peer: PeerRef,
     job: &SendJob,
-) -> Result<SentMessage, TelegramError> {
+    mut stop: watch::Receiver<bool>,
+) -> Result<SentMessage, SendFailure> {
     if let Some(typing) = job.typing {
         // Typing is cosmetic: a failure here must not cost the message.
         let _ = account.send_typing(peer).await;
-        tokio::time::sleep(typing).await;
+        tokio::select! {
+            () = tokio::time::sleep(typing) => {}
+            // A stop (or an engine gone) while "typing…": the message itself was not sent.
+            _ = stop.wait_for(|stopping| *stopping) => return Err(SendFailure::NotAttempted),
+        }
     }
-    account.send_direct(peer, &job.content, job.random_id).await
+    account
+        .send_direct(peer, &job.content, job.random_id)
+        .await
+        .map_err(SendFailure::Telegram)
 }

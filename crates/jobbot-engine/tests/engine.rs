@@ -572,6 +572,86 @@ async fn a_restart_resumes_the_queue_and_sends_nothing_twice() {
     engine.shutdown().await;
 }
 
+/// An orderly stop does not wait for the human-like replies still to be typed: a send handed to
+/// an account but not begun ("typing…", or queued behind another) comes back unsent and stays
+/// pending, and the next start sends it once. Without this a stop waited out every queued reply's
+/// typing delay, one after another, past what a service manager allows.
+#[tokio::test(start_paused = true)]
+async fn a_stop_hands_back_the_sends_not_begun_and_the_next_start_sends_them_once() {
+    let world = SimWorld::new(SimParams::default());
+    let agent = world.create_account("agent_a", NewUser::named("Agent").phone("+79991000000"));
+    let recruiter = world.create_user(NewUser::named("Recruiter").username("recruiter_000"));
+    world.add_contact(agent, recruiter);
+    let recruiter_name = Username::parse("recruiter_000").unwrap();
+    let store = memory_store();
+    let clock = EngineClock::starting_at(UnixMillis(1_750_000_000_000));
+    // Human-like replies (a delay was given): each is typed for 5 s before it is sent.
+    let reply = |number: u32| NewOutboxMessage {
+        channel_id: CHANNEL.into(),
+        kind: OutboxKind::RelayToContact,
+        sender: SenderSelection::ChannelAgents { sticky: None },
+        recipient: Recipient::Username {
+            username: recruiter_name.clone(),
+        },
+        content: MessageContent::plain(format!("reply {number} {}", "x".repeat(200))),
+        first_contact: false,
+        idempotency_key: Some(format!("reply:{number}")),
+        created_at: clock.now_unix(),
+        not_before: Some(clock.now_unix()),
+        expires_at: clock.now_unix().plus_seconds(86_400),
+    };
+    let (engine, _config) = start_engine(
+        Arc::new(SimConnector::new(world.clone())),
+        &["agent_a"],
+        serde_json::json!({}),
+        Arc::clone(&store),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for number in 0..3 {
+        ids.push(engine.enqueue(reply(number)).await.unwrap().id);
+    }
+    // The first is handed to the account (its attempt is on record): the account is typing.
+    tokio::time::timeout(Duration::from_secs(600), async {
+        while store.outbox_message(ids[0]).await.unwrap().unwrap().in_doubt.is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first reply is handed to the account");
+    engine.stop_sending();
+    engine.shutdown().await;
+    assert!(
+        world.received_from(recruiter, agent).is_empty(),
+        "nothing is sent once the stop began"
+    );
+    for id in &ids {
+        let message = store.outbox_message(*id).await.unwrap().unwrap();
+        assert_eq!(message.status, OutboxStatus::Pending, "{message:?}");
+        assert_eq!(message.in_doubt, None, "nothing of it reached Telegram: {message:?}");
+    }
+
+    // The next start sends each once.
+    let (engine, _config) = start_engine(
+        Arc::new(SimConnector::new(world.clone())),
+        &["agent_a"],
+        serde_json::json!({}),
+        Arc::clone(&store),
+    )
+    .await;
+    for id in &ids {
+        let delivery = engine.await_delivery(*id).await.unwrap();
+        assert!(matches!(delivery, Delivery::Sent { .. }), "{delivery:?}");
+    }
+    let received: Vec<String> = world
+        .received_from(recruiter, agent)
+        .into_iter()
+        .map(|record| record.text.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(received, ["reply 0", "reply 1", "reply 2"]);
+    engine.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_idempotency_key_sends_at_most_once() {
     let harness = Harness::start(

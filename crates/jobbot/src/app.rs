@@ -256,18 +256,22 @@ impl RunningApp {
 
     /// Stops everything in order, so that nothing is lost and little is redone:
     /// 1. the web server (no new operator actions);
-    /// 2. the update positions, saved once monitoring and the CRM have taken in every update
+    /// 2. sending: no new send starts, and sends handed to an account but not begun (queued
+    ///    behind another, or still "typing…") come back unsent, so the accounts are free for
+    ///    the steps below and the stop takes about one call, not a queue of human-like delays;
+    /// 3. the update positions, saved once monitoring and the CRM have taken in every update
     ///    delivered so far (the next start then replays almost nothing);
-    /// 3. taking updates in, after the one being handled;
-    /// 4. the CRM's workflows (each stays stored at its step);
-    /// 5. the engine: no new send starts, the ones in flight come back and are recorded, then
-    ///    every account disconnects and releases its session.
-    /// 6. with several nodes, the lease keeper; then the node leaves the cluster, freeing its
+    /// 4. taking updates in, after the one being handled;
+    /// 5. the CRM's workflows (each stays stored at its step);
+    /// 6. the engine: the sends in flight come back and are recorded, then every account
+    ///    disconnects and releases its session.
+    /// 7. with several nodes, the lease keeper; then the node leaves the cluster, freeing its
     ///    leases at once (nothing uses the sessions any more).
     ///
     /// Pending messages and unfinished workflows stay in the store for the next start.
     pub async fn shutdown(self) {
         self.supervisor.stop(&["web"]).await;
+        self.engine.stop_sending();
         match self.engine.flush_positions(FLUSH_POSITIONS_WITHIN).await {
             Ok(saved) => tracing::info!(saved, "update positions saved"),
             Err(error) => tracing::warn!(%error, "could not save the update positions"),
