@@ -1029,6 +1029,7 @@ mod conformance {
                 },
             ],
             link_preview: true,
+            media: None,
         };
         let mut known_peer = message(None, 2_000);
         known_peer.kind = OutboxKind::RelayToContact;

@@ -394,6 +394,7 @@ fn incoming() -> IncomingMessage {
         sender: None,
         text: "Tell me more".into(),
         media: None,
+        file: None,
         date: 0,
         outgoing: false,
         is_service: false,
