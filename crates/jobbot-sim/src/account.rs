@@ -170,8 +170,14 @@ impl TelegramAccount for SimAccount {
                 return Err(TelegramError::RecipientDeactivated);
             }
             check_content(&content)?;
+            let file = match &content.media {
+                Some(media) => {
+                    Some(world.check_media(account, media, &content.text, Some(to.id))?)
+                }
+                None => None,
+            };
             world.check_may_write_privately(account, to.id, now)?;
-            let (message_id, _) = world.deliver_private(account, to.id, &content.text, now);
+            let (message_id, _) = world.deliver_private(account, to.id, &content.text, file, now);
             Ok(world.record_sent(
                 account,
                 random_id,
@@ -208,7 +214,12 @@ impl TelegramAccount for SimAccount {
             world.input_chat(connection, account, chat, now)?;
             world.check_may_post(account, chat)?;
             check_content(&content)?;
-            let message = world.post_in_chat(chat, Some(account), None, &content.text, false, now);
+            let file = match &content.media {
+                Some(media) => Some(world.check_media(account, media, &content.text, None)?),
+                None => None,
+            };
+            let message =
+                world.post_in_chat(chat, Some(account), None, &content.text, file, false, now);
             Ok(world.record_sent(
                 account,
                 random_id,
@@ -290,8 +301,19 @@ impl TelegramAccount for SimAccount {
             world.check_may_post(account, group)?;
             world.check_topic_alive(group, topic)?;
             check_content(&content)?;
-            let message =
-                world.post_in_chat(group, Some(account), Some(topic), &content.text, false, now);
+            let file = match &content.media {
+                Some(media) => Some(world.check_media(account, media, &content.text, None)?),
+                None => None,
+            };
+            let message = world.post_in_chat(
+                group,
+                Some(account),
+                Some(topic),
+                &content.text,
+                file,
+                false,
+                now,
+            );
             Ok(world.record_sent(
                 account,
                 random_id,
@@ -385,7 +407,8 @@ fn check_content(content: &MessageContent) -> Result<(), TelegramError> {
             message: message.to_owned(),
         })
     };
-    if content.text.trim().is_empty() {
+    // A file may go without a caption (its length is checked with the file, see `media`).
+    if content.text.trim().is_empty() && content.media.is_none() {
         return other("MESSAGE_EMPTY");
     }
     let utf16_length = content.text.encode_utf16().count() as u64;

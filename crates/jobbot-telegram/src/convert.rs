@@ -8,8 +8,8 @@ use grammers_session::types::PeerId;
 use grammers_tl_types as tl;
 use jobbot_core::ids::{ChatId, ChatKind, PhoneNumber, Username};
 use jobbot_core::telegram::{
-    ChatAccess, CodeDelivery, EntityKind, IncomingMessage, Me, MediaFile, MediaKind, Peer, PeerKind, PeerRef,
-    Sender, SentCode, TelegramError, TextEntity, TopicId,
+    ChatAccess, CodeDelivery, EntityKind, IncomingMessage, Me, MediaFile, MediaKind, Peer,
+    PeerKind, PeerRef, Sender, SentCode, TelegramError, TextEntity, TopicId,
 };
 
 /// A grammers peer id in jobbot's Bot API form (`None` for the self-user sentinel).
@@ -397,9 +397,11 @@ pub fn media_file(media: &tl::enums::MessageMedia) -> Option<MediaFile> {
                     .iter()
                     .filter_map(|size| match size {
                         tl::enums::PhotoSize::Size(size) => u64::try_from(size.size).ok(),
-                        tl::enums::PhotoSize::Progressive(size) => {
-                            size.sizes.iter().max().and_then(|&max| u64::try_from(max).ok())
-                        }
+                        tl::enums::PhotoSize::Progressive(size) => size
+                            .sizes
+                            .iter()
+                            .max()
+                            .and_then(|&max| u64::try_from(max).ok()),
                         _ => None,
                     })
                     .max(),
@@ -1092,12 +1094,18 @@ mod tests {
         assert_eq!(file.file_name.as_deref(), Some("cv.pdf"));
         assert_eq!(file.mime_type.as_deref(), Some("application/pdf"));
         assert_eq!(file.size, Some(52_000));
-        assert!(!format!("{file:?}").contains("777001"), "no access hash in Debug");
+        assert!(
+            !format!("{file:?}").contains("777001"),
+            "no access hash in Debug"
+        );
         // The reference goes back out unchanged.
         match input_media(&file) {
             tl::enums::InputMedia::Document(media) => match media.id {
                 tl::enums::InputDocument::Document(input) => {
-                    assert_eq!((input.id, input.access_hash, input.file_reference), (100, 777_001, vec![9, 8]));
+                    assert_eq!(
+                        (input.id, input.access_hash, input.file_reference),
+                        (100, 777_001, vec![9, 8])
+                    );
                 }
                 other => panic!("{other:?}"),
             },
@@ -1119,7 +1127,10 @@ mod tests {
             false,
         );
         let file = media_file(&voice).unwrap();
-        assert_eq!((file.kind, file.duration_seconds), (MediaKind::Voice, Some(7)));
+        assert_eq!(
+            (file.kind, file.duration_seconds),
+            (MediaKind::Voice, Some(7))
+        );
 
         let round = document_media(
             vec![
@@ -1140,7 +1151,10 @@ mod tests {
             true,
         );
         let file = media_file(&round).unwrap();
-        assert_eq!((file.kind, file.duration_seconds), (MediaKind::VideoNote, Some(12)));
+        assert_eq!(
+            (file.kind, file.duration_seconds),
+            (MediaKind::VideoNote, Some(12))
+        );
 
         let photo: tl::enums::MessageMedia = tl::types::MessageMediaPhoto {
             spoiler: false,
@@ -1178,15 +1192,24 @@ mod tests {
         }
         .into();
         let file = media_file(&photo).unwrap();
-        assert_eq!((file.kind, file.id, file.size), (MediaKind::Photo, 5, Some(90_000)));
-        assert!(matches!(input_media(&file), tl::enums::InputMedia::Photo(_)));
+        assert_eq!(
+            (file.kind, file.id, file.size),
+            (MediaKind::Photo, 5, Some(90_000))
+        );
+        assert!(matches!(
+            input_media(&file),
+            tl::enums::InputMedia::Photo(_)
+        ));
 
         assert_eq!(media_file(&tl::enums::MessageMedia::Empty), None);
         let geo: tl::enums::MessageMedia = tl::types::MessageMediaGeo {
             geo: tl::enums::GeoPoint::Empty,
         }
         .into();
-        assert_eq!((media_kind(&geo), media_file(&geo)), (Some(MediaKind::Other), None));
+        assert_eq!(
+            (media_kind(&geo), media_file(&geo)),
+            (Some(MediaKind::Other), None)
+        );
     }
 
     #[test]

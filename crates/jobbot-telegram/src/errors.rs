@@ -94,7 +94,10 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
         "VOICE_MESSAGES_FORBIDDEN" => TelegramError::MediaForbidden {
             code: rpc.name.clone(),
         },
-        name if name.starts_with("CHAT_SEND_") && name.ends_with("_FORBIDDEN") && name != "CHAT_SEND_PLAIN_FORBIDDEN" => {
+        name if name.starts_with("CHAT_SEND_")
+            && name.ends_with("_FORBIDDEN")
+            && name != "CHAT_SEND_PLAIN_FORBIDDEN" =>
+        {
             TelegramError::MediaForbidden {
                 code: rpc.name.clone(),
             }
