@@ -125,8 +125,9 @@ pub struct MessageContent {
     /// A file this account received, re-sent by its reference (`messages.sendMedia` with
     /// `inputMediaPhoto` / `inputMediaDocument`): nothing is downloaded or uploaded. Only the
     /// account that received it can send it (see [`MediaFile`]).
+    /// Boxed: most messages have none, and every content moves through the outbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media: Option<MediaFile>,
+    pub media: Option<Box<MediaFile>>,
 }
 
 /// The longest caption a non-premium account may send: `caption_length_limit_default`, 1,024
@@ -145,9 +146,9 @@ impl MessageContent {
     }
 
     /// A file re-sent with `caption` (plain text).
-    pub fn with_media(media: MediaFile, caption: impl Into<String>) -> Self {
+    pub fn with_media(media: impl Into<Box<MediaFile>>, caption: impl Into<String>) -> Self {
         Self {
-            media: Some(media),
+            media: Some(media.into()),
             ..Self::plain(caption)
         }
     }
@@ -288,9 +289,9 @@ pub struct IncomingMessage {
     pub text: String,
     pub media: Option<MediaKind>,
     /// The photo or document, as this account may send it again (`None` for text and for media
-    /// that are not files).
+    /// that are not files). Boxed: most messages have none.
     #[serde(default)]
-    pub file: Option<MediaFile>,
+    pub file: Option<Box<MediaFile>>,
     /// Unix seconds.
     pub date: i64,
     pub outgoing: bool,

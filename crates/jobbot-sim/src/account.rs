@@ -15,7 +15,7 @@ use jobbot_core::telegram::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::world::{ConnectionId, Deduplicated, Destination, SimWorld, WorldState};
+use crate::world::{ConnectionId, Deduplicated, Destination, Post, SimWorld, WorldState};
 
 /// Longest message text in UTF-16 code units (`MESSAGE_TOO_LONG` past it): `message_length_max`
 /// = 4096 (core.telegram.org/api/config), counted in UTF-16 units as MTProto counts text
@@ -214,12 +214,13 @@ impl TelegramAccount for SimAccount {
             world.input_chat(connection, account, chat, now)?;
             world.check_may_post(account, chat)?;
             check_content(&content)?;
-            let file = match &content.media {
-                Some(media) => Some(world.check_media(account, media, &content.text, None)?),
-                None => None,
+            let post = match &content.media {
+                Some(media) => {
+                    Post::File(world.check_media(account, media, &content.text, None)?)
+                }
+                None => Post::Text,
             };
-            let message =
-                world.post_in_chat(chat, Some(account), None, &content.text, file, false, now);
+            let message = world.post_in_chat(chat, Some(account), None, &content.text, post, now);
             Ok(world.record_sent(
                 account,
                 random_id,
@@ -301,19 +302,14 @@ impl TelegramAccount for SimAccount {
             world.check_may_post(account, group)?;
             world.check_topic_alive(group, topic)?;
             check_content(&content)?;
-            let file = match &content.media {
-                Some(media) => Some(world.check_media(account, media, &content.text, None)?),
-                None => None,
+            let post = match &content.media {
+                Some(media) => {
+                    Post::File(world.check_media(account, media, &content.text, None)?)
+                }
+                None => Post::Text,
             };
-            let message = world.post_in_chat(
-                group,
-                Some(account),
-                Some(topic),
-                &content.text,
-                file,
-                false,
-                now,
-            );
+            let message =
+                world.post_in_chat(group, Some(account), Some(topic), &content.text, post, now);
             Ok(world.record_sent(
                 account,
                 random_id,

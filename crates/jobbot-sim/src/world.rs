@@ -45,6 +45,16 @@ pub struct NewUser {
     two_factor: Option<TwoFactor>,
 }
 
+/// What a chat post is besides its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Post {
+    Text,
+    /// A file (by its id in the world) with the text as its caption.
+    File(i64),
+    /// A service message (topic created, …).
+    Service,
+}
+
 /// A message as the world stores it: for tests and the demo to inspect what really arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {
@@ -648,7 +658,7 @@ impl SimWorld {
         self.with(|world| {
             let now = Instant::now();
             world
-                .post_in_chat(channel, None, None, text, None, false, now)
+                .post_in_chat(channel, None, None, text, Post::Text, now)
                 .message_id
         })
     }
@@ -669,7 +679,7 @@ impl SimWorld {
                 world.check_topic_alive(group, topic)?;
             }
             Ok(world
-                .post_in_chat(group, Some(author), topic, text, None, false, now)
+                .post_in_chat(group, Some(author), topic, text, Post::Text, now)
                 .message_id)
         })
     }
@@ -735,7 +745,7 @@ impl SimWorld {
             }
             let file = world.upload_file(media)?;
             Ok(world
-                .post_in_chat(group, Some(author), topic, caption, Some(file), false, now)
+                .post_in_chat(group, Some(author), topic, caption, Post::File(file), now)
                 .message_id)
         })
     }
@@ -1284,10 +1294,14 @@ impl WorldState {
         author: Option<ChatId>,
         topic: Option<TopicId>,
         text: &str,
-        file: Option<i64>,
-        is_service: bool,
+        post: Post,
         now: Instant,
     ) -> MessageRecord {
+        let (file, is_service) = match post {
+            Post::Text => (None, false),
+            Post::File(file) => (Some(file), false),
+            Post::Service => (None, true),
+        };
         let date = self.unix_time(now);
         let record = self.chat_mut(chat);
         let message_id = record.next_message_id;
@@ -1336,8 +1350,7 @@ impl WorldState {
             author,
             Some(topic),
             &format!("Topic created: {title}"),
-            None,
-            true,
+            Post::Service,
             now,
         );
         topic
@@ -1362,7 +1375,8 @@ impl WorldState {
             media: self.media_kind_of(message.file),
             file: message
                 .file
-                .and_then(|file| self.media_file_for(viewer, file)),
+                .and_then(|file| self.media_file_for(viewer, file))
+                .map(Box::new),
             date: message.date,
             outgoing: message.author == Some(viewer),
             is_service: message.is_service,
@@ -1414,7 +1428,9 @@ impl WorldState {
                 sender: Some(self.sender_of(owner, from, true)),
                 text: text.to_owned(),
                 media: self.media_kind_of(file),
-                file: file.and_then(|file| self.media_file_for(owner, file)),
+                file: file
+                    .and_then(|file| self.media_file_for(owner, file))
+                    .map(Box::new),
                 date,
                 outgoing: owner == from,
                 is_service: false,

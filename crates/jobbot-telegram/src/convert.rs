@@ -502,7 +502,7 @@ pub fn incoming_message(
             message.out,
             message.message.clone(),
             message.media.as_ref().and_then(media_kind),
-            message.media.as_ref().and_then(media_file),
+            message.media.as_ref().and_then(media_file).map(Box::new),
             false,
         ),
         tl::enums::Message::Service(service) => (
