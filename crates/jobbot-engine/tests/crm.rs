@@ -196,6 +196,33 @@ fn memory_store() -> Arc<dyn Store> {
     Arc::new(jobbot_store::MemoryStore::new())
 }
 
+/// Waits until an active workflow's state satisfies `found`; returns its id.
+async fn wait_for_workflow(
+    store: &Arc<dyn Store>,
+    what: &str,
+    found: impl Fn(&jobbot_core::workflow::Workflow) -> bool,
+) -> jobbot_core::store::WorkflowId {
+    let id = std::cell::Cell::new(None);
+    wait_until(what, || {
+        let store = Arc::clone(store);
+        let (found, id) = (&found, &id);
+        async move {
+            id.set(
+                store
+                    .active_workflows()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|record| found(&record.state))
+                    .map(|record| record.id),
+            );
+            id.get().is_some()
+        }
+    })
+    .await;
+    id.get().unwrap()
+}
+
 /// Polls `condition` on paused time (each poll lets every task run) for up to an hour.
 async fn wait_until<F, Fut>(what: &str, mut condition: F)
 where
@@ -858,24 +885,14 @@ async fn an_answer_before_the_conversation_opens_waits_for_it() {
     running
         .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
         .await;
-    wait_until("the auto-response is queued", || {
-        let store = Arc::clone(&store);
-        async move {
-            store
-                .active_workflows()
-                .await
-                .unwrap()
-                .iter()
-                .any(|record| {
-                    matches!(
-                        &record.state,
-                        Workflow::AutoResponse(AutoResponse {
-                            step: AutoResponseStep::Queued { .. },
-                            ..
-                        })
-                    )
-                })
-        }
+    wait_for_workflow(&store, "the auto-response is queued", |state| {
+        matches!(
+            state,
+            Workflow::AutoResponse(AutoResponse {
+                step: AutoResponseStep::Queued { .. },
+                ..
+            })
+        )
     })
     .await;
     assert!(w.recruiter_inbox().is_empty(), "not sent yet");
@@ -1297,5 +1314,74 @@ async fn refused_files_leave_a_note_in_the_topic_both_ways() {
         note.text
     );
     assert!(files_received(&w, quiet).is_empty());
+    running.stop().await;
+}
+
+/// A restart while an operator's file waits in the outbox (the channel's human-like delay): the
+/// stored workflow and outbox message carry it over, the update seen again after the restart
+/// starts nothing new, and the contact gets the file once, from the conversation's agent.
+#[tokio::test(start_paused = true)]
+async fn an_operators_file_waiting_in_the_outbox_survives_a_restart_and_goes_once() {
+    use jobbot_core::workflow::{MediaToContactEnd, MediaToContactStep, Workflow};
+    use jobbot_sim::SimMedia;
+
+    let w = world(true);
+    let store = memory_store();
+    let config = || {
+        load(vec![channel_json(
+            "channel_1",
+            &w,
+            json!({"instant_response": false, "human_delay": {"min_seconds": 300, "max_seconds": 300}}),
+        )])
+    };
+    let running = start(&w, config(), Arc::clone(&store), settings()).await;
+    let (agent, topic) = open_conversation(&w, &running, "anna_hr").await;
+    w.world
+        .group_post_media(
+            w.group,
+            w.operator,
+            Some(topic),
+            SimMedia::document("offer.pdf", "application/pdf", 20_000),
+            "the offer",
+        )
+        .unwrap();
+    let workflow = wait_for_workflow(&store, "the file is queued by its workflow", |state| {
+        matches!(
+            state,
+            Workflow::MediaToContact(relay) if matches!(relay.step, MediaToContactStep::Queued { .. })
+        )
+    })
+    .await;
+    let queued = all_outbox(&store)
+        .await
+        .into_iter()
+        .filter(|m| m.message.kind == OutboxKind::RelayToContact)
+        .collect::<Vec<_>>();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].status, OutboxStatus::Pending);
+    assert!(queued[0].message.content.media.is_some());
+    assert!(
+        files_received(&w, w.recruiter).is_empty(),
+        "held by the delay"
+    );
+    running.stop().await;
+
+    let running = start(&w, config(), Arc::clone(&store), settings()).await;
+    wait_until("the file reaches the contact", || {
+        let done = !files_received(&w, w.recruiter).is_empty();
+        async move { done }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    let files = files_received(&w, w.recruiter);
+    assert_eq!(files.len(), 1, "once");
+    assert_eq!(files[0].0, agent);
+    assert_eq!(files[0].2, "the offer");
+    let record = store.workflow(workflow).await.unwrap().unwrap();
+    assert!(matches!(
+        record.state,
+        Workflow::MediaToContact(relay)
+            if relay.step == MediaToContactStep::Finished { end: MediaToContactEnd::Delivered }
+    ));
     running.stop().await;
 }
