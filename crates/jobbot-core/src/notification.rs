@@ -299,6 +299,7 @@ impl Builder {
             entities: self.entities,
             // The link is the post itself and its text is quoted below: a preview would repeat it.
             link_preview: false,
+            media: None,
         }
     }
 }

@@ -115,13 +115,25 @@ pub enum EntityKind {
 }
 
 /// The text of an outgoing message with its formatting, sent as entities rather than markup so
-/// user text never needs escaping and cannot break the formatting.
+/// user text never needs escaping and cannot break the formatting. With `media`, the text is the
+/// file's caption (at most [`MAX_CAPTION_UTF16`] units, and it may be empty).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MessageContent {
     pub text: String,
     pub entities: Vec<TextEntity>,
     pub link_preview: bool,
+    /// A file this account received, re-sent by its reference (`messages.sendMedia` with
+    /// `inputMediaPhoto` / `inputMediaDocument`): nothing is downloaded or uploaded. Only the
+    /// account that received it can send it (see [`MediaFile`]).
+    /// Boxed: most messages have none, and every content moves through the outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Box<MediaFile>>,
 }
+
+/// The longest caption a non-premium account may send: `caption_length_limit_default`, 1,024
+/// UTF-16 units (core.telegram.org/api/config); longer is `MEDIA_CAPTION_TOO_LONG`. Whether an
+/// account is premium is not known beforehand, so jobbot keeps to the default.
+pub const MAX_CAPTION_UTF16: usize = 1024;
 
 impl MessageContent {
     pub fn plain(text: impl Into<String>) -> Self {
@@ -129,6 +141,15 @@ impl MessageContent {
             text: text.into(),
             entities: Vec::new(),
             link_preview: false,
+            media: None,
+        }
+    }
+
+    /// A file re-sent with `caption` (plain text).
+    pub fn with_media(media: impl Into<Box<MediaFile>>, caption: impl Into<String>) -> Self {
+        Self {
+            media: Some(media.into()),
+            ..Self::plain(caption)
         }
     }
 }
@@ -199,17 +220,60 @@ pub struct Sender {
     pub peer: Option<PeerRef>,
 }
 
-/// Kinds of media the port reports. The relay forwards text; media are named so a label can say
-/// what was not copied.
+/// Kinds of media the port reports. Photos and documents (files, voice messages, videos, video
+/// notes, stickers) come with a [`MediaFile`] the receiving account can re-send; the rest (a
+/// poll, a location, a contact card, …) is only named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaKind {
     Photo,
     Video,
+    /// A round video message (`documentAttributeVideo` with `round_message`).
+    VideoNote,
     Document,
     Voice,
     Sticker,
     Other,
+}
+
+/// A photo or a document as one account received it, with what it takes to send it again.
+///
+/// The `file_reference` belongs to the account (and context) that received it: Telegram hands
+/// out file references with each object and refuses a stale or foreign one with
+/// `FILE_REFERENCE_EXPIRED` (core.telegram.org/api/file_reference), and the access hash, like a
+/// peer's, is the receiving account's own (core.telegram.org/api/peers). So a `MediaFile` is sent
+/// again only by the account it came to, and `Debug` keeps both out of logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaFile {
+    pub kind: MediaKind,
+    /// Telegram's photo or document id.
+    pub id: i64,
+    pub access_hash: i64,
+    pub file_reference: Vec<u8>,
+    /// `documentAttributeFilename`, for documents that have one.
+    #[serde(default)]
+    pub file_name: Option<String>,
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    /// Bytes (a document's `size`; a photo's largest size), when known.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Seconds, for voice messages, videos and video notes.
+    #[serde(default)]
+    pub duration_seconds: Option<u32>,
+}
+
+impl fmt::Debug for MediaFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaFile")
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("file_name", &self.file_name)
+            .field("mime_type", &self.mime_type)
+            .field("size", &self.size)
+            .field("duration_seconds", &self.duration_seconds)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A message that reached this account.
@@ -224,6 +288,10 @@ pub struct IncomingMessage {
     /// Message text or media caption.
     pub text: String,
     pub media: Option<MediaKind>,
+    /// The photo or document, as this account may send it again (`None` for text and for media
+    /// that are not files). Boxed: most messages have none.
+    #[serde(default)]
+    pub file: Option<Box<MediaFile>>,
     /// Unix seconds.
     pub date: i64,
     pub outgoing: bool,
@@ -383,6 +451,19 @@ pub enum TelegramError {
     /// 400 `MESSAGE_TOO_LONG`: the text exceeds 4,096 UTF-16 code units; no account can send it.
     #[error("the message is too long (MESSAGE_TOO_LONG)")]
     MessageTooLong,
+    /// 400 `MEDIA_EMPTY` (or `MEDIA_INVALID`, `PHOTO_INVALID`, `DOCUMENT_INVALID`): the file does
+    /// not exist (any more) or is not this account's to send.
+    #[error("the file cannot be sent: Telegram does not know it (MEDIA_EMPTY)")]
+    MediaEmpty,
+    /// 400 `FILE_REFERENCE_EXPIRED` / `FILE_REFERENCE_INVALID`: the file reference is stale, or
+    /// another account's (core.telegram.org/api/file_reference); the message must be fetched
+    /// again by the account that received it.
+    #[error("the file's reference has expired (FILE_REFERENCE_EXPIRED)")]
+    FileReferenceExpired,
+    /// 403 `CHAT_SEND_MEDIA_FORBIDDEN` (and its `_PHOTOS_`, `_DOCS_`, `_VOICES_`, `_ROUNDVIDEOS_`
+    /// … forms), 400 `VOICE_MESSAGES_FORBIDDEN`: the chat or the recipient accepts no such file.
+    #[error("the recipient does not accept this kind of file ({code})")]
+    MediaForbidden { code: String },
     /// 400 `CHANNELS_TOO_MUCH`: this account is in too many channels and supergroups to join one
     /// more (core.telegram.org/api/config, `channels_limit_default`).
     #[error("this account is in too many channels to join another (CHANNELS_TOO_MUCH)")]
@@ -437,6 +518,9 @@ impl TelegramError {
             | Self::PeerInvalid
             | Self::RecipientDeactivated
             | Self::MessageTooLong
+            | Self::MediaEmpty
+            | Self::FileReferenceExpired
+            | Self::MediaForbidden { .. }
             | Self::UserInTooManyChannels
             | Self::InvalidInvite => ErrorScope::Recipient,
             Self::Network { .. }
@@ -787,6 +871,7 @@ mod tests {
             sender: None,
             text: "hi".into(),
             media: None,
+            file: None,
             date: 0,
             outgoing: false,
             is_service: false,

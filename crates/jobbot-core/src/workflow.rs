@@ -18,10 +18,15 @@
 //!   the agent that delivered it, for good) and its forum topic gets an info post and a mirror of
 //!   the auto-response.
 //! - [`RelayToTopic`]: a contact's private message to an agent is copied into the topic of each
-//!   of their conversations with that agent (recreating a topic an admin deleted).
+//!   of their conversations with that agent (recreating a topic an admin deleted); a file with
+//!   it is re-sent by the agent that received it, and when Telegram refuses the file, a note in
+//!   the topic says so, with the message's text.
+//! - [`MediaToContact`]: an operator's file from a topic goes to the contact through the
+//!   conversation's agent (the account whose copy of the message carries the file reference);
+//!   when it is not delivered, a note in the topic says why.
 //!
-//! Operators' answers from a topic need no workflow: their one step is an outbox message, queued
-//! (idempotently) while the update is taken in.
+//! Operators' text answers from a topic need no workflow: their one step is an outbox message,
+//! queued (idempotently) while the update is taken in.
 
 use std::time::Duration;
 
@@ -64,6 +69,7 @@ impl Default for WorkflowSettings {
 pub enum Workflow {
     AutoResponse(AutoResponse),
     RelayToTopic(RelayToTopic),
+    MediaToContact(MediaToContact),
 }
 
 /// What a workflow's executor does next.
@@ -111,6 +117,9 @@ pub enum Effect {
     Fork { conversations: Vec<ConversationId> },
     /// Ask the automatic replier, and queue its answer with a mirror in the topic.
     AutoReply { conversation: ConversationId },
+    /// Queue an operator's file to the contact, by the conversation's agent (idempotency key
+    /// `relay_to_contact:<group>:<message id>`).
+    QueueToContact { conversation: ConversationId },
     /// Nothing more to do.
     Finished,
 }
@@ -164,6 +173,10 @@ pub enum PostKind {
     Mirror,
     /// A contact's private message.
     ContactMessage,
+    /// A contact's file Telegram refused to copy: the message's text and why.
+    MediaNote,
+    /// An operator's file that did not reach the contact, and why.
+    DeliveryNote,
 }
 
 /// Why an auto-response was not queued.
@@ -615,6 +628,12 @@ pub enum RelayStep {
         conversation: ConversationId,
         post: TopicPost,
     },
+    /// The message's file was not copied (`delivery` says why): post its text with a note.
+    Note {
+        conversation: ConversationId,
+        delivery: Delivery,
+        post: TopicPost,
+    },
     /// Posted: the automatic replier may answer.
     Reply {
         conversation: ConversationId,
@@ -692,6 +711,9 @@ impl RelayToTopic {
             RelayStep::Post { conversation, post } => {
                 post.effect(*conversation, PostKind::ContactMessage, now)
             }
+            RelayStep::Note {
+                conversation, post, ..
+            } => post.effect(*conversation, PostKind::MediaNote, now),
             RelayStep::Reply { conversation, .. } => Effect::AutoReply {
                 conversation: *conversation,
             },
@@ -732,15 +754,151 @@ impl RelayToTopic {
                 let post = post.on(event, now, settings);
                 match post {
                     post @ TopicPost::Posted { .. } => RelayStep::Reply { conversation, post },
+                    // Never a silent drop: a file that did not go into the topic leaves its text
+                    // there with a note saying why.
+                    TopicPost::NotPosted { delivery } if self.message.file.is_some() => {
+                        RelayStep::Note {
+                            conversation,
+                            delivery,
+                            post: TopicPost::new(),
+                        }
+                    }
                     post if post.is_finished() => RelayStep::Finished {
                         end: RelayEnd::Done { post },
                     },
                     post => RelayStep::Post { conversation, post },
                 }
             }
+            (
+                RelayStep::Note {
+                    conversation,
+                    delivery,
+                    post,
+                },
+                event,
+            ) => {
+                let post = post.on(event, now, settings);
+                match post {
+                    post @ TopicPost::Posted { .. } => RelayStep::Reply { conversation, post },
+                    post if post.is_finished() => RelayStep::Finished {
+                        end: RelayEnd::Done { post },
+                    },
+                    post => RelayStep::Note {
+                        conversation,
+                        delivery,
+                        post,
+                    },
+                }
+            }
             (RelayStep::Reply { post, .. }, Event::Replied) => RelayStep::Finished {
                 end: RelayEnd::Done { post },
             },
+            (step, _) => step,
+        };
+        Self { step, ..self }
+    }
+}
+
+// ----- An operator's file to the contact -----
+
+/// An operator's file from a conversation's topic, sent to the contact by the conversation's
+/// agent: `message` is the agent's own copy of the topic message, whose file reference only that
+/// account may use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaToContact {
+    pub agent: SessionName,
+    pub conversation: ConversationId,
+    pub message: IncomingMessage,
+    pub step: MediaToContactStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum MediaToContactStep {
+    Queue,
+    Queued {
+        outbox: OutboxId,
+    },
+    /// Not delivered (`delivery` says why): a note in the topic tells the operator.
+    Note {
+        delivery: Delivery,
+        post: TopicPost,
+    },
+    Finished {
+        end: MediaToContactEnd,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "end")]
+pub enum MediaToContactEnd {
+    Delivered,
+    /// Not delivered; the note was posted (or not, as `post` says).
+    Noted {
+        delivery: Delivery,
+        post: TopicPost,
+    },
+    /// The conversation is gone, or its contact cannot be addressed.
+    NoConversation,
+}
+
+impl MediaToContact {
+    pub fn new(agent: SessionName, conversation: ConversationId, message: IncomingMessage) -> Self {
+        Self {
+            agent,
+            conversation,
+            message,
+            step: MediaToContactStep::Queue,
+        }
+    }
+
+    /// The key of the relay of topic message `message_id` in `group`.
+    pub fn key(group: ChatId, message_id: i32) -> String {
+        format!("media_to_contact:{}:{message_id}", group.get())
+    }
+
+    fn effect(&self, now: UnixMillis) -> Effect {
+        match &self.step {
+            MediaToContactStep::Queue => Effect::QueueToContact {
+                conversation: self.conversation,
+            },
+            MediaToContactStep::Queued { outbox } => Effect::AwaitOutbox(*outbox),
+            MediaToContactStep::Note { post, .. } => {
+                post.effect(self.conversation, PostKind::DeliveryNote, now)
+            }
+            MediaToContactStep::Finished { .. } => Effect::Finished,
+        }
+    }
+
+    fn on(self, event: Event, now: UnixMillis, settings: &WorkflowSettings) -> Self {
+        let step = match (self.step, event) {
+            (MediaToContactStep::Queue, Event::Queued { outbox }) => {
+                MediaToContactStep::Queued { outbox }
+            }
+            (MediaToContactStep::Queue, Event::NoConversation) => MediaToContactStep::Finished {
+                end: MediaToContactEnd::NoConversation,
+            },
+            (MediaToContactStep::Queued { .. }, Event::Delivered(Delivery::Sent { .. })) => {
+                MediaToContactStep::Finished {
+                    end: MediaToContactEnd::Delivered,
+                }
+            }
+            (MediaToContactStep::Queued { .. }, Event::Delivered(delivery)) => {
+                MediaToContactStep::Note {
+                    delivery,
+                    post: TopicPost::new(),
+                }
+            }
+            (MediaToContactStep::Note { delivery, post }, event) => {
+                let post = post.on(event, now, settings);
+                if post.is_finished() {
+                    MediaToContactStep::Finished {
+                        end: MediaToContactEnd::Noted { delivery, post },
+                    }
+                } else {
+                    MediaToContactStep::Note { delivery, post }
+                }
+            }
             (step, _) => step,
         };
         Self { step, ..self }
@@ -755,6 +913,7 @@ impl Workflow {
         match self {
             Self::AutoResponse(_) => "auto_response",
             Self::RelayToTopic(_) => "relay_to_topic",
+            Self::MediaToContact(_) => "media_to_contact",
         }
     }
 
@@ -764,6 +923,9 @@ impl Workflow {
                 matches!(workflow.step, AutoResponseStep::Finished { .. })
             }
             Self::RelayToTopic(workflow) => matches!(workflow.step, RelayStep::Finished { .. }),
+            Self::MediaToContact(workflow) => {
+                matches!(workflow.step, MediaToContactStep::Finished { .. })
+            }
         }
     }
 
@@ -772,6 +934,7 @@ impl Workflow {
         match self {
             Self::AutoResponse(workflow) => workflow.effect(now),
             Self::RelayToTopic(workflow) => workflow.effect(now),
+            Self::MediaToContact(workflow) => workflow.effect(now),
         }
     }
 
@@ -781,6 +944,9 @@ impl Workflow {
         match self {
             Self::AutoResponse(workflow) => Self::AutoResponse(workflow.on(event, now, settings)),
             Self::RelayToTopic(workflow) => Self::RelayToTopic(workflow.on(event, now, settings)),
+            Self::MediaToContact(workflow) => {
+                Self::MediaToContact(workflow.on(event, now, settings))
+            }
         }
     }
 }

@@ -91,6 +91,7 @@ fn incoming(text: &str) -> IncomingMessage {
         sender: None,
         text: text.to_owned(),
         media: None,
+        file: None,
         date: NOW - 600,
         outgoing: false,
         is_service: false,

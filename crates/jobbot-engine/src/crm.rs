@@ -41,18 +41,18 @@ use jobbot_core::ids::{ChatId, SessionName, Username};
 use jobbot_core::notification::{MAX_MESSAGE_UTF16, fit_message, fit_to_utf16, utf16_len};
 use jobbot_core::scheduling::CallClass;
 use jobbot_core::store::{
-    Conversation, ConversationId, NewConversation, NewOutboxMessage, NewWorkflow, OutboxId,
-    OutboxKind, Recipient, RelayDirection, RelayRecord, SenderSelection, Store, StoreError,
-    UnixMillis, WorkflowId, WorkflowRecord,
+    Conversation, ConversationId, Delivery, NewConversation, NewOutboxMessage, NewWorkflow,
+    OutboxId, OutboxKind, Recipient, RelayDirection, RelayRecord, SenderSelection, Store,
+    StoreError, UnixMillis, WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{
-    AccountEvent, IncomingMessage, JoinTarget, MediaKind, MessageContent, Peer, PeerKind, RandomId,
-    SentMessage, TelegramError, TopicId,
+    AccountEvent, IncomingMessage, JoinTarget, MAX_CAPTION_UTF16, MediaFile, MediaKind,
+    MessageContent, Peer, PeerKind, RandomId, Sender, SentMessage, TelegramError, TopicId,
 };
 use jobbot_core::template::{TemplateValues, parse_template};
 use jobbot_core::workflow::{
-    AutoResponse, AutoResponseStep, Effect, Event, PostKind, RelayStep, RelayToTopic, SkipReason,
-    VacancyRef, Workflow, WorkflowSettings,
+    AutoResponse, AutoResponseStep, Effect, Event, MediaToContact, MediaToContactStep, PostKind,
+    RelayStep, RelayToTopic, SkipReason, VacancyRef, Workflow, WorkflowSettings,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -513,7 +513,7 @@ impl Shared {
             .iter()
             .any(|record| match &record.state {
                 Workflow::AutoResponse(workflow) => workflow.contact_id() == Some(contact),
-                Workflow::RelayToTopic(_) => false,
+                Workflow::RelayToTopic(_) | Workflow::MediaToContact(_) => false,
             }))
     }
 
@@ -673,6 +673,12 @@ impl Shared {
                     let _ = self.wake.send(id);
                 }
                 Event::Forked
+            }
+            Effect::QueueToContact { conversation } => {
+                let Workflow::MediaToContact(relay) = state else {
+                    return Ok(Event::Woke);
+                };
+                self.queue_media_to_contact(conversation, relay).await?
             }
             Effect::AutoReply { conversation } => {
                 let Workflow::RelayToTopic(relay) = state else {
@@ -970,6 +976,9 @@ impl Shared {
         let Some(conversation) = self.store.conversation(id).await? else {
             return Ok(Event::NoConversation);
         };
+        // The account that sends the post: the conversation's agent, or for a contact's file the
+        // agent that received it (only its file reference is valid).
+        let mut sender = conversation.agent.clone();
         let (key, content) = match (post, state) {
             (
                 PostKind::Info,
@@ -1014,7 +1023,50 @@ impl Shared {
             }
             (PostKind::ContactMessage, Workflow::RelayToTopic(relay)) => (
                 RelayToTopic::key(id, relay.message.message_id),
-                MessageContent::plain(contact_label(&relay.message).unwrap_or_default()),
+                match &relay.message.file {
+                    Some(file) => {
+                        sender = relay.agent.clone();
+                        MessageContent::with_media(file.clone(), contact_caption(&relay.message))
+                    }
+                    None => {
+                        MessageContent::plain(contact_label(&relay.message).unwrap_or_default())
+                    }
+                },
+            ),
+            (
+                PostKind::MediaNote,
+                Workflow::RelayToTopic(RelayToTopic {
+                    message,
+                    step: RelayStep::Note { delivery, .. },
+                    ..
+                }),
+            ) => (
+                format!("relay_note:{}:{}", id.0, message.message_id),
+                MessageContent::plain(fit_message(&format!(
+                    "{}\n\n⚠️ Файл не скопирован в тему: {}",
+                    contact_label(message).unwrap_or_default(),
+                    delivery_reason(delivery)
+                ))),
+            ),
+            (
+                PostKind::DeliveryNote,
+                Workflow::MediaToContact(MediaToContact {
+                    message,
+                    step: MediaToContactStep::Note { delivery, .. },
+                    ..
+                }),
+            ) => (
+                format!(
+                    "media_note:{}:{}:{}",
+                    id.0,
+                    message.chat.get(),
+                    message.message_id
+                ),
+                MessageContent::plain(fit_message(&format!(
+                    "⚠️ Файл не доставлен контакту ({}): {}",
+                    message.media.map_or("[media]", media_label),
+                    delivery_reason(delivery)
+                ))),
             ),
             // A post that does not belong to its workflow: nothing to post.
             _ => return Ok(Event::NoConversation),
@@ -1025,10 +1077,11 @@ impl Shared {
         } else {
             key
         };
-        let ticket = self
-            .engine
-            .enqueue(topic_post(&conversation, topic, content, key, self.now()))
-            .await?;
+        let mut message = topic_post(&conversation, topic, content, key, self.now());
+        message.sender = SenderSelection::ChannelAgents {
+            sticky: Some(sender),
+        };
+        let ticket = self.engine.enqueue(message).await?;
         Ok(Event::Queued { outbox: ticket.id })
     }
 
@@ -1050,7 +1103,7 @@ impl Shared {
                 .await?;
         }
         let (direction, source) = match (post, state) {
-            (PostKind::ContactMessage, Workflow::RelayToTopic(relay)) => (
+            (PostKind::ContactMessage | PostKind::MediaNote, Workflow::RelayToTopic(relay)) => (
                 RelayDirection::ContactToTopic,
                 Some((relay.message.chat, relay.message.message_id)),
             ),
@@ -1122,7 +1175,7 @@ impl Shared {
         if message.is_private() {
             self.on_private_message(session, message).await
         } else if message.topic_id.is_some() && self.is_crm_group(message.chat) {
-            self.on_topic_message(message).await
+            self.on_topic_message(session, message).await
         } else {
             Ok(())
         }
@@ -1210,7 +1263,11 @@ impl Shared {
     /// An operator wrote in a topic: to the contact, by the conversation's agent. Queued before
     /// the next update is taken; the key makes the several accounts that see one group message
     /// queue it once.
-    async fn on_topic_message(self: &Arc<Self>, message: IncomingMessage) -> Result<(), CrmError> {
+    async fn on_topic_message(
+        self: &Arc<Self>,
+        session: SessionName,
+        message: IncomingMessage,
+    ) -> Result<(), CrmError> {
         let (group, Some(topic)) = (message.chat, message.topic_id) else {
             return Ok(());
         };
@@ -1230,9 +1287,30 @@ impl Shared {
         if sender.id == conversation.contact {
             return Ok(());
         }
+        if message.file.is_some() {
+            // A file goes out by the conversation's agent, from its own copy of the message: the
+            // file reference of any other account's copy is refused (FILE_REFERENCE_EXPIRED).
+            if session != conversation.agent {
+                return Ok(());
+            }
+            let (id, _) = self
+                .store
+                .start_workflow(&NewWorkflow {
+                    key: MediaToContact::key(group, message.message_id),
+                    state: Workflow::MediaToContact(MediaToContact::new(
+                        session,
+                        conversation.id,
+                        message,
+                    )),
+                    created_at: self.now(),
+                })
+                .await?;
+            let _ = self.wake.send(id);
+            return Ok(());
+        }
         if message.text.trim().is_empty() {
             if let Some(media) = message.media {
-                tracing::info!(target: "crm", conversation = conversation.id.0, media = media_label(media), "media from the topic are not relayed yet");
+                tracing::info!(target: "crm", conversation = conversation.id.0, media = media_label(media), "media without a file (a poll, a location, …) are not relayed");
             }
             return Ok(());
         }
@@ -1242,18 +1320,51 @@ impl Shared {
             format!("relay_to_contact:{}:{}", group.get(), message.message_id),
             Some((group, message.message_id)),
         )
-        .await
+        .await?;
+        Ok(())
+    }
+
+    /// Queues an operator's file to the contact (see [`MediaToContact`]): by the conversation's
+    /// agent, which received the message the file reference belongs to.
+    async fn queue_media_to_contact(
+        &self,
+        id: ConversationId,
+        relay: &MediaToContact,
+    ) -> Result<Event, CrmError> {
+        let Some(conversation) = self.store.conversation(id).await? else {
+            return Ok(Event::NoConversation);
+        };
+        let Some(file) = relay.message.file.clone() else {
+            return Ok(Event::NoConversation);
+        };
+        let caption = fit_to_utf16(&relay.message.text, MAX_CAPTION_UTF16);
+        let queued = self
+            .send_to_contact(
+                &conversation,
+                MessageContent::with_media(file, caption),
+                format!(
+                    "relay_to_contact:{}:{}",
+                    relay.message.chat.get(),
+                    relay.message.message_id
+                ),
+                Some((relay.message.chat, relay.message.message_id)),
+            )
+            .await?;
+        Ok(match queued {
+            Some(outbox) => Event::Queued { outbox },
+            None => Event::NoConversation,
+        })
     }
 
     /// Queues a message to the contact by the conversation's agent, after the channel's
-    /// human-like delay, and records the relay.
+    /// human-like delay, and records the relay. `None` when the contact cannot be addressed.
     async fn send_to_contact(
         &self,
         conversation: &Conversation,
         content: MessageContent,
         key: String,
         source: Option<(ChatId, i32)>,
-    ) -> Result<(), CrmError> {
+    ) -> Result<Option<OutboxId>, CrmError> {
         let recipient = match (&conversation.contact_peer, &conversation.contact_username) {
             (Some(peer), _) => Recipient::KnownPeer { peer: *peer },
             (None, Some(username)) => Recipient::Username {
@@ -1261,7 +1372,7 @@ impl Shared {
             },
             (None, None) => {
                 tracing::warn!(target: "crm", conversation = conversation.id.0, "the contact cannot be addressed by this agent");
-                return Ok(());
+                return Ok(None);
             }
         };
         let now = self.now();
@@ -1298,7 +1409,7 @@ impl Shared {
                 .await?;
         }
         self.store.touch_conversation(conversation.id, now).await?;
-        Ok(())
+        Ok(Some(ticket.id))
     }
 
     /// The user ids of jobbot's accounts: every account that is connected now, and every one
@@ -1438,29 +1549,68 @@ fn info_post(
 
 /// A contact's message as it appears in the topic, or `None` when there is nothing to show.
 fn contact_label(message: &IncomingMessage) -> Option<String> {
-    let sender = message.sender.as_ref()?;
-    let name = match &sender.last_name {
-        Some(last) if !last.is_empty() => format!("{} {last}", sender.first_name),
-        _ => sender.first_name.clone(),
-    };
-    let who = match &sender.username {
-        Some(username) => format!("{name} ({})", username.with_at()),
-        None => name,
-    };
-    let body = match (message.media, message.text.trim().is_empty()) {
+    let who = sender_name(message.sender.as_ref()?);
+    let media = message.media.map(|media| match message.file.as_deref() {
+        Some(MediaFile {
+            file_name: Some(name),
+            ..
+        }) => format!("{} {name}", media_label(media)),
+        _ => media_label(media).to_owned(),
+    });
+    let body = match (media, message.text.trim().is_empty()) {
         (None, true) => return None,
         (None, false) => message.text.clone(),
-        (Some(media), true) => media_label(media).to_owned(),
-        (Some(media), false) => format!("{}\n{}", media_label(media), message.text),
+        (Some(media), true) => media,
+        (Some(media), false) => format!("{media}\n{}", message.text),
     };
     Some(fit_message(&format!("👤 {who}:\n\n{body}")))
 }
 
-/// The port relays text; media are named so operators know something was not copied.
+/// `Name Last (@username)`.
+fn sender_name(sender: &Sender) -> String {
+    let name = match &sender.last_name {
+        Some(last) if !last.is_empty() => format!("{} {last}", sender.first_name),
+        _ => sender.first_name.clone(),
+    };
+    match &sender.username {
+        Some(username) => format!("{name} ({})", username.with_at()),
+        None => name,
+    }
+}
+
+/// The caption of a contact's file in the topic: who sent it and their caption, within
+/// Telegram's caption limit.
+fn contact_caption(message: &IncomingMessage) -> String {
+    let who = message
+        .sender
+        .as_ref()
+        .map_or_else(String::new, sender_name);
+    let caption = if message.text.trim().is_empty() {
+        format!("👤 {who}")
+    } else {
+        format!("👤 {who}:\n\n{}", message.text)
+    };
+    fit_to_utf16(&caption, MAX_CAPTION_UTF16)
+}
+
+/// Why a file did not go through, for the operator: Telegram's refusal in words.
+fn delivery_reason(delivery: &Delivery) -> String {
+    match delivery {
+        Delivery::Sent { .. } => "отправлен".to_owned(),
+        Delivery::Failed { failure } => failure.to_string(),
+        Delivery::Expired { last_holdup } => match last_holdup {
+            Some(holdup) => format!("не отправлен вовремя ({holdup:?})"),
+            None => "не отправлен вовремя".to_owned(),
+        },
+    }
+}
+
+/// Media are named in labels: what a message without a file carried, or what a note is about.
 fn media_label(media: MediaKind) -> &'static str {
     match media {
         MediaKind::Photo => "[photo]",
         MediaKind::Video => "[video]",
+        MediaKind::VideoNote => "[video message]",
         MediaKind::Document => "[document]",
         MediaKind::Voice => "[voice message]",
         MediaKind::Sticker => "[sticker]",
@@ -1471,7 +1621,6 @@ fn media_label(media: MediaKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jobbot_core::telegram::Sender;
 
     fn incoming(text: &str, media: Option<MediaKind>, username: Option<&str>) -> IncomingMessage {
         IncomingMessage {
@@ -1490,6 +1639,7 @@ mod tests {
             }),
             text: text.into(),
             media,
+            file: None,
             date: 0,
             outgoing: false,
             is_service: false,

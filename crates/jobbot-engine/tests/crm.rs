@@ -196,6 +196,33 @@ fn memory_store() -> Arc<dyn Store> {
     Arc::new(jobbot_store::MemoryStore::new())
 }
 
+/// Waits until an active workflow's state satisfies `found`; returns its id.
+async fn wait_for_workflow(
+    store: &Arc<dyn Store>,
+    what: &str,
+    found: impl Fn(&jobbot_core::workflow::Workflow) -> bool,
+) -> jobbot_core::store::WorkflowId {
+    let id = std::cell::Cell::new(None);
+    wait_until(what, || {
+        let store = Arc::clone(store);
+        let (found, id) = (&found, &id);
+        async move {
+            id.set(
+                store
+                    .active_workflows()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|record| found(&record.state))
+                    .map(|record| record.id),
+            );
+            id.get().is_some()
+        }
+    })
+    .await;
+    id.get().unwrap()
+}
+
 /// Polls `condition` on paused time (each poll lets every task run) for up to an hour.
 async fn wait_until<F, Fut>(what: &str, mut condition: F)
 where
@@ -218,6 +245,14 @@ impl World {
     }
 
     fn inbox(&self, person: ChatId) -> Vec<(usize, String)> {
+        self.received(person)
+            .into_iter()
+            .map(|(index, record)| (index, record.text))
+            .collect()
+    }
+
+    /// Private messages a person received from the agents, as (agent index, message).
+    fn received(&self, person: ChatId) -> Vec<(usize, MessageRecord)> {
         self.agents
             .iter()
             .enumerate()
@@ -225,7 +260,7 @@ impl World {
                 self.world
                     .received_from(person, *agent)
                     .into_iter()
-                    .map(move |record| (index, record.text))
+                    .map(move |record| (index, record))
             })
             .collect()
     }
@@ -850,24 +885,14 @@ async fn an_answer_before_the_conversation_opens_waits_for_it() {
     running
         .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
         .await;
-    wait_until("the auto-response is queued", || {
-        let store = Arc::clone(&store);
-        async move {
-            store
-                .active_workflows()
-                .await
-                .unwrap()
-                .iter()
-                .any(|record| {
-                    matches!(
-                        &record.state,
-                        Workflow::AutoResponse(AutoResponse {
-                            step: AutoResponseStep::Queued { .. },
-                            ..
-                        })
-                    )
-                })
-        }
+    wait_for_workflow(&store, "the auto-response is queued", |state| {
+        matches!(
+            state,
+            Workflow::AutoResponse(AutoResponse {
+                step: AutoResponseStep::Queued { .. },
+                ..
+            })
+        )
     })
     .await;
     assert!(w.recruiter_inbox().is_empty(), "not sent yet");
@@ -1082,5 +1107,281 @@ async fn a_contacts_private_message_leaves_the_conversation_their_reference() {
         }
     })
     .await;
+    running.stop().await;
+}
+
+// ----- Media -----
+
+/// A conversation with `contact` through one of the agents: returns the agent's index and the
+/// topic once the auto-response went out and the topic has its mirror.
+async fn open_conversation(w: &World, running: &Running, contact: &str) -> (usize, TopicId) {
+    running.submit(vacancy(w, 5, &["channel_1"], contact)).await;
+    let person = w.world.find_username(contact).unwrap();
+    w.wait_inbox(person, 1).await;
+    let (agent, _) = w.inbox(person)[0].clone();
+    let (topic, _) = w.wait_topic_post("Hi ").await;
+    (agent, topic)
+}
+
+/// Files a person received from the agents, as (agent index, file, caption).
+fn files_received(w: &World, person: ChatId) -> Vec<(usize, jobbot_sim::SimMedia, String)> {
+    w.received(person)
+        .into_iter()
+        .filter_map(|(index, record)| {
+            Some((index, w.world.file(record.file?).unwrap(), record.text))
+        })
+        .collect()
+}
+
+/// A contact's photo with a caption, a CV and a voice message arrive in their topic as those
+/// files (the same ones, re-sent by the agent that received them), captioned with who sent them.
+#[tokio::test(start_paused = true)]
+async fn a_contacts_photo_document_and_voice_arrive_in_the_topic_as_files() {
+    use jobbot_core::telegram::MediaKind;
+    use jobbot_sim::SimMedia;
+
+    let w = world(true);
+    let running = start_one_channel(&w).await;
+    let (agent, topic) = open_conversation(&w, &running, "anna_hr").await;
+    let to = w.agents[agent];
+    w.world
+        .send_direct_media(w.recruiter, to, SimMedia::photo(80_000), "my portfolio")
+        .unwrap();
+    w.world
+        .send_direct_media(
+            w.recruiter,
+            to,
+            SimMedia::document("cv.pdf", "application/pdf", 52_000),
+            "",
+        )
+        .unwrap();
+    w.world
+        .send_direct_media(w.recruiter, to, SimMedia::voice(9, 30_000), "")
+        .unwrap();
+    let mut posts = Vec::new();
+    wait_until("three files in the topic", || {
+        posts = w
+            .topic_posts(topic)
+            .into_iter()
+            .filter(|post| post.file.is_some())
+            .collect::<Vec<_>>();
+        let done = posts.len() == 3;
+        async move { done }
+    })
+    .await;
+    let files: Vec<_> = posts
+        .iter()
+        .map(|post| {
+            (
+                w.world.file(post.file.unwrap()).unwrap(),
+                post.text.clone(),
+                post.author,
+            )
+        })
+        .collect();
+    let kinds: Vec<_> = files.iter().map(|(file, ..)| file.kind).collect();
+    assert_eq!(
+        kinds,
+        [MediaKind::Photo, MediaKind::Document, MediaKind::Voice]
+    );
+    assert_eq!(files[0].1, "👤 Anna Smirnova (@anna_hr):\n\nmy portfolio");
+    assert_eq!(files[1].0.file_name.as_deref(), Some("cv.pdf"));
+    assert_eq!(files[1].0.mime_type.as_deref(), Some("application/pdf"));
+    assert_eq!(files[1].1, "👤 Anna Smirnova (@anna_hr)");
+    assert_eq!(files[2].0.duration_seconds, Some(9));
+    assert!(
+        files.iter().all(|(.., author)| *author == Some(to)),
+        "the agent that received the files re-sent them"
+    );
+    // The same files, not copies: the contact's own uploads.
+    let originals: Vec<_> = w
+        .world
+        .received_from(to, w.recruiter)
+        .into_iter()
+        .filter_map(|record| record.file)
+        .collect();
+    let relayed: Vec<_> = posts.iter().filter_map(|post| post.file).collect();
+    assert_eq!(relayed, originals);
+    running.stop().await;
+}
+
+/// An operator's photo with a caption, a document and a voice message in the topic reach the
+/// contact once each, from the conversation's agent, though every agent in the group sees them.
+#[tokio::test(start_paused = true)]
+async fn an_operators_files_reach_the_contact_from_the_conversations_agent() {
+    use jobbot_core::telegram::MediaKind;
+    use jobbot_sim::SimMedia;
+
+    let w = world(true);
+    let running = start_one_channel(&w).await;
+    let (agent, topic) = open_conversation(&w, &running, "anna_hr").await;
+    let offer = SimMedia::document(
+        "offer.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        20_000,
+    );
+    for (media, caption) in [
+        (SimMedia::photo(120_000), "our office"),
+        (offer, "the offer"),
+        (SimMedia::voice(4, 9_000), ""),
+    ] {
+        w.world
+            .group_post_media(w.group, w.operator, Some(topic), media, caption)
+            .unwrap();
+    }
+    wait_until("three files reach the contact", || {
+        let done = files_received(&w, w.recruiter).len() >= 3;
+        async move { done }
+    })
+    .await;
+    // Let a second copy (from the other agent's view of the same messages) have its chance.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let files = files_received(&w, w.recruiter);
+    assert_eq!(files.len(), 3, "each file once");
+    assert!(files.iter().all(|(index, ..)| *index == agent));
+    assert_eq!(
+        files
+            .iter()
+            .map(|(_, file, caption)| (file.kind, caption.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (MediaKind::Photo, "our office"),
+            (MediaKind::Document, "the offer"),
+            (MediaKind::Voice, "")
+        ]
+    );
+    assert_eq!(files[1].1.file_name.as_deref(), Some("offer.docx"));
+    running.stop().await;
+}
+
+/// Files Telegram refuses leave a note in the topic, in both directions: a contact's file whose
+/// reference expired before the agent re-sent it (its caption is kept), and an operator's voice
+/// message to a contact who refuses voice messages.
+#[tokio::test(start_paused = true)]
+async fn refused_files_leave_a_note_in_the_topic_both_ways() {
+    use jobbot_sim::SimMedia;
+
+    let w = world(true);
+    let quiet = w.world.create_user(
+        NewUser::named("Quiet")
+            .username("quiet_hr")
+            .refusing_voice_messages(),
+    );
+    let running = start_one_channel(&w).await;
+    let (agent, topic) = open_conversation(&w, &running, "quiet_hr").await;
+    let sent = w
+        .world
+        .send_direct_media(
+            quiet,
+            w.agents[agent],
+            SimMedia::document("cv.pdf", "application/pdf", 52_000),
+            "here is my CV",
+        )
+        .unwrap();
+    // The reference the agent got expires before it can re-send the file.
+    let file = w
+        .world
+        .received_from(w.agents[agent], quiet)
+        .into_iter()
+        .find(|record| record.message_id == sent)
+        .and_then(|record| record.file)
+        .unwrap();
+    w.world.expire_file_references(file);
+    let (note_topic, note) = w.wait_topic_post("Файл не скопирован").await;
+    assert_eq!(note_topic, topic);
+    assert!(note.text.contains("here is my CV"), "{}", note.text);
+    assert!(note.text.contains("cv.pdf"), "{}", note.text);
+    assert!(
+        note.text.contains("FILE_REFERENCE_EXPIRED"),
+        "{}",
+        note.text
+    );
+    assert_eq!(note.file, None);
+
+    w.world
+        .group_post_media(
+            w.group,
+            w.operator,
+            Some(topic),
+            SimMedia::voice(3, 5_000),
+            "",
+        )
+        .unwrap();
+    let (_, note) = w.wait_topic_post("Файл не доставлен").await;
+    assert!(
+        note.text.contains("VOICE_MESSAGES_FORBIDDEN"),
+        "{}",
+        note.text
+    );
+    assert!(files_received(&w, quiet).is_empty());
+    running.stop().await;
+}
+
+/// A restart while an operator's file waits in the outbox (the channel's human-like delay): the
+/// stored workflow and outbox message carry it over, the update seen again after the restart
+/// starts nothing new, and the contact gets the file once, from the conversation's agent.
+#[tokio::test(start_paused = true)]
+async fn an_operators_file_waiting_in_the_outbox_survives_a_restart_and_goes_once() {
+    use jobbot_core::workflow::{MediaToContactEnd, MediaToContactStep, Workflow};
+    use jobbot_sim::SimMedia;
+
+    let w = world(true);
+    let store = memory_store();
+    let config = || {
+        load(vec![channel_json(
+            "channel_1",
+            &w,
+            json!({"instant_response": false, "human_delay": {"min_seconds": 300, "max_seconds": 300}}),
+        )])
+    };
+    let running = start(&w, config(), Arc::clone(&store), settings()).await;
+    let (agent, topic) = open_conversation(&w, &running, "anna_hr").await;
+    w.world
+        .group_post_media(
+            w.group,
+            w.operator,
+            Some(topic),
+            SimMedia::document("offer.pdf", "application/pdf", 20_000),
+            "the offer",
+        )
+        .unwrap();
+    let workflow = wait_for_workflow(&store, "the file is queued by its workflow", |state| {
+        matches!(
+            state,
+            Workflow::MediaToContact(relay) if matches!(relay.step, MediaToContactStep::Queued { .. })
+        )
+    })
+    .await;
+    let queued = all_outbox(&store)
+        .await
+        .into_iter()
+        .filter(|m| m.message.kind == OutboxKind::RelayToContact)
+        .collect::<Vec<_>>();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].status, OutboxStatus::Pending);
+    assert!(queued[0].message.content.media.is_some());
+    assert!(
+        files_received(&w, w.recruiter).is_empty(),
+        "held by the delay"
+    );
+    running.stop().await;
+
+    let running = start(&w, config(), Arc::clone(&store), settings()).await;
+    wait_until("the file reaches the contact", || {
+        let done = !files_received(&w, w.recruiter).is_empty();
+        async move { done }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    let files = files_received(&w, w.recruiter);
+    assert_eq!(files.len(), 1, "once");
+    assert_eq!(files[0].0, agent);
+    assert_eq!(files[0].2, "the offer");
+    let record = store.workflow(workflow).await.unwrap().unwrap();
+    assert!(matches!(
+        record.state,
+        Workflow::MediaToContact(relay)
+            if relay.step == MediaToContactStep::Finished { end: MediaToContactEnd::Delivered }
+    ));
     running.stop().await;
 }

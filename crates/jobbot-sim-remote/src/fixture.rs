@@ -12,7 +12,7 @@ use std::sync::Arc;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName};
 use jobbot_core::telegram::{TelegramAccount, TopicId};
 use jobbot_sim::fixture::{FixtureWorld, SimFixture};
-use jobbot_sim::{MessageRecord, NewUser, SimParams};
+use jobbot_sim::{MessageRecord, NewUser, SimMedia, SimParams};
 use tokio::time::Duration;
 
 use crate::client::RemoteConnector;
@@ -158,6 +158,18 @@ impl FixtureWorld for RemoteWorld {
     fn send_direct(&self, from: ChatId, to: ChatId, text: &str) -> Result<(), String> {
         let text = text.to_owned();
         self.call(|c| async move { c.direct_message(from, to, text).await })
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+    fn send_direct_media(
+        &self,
+        from: ChatId,
+        to: ChatId,
+        media: SimMedia,
+        caption: &str,
+    ) -> Result<(), String> {
+        let caption = caption.to_owned();
+        self.call(|c| async move { c.direct_media(from, to, media, caption).await })
             .map(|_| ())
             .map_err(|error| error.to_string())
     }

@@ -24,7 +24,7 @@ use jobbot_core::telegram::{
 };
 use jobbot_sim::admin::{AdminError, TopicView};
 use jobbot_sim::scenario::DemoWorld;
-use jobbot_sim::{AccountCounters, ConnectionEntry, MessageRecord, NewUser, SimParams};
+use jobbot_sim::{AccountCounters, ConnectionEntry, MessageRecord, NewUser, SimMedia, SimParams};
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 use serde::{Deserialize, Serialize};
@@ -289,6 +289,27 @@ pub trait AdminRpc {
         from: ChatId,
         to: ChatId,
         text: String,
+    ) -> RpcResult<Result<i32, AdminError>>;
+
+    /// A private message with a file (a recruiter sending a CV).
+    #[method(name = "direct_media")]
+    fn direct_media(
+        &self,
+        from: ChatId,
+        to: ChatId,
+        media: SimMedia,
+        caption: String,
+    ) -> RpcResult<Result<i32, AdminError>>;
+
+    /// A file posted in a group, in a topic when given (an operator sending a document).
+    #[method(name = "group_post_media")]
+    fn group_post_media(
+        &self,
+        group: ChatId,
+        author: ChatId,
+        topic: Option<TopicId>,
+        media: SimMedia,
+        caption: String,
     ) -> RpcResult<Result<i32, AdminError>>;
 
     #[method(name = "create_topic")]

@@ -28,7 +28,8 @@ use jobbot_core::telegram::{
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
 use jobbot_sim::scenario::{DemoWorld, Scripted};
 use jobbot_sim::{
-    AccountCounters, ConnectionEntry, MessageRecord, NewUser, SimConnector, SimParams, SimWorld,
+    AccountCounters, ConnectionEntry, MessageRecord, NewUser, SimConnector, SimMedia, SimParams,
+    SimWorld,
 };
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::server::{
@@ -962,6 +963,33 @@ impl AdminRpcServer for Connection {
         text: String,
     ) -> RpcResult<Result<i32, AdminError>> {
         Ok(self.shared.admin.send_direct(from, to, &text))
+    }
+
+    fn direct_media(
+        &self,
+        from: ChatId,
+        to: ChatId,
+        media: SimMedia,
+        caption: String,
+    ) -> RpcResult<Result<i32, AdminError>> {
+        Ok(self
+            .shared
+            .admin
+            .send_direct_media(from, to, media, &caption))
+    }
+
+    fn group_post_media(
+        &self,
+        group: ChatId,
+        author: ChatId,
+        topic: Option<TopicId>,
+        media: SimMedia,
+        caption: String,
+    ) -> RpcResult<Result<i32, AdminError>> {
+        Ok(self
+            .shared
+            .admin
+            .group_post_media(group, author, topic, media, &caption))
     }
 
     fn create_topic(

@@ -23,11 +23,18 @@ fn options(state: &std::path::Path, listen: std::net::SocketAddr) -> ServerOptio
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_abandoned_connect_never_keeps_a_session_locked() {
-    let dir = tempfile::tempdir().unwrap();
+/// A server on an empty world with one account, `agent`, and a connector with its admin client.
+async fn server_with_an_agent(
+    dir: &std::path::Path,
+) -> (
+    RunningServer,
+    RemoteConnector,
+    std::sync::Arc<jobbot_sim_remote::client::RpcClient>,
+    SessionName,
+    jobbot_core::ids::ChatId,
+) {
     let server = RunningServer::start(options(
-        &dir.path().join("state.json"),
+        &dir.join("state.json"),
         "127.0.0.1:0".parse().unwrap(),
     ))
     .await
@@ -35,11 +42,18 @@ async fn an_abandoned_connect_never_keeps_a_session_locked() {
     let connector = RemoteConnector::new(server.address());
     let admin = connector.client().await.unwrap();
     let session = SessionName::parse("agent").unwrap();
-    admin
+    let agent = admin
         .create_account(session.clone(), NewUser::named("Agent"))
         .await
         .unwrap()
         .unwrap();
+    (server, connector, admin, session, agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_connect_never_keeps_a_session_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, connector, admin, session, _) = server_with_an_agent(dir.path()).await;
     let options = ConnectOptions::default();
     // Given up at every point of the call (before sending, while the server opens the account,
     // after it has): whatever was opened is ended, and the next connect gets the session.
@@ -126,5 +140,69 @@ async fn after_the_simulator_restarts_accounts_report_the_loss_and_connect_again
         other => panic!("expected the post, got {other:?}"),
     }
     drop((account, again));
+    server.shutdown().await.unwrap();
+}
+
+/// A file sent through the admin RPC reaches a remote account with its own reference, and that
+/// account re-sends it through the port (the reference and caption cross the wire intact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_crosses_the_wire_and_is_resent_by_the_remote_account() {
+    use jobbot_core::telegram::{MediaKind, MessageContent, RandomId};
+    use jobbot_sim::SimMedia;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (server, connector, admin, session, agent) = server_with_an_agent(dir.path()).await;
+    let anna = admin
+        .create_user(NewUser::named("Anna").username("anna_cv"))
+        .await
+        .unwrap()
+        .unwrap();
+    let account = connector
+        .connect(&session, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let mut events = account.take_events().unwrap();
+    admin
+        .direct_media(
+            anna,
+            agent,
+            SimMedia::document("cv.pdf", "application/pdf", 52_000),
+            "my CV".into(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(AccountEvent::NewMessage(message)) = events.recv().await
+                && message.is_private()
+            {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("the file arrives");
+    let file = received.file.expect("with its file");
+    assert_eq!(
+        (file.kind, file.file_name.as_deref()),
+        (MediaKind::Document, Some("cv.pdf"))
+    );
+    let sender = received
+        .sender
+        .and_then(|sender| sender.peer)
+        .expect("her reference");
+    account
+        .send_direct(
+            sender,
+            &MessageContent::with_media(file, "got it"),
+            RandomId(1),
+        )
+        .await
+        .expect("re-sent by the account that received it");
+    let back = admin.received_from(anna, agent).await.unwrap().unwrap();
+    assert_eq!(back.len(), 1);
+    assert!(back[0].file.is_some());
+    assert_eq!(back[0].text, "got it");
     server.shutdown().await.unwrap();
 }

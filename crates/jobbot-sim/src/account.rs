@@ -15,7 +15,7 @@ use jobbot_core::telegram::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::world::{ConnectionId, Deduplicated, Destination, SimWorld, WorldState};
+use crate::world::{ConnectionId, Deduplicated, Destination, Post, SimWorld, WorldState};
 
 /// Longest message text in UTF-16 code units (`MESSAGE_TOO_LONG` past it): `message_length_max`
 /// = 4096 (core.telegram.org/api/config), counted in UTF-16 units as MTProto counts text
@@ -170,8 +170,14 @@ impl TelegramAccount for SimAccount {
                 return Err(TelegramError::RecipientDeactivated);
             }
             check_content(&content)?;
+            let file = match &content.media {
+                Some(media) => {
+                    Some(world.check_media(account, media, &content.text, Some(to.id))?)
+                }
+                None => None,
+            };
             world.check_may_write_privately(account, to.id, now)?;
-            let (message_id, _) = world.deliver_private(account, to.id, &content.text, now);
+            let (message_id, _) = world.deliver_private(account, to.id, &content.text, file, now);
             Ok(world.record_sent(
                 account,
                 random_id,
@@ -208,7 +214,13 @@ impl TelegramAccount for SimAccount {
             world.input_chat(connection, account, chat, now)?;
             world.check_may_post(account, chat)?;
             check_content(&content)?;
-            let message = world.post_in_chat(chat, Some(account), None, &content.text, false, now);
+            let post = match &content.media {
+                Some(media) => {
+                    Post::File(world.check_media(account, media, &content.text, None)?)
+                }
+                None => Post::Text,
+            };
+            let message = world.post_in_chat(chat, Some(account), None, &content.text, post, now);
             Ok(world.record_sent(
                 account,
                 random_id,
@@ -290,8 +302,14 @@ impl TelegramAccount for SimAccount {
             world.check_may_post(account, group)?;
             world.check_topic_alive(group, topic)?;
             check_content(&content)?;
+            let post = match &content.media {
+                Some(media) => {
+                    Post::File(world.check_media(account, media, &content.text, None)?)
+                }
+                None => Post::Text,
+            };
             let message =
-                world.post_in_chat(group, Some(account), Some(topic), &content.text, false, now);
+                world.post_in_chat(group, Some(account), Some(topic), &content.text, post, now);
             Ok(world.record_sent(
                 account,
                 random_id,
@@ -385,7 +403,8 @@ fn check_content(content: &MessageContent) -> Result<(), TelegramError> {
             message: message.to_owned(),
         })
     };
-    if content.text.trim().is_empty() {
+    // A file may go without a caption (its length is checked with the file, see `media`).
+    if content.text.trim().is_empty() && content.media.is_none() {
         return other("MESSAGE_EMPTY");
     }
     let utf16_length = content.text.encode_utf16().count() as u64;

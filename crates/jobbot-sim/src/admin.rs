@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::SimParams;
 use crate::history::ConnectionEntry;
+use crate::media::SimMedia;
 use crate::world::{AccountCounters, MessageRecord, NewUser, SimWorld};
 
 /// Why an admin call was refused.
@@ -281,6 +282,37 @@ impl Admin {
         Ok(self
             .world
             .send_direct(self.user(from)?, self.user(to)?, text))
+    }
+
+    /// `from` sends a file with `caption` privately to `to` (a recruiter sending a CV). A file
+    /// over the upload limit is refused as Telegram refuses it.
+    pub fn send_direct_media(
+        &self,
+        from: ChatId,
+        to: ChatId,
+        media: SimMedia,
+        caption: &str,
+    ) -> Result<i32> {
+        self.world
+            .send_direct_media(self.user(from)?, self.user(to)?, media, caption)
+            .map_err(|refused| AdminError::Telegram { refused })
+    }
+
+    /// `author` posts a file with `caption` in a group, into `topic` when given (an operator
+    /// sending a document to a contact).
+    pub fn group_post_media(
+        &self,
+        group: ChatId,
+        author: ChatId,
+        topic: Option<TopicId>,
+        media: SimMedia,
+        caption: &str,
+    ) -> Result<i32> {
+        self.chat(group)?;
+        self.user(author)?;
+        self.world
+            .group_post_media(group, author, topic, media, caption)
+            .map_err(|refused| AdminError::Telegram { refused })
     }
 
     pub fn create_topic(&self, group: ChatId, author: ChatId, title: &str) -> Result<TopicId> {

@@ -115,6 +115,14 @@ pub trait WorldControls: Send + Sync {
         account: &SessionName,
         text: &str,
     ) -> Result<(), String>;
+    /// `writer` sends `account` a file with `caption`.
+    fn user_sends_file_to(
+        &self,
+        writer: &Username,
+        account: &SessionName,
+        media: crate::SimMedia,
+        caption: &str,
+    ) -> Result<(), String>;
     /// The channel publishes a post.
     fn channel_posts(&self, channel: ChatId, text: &str) -> Result<(), String>;
     /// A member (not one of the accounts) writes in the group, in `topic` when given.
@@ -175,6 +183,7 @@ macro_rules! contract_checks {
             a_gap_longer_than_one_channel_difference_is_filled_from_history,
             a_flood_wait_in_one_channels_catch_up_holds_only_that_channel,
             a_private_message_carries_the_senders_own_reference,
+            a_received_file_is_resent_only_by_the_account_that_received_it,
             a_send_already_on_its_way_is_a_duplicate_not_a_second_message,
             login_with_a_wrong_code_then_the_right_one,
             a_login_code_is_resent_the_way_telegram_offered,
@@ -1345,6 +1354,82 @@ pub async fn a_private_message_carries_the_senders_own_reference(
     ensure!(
         controls.messages_received(&writer, &session) == ["answer"],
         "the writer did not get the answer"
+    );
+    Ok(CheckOutcome::Passed)
+}
+
+/// A file a person sent to one account comes with a reference of that account's: it re-sends the
+/// file with a caption, and another account holding that reference is refused with
+/// `FILE_REFERENCE_EXPIRED` (core.telegram.org/api/file_reference), delivering nothing.
+pub async fn a_received_file_is_resent_only_by_the_account_that_received_it(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped("needs a person to send a file"));
+    };
+    let ids = RandomIds::new(fixture);
+    let session = fixture.first_account();
+    let account = connect(fixture, &session).await?;
+    let other = connect(fixture, &fixture.second_account()).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    let writer = controls
+        .fresh_strangers(1)
+        .pop()
+        .ok_or("no stranger was created")?;
+    controls.user_sends_file_to(
+        &writer,
+        &session,
+        crate::SimMedia::document("cv.pdf", "application/pdf", 52_000),
+        "my CV",
+    )?;
+    let message = next_message(&mut events, |message| message.text == "my CV").await?;
+    let file = message.file.ok_or("a document arrived without its file")?;
+    ensure!(
+        file.file_name.as_deref() == Some("cv.pdf"),
+        "the file name is {:?}",
+        file.file_name
+    );
+    let peer = message
+        .sender
+        .and_then(|sender| sender.peer)
+        .ok_or("the sender carries no reference")?;
+    let by_other = resolve_paced(fixture, &*other, &writer)
+        .await
+        .map_err(failed("resolve"))?;
+    sleep(fixture.pacing().send).await;
+    match other
+        .send_direct(
+            by_other.peer,
+            &MessageContent::with_media(file.clone(), "borrowed"),
+            ids.next(),
+        )
+        .await
+    {
+        Err(TelegramError::FileReferenceExpired) => {}
+        other => {
+            return Err(format!(
+                "a file under another account's reference gave {other:?}"
+            ));
+        }
+    }
+    sleep(fixture.pacing().send).await;
+    account
+        .send_direct(
+            peer,
+            &MessageContent::with_media(file, "got it"),
+            ids.next(),
+        )
+        .await
+        .map_err(failed("re-send the file"))?;
+    ensure!(
+        controls.messages_received(&writer, &session) == ["got it"],
+        "the writer did not get the file back"
+    );
+    ensure!(
+        controls
+            .messages_received(&writer, &fixture.second_account())
+            .is_empty(),
+        "the refused send delivered something"
     );
     Ok(CheckOutcome::Passed)
 }

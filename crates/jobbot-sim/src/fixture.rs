@@ -14,7 +14,7 @@ use tokio::time::Duration;
 
 use crate::admin::Admin;
 use crate::contract::{ContractFixture, LoginPhones, Pacing, WorldControls};
-use crate::{MessageRecord, NewUser, SimConnector, SimParams, SimWorld};
+use crate::{MessageRecord, NewUser, SimConnector, SimMedia, SimParams, SimWorld};
 
 /// What the fixture needs from a world: building it, making things happen, and reading what
 /// arrived. Set-up failures panic (they are test set-up); the controls' failures are text for
@@ -38,6 +38,13 @@ pub trait FixtureWorld: Send + Sync + 'static {
     fn find_username(&self, username: &str) -> Option<ChatId>;
     fn user_of_session(&self, session: &SessionName) -> Option<ChatId>;
     fn send_direct(&self, from: ChatId, to: ChatId, text: &str) -> Result<(), String>;
+    fn send_direct_media(
+        &self,
+        from: ChatId,
+        to: ChatId,
+        media: SimMedia,
+        caption: &str,
+    ) -> Result<(), String>;
     fn channel_post(&self, channel: ChatId, text: &str) -> Result<(), String>;
     fn group_post(
         &self,
@@ -113,6 +120,17 @@ impl FixtureWorld for SimWorld {
     fn send_direct(&self, from: ChatId, to: ChatId, text: &str) -> Result<(), String> {
         SimWorld::send_direct(self, from, to, text);
         Ok(())
+    }
+    fn send_direct_media(
+        &self,
+        from: ChatId,
+        to: ChatId,
+        media: SimMedia,
+        caption: &str,
+    ) -> Result<(), String> {
+        SimWorld::send_direct_media(self, from, to, media, caption)
+            .map(|_| ())
+            .map_err(|refused| refused.to_string())
     }
     fn channel_post(&self, channel: ChatId, text: &str) -> Result<(), String> {
         SimWorld::channel_post(self, channel, text);
@@ -359,6 +377,18 @@ impl<W: FixtureWorld> WorldControls for SimFixture<W> {
     ) -> Result<(), String> {
         let writer = self.user(writer)?;
         self.world.send_direct(writer, self.account(account), text)
+    }
+
+    fn user_sends_file_to(
+        &self,
+        writer: &Username,
+        account: &SessionName,
+        media: SimMedia,
+        caption: &str,
+    ) -> Result<(), String> {
+        let writer = self.user(writer)?;
+        self.world
+            .send_direct_media(writer, self.account(account), media, caption)
     }
 
     fn channel_posts(&self, channel: ChatId, text: &str) -> Result<(), String> {

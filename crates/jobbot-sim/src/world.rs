@@ -41,7 +41,18 @@ pub struct NewUser {
     pub(crate) username: Option<Username>,
     pub(crate) phone: Option<PhoneNumber>,
     refuses_strangers: bool,
+    refuses_voice_messages: bool,
     two_factor: Option<TwoFactor>,
+}
+
+/// What a chat post is besides its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Post {
+    Text,
+    /// A file (by its id in the world) with the text as its caption.
+    File(i64),
+    /// A service message (topic created, …).
+    Service,
 }
 
 /// A message as the world stores it: for tests and the demo to inspect what really arrived.
@@ -56,6 +67,10 @@ pub struct MessageRecord {
     /// The user who actually sent it, where one did (the admin behind a channel post).
     pub author: Option<ChatId>,
     pub text: String,
+    /// The file sent with it (its id in the world; see [`SimWorld::file`]), the text being its
+    /// caption.
+    #[serde(default)]
+    pub file: Option<i64>,
     pub topic: Option<TopicId>,
     pub date: i64,
     pub is_service: bool,
@@ -143,6 +158,9 @@ pub(crate) struct WorldState {
     /// The last checkpoint handed out, over every connection.
     #[serde(default)]
     pub(crate) next_checkpoint: u64,
+    /// Every file uploaded, by id (see `media`).
+    #[serde(default)]
+    pub(crate) files: BTreeMap<i64, crate::media::SimFile>,
 }
 
 fn unseeded() -> StdRng {
@@ -160,6 +178,10 @@ pub(crate) struct UserRecord {
     /// `new_noncontact_peers_require_premium`; refused with `PRIVACY_PREMIUM_REQUIRED` /
     /// `USER_PRIVACY_RESTRICTED`).
     pub(crate) refuses_strangers: bool,
+    /// "Who can send me voice and video messages: nobody" (core.telegram.org/api/privacy,
+    /// `inputPrivacyKeyVoiceMessages`): refused with `VOICE_MESSAGES_FORBIDDEN`.
+    #[serde(default)]
+    pub(crate) refuses_voice_messages: bool,
     pub(crate) two_factor: Option<TwoFactor>,
     /// Banned, deactivated or frozen: applies to every session of the account.
     pub(crate) dead: Option<DeadReason>,
@@ -338,6 +360,12 @@ impl NewUser {
         self
     }
 
+    /// Refuses voice messages and video notes from everyone.
+    pub fn refusing_voice_messages(mut self) -> Self {
+        self.refuses_voice_messages = true;
+        self
+    }
+
     pub fn two_factor(mut self, password: &str, hint: Option<&str>) -> Self {
         self.two_factor = Some(TwoFactor {
             password: password.to_owned(),
@@ -374,6 +402,7 @@ impl SimWorld {
             wrote_to: BTreeSet::new(),
             history: ConnectionHistory::default(),
             next_checkpoint: 0,
+            files: BTreeMap::new(),
         };
         Self::from_state(state)
     }
@@ -629,7 +658,7 @@ impl SimWorld {
         self.with(|world| {
             let now = Instant::now();
             world
-                .post_in_chat(channel, None, None, text, false, now)
+                .post_in_chat(channel, None, None, text, Post::Text, now)
                 .message_id
         })
     }
@@ -650,7 +679,7 @@ impl SimWorld {
                 world.check_topic_alive(group, topic)?;
             }
             Ok(world
-                .post_in_chat(group, Some(author), topic, text, false, now)
+                .post_in_chat(group, Some(author), topic, text, Post::Text, now)
                 .message_id)
         })
     }
@@ -675,7 +704,61 @@ impl SimWorld {
     /// `from` sends a private message to `to` (usually an account). Returns the message id in
     /// the recipient's box.
     pub fn send_direct(&self, from: ChatId, to: ChatId, text: &str) -> i32 {
-        self.with(|world| world.deliver_private(from, to, text, Instant::now()).1)
+        self.with(|world| {
+            world
+                .deliver_private(from, to, text, None, Instant::now())
+                .1
+        })
+    }
+
+    /// `from` sends a file with `caption` to `to` privately (see `media`: a file over the upload
+    /// limit fails the way Telegram refuses it). Returns the message id in the recipient's box.
+    pub fn send_direct_media(
+        &self,
+        from: ChatId,
+        to: ChatId,
+        media: crate::media::SimMedia,
+        caption: &str,
+    ) -> Result<i32, jobbot_core::telegram::TelegramError> {
+        self.with(|world| {
+            let file = world.upload_file(media)?;
+            Ok(world
+                .deliver_private(from, to, caption, Some(file), Instant::now())
+                .1)
+        })
+    }
+
+    /// `author` posts a file with `caption` in a supergroup, into `topic` when given.
+    pub fn group_post_media(
+        &self,
+        group: ChatId,
+        author: ChatId,
+        topic: Option<TopicId>,
+        media: crate::media::SimMedia,
+        caption: &str,
+    ) -> Result<i32, jobbot_core::telegram::TelegramError> {
+        self.with(|world| {
+            let now = Instant::now();
+            world.check_may_post(author, group)?;
+            if let Some(topic) = topic {
+                world.check_topic_alive(group, topic)?;
+            }
+            let file = world.upload_file(media)?;
+            Ok(world
+                .post_in_chat(group, Some(author), topic, caption, Post::File(file), now)
+                .message_id)
+        })
+    }
+
+    /// A stored file, by the id a [`MessageRecord`] names.
+    pub fn file(&self, id: i64) -> Option<crate::media::SimMedia> {
+        self.with(|world| world.files.get(&id).map(|file| file.media.clone()))
+    }
+
+    /// Every reference to the file handed out so far expires (core.telegram.org/api/file_reference:
+    /// references expire; the holder must fetch the message again).
+    pub fn expire_file_references(&self, id: i64) {
+        self.with(|world| world.expire_file_references(id));
     }
 
     /// Edits a chat message; members receive `MessageEdited`.
@@ -925,6 +1008,7 @@ impl WorldState {
                 phone: user.phone,
                 is_bot,
                 refuses_strangers: user.refuses_strangers,
+                refuses_voice_messages: user.refuses_voice_messages,
                 two_factor: user.two_factor,
                 dead: None,
                 contacts: BTreeSet::new(),
@@ -1210,9 +1294,14 @@ impl WorldState {
         author: Option<ChatId>,
         topic: Option<TopicId>,
         text: &str,
-        is_service: bool,
+        post: Post,
         now: Instant,
     ) -> MessageRecord {
+        let (file, is_service) = match post {
+            Post::Text => (None, false),
+            Post::File(file) => (Some(file), false),
+            Post::Service => (None, true),
+        };
         let date = self.unix_time(now);
         let record = self.chat_mut(chat);
         let message_id = record.next_message_id;
@@ -1224,6 +1313,7 @@ impl WorldState {
             sender,
             author,
             text: text.to_owned(),
+            file,
             topic,
             date,
             is_service,
@@ -1260,7 +1350,7 @@ impl WorldState {
             author,
             Some(topic),
             &format!("Topic created: {title}"),
-            true,
+            Post::Service,
             now,
         );
         topic
@@ -1282,7 +1372,11 @@ impl WorldState {
                 .sender
                 .map(|sender| self.sender_of(viewer, sender, false)),
             text: message.text.clone(),
-            media: None,
+            media: self.media_kind_of(message.file),
+            file: message
+                .file
+                .and_then(|file| self.media_file_for(viewer, file))
+                .map(Box::new),
             date: message.date,
             outgoing: message.author == Some(viewer),
             is_service: message.is_service,
@@ -1297,6 +1391,7 @@ impl WorldState {
         from: ChatId,
         to: ChatId,
         text: &str,
+        file: Option<i64>,
         now: Instant,
     ) -> (i32, i32) {
         let date = self.unix_time(now);
@@ -1317,6 +1412,7 @@ impl WorldState {
                 sender: Some(from),
                 author: Some(from),
                 text: text.to_owned(),
+                file,
                 topic: None,
                 date,
                 is_service: false,
@@ -1331,7 +1427,10 @@ impl WorldState {
                 message_id,
                 sender: Some(self.sender_of(owner, from, true)),
                 text: text.to_owned(),
-                media: None,
+                media: self.media_kind_of(file),
+                file: file
+                    .and_then(|file| self.media_file_for(owner, file))
+                    .map(Box::new),
                 date,
                 outgoing: owner == from,
                 is_service: false,

@@ -872,3 +872,192 @@ async fn a_long_channel_gap_is_filled_from_history_and_a_short_one_is_not() {
         account.disconnect().await;
     }
 }
+
+// ----- Media -----
+
+/// The next private message an account's stream delivers (skipping other events).
+async fn next_private(
+    events: &mut tokio::sync::mpsc::Receiver<AccountEvent>,
+) -> jobbot_core::telegram::IncomingMessage {
+    loop {
+        match events.recv().await.expect("the stream is open") {
+            AccountEvent::NewMessage(message) if message.is_private() => return message,
+            _ => {}
+        }
+    }
+}
+
+/// A received file goes out again by the receiving account's reference, with its caption; the
+/// same file under another account's reference, a stale reference, an unknown file, a voice
+/// message to someone who refuses them and an over-long caption fail as Telegram names them; an
+/// upload over 2,000 MiB never happens.
+#[tokio::test(start_paused = true)]
+async fn media_are_resent_only_by_the_receiving_accounts_current_reference() {
+    use jobbot_core::telegram::{MAX_CAPTION_UTF16, MediaKind};
+    use jobbot_sim::{MAX_UPLOAD_BYTES, SimMedia};
+
+    let world = SimWorld::new(SimParams::default());
+    let agent_id = world.create_account("agent", NewUser::named("Agent").username("agent_hr"));
+    let other_id = world.create_account("other", NewUser::named("Other").username("other_hr"));
+    let anna = world.create_user(NewUser::named("Anna").username("anna_cv"));
+    let quiet = world.create_user(
+        NewUser::named("Quiet")
+            .username("quiet_one")
+            .refusing_voice_messages(),
+    );
+    let agent = connect(&world, "agent").await;
+    let other = connect(&world, "other").await;
+    let mut agent_events = agent.take_events().unwrap();
+    let mut other_events = other.take_events().unwrap();
+
+    world
+        .send_direct_media(
+            anna,
+            agent_id,
+            SimMedia::document("cv.pdf", "application/pdf", 52_000),
+            "my CV",
+        )
+        .unwrap();
+    let received = next_private(&mut agent_events).await;
+    assert_eq!(
+        (received.media, received.text.as_str()),
+        (Some(MediaKind::Document), "my CV")
+    );
+    let file = received
+        .file
+        .clone()
+        .expect("a document comes with its file");
+    assert_eq!(file.file_name.as_deref(), Some("cv.pdf"));
+    assert_eq!(file.mime_type.as_deref(), Some("application/pdf"));
+    assert_eq!(file.size, Some(52_000));
+
+    let quiet_peer = resolve(&*agent, "quiet_one").await;
+    let anna_peer = resolve(&*agent, "anna_cv").await;
+    let sent = agent
+        .send_direct(
+            quiet_peer,
+            &MessageContent::with_media(file.clone(), "forwarded"),
+            RandomId(1),
+        )
+        .await
+        .expect("the receiving account re-sends its file");
+    let delivered = world.received_from(quiet, agent_id);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        (delivered[0].file, delivered[0].text.as_str()),
+        (Some(file.id), "forwarded")
+    );
+    assert!(sent.message_id > 0);
+
+    // Another account holding this account's reference: refused.
+    world
+        .send_direct_media(anna, other_id, SimMedia::photo(10_000), "")
+        .unwrap();
+    let other_peer = resolve(&*other, "anna_cv").await;
+    assert_eq!(
+        other
+            .send_direct(
+                other_peer,
+                &MessageContent::with_media(file.clone(), ""),
+                RandomId(2)
+            )
+            .await,
+        Err(TelegramError::FileReferenceExpired)
+    );
+    let photo = next_private(&mut other_events).await;
+    assert_eq!(photo.media, Some(MediaKind::Photo));
+    assert!(
+        photo.file.is_some(),
+        "a photo without caption still has its file"
+    );
+
+    // A wrong access hash, and a stale reference after expiry.
+    let mut forged = file.clone();
+    forged.access_hash ^= 1;
+    assert_eq!(
+        agent
+            .send_direct(
+                anna_peer,
+                &MessageContent::with_media(forged, ""),
+                RandomId(3)
+            )
+            .await,
+        Err(TelegramError::MediaEmpty)
+    );
+    let long_caption = "x".repeat(MAX_CAPTION_UTF16 + 1);
+    assert_eq!(
+        agent
+            .send_direct(
+                anna_peer,
+                &MessageContent::with_media(file.clone(), long_caption),
+                RandomId(4)
+            )
+            .await,
+        Err(TelegramError::MessageTooLong)
+    );
+    world.expire_file_references(file.id);
+    assert_eq!(
+        agent
+            .send_direct(
+                anna_peer,
+                &MessageContent::with_media(file.clone(), ""),
+                RandomId(5)
+            )
+            .await,
+        Err(TelegramError::FileReferenceExpired)
+    );
+
+    // Voice messages to someone who refuses them.
+    world
+        .send_direct_media(anna, agent_id, SimMedia::voice(7, 30_000), "")
+        .unwrap();
+    let voice = next_private(&mut agent_events)
+        .await
+        .file
+        .expect("a voice file");
+    assert_eq!(
+        (voice.kind, voice.duration_seconds),
+        (MediaKind::Voice, Some(7))
+    );
+    assert!(matches!(
+        agent
+            .send_direct(
+                quiet_peer,
+                &MessageContent::with_media(voice.clone(), ""),
+                RandomId(6)
+            )
+            .await,
+        Err(TelegramError::MediaForbidden { .. })
+    ));
+    // Six sends so far: past the burst of five, wait out the bucket (paused time).
+    sleep(Duration::from_secs(60)).await;
+    agent
+        .send_direct(
+            anna_peer,
+            &MessageContent::with_media(voice, ""),
+            RandomId(7),
+        )
+        .await
+        .expect("Anna accepts voice messages");
+
+    // The upload limit (core.telegram.org/api/files): 4,000 parts of 512 KiB.
+    assert_eq!(MAX_UPLOAD_BYTES, 2000 * 1024 * 1024);
+    assert!(
+        world
+            .send_direct_media(
+                anna,
+                agent_id,
+                SimMedia::video("big.mp4", 60, MAX_UPLOAD_BYTES + 1),
+                ""
+            )
+            .is_err()
+    );
+    world
+        .send_direct_media(
+            anna,
+            agent_id,
+            SimMedia::video_note(5, MAX_UPLOAD_BYTES),
+            "",
+        )
+        .expect("exactly the limit uploads");
+}

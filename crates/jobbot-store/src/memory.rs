@@ -1275,6 +1275,7 @@ mod tests {
             sender: None,
             text: "Hi".to_owned(),
             media: None,
+            file: None,
             date: 0,
             outgoing: false,
             is_service: false,

@@ -1029,6 +1029,7 @@ mod conformance {
                 },
             ],
             link_preview: true,
+            media: None,
         };
         let mut known_peer = message(None, 2_000);
         known_peer.kind = OutboxKind::RelayToContact;
@@ -2698,6 +2699,44 @@ mod conformance {
         assert_eq!(stored[1].1.send_message.milli_per_minute(), 20_000);
     }
 
+    /// Every kind of workflow is stored and read back (the schema does not list the kinds).
+    pub async fn a_workflow_of_any_kind_is_stored(store: &dyn Store) {
+        use jobbot_core::ids::SessionName;
+        use jobbot_core::store::ConversationId;
+        use jobbot_core::telegram::{IncomingMessage, PeerKind, TopicId};
+        use jobbot_core::workflow::MediaToContact;
+        let message = IncomingMessage {
+            chat: channel(2_222),
+            chat_kind: PeerKind::Group,
+            chat_title: Some("CRM".into()),
+            chat_username: None,
+            message_id: 40,
+            sender: None,
+            text: "the offer".into(),
+            media: None,
+            file: None,
+            date: 1,
+            outgoing: false,
+            is_service: false,
+            topic_id: Some(TopicId(3)),
+        };
+        let state = Workflow::MediaToContact(MediaToContact::new(
+            SessionName::parse("agent_a").unwrap(),
+            ConversationId(1),
+            message,
+        ));
+        let (id, new) = store
+            .start_workflow(&NewWorkflow {
+                key: MediaToContact::key(channel(2_222), 40),
+                state: state.clone(),
+                created_at: UnixMillis(1_000),
+            })
+            .await
+            .unwrap();
+        assert!(new);
+        assert_eq!(store.workflow(id).await.unwrap().unwrap().state, state);
+    }
+
     pub async fn a_workflow_starts_once_per_key_and_ends_once(store: &dyn Store) {
         let (id, new) = store.start_workflow(&new_workflow("a", 1)).await.unwrap();
         assert!(new);
@@ -3109,6 +3148,7 @@ conformance_on_every_backend!(
     pauses_are_kept_until_resumed,
     learned_limits_are_replaced_and_restored,
     a_workflow_starts_once_per_key_and_ends_once,
+    a_workflow_of_any_kind_is_stored,
     a_topic_creation_keeps_each_creators_first_random_id,
     a_delivered_post_is_recorded_once,
     web_sessions_are_found_by_digest_until_their_absolute_expiry,

@@ -331,9 +331,16 @@ impl GrammersAccount {
         random_id: RandomId,
         topic: Option<TopicId>,
     ) -> Result<SentMessage, TelegramError> {
-        let updates = self
-            .invoke(&send_message_request(peer, content, random_id, topic))
-            .await?;
+        let updates = match &content.media {
+            Some(_) => {
+                self.invoke(&send_media_request(peer, content, random_id, topic))
+                    .await?
+            }
+            None => {
+                self.invoke(&send_message_request(peer, content, random_id, topic))
+                    .await?
+            }
+        };
         let message_id =
             message_id_for_random_id(&updates, random_id.0).ok_or(TelegramError::Other {
                 message: "Telegram's answer did not name the sent message".into(),
@@ -466,6 +473,47 @@ pub fn send_message_request(
         allow_paid_stars: None,
         suggested_post: None,
         rich_message: None,
+    }
+}
+
+/// `messages.sendMedia` re-sending the received file of `content.media` by its reference
+/// (`inputMediaPhoto` / `inputMediaDocument`), with the text as its caption, the caller's
+/// `random_id`, and into a forum topic the same reply header as a text post.
+///
+/// Panics if `content` has no media (the caller chooses this request for media only).
+pub fn send_media_request(
+    peer: tl::enums::InputPeer,
+    content: &MessageContent,
+    random_id: RandomId,
+    topic: Option<TopicId>,
+) -> tl::functions::messages::SendMedia {
+    let file = content
+        .media
+        .as_ref()
+        .expect("send_media_request is called for a message with media");
+    let text = send_message_request(peer, content, random_id, topic);
+    tl::functions::messages::SendMedia {
+        silent: false,
+        background: false,
+        clear_draft: false,
+        noforwards: false,
+        update_stickersets_order: false,
+        invert_media: false,
+        allow_paid_floodskip: false,
+        peer: text.peer,
+        reply_to: text.reply_to,
+        media: crate::convert::input_media(file),
+        message: text.message,
+        random_id: text.random_id,
+        reply_markup: None,
+        entities: text.entities,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        send_as: None,
+        quick_reply_shortcut: None,
+        effect: None,
+        allow_paid_stars: None,
+        suggested_post: None,
     }
 }
 
@@ -1112,6 +1160,65 @@ mod tests {
 
     use super::*;
 
+    /// A received document goes out again as `messages.sendMedia` with `inputMediaDocument`
+    /// carrying the file's own id, access hash and reference, the caption, the caller's
+    /// `random_id` and the topic's reply header; a photo as `inputMediaPhoto`.
+    #[test]
+    fn media_is_resent_by_its_reference_with_caption_and_topic() {
+        use jobbot_core::telegram::{MediaFile, MediaKind};
+        let document = MediaFile {
+            kind: MediaKind::Document,
+            id: 11,
+            access_hash: 22,
+            file_reference: vec![1, 2, 3],
+            file_name: Some("cv.pdf".into()),
+            mime_type: Some("application/pdf".into()),
+            size: Some(1000),
+            duration_seconds: None,
+        };
+        let peer = input_peer(PeerRef {
+            id: ChatId::channel(1234567890).unwrap(),
+            access_hash: 9,
+        });
+        let content = MessageContent::with_media(document.clone(), "my CV");
+        let request = send_media_request(peer.clone(), &content, RandomId(-5), Some(TopicId(7)));
+        assert_eq!((request.random_id, request.message.as_str()), (-5, "my CV"));
+        match &request.media {
+            tl::enums::InputMedia::Document(media) => match &media.id {
+                tl::enums::InputDocument::Document(input) => assert_eq!(
+                    (input.id, input.access_hash, input.file_reference.clone()),
+                    (11, 22, vec![1, 2, 3])
+                ),
+                other => panic!("expected an input document, got {other:?}"),
+            },
+            other => panic!("expected inputMediaDocument, got {other:?}"),
+        }
+        match request.reply_to {
+            Some(tl::enums::InputReplyTo::Message(reply)) => assert_eq!(reply.reply_to_msg_id, 7),
+            other => panic!("expected a reply to the topic, got {other:?}"),
+        }
+        let photo = MediaFile {
+            kind: MediaKind::Photo,
+            ..document
+        };
+        let request = send_media_request(
+            peer,
+            &MessageContent::with_media(photo, ""),
+            RandomId(1),
+            None,
+        );
+        assert!(request.reply_to.is_none());
+        match request.media {
+            tl::enums::InputMedia::Photo(media) => match media.id {
+                tl::enums::InputPhoto::Photo(input) => {
+                    assert_eq!((input.id, input.access_hash), (11, 22));
+                }
+                other => panic!("expected an input photo, got {other:?}"),
+            },
+            other => panic!("expected inputMediaPhoto, got {other:?}"),
+        }
+    }
+
     #[test]
     fn send_requests_carry_the_callers_random_id_entities_and_topic() {
         let content = MessageContent {
@@ -1122,6 +1229,7 @@ mod tests {
                 length: 5,
             }],
             link_preview: false,
+            media: None,
         };
         let peer = input_peer(PeerRef {
             id: ChatId::channel(1234567890).unwrap(),

@@ -8,8 +8,8 @@ use grammers_session::types::PeerId;
 use grammers_tl_types as tl;
 use jobbot_core::ids::{ChatId, ChatKind, PhoneNumber, Username};
 use jobbot_core::telegram::{
-    ChatAccess, CodeDelivery, EntityKind, IncomingMessage, Me, MediaKind, Peer, PeerKind, PeerRef,
-    Sender, SentCode, TelegramError, TextEntity, TopicId,
+    ChatAccess, CodeDelivery, EntityKind, IncomingMessage, Me, MediaFile, MediaKind, Peer,
+    PeerKind, PeerRef, Sender, SentCode, TelegramError, TextEntity, TopicId,
 };
 
 /// A grammers peer id in jobbot's Bot API form (`None` for the self-user sentinel).
@@ -358,7 +358,9 @@ pub fn media_kind(media: &tl::enums::MessageMedia) -> Option<MediaKind> {
         tl::enums::MessageMedia::Photo(_) => Some(MediaKind::Photo),
         tl::enums::MessageMedia::Document(document) => Some(if document.voice {
             MediaKind::Voice
-        } else if document.video || document.round {
+        } else if document.round {
+            MediaKind::VideoNote
+        } else if document.video {
             MediaKind::Video
         } else if let Some(tl::enums::Document::Document(inner)) = &document.document
             && inner
@@ -373,6 +375,106 @@ pub fn media_kind(media: &tl::enums::MessageMedia) -> Option<MediaKind> {
         // Web page previews decorate text; they are not media the relay would miss.
         tl::enums::MessageMedia::WebPage(_) => None,
         _ => Some(MediaKind::Other),
+    }
+}
+
+/// The photo or document of a message as this account may send it again: its id, access hash
+/// and file reference (core.telegram.org/api/file_reference), with the file name, MIME type, size
+/// and duration the document's attributes give. `None` for media that are not files.
+pub fn media_file(media: &tl::enums::MessageMedia) -> Option<MediaFile> {
+    let kind = media_kind(media)?;
+    match media {
+        tl::enums::MessageMedia::Photo(photo) => match photo.photo.as_ref()? {
+            tl::enums::Photo::Photo(photo) => Some(MediaFile {
+                kind,
+                id: photo.id,
+                access_hash: photo.access_hash,
+                file_reference: photo.file_reference.clone(),
+                file_name: None,
+                mime_type: Some("image/jpeg".to_owned()),
+                size: photo
+                    .sizes
+                    .iter()
+                    .filter_map(|size| match size {
+                        tl::enums::PhotoSize::Size(size) => u64::try_from(size.size).ok(),
+                        tl::enums::PhotoSize::Progressive(size) => size
+                            .sizes
+                            .iter()
+                            .max()
+                            .and_then(|&max| u64::try_from(max).ok()),
+                        _ => None,
+                    })
+                    .max(),
+                duration_seconds: None,
+            }),
+            tl::enums::Photo::Empty(_) => None,
+        },
+        tl::enums::MessageMedia::Document(document) => match document.document.as_ref()? {
+            tl::enums::Document::Document(document) => {
+                let mut file = MediaFile {
+                    kind,
+                    id: document.id,
+                    access_hash: document.access_hash,
+                    file_reference: document.file_reference.clone(),
+                    file_name: None,
+                    mime_type: Some(document.mime_type.clone()).filter(|mime| !mime.is_empty()),
+                    size: u64::try_from(document.size).ok(),
+                    duration_seconds: None,
+                };
+                for attribute in &document.attributes {
+                    match attribute {
+                        tl::enums::DocumentAttribute::Filename(name) => {
+                            file.file_name = Some(name.file_name.clone());
+                        }
+                        tl::enums::DocumentAttribute::Audio(audio) => {
+                            file.duration_seconds = u32::try_from(audio.duration).ok();
+                        }
+                        tl::enums::DocumentAttribute::Video(video) => {
+                            // Seconds as a double; whole seconds are enough to show.
+                            file.duration_seconds = Some(video.duration.max(0.0) as u32);
+                        }
+                        _ => {}
+                    }
+                }
+                Some(file)
+            }
+            tl::enums::Document::Empty(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// The `inputMedia…` that sends `file` again by its reference: no download, no upload.
+pub fn input_media(file: &MediaFile) -> tl::enums::InputMedia {
+    if file.kind == MediaKind::Photo {
+        tl::types::InputMediaPhoto {
+            spoiler: false,
+            live_photo: false,
+            id: tl::types::InputPhoto {
+                id: file.id,
+                access_hash: file.access_hash,
+                file_reference: file.file_reference.clone(),
+            }
+            .into(),
+            ttl_seconds: None,
+            video: None,
+        }
+        .into()
+    } else {
+        tl::types::InputMediaDocument {
+            spoiler: false,
+            id: tl::types::InputDocument {
+                id: file.id,
+                access_hash: file.access_hash,
+                file_reference: file.file_reference.clone(),
+            }
+            .into(),
+            video_cover: None,
+            video_timestamp: None,
+            ttl_seconds: None,
+            query: None,
+        }
+        .into()
     }
 }
 
@@ -393,13 +495,14 @@ pub fn incoming_message(
     chat: Option<ChatInfo>,
     sender: Option<Sender>,
 ) -> Option<IncomingMessage> {
-    let (id, date, outgoing, text, media, is_service) = match message {
+    let (id, date, outgoing, text, media, file, is_service) = match message {
         tl::enums::Message::Message(message) => (
             message.id,
             message.date,
             message.out,
             message.message.clone(),
             message.media.as_ref().and_then(media_kind),
+            message.media.as_ref().and_then(media_file).map(Box::new),
             false,
         ),
         tl::enums::Message::Service(service) => (
@@ -407,6 +510,7 @@ pub fn incoming_message(
             service.date,
             service.out,
             String::new(),
+            None,
             None,
             true,
         ),
@@ -432,6 +536,7 @@ pub fn incoming_message(
         sender,
         text,
         media,
+        file,
         date: i64::from(date),
         outgoing,
         is_service,
@@ -934,6 +1039,179 @@ mod tests {
 
     /// `auth.sentCode` as Telegram sends it: the way the code went, its length, the next way
     /// and when it may be asked for.
+    fn document_media(
+        attributes: Vec<tl::enums::DocumentAttribute>,
+        voice: bool,
+        round: bool,
+    ) -> tl::enums::MessageMedia {
+        tl::types::MessageMediaDocument {
+            nopremium: false,
+            spoiler: false,
+            video: round,
+            round,
+            voice,
+            document: Some(
+                tl::types::Document {
+                    id: 100,
+                    access_hash: 777_001,
+                    file_reference: vec![9, 8],
+                    date: 0,
+                    mime_type: "application/pdf".into(),
+                    size: 52_000,
+                    thumbs: None,
+                    video_thumbs: None,
+                    dc_id: 2,
+                    attributes,
+                }
+                .into(),
+            ),
+            alt_documents: None,
+            video_cover: None,
+            video_timestamp: None,
+            ttl_seconds: None,
+        }
+        .into()
+    }
+
+    /// A received photo or document becomes a `MediaFile` with the account's own reference and
+    /// what its attributes say; non-file media have no file.
+    #[test]
+    fn media_files_carry_reference_name_mime_size_and_duration() {
+        let pdf = document_media(
+            vec![
+                tl::types::DocumentAttributeFilename {
+                    file_name: "cv.pdf".into(),
+                }
+                .into(),
+            ],
+            false,
+            false,
+        );
+        let file = media_file(&pdf).unwrap();
+        assert_eq!(file.kind, MediaKind::Document);
+        assert_eq!((file.id, file.access_hash), (100, 777_001));
+        assert_eq!(file.file_reference, vec![9, 8]);
+        assert_eq!(file.file_name.as_deref(), Some("cv.pdf"));
+        assert_eq!(file.mime_type.as_deref(), Some("application/pdf"));
+        assert_eq!(file.size, Some(52_000));
+        assert!(
+            !format!("{file:?}").contains("777001"),
+            "no access hash in Debug"
+        );
+        // The reference goes back out unchanged.
+        match input_media(&file) {
+            tl::enums::InputMedia::Document(media) => match media.id {
+                tl::enums::InputDocument::Document(input) => {
+                    assert_eq!(
+                        (input.id, input.access_hash, input.file_reference),
+                        (100, 777_001, vec![9, 8])
+                    );
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+
+        let voice = document_media(
+            vec![
+                tl::types::DocumentAttributeAudio {
+                    voice: true,
+                    duration: 7,
+                    title: None,
+                    performer: None,
+                    waveform: None,
+                }
+                .into(),
+            ],
+            true,
+            false,
+        );
+        let file = media_file(&voice).unwrap();
+        assert_eq!(
+            (file.kind, file.duration_seconds),
+            (MediaKind::Voice, Some(7))
+        );
+
+        let round = document_media(
+            vec![
+                tl::types::DocumentAttributeVideo {
+                    round_message: true,
+                    supports_streaming: false,
+                    nosound: false,
+                    duration: 12.5,
+                    w: 240,
+                    h: 240,
+                    preload_prefix_size: None,
+                    video_start_ts: None,
+                    video_codec: None,
+                }
+                .into(),
+            ],
+            false,
+            true,
+        );
+        let file = media_file(&round).unwrap();
+        assert_eq!(
+            (file.kind, file.duration_seconds),
+            (MediaKind::VideoNote, Some(12))
+        );
+
+        let photo: tl::enums::MessageMedia = tl::types::MessageMediaPhoto {
+            spoiler: false,
+            live_photo: false,
+            photo: Some(
+                tl::types::Photo {
+                    has_stickers: false,
+                    id: 5,
+                    access_hash: 6,
+                    file_reference: vec![7],
+                    date: 0,
+                    sizes: vec![
+                        tl::types::PhotoSize {
+                            r#type: "m".into(),
+                            w: 320,
+                            h: 240,
+                            size: 10_000,
+                        }
+                        .into(),
+                        tl::types::PhotoSize {
+                            r#type: "y".into(),
+                            w: 1280,
+                            h: 960,
+                            size: 90_000,
+                        }
+                        .into(),
+                    ],
+                    video_sizes: None,
+                    dc_id: 2,
+                }
+                .into(),
+            ),
+            ttl_seconds: None,
+            video: None,
+        }
+        .into();
+        let file = media_file(&photo).unwrap();
+        assert_eq!(
+            (file.kind, file.id, file.size),
+            (MediaKind::Photo, 5, Some(90_000))
+        );
+        assert!(matches!(
+            input_media(&file),
+            tl::enums::InputMedia::Photo(_)
+        ));
+
+        assert_eq!(media_file(&tl::enums::MessageMedia::Empty), None);
+        let geo: tl::enums::MessageMedia = tl::types::MessageMediaGeo {
+            geo: tl::enums::GeoPoint::Empty,
+        }
+        .into();
+        assert_eq!(
+            (media_kind(&geo), media_file(&geo)),
+            (Some(MediaKind::Other), None)
+        );
+    }
+
     #[test]
     fn a_sent_code_names_its_delivery_and_the_next_way() {
         let sent = tl::types::auth::SentCode {

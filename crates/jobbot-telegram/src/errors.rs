@@ -85,7 +85,23 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
         "INPUT_USER_DEACTIVATED" => TelegramError::RecipientDeactivated,
         "USER_IS_BOT" | "BOT_METHOD_INVALID" => TelegramError::NotAUser,
         "YOU_BLOCKED_USER" => TelegramError::YouBlockedUser,
-        "MESSAGE_TOO_LONG" => TelegramError::MessageTooLong,
+        "MESSAGE_TOO_LONG" | "MEDIA_CAPTION_TOO_LONG" => TelegramError::MessageTooLong,
+        // Re-sending a received file (core.telegram.org/api/file_reference, /api/files).
+        "MEDIA_EMPTY" | "MEDIA_INVALID" | "PHOTO_INVALID" | "DOCUMENT_INVALID" => {
+            TelegramError::MediaEmpty
+        }
+        "FILE_REFERENCE_EXPIRED" | "FILE_REFERENCE_INVALID" => TelegramError::FileReferenceExpired,
+        "VOICE_MESSAGES_FORBIDDEN" => TelegramError::MediaForbidden {
+            code: rpc.name.clone(),
+        },
+        name if name.starts_with("CHAT_SEND_")
+            && name.ends_with("_FORBIDDEN")
+            && name != "CHAT_SEND_PLAIN_FORBIDDEN" =>
+        {
+            TelegramError::MediaForbidden {
+                code: rpc.name.clone(),
+            }
+        }
         "CHANNELS_TOO_MUCH" => TelegramError::TooManyChannels,
         "USER_CHANNELS_TOO_MUCH" => TelegramError::UserInTooManyChannels,
         "INVITE_REQUEST_SENT" => TelegramError::JoinRequestSent,
@@ -470,6 +486,54 @@ mod tests {
                 TelegramError::MessageTooLong,
                 ErrorScope::Recipient,
                 EndsForRecipient,
+            ),
+            (
+                400,
+                "MEDIA_CAPTION_TOO_LONG",
+                TelegramError::MessageTooLong,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "MEDIA_EMPTY",
+                TelegramError::MediaEmpty,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "FILE_REFERENCE_EXPIRED",
+                TelegramError::FileReferenceExpired,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "VOICE_MESSAGES_FORBIDDEN",
+                TelegramError::MediaForbidden {
+                    code: "VOICE_MESSAGES_FORBIDDEN".into(),
+                },
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                403,
+                "CHAT_SEND_PHOTOS_FORBIDDEN",
+                TelegramError::MediaForbidden {
+                    code: "CHAT_SEND_PHOTOS_FORBIDDEN".into(),
+                },
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                403,
+                "CHAT_SEND_PLAIN_FORBIDDEN",
+                TelegramError::ChatForbidden {
+                    code: "CHAT_SEND_PLAIN_FORBIDDEN".into(),
+                },
+                ErrorScope::Chat,
+                EndsForChat,
             ),
             (
                 400,

@@ -95,6 +95,7 @@ mod tests {
             sender: None,
             text: text.to_owned(),
             media: None,
+            file: None,
             date: NOW - age_seconds,
             outgoing: false,
             is_service: false,

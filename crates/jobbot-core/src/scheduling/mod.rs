@@ -1434,6 +1434,9 @@ impl AgentScheduler {
             | TelegramError::PeerInvalid
             | TelegramError::RecipientDeactivated
             | TelegramError::MessageTooLong
+            | TelegramError::MediaEmpty
+            | TelegramError::FileReferenceExpired
+            | TelegramError::MediaForbidden { .. }
             | TelegramError::UserInTooManyChannels
             | TelegramError::InvalidInvite => return OutcomeAction::FailRecipient { error },
             TelegramError::FloodWait { seconds } => {

@@ -394,6 +394,7 @@ fn incoming() -> IncomingMessage {
         sender: None,
         text: "Tell me more".into(),
         media: None,
+        file: None,
         date: 0,
         outgoing: false,
         is_service: false,
@@ -474,4 +475,186 @@ fn an_event_that_does_not_fit_changes_nothing() {
     ] {
         assert_eq!(workflow.clone().on(event, now, &settings()), workflow);
     }
+}
+
+fn media_file() -> crate::telegram::MediaFile {
+    crate::telegram::MediaFile {
+        kind: crate::telegram::MediaKind::Document,
+        id: 77,
+        access_hash: 1,
+        file_reference: vec![1],
+        file_name: Some("cv.pdf".into()),
+        mime_type: Some("application/pdf".into()),
+        size: Some(1_000),
+        duration_seconds: None,
+    }
+}
+
+/// A post into `topic` from "topic ready" to its record: queued as `outbox`, sent as message `id`.
+fn post_steps(
+    conversation: ConversationId,
+    post: PostKind,
+    topic: TopicId,
+    outbox: OutboxId,
+    id: i32,
+) -> Vec<(Event, Effect)> {
+    vec![
+        (
+            Event::TopicReady { topic },
+            Effect::QueuePost {
+                conversation,
+                post: post.clone(),
+                topic,
+                replaced: false,
+            },
+        ),
+        (Event::Queued { outbox }, Effect::AwaitOutbox(outbox)),
+        (
+            Event::Delivered(Delivery::Sent {
+                agent: agent("agent_a"),
+                message: Some(sent_message(id)),
+            }),
+            Effect::RecordPost {
+                conversation,
+                post,
+                outbox,
+                message: Some(sent_message(id)),
+            },
+        ),
+    ]
+}
+
+fn refused(error: TelegramError) -> Delivery {
+    Delivery::Failed {
+        failure: OutboxFailure::Recipient {
+            agent: agent("agent_a"),
+            error,
+        },
+    }
+}
+
+/// A contact's file Telegram refuses leaves a note with the message's text in the topic (then
+/// the replier may answer); a refused text post ends as before, with no note.
+#[test]
+fn a_refused_file_from_a_contact_leaves_a_note_in_the_topic() {
+    let now = UnixMillis(0);
+    let conversation = ConversationId(3);
+    let topic = TopicId(9);
+    let mut message = incoming();
+    message.media = Some(crate::telegram::MediaKind::Document);
+    message.file = Some(Box::new(media_file()));
+    let relay = Workflow::RelayToTopic(RelayToTopic::into_conversation(
+        agent("agent_a"),
+        message,
+        conversation,
+    ));
+    let queued = drive(
+        relay,
+        now,
+        vec![
+            (
+                Event::TopicReady { topic },
+                Effect::QueuePost {
+                    conversation,
+                    post: PostKind::ContactMessage,
+                    topic,
+                    replaced: false,
+                },
+            ),
+            (
+                Event::Queued {
+                    outbox: OutboxId(1),
+                },
+                Effect::AwaitOutbox(OutboxId(1)),
+            ),
+        ],
+    );
+    let ensure = Effect::EnsureTopic {
+        conversation,
+        stale: None,
+    };
+    let mut steps = vec![(
+        Event::Delivered(refused(TelegramError::FileReferenceExpired)),
+        ensure,
+    )];
+    steps.extend(post_steps(
+        conversation,
+        PostKind::MediaNote,
+        topic,
+        OutboxId(2),
+        30,
+    ));
+    steps.push((Event::Recorded, Effect::AutoReply { conversation }));
+    let noted = drive(queued.clone(), now, steps);
+    assert!(!noted.is_finished());
+
+    // The same refusal of a text post: no note.
+    let Workflow::RelayToTopic(mut text) = queued else {
+        unreachable!()
+    };
+    text.message.file = None;
+    text.message.media = None;
+    let ended = Workflow::RelayToTopic(text).on(
+        Event::Delivered(refused(TelegramError::PrivacyRestricted)),
+        now,
+        &settings(),
+    );
+    assert!(ended.is_finished());
+}
+
+/// An operator's file: queued, awaited, and either delivered or noted in the topic with why.
+#[test]
+fn an_operators_file_is_delivered_or_noted() {
+    let now = UnixMillis(0);
+    let conversation = ConversationId(4);
+    let topic = TopicId(9);
+    let mut message = incoming();
+    message.file = Some(Box::new(media_file()));
+    let relay =
+        Workflow::MediaToContact(MediaToContact::new(agent("agent_a"), conversation, message));
+    assert_eq!(relay.kind(), "media_to_contact");
+    assert_eq!(relay.effect(now), Effect::QueueToContact { conversation });
+    let queued = drive(
+        relay.clone(),
+        now,
+        vec![(
+            Event::Queued {
+                outbox: OutboxId(5),
+            },
+            Effect::AwaitOutbox(OutboxId(5)),
+        )],
+    );
+    let delivered = queued.clone().on(
+        Event::Delivered(Delivery::Sent {
+            agent: agent("agent_a"),
+            message: None,
+        }),
+        now,
+        &settings(),
+    );
+    assert!(delivered.is_finished());
+
+    let mut steps = vec![(
+        Event::Delivered(refused(TelegramError::MediaForbidden {
+            code: "VOICE_MESSAGES_FORBIDDEN".into(),
+        })),
+        Effect::EnsureTopic {
+            conversation,
+            stale: None,
+        },
+    )];
+    steps.extend(post_steps(
+        conversation,
+        PostKind::DeliveryNote,
+        topic,
+        OutboxId(6),
+        31,
+    ));
+    steps.push((Event::Recorded, Effect::Finished));
+    let noted = drive(queued, now, steps);
+    assert!(noted.is_finished());
+
+    // A conversation that is gone ends it without a note.
+    let gone = relay.on(Event::NoConversation, now, &settings());
+    assert!(gone.is_finished());
 }
