@@ -352,6 +352,13 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("login_cancel", "Отменить", "Cancel"),
     ("login_signed_in", "Вход выполнен", "Signed in"),
     ("login_hint", "Подсказка", "Hint"),
+    ("login_qr", "Войти по QR-коду", "Log in with a QR code"),
+    ("login_qr_alt", "QR-код для входа", "Login QR code"),
+    (
+        "login_qr_scan",
+        "Отсканируйте код приложением Telegram этого аккаунта: Настройки → Устройства → Подключить устройство. Код обновляется сам.",
+        "Scan the code with this account's Telegram app: Settings → Devices → Link Desktop Device. The code renews itself.",
+    ),
     (
         "code_sent_app",
         "Код отправлен в приложение Telegram на другом устройстве.",
