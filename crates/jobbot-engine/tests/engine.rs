@@ -448,6 +448,46 @@ async fn a_dead_agent_is_skipped_and_shown_dead() {
     assert_eq!(status.total_agents, 2);
 }
 
+/// A banned account is not reconnected again and again (each attempt refused, each an error in
+/// the log): its owner stops at `Dead` until a new login restarts it, however long it waits.
+#[tokio::test(start_paused = true)]
+async fn a_banned_agent_is_not_reconnected_until_logged_in_again() {
+    let faults = Faults::default();
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults.clone()),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    harness.world.ban(harness.agents[0]);
+    // The ban shows at the next call: a send on agent_a (agent_b takes the message over).
+    for index in 0..4 {
+        let ticket = harness.send(0, None, &format!("m{index}")).await;
+        ticket.delivery().await.unwrap();
+    }
+    wait_link(&harness.engine, "agent_a", |link| {
+        matches!(link, Some(LinkState::Dead { .. }))
+    })
+    .await;
+    let attempts = |faults: &Faults| faults.state.lock().unwrap().attempts[&session("agent_a")];
+    let when_dead = attempts(&faults);
+    // Far past every retry interval an owner has (the idle retry is 10 minutes).
+    tokio::time::sleep(Duration::from_secs(6 * 3_600)).await;
+    assert_eq!(attempts(&faults), when_dead);
+    assert!(matches!(
+        harness
+            .engine
+            .link_states()
+            .borrow()
+            .get(&session("agent_a")),
+        Some(LinkState::Dead { .. })
+    ));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_recipient_who_refuses_messages_fails_once_without_burning_other_agents() {
     let harness = Harness::start(
@@ -806,6 +846,8 @@ struct FaultState {
     busy: std::collections::HashMap<SessionName, u32>,
     /// Connects made (successful ones), per session.
     connects: std::collections::HashMap<SessionName, u32>,
+    /// Connects tried (whatever came of them), per session.
+    attempts: std::collections::HashMap<SessionName, u32>,
     /// Ends the update stream of a session's current connection (its socket closed).
     end_stream: std::collections::HashMap<SessionName, tokio::sync::oneshot::Sender<()>>,
 }
@@ -875,6 +917,14 @@ impl AccountConnector for FaultyConnector {
         session: &SessionName,
         options: &ConnectOptions,
     ) -> Result<Arc<dyn TelegramAccount>, ConnectError> {
+        *self
+            .faults
+            .state
+            .lock()
+            .unwrap()
+            .attempts
+            .entry(session.clone())
+            .or_default() += 1;
         if self
             .faults
             .state

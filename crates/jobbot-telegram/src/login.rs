@@ -247,7 +247,7 @@ enum QrAnswer {
         token: Vec<u8>,
     },
     /// `auth.loginTokenSuccess`.
-    Authorized(tl::enums::auth::Authorization),
+    Authorized(Box<tl::enums::auth::Authorization>),
 }
 
 enum QrFailure {
@@ -277,7 +277,7 @@ fn qr_answer(answer: tl::enums::auth::LoginToken, now_unix: i64) -> QrAnswer {
             token: migrate.token,
         },
         tl::enums::auth::LoginToken::Success(success) => {
-            QrAnswer::Authorized(success.authorization)
+            QrAnswer::Authorized(Box::new(success.authorization))
         }
     }
 }
@@ -464,15 +464,15 @@ impl LoginBackend for GrammersLogin {
         }
         match answer {
             Ok(QrAnswer::Show(token)) => Ok(QrOutcome::Token(token)),
-            Ok(QrAnswer::Authorized(tl::enums::auth::Authorization::Authorization(
-                authorization,
-            ))) => self
-                .complete_raw_sign_in(authorization)
-                .await
-                .map(QrOutcome::SignedIn),
-            Ok(QrAnswer::Authorized(tl::enums::auth::Authorization::SignUpRequired(_))) => {
-                Err(LoginError::SignUpRequired)
-            }
+            Ok(QrAnswer::Authorized(authorization)) => match *authorization {
+                tl::enums::auth::Authorization::Authorization(authorization) => self
+                    .complete_raw_sign_in(authorization)
+                    .await
+                    .map(QrOutcome::SignedIn),
+                tl::enums::auth::Authorization::SignUpRequired(_) => {
+                    Err(LoginError::SignUpRequired)
+                }
+            },
             Ok(QrAnswer::MigrateTo { .. }) => Err(LoginError::Other {
                 message: "Telegram moved the QR login to another DC twice".into(),
             }),
@@ -555,10 +555,13 @@ mod tests {
             }
             .into(),
         };
-        assert!(matches!(
-            qr_answer(answer.into(), 0),
-            QrAnswer::Authorized(tl::enums::auth::Authorization::SignUpRequired(_))
-        ));
+        match qr_answer(answer.into(), 0) {
+            QrAnswer::Authorized(authorization) => assert!(matches!(
+                *authorization,
+                tl::enums::auth::Authorization::SignUpRequired(_)
+            )),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

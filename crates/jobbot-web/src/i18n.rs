@@ -232,7 +232,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("state_connecting", "Подключение", "Connecting"),
     ("state_disconnected", "Отключён", "Disconnected"),
     ("state_not_logged_in", "Нет входа", "Not logged in"),
-    ("state_dead", "Сессия недействительна", "Session dead"),
+    (
+        "state_dead",
+        "Сессия недействительна: нужен новый вход",
+        "Session dead: log in again",
+    ),
     ("state_paused", "На паузе", "Paused"),
     ("state_stopped", "Остановлен", "Stopped"),
     (
