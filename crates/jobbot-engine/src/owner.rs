@@ -537,7 +537,7 @@ async fn execute(account: &dyn TelegramAccount, job: SendJob) -> Result<SentMess
                 .post_to_topic(*group, *topic, &job.content, job.random_id)
                 .await
         }
-        Recipient::KnownPeer { peer } => send_to_person(account, *peer, &job).await,
+        Recipient::KnownPeer { peer, .. } => send_to_person(account, *peer, &job).await,
         Recipient::Username { username } => {
             let peer = account
                 .resolve_username(username)

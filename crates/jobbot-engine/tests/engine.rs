@@ -448,6 +448,70 @@ async fn a_dead_agent_is_skipped_and_shown_dead() {
     assert_eq!(status.total_agents, 2);
 }
 
+/// A contact's peer saved by another session (here: another account's access hash, refused the
+/// same way, `PEER_ID_INVALID`) is not the end of the conversation: the agent resolves the
+/// contact's username and the message goes through. Without a username it fails for that
+/// recipient, as before.
+#[tokio::test(start_paused = true)]
+async fn a_saved_peer_refused_by_this_session_falls_back_to_the_username() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    // The peer as another session knows it.
+    harness
+        .world
+        .create_account("elsewhere", NewUser::named("Elsewhere"));
+    let other = SimConnector::new(harness.world.clone())
+        .connect(&session("elsewhere"), &ConnectOptions::default())
+        .await
+        .unwrap();
+    let username = harness.recipients[0].1.clone();
+    let foreign = other.resolve_username(&username).await.unwrap().peer;
+    other.disconnect().await;
+    let enqueue = |text: &'static str, username: Option<Username>| {
+        let engine = &harness.engine;
+        async move {
+            engine
+                .enqueue(NewOutboxMessage {
+                    channel_id: CHANNEL.into(),
+                    kind: OutboxKind::RelayToContact,
+                    sender: SenderSelection::ChannelAgents {
+                        sticky: Some(session("agent_a")),
+                    },
+                    recipient: Recipient::KnownPeer {
+                        peer: foreign,
+                        username,
+                    },
+                    content: MessageContent::plain(text),
+                    first_contact: false,
+                    idempotency_key: None,
+                    created_at: engine.clock().now_unix(),
+                    not_before: None,
+                    expires_at: UnixMillis(0),
+                })
+                .await
+                .expect("enqueued")
+        }
+    };
+    let with_username = enqueue("hello again", Some(username)).await;
+    match with_username.delivery().await.unwrap() {
+        Delivery::Sent { agent, .. } => assert_eq!(agent.as_str(), "agent_a"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(harness.received(0), [(0, "hello again".to_owned())]);
+    let without = enqueue("no way back", None).await;
+    assert!(
+        matches!(without.delivery().await.unwrap(), Delivery::Failed { .. }),
+        "a peer refused without a username to fall back on"
+    );
+}
+
 /// A banned account is not reconnected again and again (each attempt refused, each an error in
 /// the log): its owner stops at `Dead` until a new login restarts it, however long it waits.
 #[tokio::test(start_paused = true)]
