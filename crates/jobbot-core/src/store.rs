@@ -103,8 +103,15 @@ pub enum Recipient {
     /// one account, so no resolved peer is stored for "whichever agent sends".
     Username { username: Username },
     /// A person as one agent already knows them (they wrote to it). Valid only for that agent,
-    /// so the message must be sticky to it.
-    KnownPeer { peer: PeerRef },
+    /// so the message must be sticky to it. A peer saved by another session of the account (or
+    /// before a new login) is unknown to the current one (`PEER_ID_INVALID`, access hashes are
+    /// per session): the person's `username`, when known, is resolved instead before they are
+    /// judged unreachable.
+    KnownPeer {
+        peer: PeerRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<Username>,
+    },
     /// A channel or group the sender is in.
     Chat { chat: ChatId },
     /// A forum topic of a supergroup.

@@ -814,6 +814,64 @@ pub enum CodeOutcome {
     },
 }
 
+/// How long a QR-login token lives when Telegram's own expiry cannot be read against this
+/// machine's clock: "the token expires in 30 seconds" (core.telegram.org/api/qr-login).
+pub const QR_TOKEN_DOCUMENTED_LIFETIME_SECONDS: u32 = 30;
+
+/// A QR-login token (`auth.loginToken`, core.telegram.org/api/qr-login): shown as a QR code of
+/// [`LoginToken::url`] for the account's phone to scan (Settings → Devices → Link Desktop
+/// Device). Its `Debug` shows no bytes: whoever holds the token can show it to a phone.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginToken {
+    pub token: Vec<u8>,
+    /// Seconds from Telegram's answer until the token expires; a new one must be exported then.
+    pub expires_in_seconds: u32,
+}
+
+impl LoginToken {
+    /// `tg://login?token=…`, the token in base64url (core.telegram.org/api/qr-login, "Exporting
+    /// a login token").
+    pub fn url(&self) -> String {
+        use base64::Engine as _;
+        format!(
+            "tg://login?token={}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.token)
+        )
+    }
+
+    /// The token in a `tg://login?token=…` URL (what a phone reads from the QR code).
+    pub fn token_of_url(url: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let encoded = url.strip_prefix("tg://login?token=")?;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .ok()
+    }
+}
+
+impl fmt::Debug for LoginToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginToken")
+            .field("token", &"<hidden>")
+            .field("expires_in_seconds", &self.expires_in_seconds)
+            .finish()
+    }
+}
+
+/// What `auth.exportLoginToken` led to (after following `auth.loginTokenMigrateTo` with
+/// `auth.importLoginToken` on the account's DC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum QrOutcome {
+    /// Not scanned yet: show this token.
+    Token(LoginToken),
+    /// `auth.loginTokenSuccess`: a phone accepted the token.
+    SignedIn(Me),
+    /// Accepted, and the account has two-step verification (`SESSION_PASSWORD_NEEDED`): the
+    /// password step follows, as after a code.
+    PasswordRequired { hint: Option<String> },
+}
+
 /// The state of a session file before connecting it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
@@ -837,6 +895,12 @@ pub trait LoginBackend: Send {
     async fn resend_code(&mut self) -> Result<SentCode, LoginError>;
     async fn submit_code(&mut self, code: &str) -> Result<CodeOutcome, LoginError>;
     async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError>;
+    /// `auth.exportLoginToken`: a QR-login token to show, or the sign-in once a phone accepted
+    /// the last one (core.telegram.org/api/qr-login). Replaces the code login's state.
+    async fn export_login_token(&mut self) -> Result<QrOutcome, LoginError>;
+    /// Waits at most `timeout` for `updateLoginToken` (a phone accepted the token shown):
+    /// `true` when it came, and [`Self::export_login_token`] then finishes the login.
+    async fn wait_login_token(&mut self, timeout: std::time::Duration) -> Result<bool, LoginError>;
 }
 
 #[async_trait]
@@ -852,6 +916,12 @@ impl<T: LoginBackend + ?Sized> LoginBackend for Box<T> {
     }
     async fn submit_password(&mut self, password: &str) -> Result<Me, LoginError> {
         (**self).submit_password(password).await
+    }
+    async fn export_login_token(&mut self) -> Result<QrOutcome, LoginError> {
+        (**self).export_login_token().await
+    }
+    async fn wait_login_token(&mut self, timeout: std::time::Duration) -> Result<bool, LoginError> {
+        (**self).wait_login_token(timeout).await
     }
 }
 

@@ -1366,7 +1366,10 @@ impl Shared {
         source: Option<(ChatId, i32)>,
     ) -> Result<Option<OutboxId>, CrmError> {
         let recipient = match (&conversation.contact_peer, &conversation.contact_username) {
-            (Some(peer), _) => Recipient::KnownPeer { peer: *peer },
+            (Some(peer), username) => Recipient::KnownPeer {
+                peer: *peer,
+                username: username.clone(),
+            },
             (None, Some(username)) => Recipient::Username {
                 username: username.clone(),
             },

@@ -1078,6 +1078,34 @@ impl Dispatcher {
             _ => SendOutcome::from(result.clone()),
         };
         let action = self.scheduler.on_outcome(agent, &request, outcome, now);
+        if let (Err(TelegramError::PeerInvalid), CallClass::SendMessage) = (&result, class)
+            && let Recipient::KnownPeer {
+                username: Some(username),
+                ..
+            } = &queued.message.message.recipient
+        {
+            // A peer saved by another session of this account (or before a new login) is not
+            // this session's: the sender resolves the person's username itself, with a resolve
+            // permit, before they are judged unreachable. Nothing was created (Telegram refused
+            // the peer), so the same random id is reused. Not stored: after a restart the saved
+            // peer is refused and replaced the same way.
+            let username = username.clone();
+            tracing::info!(target: "agent_pool", id = %id, agent = %session, "the saved peer is not this session's; resolving the username instead");
+            self.save_learning().await;
+            if let Some(queued) = self.messages.get_mut(&id) {
+                queued.message.message.recipient = Recipient::Username { username };
+                queued.in_doubt = None;
+            }
+            if let Some(message) = self.messages.get(&id).map(|queued| queued.message.clone()) {
+                let (request, queue) = self.request_for(&message, None);
+                if let Some(queued) = self.messages.get_mut(&id) {
+                    queued.request = request;
+                    queued.queue = queue;
+                }
+            }
+            self.push_queue(id, true);
+            return;
+        }
         if let Err(error) = &result {
             self.report_refusal(&session, error, class).await;
         }

@@ -42,7 +42,9 @@ pub enum LinkState {
     },
     /// The session has no login yet (`jobbot login` it); retried periodically.
     NotLoggedIn,
-    /// Telegram refuses the session; a new login is needed.
+    /// Telegram refuses the session (banned, deactivated, logged out elsewhere, key revoked): a
+    /// new login is needed. The owner stops trying: each attempt would only be refused again
+    /// (and log an error); a login through the web or a resume starts a new owner.
     Dead {
         reason: DeadReason,
     },
@@ -67,7 +69,8 @@ pub struct OwnerSettings {
     pub health_interval: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
-    /// How long to wait before trying a session that is not logged in, busy or dead again.
+    /// How long to wait before trying a session that is not logged in (or whose storage failed)
+    /// again. A dead session is not tried again at all (see [`LinkState::Dead`]).
     pub idle_retry: Duration,
     /// How often the account's update position is checkpointed (and saved once every event
     /// before it was handled): at most about this much of the stream is delivered again after a
@@ -254,13 +257,13 @@ impl Owner {
                         Ended::Stop => break,
                         Ended::Reconnect { reason } => {
                             self.publish(LinkState::Disconnected { reason });
-                            backoff
+                            Some(backoff)
                         }
                         Ended::Dead { reason } => {
                             tracing::error!(target: "agent_pool", session = %self.session, %reason,
-                                "❌ Агент {} отключён: {reason}", self.session);
+                                "❌ Агент {} отключён: {reason}; нужен новый вход", self.session);
                             self.publish(LinkState::Dead { reason });
-                            self.context.settings.idle_retry
+                            None
                         }
                     }
                 }
@@ -269,19 +272,19 @@ impl Owner {
                     self.publish(LinkState::Disconnected { reason: message });
                     let wait = backoff;
                     backoff = (backoff * 2).min(self.context.settings.reconnect_max);
-                    wait
+                    Some(wait)
                 }
                 Err(ConnectError::NotLoggedIn { .. }) => {
                     tracing::warn!(target: "agent_pool", session = %self.session,
                         "агент {} не авторизован: `jobbot login {}`", self.session, self.session);
                     self.publish(LinkState::NotLoggedIn);
-                    self.context.settings.idle_retry
+                    Some(self.context.settings.idle_retry)
                 }
                 Err(ConnectError::Dead { reason, .. }) => {
                     tracing::error!(target: "agent_pool", session = %self.session, %reason,
-                        "❌ Сессия агента {} недействительна: {reason}", self.session);
+                        "❌ Сессия агента {} недействительна: {reason}; нужен новый вход", self.session);
                     self.publish(LinkState::Dead { reason });
-                    self.context.settings.idle_retry
+                    None
                 }
                 // Held by someone else: after a crash, usually the previous process, whose
                 // connection the other side releases as soon as it notices it is gone. Retried
@@ -293,16 +296,17 @@ impl Owner {
                     });
                     let wait = backoff;
                     backoff = (backoff * 2).min(self.context.settings.reconnect_max);
-                    wait
+                    Some(wait)
                 }
                 Err(error @ ConnectError::Storage { .. }) => {
                     tracing::error!(target: "agent_pool", session = %self.session, %error, "❌ Ошибка подключения агента");
                     self.publish(LinkState::Disconnected {
                         reason: error.to_string(),
                     });
-                    self.context.settings.idle_retry
+                    Some(self.context.settings.idle_retry)
                 }
             };
+            // `None`: a dead session is not tried again; the owner waits to be stopped.
             if !self.wait_refusing_sends(wait).await {
                 break;
             }
@@ -479,11 +483,16 @@ impl Owner {
     /// Waits `duration`, answering any send that arrives meanwhile with a network error (the
     /// dispatcher only sends to ready agents, but a send may cross a state change). Returns
     /// `false` when the owner must stop.
-    async fn wait_refusing_sends(&mut self, duration: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + duration;
+    async fn wait_refusing_sends(&mut self, duration: Option<Duration>) -> bool {
+        let deadline = duration.map(|duration| tokio::time::Instant::now() + duration);
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return true,
+                _ = async {
+                    match deadline {
+                        Some(deadline) => tokio::time::sleep_until(deadline).await,
+                        None => std::future::pending().await,
+                    }
+                } => return true,
                 command = self.commands.recv() => match command {
                     None => return false,
                     Some(OwnerCommand::Send { reply, .. }) => {
@@ -542,7 +551,9 @@ async fn execute(
                 .post_to_topic(*group, *topic, &job.content, job.random_id)
                 .await
         }
-        Recipient::KnownPeer { peer } => return send_to_person(account, *peer, &job, stop).await,
+        Recipient::KnownPeer { peer, .. } => {
+            return send_to_person(account, *peer, &job, stop).await;
+        }
         Recipient::Username { username } => {
             let peer = account
                 .resolve_username(username)

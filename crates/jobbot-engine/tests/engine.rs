@@ -448,6 +448,110 @@ async fn a_dead_agent_is_skipped_and_shown_dead() {
     assert_eq!(status.total_agents, 2);
 }
 
+/// A contact's peer saved by another session (here: another account's access hash, refused the
+/// same way, `PEER_ID_INVALID`) is not the end of the conversation: the agent resolves the
+/// contact's username and the message goes through. Without a username it fails for that
+/// recipient, as before.
+#[tokio::test(start_paused = true)]
+async fn a_saved_peer_refused_by_this_session_falls_back_to_the_username() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    // The peer as another session knows it.
+    harness
+        .world
+        .create_account("elsewhere", NewUser::named("Elsewhere"));
+    let other = SimConnector::new(harness.world.clone())
+        .connect(&session("elsewhere"), &ConnectOptions::default())
+        .await
+        .unwrap();
+    let username = harness.recipients[0].1.clone();
+    let foreign = other.resolve_username(&username).await.unwrap().peer;
+    other.disconnect().await;
+    let enqueue = |text: &'static str, username: Option<Username>| {
+        let engine = &harness.engine;
+        async move {
+            engine
+                .enqueue(NewOutboxMessage {
+                    channel_id: CHANNEL.into(),
+                    kind: OutboxKind::RelayToContact,
+                    sender: SenderSelection::ChannelAgents {
+                        sticky: Some(session("agent_a")),
+                    },
+                    recipient: Recipient::KnownPeer {
+                        peer: foreign,
+                        username,
+                    },
+                    content: MessageContent::plain(text),
+                    first_contact: false,
+                    idempotency_key: None,
+                    created_at: engine.clock().now_unix(),
+                    not_before: None,
+                    expires_at: UnixMillis(0),
+                })
+                .await
+                .expect("enqueued")
+        }
+    };
+    let with_username = enqueue("hello again", Some(username)).await;
+    match with_username.delivery().await.unwrap() {
+        Delivery::Sent { agent, .. } => assert_eq!(agent.as_str(), "agent_a"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(harness.received(0), [(0, "hello again".to_owned())]);
+    let without = enqueue("no way back", None).await;
+    assert!(
+        matches!(without.delivery().await.unwrap(), Delivery::Failed { .. }),
+        "a peer refused without a username to fall back on"
+    );
+}
+
+/// A banned account is not reconnected again and again (each attempt refused, each an error in
+/// the log): its owner stops at `Dead` until a new login restarts it, however long it waits.
+#[tokio::test(start_paused = true)]
+async fn a_banned_agent_is_not_reconnected_until_logged_in_again() {
+    let faults = Faults::default();
+    let harness = Harness::start_with_faults(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+        Some(faults.clone()),
+    )
+    .await;
+    wait_ready(&harness.engine, 2).await;
+    harness.world.ban(harness.agents[0]);
+    // The ban shows at the next call: a send on agent_a (agent_b takes the message over).
+    for index in 0..4 {
+        let ticket = harness.send(0, None, &format!("m{index}")).await;
+        ticket.delivery().await.unwrap();
+    }
+    wait_link(&harness.engine, "agent_a", |link| {
+        matches!(link, Some(LinkState::Dead { .. }))
+    })
+    .await;
+    let attempts = |faults: &Faults| faults.state.lock().unwrap().attempts[&session("agent_a")];
+    let when_dead = attempts(&faults);
+    // Far past every retry interval an owner has (the idle retry is 10 minutes).
+    tokio::time::sleep(Duration::from_secs(6 * 3_600)).await;
+    assert_eq!(attempts(&faults), when_dead);
+    assert!(matches!(
+        harness
+            .engine
+            .link_states()
+            .borrow()
+            .get(&session("agent_a")),
+        Some(LinkState::Dead { .. })
+    ));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_recipient_who_refuses_messages_fails_once_without_burning_other_agents() {
     let harness = Harness::start(
@@ -886,6 +990,8 @@ struct FaultState {
     busy: std::collections::HashMap<SessionName, u32>,
     /// Connects made (successful ones), per session.
     connects: std::collections::HashMap<SessionName, u32>,
+    /// Connects tried (whatever came of them), per session.
+    attempts: std::collections::HashMap<SessionName, u32>,
     /// Ends the update stream of a session's current connection (its socket closed).
     end_stream: std::collections::HashMap<SessionName, tokio::sync::oneshot::Sender<()>>,
 }
@@ -955,6 +1061,14 @@ impl AccountConnector for FaultyConnector {
         session: &SessionName,
         options: &ConnectOptions,
     ) -> Result<Arc<dyn TelegramAccount>, ConnectError> {
+        *self
+            .faults
+            .state
+            .lock()
+            .unwrap()
+            .attempts
+            .entry(session.clone())
+            .or_default() += 1;
         if self
             .faults
             .state

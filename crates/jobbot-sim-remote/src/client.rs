@@ -23,7 +23,7 @@ use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome,
     ConnectError, ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer,
-    PeerRef, RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
+    PeerRef, QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jsonrpsee::async_client::{Client, ClientBuilder};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
@@ -478,6 +478,21 @@ impl LoginBackend for RemoteLogin {
             self.client
                 .submit_password(self.handle, password.to_owned())
                 .await,
+            login_network,
+        )
+    }
+
+    async fn export_login_token(&mut self) -> Result<QrOutcome, LoginError> {
+        transport(
+            self.client.export_login_token(self.handle).await,
+            login_network,
+        )
+    }
+
+    async fn wait_login_token(&mut self, timeout: std::time::Duration) -> Result<bool, LoginError> {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        transport(
+            self.client.wait_login_token(self.handle, timeout_ms).await,
             login_network,
         )
     }

@@ -22,8 +22,8 @@ use crate::rpc::AdminRpcClient;
 pub type RemoteFixture = SimFixture<RemoteWorld>;
 
 /// Parameters for running the contract suite on real time in seconds: fast calls, short flood
-/// waits, a small cold-DM budget, and margins wide enough for a busy machine (a login code lives
-/// 3 s, a dropped connection stays down 2 s). [`CONTRACT_PACING`] stays within these limits.
+/// waits, a small cold-DM budget, and margins wide enough for a busy machine (a login code and a
+/// QR-login token live 3 s, a dropped connection stays down 2 s). [`CONTRACT_PACING`] stays within these limits.
 pub fn contract_params() -> SimParams {
     let fast = jobbot_sim::RateLimitParams {
         per_minute: 600,
@@ -42,6 +42,7 @@ pub fn contract_params() -> SimParams {
         cold_dm_daily_budget: 3,
         reconnect_delay_ms: 2_000,
         login_code_lifetime_seconds: 3,
+        login_token_lifetime_seconds: 3,
         ..SimParams::default()
     }
 }
@@ -225,5 +226,10 @@ impl FixtureWorld for RemoteWorld {
     fn last_login_code(&self, phone: &PhoneNumber) -> Option<String> {
         let phone = phone.clone();
         self.call(|c| async move { c.last_login_code(phone).await })
+    }
+    fn accept_login_token(&self, phone: &PhoneNumber, url: &str) -> Result<(), String> {
+        let (phone, url) = (phone.clone(), url.to_owned());
+        self.call(|c| async move { c.accept_login_token(phone, url).await })
+            .map_err(|error| error.to_string())
     }
 }

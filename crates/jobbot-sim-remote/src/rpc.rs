@@ -19,8 +19,8 @@
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
-    JoinTarget, LoginError, Me, MessageContent, Peer, PeerRef, RandomId, SentCode, SentMessage,
-    TelegramError, TopicId,
+    JoinTarget, LoginError, Me, MessageContent, Peer, PeerRef, QrOutcome, RandomId, SentCode,
+    SentMessage, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{AdminError, TopicView};
 use jobbot_sim::scenario::DemoWorld;
@@ -186,6 +186,20 @@ pub trait TelegramRpc {
         login: LoginHandle,
         password: String,
     ) -> RpcResult<Result<Me, LoginError>>;
+
+    #[method(name = "export_login_token")]
+    async fn export_login_token(
+        &self,
+        login: LoginHandle,
+    ) -> RpcResult<Result<QrOutcome, LoginError>>;
+
+    /// Waits at most `timeout_ms` for the login's token to be accepted.
+    #[method(name = "wait_login_token")]
+    async fn wait_login_token(
+        &self,
+        login: LoginHandle,
+        timeout_ms: u64,
+    ) -> RpcResult<Result<bool, LoginError>>;
 
     /// Ends a login (what dropping the `LoginBackend` does in process): releases its session.
     #[method(name = "end_login")]
@@ -380,6 +394,14 @@ pub trait AdminRpc {
 
     #[method(name = "last_login_code")]
     fn last_login_code(&self, phone: PhoneNumber) -> RpcResult<Option<String>>;
+
+    /// The account of `phone` scans a login's QR code (`tg://login?token=…`) with its phone.
+    #[method(name = "accept_login_token")]
+    fn accept_login_token(
+        &self,
+        phone: PhoneNumber,
+        url: String,
+    ) -> RpcResult<Result<(), AdminError>>;
 
     #[method(name = "chat_messages")]
     fn chat_messages(&self, chat: ChatId) -> RpcResult<Result<Vec<MessageRecord>, AdminError>>;

@@ -23,7 +23,7 @@ use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
     ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef,
-    RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
+    QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
 use jobbot_sim::scenario::{DemoWorld, Scripted};
@@ -836,6 +836,28 @@ impl TelegramRpcServer for Connection {
         })
     }
 
+    async fn export_login_token(
+        &self,
+        login: LoginHandle,
+    ) -> RpcResult<Result<QrOutcome, LoginError>> {
+        Ok(match self.login(login) {
+            Ok(login) => login.lock().await.export_login_token().await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn wait_login_token(
+        &self,
+        login: LoginHandle,
+        timeout_ms: u64,
+    ) -> RpcResult<Result<bool, LoginError>> {
+        let timeout = std::time::Duration::from_millis(timeout_ms);
+        Ok(match self.login(login) {
+            Ok(login) => login.lock().await.wait_login_token(timeout).await,
+            Err(error) => Err(error),
+        })
+    }
+
     async fn end_login(&self, login: LoginHandle) -> RpcResult<()> {
         self.end(login.0).await;
         Ok(())
@@ -1084,6 +1106,14 @@ impl AdminRpcServer for Connection {
 
     fn last_login_code(&self, phone: PhoneNumber) -> RpcResult<Option<String>> {
         Ok(self.shared.admin.last_login_code(&phone))
+    }
+
+    fn accept_login_token(
+        &self,
+        phone: PhoneNumber,
+        url: String,
+    ) -> RpcResult<Result<(), AdminError>> {
+        Ok(self.shared.admin.accept_login_token(&phone, &url))
     }
 
     fn chat_messages(&self, chat: ChatId) -> RpcResult<Result<Vec<MessageRecord>, AdminError>> {

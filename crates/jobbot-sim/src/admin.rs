@@ -41,6 +41,9 @@ pub enum AdminError {
     /// The simulated Telegram refused the action (a post in a deleted topic, by a non-member …).
     #[error("telegram refused: {refused}")]
     Telegram { refused: TelegramError },
+    /// The phone's scan of a QR-login token was refused.
+    #[error("the QR scan was refused: {refused}")]
+    QrScan { refused: crate::QrScanError },
 }
 
 /// A forum topic and what is in it.
@@ -405,6 +408,13 @@ impl Admin {
 
     pub fn last_login_code(&self, phone: &PhoneNumber) -> Option<String> {
         self.world.last_login_code(phone)
+    }
+
+    /// The account of `phone` scans a login's QR code (`tg://login?token=…`) with its phone.
+    pub fn accept_login_token(&self, phone: &PhoneNumber, url: &str) -> Result<()> {
+        self.world
+            .accept_login_token(phone, url)
+            .map_err(|refused| AdminError::QrScan { refused })
     }
 
     pub fn chat_messages(&self, chat: ChatId) -> Result<Vec<MessageRecord>> {

@@ -138,6 +138,9 @@ pub trait WorldControls: Send + Sync {
     fn duplicate_connection(&self, account: &SessionName) -> Arc<dyn TelegramAccount>;
     fn last_login_code(&self, phone: &PhoneNumber) -> Option<String>;
     fn login_code_lifetime(&self) -> Duration;
+    /// The account of `phone` scans a login's QR code (`tg://login?token=…`) with its phone and
+    /// accepts the login.
+    fn scan_login_qr(&self, phone: &PhoneNumber, url: &str) -> Result<(), String>;
     /// The account's next `updates.getChannelDifference` of `channel` answers a flood wait of
     /// `seconds`. Only a simulated world in this process can; others say so.
     fn flood_channel_catch_up(
@@ -191,6 +194,8 @@ macro_rules! contract_checks {
             login_with_two_step_verification,
             login_with_a_banned_or_unregistered_phone,
             login_guessing_codes_gets_a_flood_wait,
+            qr_login_rotates_an_expired_token_and_signs_in_after_a_scan,
+            qr_login_of_a_two_step_account_asks_for_the_password,
         );
     };
 }
@@ -1751,6 +1756,109 @@ async fn connect(
         .connect(session, &ConnectOptions::default())
         .await
         .map_err(|error| format!("connect {session}: {error}"))
+}
+
+/// The caller's clock for a QR login: milliseconds since `start`, on tokio's (pausable) time.
+fn qr_clock(start: tokio::time::Instant) -> impl Fn() -> u64 + Send + Sync {
+    move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Follows a QR login until it leaves the token `url` behind (a new token, the sign-in or the
+/// password step). A wait may end early without a scan; each step waits on Telegram's answer.
+async fn follow_qr_past<B: jobbot_core::telegram::LoginBackend>(
+    flow: &mut LoginFlow<B>,
+    clock: &(dyn Fn() -> u64 + Send + Sync),
+    url: &str,
+) -> Result<LoginState, String> {
+    for _ in 0..10 {
+        match flow.follow_qr(clock).await {
+            Ok(LoginState::AwaitingQrScan { url: shown, .. }) if shown == url => {}
+            Ok(state) => return Ok(state.clone()),
+            Err(error) => return Err(format!("following the QR login: {error}")),
+        }
+    }
+    Err("the QR login kept the same token for ten waits".into())
+}
+
+/// QR login (core.telegram.org/api/qr-login): a token nobody scans expires and a new one
+/// replaces it; the phone cannot accept the expired one; a scan of the new one signs in, and
+/// the token cannot be accepted twice.
+pub async fn qr_login_rotates_an_expired_token_and_signs_in_after_a_scan(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let (Some(phones), Some(controls)) = (fixture.login_phones(), fixture.controls()) else {
+        return Ok(CheckOutcome::Skipped(
+            "needs login phones and a phone to scan with",
+        ));
+    };
+    let session = fixture.spare_session();
+    let mut flow = LoginFlow::new(begin_login(fixture).await?);
+    let clock = qr_clock(tokio::time::Instant::now());
+    let first = match flow.start_qr(clock()).await {
+        Ok(LoginState::AwaitingQrScan { url, .. }) => url.clone(),
+        other => return Err(format!("starting a QR login gave {other:?}")),
+    };
+    let second = match follow_qr_past(&mut flow, &clock, &first).await? {
+        LoginState::AwaitingQrScan { url, .. } => url,
+        other => return Err(format!("an unscanned token led to {other:?}")),
+    };
+    ensure!(
+        controls.scan_login_qr(&phones.plain, &first).is_err(),
+        "the phone accepted an expired token"
+    );
+    controls
+        .scan_login_qr(&phones.plain, &second)
+        .map_err(|error| format!("scanning the fresh token: {error}"))?;
+    match follow_qr_past(&mut flow, &clock, &second).await? {
+        LoginState::SignedIn(me) if me.phone.as_ref() == Some(&phones.plain) => {}
+        other => return Err(format!("a scanned token led to {other:?}")),
+    }
+    ensure!(
+        controls.scan_login_qr(&phones.plain, &second).is_err(),
+        "a used token was accepted again"
+    );
+    drop(flow);
+    let account = connect(fixture, &session).await?;
+    let me = account
+        .get_me()
+        .await
+        .map_err(|error| format!("get_me after a QR login: {error:?}"))?;
+    ensure!(
+        me.phone.as_ref() == Some(&phones.plain),
+        "logged in as {me:?}"
+    );
+    Ok(CheckOutcome::Passed)
+}
+
+/// A QR login of an account with two-step verification: after the scan, Telegram answers
+/// `SESSION_PASSWORD_NEEDED` and the login goes on at the usual password step.
+pub async fn qr_login_of_a_two_step_account_asks_for_the_password(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let (Some(phones), Some(controls)) = (fixture.login_phones(), fixture.controls()) else {
+        return Ok(CheckOutcome::Skipped(
+            "needs login phones and a phone to scan with",
+        ));
+    };
+    let mut flow = LoginFlow::new(begin_login(fixture).await?);
+    let clock = qr_clock(tokio::time::Instant::now());
+    let url = match flow.start_qr(clock()).await {
+        Ok(LoginState::AwaitingQrScan { url, .. }) => url.clone(),
+        other => return Err(format!("starting a QR login gave {other:?}")),
+    };
+    controls
+        .scan_login_qr(&phones.two_factor, &url)
+        .map_err(|error| format!("scanning the token: {error}"))?;
+    match follow_qr_past(&mut flow, &clock, &url).await? {
+        LoginState::AwaitingPassword { hint, .. } if hint == phones.hint => {}
+        other => return Err(format!("a scan by a 2FA account led to {other:?}")),
+    }
+    match flow.submit_password(&phones.password).await {
+        Ok(LoginState::SignedIn(me)) if me.phone.as_ref() == Some(&phones.two_factor) => {
+            Ok(CheckOutcome::Passed)
+        }
+        other => Err(format!("the password after a QR scan gave {other:?}")),
+    }
 }
 
 async fn begin_login(

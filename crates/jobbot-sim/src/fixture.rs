@@ -60,6 +60,8 @@ pub trait FixtureWorld: Send + Sync + 'static {
     /// A second connection of `session` that bypasses the session lock (a copied session file).
     fn duplicate_connect(&self, session: &SessionName) -> Arc<dyn TelegramAccount>;
     fn last_login_code(&self, phone: &PhoneNumber) -> Option<String>;
+    /// The account of `phone` scans a login's QR code with its phone.
+    fn accept_login_token(&self, phone: &PhoneNumber, url: &str) -> Result<(), String>;
     /// The account's next catch-up of `channel` gets a flood wait of `seconds`
     /// ([`SimWorld::flood_channel_catch_up`]); a world that cannot says so.
     fn flood_channel_catch_up(
@@ -165,6 +167,9 @@ impl FixtureWorld for SimWorld {
     }
     fn last_login_code(&self, phone: &PhoneNumber) -> Option<String> {
         SimWorld::last_login_code(self, phone)
+    }
+    fn accept_login_token(&self, phone: &PhoneNumber, url: &str) -> Result<(), String> {
+        SimWorld::accept_login_token(self, phone, url).map_err(|error| error.to_string())
     }
     fn flood_channel_catch_up(
         &self,
@@ -437,6 +442,10 @@ impl<W: FixtureWorld> WorldControls for SimFixture<W> {
 
     fn login_code_lifetime(&self) -> Duration {
         Duration::from_secs(self.world.params().login_code_lifetime_seconds)
+    }
+
+    fn scan_login_qr(&self, phone: &PhoneNumber, url: &str) -> Result<(), String> {
+        self.world.accept_login_token(phone, url)
     }
 
     fn flood_channel_catch_up(

@@ -39,7 +39,7 @@ mod world;
 pub use account::SimAccount;
 pub use connector::SimConnector;
 pub use history::ConnectionEntry;
-pub use login::SimLoginBackend;
+pub use login::{QrScanError, SimLoginBackend};
 pub use media::{MAX_UPLOAD_BYTES, SimMedia};
 pub use params::{AccountLimitDraw, AccountLimitSpread, RateLimitParams, SimParams};
 pub use persist::LoadError;

@@ -7,16 +7,29 @@
 //! `PHONE_CODE_INVALID`, `PHONE_CODE_EXPIRED`, `SESSION_PASSWORD_NEEDED` (with the password
 //! hint from `account.getPassword`) and `PASSWORD_HASH_INVALID` from the later steps. A new code
 //! replaces the previous one, and a code is good for one sign-in.
+//!
+//! QR login follows core.telegram.org/api/qr-login: `auth.exportLoginToken` gives a token that
+//! expires after [`crate::SimParams::login_token_lifetime_seconds`] (30 s, as the page says); a
+//! phone of the account accepts it (`auth.acceptLoginToken`, [`SimWorld::accept_login_token`]),
+//! which sends the exporting session `updateLoginToken`; the session's next export then answers
+//! `auth.loginTokenSuccess`, or `SESSION_PASSWORD_NEEDED` for an account with two-step
+//! verification, whose password step is the same as after a code. A new export replaces the
+//! session's earlier token. The simulated world has one DC, so `auth.loginTokenMigrateTo` never
+//! comes.
 
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName};
-use jobbot_core::telegram::{CodeDelivery, CodeOutcome, LoginBackend, LoginError, Me, SentCode};
+use std::sync::Arc;
+
+use jobbot_core::telegram::{
+    CodeDelivery, CodeOutcome, LoginBackend, LoginError, LoginToken, Me, QrOutcome, SentCode,
+};
 use rand::Rng;
 use tokio::time::{Duration, Instant};
 
 use crate::connector::SessionLock;
 use crate::limits::whole_seconds_until;
-use crate::world::{IssuedCode, SimWorld, WorldState};
+use crate::world::{IssuedCode, IssuedLoginToken, SimWorld, WorldState};
 
 /// One login attempt. Holds the session lock until dropped.
 pub struct SimLoginBackend {
@@ -27,6 +40,8 @@ pub struct SimLoginBackend {
     awaiting_password_for: Option<ChatId>,
     /// How the last code went out, for `resend_code`.
     sent: Option<SentCode>,
+    /// The QR-login token this login showed last.
+    login_token: Option<Vec<u8>>,
 }
 
 impl SimLoginBackend {
@@ -38,6 +53,7 @@ impl SimLoginBackend {
             phone: None,
             awaiting_password_for: None,
             sent: None,
+            login_token: None,
         }
     }
 
@@ -182,6 +198,158 @@ impl LoginBackend for SimLoginBackend {
         })?;
         self.awaiting_password_for = None;
         Ok(me)
+    }
+
+    async fn export_login_token(&mut self) -> Result<QrOutcome, LoginError> {
+        self.round_trip().await;
+        let session = self.session.clone();
+        let shown = self.login_token.clone();
+        let export = self.world.with(|world| {
+            let now = Instant::now();
+            let accepted = shown
+                .as_ref()
+                .and_then(|token| world.login_tokens.get(token))
+                .and_then(|issued| issued.accepted_by);
+            world
+                .login_tokens
+                .retain(|_, issued| issued.session != session);
+            if let Some(user) = accepted {
+                let phone = world
+                    .phones
+                    .iter()
+                    .find(|(_, owner)| **owner == user)
+                    .map(|(phone, _)| phone.clone());
+                if let Some(two_factor) = &world.user(user).two_factor {
+                    return Export::PasswordRequired {
+                        user,
+                        phone,
+                        hint: two_factor.hint.clone(),
+                    };
+                }
+                return Export::SignedIn(match phone {
+                    Some(phone) => world.finish_login(&session, &phone, user),
+                    None => {
+                        world.log_in(&session, user);
+                        world.me_of(user)
+                    }
+                });
+            }
+            let token: Vec<u8> = (0..16).map(|_| world.rng.random::<u8>()).collect();
+            world.login_tokens.insert(
+                token.clone(),
+                IssuedLoginToken {
+                    session: session.clone(),
+                    issued_at: now,
+                    accepted_by: None,
+                    accepted: Arc::new(tokio::sync::Notify::new()),
+                },
+            );
+            Export::Token(LoginToken {
+                token,
+                expires_in_seconds: u32::try_from(world.params.login_token_lifetime_seconds)
+                    .unwrap_or(u32::MAX),
+            })
+        });
+        Ok(match export {
+            Export::Token(token) => {
+                self.login_token = Some(token.token.clone());
+                QrOutcome::Token(token)
+            }
+            Export::SignedIn(me) => {
+                self.login_token = None;
+                QrOutcome::SignedIn(me)
+            }
+            Export::PasswordRequired { user, phone, hint } => {
+                self.login_token = None;
+                self.awaiting_password_for = Some(user);
+                self.phone = phone;
+                QrOutcome::PasswordRequired { hint }
+            }
+        })
+    }
+
+    async fn wait_login_token(&mut self, timeout: Duration) -> Result<bool, LoginError> {
+        let Some(token) = self.login_token.clone() else {
+            return Err(LoginError::Other {
+                message: "no QR-login token was exported in this login".to_owned(),
+            });
+        };
+        let Some(accepted) = self.world.with(|world| {
+            world
+                .login_tokens
+                .get(&token)
+                .map(|issued| Arc::clone(&issued.accepted))
+        }) else {
+            return Ok(false);
+        };
+        let _ = tokio::time::timeout(timeout, accepted.notified()).await;
+        Ok(self.world.with(|world| {
+            world
+                .login_tokens
+                .get(&token)
+                .is_some_and(|issued| issued.accepted_by.is_some())
+        }))
+    }
+}
+
+/// What an export found for the session's accepted token.
+enum Export {
+    Token(LoginToken),
+    SignedIn(Me),
+    PasswordRequired {
+        user: ChatId,
+        phone: Option<PhoneNumber>,
+        hint: Option<String>,
+    },
+}
+
+/// A phone's `auth.acceptLoginToken` refused (core.telegram.org/method/auth.acceptLoginToken).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "error")]
+pub enum QrScanError {
+    /// `AUTH_TOKEN_INVALID`: no login shows this token (or it is not a `tg://login` URL).
+    #[error("no login shows this token (AUTH_TOKEN_INVALID)")]
+    Invalid,
+    /// `AUTH_TOKEN_EXPIRED`.
+    #[error("the token has expired (AUTH_TOKEN_EXPIRED)")]
+    Expired,
+    /// `AUTH_TOKEN_ALREADY_ACCEPTED`.
+    #[error("the token was already accepted (AUTH_TOKEN_ALREADY_ACCEPTED)")]
+    AlreadyAccepted,
+    /// The phone number has no account, or a banned one: nothing to scan with.
+    #[error("no usable account has this phone number")]
+    NoAccount,
+}
+
+impl SimWorld {
+    /// The account of `phone` scans the QR code of `url` (`tg://login?token=…`) with its phone
+    /// and accepts the login (`auth.acceptLoginToken`).
+    pub fn accept_login_token(&self, phone: &PhoneNumber, url: &str) -> Result<(), QrScanError> {
+        let token = LoginToken::token_of_url(url).ok_or(QrScanError::Invalid)?;
+        self.with(|world| {
+            let user = world
+                .phones
+                .get(phone)
+                .copied()
+                .filter(|user| world.users.get(user).is_some_and(|u| u.dead.is_none()))
+                .ok_or(QrScanError::NoAccount)?;
+            let lifetime = Duration::from_secs(world.params.login_token_lifetime_seconds);
+            let issued = world
+                .login_tokens
+                .get_mut(&token)
+                .ok_or(QrScanError::Invalid)?;
+            if Instant::now().duration_since(issued.issued_at) >= lifetime {
+                world.login_tokens.remove(&token);
+                return Err(QrScanError::Expired);
+            }
+            if issued.accepted_by.is_some() {
+                return Err(QrScanError::AlreadyAccepted);
+            }
+            issued.accepted_by = Some(user);
+            // A permit stays stored when nobody waits yet: the update is not lost.
+            issued.accepted.notify_one();
+            Ok(())
+        })
     }
 }
 

@@ -69,6 +69,9 @@ pub struct SimParams {
     pub reconnect_delay_ms: u64,
     /// How long a login code is accepted (`PHONE_CODE_EXPIRED` after). Not published.
     pub login_code_lifetime_seconds: u64,
+    /// How long a QR-login token can be scanned: "the token expires in 30 seconds"
+    /// (core.telegram.org/api/qr-login); a new `auth.exportLoginToken` gives a new one.
+    pub login_token_lifetime_seconds: u64,
     /// `auth.sendCode` calls per phone per hour before a flood wait. Not published.
     pub login_codes_per_hour: u32,
     /// Wrong codes plus wrong passwords per phone before a flood wait. Not published.
@@ -226,6 +229,7 @@ impl Default for SimParams {
             peer_flood_hours: 24,
             reconnect_delay_ms: 5_000,
             login_code_lifetime_seconds: 300,
+            login_token_lifetime_seconds: 30,
             login_codes_per_hour: 5,
             login_max_wrong_attempts: 5,
             login_flood_wait_seconds: 3_600,

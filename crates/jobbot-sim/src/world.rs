@@ -144,6 +144,9 @@ pub(crate) struct WorldState {
     pub(crate) invalid_phones: BTreeSet<PhoneNumber>,
     pub(crate) login_codes: BTreeMap<PhoneNumber, IssuedCode>,
     pub(crate) login_attempts: BTreeMap<PhoneNumber, LoginAttempts>,
+    /// QR-login tokens not yet used, by token. Short-lived: they die with the process.
+    #[serde(skip)]
+    pub(crate) login_tokens: BTreeMap<Vec<u8>, IssuedLoginToken>,
     pub(crate) sessions: BTreeMap<SessionName, SessionRecord>,
     /// Live connections die with the process.
     #[serde(skip)]
@@ -319,6 +322,16 @@ pub(crate) struct IssuedCode {
     pub(crate) issued_at: Instant,
 }
 
+/// A token `auth.exportLoginToken` gave a session that is logging in.
+pub(crate) struct IssuedLoginToken {
+    pub(crate) session: SessionName,
+    pub(crate) issued_at: Instant,
+    /// The user whose phone accepted it (`auth.acceptLoginToken`).
+    pub(crate) accepted_by: Option<ChatId>,
+    /// Woken when it is accepted: the exporting session's `updateLoginToken`.
+    pub(crate) accepted: Arc<tokio::sync::Notify>,
+}
+
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct LoginAttempts {
@@ -396,6 +409,7 @@ impl SimWorld {
             invalid_phones: BTreeSet::new(),
             login_codes: BTreeMap::new(),
             login_attempts: BTreeMap::new(),
+            login_tokens: BTreeMap::new(),
             sessions: BTreeMap::new(),
             connections: BTreeMap::new(),
             invites: BTreeMap::new(),

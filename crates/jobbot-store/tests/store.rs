@@ -1041,6 +1041,7 @@ mod conformance {
                 id: ChatId::user(777).unwrap(),
                 access_hash: -8_765_432_101_234,
             },
+            username: Some(jobbot_core::ids::Username::parse("alice_hr").unwrap()),
         };
         let mut topic = message(Some("topic_post:channel_1:9"), 3_000);
         topic.kind = OutboxKind::TopicPost;

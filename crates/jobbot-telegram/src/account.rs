@@ -923,6 +923,13 @@ async fn run_event_loop(
             }
             Err(error) => {
                 let mapped = map_invocation_error(&error);
+                // Telegram refuses the account (banned, logged out, key revoked): polling again
+                // would be refused forever. Ending the stream tells the engine now, which
+                // reconnects once, learns the session is dead and stops.
+                if let TelegramError::AccountDead { reason } = mapped {
+                    tracing::warn!(target: "telegram", session = %session, %reason, "Telegram refuses the account; the update stream ends");
+                    break;
+                }
                 tracing::warn!(target: "telegram", session = %session, error = %mapped, "polling updates failed; retrying");
                 if matches!(mapped, TelegramError::Network { .. }) && !connection_lost {
                     connection_lost = true;

@@ -8,6 +8,11 @@
 //! checked first so that its `unwrap`s cannot fire. After a raw sign-in this module does what
 //! grammers' private `complete_login` does: cache the self user and the update state.
 //!
+//! QR login (core.telegram.org/api/qr-login) has no grammers helper: `auth.exportLoginToken`
+//! is invoked raw; `auth.loginTokenMigrateTo` moves the session's home DC (as `PHONE_MIGRATE`
+//! does for a code) and `auth.importLoginToken` is asked there; `updateLoginToken` is read from
+//! the pool's update channel, which a login otherwise leaves unread.
+//!
 //! Codes and passwords are passed through and never logged or stored.
 
 use std::sync::Arc;
@@ -18,8 +23,13 @@ use grammers_client::{Client, InvocationError, SignInError, tl};
 use grammers_mtsender::SenderPoolHandle;
 use grammers_session::Session;
 use grammers_session::types::{PeerAuth, PeerInfo, UpdateState, UpdatesState};
+use grammers_session::updates::UpdatesLike;
 use jobbot_core::ids::{PhoneNumber, SessionName};
-use jobbot_core::telegram::{CodeOutcome, LoginBackend, LoginError, Me, SentCode};
+use jobbot_core::telegram::{
+    CodeOutcome, LoginBackend, LoginError, LoginToken, Me, QR_TOKEN_DOCUMENTED_LIFETIME_SECONDS,
+    QrOutcome, SentCode,
+};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::connector::Connection;
@@ -38,6 +48,8 @@ pub struct GrammersLogin {
     client: Client,
     store: Arc<SessionStore>,
     handle: SenderPoolHandle,
+    /// Read only by a QR login, for `updateLoginToken`; a code login never looks at it.
+    updates: mpsc::Receiver<UpdatesLike>,
     runner: Option<JoinHandle<()>>,
     step: Step,
 }
@@ -63,8 +75,6 @@ impl GrammersLogin {
         api_hash: String,
         connection: Connection,
     ) -> Self {
-        // Updates are not needed during a login; dropping the receiver makes the pool discard them.
-        drop(connection.updates);
         Self {
             session,
             api_id,
@@ -72,6 +82,7 @@ impl GrammersLogin {
             client: connection.client,
             store: connection.store,
             handle: connection.handle,
+            updates: connection.updates,
             runner: Some(connection.runner),
             step: Step::Start,
         }
@@ -99,19 +110,43 @@ impl GrammersLogin {
             // 303 PHONE_MIGRATE_X / NETWORK_MIGRATE_X: the account lives on DC X. Switch the
             // home DC, as grammers' request_login_code does, and ask there once.
             Err(InvocationError::Rpc(error)) if error.code == 303 && error.value.is_some() => {
-                let old_dc = self
-                    .store
-                    .home_dc_id()
-                    .map_err(|e| InvocationError::Session(Box::new(e)))?;
-                let new_dc = error.value.unwrap_or_default() as i32;
-                self.handle.disconnect_from_dc(old_dc);
-                self.store
-                    .set_home_dc_id(new_dc)
-                    .await
-                    .map_err(|e| InvocationError::Session(Box::new(e)))?;
+                self.move_home_dc(error.value.unwrap_or_default() as i32)
+                    .await?;
                 self.client.invoke(&request).await
             }
             other => other,
+        }
+    }
+
+    /// Makes `new_dc` the session's home DC: the next call goes there (with that DC's own key).
+    async fn move_home_dc(&self, new_dc: i32) -> Result<(), InvocationError> {
+        let old_dc = self
+            .store
+            .home_dc_id()
+            .map_err(|e| InvocationError::Session(Box::new(e)))?;
+        self.handle.disconnect_from_dc(old_dc);
+        self.store
+            .set_home_dc_id(new_dc)
+            .await
+            .map_err(|e| InvocationError::Session(Box::new(e)))
+    }
+
+    /// `SESSION_PASSWORD_NEEDED` after a QR scan: the password step, as after a code.
+    async fn qr_password_step(&mut self) -> Result<QrOutcome, LoginError> {
+        let (token, hint) = self.fresh_password_token().await?;
+        self.step = Step::PasswordRequired { token: Some(token) };
+        Ok(QrOutcome::PasswordRequired { hint })
+    }
+
+    /// `auth.exportLoginToken`, or after a migration `auth.importLoginToken` on the new home DC.
+    async fn invoke_login_token<R>(&mut self, request: &R) -> Result<QrAnswer, QrFailure>
+    where
+        R: tl::RemoteCall<Return = tl::enums::auth::LoginToken>,
+    {
+        match self.client.invoke(request).await {
+            Ok(answer) => Ok(qr_answer(answer, unix_now())),
+            Err(error) if error.is("SESSION_PASSWORD_NEEDED") => Err(QrFailure::PasswordNeeded),
+            Err(error) => Err(QrFailure::Login(map_login_error(&error))),
         }
     }
 
@@ -200,6 +235,68 @@ impl GrammersLogin {
         let hint = password.hint.clone();
         Ok((PasswordToken::new(password), hint))
     }
+}
+
+/// What `auth.exportLoginToken` / `auth.importLoginToken` answered.
+#[derive(Debug)]
+enum QrAnswer {
+    Show(LoginToken),
+    /// `auth.loginTokenMigrateTo`: the account lives on `dc_id`; import `token` there.
+    MigrateTo {
+        dc_id: i32,
+        token: Vec<u8>,
+    },
+    /// `auth.loginTokenSuccess`.
+    Authorized(Box<tl::enums::auth::Authorization>),
+}
+
+enum QrFailure {
+    PasswordNeeded,
+    Login(LoginError),
+}
+
+/// Reads Telegram's answer. `expires` is a date on Telegram's clock; seconds from `now_unix`
+/// (this machine's clock) are shown, and a date this clock already sees as past (a clock ahead
+/// of Telegram's) counts as the documented lifetime rather than an instant expiry.
+fn qr_answer(answer: tl::enums::auth::LoginToken, now_unix: i64) -> QrAnswer {
+    match answer {
+        tl::enums::auth::LoginToken::Token(token) => {
+            let left = i64::from(token.expires) - now_unix;
+            let expires_in_seconds = if left > 0 {
+                u32::try_from(left).unwrap_or(u32::MAX)
+            } else {
+                QR_TOKEN_DOCUMENTED_LIFETIME_SECONDS
+            };
+            QrAnswer::Show(LoginToken {
+                token: token.token,
+                expires_in_seconds,
+            })
+        }
+        tl::enums::auth::LoginToken::MigrateTo(migrate) => QrAnswer::MigrateTo {
+            dc_id: migrate.dc_id,
+            token: migrate.token,
+        },
+        tl::enums::auth::LoginToken::Success(success) => {
+            QrAnswer::Authorized(Box::new(success.authorization))
+        }
+    }
+}
+
+/// Whether updates carry `updateLoginToken`: a phone accepted the token shown.
+fn announces_login_token(updates: &UpdatesLike) -> bool {
+    let is_token = |update: &tl::enums::Update| matches!(update, tl::enums::Update::LoginToken);
+    match updates {
+        UpdatesLike::Updates(tl::enums::Updates::UpdateShort(short)) => is_token(&short.update),
+        UpdatesLike::Updates(tl::enums::Updates::Updates(all)) => all.updates.iter().any(is_token),
+        UpdatesLike::Updates(tl::enums::Updates::Combined(all)) => all.updates.iter().any(is_token),
+        _ => false,
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
 }
 
 /// The hash and the delivery of a code Telegram sent (`auth.sendCode` / `auth.resendCode`).
@@ -344,5 +441,151 @@ impl LoginBackend for GrammersLogin {
             Err(SignInError::SignUpRequired) => Err(LoginError::SignUpRequired),
             Err(SignInError::PasswordRequired(_)) => Err(LoginError::InvalidPassword),
         }
+    }
+
+    async fn export_login_token(&mut self) -> Result<QrOutcome, LoginError> {
+        if matches!(self.step, Step::Done | Step::PasswordRequired { .. }) {
+            return Err(out_of_order("the QR code comes before the password"));
+        }
+        let request = tl::functions::auth::ExportLoginToken {
+            api_id: self.api_id,
+            api_hash: self.api_hash.clone(),
+            except_ids: Vec::new(),
+        };
+        let mut answer = self.invoke_login_token(&request).await;
+        if let Ok(QrAnswer::MigrateTo { dc_id, token }) = answer {
+            tracing::info!(target: "telegram", session = %self.session, dc_id, "QR login continues on the account's DC");
+            self.move_home_dc(dc_id)
+                .await
+                .map_err(|error| map_login_error(&error))?;
+            answer = self
+                .invoke_login_token(&tl::functions::auth::ImportLoginToken { token })
+                .await;
+        }
+        match answer {
+            Ok(QrAnswer::Show(token)) => Ok(QrOutcome::Token(token)),
+            Ok(QrAnswer::Authorized(authorization)) => match *authorization {
+                tl::enums::auth::Authorization::Authorization(authorization) => self
+                    .complete_raw_sign_in(authorization)
+                    .await
+                    .map(QrOutcome::SignedIn),
+                tl::enums::auth::Authorization::SignUpRequired(_) => {
+                    Err(LoginError::SignUpRequired)
+                }
+            },
+            Ok(QrAnswer::MigrateTo { .. }) => Err(LoginError::Other {
+                message: "Telegram moved the QR login to another DC twice".into(),
+            }),
+            Err(QrFailure::PasswordNeeded) => self.qr_password_step().await,
+            Err(QrFailure::Login(error)) => Err(error),
+        }
+    }
+
+    async fn wait_login_token(&mut self, timeout: std::time::Duration) -> Result<bool, LoginError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.updates.recv()).await {
+                Err(_elapsed) => return Ok(false),
+                Ok(None) => {
+                    return Err(LoginError::Network {
+                        message: "the connection to Telegram closed".into(),
+                    });
+                }
+                Ok(Some(updates)) if announces_login_token(&updates) => return Ok(true),
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_answer(expires: i32) -> tl::enums::auth::LoginToken {
+        tl::types::auth::LoginToken {
+            expires,
+            token: vec![1, 2, 3],
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_token_expires_in_the_seconds_left_on_this_clock() {
+        match qr_answer(token_answer(1_000_030), 1_000_000) {
+            QrAnswer::Show(token) => {
+                assert_eq!(token.token, [1, 2, 3]);
+                assert_eq!(token.expires_in_seconds, 30);
+                assert_eq!(token.url(), "tg://login?token=AQID");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_already_past_on_a_fast_clock_gets_the_documented_lifetime() {
+        match qr_answer(token_answer(1_000_000), 1_000_040) {
+            QrAnswer::Show(token) => {
+                assert_eq!(
+                    token.expires_in_seconds,
+                    QR_TOKEN_DOCUMENTED_LIFETIME_SECONDS
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_migration_names_the_dc_and_the_token_to_import() {
+        let answer = tl::types::auth::LoginTokenMigrateTo {
+            dc_id: 4,
+            token: vec![9, 9],
+        };
+        match qr_answer(answer.into(), 0) {
+            QrAnswer::MigrateTo { dc_id, token } => assert_eq!((dc_id, token), (4, vec![9, 9])),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn success_carries_the_authorization() {
+        let answer = tl::types::auth::LoginTokenSuccess {
+            authorization: tl::types::auth::AuthorizationSignUpRequired {
+                terms_of_service: None,
+            }
+            .into(),
+        };
+        match qr_answer(answer.into(), 0) {
+            QrAnswer::Authorized(authorization) => assert!(matches!(
+                *authorization,
+                tl::enums::auth::Authorization::SignUpRequired(_)
+            )),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn update_login_token_is_recognised_short_or_in_a_batch() {
+        let short = UpdatesLike::Updates(
+            tl::types::UpdateShort {
+                update: tl::enums::Update::LoginToken,
+                date: 0,
+            }
+            .into(),
+        );
+        assert!(announces_login_token(&short));
+        let batch = UpdatesLike::Updates(
+            tl::types::Updates {
+                updates: vec![tl::enums::Update::LoginToken],
+                users: Vec::new(),
+                chats: Vec::new(),
+                date: 0,
+                seq: 0,
+            }
+            .into(),
+        );
+        assert!(announces_login_token(&batch));
+        let other = UpdatesLike::Updates(tl::enums::Updates::TooLong);
+        assert!(!announces_login_token(&other));
     }
 }

@@ -232,7 +232,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("state_connecting", "Подключение", "Connecting"),
     ("state_disconnected", "Отключён", "Disconnected"),
     ("state_not_logged_in", "Нет входа", "Not logged in"),
-    ("state_dead", "Сессия недействительна", "Session dead"),
+    (
+        "state_dead",
+        "Сессия недействительна: нужен новый вход",
+        "Session dead: log in again",
+    ),
     ("state_paused", "На паузе", "Paused"),
     ("state_stopped", "Остановлен", "Stopped"),
     (
@@ -352,6 +356,13 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("login_cancel", "Отменить", "Cancel"),
     ("login_signed_in", "Вход выполнен", "Signed in"),
     ("login_hint", "Подсказка", "Hint"),
+    ("login_qr", "Войти по QR-коду", "Log in with a QR code"),
+    ("login_qr_alt", "QR-код для входа", "Login QR code"),
+    (
+        "login_qr_scan",
+        "Отсканируйте код приложением Telegram этого аккаунта: Настройки → Устройства → Подключить устройство. Код обновляется сам.",
+        "Scan the code with this account's Telegram app: Settings → Devices → Link Desktop Device. The code renews itself.",
+    ),
     (
         "code_sent_app",
         "Код отправлен в приложение Telegram на другом устройстве.",

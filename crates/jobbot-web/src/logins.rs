@@ -1,5 +1,8 @@
-//! Telegram logins through the web: the main account's and agents', phone → code → 2FA password,
-//! driving the core's [`LoginFlow`] over the engine's connector.
+//! Telegram logins through the web: the main account's and agents', phone → code → 2FA password
+//! or a QR code scanned by the account's phone → 2FA password, driving the core's [`LoginFlow`]
+//! over the engine's connector. The QR code is an SVG image of the login's current
+//! `tg://login` URL (`GET …/qr.svg`); the page follows the login (`POST …/qr/wait`, which
+//! answers when the phone scanned it or a new token replaced it) and reloads the image.
 //!
 //! `begin_login` takes the session's lock, the same lock the engine's owner of that session
 //! holds while connected. So a login of a connected account is refused with 409 ("session in
@@ -32,12 +35,26 @@ type Flow = LoginFlow<Box<dyn LoginBackend>>;
 
 /// Logins in progress, by session. Each flow holds its session's lock until it ends or is
 /// cancelled.
-#[derive(Default)]
 pub struct LoginRegistry {
     flows: Mutex<HashMap<SessionName, Arc<tokio::sync::Mutex<Flow>>>>,
+    /// The origin of the QR logins' clock (milliseconds since it).
+    started: tokio::time::Instant,
+}
+
+impl Default for LoginRegistry {
+    fn default() -> Self {
+        Self {
+            flows: Mutex::default(),
+            started: tokio::time::Instant::now(),
+        }
+    }
 }
 
 impl LoginRegistry {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn get(&self, session: &SessionName) -> Option<Arc<tokio::sync::Mutex<Flow>>> {
         self.flows
             .lock()
@@ -99,10 +116,11 @@ pub struct PasswordRequest {
 pub struct LoginStatus {
     pub success: bool,
     pub session: String,
-    /// `{"state": "awaiting_phone" | "awaiting_code" | "awaiting_password" | "signed_in", …}`;
-    /// `awaiting_code` carries `sent`: `{delivery, length, next, resend_after_seconds}`, where
-    /// `delivery` and `next` are `app`, `sms`, `call`, `missed_call`, `email`, `fragment` or
-    /// `other`.
+    /// `{"state": "awaiting_phone" | "awaiting_code" | "awaiting_qr_scan" | "awaiting_password"
+    /// | "signed_in", …}`; `awaiting_code` carries `sent`: `{delivery, length, next,
+    /// resend_after_seconds}`, where `delivery` and `next` are `app`, `sms`, `call`,
+    /// `missed_call`, `email`, `fragment` or `other`; `awaiting_qr_scan` carries `url`
+    /// (`tg://login?token=…`, drawn at `qr.svg`) and `expires_in_seconds`.
     #[schema(value_type = Object)]
     pub login: Value,
 }
@@ -261,6 +279,101 @@ pub async fn submit_password(
     drop(flow);
     finish_if_signed_in(&state, &session, &login).await;
     Ok(Json(status_of(&session, &login)))
+}
+
+/// Logs in with a QR code instead of a code: `login.state` becomes `awaiting_qr_scan` with
+/// `url` (`tg://login?token=…`, also as an image at `qr.svg`) and `expires_in_seconds`.
+#[utoipa::path(post, path = "/api/logins/{session}/qr", tag = "logins",
+    params(("session" = String, Path, description = "The session being logged in")),
+    responses((status = 200, body = LoginStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
+pub async fn start_qr_login(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+) -> Result<Json<LoginStatus>, ApiError> {
+    let (session, flow) = flow_of(&state, &session)?;
+    let login = {
+        let mut flow = flow.lock().await;
+        let now = state.inner.logins.now_ms();
+        flow.start_qr(now)
+            .await
+            .cloned()
+            .map_err(|error| step_error(error, "qr"))?
+    };
+    drop(flow);
+    tracing::info!(target: "web", session = %session, "login: QR code shown");
+    finish_if_signed_in(&state, &session, &login).await;
+    Ok(Json(status_of(&session, &login)))
+}
+
+/// Waits for the phone to scan the QR code, at most until its token expires, and answers the
+/// login's state then: a new `url` after an expiry, `awaiting_password` or `signed_in` after a
+/// scan, the same `url` when nothing happened yet.
+#[utoipa::path(post, path = "/api/logins/{session}/qr/wait", tag = "logins",
+    params(("session" = String, Path, description = "The session being logged in")),
+    responses((status = 200, body = LoginStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
+pub async fn follow_qr_login(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+) -> Result<Json<LoginStatus>, ApiError> {
+    let (session, flow) = flow_of(&state, &session)?;
+    let login = {
+        let mut flow = flow.lock().await;
+        let logins = &state.inner.logins;
+        let clock = || logins.now_ms();
+        flow.follow_qr(&clock)
+            .await
+            .cloned()
+            .map_err(|error| step_error(error, "qr"))?
+    };
+    drop(flow);
+    finish_if_signed_in(&state, &session, &login).await;
+    Ok(Json(status_of(&session, &login)))
+}
+
+/// The QR code of the login's current token, as an SVG image (`awaiting_qr_scan` only).
+#[utoipa::path(get, path = "/api/logins/{session}/qr.svg", tag = "logins",
+    params(("session" = String, Path, description = "The session being logged in")),
+    responses((status = 200, content_type = "image/svg+xml", body = String), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn qr_login_image(
+    State(state): State<AppState>,
+    Path(session): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let (session, flow) = flow_of(&state, &session)?;
+    let url = match flow.lock().await.state() {
+        LoginState::AwaitingQrScan { url, .. } => url.clone(),
+        other => {
+            return Err(ApiError::StateConflict(format!(
+                "the login of {session} shows no QR code (it is at: {})",
+                other.step_name()
+            )));
+        }
+    };
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        qr_svg(&url),
+    )
+        .into_response())
+}
+
+/// `url` as a QR code in SVG, with the quiet zone scanners need.
+fn qr_svg(url: &str) -> String {
+    use qrcode::render::svg;
+    match qrcode::QrCode::new(url.as_bytes()) {
+        Ok(code) => code
+            .render::<svg::Color<'_>>()
+            .min_dimensions(240, 240)
+            .quiet_zone(true)
+            .build(),
+        // A `tg://login` URL is far below a QR code's capacity.
+        Err(_) => String::new(),
+    }
 }
 
 /// A signed-in login releases the session, and the engine's owner of it (if the engine runs it)

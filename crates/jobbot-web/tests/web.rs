@@ -1286,6 +1286,9 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "POST /api/logins/{session}/code",
         "POST /api/logins/{session}/resend",
         "POST /api/logins/{session}/password",
+        "POST /api/logins/{session}/qr",
+        "POST /api/logins/{session}/qr/wait",
+        "GET /api/logins/{session}/qr.svg",
         "GET /api/stats",
         "GET /api/cluster",
         "GET /api/vacancies",
@@ -2694,6 +2697,91 @@ async fn a_web_login_shows_the_code_delivery_and_resends_it() {
         "{}",
         signed_in.body
     );
+}
+
+/// A QR login through the web: the state carries the `tg://login` URL, `qr.svg` draws it, the
+/// phone's scan ends the wait, and the 2FA password follows as after a code.
+#[tokio::test]
+async fn a_web_qr_login_shows_the_code_as_an_image_and_asks_the_password_after_the_scan() {
+    let app = spawn_app().await;
+    let phone = "+79995550003";
+    app.world.create_user(
+        NewUser::named("Scanner")
+            .phone(phone)
+            .two_factor(TWO_FACTOR_PASSWORD, Some("pet")),
+    );
+    let started = app
+        .send(Method::POST, "/api/logins", json!({"session": "agent_qr"}))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let no_image = app.get("/api/logins/agent_qr/qr.svg").await;
+    assert_eq!(no_image.status, StatusCode::CONFLICT, "{}", no_image.body);
+
+    let shown = app
+        .call(
+            Method::POST,
+            "/api/logins/agent_qr/qr",
+            Credentials::Bearer(API_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert_eq!(shown.body["login"]["state"], "awaiting_qr_scan");
+    assert_eq!(shown.body["login"]["expires_in_seconds"], 30);
+    let url = shown.body["login"]["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("tg://login?token="), "{url}");
+
+    let image = app.get("/api/logins/agent_qr/qr.svg").await;
+    assert_eq!(image.status, StatusCode::OK);
+    assert_eq!(image.headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert!(
+        image.body.as_str().unwrap().contains("<svg"),
+        "{}",
+        image.body
+    );
+
+    let phone = PhoneNumber::parse(phone).unwrap();
+    app.world.accept_login_token(&phone, &url).unwrap();
+    let scanned = app
+        .call(
+            Method::POST,
+            "/api/logins/agent_qr/qr/wait",
+            Credentials::Bearer(API_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(scanned.status, StatusCode::OK, "{}", scanned.body);
+    assert_eq!(scanned.body["login"]["state"], "awaiting_password");
+    assert_eq!(scanned.body["login"]["hint"], "pet");
+    let early_wait = app
+        .call(
+            Method::POST,
+            "/api/logins/agent_qr/qr/wait",
+            Credentials::Bearer(API_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        early_wait.status,
+        StatusCode::CONFLICT,
+        "{}",
+        early_wait.body
+    );
+
+    let signed_in = app
+        .send(
+            Method::POST,
+            "/api/logins/agent_qr/password",
+            json!({"password": TWO_FACTOR_PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        signed_in.body["login"]["state"], "signed_in",
+        "{}",
+        signed_in.body
+    );
+    let gone = app.get("/api/logins/agent_qr/qr.svg").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }
 
 /// `/api/cluster` shows every node and who holds which session, with ages, from the store.

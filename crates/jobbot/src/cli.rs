@@ -73,8 +73,12 @@ pub enum Command {
         /// The session name: `bot_session` for the main account, or an agent's session_name.
         session: String,
         /// The account's phone number in international format (asked for when omitted).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "qr")]
         phone: Option<String>,
+        /// Log in by scanning a QR code (shown here, renewed as Telegram rotates it) with the
+        /// Telegram app of the account: Settings → Devices → Link Desktop Device.
+        #[arg(long)]
+        qr: bool,
     },
     /// Check the setup and say how to fix what is wrong: API_ID / API_HASH, every session
     /// (logged in, accepted by Telegram), the main account reading every source and posting to
@@ -432,8 +436,9 @@ async fn login(
     data_dir: &DataDir,
     session: &str,
     phone: Option<String>,
+    qr: bool,
 ) -> anyhow::Result<ExitCode> {
-    use crate::login_command::{LoginOutcome, TerminalPrompter};
+    use crate::login_command::{LoginMethod, LoginOutcome, TerminalPrompter};
     let session = jobbot_core::ids::SessionName::parse(session)
         .map_err(|error| anyhow::anyhow!("SESSION: {error}"))?;
     let config =
@@ -449,7 +454,11 @@ async fn login(
         &connector,
         &session,
         &options,
-        phone,
+        if qr {
+            LoginMethod::Qr
+        } else {
+            LoginMethod::Code { phone }
+        },
         &mut TerminalPrompter,
         &mut std::io::stdout(),
     )
@@ -537,7 +546,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let file = file.unwrap_or_else(|| data_dir.config_file());
             config_command::export(&file, &data_dir, database.database_url).await
         }
-        Command::Login { session, phone } => login(&data_dir, &session, phone).await,
+        Command::Login { session, phone, qr } => login(&data_dir, &session, phone, qr).await,
         Command::Demo { web, pace_ms, seed } => {
             let options = crate::demo::DemoOptions {
                 web,

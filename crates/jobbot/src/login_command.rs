@@ -1,4 +1,6 @@
-//! `jobbot login SESSION --phone +…`: an interactive walk through the login state machine.
+//! `jobbot login SESSION --phone +…` (or `--qr`): an interactive walk through the login state
+//! machine. With `--qr` a QR code is printed for the account's phone to scan, and printed again
+//! each time Telegram rotates the token; a 2FA password is asked for after the scan.
 //!
 //! Every failure prints what happened and asks again (a wrong code, a wrong password, an invalid
 //! or banned phone, an expired code, which sends a new one); nothing here panics on Telegram's
@@ -20,6 +22,15 @@ pub trait Prompter {
     fn ask_secret(&mut self, prompt: &str) -> io::Result<Option<String>>;
 }
 
+/// How the person logs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginMethod {
+    /// A code sent to the phone number (asked for when `None`).
+    Code { phone: Option<String> },
+    /// A QR code scanned by the account's phone.
+    Qr,
+}
+
 /// How a login ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoginOutcome {
@@ -37,7 +48,7 @@ pub async fn login(
     connector: &dyn AccountConnector,
     session: &SessionName,
     options: &ConnectOptions,
-    phone: Option<String>,
+    method: LoginMethod,
     prompter: &mut dyn Prompter,
     out: &mut dyn Write,
 ) -> anyhow::Result<LoginOutcome> {
@@ -52,18 +63,73 @@ pub async fn login(
         AuthorizationStatus::NotLoggedIn => {}
     }
     let backend = connector.begin_login(session, options).await?;
-    drive(LoginFlow::new(backend), phone, prompter, out).await
+    drive(LoginFlow::new(backend), method, prompter, out).await
+}
+
+/// A QR code of `url` for a terminal: two modules per character, light on dark, with the quiet
+/// zone scanners need.
+pub fn qr_for_terminal(url: &str) -> String {
+    use qrcode::render::unicode::Dense1x2;
+    match qrcode::QrCode::new(url.as_bytes()) {
+        Ok(code) => code
+            .render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+        // A `tg://login` URL is far below a QR code's capacity.
+        Err(error) => format!("(no QR code: {error})"),
+    }
 }
 
 /// Runs the state machine to its end, asking the prompter for each missing answer.
 pub async fn drive<B: LoginBackend>(
     mut flow: LoginFlow<B>,
-    mut phone: Option<String>,
+    method: LoginMethod,
     prompter: &mut dyn Prompter,
     out: &mut dyn Write,
 ) -> anyhow::Result<LoginOutcome> {
+    let start = tokio::time::Instant::now();
+    let clock = move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut phone = match method {
+        LoginMethod::Code { phone } => phone,
+        LoginMethod::Qr => {
+            match flow.start_qr(clock()).await {
+                Ok(_) => {}
+                Err(LoginStepError::Telegram(LoginError::FloodWait { seconds })) => {
+                    return Ok(LoginOutcome::MustWait { seconds });
+                }
+                Err(error) => return Err(anyhow::anyhow!("QR login: {error}")),
+            }
+            None
+        }
+    };
+    let mut shown_url: Option<String> = None;
     loop {
         let step = match flow.state().clone() {
+            LoginState::AwaitingQrScan {
+                url,
+                expires_in_seconds,
+            } => {
+                if shown_url.as_ref() != Some(&url) {
+                    writeln!(out, "{}", qr_for_terminal(&url))?;
+                    writeln!(
+                        out,
+                        "Scan this QR code with the account's Telegram app (Settings → Devices → \
+                         Link Desktop Device). It is valid for {expires_in_seconds} s; a new one \
+                         is shown then.\n{url}"
+                    )?;
+                    shown_url = Some(url);
+                }
+                match flow.follow_qr(&clock).await {
+                    Ok(_) => Ok(()),
+                    Err(LoginStepError::Telegram(LoginError::FloodWait { seconds })) => {
+                        return Ok(LoginOutcome::MustWait { seconds });
+                    }
+                    // Nobody is asked anything here: a failure ends the login instead of looping.
+                    Err(error) => return Err(anyhow::anyhow!("QR login: {error}")),
+                }
+            }
             LoginState::SignedIn(me) => return Ok(LoginOutcome::SignedIn(me)),
             LoginState::AwaitingPhone { last_phone } => {
                 let number = match (phone.take(), last_phone) {
@@ -242,7 +308,7 @@ mod tests {
             &connector,
             &session,
             &ConnectOptions::default(),
-            None,
+            LoginMethod::Code { phone: None },
             &mut prompter,
             &mut out,
         )
@@ -367,7 +433,14 @@ mod tests {
             asked: Vec::new(),
         };
         let mut out = Vec::new();
-        let outcome = drive(flow, None, &mut prompter, &mut out).await.unwrap();
+        let outcome = drive(
+            flow,
+            LoginMethod::Code { phone: None },
+            &mut prompter,
+            &mut out,
+        )
+        .await
+        .unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(
             matches!(outcome, LoginOutcome::SignedIn(_)),
@@ -395,7 +468,7 @@ mod tests {
             &connector,
             &SessionName::parse("agent_1").unwrap(),
             &ConnectOptions::default(),
-            None,
+            LoginMethod::Code { phone: None },
             &mut prompter,
             &mut Vec::new(),
         )
@@ -406,5 +479,85 @@ mod tests {
             "{outcome:?}"
         );
         assert!(prompter.asked.is_empty());
+    }
+
+    /// The terminal a phone looks at: it scans the `scan_nth` QR login URL printed (counting
+    /// from 1), and keeps what was printed.
+    struct PhoneLookingAtTheScreen {
+        world: SimWorld,
+        phone: PhoneNumber,
+        scan_nth: usize,
+        urls_seen: usize,
+        printed: String,
+    }
+
+    impl Write for PhoneLookingAtTheScreen {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let text = String::from_utf8_lossy(buf);
+            for line in text
+                .lines()
+                .filter(|line| line.starts_with("tg://login?token="))
+            {
+                self.urls_seen += 1;
+                if self.urls_seen == self.scan_nth {
+                    self.world
+                        .accept_login_token(&self.phone, line)
+                        .expect("the phone accepts the QR code on the screen");
+                }
+            }
+            self.printed.push_str(&text);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_qr_login_shows_a_new_code_when_it_expires_and_asks_the_password_after_the_scan() {
+        let (world, phone) = world_with(
+            "+79991234568",
+            NewUser::named("Olga").two_factor("hunter2", Some("cat")),
+        );
+        let connector = SimConnector::new(world.clone());
+        let mut prompter = Scripted {
+            world: world.clone(),
+            phone: phone.clone(),
+            answers: ["wrong", "hunter2"].into_iter().collect(),
+            asked: Vec::new(),
+        };
+        let mut screen = PhoneLookingAtTheScreen {
+            world: world.clone(),
+            phone: phone.clone(),
+            scan_nth: 2,
+            urls_seen: 0,
+            printed: String::new(),
+        };
+        let session = SessionName::parse("agent_qr").unwrap();
+        let outcome = login(
+            &connector,
+            &session,
+            &ConnectOptions::default(),
+            LoginMethod::Qr,
+            &mut prompter,
+            &mut screen,
+        )
+        .await
+        .expect("no crash");
+        assert!(
+            matches!(&outcome, LoginOutcome::SignedIn(me) if me.phone.as_ref() == Some(&phone)),
+            "{outcome:?}"
+        );
+        // The first code expired unscanned and a second one was printed, as a QR code too.
+        assert_eq!(screen.urls_seen, 2, "{}", screen.printed);
+        assert!(screen.printed.contains('▀') || screen.printed.contains('▄'));
+        assert_eq!(
+            prompter.asked,
+            [
+                "Two-step verification password (hint: cat): ",
+                "Two-step verification password (hint: cat): "
+            ]
+        );
+        assert!(!screen.printed.contains("hunter2"));
     }
 }

@@ -1,4 +1,5 @@
-// The Telegram login of one session (phone → code → 2FA password) through /api/logins, built
+// The Telegram login of one session (phone → code → 2FA password, or a QR code scanned by the
+// account's phone → 2FA password) through /api/logins, built
 // into any element: the logins page runs one per account card, the agents dashboard one inline
 // in an agent's row. Codes and passwords go to the server and are never kept here.
 'use strict';
@@ -28,19 +29,44 @@ function loginFlow(session, onSignedIn, start) {
     el('button', {type: 'button', class: 'cancel-login', onclick: cancel}, t('login_cancel')),
     error);
   const startButton = el('button', {type: 'button', class: 'start-login', onclick: begin}, t('login_start'));
+  // QR login: the image of the current token (`qr.svg`), reloaded whenever Telegram rotates it.
+  const qrButton = el('button', {type: 'button', class: 'start-qr-login', hidden: true, onclick: startQr}, t('login_qr'));
+  const qrImage = el('img', {class: 'login-qr', alt: t('login_qr_alt'), width: '240', height: '240'});
+  const qrBox = el('div', {class: 'login-qr-box', hidden: true},
+    el('p', {class: 'muted', text: t('login_qr_scan')}), qrImage,
+    el('button', {type: 'button', class: 'cancel-login', onclick: cancel}, t('login_cancel')));
   const root = el('div', {class: 'login-flow', 'data-session': session},
-    stateText, form, el('div', {class: 'actions'}, startButton));
+    stateText, form, qrBox, el('div', {class: 'actions'}, startButton, ' ', qrButton));
+  // The QR code shown, and whether a wait for its scan is running.
+  let qrUrl = null;
+  let following = false;
 
   function show(login) {
     const step = login && LOGIN_STEPS[login.state];
     error.textContent = '';
+    const qr = Boolean(login && login.state === 'awaiting_qr_scan');
     // While a step waits for its value, "start" would only begin again.
-    startButton.hidden = Boolean(step);
+    startButton.hidden = Boolean(step) || qr;
+    // A QR code can replace the phone or the code step.
+    qrButton.hidden = !(login && (login.state === 'awaiting_phone' || login.state === 'awaiting_code'));
+    qrBox.hidden = !qr;
     if (!login) {
       stateText.textContent = t('login_idle');
       form.hidden = true;
+      qrUrl = null;
       return;
     }
+    if (qr) {
+      form.hidden = true;
+      stateText.textContent = '';
+      if (login.url !== qrUrl) {
+        qrUrl = login.url;
+        qrImage.src = base + '/qr.svg?v=' + encodeURIComponent(login.url.slice(-12));
+      }
+      followQr();
+      return;
+    }
+    qrUrl = null;
     if (login.state === 'signed_in') {
       stateText.textContent = t('login_signed_in');
       form.hidden = true;
@@ -75,6 +101,34 @@ function loginFlow(session, onSignedIn, start) {
     const reply = await api('POST', '/api/logins', {session});
     if (reply.ok) show(reply.body.login);
     else refused(reply);
+  }
+
+  async function startQr() {
+    const reply = await api('POST', base + '/qr');
+    if (reply.ok) show(reply.body.login);
+    else refused(reply);
+  }
+
+  // Waits for the scan (the server answers at the latest when the token expires), shows what
+  // came, and waits again while a QR code is shown. One wait at a time: `show` starts this loop
+  // only when none runs.
+  async function followQr() {
+    if (following) return;
+    following = true;
+    try {
+      while (qrUrl !== null) {
+        const reply = await api('POST', base + '/qr/wait');
+        if (!reply.ok) {
+          qrUrl = null;
+          if (reply.status === 404) show(null);
+          else refused(reply);
+          return;
+        }
+        show(reply.body.login);
+      }
+    } finally {
+      following = false;
+    }
   }
 
   async function resend() {
