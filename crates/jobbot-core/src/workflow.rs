@@ -20,10 +20,16 @@
 //! - [`RelayToTopic`]: a contact's private message to an agent is copied into the topic of each
 //!   of their conversations with that agent (recreating a topic an admin deleted).
 //!
+//! - [`AiTurn`]: one AI turn of a conversation: the model's answer, then the suggestion posted
+//!   into the topic or the reply sent to the contact and mirrored into the topic.
+//!
 //! Operators' answers from a topic need no workflow: their one step is an outbox message, queued
 //! (idempotently) while the update is taken in.
 
 use std::time::Duration;
+
+mod ai_turn;
+pub use ai_turn::{AiEnd, AiOutcome, AiStep, AiTurn};
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +70,7 @@ impl Default for WorkflowSettings {
 pub enum Workflow {
     AutoResponse(AutoResponse),
     RelayToTopic(RelayToTopic),
+    AiTurn(AiTurn),
 }
 
 /// What a workflow's executor does next.
@@ -111,6 +118,23 @@ pub enum Effect {
     Fork { conversations: Vec<ConversationId> },
     /// Ask the automatic replier, and queue its answer with a mirror in the topic.
     AutoReply { conversation: ConversationId },
+    /// Run the AI turn (or read its stored decision) and apply it to the conversation's AI
+    /// record; answer [`Event::AiDecided`].
+    AiGenerate {
+        conversation: ConversationId,
+        turn: u64,
+    },
+    /// Queue the turn's reply to the contact by the conversation's agent (key
+    /// `ai_reply:<conversation>:<turn>`), after the channel's reply delay.
+    AiQueueReply {
+        conversation: ConversationId,
+        turn: u64,
+    },
+    /// Record the turn's reply as sent in the conversation's AI (once per turn).
+    AiRecordSent {
+        conversation: ConversationId,
+        turn: u64,
+    },
     /// Nothing more to do.
     Finished,
 }
@@ -152,6 +176,7 @@ pub enum Event {
     },
     Forked,
     Replied,
+    AiDecided(AiOutcome),
 }
 
 /// Which post into a conversation's topic.
@@ -164,6 +189,10 @@ pub enum PostKind {
     Mirror,
     /// A contact's private message.
     ContactMessage,
+    /// An AI suggestion for the operators (never relayed).
+    AiSuggestion,
+    /// An AI reply as it was sent to the contact.
+    AiMirror,
 }
 
 /// Why an auto-response was not queued.
@@ -755,6 +784,7 @@ impl Workflow {
         match self {
             Self::AutoResponse(_) => "auto_response",
             Self::RelayToTopic(_) => "relay_to_topic",
+            Self::AiTurn(_) => "ai_turn",
         }
     }
 
@@ -764,6 +794,7 @@ impl Workflow {
                 matches!(workflow.step, AutoResponseStep::Finished { .. })
             }
             Self::RelayToTopic(workflow) => matches!(workflow.step, RelayStep::Finished { .. }),
+            Self::AiTurn(workflow) => matches!(workflow.step, AiStep::Finished { .. }),
         }
     }
 
@@ -772,6 +803,7 @@ impl Workflow {
         match self {
             Self::AutoResponse(workflow) => workflow.effect(now),
             Self::RelayToTopic(workflow) => workflow.effect(now),
+            Self::AiTurn(workflow) => workflow.effect(now),
         }
     }
 
@@ -781,6 +813,7 @@ impl Workflow {
         match self {
             Self::AutoResponse(workflow) => Self::AutoResponse(workflow.on(event, now, settings)),
             Self::RelayToTopic(workflow) => Self::RelayToTopic(workflow.on(event, now, settings)),
+            Self::AiTurn(workflow) => Self::AiTurn(workflow.on(event, now, settings)),
         }
     }
 }
