@@ -134,6 +134,7 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         config: followed.receiver.clone(),
         telegram: crm_events,
         replier: Arc::new(NoAutoReplies),
+        ai: None,
         settings: parts.crm,
     })
     .await
