@@ -4049,11 +4049,32 @@ mod ai_records {
         );
     }
 
+    /// An AI turn is a stored workflow like the others (a CHECK on the kind once refused it).
+    pub async fn ai_turns_are_stored_workflows(store: &dyn jobbot_core::store::Store) {
+        use jobbot_core::store::NewWorkflow;
+        use jobbot_core::workflow::{AiTurn, Workflow};
+        let workflow = NewWorkflow {
+            key: AiTurn::key(ConversationId(1), 1),
+            state: Workflow::AiTurn(AiTurn::new(ConversationId(1), 1)),
+            created_at: AT,
+        };
+        let (id, _) = store.start_workflow(&workflow).await.unwrap();
+        let (again, _) = store.start_workflow(&workflow).await.unwrap();
+        assert_eq!(id, again);
+        let active = store.active_workflows().await.unwrap();
+        assert!(
+            active
+                .iter()
+                .any(|record| record.id == id && record.state == workflow.state)
+        );
+    }
+
     #[tokio::test]
     async fn sqlite_ai_records_pass_the_checks_and_survive_a_reopen() {
         let directory = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(directory.path()).await.unwrap();
         checks(&store).await;
+        ai_turns_are_stored_workflows(&store).await;
         store.close().await;
         let reopened = SqliteStore::open(directory.path()).await.unwrap();
         let stored = reopened
@@ -4070,6 +4091,7 @@ mod ai_records {
     async fn postgres_ai_records_pass_the_checks_and_survive_a_reconnect() {
         let database = super::test_database::TestDatabase::create().await;
         checks(&database.store).await;
+        ai_turns_are_stored_workflows(&database.store).await;
         database.store.close().await;
         let reconnected = database.connect_again().await;
         let stored = reconnected
@@ -4085,5 +4107,6 @@ mod ai_records {
     #[tokio::test]
     async fn memory_ai_records_pass_the_checks() {
         checks(&MemoryStore::new()).await;
+        ai_turns_are_stored_workflows(&MemoryStore::new()).await;
     }
 }

@@ -127,6 +127,8 @@ struct StateInner {
     api_credentials: ApiCredentials,
     /// Held while the doctor's checks run (one run at a time).
     doctor_running: tokio::sync::Mutex<()>,
+    /// The CRM's AI conversations, when the process runs them (`jobbot run`, `jobbot demo`).
+    ai: OnceLock<jobbot_engine::CrmHandle>,
 }
 
 impl AppState {
@@ -161,8 +163,20 @@ impl AppState {
                 tasks: OnceLock::new(),
                 api_credentials: settings.api_credentials,
                 doctor_running: tokio::sync::Mutex::new(()),
+                ai: OnceLock::new(),
             }),
         }
+    }
+
+    /// The CRM whose AI conversations `/api/stats`, `/metrics` and the conversation page show
+    /// (set once).
+    pub fn set_crm(&self, crm: jobbot_engine::CrmHandle) {
+        let _ = self.inner.ai.set(crm);
+    }
+
+    /// The conversations' AI records, when the CRM runs AI conversations.
+    fn ai_store(&self) -> Option<Arc<dyn jobbot_core::ai::AiStore>> {
+        self.inner.ai.get().and_then(|crm| crm.ai_store())
     }
 
     /// Shows the supervised tasks' states in `/api/stats` and `/metrics` (set once).
