@@ -1109,7 +1109,7 @@ mod ai {
     };
     use jobbot_core::ai::{AiControl, AiRecord, AiStore};
     use jobbot_core::store::ConversationId;
-    use jobbot_engine::AiParts;
+    use jobbot_engine::{AiParts, SuggestionSent};
     use jobbot_store::MemoryStore;
 
     const ANSWER: &str = "Добрый день! Расскажите, пожалуйста, о задаче подробнее.";
@@ -1337,18 +1337,34 @@ mod ai {
         c.operator_writes("+");
         c.settle().await;
         assert_eq!(c.inbox().len(), 2);
+        // The web's send button does what '+' does, once.
+        c.contact_writes("А сроки?");
+        c.wait_record("a second suggestion", |r| r.suggestion.is_some())
+            .await;
+        let handle = c.running.crm.crm().handle();
+        assert_eq!(
+            handle.send_suggestion(c.id).await.unwrap(),
+            SuggestionSent::Queued
+        );
+        assert_eq!(
+            handle.send_suggestion(c.id).await.unwrap(),
+            SuggestionSent::NonePending
+        );
+        c.w.wait_inbox(c.w.recruiter, 3).await;
+        c.settle().await;
+        assert_eq!(c.inbox().len(), 3);
 
         let stats = c.store.ai_stats().await.unwrap();
         assert_eq!(stats.len(), 1);
         let counters = stats[0].counters;
         assert_eq!(
             (counters.suggestions, counters.replies_sent, counters.errors),
-            (1, 1, 0)
+            (2, 2, 0)
         );
         assert!(counters.prompt_tokens > 0 && counters.completion_tokens > 0);
         // The model saw the contact's message.
         let asked = provider.script.received();
-        assert_eq!(asked.len(), 1);
+        assert_eq!(asked.len(), 2);
         assert!(
             asked[0]
                 .messages

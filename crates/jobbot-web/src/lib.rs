@@ -22,6 +22,7 @@ mod channels;
 pub mod client;
 mod cluster;
 mod constraints;
+mod conversations;
 mod doctor;
 mod error;
 mod health;
@@ -309,6 +310,7 @@ pub async fn serve_with(
         (name = "channels", description = "Output channels and their agents (written through the config store)"),
         (name = "agents", description = "Agent accounts and their live state"),
         (name = "logins", description = "Telegram logins of the main account and agents"),
+        (name = "conversations", description = "CRM conversations' AI: history, phase, the pending suggestion, hand-over"),
         (name = "status", description = "Statistics, metrics, the live WebSocket and this document"),
         (name = "health", description = "Liveness and readiness, without login"),
     )
@@ -367,6 +369,9 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::resend_code))
         .routes(routes!(logins::submit_password))
         .routes(routes!(stats::stats))
+        .routes(routes!(conversations::conversation_ai))
+        .routes(routes!(conversations::send_suggestion))
+        .routes(routes!(conversations::release))
         .routes(routes!(cluster::cluster))
         .routes(routes!(vacancies::list_vacancies))
         .routes(routes!(outbox::list_ended))
