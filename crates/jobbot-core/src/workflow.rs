@@ -24,11 +24,16 @@
 //! - [`MediaToContact`]: an operator's file from a topic goes to the contact through the
 //!   conversation's agent (the account whose copy of the message carries the file reference);
 //!   when it is not delivered, a note in the topic says why.
+//! - [`AiTurn`]: one AI turn of a conversation: the model's answer, then the suggestion posted
+//!   into the topic or the reply sent to the contact and mirrored into the topic.
 //!
 //! Operators' text answers from a topic need no workflow: their one step is an outbox message,
 //! queued (idempotently) while the update is taken in.
 
 use std::time::Duration;
+
+mod ai_turn;
+pub use ai_turn::{AiEnd, AiOutcome, AiStep, AiTurn};
 
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +75,7 @@ pub enum Workflow {
     AutoResponse(AutoResponse),
     RelayToTopic(RelayToTopic),
     MediaToContact(MediaToContact),
+    AiTurn(AiTurn),
 }
 
 /// What a workflow's executor does next.
@@ -120,6 +126,23 @@ pub enum Effect {
     /// Queue an operator's file to the contact, by the conversation's agent (idempotency key
     /// `relay_to_contact:<group>:<message id>`).
     QueueToContact { conversation: ConversationId },
+    /// Run the AI turn (or read its stored decision) and apply it to the conversation's AI
+    /// record; answer [`Event::AiDecided`].
+    AiGenerate {
+        conversation: ConversationId,
+        turn: u64,
+    },
+    /// Queue the turn's reply to the contact by the conversation's agent (key
+    /// `ai_reply:<conversation>:<turn>`), after the channel's reply delay.
+    AiQueueReply {
+        conversation: ConversationId,
+        turn: u64,
+    },
+    /// Record the turn's reply as sent in the conversation's AI (once per turn).
+    AiRecordSent {
+        conversation: ConversationId,
+        turn: u64,
+    },
     /// Nothing more to do.
     Finished,
 }
@@ -161,6 +184,7 @@ pub enum Event {
     },
     Forked,
     Replied,
+    AiDecided(AiOutcome),
 }
 
 /// Which post into a conversation's topic.
@@ -177,6 +201,10 @@ pub enum PostKind {
     MediaNote,
     /// An operator's file that did not reach the contact, and why.
     DeliveryNote,
+    /// An AI suggestion for the operators (never relayed).
+    AiSuggestion,
+    /// An AI reply as it was sent to the contact.
+    AiMirror,
 }
 
 /// Why an auto-response was not queued.
@@ -914,6 +942,7 @@ impl Workflow {
             Self::AutoResponse(_) => "auto_response",
             Self::RelayToTopic(_) => "relay_to_topic",
             Self::MediaToContact(_) => "media_to_contact",
+            Self::AiTurn(_) => "ai_turn",
         }
     }
 
@@ -926,6 +955,7 @@ impl Workflow {
             Self::MediaToContact(workflow) => {
                 matches!(workflow.step, MediaToContactStep::Finished { .. })
             }
+            Self::AiTurn(workflow) => matches!(workflow.step, AiStep::Finished { .. }),
         }
     }
 
@@ -935,6 +965,7 @@ impl Workflow {
             Self::AutoResponse(workflow) => workflow.effect(now),
             Self::RelayToTopic(workflow) => workflow.effect(now),
             Self::MediaToContact(workflow) => workflow.effect(now),
+            Self::AiTurn(workflow) => workflow.effect(now),
         }
     }
 
@@ -947,6 +978,7 @@ impl Workflow {
             Self::MediaToContact(workflow) => {
                 Self::MediaToContact(workflow.on(event, now, settings))
             }
+            Self::AiTurn(workflow) => Self::AiTurn(workflow.on(event, now, settings)),
         }
     }
 }

@@ -29,6 +29,8 @@
 //!   messages whose ids are on record as jobbot's posts are ignored. No text-prefix matching.
 //! - Every send goes through the outbox (paced, durable, failed over); human-like delays are the
 //!   outbox's `not_before`, never a sleep that holds anything up.
+//! - AI conversations (`crm_ai.rs`) are stored records and `AiTurn` workflows: a suggestion is
+//!   posted into the topic and never relayed; an operator's message hands the conversation over.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -65,6 +67,10 @@ use crate::owner::LinkState;
 use crate::router::TelegramEvents;
 use crate::supervisor::ShutdownSignal;
 use crate::vacancy::Vacancy;
+
+#[path = "crm_ai.rs"]
+mod ai;
+pub use ai::{AiParts, SEND_SUGGESTION, SuggestionSent};
 
 /// The seam for automatic replies in a conversation (AI replies come later). Called after a
 /// contact's message was relayed into the topic; a reply it returns is sent to the contact by the
@@ -147,6 +153,8 @@ pub struct CrmParts {
     /// The CRM's share of the engine's Telegram events (`router::fan_out`).
     pub telegram: TelegramEvents,
     pub replier: Arc<dyn AutoReplier>,
+    /// AI conversations (`None`: operators answer alone).
+    pub ai: Option<AiParts>,
     pub settings: CrmSettings,
 }
 
@@ -177,6 +185,7 @@ struct Shared {
     store: Arc<dyn Store>,
     config: watch::Receiver<Arc<Config>>,
     replier: Arc<dyn AutoReplier>,
+    ai: Option<AiParts>,
     settings: CrmSettings,
     workflows: WorkflowSettings,
     events: tokio::sync::Mutex<TelegramEvents>,
@@ -234,6 +243,7 @@ impl Crm {
             engine: parts.engine,
             config: parts.config,
             replier: parts.replier,
+            ai: parts.ai,
             workflows: parts.settings.workflows(),
             rng: Mutex::new(StdRng::seed_from_u64(parts.settings.seed)),
             settings: parts.settings,
@@ -450,6 +460,29 @@ impl CrmHandle {
         }]
     }
 
+    /// Sends the conversation's pending AI suggestion to the contact (the web's send button;
+    /// the topic's "+" does the same).
+    pub async fn send_suggestion(&self, id: ConversationId) -> Result<SuggestionSent, CrmError> {
+        match self.shared.store.conversation(id).await? {
+            Some(conversation) => self.shared.send_suggestion(&conversation).await,
+            None => Ok(SuggestionSent::NoConversation),
+        }
+    }
+
+    /// Gives a handed-over conversation back to the AI; `false` when it was not handed over
+    /// (or there is no such conversation, or no AI).
+    pub async fn release_ai(&self, id: ConversationId) -> Result<bool, CrmError> {
+        match self.shared.store.conversation(id).await? {
+            Some(conversation) => self.shared.release_ai(&conversation).await,
+            None => Ok(false),
+        }
+    }
+
+    /// The conversations' AI records, when the CRM runs AI conversations.
+    pub fn ai_store(&self) -> Option<Arc<dyn jobbot_core::ai::AiStore>> {
+        self.shared.ai.as_ref().map(|ai| Arc::clone(&ai.store))
+    }
+
     /// Has the executor look at these workflows now (they were started elsewhere).
     pub fn wake(&self, ids: &[WorkflowId]) {
         for id in ids {
@@ -513,7 +546,9 @@ impl Shared {
             .iter()
             .any(|record| match &record.state {
                 Workflow::AutoResponse(workflow) => workflow.contact_id() == Some(contact),
-                Workflow::RelayToTopic(_) | Workflow::MediaToContact(_) => false,
+                Workflow::RelayToTopic(_) | Workflow::MediaToContact(_) | Workflow::AiTurn(_) => {
+                    false
+                }
             }))
     }
 
@@ -684,8 +719,18 @@ impl Shared {
                 let Workflow::RelayToTopic(relay) = state else {
                     return Ok(Event::Woke);
                 };
+                self.ai_on_contact(conversation, &relay.message).await?;
                 self.auto_reply(conversation, &relay.message).await?;
                 Event::Replied
+            }
+            Effect::AiGenerate { conversation, turn } => {
+                self.ai_generate(conversation, turn).await?
+            }
+            Effect::AiQueueReply { conversation, turn } => {
+                self.ai_queue_reply(state, conversation, turn).await?
+            }
+            Effect::AiRecordSent { conversation, turn } => {
+                self.ai_record_sent(state, conversation, turn).await?
             }
         })
     }
@@ -1068,6 +1113,8 @@ impl Shared {
                     delivery_reason(delivery)
                 ))),
             ),
+            (PostKind::AiSuggestion, Workflow::AiTurn(turn)) => ai::ai_post(id, turn, true),
+            (PostKind::AiMirror, Workflow::AiTurn(turn)) => ai::ai_post(id, turn, false),
             // A post that does not belong to its workflow: nothing to post.
             _ => return Ok(Event::NoConversation),
         };
@@ -1101,6 +1148,10 @@ impl Shared {
             self.store
                 .record_own_post(conversation.group, message.message_id, Some(id))
                 .await?;
+            if let (PostKind::AiSuggestion, Workflow::AiTurn(turn)) = (post, state) {
+                self.ai_suggestion_posted(&conversation, turn.turn, message.message_id)
+                    .await?;
+            }
         }
         let (direction, source) = match (post, state) {
             (PostKind::ContactMessage | PostKind::MediaNote, Workflow::RelayToTopic(relay)) => (
@@ -1287,6 +1338,11 @@ impl Shared {
         if sender.id == conversation.contact {
             return Ok(());
         }
+        // An operator's message hands the conversation over (or, as "+", sends the pending AI
+        // suggestion instead of being relayed).
+        if self.ai_on_operator(&conversation, &message.text).await? {
+            return Ok(());
+        }
         if message.file.is_some() {
             // A file goes out by the conversation's agent, from its own copy of the message: the
             // file reference of any other account's copy is refused (FILE_REFERENCE_EXPIRED).
@@ -1365,6 +1421,41 @@ impl Shared {
         key: String,
         source: Option<(ChatId, i32)>,
     ) -> Result<Option<OutboxId>, CrmError> {
+        let now = self.now();
+        let not_before = self
+            .config()
+            .channel(&conversation.channel_id)
+            .and_then(|channel| self.human_delay(channel, now));
+        let Some(outbox) = self
+            .enqueue_to_contact(conversation, content, key, not_before)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if source.is_some() {
+            self.store
+                .record_relay(&RelayRecord {
+                    conversation: conversation.id,
+                    direction: RelayDirection::TopicToContact,
+                    source,
+                    outbox: Some(outbox),
+                    at: now,
+                })
+                .await?;
+        }
+        self.store.touch_conversation(conversation.id, now).await?;
+        Ok(Some(outbox))
+    }
+
+    /// Queues a message to the contact by the conversation's agent, at most once per `key`;
+    /// `None` when the agent cannot address the contact.
+    async fn enqueue_to_contact(
+        &self,
+        conversation: &Conversation,
+        content: MessageContent,
+        key: String,
+        not_before: Option<UnixMillis>,
+    ) -> Result<Option<OutboxId>, CrmError> {
         let recipient = match (&conversation.contact_peer, &conversation.contact_username) {
             (Some(peer), username) => Recipient::KnownPeer {
                 peer: *peer,
@@ -1379,10 +1470,6 @@ impl Shared {
             }
         };
         let now = self.now();
-        let not_before = self
-            .config()
-            .channel(&conversation.channel_id)
-            .and_then(|channel| self.human_delay(channel, now));
         let ticket = self
             .engine
             .enqueue(NewOutboxMessage {
@@ -1400,18 +1487,6 @@ impl Shared {
                 expires_at: UnixMillis(0),
             })
             .await?;
-        if source.is_some() {
-            self.store
-                .record_relay(&RelayRecord {
-                    conversation: conversation.id,
-                    direction: RelayDirection::TopicToContact,
-                    source,
-                    outbox: Some(ticket.id),
-                    at: now,
-                })
-                .await?;
-        }
-        self.store.touch_conversation(conversation.id, now).await?;
         Ok(Some(ticket.id))
     }
 

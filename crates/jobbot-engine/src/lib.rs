@@ -23,7 +23,8 @@ mod vacancy;
 pub use calls::{CallPermit, CallWait};
 pub use clock::EngineClock;
 pub use crm::{
-    AutoReplier, Crm, CrmError, CrmHandle, CrmParts, CrmSettings, NoAutoReplies, RunningCrm,
+    AiParts, AutoReplier, Crm, CrmError, CrmHandle, CrmParts, CrmSettings, NoAutoReplies,
+    RunningCrm, SEND_SUGGESTION, SuggestionSent,
 };
 pub use dispatcher::{AgentView, LinkStates, PoolView};
 pub use engine::{DispatcherEnd, Engine, EngineError, EngineSettings, OutboxTicket};

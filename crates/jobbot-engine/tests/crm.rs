@@ -104,6 +104,16 @@ struct Running {
 }
 
 async fn start(w: &World, config: Config, store: Arc<dyn Store>, settings: CrmSettings) -> Running {
+    start_with_ai(w, config, store, settings, None).await
+}
+
+async fn start_with_ai(
+    w: &World,
+    config: Config,
+    store: Arc<dyn Store>,
+    settings: CrmSettings,
+    ai: Option<jobbot_engine::AiParts>,
+) -> Running {
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let engine = Engine::start(
         EngineSettings {
@@ -122,6 +132,7 @@ async fn start(w: &World, config: Config, store: Arc<dyn Store>, settings: CrmSe
         engine: engine.clone(),
         config: config_rx,
         replier: Arc::new(NoAutoReplies),
+        ai,
         settings,
     })
     .await
@@ -1384,4 +1395,445 @@ async fn an_operators_file_waiting_in_the_outbox_survives_a_restart_and_goes_onc
             if relay.step == MediaToContactStep::Finished { end: MediaToContactEnd::Delivered }
     ));
     running.stop().await;
+}
+
+// ----- AI conversations (#17): every mode, the hand-over, the opt-out, failures, a restart -----
+//
+// The model is a scripted OpenAI-compatible provider over real HTTP. It runs on a thread and a
+// runtime of its own: the test's clock is paused (the simulator's and the engine's waits pass at
+// once), and the server must answer in real time while the engine waits for it.
+
+mod ai {
+    use super::*;
+    use jobbot_ai::{
+        ClientSettings, LlmClient, ProviderServer, Reply, RetryAfter, RetryPolicy, Script,
+    };
+    use jobbot_core::ai::{AiControl, AiRecord, AiStore};
+    use jobbot_core::store::ConversationId;
+    use jobbot_engine::{AiParts, SuggestionSent};
+    use jobbot_store::MemoryStore;
+
+    const ANSWER: &str = "Добрый день! Расскажите, пожалуйста, о задаче подробнее.";
+
+    /// The scripted provider on its own thread until dropped.
+    struct Provider {
+        base_url: String,
+        script: Arc<Script>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Provider {
+        fn start(script: Arc<Script>) -> Self {
+            let (url_tx, url_rx) = std::sync::mpsc::channel();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let responder = Arc::clone(&script);
+            let thread = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let server = ProviderServer::on_loopback(responder).await.unwrap();
+                    url_tx.send(server.base_url()).unwrap();
+                    let _ = stopped.await;
+                    server.stop().await;
+                });
+            });
+            Self {
+                base_url: url_rx.recv().unwrap(),
+                script,
+                stop: Some(stop),
+                thread: Some(thread),
+            }
+        }
+
+        fn requests(&self) -> usize {
+            *self.script.request_count().borrow()
+        }
+    }
+
+    impl Drop for Provider {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn answering(text: &'static str) -> Arc<Script> {
+        Script::then([], Arc::new(move |_| Reply::Answer(text.to_owned())))
+    }
+
+    fn ai_config(w: &World, provider: &Provider, mode: &str) -> Config {
+        let channel = channel_json(
+            "channel_1",
+            w,
+            json!({
+                "ai_conversation_enabled": true,
+                "ai_config": {
+                    "mode": mode, "llm_provider": "scripted", "llm_model": "scripted",
+                    "use_state_analyzer": false, "reply_delay_seconds": [3, 8]
+                }
+            }),
+        );
+        config::load(
+            &json!({
+                "output_channels": [channel],
+                "llm_providers": {
+                    "scripted": {"base_url": provider.base_url, "api_key": "sk-test"}
+                }
+            })
+            .to_string(),
+        )
+        .expect("test config is valid")
+        .config
+    }
+
+    fn parts(store: &Arc<MemoryStore>) -> AiParts {
+        let settings = ClientSettings {
+            // Virtual time runs while the real request is answered: a long timeout, never hit.
+            request_timeout: Duration::from_secs(7 * 24 * 3600),
+            connect_timeout: Duration::from_secs(7 * 24 * 3600),
+            retry: RetryPolicy {
+                attempts_per_model: 3,
+                base_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(4),
+                max_retry_after: Duration::from_secs(30),
+            },
+        };
+        AiParts {
+            store: Arc::clone(store) as Arc<dyn AiStore>,
+            client: Arc::new(LlmClient::new(settings, Arc::new(|_| None)).unwrap()),
+            knowledge: None,
+        }
+    }
+
+    /// A conversation in `mode`: the auto-response delivered and mirrored into its topic.
+    struct Conversation {
+        w: World,
+        store: Arc<MemoryStore>,
+        running: Running,
+        agent: ChatId,
+        topic: TopicId,
+        id: ConversationId,
+    }
+
+    async fn conversation(provider: &Provider, mode: &str) -> Conversation {
+        let w = world(true);
+        let store = Arc::new(MemoryStore::new());
+        let running = start_ai(&w, provider, mode, &store).await;
+        running
+            .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+            .await;
+        w.wait_inbox(w.recruiter, 1).await;
+        let agent = w.agents[w.recruiter_inbox()[0].0];
+        let (topic, _) = w.wait_topic_post("Hi Anna!").await;
+        let id = store
+            .conversation_by_topic(w.group, topic)
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        Conversation {
+            w,
+            store,
+            running,
+            agent,
+            topic,
+            id,
+        }
+    }
+
+    async fn start_ai(
+        w: &World,
+        provider: &Provider,
+        mode: &str,
+        store: &Arc<MemoryStore>,
+    ) -> Running {
+        start_with_ai(
+            w,
+            ai_config(w, provider, mode),
+            Arc::clone(store) as Arc<dyn Store>,
+            settings(),
+            Some(parts(store)),
+        )
+        .await
+    }
+
+    impl Conversation {
+        async fn record(&self) -> AiRecord {
+            self.store
+                .ai_record(self.id)
+                .await
+                .unwrap()
+                .map(|stored| stored.record)
+                .unwrap_or_default()
+        }
+
+        async fn wait_record(&self, what: &str, check: impl Fn(&AiRecord) -> bool) {
+            wait_until(what, || async { check(&self.record().await) }).await;
+        }
+
+        fn contact_writes(&self, text: &str) {
+            self.w.world.send_direct(self.w.recruiter, self.agent, text);
+        }
+
+        fn operator_writes(&self, text: &str) {
+            self.w
+                .world
+                .group_post(self.w.group, self.w.operator, Some(self.topic), text)
+                .unwrap();
+        }
+
+        fn inbox(&self) -> Vec<String> {
+            self.w
+                .recruiter_inbox()
+                .into_iter()
+                .map(|(_, text)| text)
+                .collect()
+        }
+
+        /// Lets anything that would leak (a suggestion relayed, a second send) have its chance.
+        async fn settle(&self) {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn suggest_posts_a_marked_suggestion_that_only_an_operators_plus_sends() {
+        let provider = Provider::start(answering(ANSWER));
+        let c = conversation(&provider, "suggest").await;
+        c.contact_writes("Сколько вы платите?");
+        let (topic, suggestion) = c.w.wait_topic_post("Подсказка ИИ").await;
+        assert_eq!(topic, c.topic);
+        assert!(suggestion.text.contains(ANSWER), "{}", suggestion.text);
+        assert!(suggestion.text.contains("не отправлена"));
+        c.settle().await;
+        assert_eq!(c.inbox().len(), 1, "a suggestion never reaches the contact");
+        c.wait_record("the suggestion's post is remembered", |r| {
+            r.suggestion
+                .as_ref()
+                .is_some_and(|s| s.message_id.is_some())
+        })
+        .await;
+
+        c.operator_writes("+");
+        c.w.wait_inbox(c.w.recruiter, 2).await;
+        c.settle().await;
+        let inbox = c.inbox();
+        assert_eq!(inbox.len(), 2, "{inbox:?}");
+        assert_eq!(inbox[1], ANSWER, "the suggestion went out, and '+' did not");
+        let record = c.record().await;
+        assert_eq!(record.suggestion, None);
+        assert_eq!(
+            record.state.control,
+            AiControl::Active,
+            "'+' hands nothing over"
+        );
+        // A second '+' sends nothing more.
+        c.operator_writes("+");
+        c.settle().await;
+        assert_eq!(c.inbox().len(), 2);
+        // The web's send button does what '+' does, once.
+        c.contact_writes("А сроки?");
+        c.wait_record("a second suggestion", |r| r.suggestion.is_some())
+            .await;
+        let handle = c.running.crm.crm().handle();
+        assert_eq!(
+            handle.send_suggestion(c.id).await.unwrap(),
+            SuggestionSent::Queued
+        );
+        assert_eq!(
+            handle.send_suggestion(c.id).await.unwrap(),
+            SuggestionSent::NonePending
+        );
+        c.w.wait_inbox(c.w.recruiter, 3).await;
+        c.settle().await;
+        assert_eq!(c.inbox().len(), 3);
+
+        let stats = c.store.ai_stats().await.unwrap();
+        assert_eq!(stats.len(), 1);
+        let counters = stats[0].counters;
+        assert_eq!(
+            (counters.suggestions, counters.replies_sent, counters.errors),
+            (2, 2, 0)
+        );
+        assert!(counters.prompt_tokens > 0 && counters.completion_tokens > 0);
+        // The model saw the contact's message.
+        let asked = provider.script.received();
+        assert_eq!(asked.len(), 2);
+        assert!(
+            asked[0]
+                .messages
+                .iter()
+                .any(|m| m.content.contains("Сколько вы платите?"))
+        );
+        assert_eq!(asked[0].bearer.as_deref(), Some("sk-test"));
+        c.running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_replies_after_the_delay_and_an_operator_takes_over_until_released() {
+        let provider = Provider::start(answering(ANSWER));
+        let c = conversation(&provider, "auto").await;
+        c.contact_writes("Сколько вы платите?");
+        c.w.wait_inbox(c.w.recruiter, 2).await;
+        assert_eq!(c.inbox()[1], ANSWER);
+        let (_, mirror) = c.w.wait_topic_post("ИИ ответил").await;
+        assert!(mirror.text.contains(ANSWER));
+        // Sent by the conversation's agent, after the channel's 3–8 s, as stored with it.
+        let reply = all_outbox(&(Arc::clone(&c.store) as Arc<dyn Store>))
+            .await
+            .into_iter()
+            .find(|m| {
+                m.message.idempotency_key.as_deref() == Some(&format!("ai_reply:{}:1", c.id.0))
+            })
+            .expect("the reply went through the outbox");
+        let delay = reply.message.not_before.unwrap().0 - reply.message.created_at.0;
+        assert!((3_000..=8_000).contains(&delay), "{delay}");
+        c.wait_record("the reply is counted", |r| r.counters.replies_sent == 1)
+            .await;
+
+        // The operator answers: the conversation is theirs.
+        c.operator_writes("Я отвечу сам");
+        c.w.wait_inbox(c.w.recruiter, 3).await;
+        c.wait_record("the conversation is handed over", |r| {
+            matches!(r.state.control, AiControl::HandedOver { .. })
+        })
+        .await;
+        c.contact_writes("А удалёнка есть?");
+        c.w.wait_topic_post("А удалёнка есть?").await;
+        c.settle().await;
+        assert_eq!(
+            provider.requests(),
+            1,
+            "the AI is silent while an operator answers"
+        );
+        assert_eq!(c.inbox().len(), 3);
+
+        // Released (the web's action): the AI answers again.
+        let handle = c.running.crm.crm().handle();
+        assert!(handle.release_ai(c.id).await.unwrap());
+        assert!(!handle.release_ai(c.id).await.unwrap());
+        c.contact_writes("И ещё вопрос");
+        c.w.wait_inbox(c.w.recruiter, 4).await;
+        assert_eq!(c.inbox()[3], ANSWER);
+        assert_eq!(provider.requests(), 2);
+        c.running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_opt_out_ends_ai_for_the_contact() {
+        let provider = Provider::start(answering(ANSWER));
+        let c = conversation(&provider, "auto").await;
+        c.contact_writes("Пожалуйста, не пишите мне больше");
+        c.w.wait_topic_post("ИИ для этого контакта выключен").await;
+        c.contact_writes("Хотя ладно, сколько платите?");
+        c.w.wait_topic_post("Хотя ладно").await;
+        c.settle().await;
+        assert_eq!(provider.requests(), 0);
+        assert_eq!(c.inbox().len(), 1);
+        assert!(matches!(
+            c.record().await.state.control,
+            AiControl::OptedOut { .. }
+        ));
+        c.running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn manual_records_the_history_and_asks_no_model() {
+        let provider = Provider::start(answering(ANSWER));
+        let c = conversation(&provider, "manual").await;
+        c.contact_writes("Здравствуйте");
+        c.w.wait_topic_post("Здравствуйте").await;
+        c.wait_record("the message is in the history", |r| r.history.len() == 1)
+            .await;
+        c.settle().await;
+        assert_eq!(provider.requests(), 0);
+        assert_eq!(c.inbox().len(), 1);
+        c.running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limits_server_errors_and_malformed_answers_are_retried_or_counted() {
+        let script = Script::new([
+            Reply::Error {
+                status: 429,
+                code: "rate_limited".into(),
+                retry_after: Some(RetryAfter::Seconds(2)),
+            },
+            Reply::Error {
+                status: 503,
+                code: "overloaded".into(),
+                retry_after: None,
+            },
+            Reply::Answer("Ответ после сбоев".into()),
+        ]);
+        let provider = Provider::start(script);
+        let c = conversation(&provider, "suggest").await;
+        c.contact_writes("Первый вопрос");
+        c.w.wait_topic_post("Ответ после сбоев").await;
+        assert_eq!(provider.requests(), 3);
+        c.wait_record("the first turn is decided", |r| r.state.in_flight.is_none())
+            .await;
+
+        // Malformed JSON is not retried on the same model; with no fallback the turn fails.
+        provider.script.push([Reply::Raw("{not json".into())]);
+        c.contact_writes("Второй вопрос");
+        c.wait_record("the failure is counted", |r| r.counters.errors == 1)
+            .await;
+        assert_eq!(provider.requests(), 4);
+        let record = c.record().await;
+        assert_eq!(
+            record.state.in_flight, None,
+            "a failed turn frees the conversation"
+        );
+        assert_eq!(record.counters.suggestions, 1);
+
+        provider.script.push([Reply::Answer("Третий ответ".into())]);
+        c.contact_writes("Третий вопрос");
+        c.w.wait_topic_post("Третий ответ").await;
+        let stats = c.store.ai_stats().await.unwrap();
+        assert_eq!(
+            (stats[0].counters.suggestions, stats[0].counters.errors),
+            (2, 1)
+        );
+        c.running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_between_the_decision_and_the_send_sends_once_and_asks_no_model_again() {
+        let provider = Provider::start(Script::new([Reply::Answer(ANSWER.into())]));
+        let c = conversation(&provider, "auto").await;
+        c.contact_writes("Сколько вы платите?");
+        // Stopped as soon as the decision is on record: the reply waits out its 3–8 s delay.
+        c.wait_record("the turn is decided", |r| r.decided.is_some())
+            .await;
+        let Conversation {
+            w,
+            store,
+            running,
+            id,
+            ..
+        } = c;
+        running.stop().await;
+        assert_eq!(w.recruiter_inbox().len(), 1, "not sent before the stop");
+
+        let running = start_ai(&w, &provider, "auto", &store).await;
+        w.wait_inbox(w.recruiter, 2).await;
+        w.wait_topic_post("ИИ ответил").await;
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let inbox = w.recruiter_inbox();
+        assert_eq!(inbox.len(), 2, "{inbox:?}");
+        assert_eq!(inbox[1].1, ANSWER);
+        // The script had one answer: a second question would have failed the turn.
+        assert_eq!(provider.requests(), 1);
+        let record = store.ai_record(id).await.unwrap().unwrap().record;
+        assert_eq!(record.counters.replies_sent, 1);
+        running.stop().await;
+    }
 }

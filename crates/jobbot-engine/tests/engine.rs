@@ -717,7 +717,14 @@ async fn a_stop_hands_back_the_sends_not_begun_and_the_next_start_sends_them_onc
     }
     // The first is handed to the account (its attempt is on record): the account is typing.
     tokio::time::timeout(Duration::from_secs(600), async {
-        while store.outbox_message(ids[0]).await.unwrap().unwrap().in_doubt.is_none() {
+        while store
+            .outbox_message(ids[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .in_doubt
+            .is_none()
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -732,7 +739,10 @@ async fn a_stop_hands_back_the_sends_not_begun_and_the_next_start_sends_them_onc
     for id in &ids {
         let message = store.outbox_message(*id).await.unwrap().unwrap();
         assert_eq!(message.status, OutboxStatus::Pending, "{message:?}");
-        assert_eq!(message.in_doubt, None, "nothing of it reached Telegram: {message:?}");
+        assert_eq!(
+            message.in_doubt, None,
+            "nothing of it reached Telegram: {message:?}"
+        );
     }
 
     // The next start sends each once.

@@ -138,6 +138,7 @@ impl Harness {
             config: config_rx.clone(),
             telegram: streams.pop().unwrap(),
             replier: Arc::new(NoAutoReplies),
+            ai: None,
             settings: CrmSettings::default(),
         })
         .await

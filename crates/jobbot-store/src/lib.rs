@@ -15,9 +15,12 @@
 //! - All of them also implement the core's [`jobbot_core::ai::knowledge::KnowledgeIndex`]: the
 //!   AI's knowledge files, searched with SQLite FTS5, PostgreSQL full-text search, or BM25 in
 //!   memory.
+//! - All of them also implement the core's [`jobbot_core::ai::AiStore`]: each conversation's AI
+//!   record (state, history, pending suggestion, counters), written with a version check.
 //! - [`MemoryStore`] implements the same port in memory, with the same semantics and the same
 //!   conformance checks, for the engine's paused-time tests and benchmarks. It persists nothing.
 
+mod ai_state;
 mod config_store;
 mod knowledge;
 mod leases;

@@ -45,11 +45,19 @@ pub struct MemoryStore {
     /// The knowledge files (`KnowledgeIndex`, in `knowledge.rs`): no method touches them and
     /// another table together.
     knowledge: Mutex<crate::knowledge::KnowledgeTables>,
+    /// The conversations' AI records (`AiStore`, in `ai_state.rs`).
+    ai: Mutex<crate::ai_state::AiTables>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub(crate) fn ai(&self) -> MutexGuard<'_, crate::ai_state::AiTables> {
+        self.ai
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn knowledge(&self) -> MutexGuard<'_, crate::knowledge::KnowledgeTables> {

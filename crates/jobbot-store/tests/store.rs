@@ -3989,3 +3989,165 @@ mod test_database {
         )
     }
 }
+
+// ----- Conversations' AI records (`AiStore`, #17 items 3, 1) -----
+
+mod ai_records {
+    use jobbot_core::ai::{AiMode, AiPolicy, AiRecord, AiSettings, AiStore, TurnResult};
+    use jobbot_core::store::{ConversationId, UnixMillis};
+    use jobbot_store::{MemoryStore, SqliteStore};
+
+    const AT: UnixMillis = UnixMillis(1_750_000_000_000);
+
+    fn record_with_a_suggestion() -> AiRecord {
+        let policy = AiPolicy::from_settings(&AiSettings {
+            mode: AiMode::Suggest,
+            ..AiSettings::default()
+        });
+        let mut record = AiRecord::default();
+        record.take_contact_message(7, "Здравствуйте", &policy, AT);
+        let turn = record.state.in_flight.expect("a turn started").number;
+        record.decide(
+            turn,
+            TurnResult {
+                analysis: None,
+                reply: Some("Добрый день"),
+                prompt_tokens: 100,
+                completion_tokens: 20,
+                failed_calls: 1,
+            },
+            &policy,
+            AT,
+        );
+        record
+    }
+
+    pub async fn checks(store: &dyn AiStore) {
+        let (one, two) = (ConversationId(1), ConversationId(2));
+        assert_eq!(store.ai_record(one).await.unwrap(), None);
+        let record = record_with_a_suggestion();
+        // The first write expects no record; a second first write loses.
+        assert_eq!(
+            store
+                .save_ai_record(one, "c1", 0, &record, AT)
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            store
+                .save_ai_record(one, "c1", 0, &AiRecord::default(), AT)
+                .await
+                .unwrap(),
+            None
+        );
+        let stored = store.ai_record(one).await.unwrap().unwrap();
+        assert_eq!((stored.version, &stored.record), (1, &record));
+        assert_eq!(stored.channel_id, "c1");
+        // A write from a stale version is refused and changes nothing.
+        let mut changed = record.clone();
+        changed.operator_wrote("Я сам", AT);
+        assert_eq!(
+            store
+                .save_ai_record(one, "c1", 1, &changed, AT)
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            store
+                .save_ai_record(one, "c1", 1, &record, AT)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.ai_record(one).await.unwrap().unwrap().record, changed);
+        store
+            .save_ai_record(two, "c1", 0, &record, AT)
+            .await
+            .unwrap();
+        store
+            .save_ai_record(ConversationId(3), "c2", 0, &AiRecord::default(), AT)
+            .await
+            .unwrap();
+        let stats = store.ai_stats().await.unwrap();
+        assert_eq!(stats.len(), 2);
+        assert_eq!(
+            (
+                stats[0].channel_id.as_str(),
+                stats[0].conversations,
+                stats[0].counters.suggestions,
+                stats[0].counters.prompt_tokens,
+                stats[0].counters.completion_tokens,
+                stats[0].counters.errors,
+                stats[0].counters.replies_sent
+            ),
+            ("c1", 2, 2, 200, 40, 2, 0)
+        );
+        assert_eq!(
+            (stats[1].channel_id.as_str(), stats[1].conversations),
+            ("c2", 1)
+        );
+    }
+
+    /// An AI turn is a stored workflow like the others (a CHECK on the kind once refused it).
+    pub async fn ai_turns_are_stored_workflows(store: &dyn jobbot_core::store::Store) {
+        use jobbot_core::store::NewWorkflow;
+        use jobbot_core::workflow::{AiTurn, Workflow};
+        let workflow = NewWorkflow {
+            key: AiTurn::key(ConversationId(1), 1),
+            state: Workflow::AiTurn(AiTurn::new(ConversationId(1), 1)),
+            created_at: AT,
+        };
+        let (id, _) = store.start_workflow(&workflow).await.unwrap();
+        let (again, _) = store.start_workflow(&workflow).await.unwrap();
+        assert_eq!(id, again);
+        let active = store.active_workflows().await.unwrap();
+        assert!(
+            active
+                .iter()
+                .any(|record| record.id == id && record.state == workflow.state)
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_ai_records_pass_the_checks_and_survive_a_reopen() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(directory.path()).await.unwrap();
+        checks(&store).await;
+        ai_turns_are_stored_workflows(&store).await;
+        store.close().await;
+        let reopened = SqliteStore::open(directory.path()).await.unwrap();
+        let stored = reopened
+            .ai_record(ConversationId(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.version, 2);
+        assert!(stored.record.state.in_flight.is_none());
+        reopened.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_ai_records_pass_the_checks_and_survive_a_reconnect() {
+        let database = super::test_database::TestDatabase::create().await;
+        checks(&database.store).await;
+        ai_turns_are_stored_workflows(&database.store).await;
+        database.store.close().await;
+        let reconnected = database.connect_again().await;
+        let stored = reconnected
+            .ai_record(ConversationId(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.version, 2);
+        reconnected.close().await;
+        database.close().await;
+    }
+
+    #[tokio::test]
+    async fn memory_ai_records_pass_the_checks() {
+        checks(&MemoryStore::new()).await;
+        ai_turns_are_stored_workflows(&MemoryStore::new()).await;
+    }
+}

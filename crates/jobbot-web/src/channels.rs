@@ -70,6 +70,12 @@ pub struct ChannelFields {
     #[schema(schema_with = constraints::optional_template_schema)]
     pub auto_response_template: Option<String>,
     pub ai_conversation_enabled: Option<bool>,
+    /// `ai_config.mode`: `manual`, `suggest` or `auto`.
+    pub ai_mode: Option<String>,
+    /// `ai_config.llm_provider`: a preset (`groq`, `openai`, …) or an `llm_providers` entry.
+    pub ai_provider: Option<String>,
+    /// `ai_config.llm_model`; empty: the provider's default model.
+    pub ai_model: Option<String>,
     pub instant_response: Option<bool>,
     #[schema(schema_with = constraints::optional_delay_schema)]
     pub human_delay: Option<HumanDelay>,
@@ -116,6 +122,12 @@ pub struct NewChannel {
     #[schema(schema_with = constraints::optional_template_schema)]
     pub auto_response_template: Option<String>,
     pub ai_conversation_enabled: Option<bool>,
+    /// `ai_config.mode`: `manual`, `suggest` or `auto`.
+    pub ai_mode: Option<String>,
+    /// `ai_config.llm_provider`: a preset (`groq`, `openai`, …) or an `llm_providers` entry.
+    pub ai_provider: Option<String>,
+    /// `ai_config.llm_model`; empty: the provider's default model.
+    pub ai_model: Option<String>,
     pub instant_response: Option<bool>,
     #[schema(schema_with = constraints::optional_delay_schema)]
     pub human_delay: Option<HumanDelay>,
@@ -144,6 +156,9 @@ impl From<NewChannel> for ChannelFields {
             auto_response_enabled: new.auto_response_enabled,
             auto_response_template: new.auto_response_template,
             ai_conversation_enabled: new.ai_conversation_enabled,
+            ai_mode: new.ai_mode,
+            ai_provider: new.ai_provider,
+            ai_model: new.ai_model,
             instant_response: new.instant_response,
             human_delay: new.human_delay,
             agent_pacing: new.agent_pacing,
@@ -859,10 +874,27 @@ fn apply_fields(
         auto_response_enabled,
         auto_response_template,
         ai_conversation_enabled,
+        ai_mode,
+        ai_provider,
+        ai_model,
         instant_response,
         human_delay,
         agent_pacing,
     } = fields;
+    let mode = ai_mode
+        .map(|text| {
+            jobbot_core::ai::AiMode::parse(&text)
+                .ok_or_else(|| ApiError::invalid("ai_mode", "must be manual, suggest or auto"))
+        })
+        .transpose()?;
+    jobbot_core::ai::AiEdit {
+        enabled: None,
+        mode,
+        provider: ai_provider,
+        model: ai_model.map(|model| (!model.trim().is_empty()).then_some(model)),
+        prompts: None,
+    }
+    .apply(channel);
     set(&mut channel.name, name);
     set(&mut channel.telegram_id, telegram_id);
     set(&mut channel.enabled, enabled);

@@ -22,6 +22,7 @@ mod channels;
 pub mod client;
 mod cluster;
 mod constraints;
+mod conversations;
 mod doctor;
 mod error;
 mod health;
@@ -127,6 +128,8 @@ struct StateInner {
     api_credentials: ApiCredentials,
     /// Held while the doctor's checks run (one run at a time).
     doctor_running: tokio::sync::Mutex<()>,
+    /// The CRM's AI conversations, when the process runs them (`jobbot run`, `jobbot demo`).
+    ai: OnceLock<jobbot_engine::CrmHandle>,
 }
 
 impl AppState {
@@ -161,8 +164,20 @@ impl AppState {
                 tasks: OnceLock::new(),
                 api_credentials: settings.api_credentials,
                 doctor_running: tokio::sync::Mutex::new(()),
+                ai: OnceLock::new(),
             }),
         }
+    }
+
+    /// The CRM whose AI conversations `/api/stats`, `/metrics` and the conversation page show
+    /// (set once).
+    pub fn set_crm(&self, crm: jobbot_engine::CrmHandle) {
+        let _ = self.inner.ai.set(crm);
+    }
+
+    /// The conversations' AI records, when the CRM runs AI conversations.
+    fn ai_store(&self) -> Option<Arc<dyn jobbot_core::ai::AiStore>> {
+        self.inner.ai.get().and_then(|crm| crm.ai_store())
     }
 
     /// Shows the supervised tasks' states in `/api/stats` and `/metrics` (set once).
@@ -295,6 +310,7 @@ pub async fn serve_with(
         (name = "channels", description = "Output channels and their agents (written through the config store)"),
         (name = "agents", description = "Agent accounts and their live state"),
         (name = "logins", description = "Telegram logins of the main account and agents"),
+        (name = "conversations", description = "CRM conversations' AI: history, phase, the pending suggestion, hand-over"),
         (name = "status", description = "Statistics, metrics, the live WebSocket and this document"),
         (name = "health", description = "Liveness and readiness, without login"),
     )
@@ -356,6 +372,9 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::follow_qr_login))
         .routes(routes!(logins::qr_login_image))
         .routes(routes!(stats::stats))
+        .routes(routes!(conversations::conversation_ai))
+        .routes(routes!(conversations::send_suggestion))
+        .routes(routes!(conversations::release))
         .routes(routes!(cluster::cluster))
         .routes(routes!(vacancies::list_vacancies))
         .routes(routes!(outbox::list_ended))

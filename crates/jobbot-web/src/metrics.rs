@@ -52,6 +52,11 @@ pub struct AgentStateLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SessionLabels {
     pub session: String,
 }
@@ -138,6 +143,12 @@ pub struct StateGauges {
     agent_learned_calls_per_minute: Family<CallLabels, Gauge<f64, AtomicU64>>,
     /// Every class of call's ceiling per agent (calls per minute).
     agent_call_ceiling_per_minute: Family<CallLabels, Gauge<f64, AtomicU64>>,
+    /// The AI per channel, all time (from the conversations' AI records).
+    ai_suggestions: Family<ChannelLabels, Gauge>,
+    ai_replies_sent: Family<ChannelLabels, Gauge>,
+    ai_prompt_tokens: Family<ChannelLabels, Gauge>,
+    ai_completion_tokens: Family<ChannelLabels, Gauge>,
+    ai_errors: Family<ChannelLabels, Gauge>,
 }
 
 impl StateGauges {
@@ -177,6 +188,35 @@ impl StateGauges {
             "The ceiling of each class of call's rate per agent: the configured pacing for sends, jobbot's conservative defaults for the others",
             self.agent_call_ceiling_per_minute.clone(),
         );
+        for (name, help, family) in [
+            (
+                "ai_suggestions",
+                "AI suggestions posted for operators per channel, all time",
+                &self.ai_suggestions,
+            ),
+            (
+                "ai_replies_sent",
+                "AI replies that reached contacts per channel, all time",
+                &self.ai_replies_sent,
+            ),
+            (
+                "ai_prompt_tokens",
+                "Prompt tokens the AI used per channel, all time",
+                &self.ai_prompt_tokens,
+            ),
+            (
+                "ai_completion_tokens",
+                "Completion tokens the AI used per channel, all time",
+                &self.ai_completion_tokens,
+            ),
+            (
+                "ai_errors",
+                "AI model calls that failed after every retry and fallback per channel, all time",
+                &self.ai_errors,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
     }
 
     /// Reads the store and the engine's status into the gauges. Agents that left the
@@ -202,6 +242,22 @@ impl StateGauges {
         self.agent_learned_first_messages_per_day.clear();
         self.agent_learned_calls_per_minute.clear();
         self.agent_call_ceiling_per_minute.clear();
+        for channel in crate::stats::ai_channels(state).await? {
+            let labels = ChannelLabels {
+                channel: channel.channel_id,
+            };
+            for (family, value) in [
+                (&self.ai_suggestions, channel.suggestions),
+                (&self.ai_replies_sent, channel.replies_sent),
+                (&self.ai_prompt_tokens, channel.prompt_tokens),
+                (&self.ai_completion_tokens, channel.completion_tokens),
+                (&self.ai_errors, channel.errors),
+            ] {
+                family
+                    .get_or_create(&labels)
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
         for agent in &agents {
             for call in &agent.scheduling.calls {
                 let labels = CallLabels {

@@ -62,6 +62,46 @@ pub struct Stats {
     pub flood_waits_total: u64,
     /// PEER_FLOOD limits since this process started.
     pub peer_floods_total: u64,
+    /// AI suggestions posted for operators, all time (from the conversations' AI records).
+    pub ai_suggestions: u64,
+    /// AI replies that reached contacts (`auto`, or a suggestion an operator sent), all time.
+    pub ai_replies_sent: u64,
+    /// The AI per channel: conversations, suggestions, replies sent, tokens and failed calls.
+    pub ai_channels: Vec<AiChannelView>,
+}
+
+/// One channel's AI, all time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AiChannelView {
+    pub channel_id: String,
+    pub conversations: u64,
+    pub suggestions: u64,
+    pub replies_sent: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Model calls that failed after every retry and fallback.
+    pub errors: u64,
+}
+
+/// The AI's counters per channel (none when the process runs no AI).
+pub(crate) async fn ai_channels(state: &AppState) -> Result<Vec<AiChannelView>, ApiError> {
+    let Some(store) = state.ai_store() else {
+        return Ok(Vec::new());
+    };
+    Ok(store
+        .ai_stats()
+        .await?
+        .into_iter()
+        .map(|stats| AiChannelView {
+            channel_id: stats.channel_id,
+            conversations: stats.conversations,
+            suggestions: stats.counters.suggestions,
+            replies_sent: stats.counters.replies_sent,
+            prompt_tokens: stats.counters.prompt_tokens,
+            completion_tokens: stats.counters.completion_tokens,
+            errors: stats.counters.errors,
+        })
+        .collect())
 }
 
 /// Messages an agent sent in one hour (or day) starting at `start_unix_ms`.
@@ -140,7 +180,11 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiErro
         *days.entry((day, hour.session.clone())).or_default() += hour.sent;
     }
     let metrics = state.inner.engine.metrics();
+    let ai_channels = ai_channels(&state).await?;
     Ok(Json(Stats {
+        ai_suggestions: ai_channels.iter().map(|c| c.suggestions).sum(),
+        ai_replies_sent: ai_channels.iter().map(|c| c.replies_sent).sum(),
+        ai_channels,
         success: true,
         revision: snapshot.revision.to_string(),
         total_channels: channels.len(),

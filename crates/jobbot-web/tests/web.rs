@@ -681,6 +681,36 @@ async fn channels_are_created_read_changed_and_deleted_against_the_current_revis
         changed.body["revision"]
     );
 
+    // The AI's mode, provider and model (#17): written into `ai_config`, other keys kept; a
+    // wrong mode is named by its field.
+    let ai = app
+        .send(
+            Method::PUT,
+            &format!("/api/channels/{id}"),
+            json!({"revision": app.revision().await, "ai_mode": "auto",
+                   "ai_provider": "openai", "ai_model": "gpt-4o-mini"}),
+        )
+        .await;
+    assert_eq!(ai.status, StatusCode::OK, "{}", ai.body);
+    let channel = app.config.snapshot().config.channel(&id).unwrap().clone();
+    assert_eq!(channel.ai.mode, jobbot_core::ai::AiMode::Auto);
+    assert_eq!(channel.ai.primary.provider, "openai");
+    assert_eq!(channel.ai.primary.model.as_deref(), Some("gpt-4o-mini"));
+    let wrong = app
+        .send(
+            Method::PUT,
+            &format!("/api/channels/{id}"),
+            json!({"revision": app.revision().await, "ai_mode": "sometimes"}),
+        )
+        .await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        wrong.body
+    );
+    assert_eq!(problem_paths(&wrong), ["ai_mode"]);
+
     // A PUT that sends the masked proxy back keeps the stored one.
     let current = app.revision().await;
     let agents = list.body["channels"][0]["agents"].clone();
@@ -1290,6 +1320,9 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "POST /api/logins/{session}/qr/wait",
         "GET /api/logins/{session}/qr.svg",
         "GET /api/stats",
+        "GET /api/conversations/{id}/ai",
+        "POST /api/conversations/{id}/ai/send",
+        "POST /api/conversations/{id}/ai/release",
         "GET /api/cluster",
         "GET /api/vacancies",
         "GET /api/outbox/ended",

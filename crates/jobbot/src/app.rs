@@ -42,6 +42,8 @@ pub struct AppParts {
     /// With several nodes on one database: this node's name and the lease clock. Sessions are
     /// then used only under their lease (`jobbot_engine::lease`); `None` on a node of its own.
     pub cluster: Option<ClusterSettings>,
+    /// AI conversations in the CRM (`None`: operators answer alone).
+    pub ai: Option<jobbot_engine::AiParts>,
 }
 
 pub struct ClusterSettings {
@@ -134,10 +136,12 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         config: followed.receiver.clone(),
         telegram: crm_events,
         replier: Arc::new(NoAutoReplies),
+        ai: parts.ai,
         settings: parts.crm,
     })
     .await
     .context("could not start the CRM")?;
+    let crm_handle = crm.handle();
     let monitor = Monitor::new(MonitorParts {
         engine: engine.clone(),
         store,
@@ -171,6 +175,7 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
             parts.connector,
         );
         state.set_tasks(supervisor.status());
+        state.set_crm(crm_handle);
         let extra = extra.map(|build| build(&engine));
         // The listener outlives a failed server: each run serves a clone of it.
         let listener = listener

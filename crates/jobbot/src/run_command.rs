@@ -105,6 +105,26 @@ pub async fn connect_database(
         .context("could not open the database (--database-url / DATABASE_URL)")
 }
 
+/// The CRM's AI conversations: records and knowledge in the operational store, keys (`${NAME}`
+/// in `llm_providers`) from the environment, then `DATA_DIR/.env`.
+pub fn ai_parts(
+    records: Arc<dyn jobbot_core::ai::AiStore>,
+    knowledge: Arc<dyn jobbot_core::ai::knowledge::KnowledgeIndex>,
+    data_dir: &DataDir,
+) -> anyhow::Result<jobbot_engine::AiParts> {
+    let variables = data_dir.variables();
+    let client = jobbot_ai::LlmClient::new(
+        jobbot_ai::ClientSettings::default(),
+        Arc::new(move |name: &str| variables(name)),
+    )
+    .context("could not build the AI's HTTP client")?;
+    Ok(jobbot_engine::AiParts {
+        store: records,
+        client: Arc::new(client),
+        knowledge: Some(knowledge),
+    })
+}
+
 impl OperationalStore {
     /// PostgreSQL when a database URL is given (the flag, else `DATABASE_URL` from the
     /// environment or `DATA_DIR/.env`), else SQLite in the data directory.
@@ -120,6 +140,18 @@ impl OperationalStore {
             .context("could not open the database (--database-url / DATABASE_URL)")?;
         tracing::info!("operational store: {}", store.database());
         Ok(Self::Postgres(store))
+    }
+
+    /// The CRM's AI conversations over this store.
+    fn ai_parts(&self, data_dir: &DataDir) -> anyhow::Result<jobbot_engine::AiParts> {
+        match self {
+            Self::Sqlite(store) => {
+                ai_parts(Arc::new(store.clone()), Arc::new(store.clone()), data_dir)
+            }
+            Self::Postgres(store) => {
+                ai_parts(Arc::new(store.clone()), Arc::new(store.clone()), data_dir)
+            }
+        }
     }
 
     fn shared(&self) -> Arc<dyn Store> {
@@ -227,6 +259,7 @@ pub async fn run(
         clock: EngineClock::start(),
         web: Some((listener, web)),
         cluster,
+        ai: Some(store.ai_parts(data_dir)?),
     })
     .await?;
     tracing::info!("🚀 jobbot запущен; Ctrl-C для остановки");

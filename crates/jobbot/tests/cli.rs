@@ -619,10 +619,12 @@ fn sent(stats: &serde_json::Value, what: &str) -> u64 {
 }
 
 /// The README's main command: the demo serves the API, and within a minute of simulated
-/// Telegram traffic it has sent notifications and delivered auto-responses. (The deadline only
-/// bounds the wait; nothing is asserted about how long it took.)
+/// Telegram traffic it has sent notifications, delivered auto-responses, and posted AI
+/// suggestions from its built-in scripted provider (over the OpenAI-compatible HTTP interface)
+/// for the recruiters' answers. (The deadline only bounds the wait; nothing is asserted about
+/// how long it took.)
 #[test]
-fn the_demo_sends_notifications_and_auto_responses() {
+fn the_demo_sends_notifications_and_auto_responses_and_suggests_ai_replies() {
     let dir = tempfile::tempdir().unwrap();
     let token = "demo-test-token-0123456789abcdefghij";
     let (mut child, address, printed) = start_busy_demo(dir.path(), token);
@@ -637,14 +639,23 @@ fn the_demo_sends_notifications_and_auto_responses() {
         "the password is not echoed"
     );
     let (reached, last) = wait_for_stats(&address, token, |stats| {
-        sent(stats, "notifications_sent") > 0 && sent(stats, "auto_responses_sent") > 0
+        sent(stats, "notifications_sent") > 0
+            && sent(stats, "auto_responses_sent") > 0
+            && sent(stats, "ai_suggestions") > 0
     });
+    let metrics = http_get(&address, "/metrics", token).unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
     assert!(
         reached,
-        "no notification and auto-response in the demo's stats: {last}"
+        "no notification, auto-response and AI suggestion in the demo's stats: {last}"
     );
+    assert!(
+        metrics.contains("jobbot_ai_suggestions{channel=\"channel_python\"}"),
+        "{metrics}"
+    );
+    assert_eq!(last["ai_channels"][0]["channel_id"], "channel_python");
+    assert!(sent(&last["ai_channels"][0], "prompt_tokens") > 0, "{last}");
 }
 
 /// One process per data directory: a second demo on the same directory is refused, naming the

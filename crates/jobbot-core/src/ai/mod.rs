@@ -11,14 +11,20 @@ pub mod analysis;
 pub mod conversation;
 pub mod knowledge;
 pub mod prompt;
+pub mod record;
 pub mod safety;
 pub mod settings;
 
 pub use analysis::{Analysis, AnalysisError, parse_analysis};
 pub use conversation::{
-    AiControl, AiConversation, AiPolicy, ContactDecision, Phase, ReplyDecision, SkipReason, Turn,
+    AiControl, AiConversation, AiPolicy, ContactDecision, DiscardReason, Phase, ReplyDecision,
+    SkipReason, Turn,
 };
 pub use prompt::{Author, ChatMessage, ChatRole, HistoryEntry, Prompts};
+pub use record::{
+    AiChannelStats, AiCounters, AiRecord, AiStore, Decided, StoredAi, Suggestion, TurnDecision,
+    TurnResult,
+};
 pub use settings::{
     AiEdit, AiMode, AiSettings, ApiKey, ApiKeySource, LlmProviders, ModelChoice, Provider,
 };

@@ -658,3 +658,134 @@ fn an_operators_file_is_delivered_or_noted() {
     let gone = relay.on(Event::NoConversation, now, &settings());
     assert!(gone.is_finished());
 }
+
+// ----- The AI turn -----
+
+fn ai_turn() -> Workflow {
+    Workflow::AiTurn(AiTurn::new(ConversationId(3), 2))
+}
+
+fn sent(message_id: i32) -> Event {
+    Event::Delivered(Delivery::Sent {
+        agent: agent("agent_a"),
+        message: Some(SentMessage {
+            chat: ChatId::user(5_000_123).unwrap(),
+            message_id,
+        }),
+    })
+}
+
+#[test]
+fn an_auto_ai_turn_generates_queues_waits_records_and_mirrors() {
+    let now = UnixMillis(0);
+    let conversation = ConversationId(3);
+    let mut workflow = ai_turn();
+    assert_eq!(
+        workflow.effect(now),
+        Effect::AiGenerate {
+            conversation,
+            turn: 2
+        }
+    );
+    let steps = [
+        (
+            Event::AiDecided(AiOutcome::Send {
+                text: "Ответ".into(),
+            }),
+            Effect::AiQueueReply {
+                conversation,
+                turn: 2,
+            },
+        ),
+        (
+            Event::Queued {
+                outbox: OutboxId(9),
+            },
+            Effect::AwaitOutbox(OutboxId(9)),
+        ),
+        (
+            sent(40),
+            Effect::AiRecordSent {
+                conversation,
+                turn: 2,
+            },
+        ),
+        (
+            Event::Recorded,
+            Effect::EnsureTopic {
+                conversation,
+                stale: None,
+            },
+        ),
+        (
+            Event::TopicReady { topic: TopicId(7) },
+            Effect::QueuePost {
+                conversation,
+                post: PostKind::AiMirror,
+                topic: TopicId(7),
+                replaced: false,
+            },
+        ),
+    ];
+    for (event, effect) in steps {
+        workflow = workflow.on(event, now, &settings());
+        assert_eq!(workflow.effect(now), effect);
+    }
+    assert_eq!(AiTurn::reply_key(conversation, 2), "ai_reply:3:2");
+    assert_eq!(AiTurn::key(conversation, 2), "ai_turn:3:2");
+}
+
+#[test]
+fn a_suggestion_is_posted_and_nothing_is_sent_and_an_undelivered_reply_ends_typed() {
+    let now = UnixMillis(0);
+    let conversation = ConversationId(3);
+    let suggested = ai_turn().on(
+        Event::AiDecided(AiOutcome::Suggest {
+            text: "Подсказка".into(),
+        }),
+        now,
+        &settings(),
+    );
+    let posting = suggested.on(Event::TopicReady { topic: TopicId(7) }, now, &settings());
+    assert_eq!(
+        posting.effect(now),
+        Effect::QueuePost {
+            conversation,
+            post: PostKind::AiSuggestion,
+            topic: TopicId(7),
+            replaced: false,
+        }
+    );
+    let nothing = ai_turn().on(Event::AiDecided(AiOutcome::Nothing), now, &settings());
+    assert!(nothing.is_finished());
+    let failed = ai_turn()
+        .on(
+            Event::AiDecided(AiOutcome::Send { text: "x".into() }),
+            now,
+            &settings(),
+        )
+        .on(
+            Event::Queued {
+                outbox: OutboxId(1),
+            },
+            now,
+            &settings(),
+        )
+        .on(
+            Event::Delivered(Delivery::Expired { last_holdup: None }),
+            now,
+            &settings(),
+        );
+    assert!(matches!(
+        failed,
+        Workflow::AiTurn(AiTurn {
+            step: AiStep::Finished {
+                end: AiEnd::NotSent { .. }
+            },
+            ..
+        })
+    ));
+    // The state round-trips through its stored JSON.
+    let text = serde_json::to_string(&posting).unwrap();
+    assert_eq!(serde_json::from_str::<Workflow>(&text).unwrap(), posting);
+}

@@ -33,6 +33,9 @@ pub struct DemoOptions {
     pub seed: u64,
 }
 
+/// The demo's built-in provider's name in `llm_providers`.
+const SCRIPTED_PROVIDER: &str = "jobbot_scripted";
+
 pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<ExitCode> {
     let root = data_dir.demo();
     let _lock = DataDirLock::acquire(&root.with_extension("lock"), "demo")?;
@@ -45,7 +48,32 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
     let config_file = demo_dir.config_file();
     std::fs::create_dir_all(config_file.parent().expect("configs/ has a parent"))?;
     // Readable by its owner only, like every configuration file jobbot writes.
-    crate::run_command::write_private(&config_file, &format!("{:#}\n", world.config_json()))
+    let variables = data_dir.variables();
+    // The AI's model: the built-in scripted one over the OpenAI-compatible HTTP interface, or
+    // groq when its key is set (`GROQ_API_KEY` in the environment or the data directory's .env).
+    let scripted = match variables("GROQ_API_KEY") {
+        Some(_) => None,
+        None => Some(
+            jobbot_ai::ProviderServer::on_loopback(Arc::new(jobbot_ai::ScriptedModel))
+                .await
+                .context("could not start the built-in scripted AI provider")?,
+        ),
+    };
+    let mut config_json = world.config_json();
+    config_json["output_channels"][0]["ai_config"] = serde_json::json!({"mode": "suggest"});
+    if let Some(server) = &scripted {
+        config_json["llm_providers"] = serde_json::json!({
+            SCRIPTED_PROVIDER: {
+                "base_url": server.base_url(),
+                "default_model": jobbot_ai::ScriptedModel::MODEL
+            }
+        });
+        config_json["output_channels"][0]["ai_config"]["llm_provider"] =
+            serde_json::json!(SCRIPTED_PROVIDER);
+        config_json["output_channels"][0]["ai_config"]["llm_model"] =
+            serde_json::json!(jobbot_ai::ScriptedModel::MODEL);
+    }
+    crate::run_command::write_private(&config_file, &format!("{config_json:#}\n"))
         .with_context(|| format!("could not write {}", config_file.display()))?;
     let config = ConfigStore::open(&config_file)
         .await
@@ -59,7 +87,6 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
     let address = listener.local_addr()?;
-    let variables = data_dir.variables();
     let (auth, generated) = AuthSettings::or_generated(
         variables("JOBBOT_ADMIN_PASSWORD").as_deref(),
         variables("JOBBOT_API_TOKEN").as_deref(),
@@ -102,6 +129,11 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
             clock: EngineClock::start(),
             web: Some((listener, web)),
             cluster: None,
+            ai: Some(crate::run_command::ai_parts(
+                Arc::new(sqlite.clone()),
+                Arc::new(sqlite.clone()),
+                data_dir,
+            )?),
         },
         Some(extra),
     )
