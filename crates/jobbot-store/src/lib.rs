@@ -18,6 +18,7 @@
 //! - [`MemoryStore`] implements the same port in memory, with the same semantics and the same
 //!   conformance checks, for the engine's paused-time tests and benchmarks. It persists nothing.
 
+mod claims;
 mod config_store;
 mod knowledge;
 mod leases;

@@ -93,6 +93,8 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
     let mut settings = parts.settings;
     settings.leases_required = parts.cluster.is_some();
     let main_session = settings.main_session.clone();
+    let mut crm_settings = parts.crm;
+    crm_settings.node = parts.cluster.as_ref().map(|cluster| cluster.node.clone());
     let engine = Engine::start(
         settings,
         Arc::clone(&parts.connector),
@@ -134,7 +136,7 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         config: followed.receiver.clone(),
         telegram: crm_events,
         replier: Arc::new(NoAutoReplies),
-        settings: parts.crm,
+        settings: crm_settings,
     })
     .await
     .context("could not start the CRM")?;
