@@ -1112,6 +1112,17 @@ pub trait Store: Send + Sync {
         now: UnixMillis,
     ) -> Result<bool, StoreError>;
 
+    /// Records that `session` is the Telegram user `user` (the node connecting it does, so
+    /// every node knows every node's accounts as jobbot's own).
+    async fn remember_account_user(
+        &self,
+        session: &SessionName,
+        user: ChatId,
+    ) -> Result<(), StoreError>;
+
+    /// The Telegram users of every account on record.
+    async fn account_users(&self) -> Result<Vec<ChatId>, StoreError>;
+
     /// With several nodes, `begin_attempt` under a claim: in one transaction, checks that
     /// `node` holds `agent`'s lease with `token` at `at`, that the message is pending, not in
     /// doubt on another agent and not claimed by another node (a claim runs until the lease

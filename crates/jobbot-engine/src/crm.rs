@@ -1343,8 +1343,17 @@ impl Shared {
     }
 
     /// The user ids of jobbot's accounts: every account that is connected now, and every one
-    /// seen connected since the CRM started.
+    /// seen connected since the CRM started; with several nodes, also every account any node
+    /// has connected (`Store::account_users`).
     async fn own_user_ids(&self) -> HashSet<ChatId> {
+        if self.settings.node.is_some() {
+            match self.store.account_users().await {
+                Ok(users) => lock(&self.own_users).extend(users),
+                Err(error) => {
+                    tracing::warn!(target: "crm", %error, "could not read the other nodes' accounts");
+                }
+            }
+        }
         if let Ok(agents) = self.engine.agents().await {
             let mut own = lock(&self.own_users);
             for agent in agents {

@@ -1337,6 +1337,13 @@ impl Dispatcher {
     }
 
     async fn on_link_state(&mut self, session: SessionName, state: LinkState) {
+        // With several nodes: the account's user is on record before it sends anything, so
+        // every node's CRM knows its posts as jobbot's own (not an operator's answer).
+        if let (Some(_), LinkState::Ready { me }) = (&self.leased, &state)
+            && let Err(error) = self.store.remember_account_user(&session, me.user_id).await
+        {
+            tracing::warn!(target: "agent_pool", %error, %session, "could not record the account's user");
+        }
         if let Some(agent) = self.scheduler.agent_key(&session) {
             let connection = match &state {
                 LinkState::Ready { .. } => ConnectionState::Ready,

@@ -195,3 +195,51 @@ where
         .map_err(failed("claim a workflow"))?;
     Ok(claimed.is_some())
 }
+
+pub(crate) async fn remember_account_user<'e, DB, E>(
+    executor: E,
+    session: &SessionName,
+    user: jobbot_core::ids::ChatId,
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    E: Executor<'e, Database = DB>,
+{
+    sqlx::query(
+        "INSERT INTO account_users (session, user_id) VALUES ($1, $2) \
+         ON CONFLICT (session) DO UPDATE SET user_id = excluded.user_id",
+    )
+    .bind(session.as_str())
+    .bind(user.get())
+    .execute(executor)
+    .await
+    .map_err(failed("record an account's user"))?;
+    Ok(())
+}
+
+pub(crate) async fn account_users<'e, DB, E>(
+    executor: E,
+) -> Result<Vec<jobbot_core::ids::ChatId>, StoreError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    E: Executor<'e, Database = DB>,
+{
+    let operation = "list the accounts' users";
+    let rows = sqlx::query("SELECT user_id FROM account_users ORDER BY session")
+        .fetch_all(executor)
+        .await
+        .map_err(failed(operation))?;
+    rows.iter()
+        .map(|row| {
+            let id = column::<i64>(row, "user_id")
+                .map_err(|problem| StoreError::new(operation, problem))?;
+            jobbot_core::ids::ChatId::from_bot_api(id)
+                .ok_or_else(|| StoreError::new(operation, format!("user_id {id} is not a chat id")))
+        })
+        .collect()
+}

@@ -86,6 +86,8 @@ struct Tables {
     /// `cluster_nodes` and `session_leases`.
     nodes: BTreeMap<NodeId, NodeRecord>,
     leases: BTreeMap<SessionName, LeaseRecord>,
+    /// `account_users`.
+    account_users: BTreeMap<SessionName, ChatId>,
 }
 
 /// The `workflows` table.
@@ -1298,6 +1300,26 @@ impl Store for MemoryStore {
         let random_id = outbox.attempt(operation, id, agent, proposed, at)?;
         outbox.claims.insert(id, (node.clone(), until));
         Ok(AttemptClaim::Taken(random_id))
+    }
+
+    async fn remember_account_user(
+        &self,
+        session: &SessionName,
+        user: ChatId,
+    ) -> Result<(), StoreError> {
+        self.lock("record an account's user")?
+            .account_users
+            .insert(session.clone(), user);
+        Ok(())
+    }
+
+    async fn account_users(&self) -> Result<Vec<ChatId>, StoreError> {
+        Ok(self
+            .lock("list the accounts' users")?
+            .account_users
+            .values()
+            .copied()
+            .collect())
     }
 
     async fn claim_workflow(

@@ -1394,6 +1394,18 @@ impl Store for SqliteStore {
         Ok(claim)
     }
 
+    async fn remember_account_user(
+        &self,
+        session: &SessionName,
+        user: ChatId,
+    ) -> Result<(), StoreError> {
+        claims::remember_account_user(&self.pool, session, user).await
+    }
+
+    async fn account_users(&self) -> Result<Vec<ChatId>, StoreError> {
+        claims::account_users(&self.pool).await
+    }
+
     async fn claim_workflow(
         &self,
         id: WorkflowId,

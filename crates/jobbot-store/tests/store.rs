@@ -2728,6 +2728,25 @@ mod conformance {
         assert_eq!(taken_by.iter().sum::<i32>(), 20);
     }
 
+    /// Each account's Telegram user, as the node connecting it last recorded it.
+    pub async fn account_users_are_recorded_per_session(store: &dyn Store) {
+        assert!(store.account_users().await.unwrap().is_empty());
+        let (first, second) = (ChatId::user(100).unwrap(), ChatId::user(200).unwrap());
+        store
+            .remember_account_user(&agent("agent_2"), second)
+            .await
+            .unwrap();
+        store
+            .remember_account_user(&agent("agent_1"), second)
+            .await
+            .unwrap();
+        store
+            .remember_account_user(&agent("agent_1"), first)
+            .await
+            .unwrap();
+        assert_eq!(store.account_users().await.unwrap(), [first, second]);
+    }
+
     /// A workflow is executed by one live node: another takes it only once the first is gone.
     pub async fn a_workflow_is_claimed_by_one_live_node(store: &dyn Store) {
         let (a, b) = (node("node-a"), node("node-b"));
@@ -3355,6 +3374,7 @@ conformance_on_every_backend!(
     a_message_is_attempted_under_one_nodes_claim_and_its_agents_lease,
     concurrent_claims_of_one_message_give_it_to_one_node,
     a_workflow_is_claimed_by_one_live_node,
+    account_users_are_recorded_per_session,
 );
 
 /// The memory store stands in for SQLite and PostgreSQL in the engine's tests, which may match on
