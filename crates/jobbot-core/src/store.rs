@@ -1101,9 +1101,9 @@ pub trait Store: Send + Sync {
         expires_at: UnixMillis,
     ) -> Result<Option<LeaseRecord>, StoreError>;
 
-    /// Whether `node` holds the lease of `session` with `token`, unexpired at `now`: the fence a
-    /// send passes before its attempt is recorded, so a node that lost a lease (paused past its
-    /// expiry, say) never sends on it.
+    /// Whether `node` holds the lease of `session` with `token`, unexpired at `now`. (A send's
+    /// fence is the same check inside [`Store::claim_attempt`]'s transaction, so a node that
+    /// lost a lease, paused past its expiry say, never sends on it.)
     async fn holds_lease(
         &self,
         session: &SessionName,
