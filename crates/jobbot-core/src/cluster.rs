@@ -107,6 +107,45 @@ impl LeaseRecord {
     }
 }
 
+/// What a node gets when it asks to send a pending outbox message through one of its agents
+/// (`Store::claim_attempt`): the attempt is recorded with the claim, in one transaction, or
+/// refused with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptClaim {
+    /// The message is this node's until its claim expires (the agent's lease expiry at the
+    /// attempt), the attempt is on record, and this is the `random_id` to send with.
+    Taken(crate::telegram::RandomId),
+    Refused(ClaimRefusal),
+}
+
+/// Why a node may not attempt a message now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimRefusal {
+    /// The agent's lease is not this node's with this token, or it has expired: the node must
+    /// not use the account at all.
+    LeaseNotHeld,
+    /// An earlier attempt through another agent may have been delivered: the message stays
+    /// with that agent (and whichever node holds its lease).
+    InDoubtOn { agent: SessionName },
+    /// Another node claimed the message and its claim runs until `until`.
+    ClaimedElsewhere { node: NodeId, until: UnixMillis },
+    /// The message has ended (sent, failed, expired) or does not exist.
+    NotPending,
+}
+
+impl fmt::Display for ClaimRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::LeaseNotHeld => f.write_str("the agent's lease is not this node's"),
+            Self::InDoubtOn { agent } => write!(f, "an attempt through {agent} may have gone"),
+            Self::ClaimedElsewhere { node, until } => {
+                write!(f, "node {node} claimed it until {}", until.0)
+            }
+            Self::NotPending => f.write_str("the message is not pending"),
+        }
+    }
+}
+
 /// The lease clock. Renewals come every `renew_every`; a lease lasts `lease_time` from its last
 /// renewal; its holder stops `drift_margin` before that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

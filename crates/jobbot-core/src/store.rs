@@ -7,7 +7,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{FencingToken, LeaseRecord, NodeId, NodeRecord};
+use crate::cluster::{AttemptClaim, FencingToken, LeaseRecord, NodeId, NodeRecord};
 use crate::ids::{ChatId, SessionName, Username};
 use crate::scheduling::{FailureReason, LearnedLimits};
 use crate::telegram::{
@@ -1108,14 +1108,52 @@ pub trait Store: Send + Sync {
         expires_at: UnixMillis,
     ) -> Result<Option<LeaseRecord>, StoreError>;
 
-    /// Whether `node` holds the lease of `session` with `token`, unexpired at `now`: the fence a
-    /// send passes before its attempt is recorded, so a node that lost a lease (paused past its
-    /// expiry, say) never sends on it.
+    /// Whether `node` holds the lease of `session` with `token`, unexpired at `now`. (A send's
+    /// fence is the same check inside [`Store::claim_attempt`]'s transaction, so a node that
+    /// lost a lease, paused past its expiry say, never sends on it.)
     async fn holds_lease(
         &self,
         session: &SessionName,
         node: &NodeId,
         token: FencingToken,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
+
+    /// Records that `session` is the Telegram user `user` (the node connecting it does, so
+    /// every node knows every node's accounts as jobbot's own).
+    async fn remember_account_user(
+        &self,
+        session: &SessionName,
+        user: ChatId,
+    ) -> Result<(), StoreError>;
+
+    /// The Telegram users of every account on record.
+    async fn account_users(&self) -> Result<Vec<ChatId>, StoreError>;
+
+    /// With several nodes, `begin_attempt` under a claim: in one transaction, checks that
+    /// `node` holds `agent`'s lease with `token` at `at`, that the message is pending, not in
+    /// doubt on another agent and not claimed by another node (a claim runs until the lease
+    /// expiry it was taken under, so a dead node's claims lapse with its leases); then records
+    /// the attempt as `begin_attempt` does and the claim (`node`, the lease's token and
+    /// expiry). Of two nodes claiming one message at once, one gets it.
+    async fn claim_attempt(
+        &self,
+        id: OutboxId,
+        agent: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        proposed: RandomId,
+        at: UnixMillis,
+    ) -> Result<AttemptClaim, StoreError>;
+
+    /// With several nodes: takes (or keeps) workflow `id` for `node`, which then alone executes
+    /// its steps. Taken when no node claimed it, when `node` did, or when its claimer is no
+    /// longer alive at `now` (its heartbeat expired, or it left the cluster). `false` when
+    /// another live node has it, or when it has finished or does not exist.
+    async fn claim_workflow(
+        &self,
+        id: WorkflowId,
+        node: &NodeId,
         now: UnixMillis,
     ) -> Result<bool, StoreError>;
 

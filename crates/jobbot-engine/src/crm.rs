@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use jobbot_core::cluster::NodeId;
 use jobbot_core::config::{Channel, Config};
 use jobbot_core::contacts::{Candidate, CandidateTarget, crm_target};
 use jobbot_core::ids::{ChatId, SessionName, Username};
@@ -98,6 +99,10 @@ impl AutoReplier for NoAutoReplies {
 /// How long a join into a CRM group waits for the agent's join limiter.
 const JOIN_WAIT: Duration = Duration::from_secs(15 * 60);
 
+/// With several nodes: how often the executor looks for unfinished workflows whose node is
+/// gone.
+const CLUSTER_WORKFLOW_POLL: Duration = Duration::from_secs(5);
+
 /// What the CRM needs besides its ports.
 #[derive(Debug, Clone)]
 pub struct CrmSettings {
@@ -117,6 +122,10 @@ pub struct CrmSettings {
     pub failed_step_retry: Duration,
     /// Seed of the human-like delays and of topic creation ids.
     pub seed: u64,
+    /// With several nodes on one database: this node's name. A workflow's steps then run only
+    /// on the node that claimed it (`Store::claim_workflow`), and the workflows of nodes gone
+    /// are looked for every `CLUSTER_WORKFLOW_POLL`. `None` on a node of its own.
+    pub node: Option<NodeId>,
 }
 
 impl Default for CrmSettings {
@@ -130,6 +139,7 @@ impl Default for CrmSettings {
             topic_retry: workflows.topic_retry,
             failed_step_retry: Duration::from_secs(30),
             seed: rand::random(),
+            node: None,
         }
     }
 }
@@ -354,10 +364,26 @@ impl Crm {
         for record in shared.store.active_workflows().await? {
             running.start(shared, record);
         }
+        // With several nodes: the workflows another node claimed and left (it died) are taken
+        // over; each task claims its workflow before every step.
+        let mut poll = tokio::time::interval(CLUSTER_WORKFLOW_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             tokio::select! {
                 biased;
                 _ = shutdown.requested() => break Ok(()),
+                _ = poll.tick(), if shared.settings.node.is_some() => {
+                    match shared.store.active_workflows().await {
+                        Ok(records) => {
+                            for record in records {
+                                running.start(shared, record);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(target: "crm", %error, "could not look for workflows other nodes left");
+                        }
+                    }
+                }
                 Some(id) = wakes.recv() => {
                     if running.active.contains(&id) {
                         continue;
@@ -577,6 +603,21 @@ impl Shared {
             let effect = state.effect(self.now());
             if effect == Effect::Finished {
                 return Ok(());
+            }
+            if let Some(node) = &self.settings.node {
+                if !self.store.claim_workflow(id, node, self.now()).await? {
+                    // Another live node executes it.
+                    return Ok(());
+                }
+                // Another node may have moved it on before this node claimed it.
+                match self.store.workflow(id).await? {
+                    Some(record) if record.state != state => {
+                        state = record.state;
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => return Ok(()),
+                }
             }
             let event = self.perform(&state, effect).await?;
             let now = self.now();
@@ -1491,8 +1532,17 @@ impl Shared {
     }
 
     /// The user ids of jobbot's accounts: every account that is connected now, and every one
-    /// seen connected since the CRM started.
+    /// seen connected since the CRM started; with several nodes, also every account any node
+    /// has connected (`Store::account_users`).
     async fn own_user_ids(&self) -> HashSet<ChatId> {
+        if self.settings.node.is_some() {
+            match self.store.account_users().await {
+                Ok(users) => lock(&self.own_users).extend(users),
+                Err(error) => {
+                    tracing::warn!(target: "crm", %error, "could not read the other nodes' accounts");
+                }
+            }
+        }
         if let Ok(agents) = self.engine.agents().await {
             let mut own = lock(&self.own_users);
             for agent in agents {

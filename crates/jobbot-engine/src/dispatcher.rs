@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use jobbot_core::cluster::{FencingToken, NodeId};
+use jobbot_core::cluster::{AttemptClaim, ClaimRefusal, FencingToken, NodeId};
 use jobbot_core::config::Pacing;
 use jobbot_core::ids::SessionName;
 use jobbot_core::outbox::{Retry, Verdict, in_doubt_stuck, judge_attempt};
@@ -51,6 +51,10 @@ pub(crate) const MAIN_POOL: PoolId = PoolId(0);
 /// outcomes are recorded (a send that does not come back in time stays in doubt, and the next
 /// start repeats it on the same account with the same `random_id`).
 const SHUTDOWN_SEND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// With several nodes: how often the dispatcher reads the store for messages other nodes queued,
+/// took or ended (each node queues only what it enqueued itself).
+const CLUSTER_OUTBOX_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The desired set of agents and pools, from a configuration snapshot.
 #[derive(Debug, Clone, Default)]
@@ -183,6 +187,11 @@ pub(crate) struct Dispatcher {
     leased: Option<HashMap<SessionName, FencingToken>>,
     /// This node's name, once the lease keeper has spoken.
     lease_node: Option<NodeId>,
+    /// With several nodes: when the store is next read for other nodes' messages.
+    next_poll: Millis,
+    /// With several nodes: messages another node claimed, not queued here again before the
+    /// claim's end.
+    claimed_elsewhere: HashMap<OutboxId, Millis>,
     /// Learned limits from the store not yet given to the scheduler: each is restored when its
     /// account is first configured.
     stored_learning: HashMap<SessionName, LearnedLimits>,
@@ -253,6 +262,8 @@ impl Dispatcher {
             paused: parts.paused,
             leased: parts.leased,
             lease_node: None,
+            next_poll: Millis::ZERO,
+            claimed_elsewhere: HashMap::new(),
             stored_learning: parts.learned,
             topology: Topology::default(),
             pools: HashMap::new(),
@@ -290,6 +301,10 @@ impl Dispatcher {
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         loop {
             let now = self.clock.now();
+            if self.leased.is_some() && now >= self.next_poll {
+                self.poll_store(now).await;
+                self.next_poll = now.saturating_add(CLUSTER_OUTBOX_POLL);
+            }
             self.release_delayed(now);
             self.expire(now).await;
             self.settle_orphans().await;
@@ -362,6 +377,7 @@ impl Dispatcher {
             blocked,
             self.delayed.peek().map(|Reverse((at, ..))| *at),
             self.expiries.peek().map(|Reverse((at, _))| *at),
+            self.leased.is_some().then_some(self.next_poll),
         ]
         .into_iter()
         .flatten()
@@ -550,6 +566,50 @@ impl Dispatcher {
         match not_before {
             Some(at) if at > now => self.delayed.push(Reverse((at, id, false))),
             _ => self.push_queue(id, false),
+        }
+    }
+
+    /// With several nodes: queues the pending messages this node does not have yet (enqueued
+    /// by another node, or handed back by one), and lets go of the ones another node has ended,
+    /// telling their waiters.
+    async fn poll_store(&mut self, now: Millis) {
+        let pending = match self.store.pending_outbox().await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(target: "agent_pool", %error, "could not read the outbox for other nodes' messages");
+                return;
+            }
+        };
+        self.claimed_elsewhere.retain(|_, until| *until > now);
+        let still_pending: HashSet<OutboxId> = pending.iter().map(|message| message.id).collect();
+        for message in pending {
+            let id = message.id;
+            if !self.messages.contains_key(&id)
+                && !self.in_flight.contains_key(&id)
+                && !self.claimed_elsewhere.contains_key(&id)
+            {
+                self.admit(message);
+            }
+        }
+        let gone: HashSet<OutboxId> = self
+            .messages
+            .keys()
+            .chain(self.waiters.keys())
+            .filter(|id| !still_pending.contains(id) && !self.in_flight.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            match self.store.outbox_message(id).await {
+                Ok(Some(message)) if message.status.is_final() => {
+                    self.messages.remove(&id);
+                    self.orphans.remove(&id);
+                    self.notify_final(&message);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(target: "agent_pool", %error, id = %id, "could not read a message another node may have ended");
+                }
+            }
         }
     }
 
@@ -898,34 +958,37 @@ impl Dispatcher {
         }
     }
 
-    /// With leases: the store must still say this node holds `session`'s lease with the token
-    /// it was taken with (a node paused past its lease's expiry finds another holder here).
-    async fn check_fence(
+    /// Records the attempt before the send: on a node of its own, `Store::begin_attempt`; with
+    /// several nodes, `Store::claim_attempt`, which also checks in the same transaction that
+    /// this node still holds `session`'s lease with the token it was taken with (a node paused
+    /// past its lease's expiry finds another holder there) and takes the message for this node
+    /// (another node may hold it). `Ok(Err)`: not this node's to send.
+    async fn record_attempt(
         &self,
+        id: OutboxId,
         session: &SessionName,
-    ) -> Result<(), jobbot_core::store::StoreError> {
+        proposed: RandomId,
+    ) -> Result<Result<RandomId, ClaimRefusal>, jobbot_core::store::StoreError> {
+        let at = self.clock.now_unix();
         let Some(leased) = &self.leased else {
-            return Ok(());
-        };
-        let fence = |why: &str| {
-            jobbot_core::store::StoreError::new(
-                "check a session's lease",
-                format!("{session}: {why}"),
-            )
+            return Ok(Ok(self
+                .store
+                .begin_attempt(id, session, proposed, at)
+                .await?));
         };
         let (Some(node), Some(token)) = (&self.lease_node, leased.get(session)) else {
-            return Err(fence("this node holds no lease on it"));
+            return Ok(Err(ClaimRefusal::LeaseNotHeld));
         };
-        match self
-            .store
-            .holds_lease(session, node, *token, self.clock.now_unix())
-            .await?
-        {
-            true => Ok(()),
-            false => Err(fence(&format!(
-                "the lease has moved or expired (fencing token {token})"
-            ))),
-        }
+        Ok(
+            match self
+                .store
+                .claim_attempt(id, session, node, *token, proposed, at)
+                .await?
+            {
+                AttemptClaim::Taken(random_id) => Ok(random_id),
+                AttemptClaim::Refused(refusal) => Err(refusal),
+            },
+        )
     }
 
     async fn start_send(&mut self, id: OutboxId, agent: AgentKey) {
@@ -941,15 +1004,37 @@ impl Dispatcher {
         // same ids, and Telegram would take a new message for a repeat of an old one. The id
         // need not be reproducible: the store keeps the one given.
         let proposed = RandomId(rand::random());
-        let attempt = match self.check_fence(&session).await {
-            Ok(()) => {
-                self.store
-                    .begin_attempt(id, &session, proposed, self.clock.now_unix())
-                    .await
+        let attempt = self.record_attempt(id, &session, proposed).await;
+        let refusal = match attempt {
+            Ok(Ok(random_id)) => Ok(random_id),
+            // Another node has it, or it ended: let it go here; the next read of the store
+            // queues it again if it comes back (not before another node's claim runs out).
+            Ok(Err(
+                refusal @ (ClaimRefusal::ClaimedElsewhere { .. }
+                | ClaimRefusal::InDoubtOn { .. }
+                | ClaimRefusal::NotPending),
+            )) => {
+                tracing::debug!(target: "agent_pool", id = %id, %refusal, "another node has the message");
+                let request = queued.request;
+                self.scheduler.on_outcome(
+                    agent,
+                    &request,
+                    SendOutcome::NotAttempted,
+                    self.clock.now(),
+                );
+                if let ClaimRefusal::ClaimedElsewhere { until, .. } = refusal {
+                    self.claimed_elsewhere
+                        .insert(id, self.clock.from_unix(until));
+                }
+                self.messages.remove(&id);
+                return;
             }
-            Err(error) => Err(error),
+            Ok(Err(ClaimRefusal::LeaseNotHeld)) => Err(format!(
+                "{session}: this node does not hold the session's lease (moved or expired)"
+            )),
+            Err(error) => Err(error.to_string()),
         };
-        let random_id = match attempt {
+        let random_id = match refusal {
             Ok(random_id) => random_id,
             Err(error) => {
                 // Without the attempt on record a crash could double-send, and without the
@@ -1299,6 +1384,13 @@ impl Dispatcher {
     }
 
     async fn on_link_state(&mut self, session: SessionName, state: LinkState) {
+        // With several nodes: the account's user is on record before it sends anything, so
+        // every node's CRM knows its posts as jobbot's own (not an operator's answer).
+        if let (Some(_), LinkState::Ready { me }) = (&self.leased, &state)
+            && let Err(error) = self.store.remember_account_user(&session, me.user_id).await
+        {
+            tracing::warn!(target: "agent_pool", %error, %session, "could not record the account's user");
+        }
         if let Some(agent) = self.scheduler.agent_key(&session) {
             let connection = match &state {
                 LinkState::Ready { .. } => ConnectionState::Ready,

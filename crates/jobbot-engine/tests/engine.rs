@@ -2176,3 +2176,110 @@ async fn a_send_needs_the_lease_on_record_with_its_token() {
     }
     assert_eq!(harness.received(0).len(), 1);
 }
+
+/// Several nodes share one pool: each node queues every pending message (its own and, read
+/// from the store, the other nodes'), a message bound to an agent another node holds is sent by
+/// that node (and the enqueuing node's waiter hears how it ended), and messages both nodes
+/// could send through their own agent all arrive, once. (That two claims at the same instant
+/// give a message to one node is the store's conformance check
+/// `concurrent_claims_of_one_message_give_it_to_one_node`; here the sends rarely overlap.)
+#[tokio::test(start_paused = true)]
+async fn two_nodes_share_a_pool_and_each_message_is_sent_once_by_one_of_them() {
+    use jobbot_core::cluster::NodeId;
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        2,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    harness.engine.shutdown().await;
+    let agents = ["agent_a", "agent_b"];
+    let mut nodes = Vec::new();
+    for (node, agent) in [("node-1", "agent_a"), ("node-2", "agent_b")] {
+        let (engine, config) = start_engine_with(
+            Arc::new(SimConnector::new(harness.world.clone())),
+            &agents,
+            serde_json::json!({}),
+            Arc::clone(&harness.store),
+            true,
+        )
+        .await;
+        let node = NodeId::parse(node).unwrap();
+        let now = engine.clock().now_unix();
+        let lease = harness
+            .store
+            .acquire_lease(&session(agent), &node, now, UnixMillis(now.0 + 3_600_000))
+            .await
+            .unwrap()
+            .unwrap();
+        engine
+            .set_leased(node, [(session(agent), lease.token)].into())
+            .await
+            .unwrap();
+        wait_link(&engine, agent, |link| link.is_some_and(LinkState::is_ready)).await;
+        nodes.push((engine, config));
+    }
+    let enqueue = |node: usize, recipient: usize, sticky: Option<&str>, text: String| {
+        let engine = nodes[node].0.clone();
+        let username = harness.recipients[recipient].1.clone();
+        let sticky = sticky.map(session);
+        async move {
+            let now = engine.clock().now_unix();
+            engine
+                .enqueue(NewOutboxMessage {
+                    channel_id: CHANNEL.into(),
+                    kind: OutboxKind::Other,
+                    sender: SenderSelection::ChannelAgents { sticky },
+                    recipient: Recipient::Username { username },
+                    content: MessageContent::plain(&text),
+                    first_contact: false,
+                    idempotency_key: None,
+                    created_at: now,
+                    not_before: None,
+                    expires_at: UnixMillis(0),
+                })
+                .await
+                .expect("enqueued")
+        }
+    };
+    // Bound to agent_b, which only node-2 holds, but enqueued on node-1.
+    let bound = enqueue(0, 0, Some("agent_b"), "bound to agent_b".into()).await;
+    let mut tickets = Vec::new();
+    for index in 0..20 {
+        tickets.push(enqueue(index % 2, 1, None, format!("shared {index}")).await);
+    }
+    match tokio::time::timeout(Duration::from_secs(600), bound.delivery())
+        .await
+        .expect("the bound message is sent by the node holding its agent")
+        .unwrap()
+    {
+        Delivery::Sent { agent, .. } => assert_eq!(agent, session("agent_b")),
+        other => panic!("{other:?}"),
+    }
+    for ticket in tickets {
+        match tokio::time::timeout(Duration::from_secs(3_600), ticket.delivery())
+            .await
+            .expect("every shared message ends")
+            .unwrap()
+        {
+            Delivery::Sent { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut shared: Vec<String> = harness
+        .received(1)
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    shared.sort();
+    let mut expected: Vec<String> = (0..20).map(|index| format!("shared {index}")).collect();
+    expected.sort();
+    assert_eq!(shared, expected, "each shared message arrives exactly once");
+    assert_eq!(harness.received(0).len(), 1);
+    assert_eq!(harness.world.duplicate_connections(), 0);
+    for (engine, _config) in nodes {
+        engine.shutdown().await;
+    }
+}

@@ -131,16 +131,14 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     E: Executor<'e, Database = DB>,
 {
-    let operation = "list the cluster's nodes";
-    let rows = sqlx::query(&format!(
-        "SELECT {NODE_COLUMNS} FROM cluster_nodes ORDER BY node"
-    ))
-    .fetch_all(executor)
+    let sql = format!("SELECT {NODE_COLUMNS} FROM cluster_nodes ORDER BY node");
+    fetch_rows(
+        executor,
+        ("list the cluster's nodes", "a node"),
+        &sql,
+        read_node,
+    )
     .await
-    .map_err(failed(operation))?;
-    rows.iter()
-        .map(|row| read_row(operation, "a node", row, read_node))
-        .collect()
 }
 
 pub(crate) async fn leases<'e, DB, E>(executor: E) -> Result<Vec<LeaseRecord>, StoreError>
@@ -150,15 +148,35 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     E: Executor<'e, Database = DB>,
 {
-    let operation = "list the session leases";
-    let rows = sqlx::query(&format!(
-        "SELECT {LEASE_COLUMNS} FROM session_leases ORDER BY session"
-    ))
-    .fetch_all(executor)
+    let sql = format!("SELECT {LEASE_COLUMNS} FROM session_leases ORDER BY session");
+    fetch_rows(
+        executor,
+        ("list the session leases", "a lease"),
+        &sql,
+        read_lease,
+    )
     .await
-    .map_err(failed(operation))?;
+}
+
+/// Every row `sql` returns, each read with `read` (`what` names a row in errors).
+async fn fetch_rows<'e, DB, E, T>(
+    executor: E,
+    (operation, what): (&'static str, &str),
+    sql: &str,
+    read: impl Fn(&DB::Row) -> Result<T, String>,
+) -> Result<Vec<T>, StoreError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    E: Executor<'e, Database = DB>,
+{
+    let rows = sqlx::query(sql)
+        .fetch_all(executor)
+        .await
+        .map_err(failed(operation))?;
     rows.iter()
-        .map(|row| read_row(operation, "a lease", row, read_lease))
+        .map(|row| read_row(operation, what, row, &read))
         .collect()
 }
 

@@ -21,6 +21,7 @@
 //!   conformance checks, for the engine's paused-time tests and benchmarks. It persists nothing.
 
 mod ai_state;
+mod claims;
 mod config_store;
 mod knowledge;
 mod leases;

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
-use jobbot_core::cluster::{FencingToken, LeaseRecord, NodeId, NodeRecord};
+use jobbot_core::cluster::{
+    AttemptClaim, ClaimRefusal, FencingToken, LeaseRecord, NodeId, NodeRecord,
+};
 use jobbot_core::ids::{ChatId, SessionName};
 use jobbot_core::scheduling::LearnedLimits;
 use jobbot_core::store::{
@@ -92,6 +94,8 @@ struct Tables {
     /// `cluster_nodes` and `session_leases`.
     nodes: BTreeMap<NodeId, NodeRecord>,
     leases: BTreeMap<SessionName, LeaseRecord>,
+    /// `account_users`.
+    account_users: BTreeMap<SessionName, ChatId>,
 }
 
 /// The `workflows` table.
@@ -100,6 +104,8 @@ struct Workflows {
     records: BTreeMap<WorkflowId, WorkflowRecord>,
     by_key: HashMap<String, WorkflowId>,
     active: BTreeSet<WorkflowId>,
+    /// The node executing each claimed workflow (`claimed_by`).
+    claimed: HashMap<WorkflowId, NodeId>,
     last_id: i64,
 }
 
@@ -220,6 +226,9 @@ struct Outbox {
     pending: BTreeSet<OutboxId>,
     /// The random id each agent was first given for each message (`outbox_attempts`).
     random_ids: HashMap<(OutboxId, SessionName), RandomId>,
+    /// Each message's last claim by a node: the node and the expiry of the lease it was taken
+    /// under (`claimed_by`, `claim_expires_at`).
+    claims: HashMap<OutboxId, (NodeId, UnixMillis)>,
     counts: OutboxCounts,
     last_id: i64,
 }
@@ -260,6 +269,32 @@ impl Outbox {
     }
 
     /// The message `id`, if it is pending; else the same error [`SqliteStore`] gives.
+    /// Records an attempt on `agent` (`Store::begin_attempt`).
+    fn attempt(
+        &mut self,
+        operation: &'static str,
+        id: OutboxId,
+        agent: &SessionName,
+        proposed: RandomId,
+        at: UnixMillis,
+    ) -> Result<RandomId, StoreError> {
+        let message = self.pending_message(operation, id)?;
+        message.attempts = message.attempts.saturating_add(1);
+        message.last_agent = Some(agent.clone());
+        message.updated_at = at;
+        // The first id this agent was given wins: re-sending with it lets Telegram drop the
+        // duplicate if the earlier attempt did get through.
+        let random_id = *self
+            .random_ids
+            .entry((id, agent.clone()))
+            .or_insert(proposed);
+        self.messages.get_mut(&id).expect("pending above").in_doubt = Some(InDoubt {
+            agent: agent.clone(),
+            random_id,
+        });
+        Ok(random_id)
+    }
+
     fn pending_message(
         &mut self,
         operation: &'static str,
@@ -385,27 +420,9 @@ impl Store for MemoryStore {
         at: UnixMillis,
     ) -> Result<RandomId, StoreError> {
         let operation = "begin a send attempt";
-        let mut tables = self.lock(operation)?;
-        let outbox = &mut tables.outbox;
-        let message = outbox.pending_message(operation, id)?;
-        message.attempts = message.attempts.saturating_add(1);
-        message.last_agent = Some(agent.clone());
-        message.updated_at = at;
-        // The first id this agent was given wins: re-sending with it lets Telegram drop the
-        // duplicate if the earlier attempt did get through.
-        let random_id = *outbox
-            .random_ids
-            .entry((id, agent.clone()))
-            .or_insert(proposed);
-        outbox
-            .messages
-            .get_mut(&id)
-            .expect("pending above")
-            .in_doubt = Some(InDoubt {
-            agent: agent.clone(),
-            random_id,
-        });
-        Ok(random_id)
+        self.lock(operation)?
+            .outbox
+            .attempt(operation, id, agent, proposed, at)
     }
 
     async fn note_holdup(
@@ -1242,6 +1259,103 @@ impl Store for MemoryStore {
             .leases
             .get(session)
             .is_some_and(|lease| lease.holder_at(now) == Some(node) && lease.token == token))
+    }
+
+    async fn claim_attempt(
+        &self,
+        id: OutboxId,
+        agent: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        proposed: RandomId,
+        at: UnixMillis,
+    ) -> Result<AttemptClaim, StoreError> {
+        let operation = "claim a message for a send attempt";
+        let mut tables = self.lock(operation)?;
+        let Tables { outbox, leases, .. } = &mut *tables;
+        let Some(message) = outbox
+            .messages
+            .get(&id)
+            .filter(|message| message.status == OutboxStatus::Pending)
+        else {
+            return Ok(AttemptClaim::Refused(ClaimRefusal::NotPending));
+        };
+        let Some(lease) = leases
+            .get(agent)
+            .filter(|lease| lease.holder_at(at) == Some(node) && lease.token == token)
+        else {
+            return Ok(AttemptClaim::Refused(ClaimRefusal::LeaseNotHeld));
+        };
+        if let Some(doubt) = message
+            .in_doubt
+            .as_ref()
+            .filter(|doubt| &doubt.agent != agent)
+        {
+            return Ok(AttemptClaim::Refused(ClaimRefusal::InDoubtOn {
+                agent: doubt.agent.clone(),
+            }));
+        }
+        if let Some((claimer, until)) = outbox.claims.get(&id)
+            && claimer != node
+            && *until > at
+        {
+            return Ok(AttemptClaim::Refused(ClaimRefusal::ClaimedElsewhere {
+                node: claimer.clone(),
+                until: *until,
+            }));
+        }
+        let until = lease.expires_at;
+        let random_id = outbox.attempt(operation, id, agent, proposed, at)?;
+        outbox.claims.insert(id, (node.clone(), until));
+        Ok(AttemptClaim::Taken(random_id))
+    }
+
+    async fn remember_account_user(
+        &self,
+        session: &SessionName,
+        user: ChatId,
+    ) -> Result<(), StoreError> {
+        self.lock("record an account's user")?
+            .account_users
+            .insert(session.clone(), user);
+        Ok(())
+    }
+
+    async fn account_users(&self) -> Result<Vec<ChatId>, StoreError> {
+        Ok(self
+            .lock("list the accounts' users")?
+            .account_users
+            .values()
+            .copied()
+            .collect())
+    }
+
+    async fn claim_workflow(
+        &self,
+        id: WorkflowId,
+        node: &NodeId,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.lock("claim a workflow")?;
+        let Tables {
+            workflows, nodes, ..
+        } = &mut *tables;
+        if !workflows.active.contains(&id) {
+            return Ok(false);
+        }
+        let free = match workflows.claimed.get(&id) {
+            None => true,
+            Some(claimer) => {
+                claimer == node
+                    || !nodes
+                        .get(claimer)
+                        .is_some_and(|record| record.is_alive(now))
+            }
+        };
+        if free {
+            workflows.claimed.insert(id, node.clone());
+        }
+        Ok(free)
     }
 
     async fn release_lease(

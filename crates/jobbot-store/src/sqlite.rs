@@ -21,7 +21,6 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor};
 
-use crate::leases;
 use crate::rows::{
     API_TOKEN_COLUMNS, CONVERSATION_COLUMNS, HOUR_MILLIS, OUTBOX_COLUMNS, VACANCY_COLUMNS,
     WORKFLOW_COLUMNS, agent_names, failed, is_unique_violation, outbox_counts_from,
@@ -33,6 +32,7 @@ use crate::{
     DatabaseError, finished_workflow, never_attempted, no_conversation, no_outbox_message,
     no_workflow, page_size, session_taken, token_taken, topic_taken,
 };
+use crate::{claims, leases};
 
 /// The migrations, embedded at compile time so the binary carries its schema.
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -276,29 +276,17 @@ impl Store for SqliteStore {
             // Dropping the transaction rolls it back; it changed nothing anyway.
             return Err(not_pending(&mut *transaction, operation, id).await);
         }
-        // The first id this agent was given wins: re-sending with it lets Telegram drop the
-        // duplicate if the earlier attempt did get through.
-        sqlx::query(
-            "INSERT INTO outbox_attempts (outbox_id, agent, random_id, first_attempt_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (outbox_id, agent) DO NOTHING",
+        let random_id = claims::attempt_random_id::<sqlx::Sqlite>(
+            &mut transaction,
+            operation,
+            id,
+            agent,
+            proposed,
+            at,
         )
-        .bind(id.0)
-        .bind(agent.as_str())
-        .bind(proposed.0)
-        .bind(at.0)
-        .execute(&mut *transaction)
-        .await
-        .map_err(failed(operation))?;
-        let random_id: i64 = sqlx::query_scalar(
-            "SELECT random_id FROM outbox_attempts WHERE outbox_id = ? AND agent = ?",
-        )
-        .bind(id.0)
-        .bind(agent.as_str())
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(failed(operation))?;
+        .await?;
         transaction.commit().await.map_err(failed(operation))?;
-        Ok(RandomId(random_id))
+        Ok(random_id)
     }
 
     async fn note_holdup(
@@ -1377,6 +1365,54 @@ impl Store for SqliteStore {
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
         leases::holds(&self.pool, session, node, token, now).await
+    }
+
+    async fn claim_attempt(
+        &self,
+        id: OutboxId,
+        agent: &SessionName,
+        node: &NodeId,
+        token: FencingToken,
+        proposed: RandomId,
+        at: UnixMillis,
+    ) -> Result<jobbot_core::cluster::AttemptClaim, StoreError> {
+        let operation = "claim a message for a send attempt";
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(failed(operation))?;
+        let claim = claims::claim_attempt::<sqlx::Sqlite>(
+            &mut transaction,
+            id,
+            (agent, node, token),
+            proposed,
+            at,
+        )
+        .await?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(claim)
+    }
+
+    async fn remember_account_user(
+        &self,
+        session: &SessionName,
+        user: ChatId,
+    ) -> Result<(), StoreError> {
+        claims::remember_account_user(&self.pool, session, user).await
+    }
+
+    async fn account_users(&self) -> Result<Vec<ChatId>, StoreError> {
+        claims::account_users(&self.pool).await
+    }
+
+    async fn claim_workflow(
+        &self,
+        id: WorkflowId,
+        node: &NodeId,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        claims::claim_workflow(&self.pool, id, node, now).await
     }
 }
 

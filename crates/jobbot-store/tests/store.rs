@@ -2561,6 +2561,261 @@ mod conformance {
         }
     }
 
+    /// A message taken for an attempt by one node, under its agent's lease: refused to a node
+    /// without the lease, to another node while in doubt on the first one's agent or while the
+    /// first one's claim runs, taken once that claim has expired, and refused once it ended.
+    pub async fn a_message_is_attempted_under_one_nodes_claim_and_its_agents_lease(
+        store: &dyn Store,
+    ) {
+        use jobbot_core::cluster::{AttemptClaim, ClaimRefusal, FencingToken};
+        let (a, b) = (node("node-a"), node("node-b"));
+        let (agent_1, agent_2) = (agent("agent_1"), agent("agent_2"));
+        let lease_a = store
+            .acquire_lease(&agent_1, &a, UnixMillis(1_000), UnixMillis(31_000))
+            .await
+            .unwrap()
+            .unwrap();
+        let lease_b = store
+            .acquire_lease(&agent_2, &b, UnixMillis(1_000), UnixMillis(100_000))
+            .await
+            .unwrap()
+            .unwrap();
+        let id = store.enqueue(message(None, 1_000)).await.unwrap().id();
+        async fn attempt(
+            store: &dyn Store,
+            id: OutboxId,
+            (agent, node, token): (&SessionName, &jobbot_core::cluster::NodeId, FencingToken),
+            proposed: i64,
+            at: i64,
+        ) -> Result<AttemptClaim, jobbot_core::store::StoreError> {
+            store
+                .claim_attempt(id, agent, node, token, RandomId(proposed), UnixMillis(at))
+                .await
+        }
+        let claim = |agent, node, token, proposed, at| {
+            attempt(store, id, (agent, node, token), proposed, at)
+        };
+        let refused = |refusal| AttemptClaim::Refused(refusal);
+        // Not the lease's holder, or not its token: refused, nothing recorded.
+        assert_eq!(
+            claim(&agent_1, &b, lease_a.token, 7, 2_000).await.unwrap(),
+            refused(ClaimRefusal::LeaseNotHeld)
+        );
+        assert_eq!(
+            claim(&agent_1, &a, FencingToken(lease_a.token.0 + 1), 7, 2_000)
+                .await
+                .unwrap(),
+            refused(ClaimRefusal::LeaseNotHeld)
+        );
+        assert_eq!(store.outbox_message(id).await.unwrap().unwrap().attempts, 0);
+        // Taken by a: the attempt is on record, in doubt on agent_1.
+        assert_eq!(
+            claim(&agent_1, &a, lease_a.token, 11, 2_000).await.unwrap(),
+            AttemptClaim::Taken(RandomId(11))
+        );
+        let stored = store.outbox_message(id).await.unwrap().unwrap();
+        assert_eq!(stored.attempts, 1);
+        assert_eq!(
+            stored.in_doubt,
+            Some(InDoubt {
+                agent: agent_1.clone(),
+                random_id: RandomId(11)
+            })
+        );
+        // b may not send it through another agent while agent_1's attempt may have gone.
+        assert_eq!(
+            claim(&agent_2, &b, lease_b.token, 22, 3_000).await.unwrap(),
+            refused(ClaimRefusal::InDoubtOn {
+                agent: agent_1.clone()
+            })
+        );
+        // a again through agent_1: the same random id.
+        assert_eq!(
+            claim(&agent_1, &a, lease_a.token, 12, 3_000).await.unwrap(),
+            AttemptClaim::Taken(RandomId(11))
+        );
+        // Refused by Telegram: no longer in doubt, but a's claim runs until its lease expiry.
+        store
+            .note_holdup(
+                id,
+                &Holdup::NotAttempted {
+                    agent: agent_1.clone(),
+                },
+                UnixMillis(4_000),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(&agent_2, &b, lease_b.token, 22, 30_999)
+                .await
+                .unwrap(),
+            refused(ClaimRefusal::ClaimedElsewhere {
+                node: a.clone(),
+                until: UnixMillis(31_000)
+            })
+        );
+        // Once it has expired (a is gone), b takes it.
+        assert_eq!(
+            claim(&agent_2, &b, lease_b.token, 22, 31_000)
+                .await
+                .unwrap(),
+            AttemptClaim::Taken(RandomId(22))
+        );
+        assert_eq!(store.outbox_message(id).await.unwrap().unwrap().attempts, 3);
+        store
+            .mark_sent(id, &agent_2, sent_to(5), UnixMillis(32_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(&agent_2, &b, lease_b.token, 23, 33_000)
+                .await
+                .unwrap(),
+            refused(ClaimRefusal::NotPending)
+        );
+        assert_eq!(
+            store
+                .claim_attempt(
+                    OutboxId(999),
+                    &agent_2,
+                    &b,
+                    lease_b.token,
+                    RandomId(1),
+                    UnixMillis(33_000)
+                )
+                .await
+                .unwrap(),
+            refused(ClaimRefusal::NotPending)
+        );
+    }
+
+    /// Two nodes, each with a free agent of the pool, claim the same messages at once: each
+    /// message is taken by exactly one of them.
+    pub async fn concurrent_claims_of_one_message_give_it_to_one_node(store: &dyn Store) {
+        use jobbot_core::cluster::AttemptClaim;
+        let (a, b) = (node("node-a"), node("node-b"));
+        let (agent_1, agent_2) = (agent("agent_1"), agent("agent_2"));
+        let token_a = store
+            .acquire_lease(&agent_1, &a, UnixMillis(1_000), UnixMillis(31_000))
+            .await
+            .unwrap()
+            .unwrap()
+            .token;
+        let token_b = store
+            .acquire_lease(&agent_2, &b, UnixMillis(1_000), UnixMillis(31_000))
+            .await
+            .unwrap()
+            .unwrap()
+            .token;
+        let mut taken_by = [0, 0];
+        for round in 0..20 {
+            let id = store
+                .enqueue(message(None, 1_000 + round))
+                .await
+                .unwrap()
+                .id();
+            let (first, second) = tokio::join!(
+                store.claim_attempt(id, &agent_1, &a, token_a, RandomId(1), UnixMillis(2_000)),
+                store.claim_attempt(id, &agent_2, &b, token_b, RandomId(2), UnixMillis(2_000)),
+            );
+            let taken = [first.unwrap(), second.unwrap()]
+                .map(|claim| matches!(claim, AttemptClaim::Taken(_)));
+            assert_eq!(
+                taken.iter().filter(|taken| **taken).count(),
+                1,
+                "message {round}: {taken:?}"
+            );
+            taken_by[usize::from(taken[1])] += 1;
+            assert_eq!(store.outbox_message(id).await.unwrap().unwrap().attempts, 1);
+        }
+        assert_eq!(taken_by.iter().sum::<i32>(), 20);
+    }
+
+    /// Each account's Telegram user, as the node connecting it last recorded it.
+    pub async fn account_users_are_recorded_per_session(store: &dyn Store) {
+        assert!(store.account_users().await.unwrap().is_empty());
+        let (first, second) = (ChatId::user(100).unwrap(), ChatId::user(200).unwrap());
+        store
+            .remember_account_user(&agent("agent_2"), second)
+            .await
+            .unwrap();
+        store
+            .remember_account_user(&agent("agent_1"), second)
+            .await
+            .unwrap();
+        store
+            .remember_account_user(&agent("agent_1"), first)
+            .await
+            .unwrap();
+        assert_eq!(store.account_users().await.unwrap(), [first, second]);
+    }
+
+    /// A workflow is executed by one live node: another takes it only once the first is gone.
+    pub async fn a_workflow_is_claimed_by_one_live_node(store: &dyn Store) {
+        let (a, b) = (node("node-a"), node("node-b"));
+        for node in [&a, &b] {
+            store
+                .heartbeat(node, UnixMillis(1_000), UnixMillis(31_000))
+                .await
+                .unwrap();
+        }
+        let (id, _) = store.start_workflow(&new_workflow("w", 1)).await.unwrap();
+        let (first, second) = tokio::join!(
+            store.claim_workflow(id, &a, UnixMillis(2_000)),
+            store.claim_workflow(id, &b, UnixMillis(2_000)),
+        );
+        assert_ne!(first.unwrap(), second.unwrap(), "taken by exactly one");
+        let (holder, other) = if store
+            .claim_workflow(id, &a, UnixMillis(3_000))
+            .await
+            .unwrap()
+        {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        assert!(
+            !store
+                .claim_workflow(id, other, UnixMillis(30_999))
+                .await
+                .unwrap()
+        );
+        // The holder's heartbeat expired: the other takes it, and the holder has lost it.
+        store
+            .heartbeat(other, UnixMillis(31_000), UnixMillis(61_000))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_workflow(id, other, UnixMillis(31_000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .claim_workflow(id, holder, UnixMillis(31_001))
+                .await
+                .unwrap()
+        );
+        // A node that leaves frees its workflows at once.
+        store.leave_cluster(other).await.unwrap();
+        store
+            .heartbeat(holder, UnixMillis(32_000), UnixMillis(62_000))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_workflow(id, holder, UnixMillis(32_000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .claim_workflow(WorkflowId(999), holder, UnixMillis(32_000))
+                .await
+                .unwrap()
+        );
+    }
+
     pub async fn nodes_are_listed_with_their_heartbeats_and_a_leaving_node_frees_its_leases(
         store: &dyn Store,
     ) {
@@ -3157,6 +3412,10 @@ conformance_on_every_backend!(
     a_session_lease_is_held_by_one_node_at_a_time_with_growing_tokens,
     concurrent_takes_of_one_lease_grant_it_once,
     nodes_are_listed_with_their_heartbeats_and_a_leaving_node_frees_its_leases,
+    a_message_is_attempted_under_one_nodes_claim_and_its_agents_lease,
+    concurrent_claims_of_one_message_give_it_to_one_node,
+    a_workflow_is_claimed_by_one_live_node,
+    account_users_are_recorded_per_session,
 );
 
 /// The memory store stands in for SQLite and PostgreSQL in the engine's tests, which may match on

@@ -95,6 +95,8 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
     let mut settings = parts.settings;
     settings.leases_required = parts.cluster.is_some();
     let main_session = settings.main_session.clone();
+    let mut crm_settings = parts.crm;
+    crm_settings.node = parts.cluster.as_ref().map(|cluster| cluster.node.clone());
     let engine = Engine::start(
         settings,
         Arc::clone(&parts.connector),
@@ -137,7 +139,7 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         telegram: crm_events,
         replier: Arc::new(NoAutoReplies),
         ai: parts.ai,
-        settings: parts.crm,
+        settings: crm_settings,
     })
     .await
     .context("could not start the CRM")?;

@@ -5,6 +5,9 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use jobbot_core::ids::SessionName;
 use jobbot_core::telegram::{AccountConnector, ConnectError, ConnectOptions};
 use jobbot_sim::contract::{self, CheckOutcome};
 use jobbot_sim_remote::RemoteConnector;
+use jobbot_sim_remote::client::RpcClient;
 use jobbot_sim_remote::fixture::{contract_params, remote_fixture};
 use jobbot_sim_remote::rpc::AdminRpcClient;
 use jobbot_store::PostgresStore;
@@ -388,7 +392,6 @@ async fn jobbot_run_keeps_its_records_in_postgresql_when_given_a_database_url() 
 /// time (real time; the lease is 6 s here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_sessions_move_to_the_other_node_without_a_duplicate_connection() {
-    use jobbot_core::store::Store as _;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("sim-state.json");
     let config = dir.path().join("channels_config.json");
@@ -431,34 +434,8 @@ async fn a_killed_nodes_sessions_move_to_the_other_node_without_a_duplicate_conn
     let first = start("node-1");
     let mut second = start("node-2");
     let admin = RemoteConnector::new(address).client().await.unwrap();
-    let holders = |store: &PostgresStore| {
-        let store = store.clone();
-        async move {
-            let now = jobbot_core::store::UnixMillis(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64,
-            );
-            store
-                .session_leases()
-                .await
-                .unwrap()
-                .into_iter()
-                .filter_map(|lease| {
-                    Some((lease.session.clone(), lease.holder_at(now)?.to_string()))
-                })
-                .collect::<std::collections::BTreeMap<_, _>>()
-        }
-    };
-    let all_connected_once = || async {
-        for session in &wanted {
-            if admin.open_connections(session.clone()).await.unwrap() != 1 {
-                return false;
-            }
-        }
-        true
-    };
+    let holders = lease_holders;
+    let all_connected_once = || connected_once(&admin, &wanted);
     wait_until(
         "both nodes hold leases and every session is connected once",
         Duration::from_secs(90),
@@ -503,4 +480,386 @@ async fn a_killed_nodes_sessions_move_to_the_other_node_without_a_duplicate_conn
     // An orderly stop frees the leases at once.
     assert!(holders(&store).await.is_empty());
     store.close().await;
+}
+
+/// Each session's lease holder now (expired leases have none).
+async fn lease_holders(store: &PostgresStore) -> BTreeMap<SessionName, String> {
+    use jobbot_core::store::Store as _;
+    let now = jobbot_core::store::UnixMillis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    );
+    store
+        .session_leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|lease| Some((lease.session.clone(), lease.holder_at(now)?.to_string())))
+        .collect()
+}
+
+/// Whether the simulator has exactly one connection open on each of `sessions`.
+async fn connected_once(admin: &RpcClient, sessions: &[SessionName]) -> bool {
+    for session in sessions {
+        if admin.open_connections(session.clone()).await.unwrap() != 1 {
+            return false;
+        }
+    }
+    true
+}
+
+// ----- Three nodes under traffic -----
+
+/// A loopback TCP proxy in front of PostgreSQL that the test cuts: every connection through it
+/// is closed at once and no new one is accepted, as if the node's network to the database died.
+struct DatabaseProxy {
+    address: SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DatabaseProxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (cut, mut cut_seen) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = cut_seen.wait_for(|cut| *cut) => break,
+                    accepted = listener.accept() => {
+                        let Ok((mut inbound, _)) = accepted else { continue };
+                        connections.spawn(async move {
+                            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        });
+                    }
+                }
+            }
+            // Dropping the listener refuses new connections; aborting the copies closes the
+            // open ones.
+            drop(listener);
+            connections.shutdown().await;
+        });
+        Self { address, cut, task }
+    }
+
+    async fn cut(self) {
+        let _ = self.cut.send(true);
+        self.task.await.unwrap();
+    }
+}
+
+/// `url` with its host and port replaced by `address`.
+fn url_through(url: &str, address: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (authority, path) = rest.split_once('/').expect("a database in the URL");
+    let host_at = authority.rfind('@').map_or(0, |at| at + 1);
+    format!("{scheme}://{}{address}/{path}", &authority[..host_at])
+}
+
+/// The host and port of a PostgreSQL URL.
+fn database_address(url: &str) -> SocketAddr {
+    use std::net::ToSocketAddrs as _;
+    let authority = url.split_once("://").unwrap().1.split('/').next().unwrap();
+    let host = authority.rsplit('@').next().unwrap();
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    host.to_socket_addrs().unwrap().next().unwrap()
+}
+
+/// Three `jobbot run` nodes on one PostgreSQL schema and one scripted world under traffic
+/// (vacancies posted, recruiters replying, the operator answering), the lease 6 s.
+struct ThreeNodes {
+    dir: tempfile::TempDir,
+    server: common::Process,
+    address: SocketAddr,
+    admin: std::sync::Arc<RpcClient>,
+    url: String,
+    store: PostgresStore,
+    layout: jobbot_sim::scenario::DemoWorld,
+    config: serde_json::Value,
+    wanted: Vec<SessionName>,
+    nodes: BTreeMap<String, common::Process>,
+    /// Dropped last: the nodes and the store go first.
+    _schema: common::TestSchema,
+}
+
+const LEASE_SECONDS: &str = "6";
+
+impl ThreeNodes {
+    /// The world and the database; `through_proxy` names the node whose database connections
+    /// go through `proxy`.
+    async fn start(prefix: &str, seed: u64, through_proxy: Option<(&str, &DatabaseProxy)>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_file = dir.path().join("channels_config.json");
+        let params = dir.path().join("params.json");
+        std::fs::write(
+            &params,
+            serde_json::to_string(&common::record::world_params(seed)).unwrap(),
+        )
+        .unwrap();
+        let (server, address) = sim_serve(
+            &dir.path().join("sim-state.json"),
+            &[
+                "--params",
+                params.to_str().unwrap(),
+                "--world",
+                "scripted",
+                "--seed",
+                &seed.to_string(),
+                "--pace-ms",
+                "600",
+                "--posts",
+                "40",
+                "--write-config",
+                config_file.to_str().unwrap(),
+            ],
+        );
+        let (admin, layout, config) = common::record::scripted_world(address, &config_file).await;
+        let (schema, url, store) = database_with_config(prefix, &config_file).await;
+        let file = jobbot_store::ConfigStore::open(&config_file).await.unwrap();
+        let mut wanted: Vec<SessionName> = file
+            .snapshot()
+            .config
+            .agent_accounts()
+            .into_keys()
+            .collect();
+        wanted.push(SessionName::main());
+        assert!(wanted.len() >= 3, "{wanted:?}");
+        let mut cluster = Self {
+            dir,
+            server,
+            address,
+            admin,
+            url,
+            store,
+            layout,
+            config,
+            wanted,
+            nodes: BTreeMap::new(),
+            _schema: schema,
+        };
+        for name in ["node-1", "node-2", "node-3"] {
+            let url = match through_proxy {
+                Some((proxied, proxy)) if proxied == name => {
+                    url_through(&cluster.url, proxy.address)
+                }
+                _ => cluster.url.clone(),
+            };
+            cluster.start_node(name, &url);
+        }
+        cluster
+    }
+
+    fn start_node(&mut self, name: &str, url: &str) {
+        let data = self.dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        let log = std::env::var_os("JOBBOT_CLUSTER_LOG")
+            .map(|file| common::append(&PathBuf::from(file).with_extension(name)));
+        let mut command = common::jobbot_run_command(&data, self.address);
+        command
+            .env("DATABASE_URL", url)
+            .env("JOBBOT_NODE", name)
+            .env("JOBBOT_LEASE_SECONDS", LEASE_SECONDS);
+        match log {
+            Some(log) => command.stderr(log),
+            None => command
+                .env_remove("RUST_LOG")
+                .stderr(std::process::Stdio::null()),
+        };
+        self.nodes.insert(
+            name.to_owned(),
+            common::Process {
+                child: command.spawn().expect("jobbot run starts"),
+            },
+        );
+    }
+
+    /// Waits until every node holds a lease, every session is connected once and messages
+    /// are being sent.
+    async fn wait_for_traffic(&self) {
+        wait_until(
+            "all three nodes hold leases, every session is connected once, messages go out",
+            Duration::from_secs(120),
+            || async {
+                use jobbot_core::store::Store as _;
+                let held = lease_holders(&self.store).await;
+                let nodes: std::collections::BTreeSet<_> = held.values().cloned().collect();
+                held.len() == self.wanted.len()
+                    && nodes.len() == 3
+                    && connected_once(&self.admin, &self.wanted).await
+                    && self.store.outbox_counts().await.unwrap().sent > 0
+            },
+        )
+        .await;
+    }
+
+    /// Waits until no session is held by `gone` and each is held and connected once; returns
+    /// how long that took from `since`.
+    async fn wait_for_takeover(&self, gone: &str, since: std::time::Instant) -> Duration {
+        wait_until(
+            &format!("the other nodes hold and connect every session of {gone}"),
+            Duration::from_secs(120),
+            || async {
+                let held = lease_holders(&self.store).await;
+                held.len() == self.wanted.len()
+                    && held.values().all(|node| node != gone)
+                    && connected_once(&self.admin, &self.wanted).await
+            },
+        )
+        .await;
+        since.elapsed()
+    }
+
+    /// Waits until nothing is due, running, pending or missing (the crash suite's `settled`),
+    /// then checks the record: nothing lost, nothing sent twice, no session connected twice.
+    async fn settle_and_check(&self, what: &str) -> common::record::Tally {
+        let give_up = std::time::Instant::now() + Duration::from_secs(240);
+        loop {
+            match common::record::settled(&self.admin, &self.store, &self.layout, &self.config)
+                .await
+            {
+                Ok(()) => break,
+                Err(outstanding) if std::time::Instant::now() > give_up => {
+                    eprintln!("{what}: not settled within 240 s: {outstanding}");
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+        let mut tally =
+            common::record::check(&self.admin, &self.store, &self.layout, &self.config).await;
+        let overlaps = self.admin.duplicate_connections().await.unwrap();
+        tally.checked += 1;
+        if overlaps > 0 {
+            tally.duplicate(format!(
+                "{overlaps} connection(s) opened while their session had another one open"
+            ));
+        }
+        for kind in ["notification", "auto-response"] {
+            assert!(
+                tally.seen.contains_key(kind),
+                "{what}: no {kind} happened at all, so none was checked: {:?}",
+                tally.seen
+            );
+        }
+        tally
+    }
+
+    /// Prints what `what` (a kill, a cut) measured, and fails on anything lost or sent twice.
+    async fn report(
+        &self,
+        what: &str,
+        moved: usize,
+        took: Duration,
+        tally: &common::record::Tally,
+    ) {
+        writeln!(
+            std::io::stdout().lock(),
+            "three nodes, {what}: sessions={} moved={moved} lease={LEASE_SECONDS}s took={} ms \
+             duplicate_connections={} checked={} lost={} sent_twice={}",
+            self.wanted.len(),
+            took.as_millis(),
+            self.admin.duplicate_connections().await.unwrap(),
+            tally.checked,
+            tally.lost,
+            tally.duplicated
+        )
+        .unwrap();
+        assert!(
+            tally.lost == 0 && tally.duplicated == 0,
+            "{what}: {}",
+            tally.problems.join("\n")
+        );
+    }
+
+    /// Stops the remaining nodes in order, then the simulator.
+    async fn stop(mut self) {
+        for (name, mut node) in std::mem::take(&mut self.nodes) {
+            node.signal("TERM");
+            let status = node.exited(Duration::from_secs(60)).await;
+            assert!(
+                status.success(),
+                "{name}: not a clean stop on SIGTERM: {status}"
+            );
+        }
+        self.store.close().await;
+        self.server.signal("TERM");
+        self.server.exited(Duration::from_secs(30)).await;
+    }
+}
+
+/// The node holding the most sessions.
+async fn busiest_node(store: &PostgresStore) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for node in lease_holders(store).await.into_values() {
+        *counts.entry(node).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, count)| *count)
+        .map(|(node, _)| node)
+        .expect("leases are held")
+}
+
+/// Three nodes under traffic (#16 item 5): `kill -9` of one moves its sessions to the other
+/// two once their leases expire (the time is printed), the simulator never sees two
+/// connections on one session, and the crash suite's checks find nothing lost and nothing sent
+/// twice (the killed node's claimed messages and workflows are taken over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_lose_one_to_kill_9_and_lose_or_duplicate_nothing() {
+    let cluster = ThreeNodes::start("jobbot_three_nodes", 21, None).await;
+    cluster.wait_for_traffic().await;
+    let victim = busiest_node(&cluster.store).await;
+    let moved = lease_holders(&cluster.store)
+        .await
+        .values()
+        .filter(|node| **node == victim)
+        .count();
+    let mut cluster = cluster;
+    let node = cluster.nodes.remove(&victim).unwrap();
+    node.signal("KILL");
+    let killed_at = std::time::Instant::now();
+    drop(node);
+    let took = cluster.wait_for_takeover(&victim, killed_at).await;
+    let tally = cluster.settle_and_check("kill -9").await;
+    cluster.report("kill -9", moved, took, &tally).await;
+    cluster.stop().await;
+}
+
+/// Three nodes under traffic, one of them reaching PostgreSQL through a proxy the test cuts
+/// (#16 item 5): the cut-off node can neither renew its leases nor claim a message, so it stops
+/// using its sessions a margin before their leases expire; the other nodes take them, the
+/// simulator never sees two connections on one session, and nothing is lost or sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_postgresql_stops_before_its_leases_move() {
+    let proxy = DatabaseProxy::start(database_address(&test_database_url())).await;
+    let cluster = ThreeNodes::start("jobbot_cut_off", 23, Some(("node-3", &proxy))).await;
+    cluster.wait_for_traffic().await;
+    let moved = lease_holders(&cluster.store)
+        .await
+        .values()
+        .filter(|node| *node == "node-3")
+        .count();
+    assert!(moved > 0, "node-3 holds sessions before the cut");
+    proxy.cut().await;
+    let cut_at = std::time::Instant::now();
+    let took = cluster.wait_for_takeover("node-3", cut_at).await;
+    let mut cluster = cluster;
+    // The cut-off node may have stopped by itself (its store fails); it has no part in the rest.
+    drop(cluster.nodes.remove("node-3"));
+    let tally = cluster.settle_and_check("cut off").await;
+    cluster
+        .report("database cut off", moved, took, &tally)
+        .await;
+    cluster.stop().await;
 }

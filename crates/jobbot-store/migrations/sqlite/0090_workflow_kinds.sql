@@ -10,11 +10,13 @@ CREATE TABLE workflows_new (
     state      TEXT    NOT NULL,
     finished   INTEGER NOT NULL CHECK (finished IN (0, 1)),
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    -- 0061: the node executing it (several nodes on one database).
+    claimed_by TEXT
 ) STRICT;
 
-INSERT INTO workflows_new (id, key, kind, state, finished, created_at, updated_at)
-    SELECT id, key, kind, state, finished, created_at, updated_at FROM workflows;
+INSERT INTO workflows_new (id, key, kind, state, finished, created_at, updated_at, claimed_by)
+    SELECT id, key, kind, state, finished, created_at, updated_at, claimed_by FROM workflows;
 
 DROP TABLE workflows;
 ALTER TABLE workflows_new RENAME TO workflows;
