@@ -95,6 +95,7 @@
 mod adaptive;
 mod calls;
 mod counters;
+mod fair;
 mod gcra;
 
 #[cfg(test)]
@@ -115,6 +116,7 @@ pub use adaptive::{AdaptiveBudget, AdaptiveRate, CallClass, Change, LearnedLimit
 pub use calls::{CallDecision, CallStatus, LearnedCalls, default_call_ceiling};
 use calls::{CallLimiter, OTHER_CLASSES, other_index};
 use counters::{ColdDmWindow, RecentSends};
+pub use fair::RoundRobin;
 pub use gcra::Gcra;
 
 /// One limiter per class other than sends, pacing at the learned rates.
