@@ -1314,6 +1314,15 @@ mod tests {
                     assert_eq!(result.dropped, 0, "{result:?}");
                     assert_eq!(result.sent_twice, 0, "{result:?}");
                 }
+                if policy == Policy::Jobbot && scenario == Scenario::Churn {
+                    // Offered at twice the capacity, the channels take turns for the agents
+                    // they share: equal shares, not the first channel's arrivals first.
+                    let shares: Vec<u64> = result.channels.iter().map(|c| c.delivered).collect();
+                    assert_eq!(shares.len(), 3, "{result:?}");
+                    let (most, least) = (shares.iter().max(), shares.iter().min());
+                    let (most, least) = (most.copied().unwrap_or(0), least.copied().unwrap_or(0));
+                    assert!(most - least <= most / 20 + 1, "{shares:?}");
+                }
             }
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
