@@ -19,7 +19,7 @@ use jobbot_core::ids::SessionName;
 use jobbot_core::outbox::{Retry, Verdict, in_doubt_stuck, judge_attempt};
 use jobbot_core::scheduling::{
     AgentKey, AgentScheduler, AgentStatus, CallClass, CallDecision, ConnectionState, Decision,
-    LearnedLimits, Millis, NoAgentReason, PoolId, Request, SendKind, SendOutcome,
+    LearnedLimits, Millis, NoAgentReason, PoolId, Request, RoundRobin, SendKind, SendOutcome,
     StateChangeReason, WaitReason,
 };
 use jobbot_core::store::{
@@ -204,6 +204,8 @@ pub(crate) struct Dispatcher {
     blocked_until: HashMap<QueueKey, Millis>,
     /// Queues that wait for an agent to change state.
     parked: HashSet<QueueKey>,
+    /// Whose turn it is among the queues (fair share of agents that channels share).
+    turn: RoundRobin<QueueKey>,
     delayed: BinaryHeap<Reverse<(Millis, OutboxId, bool)>>,
     expiries: BinaryHeap<Reverse<(Millis, OutboxId)>>,
     /// Messages handed to an account, with the `random_id` of the attempt.
@@ -272,6 +274,7 @@ impl Dispatcher {
             queues: BTreeMap::new(),
             blocked_until: HashMap::new(),
             parked: HashSet::new(),
+            turn: RoundRobin::new(),
             delayed: BinaryHeap::new(),
             expiries: BinaryHeap::new(),
             in_flight: HashMap::new(),
@@ -758,7 +761,7 @@ impl Dispatcher {
             let Some(queued) = self.messages.remove(&id) else {
                 continue;
             };
-            // Its id stays in its queue; `drain_queue` drops ids with no message (removing it
+            // Its id stays in its queue; `serve_one` drops ids with no message (removing it
             // here would cost a scan of the queue per expired message).
             let end = OutboxEnd::Expired {
                 last_holdup: queued
@@ -771,11 +774,15 @@ impl Dispatcher {
         }
     }
 
+    /// Offers the agents' permits to the queues that can use them, one message per queue in turn
+    /// (round robin, kept across passes: see `RoundRobin`), until every queue is blocked, parked
+    /// or empty. Queues of different channels share agents; serving each queue until it blocks,
+    /// in key order, gave every freed permit to the first channel.
     async fn dispatch(&mut self, now: Millis) {
         if self.stopping {
             return;
         }
-        let keys: Vec<QueueKey> = self
+        let mut keys: Vec<QueueKey> = self
             .queues
             .iter()
             .filter(|(key, queue)| {
@@ -785,13 +792,24 @@ impl Dispatcher {
             })
             .map(|(key, _)| *key)
             .collect();
-        for key in keys {
-            self.blocked_until.remove(&key);
-            self.drain_queue(key, now).await;
+        self.turn.order(&mut keys);
+        while !keys.is_empty() {
+            let mut open = Vec::with_capacity(keys.len());
+            for key in keys {
+                self.blocked_until.remove(&key);
+                if self.serve_one(key, now).await {
+                    self.turn.served(key);
+                    open.push(key);
+                }
+            }
+            keys = open;
         }
     }
 
-    async fn drain_queue(&mut self, key: QueueKey, now: Millis) {
+    /// Sends the first message of `key`'s queue that can go, if any: `true` when one was handed
+    /// to an agent (the queue may send more), `false` when the queue is empty, blocked until an
+    /// instant, or parked until an agent changes state.
+    async fn serve_one(&mut self, key: QueueKey, now: Millis) -> bool {
         while let Some(&id) = self.queues.get(&key).and_then(VecDeque::front) {
             let Some(queued) = self.messages.get(&id) else {
                 self.queues.get_mut(&key).map(VecDeque::pop_front);
@@ -803,13 +821,14 @@ impl Dispatcher {
                     self.flood_logged.remove(&key.pool);
                     self.queues.get_mut(&key).map(VecDeque::pop_front);
                     self.start_send(id, agent).await;
+                    return true;
                 }
                 Decision::WaitUntil { at, reason } => {
                     if reason == WaitReason::FloodWait && self.flood_logged.insert(key.pool) {
                         tracing::warn!(target: "agent_pool", channel = %self.channel_of(key.pool), "⚠️ Все агенты недоступны (FloodWait)");
                     }
                     self.blocked_until.insert(key, at);
-                    return;
+                    return false;
                 }
                 Decision::WaitForStateChange { reason } => {
                     let holdup = Holdup::Waiting {
@@ -817,7 +836,7 @@ impl Dispatcher {
                     };
                     self.note(id, holdup).await;
                     self.parked.insert(key);
-                    return;
+                    return false;
                 }
                 Decision::NoAgent(reason) => {
                     let unavailable = self.unavailable(&reason, id);
@@ -844,10 +863,11 @@ impl Dispatcher {
                     )
                     .await;
                     self.parked.insert(key);
-                    return;
+                    return false;
                 }
             }
         }
+        false
     }
 
     /// The scheduler's reason to wait, with agents named by session.

@@ -29,14 +29,22 @@
 //!   rose; it costs about one flood wait per forget period.
 //! * **A step needs evidence**: [`STEP_CALLS`] clean calls made *at pace* (the limiter was not
 //!   full, so the calls actually ran at the learned rate: RFC 7661's congestion window validation
-//!   grows only a window that is used) and [`STEP_MS`] since the last change. A rate a little above
+//!   grows only a window that is used) and [`STEP_MS`] since the last change. At a rate too low
+//!   to make `STEP_CALLS` calls in `STEP_MS` (a resolve rate cut to its floor of 0.3 a minute
+//!   would need 67 minutes of calls at pace) the step needs the calls the rate makes in
+//!   `STEP_MS`, at least [`MIN_STEP_CALLS`]: TCP grows its window once per round trip whatever
+//!   the window (RFC 5681 §3.1), not once per fixed number of packets, so a class flooded down
+//!   to its floor climbs back in about ten minutes of use instead of hours. A rate a little above
 //!   the true one empties Telegram's bucket only slowly, so the evidence period is long enough
 //!   for a probe about 7 % too high to be caught before it is believed.
 //! * **Bounds**: never above the configured ceiling, never below [`FLOOR_FRACTION`] of it (at least
 //!   [`MIN_FLOOR_MILLI_PER_MINUTE`]): a run of flood waits must not silence an account for good.
 //! * A FloodWait that arrives while the account is already in one answers a call picked before the
 //!   first one was known; it is not a new violation (TCP's one reduction per window,
-//!   RFC 6582). The caller says which it is.
+//!   RFC 6582). The caller says which it is. After a restart the end of a running wait is not
+//!   known (only the learned rates are stored), so the first FloodWait of a class restored with
+//!   a remembered flood, before any clean call, is taken as that flood's and cuts nothing;
+//!   counted as new at every restart, it took a restarted account's resolve rate to the floor.
 //!
 //! `PEER_FLOOD` is a different signal: the account exceeded its rolling daily budget of first
 //! messages to strangers (telegram.org/faq_spam), and is restricted for a while. [`AdaptiveBudget`]
@@ -81,8 +89,12 @@ pub const DECREASE_UNDER_PROVEN: (u32, u32) = (9, 10);
 pub const CONVERGED_FRACTION: (u32, u32) = (1, 16);
 /// Increase per step, as a fraction of the current rate, when no flood is remembered.
 pub const INCREASE_FRACTION: (u32, u32) = (1, 16);
-/// Clean calls at pace needed for a step.
+/// Clean calls at pace needed for a step, at a rate that makes at least this many in
+/// [`STEP_MS`].
 pub const STEP_CALLS: u32 = 20;
+/// Clean calls at pace needed for a step at a rate too low to make [`STEP_CALLS`] in [`STEP_MS`]:
+/// a step then needs the calls the rate makes in `STEP_MS`, and at least this many.
+pub const MIN_STEP_CALLS: u32 = 3;
 /// Time since the last change needed for a step.
 pub const STEP_MS: u64 = 5 * 60_000;
 /// A remembered flood is forgotten after this long without another, so a limit that rose is found.
@@ -170,6 +182,10 @@ pub struct AdaptiveRate {
     changed_at: Millis,
     #[serde(skip)]
     flooded_at: Millis,
+    /// Restored with a remembered flood and no outcome seen since: the first FloodWait may be
+    /// the stored one still running (its end is not stored), so it is not a new violation.
+    #[serde(skip)]
+    restored_flooded: bool,
 }
 
 /// What a learner did with an outcome.
@@ -192,6 +208,7 @@ impl AdaptiveRate {
             clean_calls: 0,
             changed_at: now,
             flooded_at: now,
+            restored_flooded: false,
         }
     }
 
@@ -222,6 +239,7 @@ impl AdaptiveRate {
             clean_calls: 0,
             changed_at: now,
             flooded_at: now,
+            restored_flooded: self.flooded.is_some(),
             ..self
         };
         restored.bound(ceiling);
@@ -250,7 +268,11 @@ impl AdaptiveRate {
         violation: bool,
         now: Millis,
     ) -> Change {
-        if !violation {
+        // The first answer after a restart with a flood remembered: the wait it reports may be
+        // the one that flood started (the process died during it, and its end is not stored).
+        // Counted again at every restart, it cut a rate that was already cut once per restart
+        // down to the floor (RFC 6582: one reduction per loss event).
+        if std::mem::take(&mut self.restored_flooded) || !violation {
             return Change::Unchanged;
         }
         let rate = self.milli_per_minute;
@@ -278,10 +300,12 @@ impl AdaptiveRate {
     /// A call went through at `now`. `at_pace` says the limiter was in use (not full) when it was
     /// picked, so the call is evidence about the learned rate.
     pub fn on_clean(&mut self, ceiling: RateCeiling, at_pace: bool, now: Millis) -> Change {
+        self.restored_flooded = false;
         if at_pace {
             self.clean_calls = self.clean_calls.saturating_add(1);
         }
-        if self.clean_calls < STEP_CALLS || now.0.saturating_sub(self.changed_at.0) < STEP_MS {
+        if self.clean_calls < self.step_calls() || now.0.saturating_sub(self.changed_at.0) < STEP_MS
+        {
             return Change::Unchanged;
         }
         let before = *self;
@@ -313,6 +337,13 @@ impl AdaptiveRate {
         } else {
             Change::Changed
         }
+    }
+
+    /// The clean calls at pace a step needs: [`STEP_CALLS`], or the calls the learned rate makes
+    /// in [`STEP_MS`] when that is fewer (at least [`MIN_STEP_CALLS`]).
+    pub fn step_calls(&self) -> u32 {
+        let in_step = u64::from(self.milli_per_minute) * STEP_MS / 60_000 / u64::from(MILLI);
+        (in_step.min(u64::from(STEP_CALLS)) as u32).max(MIN_STEP_CALLS)
     }
 
     fn bound(&mut self, ceiling: RateCeiling) {
@@ -662,6 +693,67 @@ mod tests {
             floods_after_first_hour,
             rate.milli_per_minute(),
         )
+    }
+
+    /// A class cut to its floor (a resolve rate of 0.3 a minute after three long waits) climbs
+    /// back after the few calls its rate makes in a step's time, not after `STEP_CALLS` of them
+    /// (67 minutes at that rate); at ordinary rates a step still needs `STEP_CALLS`.
+    #[test]
+    fn a_rate_at_its_floor_needs_only_the_calls_it_makes_in_a_step() {
+        let ceiling = RateCeiling::per_minute(6, 3);
+        let mut rate = AdaptiveRate::new(ceiling, Millis(0));
+        rate.on_flood_wait(ceiling, 600, true, Millis(0));
+        rate.on_flood_wait(ceiling, 1_200, true, Millis(1));
+        rate.on_flood_wait(ceiling, 2_400, true, Millis(1));
+        assert_eq!(rate.milli_per_minute(), ceiling.floor());
+        assert_eq!(rate.milli_per_minute(), 300);
+        assert_eq!(rate.step_calls(), MIN_STEP_CALLS);
+        let interval = rate.emission_interval_ms();
+        let mut now = Millis(1);
+        for _ in 0..MIN_STEP_CALLS {
+            now = Millis(now.0 + interval);
+            rate.on_clean(ceiling, true, now);
+        }
+        assert!(rate.milli_per_minute() > 300, "{rate:?}");
+        assert_eq!(
+            AdaptiveRate::new(CEILING, Millis(0)).step_calls(),
+            STEP_CALLS
+        );
+        let mut slow = AdaptiveRate::new(RateCeiling::per_minute(2, 1), Millis(0));
+        assert_eq!(slow.step_calls(), 10);
+        slow.on_clean(RateCeiling::per_minute(2, 1), true, Millis(STEP_MS));
+        assert_eq!(slow.milli_per_minute(), 2_000, "one call is no evidence");
+    }
+
+    /// After a restart the first FloodWait may be the stored flood's wait still running: it cuts
+    /// nothing, however many restarts; a later one, or one after a clean call, does.
+    #[test]
+    fn the_first_flood_wait_after_a_restart_is_not_counted_again() {
+        let ceiling = RateCeiling::per_minute(6, 3);
+        let mut rate = AdaptiveRate::new(ceiling, Millis(0));
+        rate.on_flood_wait(ceiling, 600, true, Millis(0));
+        assert_eq!(rate.milli_per_minute(), 1_500);
+        for restart in 1..=30 {
+            let stored: AdaptiveRate =
+                serde_json::from_str(&serde_json::to_string(&rate).unwrap()).unwrap();
+            rate = stored.restored(ceiling, Millis(0));
+            assert_eq!(
+                rate.on_flood_wait(ceiling, 600, true, Millis(1)),
+                Change::Unchanged,
+                "restart {restart}"
+            );
+        }
+        assert_eq!(rate.milli_per_minute(), 1_500);
+        assert_eq!(
+            rate.on_flood_wait(ceiling, 600, true, Millis(2)),
+            Change::Changed
+        );
+        let mut clean_first = rate.restored(ceiling, Millis(0));
+        clean_first.on_clean(ceiling, true, Millis(1));
+        assert_eq!(
+            clean_first.on_flood_wait(ceiling, 600, true, Millis(2)),
+            Change::Changed
+        );
     }
 
     proptest! {

@@ -99,6 +99,15 @@ impl ColdDmWindow {
         self.truncate(cap);
     }
 
+    /// Takes back the newest entry: a first message counted when it was picked that never reached
+    /// `messages.sendMessage` (its resolve failed, or it was not attempted) started no chat. The
+    /// entries are interchangeable but for their instants; the newest may belong to a later
+    /// pick, so the window can free up to the time between two picks in flight earlier than
+    /// exact, while Telegram counts a chat when the message is sent, after its pick anyway.
+    pub(super) fn forget_newest(&mut self) {
+        self.sent_at.pop_back();
+    }
+
     /// Keeps only the newest `cap` entries (also after the cap is lowered).
     pub(super) fn truncate(&mut self, cap: u32) {
         while self.sent_at.len() > cap as usize {

@@ -95,6 +95,7 @@
 mod adaptive;
 mod calls;
 mod counters;
+mod fair;
 mod gcra;
 
 #[cfg(test)]
@@ -115,6 +116,7 @@ pub use adaptive::{AdaptiveBudget, AdaptiveRate, CallClass, Change, LearnedLimit
 pub use calls::{CallDecision, CallStatus, LearnedCalls, default_call_ceiling};
 use calls::{CallLimiter, OTHER_CLASSES, other_index};
 use counters::{ColdDmWindow, RecentSends};
+pub use fair::RoundRobin;
 pub use gcra::Gcra;
 
 /// One limiter per class other than sends, pacing at the learned rates.
@@ -1188,9 +1190,11 @@ impl AgentScheduler {
     /// answers [`NoAgentReason::StickyAgentNotInPool`] (or [`NoAgentReason::UnknownAgent`] if
     /// the agent was removed); an unknown pool answers [`NoAgentReason::UnknownPool`].
     ///
-    /// The permit and the cold-DM slot stay spent whatever the outcome: the attempt reached
-    /// Telegram, and counting attempts rather than deliveries is the safe side of an anti-spam
-    /// budget whose exact accounting Telegram does not publish.
+    /// The permit and the cold-DM slot stay spent whatever the outcome of a send that reached
+    /// `messages.sendMessage`: counting attempts rather than deliveries is the safe side of an
+    /// anti-spam budget whose exact accounting Telegram does not publish. The cold-DM slot of a
+    /// first message that never got that far (its resolve failed, or it was not attempted) is
+    /// given back: it started no chat.
     pub fn pick<R: Rng + ?Sized>(
         &mut self,
         pool: PoolId,
@@ -1357,6 +1361,19 @@ impl AgentScheduler {
         };
         entry.in_flight = entry.in_flight.saturating_sub(1);
         let learn = self.settings.learn_limits;
+        // A first message whose resolve failed, or that was never attempted, reached no
+        // `messages.sendMessage` and started no chat: its slot in the daily window is given back.
+        // Kept, a resolve flood wait cost a first message of the day under a learned budget
+        // that is exactly the account's (measured in `jobbot bench pool`'s `cold`, issue #12).
+        if request.kind == SendKind::FirstContact
+            && matches!(
+                outcome,
+                SendOutcome::ResolveFailed(_) | SendOutcome::NotAttempted
+            )
+        {
+            entry.cold_dms.forget_newest();
+            self.sendable_at[agent.0 as usize] = entry.sendable_at();
+        }
         // The resolve a send to a username makes first went through unless that step failed.
         if request.takes_resolve_permit() && !matches!(outcome, SendOutcome::ResolveFailed(_)) {
             let resolved = !matches!(outcome, SendOutcome::NotAttempted);

@@ -1992,3 +1992,47 @@ fn a_known_contacts_username_takes_no_resolve_permit_but_waits_out_a_resolve_flo
     );
     assert_eq!(send_rate(&scheduler, A), 600_000);
 }
+
+/// A first message whose resolve failed never reached `messages.sendMessage`: its slot in the
+/// daily window comes back, so a resolve flood wait does not cost a first message of the day;
+/// one refused by `sendMessage` itself keeps its slot.
+#[test]
+fn a_first_message_that_never_reached_send_message_gives_its_cold_dm_slot_back() {
+    let mut rng = rng(21);
+    let mut scheduler = ready_pool(1, pacing(6_000, 10, 2));
+    let first = Request::first_contact().resolving(true);
+    let agent = expect_send(scheduler.pick(POOL, &first, Millis(0), &mut rng));
+    assert_eq!(scheduler.status(Millis(0))[0].cold_dms_last_day, 1);
+    scheduler.on_outcome(
+        agent,
+        &first,
+        SendOutcome::ResolveFailed(TelegramError::UsernameNotFound),
+        Millis(0),
+    );
+    assert_eq!(scheduler.status(Millis(0))[0].cold_dms_last_day, 0);
+    let later = Millis(MINUTE);
+    let agent = expect_send(scheduler.pick(POOL, &first, later, &mut rng));
+    scheduler.on_outcome(agent, &first, SendOutcome::NotAttempted, later);
+    assert_eq!(scheduler.status(later)[0].cold_dms_last_day, 0);
+    let agent = expect_send(scheduler.pick(POOL, &first, later, &mut rng));
+    scheduler.on_outcome(
+        agent,
+        &first,
+        SendOutcome::Failed(TelegramError::PrivacyRestricted),
+        later,
+    );
+    assert_eq!(
+        scheduler.status(later)[0].cold_dms_last_day,
+        1,
+        "refused by sendMessage: the attempt counts"
+    );
+    send_now(&mut scheduler, &first, later, &mut rng);
+    assert_eq!(
+        scheduler.pick(POOL, &first, later, &mut rng),
+        Decision::WaitUntil {
+            at: Millis(MINUTE + COLD_DM_WINDOW_MS),
+            reason: WaitReason::ColdDmDailyCap
+        }
+    );
+    assert_indexes_consistent(&scheduler);
+}

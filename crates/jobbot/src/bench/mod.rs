@@ -66,7 +66,7 @@ impl Default for PoolBenchPlan {
             steady_minutes: 360,
             sweep_factors: vec![0.5, 0.9, 1.0, 1.25, 2.0],
             sweep_minutes: 180,
-            cold_minutes: 48 * 60,
+            cold_minutes: 24 * 60,
             churn_minutes: 180,
             burst_minutes: 180,
             policies: Policy::ALL.to_vec(),

@@ -19,7 +19,7 @@
 //!   `sendMessage` is the only binding limit), offered at twice the pool's true capacity.
 //! - `sweep`: `steady` with 10 agents and jobbot's ceiling at a multiple of the median true limit.
 //! - `cold`: every message to a new recruiter (resolveUsername + a first message), offered at 1.5×
-//!   the pool's drawn daily budgets of first messages.
+//!   the pool's drawn daily budgets of first messages, for 24 simulated hours by default.
 //! - `churn`: `steady` with 20 agents shared by 3 channels (every agent in each channel's pool:
 //!   one account, one set of limits, whatever the channel), messages spread over the channels
 //!   in turn. 10 % of the agents die (banned: `USER_DEACTIVATED_BAN`) at random moments, and every
@@ -236,6 +236,12 @@ pub struct PoolResult {
     pub flood_waits_per_agent_hour_after_first: Option<f64>,
     /// `PEER_FLOOD` answers.
     pub peer_floods: u64,
+    /// FloodWait answers (violations and repeats) by method, and the resolves made: where the
+    /// flood waits of a row come from.
+    pub send_flood_answers: u64,
+    pub resolve_flood_answers: u64,
+    pub other_flood_answers: u64,
+    pub resolves: u64,
     /// Given up within the window (the seed after its last attempt; jobbot when a message fails
     /// for good).
     pub dropped: u64,
@@ -248,6 +254,10 @@ pub struct PoolResult {
     /// Arrival to delivery, over the messages delivered within the window; `null` if none was.
     pub p50_wait_s: Option<f64>,
     pub p99_wait_s: Option<f64>,
+    /// Per output channel (`churn` has 3 sharing the agents; the seed's pools act as one and
+    /// report one): messages delivered and their p99 wait, to see whether the channels get equal
+    /// shares of the agents they share.
+    pub channels: Vec<ChannelResult>,
     pub offered: u64,
     pub delivered: u64,
     /// Real time the run took.
@@ -260,6 +270,14 @@ pub fn jobbot_pacing(ceiling_per_min: u32) -> Pacing {
         messages_per_minute: ceiling_per_min.max(1),
         ..Pacing::default()
     }
+}
+
+/// One output channel's share of a run's deliveries.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelResult {
+    pub delivered: u64,
+    pub p50_wait_s: Option<f64>,
+    pub p99_wait_s: Option<f64>,
 }
 
 /// Runs one policy on a fresh world drawn from `world`, on a fresh paused-time runtime.
@@ -697,6 +715,8 @@ fn alive_share(plan: &[ChurnEvent], agent: usize, window: Duration) -> f64 {
 struct Tally {
     offered: u64,
     waits: Vec<Duration>,
+    /// The waits of each output channel's delivered messages (`churn` has several).
+    channel_waits: HashMap<usize, Vec<Duration>>,
     dropped: u64,
     expired: u64,
     first_hour_flood_waits: u64,
@@ -706,7 +726,8 @@ type SharedTally = Arc<Mutex<Tally>>;
 
 #[derive(Debug, Clone, Copy)]
 enum End {
-    Delivered(Duration),
+    /// The wait, and the index of the output channel the message was for.
+    Delivered(Duration, usize),
     Dropped,
     Expired,
 }
@@ -714,7 +735,10 @@ enum End {
 fn record(tally: &SharedTally, end: End) {
     let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
     match end {
-        End::Delivered(wait) => tally.waits.push(wait),
+        End::Delivered(wait, channel) => {
+            tally.waits.push(wait);
+            tally.channel_waits.entry(channel).or_default().push(wait);
+        }
         End::Dropped => tally.dropped += 1,
         End::Expired => tally.expired += 1,
     }
@@ -738,9 +762,29 @@ fn summarise(policy: Policy, setup: &Setup, mut tally: Tally) -> PoolResult {
         .iter()
         .map(|account| setup.world.counters(*account).peer_floods)
         .sum();
+    let counters: Vec<_> = setup
+        .accounts
+        .iter()
+        .map(|account| setup.world.counters(*account))
+        .collect();
     let hours = f64::from(spec.minutes) / 60.0;
     let agent_hours = f64::from(agents) * hours;
     tally.waits.sort_unstable();
+    let mut channels: Vec<(usize, Vec<Duration>)> = std::mem::take(&mut tally.channel_waits)
+        .into_iter()
+        .collect();
+    channels.sort_unstable_by_key(|(channel, _)| *channel);
+    let channels = channels
+        .into_iter()
+        .map(|(_, mut waits)| {
+            waits.sort_unstable();
+            ChannelResult {
+                delivered: waits.len() as u64,
+                p50_wait_s: percentile(&waits, 50),
+                p99_wait_s: percentile(&waits, 99),
+            }
+        })
+        .collect();
     PoolResult {
         scenario: spec.scenario,
         policy,
@@ -759,12 +803,17 @@ fn summarise(policy: Policy, setup: &Setup, mut tally: Tally) -> PoolResult {
                 / (f64::from(agents) * (hours - 1.0))
         }),
         peer_floods,
+        send_flood_answers: counters.iter().map(|c| c.send_flood_waits).sum(),
+        resolve_flood_answers: counters.iter().map(|c| c.resolve_flood_waits).sum(),
+        other_flood_answers: counters.iter().map(|c| c.other_flood_waits).sum(),
+        resolves: counters.iter().map(|c| c.resolves).sum(),
         dropped: tally.dropped,
         expired: tally.expired,
         queued_at_end: tally.offered - delivered - tally.dropped - tally.expired,
         sent_twice: setup.sent_twice(),
         p50_wait_s: percentile(&tally.waits, 50),
         p99_wait_s: percentile(&tally.waits, 99),
+        channels,
         offered: tally.offered,
         delivered,
         wall_clock_s: 0.0,
@@ -870,9 +919,10 @@ async fn run_jobbot(setup: &Setup, policy: Policy) -> anyhow::Result<Tally> {
                     })
                     .await?;
                 let tally = Arc::clone(&tally);
+                let channel = (index % channels.len() as u64) as usize;
                 tokio::spawn(async move {
                     let end = match ticket.delivery().await {
-                        Ok(Delivery::Sent { .. }) => End::Delivered(arrived.elapsed()),
+                        Ok(Delivery::Sent { .. }) => End::Delivered(arrived.elapsed(), channel),
                         Ok(Delivery::Expired { .. }) => End::Expired,
                         _ => End::Dropped,
                     };
@@ -1081,7 +1131,7 @@ async fn run_seed(setup: &Setup, policy: Policy) -> anyhow::Result<Tally> {
                 tokio::spawn(async move {
                     let delivered = pool.send_message(&username, &message_text(index)).await;
                     let end = if delivered {
-                        End::Delivered(arrived.elapsed())
+                        End::Delivered(arrived.elapsed(), 0)
                     } else {
                         End::Dropped
                     };
@@ -1263,6 +1313,15 @@ mod tests {
                 if policy == Policy::Jobbot {
                     assert_eq!(result.dropped, 0, "{result:?}");
                     assert_eq!(result.sent_twice, 0, "{result:?}");
+                }
+                if policy == Policy::Jobbot && scenario == Scenario::Churn {
+                    // Offered at twice the capacity, the channels take turns for the agents
+                    // they share: equal shares, not the first channel's arrivals first.
+                    let shares: Vec<u64> = result.channels.iter().map(|c| c.delivered).collect();
+                    assert_eq!(shares.len(), 3, "{result:?}");
+                    let (most, least) = (shares.iter().max(), shares.iter().min());
+                    let (most, least) = (most.copied().unwrap_or(0), least.copied().unwrap_or(0));
+                    assert!(most - least <= most / 20 + 1, "{shares:?}");
                 }
             }
         }
