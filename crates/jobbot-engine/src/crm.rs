@@ -1010,8 +1010,12 @@ impl Shared {
             .chain(self.engine.main_session().cloned())
             .collect::<Vec<_>>();
         for creator in creators {
-            // Paced by the creator's scheduler; one that cannot create one within `topic_retry`
-            // leaves it to the next, or to the workflow's next try.
+            // Paced by the creator's scheduler. One that cannot create it within `topic_retry`
+            // (not connected yet, in a flood wait) is waited for — the workflow tries again —
+            // never replaced by the next: its earlier call may have created the topic without the
+            // answer being recorded (a stop or crash mid-call), and only a repeat by the same
+            // account with the same `random_id` finds that topic instead of creating a second
+            // one (Telegram deduplicates `random_id` per sender).
             let Some(permit) = self
                 .engine
                 .call_permit(
@@ -1021,7 +1025,7 @@ impl Shared {
                 )
                 .await
             else {
-                continue;
+                return Ok(Event::NoTopicNow);
             };
             // Not from the seeded generator (a restart would repeat it); the store keeps it.
             let proposed = RandomId(rand::random());
@@ -1042,6 +1046,13 @@ impl Shared {
                 }
                 // Being created by an earlier call with this id: ask again later, with it.
                 Err(TelegramError::RandomIdDuplicate) => return Ok(Event::NoTopicNow),
+                // The answer was lost: the topic may exist. Only this account may ask again.
+                Err(error @ TelegramError::Network { .. }) => {
+                    tracing::warn!(target: "crm", group = %conversation.group, by = %creator, %error, "a topic creation's answer was lost; the same account asks again");
+                    return Ok(Event::NoTopicNow);
+                }
+                // Refused (no right to create topics, a flood wait …): nothing was created, the
+                // next account may.
                 Err(error) => {
                     tracing::warn!(target: "crm", group = %conversation.group, by = %creator, %error, "could not create a topic");
                 }
