@@ -171,12 +171,15 @@ impl<B: LoginBackend> LoginFlow<B> {
         self.export_qr(now_ms).await
     }
 
-    /// One step of a QR login: waits for the phone's scan at most until the token expires, then
-    /// exports again, which gives a fresh token after an expiry and the sign-in (or the
-    /// password step) after a scan. `clock` gives the caller's time in milliseconds.
+    /// One step of a QR login: waits for the phone's scan at most until the token expires (and
+    /// at most `longest_wait`, so a web request answers before clients and proxies give up),
+    /// then exports again, which gives a fresh token after an expiry and the sign-in (or the
+    /// password step) after a scan; a wait that ends before the expiry without a scan leaves the
+    /// state as it was. `clock` gives the caller's time in milliseconds.
     pub async fn follow_qr(
         &mut self,
         clock: &(dyn Fn() -> u64 + Send + Sync),
+        longest_wait: std::time::Duration,
     ) -> Result<&LoginState, LoginStepError> {
         let (LoginState::AwaitingQrScan { .. }, Some(expires_at_ms)) =
             (&self.state, self.qr_expires_at_ms)
@@ -186,7 +189,7 @@ impl<B: LoginBackend> LoginFlow<B> {
         if let QrNext::WaitForScan { at_most_ms } = qr_next(expires_at_ms, clock()) {
             let scanned = self
                 .backend
-                .wait_login_token(std::time::Duration::from_millis(at_most_ms))
+                .wait_login_token(std::time::Duration::from_millis(at_most_ms).min(longest_wait))
                 .await?;
             if !scanned && qr_next(expires_at_ms, clock()) != QrNext::Export {
                 return Ok(&self.state);
@@ -360,13 +363,13 @@ mod tests {
             // Expired by the time it is followed: a new token replaces it, without a wait.
             now.store(31_000, Ordering::SeqCst);
             let clock = || now.load(Ordering::SeqCst);
-            match flow.follow_qr(&clock).await.unwrap() {
+            match flow.follow_qr(&clock, Duration::MAX).await.unwrap() {
                 LoginState::AwaitingQrScan { url, .. } => assert_ne!(url, &first_url),
                 other => panic!("{other:?}"),
             }
             // The phone scans the new one: the next export is the sign-in.
             assert!(matches!(
-                flow.follow_qr(&clock).await.unwrap(),
+                flow.follow_qr(&clock, Duration::MAX).await.unwrap(),
                 LoginState::SignedIn(_)
             ));
             let backend = flow.into_backend();
@@ -386,10 +389,31 @@ mod tests {
             flow.start_qr(0).await.unwrap();
             let clock = || 10_000;
             assert!(matches!(
-                flow.follow_qr(&clock).await.unwrap(),
+                flow.follow_qr(&clock, Duration::MAX).await.unwrap(),
                 LoginState::AwaitingQrScan { .. }
             ));
             assert_eq!(flow.into_backend().waits, [Duration::from_secs(20)]);
+        })
+    }
+
+    #[test]
+    fn a_bounded_wait_keeps_the_token_and_waits_no_longer_than_asked() {
+        run(async {
+            let backend = ScriptedQr {
+                exports: [token(1, 30)].into(),
+                scans: [false].into(),
+                ..ScriptedQr::default()
+            };
+            let mut flow = LoginFlow::new(backend);
+            let first = flow.start_qr(0).await.unwrap().clone();
+            let clock = || 1_000;
+            assert_eq!(
+                flow.follow_qr(&clock, Duration::from_secs(8))
+                    .await
+                    .unwrap(),
+                &first
+            );
+            assert_eq!(flow.into_backend().waits, [Duration::from_secs(8)]);
         })
     }
 
@@ -411,7 +435,7 @@ mod tests {
             flow.start_qr(0).await.unwrap();
             let clock = || 1_000;
             assert_eq!(
-                flow.follow_qr(&clock).await.unwrap(),
+                flow.follow_qr(&clock, Duration::MAX).await.unwrap(),
                 &LoginState::AwaitingPassword {
                     phone: None,
                     hint: Some("pet".into())
@@ -419,7 +443,7 @@ mod tests {
             );
             // Out of order now: the QR step is over.
             assert!(matches!(
-                flow.follow_qr(&clock).await,
+                flow.follow_qr(&clock, Duration::MAX).await,
                 Err(LoginStepError::OutOfOrder { .. })
             ));
             assert!(matches!(

@@ -1771,7 +1771,7 @@ async fn follow_qr_past<B: jobbot_core::telegram::LoginBackend>(
     url: &str,
 ) -> Result<LoginState, String> {
     for _ in 0..10 {
-        match flow.follow_qr(clock).await {
+        match flow.follow_qr(clock, std::time::Duration::MAX).await {
             Ok(LoginState::AwaitingQrScan { url: shown, .. }) if shown == url => {}
             Ok(state) => return Ok(state.clone()),
             Err(error) => return Err(format!("following the QR login: {error}")),

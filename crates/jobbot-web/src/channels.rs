@@ -71,6 +71,7 @@ pub struct ChannelFields {
     pub auto_response_template: Option<String>,
     pub ai_conversation_enabled: Option<bool>,
     /// `ai_config.mode`: `manual`, `suggest` or `auto`.
+    #[schema(schema_with = constraints::optional_ai_mode_schema)]
     pub ai_mode: Option<String>,
     /// `ai_config.llm_provider`: a preset (`groq`, `openai`, …) or an `llm_providers` entry.
     pub ai_provider: Option<String>,
@@ -123,6 +124,7 @@ pub struct NewChannel {
     pub auto_response_template: Option<String>,
     pub ai_conversation_enabled: Option<bool>,
     /// `ai_config.mode`: `manual`, `suggest` or `auto`.
+    #[schema(schema_with = constraints::optional_ai_mode_schema)]
     pub ai_mode: Option<String>,
     /// `ai_config.llm_provider`: a preset (`groq`, `openai`, …) or an `llm_providers` entry.
     pub ai_provider: Option<String>,

@@ -447,6 +447,15 @@ fn list_of(items: ObjectBuilder, nullable: bool) -> RefOr<Schema> {
     array.into()
 }
 
+/// `ai_config.mode`: one of [`jobbot_core::ai::AiMode::ALL`], or null (unchanged).
+pub fn optional_ai_mode_schema() -> RefOr<Schema> {
+    let modes = jobbot_core::ai::AiMode::ALL
+        .into_iter()
+        .map(|mode| serde_json::Value::from(mode.as_str()))
+        .chain([serde_json::Value::Null]);
+    nullable(ObjectBuilder::new().enum_values(Some(modes)))
+}
+
 pub fn optional_sources_schema() -> RefOr<Schema> {
     list_of(SOURCE.schema(), true)
 }

@@ -81,7 +81,7 @@ fn crm(state: &AppState) -> Result<(&CrmHandle, std::sync::Arc<dyn AiStore>), Ap
 
 /// A conversation's AI: phase, who answers, history, pending suggestion, counters.
 #[utoipa::path(get, path = "/api/conversations/{id}/ai", tag = "conversations",
-    params(("id" = i64, Path, description = "The conversation's id")),
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "The conversation's id (a positive integer)")),
     responses((status = 200, body = ConversationAi), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn conversation_ai(
@@ -134,9 +134,9 @@ pub async fn conversation_ai(
 /// Sends the pending suggestion to the contact by the conversation's agent (once per
 /// suggestion, however often asked).
 #[utoipa::path(post, path = "/api/conversations/{id}/ai/send", tag = "conversations",
-    params(("id" = i64, Path, description = "The conversation's id")),
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "The conversation's id (a positive integer)")),
     responses((status = 200, body = AiActionOutcome), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn send_suggestion(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -164,7 +164,7 @@ pub async fn send_suggestion(
 
 /// Gives a conversation an operator took over (or a contact opted out of) back to the AI.
 #[utoipa::path(post, path = "/api/conversations/{id}/ai/release", tag = "conversations",
-    params(("id" = i64, Path, description = "The conversation's id")),
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "The conversation's id (a positive integer)")),
     responses((status = 200, body = AiActionOutcome), (status = 422, body = ErrorBody)))]
 pub async fn release(
     State(state): State<AppState>,

@@ -281,6 +281,10 @@ pub async fn submit_password(
     Ok(Json(status_of(&session, &login)))
 }
 
+/// The longest one `POST …/qr/wait` holds its request: short of the 10 s many HTTP clients
+/// and proxies give up after, long enough that the page asks a few times per token.
+pub const QR_WAIT_SECONDS: u64 = 8;
+
 /// Logs in with a QR code instead of a code: `login.state` becomes `awaiting_qr_scan` with
 /// `url` (`tg://login?token=…`, also as an image at `qr.svg`) and `expires_in_seconds`.
 #[utoipa::path(post, path = "/api/logins/{session}/qr", tag = "logins",
@@ -306,9 +310,10 @@ pub async fn start_qr_login(
     Ok(Json(status_of(&session, &login)))
 }
 
-/// Waits for the phone to scan the QR code, at most until its token expires, and answers the
-/// login's state then: a new `url` after an expiry, `awaiting_password` or `signed_in` after a
-/// scan, the same `url` when nothing happened yet.
+/// Waits for the phone to scan the QR code, at most until its token expires and at most
+/// [`QR_WAIT_SECONDS`] s, and answers the login's state then: a new `url` after an expiry,
+/// `awaiting_password` or `signed_in` after a scan, the same `url` when nothing happened yet (the
+/// page asks again).
 #[utoipa::path(post, path = "/api/logins/{session}/qr/wait", tag = "logins",
     params(("session" = String, Path, description = "The session being logged in")),
     responses((status = 200, body = LoginStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -322,7 +327,7 @@ pub async fn follow_qr_login(
         let mut flow = flow.lock().await;
         let logins = &state.inner.logins;
         let clock = || logins.now_ms();
-        flow.follow_qr(&clock)
+        flow.follow_qr(&clock, std::time::Duration::from_secs(QR_WAIT_SECONDS))
             .await
             .cloned()
             .map_err(|error| step_error(error, "qr"))?

@@ -121,7 +121,7 @@ pub async fn drive<B: LoginBackend>(
                     )?;
                     shown_url = Some(url);
                 }
-                match flow.follow_qr(&clock).await {
+                match flow.follow_qr(&clock, std::time::Duration::MAX).await {
                     Ok(_) => Ok(()),
                     Err(LoginStepError::Telegram(LoginError::FloodWait { seconds })) => {
                         return Ok(LoginOutcome::MustWait { seconds });

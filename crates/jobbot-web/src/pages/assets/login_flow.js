@@ -109,9 +109,9 @@ function loginFlow(session, onSignedIn, start) {
     else refused(reply);
   }
 
-  // Waits for the scan (the server answers at the latest when the token expires), shows what
-  // came, and waits again while a QR code is shown. One wait at a time: `show` starts this loop
-  // only when none runs.
+  // Waits for the scan (the server answers after a few seconds at most, or when the token
+  // expires), shows what came, and waits again while a QR code is shown. One wait at a time:
+  // `show` starts this loop only when none runs.
   async function followQr() {
     if (following) return;
     following = true;
