@@ -77,6 +77,8 @@ pub struct ChannelFields {
     pub ai_provider: Option<String>,
     /// `ai_config.llm_model`; empty: the provider's default model.
     pub ai_model: Option<String>,
+    /// `prompts`: all six texts the AI is given; an empty one uses the built-in default.
+    pub ai_prompts: Option<PromptFields>,
     pub instant_response: Option<bool>,
     #[schema(schema_with = constraints::optional_delay_schema)]
     pub human_delay: Option<HumanDelay>,
@@ -130,11 +132,62 @@ pub struct NewChannel {
     pub ai_provider: Option<String>,
     /// `ai_config.llm_model`; empty: the provider's default model.
     pub ai_model: Option<String>,
+    /// `prompts`: all six texts the AI is given; an empty one uses the built-in default.
+    pub ai_prompts: Option<PromptFields>,
     pub instant_response: Option<bool>,
     #[schema(schema_with = constraints::optional_delay_schema)]
     pub human_delay: Option<HumanDelay>,
     #[schema(schema_with = constraints::optional_pacing_schema)]
     pub agent_pacing: Option<Pacing>,
+}
+
+/// A channel's `prompts`, as the original's editor writes them: the base context and one text
+/// per phase of the conversation. An empty text means the built-in default.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptFields {
+    #[schema(schema_with = constraints::prompt_schema)]
+    pub base_context: String,
+    #[schema(schema_with = constraints::prompt_schema)]
+    pub discovery: String,
+    #[schema(schema_with = constraints::prompt_schema)]
+    pub engagement: String,
+    #[schema(schema_with = constraints::prompt_schema)]
+    pub call_ready: String,
+    #[schema(schema_with = constraints::prompt_schema)]
+    pub call_pending: String,
+    #[schema(schema_with = constraints::prompt_schema)]
+    pub call_declined: String,
+}
+
+impl PromptFields {
+    fn texts(&self) -> [(&'static str, &str); 6] {
+        [
+            ("base_context", &self.base_context),
+            ("discovery", &self.discovery),
+            ("engagement", &self.engagement),
+            ("call_ready", &self.call_ready),
+            ("call_pending", &self.call_pending),
+            ("call_declined", &self.call_declined),
+        ]
+    }
+
+    fn check(&self, checks: &mut Checks, path: &str) {
+        for (key, text) in self.texts() {
+            checks.length(format!("{path}.{key}"), text, 0, constraints::PROMPT_MAX);
+        }
+    }
+
+    fn into_prompts(self) -> jobbot_core::ai::Prompts {
+        jobbot_core::ai::Prompts {
+            base_context: self.base_context,
+            discovery: self.discovery,
+            engagement: self.engagement,
+            call_ready: self.call_ready,
+            call_pending: self.call_pending,
+            call_declined: self.call_declined,
+        }
+    }
 }
 
 impl From<NewChannel> for ChannelFields {
@@ -161,6 +214,7 @@ impl From<NewChannel> for ChannelFields {
             ai_mode: new.ai_mode,
             ai_provider: new.ai_provider,
             ai_model: new.ai_model,
+            ai_prompts: new.ai_prompts,
             instant_response: new.instant_response,
             human_delay: new.human_delay,
             agent_pacing: new.agent_pacing,
@@ -213,6 +267,9 @@ impl ChannelFields {
             self.auto_response_template.as_deref(),
             constraints::TEMPLATE,
         );
+        if let Some(prompts) = &self.ai_prompts {
+            prompts.check(&mut checks, "ai_prompts");
+        }
         if let Some(delay) = &self.human_delay {
             checks.human_delay("human_delay", delay);
         }
@@ -879,6 +936,7 @@ fn apply_fields(
         ai_mode,
         ai_provider,
         ai_model,
+        ai_prompts,
         instant_response,
         human_delay,
         agent_pacing,
@@ -894,7 +952,7 @@ fn apply_fields(
         mode,
         provider: ai_provider,
         model: ai_model.map(|model| (!model.trim().is_empty()).then_some(model)),
-        prompts: None,
+        prompts: ai_prompts.map(PromptFields::into_prompts),
     }
     .apply(channel);
     set(&mut channel.name, name);

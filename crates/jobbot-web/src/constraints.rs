@@ -226,6 +226,8 @@ pub const CHANNEL_ID_MAX: i64 = -1_000_000_000_001;
 pub const MAX_DELAY_SECONDS: u32 = 3600;
 /// Names of API tokens.
 pub const TOKEN_NAME_MAX: usize = 100;
+/// One prompt text, in characters: the model reads it on every turn, so a page or two.
+pub const PROMPT_MAX: usize = 20_000;
 
 fn config(kind: ProblemKind, english: &str) -> Reason {
     Reason::Config(kind, english.to_owned())
@@ -445,6 +447,14 @@ fn list_of(items: ObjectBuilder, nullable: bool) -> RefOr<Schema> {
         array
     };
     array.into()
+}
+
+/// One text of a channel's `prompts` (empty: the built-in default).
+pub fn prompt_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(PROMPT_MAX))
+        .into()
 }
 
 /// `ai_config.mode`: one of [`jobbot_core::ai::AiMode::ALL`], or null (unchanged).

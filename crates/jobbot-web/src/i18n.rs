@@ -161,6 +161,51 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "Auto-response template",
     ),
     ("field_ai", "AI-диалог", "AI conversation"),
+    ("field_ai_mode", "Режим AI", "AI mode"),
+    (
+        "ai_mode_manual",
+        "Вручную (только запись)",
+        "Manual (record only)",
+    ),
+    (
+        "ai_mode_suggest",
+        "Подсказки оператору",
+        "Suggestions for the operator",
+    ),
+    (
+        "ai_mode_auto",
+        "Автоматически (отвечает агент)",
+        "Automatic (the agent replies)",
+    ),
+    ("field_ai_provider", "LLM-провайдер", "LLM provider"),
+    (
+        "field_ai_model",
+        "Модель (пусто — по умолчанию)",
+        "Model (empty: the provider's default)",
+    ),
+    (
+        "ai_prompts",
+        "Промпты (пустой — встроенный текст)",
+        "Prompts (empty: the built-in text)",
+    ),
+    ("prompt_base_context", "Базовый контекст", "Base context"),
+    ("prompt_discovery", "Фаза: знакомство", "Phase: discovery"),
+    ("prompt_engagement", "Фаза: вовлечение", "Phase: engagement"),
+    (
+        "prompt_call_ready",
+        "Фаза: готов к созвону",
+        "Phase: ready for a call",
+    ),
+    (
+        "prompt_call_pending",
+        "Фаза: созвон назначается",
+        "Phase: call pending",
+    ),
+    (
+        "prompt_call_declined",
+        "Фаза: созвон отклонён",
+        "Phase: call declined",
+    ),
     (
         "field_instant",
         "Мгновенный ответ (без задержки)",

@@ -711,6 +711,81 @@ async fn channels_are_created_read_changed_and_deleted_against_the_current_revis
     );
     assert_eq!(problem_paths(&wrong), ["ai_mode"]);
 
+    // The prompts: all six written to `prompts`, an empty one meaning the built-in text; one
+    // too long is named by its path and nothing is written.
+    let prompts = json!({"base_context": "Мы — студия Rust.", "discovery": "",
+        "engagement": "Расскажите о проекте.", "call_ready": "", "call_pending": "",
+        "call_declined": ""});
+    let with_prompts = app
+        .send(
+            Method::PUT,
+            &format!("/api/channels/{id}"),
+            json!({"revision": app.revision().await, "ai_prompts": prompts}),
+        )
+        .await;
+    assert_eq!(with_prompts.status, StatusCode::OK, "{}", with_prompts.body);
+    let channel = app.config.snapshot().config.channel(&id).unwrap().clone();
+    assert_eq!(channel.ai.prompts.base_context, "Мы — студия Rust.");
+    assert_eq!(channel.ai.prompts.engagement, "Расскажите о проекте.");
+    assert_eq!(
+        channel
+            .ai
+            .prompts
+            .for_phase(jobbot_core::ai::Phase::Discovery),
+        jobbot_core::ai::Prompts::defaults().discovery
+    );
+    assert_eq!(channel.ai.mode, jobbot_core::ai::AiMode::Auto, "kept");
+    let mut too_long = prompts.clone();
+    too_long["call_ready"] = json!("я".repeat(20_001));
+    let refused = app
+        .send(
+            Method::PUT,
+            &format!("/api/channels/{id}"),
+            json!({"revision": app.revision().await, "ai_prompts": too_long}),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert_eq!(problem_paths(&refused), ["ai_prompts.call_ready"]);
+    assert_eq!(
+        app.config
+            .snapshot()
+            .config
+            .channel(&id)
+            .unwrap()
+            .ai
+            .prompts,
+        channel.ai.prompts
+    );
+    // The form shows what is stored: the mode selected, provider, model, the prompts, and the
+    // built-in text where a prompt is empty.
+    let (cookie, _) = app.log_in().await;
+    let form = app
+        .with_cookie(Method::GET, &format!("/channels/{id}"), &cookie)
+        .await;
+    let html = form.body.as_str().unwrap();
+    assert!(html.contains(r#"<option value="auto" selected>"#), "{html}");
+    assert!(
+        html.contains(r#"name="ai_provider" value="openai""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"name="ai_model" value="gpt-4o-mini""#),
+        "{html}"
+    );
+    assert!(html.contains(">Мы — студия Rust.</textarea>"), "{html}");
+    assert!(
+        html.contains(&format!(
+            r#"name="ai_prompts.discovery" rows="4" placeholder="{}""#,
+            jobbot_core::ai::Prompts::defaults().discovery
+        )),
+        "{html}"
+    );
+
     // A PUT that sends the masked proxy back keeps the stored one.
     let current = app.revision().await;
     let agents = list.body["channels"][0]["agents"].clone();

@@ -430,6 +430,58 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
         json!("https://t.me/+BrowserInvite1")
     );
 
+    // The AI (#17): mode, provider, model and a prompt. A provider the configuration does not
+    // know is refused next to its field; the model shows the provider's default while empty.
+    browser
+        .js(
+            "const select = document.getElementById('f-ai_mode'); select.value = 'manual'; \
+             select.dispatchEvent(new Event('change', {bubbles: true}));",
+            json!([]),
+        )
+        .await;
+    browser.click("details.prompts summary").await;
+    browser
+        .type_into("#f-ai_prompts\\.engagement", "Спросите о сроках.")
+        .await;
+    browser
+        .type_into("#f-ai_provider", "no_such_provider")
+        .await;
+    browser.click("#save").await;
+    browser
+        .wait("the refusal next to the provider", async |b| {
+            (!b.text("[data-error-for=ai_provider]").await.is_empty()).then_some(())
+        })
+        .await;
+    browser.type_into("#f-ai_provider", "openai").await;
+    assert_eq!(
+        browser
+            .js(
+                "return document.getElementById('f-ai_model').placeholder;",
+                json!([])
+            )
+            .await,
+        json!("gpt-4o-mini")
+    );
+    browser.click("#save").await;
+    browser
+        .wait("saved with the AI settings", async |b| {
+            (b.text("#form-status").await == "Сохранено").then_some(())
+        })
+        .await;
+    let (status, channel) = browser
+        .api("GET", &format!("/api/channels/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 200, "{channel}");
+    assert_eq!(
+        channel["channel"]["ai_config"]["mode"], "manual",
+        "{channel}"
+    );
+    assert_eq!(channel["channel"]["ai_config"]["llm_provider"], "openai");
+    assert_eq!(
+        channel["channel"]["prompts"]["engagement"],
+        "Спросите о сроках."
+    );
+
     // A half-filled row is not dropped: its empty field gets the message.
     browser.click("#add-agent").await;
     browser

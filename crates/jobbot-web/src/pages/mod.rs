@@ -434,13 +434,80 @@ struct ChannelForm {
     auto_response_enabled: bool,
     auto_response_template: String,
     ai_conversation_enabled: bool,
+    /// `manual`, `suggest` or `auto`.
+    ai_mode: &'static str,
+    ai_provider: String,
+    /// Empty: the provider's default model.
+    ai_model: String,
+    prompts: Vec<PromptField>,
     instant_response: bool,
     delay_min: u32,
     delay_max: u32,
 }
 
+/// One prompt text of the form: its key (`base_context`, a phase), label key, the channel's
+/// text and the built-in default it replaces (shown while the text is empty).
+struct PromptField {
+    key: &'static str,
+    label: &'static str,
+    text: String,
+    default: String,
+}
+
+fn prompt_fields(own: &jobbot_core::ai::Prompts) -> Vec<PromptField> {
+    let defaults = jobbot_core::ai::Prompts::defaults();
+    [
+        (
+            "base_context",
+            "prompt_base_context",
+            &own.base_context,
+            defaults.base_context,
+        ),
+        (
+            "discovery",
+            "prompt_discovery",
+            &own.discovery,
+            defaults.discovery,
+        ),
+        (
+            "engagement",
+            "prompt_engagement",
+            &own.engagement,
+            defaults.engagement,
+        ),
+        (
+            "call_ready",
+            "prompt_call_ready",
+            &own.call_ready,
+            defaults.call_ready,
+        ),
+        (
+            "call_pending",
+            "prompt_call_pending",
+            &own.call_pending,
+            defaults.call_pending,
+        ),
+        (
+            "call_declined",
+            "prompt_call_declined",
+            &own.call_declined,
+            defaults.call_declined,
+        ),
+    ]
+    .into_iter()
+    .map(|(key, label, text, default)| PromptField {
+        key,
+        label,
+        text: text.clone(),
+        default,
+    })
+    .collect()
+}
+
 impl ChannelForm {
-    fn of(channel: &ChannelDocument) -> Self {
+    /// `ai`: the channel's AI settings as the validated configuration reads them (defaults for a
+    /// new channel).
+    fn of(channel: &ChannelDocument, ai: &jobbot_core::ai::AiSettings) -> Self {
         let id_text = |id: i64| {
             if id == 0 {
                 String::new()
@@ -478,6 +545,10 @@ impl ChannelForm {
             auto_response_enabled: channel.auto_response_enabled,
             auto_response_template: channel.auto_response_template.clone(),
             ai_conversation_enabled: channel.ai_conversation_enabled,
+            ai_mode: ai.mode.as_str(),
+            ai_provider: ai.primary.provider.clone(),
+            ai_model: ai.primary.model.clone().unwrap_or_default(),
+            prompts: prompt_fields(&ai.prompts),
             instant_response: channel.instant_response,
             delay_min: channel.human_delay.min_seconds,
             delay_max: channel.human_delay.max_seconds,
@@ -493,15 +564,26 @@ struct ChannelFormPage {
     revision: String,
     form: ChannelForm,
     empty_agent: AgentRow,
+    /// `(mode, label key)` for the AI mode select.
+    ai_modes: Vec<(&'static str, &'static str)>,
+    /// Every provider the configuration knows (presets and `llm_providers`), with its default
+    /// model.
+    providers: Vec<(String, String)>,
 }
 
 fn channel_form(
     lang: Lang,
     csrf: PageCsrf,
     channel: &ChannelDocument,
+    config: &jobbot_core::config::Config,
     revision: String,
     editing: Option<&str>,
 ) -> Response {
+    let ai = config
+        .channel(&channel.id)
+        .filter(|_| editing.is_some())
+        .map(|channel| channel.ai.clone())
+        .unwrap_or_default();
     let (title, path) = match editing {
         Some(id) => ("form_edit_title", format!("/channels/{}", url_encode(id))),
         None => ("form_new_title", "/channels/new".to_owned()),
@@ -510,14 +592,36 @@ fn channel_form(
         layout: Layout::new(lang, "channel_form", title, &path, csrf),
         editing: editing.is_some(),
         revision,
-        form: ChannelForm::of(channel),
+        form: ChannelForm::of(channel, &ai),
         empty_agent: AgentRow {
             phone: String::new(),
             session_name: String::new(),
             proxy: String::new(),
             pacing: String::new(),
         },
+        ai_modes: jobbot_core::ai::AiMode::ALL
+            .into_iter()
+            .map(|mode| (mode.as_str(), mode_label(mode)))
+            .collect(),
+        providers: config
+            .llm_providers
+            .iter()
+            .map(|provider| {
+                (
+                    provider.name.clone(),
+                    provider.default_model.clone().unwrap_or_default(),
+                )
+            })
+            .collect(),
     })
+}
+
+fn mode_label(mode: jobbot_core::ai::AiMode) -> &'static str {
+    match mode {
+        jobbot_core::ai::AiMode::Manual => "ai_mode_manual",
+        jobbot_core::ai::AiMode::Suggest => "ai_mode_suggest",
+        jobbot_core::ai::AiMode::Auto => "ai_mode_auto",
+    }
 }
 
 async fn new_channel_page(
@@ -525,11 +629,18 @@ async fn new_channel_page(
     axum::Extension(csrf): axum::Extension<PageCsrf>,
     headers: HeaderMap,
 ) -> Response {
-    let revision = state.inner.config.snapshot().revision.to_string();
+    let snapshot = state.inner.config.snapshot();
     let mut channel: ChannelDocument =
         serde_json::from_value(serde_json::json!({})).expect("a channel has defaults");
     channel.enabled = true;
-    channel_form(lang_of(&headers), csrf, &channel, revision, None)
+    channel_form(
+        lang_of(&headers),
+        csrf,
+        &channel,
+        &snapshot.config,
+        snapshot.revision.to_string(),
+        None,
+    )
 }
 
 async fn edit_channel_page(
@@ -549,6 +660,7 @@ async fn edit_channel_page(
             lang_of(&headers),
             csrf,
             channel,
+            &snapshot.config,
             snapshot.revision.to_string(),
             Some(&id),
         ),

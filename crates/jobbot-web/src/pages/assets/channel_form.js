@@ -108,6 +108,9 @@ function collectChannel() {
     auto_response_enabled: checked('auto_response_enabled'),
     auto_response_template: form.elements['auto_response_template'].value,
     ai_conversation_enabled: checked('ai_conversation_enabled'),
+    ai_mode: form.elements['ai_mode'].value,
+    ai_model: value('ai_model'),
+    ai_prompts: Object.fromEntries(PROMPTS.map((key) => [key, form.elements['ai_prompts.' + key].value])),
     instant_response: checked('instant_response'),
     human_delay: {
       min_seconds: count('human_delay.min_seconds'),
@@ -120,6 +123,8 @@ function collectChannel() {
       peer_flood_pause_hours: count('agent_pacing.peer_flood_pause_hours'),
     },
   };
+  // The provider stays as it is when the field is emptied (the configuration needs one).
+  if (value('ai_provider')) body.ai_provider = value('ai_provider');
   if (!body.name) problems.push({path: 'name', message: t('err_required')});
   const collected = collectAgents();
   body.agents = collected.agents;
@@ -130,6 +135,15 @@ function collectChannel() {
   if (form.dataset.mode === 'new' && value('id')) body.id = value('id');
   return {body, problems};
 }
+
+// The six texts of a channel's `prompts`, as the form names them (`ai_prompts.<key>`).
+const PROMPTS = ['base_context', 'discovery', 'engagement', 'call_ready', 'call_pending', 'call_declined'];
+// Problems the configuration reports under `ai_config` belong to the form's AI fields.
+const AI_PATHS = {
+  'ai_config.mode': 'ai_mode',
+  'ai_config.llm_provider': 'ai_provider',
+  'ai_config.llm_model': 'ai_model',
+};
 
 // The paragraph a problem's message goes to: `agents[1].phone` is the second row's phone,
 // `filters.include_keywords[0]` and `input_sources[2]` the field itself.
@@ -144,7 +158,8 @@ function errorSlot(path) {
     }
     return form.querySelector('[data-error-for="agents"]');
   }
-  const plain = path.replace(/^filters\./, '');
+  const alias = AI_PATHS[path] || path.replace(/^prompts\./, 'ai_prompts.');
+  const plain = alias.replace(/^filters\./, '');
   const base = plain.replace(/\[\d+\].*$/, '');
   return form.querySelector(`[data-error-for="${CSS.escape(plain)}"]`)
     || form.querySelector(`[data-error-for="${CSS.escape(base)}"]`);
@@ -223,3 +238,13 @@ form.addEventListener('input', (event) => {
     field.querySelectorAll(':scope > .error').forEach((slot) => { slot.textContent = ''; });
   }
 });
+
+// The model field shows the chosen provider's default model while it is empty.
+function showDefaultModel() {
+  const provider = form.elements['ai_provider'].value.trim();
+  const option = Array.from(document.querySelectorAll('#ai-providers option'))
+    .find((candidate) => candidate.value === provider);
+  form.elements['ai_model'].placeholder = option ? option.dataset.model : '';
+}
+form.elements['ai_provider'].addEventListener('input', showDefaultModel);
+showDefaultModel();
