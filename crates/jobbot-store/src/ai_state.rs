@@ -61,6 +61,14 @@ const STATS_QUERY: &str = "SELECT channel_id, COUNT(*) AS conversations, \
      CAST(SUM(errors) AS BIGINT) AS errors \
      FROM ai_conversations GROUP BY channel_id ORDER BY channel_id";
 
+/// [`AiStore::recent_ai_records`]: `{channel}` and `{limit}` become the backend's placeholders.
+fn recent_query(channel: &str, limit: &str) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM ai_conversations WHERE ({channel} IS NULL OR channel_id = {channel}) \
+         ORDER BY updated_at DESC, conversation_id DESC LIMIT {limit}"
+    )
+}
+
 #[async_trait]
 impl AiStore for SqliteStore {
     async fn ai_record(
@@ -126,6 +134,23 @@ impl AiStore for SqliteStore {
             .map_err(failed(operation))?;
         rows.iter()
             .map(|row| read_row(operation, "AI counters", row, read_stats))
+            .collect()
+    }
+
+    async fn recent_ai_records(
+        &self,
+        channel_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredAi>, StoreError> {
+        let operation = "list the latest AI records";
+        let rows = sqlx::query(&recent_query("?1", "?2"))
+            .bind(channel_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed(operation))?;
+        rows.iter()
+            .map(|row| read_row(operation, "an AI record", row, read_stored))
             .collect()
     }
 }
@@ -197,6 +222,23 @@ impl AiStore for PostgresStore {
             .map(|row| read_row(operation, "AI counters", row, read_stats))
             .collect()
     }
+
+    async fn recent_ai_records(
+        &self,
+        channel_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredAi>, StoreError> {
+        let operation = "list the latest AI records";
+        let rows = sqlx::query(&recent_query("$1::TEXT", "$2"))
+            .bind(channel_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed(operation))?;
+        rows.iter()
+            .map(|row| read_row(operation, "an AI record", row, read_stored))
+            .collect()
+    }
 }
 
 /// The AI records of [`MemoryStore`].
@@ -258,5 +300,23 @@ impl AiStore for MemoryStore {
             stats.counters.add(&stored.record.counters);
         }
         Ok(by_channel.into_values().collect())
+    }
+
+    async fn recent_ai_records(
+        &self,
+        channel_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredAi>, StoreError> {
+        let mut records: Vec<StoredAi> = self
+            .ai()
+            .records
+            .values()
+            .filter(|stored| channel_id.is_none_or(|channel| stored.channel_id == channel))
+            .cloned()
+            .collect();
+        records
+            .sort_by_key(|stored| std::cmp::Reverse((stored.updated_at.0, stored.conversation.0)));
+        records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(records)
     }
 }

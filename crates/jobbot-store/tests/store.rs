@@ -4347,6 +4347,41 @@ mod ai_records {
             (stats[1].channel_id.as_str(), stats[1].conversations),
             ("c2", 1)
         );
+
+        // The latest first: by the time of the last write, then the higher id; per channel or
+        // all; at most the limit.
+        let later = UnixMillis(AT.0 + 60_000);
+        store
+            .save_ai_record(two, "c1", 1, &record, later)
+            .await
+            .unwrap();
+        let ids = |records: Vec<jobbot_core::ai::StoredAi>| {
+            records
+                .iter()
+                .map(|stored| stored.conversation.0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(store.recent_ai_records(None, 10).await.unwrap()),
+            [2, 3, 1]
+        );
+        assert_eq!(
+            ids(store.recent_ai_records(Some("c1"), 10).await.unwrap()),
+            [2, 1]
+        );
+        assert_eq!(ids(store.recent_ai_records(None, 1).await.unwrap()), [2]);
+        assert!(
+            store
+                .recent_ai_records(Some("nobody"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let latest = &store.recent_ai_records(None, 1).await.unwrap()[0];
+        assert_eq!(
+            (latest.version, latest.updated_at, &latest.record),
+            (2, later, &record)
+        );
     }
 
     /// An AI turn is a stored workflow like the others (a CHECK on the kind once refused it).

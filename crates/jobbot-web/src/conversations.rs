@@ -1,18 +1,137 @@
-//! A CRM conversation's AI (#17 item 6): its phase, who answers, the history the model sees and
-//! the pending suggestion (`GET /api/conversations/{id}/ai`); the operator's two actions on it:
+//! The CRM conversations' AI (#17 item 6): the latest ones (`GET /api/conversations`); one
+//! conversation's phase, who answers, the history the model sees and the pending suggestion
+//! (`GET /api/conversations/{id}/ai`); the operator's two actions on it:
 //! send the suggestion (`POST …/ai/send`, what "+" in the topic does) and give a handed-over
 //! conversation back to the AI (`POST …/ai/release`).
 
 use axum::Json;
-use axum::extract::{Path, State};
-use jobbot_core::ai::{AiControl, AiStore};
-use jobbot_core::store::ConversationId;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use jobbot_core::ai::{AiControl, AiStore, StoredAi};
+use jobbot_core::store::{Conversation, ConversationId};
 use jobbot_engine::{CrmHandle, SuggestionSent};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+
+/// Who a conversation is with and which agent talks to them (absent when the conversation's
+/// record is gone).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactView {
+    pub name: String,
+    /// Without `@`.
+    pub username: Option<String>,
+    /// The agent account (session name) that talks to the contact.
+    pub agent: String,
+    /// The conversation's topic in the CRM group, once created.
+    pub topic: Option<i32>,
+}
+
+impl ContactView {
+    fn of(conversation: &Conversation) -> Self {
+        Self {
+            name: conversation.contact_name.clone(),
+            username: conversation
+                .contact_username
+                .as_ref()
+                .map(|username| username.as_str().to_owned()),
+            agent: conversation.agent.as_str().to_owned(),
+            topic: conversation.topic.map(|topic| topic.0),
+        }
+    }
+}
+
+/// One conversation in the list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationSummary {
+    pub conversation: i64,
+    pub channel_id: String,
+    pub contact: Option<ContactView>,
+    /// `discovery`, `engagement`, `call_ready`, `call_pending` or `call_declined`.
+    pub phase: String,
+    /// `active` (the AI answers in the channel's mode), `handed_over` (an operator answers)
+    /// or `opted_out` (the contact asked not to be written to).
+    pub control: String,
+    pub total_messages: u32,
+    /// A suggestion waits for an operator.
+    pub suggestion_pending: bool,
+    pub suggestions: u64,
+    pub replies_sent: u64,
+    pub updated_at_unix_ms: i64,
+}
+
+/// `GET /api/conversations`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationList {
+    pub success: bool,
+    pub conversations: Vec<ConversationSummary>,
+}
+
+/// Filters of the list, all optional.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationFilters {
+    /// Only this output channel's conversations.
+    #[param(value_type = String, required = false)]
+    pub channel_id: Option<String>,
+    /// 1 to 500; 50 when absent.
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+}
+
+fn control_name(control: &AiControl) -> &'static str {
+    match control {
+        AiControl::Active => "active",
+        AiControl::HandedOver { .. } => "handed_over",
+        AiControl::OptedOut { .. } => "opted_out",
+    }
+}
+
+/// The conversations whose AI changed last, newest first, with their contacts.
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(ConversationFilters),
+    responses((status = 200, body = ConversationList), (status = 422, body = ErrorBody)))]
+pub async fn list_conversations(
+    State(state): State<AppState>,
+    filters: Result<Query<ConversationFilters>, QueryRejection>,
+) -> Result<Json<ConversationList>, ApiError> {
+    let Query(filters) = filters.map_err(crate::json::query_error)?;
+    let mut problems = Vec::new();
+    let limit = crate::vacancies::page_limit(&mut problems, filters.limit.as_deref());
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(problems));
+    }
+    let (_, ai) = crm(&state)?;
+    let channel = filters.channel_id.filter(|id| !id.is_empty());
+    let records = ai.recent_ai_records(channel.as_deref(), limit).await?;
+    let store = state.inner.engine.store();
+    let mut conversations = Vec::with_capacity(records.len());
+    for stored in records {
+        let contact = store.conversation(stored.conversation).await?;
+        conversations.push(summary(stored, contact.as_ref()));
+    }
+    Ok(Json(ConversationList {
+        success: true,
+        conversations,
+    }))
+}
+
+fn summary(stored: StoredAi, contact: Option<&Conversation>) -> ConversationSummary {
+    let record = &stored.record;
+    ConversationSummary {
+        conversation: stored.conversation.0,
+        channel_id: stored.channel_id,
+        contact: contact.map(ContactView::of),
+        phase: record.state.phase.as_str().to_owned(),
+        control: control_name(&record.state.control).to_owned(),
+        total_messages: record.state.total_messages,
+        suggestion_pending: record.suggestion.is_some(),
+        suggestions: record.counters.suggestions,
+        replies_sent: record.counters.replies_sent,
+        updated_at_unix_ms: stored.updated_at.0,
+    }
+}
 
 /// One message of the history.
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,23 +151,15 @@ pub struct SuggestionView {
     pub message_id: Option<i32>,
 }
 
-/// `GET /api/conversations/{id}/ai`.
+/// `GET /api/conversations/{id}/ai`: what the list shows, and the rest.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConversationAi {
     pub success: bool,
-    pub conversation: i64,
-    pub channel_id: String,
-    /// `discovery`, `engagement`, `call_ready`, `call_pending` or `call_declined`.
-    pub phase: String,
-    /// `active` (the AI answers in the channel's mode), `handed_over` (an operator answers)
-    /// or `opted_out` (the contact asked not to be written to).
-    pub control: String,
-    pub total_messages: u32,
+    #[serde(flatten)]
+    pub summary: ConversationSummary,
     pub reply_in_flight: bool,
     pub suggestion: Option<SuggestionView>,
     pub history: Vec<HistoryView>,
-    pub suggestions: u64,
-    pub replies_sent: u64,
 }
 
 /// What an action did.
@@ -94,19 +205,11 @@ pub async fn conversation_ai(
         .ai_record(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("conversation #{} has no AI record", id.0)))?;
-    let record = stored.record;
+    let contact = state.inner.engine.store().conversation(id).await?;
+    let record = stored.record.clone();
     Ok(Json(ConversationAi {
         success: true,
-        conversation: id.0,
-        channel_id: stored.channel_id,
-        phase: record.state.phase.as_str().to_owned(),
-        control: match record.state.control {
-            AiControl::Active => "active",
-            AiControl::HandedOver { .. } => "handed_over",
-            AiControl::OptedOut { .. } => "opted_out",
-        }
-        .to_owned(),
-        total_messages: record.state.total_messages,
+        summary: summary(stored, contact.as_ref()),
         reply_in_flight: record.state.in_flight.is_some(),
         suggestion: record.suggestion.map(|suggestion| SuggestionView {
             turn: suggestion.turn,
@@ -126,8 +229,6 @@ pub async fn conversation_ai(
                 at_unix_ms: entry.at.0,
             })
             .collect(),
-        suggestions: record.counters.suggestions,
-        replies_sent: record.counters.replies_sent,
     }))
 }
 

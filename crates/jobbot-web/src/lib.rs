@@ -372,6 +372,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logins::follow_qr_login))
         .routes(routes!(logins::qr_login_image))
         .routes(routes!(stats::stats))
+        .routes(routes!(conversations::list_conversations))
         .routes(routes!(conversations::conversation_ai))
         .routes(routes!(conversations::send_suggestion))
         .routes(routes!(conversations::release))

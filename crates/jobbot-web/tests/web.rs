@@ -1395,6 +1395,7 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "POST /api/logins/{session}/qr/wait",
         "GET /api/logins/{session}/qr.svg",
         "GET /api/stats",
+        "GET /api/conversations",
         "GET /api/conversations/{id}/ai",
         "POST /api/conversations/{id}/ai/send",
         "POST /api/conversations/{id}/ai/release",
@@ -1579,6 +1580,18 @@ async fn vacancies_are_listed_newest_first_and_filtered() {
         .await;
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem_paths(&invalid), ["status", "before_id", "limit"]);
+
+    // The conversations' list takes the same limit; without a CRM in the process it says so.
+    let invalid = app.get("/api/conversations?limit=501").await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem_paths(&invalid), ["limit"]);
+    let no_crm = app.get("/api/conversations").await;
+    assert_eq!(
+        no_crm.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        no_crm.body
+    );
 }
 
 /// Messages that ended undelivered are listed for the operator with their typed end, and one
@@ -2103,6 +2116,8 @@ async fn every_response_carries_the_security_headers() {
         "/vacancies",
         "/logins",
         "/doctor",
+        "/conversations",
+        "/conversations/5",
     ] {
         let html = page(path).await.body.as_str().unwrap().to_owned();
         assert!(!html.contains(" onclick="), "{path}");

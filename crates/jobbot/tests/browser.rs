@@ -980,6 +980,55 @@ async fn vacancies_logins_and_the_login_redirect_in_chromium() {
         .await;
     browser.screenshot("vacancies.png").await;
 
+    // The AI conversations (#17): the demo's scripted provider suggests a reply to a recruiter;
+    // the conversation page shows it with the history, and one click sends it.
+    browser.goto(&format!("{base}/conversations")).await;
+    let href = browser
+        .wait("a conversation with a suggestion", async |b| {
+            // Not there yet: the list is asked for again before the next look.
+            b.js(
+                "const row = [...document.querySelectorAll('#conversations-body tr')]
+                   .find((row) => row.querySelector('.badge.warn'));
+                 if (!row) loadConversations();
+                 return row ? row.querySelector('a').getAttribute('href') : null;",
+                json!([]),
+            )
+            .await
+            .as_str()
+            .map(str::to_owned)
+        })
+        .await;
+    browser.goto(&format!("{base}{href}")).await;
+    browser
+        .wait("the suggestion and the history", async |b| {
+            let shown = b
+                .js(
+                    "return document.getElementById('suggestion').offsetParent !== null
+                       && document.querySelectorAll('#history li.author-contact').length > 0;",
+                    json!([]),
+                )
+                .await;
+            (shown == json!(true)).then_some(())
+        })
+        .await;
+    browser.screenshot("conversation.png").await;
+    // The AI answers this conversation: nothing to give back to it.
+    assert_eq!(
+        browser
+            .js(
+                "return document.getElementById('release-ai').offsetParent === null;",
+                json!([])
+            )
+            .await,
+        json!(true)
+    );
+    browser.click("#send-suggestion").await;
+    browser
+        .wait("the suggestion sent", async |b| {
+            (b.text("#conversation-status").await == "Подсказка отправлена").then_some(())
+        })
+        .await;
+
     // The logins page: a new account logs in, phone → code, in its card.
     let (status, reply) = browser
         .api(

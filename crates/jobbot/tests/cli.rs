@@ -644,11 +644,47 @@ fn the_demo_sends_notifications_and_auto_responses_and_suggests_ai_replies() {
             && sent(stats, "ai_suggestions") > 0
     });
     let metrics = http_get(&address, "/metrics", token).unwrap_or_default();
+    // The conversations page's list: the suggested conversation with its contact, and its
+    // history as the model sees it.
+    let list: serde_json::Value = http_get(&address, "/api/conversations", token)
+        .map(|body| serde_json::from_str(&body).unwrap())
+        .unwrap_or_default();
+    let suggested = list["conversations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|item| item["suggestions"].as_u64().unwrap_or(0) > 0)
+        .cloned();
+    let detail: serde_json::Value = suggested
+        .as_ref()
+        .and_then(|item| {
+            http_get(
+                &address,
+                &format!("/api/conversations/{}/ai", item["conversation"]),
+                token,
+            )
+        })
+        .map(|body| serde_json::from_str(&body).unwrap())
+        .unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
     assert!(
         reached,
         "no notification, auto-response and AI suggestion in the demo's stats: {last}"
+    );
+    let suggested = suggested.unwrap_or_else(|| panic!("no suggested conversation in {list}"));
+    assert!(
+        suggested["contact"]["name"]
+            .as_str()
+            .is_some_and(|name| !name.is_empty()),
+        "{suggested}"
+    );
+    assert_eq!(detail["contact"], suggested["contact"], "{detail}");
+    assert!(
+        detail["history"]
+            .as_array()
+            .is_some_and(|history| history.iter().any(|entry| entry["author"] == "contact")),
+        "{detail}"
     );
     assert!(
         metrics.contains("jobbot_ai_suggestions{channel=\"channel_python\"}"),

@@ -284,6 +284,14 @@ pub trait AiStore: Send + Sync {
 
     /// The counters summed per channel, by channel id.
     async fn ai_stats(&self) -> Result<Vec<AiChannelStats>, StoreError>;
+
+    /// The records written last (newest first, then by conversation id, descending), at most
+    /// `limit`, of one channel or of all.
+    async fn recent_ai_records(
+        &self,
+        channel_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredAi>, StoreError>;
 }
 
 #[cfg(test)]

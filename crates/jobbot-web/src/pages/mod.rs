@@ -53,6 +53,7 @@ pub const NAV: &[(&str, &str, &str)] = &[
     ("/", "channels", "nav_channels"),
     ("/agents", "agents", "nav_agents"),
     ("/vacancies", "vacancies", "nav_vacancies"),
+    ("/conversations", "conversations", "nav_conversations"),
     ("/logins", "logins", "nav_logins"),
     ("/doctor", "doctor", "nav_doctor"),
 ];
@@ -65,6 +66,8 @@ pub(crate) fn protected_pages(state: AppState) -> Router {
         .route("/channels/{id}", get(edit_channel_page))
         .route("/agents", get(agents_page))
         .route("/vacancies", get(vacancies_page))
+        .route("/conversations", get(conversations_page))
+        .route("/conversations/{id}", get(conversation_page))
         .route("/logins", get(logins_page))
         .route("/doctor", get(doctor_page))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -207,6 +210,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "doctor.js",
         "text/javascript",
         include_str!("assets/doctor.js"),
+    ),
+    (
+        "conversations.js",
+        "text/javascript",
+        include_str!("assets/conversations.js"),
     ),
 ];
 
@@ -740,6 +748,69 @@ async fn vacancies_page(
         ],
         channels: channel_options(&state),
     })
+}
+
+#[derive(Template)]
+#[template(path = "conversations.html")]
+struct ConversationsPage {
+    layout: Layout,
+    columns: &'static [&'static str],
+    channels: Vec<(String, String)>,
+    /// The conversation shown below the list (`/conversations/{id}`), empty for none.
+    selected: String,
+}
+
+fn conversations_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf: PageCsrf,
+    selected: String,
+) -> Response {
+    let path = if selected.is_empty() {
+        "/conversations".to_owned()
+    } else {
+        format!("/conversations/{selected}")
+    };
+    render(ConversationsPage {
+        layout: Layout::new(
+            lang_of(headers),
+            "conversations",
+            "conversations_title",
+            &path,
+            csrf,
+        ),
+        columns: &[
+            "col_time",
+            "col_contact",
+            "col_channels",
+            "col_phase",
+            "col_control",
+            "col_messages",
+        ],
+        channels: channel_options(state),
+        selected,
+    })
+}
+
+async fn conversations_page(
+    State(state): State<AppState>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
+    headers: HeaderMap,
+) -> Response {
+    conversations_view(&state, &headers, csrf, String::new())
+}
+
+/// One conversation below the list; an id that is not a positive integer goes to the list.
+async fn conversation_page(
+    State(state): State<AppState>,
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match id.parse::<i64>() {
+        Ok(id) if id > 0 => conversations_view(&state, &headers, csrf, id.to_string()),
+        _ => Redirect::to("/conversations").into_response(),
+    }
 }
 
 #[derive(Template)]
