@@ -27,6 +27,27 @@ pub struct DoctorPlan {
     pub outputs: Vec<(String, ChatId)>,
     /// Every enabled channel with the CRM on: its group and the agents that create its topics.
     pub crm_groups: Vec<PlannedCrm>,
+    /// Every LLM provider a channel's AI calls (CRM and AI on, mode `suggest` or `auto`), once
+    /// per channel, in the order the channel tries them.
+    pub ai_providers: Vec<PlannedAiProvider>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedAiProvider {
+    pub channel: String,
+    pub provider: String,
+    pub key: PlannedKey,
+}
+
+/// Where a provider's API key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedKey {
+    /// The provider takes none (a local ollama, LM Studio).
+    NotNeeded,
+    /// Given by the configuration itself (or the provider's preset, e.g. ollama's).
+    Written,
+    /// `${VARIABLE}`: the environment or `DATA_DIR/.env` must have it.
+    Variable(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +98,57 @@ impl DoctorPlan {
                 })
             })
             .collect();
+        let mut ai_providers: Vec<PlannedAiProvider> = Vec::new();
+        let talking = config.enabled_channels().filter(|channel| {
+            channel.crm_enabled
+                && channel.ai.enabled
+                && channel.ai.mode != crate::ai::AiMode::Manual
+        });
+        for channel in talking {
+            for choice in channel.ai.chain() {
+                let Some(provider) = config.llm_providers.get(&choice.provider) else {
+                    continue;
+                };
+                let planned = PlannedAiProvider {
+                    channel: channel.id.clone(),
+                    provider: provider.name.clone(),
+                    key: match &provider.api_key {
+                        None => PlannedKey::NotNeeded,
+                        Some(crate::ai::ApiKeySource::Literal(_)) => PlannedKey::Written,
+                        Some(crate::ai::ApiKeySource::Env(variable)) => {
+                            PlannedKey::Variable(variable.clone())
+                        }
+                    },
+                };
+                if !ai_providers.contains(&planned) {
+                    ai_providers.push(planned);
+                }
+            }
+        }
         Self {
             main: SessionName::main(),
             agents,
             sources: sources.into_iter().collect(),
             outputs,
             crm_groups,
+            ai_providers,
         }
+    }
+}
+
+/// A provider's key as `variables` (the environment, then `DATA_DIR/.env`) has it.
+pub fn judge_ai_key(key: &PlannedKey, variables: &dyn Fn(&str) -> bool) -> Verdict {
+    match key {
+        PlannedKey::NotNeeded => Verdict::passed("needs no API key"),
+        PlannedKey::Written => {
+            Verdict::passed("its API key is given by the configuration (or its preset)")
+        }
+        PlannedKey::Variable(variable) if variables(variable) => {
+            Verdict::passed(format!("{variable} is set"))
+        }
+        PlannedKey::Variable(variable) => Verdict::failed(Problem::AiKeyMissing {
+            variable: variable.clone(),
+        }),
     }
 }
 
@@ -109,6 +174,8 @@ pub enum Subject {
         group: ChatId,
         session: SessionName,
     },
+    /// An LLM provider a channel's AI calls: its API key is there.
+    AiProvider { channel: String, provider: String },
 }
 
 impl Subject {
@@ -151,6 +218,9 @@ impl fmt::Display for Subject {
                 group,
                 session,
             } => write!(f, "agent {session} in the CRM group {} of {channel}", group),
+            Self::AiProvider { channel, provider } => {
+                write!(f, "AI provider {provider} of {channel}")
+            }
         }
     }
 }
@@ -276,6 +346,9 @@ pub enum Problem {
     AgentCannotCreateTopics,
     /// The check itself failed (a flood wait, the network): nothing is known.
     CheckFailed { error: TelegramError },
+    /// The provider's key is `${variable}`, which neither the environment nor `DATA_DIR/.env`
+    /// has: every AI turn of the channel fails.
+    AiKeyMissing { variable: String },
 }
 
 impl Problem {
@@ -361,6 +434,9 @@ impl Problem {
                 subject_chat(subject)
             ),
             Self::CheckFailed { .. } => "run `jobbot doctor` again later".to_owned(),
+            Self::AiKeyMissing { variable } => format!(
+                "set {variable} (the provider's API key) in the environment or DATA_DIR/.env and restart jobbot, or pick another provider or the manual mode in the channel's AI settings"
+            ),
         }
     }
 }
@@ -410,6 +486,7 @@ impl fmt::Display for Problem {
             Self::AgentNotMember => f.write_str("not a member"),
             Self::AgentCannotCreateTopics => f.write_str("a member, but may not create topics"),
             Self::CheckFailed { error } => write!(f, "the check failed: {error}"),
+            Self::AiKeyMissing { variable } => write!(f, "no API key: {variable} is not set"),
         }
     }
 }

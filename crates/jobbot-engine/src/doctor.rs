@@ -189,10 +189,12 @@ impl Default for DoctorSettings {
 }
 
 /// Runs every check of `plan` and reports each item. Accounts opened for it are released before
-/// it returns.
+/// it returns. `variables` says whether a variable is set (the environment, then
+/// `DATA_DIR/.env`): the AI providers' keys.
 pub async fn run_doctor(
     plan: &DoctorPlan,
     credentials: &ApiCredentials,
+    variables: &(dyn Fn(&str) -> bool + Sync),
     accounts: &dyn DoctorAccounts,
     settings: DoctorSettings,
 ) -> DoctorReport {
@@ -214,6 +216,15 @@ pub async fn run_doctor(
             },
         },
     );
+    for planned in &plan.ai_providers {
+        doctor.report.push(
+            Subject::AiProvider {
+                channel: planned.channel.clone(),
+                provider: planned.provider.clone(),
+            },
+            jobbot_core::doctor::judge_ai_key(&planned.key, variables),
+        );
+    }
     let mut unreachable_proxies = BTreeSet::new();
     for agent in &plan.agents {
         let Some(proxy) = &agent.proxy else { continue };

@@ -81,7 +81,8 @@ fn broken_setup() -> Setup {
                 "id": "bad", "name": "Bad", "telegram_id": output_readonly.get(),
                 "input_sources": ["@rust_jobs", private_source.get().to_string()],
                 "crm_enabled": true, "crm_group_id": plain_group.get(),
-                "agents": [{"phone": "", "session_name": "agent_ok"}]
+                "agents": [{"phone": "", "session_name": "agent_ok"}],
+                "ai_config": {"llm_provider": "ollama"}
             }
         ]
     });
@@ -100,9 +101,11 @@ fn broken_setup() -> Setup {
 
 async fn check(setup: &Setup, credentials: ApiCredentials) -> DoctorReport {
     let accounts = ConnectorAccounts::new(Arc::new(SimConnector::new(setup.world.clone())));
+    // No variable is set: the default provider's key (GROQ_API_KEY) is missing.
     run_doctor(
         &DoctorPlan::of(&setup.config),
         &credentials,
+        &|_| false,
         &accounts,
         DoctorSettings::default(),
     )
@@ -270,6 +273,24 @@ async fn every_injected_fault_is_reported_with_its_fix() {
             "{report}"
         );
     }
+    // The AI's providers: the default one's key is missing; a local one needs none.
+    assert_problem(
+        &report,
+        Subject::AiProvider {
+            channel: "good".into(),
+            provider: "groq".into(),
+        },
+        Problem::AiKeyMissing {
+            variable: "GROQ_API_KEY".into(),
+        },
+    );
+    assert_passed(
+        &report,
+        Subject::AiProvider {
+            channel: "bad".into(),
+            provider: "ollama".into(),
+        },
+    );
     assert!(!report.is_healthy());
 
     // The proxy's password is in neither the text nor the JSON.
@@ -311,10 +332,18 @@ async fn a_healthy_setup_passes_every_check() {
     let report = run_doctor(
         &DoctorPlan::of(&config),
         &ApiCredentials::NotNeeded,
+        &|variable| variable == "GROQ_API_KEY",
         &accounts,
         DoctorSettings::default(),
     )
     .await;
     assert!(report.is_healthy(), "{report}");
-    assert_eq!(report.findings.len(), 7, "{report}");
+    assert_eq!(report.findings.len(), 8, "{report}");
+    assert_passed(
+        &report,
+        Subject::AiProvider {
+            channel: "jobs".into(),
+            provider: "groq".into(),
+        },
+    );
 }

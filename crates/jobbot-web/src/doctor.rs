@@ -1,6 +1,6 @@
 //! The Doctor page's checks over the running engine (`jobbot doctor`'s, see
 //! `jobbot_engine::doctor`): each session as its owner sees it, the main account's view of every
-//! source and output channel, each CRM group and its agents, each proxy. One run at a time, so
+//! source and output channel, each CRM group and its agents, each proxy, each AI provider's key. One run at a time, so
 //! reloading the page cannot multiply the calls made to Telegram.
 
 use axum::Json;
@@ -18,6 +18,7 @@ pub(crate) async fn report(state: &AppState) -> DoctorReport {
     run_doctor(
         &plan,
         &state.inner.api_credentials,
+        &*state.inner.variables,
         &accounts,
         DoctorSettings::default(),
     )

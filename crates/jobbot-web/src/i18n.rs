@@ -754,6 +754,9 @@ fn doctor_subject_ru(subject: &jobbot_core::doctor::Subject) -> String {
             group,
             session,
         } => format!("агент {session} в CRM-группе {group} канала {channel}"),
+        Subject::AiProvider { channel, provider } => {
+            format!("AI-провайдер {provider} канала {channel}")
+        }
     }
 }
 
@@ -804,6 +807,7 @@ fn doctor_problem_ru(problem: &jobbot_core::doctor::Problem) -> String {
         Problem::AgentNotMember => "не участник".to_owned(),
         Problem::AgentCannotCreateTopics => "участник, но не может создавать темы".to_owned(),
         Problem::CheckFailed { error } => format!("проверка не удалась: {error}"),
+        Problem::AiKeyMissing { variable } => format!("нет API-ключа: {variable} не задан"),
     }
 }
 
@@ -899,6 +903,9 @@ fn doctor_fix_ru(
             "сделайте {session} администратором {chat} с правом управлять темами"
         ),
         Problem::CheckFailed { .. } => "запустите проверку позже ещё раз".to_owned(),
+        Problem::AiKeyMissing { variable } => format!(
+            "задайте {variable} (API-ключ провайдера) в окружении или в DATA_DIR/.env и перезапустите jobbot, либо выберите в настройках AI канала другого провайдера или ручной режим"
+        ),
     }
 }
 

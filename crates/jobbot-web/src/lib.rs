@@ -86,7 +86,13 @@ pub struct WebSettings {
     /// What the Doctor page reports about `API_ID` / `API_HASH` (`jobbot run` read them before
     /// the web started); `NotNeeded` for a simulated Telegram.
     pub api_credentials: ApiCredentials,
+    /// Whether a variable is set (the environment, then `DATA_DIR/.env`): the Doctor page checks
+    /// the AI providers' keys with it. The environment alone unless `jobbot run` says more.
+    pub variables: Variables,
 }
+
+/// Whether a variable is set, as the process reads its variables.
+pub type Variables = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl WebSettings {
     pub fn new(auth: AuthSettings) -> Self {
@@ -96,6 +102,7 @@ impl WebSettings {
             limits: ServerLimits::default(),
             registry: Registry::with_prefix("jobbot"),
             api_credentials: ApiCredentials::NotNeeded,
+            variables: Arc::new(|name: &str| std::env::var_os(name).is_some()),
         }
     }
 }
@@ -126,6 +133,7 @@ struct StateInner {
     /// The process's supervised tasks, when the process supervises them (`jobbot run`).
     tasks: OnceLock<watch::Receiver<Vec<TaskStatus>>>,
     api_credentials: ApiCredentials,
+    variables: Variables,
     /// Held while the doctor's checks run (one run at a time).
     doctor_running: tokio::sync::Mutex<()>,
     /// The CRM's AI conversations, when the process runs them (`jobbot run`, `jobbot demo`).
@@ -163,6 +171,7 @@ impl AppState {
                 shutdown: watch::channel(false).0,
                 tasks: OnceLock::new(),
                 api_credentials: settings.api_credentials,
+                variables: settings.variables,
                 doctor_running: tokio::sync::Mutex::new(()),
                 ai: OnceLock::new(),
             }),

@@ -70,7 +70,16 @@ pub async fn doctor(
             }
         }
     };
-    let report = run_doctor(&plan, &credentials, &*accounts, DoctorSettings::default()).await;
+    let variables = data_dir.variables();
+    let is_set = move |name: &str| variables(name).is_some_and(|value| !value.trim().is_empty());
+    let report = run_doctor(
+        &plan,
+        &credentials,
+        &is_set,
+        &*accounts,
+        DoctorSettings::default(),
+    )
+    .await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

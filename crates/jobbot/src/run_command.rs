@@ -248,6 +248,10 @@ pub async fn run(
         Some(_) => jobbot_engine::doctor::ApiCredentials::NotNeeded,
         None => jobbot_engine::doctor::ApiCredentials::Present,
     };
+    let variables = data_dir.variables();
+    web.variables = std::sync::Arc::new(move |name: &str| {
+        variables(name).is_some_and(|value| !value.trim().is_empty())
+    });
     let running = app::start(app::AppParts {
         connector,
         store: store.shared(),

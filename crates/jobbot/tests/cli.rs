@@ -11,6 +11,9 @@ fn jobbot(data_dir: &Path, args: &[&str]) -> Output {
         .arg(data_dir)
         .args(args)
         .env_remove("RUST_LOG")
+        // The AI's default provider key: the tests give it through DATA_DIR/.env when they
+        // need it, whatever the machine has.
+        .env_remove("GROQ_API_KEY")
         .output()
         .expect("the jobbot binary runs")
 }
@@ -1177,6 +1180,8 @@ async fn doctor_reports_each_fault_of_a_simulated_setup_with_its_fix() {
         &format!(
             "skip  agent agent_anna in the CRM group {plain_group} of golang: a member; topics are checked once the group is a forum"
         ),
+        "FAIL  AI provider groq of python: no API key: GROQ_API_KEY is not set",
+        "fix: set GROQ_API_KEY (the provider's API key) in the environment or DATA_DIR/.env",
         "fix: log it in: `jobbot login agent_dima --phone +…`",
         "fix: make the main account an admin of",
         "fix: turn on Topics in",
@@ -1200,10 +1205,17 @@ async fn doctor_reports_each_fault_of_a_simulated_setup_with_its_fix() {
         ),
     );
     write_config(dir.path(), &whole);
+    // The AI's key, read from DATA_DIR/.env as `jobbot run` reads it.
+    std::fs::write(dir.path().join(".env"), "GROQ_API_KEY=gsk_not_a_real_key\n").unwrap();
     let healthy = run();
     let text = stdout(&healthy);
     assert_eq!(healthy.status.code(), Some(0), "{text}");
     assert!(text.contains("0 problems"), "{text}");
+    assert!(
+        text.contains("ok    AI provider groq of python: GROQ_API_KEY is set"),
+        "{text}"
+    );
+    assert!(!text.contains("gsk_not_a_real_key"), "{text}");
 }
 
 fn jobbot_with(data_dir: &Path, args: &[&str], key: Option<&str>) -> Output {
