@@ -962,6 +962,20 @@ impl Shared {
                 created_at: now,
             })
             .await?;
+        if let (Some(ai), AutoResponseStep::Open { outbox, .. }) = (&self.ai, &workflow.step) {
+            // The vacancy and the auto-response begin the history the AI sees (once each, so
+            // a replay after a crash adds nothing).
+            let answer = self
+                .store
+                .outbox_message(*outbox)
+                .await?
+                .map(|message| message.message.content.text)
+                .unwrap_or_default();
+            self.update_ai(ai.store.as_ref(), &conversation, |record| {
+                record.vacancy_answered(&workflow.vacancy.text, &answer, now)
+            })
+            .await?;
+        }
         tracing::info!(target: "crm", channel = %workflow.channel_id, contact = %workflow.contact, agent = %agent, "✅ автоответ отправлен");
         self.conversation_opened.notify_waiters();
         Ok(Event::Opened {

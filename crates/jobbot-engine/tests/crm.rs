@@ -1408,7 +1408,7 @@ mod ai {
     use jobbot_ai::{
         ClientSettings, LlmClient, ProviderServer, Reply, RetryAfter, RetryPolicy, Script,
     };
-    use jobbot_core::ai::{AiControl, AiRecord, AiStore};
+    use jobbot_core::ai::{AiControl, AiRecord, AiStore, Author};
     use jobbot_core::store::ConversationId;
     use jobbot_engine::{AiParts, SuggestionSent};
     use jobbot_store::MemoryStore;
@@ -1610,6 +1610,17 @@ mod ai {
         c.contact_writes("Сколько вы платите?");
         let (topic, suggestion) = c.w.wait_topic_post("Подсказка ИИ").await;
         assert_eq!(topic, c.topic);
+        // The model was shown the vacancy the conversation is about.
+        let asked = provider.script.received();
+        assert!(
+            asked
+                .last()
+                .unwrap()
+                .messages
+                .iter()
+                .any(|message| message.content.contains("Python developer wanted (5)")),
+            "{asked:?}"
+        );
         assert!(suggestion.text.contains(ANSWER), "{}", suggestion.text);
         assert!(suggestion.text.contains("не отправлена"));
         c.settle().await;
@@ -1750,8 +1761,27 @@ mod ai {
         let c = conversation(&provider, "manual").await;
         c.contact_writes("Здравствуйте");
         c.w.wait_topic_post("Здравствуйте").await;
-        c.wait_record("the message is in the history", |r| r.history.len() == 1)
+        // The vacancy and the auto-response begin the history; then the contact's message.
+        c.wait_record("the message is in the history", |r| r.history.len() == 3)
             .await;
+        let record = c.record().await;
+        let auto_response = c.w.recruiter_inbox()[0].1.clone();
+        let history: Vec<_> = record
+            .history
+            .iter()
+            .map(|entry| (entry.author, entry.text.as_str()))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                (
+                    Author::Vacancy,
+                    "Python developer wanted (5). Write to @anna_hr"
+                ),
+                (Author::AutoResponse, auto_response.as_str()),
+                (Author::Contact, "Здравствуйте"),
+            ]
+        );
         c.settle().await;
         assert_eq!(provider.requests(), 0);
         assert_eq!(c.inbox().len(), 1);

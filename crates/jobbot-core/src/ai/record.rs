@@ -211,6 +211,24 @@ impl AiRecord {
         true
     }
 
+    /// The conversation began with a vacancy and jobbot's auto-response to it: both join the
+    /// history the model sees (the vacancy as the conversation's context), each once however
+    /// often this is replayed.
+    pub fn vacancy_answered(&mut self, vacancy: &str, auto_response: &str, now: UnixMillis) {
+        for (author, text) in [
+            (Author::Vacancy, vacancy),
+            (Author::AutoResponse, auto_response),
+        ] {
+            let known = self
+                .history
+                .iter()
+                .any(|entry| entry.author == author && entry.text == text);
+            if !text.trim().is_empty() && !known {
+                self.push_history(author, text, now);
+            }
+        }
+    }
+
     /// An operator wrote to the contact from the topic: the conversation is handed over and a
     /// pending suggestion is dropped (the operator answered instead).
     pub fn operator_wrote(&mut self, text: &str, now: UnixMillis) {
@@ -316,6 +334,19 @@ mod tests {
             completion_tokens: 5,
             failed_calls: 0,
         }
+    }
+
+    #[test]
+    fn the_vacancy_and_the_auto_response_join_the_history_once() {
+        let mut record = AiRecord::default();
+        record.vacancy_answered("Ищем Rust-разработчика", "Здравствуйте, Анна!", NOW);
+        record.vacancy_answered("Ищем Rust-разработчика", "Здравствуйте, Анна!", NOW);
+        let authors: Vec<_> = record.history.iter().map(|entry| entry.author).collect();
+        assert_eq!(authors, [Author::Vacancy, Author::AutoResponse]);
+        // Nothing is kept for an empty text.
+        let mut empty = AiRecord::default();
+        empty.vacancy_answered(" ", "Здравствуйте", NOW);
+        assert_eq!(empty.history.len(), 1);
     }
 
     #[test]
