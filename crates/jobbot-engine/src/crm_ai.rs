@@ -24,7 +24,8 @@ use jobbot_core::telegram::{IncomingMessage, MessageContent};
 use jobbot_core::workflow::{AiOutcome, AiTurn, Event, Workflow};
 use rand::Rng;
 
-use super::{CrmError, Shared, lock, topic_post};
+use super::{Crm, CrmError, Shared, lock, topic_post};
+use crate::supervisor::ShutdownSignal;
 
 /// What the CRM needs for AI conversations.
 pub struct AiParts {
@@ -32,6 +33,9 @@ pub struct AiParts {
     pub client: Arc<LlmClient>,
     /// The channels' knowledge files, searched for facts (none: no facts).
     pub knowledge: Option<Arc<dyn KnowledgeIndex>>,
+    /// The directory `ai_config.knowledge_files` are relative to (the data directory): with an
+    /// index, [`super::Crm::run_knowledge`] indexes them at start and on every change.
+    pub knowledge_root: Option<std::path::PathBuf>,
 }
 
 /// What an operator's "+" in the topic (or the web's send button) did.
@@ -435,5 +439,58 @@ pub(super) fn ai_post(
             format!("ai_mirror:{}:{}", id.0, workflow.turn),
             MessageContent::plain(fit_message(&format!("🤖 ИИ ответил:\n\n{text}"))),
         )
+    }
+}
+
+impl Crm {
+    /// The index of the channels' knowledge files, when the CRM has one.
+    pub fn ai_knowledge(&self) -> Option<Arc<dyn KnowledgeIndex>> {
+        self.shared.ai.as_ref()?.knowledge.clone()
+    }
+
+    /// Keeps each AI channel's knowledge index in line with its `ai_config.knowledge_files`: at
+    /// start and after every configuration change, until `shutdown`. A file that cannot be read
+    /// is reported and skipped (what was indexed from it stays); without an index or a directory
+    /// there is nothing to do.
+    pub async fn run_knowledge(&self, mut shutdown: ShutdownSignal) -> Result<(), CrmError> {
+        let shared = &self.shared;
+        let Some((index, root)) = shared.ai.as_ref().and_then(|ai| {
+            Some((
+                Arc::clone(ai.knowledge.as_ref()?),
+                ai.knowledge_root.clone()?,
+            ))
+        }) else {
+            shutdown.requested().await;
+            return Ok(());
+        };
+        let mut config = shared.config.clone();
+        loop {
+            let current = config.borrow_and_update().clone();
+            for channel in current
+                .enabled_channels()
+                .filter(|channel| channel.ai.enabled)
+            {
+                let report = jobbot_ai::knowledge::sync_knowledge(
+                    index.as_ref(),
+                    &root,
+                    &channel.id,
+                    &channel.ai.knowledge_files,
+                    shared.now(),
+                )
+                .await?;
+                if !report.indexed.is_empty() || !report.removed.is_empty() {
+                    tracing::info!(target: "ai", channel = %channel.id, indexed = ?report.indexed, removed = ?report.removed, "knowledge files indexed");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.requested() => return Ok(()),
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        shutdown.requested().await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
 }

@@ -100,7 +100,7 @@ fn load(channels: Vec<Value>) -> Config {
 struct Running {
     engine: Engine,
     crm: RunningCrm,
-    _config: watch::Sender<Arc<Config>>,
+    config: watch::Sender<Arc<Config>>,
 }
 
 async fn start(w: &World, config: Config, store: Arc<dyn Store>, settings: CrmSettings) -> Running {
@@ -150,7 +150,7 @@ async fn start_with_ai(
     Running {
         engine,
         crm,
-        _config: config_tx,
+        config: config_tx,
     }
 }
 
@@ -1509,6 +1509,7 @@ mod ai {
             store: Arc::clone(store) as Arc<dyn AiStore>,
             client: Arc::new(LlmClient::new(settings, Arc::new(|_| None)).unwrap()),
             knowledge: None,
+            knowledge_root: None,
         }
     }
 
@@ -1523,9 +1524,28 @@ mod ai {
     }
 
     async fn conversation(provider: &Provider, mode: &str) -> Conversation {
+        conversation_with(provider, mode, |_, _| {}).await
+    }
+
+    /// [`conversation`] with the configuration and the AI's parts changed by `customize`.
+    async fn conversation_with(
+        provider: &Provider,
+        mode: &str,
+        customize: impl FnOnce(&mut Config, &mut AiParts),
+    ) -> Conversation {
         let w = world(true);
         let store = Arc::new(MemoryStore::new());
-        let running = start_ai(&w, provider, mode, &store).await;
+        let mut config = ai_config(&w, provider, mode);
+        let mut ai = parts(&store);
+        customize(&mut config, &mut ai);
+        let running = start_with_ai(
+            &w,
+            config,
+            Arc::clone(&store) as Arc<dyn Store>,
+            settings(),
+            Some(ai),
+        )
+        .await;
         running
             .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
             .await;
@@ -1752,6 +1772,72 @@ mod ai {
             c.record().await.state.control,
             AiControl::OptedOut { .. }
         ));
+        c.running.stop().await;
+    }
+
+    /// `ai_config.knowledge_files` are indexed when the CRM starts (the model is given what
+    /// matches the contact's question) and again when the configuration changes: a file no
+    /// longer listed is forgotten.
+    #[tokio::test(start_paused = true)]
+    async fn knowledge_files_are_indexed_at_start_and_after_a_change() {
+        use jobbot_core::ai::knowledge::KnowledgeIndex;
+        use jobbot_engine::supervisor::ShutdownSignal;
+
+        let provider = Provider::start(answering(ANSWER));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rates.md"),
+            "Консультация стоит 5000 рублей в час.",
+        )
+        .unwrap();
+        let c = conversation_with(&provider, "suggest", |config, ai| {
+            config.channels[0].ai.knowledge_files = vec!["rates.md".into()];
+            ai.knowledge = Some(Arc::new(MemoryStore::new()) as Arc<dyn KnowledgeIndex>);
+            ai.knowledge_root = Some(dir.path().to_path_buf());
+        })
+        .await;
+        let index = c.running.crm.crm().ai_knowledge().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let crm = c.running.crm.crm().clone();
+        let task =
+            tokio::spawn(
+                async move { crm.run_knowledge(ShutdownSignal::from_watch(stopped)).await },
+            );
+        let sources = || async {
+            index
+                .knowledge_sources("channel_1")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|source| source.source)
+                .collect::<Vec<_>>()
+        };
+        wait_until("the file is indexed at start", || async {
+            sources().await == ["rates.md"]
+        })
+        .await;
+        c.contact_writes("Сколько стоит консультация?");
+        c.w.wait_topic_post("Подсказка ИИ").await;
+        let asked = provider.script.received();
+        assert!(
+            asked
+                .last()
+                .unwrap()
+                .messages
+                .iter()
+                .any(|message| message.content.contains("5000 рублей в час")),
+            "{asked:?}"
+        );
+
+        let mut config = (*c.running.config.borrow()).as_ref().clone();
+        config.channels[0].ai.knowledge_files.clear();
+        c.running.config.send(Arc::new(config)).unwrap();
+        wait_until("the file is forgotten after the change", || async {
+            sources().await.is_empty()
+        })
+        .await;
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
         c.running.stop().await;
     }
 

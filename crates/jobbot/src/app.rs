@@ -164,6 +164,13 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
             async move { crm.run_intake(signal).await }
         });
     }
+    {
+        let crm = crm.clone();
+        supervisor.spawn("ai_knowledge", move |signal| {
+            let crm = crm.clone();
+            async move { crm.run_knowledge(signal).await }
+        });
+    }
     supervisor.spawn("crm_workflows", move |signal| {
         let crm = crm.clone();
         async move { crm.run_workflows(signal).await }
@@ -283,7 +290,9 @@ impl RunningApp {
             Ok(saved) => tracing::info!(saved, "update positions saved"),
             Err(error) => tracing::warn!(%error, "could not save the update positions"),
         }
-        self.supervisor.stop(&["monitor", "crm_intake"]).await;
+        self.supervisor
+            .stop(&["monitor", "crm_intake", "ai_knowledge"])
+            .await;
         self.supervisor.stop(&["crm_workflows"]).await;
         self.engine.shutdown().await;
         if let Some(keeper) = self.keeper {

@@ -380,6 +380,11 @@ impl DataDir {
         Self { root: root.into() }
     }
 
+    /// The directory itself (`ai_config.knowledge_files` are relative to it).
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     pub fn config_file(&self) -> PathBuf {
         self.root.join("configs").join("channels_config.json")
     }

@@ -122,6 +122,7 @@ pub fn ai_parts(
         store: records,
         client: Arc::new(client),
         knowledge: Some(knowledge),
+        knowledge_root: Some(data_dir.root().to_path_buf()),
     })
 }
 
