@@ -2118,6 +2118,7 @@ async fn every_response_carries_the_security_headers() {
         "/doctor",
         "/conversations",
         "/conversations/5",
+        "/cluster",
     ] {
         let html = page(path).await.body.as_str().unwrap().to_owned();
         assert!(!html.contains(" onclick="), "{path}");

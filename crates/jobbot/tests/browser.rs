@@ -209,6 +209,15 @@ impl Browser {
             .unwrap_or_else(|error| panic!("script failed: {error}\n{script}"))
     }
 
+    /// Runs `script` as the body of an asynchronous function whose `done(value)` returns.
+    async fn js_async(&self, script: &str) -> Value {
+        let body = format!("const done = arguments[arguments.length - 1];\n{script}");
+        self.client
+            .execute_async(&body, vec![])
+            .await
+            .unwrap_or_else(|error| panic!("script failed: {error}\n{script}"))
+    }
+
     /// Calls the API from the page, with its session and CSRF token: `[status, body]`.
     async fn api(&self, method: &str, path: &str, body: Value) -> (u64, Value) {
         let reply = self
@@ -980,52 +989,87 @@ async fn vacancies_logins_and_the_login_redirect_in_chromium() {
         .await;
     browser.screenshot("vacancies.png").await;
 
-    // The AI conversations (#17): the demo's scripted provider suggests a reply to a recruiter;
-    // the conversation page shows it with the history, and one click sends it.
-    browser.goto(&format!("{base}/conversations")).await;
-    let href = browser
-        .wait("a conversation with a suggestion", async |b| {
-            // Not there yet: the list is asked for again before the next look.
-            b.js(
-                "const row = [...document.querySelectorAll('#conversations-body tr')]
-                   .find((row) => row.querySelector('.badge.warn'));
-                 if (!row) loadConversations();
-                 return row ? row.querySelector('a').getAttribute('href') : null;",
-                json!([]),
+    // The AI conversations (#17): the demo's scripted provider suggests replies to recruiters;
+    // a conversation's page shows the suggestion with the history, and one click sends it. The
+    // demo's operator also answers some contacts in their topics, which takes the conversation
+    // over and drops its suggestion at any moment: when that happens between the page's load
+    // and the click, the send is refused (409) and the page offers its other button, which
+    // gives the conversation back to the AI. Either way the page and the server agree.
+    let shot = std::cell::Cell::new(false);
+    poll("a suggestion sent from a conversation's page", || async {
+        browser.goto(&format!("{base}/conversations")).await;
+        let href = browser
+            .js_async(
+                "loadConversations().then(() => {
+                   const row = [...document.querySelectorAll('#conversations-body tr')]
+                     .find((row) => row.querySelector('.badge.warn'));
+                   done(row ? row.querySelector('a').getAttribute('href') : null);
+                 });",
             )
-            .await
-            .as_str()
-            .map(str::to_owned)
-        })
-        .await;
-    browser.goto(&format!("{base}{href}")).await;
+            .await;
+        browser.goto(&format!("{base}{}", href.as_str()?)).await;
+        let page = browser
+            .js_async(
+                "loadConversation().then(() => done({
+                   suggestion: document.getElementById('suggestion').offsetParent !== null,
+                   release: document.getElementById('release-ai').offsetParent !== null,
+                   contact: document.querySelectorAll('#history li.author-contact').length,
+                 }));",
+            )
+            .await;
+        if page["suggestion"] != json!(true) {
+            return None;
+        }
+        // A pending suggestion: the AI answers this conversation, nothing to give back.
+        assert_eq!(page["release"], json!(false), "{page}");
+        assert!(page["contact"].as_u64().unwrap_or(0) > 0, "{page}");
+        if !shot.replace(true) {
+            browser.screenshot("conversation.png").await;
+        }
+        browser.click("#send-suggestion").await;
+        let status = browser
+            .wait("an answer to the send", async |b| {
+                let text = b.text("#conversation-status").await;
+                (!text.is_empty()).then_some(text)
+            })
+            .await;
+        if status == "Подсказка отправлена" {
+            return Some(());
+        }
+        assert!(status.contains("409"), "{status}");
+        // The operator took it over meanwhile: the page offers to give it back.
+        browser
+            .wait("the button that gives the conversation back", async |b| {
+                let shown = b
+                    .js(
+                        "return document.getElementById('release-ai').offsetParent !== null;",
+                        json!([]),
+                    )
+                    .await;
+                (shown == json!(true)).then_some(())
+            })
+            .await;
+        browser.click("#release-ai").await;
+        browser
+            .wait("the conversation given back", async |b| {
+                (b.text("#conversation-status").await == "Диалог снова ведёт AI").then_some(())
+            })
+            .await;
+        Some(())
+    })
+    .await;
+
+    // The cluster page of a node on its own (SQLite): no nodes, no leases, and it says why.
+    browser.goto(&format!("{base}/cluster")).await;
     browser
-        .wait("the suggestion and the history", async |b| {
+        .wait("the single-node note", async |b| {
             let shown = b
                 .js(
-                    "return document.getElementById('suggestion').offsetParent !== null
-                       && document.querySelectorAll('#history li.author-contact').length > 0;",
+                    "return document.getElementById('cluster-single').offsetParent !== null;",
                     json!([]),
                 )
                 .await;
             (shown == json!(true)).then_some(())
-        })
-        .await;
-    browser.screenshot("conversation.png").await;
-    // The AI answers this conversation: nothing to give back to it.
-    assert_eq!(
-        browser
-            .js(
-                "return document.getElementById('release-ai').offsetParent === null;",
-                json!([])
-            )
-            .await,
-        json!(true)
-    );
-    browser.click("#send-suggestion").await;
-    browser
-        .wait("the suggestion sent", async |b| {
-            (b.text("#conversation-status").await == "Подсказка отправлена").then_some(())
         })
         .await;
 

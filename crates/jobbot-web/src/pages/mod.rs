@@ -55,6 +55,7 @@ pub const NAV: &[(&str, &str, &str)] = &[
     ("/vacancies", "vacancies", "nav_vacancies"),
     ("/conversations", "conversations", "nav_conversations"),
     ("/logins", "logins", "nav_logins"),
+    ("/cluster", "cluster", "nav_cluster"),
     ("/doctor", "doctor", "nav_doctor"),
 ];
 
@@ -68,6 +69,7 @@ pub(crate) fn protected_pages(state: AppState) -> Router {
         .route("/vacancies", get(vacancies_page))
         .route("/conversations", get(conversations_page))
         .route("/conversations/{id}", get(conversation_page))
+        .route("/cluster", get(cluster_page))
         .route("/logins", get(logins_page))
         .route("/doctor", get(doctor_page))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -215,6 +217,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "conversations.js",
         "text/javascript",
         include_str!("assets/conversations.js"),
+    ),
+    (
+        "cluster.js",
+        "text/javascript",
+        include_str!("assets/cluster.js"),
     ),
 ];
 
@@ -747,6 +754,44 @@ async fn vacancies_page(
             "col_contacts",
         ],
         channels: channel_options(&state),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "cluster.html")]
+struct ClusterPage {
+    layout: Layout,
+    node_columns: &'static [&'static str],
+    lease_columns: &'static [&'static str],
+}
+
+async fn cluster_page(
+    axum::Extension(csrf): axum::Extension<PageCsrf>,
+    headers: HeaderMap,
+) -> Response {
+    render(ClusterPage {
+        layout: Layout::new(
+            lang_of(&headers),
+            "cluster",
+            "cluster_title",
+            "/cluster",
+            csrf,
+        ),
+        node_columns: &[
+            "col_node",
+            "col_alive",
+            "col_started",
+            "col_heartbeat",
+            "col_leases_held",
+        ],
+        lease_columns: &[
+            "col_session",
+            "col_holder",
+            "col_token",
+            "col_held_for",
+            "col_renewed",
+            "col_expires_in",
+        ],
     })
 }
 
