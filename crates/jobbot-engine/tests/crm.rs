@@ -1841,6 +1841,45 @@ mod ai {
         c.running.stop().await;
     }
 
+    /// A provider that never answers: each attempt ends at the client's timeout, the turn
+    /// fails and is counted, nothing is posted or sent, and no turn stays in flight.
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_that_never_answers_fails_the_turn_and_leaves_nothing_in_flight() {
+        let provider = Provider::start(Script::new([Reply::Hang, Reply::Hang, Reply::Hang]));
+        let c = conversation_with(&provider, "suggest", |_, ai| {
+            let settings = ClientSettings {
+                request_timeout: Duration::from_secs(30),
+                connect_timeout: Duration::from_secs(30),
+                retry: RetryPolicy {
+                    attempts_per_model: 3,
+                    base_delay: Duration::from_secs(1),
+                    max_delay: Duration::from_secs(4),
+                    max_retry_after: Duration::from_secs(30),
+                },
+            };
+            ai.client = Arc::new(LlmClient::new(settings, Arc::new(|_| None)).unwrap());
+        })
+        .await;
+        c.contact_writes("Есть вопрос по проекту");
+        c.wait_record("the failed turn is counted and over", |r| {
+            r.counters.errors == 1 && r.state.in_flight.is_none() && r.decided.is_some()
+        })
+        .await;
+        c.settle().await;
+        let record = c.record().await;
+        assert_eq!(record.suggestion, None);
+        assert_eq!(record.counters.suggestions, 0);
+        assert_eq!(c.inbox().len(), 1, "nothing reaches the contact");
+        assert!(
+            !c.w.world
+                .chat_messages(c.w.group)
+                .iter()
+                .any(|message| message.text.contains("Подсказка ИИ")),
+            "nothing is posted in the topic"
+        );
+        c.running.stop().await;
+    }
+
     #[tokio::test(start_paused = true)]
     async fn manual_records_the_history_and_asks_no_model() {
         let provider = Provider::start(answering(ANSWER));
