@@ -27,8 +27,14 @@ const CLAIM_ATTEMPT_SQL: &str = "UPDATE outbox SET attempts = attempts + 1, last
      RETURNING id";
 
 /// `$1` workflow, `$2` node, `$3` now.
+/// The claimant must be alive itself: a node before its first heartbeat (or after its last
+/// one expired) claims nothing, since the others cannot see it and would take the workflow
+/// back at once, and two nodes would drive it.
 const CLAIM_WORKFLOW_SQL: &str = "UPDATE workflows SET claimed_by = $2 \
-     WHERE id = $1 AND NOT finished AND (claimed_by IS NULL OR claimed_by = $2 \
+     WHERE id = $1 AND NOT finished \
+     AND EXISTS (SELECT 1 FROM cluster_nodes AS me \
+        WHERE me.node = $2 AND me.expires_at > $3) \
+     AND (claimed_by IS NULL OR claimed_by = $2 \
         OR NOT EXISTS (SELECT 1 FROM cluster_nodes \
             WHERE cluster_nodes.node = workflows.claimed_by AND cluster_nodes.expires_at > $3)) \
      RETURNING id";

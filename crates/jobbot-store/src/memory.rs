@@ -1340,17 +1340,13 @@ impl Store for MemoryStore {
         let Tables {
             workflows, nodes, ..
         } = &mut *tables;
-        if !workflows.active.contains(&id) {
+        let alive = |node: &NodeId| nodes.get(node).is_some_and(|record| record.is_alive(now));
+        if !workflows.active.contains(&id) || !alive(node) {
             return Ok(false);
         }
         let free = match workflows.claimed.get(&id) {
             None => true,
-            Some(claimer) => {
-                claimer == node
-                    || !nodes
-                        .get(claimer)
-                        .is_some_and(|record| record.is_alive(now))
-            }
+            Some(claimer) => claimer == node || !alive(claimer),
         };
         if free {
             workflows.claimed.insert(id, node.clone());

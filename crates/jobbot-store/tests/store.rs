@@ -2752,6 +2752,18 @@ mod conformance {
     /// A workflow is executed by one live node: another takes it only once the first is gone.
     pub async fn a_workflow_is_claimed_by_one_live_node(store: &dyn Store) {
         let (a, b) = (node("node-a"), node("node-b"));
+        // A node the others cannot see yet (no heartbeat) claims nothing: they would take the
+        // workflow back at once.
+        let (early, _) = store
+            .start_workflow(&new_workflow("early", 1))
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .claim_workflow(early, &a, UnixMillis(500))
+                .await
+                .unwrap()
+        );
         for node in [&a, &b] {
             store
                 .heartbeat(node, UnixMillis(1_000), UnixMillis(31_000))
@@ -2793,6 +2805,13 @@ mod conformance {
         assert!(
             !store
                 .claim_workflow(id, holder, UnixMillis(31_001))
+                .await
+                .unwrap()
+        );
+        // Nor does a node whose own heartbeat expired claim a free workflow.
+        assert!(
+            !store
+                .claim_workflow(early, holder, UnixMillis(31_001))
                 .await
                 .unwrap()
         );
