@@ -26,10 +26,9 @@ const CLAIM_ATTEMPT_SQL: &str = "UPDATE outbox SET attempts = attempts + 1, last
         AND session_leases.token = $4 AND session_leases.expires_at > $3 \
      RETURNING id";
 
-/// `$1` workflow, `$2` node, `$3` now.
-/// The claimant must be alive itself: a node before its first heartbeat (or after its last
-/// one expired) claims nothing, since the others cannot see it and would take the workflow
-/// back at once, and two nodes would drive it.
+/// `$1` workflow, `$2` node, `$3` now. The claimant must be alive itself: a node before its
+/// first heartbeat (or after its last one expired) claims nothing, since the others cannot see
+/// it and would take the workflow back at once, and two nodes would drive it.
 const CLAIM_WORKFLOW_SQL: &str = "UPDATE workflows SET claimed_by = $2 \
      WHERE id = $1 AND NOT finished \
      AND EXISTS (SELECT 1 FROM cluster_nodes AS me \
