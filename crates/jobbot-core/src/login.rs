@@ -191,7 +191,16 @@ impl<B: LoginBackend> LoginFlow<B> {
                 .backend
                 .wait_login_token(std::time::Duration::from_millis(at_most_ms).min(longest_wait))
                 .await?;
-            if !scanned && qr_next(expires_at_ms, clock()) != QrNext::Export {
+            if !scanned && let QrNext::WaitForScan { at_most_ms } = qr_next(expires_at_ms, clock())
+            {
+                // The same token, with the time it has left now.
+                if let LoginState::AwaitingQrScan {
+                    expires_in_seconds, ..
+                } = &mut self.state
+                {
+                    *expires_in_seconds =
+                        u32::try_from(at_most_ms.div_ceil(1_000)).unwrap_or(u32::MAX);
+                }
                 return Ok(&self.state);
             }
         }
@@ -406,12 +415,19 @@ mod tests {
             };
             let mut flow = LoginFlow::new(backend);
             let first = flow.start_qr(0).await.unwrap().clone();
-            let clock = || 1_000;
+            let LoginState::AwaitingQrScan { url, .. } = first else {
+                panic!("{first:?}")
+            };
+            let clock = || 8_500;
+            // The same token, with the seconds it has left (21.5, rounded up).
             assert_eq!(
                 flow.follow_qr(&clock, Duration::from_secs(8))
                     .await
                     .unwrap(),
-                &first
+                &LoginState::AwaitingQrScan {
+                    url,
+                    expires_in_seconds: 22
+                }
             );
             assert_eq!(flow.into_backend().waits, [Duration::from_secs(8)]);
         })

@@ -470,16 +470,24 @@ impl Crm {
                 .enabled_channels()
                 .filter(|channel| channel.ai.enabled)
             {
-                let report = jobbot_ai::knowledge::sync_knowledge(
+                // A store error (another node indexing the same file at this moment) leaves
+                // that channel for the next change or start; the others go on.
+                match jobbot_ai::knowledge::sync_knowledge(
                     index.as_ref(),
                     &root,
                     &channel.id,
                     &channel.ai.knowledge_files,
                     shared.now(),
                 )
-                .await?;
-                if !report.indexed.is_empty() || !report.removed.is_empty() {
-                    tracing::info!(target: "ai", channel = %channel.id, indexed = ?report.indexed, removed = ?report.removed, "knowledge files indexed");
+                .await
+                {
+                    Ok(report) if !report.indexed.is_empty() || !report.removed.is_empty() => {
+                        tracing::info!(target: "ai", channel = %channel.id, indexed = ?report.indexed, removed = ?report.removed, "knowledge files indexed");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(target: "ai", channel = %channel.id, %error, "knowledge files not indexed");
+                    }
                 }
             }
             tokio::select! {

@@ -102,7 +102,9 @@ impl WebSettings {
             limits: ServerLimits::default(),
             registry: Registry::with_prefix("jobbot"),
             api_credentials: ApiCredentials::NotNeeded,
-            variables: Arc::new(|name: &str| std::env::var_os(name).is_some()),
+            variables: Arc::new(|name: &str| {
+                std::env::var(name).is_ok_and(|value| !value.trim().is_empty())
+            }),
         }
     }
 }

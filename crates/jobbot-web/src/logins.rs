@@ -37,6 +37,8 @@ type Flow = LoginFlow<Box<dyn LoginBackend>>;
 /// cancelled.
 pub struct LoginRegistry {
     flows: Mutex<HashMap<SessionName, Arc<tokio::sync::Mutex<Flow>>>>,
+    /// The QR code each login shows, readable while a `qr/wait` holds the flow.
+    qr_urls: Mutex<HashMap<SessionName, String>>,
     /// The origin of the QR logins' clock (milliseconds since it).
     started: tokio::time::Instant,
 }
@@ -45,6 +47,7 @@ impl Default for LoginRegistry {
     fn default() -> Self {
         Self {
             flows: Mutex::default(),
+            qr_urls: Mutex::default(),
             started: tokio::time::Instant::now(),
         }
     }
@@ -70,7 +73,32 @@ impl LoginRegistry {
             .insert(session, Arc::new(tokio::sync::Mutex::new(flow)));
     }
 
+    /// Remembers the QR code `login` shows (none once it shows none).
+    fn show(&self, session: &SessionName, login: &LoginState) {
+        let mut urls = self.qr_urls.lock().unwrap_or_else(|p| p.into_inner());
+        match login {
+            LoginState::AwaitingQrScan { url, .. } => {
+                urls.insert(session.clone(), url.clone());
+            }
+            _ => {
+                urls.remove(session);
+            }
+        }
+    }
+
+    fn qr_url(&self, session: &SessionName) -> Option<String> {
+        self.qr_urls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session)
+            .cloned()
+    }
+
     fn remove(&self, session: &SessionName) -> bool {
+        self.qr_urls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session);
         self.flows
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -305,6 +333,7 @@ pub async fn start_qr_login(
             .map_err(|error| step_error(error, "qr"))?
     };
     drop(flow);
+    state.inner.logins.show(&session, &login);
     tracing::info!(target: "web", session = %session, "login: QR code shown");
     finish_if_signed_in(&state, &session, &login).await;
     Ok(Json(status_of(&session, &login)))
@@ -323,16 +352,24 @@ pub async fn follow_qr_login(
     Path(session): Path<String>,
 ) -> Result<Json<LoginStatus>, ApiError> {
     let (session, flow) = flow_of(&state, &session)?;
+    // The whole request, the wait for another request's turn included, stays within the bound.
+    let bound = std::time::Duration::from_secs(QR_WAIT_SECONDS);
+    let started = tokio::time::Instant::now();
     let login = {
-        let mut flow = flow.lock().await;
+        let Ok(mut flow) = tokio::time::timeout(bound, flow.lock()).await else {
+            return Err(ApiError::StateConflict(format!(
+                "another request is waiting for the scan of {session}'s QR code; ask again"
+            )));
+        };
         let logins = &state.inner.logins;
         let clock = || logins.now_ms();
-        flow.follow_qr(&clock, std::time::Duration::from_secs(QR_WAIT_SECONDS))
+        flow.follow_qr(&clock, bound.saturating_sub(started.elapsed()))
             .await
             .cloned()
             .map_err(|error| step_error(error, "qr"))?
     };
     drop(flow);
+    state.inner.logins.show(&session, &login);
     finish_if_signed_in(&state, &session, &login).await;
     Ok(Json(status_of(&session, &login)))
 }
@@ -348,15 +385,23 @@ pub async fn qr_login_image(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let (session, flow) = flow_of(&state, &session)?;
-    let url = match flow.lock().await.state() {
-        LoginState::AwaitingQrScan { url, .. } => url.clone(),
-        other => {
-            return Err(ApiError::StateConflict(format!(
-                "the login of {session} shows no QR code (it is at: {})",
-                other.step_name()
-            )));
-        }
+    // While a `qr/wait` holds the flow, the code it waits on is the one last shown.
+    let url = match flow.try_lock() {
+        Ok(flow) => match flow.state() {
+            LoginState::AwaitingQrScan { url, .. } => Ok(url.clone()),
+            other => Err(other.step_name()),
+        },
+        Err(_) => state
+            .inner
+            .logins
+            .qr_url(&session)
+            .ok_or("a step in progress"),
     };
+    let url = url.map_err(|step| {
+        ApiError::StateConflict(format!(
+            "the login of {session} shows no QR code (it is at: {step})"
+        ))
+    })?;
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "image/svg+xml"),

@@ -70,12 +70,11 @@ pub async fn doctor(
             }
         }
     };
-    let variables = data_dir.variables();
-    let is_set = move |name: &str| variables(name).is_some_and(|value| !value.trim().is_empty());
+    let is_set = crate::run_command::variables_set(data_dir);
     let report = run_doctor(
         &plan,
         &credentials,
-        &is_set,
+        &*is_set,
         &*accounts,
         DoctorSettings::default(),
     )

@@ -105,6 +105,13 @@ pub async fn connect_database(
         .context("could not open the database (--database-url / DATABASE_URL)")
 }
 
+/// Whether a variable has a value (blank counts as none), as the AI's keys are read: the
+/// environment, then `DATA_DIR/.env`. For the Doctor's key checks.
+pub fn variables_set(data_dir: &DataDir) -> jobbot_web::Variables {
+    let variables = data_dir.variables();
+    Arc::new(move |name: &str| variables(name).is_some_and(|value| !value.trim().is_empty()))
+}
+
 /// The CRM's AI conversations: records and knowledge in the operational store, keys (`${NAME}`
 /// in `llm_providers`) from the environment, then `DATA_DIR/.env`.
 pub fn ai_parts(
@@ -249,10 +256,7 @@ pub async fn run(
         Some(_) => jobbot_engine::doctor::ApiCredentials::NotNeeded,
         None => jobbot_engine::doctor::ApiCredentials::Present,
     };
-    let variables = data_dir.variables();
-    web.variables = std::sync::Arc::new(move |name: &str| {
-        variables(name).is_some_and(|value| !value.trim().is_empty())
-    });
+    web.variables = variables_set(data_dir);
     let running = app::start(app::AppParts {
         connector,
         store: store.shared(),

@@ -465,11 +465,13 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
     assert_eq!(
         browser
             .js(
-                "return document.getElementById('f-ai_model').placeholder;",
+                "const model = document.getElementById('f-ai_model'); \
+                 return [model.value, model.placeholder];",
                 json!([])
             )
             .await,
-        json!("gpt-4o-mini")
+        json!(["", "gpt-4o-mini"]),
+        "no model of another provider is kept; the new one's default is shown"
     );
     browser.click("#save").await;
     browser
@@ -486,6 +488,10 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
         "{channel}"
     );
     assert_eq!(channel["channel"]["ai_config"]["llm_provider"], "openai");
+    assert!(
+        channel["channel"]["ai_config"].get("llm_model").is_none(),
+        "{channel}"
+    );
     assert_eq!(
         channel["channel"]["prompts"]["engagement"],
         "Спросите о сроках."

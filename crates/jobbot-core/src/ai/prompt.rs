@@ -225,7 +225,11 @@ pub fn reply_messages(
     facts: &[String],
 ) -> Vec<ChatMessage> {
     let mut messages = vec![ChatMessage::system(system)];
-    if let Some(vacancy) = history.iter().find(|entry| entry.author == Author::Vacancy) {
+    // The latest vacancy: a contact who posts another one talks about that.
+    if let Some(vacancy) = history
+        .iter()
+        .rfind(|entry| entry.author == Author::Vacancy)
+    {
         messages.push(ChatMessage::system(format!(
             "Вакансия, на которую ты откликнулся:\n{}",
             cut_chars(&vacancy.text, VACANCY_CONTEXT_CHARS)

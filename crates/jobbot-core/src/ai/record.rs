@@ -254,8 +254,16 @@ impl AiRecord {
             text: text.to_owned(),
             at,
         });
-        let excess = self.history.len().saturating_sub(MAX_HISTORY);
-        self.history.drain(..excess);
+        // The oldest go first, but never a vacancy: it is what the conversation is about.
+        let mut excess = self.history.len().saturating_sub(MAX_HISTORY);
+        self.history.retain(|entry| {
+            if excess > 0 && entry.author != Author::Vacancy {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
     }
 }
 
@@ -347,6 +355,14 @@ mod tests {
         let mut empty = AiRecord::default();
         empty.vacancy_answered(" ", "Здравствуйте", NOW);
         assert_eq!(empty.history.len(), 1);
+        // A long conversation drops its oldest messages, never the vacancy.
+        let policy = policy(AiMode::Manual);
+        for id in 0..(MAX_HISTORY as i32 + 10) {
+            record.take_contact_message(id, "Ещё вопрос", &policy, NOW);
+        }
+        assert_eq!(record.history.len(), MAX_HISTORY);
+        assert_eq!(record.history[0].author, Author::Vacancy);
+        assert_eq!(record.history[1].author, Author::Contact);
     }
 
     #[test]

@@ -452,7 +452,7 @@ struct ChannelForm {
     /// `manual`, `suggest` or `auto`.
     ai_mode: &'static str,
     ai_provider: String,
-    /// Empty: the provider's default model.
+    /// The file's `llm_model`; empty: the provider's default model.
     ai_model: String,
     prompts: Vec<PromptField>,
     instant_response: bool,
@@ -562,7 +562,15 @@ impl ChannelForm {
             ai_conversation_enabled: channel.ai_conversation_enabled,
             ai_mode: ai.mode.as_str(),
             ai_provider: ai.primary.provider.clone(),
-            ai_model: ai.primary.model.clone().unwrap_or_default(),
+            // As the file has it: empty when it names none (the provider's default applies,
+            // shown as the placeholder), so changing the provider never keeps another's model.
+            ai_model: channel
+                .ai_config
+                .as_ref()
+                .and_then(|config| config.get("llm_model"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             prompts: prompt_fields(&ai.prompts),
             instant_response: channel.instant_response,
             delay_min: channel.human_delay.min_seconds,

@@ -91,7 +91,8 @@ pub async fn run(data_dir: &DataDir, options: DemoOptions) -> anyhow::Result<Exi
         variables("JOBBOT_ADMIN_PASSWORD").as_deref(),
         variables("JOBBOT_API_TOKEN").as_deref(),
     )?;
-    let web = options.web.settings(auth, address);
+    let mut web = options.web.settings(auth, address);
+    web.variables = crate::run_command::variables_set(data_dir);
     let controls_world = world.world.clone();
     let controls_agents = world
         .agents

@@ -239,12 +239,21 @@ form.addEventListener('input', (event) => {
   }
 });
 
-// The model field shows the chosen provider's default model while it is empty.
-function showDefaultModel() {
-  const provider = form.elements['ai_provider'].value.trim();
+// The model field shows the chosen provider's default model while it is empty; a model typed
+// as the previous provider's default is cleared when the provider changes (it would not exist
+// at the new one).
+function defaultModelOf(provider) {
   const option = Array.from(document.querySelectorAll('#ai-providers option'))
-    .find((candidate) => candidate.value === provider);
-  form.elements['ai_model'].placeholder = option ? option.dataset.model : '';
+    .find((candidate) => candidate.value === provider.trim());
+  return option ? option.dataset.model : '';
+}
+let shownProvider = form.elements['ai_provider'].value;
+function showDefaultModel() {
+  const model = form.elements['ai_model'];
+  const provider = form.elements['ai_provider'].value;
+  if (model.value && model.value === defaultModelOf(shownProvider)) model.value = '';
+  shownProvider = provider;
+  model.placeholder = defaultModelOf(provider);
 }
 form.elements['ai_provider'].addEventListener('input', showDefaultModel);
 showDefaultModel();
