@@ -16,6 +16,12 @@
 //! ```
 //! The two accounts must be logged in first (`jobbot login agent_a --phone +…`). Checks that need
 //! to steer the world (ban an account, make a stranger write) report "skipped".
+//!
+//! Without risking a real account: set `JOBBOT_TELEGRAM_SERVERS=test` for the logins and for
+//! this run. New sessions then use Telegram's test data centres, where the phone numbers
+//! `99966XYYYY` (X = 1..3, the DC; Y any digits) are test accounts whose login code is X five
+//! times (core.telegram.org/api/auth, "Test accounts"); make the channels and groups the
+//! variables name there, with those accounts.
 
 use std::sync::Arc;
 

@@ -43,6 +43,19 @@ pub struct GrammersConfig {
     pub session_key: Option<SessionKey>,
     /// Sessions kept in a database instead of `sessions_dir` (a node on PostgreSQL).
     pub vault: Option<VaultSessions>,
+    /// Telegram's production servers, or its test servers (`JOBBOT_TELEGRAM_SERVERS=test`).
+    pub servers: TelegramServers,
+}
+
+/// Which Telegram new sessions log in to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TelegramServers {
+    #[default]
+    Production,
+    /// Telegram's test data centres (core.telegram.org/api/auth, "Test accounts"): test phone
+    /// numbers `99966XYYYY` (X the DC, 1 to 3) log in with the code X repeated five times, and
+    /// nothing there touches a real account. A session that logged in keeps its servers.
+    Test,
 }
 
 /// Sessions kept in a [`SessionVault`], always sealed: built only with a key.
@@ -114,6 +127,7 @@ pub enum ConfigError {
 impl GrammersConfig {
     pub const API_ID_VARIABLE: &'static str = "API_ID";
     pub const API_HASH_VARIABLE: &'static str = "API_HASH";
+    pub const SERVERS_VARIABLE: &'static str = "JOBBOT_TELEGRAM_SERVERS";
 
     /// Reads `API_ID`, `API_HASH` and the optional `JOBBOT_SESSION_KEY`.
     pub fn from_env(sessions_dir: impl Into<PathBuf>) -> Result<Self, ConfigError> {
@@ -159,12 +173,26 @@ impl GrammersConfig {
             }
             _ => None,
         };
+        let servers = match lookup(Self::SERVERS_VARIABLE)
+            .map(|value| value.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("" | "production") => TelegramServers::Production,
+            Some("test") => TelegramServers::Test,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    variable: Self::SERVERS_VARIABLE,
+                    reason: "must be production or test".into(),
+                });
+            }
+        };
         Ok(Self {
             sessions_dir: sessions_dir.into(),
             api_id,
             api_hash,
             session_key,
             vault: None,
+            servers,
         })
     }
 }
@@ -245,9 +273,14 @@ impl GrammersConnector {
                 self.config.session_key.clone(),
             ),
         };
-        opened
-            .map(Arc::new)
-            .map_err(|error| storage_error(session, error))
+        let store = opened.map_err(|error| storage_error(session, error))?;
+        if self.config.servers == TelegramServers::Test {
+            store
+                .use_test_servers()
+                .await
+                .map_err(|error| storage_error(session, error))?;
+        }
+        Ok(Arc::new(store))
     }
 
     fn start(&self, store: Arc<SessionStore>, options: &ConnectOptions) -> Connection {
@@ -547,6 +580,29 @@ mod tests {
     }
 
     #[test]
+    fn test_servers_are_chosen_by_name_and_a_wrong_name_is_refused() {
+        let servers = |value: Option<&str>| {
+            GrammersConfig::from_lookup("sessions", |name| match name {
+                "API_ID" => Some("12345".into()),
+                "API_HASH" => Some("0123456789abcdef0123456789abcdef".into()),
+                "JOBBOT_TELEGRAM_SERVERS" => value.map(str::to_owned),
+                _ => None,
+            })
+            .map(|config| config.servers)
+        };
+        assert_eq!(servers(None), Ok(TelegramServers::Production));
+        assert_eq!(servers(Some("production")), Ok(TelegramServers::Production));
+        assert_eq!(servers(Some(" Test ")), Ok(TelegramServers::Test));
+        assert_eq!(
+            servers(Some("staging")),
+            Err(ConfigError::Invalid {
+                variable: "JOBBOT_TELEGRAM_SERVERS",
+                reason: "must be production or test".into(),
+            })
+        );
+    }
+
+    #[test]
     fn config_reads_named_variables_and_names_the_bad_one() {
         let check = |variables: &[(&str, &str)], expected: Result<(i32, bool), ConfigError>| {
             let map: HashMap<String, String> = variables
@@ -638,6 +694,7 @@ mod tests {
             api_id: 1,
             api_hash: "0123456789abcdef0123456789abcdef".into(),
             session_key: Some(SessionKey::from_bytes([1; 32])),
+            servers: TelegramServers::Production,
         };
         let text = format!("{config:?}");
         assert!(!text.contains("0123456789abcdef"), "{text}");

@@ -16,7 +16,8 @@ pub mod session_store;
 
 pub use account::GrammersAccount;
 pub use connector::{
-    ConfigError, GrammersConfig, GrammersConnector, SurfaceFloodWaits, VaultSessions,
+    ConfigError, GrammersConfig, GrammersConnector, SurfaceFloodWaits, TelegramServers,
+    VaultSessions,
 };
 pub use login::GrammersLogin;
 pub use session_store::{SessionKey, SessionStore, SessionStoreError, SessionSummary};

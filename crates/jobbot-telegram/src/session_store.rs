@@ -445,6 +445,32 @@ impl SessionStore {
         self.persist().await
     }
 
+    /// Points a session that never logged in at Telegram's test servers ([`TEST_DC_OPTIONS`],
+    /// home DC 2), where test accounts (`99966XYYYY`) log in without risking a real one. A
+    /// logged-in session keeps the servers it logged in on. Returns whether anything changed.
+    pub async fn use_test_servers(&self) -> Result<bool, SessionStoreError> {
+        let mut changed = false;
+        self.change(|state| {
+            if state.logged_in {
+                return;
+            }
+            for option in test_dc_options() {
+                if state.data.dc_options.get(&option.id) != Some(&option) {
+                    state.data.dc_options.insert(option.id, option);
+                    changed = true;
+                }
+            }
+            if state.data.home_dc != TEST_HOME_DC {
+                state.data.home_dc = TEST_HOME_DC;
+                changed = true;
+            }
+        })?;
+        if changed {
+            self.persist().await?;
+        }
+        Ok(changed)
+    }
+
     /// Whether a resolve said `id` is a bot.
     pub fn resolved_as_bot(&self, id: ChatId) -> bool {
         self.state().is_ok_and(|state| state.usernames.is_bot(id))
@@ -597,6 +623,46 @@ impl Drop for SessionStore {
             tracing::warn!(target: "telegram", session = %self.name, %error, "could not save the session on drop");
         }
     }
+}
+
+/// Telegram's test data centres: id, IPv4 and IPv6 address, port 443 (my.telegram.org lists DC 2's
+/// as "Test configuration"; DC 1 and 3 as TDLib's test options have them). The server key for
+/// them is the test key grammers knows.
+pub const TEST_DC_OPTIONS: [(i32, [u8; 4], [u16; 8]); 3] = [
+    (
+        1,
+        [149, 154, 175, 10],
+        [0x2001, 0xb28, 0xf23d, 0xf001, 0, 0, 0, 0xe],
+    ),
+    (
+        2,
+        [149, 154, 167, 40],
+        [0x2001, 0x67c, 0x4e8, 0xf002, 0, 0, 0, 0xe],
+    ),
+    (
+        3,
+        [149, 154, 175, 117],
+        [0x2001, 0xb28, 0xf23d, 0xf003, 0, 0, 0, 0xe],
+    ),
+];
+/// The test servers' first DC, where a login starts.
+const TEST_HOME_DC: i32 = 2;
+
+fn test_dc_options() -> impl Iterator<Item = DcOption> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    TEST_DC_OPTIONS
+        .into_iter()
+        .map(|(id, [a, b, c, d], v6)| DcOption {
+            id,
+            ipv4: SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), 443),
+            ipv6: SocketAddrV6::new(
+                Ipv6Addr::new(v6[0], v6[1], v6[2], v6[3], v6[4], v6[5], v6[6], v6[7]),
+                443,
+                0,
+                0,
+            ),
+            auth_key: None,
+        })
 }
 
 impl Session for SessionStore {
@@ -1214,6 +1280,34 @@ mod tests {
             ipv6: "[::1]:1".parse().unwrap(),
             auth_key: Some([key_byte; 256]),
         }
+    }
+
+    /// A session that never logged in is pointed at Telegram's test servers; one that logged
+    /// in keeps the servers it logged in on.
+    #[tokio::test]
+    async fn a_new_session_can_use_the_test_servers_and_a_logged_in_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path(), &name("agent_test"), None).unwrap();
+        let production = store.dc_option(2).unwrap().unwrap();
+        assert!(store.use_test_servers().await.unwrap());
+        assert!(!store.use_test_servers().await.unwrap(), "once");
+        assert_eq!(store.home_dc_id().unwrap(), 2);
+        let test = store.dc_option(2).unwrap().unwrap();
+        assert_ne!(test.ipv4, production.ipv4);
+        assert_eq!(test.ipv4.to_string(), "149.154.167.40:443");
+        drop(store);
+        // Kept in the file.
+        let reopened = SessionStore::open(dir.path(), &name("agent_test"), None).unwrap();
+        assert_eq!(
+            reopened.dc_option(2).unwrap().unwrap().ipv4.to_string(),
+            "149.154.167.40:443"
+        );
+        drop(reopened);
+
+        let other = SessionStore::open(dir.path(), &name("agent_real"), None).unwrap();
+        other.mark_logged_in().await.unwrap();
+        assert!(!other.use_test_servers().await.unwrap());
+        assert_eq!(other.dc_option(2).unwrap().unwrap().ipv4, production.ipv4);
     }
 
     #[test]

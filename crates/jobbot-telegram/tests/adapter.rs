@@ -17,6 +17,7 @@ fn connector(sessions_dir: &Path) -> GrammersConnector {
         api_hash: "0123456789abcdef0123456789abcdef".into(),
         session_key: None,
         vault: None,
+        servers: Default::default(),
     })
 }
 
