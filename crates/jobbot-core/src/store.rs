@@ -7,7 +7,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{AttemptClaim, FencingToken, LeaseRecord, NodeId, NodeRecord};
+use crate::cluster::{AttemptClaim, ClaimRefusal, FencingToken, LeaseRecord, NodeId, NodeRecord};
 use crate::ids::{ChatId, SessionName, Username};
 use crate::scheduling::{FailureReason, LearnedLimits};
 use crate::telegram::{
@@ -1150,6 +1150,19 @@ pub trait Store: Send + Sync {
     /// its steps. Taken when no node claimed it, when `node` did, or when its claimer is no
     /// longer alive at `now` (its heartbeat expired, or it left the cluster). `false` when
     /// another live node has it, or when it has finished or does not exist.
+    /// With several nodes, [`Store::mark_ended`] by `node`, which may not hold the message: it
+    /// ends only while no other node's claim on it runs past `at` (that node's attempt decides
+    /// how it ends: a dispatcher's expiry timer must not end a message another node is
+    /// sending). `Ok(Err(ClaimedElsewhere))` names the claim; `Ok(Err(NotPending))` when it has
+    /// already ended or does not exist. Nothing changes on a refusal.
+    async fn end_unclaimed(
+        &self,
+        id: OutboxId,
+        end: &OutboxEnd,
+        node: &NodeId,
+        at: UnixMillis,
+    ) -> Result<Result<(), ClaimRefusal>, StoreError>;
+
     async fn claim_workflow(
         &self,
         id: WorkflowId,

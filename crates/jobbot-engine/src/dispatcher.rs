@@ -1359,13 +1359,37 @@ impl Dispatcher {
         );
     }
 
+    /// Records how message `id` ended. With several nodes, only while no other node's claim
+    /// holds it (its expiry here must not end a message another node is sending): `false` when
+    /// another node holds it or has ended it, and it is let go here — the next read of the
+    /// store tells its waiters how it ended, or queues it again once the claim has run out.
+    async fn record_end(&mut self, id: OutboxId, end: &OutboxEnd) -> bool {
+        let at = self.clock.now_unix();
+        let recorded = match &self.lease_node {
+            None => self.store.mark_ended(id, end, at).await.map(Ok),
+            Some(node) => self.store.end_unclaimed(id, end, node, at).await,
+        };
+        match recorded {
+            Ok(Ok(())) => true,
+            Ok(Err(refusal)) => {
+                tracing::debug!(target: "agent_pool", id = %id, %refusal, "another node decides how the message ends");
+                if let ClaimRefusal::ClaimedElsewhere { until, .. } = refusal {
+                    self.claimed_elsewhere
+                        .insert(id, self.clock.from_unix(until));
+                }
+                self.messages.remove(&id);
+                false
+            }
+            Err(error) => {
+                tracing::error!(target: "agent_pool", %error, id = %id, "could not record how a message ended");
+                true
+            }
+        }
+    }
+
     async fn finish(&mut self, message: OutboxMessage, agent: Option<SessionName>, end: OutboxEnd) {
-        if let Err(error) = self
-            .store
-            .mark_ended(message.id, &end, self.clock.now_unix())
-            .await
-        {
-            tracing::error!(target: "agent_pool", %error, id = %message.id, "could not record how a message ended");
+        if !self.record_end(message.id, &end).await {
+            return;
         }
         self.metrics
             .finished(message.message.kind, end.status(), agent.as_ref());

@@ -2177,23 +2177,10 @@ async fn a_send_needs_the_lease_on_record_with_its_token() {
     assert_eq!(harness.received(0).len(), 1);
 }
 
-/// Several nodes share one pool: each node queues every pending message (its own and, read
-/// from the store, the other nodes'), a message bound to an agent another node holds is sent by
-/// that node (and the enqueuing node's waiter hears how it ended), and messages both nodes
-/// could send through their own agent all arrive, once. (That two claims at the same instant
-/// give a message to one node is the store's conformance check
-/// `concurrent_claims_of_one_message_give_it_to_one_node`; here the sends rarely overlap.)
-#[tokio::test(start_paused = true)]
-async fn two_nodes_share_a_pool_and_each_message_is_sent_once_by_one_of_them() {
+/// Stops the harness's own engine and starts two nodes on its world and store: node-1 holds
+/// agent_a's lease, node-2 agent_b's (for ten hours); both agents are configured on both.
+async fn two_nodes_one_agent_each(harness: &Harness) -> Vec<(Engine, watch::Sender<Arc<Config>>)> {
     use jobbot_core::cluster::NodeId;
-    let harness = Harness::start(
-        SimParams::default(),
-        &["agent_a", "agent_b"],
-        2,
-        serde_json::json!({}),
-        memory_store(),
-    )
-    .await;
     harness.engine.shutdown().await;
     let agents = ["agent_a", "agent_b"];
     let mut nodes = Vec::new();
@@ -2210,7 +2197,7 @@ async fn two_nodes_share_a_pool_and_each_message_is_sent_once_by_one_of_them() {
         let now = engine.clock().now_unix();
         let lease = harness
             .store
-            .acquire_lease(&session(agent), &node, now, UnixMillis(now.0 + 3_600_000))
+            .acquire_lease(&session(agent), &node, now, UnixMillis(now.0 + 36_000_000))
             .await
             .unwrap()
             .unwrap();
@@ -2221,6 +2208,82 @@ async fn two_nodes_share_a_pool_and_each_message_is_sent_once_by_one_of_them() {
         wait_link(&engine, agent, |link| link.is_some_and(LinkState::is_ready)).await;
         nodes.push((engine, config));
     }
+    nodes
+}
+
+/// Several nodes, and a message's time runs out on one node while another sends it: the node
+/// that enqueued it (its expiry timer fires there too) does not end it under the sender's claim,
+/// so the attempt decides — it arrives once and is recorded as sent, and the enqueuer's waiter
+/// hears so. (Before the fix the enqueuer marked it expired mid-send: delivered, yet on record
+/// as expired, and the sender's `mark_sent` was refused.)
+#[tokio::test(start_paused = true)]
+async fn a_message_expiring_on_one_node_while_another_sends_it_is_decided_by_the_sender() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        1,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    let nodes = two_nodes_one_agent_each(&harness).await;
+    // From now every call takes 20 s, so the send is on its way when the 10 s expiry comes.
+    harness.world.set_call_latency(Duration::from_secs(20));
+    let enqueuer = nodes[0].0.clone();
+    let now = enqueuer.clock().now_unix();
+    let ticket = enqueuer
+        .enqueue(NewOutboxMessage {
+            channel_id: CHANNEL.into(),
+            kind: OutboxKind::Other,
+            // Only node-2 holds agent_b, so only node-2 sends it.
+            sender: SenderSelection::ChannelAgents {
+                sticky: Some(session("agent_b")),
+            },
+            recipient: Recipient::Username {
+                username: harness.recipients[0].1.clone(),
+            },
+            content: MessageContent::plain("sent while it expires elsewhere"),
+            first_contact: false,
+            idempotency_key: None,
+            created_at: now,
+            not_before: None,
+            expires_at: UnixMillis(now.0 + 10_000),
+        })
+        .await
+        .expect("enqueued");
+    match tokio::time::timeout(Duration::from_secs(3_600), ticket.delivery())
+        .await
+        .expect("the message ends")
+        .unwrap()
+    {
+        Delivery::Sent { agent, .. } => assert_eq!(agent, session("agent_b")),
+        other => panic!("the sender's attempt decides, yet the message ended {other:?}"),
+    }
+    assert_eq!(harness.received(0).len(), 1);
+    let counts = harness.store.outbox_counts().await.unwrap();
+    assert_eq!((counts.sent, counts.expired, counts.pending), (1, 0, 0));
+    for (engine, _config) in nodes {
+        engine.shutdown().await;
+    }
+}
+
+/// Several nodes share one pool: each node queues every pending message (its own and, read
+/// from the store, the other nodes'), a message bound to an agent another node holds is sent by
+/// that node (and the enqueuing node's waiter hears how it ended), and messages both nodes
+/// could send through their own agent all arrive, once. (That two claims at the same instant
+/// give a message to one node is the store's conformance check
+/// `concurrent_claims_of_one_message_give_it_to_one_node`; here the sends rarely overlap.)
+#[tokio::test(start_paused = true)]
+async fn two_nodes_share_a_pool_and_each_message_is_sent_once_by_one_of_them() {
+    let harness = Harness::start(
+        SimParams::default(),
+        &["agent_a", "agent_b"],
+        2,
+        serde_json::json!({}),
+        memory_store(),
+    )
+    .await;
+    let nodes = two_nodes_one_agent_each(&harness).await;
     let enqueue = |node: usize, recipient: usize, sticky: Option<&str>, text: String| {
         let engine = nodes[node].0.clone();
         let username = harness.recipients[recipient].1.clone();

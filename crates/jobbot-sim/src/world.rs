@@ -550,6 +550,13 @@ impl SimWorld {
         })
     }
 
+    /// Sets the latency of every later call (its jitter stays): a control for tests of what
+    /// happens while calls are slow, after the accounts have connected quickly.
+    pub fn set_call_latency(&self, latency: Duration) {
+        let millis = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.with(|world| world.params.call_latency_ms = millis)
+    }
+
     /// Gives one account its own daily budget of chats with strangers (see
     /// [`SimParams::cold_dm_daily_budget`]); past it the account gets `PEER_FLOOD`.
     pub fn set_cold_dm_budget(&self, account: ChatId, budget: u32) {

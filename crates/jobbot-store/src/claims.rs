@@ -4,11 +4,11 @@
 
 use jobbot_core::cluster::{AttemptClaim, ClaimRefusal, FencingToken, NodeId};
 use jobbot_core::ids::SessionName;
-use jobbot_core::store::{OutboxId, StoreError, UnixMillis, WorkflowId};
+use jobbot_core::store::{OutboxEnd, OutboxId, StoreError, UnixMillis, WorkflowId};
 use jobbot_core::telegram::RandomId;
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
-use crate::rows::{StoredRow, column, failed};
+use crate::rows::{StoredRow, column, failed, to_json};
 
 /// `$1` agent, `$2` node, `$3` now, `$4` token, `$5` message. Records the attempt and the
 /// claim only if the node holds the agent's lease with the token, the message is pending, not
@@ -24,6 +24,14 @@ const CLAIM_ATTEMPT_SQL: &str = "UPDATE outbox SET attempts = attempts + 1, last
         AND (outbox.claimed_by IS NULL OR outbox.claimed_by = $2 OR outbox.claim_expires_at <= $3) \
         AND session_leases.session = $1 AND session_leases.holder = $2 \
         AND session_leases.token = $4 AND session_leases.expires_at > $3 \
+     RETURNING id";
+
+/// `$1` status, `$2` end (JSON), `$3` now, `$4` message, `$5` node. Ends the message unless
+/// another node's claim on it runs past now.
+const END_UNCLAIMED_SQL: &str = "UPDATE outbox SET status = $1, end_reason = $2, \
+     in_doubt_agent = NULL, updated_at = $3 \
+     WHERE id = $4 AND status = 'pending' \
+        AND (claimed_by IS NULL OR claimed_by = $5 OR claim_expires_at <= $3) \
      RETURNING id";
 
 /// `$1` workflow, `$2` node, `$3` now. The claimant must be alive itself: a node before its
@@ -72,6 +80,75 @@ where
     }
     let random_id = attempt_random_id::<DB>(connection, operation, id, agent, proposed, at).await?;
     Ok(AttemptClaim::Taken(random_id))
+}
+
+/// Ends message `id` as `end` for `node` unless another node's claim on it runs past `at`,
+/// in the caller's write transaction (`connection`); the caller commits.
+pub(crate) async fn end_unclaimed<DB>(
+    connection: &mut DB::Connection,
+    id: OutboxId,
+    end: &OutboxEnd,
+    node: &NodeId,
+    at: UnixMillis,
+) -> Result<Result<(), ClaimRefusal>, StoreError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let operation = "end an outbox message no other node holds";
+    let text = to_json(operation, "the end", end)?;
+    let ended = sqlx::query(END_UNCLAIMED_SQL)
+        .bind(end.status().as_str())
+        .bind(text)
+        .bind(at.0)
+        .bind(id.0)
+        .bind(node.as_str())
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(failed(operation))?;
+    if ended.is_some() {
+        return Ok(Ok(()));
+    }
+    let unreadable = |problem: String| StoreError::new(operation, problem);
+    let Some(message) = sqlx::query(
+        "SELECT claimed_by, claim_expires_at FROM outbox WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id.0)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(failed(operation))?
+    else {
+        return Ok(Err(ClaimRefusal::NotPending));
+    };
+    claimed_elsewhere::<DB>(&message, unreadable).map(Err)
+}
+
+/// The claim a pending message's row names (read after a conditional update refused it).
+fn claimed_elsewhere<DB>(
+    message: &DB::Row,
+    unreadable: impl Fn(String) -> StoreError,
+) -> Result<ClaimRefusal, StoreError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+{
+    let claimer = column::<Option<String>>(message, "claimed_by").map_err(&unreadable)?;
+    let until = column::<Option<i64>>(message, "claim_expires_at").map_err(&unreadable)?;
+    match (claimer, until) {
+        (Some(claimer), Some(until)) => Ok(ClaimRefusal::ClaimedElsewhere {
+            node: NodeId::parse(&claimer)
+                .map_err(|error| unreadable(format!("column claimed_by: {error}")))?,
+            until: UnixMillis(until),
+        }),
+        _ => Err(unreadable(
+            "the change was refused, yet nothing in the message refuses it".to_owned(),
+        )),
+    }
 }
 
 /// The random id of an attempt on `agent` just recorded, in the caller's transaction: the
@@ -164,18 +241,7 @@ where
     {
         return Ok(ClaimRefusal::InDoubtOn { agent: other });
     }
-    let claimer = column::<Option<String>>(&message, "claimed_by").map_err(unreadable)?;
-    let until = column::<Option<i64>>(&message, "claim_expires_at").map_err(unreadable)?;
-    match (claimer, until) {
-        (Some(claimer), Some(until)) => Ok(ClaimRefusal::ClaimedElsewhere {
-            node: NodeId::parse(&claimer)
-                .map_err(|error| unreadable(format!("column claimed_by: {error}")))?,
-            until: UnixMillis(until),
-        }),
-        _ => Err(unreadable(
-            "the claim was refused, yet nothing in the message refuses it".to_owned(),
-        )),
-    }
+    claimed_elsewhere::<DB>(&message, unreadable)
 }
 
 pub(crate) async fn claim_workflow<'e, DB, E>(

@@ -313,6 +313,23 @@ impl Outbox {
         }
     }
 
+    /// Ends pending message `id` as `end` (an error when it is not pending).
+    fn end(
+        &mut self,
+        operation: &'static str,
+        id: OutboxId,
+        end: &OutboxEnd,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let message = self.pending_message(operation, id)?;
+        message.status = end.status();
+        message.end = Some(end.clone());
+        message.in_doubt = None;
+        message.updated_at = at;
+        self.count_end(id, end.status());
+        Ok(())
+    }
+
     /// Moves the bookkeeping of a message that just ended from pending to `status`.
     fn count_end(&mut self, id: OutboxId, status: OutboxStatus) {
         self.pending.remove(&id);
@@ -502,12 +519,7 @@ impl Store for MemoryStore {
         let operation = "end an outbox message";
         let mut tables = self.lock(operation)?;
         let outbox = &mut tables.outbox;
-        let message = outbox.pending_message(operation, id)?;
-        message.status = end.status();
-        message.end = Some(end.clone());
-        message.in_doubt = None;
-        message.updated_at = at;
-        outbox.count_end(id, end.status());
+        outbox.end(operation, id, end, at)?;
         Ok(())
     }
 
@@ -1328,6 +1340,36 @@ impl Store for MemoryStore {
             .values()
             .copied()
             .collect())
+    }
+
+    async fn end_unclaimed(
+        &self,
+        id: OutboxId,
+        end: &OutboxEnd,
+        node: &NodeId,
+        at: UnixMillis,
+    ) -> Result<Result<(), ClaimRefusal>, StoreError> {
+        let operation = "end an outbox message no other node holds";
+        let mut tables = self.lock(operation)?;
+        let outbox = &mut tables.outbox;
+        if !outbox
+            .messages
+            .get(&id)
+            .is_some_and(|message| message.status == OutboxStatus::Pending)
+        {
+            return Ok(Err(ClaimRefusal::NotPending));
+        }
+        if let Some((claimer, until)) = outbox.claims.get(&id)
+            && claimer != node
+            && *until > at
+        {
+            return Ok(Err(ClaimRefusal::ClaimedElsewhere {
+                node: claimer.clone(),
+                until: *until,
+            }));
+        }
+        outbox.end(operation, id, end, at)?;
+        Ok(Ok(()))
     }
 
     async fn claim_workflow(

@@ -1431,6 +1431,21 @@ impl Store for PostgresStore {
         claims::account_users(&self.pool).await
     }
 
+    async fn end_unclaimed(
+        &self,
+        id: OutboxId,
+        end: &OutboxEnd,
+        node: &NodeId,
+        at: UnixMillis,
+    ) -> Result<Result<(), jobbot_core::cluster::ClaimRefusal>, StoreError> {
+        let operation = "end an outbox message no other node holds";
+        let mut transaction = self.pool.begin().await.map_err(failed(operation))?;
+        let ended =
+            claims::end_unclaimed::<sqlx::Postgres>(&mut transaction, id, end, node, at).await?;
+        transaction.commit().await.map_err(failed(operation))?;
+        Ok(ended)
+    }
+
     async fn claim_workflow(
         &self,
         id: WorkflowId,

@@ -2688,6 +2688,71 @@ mod conformance {
         );
     }
 
+    /// A node that does not hold a message (its expiry timer ran out while another node sends
+    /// it) cannot end it while the other node's claim runs: the claimant's attempt decides.
+    /// The claimant ends its own; anyone ends an unclaimed message or one whose claim lapsed;
+    /// nothing ends twice.
+    pub async fn a_message_another_node_claimed_is_not_ended_under_its_claim(store: &dyn Store) {
+        use jobbot_core::cluster::{AttemptClaim, ClaimRefusal};
+        let (a, b) = (node("node-a"), node("node-b"));
+        let agent_1 = agent("agent_1");
+        let token = store
+            .acquire_lease(&agent_1, &a, UnixMillis(1_000), UnixMillis(31_000))
+            .await
+            .unwrap()
+            .unwrap()
+            .token;
+        let end_by = |id, node, at| async move {
+            store
+                .end_unclaimed(id, &expired(), node, UnixMillis(at))
+                .await
+                .unwrap()
+        };
+        // Unclaimed: any node ends it, once.
+        let free = store.enqueue(message(None, 1_000)).await.unwrap().id();
+        assert_eq!(end_by(free, &b, 2_000).await, Ok(()));
+        assert_eq!(
+            store.outbox_message(free).await.unwrap().unwrap().status,
+            OutboxStatus::Expired
+        );
+        assert_eq!(end_by(free, &a, 2_000).await, Err(ClaimRefusal::NotPending));
+        assert_eq!(
+            end_by(OutboxId(999), &a, 2_000).await,
+            Err(ClaimRefusal::NotPending)
+        );
+        // Claimed by a: b may not end it before the claim runs out; the message is untouched.
+        let claimed = store.enqueue(message(None, 1_001)).await.unwrap().id();
+        let taken = store
+            .claim_attempt(claimed, &agent_1, &a, token, RandomId(5), UnixMillis(2_000))
+            .await
+            .unwrap();
+        assert_eq!(taken, AttemptClaim::Taken(RandomId(5)));
+        let refusal = ClaimRefusal::ClaimedElsewhere {
+            node: a.clone(),
+            until: UnixMillis(31_000),
+        };
+        assert_eq!(end_by(claimed, &b, 30_999).await, Err(refusal));
+        let stored = store.outbox_message(claimed).await.unwrap().unwrap();
+        assert_eq!(stored.status, OutboxStatus::Pending);
+        assert_eq!(
+            stored.in_doubt.map(|doubt| doubt.agent),
+            Some(agent_1.clone())
+        );
+        // a (the claimant) ends its own.
+        assert_eq!(end_by(claimed, &a, 3_000).await, Ok(()));
+        assert_eq!(
+            store.outbox_message(claimed).await.unwrap().unwrap().status,
+            OutboxStatus::Expired
+        );
+        // A lapsed claim (a died with its lease) no longer holds the message.
+        let lapsed = store.enqueue(message(None, 1_002)).await.unwrap().id();
+        store
+            .claim_attempt(lapsed, &agent_1, &a, token, RandomId(6), UnixMillis(2_000))
+            .await
+            .unwrap();
+        assert_eq!(end_by(lapsed, &b, 31_000).await, Ok(()));
+    }
+
     /// Two nodes, each with a free agent of the pool, claim the same messages at once: each
     /// message is taken by exactly one of them.
     pub async fn concurrent_claims_of_one_message_give_it_to_one_node(store: &dyn Store) {
@@ -3432,6 +3497,7 @@ conformance_on_every_backend!(
     concurrent_takes_of_one_lease_grant_it_once,
     nodes_are_listed_with_their_heartbeats_and_a_leaving_node_frees_its_leases,
     a_message_is_attempted_under_one_nodes_claim_and_its_agents_lease,
+    a_message_another_node_claimed_is_not_ended_under_its_claim,
     concurrent_claims_of_one_message_give_it_to_one_node,
     a_workflow_is_claimed_by_one_live_node,
     account_users_are_recorded_per_session,
