@@ -22,6 +22,7 @@
 
 mod ai_state;
 mod claims;
+mod cluster_feed;
 mod config_store;
 mod knowledge;
 mod leases;
@@ -38,6 +39,7 @@ use jobbot_core::ids::{ChatId, SessionName};
 use jobbot_core::store::{ConversationId, OutboxId, StoreError as PortError, WorkflowId};
 use jobbot_core::telegram::TopicId;
 
+pub use cluster_feed::{ClusterEvent, ClusterFeed};
 pub use config_store::{
     ConfigStore, ConfigWatch, MigrationReport, Snapshot, StoreError, migrate_file,
 };

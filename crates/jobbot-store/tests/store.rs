@@ -3708,6 +3708,62 @@ async fn reconnecting_to_a_postgres_schema_keeps_its_data_and_does_not_migrate_t
     database.close().await;
 }
 
+/// The live view of a cluster (#16 item 4): a node hears the other nodes' display events of
+/// its own schema, in order; never its own, never another schema's (another cluster on the
+/// same database), never one too large to announce.
+#[tokio::test]
+async fn each_node_hears_the_other_nodes_live_events_of_its_schema_only() {
+    use jobbot_core::cluster::NodeId;
+    use jobbot_store::{ClusterEvent, ClusterFeed};
+    let database = test_database::TestDatabase::create().await;
+    let other_cluster = test_database::TestDatabase::create().await;
+    let feed = async |store: &PostgresStore, node: &str| {
+        ClusterFeed::new(store, NodeId::parse(node).unwrap())
+            .await
+            .unwrap()
+    };
+    let (a, b) = (
+        feed(&database.store, "node-a").await,
+        feed(&database.store, "node-b").await,
+    );
+    let stranger = feed(&other_cluster.store, "node-c").await;
+    let (mut heard_by_a, mut heard_by_b) = (a.subscribe(), b.subscribe());
+    let listeners = [a.clone(), b.clone(), stranger.clone()]
+        .map(|feed| tokio::spawn(feed.listen(std::future::pending())));
+    a.listening().await;
+    b.listening().await;
+    let next = async |heard: &mut tokio::sync::broadcast::Receiver<ClusterEvent>| {
+        tokio::time::timeout(std::time::Duration::from_secs(30), heard.recv())
+            .await
+            .expect("an event is heard")
+            .unwrap()
+    };
+    let event = |node: &str, event: serde_json::Value| ClusterEvent {
+        node: node.to_owned(),
+        event,
+    };
+    let from_stranger = serde_json::json!({"type": "agent_state", "session": "elsewhere"});
+    let from_a = serde_json::json!({"type": "agent_state", "session": "agent_1", "state": "ready"});
+    let from_b = serde_json::json!({"type": "flood_wait", "session": "agent_2", "seconds": 30});
+    assert!(stranger.publish(from_stranger).await.unwrap());
+    assert!(a.publish(from_a.clone()).await.unwrap());
+    assert!(b.publish(from_b.clone()).await.unwrap());
+    assert_eq!(next(&mut heard_by_b).await, event("node-a", from_a));
+    assert_eq!(next(&mut heard_by_a).await, event("node-b", from_b));
+    // Too large for a notification: not sent (the page's next read of the API shows it).
+    let large = serde_json::json!({"type": "outbox_finished", "channel_id": "x".repeat(8_000)});
+    assert!(!a.publish(large).await.unwrap());
+    let marker = serde_json::json!({"type": "peer_flood", "session": "agent_1"});
+    assert!(a.publish(marker.clone()).await.unwrap());
+    assert_eq!(next(&mut heard_by_b).await, event("node-a", marker));
+    assert!(heard_by_a.try_recv().is_err(), "a node never hears its own");
+    for listener in listeners {
+        listener.abort();
+    }
+    database.close().await;
+    other_cluster.close().await;
+}
+
 #[tokio::test]
 async fn a_postgres_database_that_is_not_jobbots_fails_the_health_check_naming_it() {
     let database = test_database::TestDatabase::create().await;

@@ -51,7 +51,7 @@ use jobbot_engine::supervisor::TaskStatus;
 use jobbot_store::ConfigStore;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -64,6 +64,7 @@ pub use auth::{AuthSettings, GeneratedPassword, WeakSecret};
 pub use axum;
 pub use client::TrustedProxies;
 pub use error::{ApiError, ErrorBody, Problem, Reason};
+pub use live::live_event;
 /// The metrics library, for callers that register their own families in
 /// [`WebSettings::registry`].
 pub use prometheus_client;
@@ -140,6 +141,8 @@ struct StateInner {
     doctor_running: tokio::sync::Mutex<()>,
     /// The CRM's AI conversations, when the process runs them (`jobbot run`, `jobbot demo`).
     ai: OnceLock<jobbot_engine::CrmHandle>,
+    /// With several nodes: the other nodes' display events, for the live view.
+    cluster_events: OnceLock<broadcast::Sender<jobbot_store::ClusterEvent>>,
 }
 
 impl AppState {
@@ -176,6 +179,7 @@ impl AppState {
                 variables: settings.variables,
                 doctor_running: tokio::sync::Mutex::new(()),
                 ai: OnceLock::new(),
+                cluster_events: OnceLock::new(),
             }),
         }
     }
@@ -184,6 +188,12 @@ impl AppState {
     /// (set once).
     pub fn set_crm(&self, crm: jobbot_engine::CrmHandle) {
         let _ = self.inner.ai.set(crm);
+    }
+
+    /// With several nodes: the live view also shows the other nodes' events, heard from
+    /// `events` (set once).
+    pub fn set_cluster_events(&self, events: broadcast::Sender<jobbot_store::ClusterEvent>) {
+        let _ = self.inner.cluster_events.set(events);
     }
 
     /// The conversations' AI records, when the CRM runs AI conversations.

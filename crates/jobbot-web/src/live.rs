@@ -1,7 +1,9 @@
 //! `/api/ws`: the live view. On connect it sends a snapshot (every agent's state), then agent
 //! state changes, flood events and finished outbox messages as they happen, from the engine's
 //! display feed; when that feed drops events for this client, a fresh snapshot makes it whole.
-//! Raw Telegram events are never forwarded: they carry contacts' texts.
+//! Raw Telegram events are never forwarded: they carry contacts' texts. With several nodes the
+//! other nodes' events follow too (heard through `jobbot_store::ClusterFeed`), each with the
+//! `node` it happened on.
 //!
 //! At most [`crate::ServerLimits::max_websockets`] are open at once (one more is refused with
 //! 503), a client may send nothing larger than `websocket_max_message`, and a cookie session's
@@ -13,6 +15,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use jobbot_engine::EngineEvent;
+use jobbot_store::ClusterEvent;
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -87,6 +90,11 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
 async fn run(mut socket: WebSocket, state: AppState, ends: Option<tokio::time::Instant>) {
     // Subscribe before taking the snapshot, so no change between the two is lost.
     let mut events = state.inner.engine.subscribe();
+    let mut others = state
+        .inner
+        .cluster_events
+        .get()
+        .map(broadcast::Sender::subscribe);
     let mut shutdown = state.inner.shutdown.subscribe();
     if *shutdown.borrow_and_update() || send_snapshot(&mut socket, &state).await.is_err() {
         return;
@@ -114,6 +122,20 @@ async fn run(mut socket: WebSocket, state: AppState, ends: Option<tokio::time::I
                     break;
                 }
             }
+            heard = other_node(&mut others) => {
+                let sent = match heard {
+                    Ok(heard) => send(&mut socket, other_nodes_event(heard)).await,
+                    // The other nodes' missed events: the page's next read of the API has them.
+                    Err(broadcast::error::RecvError::Lagged(_)) => Ok(()),
+                    Err(broadcast::error::RecvError::Closed) => {
+                        others = None;
+                        Ok(())
+                    }
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(_)) => {}
@@ -125,8 +147,28 @@ async fn run(mut socket: WebSocket, state: AppState, ends: Option<tokio::time::I
     let _ = socket.send(Message::Close(None)).await;
 }
 
-/// The JSON of an event the live view shows; `None` for raw Telegram events.
-fn live_event(event: &EngineEvent) -> Option<serde_json::Value> {
+/// The next event heard from another node; never, on a node of its own.
+async fn other_node(
+    others: &mut Option<broadcast::Receiver<ClusterEvent>>,
+) -> Result<ClusterEvent, broadcast::error::RecvError> {
+    match others {
+        Some(others) => others.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Another node's event as the live view shows it: the event, with the `node` it happened on.
+fn other_nodes_event(heard: ClusterEvent) -> serde_json::Value {
+    let mut event = heard.event;
+    if let Some(fields) = event.as_object_mut() {
+        fields.insert("node".to_owned(), serde_json::Value::String(heard.node));
+    }
+    event
+}
+
+/// The JSON of an event the live view shows; `None` for raw Telegram events (they carry
+/// contacts' texts). The same events go to the other nodes of a cluster.
+pub fn live_event(event: &EngineEvent) -> Option<serde_json::Value> {
     match event {
         EngineEvent::Telegram { .. } => None,
         other => serde_json::to_value(other).ok(),

@@ -1413,10 +1413,82 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
     assert!(schemes.get("bearer").is_some() && schemes.get("session_cookie").is_some());
 }
 
+type LiveSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/api/ws` on `address` with the API token.
+async fn open_live(address: std::net::SocketAddr) -> LiveSocket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{address}/api/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {API_TOKEN}").parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the WebSocket opens")
+        .0
+}
+
+/// The next text message of the live view, as JSON.
+async fn next_live(socket: &mut LiveSocket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("a message arrives")
+            .expect("the socket is open")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// With several nodes, the live view also shows what the other nodes' agents do (heard through
+/// the cluster feed), each event with the node it happened on (#16 item 4).
+#[tokio::test]
+async fn the_live_websocket_shows_the_other_nodes_events_with_their_node() {
+    let app = spawn_app().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(
+        app.engine.clone(),
+        app.config.clone(),
+        settings(),
+        Arc::new(SimConnector::new(app.world.clone())),
+    );
+    let others = tokio::sync::broadcast::channel(16).0;
+    state.set_cluster_events(others.clone());
+    let server = tokio::spawn(jobbot_web::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let mut socket = open_live(address).await;
+    let mut next = async || next_live(&mut socket).await;
+    assert_eq!(next().await["type"], "snapshot");
+    // The connection subscribed before its snapshot, so this event reaches it.
+    others
+        .send(jobbot_store::ClusterEvent {
+            node: "node-2".into(),
+            event: json!({"type": "flood_wait", "session": "agent_9", "seconds": 42}),
+        })
+        .unwrap();
+    let heard = loop {
+        let message = next().await;
+        if message["type"] == "flood_wait" && message["session"] == "agent_9" {
+            break message;
+        }
+    };
+    assert_eq!(heard["node"], "node-2");
+    assert_eq!(heard["seconds"], 42);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn the_live_websocket_shows_an_agent_getting_a_flood_wait() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
     let app = spawn_app().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -1431,28 +1503,8 @@ async fn the_live_websocket_shows_an_agent_getting_a_flood_wait() {
         let _ = stopped.await;
     }));
 
-    let mut request = format!("ws://{address}/api/ws")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        header::AUTHORIZATION,
-        format!("Bearer {API_TOKEN}").parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("the WebSocket opens");
-    let mut next = async || -> Value {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
-                .await
-                .expect("a message arrives")
-                .expect("the socket is open")
-                .unwrap();
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
-                return serde_json::from_str(&text).unwrap();
-            }
-        }
-    };
+    let mut socket = open_live(address).await;
+    let mut next = async || next_live(&mut socket).await;
     let snapshot = next().await;
     assert_eq!(snapshot["type"], "snapshot");
     assert!(snapshot["agents"].is_array());

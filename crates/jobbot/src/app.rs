@@ -19,7 +19,7 @@ use jobbot_engine::{
     router,
 };
 use jobbot_engine::{Monitor, MonitorParts, MonitorSettings};
-use jobbot_store::{ConfigStore, ConfigWatch};
+use jobbot_store::{ClusterFeed, ConfigStore, ConfigWatch};
 use jobbot_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -49,6 +49,9 @@ pub struct AppParts {
 pub struct ClusterSettings {
     pub node: NodeId,
     pub timings: LeaseTimings,
+    /// The live view across nodes (PostgreSQL's `NOTIFY`): this node's display events go to
+    /// the others, theirs reach this node's live page. `None`: this node's events only.
+    pub feed: Option<ClusterFeed>,
 }
 
 /// The running lease keeper: stopped after the engine, then the node leaves the cluster.
@@ -106,7 +109,9 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
     )
     .await
     .context("could not start the engine")?;
-    let keeper = parts.cluster.map(|cluster| {
+    let mut cluster = parts.cluster;
+    let feed = cluster.as_mut().and_then(|cluster| cluster.feed.take());
+    let keeper = cluster.map(|cluster| {
         start_keeper(
             cluster,
             &engine,
@@ -175,6 +180,12 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         let crm = crm.clone();
         async move { crm.run_workflows(signal).await }
     });
+    if let Some(feed) = &feed {
+        let (engine, feed) = (engine.clone(), feed.clone());
+        supervisor.spawn("cluster_feed", move |signal| {
+            share_live_events(engine.clone(), feed.clone(), signal)
+        });
+    }
     if let Some((listener, mut settings)) = parts.web {
         supervisor.metrics().register(&mut settings.registry);
         let state = AppState::new(
@@ -185,6 +196,9 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         );
         state.set_tasks(supervisor.status());
         state.set_crm(crm_handle);
+        if let Some(feed) = &feed {
+            state.set_cluster_events(feed.heard());
+        }
         let extra = extra.map(|build| build(&engine));
         // The listener outlives a failed server: each run serves a clone of it.
         let listener = listener
@@ -210,6 +224,34 @@ pub async fn start_with(parts: AppParts, extra: Option<ExtraRoutes>) -> anyhow::
         fan_out,
         keeper,
     })
+}
+
+/// With several nodes: announces this node's display events (what its live page shows) to the
+/// other nodes, and hears theirs, until shutdown. An announcement that fails is logged and
+/// dropped: the live view is best effort, and the pages' reads of the API make it whole.
+async fn share_live_events(
+    engine: Engine,
+    feed: ClusterFeed,
+    mut signal: ShutdownSignal,
+) -> Result<(), std::convert::Infallible> {
+    let mut events = engine.subscribe();
+    let listening = feed.clone().listen(async move { signal.requested().await });
+    tokio::pin!(listening);
+    loop {
+        tokio::select! {
+            () = &mut listening => return Ok(()),
+            event = events.recv() => match event {
+                Ok(event) => {
+                    let Some(shown) = jobbot_web::live_event(&event) else { continue };
+                    if let Err(error) = feed.publish(shown).await {
+                        tracing::warn!(target: "cluster", %error, "could not announce a live event to the other nodes");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+        }
+    }
 }
 
 /// Every session the configuration wants connected: the main account's and the agents'.

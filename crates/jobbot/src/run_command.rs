@@ -225,10 +225,18 @@ pub async fn run(
     let cluster = match &store {
         // Several nodes may share the database: sessions are used only under their lease, so
         // not even the start's check of the main account opens one outside it.
-        OperationalStore::Postgres(_) => Some(app::ClusterSettings {
-            node: node_name(data_dir)?,
-            timings: lease_timings(data_dir)?,
-        }),
+        OperationalStore::Postgres(database) => {
+            let node = node_name(data_dir)?;
+            Some(app::ClusterSettings {
+                feed: Some(
+                    jobbot_store::ClusterFeed::new(database, node.clone())
+                        .await
+                        .context("could not set up the live view across nodes")?,
+                ),
+                node,
+                timings: lease_timings(data_dir)?,
+            })
+        }
         OperationalStore::Sqlite(_) => {
             check_main_session(&*connector).await?;
             None
