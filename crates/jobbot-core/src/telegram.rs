@@ -455,9 +455,10 @@ pub enum TelegramError {
     /// not exist (any more) or is not this account's to send.
     #[error("the file cannot be sent: Telegram does not know it (MEDIA_EMPTY)")]
     MediaEmpty,
-    /// 400 `FILE_REFERENCE_EXPIRED` / `FILE_REFERENCE_INVALID`: the file reference is stale, or
-    /// another account's (core.telegram.org/api/file_reference); the message must be fetched
-    /// again by the account that received it.
+    /// 400 `FILE_REFERENCE_EXPIRED` (`FILE_REFERENCE_0_EXPIRED`, … for the n-th file of a
+    /// request) / `FILE_REFERENCE_INVALID`: the file reference is stale, or another account's
+    /// (core.telegram.org/api/file_reference); the message must be fetched again by the account
+    /// that received it ([`TelegramAccount::refetch_file`]).
     #[error("the file's reference has expired (FILE_REFERENCE_EXPIRED)")]
     FileReferenceExpired,
     /// 403 `CHAT_SEND_MEDIA_FORBIDDEN` (and its `_PHOTOS_`, `_DOCS_`, `_VOICES_`, `_ROUNDVIDEOS_`
@@ -603,6 +604,17 @@ pub trait TelegramAccount: Send + Sync {
         content: &MessageContent,
         random_id: RandomId,
     ) -> Result<SentMessage, TelegramError>;
+
+    /// The file of message `message_id` in `chat` (a private chat or a group this account is
+    /// in), fetched again with a fresh file reference of this account's
+    /// (`messages.getMessages` / `channels.getMessages`): the way to send a file again whose
+    /// reference expired (core.telegram.org/api/file_reference). `None` when the message is gone
+    /// or carries no file.
+    async fn refetch_file(
+        &self,
+        chat: ChatId,
+        message_id: i32,
+    ) -> Result<Option<MediaFile>, TelegramError>;
 
     /// What this account may do in a channel or group (see [`ChatAccess`]); nothing is changed.
     /// A chat the account cannot see (private and not joined, or no such chat) is

@@ -24,6 +24,11 @@
 //! - [`MediaToContact`]: an operator's file from a topic goes to the contact through the
 //!   conversation's agent (the account whose copy of the message carries the file reference);
 //!   when it is not delivered, a note in the topic says why.
+//!
+//! Both file relays survive an expired file reference (core.telegram.org/api/file_reference):
+//! refused with `FILE_REFERENCE_EXPIRED`, the agent fetches its message again for a fresh
+//! reference ([`Effect::RefetchFile`]) and the file is queued once more, once; a message gone
+//! by then, or a second refusal, leaves the note.
 //! - [`AiTurn`]: one AI turn of a conversation: the model's answer, then the suggestion posted
 //!   into the topic or the reply sent to the contact and mirrored into the topic.
 //!
@@ -39,7 +44,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChatId, SessionName, Username};
 use crate::store::{ConversationId, Delivery, OutboxFailure, OutboxId, UnixMillis};
-use crate::telegram::{IncomingMessage, Peer, PeerKind, SentMessage, TelegramError, TopicId};
+use crate::telegram::{
+    IncomingMessage, MediaFile, Peer, PeerKind, SentMessage, TelegramError, TopicId,
+};
 
 /// How long the workflows wait and retry. Durations, not instants: the state stores the
 /// instants they lead to.
@@ -124,8 +131,15 @@ pub enum Effect {
     /// Ask the automatic replier, and queue its answer with a mirror in the topic.
     AutoReply { conversation: ConversationId },
     /// Queue an operator's file to the contact, by the conversation's agent (idempotency key
-    /// `relay_to_contact:<group>:<message id>`).
+    /// `relay_to_contact:<group>:<message id>`, `:refetched` after [`Effect::RefetchFile`]).
     QueueToContact { conversation: ConversationId },
+    /// Fetch message `message_id` of `chat` again through `agent` (the account whose copy it
+    /// is) for its file with a fresh reference; answer [`Event::FileRefetched`].
+    RefetchFile {
+        agent: SessionName,
+        chat: ChatId,
+        message_id: i32,
+    },
     /// Run the AI turn (or read its stored decision) and apply it to the conversation's AI
     /// record; answer [`Event::AiDecided`].
     AiGenerate {
@@ -185,6 +199,11 @@ pub enum Event {
     Forked,
     Replied,
     AiDecided(AiOutcome),
+    /// The message's file as fetched again; `None` when the message is gone, has no file, or
+    /// could not be fetched.
+    FileRefetched {
+        file: Option<Box<MediaFile>>,
+    },
 }
 
 /// Which post into a conversation's topic.
@@ -628,6 +647,32 @@ impl AutoResponse {
     }
 }
 
+// ----- Files -----
+
+impl Effect {
+    /// Fetch `message` again through `agent`, the account whose copy it is.
+    fn refetch(agent: &SessionName, message: &IncomingMessage) -> Self {
+        Self::RefetchFile {
+            agent: agent.clone(),
+            chat: message.chat,
+            message_id: message.message_id,
+        }
+    }
+}
+
+/// Whether a file's send failed only because its reference expired: fetched again, it may go.
+fn reference_expired(delivery: &Delivery) -> bool {
+    matches!(
+        delivery,
+        Delivery::Failed {
+            failure: OutboxFailure::Recipient {
+                error: TelegramError::FileReferenceExpired,
+                ..
+            },
+        }
+    )
+}
+
 // ----- A contact's message into the topic -----
 
 /// A contact's private message to an agent, copied into the topic of their conversation.
@@ -637,6 +682,10 @@ pub struct RelayToTopic {
     pub agent: SessionName,
     pub message: IncomingMessage,
     pub step: RelayStep,
+    /// The message's file was fetched again after its reference expired (at most once; the
+    /// post's idempotency key then ends in `:refetched`).
+    #[serde(default)]
+    pub file_refetched: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -655,6 +704,11 @@ pub enum RelayStep {
     Post {
         conversation: ConversationId,
         post: TopicPost,
+    },
+    /// The file's reference expired (`delivery`): fetch the message again for a fresh one.
+    RefetchFile {
+        conversation: ConversationId,
+        delivery: Delivery,
     },
     /// The message's file was not copied (`delivery` says why): post its text with a note.
     Note {
@@ -697,6 +751,7 @@ impl RelayToTopic {
                 conversation,
                 post: TopicPost::new(),
             },
+            file_refetched: false,
         }
     }
 
@@ -714,6 +769,7 @@ impl RelayToTopic {
                 until: now.plus(settings.await_conversation),
                 retry_at: None,
             },
+            file_refetched: false,
         }
     }
 
@@ -739,6 +795,7 @@ impl RelayToTopic {
             RelayStep::Post { conversation, post } => {
                 post.effect(*conversation, PostKind::ContactMessage, now)
             }
+            RelayStep::RefetchFile { .. } => Effect::refetch(&self.agent, &self.message),
             RelayStep::Note {
                 conversation, post, ..
             } => post.effect(*conversation, PostKind::MediaNote, now),
@@ -750,7 +807,13 @@ impl RelayToTopic {
     }
 
     fn on(self, event: Event, now: UnixMillis, settings: &WorkflowSettings) -> Self {
-        let step = match (self.step, event) {
+        let Self {
+            agent,
+            mut message,
+            step,
+            mut file_refetched,
+        } = self;
+        let step = match (step, event) {
             (RelayStep::AwaitConversation { until, .. }, Event::Woke) => {
                 RelayStep::AwaitConversation {
                     until,
@@ -782,9 +845,19 @@ impl RelayToTopic {
                 let post = post.on(event, now, settings);
                 match post {
                     post @ TopicPost::Posted { .. } => RelayStep::Reply { conversation, post },
+                    TopicPost::NotPosted { delivery }
+                        if message.file.is_some()
+                            && !file_refetched
+                            && reference_expired(&delivery) =>
+                    {
+                        RelayStep::RefetchFile {
+                            conversation,
+                            delivery,
+                        }
+                    }
                     // Never a silent drop: a file that did not go into the topic leaves its text
                     // there with a note saying why.
-                    TopicPost::NotPosted { delivery } if self.message.file.is_some() => {
+                    TopicPost::NotPosted { delivery } if message.file.is_some() => {
                         RelayStep::Note {
                             conversation,
                             delivery,
@@ -818,12 +891,40 @@ impl RelayToTopic {
                     },
                 }
             }
+            (
+                RelayStep::RefetchFile {
+                    conversation,
+                    delivery,
+                },
+                Event::FileRefetched { file },
+            ) => {
+                file_refetched = true;
+                match file {
+                    Some(file) => {
+                        message.file = Some(file);
+                        RelayStep::Post {
+                            conversation,
+                            post: TopicPost::new(),
+                        }
+                    }
+                    None => RelayStep::Note {
+                        conversation,
+                        delivery,
+                        post: TopicPost::new(),
+                    },
+                }
+            }
             (RelayStep::Reply { post, .. }, Event::Replied) => RelayStep::Finished {
                 end: RelayEnd::Done { post },
             },
             (step, _) => step,
         };
-        Self { step, ..self }
+        Self {
+            agent,
+            message,
+            step,
+            file_refetched,
+        }
     }
 }
 
@@ -838,6 +939,10 @@ pub struct MediaToContact {
     pub conversation: ConversationId,
     pub message: IncomingMessage,
     pub step: MediaToContactStep,
+    /// The message's file was fetched again after its reference expired (at most once; the
+    /// message to the contact is then queued with a key of its own).
+    #[serde(default)]
+    pub file_refetched: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -846,6 +951,10 @@ pub enum MediaToContactStep {
     Queue,
     Queued {
         outbox: OutboxId,
+    },
+    /// The file's reference expired (`delivery`): fetch the topic message again for a fresh one.
+    RefetchFile {
+        delivery: Delivery,
     },
     /// Not delivered (`delivery` says why): a note in the topic tells the operator.
     Note {
@@ -877,6 +986,7 @@ impl MediaToContact {
             conversation,
             message,
             step: MediaToContactStep::Queue,
+            file_refetched: false,
         }
     }
 
@@ -891,6 +1001,7 @@ impl MediaToContact {
                 conversation: self.conversation,
             },
             MediaToContactStep::Queued { outbox } => Effect::AwaitOutbox(*outbox),
+            MediaToContactStep::RefetchFile { .. } => Effect::refetch(&self.agent, &self.message),
             MediaToContactStep::Note { post, .. } => {
                 post.effect(self.conversation, PostKind::DeliveryNote, now)
             }
@@ -899,7 +1010,14 @@ impl MediaToContact {
     }
 
     fn on(self, event: Event, now: UnixMillis, settings: &WorkflowSettings) -> Self {
-        let step = match (self.step, event) {
+        let Self {
+            agent,
+            conversation,
+            mut message,
+            step,
+            mut file_refetched,
+        } = self;
+        let step = match (step, event) {
             (MediaToContactStep::Queue, Event::Queued { outbox }) => {
                 MediaToContactStep::Queued { outbox }
             }
@@ -911,10 +1029,28 @@ impl MediaToContact {
                     end: MediaToContactEnd::Delivered,
                 }
             }
+            (MediaToContactStep::Queued { .. }, Event::Delivered(delivery))
+                if !file_refetched && reference_expired(&delivery) =>
+            {
+                MediaToContactStep::RefetchFile { delivery }
+            }
             (MediaToContactStep::Queued { .. }, Event::Delivered(delivery)) => {
                 MediaToContactStep::Note {
                     delivery,
                     post: TopicPost::new(),
+                }
+            }
+            (MediaToContactStep::RefetchFile { delivery }, Event::FileRefetched { file }) => {
+                file_refetched = true;
+                match file {
+                    Some(file) => {
+                        message.file = Some(file);
+                        MediaToContactStep::Queue
+                    }
+                    None => MediaToContactStep::Note {
+                        delivery,
+                        post: TopicPost::new(),
+                    },
                 }
             }
             (MediaToContactStep::Note { delivery, post }, event) => {
@@ -929,7 +1065,13 @@ impl MediaToContact {
             }
             (step, _) => step,
         };
-        Self { step, ..self }
+        Self {
+            agent,
+            conversation,
+            message,
+            step,
+            file_refetched,
+        }
     }
 }
 

@@ -764,6 +764,16 @@ impl Shared {
                 self.auto_reply(conversation, &relay.message).await?;
                 Event::Replied
             }
+            Effect::RefetchFile {
+                agent,
+                chat,
+                message_id,
+            } => Event::FileRefetched {
+                file: self
+                    .refetch_file(&agent, chat, message_id)
+                    .await
+                    .map(Box::new),
+            },
             Effect::AiGenerate { conversation, turn } => {
                 self.ai_generate(conversation, turn).await?
             }
@@ -1133,7 +1143,10 @@ impl Shared {
                 )
             }
             (PostKind::ContactMessage, Workflow::RelayToTopic(relay)) => (
-                RelayToTopic::key(id, relay.message.message_id),
+                refetched_key(
+                    RelayToTopic::key(id, relay.message.message_id),
+                    relay.file_refetched,
+                ),
                 match &relay.message.file {
                     Some(file) => {
                         sender = relay.agent.clone();
@@ -1464,10 +1477,13 @@ impl Shared {
             .send_to_contact(
                 &conversation,
                 MessageContent::with_media(file, caption),
-                format!(
-                    "relay_to_contact:{}:{}",
-                    relay.message.chat.get(),
-                    relay.message.message_id
+                refetched_key(
+                    format!(
+                        "relay_to_contact:{}:{}",
+                        relay.message.chat.get(),
+                        relay.message.message_id
+                    ),
+                    relay.file_refetched,
                 ),
                 Some((relay.message.chat, relay.message.message_id)),
             )
@@ -1476,6 +1492,36 @@ impl Shared {
             Some(outbox) => Event::Queued { outbox },
             None => Event::NoConversation,
         })
+    }
+
+    /// The file of `chat`'s message `message_id` as `agent` fetches it again, with a fresh
+    /// reference (core.telegram.org/api/file_reference); `None` when the message is gone, has no
+    /// file, or the agent cannot fetch it now (the relay then leaves its note).
+    async fn refetch_file(
+        &self,
+        agent: &SessionName,
+        chat: ChatId,
+        message_id: i32,
+    ) -> Option<MediaFile> {
+        // Not a rate-limited class of its own (no permit): one light read per expired file.
+        let Some(account) = self.engine.account(agent) else {
+            tracing::warn!(target: "crm", %agent, %chat, message_id, "a file's reference expired and its agent is not connected to fetch it again");
+            return None;
+        };
+        match account.refetch_file(chat, message_id).await {
+            Ok(Some(file)) => {
+                tracing::info!(target: "crm", %agent, %chat, message_id, "a file's reference expired; fetched the message again for a fresh one");
+                Some(file)
+            }
+            Ok(None) => {
+                tracing::info!(target: "crm", %agent, %chat, message_id, "a file's reference expired and its message is gone");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(target: "crm", %agent, %chat, message_id, %error, "a file's reference expired and its message could not be fetched again");
+                None
+            }
+        }
     }
 
     /// Queues a message to the contact by the conversation's agent, after the channel's
@@ -1755,6 +1801,16 @@ fn delivery_reason(delivery: &Delivery) -> String {
             Some(holdup) => format!("не отправлен вовремя ({holdup:?})"),
             None => "не отправлен вовремя".to_owned(),
         },
+    }
+}
+
+/// The idempotency key of a file's second send, after its message was fetched again for a
+/// fresh reference: the first key belongs to the message that failed.
+fn refetched_key(key: String, refetched: bool) -> String {
+    if refetched {
+        format!("{key}:refetched")
+    } else {
+        key
     }
 }
 

@@ -1265,9 +1265,90 @@ async fn an_operators_files_reach_the_contact_from_the_conversations_agent() {
     running.stop().await;
 }
 
+/// Files whose references expired before their agent re-sent them still arrive, both ways: the
+/// agent fetches its message again for a fresh reference (core.telegram.org/api/file_reference)
+/// and sends the same file once.
+#[tokio::test(start_paused = true)]
+async fn files_whose_references_expired_are_fetched_again_and_still_arrive_both_ways() {
+    use jobbot_sim::SimMedia;
+
+    let w = world(true);
+    let running = start_one_channel(&w).await;
+    let (agent, topic) = open_conversation(&w, &running, "anna_hr").await;
+    let to = w.agents[agent];
+    let sent = w
+        .world
+        .send_direct_media(
+            w.recruiter,
+            to,
+            SimMedia::document("cv.pdf", "application/pdf", 52_000),
+            "my CV",
+        )
+        .unwrap();
+    let file = w
+        .world
+        .received_from(to, w.recruiter)
+        .into_iter()
+        .find(|record| record.message_id == sent)
+        .and_then(|record| record.file)
+        .unwrap();
+    // Expired before the agent's copy of the message is even taken in.
+    w.world.expire_file_references(file);
+    let mut posts = Vec::new();
+    wait_until("the CV in the topic", || {
+        posts = w
+            .topic_posts(topic)
+            .into_iter()
+            .filter(|post| post.file.is_some())
+            .collect::<Vec<_>>();
+        let done = !posts.is_empty();
+        async move { done }
+    })
+    .await;
+    assert_eq!(posts[0].file, Some(file), "the contact's own file");
+    assert_eq!(posts[0].author, Some(to));
+    assert_eq!(posts[0].text, "👤 Anna Smirnova (@anna_hr):\n\nmy CV");
+
+    let offer = w
+        .world
+        .group_post_media(
+            w.group,
+            w.operator,
+            Some(topic),
+            SimMedia::photo(120_000),
+            "our office",
+        )
+        .unwrap();
+    let photo = w
+        .topic_posts(topic)
+        .into_iter()
+        .find(|post| post.message_id == offer)
+        .and_then(|post| post.file)
+        .unwrap();
+    w.world.expire_file_references(photo);
+    wait_until("the photo reaches the contact", || {
+        let done = !files_received(&w, w.recruiter).is_empty();
+        async move { done }
+    })
+    .await;
+    // Let a second copy have its chance.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let files = files_received(&w, w.recruiter);
+    assert_eq!(files.len(), 1, "once");
+    assert_eq!(files[0].0, agent);
+    assert_eq!(files[0].2, "our office");
+    assert!(
+        w.topic_posts(topic)
+            .iter()
+            .all(|post| !post.text.contains("Файл не")),
+        "no note"
+    );
+    running.stop().await;
+}
+
 /// Files Telegram refuses leave a note in the topic, in both directions: a contact's file whose
-/// reference expired before the agent re-sent it (its caption is kept), and an operator's voice
-/// message to a contact who refuses voice messages.
+/// reference expired and whose message is gone when the agent fetches it again (its caption is
+/// kept), and an operator's voice message to a contact who refuses voice messages.
 #[tokio::test(start_paused = true)]
 async fn refused_files_leave_a_note_in_the_topic_both_ways() {
     use jobbot_sim::SimMedia;
@@ -1298,6 +1379,7 @@ async fn refused_files_leave_a_note_in_the_topic_both_ways() {
         .and_then(|record| record.file)
         .unwrap();
     w.world.expire_file_references(file);
+    w.world.delete_private_message(w.agents[agent], sent);
     let (note_topic, note) = w.wait_topic_post("Файл не скопирован").await;
     assert_eq!(note_topic, topic);
     assert!(note.text.contains("here is my CV"), "{}", note.text);

@@ -1209,6 +1209,13 @@ impl TelegramAccount for FaultyAccount {
     ) -> Result<jobbot_core::telegram::ChatAccess, TelegramError> {
         self.inner.chat_access(chat).await
     }
+    async fn refetch_file(
+        &self,
+        chat: ChatId,
+        message_id: i32,
+    ) -> Result<Option<jobbot_core::telegram::MediaFile>, TelegramError> {
+        self.inner.refetch_file(chat, message_id).await
+    }
     /// The inner stream, forwarded until [`Faults::end_stream`] ends it.
     fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<AccountEvent>> {
         let mut inner = self.inner.take_events()?;

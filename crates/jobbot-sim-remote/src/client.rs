@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome,
-    ConnectError, ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer,
-    PeerRef, QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
+    ConnectError, ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MediaFile,
+    MessageContent, Peer, PeerRef, QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount,
+    TelegramError, TopicId,
 };
 use jsonrpsee::async_client::{Client, ClientBuilder};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
@@ -400,6 +401,19 @@ impl TelegramAccount for RemoteAccount {
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
         transport(
             self.client.join_chat(self.handle, target.clone()).await,
+            telegram_network,
+        )
+    }
+
+    async fn refetch_file(
+        &self,
+        chat: ChatId,
+        message_id: i32,
+    ) -> Result<Option<MediaFile>, TelegramError> {
+        transport(
+            self.client
+                .refetch_file(self.handle, chat, message_id)
+                .await,
             telegram_network,
         )
     }

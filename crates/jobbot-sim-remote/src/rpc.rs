@@ -19,8 +19,8 @@
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
-    JoinTarget, LoginError, Me, MessageContent, Peer, PeerRef, QrOutcome, RandomId, SentCode,
-    SentMessage, TelegramError, TopicId,
+    JoinTarget, LoginError, Me, MediaFile, MessageContent, Peer, PeerRef, QrOutcome, RandomId,
+    SentCode, SentMessage, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{AdminError, TopicView};
 use jobbot_sim::scenario::DemoWorld;
@@ -138,6 +138,14 @@ pub trait TelegramRpc {
         account: AccountHandle,
         target: JoinTarget,
     ) -> RpcResult<Result<Peer, TelegramError>>;
+
+    #[method(name = "refetch_file")]
+    async fn refetch_file(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+        message_id: i32,
+    ) -> RpcResult<Result<Option<MediaFile>, TelegramError>>;
 
     #[method(name = "chat_access")]
     async fn chat_access(

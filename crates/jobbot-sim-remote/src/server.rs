@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
-    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MessageContent, Peer, PeerRef,
-    QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
+    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MediaFile, MessageContent, Peer,
+    PeerRef, QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
 use jobbot_sim::scenario::{DemoWorld, Scripted};
@@ -755,6 +755,18 @@ impl TelegramRpcServer for Connection {
     ) -> RpcResult<Result<Peer, TelegramError>> {
         Ok(match self.account(account) {
             Ok(account) => account.join_chat(&target).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn refetch_file(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+        message_id: i32,
+    ) -> RpcResult<Result<Option<MediaFile>, TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.refetch_file(chat, message_id).await,
             Err(error) => Err(error),
         })
     }

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, Username};
 use jobbot_core::telegram::{
-    AccountEvent, ChatAccess, Checkpoint, DeadReason, JoinTarget, Me, MessageContent, Peer,
-    PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountEvent, ChatAccess, Checkpoint, DeadReason, JoinTarget, Me, MediaFile, MessageContent,
+    Peer, PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -362,6 +362,15 @@ impl TelegramAccount for SimAccount {
                 .expect("chat is in the world"))
         })
         .await
+    }
+
+    async fn refetch_file(
+        &self,
+        chat: ChatId,
+        message_id: i32,
+    ) -> Result<Option<MediaFile>, TelegramError> {
+        self.call(move |world, account, _| world.refetch_file(account, chat, message_id))
+            .await
     }
 
     async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError> {

@@ -9,13 +9,18 @@
 //! - Every photo and document an account receives comes with a file reference for that account;
 //!   a reference that is stale (it expired, core.telegram.org/api/file_reference) or was handed
 //!   out to another account is refused with `FILE_REFERENCE_EXPIRED`.
+//! - A message fetched again (`messages.getMessages` / `channels.getMessages`) carries a fresh
+//!   reference for the account that fetches it: "the file reference can be refreshed by
+//!   refetching the message that contains the file" (core.telegram.org/api/file_reference). A
+//!   deleted message comes back as `messageEmpty`, without a file; a channel the account is not
+//!   in is `CHANNEL_PRIVATE`.
 //! - An unknown file, or one with a wrong access hash, is `MEDIA_EMPTY`.
 //! - A user may refuse voice and video messages (core.telegram.org/api/privacy,
 //!   `inputPrivacyKeyVoiceMessages`); sending one is `VOICE_MESSAGES_FORBIDDEN`.
 //! - A caption is at most `caption_length_limit_default` = 1,024 UTF-16 units for a non-premium
 //!   sender (core.telegram.org/api/config); longer is `MEDIA_CAPTION_TOO_LONG`.
 
-use jobbot_core::ids::ChatId;
+use jobbot_core::ids::{ChatId, ChatKind};
 use jobbot_core::telegram::{MAX_CAPTION_UTF16, MediaFile, MediaKind, TelegramError};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -176,6 +181,40 @@ impl WorldState {
             });
         }
         Ok(media.id)
+    }
+
+    /// The file of message `message_id` in `chat` as `account` fetches it again: its own box
+    /// for a private chat, the chat's history for a group it is in; with a reference of the
+    /// file's current epoch.
+    pub(crate) fn refetch_file(
+        &self,
+        account: ChatId,
+        chat: ChatId,
+        message_id: i32,
+    ) -> Result<Option<MediaFile>, TelegramError> {
+        let record = if chat.kind() == ChatKind::User {
+            self.user(account)
+                .private_box
+                .iter()
+                .find(|message| message.chat == chat && message.message_id == message_id)
+        } else {
+            let Some(record) = self
+                .chats
+                .get(&chat)
+                .filter(|record| record.members.contains(&account))
+            else {
+                return Err(TelegramError::ChatForbidden {
+                    code: "CHANNEL_PRIVATE".into(),
+                });
+            };
+            record
+                .messages
+                .iter()
+                .find(|message| message.message_id == message_id)
+        };
+        Ok(record
+            .and_then(|message| message.file)
+            .and_then(|file| self.media_file_for(account, file)))
     }
 
     /// Every reference to the file handed out so far expires.

@@ -782,6 +782,18 @@ impl SimWorld {
         self.with(|world| world.expire_file_references(id));
     }
 
+    /// A private message leaves `owner`'s box, as when its sender deletes it for both sides
+    /// (`messages.deleteMessages` with `revoke`, core.telegram.org/method/messages.deleteMessages);
+    /// fetched again it is `messageEmpty`. The port has no deletion event, so none is delivered.
+    pub fn delete_private_message(&self, owner: ChatId, message_id: i32) {
+        self.with(|world| {
+            world
+                .user_mut(owner)
+                .private_box
+                .retain(|message| message.message_id != message_id);
+        });
+    }
+
     /// Edits a chat message; members receive `MessageEdited`.
     pub fn edit_chat_message(&self, chat: ChatId, message_id: i32, text: &str) {
         self.with(|world| {

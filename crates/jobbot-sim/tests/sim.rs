@@ -1006,6 +1006,33 @@ async fn media_are_resent_only_by_the_receiving_accounts_current_reference() {
             .await,
         Err(TelegramError::FileReferenceExpired)
     );
+    // Fetched again, the message carries a fresh reference that sends; a message deleted for
+    // both sides has no file left.
+    let fresh = agent
+        .refetch_file(received.chat, received.message_id)
+        .await
+        .unwrap()
+        .expect("the message still has its file");
+    assert_ne!(fresh.file_reference, file.file_reference);
+    // The sends so far took the burst: wait out the bucket (paused time).
+    sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        (fresh.id, fresh.file_name.as_deref()),
+        (file.id, Some("cv.pdf"))
+    );
+    agent
+        .send_direct(
+            anna_peer,
+            &MessageContent::with_media(fresh.clone(), ""),
+            RandomId(50),
+        )
+        .await
+        .expect("the fresh reference sends");
+    world.delete_private_message(agent_id, received.message_id);
+    assert_eq!(
+        agent.refetch_file(received.chat, received.message_id).await,
+        Ok(None)
+    );
 
     // Voice messages to someone who refuses them.
     world

@@ -24,8 +24,9 @@ use grammers_session::updates::{MessageBox, State, UpdatesLike};
 use jobbot_core::catch_up::{ChannelMarks, GapStep};
 use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
 use jobbot_core::telegram::{
-    AccountEvent, ChatAccess, Checkpoint, IncomingMessage, JoinTarget, Me, MessageContent, Peer,
-    PeerKind, PeerRef, RandomId, Sender, SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountEvent, ChatAccess, Checkpoint, IncomingMessage, JoinTarget, Me, MediaFile,
+    MessageContent, Peer, PeerKind, PeerRef, RandomId, Sender, SentMessage, TelegramAccount,
+    TelegramError, TopicId,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -33,8 +34,9 @@ use tokio::task::JoinHandle;
 
 use crate::connector::{Connection, get_me};
 use crate::convert::{
-    ChatInfo, chat_access_of, chat_id_of, chat_id_of_chat, chats_of, incoming_message, input_peer,
-    message_id_for_random_id, peer_from_chat, peer_from_user, peer_id_of, tl_entities,
+    ChatInfo, chat_access_of, chat_id_of, chat_id_of_chat, chats_of, file_of_message,
+    incoming_message, input_peer, message_id_for_random_id, peer_from_chat, peer_from_user,
+    peer_id_of, tl_entities,
 };
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
@@ -607,6 +609,48 @@ impl TelegramAccount for GrammersAccount {
             JoinTarget::InviteHash(hash) => self.join_by_invite(hash).await,
             JoinTarget::Username(username) => self.join_by_username(username).await,
         }
+    }
+
+    async fn refetch_file(
+        &self,
+        chat: ChatId,
+        message_id: i32,
+    ) -> Result<Option<MediaFile>, TelegramError> {
+        let id = vec![tl::enums::InputMessage::Id(tl::types::InputMessageId {
+            id: message_id,
+        })];
+        // A channel's or supergroup's messages are its own (`channels.getMessages`); private
+        // chats and basic groups share the account's message box (`messages.getMessages`).
+        let answer = if chat.kind() == ChatKind::Channel {
+            let tl::enums::InputPeer::Channel(channel) = self.input_peer_for_chat(chat).await?
+            else {
+                return Err(TelegramError::ChatForbidden {
+                    code: "CHANNEL_INVALID".into(),
+                });
+            };
+            self.invoke(&tl::functions::channels::GetMessages {
+                channel: tl::types::InputChannel {
+                    channel_id: channel.channel_id,
+                    access_hash: channel.access_hash,
+                }
+                .into(),
+                id,
+            })
+            .await?
+        } else {
+            self.invoke(&tl::functions::messages::GetMessages { id })
+                .await?
+        };
+        let (users, chats) = match &answer {
+            tl::enums::messages::Messages::Messages(answer) => (&answer.users, &answer.chats),
+            tl::enums::messages::Messages::Slice(answer) => (&answer.users, &answer.chats),
+            tl::enums::messages::Messages::ChannelMessages(answer) => {
+                (&answer.users, &answer.chats)
+            }
+            tl::enums::messages::Messages::NotModified(_) => return Ok(None),
+        };
+        self.cache_peers(users, chats).await;
+        Ok(file_of_message(&answer, message_id))
     }
 
     async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError> {

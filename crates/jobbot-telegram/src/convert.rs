@@ -444,6 +444,28 @@ pub fn media_file(media: &tl::enums::MessageMedia) -> Option<MediaFile> {
     }
 }
 
+/// The file of message `message_id` in an answer to `messages.getMessages` /
+/// `channels.getMessages`, with the fresh reference the answer carries
+/// (core.telegram.org/api/file_reference). `None` when the message is not in it (deleted:
+/// `messageEmpty`) or has no file.
+pub fn file_of_message(
+    answer: &tl::enums::messages::Messages,
+    message_id: i32,
+) -> Option<MediaFile> {
+    let messages = match answer {
+        tl::enums::messages::Messages::Messages(answer) => &answer.messages,
+        tl::enums::messages::Messages::Slice(answer) => &answer.messages,
+        tl::enums::messages::Messages::ChannelMessages(answer) => &answer.messages,
+        tl::enums::messages::Messages::NotModified(_) => return None,
+    };
+    messages.iter().find_map(|message| match message {
+        tl::enums::Message::Message(message) if message.id == message_id => {
+            message.media.as_ref().and_then(media_file)
+        }
+        _ => None,
+    })
+}
+
 /// The `inputMedia…` that sends `file` again by its reference: no download, no upload.
 pub fn input_media(file: &MediaFile) -> tl::enums::InputMedia {
     if file.kind == MediaKind::Photo {

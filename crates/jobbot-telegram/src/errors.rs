@@ -90,6 +90,9 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
         "MEDIA_EMPTY" | "MEDIA_INVALID" | "PHOTO_INVALID" | "DOCUMENT_INVALID" => {
             TelegramError::MediaEmpty
         }
+        // `FILE_REFERENCE_%d_EXPIRED` (the n-th file of a request) arrives here as
+        // `FILE_REFERENCE_EXPIRED`: grammers moves the number into `value`. The engine fetches the
+        // message again for a fresh reference and retries once.
         "FILE_REFERENCE_EXPIRED" | "FILE_REFERENCE_INVALID" => TelegramError::FileReferenceExpired,
         "VOICE_MESSAGES_FORBIDDEN" => TelegramError::MediaForbidden {
             code: rpc.name.clone(),
@@ -504,6 +507,22 @@ mod tests {
             (
                 400,
                 "FILE_REFERENCE_EXPIRED",
+                TelegramError::FileReferenceExpired,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            // The n-th file of a request (core.telegram.org/api/file_reference: "FILE_REFERENCE_%d_EXPIRED");
+            // grammers moves the number into `value`.
+            (
+                400,
+                "FILE_REFERENCE_0_EXPIRED",
+                TelegramError::FileReferenceExpired,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "FILE_REFERENCE_INVALID",
                 TelegramError::FileReferenceExpired,
                 ErrorScope::Recipient,
                 EndsForRecipient,

@@ -79,6 +79,16 @@ pub struct ChannelFields {
     pub ai_model: Option<String>,
     /// `prompts`: all six texts the AI is given; an empty one uses the built-in default.
     pub ai_prompts: Option<PromptFields>,
+    /// `ai_config.fallback`: the providers tried in order when the primary fails for good (each
+    /// a known provider; `model` empty: its default model). An empty list removes the chain.
+    pub ai_fallback: Option<Vec<FallbackFields>>,
+    /// `ai_config.reply_delay_seconds`: `[min, max]` seconds before an `auto` reply goes out.
+    #[schema(schema_with = constraints::optional_reply_delay_schema)]
+    pub ai_reply_delay_seconds: Option<[i64; 2]>,
+    /// `ai_config.max_replies_per_day`: AI replies (sent or suggested) per conversation per UTC
+    /// day.
+    #[schema(schema_with = constraints::optional_reply_cap_schema)]
+    pub ai_max_replies_per_day: Option<i64>,
     pub instant_response: Option<bool>,
     #[schema(schema_with = constraints::optional_delay_schema)]
     pub human_delay: Option<HumanDelay>,
@@ -134,6 +144,16 @@ pub struct NewChannel {
     pub ai_model: Option<String>,
     /// `prompts`: all six texts the AI is given; an empty one uses the built-in default.
     pub ai_prompts: Option<PromptFields>,
+    /// `ai_config.fallback`: the providers tried in order when the primary fails for good (each
+    /// a known provider; `model` empty: its default model). An empty list removes the chain.
+    pub ai_fallback: Option<Vec<FallbackFields>>,
+    /// `ai_config.reply_delay_seconds`: `[min, max]` seconds before an `auto` reply goes out.
+    #[schema(schema_with = constraints::optional_reply_delay_schema)]
+    pub ai_reply_delay_seconds: Option<[i64; 2]>,
+    /// `ai_config.max_replies_per_day`: AI replies (sent or suggested) per conversation per UTC
+    /// day.
+    #[schema(schema_with = constraints::optional_reply_cap_schema)]
+    pub ai_max_replies_per_day: Option<i64>,
     pub instant_response: Option<bool>,
     #[schema(schema_with = constraints::optional_delay_schema)]
     pub human_delay: Option<HumanDelay>,
@@ -190,6 +210,29 @@ impl PromptFields {
     }
 }
 
+/// One provider of a channel's fallback chain.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackFields {
+    /// A preset (`groq`, `gemini`, …) or an `llm_providers` entry.
+    #[schema(schema_with = constraints::non_blank_schema)]
+    pub provider: String,
+    /// Empty or absent: the provider's default model.
+    pub model: Option<String>,
+}
+
+impl FallbackFields {
+    fn into_choice(self) -> jobbot_core::ai::ModelChoice {
+        jobbot_core::ai::ModelChoice {
+            provider: self.provider.trim().to_owned(),
+            model: self
+                .model
+                .map(|model| model.trim().to_owned())
+                .filter(|model| !model.is_empty()),
+        }
+    }
+}
+
 impl From<NewChannel> for ChannelFields {
     fn from(new: NewChannel) -> Self {
         Self {
@@ -215,6 +258,9 @@ impl From<NewChannel> for ChannelFields {
             ai_provider: new.ai_provider,
             ai_model: new.ai_model,
             ai_prompts: new.ai_prompts,
+            ai_fallback: new.ai_fallback,
+            ai_reply_delay_seconds: new.ai_reply_delay_seconds,
+            ai_max_replies_per_day: new.ai_max_replies_per_day,
             instant_response: new.instant_response,
             human_delay: new.human_delay,
             agent_pacing: new.agent_pacing,
@@ -269,6 +315,19 @@ impl ChannelFields {
         );
         if let Some(prompts) = &self.ai_prompts {
             prompts.check(&mut checks, "ai_prompts");
+        }
+        for (index, entry) in self.ai_fallback.iter().flatten().enumerate() {
+            checks.rule(
+                format!("ai_fallback[{index}].provider"),
+                &entry.provider,
+                constraints::NON_BLANK,
+            );
+        }
+        if let Some(bounds) = self.ai_reply_delay_seconds {
+            checks.reply_delay("ai_reply_delay_seconds", bounds);
+        }
+        if let Some(cap) = self.ai_max_replies_per_day {
+            checks.range("ai_max_replies_per_day", cap, 0, i64::from(u32::MAX));
         }
         if let Some(delay) = &self.human_delay {
             checks.human_delay("human_delay", delay);
@@ -937,6 +996,9 @@ fn apply_fields(
         ai_provider,
         ai_model,
         ai_prompts,
+        ai_fallback,
+        ai_reply_delay_seconds,
+        ai_max_replies_per_day,
         instant_response,
         human_delay,
         agent_pacing,
@@ -953,6 +1015,15 @@ fn apply_fields(
         provider: ai_provider,
         model: ai_model.map(|model| (!model.trim().is_empty()).then_some(model)),
         prompts: ai_prompts.map(PromptFields::into_prompts),
+        fallback: ai_fallback
+            .map(|chain| chain.into_iter().map(FallbackFields::into_choice).collect()),
+        // Both checked in range and order before (422).
+        reply_delay: ai_reply_delay_seconds.map(|[min, max]| HumanDelay {
+            min_seconds: u32::try_from(min).unwrap_or_default(),
+            max_seconds: u32::try_from(max).unwrap_or_default(),
+        }),
+        max_replies_per_day: ai_max_replies_per_day
+            .map(|cap| u32::try_from(cap).unwrap_or_default()),
     }
     .apply(channel);
     set(&mut channel.name, name);

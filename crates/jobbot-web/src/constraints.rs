@@ -340,6 +340,26 @@ impl Checks {
         );
     }
 
+    /// `[min, max]` seconds, each within an hour, the first not above the second.
+    pub fn reply_delay(&mut self, path: &str, [min, max]: [i64; 2]) {
+        let limit = i64::from(MAX_DELAY_SECONDS);
+        let in_range = |value: i64| (0..=limit).contains(&value);
+        if !in_range(min) || !in_range(max) {
+            self.0
+                .push(Problem::because(path, Reason::Range { min: 0, max: limit }));
+        } else if min > max {
+            self.0.push(Problem::because(
+                path,
+                config(
+                    ProblemKind::DelayOrder {
+                        max: u32::try_from(max).unwrap_or(MAX_DELAY_SECONDS),
+                    },
+                    &format!("the minimum ({min} s) is more than the maximum ({max} s)"),
+                ),
+            ));
+        }
+    }
+
     pub fn add(&mut self, problem: Problem) {
         self.0.push(problem);
     }
@@ -548,6 +568,25 @@ pub fn optional_delay_schema() -> RefOr<Schema> {
         .required("min_seconds")
         .required("max_seconds")
         .into()
+}
+
+/// `ai_config.reply_delay_seconds` as the original writes it: `[min, max]`, each 0 to 3600, min
+/// ≤ max.
+pub fn optional_reply_delay_schema() -> RefOr<Schema> {
+    ArrayBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Array,
+            Type::Null,
+        ]))
+        .items(integer(0, i64::from(MAX_DELAY_SECONDS)))
+        .min_items(Some(2))
+        .max_items(Some(2))
+        .into()
+}
+
+/// `ai_config.max_replies_per_day`: 0 (no AI replies) or more.
+pub fn optional_reply_cap_schema() -> RefOr<Schema> {
+    nullable_integer(0, i64::from(u32::MAX)).into()
 }
 
 pub fn token_days_schema() -> RefOr<Schema> {

@@ -186,6 +186,21 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "Model (empty: the provider's default)",
     ),
     (
+        "field_ai_fallback",
+        "Запасные провайдеры (по строке: провайдер [модель])",
+        "Fallback providers (one a line: provider [model])",
+    ),
+    (
+        "field_ai_reply_delay",
+        "Задержка ответа ИИ, с (от – до)",
+        "AI reply delay, s (from – to)",
+    ),
+    (
+        "field_ai_max_replies",
+        "Ответов ИИ в день на диалог",
+        "AI replies per conversation per day",
+    ),
+    (
         "ai_prompts",
         "Промпты (пустой — встроенный текст)",
         "Prompts (empty: the built-in text)",

@@ -583,6 +583,160 @@ async fn api_tokens_are_shown_once_and_stop_working_when_revoked() {
     app.assert_never_shown(&[&token, API_TOKEN]);
 }
 
+/// The AI settings the form did not edit before (#17): the fallback chain, the reply delay and
+/// the daily cap are written into `ai_config` in the file's format, every other key kept; a
+/// delay whose minimum is above its maximum, a negative cap, a blank or unknown fallback
+/// provider are refused naming the field, and nothing is written.
+#[tokio::test]
+async fn the_ai_fallback_chain_reply_delay_and_daily_cap_are_edited_and_checked() {
+    let app = spawn_app().await;
+    let path = format!("/api/channels/{CHANNEL}");
+    let before = app.config.snapshot().document.output_channels[0].clone();
+    let saved = app
+        .send(
+            Method::PUT,
+            &path,
+            json!({"revision": app.revision().await,
+                   "ai_fallback": [{"provider": "gemini"},
+                                   {"provider": "openrouter", "model": "qwen/qwen3-coder:free"}],
+                   "ai_reply_delay_seconds": [4, 11], "ai_max_replies_per_day": 6}),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    let snapshot = app.config.snapshot();
+    let channel = snapshot.config.channel(CHANNEL).unwrap();
+    let chain: Vec<_> = channel
+        .ai
+        .chain()
+        .map(|choice| (choice.provider.as_str(), choice.model.as_deref()))
+        .collect();
+    assert_eq!(
+        chain[1..],
+        [
+            ("gemini", None),
+            ("openrouter", Some("qwen/qwen3-coder:free"))
+        ]
+    );
+    assert_eq!(channel.ai.reply_delay.min_seconds, 4);
+    assert_eq!(channel.ai.reply_delay.max_seconds, 11);
+    assert_eq!(channel.ai.max_replies_per_day, 6);
+    let document = &snapshot.document.output_channels[0];
+    let ai_config = document.ai_config.as_ref().unwrap();
+    assert_eq!(
+        ai_config["fallback"],
+        json!(["gemini", {"provider": "openrouter", "model": "qwen/qwen3-coder:free"}])
+    );
+    assert_eq!(ai_config["reply_delay_seconds"], json!([4, 11]));
+    assert_eq!(ai_config["max_replies_per_day"], 6);
+    // Everything the request did not name is as it was.
+    for (key, value) in before
+        .ai_config
+        .iter()
+        .flat_map(|config| config.as_object().unwrap())
+    {
+        if !["fallback", "reply_delay_seconds", "max_replies_per_day"].contains(&key.as_str()) {
+            assert_eq!(&ai_config[key], value, "{key}");
+        }
+    }
+    assert_eq!(document.prompts, before.prompts);
+    assert_eq!(document.name, before.name);
+
+    let refusals = [
+        (
+            json!({"ai_reply_delay_seconds": [9, 3]}),
+            "ai_reply_delay_seconds",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"ai_reply_delay_seconds": [3, 7200]}),
+            "ai_reply_delay_seconds",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"ai_max_replies_per_day": -1}),
+            "ai_max_replies_per_day",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"ai_fallback": [{"provider": " "}]}),
+            "ai_fallback[0].provider",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"ai_fallback": [{"provider": "gemini"}, {"provider": "nobody"}]}),
+            "ai_config.fallback[1].provider",
+            StatusCode::CONFLICT,
+        ),
+    ];
+    for (change, field, status) in refusals {
+        let mut body = change.clone();
+        body["revision"] = json!(app.revision().await);
+        let refused = app.send(Method::PUT, &path, body).await;
+        assert_eq!(refused.status, status, "{change}: {}", refused.body);
+        assert_eq!(
+            problem_paths(&refused),
+            [field],
+            "{change}: {}",
+            refused.body
+        );
+        let message = refused.body["problems"][0]["message"].as_str().unwrap();
+        assert!(!message.is_empty(), "{change}");
+    }
+    assert_eq!(
+        app.config.snapshot().document.output_channels[0].ai_config,
+        document.ai_config,
+        "nothing written"
+    );
+    // An empty chain removes it; the delay and cap stay.
+    let cleared = app
+        .send(
+            Method::PUT,
+            &path,
+            json!({"revision": app.revision().await, "ai_fallback": []}),
+        )
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.body);
+    let snapshot = app.config.snapshot();
+    let ai_config = snapshot.document.output_channels[0]
+        .ai_config
+        .as_ref()
+        .unwrap();
+    assert_eq!(ai_config.get("fallback"), None);
+    assert_eq!(ai_config["max_replies_per_day"], 6);
+
+    // The form shows the stored values.
+    let (cookie, _) = app.log_in().await;
+    let saved = app
+        .send(
+            Method::PUT,
+            &path,
+            json!({"revision": app.revision().await,
+                   "ai_fallback": [{"provider": "gemini"}, {"provider": "groq", "model": "llama-3.1-8b-instant"}]}),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    let form = app
+        .with_cookie(Method::GET, &path.replace("/api", ""), &cookie)
+        .await;
+    let html = form.body.as_str().unwrap();
+    assert!(
+        html.contains(">gemini\ngroq llama-3.1-8b-instant</textarea>"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"name="ai_reply_delay_seconds.min" value="4""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"name="ai_reply_delay_seconds.max" value="11""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"name="ai_max_replies_per_day" value="6""#),
+        "{html}"
+    );
+}
+
 #[tokio::test]
 async fn channels_are_created_read_changed_and_deleted_against_the_current_revision() {
     let app = spawn_app().await;

@@ -306,6 +306,16 @@ impl Browser {
         poll(what, || check(self)).await
     }
 
+    /// Clicks save and waits for a message next to `field` (its `data-error-for`).
+    async fn save_refused_at(&self, field: &str) {
+        self.click("#save").await;
+        let slot = format!("[data-error-for={field}]");
+        self.wait(&format!("the refusal next to {field}"), async |b| {
+            (!b.text(&slot).await.is_empty()).then_some(())
+        })
+        .await;
+    }
+
     async fn log_in(&self, base: &str, path: &str) {
         self.goto(&format!("{base}{path}")).await;
         self.wait("the login page", async |b| {
@@ -455,12 +465,7 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
     browser
         .type_into("#f-ai_provider", "no_such_provider")
         .await;
-    browser.click("#save").await;
-    browser
-        .wait("the refusal next to the provider", async |b| {
-            (!b.text("[data-error-for=ai_provider]").await.is_empty()).then_some(())
-        })
-        .await;
+    browser.save_refused_at("ai_provider").await;
     browser.type_into("#f-ai_provider", "openai").await;
     assert_eq!(
         browser
@@ -496,6 +501,57 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
         channel["channel"]["prompts"]["engagement"],
         "Спросите о сроках."
     );
+
+    // The fallback chain, the reply delay and the daily cap (#17). A delay whose minimum is
+    // above its maximum is refused next to the delay, then a provider the configuration does not
+    // know next to the chain; fixed, they are saved in the file's format.
+    browser
+        .type_into("#f-ai_fallback", "gemini\nnobody_knows")
+        .await;
+    browser.type_into("#f-ai_reply_delay_seconds", "9").await;
+    browser
+        .type_into("#f-ai_reply_delay_seconds-max", "4")
+        .await;
+    browser.type_into("#f-ai_max_replies_per_day", "5").await;
+    browser.save_refused_at("ai_reply_delay_seconds").await;
+    browser
+        .type_into("#f-ai_reply_delay_seconds-max", "12")
+        .await;
+    browser.save_refused_at("ai_fallback").await;
+    assert_eq!(
+        browser
+            .text("[data-error-for=ai_reply_delay_seconds]")
+            .await,
+        ""
+    );
+    browser
+        .type_into("#f-ai_fallback", "gemini\nopenrouter qwen/qwen3-coder:free")
+        .await;
+    browser
+        .js(
+            "document.getElementById('form-status').textContent = '';",
+            json!([]),
+        )
+        .await;
+    browser.click("#save").await;
+    browser
+        .wait("saved with the chain, delay and cap", async |b| {
+            (b.text("#form-status").await == "Сохранено").then_some(())
+        })
+        .await;
+    let (status, channel) = browser
+        .api("GET", &format!("/api/channels/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 200, "{channel}");
+    let ai_config = &channel["channel"]["ai_config"];
+    assert_eq!(
+        ai_config["fallback"],
+        json!(["gemini", {"provider": "openrouter", "model": "qwen/qwen3-coder:free"}]),
+        "{channel}"
+    );
+    assert_eq!(ai_config["reply_delay_seconds"], json!([9, 12]));
+    assert_eq!(ai_config["max_replies_per_day"], 5);
+    assert_eq!(ai_config["mode"], "manual", "kept");
 
     // A half-filled row is not dropped: its empty field gets the message.
     browser.click("#add-agent").await;

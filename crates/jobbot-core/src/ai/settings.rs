@@ -280,6 +280,14 @@ pub struct AiEdit {
     pub model: Option<Option<String>>,
     /// All six texts, written as the original writes them (empty ones included).
     pub prompts: Option<Prompts>,
+    /// jobbot's `ai_config.fallback`, in order: a provider's name alone when it has no model of
+    /// its own, else `{"provider", "model"}` (the two forms the file takes). An empty chain
+    /// removes the key.
+    pub fallback: Option<Vec<ModelChoice>>,
+    /// `ai_config.reply_delay_seconds`, written as the original's `[min, max]`.
+    pub reply_delay: Option<HumanDelay>,
+    /// jobbot's `ai_config.max_replies_per_day`.
+    pub max_replies_per_day: Option<u32>,
 }
 
 impl AiEdit {
@@ -287,7 +295,13 @@ impl AiEdit {
         if let Some(enabled) = self.enabled {
             channel.ai_conversation_enabled = enabled;
         }
-        if self.mode.is_some() || self.provider.is_some() || self.model.is_some() {
+        let touches_ai_config = self.mode.is_some()
+            || self.provider.is_some()
+            || self.model.is_some()
+            || self.fallback.is_some()
+            || self.reply_delay.is_some()
+            || self.max_replies_per_day.is_some();
+        if touches_ai_config {
             let fields = object_of(&mut channel.ai_config);
             if let Some(mode) = self.mode {
                 fields.insert("mode".into(), Value::String(mode.as_str().into()));
@@ -304,6 +318,25 @@ impl AiEdit {
                 }
                 None => {}
             }
+            match self.fallback.as_deref() {
+                Some([]) => {
+                    fields.shift_remove("fallback");
+                }
+                Some(chain) => {
+                    let entries = chain.iter().map(fallback_entry).collect();
+                    fields.insert("fallback".into(), Value::Array(entries));
+                }
+                None => {}
+            }
+            if let Some(delay) = self.reply_delay {
+                fields.insert(
+                    "reply_delay_seconds".into(),
+                    serde_json::json!([delay.min_seconds, delay.max_seconds]),
+                );
+            }
+            if let Some(cap) = self.max_replies_per_day {
+                fields.insert("max_replies_per_day".into(), Value::from(cap));
+            }
         }
         if let Some(prompts) = &self.prompts {
             let fields = object_of(&mut channel.prompts);
@@ -318,6 +351,14 @@ impl AiEdit {
                 fields.insert(key.into(), Value::String(text.clone()));
             }
         }
+    }
+}
+
+/// One entry of `ai_config.fallback` in the file's shorter form where it can be.
+fn fallback_entry(choice: &ModelChoice) -> Value {
+    match &choice.model {
+        None => Value::String(choice.provider.clone()),
+        Some(model) => serde_json::json!({"provider": choice.provider, "model": model}),
     }
 }
 
@@ -1029,6 +1070,58 @@ mod tests {
         .apply(&mut bare);
         assert_eq!(bare.ai_config, Some(json!({"llm_provider": "ollama"})));
         assert_eq!(bare.prompts, None, "untouched fields stay absent");
+    }
+
+    #[test]
+    fn an_edit_writes_the_chain_delay_and_cap_in_the_files_format_and_they_read_back() {
+        let mut channel: crate::config::ChannelDocument = serde_json::from_value(json!({
+            "id": "c", "name": "n", "telegram_id": -1001,
+            "ai_config": {"llm_provider": "groq", "use_weaviate": true,
+                          "fallback": ["openai"], "reply_delay_seconds": [3, 8]}
+        }))
+        .unwrap();
+        let chain = vec![
+            ModelChoice {
+                provider: "gemini".into(),
+                model: None,
+            },
+            ModelChoice {
+                provider: "openrouter".into(),
+                model: Some("qwen/qwen3-coder:free".into()),
+            },
+        ];
+        AiEdit {
+            fallback: Some(chain.clone()),
+            reply_delay: Some(HumanDelay {
+                min_seconds: 5,
+                max_seconds: 12,
+            }),
+            max_replies_per_day: Some(7),
+            ..AiEdit::default()
+        }
+        .apply(&mut channel);
+        let written = channel.ai_config.clone().unwrap();
+        assert_eq!(
+            written,
+            json!({"llm_provider": "groq", "use_weaviate": true,
+                   "fallback": ["gemini", {"provider": "openrouter", "model": "qwen/qwen3-coder:free"}],
+                   "reply_delay_seconds": [5, 12], "max_replies_per_day": 7})
+        );
+        let settings = channel_ai(written).unwrap();
+        assert_eq!(settings.fallback, chain);
+        assert_eq!(settings.reply_delay.min_seconds, 5);
+        assert_eq!(settings.reply_delay.max_seconds, 12);
+        assert_eq!(settings.max_replies_per_day, 7);
+        // An empty chain removes the key; the rest stays.
+        AiEdit {
+            fallback: Some(Vec::new()),
+            ..AiEdit::default()
+        }
+        .apply(&mut channel);
+        let written = channel.ai_config.unwrap();
+        assert_eq!(written.get("fallback"), None);
+        assert_eq!(written["max_replies_per_day"], 7);
+        assert_eq!(written["use_weaviate"], true);
     }
 
     #[test]

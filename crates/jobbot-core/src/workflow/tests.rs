@@ -524,6 +524,34 @@ fn post_steps(
     ]
 }
 
+/// A relay of a contact's document into `conversation`'s topic.
+fn contact_file_relay(conversation: ConversationId) -> Workflow {
+    let mut message = incoming();
+    message.media = Some(crate::telegram::MediaKind::Document);
+    message.file = Some(Box::new(media_file()));
+    Workflow::RelayToTopic(RelayToTopic::into_conversation(
+        agent("agent_a"),
+        message,
+        conversation,
+    ))
+}
+
+/// An operator's file to `conversation`'s contact.
+fn operator_file_relay(conversation: ConversationId) -> Workflow {
+    let mut message = incoming();
+    message.file = Some(Box::new(media_file()));
+    Workflow::MediaToContact(MediaToContact::new(agent("agent_a"), conversation, message))
+}
+
+/// Fetching [`incoming`] again through agent_a.
+fn refetch() -> Effect {
+    Effect::RefetchFile {
+        agent: agent("agent_a"),
+        chat: incoming().chat,
+        message_id: 12,
+    }
+}
+
 fn refused(error: TelegramError) -> Delivery {
     Delivery::Failed {
         failure: OutboxFailure::Recipient {
@@ -540,14 +568,7 @@ fn a_refused_file_from_a_contact_leaves_a_note_in_the_topic() {
     let now = UnixMillis(0);
     let conversation = ConversationId(3);
     let topic = TopicId(9);
-    let mut message = incoming();
-    message.media = Some(crate::telegram::MediaKind::Document);
-    message.file = Some(Box::new(media_file()));
-    let relay = Workflow::RelayToTopic(RelayToTopic::into_conversation(
-        agent("agent_a"),
-        message,
-        conversation,
-    ));
+    let relay = contact_file_relay(conversation);
     let queued = drive(
         relay,
         now,
@@ -573,10 +594,14 @@ fn a_refused_file_from_a_contact_leaves_a_note_in_the_topic() {
         conversation,
         stale: None,
     };
-    let mut steps = vec![(
-        Event::Delivered(refused(TelegramError::FileReferenceExpired)),
-        ensure,
-    )];
+    // An expired reference first has the message fetched again; gone by then, the note.
+    let mut steps = vec![
+        (
+            Event::Delivered(refused(TelegramError::FileReferenceExpired)),
+            refetch(),
+        ),
+        (Event::FileRefetched { file: None }, ensure),
+    ];
     steps.extend(post_steps(
         conversation,
         PostKind::MediaNote,
@@ -602,16 +627,164 @@ fn a_refused_file_from_a_contact_leaves_a_note_in_the_topic() {
     assert!(ended.is_finished());
 }
 
+/// A contact's file whose reference expired is fetched again and posted with the fresh
+/// reference; a second refusal is not retried again but noted.
+#[test]
+fn a_contacts_file_with_an_expired_reference_is_fetched_again_and_retried_once() {
+    let now = UnixMillis(0);
+    let conversation = ConversationId(3);
+    let topic = TopicId(9);
+    let relay = contact_file_relay(conversation);
+    let refetch = refetch();
+    let ensure = Effect::EnsureTopic {
+        conversation,
+        stale: None,
+    };
+    let fresh = crate::telegram::MediaFile {
+        file_reference: vec![2],
+        ..media_file()
+    };
+    let queue = |outbox| (Event::Queued { outbox }, Effect::AwaitOutbox(outbox));
+    let mut steps = post_steps(
+        conversation,
+        PostKind::ContactMessage,
+        topic,
+        OutboxId(1),
+        0,
+    );
+    steps.truncate(2);
+    steps.extend([
+        (
+            Event::Delivered(refused(TelegramError::FileReferenceExpired)),
+            refetch,
+        ),
+        (
+            Event::FileRefetched {
+                file: Some(Box::new(fresh.clone())),
+            },
+            ensure.clone(),
+        ),
+        (
+            Event::TopicReady { topic },
+            Effect::QueuePost {
+                conversation,
+                post: PostKind::ContactMessage,
+                topic,
+                replaced: false,
+            },
+        ),
+        queue(OutboxId(2)),
+    ]);
+    let retried = drive(relay, now, steps);
+    let Workflow::RelayToTopic(state) = &retried else {
+        unreachable!()
+    };
+    assert!(state.file_refetched);
+    assert_eq!(state.message.file.as_deref(), Some(&fresh));
+    // Sent with the fresh reference: posted, then the replier.
+    let sent = post_steps(
+        conversation,
+        PostKind::ContactMessage,
+        topic,
+        OutboxId(2),
+        40,
+    )
+    .remove(2);
+    let posted = drive(
+        retried.clone(),
+        now,
+        vec![sent, (Event::Recorded, Effect::AutoReply { conversation })],
+    );
+    assert!(!posted.is_finished());
+    // Refused again: no second fetch, the note.
+    drive(
+        retried,
+        now,
+        vec![(
+            Event::Delivered(refused(TelegramError::FileReferenceExpired)),
+            ensure,
+        )],
+    );
+}
+
+/// An operator's file whose reference expired is fetched again by the conversation's agent and
+/// queued once more (then delivered); a message gone by then leaves the note.
+#[test]
+fn an_operators_file_with_an_expired_reference_is_fetched_again_and_queued_once_more() {
+    let now = UnixMillis(0);
+    let conversation = ConversationId(4);
+    let relay = operator_file_relay(conversation);
+    let refetch = refetch();
+    let expired = drive(
+        relay,
+        now,
+        vec![
+            (
+                Event::Queued {
+                    outbox: OutboxId(5),
+                },
+                Effect::AwaitOutbox(OutboxId(5)),
+            ),
+            (
+                Event::Delivered(refused(TelegramError::FileReferenceExpired)),
+                refetch,
+            ),
+        ],
+    );
+    let fresh = crate::telegram::MediaFile {
+        file_reference: vec![3],
+        ..media_file()
+    };
+    let delivered = drive(
+        expired.clone(),
+        now,
+        vec![
+            (
+                Event::FileRefetched {
+                    file: Some(Box::new(fresh.clone())),
+                },
+                Effect::QueueToContact { conversation },
+            ),
+            (
+                Event::Queued {
+                    outbox: OutboxId(6),
+                },
+                Effect::AwaitOutbox(OutboxId(6)),
+            ),
+            (
+                Event::Delivered(Delivery::Sent {
+                    agent: agent("agent_a"),
+                    message: None,
+                }),
+                Effect::Finished,
+            ),
+        ],
+    );
+    let Workflow::MediaToContact(state) = delivered else {
+        unreachable!()
+    };
+    assert!(state.file_refetched);
+    assert_eq!(state.message.file.as_deref(), Some(&fresh));
+    drive(
+        expired,
+        now,
+        vec![(
+            Event::FileRefetched { file: None },
+            Effect::EnsureTopic {
+                conversation,
+                stale: None,
+            },
+        )],
+    );
+}
+
 /// An operator's file: queued, awaited, and either delivered or noted in the topic with why.
 #[test]
 fn an_operators_file_is_delivered_or_noted() {
     let now = UnixMillis(0);
     let conversation = ConversationId(4);
     let topic = TopicId(9);
-    let mut message = incoming();
-    message.file = Some(Box::new(media_file()));
-    let relay =
-        Workflow::MediaToContact(MediaToContact::new(agent("agent_a"), conversation, message));
+    let relay = operator_file_relay(conversation);
     assert_eq!(relay.kind(), "media_to_contact");
     assert_eq!(relay.effect(now), Effect::QueueToContact { conversation });
     let queued = drive(

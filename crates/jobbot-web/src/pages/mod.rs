@@ -455,6 +455,11 @@ struct ChannelForm {
     /// The file's `llm_model`; empty: the provider's default model.
     ai_model: String,
     prompts: Vec<PromptField>,
+    /// `ai_config.fallback`, one provider a line, its model after a space when it names one.
+    ai_fallback: String,
+    ai_delay_min: u32,
+    ai_delay_max: u32,
+    ai_max_replies: u32,
     instant_response: bool,
     delay_min: u32,
     delay_max: u32,
@@ -572,6 +577,18 @@ impl ChannelForm {
                 .unwrap_or_default()
                 .to_owned(),
             prompts: prompt_fields(&ai.prompts),
+            ai_fallback: ai
+                .fallback
+                .iter()
+                .map(|choice| match &choice.model {
+                    Some(model) => format!("{} {model}", choice.provider),
+                    None => choice.provider.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ai_delay_min: ai.reply_delay.min_seconds,
+            ai_delay_max: ai.reply_delay.max_seconds,
+            ai_max_replies: ai.max_replies_per_day,
             instant_response: channel.instant_response,
             delay_min: channel.human_delay.min_seconds,
             delay_max: channel.human_delay.max_seconds,

@@ -86,10 +86,11 @@ function collectChannel() {
     }
     return Number(text);
   };
-  const count = (name) => {
+  // `path`: where the problem is shown, when the input is one of a pair.
+  const count = (name, path) => {
     const text = value(name);
     if (!/^[0-9]+$/.test(text)) {
-      problems.push({path: name, message: t('err_number')});
+      problems.push({path: path || name, message: t('err_number')});
       return 0;
     }
     return Number(text);
@@ -111,6 +112,10 @@ function collectChannel() {
     ai_mode: form.elements['ai_mode'].value,
     ai_model: value('ai_model'),
     ai_prompts: Object.fromEntries(PROMPTS.map((key) => [key, form.elements['ai_prompts.' + key].value])),
+    ai_fallback: fallbackChain(value('ai_fallback')),
+    ai_reply_delay_seconds: [count('ai_reply_delay_seconds.min', 'ai_reply_delay_seconds'),
+      count('ai_reply_delay_seconds.max', 'ai_reply_delay_seconds')],
+    ai_max_replies_per_day: count('ai_max_replies_per_day'),
     instant_response: checked('instant_response'),
     human_delay: {
       min_seconds: count('human_delay.min_seconds'),
@@ -143,7 +148,18 @@ const AI_PATHS = {
   'ai_config.mode': 'ai_mode',
   'ai_config.llm_provider': 'ai_provider',
   'ai_config.llm_model': 'ai_model',
+  'ai_config.fallback': 'ai_fallback',
+  'ai_config.reply_delay_seconds': 'ai_reply_delay_seconds',
+  'ai_config.max_replies_per_day': 'ai_max_replies_per_day',
 };
+
+// The fallback chain as the API takes it: one provider a line, its model after a space.
+function fallbackChain(text) {
+  return text.split('\n').map((line) => line.trim()).filter((line) => line).map((line) => {
+    const [provider, ...model] = line.split(/\s+/);
+    return model.length ? {provider, model: model.join(' ')} : {provider};
+  });
+}
 
 // The paragraph a problem's message goes to: `agents[1].phone` is the second row's phone,
 // `filters.include_keywords[0]` and `input_sources[2]` the field itself.
@@ -158,7 +174,8 @@ function errorSlot(path) {
     }
     return form.querySelector('[data-error-for="agents"]');
   }
-  const alias = AI_PATHS[path] || path.replace(/^prompts\./, 'ai_prompts.');
+  const aiField = Object.keys(AI_PATHS).find((prefix) => path === prefix || path.startsWith(prefix + '['));
+  const alias = aiField ? AI_PATHS[aiField] : path.replace(/^prompts\./, 'ai_prompts.');
   const plain = alias.replace(/^filters\./, '');
   const base = plain.replace(/\[\d+\].*$/, '');
   return form.querySelector(`[data-error-for="${CSS.escape(plain)}"]`)
