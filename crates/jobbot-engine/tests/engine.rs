@@ -1209,6 +1209,27 @@ impl TelegramAccount for FaultyAccount {
     ) -> Result<jobbot_core::telegram::ChatAccess, TelegramError> {
         self.inner.chat_access(chat).await
     }
+    async fn create_channel(
+        &self,
+        kind: jobbot_core::telegram::NewChatKind,
+        title: &str,
+        about: &str,
+    ) -> Result<Peer, TelegramError> {
+        self.inner.create_channel(kind, title, about).await
+    }
+    async fn export_invite_link(&self, chat: ChatId) -> Result<String, TelegramError> {
+        self.inner.export_invite_link(chat).await
+    }
+    async fn invite_to_channel(
+        &self,
+        chat: ChatId,
+        users: &[PeerRef],
+    ) -> Result<Vec<ChatId>, TelegramError> {
+        self.inner.invite_to_channel(chat, users).await
+    }
+    async fn delete_channel(&self, chat: ChatId) -> Result<(), TelegramError> {
+        self.inner.delete_channel(chat).await
+    }
     /// The inner stream, forwarded until [`Faults::end_stream`] ends it.
     fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<AccountEvent>> {
         let mut inner = self.inner.take_events()?;
