@@ -659,6 +659,12 @@ pub trait TelegramAccount: Send + Sync {
         users: &[PeerRef],
     ) -> Result<Vec<ChatId>, TelegramError>;
 
+    /// Lets every member of a forum this account administers create topics
+    /// (`messages.editChatDefaultBannedRights` leaving `manage_topics` allowed,
+    /// core.telegram.org/api/forum); changing the chat's info, pinning and inviting stay with the
+    /// admins. Without it only admins may, and agents could not open their contacts' topics.
+    async fn allow_members_to_create_topics(&self, group: ChatId) -> Result<(), TelegramError>;
+
     /// Deletes a channel or supergroup this account created, with its history, for everyone
     /// (`channels.deleteChannel`). Deleting a chat that no longer exists fails
     /// (`CHANNEL_INVALID`).

@@ -1,6 +1,7 @@
 //! One-click setup of a channel's chats (issue #14 item 9), as the original's channel wizard did
 //! it: the main account creates the output channel (a broadcast channel) and the CRM group (a
-//! forum supergroup), exports an invite link to the group, and brings the channel's agents in;
+//! forum supergroup whose members may create topics, so each agent opens its contacts' topics),
+//! exports an invite link to the group, and brings the channel's agents in;
 //! when a step fails, the chats already created are deleted again.
 //!
 //! Agents come in two ways. The main account invites those it can address
@@ -12,8 +13,9 @@
 //!
 //! Every rate-limited call takes a permit of its account's scheduler ([`Engine::call_permit`]):
 //! `channels.createChannel` its own class, the invite and the joins the join class, the
-//! resolves the resolve class. Exporting the link and deleting a chat take none: one call each
-//! per setup, and a rollback must not queue behind a limiter while the chats it undoes exist.
+//! resolves the resolve class. Setting the members' rights, exporting the link and deleting a
+//! chat take none: one call each per setup, and a rollback must not queue behind a limiter
+//! while the chats it undoes exist.
 //!
 //! The setup runs within one call and is not a stored workflow: `channels.createChannel` carries
 //! no `random_id`, so a step recorded before the call could not tell after a crash whether the
@@ -106,6 +108,8 @@ pub enum AgentJoin {
 pub enum SetupStep {
     CreateChannel,
     CreateGroup,
+    /// Letting the group's members (the agents) create topics.
+    OpenTopics,
     ExportInvite,
     /// No agent came into the group (every one was refused).
     AddAgents,
@@ -119,6 +123,7 @@ impl std::fmt::Display for SetupStep {
         f.write_str(match self {
             Self::CreateChannel => "creating the output channel",
             Self::CreateGroup => "creating the CRM group",
+            Self::OpenTopics => "letting the agents create topics in the CRM group",
             Self::ExportInvite => "exporting the CRM group's invite link",
             Self::AddAgents => "adding the agents to the CRM group",
             Self::SaveConfiguration => "saving the channel's configuration",
@@ -244,10 +249,15 @@ impl Engine {
             )
             .await?;
         created.push(crm_group);
-        let step = SetupStep::ExportInvite;
+        let step = SetupStep::OpenTopics;
         let account = self
             .account(main)
             .ok_or(StepFailure::Telegram(step, not_connected()))?;
+        account
+            .allow_members_to_create_topics(crm_group)
+            .await
+            .map_err(|error| StepFailure::Telegram(step, error))?;
+        let step = SetupStep::ExportInvite;
         let crm_invite_link = account
             .export_invite_link(crm_group)
             .await

@@ -1227,6 +1227,9 @@ impl TelegramAccount for FaultyAccount {
     ) -> Result<Vec<ChatId>, TelegramError> {
         self.inner.invite_to_channel(chat, users).await
     }
+    async fn allow_members_to_create_topics(&self, group: ChatId) -> Result<(), TelegramError> {
+        self.inner.allow_members_to_create_topics(group).await
+    }
     async fn delete_channel(&self, chat: ChatId) -> Result<(), TelegramError> {
         self.inner.delete_channel(chat).await
     }
@@ -2416,6 +2419,10 @@ async fn the_setup_creates_the_chats_and_brings_every_agent_in() {
     for agent in agents {
         assert!(world.is_member(result.crm_group, agent));
     }
+    // Each agent may open its contacts' topics, as `jobbot doctor` checks.
+    let agent = engine.account(&session("agent_c")).unwrap();
+    let access = agent.chat_access(result.crm_group).await.unwrap();
+    assert!(access.can_create_topics && !access.admin, "{access:?}");
     engine.shutdown().await;
 }
 
@@ -2484,6 +2491,21 @@ async fn a_failed_setup_step_deletes_the_chats_created_before_it() {
         SetupStep::CreateGroup,
         TelegramError::ServerError { code: 500 },
         1,
+        0,
+    )
+    .await;
+    check(
+        &[(
+            ChatCall::DefaultRights,
+            TelegramError::ChatForbidden {
+                code: "CHAT_ADMIN_REQUIRED".into(),
+            },
+        )],
+        SetupStep::OpenTopics,
+        TelegramError::ChatForbidden {
+            code: "CHAT_ADMIN_REQUIRED".into(),
+        },
+        2,
         0,
     )
     .await;

@@ -452,6 +452,15 @@ impl TelegramAccount for RemoteAccount {
         )
     }
 
+    async fn allow_members_to_create_topics(&self, group: ChatId) -> Result<(), TelegramError> {
+        transport(
+            self.client
+                .allow_members_to_create_topics(self.handle, group)
+                .await,
+            telegram_network,
+        )
+    }
+
     async fn delete_channel(&self, chat: ChatId) -> Result<(), TelegramError> {
         transport(
             self.client.delete_channel(self.handle, chat).await,

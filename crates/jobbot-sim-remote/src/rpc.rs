@@ -170,6 +170,13 @@ pub trait TelegramRpc {
         users: Vec<PeerRef>,
     ) -> RpcResult<Result<Vec<ChatId>, TelegramError>>;
 
+    #[method(name = "allow_members_to_create_topics")]
+    async fn allow_members_to_create_topics(
+        &self,
+        account: AccountHandle,
+        group: ChatId,
+    ) -> RpcResult<Result<(), TelegramError>>;
+
     #[method(name = "delete_channel")]
     async fn delete_channel(
         &self,

@@ -806,6 +806,17 @@ impl TelegramRpcServer for Connection {
         })
     }
 
+    async fn allow_members_to_create_topics(
+        &self,
+        account: AccountHandle,
+        group: ChatId,
+    ) -> RpcResult<Result<(), TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.allow_members_to_create_topics(group).await,
+            Err(error) => Err(error),
+        })
+    }
+
     async fn delete_channel(
         &self,
         account: AccountHandle,

@@ -278,8 +278,8 @@ impl TelegramAccount for SimAccount {
                 });
             }
             // Creating topics needs the `manage_topics` admin right unless the group's default
-            // rights allow it (core.telegram.org/api/forum); our groups keep the default: admins.
-            if !record.admins.contains(&account) {
+            // rights allow it (core.telegram.org/api/forum); groups start with admins only.
+            if !record.admins.contains(&account) && !record.members_create_topics {
                 return Err(TelegramError::ChatForbidden {
                     code: "CHAT_ADMIN_REQUIRED".to_owned(),
                 });
@@ -473,6 +473,23 @@ impl TelegramAccount for SimAccount {
                 world.learn(user.id, &[chat]);
             }
             Ok(missing)
+        })
+        .await
+    }
+
+    async fn allow_members_to_create_topics(&self, group: ChatId) -> Result<(), TelegramError> {
+        let connection = self.connection;
+        self.chat_call(ChatCall::DefaultRights, |world, account, now| {
+            world.input_chat(connection, account, group, now)?;
+            world.check_admin(account, group)?;
+            let record = world.chat_mut(group);
+            if !record.forum {
+                return Err(TelegramError::Other {
+                    message: "CHANNEL_FORUM_MISSING".to_owned(),
+                });
+            }
+            record.members_create_topics = true;
+            Ok(())
         })
         .await
     }

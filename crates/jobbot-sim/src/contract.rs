@@ -882,7 +882,7 @@ pub async fn joining_is_idempotent(fixture: &impl ContractFixture) -> CheckResul
 
 /// What the one-click setup relies on: `channels.createChannel` makes a broadcast channel and a
 /// forum its creator administers; `messages.exportChatInvite` gives a link another account joins
-/// by; `channels.inviteToChannel` adds a person the creator resolved; only the creator may
+/// by; `messages.editChatDefaultBannedRights` lets members create topics; `channels.inviteToChannel` adds a person the creator resolved; only the creator may
 /// delete a chat (`channels.deleteChannel`), and a deleted chat is gone for everyone: its id and
 /// its link stop working.
 pub async fn created_chats_take_members_and_are_gone_once_deleted(
@@ -933,6 +933,26 @@ pub async fn created_chats_take_members_and_are_gone_once_deleted(
         "the link led to {}, not {}",
         joined.id(),
         forum.id()
+    );
+    match other.allow_members_to_create_topics(forum.id()).await {
+        Err(TelegramError::ChatForbidden { .. }) => {}
+        refused => {
+            return Err(format!(
+                "a member opening topics to members got {refused:?}"
+            ));
+        }
+    }
+    creator
+        .allow_members_to_create_topics(forum.id())
+        .await
+        .map_err(failed("let members create topics"))?;
+    let member = other
+        .chat_access(forum.id())
+        .await
+        .map_err(failed("the member's access"))?;
+    ensure!(
+        member.member && member.forum && member.can_create_topics && !member.admin,
+        "a member's access once members may create topics: {member:?}"
     );
     let person = resolve_paced(fixture, &*creator, &fixture.regular_user())
         .await

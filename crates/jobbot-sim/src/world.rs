@@ -54,6 +54,8 @@ pub enum ChatCall {
     Create(jobbot_core::telegram::NewChatKind),
     /// `messages.exportChatInvite`.
     ExportInvite,
+    /// `messages.editChatDefaultBannedRights`.
+    DefaultRights,
     /// `channels.inviteToChannel`.
     Invite,
     /// `channels.deleteChannel`.
@@ -282,6 +284,10 @@ pub(crate) struct ChatRecord {
     /// Who created it: the only account that may delete it (`channels.deleteChannel`).
     #[serde(default)]
     pub(crate) creator: Option<ChatId>,
+    /// The default banned rights leave `manage_topics`: every member may create topics
+    /// (otherwise only admins).
+    #[serde(default)]
+    pub(crate) members_create_topics: bool,
     pub(crate) admins: BTreeSet<ChatId>,
     pub(crate) members: BTreeSet<ChatId>,
     pub(crate) messages: Vec<MessageRecord>,
@@ -1132,6 +1138,7 @@ impl WorldState {
                 broadcast,
                 forum,
                 creator: admins.first().copied(),
+                members_create_topics: false,
                 admins: admins.iter().copied().collect(),
                 members: admins.iter().copied().collect(),
                 messages: Vec::new(),
@@ -1357,8 +1364,9 @@ impl WorldState {
             member,
             admin,
             can_post: self.check_may_post(account, chat).is_ok(),
-            // Topic creation in this world needs an admin (see `create_forum_topic`).
-            can_create_topics: record.forum && member && admin,
+            // Topic creation needs an admin unless the default rights allow it (see
+            // `create_forum_topic`).
+            can_create_topics: record.forum && member && (admin || record.members_create_topics),
         })
     }
 

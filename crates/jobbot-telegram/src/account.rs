@@ -529,6 +529,44 @@ pub fn export_invite_request(
     }
 }
 
+/// `messages.editChatDefaultBannedRights` for a CRM group: members may write, send files and
+/// create topics (`manage_topics` not banned); changing the group's info, pinning and inviting
+/// are banned for them, so they stay with the admins.
+pub fn members_create_topics_request(
+    peer: tl::enums::InputPeer,
+) -> tl::functions::messages::EditChatDefaultBannedRights {
+    tl::functions::messages::EditChatDefaultBannedRights {
+        peer,
+        banned_rights: tl::types::ChatBannedRights {
+            view_messages: false,
+            send_messages: false,
+            send_media: false,
+            send_stickers: false,
+            send_gifs: false,
+            send_games: false,
+            send_inline: false,
+            embed_links: false,
+            send_polls: false,
+            change_info: true,
+            invite_users: true,
+            pin_messages: true,
+            manage_topics: false,
+            send_photos: false,
+            send_videos: false,
+            send_roundvideos: false,
+            send_audios: false,
+            send_voices: false,
+            send_docs: false,
+            send_plain: false,
+            edit_rank: false,
+            send_reactions: false,
+            manage_linked_peers: true,
+            until_date: 0,
+        }
+        .into(),
+    }
+}
+
 /// `messages.sendMedia` re-sending the received file of `content.media` by its reference
 /// (`inputMediaPhoto` / `inputMediaDocument`), with the text as its caption, the caller's
 /// `random_id`, and into a forum topic the same reply header as a text post.
@@ -740,6 +778,20 @@ impl TelegramAccount for GrammersAccount {
             // Everyone asked for is in already: nobody is missing.
             Err(error) if error.is("USER_ALREADY_PARTICIPANT") => Ok(Vec::new()),
             Err(error) => Err(map_invocation_error(&error)),
+        }
+    }
+
+    async fn allow_members_to_create_topics(&self, group: ChatId) -> Result<(), TelegramError> {
+        let peer = self.input_peer_for_chat(group).await?;
+        match self
+            .client
+            .invoke(&members_create_topics_request(peer))
+            .await
+        {
+            // The rights were so already.
+            Err(error) if error.is("CHAT_NOT_MODIFIED") => Ok(()),
+            Err(error) => Err(map_invocation_error(&error)),
+            Ok(_) => Ok(()),
         }
     }
 
@@ -1384,6 +1436,11 @@ mod tests {
         let forum = create_channel_request(NewChatKind::Forum, "Jobs - CRM", "");
         assert!(!forum.broadcast && forum.megagroup && forum.forum);
         assert!(!forum.for_import && forum.geo_point.is_none() && forum.ttl_period.is_none());
+        let tl::enums::ChatBannedRights::Rights(rights) =
+            members_create_topics_request(tl::enums::InputPeer::Empty).banned_rights;
+        assert!(!rights.manage_topics && !rights.send_messages && !rights.send_docs);
+        assert!(rights.change_info && rights.pin_messages && rights.invite_users);
+        assert_eq!(rights.until_date, 0, "for good");
         let invite = export_invite_request(tl::enums::InputPeer::Empty);
         assert!(!invite.request_needed, "agents join without approval");
         assert_eq!((invite.expire_date, invite.usage_limit), (None, None));

@@ -84,7 +84,8 @@ pub struct SetupFailedBody {
     /// `setup_failed`.
     pub error: &'static str,
     pub message: String,
-    /// `create_channel`, `create_group`, `export_invite`, `add_agents`, `save_configuration`.
+    /// `create_channel`, `create_group`, `open_topics`, `export_invite`, `add_agents`,
+    /// `save_configuration`.
     #[schema(value_type = String)]
     pub step: SetupStep,
     /// Telegram's refusal as a typed value (`{"error": "flood_wait", "seconds": 30}`, …);
@@ -290,6 +291,7 @@ fn failure_message(
             let step = match step {
                 SetupStep::CreateChannel => "Создание канала",
                 SetupStep::CreateGroup => "Создание CRM-группы",
+                SetupStep::OpenTopics => "Разрешение агентам создавать темы в CRM-группе",
                 SetupStep::ExportInvite => "Получение ссылки-приглашения в CRM-группу",
                 SetupStep::AddAgents => "Добавление агентов в CRM-группу",
                 SetupStep::SaveConfiguration => "Сохранение настроек канала",
