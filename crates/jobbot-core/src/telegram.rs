@@ -202,6 +202,25 @@ pub enum JoinTarget {
     Username(Username),
 }
 
+/// What [`TelegramAccount::create_channel`] creates (`channels.createChannel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewChatKind {
+    /// A broadcast channel (the `broadcast` flag): only admins post; jobbot's output channels.
+    Broadcast,
+    /// A supergroup with topics enabled (the `megagroup` and `forum` flags,
+    /// core.telegram.org/api/forum): a CRM group.
+    Forum,
+}
+
+/// The longest chat title: 128 characters (Bot API `setChatTitle`: "New chat title, 1-128
+/// characters"), counted here in UTF-16 units as MTProto counts text, so a title cut to it fits.
+pub const MAX_CHAT_TITLE_UTF16: usize = 128;
+/// The longest chat description (`about`): 255 characters (Bot API `setChatDescription`: "New
+/// chat description, 0-255 characters"); longer is `CHAT_ABOUT_TOO_LONG`
+/// (core.telegram.org/method/channels.createChannel).
+pub const MAX_CHAT_ABOUT_UTF16: usize = 255;
+
 /// Who wrote an incoming message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sender {
@@ -624,6 +643,44 @@ pub trait TelegramAccount: Send + Sync {
     /// Joins a chat. Joining a chat the account is already in succeeds (`USER_ALREADY_PARTICIPANT`
     /// is not an error here), so callers may call it idempotently.
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError>;
+
+    /// Creates a broadcast channel or a forum supergroup with this account as its creator
+    /// (`channels.createChannel`; `title` at most [`MAX_CHAT_TITLE_UTF16`], `about` at most
+    /// [`MAX_CHAT_ABOUT_UTF16`] units). The answer carries the new chat, so the account can
+    /// address it at once. `CHANNELS_TOO_MUCH` when the account is in too many chats already.
+    async fn create_channel(
+        &self,
+        kind: NewChatKind,
+        title: &str,
+        about: &str,
+    ) -> Result<Peer, TelegramError>;
+
+    /// A new invite link to a channel or supergroup this account administers
+    /// (`messages.exportChatInvite`), as `https://t.me/+HASH`: whoever has it may join
+    /// ([`JoinTarget::InviteHash`]).
+    async fn export_invite_link(&self, chat: ChatId) -> Result<String, TelegramError>;
+
+    /// Adds users to a channel or supergroup this account administers
+    /// (`channels.inviteToChannel`). Each `PeerRef` must be this account's own reference to
+    /// the user. Answers the users Telegram did not add because their privacy settings refuse
+    /// invitations from this account (`missing_invitees`, core.telegram.org/api/invites): they
+    /// can still join by an invite link. A user already in the chat counts as added.
+    async fn invite_to_channel(
+        &self,
+        chat: ChatId,
+        users: &[PeerRef],
+    ) -> Result<Vec<ChatId>, TelegramError>;
+
+    /// Lets every member of a forum this account administers create topics
+    /// (`messages.editChatDefaultBannedRights` leaving `manage_topics` allowed,
+    /// core.telegram.org/api/forum); changing the chat's info, pinning and inviting stay with the
+    /// admins. Without it only admins may, and agents could not open their contacts' topics.
+    async fn allow_members_to_create_topics(&self, group: ChatId) -> Result<(), TelegramError>;
+
+    /// Deletes a channel or supergroup this account created, with its history, for everyone
+    /// (`channels.deleteChannel`). Deleting a chat that no longer exists fails
+    /// (`CHANNEL_INVALID`).
+    async fn delete_channel(&self, chat: ChatId) -> Result<(), TelegramError>;
 
     /// The account's event stream. There is one stream per account and one consumer (its owner
     /// task): the first call returns it, later calls return `None`.

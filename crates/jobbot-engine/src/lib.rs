@@ -17,6 +17,7 @@ mod monitor;
 mod owner;
 mod pool;
 pub mod router;
+mod setup;
 pub mod supervisor;
 mod vacancy;
 
@@ -37,4 +38,7 @@ pub use monitor::{
 };
 pub use owner::{ConnectedAccounts, LinkState, OwnerSettings, SendJob};
 pub use pool::{AgentPool, PoolMessage};
+pub use setup::{
+    AgentJoin, AgentSetup, LeftChat, Rollback, SetupError, SetupRequest, SetupResult, SetupStep,
+};
 pub use vacancy::Vacancy;

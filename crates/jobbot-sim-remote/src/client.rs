@@ -23,8 +23,8 @@ use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome,
     ConnectError, ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MediaFile,
-    MessageContent, Peer, PeerRef, QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount,
-    TelegramError, TopicId,
+    MessageContent, NewChatKind, Peer, PeerRef, QrOutcome, RandomId, SentCode, SentMessage,
+    TelegramAccount, TelegramError, TopicId,
 };
 use jsonrpsee::async_client::{Client, ClientBuilder};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
@@ -421,6 +421,62 @@ impl TelegramAccount for RemoteAccount {
     async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError> {
         transport(
             self.client.chat_access(self.handle, chat).await,
+            telegram_network,
+        )
+    }
+
+    async fn create_channel(
+        &self,
+        kind: NewChatKind,
+        title: &str,
+        about: &str,
+    ) -> Result<Peer, TelegramError> {
+        transport(
+            // `AdminRpcClient` has a `create_channel` of its own (a world's channel).
+            TelegramRpcClient::create_channel(
+                &*self.client,
+                self.handle,
+                kind,
+                title.to_owned(),
+                about.to_owned(),
+            )
+            .await,
+            telegram_network,
+        )
+    }
+
+    async fn export_invite_link(&self, chat: ChatId) -> Result<String, TelegramError> {
+        transport(
+            self.client.export_invite_link(self.handle, chat).await,
+            telegram_network,
+        )
+    }
+
+    async fn invite_to_channel(
+        &self,
+        chat: ChatId,
+        users: &[PeerRef],
+    ) -> Result<Vec<ChatId>, TelegramError> {
+        transport(
+            self.client
+                .invite_to_channel(self.handle, chat, users.to_vec())
+                .await,
+            telegram_network,
+        )
+    }
+
+    async fn allow_members_to_create_topics(&self, group: ChatId) -> Result<(), TelegramError> {
+        transport(
+            self.client
+                .allow_members_to_create_topics(self.handle, group)
+                .await,
+            telegram_network,
+        )
+    }
+
+    async fn delete_channel(&self, chat: ChatId) -> Result<(), TelegramError> {
+        transport(
+            self.client.delete_channel(self.handle, chat).await,
             telegram_network,
         )
     }

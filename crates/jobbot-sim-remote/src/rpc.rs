@@ -19,8 +19,8 @@
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
-    JoinTarget, LoginError, Me, MediaFile, MessageContent, Peer, PeerRef, QrOutcome, RandomId,
-    SentCode, SentMessage, TelegramError, TopicId,
+    JoinTarget, LoginError, Me, MediaFile, MessageContent, NewChatKind, Peer, PeerRef, QrOutcome,
+    RandomId, SentCode, SentMessage, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{AdminError, TopicView};
 use jobbot_sim::scenario::DemoWorld;
@@ -153,6 +153,44 @@ pub trait TelegramRpc {
         account: AccountHandle,
         chat: ChatId,
     ) -> RpcResult<Result<ChatAccess, TelegramError>>;
+
+    #[method(name = "create_channel")]
+    async fn create_channel(
+        &self,
+        account: AccountHandle,
+        kind: NewChatKind,
+        title: String,
+        about: String,
+    ) -> RpcResult<Result<Peer, TelegramError>>;
+
+    #[method(name = "export_invite_link")]
+    async fn export_invite_link(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+    ) -> RpcResult<Result<String, TelegramError>>;
+
+    #[method(name = "invite_to_channel")]
+    async fn invite_to_channel(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+        users: Vec<PeerRef>,
+    ) -> RpcResult<Result<Vec<ChatId>, TelegramError>>;
+
+    #[method(name = "allow_members_to_create_topics")]
+    async fn allow_members_to_create_topics(
+        &self,
+        account: AccountHandle,
+        group: ChatId,
+    ) -> RpcResult<Result<(), TelegramError>>;
+
+    #[method(name = "delete_channel")]
+    async fn delete_channel(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+    ) -> RpcResult<Result<(), TelegramError>>;
 
     /// Puts a checkpoint into the account's event stream (`TelegramAccount::request_checkpoint`).
     #[method(name = "request_checkpoint")]

@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
-    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MediaFile, MessageContent, Peer,
-    PeerRef, QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount, TelegramError, TopicId,
+    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MediaFile, MessageContent,
+    NewChatKind, Peer, PeerRef, QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount,
+    TelegramError, TopicId,
 };
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
 use jobbot_sim::scenario::{DemoWorld, Scripted};
@@ -778,6 +779,64 @@ impl TelegramRpcServer for Connection {
     ) -> RpcResult<Result<ChatAccess, TelegramError>> {
         Ok(match self.account(account) {
             Ok(account) => account.chat_access(chat).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn create_channel(
+        &self,
+        account: AccountHandle,
+        kind: NewChatKind,
+        title: String,
+        about: String,
+    ) -> RpcResult<Result<Peer, TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.create_channel(kind, &title, &about).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn export_invite_link(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+    ) -> RpcResult<Result<String, TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.export_invite_link(chat).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn invite_to_channel(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+        users: Vec<PeerRef>,
+    ) -> RpcResult<Result<Vec<ChatId>, TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.invite_to_channel(chat, &users).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn allow_members_to_create_topics(
+        &self,
+        account: AccountHandle,
+        group: ChatId,
+    ) -> RpcResult<Result<(), TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.allow_members_to_create_topics(group).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn delete_channel(
+        &self,
+        account: AccountHandle,
+        chat: ChatId,
+    ) -> RpcResult<Result<(), TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.delete_channel(chat).await,
             Err(error) => Err(error),
         })
     }

@@ -9,13 +9,17 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, Username};
 use jobbot_core::telegram::{
-    AccountEvent, ChatAccess, Checkpoint, DeadReason, JoinTarget, Me, MediaFile, MessageContent,
-    Peer, PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
+    AccountEvent, ChatAccess, Checkpoint, DeadReason, JoinTarget, MAX_CHAT_ABOUT_UTF16, Me,
+    MediaFile, MessageContent, NewChatKind, Peer, PeerKind, PeerRef, RandomId, SentMessage,
+    TelegramAccount, TelegramError, TopicId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::world::{ConnectionId, Deduplicated, Destination, Post, SimWorld, WorldState};
+use crate::limits::FloodBucket;
+use crate::world::{
+    AccountLimits, ChatCall, ConnectionId, Deduplicated, Destination, Post, SimWorld, WorldState,
+};
 
 /// Longest message text in UTF-16 code units (`MESSAGE_TOO_LONG` past it): `message_length_max`
 /// = 4096 (core.telegram.org/api/config), counted in UTF-16 units as MTProto counts text
@@ -61,6 +65,23 @@ impl SimAccount {
 }
 
 impl SimAccount {
+    /// A chat-administration call: the checks of every call, then a failure injected by
+    /// [`crate::SimWorld::fail_next_chat_call`], then the call's own rules.
+    async fn chat_call<R>(
+        &self,
+        call: ChatCall,
+        operation: impl FnOnce(&mut WorldState, ChatId, Instant) -> Result<R, TelegramError>,
+    ) -> Result<R, TelegramError> {
+        self.call(|world, account, now| {
+            let injected = &mut world.user_mut(account).limits.injected_chat_calls;
+            if let Some(index) = injected.iter().position(|(kind, _)| *kind == call) {
+                return Err(injected.remove(index).1);
+            }
+            operation(world, account, now)
+        })
+        .await
+    }
+
     /// A call that carries a `random_id`. Once sent, the request is Telegram's: it is processed
     /// over the round trip whatever becomes of the caller (a crash, a cancelled task), and while
     /// it is, another send with the same `random_id` from the same account is refused with
@@ -257,8 +278,8 @@ impl TelegramAccount for SimAccount {
                 });
             }
             // Creating topics needs the `manage_topics` admin right unless the group's default
-            // rights allow it (core.telegram.org/api/forum); our groups keep the default: admins.
-            if !record.admins.contains(&account) {
+            // rights allow it (core.telegram.org/api/forum); groups start with admins only.
+            if !record.admins.contains(&account) && !record.members_create_topics {
                 return Err(TelegramError::ChatForbidden {
                     code: "CHAT_ADMIN_REQUIRED".to_owned(),
                 });
@@ -344,12 +365,7 @@ impl TelegramAccount for SimAccount {
             };
             if !world.chat(chat).members.contains(&account) {
                 world.take_join(account, now)?;
-                let joined = world
-                    .chats
-                    .values()
-                    .filter(|record| record.members.contains(&account))
-                    .count();
-                if joined >= MAX_CHANNELS_JOINED {
+                if world.chats_joined(account) >= MAX_CHANNELS_JOINED {
                     return Err(TelegramError::TooManyChannels);
                 }
                 world.chat_mut(chat).members.insert(account);
@@ -376,6 +392,137 @@ impl TelegramAccount for SimAccount {
     async fn chat_access(&self, chat: ChatId) -> Result<ChatAccess, TelegramError> {
         self.call(|world, account, _| world.chat_access(account, chat))
             .await
+    }
+
+    async fn create_channel(
+        &self,
+        kind: NewChatKind,
+        title: &str,
+        about: &str,
+    ) -> Result<Peer, TelegramError> {
+        self.chat_call(ChatCall::Create(kind), |world, account, now| {
+            // core.telegram.org/method/channels.createChannel: CHAT_TITLE_EMPTY,
+            // CHAT_ABOUT_TOO_LONG, CHANNELS_TOO_MUCH; the flood limit first, as for every method.
+            world.take_create_channel(account, now)?;
+            if title.trim().is_empty() {
+                return Err(TelegramError::Other {
+                    message: "CHAT_TITLE_EMPTY".to_owned(),
+                });
+            }
+            if about.encode_utf16().count() > MAX_CHAT_ABOUT_UTF16 {
+                return Err(TelegramError::Other {
+                    message: "CHAT_ABOUT_TOO_LONG".to_owned(),
+                });
+            }
+            if world.chats_joined(account) >= MAX_CHANNELS_JOINED {
+                return Err(TelegramError::TooManyChannels);
+            }
+            let (broadcast, forum) = match kind {
+                NewChatKind::Broadcast => (true, false),
+                NewChatKind::Forum => (false, true),
+            };
+            // The creator is the chat's first admin; the answer's update carries the chat.
+            let chat = world.insert_chat(title, None, broadcast, forum, &[account]);
+            Ok(world
+                .peer_seen_by(account, chat)
+                .expect("the chat was just created"))
+        })
+        .await
+    }
+
+    async fn export_invite_link(&self, chat: ChatId) -> Result<String, TelegramError> {
+        let connection = self.connection;
+        self.chat_call(ChatCall::ExportInvite, |world, account, now| {
+            world.input_chat(connection, account, chat, now)?;
+            world.check_admin(account, chat)?;
+            Ok(format!("https://t.me/+{}", world.new_invite(chat)))
+        })
+        .await
+    }
+
+    async fn invite_to_channel(
+        &self,
+        chat: ChatId,
+        users: &[PeerRef],
+    ) -> Result<Vec<ChatId>, TelegramError> {
+        let connection = self.connection;
+        self.chat_call(ChatCall::Invite, |world, account, now| {
+            world.take_invite(account, now)?;
+            world.input_chat(connection, account, chat, now)?;
+            world.check_admin(account, chat)?;
+            // Each user by this session's own reference (core.telegram.org/api/peers).
+            for user in users {
+                world.check_access_hash(connection, account, *user)?;
+                let record = world.user(user.id);
+                if record.dead.is_some() {
+                    return Err(TelegramError::RecipientDeactivated);
+                }
+                if record.is_bot {
+                    return Err(TelegramError::NotAUser);
+                }
+            }
+            let mut missing = Vec::new();
+            for user in users {
+                if world.chat(chat).members.contains(&user.id) {
+                    continue;
+                }
+                let record = world.user(user.id);
+                // "Who can add me to groups: my contacts" leaves the user out
+                // (`messages.invitedUsers.missing_invitees`).
+                if record.refuses_group_invites && !record.contacts.contains(&account) {
+                    missing.push(user.id);
+                    continue;
+                }
+                // USER_CHANNELS_TOO_MUCH: the user is in as many chats as an account may be.
+                if world.chats_joined(user.id) >= MAX_CHANNELS_JOINED {
+                    return Err(TelegramError::UserInTooManyChannels);
+                }
+                world.chat_mut(chat).members.insert(user.id);
+                // The service message that shows the join carries the chat to the new member.
+                world.learn(user.id, &[chat]);
+            }
+            Ok(missing)
+        })
+        .await
+    }
+
+    async fn allow_members_to_create_topics(&self, group: ChatId) -> Result<(), TelegramError> {
+        let connection = self.connection;
+        self.chat_call(ChatCall::DefaultRights, |world, account, now| {
+            world.input_chat(connection, account, group, now)?;
+            world.check_admin(account, group)?;
+            let record = world.chat_mut(group);
+            if !record.forum {
+                return Err(TelegramError::Other {
+                    message: "CHANNEL_FORUM_MISSING".to_owned(),
+                });
+            }
+            record.members_create_topics = true;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_channel(&self, chat: ChatId) -> Result<(), TelegramError> {
+        let connection = self.connection;
+        self.chat_call(ChatCall::Delete, |world, account, now| {
+            world.input_chat(connection, account, chat, now)?;
+            // Only the creator may delete a channel or supergroup
+            // (core.telegram.org/method/channels.deleteChannel: CHAT_ADMIN_REQUIRED).
+            let Some(record) = world.chats.get(&chat) else {
+                return Err(TelegramError::ChatForbidden {
+                    code: "CHANNEL_INVALID".to_owned(),
+                });
+            };
+            if record.creator != Some(account) {
+                return Err(TelegramError::ChatForbidden {
+                    code: "CHAT_ADMIN_REQUIRED".to_owned(),
+                });
+            }
+            world.remove_chat(chat);
+            Ok(())
+        })
+        .await
     }
 
     fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>> {
@@ -505,23 +652,77 @@ impl WorldState {
     /// A join of a chat the account is not in yet (see `SimParams::join_channel`).
     fn take_join(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
         let params = self.params.join_channel;
-        let user = self.user_mut(account);
-        user.limits.join.take(&params, now).map_err(|seconds| {
-            user.counters.other_flood_waits += 1;
-            TelegramError::FloodWait { seconds }
-        })
+        self.take_other(account, now, params, |limits| &mut limits.join)
     }
 
-    fn take_create_topic(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
-        let params = self.params.create_forum_topic;
+    /// `channels.createChannel` (see `SimParams::create_channel`).
+    fn take_create_channel(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
+        let params = self.params.create_channel;
+        self.take_other(account, now, params, |limits| &mut limits.create_channel)
+    }
+
+    /// `channels.inviteToChannel` (see `SimParams::invite_to_channel`).
+    fn take_invite(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
+        let params = self.params.invite_to_channel;
+        self.take_other(account, now, params, |limits| &mut limits.invite)
+    }
+
+    /// A call of a method other than sends and resolves from its own flood bucket.
+    fn take_other(
+        &mut self,
+        account: ChatId,
+        now: Instant,
+        params: crate::params::RateLimitParams,
+        bucket: fn(&mut AccountLimits) -> &mut FloodBucket,
+    ) -> Result<(), TelegramError> {
         let user = self.user_mut(account);
-        user.limits
-            .create_topic
+        bucket(&mut user.limits)
             .take(&params, now)
             .map_err(|seconds| {
                 user.counters.other_flood_waits += 1;
                 TelegramError::FloodWait { seconds }
             })
+    }
+
+    /// How many channels and supergroups `account` is in (`CHANNELS_TOO_MUCH` at the limit).
+    fn chats_joined(&self, account: ChatId) -> usize {
+        self.chats
+            .values()
+            .filter(|record| record.members.contains(&account))
+            .count()
+    }
+
+    /// Exporting an invite or inviting people needs an admin (`CHAT_ADMIN_REQUIRED`; our chats
+    /// give members no `invite_users` right).
+    fn check_admin(&self, account: ChatId, chat: ChatId) -> Result<(), TelegramError> {
+        let Some(record) = self.chats.get(&chat) else {
+            return Err(TelegramError::ChatForbidden {
+                code: "CHANNEL_INVALID".to_owned(),
+            });
+        };
+        if record.admins.contains(&account) {
+            Ok(())
+        } else {
+            Err(TelegramError::ChatForbidden {
+                code: "CHAT_ADMIN_REQUIRED".to_owned(),
+            })
+        }
+    }
+
+    /// A deleted chat is gone for everyone: its id is `CHANNEL_INVALID` from then on, its
+    /// username free and its invite links dead.
+    fn remove_chat(&mut self, chat: ChatId) {
+        if let Some(record) = self.chats.remove(&chat)
+            && let Some(username) = record.username
+        {
+            self.usernames.remove(&username);
+        }
+        self.invites.retain(|_, invite| invite.chat != chat);
+    }
+
+    fn take_create_topic(&mut self, account: ChatId, now: Instant) -> Result<(), TelegramError> {
+        let params = self.params.create_forum_topic;
+        self.take_other(account, now, params, |limits| &mut limits.create_topic)
     }
 
     /// Marks `random_id` as being processed for the connection's account (see

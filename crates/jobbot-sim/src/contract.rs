@@ -19,8 +19,8 @@ use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::login::{LoginFlow, LoginState, LoginStepError};
 use jobbot_core::telegram::{
     AccountConnector, AccountEvent, AuthorizationStatus, Checkpoint, ConnectError, ConnectOptions,
-    DeadReason, IncomingMessage, JoinTarget, LoginError, MessageContent, Peer, PeerKind, PeerRef,
-    RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
+    DeadReason, IncomingMessage, JoinTarget, LoginError, MessageContent, NewChatKind, Peer,
+    PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Duration, sleep, timeout};
@@ -175,6 +175,7 @@ macro_rules! contract_checks {
             chat_access_tells_admins_from_members_and_forums,
             message_length_is_counted_in_utf16_units,
             joining_is_idempotent,
+            created_chats_take_members_and_are_gone_once_deleted,
             a_forum_topic_can_be_created_and_posted_to,
             a_deleted_topic_is_refused,
             a_channel_post_reaches_a_member_accounts_stream,
@@ -876,6 +877,109 @@ pub async fn joining_is_idempotent(fixture: &impl ContractFixture) -> CheckResul
         channel_again.id() == channel.id(),
         "two joins by username gave different chats"
     );
+    Ok(CheckOutcome::Passed)
+}
+
+/// What the one-click setup relies on: `channels.createChannel` makes a broadcast channel and a
+/// forum its creator administers; `messages.exportChatInvite` gives a link another account joins
+/// by; `messages.editChatDefaultBannedRights` lets members create topics; `channels.inviteToChannel` adds a person the creator resolved; only the creator may
+/// delete a chat (`channels.deleteChannel`), and a deleted chat is gone for everyone: its id and
+/// its link stop working.
+pub async fn created_chats_take_members_and_are_gone_once_deleted(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let creator = connect(fixture, &fixture.first_account()).await?;
+    let other = connect(fixture, &fixture.second_account()).await?;
+    let channel = creator
+        .create_channel(
+            NewChatKind::Broadcast,
+            "Contract channel",
+            "made by a check",
+        )
+        .await
+        .map_err(failed("create a channel"))?;
+    ensure!(
+        channel.kind == PeerKind::Channel,
+        "a broadcast channel came back as {:?}",
+        channel.kind
+    );
+    let forum = creator
+        .create_channel(NewChatKind::Forum, "Contract forum", "")
+        .await
+        .map_err(failed("create a forum"))?;
+    let access = creator
+        .chat_access(forum.id())
+        .await
+        .map_err(failed("the forum's access"))?;
+    ensure!(
+        access.forum && access.admin && access.can_create_topics,
+        "the creator's access to its new forum: {access:?}"
+    );
+    let link = creator
+        .export_invite_link(forum.id())
+        .await
+        .map_err(failed("export an invite"))?;
+    let Some(jobbot_core::config::SourceRef::Invite(hash)) =
+        jobbot_core::config::SourceRef::parse(&link)
+    else {
+        return Err(format!("{link:?} is not an invite link"));
+    };
+    let joined = other
+        .join_chat(&JoinTarget::InviteHash(hash.clone()))
+        .await
+        .map_err(failed("join by the exported link"))?;
+    ensure!(
+        joined.id() == forum.id(),
+        "the link led to {}, not {}",
+        joined.id(),
+        forum.id()
+    );
+    match other.allow_members_to_create_topics(forum.id()).await {
+        Err(TelegramError::ChatForbidden { .. }) => {}
+        refused => {
+            return Err(format!(
+                "a member opening topics to members got {refused:?}"
+            ));
+        }
+    }
+    creator
+        .allow_members_to_create_topics(forum.id())
+        .await
+        .map_err(failed("let members create topics"))?;
+    let member = other
+        .chat_access(forum.id())
+        .await
+        .map_err(failed("the member's access"))?;
+    ensure!(
+        member.member && member.forum && member.can_create_topics && !member.admin,
+        "a member's access once members may create topics: {member:?}"
+    );
+    let person = resolve_paced(fixture, &*creator, &fixture.regular_user())
+        .await
+        .map_err(failed("resolve a person"))?;
+    let missing = creator
+        .invite_to_channel(channel.id(), &[person.peer])
+        .await
+        .map_err(failed("invite a person"))?;
+    ensure!(missing.is_empty(), "the invite left out {missing:?}");
+    match other.delete_channel(forum.id()).await {
+        Err(TelegramError::ChatForbidden { .. }) => {}
+        other => return Err(format!("a member deleting the forum got {other:?}")),
+    }
+    for chat in [channel.id(), forum.id()] {
+        creator
+            .delete_channel(chat)
+            .await
+            .map_err(failed("delete a created chat"))?;
+    }
+    match other.chat_access(forum.id()).await {
+        Err(TelegramError::ChatForbidden { .. }) => {}
+        other => return Err(format!("a deleted forum's access gave {other:?}")),
+    }
+    match other.join_chat(&JoinTarget::InviteHash(hash)).await {
+        Err(TelegramError::InvalidInvite) => {}
+        other => return Err(format!("a deleted forum's link gave {other:?}")),
+    }
     Ok(CheckOutcome::Passed)
 }
 

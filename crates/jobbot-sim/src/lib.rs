@@ -43,4 +43,4 @@ pub use login::{QrScanError, SimLoginBackend};
 pub use media::{MAX_UPLOAD_BYTES, SimMedia};
 pub use params::{AccountLimitDraw, AccountLimitSpread, RateLimitParams, SimParams};
 pub use persist::LoadError;
-pub use world::{AccountCounters, MessageRecord, NewUser, SimWorld};
+pub use world::{AccountCounters, ChatCall, MessageRecord, NewUser, SimWorld};

@@ -58,6 +58,16 @@ pub struct SimParams {
     /// (`USER_ALREADY_PARTICIPANT`) is answered without spending it: Telegram does not say, and
     /// counting it would punish the idempotent re-join clients do at every start.
     pub join_channel: RateLimitParams,
+    /// `channels.createChannel`. No number is published; users report flood waits after a
+    /// handful of chats created in a row ("A wait of X seconds is required (caused by
+    /// channels.CreateChannel)"), and Telegram limits how many chats one account may be in
+    /// (`CHANNELS_TOO_MUCH`, core.telegram.org/api/config `channels_limit_default`). The default
+    /// (1 a minute, burst 3, first wait 10 min) is a guess in that range.
+    pub create_channel: RateLimitParams,
+    /// `channels.inviteToChannel`. No number is published; adding many people quickly gets
+    /// `FLOOD_WAIT` or `PEER_FLOOD` (telegram.org/faq_spam on adding strangers to groups). The
+    /// default (2 a minute, burst 5, first wait 5 min) is the joins' guess.
+    pub invite_to_channel: RateLimitParams,
     /// New private chats with people who never wrote to this account and do not have it as a
     /// contact, per rolling 24 h, before `PEER_FLOOD` (tdlib#797: "too much non-mutual contacts";
     /// Telethon#397 saw limits after about 50 DMs, Telethon#4009 after 5).
@@ -219,6 +229,20 @@ impl Default for SimParams {
                 violation_memory_seconds: 3_600,
             },
             join_channel: RateLimitParams {
+                per_minute: 2,
+                burst: 5,
+                first_wait_seconds: 300,
+                max_wait_seconds: 86_400,
+                violation_memory_seconds: 3_600,
+            },
+            create_channel: RateLimitParams {
+                per_minute: 1,
+                burst: 3,
+                first_wait_seconds: 600,
+                max_wait_seconds: 86_400,
+                violation_memory_seconds: 3_600,
+            },
+            invite_to_channel: RateLimitParams {
                 per_minute: 2,
                 burst: 5,
                 first_wait_seconds: 300,

@@ -42,7 +42,24 @@ pub struct NewUser {
     pub(crate) phone: Option<PhoneNumber>,
     refuses_strangers: bool,
     refuses_voice_messages: bool,
+    refuses_group_invites: bool,
     two_factor: Option<TwoFactor>,
+}
+
+/// A chat-administration call, for [`SimWorld::fail_next_chat_call`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatCall {
+    /// `channels.createChannel` of this kind.
+    Create(jobbot_core::telegram::NewChatKind),
+    /// `messages.exportChatInvite`.
+    ExportInvite,
+    /// `messages.editChatDefaultBannedRights`.
+    DefaultRights,
+    /// `channels.inviteToChannel`.
+    Invite,
+    /// `channels.deleteChannel`.
+    Delete,
 }
 
 /// What a chat post is besides its text.
@@ -185,6 +202,11 @@ pub(crate) struct UserRecord {
     /// `inputPrivacyKeyVoiceMessages`): refused with `VOICE_MESSAGES_FORBIDDEN`.
     #[serde(default)]
     pub(crate) refuses_voice_messages: bool,
+    /// "Who can add me to groups and channels: my contacts" (core.telegram.org/api/privacy,
+    /// `inputPrivacyKeyChatInvite`): `channels.inviteToChannel` from someone not in this user's
+    /// contacts leaves them out (`missing_invitees`); they can still join by an invite link.
+    #[serde(default)]
+    pub(crate) refuses_group_invites: bool,
     pub(crate) two_factor: Option<TwoFactor>,
     /// Banned, deactivated or frozen: applies to every session of the account.
     pub(crate) dead: Option<DeadReason>,
@@ -216,6 +238,8 @@ pub(crate) struct AccountLimits {
     pub(crate) resolve: FloodBucket,
     pub(crate) create_topic: FloodBucket,
     pub(crate) join: FloodBucket,
+    pub(crate) create_channel: FloodBucket,
+    pub(crate) invite: FloodBucket,
     pub(crate) cold_dm: ColdDmLimit,
     /// MTProto deduplicates sends by `random_id` per account (updateMessageID, "random ID
     /// deduplication").
@@ -227,6 +251,9 @@ pub(crate) struct AccountLimits {
     /// Answers for this account's next sends, in order, before any other check (see
     /// [`SimWorld::fail_next_sends`]).
     pub(crate) injected: VecDeque<TelegramError>,
+    /// Answers for this account's next chat-administration calls of a kind (see
+    /// [`SimWorld::fail_next_chat_call`]).
+    pub(crate) injected_chat_calls: Vec<(ChatCall, TelegramError)>,
     /// A flood wait (seconds) the next `updates.getChannelDifference` of a channel answers (see
     /// [`SimWorld::flood_channel_catch_up`]).
     pub(crate) catch_up_floods: BTreeMap<ChatId, u32>,
@@ -254,6 +281,13 @@ pub(crate) struct ChatRecord {
     /// A broadcast channel (only admins post) rather than a supergroup.
     pub(crate) broadcast: bool,
     pub(crate) forum: bool,
+    /// Who created it: the only account that may delete it (`channels.deleteChannel`).
+    #[serde(default)]
+    pub(crate) creator: Option<ChatId>,
+    /// The default banned rights leave `manage_topics`: every member may create topics
+    /// (otherwise only admins).
+    #[serde(default)]
+    pub(crate) members_create_topics: bool,
     pub(crate) admins: BTreeSet<ChatId>,
     pub(crate) members: BTreeSet<ChatId>,
     pub(crate) messages: Vec<MessageRecord>,
@@ -370,6 +404,12 @@ impl NewUser {
     /// Only contacts (and people this user wrote to) may message this user.
     pub fn refusing_strangers(mut self) -> Self {
         self.refuses_strangers = true;
+        self
+    }
+
+    /// Lets only contacts add this user to groups and channels.
+    pub fn refusing_group_invites(mut self) -> Self {
+        self.refuses_group_invites = true;
         self
     }
 
@@ -643,24 +683,51 @@ impl SimWorld {
         self.with(|world| world.user_mut(account).limits.injected = errors.into_iter().collect())
     }
 
+    /// Makes the account's next chat-administration call of kind `call` fail with `error`
+    /// before it does anything (each injection answers one call; several queue up in order): for
+    /// tests of what a setup does when Telegram refuses one of its steps
+    /// (core.telegram.org/api/errors; a 500 `INTERNAL` "may or may not have been executed" —
+    /// here, not executed).
+    pub fn fail_next_chat_call(&self, account: ChatId, call: ChatCall, error: TelegramError) {
+        self.with(|world| {
+            world
+                .user_mut(account)
+                .limits
+                .injected_chat_calls
+                .push((call, error))
+        })
+    }
+
+    /// Whether the chat exists (a deleted one does not).
+    pub fn chat_exists(&self, chat: ChatId) -> bool {
+        self.with(|world| world.chats.contains_key(&chat))
+    }
+
+    /// The chats `creator` created that still exist, in id order.
+    pub fn chats_created_by(&self, creator: ChatId) -> Vec<ChatId> {
+        self.with(|world| {
+            world
+                .chats
+                .values()
+                .filter(|record| record.creator == Some(creator))
+                .map(|record| record.id)
+                .collect()
+        })
+    }
+
+    /// Whether `user` is a member of `chat`.
+    pub fn is_member(&self, chat: ChatId, user: ChatId) -> bool {
+        self.with(|world| {
+            world
+                .chats
+                .get(&chat)
+                .is_some_and(|record| record.members.contains(&user))
+        })
+    }
+
     /// A new invite link hash for `chat` (the part after `t.me/+`).
     pub fn create_invite(&self, chat: ChatId) -> String {
-        self.with(|world| {
-            world.chat(chat);
-            const ALPHABET: &[u8] =
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-            let hash: String = (0..16)
-                .map(|_| ALPHABET[world.rng.random_range(0..ALPHABET.len())] as char)
-                .collect();
-            world.invites.insert(
-                hash.clone(),
-                InviteRecord {
-                    chat,
-                    revoked: false,
-                },
-            );
-            hash
-        })
+        self.with(|world| world.new_invite(chat))
     }
 
     pub fn revoke_invite(&self, hash: &str) {
@@ -980,7 +1047,9 @@ impl SimWorld {
                 flood_violations: limits.send.violations
                     + limits.resolve.violations
                     + limits.create_topic.violations
-                    + limits.join.violations,
+                    + limits.join.violations
+                    + limits.create_channel.violations
+                    + limits.invite.violations,
                 ..record.counters
             }
         })
@@ -1042,6 +1111,7 @@ impl WorldState {
                 is_bot,
                 refuses_strangers: user.refuses_strangers,
                 refuses_voice_messages: user.refuses_voice_messages,
+                refuses_group_invites: user.refuses_group_invites,
                 two_factor: user.two_factor,
                 dead: None,
                 contacts: BTreeSet::new(),
@@ -1057,7 +1127,7 @@ impl WorldState {
         id
     }
 
-    fn insert_chat(
+    pub(crate) fn insert_chat(
         &mut self,
         title: &str,
         username: Option<&str>,
@@ -1086,6 +1156,8 @@ impl WorldState {
                 username,
                 broadcast,
                 forum,
+                creator: admins.first().copied(),
+                members_create_topics: false,
                 admins: admins.iter().copied().collect(),
                 members: admins.iter().copied().collect(),
                 messages: Vec::new(),
@@ -1098,6 +1170,23 @@ impl WorldState {
             self.learn(*admin, &[id]);
         }
         id
+    }
+
+    /// A new invite link hash for `chat` (the part after `t.me/+`).
+    pub(crate) fn new_invite(&mut self, chat: ChatId) -> String {
+        self.chat(chat);
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+        let hash: String = (0..16)
+            .map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
+        self.invites.insert(
+            hash.clone(),
+            InviteRecord {
+                chat,
+                revoked: false,
+            },
+        );
+        hash
     }
 
     pub(crate) fn log_in(&mut self, session: &SessionName, user: ChatId) {
@@ -1294,8 +1383,9 @@ impl WorldState {
             member,
             admin,
             can_post: self.check_may_post(account, chat).is_ok(),
-            // Topic creation in this world needs an admin (see `create_forum_topic`).
-            can_create_topics: record.forum && member && admin,
+            // Topic creation needs an admin unless the default rights allow it (see
+            // `create_forum_topic`).
+            can_create_topics: record.forum && member && (admin || record.members_create_topics),
         })
     }
 

@@ -189,6 +189,7 @@ async fn main() -> std::process::ExitCode {
         an_access_hash_from_another_account_is_refused,
         a_plain_member_may_not_post_in_a_channel,
         joining_is_idempotent,
+        created_chats_take_members_and_are_gone_once_deleted,
         a_forum_topic_can_be_created_and_posted_to,
         resending_a_random_id_creates_no_second_message,
         a_send_already_on_its_way_is_a_duplicate_not_a_second_message,

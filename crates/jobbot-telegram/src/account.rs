@@ -25,8 +25,8 @@ use jobbot_core::catch_up::{ChannelMarks, GapStep};
 use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, ChatAccess, Checkpoint, IncomingMessage, JoinTarget, Me, MediaFile,
-    MessageContent, Peer, PeerKind, PeerRef, RandomId, Sender, SentMessage, TelegramAccount,
-    TelegramError, TopicId,
+    MessageContent, NewChatKind, Peer, PeerKind, PeerRef, RandomId, Sender, SentMessage,
+    TelegramAccount, TelegramError, TopicId,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -34,9 +34,9 @@ use tokio::task::JoinHandle;
 
 use crate::connector::{Connection, get_me};
 use crate::convert::{
-    ChatInfo, chat_access_of, chat_id_of, chat_id_of_chat, chats_of, file_of_message,
-    incoming_message, input_peer, message_id_for_random_id, peer_from_chat, peer_from_user,
-    peer_id_of, tl_entities,
+    ChatInfo, chat_access_of, chat_id_of, chat_id_of_chat, chats_of, created_chat, file_of_message,
+    incoming_message, input_peer, input_user, invite_link_of, message_id_for_random_id,
+    missing_invitees_of, peer_from_chat, peer_from_user, peer_id_of, tl_entities,
 };
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
@@ -393,6 +393,21 @@ impl GrammersAccount {
         })
     }
 
+    /// The input channel for a channel or supergroup this account has seen (see
+    /// [`Self::input_peer_for_chat`]); anything else is `CHANNEL_INVALID`.
+    async fn input_channel(&self, chat: ChatId) -> Result<tl::enums::InputChannel, TelegramError> {
+        match self.input_peer_for_chat(chat).await? {
+            tl::enums::InputPeer::Channel(channel) => Ok(tl::types::InputChannel {
+                channel_id: channel.channel_id,
+                access_hash: channel.access_hash,
+            }
+            .into()),
+            _ => Err(TelegramError::ChatForbidden {
+                code: "CHANNEL_INVALID".into(),
+            }),
+        }
+    }
+
     async fn join_by_username(&self, username: &Username) -> Result<Peer, TelegramError> {
         let peer = self.resolve_username(username).await?;
         if peer.id().kind() != ChatKind::Channel {
@@ -475,6 +490,80 @@ pub fn send_message_request(
         allow_paid_stars: None,
         suggested_post: None,
         rich_message: None,
+    }
+}
+
+/// `channels.createChannel` for a broadcast channel, or a supergroup with topics enabled (the
+/// `forum` flag, so no `channels.toggleForum` is needed afterwards).
+pub fn create_channel_request(
+    kind: NewChatKind,
+    title: &str,
+    about: &str,
+) -> tl::functions::channels::CreateChannel {
+    tl::functions::channels::CreateChannel {
+        broadcast: kind == NewChatKind::Broadcast,
+        megagroup: kind == NewChatKind::Forum,
+        for_import: false,
+        forum: kind == NewChatKind::Forum,
+        title: title.to_owned(),
+        about: about.to_owned(),
+        geo_point: None,
+        address: None,
+        ttl_period: None,
+    }
+}
+
+/// `messages.exportChatInvite`: a link without expiry, usage limit or join approval, since
+/// every agent added to the channel later joins with the same link.
+pub fn export_invite_request(
+    peer: tl::enums::InputPeer,
+) -> tl::functions::messages::ExportChatInvite {
+    tl::functions::messages::ExportChatInvite {
+        legacy_revoke_permanent: false,
+        request_needed: false,
+        peer,
+        expire_date: None,
+        usage_limit: None,
+        title: Some("jobbot agents".into()),
+        subscription_pricing: None,
+    }
+}
+
+/// `messages.editChatDefaultBannedRights` for a CRM group: members may write, send files and
+/// create topics (`manage_topics` not banned); changing the group's info, pinning and inviting
+/// are banned for them, so they stay with the admins.
+pub fn members_create_topics_request(
+    peer: tl::enums::InputPeer,
+) -> tl::functions::messages::EditChatDefaultBannedRights {
+    tl::functions::messages::EditChatDefaultBannedRights {
+        peer,
+        banned_rights: tl::types::ChatBannedRights {
+            view_messages: false,
+            send_messages: false,
+            send_media: false,
+            send_stickers: false,
+            send_gifs: false,
+            send_games: false,
+            send_inline: false,
+            embed_links: false,
+            send_polls: false,
+            change_info: true,
+            invite_users: true,
+            pin_messages: true,
+            manage_topics: false,
+            send_photos: false,
+            send_videos: false,
+            send_roundvideos: false,
+            send_audios: false,
+            send_voices: false,
+            send_docs: false,
+            send_plain: false,
+            edit_rank: false,
+            send_reactions: false,
+            manage_linked_peers: true,
+            until_date: 0,
+        }
+        .into(),
     }
 }
 
@@ -691,6 +780,68 @@ impl TelegramAccount for GrammersAccount {
                 code: "CHANNEL_INVALID".into(),
             }),
         }
+    }
+
+    async fn create_channel(
+        &self,
+        kind: NewChatKind,
+        title: &str,
+        about: &str,
+    ) -> Result<Peer, TelegramError> {
+        let updates = self
+            .invoke(&create_channel_request(kind, title, about))
+            .await?;
+        // The new chat's access hash goes into the session at once: every later call names it.
+        self.cache_peers(&[], chats_of(&updates)).await;
+        created_chat(&updates).ok_or(TelegramError::Other {
+            message: "Telegram's answer did not name the new chat".into(),
+        })
+    }
+
+    async fn export_invite_link(&self, chat: ChatId) -> Result<String, TelegramError> {
+        let peer = self.input_peer_for_chat(chat).await?;
+        let invite = self.invoke(&export_invite_request(peer)).await?;
+        invite_link_of(&invite).ok_or(TelegramError::Other {
+            message: "Telegram's answer carried no invite link".into(),
+        })
+    }
+
+    async fn invite_to_channel(
+        &self,
+        chat: ChatId,
+        users: &[PeerRef],
+    ) -> Result<Vec<ChatId>, TelegramError> {
+        let request = tl::functions::channels::InviteToChannel {
+            channel: self.input_channel(chat).await?,
+            users: users.iter().copied().map(input_user).collect(),
+        };
+        match self.client.invoke(&request).await {
+            Ok(invited) => Ok(missing_invitees_of(&invited)),
+            // Everyone asked for is in already: nobody is missing.
+            Err(error) if error.is("USER_ALREADY_PARTICIPANT") => Ok(Vec::new()),
+            Err(error) => Err(map_invocation_error(&error)),
+        }
+    }
+
+    async fn allow_members_to_create_topics(&self, group: ChatId) -> Result<(), TelegramError> {
+        let peer = self.input_peer_for_chat(group).await?;
+        match self
+            .client
+            .invoke(&members_create_topics_request(peer))
+            .await
+        {
+            // The rights were so already.
+            Err(error) if error.is("CHAT_NOT_MODIFIED") => Ok(()),
+            Err(error) => Err(map_invocation_error(&error)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn delete_channel(&self, chat: ChatId) -> Result<(), TelegramError> {
+        let request = tl::functions::channels::DeleteChannel {
+            channel: self.input_channel(chat).await?,
+        };
+        self.invoke(&request).await.map(|_| ())
     }
 
     fn take_events(&self) -> Option<mpsc::Receiver<AccountEvent>> {
@@ -1314,6 +1465,27 @@ mod tests {
         assert!(!request.no_webpage);
         assert!(request.reply_to.is_none());
         assert!(request.entities.is_none());
+    }
+
+    #[test]
+    fn chat_creation_asks_for_a_broadcast_channel_or_a_forum() {
+        let channel = create_channel_request(NewChatKind::Broadcast, "Jobs", "Vacancies");
+        assert!(channel.broadcast && !channel.megagroup && !channel.forum);
+        assert_eq!(
+            (channel.title.as_str(), channel.about.as_str()),
+            ("Jobs", "Vacancies")
+        );
+        let forum = create_channel_request(NewChatKind::Forum, "Jobs - CRM", "");
+        assert!(!forum.broadcast && forum.megagroup && forum.forum);
+        assert!(!forum.for_import && forum.geo_point.is_none() && forum.ttl_period.is_none());
+        let tl::enums::ChatBannedRights::Rights(rights) =
+            members_create_topics_request(tl::enums::InputPeer::Empty).banned_rights;
+        assert!(!rights.manage_topics && !rights.send_messages && !rights.send_docs);
+        assert!(rights.change_info && rights.pin_messages && rights.invite_users);
+        assert_eq!(rights.until_date, 0, "for good");
+        let invite = export_invite_request(tl::enums::InputPeer::Empty);
+        assert!(!invite.request_needed, "agents join without approval");
+        assert_eq!((invite.expire_date, invite.usage_limit), (None, None));
     }
 
     #[test]

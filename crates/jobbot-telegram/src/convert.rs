@@ -43,6 +43,42 @@ pub fn input_peer(peer: PeerRef) -> tl::enums::InputPeer {
     }
 }
 
+/// The input user for a user this account has seen; the access hash is this account's own.
+pub fn input_user(peer: PeerRef) -> tl::enums::InputUser {
+    tl::types::InputUser {
+        user_id: peer.id.bare(),
+        access_hash: peer.access_hash,
+    }
+    .into()
+}
+
+/// The chat `channels.createChannel` created: the answer's `Updates` carries it (and only it).
+pub fn created_chat(updates: &tl::enums::Updates) -> Option<Peer> {
+    chats_of(updates).iter().find_map(peer_from_chat)
+}
+
+/// The link of `messages.exportChatInvite`'s answer (`https://t.me/+HASH`).
+pub fn invite_link_of(invite: &tl::enums::ExportedChatInvite) -> Option<String> {
+    match invite {
+        tl::enums::ExportedChatInvite::ChatInviteExported(exported) => Some(exported.link.clone()),
+        tl::enums::ExportedChatInvite::ChatInvitePublicJoinRequests => None,
+    }
+}
+
+/// The users `channels.inviteToChannel` did not add because of their privacy settings
+/// (`messages.invitedUsers.missing_invitees`).
+pub fn missing_invitees_of(invited: &tl::enums::messages::InvitedUsers) -> Vec<ChatId> {
+    let tl::enums::messages::InvitedUsers::Users(invited) = invited;
+    invited
+        .missing_invitees
+        .iter()
+        .filter_map(|missing| {
+            let tl::enums::MissingInvitee::Invitee(missing) = missing;
+            ChatId::user(missing.user_id)
+        })
+        .collect()
+}
+
 /// Entities as MTProto takes them (offsets are already in UTF-16 units on both sides).
 pub fn tl_entities(entities: &[TextEntity]) -> Option<Vec<tl::enums::MessageEntity>> {
     if entities.is_empty() {
@@ -941,6 +977,77 @@ mod tests {
         .into()
     }
 
+    #[test]
+    fn the_created_chat_the_invite_link_and_the_missing_invitees_are_read_from_the_answers() {
+        let forum = channel(false, true, false, None, None);
+        let updates: tl::enums::Updates = tl::types::Updates {
+            updates: Vec::new(),
+            users: Vec::new(),
+            chats: vec![forum],
+            date: 0,
+            seq: 0,
+        }
+        .into();
+        let created = created_chat(&updates).expect("the answer names the chat");
+        assert_eq!(created.id(), ChatId::channel(77).unwrap());
+        assert_eq!(created.peer.access_hash, 5);
+        assert_eq!(created.kind, PeerKind::Group);
+
+        let invite: tl::enums::ExportedChatInvite = tl::types::ChatInviteExported {
+            revoked: false,
+            permanent: false,
+            request_needed: false,
+            link: "https://t.me/+AbCdEf123".into(),
+            admin_id: 1,
+            date: 0,
+            start_date: None,
+            expire_date: None,
+            usage_limit: None,
+            usage: None,
+            requested: None,
+            subscription_expired: None,
+            title: None,
+            subscription_pricing: None,
+        }
+        .into();
+        assert_eq!(
+            invite_link_of(&invite).as_deref(),
+            Some("https://t.me/+AbCdEf123")
+        );
+        assert_eq!(
+            invite_link_of(&tl::enums::ExportedChatInvite::ChatInvitePublicJoinRequests),
+            None
+        );
+
+        let invited: tl::enums::messages::InvitedUsers = tl::types::messages::InvitedUsers {
+            updates: updates.clone(),
+            missing_invitees: vec![
+                tl::types::MissingInvitee {
+                    premium_would_allow_invite: false,
+                    premium_required_for_pm: false,
+                    user_id: 42,
+                }
+                .into(),
+            ],
+        }
+        .into();
+        assert_eq!(
+            missing_invitees_of(&invited),
+            vec![ChatId::user(42).unwrap()]
+        );
+        assert_eq!(
+            input_user(PeerRef {
+                id: ChatId::user(42).unwrap(),
+                access_hash: 9
+            }),
+            tl::types::InputUser {
+                user_id: 42,
+                access_hash: 9
+            }
+            .into()
+        );
+    }
+
     fn admin_rights(post_messages: bool, manage_topics: bool) -> tl::types::ChatAdminRights {
         tl::types::ChatAdminRights {
             change_info: false,
@@ -965,32 +1072,17 @@ mod tests {
         }
     }
 
+    /// The CRM group's default rights as the one-click setup writes them, but with topics kept
+    /// for admins.
     fn no_topics_for_members() -> tl::types::ChatBannedRights {
+        let tl::enums::ChatBannedRights::Rights(rights) =
+            crate::account::members_create_topics_request(tl::enums::InputPeer::Empty)
+                .banned_rights;
         tl::types::ChatBannedRights {
-            view_messages: false,
-            send_messages: false,
-            send_media: false,
-            send_stickers: false,
-            send_gifs: false,
-            send_games: false,
-            send_inline: false,
-            embed_links: false,
-            send_polls: false,
-            change_info: true,
-            invite_users: false,
-            pin_messages: true,
             manage_topics: true,
-            send_photos: false,
-            send_videos: false,
-            send_roundvideos: false,
-            send_audios: false,
-            send_voices: false,
-            send_docs: false,
-            send_plain: false,
-            edit_rank: false,
-            send_reactions: false,
+            invite_users: false,
             manage_linked_peers: false,
-            until_date: 0,
+            ..rights
         }
     }
 

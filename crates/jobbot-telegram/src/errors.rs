@@ -73,9 +73,14 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
             seconds: wait_seconds(rpc),
         },
         "PEER_FLOOD" => TelegramError::PeerFlood,
-        "USER_PRIVACY_RESTRICTED" | "PRIVACY_PREMIUM_REQUIRED" | "USER_IS_BLOCKED" => {
-            TelegramError::PrivacyRestricted
-        }
+        // `channels.createChannel`'s "You're spamreported, you can't create channels or chats":
+        // the same spam limitation as PEER_FLOOD (telegram.org/faq_spam), on this account.
+        "USER_RESTRICTED" => TelegramError::PeerFlood,
+        // `channels.inviteToChannel`: the user lets only contacts (or mutual contacts) add them.
+        "USER_PRIVACY_RESTRICTED"
+        | "PRIVACY_PREMIUM_REQUIRED"
+        | "USER_IS_BLOCKED"
+        | "USER_NOT_MUTUAL_CONTACT" => TelegramError::PrivacyRestricted,
         "USERNAME_NOT_OCCUPIED" | "USERNAME_INVALID" => TelegramError::UsernameNotFound,
         // Paid messages (core.telegram.org/api/paid-messages): the price in Stars is the number.
         "ALLOW_PAYMENT_REQUIRED" => TelegramError::PaymentRequired {
@@ -260,6 +265,17 @@ mod tests {
         check(
             rpc(400, "USER_IS_BLOCKED", None),
             TelegramError::PrivacyRestricted,
+        );
+        check(
+            rpc(400, "USER_NOT_MUTUAL_CONTACT", None),
+            TelegramError::PrivacyRestricted,
+        );
+        check(rpc(400, "USER_RESTRICTED", None), TelegramError::PeerFlood);
+        check(
+            rpc(400, "CHAT_ABOUT_TOO_LONG", None),
+            TelegramError::Other {
+                message: "400 CHAT_ABOUT_TOO_LONG".into(),
+            },
         );
         check(
             rpc(400, "USERNAME_NOT_OCCUPIED", None),

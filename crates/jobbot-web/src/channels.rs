@@ -876,7 +876,7 @@ async fn write(
     }
 }
 
-fn with_etag(revision: &Revision, body: impl Serialize) -> Response {
+pub(crate) fn with_etag(revision: &Revision, body: impl Serialize) -> Response {
     let mut response = Json(body).into_response();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{revision}\"")) {
         response.headers_mut().insert(header::ETAG, etag);
@@ -900,7 +900,7 @@ fn find_channel(state: &AppState, id: &str) -> Result<ChannelDocument, ApiError>
     channel_in(&state.inner.config.snapshot().document, id).cloned()
 }
 
-fn channel_in<'document>(
+pub(crate) fn channel_in<'document>(
     document: &'document ConfigDocument,
     id: &str,
 ) -> Result<&'document ChannelDocument, ApiError> {
@@ -911,7 +911,7 @@ fn channel_in<'document>(
         .ok_or_else(|| no_channel(id))
 }
 
-fn channel_index(document: &ConfigDocument, id: &str) -> Result<usize, ApiError> {
+pub(crate) fn channel_index(document: &ConfigDocument, id: &str) -> Result<usize, ApiError> {
     document
         .output_channels
         .iter()
@@ -1162,7 +1162,7 @@ fn agent_document(
     }
 }
 
-fn channel_view(channel: &ChannelDocument) -> Value {
+pub(crate) fn channel_view(channel: &ChannelDocument) -> Value {
     let mut value = serde_json::to_value(channel).unwrap_or(Value::Null);
     if let Some(agents) = value.get_mut("agents") {
         *agents = Value::Array(channel.agents.iter().map(agent_view).collect());

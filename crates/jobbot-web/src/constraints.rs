@@ -440,6 +440,17 @@ pub fn optional_non_blank_schema() -> RefOr<Schema> {
     nullable(NON_BLANK.schema().min_length(Some(1)))
 }
 
+/// A chat title for the one-click setup: not blank, at most 128 characters (cut to 128 UTF-16
+/// units before it reaches Telegram).
+pub fn optional_chat_title_schema() -> RefOr<Schema> {
+    nullable(
+        NON_BLANK
+            .schema()
+            .min_length(Some(1))
+            .max_length(Some(crate::channel_setup::TITLE_MAX)),
+    )
+}
+
 pub fn optional_template_schema() -> RefOr<Schema> {
     nullable(TEMPLATE.schema())
 }

@@ -124,6 +124,32 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ),
     ("section_crm", "CRM", "CRM"),
     (
+        "section_setup",
+        "Создать канал и CRM-группу",
+        "Create output channel and CRM group",
+    ),
+    (
+        "setup_help",
+        "Основной аккаунт создаст канал для вакансий и CRM-группу с темами, пригласит агентов и сохранит их id и ссылку-приглашение в канале. Если шаг не удастся, созданное будет удалено.",
+        "The main account creates the vacancies channel and the CRM forum group, brings the agents in, and saves their ids and the invite link in this channel. If a step fails, what was created is deleted again.",
+    ),
+    ("setup_channel_title", "Название канала", "Channel title"),
+    (
+        "setup_group_title",
+        "Название CRM-группы",
+        "CRM group title",
+    ),
+    (
+        "setup_button",
+        "Создать канал и CRM-группу",
+        "Create output channel and CRM group",
+    ),
+    (
+        "setup_running",
+        "Создаём… это может занять минуту.",
+        "Creating… this can take a minute.",
+    ),
+    (
         "field_crm_enabled",
         "CRM Функциональность",
         "CRM functionality",

@@ -18,6 +18,7 @@
 
 mod agents;
 pub mod auth;
+mod channel_setup;
 mod channels;
 pub mod client;
 mod cluster;
@@ -139,6 +140,9 @@ struct StateInner {
     variables: Variables,
     /// Held while the doctor's checks run (one run at a time).
     doctor_running: tokio::sync::Mutex<()>,
+    /// Held while a channel's one-click setup runs: one at a time, so a double click cannot
+    /// create two sets of chats.
+    setup_running: tokio::sync::Mutex<()>,
     /// The CRM's AI conversations, when the process runs them (`jobbot run`, `jobbot demo`).
     ai: OnceLock<jobbot_engine::CrmHandle>,
     /// With several nodes: the other nodes' display events, for the live view.
@@ -178,6 +182,7 @@ impl AppState {
                 api_credentials: settings.api_credentials,
                 variables: settings.variables,
                 doctor_running: tokio::sync::Mutex::new(()),
+                setup_running: tokio::sync::Mutex::new(()),
                 ai: OnceLock::new(),
                 cluster_events: OnceLock::new(),
             }),
@@ -380,6 +385,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(channels::remove_channel_agent))
         .routes(routes!(channels::channel_agents_status))
         .routes(routes!(channels::bulk_channel_agents))
+        .routes(routes!(channel_setup::set_up_channel))
         .routes(routes!(agents::list_agents))
         .routes(routes!(agents::pause_agents))
         .routes(routes!(agents::resume_agents))

@@ -1534,6 +1534,7 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
         "DELETE /api/channels/{id}/agents/{session}",
         "GET /api/channels/{id}/agents/status",
         "POST /api/channels/{id}/agents/bulk",
+        "POST /api/channels/{id}/setup",
         "GET /api/agents",
         "GET /readyz",
         "POST /api/agents/pause",
@@ -2905,47 +2906,18 @@ async fn pages_ask_for_the_main_accounts_login_while_it_has_none() {
         .await;
     assert!(!page.body.as_str().unwrap().contains("main-login-banner"));
 
-    let world = SimWorld::new(SimParams::default());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("channels_config.json");
-    std::fs::write(&path, r#"{"output_channels": []}"#).unwrap();
-    let config = ConfigStore::open(&path).await.expect("the config loads");
-    let connector = Arc::new(SimConnector::new(world.clone()));
-    let engine = Engine::start(
-        EngineSettings {
-            main_session: Some(SessionName::main()),
-            seed: 7,
-            ..EngineSettings::default()
-        },
-        connector.clone(),
-        Arc::new(jobbot_store::MemoryStore::new()),
-        follow(&config),
-        EngineClock::start(),
-    )
-    .await
-    .expect("the engine starts");
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        engine.wait_for_links(|links| {
+    let app = spawn_app_with_main(
+        SimWorld::new(SimParams::default()),
+        &json!({"output_channels": []}),
+        Vec::new(),
+        |links| {
             matches!(
                 links.get(&SessionName::main()),
                 Some(LinkState::NotLoggedIn)
             )
-        }),
+        },
     )
-    .await
-    .expect("the main account is seen as not logged in")
-    .unwrap();
-    let app = TestApp {
-        world,
-        engine: engine.clone(),
-        router: jobbot_web::app(AppState::new(engine, config.clone(), settings(), connector)),
-        config,
-        agents: Vec::new(),
-        recipients: Vec::new(),
-        seen: Mutex::default(),
-        _dir: dir,
-    };
+    .await;
     let (cookie, _) = app.log_in().await;
     for path in ["/", "/agents", "/doctor"] {
         let html = app.with_cookie(Method::GET, path, &cookie).await.body;
@@ -3151,4 +3123,191 @@ async fn the_cluster_page_shows_nodes_and_who_holds_each_session() {
     assert_eq!(leases[0]["token"], 1);
     assert!(leases[0]["held_for_ms"].as_i64().unwrap() >= 0);
     assert!(leases[0]["expires_in_ms"].as_i64().unwrap() > 0);
+}
+
+/// An app whose engine runs the main account over `world`, with `document` as the configuration
+/// file, once the accounts' link states satisfy `ready`.
+async fn spawn_app_with_main(
+    world: SimWorld,
+    document: &Value,
+    agents: Vec<ChatId>,
+    ready: impl FnMut(&jobbot_engine::LinkStates) -> bool,
+) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("channels_config.json");
+    std::fs::write(&path, serde_json::to_string_pretty(document).unwrap()).unwrap();
+    let config = ConfigStore::open(&path).await.expect("the config loads");
+    let connector = Arc::new(SimConnector::new(world.clone()));
+    let engine = Engine::start(
+        EngineSettings {
+            main_session: Some(SessionName::main()),
+            seed: 7,
+            ..EngineSettings::default()
+        },
+        connector.clone(),
+        Arc::new(jobbot_store::MemoryStore::new()),
+        follow(&config),
+        EngineClock::start(),
+    )
+    .await
+    .expect("the engine starts");
+    tokio::time::timeout(Duration::from_secs(60), engine.wait_for_links(ready))
+        .await
+        .expect("the accounts reach the state the test waits for")
+        .unwrap();
+    TestApp {
+        world,
+        engine: engine.clone(),
+        router: jobbot_web::app(AppState::new(engine, config.clone(), settings(), connector)),
+        config,
+        agents,
+        recipients: Vec::new(),
+        seen: Mutex::default(),
+        _dir: dir,
+    }
+}
+
+/// An app whose main account is logged in, with the channel not set up yet: no CRM group, and
+/// a key of its own the web does not know (which every write must keep). The agents: one the
+/// main account can invite, one without a username (it joins by the link).
+async fn spawn_setup_app() -> (TestApp, ChatId) {
+    let world = SimWorld::new(SimParams::default());
+    let main = world.create_account(
+        SessionName::MAIN,
+        NewUser::named("Main").phone("+79990000000"),
+    );
+    let agents = vec![
+        world.create_account(
+            "agent_a",
+            NewUser::named("Agent 0")
+                .phone("+79991000000")
+                .username("agent_alpha"),
+        ),
+        world.create_account("agent_b", NewUser::named("Agent 1").phone("+79991000001")),
+    ];
+    let document = json!({"output_channels": [{
+        "id": CHANNEL, "name": "Jobs", "telegram_id": -1001234567890i64,
+        "input_sources": ["@python_jobs"], "crm_enabled": false, "crm_group_id": 0,
+        "agents": [
+            {"phone": "+79991000000", "session_name": "agent_a"},
+            {"phone": "+79991000001", "session_name": "agent_b"}
+        ],
+        "note": "kept by every write"
+    }]});
+    let app = spawn_app_with_main(world, &document, agents, |links| {
+        links.len() == 3 && links.values().all(LinkState::is_ready)
+    })
+    .await;
+    (app, main)
+}
+
+impl TestApp {
+    async fn set_up(&self, body: Value) -> Reply {
+        self.call_with(
+            Method::POST,
+            &format!("/api/channels/{CHANNEL}/setup"),
+            Credentials::Bearer(API_TOKEN),
+            Some(body),
+            &[("accept-language", "en")],
+            None,
+        )
+        .await
+    }
+}
+
+/// The channel page offers the one-click setup with the original wizard's titles; the setup
+/// creates the output channel and the CRM group, brings the agents in, and saves the ids and the
+/// invite link in the channel, keeping everything else in the file (#14 item 9).
+#[tokio::test]
+async fn the_one_click_setup_creates_the_chats_and_saves_them_in_the_channel() {
+    let (app, main) = spawn_setup_app().await;
+    let (cookie, _) = app.log_in().await;
+    let page = app
+        .with_cookie(Method::GET, &format!("/channels/{CHANNEL}"), &cookie)
+        .await;
+    let html = page.body.as_str().unwrap();
+    assert!(html.contains("id=\"setup-form\""), "{html}");
+    assert!(html.contains("value=\"Jobs - Вакансии\""), "{html}");
+    assert!(html.contains("value=\"Jobs - CRM\""), "{html}");
+
+    let long = "x".repeat(129);
+    let refused = app.set_up(json!({"group_title": long})).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.body["problems"][0]["path"], "group_title");
+    let stale = app.set_up(json!({"revision": "0000000000000000"})).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+    assert_eq!(stale.body["error"], "conflict");
+    assert!(app.world.chats_created_by(main).is_empty());
+
+    let revision = app.revision().await;
+    let done = app
+        .set_up(json!({"revision": revision, "channel_title": "Python jobs"}))
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let output = done.body["telegram_id"].as_i64().unwrap();
+    let group = done.body["crm_group_id"].as_i64().unwrap();
+    let link = done.body["crm_invite_link"].as_str().unwrap();
+    assert!(link.starts_with("https://t.me/+"), "{link}");
+    assert_eq!(
+        done.body["agents"],
+        json!([
+            {"session": "agent_a", "outcome": "invited"},
+            {"session": "agent_b", "outcome": "joined"}
+        ])
+    );
+    let saved = app.config.snapshot();
+    let channel = &saved.document.output_channels[0];
+    assert_eq!((channel.telegram_id, channel.crm_group_id), (output, group));
+    assert_eq!(channel.crm_invite_link.as_deref(), Some(link));
+    assert_eq!(channel.name, "Jobs");
+    assert_eq!(channel.input_sources, vec!["@python_jobs".to_owned()]);
+    assert_eq!(channel.extra["note"], "kept by every write");
+    assert_eq!(done.body["revision"], saved.revision.to_string());
+    for chat in [output, group] {
+        assert!(app.world.chat_exists(ChatId::from_bot_api(chat).unwrap()));
+    }
+    for agent in &app.agents {
+        assert!(
+            app.world
+                .is_member(ChatId::from_bot_api(group).unwrap(), *agent)
+        );
+    }
+    // The channel has a CRM group now: a second click creates nothing.
+    let again = app.set_up(json!({})).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert_eq!(again.body["problems"][0]["path"], "crm_group_id");
+    assert_eq!(app.world.chats_created_by(main).len(), 2);
+    app.engine.shutdown().await;
+}
+
+/// A step Telegram refuses answers 502 naming the step, Telegram's typed error and the chats
+/// deleted again; the configuration is unchanged (#14 item 9).
+#[tokio::test]
+async fn a_failed_one_click_setup_names_the_step_and_deletes_what_it_created() {
+    let (app, main) = spawn_setup_app().await;
+    app.world.fail_next_chat_call(
+        main,
+        jobbot_sim::ChatCall::Create(jobbot_core::telegram::NewChatKind::Forum),
+        jobbot_core::telegram::TelegramError::TooManyChannels,
+    );
+    let before = app.config.snapshot().revision.clone();
+    let failed = app.set_up(json!({})).await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.body);
+    assert_eq!(failed.body["error"], "setup_failed");
+    assert_eq!(failed.body["step"], "create_group");
+    assert_eq!(failed.body["telegram_error"]["error"], "too_many_channels");
+    let deleted = failed.body["rollback"]["deleted"].as_array().unwrap();
+    assert_eq!(deleted.len(), 1, "{}", failed.body);
+    assert_eq!(failed.body["rollback"]["left"], json!([]));
+    let message = failed.body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("creating the CRM group failed: this account is in too many channels"),
+        "{message}"
+    );
+    assert!(message.contains("Deleted again: "), "{message}");
+    assert!(app.world.chats_created_by(main).is_empty());
+    let after = app.config.snapshot();
+    assert_eq!(after.revision, before);
+    assert_eq!(after.document.output_channels[0].crm_group_id, 0);
+    app.engine.shutdown().await;
 }

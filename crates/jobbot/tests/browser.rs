@@ -330,6 +330,23 @@ impl Browser {
         .await;
     }
 
+    /// Saves the new-channel form and waits for the channel's edit page: its id.
+    async fn save_new_channel(&self) -> String {
+        self.click("#save").await;
+        self.wait("the new channel's edit page", async |b| {
+            let path = b.path().await;
+            if path.starts_with("/channels/") && path != "/channels/new" {
+                b.js("return document.getElementById('f-id').value;", json!([]))
+                    .await
+                    .as_str()
+                    .map(str::to_owned)
+            } else {
+                None
+            }
+        })
+        .await
+    }
+
     async fn alert_text(&self) -> Option<String> {
         self.client.get_alert_text().await.ok()
     }
@@ -364,20 +381,7 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
     browser
         .type_into("#f-include_keywords", "python, rust")
         .await;
-    browser.click("#save").await;
-    let id = browser
-        .wait("the new channel's edit page", async |b| {
-            let path = b.path().await;
-            if path.starts_with("/channels/") && path != "/channels/new" {
-                b.js("return document.getElementById('f-id').value;", json!([]))
-                    .await
-                    .as_str()
-                    .map(str::to_owned)
-            } else {
-                None
-            }
-        })
-        .await;
+    let id = browser.save_new_channel().await;
     let edit = format!("/channels/{id}");
 
     // Enable CRM, add two agents with the seed's button, remove one, save.
@@ -780,6 +784,63 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
 
 /// Runs a login flow shown in `flow` (a card or a dashboard row) from its phone step: the
 /// phone, then the code the simulated Telegram sent, until it says signed in.
+/// The channel page's one-click setup (#14 item 9): a saved channel without a CRM group shows the
+/// form with the titles taken from its name; the button has the demo's main account create the
+/// output channel and the CRM group, and the form shows the saved ids and invite link.
+#[tokio::test]
+async fn the_one_click_setup_button_creates_the_channels_chats_in_chromium() {
+    let (_processes, browser, base) = start().await;
+    browser.log_in(&base, "/channels/new").await;
+    browser.type_into("#f-name", "Setup test").await;
+    browser.type_into("#f-telegram_id", "-1001234567890").await;
+    browser
+        .type_into("#f-input_sources", "@python_jobs_demo")
+        .await;
+    let id = browser.save_new_channel().await;
+    let title = browser
+        .wait("the setup form", async |b| {
+            b.js(
+                "const input = document.getElementById('f-channel_title'); return input ? input.value : null;",
+                json!([]),
+            )
+            .await
+            .as_str()
+            .map(str::to_owned)
+        })
+        .await;
+    assert_eq!(title, "Setup test - Вакансии");
+    browser.click("#setup-button").await;
+    let shown = browser
+        .wait("the setup's result in the form", async |b| {
+            let shown = b
+                .js(
+                    "const status = document.getElementById('setup-status');
+                     if (!status.classList.contains('success')) return null;
+                     return [document.getElementById('f-telegram_id').value,
+                             document.getElementById('f-crm_group_id').value,
+                             document.getElementById('f-crm_invite_link').value];",
+                    json!([]),
+                )
+                .await;
+            shown.is_array().then_some(shown)
+        })
+        .await;
+    let (status, saved) = browser
+        .api("GET", &format!("/api/channels/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    let channel = &saved["channel"];
+    assert_eq!(shown[0], channel["telegram_id"].to_string());
+    assert_eq!(shown[1], channel["crm_group_id"].to_string());
+    assert_eq!(shown[2], channel["crm_invite_link"]);
+    assert_ne!(channel["telegram_id"], json!(-1001234567890i64));
+    assert!(
+        shown[2].as_str().unwrap().starts_with("https://t.me/+"),
+        "{shown}"
+    );
+    browser.quit().await;
+}
+
 async fn finish_login(browser: &Browser, flow: &str, phone: &str) {
     let input = format!("{flow} input[name=value]");
     browser.type_into(&input, phone).await;

@@ -122,14 +122,17 @@ pub enum CallClass {
     ResolveUsername,
     JoinChannel,
     CreateForumTopic,
+    /// `channels.createChannel` (the one-click setup's output channel and CRM group).
+    CreateChannel,
 }
 
 impl CallClass {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::SendMessage,
         Self::ResolveUsername,
         Self::JoinChannel,
         Self::CreateForumTopic,
+        Self::CreateChannel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +141,7 @@ impl CallClass {
             Self::ResolveUsername => "resolve_username",
             Self::JoinChannel => "join_channel",
             Self::CreateForumTopic => "create_forum_topic",
+            Self::CreateChannel => "create_channel",
         }
     }
 }

@@ -22,6 +22,12 @@
 //! * `messages.createForumTopic`: 2 a minute, burst 3 — no published or reported figure; jobbot
 //!   creates one topic per new contact, and new contacts come at the first-message rate (tens a
 //!   day per account), so this leaves room while staying well under the send rate.
+//! * `channels.createChannel`: 2 per 10 minutes (0.2 a minute), burst 2 — no published figure;
+//!   users report flood waits after creating a handful of chats in a row ("A wait of X seconds is
+//!   required (caused by channels.CreateChannel)") and `CHANNELS_TOO_MUCH` at the account's chat
+//!   limit. jobbot creates chats only in the one-click setup, two at a time (the output channel
+//!   and the CRM group), so the burst is two and the pace is slow. Inviting members
+//!   (`channels.inviteToChannel`) is paced as a join: it adds members as joining does.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,14 +44,19 @@ pub fn default_call_ceiling(class: CallClass) -> Option<RateCeiling> {
             burst: 3,
         }),
         CallClass::CreateForumTopic => Some(RateCeiling::per_minute(2, 3)),
+        CallClass::CreateChannel => Some(RateCeiling {
+            milli_per_minute: 200,
+            burst: 2,
+        }),
     }
 }
 
 /// The classes with a limiter of their own beside the send limiter, in index order.
-pub(super) const OTHER_CLASSES: [CallClass; 3] = [
+pub(super) const OTHER_CLASSES: [CallClass; 4] = [
     CallClass::ResolveUsername,
     CallClass::JoinChannel,
     CallClass::CreateForumTopic,
+    CallClass::CreateChannel,
 ];
 
 /// The index of a class in [`OTHER_CLASSES`]; `None` for sends.
@@ -64,6 +75,8 @@ pub struct LearnedCalls {
     pub join_channel: Option<AdaptiveRate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_forum_topic: Option<AdaptiveRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_channel: Option<AdaptiveRate>,
 }
 
 impl LearnedCalls {
@@ -84,6 +97,7 @@ impl LearnedCalls {
             CallClass::ResolveUsername => self.resolve_username.as_ref(),
             CallClass::JoinChannel => self.join_channel.as_ref(),
             CallClass::CreateForumTopic => self.create_forum_topic.as_ref(),
+            CallClass::CreateChannel => self.create_channel.as_ref(),
         }
     }
 
@@ -101,6 +115,7 @@ impl LearnedCalls {
             CallClass::ResolveUsername => Some(&mut self.resolve_username),
             CallClass::JoinChannel => Some(&mut self.join_channel),
             CallClass::CreateForumTopic => Some(&mut self.create_forum_topic),
+            CallClass::CreateChannel => Some(&mut self.create_channel),
         }
     }
 

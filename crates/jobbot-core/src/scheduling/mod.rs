@@ -120,7 +120,7 @@ pub use fair::RoundRobin;
 pub use gcra::Gcra;
 
 /// One limiter per class other than sends, pacing at the learned rates.
-fn call_limiters(learned: &LearnedCalls, now: Millis) -> [CallLimiter; 3] {
+fn call_limiters(learned: &LearnedCalls, now: Millis) -> [CallLimiter; 4] {
     OTHER_CLASSES.map(|class| match learned.get(class) {
         Some(rate) => CallLimiter::new(rate),
         None => CallLimiter::new(&AdaptiveRate::new(
@@ -499,7 +499,7 @@ pub struct AgentState {
     at_pace_in_flight: u32,
     /// The limiters of the other classes of call, indexed as `calls::OTHER_CLASSES`; each paces
     /// at its rate in `learned.calls`.
-    calls: [CallLimiter; 3],
+    calls: [CallLimiter; 4],
 }
 
 impl AgentState {

@@ -609,6 +609,10 @@ struct ChannelFormPage {
     /// Every provider the configuration knows (presets and `llm_providers`), with its default
     /// model.
     providers: Vec<(String, String)>,
+    /// The one-click setup's titles, from the channel's name, cut to Telegram's 128 UTF-16
+    /// units (the inputs' `maxlength` counts the same units).
+    setup_channel_title: String,
+    setup_group_title: String,
 }
 
 fn channel_form(
@@ -628,7 +632,13 @@ fn channel_form(
         Some(id) => ("form_edit_title", format!("/channels/{}", url_encode(id))),
         None => ("form_new_title", "/channels/new".to_owned()),
     };
+    let setup = jobbot_engine::SetupRequest::for_channel(&channel.name, Vec::new());
+    let fit_title = |title: &str| {
+        jobbot_core::notification::fit_to_utf16(title, crate::channel_setup::TITLE_MAX)
+    };
     render(ChannelFormPage {
+        setup_channel_title: fit_title(&setup.channel_title),
+        setup_group_title: fit_title(&setup.group_title),
         layout: Layout::new(lang, "channel_form", title, &path, csrf),
         editing: editing.is_some(),
         revision,

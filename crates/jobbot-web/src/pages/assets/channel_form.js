@@ -274,3 +274,49 @@ function showDefaultModel() {
 }
 form.elements['ai_provider'].addEventListener('input', showDefaultModel);
 showDefaultModel();
+
+// The one-click setup (shown for a saved channel without a CRM group): the main account creates
+// the output channel and the CRM group, the agents come in, and the channel is saved with the
+// new ids and invite link; a failure names the step and what was deleted again.
+const setupForm = document.getElementById('setup-form');
+if (setupForm) {
+  const setupStatus = document.getElementById('setup-status');
+  setupForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const titles = {
+      channel_title: setupForm.elements['channel_title'].value.trim(),
+      group_title: setupForm.elements['group_title'].value.trim(),
+    };
+    setupForm.querySelectorAll('[data-error-for]').forEach((slot) => { slot.textContent = ''; });
+    const missing = Object.keys(titles).filter((name) => !titles[name]);
+    for (const name of missing) {
+      setupForm.querySelector(`[data-error-for="${name}"]`).textContent = t('err_required');
+    }
+    if (missing.length) return;
+    const button = document.getElementById('setup-button');
+    button.disabled = true;
+    setupStatus.classList.remove('success');
+    setupStatus.textContent = t('setup_running');
+    const path = '/api/channels/' + encodeURIComponent(value('id')) + '/setup';
+    const reply = await api('POST', path, {...titles, revision: form.dataset.revision});
+    button.disabled = false;
+    if (reply.ok) {
+      // The saved channel carries the new ids: show them in the form, at the new revision.
+      form.elements['telegram_id'].value = reply.body.telegram_id;
+      form.elements['crm_group_id'].value = reply.body.crm_group_id;
+      form.elements['crm_invite_link'].value = reply.body.crm_invite_link;
+      form.dataset.revision = reply.body.revision;
+      setupStatus.textContent = reply.body.message;
+      setupStatus.classList.add('success');
+      button.hidden = true;
+      return;
+    }
+    if (reply.status === 409 && reply.body && reply.body.error === 'conflict') {
+      document.getElementById('conflict').hidden = false;
+    }
+    const problems = (reply.body && reply.body.problems) || [];
+    setupStatus.textContent = problems.length
+      ? problems.map((problem) => problem.path + ': ' + problem.message).join('; ')
+      : errorMessage(reply);
+  });
+}
