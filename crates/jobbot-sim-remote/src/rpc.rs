@@ -24,9 +24,14 @@ use jobbot_core::telegram::{
 };
 use jobbot_sim::admin::{AdminError, TopicView};
 use jobbot_sim::scenario::DemoWorld;
-use jobbot_sim::{AccountCounters, ConnectionEntry, MessageRecord, NewUser, SimMedia, SimParams};
+use jobbot_sim::{
+    AccountCounters, AccountLimitDraw, ConnectionEntry, MessageRecord, NewUser, SimMedia, SimParams,
+};
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
+
+/// A broken transport to the server, as the generated clients report it.
+pub use jsonrpsee::core::ClientError;
 use serde::{Deserialize, Serialize};
 
 /// A connected account on the server, owned by the connection that opened it.
@@ -475,6 +480,11 @@ pub trait AdminRpc {
 
     #[method(name = "counters")]
     fn counters(&self, user: ChatId) -> RpcResult<Result<AccountCounters, AdminError>>;
+
+    /// The limits the account is held to: its own when drawn (`SimParams::account_limits`),
+    /// else the world's.
+    #[method(name = "account_limits")]
+    fn account_limits(&self, account: ChatId) -> RpcResult<Result<AccountLimitDraw, AdminError>>;
 
     #[method(name = "open_connections")]
     fn open_connections(&self, session: SessionName) -> RpcResult<usize>;

@@ -29,8 +29,8 @@ use jobbot_core::telegram::{
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
 use jobbot_sim::scenario::{DemoWorld, Scripted};
 use jobbot_sim::{
-    AccountCounters, ConnectionEntry, MessageRecord, NewUser, SimConnector, SimMedia, SimParams,
-    SimWorld,
+    AccountCounters, AccountLimitDraw, ConnectionEntry, MessageRecord, NewUser, SimConnector,
+    SimMedia, SimParams, SimWorld,
 };
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::server::{
@@ -1217,6 +1217,10 @@ impl AdminRpcServer for Connection {
 
     fn counters(&self, user: ChatId) -> RpcResult<Result<AccountCounters, AdminError>> {
         Ok(self.shared.admin.counters(user))
+    }
+
+    fn account_limits(&self, account: ChatId) -> RpcResult<Result<AccountLimitDraw, AdminError>> {
+        Ok(self.shared.admin.account_limits(account))
     }
 
     fn open_connections(&self, session: SessionName) -> RpcResult<usize> {

@@ -151,12 +151,11 @@ impl Admin {
         Ok(self.world.create_user(user.clone()))
     }
 
-    /// A user with a logged-in session (as after `jobbot login`).
+    /// A user with a logged-in session (as after `jobbot login`), with limits of its own when
+    /// the world draws them (`SimParams::account_limits`).
     pub fn create_account(&self, session: &SessionName, user: &NewUser) -> Result<ChatId> {
         let user = self.new_user(user)?;
-        let id = self.world.create_user(user.clone());
-        self.world.log_in_session(session.as_str(), id);
-        Ok(id)
+        Ok(self.world.create_account(session.as_str(), user.clone()))
     }
 
     /// Puts a fresh, logged-in key for `user` into `session`.
@@ -467,6 +466,11 @@ impl Admin {
 
     pub fn counters(&self, user: ChatId) -> Result<AccountCounters> {
         Ok(self.world.counters(self.user(user)?))
+    }
+
+    /// The limits `account` is held to (drawn per account or the world's).
+    pub fn account_limits(&self, account: ChatId) -> Result<crate::AccountLimitDraw> {
+        Ok(self.world.account_limits(self.user(account)?))
     }
 
     pub fn open_connections(&self, session: &SessionName) -> usize {

@@ -19,6 +19,8 @@
 //!   record (state, history, pending suggestion, counters), written with a version check.
 //! - [`MemoryStore`] implements the same port in memory, with the same semantics and the same
 //!   conformance checks, for the engine's paused-time tests and benchmarks. It persists nothing.
+//! - [`ScratchDatabase`]: a PostgreSQL database of a benchmark's own (created, its transactions
+//!   counted from `pg_stat_database`, dropped).
 
 mod ai_state;
 mod claims;
@@ -30,6 +32,7 @@ mod memory;
 mod postgres;
 mod postgres_documents;
 mod rows;
+mod scratch;
 mod sqlite;
 pub mod telethon;
 
@@ -45,6 +48,7 @@ pub use config_store::{
 };
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
+pub use scratch::{ScratchDatabase, ScratchError};
 pub use sqlite::{Durability, SqliteStore};
 
 /// A failure to open the operational store. Messages name the database file; they never hold

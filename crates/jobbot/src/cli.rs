@@ -318,6 +318,48 @@ pub enum BenchCommand {
         #[arg(long)]
         directory: Option<PathBuf>,
     },
+    /// One pool of agents run by 1, 2 and 3 `jobbot run` nodes on one PostgreSQL database
+    /// against `jobbot sim serve` (real time, a few minutes): delivered / true capacity per node
+    /// count, store round trips per message, duplicate connections, lost and sent twice.
+    Cluster {
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Seeds the world (the agents' drawn limits, latencies).
+        #[arg(long, default_value_t = jobbot_sim::SimParams::default().seed)]
+        seed: u64,
+        /// Node counts, comma-separated, each on a fresh world and database.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        nodes: Vec<u32>,
+        #[arg(long, default_value_t = 300)]
+        agents: u32,
+        /// Median true sendMessage limit per agent, per minute.
+        #[arg(long, default_value_t = 2.0)]
+        limit_median: f64,
+        /// Log-normal sigma of the agents' limits.
+        #[arg(long, default_value_t = 0.25)]
+        limit_spread: f64,
+        /// Offered sends as a multiple of the pool's true capacity.
+        #[arg(long, default_value_t = 1.5)]
+        load: f64,
+        /// Seconds of load before the measured window.
+        #[arg(long, default_value_t = 20)]
+        warmup_seconds: u64,
+        /// Seconds of the measured window.
+        #[arg(long, default_value_t = 90)]
+        window_seconds: u64,
+        /// The nodes' session leases (JOBBOT_LEASE_SECONDS).
+        #[arg(long, default_value_t = 10)]
+        lease_seconds: u32,
+        /// Seconds the backlog may take to drain after the window; what is still pending then
+        /// is reported as queued, workflows still running as unfinished.
+        #[arg(long, default_value_t = 30)]
+        settle_seconds: u64,
+        /// The PostgreSQL server; a database of the benchmark's own is created there and
+        /// dropped at the end.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        database_url: String,
+    },
     /// The cost of one scheduling pick in a large pool, against a naive full scan.
     Pick {
         #[arg(long, default_value_t = 10_000)]
@@ -696,6 +738,54 @@ fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
             directory,
         } => {
             crate::bench::store::run(messages, directory.as_deref(), &mut out)?;
+        }
+        BenchCommand::Cluster {
+            json,
+            seed,
+            nodes,
+            agents,
+            limit_median,
+            limit_spread,
+            load,
+            warmup_seconds,
+            window_seconds,
+            lease_seconds,
+            settle_seconds,
+            database_url,
+        } => {
+            anyhow::ensure!(
+                limit_median.is_finite() && limit_median >= 1.0,
+                "--limit-median must be at least 1 (messages per minute), got {limit_median}"
+            );
+            anyhow::ensure!(
+                load.is_finite() && load > 0.0,
+                "--load must be above 0, got {load}"
+            );
+            anyhow::ensure!(
+                !nodes.is_empty() && nodes.iter().all(|&count| count >= 1) && agents >= 1,
+                "--nodes and --agents must be at least 1"
+            );
+            let program = std::env::current_exe()
+                .context("could not find the jobbot executable to start the nodes")?;
+            let plan = crate::bench::ClusterBenchPlan {
+                seed,
+                nodes,
+                agents,
+                limit_median,
+                limit_spread,
+                load,
+                warmup: std::time::Duration::from_secs(warmup_seconds),
+                window: std::time::Duration::from_secs(window_seconds.max(1)),
+                lease_seconds,
+                settle: std::time::Duration::from_secs(settle_seconds),
+                ..crate::bench::ClusterBenchPlan::new(program, database_url)
+            };
+            // Real time: the simulator runs on the wall clock in its own process.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("could not start a runtime")?;
+            runtime.block_on(crate::bench::run_cluster(&plan, json.as_deref(), &mut out))?;
         }
         BenchCommand::Filters(args) => {
             drop(out);

@@ -484,30 +484,14 @@ async fn a_killed_nodes_sessions_move_to_the_other_node_without_a_duplicate_conn
 
 /// Each session's lease holder now (expired leases have none).
 async fn lease_holders(store: &PostgresStore) -> BTreeMap<SessionName, String> {
-    use jobbot_core::store::Store as _;
-    let now = jobbot_core::store::UnixMillis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    );
-    store
-        .session_leases()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|lease| Some((lease.session.clone(), lease.holder_at(now)?.to_string())))
-        .collect()
+    jobbot::cluster::lease_holders(store).await.unwrap()
 }
 
 /// Whether the simulator has exactly one connection open on each of `sessions`.
 async fn connected_once(admin: &RpcClient, sessions: &[SessionName]) -> bool {
-    for session in sessions {
-        if admin.open_connections(session.clone()).await.unwrap() != 1 {
-            return false;
-        }
-    }
-    true
+    jobbot::cluster::connected_once(admin, sessions)
+        .await
+        .unwrap()
 }
 
 // ----- Three nodes under traffic -----
@@ -862,4 +846,67 @@ async fn a_node_cut_off_from_postgresql_stops_before_its_leases_move() {
         .report("database cut off", moved, took, &tally)
         .await;
     cluster.stop().await;
+}
+
+// ----- The cluster benchmark -----
+
+/// `jobbot bench cluster` at a tiny size (#16 item 6): two node counts, four agents, seconds of
+/// load. The JSON has the documented shape, and each run found no session connected twice,
+/// nothing lost and nothing sent twice. Its ratios and times are a benchmark's, not asserted.
+#[test]
+fn bench_cluster_reports_each_node_count_and_loses_or_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("cluster.json");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_jobbot"))
+        .args([
+            "bench",
+            "cluster",
+            "--nodes",
+            "1,2",
+            "--agents",
+            "4",
+            "--limit-median",
+            "6",
+            "--warmup-seconds",
+            "2",
+            "--window-seconds",
+            "6",
+            "--lease-seconds",
+            "6",
+            "--settle-seconds",
+            "60",
+            "--seed",
+            "3",
+            "--database-url",
+            &test_database_url(),
+            "--json",
+        ])
+        .arg(&json)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("jobbot bench cluster runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("world (seed 0x3)"), "{printed}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = report["results"].as_array().expect("results");
+    let nodes: Vec<u64> = results
+        .iter()
+        .map(|result| result["nodes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(nodes, [1, 2], "{report}");
+    for result in results {
+        assert_eq!(result["agents"], 4, "{result}");
+        for key in ["ratio", "store_round_trips_per_message"] {
+            assert!(result[key].as_f64().is_some(), "{key} in {result}");
+        }
+        for key in ["duplicate_connections", "lost", "sent_twice"] {
+            assert_eq!(result[key], 0, "{key} in {result}");
+        }
+    }
 }

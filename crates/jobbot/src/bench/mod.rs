@@ -5,10 +5,13 @@
 //!   engine, on paused time.
 //! - [`pick`]: the cost of one pick at 10,000 agents against a naive full scan.
 //! - [`store`]: SQLite commits on disk when they return (`synchronous=FULL`) against `NORMAL`.
+//! - [`cluster`]: one pool run by 1, 2 and 3 `jobbot run` nodes on PostgreSQL against
+//!   `jobbot sim serve`, on real time: delivered / true capacity, store round trips per message.
 //!
 //! Each benchmark builds its own runtimes (paused time for the pool), so the command runs them
 //! on a blocking thread, away from the process's multi-threaded runtime.
 
+mod cluster;
 mod pick;
 mod pool;
 pub mod store;
@@ -20,6 +23,7 @@ use anyhow::Context;
 use jobbot_sim::SimParams;
 use serde::Serialize;
 
+pub use cluster::{ClusterBenchPlan, run as run_cluster};
 pub use pool::{Policy, Scenario, WorldSpec};
 
 /// The JSON written by `bench pool --json FILE`, for scripts that compare runs.
@@ -223,12 +227,18 @@ pub fn run_pool(
         scenarios,
     };
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("could not write {}", path.display()))?;
-        writeln!(out, "JSON written to {}", path.display())?;
+        write_json(&report, path, out)?;
     }
     Ok(report)
+}
+
+/// Writes a benchmark's report as JSON to `path`, saying so on `out`.
+fn write_json(report: &impl Serialize, path: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("could not write {}", path.display()))?;
+    writeln!(out, "JSON written to {}", path.display())?;
+    Ok(())
 }
 
 /// A run's relative cost, for ordering: the messages it is offered (agent-minutes times the load

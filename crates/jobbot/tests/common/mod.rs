@@ -5,7 +5,6 @@
 
 pub mod record;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -68,35 +67,20 @@ impl Drop for Process {
 
 /// Starts `jobbot sim serve` with `args` on a free port and reads its address from stdout.
 pub fn sim_serve(state: &Path, args: &[&str]) -> (Process, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
-        .args(["sim", "serve", "--listen", "127.0.0.1:0", "--state"])
-        .arg(state)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("jobbot sim serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped"))
-        .read_line(&mut line)
-        .expect("the address line");
-    let address = jobbot_sim_remote::parse_sim_url(line.trim())
-        .unwrap_or_else(|error| panic!("first stdout line {line:?}: {error}"));
-    (Process { child }, address)
+    let (server, address) =
+        jobbot::processes::start_sim_serve(Path::new(env!("CARGO_BIN_EXE_jobbot")), state, args)
+            .expect("jobbot sim serve starts");
+    (
+        Process {
+            child: server.into_child(),
+        },
+        address,
+    )
 }
 
 /// `jobbot --data-dir DATA run --telegram sim://ADDRESS` (its web on a free port), to spawn.
 pub fn jobbot_run_command(data: &Path, address: SocketAddr) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_jobbot"));
-    command
-        .arg("--data-dir")
-        .arg(data)
-        .args(["run", "--listen", "127.0.0.1:0", "--telegram"])
-        .arg(format!("sim://{address}"))
-        .env("JOBBOT_ADMIN_PASSWORD", "not-used-by-this-test")
-        .stdout(Stdio::null());
-    command
+    jobbot::processes::jobbot_run_command(Path::new(env!("CARGO_BIN_EXE_jobbot")), data, address)
 }
 
 /// Starts [`jobbot_run_command`], its log (`RUST_LOG`, when set) appended to `log` when given.
