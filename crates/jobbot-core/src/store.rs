@@ -1170,6 +1170,16 @@ pub trait Store: Send + Sync {
         now: UnixMillis,
     ) -> Result<bool, StoreError>;
 
+    /// With several nodes: hands workflow `id`, claimed by `from`, to `to` (a step needs an
+    /// account whose lease `to` holds, so only `to` can perform it). `false` (nothing changed)
+    /// when `from` does not hold the claim or the workflow has finished.
+    async fn hand_over_workflow(
+        &self,
+        id: WorkflowId,
+        from: &NodeId,
+        to: &NodeId,
+    ) -> Result<bool, StoreError>;
+
     /// Gives back the lease `node` holds with `token`; `false` when it did not hold it.
     async fn release_lease(
         &self,

@@ -618,6 +618,13 @@ impl Shared {
                     Some(_) => {}
                     None => return Ok(()),
                 }
+                // A step only the holder of an account can perform goes to that account's node.
+                if let Some(holder) = self.held_elsewhere(&state, &effect, node).await? {
+                    if self.store.hand_over_workflow(id, node, &holder).await? {
+                        tracing::debug!(target: "crm", workflow = id.0, %holder, "its step needs an account another node holds; handed over");
+                    }
+                    return Ok(());
+                }
             }
             let event = self.perform(&state, effect).await?;
             let now = self.now();
@@ -628,6 +635,60 @@ impl Shared {
             self.store.save_workflow(id, &next, now).await?;
             state = next;
         }
+    }
+
+    /// With several nodes: the node holding the lease of an account `effect` must use (one of
+    /// the channel's agents resolving the contact, the conversation's agent creating its topic,
+    /// the agent re-fetching a file), when none of them is connected here and another live node
+    /// holds one. Such a step cannot be
+    /// performed here: the claimant would wait for a permit it never gets while the holder's
+    /// node sees the workflow claimed.
+    async fn held_elsewhere(
+        &self,
+        state: &Workflow,
+        effect: &Effect,
+        node: &NodeId,
+    ) -> Result<Option<NodeId>, CrmError> {
+        // The accounts that can perform the step; any one of them connected here will do.
+        let accounts = match effect {
+            Effect::Resolve => match state {
+                Workflow::AutoResponse(workflow) => self
+                    .answering_channel(&workflow.channel_id)
+                    .map(|channel| {
+                        channel
+                            .agents
+                            .iter()
+                            .map(|agent| agent.session_name.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            },
+            Effect::EnsureTopic { conversation, .. } => {
+                match self.store.conversation(*conversation).await? {
+                    Some(conversation) => vec![conversation.agent],
+                    None => Vec::new(),
+                }
+            }
+            Effect::RefetchFile { agent, .. } => vec![agent.clone()],
+            _ => Vec::new(),
+        };
+        if accounts.is_empty()
+            || accounts
+                .iter()
+                .any(|account| self.engine.account(account).is_some())
+        {
+            return Ok(None);
+        }
+        let now = self.now();
+        let leases = self.store.session_leases().await?;
+        Ok(accounts.iter().find_map(|account| {
+            leases
+                .iter()
+                .find(|lease| &lease.session == account)
+                .and_then(|lease| lease.holder_at(now).cloned())
+                .filter(|holder| holder != node)
+        }))
     }
 
     async fn perform(

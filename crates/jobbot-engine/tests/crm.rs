@@ -2074,3 +2074,117 @@ mod ai {
         running.stop().await;
     }
 }
+
+/// Starts a node of a cluster on `store`: its engine uses only `sessions` (their leases taken
+/// for it, for ten hours, and a heartbeat as long), its CRM drives workflows under claims.
+async fn start_node(
+    w: &World,
+    config: Config,
+    store: Arc<dyn Store>,
+    name: &str,
+    sessions: &[&str],
+) -> Running {
+    use jobbot_core::cluster::NodeId;
+    use jobbot_core::ids::SessionName;
+    let node = NodeId::parse(name).unwrap();
+    let clock = EngineClock::starting_at(UnixMillis(1_750_000_000_000));
+    let now = clock.now_unix();
+    let until = UnixMillis(now.0 + 36_000_000);
+    store.heartbeat(&node, now, until).await.unwrap();
+    let mut leased = std::collections::HashMap::new();
+    for session in sessions {
+        let session = SessionName::parse(session).unwrap();
+        let lease = store
+            .acquire_lease(&session, &node, now, until)
+            .await
+            .unwrap()
+            .expect("the lease is free");
+        leased.insert(session, lease.token);
+    }
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let engine = Engine::start(
+        EngineSettings {
+            seed: 7,
+            leases_required: true,
+            ..EngineSettings::default()
+        },
+        Arc::new(SimConnector::new(w.world.clone())),
+        store,
+        config_rx.clone(),
+        clock,
+    )
+    .await
+    .expect("engine starts");
+    engine.set_leased(node.clone(), leased).await.unwrap();
+    let crm = Crm::start(CrmParts {
+        telegram: engine.take_telegram_events().expect("first taker"),
+        engine: engine.clone(),
+        config: config_rx,
+        replier: Arc::new(NoAutoReplies),
+        ai: None,
+        settings: CrmSettings {
+            node: Some(node),
+            ..settings()
+        },
+    })
+    .await
+    .expect("the CRM starts");
+    let wanted: Vec<SessionName> = sessions
+        .iter()
+        .map(|session| SessionName::parse(session).unwrap())
+        .collect();
+    tokio::time::timeout(
+        Duration::from_secs(600),
+        engine.wait_for_links(|links| {
+            wanted
+                .iter()
+                .all(|session| links.get(session).is_some_and(|link| link.is_ready()))
+        }),
+    )
+    .await
+    .expect("the node's accounts connect")
+    .expect("the engine runs");
+    Running {
+        engine,
+        crm,
+        config: config_tx,
+    }
+}
+
+/// Several nodes (#16): a vacancy taken in by a node that holds none of the channel's agents
+/// is handed, workflow and all, to the node holding one, which resolves the contact, answers
+/// and creates the topic with it. Before, the first node kept the workflow claimed and waited
+/// forever for a resolve permit on an account it does not hold, while the other node saw the
+/// workflow claimed by a live node.
+#[tokio::test(start_paused = true)]
+async fn a_workflow_needing_an_account_of_another_node_is_handed_to_that_node() {
+    let w = world(true);
+    let store = memory_store();
+    let config = || {
+        let mut channel = channel_json("channel_1", &w, json!({}));
+        channel["agents"] = json!([{"phone": "+79991000001", "session_name": "agent_b"}]);
+        load(vec![channel])
+    };
+    let first = start_node(&w, config(), Arc::clone(&store), "node-1", &["bot_session"]).await;
+    let second = start_node(&w, config(), Arc::clone(&store), "node-2", &["agent_b"]).await;
+    first
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
+    w.wait_inbox(w.recruiter, 1).await;
+    assert_eq!(w.recruiter_inbox()[0].0, 1, "sent by agent_b");
+    let (topic, _) = w.wait_topic_post("Новый контакт").await;
+    wait_until("the workflow finishes", || {
+        let store = Arc::clone(&store);
+        async move { store.active_workflows().await.unwrap().is_empty() }
+    })
+    .await;
+    let conversation = store
+        .conversation_by_topic(w.group, topic)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conversation.agent.as_str(), "agent_b");
+    assert_eq!(w.recruiter_inbox().len(), 1, "answered once");
+    second.stop().await;
+    first.stop().await;
+}

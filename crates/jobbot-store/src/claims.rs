@@ -267,6 +267,33 @@ where
     Ok(claimed.is_some())
 }
 
+/// Hands workflow `id` from node `from` to node `to` (see `Store::hand_over_workflow`).
+pub(crate) async fn hand_over_workflow<'e, DB, E>(
+    executor: E,
+    id: WorkflowId,
+    from: &NodeId,
+    to: &NodeId,
+) -> Result<bool, StoreError>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    E: Executor<'e, Database = DB>,
+{
+    let handed = sqlx::query(
+        "UPDATE workflows SET claimed_by = $3 \
+         WHERE id = $1 AND claimed_by = $2 AND NOT finished RETURNING id",
+    )
+    .bind(id.0)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .fetch_optional(executor)
+    .await
+    .map_err(failed("hand a workflow to another node"))?;
+    Ok(handed.is_some())
+}
+
 pub(crate) async fn remember_account_user<'e, DB, E>(
     executor: E,
     session: &SessionName,

@@ -1372,6 +1372,21 @@ impl Store for MemoryStore {
         Ok(Ok(()))
     }
 
+    async fn hand_over_workflow(
+        &self,
+        id: WorkflowId,
+        from: &NodeId,
+        to: &NodeId,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.lock("hand a workflow to another node")?;
+        let workflows = &mut tables.workflows;
+        if !workflows.active.contains(&id) || workflows.claimed.get(&id) != Some(from) {
+            return Ok(false);
+        }
+        workflows.claimed.insert(id, to.clone());
+        Ok(true)
+    }
+
     async fn claim_workflow(
         &self,
         id: WorkflowId,

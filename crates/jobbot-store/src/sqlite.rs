@@ -1425,6 +1425,15 @@ impl Store for SqliteStore {
         Ok(ended)
     }
 
+    async fn hand_over_workflow(
+        &self,
+        id: WorkflowId,
+        from: &NodeId,
+        to: &NodeId,
+    ) -> Result<bool, StoreError> {
+        claims::hand_over_workflow(&self.pool, id, from, to).await
+    }
+
     async fn claim_workflow(
         &self,
         id: WorkflowId,

@@ -2900,6 +2900,59 @@ mod conformance {
         );
     }
 
+    /// A workflow whose step needs an account another node holds is handed to that node by
+    /// its claimant: the receiver then claims it, the giver no longer does; only the claimant
+    /// can hand it over.
+    pub async fn a_claimed_workflow_is_handed_to_another_node(store: &dyn Store) {
+        let (a, b, c) = (node("node-a"), node("node-b"), node("node-c"));
+        for node in [&a, &b, &c] {
+            store
+                .heartbeat(node, UnixMillis(1_000), UnixMillis(31_000))
+                .await
+                .unwrap();
+        }
+        let (id, _) = store.start_workflow(&new_workflow("w", 1)).await.unwrap();
+        assert!(
+            !store.hand_over_workflow(id, &a, &b).await.unwrap(),
+            "unclaimed"
+        );
+        assert!(
+            store
+                .claim_workflow(id, &a, UnixMillis(2_000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store.hand_over_workflow(id, &c, &b).await.unwrap(),
+            "not c's"
+        );
+        assert!(store.hand_over_workflow(id, &a, &b).await.unwrap());
+        assert!(
+            !store
+                .claim_workflow(id, &a, UnixMillis(3_000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .claim_workflow(id, &c, UnixMillis(3_000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .claim_workflow(id, &b, UnixMillis(3_000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .hand_over_workflow(WorkflowId(999), &b, &a)
+                .await
+                .unwrap()
+        );
+    }
+
     pub async fn nodes_are_listed_with_their_heartbeats_and_a_leaving_node_frees_its_leases(
         store: &dyn Store,
     ) {
@@ -3500,6 +3553,7 @@ conformance_on_every_backend!(
     a_message_another_node_claimed_is_not_ended_under_its_claim,
     concurrent_claims_of_one_message_give_it_to_one_node,
     a_workflow_is_claimed_by_one_live_node,
+    a_claimed_workflow_is_handed_to_another_node,
     account_users_are_recorded_per_session,
 );
 
