@@ -335,7 +335,11 @@ impl ChannelFields {
         if let Some(pacing) = &self.agent_pacing {
             checks.pacing("agent_pacing", pacing);
         }
-        checks.finish()
+        checks.finish()?;
+        match self.ai_reply_delay_seconds {
+            Some(bounds) => constraints::delay_order("ai_reply_delay_seconds", bounds),
+            None => Ok(()),
+        }
     }
 }
 

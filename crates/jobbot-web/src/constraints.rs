@@ -340,23 +340,14 @@ impl Checks {
         );
     }
 
-    /// `[min, max]` seconds, each within an hour, the first not above the second.
+    /// `[min, max]` seconds, each within an hour (what the schema says; the order of the two is
+    /// [`delay_order`]'s, after the schema's checks).
     pub fn reply_delay(&mut self, path: &str, [min, max]: [i64; 2]) {
         let limit = i64::from(MAX_DELAY_SECONDS);
         let in_range = |value: i64| (0..=limit).contains(&value);
         if !in_range(min) || !in_range(max) {
             self.0
                 .push(Problem::because(path, Reason::Range { min: 0, max: limit }));
-        } else if min > max {
-            self.0.push(Problem::because(
-                path,
-                config(
-                    ProblemKind::DelayOrder {
-                        max: u32::try_from(max).unwrap_or(MAX_DELAY_SECONDS),
-                    },
-                    &format!("the minimum ({min} s) is more than the maximum ({max} s)"),
-                ),
-            ));
         }
     }
 
@@ -583,6 +574,23 @@ pub fn optional_delay_schema() -> RefOr<Schema> {
 
 /// `ai_config.reply_delay_seconds` as the original writes it: `[min, max]`, each 0 to 3600, min
 /// ≤ max.
+/// `[min, max]` seconds with the first not above the second. A pair the schema accepts, so a
+/// wrong order is refused as the configuration refuses it (409 `rejected`), not as malformed.
+pub fn delay_order(path: &str, [min, max]: [i64; 2]) -> Result<(), ApiError> {
+    if min <= max {
+        return Ok(());
+    }
+    Err(ApiError::Rejected(vec![Problem::because(
+        path,
+        config(
+            ProblemKind::DelayOrder {
+                max: u32::try_from(max).unwrap_or(MAX_DELAY_SECONDS),
+            },
+            &format!("the minimum ({min} s) is more than the maximum ({max} s)"),
+        ),
+    )]))
+}
+
 pub fn optional_reply_delay_schema() -> RefOr<Schema> {
     ArrayBuilder::new()
         .schema_type(utoipa::openapi::schema::SchemaType::from_iter([

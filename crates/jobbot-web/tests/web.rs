@@ -645,7 +645,7 @@ async fn the_ai_fallback_chain_reply_delay_and_daily_cap_are_edited_and_checked(
         (
             json!({"ai_reply_delay_seconds": [9, 3]}),
             "ai_reply_delay_seconds",
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
         ),
         (
             json!({"ai_reply_delay_seconds": [3, 7200]}),
