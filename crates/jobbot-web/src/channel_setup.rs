@@ -76,7 +76,7 @@ pub struct SetupResponse {
 }
 
 /// A setup that failed in Telegram (or while saving its result): which step, why, and what was
-/// deleted again. Status 502.
+/// deleted again. Status 429 when the account's pace refused a step for now, else 502.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SetupFailedBody {
     /// Always `false`.
@@ -106,6 +106,8 @@ pub struct SetupFailedBody {
               (status = 409, body = ErrorBody,
                description = "The revision is stale (`conflict`), the channel has a CRM group already (`rejected`), the main account is not connected or another setup runs (`state_conflict`)"),
               (status = 422, body = ErrorBody),
+              (status = 429, body = SetupFailedBody,
+               description = "The main account's pace did not allow a step in time (jobbot's limiter or a flood wait); the chats created before it were deleted"),
               (status = 502, body = SetupFailedBody,
                description = "A step failed in Telegram; the chats created before it were deleted")))]
 pub async fn set_up_channel(
@@ -239,7 +241,7 @@ fn response(
     }
 }
 
-/// The 502 of a failed step, its message naming the step, the cause and what was undone.
+/// The 429 or 502 of a failed step, its message naming the step, the cause and what was undone.
 fn failed(
     lang: Lang,
     step: SetupStep,
@@ -254,7 +256,14 @@ fn failed(
         telegram_error,
         rollback,
     };
-    (StatusCode::BAD_GATEWAY, Json(body)).into_response()
+    // The account's pace (jobbot's limiter or Telegram's flood wait) refused it for now: a later
+    // try may succeed (429). Any other refusal is Telegram's answer to this request (502).
+    let status = match &body.telegram_error {
+        None if step != SetupStep::SaveConfiguration => StatusCode::TOO_MANY_REQUESTS,
+        Some(TelegramError::FloodWait { .. }) => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    (status, Json(body)).into_response()
 }
 
 fn failure_message(
