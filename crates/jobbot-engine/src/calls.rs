@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use jobbot_core::ids::SessionName;
-use jobbot_core::scheduling::{CallClass, SendOutcome};
+use jobbot_core::scheduling::{CallClass, Millis, SendOutcome};
 use jobbot_core::telegram::{TelegramAccount, TelegramError};
 use tokio::sync::mpsc;
 
+use crate::clock::EngineClock;
 use crate::dispatcher::Command;
 
 /// One reserved call of one class on one account. Make the call with [`CallPermit::account`],
@@ -22,6 +23,9 @@ pub struct CallPermit {
     account: Arc<dyn TelegramAccount>,
     commands: mpsc::UnboundedSender<Command>,
     reported: bool,
+    clock: EngineClock,
+    /// When the permit was asked for: the call counts from then to its report.
+    taken: Millis,
 }
 
 /// Why no permit was given now.
@@ -40,6 +44,8 @@ impl CallPermit {
         class: CallClass,
         account: Arc<dyn TelegramAccount>,
         commands: mpsc::UnboundedSender<Command>,
+        clock: EngineClock,
+        taken: Millis,
     ) -> Self {
         Self {
             session,
@@ -47,6 +53,8 @@ impl CallPermit {
             account,
             commands,
             reported: false,
+            clock,
+            taken,
         }
     }
 
@@ -79,6 +87,8 @@ impl CallPermit {
             session: self.session.clone(),
             class: self.class,
             outcome,
+            taken: self.taken,
+            returned: self.clock.now(),
         });
     }
 }

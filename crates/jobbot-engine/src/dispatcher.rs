@@ -97,6 +97,9 @@ pub(crate) enum Command {
         session: SessionName,
         class: CallClass,
         outcome: SendOutcome,
+        /// When the permit was asked for, and when the call came back.
+        taken: Millis,
+        returned: Millis,
     },
     /// The sessions whose lease this node holds now: owners start for those gained and stop
     /// for those lost (answered once the lost ones' owners are told to stop).
@@ -116,6 +119,10 @@ enum Internal {
         id: OutboxId,
         agent: AgentKey,
         result: Result<SentMessage, SendFailure>,
+        /// When the send's permit was taken, and when its answer came back (stamped where it
+        /// arrived, not when this task got to it): Telegram counted the call in between.
+        taken: Millis,
+        returned: Millis,
     },
 }
 
@@ -445,9 +452,15 @@ impl Dispatcher {
                 session,
                 class,
                 outcome,
+                taken,
+                returned,
             } => {
                 // The key of a removed session still names its state: a late outcome updates it.
                 if let Some(agent) = self.scheduler.agent_key(&session) {
+                    // A send's permit is taken by `pick` only: `reserve_call` took none for it.
+                    if class != CallClass::SendMessage && outcome != SendOutcome::NotAttempted {
+                        self.scheduler.call_returned(agent, class, taken, returned);
+                    }
                     self.scheduler
                         .on_call_outcome(agent, class, &outcome, self.clock.now());
                 }
@@ -820,8 +833,11 @@ impl Dispatcher {
                 Decision::Send(agent) => {
                     self.flood_logged.remove(&key.pool);
                     self.queues.get_mut(&key).map(VecDeque::pop_front);
-                    self.start_send(id, agent).await;
-                    return true;
+                    self.start_send(id, agent, now).await;
+                    // A send the store refused to record blocks its queue for a while: not
+                    // served again in this pass (its agent's permit went back, so the pick
+                    // would choose it again at once, and again, without end).
+                    return self.blocked_until.get(&key).is_none_or(|at| *at <= now);
                 }
                 Decision::WaitUntil { at, reason } => {
                     if reason == WaitReason::FloodWait && self.flood_logged.insert(key.pool) {
@@ -1011,7 +1027,9 @@ impl Dispatcher {
         )
     }
 
-    async fn start_send(&mut self, id: OutboxId, agent: AgentKey) {
+    /// Sends message `id` with `agent`, whose permit `pick` took at `taken` (the pass's instant,
+    /// which a long pass leaves behind the clock: the permit counts from then).
+    async fn start_send(&mut self, id: OutboxId, agent: AgentKey, taken: Millis) {
         let Some(queued) = self.messages.get(&id) else {
             return;
         };
@@ -1099,6 +1117,7 @@ impl Dispatcher {
             .get(&session)
             .map(|owner| owner.commands.clone());
         let internal = self.internal_tx.clone();
+        let clock = self.clock;
         tokio::spawn(async move {
             let result = match commands {
                 None => Err(SendFailure::NotAttempted),
@@ -1121,12 +1140,48 @@ impl Dispatcher {
                     }
                 }
             };
-            let _ = internal.send(Internal::Outcome { id, agent, result });
+            let _ = internal.send(Internal::Outcome {
+                id,
+                agent,
+                result,
+                taken,
+                returned: clock.now(),
+            });
         });
     }
 
     async fn handle_internal(&mut self, internal: Internal) {
-        let Internal::Outcome { id, agent, result } = internal;
+        let Internal::Outcome {
+            id,
+            agent,
+            result,
+            taken,
+            returned,
+        } = internal;
+        // Whatever becomes of the message, the calls that were made count at their return.
+        match &result {
+            Err(SendFailure::NotAttempted) => {}
+            Err(SendFailure::Resolve(_)) => {
+                self.scheduler
+                    .call_returned(agent, CallClass::ResolveUsername, taken, returned);
+            }
+            Ok(_) | Err(SendFailure::Telegram(_)) => {
+                self.scheduler
+                    .call_returned(agent, CallClass::SendMessage, taken, returned);
+                let resolved = self
+                    .messages
+                    .get(&id)
+                    .is_some_and(|queued| queued.request.takes_resolve_permit());
+                if resolved {
+                    self.scheduler.call_returned(
+                        agent,
+                        CallClass::ResolveUsername,
+                        taken,
+                        returned,
+                    );
+                }
+            }
+        }
         self.on_outcome(id, agent, result).await;
     }
 
@@ -1652,6 +1707,8 @@ impl Dispatcher {
                 if let Some(agent) = self.scheduler.agent_key(session) {
                     self.scheduler
                         .set_connection_state(agent, ConnectionState::Connecting);
+                    // Its last holder may have sent a moment ago.
+                    self.scheduler.used_elsewhere_until(agent, self.clock.now());
                 }
                 self.start_owner(session);
             }

@@ -357,6 +357,7 @@ impl Engine {
         let Some(account) = self.account(session) else {
             return Err(CallWait::NotReady);
         };
+        let taken = self.inner.clock.now();
         let decision = self
             .ask(|reply| Command::ReserveCall {
                 session: session.clone(),
@@ -371,6 +372,8 @@ impl Engine {
                 class,
                 account,
                 self.inner.commands.clone(),
+                self.inner.clock,
+                taken,
             )),
             CallDecision::WaitUntil { at, .. } => {
                 Err(CallWait::Until(self.inner.clock.instant(at)))

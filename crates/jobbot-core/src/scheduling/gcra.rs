@@ -26,6 +26,10 @@ pub struct Gcra {
     burst: u32,
     /// Theoretical arrival time: when the bucket would be full again if nothing more were sent.
     tat: Millis,
+    /// `tat` right after the last take, while nothing has changed it since: that take can be
+    /// given back exactly ([`Gcra::give_back`]).
+    #[serde(skip)]
+    last_take: Option<Millis>,
 }
 
 impl Gcra {
@@ -50,6 +54,7 @@ impl Gcra {
             tolerance_ms: emission_interval_ms * u64::from(burst - 1),
             burst,
             tat: Millis::ZERO,
+            last_take: None,
         }
     }
 
@@ -99,6 +104,49 @@ impl Gcra {
     /// advances `tat` (the send happened, so the limiter must account for it).
     pub fn take(&mut self, now: Millis) {
         self.tat = Millis(self.tat.max(now).0 + self.emission_interval_ms);
+        self.last_take = Some(self.tat);
+    }
+
+    /// Counts the permit last taken as if it had been taken `by_ms` later: the call it was taken
+    /// for came back that long after the take, and Telegram counted it at some instant in
+    /// between that jobbot cannot see (after the store's write, the "typing…" pause, the trip
+    /// there). Counting it at the latest such instant keeps every later permit conforming at
+    /// Telegram's bucket whatever the call's delay was; counted at the take, a later call that
+    /// travels faster than this one reaches Telegram less than `T` after it, and a limiter
+    /// paced exactly at an account's limit with a burst of one floods about every other call.
+    ///
+    /// Moving `tat` by the delay is exact when the permit was taken from an idle limiter (the
+    /// delayed take gives `max(tat, now + delay) + T`), and above the exact value otherwise (a
+    /// take within a burst moved `tat` by `T` whenever it happened): it never under-counts.
+    pub fn count_later(&mut self, by_ms: u64) {
+        self.tat = Millis(self.tat.0.saturating_add(by_ms));
+        self.last_take = None;
+    }
+
+    /// Gives back the permit of the last take, whose call never reached Telegram (another node
+    /// had claimed the message, the account's connection was gone): `true` if it was given
+    /// back. Only the last take can be, and only while nothing changed the limiter since (no
+    /// other take, no re-pricing): undoing an earlier one would need the history GCRA does not
+    /// keep, and an approximate undo could under-count. The undo is exact: a take from a limiter
+    /// with debt moved `tat` by `T`, and one from an idle limiter left `tat` at `now + T`,
+    /// whose undo (`now`) means "full from now", as before it.
+    pub fn give_back(&mut self) -> bool {
+        if self.last_take != Some(self.tat) {
+            return false;
+        }
+        self.tat = Millis(self.tat.0.saturating_sub(self.emission_interval_ms));
+        self.last_take = None;
+        true
+    }
+
+    /// Treats the bucket as emptied at `now` (unless it is emptier already): the next permit
+    /// comes one interval later, with no burst. For an account another process used until now
+    /// (a node that held its lease, a run before a crash), whose calls Telegram may have counted
+    /// a moment ago: starting it full invites a flood wait on the first burst.
+    pub fn assume_empty(&mut self, now: Millis) {
+        let empty = Millis(now.0 + self.emission_interval_ms + self.tolerance_ms);
+        self.tat = self.tat.max(empty);
+        self.last_take = None;
     }
 
     /// Checks and takes in one step.
@@ -174,6 +222,46 @@ mod tests {
         check(0, 0, 60_000, 0);
         check(60_000, 2, 1, 1);
         check(u32::MAX, 1, 1, 0);
+    }
+
+    #[test]
+    fn an_emptied_bucket_gives_its_next_permit_one_interval_later_without_a_burst() {
+        let now = Millis(50_000);
+        let mut gcra = Gcra::new(20, 3);
+        gcra.assume_empty(now);
+        assert_eq!(gcra.headroom(now), 0);
+        assert_eq!(gcra.earliest(), Millis(now.0 + 3_000));
+        assert_eq!(gcra.headroom(Millis(now.0 + 3_000)), 1);
+        // A bucket already emptier stays as it is.
+        let mut busy = Gcra::new(20, 1);
+        busy.take(now);
+        busy.take(now);
+        busy.assume_empty(now);
+        assert_eq!(busy.earliest(), Millis(now.0 + 6_000));
+    }
+
+    #[test]
+    fn only_the_last_take_is_given_back_and_exactly() {
+        let now = Millis(100_000);
+        // From an idle limiter: given back, it is as it was (three sends at once again).
+        let mut idle = Gcra::new(20, 3);
+        idle.take(now);
+        assert!(idle.give_back());
+        assert_eq!(idle.headroom(now), 3);
+        assert!(!idle.give_back(), "given back twice");
+        // From a limiter in debt: the take's interval is returned, no more.
+        let mut busy = Gcra::new(20, 1);
+        busy.take(now);
+        busy.take(Millis(now.0 + 3_000));
+        assert!(busy.give_back());
+        assert_eq!(busy.earliest(), Millis(now.0 + 3_000));
+        // Not once another take, or a later count, came after it.
+        let mut later = Gcra::new(20, 3);
+        later.take(now);
+        later.take(now);
+        later.count_later(10);
+        assert!(!later.give_back());
+        assert_eq!(later.earliest(), Millis(now.0 + 10));
     }
 
     #[test]

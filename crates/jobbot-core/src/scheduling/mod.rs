@@ -1250,6 +1250,45 @@ impl AgentScheduler {
         CallDecision::Go
     }
 
+    /// The call a permit of `class` was taken for on `agent` at `taken` (by [`Self::pick`] or
+    /// [`Self::reserve_call`]) came back at `returned`: the permit counts as taken then (see
+    /// [`Gcra::count_later`]). Telegram counts a call when it reaches it, at an instant between
+    /// the two that jobbot cannot see, so the only instant that keeps the next permit
+    /// conforming at Telegram's bucket whatever the delays were is the latest. Call it for a
+    /// call that was made (or may have been), before its outcome; never for one not attempted.
+    pub fn call_returned(
+        &mut self,
+        agent: AgentKey,
+        class: CallClass,
+        taken: Millis,
+        returned: Millis,
+    ) {
+        let Some(entry) = self.agents.get_mut(agent.0 as usize) else {
+            return;
+        };
+        let delay = returned.0.saturating_sub(taken.0);
+        match class {
+            CallClass::SendMessage => entry.gcra.count_later(delay),
+            other => entry.limiter_mut(other).gcra.count_later(delay),
+        }
+        self.refresh_sendable_at(agent);
+    }
+
+    /// `agent` was used by another process until `now` (this node just took its lease over, or
+    /// the node just started): Telegram may have counted calls of it a moment ago that this
+    /// scheduler never saw, so each of its limiters starts empty (see [`Gcra::assume_empty`]).
+    /// The learned rates stay: they are stored and shared.
+    pub fn used_elsewhere_until(&mut self, agent: AgentKey, now: Millis) {
+        let Some(entry) = self.agents.get_mut(agent.0 as usize) else {
+            return;
+        };
+        entry.gcra.assume_empty(now);
+        for limiter in &mut entry.calls {
+            limiter.gcra.assume_empty(now);
+        }
+        self.refresh_sendable_at(agent);
+    }
+
     /// The outcome of a call [`Self::reserve_call`] allowed. A FloodWait is the class's own: it
     /// lowers that class's learned rate and stops only that class's calls for the wait; a clean
     /// call is evidence for it. Other errors leave the limiter as it is (they are the caller's to
@@ -1284,7 +1323,13 @@ impl AgentScheduler {
                 let end = settings.flood_wait_end(now, *seconds);
                 entry.call_flood_wait(class, *seconds, learn, end, now)
             }
-            SendOutcome::Failed(_) | SendOutcome::ResolveFailed(_) | SendOutcome::NotAttempted => {
+            SendOutcome::NotAttempted => {
+                let limiter = entry.limiter_mut(class);
+                limiter.settle();
+                limiter.gcra.give_back();
+                Change::Unchanged
+            }
+            SendOutcome::Failed(_) | SendOutcome::ResolveFailed(_) => {
                 entry.limiter_mut(class).settle();
                 Change::Unchanged
             }
@@ -1401,7 +1446,18 @@ impl AgentScheduler {
                 return OutcomeAction::Done;
             }
             SendOutcome::NotAttempted => {
+                // Nothing reached Telegram (another node had claimed the message, the account
+                // was gone before the call): the permit goes back if it can be given back
+                // exactly. Kept, every claim another node won cost the agent a whole pacing
+                // interval, which the cluster benchmark saw as lost throughput per node added.
                 entry.at_pace_in_flight = entry.at_pace_in_flight.saturating_sub(1);
+                entry.gcra.give_back();
+                if request.takes_resolve_permit() {
+                    entry
+                        .limiter_mut(CallClass::ResolveUsername)
+                        .gcra
+                        .give_back();
+                }
                 self.refresh_sendable_at(agent);
                 return OutcomeAction::Done;
             }

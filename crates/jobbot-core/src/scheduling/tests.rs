@@ -2036,3 +2036,124 @@ fn a_first_message_that_never_reached_send_message_gives_its_cold_dm_slot_back()
     );
     assert_indexes_consistent(&scheduler);
 }
+
+/// Telegram's side of one account's `sendMessage` limit as the simulator models it (a bucket of
+/// `burst` tokens refilled continuously at `per_minute`, checked when a call arrives), in whole
+/// milliseconds.
+struct TelegramBucket {
+    per_minute: u32,
+    burst: u32,
+    tokens: f64,
+    last: Option<u64>,
+}
+
+impl TelegramBucket {
+    fn new(per_minute: u32, burst: u32) -> Self {
+        Self {
+            per_minute,
+            burst,
+            tokens: f64::from(burst),
+            last: None,
+        }
+    }
+
+    /// Whether a call arriving at `at` is let through (it takes a token) or flooded.
+    fn arrive(&mut self, at: u64) -> bool {
+        let burst = f64::from(self.burst);
+        if let Some(last) = self.last {
+            let refilled = (at - last) as f64 * f64::from(self.per_minute) / MINUTE as f64;
+            self.tokens = (self.tokens + refilled).min(burst);
+        }
+        self.last = Some(at);
+        // The simulator's comparison, less a rounding error's worth of the float sum.
+        if self.tokens >= 1.0 - 1e-9 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Paces one agent configured at exactly Telegram's limit through calls whose delays vary
+/// (the store's write and the trip before Telegram counts a call, the answer's trip after),
+/// each returning before the next is picked; says how many calls Telegram flooded.
+fn floods_at_the_true_limit(
+    per_minute: u32,
+    burst: u32,
+    delays: &[(u64, u64, u64)],
+    count_returns: bool,
+) -> usize {
+    let mut rng = rng(9);
+    let mut scheduler = fixed_pool(1, pacing(per_minute, burst, 1_000));
+    let mut telegram = TelegramBucket::new(per_minute, burst);
+    let request = Request::new(SendKind::Reply);
+    let mut now = 0;
+    let mut floods = 0;
+    for &(idle, before, after) in delays {
+        now += idle;
+        let agent = loop {
+            match scheduler.pick(POOL, &request, Millis(now), &mut rng) {
+                Decision::Send(agent) => break agent,
+                Decision::WaitUntil { at, .. } => now = at.0,
+                other => panic!("the one agent should be paced only, got {other:?}"),
+            }
+        };
+        let taken = now;
+        if !telegram.arrive(taken + before) {
+            floods += 1;
+        }
+        now = taken + before + after;
+        if count_returns {
+            scheduler.call_returned(agent, CallClass::SendMessage, Millis(taken), Millis(now));
+        }
+        scheduler.on_outcome(agent, &request, SendOutcome::Sent, Millis(now));
+    }
+    floods
+}
+
+#[test]
+fn a_permit_counted_at_the_take_floods_a_limiter_paced_at_the_limit_when_delays_vary() {
+    // 2 a minute, burst 1 (the cluster benchmark's world): the first call waits 40 ms before
+    // Telegram counts it, the second 5 ms, so Telegram sees them 29,965 ms apart.
+    let delays = [(0, 40, 10), (0, 5, 10), (0, 40, 10), (0, 5, 10)];
+    assert!(floods_at_the_true_limit(2, 1, &delays, false) > 0);
+    assert_eq!(floods_at_the_true_limit(2, 1, &delays, true), 0);
+}
+
+proptest::proptest! {
+    /// However a call's delays vary, as long as each call returns before the next is picked, a
+    /// limiter configured at an account's true limit never draws a flood wait from it.
+    #[test]
+    fn a_permit_counted_when_its_call_returns_never_floods_an_account_paced_at_its_limit(
+        per_minute in 1u32..=40,
+        burst in 1u32..=4,
+        delays in proptest::collection::vec(
+            (proptest::prop_oneof![proptest::strategy::Just(0u64), 0u64..200_000], 0u64..1_500, 0u64..1_500),
+            1..60,
+        ),
+    ) {
+        proptest::prop_assert_eq!(floods_at_the_true_limit(per_minute, burst, &delays, true), 0);
+    }
+}
+
+#[test]
+fn a_send_that_never_reached_telegram_gives_its_permit_back() {
+    let mut rng = rng(10);
+    let mut scheduler = fixed_pool(1, pacing(2, 1, 1_000));
+    let request = Request::first_contact().resolving(true);
+    let now = Millis(MINUTE);
+    // Another node claimed the message first: the pick's permits (send and resolve) go back,
+    // so the agent sends the next message at once instead of an interval later.
+    let agent = expect_send(scheduler.pick(POOL, &request, now, &mut rng));
+    scheduler.on_outcome(agent, &request, SendOutcome::NotAttempted, now);
+    assert_eq!(scheduler.agent(agent).unwrap().gcra().headroom(now), 1);
+    let again = expect_send(scheduler.pick(POOL, &request, now, &mut rng));
+    assert_eq!(again, agent);
+    // A send that was made keeps its permit.
+    scheduler.on_outcome(agent, &request, SendOutcome::Sent, now);
+    assert!(matches!(
+        scheduler.pick(POOL, &request, now, &mut rng),
+        Decision::WaitUntil { .. }
+    ));
+}
