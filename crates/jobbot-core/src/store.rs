@@ -1108,6 +1108,28 @@ pub trait Store: Send + Sync {
         expires_at: UnixMillis,
     ) -> Result<Option<LeaseRecord>, StoreError>;
 
+    /// Renews every lease of `leases` that `node` still holds with the token named, until
+    /// `expires_at` (each as [`Store::renew_lease`]); returns the renewed ones. A lease missing
+    /// from the answer was lost. The SQL backends do it in one statement, not one per lease.
+    async fn renew_leases(
+        &self,
+        node: &NodeId,
+        leases: &[(SessionName, FencingToken)],
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Vec<LeaseRecord>, StoreError> {
+        let mut renewed = Vec::with_capacity(leases.len());
+        for (session, token) in leases {
+            if let Some(lease) = self
+                .renew_lease(session, node, *token, now, expires_at)
+                .await?
+            {
+                renewed.push(lease);
+            }
+        }
+        Ok(renewed)
+    }
+
     /// Whether `node` holds the lease of `session` with `token`, unexpired at `now`. (A send's
     /// fence is the same check inside [`Store::claim_attempt`]'s transaction, so a node that
     /// lost a lease, paused past its expiry say, never sends on it.)

@@ -104,17 +104,16 @@ impl LeaseKeeper {
         for (session, _) in &plan.release {
             self.held.remove(session);
         }
-        for (session, token) in plan.renew {
-            match self
-                .store
-                .renew_lease(&session, &self.node, token, now, expires_at)
-                .await?
-            {
-                Some(lease) => self.hold(lease),
-                None => {
-                    self.held.remove(&session);
-                }
-            }
+        // One statement for all of them: a node holds hundreds of sessions.
+        let renewed = self
+            .store
+            .renew_leases(&self.node, &plan.renew, now, expires_at)
+            .await?;
+        for (session, _) in &plan.renew {
+            self.held.remove(session);
+        }
+        for lease in renewed {
+            self.hold(lease);
         }
         for session in plan.acquire {
             if let Some(lease) = self

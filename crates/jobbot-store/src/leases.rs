@@ -230,6 +230,57 @@ where
     returned_lease(operation, query.fetch_optional(executor).await)
 }
 
+/// How many leases one renewal statement names (two binds each, well under SQLite's 32,766).
+const RENEWALS_PER_STATEMENT: usize = 500;
+
+/// Renews many leases `node` holds in one statement per [`RENEWALS_PER_STATEMENT`] (a node
+/// holding hundreds of sessions renewed each in a statement of its own every round, the most
+/// frequent statement of the cluster benchmark's database after the CRM's checks); each lease
+/// only with its token, as [`renew`] does. Returns the renewed leases.
+pub(crate) async fn renew_many<'e, DB, E>(
+    executor: E,
+    node: &NodeId,
+    leases: &[(SessionName, FencingToken)],
+    now: UnixMillis,
+    expires_at: UnixMillis,
+) -> Result<Vec<LeaseRecord>, StoreError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    E: Executor<'e, Database = DB> + Copy,
+{
+    let operation = "renew the sessions' leases";
+    let mut renewed = Vec::with_capacity(leases.len());
+    for chunk in leases.chunks(RENEWALS_PER_STATEMENT) {
+        let named: Vec<String> = (0..chunk.len())
+            .map(|index| {
+                let session = 4 + 2 * index;
+                format!("(session = ${session} AND token = ${})", session + 1)
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE session_leases SET renewed_at = $1, expires_at = $2 \
+             WHERE holder = $3 AND ({}) RETURNING {LEASE_COLUMNS}",
+            named.join(" OR ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(now.0)
+            .bind(expires_at.0)
+            .bind(node.as_str());
+        for (session, token) in chunk {
+            query = query.bind(session.as_str()).bind(token.0);
+        }
+        let rows = query.fetch_all(executor).await.map_err(failed(operation))?;
+        for row in &rows {
+            renewed.push(read_row(operation, "a lease", row, read_lease)?);
+        }
+    }
+    Ok(renewed)
+}
+
 /// The lease a statement's `RETURNING` gave back, if it changed one.
 fn returned_lease<R: StoredRow>(
     operation: &'static str,

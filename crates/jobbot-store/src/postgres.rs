@@ -1377,6 +1377,16 @@ impl Store for PostgresStore {
         leases::renew(&self.pool, session, node, token, now, expires_at).await
     }
 
+    async fn renew_leases(
+        &self,
+        node: &NodeId,
+        leases: &[(SessionName, FencingToken)],
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Vec<LeaseRecord>, StoreError> {
+        leases::renew_many(&self.pool, node, leases, now, expires_at).await
+    }
+
     async fn release_lease(
         &self,
         session: &SessionName,

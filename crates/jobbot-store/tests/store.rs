@@ -2544,6 +2544,66 @@ mod conformance {
         assert_eq!(store.session_leases().await.unwrap(), vec![back]);
     }
 
+    pub async fn leases_renewed_together_are_each_renewed_only_with_their_holder_and_token(
+        store: &dyn Store,
+    ) {
+        use jobbot_core::cluster::FencingToken;
+        let (a, b) = (node("node-a"), node("node-b"));
+        let mut held = Vec::new();
+        for index in 0..3 {
+            let session = agent(&format!("agent_{index}"));
+            let lease = store
+                .acquire_lease(&session, &a, UnixMillis(1_000), UnixMillis(31_000))
+                .await
+                .unwrap()
+                .unwrap();
+            held.push((session, lease.token));
+        }
+        let other = agent("agent_9");
+        store
+            .acquire_lease(&other, &b, UnixMillis(1_000), UnixMillis(31_000))
+            .await
+            .unwrap()
+            .unwrap();
+        // agent_2 named with a token it does not have, agent_9 held by b, agent_5 by no one.
+        let mut asked = held.clone();
+        asked[2].1 = FencingToken(7);
+        asked.push((other.clone(), FencingToken(1)));
+        asked.push((agent("agent_5"), FencingToken(1)));
+        let mut renewed = store
+            .renew_leases(&a, &asked, UnixMillis(5_000), UnixMillis(35_000))
+            .await
+            .unwrap();
+        renewed.sort_by(|x, y| x.session.cmp(&y.session));
+        let summary: Vec<_> = renewed
+            .iter()
+            .map(|lease| (lease.session.clone(), lease.token, lease.expires_at))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (agent("agent_0"), held[0].1, UnixMillis(35_000)),
+                (agent("agent_1"), held[1].1, UnixMillis(35_000)),
+            ]
+        );
+        let leases = store.session_leases().await.unwrap();
+        let expiry = |name: &str| {
+            leases
+                .iter()
+                .find(|lease| lease.session == agent(name))
+                .map(|lease| lease.expires_at)
+        };
+        assert_eq!(expiry("agent_2"), Some(UnixMillis(31_000)));
+        assert_eq!(expiry("agent_9"), Some(UnixMillis(31_000)));
+        assert_eq!(
+            store
+                .renew_leases(&a, &[], UnixMillis(6_000), UnixMillis(36_000))
+                .await
+                .unwrap(),
+            []
+        );
+    }
+
     pub async fn concurrent_takes_of_one_lease_grant_it_once(store: &dyn Store) {
         let (a, b) = (node("node-a"), node("node-b"));
         for round in 0..5 {
@@ -3548,6 +3608,7 @@ conformance_on_every_backend!(
     api_tokens_are_listed_found_used_and_revoked_until_their_expiry,
     a_session_lease_is_held_by_one_node_at_a_time_with_growing_tokens,
     concurrent_takes_of_one_lease_grant_it_once,
+    leases_renewed_together_are_each_renewed_only_with_their_holder_and_token,
     nodes_are_listed_with_their_heartbeats_and_a_leaving_node_frees_its_leases,
     a_message_is_attempted_under_one_nodes_claim_and_its_agents_lease,
     a_message_another_node_claimed_is_not_ended_under_its_claim,
