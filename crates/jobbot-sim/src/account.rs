@@ -290,6 +290,7 @@ impl TelegramAccount for SimAccount {
                 });
             }
             let topic = world.insert_topic(group, Some(account), &title, now);
+            world.user_mut(account).counters.topics_created += 1;
             world.record_sent(
                 account,
                 random_id,

@@ -99,7 +99,11 @@ pub struct MessageRecord {
 #[serde(default)]
 pub struct AccountCounters {
     pub calls: u64,
+    /// Messages the account created: `messages.sendMessage` calls and the service messages of
+    /// the forum topics it created (`topics_created`, limited apart).
     pub messages_sent: u64,
+    /// Forum topics the account created (each is a message too, counted in `messages_sent`).
+    pub topics_created: u64,
     pub send_flood_waits: u64,
     /// FloodWaits that started a new wait on any method (violations), as opposed to answers
     /// repeating a wait already running.
