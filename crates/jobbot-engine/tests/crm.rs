@@ -1147,7 +1147,7 @@ fn files_received(w: &World, person: ChatId) -> Vec<(usize, jobbot_sim::SimMedia
 /// A contact's photo with a caption, a CV and a voice message arrive in their topic as those
 /// files (the same ones, re-sent by the agent that received them), captioned with who sent them.
 #[tokio::test(start_paused = true)]
-async fn a_contacts_photo_document_and_voice_arrive_in_the_topic_as_files() {
+async fn a_contacts_photo_document_voice_and_video_note_arrive_in_the_topic_as_files() {
     use jobbot_core::telegram::MediaKind;
     use jobbot_sim::SimMedia;
 
@@ -1169,14 +1169,17 @@ async fn a_contacts_photo_document_and_voice_arrive_in_the_topic_as_files() {
     w.world
         .send_direct_media(w.recruiter, to, SimMedia::voice(9, 30_000), "")
         .unwrap();
+    w.world
+        .send_direct_media(w.recruiter, to, SimMedia::video_note(14, 400_000), "")
+        .unwrap();
     let mut posts = Vec::new();
-    wait_until("three files in the topic", || {
+    wait_until("four files in the topic", || {
         posts = w
             .topic_posts(topic)
             .into_iter()
             .filter(|post| post.file.is_some())
             .collect::<Vec<_>>();
-        let done = posts.len() == 3;
+        let done = posts.len() == 4;
         async move { done }
     })
     .await;
@@ -1193,13 +1196,19 @@ async fn a_contacts_photo_document_and_voice_arrive_in_the_topic_as_files() {
     let kinds: Vec<_> = files.iter().map(|(file, ..)| file.kind).collect();
     assert_eq!(
         kinds,
-        [MediaKind::Photo, MediaKind::Document, MediaKind::Voice]
+        [
+            MediaKind::Photo,
+            MediaKind::Document,
+            MediaKind::Voice,
+            MediaKind::VideoNote
+        ]
     );
     assert_eq!(files[0].1, "👤 Anna Smirnova (@anna_hr):\n\nmy portfolio");
     assert_eq!(files[1].0.file_name.as_deref(), Some("cv.pdf"));
     assert_eq!(files[1].0.mime_type.as_deref(), Some("application/pdf"));
     assert_eq!(files[1].1, "👤 Anna Smirnova (@anna_hr)");
     assert_eq!(files[2].0.duration_seconds, Some(9));
+    assert_eq!(files[3].0.duration_seconds, Some(14));
     assert!(
         files.iter().all(|(.., author)| *author == Some(to)),
         "the agent that received the files re-sent them"
@@ -1216,8 +1225,8 @@ async fn a_contacts_photo_document_and_voice_arrive_in_the_topic_as_files() {
     running.stop().await;
 }
 
-/// An operator's photo with a caption, a document and a voice message in the topic reach the
-/// contact once each, from the conversation's agent, though every agent in the group sees them.
+/// An operator's photo with a caption, a document, a voice message and a video note in the topic
+/// reach the contact once each, from the conversation's agent, though every agent in the group sees them.
 #[tokio::test(start_paused = true)]
 async fn an_operators_files_reach_the_contact_from_the_conversations_agent() {
     use jobbot_core::telegram::MediaKind;
@@ -1235,20 +1244,21 @@ async fn an_operators_files_reach_the_contact_from_the_conversations_agent() {
         (SimMedia::photo(120_000), "our office"),
         (offer, "the offer"),
         (SimMedia::voice(4, 9_000), ""),
+        (SimMedia::video_note(7, 300_000), ""),
     ] {
         w.world
             .group_post_media(w.group, w.operator, Some(topic), media, caption)
             .unwrap();
     }
-    wait_until("three files reach the contact", || {
-        let done = files_received(&w, w.recruiter).len() >= 3;
+    wait_until("four files reach the contact", || {
+        let done = files_received(&w, w.recruiter).len() >= 4;
         async move { done }
     })
     .await;
     // Let a second copy (from the other agent's view of the same messages) have its chance.
     tokio::time::sleep(Duration::from_secs(120)).await;
     let files = files_received(&w, w.recruiter);
-    assert_eq!(files.len(), 3, "each file once");
+    assert_eq!(files.len(), 4, "each file once");
     assert!(files.iter().all(|(index, ..)| *index == agent));
     assert_eq!(
         files
@@ -1258,7 +1268,8 @@ async fn an_operators_files_reach_the_contact_from_the_conversations_agent() {
         [
             (MediaKind::Photo, "our office"),
             (MediaKind::Document, "the offer"),
-            (MediaKind::Voice, "")
+            (MediaKind::Voice, ""),
+            (MediaKind::VideoNote, "")
         ]
     );
     assert_eq!(files[1].1.file_name.as_deref(), Some("offer.docx"));

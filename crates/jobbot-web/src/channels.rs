@@ -89,6 +89,16 @@ pub struct ChannelFields {
     /// day.
     #[schema(schema_with = constraints::optional_reply_cap_schema)]
     pub ai_max_replies_per_day: Option<i64>,
+    /// `ai_config.temperature`: from 0 to 2.
+    #[schema(schema_with = constraints::optional_temperature_schema)]
+    pub ai_temperature: Option<f64>,
+    /// `ai_config.max_tokens`: the longest answer the model may give, in tokens.
+    #[schema(schema_with = constraints::optional_max_tokens_schema)]
+    pub ai_max_tokens: Option<i64>,
+    /// `ai_config.context_window_messages`: how many past messages of the conversation the
+    /// model sees.
+    #[schema(schema_with = constraints::optional_context_window_schema)]
+    pub ai_context_window_messages: Option<i64>,
     pub instant_response: Option<bool>,
     #[schema(schema_with = constraints::optional_delay_schema)]
     pub human_delay: Option<HumanDelay>,
@@ -154,6 +164,16 @@ pub struct NewChannel {
     /// day.
     #[schema(schema_with = constraints::optional_reply_cap_schema)]
     pub ai_max_replies_per_day: Option<i64>,
+    /// `ai_config.temperature`: from 0 to 2.
+    #[schema(schema_with = constraints::optional_temperature_schema)]
+    pub ai_temperature: Option<f64>,
+    /// `ai_config.max_tokens`: the longest answer the model may give, in tokens.
+    #[schema(schema_with = constraints::optional_max_tokens_schema)]
+    pub ai_max_tokens: Option<i64>,
+    /// `ai_config.context_window_messages`: how many past messages of the conversation the
+    /// model sees.
+    #[schema(schema_with = constraints::optional_context_window_schema)]
+    pub ai_context_window_messages: Option<i64>,
     pub instant_response: Option<bool>,
     #[schema(schema_with = constraints::optional_delay_schema)]
     pub human_delay: Option<HumanDelay>,
@@ -261,6 +281,9 @@ impl From<NewChannel> for ChannelFields {
             ai_fallback: new.ai_fallback,
             ai_reply_delay_seconds: new.ai_reply_delay_seconds,
             ai_max_replies_per_day: new.ai_max_replies_per_day,
+            ai_temperature: new.ai_temperature,
+            ai_max_tokens: new.ai_max_tokens,
+            ai_context_window_messages: new.ai_context_window_messages,
             instant_response: new.instant_response,
             human_delay: new.human_delay,
             agent_pacing: new.agent_pacing,
@@ -328,6 +351,20 @@ impl ChannelFields {
         }
         if let Some(cap) = self.ai_max_replies_per_day {
             checks.range("ai_max_replies_per_day", cap, 0, i64::from(u32::MAX));
+        }
+        if let Some(temperature) = self.ai_temperature {
+            checks.temperature("ai_temperature", temperature);
+        }
+        if let Some(tokens) = self.ai_max_tokens {
+            checks.range("ai_max_tokens", tokens, 1, constraints::MAX_AI_TOKENS);
+        }
+        if let Some(window) = self.ai_context_window_messages {
+            checks.range(
+                "ai_context_window_messages",
+                window,
+                1,
+                i64::from(jobbot_core::ai::AiSettings::MAX_CONTEXT_WINDOW),
+            );
         }
         if let Some(delay) = &self.human_delay {
             checks.human_delay("human_delay", delay);
@@ -1003,6 +1040,9 @@ fn apply_fields(
         ai_fallback,
         ai_reply_delay_seconds,
         ai_max_replies_per_day,
+        ai_temperature,
+        ai_max_tokens,
+        ai_context_window_messages,
         instant_response,
         human_delay,
         agent_pacing,
@@ -1028,6 +1068,11 @@ fn apply_fields(
         }),
         max_replies_per_day: ai_max_replies_per_day
             .map(|cap| u32::try_from(cap).unwrap_or_default()),
+        // Checked in range before (422).
+        temperature: ai_temperature,
+        max_tokens: ai_max_tokens.map(|tokens| u32::try_from(tokens).unwrap_or(1)),
+        context_window_messages: ai_context_window_messages
+            .map(|window| u32::try_from(window).unwrap_or(1)),
     }
     .apply(channel);
     set(&mut channel.name, name);

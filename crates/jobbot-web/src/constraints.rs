@@ -294,6 +294,13 @@ impl Checks {
         }
     }
 
+    /// A model's sampling temperature: 0 to 2 (what OpenAI-compatible APIs take).
+    pub fn temperature(&mut self, path: impl Into<String>, value: f64) {
+        if !(0.0..=2.0).contains(&value) {
+            self.0.push(Problem::because(path, Reason::Temperature));
+        }
+    }
+
     pub fn channel_id(&mut self, path: impl Into<String>, value: i64) {
         if !(CHANNEL_ID_MIN..=CHANNEL_ID_MAX).contains(&value) {
             self.0.push(Problem::because(
@@ -601,6 +608,36 @@ pub fn optional_reply_delay_schema() -> RefOr<Schema> {
         .min_items(Some(2))
         .max_items(Some(2))
         .into()
+}
+
+/// The most tokens an answer may be given (`ai_config.max_tokens`): far above any model's output
+/// limit, so only nonsense is refused.
+pub const MAX_AI_TOKENS: i64 = 1_000_000;
+
+/// `ai_config.temperature`: 0 to 2.
+pub fn optional_temperature_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Number,
+            Type::Null,
+        ]))
+        .minimum(Some(0.0))
+        .maximum(Some(2.0))
+        .into()
+}
+
+/// `ai_config.max_tokens`: 1 to [`MAX_AI_TOKENS`].
+pub fn optional_max_tokens_schema() -> RefOr<Schema> {
+    nullable_integer(1, MAX_AI_TOKENS).into()
+}
+
+/// `ai_config.context_window_messages`: 1 to the most the AI is shown.
+pub fn optional_context_window_schema() -> RefOr<Schema> {
+    nullable_integer(
+        1,
+        i64::from(jobbot_core::ai::AiSettings::MAX_CONTEXT_WINDOW),
+    )
+    .into()
 }
 
 /// `ai_config.max_replies_per_day`: 0 (no AI replies) or more.

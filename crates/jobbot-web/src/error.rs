@@ -66,6 +66,8 @@ pub enum Reason {
         min: i64,
         max: i64,
     },
+    /// A number (not necessarily whole) from 0 to 2: a model's sampling temperature.
+    Temperature,
     /// One of these words.
     OneOf(&'static [&'static str]),
     NotRevision,
@@ -90,7 +92,7 @@ impl Reason {
             Reason::Config(kind, _) => config_code(kind),
             Reason::Required => "required",
             Reason::Length { .. } => "length",
-            Reason::Range { .. } => "range",
+            Reason::Range { .. } | Reason::Temperature => "range",
             Reason::OneOf(_) => "one_of",
             Reason::NotRevision => "not_revision",
             Reason::NotSessionName => "not_session_name",

@@ -227,6 +227,21 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "AI replies per conversation per day",
     ),
     (
+        "field_ai_temperature",
+        "Температура модели (0–2)",
+        "Model temperature (0–2)",
+    ),
+    (
+        "field_ai_max_tokens",
+        "Максимум токенов в ответе модели",
+        "Most tokens in a model's answer",
+    ),
+    (
+        "field_ai_context_window",
+        "Сообщений диалога, которые видит модель",
+        "Conversation messages the model sees",
+    ),
+    (
         "ai_prompts",
         "Промпты (пустой — встроенный текст)",
         "Prompts (empty: the built-in text)",
@@ -619,6 +634,10 @@ pub fn reason_message(reason: &Reason, lang: Lang) -> String {
         Reason::Range { min, max } => pick(
             format!("Нужно целое число от {min} до {max}"),
             format!("must be a whole number from {min} to {max}"),
+        ),
+        Reason::Temperature => pick(
+            "Нужно число от 0 до 2".to_owned(),
+            "must be a number from 0 to 2".to_owned(),
         ),
         Reason::OneOf(words) => pick(
             format!("Допустимо: {}", words.join(", ")),

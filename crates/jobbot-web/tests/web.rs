@@ -588,7 +588,7 @@ async fn api_tokens_are_shown_once_and_stop_working_when_revoked() {
 /// delay whose minimum is above its maximum, a negative cap, a blank or unknown fallback
 /// provider are refused naming the field, and nothing is written.
 #[tokio::test]
-async fn the_ai_fallback_chain_reply_delay_and_daily_cap_are_edited_and_checked() {
+async fn the_ai_fallback_chain_reply_delay_daily_cap_and_model_settings_are_edited_and_checked() {
     let app = spawn_app().await;
     let path = format!("/api/channels/{CHANNEL}");
     let before = app.config.snapshot().document.output_channels[0].clone();
@@ -599,7 +599,8 @@ async fn the_ai_fallback_chain_reply_delay_and_daily_cap_are_edited_and_checked(
             json!({"revision": app.revision().await,
                    "ai_fallback": [{"provider": "gemini"},
                                    {"provider": "openrouter", "model": "qwen/qwen3-coder:free"}],
-                   "ai_reply_delay_seconds": [4, 11], "ai_max_replies_per_day": 6}),
+                   "ai_reply_delay_seconds": [4, 11], "ai_max_replies_per_day": 6,
+                   "ai_temperature": 0.3, "ai_max_tokens": 700, "ai_context_window_messages": 25}),
         )
         .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
@@ -620,6 +621,14 @@ async fn the_ai_fallback_chain_reply_delay_and_daily_cap_are_edited_and_checked(
     assert_eq!(channel.ai.reply_delay.min_seconds, 4);
     assert_eq!(channel.ai.reply_delay.max_seconds, 11);
     assert_eq!(channel.ai.max_replies_per_day, 6);
+    assert_eq!(
+        (
+            channel.ai.temperature,
+            channel.ai.max_tokens,
+            channel.ai.context_window_messages
+        ),
+        (0.3, 700, 25)
+    );
     let document = &snapshot.document.output_channels[0];
     let ai_config = document.ai_config.as_ref().unwrap();
     assert_eq!(
@@ -628,13 +637,24 @@ async fn the_ai_fallback_chain_reply_delay_and_daily_cap_are_edited_and_checked(
     );
     assert_eq!(ai_config["reply_delay_seconds"], json!([4, 11]));
     assert_eq!(ai_config["max_replies_per_day"], 6);
+    assert_eq!(ai_config["temperature"], 0.3);
+    assert_eq!(ai_config["max_tokens"], 700);
+    assert_eq!(ai_config["context_window_messages"], 25);
     // Everything the request did not name is as it was.
     for (key, value) in before
         .ai_config
         .iter()
         .flat_map(|config| config.as_object().unwrap())
     {
-        if !["fallback", "reply_delay_seconds", "max_replies_per_day"].contains(&key.as_str()) {
+        let edited = [
+            "fallback",
+            "reply_delay_seconds",
+            "max_replies_per_day",
+            "temperature",
+            "max_tokens",
+            "context_window_messages",
+        ];
+        if !edited.contains(&key.as_str()) {
             assert_eq!(&ai_config[key], value, "{key}");
         }
     }
@@ -655,6 +675,21 @@ async fn the_ai_fallback_chain_reply_delay_and_daily_cap_are_edited_and_checked(
         (
             json!({"ai_max_replies_per_day": -1}),
             "ai_max_replies_per_day",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"ai_temperature": 2.5}),
+            "ai_temperature",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"ai_max_tokens": 0}),
+            "ai_max_tokens",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"ai_context_window_messages": 201}),
+            "ai_context_window_messages",
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (

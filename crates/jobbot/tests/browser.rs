@@ -517,6 +517,11 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
         .type_into("#f-ai_reply_delay_seconds-max", "4")
         .await;
     browser.type_into("#f-ai_max_replies_per_day", "5").await;
+    browser.type_into("#f-ai_temperature", "0.4").await;
+    browser.type_into("#f-ai_max_tokens", "800").await;
+    browser
+        .type_into("#f-ai_context_window_messages", "30")
+        .await;
     browser.save_refused_at("ai_reply_delay_seconds").await;
     browser
         .type_into("#f-ai_reply_delay_seconds-max", "12")
@@ -555,6 +560,9 @@ async fn channel_form_creates_edits_validates_and_shows_conflicts_in_chromium() 
     );
     assert_eq!(ai_config["reply_delay_seconds"], json!([9, 12]));
     assert_eq!(ai_config["max_replies_per_day"], 5);
+    assert_eq!(ai_config["temperature"], 0.4);
+    assert_eq!(ai_config["max_tokens"], 800);
+    assert_eq!(ai_config["context_window_messages"], 30);
     assert_eq!(ai_config["mode"], "manual", "kept");
 
     // A half-filled row is not dropped: its empty field gets the message.

@@ -288,6 +288,11 @@ pub struct AiEdit {
     pub reply_delay: Option<HumanDelay>,
     /// jobbot's `ai_config.max_replies_per_day`.
     pub max_replies_per_day: Option<u32>,
+    /// `ai_config.temperature` (0 to 2, checked by the caller), `max_tokens` and
+    /// `context_window_messages`.
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub context_window_messages: Option<u32>,
 }
 
 impl AiEdit {
@@ -300,7 +305,10 @@ impl AiEdit {
             || self.model.is_some()
             || self.fallback.is_some()
             || self.reply_delay.is_some()
-            || self.max_replies_per_day.is_some();
+            || self.max_replies_per_day.is_some()
+            || self.temperature.is_some()
+            || self.max_tokens.is_some()
+            || self.context_window_messages.is_some();
         if touches_ai_config {
             let fields = object_of(&mut channel.ai_config);
             if let Some(mode) = self.mode {
@@ -336,6 +344,15 @@ impl AiEdit {
             }
             if let Some(cap) = self.max_replies_per_day {
                 fields.insert("max_replies_per_day".into(), Value::from(cap));
+            }
+            if let Some(temperature) = self.temperature {
+                fields.insert("temperature".into(), Value::from(temperature));
+            }
+            if let Some(tokens) = self.max_tokens {
+                fields.insert("max_tokens".into(), Value::from(tokens));
+            }
+            if let Some(window) = self.context_window_messages {
+                fields.insert("context_window_messages".into(), Value::from(window));
             }
         }
         if let Some(prompts) = &self.prompts {
@@ -1097,6 +1114,9 @@ mod tests {
                 max_seconds: 12,
             }),
             max_replies_per_day: Some(7),
+            temperature: Some(0.25),
+            max_tokens: Some(900),
+            context_window_messages: Some(30),
             ..AiEdit::default()
         }
         .apply(&mut channel);
@@ -1105,13 +1125,16 @@ mod tests {
             written,
             json!({"llm_provider": "groq", "use_weaviate": true,
                    "fallback": ["gemini", {"provider": "openrouter", "model": "qwen/qwen3-coder:free"}],
-                   "reply_delay_seconds": [5, 12], "max_replies_per_day": 7})
+                   "reply_delay_seconds": [5, 12], "max_replies_per_day": 7,
+                   "temperature": 0.25, "max_tokens": 900, "context_window_messages": 30})
         );
         let settings = channel_ai(written).unwrap();
         assert_eq!(settings.fallback, chain);
         assert_eq!(settings.reply_delay.min_seconds, 5);
         assert_eq!(settings.reply_delay.max_seconds, 12);
         assert_eq!(settings.max_replies_per_day, 7);
+        assert_eq!((settings.temperature, settings.max_tokens), (0.25, 900));
+        assert_eq!(settings.context_window_messages, 30);
         // An empty chain removes the key; the rest stays.
         AiEdit {
             fallback: Some(Vec::new()),

@@ -460,6 +460,10 @@ struct ChannelForm {
     ai_delay_min: u32,
     ai_delay_max: u32,
     ai_max_replies: u32,
+    /// `ai_config.temperature` as the number input shows it (`0.7`).
+    ai_temperature: String,
+    ai_max_tokens: u32,
+    ai_context_window: u32,
     instant_response: bool,
     delay_min: u32,
     delay_max: u32,
@@ -589,6 +593,10 @@ impl ChannelForm {
             ai_delay_min: ai.reply_delay.min_seconds,
             ai_delay_max: ai.reply_delay.max_seconds,
             ai_max_replies: ai.max_replies_per_day,
+            // Shortest form that reads back as the same f32 (0.7, not 0.699999988079071).
+            ai_temperature: ai.temperature.to_string(),
+            ai_max_tokens: ai.max_tokens,
+            ai_context_window: ai.context_window_messages,
             instant_response: channel.instant_response,
             delay_min: channel.human_delay.min_seconds,
             delay_max: channel.human_delay.max_seconds,

@@ -95,6 +95,15 @@ function collectChannel() {
     }
     return Number(text);
   };
+  // A number with an optional fraction (`0.7`, `1`).
+  const decimal = (name) => {
+    const text = value(name);
+    if (!/^[0-9]+([.,][0-9]+)?$/.test(text)) {
+      problems.push({path: name, message: t('err_number')});
+      return 0;
+    }
+    return Number(text.replace(',', '.'));
+  };
   const body = {
     name: value('name'),
     telegram_id: integer('telegram_id', true),
@@ -116,6 +125,9 @@ function collectChannel() {
     ai_reply_delay_seconds: [count('ai_reply_delay_seconds.min', 'ai_reply_delay_seconds'),
       count('ai_reply_delay_seconds.max', 'ai_reply_delay_seconds')],
     ai_max_replies_per_day: count('ai_max_replies_per_day'),
+    ai_temperature: decimal('ai_temperature'),
+    ai_max_tokens: count('ai_max_tokens'),
+    ai_context_window_messages: count('ai_context_window_messages'),
     instant_response: checked('instant_response'),
     human_delay: {
       min_seconds: count('human_delay.min_seconds'),
@@ -151,6 +163,9 @@ const AI_PATHS = {
   'ai_config.fallback': 'ai_fallback',
   'ai_config.reply_delay_seconds': 'ai_reply_delay_seconds',
   'ai_config.max_replies_per_day': 'ai_max_replies_per_day',
+  'ai_config.temperature': 'ai_temperature',
+  'ai_config.max_tokens': 'ai_max_tokens',
+  'ai_config.context_window_messages': 'ai_context_window_messages',
 };
 
 // The fallback chain as the API takes it: one provider a line, its model after a space.
