@@ -1328,7 +1328,9 @@ impl Dispatcher {
     /// re-learning after a restart, so a store error is logged, not fatal.
     async fn save_learning(&mut self) {
         for (session, learned) in self.scheduler.take_learning_changes() {
-            let at = self.clock.now_unix();
+            let now = self.clock.now();
+            let at = self.clock.to_unix(now);
+            let learned = learned.for_storage(now, at.0);
             if let Err(error) = self.store.save_learned_limits(&session, &learned, at).await {
                 tracing::error!(target: "agent_pool", %error, session = %session, "could not store learned limits");
             }
@@ -1599,9 +1601,18 @@ impl Dispatcher {
             .collect();
         self.topology.accounts = wanted.clone();
         for (session, (pacing, _)) in &wanted {
+            let new = self.scheduler.agent_key(session).is_none();
             let agent = self.scheduler.add_agent(session.clone(), *pacing, now);
             if let Some(learned) = self.stored_learning.remove(session) {
-                self.scheduler.restore_learned(agent, learned, now);
+                self.scheduler
+                    .restore_learned(agent, learned, now, self.clock.to_unix(now).0);
+            }
+            if new {
+                // A session this process has not used yet (the process just started, or the
+                // operator added it) may have been used a moment ago: by the run before a crash
+                // or a restart, by another tool. Telegram counted those calls; this scheduler
+                // never saw them, so its limiters start empty rather than with a full burst.
+                self.scheduler.used_elsewhere_until(agent, now);
             }
             if self.paused.contains(session) {
                 // A configuration change never undoes a pause.

@@ -183,6 +183,24 @@ impl Harness {
         (engine, config)
     }
 
+    /// [`Harness::restart`], keeping the harness (world, store, recipients) around the new
+    /// engine.
+    async fn restarted(self, agents: &[&str], pacing: serde_json::Value) -> Self {
+        let world = self.world.clone();
+        let store = Arc::clone(&self.store);
+        let ids = self.agents.clone();
+        let recipients = self.recipients.clone();
+        let (engine, config) = self.restart(agents, pacing).await;
+        Self {
+            world,
+            engine,
+            store,
+            agents: ids,
+            recipients,
+            config,
+        }
+    }
+
     /// Every text each agent delivered to `recipient`.
     fn received(&self, recipient: usize) -> Vec<(usize, String)> {
         let (recipient, _) = self.recipients[recipient];
@@ -1457,6 +1475,14 @@ async fn a_message_in_doubt_ends_saying_so_when_its_account_dies() {
         Some((harness.world.clone(), harness.agents[0])),
     );
     let ticket = harness.send(0, None, "maybe delivered").await;
+    // agent_b comes back once agent_a's send has reached the recipient (its answer lost).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while harness.received(0).is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("agent_a sent it");
     harness
         .engine
         .resume_agents(vec![session("agent_b")])
@@ -1611,10 +1637,15 @@ async fn agent_events_are_recorded() {
     })
     .await
     .expect("the death is recorded");
+    // The wait as Telegram answered it: what was left of the 30 s when the send reached it
+    // (the agent's first send waits one pacing interval after the start).
+    assert!(
+        matches!(recorded[0], AgentEvent::FloodWait { seconds } if (25..=30).contains(&seconds)),
+        "{recorded:?}"
+    );
     assert_eq!(
-        recorded,
+        recorded[1..],
         [
-            AgentEvent::FloodWait { seconds: 30 },
             AgentEvent::Reconnected,
             AgentEvent::Dead {
                 reason: jobbot_core::telegram::DeadReason::Banned
@@ -1671,6 +1702,31 @@ async fn learned_limits_survive_a_restart() {
     let (engine, _config) = harness.restart(&["agent_a"], pacing).await;
     assert_eq!(learned_rate(engine.agents().await.unwrap()), before);
     engine.shutdown().await;
+}
+
+/// A restart right after a burst: Telegram's bucket for the account is empty, and the new process
+/// never saw the calls that emptied it. Its limiters start empty, so its first sends wait out the
+/// pace instead of drawing a flood wait (started full, the second and third of the next burst
+/// flooded).
+#[tokio::test(start_paused = true)]
+async fn a_restart_right_after_a_burst_draws_no_flood_wait() {
+    // Telegram allows exactly the configured pace: 20 a minute in bursts of 3.
+    let params = SimParams {
+        send_messages: jobbot_sim::RateLimitParams {
+            per_minute: 20,
+            burst: 3,
+            ..SimParams::default().send_messages
+        },
+        ..SimParams::default()
+    };
+    let pacing = serde_json::json!({"messages_per_minute": 20, "burst": 3});
+    let harness = Harness::start(params, &["agent_a"], 3, pacing.clone(), memory_store()).await;
+    wait_ready(&harness.engine, 1).await;
+    harness.send_all_delivered(3).await;
+    let harness = harness.restarted(&["agent_a"], pacing).await;
+    harness.send_all_delivered(3).await;
+    assert_eq!(harness.world.counters(harness.agents[0]).flood_waits(), 0);
+    harness.engine.shutdown().await;
 }
 
 /// After a crash, the other side may still hold the previous process's connection for a moment
@@ -1976,13 +2032,18 @@ async fn a_resolve_flood_wait_lowers_the_resolve_rate_not_the_send_rate_and_surv
         Ok(_) => panic!("a resolve was allowed during its flood wait"),
         Err(other) => panic!("{other:?}"),
     }
-    // Another method is not held: topic creation is allowed at once.
+    // Another method is not held: topic creation is allowed at its own pace (within its
+    // interval of 30 s, the restart having left its limiter empty), long before resolves.
     let topic = harness
         .engine
-        .try_call(&agent[0], CallClass::CreateForumTopic)
+        .call_permit(
+            std::slice::from_ref(&agent[0]),
+            CallClass::CreateForumTopic,
+            Some(Duration::from_secs(31)),
+        )
         .await;
     assert!(
-        topic.is_ok(),
+        topic.is_some(),
         "another class is not held by a resolve flood"
     );
     drop(topic);

@@ -3101,6 +3101,7 @@ mod conformance {
             send_message: AdaptiveRate::new(ceiling, Millis(0)),
             first_messages: AdaptiveBudget::new(40, Millis(0)),
             calls: LearnedCalls::new(Millis(0)),
+            stored_at_unix_ms: None,
         };
         let mut flooded = fresh;
         // Each class of call has its own learned rate, stored with the rest.
@@ -3112,6 +3113,8 @@ mod conformance {
             .send_message
             .on_flood_wait(ceiling, 30, true, Millis(10));
         flooded.first_messages.on_peer_flood(25, true, Millis(10));
+        // What the engine stores: the deadlines as the time they have left, and when.
+        let flooded = flooded.for_storage(Millis(20), 1_000);
         let at = UnixMillis(1_000);
         store
             .save_learned_limits(&agent("agent_2"), &fresh, at)
@@ -3138,6 +3141,12 @@ mod conformance {
         assert_eq!(restored.send_message.burst(), 1);
         assert_eq!(restored.send_message.flooded(), Some(20_000));
         assert_eq!(restored.first_messages.per_day(), 25);
+        assert_eq!(
+            serde_json::to_value(restored).unwrap(),
+            serde_json::to_value(flooded).unwrap(),
+            "every stored field comes back"
+        );
+        assert_eq!(restored.since_stored_ms(61_000), Some(60_000));
         let resolve = restored.calls.get(CallClass::ResolveUsername).unwrap();
         // A long wait (600 s) cuts to a quarter.
         assert_eq!(resolve.milli_per_minute(), 1_500);

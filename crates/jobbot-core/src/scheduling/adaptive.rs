@@ -181,11 +181,19 @@ pub struct AdaptiveRate {
     flooded: Option<u32>,
     #[serde(skip)]
     clean_calls: u32,
-    /// Scheduler time of the last change (not stored: another process's epoch).
+    /// Scheduler time of the last change (not stored: another process's epoch; a restart only
+    /// delays the next step, which is the safe side).
     #[serde(skip)]
     changed_at: Millis,
+    /// Scheduler time at which the remembered flood is forgotten.
     #[serde(skip)]
-    flooded_at: Millis,
+    forget_at: Millis,
+    /// In a copy for the store ([`LearnedLimits::for_storage`]): how long the remembered flood
+    /// had left to be remembered when the copy was made, so that a restart keeps the deadline
+    /// (restarted with every restart, a process restarted more often than every
+    /// [`FORGET_FLOOD_AFTER_MS`] never probed above an old flood again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    forget_in_ms: Option<u64>,
     /// Restored with a remembered flood and no outcome seen since: the first FloodWait may be
     /// the stored one still running (its end is not stored), so it is not a new violation.
     #[serde(skip)]
@@ -211,8 +219,9 @@ impl AdaptiveRate {
             flooded: None,
             clean_calls: 0,
             changed_at: now,
-            flooded_at: now,
+            forget_at: now.after(FORGET_FLOOD_AFTER_MS),
             restored_flooded: false,
+            forget_in_ms: None,
         }
     }
 
@@ -237,17 +246,33 @@ impl AdaptiveRate {
         (60_000 * u64::from(MILLI)).div_ceil(u64::from(self.milli_per_minute.max(1)))
     }
 
-    /// A state restored from the store, re-bounded by today's ceiling and restarted at `now`.
-    pub fn restored(self, ceiling: RateCeiling, now: Millis) -> Self {
+    /// A state restored from the store, re-bounded by today's ceiling. `since_stored_ms` is the
+    /// wall-clock time since the copy was made ([`LearnedLimits::for_storage`]); the remembered
+    /// flood keeps its deadline across the restart. A copy stored without it (older rows)
+    /// remembers its flood for a whole [`FORGET_FLOOD_AFTER_MS`] from `now`.
+    pub fn restored(self, ceiling: RateCeiling, now: Millis, since_stored_ms: Option<u64>) -> Self {
+        let forget_in = match (self.forget_in_ms, since_stored_ms) {
+            (Some(left), Some(elapsed)) => left.saturating_sub(elapsed),
+            _ => FORGET_FLOOD_AFTER_MS,
+        };
         let mut restored = Self {
             clean_calls: 0,
             changed_at: now,
-            flooded_at: now,
+            forget_at: now.after(forget_in),
             restored_flooded: self.flooded.is_some(),
+            forget_in_ms: None,
             ..self
         };
         restored.bound(ceiling);
         restored
+    }
+
+    /// A copy for the store at `now`: the flood's deadline as the time it has left.
+    fn for_storage(self, now: Millis) -> Self {
+        Self {
+            forget_in_ms: self.flooded.map(|_| self.forget_at.0.saturating_sub(now.0)),
+            ..self
+        }
     }
 
     /// Applies a new ceiling (a configuration edit): the learned rate never exceeds it. A raised
@@ -296,7 +321,7 @@ impl AdaptiveRate {
         self.burst = 1;
         self.clean_calls = 0;
         self.changed_at = now;
-        self.flooded_at = now;
+        self.forget_at = now.after(FORGET_FLOOD_AFTER_MS);
         self.bound(ceiling);
         Change::Changed
     }
@@ -316,9 +341,7 @@ impl AdaptiveRate {
         self.clean_calls = 0;
         self.changed_at = now;
         self.proven = self.proven.max(self.milli_per_minute);
-        if self.flooded.is_some()
-            && now.0.saturating_sub(self.flooded_at.0) >= FORGET_FLOOD_AFTER_MS
-        {
+        if self.flooded.is_some() && now >= self.forget_at {
             self.flooded = None;
         }
         self.burst = (self.burst + 1).min(ceiling.burst);
@@ -368,9 +391,15 @@ pub struct AdaptiveBudget {
     /// one doubled for each after the first.
     #[serde(default)]
     refusals_in_a_row: u32,
-    /// Scheduler time of the last refusal or increase (not stored: another process's epoch).
+    /// Scheduler time at which the budget may grow by one: [`BUDGET_INCREASE_AFTER_MS`] after
+    /// the last refusal or increase.
     #[serde(skip)]
-    changed_at: Millis,
+    grow_at: Millis,
+    /// In a copy for the store: how long `grow_at` was away when the copy was made, so that a
+    /// restart keeps it (restarted with every restart, a budget cut by a `PEER_FLOOD` never grew
+    /// back on a process restarted at least weekly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grow_in_ms: Option<u64>,
 }
 
 impl AdaptiveBudget {
@@ -379,7 +408,8 @@ impl AdaptiveBudget {
         Self {
             per_day: configured,
             refusals_in_a_row: 0,
-            changed_at: now,
+            grow_at: now.after(BUDGET_INCREASE_AFTER_MS),
+            grow_in_ms: None,
         }
     }
 
@@ -396,10 +426,23 @@ impl AdaptiveBudget {
         (u64::from(configured_hours) * 3_600_000) << doublings
     }
 
-    pub fn restored(self, configured: u32, now: Millis) -> Self {
+    /// A budget restored from the store; `since_stored_ms` as for [`AdaptiveRate::restored`].
+    pub fn restored(self, configured: u32, now: Millis, since_stored_ms: Option<u64>) -> Self {
+        let grow_in = match (self.grow_in_ms, since_stored_ms) {
+            (Some(left), Some(elapsed)) => left.saturating_sub(elapsed),
+            _ => BUDGET_INCREASE_AFTER_MS,
+        };
         Self {
             per_day: self.per_day.min(configured),
-            changed_at: now,
+            grow_at: now.after(grow_in),
+            grow_in_ms: None,
+            ..self
+        }
+    }
+
+    fn for_storage(self, now: Millis) -> Self {
+        Self {
+            grow_in_ms: Some(self.grow_at.0.saturating_sub(now.0)),
             ..self
         }
     }
@@ -421,7 +464,7 @@ impl AdaptiveBudget {
             return Change::Unchanged;
         }
         let before = *self;
-        self.changed_at = now;
+        self.grow_at = now.after(BUDGET_INCREASE_AFTER_MS);
         self.refusals_in_a_row = self
             .refusals_in_a_row
             .saturating_add(1)
@@ -452,13 +495,11 @@ impl AdaptiveBudget {
             self.refusals_in_a_row = 0;
             change = Change::Changed;
         }
-        if self.per_day >= configured
-            || now.0.saturating_sub(self.changed_at.0) < BUDGET_INCREASE_AFTER_MS
-        {
+        if self.per_day >= configured || now < self.grow_at {
             return change;
         }
         self.per_day += 1;
-        self.changed_at = now;
+        self.grow_at = now.after(BUDGET_INCREASE_AFTER_MS);
         Change::Changed
     }
 }
@@ -472,6 +513,32 @@ pub struct LearnedLimits {
     /// before they were learned: those classes start at their ceiling.
     #[serde(default)]
     pub calls: super::LearnedCalls,
+    /// In a copy for the store: the wall-clock instant (Unix milliseconds) it was made, to
+    /// carry the learners' deadlines across a restart. Absent in rows stored before it was kept
+    /// (their deadlines restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_at_unix_ms: Option<i64>,
+}
+
+impl LearnedLimits {
+    /// The copy to store at `now` (scheduler time), which is `now_unix_ms` on the wall clock:
+    /// each deadline (a remembered flood's end, the next growth of the first-message budget) as
+    /// the time it has left, so the next process keeps it.
+    pub fn for_storage(self, now: Millis, now_unix_ms: i64) -> Self {
+        Self {
+            send_message: self.send_message.for_storage(now),
+            first_messages: self.first_messages.for_storage(now),
+            calls: self.calls.map_rates(|rate| rate.for_storage(now)),
+            stored_at_unix_ms: Some(now_unix_ms),
+        }
+    }
+
+    /// Wall-clock milliseconds since this copy was stored, if it says when (never negative: a
+    /// clock set back counts as no time).
+    pub fn since_stored_ms(&self, now_unix_ms: i64) -> Option<u64> {
+        self.stored_at_unix_ms
+            .map(|at| u64::try_from(now_unix_ms.saturating_sub(at)).unwrap_or(0))
+    }
 }
 
 /// `value × numerator / denominator`, rounded down, without overflow.
@@ -650,11 +717,86 @@ mod tests {
         rate.on_flood_wait(CEILING, 30, true, Millis(5));
         let json = serde_json::to_string(&rate).unwrap();
         let stored: AdaptiveRate = serde_json::from_str(&json).unwrap();
-        let restored = stored.restored(CEILING, Millis(0));
+        let restored = stored.restored(CEILING, Millis(0), None);
         assert_eq!(restored.milli_per_minute(), 10_000);
         assert_eq!(restored.burst(), 1);
-        let lower = stored.restored(RateCeiling::per_minute(6, 3), Millis(0));
+        let lower = stored.restored(RateCeiling::per_minute(6, 3), Millis(0), None);
         assert_eq!(lower.milli_per_minute(), 6_000);
+    }
+
+    /// Through the store and into a new process (whose scheduler time starts again at 0).
+    fn restart(learned: LearnedLimits, stored_at: Millis, wall_since_stored: u64) -> LearnedLimits {
+        const STORED_UNIX_MS: i64 = 1_800_000_000_000;
+        let json = serde_json::to_string(&learned.for_storage(stored_at, STORED_UNIX_MS)).unwrap();
+        let stored: LearnedLimits = serde_json::from_str(&json).unwrap();
+        let since = stored.since_stored_ms(STORED_UNIX_MS + wall_since_stored as i64);
+        assert_eq!(since, Some(wall_since_stored));
+        LearnedLimits {
+            send_message: stored.send_message.restored(CEILING, Millis(0), since),
+            first_messages: stored.first_messages.restored(40, Millis(0), since),
+            calls: stored.calls,
+            stored_at_unix_ms: None,
+        }
+    }
+
+    /// Restarts keep the deadlines: a flood is forgotten [`FORGET_FLOOD_AFTER_MS`] after it
+    /// happened and a cut budget grows [`BUDGET_INCREASE_AFTER_MS`] after its cut, however often
+    /// the process restarts in between (restarting them with each restart, a process restarted
+    /// daily never grew a budget back).
+    #[test]
+    fn a_restart_keeps_the_deadlines_of_a_remembered_flood_and_of_the_budgets_growth() {
+        let minute = 60_000;
+        let day = 24 * 60 * minute;
+        let mut learned = LearnedLimits {
+            send_message: AdaptiveRate::new(CEILING, Millis(0)),
+            first_messages: AdaptiveBudget::new(40, Millis(0)),
+            calls: crate::scheduling::LearnedCalls::default(),
+            stored_at_unix_ms: None,
+        };
+        learned
+            .send_message
+            .on_flood_wait(CEILING, 30, true, Millis(10 * minute));
+        learned
+            .first_messages
+            .on_peer_flood(25, true, Millis(10 * minute));
+        // Stored 30 minutes after the flood, restarted 60 minutes after that.
+        let mut restarted = restart(learned, Millis(40 * minute), 60 * minute);
+        assert_eq!(restarted.send_message.flooded(), Some(20_000));
+        // 30 more minutes: 120 since the flood. The next step forgets it.
+        clean_for(&mut restarted.send_message, Millis(0), 30, 60);
+        assert_eq!(
+            restarted.send_message.flooded(),
+            None,
+            "forgotten 120 minutes after the flood, restart included"
+        );
+        // The budget: restarted every day, it still grows a week after its cut.
+        let mut budget = learned.first_messages;
+        let mut stored_at = Millis(10 * minute);
+        for _ in 0..6 {
+            budget = restart(
+                LearnedLimits {
+                    first_messages: budget,
+                    ..learned
+                },
+                stored_at,
+                day,
+            )
+            .first_messages;
+            budget.on_clean(40, Millis(0));
+            assert_eq!(budget.per_day(), 25, "not a week yet");
+            stored_at = Millis(0);
+        }
+        // Six restarts a day apart: the seventh day after the cut ends a day after the last.
+        assert_eq!(budget.on_clean(40, Millis(day - 1)), Change::Unchanged);
+        assert_eq!(budget.on_clean(40, Millis(day)), Change::Changed);
+        assert_eq!(budget.per_day(), 26);
+        // A row stored before the deadlines were kept restarts them, as it always did.
+        let old: AdaptiveBudget = serde_json::from_str(r#"{"per_day":25}"#).unwrap();
+        let mut old = old.restored(40, Millis(0), Some(3 * day));
+        assert_eq!(
+            old.on_clean(40, Millis(BUDGET_INCREASE_AFTER_MS - 1)),
+            Change::Unchanged
+        );
     }
 
     /// A simulated account with a true token bucket: the learner must end up delivering close to
@@ -740,7 +882,7 @@ mod tests {
         for restart in 1..=30 {
             let stored: AdaptiveRate =
                 serde_json::from_str(&serde_json::to_string(&rate).unwrap()).unwrap();
-            rate = stored.restored(ceiling, Millis(0));
+            rate = stored.restored(ceiling, Millis(0), None);
             assert_eq!(
                 rate.on_flood_wait(ceiling, 600, true, Millis(1)),
                 Change::Unchanged,
@@ -752,7 +894,7 @@ mod tests {
             rate.on_flood_wait(ceiling, 600, true, Millis(2)),
             Change::Changed
         );
-        let mut clean_first = rate.restored(ceiling, Millis(0));
+        let mut clean_first = rate.restored(ceiling, Millis(0), None);
         clean_first.on_clean(ceiling, true, Millis(1));
         assert_eq!(
             clean_first.on_flood_wait(ceiling, 600, true, Millis(2)),

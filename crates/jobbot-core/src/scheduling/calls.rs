@@ -91,6 +91,16 @@ impl LearnedCalls {
         calls
     }
 
+    /// Every learned rate passed through `f`.
+    pub(super) fn map_rates(self, f: impl Fn(AdaptiveRate) -> AdaptiveRate) -> Self {
+        Self {
+            resolve_username: self.resolve_username.map(&f),
+            join_channel: self.join_channel.map(&f),
+            create_forum_topic: self.create_forum_topic.map(&f),
+            create_channel: self.create_channel.map(&f),
+        }
+    }
+
     pub fn get(&self, class: CallClass) -> Option<&AdaptiveRate> {
         match class {
             CallClass::SendMessage => None,
@@ -121,11 +131,11 @@ impl LearnedCalls {
 
     /// What an earlier run stored, re-bounded by today's ceilings; classes it did not store start
     /// at their ceiling.
-    pub(super) fn restored(self, now: Millis) -> Self {
+    pub(super) fn restored(self, now: Millis, since_stored_ms: Option<u64>) -> Self {
         let mut restored = Self::default();
         for class in OTHER_CLASSES {
             let rate = match (self.get(class), default_call_ceiling(class)) {
-                (Some(rate), Some(ceiling)) => rate.restored(ceiling, now),
+                (Some(rate), Some(ceiling)) => rate.restored(ceiling, now, since_stored_ms),
                 (None, Some(ceiling)) => AdaptiveRate::new(ceiling, now),
                 (_, None) => continue,
             };

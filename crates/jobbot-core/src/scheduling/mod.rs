@@ -157,6 +157,11 @@ impl Millis {
         Duration::from_millis(self.0)
     }
 
+    /// `ms` milliseconds later (saturating).
+    pub fn after(self, ms: u64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
+
     pub fn saturating_add(self, duration: Duration) -> Self {
         Self(
             self.0
@@ -508,6 +513,7 @@ impl AgentState {
             send_message: AdaptiveRate::new(send_ceiling(pacing), now),
             first_messages: AdaptiveBudget::new(pacing.cold_dms_per_day, now),
             calls: LearnedCalls::new(now),
+            stored_at_unix_ms: None,
         };
         let calls = call_limiters(&learned.calls, now);
         Self {
@@ -1133,18 +1139,32 @@ impl AgentScheduler {
 
     /// Puts back what an earlier run learned about `agent` (within today's configured ceilings),
     /// so a restart does not re-learn the account's limits by flooding it again.
-    pub fn restore_learned(&mut self, agent: AgentKey, learned: LearnedLimits, now: Millis) {
+    /// `now_unix_ms` is `now` on the wall clock: the learners' deadlines (a remembered flood's
+    /// end, the budget's next growth) go on from where the stored copy left them.
+    pub fn restore_learned(
+        &mut self,
+        agent: AgentKey,
+        learned: LearnedLimits,
+        now: Millis,
+        now_unix_ms: i64,
+    ) {
         let Some(entry) = self.agents.get_mut(agent.0 as usize) else {
             return;
         };
+        let since_stored = learned.since_stored_ms(now_unix_ms);
         entry.learned = LearnedLimits {
-            send_message: learned
-                .send_message
-                .restored(send_ceiling(entry.pacing), now),
-            first_messages: learned
-                .first_messages
-                .restored(entry.pacing.cold_dms_per_day, now),
-            calls: learned.calls.restored(now),
+            send_message: learned.send_message.restored(
+                send_ceiling(entry.pacing),
+                now,
+                since_stored,
+            ),
+            first_messages: learned.first_messages.restored(
+                entry.pacing.cold_dms_per_day,
+                now,
+                since_stored,
+            ),
+            calls: learned.calls.restored(now, since_stored),
+            stored_at_unix_ms: None,
         };
         for (index, class) in OTHER_CLASSES.into_iter().enumerate() {
             if let Some(rate) = entry.learned.calls.get(class).copied() {
@@ -1275,16 +1295,23 @@ impl AgentScheduler {
     }
 
     /// `agent` was used by another process until `now` (this node just took its lease over, or
-    /// the node just started): Telegram may have counted calls of it a moment ago that this
-    /// scheduler never saw, so each of its limiters starts empty (see [`Gcra::assume_empty`]).
-    /// The learned rates stay: they are stored and shared.
+    /// the process just started): Telegram may have counted calls of it a moment ago that this
+    /// scheduler never saw, so the limiters of the calls an account makes all the time — sends,
+    /// resolves, topic creation — start empty (see [`Gcra::assume_empty`]). Joins and channel
+    /// creation keep their burst: a join is made once per chat, when the account connects, so
+    /// the last holder's joins were at its own start, not a moment ago; held back for a whole
+    /// interval (100 s at the default 0.6 a minute), a restarted agent stayed out of its CRM
+    /// groups while its conversations went on (topics it could not create, posts it could not
+    /// make). The learned rates stay: they are stored and shared.
     pub fn used_elsewhere_until(&mut self, agent: AgentKey, now: Millis) {
         let Some(entry) = self.agents.get_mut(agent.0 as usize) else {
             return;
         };
         entry.gcra.assume_empty(now);
-        for limiter in &mut entry.calls {
-            limiter.gcra.assume_empty(now);
+        for (class, limiter) in calls::OTHER_CLASSES.into_iter().zip(&mut entry.calls) {
+            if !matches!(class, CallClass::JoinChannel | CallClass::CreateChannel) {
+                limiter.gcra.assume_empty(now);
+            }
         }
         self.refresh_sendable_at(agent);
     }

@@ -1685,7 +1685,7 @@ fn learned_limits_are_restored_within_the_configured_ceiling() {
         .send_message
         .on_flood_wait(RateCeiling::per_minute(20, 3), 30, true, Millis(0));
     learned.first_messages.on_peer_flood(12, true, Millis(0));
-    scheduler.restore_learned(A, learned, Millis(0));
+    scheduler.restore_learned(A, learned, Millis(0), 0);
     let state = scheduler.agent(A).unwrap();
     assert_eq!(state.gcra().emission_interval_ms(), 6_000);
     assert_eq!(state.learned().first_messages.per_day(), 12);
@@ -1903,7 +1903,7 @@ fn learned_call_rates_are_restored_and_rows_without_them_start_at_the_ceiling() 
 
     // A restart: a new table, the stored row restored.
     let mut restarted = ready_pool(1, pacing(20, 3, 40));
-    restarted.restore_learned(A, serde_json::from_str(&stored).unwrap(), Millis(0));
+    restarted.restore_learned(A, serde_json::from_str(&stored).unwrap(), Millis(0), 0);
     let calls = restarted.agent(A).unwrap().learned().calls;
     assert_eq!(
         calls
@@ -1939,7 +1939,7 @@ fn learned_call_rates_are_restored_and_rows_without_them_start_at_the_ceiling() 
     old.as_object_mut().unwrap().remove("calls");
     let old: LearnedLimits = serde_json::from_value(old).unwrap();
     let mut restarted = ready_pool(1, pacing(20, 3, 40));
-    restarted.restore_learned(A, old, Millis(0));
+    restarted.restore_learned(A, old, Millis(0), 0);
     assert_eq!(
         restarted
             .agent(A)
@@ -2156,4 +2156,38 @@ fn a_send_that_never_reached_telegram_gives_its_permit_back() {
         scheduler.pick(POOL, &request, now, &mut rng),
         Decision::WaitUntil { .. }
     ));
+}
+
+/// An account another process used until now (a lease taken over, a restart): its sends,
+/// resolves and topic creations wait one interval, as if Telegram's bucket were empty; joins
+/// keep their burst, since the agent joins its chats when it connects.
+#[test]
+fn an_account_used_elsewhere_starts_empty_but_its_joins_keep_their_burst() {
+    let mut rng = rng(5);
+    let mut scheduler = ready_pool(1, pacing(20, 3, 40));
+    let now = Millis(SECOND);
+    scheduler.used_elsewhere_until(A, now);
+    assert_eq!(
+        scheduler.pick(POOL, &Request::new(SendKind::Reply), now, &mut rng),
+        Decision::WaitUntil {
+            at: Millis(now.0 + 3 * SECOND),
+            reason: WaitReason::Pacing
+        }
+    );
+    for class in [CallClass::ResolveUsername, CallClass::CreateForumTopic] {
+        assert!(
+            matches!(
+                scheduler.reserve_call(A, class, now),
+                CallDecision::WaitUntil {
+                    reason: WaitReason::Pacing,
+                    ..
+                }
+            ),
+            "{class:?}"
+        );
+    }
+    assert_eq!(
+        scheduler.reserve_call(A, CallClass::JoinChannel, now),
+        CallDecision::Go
+    );
 }
