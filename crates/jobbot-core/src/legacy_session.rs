@@ -42,7 +42,7 @@ impl fmt::Display for AuthKeyId {
     }
 }
 
-/// Everything a Telethon session holds that jobbot uses.
+/// Everything a Telethon (or Pyrogram) session holds that jobbot uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacySession {
     /// The home data center.
@@ -57,6 +57,9 @@ pub struct LegacySession {
     pub update_state: Option<LegacyUpdateState>,
     /// Channels' own positions: (bare channel id, pts).
     pub channel_states: Vec<(i64, i32)>,
+    /// The logged-in account's user id, where the file says it (Pyrogram's `sessions.user_id`;
+    /// Telethon keeps none).
+    pub user_id: Option<i64>,
 }
 
 /// A row of Telethon's `entities` table. `id` is "marked" as the Bot API writes it: users

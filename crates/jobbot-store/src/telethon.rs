@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use jobbot_core::legacy_session::{AuthKey, LegacyEntity, LegacySession, LegacyUpdateState};
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
 /// The first 16 bytes of every SQLite database file (sqlite.org/fileformat.html, 1.3.1).
@@ -72,13 +72,11 @@ pub async fn read_telethon_session(path: &Path) -> Result<LegacySession, Teletho
         .ok_or_else(|| TelethonError::NoAuthKey {
             path: path.to_owned(),
         })?;
-    let key: Option<Vec<u8>> = row.try_get("auth_key").map_err(unreadable)?;
-    let auth_key = key
-        .and_then(|key| <[u8; 256]>::try_from(key).ok())
-        .map(AuthKey)
-        .ok_or_else(|| TelethonError::NoAuthKey {
+    let auth_key = auth_key(row.try_get("auth_key").map_err(unreadable)?).ok_or_else(|| {
+        TelethonError::NoAuthKey {
             path: path.to_owned(),
-        })?;
+        }
+    })?;
     let port: i64 = row.try_get("port").map_err(unreadable)?;
     let dc_id: i64 = row.try_get("dc_id").map_err(unreadable)?;
     let invalid = |what: &str| TelethonError::Unreadable {
@@ -104,31 +102,13 @@ pub async fn read_telethon_session(path: &Path) -> Result<LegacySession, Teletho
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(unreadable)?;
-    let states = sqlx::query("SELECT id, pts, qts, date, seq FROM update_state ORDER BY id")
-        .fetch_all(&mut connection)
-        .await
-        .map_err(unreadable)?;
-    let mut update_state = None;
-    let mut channel_states = Vec::new();
-    for row in states {
-        let id: i64 = row.try_get("id").map_err(unreadable)?;
-        let pts: i64 = row.try_get("pts").map_err(unreadable)?;
-        let pts = i32::try_from(pts).map_err(|_| invalid("update_state.pts"))?;
-        if id == 0 {
-            let field = |name: &str| -> Result<i32, TelethonError> {
-                let value: Option<i64> = row.try_get(name).map_err(unreadable)?;
-                i32::try_from(value.unwrap_or(0)).map_err(|_| invalid(name))
-            };
-            update_state = Some(LegacyUpdateState {
-                pts,
-                qts: field("qts")?,
-                date: field("date")?,
-                seq: field("seq")?,
-            });
-        } else {
-            channel_states.push((id, pts));
-        }
-    }
+    let (update_state, channel_states) =
+        read_update_state(&mut connection)
+            .await
+            .map_err(|message| TelethonError::Unreadable {
+                path: path.to_owned(),
+                message,
+            })?;
     Ok(LegacySession {
         dc_id: i32::try_from(dc_id).map_err(|_| invalid("sessions.dc_id"))?,
         server_address: server_address.unwrap_or_default(),
@@ -137,7 +117,49 @@ pub async fn read_telethon_session(path: &Path) -> Result<LegacySession, Teletho
         entities,
         update_state,
         channel_states,
+        user_id: None,
     })
+}
+
+/// A stored auth key: 256 bytes, or none.
+pub(crate) fn auth_key(stored: Option<Vec<u8>>) -> Option<AuthKey> {
+    stored
+        .and_then(|key| <[u8; 256]>::try_from(key).ok())
+        .map(AuthKey)
+}
+
+/// The `update_state` table Telethon writes (and Pyrogram's forks copied): row 0 is the
+/// account's position, each other row a channel's pts by its id as written. The error is what
+/// is wrong, for the caller to name the file.
+pub(crate) async fn read_update_state(
+    connection: &mut SqliteConnection,
+) -> Result<(Option<LegacyUpdateState>, Vec<(i64, i32)>), String> {
+    let rows = sqlx::query("SELECT id, pts, qts, date, seq FROM update_state ORDER BY id")
+        .fetch_all(connection)
+        .await
+        .map_err(|error| error.to_string())?;
+    let field = |row: &SqliteRow, name: &str| -> Result<i32, String> {
+        let value: Option<i64> = row.try_get(name).map_err(|error| error.to_string())?;
+        i32::try_from(value.unwrap_or(0))
+            .map_err(|_| format!("update_state.{name} is out of range"))
+    };
+    let mut state = None;
+    let mut channels = Vec::new();
+    for row in rows {
+        let id: i64 = row.try_get("id").map_err(|error| error.to_string())?;
+        let pts = field(&row, "pts")?;
+        if id == 0 {
+            state = Some(LegacyUpdateState {
+                pts,
+                qts: field(&row, "qts")?,
+                date: field(&row, "date")?,
+                seq: field(&row, "seq")?,
+            });
+        } else {
+            channels.push((id, pts));
+        }
+    }
+    Ok((state, channels))
 }
 
 /// Writes a Telethon session file as Telethon 1.x does (schema version 7), for tests and tools
@@ -202,10 +224,12 @@ pub async fn write_telethon_session(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> LegacySession {
+    /// A session with a channel and a user among its entities, an update position and a
+    /// channel's.
+    pub(crate) fn sample() -> LegacySession {
         let mut key = [0u8; 256];
         for (index, byte) in key.iter_mut().enumerate() {
             *byte = (index * 7 + 3) as u8;
@@ -239,6 +263,7 @@ mod tests {
                 seq: 4,
             }),
             channel_states: vec![(1_234_567_890, 55)],
+            user_id: None,
         }
     }
 

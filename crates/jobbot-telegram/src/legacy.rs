@@ -1,10 +1,11 @@
-//! Taking over the original system's sessions: a Telethon session (read by
-//! `jobbot_store::telethon`) becomes a jobbot session with the same auth key, home DC and
+//! Taking over the original system's sessions: a Telethon or Pyrogram session (read by
+//! `jobbot_store::legacy_files`) becomes a jobbot session with the same auth key, home DC and
 //! address, the entities as the peer cache (with the account's own access hashes) and the update
 //! position, so the account goes on without a new login.
 //!
 //! The original file is moved aside as `{name}.session.telethon` (kept as the backup, never opened
-//! by jobbot again), not copied: one key, one live session file.
+//! by jobbot again; the suffix is the same for a Pyrogram file, which the backup's content tells
+//! apart), not copied: one key, one live session file.
 
 use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
@@ -79,6 +80,22 @@ pub fn session_data(legacy: &LegacySession) -> Result<SessionData, ImportError> 
         .map(peer_info)
         .map(|info| (info.id(), info))
         .collect();
+    // The account itself, where the file says who it is (Pyrogram): kept as grammers keeps its
+    // own user, so `jobbot session show` names it before the first connection.
+    if let Some(me) = legacy.user_id {
+        let auth = legacy
+            .entities
+            .iter()
+            .find(|entity| entity.id == me)
+            .map(|entity| PeerAuth::from_hash(entity.access_hash));
+        let info = PeerInfo::User {
+            id: me,
+            auth,
+            bot: None,
+            is_self: Some(true),
+        };
+        data.peer_infos.insert(info.id(), info);
+    }
     if let Some(state) = legacy.update_state {
         data.updates_state = UpdatesState {
             pts: state.pts,

@@ -184,6 +184,7 @@ fn telethon_sample() -> jobbot_core::legacy_session::LegacySession {
             seq: 4,
         }),
         channel_states: vec![(1_234_567_890, 55)],
+        user_id: None,
     }
 }
 

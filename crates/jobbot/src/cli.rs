@@ -111,7 +111,7 @@ pub enum Command {
     /// Benchmarks on the Telegram simulator and of the scheduling policy (no network).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Session files: import the original system's (Telethon) sessions, show one.
+    /// Session files: import the original system's (Telethon or Pyrogram) sessions, show one.
     #[command(subcommand)]
     Session(SessionCommand),
 }
@@ -119,9 +119,10 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
     /// Import a Telethon session file (the original system's `sessions/NAME.session`, SQLite
-    /// schema version 7) as DATA_DIR/sessions/NAME.session, so the account needs no new login.
-    /// FILE is only read. (Telethon files already in DATA_DIR/sessions are imported
-    /// automatically on first use, the original kept as NAME.session.telethon.)
+    /// schema version 7) or a Pyrogram one (schema versions 2-7) as
+    /// DATA_DIR/sessions/NAME.session, so the account needs no new login. FILE is only read.
+    /// (Such files already in DATA_DIR/sessions are imported automatically on first use, the
+    /// original kept as NAME.session.telethon.)
     Import {
         file: PathBuf,
         /// The session name to save it as (an agent's session_name, or bot_session).

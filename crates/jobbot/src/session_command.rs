@@ -1,5 +1,5 @@
 //! `jobbot session import|show|push|pull`, and the automatic import of the original system's
-//! (Telethon) session files on first use.
+//! session files (Telethon's, or Pyrogram's) on first use.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use jobbot_core::ids::SessionName;
 use jobbot_core::store::SessionVault;
-use jobbot_store::telethon::{is_sqlite, read_telethon_session};
+use jobbot_store::legacy_files::read_legacy_session;
+use jobbot_store::telethon::is_sqlite;
 use jobbot_telegram::SessionKey;
 use jobbot_telegram::legacy::{self, BACKUP_SUFFIX};
 
@@ -27,12 +28,12 @@ fn parse_name(name: &str) -> anyhow::Result<SessionName> {
 /// `jobbot session import FILE --name NAME`.
 pub async fn import(data_dir: &DataDir, file: &Path, name: &str) -> anyhow::Result<ExitCode> {
     let name = parse_name(name)?;
-    let legacy = read_telethon_session(file).await?;
+    let (format, legacy) = read_legacy_session(file).await?;
     let summary = legacy::import(&data_dir.sessions(), &name, session_key(data_dir)?, &legacy)
         .await
         .with_context(|| format!("could not import {}", file.display()))?;
     println!(
-        "Imported {} as session {name} ({}); {} is left as it was.",
+        "Imported the {format} session {} as session {name} ({}); {} is left as it was.",
         file.display(),
         show(&summary),
         file.display()
@@ -81,7 +82,7 @@ pub fn show(summary: &jobbot_telegram::SessionSummary) -> String {
     )
 }
 
-/// Takes over every Telethon session in `sessions` (the original system's files at
+/// Takes over every Telethon or Pyrogram session in `sessions` (the original system's files at
 /// `{name}.session`): each becomes a jobbot session with the same key, the original kept as
 /// `{name}.session.telethon`. Also finishes an import cut short after the original was moved.
 /// A file that cannot be imported is reported and left as it is; the others go on.
@@ -115,7 +116,7 @@ pub async fn import_legacy_sessions(sessions: &Path, key: Option<SessionKey>) {
             continue; // jobbot's own
         }
         let result = async {
-            let legacy = read_telethon_session(&path).await?;
+            let (_, legacy) = read_legacy_session(&path).await?;
             let summary = if from_backup {
                 legacy::import_from_backup(sessions, &name, key.clone(), &legacy).await?
             } else {

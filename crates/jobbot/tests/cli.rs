@@ -905,6 +905,7 @@ fn telethon_sessions_are_imported_and_shown_by_key_id() {
         entities: Vec::new(),
         update_state: None,
         channel_states: Vec::new(),
+        user_id: None,
     };
     let original = sessions.join("agent_1.session");
     let elsewhere = dir.path().join("old_bot.session");
@@ -973,6 +974,82 @@ fn telethon_sessions_are_imported_and_shown_by_key_id() {
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("already exists and is logged in"), "{error}");
     assert!(!error.contains(&key_hex));
+}
+
+/// A Pyrogram session file (the other Python library's format) is taken over like Telethon's:
+/// automatically on first use, with its account, its DC's address from Pyrogram's own table and
+/// its peers; and by `jobbot session import`.
+#[test]
+fn pyrogram_sessions_are_imported_with_their_account() {
+    use jobbot_core::legacy_session::{AuthKey, LegacyEntity, LegacySession};
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let mut key = [0u8; 256];
+    for (index, byte) in key.iter_mut().enumerate() {
+        *byte = (index * 31 + 7) as u8;
+    }
+    let legacy = LegacySession {
+        dc_id: 2,
+        server_address: "149.154.167.51".into(),
+        port: 443,
+        auth_key: AuthKey(key),
+        entities: vec![LegacyEntity {
+            id: 7_000_001,
+            access_hash: 4_242,
+            username: Some("anna_hr".into()),
+            name: None,
+            seen_at: Some(1_700_000_000),
+        }],
+        update_state: None,
+        channel_states: Vec::new(),
+        user_id: Some(6_000_001),
+    };
+    let original = sessions.join("agent_1.session");
+    let elsewhere = dir.path().join("pyro.session");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for path in [&original, &elsewhere] {
+            jobbot_store::pyrogram::write_pyrogram_session(path, &legacy, false)
+                .await
+                .unwrap();
+        }
+    });
+    let key_hex: String = key[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+
+    let output = jobbot(dir.path(), &["session", "show", "agent_1"]);
+    let text = stdout(&output);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "session agent_1: DC 2 (149.154.167.51:443), user 6000001, auth key id {}, logged in, 2 peers cached",
+            legacy.auth_key.id()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&key_hex), "{text}");
+    assert!(sessions.join("agent_1.session.telethon").exists());
+
+    let output = jobbot(
+        dir.path(),
+        &[
+            "session",
+            "import",
+            elsewhere.to_str().unwrap(),
+            "--name",
+            "bot_session",
+        ],
+    );
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("Imported the Pyrogram session"), "{text}");
+    assert!(text.contains("user 6000001"), "{text}");
 }
 
 /// A configuration saved by the original's channel wizard (agents with `"phone": ""`) is valid:
