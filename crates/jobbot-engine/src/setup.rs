@@ -2,7 +2,9 @@
 //! it: the main account creates the output channel (a broadcast channel) and the CRM group (a
 //! forum supergroup whose members may create topics, so each agent opens its contacts' topics),
 //! exports an invite link to the group, and brings the channel's agents in;
-//! when a step fails, the chats already created are deleted again.
+//! when a step fails, the chats already created are deleted again. An output channel the
+//! operator set already is kept ([`SetupRequest::output_channel`]): only the CRM group is made,
+//! and nothing the operator chose is replaced or deleted.
 //!
 //! Agents come in two ways. The main account invites those it can address
 //! (`channels.inviteToChannel`, after resolving the agent's username with a resolve permit):
@@ -50,6 +52,9 @@ pub struct SetupRequest {
     pub group_about: String,
     /// The channel's agents, to bring into the CRM group.
     pub agents: Vec<SessionName>,
+    /// The output channel the operator set already: kept, not created (and never deleted by a
+    /// rollback). `None` creates one.
+    pub output_channel: Option<ChatId>,
 }
 
 impl SetupRequest {
@@ -62,6 +67,7 @@ impl SetupRequest {
             group_title: format!("{name} - CRM"),
             group_about: format!("CRM для управления откликами: {name}"),
             agents,
+            output_channel: None,
         }
     }
 }
@@ -69,8 +75,10 @@ impl SetupRequest {
 /// What a finished setup created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SetupResult {
-    /// The new output channel (`telegram_id`).
+    /// The output channel (`telegram_id`): the new one, or the one the request kept.
     pub output_channel: ChatId,
+    /// Whether the setup created `output_channel` (false: the request's, kept).
+    pub output_channel_created: bool,
     /// The new CRM forum group (`crm_group_id`).
     pub crm_group: ChatId,
     /// The group's invite link (`crm_invite_link`).
@@ -218,9 +226,13 @@ impl Engine {
             .main_session()
             .cloned()
             .ok_or(SetupError::NoMainAccount)?;
-        Ok(self
-            .delete_chats(&main, &[result.output_channel, result.crm_group])
-            .await)
+        let created: Vec<ChatId> = result
+            .output_channel_created
+            .then_some(result.output_channel)
+            .into_iter()
+            .chain([result.crm_group])
+            .collect();
+        Ok(self.delete_chats(&main, &created).await)
     }
 
     async fn create_chats(
@@ -229,16 +241,22 @@ impl Engine {
         request: &SetupRequest,
         created: &mut Vec<ChatId>,
     ) -> Result<SetupResult, StepFailure> {
-        let output_channel = self
-            .create_chat(
-                main,
-                SetupStep::CreateChannel,
-                NewChatKind::Broadcast,
-                &request.channel_title,
-                &request.channel_about,
-            )
-            .await?;
-        created.push(output_channel);
+        let output_channel = match request.output_channel {
+            Some(kept) => kept,
+            None => {
+                let chat = self
+                    .create_chat(
+                        main,
+                        SetupStep::CreateChannel,
+                        NewChatKind::Broadcast,
+                        &request.channel_title,
+                        &request.channel_about,
+                    )
+                    .await?;
+                created.push(chat);
+                chat
+            }
+        };
         let crm_group = self
             .create_chat(
                 main,
@@ -285,6 +303,7 @@ impl Engine {
         }
         Ok(SetupResult {
             output_channel,
+            output_channel_created: request.output_channel.is_none(),
             crm_group,
             crm_invite_link,
             agents,

@@ -1,7 +1,9 @@
 //! `POST /api/channels/{id}/setup`: the one-click setup of the original's channel wizard (issue
 //! #14 item 9). The engine creates the output channel and the CRM forum group with the main
 //! account and brings the agents in ([`Engine::set_up_channel_chats`]); this writes the result
-//! into the channel: `telegram_id`, `crm_group_id` and `crm_invite_link`, nothing else.
+//! into the channel: `telegram_id`, `crm_group_id` and `crm_invite_link`, nothing else. With
+//! `keep_output_channel` the channel's `telegram_id` stays as the operator set it and only the
+//! CRM group is created (the output channel is then never deleted by a rollback either).
 //!
 //! Revisions: a request that names one is refused (409 `conflict`) before anything is created if
 //! the configuration moved on. The chats take a while to create, so the result is then written
@@ -51,6 +53,10 @@ pub struct SetupBody {
     /// The CRM group's title.
     #[schema(schema_with = constraints::optional_chat_title_schema)]
     pub group_title: Option<String>,
+    /// Keep the channel's `telegram_id` (an output channel set by hand) and create only the CRM
+    /// group. Default `false`: a new output channel replaces it.
+    #[serde(default)]
+    pub keep_output_channel: bool,
 }
 
 /// A finished setup: the channel as saved, and how each agent came into the group.
@@ -60,9 +66,11 @@ pub struct SetupResponse {
     pub message: String,
     pub channel_id: String,
     pub revision: String,
-    /// The new output channel (`telegram_id`).
+    /// The output channel (`telegram_id`): the new one, or the one kept.
     #[schema(value_type = i64)]
     pub telegram_id: ChatId,
+    /// Whether the setup created the output channel (`false` with `keep_output_channel`).
+    pub output_channel_created: bool,
     /// The new CRM forum group (`crm_group_id`).
     #[schema(value_type = i64)]
     pub crm_group_id: ChatId,
@@ -158,6 +166,20 @@ pub async fn set_up_channel(
         .filter_map(|agent| SessionName::parse(&agent.session_name).ok())
         .collect();
     let mut request = SetupRequest::for_channel(&channel.name, agents);
+    if body.keep_output_channel {
+        let kept = ChatId::from_bot_api(channel.telegram_id)
+            .filter(|id| id.kind() == jobbot_core::ids::ChatKind::Channel);
+        let Some(kept) = kept else {
+            return Err(ApiError::rejected(
+                "telegram_id",
+                Reason::Text(
+                    "keep_output_channel needs the channel's telegram_id to be a channel id (-100…)"
+                        .into(),
+                ),
+            ));
+        };
+        request.output_channel = Some(kept);
+    }
     if let Some(title) = body.channel_title {
         request.channel_title = title;
     }
@@ -184,7 +206,9 @@ pub async fn set_up_channel(
         .modify(|document: &mut ConfigDocument| {
             let index = channel_index(document, &id)?;
             let channel = &mut document.output_channels[index];
-            channel.telegram_id = result.output_channel.get();
+            if result.output_channel_created {
+                channel.telegram_id = result.output_channel.get();
+            }
             channel.crm_group_id = result.crm_group.get();
             channel.crm_invite_link = Some(result.crm_invite_link.clone());
             Ok::<(), ApiError>(())
@@ -218,15 +242,20 @@ fn response(
     result: SetupResult,
     channel: Value,
 ) -> SetupResponse {
-    let message = match lang {
-        Lang::En => format!(
-            "created the output channel {} and the CRM group {}; saved in channel {id}",
-            result.output_channel, result.crm_group
+    let (output, group) = (result.output_channel, result.crm_group);
+    let message = match (lang, result.output_channel_created) {
+        (Lang::En, true) => format!(
+            "created the output channel {output} and the CRM group {group}; saved in channel {id}"
         ),
-        Lang::Ru => format!(
-            "Созданы канал {} и CRM-группа {}; сохранено в канале {id}",
-            result.output_channel, result.crm_group
+        (Lang::En, false) => format!(
+            "created the CRM group {group}, kept the output channel {output}; saved in channel {id}"
         ),
+        (Lang::Ru, true) => {
+            format!("Созданы канал {output} и CRM-группа {group}; сохранено в канале {id}")
+        }
+        (Lang::Ru, false) => {
+            format!("Создана CRM-группа {group}, канал {output} оставлен; сохранено в канале {id}")
+        }
     };
     SetupResponse {
         success: true,
@@ -234,6 +263,7 @@ fn response(
         channel_id: id.to_owned(),
         revision: revision.to_string(),
         telegram_id: result.output_channel,
+        output_channel_created: result.output_channel_created,
         crm_group_id: result.crm_group,
         crm_invite_link: result.crm_invite_link,
         agents: result.agents,

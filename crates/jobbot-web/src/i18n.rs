@@ -135,6 +135,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ),
     ("setup_channel_title", "Название канала", "Channel title"),
     (
+        "setup_keep_output_channel",
+        "Оставить канал из поля «Telegram ID канала» и создать только CRM-группу",
+        "Keep the channel in “Telegram channel ID” and create only the CRM group",
+    ),
+    (
         "setup_group_title",
         "Название CRM-группы",
         "CRM group title",

@@ -3315,6 +3315,56 @@ async fn the_one_click_setup_creates_the_chats_and_saves_them_in_the_channel() {
     app.engine.shutdown().await;
 }
 
+/// An output channel set by hand is kept when asked: only the CRM group is created, the
+/// channel's `telegram_id` stays, and a failed setup deletes only what it created.
+#[tokio::test]
+async fn the_one_click_setup_can_keep_the_output_channel_set_by_hand() {
+    let (app, main) = spawn_setup_app().await;
+    let (cookie, _) = app.log_in().await;
+    let page = app
+        .with_cookie(Method::GET, &format!("/channels/{CHANNEL}"), &cookie)
+        .await;
+    assert!(
+        page.body
+            .as_str()
+            .unwrap()
+            .contains("id=\"f-keep_output_channel\""),
+        "the form offers it"
+    );
+    let set_by_hand = -1_001_234_567_890i64;
+    // A failed setup that keeps it deletes only the group it made.
+    app.world.fail_next_chat_call(
+        main,
+        jobbot_sim::ChatCall::ExportInvite,
+        jobbot_core::telegram::TelegramError::ServerError { code: 500 },
+    );
+    let failed = app.set_up(json!({"keep_output_channel": true})).await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.body);
+    let deleted = failed.body["rollback"]["deleted"].as_array().unwrap();
+    assert_eq!(deleted.len(), 1, "only the CRM group: {}", failed.body);
+    assert_ne!(deleted[0], json!(set_by_hand));
+
+    let done = app.set_up(json!({"keep_output_channel": true})).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["telegram_id"], json!(set_by_hand));
+    assert_eq!(done.body["output_channel_created"], json!(false));
+    let message = done.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("kept the output channel -1001234567890"),
+        "{message}"
+    );
+    let saved = app.config.snapshot();
+    let channel = &saved.document.output_channels[0];
+    assert_eq!(channel.telegram_id, set_by_hand);
+    assert_eq!(
+        channel.crm_group_id,
+        done.body["crm_group_id"].as_i64().unwrap()
+    );
+    // Only the group was created, by both tries; the first was deleted again.
+    assert_eq!(app.world.chats_created_by(main).len(), 1);
+    app.engine.shutdown().await;
+}
+
 /// A step Telegram refuses answers 502 naming the step, Telegram's typed error and the chats
 /// deleted again; the configuration is unchanged (#14 item 9).
 #[tokio::test]

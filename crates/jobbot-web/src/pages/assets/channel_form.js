@@ -296,12 +296,16 @@ showDefaultModel();
 const setupForm = document.getElementById('setup-form');
 if (setupForm) {
   const setupStatus = document.getElementById('setup-status');
+  const keepBox = setupForm.elements['keep_output_channel'];
+  keepBox.addEventListener('change', () => {
+    setupForm.elements['channel_title'].disabled = keepBox.checked;
+  });
   setupForm.addEventListener('submit', async (event) => {
     event.preventDefault();
-    const titles = {
-      channel_title: setupForm.elements['channel_title'].value.trim(),
-      group_title: setupForm.elements['group_title'].value.trim(),
-    };
+    // Keeping the output channel set above: only the CRM group is created.
+    const keep = setupForm.elements['keep_output_channel'].checked;
+    const titles = {group_title: setupForm.elements['group_title'].value.trim()};
+    if (!keep) titles.channel_title = setupForm.elements['channel_title'].value.trim();
     setupForm.querySelectorAll('[data-error-for]').forEach((slot) => { slot.textContent = ''; });
     const missing = Object.keys(titles).filter((name) => !titles[name]);
     for (const name of missing) {
@@ -313,7 +317,9 @@ if (setupForm) {
     setupStatus.classList.remove('success');
     setupStatus.textContent = t('setup_running');
     const path = '/api/channels/' + encodeURIComponent(value('id')) + '/setup';
-    const reply = await api('POST', path, {...titles, revision: form.dataset.revision});
+    const reply = await api('POST', path, {
+      ...titles, keep_output_channel: keep, revision: form.dataset.revision,
+    });
     button.disabled = false;
     if (reply.ok) {
       // The saved channel carries the new ids: show them in the form, at the new revision.
