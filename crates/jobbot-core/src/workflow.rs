@@ -43,6 +43,7 @@ pub use ai_turn::{AiEnd, AiOutcome, AiStep, AiTurn};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChatId, SessionName, Username};
+use crate::scheduling::FailureReason;
 use crate::store::{ConversationId, Delivery, OutboxFailure, OutboxId, UnixMillis};
 use crate::telegram::{
     IncomingMessage, MediaFile, Peer, PeerKind, SentMessage, TelegramError, TopicId,
@@ -110,12 +111,14 @@ pub enum Effect {
         stale: Option<TopicId>,
     },
     /// Queue `post` into `topic` (idempotency key: the post's key, plus `:<topic>` when the topic
-    /// replaced a deleted one).
+    /// replaced a deleted one, plus `:main` when `by_main`). Posted by the conversation's agent,
+    /// or by the main account when `by_main`.
     QueuePost {
         conversation: ConversationId,
         post: PostKind,
         topic: TopicId,
         replaced: bool,
+        by_main: bool,
     },
     /// Remember a delivered post as jobbot's own (by id, never by text) and as a relay record.
     RecordPost {
@@ -245,7 +248,10 @@ pub enum SkipReason {
 // ----- Posts into a topic -----
 
 /// One post into a conversation's topic: get the topic, queue the post, wait for it, record it.
-/// A topic found deleted is replaced once.
+/// A topic found deleted is replaced once. A post the conversation's agent may not make in the
+/// CRM group (typed `ChatForbidden`: it is not a member — no invite link configured, its join
+/// refused or still pending — or it was removed) is made by the main account instead, the
+/// group's creator: lost otherwise, the operator would never see the conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "phase")]
 pub enum TopicPost {
@@ -258,11 +264,16 @@ pub enum TopicPost {
     Queue {
         topic: TopicId,
         replaced: bool,
+        /// Made by the main account (the agent was refused).
+        #[serde(default)]
+        by_main: bool,
     },
     Queued {
         topic: TopicId,
         replaced: bool,
         outbox: OutboxId,
+        #[serde(default)]
+        by_main: bool,
     },
     Record {
         outbox: OutboxId,
@@ -302,11 +313,16 @@ impl TopicPost {
                 conversation,
                 stale: *stale,
             },
-            Self::Queue { topic, replaced } => Effect::QueuePost {
+            Self::Queue {
+                topic,
+                replaced,
+                by_main,
+            } => Effect::QueuePost {
                 conversation,
                 post,
                 topic: *topic,
                 replaced: *replaced,
+                by_main: *by_main,
             },
             Self::Queued { outbox, .. } => Effect::AwaitOutbox(*outbox),
             Self::Record { outbox, message } => Effect::RecordPost {
@@ -328,16 +344,25 @@ impl TopicPost {
             (Self::NeedTopic { stale, .. }, Event::TopicReady { topic }) => Self::Queue {
                 topic,
                 replaced: stale.is_some(),
+                by_main: false,
             },
             (Self::NeedTopic { stale, .. }, Event::NoTopicNow) => Self::NeedTopic {
                 stale,
                 retry_at: Some(now.plus(settings.topic_retry)),
             },
             (_, Event::NoConversation) => Self::NoConversation,
-            (Self::Queue { topic, replaced }, Event::Queued { outbox }) => Self::Queued {
+            (
+                Self::Queue {
+                    topic,
+                    replaced,
+                    by_main,
+                },
+                Event::Queued { outbox },
+            ) => Self::Queued {
                 topic,
                 replaced,
                 outbox,
+                by_main,
             },
             (Self::Queued { outbox, .. }, Event::Delivered(Delivery::Sent { message, .. })) => {
                 Self::Record { outbox, message }
@@ -359,6 +384,26 @@ impl TopicPost {
             ) => Self::NeedTopic {
                 stale: Some(topic),
                 retry_at: None,
+            },
+            // Typed: the agent may not post in the group; the main account (its creator) may.
+            (
+                Self::Queued {
+                    topic,
+                    replaced,
+                    by_main: false,
+                    ..
+                },
+                Event::Delivered(Delivery::Failed {
+                    failure:
+                        OutboxFailure::GaveUp {
+                            reason: FailureReason::ChatForbidden { .. },
+                            ..
+                        },
+                }),
+            ) => Self::Queue {
+                topic,
+                replaced,
+                by_main: true,
             },
             (Self::Queued { .. }, Event::Delivered(delivery)) => Self::NotPosted { delivery },
             (Self::Record { message, .. }, Event::Recorded) => Self::Posted { message },

@@ -759,8 +759,9 @@ impl Shared {
                 post,
                 topic,
                 replaced,
+                by_main,
             } => {
-                self.queue_post(state, conversation, &post, topic, replaced)
+                self.queue_post(state, conversation, &post, topic, replaced, by_main)
                     .await?
             }
             Effect::RecordPost {
@@ -1154,6 +1155,7 @@ impl Shared {
         post: &PostKind,
         topic: TopicId,
         replaced: bool,
+        by_main: bool,
     ) -> Result<Event, CrmError> {
         let Some(conversation) = self.store.conversation(id).await? else {
             return Ok(Event::NoConversation);
@@ -1258,15 +1260,22 @@ impl Shared {
             // A post that does not belong to its workflow: nothing to post.
             _ => return Ok(Event::NoConversation),
         };
-        // A post into a recreated topic needs its own key.
+        // A post into a recreated topic needs its own key; so does the main account's try after
+        // the agent's was refused (that row has ended).
         let key = if replaced {
             format!("{key}:{}", topic.0)
         } else {
             key
         };
+        let key = if by_main { format!("{key}:main") } else { key };
         let mut message = topic_post(&conversation, topic, content, key, self.now());
-        message.sender = SenderSelection::ChannelAgents {
-            sticky: Some(sender),
+        message.sender = if by_main {
+            tracing::info!(target: "crm", conversation = id.0, agent = %sender, "the agent may not post in the CRM group; the main account posts instead");
+            SenderSelection::MainAccount
+        } else {
+            SenderSelection::ChannelAgents {
+                sticky: Some(sender),
+            }
         };
         let ticket = self.engine.enqueue(message).await?;
         Ok(Event::Queued { outbox: ticket.id })

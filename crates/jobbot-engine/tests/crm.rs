@@ -318,6 +318,27 @@ impl World {
     }
 }
 
+/// Agents that are not in the CRM group (no invite link configured, so they never join): the
+/// main account creates the topic, and the posts the conversation's agent is refused
+/// (`CHAT_NOT_KNOWN_TO_ACCOUNT`) are made by the main account instead of being lost.
+#[tokio::test(start_paused = true)]
+async fn posts_an_agent_outside_the_crm_group_may_not_make_are_made_by_the_main_account() {
+    let w = world(false);
+    let running = start_one_channel(&w).await;
+    running
+        .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
+        .await;
+    w.wait_inbox(w.recruiter, 1).await;
+    let (_, info) = w.wait_topic_post("Новый контакт").await;
+    assert_eq!(info.sender, Some(w.main), "{info:?}");
+    let (_, mirror) = w.wait_topic_post("🤖 Агент").await;
+    assert_eq!(mirror.sender, Some(w.main), "{mirror:?}");
+    for agent in &w.agents {
+        assert!(!w.world.is_member(w.group, *agent), "the agents stayed out");
+    }
+    running.stop().await;
+}
+
 /// The vacancy, the auto-response, the topic with its info post and mirror, the recruiter's
 /// reply in the topic, an operator's answer back to the recruiter from the same agent. With
 /// `restart`, the engine and the CRM restart (same store) before the recruiter replies.

@@ -113,6 +113,7 @@ fn an_auto_response_resolves_queues_opens_and_posts_in_order() {
                     post: PostKind::Info,
                     topic,
                     replaced: false,
+                    by_main: false,
                 },
             ),
             (
@@ -148,6 +149,7 @@ fn an_auto_response_resolves_queues_opens_and_posts_in_order() {
                     post: PostKind::Mirror,
                     topic,
                     replaced: false,
+                    by_main: false,
                 },
             ),
             (
@@ -312,6 +314,7 @@ fn a_deleted_topic_is_replaced_once_and_the_post_goes_into_the_new_one() {
                     post: PostKind::ContactMessage,
                     topic: TopicId(4),
                     replaced: false,
+                    by_main: false,
                 },
             ),
             (
@@ -334,6 +337,7 @@ fn a_deleted_topic_is_replaced_once_and_the_post_goes_into_the_new_one() {
                     post: PostKind::ContactMessage,
                     topic: TopicId(8),
                     replaced: true,
+                    by_main: false,
                 },
             ),
             (
@@ -348,6 +352,96 @@ fn a_deleted_topic_is_replaced_once_and_the_post_goes_into_the_new_one() {
     );
     assert!(matches!(
         relay,
+        Workflow::RelayToTopic(RelayToTopic {
+            step: RelayStep::Finished {
+                end: RelayEnd::Done {
+                    post: TopicPost::NotPosted { .. }
+                }
+            },
+            ..
+        })
+    ));
+}
+
+/// A post the conversation's agent may not make in the CRM group (not a member) is made once
+/// by the main account, under a key of its own; refused again, it ends unposted.
+#[test]
+fn a_post_the_agent_may_not_make_is_made_by_the_main_account_once() {
+    let now = UnixMillis(0);
+    let conversation = ConversationId(1);
+    let forbidden = || {
+        Event::Delivered(Delivery::Failed {
+            failure: OutboxFailure::GaveUp {
+                agent: agent("agent_a"),
+                reason: crate::scheduling::FailureReason::ChatForbidden {
+                    error: TelegramError::ChatForbidden {
+                        code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into(),
+                    },
+                },
+            },
+        })
+    };
+    let queue = |by_main| Effect::QueuePost {
+        conversation,
+        post: PostKind::ContactMessage,
+        topic: TopicId(4),
+        replaced: false,
+        by_main,
+    };
+    let relay = Workflow::RelayToTopic(RelayToTopic::into_conversation(
+        agent("agent_a"),
+        incoming(),
+        conversation,
+    ));
+    let steps = |end: Event, last: Effect| {
+        vec![
+            (Event::TopicReady { topic: TopicId(4) }, queue(false)),
+            (
+                Event::Queued {
+                    outbox: OutboxId(2),
+                },
+                Effect::AwaitOutbox(OutboxId(2)),
+            ),
+            (forbidden(), queue(true)),
+            (
+                Event::Queued {
+                    outbox: OutboxId(3),
+                },
+                Effect::AwaitOutbox(OutboxId(3)),
+            ),
+            (end, last),
+        ]
+    };
+    let posted = drive(
+        relay.clone(),
+        now,
+        steps(
+            Event::Delivered(Delivery::Sent {
+                agent: SessionName::main(),
+                message: Some(sent_message(9)),
+            }),
+            Effect::RecordPost {
+                conversation,
+                post: PostKind::ContactMessage,
+                outbox: OutboxId(3),
+                message: Some(sent_message(9)),
+            },
+        ),
+    );
+    assert!(matches!(
+        posted,
+        Workflow::RelayToTopic(RelayToTopic {
+            step: RelayStep::Post {
+                post: TopicPost::Record { .. },
+                ..
+            },
+            ..
+        })
+    ));
+    // The main account refused as well: no third try.
+    let refused = drive(relay, now, steps(forbidden(), Effect::Finished));
+    assert!(matches!(
+        refused,
         Workflow::RelayToTopic(RelayToTopic {
             step: RelayStep::Finished {
                 end: RelayEnd::Done {
@@ -506,6 +600,7 @@ fn post_steps(
                 post: post.clone(),
                 topic,
                 replaced: false,
+                by_main: false,
             },
         ),
         (Event::Queued { outbox }, Effect::AwaitOutbox(outbox)),
@@ -580,6 +675,7 @@ fn a_refused_file_from_a_contact_leaves_a_note_in_the_topic() {
                     post: PostKind::ContactMessage,
                     topic,
                     replaced: false,
+                    by_main: false,
                 },
             ),
             (
@@ -671,6 +767,7 @@ fn a_contacts_file_with_an_expired_reference_is_fetched_again_and_retried_once()
                 post: PostKind::ContactMessage,
                 topic,
                 replaced: false,
+                by_main: false,
             },
         ),
         queue(OutboxId(2)),
@@ -897,6 +994,7 @@ fn an_auto_ai_turn_generates_queues_waits_records_and_mirrors() {
                 post: PostKind::AiMirror,
                 topic: TopicId(7),
                 replaced: false,
+                by_main: false,
             },
         ),
     ];
@@ -927,6 +1025,7 @@ fn a_suggestion_is_posted_and_nothing_is_sent_and_an_undelivered_reply_ends_type
             post: PostKind::AiSuggestion,
             topic: TopicId(7),
             replaced: false,
+            by_main: false,
         }
     );
     let nothing = ai_turn().on(Event::AiDecided(AiOutcome::Nothing), now, &settings());
