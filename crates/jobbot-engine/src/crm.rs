@@ -98,6 +98,10 @@ impl AutoReplier for NoAutoReplies {
 
 /// How long a join into a CRM group waits for the agent's join limiter.
 const JOIN_WAIT: Duration = Duration::from_secs(15 * 60);
+/// Joins to CRM groups that have not happened (refused for now: a flood wait, a network error,
+/// a long wait for the join limiter) are tried again this often, not only when the agent
+/// reconnects or the configuration changes: an agent outside its CRM group cannot post in it.
+const JOIN_RETRY: Duration = Duration::from_secs(30 * 60);
 
 /// With several nodes: how often the executor looks for unfinished workflows whose node is
 /// gone.
@@ -328,11 +332,15 @@ impl Crm {
         let mut links = shared.engine.link_states();
         let mut ready = shared.ready_agents(&mut links);
         shared.spawn_join(None);
+        let mut rejoin =
+            tokio::time::interval_at(tokio::time::Instant::now() + JOIN_RETRY, JOIN_RETRY);
+        rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut config_open, mut links_open) = (true, true);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.requested() => return Ok(()),
+                _ = rejoin.tick() => shared.spawn_join(None),
                 event = events.recv() => match event {
                     Some((session, event)) => shared.on_telegram(session, event).await?,
                     None => return Ok(()),
@@ -1708,7 +1716,8 @@ impl Shared {
     // ----- Joining CRM groups -----
 
     /// Joins agents to their channels' CRM groups by invite link (all connected agents, or one
-    /// that just connected). Joining twice is harmless; each join is done once per process.
+    /// that just connected; every [`JOIN_RETRY`] those not in yet). Joining twice is harmless;
+    /// each join is done once per process.
     async fn join_crm_groups(self: Arc<Self>, only: Option<SessionName>) {
         let config = self.config();
         let wanted: Vec<(SessionName, String)> = config
@@ -1729,7 +1738,8 @@ impl Shared {
             }
             // An owner lists its account before it announces it ready. The join waits for the
             // agent's join limiter, but not behind a long flood wait on joins: a join left out
-            // is tried again when the agent next connects or the configuration changes.
+            // is tried again when the agent next connects, the configuration changes, or at the
+            // next `JOIN_RETRY`.
             let Some(permit) = self
                 .engine
                 .call_permit(

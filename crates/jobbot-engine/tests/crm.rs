@@ -318,6 +318,34 @@ impl World {
     }
 }
 
+/// A join to the CRM group refused for now (a flood wait on joins) is tried again later without
+/// a reconnect or a configuration change.
+#[tokio::test(start_paused = true)]
+async fn a_crm_join_refused_for_now_is_tried_again_later() {
+    let w = world(false);
+    w.world.fail_next_chat_call(
+        w.agents[1],
+        jobbot_sim::ChatCall::Join,
+        jobbot_core::telegram::TelegramError::FloodWait { seconds: 60 },
+    );
+    let config = load(vec![channel_json(
+        "channel_1",
+        &w,
+        json!({"crm_invite_link": format!("https://t.me/+{}", w.invite)}),
+    )]);
+    let running = start(&w, config, memory_store(), settings()).await;
+    wait_until("agent_a joins the CRM group", || async {
+        w.world.is_member(w.group, w.agents[0])
+    })
+    .await;
+    assert!(!w.world.is_member(w.group, w.agents[1]), "refused at first");
+    wait_until("agent_b joins on a later try", || async {
+        w.world.is_member(w.group, w.agents[1])
+    })
+    .await;
+    running.stop().await;
+}
+
 /// Agents that are not in the CRM group (no invite link configured, so they never join): the
 /// main account creates the topic, and the posts the conversation's agent is refused
 /// (`CHAT_NOT_KNOWN_TO_ACCOUNT`) are made by the main account instead of being lost.

@@ -347,7 +347,7 @@ impl TelegramAccount for SimAccount {
 
     async fn join_chat(&self, target: &JoinTarget) -> Result<Peer, TelegramError> {
         let connection = self.connection;
-        self.call(|world, account, now| {
+        self.chat_call(ChatCall::Join, |world, account, now| {
             let chat = match target {
                 JoinTarget::InviteHash(hash) => match world.invites.get(hash) {
                     Some(invite) if !invite.revoked => invite.chat,

@@ -60,6 +60,8 @@ pub enum ChatCall {
     Invite,
     /// `channels.deleteChannel`.
     Delete,
+    /// `messages.importChatInvite` or `channels.joinChannel`.
+    Join,
 }
 
 /// What a chat post is besides its text.
