@@ -495,6 +495,7 @@ async fn login(
     crate::session_command::import_legacy_sessions(
         &config.sessions_dir,
         config.session_key.clone(),
+        crate::session_command::bot_session_base64(data_dir),
     )
     .await;
     let connector = jobbot_telegram::GrammersConnector::new(config);

@@ -215,6 +215,7 @@ pub async fn run(
                     crate::session_command::import_legacy_sessions(
                         &config.sessions_dir,
                         config.session_key.clone(),
+                        crate::session_command::bot_session_base64(data_dir),
                     )
                     .await;
                 }

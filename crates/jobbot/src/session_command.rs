@@ -46,7 +46,7 @@ pub async fn show_session(data_dir: &DataDir, name: &str) -> anyhow::Result<Exit
     let name = parse_name(name)?;
     let sessions = data_dir.sessions();
     let key = session_key(data_dir)?;
-    import_legacy_sessions(&sessions, key.clone()).await;
+    import_legacy_sessions(&sessions, key.clone(), bot_session_base64(data_dir)).await;
     if !sessions.join(name.file_name()).exists() {
         anyhow::bail!("there is no session {name} in {}", sessions.display());
     }
@@ -82,11 +82,81 @@ pub fn show(summary: &jobbot_telegram::SessionSummary) -> String {
     )
 }
 
+/// The original system's Railway deployments keep the main account's Telethon session file in
+/// this variable, base64-encoded (its `start_railway.sh` restores it at every start).
+pub const BOT_SESSION_BASE64: &str = "BOT_SESSION_BASE64";
+
+/// `BOT_SESSION_BASE64` from the environment or DATA_DIR/.env, if set.
+pub fn bot_session_base64(data_dir: &DataDir) -> Option<String> {
+    data_dir.variables()(BOT_SESSION_BASE64).filter(|value| !value.trim().is_empty())
+}
+
+/// Puts the main account's session from `BOT_SESSION_BASE64` where an automatic import finds
+/// it: written as the kept original (`bot_session.session.telethon`), from which the import
+/// below makes jobbot's session. Only when the main account has no session yet (neither file
+/// exists): the variable is a way in, never a replacement. The value is the account's key:
+/// never logged, nor is any part of it.
+fn restore_from_variable(sessions: &Path, encoded: &str) -> anyhow::Result<bool> {
+    use base64::Engine as _;
+    let name = SessionName::main();
+    let target = sessions.join(name.file_name());
+    let backup = legacy::backup_path(sessions, &name);
+    if target.exists() || backup.exists() {
+        return Ok(false);
+    }
+    let compact: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(&compact))
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&compact))
+        .map_err(|_| anyhow::anyhow!("{BOT_SESSION_BASE64} is not base64"))?;
+    anyhow::ensure!(
+        is_sqlite(&bytes),
+        "{BOT_SESSION_BASE64} does not hold a Telethon or Pyrogram session file (SQLite)"
+    );
+    std::fs::create_dir_all(sessions)
+        .with_context(|| format!("could not create {}", sessions.display()))?;
+    write_private(&backup, &bytes)?;
+    Ok(true)
+}
+
+/// Writes `bytes` readable by the owner only (a session file holds the account's key).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("could not create {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("could not write {}", path.display()))
+}
+
 /// Takes over every Telethon or Pyrogram session in `sessions` (the original system's files at
 /// `{name}.session`): each becomes a jobbot session with the same key, the original kept as
 /// `{name}.session.telethon`. Also finishes an import cut short after the original was moved.
-/// A file that cannot be imported is reported and left as it is; the others go on.
-pub async fn import_legacy_sessions(sessions: &Path, key: Option<SessionKey>) {
+/// A file that cannot be imported is reported and left as it is; the others go on. First, the
+/// main account's session from `bot_session_base64` (see [`BOT_SESSION_BASE64`]) when it has
+/// none.
+pub async fn import_legacy_sessions(
+    sessions: &Path,
+    key: Option<SessionKey>,
+    bot_session_base64: Option<String>,
+) {
+    if let Some(encoded) = bot_session_base64 {
+        match restore_from_variable(sessions, &encoded) {
+            Ok(true) => {
+                tracing::info!(target: "telegram", "the main account's session was taken from {BOT_SESSION_BASE64}");
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(target: "telegram", "could not take the main account's session from {BOT_SESSION_BASE64}: {error:#}");
+            }
+        }
+    }
     let Ok(entries) = std::fs::read_dir(sessions) else {
         return;
     };

@@ -14,6 +14,7 @@ fn jobbot(data_dir: &Path, args: &[&str]) -> Output {
         // The AI's default provider key: the tests give it through DATA_DIR/.env when they
         // need it, whatever the machine has.
         .env_remove("GROQ_API_KEY")
+        .env_remove("BOT_SESSION_BASE64")
         .output()
         .expect("the jobbot binary runs")
 }
@@ -889,24 +890,11 @@ fn the_demo_listens_on_port_answers_health_checks_and_keeps_its_config_private()
 /// elsewhere under a new name, leaving the file as it was.
 #[test]
 fn telethon_sessions_are_imported_and_shown_by_key_id() {
-    use jobbot_core::legacy_session::{AuthKey, LegacySession};
     let dir = tempfile::tempdir().unwrap();
     let sessions = dir.path().join("sessions");
     std::fs::create_dir_all(&sessions).unwrap();
-    let mut key = [0u8; 256];
-    for (index, byte) in key.iter_mut().enumerate() {
-        *byte = (index * 13 + 5) as u8;
-    }
-    let legacy = LegacySession {
-        dc_id: 4,
-        server_address: "149.154.167.91".into(),
-        port: 443,
-        auth_key: AuthKey(key),
-        entities: Vec::new(),
-        update_state: None,
-        channel_states: Vec::new(),
-        user_id: None,
-    };
+    let legacy = legacy_session(13, 5, 4, "149.154.167.91");
+    let key = legacy.auth_key.0;
     let original = sessions.join("agent_1.session");
     let elsewhere = dir.path().join("old_bot.session");
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -976,24 +964,110 @@ fn telethon_sessions_are_imported_and_shown_by_key_id() {
     assert!(!error.contains(&key_hex));
 }
 
+/// A logged-in legacy session with no peers: its key a pattern of `mult` and `add`.
+fn legacy_session(
+    mult: usize,
+    add: usize,
+    dc_id: i32,
+    address: &str,
+) -> jobbot_core::legacy_session::LegacySession {
+    let mut key = [0u8; 256];
+    for (index, byte) in key.iter_mut().enumerate() {
+        *byte = (index * mult + add) as u8;
+    }
+    jobbot_core::legacy_session::LegacySession {
+        dc_id,
+        server_address: address.into(),
+        port: 443,
+        auth_key: jobbot_core::legacy_session::AuthKey(key),
+        entities: Vec::new(),
+        update_state: None,
+        channel_states: Vec::new(),
+        user_id: None,
+    }
+}
+
+/// The original's Railway deployments keep the main account's session file base64-encoded in
+/// `BOT_SESSION_BASE64`: with no session of its own, the main account's is taken from there
+/// (kept as the original, imported like a file), never logged; a value that is not a session
+/// is reported without itself, and never replaces a session.
+#[test]
+fn the_main_accounts_session_is_taken_from_bot_session_base64() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = legacy_session(17, 11, 2, "149.154.167.51");
+    let file = dir.path().join("railway.session");
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(jobbot_store::telethon::write_telethon_session(
+            &file, &legacy,
+        ))
+        .unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&file).unwrap());
+
+    // Not a session: reported by name, the value never shown, nothing written.
+    std::fs::write(
+        dir.path().join(".env"),
+        "BOT_SESSION_BASE64=bm90IGEgc2Vzc2lvbg==\n",
+    )
+    .unwrap();
+    let output = jobbot(dir.path(), &["session", "show", "bot_session"]);
+    assert!(!output.status.success());
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        errors.contains("BOT_SESSION_BASE64 does not hold a Telethon or Pyrogram session file"),
+        "{errors}"
+    );
+    assert!(!errors.contains("bm90IGEgc2Vzc2lvbg"), "{errors}");
+    assert!(
+        !dir.path()
+            .join("sessions/bot_session.session.telethon")
+            .exists()
+    );
+
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("BOT_SESSION_BASE64={encoded}\n"),
+    )
+    .unwrap();
+    let output = jobbot(dir.path(), &["session", "show", "bot_session"]);
+    let text = stdout(&output);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}{errors}");
+    assert!(
+        text.contains(&format!(
+            "session bot_session: DC 2 (149.154.167.51:443), user not known yet, auth key id {}, logged in",
+            legacy.auth_key.id()
+        )),
+        "{text}"
+    );
+    assert!(!errors.contains(&encoded[..40]), "{errors}");
+    assert!(
+        dir.path()
+            .join("sessions/bot_session.session.telethon")
+            .exists()
+    );
+    // A session of its own is never replaced by the variable.
+    let before = std::fs::read(dir.path().join("sessions/bot_session.session")).unwrap();
+    let output = jobbot(dir.path(), &["session", "show", "bot_session"]);
+    assert!(output.status.success());
+    assert_eq!(
+        std::fs::read(dir.path().join("sessions/bot_session.session")).unwrap(),
+        before
+    );
+}
+
 /// A Pyrogram session file (the other Python library's format) is taken over like Telethon's:
 /// automatically on first use, with its account, its DC's address from Pyrogram's own table and
 /// its peers; and by `jobbot session import`.
 #[test]
 fn pyrogram_sessions_are_imported_with_their_account() {
-    use jobbot_core::legacy_session::{AuthKey, LegacyEntity, LegacySession};
+    use jobbot_core::legacy_session::{LegacyEntity, LegacySession};
     let dir = tempfile::tempdir().unwrap();
     let sessions = dir.path().join("sessions");
     std::fs::create_dir_all(&sessions).unwrap();
-    let mut key = [0u8; 256];
-    for (index, byte) in key.iter_mut().enumerate() {
-        *byte = (index * 31 + 7) as u8;
-    }
     let legacy = LegacySession {
-        dc_id: 2,
-        server_address: "149.154.167.51".into(),
-        port: 443,
-        auth_key: AuthKey(key),
         entities: vec![LegacyEntity {
             id: 7_000_001,
             access_hash: 4_242,
@@ -1001,9 +1075,8 @@ fn pyrogram_sessions_are_imported_with_their_account() {
             name: None,
             seen_at: Some(1_700_000_000),
         }],
-        update_state: None,
-        channel_states: Vec::new(),
         user_id: Some(6_000_001),
+        ..legacy_session(31, 7, 2, "149.154.167.51")
     };
     let original = sessions.join("agent_1.session");
     let elsewhere = dir.path().join("pyro.session");
@@ -1017,7 +1090,10 @@ fn pyrogram_sessions_are_imported_with_their_account() {
                 .unwrap();
         }
     });
-    let key_hex: String = key[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+    let key_hex: String = legacy.auth_key.0[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
 
     let output = jobbot(dir.path(), &["session", "show", "agent_1"]);
     let text = stdout(&output);
