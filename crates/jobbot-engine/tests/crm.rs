@@ -357,10 +357,28 @@ async fn posts_an_agent_outside_the_crm_group_may_not_make_are_made_by_the_main_
         .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
         .await;
     w.wait_inbox(w.recruiter, 1).await;
-    let (_, info) = w.wait_topic_post("Новый контакт").await;
+    let (agent, _) = w.recruiter_inbox()[0].clone();
+    let (topic, info) = w.wait_topic_post("Новый контакт").await;
     assert_eq!(info.sender, Some(w.main), "{info:?}");
     let (_, mirror) = w.wait_topic_post("🤖 Агент").await;
     assert_eq!(mirror.sender, Some(w.main), "{mirror:?}");
+    // The contact's reply reaches the topic, and the operator's answer the contact, through
+    // the conversation's agent, which is not in the group.
+    w.world.send_direct(
+        w.recruiter,
+        w.agents[agent],
+        "Tell me more about the salary",
+    );
+    let (reply_topic, reply) = w.wait_topic_post("Tell me more").await;
+    assert_eq!((reply_topic, reply.sender), (topic, Some(w.main)));
+    w.world
+        .group_post(w.group, w.operator, Some(topic), "We pay 5000 EUR")
+        .unwrap();
+    w.wait_inbox(w.recruiter, 2).await;
+    assert_eq!(
+        w.recruiter_inbox()[1],
+        (agent, "We pay 5000 EUR".to_owned())
+    );
     for agent in &w.agents {
         assert!(!w.world.is_member(w.group, *agent), "the agents stayed out");
     }
