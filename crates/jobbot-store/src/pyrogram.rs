@@ -14,33 +14,18 @@
 //!
 //! Unlike Telethon, Pyrogram stores no server address: it connects to the address its own table
 //! gives the DC (`pyrogram/session/internals/data_center.py`: production DCs on port 443, test
-//! DCs on port 80), so the import takes the address from the same table. The file is opened
+//! DCs on port 80), so the import takes the address from the same table
+//! ([`pyrogram_dc_address`]). The file is opened
 //! read-only and never changed; errors name the file and what is wrong, never the key.
 
 use std::path::{Path, PathBuf};
 
-use jobbot_core::legacy_session::{LegacyEntity, LegacySession};
+use jobbot_core::legacy_session::{LegacyEntity, LegacySession, pyrogram_dc_address};
 
 use crate::telethon::{auth_key, read_update_state};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
-/// Production DCs' IPv4 addresses and port (`DataCenter.PROD`).
-const PRODUCTION_DCS: [(i32, &str); 5] = [
-    (1, "149.154.175.53"),
-    (2, "149.154.167.51"),
-    (3, "149.154.175.100"),
-    (4, "149.154.167.91"),
-    (5, "91.108.56.130"),
-];
-const PRODUCTION_PORT: u16 = 443;
-/// Test DCs' IPv4 addresses and port (`DataCenter.TEST`; core.telegram.org/api/auth#test-accounts).
-const TEST_DCS: [(i32, &str); 3] = [
-    (1, "149.154.175.10"),
-    (2, "149.154.167.40"),
-    (3, "149.154.175.117"),
-];
-const TEST_PORT: u16 = 80;
 /// Pyrogram's table versions this reader knows: 2 and 3 (Pyrogram 1.x and 2.x), 4 to 7 (its
 /// forks, with `usernames` and `update_state`).
 pub const PYROGRAM_SCHEMA_VERSIONS: std::ops::RangeInclusive<i64> = 2..=7;
@@ -63,19 +48,6 @@ pub enum PyrogramError {
         dc_id: i64,
         test: bool,
     },
-}
-
-/// The address Pyrogram connects to for `dc_id`.
-pub fn dc_address(dc_id: i32, test_mode: bool) -> Option<(&'static str, u16)> {
-    let (table, port): (&[(i32, &str)], u16) = if test_mode {
-        (&TEST_DCS, TEST_PORT)
-    } else {
-        (&PRODUCTION_DCS, PRODUCTION_PORT)
-    };
-    table
-        .iter()
-        .find(|(id, _)| *id == dc_id)
-        .map(|(_, address)| (*address, port))
 }
 
 /// Whether the SQLite file at `path` is laid out as Pyrogram's (its `version` table has a
@@ -153,7 +125,7 @@ pub async fn read_pyrogram_session(path: &Path) -> Result<LegacySession, Pyrogra
         .is_some_and(|flag| flag != 0);
     let (server_address, port) = i32::try_from(dc_id)
         .ok()
-        .and_then(|dc| dc_address(dc, test_mode))
+        .and_then(|dc| pyrogram_dc_address(dc, test_mode))
         .ok_or_else(|| PyrogramError::UnknownDc {
             path: path.to_owned(),
             dc_id,

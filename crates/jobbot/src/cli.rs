@@ -122,9 +122,15 @@ pub enum SessionCommand {
     /// schema version 7) or a Pyrogram one (schema versions 2-7) as
     /// DATA_DIR/sessions/NAME.session, so the account needs no new login. FILE is only read.
     /// (Such files already in DATA_DIR/sessions are imported automatically on first use, the
-    /// original kept as NAME.session.telethon.)
+    /// original kept as NAME.session.telethon.) With --string instead of FILE: a Telethon
+    /// StringSession or a Pyrogram session string, read from standard input (never an
+    /// argument: it holds the account's key).
     Import {
-        file: PathBuf,
+        #[arg(required_unless_present = "string", conflicts_with = "string")]
+        file: Option<PathBuf>,
+        /// Read a string session from standard input instead of a file.
+        #[arg(long)]
+        string: bool,
         /// The session name to save it as (an agent's session_name, or bot_session).
         #[arg(long)]
         name: String,
@@ -646,9 +652,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .context("the benchmark thread panicked")?
         }
-        Command::Session(SessionCommand::Import { file, name }) => {
-            crate::session_command::import(&data_dir, &file, &name).await
-        }
+        Command::Session(SessionCommand::Import { file, string, name }) => match file {
+            Some(file) if !string => crate::session_command::import(&data_dir, &file, &name).await,
+            _ => crate::session_command::import_string(&data_dir, &name).await,
+        },
         Command::Session(SessionCommand::Show { name }) => {
             crate::session_command::show_session(&data_dir, &name).await
         }

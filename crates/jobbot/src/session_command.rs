@@ -41,6 +41,29 @@ pub async fn import(data_dir: &DataDir, file: &Path, name: &str) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// `jobbot session import --string --name NAME`: a Telethon or Pyrogram string session from
+/// standard input (one line; the rest is ignored).
+pub async fn import_string(data_dir: &DataDir, name: &str) -> anyhow::Result<ExitCode> {
+    let name = parse_name(name)?;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("could not read the session string from standard input")?;
+    anyhow::ensure!(
+        !line.trim().is_empty(),
+        "no session string on standard input (pipe it in: jobbot session import --string --name NAME < FILE)"
+    );
+    let legacy = jobbot_core::legacy_session::parse_session_string(&line)?;
+    let summary = legacy::import(&data_dir.sessions(), &name, session_key(data_dir)?, &legacy)
+        .await
+        .context("could not import the session string")?;
+    println!(
+        "Imported the session string as session {name} ({}).",
+        show(&summary)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `jobbot session show NAME`.
 pub async fn show_session(data_dir: &DataDir, name: &str) -> anyhow::Result<ExitCode> {
     let name = parse_name(name)?;

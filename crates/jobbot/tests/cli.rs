@@ -19,6 +19,17 @@ fn jobbot(data_dir: &Path, args: &[&str]) -> Output {
         .expect("the jobbot binary runs")
 }
 
+/// The standard output of a command that must have succeeded (its errors shown if not).
+fn succeeded(output: &Output) -> String {
+    let text = stdout(output);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -1058,6 +1069,62 @@ fn the_main_accounts_session_is_taken_from_bot_session_base64() {
     );
 }
 
+/// A Telethon `StringSession` piped into `jobbot session import --string` becomes a session; a
+/// string that is not one is refused without being shown.
+#[test]
+fn a_string_session_is_imported_from_standard_input() {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = legacy_session(19, 2, 2, "149.154.167.51");
+    let mut packed = vec![2u8, 149, 154, 167, 51];
+    packed.extend_from_slice(&443u16.to_be_bytes());
+    packed.extend_from_slice(&legacy.auth_key.0);
+    let string = format!(
+        "1{}",
+        base64::engine::general_purpose::URL_SAFE.encode(&packed)
+    );
+    let import = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jobbot"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["session", "import", "--string", "--name", "agent_7"])
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{input}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Base64 of "secretsecret": not a session's layout.
+    let refused = import("1c2VjcmV0c2VjcmV0");
+    assert!(!refused.status.success());
+    let errors = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        errors.contains("neither a Telethon StringSession nor"),
+        "{errors}"
+    );
+    assert!(!errors.contains("c2VjcmV0"), "{errors}");
+
+    let output = import(&string);
+    let text = succeeded(&output);
+    assert!(
+        text.contains(&format!(
+            "as session agent_7 (DC 2 (149.154.167.51:443), user not known yet, auth key id {}, logged in",
+            legacy.auth_key.id()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&string[1..40]), "{text}");
+}
+
 /// A Pyrogram session file (the other Python library's format) is taken over like Telethon's:
 /// automatically on first use, with its account, its DC's address from Pyrogram's own table and
 /// its peers; and by `jobbot session import`.
@@ -1096,12 +1163,7 @@ fn pyrogram_sessions_are_imported_with_their_account() {
         .collect();
 
     let output = jobbot(dir.path(), &["session", "show", "agent_1"]);
-    let text = stdout(&output);
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = succeeded(&output);
     assert!(
         text.contains(&format!(
             "session agent_1: DC 2 (149.154.167.51:443), user 6000001, auth key id {}, logged in, 2 peers cached",
