@@ -437,6 +437,11 @@ pub enum TelegramError {
     /// `TOPIC_DELETED` / `MESSAGE_THREAD_INVALID`: the forum topic no longer exists.
     #[error("the forum topic was deleted")]
     TopicDeleted,
+    /// `TOPIC_CLOSED`: an admin closed the forum topic; only admins post in it. A post there
+    /// ends (it is not moved to an account that may still post: closing is the operator's
+    /// "no more here").
+    #[error("the forum topic is closed")]
+    TopicClosed,
     /// `CHAT_WRITE_FORBIDDEN`, `CHANNEL_PRIVATE`, `USER_BANNED_IN_CHANNEL`, not a participant …:
     /// this account may not post in that chat.
     #[error("this account may not write in that chat ({code})")]
@@ -552,9 +557,10 @@ impl TelegramError {
             | Self::AccountDead { .. }
             | Self::YouBlockedUser
             | Self::TooManyChannels => ErrorScope::Account,
-            Self::TopicDeleted | Self::ChatForbidden { .. } | Self::JoinRequestSent => {
-                ErrorScope::Chat
-            }
+            Self::TopicDeleted
+            | Self::TopicClosed
+            | Self::ChatForbidden { .. }
+            | Self::JoinRequestSent => ErrorScope::Chat,
             // Unclassified: treated as the chat's, so it ends the message without burning every
             // agent on it (the outbox can re-queue it by hand).
             Self::Other { .. } => ErrorScope::Chat,

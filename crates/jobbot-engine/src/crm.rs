@@ -216,6 +216,9 @@ struct Shared {
     own_users: Mutex<HashSet<ChatId>>,
     /// (agent, invite hash) joins done in this process.
     joined: Mutex<HashSet<(SessionName, String)>>,
+    /// Joins Telegram refused for good (an invalid invite, too many channels): not retried by
+    /// the periodic retry, only at the agent's next connection or a configuration change.
+    join_refused: Mutex<HashSet<(SessionName, String)>>,
     joins: Mutex<JoinSet<()>>,
 }
 
@@ -268,6 +271,7 @@ impl Crm {
             topic_locks: Mutex::new(HashMap::new()),
             own_users: Mutex::new(HashSet::new()),
             joined: Mutex::new(HashSet::new()),
+            join_refused: Mutex::new(HashSet::new()),
             joins: Mutex::new(JoinSet::new()),
         });
         Ok(Self { shared })
@@ -340,13 +344,16 @@ impl Crm {
             tokio::select! {
                 biased;
                 _ = shutdown.requested() => return Ok(()),
-                _ = rejoin.tick() => shared.spawn_join(None),
+                _ = rejoin.tick() => shared.spawn_rejoin(),
                 event = events.recv() => match event {
                     Some((session, event)) => shared.on_telegram(session, event).await?,
                     None => return Ok(()),
                 },
                 changed = config.changed(), if config_open => match changed {
-                    Ok(()) => shared.spawn_join(None),
+                    Ok(()) => {
+                        lock(&shared.join_refused).clear();
+                        shared.spawn_join(None);
+                    }
                     Err(_) => config_open = false,
                 },
                 changed = links.changed(), if links_open => match changed {
@@ -564,7 +571,16 @@ impl Shared {
     }
 
     fn spawn_join(self: &Arc<Self>, only: Option<SessionName>) {
+        if let Some(session) = &only {
+            // Its next connection tries again what was refused for good.
+            lock(&self.join_refused).retain(|(agent, _)| agent != session);
+        }
         self.spawn(Arc::clone(self).join_crm_groups(only));
+    }
+
+    /// The periodic retry: the joins that have not happened, but those refused for good.
+    fn spawn_rejoin(self: &Arc<Self>) {
+        self.spawn(Arc::clone(self).join_crm_groups(None));
     }
 
     /// Whether an unfinished auto-response to `contact` is past resolving and has no
@@ -1219,6 +1235,13 @@ impl Shared {
                     relay.file_refetched,
                 ),
                 match &relay.message.file {
+                    // The file's reference is the receiving agent's own: the main account cannot
+                    // send it, so its post says why the file is not there.
+                    Some(_) if by_main => MessageContent::plain(fit_message(&format!(
+                        "{}\n\n⚠️ Файл не скопирован в тему: агент {} не состоит в CRM-группе",
+                        contact_label(&relay.message).unwrap_or_default(),
+                        relay.agent
+                    ))),
                     Some(file) => {
                         sender = relay.agent.clone();
                         MessageContent::with_media(file.clone(), contact_caption(&relay.message))
@@ -1733,7 +1756,8 @@ impl Shared {
             .filter(|(agent, _)| only.as_ref().is_none_or(|only| only == agent))
             .collect();
         for (agent, hash) in wanted {
-            if lock(&self.joined).contains(&(agent.clone(), hash.clone())) {
+            let pair = (agent.clone(), hash.clone());
+            if lock(&self.joined).contains(&pair) || lock(&self.join_refused).contains(&pair) {
                 continue;
             }
             // An owner lists its account before it announces it ready. The join waits for the
@@ -1763,6 +1787,11 @@ impl Shared {
                 }
                 Err(error) => {
                     tracing::warn!(target: "crm", agent = %agent, %error, "could not join the CRM group");
+                    // Typed: a refusal that no later try changes (an invalid invite, too many
+                    // channels) waits for the agent's next connection or a configuration change.
+                    if !error.is_account_level() {
+                        lock(&self.join_refused).insert((agent, hash));
+                    }
                 }
             }
         }

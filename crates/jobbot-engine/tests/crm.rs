@@ -318,16 +318,14 @@ impl World {
     }
 }
 
-/// A join to the CRM group refused for now (a flood wait on joins) is tried again later without
-/// a reconnect or a configuration change.
-#[tokio::test(start_paused = true)]
-async fn a_crm_join_refused_for_now_is_tried_again_later() {
+/// Agents joining by the invite link, agent_b's first join refused with `error`; returns once
+/// agent_a is in.
+async fn started_with_agent_b_refused(
+    error: jobbot_core::telegram::TelegramError,
+) -> (World, Running) {
     let w = world(false);
-    w.world.fail_next_chat_call(
-        w.agents[1],
-        jobbot_sim::ChatCall::Join,
-        jobbot_core::telegram::TelegramError::FloodWait { seconds: 60 },
-    );
+    w.world
+        .fail_next_chat_call(w.agents[1], jobbot_sim::ChatCall::Join, error);
     let config = load(vec![channel_json(
         "channel_1",
         &w,
@@ -338,8 +336,38 @@ async fn a_crm_join_refused_for_now_is_tried_again_later() {
         w.world.is_member(w.group, w.agents[0])
     })
     .await;
+    (w, running)
+}
+
+/// A join to the CRM group refused for now (a flood wait on joins) is tried again later without
+/// a reconnect or a configuration change.
+#[tokio::test(start_paused = true)]
+async fn a_crm_join_refused_for_now_is_tried_again_later() {
+    let (w, running) =
+        started_with_agent_b_refused(jobbot_core::telegram::TelegramError::FloodWait {
+            seconds: 60,
+        })
+        .await;
     assert!(!w.world.is_member(w.group, w.agents[1]), "refused at first");
     wait_until("agent_b joins on a later try", || async {
+        w.world.is_member(w.group, w.agents[1])
+    })
+    .await;
+    running.stop().await;
+}
+
+/// A join refused for good (an invalid invite) is not repeated by the periodic retry, only
+/// when the agent connects again.
+#[tokio::test(start_paused = true)]
+async fn a_crm_join_refused_for_good_waits_for_the_next_connection() {
+    let (w, running) =
+        started_with_agent_b_refused(jobbot_core::telegram::TelegramError::InvalidInvite).await;
+    // Two periodic retries' time: none repeats the refused join.
+    tokio::time::sleep(Duration::from_secs(65 * 60)).await;
+    assert!(!w.world.is_member(w.group, w.agents[1]));
+    w.world
+        .drop_connection(&jobbot_core::ids::SessionName::parse("agent_b").unwrap());
+    wait_until("agent_b joins once connected again", || async {
         w.world.is_member(w.group, w.agents[1])
     })
     .await;
@@ -379,6 +407,19 @@ async fn posts_an_agent_outside_the_crm_group_may_not_make_are_made_by_the_main_
         w.recruiter_inbox()[1],
         (agent, "We pay 5000 EUR".to_owned())
     );
+    // A contact's file: its reference is the agent's own, so the main account says why it is
+    // not in the topic instead of trying to send it.
+    w.world
+        .send_direct_media(
+            w.recruiter,
+            w.agents[agent],
+            jobbot_sim::SimMedia::photo(80_000),
+            "my portfolio",
+        )
+        .unwrap();
+    let (_, note) = w.wait_topic_post("не состоит в CRM-группе").await;
+    assert_eq!(note.sender, Some(w.main), "{note:?}");
+    assert!(note.text.contains("Anna Smirnova"), "{}", note.text);
     for agent in &w.agents {
         assert!(!w.world.is_member(w.group, *agent), "the agents stayed out");
     }

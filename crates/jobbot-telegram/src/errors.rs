@@ -114,13 +114,13 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
         "USER_CHANNELS_TOO_MUCH" => TelegramError::UserInTooManyChannels,
         "INVITE_REQUEST_SENT" => TelegramError::JoinRequestSent,
         "TOPIC_DELETED" | "MESSAGE_THREAD_INVALID" => TelegramError::TopicDeleted,
+        "TOPIC_CLOSED" => TelegramError::TopicClosed,
         "CHAT_WRITE_FORBIDDEN"
         | "CHANNEL_PRIVATE"
         | "CHANNEL_INVALID"
         | "CHAT_ID_INVALID"
         | "USER_BANNED_IN_CHANNEL"
         | "CHAT_ADMIN_REQUIRED"
-        | "TOPIC_CLOSED"
         | "CHAT_SEND_PLAIN_FORBIDDEN"
         | "CHAT_RESTRICTED"
         | "CHAT_GUEST_SEND_FORBIDDEN" => TelegramError::ChatForbidden {
@@ -608,9 +608,9 @@ mod tests {
             (
                 400,
                 "TOPIC_CLOSED",
-                forbidden("TOPIC_CLOSED"),
+                TelegramError::TopicClosed,
                 ErrorScope::Chat,
-                EndsForChat,
+                EndsForRecipient,
             ),
             (
                 403,

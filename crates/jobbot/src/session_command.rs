@@ -42,13 +42,18 @@ pub async fn import(data_dir: &DataDir, file: &Path, name: &str) -> anyhow::Resu
 }
 
 /// `jobbot session import --string --name NAME`: a Telethon or Pyrogram string session from
-/// standard input (one line; the rest is ignored).
+/// standard input (piped: all of it, line breaks ignored; typed or pasted at a terminal: one
+/// line, not echoed, as it holds the account's key).
 pub async fn import_string(data_dir: &DataDir, name: &str) -> anyhow::Result<ExitCode> {
+    use std::io::{IsTerminal as _, Read as _};
     let name = parse_name(name)?;
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("could not read the session string from standard input")?;
+    let line = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Session string (not shown): ")
+    } else {
+        let mut all = String::new();
+        std::io::stdin().read_to_string(&mut all).map(|_| all)
+    }
+    .context("could not read the session string from standard input")?;
     anyhow::ensure!(
         !line.trim().is_empty(),
         "no session string on standard input (pipe it in: jobbot session import --string --name NAME < FILE)"

@@ -1298,8 +1298,9 @@ impl AgentScheduler {
     /// the process just started): Telegram may have counted calls of it a moment ago that this
     /// scheduler never saw, so the limiters of the calls an account makes all the time — sends,
     /// resolves, topic creation — start empty (see [`Gcra::assume_empty`]). Joins and channel
-    /// creation keep their burst: a join is made once per chat, when the account connects, so
-    /// the last holder's joins were at its own start, not a moment ago; held back for a whole
+    /// creation keep their burst: a join is made once per chat, when the account connects (or,
+    /// for one that has not happened, at the CRM's half-hourly retry), so the last holder's
+    /// joins are rarely a moment ago; held back for a whole
     /// interval (100 s at the default 0.6 a minute), a restarted agent stayed out of its CRM
     /// groups while its conversations went on (topics it could not create, posts it could not
     /// make). The learned rates stay: they are stored and shared.
@@ -1530,6 +1531,7 @@ impl AgentScheduler {
             | TelegramError::UsernameNotFound
             | TelegramError::NotAUser
             | TelegramError::TopicDeleted
+            | TelegramError::TopicClosed
             | TelegramError::PaymentRequired { .. }
             | TelegramError::PeerInvalid
             | TelegramError::RecipientDeactivated

@@ -438,6 +438,36 @@ fn a_post_the_agent_may_not_make_is_made_by_the_main_account_once() {
             ..
         })
     ));
+    // A closed topic is the operator's "no more here": no fallback.
+    let closed = drive(
+        relay.clone(),
+        now,
+        vec![
+            (Event::TopicReady { topic: TopicId(4) }, queue(false)),
+            (
+                Event::Queued {
+                    outbox: OutboxId(2),
+                },
+                Effect::AwaitOutbox(OutboxId(2)),
+            ),
+            (
+                Event::Delivered(Delivery::Failed {
+                    failure: OutboxFailure::Recipient {
+                        agent: agent("agent_a"),
+                        error: TelegramError::TopicClosed,
+                    },
+                }),
+                Effect::Finished,
+            ),
+        ],
+    );
+    assert!(matches!(
+        closed,
+        Workflow::RelayToTopic(RelayToTopic {
+            step: RelayStep::Finished { .. },
+            ..
+        })
+    ));
     // The main account refused as well: no third try.
     let refused = drive(relay, now, steps(forbidden(), Effect::Finished));
     assert!(matches!(
