@@ -11,7 +11,8 @@ use crate::cluster::{AttemptClaim, ClaimRefusal, FencingToken, LeaseRecord, Node
 use crate::ids::{ChatId, SessionName, Username};
 use crate::scheduling::{FailureReason, LearnedLimits};
 use crate::telegram::{
-    DeadReason, MessageContent, PeerRef, RandomId, SentMessage, TelegramError, TopicId,
+    DeadReason, MessageAuthor, MessageContent, PeerRef, RandomId, SentMessage, TelegramError,
+    TopicId,
 };
 use crate::workflow::Workflow;
 
@@ -112,6 +113,10 @@ pub enum Recipient {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         username: Option<Username>,
     },
+    /// The author of a group message who has no public username (see [`MessageAuthor`]): the
+    /// sending agent finds them through the message itself, so any agent that can see the group
+    /// may send, as with `Username`.
+    Author { author: MessageAuthor },
     /// A channel or group the sender is in.
     Chat { chat: ChatId },
     /// A forum topic of a supergroup.

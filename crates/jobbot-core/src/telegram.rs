@@ -239,6 +239,34 @@ pub struct Sender {
     pub peer: Option<PeerRef>,
 }
 
+/// The author of a message in a group, by the message: how an account reaches a person who has
+/// no public username and never wrote to it. Telegram shows such a person in a group as a `min`
+/// user, whose access hash cannot address them; the client names them instead by the message it
+/// saw them in (`inputUserFromMessage`, core.telegram.org/api/min), and `users.getUsers` answers
+/// the full user with the caller's own access hash. Any account that can see the message may do
+/// it: a member of the group, or anyone for a public group (found by `chat_username`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MessageAuthor {
+    /// The group the message is in.
+    pub chat: ChatId,
+    /// The group's public username, when it has one: how an account that is not a member finds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_username: Option<Username>,
+    pub message_id: i32,
+    /// The person who wrote it.
+    pub user: ChatId,
+}
+
+impl fmt::Display for MessageAuthor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the author ({}) of message {} in {}",
+            self.user, self.message_id, self.chat
+        )
+    }
+}
+
 /// Kinds of media the port reports. Photos and documents (files, voice messages, videos, video
 /// notes, stickers) come with a [`MediaFile`] the receiving account can re-send; the rest (a
 /// poll, a location, a contact card, …) is only named.
@@ -591,6 +619,12 @@ pub trait TelegramAccount: Send + Sync {
     /// Resolves a public username to a peer with this account's own access hash. Telegram punishes
     /// this call hardest (`contacts.resolveUsername`), so implementations cache per account.
     async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError>;
+
+    /// The author of a group message, with this account's own access hash (see
+    /// [`MessageAuthor`]): the group as this account knows it (its cache, its dialogs, or the
+    /// group's username), then `users.getUsers` with `inputUserFromMessage`. A group this account
+    /// cannot see is `ChatForbidden`; a message that is gone, or not by that user, `PeerInvalid`.
+    async fn resolve_message_author(&self, author: &MessageAuthor) -> Result<Peer, TelegramError>;
 
     /// Sends a private message to a user. A repeat with the same `random_id` returns the first
     /// message instead of sending a second one.

@@ -46,7 +46,7 @@ use crate::ids::{ChatId, SessionName, Username};
 use crate::scheduling::FailureReason;
 use crate::store::{ConversationId, Delivery, OutboxFailure, OutboxId, UnixMillis};
 use crate::telegram::{
-    IncomingMessage, MediaFile, Peer, PeerKind, SentMessage, TelegramError, TopicId,
+    IncomingMessage, MediaFile, MessageAuthor, Peer, PeerKind, SentMessage, TelegramError, TopicId,
 };
 
 /// How long the workflows wait and retry. Durations, not instants: the state stores the
@@ -425,6 +425,9 @@ impl Default for TopicPost {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VacancyRef {
     pub source: ChatId,
+    /// The source's public username, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_username: Option<Username>,
     pub message_id: i32,
     pub source_title: String,
     /// `https://t.me/<username>/<id>` or `https://t.me/c/<id>/<id>`.
@@ -437,8 +440,8 @@ pub struct VacancyRef {
 pub struct AutoResponse {
     pub channel_id: String,
     pub vacancy: VacancyRef,
-    /// The author, by username: an agent can address a stranger only that way.
-    pub contact: Username,
+    /// The author: by username, or by the message they posted when they have none.
+    pub contact: ContactRef,
     pub step: AutoResponseStep,
 }
 
@@ -482,6 +485,40 @@ pub enum AutoResponseStep {
     },
 }
 
+/// Who an auto-response goes to. An agent can address a stranger only by a public username, or,
+/// for the author of a group message who has none, by that message ([`MessageAuthor`]).
+/// Stored untagged: a workflow stored before authors were answered holds a bare username.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ContactRef {
+    Username(Username),
+    Author(MessageAuthor),
+}
+
+impl ContactRef {
+    pub fn username(&self) -> Option<&Username> {
+        match self {
+            Self::Username(username) => Some(username),
+            Self::Author(_) => None,
+        }
+    }
+}
+
+impl From<Username> for ContactRef {
+    fn from(username: Username) -> Self {
+        Self::Username(username)
+    }
+}
+
+impl std::fmt::Display for ContactRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Username(username) => username.fmt(f),
+            Self::Author(author) => author.fmt(f),
+        }
+    }
+}
+
 /// How an auto-response workflow ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "end")]
@@ -515,14 +552,14 @@ impl AutoResponse {
     pub fn new(
         channel_id: String,
         vacancy: VacancyRef,
-        contact: Username,
+        contact: impl Into<ContactRef>,
         now: UnixMillis,
         give_up: Duration,
     ) -> Self {
         Self {
             channel_id,
             vacancy,
-            contact,
+            contact: contact.into(),
             step: AutoResponseStep::Resolve {
                 retry_at: None,
                 give_up_at: now.plus(give_up),

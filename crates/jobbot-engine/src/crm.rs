@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use jobbot_core::cluster::NodeId;
 use jobbot_core::config::{Channel, Config};
 use jobbot_core::contacts::{Candidate, CandidateTarget, crm_target};
-use jobbot_core::ids::{ChatId, SessionName, Username};
+use jobbot_core::ids::{ChatId, SessionName};
 use jobbot_core::notification::{MAX_MESSAGE_UTF16, fit_message, fit_to_utf16, utf16_len};
 use jobbot_core::scheduling::CallClass;
 use jobbot_core::store::{
@@ -50,12 +50,13 @@ use jobbot_core::store::{
 };
 use jobbot_core::telegram::{
     AccountEvent, IncomingMessage, JoinTarget, MAX_CAPTION_UTF16, MediaFile, MediaKind,
-    MessageContent, Peer, PeerKind, RandomId, Sender, SentMessage, TelegramError, TopicId,
+    MessageAuthor, MessageContent, Peer, PeerKind, PeerRef, RandomId, Sender, SentMessage,
+    TelegramError, TopicId,
 };
 use jobbot_core::template::{TemplateValues, parse_template};
 use jobbot_core::workflow::{
-    AutoResponse, AutoResponseStep, Effect, Event, MediaToContact, MediaToContactStep, PostKind,
-    RelayStep, RelayToTopic, SkipReason, VacancyRef, Workflow, WorkflowSettings,
+    AutoResponse, AutoResponseStep, ContactRef, Effect, Event, MediaToContact, MediaToContactStep,
+    PostKind, RelayStep, RelayToTopic, SkipReason, VacancyRef, Workflow, WorkflowSettings,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -307,6 +308,7 @@ impl Crm {
         let now = self.shared.now();
         let reference = VacancyRef {
             source: vacancy.source,
+            source_username: vacancy.source_username.clone(),
             message_id: vacancy.message_id,
             source_title: vacancy.source_title.clone(),
             link: vacancy.link.clone(),
@@ -458,7 +460,8 @@ impl CrmHandle {
     }
 
     /// The auto-response workflows a notified vacancy starts in `channel_id`: one when the
-    /// channel answers with CRM and the vacancy names someone to write to, by username.
+    /// channel answers with CRM and the vacancy names someone to write to (by username, or its
+    /// author by the message).
     pub fn auto_responses(
         &self,
         config: &Config,
@@ -476,24 +479,26 @@ impl CrmHandle {
         let Some(candidate) = crm_target(candidates) else {
             return Vec::new();
         };
-        let username = match &candidate.target {
-            CandidateTarget::Username(username) => username.clone(),
+        let contact = match &candidate.target {
+            CandidateTarget::Username(username) => ContactRef::Username(username.clone()),
             CandidateTarget::Sender {
                 username: Some(username),
                 ..
-            } => username.clone(),
-            // An agent can address a person it never saw only by username.
-            CandidateTarget::Sender { id, username: None } => {
-                tracing::info!(target: "crm", contact = %id, "the vacancy's author has no username; no auto-response");
-                return Vec::new();
-            }
+            } => ContactRef::Username(username.clone()),
+            // A person with no username is reached through the message they posted.
+            CandidateTarget::Sender { id, username: None } => ContactRef::Author(MessageAuthor {
+                chat: vacancy.source,
+                chat_username: vacancy.source_username.clone(),
+                message_id: vacancy.message_id,
+                user: *id,
+            }),
         };
         vec![NewWorkflow {
             key: AutoResponse::key(channel_id, vacancy.source, vacancy.message_id),
             state: Workflow::AutoResponse(AutoResponse::new(
                 channel_id.to_owned(),
                 vacancy.clone(),
-                username,
+                contact,
                 now,
                 self.shared.settings.resolve_give_up,
             )),
@@ -754,11 +759,11 @@ impl Shared {
                     },
                 }
             }
-            Effect::QueueAutoResponse { peer, .. } => {
+            Effect::QueueAutoResponse { peer, resolver } => {
                 let Workflow::AutoResponse(workflow) = state else {
                     return Ok(Event::Woke);
                 };
-                self.queue_auto_response(workflow, &peer).await?
+                self.queue_auto_response(workflow, &resolver, &peer).await?
             }
             Effect::AwaitOutbox(outbox) => {
                 Event::Delivered(self.engine.await_delivery(outbox).await?)
@@ -887,7 +892,11 @@ impl Shared {
     /// limited apart from sending, so an agent waiting out a send flood may still resolve). Each
     /// call is made with a permit of the agent's scheduler; when none allows one within
     /// `resolve_retry`, the workflow tries again later.
-    async fn resolve(&self, channel: &Channel, username: &Username) -> Event {
+    ///
+    /// A vacancy's author without a username is found through their message, which only an agent
+    /// that can see the group finds: one refused the group (a private one it is not in) leaves the
+    /// contact to the next agent, and when every agent was refused, nobody can reach them.
+    async fn resolve(&self, channel: &Channel, contact: &ContactRef) -> Event {
         let chosen = self
             .engine
             .pool(&channel.id)
@@ -901,6 +910,7 @@ impl Shared {
                 order.push(agent.session_name.clone());
             }
         }
+        let mut refused = None;
         while let Some(permit) = self
             .engine
             .call_permit(
@@ -913,30 +923,46 @@ impl Shared {
             let agent = permit.session().clone();
             // Tried once per step: an account-level failure moves on to the next agent.
             order.retain(|other| other != &agent);
-            let result = permit.account().resolve_username(username).await;
+            let result = match contact {
+                ContactRef::Username(username) => permit.account().resolve_username(username).await,
+                ContactRef::Author(author) => permit.account().resolve_message_author(author).await,
+            };
             permit.report(&result);
             match result {
                 Ok(peer) => {
                     if peer.kind != PeerKind::User {
-                        tracing::info!(target: "crm", channel = %channel.id, contact = %username, kind = ?peer.kind, "no auto-response: the contact is not a person");
+                        tracing::info!(target: "crm", channel = %channel.id, contact = %contact, kind = ?peer.kind, "no auto-response: the contact is not a person");
                     }
                     return Event::Resolved { agent, peer };
                 }
                 Err(error) if error.is_account_level() => {
                     tracing::debug!(target: "crm", agent = %agent, %error, "could not resolve through this agent");
                 }
+                Err(error @ TelegramError::ChatForbidden { .. })
+                    if matches!(contact, ContactRef::Author(_)) =>
+                {
+                    tracing::debug!(target: "crm", agent = %agent, %error, "this agent cannot see the vacancy's group");
+                    refused = Some(error);
+                }
                 Err(error) => {
-                    tracing::info!(target: "crm", channel = %channel.id, contact = %username, %error, "no auto-response: the contact cannot be reached");
+                    tracing::info!(target: "crm", channel = %channel.id, contact = %contact, %error, "no auto-response: the contact cannot be reached");
                     return Event::Unreachable { error };
                 }
             }
         }
-        Event::NoResolverNow
+        match refused {
+            Some(error) if order.is_empty() => {
+                tracing::info!(target: "crm", channel = %channel.id, contact = %contact, %error, "no auto-response: no agent of the channel can see the vacancy's group");
+                Event::Unreachable { error }
+            }
+            _ => Event::NoResolverNow,
+        }
     }
 
     async fn queue_auto_response(
         &self,
         workflow: &AutoResponse,
+        resolver: &SessionName,
         peer: &Peer,
     ) -> Result<Event, CrmError> {
         let skipped = |reason| Ok(Event::Skipped { reason });
@@ -972,6 +998,13 @@ impl Shared {
                 .iter()
                 .any(|member| &member.session_name == agent)
         });
+        let first_contact = sticky.is_none();
+        // A private group's message is seen by its members only: the agent that found its
+        // author there writes to them.
+        let sticky = sticky.or_else(|| match &workflow.contact {
+            ContactRef::Author(author) if author.chat_username.is_none() => Some(resolver.clone()),
+            ContactRef::Author(_) | ContactRef::Username(_) => None,
+        });
         let Ok(template) = parse_template(&channel.auto_response_template) else {
             // Validation rejects such a configuration; this is a belt to its braces.
             tracing::error!(target: "crm", channel = %channel.id, "the auto-response template does not parse");
@@ -987,7 +1020,7 @@ impl Shared {
             .engine
             .enqueue(NewOutboxMessage {
                 idempotency_key: Some(key),
-                ..self.auto_response_message(&channel, workflow, peer, sticky, text)
+                ..self.auto_response_message(&channel, workflow, peer, sticky, first_contact, text)
             })
             .await?;
         Ok(Event::Queued { outbox: ticket.id })
@@ -999,25 +1032,62 @@ impl Shared {
         workflow: &AutoResponse,
         peer: &Peer,
         sticky: Option<SessionName>,
+        first_contact: bool,
         text: String,
     ) -> NewOutboxMessage {
         let now = self.now();
         NewOutboxMessage {
             channel_id: channel.id.clone(),
             kind: OutboxKind::AutoResponse,
-            first_contact: sticky.is_none(),
+            first_contact,
             sender: SenderSelection::ChannelAgents { sticky },
-            recipient: Recipient::Username {
-                username: peer
-                    .username
-                    .clone()
-                    .unwrap_or_else(|| workflow.contact.clone()),
+            // Whichever agent sends finds the person itself, as the resolver did.
+            recipient: match (&peer.username, &workflow.contact) {
+                (Some(username), _) | (None, ContactRef::Username(username)) => {
+                    Recipient::Username {
+                        username: username.clone(),
+                    }
+                }
+                (None, ContactRef::Author(author)) => Recipient::Author {
+                    author: author.clone(),
+                },
             },
             content: MessageContent::plain(fit_message(&text)),
             idempotency_key: None,
             created_at: now,
             not_before: self.human_delay(channel, now),
             expires_at: UnixMillis(0),
+        }
+    }
+
+    /// For an author who has no username, delivered to by an agent other than the one that
+    /// resolved them: that agent's own reference, found again through the vacancy's message (its
+    /// send has just done so), so an operator's answer can reach the contact before they write.
+    /// `None` when it cannot be had now (the contact's first message will leave it).
+    async fn delivering_agents_reference(
+        &self,
+        agent: &SessionName,
+        contact: &ContactRef,
+    ) -> Option<PeerRef> {
+        let ContactRef::Author(author) = contact else {
+            return None;
+        };
+        let permit = self
+            .engine
+            .call_permit(
+                std::slice::from_ref(agent),
+                CallClass::ResolveUsername,
+                Some(self.settings.resolve_retry),
+            )
+            .await?;
+        let result = permit.account().resolve_message_author(author).await;
+        permit.report(&result);
+        match result {
+            Ok(found) => Some(found.peer),
+            Err(error) => {
+                tracing::warn!(target: "crm", %agent, contact = %contact, %error, "the delivering agent could not find the contact again; answers wait for the contact's message");
+                None
+            }
         }
     }
 
@@ -1037,6 +1107,13 @@ impl Shared {
                 reason: SkipReason::ChannelOff,
             });
         };
+        // The access hash is the resolving agent's own: keep it only for that agent.
+        let contact_peer = if &agent == resolver {
+            Some(peer.peer)
+        } else {
+            self.delivering_agents_reference(&agent, &workflow.contact)
+                .await
+        };
         let now = self.now();
         self.store
             .record_auto_response(&workflow.channel_id, peer.id(), now)
@@ -1050,10 +1127,9 @@ impl Shared {
                 contact_username: peer
                     .username
                     .clone()
-                    .or_else(|| Some(workflow.contact.clone())),
+                    .or_else(|| workflow.contact.username().cloned()),
                 contact_name: peer.full_name(),
-                // The access hash is the resolving agent's own: keep it only for that agent.
-                contact_peer: (&agent == resolver).then_some(peer.peer),
+                contact_peer,
                 agent: agent.clone(),
                 created_at: now,
             })
@@ -1960,7 +2036,7 @@ mod tests {
             sender: Some(Sender {
                 id: ChatId::user(5).unwrap(),
                 kind: PeerKind::User,
-                username: username.map(|u| Username::parse(u).unwrap()),
+                username: username.map(|u| jobbot_core::ids::Username::parse(u).unwrap()),
                 first_name: "Anna".into(),
                 last_name: Some("Smirnova".into()),
                 peer: None,
@@ -2028,6 +2104,7 @@ mod tests {
         };
         let vacancy = VacancyRef {
             source: ChatId::parse_channel(-1_001_234_567_891).unwrap(),
+            source_username: None,
             message_id: 1,
             source_title: huge.clone(),
             link: "https://t.me/jobs/1".into(),

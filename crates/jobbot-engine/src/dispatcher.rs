@@ -722,7 +722,10 @@ impl Dispatcher {
         };
         // The agent resolves a username first: for a first message that takes a resolve permit
         // (see `Request::resolves`).
-        let resolves = matches!(message.message.recipient, Recipient::Username { .. });
+        let resolves = matches!(
+            message.message.recipient,
+            Recipient::Username { .. } | Recipient::Author { .. }
+        );
         let request = match sticky {
             Some(agent) => Request::in_conversation(kind, agent),
             None => Request::new(kind),

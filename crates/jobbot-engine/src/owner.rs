@@ -524,8 +524,8 @@ async fn next_event(
     }
 }
 
-/// Makes one send on this account. A username is resolved by this account itself (access hashes
-/// are per account) and must be a person: the original system sent its template to bots and
+/// Makes one send on this account. A username (or a message's author) is resolved by this account
+/// itself (access hashes are per account) and must be a person: the original system sent its template to bots and
 /// channels named in a post. The resolve's failure is told apart from the send's
 /// ([`SendFailure::Resolve`]): they are different methods with limits of their own.
 ///
@@ -557,6 +557,17 @@ async fn execute(
         Recipient::Username { username } => {
             let peer = account
                 .resolve_username(username)
+                .await
+                .map_err(SendFailure::Resolve)?;
+            if peer.kind != PeerKind::User {
+                return Err(SendFailure::Telegram(TelegramError::NotAUser));
+            }
+            return send_to_person(account, peer.peer, &job, stop).await;
+        }
+        Recipient::Author { author } => {
+            // Found through their message, as a username is resolved: this account's own hash.
+            let peer = account
+                .resolve_message_author(author)
                 .await
                 .map_err(SendFailure::Resolve)?;
             if peer.kind != PeerKind::User {

@@ -9,7 +9,7 @@ use jobbot_core::ids::{ChatId, Username};
 use jobbot_core::store::{
     NewOutboxMessage, OutboxKind, OutboxStatus, Recipient, SenderSelection, Store, UnixMillis,
 };
-use jobbot_core::telegram::{MessageContent, TopicId};
+use jobbot_core::telegram::{MessageContent, PeerKind, Sender, TopicId};
 use jobbot_engine::{
     Crm, CrmParts, CrmSettings, Engine, EngineClock, EngineSettings, NoAutoReplies, RunningCrm,
     Vacancy,
@@ -156,10 +156,30 @@ async fn start_with_ai(
 
 /// [`start`] with one channel of the defaults, a memory store and the test settings.
 async fn start_one_channel(w: &World) -> Running {
+    start_on(w, &memory_store()).await
+}
+
+/// One channel, on `store`.
+async fn start_on(w: &World, store: &Arc<dyn Store>) -> Running {
     start(
         w,
         load(vec![channel_json("channel_1", w, json!({}))]),
-        memory_store(),
+        Arc::clone(store),
+        settings(),
+    )
+    .await
+}
+
+/// One channel whose answers wait a human-like delay of `min`..=`max` seconds.
+async fn start_delayed(w: &World, store: &Arc<dyn Store>, min: u32, max: u32) -> Running {
+    start(
+        w,
+        load(vec![channel_json(
+            "channel_1",
+            w,
+            json!({"instant_response": false, "human_delay": {"min_seconds": min, "max_seconds": max}}),
+        )]),
+        Arc::clone(store),
         settings(),
     )
     .await
@@ -526,6 +546,197 @@ async fn the_conversation_keeps_its_agent_across_a_restart() {
     full_flow(true).await;
 }
 
+/// A group `members` are in, where `author` (one of them) posts a vacancy; the group and the
+/// message's id.
+fn vacancy_posted_in(
+    w: &World,
+    title: &str,
+    username: Option<&str>,
+    author: ChatId,
+    members: &[ChatId],
+) -> (ChatId, i32) {
+    let group = w.world.create_group(title, username, false, &[]);
+    for member in members {
+        w.world.add_member(group, *member);
+    }
+    let posted = w
+        .world
+        .group_post(group, author, None, "Python developer wanted, write me")
+        .unwrap();
+    (group, posted)
+}
+
+/// A vacancy by its author, who posted it in `group` and has no username.
+fn vacancy_by_author(
+    group: ChatId,
+    group_username: Option<&str>,
+    message_id: i32,
+    author: ChatId,
+) -> Vacancy {
+    let username = group_username.map(|username| Username::parse(username).unwrap());
+    Vacancy {
+        source: group,
+        source_title: "Jobs chat".into(),
+        link: match &username {
+            Some(username) => format!("https://t.me/{}/{message_id}", username.as_str()),
+            None => format!("https://t.me/c/{}/{message_id}", group.bare()),
+        },
+        source_username: username,
+        message_id,
+        text: "Python developer wanted, write me".into(),
+        sender: Some(Sender {
+            id: author,
+            kind: PeerKind::User,
+            username: None,
+            first_name: "Pavel".into(),
+            last_name: Some("Orlov".into()),
+            peer: None,
+        }),
+        channels: vec!["channel_1".to_owned()],
+        candidates: vec![Candidate {
+            target: CandidateTarget::Sender {
+                id: author,
+                username: None,
+            },
+            score: 60,
+            reasons: Vec::new(),
+        }],
+        posted_at: UnixMillis(1_750_000_000_000),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vacancys_author_without_a_username_is_answered_through_their_message() {
+    let w = world(true);
+    // No username: in a group Telegram shows them as a `min` user, addressable only through a
+    // message of theirs. The agents are in neither group.
+    let author = w
+        .world
+        .create_user(NewUser::named("Pavel").last_name("Orlov"));
+    let (public, in_public) =
+        vacancy_posted_in(&w, "Jobs chat", Some("jobs_chat"), author, &[author]);
+    let (closed, in_closed) = vacancy_posted_in(&w, "Closed jobs", None, author, &[author]);
+    let store = memory_store();
+    let running = start_on(&w, &store).await;
+
+    running
+        .submit(vacancy_by_author(
+            public,
+            Some("jobs_chat"),
+            in_public,
+            author,
+        ))
+        .await;
+    w.wait_inbox(author, 1).await;
+    let (agent, auto_response) = w.inbox(author)[0].clone();
+    assert_eq!(
+        auto_response,
+        format!(
+            "Hi Pavel! Your vacancy in Jobs chat (https://t.me/jobs_chat/{in_public}) caught the eye of Jobs channel_1."
+        )
+    );
+    let (topic, info) = w.wait_topic_post("Новый контакт").await;
+    assert!(info.text.contains("Pavel Orlov"), "{}", info.text);
+    // The conversation goes on both ways, through the agent that wrote first.
+    w.world
+        .send_direct(author, w.agents[agent], "What is the salary?");
+    let (reply_topic, _) = w.wait_topic_post("What is the salary?").await;
+    assert_eq!(reply_topic, topic);
+    w.world
+        .group_post(w.group, w.operator, Some(topic), "5000 EUR")
+        .unwrap();
+    w.wait_inbox(author, 2).await;
+    assert_eq!(w.inbox(author)[1], (agent, "5000 EUR".to_owned()));
+
+    // In a private group no agent is in, nobody can see the message: the workflow ends,
+    // typed, having sent nothing.
+    running
+        .submit(vacancy_by_author(closed, None, in_closed, author))
+        .await;
+    let key = jobbot_core::workflow::AutoResponse::key("channel_1", closed, in_closed);
+    wait_until("the closed group's auto-response ends", || {
+        let store = Arc::clone(&store);
+        let key = key.clone();
+        async move {
+            matches!(
+                store.workflow_by_key(&key).await.unwrap().map(|record| record.state),
+                Some(jobbot_core::workflow::Workflow::AutoResponse(workflow))
+                    if matches!(
+                        workflow.step,
+                        jobbot_core::workflow::AutoResponseStep::Finished {
+                            end: jobbot_core::workflow::AutoResponseEnd::Unreachable {
+                                error: jobbot_core::telegram::TelegramError::ChatForbidden { .. }
+                            }
+                        }
+                    )
+            )
+        }
+    })
+    .await;
+    assert_eq!(w.inbox(author).len(), 2, "nothing more was sent");
+
+    // In a private group one agent is in, that agent finds the author and writes to them.
+    let other = w.world.create_user(NewUser::named("Ivan"));
+    let (shared, in_shared) =
+        vacancy_posted_in(&w, "Team jobs", None, other, &[other, w.agents[1]]);
+    running
+        .submit(vacancy_by_author(shared, None, in_shared, other))
+        .await;
+    w.wait_inbox(other, 1).await;
+    assert_eq!(w.inbox(other)[0].0, 1, "the member agent wrote");
+    running.stop().await;
+}
+
+/// The agent that delivers an auto-response to an author without a username is not always the one
+/// that found them (here the finder is banned before the delayed send): the conversation keeps
+/// the delivering agent's own reference, so the operator's answer reaches the contact before they
+/// ever write.
+#[tokio::test(start_paused = true)]
+async fn an_author_without_a_username_hears_the_operator_from_the_agent_that_wrote_first() {
+    let w = world(true);
+    let author = w
+        .world
+        .create_user(NewUser::named("Pavel").last_name("Orlov"));
+    let (public, posted) = vacancy_posted_in(&w, "Jobs chat", Some("jobs_chat"), author, &[author]);
+    let store = memory_store();
+    let running = start_delayed(&w, &store, 60, 60).await;
+    running
+        .submit(vacancy_by_author(public, Some("jobs_chat"), posted, author))
+        .await;
+    let queued = |state: &jobbot_core::workflow::Workflow| match state {
+        jobbot_core::workflow::Workflow::AutoResponse(workflow) => match &workflow.step {
+            jobbot_core::workflow::AutoResponseStep::Queued { resolver, .. } => {
+                Some(resolver.clone())
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let id = wait_for_workflow(
+        &store,
+        "the author is found and the answer queued",
+        |state| queued(state).is_some(),
+    )
+    .await;
+    let record = store.workflow(id).await.unwrap().unwrap();
+    let finder = queued(&record.state).unwrap();
+    let finder = ["agent_a", "agent_b"]
+        .iter()
+        .position(|name| finder.as_str() == *name)
+        .unwrap();
+    w.world.ban(w.agents[finder]);
+    w.wait_inbox(author, 1).await;
+    let (agent, _) = w.inbox(author)[0].clone();
+    assert_ne!(agent, finder, "the other agent delivered it");
+    let (topic, _) = w.wait_topic_post("Новый контакт").await;
+    w.world
+        .group_post(w.group, w.operator, Some(topic), "5000 EUR")
+        .unwrap();
+    w.wait_inbox(author, 2).await;
+    assert_eq!(w.inbox(author)[1], (agent, "5000 EUR".to_owned()));
+    running.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn one_message_per_channel_one_topic_per_group_and_the_cooldown() {
     for cooldown in [None, Some(Duration::from_secs(24 * 3600))] {
@@ -608,13 +819,7 @@ async fn racing_triggers_create_one_topic_and_one_auto_response() {
 async fn a_deleted_topic_is_recreated_on_the_next_message() {
     let w = world(true);
     let store = memory_store();
-    let running = start(
-        &w,
-        load(vec![channel_json("channel_1", &w, json!({}))]),
-        Arc::clone(&store),
-        settings(),
-    )
-    .await;
+    let running = start_on(&w, &store).await;
     running
         .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
         .await;
@@ -646,13 +851,7 @@ async fn a_bot_or_a_channel_as_the_only_contact_gets_nothing() {
     let bot = w.world.create_bot("hr_helper_bot", "HR helper");
     w.world.create_channel("HR news", Some("hr_news"), &[]);
     let store = memory_store();
-    let running = start(
-        &w,
-        load(vec![channel_json("channel_1", &w, json!({}))]),
-        Arc::clone(&store),
-        settings(),
-    )
-    .await;
+    let running = start_on(&w, &store).await;
     for (message_id, contact) in [(5, "hr_helper_bot"), (6, "hr_news"), (7, "nobody_here")] {
         running
             .submit(vacancy(&w, message_id, &["channel_1"], contact))
@@ -761,17 +960,7 @@ async fn all_outbox(store: &Arc<dyn Store>) -> Vec<jobbot_core::store::OutboxMes
 async fn a_human_like_delay_holds_the_auto_response_until_its_time() {
     let w = world(true);
     let store = memory_store();
-    let running = start(
-        &w,
-        load(vec![channel_json(
-            "channel_1",
-            &w,
-            json!({"instant_response": false, "human_delay": {"min_seconds": 40, "max_seconds": 90}}),
-        )]),
-        Arc::clone(&store),
-        settings(),
-    )
-    .await;
+    let running = start_delayed(&w, &store, 40, 90).await;
     running
         .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
         .await;
@@ -875,6 +1064,7 @@ async fn a_restart_between_the_delivery_and_the_conversation_loses_nothing() {
         "channel_1".into(),
         VacancyRef {
             source: w.source,
+            source_username: None,
             message_id: 5,
             source_title: "Remote IT".into(),
             link: "https://t.me/remote_it/5".into(),
@@ -982,17 +1172,7 @@ async fn an_answer_before_the_conversation_opens_waits_for_it() {
 
     let w = world(true);
     let store = memory_store();
-    let running = start(
-        &w,
-        load(vec![channel_json(
-            "channel_1",
-            &w,
-            json!({"instant_response": false, "human_delay": {"min_seconds": 600, "max_seconds": 600}}),
-        )]),
-        Arc::clone(&store),
-        settings(),
-    )
-    .await;
+    let running = start_delayed(&w, &store, 600, 600).await;
     // Only agent_a sends, so the recruiter knows whom to write to.
     running
         .engine
@@ -1044,13 +1224,7 @@ async fn an_answer_is_kept_for_an_auto_response_on_record_that_is_not_running() 
 
     let w = world(true);
     let store = memory_store();
-    let running = start(
-        &w,
-        load(vec![channel_json("channel_1", &w, json!({}))]),
-        Arc::clone(&store),
-        settings(),
-    )
-    .await;
+    let running = start_on(&w, &store).await;
     wait_until("every account connects", || {
         let engine = running.engine.clone();
         async move {
@@ -1074,6 +1248,7 @@ async fn an_answer_is_kept_for_an_auto_response_on_record_that_is_not_running() 
         "channel_1".into(),
         VacancyRef {
             source: w.source,
+            source_username: None,
             message_id: 5,
             source_title: "Remote IT".into(),
             link: "https://t.me/remote_it/5".into(),
@@ -1189,13 +1364,7 @@ async fn crm_resolves_are_paced_by_each_agents_resolve_limiter() {
 async fn a_contacts_private_message_leaves_the_conversation_their_reference() {
     let w = world(true);
     let store = memory_store();
-    let running = start(
-        &w,
-        load(vec![channel_json("channel_1", &w, json!({}))]),
-        Arc::clone(&store),
-        settings(),
-    )
-    .await;
+    let running = start_on(&w, &store).await;
     let (conversation, _) = store
         .open_conversation(&jobbot_core::store::NewConversation {
             channel_id: "channel_1".into(),

@@ -1202,6 +1202,12 @@ impl TelegramAccount for FaultyAccount {
     async fn resolve_username(&self, username: &Username) -> Result<Peer, TelegramError> {
         self.inner.resolve_username(username).await
     }
+    async fn resolve_message_author(
+        &self,
+        author: &jobbot_core::telegram::MessageAuthor,
+    ) -> Result<Peer, TelegramError> {
+        self.inner.resolve_message_author(author).await
+    }
     async fn send_direct(
         &self,
         to: PeerRef,

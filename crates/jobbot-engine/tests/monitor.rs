@@ -317,7 +317,7 @@ async fn a_post_reaches_every_matching_output_channel_once() {
             Workflow::AutoResponse(workflow) => (
                 workflow.channel_id,
                 workflow.vacancy.message_id,
-                workflow.contact.as_str().to_owned(),
+                workflow.contact.to_string(),
                 workflow.vacancy.link,
             ),
             other => panic!("{other:?}"),
@@ -327,12 +327,17 @@ async fn a_post_reaches_every_matching_output_channel_once() {
     assert_eq!(
         handed_over,
         [
-            ("python".to_owned(), both, "anna_hr".to_owned(), link(both)),
-            ("backend".to_owned(), both, "anna_hr".to_owned(), link(both)),
+            ("python".to_owned(), both, "@anna_hr".to_owned(), link(both)),
+            (
+                "backend".to_owned(),
+                both,
+                "@anna_hr".to_owned(),
+                link(both)
+            ),
             (
                 "python".to_owned(),
                 one,
-                "ivan_recruiter".to_owned(),
+                "@ivan_recruiter".to_owned(),
                 link(one)
             ),
         ]

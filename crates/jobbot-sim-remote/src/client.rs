@@ -23,8 +23,8 @@ use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome,
     ConnectError, ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MediaFile,
-    MessageContent, NewChatKind, Peer, PeerRef, QrOutcome, RandomId, SentCode, SentMessage,
-    TelegramAccount, TelegramError, TopicId,
+    MessageAuthor, MessageContent, NewChatKind, Peer, PeerRef, QrOutcome, RandomId, SentCode,
+    SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use jsonrpsee::async_client::{Client, ClientBuilder};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
@@ -329,6 +329,15 @@ impl TelegramAccount for RemoteAccount {
         transport(
             self.client
                 .resolve_username(self.handle, username.clone())
+                .await,
+            telegram_network,
+        )
+    }
+
+    async fn resolve_message_author(&self, author: &MessageAuthor) -> Result<Peer, TelegramError> {
+        transport(
+            self.client
+                .resolve_message_author(self.handle, author.clone())
                 .await,
             telegram_network,
         )

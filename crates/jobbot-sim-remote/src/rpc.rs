@@ -19,8 +19,8 @@
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
-    JoinTarget, LoginError, Me, MediaFile, MessageContent, NewChatKind, Peer, PeerRef, QrOutcome,
-    RandomId, SentCode, SentMessage, TelegramError, TopicId,
+    JoinTarget, LoginError, Me, MediaFile, MessageAuthor, MessageContent, NewChatKind, Peer,
+    PeerRef, QrOutcome, RandomId, SentCode, SentMessage, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{AdminError, TopicView};
 use jobbot_sim::scenario::DemoWorld;
@@ -91,6 +91,13 @@ pub trait TelegramRpc {
         &self,
         account: AccountHandle,
         username: Username,
+    ) -> RpcResult<Result<Peer, TelegramError>>;
+
+    #[method(name = "resolve_message_author")]
+    async fn resolve_message_author(
+        &self,
+        account: AccountHandle,
+        author: MessageAuthor,
     ) -> RpcResult<Result<Peer, TelegramError>>;
 
     #[method(name = "send_direct")]

@@ -22,9 +22,9 @@ use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::telegram::{
     AccountConnector, AuthorizationStatus, ChatAccess, Checkpoint, CodeOutcome, ConnectError,
-    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MediaFile, MessageContent,
-    NewChatKind, Peer, PeerRef, QrOutcome, RandomId, SentCode, SentMessage, TelegramAccount,
-    TelegramError, TopicId,
+    ConnectOptions, JoinTarget, LoginBackend, LoginError, Me, MediaFile, MessageAuthor,
+    MessageContent, NewChatKind, Peer, PeerRef, QrOutcome, RandomId, SentCode, SentMessage,
+    TelegramAccount, TelegramError, TopicId,
 };
 use jobbot_sim::admin::{Admin, AdminError, TopicView};
 use jobbot_sim::scenario::{DemoWorld, Scripted};
@@ -677,6 +677,17 @@ impl TelegramRpcServer for Connection {
     ) -> RpcResult<Result<Peer, TelegramError>> {
         Ok(match self.account(account) {
             Ok(account) => account.resolve_username(&username).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn resolve_message_author(
+        &self,
+        account: AccountHandle,
+        author: MessageAuthor,
+    ) -> RpcResult<Result<Peer, TelegramError>> {
+        Ok(match self.account(account) {
+            Ok(account) => account.resolve_message_author(&author).await,
             Err(error) => Err(error),
         })
     }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use jobbot_core::ids::{ChatId, Username};
 use jobbot_core::telegram::{
     AccountEvent, ChatAccess, Checkpoint, DeadReason, JoinTarget, MAX_CHAT_ABOUT_UTF16, Me,
-    MediaFile, MessageContent, NewChatKind, Peer, PeerKind, PeerRef, RandomId, SentMessage,
-    TelegramAccount, TelegramError, TopicId,
+    MediaFile, MessageAuthor, MessageContent, NewChatKind, Peer, PeerKind, PeerRef, RandomId,
+    SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -158,6 +158,14 @@ impl TelegramAccount for SimAccount {
             Ok(world
                 .peer_seen_by(account, id)
                 .expect("usernames point into the world"))
+        })
+        .await
+    }
+
+    async fn resolve_message_author(&self, author: &MessageAuthor) -> Result<Peer, TelegramError> {
+        let connection = self.connection;
+        self.call(|world, account, now| {
+            world.resolve_message_author(connection, account, author, now)
         })
         .await
     }

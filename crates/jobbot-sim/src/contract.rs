@@ -19,8 +19,9 @@ use jobbot_core::ids::{ChatId, PhoneNumber, SessionName, Username};
 use jobbot_core::login::{LoginFlow, LoginState, LoginStepError};
 use jobbot_core::telegram::{
     AccountConnector, AccountEvent, AuthorizationStatus, Checkpoint, ConnectError, ConnectOptions,
-    DeadReason, IncomingMessage, JoinTarget, LoginError, MessageContent, NewChatKind, Peer,
-    PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError, TopicId,
+    DeadReason, IncomingMessage, JoinTarget, LoginError, MessageAuthor, MessageContent,
+    NewChatKind, Peer, PeerKind, PeerRef, RandomId, SentMessage, TelegramAccount, TelegramError,
+    TopicId,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Duration, sleep, timeout};
@@ -70,7 +71,7 @@ pub trait ContractFixture: Send + Sync {
     /// A well-formed username nobody has.
     fn missing_username(&self) -> Username;
     fn postable_channel(&self) -> ChatId;
-    /// A forum supergroup.
+    /// A private forum supergroup the second account is not in.
     fn forum_group(&self) -> ChatId;
     /// An invite link hash to a chat the second account is not in.
     fn invite_hash(&self) -> String;
@@ -187,6 +188,7 @@ macro_rules! contract_checks {
             a_gap_longer_than_one_channel_difference_is_filled_from_history,
             a_flood_wait_in_one_channels_catch_up_holds_only_that_channel,
             a_private_message_carries_the_senders_own_reference,
+            a_group_messages_author_is_found_through_the_message,
             a_received_file_is_resent_only_by_the_account_that_received_it,
             a_send_already_on_its_way_is_a_duplicate_not_a_second_message,
             login_with_a_wrong_code_then_the_right_one,
@@ -1464,6 +1466,74 @@ pub async fn a_private_message_carries_the_senders_own_reference(
         controls.messages_received(&writer, &session) == ["answer"],
         "the writer did not get the answer"
     );
+    Ok(CheckOutcome::Passed)
+}
+
+/// The author of a group message, who comes as a `min` user whose hash cannot address them, is
+/// found through the message (`inputUserFromMessage`, core.telegram.org/api/min) with the
+/// account's own reference, and gets a private message through it. A message that is not theirs
+/// names nobody (`PeerInvalid`); an account that cannot see the (private) group is refused it
+/// (`ChatForbidden`).
+pub async fn a_group_messages_author_is_found_through_the_message(
+    fixture: &impl ContractFixture,
+) -> CheckResult {
+    let Some(controls) = fixture.controls() else {
+        return Ok(CheckOutcome::Skipped(
+            "needs a member to write in the group",
+        ));
+    };
+    let ids = RandomIds::new(fixture);
+    let session = fixture.first_account();
+    let account = connect(fixture, &session).await?;
+    let mut events = account.take_events().ok_or("take_events returned None")?;
+    let group = fixture.forum_group();
+    controls.member_posts(group, None, "who is hiring?")?;
+    let message = next_message(&mut events, |message| message.text == "who is hiring?").await?;
+    let sender = message.sender.ok_or("the group message has no sender")?;
+    let author = MessageAuthor {
+        chat: group,
+        chat_username: None,
+        message_id: message.message_id,
+        user: sender.id,
+    };
+    let peer = account
+        .resolve_message_author(&author)
+        .await
+        .map_err(failed("find the author through their message"))?;
+    ensure!(
+        peer.id() == sender.id && peer.kind == PeerKind::User,
+        "the message named {:?}, not its author",
+        peer.id()
+    );
+    sleep(fixture.pacing().send).await;
+    account
+        .send_direct(peer.peer, &text("we are"), ids.next())
+        .await
+        .map_err(failed("write to the author through the found reference"))?;
+    let username = sender
+        .username
+        .ok_or("the group's member has no username to look their messages up by")?;
+    ensure!(
+        controls.messages_received(&username, &session) == ["we are"],
+        "the author did not get the message"
+    );
+    let not_theirs = MessageAuthor {
+        message_id: message.message_id + 1_000,
+        ..author.clone()
+    };
+    match account.resolve_message_author(&not_theirs).await {
+        Err(TelegramError::PeerInvalid) => {}
+        other => return Err(format!("a message that is not theirs answered {other:?}")),
+    }
+    let outsider = connect(fixture, &fixture.second_account()).await?;
+    match outsider.resolve_message_author(&author).await {
+        Err(TelegramError::ChatForbidden { .. }) => {}
+        other => {
+            return Err(format!(
+                "an account outside the private group answered {other:?}"
+            ));
+        }
+    }
     Ok(CheckOutcome::Passed)
 }
 

@@ -24,7 +24,7 @@
 use std::collections::BTreeSet;
 
 use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
-use jobbot_core::telegram::{AccountEvent, Peer, PeerRef, TelegramError};
+use jobbot_core::telegram::{AccountEvent, MessageAuthor, Peer, PeerRef, TelegramError};
 use tokio::time::Instant;
 
 use crate::world::{ConnectionId, SessionRecord, WorldState};
@@ -181,6 +181,51 @@ impl WorldState {
         Err(TelegramError::ChatForbidden {
             code: "CHAT_NOT_KNOWN_TO_ACCOUNT".to_owned(),
         })
+    }
+
+    /// `users.getUsers` with `inputUserFromMessage` (core.telegram.org/api/min): the author of
+    /// a group message, with this account's own access hash, learnt by the session. The group is
+    /// found as a call naming it by id finds it (`input_chat`), else by its public username
+    /// (one resolve, through the session's cache). A private group is visible to its members only
+    /// (`CHANNEL_PRIVATE`, as `channels.getChannels` answers with `channelForbidden`); a message
+    /// that is not there or not by that user leaves nothing to name the user by (`USER_ID_INVALID`,
+    /// which the port calls `PeerInvalid`).
+    pub(crate) fn resolve_message_author(
+        &mut self,
+        connection: ConnectionId,
+        account: ChatId,
+        author: &MessageAuthor,
+        now: Instant,
+    ) -> Result<Peer, TelegramError> {
+        let found = match self.input_chat(connection, account, author.chat, now) {
+            Err(TelegramError::ChatForbidden { .. }) if author.chat_username.is_some() => {
+                let username = author.chat_username.as_ref().expect("checked above");
+                self.resolve_with_cache(connection, account, username, now)? == author.chat
+            }
+            found => found.map(|()| true)?,
+        };
+        let Some(record) = self.chats.get(&author.chat).filter(|_| found) else {
+            return Err(TelegramError::ChatForbidden {
+                code: "CHAT_NOT_KNOWN_TO_ACCOUNT".to_owned(),
+            });
+        };
+        if record.username.is_none() && !record.members.contains(&account) {
+            return Err(TelegramError::ChatForbidden {
+                code: "CHANNEL_PRIVATE".to_owned(),
+            });
+        }
+        let by_the_user = record.messages.iter().any(|message| {
+            message.message_id == author.message_id
+                && !message.is_service
+                && message.sender == Some(author.user)
+        });
+        if !by_the_user || !self.users.contains_key(&author.user) {
+            return Err(TelegramError::PeerInvalid);
+        }
+        self.session_learns(connection, &[author.user]);
+        Ok(self
+            .peer_seen_by(account, author.user)
+            .expect("checked to be a user of the world"))
     }
 
     /// `contacts.resolveUsername` behind the session's cache ([`jobbot_core::peer_cache`]): a

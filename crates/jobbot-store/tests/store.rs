@@ -2220,6 +2220,7 @@ mod conformance {
             "channel_1".to_owned(),
             VacancyRef {
                 source: channel(1_111),
+                source_username: Some(Username::parse("python_jobs").unwrap()),
                 message_id,
                 source_title: "Python Jobs 🐍".to_owned(),
                 link: format!("https://t.me/c/1111/{message_id}"),

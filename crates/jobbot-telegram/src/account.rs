@@ -25,8 +25,8 @@ use jobbot_core::catch_up::{ChannelMarks, GapStep};
 use jobbot_core::ids::{ChatId, ChatKind, SessionName, Username};
 use jobbot_core::telegram::{
     AccountEvent, ChatAccess, Checkpoint, IncomingMessage, JoinTarget, Me, MediaFile,
-    MessageContent, NewChatKind, Peer, PeerKind, PeerRef, RandomId, Sender, SentMessage,
-    TelegramAccount, TelegramError, TopicId,
+    MessageAuthor, MessageContent, NewChatKind, Peer, PeerKind, PeerRef, RandomId, Sender,
+    SentMessage, TelegramAccount, TelegramError, TopicId,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -35,8 +35,9 @@ use tokio::task::JoinHandle;
 use crate::connector::{Connection, get_me};
 use crate::convert::{
     ChatInfo, chat_access_of, chat_id_of, chat_id_of_chat, chats_of, created_chat, file_of_message,
-    incoming_message, input_peer, input_user, invite_link_of, message_id_for_random_id,
-    missing_invitees_of, peer_from_chat, peer_from_user, peer_id_of, tl_entities,
+    incoming_message, input_peer, input_user, invite_link_of, message_author_in,
+    message_author_request, message_id_for_random_id, missing_invitees_of, peer_from_chat,
+    peer_from_user, peer_id_of, tl_entities,
 };
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
@@ -620,6 +621,28 @@ impl TelegramAccount for GrammersAccount {
             return Ok(peer);
         }
         self.resolve_uncached(username).await
+    }
+
+    async fn resolve_message_author(&self, author: &MessageAuthor) -> Result<Peer, TelegramError> {
+        // The group as this account knows it; a public one it never saw by its username (one
+        // resolve, then kept with the session) rather than a scan of the dialogs it is not in.
+        let chat = match (self.cached_peer(author.chat).await?, &author.chat_username) {
+            (Some(chat), _) => chat,
+            (None, Some(username)) if author.chat.kind() == ChatKind::Channel => {
+                let peer = self.resolve_username(username).await?;
+                if peer.id() != author.chat {
+                    // The username has moved to another chat since the message.
+                    return Err(TelegramError::ChatForbidden {
+                        code: "CHAT_NOT_KNOWN_TO_ACCOUNT".into(),
+                    });
+                }
+                input_peer(peer.peer)
+            }
+            (None, _) => self.input_peer_for_chat(author.chat).await?,
+        };
+        let users = self.invoke(&message_author_request(chat, author)).await?;
+        self.cache_peers(&users, &[]).await;
+        message_author_in(&users, author.user)
     }
 
     async fn send_direct(

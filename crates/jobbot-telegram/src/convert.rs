@@ -8,8 +8,8 @@ use grammers_session::types::PeerId;
 use grammers_tl_types as tl;
 use jobbot_core::ids::{ChatId, ChatKind, PhoneNumber, Username};
 use jobbot_core::telegram::{
-    ChatAccess, CodeDelivery, EntityKind, IncomingMessage, Me, MediaFile, MediaKind, Peer,
-    PeerKind, PeerRef, Sender, SentCode, TelegramError, TextEntity, TopicId,
+    ChatAccess, CodeDelivery, EntityKind, IncomingMessage, Me, MediaFile, MediaKind, MessageAuthor,
+    Peer, PeerKind, PeerRef, Sender, SentCode, TelegramError, TextEntity, TopicId,
 };
 
 /// A grammers peer id in jobbot's Bot API form (`None` for the self-user sentinel).
@@ -184,6 +184,40 @@ pub fn peer_from_user(user: &tl::types::User) -> Option<Peer> {
         name: user.first_name.clone().unwrap_or_default(),
         last_name: user.last_name.clone().filter(|name| !name.is_empty()),
     })
+}
+
+/// `users.getUsers` for the author of a group message, named by that message
+/// (`inputUserFromMessage`, core.telegram.org/api/min) in `chat`, the group as this account
+/// addresses it.
+pub fn message_author_request(
+    chat: tl::enums::InputPeer,
+    author: &MessageAuthor,
+) -> tl::functions::users::GetUsers {
+    tl::functions::users::GetUsers {
+        id: vec![
+            tl::types::InputUserFromMessage {
+                peer: chat,
+                msg_id: author.message_id,
+                user_id: author.user.bare(),
+            }
+            .into(),
+        ],
+    }
+}
+
+/// The author in `users.getUsers`' answer, addressable by this account. Telegram answers
+/// `userEmpty` for a user it cannot show; a user still `min` carries no usable hash: either way
+/// the author cannot be reached through this message (`PeerInvalid`, as `USER_ID_INVALID`).
+pub fn message_author_in(users: &[tl::enums::User], author: ChatId) -> Result<Peer, TelegramError> {
+    users
+        .iter()
+        .find_map(|user| match user {
+            tl::enums::User::User(user) if ChatId::user(user.id) == Some(author) => {
+                peer_from_user(user)
+            }
+            _ => None,
+        })
+        .ok_or(TelegramError::PeerInvalid)
 }
 
 /// A chat as a peer this account can address. Basic groups need no access hash.
@@ -659,6 +693,55 @@ mod tests {
             bot_verification_icon: None,
             send_paid_messages_stars: None,
             linked_community_id: None,
+        }
+    }
+
+    #[test]
+    fn a_message_author_is_named_by_the_message_and_answered_with_this_accounts_hash() {
+        let group = ChatId::channel(555).unwrap();
+        let author = MessageAuthor {
+            chat: group,
+            chat_username: None,
+            message_id: 31,
+            user: ChatId::user(42).unwrap(),
+        };
+        let chat = input_peer(PeerRef {
+            id: group,
+            access_hash: 9,
+        });
+        let request = message_author_request(chat.clone(), &author);
+        let expected: tl::enums::InputUser = tl::types::InputUserFromMessage {
+            peer: chat,
+            msg_id: 31,
+            user_id: 42,
+        }
+        .into();
+        assert_eq!(format!("{:?}", request.id), format!("{:?}", vec![expected]));
+
+        let full = |id, hash| tl::enums::User::User(user(id, Some(hash), false, false));
+        let found = message_author_in(&[full(7, 1), full(42, 77)], author.user).unwrap();
+        assert_eq!(
+            found.peer,
+            PeerRef {
+                id: author.user,
+                access_hash: 77
+            }
+        );
+        assert_eq!(found.kind, PeerKind::User);
+        // A bot is found as one (the workflow answers people only).
+        let bot = tl::enums::User::User(user(42, Some(77), false, true));
+        assert_eq!(
+            message_author_in(&[bot], author.user).unwrap().kind,
+            PeerKind::Bot
+        );
+        // Still `min`, empty, or absent: nothing to address them by.
+        let min = tl::enums::User::User(user(42, Some(77), true, false));
+        let empty = tl::enums::User::Empty(tl::types::UserEmpty { id: 42 });
+        for users in [vec![min], vec![empty], vec![full(7, 1)], vec![]] {
+            assert_eq!(
+                message_author_in(&users, author.user),
+                Err(TelegramError::PeerInvalid)
+            );
         }
     }
 

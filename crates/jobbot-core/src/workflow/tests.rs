@@ -30,6 +30,7 @@ fn auto_response(now: UnixMillis) -> Workflow {
         "channel_1".into(),
         VacancyRef {
             source: ChatId::channel(1_700_000_001).unwrap(),
+            source_username: None,
             message_id: 5,
             source_title: "Remote IT".into(),
             link: "https://t.me/remote_it/5".into(),
@@ -1090,4 +1091,35 @@ fn a_suggestion_is_posted_and_nothing_is_sent_and_an_undelivered_reply_ends_type
     // The state round-trips through its stored JSON.
     let text = serde_json::to_string(&posting).unwrap();
     assert_eq!(serde_json::from_str::<Workflow>(&text).unwrap(), posting);
+}
+
+#[test]
+fn a_contact_is_stored_as_a_bare_username_or_as_the_message_of_its_author() {
+    let Workflow::AutoResponse(by_username) = auto_response(UnixMillis(1_000)) else {
+        unreachable!()
+    };
+    // A workflow stored before authors were answered: the contact is a bare username.
+    let stored = serde_json::to_value(&by_username).unwrap();
+    assert_eq!(stored["contact"], serde_json::json!("anna_hr"));
+    let loaded: AutoResponse = serde_json::from_value(stored).unwrap();
+    assert_eq!(loaded, by_username);
+
+    let author = MessageAuthor {
+        chat: ChatId::channel(1_700_000_001).unwrap(),
+        chat_username: Some(Username::parse("jobs_chat").unwrap()),
+        message_id: 5,
+        user: ChatId::user(5_000_124).unwrap(),
+    };
+    let by_author = AutoResponse {
+        contact: ContactRef::Author(author.clone()),
+        ..by_username
+    };
+    let stored = serde_json::to_string(&by_author).unwrap();
+    let loaded: AutoResponse = serde_json::from_str(&stored).unwrap();
+    assert_eq!(loaded, by_author);
+    assert_eq!(loaded.contact.username(), None);
+    assert_eq!(
+        loaded.contact.to_string(),
+        "the author (5000124) of message 5 in -1001700000001"
+    );
 }

@@ -461,6 +461,7 @@ impl MonitorState {
         );
         let vacancy = VacancyRef {
             source: message.chat,
+            source_username: message.chat_username.clone(),
             message_id: message.message_id,
             source_title: title.to_owned(),
             link: link.clone(),
@@ -543,12 +544,15 @@ impl MonitorState {
                     .collect(),
                 emails: contacts.contacts.emails.clone(),
                 phones: contacts.contacts.phones.clone(),
-                crm_target: crm_target(&candidates_for_crm).and_then(|candidate| match &candidate
-                    .target
-                {
-                    CandidateTarget::Username(name) => Some(name.with_at()),
-                    CandidateTarget::Sender { username, .. } => {
-                        username.as_ref().map(Username::with_at)
+                crm_target: crm_target(&candidates_for_crm).map(|candidate| {
+                    match &candidate.target {
+                        CandidateTarget::Username(name) => name.with_at(),
+                        CandidateTarget::Sender {
+                            username: Some(username),
+                            ..
+                        } => username.with_at(),
+                        // Answered through the message (as `jobbot inspect` names them).
+                        CandidateTarget::Sender { id, username: None } => format!("user {id}"),
                     }
                 }),
             },

@@ -326,7 +326,12 @@ pub async fn check(
         let Workflow::AutoResponse(workflow) = record.state else {
             panic!("{key} is not an auto-response workflow");
         };
-        let contact = workflow.contact.as_str().to_lowercase();
+        let contact = workflow
+            .contact
+            .username()
+            .expect("the crash world's recruiters have usernames")
+            .as_str()
+            .to_lowercase();
         tally.checked += 1;
         match &workflow.step {
             AutoResponseStep::Finished { end } => {
