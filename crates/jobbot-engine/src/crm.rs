@@ -1603,6 +1603,14 @@ impl Shared {
             // A file goes out by the conversation's agent, from its own copy of the message: the
             // file reference of any other account's copy is refused (FILE_REFERENCE_EXPIRED).
             if session != conversation.agent {
+                // An agent outside the CRM group has no copy: the main account, which sees
+                // every message of the group, tells the operator, and the caption still goes.
+                if self.engine.main_session() == Some(&session)
+                    && self.outside_group(&conversation.agent, group).await
+                {
+                    self.file_not_relayable(&conversation, topic, &message)
+                        .await?;
+                }
                 return Ok(());
             }
             let (id, _) = self
@@ -1633,6 +1641,59 @@ impl Shared {
             Some((group, message.message_id)),
         )
         .await?;
+        Ok(())
+    }
+
+    /// Whether `agent` is known to be outside `group` (asked of Telegram: `ChatForbidden`, or not
+    /// a member). An agent that is not connected, or cannot be asked now, is taken to be in it:
+    /// if it is, its catch-up brings it the message.
+    async fn outside_group(&self, agent: &SessionName, group: ChatId) -> bool {
+        let Some(account) = self.engine.account(agent) else {
+            return false;
+        };
+        match account.chat_access(group).await {
+            Ok(access) => !access.member,
+            Err(TelegramError::ChatForbidden { .. }) => true,
+            Err(error) => {
+                tracing::debug!(target: "crm", %agent, %group, %error, "could not tell whether the agent is in the CRM group");
+                false
+            }
+        }
+    }
+
+    /// An operator's file the conversation's agent cannot see (it is outside the CRM group): a
+    /// note in the topic by the main account says so, and the caption goes to the contact as
+    /// text. Each at most once (keys), queued before the next update is taken.
+    async fn file_not_relayable(
+        &self,
+        conversation: &Conversation,
+        topic: TopicId,
+        message: &IncomingMessage,
+    ) -> Result<(), CrmError> {
+        let (group, id) = (message.chat, message.message_id);
+        let note = MessageContent::plain(fit_message(&format!(
+            "⚠️ Файл не доставлен контакту ({}): агент {} не состоит в CRM-группе и не видит файлов темы",
+            message.media.map_or("[media]", media_label),
+            conversation.agent
+        )));
+        let mut post = topic_post(
+            conversation,
+            topic,
+            note,
+            format!("media_outside_group:{}:{id}", group.get()),
+            self.now(),
+        );
+        post.sender = SenderSelection::MainAccount;
+        self.engine.enqueue(post).await?;
+        if !message.text.trim().is_empty() {
+            self.send_to_contact(
+                conversation,
+                MessageContent::plain(fit_message(&message.text)),
+                format!("relay_to_contact:{}:{id}", group.get()),
+                Some((group, id)),
+            )
+            .await?;
+        }
         Ok(())
     }
 

@@ -440,6 +440,26 @@ async fn posts_an_agent_outside_the_crm_group_may_not_make_are_made_by_the_main_
     let (_, note) = w.wait_topic_post("не состоит в CRM-группе").await;
     assert_eq!(note.sender, Some(w.main), "{note:?}");
     assert!(note.text.contains("Anna Smirnova"), "{}", note.text);
+    // An operator's file: only the main account sees it, and the agent could not send its copy;
+    // the operator is told so, and the caption reaches the contact.
+    w.world
+        .group_post_media(
+            w.group,
+            w.operator,
+            Some(topic),
+            jobbot_sim::SimMedia::photo(60_000),
+            "our office",
+        )
+        .unwrap();
+    let (_, note) = w.wait_topic_post("Файл не доставлен контакту").await;
+    assert_eq!(note.sender, Some(w.main), "{note:?}");
+    assert!(
+        note.text.contains(["agent_a", "agent_b"][agent]),
+        "{}",
+        note.text
+    );
+    w.wait_inbox(w.recruiter, 3).await;
+    assert_eq!(w.recruiter_inbox()[2], (agent, "our office".to_owned()));
     for agent in &w.agents {
         assert!(!w.world.is_member(w.group, *agent), "the agents stayed out");
     }
