@@ -700,6 +700,20 @@ impl Shared {
                 }
             }
             Effect::RefetchFile { agent, .. } => vec![agent.clone()],
+            // The delivering agent looks an author without a username up again itself.
+            Effect::OpenConversation {
+                agent, resolver, ..
+            } if agent != resolver
+                && matches!(
+                    state,
+                    Workflow::AutoResponse(AutoResponse {
+                        contact: ContactRef::Author(_),
+                        ..
+                    })
+                ) =>
+            {
+                vec![agent.clone()]
+            }
             _ => Vec::new(),
         };
         if accounts.is_empty()
@@ -910,7 +924,8 @@ impl Shared {
                 order.push(agent.session_name.clone());
             }
         }
-        let mut refused = None;
+        // Refused the group by an agent, and whether another could not try for now (it may see it).
+        let (mut refused, mut deferred) = (None, false);
         while let Some(permit) = self
             .engine
             .call_permit(
@@ -937,6 +952,7 @@ impl Shared {
                 }
                 Err(error) if error.is_account_level() => {
                     tracing::debug!(target: "crm", agent = %agent, %error, "could not resolve through this agent");
+                    deferred = true;
                 }
                 Err(error @ TelegramError::ChatForbidden { .. })
                     if matches!(contact, ContactRef::Author(_)) =>
@@ -951,7 +967,7 @@ impl Shared {
             }
         }
         match refused {
-            Some(error) if order.is_empty() => {
+            Some(error) if order.is_empty() && !deferred => {
                 tracing::info!(target: "crm", channel = %channel.id, contact = %contact, %error, "no auto-response: no agent of the channel can see the vacancy's group");
                 Event::Unreachable { error }
             }
@@ -999,6 +1015,11 @@ impl Shared {
                 .any(|member| &member.session_name == agent)
         });
         let first_contact = sticky.is_none();
+        // That agent's own reference to them, when it has one: better than finding them again.
+        let known = existing
+            .as_ref()
+            .filter(|_| !first_contact)
+            .and_then(|conversation| conversation.contact_peer);
         // A private group's message is seen by its members only: the agent that found its
         // author there writes to them.
         let sticky = sticky.or_else(|| match &workflow.contact {
@@ -1020,7 +1041,14 @@ impl Shared {
             .engine
             .enqueue(NewOutboxMessage {
                 idempotency_key: Some(key),
-                ..self.auto_response_message(&channel, workflow, peer, sticky, first_contact, text)
+                ..self.auto_response_message(
+                    &channel,
+                    workflow,
+                    peer,
+                    (sticky, known),
+                    first_contact,
+                    text,
+                )
             })
             .await?;
         Ok(Event::Queued { outbox: ticket.id })
@@ -1031,7 +1059,7 @@ impl Shared {
         channel: &Channel,
         workflow: &AutoResponse,
         peer: &Peer,
-        sticky: Option<SessionName>,
+        (sticky, known): (Option<SessionName>, Option<PeerRef>),
         first_contact: bool,
         text: String,
     ) -> NewOutboxMessage {
@@ -1042,13 +1070,17 @@ impl Shared {
             first_contact,
             sender: SenderSelection::ChannelAgents { sticky },
             // Whichever agent sends finds the person itself, as the resolver did.
-            recipient: match (&peer.username, &workflow.contact) {
-                (Some(username), _) | (None, ContactRef::Username(username)) => {
+            recipient: match (&peer.username, &workflow.contact, known) {
+                (Some(username), ..) | (None, ContactRef::Username(username), _) => {
                     Recipient::Username {
                         username: username.clone(),
                     }
                 }
-                (None, ContactRef::Author(author)) => Recipient::Author {
+                (None, ContactRef::Author(_), Some(peer)) => Recipient::KnownPeer {
+                    peer,
+                    username: None,
+                },
+                (None, ContactRef::Author(author), None) => Recipient::Author {
                     author: author.clone(),
                 },
             },
@@ -1653,7 +1685,9 @@ impl Shared {
         };
         match account.chat_access(group).await {
             Ok(access) => !access.member,
-            Err(TelegramError::ChatForbidden { .. }) => true,
+            // Telegram's own word that the private group is closed to it; a chat merely missing
+            // from the session's cache (`CHAT_NOT_KNOWN_TO_ACCOUNT`) says nothing.
+            Err(TelegramError::ChatForbidden { code }) if code == "CHANNEL_PRIVATE" => true,
             Err(error) => {
                 tracing::debug!(target: "crm", %agent, %group, %error, "could not tell whether the agent is in the CRM group");
                 false

@@ -86,7 +86,10 @@ pub fn map_invocation_error(error: &InvocationError) -> TelegramError {
         "ALLOW_PAYMENT_REQUIRED" => TelegramError::PaymentRequired {
             stars: rpc.value.unwrap_or(0),
         },
-        "PEER_ID_INVALID" | "USER_ID_INVALID" | "INPUT_USER_INVALID" => TelegramError::PeerInvalid,
+        // `MSG_ID_INVALID`: an `inputUserFromMessage` whose message is gone names nobody.
+        "PEER_ID_INVALID" | "USER_ID_INVALID" | "INPUT_USER_INVALID" | "MSG_ID_INVALID" => {
+            TelegramError::PeerInvalid
+        }
         "INPUT_USER_DEACTIVATED" => TelegramError::RecipientDeactivated,
         "USER_IS_BOT" | "BOT_METHOD_INVALID" => TelegramError::NotAUser,
         "YOU_BLOCKED_USER" => TelegramError::YouBlockedUser,
@@ -474,6 +477,13 @@ mod tests {
             (
                 400,
                 "PEER_ID_INVALID",
+                TelegramError::PeerInvalid,
+                ErrorScope::Recipient,
+                EndsForRecipient,
+            ),
+            (
+                400,
+                "MSG_ID_INVALID",
                 TelegramError::PeerInvalid,
                 ErrorScope::Recipient,
                 EndsForRecipient,
