@@ -1666,11 +1666,21 @@ impl Shared {
             }
             return Ok(());
         }
+        self.relay_text_to_contact(&conversation, &message).await
+    }
+
+    /// An operator's text (or a file's caption) from a topic, to the contact, once per message.
+    async fn relay_text_to_contact(
+        &self,
+        conversation: &Conversation,
+        message: &IncomingMessage,
+    ) -> Result<(), CrmError> {
+        let (group, id) = (message.chat, message.message_id);
         self.send_to_contact(
-            &conversation,
+            conversation,
             MessageContent::plain(fit_message(&message.text)),
-            format!("relay_to_contact:{}:{}", group.get(), message.message_id),
-            Some((group, message.message_id)),
+            format!("relay_to_contact:{}:{id}", group.get()),
+            Some((group, id)),
         )
         .await?;
         Ok(())
@@ -1720,13 +1730,7 @@ impl Shared {
         post.sender = SenderSelection::MainAccount;
         self.engine.enqueue(post).await?;
         if !message.text.trim().is_empty() {
-            self.send_to_contact(
-                conversation,
-                MessageContent::plain(fit_message(&message.text)),
-                format!("relay_to_contact:{}:{id}", group.get()),
-                Some((group, id)),
-            )
-            .await?;
+            self.relay_text_to_contact(conversation, message).await?;
         }
         Ok(())
     }

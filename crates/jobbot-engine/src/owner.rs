@@ -554,22 +554,14 @@ async fn execute(
         Recipient::KnownPeer { peer, .. } => {
             return send_to_person(account, *peer, &job, stop).await;
         }
-        Recipient::Username { username } => {
-            let peer = account
-                .resolve_username(username)
-                .await
-                .map_err(SendFailure::Resolve)?;
-            if peer.kind != PeerKind::User {
-                return Err(SendFailure::Telegram(TelegramError::NotAUser));
-            }
-            return send_to_person(account, peer.peer, &job, stop).await;
-        }
-        Recipient::Author { author } => {
-            // Found through their message, as a username is resolved: this account's own hash.
-            let peer = account
-                .resolve_message_author(author)
-                .await
-                .map_err(SendFailure::Resolve)?;
+        // Found by this account itself (by username, or through their message): its own hash.
+        Recipient::Username { .. } | Recipient::Author { .. } => {
+            let found = match &job.recipient {
+                Recipient::Author { author } => account.resolve_message_author(author).await,
+                Recipient::Username { username } => account.resolve_username(username).await,
+                _ => unreachable!("matched above"),
+            };
+            let peer = found.map_err(SendFailure::Resolve)?;
             if peer.kind != PeerKind::User {
                 return Err(SendFailure::Telegram(TelegramError::NotAUser));
             }
