@@ -7,17 +7,15 @@
 //! Not verified offline (needs real Telegram): the shape of answers to a repeated `random_id`,
 //! forum-topic creation answers, and join results; they follow the layer-230 schema.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use grammers_client::client::UpdateStream;
 use grammers_client::peer::Peer as GrammersPeer;
-use grammers_client::update::Update;
 use grammers_client::{Client, InvocationError, tl};
-use grammers_mtsender::{SenderPoolHandle, UpdatesConfiguration};
+use grammers_mtsender::SenderPoolHandle;
 use grammers_session::Session;
 use grammers_session::types::{ChannelState, PeerId, PeerInfo, UpdatesState};
 use grammers_session::updates::{MessageBox, State, UpdatesLike};
@@ -41,6 +39,7 @@ use crate::convert::{
 };
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
+use crate::updates::{DifferenceSource, Receiver, starting_position};
 
 /// After a gap fill failed for another reason than a flood wait, it is tried again at the
 /// channel's first message after this many seconds.
@@ -52,6 +51,29 @@ const DIALOG_RESCAN: Duration = Duration::from_secs(15 * 60);
 const DIALOG_PAGE: i32 = 100;
 /// A bound on one scan, whatever Telegram answers.
 const MAX_DIALOG_PAGES: usize = 100;
+
+/// `updates.getChannelDifference` answers at most this many messages per call to a user account,
+/// and this many to a bot (core.telegram.org/method/updates.getChannelDifference).
+const USER_CHANNEL_DIFFERENCE_LIMIT: i32 = 100;
+const BOT_CHANNEL_DIFFERENCE_LIMIT: i32 = 100_000;
+
+/// Puts peers from a raw answer into the session's cache, as grammers does for its own
+/// high-level calls: later posts, answers and update gaps need their access hashes.
+async fn cache_peers_in(
+    store: &SessionStore,
+    session: &SessionName,
+    users: &[tl::enums::User],
+    chats: &[tl::enums::Chat],
+) {
+    let peers: Vec<PeerInfo> = users
+        .iter()
+        .map(PeerInfo::from)
+        .chain(chats.iter().map(PeerInfo::from))
+        .collect();
+    if let Err(error) = store.cache_peers(peers).await {
+        tracing::warn!(target: "telegram", %session, %error, "could not cache peers");
+    }
+}
 
 /// Unix seconds now, for the username cache's age.
 fn unix_now() -> i64 {
@@ -179,14 +201,7 @@ impl GrammersAccount {
     /// Puts peers from a raw answer into the session's cache, as grammers does for its own
     /// high-level calls: later `post_to_chat` and update gaps need their access hashes.
     async fn cache_peers(&self, users: &[tl::enums::User], chats: &[tl::enums::Chat]) {
-        let peers: Vec<PeerInfo> = users
-            .iter()
-            .map(PeerInfo::from)
-            .chain(chats.iter().map(PeerInfo::from))
-            .collect();
-        if let Err(error) = self.store.cache_peers(peers).await {
-            tracing::warn!(target: "telegram", session = %self.session, %error, "could not cache peers");
-        }
+        cache_peers_in(&self.store, &self.session, users, chats).await;
     }
 
     /// The input peer for a chat this account has seen. Basic groups need no access hash;
@@ -1040,8 +1055,120 @@ impl EventLoop {
     }
 }
 
+/// The peers that came with a batch of updates, by id (grammers' `PeerMap`, which it builds only
+/// inside its own update stream).
+type Peers = HashMap<PeerId, GrammersPeer>;
+
+/// The account's updates one at a time, each with its position and the peers sent with it; the
+/// peers are put into the session's cache, as grammers' stream does (`auto_cache_peers`).
+struct Stream {
+    receiver: Receiver<ClientSource>,
+    client: Client,
+    store: Arc<SessionStore>,
+    session: SessionName,
+    pending: VecDeque<(tl::enums::Update, State, Arc<Peers>)>,
+}
+
+impl Stream {
+    /// Cancel-safe between awaits: a batch is queued before its peers are cached, so a stop or a
+    /// checkpoint request taken meanwhile loses nothing.
+    async fn next(&mut self) -> Result<(tl::enums::Update, State, Arc<Peers>), InvocationError> {
+        loop {
+            if let Some(next) = self.pending.pop_front() {
+                return Ok(next);
+            }
+            let (updates, users, chats) = self.receiver.next().await?;
+            let peers: Peers = users
+                .iter()
+                .cloned()
+                .map(|user| {
+                    GrammersPeer::User(grammers_client::peer::User::from_raw(&self.client, user))
+                })
+                .chain(
+                    chats
+                        .iter()
+                        .cloned()
+                        .map(|chat| GrammersPeer::from_raw(&self.client, chat)),
+                )
+                .map(|peer| (peer.id(), peer))
+                .collect();
+            let peers = Arc::new(peers);
+            self.pending.extend(
+                updates
+                    .into_iter()
+                    .map(|(update, state)| (update, state, peers.clone())),
+            );
+            cache_peers_in(&self.store, &self.session, &users, &chats).await;
+        }
+    }
+}
+
+/// What the update receiver asks Telegram through the account's client.
+struct ClientSource {
+    client: Client,
+    store: Arc<SessionStore>,
+    session: SessionName,
+}
+
+#[async_trait]
+impl DifferenceSource for ClientSource {
+    async fn fresh_state(&self) -> Option<tl::types::updates::State> {
+        let tl::enums::updates::State::State(state) = self
+            .client
+            .invoke(&tl::functions::updates::GetState {})
+            .await
+            .ok()?;
+        let saved = self.store.set_update_state(starting_position(&state)).await;
+        if let Err(error) = saved {
+            tracing::warn!(target: "telegram", session = %self.session, %error, "could not save the starting update position");
+        }
+        Some(state)
+    }
+
+    async fn difference(
+        &self,
+        request: &tl::functions::updates::GetDifference,
+    ) -> Result<tl::enums::updates::Difference, InvocationError> {
+        self.client.invoke(request).await
+    }
+
+    async fn channel_difference(
+        &self,
+        mut request: tl::functions::updates::GetChannelDifference,
+    ) -> Result<Option<tl::enums::updates::ChannelDifference>, InvocationError> {
+        let tl::enums::InputChannel::Channel(channel) = &request.channel else {
+            return Ok(None);
+        };
+        let Ok(Some(reference)) = self
+            .store
+            .peer_ref(PeerId::channel_unchecked(channel.channel_id))
+            .await
+        else {
+            return Ok(None);
+        };
+        request.channel = tl::types::InputChannel {
+            channel_id: channel.channel_id,
+            access_hash: reference.auth.hash(),
+        }
+        .into();
+        let bot = matches!(
+            self.store.peer(PeerId::self_user()).await,
+            Ok(Some(PeerInfo::User {
+                bot: Some(true),
+                ..
+            }))
+        );
+        request.limit = if bot {
+            BOT_CHANNEL_DIFFERENCE_LIMIT
+        } else {
+            USER_CHANNEL_DIFFERENCE_LIMIT
+        };
+        self.client.invoke(&request).await.map(Some)
+    }
+}
+
 /// Keeps the update stream polled for the account's lifetime: polling is what reconnects the
-/// account and fetches missed updates (grammers resolves gaps with getDifference only while
+/// account and fetches missed updates (the receiver, [`crate::updates`], resolves gaps only while
 /// `next` is awaited). Errors are logged and retried with back-off, never the end of the loop;
 /// only a stop request or the end of the sender pool ends it. Checkpoints asked for meanwhile go
 /// into the event stream after every update delivered before the request.
@@ -1052,17 +1179,25 @@ async fn run_event_loop(
     mut stop: oneshot::Receiver<()>,
 ) {
     let session = context.session.clone();
-    let mut stream: UpdateStream = match context
-        .client
-        .stream_updates(updates, UpdatesConfiguration { catch_up: true })
-        .await
-    {
-        Ok(stream) => stream,
+    let position = match context.store.updates_state().await {
+        Ok(position) => position,
         Err(error) => {
-            // Only the session store can fail here (reading the saved update state).
-            tracing::error!(target: "telegram", session = %session, %error, "cannot start the update stream");
+            tracing::error!(target: "telegram", session = %session, %error, "cannot start the update stream: the saved update position is unreadable");
             return;
         }
+    };
+    let logged_in = matches!(context.store.peer(PeerId::self_user()).await, Ok(Some(_)));
+    let source = ClientSource {
+        client: context.client.clone(),
+        store: context.store.clone(),
+        session: session.clone(),
+    };
+    let mut stream = Stream {
+        receiver: Receiver::new(source, position, logged_in, updates),
+        client: context.client.clone(),
+        store: context.store.clone(),
+        session: session.clone(),
+        pending: VecDeque::new(),
     };
     let mut tracked: Option<UpdatesState> = None;
     let mut marks = ChannelMarks::from_stored(context.store.channel_marks());
@@ -1096,7 +1231,7 @@ async fn run_event_loop(
             next = stream.next() => next,
         };
         match next {
-            Ok(update) => {
+            Ok((update, state, peers)) => {
                 retry_delay = POLL_RETRY_FIRST;
                 if connection_lost {
                     connection_lost = false;
@@ -1105,7 +1240,6 @@ async fn run_event_loop(
                         break;
                     }
                 }
-                let state = update.state().clone();
                 let channel_message = channel_message_of(&update);
                 if let Some((channel, id, peer)) = channel_message
                     && let GapStep::FillAfter(mark) = marks.on_message(channel, id, unix_now())
@@ -1119,7 +1253,7 @@ async fn run_event_loop(
                         Fill::Ended => break,
                     }
                 }
-                let event = event_of(update);
+                let event = event_of(&update, &peers);
                 // Delivered (or skipped) before the position moves past it: a checkpoint taken
                 // after this point covers it.
                 if let Some(event) = event
@@ -1155,10 +1289,9 @@ async fn run_event_loop(
                         break;
                     }
                 }
-                // A flood wait here comes from fetching a difference (at start, the saved
-                // position's getChannelDifference): asking again before it is over only extends
-                // it. grammers retries the same channel at the next poll, so until then every
-                // update waits (ARCHITECTURE.md, "Catch-up").
+                // A flood wait here comes from the account-wide difference (a channel's own holds
+                // that channel only, in the receiver): asking again before it is over only
+                // extends it.
                 let pause = match mapped {
                     TelegramError::FloodWait { seconds } => {
                         retry_delay.max(Duration::from_secs(u64::from(seconds)))
@@ -1213,16 +1346,56 @@ async fn deliver(
 }
 
 /// A new message in a channel or supergroup: (its bare id, the message id, the peer).
-fn channel_message_of(update: &Update) -> Option<(i64, i32, PeerId)> {
+fn channel_message_of(update: &tl::enums::Update) -> Option<(i64, i32, PeerId)> {
+    let (message, false) = message_of(update)? else {
+        return None;
+    };
+    let peer = peer_id_of_message(message)?;
+    (peer.kind() == grammers_session::types::PeerKind::Channel)
+        .then(|| Some((peer.bare_id()?, message_id_of(message), peer)))?
+}
+
+/// The message a new-message or edit update carries, and whether it is an edit (as grammers'
+/// `Update::from_raw` tells them apart).
+fn message_of(update: &tl::enums::Update) -> Option<(&tl::enums::Message, bool)> {
     match update {
-        Update::NewMessage(message)
-            if message.peer_id().kind() == grammers_session::types::PeerKind::Channel =>
-        {
-            let peer = message.peer_id();
-            Some((peer.bare_id()?, message.id(), peer))
-        }
+        tl::enums::Update::NewMessage(new) => Some((&new.message, false)),
+        tl::enums::Update::NewChannelMessage(new) => Some((&new.message, false)),
+        tl::enums::Update::EditMessage(edit) => Some((&edit.message, true)),
+        tl::enums::Update::EditChannelMessage(edit) => Some((&edit.message, true)),
         _ => None,
     }
+}
+
+fn message_id_of(message: &tl::enums::Message) -> i32 {
+    match message {
+        tl::enums::Message::Message(message) => message.id,
+        tl::enums::Message::Service(message) => message.id,
+        tl::enums::Message::Empty(message) => message.id,
+    }
+}
+
+/// The chat a message is in (grammers' `Message::peer_id`); an empty message may name none.
+fn peer_id_of_message(message: &tl::enums::Message) -> Option<PeerId> {
+    match message {
+        tl::enums::Message::Message(message) => Some(PeerId::from(message.peer_id.clone())),
+        tl::enums::Message::Service(message) => Some(PeerId::from(message.peer_id.clone())),
+        tl::enums::Message::Empty(message) => message.peer_id.clone().map(PeerId::from),
+    }
+}
+
+/// Who sent a message (grammers' `Message::sender_id`): `from_id`, or in a private chat, which
+/// has none since layer 119, the chat's user — or the account itself for its own message.
+fn sender_id_of_message(message: &tl::enums::Message, peer: PeerId) -> Option<PeerId> {
+    let (from_id, outgoing) = match message {
+        tl::enums::Message::Message(message) => (message.from_id.clone(), message.out),
+        tl::enums::Message::Service(message) => (message.from_id.clone(), message.out),
+        tl::enums::Message::Empty(_) => (None, false),
+    };
+    from_id.map(PeerId::from).or_else(|| {
+        (peer.kind() == grammers_session::types::PeerKind::User)
+            .then(|| if outgoing { PeerId::self_user() } else { peer })
+    })
 }
 
 /// How a gap fill ended.
@@ -1284,21 +1457,47 @@ async fn fill_gap(
     }
 }
 
-fn event_of(update: Update) -> Option<AccountEvent> {
-    match update {
-        Update::NewMessage(message) => incoming_of(&message).map(AccountEvent::NewMessage),
-        Update::MessageEdited(message) => incoming_of(&message).map(AccountEvent::MessageEdited),
-        _ => None,
-    }
+fn event_of(update: &tl::enums::Update, peers: &Peers) -> Option<AccountEvent> {
+    let (message, edited) = message_of(update)?;
+    let chat = peer_id_of_message(message)?;
+    let sender = sender_id_of_message(message, chat);
+    let incoming = incoming_with(
+        message,
+        chat,
+        sender,
+        peers.get(&chat),
+        sender.and_then(|sender| peers.get(&sender)),
+    )?;
+    Some(if edited {
+        AccountEvent::MessageEdited(incoming)
+    } else {
+        AccountEvent::NewMessage(incoming)
+    })
 }
 
 fn incoming_of(message: &grammers_client::message::Message) -> Option<IncomingMessage> {
-    let chat_id = chat_id_of(message.peer_id())?;
-    let chat = message.peer().map(chat_info_of);
-    let sender = message
-        .sender_id()
-        .and_then(|sender_id| sender_of(sender_id, message.sender()));
-    incoming_message(&message.raw, chat_id, chat, sender)
+    incoming_with(
+        &message.raw,
+        message.peer_id(),
+        message.sender_id(),
+        message.peer(),
+        message.sender(),
+    )
+}
+
+/// A message in jobbot's form from its raw form, its chat and sender, and those peers' objects
+/// when Telegram sent them along.
+fn incoming_with(
+    raw: &tl::enums::Message,
+    chat: PeerId,
+    sender_id: Option<PeerId>,
+    chat_peer: Option<&GrammersPeer>,
+    sender_peer: Option<&GrammersPeer>,
+) -> Option<IncomingMessage> {
+    let chat_id = chat_id_of(chat)?;
+    let chat = chat_peer.map(chat_info_of);
+    let sender = sender_id.and_then(|sender_id| sender_of(sender_id, sender_peer));
+    incoming_message(raw, chat_id, chat, sender)
 }
 
 fn chat_info_of(peer: &GrammersPeer) -> ChatInfo {
@@ -1384,6 +1583,156 @@ mod tests {
     use jobbot_core::telegram::{EntityKind, TextEntity};
 
     use super::*;
+
+    /// A plain message as Telegram sends it.
+    fn text_message(
+        id: i32,
+        peer: tl::enums::Peer,
+        from: Option<tl::enums::Peer>,
+        out: bool,
+        text: &str,
+    ) -> tl::enums::Message {
+        tl::types::Message {
+            out,
+            mentioned: false,
+            media_unread: false,
+            silent: false,
+            post: false,
+            from_scheduled: false,
+            legacy: false,
+            edit_hide: false,
+            pinned: false,
+            noforwards: false,
+            invert_media: false,
+            offline: false,
+            video_processing_pending: false,
+            paid_suggested_post_stars: false,
+            paid_suggested_post_ton: false,
+            id,
+            from_id: from,
+            from_boosts_applied: None,
+            from_rank: None,
+            peer_id: peer,
+            saved_peer_id: None,
+            fwd_from: None,
+            via_bot_id: None,
+            via_business_bot_id: None,
+            guestchat_via_from: None,
+            reply_to: None,
+            date: 1_700_000_000,
+            message: text.into(),
+            media: None,
+            reply_markup: None,
+            entities: None,
+            views: None,
+            forwards: None,
+            replies: None,
+            edit_date: None,
+            post_author: None,
+            grouped_id: None,
+            reactions: None,
+            restriction_reason: None,
+            ttl_period: None,
+            quick_reply_shortcut_id: None,
+            effect: None,
+            factcheck: None,
+            report_delivery_until_date: None,
+            paid_message_stars: None,
+            suggested_post: None,
+            schedule_repeat_period: None,
+            summary_from_language: None,
+            rich_message: None,
+        }
+        .into()
+    }
+
+    /// The update stream's raw updates become events as grammers' `Update` made them: new and
+    /// edited messages of channels and private chats, the sender from `from_id` or, in a private
+    /// chat, the chat's user (the account itself for its own message, which names no sender), the
+    /// sender's username and access hash from the peers sent along, and a channel message's
+    /// (channel, id) for the gap marks.
+    #[test]
+    fn raw_updates_become_events_with_their_senders() {
+        let pool = grammers_mtsender::SenderPool::new(
+            Arc::new(grammers_session::storages::MemorySession::default()),
+            1,
+        );
+        let client = Client::new(pool.handle);
+        let user = crate::convert::tests::user(42, Some(5), false, false);
+        let peers: Peers = [GrammersPeer::User(grammers_client::peer::User::from_raw(
+            &client,
+            user.into(),
+        ))]
+        .into_iter()
+        .map(|peer| (peer.id(), peer))
+        .collect();
+        let channel: tl::enums::Peer = tl::types::PeerChannel {
+            channel_id: 1234567890,
+        }
+        .into();
+        let private: tl::enums::Peer = tl::types::PeerUser { user_id: 42 }.into();
+
+        let in_channel: tl::enums::Update = tl::types::UpdateNewChannelMessage {
+            message: text_message(7, channel.clone(), Some(private.clone()), false, "vacancy"),
+            pts: 3,
+            pts_count: 1,
+        }
+        .into();
+        let Some(AccountEvent::NewMessage(message)) = event_of(&in_channel, &peers) else {
+            panic!("a new channel message is a new message");
+        };
+        let sender = message.sender.expect("from_id names the sender");
+        assert_eq!(
+            (message.chat, message.message_id, message.text.as_str()),
+            (ChatId::channel(1234567890).unwrap(), 7, "vacancy")
+        );
+        assert_eq!(sender.id, ChatId::user(42).unwrap());
+        assert_eq!(
+            sender.username.map(|name| name.to_string()),
+            Some("@Recruiter_Ivan".into())
+        );
+        assert_eq!(sender.peer.map(|peer| peer.access_hash), Some(5));
+        assert_eq!(
+            channel_message_of(&in_channel).map(|(channel, id, _)| (channel, id)),
+            Some((1234567890, 7))
+        );
+
+        let edited: tl::enums::Update = tl::types::UpdateEditMessage {
+            message: text_message(9, private.clone(), None, false, "edited"),
+            pts: 4,
+            pts_count: 1,
+        }
+        .into();
+        let Some(AccountEvent::MessageEdited(message)) = event_of(&edited, &peers) else {
+            panic!("an edit is an edit");
+        };
+        assert_eq!(
+            message.sender.map(|sender| sender.id),
+            Some(ChatId::user(42).unwrap()),
+            "a private chat's incoming message is from the chat's user"
+        );
+        assert_eq!(channel_message_of(&edited), None);
+
+        let own: tl::enums::Update = tl::types::UpdateNewMessage {
+            message: text_message(10, private, None, true, "hello"),
+            pts: 5,
+            pts_count: 1,
+        }
+        .into();
+        let Some(AccountEvent::NewMessage(message)) = event_of(&own, &peers) else {
+            panic!("an outgoing message is a new message");
+        };
+        assert!(message.outgoing && message.sender.is_none());
+        let other: tl::enums::Update = tl::types::UpdateReadChannelInbox {
+            folder_id: None,
+            channel_id: 1234567890,
+            max_id: 7,
+            still_unread_count: 0,
+            pts: 6,
+        }
+        .into();
+        assert!(event_of(&other, &peers).is_none());
+    }
 
     /// A received document goes out again as `messages.sendMedia` with `inputMediaDocument`
     /// carrying the file's own id, access hash and reference, the caption, the caller's

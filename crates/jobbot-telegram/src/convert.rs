@@ -637,10 +637,10 @@ pub fn incoming_message(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn user(id: i64, access_hash: Option<i64>, min: bool, bot: bool) -> tl::types::User {
+    pub(crate) fn user(id: i64, access_hash: Option<i64>, min: bool, bot: bool) -> tl::types::User {
         tl::types::User {
             is_self: false,
             contact: false,

@@ -192,12 +192,12 @@ fn rpc_description(rpc: &RpcError) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io;
 
     use super::*;
 
-    fn rpc(code: i32, name: &str, value: Option<u32>) -> InvocationError {
+    pub(crate) fn rpc(code: i32, name: &str, value: Option<u32>) -> InvocationError {
         InvocationError::Rpc(RpcError {
             code,
             name: name.into(),

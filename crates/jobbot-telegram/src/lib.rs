@@ -13,6 +13,7 @@ pub mod errors;
 pub mod legacy;
 pub mod login;
 pub mod session_store;
+pub mod updates;
 
 pub use account::GrammersAccount;
 pub use connector::{

@@ -22,7 +22,7 @@ use grammers_client::client::PasswordToken;
 use grammers_client::{Client, InvocationError, SignInError, tl};
 use grammers_mtsender::SenderPoolHandle;
 use grammers_session::Session;
-use grammers_session::types::{PeerAuth, PeerInfo, UpdateState, UpdatesState};
+use grammers_session::types::{PeerAuth, PeerInfo};
 use grammers_session::updates::UpdatesLike;
 use jobbot_core::ids::{PhoneNumber, SessionName};
 use jobbot_core::telegram::{
@@ -176,13 +176,7 @@ impl GrammersLogin {
             .map_err(storage_error)?;
         if let Some(tl::enums::updates::State::State(state)) = state {
             self.store
-                .set_update_state(UpdateState::All(UpdatesState {
-                    pts: state.pts,
-                    qts: state.qts,
-                    date: state.date,
-                    seq: state.seq,
-                    channels: Vec::new(),
-                }))
+                .set_update_state(crate::updates::starting_position(&state))
                 .await
                 .map_err(storage_error)?;
         }

@@ -575,7 +575,7 @@ impl SessionStore {
                 state.generation += 1;
                 state.unsaved_peer_changes += changed;
             }
-            // The self user marks the session as signed in for grammers' update receiver: write
+            // The self user marks the session as signed in for the update receiver: write
             // it at once.
             self_changed || state.unsaved_peer_changes >= UNSAVED_PEER_CHANGES_BEFORE_WRITE
         };
