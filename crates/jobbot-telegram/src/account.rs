@@ -39,7 +39,7 @@ use crate::convert::{
 };
 use crate::errors::map_invocation_error;
 use crate::session_store::SessionStore;
-use crate::updates::{DifferenceSource, Receiver, starting_position};
+use crate::updates::{DifferenceSource, Holds, Receiver, starting_position};
 
 /// After a gap fill failed for another reason than a flood wait, it is tried again at the
 /// channel's first message after this many seconds.
@@ -130,10 +130,13 @@ pub struct GrammersAccount {
     /// flood-limited, and a send retried against an unknown chat would repeat the scan).
     last_dialog_scan: Mutex<Option<tokio::time::Instant>>,
     disconnected: AtomicBool,
+    /// The session's channels whose catch-up waits out a flood wait (kept by the connector
+    /// across connections).
+    holds: Holds,
 }
 
 impl GrammersAccount {
-    pub(crate) fn new(session: SessionName, connection: Connection) -> Self {
+    pub(crate) fn new(session: SessionName, connection: Connection, holds: Holds) -> Self {
         let (checkpoint_requests, checkpoint_requests_rx) = mpsc::unbounded_channel();
         Self {
             session,
@@ -148,6 +151,7 @@ impl GrammersAccount {
             positions: Arc::new(Positions::default()),
             last_dialog_scan: Mutex::new(None),
             disconnected: AtomicBool::new(false),
+            holds,
         }
     }
 
@@ -894,6 +898,7 @@ impl TelegramAccount for GrammersAccount {
                 store: Arc::clone(&self.store),
                 positions: Arc::clone(&self.positions),
                 requests,
+                holds: self.holds.clone(),
             },
             updates,
             events_tx,
@@ -1031,6 +1036,7 @@ struct EventLoop {
     store: Arc<SessionStore>,
     positions: Arc<Positions>,
     requests: mpsc::UnboundedReceiver<()>,
+    holds: Holds,
 }
 
 impl EventLoop {
@@ -1139,10 +1145,13 @@ impl DifferenceSource for ClientSource {
         let tl::enums::InputChannel::Channel(channel) = &request.channel else {
             return Ok(None);
         };
-        let Ok(Some(reference)) = self
+        // A store that cannot answer is not a channel without a hash (which would drop the
+        // channel's catch-up): the receiver holds the channel and asks again later.
+        let Some(reference) = self
             .store
             .peer_ref(PeerId::channel_unchecked(channel.channel_id))
             .await
+            .map_err(|error| InvocationError::Session(Box::new(error)))?
         else {
             return Ok(None);
         };
@@ -1193,7 +1202,7 @@ async fn run_event_loop(
         session: session.clone(),
     };
     let mut stream = Stream {
-        receiver: Receiver::new(source, position, logged_in, updates),
+        receiver: Receiver::new(source, position, logged_in, updates, context.holds.clone()),
         client: context.client.clone(),
         store: context.store.clone(),
         session: session.clone(),

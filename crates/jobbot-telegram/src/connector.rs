@@ -5,10 +5,11 @@
 //! and spawn its runner. Nothing dials until the first request; the authorization probe is that
 //! request.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +33,7 @@ use crate::convert::me_from_user;
 use crate::errors::map_invocation_error;
 use crate::login::GrammersLogin;
 use crate::session_store::{InvalidSessionKey, SessionKey, SessionStore, SessionStoreError};
+use crate::updates::Holds;
 
 /// What the connector needs: where sessions live and the application's credentials
 /// (my.telegram.org). `api_hash` and the session key are secrets: `Debug` hides them.
@@ -218,6 +220,8 @@ impl RetryPolicy for SurfaceFloodWaits {
 #[derive(Debug, Clone)]
 pub struct GrammersConnector {
     config: Arc<GrammersConfig>,
+    /// Each session's channels whose catch-up waits, kept across its connections.
+    holds: Arc<Mutex<HashMap<SessionName, Holds>>>,
 }
 
 /// One running sender pool on one locked session.
@@ -254,6 +258,7 @@ impl GrammersConnector {
     pub fn new(config: GrammersConfig) -> Self {
         Self {
             config: Arc::new(config),
+            holds: Arc::default(),
         }
     }
 
@@ -446,7 +451,18 @@ impl AccountConnector for GrammersConnector {
         match self.open_and_probe(session, options).await? {
             (AuthorizationStatus::Authorized(me), Some(connection)) => {
                 tracing::info!(target: "telegram", session = %session, user_id = %me.user_id, "connected");
-                Ok(Arc::new(GrammersAccount::new(session.clone(), connection)))
+                let holds = self
+                    .holds
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(session.clone())
+                    .or_default()
+                    .clone();
+                Ok(Arc::new(GrammersAccount::new(
+                    session.clone(),
+                    connection,
+                    holds,
+                )))
             }
             (AuthorizationStatus::Dead(reason), _) => Err(ConnectError::Dead {
                 session: session.clone(),

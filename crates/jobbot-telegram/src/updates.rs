@@ -10,9 +10,11 @@
 //! Telegram's rules followed (core.telegram.org/api/updates): differences start from the saved
 //! position; `updates.getChannelDifference` takes at most 100 messages per call for a user account
 //! (100,000 for a bot); `PERSISTENT_TIMESTAMP_OUTDATED` and 500s are temporary ("try again
-//! later"); `CHANNEL_PRIVATE` means the account can no longer read the channel.
+//! later"); `CHANNEL_PRIVATE` (like the other refusals jobbot types as `ChatForbidden`) means the
+//! account can no longer read the channel.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,6 +41,51 @@ pub fn starting_position(state: &tl::types::updates::State) -> UpdateState {
         seq: state.seq,
         channels: Vec::new(),
     })
+}
+
+/// The channels of one account whose catch-up waits, each until its instant. Kept by the
+/// connector for each session, so a reconnect (a new receiver) does not ask a held channel again
+/// before its wait is over, which would only extend it. Not stored: after a restart a held
+/// channel is asked once more.
+#[derive(Debug, Default, Clone)]
+pub struct Holds(Arc<Mutex<HashMap<i64, Instant>>>);
+
+impl Holds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Instant>> {
+        // A panic while holding this lock leaves a map that is still whole.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn holds(&self, channel: i64) -> bool {
+        self.lock()
+            .get(&channel)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    fn hold(&self, channel: i64, until: Instant) {
+        self.lock().insert(channel, until);
+    }
+
+    /// Forgets the holds that are over and returns their channels.
+    fn take_due(&self) -> Vec<i64> {
+        let now = Instant::now();
+        let mut held = self.lock();
+        let due: Vec<i64> = held
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(channel, _)| *channel)
+            .collect();
+        for channel in &due {
+            held.remove(channel);
+        }
+        due
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        self.lock().values().copied().min()
+    }
 }
 
 /// What the receiver asks Telegram: the account's client in production, a script in tests.
@@ -69,18 +116,19 @@ pub struct Receiver<S> {
     updates: mpsc::Receiver<UpdatesLike>,
     buffer: VecDeque<UpdateAndPeers>,
     should_get_state: bool,
-    /// Channels whose difference waits, each until its instant.
-    held: HashMap<i64, Instant>,
+    held: Holds,
 }
 
 impl<S: DifferenceSource> Receiver<S> {
     /// A receiver that catches up from `position` (the session's saved one). `logged_in`: whether
     /// the session has an account at all (a fresh position is only asked for one that has).
+    /// `held`: the account's channels still waiting from an earlier connection.
     pub fn new(
         source: S,
         position: UpdatesState,
         logged_in: bool,
         updates: mpsc::Receiver<UpdatesLike>,
+        held: Holds,
     ) -> Self {
         let boxes = MessageBoxes::load(position);
         let should_get_state = boxes.is_empty() && logged_in;
@@ -90,7 +138,7 @@ impl<S: DifferenceSource> Receiver<S> {
             updates,
             buffer: VecDeque::new(),
             should_get_state,
-            held: HashMap::new(),
+            held,
         }
     }
 
@@ -99,8 +147,10 @@ impl<S: DifferenceSource> Receiver<S> {
     /// difference); a channel's own trouble is never returned, it holds that channel.
     pub async fn next(&mut self) -> Result<UpdateAndPeers, InvocationError> {
         if self.should_get_state {
+            // Cleared after the call: a `next` dropped during it asks again.
+            let state = self.source.fresh_state().await;
             self.should_get_state = false;
-            if let Some(state) = self.source.fresh_state().await {
+            if let Some(state) = state {
                 self.boxes.set_state(state);
             }
         }
@@ -119,11 +169,11 @@ impl<S: DifferenceSource> Receiver<S> {
                 self.channel_difference(request).await?;
                 continue;
             }
+            let deadline = Instant::from_std(deadline);
             let wake = self
                 .held
-                .values()
-                .copied()
-                .fold(Instant::from_std(deadline), Instant::min);
+                .earliest()
+                .map_or(deadline, |held| held.min(deadline));
             match tokio::time::timeout_at(wake, self.updates.recv()).await {
                 Ok(Some(updates)) => {
                     if let Ok(batch) = self.boxes.process_updates(updates) {
@@ -142,11 +192,14 @@ impl<S: DifferenceSource> Receiver<S> {
         &mut self,
         request: tl::functions::updates::GetChannelDifference,
     ) -> Result<(), InvocationError> {
-        let channel = match &request.channel {
-            tl::enums::InputChannel::Channel(channel) => channel.channel_id,
-            _ => return Ok(()),
+        let tl::enums::InputChannel::Channel(channel) = &request.channel else {
+            // The message box names channels by id only; nothing else can be asked for.
+            self.boxes
+                .end_channel_difference(PrematureEndReason::Banned);
+            return Ok(());
         };
-        if self.held.contains_key(&channel) {
+        let channel = channel.channel_id;
+        if self.held.holds(channel) {
             // A new update of a held channel showed a gap: it is filled when the hold ends.
             self.boxes
                 .end_channel_difference(PrematureEndReason::TemporaryServerIssues);
@@ -166,14 +219,16 @@ impl<S: DifferenceSource> Receiver<S> {
             }
             Err(error) => error,
         };
-        if error.is("CHANNEL_PRIVATE") {
-            tracing::info!(target: "telegram", channel, "the account can no longer read the channel; its updates are no longer fetched");
-            self.boxes
-                .end_channel_difference(PrematureEndReason::Banned);
-            return Ok(());
-        }
         let hold = match map_invocation_error(&error) {
             TelegramError::Network { .. } | TelegramError::AccountDead { .. } => return Err(error),
+            // CHANNEL_PRIVATE, USER_BANNED_IN_CHANNEL, CHANNEL_INVALID…: this account cannot read
+            // the channel (any more); asking again would be refused again.
+            TelegramError::ChatForbidden { code } => {
+                tracing::info!(target: "telegram", channel, %code, "the account can no longer read the channel; its updates are no longer fetched");
+                self.boxes
+                    .end_channel_difference(PrematureEndReason::Banned);
+                return Ok(());
+            }
             TelegramError::FloodWait { seconds } => Duration::from_secs(u64::from(seconds)),
             other => {
                 tracing::warn!(target: "telegram", channel, error = %other, "fetching a channel's difference failed; trying it again later");
@@ -181,7 +236,7 @@ impl<S: DifferenceSource> Receiver<S> {
             }
         };
         tracing::info!(target: "telegram", channel, hold_s = hold.as_secs(), "a channel's catch-up waits; the other updates go on");
-        self.held.insert(channel, Instant::now() + hold);
+        self.held.hold(channel, Instant::now() + hold);
         self.boxes
             .end_channel_difference(PrematureEndReason::TemporaryServerIssues);
         Ok(())
@@ -190,18 +245,9 @@ impl<S: DifferenceSource> Receiver<S> {
     /// Channels whose wait is over get their difference asked for again (`updateChannelTooLong`
     /// without a pts is what tells the message box to, from the pts it kept).
     fn release_held(&mut self) {
-        let now = Instant::now();
-        let due: Vec<i64> = self
-            .held
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(channel, _)| *channel)
-            .collect();
+        let due = self.held.take_due();
         if due.is_empty() {
             return;
-        }
-        for channel in &due {
-            self.held.remove(channel);
         }
         let resume = tl::types::Updates {
             updates: due
@@ -245,7 +291,8 @@ mod tests {
     }
 
     /// A Telegram that answers each channel's differences from a list, and records when it was
-    /// asked (tokio's paused clock: the instants are the test's own, not wall time).
+    /// asked (on tokio's paused clock; the message box keeps its own deadlines on the wall clock,
+    /// so these tests make no gap that would wait on one).
     #[derive(Default)]
     struct Script {
         answers: Mutex<HashMap<i64, VecDeque<Answer>>>,
@@ -330,6 +377,27 @@ mod tests {
         .into()
     }
 
+    /// Telegram's push that a channel has more than it can send (`updateChannelTooLong`): the
+    /// receiver must fetch the channel's difference.
+    fn too_long(channel_id: i64) -> UpdatesLike {
+        UpdatesLike::Updates(
+            tl::types::Updates {
+                updates: vec![
+                    tl::types::UpdateChannelTooLong {
+                        channel_id,
+                        pts: None,
+                    }
+                    .into(),
+                ],
+                users: Vec::new(),
+                chats: Vec::new(),
+                date: 2,
+                seq: 0,
+            }
+            .into(),
+        )
+    }
+
     /// A new message of `channel` as Telegram pushes it: `pts` after it, one event.
     fn pushed(channel: i64, id: i32, pts: i32) -> UpdatesLike {
         UpdatesLike::Updates(
@@ -397,8 +465,8 @@ mod tests {
     /// grammers returned a flood wait on one channel's catch-up to the caller with that channel
     /// still first in line, so everything waited for it. Here the other channel's missed
     /// messages and its new ones arrive during the wait; the flooded channel is not asked again
-    /// before the wait is over — not even when its new message shows a gap — and is then caught
-    /// up from where it stood.
+    /// before the wait is over — not even when Telegram says it has more — and is then caught up
+    /// from where it stood.
     #[tokio::test(start_paused = true)]
     async fn a_flood_wait_on_one_channels_catch_up_holds_that_channel_only() {
         let script = Script::default()
@@ -419,10 +487,10 @@ mod tests {
             );
         let (push, updates) = mpsc::channel(8);
         let start = Instant::now();
-        let mut receiver = Receiver::new(&script, saved(), true, updates);
+        let mut receiver = Receiver::new(&script, saved(), true, updates, Holds::default());
 
         assert_eq!(messages_until(&mut receiver, 1).await, vec![(B, 21)]);
-        push.send(pushed(A, 12, 12)).await.unwrap();
+        push.send(too_long(A)).await.unwrap();
         push.send(pushed(B, 22, 22)).await.unwrap();
         assert_eq!(messages_until(&mut receiver, 1).await, vec![(B, 22)]);
         assert!(Instant::now() < start + Duration::from_secs(300));
@@ -444,12 +512,15 @@ mod tests {
     }
 
     /// A channel's other trouble holds it for [`CHANNEL_RETRY`] instead of being retried at every
-    /// poll; `CHANNEL_PRIVATE` ends its catch-up for good; a network error is the connection's,
+    /// poll (Telegram's "try again later"); `CHANNEL_PRIVATE` ends its catch-up for good; a network error is the connection's,
     /// returned to the caller with the channel still in line.
     #[tokio::test(start_paused = true)]
     async fn a_channels_own_trouble_stays_with_the_channel() {
         let script = Script::default()
-            .answer(A, Answer::Fail(rpc(400, "CHANNEL_INVALID", None)))
+            .answer(
+                A,
+                Answer::Fail(rpc(500, "PERSISTENT_TIMESTAMP_OUTDATED", None)),
+            )
             .answer(
                 A,
                 Answer::Messages {
@@ -460,7 +531,7 @@ mod tests {
             .answer(B, Answer::Fail(rpc(400, "CHANNEL_PRIVATE", None)));
         let (_push, updates) = mpsc::channel(8);
         let start = Instant::now();
-        let mut receiver = Receiver::new(&script, saved(), true, updates);
+        let mut receiver = Receiver::new(&script, saved(), true, updates, Holds::default());
         assert_eq!(messages_until(&mut receiver, 1).await, vec![(A, 11)]);
         assert!(Instant::now() >= start + CHANNEL_RETRY);
         let asked_b = script
@@ -473,6 +544,15 @@ mod tests {
         assert_eq!(
             asked_b, 1,
             "a channel the account cannot read is not asked again"
+        );
+        assert!(
+            receiver
+                .boxes
+                .session_state()
+                .channels
+                .iter()
+                .all(|channel| channel.id != B),
+            "nor kept in the message box"
         );
 
         let script = Script::default()
@@ -488,7 +568,7 @@ mod tests {
                 },
             );
         let (_push, updates) = mpsc::channel(8);
-        let mut receiver = Receiver::new(&script, saved(), true, updates);
+        let mut receiver = Receiver::new(&script, saved(), true, updates, Holds::default());
         let error = loop {
             // The account-wide difference (empty) comes first.
             if let Err(error) = receiver.next().await {
@@ -497,5 +577,46 @@ mod tests {
         };
         assert!(matches!(error, InvocationError::Io(_)), "{error}");
         assert_eq!(messages_until(&mut receiver, 1).await, vec![(A, 11)]);
+    }
+
+    /// A reconnect builds a new receiver, which starts by asking every channel's difference; a
+    /// channel still in its flood wait from the last connection waits it out first.
+    #[tokio::test(start_paused = true)]
+    async fn a_channels_hold_outlives_the_connection() {
+        let script = Script::default()
+            .answer(A, Answer::Fail(rpc(420, "FLOOD_WAIT", Some(300))))
+            .answer(
+                A,
+                Answer::Messages {
+                    pts: 11,
+                    ids: vec![11],
+                },
+            )
+            .answer(
+                B,
+                Answer::Messages {
+                    pts: 21,
+                    ids: vec![21],
+                },
+            );
+        let holds = Holds::default();
+        let (_push, updates) = mpsc::channel(8);
+        let mut first = Receiver::new(&script, saved(), true, updates, holds.clone());
+        assert_eq!(messages_until(&mut first, 1).await, vec![(B, 21)]);
+        drop(first);
+
+        let (_push, updates) = mpsc::channel(8);
+        let mut second = Receiver::new(&script, saved(), true, updates, holds);
+        assert_eq!(messages_until(&mut second, 1).await, vec![(A, 11)]);
+        let asked_a: Vec<Instant> = script
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(channel, _)| *channel == A)
+            .map(|(_, at)| *at)
+            .collect();
+        assert_eq!(asked_a.len(), 2, "asked during the wait: {asked_a:?}");
+        assert!(asked_a[1] >= asked_a[0] + Duration::from_secs(300));
     }
 }
