@@ -309,6 +309,17 @@ mod tests {
                 .push_back(answer);
             self
         }
+
+        /// When `channel`'s difference was asked for, in order.
+        fn asked(&self, channel: i64) -> Vec<Instant> {
+            self.asked
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(asked, _)| *asked == channel)
+                .map(|(_, at)| *at)
+                .collect()
+        }
     }
 
     #[async_trait]
@@ -499,14 +510,7 @@ mod tests {
             messages_until(&mut receiver, 2).await,
             vec![(A, 11), (A, 12)]
         );
-        let asked_a: Vec<Instant> = script
-            .asked
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(channel, _)| *channel == A)
-            .map(|(_, at)| *at)
-            .collect();
+        let asked_a = script.asked(A);
         assert_eq!(asked_a.len(), 2, "asked during the wait: {asked_a:?}");
         assert!(asked_a[1] >= asked_a[0] + Duration::from_secs(300));
     }
@@ -534,13 +538,7 @@ mod tests {
         let mut receiver = Receiver::new(&script, saved(), true, updates, Holds::default());
         assert_eq!(messages_until(&mut receiver, 1).await, vec![(A, 11)]);
         assert!(Instant::now() >= start + CHANNEL_RETRY);
-        let asked_b = script
-            .asked
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(channel, _)| *channel == B)
-            .count();
+        let asked_b = script.asked(B).len();
         assert_eq!(
             asked_b, 1,
             "a channel the account cannot read is not asked again"
@@ -608,14 +606,7 @@ mod tests {
         let (_push, updates) = mpsc::channel(8);
         let mut second = Receiver::new(&script, saved(), true, updates, holds);
         assert_eq!(messages_until(&mut second, 1).await, vec![(A, 11)]);
-        let asked_a: Vec<Instant> = script
-            .asked
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(channel, _)| *channel == A)
-            .map(|(_, at)| *at)
-            .collect();
+        let asked_a = script.asked(A);
         assert_eq!(asked_a.len(), 2, "asked during the wait: {asked_a:?}");
         assert!(asked_a[1] >= asked_a[0] + Duration::from_secs(300));
     }
