@@ -757,6 +757,90 @@ async fn an_author_without_a_username_hears_the_operator_from_the_agent_that_wro
     running.stop().await;
 }
 
+/// One agent refused the private group (it is not in it) while the one agent that can see it
+/// could not find the author for now (a 500, "try again later"; or its connection dropped, so it
+/// could not even try): that is no verdict. The workflow waits and the member agent answers.
+#[tokio::test(start_paused = true)]
+async fn an_author_is_not_given_up_while_the_agent_that_sees_the_group_is_away() {
+    let w = world(true);
+    let author = w.world.create_user(NewUser::named("Pavel"));
+    let (shared, posted) = vacancy_posted_in(&w, "Team jobs", None, author, &[author, w.agents[0]]);
+    let store = memory_store();
+    let running = start_on(&w, &store).await;
+    w.world.fail_next_chat_call(
+        w.agents[0],
+        jobbot_sim::ChatCall::FindAuthor,
+        jobbot_core::telegram::TelegramError::ServerError { code: 500 },
+    );
+    running
+        .submit(vacancy_by_author(shared, None, posted, author))
+        .await;
+    w.wait_inbox(author, 1).await;
+    assert_eq!(w.inbox(author)[0].0, 0, "the member agent wrote");
+
+    let other = w.world.create_user(NewUser::named("Ivan"));
+    let (shared, posted) = vacancy_posted_in(&w, "More jobs", None, other, &[other, w.agents[0]]);
+    w.world
+        .drop_connection(&jobbot_core::ids::SessionName::parse("agent_a").unwrap());
+    running
+        .submit(vacancy_by_author(shared, None, posted, other))
+        .await;
+    w.wait_inbox(other, 1).await;
+    assert_eq!(w.inbox(other)[0].0, 0, "the member agent wrote");
+    running.stop().await;
+}
+
+/// An author already in a conversation is written to through the reference its agent holds, not
+/// through the new vacancy's message, which that agent may not see: here the second vacancy is
+/// in a private group only the other agent is in (it finds the author), and the conversation's
+/// agent still delivers the second channel's answer.
+#[tokio::test(start_paused = true)]
+async fn an_author_in_a_conversation_is_answered_by_its_agent_whatever_group_they_post_in() {
+    let w = world(true);
+    let author = w
+        .world
+        .create_user(NewUser::named("Pavel").last_name("Orlov"));
+    let (public, in_public) =
+        vacancy_posted_in(&w, "Jobs chat", Some("jobs_chat"), author, &[author]);
+    let store = memory_store();
+    let running = start(
+        &w,
+        load(vec![
+            channel_json("channel_1", &w, json!({})),
+            channel_json("channel_2", &w, json!({})),
+        ]),
+        Arc::clone(&store),
+        settings(),
+    )
+    .await;
+    running
+        .submit(vacancy_by_author(
+            public,
+            Some("jobs_chat"),
+            in_public,
+            author,
+        ))
+        .await;
+    w.wait_inbox(author, 1).await;
+    let (agent, _) = w.inbox(author)[0].clone();
+    // The conversation is open (its topic has the contact's card).
+    w.wait_topic_post("Новый контакт").await;
+    let other = 1 - agent;
+    let (closed, in_closed) =
+        vacancy_posted_in(&w, "Team jobs", None, author, &[author, w.agents[other]]);
+    running
+        .submit(Vacancy {
+            channels: vec!["channel_2".to_owned()],
+            ..vacancy_by_author(closed, None, in_closed, author)
+        })
+        .await;
+    w.wait_inbox(author, 2).await;
+    let (second_agent, text) = w.inbox(author)[1].clone();
+    assert!(text.contains("Jobs channel_2"), "{text}");
+    assert_eq!(second_agent, agent, "the conversation's agent wrote");
+    running.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn one_message_per_channel_one_topic_per_group_and_the_cooldown() {
     for cooldown in [None, Some(Duration::from_secs(24 * 3600))] {

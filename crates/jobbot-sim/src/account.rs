@@ -164,7 +164,7 @@ impl TelegramAccount for SimAccount {
 
     async fn resolve_message_author(&self, author: &MessageAuthor) -> Result<Peer, TelegramError> {
         let connection = self.connection;
-        self.call(|world, account, now| {
+        self.chat_call(ChatCall::FindAuthor, |world, account, now| {
             world.resolve_message_author(connection, account, author, now)
         })
         .await

@@ -62,6 +62,9 @@ pub enum ChatCall {
     Delete,
     /// `messages.importChatInvite` or `channels.joinChannel`.
     Join,
+    /// `users.getUsers` with `inputUserFromMessage`: a group message's author found through the
+    /// message (`resolve_message_author`).
+    FindAuthor,
 }
 
 /// What a chat post is besides its text.
