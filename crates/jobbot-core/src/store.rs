@@ -564,6 +564,9 @@ pub struct Conversation {
     pub agent: SessionName,
     /// The contact as the agent knows them (access hash is the agent's own).
     pub contact_peer: Option<PeerRef>,
+    /// For a contact without a username found through a group message of theirs: that message,
+    /// through which the agent can find them again while it holds no reference of its own.
+    pub contact_author: Option<MessageAuthor>,
     pub status: ConversationStatus,
     pub created_at: UnixMillis,
     pub last_message_at: UnixMillis,
@@ -579,6 +582,8 @@ pub struct NewConversation {
     pub contact_name: String,
     pub agent: SessionName,
     pub contact_peer: Option<PeerRef>,
+    /// See [`Conversation::contact_author`].
+    pub contact_author: Option<MessageAuthor>,
     pub created_at: UnixMillis,
 }
 

@@ -1162,6 +1162,12 @@ impl Shared {
                     .or_else(|| workflow.contact.username().cloned()),
                 contact_name: peer.full_name(),
                 contact_peer,
+                // Without a username, the message is how the agent finds them again until it
+                // holds a reference of its own.
+                contact_author: match &workflow.contact {
+                    ContactRef::Author(author) if peer.username.is_none() => Some(author.clone()),
+                    ContactRef::Author(_) | ContactRef::Username(_) => None,
+                },
                 agent: agent.clone(),
                 created_at: now,
             })
@@ -1852,6 +1858,10 @@ impl Shared {
             (None, Some(username)) => Recipient::Username {
                 username: username.clone(),
             },
+            // The agent finds them through their message, as it did for the first answer.
+            (None, None) if let Some(author) = &conversation.contact_author => Recipient::Author {
+                author: author.clone(),
+            },
             (None, None) => {
                 tracing::warn!(target: "crm", conversation = conversation.id.0, "the contact cannot be addressed by this agent");
                 return Ok(None);
@@ -2197,6 +2207,7 @@ mod tests {
             contact_name: huge.clone(),
             agent: SessionName::parse("agent_1").unwrap(),
             contact_peer: None,
+            contact_author: None,
             status: ConversationStatus::Active,
             created_at: UnixMillis(0),
             last_message_at: UnixMillis(0),

@@ -586,6 +586,16 @@ fn vacancy_posted_in(
     (group, posted)
 }
 
+/// Pavel, who has no username, posts a vacancy in the public group @jobs_chat, which no agent is
+/// in: (Pavel, the group, the message's id).
+fn author_posts_in_a_public_group(w: &World) -> (ChatId, ChatId, i32) {
+    let author = w
+        .world
+        .create_user(NewUser::named("Pavel").last_name("Orlov"));
+    let (public, posted) = vacancy_posted_in(w, "Jobs chat", Some("jobs_chat"), author, &[author]);
+    (author, public, posted)
+}
+
 /// A vacancy by its author, who posted it in `group` and has no username.
 fn vacancy_by_author(
     group: ChatId,
@@ -714,10 +724,7 @@ async fn a_vacancys_author_without_a_username_is_answered_through_their_message(
 #[tokio::test(start_paused = true)]
 async fn an_author_without_a_username_hears_the_operator_from_the_agent_that_wrote_first() {
     let w = world(true);
-    let author = w
-        .world
-        .create_user(NewUser::named("Pavel").last_name("Orlov"));
-    let (public, posted) = vacancy_posted_in(&w, "Jobs chat", Some("jobs_chat"), author, &[author]);
+    let (author, public, posted) = author_posts_in_a_public_group(&w);
     let store = memory_store();
     let running = start_delayed(&w, &store, 60, 60).await;
     running
@@ -1477,6 +1484,7 @@ async fn a_contacts_private_message_leaves_the_conversation_their_reference() {
             contact_username: Some(Username::parse("anna_hr").unwrap()),
             contact_name: "Anna Smirnova".into(),
             contact_peer: None,
+            contact_author: None,
             agent: jobbot_core::ids::SessionName::parse("agent_a").unwrap(),
             created_at: UnixMillis(1_750_000_000_000),
         })
@@ -1499,6 +1507,47 @@ async fn a_contacts_private_message_leaves_the_conversation_their_reference() {
         }
     })
     .await;
+    running.stop().await;
+}
+
+/// A conversation whose agent holds no reference to a contact without a username (it could not
+/// look them up again when it opened the conversation) keeps the vacancy's message: the
+/// operator's answer reaches the contact through it, before they ever write.
+#[tokio::test(start_paused = true)]
+async fn an_operators_answer_finds_an_author_through_the_vacancys_message() {
+    let w = world(true);
+    let (author, public, posted) = author_posts_in_a_public_group(&w);
+    let store = memory_store();
+    let running = start_on(&w, &store).await;
+    let topic = w.world.create_topic(w.group, w.main, "Pavel Orlov");
+    let (conversation, _) = store
+        .open_conversation(&jobbot_core::store::NewConversation {
+            channel_id: "channel_1".into(),
+            group: w.group,
+            contact: author,
+            contact_username: None,
+            contact_name: "Pavel Orlov".into(),
+            contact_peer: None,
+            contact_author: Some(jobbot_core::telegram::MessageAuthor {
+                chat: public,
+                chat_username: Some(Username::parse("jobs_chat").unwrap()),
+                message_id: posted,
+                user: author,
+            }),
+            agent: jobbot_core::ids::SessionName::parse("agent_a").unwrap(),
+            created_at: UnixMillis(1_750_000_000_000),
+        })
+        .await
+        .unwrap();
+    store
+        .set_conversation_topic(conversation.id, Some(topic))
+        .await
+        .unwrap();
+    w.world
+        .group_post(w.group, w.operator, Some(topic), "5000 EUR")
+        .unwrap();
+    w.wait_inbox(author, 1).await;
+    assert_eq!(w.inbox(author)[0], (0, "5000 EUR".to_owned()));
     running.stop().await;
 }
 

@@ -672,6 +672,7 @@ impl Store for MemoryStore {
             contact_name: new.contact_name.clone(),
             agent: new.agent.clone(),
             contact_peer: new.contact_peer,
+            contact_author: new.contact_author.clone(),
             status: ConversationStatus::Active,
             created_at: new.created_at,
             last_message_at: new.created_at,
@@ -1551,6 +1552,7 @@ mod tests {
             contact_name: "Alice".to_owned(),
             agent: agent.clone(),
             contact_peer: None,
+            contact_author: None,
             created_at: at,
         };
         let (conversation, _) =

@@ -611,8 +611,8 @@ impl Store for PostgresStore {
         let inserted = sqlx::query(
             "INSERT INTO conversations (channel_id, group_id, topic_id, contact, \
                  contact_username, contact_name, agent, contact_peer_id, \
-                 contact_peer_access_hash, status, created_at, last_message_at) \
-             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, 'active', $9, $10) \
+                 contact_peer_access_hash, contact_author, status, created_at, last_message_at) \
+             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11) \
              ON CONFLICT (group_id, contact) DO NOTHING",
         )
         .bind(&new.channel_id)
@@ -623,6 +623,12 @@ impl Store for PostgresStore {
         .bind(new.agent.as_str())
         .bind(new.contact_peer.map(|peer| peer.id.get()))
         .bind(new.contact_peer.map(|peer| peer.access_hash))
+        .bind(
+            new.contact_author
+                .as_ref()
+                .map(|author| to_json(operation, "contact_author", author))
+                .transpose()?,
+        )
         .bind(new.created_at.0)
         .bind(new.created_at.0)
         .execute(&mut *transaction)

@@ -244,8 +244,8 @@ pub(crate) const VACANCY_COLUMNS: &str = "id, source, message_id, source_title, 
 
 /// The columns `read_conversation_row` reads.
 pub(crate) const CONVERSATION_COLUMNS: &str = "id, channel_id, group_id, topic_id, contact, \
-     contact_username, contact_name, agent, contact_peer_id, contact_peer_access_hash, status, \
-     created_at, last_message_at";
+     contact_username, contact_name, agent, contact_peer_id, contact_peer_access_hash, \
+     contact_author, status, created_at, last_message_at";
 
 /// The length of a `sent_per_agent_hour` bucket.
 pub(crate) const HOUR_MILLIS: i64 = 3_600_000;
@@ -312,6 +312,7 @@ pub(crate) fn read_conversation_row(row: &impl StoredRow) -> Result<Conversation
         contact_name: column(row, "contact_name")?,
         agent: session_column(row, "agent")?.ok_or("column agent: NULL")?,
         contact_peer,
+        contact_author: optional_json_column(row, "contact_author")?,
         status: match status.as_str() {
             "active" => ConversationStatus::Active,
             "closed" => ConversationStatus::Closed,

@@ -572,8 +572,8 @@ impl Store for SqliteStore {
         let inserted = sqlx::query(
             "INSERT INTO conversations (channel_id, group_id, topic_id, contact, \
                  contact_username, contact_name, agent, contact_peer_id, \
-                 contact_peer_access_hash, status, created_at, last_message_at) \
-             VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 'active', ?, ?) \
+                 contact_peer_access_hash, contact_author, status, created_at, last_message_at) \
+             VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?) \
              ON CONFLICT (group_id, contact) DO NOTHING",
         )
         .bind(&new.channel_id)
@@ -584,6 +584,12 @@ impl Store for SqliteStore {
         .bind(new.agent.as_str())
         .bind(new.contact_peer.map(|peer| peer.id.get()))
         .bind(new.contact_peer.map(|peer| peer.access_hash))
+        .bind(
+            new.contact_author
+                .as_ref()
+                .map(|author| to_json(operation, "contact_author", author))
+                .transpose()?,
+        )
         .bind(new.created_at.0)
         .bind(new.created_at.0)
         .execute(&mut *transaction)

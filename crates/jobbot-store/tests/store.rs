@@ -1671,6 +1671,7 @@ mod conformance {
                 id: user(contact),
                 access_hash: -4_242_424_242,
             }),
+            contact_author: None,
             created_at: UnixMillis(1_000),
         }
     }
@@ -1751,6 +1752,7 @@ mod conformance {
                 contact_name: new.contact_name.clone(),
                 agent: new.agent.clone(),
                 contact_peer: new.contact_peer,
+                contact_author: None,
                 status: ConversationStatus::Active,
                 created_at: UnixMillis(1_000),
                 last_message_at: UnixMillis(1_000),
@@ -1794,6 +1796,22 @@ mod conformance {
         assert_eq!(
             store.conversation(bare_opened.id).await.unwrap(),
             Some(bare_opened)
+        );
+        // A contact found through a group message keeps that message.
+        let mut author = new_conversation(5_000, 45, "agent_3");
+        author.contact_username = None;
+        author.contact_peer = None;
+        author.contact_author = Some(jobbot_core::telegram::MessageAuthor {
+            chat: channel(7_000),
+            chat_username: Some(Username::parse("jobs_chat").unwrap()),
+            message_id: 77,
+            user: user(45),
+        });
+        let author_opened = open_new(store, &author).await;
+        assert_eq!(author_opened.contact_author, author.contact_author);
+        assert_eq!(
+            store.conversation(author_opened.id).await.unwrap(),
+            Some(author_opened)
         );
         assert_eq!(
             store.conversation(ConversationId(9_999)).await.unwrap(),
