@@ -63,6 +63,10 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+/// What an existing conversation's agent already has of a contact: its own reference to them, and
+/// the message it found them through.
+type KnownContact = (Option<PeerRef>, Option<MessageAuthor>);
+
 use crate::dispatcher::LinkStates;
 use crate::engine::{Engine, EngineError};
 use crate::owner::LinkState;
@@ -1015,11 +1019,18 @@ impl Shared {
                 .any(|member| &member.session_name == agent)
         });
         let first_contact = sticky.is_none();
-        // That agent's own reference to them, when it has one: better than finding them again.
+        // That agent's own reference to them, when it has one: better than finding them again;
+        // else the message it found them through, which it can see (the new vacancy's may be in
+        // a group it is not in).
         let known = existing
             .as_ref()
             .filter(|_| !first_contact)
-            .and_then(|conversation| conversation.contact_peer);
+            .map(|conversation| {
+                (
+                    conversation.contact_peer,
+                    conversation.contact_author.clone(),
+                )
+            });
         // A private group's message is seen by its members only: the agent that found its
         // author there writes to them.
         let sticky = sticky.or_else(|| match &workflow.contact {
@@ -1059,7 +1070,7 @@ impl Shared {
         channel: &Channel,
         workflow: &AutoResponse,
         peer: &Peer,
-        (sticky, known): (Option<SessionName>, Option<PeerRef>),
+        (sticky, known): (Option<SessionName>, Option<KnownContact>),
         first_contact: bool,
         text: String,
     ) -> NewOutboxMessage {
@@ -1076,13 +1087,18 @@ impl Shared {
                         username: username.clone(),
                     }
                 }
-                (None, ContactRef::Author(_), Some(peer)) => Recipient::KnownPeer {
+                (None, ContactRef::Author(_), Some((Some(peer), _))) => Recipient::KnownPeer {
                     peer,
                     username: None,
                 },
-                (None, ContactRef::Author(author), None) => Recipient::Author {
-                    author: author.clone(),
-                },
+                (None, ContactRef::Author(_), Some((None, Some(author)))) => {
+                    Recipient::Author { author }
+                }
+                (None, ContactRef::Author(author), Some((None, None)) | None) => {
+                    Recipient::Author {
+                        author: author.clone(),
+                    }
+                }
             },
             content: MessageContent::plain(fit_message(&text)),
             idempotency_key: None,

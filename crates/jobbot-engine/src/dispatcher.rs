@@ -158,6 +158,8 @@ struct QueueKey {
     chat_post: bool,
     /// The recipient is a username the agent resolves first (it needs a resolve permit too).
     resolves: bool,
+    /// The recipient is found through their message: a resolve permit for every send.
+    looks_up: bool,
 }
 
 struct Queued {
@@ -730,13 +732,18 @@ impl Dispatcher {
             Some(agent) => Request::in_conversation(kind, agent),
             None => Request::new(kind),
         }
-        .resolving(resolves);
+        .resolving(resolves)
+        .looking_up(matches!(
+            message.message.recipient,
+            Recipient::Author { .. }
+        ));
         let queue = QueueKey {
             pool,
             sticky,
             first_contact: kind == SendKind::FirstContact,
             chat_post,
             resolves,
+            looks_up: request.looks_up,
         };
         (request, queue)
     }
@@ -1290,7 +1297,8 @@ impl Dispatcher {
                     Retry::SameAgentAfterReconnect => {
                         if let Some(queued) = self.messages.get_mut(&id) {
                             queued.request = Request::in_conversation(request.kind, agent)
-                                .resolving(request.resolves);
+                                .resolving(request.resolves)
+                                .looking_up(request.looks_up);
                             queued.queue.sticky = Some(agent);
                             queued.in_doubt = Some(InDoubt {
                                 agent: session.clone(),

@@ -756,6 +756,18 @@ async fn an_author_without_a_username_hears_the_operator_from_the_agent_that_wro
     let (agent, _) = w.inbox(author)[0].clone();
     assert_ne!(agent, finder, "the other agent delivered it");
     let (topic, _) = w.wait_topic_post("Новый контакт").await;
+    let conversation = store
+        .conversation_by_contact(w.group, author)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        conversation
+            .contact_author
+            .map(|found| (found.chat, found.message_id)),
+        Some((public, posted)),
+        "the conversation keeps the message they were found through"
+    );
     w.world
         .group_post(w.group, w.operator, Some(topic), "5000 EUR")
         .unwrap();

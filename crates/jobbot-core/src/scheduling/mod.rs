@@ -234,6 +234,11 @@ pub struct Request {
     /// would only repeat it).
     #[serde(default)]
     pub resolves: bool,
+    /// The recipient is found through a message of theirs (`users.getUsers`), which no cache
+    /// answers: every such send is a lookup Telegram sees, so it takes a resolve permit whatever
+    /// its kind (a reply in a conversation too).
+    #[serde(default)]
+    pub looks_up: bool,
 }
 
 impl Request {
@@ -243,6 +248,7 @@ impl Request {
             sticky_agent: None,
             avoid_agent: None,
             resolves: false,
+            looks_up: false,
         }
     }
 
@@ -258,6 +264,7 @@ impl Request {
             sticky_agent: Some(agent),
             avoid_agent: None,
             resolves: false,
+            looks_up: false,
         }
     }
 
@@ -266,10 +273,21 @@ impl Request {
         Self { resolves, ..self }
     }
 
+    /// The same request for a recipient found through their message (see
+    /// [`Request::looks_up`]); it resolves too.
+    pub fn looking_up(self, looks_up: bool) -> Self {
+        Self {
+            looks_up,
+            resolves: self.resolves || looks_up,
+            ..self
+        }
+    }
+
     /// Whether a pick takes a [`CallClass::ResolveUsername`] permit too: a first message to a
-    /// username (see [`Request::resolves`]).
+    /// username (see [`Request::resolves`]), and any send to a person found through their
+    /// message ([`Request::looks_up`]).
     pub fn takes_resolve_permit(&self) -> bool {
-        self.resolves && self.kind == SendKind::FirstContact
+        self.resolves && (self.kind == SendKind::FirstContact || self.looks_up)
     }
 
     /// The same request, to be retried away from `agent` (the pool applies this on

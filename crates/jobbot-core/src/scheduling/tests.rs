@@ -1993,6 +1993,34 @@ fn a_known_contacts_username_takes_no_resolve_permit_but_waits_out_a_resolve_flo
     assert_eq!(send_rate(&scheduler, A), 600_000);
 }
 
+/// A reply to a person found through their message is a `users.getUsers` no cache answers: unlike
+/// a known contact's username, each one spends a resolve permit, so a burst of them waits for the
+/// resolve pace.
+#[test]
+fn a_reply_to_a_person_found_through_their_message_takes_a_resolve_permit() {
+    let mut rng = rng(44);
+    let mut scheduler = ready_pool(1, pacing(600, 100, 1_000));
+    let by_message = Request::new(SendKind::Reply).looking_up(true);
+    assert!(by_message.resolves && by_message.takes_resolve_permit());
+    let burst = default_call_ceiling(CallClass::ResolveUsername)
+        .unwrap()
+        .burst;
+    for _ in 0..burst {
+        send_now(&mut scheduler, &by_message, Millis(0), &mut rng);
+    }
+    match scheduler.pick(POOL, &by_message, Millis(0), &mut rng) {
+        Decision::WaitUntil { reason, .. } => assert_eq!(reason, WaitReason::Pacing),
+        other => panic!("expected the resolve pace, got {other:?}"),
+    }
+    // Sends that need no lookup are not held by it.
+    send_now(
+        &mut scheduler,
+        &Request::new(SendKind::Reply),
+        Millis(0),
+        &mut rng,
+    );
+}
+
 /// A first message whose resolve failed never reached `messages.sendMessage`: its slot in the
 /// daily window comes back, so a resolve flood wait does not cost a first message of the day;
 /// one refused by `sendMessage` itself keeps its slot.
