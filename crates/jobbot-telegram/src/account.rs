@@ -1662,9 +1662,12 @@ mod tests {
     /// (channel, id) for the gap marks.
     #[test]
     fn raw_updates_become_events_with_their_senders() {
-        let pool = grammers_mtsender::SenderPool::new(
+        // Not `SenderPool::new`: its default parameters spawn `lsb_release`, which would hold
+        // other tests' session locks for a moment (see `connection_params`).
+        let pool = grammers_mtsender::SenderPool::with_configuration(
             Arc::new(grammers_session::storages::MemorySession::default()),
             1,
+            crate::connector::connection_params(None),
         );
         let client = Client::new(pool.handle);
         let user = crate::convert::tests::user(42, Some(5), false, false);

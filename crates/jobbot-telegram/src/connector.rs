@@ -254,6 +254,28 @@ impl Connection {
     }
 }
 
+/// The connection's parameters. Every field is set here on purpose: `ConnectionParams::default()`
+/// runs `lsb_release` (through `os_info`) on each call, and that child process inherits, between
+/// its fork and exec, the open session lock files of every other account: for that moment a
+/// released session still looks busy. It also costs a process per connection.
+pub(crate) fn connection_params(proxy: Option<String>) -> ConnectionParams {
+    ConnectionParams {
+        device_model: "jobbot".into(),
+        system_version: std::env::consts::OS.into(),
+        app_version: env!("CARGO_PKG_VERSION").into(),
+        system_lang_code: "en".into(),
+        lang_code: "en".into(),
+        // May carry a proxy password: it goes to grammers only, never to a log line.
+        proxy_url: proxy,
+        use_ipv6: false,
+        retry_policy: Box::new(SurfaceFloodWaits),
+        // Updates beyond the buffer are dropped by grammers; an account in many busy chats
+        // needs more than its default of 100.
+        updates_channel_capacity: std::num::NonZeroUsize::new(1024).expect("non-zero"),
+        __non_exhaustive: (),
+    }
+}
+
 impl GrammersConnector {
     pub fn new(config: GrammersConfig) -> Self {
         Self {
@@ -289,25 +311,7 @@ impl GrammersConnector {
     }
 
     fn start(&self, store: Arc<SessionStore>, options: &ConnectOptions) -> Connection {
-        // Every field is set here on purpose: `ConnectionParams::default()` runs `lsb_release`
-        // (through `os_info`) on each call, and that child process inherits, between its fork
-        // and exec, the open session lock files of every other account: for that moment a
-        // released session still looks busy. It also costs a process per connection.
-        let params = ConnectionParams {
-            device_model: "jobbot".into(),
-            system_version: std::env::consts::OS.into(),
-            app_version: env!("CARGO_PKG_VERSION").into(),
-            system_lang_code: "en".into(),
-            lang_code: "en".into(),
-            // May carry a proxy password: it goes to grammers only, never to a log line.
-            proxy_url: options.proxy.clone(),
-            use_ipv6: false,
-            retry_policy: Box::new(SurfaceFloodWaits),
-            // Updates beyond the buffer are dropped by grammers; an account in many busy chats
-            // needs more than its default of 100.
-            updates_channel_capacity: std::num::NonZeroUsize::new(1024).expect("non-zero"),
-            __non_exhaustive: (),
-        };
+        let params = connection_params(options.proxy.clone());
         let SenderPool {
             runner,
             handle,
