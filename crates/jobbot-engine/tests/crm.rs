@@ -596,6 +596,25 @@ fn author_posts_in_a_public_group(w: &World) -> (ChatId, ChatId, i32) {
     (author, public, posted)
 }
 
+/// `name`, who has no username, posts a vacancy in a private group only agent `member` is in;
+/// `before` runs just before the vacancy is submitted. That agent must be the one that answers.
+async fn the_member_agent_answers(
+    w: &World,
+    running: &Running,
+    (name, title): (&str, &str),
+    member: usize,
+    before: impl FnOnce(),
+) {
+    let author = w.world.create_user(NewUser::named(name));
+    let (group, posted) = vacancy_posted_in(w, title, None, author, &[author, w.agents[member]]);
+    before();
+    running
+        .submit(vacancy_by_author(group, None, posted, author))
+        .await;
+    w.wait_inbox(author, 1).await;
+    assert_eq!(w.inbox(author)[0].0, member, "the member agent wrote");
+}
+
 /// A vacancy by its author, who posted it in `group` and has no username.
 fn vacancy_by_author(
     group: ChatId,
@@ -706,14 +725,7 @@ async fn a_vacancys_author_without_a_username_is_answered_through_their_message(
     assert_eq!(w.inbox(author).len(), 2, "nothing more was sent");
 
     // In a private group one agent is in, that agent finds the author and writes to them.
-    let other = w.world.create_user(NewUser::named("Ivan"));
-    let (shared, in_shared) =
-        vacancy_posted_in(&w, "Team jobs", None, other, &[other, w.agents[1]]);
-    running
-        .submit(vacancy_by_author(shared, None, in_shared, other))
-        .await;
-    w.wait_inbox(other, 1).await;
-    assert_eq!(w.inbox(other)[0].0, 1, "the member agent wrote");
+    the_member_agent_answers(&w, &running, ("Ivan", "Team jobs"), 1, || {}).await;
     running.stop().await;
 }
 
@@ -782,30 +794,21 @@ async fn an_author_without_a_username_hears_the_operator_from_the_agent_that_wro
 #[tokio::test(start_paused = true)]
 async fn an_author_is_not_given_up_while_the_agent_that_sees_the_group_is_away() {
     let w = world(true);
-    let author = w.world.create_user(NewUser::named("Pavel"));
-    let (shared, posted) = vacancy_posted_in(&w, "Team jobs", None, author, &[author, w.agents[0]]);
     let store = memory_store();
     let running = start_on(&w, &store).await;
-    w.world.fail_next_chat_call(
-        w.agents[0],
-        jobbot_sim::ChatCall::FindAuthor,
-        jobbot_core::telegram::TelegramError::ServerError { code: 500 },
-    );
-    running
-        .submit(vacancy_by_author(shared, None, posted, author))
-        .await;
-    w.wait_inbox(author, 1).await;
-    assert_eq!(w.inbox(author)[0].0, 0, "the member agent wrote");
-
-    let other = w.world.create_user(NewUser::named("Ivan"));
-    let (shared, posted) = vacancy_posted_in(&w, "More jobs", None, other, &[other, w.agents[0]]);
-    w.world
-        .drop_connection(&jobbot_core::ids::SessionName::parse("agent_a").unwrap());
-    running
-        .submit(vacancy_by_author(shared, None, posted, other))
-        .await;
-    w.wait_inbox(other, 1).await;
-    assert_eq!(w.inbox(other)[0].0, 0, "the member agent wrote");
+    the_member_agent_answers(&w, &running, ("Pavel", "Team jobs"), 0, || {
+        w.world.fail_next_chat_call(
+            w.agents[0],
+            jobbot_sim::ChatCall::FindAuthor,
+            jobbot_core::telegram::TelegramError::ServerError { code: 500 },
+        )
+    })
+    .await;
+    the_member_agent_answers(&w, &running, ("Ivan", "More jobs"), 0, || {
+        w.world
+            .drop_connection(&jobbot_core::ids::SessionName::parse("agent_a").unwrap())
+    })
+    .await;
     running.stop().await;
 }
 

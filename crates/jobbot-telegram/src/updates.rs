@@ -391,15 +391,20 @@ mod tests {
     /// Telegram's push that a channel has more than it can send (`updateChannelTooLong`): the
     /// receiver must fetch the channel's difference.
     fn too_long(channel_id: i64) -> UpdatesLike {
+        pushed_alone(
+            tl::types::UpdateChannelTooLong {
+                channel_id,
+                pts: None,
+            }
+            .into(),
+        )
+    }
+
+    /// One update as Telegram pushes it on the connection (no seq: no account-wide order).
+    fn pushed_alone(update: tl::enums::Update) -> UpdatesLike {
         UpdatesLike::Updates(
             tl::types::Updates {
-                updates: vec![
-                    tl::types::UpdateChannelTooLong {
-                        channel_id,
-                        pts: None,
-                    }
-                    .into(),
-                ],
+                updates: vec![update],
                 users: Vec::new(),
                 chats: Vec::new(),
                 date: 2,
@@ -411,20 +416,11 @@ mod tests {
 
     /// A new message of `channel` as Telegram pushes it: `pts` after it, one event.
     fn pushed(channel: i64, id: i32, pts: i32) -> UpdatesLike {
-        UpdatesLike::Updates(
-            tl::types::Updates {
-                updates: vec![
-                    tl::types::UpdateNewChannelMessage {
-                        message: message(channel, id),
-                        pts,
-                        pts_count: 1,
-                    }
-                    .into(),
-                ],
-                users: Vec::new(),
-                chats: Vec::new(),
-                date: 2,
-                seq: 0,
+        pushed_alone(
+            tl::types::UpdateNewChannelMessage {
+                message: message(channel, id),
+                pts,
+                pts_count: 1,
             }
             .into(),
         )
