@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChatId, SessionName, Username};
 use crate::scheduling::FailureReason;
-use crate::store::{ConversationId, Delivery, OutboxFailure, OutboxId, UnixMillis};
+use crate::store::{ConversationId, Delivery, OutboxFailure, OutboxId, UnixMillis, WorkflowId};
 use crate::telegram::{
     IncomingMessage, MediaFile, MessageAuthor, Peer, PeerKind, SentMessage, TelegramError, TopicId,
 };
@@ -61,7 +61,8 @@ pub struct WorkflowSettings {
     /// How long a contact's message waits for their conversation to open (their auto-response
     /// may still be on its way when they answer it).
     pub await_conversation: Duration,
-    /// How often to look for that conversation meanwhile.
+    /// How often to look for that conversation meanwhile; and how often an auto-response that
+    /// waits for another one to the same person ([`QueueTurn::Wait`]) looks again.
     pub conversation_retry: Duration,
 }
 
@@ -184,6 +185,8 @@ pub enum Event {
     Queued {
         outbox: OutboxId,
     },
+    /// Another auto-response to the same person goes first ([`QueueTurn::Wait`]).
+    AnotherAnswersFirst,
     Delivered(Delivery),
     Opened {
         conversation: ConversationId,
@@ -243,6 +246,10 @@ pub enum SkipReason {
     /// message that ended earlier).
     #[error("this channel answered the contact before")]
     AnsweredBefore,
+    /// Another channel's auto-response answered this very vacancy: its author hears once per
+    /// message, as in the original (`contacted_users`).
+    #[error("another channel answered this vacancy")]
+    AnsweredForVacancy,
 }
 
 // ----- Posts into a topic -----
@@ -454,10 +461,13 @@ pub enum AutoResponseStep {
         retry_at: Option<UnixMillis>,
         give_up_at: UnixMillis,
     },
-    /// Resolved by `resolver` (whose access hash `peer` carries): queue the auto-response.
+    /// Resolved by `resolver` (whose access hash `peer` carries): queue the auto-response; while
+    /// another auto-response to the same person goes first, again at `retry_at`.
     Queue {
         resolver: SessionName,
         peer: Peer,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<UnixMillis>,
     },
     /// Queued as `outbox`: wait until it ends.
     Queued {
@@ -483,6 +493,53 @@ pub enum AutoResponseStep {
     Finished {
         end: AutoResponseEnd,
     },
+}
+
+/// Another auto-response on record, as [`AutoResponse::queue_turn`] weighs it.
+#[derive(Debug, Clone, Copy)]
+pub struct OtherAnswer<'a> {
+    pub id: WorkflowId,
+    pub workflow: &'a AutoResponse,
+    /// Its channel's auto-response message to this person, if one is on record.
+    pub message: AnswerMessage,
+    /// Whether its conversation would be the one this auto-response's agent is chosen by (the
+    /// same CRM group), or a cross-channel cooldown applies: then an answer of another vacancy to
+    /// the same person is waited for too.
+    pub holds_contact: bool,
+}
+
+/// An auto-response's channel's message to the person (key `auto_response:<channel>:<contact>`),
+/// as the outbox has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerMessage {
+    None,
+    /// Queued before the workflow started: an earlier vacancy's, which it goes on with.
+    Earlier,
+    /// Its own, not out yet.
+    Pending,
+    /// Its own, delivered.
+    Sent,
+    /// Its own, failed or expired.
+    Ended,
+}
+
+/// Whether an auto-response is queued now. The original wrote once per vacancy across
+/// channels (`contacted_users`, `original-system.md` §2b); jobbot keeps that for answers that
+/// run side by side and may fail:
+/// - of one vacancy's answers (one per matched channel, started in one intake), the earliest
+///   unfinished one has the turn; one whose message went out ends the others
+///   ([`QueueTurn::Skip`], [`SkipReason::AnsweredForVacancy`]); one that failed leaves the turn
+///   to the next channel;
+/// - an answer to another vacancy by the same person, in the same CRM group (or with a
+///   cross-channel cooldown), is waited for while its message is queued or on its way and until
+///   its conversation is open, so the cooldown and the conversation's agent apply. One still
+///   resolving cannot be known to be the same person: two answers of different vacancies that
+///   reach this step within the same moment may still both go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueTurn {
+    Go,
+    Wait,
+    Skip(SkipReason),
 }
 
 /// Who an auto-response goes to. An agent can address a stranger only by a public username, or,
@@ -584,13 +641,71 @@ impl AutoResponse {
         }
     }
 
+    /// Whether this auto-response (workflow `id`, to `contact`) may be queued now, given the
+    /// other auto-responses on record (the unfinished ones, and the finished ones of the same
+    /// vacancy). See [`QueueTurn`] for the rules.
+    pub fn queue_turn<'a>(
+        &self,
+        id: WorkflowId,
+        contact: ChatId,
+        others: impl IntoIterator<Item = OtherAnswer<'a>>,
+    ) -> QueueTurn {
+        use AutoResponseStep as Step;
+        let mut turn = QueueTurn::Go;
+        for other in others {
+            if other.id == id {
+                continue;
+            }
+            let step = &other.workflow.step;
+            let earlier = other.id < id;
+            let unfinished = !matches!(step, Step::Finished { .. });
+            if other.workflow.vacancy.source == self.vacancy.source
+                && other.workflow.vacancy.message_id == self.vacancy.message_id
+            {
+                match other.message {
+                    // Another channel's message for this vacancy went out (the outbox says so,
+                    // whatever step its workflow is at or ended in).
+                    AnswerMessage::Sent => return QueueTurn::Skip(SkipReason::AnsweredForVacancy),
+                    // On its way (queued; or its step not saved yet after a crash).
+                    AnswerMessage::Pending => turn = QueueTurn::Wait,
+                    // Not queued yet: the earlier workflow has the turn whatever its step (both
+                    // were started in one intake, so the earlier one is on record before the
+                    // later one looks: Lamport's bakery, the intake's order as the ticket).
+                    AnswerMessage::None if earlier && unfinished => turn = QueueTurn::Wait,
+                    // Finished without a message, its message failed, or it goes on with an
+                    // earlier vacancy's message: it sends nothing for this one.
+                    AnswerMessage::None | AnswerMessage::Earlier | AnswerMessage::Ended => {}
+                }
+            } else if other.holds_contact && other.workflow.contact_id() == Some(contact) {
+                // Another vacancy of the same person: waited for while its message may be on
+                // its way and until its conversation is open (what makes the next answer come
+                // from the same agent, and the cooldown count it).
+                let ahead = match step {
+                    Step::Queued { .. } | Step::Open { .. } => true,
+                    Step::Queue { .. } => {
+                        earlier
+                            || matches!(other.message, AnswerMessage::Pending | AnswerMessage::Sent)
+                    }
+                    _ => false,
+                };
+                if ahead {
+                    turn = QueueTurn::Wait;
+                }
+            }
+        }
+        turn
+    }
+
     fn effect(&self, now: UnixMillis) -> Effect {
         match &self.step {
             AutoResponseStep::Resolve {
                 retry_at: Some(at), ..
             } if *at > now => Effect::SleepUntil(*at),
             AutoResponseStep::Resolve { .. } => Effect::Resolve,
-            AutoResponseStep::Queue { resolver, peer } => Effect::QueueAutoResponse {
+            AutoResponseStep::Queue {
+                retry_at: Some(at), ..
+            } if *at > now => Effect::SleepUntil(*at),
+            AutoResponseStep::Queue { resolver, peer, .. } => Effect::QueueAutoResponse {
                 resolver: resolver.clone(),
                 peer: peer.clone(),
             },
@@ -644,6 +759,7 @@ impl AutoResponse {
             (Step::Resolve { .. }, Event::Resolved { agent, peer }) => Step::Queue {
                 resolver: agent,
                 peer,
+                retry_at: None,
             },
             (Step::Resolve { .. }, Event::Unreachable { error }) => Step::Finished {
                 end: AutoResponseEnd::Unreachable { error },
@@ -661,10 +777,20 @@ impl AutoResponse {
                     }
                 }
             }
-            (Step::Queue { resolver, peer }, Event::Queued { outbox }) => Step::Queued {
+            (Step::Queue { resolver, peer, .. }, Event::Queued { outbox }) => Step::Queued {
                 resolver,
                 peer,
                 outbox,
+            },
+            (Step::Queue { resolver, peer, .. }, Event::AnotherAnswersFirst) => Step::Queue {
+                resolver,
+                peer,
+                retry_at: Some(now.plus(settings.conversation_retry)),
+            },
+            (Step::Queue { resolver, peer, .. }, Event::Woke) => Step::Queue {
+                resolver,
+                peer,
+                retry_at: None,
             },
             (
                 Step::Queued {

@@ -14,6 +14,11 @@
 //!   `auto_response:<channel>:<contact id>`, so a repost, a restart or two racing triggers cannot
 //!   send a second one. An optional cross-channel cooldown spares a recruiter five messages from
 //!   five channels.
+//! - One auto-response per vacancy, whatever number of channels it matches (the original's
+//!   `contacted_users`): an answer is queued only when it is its turn among the others on record
+//!   (`AutoResponse::queue_turn`); one that failed leaves the turn to the next channel. An answer
+//!   to the same person's other vacancy in the same group waits for its conversation, so the
+//!   conversation's agent writes.
 //! - Only people get it: the contact is resolved through one of the channel's agents first, and
 //!   a bot, a channel or a group is skipped before anything is queued.
 //! - A conversation's agent is the account that delivered the auto-response, persisted with the
@@ -45,8 +50,8 @@ use jobbot_core::notification::{MAX_MESSAGE_UTF16, fit_message, fit_to_utf16, ut
 use jobbot_core::scheduling::CallClass;
 use jobbot_core::store::{
     Conversation, ConversationId, Delivery, NewConversation, NewOutboxMessage, NewWorkflow,
-    OutboxId, OutboxKind, Recipient, RelayDirection, RelayRecord, SenderSelection, Store,
-    StoreError, UnixMillis, WorkflowId, WorkflowRecord,
+    OutboxId, OutboxKind, OutboxStatus, Recipient, RelayDirection, RelayRecord, SenderSelection,
+    Store, StoreError, UnixMillis, WorkflowId, WorkflowRecord,
 };
 use jobbot_core::telegram::{
     AccountEvent, IncomingMessage, JoinTarget, MAX_CAPTION_UTF16, MediaFile, MediaKind,
@@ -55,8 +60,9 @@ use jobbot_core::telegram::{
 };
 use jobbot_core::template::{TemplateValues, parse_template};
 use jobbot_core::workflow::{
-    AutoResponse, AutoResponseStep, ContactRef, Effect, Event, MediaToContact, MediaToContactStep,
-    PostKind, RelayStep, RelayToTopic, SkipReason, VacancyRef, Workflow, WorkflowSettings,
+    AnswerMessage, AutoResponse, AutoResponseStep, ContactRef, Effect, Event, MediaToContact,
+    MediaToContactStep, OtherAnswer, PostKind, QueueTurn, RelayStep, RelayToTopic, SkipReason,
+    VacancyRef, Workflow, WorkflowSettings,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -73,6 +79,11 @@ use crate::owner::LinkState;
 use crate::router::TelegramEvents;
 use crate::supervisor::ShutdownSignal;
 use crate::vacancy::Vacancy;
+
+/// The idempotency key of `channel`'s auto-response to `contact`: one per (channel, contact), ever.
+fn auto_response_key(channel: &str, contact: ChatId) -> String {
+    format!("auto_response:{channel}:{}", contact.get())
+}
 
 #[path = "crm_ai.rs"]
 mod ai;
@@ -659,7 +670,7 @@ impl Shared {
                     return Ok(());
                 }
             }
-            let event = self.perform(&state, effect).await?;
+            let event = self.perform(id, &state, effect).await?;
             let now = self.now();
             let next = state.clone().on(event, now, &self.workflows);
             if next == state {
@@ -740,6 +751,7 @@ impl Shared {
 
     async fn perform(
         self: &Arc<Self>,
+        id: WorkflowId,
         state: &Workflow,
         effect: Effect,
     ) -> Result<Event, CrmError> {
@@ -748,15 +760,19 @@ impl Shared {
             Effect::SleepUntil(at) => {
                 let clock = self.engine.clock();
                 let deadline = clock.instant(clock.from_unix(at));
+                // A reply waiting for its conversation, or an auto-response for another one
+                // to the same person: a conversation opening wakes it early.
                 let awaits_conversation = matches!(
                     state,
                     Workflow::RelayToTopic(RelayToTopic {
                         step: RelayStep::AwaitConversation { .. },
                         ..
+                    }) | Workflow::AutoResponse(AutoResponse {
+                        step: AutoResponseStep::Queue { .. },
+                        ..
                     })
                 );
                 if awaits_conversation {
-                    // A conversation opening wakes it early.
                     tokio::select! {
                         _ = tokio::time::sleep_until(deadline) => {}
                         _ = self.conversation_opened.notified() => {}
@@ -781,7 +797,8 @@ impl Shared {
                 let Workflow::AutoResponse(workflow) = state else {
                     return Ok(Event::Woke);
                 };
-                self.queue_auto_response(workflow, &resolver, &peer).await?
+                self.queue_auto_response(id, workflow, &resolver, &peer)
+                    .await?
             }
             Effect::AwaitOutbox(outbox) => {
                 Event::Delivered(self.engine.await_delivery(outbox).await?)
@@ -981,6 +998,7 @@ impl Shared {
 
     async fn queue_auto_response(
         &self,
+        id: WorkflowId,
         workflow: &AutoResponse,
         resolver: &SessionName,
         peer: &Peer,
@@ -993,7 +1011,7 @@ impl Shared {
             .crm_group_id
             .expect("answering channels have a CRM group");
         let contact = peer.id();
-        let key = format!("auto_response:{}:{}", channel.id, contact.get());
+        let key = auto_response_key(&channel.id, contact);
         // The channel's message to this contact, if it exists (a repeat of this step after a
         // crash, or an answer to an earlier vacancy): go on with it. Only a new one is subject to
         // the cooldown, which that very message would otherwise trip.
@@ -1001,6 +1019,17 @@ impl Shared {
             return Ok(Event::Queued {
                 outbox: existing.id,
             });
+        }
+        match self.queue_turn(id, workflow, &channel, contact).await? {
+            QueueTurn::Go => {}
+            QueueTurn::Wait => {
+                tracing::debug!(target: "crm", channel = %channel.id, contact = %workflow.contact, "the auto-response waits for another one to the same person");
+                return Ok(Event::AnotherAnswersFirst);
+            }
+            QueueTurn::Skip(reason) => {
+                tracing::info!(target: "crm", channel = %channel.id, contact = %workflow.contact, %reason, "no auto-response");
+                return skipped(reason);
+            }
         }
         if let Some(cooldown) = self.settings.cross_channel_cooldown
             && let Some(last) = self.store.last_auto_response_to(contact).await?
@@ -1063,6 +1092,75 @@ impl Shared {
             })
             .await?;
         Ok(Event::Queued { outbox: ticket.id })
+    }
+
+    /// Whether `workflow` (stored as `id`, answering in `channel`) may queue its answer to
+    /// `contact` now: weighed against every unfinished auto-response, and every other channel's
+    /// answer to the same vacancy, on record (the store, not this executor's memory: another
+    /// node, or a workflow not running now, counts the same). Each workflow saves its `Queue`
+    /// step before it looks, so of two racing, at least one sees the other.
+    async fn queue_turn(
+        &self,
+        id: WorkflowId,
+        workflow: &AutoResponse,
+        channel: &Channel,
+        contact: ChatId,
+    ) -> Result<QueueTurn, CrmError> {
+        let config = self.config();
+        let mut records = self.store.active_workflows().await?;
+        for other in config
+            .channels
+            .iter()
+            .filter(|other| other.id != channel.id && answers(other))
+        {
+            let key = AutoResponse::key(
+                &other.id,
+                workflow.vacancy.source,
+                workflow.vacancy.message_id,
+            );
+            if let Some(record) = self.store.workflow_by_key(&key).await?
+                && !records.iter().any(|known| known.id == record.id)
+            {
+                records.push(record);
+            }
+        }
+        let cooldown = self.settings.cross_channel_cooldown.is_some();
+        let mut others = Vec::new();
+        for record in &records {
+            let Workflow::AutoResponse(other) = &record.state else {
+                continue;
+            };
+            let same_vacancy = other.vacancy.source == workflow.vacancy.source
+                && other.vacancy.message_id == workflow.vacancy.message_id;
+            if record.id == id || !(same_vacancy || other.contact_id() == Some(contact)) {
+                continue;
+            }
+            let message = match self
+                .store
+                .outbox_by_key(&auto_response_key(&other.channel_id, contact))
+                .await?
+            {
+                None => AnswerMessage::None,
+                Some(message) if message.message.created_at < record.created_at => {
+                    AnswerMessage::Earlier
+                }
+                Some(message) => match message.status {
+                    OutboxStatus::Pending => AnswerMessage::Pending,
+                    OutboxStatus::Sent => AnswerMessage::Sent,
+                    OutboxStatus::Failed | OutboxStatus::Expired => AnswerMessage::Ended,
+                },
+            };
+            others.push(OtherAnswer {
+                id: record.id,
+                workflow: other,
+                message,
+                holds_contact: cooldown
+                    || config
+                        .channel(&other.channel_id)
+                        .is_some_and(|other| other.crm_group_id == channel.crm_group_id),
+            });
+        }
+        Ok(workflow.queue_turn(id, contact, others))
     }
 
     fn auto_response_message(

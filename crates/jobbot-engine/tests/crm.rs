@@ -863,36 +863,71 @@ async fn an_author_in_a_conversation_is_answered_by_its_agent_whatever_group_the
     running.stop().await;
 }
 
+/// Two channels sharing the CRM group and both agents, on a fresh store.
+async fn start_two_channels(w: &World, cooldown: Option<Duration>) -> (Running, Arc<dyn Store>) {
+    let store = memory_store();
+    let running = start(
+        w,
+        load(vec![
+            channel_json("channel_1", w, json!({})),
+            channel_json("channel_2", w, json!({})),
+        ]),
+        Arc::clone(&store),
+        CrmSettings {
+            cross_channel_cooldown: cooldown,
+            ..settings()
+        },
+    )
+    .await;
+    (running, store)
+}
+
+async fn wait_for_every_workflow(store: &Arc<dyn Store>) {
+    wait_until("every workflow ends", || async {
+        store.active_workflows().await.unwrap().is_empty()
+    })
+    .await;
+}
+
+impl Running {
+    /// Hands over @anna_hr's vacancy `message_id` for `channels`; returns once every workflow
+    /// has ended.
+    async fn settle_vacancy(
+        &self,
+        w: &World,
+        store: &Arc<dyn Store>,
+        message_id: i32,
+        channels: &[&str],
+    ) {
+        self.submit(vacancy(w, message_id, channels, "anna_hr"))
+            .await;
+        wait_for_every_workflow(store).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn one_message_per_channel_one_topic_per_group_and_the_cooldown() {
-    for cooldown in [None, Some(Duration::from_secs(24 * 3600))] {
+    // `settle`: the second vacancy comes once the first conversation is open, or at once (its
+    // answer then waits for the first, so the cooldown and the conversation's agent apply).
+    for (cooldown, settle) in [
+        (None, true),
+        (Some(Duration::from_secs(24 * 3600)), true),
+        (None, false),
+        (Some(Duration::from_secs(24 * 3600)), false),
+    ] {
         let w = world(true);
-        let running = start(
-            &w,
-            load(vec![
-                channel_json("channel_1", &w, json!({})),
-                channel_json("channel_2", &w, json!({})),
-            ]),
-            memory_store(),
-            CrmSettings {
-                cross_channel_cooldown: cooldown,
-                ..settings()
-            },
-        )
-        .await;
+        let (running, store) = start_two_channels(&w, cooldown).await;
         running
             .submit(vacancy(&w, 5, &["channel_1"], "anna_hr"))
             .await;
-        w.wait_topic_post("caught the eye of Jobs channel_1").await;
-        running
-            .submit(vacancy(&w, 6, &["channel_2"], "anna_hr"))
-            .await;
-        tokio::time::sleep(Duration::from_secs(600)).await;
+        if settle {
+            w.wait_topic_post("caught the eye of Jobs channel_1").await;
+        }
+        running.settle_vacancy(&w, &store, 6, &["channel_2"]).await;
         // The same recruiter again in the first channel, from another post.
         running
-            .submit(vacancy(&w, 7, &["channel_1", "channel_2"], "anna_hr"))
+            .settle_vacancy(&w, &store, 7, &["channel_1", "channel_2"])
             .await;
-        tokio::time::sleep(Duration::from_secs(600)).await;
         let texts: Vec<String> = w.recruiter_inbox().into_iter().map(|(_, t)| t).collect();
         let expected = match cooldown {
             None => vec![
@@ -903,14 +938,87 @@ async fn one_message_per_channel_one_topic_per_group_and_the_cooldown() {
                 "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/5) caught the eye of Jobs channel_1.",
             ],
         };
-        assert_eq!(texts, expected, "cooldown {cooldown:?}");
+        assert_eq!(texts, expected, "cooldown {cooldown:?}, settle {settle}");
         // Both channels' auto-responses came from the conversation's one agent.
         let agents: std::collections::HashSet<usize> =
             w.recruiter_inbox().into_iter().map(|(a, _)| a).collect();
-        assert_eq!(agents.len(), 1);
+        assert_eq!(agents.len(), 1, "cooldown {cooldown:?}, settle {settle}");
         assert_eq!(w.topics().len(), 1, "one topic per (group, contact)");
         running.stop().await;
     }
+}
+
+/// A vacancy that matches several channels is answered once, as in the original
+/// (`contacted_users`): by whichever channel queues first; the others end skipped.
+#[tokio::test(start_paused = true)]
+async fn a_vacancy_for_two_channels_is_answered_once() {
+    use jobbot_core::workflow::{
+        AutoResponse, AutoResponseEnd, AutoResponseStep, SkipReason, Workflow,
+    };
+
+    let w = world(true);
+    let (running, store) = start_two_channels(&w, None).await;
+    running
+        .settle_vacancy(&w, &store, 5, &["channel_1", "channel_2"])
+        .await;
+    assert_eq!(w.recruiter_inbox().len(), 1, "{:?}", w.recruiter_inbox());
+    assert_eq!(w.topics().len(), 1);
+    let mut ends = Vec::new();
+    for channel in ["channel_1", "channel_2"] {
+        let record = store
+            .workflow_by_key(&AutoResponse::key(channel, w.source, 5))
+            .await
+            .unwrap()
+            .expect("each channel's workflow is on record");
+        let Workflow::AutoResponse(AutoResponse {
+            step: AutoResponseStep::Finished { end },
+            ..
+        }) = record.state
+        else {
+            panic!("{channel}'s workflow ended: {:?}", record.state);
+        };
+        ends.push(end);
+    }
+    let skipped = AutoResponseEnd::Skipped {
+        reason: SkipReason::AnsweredForVacancy,
+    };
+    assert_eq!(
+        ends.iter().filter(|end| **end == skipped).count(),
+        1,
+        "{ends:?}"
+    );
+    assert!(
+        ends.iter()
+            .any(|end| matches!(end, AutoResponseEnd::Completed { .. })),
+        "{ends:?}"
+    );
+    running.stop().await;
+}
+
+/// A channel that answered the person before sends nothing new for their next vacancy (its
+/// conversation gets the info post): the vacancy's other channel answers it.
+#[tokio::test(start_paused = true)]
+async fn a_vacancy_is_answered_by_a_channel_that_has_not_answered_its_author_before() {
+    let w = world(true);
+    let (running, store) = start_two_channels(&w, None).await;
+    running.settle_vacancy(&w, &store, 5, &["channel_1"]).await;
+    running
+        .settle_vacancy(&w, &store, 7, &["channel_1", "channel_2"])
+        .await;
+    let inbox = w.recruiter_inbox();
+    let texts: Vec<&str> = inbox.iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/5) caught the eye of Jobs channel_1.",
+            "Hi Anna! Your vacancy in Remote IT (https://t.me/remote_it/7) caught the eye of Jobs channel_2.",
+        ]
+    );
+    assert_eq!(
+        inbox[0].0, inbox[1].0,
+        "the conversation's agent wrote both"
+    );
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1384,7 +1492,11 @@ async fn an_answer_is_kept_for_an_auto_response_on_record_that_is_not_running() 
         now,
         Duration::from_secs(3600),
     );
-    workflow.step = AutoResponseStep::Queue { resolver, peer };
+    workflow.step = AutoResponseStep::Queue {
+        resolver,
+        peer,
+        retry_at: None,
+    };
     // On record, never handed to the running executor (nobody wakes it).
     store
         .start_workflow(&NewWorkflow {

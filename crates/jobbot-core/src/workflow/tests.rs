@@ -1123,3 +1123,346 @@ fn a_contact_is_stored_as_a_bare_username_or_as_the_message_of_its_author() {
         "the author (5000124) of message 5 in -1001700000001"
     );
 }
+
+// ----- Whose turn it is to answer a person -----
+
+/// An auto-response of `channel` to vacancy `message_id`, at `step`.
+fn answer(channel: &str, message_id: i32, step: AutoResponseStep) -> AutoResponse {
+    let Workflow::AutoResponse(mut workflow) = auto_response(UnixMillis(0)) else {
+        unreachable!()
+    };
+    workflow.channel_id = channel.into();
+    workflow.vacancy.message_id = message_id;
+    workflow.step = step;
+    workflow
+}
+
+fn at_queue() -> AutoResponseStep {
+    AutoResponseStep::Queue {
+        resolver: agent("agent_a"),
+        peer: peer(PeerKind::User),
+        retry_at: None,
+    }
+}
+
+fn at_queued() -> AutoResponseStep {
+    AutoResponseStep::Queued {
+        resolver: agent("agent_a"),
+        peer: peer(PeerKind::User),
+        outbox: OutboxId(1),
+    }
+}
+
+fn at_open() -> AutoResponseStep {
+    AutoResponseStep::Open {
+        resolver: agent("agent_a"),
+        peer: peer(PeerKind::User),
+        agent: agent("agent_b"),
+        outbox: OutboxId(1),
+    }
+}
+
+fn at_post() -> AutoResponseStep {
+    AutoResponseStep::Post {
+        conversation: ConversationId(1),
+        agent: agent("agent_b"),
+        outbox: OutboxId(1),
+        info: TopicPost::new(),
+        mirror: TopicPost::new(),
+    }
+}
+
+fn ended(end: AutoResponseEnd) -> AutoResponseStep {
+    AutoResponseStep::Finished { end }
+}
+
+fn contact() -> ChatId {
+    peer(PeerKind::User).id()
+}
+
+/// The turn of workflow 5 (channel_1, vacancy 5) against one other answer.
+fn turn_against(
+    other_id: i64,
+    other: &AutoResponse,
+    message: AnswerMessage,
+    holds_contact: bool,
+) -> QueueTurn {
+    answer("channel_1", 5, at_queue()).queue_turn(
+        WorkflowId(5),
+        contact(),
+        [OtherAnswer {
+            id: WorkflowId(other_id),
+            workflow: other,
+            message,
+            holds_contact,
+        }],
+    )
+}
+
+#[test]
+fn a_vacancy_is_answered_once_across_channels_and_a_failed_answer_leaves_the_turn_to_the_next() {
+    use AnswerMessage::{Earlier, Ended, None as NoMessage, Pending, Sent};
+    let skip = QueueTurn::Skip(SkipReason::AnsweredForVacancy);
+    let (wait, go) = (QueueTurn::Wait, QueueTurn::Go);
+    let completed = ended(AutoResponseEnd::Completed {
+        conversation: ConversationId(1),
+        info: TopicPost::new(),
+        mirror: TopicPost::new(),
+    });
+    let not_delivered = ended(AutoResponseEnd::NotDelivered {
+        delivery: Delivery::Expired { last_holdup: None },
+    });
+    let channel_off = ended(AutoResponseEnd::Skipped {
+        reason: SkipReason::ChannelOff,
+    });
+    let resolving = AutoResponseStep::Resolve {
+        retry_at: None,
+        give_up_at: UnixMillis(10),
+    };
+    // (other's step, its channel's message, turn when the other is earlier, when later)
+    for (step, message, earlier, later) in [
+        // Its message went out: never a second one, whichever started first, whatever its
+        // workflow did next (a channel switched off after the delivery ends it skipped).
+        (at_queued(), Sent, &skip, &skip),
+        (at_open(), Sent, &skip, &skip),
+        (at_post(), Sent, &skip, &skip),
+        (completed.clone(), Sent, &skip, &skip),
+        (channel_off.clone(), Sent, &skip, &skip),
+        // Its message is on its way (or queued, its step not saved yet after a crash).
+        (at_queued(), Pending, &wait, &wait),
+        (at_queue(), Pending, &wait, &wait),
+        // Not queued yet: the earlier one has the turn, whatever its step.
+        (at_queue(), NoMessage, &wait, &go),
+        (resolving, NoMessage, &wait, &go),
+        // Failed or skipped: this channel answers instead.
+        (not_delivered, Ended, &go, &go),
+        (channel_off, NoMessage, &go, &go),
+        // It goes on with an earlier vacancy's message: it sends nothing for this one.
+        (at_queued(), Earlier, &go, &go),
+        (at_post(), Earlier, &go, &go),
+        (completed, Earlier, &go, &go),
+    ] {
+        let other = answer("channel_2", 5, step.clone());
+        for holds_contact in [false, true] {
+            let turn = |id| turn_against(id, &other, message, holds_contact);
+            assert_eq!(&turn(4), earlier, "{step:?} {message:?}");
+            assert_eq!(&turn(6), later, "{step:?} {message:?}");
+        }
+    }
+    // Itself is no other.
+    let itself = answer("channel_1", 5, at_queued());
+    assert_eq!(turn_against(5, &itself, Pending, true), go);
+}
+
+#[test]
+fn an_answer_to_another_vacancy_by_the_same_person_is_waited_for_until_its_conversation_opens() {
+    use AnswerMessage::{Ended, None as NoMessage, Pending, Sent};
+    let (wait, go) = (QueueTurn::Wait, QueueTurn::Go);
+    for (step, message, earlier, later) in [
+        (at_queued(), Pending, &wait, &wait),
+        (at_open(), Sent, &wait, &wait),
+        (at_queue(), Pending, &wait, &wait),
+        (at_queue(), NoMessage, &wait, &go),
+        (at_queue(), Ended, &wait, &go),
+        // The conversation is open: its agent and the cooldown now apply.
+        (at_post(), Sent, &go, &go),
+    ] {
+        let other = answer("channel_2", 6, step.clone());
+        assert_eq!(&turn_against(4, &other, message, true), earlier, "{step:?}");
+        assert_eq!(&turn_against(6, &other, message, true), later, "{step:?}");
+        // Another CRM group and no cooldown: nothing to wait for.
+        assert_eq!(turn_against(4, &other, message, false), go, "{step:?}");
+    }
+    // Somebody else: nothing to wait for.
+    let mut other = answer("channel_2", 6, at_queued());
+    let AutoResponseStep::Queued { peer, .. } = &mut other.step else {
+        unreachable!()
+    };
+    peer.peer.id = ChatId::user(5_000_999).unwrap();
+    assert_eq!(turn_against(4, &other, Pending, true), go);
+}
+
+#[test]
+fn an_auto_response_waiting_its_turn_sleeps_and_looks_again() {
+    let now = UnixMillis(1_000_000);
+    let later = now.plus(settings().conversation_retry);
+    let queue = Effect::QueueAutoResponse {
+        resolver: agent("agent_a"),
+        peer: peer(PeerKind::User),
+    };
+    let workflow = drive(
+        Workflow::AutoResponse(answer("channel_1", 5, at_queue())),
+        now,
+        vec![
+            (Event::AnotherAnswersFirst, Effect::SleepUntil(later)),
+            (Event::Woke, queue.clone()),
+            (
+                Event::Skipped {
+                    reason: SkipReason::AnsweredForVacancy,
+                },
+                Effect::Finished,
+            ),
+        ],
+    );
+    assert!(workflow.is_finished());
+    // Past its time it looks again at once; a state stored before the wait existed loads.
+    let waiting = Workflow::AutoResponse(answer(
+        "channel_1",
+        5,
+        AutoResponseStep::Queue {
+            resolver: agent("agent_a"),
+            peer: peer(PeerKind::User),
+            retry_at: Some(now),
+        },
+    ));
+    assert_eq!(waiting.effect(later), queue);
+    let mut stored =
+        serde_json::to_value(Workflow::AutoResponse(answer("channel_1", 5, at_queue()))).unwrap();
+    assert!(stored["step"].get("retry_at").is_none());
+    stored["step"].as_object_mut().unwrap().remove("retry_at");
+    let loaded: Workflow = serde_json::from_value(stored).unwrap();
+    assert_eq!(loaded.effect(now), queue);
+}
+
+/// One vacancy's answers in several channels as the executors run them side by side: each
+/// atomic store action (save a step, look at the others, queue the message) interleaved in any
+/// order, resolving and delivering failing at random.
+struct Race {
+    /// Per workflow (id = index + 1): its stored step, whether its message is on record, and
+    /// the decision it took at its last look (acted on by its next action).
+    steps: Vec<AutoResponseStep>,
+    messages: Vec<AnswerMessage>,
+    decided: Vec<Option<QueueTurn>>,
+    delivered: usize,
+    queued_at_once: usize,
+}
+
+impl Race {
+    fn new(answers: usize) -> Self {
+        Self {
+            steps: vec![
+                AutoResponseStep::Resolve {
+                    retry_at: None,
+                    give_up_at: UnixMillis(10),
+                };
+                answers
+            ],
+            messages: vec![AnswerMessage::None; answers],
+            decided: vec![None; answers],
+            delivered: 0,
+            queued_at_once: 0,
+        }
+    }
+
+    fn look(&self, index: usize) -> QueueTurn {
+        let workflows: Vec<AutoResponse> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| answer(&format!("channel_{index}"), 5, step.clone()))
+            .collect();
+        workflows[index].queue_turn(
+            WorkflowId(index as i64 + 1),
+            contact(),
+            workflows
+                .iter()
+                .enumerate()
+                .map(|(other, workflow)| OtherAnswer {
+                    id: WorkflowId(other as i64 + 1),
+                    workflow,
+                    message: self.messages[other],
+                    holds_contact: true,
+                }),
+        )
+    }
+
+    /// The next atomic action of workflow `index`; `fails` decides a resolve or a delivery.
+    fn act(&mut self, index: usize, fails: bool) {
+        use AutoResponseStep as Step;
+        let finish = |end| Step::Finished { end };
+        self.steps[index] = match (self.steps[index].clone(), self.decided[index].take()) {
+            (Step::Resolve { .. }, _) if fails => finish(AutoResponseEnd::GaveUpResolving),
+            (Step::Resolve { .. }, _) => at_queue(),
+            (Step::Queue { .. }, None) => {
+                self.decided[index] = Some(self.look(index));
+                at_queue()
+            }
+            (Step::Queue { .. }, Some(QueueTurn::Wait)) => at_queue(),
+            (Step::Queue { .. }, Some(QueueTurn::Skip(reason))) => {
+                finish(AutoResponseEnd::Skipped { reason })
+            }
+            // Queue the message, then (another action) save `Queued`.
+            (Step::Queue { .. }, Some(QueueTurn::Go))
+                if self.messages[index] == AnswerMessage::None =>
+            {
+                self.messages[index] = AnswerMessage::Pending;
+                self.decided[index] = Some(QueueTurn::Go);
+                let pending = self
+                    .steps
+                    .iter()
+                    .zip(&self.messages)
+                    .filter(|(_, message)| **message == AnswerMessage::Pending)
+                    .count();
+                self.queued_at_once = self.queued_at_once.max(pending);
+                at_queue()
+            }
+            (Step::Queue { .. }, Some(QueueTurn::Go)) => at_queued(),
+            (Step::Queued { .. }, _) if fails => {
+                self.messages[index] = AnswerMessage::Ended;
+                finish(AutoResponseEnd::NotDelivered {
+                    delivery: Delivery::Expired { last_holdup: None },
+                })
+            }
+            (Step::Queued { .. }, _) => {
+                self.messages[index] = AnswerMessage::Sent;
+                self.delivered += 1;
+                at_open()
+            }
+            (Step::Open { .. }, _) => at_post(),
+            (Step::Post { .. }, _) => finish(AutoResponseEnd::Completed {
+                conversation: ConversationId(1),
+                info: TopicPost::new(),
+                mirror: TopicPost::new(),
+            }),
+            (step @ Step::Finished { .. }, _) => step,
+        };
+    }
+
+    fn finished(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|step| matches!(step, AutoResponseStep::Finished { .. }))
+    }
+}
+
+proptest::proptest! {
+    /// However the answers of one vacancy interleave, at most one message is on its way at a
+    /// time, at most one is delivered, and every answer ends (nobody waits forever).
+    #[test]
+    fn a_vacancys_answers_in_any_interleaving_deliver_at_most_once_and_all_end(
+        answers in 2usize..5,
+        schedule in proptest::collection::vec((0usize..4, proptest::bool::weighted(0.2)), 1..200),
+    ) {
+        let mut race = Race::new(answers);
+        let mut actions = schedule.iter().cycle();
+        for _ in 0..10_000 {
+            if race.finished() {
+                break;
+            }
+            let (index, fails) = actions.next().unwrap();
+            race.act(index % answers, *fails);
+        }
+        // Past the schedule, in turn order, nothing failing: everyone must still end.
+        for _ in 0..1_000 {
+            if race.finished() {
+                break;
+            }
+            for index in 0..answers {
+                race.act(index, false);
+            }
+        }
+        proptest::prop_assert!(race.finished(), "stuck: {:?}", race.steps);
+        proptest::prop_assert!(race.delivered <= 1, "{} delivered", race.delivered);
+        proptest::prop_assert!(race.queued_at_once <= 1, "{} on their way at once", race.queued_at_once);
+    }
+}
