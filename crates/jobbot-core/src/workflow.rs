@@ -513,7 +513,8 @@ pub struct OtherAnswer<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerMessage {
     None,
-    /// Queued before the workflow started: an earlier vacancy's, which it goes on with.
+    /// Queued before the workflow started (its `created_at` before the workflow's): an earlier
+    /// vacancy's, which it goes on with.
     Earlier,
     /// Its own, not out yet.
     Pending,
@@ -535,6 +536,9 @@ pub enum AnswerMessage {
 ///   its conversation is open, so the cooldown and the conversation's agent apply. One still
 ///   resolving cannot be known to be the same person: two answers of different vacancies that
 ///   reach this step within the same moment may still both go.
+///
+/// The price of the order: a later channel's answer waits for an earlier one still resolving the
+/// person (its agents all away), at most until that one gives up (`resolve_give_up`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueTurn {
     Go,

@@ -1097,8 +1097,9 @@ impl Shared {
     /// Whether `workflow` (stored as `id`, answering in `channel`) may queue its answer to
     /// `contact` now: weighed against every unfinished auto-response, and every other channel's
     /// answer to the same vacancy, on record (the store, not this executor's memory: another
-    /// node, or a workflow not running now, counts the same). Each workflow saves its `Queue`
-    /// step before it looks, so of two racing, at least one sees the other.
+    /// node, or a workflow not running now, counts the same). One vacancy's answers are started
+    /// together (one intake transaction), so the earlier one is on record before the later one
+    /// looks; each saves its `Queue` step before it looks.
     async fn queue_turn(
         &self,
         id: WorkflowId,
@@ -1108,10 +1109,12 @@ impl Shared {
     ) -> Result<QueueTurn, CrmError> {
         let config = self.config();
         let mut records = self.store.active_workflows().await?;
+        // Every configured channel's, answering or not: one switched off since it answered still
+        // answered this vacancy.
         for other in config
             .channels
             .iter()
-            .filter(|other| other.id != channel.id && answers(other))
+            .filter(|other| other.id != channel.id)
         {
             let key = AutoResponse::key(
                 &other.id,
