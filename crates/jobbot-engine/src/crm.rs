@@ -671,12 +671,18 @@ impl Shared {
                 }
             }
             let event = self.perform(id, &state, effect).await?;
+            let opened = matches!(event, Event::Opened { .. });
             let now = self.now();
             let next = state.clone().on(event, now, &self.workflows);
             if next == state {
                 continue;
             }
             self.store.save_workflow(id, &next, now).await?;
+            if opened {
+                // Once on record with its next step: a reply waiting for the conversation finds
+                // it, an auto-response waiting for this one sees it past `Open`.
+                self.conversation_opened.notify_waiters();
+            }
             state = next;
         }
     }
@@ -1304,7 +1310,6 @@ impl Shared {
             .await?;
         }
         tracing::info!(target: "crm", channel = %workflow.channel_id, contact = %workflow.contact, agent = %agent, "✅ автоответ отправлен");
-        self.conversation_opened.notify_waiters();
         Ok(Event::Opened {
             conversation: conversation.id,
         })
