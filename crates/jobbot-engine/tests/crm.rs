@@ -1644,6 +1644,25 @@ async fn crm_resolves_are_paced_by_each_agents_resolve_limiter() {
     running.stop().await;
 }
 
+/// agent_a's conversation in channel_1 with `contact`, as a test puts it on record: no username,
+/// no reference, no message to find them by.
+fn agent_a_conversation(
+    w: &World,
+    contact: ChatId,
+    contact_name: &str,
+) -> jobbot_core::store::NewConversation {
+    jobbot_core::store::NewConversation {
+        channel_id: "channel_1".into(),
+        group: w.group,
+        contact,
+        contact_username: None,
+        contact_name: contact_name.into(),
+        contact_peer: None,
+        contact_author: None,
+        agent: jobbot_core::ids::SessionName::parse("agent_a").unwrap(),
+        created_at: UnixMillis(1_750_000_000_000),
+    }
+}
 /// A contact who writes to the conversation's agent leaves it their own reference (the sender's
 /// access hash as that agent received it): a conversation that had only their username, because
 /// another agent resolved them, keeps it, so the agent can answer them whatever becomes of the
@@ -1655,15 +1674,8 @@ async fn a_contacts_private_message_leaves_the_conversation_their_reference() {
     let running = start_on(&w, &store).await;
     let (conversation, _) = store
         .open_conversation(&jobbot_core::store::NewConversation {
-            channel_id: "channel_1".into(),
-            group: w.group,
-            contact: w.recruiter,
             contact_username: Some(Username::parse("anna_hr").unwrap()),
-            contact_name: "Anna Smirnova".into(),
-            contact_peer: None,
-            contact_author: None,
-            agent: jobbot_core::ids::SessionName::parse("agent_a").unwrap(),
-            created_at: UnixMillis(1_750_000_000_000),
+            ..agent_a_conversation(&w, w.recruiter, "Anna Smirnova")
         })
         .await
         .unwrap();
@@ -1699,20 +1711,13 @@ async fn an_operators_answer_finds_an_author_through_the_vacancys_message() {
     let topic = w.world.create_topic(w.group, w.main, "Pavel Orlov");
     let (conversation, _) = store
         .open_conversation(&jobbot_core::store::NewConversation {
-            channel_id: "channel_1".into(),
-            group: w.group,
-            contact: author,
-            contact_username: None,
-            contact_name: "Pavel Orlov".into(),
-            contact_peer: None,
             contact_author: Some(jobbot_core::telegram::MessageAuthor {
                 chat: public,
                 chat_username: Some(Username::parse("jobs_chat").unwrap()),
                 message_id: posted,
                 user: author,
             }),
-            agent: jobbot_core::ids::SessionName::parse("agent_a").unwrap(),
-            created_at: UnixMillis(1_750_000_000_000),
+            ..agent_a_conversation(&w, author, "Pavel Orlov")
         })
         .await
         .unwrap();
